@@ -1,0 +1,94 @@
+"""Charger authentication at the websocket upgrade (OCPP security profiles 1-3).
+
+* Profile 1: HTTP Basic, username = charger identity, password checked against the charger's Argon2 hash.
+* Profile 2: the same, and the connection must be TLS (wss://).
+* Profile 3: TLS with a client certificate issued by the configured CA whose subject CN is the identity.
+
+Argon2 is deliberately slow, so a successful check is remembered (keyed by identity, stored hash and a
+SHA-256 of the password): a reconnect storm of thousands of chargers costs one Argon2 check per charger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from evhub.security import verify_password
+
+SUPPORTED = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    reason: str
+
+
+def parse_basic(header: str | None) -> tuple[str, str] | None:
+    if not header or header[:6].lower() != "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def choose_subprotocol(offered: str | None, preferred: str) -> str | None:
+    """The subprotocol to speak: the charger's registered version if offered, else another supported one."""
+    names = [p.strip() for p in (offered or "").split(",") if p.strip()]
+    want = "ocpp" + preferred
+    if want in names:
+        return want
+    for name in names:
+        if name in SUPPORTED:
+            return name
+    return None
+
+
+class PasswordCache:
+    def __init__(self) -> None:
+        self._ok: dict[str, tuple[str, bytes]] = {}
+
+    async def check(self, identity: str, password_hash: str | None, password: str) -> bool:
+        if not password_hash:
+            return False
+        digest = hashlib.sha256(password.encode()).digest()
+        cached = self._ok.get(identity)
+        if cached is not None and cached[0] == password_hash and hmac.compare_digest(cached[1], digest):
+            return True
+        ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, password_hash, password)
+        if ok:
+            self._ok[identity] = (password_hash, digest)
+        return ok
+
+
+def peer_common_name(transport: Any) -> str | None:
+    """CN of the verified client certificate, if any."""
+    if transport is None:
+        return None
+    cert = transport.get_extra_info("peercert")
+    if not cert:
+        return None
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return value
+    return None
+
+
+def server_ssl_context(cert: str, key: str, ca: str = "") -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    if ca:
+        ctx.load_verify_locations(ca)
+        ctx.verify_mode = ssl.CERT_OPTIONAL  # profile 3 chargers present one; profile 2 chargers need not
+    return ctx

@@ -1,0 +1,154 @@
+"""Token authorization: may this RFID/app token charge here?
+
+Order of decisions for a token uid presented at a charger:
+
+1. Tokens in the hub's ``tokens`` table (fleet tokens and roaming tokens pushed by eMSPs over OCPI):
+   ``valid = false`` -> Blocked; ``data["valid_until"]`` in the past -> Expired; whitelist ``NEVER`` -> ask the
+   real-time authorizer (below), Invalid if there is none; a monthly spending limit
+   (``monthly_limit``/``limit_currency``) that is used up -> NoCredit (Blocked in 1.6).
+2. Unknown tokens -> the :class:`RealTimeAuthorizer` registered in ``hub.services["realtime_authorizer"]``
+   (the OCPI package plugs in there), else Invalid.
+
+Monthly spending = the token's CDR totals (``cdrs.total_cost_incl_vat``, credits included, in the limit's
+currency, CDRs ending in the current UTC month) + what its running sessions of this month have cost so far
+(``sessions.data["cost_so_far"]``, kept by pricing when it estimates running sessions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evhub.db.engine import Database
+from evhub.models import Cdr, ChargingSession, SessionStatus, Token
+from evhub.timeutil import parse_datetime, utcnow
+
+ACCEPTED = "Accepted"
+BLOCKED = "Blocked"
+EXPIRED = "Expired"
+INVALID = "Invalid"
+NO_CREDIT = "NoCredit"  # 2.0.1; answered as Blocked in 1.6
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """The outcome, in OCPP terms (``status`` is an OCPP 1.6 AuthorizationStatus / 2.0.1 value)."""
+
+    status: str
+    token_id: int | None = None
+    reason: str = ""
+    expiry: datetime | None = None
+    auth_method: str = "WHITELIST"
+    authorization_reference: str | None = None  # the eMSP's, from real-time authorization (OCPI)
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == ACCEPTED
+
+
+@runtime_checkable
+class RealTimeAuthorizer(Protocol):
+    """Asks a token's issuer (e.g. an eMSP over OCPI ``POST tokens/{uid}/authorize``) in real time.
+
+    Return None when the issuer is unknown or unreachable (the gateway then answers Invalid)."""
+
+    async def authorize(
+        self, uid: str, token_type: str, *, charge_point_id: int, location_id: int | None, evse_pk: int | None
+    ) -> AuthResult | None: ...
+
+
+def month_start(now: datetime) -> datetime:
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+async def monthly_spending(s: AsyncSession, token: Token, now: datetime) -> Decimal:
+    """What ``token`` has spent this month in its limit currency (CDRs + running sessions)."""
+    since = month_start(now)
+    # summed in Python: exact on every backend (SQLite keeps amounts as text)
+    totals = await s.scalars(
+        select(Cdr.total_cost_incl_vat).where(
+            Cdr.token_id == token.id, Cdr.currency == token.limit_currency, Cdr.end_date_time >= since
+        )
+    )
+    total = sum((t for t in totals if t is not None), Decimal(0))
+    running = await s.execute(
+        select(ChargingSession.data, ChargingSession.currency).where(
+            ChargingSession.token_id == token.id,
+            ChargingSession.status == SessionStatus.ACTIVE,
+            ChargingSession.start_time >= since,
+        )
+    )
+    for data, currency in running:
+        cost = (data or {}).get("cost_so_far")
+        if cost is not None and (currency is None or currency == token.limit_currency):
+            total += Decimal(str(cost))
+    return total
+
+
+class Authorizer:
+    """Decides on tokens from the database, with the real-time seam for unknown ones."""
+
+    def __init__(self, db: Database, services: dict[str, Any] | None = None) -> None:
+        self.db = db
+        self.services = services if services is not None else {}
+
+    @property
+    def realtime(self) -> RealTimeAuthorizer | None:
+        return self.services.get("realtime_authorizer")
+
+    async def authorize(
+        self,
+        uid: str,
+        token_type: str = "RFID",
+        *,
+        charge_point_id: int,
+        location_id: int | None = None,
+        evse_pk: int | None = None,
+    ) -> AuthResult:
+        now = utcnow()
+        async with self.db.session() as s:
+            tokens = (
+                await s.scalars(select(Token).where(func.upper(Token.uid) == uid.upper()).order_by(Token.id))
+            ).all()
+            decision: AuthResult | None = None
+            for token in sorted(tokens, key=lambda t: not t.valid):
+                decision = await self._decide(s, token, now)
+                if decision is None or decision.accepted:
+                    break
+        if tokens and decision is not None:
+            return decision
+        rt = self.realtime
+        if rt is not None:
+            answer = await rt.authorize(
+                uid, token_type, charge_point_id=charge_point_id, location_id=location_id, evse_pk=evse_pk
+            )
+            if answer is not None:
+                return answer
+        reason = "token must be authorized in real time" if tokens else "unknown token"
+        return AuthResult(INVALID, tokens[0].id if tokens else None, reason)
+
+    async def _decide(self, s: AsyncSession, token: Token, now: datetime) -> AuthResult | None:
+        """The decision for a known token; None when it must go to the real-time authorizer."""
+        if not token.valid:
+            return AuthResult(BLOCKED, token.id, "token is not valid")
+        valid_until = (token.data or {}).get("valid_until")
+        expiry = parse_datetime(valid_until) if isinstance(valid_until, str) else None
+        if expiry is not None and expiry <= now:
+            return AuthResult(EXPIRED, token.id, "token expired", expiry)
+        if token.whitelist == "NEVER":
+            return None
+        if token.monthly_limit is not None:
+            spent = await monthly_spending(s, token, now)
+            if spent >= token.monthly_limit:
+                return AuthResult(
+                    NO_CREDIT,
+                    token.id,
+                    f"monthly limit {token.monthly_limit} {token.limit_currency} reached ({spent})",
+                    expiry,
+                )
+        return AuthResult(ACCEPTED, token.id, "", expiry)

@@ -1,0 +1,244 @@
+"""The OCPP websocket listener: upgrade checks (path, auth, subprotocol, TLS), connections, liveness.
+
+``ws[s]://HOST:PORT/ocpp/{charge_point_id}`` with subprotocol ``ocpp1.6`` or ``ocpp2.0.1``. Refusals happen
+at the HTTP upgrade, before anything is created: 404 unknown path or identity, 401 missing/wrong password,
+403 security profile not met, 400 no supported subprotocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from cpo_gateway.auth import SUPPORTED, PasswordCache, choose_subprotocol, parse_basic, peer_common_name
+from cpo_gateway.authorization import Authorizer
+from cpo_gateway.connection import ChargerConnection
+from cpo_gateway.sessions import SessionStore
+from evhub.db.engine import Database
+from evhub.logs import bind_permanently
+from evhub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PATH_PREFIX = "/ocpp/"
+
+
+class ChargerOffline(Exception):
+    """The charger is not connected to any gateway process."""
+
+
+class Gateway:
+    """Everything one gateway process runs: listener, connections, store, authorizer, command routing."""
+
+    def __init__(
+        self, settings: Settings, db: Database, node_name: str, services: dict[str, Any] | None = None
+    ) -> None:
+        from cpo_gateway.cluster import make_router
+
+        self.settings = settings
+        self.db = db
+        self.node_name = node_name
+        self.services = services if services is not None else {}
+        self.store = SessionStore(db, node_name, self.services)
+        self.authorizer = Authorizer(db, self.services)
+        self.passwords = PasswordCache()
+        self.connections: dict[str, ChargerConnection] = {}
+        self.router = make_router(self)
+        self.server: Server | None = None
+        self.port: int | None = None
+        self.tls = bool(settings.ocpp_tls_cert)
+        self.offline_after = settings.heartbeat_interval * settings.ocpp_heartbeat_grace
+        self.sweep_interval = max(1.0, min(30.0, settings.heartbeat_interval / 3))
+        self._sweeper: asyncio.Task[None] | None = None
+        self._bg: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    async def start(self, host: str | None = None, port: int | None = None) -> int:
+        from cpo_gateway.auth import server_ssl_context
+
+        st = self.settings
+        ssl_ctx = server_ssl_context(st.ocpp_tls_cert, st.ocpp_tls_key, st.ocpp_tls_ca) if self.tls else None
+        self.store.writer.start()
+        await self.router.start()
+        self.server = await serve(
+            self._handle,
+            host if host is not None else st.ocpp_host,
+            port if port is not None else st.ocpp_port,
+            process_request=self._process_request,
+            select_subprotocol=self._select_subprotocol,
+            max_size=st.ocpp_max_frame_bytes,
+            max_queue=4,
+            ping_interval=st.ocpp_ping_interval or None,
+            ping_timeout=st.ocpp_ping_timeout,
+            close_timeout=5,
+            ssl=ssl_ctx,
+            server_header="evhub",
+            compression=None,  # CPU over bandwidth: OCPP frames are small
+        )
+        self.port = next(iter(self.server.sockets)).getsockname()[1]
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="gateway-sweeper")
+        log.info("OCPP listener on %s:%s (%s)", host or st.ocpp_host, self.port, "wss" if self.tls else "ws")
+        return self.port
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self.server is not None:
+            self.server.close(close_connections=False)
+            for conn in list(self.connections.values()):
+                with contextlib.suppress(Exception):
+                    await conn.close(1001, "server shutting down")
+            await self.server.wait_closed()
+            self.server = None
+        await self.router.stop()
+        await self.store.writer.stop()
+
+    # -- upgrade --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _refuse(status: HTTPStatus, reason: str, headers: dict[str, str] | None = None) -> Response:
+        body = (reason + "\n").encode()
+        hdrs = Headers({"Content-Type": "text/plain; charset=utf-8", "Content-Length": str(len(body))})
+        for k, v in (headers or {}).items():
+            hdrs[k] = v
+        return Response(status.value, status.phrase, hdrs, body)
+
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if not path.startswith(PATH_PREFIX) or len(path) <= len(PATH_PREFIX):
+            return self._refuse(HTTPStatus.NOT_FOUND, "use /ocpp/{charge_point_id}")
+        identity = unquote(path[len(PATH_PREFIX) :].strip("/"))
+        if "/" in identity or len(identity) > 48:
+            return self._refuse(HTTPStatus.NOT_FOUND, "unknown charge point")
+        loaded = await self.store.load_charger(identity)
+        if loaded is None:
+            return self._refuse(HTTPStatus.NOT_FOUND, "unknown charge point")
+        cp, ref = loaded
+        tls = connection.transport.get_extra_info("sslcontext") is not None
+        if cp.security_profile >= 2 and not tls:
+            return self._refuse(
+                HTTPStatus.FORBIDDEN, f"security profile {cp.security_profile} requires wss://"
+            )
+        if cp.security_profile >= 3:
+            if peer_common_name(connection.transport) != identity:
+                return self._refuse(HTTPStatus.FORBIDDEN, "client certificate required for this charge point")
+        else:
+            creds = parse_basic(request.headers.get("Authorization"))
+            if creds is None or creds[0] != identity:
+                return self._refuse(
+                    HTTPStatus.UNAUTHORIZED,
+                    "HTTP Basic auth required",
+                    {"WWW-Authenticate": 'Basic realm="ocpp"'},
+                )
+            if not await self.passwords.check(identity, cp.password_hash, creds[1]):
+                return self._refuse(
+                    HTTPStatus.UNAUTHORIZED, "wrong credentials", {"WWW-Authenticate": 'Basic realm="ocpp"'}
+                )
+        sub = choose_subprotocol(request.headers.get("Sec-WebSocket-Protocol"), ref.ocpp_version)
+        if sub is None:
+            return self._refuse(HTTPStatus.BAD_REQUEST, "offer subprotocol ocpp1.6 or ocpp2.0.1")
+        connection.evhub_ref = ref  # type: ignore[attr-defined]
+        connection.evhub_subprotocol = sub  # type: ignore[attr-defined]
+        return None
+
+    @staticmethod
+    def _select_subprotocol(connection: ServerConnection, subprotocols: Any) -> Any:
+        return getattr(connection, "evhub_subprotocol", None)
+
+    # -- connections ----------------------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        ref = ws.evhub_ref  # type: ignore[attr-defined]
+        version = SUPPORTED[ws.subprotocol or ""]
+        bind_permanently(charger_id=ref.identity)  # every log line of this connection's task carries it
+        conn = ChargerConnection(self, ws, ref, version)
+        old = self.connections.get(ref.identity)
+        self.connections[ref.identity] = conn
+        if old is not None:
+            old.replaced = True
+            with contextlib.suppress(Exception):
+                await old.close(1000, "replaced by a new connection")
+        try:
+            await self.store.set_connection(ref, online=True)
+            await self.router.announce(ref.identity)
+            log.info("charger %s connected (OCPP %s)", ref.identity, version)
+            await conn.run()
+        except Exception as exc:
+            if not _is_closed(exc):
+                log.exception("charger %s: connection failed", ref.identity)
+        finally:
+            conn.fail_pending()
+            if self.connections.get(ref.identity) is conn:
+                del self.connections[ref.identity]
+                with contextlib.suppress(Exception):
+                    await self.store.set_connection(ref, online=False)
+            log.info("charger %s disconnected (%s)", ref.identity, ws.close_code)
+
+    def drop_replaced(self, identity: str) -> None:
+        """Another process now holds this charger: close our stale connection without marking it offline."""
+        conn = self.connections.pop(identity, None)
+        if conn is not None:
+            conn.replaced = True
+            task = asyncio.create_task(conn.close(1000, "replaced by a new connection"))
+            self._bg.add(task)
+            task.add_done_callback(self._bg.discard)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("liveness sweep failed")
+
+    async def sweep(self) -> None:
+        """Disconnect chargers silent for longer than heartbeat interval x grace; refresh last_seen."""
+        now = time.monotonic()
+        heard: list[int] = []
+        for conn in list(self.connections.values()):
+            if now - conn.last_heard > self.offline_after:
+                log.warning("charger %s missed its heartbeats; disconnecting", conn.identity)
+                await conn.close(4000, "missed heartbeats")
+            elif conn.heard_since_sweep:
+                conn.heard_since_sweep = False
+                heard.append(conn.ref.id)
+        await self.store.touch(heard)
+        await self.store.mark_stale_offline(self.offline_after)
+
+    # -- commands -------------------------------------------------------------------------------------------
+
+    async def send(
+        self, identity: str, action: str, payload: dict[str, Any], timeout: float | None = None
+    ) -> Any:
+        """Send a CALL to a charger wherever it is connected; returns its answer payload."""
+        return await self.router.send(
+            identity, action, payload, timeout or self.settings.ocpp_command_timeout
+        )
+
+    async def send_local(self, identity: str, action: str, payload: dict[str, Any], timeout: float) -> Any:
+        conn = self.connections.get(identity)
+        if conn is None:
+            raise ChargerOffline(identity)
+        return await conn.call(action, payload, timeout)
+
+    def version_of(self, identity: str) -> str | None:
+        conn = self.connections.get(identity)
+        return conn.version if conn else None
+
+
+def _is_closed(exc: BaseException) -> bool:
+    from websockets.exceptions import ConnectionClosed
+
+    return isinstance(exc, ConnectionClosed)

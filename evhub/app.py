@@ -1,0 +1,236 @@
+"""Process assembly: one ``evhub serve`` process runs the OCPP listener, the HTTP app and the scheduler.
+
+The HTTP app (FastAPI) serves ``/api`` (operators), ``/ocpi`` (roaming partners), ``/portal`` (fleet managers),
+OpenAPI at ``/docs``, ``/health`` and Prometheus ``/metrics``. Packages plug in as
+:class:`~evhub.components.Component` objects listed in :data:`COMPONENTS`, in the order of the money path;
+they are installed before anything starts, started in order and stopped in reverse on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import UTC
+from typing import Any
+
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import text
+
+from evhub import __version__
+from evhub.apiauth import authenticate
+from evhub.components import Component, Hub
+from evhub.db.engine import Database
+from evhub.db.migrate import ensure_schema, schema_state
+from evhub.logs import bind
+from evhub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The money path, in order: charger -> session -> priced CDR -> partner -> settlement -> fleet portal.
+COMPONENTS: tuple[str, ...] = (
+    "cpo_gateway.component:GatewayComponent",
+    "tariffs.component:PricingComponent",
+    "ocpi.component:OcpiComponent",
+    "settlement.component:SettlementComponent",
+    "portal.component:PortalComponent",
+)
+
+HTTP_REQUESTS = Counter("evhub_http_requests_total", "HTTP requests served", ["method", "status"])
+HTTP_LATENCY = Histogram("evhub_http_request_seconds", "HTTP request latency", ["method"])
+
+
+def default_node_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def load_components(paths: Sequence[str] = COMPONENTS) -> list[Component]:
+    """Instantiate the components named ``module:Class``, in order."""
+    components: list[Component] = []
+    for path in paths:
+        module_name, _, attr = path.partition(":")
+        components.append(getattr(importlib.import_module(module_name), attr)())
+    return components
+
+
+def create_app(hub: Hub) -> FastAPI:
+    """The HTTP app with the core routes; components add theirs in ``install``."""
+    app = FastAPI(
+        title="evhub",
+        version=__version__,
+        description="EV-charging roaming and settlement hub: operations API, OCPI 2.2.1 platform, fleet portal.",
+    )
+    app.state.hub = hub
+
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with bind(request_id=request_id):
+            if request.url.path.startswith("/api/") and hub.settings.api_auth:
+                who = await authenticate(hub.db, request.headers.get("authorization"))
+                if who is None:
+                    log.info(
+                        "api request refused: missing or unknown API key",
+                        extra={"fields": {"path": request.url.path}},
+                    )
+                    refused = JSONResponse(
+                        {"detail": "missing or unknown API key: send Authorization: Bearer <key>"},
+                        status_code=401,
+                        headers={"WWW-Authenticate": "Bearer", "X-Request-ID": request_id},
+                    )
+                    return refused
+                request.state.principal = who
+            response = await call_next(request)
+        HTTP_LATENCY.labels(request.method).observe(loop.time() - started)
+        HTTP_REQUESTS.labels(request.method, str(response.status_code)).inc()
+        response.headers.setdefault("X-Request-ID", request_id)
+        return response
+
+    @app.get("/health", tags=["ops"], summary="Liveness and readiness of this process")
+    async def health() -> JSONResponse:
+        checks: dict[str, Any] = {}
+        ok = True
+        try:
+            async with hub.db.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            state = await schema_state(hub.db)
+            checks["database"] = "ok"
+            checks["schema"] = state.current
+            ok = state.up_to_date
+        except Exception as exc:  # reported, not raised: health must answer
+            checks["database"] = f"error: {type(exc).__name__}"
+            ok = False
+        body = {
+            "status": "ok" if ok else "degraded",
+            "version": __version__,
+            "node": hub.node_name,
+            "components": sorted(hub.services.get("_components", [])),
+            **checks,
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    from evhub.api import router as core_router
+
+    app.include_router(core_router, prefix="/api")
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the hub handles SIGTERM for every part at once."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class RunningHub:
+    """A hub assembled in this process; ``await start()``, then ``await stop()``."""
+
+    def __init__(self, settings: Settings, components: Sequence[Component] | None = None) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        self.hub = Hub(settings=settings, db=self.db, node_name=settings.node_name or default_node_name())
+        self.components = list(components) if components is not None else load_components()
+        self._server: _Server | None = None
+        self._server_task: asyncio.Task[None] | None = None
+        self._started: list[Component] = []
+
+    @property
+    def http_port(self) -> int:
+        return int(self.hub.endpoints["http"].rsplit(":", 1)[1])
+
+    async def start(self) -> None:
+        may_upgrade = self.settings.is_default_sqlite or self.settings.auto_migrate
+        await ensure_schema(self.db, may_upgrade=may_upgrade)
+        self.hub.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.hub.app = create_app(self.hub)
+        self.hub.services["_components"] = [c.name for c in self.components]
+        for component in self.components:
+            component.install(self.hub)
+        self.hub.scheduler.start()
+        for component in self.components:
+            await component.start(self.hub)
+            self._started.append(component)
+        config = uvicorn.Config(
+            self.hub.app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        self._server = _Server(config)
+        self._server_task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._server_task.done():
+                self._server_task.result()
+                raise RuntimeError("HTTP server stopped during start")
+            await asyncio.sleep(0.02)
+        sock = self._server.servers[0].sockets[0]
+        host, port = sock.getsockname()[:2]
+        self.hub.endpoints["http"] = f"http://{host}:{port}"
+        log.info(
+            "evhub started",
+            extra={"fields": {"node": self.hub.node_name, **self.hub.endpoints}},
+        )
+
+    async def _stop_scheduler(self, timeout: float = 10.0) -> None:
+        """Stop scheduling and let the jobs that are running finish their cancellation (their transactions roll
+        back) before the components and the database go away. APScheduler's own shutdown only cancels them."""
+        scheduler = self.hub.scheduler
+        if scheduler is None or not scheduler.running:
+            return
+        running = [f for ex in scheduler._executors.values() for f in getattr(ex, "_pending_futures", ())]
+        scheduler.shutdown(wait=False)
+        if running:
+            await asyncio.wait(running, timeout=timeout)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            if self._server_task is not None:
+                with contextlib.suppress(Exception):
+                    await self._server_task
+        await self._stop_scheduler()
+        for component in reversed(self._started):
+            try:
+                await component.stop()
+            except Exception:
+                log.exception("component failed to stop", extra={"fields": {"component": component.name}})
+        self._started.clear()
+        await self.db.dispose()
+        log.info("evhub stopped", extra={"fields": {"node": self.hub.node_name}})
+
+
+async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> None:
+    """Run the hub until SIGTERM/SIGINT (or ``stop_event``), then stop gracefully."""
+    stop_event = stop_event or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop_event.set)
+    running = RunningHub(settings)
+    await running.start()
+    try:
+        await stop_event.wait()
+    finally:
+        log.info("shutting down", extra={"fields": {"node": running.hub.node_name}})
+        await running.stop()

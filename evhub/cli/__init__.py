@@ -1,0 +1,101 @@
+"""The ``evhub`` command line: provisioning, the database, ``serve`` and ``demo``.
+
+Each group lives in its own module; this one assembles them. ``main`` is the console script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from evhub.cli import apikeys, fleets, partners, pricing, provision, settle, simulate
+from evhub.cli._common import console, fail, reported_errors, run_with_db, settings
+from evhub.db.engine import Database
+
+app = typer.Typer(
+    name="evhub",
+    help="evhub — EV-charging roaming and settlement hub.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(provision.parties_app, name="parties")
+app.add_typer(provision.locations_app, name="locations")
+app.add_typer(provision.chargers_app, name="chargers")
+app.add_typer(provision.tokens_app, name="tokens")
+app.add_typer(provision.tariffs_app, name="tariffs")
+app.add_typer(pricing.cdrs_app, name="cdrs")
+app.add_typer(fleets.fleets_app, name="fleets")
+app.add_typer(partners.partners_app, name="partners")
+app.add_typer(partners.outbox_app, name="outbox")
+app.add_typer(settle.settle_app, name="settle")
+app.add_typer(settle.agreements_app, name="agreements")
+app.add_typer(simulate.simulate_app, name="simulate")
+app.add_typer(apikeys.api_keys_app, name="api-keys")
+app.add_typer(pricing.grid_app, name="grid")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
+    """Apply the migrations (to head by default)."""
+    from evhub.db.migrate import upgrade
+
+    async def go(db: Database) -> None:
+        state = await upgrade(db, revision)
+        console.print(f"database at revision {state.current} (head {state.head})")
+
+    run_with_db(go, upgrade_default=False)
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show the schema revision against the code's head."""
+    from evhub.db.migrate import schema_state
+
+    async def go(db: Database) -> None:
+        state = await schema_state(db)
+        verdict = "up to date" if state.up_to_date else "OUTDATED: run `evhub db upgrade`"
+        console.print(f"current {state.current or '(empty)'}, head {state.head}: {verdict}")
+        if not state.up_to_date:
+            raise typer.Exit(1)
+
+    run_with_db(go, upgrade_default=False)
+
+
+@app.command()
+def serve() -> None:
+    """Run the hub: OCPP listener, HTTP app (API, OCPI, portal) and scheduler, until SIGTERM."""
+    from evhub.app import serve as run
+    from evhub.logs import configure
+
+    cfg = settings()
+    configure(cfg.log_level, cfg.log_format)
+    with reported_errors():
+        asyncio.run(run(cfg))
+
+
+@app.command()
+def demo(
+    keep_running: Annotated[
+        bool, typer.Option(help="Leave the hub and portal running after the tour")
+    ] = False,
+    workdir: Annotated[str | None, typer.Option(help="Folder for the demo's database and outputs")] = None,
+) -> None:
+    """Run the whole hub on embedded SQLite with simulated chargers, partners and grid, and show what happened."""
+    from evhub.demo import run_demo
+
+    with reported_errors():
+        asyncio.run(run_demo(keep_running=keep_running, workdir=workdir))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        fail("interrupted", code=130)
+
+
+__all__ = ["app", "main"]

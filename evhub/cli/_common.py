@@ -1,0 +1,86 @@
+"""What every CLI command shares: settings, the database, rich output, and errors as exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from evhub.db.engine import Database
+from evhub.db.migrate import SchemaOutdatedError, ensure_schema
+from evhub.provisioning import ProvisioningError
+from evhub.settings import Settings, SettingsError, load_settings
+
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        fail(str(exc), code=2)
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn the hub's expected errors into one clear line and a non-zero exit code."""
+    try:
+        yield
+    except (ProvisioningError, SchemaOutdatedError, SettingsError, ValueError) as exc:
+        fail(str(exc))
+    except FileNotFoundError as exc:
+        fail(f"no such file: {exc.filename}")
+
+
+def run_with_db(fn: Callable[[Database], Awaitable[T]], *, upgrade_default: bool = True) -> T:
+    """Run ``fn(db)`` on the configured database (the embedded SQLite default is migrated on demand)."""
+    cfg = settings()
+
+    async def main() -> T:
+        db = Database(cfg.database_url)
+        try:
+            await ensure_schema(
+                db, may_upgrade=upgrade_default and (cfg.is_default_sqlite or cfg.auto_migrate)
+            )
+            return await fn(db)
+        finally:
+            await db.dispose()
+
+    with reported_errors():
+        return asyncio.run(main())
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    t = Table(title=title, show_lines=False)
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*["" if v is None else str(v) for v in row])
+    console.print(t)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")

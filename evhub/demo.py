@@ -1,0 +1,558 @@
+"""``evhub demo``: the whole hub on embedded SQLite, with simulated chargers, an eMSP partner and a grid feed.
+
+It walks the money path once and shows what happened at each step:
+
+1. a sample network: two CPOs with locations in two time zones, chargers (OCPP 1.6 and 2.0.1), a fleet with
+   tokens and a portal login, a time-of-day tariff per CPO, grid-load rules, split agreements;
+2. the hub starts (OCPP listener, HTTP app, scheduler) exactly as ``evhub serve`` does;
+3. a simulated eMSP registers through the real OCPI credentials handshake and pushes its drivers' tokens;
+4. simulated chargers run sessions on an accelerated clock while a simulated grid feed moves the price;
+5. ended sessions become priced CDRs (with the engine's explanation), pushed to the eMSP through the outbox,
+   and receipts are mailed to a local SMTP sink;
+6. a settlement run splits the money among CPO, eMSP, hub and site host.
+
+Everything is real: real sockets on loopback, the real database, the real protocols.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from sqlalchemy import func, select
+
+from evhub import logs
+from evhub import provisioning as prov
+from evhub.app import RunningHub
+from evhub.energy import format_kwh
+from evhub.models import Cdr, ChargingSession, Location, OutboxMessage, TariffVersion
+from evhub.money import format_amount
+from evhub.settings import Settings, load_settings
+from evhub.timeutil import to_local, utcnow, zone
+
+DATA = Path(__file__).resolve().parent / "demo_data"
+console = Console(width=None if sys.stdout.isatty() else 120)
+log = logging.getLogger(__name__)
+
+CHARGER_PASSWORD = "demo-charger-secret"
+MANAGER_EMAIL = "manager@acme-logistics.example"
+MANAGER_PASSWORD = "demo-portal-pass"
+FLEET_TOKENS = [  # uid, driver, email, vehicle, monthly limit
+    ("04A1B2C3D4", "Ann de Vries", "ann@acme-logistics.example", "Van NL-123-X", "300"),
+    ("04B2C3D4E5", "Bram Jansen", "bram@acme-logistics.example", "Van NL-456-Y", "300"),
+    ("04C3D4E5F6", "Chloe Smith", "chloe@acme-logistics.example", "Car GB-789-Z", "150"),
+]
+EMSP_TOKENS = ["DE0EMS00000001", "DE0EMS00000002"]
+CHARGERS = [  # identity, OCPP version, location, EVSE uids, max power W
+    ("AMS-CP-1", "1.6", "AMS-CENTRAAL", ["AMS-01-1", "AMS-01-2"], 11000.0),
+    ("AMS-CP-2", "2.0.1", "AMS-CENTRAAL", ["AMS-02-1"], 50000.0),
+    ("LDN-CP-1", "1.6", "LDN-KINGSX", ["LDN-01-1"], 11000.0),
+]
+AGREEMENTS: list[dict[str, Any]] = [
+    {
+        "kind": "roaming",
+        "agreement_id": "roam-ems-amp",
+        "version": 1,
+        "valid_from": "2026-01-01",
+        "emsp": "DE*EMS",
+        "cpo": "NL*AMP",
+    },
+    {
+        "kind": "roaming",
+        "agreement_id": "roam-ems-ldn",
+        "version": 1,
+        "valid_from": "2026-01-01",
+        "emsp": "DE*EMS",
+        "cpo": "GB*LDN",
+    },
+    {
+        "kind": "roaming",
+        "agreement_id": "roam-evh-amp",
+        "version": 1,
+        "valid_from": "2026-01-01",
+        "emsp": "NL*EVH",
+        "cpo": "NL*AMP",
+    },
+    {
+        "kind": "roaming",
+        "agreement_id": "roam-evh-ldn",
+        "version": 1,
+        "valid_from": "2026-01-01",
+        "emsp": "NL*EVH",
+        "cpo": "GB*LDN",
+    },
+    {
+        "kind": "hub_fee",
+        "agreement_id": "hub-fee-eur",
+        "version": 1,
+        "valid_from": "2026-01-01",
+        "hub": "NL*HUB",
+        "currency": "EUR",
+        "percentage": "0.04",
+        "fixed_per_session": "0.15",
+        "maximum_per_session": "2.00",
+        "vat_rates": {"NLD": "0.21", "GBR": "0.20"},
+    },
+    {
+        "kind": "hub_fee",
+        "agreement_id": "hub-fee-gbp",
+        "version": 1,
+        "valid_from": "2026-01-01",
+        "hub": "NL*HUB",
+        "currency": "GBP",
+        "percentage": "0.04",
+        "fixed_per_session": "0.12",
+        "vat_rates": {"GBR": "0.20"},
+    },
+    {
+        "kind": "site_host",
+        "agreement_id": "site-ams-centraal",
+        "version": 1,
+        "valid_from": "2026-01-01",
+        "site_host": "NL*SIT",
+        "cpo": "NL*AMP",
+        "location_id": "AMS-CENTRAAL",
+        "share_percentage": "0.10",
+    },
+]
+
+
+@dataclass
+class Demo:
+    """What the demo started, so it can show and stop it."""
+
+    workdir: Path
+    settings: Settings
+    hub: RunningHub | None = None
+    emsp: Any = None
+    sink: Any = None
+    fleet: Any = None
+    grid_task: asyncio.Task[None] | None = None
+    api_key: str = ""
+    grid_changes: list[tuple[datetime, Decimal, list[dict]]] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _section(title: str, body: str = "") -> None:
+    console.print()
+    console.print(
+        Panel(body or "", title=f"[bold]{title}[/]", expand=True) if body else f"[bold cyan]== {title}[/]"
+    )
+
+
+async def provision(demo: Demo) -> None:
+    """The sample network, through the same provisioning functions as the CLI."""
+    from evhub.apiauth import create_key
+    from portal.admin import add_fleet, add_manager
+    from settlement.store import add_agreements
+    from tariffs.dynamic import attach_rules
+
+    assert demo.hub is not None
+    db = demo.hub.db
+    async with db.session() as s:
+        for cc, pid, role, name in [
+            ("NL", "AMP", "CPO", "AmsterPower"),
+            ("GB", "LDN", "CPO", "London Charge Co"),
+            ("NL", "HUB", "HUB", "evhub"),
+            ("NL", "EVH", "EMSP", "evhub Fleet Services"),
+            ("NL", "SIT", "SITE_HOST", "Station Parking BV"),
+        ]:
+            await prov.add_party(s, cc, pid, role, name)
+        for loc in json.loads((DATA / "locations.json").read_text()):
+            await prov.import_location(s, loc, grid_zone="NL-NH" if loc["country_code"] == "NL" else "GB-LON")
+        for tariff in prov.load_json((DATA / "tariffs.json").read_text(), "demo tariffs"):
+            await prov.import_tariff(s, tariff)
+        for identity, version, location, evses, _power in CHARGERS:
+            await prov.add_charger(
+                s,
+                identity,
+                password=CHARGER_PASSWORD,
+                location=location,
+                evse_uids=evses,
+                ocpp_version=version,
+            )
+        cpo = await prov.find_party(s, "NL*AMP", prov.PartyRole.CPO)
+        await attach_rules(
+            s,
+            "NL-NH",
+            cpo.id,
+            "AMS-TOD",
+            json.loads((DATA / "grid_rules.json").read_text()),
+            hysteresis=Decimal(5),
+            min_hold_s=1800,
+        )
+        await add_agreements(s, AGREEMENTS)
+        demo.api_key = await create_key(s, "demo-operator", None)
+    await add_fleet(db, "Acme Logistics", "EUR")
+    await add_manager(db, "Acme Logistics", MANAGER_EMAIL, MANAGER_PASSWORD, name="Fleet Manager")
+    async with db.session() as s:
+        for uid, driver, email, vehicle, limit in FLEET_TOKENS:
+            await prov.add_token(
+                s,
+                prov.TokenSpec(
+                    uid=uid,
+                    issuer_party="NL*EVH",
+                    fleet="Acme Logistics",
+                    driver_name=driver,
+                    driver_email=email,
+                    vehicle=vehicle,
+                    monthly_limit=limit,
+                    currency="EUR",
+                ),
+            )
+    table = Table(show_header=True, box=None)
+    for col in ("what", "details"):
+        table.add_column(col)
+    table.add_row(
+        "CPOs", "NL*AMP AmsterPower (Europe/Amsterdam, EUR), GB*LDN London Charge Co (Europe/London, GBP)"
+    )
+    table.add_row("partners", "DE*EMS simulated eMSP (OCPI), NL*EVH evhub Fleet Services, NL*SIT site host")
+    table.add_row("chargers", ", ".join(f"{c[0]} (OCPP {c[1]}, {len(c[3])} EVSE)" for c in CHARGERS))
+    table.add_row(
+        "tariffs",
+        "AMS-TOD: EUR 0.39/kWh day, 0.29/kWh 23:00-07:00, 0.50 start, parking 6.00/h; "
+        "LDN-STD: GBP 0.45/kWh + 3.00/h",
+    )
+    table.add_row(
+        "grid rules",
+        "zone NL-NH: load >= 80 % energy +0.10/kWh; load < 30 % energy x0.8 "
+        "(5-point hysteresis, 30-min hold)",
+    )
+    table.add_row(
+        "fleet",
+        f"Acme Logistics: {len(FLEET_TOKENS)} tokens with monthly limits; portal login {MANAGER_EMAIL}",
+    )
+    table.add_row("agreements", f"{len(AGREEMENTS)}: roaming, hub fee 4 % + fixed, site host 10 % of energy")
+    console.print(table)
+
+
+async def register_emsp(demo: Demo) -> None:
+    """The eMSP simulator registers with the hub (credentials handshake) and pushes its tokens."""
+    from ocpi.partners import invite_partner
+    from simulators.emsp import EmspSimulator
+
+    assert demo.hub is not None
+    invitation = await invite_partner(demo.hub.db, demo.settings.public_url, "Simulated eMSP")
+    demo.emsp = EmspSimulator(country_code="DE", party_id="EMS", name="Simulated eMSP")
+    await demo.emsp.start(0)
+    await demo.emsp.register(invitation.versions_url, invitation.token_a)
+    for uid in EMSP_TOKENS:
+        response = await demo.emsp.push_token(demo.emsp.make_token(uid))
+        response.raise_for_status()
+    console.print(
+        f"eMSP DE*EMS registered through the OCPI 2.2.1 handshake (token A -> B -> C) at "
+        f"{invitation.versions_url}; pushed {len(EMSP_TOKENS)} tokens"
+    )
+
+
+async def grid_feed(demo: Demo, clock: Any, zone_name: str, start: datetime) -> None:
+    """Post the simulated grid load for ``zone_name`` as the simulated clock reaches each sample."""
+    from simulators.grid import GridFeed, load_curve
+
+    assert demo.hub is not None
+    feed = GridFeed(demo.hub.hub.endpoints["http"], zone_name, demo.api_key)
+    for at, load in load_curve(start, timedelta(minutes=15), 4 * 24, seed=11):
+        while clock.now() < at:
+            await asyncio.sleep(0.05)
+        published = await feed.post(at, load)
+        if published:
+            demo.grid_changes.append((at, load, published))
+
+
+async def run_chargers(demo: Demo, start: datetime) -> int:
+    """Simulated chargers run sessions on an accelerated clock until each did its share."""
+    from simulators.chargepoints import ChargerFleet, ChargerSpec
+
+    assert demo.hub is not None
+    tokens = [t[0] for t in FLEET_TOKENS] + EMSP_TOKENS
+    rng = random.Random(2026)
+    specs = [
+        ChargerSpec(
+            identity=identity,
+            password=CHARGER_PASSWORD,
+            version=version,
+            tokens=rng.sample(tokens, k=len(tokens)),
+            connectors=len(evses),
+            max_power_w=power,
+            idle_s=(600.0, 2400.0),
+            energy_wh=(6000.0, 28000.0),
+        )
+        for identity, version, _loc, evses, power in CHARGERS
+    ]
+    ocpp_url = f"ws://127.0.0.1:{demo.settings.ocpp_port}/ocpp"
+    demo.fleet = ChargerFleet(specs, ocpp_url, acceleration=1500, sessions_per_charger=3, start_time=start)
+    demo.grid_task = asyncio.create_task(grid_feed(demo, demo.fleet.clock, "NL-NH", start))
+    await demo.fleet.start()
+    await demo.fleet.wait_connected(timeout=30)
+    want = 3 * len(specs)
+    done = await demo.fleet.wait_sessions(want, timeout=240)
+    await demo.fleet.stop()
+    demo.grid_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await demo.grid_task
+    return done
+
+
+async def wait_for_money_path(demo: Demo, timeout: float = 60.0) -> None:
+    """Until every ended session is priced and every message in the outbox is delivered."""
+    assert demo.hub is not None
+    db = demo.hub.db
+    pricing = demo.hub.hub.services.get("pricing")
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if pricing is not None:
+            await pricing.run_once()
+        async with db.session() as s:
+            pending_sessions = await s.scalar(
+                select(func.count())
+                .select_from(ChargingSession)
+                .where(ChargingSession.pricing_state == "pending")
+            )
+            pending_out = await s.scalar(
+                select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "pending")
+            )
+        if not pending_sessions and not pending_out:
+            return
+        await asyncio.sleep(0.5)
+    console.print("[yellow]some deliveries are still pending; they will be retried by the outbox[/]")
+
+
+async def show_grid(demo: Demo) -> None:
+    assert demo.hub is not None
+    async with demo.hub.db.session() as s:
+        versions = (
+            await s.scalars(
+                select(TariffVersion).where(TariffVersion.source == "grid").order_by(TariffVersion.version)
+            )
+        ).all()
+    table = Table("valid from (Amsterdam)", "load", "version", "energy price", box=None)
+    loads = {at: load for at, load, _ in demo.grid_changes}
+    for v in versions:
+        energy = [
+            pc["price"]
+            for el in v.data["elements"]
+            for pc in el["price_components"]
+            if pc["type"] == "ENERGY"
+        ]
+        table.add_row(
+            to_local(v.start_date_time, "Europe/Amsterdam").strftime("%a %H:%M"),
+            f"{loads.get(v.start_date_time, '?')} %",
+            str(v.version),
+            " / ".join(f"EUR {p}" for p in energy),
+        )
+    console.print(table if versions else "no grid price change in this run")
+
+
+async def show_cdrs(demo: Demo) -> list[Cdr]:
+    assert demo.hub is not None
+    async with demo.hub.db.session() as s:
+        rows = (
+            await s.execute(
+                select(Cdr, Location)
+                .join(Location, Cdr.location_id == Location.id)
+                .order_by(Cdr.start_date_time)
+            )
+        ).all()
+    table = Table(
+        "session",
+        "location",
+        "local start",
+        "local end",
+        "kWh",
+        "total incl. VAT",
+        "token",
+        "tariff versions",
+        box=None,
+    )
+    for cdr, loc in rows:
+        tz = zone(loc.time_zone)
+        table.add_row(
+            str(cdr.data.get("session_id", ""))[:8],
+            loc.ocpi_id,
+            cdr.start_date_time.astimezone(tz).strftime("%a %H:%M %Z"),
+            cdr.end_date_time.astimezone(tz).strftime("%H:%M %Z"),
+            format_kwh(cdr.total_energy_kwh),
+            format_amount(cdr.total_cost_incl_vat or 0, cdr.currency),
+            str(cdr.data.get("cdr_token", {}).get("uid", "")),
+            str(len(cdr.tariff_versions)),
+        )
+    console.print(table)
+    return [c for c, _ in rows]
+
+
+def show_explanation(cdr: Cdr) -> None:
+    lines = Table("dimension", "tariff version", "quantity", "unit price", "excl. VAT", "incl. VAT", box=None)
+    for line in cdr.explanation.get("lines", []):
+        lines.add_row(
+            str(line.get("dimension")),
+            str(line.get("tariff_version", ""))[:20],
+            str(line.get("quantity")),
+            str(line.get("unit_price")),
+            str(line.get("amount_excl_vat")),
+            str(line.get("amount_incl_vat")),
+        )
+    console.print(
+        f"CDR {cdr.cdr_uid} ({cdr.currency}) — how the engine priced it; lines add up to the totals "
+        f"{format_amount(cdr.total_cost_excl_vat, cdr.currency)} excl. / "
+        f"{format_amount(cdr.total_cost_incl_vat or 0, cdr.currency)} incl. VAT:"
+    )
+    console.print(lines)
+
+
+async def settle(demo: Demo, cdrs: list[Cdr]) -> None:
+    from settlement.job import run_period
+    from settlement.periods import period_of
+    from settlement.statements import build_statement, parties
+
+    assert demo.hub is not None
+    periods = sorted({period_of(c.end_date_time).key for c in cdrs}) or [period_of(utcnow()).key]
+    for period in periods:
+        job = await run_period(demo.hub.db, period, out_dir=demo.workdir / "settlement")
+        summary = job.result.summary
+        table = Table("party", "currency", "net", "VAT", "gross", "statement sha256", box=None)
+        for label in parties(job.result.lines):
+            for section in build_statement(job.result.lines, label, period).sections:
+                table.add_row(
+                    label,
+                    section.currency,
+                    str(section.net),
+                    str(section.vat),
+                    str(section.gross),
+                    job.statement_hashes.get(label, "")[:16],
+                )
+        console.print(
+            f"period {period}: {summary.cdrs_settled} CDRs, {summary.lines} lines, "
+            f"{summary.cdrs_rejected} rejected; content hash {summary.content_hash[:16]}..."
+        )
+        console.print(table)
+        console.print(f"exports (CSV, Parquet, HTML statements): {job.output_dir}")
+
+
+async def run_demo(*, keep_running: bool = False, workdir: str | None = None) -> None:
+    work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="evhub-demo-"))
+    work.mkdir(parents=True, exist_ok=True)
+    db_file = work / "evhub.db"
+    if db_file.exists():
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db_file}{suffix}").unlink(missing_ok=True)
+    from portal.smtp import start_smtp_sink
+
+    sink = await start_smtp_sink(work / "mail", host="127.0.0.1", port=0)
+    http_port, ocpp_port = _free_port(), _free_port()
+    settings = load_settings(
+        database_url=f"sqlite+aiosqlite:///{db_file}",
+        http_host="127.0.0.1",
+        http_port=http_port,
+        ocpp_host="127.0.0.1",
+        ocpp_port=ocpp_port,
+        public_url=f"http://127.0.0.1:{http_port}",
+        smtp_url=sink.url,
+        heartbeat_interval=60,
+        settlement_dir=str(work / "settlement"),
+        ocpp_rate_limit=2000,  # the simulated clock runs 1500x: a minute's meter values arrive in 40 ms
+        ocpp_rate_burst=5000,
+        _env_file=None,
+    )
+    log_file = open(work / "evhub.log", "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the demo
+    logs.configure("INFO", "kv", stream=log_file)
+    demo = Demo(workdir=work, settings=settings, sink=sink)
+    console.print(Panel(f"evhub demo — everything runs on this machine, data in {work}", style="bold green"))
+    try:
+        demo.hub = RunningHub(settings)
+        await demo.hub.start()
+        _section("1. The sample network")
+        await provision(demo)
+        console.print(
+            f"hub running: OCPP ws://127.0.0.1:{ocpp_port}/ocpp/{{id}}, HTTP {settings.public_url} "
+            f"(API docs {settings.public_url}/docs)"
+        )
+
+        _section("2. Roaming partner (OCPI 2.2.1)")
+        await register_emsp(demo)
+
+        _section("3. Chargers charging, grid moving the price")
+        tz = zone("Europe/Amsterdam")
+        local_start = (utcnow().astimezone(tz) - timedelta(days=1)).replace(
+            hour=18, minute=0, second=0, microsecond=0
+        )
+        start = local_start.astimezone(zone("UTC"))
+        done = await run_chargers(demo, start)
+        console.print(
+            f"{done} sessions completed by {len(CHARGERS)} simulated chargers (OCPP 1.6 and 2.0.1), "
+            f"simulated from {local_start:%a %H:%M} Amsterdam time at 1500x"
+        )
+        console.print("dynamic tariff versions published by the grid feed (sessions pay exactly these):")
+        await show_grid(demo)
+        await wait_for_money_path(demo)
+
+        _section("4. Priced CDRs")
+        cdrs = await show_cdrs(demo)
+        if cdrs:
+            show_explanation(max(cdrs, key=lambda c: len(c.explanation.get("lines", []))))
+
+        _section("5. Delivered to partners and drivers")
+        received = demo.emsp.received()
+        roaming = sum(1 for c in cdrs if c.data.get("cdr_token", {}).get("uid") in EMSP_TOKENS)
+        fleet = sum(1 for c in cdrs if c.data.get("cdr_token", {}).get("uid") in {t[0] for t in FLEET_TOKENS})
+        console.print(
+            f"eMSP DE*EMS received {len(received['cdrs'])} of {roaming} CDR(s) for its drivers (POSTed once each), "
+            f"{received['sessions']} session(s), {received['locations']} location(s), "
+            f"{received['tariffs']} tariff version(s) over OCPI",
+            soft_wrap=True,
+        )
+        messages = sink.messages()
+        console.print(
+            f"{len(messages)} receipt email(s) for {fleet} fleet session(s) delivered to the local SMTP "
+            f"sink: {work / 'mail'}",
+            soft_wrap=True,
+        )
+
+        _section("6. Settlement")
+        await settle(demo, cdrs)
+
+        if keep_running:
+            _section(
+                "The hub keeps running (Ctrl-C to stop)",
+                f"Fleet portal: {settings.public_url}/portal  login {MANAGER_EMAIL} / {MANAGER_PASSWORD}\n"
+                f"API docs:     {settings.public_url}/docs  (API key: Authorization: Bearer {demo.api_key})\n"
+                f"OCPP:         ws://127.0.0.1:{ocpp_port}/ocpp/{{charger id}}  (e.g. AMS-CP-1, password "
+                f"{CHARGER_PASSWORD})\n"
+                f"Receipts:     {work / 'mail'}\nLogs:         {work / 'evhub.log'}",
+            )
+            await asyncio.Event().wait()
+        else:
+            console.print()
+            console.print(
+                f"[green]demo complete[/] — logs {work / 'evhub.log'}; run `evhub demo --keep-running` "
+                "to explore the portal and API afterwards"
+            )
+    finally:
+        if demo.fleet is not None:
+            with contextlib.suppress(Exception):
+                await demo.fleet.stop()
+        if demo.emsp is not None:
+            await demo.emsp.stop()
+        if demo.hub is not None:
+            await demo.hub.stop()
+        await sink.stop()
+        log_file.close()

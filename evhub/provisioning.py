@@ -1,0 +1,426 @@
+"""Provisioning: setting a hub up without SQL — parties, locations, chargers, tokens, tariffs.
+
+Each function works inside the caller's transaction (``async with db.session() as s``) so that a failure
+leaves nothing half-written; bad input raises :class:`ProvisioningError` with a message naming the field.
+The CLI (``evhub parties|locations|chargers|tokens|tariffs ...``), the demo and the API all call these.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from evhub.domain.locations import LocationIn
+from evhub.domain.tokens import TokenIn
+from evhub.models import (
+    EVSE,
+    ChargePoint,
+    ChargePointEvse,
+    Connector,
+    Fleet,
+    Location,
+    OcppVersion,
+    Party,
+    PartyRole,
+    RegistrationStatus,
+    TariffVersion,
+    Token,
+)
+from evhub.money import MoneyError, normalize_currency, to_decimal
+from evhub.security import hash_password
+from evhub.timeutil import parse_datetime, utcnow
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ProvisioningError(ValueError):
+    """Input the hub cannot accept; the message says which field and why."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(object)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_model(model: type[M], data: Any, what: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ProvisioningError(f"invalid {what}: {describe_validation_error(exc)}") from None
+
+
+def load_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise ProvisioningError(f"{what} is not valid JSON: {exc}") from None
+
+
+# --- parties -------------------------------------------------------------------------------------------
+
+
+def parse_party_key(key: str) -> tuple[str, str]:
+    """``NL*ABC`` or ``NL-ABC`` or ``NLABC`` -> (``NL``, ``ABC``)."""
+    raw = key.strip().upper().replace("*", "").replace("-", "")
+    if len(raw) != 5 or not raw[:2].isalpha():
+        raise ProvisioningError(f"party {key!r}: expected COUNTRY*PARTY such as NL*ABC")
+    return raw[:2], raw[2:]
+
+
+async def add_party(s: AsyncSession, country_code: str, party_id: str, role: str, name: str) -> Party:
+    cc, pid = country_code.strip().upper(), party_id.strip().upper()
+    if len(cc) != 2 or not cc.isalpha():
+        raise ProvisioningError(f"country_code {country_code!r}: expected 2 letters (ISO 3166-1 alpha-2)")
+    if len(pid) != 3 or not pid.isalnum():
+        raise ProvisioningError(f"party_id {party_id!r}: expected 3 letters or digits")
+    try:
+        party_role = PartyRole(role.strip().upper())
+    except ValueError:
+        raise ProvisioningError(f"role {role!r}: expected one of {[r.value for r in PartyRole]}") from None
+    if not name.strip():
+        raise ProvisioningError("name must not be empty")
+    existing = await s.scalar(
+        select(Party).where(Party.country_code == cc, Party.party_id == pid, Party.role == party_role)
+    )
+    if existing is not None:
+        raise ProvisioningError(f"party {cc}*{pid} with role {party_role.value} exists already")
+    party = Party(country_code=cc, party_id=pid, role=party_role, name=name.strip())
+    s.add(party)
+    await s.flush()
+    return party
+
+
+async def find_party(s: AsyncSession, key: str, role: PartyRole) -> Party:
+    cc, pid = parse_party_key(key)
+    party = await s.scalar(
+        select(Party).where(Party.country_code == cc, Party.party_id == pid, Party.role == role)
+    )
+    if party is None:
+        raise ProvisioningError(f"unknown {role.value} {cc}*{pid}; add it with `evhub parties add`")
+    return party
+
+
+async def list_parties(s: AsyncSession) -> Sequence[Party]:
+    return (await s.scalars(select(Party).order_by(Party.country_code, Party.party_id, Party.role))).all()
+
+
+# --- locations -----------------------------------------------------------------------------------------
+
+
+async def import_location(
+    s: AsyncSession, data: Any, *, grid_zone: str | None = None
+) -> tuple[Location, bool]:
+    """Create or replace a Location (with its EVSEs and connectors) from an OCPI Location object.
+
+    Returns (location, created). Re-importing the same location updates it in place (EVSE status is kept
+    when the file says nothing newer)."""
+    loc_in = parse_model(LocationIn, data, "OCPI Location")
+    cpo = await find_party(s, f"{loc_in.country_code}{loc_in.party_id}", PartyRole.CPO)
+    loc = await s.scalar(
+        select(Location)
+        .where(Location.cpo_id == cpo.id, Location.ocpi_id == loc_in.id)
+        .options(selectinload(Location.evses).selectinload(EVSE.connectors))
+    )
+    created = loc is None
+    raw = loc_in.model_dump(mode="json", exclude_none=True)
+    if loc is None:
+        loc = Location(cpo_id=cpo.id, ocpi_id=loc_in.id, evses=[])
+        s.add(loc)
+    loc.name = loc_in.name
+    loc.address = loc_in.address
+    loc.city = loc_in.city
+    loc.postal_code = loc_in.postal_code
+    loc.country = loc_in.country
+    loc.latitude = loc_in.coordinates.latitude
+    loc.longitude = loc_in.coordinates.longitude
+    loc.time_zone = loc_in.time_zone
+    loc.publish = loc_in.publish
+    loc.grid_zone = grid_zone if grid_zone is not None else loc.grid_zone
+    loc.data = {k: v for k, v in raw.items() if k != "evses"}
+    loc.last_updated = (
+        loc_in.last_updated if loc_in.last_updated.tzinfo else parse_datetime(str(loc_in.last_updated))
+    )
+    by_uid = {e.uid: e for e in loc.evses}
+    for evse_in in loc_in.evses:
+        evse = by_uid.get(evse_in.uid)
+        if evse is None:
+            evse = EVSE(uid=evse_in.uid, connectors=[])
+            loc.evses.append(evse)
+        evse.evse_id = evse_in.evse_id
+        evse.status = evse_in.status
+        evse.capabilities = list(evse_in.capabilities)
+        evse.physical_reference = evse_in.physical_reference
+        evse.floor_level = evse_in.floor_level
+        evse.last_updated = evse_in.last_updated
+        evse.data = {
+            k: v for k, v in evse_in.model_dump(mode="json", exclude_none=True).items() if k != "connectors"
+        }
+        by_cid = {c.connector_id: c for c in evse.connectors}
+        for con_in in evse_in.connectors:
+            con = by_cid.get(con_in.id)
+            if con is None:
+                con = Connector(connector_id=con_in.id)
+                evse.connectors.append(con)
+            con.standard = con_in.standard
+            con.format = con_in.format
+            con.power_type = con_in.power_type
+            con.max_voltage = con_in.max_voltage
+            con.max_amperage = con_in.max_amperage
+            con.max_electric_power = con_in.max_electric_power
+            con.tariff_ids = list(con_in.tariff_ids)
+            con.last_updated = con_in.last_updated
+    await s.flush()
+    return loc, created
+
+
+async def find_location(s: AsyncSession, ocpi_id: str, cpo_id: int | None = None) -> Location:
+    query = select(Location).where(Location.ocpi_id == ocpi_id).options(selectinload(Location.evses))
+    if cpo_id is not None:
+        query = query.where(Location.cpo_id == cpo_id)
+    rows = (await s.scalars(query)).all()
+    if not rows:
+        raise ProvisioningError(f"unknown location {ocpi_id!r}; import it with `evhub locations import`")
+    if len(rows) > 1:
+        raise ProvisioningError(f"location id {ocpi_id!r} exists for several CPOs; name the CPO with --cpo")
+    return rows[0]
+
+
+async def list_locations(s: AsyncSession) -> Sequence[Location]:
+    return (
+        await s.scalars(select(Location).options(selectinload(Location.evses)).order_by(Location.id))
+    ).all()
+
+
+# --- chargers ------------------------------------------------------------------------------------------
+
+
+async def add_charger(
+    s: AsyncSession,
+    identity: str,
+    *,
+    password: str,
+    location: str,
+    evse_uids: Sequence[str],
+    ocpp_version: str = "1.6",
+    security_profile: int = 1,
+    registration: str = "Accepted",
+) -> ChargePoint:
+    """Register a charge point; its OCPP EVSE (1.6: connector) number *n* is the *n*-th ``evse_uids``."""
+    ident = identity.strip()
+    if not ident or len(ident) > 48 or any(c in ident for c in "/?#% ") or not ident.isprintable():
+        raise ProvisioningError(f"identity {identity!r}: 1-48 printable characters without / ? # % or space")
+    if security_profile not in (1, 2, 3):
+        raise ProvisioningError(f"security_profile {security_profile}: expected 1, 2 or 3")
+    if security_profile in (1, 2) and len(password) < 8:
+        raise ProvisioningError("password: at least 8 characters (OCPP 2.0.1 asks for 16-40)")
+    try:
+        version = OcppVersion(ocpp_version)
+    except ValueError:
+        raise ProvisioningError(f"ocpp_version {ocpp_version!r}: expected 1.6 or 2.0.1") from None
+    try:
+        reg = RegistrationStatus(registration.capitalize())
+    except ValueError:
+        raise ProvisioningError(
+            f"registration {registration!r}: expected Accepted, Pending or Rejected"
+        ) from None
+    if await s.scalar(select(ChargePoint.id).where(ChargePoint.identity == ident)) is not None:
+        raise ProvisioningError(f"charger {ident!r} exists already")
+    loc = await find_location(s, location)
+    if not evse_uids:
+        raise ProvisioningError("evse: name at least one EVSE uid of the location (--evse)")
+    evses = {e.uid: e for e in loc.evses}
+    mapping = []
+    for n, uid in enumerate(evse_uids, start=1):
+        if uid not in evses:
+            raise ProvisioningError(
+                f"evse {uid!r} is not an EVSE of location {loc.ocpi_id!r} (has {sorted(evses)})"
+            )
+        taken = await s.scalar(select(ChargePointEvse.id).where(ChargePointEvse.evse_pk == evses[uid].id))
+        if taken is not None:
+            raise ProvisioningError(f"evse {uid!r} already belongs to another charger")
+        mapping.append(ChargePointEvse(ocpp_evse_id=n, evse_pk=evses[uid].id))
+    charger = ChargePoint(
+        identity=ident,
+        password_hash=hash_password(password) if password else None,
+        security_profile=security_profile,
+        ocpp_version=version,
+        cpo_id=loc.cpo_id,
+        location_id=loc.id,
+        registration_status=reg,
+        evse_map=mapping,
+    )
+    s.add(charger)
+    await s.flush()
+    return charger
+
+
+async def list_chargers(s: AsyncSession) -> Sequence[ChargePoint]:
+    return (
+        await s.scalars(
+            select(ChargePoint).options(selectinload(ChargePoint.evse_map)).order_by(ChargePoint.identity)
+        )
+    ).all()
+
+
+# --- tokens --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TokenSpec:
+    """What an operator says about a token on the CLI."""
+
+    uid: str
+    issuer_party: str
+    contract_id: str | None = None
+    type: str = "RFID"
+    issuer_name: str | None = None
+    fleet: str | None = None
+    driver_name: str | None = None
+    driver_email: str | None = None
+    vehicle: str | None = None
+    monthly_limit: str | None = None
+    currency: str | None = None
+    whitelist: str = "ALLOWED"
+    valid: bool = True
+
+
+async def add_token(s: AsyncSession, spec: TokenSpec) -> Token:
+    emsp = await find_party(s, spec.issuer_party, PartyRole.EMSP)
+    token_in = parse_model(
+        TokenIn,
+        {
+            "country_code": emsp.country_code,
+            "party_id": emsp.party_id,
+            "uid": spec.uid,
+            "type": spec.type,
+            "contract_id": spec.contract_id or f"{emsp.country_code}{emsp.party_id}C{spec.uid}"[:36],
+            "issuer": spec.issuer_name or emsp.name[:64],
+            "valid": spec.valid,
+            "whitelist": spec.whitelist,
+            "last_updated": utcnow(),
+        },
+        "token",
+    )
+    fleet_id = None
+    if spec.fleet:
+        fleet = await s.scalar(select(Fleet).where(Fleet.name == spec.fleet))
+        if fleet is None:
+            raise ProvisioningError(f"unknown fleet {spec.fleet!r}")
+        fleet_id = fleet.id
+    limit: Decimal | None = None
+    currency: str | None = None
+    if spec.monthly_limit is not None:
+        try:
+            limit = to_decimal(spec.monthly_limit)
+            currency = normalize_currency(spec.currency or "")
+        except MoneyError as exc:
+            raise ProvisioningError(f"monthly_limit: {exc} (give --limit AMOUNT --currency CODE)") from None
+        if limit < 0:
+            raise ProvisioningError("monthly_limit must not be negative")
+    if spec.driver_email is not None and "@" not in spec.driver_email:
+        raise ProvisioningError(f"driver_email {spec.driver_email!r} is not an email address")
+    exists = await s.scalar(
+        select(Token.id).where(
+            Token.country_code == token_in.country_code,
+            Token.party_id == token_in.party_id,
+            Token.uid == token_in.uid,
+            Token.type == token_in.type,
+        )
+    )
+    if exists is not None:
+        raise ProvisioningError(f"token {token_in.uid} ({token_in.type}) of {emsp.key} exists already")
+    token = Token(
+        country_code=token_in.country_code,
+        party_id=token_in.party_id,
+        uid=token_in.uid,
+        type=token_in.type,
+        contract_id=token_in.contract_id,
+        issuer=token_in.issuer,
+        emsp_id=emsp.id,
+        fleet_id=fleet_id,
+        driver_name=spec.driver_name,
+        driver_email=spec.driver_email,
+        vehicle=spec.vehicle,
+        valid=token_in.valid,
+        whitelist=token_in.whitelist,
+        monthly_limit=limit,
+        limit_currency=currency,
+        data=token_in.model_dump(mode="json", exclude_none=True),
+        last_updated=token_in.last_updated,
+    )
+    s.add(token)
+    await s.flush()
+    return token
+
+
+async def list_tokens(s: AsyncSession) -> Sequence[Token]:
+    return (await s.scalars(select(Token).order_by(Token.country_code, Token.party_id, Token.uid))).all()
+
+
+# --- tariffs -------------------------------------------------------------------------------------------
+
+
+def _check_tariff(data: Any) -> dict[str, Any]:
+    """Validate an OCPI Tariff with the pricing engine's own model (so what is stored can be priced)."""
+    from tariffs.json import to_jsonable
+    from tariffs.model import Tariff
+
+    tariff = parse_model(Tariff, data, "OCPI Tariff")
+    return to_jsonable(tariff, decimals_as="keep")
+
+
+async def import_tariff(s: AsyncSession, data: Any, *, source: str = "import") -> tuple[TariffVersion, bool]:
+    """Store an OCPI Tariff as a new version of its tariff id (same content again: no new version).
+
+    Returns (version row, created)."""
+    if not isinstance(data, dict):
+        raise ProvisioningError("invalid OCPI Tariff: expected a JSON object")
+    clean = _check_tariff(data)
+    cpo = await find_party(s, f"{clean['country_code']}{clean['party_id']}", PartyRole.CPO)
+    latest = await s.scalar(
+        select(TariffVersion)
+        .where(TariffVersion.cpo_id == cpo.id, TariffVersion.tariff_id == clean["id"])
+        .order_by(TariffVersion.version.desc())
+        .limit(1)
+    )
+    if latest is not None and latest.data == clean:
+        return latest, False
+    start = parse_datetime(clean["start_date_time"]) if clean.get("start_date_time") else None
+    end = parse_datetime(clean["end_date_time"]) if clean.get("end_date_time") else None
+    last_updated = parse_datetime(clean["last_updated"]) if clean.get("last_updated") else utcnow()
+    row = TariffVersion(
+        cpo_id=cpo.id,
+        tariff_id=clean["id"],
+        version=(latest.version + 1) if latest else 1,
+        currency=clean["currency"],
+        type=clean.get("type"),
+        source=source,
+        start_date_time=start,
+        end_date_time=end,
+        data=clean,
+        last_updated=last_updated,
+    )
+    s.add(row)
+    await s.flush()
+    return row, True
+
+
+async def list_tariffs(s: AsyncSession) -> Sequence[TariffVersion]:
+    return (
+        await s.scalars(select(TariffVersion).order_by(TariffVersion.tariff_id, TariffVersion.version))
+    ).all()
+
+
+async def count_rows(s: AsyncSession, model: type) -> int:
+    return int(await s.scalar(select(func.count()).select_from(model)) or 0)

@@ -1,0 +1,284 @@
+"""Real-time authorization at the eMSP (``POST {tokens}/{uid}/authorize?type=...`` with LocationReferences).
+
+:class:`OcpiAuthorizer` is the service in ``hub.services["ocpi_authorizer"]``:
+``await authorize(token_uid, token_type, location_ocpi_id, evse_uids) -> AuthorizationDecision``.
+
+Which tokens are asked in real time (Token.whitelist): ``ALWAYS`` and ``ALLOWED`` never (the cached token
+decides), ``ALLOWED_OFFLINE`` and ``NEVER`` always. When the eMSP does not answer within ``timeout`` seconds
+(or answers an error) the fallback is: ``ALLOWED_OFFLINE`` -> allowed from the cache; ``NEVER`` -> not allowed.
+Unknown tokens are asked of every registered eMSP that may see the location (first ``ALLOWED`` wins);
+an eMSP answering 2004 does not know the token.
+
+:class:`GatewayRealTimeAuthorizer` adapts it to the gateway's ``hub.services["realtime_authorizer"]`` seam
+(``AuthResult.authorization_reference`` carries the eMSP's reference). Every ``authorization_reference`` an eMSP
+gives (here, or in START_SESSION) is kept in ``ocpi_authorizations`` until :func:`session_reference_hook`
+hands it to the session it allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evhub.db.engine import Database
+from evhub.models import EVSE, ChargingSession, Location, Party, Token
+from evhub.timeutil import utcnow
+from ocpi import client, status
+from ocpi.models import OcpiAuthorization, OcpiPartner, OcpiPartnerRole, PartnerStatus
+from ocpi.routing import routing_headers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AuthorizationDecision:
+    """``allowed`` is an OCPI AllowedType (ALLOWED, BLOCKED, EXPIRED, NO_CREDIT, NOT_ALLOWED);
+    ``source`` says who decided: ``realtime``, ``cache`` (the tokens table) or ``fallback`` (eMSP
+    unreachable); ``token_id`` is the tokens row, if any."""
+
+    allowed: str
+    source: str
+    token_id: int | None = None
+    authorization_reference: str | None = None
+    info: str | None = None
+    token: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_allowed(self) -> bool:
+        return self.allowed == "ALLOWED"
+
+
+def _cached(token: Token) -> str:
+    return "ALLOWED" if token.valid else "BLOCKED"
+
+
+class OcpiAuthorizer:
+    def __init__(self, db: Database, *, timeout: float = 5.0) -> None:
+        self.db = db
+        self.timeout = timeout
+
+    async def authorize(
+        self,
+        token_uid: str,
+        token_type: str = "RFID",
+        location_ocpi_id: str | None = None,
+        evse_uids: list[str] | None = None,
+        *,
+        cpo_id: int | None = None,
+    ) -> AuthorizationDecision:
+        async with self.db.session() as s:
+            token = await s.scalar(
+                select(Token).where(func.upper(Token.uid) == token_uid.upper(), Token.type == token_type)
+            )
+            location = None
+            if location_ocpi_id is not None:
+                query = select(Location).where(Location.ocpi_id == location_ocpi_id)
+                if cpo_id is not None:
+                    query = query.where(Location.cpo_id == cpo_id)
+                location = await s.scalar(query)
+            cpo = (
+                await s.get(Party, location.cpo_id if location else cpo_id) if (location or cpo_id) else None
+            )
+            targets: list[tuple[OcpiPartner, OcpiPartnerRole]] = []
+            if token is not None:
+                if token.whitelist in ("ALWAYS", "ALLOWED"):
+                    return AuthorizationDecision(_cached(token), "cache", token.id)
+                role = await s.scalar(
+                    select(OcpiPartnerRole).where(OcpiPartnerRole.party_pk == token.emsp_id)
+                )
+                partner = await s.get(OcpiPartner, role.partner_id) if role else None
+                if partner is not None and role is not None and partner.status == PartnerStatus.REGISTERED:
+                    targets.append((partner, role))
+            else:
+                partners = (
+                    await s.scalars(select(OcpiPartner).where(OcpiPartner.status == PartnerStatus.REGISTERED))
+                ).all()
+                for partner in partners:
+                    if (
+                        cpo is not None
+                        and partner.allowed_cpo_ids is not None
+                        and cpo.id not in partner.allowed_cpo_ids
+                    ):
+                        continue
+                    for role in partner.roles:
+                        if role.role == "EMSP":
+                            targets.append((partner, role))
+            calls = []
+            for partner, role in targets:
+                base = partner.endpoint("tokens", "SENDER")
+                if base is None or not partner.outgoing_token or cpo is None:
+                    continue
+                headers = routing_headers(cpo.country_code, cpo.party_id, role.country_code, role.party_id)
+                calls.append((base, partner.outgoing_token, headers))
+        body: dict[str, Any] | None = None
+        if location_ocpi_id is not None:
+            body = {"location_id": location_ocpi_id}
+            if evse_uids:
+                body["evse_uids"] = list(evse_uids)
+        answers = await asyncio.gather(
+            *(self._ask(b, t, h, token_uid, token_type, body) for b, t, h in calls)
+        )
+        reached = False
+        for answer in answers:
+            if answer is None:
+                continue
+            reached = True
+            if answer.get("allowed") == "ALLOWED" or token is not None:
+                if answer.get("allowed") == "ALLOWED" and answer.get("authorization_reference"):
+                    await self._remember(
+                        token_uid,
+                        token_type,
+                        location.id if location is not None else None,
+                        evse_uids,
+                        str(answer["authorization_reference"]),
+                    )
+                return AuthorizationDecision(
+                    str(answer.get("allowed", "NOT_ALLOWED")),
+                    "realtime",
+                    token.id if token else None,
+                    answer.get("authorization_reference"),
+                    (
+                        (answer.get("info") or {}).get("text")
+                        if isinstance(answer.get("info"), dict)
+                        else None
+                    ),
+                    answer.get("token") or {},
+                )
+        if token is None:
+            return AuthorizationDecision(
+                "NOT_ALLOWED", "realtime" if reached else "fallback", None, info="unknown token"
+            )
+        if token.whitelist == "ALLOWED_OFFLINE":
+            return AuthorizationDecision(_cached(token), "fallback", token.id, info="eMSP unreachable")
+        return AuthorizationDecision("NOT_ALLOWED", "fallback", token.id, info="eMSP unreachable")
+
+    async def _remember(
+        self, uid: str, token_type: str, location_pk: int | None, evse_uids: list[str] | None, reference: str
+    ) -> None:
+        """Keep the eMSP's ``authorization_reference`` until the session it allows starts
+        (:func:`session_reference_hook`)."""
+        try:
+            async with self.db.session() as s:
+                s.add(
+                    OcpiAuthorization(
+                        token_uid=uid[:36],
+                        token_type=token_type,
+                        location_pk=location_pk,
+                        evse_uid=(evse_uids or [None])[0],
+                        authorization_reference=reference[:36],
+                        source="realtime",
+                    )
+                )
+        except Exception:  # never fail an authorization over bookkeeping
+            log.exception("could not keep the authorization reference of %s", uid)
+
+    async def _ask(
+        self, base: str, token: str, headers: dict[str, str], uid: str, token_type: str, body: dict | None
+    ) -> dict[str, Any] | None:
+        """The AuthorizationInfo, {"allowed": "NOT_ALLOWED"} for 2004, or None when unreachable."""
+        url = base.rstrip("/") + f"/{uid}/authorize"
+        try:
+            reply = await client.request(
+                "POST",
+                url,
+                token,
+                json=body,
+                params={"type": token_type},
+                headers=headers,
+                timeout=self.timeout,
+            )
+        except (httpx.HTTPError, TimeoutError) as exc:
+            log.info("real-time authorization at %s failed: %s", url, exc)
+            return None
+        if reply.status_code == status.UNKNOWN_TOKEN:
+            return {
+                "allowed": "NOT_ALLOWED",
+                "info": {"language": "en", "text": "unknown token"},
+                "unknown": True,
+            }
+        if reply.ok and isinstance(reply.data, dict) and "allowed" in reply.data:
+            return reply.data
+        return None
+
+
+REFERENCE_TTL = timedelta(minutes=15)
+
+
+async def session_reference_hook(db_session: AsyncSession, cs: ChargingSession) -> None:
+    """For ``hub.services["session_hooks"]`` (before the push hook): a new session of a token the eMSP
+    authorized in real time (or started with START_SESSION) takes the latest unused ``authorization_reference``
+    given for that token (and the session's location, when known) in the last 15 minutes, into
+    ``sessions.data["authorization_reference"]`` — sent in the OCPI Session and copied into the CDR."""
+    if not cs.id_tag or (cs.data or {}).get("authorization_reference"):
+        return
+    try:
+        async with db_session.begin_nested():
+            query = (
+                select(OcpiAuthorization)
+                .where(
+                    func.upper(OcpiAuthorization.token_uid) == cs.id_tag.upper(),
+                    OcpiAuthorization.session_pk.is_(None),
+                    OcpiAuthorization.created_at >= utcnow() - REFERENCE_TTL,
+                )
+                .order_by(OcpiAuthorization.created_at.desc(), OcpiAuthorization.id.desc())
+                .limit(1)
+            )
+            if cs.location_id is not None:
+                query = query.where(
+                    or_(
+                        OcpiAuthorization.location_pk.is_(None),
+                        OcpiAuthorization.location_pk == cs.location_id,
+                    )
+                )
+            found = await db_session.scalar(query)
+            if found is None:
+                return
+            found.session_pk = cs.id
+            cs.data = {**(cs.data or {}), "authorization_reference": found.authorization_reference}
+            await db_session.flush()
+    except Exception:
+        log.exception("could not attach the authorization reference to session %s", cs.session_uid)
+
+
+_OCPP_STATUS = {"ALLOWED": "Accepted", "BLOCKED": "Blocked", "EXPIRED": "Expired", "NO_CREDIT": "Blocked"}
+
+
+class GatewayRealTimeAuthorizer:
+    """``hub.services["realtime_authorizer"]`` for the gateway: its pk-based call mapped onto
+    :class:`OcpiAuthorizer`; answers an OCPP AuthResult, or None when no eMSP could decide."""
+
+    def __init__(self, db: Database, authorizer: OcpiAuthorizer) -> None:
+        self.db = db
+        self.authorizer = authorizer
+
+    async def authorize(
+        self, uid: str, token_type: str, *, charge_point_id: int, location_id: int | None, evse_pk: int | None
+    ) -> Any:
+        from cpo_gateway.authorization import AuthResult  # the gateway's result type
+
+        async with self.db.session() as s:
+            location = await s.get(Location, location_id) if location_id else None
+            evse = await s.get(EVSE, evse_pk) if evse_pk else None
+            location_ocpi_id = location.ocpi_id if location else None
+            evse_uids = [evse.uid] if evse else None
+            cpo_id = location.cpo_id if location else None
+        decision = await self.authorizer.authorize(
+            uid, token_type, location_ocpi_id, evse_uids, cpo_id=cpo_id
+        )
+        if decision.source == "fallback" and decision.token_id is None:
+            return None
+        return AuthResult(
+            _OCPP_STATUS.get(decision.allowed, "Invalid"),
+            decision.token_id,
+            decision.info or "",
+            None,
+            "AUTH_REQUEST" if decision.source == "realtime" else "WHITELIST",
+            authorization_reference=decision.authorization_reference,
+        )

@@ -1,0 +1,95 @@
+"""Calls to other OCPI platforms (httpx): the token encoded as 2.2.1 says, request/correlation ids, routing
+headers, and the envelope unpacked into :class:`OcpiReply`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from evhub import jsonutil
+from ocpi.auth import encode_token
+from ocpi.routing import CORRELATION_ID, REQUEST_ID, new_request_id
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class OcpiClientError(Exception):
+    """The other platform could not be used (network error, non-JSON answer, error status)."""
+
+    def __init__(self, message: str, reply: OcpiReply | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+
+@dataclass
+class OcpiReply:
+    http_status: int
+    status_code: int | None
+    status_message: str | None
+    data: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            200 <= self.http_status < 300 and self.status_code is not None and 1000 <= self.status_code < 2000
+        )
+
+
+async def request(
+    method: str,
+    url: str,
+    token: str | None,
+    *,
+    json: Any = None,
+    params: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    correlation_id: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    client: httpx.AsyncClient | None = None,
+) -> OcpiReply:
+    """One OCPI request. Raises httpx errors (timeouts, connection errors) to the caller."""
+    all_headers = {REQUEST_ID: new_request_id(), CORRELATION_ID: correlation_id or new_request_id()}
+    if token:
+        all_headers["Authorization"] = encode_token(token)
+    all_headers.update(headers or {})
+    content = None
+    if json is not None:  # exact JSON: Decimal amounts go out as numbers with their exact digits
+        content = jsonutil.dumps(json).encode("utf-8")
+        all_headers.setdefault("Content-Type", "application/json")
+    if client is None:
+        async with httpx.AsyncClient(timeout=timeout) as own:
+            response = await own.request(method, url, content=content, params=params, headers=all_headers)
+    else:
+        response = await client.request(
+            method, url, content=content, params=params, headers=all_headers, timeout=timeout
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return OcpiReply(response.status_code, None, response.text[:200], None, dict(response.headers))
+    return OcpiReply(
+        http_status=response.status_code,
+        status_code=body.get("status_code"),
+        status_message=body.get("status_message"),
+        data=body.get("data"),
+        headers=dict(response.headers),
+    )
+
+
+async def get_ok(url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """GET and return ``data``; :class:`OcpiClientError` for anything but success."""
+    try:
+        reply = await request("GET", url, token, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise OcpiClientError(f"GET {url} failed: {type(exc).__name__} {exc}") from exc
+    if not reply.ok:
+        raise OcpiClientError(
+            f"GET {url} answered HTTP {reply.http_status}, OCPI {reply.status_code} {reply.status_message}",
+            reply,
+        )
+    return reply.data

@@ -1,0 +1,134 @@
+"""``OcpiComponent`` (name ``ocpi``): mounts the OCPI app under ``/ocpi`` and ``/api/partners`` on the hub's
+HTTP app, registers the ``ocpi`` outbox channel, the jobs (outbox dispatcher, push scanner, tokens pull,
+recovery of pending commands — also run once at start), and the services ``ocpi_authorizer`` (real-time
+authorization), ``realtime_authorizer`` (the gateway's seam), ``ocpi_commands``, ``ocpi_tokens_pull`` and
+``outbox``, and the hooks ``cdr_hooks``, ``tariff_hooks``, ``session_hooks``,
+``evse_status_hooks`` (``async hook(db_session, obj)``, run by their producers inside their transactions)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from evhub.components import Hub
+from evhub.outbox import OutboxDispatcher, register_channel
+from ocpi.app import create_ocpi_app
+from ocpi.authorize import GatewayRealTimeAuthorizer, OcpiAuthorizer, session_reference_hook
+from ocpi.commands import CommandRunner
+from ocpi.partners import api_router
+from ocpi.platform import OcpiPlatform
+from ocpi.push import CHANNEL, OcpiSender, cdr_hook, evse_status_hook, scan, session_hook, tariff_hook
+from ocpi.tokens_pull import TokensPuller
+
+log = logging.getLogger(__name__)
+
+
+class OcpiComponent:
+    name = "ocpi"
+
+    def __init__(
+        self,
+        *,
+        dispatch_interval: float = 1.0,
+        scan_interval: float = 15.0,
+        command_timeout: int = 30,
+        authorize_timeout: float = 5.0,
+        dispatcher: OutboxDispatcher | None = None,
+        command_recovery_interval: float = 10.0,
+        tokens_check_interval: float = 60.0,
+        tokens_pull_interval: float = 3600.0,
+    ) -> None:
+        self.tokens_check_interval = tokens_check_interval
+        self.tokens_pull_interval = tokens_pull_interval
+        self.tokens: TokensPuller | None = None
+        self.command_recovery_interval = command_recovery_interval
+        self.dispatch_interval = dispatch_interval
+        self.scan_interval = scan_interval
+        self.command_timeout = command_timeout
+        self.authorize_timeout = authorize_timeout
+        self.dispatcher = dispatcher
+        self.platform: OcpiPlatform | None = None
+        self.commands: CommandRunner | None = None
+        self._scanning = False
+
+    def install(self, hub: Hub) -> None:
+        self.platform = OcpiPlatform(
+            db=hub.db,
+            public_url=hub.settings.public_url,
+            services=hub.services,
+            authorize_timeout=self.authorize_timeout,
+            command_timeout=self.command_timeout,
+        )
+        self.commands = CommandRunner(hub.db, hub.services, timeout=self.command_timeout)
+        authorizer = OcpiAuthorizer(hub.db, timeout=self.authorize_timeout)
+        hub.services["ocpi_authorizer"] = authorizer
+        hub.services.setdefault("realtime_authorizer", GatewayRealTimeAuthorizer(hub.db, authorizer))
+        hub.services["ocpi_commands"] = self.commands
+        self.tokens = TokensPuller(
+            hub.db,
+            interval=timedelta(seconds=self.tokens_pull_interval),
+            timeout=self.platform.client_timeout,
+        )
+        hub.services["ocpi_tokens_pull"] = self.tokens
+        hub.services["ocpi_platform"] = self.platform
+        for name, hook in (
+            ("session_hooks", session_reference_hook),  # before the push, so the Session carries it
+            ("cdr_hooks", cdr_hook),
+            ("tariff_hooks", tariff_hook),
+            ("session_hooks", session_hook),
+            ("evse_status_hooks", evse_status_hook),
+        ):
+            hub.services.setdefault(name, []).append(hook)
+        register_channel(CHANNEL, OcpiSender(hub.db, timeout=self.platform.client_timeout))
+        if self.dispatcher is None:
+            self.dispatcher = OutboxDispatcher(hub.db)
+        hub.services.setdefault("outbox", self.dispatcher)
+        if hub.app is not None:
+            hub.app.mount("/ocpi", create_ocpi_app(self.platform))
+            hub.app.include_router(api_router(hub.db))
+        if hub.scheduler is not None:
+            hub.every(self.dispatch_interval, self.dispatcher.tick, "outbox-dispatch")
+            hub.every(self.command_recovery_interval, self.recover_commands, "ocpi-command-recovery")
+            hub.every(self.tokens_check_interval, self.pull_tokens_once, "ocpi-tokens-pull")
+            hub.every(self.scan_interval, self.scan_once, "ocpi-push-scan")
+
+    async def scan_once(self) -> int:
+        if self.platform is None or self._scanning:
+            return 0
+        self._scanning = True
+        try:
+            return await scan(self.platform.db, window=timedelta(days=7))
+        except Exception:
+            log.exception("OCPI push scan failed")
+            return 0
+        finally:
+            self._scanning = False
+
+    async def pull_tokens_once(self) -> int:
+        """The eMSPs' token lists: pull from every partner due (never pulled, or longer than the interval)."""
+        if self.tokens is None:
+            return 0
+        try:
+            return await self.tokens.run_due()
+        except Exception:
+            log.exception("OCPI tokens pull failed")
+            return 0
+
+    async def recover_commands(self) -> int:
+        """Results of commands left pending by a process that stopped (TIMEOUT, or the recorded answer)."""
+        if self.commands is None:
+            return 0
+        try:
+            return await self.commands.recover()
+        except Exception:
+            log.exception("OCPI command recovery failed")
+            return 0
+
+    async def start(self, hub: Hub) -> None:
+        await self.recover_commands()
+
+    async def stop(self) -> None:
+        if self.commands is not None:
+            await self.commands.stop()
+        if self.tokens is not None:
+            await self.tokens.stop()

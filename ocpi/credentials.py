@@ -1,0 +1,367 @@
+"""Credentials: the registration handshake in both directions, rotation and unregistration.
+
+Partner registers with the hub (the hub is the receiver of the handshake):
+  1. ``invite()`` issues token A (only its hash is stored) -> given to the partner out of band;
+  2. the partner GETs our versions with token A and POSTs its credentials (its token B, its versions URL);
+  3. we GET its versions and details with token B, keep B for calling it, and answer with a new token C
+     (stored hashed) — token A stops working.
+
+The hub registers with a partner (``register(url, token_a)``): GET the partner's versions with its token A,
+POST our credentials with a new token B (stored hashed; the partner may call our versions with it while it
+handles the POST), keep the token C it answers with.
+
+PUT rotates (both tokens renewed, versions re-read); DELETE unregisters. POST when already registered, and
+PUT/DELETE when not, are answered 405 as the spec says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evhub.db.engine import Database
+from evhub.models import Party, PartyRole
+from evhub.security import hash_token, new_token
+from evhub.timeutil import utcnow
+from ocpi import client, status
+from ocpi.auth import partner_for_header, token_candidates
+from ocpi.deps import db_session, read_model
+from ocpi.envelope import MethodNotAllowed, OcpiError, ok
+from ocpi.models import OcpiPartner, OcpiPartnerRole, PartnerStatus
+from ocpi.platform import VERSION, OcpiPlatform, get_platform
+from ocpi.routing import hosted_cpos
+from ocpi.schemas.credentials import Credentials
+
+router = APIRouter()
+
+
+class HandshakeError(Exception):
+    """The other platform could not be registered with; ``code`` is the OCPI status to report."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+async def own_credentials(session: AsyncSession, platform: OcpiPlatform, token: str) -> dict[str, Any]:
+    """The hub's credentials object: one role per hosted CPO."""
+    roles = [
+        {
+            "role": "CPO",
+            "party_id": cpo.party_id,
+            "country_code": cpo.country_code,
+            "business_details": {"name": cpo.name, **({"website": cpo.website} if cpo.website else {})},
+        }
+        for cpo in await hosted_cpos(session)
+    ]
+    return {"token": token, "url": platform.versions_url, "roles": roles}
+
+
+async def fetch_version_details(versions_url: str, token: str, timeout: float) -> tuple[str, list[dict]]:
+    """(version, endpoints) of the other side's 2.2.1, read with ``token``; :class:`HandshakeError`."""
+    try:
+        versions = await client.get_ok(versions_url, token, timeout=timeout)
+    except client.OcpiClientError as exc:
+        raise HandshakeError(status.UNABLE_TO_USE_CLIENT_API, str(exc)) from exc
+    if isinstance(versions, dict):  # a details object served at the versions URL
+        versions = [{"version": versions.get("version"), "url": versions_url}]
+    match = next((v for v in versions or [] if isinstance(v, dict) and v.get("version") == VERSION), None)
+    if match is None:
+        offered = ", ".join(str(v.get("version")) for v in versions or [] if isinstance(v, dict))
+        raise HandshakeError(status.UNSUPPORTED_VERSION, f"no OCPI {VERSION} offered (offered: {offered})")
+    try:
+        details = await client.get_ok(match["url"], token, timeout=timeout)
+    except client.OcpiClientError as exc:
+        raise HandshakeError(status.UNABLE_TO_USE_CLIENT_API, str(exc)) from exc
+    endpoints = [e for e in (details or {}).get("endpoints", []) if isinstance(e, dict) and e.get("url")]
+    if not endpoints:
+        raise HandshakeError(status.NO_MATCHING_ENDPOINTS, "the version details list no endpoints")
+    return VERSION, endpoints
+
+
+_ROLE_MAP = {"CPO": PartyRole.CPO, "EMSP": PartyRole.EMSP, "HUB": PartyRole.HUB}
+
+
+async def _store_roles(session: AsyncSession, partner: OcpiPartner, roles: list[dict[str, Any]]) -> None:
+    """Link each credentials role to a Party (created when new); roles no longer listed are dropped."""
+    hosted = {(p.country_code, p.party_id) for p in await hosted_cpos(session)}
+    keep: list[OcpiPartnerRole] = []
+    for role in roles:
+        cc, pid, kind = role["country_code"].upper(), role["party_id"].upper(), role["role"]
+        if kind == "CPO" and (cc, pid) in hosted:
+            raise HandshakeError(status.INVALID_PARAMETERS, f"{cc}*{pid} is a CPO hosted on this platform")
+        party_role = _ROLE_MAP.get(kind, PartyRole.OTHER)
+        party = await session.scalar(
+            select(Party).where(Party.country_code == cc, Party.party_id == pid, Party.role == party_role)
+        )
+        name = (role.get("business_details") or {}).get("name") or f"{cc}*{pid}"
+        if party is None:
+            party = Party(country_code=cc, party_id=pid, role=party_role, name=name[:200])
+            session.add(party)
+            await session.flush()
+        taken = await session.scalar(
+            select(OcpiPartnerRole).where(
+                OcpiPartnerRole.country_code == cc,
+                OcpiPartnerRole.party_id == pid,
+                OcpiPartnerRole.role == kind,
+            )
+        )
+        if taken is not None and taken.partner_id != partner.id:
+            other = await session.get(OcpiPartner, taken.partner_id)
+            if other is not None and other.status == PartnerStatus.REGISTERED:
+                raise HandshakeError(
+                    status.INVALID_PARAMETERS, f"role {kind} {cc}*{pid} is registered by another partner"
+                )
+            await session.delete(taken)
+            await session.flush()
+            taken = None
+        keep.append(taken or OcpiPartnerRole(party_pk=party.id, country_code=cc, party_id=pid, role=kind))
+    partner.roles = keep
+    partner.credentials_roles = roles
+
+
+@dataclass(frozen=True)
+class Invitation:
+    partner_id: int
+    token_a: str
+    versions_url: str
+
+
+async def invite(
+    db: Database, platform: OcpiPlatform, name: str, *, allowed_cpo_ids: list[int] | None = None
+) -> Invitation:
+    """``evhub partners invite NAME``: a new partner with a token A to register with (shown once)."""
+    token_a = new_token()
+    async with db.session() as s:
+        partner = OcpiPartner(
+            name=name,
+            status=PartnerStatus.INVITED,
+            incoming_token_hash=hash_token(token_a),
+            incoming_token_kind="A",
+            endpoints=[],
+            credentials_roles=[],
+            allowed_cpo_ids=allowed_cpo_ids,
+        )
+        s.add(partner)
+        await s.flush()
+        partner_id = partner.id
+    return Invitation(partner_id, token_a, platform.versions_url)
+
+
+async def register(
+    db: Database,
+    platform: OcpiPlatform,
+    versions_url: str,
+    token_a: str,
+    *,
+    name: str | None = None,
+    allowed_cpo_ids: list[int] | None = None,
+) -> OcpiPartner:
+    """``evhub partners register URL TOKEN_A``: the hub registers with a partner (it initiates the
+    handshake). Returns the registered partner; :class:`HandshakeError` when the partner cannot be used."""
+    version, endpoints = await fetch_version_details(versions_url, token_a, platform.client_timeout)
+    cred_url = next((e["url"] for e in endpoints if e.get("identifier") == "credentials"), None)
+    if cred_url is None:
+        raise HandshakeError(status.NO_MATCHING_ENDPOINTS, "the partner has no credentials endpoint")
+    token_b = new_token()
+    async with db.session() as s:
+        partner = OcpiPartner(
+            name=name or versions_url,
+            status=PartnerStatus.INVITED,
+            version=version,
+            versions_url=versions_url,
+            incoming_token_hash=hash_token(token_b),
+            incoming_token_kind="A",
+            outgoing_token=token_a,
+            endpoints=endpoints,
+            credentials_roles=[],
+            allowed_cpo_ids=allowed_cpo_ids,
+        )
+        s.add(partner)
+        await s.flush()
+        partner_id = partner.id
+        body = await own_credentials(s, platform, token_b)
+    try:
+        reply = await client.request("POST", cred_url, token_a, json=body, timeout=platform.client_timeout)
+    except Exception as exc:
+        await _drop(db, partner_id)
+        raise HandshakeError(status.UNABLE_TO_USE_CLIENT_API, f"POST credentials failed: {exc}") from exc
+    if not reply.ok or not isinstance(reply.data, dict):
+        await _drop(db, partner_id)
+        raise HandshakeError(
+            reply.status_code or status.UNABLE_TO_USE_CLIENT_API,
+            f"POST credentials answered HTTP {reply.http_status} {reply.status_code} {reply.status_message}",
+        )
+    theirs = Credentials.model_validate(reply.data)
+    async with db.session() as s:
+        partner = await s.get(OcpiPartner, partner_id)
+        assert partner is not None
+        partner.outgoing_token = theirs.token
+        partner.versions_url = theirs.url
+        partner.incoming_token_kind = "C"
+        partner.status = PartnerStatus.REGISTERED
+        partner.tokens_pulled_at = None
+        if name is None:
+            partner.name = theirs.roles[0].business_details.name
+        await _store_roles(s, partner, [r.model_dump(exclude_none=True) for r in theirs.roles])
+    _kick_tokens_pull(platform, partner_id)
+    return partner
+
+
+async def _drop(db: Database, partner_id: int) -> None:
+    async with db.session() as s:
+        partner = await s.get(OcpiPartner, partner_id)
+        if partner is not None:
+            await s.delete(partner)
+
+
+async def rotate(db: Database, platform: OcpiPlatform, partner_id: int) -> None:
+    """The hub renews the credentials (PUT to the partner): new token B for the partner to use, new C back."""
+    async with db.session() as s:
+        partner = await s.get(OcpiPartner, partner_id)
+        if partner is None or partner.status != PartnerStatus.REGISTERED:
+            raise HandshakeError(status.CLIENT_ERROR, "partner is not registered")
+        cred_url = partner.endpoint("credentials", "SENDER") or partner.endpoint("credentials", "RECEIVER")
+        old_out = partner.outgoing_token
+        old_hash = partner.incoming_token_hash
+        token_b = new_token()
+        partner.incoming_token_hash = hash_token(token_b)
+        body = await own_credentials(s, platform, token_b)
+    if cred_url is None:
+        raise HandshakeError(status.NO_MATCHING_ENDPOINTS, "the partner has no credentials endpoint")
+    try:
+        reply = await client.request("PUT", cred_url, old_out, json=body, timeout=platform.client_timeout)
+        ok_reply = reply.ok and isinstance(reply.data, dict)
+    except Exception as exc:
+        ok_reply, reply = False, None
+        error = str(exc)
+    if not ok_reply:
+        async with db.session() as s:  # the partner kept the old credentials: so do we
+            partner = await s.get(OcpiPartner, partner_id)
+            if partner is not None:
+                partner.incoming_token_hash = old_hash
+        detail = f"HTTP {reply.http_status} {reply.status_message}" if reply is not None else error
+        raise HandshakeError(status.UNABLE_TO_USE_CLIENT_API, f"PUT credentials failed: {detail}")
+    theirs = Credentials.model_validate(reply.data)
+    version, endpoints = await fetch_version_details(theirs.url, theirs.token, platform.client_timeout)
+    async with db.session() as s:
+        partner = await s.get(OcpiPartner, partner_id)
+        assert partner is not None
+        partner.outgoing_token = theirs.token
+        partner.versions_url = theirs.url
+        partner.version = version
+        partner.endpoints = endpoints
+        await _store_roles(s, partner, [r.model_dump(exclude_none=True) for r in theirs.roles])
+
+
+async def unregister(db: Database, partner_id: int, *, notify: bool = True, timeout: float = 10.0) -> None:
+    """The hub ends the connection: DELETE at the partner (best effort), then forget the tokens."""
+    async with db.session() as s:
+        partner = await s.get(OcpiPartner, partner_id)
+        if partner is None:
+            return
+        cred_url = partner.endpoint("credentials", "SENDER") or partner.endpoint("credentials", "RECEIVER")
+        token = partner.outgoing_token
+    if notify and cred_url and token:
+        with contextlib.suppress(Exception):  # the partner may be gone already; we unregister anyway
+            await client.request("DELETE", cred_url, token, timeout=timeout)
+    async with db.session() as s:
+        partner = await s.get(OcpiPartner, partner_id)
+        if partner is not None:
+            _forget(partner)
+
+
+def _forget(partner: OcpiPartner) -> None:
+    partner.status = PartnerStatus.UNREGISTERED
+    partner.incoming_token_hash = None
+    partner.outgoing_token = None
+
+
+# ---------------------------------------------------------------------------------------------- routes
+
+
+@router.get("/credentials")
+async def get_credentials(
+    request: Request,
+    session: AsyncSession = Depends(db_session, scope="function"),
+    platform: OcpiPlatform = Depends(get_platform),
+):
+    partner = await partner_for_header(session, request.headers.get("Authorization"), allow_token_a=True)
+    # Only the hash is stored; the caller proved it holds the token, so that is the one to show.
+    presented = next(
+        t
+        for t in token_candidates(request.headers.get("Authorization"))
+        if hash_token(t) == partner.incoming_token_hash
+    )
+    return ok(await own_credentials(session, platform, presented))
+
+
+async def _accept(
+    request: Request, session: AsyncSession, platform: OcpiPlatform, partner: OcpiPartner
+) -> dict[str, Any]:
+    creds = await read_model(request, Credentials)
+    try:
+        version, endpoints = await fetch_version_details(creds.url, creds.token, platform.client_timeout)
+        token_c = new_token()
+        partner.outgoing_token = creds.token
+        partner.versions_url = creds.url
+        partner.version = version
+        partner.endpoints = endpoints
+        partner.incoming_token_hash = hash_token(token_c)
+        partner.incoming_token_kind = "C"
+        partner.status = PartnerStatus.REGISTERED
+        partner.last_success_at = utcnow()
+        partner.tokens_pulled_at = None  # a complete tokens pull follows (re)registration
+        await _store_roles(session, partner, [r.model_dump(exclude_none=True) for r in creds.roles])
+    except HandshakeError as exc:
+        raise OcpiError(exc.code, str(exc), http_status=400) from exc
+    await session.flush()
+    _kick_tokens_pull(platform, partner.id)
+    return await own_credentials(session, platform, token_c)
+
+
+def _kick_tokens_pull(platform: OcpiPlatform, partner_id: int) -> None:
+    puller = (platform.services or {}).get("ocpi_tokens_pull")
+    if puller is not None:
+        puller.kick(partner_id)
+
+
+@router.post("/credentials")
+async def post_credentials(
+    request: Request,
+    session: AsyncSession = Depends(db_session, scope="function"),
+    platform: OcpiPlatform = Depends(get_platform),
+):
+    partner = await partner_for_header(session, request.headers.get("Authorization"), allow_token_a=True)
+    if partner.status == PartnerStatus.REGISTERED and partner.incoming_token_kind == "C":
+        raise MethodNotAllowed("Already registered: use PUT to update the credentials")
+    return ok(await _accept(request, session, platform, partner))
+
+
+@router.put("/credentials")
+async def put_credentials(
+    request: Request,
+    session: AsyncSession = Depends(db_session, scope="function"),
+    platform: OcpiPlatform = Depends(get_platform),
+):
+    partner = await partner_for_header(session, request.headers.get("Authorization"), allow_token_a=True)
+    if partner.status != PartnerStatus.REGISTERED:
+        raise MethodNotAllowed("Not registered: use POST to register")
+    return ok(await _accept(request, session, platform, partner))
+
+
+@router.delete("/credentials")
+async def delete_credentials(request: Request, session: AsyncSession = Depends(db_session, scope="function")):
+    partner = await partner_for_header(session, request.headers.get("Authorization"), allow_token_a=True)
+    if partner.status != PartnerStatus.REGISTERED:
+        raise MethodNotAllowed("Not registered")
+    _forget(partner)
+    return ok()

@@ -1,0 +1,270 @@
+"""OCPI commands on top of the gateway's generic command API (``Gateway.send(identity, action, payload)``
+with ``cpo_gateway.commands.build(command, version, params)``): finds the charger and its OCPP EVSE number
+for an OCPI location/EVSE, sends the OCPP call, and maps the charger's answer to a CommandResultType."""
+
+from __future__ import annotations
+
+import zlib
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from evhub.db.engine import Database
+from evhub.models import EVSE, ChargePoint, ChargePointEvse, ChargingSession, Location
+from evhub.timeutil import format_rfc3339
+
+_START_STOP = {"ACCEPTED": "ACCEPTED", "REJECTED": "REJECTED"}
+_UNLOCK = {
+    "UNLOCKED": "ACCEPTED",
+    "UNLOCKFAILED": "FAILED",
+    "ONGOINGAUTHORIZEDTRANSACTION": "REJECTED",
+    "UNKNOWNCONNECTOR": "REJECTED",
+    "NOTSUPPORTED": "NOT_SUPPORTED",
+}
+_RESERVE = {
+    "ACCEPTED": "ACCEPTED",
+    "FAULTED": "EVSE_INOPERATIVE",
+    "OCCUPIED": "EVSE_OCCUPIED",
+    "REJECTED": "REJECTED",
+    "UNAVAILABLE": "EVSE_INOPERATIVE",
+}
+_CANCEL = {"ACCEPTED": "CANCELED_RESERVATION", "REJECTED": "UNKNOWN_RESERVATION"}
+
+
+def reservation_number(reservation_id: str) -> int:
+    """OCPP reservation ids are integers; OCPI's are strings (numeric ones are kept)."""
+    return (
+        int(reservation_id) if reservation_id.isdigit() else zlib.crc32(reservation_id.encode()) & 0x7FFFFFFF
+    )
+
+
+def _status(answer: Any, table: dict[str, str]) -> str:
+    status = str((answer or {}).get("status", "")).upper() if isinstance(answer, dict) else ""
+    return table.get(status, "FAILED")
+
+
+# ---------------------------------------------------------------------------------------------- smart charging
+_PROFILE_SET = {"ACCEPTED": "ACCEPTED", "REJECTED": "REJECTED", "NOTSUPPORTED": "REJECTED"}
+_PROFILE_CLEAR = {"ACCEPTED": "ACCEPTED", "UNKNOWN": "UNKNOWN"}
+
+
+def profile_number(session_uid: str) -> int:
+    return zlib.crc32(("ocpi:" + session_uid).encode()) & 0x7FFFFFFF
+
+
+def ocpp_profile(
+    version: str, profile: dict[str, Any], profile_id: int, transaction_id: str
+) -> dict[str, Any]:
+    """An OCPI ChargingProfile as the charger's TxProfile (1.6 csChargingProfiles / 2.0.1 chargingProfile)."""
+    schedule: dict[str, Any] = {
+        "chargingRateUnit": profile["charging_rate_unit"],
+        "chargingSchedulePeriod": [
+            {"startPeriod": int(p["start_period"]), "limit": p["limit"]}
+            for p in profile.get("charging_profile_period") or []
+        ],
+    }
+    if profile.get("duration") is not None:
+        schedule["duration"] = int(profile["duration"])
+    if profile.get("start_date_time"):
+        schedule["startSchedule"] = profile["start_date_time"]
+    if profile.get("min_charging_rate") is not None:
+        schedule["minChargingRate"] = profile["min_charging_rate"]
+    kind = "Absolute" if profile.get("start_date_time") else "Relative"
+    if version == "1.6":
+        return {
+            "chargingProfileId": profile_id,
+            "transactionId": int(transaction_id) if transaction_id.isdigit() else 0,
+            "stackLevel": 1,
+            "chargingProfilePurpose": "TxProfile",
+            "chargingProfileKind": kind,
+            "chargingSchedule": schedule,
+        }
+    return {
+        "id": profile_id,
+        "stackLevel": 1,
+        "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": kind,
+        "transactionId": transaction_id,
+        "chargingSchedule": [{"id": profile_id, **schedule}],
+    }
+
+
+class _SessionTarget:
+    def __init__(self, identity: str, version: str, evse: int, tx: str) -> None:
+        self.identity, self.version, self.evse, self.tx = identity, version, evse, tx
+
+
+async def _session_target(db: Database, cpo_id: int, session_uid: str) -> _SessionTarget | None:
+    async with db.session() as s:
+        row = (
+            await s.execute(
+                select(ChargingSession, ChargePoint.identity, ChargePoint.ocpp_version)
+                .join(ChargePoint, ChargePoint.id == ChargingSession.charge_point_id)
+                .where(ChargingSession.session_uid == session_uid, ChargingSession.cpo_id == cpo_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        cs, identity, version = row
+        evse = cs.ocpp_evse_id or cs.ocpp_connector_id
+        if evse is None and cs.evse_pk is not None:
+            evse = await s.scalar(
+                select(ChargePointEvse.ocpp_evse_id).where(ChargePointEvse.evse_pk == cs.evse_pk)
+            )
+        return _SessionTarget(identity, str(version), int(evse or 1), cs.transaction_id)
+
+
+class SmartChargingMixin:
+    """ChargingProfiles on top of the gateway: TxProfile set/clear, GetCompositeSchedule."""
+
+    db: Database
+    gateway: Any
+
+    async def _call(self, identity: str, version: str, command: str, params: dict[str, Any]) -> Any:
+        from cpo_gateway.commands import build
+
+        action, payload = build(command, version, params)
+        return await self.gateway.send(identity, action, payload)
+
+    async def set_charging_profile(self, *, cpo_id: int, session_uid: str, profile: dict[str, Any]) -> str:
+        target = await _session_target(self.db, cpo_id, session_uid)
+        if target is None:
+            return "UNKNOWN"
+        body = ocpp_profile(target.version, profile, profile_number(session_uid), target.tx)
+        answer = await self._call(
+            target.identity, target.version, "set-charging-profile", {"evse_id": target.evse, "profile": body}
+        )
+        return _status(answer, _PROFILE_SET) if _status(answer, _PROFILE_SET) != "FAILED" else "REJECTED"
+
+    async def clear_charging_profile(self, *, cpo_id: int, session_uid: str) -> str:
+        target = await _session_target(self.db, cpo_id, session_uid)
+        if target is None:
+            return "UNKNOWN"
+        answer = await self._call(
+            target.identity, target.version, "clear-charging-profile", {"id": profile_number(session_uid)}
+        )
+        result = _status(answer, _PROFILE_CLEAR)
+        return result if result != "FAILED" else "REJECTED"
+
+    async def get_active_charging_profile(self, *, cpo_id: int, session_uid: str, duration: int) -> dict:
+        target = await _session_target(self.db, cpo_id, session_uid)
+        if target is None:
+            return {"result": "UNKNOWN"}
+        if target.version == "1.6":
+            payload: dict[str, Any] = {"connectorId": target.evse, "duration": duration}
+        else:
+            payload = {"evseId": target.evse, "duration": duration}
+        answer = await self.gateway.send(target.identity, "GetCompositeSchedule", payload)
+        if not isinstance(answer, dict) or str(answer.get("status", "")).upper() != "ACCEPTED":
+            return {"result": "REJECTED"}
+        schedule = answer.get("chargingSchedule") or answer.get("schedule") or {}
+        start = answer.get("scheduleStart") or schedule.get("scheduleStart") or schedule.get("startSchedule")
+        profile = {
+            "charging_rate_unit": schedule.get("chargingRateUnit", "W"),
+            "charging_profile_period": [
+                {"start_period": p.get("startPeriod", 0), "limit": p.get("limit")}
+                for p in schedule.get("chargingSchedulePeriod", [])
+            ],
+        }
+        if schedule.get("duration") is not None:
+            profile["duration"] = schedule["duration"]
+        return {"result": "ACCEPTED", "profile": {"start_date_time": start, "charging_profile": profile}}
+
+
+class OcppCommandAdapter(SmartChargingMixin):
+    """Implements :class:`ocpi.commands.GatewayCommands` with the gateway's ``send``."""
+
+    def __init__(self, gateway: Any, db: Database) -> None:
+        self.gateway = gateway
+        self.db = db
+
+    async def _target(
+        self, cpo_id: int, location_id: str, evse_uid: str | None
+    ) -> tuple[str, str, int | None]:
+        """(charger identity, OCPP version, OCPP EVSE number) for an OCPI location/EVSE."""
+        async with self.db.session() as s:
+            loc = await s.scalar(
+                select(Location).where(Location.cpo_id == cpo_id, Location.ocpi_id == location_id)
+            )
+            if loc is None:
+                raise LookupError(f"unknown location {location_id}")
+            query = (
+                select(ChargePoint, ChargePointEvse.ocpp_evse_id)
+                .join(ChargePointEvse, ChargePointEvse.charge_point_id == ChargePoint.id)
+                .join(EVSE, EVSE.id == ChargePointEvse.evse_pk)
+                .where(EVSE.location_id == loc.id)
+            )
+            if evse_uid is not None:
+                query = query.where(EVSE.uid == evse_uid)
+            row = (await s.execute(query.limit(1))).first()
+            if row is None:
+                raise LookupError(f"no charger serves {location_id}/{evse_uid}")
+            cp, ocpp_evse = row
+            return cp.identity, str(cp.ocpp_version), ocpp_evse
+
+    async def start_session(
+        self, *, cpo_id: int, location_id: str, evse_uid: str | None, connector_id: str | None, id_tag: str,
+        token: dict[str, Any], authorization_reference: str | None,
+    ) -> str:  # fmt: skip
+        identity, version, evse = await self._target(cpo_id, location_id, evse_uid)
+        answer = await self._call(identity, version, "remote-start", {"id_tag": id_tag, "evse_id": evse})
+        return _status(answer, _START_STOP)
+
+    async def stop_session(self, *, cpo_id: int, session_uid: str) -> str:
+        async with self.db.session() as s:
+            row = (
+                await s.execute(
+                    select(ChargingSession.transaction_id, ChargePoint.identity, ChargePoint.ocpp_version)
+                    .join(ChargePoint, ChargePoint.id == ChargingSession.charge_point_id)
+                    .where(ChargingSession.session_uid == session_uid, ChargingSession.cpo_id == cpo_id)
+                )
+            ).first()
+        if row is None:
+            return "REJECTED"
+        tx, identity, version = row
+        answer = await self._call(identity, str(version), "remote-stop", {"transaction_id": tx})
+        return _status(answer, _START_STOP)
+
+    async def unlock_connector(
+        self, *, cpo_id: int, location_id: str, evse_uid: str, connector_id: str
+    ) -> str:
+        identity, version, evse = await self._target(cpo_id, location_id, evse_uid)
+        params = {"evse_id": evse, "connector_id": int(connector_id) if connector_id.isdigit() else 1}
+        answer = await self._call(identity, version, "unlock-connector", params)
+        return _status(answer, _UNLOCK)
+
+    async def reserve_now(
+        self, *, cpo_id: int, location_id: str, evse_uid: str | None, reservation_id: str, expiry_date: datetime,
+        id_tag: str, token: dict[str, Any], authorization_reference: str | None,
+    ) -> str:  # fmt: skip
+        identity, version, evse = await self._target(cpo_id, location_id, evse_uid)
+        params = {
+            "reservation_id": reservation_number(reservation_id),
+            "evse_id": evse or 0,
+            "id_tag": id_tag,
+            "expiry": format_rfc3339(expiry_date),
+        }
+        return _status(await self._call(identity, version, "reserve-now", params), _RESERVE)
+
+    async def cancel_reservation(self, *, cpo_id: int, reservation_id: str) -> str:
+        # The reservation's charger is not stored by the hub: ask every charger of the CPO that is connected.
+        async with self.db.session() as s:
+            chargers = (
+                await s.execute(
+                    select(ChargePoint.identity, ChargePoint.ocpp_version).where(ChargePoint.cpo_id == cpo_id)
+                )
+            ).all()
+        for identity, version in chargers:
+            try:
+                answer = await self._call(
+                    identity,
+                    str(version),
+                    "cancel-reservation",
+                    {"reservation_id": reservation_number(reservation_id)},
+                )
+            except Exception:
+                continue
+            if _status(answer, _CANCEL) == "CANCELED_RESERVATION":
+                return "CANCELED_RESERVATION"
+        return "UNKNOWN_RESERVATION"

@@ -1,0 +1,35 @@
+"""CDRs, Sender interface: the CDRs of the caller's own tokens at the addressed CPO."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+
+from evhub.models import Cdr
+from ocpi.deps import Caller, caller
+from ocpi.envelope import NotFound, ok
+from ocpi.objects import cdr_object
+from ocpi.pagination import paginate
+
+router = APIRouter()
+
+
+def _visible(c: Caller):
+    return select(Cdr).where(Cdr.cpo_id == c.cpo.id, Cdr.emsp_id == c.role.party_pk)
+
+
+@router.get("")
+@router.get("/")
+async def list_cdrs(request: Request, c: Caller = Depends(caller)):
+    rows, headers = await paginate(
+        c.session, request, _visible(c), Cdr.last_updated, Cdr.id, c.platform.max_limit
+    )
+    return ok([cdr_object(cdr) for cdr in rows], headers=headers)
+
+
+@router.get("/{cdr_id}")
+async def get_cdr(cdr_id: str, c: Caller = Depends(caller)):
+    cdr = await c.session.scalar(_visible(c).where(Cdr.cdr_uid == cdr_id))
+    if cdr is None:
+        raise NotFound(f"Unknown CDR {cdr_id}")
+    return ok(cdr_object(cdr))

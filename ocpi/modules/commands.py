@@ -1,0 +1,132 @@
+"""Commands, Receiver interface: START_SESSION, STOP_SESSION, UNLOCK_CONNECTOR, RESERVE_NOW,
+CANCEL_RESERVATION. Answered with a CommandResponse at once; the CommandResult follows at ``response_url``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+
+from evhub.models import EVSE, ChargingSession, Location, Token
+from ocpi import status
+from ocpi.commands import METHODS, CommandRunner
+from ocpi.deps import Caller, caller, read_model
+from ocpi.envelope import NotFound, OcpiError, ok
+from ocpi.models import OcpiAuthorization
+from ocpi.routing import routing_headers
+from ocpi.schemas.commands import CancelReservation, ReserveNow, StartSession, StopSession, UnlockConnector
+
+router = APIRouter()
+
+MODELS = {
+    "START_SESSION": StartSession,
+    "STOP_SESSION": StopSession,
+    "UNLOCK_CONNECTOR": UnlockConnector,
+    "RESERVE_NOW": ReserveNow,
+    "CANCEL_RESERVATION": CancelReservation,
+}
+
+
+def _response(result: str, timeout: int, message: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"result": result, "timeout": timeout}
+    if message:
+        body["message"] = [{"language": "en", "text": message}]
+    return body
+
+
+async def _location(c: Caller, location_id: str, evse_uid: str | None) -> Location:
+    loc = await c.session.scalar(
+        select(Location).where(Location.cpo_id == c.cpo.id, Location.ocpi_id == location_id)
+    )
+    if loc is None:
+        raise NotFound(f"Unknown location {location_id}", code=status.UNKNOWN_LOCATION)
+    if evse_uid is not None:
+        evse = await c.session.scalar(select(EVSE).where(EVSE.location_id == loc.id, EVSE.uid == evse_uid))
+        if evse is None:
+            raise NotFound(f"Unknown EVSE {evse_uid}", code=status.UNKNOWN_LOCATION)
+    return loc
+
+
+def _reference(body: Any) -> str:
+    """What the command is about, for the pending-commands table."""
+    if isinstance(body, StopSession):
+        return body.session_id
+    if isinstance(body, ReserveNow | CancelReservation):
+        return body.reservation_id
+    parts = [body.location_id, body.evse_uid, getattr(body, "connector_id", None)]
+    return "/".join(str(p) for p in parts if p)
+
+
+@router.post("/{command}")
+async def post_command(command: str, request: Request, c: Caller = Depends(caller)):
+    if command not in MODELS:
+        raise OcpiError(status.INVALID_PARAMETERS, f"Unknown command {command}")
+    body = await read_model(request, MODELS[command])
+    runner: CommandRunner = c.platform.services["ocpi_commands"]
+    timeout = runner.timeout
+    kwargs: dict[str, Any] = {"cpo_id": c.cpo.id}
+    loc: Location | None = None
+    if isinstance(body, StartSession | ReserveNow):
+        if (body.token.country_code.upper(), body.token.party_id.upper()) != (
+            c.role.country_code,
+            c.role.party_id,
+        ):
+            raise OcpiError(status.INVALID_PARAMETERS, "Token of another party")
+        loc = await _location(c, body.location_id, body.evse_uid)
+        token = body.token.model_dump(mode="json", exclude_none=True)
+        kwargs.update(
+            location_id=body.location_id,
+            evse_uid=body.evse_uid,
+            id_tag=body.token.uid,
+            token=token,
+            authorization_reference=body.authorization_reference,
+        )
+        if isinstance(body, StartSession):
+            if body.evse_uid is None:
+                # EVSE-less start: the gateway needs an EVSE; refuse rather than guess.
+                return ok(_response("REJECTED", timeout, "evse_uid is required by this CPO"))
+            kwargs["connector_id"] = body.connector_id
+        else:
+            kwargs.update(reservation_id=body.reservation_id, expiry_date=body.expiry_date)
+    elif isinstance(body, StopSession):
+        cs = await c.session.scalar(
+            select(ChargingSession)
+            .join(Token, Token.id == ChargingSession.token_id)
+            .where(
+                ChargingSession.session_uid == body.session_id,
+                ChargingSession.cpo_id == c.cpo.id,
+                Token.emsp_id == c.role.party_pk,
+            )
+        )
+        if cs is None:
+            return ok(_response("UNKNOWN_SESSION", timeout, "Unknown session"))
+        kwargs["session_uid"] = body.session_id
+    elif isinstance(body, UnlockConnector):
+        await _location(c, body.location_id, body.evse_uid)
+        kwargs.update(location_id=body.location_id, evse_uid=body.evse_uid, connector_id=body.connector_id)
+    else:
+        kwargs["reservation_id"] = body.reservation_id
+    if not runner.supports(command):
+        return ok(_response("NOT_SUPPORTED", timeout, f"{METHODS[command]} is not available"))
+    if isinstance(body, StartSession) and body.authorization_reference:
+        c.session.add(
+            OcpiAuthorization(
+                token_uid=body.token.uid,
+                token_type=body.token.type,
+                location_pk=loc.id if loc is not None else None,
+                evse_uid=body.evse_uid,
+                authorization_reference=body.authorization_reference,
+                source="command",
+            )
+        )
+    await runner.submit(
+        c.session,
+        command,
+        kwargs,
+        response_url=body.response_url,
+        partner_id=c.partner.id,
+        routing=routing_headers(c.cpo.country_code, c.cpo.party_id, c.role.country_code, c.role.party_id),
+        reference=_reference(body),
+    )
+    return ok(_response("ACCEPTED", timeout))

@@ -1,0 +1,86 @@
+"""Locations, Sender interface: list (paginated) and single Location / EVSE / Connector.
+
+Published locations of the addressed CPO are visible, unpublished ones only to an eMSP owning a token their
+``publish_allowed_to`` lists (:mod:`ocpi.visibility`); EVSE status is live from the gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import Select, or_, select
+from sqlalchemy.orm import selectinload
+
+from evhub.models import EVSE, Location
+from ocpi import status
+from ocpi.deps import Caller, caller
+from ocpi.envelope import NotFound, ok
+from ocpi.objects import connector_object, evse_object, location_object
+from ocpi.pagination import paginate
+from ocpi.visibility import shape, visible_unpublished
+
+router = APIRouter()
+
+
+async def _visible(c: Caller) -> tuple[Select[Any], dict[int, list]]:
+    hidden = await visible_unpublished(c.session, c.cpo.id, [c.role.party_pk])
+    shown = Location.publish.is_(True)
+    if hidden:
+        shown = or_(shown, Location.id.in_(list(hidden)))
+    query = (
+        select(Location)
+        .where(Location.cpo_id == c.cpo.id, shown)
+        .options(selectinload(Location.evses).selectinload(EVSE.connectors))
+    )
+    return query, hidden
+
+
+def _object(loc: Location, c: Caller, hidden: dict[int, list]) -> dict[str, Any]:
+    return shape(location_object(loc, c.cpo), None if loc.publish else hidden.get(loc.id, []))
+
+
+@router.get("")
+@router.get("/")
+async def list_locations(request: Request, c: Caller = Depends(caller)):
+    query, hidden = await _visible(c)
+    rows, headers = await paginate(
+        c.session, request, query, Location.last_updated, Location.id, c.platform.max_limit
+    )
+    return ok([_object(loc, c, hidden) for loc in rows], headers=headers)
+
+
+async def _location(c: Caller, location_id: str) -> tuple[Location, dict[int, list]]:
+    query, hidden = await _visible(c)
+    loc = await c.session.scalar(query.where(Location.ocpi_id == location_id))
+    if loc is None:
+        raise NotFound(f"Unknown location {location_id}", code=status.UNKNOWN_LOCATION)
+    return loc, hidden
+
+
+@router.get("/{location_id}")
+async def get_location(location_id: str, c: Caller = Depends(caller)):
+    loc, hidden = await _location(c, location_id)
+    return ok(_object(loc, c, hidden))
+
+
+@router.get("/{location_id}/{evse_uid}")
+async def get_evse(location_id: str, evse_uid: str, c: Caller = Depends(caller)):
+    loc, _ = await _location(c, location_id)
+    evse = next((e for e in loc.evses if e.uid == evse_uid), None)
+    if evse is None:
+        raise NotFound(f"Unknown EVSE {evse_uid}")
+    return ok(evse_object(evse))
+
+
+@router.get("/{location_id}/{evse_uid}/{connector_id}")
+async def get_connector(location_id: str, evse_uid: str, connector_id: str, c: Caller = Depends(caller)):
+    loc, _ = await _location(c, location_id)
+    evse = next((e for e in loc.evses if e.uid == evse_uid), None)
+    conn = next((x for x in evse.connectors if x.connector_id == connector_id), None) if evse else None
+    if conn is None:
+        raise NotFound(f"Unknown connector {evse_uid}/{connector_id}")
+    stored = next(
+        (x for x in (evse.data or {}).get("connectors", []) if str(x.get("id")) == connector_id), None
+    )
+    return ok(connector_object(conn, stored))

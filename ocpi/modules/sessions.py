@@ -1,0 +1,44 @@
+"""Sessions, Sender interface: the sessions of the caller's own tokens at the addressed CPO."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+
+from evhub.models import ChargingSession, Token
+from ocpi.deps import Caller, caller
+from ocpi.envelope import NotFound, ok
+from ocpi.objects import session_object
+from ocpi.pagination import paginate
+
+router = APIRouter()
+
+
+def _visible(c: Caller):
+    return (
+        select(ChargingSession)
+        .join(Token, Token.id == ChargingSession.token_id)
+        .where(ChargingSession.cpo_id == c.cpo.id, Token.emsp_id == c.role.party_pk)
+    )
+
+
+@router.get("")
+@router.get("/")
+async def list_sessions(request: Request, c: Caller = Depends(caller)):
+    rows, headers = await paginate(
+        c.session,
+        request,
+        _visible(c),
+        ChargingSession.last_updated,
+        ChargingSession.id,
+        c.platform.max_limit,
+    )
+    return ok([await session_object(c.session, cs, c.cpo) for cs in rows], headers=headers)
+
+
+@router.get("/{session_id}")
+async def get_session(session_id: str, c: Caller = Depends(caller)):
+    cs = await c.session.scalar(_visible(c).where(ChargingSession.session_uid == session_id))
+    if cs is None:
+        raise NotFound(f"Unknown session {session_id}")
+    return ok(await session_object(c.session, cs, c.cpo))

@@ -1,0 +1,48 @@
+"""Tariffs, Sender interface: the current version of each tariff of the addressed CPO."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import func, select
+
+from evhub.models import TariffVersion
+from ocpi.deps import Caller, caller
+from ocpi.envelope import NotFound, ok
+from ocpi.objects import tariff_object
+from ocpi.pagination import paginate
+
+router = APIRouter()
+
+
+def _visible(c: Caller):
+    latest = (
+        select(TariffVersion.tariff_id, func.max(TariffVersion.version).label("version"))
+        .where(TariffVersion.cpo_id == c.cpo.id)
+        .group_by(TariffVersion.tariff_id)
+        .subquery()
+    )
+    return (
+        select(TariffVersion)
+        .join(
+            latest,
+            (latest.c.tariff_id == TariffVersion.tariff_id) & (latest.c.version == TariffVersion.version),
+        )
+        .where(TariffVersion.cpo_id == c.cpo.id)
+    )
+
+
+@router.get("")
+@router.get("/")
+async def list_tariffs(request: Request, c: Caller = Depends(caller)):
+    rows, headers = await paginate(
+        c.session, request, _visible(c), TariffVersion.last_updated, TariffVersion.id, c.platform.max_limit
+    )
+    return ok([tariff_object(tv, c.cpo) for tv in rows], headers=headers)
+
+
+@router.get("/{tariff_id}")
+async def get_tariff(tariff_id: str, c: Caller = Depends(caller)):
+    tv = await c.session.scalar(_visible(c).where(TariffVersion.tariff_id == tariff_id))
+    if tv is None:
+        raise NotFound(f"Unknown tariff {tariff_id}")
+    return ok(tariff_object(tv, c.cpo))

@@ -1,0 +1,173 @@
+"""Tokens, Receiver interface: eMSPs PUT/PATCH their tokens into the ``tokens`` table (the gateway's
+authorization cache). A party only reaches its own tokens; another party's token is answered 404.
+:func:`store_token` is the PUT's storage, shared with the tokens pull (:mod:`ocpi.tokens_pull`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evhub.models import Token
+from evhub.timeutil import format_rfc3339
+from ocpi import status
+from ocpi.deps import Caller, caller, read_json, read_model
+from ocpi.envelope import NotFound, OcpiError, ok
+from ocpi.schemas.tokens import Token as TokenIn
+from ocpi.schemas.tokens import TokenPatch
+
+router = APIRouter()
+
+TOKEN_TYPES = ("AD_HOC_USER", "APP_USER", "OTHER", "RFID")
+
+
+def token_object(t: Token) -> dict[str, Any]:
+    obj = dict(t.data or {})
+    obj.update(
+        {
+            "country_code": t.country_code,
+            "party_id": t.party_id,
+            "uid": t.uid,
+            "type": t.type,
+            "contract_id": t.contract_id,
+            "issuer": t.issuer,
+            "valid": t.valid,
+            "whitelist": t.whitelist,
+            "last_updated": format_rfc3339(t.last_updated),
+        }
+    )
+    if t.visual_number:
+        obj["visual_number"] = t.visual_number
+    if t.language:
+        obj["language"] = t.language
+    return obj
+
+
+def _check_owner(c: Caller, country_code: str, party_id: str) -> None:
+    if (country_code.upper(), party_id.upper()) != (c.role.country_code, c.role.party_id):
+        raise NotFound("Token of another party")
+
+
+def _type(request: Request) -> str:
+    token_type = request.query_params.get("type") or "RFID"
+    if token_type not in TOKEN_TYPES:
+        raise OcpiError(status.INVALID_PARAMETERS, f"Unknown token type {token_type}")
+    return token_type
+
+
+async def _find(c: Caller, cc: str, pid: str, uid: str, token_type: str) -> Token | None:
+    return await c.session.scalar(
+        select(Token).where(
+            Token.country_code == cc.upper(),
+            Token.party_id == pid.upper(),
+            Token.uid == uid,
+            Token.type == token_type,
+        )
+    )
+
+
+def _apply(t: Token, fields: dict[str, Any]) -> None:
+    for name in ("contract_id", "visual_number", "issuer", "valid", "whitelist", "language", "last_updated"):
+        if name in fields and fields[name] is not None:
+            setattr(t, name, fields[name])
+    data = dict(t.data or {})
+    data.update({k: v for k, v in fields.items() if k != "last_updated"})
+    t.data = data
+
+
+async def store_token(
+    session: AsyncSession, party_pk: int, body: TokenIn, *, keep_newer: bool = False
+) -> Token | None:
+    """Store the whole token as a PUT does (insert or replace), owned by eMSP ``party_pk``. None when the
+    token belongs to another eMSP; with ``keep_newer`` a stored token updated later than ``body`` stays."""
+    token = await session.scalar(
+        select(Token).where(
+            Token.country_code == body.country_code.upper(),
+            Token.party_id == body.party_id.upper(),
+            Token.uid == body.uid,
+            Token.type == body.type,
+        )
+    )
+    if token is not None and token.emsp_id not in (None, party_pk):
+        return None
+    if token is not None and keep_newer and token.last_updated > body.last_updated:
+        return token
+    fields = body.model_dump(mode="json", exclude_none=True)
+    fields["last_updated"] = body.last_updated
+    if token is None:
+        token = Token(
+            country_code=body.country_code.upper(),
+            party_id=body.party_id.upper(),
+            uid=body.uid,
+            type=body.type,
+            contract_id=body.contract_id,
+            issuer=body.issuer,
+            emsp_id=party_pk,
+            valid=body.valid,
+            whitelist=body.whitelist,
+            last_updated=body.last_updated,
+            data={},
+        )
+        session.add(token)
+    token.emsp_id = party_pk
+    token.data = {}
+    _apply(token, fields)
+    await session.flush()
+    return token
+
+
+@router.get("/{country_code}/{party_id}/{token_uid}")
+async def get_token(
+    country_code: str, party_id: str, token_uid: str, request: Request, c: Caller = Depends(caller)
+):
+    _check_owner(c, country_code, party_id)
+    token = await _find(c, country_code, party_id, token_uid, _type(request))
+    if token is None:
+        raise NotFound(f"Unknown token {token_uid}", code=status.UNKNOWN_TOKEN)
+    return ok(token_object(token))
+
+
+@router.put("/{country_code}/{party_id}/{token_uid}")
+async def put_token(
+    country_code: str, party_id: str, token_uid: str, request: Request, c: Caller = Depends(caller)
+):
+    _check_owner(c, country_code, party_id)
+    body = await read_model(request, TokenIn)
+    token_type = request.query_params.get("type") or body.type
+    if (body.country_code.upper(), body.party_id.upper(), body.uid, body.type) != (
+        country_code.upper(),
+        party_id.upper(),
+        token_uid,
+        token_type,
+    ):
+        raise OcpiError(status.INVALID_PARAMETERS, "Token country_code/party_id/uid/type differ from the URL")
+    if await store_token(c.session, c.role.party_pk, body) is None:
+        raise NotFound("Token of another party")
+    return ok()
+
+
+@router.patch("/{country_code}/{party_id}/{token_uid}")
+async def patch_token(
+    country_code: str, party_id: str, token_uid: str, request: Request, c: Caller = Depends(caller)
+):
+    _check_owner(c, country_code, party_id)
+    raw = await read_json(request)
+    if not isinstance(raw, dict):
+        raise OcpiError(status.INVALID_PARAMETERS, "Request body must be a JSON object")
+    patch = await read_model(request, TokenPatch)
+    token_type = _type(request)
+    for key, expected in (("country_code", country_code), ("party_id", party_id), ("uid", token_uid)):
+        if key in raw and str(raw[key]).upper() != expected.upper():
+            raise OcpiError(status.INVALID_PARAMETERS, f"{key} differs from the URL")
+    if "type" in raw and raw["type"] != token_type:
+        raise OcpiError(status.INVALID_PARAMETERS, "type differs from the URL")
+    token = await _find(c, country_code, party_id, token_uid, token_type)
+    if token is None or token.emsp_id not in (None, c.role.party_pk):
+        raise NotFound(f"Unknown token {token_uid}", code=status.UNKNOWN_TOKEN)
+    fields = {k: v for k, v in patch.model_dump(mode="json").items() if k in raw}
+    fields["last_updated"] = patch.last_updated
+    _apply(token, fields)
+    await c.session.flush()
+    return ok()

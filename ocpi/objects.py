@@ -1,0 +1,219 @@
+"""OCPI 2.2.1 objects built from the hub's rows: what the Sender interfaces serve and the pushes send.
+
+* Location: the stored OCPI ``data`` with each EVSE's live ``status`` (kept by the gateway in ``evses``).
+* Session: built from the session's columns (status, kWh, times, token, EVSE) with its ``data`` (charging
+  periods, costs...) laid over; charging periods are derived from the meter values when ``data`` has none.
+* CDR and Tariff: the stored OCPI ``data`` (immutable CDR, versioned tariff).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evhub.domain.cdr_token import cdr_token
+from evhub.models import (
+    EVSE,
+    Cdr,
+    ChargingSession,
+    Connector,
+    Location,
+    MeterValue,
+    Party,
+    TariffVersion,
+    Token,
+)
+from evhub.timeutil import format_rfc3339
+
+
+def _ts(value: datetime | None) -> str | None:
+    return format_rfc3339(value) if value is not None else None
+
+
+def _num(value: Decimal | None, places: int = 4) -> Decimal | None:
+    """A quantity for OCPI (kWh) to ``places`` decimals; stays a Decimal, written as an exact JSON number
+    (:mod:`evhub.jsonutil`)."""
+    if value is None:
+        return None
+    return round(Decimal(value), places)
+
+
+def connector_object(conn: Connector, stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    obj = dict(stored or {})
+    obj.update(
+        {
+            "id": conn.connector_id,
+            "standard": conn.standard,
+            "format": conn.format,
+            "power_type": conn.power_type,
+            "max_voltage": conn.max_voltage,
+            "max_amperage": conn.max_amperage,
+            "last_updated": _ts(conn.last_updated),
+        }
+    )
+    if conn.max_electric_power is not None:
+        obj["max_electric_power"] = conn.max_electric_power
+    if conn.tariff_ids:
+        obj["tariff_ids"] = list(conn.tariff_ids)
+    return obj
+
+
+def evse_object(evse: EVSE) -> dict[str, Any]:
+    obj = dict(evse.data or {})
+    stored_connectors = {str(c.get("id")): c for c in obj.get("connectors", []) if isinstance(c, dict)}
+    obj["uid"] = evse.uid
+    if evse.evse_id:
+        obj["evse_id"] = evse.evse_id
+    obj["status"] = evse.status
+    if evse.capabilities:
+        obj["capabilities"] = list(evse.capabilities)
+    if evse.physical_reference:
+        obj["physical_reference"] = evse.physical_reference
+    if evse.floor_level:
+        obj["floor_level"] = evse.floor_level
+    if evse.connectors:
+        obj["connectors"] = [
+            connector_object(c, stored_connectors.get(c.connector_id)) for c in evse.connectors
+        ]
+    stamps = [evse.last_updated, *(c.last_updated for c in evse.connectors)]
+    obj["last_updated"] = _ts(max(stamps))
+    return obj
+
+
+def location_last_updated(loc: Location) -> datetime:
+    stamps = [loc.last_updated]
+    for evse in loc.evses:
+        stamps.append(evse.last_updated)
+        stamps.extend(c.last_updated for c in evse.connectors)
+    return max(stamps)
+
+
+def location_object(loc: Location, cpo: Party) -> dict[str, Any]:
+    """Location with live EVSE status. EVSEs REMOVED stay listed with that status, as the spec wants."""
+    obj = dict(loc.data or {})
+    obj.update(
+        {
+            "country_code": cpo.country_code,
+            "party_id": cpo.party_id,
+            "id": loc.ocpi_id,
+            "publish": loc.publish,
+            "address": loc.address,
+            "city": loc.city,
+            "country": loc.country,
+            "coordinates": {"latitude": loc.latitude, "longitude": loc.longitude},
+            "time_zone": loc.time_zone,
+            "last_updated": _ts(location_last_updated(loc)),
+        }
+    )
+    if loc.name is not None:
+        obj["name"] = loc.name
+    if loc.postal_code is not None:
+        obj["postal_code"] = loc.postal_code
+    if loc.evses:
+        obj["evses"] = [evse_object(e) for e in loc.evses]
+    return obj
+
+
+async def load_location(session: AsyncSession, location_pk: int) -> Location | None:
+    from sqlalchemy.orm import selectinload
+
+    return await session.scalar(
+        select(Location)
+        .where(Location.id == location_pk)
+        .options(selectinload(Location.evses).selectinload(EVSE.connectors))
+        .execution_options(populate_existing=True)
+    )
+
+
+async def derived_periods(session: AsyncSession, cs: ChargingSession) -> list[dict[str, Any]]:
+    """One ChargingPeriod per energy register sample: ENERGY (kWh since the previous sample)."""
+    rows = (
+        await session.scalars(
+            select(MeterValue)
+            .where(
+                MeterValue.session_id == cs.id,
+                MeterValue.measurand == "Energy.Active.Import.Register",
+                MeterValue.phase == "",
+            )
+            .order_by(MeterValue.timestamp)
+        )
+    ).all()
+    periods: list[dict[str, Any]] = []
+    previous_ts = cs.start_time
+    previous_wh = cs.meter_start_wh
+    for row in rows:
+        wh = row.value if row.unit == "Wh" else row.value * 1000
+        if previous_wh is None:
+            previous_wh = wh
+            previous_ts = row.timestamp
+            continue
+        periods.append(
+            {
+                "start_date_time": _ts(previous_ts),
+                "dimensions": [{"type": "ENERGY", "volume": _num((wh - previous_wh) / 1000)}],
+            }
+        )
+        previous_ts, previous_wh = row.timestamp, wh
+    return periods
+
+
+async def session_object(session: AsyncSession, cs: ChargingSession, cpo: Party) -> dict[str, Any]:
+    token = await session.get(Token, cs.token_id) if cs.token_id else None
+    location = await session.get(Location, cs.location_id) if cs.location_id else None
+    evse = await session.get(EVSE, cs.evse_pk) if cs.evse_pk else None
+    connector = await session.get(Connector, cs.connector_pk) if cs.connector_pk else None
+    data = dict(cs.data or {})
+    obj: dict[str, Any] = {
+        "country_code": cpo.country_code,
+        "party_id": cpo.party_id,
+        "id": cs.session_uid,
+        "start_date_time": _ts(cs.start_time),
+        "kwh": _num(cs.energy_wh / 1000) or 0,
+        "cdr_token": cdr_token(token, cs),
+        "auth_method": cs.auth_method,
+        "location_id": location.ocpi_id if location else data.get("location_id", ""),
+        "evse_uid": evse.uid if evse else data.get("evse_uid", ""),
+        "connector_id": connector.connector_id if connector else data.get("connector_id", "1"),
+        "currency": cs.currency or data.get("currency") or "EUR",
+        "status": str(cs.status),
+        "last_updated": _ts(cs.last_updated),
+    }
+    if cs.end_time is not None:
+        obj["end_date_time"] = _ts(cs.end_time)
+    for key, value in data.items():
+        if key not in obj or key in ("charging_periods", "total_cost", "authorization_reference", "meter_id"):
+            obj[key] = value
+    if "charging_periods" not in data:
+        periods = await derived_periods(session, cs)
+        if periods:
+            obj["charging_periods"] = periods
+    return obj
+
+
+def cdr_object(cdr: Cdr) -> dict[str, Any]:
+    obj = dict(cdr.data or {})
+    obj.setdefault("id", cdr.cdr_uid)
+    obj.setdefault("last_updated", _ts(cdr.last_updated))
+    return obj
+
+
+def tariff_ocpi_id(tv: TariffVersion) -> str:
+    return str((tv.data or {}).get("id") or tv.tariff_id)
+
+
+def tariff_object(tv: TariffVersion, cpo: Party) -> dict[str, Any]:
+    obj = dict(tv.data or {})
+    obj.setdefault("country_code", cpo.country_code)
+    obj.setdefault("party_id", cpo.party_id)
+    obj.setdefault("id", tv.tariff_id)
+    obj.setdefault("currency", tv.currency)
+    if tv.start_date_time is not None:
+        obj.setdefault("start_date_time", _ts(tv.start_date_time))
+    if tv.end_date_time is not None:
+        obj.setdefault("end_date_time", _ts(tv.end_date_time))
+    obj.setdefault("last_updated", _ts(tv.last_updated))
+    return obj

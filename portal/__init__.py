@@ -1,0 +1,1 @@
+"""portal — the fleet managers' web portal and the drivers' receipt emails."""

@@ -1,0 +1,108 @@
+"""The portal as a hub component: the ``/portal`` pages and static files, the ``"email"`` outbox channel, and
+the receipt scanner job, and the CDR hook (``hub.services["cdr_hooks"]``) that queues each CDR's receipt in
+the CDR's own transaction.
+
+Settings used: ``EVHUB_SMTP_URL`` / ``EVHUB_MAIL_FROM`` (receipts), ``EVHUB_PORTAL_TIME_ZONE`` (calendar days
+and months of the dashboard, filters and reports; default UTC), ``EVHUB_PORTAL_SECRET`` (cookie signing key;
+default: a random key kept in the database).
+
+When no other component runs an outbox dispatcher (``hub.services["outbox"]``), the portal runs one limited to
+the ``"email"`` channel, so receipts go out in any assembly; two dispatchers never deliver a row twice (claims
+are leases guarded by a compare-and-set).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evhub.components import Hub
+from evhub.models import Cdr
+from evhub.timeutil import zone
+from portal.receipts import CHANNEL, enqueue_receipt, make_email_sender, scan_missing_receipts
+from portal.routes import PREFIX, PortalState, build_router
+from portal.smtp import SmtpConfig
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+async def receipt_hook(s: AsyncSession, cdr: Cdr) -> None:
+    """The CDR hook (run by pricing inside the CDR's transaction): queue the receipt. A failure here must not
+    lose the CDR, so it runs in a savepoint and is left to the scanner."""
+    try:
+        async with s.begin_nested():
+            await enqueue_receipt(s, cdr)
+    except Exception:
+        log.exception("could not queue the receipt of CDR %s; the receipt scanner will retry", cdr.cdr_uid)
+
+
+class PortalComponent:
+    name = "portal"
+
+    def __init__(
+        self,
+        *,
+        time_zone: str | None = None,
+        scan_interval: float = 60.0,
+        dispatch_interval: float = 5.0,
+        receipt_max_age: timedelta = timedelta(days=7),
+        dispatch_backoff: Any = None,
+    ) -> None:
+        self.time_zone = time_zone or os.environ.get("EVHUB_PORTAL_TIME_ZONE") or "UTC"
+        zone(self.time_zone)  # fail early on a wrong zone
+        self.scan_interval = scan_interval
+        self.dispatch_interval = dispatch_interval
+        self.receipt_max_age = receipt_max_age
+        self.dispatch_backoff = dispatch_backoff
+        self.hub: Hub | None = None
+        self.dispatcher: Any = None
+        self.state: PortalState | None = None
+
+    def install(self, hub: Hub) -> None:
+        from evhub.outbox import register_channel
+
+        self.hub = hub
+        self.state = PortalState(db=hub.db, time_zone=self.time_zone)
+        if hub.app is not None:
+            hub.app.include_router(build_router(self.state), prefix=PREFIX, include_in_schema=False)
+            hub.app.mount(f"{PREFIX}/static", StaticFiles(directory=str(STATIC_DIR)), name="portal-static")
+        smtp = SmtpConfig.from_url(hub.settings.smtp_url)
+        if smtp is None:
+            log.warning("EVHUB_SMTP_URL is not set: receipts are queued and wait in the outbox")
+        register_channel(CHANNEL, make_email_sender(hub.db, lambda: smtp, hub.settings.mail_from))
+        hub.services.setdefault("cdr_hooks", []).append(receipt_hook)
+        if hub.scheduler is not None:
+            hub.every(self.scan_interval, self.scan, "portal-receipt-scan")
+        hub.services["portal"] = self
+
+    async def start(self, hub: Hub) -> None:
+        if "outbox" not in hub.services and hub.scheduler is not None:
+            from evhub.outbox import OutboxDispatcher
+
+            self.dispatcher = OutboxDispatcher(hub.db, channels=[CHANNEL], backoff=self.dispatch_backoff)
+            hub.every(self.dispatch_interval, self.dispatcher.tick, "portal-email-dispatch")
+
+    async def scan(self) -> int:
+        """The scheduled safety net: enqueue receipts for recent CDRs without one."""
+        if self.hub is None:
+            return 0
+        try:
+            return await scan_missing_receipts(self.hub.db, max_age=self.receipt_max_age)
+        except Exception:
+            log.exception("receipt scan failed")
+            return 0
+
+    async def stop(self) -> None:
+        if self.hub is not None and self.hub.scheduler is not None:
+            for job_id in ("portal-receipt-scan", "portal-email-dispatch"):
+                job = self.hub.scheduler.get_job(job_id)
+                if job is not None:
+                    job.remove()

@@ -1,0 +1,116 @@
+"""Live price at a location: the location's current tariffs quoted for a typical session, by the same pricing
+code the CDRs use (:func:`tariffs.quote.quote`)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evhub import jsonutil
+from evhub.models import EVSE, Connector, Location, TariffVersion
+from evhub.money import round_amount
+from evhub.timeutil import to_local, utcnow
+
+log = logging.getLogger(__name__)
+
+TYPICAL_KWH = Decimal(20)
+TYPICAL_DURATION = timedelta(hours=1)
+
+
+@dataclass
+class TariffQuote:
+    tariff_id: str
+    connectors: list[str]
+    currency: str
+    total_excl: str = ""
+    total_incl: str = ""
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class LivePrice:
+    location: Location
+    local_time: str
+    kwh: Decimal
+    minutes: int
+    quotes: list[TariffQuote]
+
+
+async def live_price(s: AsyncSession, location_id: int, fleet_currency: str) -> LivePrice | None:
+    from tariffs.engine import PricingError
+    from tariffs.json import load_tariff
+    from tariffs.quote import quote
+
+    loc = await s.get(Location, location_id)
+    if loc is None or not loc.publish:
+        return None
+    connectors = (
+        await s.execute(
+            select(EVSE.evse_id, EVSE.uid, Connector.connector_id, Connector.standard, Connector.tariff_ids)
+            .join(Connector, Connector.evse_pk == EVSE.id)
+            .where(EVSE.location_id == loc.id)
+            .order_by(EVSE.id, Connector.id)
+        )
+    ).all()
+    by_tariff: dict[str, list[str]] = {}
+    for evse_id, uid, conn_id, standard, tariff_ids in connectors:
+        for tid in tariff_ids or []:
+            by_tariff.setdefault(str(tid), []).append(f"{evse_id or uid} #{conn_id} ({standard})")
+    now = utcnow()
+    quotes: list[TariffQuote] = []
+    for tid, names in by_tariff.items():
+        rows = (
+            (
+                await s.execute(
+                    select(TariffVersion)
+                    .where(TariffVersion.cpo_id == loc.cpo_id, TariffVersion.tariff_id == tid)
+                    .order_by(TariffVersion.version)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if not rows:
+            quotes.append(TariffQuote(tid, names, "", error="tariff not known"))
+            continue
+        try:
+            versions = [load_tariff(jsonutil.dumps(r.data)) for r in rows]
+            result = quote(versions, now, TYPICAL_KWH, TYPICAL_DURATION, loc.time_zone)
+        except (PricingError, ValueError) as exc:
+            quotes.append(TariffQuote(tid, names, rows[-1].currency, error=str(exc)))
+            continue
+        cur = result.currency
+        quotes.append(
+            TariffQuote(
+                tariff_id=tid,
+                connectors=names,
+                currency=cur,
+                total_excl=str(round_amount(result.total_cost.excl_vat, cur)),
+                total_incl=str(round_amount(result.total_cost.incl_vat or result.total_cost.excl_vat, cur)),
+                lines=[
+                    {
+                        "dimension": ln.dimension if ln.kind == "component" else ln.kind,
+                        "quantity": ln.quantity,
+                        "unit_price": ln.unit_price,
+                        "vat": ln.vat,
+                        "amount_excl": round_amount(ln.amount_excl, cur),
+                        "amount_incl": round_amount(ln.amount_incl, cur),
+                    }
+                    for ln in result.lines
+                ],
+            )
+        )
+    return LivePrice(
+        location=loc,
+        local_time=to_local(now, loc.time_zone).strftime("%Y-%m-%d %H:%M %Z"),
+        kwh=TYPICAL_KWH,
+        minutes=int(TYPICAL_DURATION.total_seconds() // 60),
+        quotes=quotes,
+    )

@@ -1,0 +1,377 @@
+"""Drivers' receipt emails: one per priced CDR whose token has a driver email, sent through the durable outbox.
+
+* :func:`enqueue_receipt` is called in the CDR's own transaction: the receipt is rendered (HTML and text) and
+  queued as an outbox message of channel ``"email"`` with ``dedupe_key = "receipt:<cdr_uid>"``, and a
+  ``receipts`` row records it. Calling it twice, or from the scanner as well, queues nothing twice.
+* :func:`scan_missing_receipts` is the safety net run by the scheduler: it enqueues receipts for recent CDRs
+  that have no ``receipts`` row (e.g. priced by a path that did not call :func:`enqueue_receipt`).
+* :func:`make_email_sender` is the outbox channel's sender: SMTP down -> retried later by the outbox; a
+  refused address or rejected message (5xx) -> dead-lettered and the receipt marked ``bounced``.
+* :func:`record_bounce` records a bounce reported later (a DSN) against the receipt.
+
+The signed meter data (OCPI ``signed_data`` of the CDR, else the session's or the meter values' signed data)
+goes with the email as an attachment, so the driver can check it with transparency software.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import and_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evhub.db.engine import Database
+from evhub.energy import format_kwh
+from evhub.models import EVSE, Cdr, ChargingSession, Location, MeterValue, OutboxMessage, Token
+from evhub.models.portal import Receipt, ReceiptStatus
+from evhub.money import round_amount
+from evhub.timeutil import to_local, utcnow
+from portal.smtp import SmtpConfig, send_email
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "email"
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates" / "email"
+_env = Environment(
+    loader=FileSystemLoader(str(TEMPLATES_DIR)),
+    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+    keep_trailing_newline=True,
+)
+
+DIMENSION_NAMES = {
+    "ENERGY": ("Energy", "kWh"),
+    "TIME": ("Charging time", "h"),
+    "PARKING_TIME": ("Parking time", "h"),
+    "RESERVATION_TIME": ("Reservation time", "h"),
+    "FLAT": ("Session fee", ""),
+    "MIN_PRICE": ("Minimum price adjustment", ""),
+    "MAX_PRICE": ("Maximum price adjustment", ""),
+}
+
+
+def dedupe_key(cdr: Cdr) -> str:
+    return f"receipt:{cdr.cdr_uid}"
+
+
+def _dec(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+@dataclass
+class ReceiptLine:
+    name: str
+    quantity: str
+    unit_price: str
+    vat_rate: str
+    amount_excl: str
+    amount_incl: str
+
+
+@dataclass
+class ReceiptView:
+    """Everything a receipt shows, already formatted."""
+
+    cdr_uid: str
+    corrected: bool
+    driver: str
+    token_uid: str
+    vehicle: str
+    location_name: str
+    location_address: str
+    evse: str
+    time_zone: str
+    start_local: str
+    stop_local: str
+    duration: str
+    energy_kwh: str
+    meter_start_kwh: str
+    meter_stop_kwh: str
+    currency: str
+    lines: list[ReceiptLine]
+    total_excl: str
+    vat: str
+    total_incl: str
+    tariffs: list[str]
+    signed_data: str | None
+    signed_data_format: str | None
+    signed_data_url: str | None
+    public_key: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _kwh_from_wh(value: Decimal | None) -> str:
+    return format_kwh(value / 1000) if value is not None else "—"
+
+
+def _duration(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _lines(cdr: Cdr) -> list[ReceiptLine]:
+    cur = cdr.currency
+    out = []
+    for ln in (cdr.explanation or {}).get("lines") or []:
+        if not isinstance(ln, dict):
+            continue
+        kind = str(ln.get("kind") or "component")
+        dim = str(ln.get("dimension") or "")
+        name, unit = DIMENSION_NAMES.get(dim if kind == "component" else kind, (dim or kind, ""))
+        qty = _dec(ln.get("quantity"))
+        price = _dec(ln.get("unit_price"))
+        vat = _dec(ln.get("vat"))
+        excl = _dec(ln.get("amount_excl_vat")) or Decimal(0)
+        incl = _dec(ln.get("amount_incl_vat"))
+        out.append(
+            ReceiptLine(
+                name=name,
+                quantity=f"{qty.normalize():f} {unit}".strip()
+                if qty is not None and kind == "component"
+                else "",
+                unit_price=f"{price.normalize():f} {cur}/{unit or 'session'}" if price is not None else "",
+                vat_rate=f"{vat.normalize():f} %" if vat is not None else "",
+                amount_excl=str(round_amount(excl, cur)),
+                amount_incl=str(round_amount(incl, cur)) if incl is not None else "",
+            )
+        )
+    return out
+
+
+def _signed_data(cdr: Cdr, sess: ChargingSession | None, samples: list[MeterValue]) -> dict[str, str | None]:
+    sd = (cdr.data or {}).get("signed_data")
+    if isinstance(sd, dict) and sd.get("signed_values"):
+        blocks = []
+        for v in sd["signed_values"]:
+            blocks.append(f"[{v.get('nature', '')}]\n{v.get('signed_data', '')}")
+        return {
+            "data": "\n\n".join(blocks),
+            "format": str(sd.get("encoding_method") or ""),
+            "url": sd.get("url"),
+            "public_key": sd.get("public_key"),
+        }
+    if sess is not None and sess.signed_meter_data:
+        fmt = "OCMF" if sess.signed_meter_data.startswith("OCMF") else None
+        return {"data": sess.signed_meter_data, "format": fmt, "url": None, "public_key": None}
+    signed = [m for m in samples if m.signed_data]
+    if signed:
+        picks = [signed[0]] if len(signed) == 1 else [signed[0], signed[-1]]
+        text = "\n\n".join(f"[{m.context} {m.timestamp.isoformat()}]\n{m.signed_data}" for m in picks)
+        return {"data": text, "format": None, "url": None, "public_key": None}
+    return {"data": None, "format": None, "url": None, "public_key": None}
+
+
+async def build_view(s: AsyncSession, cdr: Cdr, token: Token) -> ReceiptView:
+    sess = await s.get(ChargingSession, cdr.session_id)
+    loc = await s.get(Location, cdr.location_id or (sess.location_id if sess else None) or -1)
+    evse = await s.get(EVSE, sess.evse_pk) if sess is not None and sess.evse_pk else None
+    samples = list(
+        (
+            await s.execute(
+                select(MeterValue)
+                .where(MeterValue.session_id == cdr.session_id, MeterValue.signed_data.is_not(None))
+                .order_by(MeterValue.timestamp)
+            )
+        ).scalars()
+    )
+    tz = loc.time_zone if loc is not None else "UTC"
+    start, stop = cdr.start_date_time, cdr.end_date_time
+    cur = cdr.currency
+    excl = round_amount(cdr.total_cost_excl_vat, cur)
+    incl = round_amount(cdr.total_cost_incl_vat, cur) if cdr.total_cost_incl_vat is not None else excl
+    tariffs = []
+    for t in (cdr.explanation or {}).get("tariffs_used") or []:
+        if isinstance(t, dict):
+            tariffs.append(f"{t.get('tariff_id')} ({t.get('version')})")
+    if not tariffs:
+        tariffs = [str(t) for t in (cdr.tariff_versions or [])]
+    signed = _signed_data(cdr, sess, samples)
+    fmt = "%Y-%m-%d %H:%M:%S %Z"
+    return ReceiptView(
+        cdr_uid=cdr.cdr_uid,
+        corrected=cdr.revision > 0,
+        driver=token.driver_name or "",
+        token_uid=token.visual_number or token.uid,
+        vehicle=token.vehicle or "",
+        location_name=(loc.name or loc.address) if loc is not None else "",
+        location_address=f"{loc.address}, {loc.postal_code or ''} {loc.city}".replace("  ", " ")
+        if loc
+        else "",
+        evse=(evse.evse_id or evse.uid) if evse is not None else "",
+        time_zone=tz,
+        start_local=to_local(start, tz).strftime(fmt),
+        stop_local=to_local(stop, tz).strftime(fmt),
+        duration=_duration(stop - start),
+        energy_kwh=format_kwh(cdr.total_energy_kwh),
+        meter_start_kwh=_kwh_from_wh(sess.meter_start_wh if sess else None),
+        meter_stop_kwh=_kwh_from_wh(sess.meter_stop_wh if sess else None),
+        currency=cur,
+        lines=_lines(cdr),
+        total_excl=str(excl),
+        vat=str(round_amount(incl - excl, cur)),
+        total_incl=str(incl),
+        tariffs=tariffs,
+        signed_data=signed["data"],
+        signed_data_format=signed["format"],
+        signed_data_url=signed["url"],
+        public_key=signed["public_key"],
+    )
+
+
+def render(view: ReceiptView) -> dict[str, Any]:
+    """Subject, text, HTML and attachments of a receipt."""
+    subject = f"{'Corrected receipt' if view.corrected else 'Your charging receipt'}: {view.location_name}, "
+    subject += f"{view.start_local[:10]} — {view.total_incl} {view.currency}"
+    attachments = []
+    if view.signed_data:
+        attachments.append(
+            {
+                "filename": f"signed-meter-data-{view.cdr_uid}.txt",
+                "content_type": "text/plain",
+                "content": view.signed_data + "\n",
+            }
+        )
+    return {
+        "subject": subject,
+        "text": _env.get_template("receipt.txt").render(r=view),
+        "html": _env.get_template("receipt.html").render(r=view),
+        "attachments": attachments,
+    }
+
+
+async def enqueue_receipt(db_session: AsyncSession, cdr: Cdr) -> Receipt | None:
+    """Queue the receipt of ``cdr`` in the caller's transaction (idempotent). Returns its ``receipts`` row,
+    or None for a credit CDR (no receipt for a credit note; the corrected CDR gets a corrected receipt)."""
+    from evhub.outbox import enqueue
+
+    if cdr.is_credit:
+        return None
+    if cdr.id is None:
+        await db_session.flush()
+    existing = (
+        await db_session.execute(select(Receipt).where(Receipt.cdr_id == cdr.id))
+    ).scalar_one_or_none()
+    if existing is not None:
+        return existing
+    token = await db_session.get(Token, cdr.token_id) if cdr.token_id else None
+    email = (token.driver_email or "").strip() if token is not None else ""
+    if token is None or not email:
+        receipt = Receipt(
+            cdr_id=cdr.id,
+            token_id=token.id if token else None,
+            status=ReceiptStatus.SKIPPED,
+            error="no driver email" if token is not None else "no token",
+        )
+        db_session.add(receipt)
+        await db_session.flush()
+        return receipt
+    view = await build_view(db_session, cdr, token)
+    message_id = f"<receipt.{cdr.cdr_uid}@evhub>"
+    payload = {"kind": "receipt", "cdr_id": cdr.id, "to": email, "message_id": message_id, **render(view)}
+    await enqueue(
+        db_session,
+        CHANNEL,
+        destination=email,
+        ordering_key=f"receipt:{cdr.cdr_uid}",
+        payload=payload,
+        dedupe_key=dedupe_key(cdr),
+    )
+    receipt = Receipt(
+        cdr_id=cdr.id, token_id=token.id, email=email, status=ReceiptStatus.QUEUED, message_id=message_id
+    )
+    db_session.add(receipt)
+    await db_session.flush()
+    return receipt
+
+
+async def scan_missing_receipts(
+    db: Database, *, max_age: timedelta = timedelta(days=7), limit: int = 200
+) -> int:
+    """Enqueue receipts for recent CDRs without one. Returns how many receipts rows were created."""
+    since = utcnow() - max_age
+    async with db.session() as s:
+        ids = list(
+            (
+                await s.execute(
+                    select(Cdr.id)
+                    .outerjoin(Receipt, Receipt.cdr_id == Cdr.id)
+                    .where(and_(Receipt.id.is_(None), Cdr.is_credit.is_(False), Cdr.created_at >= since))
+                    .order_by(Cdr.id)
+                    .limit(limit)
+                )
+            ).scalars()
+        )
+    created = 0
+    for cdr_id in ids:
+        try:
+            async with db.session() as s:
+                cdr = await s.get(Cdr, cdr_id)
+                if cdr is not None and await enqueue_receipt(s, cdr) is not None:
+                    created += 1
+        except IntegrityError:  # the CDR's own transaction (or another node) got there first
+            continue
+        except Exception:
+            log.exception("could not enqueue the receipt of CDR %s", cdr_id)
+    return created
+
+
+async def _mark(db: Database, cdr_id: int | None, **values: Any) -> None:
+    if cdr_id is None:
+        return
+    async with db.session() as s:
+        receipt = (await s.execute(select(Receipt).where(Receipt.cdr_id == cdr_id))).scalar_one_or_none()
+        if receipt is not None:
+            for key, value in values.items():
+                setattr(receipt, key, value)
+
+
+def make_email_sender(
+    db: Database, config_getter: Callable[[], SmtpConfig | None], mail_from: str
+) -> Callable[[OutboxMessage], Awaitable[Any]]:
+    """The ``"email"`` outbox channel sender."""
+    from evhub.outbox import DeliveryResult
+
+    async def sender(message: OutboxMessage) -> DeliveryResult:
+        config = config_getter()
+        if config is None:
+            return DeliveryResult.retry("EVHUB_SMTP_URL is not set", retry_after=300)
+        payload = dict(message.payload)
+        payload.setdefault("to", message.destination)
+        outcome = await send_email(config, payload, mail_from)
+        cdr_id = payload.get("cdr_id")
+        if outcome.ok:
+            await _mark(db, cdr_id, status=ReceiptStatus.SENT, sent_at=utcnow(), error=None)
+            return DeliveryResult.delivered(smtp=f"{config.host}:{config.port}")
+        if outcome.permanent:
+            status = ReceiptStatus.BOUNCED if outcome.refused else ReceiptStatus.FAILED
+            await _mark(db, cdr_id, status=status, error=outcome.error)
+            return DeliveryResult.give_up(outcome.error or "refused")
+        await _mark(db, cdr_id, error=outcome.error)
+        return DeliveryResult.retry(outcome.error or "SMTP failure")
+
+    return sender
+
+
+async def record_bounce(db: Database, cdr_uid: str, reason: str) -> bool:
+    """Record a bounce reported after delivery (a DSN naming the receipt). Returns False if unknown."""
+    async with db.session() as s:
+        row = (
+            await s.execute(select(Receipt).join(Cdr, Cdr.id == Receipt.cdr_id).where(Cdr.cdr_uid == cdr_uid))
+        ).scalar_one_or_none()
+        if row is None:
+            return False
+        row.status = ReceiptStatus.BOUNCED
+        row.error = reason[:2000]
+        return True

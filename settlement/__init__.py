@@ -1,0 +1,1 @@
+"""settlement — period settlement: splits every CDR's money among CPO, eMSP, hub and partners."""

@@ -1,0 +1,333 @@
+"""Split agreements: typed, versioned terms that say how a CDR's money is divided, and how they may change.
+
+Three kinds, each a frozen pydantic model identified by ``agreement_id`` + ``version`` and in force from
+``valid_from`` (a date, 00:00 UTC) until ``valid_until`` (exclusive, optional) or the next version:
+
+* :class:`RoamingAgreement` (``emsp``, ``cpo``): the eMSP owes the CPO each CDR's total, incl. VAT.
+* :class:`HubFeeAgreement` (``cpo`` or every CPO, ``currency``): the hub's fee, charged to the CPO:
+  percentage of the CDR net + fixed per session + per kWh, then clamped to a minimum / maximum per
+  session, with its own VAT rate per jurisdiction (the CDR's ``country``).
+* :class:`SiteHostAgreement` (``cpo``, ``location_id``): the site host's share, a percentage of the CPO's
+  energy revenue (excl. VAT) or a fixed rate per kWh; VAT either carried from the CDR's energy component
+  or at the agreement's own rate.
+
+Picking the version in force (:func:`in_force`, vectorised in :mod:`settlement.resolve`): every version
+has an *effective interval* ``[valid_from, min(valid_until, next version's valid_from))``; the version
+whose interval contains the CDR's instant is in force. Different agreements for the same scope must not
+overlap (:func:`validate_agreements`).
+
+Changing terms (:func:`check_change`, pure): a version that was in force before the end of the last
+closed period is frozen — it can only be superseded by a new version taking effect at or after that
+instant (or given a ``valid_until`` that is itself not inside a closed period). Closed periods are never
+rewritten.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
+
+from evhub.money import normalize_currency, to_decimal
+
+ExactDecimal = Annotated[Decimal, BeforeValidator(to_decimal)]
+"""A Decimal that refuses floats (they are not exact)."""
+
+ALL_CPOS = "*"
+"""Scope value of a hub fee agreement that applies to every CPO without one of its own."""
+
+
+def day_start(day: date) -> datetime:
+    """00:00 UTC of ``day``: the instant a ``valid_from`` / ``valid_until`` date stands for."""
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+class _AgreementBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    agreement_id: str = Field(min_length=1)
+    version: int = Field(ge=1)
+    valid_from: date
+    valid_until: date | None = None
+
+    @model_validator(mode="after")
+    def _interval(self):
+        if self.valid_until is not None and self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be after valid_from")
+        return self
+
+    def scope(self) -> tuple[str, ...]:
+        """The keys an agreement of this kind is looked up by (same for every version of one agreement)."""
+        raise NotImplementedError
+
+    @property
+    def ref(self) -> str:
+        return f"{self.agreement_id}@v{self.version}"
+
+
+def _rate(value: Decimal) -> Decimal:
+    if not Decimal(0) <= value <= Decimal(1):
+        raise ValueError(f"rate {value} must be a fraction between 0 and 1 (0.2 = 20%)")
+    return value
+
+
+def _non_negative(value: Decimal | None) -> Decimal | None:
+    if value is not None and value < 0:
+        raise ValueError(f"amount {value} must not be negative")
+    return value
+
+
+class RoamingAgreement(_AgreementBase):
+    """eMSP-CPO relationship: the eMSP owes the CPO every CDR's total (excl. and incl. VAT as on the CDR)."""
+
+    kind: Literal["roaming"] = "roaming"
+    emsp: str = Field(min_length=1)
+    cpo: str = Field(min_length=1)
+
+    def scope(self) -> tuple[str, ...]:
+        return (self.emsp, self.cpo)
+
+
+class HubFeeAgreement(_AgreementBase):
+    """The hub's fee per CDR, charged to the CPO, in one currency.
+
+    ``fee = clamp(percentage * CDR total excl. VAT + fixed_per_session + per_kwh * kWh,
+    minimum_per_session, maximum_per_session)``, rounded once; VAT = fee * ``vat_rates[country]``.
+    """
+
+    kind: Literal["hub_fee"] = "hub_fee"
+    hub: str = Field(default="HUB", min_length=1)
+    cpo: str = Field(default=ALL_CPOS, min_length=1)
+    currency: str
+    percentage: ExactDecimal = Decimal(0)
+    fixed_per_session: ExactDecimal = Decimal(0)
+    per_kwh: ExactDecimal = Decimal(0)
+    minimum_per_session: ExactDecimal | None = None
+    maximum_per_session: ExactDecimal | None = None
+    vat_rates: dict[str, ExactDecimal] = Field(min_length=1)
+
+    @field_validator("currency")
+    @classmethod
+    def _cur(cls, value: str) -> str:
+        return normalize_currency(value)
+
+    @field_validator("percentage")
+    @classmethod
+    def _pct(cls, value: Decimal) -> Decimal:
+        return _rate(value)
+
+    @field_validator("fixed_per_session", "per_kwh", "minimum_per_session", "maximum_per_session")
+    @classmethod
+    def _amounts(cls, value: Decimal | None) -> Decimal | None:
+        return _non_negative(value)
+
+    @field_validator("vat_rates")
+    @classmethod
+    def _vat(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        return {k.strip().upper(): _rate(v) for k, v in sorted(value.items())}
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        lo, hi = self.minimum_per_session, self.maximum_per_session
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError("minimum_per_session must not exceed maximum_per_session")
+        return self
+
+    def scope(self) -> tuple[str, ...]:
+        return (self.cpo, self.currency)
+
+
+class SiteHostAgreement(_AgreementBase):
+    """The site host's share of a location's sessions, paid by the CPO.
+
+    Exactly one of ``share_percentage`` (of the CDR's energy cost excl. VAT, i.e. the CPO's energy revenue)
+    or ``per_kwh`` (needs ``currency``). ``vat_rate=None`` carries the CDR energy component's VAT
+    proportionally; a rate applies that rate to the share instead.
+    """
+
+    kind: Literal["site_host"] = "site_host"
+    site_host: str = Field(min_length=1)
+    cpo: str = Field(min_length=1)
+    location_id: str = Field(min_length=1)
+    share_percentage: ExactDecimal | None = None
+    per_kwh: ExactDecimal | None = None
+    currency: str | None = None
+    vat_rate: ExactDecimal | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _cur(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_currency(value)
+
+    @model_validator(mode="after")
+    def _mode(self):
+        if (self.share_percentage is None) == (self.per_kwh is None):
+            raise ValueError("give exactly one of share_percentage or per_kwh")
+        if self.share_percentage is not None:
+            _rate(self.share_percentage)
+        if self.per_kwh is not None:
+            _non_negative(self.per_kwh)
+            if self.currency is None:
+                raise ValueError("per_kwh needs a currency")
+        if self.vat_rate is not None:
+            _rate(self.vat_rate)
+        return self
+
+    def scope(self) -> tuple[str, ...]:
+        return (self.cpo, self.location_id)
+
+
+Agreement = Annotated[RoamingAgreement | HubFeeAgreement | SiteHostAgreement, Field(discriminator="kind")]
+_ADAPTER: TypeAdapter[list[Agreement]] = TypeAdapter(list[Agreement])
+KINDS = ("roaming", "hub_fee", "site_host")
+
+
+def parse_agreements(data: Iterable[dict]) -> list[RoamingAgreement | HubFeeAgreement | SiteHostAgreement]:
+    """Validate plain dicts (JSON) into agreements, dispatching on ``kind``."""
+    return _ADAPTER.validate_python(list(data))
+
+
+def dump_agreements(agreements: Iterable[_AgreementBase]) -> list[dict]:
+    """JSON-ready dicts (Decimals and dates as strings), sorted by kind, id, version."""
+    ordered = sorted(agreements, key=lambda a: (a.kind, a.agreement_id, a.version))
+    return [a.model_dump(mode="json") for a in ordered]
+
+
+def effective_intervals(
+    agreements: Iterable[_AgreementBase],
+) -> list[tuple[_AgreementBase, datetime, datetime | None]]:
+    """Each version with its effective ``[start, end)``; ``end`` None = open; empty intervals are dropped."""
+    by_id: dict[tuple[str, str], list[_AgreementBase]] = defaultdict(list)
+    for a in agreements:
+        by_id[(a.kind, a.agreement_id)].append(a)
+    out = []
+    for key in sorted(by_id):
+        versions = sorted(by_id[key], key=lambda a: (a.valid_from, a.version))
+        for i, a in enumerate(versions):
+            start = day_start(a.valid_from)
+            ends = [day_start(a.valid_until)] if a.valid_until else []
+            if i + 1 < len(versions):
+                ends.append(day_start(versions[i + 1].valid_from))
+            end = min(ends) if ends else None
+            if end is None or end > start:
+                out.append((a, start, end))
+    return out
+
+
+def validate_agreements(agreements: Sequence[_AgreementBase]) -> list[str]:
+    """Problems with a set of agreements (empty list = usable): duplicate versions, a version whose scope
+    differs from its agreement's, and different agreements for the same scope in force at the same time."""
+    problems: list[str] = []
+    seen: dict[tuple[str, str, int], _AgreementBase] = {}
+    scope_of: dict[tuple[str, str], tuple[str, ...]] = {}
+    for a in agreements:
+        key = (a.kind, a.agreement_id, a.version)
+        if key in seen:
+            problems.append(f"{a.kind} {a.ref} appears twice")
+        seen[key] = a
+        first = scope_of.setdefault((a.kind, a.agreement_id), a.scope())
+        if first != a.scope():
+            problems.append(f"{a.kind} {a.ref} changes scope {first} -> {a.scope()}; use a new agreement")
+    by_scope: dict[tuple, list[tuple[_AgreementBase, datetime, datetime | None]]] = defaultdict(list)
+    for a, start, end in effective_intervals(agreements):
+        by_scope[(a.kind, *a.scope())].append((a, start, end))
+    for scope, items in sorted(by_scope.items()):
+        items.sort(key=lambda t: t[1])
+        for (a, _s, a_end), (b, b_start, _e) in itertools.pairwise(items):
+            if a.agreement_id != b.agreement_id and (a_end is None or a_end > b_start):
+                problems.append(f"{a.ref} and {b.ref} are both in force for {scope} on {b_start.date()}")
+    return problems
+
+
+def in_force(
+    agreements: Iterable[_AgreementBase], kind: str, scope: tuple[str, ...], at: datetime
+) -> _AgreementBase | None:
+    """The version of ``kind`` for ``scope`` in force at instant ``at`` (aware), or None (scalar reference)."""
+    for a, start, end in effective_intervals(x for x in agreements if x.kind == kind and x.scope() == scope):
+        if start <= at and (end is None or at < end):
+            return a
+    return None
+
+
+def check_change(
+    existing: Sequence[_AgreementBase], proposed: _AgreementBase, closed_until: datetime | None
+) -> list[str]:
+    """Why ``proposed`` may not be stored next to ``existing`` versions (empty list = allowed). Pure.
+
+    ``closed_until`` is the end of the last closed period (None: nothing closed). Rules: versions count up by
+    one; a new version keeps the agreement's kind and scope and takes effect at or after ``closed_until``; a
+    version already in force before ``closed_until`` is frozen: the only edit allowed is setting or moving
+    its ``valid_until`` to an instant that is not inside a closed period.
+    """
+    same = [a for a in existing if a.agreement_id == proposed.agreement_id and a.kind == proposed.kind]
+    others = [a for a in existing if a.agreement_id == proposed.agreement_id and a.kind != proposed.kind]
+    problems: list[str] = []
+    if others:
+        problems.append(f"{proposed.agreement_id} is already a {others[0].kind} agreement")
+
+    def inside_closed(day: date | None) -> bool:
+        return closed_until is not None and day is not None and day_start(day) < closed_until
+
+    current = {a.version: a for a in same}
+    old = current.get(proposed.version)
+    if old is not None:
+        if old == proposed:
+            return problems
+        frozen = inside_closed(old.valid_from)
+        if frozen:
+            allowed = old.model_copy(update={"valid_until": proposed.valid_until}) == proposed
+            if not allowed or inside_closed(proposed.valid_until) or inside_closed(old.valid_until):
+                problems.append(
+                    f"{old.ref} was in force in a closed period (before {closed_until:%Y-%m-%d}); "
+                    f"it cannot be edited, publish version {max(current) + 1} from an open period instead"
+                )
+            return problems
+    else:
+        expected = max(current, default=0) + 1
+        if proposed.version != expected:
+            problems.append(
+                f"next version of {proposed.agreement_id} must be {expected}, not {proposed.version}"
+            )
+    if same and same[0].scope() != proposed.scope():
+        problems.append(f"{proposed.ref} changes scope {same[0].scope()} -> {proposed.scope()}")
+    if inside_closed(proposed.valid_from):
+        problems.append(
+            f"{proposed.ref} would take effect on {proposed.valid_from}, inside a closed period "
+            f"(closed until {closed_until:%Y-%m-%d}); closed periods are never rewritten"
+        )
+    if inside_closed(proposed.valid_until):
+        problems.append(f"{proposed.ref} would end on {proposed.valid_until}, inside a closed period")
+    return problems
+
+
+class AgreementBook:
+    """A validated, immutable set of agreements: what the split reads. Raises ValueError if inconsistent."""
+
+    def __init__(self, agreements: Iterable[_AgreementBase]):
+        items = tuple(sorted(agreements, key=lambda a: (a.kind, a.agreement_id, a.version)))
+        problems = validate_agreements(items)
+        if problems:
+            raise ValueError("inconsistent agreements: " + "; ".join(problems))
+        self.agreements = items
+
+    def of_kind(self, kind: str) -> list[_AgreementBase]:
+        return [a for a in self.agreements if a.kind == kind]
+
+    def intervals(self, kind: str) -> list[tuple[_AgreementBase, datetime, datetime | None]]:
+        return effective_intervals(self.of_kind(kind))
+
+    def __len__(self) -> int:
+        return len(self.agreements)

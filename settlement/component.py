@@ -1,0 +1,131 @@
+"""Settlement inside ``evhub serve``: a monthly job that settles and closes the previous month, and the
+read-only API ``/api/settlement/runs`` (a CPO key sees only its own statements) and ``/api/agreements``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from sqlalchemy import select
+
+from evhub.apiauth import principal, require_hub
+from evhub.components import Hub
+from evhub.models import SettlementRun, SettlementStatement
+from evhub.timeutil import utcnow
+from settlement.agreements import dump_agreements
+from settlement.periods import period_of
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["settlement"])
+
+
+@router.get("/settlement/runs", summary="Settlement runs with their statements and content hashes")
+async def runs(request: Request) -> list[dict[str, Any]]:
+    hub: Hub = request.app.state.hub
+    who = principal(request)
+    query = select(SettlementStatement).order_by(SettlementStatement.id)
+    if not who.is_hub:
+        query = query.where(SettlementStatement.party_id == who.cpo_id)
+    async with hub.db.session() as s:
+        rows = (await s.scalars(select(SettlementRun).order_by(SettlementRun.id))).all()
+        statements = (await s.scalars(query)).all()
+    by_run: dict[int, list[dict[str, Any]]] = {}
+    for st in statements:
+        by_run.setdefault(st.run_id, []).append(
+            {
+                "party": st.party,
+                "currency": st.currency,
+                "net": str(st.net),
+                "vat": str(st.vat),
+                "gross": str(st.gross),
+                "hash": st.content_hash,
+            }
+        )
+    return [
+        {
+            "period": r.period,
+            "sequence": r.sequence,
+            "status": r.status,
+            "content_hash": r.content_hash,
+            "cdrs": r.cdr_count,
+            "closed_at": r.closed_at.isoformat() if r.closed_at else None,
+            "statements": by_run.get(r.id, []),
+        }
+        for r in rows
+    ]
+
+
+@router.get("/agreements", summary="Every split agreement version", dependencies=[Depends(require_hub)])
+async def agreements(request: Request) -> list[dict[str, Any]]:
+    from settlement.store import load_agreements
+
+    hub: Hub = request.app.state.hub
+    async with hub.db.session() as s:
+        return dump_agreements(await load_agreements(s))
+
+
+@router.post(
+    "/agreements",
+    summary="Add agreements or new versions (never edits a stored version or a closed period)",
+    dependencies=[Depends(require_hub)],
+    status_code=201,
+)
+async def add(request: Request, items: list[dict[str, Any]] = Body(...)) -> list[dict[str, Any]]:
+    from settlement.store import AgreementChangeError, add_agreements
+
+    hub: Hub = request.app.state.hub
+    try:
+        async with hub.db.session() as s:
+            added = await add_agreements(s, items)
+    except AgreementChangeError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return dump_agreements(added)
+
+
+class SettlementComponent:
+    """Settles and closes the previous month on the 1st at 03:00 UTC (``EVHUB_SETTLEMENT_DIR`` for exports)."""
+
+    name = "settlement"
+
+    def __init__(self) -> None:
+        self._hub: Hub | None = None
+
+    def install(self, hub: Hub) -> None:
+        self._hub = hub
+        assert hub.app is not None
+        hub.app.include_router(router, prefix="/api")
+        if hub.scheduler is not None:
+            hub.scheduler.add_job(
+                self.settle_previous_month,
+                "cron",
+                day=1,
+                hour=3,
+                minute=0,
+                id="settlement.monthly",
+                max_instances=1,
+                coalesce=True,
+            )
+
+    async def settle_previous_month(self) -> None:
+        from settlement.job import run_period
+
+        assert self._hub is not None
+        period = period_of(utcnow().replace(day=1) - timedelta(days=1)).key
+        out = Path(self._hub.settings.settlement_dir)
+        try:
+            job = await run_period(self._hub.db, period, out_dir=out, close=True)
+        except Exception:
+            log.exception("monthly settlement failed", extra={"fields": {"period": period}})
+            return
+        log.info(
+            "period settled", extra={"fields": {"period": period, "hash": job.result.summary.content_hash}}
+        )
+
+    async def start(self, hub: Hub) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None

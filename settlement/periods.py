@@ -1,0 +1,165 @@
+"""Settlement periods: calendar months in UTC, closing, and where late and credit CDRs are settled.
+
+* A period is a month key ``"YYYY-MM"`` standing for ``[first day 00:00 UTC, first day of next month)``
+  (:func:`parse_period`). A CDR's *service period* is the period of its ``end_date_time``.
+* Closing a period freezes it: ``closes`` maps period keys to the instant they were closed. A closed
+  period's run is never rewritten; re-running it (replay) reproduces the same lines because the rule below
+  only depends on data that existed when it closed.
+* Settlement period of a CDR = the first period, starting at its service period, that was still open when
+  the CDR was created (``created_at``): a CDR created after its period closed (late) and a credit CDR whose
+  original's period is closed move forward to the next open period as *adjustments*, carrying
+  ``adjusts_period`` (the period they correct) and, for credit CDRs, ``adjusts_cdr_id`` (``credit_of``).
+  Credit CDRs are always flagged as adjustments, even when their period is still open.
+
+Vectorised: periods are handled as integer month indexes (``year * 12 + month - 1``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from evhub.timeutil import ensure_utc
+
+_KEY = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+class ClosedPeriodError(ValueError):
+    """An attempt to rewrite a closed period."""
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    """One settlement month: ``[start, end)`` in UTC."""
+
+    index: int  # year * 12 + month - 1
+
+    @property
+    def key(self) -> str:
+        return f"{self.index // 12:04d}-{self.index % 12 + 1:02d}"
+
+    @property
+    def start(self) -> datetime:
+        return datetime(self.index // 12, self.index % 12 + 1, 1, tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        return Period(self.index + 1).start
+
+    def next(self) -> Period:
+        return Period(self.index + 1)
+
+    def contains(self, instant: datetime) -> bool:
+        return self.start <= ensure_utc(instant) < self.end
+
+    def __str__(self) -> str:
+        return self.key
+
+
+def parse_period(key: str | Period) -> Period:
+    """``"2026-10"`` -> Period covering ``[2026-10-01T00:00Z, 2026-11-01T00:00Z)``."""
+    if isinstance(key, Period):
+        return key
+    match = _KEY.match(key.strip())
+    if not match:
+        raise ValueError(f"invalid period {key!r}: expected YYYY-MM")
+    return Period(int(match.group(1)) * 12 + int(match.group(2)) - 1)
+
+
+def period_of(instant: datetime) -> Period:
+    """The period containing an aware instant."""
+    utc = ensure_utc(instant)
+    return Period(utc.year * 12 + utc.month - 1)
+
+
+def closed_until(closes: Mapping[str, datetime]) -> datetime | None:
+    """End of the latest closed period (what agreement changes are checked against), or None."""
+    if not closes:
+        return None
+    return max(parse_period(k) for k in closes).end
+
+
+def ensure_open(period: str | Period, closes: Mapping[str, datetime]) -> None:
+    """Raise :class:`ClosedPeriodError` if ``period`` is closed."""
+    p = parse_period(period)
+    if p.key in {parse_period(k).key for k in closes}:
+        raise ClosedPeriodError(f"period {p.key} is closed; late and credit CDRs go to the next open period")
+
+
+def utc_column(values: pd.Series, name: str) -> pd.Series:
+    """A timestamp column as aware UTC; naive values are refused (we never guess a zone)."""
+    ts = pd.to_datetime(values)
+    if getattr(ts.dt, "tz", None) is None:
+        raise ValueError(f"column {name} has naive timestamps; give aware UTC instants")
+    return ts.dt.tz_convert("UTC")
+
+
+def epoch_ns(values: pd.Series) -> np.ndarray:
+    """Aware timestamps as int64 nanoseconds since the epoch."""
+    return np.asarray(values.dt.as_unit("ns").array.asi8, dtype=np.int64)
+
+
+def month_index(values: pd.Series) -> np.ndarray:
+    """Aware UTC timestamps -> int64 month index (year * 12 + month - 1)."""
+    return (values.dt.year.to_numpy(np.int64) * 12 + values.dt.month.to_numpy(np.int64) - 1).astype(np.int64)
+
+
+def month_keys(index: np.ndarray, mask: np.ndarray | None = None) -> pd.Categorical:
+    """Month indexes -> categorical of ``"YYYY-MM"`` keys (fast for millions of rows); missing where
+    ``mask`` is False."""
+    index = np.asarray(index, dtype=np.int64)
+    if index.size == 0:
+        return pd.Categorical([], categories=pd.Index([], dtype=object))
+    uniques = np.unique(index)
+    codes = np.searchsorted(uniques, index)
+    if mask is not None:
+        codes = np.where(mask, codes, -1)
+    return pd.Categorical.from_codes(codes, categories=pd.Index([Period(int(u)).key for u in uniques]))
+
+
+def settlement_months(
+    service_month: np.ndarray, created_ns: np.ndarray, closes: Mapping[str, datetime]
+) -> np.ndarray:
+    """Settlement month index per CDR: first month >= its service month still open at its creation."""
+    months = np.asarray(service_month, dtype=np.int64).copy()
+    for key, closed_at in sorted(((parse_period(k).index, v) for k, v in closes.items())):
+        at = pd.Timestamp(ensure_utc(closed_at)).as_unit("ns").value
+        months[(months == key) & (created_ns >= at)] += 1
+    return months
+
+
+def assign_periods(
+    end_date_time: pd.Series,
+    created_at: pd.Series | None,
+    is_credit: np.ndarray,
+    credit_of: pd.Series | None,
+    closes: Mapping[str, datetime] | None = None,
+) -> pd.DataFrame:
+    """Period columns for CDRs: service_period, settlement_period, is_adjustment, adjusts_period,
+    adjusts_cdr_id. ``created_at`` None means every CDR arrived on time."""
+    closes = closes or {}
+    service = month_index(end_date_time)
+    created = (
+        epoch_ns(created_at) if created_at is not None else np.full(len(service), np.iinfo(np.int64).min)
+    )
+    settle = settlement_months(service, created, closes)
+    is_credit = np.asarray(is_credit, dtype=bool)
+    adjustment = (settle != service) | is_credit
+    if credit_of is not None:
+        adjusts_cdr = pd.Series(credit_of.to_numpy(), dtype=credit_of.dtype).where(is_credit)
+    else:
+        adjusts_cdr = pd.Series([None] * len(service), dtype=object)
+    return pd.DataFrame(
+        {
+            "service_period": month_keys(service),
+            "settlement_period": month_keys(settle),
+            "is_adjustment": adjustment,
+            "adjusts_period": month_keys(service, adjustment),
+            "adjusts_cdr_id": adjusts_cdr.to_numpy(),
+        }
+    )

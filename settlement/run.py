@@ -1,0 +1,138 @@
+"""A settlement run: the entry point the CLI / database layer calls (``evhub settle --period``).
+
+:func:`settle` takes plain inputs — a minor-unit CDR DataFrame (see :mod:`settlement.split`; build it from
+Decimal rows with :func:`settlement.cdrs.prepare_cdrs`), an :class:`~settlement.agreements.AgreementBook`,
+the period key and the closing instants of closed periods — and returns a :class:`SettlementRun`: the
+period's lines (including adjustments for late and credit CDRs), the CDRs it could not split, netted
+transfers and a :class:`RunSummary` with counts, totals per currency and kind, and the content hash.
+Pure: no database, no network, no clock.
+
+A closed period is never rewritten: settling it raises :class:`~settlement.periods.ClosedPeriodError`
+unless ``replay=True``, which recomputes it for verification (same inputs -> same hash).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+import pandas as pd
+
+from .agreements import AgreementBook
+from .exports import content_hash
+from .minor import format_minor
+from .netting import bilateral, multilateral
+from .periods import ensure_open, parse_period
+from .split import split
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did, in plain types (ready to store in ``settlement_runs``)."""
+
+    period: str
+    cdrs_considered: int
+    cdrs_settled: int
+    adjustments: int
+    cdrs_rejected: int
+    rejected_by_reason: dict[str, int]
+    lines: int
+    totals: dict[str, dict[str, dict[str, str]]]  # currency -> kind -> {"net","vat","gross"} decimal strings
+    agreements_used: list[str]
+    content_hash: str
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class SettlementRun:
+    period: str
+    lines: pd.DataFrame
+    rejected: pd.DataFrame
+    transfers: pd.DataFrame
+    summary: RunSummary
+    all_lines: pd.DataFrame = field(repr=False)  # every CDR's lines, whatever period it settles in
+
+
+def settle(
+    cdrs: pd.DataFrame,
+    book: AgreementBook,
+    period: str,
+    closes: Mapping[str, datetime] | None = None,
+    *,
+    replay: bool = False,
+    netting: Literal["bilateral", "multilateral", "clearing"] = "bilateral",
+    clearing_party: str = "HUB",
+    pick_basis: Literal["end_date_time", "period_start"] = "end_date_time",
+    engine: Literal["pandas", "dask"] = "pandas",
+    partitions: int | None = None,
+) -> SettlementRun:
+    """Settle ``period``: lines of every CDR whose settlement period it is (see :mod:`settlement.periods`).
+
+    ``engine="dask"`` runs the same split over ``partitions`` dask partitions (on the default dask
+    scheduler, e.g. a ``distributed.Client`` the caller created); the answer is the same as pandas'."""
+    key = parse_period(period).key
+    closes = dict(closes or {})
+    if not replay:
+        ensure_open(key, closes)
+    if engine == "dask":
+        import dask.dataframe as dd
+
+        from .dask_engine import split_dask_computed
+
+        parts = partitions or max(1, min(64, len(cdrs) // 250_000 + 1))
+        all_lines, all_rejected = split_dask_computed(
+            dd.from_pandas(cdrs, npartitions=parts), book, closes=closes, pick_basis=pick_basis
+        )
+    else:
+        result = split(cdrs, book, closes=closes, pick_basis=pick_basis)
+        all_lines, all_rejected = result.lines, result.rejected
+    in_period = all_lines["settlement_period"].astype(str) == key
+    lines = all_lines[in_period].reset_index(drop=True)
+    settle_of_rejected = all_rejected["settlement_period"].astype(str)
+    rejected = all_rejected[settle_of_rejected == key].reset_index(drop=True)
+    if netting == "bilateral":
+        transfers = bilateral(lines)
+    else:
+        transfers = multilateral(lines, clearing_party if netting == "clearing" else None)
+    summary = summarize(key, cdrs, lines, rejected)
+    return SettlementRun(
+        period=key, lines=lines, rejected=rejected, transfers=transfers, summary=summary, all_lines=all_lines
+    )
+
+
+def summarize(period: str, cdrs: pd.DataFrame, lines: pd.DataFrame, rejected: pd.DataFrame) -> RunSummary:
+    """Counts, totals per currency and kind (decimal strings), agreements used, content hash."""
+    totals: dict[str, dict[str, dict[str, str]]] = {}
+    if len(lines):
+        grouped = (
+            lines.assign(currency=lines["currency"].astype(str), kind=lines["kind"].astype(str))
+            .groupby(["currency", "kind"], sort=True)[["net_minor", "vat_minor", "gross_minor"]]
+            .sum()
+        )
+        for (currency, kind), row in grouped.iterrows():
+            totals.setdefault(currency, {})[kind] = {
+                name: format_minor(int(row[f"{name}_minor"]), currency) for name in ("net", "vat", "gross")
+            }
+    cdr_ids = lines["cdr_id"].astype(str)
+    used = (
+        sorted(set(lines["agreement_id"].astype(str) + "@v" + lines["agreement_version"].astype(str)))
+        if len(lines)
+        else []
+    )
+    reasons = rejected["reason"].value_counts().sort_index()
+    return RunSummary(
+        period=period,
+        cdrs_considered=len(cdrs),
+        cdrs_settled=int(cdr_ids.nunique()),
+        adjustments=int(lines.loc[lines["is_adjustment"], "cdr_id"].nunique()) if len(lines) else 0,
+        cdrs_rejected=len(rejected),
+        rejected_by_reason={str(k): int(v) for k, v in reasons.items()},
+        lines=len(lines),
+        totals=totals,
+        agreements_used=used,
+        content_hash=content_hash(lines),
+    )

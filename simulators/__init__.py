@@ -1,0 +1,1 @@
+"""simulators — simulated charge points, an eMSP partner and a grid-load feed for demo, tests and benchmarks."""

@@ -1,0 +1,396 @@
+"""One simulated charge point speaking OCPP-J 1.6 or 2.0.1 over a real websocket.
+
+It boots, reports connector status, and runs realistic sessions: a driver plugs in after a random idle time,
+presents an RFID token (Authorize), charges along a power curve (constant power, tapering above 80 % state of
+charge), reports the energy register every 60 simulated seconds, and unplugs. Simulated time runs
+``acceleration`` times faster than the wall clock (timestamps on the wire are simulated time).
+
+Flaky links are part of the model: on a lost connection it reconnects with exponential backoff and jitter,
+and transaction messages produced while offline are queued and delivered in order after reconnecting.
+It answers the central system's commands (remote start/stop, reset, configuration, ...) with plausible
+replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import logging
+import random
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+log = logging.getLogger(__name__)
+
+TRANSACTION_ACTIONS = {"StartTransaction", "StopTransaction", "MeterValues", "TransactionEvent"}
+
+
+@dataclass
+class ChargerSpec:
+    """What one simulated charger is."""
+
+    identity: str
+    password: str
+    version: str = "1.6"  # "1.6" or "2.0.1"
+    tokens: list[str] = field(default_factory=lambda: ["AABBCC01"])
+    connectors: int = 1
+    max_power_w: float = 11000.0
+    meter_interval_s: int = 60  # simulated seconds between MeterValues
+    idle_s: tuple[float, float] = (300.0, 1800.0)  # simulated idle time between sessions
+    energy_wh: tuple[float, float] = (5000.0, 30000.0)  # energy a driver wants per session
+
+
+@dataclass
+class SimStats:
+    sessions_started: int = 0
+    sessions_completed: int = 0
+    meter_values_sent: int = 0
+    connects: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+class SimClock:
+    def __init__(self, acceleration: float, start: datetime | None = None) -> None:
+        self.acceleration = acceleration
+        self.start = start or datetime.now(UTC)
+        self.mono = time.monotonic()
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=(time.monotonic() - self.mono) * self.acceleration)
+
+    async def sleep(self, sim_seconds: float) -> None:
+        await asyncio.sleep(max(0.0, sim_seconds / self.acceleration))
+
+
+def stamp(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SimulatedCharger:
+    def __init__(
+        self,
+        spec: ChargerSpec,
+        url: str,
+        clock: SimClock,
+        *,
+        max_sessions: int | None = None,
+        seed: int | None = None,
+        ssl: Any = None,
+        record_latency: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.url = url.rstrip("/") + "/" + spec.identity
+        self.clock = clock
+        self.max_sessions = max_sessions
+        self.rng = random.Random(seed if seed is not None else spec.identity)
+        self.ssl = ssl
+        self.record_latency = record_latency
+        self.stats = SimStats()
+        self.ws: Any = None
+        self.online = asyncio.Event()
+        self.outbox: deque[tuple[str, dict[str, Any], asyncio.Future[Any] | None]] = deque()
+        self.pending: dict[str, asyncio.Future[Any]] = {}
+        self.ids = itertools.count(1)
+        self.meter_wh = float(self.rng.randint(0, 5_000_000))
+        self.tx_seq = itertools.count(1)
+        self.seq_no = 0
+        self.remote_starts: asyncio.Queue[str] = asyncio.Queue()
+        self.stop_requested: set[str] = set()
+        self.done = asyncio.Event()
+        self.drain_lock = asyncio.Lock()
+        self.bg: set[asyncio.Task[Any]] = set()
+
+    # -- wire -----------------------------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        token = base64.b64encode(f"{self.spec.identity}:{self.spec.password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    async def _link(self) -> None:
+        """Keep a connection up: connect, boot, flush the offline queue, read; reconnect with backoff."""
+        backoff = 1.0
+        while not self.done.is_set():
+            try:
+                async with connect(
+                    self.url,
+                    subprotocols=["ocpp" + self.spec.version],
+                    additional_headers=self._headers(),
+                    ssl=self.ssl,
+                    open_timeout=30,
+                    ping_interval=None,
+                ) as ws:
+                    self.ws = ws
+                    self.stats.connects += 1
+                    backoff = 1.0
+                    reader = asyncio.create_task(self._read(ws))
+                    try:
+                        await self._boot()
+                        self.online.set()
+                        await self._drain()
+                        await reader
+                    finally:
+                        self.online.clear()
+                        reader.cancel()
+                        for fut in self.pending.values():
+                            if not fut.done():
+                                fut.set_exception(ConnectionError("link lost"))
+                        self.pending.clear()
+            except InvalidStatus as exc:
+                log.error("%s refused: HTTP %s", self.spec.identity, exc.response.status_code)
+                self.stats.errors += 1
+                if exc.response.status_code in (401, 403, 404):
+                    self.done.set()
+                    return
+            except (OSError, ConnectionClosed, TimeoutError, ConnectionError):
+                self.stats.errors += 1
+            if self.done.is_set():
+                return
+            await asyncio.sleep(backoff * (0.5 + self.rng.random()))
+            backoff = min(backoff * 2, 60.0)
+
+    async def _read(self, ws: Any) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for frame in ws:
+                msg = json.loads(frame)
+                if msg[0] == 2:
+                    await ws.send(json.dumps([3, msg[1], self._answer(msg[2], msg[3])]))
+                elif msg[0] in (3, 4):
+                    fut = self.pending.pop(msg[1], None)
+                    if fut is not None and not fut.done():
+                        if msg[0] == 3:
+                            fut.set_result(msg[2])
+                        else:
+                            fut.set_exception(RuntimeError(f"{msg[2]}: {msg[3]}"))
+
+    async def _call_now(self, action: str, payload: dict[str, Any], timeout: float = 30) -> Any:
+        uid = f"{self.spec.identity[-6:]}-{next(self.ids)}"
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending[uid] = fut
+        t0 = time.perf_counter()
+        await self.ws.send(json.dumps([2, uid, action, payload]))
+        result = await asyncio.wait_for(fut, timeout)
+        if self.record_latency and action in ("MeterValues", "TransactionEvent"):
+            self.stats.latencies.append(time.perf_counter() - t0)
+        return result
+
+    async def call(self, action: str, payload: dict[str, Any]) -> Any:
+        """Send when online; transaction messages produced offline wait in the queue, in order."""
+        while True:
+            if not self.online.is_set() or self.outbox:
+                if action not in TRANSACTION_ACTIONS:
+                    await self.online.wait()
+                    with contextlib.suppress(ConnectionError, ConnectionClosed, TimeoutError):
+                        return await self._call_now(action, payload)
+                    continue
+                fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                self.outbox.append((action, payload, fut))
+                await self._drain()
+                return await fut
+            try:
+                return await self._call_now(action, payload)
+            except (ConnectionError, ConnectionClosed, TimeoutError):
+                if action not in TRANSACTION_ACTIONS:
+                    continue
+                fut = asyncio.get_running_loop().create_future()
+                self.outbox.appendleft((action, payload, fut))
+                await self._drain()
+                return await fut
+
+    def enqueue(self, action: str, payload: dict[str, Any]) -> None:
+        """Queue a transaction message without waiting for its answer (sent in order, kept while offline)."""
+        self.outbox.append((action, payload, None))
+        if self.online.is_set() and not self.drain_lock.locked():
+            task = asyncio.get_running_loop().create_task(self._drain())
+            self.bg.add(task)
+            task.add_done_callback(self.bg.discard)
+
+    async def _drain(self) -> None:
+        async with self.drain_lock:
+            await self._drain_locked()
+
+    async def _drain_locked(self) -> None:
+        if not self.online.is_set():
+            return
+        while self.outbox and self.online.is_set():
+            action, payload, fut = self.outbox[0]
+            try:
+                result = await self._call_now(action, payload)
+            except (ConnectionError, ConnectionClosed, TimeoutError):
+                return
+            self.outbox.popleft()
+            if fut is not None and not fut.done():
+                fut.set_result(result)
+
+    # -- protocol -------------------------------------------------------------------------------------------
+
+    async def _boot(self) -> None:
+        if self.spec.version == "1.6":
+            payload = {"chargePointVendor": "evhub-sim", "chargePointModel": "SimAC22",
+                       "chargePointSerialNumber": self.spec.identity, "firmwareVersion": "1.0.0"}  # fmt: skip
+        else:
+            payload = {"reason": "PowerUp", "chargingStation": {"model": "SimAC22", "vendorName": "evhub-sim",
+                       "serialNumber": self.spec.identity, "firmwareVersion": "1.0.0"}}  # fmt: skip
+        await self._call_now("BootNotification", payload)
+        for c in range(1, self.spec.connectors + 1):
+            await self._call_now("StatusNotification", self._status(c, "Available"))
+
+    def _status(self, connector: int, status: str) -> dict[str, Any]:
+        if self.spec.version == "1.6":
+            return {"connectorId": connector, "errorCode": "NoError", "status": status,
+                    "timestamp": stamp(self.clock.now())}  # fmt: skip
+        v201 = {
+            "Available": "Available",
+            "Preparing": "Occupied",
+            "Charging": "Occupied",
+            "Finishing": "Occupied",
+        }
+        return {"timestamp": stamp(self.clock.now()), "connectorStatus": v201.get(status, "Unavailable"),
+                "evseId": connector, "connectorId": 1}  # fmt: skip
+
+    def _answer(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if action in ("RemoteStartTransaction", "RequestStartTransaction"):
+            tag = payload.get("idTag") or payload.get("idToken", {}).get("idToken", "")
+            self.remote_starts.put_nowait(tag)
+            return {"status": "Accepted"}
+        if action in ("RemoteStopTransaction", "RequestStopTransaction"):
+            self.stop_requested.add(str(payload.get("transactionId")))
+            return {"status": "Accepted"}
+        if action == "GetConfiguration":
+            return {"configurationKey": [{"key": "MeterValueSampleInterval", "readonly": False,
+                                          "value": str(self.spec.meter_interval_s)}]}  # fmt: skip
+        if action == "GetVariables":
+            return {"getVariableResult": [{"attributeStatus": "UnknownVariable", "component": d["component"],
+                                           "variable": d["variable"]} for d in payload["getVariableData"]]}  # fmt: skip
+        if action == "SetVariables":
+            return {"setVariableResult": [{"attributeStatus": "Rejected", "component": d["component"],
+                                           "variable": d["variable"]} for d in payload["setVariableData"]]}  # fmt: skip
+        if action == "TriggerMessage":
+            return {"status": "Accepted"}
+        if action == "DataTransfer":
+            return {"status": "UnknownVendorId"}
+        if action in ("GetLocalListVersion",):
+            return {"listVersion": 0}
+        if action == "ClearChargingProfile":
+            return {"status": "Unknown"}
+        return {"status": "Accepted"}
+
+    def _register(self, context: str) -> dict[str, Any]:
+        value = round(self.meter_wh, 1)
+        if self.spec.version == "1.6":
+            return {"timestamp": stamp(self.clock.now()), "sampledValue": [
+                {"value": f"{value:.1f}", "context": context, "measurand": "Energy.Active.Import.Register",
+                 "unit": "Wh"}]}  # fmt: skip
+        return {"timestamp": stamp(self.clock.now()), "sampledValue": [
+            {"value": value, "context": context, "measurand": "Energy.Active.Import.Register",
+             "unitOfMeasure": {"unit": "Wh"}}]}  # fmt: skip
+
+    async def _session(self, connector: int, token: str) -> None:
+        spec, v16 = self.spec, self.spec.version == "1.6"
+        want = self.rng.uniform(*spec.energy_wh)
+        power = spec.max_power_w * self.rng.uniform(0.6, 1.0)
+        await self.call("StatusNotification", self._status(connector, "Preparing"))
+        if v16:
+            await self.call("Authorize", {"idTag": token})
+            answer = await self.call("StartTransaction", {"connectorId": connector, "idTag": token,
+                                                          "meterStart": int(self.meter_wh),
+                                                          "timestamp": stamp(self.clock.now())})  # fmt: skip
+            tx: str = str(answer["transactionId"]) if isinstance(answer, dict) else ""
+        else:
+            await self.call("Authorize", {"idToken": {"idToken": token, "type": "ISO14443"}})
+            tx = str(uuid.uuid4())
+            await self.call("TransactionEvent", self._event("Started", tx, connector, "Authorized",
+                                                            token, [self._register("Transaction.Begin")]))  # fmt: skip
+        self.stats.sessions_started += 1
+        await self.call("StatusNotification", self._status(connector, "Charging"))
+        delivered = 0.0
+        while delivered < want and tx not in self.stop_requested and not self.done.is_set():
+            await self.clock.sleep(spec.meter_interval_s)
+            taper = 1.0 if delivered < 0.8 * want else max(0.2, (want - delivered) / (0.2 * want))
+            step = power * taper * spec.meter_interval_s / 3600.0
+            delivered += step
+            self.meter_wh += step
+            if v16:
+                self.enqueue("MeterValues", {"connectorId": connector, "transactionId": int(tx) if tx else 0,
+                                                "meterValue": [self._register("Sample.Periodic")]})  # fmt: skip
+            else:
+                self.enqueue("TransactionEvent", self._event("Updated", tx, connector, "MeterValuePeriodic",
+                                                                None, [self._register("Sample.Periodic")]))  # fmt: skip
+            self.stats.meter_values_sent += 1
+        if v16:
+            await self.call("StopTransaction", {"transactionId": int(tx) if tx else 0, "idTag": token,
+                                                "meterStop": int(self.meter_wh), "timestamp": stamp(self.clock.now()),
+                                                "reason": "Remote" if tx in self.stop_requested else "EVDisconnected",
+                                                "transactionData": [self._register("Transaction.End")]})  # fmt: skip
+        else:
+            await self.call("TransactionEvent", self._event("Ended", tx, connector, "EVDeparted", token,
+                                                            [self._register("Transaction.End")],
+                                                            stopped="Remote" if tx in self.stop_requested
+                                                            else "EVDisconnected"))  # fmt: skip
+        await self.call("StatusNotification", self._status(connector, "Available"))
+        self.stats.sessions_completed += 1
+
+    def _event(self, kind: str, tx: str, evse: int, trigger: str, token: str | None,
+               values: list[dict[str, Any]], stopped: str | None = None) -> dict[str, Any]:  # fmt: skip
+        payload: dict[str, Any] = {"eventType": kind, "timestamp": stamp(self.clock.now()), "triggerReason": trigger,
+                                   "seqNo": self.seq_no, "transactionInfo": {"transactionId": tx},
+                                   "evse": {"id": evse, "connectorId": 1}, "meterValue": values}  # fmt: skip
+        self.seq_no += 1
+        if token:
+            payload["idToken"] = {"idToken": token, "type": "ISO14443"}
+        if stopped:
+            payload["transactionInfo"]["stoppedReason"] = stopped
+        return payload
+
+    async def _connector_loop(self, connector: int) -> None:
+        while not self.done.is_set():
+            if self.max_sessions is not None and self.stats.sessions_started >= self.max_sessions:
+                return
+            idle = self.rng.uniform(*self.spec.idle_s)
+            try:
+                token = await asyncio.wait_for(self.remote_starts.get(), idle / self.clock.acceleration)
+            except TimeoutError:
+                token = self.rng.choice(self.spec.tokens)
+            await self.online.wait()
+            await self._session(connector, token)
+
+    async def _heartbeat(self, interval: float) -> None:
+        while not self.done.is_set():
+            await asyncio.sleep(interval)
+            if self.online.is_set():
+                with contextlib.suppress(Exception):
+                    await self._call_now("Heartbeat", {})
+
+    async def run(self, heartbeat_s: float = 300.0) -> SimStats:
+        """Run until ``max_sessions`` sessions completed on every connector (or :meth:`stop`)."""
+        link = asyncio.create_task(self._link())
+        beat = asyncio.create_task(self._heartbeat(heartbeat_s))
+        try:
+            await asyncio.gather(*(self._connector_loop(c) for c in range(1, self.spec.connectors + 1)))
+            await self._drain()
+        finally:
+            self.done.set()
+            beat.cancel()
+            if self.ws is not None:
+                with contextlib.suppress(Exception):
+                    await self.ws.close()
+            link.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await link
+        return self.stats
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.ws is not None:
+            task = asyncio.get_running_loop().create_task(self.ws.close())
+            task.add_done_callback(lambda _t: None)

@@ -1,0 +1,660 @@
+"""A simulated eMSP: an OCPI 2.2.1 platform with the eMSP's Receiver interfaces (locations, sessions, CDRs,
+tariffs, command results) and Sender behaviour (tokens with real-time authorization, remote start/stop).
+
+Used by the demo and the tests, in-process::
+
+    sim = EmspSimulator(country_code="DE", party_id="EMS")
+    await sim.start()                                   # uvicorn on a free loopback port
+    await sim.register(hub_versions_url, token_a)       # the real handshake, as the initiator
+    # ... or let the hub register with it: evhub partners register sim.versions_url sim.token_a
+    await sim.push_token(sim.make_token("CARD-1"))
+    await sim.start_session("LOC1", "EVSE1", "1", "CARD-1")
+    sim.cdrs                                            # what it received
+    await sim.stop()
+
+It can misbehave on request (:meth:`misbehave`): answer HTTP 500/503, time out, or answer slowly, for a given
+number of requests or until told otherwise — the reliability tests use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import json
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+VERSION = "2.2.1"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _envelope(data: Any = None, code: int = 1000, message: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"status_code": code, "timestamp": _now()}
+    if data is not None:
+        body["data"] = data
+    if message:
+        body["status_message"] = message
+    return body
+
+
+def _tokens_in(header: str | None) -> set[str]:
+    if not header or not header.lower().startswith("token "):
+        return set()
+    raw = header[6:].strip()
+    found = {raw}
+    with contextlib.suppress(Exception):
+        found.add(base64.b64decode(raw, validate=True).decode().rstrip("\n"))
+    return found
+
+
+def _auth(token: str) -> str:
+    return "Token " + base64.b64encode(token.encode()).decode()
+
+
+@dataclass
+class Misbehaviour:
+    mode: str = "none"  # none | error | timeout | slow
+    status: int = 500
+    delay: float = 0.0
+    remaining: int | None = None  # None: until reset
+    paths: tuple[str, ...] = ()  # only requests whose path contains one of these (all when empty)
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    body: Any
+    headers: dict[str, str]
+    answered: int
+    query: str = ""
+
+
+@dataclass
+class EmspSimulator:
+    country_code: str = "DE"
+    party_id: str = "EMS"
+    name: str = "Simulated eMSP"
+    host: str = "127.0.0.1"
+    hub_timeout: float = 10.0
+    token_a: str = field(default_factory=lambda: "sim-a-" + uuid.uuid4().hex)
+
+    def __post_init__(self) -> None:
+        self.my_token: str | None = None  # what the hub presents to us (B or C)
+        self.hub_token: str | None = None  # what we present to the hub
+        self.hub_versions_url: str | None = None
+        self.hub_endpoints: list[dict[str, Any]] = []
+        self.hub_roles: list[dict[str, Any]] = []
+        self.registered = False
+        self.locations: dict[str, dict[str, Any]] = {}
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.cdrs: list[dict[str, Any]] = []
+        self.tariffs: dict[str, dict[str, Any]] = {}
+        self.tokens: dict[tuple[str, str], dict[str, Any]] = {}
+        self.command_results: dict[str, dict[str, Any]] = {}
+        self.profile_results: dict[str, dict[str, Any]] = {}
+        self.log: list[Received] = []
+        self.authorize_answers: dict[str, str] = {}  # uid -> AllowedType (unknown uid -> 2004)
+        self.offer_tokens_sender = True  # tokens Sender endpoint in our version details
+        self.offer_token_list = True  # False: GET tokens answers 404 (authorize still works)
+        self.token_page_limit = 100
+        self.bad = Misbehaviour()
+        self.port: int | None = None
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.app = self._build_app()
+
+    # ------------------------------------------------------------------------------------------- lifecycle
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/ocpi"
+
+    @property
+    def versions_url(self) -> str:
+        return f"{self.base_url}/versions"
+
+    async def start(self, port: int = 0) -> str:
+        """Serve on ``port`` (a free one when 0). Returns the versions URL."""
+        if port == 0:
+            with socket.socket() as sock:
+                sock.bind((self.host, 0))
+                port = sock.getsockname()[1]
+        self.port = port
+        config = uvicorn.Config(self.app, host=self.host, port=port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        return self.versions_url
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 5)
+        self._server = self._task = None
+
+    def misbehave(
+        self,
+        mode: str = "error",
+        *,
+        status: int = 500,
+        delay: float = 0.0,
+        count: int | None = None,
+        paths: tuple[str, ...] = (),
+    ) -> None:
+        """``error`` (answer ``status``), ``timeout`` (sleep ``delay`` then 504), ``slow`` (sleep ``delay``
+        then answer normally), for ``count`` requests (None: until :meth:`behave`)."""
+        self.bad = Misbehaviour(mode, status, delay, count, paths)
+
+    def behave(self) -> None:
+        self.bad = Misbehaviour()
+
+    def credentials(self, token: str) -> dict[str, Any]:
+        return {
+            "token": token,
+            "url": self.versions_url,
+            "roles": [
+                {
+                    "role": "EMSP",
+                    "party_id": self.party_id,
+                    "country_code": self.country_code,
+                    "business_details": {"name": self.name},
+                }
+            ],
+        }
+
+    # ------------------------------------------------------------------------------------------- the app
+
+    def _build_app(self) -> FastAPI:
+        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+        sim = self
+        emsp = f"/ocpi/emsp/{VERSION}"
+
+        @app.middleware("http")
+        async def misbehave(request: Request, call_next):  # type: ignore[no-untyped-def]
+            bad = sim.bad
+            applies = bad.mode != "none" and (not bad.paths or any(p in request.url.path for p in bad.paths))
+            if applies and bad.remaining is not None:
+                if bad.remaining <= 0:
+                    applies = False
+                else:
+                    bad.remaining -= 1
+            if applies:
+                if bad.mode == "error":
+                    sim.log.append(Received(request.method, request.url.path, None, {}, bad.status))
+                    return JSONResponse(_envelope(None, 3000, "simulated failure"), status_code=bad.status)
+                if bad.mode == "timeout":
+                    await asyncio.sleep(bad.delay or 30)
+                    return JSONResponse(_envelope(None, 3000, "simulated timeout"), status_code=504)
+                if bad.mode == "slow":
+                    await asyncio.sleep(bad.delay)
+            return await call_next(request)
+
+        async def body_of(request: Request) -> Any:
+            raw = await request.body()
+            try:
+                return json.loads(raw) if raw else None
+            except ValueError:
+                return None
+
+        def authorized(request: Request, allow_a: bool = False) -> bool:
+            presented = _tokens_in(request.headers.get("Authorization"))
+            ok = {t for t in (sim.my_token,) if t}
+            if allow_a:
+                ok.add(sim.token_a)
+            return bool(presented & ok)
+
+        def deny() -> JSONResponse:
+            return JSONResponse(_envelope(None, 2000, "unauthorized"), status_code=401)
+
+        async def record(request: Request, status: int = 200) -> Any:
+            body = await body_of(request)
+            sim.log.append(
+                Received(
+                    request.method,
+                    request.url.path,
+                    copy.deepcopy(body),
+                    dict(request.headers),
+                    status,
+                    request.url.query,
+                )
+            )
+            return body
+
+        @app.get("/ocpi/versions")
+        async def versions(request: Request):
+            if not authorized(request, allow_a=True):
+                return deny()
+            return _envelope([{"version": VERSION, "url": f"{sim.base_url}/{VERSION}"}])
+
+        @app.get(f"/ocpi/{VERSION}")
+        async def details(request: Request):
+            if not authorized(request, allow_a=True):
+                return deny()
+            base = f"{sim.base_url}/emsp/{VERSION}"
+            return _envelope(
+                {
+                    "version": VERSION,
+                    "endpoints": [
+                        {
+                            "identifier": "credentials",
+                            "role": "SENDER",
+                            "url": f"{sim.base_url}/{VERSION}/credentials",
+                        },
+                        {"identifier": "locations", "role": "RECEIVER", "url": f"{base}/locations"},
+                        {"identifier": "sessions", "role": "RECEIVER", "url": f"{base}/sessions"},
+                        {"identifier": "cdrs", "role": "RECEIVER", "url": f"{base}/cdrs"},
+                        {"identifier": "tariffs", "role": "RECEIVER", "url": f"{base}/tariffs"},
+                        *(
+                            [{"identifier": "tokens", "role": "SENDER", "url": f"{base}/tokens"}]
+                            if sim.offer_tokens_sender
+                            else []
+                        ),
+                        {"identifier": "commands", "role": "SENDER", "url": f"{base}/commands"},
+                    ],
+                }
+            )
+
+        @app.get(f"/ocpi/{VERSION}/credentials")
+        async def get_credentials(request: Request):
+            if not authorized(request, allow_a=True):
+                return deny()
+            return _envelope(sim.credentials(sim.my_token or sim.token_a))
+
+        @app.post(f"/ocpi/{VERSION}/credentials")
+        @app.put(f"/ocpi/{VERSION}/credentials")
+        async def post_credentials(request: Request):
+            is_post = request.method == "POST"
+            if not authorized(request, allow_a=is_post):
+                return deny()
+            if is_post and sim.registered:
+                return JSONResponse(_envelope(None, 2000, "already registered"), status_code=405)
+            if not is_post and not sim.registered:
+                return JSONResponse(_envelope(None, 2000, "not registered"), status_code=405)
+            body = await record(request)
+            try:
+                await sim._learn_hub(body["url"], body["token"])
+            except Exception as exc:
+                return JSONResponse(_envelope(None, 3001, f"cannot use your API: {exc}"), status_code=400)
+            sim.hub_roles = body.get("roles", [])
+            sim.my_token = "sim-c-" + uuid.uuid4().hex
+            sim.registered = True
+            return _envelope(sim.credentials(sim.my_token))
+
+        @app.delete(f"/ocpi/{VERSION}/credentials")
+        async def delete_credentials(request: Request):
+            if not authorized(request):
+                return deny()
+            sim.registered = False
+            sim.my_token = None
+            sim.hub_token = None
+            return _envelope()
+
+        # Receivers ------------------------------------------------------------------------------------
+
+        @app.put(emsp + "/locations/{cc}/{pid}/{location_id}")
+        async def put_location(cc: str, pid: str, location_id: str, request: Request):
+            if not authorized(request):
+                return deny()
+            body = await record(request)
+            if not isinstance(body, dict) or body.get("id") != location_id:
+                return JSONResponse(_envelope(None, 2001, "id mismatch"), status_code=400)
+            sim.locations[location_id] = body
+            return _envelope()
+
+        @app.patch(emsp + "/locations/{cc}/{pid}/{location_id}/{evse_uid}")
+        async def patch_evse(cc: str, pid: str, location_id: str, evse_uid: str, request: Request):
+            if not authorized(request):
+                return deny()
+            body = await record(request)
+            loc = sim.locations.get(location_id)
+            if loc is None:
+                return JSONResponse(_envelope(None, 2003, "unknown location"), status_code=404)
+            for evse in loc.get("evses", []):
+                if evse.get("uid") == evse_uid:
+                    evse.update(body or {})
+                    return _envelope()
+            return JSONResponse(_envelope(None, 2001, "unknown evse"), status_code=404)
+
+        @app.put(emsp + "/sessions/{cc}/{pid}/{session_id}")
+        async def put_session(cc: str, pid: str, session_id: str, request: Request):
+            if not authorized(request):
+                return deny()
+            body = await record(request)
+            if not isinstance(body, dict) or body.get("id") != session_id:
+                return JSONResponse(_envelope(None, 2001, "id mismatch"), status_code=400)
+            sim.sessions[session_id] = body
+            return _envelope()
+
+        @app.patch(emsp + "/sessions/{cc}/{pid}/{session_id}")
+        async def patch_session(cc: str, pid: str, session_id: str, request: Request):
+            if not authorized(request):
+                return deny()
+            body = dict(await record(request) or {})
+            current = sim.sessions.get(session_id)
+            if current is None:
+                return JSONResponse(_envelope(None, 2001, "unknown session"), status_code=404)
+            periods = body.pop("charging_periods", None)
+            current.update(body)
+            if periods:
+                current.setdefault("charging_periods", []).extend(periods)
+            return _envelope()
+
+        @app.post(emsp + "/cdrs")
+        async def post_cdr(request: Request):
+            if not authorized(request):
+                return deny()
+            body = await record(request)
+            if not isinstance(body, dict) or "id" not in body:
+                return JSONResponse(_envelope(None, 2001, "not a CDR"), status_code=400)
+            sim.cdrs.append(body)
+            location = f"{sim.base_url}/emsp/{VERSION}/cdrs/{body['id']}"
+            return JSONResponse(_envelope(), headers={"Location": location})
+
+        @app.get(emsp + "/cdrs/{cdr_id}")
+        async def get_cdr(cdr_id: str, request: Request):
+            if not authorized(request):
+                return deny()
+            for cdr in sim.cdrs:
+                if cdr.get("id") == cdr_id:
+                    return _envelope(cdr)
+            return JSONResponse(_envelope(None, 2001, "unknown cdr"), status_code=404)
+
+        @app.put(emsp + "/tariffs/{cc}/{pid}/{tariff_id}")
+        async def put_tariff(cc: str, pid: str, tariff_id: str, request: Request):
+            if not authorized(request):
+                return deny()
+            body = await record(request)
+            sim.tariffs[tariff_id] = body
+            return _envelope()
+
+        @app.delete(emsp + "/tariffs/{cc}/{pid}/{tariff_id}")
+        async def delete_tariff(cc: str, pid: str, tariff_id: str, request: Request):
+            if not authorized(request):
+                return deny()
+            await record(request)
+            sim.tariffs.pop(tariff_id, None)
+            return _envelope()
+
+        # Senders --------------------------------------------------------------------------------------
+
+        @app.get(emsp + "/tokens")
+        async def list_tokens(request: Request):
+            if not authorized(request):
+                return deny()
+            await record(request)
+            if not sim.offer_token_list:
+                return JSONResponse(_envelope(None, 2000, "no token list here"), status_code=404)
+            q = request.query_params
+            offset = int(q.get("offset", 0))
+            limit = min(int(q.get("limit", sim.token_page_limit)), sim.token_page_limit)
+            items = sorted(sim.tokens.values(), key=lambda t: (t["last_updated"], t["uid"], t["type"]))
+            if q.get("date_from"):
+                items = [t for t in items if t["last_updated"] >= q["date_from"]]
+            if q.get("date_to"):
+                items = [t for t in items if t["last_updated"] < q["date_to"]]
+            page = items[offset : offset + limit]
+            headers = {"X-Total-Count": str(len(items)), "X-Limit": str(limit)}
+            if offset + len(page) < len(items):
+                params = {"offset": offset + len(page), "limit": limit}
+                for key in ("date_from", "date_to"):
+                    if q.get(key):
+                        params[key] = q[key]
+                next_url = str(request.url.replace_query_params(**params))
+                headers["Link"] = f'<{next_url}>; rel="next"'
+            return JSONResponse(_envelope(page), headers=headers)
+
+        @app.post(emsp + "/tokens/{uid}/authorize")
+        async def authorize(uid: str, request: Request):
+            if not authorized(request):
+                return deny()
+            body = await record(request)
+            token_type = request.query_params.get("type", "RFID")
+            token = sim.tokens.get((uid, token_type))
+            if token is None:
+                return JSONResponse(_envelope(None, 2004, "unknown token"), status_code=404)
+            info: dict[str, Any] = {
+                "allowed": sim.authorize_answers.get(uid, "ALLOWED" if token.get("valid") else "BLOCKED"),
+                "token": token,
+                "authorization_reference": "auth-" + uuid.uuid4().hex[:12],
+            }
+            if body:
+                info["location"] = body
+            return _envelope(info)
+
+        @app.post(emsp + "/commands/{command}/{ref}")
+        async def command_result(command: str, ref: str, request: Request):
+            if not authorized(request):
+                return deny()
+            body = await record(request)
+            sim.command_results[ref] = {"command": command, **(body or {})}
+            return _envelope()
+
+        @app.post(emsp + "/chargingprofiles/{ref}")
+        async def profile_result(ref: str, request: Request):
+            if not authorized(request):
+                return deny()
+            sim.profile_results[ref] = await record(request) or {}
+            return _envelope()
+
+        return app
+
+    # ------------------------------------------------------------------------------------------- client side
+
+    def _hub_url(self, identifier: str) -> str:
+        for ep in self.hub_endpoints:
+            if ep.get("identifier") == identifier:
+                return ep["url"]
+        raise LookupError(f"the hub offers no {identifier} endpoint")
+
+    def _hub_cpo(self) -> tuple[str, str]:
+        role = next((r for r in self.hub_roles if r.get("role") == "CPO"), None)
+        if role is None:
+            raise LookupError("the hub has no CPO role")
+        return role["country_code"], role["party_id"]
+
+    def routing(self, to_cc: str | None = None, to_pid: str | None = None) -> dict[str, str]:
+        if to_cc is None or to_pid is None:
+            to_cc, to_pid = self._hub_cpo()
+        return {
+            "OCPI-from-country-code": self.country_code,
+            "OCPI-from-party-id": self.party_id,
+            "OCPI-to-country-code": to_cc,
+            "OCPI-to-party-id": to_pid,
+            "X-Request-ID": str(uuid.uuid4()),
+            "X-Correlation-ID": str(uuid.uuid4()),
+        }
+
+    async def _call(self, method: str, url: str, token: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": _auth(token), **kwargs.pop("headers", {})}
+        async with httpx.AsyncClient(timeout=self.hub_timeout) as http:
+            return await http.request(method, url, headers=headers, **kwargs)
+
+    async def _learn_hub(self, versions_url: str, token: str) -> None:
+        versions = (await self._call("GET", versions_url, token)).json()["data"]
+        url = next(v["url"] for v in versions if v["version"] == VERSION)
+        details = (await self._call("GET", url, token)).json()["data"]
+        self.hub_versions_url = versions_url
+        self.hub_endpoints = details["endpoints"]
+        self.hub_token = token
+
+    async def register(self, hub_versions_url: str, token_a: str) -> dict[str, Any]:
+        """Register with the hub (we initiate): versions with token A, POST our credentials with a new
+        token B, keep the token C the hub answers. Returns the hub's credentials."""
+        await self._learn_hub(hub_versions_url, token_a)
+        token_b = "sim-b-" + uuid.uuid4().hex
+        self.my_token = token_b
+        response = await self._call(
+            "POST", self._hub_url("credentials"), token_a, json=self.credentials(token_b)
+        )
+        body = response.json()
+        if response.status_code != 200 or body.get("status_code") != 1000:
+            self.my_token = None
+            raise RuntimeError(f"registration failed: HTTP {response.status_code} {body}")
+        self.hub_token = body["data"]["token"]
+        self.hub_roles = body["data"]["roles"]
+        self.registered = True
+        return body["data"]
+
+    async def rotate(self) -> dict[str, Any]:
+        """PUT new credentials to the hub (new token for the hub to use; the hub answers a new one)."""
+        assert self.hub_token
+        new_b = "sim-b-" + uuid.uuid4().hex
+        old_my = self.my_token
+        self.my_token = new_b
+        response = await self._call(
+            "PUT", self._hub_url("credentials"), self.hub_token, json=self.credentials(new_b)
+        )
+        body = response.json()
+        if response.status_code != 200 or body.get("status_code") != 1000:
+            self.my_token = old_my
+            raise RuntimeError(f"rotation failed: HTTP {response.status_code} {body}")
+        self.hub_token = body["data"]["token"]
+        return body["data"]
+
+    async def unregister(self) -> int:
+        assert self.hub_token
+        response = await self._call("DELETE", self._hub_url("credentials"), self.hub_token)
+        self.registered = False
+        return response.status_code
+
+    def make_token(
+        self, uid: str, *, whitelist: str = "ALLOWED", valid: bool = True, token_type: str = "RFID"
+    ) -> dict[str, Any]:
+        return {
+            "country_code": self.country_code,
+            "party_id": self.party_id,
+            "uid": uid,
+            "type": token_type,
+            "contract_id": f"{self.country_code}-{self.party_id}-C{uid[-8:]}",
+            "issuer": self.name,
+            "valid": valid,
+            "whitelist": whitelist,
+            "last_updated": _now(),
+        }
+
+    async def push_token(self, token: dict[str, Any], *, to: tuple[str, str] | None = None) -> httpx.Response:
+        """PUT a token to the hub's tokens Receiver (and remember it for real-time authorization)."""
+        self.tokens[(token["uid"], token["type"])] = token
+        url = f"{self._hub_url('tokens')}/{token['country_code']}/{token['party_id']}/{token['uid']}"
+        return await self._call(
+            "PUT",
+            url,
+            self.hub_token or "",
+            json=token,
+            params={"type": token["type"]},
+            headers=self.routing(*(to or (None, None))),
+        )
+
+    async def command(
+        self, command: str, body: dict[str, Any], *, to: tuple[str, str] | None = None
+    ) -> tuple[str, dict]:
+        """POST a command to the hub; returns (reference in our response_url, the CommandResponse)."""
+        ref = uuid.uuid4().hex
+        body = {"response_url": f"{self.base_url}/emsp/{VERSION}/commands/{command}/{ref}", **body}
+        response = await self._call(
+            "POST",
+            f"{self._hub_url('commands')}/{command}",
+            self.hub_token or "",
+            json=body,
+            headers=self.routing(*(to or (None, None))),
+        )
+        payload = response.json()
+        if response.status_code != 200 or payload.get("status_code") != 1000:
+            raise RuntimeError(f"command refused: HTTP {response.status_code} {payload}")
+        return ref, payload["data"]
+
+    async def start_session(
+        self, location_id: str, evse_uid: str, connector_id: str | None, token_uid: str, **kw: Any
+    ) -> tuple[str, dict]:
+        token = self.tokens.get((token_uid, "RFID")) or self.make_token(token_uid, token_type="APP_USER")
+        body = {"token": token, "location_id": location_id, "evse_uid": evse_uid}
+        if connector_id:
+            body["connector_id"] = connector_id
+        return await self.command("START_SESSION", body, **kw)
+
+    async def stop_session(self, session_id: str, **kw: Any) -> tuple[str, dict]:
+        return await self.command("STOP_SESSION", {"session_id": session_id}, **kw)
+
+    def received(self) -> dict[str, Any]:
+        """What the simulator holds, for the demo: counts and the CDRs' ids and totals."""
+        return {
+            "registered": self.registered,
+            "locations": len(self.locations),
+            "sessions": len(self.sessions),
+            "tariffs": len(self.tariffs),
+            "cdrs": [
+                {"id": c.get("id"), "total_cost": c.get("total_cost"), "total_energy": c.get("total_energy")}
+                for c in self.cdrs
+            ],
+        }
+
+    def profile_response_url(self) -> tuple[str, str]:
+        """(reference, response_url) for a ChargingProfiles request; results land in ``profile_results``."""
+        ref = uuid.uuid4().hex
+        return ref, f"{self.base_url}/emsp/{VERSION}/chargingprofiles/{ref}"
+
+    async def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
+        """Poll ``predicate()`` until true (tests and demo)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate():
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("condition not reached in time")
+            await asyncio.sleep(0.05)
+
+    async def fetch_all(
+        self, module: str, params: dict[str, Any] | None = None, *, to: tuple[str, str] | None = None
+    ) -> list[dict]:
+        """GET a hub Sender list and follow ``Link: rel=next`` to the end."""
+        url: str | None = self._hub_url(module)
+        items: list[dict] = []
+        query = params
+        while url:
+            response = await self._call(
+                "GET", url, self.hub_token or "", params=query, headers=self.routing(*(to or (None, None)))
+            )
+            response.raise_for_status()
+            items.extend(response.json()["data"])
+            url = response.links.get("next", {}).get("url")
+            query = None
+        return items
+
+
+async def run_emsp(
+    hub_versions_url: str | None = None,
+    token_a: str | None = None,
+    *,
+    port: int = 0,
+    country_code: str = "DE",
+    party_id: str = "EMS",
+    name: str = "Simulated eMSP",
+) -> EmspSimulator:
+    """Start a simulator on ``port`` (free one when 0) and, given the hub's versions URL and a token A from
+    ``evhub partners invite``, register it with the hub through the real handshake. ``await sim.stop()``."""
+    sim = EmspSimulator(country_code=country_code, party_id=party_id, name=name)
+    await sim.start(port)
+    if hub_versions_url and token_a:
+        try:
+            await sim.register(hub_versions_url, token_a)
+        except Exception:
+            await sim.stop()
+            raise
+    return sim

@@ -1,0 +1,69 @@
+"""A simulated grid-load feed: a zone's load in percent over a day, posted to ``/api/grid/{zone}/load``.
+
+The curve is a deterministic daily shape (night valley, evening peak) plus seeded noise, so the demo and tests
+see the same prices every run. :func:`load_curve` is pure; :class:`GridFeed` posts samples over HTTP.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import httpx
+
+from evhub.timeutil import ensure_utc
+
+
+def load_curve(
+    start: datetime, step: timedelta, count: int, *, seed: int = 7
+) -> Iterator[tuple[datetime, Decimal]]:
+    """``count`` samples from ``start`` every ``step``: a daily curve (low ~20 % at 04:00 UTC, high ~90 % at
+    18:00 UTC) with +-5 points of seeded noise, to one decimal."""
+    rng = random.Random(seed)
+    at = ensure_utc(start)
+    for _ in range(count):
+        hours = at.hour + at.minute / 60
+        base = 55 + 35 * math.sin((hours - 11) / 24 * 2 * math.pi)
+        value = max(0.0, min(100.0, base + rng.uniform(-5, 5)))
+        yield at, Decimal(f"{value:.1f}")
+        at += step
+
+
+@dataclass
+class GridFeed:
+    """Posts load samples for one zone to a running hub."""
+
+    base_url: str
+    zone: str
+    api_key: str | None = None  # a hub operator key (grid load is a hub-operator endpoint)
+    sent: list[tuple[datetime, Decimal, list[dict]]] = field(default_factory=list)
+
+    async def post(self, at: datetime, load: Decimal, client: httpx.AsyncClient | None = None) -> list[dict]:
+        """Send one sample; returns the tariff versions the hub published because of it."""
+        own = client is None
+        client = client or httpx.AsyncClient(timeout=10)
+        try:
+            response = await client.post(
+                f"{self.base_url}/api/grid/{self.zone}/load",
+                json={"load_percent": str(load), "timestamp": ensure_utc(at).isoformat()},
+                headers={"Authorization": f"Bearer {self.api_key}"} if self.api_key else {},
+            )
+            response.raise_for_status()
+            published = response.json()["published"]
+        finally:
+            if own:
+                await client.aclose()
+        self.sent.append((at, load, published))
+        return published
+
+    async def replay(self, samples: list[tuple[datetime, Decimal]]) -> list[dict]:
+        """Send a series in order; returns every published version."""
+        out: list[dict] = []
+        async with httpx.AsyncClient(timeout=10) as client:
+            for at, load in samples:
+                out.extend(await self.post(at, load, client))
+        return out

@@ -1,0 +1,133 @@
+"""HTTP edge of pricing: quotes (``POST /api/tariffs/quote``) and grid load (``POST /api/grid/{zone}/load``).
+
+Quotes run through :func:`tariffs.quote.quote`, the same engine path as every CDR.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import select
+
+from evhub.apiauth import require_hub
+from evhub.components import Hub
+from evhub.models import EVSE, Connector, Location
+from evhub.provisioning import describe_validation_error
+from evhub.timeutil import utcnow, zone
+from tariffs.dynamic import GridConfigError, record_load
+from tariffs.engine import PricingError
+from tariffs.json import to_jsonable
+from tariffs.model import Tariff
+from tariffs.quote import quote
+from tariffs.render import cdr_fields, explanation
+from tariffs.store import load_versions
+
+router = APIRouter(tags=["pricing"])
+
+
+class QuoteRequest(BaseModel):
+    """A planned session: priced with a given OCPI tariff, or with the tariff of a location's EVSE."""
+
+    tariff: dict[str, Any] | None = Field(default=None, description="An OCPI 2.2.1 Tariff object")
+    location_id: str | None = Field(default=None, description="OCPI location id (its connector's tariff)")
+    evse_uid: str | None = None
+    planned_kwh: Decimal = Field(ge=0)
+    duration_minutes: int = Field(gt=0, le=7 * 24 * 60)
+    parking_minutes: int = Field(default=0, ge=0, le=7 * 24 * 60)
+    start: datetime | None = Field(default=None, description="Default: now")
+    power_kw: Decimal | None = Field(default=None, gt=0)
+    time_zone: str | None = Field(
+        default=None, description="IANA zone when no location is given (default UTC)"
+    )
+
+
+class LoadSample(BaseModel):
+    load_percent: Decimal = Field(ge=0, le=1000)
+    timestamp: datetime | None = Field(default=None, description="Default: now")
+
+
+def _hub(request: Request) -> Hub:
+    return request.app.state.hub
+
+
+async def _location_tariffs(hub: Hub, req: QuoteRequest) -> tuple[list[Tariff], str]:
+    async with hub.db.session() as s:
+        loc = await s.scalar(select(Location).where(Location.ocpi_id == req.location_id))
+        if loc is None:
+            raise HTTPException(404, f"unknown location {req.location_id!r}")
+        query = select(Connector).join(EVSE, Connector.evse_pk == EVSE.id).where(EVSE.location_id == loc.id)
+        if req.evse_uid:
+            query = query.where(EVSE.uid == req.evse_uid)
+        connectors = (await s.scalars(query.order_by(EVSE.id, Connector.id))).all()
+        for connector in connectors:
+            for tariff_id in connector.tariff_ids or []:
+                stored = await load_versions(s, loc.cpo_id, tariff_id)
+                if stored:
+                    return [v.tariff for v in stored], loc.time_zone
+        stored = await load_versions(s, loc.cpo_id, "DEFAULT")
+        if stored:
+            return [v.tariff for v in stored], loc.time_zone
+    raise HTTPException(404, f"no tariff published for location {req.location_id!r}")
+
+
+@router.post("/tariffs/quote", summary="What a planned session would cost (same engine as the CDR)")
+async def quote_endpoint(req: QuoteRequest, request: Request) -> dict[str, Any]:
+    if req.tariff is not None:
+        try:
+            tariffs = [Tariff.model_validate(req.tariff)]
+        except ValidationError as exc:
+            raise HTTPException(422, f"invalid tariff: {describe_validation_error(exc)}") from None
+        time_zone = req.time_zone or "UTC"
+    elif req.location_id:
+        tariffs, time_zone = await _location_tariffs(_hub(request), req)
+    else:
+        raise HTTPException(422, "give either tariff or location_id")
+    try:
+        zone(time_zone)
+        result = quote(
+            tariffs,
+            req.start or utcnow(),
+            req.planned_kwh,
+            req.duration_minutes * 60,
+            time_zone,
+            power_kw=req.power_kw,
+            parking_duration=req.parking_minutes * 60,
+        )
+    except (PricingError, ValueError) as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {
+        "quote": to_jsonable(cdr_fields(result, with_periods=False), decimals_as="string"),
+        "explanation": to_jsonable(explanation(result), decimals_as="string"),
+    }
+
+
+@router.post(
+    "/grid/{zone_name}/load",
+    summary="A grid load sample for a zone; may publish new tariff versions (hub operator keys)",
+    dependencies=[Depends(require_hub)],
+)
+async def grid_load(zone_name: str, sample: LoadSample, request: Request) -> dict[str, Any]:
+    hub = _hub(request)
+    try:
+        published = await record_load(
+            hub.db,
+            zone_name,
+            sample.timestamp or utcnow(),
+            sample.load_percent,
+            hub.services.get("tariff_hooks", []),
+        )
+    except GridConfigError as exc:
+        raise HTTPException(422, str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {
+        "zone": zone_name,
+        "published": [
+            {"tariff_id": v.tariff_id, "version": v.version, "start_date_time": v.start_date_time.isoformat()}
+            for v in published
+        ],
+    }

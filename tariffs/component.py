@@ -1,0 +1,52 @@
+"""The pricing part of ``evhub serve``: rates ended sessions into CDRs, serves quotes and grid load."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from evhub.components import Hub
+from tariffs.api import router
+from tariffs.rating import rate_pending
+
+log = logging.getLogger(__name__)
+
+
+class PricingComponent:
+    """Polls the database for sessions waiting to be priced (every ``interval`` seconds)."""
+
+    name = "pricing"
+
+    def __init__(self, interval: float = 2.0) -> None:
+        self.interval = interval
+        self._hub: Hub | None = None
+        self._lock = asyncio.Lock()
+
+    def install(self, hub: Hub) -> None:
+        self._hub = hub
+        hub.services.setdefault("cdr_hooks", [])
+        hub.services.setdefault("tariff_hooks", [])
+        hub.services["pricing"] = self
+        assert hub.app is not None
+        hub.app.include_router(router, prefix="/api")
+        if hub.scheduler is not None:
+            hub.every(self.interval, self.run_once, "pricing.rate_pending")
+
+    async def run_once(self) -> int:
+        """Rate what is pending now (also callable directly, e.g. by the demo)."""
+        assert self._hub is not None
+        async with self._lock:
+            try:
+                return await rate_pending(self._hub.db, self._hub.services.get("cdr_hooks", []))
+            except Exception:
+                log.exception("rating run failed; will retry")
+                return 0
+
+    async def start(self, hub: Hub) -> None:
+        return None
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            async with self._lock:
+                return None

@@ -1,0 +1,210 @@
+"""Grid-load dynamic pricing at the edge: load samples in, new tariff versions out.
+
+``record_load`` stores a zone's load sample (idempotent per zone and timestamp) and, for every tariff with
+rules attached to that zone, takes one step of the state machine of :mod:`tariffs.grid` (first matching rule
+wins; an active rule is left only once the load moved ``hysteresis`` points past its threshold; no change
+sooner than ``min_hold`` after the last). A change publishes a new immutable tariff version whose
+``start_date_time`` is the sample's time; that version is what partners receive (the tariff hooks queue it
+for OCPI) and what sessions in that interval are priced with, so the price charged for every minute is the
+price published for that minute. A sample older than the last change is stored but changes nothing (prices
+already published are never rewritten).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evhub.db.engine import Database
+from evhub.models import GridLoadSample, GridTariffRule, TariffVersion
+from evhub.timeutil import ensure_utc, utcnow
+from tariffs.grid import ABOVE, BELOW, GridRule, apply_rule
+from tariffs.json import to_jsonable
+from tariffs.model import Tariff
+from tariffs.store import latest_version
+
+TariffHook = Callable[[AsyncSession, TariffVersion], Awaitable[Any]]
+
+
+class GridConfigError(ValueError):
+    """Rules that cannot be understood."""
+
+
+def parse_rules(raw: Sequence[dict[str, Any]]) -> list[GridRule]:
+    """Rules as stored/given in JSON: ``{"name", "direction": "above"|"below", "threshold", "add": {DIM: per
+    unit}, "multiply", "dimensions"}``."""
+    rules = []
+    for i, item in enumerate(raw):
+        try:
+            direction = str(item["direction"]).lower()
+            if direction not in (ABOVE, BELOW):
+                raise GridConfigError(f"rules[{i}].direction: expected 'above' or 'below'")
+            kwargs: dict[str, Any] = {
+                "name": item.get("name") or f"{direction}{item['threshold']}",
+                "multiply": str(item.get("multiply", "1")),
+                **{k.lower(): str(v) for k, v in (item.get("add") or {}).items()},
+            }
+            if item.get("dimensions"):
+                kwargs["dimensions"] = [d.upper() for d in item["dimensions"]]
+            factory = GridRule.above if direction == ABOVE else GridRule.below
+            rules.append(factory(str(item["threshold"]), **kwargs))
+        except KeyError as exc:
+            raise GridConfigError(f"rules[{i}]: missing {exc.args[0]}") from None
+        except ArithmeticError:
+            raise GridConfigError(f"rules[{i}]: numbers must be decimals") from None
+    return rules
+
+
+def rules_to_json(rules: Sequence[GridRule]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": r.name,
+            "direction": r.direction,
+            "threshold": str(r.threshold),
+            "add": {k: str(v) for k, v in r.add.items()},
+            "multiply": str(r.multiply),
+            "dimensions": list(r.dimensions),
+        }
+        for r in rules
+    ]
+
+
+@dataclass(frozen=True)
+class Decision:
+    changed: bool
+    rule: GridRule | None
+
+
+def decide(
+    rules: Sequence[GridRule],
+    active: GridRule | None,
+    last_change_at: datetime | None,
+    at: datetime,
+    load: Decimal,
+    *,
+    hysteresis: Decimal,
+    min_hold: timedelta,
+) -> Decision:
+    """One step of the grid state machine (pure): which rule should be active after this sample."""
+    wanted: GridRule | None = None
+    for rule in rules:
+        if (rule is active and rule.holds(load, hysteresis)) or rule.enters(load):
+            wanted = rule
+            break
+    if wanted is None and active is not None and active.holds(load, hysteresis):
+        wanted = active
+    if last_change_at is not None and at < last_change_at:
+        return Decision(False, active)
+    if last_change_at is not None and at - last_change_at < min_hold:
+        return Decision(False, active)
+    return Decision((wanted.name if wanted else None) != (active.name if active else None), wanted)
+
+
+async def attach_rules(
+    s: AsyncSession,
+    zone: str,
+    cpo_id: int,
+    tariff_id: str,
+    rules: Sequence[dict[str, Any]],
+    *,
+    hysteresis: Decimal = Decimal(0),
+    min_hold_s: int = 0,
+) -> GridTariffRule:
+    """Attach (or replace) the grid rules of one tariff in one zone."""
+    parsed = parse_rules(rules)
+    if await latest_version(s, cpo_id, tariff_id) is None:
+        raise GridConfigError(f"unknown tariff {tariff_id!r} of this CPO; import it first")
+    row = await s.scalar(
+        select(GridTariffRule).where(
+            GridTariffRule.zone == zone,
+            GridTariffRule.cpo_id == cpo_id,
+            GridTariffRule.tariff_id == tariff_id,
+        )
+    )
+    if row is None:
+        row = GridTariffRule(zone=zone, cpo_id=cpo_id, tariff_id=tariff_id)
+        s.add(row)
+    row.rules = rules_to_json(parsed)
+    row.hysteresis = hysteresis
+    row.min_hold_s = min_hold_s
+    await s.flush()
+    return row
+
+
+async def _base_tariff(s: AsyncSession, cpo_id: int, tariff_id: str) -> Tariff:
+    base = await s.scalar(
+        select(TariffVersion)
+        .where(
+            TariffVersion.cpo_id == cpo_id,
+            TariffVersion.tariff_id == tariff_id,
+            TariffVersion.source != "grid",
+        )
+        .order_by(TariffVersion.version.desc())
+        .limit(1)
+    )
+    if base is None:
+        raise GridConfigError(f"no base version of tariff {tariff_id}")
+    return Tariff.model_validate(base.data)
+
+
+async def record_load(
+    db: Database, zone: str, at: datetime, load: Decimal, hooks: Sequence[TariffHook] = ()
+) -> list[TariffVersion]:
+    """Store one load sample and publish the tariff versions it causes. Returns the new versions."""
+    at = ensure_utc(at)
+    if not (Decimal(0) <= load <= Decimal(1000)):
+        raise GridConfigError("load_percent must be between 0 and 1000")
+    published: list[TariffVersion] = []
+    async with db.session() as s:
+        exists = await s.scalar(
+            select(GridLoadSample.id).where(GridLoadSample.zone == zone, GridLoadSample.timestamp == at)
+        )
+        if exists is not None:
+            return []
+        s.add(GridLoadSample(zone=zone, timestamp=at, load_percent=load))
+        query = select(GridTariffRule).where(GridTariffRule.zone == zone).order_by(GridTariffRule.id)
+        if not db.is_sqlite:
+            query = query.with_for_update()
+        for attachment in (await s.scalars(query)).all():
+            rules = parse_rules(attachment.rules)
+            active = next((r for r in rules if r.name == attachment.active_rule), None)
+            decision = decide(
+                rules,
+                active,
+                attachment.last_change_at,
+                at,
+                load,
+                hysteresis=attachment.hysteresis,
+                min_hold=timedelta(seconds=attachment.min_hold_s),
+            )
+            if not decision.changed:
+                continue
+            base = await _base_tariff(s, attachment.cpo_id, attachment.tariff_id)
+            version = apply_rule(base, decision.rule, at)
+            latest = await latest_version(s, attachment.cpo_id, attachment.tariff_id)
+            data = to_jsonable(version, decimals_as="keep")
+            row = TariffVersion(
+                cpo_id=attachment.cpo_id,
+                tariff_id=attachment.tariff_id,
+                version=(latest.version + 1) if latest else 1,
+                currency=version.currency,
+                type=data.get("type"),
+                source="grid",
+                start_date_time=at,
+                data=data,
+                last_updated=utcnow(),
+            )
+            s.add(row)
+            await s.flush()
+            attachment.active_rule = decision.rule.name if decision.rule else None
+            attachment.last_change_at = at
+            for hook in hooks:
+                await hook(s, row)
+            published.append(row)
+    return published

@@ -1,0 +1,249 @@
+"""OCPI 2.2.1 tariff and CDR-side data models (pydantic 2), with exact Decimal numbers.
+
+These are the *wire* models: they validate what a CPO sends (Tariff, TariffElement, PriceComponent,
+TariffRestrictions) and what a CDR/Session carries (ChargingPeriod, CdrDimension, Price). They are lenient in
+the ways real partners need: extra fields are kept and ignored, enum values sent in lower case are accepted
+(with a warning in the log). Numbers are :class:`decimal.Decimal`; never parse OCPI JSON with floats, use
+:func:`tariffs.json.loads` (``parse_float=Decimal``).
+
+The pricing hot path never touches these models: :func:`tariffs.compiled.compile_tariff` turns a Tariff
+into plain slotted objects once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from evhub.timeutil import ensure_utc, parse_datetime
+
+log = logging.getLogger(__name__)
+
+_TIME_RE = re.compile(r"^([0-1][0-9]|2[0-3]):[0-5][0-9]$")
+_DATE_RE = re.compile(r"^([12][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+
+
+class _OcpiEnum(StrEnum):
+    """String enum accepting lower-cased values (logged), as some partners send them."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        if isinstance(value, str):
+            upper = value.strip().upper()
+            if upper in cls.__members__:
+                log.warning("OCPI %s value %r is not upper case; accepted as %s", cls.__name__, value, upper)
+                return cls[upper]
+        return None
+
+
+class TariffDimensionType(_OcpiEnum):
+    ENERGY = "ENERGY"
+    FLAT = "FLAT"
+    PARKING_TIME = "PARKING_TIME"
+    TIME = "TIME"
+
+
+class CdrDimensionType(_OcpiEnum):
+    CURRENT = "CURRENT"
+    ENERGY = "ENERGY"
+    ENERGY_EXPORT = "ENERGY_EXPORT"
+    ENERGY_IMPORT = "ENERGY_IMPORT"
+    MAX_CURRENT = "MAX_CURRENT"
+    MIN_CURRENT = "MIN_CURRENT"
+    MAX_POWER = "MAX_POWER"
+    MIN_POWER = "MIN_POWER"
+    PARKING_TIME = "PARKING_TIME"
+    POWER = "POWER"
+    RESERVATION_TIME = "RESERVATION_TIME"
+    STATE_OF_CHARGE = "STATE_OF_CHARGE"
+    TIME = "TIME"
+
+
+class DayOfWeek(_OcpiEnum):
+    MONDAY = "MONDAY"
+    TUESDAY = "TUESDAY"
+    WEDNESDAY = "WEDNESDAY"
+    THURSDAY = "THURSDAY"
+    FRIDAY = "FRIDAY"
+    SATURDAY = "SATURDAY"
+    SUNDAY = "SUNDAY"
+
+    @property
+    def iso_index(self) -> int:
+        """0 = Monday ... 6 = Sunday, as :meth:`datetime.weekday`."""
+        return list(DayOfWeek).index(self)
+
+
+class ReservationRestrictionType(_OcpiEnum):
+    RESERVATION = "RESERVATION"
+    RESERVATION_EXPIRES = "RESERVATION_EXPIRES"
+
+
+class TariffType(_OcpiEnum):
+    AD_HOC_PAYMENT = "AD_HOC_PAYMENT"
+    PROFILE_CHEAP = "PROFILE_CHEAP"
+    PROFILE_FAST = "PROFILE_FAST"
+    PROFILE_GREEN = "PROFILE_GREEN"
+    REGULAR = "REGULAR"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True, use_enum_values=False)
+
+
+def _utc(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_datetime(value)
+    if isinstance(value, datetime):
+        return ensure_utc(value) if value.tzinfo else value.replace(tzinfo=UTC)
+    return value
+
+
+class Price(_Model):
+    """OCPI Price: an amount excluding VAT and (optionally) including VAT."""
+
+    excl_vat: Decimal
+    incl_vat: Decimal | None = None
+
+
+class DisplayText(_Model):
+    language: str
+    text: str
+
+
+class PriceComponent(_Model):
+    type: TariffDimensionType
+    price: Decimal
+    vat: Decimal | None = None
+    step_size: int = Field(default=1, ge=0)
+
+
+class TariffRestrictions(_Model):
+    start_time: str | None = None
+    end_time: str | None = None
+    start_date: str | None = None
+    end_date: str | None = None
+    min_kwh: Decimal | None = None
+    max_kwh: Decimal | None = None
+    min_current: Decimal | None = None
+    max_current: Decimal | None = None
+    min_power: Decimal | None = None
+    max_power: Decimal | None = None
+    min_duration: int | None = None
+    max_duration: int | None = None
+    day_of_week: list[DayOfWeek] = Field(default_factory=list)
+    reservation: ReservationRestrictionType | None = None
+
+    @field_validator("start_time", "end_time")
+    @classmethod
+    def _hhmm(cls, value: str | None) -> str | None:
+        if value is not None and not _TIME_RE.match(value):
+            raise ValueError(f"time of day must be HH:MM (24h, leading zeros), got {value!r}")
+        return value
+
+    @field_validator("start_date", "end_date")
+    @classmethod
+    def _yyyymmdd(cls, value: str | None) -> str | None:
+        if value is not None and not _DATE_RE.match(value):
+            raise ValueError(f"date must be YYYY-MM-DD, got {value!r}")
+        return value
+
+    @field_validator("day_of_week", mode="before")
+    @classmethod
+    def _days(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class TariffElement(_Model):
+    price_components: list[PriceComponent] = Field(min_length=1)
+    restrictions: TariffRestrictions | None = None
+
+
+class EnergySource(_Model):
+    source: str
+    percentage: Decimal
+
+
+class EnvironmentalImpact(_Model):
+    category: str
+    amount: Decimal
+
+
+class EnergyMix(_Model):
+    is_green_energy: bool
+    energy_sources: list[EnergySource] = Field(default_factory=list)
+    environ_impact: list[EnvironmentalImpact] = Field(default_factory=list)
+    supplier_name: str | None = None
+    energy_product_name: str | None = None
+
+
+class Tariff(_Model):
+    """OCPI 2.2.1 Tariff object."""
+
+    country_code: str
+    party_id: str
+    id: str
+    currency: str
+    type: TariffType | None = None
+    tariff_alt_text: list[DisplayText] = Field(default_factory=list)
+    tariff_alt_url: str | None = None
+    min_price: Price | None = None
+    max_price: Price | None = None
+    elements: list[TariffElement] = Field(min_length=1)
+    energy_mix: EnergyMix | None = None
+    start_date_time: datetime | None = None
+    end_date_time: datetime | None = None
+    last_updated: datetime
+
+    @field_validator("start_date_time", "end_date_time", "last_updated", mode="before")
+    @classmethod
+    def _dt(cls, value: Any) -> Any:
+        return _utc(value)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return value.strip().upper()
+
+    @field_validator("tariff_alt_text", mode="before")
+    @classmethod
+    def _alt(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @property
+    def version(self) -> str:
+        """Version label used in explanations: ``start_date_time`` if set, else ``last_updated`` (RFC 3339)."""
+        from evhub.timeutil import format_rfc3339
+
+        return format_rfc3339(self.start_date_time or self.last_updated)
+
+
+class CdrDimension(_Model):
+    type: CdrDimensionType
+    volume: Decimal
+
+
+class ChargingPeriod(_Model):
+    """OCPI ChargingPeriod: starts at ``start_date_time``, ends when the next one starts (or the session ends)."""
+
+    start_date_time: datetime
+    dimensions: list[CdrDimension] = Field(min_length=1)
+    tariff_id: str | None = None
+
+    @field_validator("start_date_time", mode="before")
+    @classmethod
+    def _dt(cls, value: Any) -> Any:
+        return _utc(value)
+
+    def volume(self, kind: CdrDimensionType) -> Decimal | None:
+        """The volume of the first dimension of ``kind``, or None."""
+        for dim in self.dimensions:
+            if dim.type == kind:
+                return dim.volume
+        return None

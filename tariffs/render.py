@@ -1,0 +1,102 @@
+"""Rendering a PricingResult: OCPI CDR cost fields and a machine-readable explanation, as JSON-ready dicts.
+
+Decimals stay exact: :func:`cdr_fields` / :func:`explanation` return dicts holding Decimals (and datetimes);
+:func:`render_json` turns them into text with Decimals as JSON numbers (default) or strings, never via float.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evhub.timeutil import format_rfc3339
+from tariffs.engine import PricingResult
+from tariffs.json import dumps, to_jsonable
+from tariffs.periods import to_ocpi
+
+
+def _price(p: Any) -> dict[str, Any]:
+    return {"excl_vat": p.excl_vat, "incl_vat": p.incl_vat}
+
+
+def cdr_fields(result: PricingResult, *, with_periods: bool = True) -> dict[str, Any]:
+    """The OCPI 2.2.1 CDR cost fields (and ``charging_periods`` when asked)."""
+    out: dict[str, Any] = {
+        "currency": result.currency,
+        "start_date_time": format_rfc3339(result.session_start),
+        "end_date_time": format_rfc3339(result.session_end),
+        "total_cost": _price(result.total_cost),
+        "total_fixed_cost": _price(result.total_fixed_cost),
+        "total_energy": result.total_energy,
+        "total_energy_cost": _price(result.total_energy_cost),
+        "total_time": result.total_time,
+        "total_time_cost": _price(result.total_time_cost),
+        "total_parking_time": result.total_parking_time,
+        "total_parking_cost": _price(result.total_parking_cost),
+        "total_reservation_cost": _price(result.total_reservation_cost),
+    }
+    if with_periods:
+        out["charging_periods"] = [
+            to_jsonable(cp, decimals_as="keep") for cp in to_ocpi(result.periods, result.period_tariffs)
+        ]
+    return out
+
+
+def explanation(result: PricingResult) -> dict[str, Any]:
+    """How the totals were obtained: tariff versions, lines (rounded once), per-period charges, step rounding."""
+    return {
+        "currency": result.currency,
+        "tariffs_used": [{"tariff_id": t, "version": v} for t, v in result.tariffs_used],
+        "lines": [
+            {
+                "kind": ln.kind,
+                "dimension": ln.dimension,
+                "tariff_id": ln.tariff_id,
+                "tariff_version": ln.tariff_version,
+                "element_index": ln.element_index,
+                "component_index": ln.component_index,
+                "quantity": ln.quantity,
+                "unit_price": ln.unit_price,
+                "vat": ln.vat,
+                "amount_excl_vat": ln.amount_excl,
+                "amount_incl_vat": ln.amount_incl,
+                "periods": [
+                    {
+                        "period_index": c.period_index,
+                        "start": format_rfc3339(c.start),
+                        "end": format_rfc3339(c.end),
+                        "quantity_used": c.quantity,
+                        "step_extra": c.step_extra,
+                        "step_size": c.step_size,
+                        "amount_excl_vat": c.amount_excl,
+                        "amount_incl_vat": c.amount_incl,
+                    }
+                    for c in ln.charges
+                ],
+            }
+            for ln in result.lines
+        ],
+        "step_roundings": [
+            {
+                "group": s.group,
+                "dimension": s.dimension,
+                "step_size": s.step_size,
+                "used": s.used,
+                "billed": s.billed,
+                "period_index": s.period_index,
+            }
+            for s in result.step_roundings
+        ],
+        "units": {
+            "ENERGY": "Wh (quantity_used, step_extra), kWh (line quantity)",
+            "TIME": "seconds (quantity_used, step_extra), hours (line quantity)",
+        },
+    }
+
+
+def render_json(result: PricingResult, *, decimals_as: str = "number", indent: int | None = 2) -> str:
+    """``{"cdr": cdr_fields, "explanation": explanation}`` as JSON text, Decimals exact."""
+    return dumps(
+        {"cdr": cdr_fields(result), "explanation": explanation(result)},
+        decimals_as=decimals_as,
+        indent=indent,
+    )

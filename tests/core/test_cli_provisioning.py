@@ -1,0 +1,147 @@
+"""Provisioning from the CLI: round trips, and bad input that exits non-zero and leaves nothing half-written."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from evhub.cli import app
+from evhub.db.engine import Database
+from evhub.models import EVSE, ChargePoint, ChargePointEvse, Connector, Location, Party, Token
+from evhub.security import verify_password
+from tests.conftest import OCPI_EXAMPLES
+
+
+@pytest.fixture
+def cli(db: Database, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
+    runner = CliRunner()
+
+    async def invoke(*args: str, ok: bool = True):
+        # The CLI runs its own event loop (asyncio.run), so it gets a thread of its own.
+        result = await asyncio.to_thread(runner.invoke, app, list(args))
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+async def _count(db: Database, model: type) -> int:
+    async with db.session() as s:
+        return int(await s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_full_provisioning_round_trip(cli, db: Database) -> None:
+    await cli("parties", "add", "BE*BEC", "--role", "CPO", "--name", "BeCharged")
+    await cli("parties", "add", "DE*TNM", "--role", "emsp", "--name", "TheNewMotion")
+    out = (await cli("parties", "list")).output
+    assert "BE*BEC" in out and "EMSP" in out
+    await cli("locations", "import", str(OCPI_EXAMPLES / "location_example.json"), "--grid-zone", "BE-EAST")
+    assert "LOC1" in (await cli("locations", "list")).output
+    await cli(
+        "chargers",
+        "add",
+        "GENT-01",
+        "--password",
+        "s3cret-password",
+        "--location",
+        "LOC1",
+        "--evse",
+        "3256",
+        "--evse",
+        "3257",
+        "--ocpp",
+        "2.0.1",
+    )
+    assert "GENT-01" in (await cli("chargers", "list")).output
+    await cli(
+        "tokens",
+        "add",
+        "12345678905880",
+        "--issuer",
+        "DE*TNM",
+        "--driver",
+        "Ann",
+        "--email",
+        "ann@example.com",
+        "--limit",
+        "150.00",
+        "--currency",
+        "eur",
+    )
+    assert "150.00 EUR" in (await cli("tokens", "list")).output
+
+    async with db.session() as s:
+        loc = await s.scalar(select(Location))
+        assert (loc.time_zone, loc.grid_zone, loc.latitude) == ("Europe/Brussels", "BE-EAST", "51.047599")
+        cp = await s.scalar(select(ChargePoint))
+        assert cp.password_hash and "s3cret" not in cp.password_hash
+        assert verify_password(cp.password_hash, "s3cret-password")
+        assert not verify_password(cp.password_hash, "wrong")
+        mapping = (await s.scalars(select(ChargePointEvse).order_by(ChargePointEvse.ocpp_evse_id))).all()
+        evses = {e.id: e.uid for e in (await s.scalars(select(EVSE))).all()}
+        assert [(m.ocpp_evse_id, evses[m.evse_pk]) for m in mapping] == [(1, "3256"), (2, "3257")]
+        token = await s.scalar(select(Token))
+        assert token.limit_currency == "EUR" and token.monthly_limit == Decimal("150")
+    assert await _count(db, Connector) == 3
+
+    # Re-importing the same location updates it, it does not duplicate it.
+    await cli("locations", "import", str(OCPI_EXAMPLES / "location_example.json"))
+    assert await _count(db, Location) == 1 and await _count(db, EVSE) == 2
+
+
+async def test_bad_input_exits_nonzero_and_writes_nothing(cli, db: Database, tmp_path: Path) -> None:
+    await cli("parties", "add", "BE*BEC", "--role", "CPO", "--name", "BeCharged")
+    good = json.loads((OCPI_EXAMPLES / "location_example.json").read_text())
+    bad = dict(good, id="LOC2", time_zone="Mars/Olympus")
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(json.dumps([dict(good, id="LOC0"), bad]))
+    result = await cli("locations", "import", str(mixed), ok=False)
+    assert result.exit_code != 0
+    assert "time_zone" in result.output and "Mars/Olympus" in result.output
+    assert await _count(db, Location) == 0, "the valid location of a failed import must not be kept"
+
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    result = await cli("locations", "import", str(broken), ok=False)
+    assert result.exit_code != 0 and "not valid JSON" in result.output
+    result = await cli("locations", "import", str(tmp_path / "missing.json"), ok=False)
+    assert result.exit_code != 0 and "no such file" in result.output
+
+    unknown_cpo = tmp_path / "unknown.json"
+    unknown_cpo.write_text(json.dumps(dict(good, party_id="ZZZ")))
+    result = await cli("locations", "import", str(unknown_cpo), ok=False)
+    assert result.exit_code != 0 and "unknown CPO BE*ZZZ" in result.output
+
+    await cli("locations", "import", str(OCPI_EXAMPLES / "location_example.json"))
+    result = await cli(
+        "chargers",
+        "add",
+        "CP-X",
+        "--password",
+        "long-enough",
+        "--location",
+        "LOC1",
+        "--evse",
+        "3256",
+        "--evse",
+        "nope",
+        ok=False,
+    )
+    assert result.exit_code != 0 and "'nope' is not an EVSE" in result.output
+    assert await _count(db, ChargePoint) == 0 and await _count(db, ChargePointEvse) == 0
+
+    result = await cli("parties", "add", "BE*BEC", "--role", "CPO", "--name", "again", ok=False)
+    assert result.exit_code != 0 and "exists already" in result.output
+    result = await cli("parties", "add", "BE*BEC", "--role", "KING", "--name", "x", ok=False)
+    assert result.exit_code != 0 and "role 'KING'" in result.output
+    result = await cli("tokens", "add", "T1", "--issuer", "NL*NOP", ok=False)
+    assert result.exit_code != 0 and "unknown EMSP NL*NOP" in result.output
+    assert await _count(db, Party) == 1 and await _count(db, Token) == 0

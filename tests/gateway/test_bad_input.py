@@ -1,0 +1,142 @@
+"""Refused upgrades and bad frames: the right error or a disconnect, nothing stored changes, others unaffected."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import pytest
+from sqlalchemy import func, select
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from cpo_gateway.server import Gateway
+from evhub.db.engine import Database
+from evhub.models import ChargePoint, ChargingSession
+from tests.gateway.conftest import T0, Seed, basic, iso, open_client
+
+
+async def _refused(gw: Gateway, identity: str, protocols: list[str] | None, headers: dict[str, str]) -> int:
+    with pytest.raises(InvalidStatus) as info:
+        await connect(
+            f"ws://127.0.0.1:{gw.port}/ocpp/{identity}", subprotocols=protocols, additional_headers=headers
+        )
+    return info.value.response.status_code
+
+
+async def test_upgrade_refusals(gateway: Gateway, db: Database, seeded: Seed) -> None:
+    assert await _refused(gateway, "NOPE", ["ocpp1.6"], basic("NOPE")) == 404
+    assert await _refused(gateway, "CP16", ["ocpp1.6"], basic("CP16", "wrong")) == 401
+    assert await _refused(gateway, "CP16", ["ocpp1.6"], {}) == 401
+    assert await _refused(gateway, "CP16", ["ocpp1.6"], basic("CP201")) == 401  # someone else's credentials
+    assert await _refused(gateway, "CP16", None, basic("CP16")) == 400
+    assert await _refused(gateway, "CP16", ["ocpp1.5"], basic("CP16")) == 400
+    with pytest.raises(InvalidStatus):
+        await connect(f"ws://127.0.0.1:{gateway.port}/other/CP16", subprotocols=["ocpp1.6"])
+    async with db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(ChargePoint)) == 3
+        assert await s.scalar(select(ChargePoint.status).where(ChargePoint.identity == "CP16")) == "offline"
+    # profile 2 needs TLS: refused on ws://
+    async with db.session() as s:
+        cp = await s.scalar(select(ChargePoint).where(ChargePoint.identity == "CP16"))
+        cp.security_profile = 2
+    assert await _refused(gateway, "CP16", ["ocpp1.6"], basic("CP16")) == 403
+
+
+async def test_bad_frames_v16(gateway: Gateway, db: Database, seeded: Seed) -> None:
+    other = await open_client(gateway, "CP201", "ocpp2.0.1")
+    c = await open_client(gateway, "CP16", "ocpp1.6")
+    tx = (await c.ok("StartTransaction", {"connectorId": 1, "idTag": "AABBCC01", "meterStart": 0,
+                                          "timestamp": iso(T0)}))["transactionId"]  # fmt: skip
+    assert (await c.raw("this is not json", "-1"))[2] == "FormationViolation"
+    assert (await c.raw('{"not": "an array"}', "-1"))[2] == "FormationViolation"
+    assert (await c.raw('[2, "a1", "Heartbeat"]', "a1"))[2] == "FormationViolation"
+    assert (await c.raw('[7, "a2", "Heartbeat", {}]', "a2"))[2] == "PropertyConstraintViolation"
+    # schema: wrong type, missing field, bad enum, unknown property
+    assert (await c.call("StartTransaction", {"connectorId": "one", "idTag": "X", "meterStart": 0,
+                                              "timestamp": iso(T0)}))[2] == "TypeConstraintViolation"  # fmt: skip
+    assert (await c.call("StopTransaction", {"transactionId": tx, "timestamp": iso(T0)}))[2] in (
+        "OccurenceConstraintViolation", "ProtocolError")  # fmt: skip
+    assert (await c.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError",
+                                                "status": "Sleeping"}))[2] == "PropertyConstraintViolation"  # fmt: skip
+    assert (await c.call("Heartbeat", {"extra": 1}))[2] == "FormationViolation"
+    assert (await c.call("StopTransaction", {"transactionId": tx, "meterStop": 5,
+                                             "timestamp": "yesterday"}))[2] == "TypeConstraintViolation"  # fmt: skip
+    assert (await c.call("MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": [
+        {"timestamp": iso(T0), "sampledValue": [{"value": "12abc"}]}]}))[2] == "PropertyConstraintViolation"  # fmt: skip
+    # nothing of the above changed the stored session
+    async with db.session() as s:
+        sess = await s.scalar(select(ChargingSession))
+        assert sess.end_time is None and sess.status == "ACTIVE"
+    # the other charger never noticed, this one still works
+    assert "currentTime" in await other.ok("Heartbeat", {})
+    assert "currentTime" in await c.ok("Heartbeat", {})
+    # a binary frame: disconnected
+    await c.ws.send(b"\x00\x01")
+    assert await c.wait_closed() == 1003
+    assert "currentTime" in await other.ok("Heartbeat", {})
+    await other.close()
+
+
+async def test_bad_frames_v201_and_size_limit(gateway: Gateway, db: Database, seeded: Seed) -> None:
+    c = await open_client(gateway, "CP201", "ocpp2.0.1", max_size=None)
+    assert (await c.raw("{{{", "-1"))[2] == "RpcFrameworkError"
+    assert (await c.raw('[5, "b1", {}]', "b1"))[2] == "MessageTypeNotSupported"
+    ans = await c.call("TransactionEvent", {"eventType": "Started", "timestamp": iso(T0)})
+    assert ans[2] == "OccurrenceConstraintViolation"
+    assert (await c.call("Heartbeat", {"x": 1}))[2] == "FormatViolation"
+    await c.ws.send(json.dumps([2, "big", "DataTransfer", {"vendorId": "x", "data": "A" * 200_000}]))
+    assert await c.wait_closed() == 1009
+    # the gateway is fine afterwards
+    c = await open_client(gateway, "CP201", "ocpp2.0.1")
+    assert "currentTime" in await c.ok("Heartbeat", {})
+    await c.close()
+
+
+async def test_flood_disconnects(db: Database, seeded: Seed, database_url: str) -> None:
+    from tests.gateway.conftest import gateway_settings
+
+    gw = Gateway(gateway_settings(database_url, ocpp_rate_limit=5, ocpp_rate_burst=10), db, "node-f")
+    await gw.start("127.0.0.1", 0)
+    try:
+        c = await open_client(gw, "CP16", "ocpp1.6")
+        with contextlib.suppress(ConnectionClosed):
+            for i in range(100):
+                await c.ws.send(json.dumps([2, f"f{i}", "Heartbeat", {}]))
+        assert await c.wait_closed() == 1008
+        other = await open_client(gw, "CP201", "ocpp2.0.1")
+        assert "currentTime" in await other.ok("Heartbeat", {})
+        await other.close()
+    finally:
+        await gw.stop()
+
+
+async def test_reconnect_replaces_old_connection(gateway: Gateway, db: Database, seeded: Seed) -> None:
+    first = await open_client(gateway, "CP16", "ocpp1.6")
+    second = await open_client(gateway, "CP16", "ocpp1.6")
+    assert await first.wait_closed() == 1000
+    assert "currentTime" in await second.ok("Heartbeat", {})
+    assert gateway.connections["CP16"].ws.remote_address == second.ws.local_address
+    async with db.session() as s:
+        assert await s.scalar(select(ChargePoint.status).where(ChargePoint.identity == "CP16")) == "online"
+    await second.close()
+    for _ in range(50):
+        async with db.session() as s:
+            if await s.scalar(select(ChargePoint.status).where(ChargePoint.identity == "CP16")) == "offline":
+                break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("charger not marked offline after disconnect")
+
+
+async def test_missed_heartbeats_mark_offline(gateway: Gateway, db: Database, seeded: Seed) -> None:
+    c = await open_client(gateway, "CP16", "ocpp1.6")
+    await c.ok("Heartbeat", {})
+    gateway.offline_after = 0.3
+    await asyncio.sleep(0.5)
+    await gateway.sweep()
+    assert await c.wait_closed() == 4000
+    await asyncio.sleep(0.1)
+    async with db.session() as s:
+        assert await s.scalar(select(ChargePoint.status).where(ChargePoint.identity == "CP16")) == "offline"

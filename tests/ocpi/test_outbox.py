@@ -1,0 +1,136 @@
+"""The generic outbox dispatcher: order per key, backoff, dedupe, dead letters, several dispatchers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+from sqlalchemy import select
+
+from evhub.models import OutboxMessage, OutboxStatus
+from evhub.outbox import (
+    BackoffPolicy,
+    DeliveryResult,
+    OutboxDispatcher,
+    enqueue,
+    list_messages,
+    outbox_stats,
+    register_channel,
+    retry_dead,
+    unregister_channel,
+)
+
+
+def _dispatcher(db, **kw):  # type: ignore[no-untyped-def]
+    kw.setdefault("backoff", BackoffPolicy(base=0.01, cap=0.05, jitter=0))
+    return OutboxDispatcher(db, channels=["test"], **kw)
+
+
+async def test_order_per_key_retries_and_exactly_once(db):
+    delivered: dict[str, list[int]] = defaultdict(list)
+    failures = {"k1": 3}  # the first 3 attempts on k1 fail
+
+    async def sender(msg: OutboxMessage) -> DeliveryResult:
+        key = msg.ordering_key
+        if failures.get(key, 0) > 0:
+            failures[key] -= 1
+            return DeliveryResult.retry("503")
+        delivered[key].append(msg.payload["n"])
+        return DeliveryResult.delivered(ack=True)
+
+    register_channel("test", sender)
+    try:
+        async with db.session() as s:
+            for n in range(5):
+                for key in ("k1", "k2"):
+                    await enqueue(s, "test", "dest", key, {"n": n}, dedupe_key=f"{key}-{n}")
+            assert await enqueue(s, "test", "dest", "k1", {"n": 99}, dedupe_key="k1-0") is None
+        d = _dispatcher(db)
+        for _ in range(100):
+            await d.run_once()
+            stats = await outbox_stats(db, channel="test")
+            if stats["pending"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert delivered == {"k1": [0, 1, 2, 3, 4], "k2": [0, 1, 2, 3, 4]}
+        rows = await list_messages(db, channel="test")
+        assert len(rows) == 10 and {r.status for r in rows} == {"delivered"}
+        first_k1 = next(r for r in rows if r.ordering_key == "k1" and r.id == min(x.id for x in rows))
+        assert first_k1.attempts == 4
+        assert await d.run_once() == 0  # nothing is delivered twice
+    finally:
+        unregister_channel("test")
+
+
+async def test_dead_letter_after_permanent_error_or_max_attempts(db):
+    async def sender(msg: OutboxMessage) -> DeliveryResult:
+        if msg.payload.get("bad"):
+            return DeliveryResult.give_up("HTTP 400")
+        raise RuntimeError("boom")  # a crashing sender counts as a transient failure
+
+    register_channel("test", sender)
+    try:
+        async with db.session() as s:
+            await enqueue(s, "test", "d", "a", {"bad": True})
+            await enqueue(s, "test", "d", "a", {"bad": False})
+        d = _dispatcher(db, max_attempts=3)
+        for _ in range(50):
+            await d.run_once()
+            if (await outbox_stats(db, channel="test"))["pending"] == 0:
+                break
+            await asyncio.sleep(0.02)
+        rows = sorted(await list_messages(db, channel="test"), key=lambda r: r.id)
+        assert [(r.status, r.attempts) for r in rows] == [("dead", 1), ("dead", 3)]
+        assert "boom" in rows[1].last_error
+        assert await retry_dead(db) == 2
+        assert (await outbox_stats(db, channel="test"))["pending"] == 2
+    finally:
+        unregister_channel("test")
+
+
+async def test_several_dispatchers_never_deliver_twice(db):
+    seen: list[tuple[str, int]] = []
+    in_flight: set[str] = set()
+    overlaps = []
+
+    async def sender(msg: OutboxMessage) -> DeliveryResult:
+        if msg.ordering_key in in_flight:
+            overlaps.append(msg.ordering_key)
+        in_flight.add(msg.ordering_key)
+        await asyncio.sleep(0.005)
+        in_flight.discard(msg.ordering_key)
+        seen.append((msg.ordering_key, msg.payload["n"]))
+        return DeliveryResult.delivered()
+
+    register_channel("test", sender)
+    try:
+        async with db.session() as s:
+            for n in range(10):
+                for key in ("a", "b", "c"):
+                    await enqueue(s, "test", "d", key, {"n": n})
+        from evhub.db.engine import Database
+
+        dbs = [Database(db.url) for _ in range(3)]  # separate engines, like separate processes
+        try:
+            dispatchers = [_dispatcher(x) for x in dbs]
+
+            async def work(d: OutboxDispatcher) -> None:
+                for _ in range(200):
+                    await d.run_once()
+                    if (await outbox_stats(db, channel="test"))["pending"] == 0:
+                        return
+                    await asyncio.sleep(0.005)
+
+            await asyncio.gather(*(work(d) for d in dispatchers))
+        finally:
+            for x in dbs:
+                await x.dispose()
+        assert len(seen) == 30 and not overlaps
+        for key in ("a", "b", "c"):
+            assert [n for k, n in seen if k == key] == list(range(10))
+        async with db.session() as s:
+            attempts = (await s.scalars(select(OutboxMessage.attempts))).all()
+            statuses = set((await s.scalars(select(OutboxMessage.status))).all())
+        assert statuses == {OutboxStatus.DELIVERED} and set(attempts) == {1}
+    finally:
+        unregister_channel("test")

@@ -1,0 +1,225 @@
+"""Pushes through the durable outbox to a partner that fails, times out and recovers; session -> CDR."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from evhub.models import (
+    ChargingSession,
+    MeterValue,
+    OutboxMessage,
+    OutboxStatus,
+    SessionStatus,
+    TariffVersion,
+)
+from evhub.outbox import list_messages
+from ocpi import push
+from ocpi.partners import partner_health
+from tests.ocpi.conftest import (
+    T0,
+    connect,
+    seed_cdr,
+    seed_charge_point,
+    seed_cpo,
+    seed_location,
+    seed_session,
+    token_pk,
+)
+
+
+async def _setup(hub, sim):
+    cpo = await seed_cpo(hub.db)
+    loc = await seed_location(hub.db, cpo, "LOC1")
+    cp = await seed_charge_point(hub.db, cpo, loc)
+    partner_id = await connect(hub, sim)
+    await sim.push_token(sim.make_token("CARD-1"))
+    token = await token_pk(hub.db, "CARD-1")
+    return cpo, loc, cp, partner_id, token
+
+
+async def _meter(db, session_pk: int, minutes: int, wh: int) -> None:
+    async with db.session() as s:
+        s.add(MeterValue(session_id=session_pk, timestamp=T0 + timedelta(minutes=minutes), value=Decimal(wh)))
+        cs = await s.get(ChargingSession, session_pk)
+        cs.energy_wh = Decimal(wh) - cs.meter_start_wh
+        cs.last_updated = T0 + timedelta(minutes=minutes)
+        await push.enqueue_session_update(cs, s)
+
+
+async def test_session_flows_to_cdr_post_exactly_once(hub, sim):
+    cpo, loc, cp, partner_id, token = await _setup(hub, sim)
+    sid = await seed_session(hub.db, cpo, cp, loc, token, "SESS-1")
+    async with hub.db.session() as s:
+        assert await push.enqueue_session_update(sid, s) == 1
+    await sim.wait_for(lambda: "SESS-1" in sim.sessions)
+    assert sim.sessions["SESS-1"]["status"] == "ACTIVE"
+    assert sim.sessions["SESS-1"]["cdr_token"]["uid"] == "CARD-1"
+    await _meter(hub.db, sid, 15, 3000)
+    await _meter(hub.db, sid, 30, 6500)
+    await sim.wait_for(lambda: len(sim.sessions["SESS-1"].get("charging_periods", [])) == 2)
+    assert sim.sessions["SESS-1"]["kwh"] == 5.5
+    patches = [r for r in sim.log if r.method == "PATCH" and "/sessions/" in r.path]
+    assert len(patches) == 2 and len(patches[1].body["charging_periods"]) == 1  # only new periods
+    # the session ends, the CDR is posted once
+    async with hub.db.session() as s:
+        cs = await s.get(ChargingSession, sid)
+        cs.status = SessionStatus.COMPLETED
+        cs.end_time = T0 + timedelta(hours=1)
+        cs.last_updated = T0 + timedelta(hours=1)
+        await push.enqueue_session_update(cs, s)
+    cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-1")
+    async with hub.db.session() as s:
+        assert await push.enqueue_cdr(cdr_pk, s) == 1
+        assert await push.enqueue_cdr(cdr_pk, s) == 0  # idempotent
+    await sim.wait_for(lambda: len(sim.cdrs) == 1)
+    await sim.wait_for(lambda: sim.sessions["SESS-1"]["status"] == "COMPLETED")
+    assert await hub.component.scan_once() == 1  # the safety net: only the location was never sent
+    assert await hub.component.scan_once() == 0
+    await sim.wait_for(lambda: "LOC1" in sim.locations)
+    rows = await list_messages(hub.db, status="delivered")
+    cdr_rows = [r for r in rows if r.summary.startswith("POST cdrs")]
+    assert len(cdr_rows) == 1
+    async with hub.db.session() as s:
+        msg = await s.get(OutboxMessage, cdr_rows[0].id)
+        assert msg.result["location"].endswith("/cdrs/CDR-1")  # the Location header is kept
+    assert [c["id"] for c in sim.cdrs] == ["CDR-1"]
+    for _ in range(100):  # the location PUT is marked delivered just after the simulator answered it
+        health = await partner_health(hub.db, partner_id)
+        if health["outbox"]["pending"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert health["healthy"] and health["outbox"]["pending"] == 0 and health["outbox"]["dead"] == 0
+
+
+async def test_partner_down_then_recovers_everything_in_order(hub, sim):
+    cpo, loc, cp, partner_id, token = await _setup(hub, sim)
+    sid = await seed_session(hub.db, cpo, cp, loc, token, "SESS-2")
+    sim.misbehave("error", status=503)
+    async with hub.db.session() as s:
+        await push.enqueue_session_update(sid, s)
+    for minutes, wh in ((10, 2000), (20, 3500), (30, 5000)):
+        await _meter(hub.db, sid, minutes, wh)
+    cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-2")
+    async with hub.db.session() as s:
+        await push.enqueue_cdr(cdr_pk, s)
+    await sim.wait_for(lambda: len(sim.log) >= 6)  # several failed attempts
+    assert sim.sessions == {} and sim.cdrs == []
+    health = await partner_health(hub.db, partner_id)
+    assert health["outbox"]["pending"] == 5 and "503" in (health["last_error"] or "")
+    async with hub.db.session() as s:
+        attempts = (
+            await s.scalars(
+                select(OutboxMessage.attempts).where(OutboxMessage.status == OutboxStatus.PENDING)
+            )
+        ).all()
+    # later messages of the session never attempted while the first is pending
+    assert sorted(attempts)[:3] == [0, 0, 0]
+    # slow answers and timeouts are retried as well
+    sim.misbehave("timeout", delay=0.3, count=2)
+    assert hub.hub.services["outbox"] is hub.dispatcher  # the dispatcher service is exposed
+    await sim.wait_for(
+        lambda: len(sim.cdrs) == 1 and len(sim.sessions.get("SESS-2", {}).get("charging_periods", [])) == 3,
+        timeout=20,
+    )
+    session_calls = [r for r in sim.log if "/sessions/" in r.path and r.answered == 200]
+    assert [r.method for r in session_calls] == ["PUT", "PATCH", "PATCH", "PATCH"]
+    assert [r.body["kwh"] for r in session_calls] == [0, 1.0, 2.5, 4.0]
+    assert len(sim.cdrs) == 1
+    rows = await list_messages(hub.db)
+    assert {r.status for r in rows} == {"delivered"}
+
+
+async def test_permanent_rejection_is_dead_lettered(hub, sim):
+    cpo, loc, cp, partner_id, token = await _setup(hub, sim)
+    sid = await seed_session(hub.db, cpo, cp, loc, token, "SESS-3")
+    cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-3")
+    sim.misbehave("error", status=400, paths=("/cdrs",))
+    async with hub.db.session() as s:
+        await push.enqueue_cdr(cdr_pk, s)
+    await sim.wait_for(lambda: any("/cdrs" in r.path for r in sim.log))
+    for _ in range(50):
+        rows = await list_messages(hub.db, status="dead")
+        if rows:
+            break
+        await asyncio.sleep(0.05)
+    assert len(rows) == 1 and rows[0].attempts == 1
+    health = await partner_health(hub.db, partner_id)
+    assert not health["healthy"] and health["outbox"]["dead"] == 1
+
+
+async def test_locations_evse_status_and_tariffs_pushed(hub, sim):
+    cpo, *_ = await _setup(hub, sim)
+    # the scanner sends the locations the partner has never seen
+    assert await hub.component.scan_once() >= 1
+    await sim.wait_for(lambda: "LOC1" in sim.locations)
+    async with hub.db.session() as s:
+        from evhub.models import EVSE
+
+        evse = await s.scalar(select(EVSE).where(EVSE.uid == "LOC1-E1"))
+        assert await push.enqueue_evse_status(evse, s, "CHARGING") == 1
+    await sim.wait_for(lambda: sim.locations["LOC1"]["evses"][0]["status"] == "CHARGING")
+    assert await hub.component.scan_once() == 0
+    # a status changed by someone who did not push: the scanner catches it
+    async with hub.db.session() as s:
+        evse = await s.scalar(select(EVSE).where(EVSE.uid == "LOC1-E2"))
+        evse.status = "OUTOFORDER"
+    assert await hub.component.scan_once() == 1
+    await sim.wait_for(lambda: sim.locations["LOC1"]["evses"][1]["status"] == "OUTOFORDER")
+    # every tariff version is pushed, in order; a deletion too
+    async with hub.db.session() as s:
+        for version, price in ((1, 0.25), (2, 0.31)):
+            tv = TariffVersion(
+                cpo_id=cpo,
+                tariff_id="DYN",
+                version=version,
+                currency="EUR",
+                source="grid",
+                data={
+                    "id": "DYN",
+                    "currency": "EUR",
+                    "elements": [{"price_components": [{"type": "ENERGY", "price": price, "step_size": 1}]}],
+                    "last_updated": "2026-03-01T08:00:00Z",
+                },
+                last_updated=T0 + timedelta(minutes=version),
+            )
+            s.add(tv)
+            await s.flush()
+            assert await push.enqueue_tariff(tv, s) == 1
+    await sim.wait_for(
+        lambda: (
+            sim.tariffs.get("DYN", {}).get("elements", [{}])[0].get("price_components", [{}])[0].get("price")
+            == 0.31
+        )
+    )
+    puts = [
+        r.body["elements"][0]["price_components"][0]["price"]
+        for r in sim.log
+        if r.method == "PUT" and "/tariffs/" in r.path
+    ]
+    assert puts == [0.25, 0.31]
+    assert [t["id"] for t in await sim.fetch_all("tariffs")] == ["DYN"]
+    async with hub.db.session() as s:
+        await push.enqueue_tariff_delete(cpo, "DYN", s)
+    await sim.wait_for(lambda: "DYN" not in sim.tariffs)
+
+
+async def test_hooks_for_other_packages(hub, sim):
+    cpo, loc, cp, _partner_id, token = await _setup(hub, sim)
+    sid = await seed_session(hub.db, cpo, cp, loc, token, "SESS-H")
+    cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-H")
+    async with hub.db.session() as s:
+        cs = await s.get(ChargingSession, sid)
+        for hook in hub.services["session_hooks"]:
+            await hook(s, cs)
+        from evhub.models import Cdr
+
+        cdr = await s.get(Cdr, cdr_pk)
+        for hook in hub.services["cdr_hooks"]:
+            await hook(s, cdr)
+            await hook(s, cdr)  # twice: still one POST
+    await sim.wait_for(lambda: "SESS-H" in sim.sessions and len(sim.cdrs) == 1)
+    assert [c["id"] for c in sim.cdrs] == ["CDR-H"]

@@ -1,0 +1,235 @@
+"""Shared builders for the settlement tests: an agreement book, hypothesis strategies for CDR tables, and an
+independent scalar reference split (Decimal + evhub.money.round_amount + agreements.in_force)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pandas as pd
+from hypothesis import strategies as st
+
+from evhub.money import minor_units, round_amount
+from settlement.agreements import (
+    ALL_CPOS,
+    AgreementBook,
+    HubFeeAgreement,
+    RoamingAgreement,
+    SiteHostAgreement,
+    in_force,
+)
+from settlement.split import COMPONENTS
+
+CPOS = ("NL*CPA", "DE*CPB", "BE*CPC")
+EMSPS = ("NL*MSA", "DE*MSB")
+LOCATIONS = ("LOC1", "LOC2", "LOC3", "LOC4")
+COUNTRIES = ("NL", "DE", "BE")
+CURRENCIES = ("EUR", "JPY", "BHD")
+
+
+def make_book() -> AgreementBook:
+    """A book with version changes inside October 2026, a CPO-specific hub fee, both site host modes."""
+    items = []
+    for e in EMSPS:
+        for c in CPOS[:2]:
+            items.append(
+                RoamingAgreement(agreement_id=f"R-{e}-{c}", version=1, valid_from="2026-01-01", emsp=e, cpo=c)
+            )
+    items.append(
+        RoamingAgreement(
+            agreement_id="R-late", version=1, valid_from="2026-10-10", emsp=EMSPS[0], cpo=CPOS[2]
+        )
+    )
+    vat = {"NL": "0.21", "DE": "0.19", "BE": "0.21"}
+    items += [
+        HubFeeAgreement(
+            agreement_id="HUB-EUR",
+            version=1,
+            valid_from="2026-01-01",
+            currency="EUR",
+            percentage="0.015",
+            fixed_per_session="0.05",
+            per_kwh="0.0075",
+            minimum_per_session="0.10",
+            maximum_per_session="2.50",
+            vat_rates=vat,
+        ),
+        HubFeeAgreement(
+            agreement_id="HUB-EUR",
+            version=2,
+            valid_from="2026-10-16",
+            currency="EUR",
+            percentage="0.0175",
+            per_kwh="0.0033",
+            minimum_per_session="0.07",
+            vat_rates=vat,
+        ),
+        HubFeeAgreement(
+            agreement_id="HUB-JPY",
+            version=1,
+            valid_from="2026-01-01",
+            currency="JPY",
+            percentage="0.02",
+            fixed_per_session="7",
+            vat_rates={"NL": "0.21", "DE": "0.19"},
+        ),
+        HubFeeAgreement(
+            agreement_id="HUB-BHD",
+            version=1,
+            valid_from="2026-01-01",
+            currency="BHD",
+            percentage="0.0125",
+            per_kwh="0.0015",
+            maximum_per_session="0.250",
+            vat_rates={"NL": "0.1", "DE": "0.1", "BE": "0.1"},
+        ),
+        HubFeeAgreement(
+            agreement_id="HUB-CPA-EUR",
+            version=1,
+            valid_from="2026-10-01",
+            cpo=CPOS[0],
+            currency="EUR",
+            percentage="0.01",
+            vat_rates={"NL": "0.21", "DE": "0.19", "BE": "0"},
+        ),
+        SiteHostAgreement(
+            agreement_id="SH-1",
+            version=1,
+            valid_from="2026-01-01",
+            site_host="HOST*ONE",
+            cpo=CPOS[0],
+            location_id="LOC1",
+            share_percentage="0.125",
+        ),
+        SiteHostAgreement(
+            agreement_id="SH-1",
+            version=2,
+            valid_from="2026-10-20",
+            site_host="HOST*ONE",
+            cpo=CPOS[0],
+            location_id="LOC1",
+            share_percentage="0.0833",
+        ),
+        SiteHostAgreement(
+            agreement_id="SH-2",
+            version=1,
+            valid_from="2026-01-01",
+            site_host="HOST*TWO",
+            cpo=CPOS[1],
+            location_id="LOC2",
+            per_kwh="0.0215",
+            currency="EUR",
+            vat_rate="0.19",
+        ),
+        SiteHostAgreement(
+            agreement_id="SH-3",
+            version=1,
+            valid_from="2026-01-01",
+            site_host="HOST*ONE",
+            cpo=CPOS[0],
+            location_id="LOC3",
+            per_kwh="0.012",
+            currency="EUR",
+        ),
+    ]
+    return AgreementBook(items)
+
+
+_MAX = {"EUR": 40_000, "JPY": 8_000, "BHD": 40_000}
+OCT = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+@st.composite
+def cdr_rows(draw, n_min: int = 1, n_max: int = 25, credit_share: bool = True):
+    """A minor-unit CDR DataFrame: consistent components (energy/time/parking/fixed + unexplained rest)."""
+    n = draw(st.integers(n_min, n_max))
+    rows = []
+    for i in range(n):
+        currency = draw(st.sampled_from(CURRENCIES))
+        cap = _MAX[currency]
+        comps = {}
+        for c in COMPONENTS:
+            excl = draw(st.integers(0, cap))
+            vat = draw(st.integers(0, excl // 4 + 1))
+            comps[c] = (excl, excl + vat)
+        rest_excl = draw(st.integers(0, 50))
+        rest_vat = draw(st.integers(0, 10))
+        total_excl = sum(v[0] for v in comps.values()) + rest_excl
+        total_incl = sum(v[1] for v in comps.values()) + rest_excl + rest_vat
+        credit = credit_share and draw(st.booleans()) and draw(st.booleans())
+        sign = -1 if credit else 1
+        end = OCT + timedelta(seconds=draw(st.integers(-3 * 86400, 33 * 86400)))
+        row = {
+            "cdr_id": f"CDR{i:04d}",
+            "cpo": draw(st.sampled_from(CPOS)),
+            "emsp": draw(st.sampled_from(EMSPS)),
+            "location_id": draw(st.sampled_from(LOCATIONS)),
+            "country": draw(st.sampled_from(COUNTRIES)),
+            "currency": currency,
+            "end_date_time": end,
+            "created_at": end + timedelta(hours=draw(st.integers(0, 24 * 40))),
+            "energy_wh": draw(st.integers(0, 150_000)),
+            "total_excl": sign * total_excl,
+            "total_incl": sign * total_incl,
+            "is_credit": credit,
+            "credit_of": f"CDR{i:04d}-orig" if credit else None,
+        }
+        for c, (excl, incl) in comps.items():
+            row[f"{c}_excl"], row[f"{c}_incl"] = sign * excl, sign * incl
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["end_date_time"] = pd.to_datetime(frame["end_date_time"], utc=True)
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    return frame
+
+
+def dec(units: int, currency: str) -> Decimal:
+    return Decimal(int(units)).scaleb(-minor_units(currency))
+
+
+def reference_split(row: dict, book: AgreementBook) -> dict | str:
+    """Scalar reference: Decimal arithmetic and round_amount, magnitudes, sign applied at the end.
+
+    Returns {kind: (net, vat, agreement_ref)} in Decimal, or the rejection reason (subset checked)."""
+    cur = row["currency"]
+    at = row["end_date_time"].to_pydatetime()
+    sign = -1 if row["is_credit"] else 1
+    net = dec(abs(row["total_excl"]), cur)
+    vat = dec(abs(row["total_incl"]) - abs(row["total_excl"]), cur)
+    kwh = Decimal(abs(row["energy_wh"])).scaleb(-3)
+    roaming = in_force(book.agreements, "roaming", (row["emsp"], row["cpo"]), at)
+    if roaming is None:
+        return "no_roaming_agreement"
+    hub = in_force(book.agreements, "hub_fee", (row["cpo"], cur), at) or in_force(
+        book.agreements, "hub_fee", (ALL_CPOS, cur), at
+    )
+    if hub is None:
+        return "no_hub_fee_agreement"
+    rate = hub.vat_rates.get(row["country"])
+    if rate is None:
+        return "no_hub_vat_rate"
+    fee = net * hub.percentage + hub.fixed_per_session + hub.per_kwh * kwh
+    if hub.minimum_per_session is not None:
+        fee = max(fee, hub.minimum_per_session)
+    if hub.maximum_per_session is not None:
+        fee = min(fee, hub.maximum_per_session)
+    fee = round_amount(fee, cur)
+    fee_vat = round_amount(fee * rate, cur)
+    out = {"hub_fee": (fee, fee_vat, hub.ref)}
+    host = in_force(book.agreements, "site_host", (row["cpo"], row["location_id"]), at)
+    host_net = host_vat = Decimal(0)
+    if host is not None:
+        if host.per_kwh is not None and host.currency != cur:
+            return "site_host_currency_mismatch"
+        e_net = dec(abs(row["energy_excl"]), cur)
+        e_vat = dec(abs(row["energy_incl"]) - abs(row["energy_excl"]), cur)
+        share = e_net * host.share_percentage if host.share_percentage is not None else host.per_kwh * kwh
+        host_net = round_amount(share, cur)
+        if host.vat_rate is None:
+            host_vat = round_amount(e_vat * host_net / e_net, cur) if e_net else Decimal(0)
+        else:
+            host_vat = round_amount(host_net * host.vat_rate, cur)
+        out["site_host_share"] = (host_net, host_vat, host.ref)
+    out["emsp_owes_cpo"] = (-net, -vat, roaming.ref)
+    out["cpo_retained"] = (net - fee - host_net, vat - fee_vat - host_vat, roaming.ref)
+    return {k: (sign * a, sign * b, ref) for k, (a, b, ref) in out.items()}
