@@ -9,6 +9,9 @@ CiString) and ``type``, ``visual_number`` and ``issuer`` (exact strings), ``grou
 entry that sets none of ``uid``, ``visual_number``, ``group_id`` is invalid and matches nothing; an unpublished
 location without ``publish_allowed_to`` goes to nobody. The copy an eMSP receives lists only the entries that
 match its own tokens (another eMSP's token identifiers are not disclosed).
+
+The same rule decides which locations an eMSP may name in a command (:mod:`ocpi.modules.commands`):
+:func:`may_see` adds the partner's roaming agreements (``allowed_cpo_ids``) to :func:`location_view`.
 """
 
 from __future__ import annotations
@@ -70,6 +73,20 @@ async def location_view(
         return True, None
     entries = await matching_entries(session, loc, party_pks)
     return bool(entries), entries
+
+
+async def may_see(
+    session: AsyncSession,
+    loc: Location,
+    party_pks: Iterable[int],
+    allowed_cpo_ids: Iterable[int] | None = None,
+) -> bool:
+    """May the parties see ``loc`` at all: its CPO is one the partner has an agreement with
+    (``allowed_cpo_ids``, None: every hosted CPO) and :func:`location_view` shows it to them."""
+    if allowed_cpo_ids is not None and loc.cpo_id not in set(allowed_cpo_ids):
+        return False
+    visible, _ = await location_view(session, loc, party_pks)
+    return visible
 
 
 def shape(body: dict[str, Any], entries: list[dict] | None) -> dict[str, Any]:

@@ -1,8 +1,15 @@
 """Commands, Receiver interface: START_SESSION, STOP_SESSION, UNLOCK_CONNECTOR, RESERVE_NOW,
-CANCEL_RESERVATION. Answered with a CommandResponse at once; the CommandResult follows at ``response_url``."""
+CANCEL_RESERVATION. Answered with a CommandResponse at once; the CommandResult follows at ``response_url``.
+
+A command naming a location (START_SESSION, RESERVE_NOW, UNLOCK_CONNECTOR) may only name one the caller may
+see under the Locations sender's rule (:func:`ocpi.visibility.may_see`: ``publish`` / ``publish_allowed_to``
+for the calling role, and the partner's ``allowed_cpo_ids``); any other is answered exactly as an unknown
+location (2003), so its existence is not disclosed, and nothing reaches the charger.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -16,6 +23,9 @@ from ocpi.envelope import NotFound, OcpiError, ok
 from ocpi.models import OcpiAuthorization
 from ocpi.routing import routing_headers
 from ocpi.schemas.commands import CancelReservation, ReserveNow, StartSession, StopSession, UnlockConnector
+from ocpi.visibility import may_see
+
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 
@@ -35,12 +45,28 @@ def _response(result: str, timeout: int, message: str | None = None) -> dict[str
     return body
 
 
-async def _location(c: Caller, location_id: str, evse_uid: str | None) -> Location:
+async def _location(c: Caller, command: str, location_id: str, evse_uid: str | None) -> Location:
+    """The addressed CPO's location ``location_id`` if the caller may see it; 2003 when it does not exist or
+    the caller may not see it (the same answer: a hidden location is not disclosed)."""
+    unknown = NotFound(f"Unknown location {location_id}", code=status.UNKNOWN_LOCATION)
     loc = await c.session.scalar(
         select(Location).where(Location.cpo_id == c.cpo.id, Location.ocpi_id == location_id)
     )
     if loc is None:
-        raise NotFound(f"Unknown location {location_id}", code=status.UNKNOWN_LOCATION)
+        raise unknown
+    if not await may_see(c.session, loc, [c.role.party_pk], c.partner.allowed_cpo_ids):
+        log.warning(
+            "%s from partner %s (%s*%s) names location %s of CPO %s*%s, which it may not see "
+            "(publish false without a matching token, or no agreement): answered as unknown location",
+            command,
+            c.partner.id,
+            c.role.country_code,
+            c.role.party_id,
+            location_id,
+            c.cpo.country_code,
+            c.cpo.party_id,
+        )
+        raise unknown
     if evse_uid is not None:
         evse = await c.session.scalar(select(EVSE).where(EVSE.location_id == loc.id, EVSE.uid == evse_uid))
         if evse is None:
@@ -73,7 +99,7 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
             c.role.party_id,
         ):
             raise OcpiError(status.INVALID_PARAMETERS, "Token of another party")
-        loc = await _location(c, body.location_id, body.evse_uid)
+        loc = await _location(c, command, body.location_id, body.evse_uid)
         token = body.token.model_dump(mode="json", exclude_none=True)
         kwargs.update(
             location_id=body.location_id,
@@ -103,7 +129,7 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
             return ok(_response("UNKNOWN_SESSION", timeout, "Unknown session"))
         kwargs["session_uid"] = body.session_id
     elif isinstance(body, UnlockConnector):
-        await _location(c, body.location_id, body.evse_uid)
+        await _location(c, command, body.location_id, body.evse_uid)
         kwargs.update(location_id=body.location_id, evse_uid=body.evse_uid, connector_id=body.connector_id)
     else:
         kwargs["reservation_id"] = body.reservation_id
