@@ -6,11 +6,17 @@ Run: ``.venv/bin/python bench/bench_gateway.py`` (or ``python -m bench gateway``
   ``postgresql+asyncpg://`` URL for the production set-up; the schema is dropped and re-created!),
 * ``EVHUB_BENCH_CHARGERS`` — chargers for the capacity run (default 2000),
 * ``EVHUB_BENCH_SECONDS`` — length of each flat-out run (default 10),
+* ``EVHUB_BENCH_ROUNDS`` — flat-out rounds, the three servers taking turns; medians are reported (default 3),
 * ``EVHUB_BENCH_FLAT_CONNECTIONS`` — concurrent chargers in the flat-out runs (default ``50,500``),
-* ``EVHUB_BENCH_MINUTES`` — length of the capacity run (default 2).
+* ``EVHUB_BENCH_MINUTES`` — length of the capacity run (default 2),
+* ``EVHUB_BENCH_PROCESSES`` — processes per server (default 1; more needs PostgreSQL for the gateway: on a
+  2-core machine the load generator and PostgreSQL need the other core, so 1 is the faster setting there).
 
-Every server runs in its own process (uvloop when installed, for all three alike); the load generator runs in
-this process with pre-built frames. Prints figures; asserts nothing about timing.
+Every server runs in processes of its own (uvloop when installed), the same number for all three, sharing
+one port with SO_REUSEPORT — for the gateway that is ``EVHUB_OCPP_WORKERS``. The load generator runs in this
+process with pre-built frames and connects without permessage-deflate (as chargers do), so all three servers
+handle the same uncompressed frames. Each flat-out line also gives the CPU time per message of the server
+processes, the load generator and PostgreSQL (all processes named ``postgres``). Prints figures; asserts nothing about timing.
 
 1. Flat-out: each connection sends OCPP 1.6 MeterValues for a running transaction back to back (next frame
    after the answer) for N seconds, against
@@ -58,7 +64,7 @@ def _use_uvloop() -> str:
 # -- servers (each in its own process) ------------------------------------------------------------------------
 
 
-def serve_echo(port: int, ready: Any) -> None:
+def serve_echo(port: int, ready: Any, processes: int) -> None:
     _use_uvloop()
     from websockets.asyncio.server import serve
 
@@ -68,14 +74,15 @@ def serve_echo(port: int, ready: Any) -> None:
             await ws.send(json.dumps([3, msg[1], {}], separators=(",", ":")))
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", port, subprotocols=["ocpp1.6"], ping_interval=None):
+        async with serve(handler, "127.0.0.1", port, subprotocols=["ocpp1.6"], ping_interval=None,
+                         compression=None, reuse_port=True):  # fmt: skip
             ready.set()
             await asyncio.Future()
 
     asyncio.run(main())
 
 
-def serve_ocpp_library(port: int, ready: Any) -> None:
+def serve_ocpp_library(port: int, ready: Any, processes: int) -> None:
     """The ocpp library's plain central system, written with its public API only, storing nothing."""
     _use_uvloop()
     import logging
@@ -112,14 +119,15 @@ def serve_ocpp_library(port: int, ready: Any) -> None:
             await cp.start()
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", port, subprotocols=["ocpp1.6"], ping_interval=None):
+        async with serve(handler, "127.0.0.1", port, subprotocols=["ocpp1.6"], ping_interval=None,
+                         compression=None, reuse_port=True):  # fmt: skip
             ready.set()
             await asyncio.Future()
 
     asyncio.run(main())
 
 
-def serve_gateway(port: int, db_url: str, ready: Any) -> None:
+def serve_gateway(port: int, db_url: str, ready: Any, processes: int) -> None:
     _use_uvloop()
     import logging
 
@@ -131,10 +139,10 @@ def serve_gateway(port: int, db_url: str, ready: Any) -> None:
     async def main() -> None:
         settings = Settings(
             database_url=db_url, ocpp_host="127.0.0.1", ocpp_port=port, ocpp_rate_limit=100000,
-            ocpp_rate_burst=100000, ocpp_ping_interval=0,
+            ocpp_rate_burst=100000, ocpp_ping_interval=0, ocpp_workers=processes,
         )  # fmt: skip
         db = Database(db_url, pool_size=5)
-        gw = Gateway(settings, db, "bench")
+        gw = Gateway(settings, db, f"bench-{os.getpid()}")
         await gw.start()
         profile_to = os.environ.get("EVHUB_BENCH_PROFILE")
         if profile_to:
@@ -149,24 +157,52 @@ def serve_gateway(port: int, db_url: str, ready: Any) -> None:
     asyncio.run(main())
 
 
-def _start(target: Any, *args: Any) -> tuple[mp.Process, int]:
+def _start(target: Any, *args: Any, processes: int = 1) -> tuple[list[mp.Process], int]:
+    """``processes`` copies of one server, all listening on one port (SO_REUSEPORT, as ``EVHUB_OCPP_WORKERS``
+    does for the gateway)."""
     from tests.conftest import free_port
 
     port = free_port()
     ctx = mp.get_context("spawn")
-    ready = ctx.Event()
-    proc = ctx.Process(target=target, args=(port, *args, ready), daemon=True)
-    proc.start()
-    if not ready.wait(60):
+    procs = []
+    for _ in range(processes):
+        ready = ctx.Event()
+        proc = ctx.Process(target=target, args=(port, *args, ready, processes), daemon=True)
+        proc.start()
+        procs.append(proc)
+        if not ready.wait(60):
+            _stop(procs)
+            raise RuntimeError(f"{target.__name__} did not start")
+    return procs, port
+
+
+def _stop(procs: list[mp.Process]) -> None:
+    for proc in procs:
         proc.kill()
-        raise RuntimeError(f"{target.__name__} did not start")
-    return proc, port
+        proc.join()
 
 
-def _rss_mb(pid: int) -> float:
+def _rss_mb(pids: list[int]) -> float:
     import psutil
 
-    return psutil.Process(pid).memory_info().rss / 2**20
+    return sum(psutil.Process(pid).memory_info().rss for pid in pids) / 2**20
+
+
+def _cpu_seconds(server_pids: list[int]) -> dict[str, float]:
+    """CPU time so far of the server processes, this (load generator) process and all PostgreSQL processes."""
+    import psutil
+
+    def used(p: Any) -> float:
+        t = p.cpu_times()
+        return t.user + t.system
+
+    pg = 0.0
+    for p in psutil.process_iter(["name"]):
+        if (p.info["name"] or "").startswith("postgres"):
+            with contextlib.suppress(psutil.Error):
+                pg += used(p)
+    server = sum(used(psutil.Process(pid)) for pid in server_pids)
+    return {"server": server, "client": used(psutil.Process()), "postgres": pg}
 
 
 # -- database -------------------------------------------------------------------------------------------------
@@ -198,6 +234,11 @@ async def _prepare_db(url: str, n_chargers: int) -> None:
         ]
         for i in range(0, len(rows), 1000):
             await s.execute(insert(ChargePoint), rows[i : i + 1000])
+    if not db.is_sqlite:  # measure the steady state, not the aftermath of re-creating the schema
+        async with db.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM ANALYZE"))
+            await conn.execute(text("CHECKPOINT"))
     await db.dispose()
 
 
@@ -225,7 +266,7 @@ async def _open(port: int, identity: str) -> tuple[Any, int]:
 
     ws = await connect(
         f"ws://127.0.0.1:{port}/ocpp/{identity}", subprotocols=["ocpp1.6"], additional_headers=_headers(identity),
-        ping_interval=None, open_timeout=120, max_queue=None,
+        ping_interval=None, open_timeout=120, max_queue=None, compression=None,
     )  # fmt: skip
     start = json.dumps([2, "s", "StartTransaction", {"connectorId": 1, "idTag": "BENCH", "meterStart": 1000,
                                                      "timestamp": "2026-01-01T00:00:00Z"}])  # fmt: skip
@@ -235,8 +276,9 @@ async def _open(port: int, identity: str) -> tuple[Any, int]:
     return ws, int(tx)
 
 
-async def flat_out(port: int, connections: int, seconds: float) -> dict[str, float]:
+async def flat_out(port: int, connections: int, seconds: float, pids: list[int]) -> dict[str, float]:
     links = await asyncio.gather(*(_open(port, f"B{i:06d}") for i in range(connections)))
+    cpu0 = _cpu_seconds(pids)
     count = 0
     lat: list[float] = []
     stop_at = time.perf_counter() + seconds
@@ -255,24 +297,26 @@ async def flat_out(port: int, connections: int, seconds: float) -> dict[str, flo
     t0 = time.perf_counter()
     await asyncio.gather(*(drive(ws, tx, k) for k, (ws, tx) in enumerate(links)))
     elapsed = time.perf_counter() - t0
+    cpu1 = _cpu_seconds(pids)
     await asyncio.gather(*(ws.close() for ws, _ in links))
     lat.sort()
     return {
+        **{f"{k}_us": (cpu1[k] - cpu0[k]) / count * 1e6 for k in cpu0},
         "msgs_per_s": count / elapsed,
         "p50_ms": lat[len(lat) // 2] * 1000,
         "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
     }
 
 
-async def capacity(port: int, n: int, minutes: float, pid: int) -> dict[str, float]:
-    base_rss = _rss_mb(pid)
+async def capacity(port: int, n: int, minutes: float, pids: list[int]) -> dict[str, float]:
+    base_rss = _rss_mb(pids)
     links: list[tuple[Any, int]] = []
     t0 = time.perf_counter()
     for i in range(0, n, 200):
         links += await asyncio.gather(*(_open(port, f"B{j:06d}") for j in range(i, min(n, i + 200))))
     connect_s = time.perf_counter() - t0
     await asyncio.sleep(2)
-    rss = _rss_mb(pid)
+    rss = _rss_mb(pids)
     lat: list[float] = []
     period = 60.0
     end = time.perf_counter() + minutes * 60
@@ -289,7 +333,7 @@ async def capacity(port: int, n: int, minutes: float, pid: int) -> dict[str, flo
             await asyncio.sleep(period - (time.perf_counter() - t))
 
     await asyncio.gather(*(drive(ws, tx, k) for k, (ws, tx) in enumerate(links)))
-    rss_end = _rss_mb(pid)
+    rss_end = _rss_mb(pids)
     for i in range(0, len(links), 500):
         await asyncio.gather(*(ws.close() for ws, _ in links[i : i + 500]))
     lat.sort()
@@ -305,6 +349,11 @@ async def capacity(port: int, n: int, minutes: float, pid: int) -> dict[str, flo
         "rss_end_mb": rss_end,
         "kb_per_connection": (rss - base_rss) * 1024 / n,
     }
+
+
+def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run with the median throughput (its latencies and CPU figures belong to it)."""
+    return sorted(runs, key=lambda r: r["msgs_per_s"])[len(runs) // 2]
 
 
 def argon2_check_ms() -> float:
@@ -326,41 +375,54 @@ def main() -> None:
     minutes = float(os.environ.get("EVHUB_BENCH_MINUTES", "2"))
     tmp = tempfile.mkdtemp(prefix="evhub-bench-")
     db_url = os.environ.get("EVHUB_BENCH_DATABASE_URL") or f"sqlite+aiosqlite:///{tmp}/bench.db"
+    processes = int(os.environ.get("EVHUB_BENCH_PROCESSES", "1"))
+    rounds = int(os.environ.get("EVHUB_BENCH_ROUNDS", "3"))
     print(
-        f"loop={loop_name} cpus={os.cpu_count()} database={db_url.split('://')[0]} flat-out {levels} conns x {seconds}s"
+        f"loop={loop_name} cpus={os.cpu_count()} database={db_url.split('://')[0]} flat-out {levels} conns x "
+        f"{seconds}s, {processes} process(es) per server"
     )
     asyncio.run(_prepare_db(db_url, max(n_chargers, *levels)))
     print(
         f"argon2 password check (real charger hash): {argon2_check_ms():.1f} ms per connect (once per charger, cached)"
     )
 
+    servers = (
+        ("websockets echo", serve_echo, ()),
+        ("ocpp library CS (no persistence)", serve_ocpp_library, ()),
+        ("evhub gateway (persisted)", serve_gateway, (db_url,)),
+    )
     for conns in levels:
-        results: dict[str, dict[str, float]] = {}
-        for name, target, extra in (
-            ("websockets echo", serve_echo, ()),
-            ("ocpp library CS (no persistence)", serve_ocpp_library, ()),
-            ("evhub gateway (persisted)", serve_gateway, (db_url,)),
-        ):
-            proc, port = _start(target, *extra)
-            try:
-                results[name] = asyncio.run(flat_out(port, conns, seconds))
-            finally:
-                proc.kill()
-                proc.join()
-            r = results[name]
-            print(f"flat-out {conns:4d} conns {name:34s} {r['msgs_per_s']:9.0f} msg/s  p50 {r['p50_ms']:6.1f} ms  "
-                  f"p99 {r['p99_ms']:6.1f} ms")  # fmt: skip
+        # the three servers take turns, ``rounds`` times, and the median of each is reported: the machine's
+        # speed drifts within minutes, and alternating keeps each comparison within the same few seconds
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name, _t, _e in servers}
+        for _ in range(rounds):
+            for name, target, extra in servers:
+                procs, port = _start(target, *extra, processes=processes)
+                try:
+                    runs[name].append(asyncio.run(flat_out(port, conns, seconds, [p.pid for p in procs])))
+                finally:
+                    _stop(procs)
+        results = {name: _median_run(r) for name, r in runs.items()}
+        for name, r in results.items():
+            each = " / ".join(f"{x['msgs_per_s']:.0f}" for x in runs[name])
+            print(f"flat-out {conns:4d} conns {name:34s} {r['msgs_per_s']:9.0f} msg/s (runs: {each})  "
+                  f"p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  CPU per message: server "
+                  f"{r['server_us']:.0f} us, load generator {r['client_us']:.0f} us, PostgreSQL {r['postgres_us']:.0f} us")  # fmt: skip
         gw = results["evhub gateway (persisted)"]["msgs_per_s"]
-        print(f"  {conns} conns: gateway / echo = {gw / results['websockets echo']['msgs_per_s']:.0%}   "
+        echo_ratios = [
+            g["msgs_per_s"] / e["msgs_per_s"]
+            for g, e in zip(runs["evhub gateway (persisted)"], runs["websockets echo"], strict=True)
+        ]
+        print(f"  {conns} conns: gateway / echo = {gw / results['websockets echo']['msgs_per_s']:.0%} "
+              f"(per round: {' / '.join(f'{x:.0%}' for x in echo_ratios)})   "
               f"gateway / ocpp library = {gw / results['ocpp library CS (no persistence)']['msgs_per_s']:.2f}x")  # fmt: skip
 
     if n_chargers:
-        proc, port = _start(serve_gateway, db_url)
+        procs, port = _start(serve_gateway, db_url, processes=processes)
         try:
-            cap = asyncio.run(capacity(port, n_chargers, minutes, proc.pid))
+            cap = asyncio.run(capacity(port, n_chargers, minutes, [p.pid for p in procs]))
         finally:
-            proc.kill()
-            proc.join()
+            _stop(procs)
         print(
             f"capacity: {cap['chargers']} chargers at 1 MeterValues/min: connected in {cap['connect_s']:.1f} s, "
             f"{cap['messages']} messages, p50 {cap['p50_ms']:.1f} ms, p99 {cap['p99_ms']:.1f} ms, "

@@ -27,6 +27,20 @@ def ts(value: Any, field: str = "timestamp") -> datetime:
         ) from None
 
 
+MAX_SAMPLE = Decimal(10) ** 14
+"""Meter values are stored as NUMERIC(20, 6): 14 digits before the point."""
+
+
+def sample_value(value: Decimal, raw: Any) -> Decimal:
+    """A sampled value the database can hold exactly; anything else is the charger's PropertyConstraintViolation
+    (refused here, so one charger's absurd value never fails a batch shared with other chargers)."""
+    if not value.is_finite():
+        raise OcppError("PropertyConstraintViolation", f"sampledValue.value {raw!r} is not finite")
+    if abs(value) >= MAX_SAMPLE:
+        raise OcppError("PropertyConstraintViolation", f"sampledValue.value {raw!r} is out of range")
+    return value
+
+
 def now_text() -> str:
     return format_rfc3339(utcnow().replace(microsecond=0))
 

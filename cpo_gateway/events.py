@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 
@@ -35,9 +36,11 @@ class StatusChanged:
     error_code: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One sampled value. ``value`` is exact; ``signed_data`` is the charger's signed payload, byte-exact."""
+class Sample(NamedTuple):
+    """One sampled value. ``value`` is exact; ``signed_data`` is the charger's signed payload, byte-exact.
+
+    A named tuple rather than a frozen dataclass: every MeterValues message makes some, and a tuple is built
+    three times faster."""
 
     timestamp: datetime
     value: Decimal

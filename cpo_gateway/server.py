@@ -84,6 +84,7 @@ class Gateway:
             ssl=ssl_ctx,
             server_header="evhub",
             compression=None,  # CPU over bandwidth: OCPP frames are small
+            reuse_port=st.ocpp_workers > 1,  # the OCPP worker processes share the port (evhub.workers)
         )
         self.port = next(iter(self.server.sockets)).getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="gateway-sweeper")

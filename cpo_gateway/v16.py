@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from cpo_gateway.authorization import AuthResult
-from cpo_gateway.common import OCPI_FROM_V16, log_event, now_text, ts
+from cpo_gateway.common import OCPI_FROM_V16, log_event, now_text, sample_value, ts
 from cpo_gateway.connection import OcppError
 from cpo_gateway.events import (
     ENERGY_REGISTER,
@@ -45,18 +45,14 @@ def samples(meter_values: list[dict[str, Any]]) -> tuple[Sample, ...]:
     out: list[Sample] = []
     for mv in meter_values:
         when = ts(mv.get("timestamp"), "meterValue.timestamp")
-        for sv in mv.get("sampledValue", []):
+        for sv in mv.get("sampledValue", ()):
             raw = sv["value"]
             measurand = sv.get("measurand", ENERGY_REGISTER)
-            common = {
-                "timestamp": when,
-                "measurand": measurand,
-                "phase": sv.get("phase", ""),
-                "location": sv.get("location", "Outlet"),
-                "context": sv.get("context", "Sample.Periodic"),
-            }
+            phase = sv.get("phase", "")
+            location = sv.get("location", "Outlet")
+            context = sv.get("context", "Sample.Periodic")
             if sv.get("format") == "SignedData":
-                out.append(Sample(value=Decimal(0), unit="SignedData", signed_data=raw, **common))
+                out.append(Sample(when, Decimal(0), measurand, "SignedData", phase, location, context, raw))
                 continue
             try:
                 value = Decimal(raw)
@@ -64,9 +60,8 @@ def samples(meter_values: list[dict[str, Any]]) -> tuple[Sample, ...]:
                 raise OcppError(
                     "PropertyConstraintViolation", f"sampledValue.value {raw!r} is not a number"
                 ) from None
-            if not value.is_finite():
-                raise OcppError("PropertyConstraintViolation", f"sampledValue.value {raw!r} is not finite")
-            out.append(Sample(value=value, unit=sv.get("unit", "Wh"), **common))
+            sample_value(value, raw)
+            out.append(Sample(when, value, measurand, sv.get("unit", "Wh"), phase, location, context))
     return tuple(out)
 
 

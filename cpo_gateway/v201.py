@@ -6,8 +6,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from cpo_gateway.authorization import AuthResult
-from cpo_gateway.common import OCPI_FROM_V201, log_event, now_text, ts
-from cpo_gateway.connection import OcppError
+from cpo_gateway.common import OCPI_FROM_V201, log_event, now_text, sample_value, ts
 from cpo_gateway.events import ENERGY_REGISTER, Boot, Sample, SessionEnded, SessionStarted, StatusChanged
 from cpo_gateway.v16 import store_meter_values
 from evhub.timeutil import format_rfc3339
@@ -31,14 +30,14 @@ def samples(meter_values: list[dict[str, Any]]) -> tuple[Sample, ...]:
         when = ts(mv.get("timestamp"), "meterValue.timestamp")
         for sv in mv.get("sampledValue", []):
             value = sv["value"]
+            raw = value
             if not isinstance(value, Decimal):
                 value = Decimal(value)
-            if not value.is_finite():
-                raise OcppError("PropertyConstraintViolation", "sampledValue.value is not finite")
+            sample_value(value, raw)
             uom = sv.get("unitOfMeasure") or {}
             multiplier = int(uom.get("multiplier", 0))
             if multiplier:
-                value = value.scaleb(multiplier)
+                value = sample_value(value.scaleb(multiplier), raw)
             signed = sv.get("signedMeterValue")
             out.append(
                 Sample(

@@ -144,8 +144,13 @@ class _Server(uvicorn.Server):
 class RunningHub:
     """A hub assembled in this process; ``await start()``, then ``await stop()``."""
 
-    def __init__(self, settings: Settings, components: Sequence[Component] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, components: Sequence[Component] | None = None, *, role: str = "hub"
+    ) -> None:
+        """``role="hub"`` runs everything; ``"ocpp-worker"`` (see :mod:`evhub.workers`) installs every component
+        but starts only the gateway: no HTTP app, no scheduled jobs."""
         self.settings = settings
+        self.role = role
         self.db = Database(settings.database_url)
         self.hub = Hub(settings=settings, db=self.db, node_name=settings.node_name or default_node_name())
         self.components = list(components) if components is not None else load_components()
@@ -158,17 +163,24 @@ class RunningHub:
         return int(self.hub.endpoints["http"].rsplit(":", 1)[1])
 
     async def start(self) -> None:
-        may_upgrade = self.settings.is_default_sqlite or self.settings.auto_migrate
+        worker = self.role == "ocpp-worker"
+        may_upgrade = not worker and (self.settings.is_default_sqlite or self.settings.auto_migrate)
         await ensure_schema(self.db, may_upgrade=may_upgrade)
-        self.hub.scheduler = AsyncIOScheduler(timezone=UTC)
-        self.hub.app = create_app(self.hub)
+        if not worker:
+            self.hub.scheduler = AsyncIOScheduler(timezone=UTC)
+            self.hub.app = create_app(self.hub)
         self.hub.services["_components"] = [c.name for c in self.components]
         for component in self.components:
             component.install(self.hub)
-        self.hub.scheduler.start()
+        if self.hub.scheduler is not None:
+            self.hub.scheduler.start()
         for component in self.components:
+            if worker and component.name != "gateway":
+                continue
             await component.start(self.hub)
             self._started.append(component)
+        if worker:
+            return
         config = uvicorn.Config(
             self.hub.app,
             host=self.settings.http_host,
@@ -229,8 +241,16 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
             loop.add_signal_handler(sig, stop_event.set)
     running = RunningHub(settings)
     await running.start()
+    workers = None
     try:
+        if settings.ocpp_workers > 1:
+            from evhub.workers import OcppWorkers
+
+            workers = OcppWorkers(settings, running.hub.services["gateway"].port, running.hub.node_name)
+            await workers.start()
         await stop_event.wait()
     finally:
         log.info("shutting down", extra={"fields": {"node": running.hub.node_name}})
+        if workers is not None:
+            await workers.stop()
         await running.stop()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_FILE = "evhub.db"
@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     )
     ocpp_host: str = Field(default="0.0.0.0", description="Address the OCPP websocket listener binds to")
     ocpp_port: int = Field(default=9000, ge=0, le=65535, description="Port of the OCPP websocket listener")
+    ocpp_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="OCPP listener processes sharing the port (SO_REUSEPORT, Linux); more than 1 needs PostgreSQL",
+    )
     http_host: str = Field(default="0.0.0.0", description="Address of the HTTP app (API, OCPI, portal)")
     http_port: int = Field(default=8000, ge=0, le=65535, description="Port of the HTTP app")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level")
@@ -98,6 +104,17 @@ class Settings(BaseSettings):
         if not (value.startswith("sqlite+aiosqlite://") or value.startswith("postgresql+asyncpg://")):
             raise ValueError(
                 "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// (the async drivers evhub uses)"
+            )
+        return value
+
+    @field_validator("ocpp_workers")
+    @classmethod
+    def _check_workers(cls, value: int, info: ValidationInfo) -> int:
+        url = info.data.get("database_url", "")
+        if value > 1 and not url.startswith("postgresql"):
+            raise ValueError(
+                "more than one OCPP worker needs PostgreSQL (the workers route commands to each other with "
+                "LISTEN/NOTIFY; SQLite has one writer)"
             )
         return value
 

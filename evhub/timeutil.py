@@ -26,6 +26,13 @@ def ensure_utc(value: datetime) -> datetime:
 
 def parse_datetime(text: str) -> datetime:
     """Parse an OCPP/OCPI timestamp into aware UTC. A value without offset is UTC, as both specs define."""
+    try:  # the common case, "...Z": Python 3.11 reads it as UTC directly
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        if parsed.tzinfo is UTC:
+            return parsed
     raw = text.strip()
     if raw.endswith(("Z", "z")):
         raw = raw[:-1] + "+00:00"

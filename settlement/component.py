@@ -95,8 +95,8 @@ class SettlementComponent:
 
     def install(self, hub: Hub) -> None:
         self._hub = hub
-        assert hub.app is not None
-        hub.app.include_router(router, prefix="/api")
+        if hub.app is not None:  # None in an OCPP worker process (evhub.workers)
+            hub.app.include_router(router, prefix="/api")
         if hub.scheduler is not None:
             hub.scheduler.add_job(
                 self.settle_previous_month,

@@ -28,8 +28,8 @@ class PricingComponent:
         hub.services.setdefault("cdr_hooks", [])
         hub.services.setdefault("tariff_hooks", [])
         hub.services["pricing"] = self
-        assert hub.app is not None
-        hub.app.include_router(router, prefix="/api")
+        if hub.app is not None:  # None in an OCPP worker process (evhub.workers)
+            hub.app.include_router(router, prefix="/api")
         if hub.scheduler is not None:
             hub.every(self.interval, self.run_once, "pricing.rate_pending")
 

@@ -189,7 +189,7 @@ async def build_cdr(
         await s.scalars(
             select(MeterValue)
             .where(MeterValue.session_id == session.id, MeterValue.measurand.in_((ENERGY_REGISTER, POWER)))
-            .order_by(MeterValue.timestamp, MeterValue.id)
+            .order_by(*MeterValue.__table__.primary_key.columns)
         )
     ).all()
     samples = meter_samples(rows, session)

@@ -70,9 +70,11 @@ def serve() -> None:
     """Run the hub: OCPP listener, HTTP app (API, OCPI, portal) and scheduler, until SIGTERM."""
     from evhub.app import serve as run
     from evhub.logs import configure
+    from evhub.workers import use_uvloop
 
     cfg = settings()
     configure(cfg.log_level, cfg.log_format)
+    use_uvloop()
     with reported_errors():
         asyncio.run(run(cfg))
 

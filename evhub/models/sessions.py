@@ -79,29 +79,26 @@ class ChargingSession(Timestamped, Base):
 
 
 class MeterValue(Base):
-    """One sampled value of a session, at the charger's own timestamp. The unique key (session_id, timestamp,
-    ...) also serves every "samples of a session in time order" query, so there is no second index."""
+    """One sampled value of a session, at the charger's own timestamp.
+
+    An append-only time series, the gateway's hottest table, so it is kept lean (see docs/gateway.md,
+    "Storage of meter values"): its natural key (session_id, timestamp, measurand, phase, location, context)
+    is the primary key — it makes replays idempotent and serves every "samples of a session in time order"
+    query — and there is no surrogate id. ``session_id`` carries no foreign-key constraint: PostgreSQL checks
+    one with a trigger and a row lock on ``sessions`` per inserted row, which cost as much as the insert
+    itself. Only the gateway writes this table, always for a session it has just loaded or created, and
+    sessions are never deleted (CDRs and settlement refer to them)."""
 
     __tablename__ = "meter_values"
-    __table_args__ = (
-        UniqueConstraint(
-            "session_id",
-            "timestamp",
-            "measurand",
-            "phase",
-            "location",
-            "context",
-            name="uq_meter_values_sample",
-        ),
-    )
 
-    id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
-    timestamp: Mapped[datetime] = mapped_column(UTCDateTime())
-    measurand: Mapped[str] = mapped_column(String(48), default="Energy.Active.Import.Register")
-    phase: Mapped[str] = mapped_column(String(8), default="")
-    location: Mapped[str] = mapped_column(String(8), default="Outlet")
-    context: Mapped[str] = mapped_column(String(32), default="Sample.Periodic")
+    session_id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=False)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    measurand: Mapped[str] = mapped_column(
+        String(48), primary_key=True, default="Energy.Active.Import.Register"
+    )
+    phase: Mapped[str] = mapped_column(String(8), primary_key=True, default="")
+    location: Mapped[str] = mapped_column(String(8), primary_key=True, default="Outlet")
+    context: Mapped[str] = mapped_column(String(32), primary_key=True, default="Sample.Periodic")
     unit: Mapped[str] = mapped_column(String(16), default="Wh")
     value: Mapped[Decimal] = mapped_column(Amount())
     signed_data: Mapped[str | None] = mapped_column(Text, default=None)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 01:17:19.754154
+Create Date: 2026-11-22 02:58:04.548492
 """
 
 from collections.abc import Sequence
@@ -47,6 +47,32 @@ def upgrade() -> None:
         sa.Column("load_percent", evhub.db.types.Amount(precision=20, scale=6), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_grid_load")),
         sa.UniqueConstraint("zone", "timestamp", name=op.f("uq_grid_load_zone_timestamp")),
+    )
+    op.create_table(
+        "meter_values",
+        sa.Column(
+            "session_id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=False,
+            nullable=False,
+        ),
+        sa.Column("timestamp", evhub.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("measurand", sa.String(length=48), nullable=False),
+        sa.Column("phase", sa.String(length=8), nullable=False),
+        sa.Column("location", sa.String(length=8), nullable=False),
+        sa.Column("context", sa.String(length=32), nullable=False),
+        sa.Column("unit", sa.String(length=16), nullable=False),
+        sa.Column("value", evhub.db.types.Amount(precision=20, scale=6), nullable=False),
+        sa.Column("signed_data", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint(
+            "session_id",
+            "timestamp",
+            "measurand",
+            "phase",
+            "location",
+            "context",
+            name=op.f("pk_meter_values"),
+        ),
     )
     op.create_table(
         "ocpi_partners",
@@ -902,35 +928,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_cdrs_token_id"), ["token_id"], unique=False)
 
     op.create_table(
-        "meter_values",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("session_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("timestamp", evhub.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("measurand", sa.String(length=48), nullable=False),
-        sa.Column("phase", sa.String(length=8), nullable=False),
-        sa.Column("location", sa.String(length=8), nullable=False),
-        sa.Column("context", sa.String(length=32), nullable=False),
-        sa.Column("unit", sa.String(length=16), nullable=False),
-        sa.Column("value", evhub.db.types.Amount(precision=20, scale=6), nullable=False),
-        sa.Column("signed_data", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["session_id"],
-            ["sessions.id"],
-            name=op.f("fk_meter_values_session_id_sessions"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_meter_values")),
-        sa.UniqueConstraint(
-            "session_id",
-            "timestamp",
-            "measurand",
-            "phase",
-            "location",
-            "context",
-            name="uq_meter_values_sample",
-        ),
-    )
-    op.create_table(
         "ocpi_authorizations",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("token_uid", sa.String(length=36), nullable=False),
@@ -1007,7 +1004,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ocpi_authorizations_location_pk"))
 
     op.drop_table("ocpi_authorizations")
-    op.drop_table("meter_values")
     with op.batch_alter_table("cdrs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_cdrs_token_id"))
         batch_op.drop_index(batch_op.f("ix_cdrs_session_id"))
@@ -1115,6 +1111,7 @@ def downgrade() -> None:
 
     op.drop_table("outbox")
     op.drop_table("ocpi_partners")
+    op.drop_table("meter_values")
     op.drop_table("grid_load")
     op.drop_table("agreements")
     # ### end Alembic commands ###

@@ -1,0 +1,159 @@
+"""``EVHUB_OCPP_WORKERS``: one ``evhub serve`` with extra OCPP worker processes on the same port (PostgreSQL).
+
+Chargers spread over the processes, each charger's messages are stored wherever it landed, API commands reach
+chargers held by a worker, a killed worker is started again, and SIGTERM stops every process cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from sqlalchemy import select
+
+from evhub.db.engine import Database
+from evhub.models import EVSE, ChargePoint, ChargePointEvse, ChargingSession, OcppVersion, RegistrationStatus
+from evhub.security import hash_password
+from evhub.settings import SettingsError, load_settings
+from tests.conftest import free_port
+from tests.gateway.conftest import PASSWORD, T0, Client, Seed, basic
+from tests.gateway.test_commands import EVHUB
+
+CHARGERS = 16
+
+
+async def _add_chargers(db: Database, seeded: Seed) -> list[str]:
+    pw = hash_password(PASSWORD)
+    names = [f"WK{i:02d}" for i in range(CHARGERS)]
+    async with db.session() as s:
+        for name in names:
+            cp = ChargePoint(identity=name, password_hash=pw, ocpp_version=OcppVersion.V16,
+                             cpo_id=seeded.cpo_id, location_id=seeded.location_id,
+                             registration_status=RegistrationStatus.ACCEPTED)  # fmt: skip
+            s.add(cp)
+            await s.flush()
+            evse = EVSE(
+                location_id=seeded.location_id, uid=f"E-{name}", evse_id=f"NL*ABC*E{name}", last_updated=T0
+            )
+            s.add(evse)
+            await s.flush()
+            s.add(ChargePointEvse(charge_point_id=cp.id, ocpp_evse_id=1, evse_pk=evse.id))
+    return names
+
+
+async def _connect(port: int, identity: str) -> Client:
+    from websockets.asyncio.client import connect
+
+    ws = await connect(f"ws://127.0.0.1:{port}/ocpp/{identity}", subprotocols=["ocpp1.6"],
+                       additional_headers=basic(identity, PASSWORD))  # fmt: skip
+    return Client(ws)
+
+
+async def _nodes(db: Database, names: list[str]) -> dict[str, str | None]:
+    async with db.session() as s:
+        rows = await s.execute(
+            select(ChargePoint.identity, ChargePoint.connected_node).where(ChargePoint.identity.in_(names))
+        )
+        return dict(rows.all())
+
+
+def test_more_than_one_worker_needs_postgresql() -> None:
+    with pytest.raises(SettingsError, match=r"EVHUB_OCPP_WORKERS=2.*PostgreSQL"):
+        load_settings(database_url="sqlite+aiosqlite:///x.db", ocpp_workers=2)
+    assert load_settings(database_url="postgresql+asyncpg://u@h/db", ocpp_workers=2).ocpp_workers == 2
+
+
+async def test_workers_share_the_port_and_work_as_one(db: Database, seeded: Seed, tmp_path: Path) -> None:
+    if db.is_sqlite:
+        pytest.skip("OCPP workers need PostgreSQL")
+    names = await _add_chargers(db, seeded)
+    http_port, ocpp_port = free_port(), free_port()
+    env = dict(os.environ, EVHUB_DATABASE_URL=db.url, EVHUB_HTTP_HOST="127.0.0.1", EVHUB_HTTP_PORT=str(http_port),
+               EVHUB_OCPP_HOST="127.0.0.1", EVHUB_OCPP_PORT=str(ocpp_port), EVHUB_NODE_NAME="main",
+               EVHUB_OCPP_WORKERS="2", EVHUB_OCPP_COMMAND_TIMEOUT="5")  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        EVHUB,
+        "serve",
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    chargers: list[Client] = []
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[psutil.Process] = []
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=15) as api:
+            while not workers:  # the HTTP app answers, and the worker process is up
+                assert proc.returncode is None, (await proc.stderr.read()).decode()[-2000:]  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "evhub serve with 2 OCPP workers did not start"
+                try:
+                    if (await api.get("/health")).status_code == 200:
+                        workers = psutil.Process(proc.pid).children()
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.2)
+            # connect until the kernel has spread chargers over both processes (it hashes each connection)
+            for name in names:
+                for _ in range(100):
+                    try:
+                        chargers.append(await _connect(ocpp_port, name))
+                        break
+                    except (OSError, Exception) as exc:  # the worker may still be binding
+                        if "401" in str(exc) or "404" in str(exc):
+                            raise
+                        await asyncio.sleep(0.1)
+            for _ in range(100):
+                nodes = await _nodes(db, names)
+                if all(nodes.values()):
+                    break
+                await asyncio.sleep(0.1)
+            assert set(nodes.values()) == {"main", "main/ocpp-1"}, nodes
+
+            # every charger's session and meter values are stored, whichever process holds it
+            for i, charger in enumerate(chargers):
+                started = await charger.ok("StartTransaction", {"connectorId": 1, "idTag": "AABBCC01",
+                                                                "meterStart": 0, "timestamp": "2026-11-02T10:00:00Z"})  # fmt: skip
+                await charger.ok("MeterValues", {"connectorId": 1, "transactionId": started["transactionId"],
+                                                 "meterValue": [{"timestamp": "2026-11-02T10:01:00Z",
+                                                                 "sampledValue": [{"value": str(100 + i)}]}]})  # fmt: skip
+            async with db.session() as s:
+                count = len((await s.scalars(select(ChargingSession.id).where(
+                    ChargingSession.charge_point_id.in_(select(ChargePoint.id).where(ChargePoint.identity.in_(names)))
+                ))).all())  # fmt: skip
+            assert count == CHARGERS
+
+            # a command sent to the main process reaches a charger held by the worker
+            on_worker = next(n for n, node in nodes.items() if node == "main/ocpp-1")
+            target = chargers[names.index(on_worker)]
+            target.auto_reply["Reset"] = {"status": "Accepted"}
+            r = await api.post(f"/api/chargers/{on_worker}/commands/reset", json={"type": "Soft"})
+            assert r.status_code == 200, r.text
+            assert r.json()["response"] == {"status": "Accepted"}
+
+            # a worker that dies is started again, and its chargers can reconnect
+            old_pid = workers[0].pid
+            os.kill(old_pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while True:
+                fresh = [p.pid for p in psutil.Process(proc.pid).children() if p.pid != old_pid]
+                if fresh:
+                    break
+                assert time.monotonic() < deadline, "the killed worker was not started again"
+                await asyncio.sleep(0.2)
+
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+        assert proc.returncode == 0
+        assert not psutil.pid_exists(fresh[0]) or psutil.Process(fresh[0]).status() == psutil.STATUS_ZOMBIE
+    finally:
+        for charger in chargers:
+            await charger.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
