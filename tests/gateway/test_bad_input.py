@@ -65,6 +65,12 @@ async def test_bad_frames_v16(gateway: Gateway, db: Database, seeded: Seed) -> N
                                              "timestamp": "yesterday"}))[2] == "TypeConstraintViolation"  # fmt: skip
     assert (await c.call("MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": [
         {"timestamp": iso(T0), "sampledValue": [{"value": "12abc"}]}]}))[2] == "PropertyConstraintViolation"  # fmt: skip
+    # values the NUMERIC(20, 6) column cannot hold are refused before they reach a batch shared with others
+    for absurd in ("1E+30", "-100000000000000", "NaN", "Infinity"):
+        assert (await c.call("MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": [
+            {"timestamp": iso(T0), "sampledValue": [{"value": absurd}]}]}))[2] == "PropertyConstraintViolation"  # fmt: skip
+    assert await c.ok("MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": [
+        {"timestamp": iso(T0), "sampledValue": [{"value": "99999999999999.5"}]}]}) == {}  # fmt: skip
     # nothing of the above changed the stored session
     async with db.session() as s:
         sess = await s.scalar(select(ChargingSession))
