@@ -264,7 +264,8 @@ class ChargerConnection:
             log.exception("charger %s: %s failed", self.identity, action)
             await self.send_error(uid, "InternalError", f"{action} could not be processed")
             return
-        await self.ws.send(dumps([3, uid, result]))
+        # most answers are empty ({} for MeterValues, StatusNotification, ...): the frame is put together directly
+        await self.ws.send(f"[3,{_ENCODER.encode(uid)},{{}}]" if not result else dumps([3, uid, result]))
 
     def _allowed_unaccepted(self, status: str, action: str) -> bool:
         if action in UNACCEPTED_ALLOWED[self.version]:

@@ -79,8 +79,27 @@ def _insert(db: Database, table: Any) -> Any:
 
 def sample_rows(session_id: int, samples: Iterable[Sample]) -> list[dict[str, Any]]:
     """Meter value rows of a session; a 1.6 SignedData sample is merged into the plain sample with the same
-    key."""
-    return _merged_rows({"session_id": session_id}, samples)
+    key. Without one (the usual case) every sample is a row: a repeated key is skipped by the insert's
+    *on conflict do nothing*, keeping the first, as the merge would."""
+    if not isinstance(samples, tuple):
+        samples = tuple(samples)
+    for smp in samples:
+        if smp.unit == "SignedData":
+            return _merged_rows({"session_id": session_id}, samples)
+    return [
+        {
+            "session_id": session_id,
+            "timestamp": smp.timestamp,
+            "measurand": smp.measurand,
+            "phase": smp.phase,
+            "location": smp.location,
+            "context": smp.context,
+            "unit": smp.unit,
+            "value": smp.value,
+            "signed_data": smp.signed_data,
+        }
+        for smp in samples
+    ]
 
 
 def _merged_rows(base: dict[str, Any], samples: Iterable[Sample]) -> list[dict[str, Any]]:

@@ -270,6 +270,11 @@ class TokensPuller:
                 else:
                     result.stored += 1
 
+    async def wait_idle(self) -> None:
+        """Wait until the pulls started by :meth:`kick` have finished (tests; an orderly hand-over)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def _mark(self, partner_id: int, started: Any) -> None:
         async with self.db.session() as s:
             partner = await s.get(OcpiPartner, partner_id)

@@ -62,3 +62,28 @@ async def test_writer_stores_what_the_orm_stores(gateway: Gateway, db: Database,
     async with db.session() as s:
         session = await s.scalar(select(ChargingSession).where(ChargingSession.id == a.id))
     assert session.energy_wh == Decimal("222.5") and session.last_updated == T0 + timedelta(hours=1)
+
+
+UNIFORM = (  # the usual message: periodic energy readings only (one statement with scalar columns on PostgreSQL)
+    Sample(timestamp=T0, value=Decimal("1000")),
+    Sample(timestamp=T0 + timedelta(minutes=1), value=Decimal("1250.125")),
+    Sample(timestamp=T0 + timedelta(minutes=1), value=Decimal("9999")),  # same key again: the first is kept
+    Sample(timestamp=T0 + timedelta(minutes=2), value=Decimal("1.5E+3")),
+)
+
+
+async def test_uniform_batches_store_what_the_orm_stores(
+    gateway: Gateway, db: Database, seeded: Seed
+) -> None:
+    store = gateway.store
+    loaded = await store.load_charger("CP201")
+    assert loaded is not None
+    ref = loaded[1]
+    a = await store.started(ref, SessionStarted("UA", 1, 1, None, T0), None)
+    b = await store.started(ref, SessionStarted("UB", 2, 1, None, T0), None)
+    async with db.session() as s:
+        await store._add_samples(s, b, UNIFORM)
+    await asyncio.gather(*(store.writer.write(sample_rows(a.id, UNIFORM), []) for _ in range(2)))
+    stored_a, stored_b = await _raw(db, a.id), await _raw(db, b.id)
+    assert [Decimal(str(r[6])) for r in stored_a] == [Decimal("1000"), Decimal("1250.125"), Decimal("1500")]
+    assert stored_a == stored_b

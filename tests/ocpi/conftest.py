@@ -280,11 +280,15 @@ async def seed_cdr(db: Database, session_pk: int, cpo_id: int, emsp_id: int | No
 async def connect(
     running: RunningHub, simulator: EmspSimulator, *, allowed_cpo_ids: list[int] | None = None
 ) -> int:
-    """Register ``simulator`` with the hub through the real handshake (token A from an invitation)."""
+    """Register ``simulator`` with the hub through the real handshake (token A from an invitation), and wait
+    for the tokens pull the registration starts, so that it cannot overwrite what the test does next."""
     from ocpi import credentials
 
     inv = await credentials.invite(
         running.db, running.platform, simulator.name, allowed_cpo_ids=allowed_cpo_ids
     )
     await simulator.register(inv.versions_url, inv.token_a)
+    puller = running.services.get("ocpi_tokens_pull")
+    if puller is not None:
+        await puller.wait_idle()
     return inv.partner_id
