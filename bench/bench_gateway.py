@@ -7,7 +7,7 @@ Run: ``.venv/bin/python bench/bench_gateway.py`` (or ``python -m bench gateway``
 * ``EVHUB_BENCH_CHARGERS`` — chargers for the capacity run (default 2000),
 * ``EVHUB_BENCH_SECONDS`` — length of each flat-out run (default 10),
 * ``EVHUB_BENCH_ROUNDS`` — flat-out rounds, the three servers taking turns; medians are reported (default 3),
-* ``EVHUB_BENCH_FLAT_CONNECTIONS`` — concurrent chargers in the flat-out runs (default ``50,500``),
+* ``EVHUB_BENCH_FLAT_CONNECTIONS`` — concurrent chargers in the flat-out runs (default ``50,500``; empty: none),
 * ``EVHUB_BENCH_MINUTES`` — length of the capacity run (default 2),
 * ``EVHUB_BENCH_PROCESSES`` — processes per server (default 1; more needs PostgreSQL for the gateway: on a
   2-core machine the load generator and PostgreSQL need the other core, so 1 is the faster setting there).
@@ -370,7 +370,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     loop_name = _use_uvloop()
     seconds = float(os.environ.get("EVHUB_BENCH_SECONDS", "10"))
-    levels = [int(x) for x in os.environ.get("EVHUB_BENCH_FLAT_CONNECTIONS", "50,500").split(",")]
+    levels = [int(x) for x in os.environ.get("EVHUB_BENCH_FLAT_CONNECTIONS", "50,500").split(",") if x.strip()]
     n_chargers = int(os.environ.get("EVHUB_BENCH_CHARGERS", "2000"))
     minutes = float(os.environ.get("EVHUB_BENCH_MINUTES", "2"))
     tmp = tempfile.mkdtemp(prefix="evhub-bench-")
@@ -381,7 +381,7 @@ def main() -> None:
         f"loop={loop_name} cpus={os.cpu_count()} database={db_url.split('://')[0]} flat-out {levels} conns x "
         f"{seconds}s, {processes} process(es) per server"
     )
-    asyncio.run(_prepare_db(db_url, max(n_chargers, *levels)))
+    asyncio.run(_prepare_db(db_url, max([n_chargers, *levels])))
     print(
         f"argon2 password check (real charger hash): {argon2_check_ms():.1f} ms per connect (once per charger, cached)"
     )

@@ -31,7 +31,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -241,12 +242,21 @@ class SessionStore:
         """Record that these chargers were heard from (batched by the liveness sweeper)."""
         if not charger_ids:
             return
+        now = utcnow()
         async with self.db.session() as s:
-            await s.execute(
-                update(ChargePoint)
-                .where(ChargePoint.id.in_(charger_ids), ChargePoint.connected_node == self.node_name)
-                .values(last_seen=utcnow(), status="online")
-            )
+            if self.db.is_sqlite:
+                chunks = [charger_ids[i : i + 500] for i in range(0, len(charger_ids), 500)]
+                matches = [ChargePoint.id.in_(chunk) for chunk in chunks]
+            else:
+                # one array parameter: IN with 10,000 ids would render and encode 10,000 parameters in the
+                # event loop every sweep, which stalled every charger's answers for a moment
+                matches = [ChargePoint.id == any_(bindparam("ids", charger_ids, type_=ARRAY(BigInteger)))]
+            for match in matches:
+                await s.execute(
+                    update(ChargePoint)
+                    .where(match, ChargePoint.connected_node == self.node_name)
+                    .values(last_seen=now, status="online")
+                )
 
     async def mark_stale_offline(self, seconds: float) -> None:
         """Chargers whose process stopped hearing from them (or died) for ``seconds`` are offline."""
@@ -601,6 +611,7 @@ class MeterWriter:
         self._queue: list[tuple[list[dict[str, Any]], list[dict[str, Any]], asyncio.Future[None]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._procs: dict[str, Any] | None = None
         self._plan: list[tuple[int, Any]] | None = None
         # SQLite: the writer's own connection, used only from its own thread, so a batch is one hop to that
@@ -611,15 +622,22 @@ class MeterWriter:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="meter-writer")
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Commit the batch in flight and everything queued (chargers are waiting for it), then close."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            self._wakeup.set()
+            try:
+                await asyncio.wait_for(self._task, timeout)
+            except TimeoutError:
+                log.error(
+                    "meter writer did not finish within %s s; chargers retry what was not answered", timeout
+                )
             self._task = None
-        while self._queue:  # commit what chargers are waiting for rather than dropping it
+        while self._queue:  # written after the writer stopped
             await self._commit(self._take())
         if self._pg is not None:
             with contextlib.suppress(Exception):
@@ -656,15 +674,21 @@ class MeterWriter:
             self._wakeup.clear()
             while self._queue:
                 await self._commit(self._take())
+            if self._stopping:
+                return
 
     async def _commit(self, batch: list[Any]) -> None:
         try:
             await self._flush(batch)
-        except Exception as exc:
-            log.exception("meter batch failed")
+        except BaseException as exc:  # the waiting chargers get an error answer (and retry), never silence
+            if isinstance(exc, Exception):
+                log.exception("meter batch failed")
+            error = exc if isinstance(exc, Exception) else ConnectionError("meter batch interrupted")
             for _r, _u, fut in batch:
                 if not fut.done():
-                    fut.set_exception(exc)
+                    fut.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
         else:
             for _r, _u, fut in batch:
                 if not fut.done():

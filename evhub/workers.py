@@ -139,6 +139,3 @@ class OcppWorkers:
                 proc.kill()
             proc.join(1)
         self.procs.clear()
-
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.procs.values() if p.pid is not None and p.is_alive()]

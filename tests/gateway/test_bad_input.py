@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -146,3 +147,18 @@ async def test_missed_heartbeats_mark_offline(gateway: Gateway, db: Database, se
     await asyncio.sleep(0.1)
     async with db.session() as s:
         assert await s.scalar(select(ChargePoint.status).where(ChargePoint.identity == "CP16")) == "offline"
+
+
+async def test_sweep_refreshes_last_seen_of_chargers_heard(
+    gateway: Gateway, db: Database, seeded: Seed
+) -> None:
+    c = await open_client(gateway, "CP16", "ocpp1.6")
+    await c.ok("Heartbeat", {})
+    async with db.session() as s:
+        await s.execute(update(ChargePoint).values(last_seen=T0))
+    await gateway.sweep()
+    async with db.session() as s:
+        seen = dict((await s.execute(select(ChargePoint.identity, ChargePoint.last_seen))).all())
+    assert seen["CP16"] > T0 + timedelta(days=1)  # heard since the last sweep: refreshed
+    assert seen["CP201"] == T0  # not connected: untouched
+    await c.close()
