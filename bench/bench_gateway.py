@@ -134,6 +134,7 @@ def serve_gateway(port: int, db_url: str, ready: Any, processes: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     from cpo_gateway.server import Gateway
     from evhub.db.engine import Database
+    from evhub.gcpolicy import GcPolicy
     from evhub.settings import Settings
 
     async def main() -> None:
@@ -144,6 +145,7 @@ def serve_gateway(port: int, db_url: str, ready: Any, processes: int) -> None:
         db = Database(db_url, pool_size=5)
         gw = Gateway(settings, db, f"bench-{os.getpid()}")
         await gw.start()
+        GcPolicy().start()  # as evhub serve does
         profile_to = os.environ.get("EVHUB_BENCH_PROFILE")
         if profile_to:
             import cProfile
@@ -370,7 +372,9 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     loop_name = _use_uvloop()
     seconds = float(os.environ.get("EVHUB_BENCH_SECONDS", "10"))
-    levels = [int(x) for x in os.environ.get("EVHUB_BENCH_FLAT_CONNECTIONS", "50,500").split(",") if x.strip()]
+    levels = [
+        int(x) for x in os.environ.get("EVHUB_BENCH_FLAT_CONNECTIONS", "50,500").split(",") if x.strip()
+    ]
     n_chargers = int(os.environ.get("EVHUB_BENCH_CHARGERS", "2000"))
     minutes = float(os.environ.get("EVHUB_BENCH_MINUTES", "2"))
     tmp = tempfile.mkdtemp(prefix="evhub-bench-")

@@ -382,8 +382,11 @@ class SessionStore:
                 raise
             return session, False
 
-    async def start_v16(self, cp: ChargerRef, ev: SessionStarted, auth: AuthResult | None) -> str:
-        """Open a 1.6 transaction; returns the transaction id (the same one again for a replayed start)."""
+    async def start_v16(
+        self, cp: ChargerRef, ev: SessionStarted, auth: AuthResult | None
+    ) -> tuple[str, ChargingSession]:
+        """Open a 1.6 transaction; returns the transaction id (the same one again for a replayed start) and
+        the session."""
         async with self.db.session() as s:
             candidates = await s.scalars(
                 select(ChargingSession).where(
@@ -394,7 +397,7 @@ class SessionStore:
             )
             for existing in candidates:
                 if existing.id_tag == ev.id_tag and (existing.data or {}).get("ocpp16_start"):
-                    return existing.transaction_id
+                    return existing.transaction_id, existing
             session = await self._new_session(
                 s,
                 cp,
@@ -413,7 +416,7 @@ class SessionStore:
                 data["reservation_id"] = ev.reservation_id
             session.data = data
             await self._hooks(s, "session_hooks", session)
-            return session.transaction_id
+            return session.transaction_id, session
 
     async def started(
         self, cp: ChargerRef, ev: SessionStarted, auth: AuthResult | None, *, is_start_event: bool = True

@@ -117,8 +117,12 @@ async def start_transaction(conn: ChargerConnection, p: dict[str, Any]) -> dict[
         meter_start_wh=Decimal(p["meterStart"]),
         reservation_id=p.get("reservationId"),
     )
-    tx = await conn.gw.store.start_v16(conn.ref, ev, auth)
-    conn.active_tx.pop(tx, None)
+    tx, session = await conn.gw.store.start_v16(conn.ref, ev, auth)
+    # the charger's MeterValues follow at once: a running session takes the group-commit path from the first
+    if session.end_time is None:
+        conn.active_tx[tx] = [session.id, session.meter_start_wh, None]
+    else:
+        conn.active_tx.pop(tx, None)
     return {"transactionId": int(tx), "idTagInfo": id_tag_info(auth)}
 
 

@@ -239,8 +239,12 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop_event.set)
+    from evhub.gcpolicy import GcPolicy
+
     running = RunningHub(settings)
     await running.start()
+    gc_policy = GcPolicy()
+    gc_policy.start()
     workers = None
     try:
         if settings.ocpp_workers > 1:
@@ -253,4 +257,5 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
         log.info("shutting down", extra={"fields": {"node": running.hub.node_name}})
         if workers is not None:
             await workers.stop()
+        await gc_policy.stop()
         await running.stop()

@@ -25,6 +25,7 @@ import signal
 import time
 from typing import Any
 
+from evhub.gcpolicy import GcPolicy
 from evhub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,13 @@ async def _run_worker(settings: Settings, index: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     running = RunningHub(settings, role="ocpp-worker")
     await running.start()
+    gc_policy = GcPolicy()
+    gc_policy.start()
     log.info("OCPP worker %d started", index, extra={"fields": {"node": running.hub.node_name}})
     try:
         await stop.wait()
     finally:
+        await gc_policy.stop()
         await running.stop()
 
 

@@ -55,7 +55,7 @@ async def test_realtime_reference_goes_into_session_and_cdr(hub, sim):
     assert auth.accepted and auth.authorization_reference and auth.authorization_reference.startswith("auth-")
     reference = auth.authorization_reference
     started = SessionStarted(None, 1, 1, "RT-REF", T0, Decimal(1000))
-    tx = await store.start_v16(charger, started, auth)
+    tx, _opened = await store.start_v16(charger, started, auth)
     cs = await _session(hub, "RT-REF")
     assert cs.data["authorization_reference"] == reference
     await sim.wait_for(lambda: cs.session_uid in sim.sessions)
