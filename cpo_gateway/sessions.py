@@ -84,23 +84,17 @@ def sample_rows(session_id: int, samples: Iterable[Sample]) -> list[dict[str, An
     *on conflict do nothing*, keeping the first, as the merge would."""
     if not isinstance(samples, tuple):
         samples = tuple(samples)
+    base = {"session_id": session_id}
     for smp in samples:
         if smp.unit == "SignedData":
-            return _merged_rows({"session_id": session_id}, samples)
-    return [
-        {
-            "session_id": session_id,
-            "timestamp": smp.timestamp,
-            "measurand": smp.measurand,
-            "phase": smp.phase,
-            "location": smp.location,
-            "context": smp.context,
-            "unit": smp.unit,
-            "value": smp.value,
-            "signed_data": smp.signed_data,
-        }
-        for smp in samples
-    ]
+            return _merged_rows(base, samples)
+    return [_row(base, smp) for smp in samples]
+
+
+def _row(base: dict[str, Any], smp: Sample) -> dict[str, Any]:
+    """A meter value row: ``base`` (whose series it belongs to) and the sample's own fields, which are named
+    as the columns."""
+    return {**base, **smp._asdict()}
 
 
 def _merged_rows(base: dict[str, Any], samples: Iterable[Sample]) -> list[dict[str, Any]]:
@@ -113,17 +107,7 @@ def _merged_rows(base: dict[str, Any], samples: Iterable[Sample]) -> list[dict[s
             continue
         row = rows.get(key)
         if row is None:
-            rows[key] = {
-                **base,
-                "timestamp": smp.timestamp,
-                "measurand": smp.measurand,
-                "phase": smp.phase,
-                "location": smp.location,
-                "context": smp.context,
-                "unit": smp.unit,
-                "value": smp.value,
-                "signed_data": smp.signed_data,
-            }
+            rows[key] = _row(base, smp)
         elif smp.signed_data and not row["signed_data"]:
             row["signed_data"] = smp.signed_data
     for key, smp in signed_only:
@@ -131,17 +115,7 @@ def _merged_rows(base: dict[str, Any], samples: Iterable[Sample]) -> list[dict[s
         if row is not None and not row["signed_data"]:
             row["signed_data"] = smp.signed_data
         elif row is None:
-            rows[key] = {
-                **base,
-                "timestamp": smp.timestamp,
-                "measurand": smp.measurand,
-                "phase": smp.phase,
-                "location": smp.location,
-                "context": smp.context,
-                "unit": "SignedData",
-                "value": Decimal(0),
-                "signed_data": smp.signed_data,
-            }
+            rows[key] = _row(base, smp._replace(unit="SignedData", value=Decimal(0)))
     return list(rows.values())
 
 
