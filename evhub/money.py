@@ -18,7 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import cache
 from typing import Any
+
+import pycountry
 
 # ISO 4217 minor units for the currencies that differ from the default of 2.
 _MINOR_UNITS: dict[str, int] = {
@@ -64,11 +67,19 @@ class MoneyError(ValueError):
     """An amount or currency that cannot be money."""
 
 
+@cache
+def _iso4217_codes() -> frozenset[str]:
+    """Every active ISO 4217 alphabetic code, from pycountry's copy of the standard."""
+    return frozenset(c.alpha_3 for c in pycountry.currencies)
+
+
 def normalize_currency(currency: str) -> str:
-    """Return the upper-cased ISO 4217 code, or raise :class:`MoneyError`."""
+    """Return the upper-cased ISO 4217 code, or raise :class:`MoneyError` for anything that is not one."""
     code = (currency or "").strip().upper()
     if len(code) != 3 or not code.isalpha():
         raise MoneyError(f"invalid currency code {currency!r}: expected 3 letters (ISO 4217)")
+    if code not in _iso4217_codes():
+        raise MoneyError(f"unknown currency {currency!r}: not an ISO 4217 code")
     return code
 
 
@@ -113,6 +124,23 @@ def to_decimal(value: Decimal | int | str) -> Decimal:
     if not result.is_finite():
         raise MoneyError(f"not a finite amount: {value!r}")
     return result
+
+
+def parse_amount(value: Decimal | int | str, currency: str, *, allow_negative: bool = False) -> Decimal:
+    """An amount entered by a user or a partner, exact to the currency's minor unit, or :class:`MoneyError`.
+
+    Input is validated, never rounded: ``10.005`` EUR is refused rather than silently becoming ``10.01``.
+    """
+    amount = to_decimal(value)
+    places = minor_units(currency)
+    exponent = amount.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > places:
+        raise MoneyError(
+            f"amount {value} has more decimals than {normalize_currency(currency)} has minor units ({places})"
+        )
+    if amount < 0 and not allow_negative:
+        raise MoneyError(f"amount {value} must not be negative")
+    return amount.quantize(Decimal(1).scaleb(-places))
 
 
 def round_amount(amount: Decimal | int | str, currency: str) -> Decimal:
