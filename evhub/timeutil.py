@@ -1,6 +1,7 @@
 """Time: everything stored is timezone-aware UTC; local time exists only at the edges (tariff rules, receipts).
 
-Helpers here are the one place that converts: :func:`utcnow`, :func:`ensure_utc` (refuses naive values),
+Helpers here are the one place that converts: :func:`utcnow` (the hub's one clock, :data:`evhub.clock.CLOCK`:
+real time unless pinned by a test, the demo or ``EVHUB_CLOCK_START``), :func:`ensure_utc` (refuses naive values),
 :func:`parse_datetime` (RFC 3339 / ISO 8601 as OCPP and OCPI send it, ``Z`` or offsets; naive is taken as UTC
 because both protocols define their timestamps as UTC), :func:`to_local` with an IANA zone, and
 :func:`format_rfc3339` for what goes out on the wire.
@@ -11,10 +12,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from evhub.clock import CLOCK
+
 
 def utcnow() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)
+    """The current time, aware, in UTC, from the process clock (pinned in tests and the demo)."""
+    return CLOCK.now()
 
 
 def ensure_utc(value: datetime) -> datetime:
