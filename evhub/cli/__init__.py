@@ -40,29 +40,35 @@ app.add_typer(pricing.grid_app, name="grid")
 
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
-    """Apply the migrations (to head by default)."""
-    from evhub.db.migrate import upgrade
+    """Create the schema on an empty database or apply the missing migrations (to head by default)."""
+    from evhub.db.migrate import schema_state, upgrade
 
     async def go(db: Database) -> None:
+        before = await schema_state(db)
         state = await upgrade(db, revision)
-        console.print(f"database at revision {state.current} (head {state.head})")
+        if state.current == before.current:
+            console.print(
+                f"database already at revision {state.current or 'base'} (head {state.head}): nothing to do"
+            )
+        else:
+            was = before.current or ("empty" if before.empty else "base")
+            console.print(f"database upgraded from {was} to revision {state.current} (head {state.head})")
 
-    run_with_db(go, upgrade_default=False)
+    run_with_db(go, upgrade_default=False, check_schema=False)
 
 
 @db_app.command("status")
 def db_status() -> None:
-    """Show the schema revision against the code's head."""
-    from evhub.db.migrate import schema_state
+    """Say whether the schema is empty, outdated, up to date or newer than this evhub (exit 1 unless up to date)."""
+    from evhub.db.migrate import schema_state, verdict
 
     async def go(db: Database) -> None:
         state = await schema_state(db)
-        verdict = "up to date" if state.up_to_date else "OUTDATED: run `evhub db upgrade`"
-        console.print(f"current {state.current or '(empty)'}, head {state.head}: {verdict}")
+        console.print(verdict(state), highlight=False, soft_wrap=True)
         if not state.up_to_date:
             raise typer.Exit(1)
 
-    run_with_db(go, upgrade_default=False)
+    run_with_db(go, upgrade_default=False, check_schema=False)
 
 
 @app.command()

@@ -12,10 +12,14 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
 
 from evhub.db.engine import Database
-from evhub.db.migrate import SchemaOutdatedError, ensure_schema
+from evhub.db.migrate import SchemaError, ensure_schema
+from evhub.db.reach import DatabaseUnreachableError, check_reachable
+from evhub.ports import PortUnavailableError
 from evhub.provisioning import ProvisioningError
 from evhub.settings import Settings, SettingsError, load_settings
 
@@ -25,7 +29,8 @@ T = TypeVar("T")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print ``error: message`` as one line on stderr (never wrapped, never read as markup) and exit."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -41,22 +46,40 @@ def reported_errors() -> Iterator[None]:
     """Turn the hub's expected errors into one clear line and a non-zero exit code."""
     try:
         yield
-    except (ProvisioningError, SchemaOutdatedError, SettingsError, ValueError) as exc:
+    except (
+        ProvisioningError,
+        SchemaError,
+        DatabaseUnreachableError,
+        PortUnavailableError,
+        SettingsError,
+        ValueError,
+    ) as exc:
         fail(str(exc))
     except FileNotFoundError as exc:
         fail(f"no such file: {exc.filename}")
+    except DBAPIError as exc:  # the database refused a statement or went away mid-command
+        fail("database error: " + " ".join(str(exc.orig or exc).split()))
 
 
-def run_with_db(fn: Callable[[Database], Awaitable[T]], *, upgrade_default: bool = True) -> T:
-    """Run ``fn(db)`` on the configured database (the embedded SQLite default is migrated on demand)."""
+def run_with_db(
+    fn: Callable[[Database], Awaitable[T]], *, upgrade_default: bool = True, check_schema: bool = True
+) -> T:
+    """Run ``fn(db)`` on the configured database, after checking it can be reached (one clear line if not).
+
+    With ``check_schema`` (every command but ``db ...``) the schema must fit this evhub: the embedded SQLite
+    default (or any database with EVHUB_AUTO_MIGRATE) is migrated on demand, an outdated one is refused with
+    the advice to run ``evhub db upgrade``, one from a newer evhub with the advice to upgrade evhub.
+    """
     cfg = settings()
 
     async def main() -> T:
         db = Database(cfg.database_url)
         try:
-            await ensure_schema(
-                db, may_upgrade=upgrade_default and (cfg.is_default_sqlite or cfg.auto_migrate)
-            )
+            await check_reachable(db)
+            if check_schema:
+                await ensure_schema(
+                    db, may_upgrade=upgrade_default and (cfg.is_default_sqlite or cfg.auto_migrate)
+                )
             return await fn(db)
         finally:
             await db.dispose()
