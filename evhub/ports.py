@@ -1,0 +1,48 @@
+"""Binding the hub's listening ports, or saying in one line which setting's port cannot be had.
+
+``evhub serve`` listens on ``EVHUB_HTTP_HOST:EVHUB_HTTP_PORT`` (HTTP app) and ``EVHUB_OCPP_HOST:EVHUB_OCPP_PORT``
+(OCPP). A port in use, a privileged port or an address this machine does not have becomes one
+:class:`PortUnavailableError` naming the port and its variables, instead of a traceback from deep in the server.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+
+class PortUnavailableError(RuntimeError):
+    """A listening address could not be bound; the message names the setting."""
+
+
+def port_error(exc: OSError, host: str, port: int, *, host_var: str, port_var: str) -> PortUnavailableError:
+    """The one-line explanation of a failed bind of ``host:port``."""
+    if exc.errno == errno.EADDRINUSE:
+        reason = f"port {port} is already in use on {host or '*'}; stop the other process or choose another {port_var}"
+    elif exc.errno == errno.EACCES:
+        reason = f"port {port} needs privileges this process does not have; choose another {port_var}"
+    elif exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        reason = f"address {host!r} is not one of this machine's; check {host_var}"
+    else:
+        reason = " ".join(str(exc).split())
+    return PortUnavailableError(f"cannot listen on {host}:{port} ({host_var}/{port_var}): {reason}")
+
+
+def bind_tcp(host: str, port: int, *, host_var: str, port_var: str) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (not yet listening), ready to hand to a server."""
+    try:
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][
+            0
+        ]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise port_error(exc, host, port, host_var=host_var, port_var=port_var) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise port_error(exc, host, port, host_var=host_var, port_var=port_var) from None
+    return sock
