@@ -23,6 +23,14 @@ from evhub.security import verify_password
 
 SUPPORTED = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
 
+BLOCKED_PREFIX = "!"
+"""A blocked charger's stored hash starts with this (``evhub chargers block``): no password matches it, and
+unblocking only strips it, so the charger keeps its password (the ``/etc/shadow`` convention)."""
+
+
+def is_blocked(password_hash: str | None) -> bool:
+    return password_hash is not None and password_hash.startswith(BLOCKED_PREFIX)
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -58,7 +66,7 @@ class PasswordCache:
         self._ok: dict[str, tuple[str, bytes]] = {}
 
     async def check(self, identity: str, password_hash: str | None, password: str) -> bool:
-        if not password_hash:
+        if not password_hash or is_blocked(password_hash):
             return False
         digest = hashlib.sha256(password.encode()).digest()
         cached = self._ok.get(identity)

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import pycountry
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,7 +36,7 @@ from evhub.models import (
     TariffVersion,
     Token,
 )
-from evhub.money import MoneyError, normalize_currency, to_decimal
+from evhub.money import MoneyError, normalize_currency, parse_amount
 from evhub.security import hash_password
 from evhub.timeutil import parse_datetime, utcnow
 
@@ -67,6 +69,30 @@ def load_json(text: str, what: str) -> Any:
         raise ProvisioningError(f"{what} is not valid JSON: {exc}") from None
 
 
+def check_url(value: str, what: str) -> str:
+    """An absolute http(s) URL with a host (``what`` names the field in the message)."""
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and " " not in url
+        valid = valid and (parts.port is None or parts.port > 0)  # .port raises on one that is not a number
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ProvisioningError(f"{what} {value!r}: expected an http:// or https:// URL with a host")
+    return url
+
+
+def check_country_code(value: str) -> str:
+    """An ISO 3166-1 alpha-2 country code (as OCPI keys parties), upper-cased."""
+    code = value.strip().upper()
+    if len(code) != 2 or not code.isalpha():
+        raise ProvisioningError(f"country_code {value!r}: expected 2 letters (ISO 3166-1 alpha-2)")
+    if pycountry.countries.get(alpha_2=code) is None:
+        raise ProvisioningError(f"country_code {value!r}: not an ISO 3166-1 alpha-2 country code")
+    return code
+
+
 # --- parties -------------------------------------------------------------------------------------------
 
 
@@ -78,24 +104,35 @@ def parse_party_key(key: str) -> tuple[str, str]:
     return raw[:2], raw[2:]
 
 
-async def add_party(s: AsyncSession, country_code: str, party_id: str, role: str, name: str) -> Party:
-    cc, pid = country_code.strip().upper(), party_id.strip().upper()
-    if len(cc) != 2 or not cc.isalpha():
-        raise ProvisioningError(f"country_code {country_code!r}: expected 2 letters (ISO 3166-1 alpha-2)")
-    if len(pid) != 3 or not pid.isalnum():
-        raise ProvisioningError(f"party_id {party_id!r}: expected 3 letters or digits")
+def parse_role(role: str) -> PartyRole:
     try:
-        party_role = PartyRole(role.strip().upper())
+        return PartyRole(role.strip().upper())
     except ValueError:
         raise ProvisioningError(f"role {role!r}: expected one of {[r.value for r in PartyRole]}") from None
+
+
+async def add_party(
+    s: AsyncSession,
+    country_code: str,
+    party_id: str,
+    role: str,
+    name: str,
+    *,
+    website: str | None = None,
+) -> Party:
+    cc, pid = check_country_code(country_code), party_id.strip().upper()
+    if len(pid) != 3 or not pid.isalnum():
+        raise ProvisioningError(f"party_id {party_id!r}: expected 3 letters or digits")
+    party_role = parse_role(role)
     if not name.strip():
         raise ProvisioningError("name must not be empty")
+    site = check_url(website, "website") if website is not None else None
     existing = await s.scalar(
         select(Party).where(Party.country_code == cc, Party.party_id == pid, Party.role == party_role)
     )
     if existing is not None:
         raise ProvisioningError(f"party {cc}*{pid} with role {party_role.value} exists already")
-    party = Party(country_code=cc, party_id=pid, role=party_role, name=name.strip())
+    party = Party(country_code=cc, party_id=pid, role=party_role, name=name.strip(), website=site)
     s.add(party)
     await s.flush()
     return party
@@ -107,8 +144,24 @@ async def find_party(s: AsyncSession, key: str, role: PartyRole) -> Party:
         select(Party).where(Party.country_code == cc, Party.party_id == pid, Party.role == role)
     )
     if party is None:
+        others = (
+            await s.scalars(
+                select(Party.role).where(Party.country_code == cc, Party.party_id == pid).order_by(Party.role)
+            )
+        ).all()
+        if others:
+            roles = " and ".join(_with_article(str(r)) for r in others)
+            raise ProvisioningError(f"{cc}*{pid} is {roles}, not {_with_article(role.value)}")
         raise ProvisioningError(f"unknown {role.value} {cc}*{pid}; add it with `evhub parties add`")
     return party
+
+
+_ARTICLES = {"CPO": "a", "EMSP": "an", "HUB": "a", "SITE_HOST": "a", "OTHER": "an"}
+
+
+def _with_article(role: str) -> str:
+    """``an EMSP``, ``a CPO``: the article as the role is spoken."""
+    return f"{_ARTICLES.get(role, 'a')} {role}"
 
 
 async def list_parties(s: AsyncSession) -> Sequence[Party]:
@@ -220,36 +273,15 @@ async def add_charger(
     ident = identity.strip()
     if not ident or len(ident) > 48 or any(c in ident for c in "/?#% ") or not ident.isprintable():
         raise ProvisioningError(f"identity {identity!r}: 1-48 printable characters without / ? # % or space")
-    if security_profile not in (1, 2, 3):
-        raise ProvisioningError(f"security_profile {security_profile}: expected 1, 2 or 3")
-    if security_profile in (1, 2) and len(password) < 8:
-        raise ProvisioningError("password: at least 8 characters (OCPP 2.0.1 asks for 16-40)")
-    try:
-        version = OcppVersion(ocpp_version)
-    except ValueError:
-        raise ProvisioningError(f"ocpp_version {ocpp_version!r}: expected 1.6 or 2.0.1") from None
-    try:
-        reg = RegistrationStatus(registration.capitalize())
-    except ValueError:
-        raise ProvisioningError(
-            f"registration {registration!r}: expected Accepted, Pending or Rejected"
-        ) from None
+    check_security_profile(security_profile)
+    if security_profile in (1, 2):
+        check_charger_password(password)
+    version = parse_ocpp_version(ocpp_version)
+    reg = parse_registration(registration)
     if await s.scalar(select(ChargePoint.id).where(ChargePoint.identity == ident)) is not None:
         raise ProvisioningError(f"charger {ident!r} exists already")
     loc = await find_location(s, location)
-    if not evse_uids:
-        raise ProvisioningError("evse: name at least one EVSE uid of the location (--evse)")
-    evses = {e.uid: e for e in loc.evses}
-    mapping = []
-    for n, uid in enumerate(evse_uids, start=1):
-        if uid not in evses:
-            raise ProvisioningError(
-                f"evse {uid!r} is not an EVSE of location {loc.ocpi_id!r} (has {sorted(evses)})"
-            )
-        taken = await s.scalar(select(ChargePointEvse.id).where(ChargePointEvse.evse_pk == evses[uid].id))
-        if taken is not None:
-            raise ProvisioningError(f"evse {uid!r} already belongs to another charger")
-        mapping.append(ChargePointEvse(ocpp_evse_id=n, evse_pk=evses[uid].id))
+    mapping = await map_evses(s, loc, evse_uids)
     charger = ChargePoint(
         identity=ident,
         password_hash=hash_password(password) if password else None,
@@ -263,6 +295,56 @@ async def add_charger(
     s.add(charger)
     await s.flush()
     return charger
+
+
+def check_security_profile(profile: int) -> int:
+    if profile not in (1, 2, 3):
+        raise ProvisioningError(f"security_profile {profile}: expected 1, 2 or 3")
+    return profile
+
+
+def check_charger_password(password: str) -> str:
+    if len(password) < 8:
+        raise ProvisioningError("password: at least 8 characters (OCPP 2.0.1 asks for 16-40)")
+    return password
+
+
+def parse_ocpp_version(value: str) -> OcppVersion:
+    try:
+        return OcppVersion(value)
+    except ValueError:
+        raise ProvisioningError(f"ocpp_version {value!r}: expected 1.6 or 2.0.1") from None
+
+
+def parse_registration(value: str) -> RegistrationStatus:
+    try:
+        return RegistrationStatus(value.capitalize())
+    except ValueError:
+        raise ProvisioningError(f"registration {value!r}: expected Accepted, Pending or Rejected") from None
+
+
+async def map_evses(
+    s: AsyncSession, loc: Location, evse_uids: Sequence[str], *, charger_id: int | None = None
+) -> list[ChargePointEvse]:
+    """OCPP EVSE *n* -> the *n*-th of ``evse_uids`` at ``loc``; each EVSE free or already ``charger_id``'s."""
+    if not evse_uids:
+        raise ProvisioningError("evse: name at least one EVSE uid of the location (--evse)")
+    if len(set(evse_uids)) != len(evse_uids):
+        raise ProvisioningError("evse: each EVSE uid may be named once")
+    evses = {e.uid: e for e in loc.evses}
+    mapping = []
+    for n, uid in enumerate(evse_uids, start=1):
+        if uid not in evses:
+            raise ProvisioningError(
+                f"evse {uid!r} is not an EVSE of location {loc.ocpi_id!r} (has {sorted(evses)})"
+            )
+        owner = await s.scalar(
+            select(ChargePointEvse.charge_point_id).where(ChargePointEvse.evse_pk == evses[uid].id)
+        )
+        if owner is not None and owner != charger_id:
+            raise ProvisioningError(f"evse {uid!r} already belongs to another charger")
+        mapping.append(ChargePointEvse(ocpp_evse_id=n, evse_pk=evses[uid].id))
+    return mapping
 
 
 async def list_chargers(s: AsyncSession) -> Sequence[ChargePoint]:
@@ -318,18 +400,9 @@ async def add_token(s: AsyncSession, spec: TokenSpec) -> Token:
         if fleet is None:
             raise ProvisioningError(f"unknown fleet {spec.fleet!r}")
         fleet_id = fleet.id
-    limit: Decimal | None = None
-    currency: str | None = None
-    if spec.monthly_limit is not None:
-        try:
-            limit = to_decimal(spec.monthly_limit)
-            currency = normalize_currency(spec.currency or "")
-        except MoneyError as exc:
-            raise ProvisioningError(f"monthly_limit: {exc} (give --limit AMOUNT --currency CODE)") from None
-        if limit < 0:
-            raise ProvisioningError("monthly_limit must not be negative")
-    if spec.driver_email is not None and "@" not in spec.driver_email:
-        raise ProvisioningError(f"driver_email {spec.driver_email!r} is not an email address")
+    limit, currency = parse_limit(spec.monthly_limit, spec.currency)
+    if spec.driver_email is not None:
+        check_email(spec.driver_email, "driver_email")
     exists = await s.scalar(
         select(Token.id).where(
             Token.country_code == token_in.country_code,
@@ -362,6 +435,27 @@ async def add_token(s: AsyncSession, spec: TokenSpec) -> Token:
     s.add(token)
     await s.flush()
     return token
+
+
+def parse_limit(amount: str | None, currency: str | None) -> tuple[Decimal | None, str | None]:
+    """A monthly spending limit as the operator typed it: (amount, currency), both or neither."""
+    if amount is None:
+        if currency is not None:
+            raise ProvisioningError("monthly_limit: --currency needs --limit AMOUNT")
+        return None, None
+    try:
+        code = normalize_currency(currency or "")
+        return parse_amount(amount, code), code
+    except MoneyError as exc:
+        raise ProvisioningError(f"monthly_limit: {exc} (give --limit AMOUNT --currency CODE)") from None
+
+
+def check_email(value: str, what: str) -> str:
+    """A plausible email address: one @, a local part, and a dotted domain without spaces."""
+    local, at, domain = value.strip().rpartition("@")
+    if not at or not local or "." not in domain.strip(".") or any(c.isspace() for c in value.strip()):
+        raise ProvisioningError(f"{what} {value!r} is not an email address")
+    return value.strip()
 
 
 async def list_tokens(s: AsyncSession) -> Sequence[Token]:
