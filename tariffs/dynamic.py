@@ -18,13 +18,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from evhub.db.engine import Database
-from evhub.models import GridLoadSample, GridTariffRule, TariffVersion
+from evhub.models import GridLoadSample, GridTariffRule, Location, TariffVersion
 from evhub.timeutil import ensure_utc, utcnow
-from tariffs.grid import ABOVE, BELOW, GridRule, apply_rule
+from tariffs.grid import ABOVE, BELOW, DIMENSIONS, GridRule, apply_rule
 from tariffs.json import to_jsonable
 from tariffs.model import Tariff
 from tariffs.store import latest_version
@@ -33,32 +33,102 @@ TariffHook = Callable[[AsyncSession, TariffVersion], Awaitable[Any]]
 
 
 class GridConfigError(ValueError):
-    """Rules that cannot be understood."""
+    """Rules, a zone or a load sample the hub cannot accept; the message names the value and why."""
+
+
+def percent(value: Decimal | int | str, what: str) -> Decimal:
+    """``value`` as an exact percentage in [0, 100], or :class:`GridConfigError` naming ``what``."""
+    if isinstance(value, (bool, float)):
+        raise GridConfigError(f"{what} {value!r}: give the percentage as a decimal string, not a float")
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except ArithmeticError:
+        raise GridConfigError(f"{what} {value!r}: expected a number of percent (0 to 100)") from None
+    if not number.is_finite() or not Decimal(0) <= number <= Decimal(100):
+        raise GridConfigError(f"{what} {value}: expected a percentage between 0 and 100")
+    return number
+
+
+def _decimal(value: Any, what: str) -> Decimal:
+    if isinstance(value, (bool, float)):
+        raise GridConfigError(f"{what} {value!r}: give the number as a decimal string, not a float")
+    try:
+        number = Decimal(str(value).strip())
+    except ArithmeticError:
+        raise GridConfigError(f"{what} {value!r}: expected a decimal number") from None
+    if not number.is_finite():
+        raise GridConfigError(f"{what} {value}: expected a finite number")
+    return number
+
+
+def _dimension(name: Any, what: str) -> str:
+    upper = str(name).strip().upper()
+    if upper not in DIMENSIONS:
+        raise GridConfigError(f"{what} {name!r}: expected one of {', '.join(DIMENSIONS)}")
+    return upper
 
 
 def parse_rules(raw: Sequence[dict[str, Any]]) -> list[GridRule]:
     """Rules as stored/given in JSON: ``{"name", "direction": "above"|"below", "threshold", "add": {DIM: per
-    unit}, "multiply", "dimensions"}``."""
-    rules = []
+    unit}, "multiply", "dimensions"}``.
+
+    Refused with :class:`GridConfigError` naming ``rules[i].field``: a missing direction or threshold, a
+    threshold outside [0, 100] %, a negative or non-numeric multiplier, an unknown dimension, two rules with
+    one name (the state machine tells rules apart by name)."""
+    rules: list[GridRule] = []
     for i, item in enumerate(raw):
-        try:
-            direction = str(item["direction"]).lower()
-            if direction not in (ABOVE, BELOW):
-                raise GridConfigError(f"rules[{i}].direction: expected 'above' or 'below'")
-            kwargs: dict[str, Any] = {
-                "name": item.get("name") or f"{direction}{item['threshold']}",
-                "multiply": str(item.get("multiply", "1")),
-                **{k.lower(): str(v) for k, v in (item.get("add") or {}).items()},
-            }
-            if item.get("dimensions"):
-                kwargs["dimensions"] = [d.upper() for d in item["dimensions"]]
-            factory = GridRule.above if direction == ABOVE else GridRule.below
-            rules.append(factory(str(item["threshold"]), **kwargs))
-        except KeyError as exc:
-            raise GridConfigError(f"rules[{i}]: missing {exc.args[0]}") from None
-        except ArithmeticError:
-            raise GridConfigError(f"rules[{i}]: numbers must be decimals") from None
+        where = f"rules[{i}]"
+        if not isinstance(item, dict):
+            raise GridConfigError(f"{where}: expected an object with direction and threshold")
+        for key in ("direction", "threshold"):
+            if key not in item:
+                raise GridConfigError(f"{where}: missing {key}")
+        direction = str(item["direction"]).lower()
+        if direction not in (ABOVE, BELOW):
+            raise GridConfigError(f"{where}.direction: expected 'above' or 'below'")
+        threshold = percent(item["threshold"], f"{where}.threshold")
+        multiply = _decimal(item.get("multiply", "1"), f"{where}.multiply")
+        if multiply < 0:
+            raise GridConfigError(f"{where}.multiply {multiply}: must not be negative")
+        add = item.get("add") or {}
+        if not isinstance(add, dict):
+            raise GridConfigError(f"{where}.add: expected an object of dimension: price per unit")
+        adds = {_dimension(k, f"{where}.add"): _decimal(v, f"{where}.add.{k}") for k, v in add.items()}
+        dimensions = item.get("dimensions") or DIMENSIONS
+        if isinstance(dimensions, str) or not isinstance(dimensions, (list, tuple)):
+            raise GridConfigError(f"{where}.dimensions: expected a list of dimensions such as ENERGY")
+        name = str(item.get("name") or f"{direction}{threshold}")
+        if any(r.name == name for r in rules):
+            raise GridConfigError(f"{where}.name {name!r}: another rule has that name")
+        factory = GridRule.above if direction == ABOVE else GridRule.below
+        rules.append(
+            factory(
+                threshold,
+                name=name,
+                multiply=multiply,
+                dimensions=[_dimension(d, f"{where}.dimensions") for d in dimensions],
+                **{k.lower(): v for k, v in adds.items()},
+            )
+        )
     return rules
+
+
+async def known_zones(s: AsyncSession, *, with_rules: bool = True) -> list[str]:
+    """The grid zones the hub knows: those its locations carry (and, ``with_rules``, those rules are
+    attached to), sorted."""
+    query = select(Location.grid_zone).where(Location.grid_zone.is_not(None))
+    if with_rules:
+        query = union(query, select(GridTariffRule.zone))
+    return sorted({z for z in (await s.scalars(query)).all() if z})
+
+
+def _check_zone(zone: str, zones: Sequence[str]) -> None:
+    if zone not in zones:
+        hint = f"known: {', '.join(zones)}" if zones else "no location has a grid zone yet"
+        raise GridConfigError(
+            f"unknown grid zone {zone!r} ({hint}); locations get one with "
+            "`evhub locations import FILE --grid-zone ZONE`"
+        )
 
 
 def rules_to_json(rules: Sequence[GridRule]) -> list[dict[str, Any]]:
@@ -116,8 +186,17 @@ async def attach_rules(
     hysteresis: Decimal = Decimal(0),
     min_hold_s: int = 0,
 ) -> GridTariffRule:
-    """Attach (or replace) the grid rules of one tariff in one zone."""
+    """Attach (or replace) the grid rules of one tariff in one zone.
+
+    The zone must be one a location carries, ``hysteresis`` a percentage in [0, 100] and ``min_hold_s``
+    not negative; otherwise :class:`GridConfigError` and nothing is stored."""
     parsed = parse_rules(rules)
+    if not parsed:
+        raise GridConfigError("rules: give at least one rule")
+    hysteresis = percent(hysteresis, "hysteresis")
+    if min_hold_s < 0:
+        raise GridConfigError(f"min_hold {min_hold_s}: seconds must not be negative")
+    _check_zone(zone, await known_zones(s, with_rules=False))
     if await latest_version(s, cpo_id, tariff_id) is None:
         raise GridConfigError(f"unknown tariff {tariff_id!r} of this CPO; import it first")
     row = await s.scalar(
@@ -156,12 +235,15 @@ async def _base_tariff(s: AsyncSession, cpo_id: int, tariff_id: str) -> Tariff:
 async def record_load(
     db: Database, zone: str, at: datetime, load: Decimal, hooks: Sequence[TariffHook] = ()
 ) -> list[TariffVersion]:
-    """Store one load sample and publish the tariff versions it causes. Returns the new versions."""
+    """Store one load sample and publish the tariff versions it causes. Returns the new versions.
+
+    ``load`` must be a percentage in [0, 100] and ``zone`` one the hub knows (:func:`known_zones`);
+    otherwise :class:`GridConfigError` and nothing is stored."""
     at = ensure_utc(at)
-    if not (Decimal(0) <= load <= Decimal(1000)):
-        raise GridConfigError("load_percent must be between 0 and 1000")
+    load = percent(load, "load_percent")
     published: list[TariffVersion] = []
     async with db.session() as s:
+        _check_zone(zone, await known_zones(s))
         exists = await s.scalar(
             select(GridLoadSample.id).where(GridLoadSample.zone == zone, GridLoadSample.timestamp == at)
         )

@@ -23,7 +23,9 @@ from tariffs.model import Tariff
 
 ABOVE = "above"
 BELOW = "below"
-_ALL = ("ENERGY", "TIME", "PARKING_TIME", "FLAT")
+DIMENSIONS = ("ENERGY", "TIME", "PARKING_TIME", "FLAT")
+"""The OCPI price component types a rule can adjust."""
+_ALL = DIMENSIONS
 
 
 @dataclass(frozen=True)

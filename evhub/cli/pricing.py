@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,10 +14,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from evhub import provisioning as prov
-from evhub.cli._common import console, fail, reported_errors, run_with_db, table
+from evhub.cli._common import console, fail, print_json, reported_errors, run_with_db, table
+from evhub.cli._lookup import resolve_prefix
 from evhub.cli.provision import tariffs_app
 from evhub.db.engine import Database
-from evhub.models import Cdr, ChargingSession, Location, PartyRole, PricingState
+from evhub.models import Cdr, ChargingSession, Location, Party, PartyRole, PricingState
 from evhub.money import format_amount, round_amount
 from evhub.timeutil import zone
 
@@ -25,12 +26,41 @@ cdrs_app = typer.Typer(
     help="Charge detail records: the priced, immutable outcome of each session.", no_args_is_help=True
 )
 grid_app = typer.Typer(help="Grid load and the dynamic-pricing rules attached to it.", no_args_is_help=True)
+JSON_OPTION = typer.Option("--json", help="Print JSON instead of a table")
 
 
 def _read(path: Path) -> str:
     if not path.is_file():
         raise prov.ProvisioningError(f"no such file: {path}")
     return path.read_text(encoding="utf-8")
+
+
+def _load_tariff(path: Path) -> Any:
+    """An OCPI Tariff from a file, or one line naming the file and the field."""
+    from tariffs import json as tjson
+
+    text = _read(path)
+    try:
+        return tjson.load_tariff(text)
+    except ValidationError as exc:
+        fail(f"invalid tariff {path}: {prov.describe_validation_error(exc)}")
+    except ValueError as exc:
+        fail(f"invalid tariff {path}: {exc}")
+
+
+def _instant(text: str, option: str, *, day: bool = False) -> datetime:
+    """An aware instant from an RFC 3339 time (``Z`` or an offset), or with ``day`` also ``YYYY-MM-DD``
+    (00:00 UTC). A time without an offset is refused: on the command line it would be a guess."""
+    example = "YYYY-MM-DD or " if day else ""
+    try:
+        if day and len(text.strip()) == 10:
+            return datetime.combine(date.fromisoformat(text.strip()), datetime.min.time(), tzinfo=UTC)
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"{option} {text!r}: expected {example}an RFC 3339 time such as 2026-11-10T18:00:00Z")
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        fail(f"{option} {text!r}: give the time with Z or an offset (e.g. 2026-11-10T18:00:00Z)")
+    return parsed.astimezone(UTC)
 
 
 @tariffs_app.command("price")
@@ -46,19 +76,18 @@ def tariffs_price(
     from tariffs.model import ChargingPeriod
     from tariffs.render import cdr_fields, explanation
 
+    if decimals not in ("number", "string"):
+        fail(f"--decimals {decimals!r}: expected number or string")
     with reported_errors():
-        try:
-            tariff_obj = tjson.load_tariff(_read(tariff))
-        except ValidationError as exc:
-            fail(f"invalid tariff {tariff}: {prov.describe_validation_error(exc)}")
-        except ValueError as exc:
-            fail(f"invalid tariff {tariff}: {exc}")
+        tariff_obj = _load_tariff(tariff)
         data = prov.load_json(_read(cdr), str(cdr))
         if not isinstance(data, dict):
             fail(f"{cdr}: expected a JSON object")
         for key in ("start_date_time", "end_date_time", "charging_periods"):
             if key not in data:
                 fail(f"{cdr}: missing field {key}")
+        if not isinstance(data["charging_periods"], list):
+            fail(f"{cdr}: charging_periods must be a list")
         try:
             periods = [ChargingPeriod.model_validate(p) for p in data["charging_periods"]]
             start = ChargingPeriod.model_validate(
@@ -78,43 +107,47 @@ def tariffs_price(
         sys.stdout.write(tjson.dumps(out, decimals_as=decimals, indent=2) + "\n")
 
 
-def _day(text: str, option: str) -> datetime:
-    try:
-        return (
-            datetime.fromisoformat(text).replace(tzinfo=UTC)
-            if len(text) == 10
-            else datetime.fromisoformat(text)
-        )
-    except ValueError:
-        fail(f"{option} {text!r}: expected YYYY-MM-DD")
-
-
 @tariffs_app.command("replay")
 def tariffs_replay(
     tariff: Annotated[Path, typer.Option(help="Proposed OCPI Tariff JSON")],
-    from_: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD, UTC), inclusive")],
-    to: Annotated[str, typer.Option(help="Last day (YYYY-MM-DD, UTC), exclusive")],
+    from_: Annotated[
+        str, typer.Option("--from", help="Start, inclusive: YYYY-MM-DD (00:00 UTC) or an RFC 3339 time")
+    ],
+    to: Annotated[str, typer.Option(help="End, exclusive: YYYY-MM-DD (00:00 UTC) or an RFC 3339 time")],
+    as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
-    """Re-rate the CDRs of a period with a proposed tariff: revenue per location, actual vs proposed."""
-    from tariffs import json as tjson
+    """Re-rate the CPO's CDRs that ended in [FROM, TO) with a proposed tariff: revenue per location, actual
+    vs proposed."""
     from tariffs.compiled import compile_tariff
     from tariffs.engine import PricingError, price_session
     from tariffs.model import ChargingPeriod
 
-    start, end = _day(from_, "--from"), _day(to, "--to")
+    start, end = _instant(from_, "--from", day=True), _instant(to, "--to", day=True)
+    if start >= end:
+        fail(f"--from {from_} must be before --to {to} (the range is [from, to))")
     with reported_errors():
-        try:
-            proposed = compile_tariff(tjson.load_tariff(_read(tariff)))
-        except ValidationError as exc:
-            fail(f"invalid tariff {tariff}: {prov.describe_validation_error(exc)}")
+        tariff_obj = _load_tariff(tariff)
+        proposed = compile_tariff(tariff_obj)
 
     async def go(db: Database) -> None:
         async with db.session() as s:
+            cpo = await s.scalar(
+                select(Party).where(
+                    Party.country_code == tariff_obj.country_code.upper(),
+                    Party.party_id == tariff_obj.party_id.upper(),
+                    Party.role == PartyRole.CPO,
+                )
+            )
+            if cpo is None:
+                fail(
+                    f"{tariff}: the tariff's CPO {tariff_obj.country_code}*{tariff_obj.party_id} is unknown; "
+                    "a proposed tariff is replayed over its own CPO's CDRs"
+                )
             rows = (
                 await s.execute(
                     select(Cdr, Location)
                     .join(Location, Cdr.location_id == Location.id)
-                    .where(Cdr.end_date_time >= start, Cdr.end_date_time < end)
+                    .where(Cdr.cpo_id == cpo.id, Cdr.end_date_time >= start, Cdr.end_date_time < end)
                     .order_by(Cdr.id)
                 )
             ).all()
@@ -140,18 +173,40 @@ def tariffs_replay(
                 skipped += 1
                 continue
             new[(loc.ocpi_id, result.currency)] += result.total_cost.excl_vat
+        lines = [
+            {
+                "location_id": loc_id,
+                "currency": cur,
+                "cdrs": counts[(loc_id, cur)],
+                "actual_excl_vat": round_amount(actual[(loc_id, cur)], cur),
+                "proposed_excl_vat": round_amount(new[(loc_id, cur)], cur),
+                "difference_excl_vat": round_amount(new[(loc_id, cur)] - actual[(loc_id, cur)], cur),
+            }
+            for loc_id, cur in sorted(actual)
+        ]
+        if as_json:
+            print_json(
+                {
+                    "tariff_id": proposed.tariff_id,
+                    "from": start,
+                    "to": end,
+                    "locations": lines,
+                    "not_priced": skipped,
+                }
+            )
+            return
         table(
             f"Revenue excl. VAT {start.date()} .. {end.date()}: actual vs proposed tariff {proposed.tariff_id}",
             ["location", "CDRs", "actual", "proposed", "difference"],
             [
                 [
-                    loc_id,
-                    counts[(loc_id, cur)],
-                    format_amount(round_amount(actual[(loc_id, cur)], cur), cur),
-                    format_amount(round_amount(new[(loc_id, cur)], cur), cur),
-                    format_amount(round_amount(new[(loc_id, cur)] - actual[(loc_id, cur)], cur), cur),
+                    line["location_id"],
+                    line["cdrs"],
+                    format_amount(line["actual_excl_vat"], line["currency"]),
+                    format_amount(line["proposed_excl_vat"], line["currency"]),
+                    format_amount(line["difference_excl_vat"], line["currency"]),
                 ]
-                for loc_id, cur in sorted(actual)
+                for line in lines
             ],
         )
         if skipped:
@@ -181,13 +236,34 @@ def tariffs_rerate() -> None:
     run_with_db(go)
 
 
+def _cdr_row(c: Cdr) -> dict[str, Any]:
+    return {
+        "id": c.cdr_uid,
+        "session_id": c.data.get("session_id"),
+        "end_date_time": c.end_date_time,
+        "total_energy_kwh": c.total_energy_kwh,
+        "currency": c.currency,
+        "total_cost_excl_vat": c.total_cost_excl_vat,
+        "total_cost_incl_vat": c.total_cost_incl_vat,
+        "credit": c.is_credit,
+    }
+
+
 @cdrs_app.command("list")
-def cdrs_list(limit: Annotated[int, typer.Option(help="Newest N")] = 50) -> None:
+def cdrs_list(
+    limit: Annotated[int, typer.Option(help="Newest N")] = 50,
+    as_json: Annotated[bool, JSON_OPTION] = False,
+) -> None:
     """List the newest CDRs."""
+    if limit < 1:
+        fail(f"--limit {limit}: must be at least 1")
 
     async def go(db: Database) -> None:
         async with db.session() as s:
             rows = (await s.scalars(select(Cdr).order_by(Cdr.id.desc()).limit(limit))).all()
+        if as_json:
+            print_json([_cdr_row(c) for c in rows])
+            return
         table(
             "CDRs",
             ["id", "session", "end (UTC)", "kWh", "total excl. VAT", "total incl. VAT", "credit"],
@@ -210,33 +286,36 @@ def cdrs_list(limit: Annotated[int, typer.Option(help="Newest N")] = 50) -> None
     run_with_db(go)
 
 
+CDR_ID = typer.Argument(metavar="CDR_ID", help="The CDR's id, or a unique prefix of it")
+
+
 @cdrs_app.command("show")
-def cdrs_show(cdr_id: str) -> None:
+def cdrs_show(cdr_id: Annotated[str, CDR_ID]) -> None:
     """Print one CDR (OCPI JSON) with the engine's explanation."""
-    from evhub.cli._common import print_json
 
     async def go(db: Database) -> None:
         async with db.session() as s:
-            cdr = await s.scalar(select(Cdr).where(Cdr.cdr_uid == cdr_id))
-        if cdr is None:
-            fail(f"unknown CDR {cdr_id}")
+            uid = await resolve_prefix(s, Cdr.cdr_uid, cdr_id, "CDR")
+            cdr = await s.scalar(select(Cdr).where(Cdr.cdr_uid == uid))
         print_json({"cdr": cdr.data, "explanation": cdr.explanation})
 
     run_with_db(go)
 
 
 @cdrs_app.command("correct")
-def cdrs_correct(cdr_id: str) -> None:
+def cdrs_correct(cdr_id: Annotated[str, CDR_ID]) -> None:
     """Correct a CDR: a credit CDR for it plus a new CDR priced with the tariff versions stored now."""
     from tariffs.rating import RatingError, correct_cdr
 
     async def go(db: Database) -> None:
+        async with db.session() as s:
+            uid = await resolve_prefix(s, Cdr.cdr_uid, cdr_id, "CDR")
         try:
-            credit, fresh = await correct_cdr(db, cdr_id)
+            credit, fresh = await correct_cdr(db, uid)
         except RatingError as exc:
             fail(str(exc))
         console.print(
-            f"credited {cdr_id} with {credit.cdr_uid} ({format_amount(credit.total_cost_excl_vat, credit.currency)}); "
+            f"credited {uid} with {credit.cdr_uid} ({format_amount(credit.total_cost_excl_vat, credit.currency)}); "
             f"new CDR {fresh.cdr_uid} ({format_amount(fresh.total_cost_excl_vat, fresh.currency)})"
         )
 
@@ -256,12 +335,18 @@ def grid_attach(
     ] = "0",
     min_hold: Annotated[int, typer.Option(help="Minimum seconds between two price changes")] = 0,
 ) -> None:
-    """Attach grid-load rules to a tariff in a zone."""
-    from tariffs.dynamic import GridConfigError, attach_rules
+    """Attach grid-load rules to a tariff in a zone (one a location carries)."""
+    from tariffs.dynamic import GridConfigError, attach_rules, percent
 
     parts = tariff.split("*")
-    if len(parts) != 3:
+    if len(parts) != 3 or not all(parts):
         fail("--tariff: expected COUNTRY*PARTY*TARIFF_ID")
+    try:
+        points = percent(hysteresis, "--hysteresis")
+    except GridConfigError as exc:
+        fail(str(exc))
+    if min_hold < 0:
+        fail(f"--min-hold {min_hold}: seconds must not be negative")
 
     async def go(db: Database) -> None:
         raw: Any = prov.load_json(_read(rules), str(rules))
@@ -271,7 +356,7 @@ def grid_attach(
             cpo = await prov.find_party(s, f"{parts[0]}{parts[1]}", PartyRole.CPO)
             try:
                 row = await attach_rules(
-                    s, zone_name, cpo.id, parts[2], raw, hysteresis=Decimal(hysteresis), min_hold_s=min_hold
+                    s, zone_name, cpo.id, parts[2], raw, hysteresis=points, min_hold_s=min_hold
                 )
             except GridConfigError as exc:
                 fail(str(exc))
@@ -283,18 +368,24 @@ def grid_attach(
 @grid_app.command("load")
 def grid_load(
     zone_name: Annotated[str, typer.Argument(metavar="ZONE")],
-    percent: Annotated[str, typer.Argument(help="Load in percent of capacity")],
-    at: Annotated[str | None, typer.Option(help="RFC 3339 time (default now)")] = None,
+    percent_text: Annotated[
+        str, typer.Argument(metavar="PERCENT", help="Load in percent of capacity, 0 to 100")
+    ],
+    at: Annotated[str | None, typer.Option(help="RFC 3339 time with Z or an offset (default now)")] = None,
 ) -> None:
     """Record a grid load sample (like POST /api/grid/{zone}/load) and show the tariff versions it publishes."""
-    from evhub.timeutil import parse_datetime, utcnow
-    from tariffs.dynamic import GridConfigError, record_load
+    from evhub.timeutil import utcnow
+    from tariffs.dynamic import GridConfigError, percent, record_load
+
+    try:
+        load = percent(percent_text, "PERCENT")
+    except GridConfigError as exc:
+        fail(str(exc))
+    when = _instant(at, "--at") if at else None
 
     async def go(db: Database) -> None:
         try:
-            published = await record_load(
-                db, zone_name, parse_datetime(at) if at else utcnow(), Decimal(percent)
-            )
+            published = await record_load(db, zone_name, when or utcnow(), load)
         except GridConfigError as exc:
             fail(str(exc))
         if not published:
