@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from evhub.cli import apikeys, fleets, partners, pricing, provision, settle, simulate
+from evhub.cli import apikeys, fleets, partners, pricing, provision, sessions, settle, simulate
 from evhub.cli._common import console, fail, reported_errors, run_with_db, settings
 from evhub.db.engine import Database
 
@@ -36,6 +36,7 @@ app.add_typer(settle.agreements_app, name="agreements")
 app.add_typer(simulate.simulate_app, name="simulate")
 app.add_typer(apikeys.api_keys_app, name="api-keys")
 app.add_typer(pricing.grid_app, name="grid")
+app.add_typer(sessions.sessions_app, name="sessions")
 
 
 @db_app.command("upgrade")

@@ -1,4 +1,5 @@
-"""``evhub api-keys add|list|revoke`` — keys for the operators' REST API (``/api``)."""
+"""``evhub api-keys add|list|revoke`` — keys for the operators' REST API (``/api``). A key is named by its name
+or a unique prefix of it."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from evhub.cli._common import console, fail, run_with_db, table
+from evhub.cli._common import console, fail, print_json, run_with_db, table
+from evhub.cli._lookup import resolve_prefix
 from evhub.db.engine import Database
 
 api_keys_app = typer.Typer(help="API keys for /api (hub operator, or one CPO).", no_args_is_help=True)
@@ -39,24 +41,36 @@ def add(
 
 
 @api_keys_app.command("list")
-def list_() -> None:
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
     """List keys (never the keys themselves)."""
     from evhub.apiauth import list_keys
+    from evhub.provisioning import list_parties
 
     async def go(db: Database) -> None:
         async with db.session() as s:
             rows = await list_keys(s)
+            parties = {p.id: p.key for p in await list_parties(s)}
+        items = [
+            {
+                "name": k.name,
+                "scope": f"CPO {parties.get(k.cpo_id, k.cpo_id)}" if k.cpo_id else "hub",
+                "revoked": k.revoked,
+                "created_at": k.created_at.isoformat(timespec="seconds") if k.created_at else None,
+                "last_used_at": k.last_used_at.isoformat(timespec="seconds") if k.last_used_at else None,
+            }
+            for k in rows
+        ]
+        if as_json:
+            print_json(items)
+            return
         table(
             "API keys",
             ["name", "scope", "revoked", "last used"],
             [
-                [
-                    k.name,
-                    f"CPO #{k.cpo_id}" if k.cpo_id else "hub",
-                    "yes" if k.revoked else "",
-                    k.last_used_at.isoformat(timespec="seconds") if k.last_used_at else "never",
-                ]
-                for k in rows
+                [i["name"], i["scope"], "yes" if i["revoked"] else "", i["last_used_at"] or "never"]
+                for i in items
             ],
         )
 
@@ -64,16 +78,15 @@ def list_() -> None:
 
 
 @api_keys_app.command("revoke")
-def revoke(name: Annotated[str, typer.Argument(help="The key's name")]) -> None:
+def revoke(name: Annotated[str, typer.Argument(help="The key's name (or a unique prefix)")]) -> None:
     """Revoke a key at once."""
     from evhub.apiauth import revoke_key
+    from evhub.models import ApiKey
 
     async def go(db: Database) -> None:
         async with db.session() as s:
-            try:
-                await revoke_key(s, name)
-            except ValueError as exc:
-                fail(str(exc))
-        console.print(f"revoked {name}")
+            full = await resolve_prefix(s, ApiKey.name, name, "API key")
+            await revoke_key(s, full)
+        console.print(f"revoked {full}")
 
     run_with_db(go)

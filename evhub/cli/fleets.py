@@ -1,4 +1,5 @@
-"""``evhub fleets add|add-manager|list`` — fleets and the managers who log in to the portal."""
+"""``evhub fleets add|add-manager|list|update|remove|remove-manager`` — fleets and the managers who log in to
+the portal. A fleet is named by its name or a unique prefix of it."""
 
 from __future__ import annotations
 
@@ -6,12 +7,20 @@ from typing import Annotated
 
 import typer
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.cli._common import console, fail, run_with_db, table
+from evhub import lifecycle
+from evhub.cli._common import console, fail, print_json, run_with_db, table
+from evhub.cli._lookup import resolve_prefix
 from evhub.db.engine import Database
-from evhub.models import Fleet, FleetManager
+from evhub.models import Fleet, FleetManager, Token
 
 fleets_app = typer.Typer(help="Fleets and their portal managers.", no_args_is_help=True)
+
+
+async def _fleet(s: AsyncSession, name: str) -> Fleet:
+    """The fleet of this name, or of the one name that starts with it."""
+    return await lifecycle.find_fleet(s, await resolve_prefix(s, Fleet.name, name, "fleet"))
 
 
 @fleets_app.command("add")
@@ -45,30 +54,89 @@ def fleets_add_manager(
     from portal.admin import AdminError, add_manager
 
     async def go(db: Database) -> None:
+        async with db.session() as s:
+            full = (await _fleet(s, fleet)).name
         try:
-            manager = await add_manager(db, fleet, email, password, name=name)
+            manager = await add_manager(db, full, email, password, name=name)
         except AdminError as exc:
             fail(str(exc))
-        console.print(f"added manager {manager.email} to fleet {fleet}")
+        console.print(f"added manager {manager.email} to fleet {full}")
 
     run_with_db(go)
 
 
 @fleets_app.command("list")
-def fleets_list() -> None:
-    """List fleets and their managers."""
+def fleets_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """List fleets, their managers and how many tokens each has."""
 
     async def go(db: Database) -> None:
         async with db.session() as s:
             fleets = (await s.scalars(select(Fleet).order_by(Fleet.name))).all()
             managers = (await s.scalars(select(FleetManager).order_by(FleetManager.email))).all()
+            token_fleets = (await s.scalars(select(Token.fleet_id).where(Token.fleet_id.is_not(None)))).all()
         by_fleet: dict[int, list[str]] = {}
         for m in managers:
             by_fleet.setdefault(m.fleet_id, []).append(m.email)
+        items = [
+            {
+                "fleet": f.name,
+                "currency": f.currency,
+                "tokens": token_fleets.count(f.id),
+                "managers": by_fleet.get(f.id, []),
+            }
+            for f in fleets
+        ]
+        if as_json:
+            print_json(items)
+            return
         table(
             "Fleets",
-            ["fleet", "currency", "managers"],
-            [[f.name, f.currency, ", ".join(by_fleet.get(f.id, []))] for f in fleets],
+            ["fleet", "currency", "tokens", "managers"],
+            [[i["fleet"], i["currency"], i["tokens"], ", ".join(i["managers"])] for i in items],
         )
+
+    run_with_db(go)
+
+
+@fleets_app.command("update")
+def fleets_update(
+    fleet: Annotated[str, typer.Argument(help="Fleet name (or a unique prefix)")],
+    name: Annotated[str | None, typer.Option(help="New name")] = None,
+    currency: Annotated[str | None, typer.Option(help="New currency of the fleet's reports")] = None,
+) -> None:
+    """Rename a fleet or change its reports' currency."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            f = await _fleet(s, fleet)
+            await lifecycle.update_fleet(s, f, name=name, currency=currency)
+        console.print(f"updated fleet {f.name} ({f.currency})")
+
+    run_with_db(go)
+
+
+@fleets_app.command("remove")
+def fleets_remove(fleet: Annotated[str, typer.Argument(help="Fleet name (or a unique prefix)")]) -> None:
+    """Remove a fleet that has no tokens, with its manager logins."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            f = await _fleet(s, fleet)
+            managers = await lifecycle.remove_fleet(s, f)
+        console.print(f"removed fleet {f.name} and {managers} manager login(s)")
+
+    run_with_db(go)
+
+
+@fleets_app.command("remove-manager")
+def fleets_remove_manager(email: Annotated[str, typer.Argument(help="The manager's login email")]) -> None:
+    """Remove a fleet manager's portal login."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            manager = await lifecycle.remove_manager(s, email)
+        console.print(f"removed manager {manager.email}")
 
     run_with_db(go)

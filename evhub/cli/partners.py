@@ -1,18 +1,39 @@
-"""``evhub partners ...`` (OCPI roaming partners) and ``evhub outbox ...`` (what the hub still has to deliver)."""
+"""``evhub partners ...`` (OCPI roaming partners) and ``evhub outbox ...`` (what the hub still has to deliver).
+
+Partner and message ids may be given in full or as a unique prefix (:mod:`evhub.cli._lookup`)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.cli._common import console, fail, run_with_db, settings, table
+from evhub import lifecycle
+from evhub.cli._common import console, fail, print_json, run_with_db, settings, table
+from evhub.cli._lookup import resolve_prefix
 from evhub.db.engine import Database
 
 partners_app = typer.Typer(help="OCPI 2.2.1 roaming partners (eMSPs).", no_args_is_help=True)
 outbox_app = typer.Typer(
     help="The durable outbox: OCPI pushes and emails waiting or delivered.", no_args_is_help=True
 )
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+PartnerId = Annotated[str, typer.Argument(help="Partner id (or a unique prefix)")]
+
+
+async def _partner_id(s: AsyncSession, given: str) -> int:
+    from ocpi.models import OcpiPartner
+
+    return int(await resolve_prefix(s, OcpiPartner.id, given, "partner"))
+
+
+async def _cpo_ids(s: AsyncSession, keys: list[str]) -> list[int]:
+    from evhub.models import PartyRole
+    from evhub.provisioning import find_party
+
+    return [(await find_party(s, key, PartyRole.CPO)).id for key in keys]
 
 
 @partners_app.command("invite")
@@ -23,8 +44,6 @@ def partners_invite(
     ] = None,
 ) -> None:
     """Issue a token A for a partner that will register with the hub (shown once)."""
-    from evhub.models import PartyRole
-    from evhub.provisioning import find_party
     from ocpi.partners import invite_partner
 
     cfg = settings()
@@ -33,7 +52,7 @@ def partners_invite(
         allowed = None
         if cpo:
             async with db.session() as s:
-                allowed = [(await find_party(s, key, PartyRole.CPO)).id for key in cpo]
+                allowed = await _cpo_ids(s, cpo)
         invitation = await invite_partner(db, cfg.public_url, name, allowed_cpo_ids=allowed)
         console.print(f"partner {invitation.partner_id} ({name}) invited")
         console.print(f"versions URL: {invitation.versions_url}")
@@ -48,14 +67,16 @@ def partners_register(
     token_a: Annotated[str, typer.Argument(help="The token A the partner gave us")],
 ) -> None:
     """Register the hub with a partner (OCPI credentials handshake, token A -> B -> C)."""
+    from evhub.provisioning import check_url
     from ocpi.credentials import HandshakeError
     from ocpi.partners import register_partner
 
     cfg = settings()
 
     async def go(db: Database) -> None:
+        versions_url = check_url(url, "versions URL")
         try:
-            partner = await register_partner(db, cfg.public_url, url, token_a)
+            partner = await register_partner(db, cfg.public_url, versions_url, token_a)
         except HandshakeError as exc:
             fail(f"registration failed: {exc}")
         console.print(f"registered with partner {partner.id} ({partner.name}), OCPI {partner.version}")
@@ -64,12 +85,17 @@ def partners_register(
 
 
 @partners_app.command("list")
-def partners_list() -> None:
+def partners_list(as_json: JsonOption = False) -> None:
     """List partners with their registration and delivery state."""
+    from dataclasses import asdict
+
     from ocpi.partners import list_partners
 
     async def go(db: Database) -> None:
         rows = await list_partners(db)
+        if as_json:
+            print_json([asdict(p) for p in rows])
+            return
         table(
             "OCPI partners",
             ["id", "name", "status", "version", "roles", "last success", "last error"],
@@ -90,13 +116,75 @@ def partners_list() -> None:
     run_with_db(go)
 
 
+@partners_app.command("update")
+def partners_update(
+    partner: PartnerId,
+    name: Annotated[str | None, typer.Option(help="New name")] = None,
+    cpo: Annotated[
+        list[str] | None, typer.Option(help="Limit the partner to these CPOs (COUNTRY*PARTY); repeat")
+    ] = None,
+    all_cpos: Annotated[bool, typer.Option("--all-cpos", help="Let the partner see every CPO")] = False,
+) -> None:
+    """Rename a partner or change which CPOs' locations and tariffs it sees."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            p = await lifecycle.get_partner(s, await _partner_id(s, partner))
+            allowed = await _cpo_ids(s, cpo) if cpo else None
+            await lifecycle.update_partner(s, p, name=name, allowed_cpo_ids=allowed, all_cpos=all_cpos)
+            scope = "every CPO" if p.allowed_cpo_ids is None else f"{len(p.allowed_cpo_ids)} CPO(s)"
+        console.print(f"updated partner {p.id} ({p.name}): sees {scope}")
+
+    run_with_db(go)
+
+
+@partners_app.command("unregister")
+def partners_unregister(
+    partner: PartnerId,
+    notify: Annotated[
+        bool, typer.Option(help="Tell the partner (OCPI DELETE credentials, best effort)")
+    ] = True,
+) -> None:
+    """Suspend a partner: forget its tokens, so it can no longer call the hub and nothing is pushed to it."""
+    from ocpi.credentials import unregister
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            p = await lifecycle.get_partner(s, await _partner_id(s, partner))
+            partner_id, name = p.id, p.name
+        await unregister(db, partner_id, notify=notify)
+        console.print(
+            f"unregistered partner {partner_id} ({name}): its tokens no longer work; "
+            "invite it again to resume (`evhub partners invite`)"
+        )
+
+    run_with_db(go)
+
+
+@partners_app.command("remove")
+def partners_remove(partner: PartnerId) -> None:
+    """Remove a partner that is invited or unregistered (a registered one: unregister it first)."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            p = await lifecycle.get_partner(s, await _partner_id(s, partner))
+            label = f"{p.id} ({p.name})"
+            await lifecycle.remove_partner(s, p)
+        console.print(f"removed partner {label}")
+
+    run_with_db(go)
+
+
 @outbox_app.command("list")
 def outbox_list(
     status: Annotated[str | None, typer.Option(help="pending, delivered or dead")] = None,
     channel: Annotated[str | None, typer.Option(help="ocpi or email")] = None,
-    limit: Annotated[int, typer.Option(help="Newest N")] = 50,
+    limit: Annotated[int, typer.Option(help="Newest N", min=1)] = 50,
+    as_json: JsonOption = False,
 ) -> None:
     """List outbox messages, newest first."""
+    from dataclasses import asdict
+
     from evhub.outbox import list_messages, outbox_stats
 
     if status and status not in ("pending", "delivered", "dead"):
@@ -104,6 +192,9 @@ def outbox_list(
 
     async def go(db: Database) -> None:
         rows = await list_messages(db, status=status, channel=channel, limit=limit)
+        if as_json:
+            print_json([asdict(r) for r in rows])
+            return
         table(
             "Outbox",
             ["id", "channel", "destination", "what", "status", "attempts", "created", "last error"],
@@ -129,13 +220,23 @@ def outbox_list(
 
 @outbox_app.command("retry")
 def outbox_retry(
-    message_id: Annotated[int | None, typer.Argument(help="One message id (default: all dead)")] = None,
+    message_id: Annotated[
+        str | None, typer.Argument(help="One message id or unique prefix (default: all dead)")
+    ] = None,
 ) -> None:
     """Put dead-lettered messages back in the queue."""
+    from evhub.models import OutboxMessage, OutboxStatus
     from evhub.outbox import retry_dead
 
     async def go(db: Database) -> None:
-        count = await retry_dead(db, message_id)
+        one: int | None = None
+        if message_id is not None:
+            async with db.session() as s:
+                one = int(await resolve_prefix(s, OutboxMessage.id, message_id, "outbox message"))
+                state = await s.scalar(select(OutboxMessage.status).where(OutboxMessage.id == one))
+            if state != OutboxStatus.DEAD:
+                fail(f"outbox message {one} is {state}, not dead: nothing to retry")
+        count = await retry_dead(db, one)
         console.print(f"{count} message(s) queued again")
 
     run_with_db(go)

@@ -1,4 +1,6 @@
-"""``evhub parties|locations|chargers|tokens|tariffs`` — provisioning commands with a matching ``list`` each."""
+"""``evhub parties|locations|chargers|tokens|tariffs`` — provisioning commands: add or import, ``list`` (with
+``--json``), and for parties, chargers and tokens ``update``, ``remove`` and (chargers, tokens) ``block``/``unblock``
+(the rules are in :mod:`evhub.lifecycle`)."""
 
 from __future__ import annotations
 
@@ -6,9 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy import select
 
+from evhub import lifecycle
 from evhub import provisioning as prov
-from evhub.cli._common import console, run_with_db, table
+from evhub.cli._common import console, print_json, run_with_db, table
 from evhub.db.engine import Database
 from evhub.money import format_amount
 
@@ -24,6 +28,19 @@ tariffs_app = typer.Typer(
     help="Tariffs (OCPI 2.2.1 JSON), versioned; pricing and replays.", no_args_is_help=True
 )
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+RoleOption = Annotated[str | None, typer.Option(help="The party's role, when the key has several")]
+IssuerOption = Annotated[
+    str | None, typer.Option(help="Issuer COUNTRY*PARTY, when several tokens have the uid")
+]
+TypeOption = Annotated[
+    str | None, typer.Option("--type", help="Token type, when several tokens have the uid")
+]
+
+
+def _iso(value) -> str | None:
+    return value.isoformat(timespec="seconds") if value is not None else None
+
 
 def _read_objects(file: Path) -> list:
     """The JSON objects in ``file`` (one object or a list of them)."""
@@ -38,26 +55,70 @@ def parties_add(
     party: Annotated[str, typer.Argument(help="COUNTRY*PARTY, e.g. NL*ABC")],
     role: Annotated[str, typer.Option(help="CPO, EMSP, HUB, SITE_HOST or OTHER")],
     name: Annotated[str, typer.Option(help="Display name")],
+    website: Annotated[str | None, typer.Option(help="Website (http:// or https:// URL)")] = None,
 ) -> None:
     """Add a party."""
 
     async def go(db: Database) -> None:
         cc, pid = prov.parse_party_key(party)
         async with db.session() as s:
-            p = await prov.add_party(s, cc, pid, role, name)
+            p = await prov.add_party(s, cc, pid, role, name, website=website)
         console.print(f"added {p.role.value} {p.key} ({p.name})")
 
     run_with_db(go)
 
 
 @parties_app.command("list")
-def parties_list() -> None:
+def parties_list(as_json: JsonOption = False) -> None:
     """List parties."""
 
     async def go(db: Database) -> None:
         async with db.session() as s:
             rows = await prov.list_parties(s)
-        table("Parties", ["party", "role", "name"], [[p.key, p.role.value, p.name] for p in rows])
+        items = [{"party": p.key, "role": p.role.value, "name": p.name, "website": p.website} for p in rows]
+        if as_json:
+            print_json(items)
+            return
+        table(
+            "Parties",
+            ["party", "role", "name", "website"],
+            [[i["party"], i["role"], i["name"], i["website"]] for i in items],
+        )
+
+    run_with_db(go)
+
+
+@parties_app.command("update")
+def parties_update(
+    party: Annotated[str, typer.Argument(help="COUNTRY*PARTY")],
+    role: RoleOption = None,
+    name: Annotated[str | None, typer.Option(help="New display name")] = None,
+    website: Annotated[str | None, typer.Option(help="New website URL ('' clears it)")] = None,
+) -> None:
+    """Change a party's name or website."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            p = await lifecycle.find_party_any_role(s, party, role)
+            await lifecycle.update_party(s, p, name=name, website=website)
+        console.print(f"updated {p.role.value} {p.key} ({p.name})")
+
+    run_with_db(go)
+
+
+@parties_app.command("remove")
+def parties_remove(
+    party: Annotated[str, typer.Argument(help="COUNTRY*PARTY")],
+    role: RoleOption = None,
+) -> None:
+    """Remove a party nothing refers to (one with sessions or CDRs is kept: the refusal says why)."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            p = await lifecycle.find_party_any_role(s, party, role)
+            label = f"{p.role.value} {p.key} ({p.name})"
+            await lifecycle.remove_party(s, p)
+        console.print(f"removed {label}")
 
     run_with_db(go)
 
@@ -83,18 +144,39 @@ def locations_import(
 
 
 @locations_app.command("list")
-def locations_list() -> None:
+def locations_list(as_json: JsonOption = False) -> None:
     """List locations and their EVSEs."""
 
     async def go(db: Database) -> None:
         async with db.session() as s:
             rows = await prov.list_locations(s)
+            cpos = {p.id: p.key for p in await prov.list_parties(s)}
+        items = [
+            {
+                "id": r.ocpi_id,
+                "cpo": cpos.get(r.cpo_id),
+                "name": r.name,
+                "address": r.address,
+                "city": r.city,
+                "country": r.country,
+                "time_zone": r.time_zone,
+                "grid_zone": r.grid_zone,
+                "evses": [{"uid": e.uid, "evse_id": e.evse_id, "status": e.status} for e in r.evses],
+            }
+            for r in rows
+        ]
+        if as_json:
+            print_json(items)
+            return
         table(
             "Locations",
-            ["id", "name", "city", "time zone", "grid zone", "EVSEs"],
+            ["id", "cpo", "name", "city", "time zone", "grid zone", "EVSEs"],
             [
-                [r.ocpi_id, r.name, r.city, r.time_zone, r.grid_zone, ", ".join(e.uid for e in r.evses)]
-                for r in rows
+                [
+                    *(i["id"], i["cpo"], i["name"], i["city"], i["time_zone"], i["grid_zone"]),
+                    ", ".join(e["uid"] for e in i["evses"]),
+                ]
+                for i in items
             ],
         )
 
@@ -137,28 +219,129 @@ def chargers_add(
 
 
 @chargers_app.command("list")
-def chargers_list() -> None:
+def chargers_list(as_json: JsonOption = False) -> None:
     """List charge points with their state."""
 
     async def go(db: Database) -> None:
         async with db.session() as s:
             rows = await prov.list_chargers(s)
+            locations = {loc.id: loc.ocpi_id for loc in await prov.list_locations(s)}
+        items = [
+            {
+                "identity": r.identity,
+                "ocpp_version": r.ocpp_version.value,
+                "security_profile": r.security_profile,
+                "registration": r.registration_status.value,
+                "blocked": lifecycle.charger_blocked(r),
+                "status": r.status,
+                "location": locations.get(r.location_id) if r.location_id else None,
+                "evses": len(r.evse_map),
+                "last_seen": _iso(r.last_seen),
+                "vendor": r.vendor,
+                "model": r.model,
+            }
+            for r in rows
+        ]
+        if as_json:
+            print_json(items)
+            return
         table(
             "Charge points",
-            ["identity", "ocpp", "profile", "registration", "status", "last seen", "vendor/model"],
+            ["identity", "ocpp", "profile", "registration", "blocked", "status", "last seen", "vendor/model"],
             [
                 [
-                    r.identity,
-                    r.ocpp_version.value,
-                    r.security_profile,
-                    r.registration_status.value,
-                    r.status,
-                    r.last_seen.isoformat(timespec="seconds") if r.last_seen else "never",
-                    " ".join(x for x in (r.vendor, r.model) if x),
+                    i["identity"],
+                    i["ocpp_version"],
+                    i["security_profile"],
+                    i["registration"],
+                    "BLOCKED" if i["blocked"] else "",
+                    i["status"],
+                    i["last_seen"] or "never",
+                    " ".join(x for x in (i["vendor"], i["model"]) if x),
                 ]
-                for r in rows
+                for i in items
             ],
         )
+
+    run_with_db(go)
+
+
+@chargers_app.command("update")
+def chargers_update(
+    identity: Annotated[str, typer.Argument(help="The charge point id")],
+    password: Annotated[
+        str | None, typer.Option(help="New Basic-auth password", envvar="EVHUB_CHARGER_PASSWORD")
+    ] = None,
+    location: Annotated[str | None, typer.Option(help="New OCPI location id (give its --evse too)")] = None,
+    evse: Annotated[
+        list[str] | None, typer.Option(help="EVSE uid; repeat: replaces the charger's EVSE numbering")
+    ] = None,
+    ocpp_version: Annotated[str | None, typer.Option("--ocpp", help="1.6 or 2.0.1")] = None,
+    security_profile: Annotated[int | None, typer.Option(help="OCPP security profile 1, 2 or 3")] = None,
+    registration: Annotated[
+        str | None, typer.Option(help="Boot answer: Accepted, Pending or Rejected")
+    ] = None,
+) -> None:
+    """Change a charge point's password, location and EVSEs, OCPP version, profile or boot answer."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            cp = await lifecycle.update_charger(
+                s,
+                identity,
+                password=password,
+                location=location,
+                evse_uids=evse,
+                ocpp_version=ocpp_version,
+                security_profile=security_profile,
+                registration=registration,
+            )
+        console.print(
+            f"updated charger {cp.identity} (OCPP {cp.ocpp_version.value}, profile {cp.security_profile}, "
+            f"{cp.registration_status.value}, {len(cp.evse_map)} EVSEs)"
+        )
+
+    run_with_db(go)
+
+
+def _charger_block(identity: str, blocked: bool) -> None:
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            cp, changed = await lifecycle.set_charger_blocked(s, identity, blocked)
+        state = "blocked" if blocked else "unblocked"
+        if not changed:
+            console.print(f"charger {cp.identity} was {state} already")
+        elif blocked:
+            console.print(
+                f"blocked charger {cp.identity}: its connections are refused from now on "
+                "(a charger connected now keeps its connection until it reconnects)"
+            )
+        else:
+            console.print(f"unblocked charger {cp.identity}: it may connect with its password again")
+
+    run_with_db(go)
+
+
+@chargers_app.command("block")
+def chargers_block(identity: Annotated[str, typer.Argument(help="The charge point id")]) -> None:
+    """Refuse the charger's connections (its password stops working until `unblock`)."""
+    _charger_block(identity, True)
+
+
+@chargers_app.command("unblock")
+def chargers_unblock(identity: Annotated[str, typer.Argument(help="The charge point id")]) -> None:
+    """Let a blocked charger connect again with its password."""
+    _charger_block(identity, False)
+
+
+@chargers_app.command("remove")
+def chargers_remove(identity: Annotated[str, typer.Argument(help="The charge point id")]) -> None:
+    """Remove a charger that never had a session (one with sessions is kept: block it instead)."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            await lifecycle.remove_charger(s, identity)
+        console.print(f"removed charger {identity}")
 
     run_with_db(go)
 
@@ -201,30 +384,146 @@ def tokens_add(
 
 
 @tokens_app.command("list")
-def tokens_list() -> None:
+def tokens_list(as_json: JsonOption = False) -> None:
     """List tokens."""
+    from evhub.models import Fleet
 
     async def go(db: Database) -> None:
         async with db.session() as s:
             rows = await prov.list_tokens(s)
+            fleets = {f.id: f.name for f in (await s.scalars(select(Fleet))).all()}
+        items = [
+            {
+                "issuer": f"{t.country_code}*{t.party_id}",
+                "uid": t.uid,
+                "type": t.type,
+                "contract_id": t.contract_id,
+                "valid": t.valid,
+                "whitelist": t.whitelist,
+                "fleet": fleets.get(t.fleet_id) if t.fleet_id else None,
+                "driver": t.driver_name,
+                "email": t.driver_email,
+                "vehicle": t.vehicle,
+                "monthly_limit": t.monthly_limit,
+                "limit_currency": t.limit_currency,
+                "last_updated": _iso(t.last_updated),
+            }
+            for t in rows
+        ]
+        if as_json:
+            print_json(items)
+            return
         table(
             "Tokens",
-            ["issuer", "uid", "type", "valid", "whitelist", "driver", "monthly limit"],
+            ["issuer", "uid", "type", "valid", "whitelist", "fleet", "driver", "monthly limit"],
             [
                 [
-                    f"{t.country_code}*{t.party_id}",
-                    t.uid,
-                    t.type,
-                    "yes" if t.valid else "no",
-                    t.whitelist,
-                    t.driver_name,
-                    format_amount(t.monthly_limit, t.limit_currency)
-                    if t.monthly_limit is not None and t.limit_currency
+                    i["issuer"],
+                    i["uid"],
+                    i["type"],
+                    "yes" if i["valid"] else "no (blocked)",
+                    i["whitelist"],
+                    i["fleet"],
+                    i["driver"],
+                    format_amount(i["monthly_limit"], i["limit_currency"])
+                    if i["monthly_limit"] is not None and i["limit_currency"]
                     else "",
                 ]
-                for t in rows
+                for i in items
             ],
         )
+
+    run_with_db(go)
+
+
+@tokens_app.command("update")
+def tokens_update(
+    uid: Annotated[str, typer.Argument(help="Token uid")],
+    issuer: IssuerOption = None,
+    type_: TypeOption = None,
+    contract_id: Annotated[str | None, typer.Option(help="eMA contract id")] = None,
+    fleet: Annotated[str | None, typer.Option(help="Move the token to this fleet")] = None,
+    no_fleet: Annotated[bool, typer.Option("--no-fleet", help="Take the token out of its fleet")] = False,
+    driver: Annotated[str | None, typer.Option(help="Driver's name")] = None,
+    email: Annotated[str | None, typer.Option(help="Driver's email for receipts")] = None,
+    vehicle: Annotated[str | None, typer.Option(help="Vehicle (plate or name)")] = None,
+    limit: Annotated[str | None, typer.Option(help="Monthly spending limit, e.g. 150.00")] = None,
+    currency: Annotated[str | None, typer.Option(help="Currency of the limit, e.g. EUR")] = None,
+    no_limit: Annotated[bool, typer.Option("--no-limit", help="Drop the monthly limit")] = False,
+    whitelist: Annotated[str | None, typer.Option(help="ALWAYS, ALLOWED, ALLOWED_OFFLINE or NEVER")] = None,
+) -> None:
+    """Change a token's fleet, driver, limit, whitelist or contract id."""
+    changes = lifecycle.TokenChanges(
+        contract_id=contract_id,
+        driver_name=driver,
+        driver_email=email,
+        vehicle=vehicle,
+        fleet=fleet,
+        no_fleet=no_fleet,
+        monthly_limit=limit,
+        currency=currency,
+        no_limit=no_limit,
+        whitelist=whitelist,
+    )
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            tok = await lifecycle.find_token(s, uid, issuer=issuer, type_=type_)
+            await lifecycle.update_token(s, tok, changes)
+        console.print(f"updated token {tok.uid} ({tok.type}) of {tok.country_code}*{tok.party_id}")
+
+    run_with_db(go)
+
+
+def _token_block(uid: str, issuer: str | None, type_: str | None, blocked: bool) -> None:
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            tok = await lifecycle.find_token(s, uid, issuer=issuer, type_=type_)
+            changed = await lifecycle.set_token_blocked(s, tok, blocked)
+        state = "blocked" if blocked else "unblocked"
+        if not changed:
+            console.print(f"token {tok.uid} was {state} already")
+        elif blocked:
+            console.print(f"blocked token {tok.uid}: chargers are told Blocked from now on")
+        else:
+            console.print(f"unblocked token {tok.uid}")
+
+    run_with_db(go)
+
+
+@tokens_app.command("block")
+def tokens_block(
+    uid: Annotated[str, typer.Argument(help="Token uid")],
+    issuer: IssuerOption = None,
+    type_: TypeOption = None,
+) -> None:
+    """Block a token (valid = false): its authorizations are answered Blocked."""
+    _token_block(uid, issuer, type_, True)
+
+
+@tokens_app.command("unblock")
+def tokens_unblock(
+    uid: Annotated[str, typer.Argument(help="Token uid")],
+    issuer: IssuerOption = None,
+    type_: TypeOption = None,
+) -> None:
+    """Make a blocked token valid again."""
+    _token_block(uid, issuer, type_, False)
+
+
+@tokens_app.command("remove")
+def tokens_remove(
+    uid: Annotated[str, typer.Argument(help="Token uid")],
+    issuer: IssuerOption = None,
+    type_: TypeOption = None,
+) -> None:
+    """Remove a token that was never used (one with sessions or CDRs is kept: block it instead)."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            tok = await lifecycle.find_token(s, uid, issuer=issuer, type_=type_)
+            await lifecycle.remove_token(s, tok)
+        console.print(f"removed token {tok.uid} ({tok.type}) of {tok.country_code}*{tok.party_id}")
 
     run_with_db(go)
 
@@ -247,24 +546,35 @@ def tariffs_import(
 
 
 @tariffs_app.command("list")
-def tariffs_list() -> None:
+def tariffs_list(as_json: JsonOption = False) -> None:
     """List tariff versions."""
 
     async def go(db: Database) -> None:
         async with db.session() as s:
             rows = await prov.list_tariffs(s)
+            cpos = {p.id: p.key for p in await prov.list_parties(s)}
+        items = [
+            {
+                "id": t.tariff_id,
+                "cpo": cpos.get(t.cpo_id),
+                "version": t.version,
+                "currency": t.currency,
+                "type": t.type,
+                "start_date_time": _iso(t.start_date_time),
+                "end_date_time": _iso(t.end_date_time),
+                "source": t.source,
+            }
+            for t in rows
+        ]
+        if as_json:
+            print_json(items)
+            return
         table(
             "Tariffs",
-            ["id", "version", "currency", "valid from", "source"],
+            ["id", "cpo", "version", "currency", "valid from", "source"],
             [
-                [
-                    t.tariff_id,
-                    t.version,
-                    t.currency,
-                    t.start_date_time.isoformat() if t.start_date_time else "",
-                    t.source,
-                ]
-                for t in rows
+                [i["id"], i["cpo"], i["version"], i["currency"], i["start_date_time"] or "", i["source"]]
+                for i in items
             ],
         )
 

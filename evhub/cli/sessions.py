@@ -1,0 +1,290 @@
+"""``evhub sessions list|show`` — charging sessions, where they stand in pricing, their meter values and CDRs.
+
+``--state`` takes a session status (``active``, ``completed``, ``invalid``, ``pending``, ``reservation``) or a
+pricing state: ``pricing-pending`` (ended, waiting for the tariffs engine), ``priced`` and ``failed`` (pricing
+could not price it; the reason is shown). A session is named by its uid or a unique prefix of it, as the
+table prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evhub.cli._common import console, print_json, run_with_db, table
+from evhub.cli._lookup import resolve_prefix
+from evhub.db.engine import Database
+from evhub.models import (
+    EVSE,
+    Cdr,
+    ChargePoint,
+    ChargingSession,
+    Location,
+    MeterValue,
+    Party,
+    PartyRole,
+    PricingState,
+    SessionStatus,
+    Token,
+)
+from evhub.provisioning import ProvisioningError, find_party
+from evhub.timeutil import parse_datetime
+
+sessions_app = typer.Typer(help="Charging sessions: list, filter, and show one.", no_args_is_help=True)
+
+STATUS_STATES = {s.value.lower(): s for s in SessionStatus}
+PRICING_STATES = {
+    "pricing-pending": PricingState.PENDING,
+    "priced": PricingState.PRICED,
+    "failed": PricingState.FAILED,
+}
+STATES = [*STATUS_STATES, *PRICING_STATES]
+SHORT_ID = 8
+"""Characters of a session uid the table shows: a prefix ``sessions show`` accepts."""
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        raise ProvisioningError(
+            f"{option} {value!r}: expected an ISO 8601 date or time, e.g. 2026-11-01 or 2026-11-01T08:00Z"
+        ) from None
+
+
+def _kwh(wh: Decimal | None) -> str:
+    return "" if wh is None else f"{(Decimal(wh) / 1000).quantize(Decimal('0.001'))}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value is not None else None
+
+
+async def _filtered(
+    s: AsyncSession,
+    *,
+    state: str | None,
+    cpo: str | None,
+    charger: str | None,
+    since: str | None,
+    until: str | None,
+) -> Select[tuple[ChargingSession]]:
+    """The sessions query for the filters, every value checked first (one clear line when one is wrong)."""
+    query = select(ChargingSession)
+    if state is not None:
+        key = state.strip().lower()
+        if key in STATUS_STATES:
+            query = query.where(ChargingSession.status == STATUS_STATES[key])
+        elif key in PRICING_STATES:
+            query = query.where(ChargingSession.pricing_state == PRICING_STATES[key])
+        else:
+            raise ProvisioningError(f"--state {state!r}: expected one of {', '.join(STATES)}")
+    start, end = _when(since, "--since"), _when(until, "--until")
+    if start is not None and end is not None and start >= end:
+        raise ProvisioningError(f"--since {since} is not before --until {until}")
+    if start is not None:
+        query = query.where(ChargingSession.start_time >= start)
+    if end is not None:
+        query = query.where(ChargingSession.start_time < end)
+    if cpo is not None:
+        query = query.where(ChargingSession.cpo_id == (await find_party(s, cpo, PartyRole.CPO)).id)
+    if charger is not None:
+        cp_id = await s.scalar(select(ChargePoint.id).where(ChargePoint.identity == charger))
+        if cp_id is None:
+            raise ProvisioningError(f"unknown charger {charger!r}; see `evhub chargers list`")
+        query = query.where(ChargingSession.charge_point_id == cp_id)
+    return query
+
+
+async def _names(s: AsyncSession, column: Any, ids: set[int | None]) -> dict[int, str]:
+    """id -> ``column`` of the rows of ``column``'s table with these ids (one query for a whole list)."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    model = column.class_
+    return {row[0]: row[1] for row in await s.execute(select(model.id, column).where(model.id.in_(wanted)))}
+
+
+async def _describe(s: AsyncSession, rows: Sequence[ChargingSession]) -> list[dict[str, Any]]:
+    """The sessions as plain data, with the names of what they refer to and their CDR uids."""
+    chargers = await _names(s, ChargePoint.identity, {r.charge_point_id for r in rows})
+    locations = await _names(s, Location.ocpi_id, {r.location_id for r in rows})
+    evses = await _names(s, EVSE.uid, {r.evse_pk for r in rows})
+    tokens = await _names(s, Token.uid, {r.token_id for r in rows})
+    cpos = {p.id: p.key for p in await s.scalars(select(Party).where(Party.id.in_({r.cpo_id for r in rows})))}
+    cdrs: dict[int, list[str]] = {}
+    if rows:
+        query = select(Cdr.session_id, Cdr.cdr_uid).where(Cdr.session_id.in_([r.id for r in rows]))
+        for session_id, uid in await s.execute(query.order_by(Cdr.id)):
+            cdrs.setdefault(session_id, []).append(uid)
+    return [
+        {
+            "id": r.session_uid,
+            "cpo": cpos.get(r.cpo_id),
+            "charger": chargers.get(r.charge_point_id),
+            "transaction_id": r.transaction_id,
+            "location": locations.get(r.location_id) if r.location_id else None,
+            "evse": evses.get(r.evse_pk) if r.evse_pk else None,
+            "token": tokens.get(r.token_id) if r.token_id else None,
+            "id_tag": r.id_tag,
+            "auth_method": r.auth_method,
+            "status": r.status.value,
+            "start_time": _iso(r.start_time),
+            "end_time": _iso(r.end_time),
+            "energy_wh": r.energy_wh,
+            "meter_start_wh": r.meter_start_wh,
+            "meter_stop_wh": r.meter_stop_wh,
+            "stop_reason": r.stop_reason,
+            "currency": r.currency,
+            "pricing_state": r.pricing_state.value,
+            "pricing_error": r.pricing_error,
+            "cdrs": cdrs.get(r.id, []),
+        }
+        for r in rows
+    ]
+
+
+def _pricing(item: dict[str, Any]) -> str:
+    if item["pricing_state"] == PricingState.FAILED.value:
+        return f"failed: {item['pricing_error'] or '(no reason recorded)'}"
+    return item["pricing_state"]
+
+
+@sessions_app.command("list")
+def sessions_list(
+    state: Annotated[str | None, typer.Option(help=f"One of {', '.join(STATES)}")] = None,
+    cpo: Annotated[str | None, typer.Option(help="Only this CPO's sessions (COUNTRY*PARTY)")] = None,
+    charger: Annotated[str | None, typer.Option(help="Only this charger's sessions (identity)")] = None,
+    since: Annotated[str | None, typer.Option(help="Started at or after (ISO date or time, UTC)")] = None,
+    until: Annotated[str | None, typer.Option(help="Started before (ISO date or time, UTC)")] = None,
+    limit: Annotated[int, typer.Option(help="Newest N", min=1)] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List sessions, newest first; `--state failed` shows the sessions pricing failed on, with the reason."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            query = await _filtered(s, state=state, cpo=cpo, charger=charger, since=since, until=until)
+            query = query.order_by(ChargingSession.start_time.desc(), ChargingSession.id.desc()).limit(limit)
+            items = await _describe(s, (await s.scalars(query)).all())
+        if as_json:
+            print_json(items)
+            return
+        table(
+            "Sessions",
+            ["session", "cpo", "charger", "token", "start", "end", "kWh", "status", "pricing", "CDRs"],
+            [
+                [
+                    i["id"][:SHORT_ID],
+                    i["cpo"],
+                    i["charger"],
+                    i["token"] or i["id_tag"],
+                    i["start_time"],
+                    i["end_time"] or "",
+                    _kwh(i["energy_wh"]),
+                    i["status"],
+                    _pricing(i),
+                    len(i["cdrs"]),
+                ]
+                for i in items
+            ],
+        )
+
+    run_with_db(go)
+
+
+def _meter_summary(values: Sequence[MeterValue]) -> list[dict[str, Any]]:
+    """Per measurand (and phase/location): how many samples, over what time, first/last/min/max."""
+    groups: dict[tuple[str, str, str, str], list[MeterValue]] = {}
+    for v in values:
+        groups.setdefault((v.measurand, v.phase, v.location, v.unit), []).append(v)
+    summary = []
+    for (measurand, phase, location, unit), rows in sorted(groups.items()):
+        rows.sort(key=lambda r: r.timestamp)
+        numbers = [Decimal(r.value) for r in rows]
+        summary.append(
+            {
+                "measurand": measurand,
+                "phase": phase or None,
+                "location": location,
+                "unit": unit,
+                "samples": len(rows),
+                "signed": sum(1 for r in rows if r.signed_data),
+                "first_at": _iso(rows[0].timestamp),
+                "last_at": _iso(rows[-1].timestamp),
+                "first": numbers[0],
+                "last": numbers[-1],
+                "min": min(numbers),
+                "max": max(numbers),
+            }
+        )
+    return summary
+
+
+@sessions_app.command("show")
+def sessions_show(
+    session_id: Annotated[str, typer.Argument(help="Session uid (or a unique prefix)")],
+    as_json: JsonOption = False,
+) -> None:
+    """One session: its charger, token, times, energy, pricing state, meter values summary and CDR ids."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            uid = await resolve_prefix(s, ChargingSession.session_uid, session_id, "session")
+            row = await s.scalar(select(ChargingSession).where(ChargingSession.session_uid == uid))
+            assert row is not None
+            item = (await _describe(s, [row]))[0]
+            values = (await s.scalars(select(MeterValue).where(MeterValue.session_id == row.id))).all()
+            item["meter_values"] = _meter_summary(values)
+            item["flags"] = list(row.flags or [])
+        if as_json:
+            print_json(item)
+            return
+        console.print(f"[bold]session {item['id']}[/]", highlight=False)
+        fields = [
+            ("CPO", item["cpo"]),
+            ("charger", f"{item['charger']} (transaction {item['transaction_id']})"),
+            ("location / EVSE", f"{item['location'] or '-'} / {item['evse'] or '-'}"),
+            ("token", f"{item['token'] or item['id_tag'] or '-'} ({item['auth_method']})"),
+            ("status", item["status"] + (f" ({item['stop_reason']})" if item["stop_reason"] else "")),
+            ("start / end", f"{item['start_time']} / {item['end_time'] or '(running)'}"),
+            ("energy", f"{_kwh(item['energy_wh'])} kWh"),
+            ("pricing", _pricing(item)),
+            ("CDRs", ", ".join(item["cdrs"]) or "none"),
+        ]
+        if item["flags"]:
+            fields.append(("flags", ", ".join(str(f) for f in item["flags"])))
+        for label, value in fields:
+            console.print(f"  {label:16} {value}", highlight=False)
+        table(
+            "Meter values",
+            ["measurand", "phase", "unit", "samples", "signed", "from", "to", "first", "last", "min", "max"],
+            [
+                [
+                    m["measurand"],
+                    m["phase"],
+                    m["unit"],
+                    m["samples"],
+                    m["signed"],
+                    m["first_at"],
+                    m["last_at"],
+                    m["first"],
+                    m["last"],
+                    m["min"],
+                    m["max"],
+                ]
+                for m in item["meter_values"]
+            ],
+        )
+
+    run_with_db(go)
