@@ -5,13 +5,22 @@ A wrong value stops the process with a message naming the variable (see :func:`l
 
 from __future__ import annotations
 
+from datetime import datetime
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from evhub.clock import pin_clock
+
 DEFAULT_SQLITE_FILE = "evhub.db"
+SECRET_FIELDS = frozenset({"portal_secret"})
+"""Fields whose value an error message never repeats."""
+MIN_SECRET_LENGTH = 16
 
 
 class SettingsError(ValueError):
@@ -48,7 +57,8 @@ class Settings(BaseSettings):
         description="Require an API key (Authorization: Bearer) on /api; false only on closed networks",
     )
     public_url: str = Field(
-        default="http://localhost:8000", description="Base URL partners use to reach the HTTP app"
+        default="http://localhost:8000",
+        description="Absolute http(s) URL partners and users reach the HTTP app at (a trailing / is dropped)",
     )
     heartbeat_interval: int = Field(
         default=300, ge=10, description="Heartbeat interval given to chargers (s)"
@@ -95,7 +105,14 @@ class Settings(BaseSettings):
         default="UTC", description="IANA zone the portal uses for calendar days and months"
     )
     portal_secret: str = Field(
-        default="", description="Key signing portal cookies (default: a random key stored in the database)"
+        default="",
+        description=f"Key signing portal cookies, at least {MIN_SECRET_LENGTH} characters "
+        "(default: a random key stored in the database)",
+    )
+    clock_start: datetime | None = Field(
+        default=None,
+        description="Pin the clock: ISO 8601 instant with offset (e.g. 2026-11-30T23:59:00Z) from which time "
+        "runs on at the real rate (tests, demos; empty: real time)",
     )
 
     @field_validator("database_url")
@@ -123,6 +140,100 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("ocpp_host", "http_host", "settlement_dir")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http:// or https:// URL, e.g. https://hub.example.com")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("has a port that is not a number") from None
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or fragment")
+        return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("must be smtp://[user:pass@]host[:port][?starttls=1] or smtps://host[:port]")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+        except ValueError:
+            raise ValueError("has a port that is not a number from 0 to 65535") from None
+        timeout = parse_qs(parts.query).get("timeout", ["20"])[-1]
+        try:
+            if float(timeout) <= 0:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"timeout={timeout!r} is not a positive number of seconds") from None
+        return value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _check_mail_from(cls, value: str) -> str:
+        _name, address = parseaddr(value)
+        local, at, domain = address.rpartition("@")
+        if not at or not local or not domain or "@" in local or any(c.isspace() for c in address):
+            raise ValueError('must be an email address, e.g. receipts@example.com or "Name <receipts@...>"')
+        return value
+
+    @field_validator("portal_time_zone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("is not an IANA time zone, e.g. Europe/Amsterdam or UTC") from None
+        return value
+
+    @field_validator("portal_secret")
+    @classmethod
+    def _check_secret(cls, value: str) -> str:
+        if value and len(value) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters (or unset)")
+        return value
+
+    @field_validator("clock_start", mode="before")
+    @classmethod
+    def _check_clock_start(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError("is not an ISO 8601 timestamp, e.g. 2026-11-30T23:59:00Z") from None
+        if isinstance(value, datetime) and value.utcoffset() is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-11-30T23:59:00Z or +01:00")
+        return value
+
+    @field_validator("ocpp_tls_cert", "ocpp_tls_key", "ocpp_tls_ca")
+    @classmethod
+    def _check_pem_file(cls, value: str, info: ValidationInfo) -> str:
+        if value and not Path(value).is_file():
+            raise ValueError("is not a file")
+        cert = info.data.get("ocpp_tls_cert")
+        if info.field_name == "ocpp_tls_key" and cert is not None and bool(value) != bool(cert):
+            raise ValueError("EVHUB_OCPP_TLS_CERT and EVHUB_OCPP_TLS_KEY are set together or not at all")
+        if info.field_name == "ocpp_tls_ca" and value and cert == "":
+            raise ValueError(
+                "needs EVHUB_OCPP_TLS_CERT and EVHUB_OCPP_TLS_KEY (client certificates need wss://)"
+            )
+        return value
+
     @property
     def is_default_sqlite(self) -> bool:
         """True for the embedded SQLite default, which the hub may upgrade by itself."""
@@ -135,13 +246,35 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build :class:`Settings`, turning validation errors into one :class:`SettingsError` naming variables."""
+    """Build :class:`Settings`, turning validation errors into one :class:`SettingsError` naming variables.
+
+    With ``EVHUB_CLOCK_START`` set, the process clock (:mod:`evhub.clock`) is pinned to it."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
-            value = err.get("input")
-            problems.append(f"EVHUB_{field.upper()}={value!r}: {err['msg']}")
+            shown = _shown(field, err.get("input"))
+            problems.append(f"EVHUB_{field.upper()}={shown}: {_message(err['msg'])}")
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+    if settings.clock_start is not None:
+        pin_clock(settings.clock_start)
+    return settings
+
+
+def _message(msg: str) -> str:
+    """pydantic's message without the prefix it adds to a validator's ValueError."""
+    return msg.removeprefix("Value error, ")
+
+
+def _shown(field: str, value: object) -> str:
+    """The value as an error message may show it: secrets hidden, a URL's password masked."""
+    if field in SECRET_FIELDS:
+        return "<hidden>"
+    if isinstance(value, str) and "://" in value:
+        parts = urlsplit(value)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+            value = urlunsplit(parts._replace(netloc=netloc))
+    return repr(value)

@@ -11,7 +11,6 @@ import base64
 import enum
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -70,11 +69,11 @@ class Signer:
         return value if hmac.compare_digest(self.sign(value), signed) else None
 
 
-async def load_signer(db: Database) -> Signer:
-    """The portal's signer: ``EVHUB_PORTAL_SECRET`` or the database's own key (created on first use)."""
-    env = os.environ.get("EVHUB_PORTAL_SECRET")
-    if env:
-        return Signer(env.encode())
+async def load_signer(db: Database, secret: str = "") -> Signer:
+    """The portal's signer: ``secret`` (``EVHUB_PORTAL_SECRET``, from the settings) or the database's own key
+    (created on first use)."""
+    if secret:
+        return Signer(secret.encode())
     async with db.session() as s:
         row = await s.get(PortalKey, "cookie")
         if row is not None:

@@ -14,7 +14,6 @@ are leases guarded by a compare-and-set).
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from evhub.components import Hub
 from evhub.models import Cdr
 from evhub.timeutil import zone
+from portal.auth import Signer
 from portal.receipts import CHANNEL, enqueue_receipt, make_email_sender, scan_missing_receipts
 from portal.routes import PREFIX, PortalState, build_router
 from portal.smtp import SmtpConfig
@@ -56,8 +56,10 @@ class PortalComponent:
         receipt_max_age: timedelta = timedelta(days=7),
         dispatch_backoff: Any = None,
     ) -> None:
-        self.time_zone = time_zone or os.environ.get("EVHUB_PORTAL_TIME_ZONE") or "UTC"
-        zone(self.time_zone)  # fail early on a wrong zone
+        # None: EVHUB_PORTAL_TIME_ZONE, from the hub's settings (validated there), taken in install()
+        self.time_zone = time_zone
+        if time_zone is not None:
+            zone(time_zone)  # fail early on a wrong zone
         self.scan_interval = scan_interval
         self.dispatch_interval = dispatch_interval
         self.receipt_max_age = receipt_max_age
@@ -70,7 +72,11 @@ class PortalComponent:
         from evhub.outbox import register_channel
 
         self.hub = hub
-        self.state = PortalState(db=hub.db, time_zone=self.time_zone)
+        self.time_zone = self.time_zone or hub.settings.portal_time_zone
+        secret = hub.settings.portal_secret
+        self.state = PortalState(
+            db=hub.db, time_zone=self.time_zone, signer=Signer(secret.encode()) if secret else None
+        )
         if hub.app is not None:
             hub.app.include_router(build_router(self.state), prefix=PREFIX, include_in_schema=False)
             hub.app.mount(f"{PREFIX}/static", StaticFiles(directory=str(STATIC_DIR)), name="portal-static")
