@@ -141,6 +141,8 @@ def test_public_url_loses_its_trailing_slash(workdir: Path, public_url: str, nor
     assert load_settings(public_url=public_url).public_url == normalized
 
 
+TLS_PAIR = {"EVHUB_OCPP_TLS_CERT": "{tmp}/server.pem", "EVHUB_OCPP_TLS_KEY": "{tmp}/server.key"}
+
 # (variable, bad value, variables that must be set with it for the check to apply)
 BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("EVHUB_DATABASE_URL", "mysql://root@localhost/x", {}),
@@ -163,8 +165,7 @@ BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("EVHUB_OCPP_TLS_KEY", "", {"EVHUB_OCPP_TLS_CERT": "{tmp}/server.pem"}),  # a cert needs its key
     ("EVHUB_OCPP_TLS_KEY", "{tmp}/server.key", {}),  # a key needs its cert
     ("EVHUB_OCPP_TLS_CA", "{tmp}/ca.pem", {}),  # client certificates need TLS
-    ("EVHUB_OCPP_TLS_CA", "{tmp}/missing-ca.pem", {
-        "EVHUB_OCPP_TLS_CERT": "{tmp}/server.pem", "EVHUB_OCPP_TLS_KEY": "{tmp}/server.key"}),  # fmt: skip
+    ("EVHUB_OCPP_TLS_CA", "{tmp}/missing-ca.pem", TLS_PAIR),
     ("EVHUB_OCPP_MAX_FRAME_BYTES", "10", {}),
     ("EVHUB_OCPP_PING_INTERVAL", "-1", {}),
     ("EVHUB_OCPP_PING_TIMEOUT", "0", {}),
@@ -248,7 +249,11 @@ async def test_dotenv_time_zone_sets_the_portal_month(
 
     _write_env(workdir, {"EVHUB_PORTAL_TIME_ZONE": "Pacific/Kiritimati"})
     settings = load_settings(
-        database_url=db.url, http_host="127.0.0.1", http_port=free_port(), auto_migrate=True, log_level="WARNING"
+        database_url=db.url,
+        http_host="127.0.0.1",
+        http_port=free_port(),
+        auto_migrate=True,
+        log_level="WARNING",
     )
     assert settings.portal_time_zone == "Pacific/Kiritimati"
     world = await base_world(db)
