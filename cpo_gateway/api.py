@@ -1,24 +1,62 @@
 """REST under ``/api/chargers``: chargers with their connection state, and remote commands.
 
-A command returns the charger's answer (200). Unknown charger 404, offline 409, bad parameters 422, the
-charger answering with a CALLERROR 502 (code and description in the body), no answer in time 504.
-A CPO's API key sees and commands only that CPO's chargers (another CPO's charger is 404, as if unknown).
+A command (one of :class:`Command`) returns the charger's answer (200). Unknown charger 404, offline or not
+accepted 409, bad parameters 422, the charger answering with a CALLERROR 502 (code and description in the
+body), no answer in time 504. A CPO's API key sees and commands only that CPO's chargers (another CPO's
+charger is 404, as if unknown). The list is paged (:mod:`evhub.apipaging`).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from cpo_gateway.commands import COMMANDS, CommandError, build
 from cpo_gateway.connection import CallErrorReply, OcppError
-from evhub.apiauth import principal
+from evhub.apiauth import api_key, principal
+from evhub.apierrors import errors
+from evhub.apipaging import Paging, paged, paging
 from evhub.models import ChargePoint
-from evhub.timeutil import format_rfc3339
 
-router = APIRouter(tags=["chargers"])
+router = APIRouter(tags=["chargers"], dependencies=[Depends(api_key)], responses=errors(401, 422, 503))
+
+Command = StrEnum("Command", {name.replace("-", "_").upper(): name for name in COMMANDS})  # type: ignore[misc]
+"""The remote commands by name (see :mod:`cpo_gateway.commands` for each one's parameters)."""
+
+
+class ChargerOut(BaseModel):
+    """A charger with its connection state and what it said in its last BootNotification."""
+
+    identity: str
+    ocpp_version: str
+    connected: bool
+    status: str = Field(description="online, offline, ...")
+    connected_node: str | None = Field(description="The hub process holding its connection")
+    last_seen: datetime | None
+    registration_status: str = Field(description="Accepted, Pending or Rejected")
+    security_profile: int | None
+    vendor: str | None
+    model: str | None
+    serial_number: str | None
+    firmware_version: str | None
+
+
+class CommandResult(BaseModel):
+    """What was sent to the charger and what it answered."""
+
+    charger: str
+    ocpp_version: str
+    action: str = Field(description="The OCPP action sent")
+    request: dict[str, Any] = Field(description="The payload sent")
+    response: dict[str, Any] = Field(description="The charger's CALLRESULT payload")
+
+
+COMMAND_ERRORS = errors(404, 409, 422, 502, 504)
 
 
 def _gateway(request: Request) -> Any:
@@ -28,32 +66,32 @@ def _gateway(request: Request) -> Any:
     return gw
 
 
-def _describe(cp: ChargePoint) -> dict[str, Any]:
-    return {
-        "identity": cp.identity,
-        "ocpp_version": str(cp.ocpp_version),
-        "connected": cp.status == "online",
-        "status": cp.status,
-        "connected_node": cp.connected_node,
-        "last_seen": format_rfc3339(cp.last_seen) if cp.last_seen else None,
-        "registration_status": str(cp.registration_status),
-        "security_profile": cp.security_profile,
-        "vendor": cp.vendor,
-        "model": cp.model,
-        "serial_number": cp.serial_number,
-        "firmware_version": cp.firmware_version,
-    }
+def _describe(cp: ChargePoint) -> ChargerOut:
+    return ChargerOut(
+        identity=cp.identity,
+        ocpp_version=str(cp.ocpp_version),
+        connected=cp.status == "online",
+        status=cp.status,
+        connected_node=cp.connected_node,
+        last_seen=cp.last_seen,
+        registration_status=str(cp.registration_status),
+        security_profile=cp.security_profile,
+        vendor=cp.vendor,
+        model=cp.model,
+        serial_number=cp.serial_number,
+        firmware_version=cp.firmware_version,
+    )
 
 
-@router.get("", summary="Chargers with their connection state")
-async def list_chargers(request: Request) -> list[dict[str, Any]]:
+@router.get("", summary="Chargers with their connection state (by identity)", responses=paged())
+async def list_chargers(request: Request, page: Paging = Depends(paging)) -> list[ChargerOut]:
     gw = _gateway(request)
     who = principal(request)
     query = select(ChargePoint).order_by(ChargePoint.identity)
     if not who.is_hub:
         query = query.where(ChargePoint.cpo_id == who.cpo_id)
     async with gw.db.session() as s:
-        rows = (await s.scalars(query)).all()
+        rows = await page.rows(s, query)
     return [_describe(cp) for cp in rows]
 
 
@@ -67,8 +105,8 @@ async def _visible(request: Request, identity: str) -> ChargePoint:
     return cp
 
 
-@router.get("/{identity}", summary="One charger")
-async def get_charger(identity: str, request: Request) -> dict[str, Any]:
+@router.get("/{identity}", summary="One charger", responses=errors(404))
+async def get_charger(identity: str, request: Request) -> ChargerOut:
     return _describe(await _visible(request, identity))
 
 
@@ -89,7 +127,7 @@ def _registration_refusal(cp: ChargePoint, action: str) -> str | None:
     return None
 
 
-async def _send(request: Request, identity: str, build_call: Any) -> dict[str, Any]:
+async def _send(request: Request, identity: str, build_call: Any) -> CommandResult:
     from cpo_gateway.server import ChargerOffline
 
     gw = _gateway(request)
@@ -99,6 +137,8 @@ async def _send(request: Request, identity: str, build_call: Any) -> dict[str, A
         action, payload = build_call(version)
     except CommandError as exc:
         raise HTTPException(422, str(exc)) from None
+    except (ValueError, TypeError) as exc:  # a parameter of the wrong kind (e.g. evse_id "abc")
+        raise HTTPException(422, f"invalid parameter: {exc}") from None
     refusal = _registration_refusal(cp, action)
     if refusal:
         raise HTTPException(409, {"error": refusal, "charger": identity, "action": action})
@@ -121,26 +161,34 @@ async def _send(request: Request, identity: str, build_call: Any) -> dict[str, A
         ) from None
     except ConnectionError:
         raise HTTPException(409, {"error": "charger disconnected", "charger": identity}) from None
-    return {
-        "charger": identity,
-        "ocpp_version": version,
-        "action": action,
-        "request": payload,
-        "response": answer,
-    }
+    return CommandResult(
+        charger=identity, ocpp_version=version, action=action, request=payload, response=answer
+    )
 
 
-@router.post("/{identity}/commands/{command}", summary="Send a remote command (see cpo_gateway.commands)")
+@router.post(
+    "/{identity}/commands/{command}",
+    summary="Send a remote command, translated to the charger's OCPP version",
+    description="Parameters (snake_case, in the JSON body) by command: see `cpo_gateway.commands` and "
+    "docs/gateway.md.",
+    responses=COMMAND_ERRORS,
+)
 async def command(
-    identity: str, command: str, request: Request, params: dict[str, Any] | None = Body(default=None)
-) -> dict[str, Any]:
-    if command not in COMMANDS:
-        raise HTTPException(404, f"unknown command {command}; known: {', '.join(COMMANDS)}")
-    return await _send(request, identity, lambda version: build(command, version, params or {}))
+    identity: str,
+    request: Request,
+    command: Command = Path(description="The remote command"),  # type: ignore[valid-type]
+    params: dict[str, Any] | None = Body(default=None, description="The command's parameters"),
+) -> CommandResult:
+    name = str(command)
+    return await _send(request, identity, lambda version: build(name, version, params or {}))
 
 
-@router.post("/{identity}/call/{action}", summary="Send any OCPP action with a raw (camelCase) payload")
+@router.post(
+    "/{identity}/call/{action}",
+    summary="Send any OCPP action with a raw (camelCase) payload",
+    responses=COMMAND_ERRORS,
+)
 async def raw_call(
     identity: str, action: str, request: Request, payload: dict[str, Any] | None = Body(default=None)
-) -> dict[str, Any]:
+) -> CommandResult:
     return await _send(request, identity, lambda version: (action, payload or {}))

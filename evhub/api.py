@@ -1,81 +1,97 @@
-"""The operators' core REST API under ``/api``: what the hub is set up with (parties, locations, tariffs).
+"""The operators' core REST API under ``/api``: what the hub is set up with (parties, tariffs) and the read
+endpoints of a CPO's back office (locations, sessions, CDRs, tokens; one router per resource, included here).
 
-A CPO's API key sees only that CPO (see :mod:`evhub.apiauth`). Packages add their own routers
+A CPO's API key sees only that CPO (see :mod:`evhub.apiauth`). Every list is paged (:mod:`evhub.apipaging`),
+every error is ``{"detail": ...}`` (:mod:`evhub.apierrors`). Packages add their own routers
 (``/api/chargers`` by the gateway, ``/api/partners`` by OCPI, ...).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 from sqlalchemy import Select, select
-from sqlalchemy.orm import selectinload
 
-from evhub.apiauth import principal
+from evhub.api_cdrs import router as cdrs_router
+from evhub.api_locations import router as locations_router
+from evhub.api_sessions import router as sessions_router
+from evhub.api_tokens import router as tokens_router
+from evhub.apiauth import api_key, principal
+from evhub.apierrors import errors
+from evhub.apipaging import Paging, paged, paging
 from evhub.components import Hub
-from evhub.models import Location, Party, TariffVersion
+from evhub.models import Party, PartyRole, TariffVersion
 
-router = APIRouter(tags=["core"])
+router = APIRouter(tags=["core"], dependencies=[Depends(api_key)], responses=errors(401, 422))
+
+
+class PartyOut(BaseModel):
+    """A party the hub knows."""
+
+    id: int
+    country_code: str
+    party_id: str
+    role: PartyRole
+    name: str
+
+
+class TariffVersionOut(BaseModel):
+    """One published version of a CPO's tariff."""
+
+    id: str
+    version: int
+    currency: str
+    start_date_time: datetime | None
+    source: str
 
 
 def _hub(request: Request) -> Hub:
     return request.app.state.hub
 
 
-async def _visible_rows(request: Request, query: Select[Any], owner: Any) -> Sequence[Any]:
-    """Run ``query``, narrowed to the caller's CPO (``owner`` is the column naming the owning CPO) for a CPO key."""
+async def _visible_rows(request: Request, page: Paging, query: Select[Any], owner: Any) -> Sequence[Any]:
+    """One page of ``query``, narrowed to the caller's CPO (``owner`` names the owning CPO) for a CPO key."""
     who = principal(request)
     if not who.is_hub:
         query = query.where(owner == who.cpo_id)
     async with _hub(request).db.session() as s:
-        return (await s.scalars(query)).all()
+        return await page.rows(s, query)
 
 
-@router.get("/parties", summary="Parties the hub knows (CPOs, eMSPs, the hub, site hosts)")
-async def list_parties(request: Request) -> list[dict]:
-    rows = await _visible_rows(request, select(Party).order_by(Party.id), Party.id)
+@router.get(
+    "/parties",
+    summary="Parties the hub knows (CPOs, eMSPs, the hub, site hosts); a CPO key sees itself",
+    responses=paged(),
+)
+async def list_parties(request: Request, page: Paging = Depends(paging)) -> list[PartyOut]:
+    rows = await _visible_rows(request, page, select(Party).order_by(Party.id), Party.id)
     return [
-        {
-            "id": p.id,
-            "country_code": p.country_code,
-            "party_id": p.party_id,
-            "role": p.role.value,
-            "name": p.name,
-        }
+        PartyOut(id=p.id, country_code=p.country_code, party_id=p.party_id, role=p.role, name=p.name)
         for p in rows
     ]
 
 
-@router.get("/locations", summary="Locations of the hosted CPOs with their EVSEs and live status")
-async def list_locations(request: Request) -> list[dict]:
-    query = select(Location).options(selectinload(Location.evses)).order_by(Location.id)
-    rows = await _visible_rows(request, query, Location.cpo_id)
+@router.get("/tariffs", summary="Tariff versions (every published version, oldest first)", responses=paged())
+async def list_tariffs(request: Request, page: Paging = Depends(paging)) -> list[TariffVersionOut]:
+    query = select(TariffVersion).order_by(TariffVersion.id)
+    rows = await _visible_rows(request, page, query, TariffVersion.cpo_id)
     return [
-        {
-            "id": loc.ocpi_id,
-            "name": loc.name,
-            "city": loc.city,
-            "time_zone": loc.time_zone,
-            "evses": [{"uid": e.uid, "evse_id": e.evse_id, "status": e.status} for e in loc.evses],
-        }
-        for loc in rows
-    ]
-
-
-@router.get("/tariffs", summary="Tariff versions (every published version, newest last)")
-async def list_tariffs(request: Request) -> list[dict]:
-    rows = await _visible_rows(
-        request, select(TariffVersion).order_by(TariffVersion.id), TariffVersion.cpo_id
-    )
-    return [
-        {
-            "id": t.tariff_id,
-            "version": t.version,
-            "currency": t.currency,
-            "start_date_time": t.start_date_time.isoformat() if t.start_date_time else None,
-            "source": t.source,
-        }
+        TariffVersionOut(
+            id=t.tariff_id,
+            version=t.version,
+            currency=t.currency,
+            start_date_time=t.start_date_time,
+            source=t.source,
+        )
         for t in rows
     ]
+
+
+router.include_router(locations_router)
+router.include_router(sessions_router)
+router.include_router(cdrs_router)
+router.include_router(tokens_router)

@@ -4,6 +4,10 @@ Keys are random, shown once, stored as SHA-256 and looked up by that hash, then 
 A key belongs to the hub operator (sees everything) or to one CPO (``Principal.cpo_id``): endpoints narrow
 what they return with :func:`principal` / :meth:`Principal.sees`. ``EVHUB_API_AUTH=false`` turns the check
 off for a closed network (never the default).
+
+The check itself runs in the app's middleware (every ``/api/`` request); :data:`api_key_scheme` only declares
+it to OpenAPI as the ``ApiKey`` bearer scheme (routers depend on :func:`api_key`), so the documentation's
+"Authorize" / "Try it out" send the key.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -61,6 +66,21 @@ async def authenticate(db: Database, header: str | None) -> Principal | None:
 def principal(request: Request) -> Principal:
     """The caller of an ``/api`` request (set by the app's middleware)."""
     return getattr(request.state, "principal", HUB_OPERATOR)
+
+
+api_key_scheme = HTTPBearer(
+    scheme_name="ApiKey",
+    bearerFormat="evh_...",
+    description="An API key from `evhub api-keys add` (a hub operator's key, or a CPO's key with `--cpo`)",
+    auto_error=False,  # the middleware has refused a missing or unknown key already
+)
+
+
+def api_key(
+    request: Request, _credentials: HTTPAuthorizationCredentials | None = Security(api_key_scheme)
+) -> Principal:
+    """Dependency of every ``/api`` router: declares the bearer scheme; the caller's :class:`Principal`."""
+    return principal(request)
 
 
 def require_hub(request: Request) -> Principal:

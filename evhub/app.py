@@ -29,6 +29,8 @@ from sqlalchemy import text
 
 from evhub import __version__
 from evhub.apiauth import authenticate
+from evhub.apidocs import install_docs
+from evhub.apiops import HEALTH_RESPONSES, METRICS_RESPONSES
 from evhub.components import Component, Hub
 from evhub.db.engine import Database
 from evhub.db.migrate import ensure_schema, schema_state
@@ -69,7 +71,10 @@ def create_app(hub: Hub) -> FastAPI:
         title="evhub",
         version=__version__,
         description="EV-charging roaming and settlement hub: operations API, OCPI 2.2.1 platform, fleet portal.",
+        docs_url=None,  # served by evhub.apidocs with local assets (no CDN)
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.hub = hub
 
     @app.middleware("http")
@@ -100,7 +105,9 @@ def create_app(hub: Hub) -> FastAPI:
         response.headers.setdefault("X-Request-ID", request_id)
         return response
 
-    @app.get("/health", tags=["ops"], summary="Liveness and readiness of this process")
+    @app.get(
+        "/health", tags=["ops"], summary="Liveness and readiness of this process", responses=HEALTH_RESPONSES
+    )
     async def health() -> JSONResponse:
         checks: dict[str, Any] = {}
         ok = True
@@ -123,7 +130,7 @@ def create_app(hub: Hub) -> FastAPI:
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", responses=METRICS_RESPONSES)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

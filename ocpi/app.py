@@ -2,12 +2,18 @@
 
 Paths: ``/ocpi/versions``, ``/ocpi/2.2.1`` (details), ``/ocpi/2.2.1/credentials``,
 ``/ocpi/cpo/2.2.1/{locations,sessions,cdrs,tariffs,tokens,commands,hubclientinfo,chargingprofiles}``.
+
+The platform publishes its own OpenAPI document at ``/ocpi/openapi.json`` (pages at ``/ocpi/docs`` and
+``/ocpi/redoc``), with the OCPI ``Authorization: Token <token>`` scheme declared on every route
+(:data:`ocpi_token_scheme`; the check itself is :func:`ocpi.auth.partner_for_header`, in the routes).
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.security import APIKeyHeader
 
+from evhub.apidocs import install_docs
 from ocpi import credentials, versions
 from ocpi.envelope import install_error_handlers
 from ocpi.modules import cdrs, chargingprofiles, commands, hubclientinfo, locations, sessions, tariffs, tokens
@@ -26,8 +32,26 @@ MODULE_ROUTERS = {
 }
 
 
+ocpi_token_scheme = APIKeyHeader(
+    name="Authorization",
+    scheme_name="OcpiToken",
+    description="OCPI 2.2.1 credentials token: `Token <base64 of the token>` (token A only for "
+    "credentials during registration; the partner's token C afterwards)",
+    auto_error=False,  # the routes answer a missing or unknown token with an OCPI status
+)
+TOKEN = [Depends(ocpi_token_scheme)]
+
+
 def create_ocpi_app(platform: OcpiPlatform) -> FastAPI:
-    app = FastAPI(title="evhub OCPI 2.2.1", openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="evhub OCPI 2.2.1",
+        description="The hub's OCPI 2.2.1 platform for eMSPs: every answer is an OCPI envelope "
+        "(`data`, `status_code`, `status_message`, `timestamp`).",
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_docs(app)
     app.state.platform = platform
     install_error_handlers(app)
 
@@ -41,8 +65,8 @@ def create_ocpi_app(platform: OcpiPlatform) -> FastAPI:
         response.headers[CORRELATION_ID] = correlation_id
         return response
 
-    app.include_router(credentials.router, prefix=f"/{VERSION}")
+    app.include_router(credentials.router, prefix=f"/{VERSION}", tags=["credentials"], dependencies=TOKEN)
     for name, router in MODULE_ROUTERS.items():
-        app.include_router(router, prefix=f"/cpo/{VERSION}/{name}")
-    app.include_router(versions.router)
+        app.include_router(router, prefix=f"/cpo/{VERSION}/{name}", tags=[name], dependencies=TOKEN)
+    app.include_router(versions.router, tags=["versions"], dependencies=TOKEN)
     return app

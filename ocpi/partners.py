@@ -6,10 +6,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path
+from pydantic import BaseModel
 from sqlalchemy import select
 
-from evhub.apiauth import require_hub
+from evhub.apiauth import api_key, require_hub
+from evhub.apierrors import errors
+from evhub.apipaging import MAX_ID, Paging, paged, paging
 from evhub.db.engine import Database
 from evhub.outbox import outbox_stats
 from evhub.timeutil import utcnow
@@ -80,19 +83,49 @@ async def partner_health(db: Database, partner_id: int) -> dict[str, Any] | None
     }
 
 
+class OutboxBacklog(BaseModel):
+    pending: int
+    delivered: int
+    dead: int
+    oldest_pending_seconds: float
+
+
+class PartnerHealth(BaseModel):
+    """A partner's registration, last success/error and its outbox backlog (see :func:`partner_health`)."""
+
+    id: int
+    name: str
+    status: str
+    version: str | None
+    versions_url: str | None
+    roles: list[str]
+    endpoints: list[str]
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+    last_error: str | None
+    outbox: OutboxBacklog
+    client_info: dict[str, Any]
+    healthy: bool
+
+
 def api_router(db: Database) -> APIRouter:
-    router = APIRouter(prefix="/api/partners", tags=["partners"], dependencies=[Depends(require_hub)])
+    router = APIRouter(
+        prefix="/api/partners",
+        tags=["partners"],
+        dependencies=[Depends(api_key), Depends(require_hub)],
+        responses=errors(401, 403, 422),
+    )
 
-    @router.get("")
-    async def partners() -> list[dict[str, Any]]:
-        return [asdict(r) for r in await list_partners(db)]
+    @router.get("", summary="OCPI partners with their registration state", responses=paged())
+    async def partners(page: Paging = Depends(paging)) -> list[PartnerRow]:
+        return page.slice(await list_partners(db))
 
-    @router.get("/{partner_id}/health")
-    async def health(partner_id: int, request: Request) -> dict[str, Any]:
+    @router.get("/{partner_id}/health", summary="One partner's health", responses=errors(404))
+    async def health(partner_id: int = Path(ge=1, le=MAX_ID)) -> PartnerHealth:
         result = await partner_health(db, partner_id)
         if result is None:
             raise HTTPException(status_code=404, detail="unknown partner")
-        return result
+        return PartnerHealth.model_validate(result)
 
     return router
 

@@ -4,67 +4,99 @@ read-only API ``/api/settlement/runs`` (a CPO key sees only its own statements) 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from pydantic import BaseModel
 from sqlalchemy import select
 
-from evhub.apiauth import principal, require_hub
+from evhub.apiauth import api_key, principal, require_hub
+from evhub.apierrors import errors
+from evhub.apipaging import Paging, paged, paging
 from evhub.components import Hub
 from evhub.models import SettlementRun, SettlementStatement
 from evhub.timeutil import utcnow
-from settlement.agreements import dump_agreements
+from settlement.agreements import Agreement, dump_agreements
 from settlement.periods import period_of
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["settlement"])
+router = APIRouter(tags=["settlement"], dependencies=[Depends(api_key)], responses=errors(401, 422))
 
 
-@router.get("/settlement/runs", summary="Settlement runs with their statements and content hashes")
-async def runs(request: Request) -> list[dict[str, Any]]:
+class StatementOut(BaseModel):
+    party: str
+    currency: str
+    net: Decimal
+    vat: Decimal
+    gross: Decimal
+    hash: str
+
+
+class RunOut(BaseModel):
+    """A settlement run of a period, with the statements the key may see."""
+
+    period: str
+    sequence: int
+    status: str
+    content_hash: str | None
+    cdrs: int
+    closed_at: datetime | None
+    statements: list[StatementOut]
+
+
+@router.get(
+    "/settlement/runs", summary="Settlement runs with their statements and content hashes", responses=paged()
+)
+async def runs(request: Request, page: Paging = Depends(paging)) -> list[RunOut]:
     hub: Hub = request.app.state.hub
     who = principal(request)
-    query = select(SettlementStatement).order_by(SettlementStatement.id)
-    if not who.is_hub:
-        query = query.where(SettlementStatement.party_id == who.cpo_id)
     async with hub.db.session() as s:
-        rows = (await s.scalars(select(SettlementRun).order_by(SettlementRun.id))).all()
-        statements = (await s.scalars(query)).all()
-    by_run: dict[int, list[dict[str, Any]]] = {}
+        rows = await page.rows(s, select(SettlementRun).order_by(SettlementRun.id))
+        query = select(SettlementStatement).where(SettlementStatement.run_id.in_([r.id for r in rows]))
+        if not who.is_hub:
+            query = query.where(SettlementStatement.party_id == who.cpo_id)
+        statements = (await s.scalars(query.order_by(SettlementStatement.id))).all()
+    by_run: dict[int, list[StatementOut]] = {}
     for st in statements:
         by_run.setdefault(st.run_id, []).append(
-            {
-                "party": st.party,
-                "currency": st.currency,
-                "net": str(st.net),
-                "vat": str(st.vat),
-                "gross": str(st.gross),
-                "hash": st.content_hash,
-            }
+            StatementOut(
+                party=st.party,
+                currency=st.currency,
+                net=st.net,
+                vat=st.vat,
+                gross=st.gross,
+                hash=st.content_hash,
+            )
         )
     return [
-        {
-            "period": r.period,
-            "sequence": r.sequence,
-            "status": r.status,
-            "content_hash": r.content_hash,
-            "cdrs": r.cdr_count,
-            "closed_at": r.closed_at.isoformat() if r.closed_at else None,
-            "statements": by_run.get(r.id, []),
-        }
+        RunOut(
+            period=r.period,
+            sequence=r.sequence,
+            status=r.status,
+            content_hash=r.content_hash,
+            cdrs=r.cdr_count,
+            closed_at=r.closed_at,
+            statements=by_run.get(r.id, []),
+        )
         for r in rows
     ]
 
 
-@router.get("/agreements", summary="Every split agreement version", dependencies=[Depends(require_hub)])
-async def agreements(request: Request) -> list[dict[str, Any]]:
+@router.get(
+    "/agreements",
+    summary="Every split agreement version",
+    dependencies=[Depends(require_hub)],
+    responses={**errors(403), **paged()},
+)
+async def agreements(request: Request, page: Paging = Depends(paging)) -> list[Agreement]:
     from settlement.store import load_agreements
 
     hub: Hub = request.app.state.hub
     async with hub.db.session() as s:
-        return dump_agreements(await load_agreements(s))
+        return page.slice(dump_agreements(await load_agreements(s)))  # type: ignore[arg-type]
 
 
 @router.post(
@@ -72,8 +104,9 @@ async def agreements(request: Request) -> list[dict[str, Any]]:
     summary="Add agreements or new versions (never edits a stored version or a closed period)",
     dependencies=[Depends(require_hub)],
     status_code=201,
+    responses=errors(403),
 )
-async def add(request: Request, items: list[dict[str, Any]] = Body(...)) -> list[dict[str, Any]]:
+async def add(request: Request, items: list[dict[str, Any]] = Body(...)) -> list[Agreement]:
     from settlement.store import AgreementChangeError, add_agreements
 
     hub: Hub = request.app.state.hub
@@ -82,7 +115,7 @@ async def add(request: Request, items: list[dict[str, Any]] = Body(...)) -> list
             added = await add_agreements(s, items)
     except AgreementChangeError as exc:
         raise HTTPException(422, str(exc)) from None
-    return dump_agreements(added)
+    return dump_agreements(added)  # type: ignore[return-value]
 
 
 class SettlementComponent:

@@ -1,6 +1,7 @@
 """HTTP edge of pricing: quotes (``POST /api/tariffs/quote``) and grid load (``POST /api/grid/{zone}/load``).
 
-Quotes run through :func:`tariffs.quote.quote`, the same engine path as every CDR.
+Quotes run through :func:`tariffs.quote.quote`, the same engine path as every CDR. Amounts are exact
+decimals written as strings; errors are ``{"detail": ...}`` (:mod:`evhub.apierrors`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from evhub.apiauth import require_hub
+from evhub.apiauth import api_key, require_hub
+from evhub.apierrors import errors
 from evhub.components import Hub
 from evhub.models import EVSE, Connector, Location
 from evhub.provisioning import describe_validation_error
@@ -26,7 +28,7 @@ from tariffs.quote import quote
 from tariffs.render import cdr_fields, explanation
 from tariffs.store import load_versions
 
-router = APIRouter(tags=["pricing"])
+router = APIRouter(tags=["pricing"], dependencies=[Depends(api_key)], responses=errors(401, 422))
 
 
 class QuoteRequest(BaseModel):
@@ -48,6 +50,26 @@ class QuoteRequest(BaseModel):
 class LoadSample(BaseModel):
     load_percent: Decimal = Field(ge=0, le=1000)
     timestamp: datetime | None = Field(default=None, description="Default: now")
+
+
+class QuoteOut(BaseModel):
+    """The quote's OCPI cost fields and the engine's explanation (lines that add up to the totals)."""
+
+    quote: dict[str, Any] = Field(description="OCPI CDR cost fields (total_cost, total_energy, ...)")
+    explanation: dict[str, Any] = Field(description="How the price came about, line by line")
+
+
+class PublishedVersion(BaseModel):
+    tariff_id: str
+    version: int
+    start_date_time: datetime
+
+
+class GridLoadOut(BaseModel):
+    """The zone and the tariff versions the sample published (none when the price band did not change)."""
+
+    zone: str
+    published: list[PublishedVersion]
 
 
 def _hub(request: Request) -> Hub:
@@ -74,8 +96,12 @@ async def _location_tariffs(hub: Hub, req: QuoteRequest) -> tuple[list[Tariff], 
     raise HTTPException(404, f"no tariff published for location {req.location_id!r}")
 
 
-@router.post("/tariffs/quote", summary="What a planned session would cost (same engine as the CDR)")
-async def quote_endpoint(req: QuoteRequest, request: Request) -> dict[str, Any]:
+@router.post(
+    "/tariffs/quote",
+    summary="What a planned session would cost (same engine as the CDR)",
+    responses=errors(404),
+)
+async def quote_endpoint(req: QuoteRequest, request: Request) -> QuoteOut:
     if req.tariff is not None:
         try:
             tariffs = [Tariff.model_validate(req.tariff)]
@@ -99,18 +125,19 @@ async def quote_endpoint(req: QuoteRequest, request: Request) -> dict[str, Any]:
         )
     except (PricingError, ValueError) as exc:
         raise HTTPException(422, str(exc)) from None
-    return {
-        "quote": to_jsonable(cdr_fields(result, with_periods=False), decimals_as="string"),
-        "explanation": to_jsonable(explanation(result), decimals_as="string"),
-    }
+    return QuoteOut(
+        quote=to_jsonable(cdr_fields(result, with_periods=False), decimals_as="string"),
+        explanation=to_jsonable(explanation(result), decimals_as="string"),
+    )
 
 
 @router.post(
     "/grid/{zone_name}/load",
     summary="A grid load sample for a zone; may publish new tariff versions (hub operator keys)",
     dependencies=[Depends(require_hub)],
+    responses=errors(403),
 )
-async def grid_load(zone_name: str, sample: LoadSample, request: Request) -> dict[str, Any]:
+async def grid_load(zone_name: str, sample: LoadSample, request: Request) -> GridLoadOut:
     hub = _hub(request)
     try:
         published = await record_load(
@@ -124,10 +151,10 @@ async def grid_load(zone_name: str, sample: LoadSample, request: Request) -> dic
         raise HTTPException(422, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return {
-        "zone": zone_name,
-        "published": [
-            {"tariff_id": v.tariff_id, "version": v.version, "start_date_time": v.start_date_time.isoformat()}
+    return GridLoadOut(
+        zone=zone_name,
+        published=[
+            PublishedVersion(tariff_id=v.tariff_id, version=v.version, start_date_time=v.start_date_time)
             for v in published
         ],
-    }
+    )
