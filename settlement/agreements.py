@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -37,11 +37,12 @@ from pydantic import (
     ConfigDict,
     Field,
     TypeAdapter,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
-from evhub.money import normalize_currency, to_decimal
+from evhub.money import normalize_currency, parse_amount, to_decimal
 
 ExactDecimal = Annotated[Decimal, BeforeValidator(to_decimal)]
 """A Decimal that refuses floats (they are not exact)."""
@@ -141,6 +142,13 @@ class HubFeeAgreement(_AgreementBase):
 
     @model_validator(mode="after")
     def _bounds(self):
+        for name in ("fixed_per_session", "minimum_per_session", "maximum_per_session"):
+            value = getattr(self, name)
+            if value is not None:
+                try:  # an amount per session is money: exact to the currency's minor unit
+                    parse_amount(value, self.currency)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
         lo, hi = self.minimum_per_session, self.maximum_per_session
         if lo is not None and hi is not None and lo > hi:
             raise ValueError("minimum_per_session must not exceed maximum_per_session")
@@ -195,9 +203,64 @@ _ADAPTER: TypeAdapter[list[Agreement]] = TypeAdapter(list[Agreement])
 KINDS = ("roaming", "hub_fee", "site_host")
 
 
+class AgreementInputError(ValueError):
+    """Agreements given as JSON that do not validate; the message names each item and field, on one line."""
+
+
+def _problem(error: Any) -> str:
+    """One pydantic error in the words of the JSON the user wrote."""
+    kind = error["type"]
+    if kind == "missing":
+        return "missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "union_tag_not_found":
+        return f"kind missing: expected one of {', '.join(KINDS)}"
+    if kind == "union_tag_invalid":
+        return f"kind {error['ctx']['tag']!r}: expected one of {', '.join(KINDS)}"
+    if kind in ("model_attributes_type", "model_type", "dict_type"):
+        return "expected a JSON object"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    return str(error["msg"])
+
+
+def describe_errors(exc: ValidationError, items: Sequence[Any]) -> str:
+    """``agreements[0] (hub_fee F1 v1): currency missing; vat_rates missing`` for the items in ``exc``."""
+    by_item: dict[int, list[str]] = defaultdict(list)
+    for error in exc.errors():
+        index, *rest = error["loc"] or (0,)
+        fields = [str(p) for p in rest if p not in KINDS]
+        where = ".".join(fields)
+        by_item[int(index)].append(f"{where}: {_problem(error)}" if where else _problem(error))
+    parts = []
+    for index, problems in sorted(by_item.items()):
+        item = items[index] if index < len(items) else None
+        name = ""
+        if isinstance(item, dict):
+            label = " ".join(
+                str(v)
+                for v in (
+                    item.get("kind"),
+                    item.get("agreement_id"),
+                    item.get("version") and f"v{item['version']}",
+                )
+                if v
+            )
+            name = f" ({label})" if label else ""
+        parts.append(f"agreements[{index}]{name}: " + "; ".join(problems))
+    return "; ".join(parts)
+
+
 def parse_agreements(data: Iterable[dict]) -> list[RoamingAgreement | HubFeeAgreement | SiteHostAgreement]:
-    """Validate plain dicts (JSON) into agreements, dispatching on ``kind``."""
-    return _ADAPTER.validate_python(list(data))
+    """Validate plain dicts (JSON) into agreements, dispatching on ``kind``.
+
+    Raises :class:`AgreementInputError` with one line naming every bad item and field."""
+    items = list(data)
+    try:
+        return _ADAPTER.validate_python(items)
+    except ValidationError as exc:
+        raise AgreementInputError(describe_errors(exc, items)) from None
 
 
 def dump_agreements(agreements: Iterable[_AgreementBase]) -> list[dict]:
