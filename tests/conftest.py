@@ -3,6 +3,10 @@
 On PostgreSQL each run gets its own fresh database (created from the URL's server, dropped at the end). The
 schema is migrated once per test run with the real Alembic migrations; each test that asks for ``db``
 starts from empty tables. Nothing is mocked.
+
+Every test runs on a pinned calendar (:data:`TEST_CLOCK_START`, mid-month, the hub's clock then runs on at the
+real rate), so no result depends on the day the suite runs; ``@pytest.mark.clock("2026-11-30T23:59:00Z")``
+moves one test to another instant. Fixtures are files of the repository (``tests/fixtures``), never outside it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -20,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 import evhub.models  # noqa: F401
+from evhub.clock import pinned
 from evhub.db.base import Base
 from evhub.db.engine import Database
 from evhub.db.migrate import upgrade
@@ -28,8 +34,26 @@ from evhub.db.migrate import upgrade
 # talk to /api as the hub operator would, without repeating the key dance in every test.
 os.environ.setdefault("EVHUB_API_AUTH", "false")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-OCPI_EXAMPLES = SHARED / "ocpi-examples"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+OCPI_EXAMPLES = FIXTURES / "ocpi-examples"  # official OCPI 2.2.1 examples, verbatim (see its README.md)
+
+TEST_CLOCK_START = datetime(2026, 6, 16, 10, 0, tzinfo=UTC)
+"""Where the clock of every test starts: a Tuesday in mid-month, far from month, year and DST changes."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "clock(iso_instant): start this test's clock at another instant (ISO 8601 with offset)"
+    )
+
+
+@pytest.fixture(autouse=True)
+def clock_start(request: pytest.FixtureRequest) -> Iterator[datetime]:
+    """Pin the process clock (:func:`evhub.timeutil.utcnow`) for the test; yields the instant it starts at."""
+    marker = request.node.get_closest_marker("clock")
+    start = datetime.fromisoformat(marker.args[0]) if marker else TEST_CLOCK_START
+    with pinned(start):
+        yield start
 
 
 def _test_url(tmp_root: Path) -> str:

@@ -34,6 +34,7 @@ from evhub.models import (
 )
 from evhub.security import hash_password
 from evhub.settings import Settings
+from evhub.timeutil import utcnow
 
 PASSWORD = "s3cret-charger-pw"
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -48,7 +49,7 @@ class Seed:
 
 
 async def seed(db: Database) -> Seed:
-    now = datetime.now(UTC)
+    now = utcnow()
     async with db.session() as s:
         cpo = Party(country_code="NL", party_id="ABC", role=PartyRole.CPO, name="ABC Charging")
         emsp = Party(country_code="DE", party_id="XYZ", role=PartyRole.EMSP, name="XYZ Mobility")

@@ -184,9 +184,9 @@ async def test_authorization_rules(gateway: Gateway, db: Database, seeded: Seed)
     assert await status("RT1") == "Accepted"
     assert await status("NOBODY") == "Invalid"
     # the monthly limit (100 EUR) is enforced: CDRs of this month count
-    from datetime import UTC, datetime
+    from evhub.timeutil import utcnow
 
-    now = datetime.now(UTC)
+    now = utcnow()
     async with db.session() as s:
         sess = ChargingSession(session_uid="u1", charge_point_id=1, transaction_id="x", cpo_id=seeded.cpo_id,
                                start_time=now, last_updated=now)  # fmt: skip

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from evhub.models import Token
+from evhub.timeutil import utcnow
 from ocpi.models import OcpiPartner
 from tests.ocpi.conftest import connect, seed_cpo
 
@@ -69,7 +70,7 @@ async def test_token_list_is_pulled_after_registration_with_pagination(hub, sim)
     # periodic: nothing due yet; once the interval passed, only what changed since the last pull is asked
     assert await hub.component.pull_tokens_once() == 0
     changed = sim.make_token("PULL-NEW")
-    changed["last_updated"] = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    changed["last_updated"] = (utcnow() + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     sim.tokens[("PULL-NEW", "RFID")] = changed
     hub.component.tokens.interval = timedelta(0)
     assert await hub.component.pull_tokens_once() == 1

@@ -134,7 +134,7 @@ async def test_admin_functions_refuse_duplicates(db: Database) -> None:
 
 async def test_fleet_isolation_over_http(db: Database, hub: RunningHub) -> None:
     world = await _world(db)
-    start = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0)
+    start = utcnow().replace(hour=8, minute=0, second=0, microsecond=0)
     acme_sid, _ = await add_session(db, world, "ACME01", start, "12.5")
     globex_sid, _ = await add_session(db, world, "GLOBEX1", start, "30")
     base = hub.hub.endpoints["http"]

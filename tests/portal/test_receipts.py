@@ -17,6 +17,7 @@ from evhub.db.engine import Database
 from evhub.models import Cdr, OutboxMessage, OutboxStatus
 from evhub.models.portal import Receipt, ReceiptStatus
 from evhub.outbox import BackoffPolicy
+from evhub.timeutil import utcnow
 from portal.receipts import enqueue_receipt, scan_missing_receipts
 from portal.smtp import SmtpConfig, start_smtp_sink
 from tests.conftest import free_port
@@ -176,7 +177,7 @@ async def test_refused_address_is_recorded_not_retried(db: Database, sink) -> No
 
 async def test_scanner_enqueues_missing_receipts_once(db: Database) -> None:
     world = await _world(db)
-    start = datetime.now(UTC) - timedelta(hours=3)
+    start = utcnow() - timedelta(hours=3)
     _, c1 = await add_session(db, world, "ACME01", start, "7")
     _, c2 = await add_session(db, world, "ACME03", start, "8")
     assert await scan_missing_receipts(db) == 2
