@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+ARGS ?=
 
 .PHONY: demo test lint bench serve clean install
 
@@ -19,8 +20,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# make demo ARGS=--keep-running: the hub stays up afterwards (portal, API) on the demo's data
 demo: $(STAMP)
-	$(BIN)/evhub demo
+	$(BIN)/evhub demo $(ARGS)
 
 test: $(STAMP)
 	@bash scripts/test-setup.sh

@@ -12,6 +12,13 @@ It walks the money path once and shows what happened at each step:
 6. a settlement run splits the money among CPO, eMSP, hub and site host.
 
 Everything is real: real sockets on loopback, the real database, the real protocols.
+
+Every run prints the same figures: the simulation starts at a fixed evening (:data:`LOCAL_START`, not today),
+the hub's clock is pinned to it (``EVHUB_CLOCK_START`` semantics: it then runs on at the real rate, so the
+portal's current month is the demo's), the simulators are seeded and their timestamps come from simulated
+timelines rather than from how fast this machine answers, and the grid feed posts its day-ahead forecast before
+the chargers start. Only ids, ports, paths and hashes over ids differ. The key figures are also written to
+``summary.json`` in the work folder.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -42,6 +51,9 @@ from evhub.models import Cdr, ChargingSession, Location, OutboxMessage, TariffVe
 from evhub.money import format_amount
 from evhub.settings import Settings, load_settings
 from evhub.timeutil import to_local, utcnow, zone
+
+LOCAL_START = datetime(2026, 11, 17, 18, 0, tzinfo=zone("Europe/Amsterdam"))
+"""Where the simulated evening begins (a Tuesday in mid-month: the sessions and the settlement stay in one month)."""
 
 DATA = Path(__file__).resolve().parent / "demo_data"
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -140,8 +152,8 @@ class Demo:
     emsp: Any = None
     sink: Any = None
     fleet: Any = None
-    grid_task: asyncio.Task[None] | None = None
     api_key: str = ""
+    ocpi_versions_url: str = ""
     grid_changes: list[tuple[datetime, Decimal, list[dict]]] = field(default_factory=list)
 
 
@@ -253,6 +265,7 @@ async def register_emsp(demo: Demo) -> None:
 
     assert demo.hub is not None
     invitation = await invite_partner(demo.hub.db, demo.settings.public_url, "Simulated eMSP")
+    demo.ocpi_versions_url = invitation.versions_url
     demo.emsp = EmspSimulator(country_code="DE", party_id="EMS", name="Simulated eMSP")
     await demo.emsp.start(0)
     await demo.emsp.register(invitation.versions_url, invitation.token_a)
@@ -265,15 +278,16 @@ async def register_emsp(demo: Demo) -> None:
     )
 
 
-async def grid_feed(demo: Demo, clock: Any, zone_name: str, start: datetime) -> None:
-    """Post the simulated grid load for ``zone_name`` as the simulated clock reaches each sample."""
+async def grid_feed(demo: Demo, zone_name: str, start: datetime) -> None:
+    """Post the grid operator's day-ahead load forecast for ``zone_name`` (15-minute steps from ``start``).
+
+    All of it is posted before the chargers start, so every session is priced against the same tariff versions
+    whatever the timing of this run (a feed racing the chargers would make the prices depend on it)."""
     from simulators.grid import GridFeed, load_curve
 
     assert demo.hub is not None
     feed = GridFeed(demo.hub.hub.endpoints["http"], zone_name, demo.api_key)
     for at, load in load_curve(start, timedelta(minutes=15), 4 * 24, seed=11):
-        while clock.now() < at:
-            await asyncio.sleep(0.05)
         published = await feed.post(at, load)
         if published:
             demo.grid_changes.append((at, load, published))
@@ -300,16 +314,13 @@ async def run_chargers(demo: Demo, start: datetime) -> int:
         for identity, version, _loc, evses, power in CHARGERS
     ]
     ocpp_url = f"ws://127.0.0.1:{demo.settings.ocpp_port}/ocpp"
+    await grid_feed(demo, "NL-NH", start)
     demo.fleet = ChargerFleet(specs, ocpp_url, acceleration=1500, sessions_per_charger=3, start_time=start)
-    demo.grid_task = asyncio.create_task(grid_feed(demo, demo.fleet.clock, "NL-NH", start))
     await demo.fleet.start()
     await demo.fleet.wait_connected(timeout=30)
     want = 3 * len(specs)
     done = await demo.fleet.wait_sessions(want, timeout=240)
     await demo.fleet.stop()
-    demo.grid_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await demo.grid_task
     return done
 
 
@@ -419,19 +430,30 @@ def show_explanation(cdr: Cdr) -> None:
     console.print(lines)
 
 
-async def settle(demo: Demo, cdrs: list[Cdr]) -> None:
+async def settle(demo: Demo, cdrs: list[Cdr]) -> dict[str, list[dict[str, str]]]:
+    """Settle every period the CDRs fall in; returns per period each party's net, VAT and gross."""
     from settlement.job import run_period
     from settlement.periods import period_of
     from settlement.statements import build_statement, parties
 
     assert demo.hub is not None
     periods = sorted({period_of(c.end_date_time).key for c in cdrs}) or [period_of(utcnow()).key]
+    figures: dict[str, list[dict[str, str]]] = {}
     for period in periods:
         job = await run_period(demo.hub.db, period, out_dir=demo.workdir / "settlement")
         summary = job.result.summary
         table = Table("party", "currency", "net", "VAT", "gross", "statement sha256", box=None)
         for label in parties(job.result.lines):
             for section in build_statement(job.result.lines, label, period).sections:
+                figures.setdefault(period, []).append(
+                    {
+                        "party": label,
+                        "currency": section.currency,
+                        "net": str(section.net),
+                        "vat": str(section.vat),
+                        "gross": str(section.gross),
+                    }
+                )
                 table.add_row(
                     label,
                     section.currency,
@@ -446,6 +468,57 @@ async def settle(demo: Demo, cdrs: list[Cdr]) -> None:
         )
         console.print(table)
         console.print(f"exports (CSV, Parquet, HTML statements): {job.output_dir}")
+    return figures
+
+
+def cdr_figures(cdrs: list[Cdr]) -> list[dict[str, str]]:
+    """What each CDR says, in the order the demo shows them (ids left out: they are fresh on every run)."""
+    return [
+        {
+            "location": str(c.data.get("cdr_location", {}).get("id", "")),
+            "token": str(c.data.get("cdr_token", {}).get("uid", "")),
+            "start": c.start_date_time.isoformat(),
+            "end": c.end_date_time.isoformat(),
+            "kwh": str(c.total_energy_kwh),
+            "currency": c.currency,
+            "total_excl_vat": str(c.total_cost_excl_vat),
+            "total_incl_vat": str(c.total_cost_incl_vat),
+            "tariff_versions": str(len(c.tariff_versions)),
+        }
+        for c in cdrs
+    ]
+
+
+def headline(summary: dict[str, Any]) -> str:
+    """One line of the run's key figures: sessions, energy, money per currency."""
+    kwh = sum((Decimal(c["kwh"]) for c in summary["cdrs"]), Decimal(0))
+    totals: dict[str, Decimal] = {}
+    for c in summary["cdrs"]:
+        totals[c["currency"]] = totals.get(c["currency"], Decimal(0)) + Decimal(c["total_incl_vat"])
+    money = " + ".join(format_amount(v, k) for k, v in sorted(totals.items()))
+    return (
+        f"figures: {summary['sessions']} sessions, {format_kwh(kwh)} kWh, {money} incl. VAT, "
+        f"{summary['grid_versions']} grid tariff version(s)"
+    )
+
+
+def command_name() -> str:
+    """How the user can run evhub again from where they are: ``evhub`` if that is this one on PATH, else a path."""
+    script = Path(sys.argv[0])
+    if script.name != "evhub":
+        return "evhub"
+    on_path = shutil.which("evhub")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "evhub"
+    try:
+        return os.path.join(".", script.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(script.resolve())
+
+
+def say(line: str) -> None:
+    """A line the user may copy (a secret, a URL): printed as is, never wrapped, styled or boxed."""
+    console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
 async def run_demo(*, keep_running: bool = False, workdir: str | None = None) -> None:
@@ -471,6 +544,8 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
         settlement_dir=str(work / "settlement"),
         ocpp_rate_limit=2000,  # the simulated clock runs 1500x: a minute's meter values arrive in 40 ms
         ocpp_rate_burst=5000,
+        portal_time_zone="Europe/Amsterdam",
+        clock_start=LOCAL_START,  # the hub lives on the demo's simulated evening, whatever today is
         _env_file=None,
     )
     log_file = open(work / "evhub.log", "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the demo
@@ -491,17 +566,16 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
         await register_emsp(demo)
 
         _section("3. Chargers charging, grid moving the price")
-        tz = zone("Europe/Amsterdam")
-        local_start = (utcnow().astimezone(tz) - timedelta(days=1)).replace(
-            hour=18, minute=0, second=0, microsecond=0
-        )
-        start = local_start.astimezone(zone("UTC"))
+        start = LOCAL_START.astimezone(zone("UTC"))
         done = await run_chargers(demo, start)
         console.print(
             f"{done} sessions completed by {len(CHARGERS)} simulated chargers (OCPP 1.6 and 2.0.1), "
-            f"simulated from {local_start:%a %H:%M} Amsterdam time at 1500x"
+            f"simulated from {LOCAL_START:%a %d %b %Y %H:%M} Amsterdam time at 1500x"
         )
-        console.print("dynamic tariff versions published by the grid feed (sessions pay exactly these):")
+        console.print(
+            "dynamic tariff versions published from the grid feed's day-ahead forecast "
+            "(sessions pay exactly these):"
+        )
         await show_grid(demo)
         await wait_for_money_path(demo)
 
@@ -528,24 +602,47 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
         )
 
         _section("6. Settlement")
-        await settle(demo, cdrs)
+        settlement = await settle(demo, cdrs)
 
+        summary = {
+            "simulated_start": LOCAL_START.isoformat(),
+            "sessions": done,
+            "grid_versions": len(demo.grid_changes),
+            "cdrs": cdr_figures(cdrs),
+            "emsp_cdrs_received": len(received["cdrs"]),
+            "receipts": len(messages),
+            "settlement": settlement,
+        }
+        (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        console.print()
+        say(headline(summary))
+        say(f"(the same on every run; all figures in {work / 'summary.json'})")
+
+        month = LOCAL_START.strftime("%Y-%m")
         if keep_running:
-            _section(
-                "The hub keeps running (Ctrl-C to stop)",
-                f"Fleet portal: {settings.public_url}/portal  login {MANAGER_EMAIL} / {MANAGER_PASSWORD}\n"
-                f"API docs:     {settings.public_url}/docs  (API key: Authorization: Bearer {demo.api_key})\n"
-                f"OCPP:         ws://127.0.0.1:{ocpp_port}/ocpp/{{charger id}}  (e.g. AMS-CP-1, password "
-                f"{CHARGER_PASSWORD})\n"
-                f"Receipts:     {work / 'mail'}\nLogs:         {work / 'evhub.log'}",
+            _section("The hub keeps running (Ctrl-C to stop)")
+            say(
+                f"the hub's clock runs on from {LOCAL_START:%d %b %Y %H:%M} Amsterdam time (the demo's evening)"
             )
+            say(f"fleet portal:     {settings.public_url}/portal/?month={month}")
+            say(f"portal login:     {MANAGER_EMAIL}")
+            say(f"portal password:  {MANAGER_PASSWORD}")
+            say(f"API docs:         {settings.public_url}/docs  (Authorize with the API key)")
+            say(f"API key:          {demo.api_key}")
+            say(f"OCPI versions:    {demo.ocpi_versions_url}  (as DE*EMS: Authorization: Token ...)")
+            say(f"partner token:    {demo.emsp.hub_token}")
+            say(f"OCPP:             ws://127.0.0.1:{ocpp_port}/ocpp/AMS-CP-1  (or any charger id above)")
+            say(f"charger password: {CHARGER_PASSWORD}")
+            say(f"receipts:         {work / 'mail'}")
+            say(f"logs:             {work / 'evhub.log'}")
             await asyncio.Event().wait()
         else:
             console.print()
-            console.print(
-                f"[green]demo complete[/] — logs {work / 'evhub.log'}; run `evhub demo --keep-running` "
-                "to explore the portal and API afterwards"
-            )
+            console.print(f"[green]demo complete[/] — logs {work / 'evhub.log'}")
+            say("to explore the portal and API afterwards, run:")
+            say(f"  {command_name()} demo --keep-running")
+            if Path("Makefile").is_file():
+                say("  (or: make demo ARGS=--keep-running)")
     finally:
         if demo.fleet is not None:
             with contextlib.suppress(Exception):

@@ -26,7 +26,6 @@ import json
 import socket
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -34,11 +33,13 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from evhub.timeutil import utcnow
+
 VERSION = "2.2.1"
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utcnow().isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _envelope(data: Any = None, code: int = 1000, message: str | None = None) -> dict[str, Any]:

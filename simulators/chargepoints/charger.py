@@ -5,6 +5,12 @@ presents an RFID token (Authorize), charges along a power curve (constant power,
 charge), reports the energy register every 60 simulated seconds, and unplugs. Simulated time runs
 ``acceleration`` times faster than the wall clock (timestamps on the wire are simulated time).
 
+Runs are reproducible: each connector draws from its own random generator (seeded from the charger's identity
+and the connector number), meters its own energy register, and keeps its own simulated timeline, which advances
+by exactly the idle times and meter intervals it sleeps (not by how long the hub took to answer). So the same
+specs and start time give the same sessions, energies and timestamps on every run, however the event loop
+interleaves the chargers.
+
 Flaky links are part of the model: on a lost connection it reconnects with exponential backoff and jitter,
 and transaction messages produced while offline are queued and delivered in order after reconnecting.
 It answers the central system's commands (remote start/stop, reset, configuration, ...) with plausible
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import itertools
 import json
 import logging
@@ -29,6 +36,8 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from evhub.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +70,39 @@ class SimStats:
 
 
 class SimClock:
+    """Simulated time: ``start`` plus the wall time elapsed times ``acceleration`` ...
+
+    ... except inside a timeline (:meth:`timeline`, one per connector), where it is ``start`` plus exactly the
+    simulated seconds that timeline slept: deterministic, whatever the latency of the messages in between.
+    """
+
     def __init__(self, acceleration: float, start: datetime | None = None) -> None:
         self.acceleration = acceleration
-        self.start = start or datetime.now(UTC)
+        self.start = start or utcnow()
         self.mono = time.monotonic()
+        self._elapsed: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+            "sim_elapsed", default=None
+        )
+
+    def timeline(self) -> None:
+        """Give the current task its own timeline, starting at ``start`` (call first thing in the task)."""
+        self._elapsed.set([0.0])
 
     def now(self) -> datetime:
+        elapsed = self._elapsed.get()
+        if elapsed is not None:
+            return self.start + timedelta(seconds=elapsed[0])
         return self.start + timedelta(seconds=(time.monotonic() - self.mono) * self.acceleration)
+
+    def advance(self, sim_seconds: float) -> None:
+        """Move the current timeline on (a no-op outside one)."""
+        elapsed = self._elapsed.get()
+        if elapsed is not None:
+            elapsed[0] += max(0.0, sim_seconds)
 
     async def sleep(self, sim_seconds: float) -> None:
         await asyncio.sleep(max(0.0, sim_seconds / self.acceleration))
+        self.advance(sim_seconds)
 
 
 def stamp(dt: datetime) -> str:
@@ -93,7 +125,8 @@ class SimulatedCharger:
         self.url = url.rstrip("/") + "/" + spec.identity
         self.clock = clock
         self.max_sessions = max_sessions
-        self.rng = random.Random(seed if seed is not None else spec.identity)
+        self.seed: int | str = seed if seed is not None else spec.identity
+        self.rng = random.Random(self.seed)  # the link's reconnect jitter; each connector has its own
         self.ssl = ssl
         self.record_latency = record_latency
         self.stats = SimStats()
@@ -102,7 +135,7 @@ class SimulatedCharger:
         self.outbox: deque[tuple[str, dict[str, Any], asyncio.Future[Any] | None]] = deque()
         self.pending: dict[str, asyncio.Future[Any]] = {}
         self.ids = itertools.count(1)
-        self.meter_wh = float(self.rng.randint(0, 5_000_000))
+        self.meter_wh = {c: float(self.rng.randint(0, 5_000_000)) for c in range(1, spec.connectors + 1)}
         self.tx_seq = itertools.count(1)
         self.seq_no = 0
         self.remote_starts: asyncio.Queue[str] = asyncio.Queue()
@@ -285,8 +318,8 @@ class SimulatedCharger:
             return {"status": "Unknown"}
         return {"status": "Accepted"}
 
-    def _register(self, context: str) -> dict[str, Any]:
-        value = round(self.meter_wh, 1)
+    def _register(self, connector: int, context: str) -> dict[str, Any]:
+        value = round(self.meter_wh[connector], 1)
         if self.spec.version == "1.6":
             return {"timestamp": stamp(self.clock.now()), "sampledValue": [
                 {"value": f"{value:.1f}", "context": context, "measurand": "Energy.Active.Import.Register",
@@ -295,22 +328,29 @@ class SimulatedCharger:
             {"value": value, "context": context, "measurand": "Energy.Active.Import.Register",
              "unitOfMeasure": {"unit": "Wh"}}]}  # fmt: skip
 
-    async def _session(self, connector: int, token: str) -> None:
+    def _quota(self, connector: int) -> int | None:
+        """This connector's share of ``max_sessions`` (the first connectors take the remainder)."""
+        if self.max_sessions is None:
+            return None
+        share, extra = divmod(self.max_sessions, self.spec.connectors)
+        return share + (1 if connector <= extra else 0)
+
+    async def _session(self, connector: int, token: str, rng: random.Random) -> None:
         spec, v16 = self.spec, self.spec.version == "1.6"
-        want = self.rng.uniform(*spec.energy_wh)
-        power = spec.max_power_w * self.rng.uniform(0.6, 1.0)
+        want = rng.uniform(*spec.energy_wh)
+        power = spec.max_power_w * rng.uniform(0.6, 1.0)
         await self.call("StatusNotification", self._status(connector, "Preparing"))
         if v16:
             await self.call("Authorize", {"idTag": token})
             answer = await self.call("StartTransaction", {"connectorId": connector, "idTag": token,
-                                                          "meterStart": int(self.meter_wh),
+                                                          "meterStart": int(self.meter_wh[connector]),
                                                           "timestamp": stamp(self.clock.now())})  # fmt: skip
             tx: str = str(answer["transactionId"]) if isinstance(answer, dict) else ""
         else:
             await self.call("Authorize", {"idToken": {"idToken": token, "type": "ISO14443"}})
-            tx = str(uuid.uuid4())
+            tx = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             await self.call("TransactionEvent", self._event("Started", tx, connector, "Authorized",
-                                                            token, [self._register("Transaction.Begin")]))  # fmt: skip
+                                                            token, [self._register(connector, "Transaction.Begin")]))  # fmt: skip
         self.stats.sessions_started += 1
         await self.call("StatusNotification", self._status(connector, "Charging"))
         delivered = 0.0
@@ -319,22 +359,22 @@ class SimulatedCharger:
             taper = 1.0 if delivered < 0.8 * want else max(0.2, (want - delivered) / (0.2 * want))
             step = power * taper * spec.meter_interval_s / 3600.0
             delivered += step
-            self.meter_wh += step
+            self.meter_wh[connector] += step
             if v16:
                 self.enqueue("MeterValues", {"connectorId": connector, "transactionId": int(tx) if tx else 0,
-                                                "meterValue": [self._register("Sample.Periodic")]})  # fmt: skip
+                                                "meterValue": [self._register(connector, "Sample.Periodic")]})  # fmt: skip
             else:
                 self.enqueue("TransactionEvent", self._event("Updated", tx, connector, "MeterValuePeriodic",
-                                                                None, [self._register("Sample.Periodic")]))  # fmt: skip
+                                                                None, [self._register(connector, "Sample.Periodic")]))  # fmt: skip
             self.stats.meter_values_sent += 1
         if v16:
             await self.call("StopTransaction", {"transactionId": int(tx) if tx else 0, "idTag": token,
-                                                "meterStop": int(self.meter_wh), "timestamp": stamp(self.clock.now()),
+                                                "meterStop": int(self.meter_wh[connector]), "timestamp": stamp(self.clock.now()),
                                                 "reason": "Remote" if tx in self.stop_requested else "EVDisconnected",
-                                                "transactionData": [self._register("Transaction.End")]})  # fmt: skip
+                                                "transactionData": [self._register(connector, "Transaction.End")]})  # fmt: skip
         else:
             await self.call("TransactionEvent", self._event("Ended", tx, connector, "EVDeparted", token,
-                                                            [self._register("Transaction.End")],
+                                                            [self._register(connector, "Transaction.End")],
                                                             stopped="Remote" if tx in self.stop_requested
                                                             else "EVDisconnected"))  # fmt: skip
         await self.call("StatusNotification", self._status(connector, "Available"))
@@ -353,16 +393,23 @@ class SimulatedCharger:
         return payload
 
     async def _connector_loop(self, connector: int) -> None:
+        self.clock.timeline()
+        rng = random.Random(f"{self.seed}:{connector}")
+        quota, started = self._quota(connector), 0
         while not self.done.is_set():
-            if self.max_sessions is not None and self.stats.sessions_started >= self.max_sessions:
+            if quota is not None and started >= quota:
                 return
-            idle = self.rng.uniform(*self.spec.idle_s)
+            idle = rng.uniform(*self.spec.idle_s)
+            waited = time.monotonic()
             try:
                 token = await asyncio.wait_for(self.remote_starts.get(), idle / self.clock.acceleration)
+                self.clock.advance((time.monotonic() - waited) * self.clock.acceleration)
             except TimeoutError:
-                token = self.rng.choice(self.spec.tokens)
+                self.clock.advance(idle)
+                token = rng.choice(self.spec.tokens)
             await self.online.wait()
-            await self._session(connector, token)
+            started += 1
+            await self._session(connector, token, rng)
 
     async def _heartbeat(self, interval: float) -> None:
         while not self.done.is_set():
