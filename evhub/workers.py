@@ -25,8 +25,10 @@ import signal
 import time
 from typing import Any
 
+from evhub.clock import CLOCK, pin_clock
 from evhub.gcpolicy import GcPolicy
 from evhub.settings import Settings
+from evhub.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ def _worker_main(config: dict[str, Any], index: int) -> None:
     from evhub.logs import configure
 
     settings = Settings(**config)
+    if settings.clock_start is not None:  # the parent's pinned clock, as it read when spawning this worker
+        pin_clock(settings.clock_start)
     configure(settings.log_level, settings.log_format)
     use_uvloop()
     asyncio.run(_run_worker(settings, index))
@@ -89,6 +93,8 @@ class OcppWorkers:
 
     def _spawn(self, index: int) -> None:
         config = self.config | {"node_name": f"{self.node_name}/ocpp-{index}"}
+        if CLOCK.pinned_start is not None:  # a pinned clock goes on in the worker from where it is now
+            config["clock_start"] = utcnow()
         proc = self.ctx.Process(
             target=_worker_main, args=(config, index), name=f"evhub-ocpp-{index}", daemon=False
         )

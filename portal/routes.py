@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -478,7 +477,12 @@ def build_router(state: PortalState) -> APIRouter:
             request,
             p,
             "report.html",
-            {"rep": rep, "month": rep.first.strftime("%Y-%m"), "fmt_money": fmt_money, "today": date.today()},
+            {
+                "rep": rep,
+                "month": rep.first.strftime("%Y-%m"),
+                "fmt_money": fmt_money,
+                "today": to_local(utcnow(), state.time_zone).date(),
+            },
         )
 
     @router.get("/reports.csv")

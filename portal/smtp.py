@@ -20,10 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from evhub.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ def build_message(payload: dict[str, Any], mail_from: str) -> EmailMessage:
     msg["From"] = mail_from
     msg["To"] = payload["to"]
     msg["Subject"] = payload["subject"]
-    msg["Date"] = formatdate(localtime=False, usegmt=True)
+    msg["Date"] = format_datetime(utcnow(), usegmt=True)
     if payload.get("message_id"):
         msg["Message-ID"] = payload["message_id"]
     msg.set_content(payload["text"])
