@@ -616,7 +616,9 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
         (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         console.print()
         say(headline(summary))
-        say(f"(the same on every run; all figures in {work / 'summary.json'})")
+        say(
+            f"(the same on every run; ids and the hashes over them are new each time; {work / 'summary.json'})"
+        )
 
         month = LOCAL_START.strftime("%Y-%m")
         if keep_running:
