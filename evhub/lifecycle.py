@@ -175,8 +175,8 @@ async def remove_charger(s: AsyncSession, identity: str) -> None:
     sessions = await _count(s, ChargingSession.charge_point_id, cp.id)
     if sessions:
         raise ProvisioningError(
-            f"charger {cp.identity} cannot be removed: it has {_plural(sessions, 'session')}, kept with their "
-            f"CDRs; block it instead (`evhub chargers block {cp.identity}`)"
+            f"charger {cp.identity} cannot be removed: it has {_plural(sessions, 'session')} (kept for pricing "
+            f"and settlement); block it instead (`evhub chargers block {cp.identity}`)"
         )
     if cp.status == "online":
         raise ProvisioningError(
@@ -303,7 +303,7 @@ async def remove_token(s: AsyncSession, token: Token) -> None:
     ]
     if kept:
         raise ProvisioningError(
-            f"token {token.uid} cannot be removed: it has {_and(kept)}, which are kept; "
+            f"token {token.uid} cannot be removed: it has {_and(kept)} (kept for pricing and settlement); "
             f"block it instead (`evhub tokens block {token.uid}`)"
         )
     await s.delete(token)
@@ -362,7 +362,7 @@ async def remove_party(s: AsyncSession, party: Party) -> None:
     ]
     if kept:
         raise ProvisioningError(
-            f"party {label} cannot be removed: it has {_and(kept)}, which are kept for pricing and settlement; "
+            f"party {label} cannot be removed: it has {_and(kept)} (kept for pricing and settlement); "
             "block its chargers or tokens instead"
         )
     linked = [

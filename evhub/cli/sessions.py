@@ -154,6 +154,15 @@ async def _describe(s: AsyncSession, rows: Sequence[ChargingSession]) -> list[di
     ]
 
 
+def _minutes(item: dict[str, Any]) -> str:
+    if item["end_time"] is None:
+        return "running"
+    seconds = (
+        datetime.fromisoformat(item["end_time"]) - datetime.fromisoformat(item["start_time"])
+    ).total_seconds()
+    return str(round(seconds / 60))
+
+
 def _pricing(item: dict[str, Any]) -> str:
     if item["pricing_state"] == PricingState.FAILED.value:
         return f"failed: {item['pricing_error'] or '(no reason recorded)'}"
@@ -182,23 +191,26 @@ def sessions_list(
             return
         table(
             "Sessions",
-            ["session", "cpo", "charger", "token", "start", "end", "kWh", "status", "pricing", "CDRs"],
+            ["session", "charger", "start (UTC)", "minutes", "kWh", "status", "pricing", "CDRs"],
             [
                 [
                     i["id"][:SHORT_ID],
-                    i["cpo"],
                     i["charger"],
-                    i["token"] or i["id_tag"],
-                    i["start_time"],
-                    i["end_time"] or "",
+                    i["start_time"][:16].replace("T", " "),
+                    _minutes(i),
                     _kwh(i["energy_wh"]),
                     i["status"],
-                    _pricing(i),
+                    i["pricing_state"],
                     len(i["cdrs"]),
                 ]
                 for i in items
             ],
         )
+        for i in items:  # the reasons in full, one line each, where a table column would cut them
+            if i["pricing_state"] == PricingState.FAILED.value:
+                console.print(
+                    f"pricing failed for {i['id']}: {_pricing(i)[len('failed: ') :]}", soft_wrap=True
+                )
 
     run_with_db(go)
 
@@ -265,26 +277,17 @@ def sessions_show(
         if item["flags"]:
             fields.append(("flags", ", ".join(str(f) for f in item["flags"])))
         for label, value in fields:
-            console.print(f"  {label:16} {value}", highlight=False)
-        table(
-            "Meter values",
-            ["measurand", "phase", "unit", "samples", "signed", "from", "to", "first", "last", "min", "max"],
-            [
-                [
-                    m["measurand"],
-                    m["phase"],
-                    m["unit"],
-                    m["samples"],
-                    m["signed"],
-                    m["first_at"],
-                    m["last_at"],
-                    m["first"],
-                    m["last"],
-                    m["min"],
-                    m["max"],
-                ]
-                for m in item["meter_values"]
-            ],
-        )
+            console.print(f"  {label:16} {value}", highlight=False, soft_wrap=True)
+        console.print("  meter values" + ("" if item["meter_values"] else "     none"), highlight=False)
+        for m in item["meter_values"]:
+            where = ", ".join(x for x in (m["phase"], m["location"]) if x)
+            signed = f", {m['signed']} signed" if m["signed"] else ""
+            console.print(
+                f"    {m['measurand']} ({where}, {m['unit']}): {m['samples']} samples{signed} "
+                f"{m['first_at']} .. {m['last_at']}, first {m['first']} last {m['last']} "
+                f"min {m['min']} max {m['max']}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
     run_with_db(go)

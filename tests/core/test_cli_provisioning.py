@@ -18,8 +18,8 @@ from evhub.security import verify_password
 from tests.conftest import OCPI_EXAMPLES
 
 
-@pytest.fixture
-def cli(db: Database, monkeypatch: pytest.MonkeyPatch):
+def cli_on(db: Database, monkeypatch: pytest.MonkeyPatch):
+    """``await invoke("parties", "list")``: the real CLI on the test database (asserts exit 0 unless ``ok=False``)."""
     monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
     runner = CliRunner()
 
@@ -31,6 +31,11 @@ def cli(db: Database, monkeypatch: pytest.MonkeyPatch):
         return result
 
     return invoke
+
+
+@pytest.fixture
+def cli(db: Database, monkeypatch: pytest.MonkeyPatch):
+    return cli_on(db, monkeypatch)
 
 
 async def _count(db: Database, model: type) -> int:
@@ -145,3 +150,71 @@ async def test_bad_input_exits_nonzero_and_writes_nothing(cli, db: Database, tmp
     result = await cli("tokens", "add", "T1", "--issuer", "NL*NOP", ok=False)
     assert result.exit_code != 0 and "unknown EMSP NL*NOP" in result.output
     assert await _count(db, Party) == 1 and await _count(db, Token) == 0
+
+
+async def test_values_are_validated_where_they_enter(cli, db: Database) -> None:
+    """ISO country and currency codes, amounts in the currency's minor unit, URLs, emails, roles that fit."""
+    await cli(
+        "parties", "add", "BE*BEC", "--role", "CPO", "--name", "BeCharged", "--website", "https://bec.example"
+    )
+    await cli("parties", "add", "NL*EMS", "--role", "EMSP", "--name", "Roam")
+    for args, says in (
+        (["parties", "add", "XX*ABC", "--role", "CPO", "--name", "x"], "'XX': not an ISO 3166-1 alpha-2"),
+        (["parties", "add", "NL*ABC", "--role", "CPO", "--name", "x", "--website", "ftp://x"], "website 'ftp://x'"),
+        (["tokens", "add", "T1", "--issuer", "NL*EMS", "--limit", "10.005", "--currency", "EUR"],
+         "amount 10.005 has more decimals than EUR has minor units (2)"),
+        (["tokens", "add", "T1", "--issuer", "NL*EMS", "--limit", "-10", "--currency", "EUR"], "must not be negative"),
+        (["tokens", "add", "T1", "--issuer", "NL*EMS", "--limit", "1.5", "--currency", "JPY"],
+         "more decimals than JPY has minor units (0)"),
+        (["tokens", "add", "T1", "--issuer", "NL*EMS", "--limit", "10", "--currency", "EUX"], "unknown currency 'EUX'"),
+        (["tokens", "add", "T1", "--issuer", "NL*EMS", "--limit", "10"], "invalid currency code ''"),
+        (["tokens", "add", "T1", "--issuer", "NL*EMS", "--currency", "EUR"], "--currency needs --limit"),
+        (["tokens", "add", "T1", "--issuer", "NL*EMS", "--email", "ann@localhost"], "is not an email address"),
+        (["tokens", "add", "T1", "--issuer", "BE*BEC"], "BE*BEC is a CPO, not an EMSP"),
+        (["api-keys", "add", "roam", "--cpo", "NL*EMS"], "NL*EMS is an EMSP, not a CPO"),
+        (["api-keys", "add", "nobody", "--cpo", "NL*NOP"], "unknown CPO NL*NOP"),
+        (["fleets", "add", "Acme", "--currency", "EURO"], "invalid currency code 'EURO'"),
+    ):  # fmt: skip
+        result = await cli(*args, ok=False)
+        assert result.exit_code == 1 and says in result.output, (args, result.output)
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert await _count(db, Token) == 0 and await _count(db, Party) == 2, "nothing half-written"
+    await cli("tokens", "add", "T1", "--issuer", "NL*EMS", "--limit", "1500", "--currency", "jpy")
+    async with db.session() as s:
+        token = await s.scalar(select(Token))
+        assert (token.monthly_limit, token.limit_currency) == (Decimal("1500"), "JPY")
+
+
+async def test_every_list_prints_json(cli, db: Database) -> None:
+    await cli("parties", "add", "BE*BEC", "--role", "CPO", "--name", "BeCharged")
+    await cli("parties", "add", "DE*TNM", "--role", "EMSP", "--name", "TheNewMotion")
+    await cli("locations", "import", str(OCPI_EXAMPLES / "location_example.json"))
+    await cli("parties", "add", "NL*AMP", "--role", "CPO", "--name", "AmsterPower")
+    await cli("parties", "add", "GB*LDN", "--role", "CPO", "--name", "London Charge Co")
+    await cli(
+        "tariffs", "import", str(Path(__file__).resolve().parents[2] / "evhub" / "demo_data" / "tariffs.json")
+    )
+    await cli("tokens", "add", "T1", "--issuer", "DE*TNM", "--limit", "150", "--currency", "EUR")
+
+    def listed(result) -> list:
+        return json.loads(result.stdout)
+
+    parties = [p["party"] for p in listed(await cli("parties", "list", "--json"))]
+    assert parties == ["BE*BEC", "DE*TNM", "GB*LDN", "NL*AMP"]
+    [loc] = listed(await cli("locations", "list", "--json"))
+    assert (loc["id"], loc["cpo"], [e["uid"] for e in loc["evses"]]) == ("LOC1", "BE*BEC", ["3256", "3257"])
+    [tok] = listed(await cli("tokens", "list", "--json"))
+    assert (tok["uid"], tok["valid"], tok["monthly_limit"], tok["limit_currency"]) == (
+        "T1",
+        True,
+        "150",
+        "EUR",
+    )
+    tariffs = listed(await cli("tariffs", "list", "--json"))
+    assert [(t["id"], t["cpo"], t["version"], t["currency"]) for t in tariffs] == [
+        ("AMS-TOD", "NL*AMP", 1, "EUR"),
+        ("LDN-STD", "GB*LDN", 1, "GBP"),
+    ]
+    assert listed(await cli("chargers", "list", "--json")) == []
+    for group in ("fleets", "partners", "outbox", "api-keys", "sessions"):
+        assert listed(await cli(group, "list", "--json")) == [], group
