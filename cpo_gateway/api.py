@@ -19,11 +19,13 @@ from sqlalchemy import select
 from cpo_gateway.commands import COMMANDS, CommandError, build
 from cpo_gateway.connection import CallErrorReply, OcppError
 from evhub.apiauth import api_key, principal
-from evhub.apierrors import errors
+from evhub.apierrors import errors, refuse_nul
 from evhub.apipaging import Paging, paged, paging
 from evhub.models import ChargePoint
 
-router = APIRouter(tags=["chargers"], dependencies=[Depends(api_key)], responses=errors(401, 422, 503))
+router = APIRouter(
+    tags=["chargers"], dependencies=[Depends(api_key), Depends(refuse_nul)], responses=errors(401, 422, 503)
+)
 
 Command = StrEnum("Command", {name.replace("-", "_").upper(): name for name in COMMANDS})  # type: ignore[misc]
 """The remote commands by name (see :mod:`cpo_gateway.commands` for each one's parameters)."""

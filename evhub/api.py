@@ -21,12 +21,14 @@ from evhub.api_locations import router as locations_router
 from evhub.api_sessions import router as sessions_router
 from evhub.api_tokens import router as tokens_router
 from evhub.apiauth import api_key, principal
-from evhub.apierrors import errors
+from evhub.apierrors import errors, refuse_nul
 from evhub.apipaging import Paging, paged, paging
 from evhub.components import Hub
 from evhub.models import Party, PartyRole, TariffVersion
 
-router = APIRouter(tags=["core"], dependencies=[Depends(api_key)], responses=errors(401, 422))
+router = APIRouter(
+    tags=["core"], dependencies=[Depends(api_key), Depends(refuse_nul)], responses=errors(401, 422)
+)
 
 
 class PartyOut(BaseModel):

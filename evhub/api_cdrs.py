@@ -18,11 +18,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from evhub.apiauth import api_key, principal
-from evhub.apierrors import errors
+from evhub.apierrors import errors, refuse_nul
 from evhub.apipaging import Paging, paged, paging
 from evhub.models import Cdr, ChargingSession, Party
 
-router = APIRouter(prefix="/cdrs", tags=["cdrs"], dependencies=[Depends(api_key)], responses=errors(401, 422))
+router = APIRouter(
+    prefix="/cdrs",
+    tags=["cdrs"],
+    dependencies=[Depends(api_key), Depends(refuse_nul)],
+    responses=errors(401, 422),
+)
 
 
 class CdrOut(BaseModel):

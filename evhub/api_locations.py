@@ -14,12 +14,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from evhub.apiauth import api_key, principal
-from evhub.apierrors import errors
+from evhub.apierrors import errors, refuse_nul
 from evhub.apipaging import Paging, paged, paging
 from evhub.models import EVSE, Location, Party, PartyRole
 
 router = APIRouter(
-    prefix="/locations", tags=["locations"], dependencies=[Depends(api_key)], responses=errors(401, 422)
+    prefix="/locations",
+    tags=["locations"],
+    dependencies=[Depends(api_key), Depends(refuse_nul)],
+    responses=errors(401, 422),
 )
 
 

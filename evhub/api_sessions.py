@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from evhub.apiauth import api_key, principal
-from evhub.apierrors import errors
+from evhub.apierrors import errors, refuse_nul
 from evhub.apipaging import Paging, paged, paging
 from evhub.models import (
     EVSE,
@@ -34,7 +34,10 @@ from evhub.models import (
 )
 
 router = APIRouter(
-    prefix="/sessions", tags=["sessions"], dependencies=[Depends(api_key)], responses=errors(401, 422)
+    prefix="/sessions",
+    tags=["sessions"],
+    dependencies=[Depends(api_key), Depends(refuse_nul)],
+    responses=errors(401, 422),
 )
 
 

@@ -17,13 +17,16 @@ from pydantic import BaseModel
 from sqlalchemy import Select, exists, select
 
 from evhub.apiauth import Principal, api_key, principal
-from evhub.apierrors import errors
+from evhub.apierrors import errors, refuse_nul
 from evhub.apipaging import Paging, paged, paging
 from evhub.models import ChargingSession, Token
 from evhub.models.tokens import TOKEN_TYPES
 
 router = APIRouter(
-    prefix="/tokens", tags=["tokens"], dependencies=[Depends(api_key)], responses=errors(401, 422)
+    prefix="/tokens",
+    tags=["tokens"],
+    dependencies=[Depends(api_key), Depends(refuse_nul)],
+    responses=errors(401, 422),
 )
 
 TokenType = StrEnum("TokenType", {t: t for t in TOKEN_TYPES})  # type: ignore[misc]

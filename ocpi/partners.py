@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from evhub.apiauth import api_key, require_hub
-from evhub.apierrors import errors
+from evhub.apierrors import errors, refuse_nul
 from evhub.apipaging import MAX_ID, Paging, paged, paging
 from evhub.db.engine import Database
 from evhub.outbox import outbox_stats
@@ -112,7 +112,7 @@ def api_router(db: Database) -> APIRouter:
     router = APIRouter(
         prefix="/api/partners",
         tags=["partners"],
-        dependencies=[Depends(api_key), Depends(require_hub)],
+        dependencies=[Depends(api_key), Depends(refuse_nul), Depends(require_hub)],
         responses=errors(401, 403, 422),
     )
 

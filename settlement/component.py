@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from evhub.apiauth import api_key, principal, require_hub
-from evhub.apierrors import errors
+from evhub.apierrors import errors, refuse_nul
 from evhub.apipaging import Paging, paged, paging
 from evhub.components import Hub
 from evhub.models import SettlementRun, SettlementStatement
@@ -23,7 +23,9 @@ from settlement.agreements import Agreement, dump_agreements
 from settlement.periods import period_of
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["settlement"], dependencies=[Depends(api_key)], responses=errors(401, 422))
+router = APIRouter(
+    tags=["settlement"], dependencies=[Depends(api_key), Depends(refuse_nul)], responses=errors(401, 422)
+)
 
 
 class StatementOut(BaseModel):

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
 from evhub.apiauth import api_key, require_hub
-from evhub.apierrors import errors
+from evhub.apierrors import errors, refuse_nul
 from evhub.components import Hub
 from evhub.models import EVSE, Connector, Location
 from evhub.provisioning import describe_validation_error
@@ -28,7 +28,9 @@ from tariffs.quote import quote
 from tariffs.render import cdr_fields, explanation
 from tariffs.store import load_versions
 
-router = APIRouter(tags=["pricing"], dependencies=[Depends(api_key)], responses=errors(401, 422))
+router = APIRouter(
+    tags=["pricing"], dependencies=[Depends(api_key), Depends(refuse_nul)], responses=errors(401, 422)
+)
 
 
 class QuoteRequest(BaseModel):

@@ -148,3 +148,12 @@ async def test_unknown_command_is_refused_by_the_enum(client: httpx.AsyncClient,
         json={"evse_id": "x"},
     )
     assert bad.status_code == 422 and "invalid parameter" in bad.text
+
+
+async def test_odd_identifiers_are_unknown_not_errors(client: httpx.AsyncClient, network: Network) -> None:
+    for path in ("/api/sessions/a%00b", "/api/cdrs/a%00b", "/api/chargers/a%00b", "/api/tokens/NL/EMS/a%00b",
+                 "/api/locations/NL/AMP/a%00b", "/api/sessions?charger=a%00b", "/api/cdrs?session_id=%00"):  # fmt: skip
+        r = await client.get(path, headers=_as(network, "hub"))
+        assert r.status_code == 422 and "NUL" in r.json()["detail"], (path, r.status_code)
+    r = await client.post("/api/agreements", headers=_as(network, "hub"), json=[{"kind": "roaming\u0000"}])
+    assert r.status_code == 422 and "NUL" in r.json()["detail"]
