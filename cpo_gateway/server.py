@@ -23,8 +23,10 @@ from cpo_gateway.auth import SUPPORTED, PasswordCache, choose_subprotocol, parse
 from cpo_gateway.authorization import Authorizer
 from cpo_gateway.connection import ChargerConnection
 from cpo_gateway.sessions import SessionStore
+from evhub import metrics
 from evhub.db.engine import Database
 from evhub.logs import bind_permanently
+from evhub.ports import port_error
 from evhub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class Gateway:
         self.sweep_interval = max(1.0, min(30.0, settings.heartbeat_interval / 3))
         self._sweeper: asyncio.Task[None] | None = None
         self._bg: set[asyncio.Task[Any]] = set()
+        metrics.watch_gateway(self)  # evhub_ocpp_connected_chargers counts self.connections at scrape
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
@@ -70,10 +73,27 @@ class Gateway:
         ssl_ctx = server_ssl_context(st.ocpp_tls_cert, st.ocpp_tls_key, st.ocpp_tls_ca) if self.tls else None
         self.store.writer.start()
         await self.router.start()
-        self.server = await serve(
+        host = host if host is not None else st.ocpp_host
+        port = port if port is not None else st.ocpp_port
+        try:
+            self.server = await self._listen(host, port, ssl_ctx)
+        except OSError as exc:  # port in use, address not this machine's: one line naming the setting
+            await self.router.stop()
+            await self.store.writer.stop()
+            raise port_error(
+                exc, host, port, host_var="EVHUB_OCPP_HOST", port_var="EVHUB_OCPP_PORT"
+            ) from None
+        self.port = next(iter(self.server.sockets)).getsockname()[1]
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="gateway-sweeper")
+        log.info("OCPP listener on %s:%s (%s)", host, self.port, "wss" if self.tls else "ws")
+        return self.port
+
+    async def _listen(self, host: str, port: int, ssl_ctx: Any) -> Server:
+        st = self.settings
+        return await serve(
             self._handle,
-            host if host is not None else st.ocpp_host,
-            port if port is not None else st.ocpp_port,
+            host,
+            port,
             process_request=self._process_request,
             select_subprotocol=self._select_subprotocol,
             max_size=st.ocpp_max_frame_bytes,
@@ -86,10 +106,6 @@ class Gateway:
             compression=None,  # CPU over bandwidth: OCPP frames are small
             reuse_port=st.ocpp_workers > 1,  # the OCPP worker processes share the port (evhub.workers)
         )
-        self.port = next(iter(self.server.sockets)).getsockname()[1]
-        self._sweeper = asyncio.create_task(self._sweep_loop(), name="gateway-sweeper")
-        log.info("OCPP listener on %s:%s (%s)", host or st.ocpp_host, self.port, "wss" if self.tls else "ws")
-        return self.port
 
     async def stop(self) -> None:
         if self._sweeper is not None:

@@ -24,17 +24,20 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from evhub import __version__
+from evhub import metrics as hub_metrics
 from evhub.apiauth import authenticate
 from evhub.apidocs import install_docs
 from evhub.apiops import HEALTH_RESPONSES, METRICS_RESPONSES
 from evhub.components import Component, Hub
 from evhub.db.engine import Database
 from evhub.db.migrate import ensure_schema, schema_state
+from evhub.db.reach import check_reachable
 from evhub.logs import bind
+from evhub.ports import bind_tcp
 from evhub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,10 +50,6 @@ COMPONENTS: tuple[str, ...] = (
     "settlement.component:SettlementComponent",
     "portal.component:PortalComponent",
 )
-
-HTTP_REQUESTS = Counter("evhub_http_requests_total", "HTTP requests served", ["method", "status"])
-HTTP_LATENCY = Histogram("evhub_http_request_seconds", "HTTP request latency", ["method"])
-
 
 def default_node_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -84,6 +83,16 @@ def create_app(hub: Hub) -> FastAPI:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         loop = asyncio.get_running_loop()
         started = loop.time()
+        root_path = request.scope.get("root_path", "")
+        response = await _handle(request, call_next, request_id)
+        route = hub_metrics.route_template(app, request.scope, root_path)
+        hub_metrics.http_request(request.method, route, response.status_code, loop.time() - started)
+        response.headers.setdefault("X-Request-ID", request_id)
+        return response
+
+    async def _handle(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]], request_id: str
+    ) -> Response:
         with bind(request_id=request_id):
             if request.url.path.startswith("/api/") and hub.settings.api_auth:
                 who = await authenticate(hub.db, request.headers.get("authorization"))
@@ -99,11 +108,7 @@ def create_app(hub: Hub) -> FastAPI:
                     )
                     return refused
                 request.state.principal = who
-            response = await call_next(request)
-        HTTP_LATENCY.labels(request.method).observe(loop.time() - started)
-        HTTP_REQUESTS.labels(request.method, str(response.status_code)).inc()
-        response.headers.setdefault("X-Request-ID", request_id)
-        return response
+            return await call_next(request)
 
     @app.get(
         "/health", tags=["ops"], summary="Liveness and readiness of this process", responses=HEALTH_RESPONSES
@@ -132,6 +137,7 @@ def create_app(hub: Hub) -> FastAPI:
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", responses=METRICS_RESPONSES)
     async def metrics() -> Response:
+        await hub_metrics.refresh_database_gauges(hub.db)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     from evhub.api import router as core_router
@@ -163,7 +169,9 @@ class RunningHub:
         self.components = list(components) if components is not None else load_components()
         self._server: _Server | None = None
         self._server_task: asyncio.Task[None] | None = None
+        self._http_socket: socket.socket | None = None
         self._started: list[Component] = []
+        self._up = False  # start() completed: stop() reports "evhub stopped"
 
     @property
     def http_port(self) -> int:
@@ -172,8 +180,16 @@ class RunningHub:
     async def start(self) -> None:
         worker = self.role == "ocpp-worker"
         may_upgrade = not worker and (self.settings.is_default_sqlite or self.settings.auto_migrate)
+        await check_reachable(self.db)
         await ensure_schema(self.db, may_upgrade=may_upgrade)
         if not worker:
+            # Bound before anything starts: a port in use is one clear line, with nothing to undo.
+            self._http_socket = bind_tcp(
+                self.settings.http_host,
+                self.settings.http_port,
+                host_var="EVHUB_HTTP_HOST",
+                port_var="EVHUB_HTTP_PORT",
+            )
             self.hub.scheduler = AsyncIOScheduler(timezone=UTC)
             self.hub.app = create_app(self.hub)
         self.hub.services["_components"] = [c.name for c in self.components]
@@ -187,6 +203,7 @@ class RunningHub:
             await component.start(self.hub)
             self._started.append(component)
         if worker:
+            self._up = True
             return
         config = uvicorn.Config(
             self.hub.app,
@@ -197,7 +214,7 @@ class RunningHub:
             lifespan="off",
         )
         self._server = _Server(config)
-        self._server_task = asyncio.create_task(self._server.serve())
+        self._server_task = asyncio.create_task(self._server.serve(sockets=[self._http_socket]))
         while not self._server.started:
             if self._server_task.done():
                 self._server_task.result()
@@ -206,6 +223,7 @@ class RunningHub:
         sock = self._server.servers[0].sockets[0]
         host, port = sock.getsockname()[:2]
         self.hub.endpoints["http"] = f"http://{host}:{port}"
+        self._up = True
         log.info(
             "evhub started",
             extra={"fields": {"node": self.hub.node_name, **self.hub.endpoints}},
@@ -228,6 +246,9 @@ class RunningHub:
             if self._server_task is not None:
                 with contextlib.suppress(Exception):
                     await self._server_task
+        if self._http_socket is not None:
+            self._http_socket.close()
+            self._http_socket = None
         await self._stop_scheduler()
         for component in reversed(self._started):
             try:
@@ -236,7 +257,9 @@ class RunningHub:
                 log.exception("component failed to stop", extra={"fields": {"component": component.name}})
         self._started.clear()
         await self.db.dispose()
-        log.info("evhub stopped", extra={"fields": {"node": self.hub.node_name}})
+        if self._up:
+            self._up = False
+            log.info("evhub stopped", extra={"fields": {"node": self.hub.node_name}})
 
 
 async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> None:
@@ -249,7 +272,12 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     from evhub.gcpolicy import GcPolicy
 
     running = RunningHub(settings)
-    await running.start()
+    try:
+        await running.start()
+    except BaseException:
+        # Whatever did start (a listener, the scheduler) stops before the error is shown.
+        await running.stop()
+        raise
     gc_policy = GcPolicy()
     gc_policy.start()
     workers = None

@@ -16,32 +16,34 @@ class PortUnavailableError(RuntimeError):
 
 
 def port_error(exc: OSError, host: str, port: int, *, host_var: str, port_var: str) -> PortUnavailableError:
-    """The one-line explanation of a failed bind of ``host:port``."""
+    """The one-line explanation of a failed bind of ``host:port``, naming the variable to change."""
     if exc.errno == errno.EADDRINUSE:
-        reason = f"port {port} is already in use on {host or '*'}; stop the other process or choose another {port_var}"
+        reason = (
+            f"port {port} ({port_var}) is already in use; stop the other process or set another {port_var}"
+        )
     elif exc.errno == errno.EACCES:
-        reason = f"port {port} needs privileges this process does not have; choose another {port_var}"
+        reason = (
+            f"port {port} ({port_var}) needs privileges this process does not have; set another {port_var}"
+        )
     elif exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
-        reason = f"address {host!r} is not one of this machine's; check {host_var}"
+        reason = f"{host!r} ({host_var}) is not an address of this machine"
     else:
-        reason = " ".join(str(exc).split())
-    return PortUnavailableError(f"cannot listen on {host}:{port} ({host_var}/{port_var}): {reason}")
+        reason = f"{' '.join(str(exc).split())} (check {host_var} and {port_var})"
+    return PortUnavailableError(f"cannot listen on {host}:{port}: {reason}")
 
 
 def bind_tcp(host: str, port: int, *, host_var: str, port_var: str) -> socket.socket:
     """A TCP socket bound to ``host:port`` (not yet listening), ready to hand to a server."""
     try:
-        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][
-            0
-        ]
+        family, _, _, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
         sock = socket.socket(family, socket.SOCK_STREAM)
     except OSError as exc:
         raise port_error(exc, host, port, host_var=host_var, port_var=port_var) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind((host, port))
+        sock.bind(address)
     except OSError as exc:
         sock.close()
         raise port_error(exc, host, port, host_var=host_var, port_var=port_var) from None
