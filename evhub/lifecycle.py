@@ -106,6 +106,11 @@ async def update_charger(
     stays blocked when its password changes."""
     cp = await find_charger(s, identity)
     if security_profile is not None:
+        if security_profile >= 3 and charger_blocked(cp):
+            raise ProvisioningError(
+                f"charger {cp.identity} is blocked, which security profile 3 (client certificate) would undo: "
+                "unblock it first"
+            )
         cp.security_profile = check_security_profile(security_profile)
     if password is not None:
         new_hash = hash_password(check_charger_password(password))

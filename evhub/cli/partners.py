@@ -47,6 +47,8 @@ def partners_invite(
     from ocpi.partners import invite_partner
 
     cfg = settings()
+    if not name.strip():
+        fail("partner name must not be empty")
 
     async def go(db: Database) -> None:
         allowed = None
@@ -179,7 +181,7 @@ def partners_remove(partner: PartnerId) -> None:
 def outbox_list(
     status: Annotated[str | None, typer.Option(help="pending, delivered or dead")] = None,
     channel: Annotated[str | None, typer.Option(help="ocpi or email")] = None,
-    limit: Annotated[int, typer.Option(help="Newest N", min=1)] = 50,
+    limit: Annotated[int, typer.Option(help="Newest N")] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """List outbox messages, newest first."""
@@ -189,6 +191,8 @@ def outbox_list(
 
     if status and status not in ("pending", "delivered", "dead"):
         fail(f"--status {status!r}: expected pending, delivered or dead")
+    if limit < 1:
+        fail(f"--limit {limit}: expected at least 1")
 
     async def go(db: Database) -> None:
         rows = await list_messages(db, status=status, channel=channel, limit=limit)

@@ -17,7 +17,7 @@ import typer
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.cli._common import console, print_json, run_with_db, table
+from evhub.cli._common import console, fail, print_json, run_with_db, table
 from evhub.cli._lookup import resolve_prefix
 from evhub.db.engine import Database
 from evhub.models import (
@@ -176,10 +176,13 @@ def sessions_list(
     charger: Annotated[str | None, typer.Option(help="Only this charger's sessions (identity)")] = None,
     since: Annotated[str | None, typer.Option(help="Started at or after (ISO date or time, UTC)")] = None,
     until: Annotated[str | None, typer.Option(help="Started before (ISO date or time, UTC)")] = None,
-    limit: Annotated[int, typer.Option(help="Newest N", min=1)] = 50,
+    limit: Annotated[int, typer.Option(help="Newest N")] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """List sessions, newest first; `--state failed` shows the sessions pricing failed on, with the reason."""
+
+    if limit < 1:
+        fail(f"--limit {limit}: expected at least 1")
 
     async def go(db: Database) -> None:
         async with db.session() as s:

@@ -125,6 +125,9 @@ async def test_blocked_charger_is_refused_by_the_gateway(cli, db: Database, data
     finally:
         await gw.stop()
 
+    await cli("chargers", "block", "GENT-01")
+    await _refused(cli, "chargers", "update", "GENT-01", "--security-profile", "3", says="unblock it first")
+    await cli("chargers", "unblock", "GENT-01")
     await cli("chargers", "update", "GENT-01", "--security-profile", "3")
     await _refused(cli, "chargers", "block", "GENT-01", says="client certificate (security profile 3)")
 
@@ -342,6 +345,8 @@ async def test_partner_update_unregister_remove(cli, db: Database) -> None:
     await _refused(
         cli, "partners", "register", "not-a-url", "token", says="versions URL 'not-a-url': expected"
     )
+    await _refused(cli, "partners", "invite", " ", says="partner name must not be empty")
+    await _refused(cli, "outbox", "list", "--limit", "0", says="--limit 0: expected at least 1")
 
     await _refused(cli, "partners", "remove", str(second), says="is registered: unregister it first")
     await cli("partners", "unregister", str(second), "--no-notify")

@@ -130,6 +130,7 @@ async def test_list_filters_and_pricing_failures(cli, db: Database, tmp_path: Pa
 
     for args, message in (
         (["--state", "stuck"], "--state 'stuck': expected one of"),
+        (["--limit", "0"], "--limit 0: expected at least 1"),
         (["--cpo", "NL*XXX"], "unknown CPO NL*XXX"),
         (["--charger", "NOPE"], "unknown charger 'NOPE'"),
         (["--since", "yesterday"], "--since 'yesterday': expected an ISO 8601 date"),
