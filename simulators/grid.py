@@ -1,13 +1,15 @@
 """A simulated grid-load feed: a zone's load in percent over a day, posted to ``/api/grid/{zone}/load``.
 
 The curve is a deterministic daily shape (night valley, evening peak) plus seeded noise, so the demo and tests
-see the same prices every run. :func:`load_curve` is pure; :class:`GridFeed` posts samples over HTTP.
+see the same prices every run. :func:`load_curve` is pure; :class:`GridFeed` posts samples over HTTP and
+raises :class:`GridFeedError` (one line naming the URL and why) when the hub cannot be reached or refuses.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +35,36 @@ def load_curve(
         at += step
 
 
+class GridFeedError(RuntimeError):
+    """The hub could not be reached, or refused a sample; the message names the URL and the reason."""
+
+
+def _network_reason(exc: httpx.TransportError) -> str:
+    """Why a request never got an answer, in a few words (the innermost OS error says it best)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "no answer in time"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return f"unknown host ({cause.strerror})"
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror.lower()
+        cause = cause.__cause__ or cause.__context__
+    return str(exc) or type(exc).__name__
+
+
+def _refusal(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    text = detail if isinstance(detail, str) else " ".join(response.text.split())[:200]
+    hint = " (give a hub operator key with --api-key or EVHUB_API_KEY)" if response.status_code == 401 else ""
+    return f"HTTP {response.status_code}: {text or response.reason_phrase}{hint}"
+
+
 @dataclass
 class GridFeed:
     """Posts load samples for one zone to a running hub."""
@@ -43,17 +75,29 @@ class GridFeed:
     sent: list[tuple[datetime, Decimal, list[dict]]] = field(default_factory=list)
 
     async def post(self, at: datetime, load: Decimal, client: httpx.AsyncClient | None = None) -> list[dict]:
-        """Send one sample; returns the tariff versions the hub published because of it."""
+        """Send one sample; returns the tariff versions the hub published because of it.
+
+        Raises :class:`GridFeedError` when the hub cannot be reached or answers with an error."""
         own = client is None
         client = client or httpx.AsyncClient(timeout=10)
+        url = f"{self.base_url.rstrip('/')}/api/grid/{self.zone}/load"
         try:
-            response = await client.post(
-                f"{self.base_url}/api/grid/{self.zone}/load",
-                json={"load_percent": str(load), "timestamp": ensure_utc(at).isoformat()},
-                headers={"Authorization": f"Bearer {self.api_key}"} if self.api_key else {},
-            )
-            response.raise_for_status()
-            published = response.json()["published"]
+            try:
+                response = await client.post(
+                    url,
+                    json={"load_percent": str(load), "timestamp": ensure_utc(at).isoformat()},
+                    headers={"Authorization": f"Bearer {self.api_key}"} if self.api_key else {},
+                )
+            except httpx.TransportError as exc:
+                raise GridFeedError(
+                    f"cannot reach the hub at {self.base_url}: {_network_reason(exc)}"
+                ) from None
+            if response.is_error:
+                raise GridFeedError(f"{url} refused the sample: {_refusal(response)}")
+            try:
+                published = response.json()["published"]
+            except (ValueError, KeyError, TypeError):
+                raise GridFeedError(f"{url} is not an evhub grid endpoint (unexpected answer)") from None
         finally:
             if own:
                 await client.aclose()

@@ -1,4 +1,5 @@
-"""``evhub simulate chargers`` drives real sessions into a running hub."""
+"""``evhub simulate chargers|grid``: real sessions into a running hub, and one clear line when the target
+cannot be used (nothing listening there, options that cannot work)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import sys
 from pathlib import Path
 
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from evhub import provisioning as prov
 from evhub.app import RunningHub
+from evhub.cli import app
 from evhub.db.engine import Database
 from evhub.models import ChargingSession
 from evhub.settings import load_settings
@@ -73,3 +76,37 @@ async def test_simulated_chargers_complete_sessions(db: Database) -> None:
             select(func.count()).select_from(ChargingSession).where(ChargingSession.end_time.is_not(None))
         )
     assert ended == 2
+
+
+def _refused(result, says: str) -> None:
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert says in lines[0], lines[0]
+
+
+def test_chargers_with_nothing_listening_fail_in_one_line() -> None:
+    url = f"ws://127.0.0.1:{free_port()}/ocpp"  # bound, then closed: nothing listens there
+    result = CliRunner().invoke(app, ["simulate", "chargers", "--count", "5", "--url", url])
+    _refused(result, f"0 of 5 chargers connected to {url}: connection refused")
+
+
+def test_grid_feed_with_the_hub_unreachable_fails_in_one_line() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(app, ["simulate", "grid", "NL-NH", "--url", url, "--interval", "0"])
+    _refused(result, f"cannot reach the hub at {url}: connection refused")
+
+
+def test_simulators_refuse_unusable_options() -> None:
+    runner = CliRunner()
+    for args, says in [
+        (["chargers", "--url", "http://127.0.0.1:9000/ocpp"], "expected a ws:// or wss:// URL"),
+        (["chargers", "--url", "ws://127.0.0.1:99999/ocpp"], "port is not a number"),
+        (["chargers", "--acceleration", "0"], "--acceleration 0"),
+        (["chargers", "--sessions", "0"], "--sessions 0"),
+        (["chargers", "--duration", "-1"], "--duration -1"),
+        (["grid", "Z", "--url", "ws://127.0.0.1:8000"], "expected a http:// or https:// URL"),
+        (["grid", "Z", "--samples", "0"], "--samples 0"),
+    ]:
+        _refused(runner.invoke(app, ["simulate", *args]), says)

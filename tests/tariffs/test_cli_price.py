@@ -1,14 +1,21 @@
-"""``evhub tariffs price``: an OCPI Tariff and a CDR-like object in, cost fields and explanation out."""
+"""``evhub tariffs price``: an OCPI Tariff and a CDR-like object in, cost fields and explanation out;
+``evhub tariffs replay``: stored CDRs re-rated with a proposed tariff."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from evhub.cli import app
+from evhub.db.engine import Database
+from tariffs.rating import rate_pending
+from tests.tariffs.test_rating_db import _ended_session, _network
 
 DEMO = Path(__file__).resolve().parents[2] / "evhub" / "demo_data"
 
@@ -111,3 +118,65 @@ def test_invalid_input_names_the_field(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code != 0 and "Nowhere/City" in result.output
+
+
+def test_price_refuses_an_unknown_decimals_style(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "tariffs",
+            "price",
+            "--tariff",
+            str(_tariff(tmp_path)),
+            "--cdr",
+            str(_cdr(tmp_path)),
+            "--decimals",
+            "x",
+        ],
+    )
+    assert result.exit_code == 1 and result.stderr.startswith("error: --decimals 'x'")
+
+
+async def test_replay_compares_the_tariffs_own_cpo_in_the_range_as_json(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _network(db)
+    await _ended_session(db, "AMS-01-1", datetime(2026, 11, 10, 21, 30, tzinfo=UTC), 60, "10", uid="in")
+    await _ended_session(db, "AMS-01-2", datetime(2026, 12, 1, 0, 30, tzinfo=UTC), 60, "10", uid="after")
+    await _ended_session(db, "LDN-01-1", datetime(2026, 11, 11, 9, 0, tzinfo=UTC), 60, "10", uid="london")
+    assert await rate_pending(db) == 3
+    proposed = json.loads((DEMO / "tariffs.json").read_text())[0]
+    for element in proposed["elements"]:
+        for component in element["price_components"]:
+            if component["type"] == "ENERGY":  # 10 cents more per kWh
+                component["price"] = str(Decimal(str(component["price"])) + Decimal("0.10"))
+    path = tmp_path / "proposed.json"
+    path.write_text(json.dumps(proposed))
+    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
+    args = [
+        "tariffs",
+        "replay",
+        "--tariff",
+        str(path),
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-12-01T00:30:00Z",
+    ]
+    result = await asyncio.to_thread(CliRunner().invoke, app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    # London is another CPO's; the session that ended on 1 December at 01:30 is outside the range.
+    assert out["locations"] == [
+        {
+            "location_id": "AMS-CENTRAAL",
+            "currency": "EUR",
+            "cdrs": 1,
+            "actual_excl_vat": "3.90",
+            "proposed_excl_vat": "4.90",
+            "difference_excl_vat": "1.00",
+        }
+    ]
+    assert out["from"] == "2026-11-01T00:00:00+00:00" and out["not_priced"] == 0
+    table = await asyncio.to_thread(CliRunner().invoke, app, args)
+    assert table.exit_code == 0 and "1.00 EUR" in table.stdout
