@@ -2,8 +2,8 @@
 
 ``--state`` takes a session status (``active``, ``completed``, ``invalid``, ``pending``, ``reservation``) or a
 pricing state: ``pricing-pending`` (ended, waiting for the tariffs engine), ``priced`` and ``failed`` (pricing
-could not price it; the reason is shown). A session is named by its uid or a unique prefix of it, as the
-table prints it.
+could not price it; the reason is shown). Lists show full session uids; ``show`` takes the uid or any unique
+prefix of it.
 """
 
 from __future__ import annotations
@@ -45,8 +45,6 @@ PRICING_STATES = {
     "failed": PricingState.FAILED,
 }
 STATES = [*STATUS_STATES, *PRICING_STATES]
-SHORT_ID = 8
-"""Characters of a session uid the table shows: a prefix ``sessions show`` accepts."""
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
 
@@ -154,15 +152,6 @@ async def _describe(s: AsyncSession, rows: Sequence[ChargingSession]) -> list[di
     ]
 
 
-def _minutes(item: dict[str, Any]) -> str:
-    if item["end_time"] is None:
-        return "running"
-    seconds = (
-        datetime.fromisoformat(item["end_time"]) - datetime.fromisoformat(item["start_time"])
-    ).total_seconds()
-    return str(round(seconds / 60))
-
-
 def _pricing(item: dict[str, Any]) -> str:
     if item["pricing_state"] == PricingState.FAILED.value:
         return f"failed: {item['pricing_error'] or '(no reason recorded)'}"
@@ -194,17 +183,15 @@ def sessions_list(
             return
         table(
             "Sessions",
-            ["session", "charger", "start (UTC)", "minutes", "kWh", "status", "pricing", "CDRs"],
+            ["session", "charger", "start (UTC)", "kWh", "status", "pricing"],
             [
                 [
-                    i["id"][:SHORT_ID],
+                    i["id"],
                     i["charger"],
                     i["start_time"][:16].replace("T", " "),
-                    _minutes(i),
                     _kwh(i["energy_wh"]),
                     i["status"],
                     i["pricing_state"],
-                    len(i["cdrs"]),
                 ]
                 for i in items
             ],
