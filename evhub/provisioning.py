@@ -481,6 +481,10 @@ async def import_tariff(s: AsyncSession, data: Any, *, source: str = "import") -
     if not isinstance(data, dict):
         raise ProvisioningError("invalid OCPI Tariff: expected a JSON object")
     clean = _check_tariff(data)
+    try:
+        clean["currency"] = normalize_currency(clean["currency"])
+    except MoneyError as exc:
+        raise ProvisioningError(f"invalid OCPI Tariff {clean['id']!r}: currency: {exc}") from None
     cpo = await find_party(s, f"{clean['country_code']}{clean['party_id']}", PartyRole.CPO)
     latest = await s.scalar(
         select(TariffVersion)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from evhub.cli import app
 from evhub.db.engine import Database
-from evhub.models import EVSE, ChargePoint, ChargePointEvse, Connector, Location, Party, Token
+from evhub.models import EVSE, ChargePoint, ChargePointEvse, Connector, Location, Party, TariffVersion, Token
 from evhub.security import verify_password
 from tests.conftest import OCPI_EXAMPLES
 
@@ -218,3 +218,21 @@ async def test_every_list_prints_json(cli, db: Database) -> None:
     assert listed(await cli("chargers", "list", "--json")) == []
     for group in ("fleets", "partners", "outbox", "api-keys", "sessions"):
         assert listed(await cli(group, "list", "--json")) == [], group
+
+
+async def test_tariff_with_a_currency_that_is_not_iso_4217_is_refused(
+    cli, db: Database, tmp_path: Path
+) -> None:
+    await cli("parties", "add", "NL*AMP", "--role", "CPO", "--name", "AmsterPower")
+    demo = json.loads(
+        (Path(__file__).resolve().parents[2] / "evhub" / "demo_data" / "tariffs.json").read_text()
+    )
+    tariff = next(t for t in demo if t["id"] == "AMS-TOD")
+    bad = tmp_path / "tariff.json"
+    bad.write_text(json.dumps([dict(tariff, id="GOOD"), dict(tariff, currency="EUX")]))
+    result = await cli("tariffs", "import", str(bad), ok=False)
+    assert (
+        result.exit_code == 1
+        and "invalid OCPI Tariff 'AMS-TOD': currency: unknown currency 'EUX'" in result.output
+    )
+    assert await _count(db, TariffVersion) == 0, "the valid tariff of a failed import must not be kept"
