@@ -32,33 +32,52 @@ from tariffs.store import latest_version
 TariffHook = Callable[[AsyncSession, TariffVersion], Awaitable[Any]]
 
 
+NAME_LENGTH = 64
+"""Longest rule name (the attachment stores the active rule's name)."""
+
+
 class GridConfigError(ValueError):
     """Rules, a zone or a load sample the hub cannot accept; the message names the value and why."""
 
 
-def percent(value: Decimal | int | str, what: str) -> Decimal:
-    """``value`` as an exact percentage in [0, 100], or :class:`GridConfigError` naming ``what``."""
-    if isinstance(value, (bool, float)):
-        raise GridConfigError(f"{what} {value!r}: give the percentage as a decimal string, not a float")
-    try:
-        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-    except ArithmeticError:
-        raise GridConfigError(f"{what} {value!r}: expected a number of percent (0 to 100)") from None
-    if not number.is_finite() or not Decimal(0) <= number <= Decimal(100):
-        raise GridConfigError(f"{what} {value}: expected a percentage between 0 and 100")
-    return number
+PLACES = 6
+"""Decimal places a load, threshold or hysteresis may have (what the database keeps exactly)."""
+_LIMIT = Decimal(1_000_000)
 
 
 def _decimal(value: Any, what: str) -> Decimal:
+    """An exact, finite decimal with at most :data:`PLACES` decimals and below a million in size."""
     if isinstance(value, (bool, float)):
-        raise GridConfigError(f"{what} {value!r}: give the number as a decimal string, not a float")
+        raise GridConfigError(f"{what} {value!r}: expected a decimal number as text or an integer")
     try:
-        number = Decimal(str(value).strip())
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
     except ArithmeticError:
         raise GridConfigError(f"{what} {value!r}: expected a decimal number") from None
-    if not number.is_finite():
-        raise GridConfigError(f"{what} {value}: expected a finite number")
+    if not number.is_finite() or abs(number) >= _LIMIT:
+        raise GridConfigError(f"{what} {value}: expected a finite number below {_LIMIT:,}")
+    exponent = number.as_tuple().exponent
+    if (
+        isinstance(exponent, int)
+        and exponent < -PLACES
+        and number != number.quantize(Decimal(1).scaleb(-PLACES))
+    ):
+        raise GridConfigError(f"{what} {value}: at most {PLACES} decimals")
     return number
+
+
+def percent(value: Decimal | int | str, what: str) -> Decimal:
+    """``value`` as an exact percentage in [0, 100] with at most :data:`PLACES` decimals, or
+    :class:`GridConfigError` naming ``what``."""
+    try:
+        number: Decimal | None = _decimal(value, what)
+    except GridConfigError:
+        number = None
+    if number is None or not Decimal(0) <= number <= Decimal(100):
+        shown = repr(value) if isinstance(value, str) else value
+        raise GridConfigError(
+            f"{what} {shown}: expected a percentage between 0 and 100 (at most {PLACES} decimals)"
+        )
+    return number + 0  # -0 is 0
 
 
 def _dimension(name: Any, what: str) -> str:
@@ -98,6 +117,8 @@ def parse_rules(raw: Sequence[dict[str, Any]]) -> list[GridRule]:
         if isinstance(dimensions, str) or not isinstance(dimensions, (list, tuple)):
             raise GridConfigError(f"{where}.dimensions: expected a list of dimensions such as ENERGY")
         name = str(item.get("name") or f"{direction}{threshold}")
+        if len(name) > NAME_LENGTH:
+            raise GridConfigError(f"{where}.name: at most {NAME_LENGTH} characters")
         if any(r.name == name for r in rules):
             raise GridConfigError(f"{where}.name {name!r}: another rule has that name")
         factory = GridRule.above if direction == ABOVE else GridRule.below

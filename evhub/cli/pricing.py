@@ -27,6 +27,7 @@ cdrs_app = typer.Typer(
 )
 grid_app = typer.Typer(help="Grid load and the dynamic-pricing rules attached to it.", no_args_is_help=True)
 JSON_OPTION = typer.Option("--json", help="Print JSON instead of a table")
+MAX_LIMIT = 1_000_000
 
 
 def _read(path: Path) -> str:
@@ -255,8 +256,8 @@ def cdrs_list(
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """List the newest CDRs."""
-    if limit < 1:
-        fail(f"--limit {limit}: must be at least 1")
+    if not 1 <= limit <= MAX_LIMIT:
+        fail(f"--limit {limit}: expected 1 to {MAX_LIMIT:,}")
 
     async def go(db: Database) -> None:
         async with db.session() as s:
@@ -310,6 +311,8 @@ def cdrs_correct(cdr_id: Annotated[str, CDR_ID]) -> None:
     async def go(db: Database) -> None:
         async with db.session() as s:
             uid = await resolve_prefix(s, Cdr.cdr_uid, cdr_id, "CDR")
+            if await s.scalar(select(Cdr.is_credit).where(Cdr.cdr_uid == uid)):
+                fail(f"CDR {uid} is a credit CDR; correct the CDR it credits (its latest revision)")
         try:
             credit, fresh = await correct_cdr(db, uid)
         except RatingError as exc:

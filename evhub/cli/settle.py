@@ -90,7 +90,9 @@ def settle(
     from settlement.periods import parse_period
 
     try:
-        period = parse_period(period).key
+        parsed = parse_period(period)
+        period = parsed.key
+        _ = parsed.start, parsed.end  # year 0 and 9999-12 are not months a run can cover
     except ValueError:
         fail(f"--period {period!r}: expected a month as YYYY-MM, e.g. 2026-10")
     _check_out_dir(out)

@@ -86,6 +86,9 @@ def _cases(tmp: Path) -> list[Case]:
         "empty.json": ([], "at least one rule"),
         "object.json": ({"direction": "above"}, "expected a JSON list"),
         "multiply.json": ([{"direction": "below", "threshold": 30, "multiply": "-1"}], "multiply -1"),
+        "huge.json": ([{"direction": "below", "threshold": 30, "multiply": "1e999999"}], "below 1,000,000"),
+        "name.json": ([{"direction": "below", "threshold": 30, "name": "n" * 65}], "at most 64 characters"),
+        "twice.json": ([{"direction": "below", "threshold": 30}] * 2, "another rule has that name"),
     }
     agreements = {
         "fields.json": ([{"kind": "hub_fee", "agreement_id": "F", "version": 1}], "currency: missing"),
@@ -108,11 +111,13 @@ def _cases(tmp: Path) -> list[Case]:
         Case(("grid", "load", "NL-NH", "150"), "between 0 and 100"),
         Case(("grid", "load", "NL-NH", "--", "-1"), "between 0 and 100"),
         Case(("grid", "load", "NL-NH", "NaN"), "between 0 and 100"),
+        Case(("grid", "load", "NL-NH", "50.0000001"), "at most 6 decimals"),
+        Case(("grid", "load", "NL-NH", "1e-999999999999"), "at most 6 decimals"),
         Case(("grid", "load", "NOPE", "50"), "unknown grid zone 'NOPE' (known: NL-NH)"),
         Case(("grid", "load", "NL-NH", "50", "--at", "2026-11-10T18:00"), "Z or an offset"),
         Case(("grid", "load", "NL-NH", "50", "--at", "tomorrow"), "--at 'tomorrow'"),
         # grid attach
-        Case((*attach, rules, "--hysteresis", "-1"), "--hysteresis -1"),
+        Case((*attach, rules, "--hysteresis", "-1"), "--hysteresis '-1'"),
         Case((*attach, rules, "--hysteresis", "abc"), "--hysteresis 'abc'"),
         Case((*attach, rules, "--hysteresis", "101"), "between 0 and 100"),
         Case((*attach, rules, "--min-hold", "-5"), "--min-hold -5"),
@@ -148,10 +153,13 @@ def _cases(tmp: Path) -> list[Case]:
         Case(("cdrs", "show", ""), "must not be empty"),
         Case(("cdrs", "correct", "nope"), "unknown CDR 'nope'"),
         Case(("cdrs", "list", "--limit", "0"), "--limit 0"),
+        Case(("cdrs", "list", "--limit", "99999999999999999999"), "expected 1 to 1,000,000"),
         # settlement
         Case(("settle", "--period", "2026-13"), "--period '2026-13'"),
         Case(("settle", "--period", "2026-1"), "YYYY-MM"),
         Case(("settle",), "--period YYYY-MM is required"),
+        Case(("settle", "--period", "9999-12"), "--period '9999-12'"),
+        Case(("settle", "--period", "0000-01"), "--period '0000-01'"),
         Case(("settle", "--period", "2026-11", "--engine", "spark"), "--engine 'spark'"),
         Case(("settle", "--period", "2026-11", "--scheduler", "tcp://127.0.0.1:1"), "needs --engine dask"),
         Case(("settle", "--period", "2026-11", "--out", tariff), "is not a folder"),
@@ -229,6 +237,9 @@ async def test_cdr_ids_take_a_unique_prefix(cli, db: Database) -> None:
     corrected = await cli("cdrs", "correct", first[:8])
     assert corrected.exit_code == 0, corrected.output
     assert f"credited {first}" in corrected.stdout
+    credit = (await cli("cdrs", "list", "--json")).stdout
+    credit_id = next(c["id"] for c in json.loads(credit) if c["credit"])
+    assert_refused(await cli("cdrs", "correct", credit_id), "is a credit CDR")
     listed = json.loads((await cli("cdrs", "list", "--json")).stdout)
     assert len(listed) == 4 and sum(c["credit"] for c in listed) == 1
     assert {"id", "session_id", "end_date_time", "currency", "total_cost_excl_vat"} <= set(listed[0])
@@ -241,6 +252,8 @@ async def test_list_commands_print_json(cli, db: Database, tmp_path: Path) -> No
     run = await cli("settle", "--period", "2026-11", "--out", str(tmp_path / "out"), "--json")
     assert run.exit_code == 0, run.output
     summary = json.loads(run.stdout)
-    assert summary["period"] == "2026-11" and summary["summary"]["cdrs_settled"] == 2, summary["summary"]["rejected_by_reason"]
+    assert summary["period"] == "2026-11" and summary["summary"]["cdrs_settled"] == 2, summary["summary"][
+        "rejected_by_reason"
+    ]
     assert {s["party"] for s in summary["statements"]} == {"NL*AMP", "NL*EMS", "NL*HUB"}
     assert Path(summary["exports"], "lines.csv").is_file()
