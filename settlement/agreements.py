@@ -44,8 +44,23 @@ from pydantic import (
 
 from evhub.money import normalize_currency, parse_amount, to_decimal
 
-ExactDecimal = Annotated[Decimal, BeforeValidator(to_decimal)]
-"""A Decimal that refuses floats (they are not exact)."""
+MAX_DECIMALS = 10
+"""Decimals a rate or amount of an agreement may have (the split scales every value to integers)."""
+MAX_MAGNITUDE = Decimal(10) ** 12
+
+
+def _exact(value: Any) -> Decimal:
+    number = to_decimal(value)
+    exponent = number.as_tuple().exponent
+    if abs(number) >= MAX_MAGNITUDE:
+        raise ValueError(f"{value} is too large (at most {MAX_MAGNITUDE:,} in size)")
+    if isinstance(exponent, int) and exponent < -MAX_DECIMALS and number != round(number, MAX_DECIMALS):
+        raise ValueError(f"{value} has more than {MAX_DECIMALS} decimals")
+    return number
+
+
+ExactDecimal = Annotated[Decimal, BeforeValidator(_exact)]
+"""A Decimal that refuses floats (they are not exact), more than 10 decimals and absurd sizes."""
 
 ALL_CPOS = "*"
 """Scope value of a hub fee agreement that applies to every CPO without one of its own."""

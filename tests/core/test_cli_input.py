@@ -98,6 +98,7 @@ def _cases(tmp: Path) -> list[Case]:
         "jpy.json": ([_hub_fee(currency="JPY", minimum_per_session="0.5")], "JPY has minor units (0)"),
         "currency.json": ([_hub_fee(currency="EUX")], "unknown currency 'EUX'"),
         "percent.json": ([_hub_fee(percentage="5")], "percentage: rate 5"),
+        "digits.json": ([_hub_fee(per_kwh="1e-99999999")], "per_kwh: 1e-99999999 has more than 10 decimals"),
         "date.json": ([_hub_fee(valid_from="2026-13-01")], "valid_from"),
         "until.json": ([_hub_fee(valid_until="2026-10-01")], "valid_until must be after valid_from"),
         "extra.json": ([_hub_fee(colour="red")], "colour: unknown field"),
