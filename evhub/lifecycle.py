@@ -41,6 +41,7 @@ from evhub.models import (
     TariffVersion,
     Token,
 )
+from evhub.models.tokens import WHITELIST_TYPES
 from evhub.money import MoneyError, normalize_currency
 from evhub.provisioning import (
     ProvisioningError,
@@ -61,8 +62,9 @@ from evhub.timeutil import utcnow
 from ocpi.models import OcpiPartner, OcpiPartnerRole, PartnerStatus
 
 
-async def _count(s: AsyncSession, column: Any, value: Any, *extra: Any) -> int:
-    return int(await s.scalar(select(func.count()).where(column == value, *extra)) or 0)
+async def _count(s: AsyncSession, column: Any, value: Any) -> int:
+    """How many rows of ``column``'s table have ``column == value``."""
+    return int(await s.scalar(select(func.count()).where(column == value)) or 0)
 
 
 def _plural(n: int, word: str) -> str:
@@ -243,8 +245,6 @@ def _touch_token(token: Token, **ocpi_fields: Any) -> None:
 
 
 async def update_token(s: AsyncSession, token: Token, changes: TokenChanges) -> Token:
-    from evhub.models.tokens import WHITELIST_TYPES
-
     ocpi: dict[str, Any] = {}
     if changes.contract_id is not None:
         if not changes.contract_id.strip() or len(changes.contract_id) > 36:
