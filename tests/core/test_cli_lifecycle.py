@@ -388,3 +388,32 @@ async def test_api_keys_and_outbox_by_prefix(cli, db: Database) -> None:
     )
     assert "1 message(s) queued again" in (await cli("outbox", "retry", str(dead))).output
     assert await _count(db, OutboxMessage, OutboxMessage.status == OutboxStatus.PENDING) == 1
+
+
+async def test_prefix_resolution_rules(cli, db: Database) -> None:
+    """An exact id wins over longer ids it starts; LIKE wildcards in a prefix are plain characters; any case."""
+    from evhub.cli._lookup import resolve_prefix
+    from evhub.provisioning import ProvisioningError
+
+    async with db.session() as s:
+        for message_id in (1, 10, 11, 25):
+            s.add(
+                OutboxMessage(id=message_id, channel="email", destination="x", ordering_key="k", payload={})
+            )
+        for name in ("Fleet_A", "FleetXB", "fleet%c"):
+            s.add(Fleet(name=name))
+    async with db.session() as s:
+        assert await resolve_prefix(s, OutboxMessage.id, "1", "outbox message") == "1"
+        assert await resolve_prefix(s, OutboxMessage.id, "2", "outbox message") == "25"
+        assert await resolve_prefix(s, Fleet.name, "FLEET_", "fleet") == "Fleet_A"  # not FleetXB
+        assert await resolve_prefix(s, Fleet.name, "fleet%", "fleet") == "fleet%c"
+        for column, given, says in (
+            (OutboxMessage.id, "3", "unknown outbox message '3'"),
+            (OutboxMessage.id, " ", "outbox message id must not be empty"),
+            (Fleet.name, "fleet", "fleet id 'fleet' is ambiguous: 3 ids start with it"),
+        ):
+            with pytest.raises(ProvisioningError, match=says):
+                await resolve_prefix(
+                    s, column, given, "outbox message" if column is OutboxMessage.id else "fleet"
+                )
+    await _refused(cli, "outbox", "retry", "1", says="outbox message 1 is pending, not dead")
