@@ -15,7 +15,16 @@ from sqlalchemy import select
 from evhub import provisioning as prov
 from evhub.apiauth import create_key
 from evhub.db.engine import Database
-from evhub.models import EVSE, ChargePoint, ChargingSession, Connector, Location, MeterValue, PricingState
+from evhub.models import (
+    EVSE,
+    Cdr,
+    ChargePoint,
+    ChargingSession,
+    Connector,
+    Location,
+    MeterValue,
+    PricingState,
+)
 from tariffs.rating import rate_pending
 
 DEMO = Path(__file__).resolve().parents[2] / "evhub" / "demo_data"
@@ -26,6 +35,7 @@ START = datetime(2026, 11, 10, 21, 30, tzinfo=UTC)
 class Network:
     keys: dict[str, str]  # "hub", "amp" (AmsterPower's back office), "ldn"
     sessions: dict[str, str]  # CPO -> session uid
+    cdrs: dict[str, str]  # CPO -> uid of its session's CDR
 
 
 async def _ended_session(
@@ -95,4 +105,14 @@ async def seed(db: Database) -> Network:
     await _ended_session(db, "AMS-01-1", "TOKEN-AMS", "sess-ams", 60, "10")
     await _ended_session(db, "LDN-01-1", "TOKEN-LDN", "sess-ldn", 30, "5")
     assert await rate_pending(db) == 2
-    return Network(keys=keys, sessions={"amp": "sess-ams", "ldn": "sess-ldn"})
+    sessions = {"amp": "sess-ams", "ldn": "sess-ldn"}
+    async with db.session() as s:
+        cdrs = {
+            cpo: await s.scalar(
+                select(Cdr.cdr_uid)
+                .join(ChargingSession, ChargingSession.id == Cdr.session_id)
+                .where(ChargingSession.session_uid == uid)
+            )
+            for cpo, uid in sessions.items()
+        }
+    return Network(keys=keys, sessions=sessions, cdrs=cdrs)
