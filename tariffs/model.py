@@ -97,6 +97,20 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True, use_enum_values=False)
 
 
+QUANTITY_LIMIT = Decimal(10) ** 9
+"""Largest price or volume the engine takes: price x volume must stay exact within Decimal's 28 digits."""
+
+
+def _quantity(value: Decimal) -> Decimal:
+    """A price or volume the engine can compute with: finite, below a billion, at most 30 decimals."""
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int) or abs(value) >= QUANTITY_LIMIT:
+        raise ValueError(f"{value} is out of range (finite, below {QUANTITY_LIMIT:,})")
+    if exponent < -30 and value != round(value, 30):
+        raise ValueError(f"{value} has more than 30 decimals")
+    return value
+
+
 def _utc(value: Any) -> Any:
     if isinstance(value, str):
         return parse_datetime(value)
@@ -122,6 +136,11 @@ class PriceComponent(_Model):
     price: Decimal
     vat: Decimal | None = None
     step_size: int = Field(default=1, ge=0)
+
+    @field_validator("price")
+    @classmethod
+    def _price(cls, value: Decimal) -> Decimal:
+        return _quantity(value)
 
 
 class TariffRestrictions(_Model):
@@ -227,6 +246,11 @@ class Tariff(_Model):
 class CdrDimension(_Model):
     type: CdrDimensionType
     volume: Decimal
+
+    @field_validator("volume")
+    @classmethod
+    def _volume(cls, value: Decimal) -> Decimal:
+        return _quantity(value)
 
 
 class ChargingPeriod(_Model):

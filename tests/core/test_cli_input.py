@@ -76,6 +76,14 @@ def _cases(tmp: Path) -> list[Case]:
             "charging_periods": {"not": "a list"},
         },
     )
+    huge = {
+        "start_date_time": "2026-11-10T21:30:00Z",
+        "end_date_time": "2026-11-10T22:30:00Z",
+        "charging_periods": [
+            {"start_date_time": "2026-11-10T21:30:00Z", "dimensions": [{"type": "ENERGY", "volume": "1e30"}]}
+        ],
+    }
+    huge_cdr = _write(tmp, "huge.json", huge)
     attach = ("grid", "attach", "NL-NH", "--tariff", "NL*AMP*AMS-TOD", "--rules")
     replay = ("tariffs", "replay", "--tariff", tariff)
     bad_rules = {
@@ -146,6 +154,10 @@ def _cases(tmp: Path) -> list[Case]:
             "elements",
         ),
         Case(("tariffs", "price", "--tariff", tariff, "--cdr", cdr), "charging_periods must be a list"),
+        Case(
+            ("tariffs", "price", "--tariff", tariff, "--cdr", huge_cdr),
+            "volume: Value error, 1E+30 is out of",
+        ),
         Case(
             ("tariffs", "price", "--tariff", tariff, "--cdr", cdr, "--decimals", "keep"), "--decimals 'keep'"
         ),
