@@ -83,7 +83,7 @@ def _cases(tmp: Path) -> list[Case]:
             {"start_date_time": "2026-11-10T21:30:00Z", "dimensions": [{"type": "ENERGY", "volume": "1e30"}]}
         ],
     }
-    huge_cdr = _write(tmp, "huge.json", huge)
+    huge_cdr = _write(tmp, "huge-cdr.json", huge)
     attach = ("grid", "attach", "NL-NH", "--tariff", "NL*AMP*AMS-TOD", "--rules")
     replay = ("tariffs", "replay", "--tariff", tariff)
     bad_rules = {
