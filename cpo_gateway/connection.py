@@ -20,6 +20,7 @@ from ocpp.messages import get_validator
 
 from cpo_gateway.events import ChargerRef
 from cpo_gateway.schemas import fast_check
+from evhub import metrics
 
 if TYPE_CHECKING:
     from cpo_gateway.server import Gateway
@@ -162,6 +163,8 @@ class ChargerConnection:
         self.version = version
         self.proto = v16 if version == "1.6" else v201
         self.handlers = self.proto.HANDLERS
+        # message counter per action (evhub.metrics), shared by the version's connections
+        self.counted = metrics.ocpp_message_counters(version, self.handlers)
         self.pending: dict[str, asyncio.Future[Any]] = {}
         self.call_lock = asyncio.Lock()
         self.limiter = RateLimiter(gateway.settings.ocpp_rate_limit, gateway.settings.ocpp_rate_burst)
@@ -182,8 +185,17 @@ class ChargerConnection:
     def code(self, code: str) -> str:
         return V16_CODES.get(code, code) if self.version == "1.6" else code
 
-    async def send_error(self, unique_id: str, code: str, description: str, details: Any = None) -> None:
-        await self.ws.send(dumps([4, unique_id, self.code(code), description, details or {}]))
+    async def send_error(
+        self,
+        unique_id: str,
+        code: str,
+        description: str,
+        details: Any = None,
+        action: str = metrics.NO_ACTION,
+    ) -> None:
+        wire_code = self.code(code)
+        metrics.ocpp_callerror(self.version, action, wire_code)
+        await self.ws.send(dumps([4, unique_id, wire_code, description, details or {}]))
 
     async def run(self) -> None:
         async for frame in self.ws:
@@ -205,6 +217,7 @@ class ChargerConnection:
         self.heard_since_sweep = True
         if not self.limiter.allow():
             log.warning("charger %s flooding; disconnecting", self.identity)
+            metrics.ocpp_rate_limit_disconnect(self.version)
             self.close_soon(1008, "message rate limit exceeded")
             return
         if isinstance(frame, bytes):
@@ -246,23 +259,30 @@ class ChargerConnection:
     async def handle_call(self, uid: str, action: str, payload: dict[str, Any]) -> None:
         handler = self.handlers.get(action)
         if handler is None:
-            await self.send_error(uid, "NotImplemented", f"{action} is not implemented")
+            self.counted[metrics.UNKNOWN_ACTION].inc()
+            await self.send_error(
+                uid, "NotImplemented", f"{action} is not implemented", action=metrics.UNKNOWN_ACTION
+            )
             return
+        self.counted[action].inc()
         status = self.ref.registration_status
         if status != "Accepted" and not self._allowed_unaccepted(status, action):
             await self.send_error(
-                uid, "SecurityError", f"registration status is {status}: only BootNotification is accepted"
+                uid,
+                "SecurityError",
+                f"registration status is {status}: only BootNotification is accepted",
+                action=action,
             )
             return
         try:
             validate(self.version, 2, action, payload)
             result = await handler(self, payload)
         except OcppError as exc:
-            await self.send_error(uid, exc.code, exc.description, exc.details)
+            await self.send_error(uid, exc.code, exc.description, exc.details, action=action)
             return
         except Exception:
             log.exception("charger %s: %s failed", self.identity, action)
-            await self.send_error(uid, "InternalError", f"{action} could not be processed")
+            await self.send_error(uid, "InternalError", f"{action} could not be processed", action=action)
             return
         # most answers are empty ({} for MeterValues, StatusNotification, ...): the frame is put together directly
         await self.ws.send(f"[3,{_ENCODER.encode(uid)},{{}}]" if not result else dumps([3, uid, result]))

@@ -27,26 +27,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from evhub import metrics
 from evhub.db.engine import Database
 from evhub.models.outbox import OutboxMessage, OutboxStatus
 from evhub.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-DELIVERED = Counter("evhub_outbox_delivered_total", "Outbox messages delivered", ["channel"])
-FAILED_ATTEMPTS = Counter("evhub_outbox_failed_attempts_total", "Failed delivery attempts", ["channel"])
-DEAD = Counter("evhub_outbox_dead_total", "Outbox messages dead-lettered", ["channel"])
-PENDING = Gauge("evhub_outbox_pending", "Outbox messages waiting for delivery", ["channel"])
-OLDEST_PENDING = Gauge(
-    "evhub_outbox_oldest_pending_seconds", "Age of the oldest pending outbox message", ["channel"]
-)
-DELIVERY_SECONDS = Histogram("evhub_outbox_delivery_seconds", "Time of one delivery attempt", ["channel"])
+# defined with every other metric in evhub.metrics
+DELIVERED = metrics.OUTBOX_DELIVERED
+FAILED_ATTEMPTS = metrics.OUTBOX_FAILED_ATTEMPTS
+DEAD = metrics.OUTBOX_DEAD
+PENDING = metrics.OUTBOX_PENDING
+OLDEST_PENDING = metrics.OUTBOX_OLDEST_PENDING
+DELIVERY_SECONDS = metrics.OUTBOX_DELIVERY_SECONDS
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from evhub import metrics
 from evhub.db.engine import Database
 from evhub.energy import format_kwh
 from evhub.models import EVSE, Cdr, ChargingSession, Location, MeterValue, OutboxMessage, Token
@@ -353,10 +354,12 @@ def make_email_sender(
         cdr_id = payload.get("cdr_id")
         if outcome.ok:
             await _mark(db, cdr_id, status=ReceiptStatus.SENT, sent_at=utcnow(), error=None)
+            metrics.receipt("sent")
             return DeliveryResult.delivered(smtp=f"{config.host}:{config.port}")
         if outcome.permanent:
             status = ReceiptStatus.BOUNCED if outcome.refused else ReceiptStatus.FAILED
             await _mark(db, cdr_id, status=status, error=outcome.error)
+            metrics.receipt("bounced" if outcome.refused else "failed")
             return DeliveryResult.give_up(outcome.error or "refused")
         await _mark(db, cdr_id, error=outcome.error)
         return DeliveryResult.retry(outcome.error or "SMTP failure")
@@ -374,4 +377,5 @@ async def record_bounce(db: Database, cdr_uid: str, reason: str) -> bool:
             return False
         row.status = ReceiptStatus.BOUNCED
         row.error = reason[:2000]
-        return True
+    metrics.receipt("bounced")
+    return True

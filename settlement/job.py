@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from sqlalchemy import func, select
 
+from evhub import metrics
 from evhub.db.engine import Database
 from evhub.models import SettlementRun, SettlementStatement
 from evhub.timeutil import utcnow
@@ -81,7 +82,26 @@ async def run_period(
     close: bool = False,
     progress: Progress | None = None,
 ) -> JobResult:
-    """Settle ``period`` (``YYYY-MM``). A closed period is replayed and verified, never rewritten."""
+    """Settle ``period`` (``YYYY-MM``). A closed period is replayed and verified, never rewritten.
+    Counted in ``evhub_settlement_runs_total`` / ``evhub_settlement_run_failures_total``."""
+    try:
+        job = await _run_period(db, period, engine=engine, out_dir=out_dir, close=close, progress=progress)
+    except Exception:
+        metrics.settlement_run(None)
+        raise
+    metrics.settlement_run("replay" if job.replay else "run")
+    return job
+
+
+async def _run_period(
+    db: Database,
+    period: str,
+    *,
+    engine: Literal["pandas", "dask"],
+    out_dir: Path | None,
+    close: bool,
+    progress: Progress | None,
+) -> JobResult:
     say = progress or (lambda _step: None)
     key = parse_period(period).key
     end = parse_period(period).end

@@ -17,6 +17,7 @@ revision, never an edit (:func:`correct_cdr`).
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
@@ -25,6 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from evhub import metrics
 from evhub.db.engine import Database
 from evhub.domain.cdr_token import cdr_token
 from evhub.models import (
@@ -273,6 +275,7 @@ async def rate_session(
     db: Database, session_id: int, hooks: Sequence[CdrHook] = ()
 ) -> tuple[Cdr | None, bool]:
     """Price one pending session into its CDR (idempotent). Returns (CDR or None, whether it was created now)."""
+    started = time.perf_counter()
     try:
         async with db.session() as s:
             session = await _claim(s, db, session_id)
@@ -303,7 +306,8 @@ async def rate_session(
                     }
                 },
             )
-            return cdr, True
+        metrics.pricing_done(started, priced=True)  # committed
+        return cdr, True
     except (RatingError, PricingError, ValueError) as exc:
         async with db.session() as s:
             session = await s.get(ChargingSession, session_id)
@@ -313,6 +317,7 @@ async def rate_session(
         log.warning(
             "session could not be priced", extra={"fields": {"session_id": session_id, "error": str(exc)}}
         )
+        metrics.pricing_done(started, priced=False)
         return None, False
 
 
@@ -413,4 +418,6 @@ async def correct_cdr(db: Database, cdr_uid: str, hooks: Sequence[CdrHook] = ())
         for hook in hooks:
             await hook(s, credit)
             await hook(s, fresh)
-        return credit, fresh
+    metrics.cdrs_created("credit")
+    metrics.cdrs_created("correction")
+    return credit, fresh
