@@ -163,7 +163,7 @@ class ChargerConnection:
         self.version = version
         self.proto = v16 if version == "1.6" else v201
         self.handlers = self.proto.HANDLERS
-        # message counter per action (evhub.metrics), shared by the version's connections
+        # message count per action (evhub.metrics), shared by the version's connections
         self.counted = metrics.ocpp_message_counters(version, self.handlers)
         self.pending: dict[str, asyncio.Future[Any]] = {}
         self.call_lock = asyncio.Lock()
@@ -259,12 +259,12 @@ class ChargerConnection:
     async def handle_call(self, uid: str, action: str, payload: dict[str, Any]) -> None:
         handler = self.handlers.get(action)
         if handler is None:
-            self.counted[metrics.UNKNOWN_ACTION].inc()
+            self.counted[metrics.UNKNOWN_ACTION] += 1
             await self.send_error(
                 uid, "NotImplemented", f"{action} is not implemented", action=metrics.UNKNOWN_ACTION
             )
             return
-        self.counted[action].inc()
+        self.counted[action] += 1
         status = self.ref.registration_status
         if status != "Accepted" and not self._allowed_unaccepted(status, action):
             await self.send_error(

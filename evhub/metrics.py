@@ -12,12 +12,12 @@ and labels. Three kinds of values:
 * **Database gauges** (sessions open, waiting for pricing, failed pricing), counted at scrape by one indexed
   query (:func:`refresh_database_gauges`): the same cluster-wide value on every node (use ``max`` over nodes).
 
-The OCPP hot path pays one dictionary lookup and one ``inc()`` per message: labelled children are cached per
-(version, action) (:func:`ocpp_message_counters`).
+The OCPP hot path pays one integer increment in a dictionary per message (:func:`ocpp_message_counters`).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 import weakref
@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
@@ -65,9 +65,6 @@ OUTBOX_DELIVERY_SECONDS = Histogram(
 
 # -- OCPP gateway ----------------------------------------------------------------------------------------------
 
-OCPP_MESSAGES = Counter(
-    "evhub_ocpp_messages_total", "OCPP CALLs received from chargers", ["version", "action"]
-)
 OCPP_CALLERRORS = Counter(
     "evhub_ocpp_callerrors_total",
     "CALLERRORs sent to chargers (code as sent on the wire)",
@@ -132,35 +129,39 @@ class _ChildCache(dict[tuple[str, ...], Any]):
         return child
 
 
-_MESSAGES = _ChildCache(OCPP_MESSAGES)
 _CALLERRORS = _ChildCache(OCPP_CALLERRORS)
 
 
-class _VersionMessages(dict[str, Any]):
-    """``action -> counter child`` of one OCPP version; a missing action gets its child on first use."""
+class _OcppMessages(Collector):
+    """``evhub_ocpp_messages_total{version, action}``: plain integers the gateway adds to (``counts[action] +=
+    1``, a third of a labelled counter's ``inc()``), turned into a counter family at scrape. The gateway and
+    ``/metrics`` share one event loop, so no lock is needed."""
 
-    def __init__(self, version: str) -> None:
-        super().__init__()
-        self.version = version
+    def __init__(self) -> None:
+        self.by_version: dict[str, collections.Counter[str]] = {}
 
-    def __missing__(self, action: str) -> Any:
-        child = self[action] = _MESSAGES[self.version, action]
-        return child
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "evhub_ocpp_messages", "OCPP CALLs received from chargers", labels=["version", "action"]
+        )
+        for version, counts in sorted(self.by_version.items()):
+            for action, count in sorted(counts.items()):
+                family.add_metric([version, action], count)
+        yield family
 
 
-_BY_VERSION: dict[str, _VersionMessages] = {}
+_MESSAGES = _OcppMessages()
+REGISTRY.register(_MESSAGES)
 
 
-def ocpp_message_counters(version: str, actions: Iterable[str] = ()) -> dict[str, Any]:
-    """The message counters of one OCPP version by action, shared by its connections: the gateway counts a
-    CALL with ``counters[action].inc()`` (an implemented action, or :data:`UNKNOWN_ACTION`). ``actions``
-    are created at once, so they show as 0 before the first message."""
-    counters = _BY_VERSION.get(version)
-    if counters is None:
-        counters = _BY_VERSION[version] = _VersionMessages(version)
+def ocpp_message_counters(version: str, actions: Iterable[str] = ()) -> collections.Counter[str]:
+    """The message counts of one OCPP version by action, shared by its connections: the gateway counts a
+    CALL with ``counts[action] += 1`` (an implemented action, or :data:`UNKNOWN_ACTION`). ``actions`` show
+    as 0 before their first message."""
+    counts = _MESSAGES.by_version.setdefault(version, collections.Counter())
     for action in (*actions, UNKNOWN_ACTION):
-        counters[action]  # creates the child (__missing__)
-    return counters
+        counts.setdefault(action, 0)
+    return counts
 
 
 def ocpp_callerror(version: str, action: str, code: str) -> None:
