@@ -277,3 +277,25 @@ async def test_dotenv_time_zone_sets_the_portal_month(
             assert await sessions_in("2026-03") == 0
     finally:
         await hub.stop()
+
+
+@pytest.mark.parametrize(
+    ("line", "var"),
+    [
+        ("EVHUB_PUBLIC_URL=notaurl", "EVHUB_PUBLIC_URL"),
+        ("EVHUB_PORTAL_TIME_ZONE=Europe/Atlantis", "EVHUB_PORTAL_TIME_ZONE"),
+    ],
+)
+def test_the_cli_refuses_a_bad_dotenv_in_one_line(workdir: Path, line: str, var: str) -> None:
+    """The real CLI, configured by a ``.env`` in its working directory: one ``error:`` line, non-zero exit."""
+    from typer.testing import CliRunner
+
+    from evhub.cli import app
+
+    (workdir / ".env").write_text(f"EVHUB_DATABASE_URL=sqlite+aiosqlite:///{workdir}/hub.db\n{line}\n")
+    result = CliRunner().invoke(app, ["db", "status"])
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and var in lines[0], result.stderr
+    assert not (workdir / "hub.db").exists()  # refused before anything was created
