@@ -21,6 +21,7 @@ from evhub.energy import kwh_to_the_wh
 from evhub.models import Agreement, Cdr, Location, Party, SettlementRun
 from settlement.agreements import AgreementBook, check_change, dump_agreements, parse_agreements
 from settlement.periods import closed_until
+from settlement.references import known_references, reference_problems
 
 UNKNOWN_EMSP = "UNKNOWN"
 
@@ -65,7 +66,7 @@ async def add_agreements(s: AsyncSession, items: Sequence[dict[str, Any]]) -> li
         raise AgreementChangeError(f"invalid agreements: {exc}") from None
     existing = await load_agreements(s)
     stored = {(a.agreement_id, a.version) for a in existing}
-    problems: list[str] = []
+    problems: list[str] = reference_problems(proposed, await known_references(s))
     for a in proposed:
         if (a.agreement_id, a.version) in stored:
             problems.append(

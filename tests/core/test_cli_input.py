@@ -112,6 +112,26 @@ def _cases(tmp: Path) -> list[Case]:
         "extra.json": ([_hub_fee(colour="red")], "colour: unknown field"),
         "nothing.json": ([], "no agreements"),
         "again.json": ([ROAMING], "exists already"),
+        "role.json": (
+            [{**ROAMING, "agreement_id": "r3", "emsp": "NL*AMP"}],
+            "emsp NL*AMP is registered as CPO, not EMSP",
+        ),
+        "vat.json": ([_hub_fee(vat_rates={"NL": "0.21"})], "vat_rates 'NL' is not an ISO 3166 alpha-3"),
+        "site.json": (
+            [
+                {
+                    "kind": "site_host",
+                    "agreement_id": "s1",
+                    "version": 1,
+                    "valid_from": "2026-11-01",
+                    "site_host": "NL*SIT",
+                    "cpo": "GB*LDN",
+                    "location_id": "AMS-CENTRAAL",
+                    "share_percentage": "0.1",
+                }
+            ],
+            "location_id AMS-CENTRAAL is a location of NL*AMP, not GB*LDN",
+        ),
         "not-json.json": ("[{", "not valid JSON"),
     }
     return [
@@ -270,3 +290,11 @@ async def test_list_commands_print_json(cli, db: Database, tmp_path: Path) -> No
     ]
     assert {s["party"] for s in summary["statements"]} == {"NL*AMP", "NL*EMS", "NL*HUB"}
     assert Path(summary["exports"], "lines.csv").is_file()
+
+
+async def test_an_agreement_may_name_an_emsp_that_registers_later(cli, db: Database, tmp_path: Path) -> None:
+    await _seed(db)
+    later = {**ROAMING, "agreement_id": "roam-new-amp", "emsp": "DE*NEW"}  # joins over OCPI afterwards
+    added = await cli("agreements", "add", _write(tmp_path, "later.json", [later]))
+    assert added.exit_code == 0, added.output
+    assert "added roaming agreement roam-new-amp@v1" in added.stdout

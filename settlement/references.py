@@ -1,0 +1,88 @@
+"""What an agreement names must not contradict what the hub has: a party in another role, a location of
+another CPO, a VAT country that no CDR can carry.
+
+Such an agreement would never apply to any CDR and fail silently at settlement time
+(``no_roaming_agreement``, ``no_hub_vat_rate``). A name the hub does not know *yet* is accepted: an eMSP
+becomes a party when it registers over OCPI, which may come after its roaming agreement is signed.
+:func:`reference_problems` (pure) lists the contradictions, :func:`known_references` reads what exists.
+Labels are the settlement's ``COUNTRY*PARTY`` keys; VAT countries are ISO 3166 alpha-3, as the CDR's
+``country`` (its location's) is.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pycountry
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from evhub.models import Location, Party, PartyRole
+from settlement.agreements import ALL_CPOS
+
+DEFAULT_HUB = "HUB"
+"""The hub fee's default ``hub`` label, accepted without a party of that name."""
+
+
+@dataclass(frozen=True)
+class KnownReferences:
+    roles: dict[str, set[str]] = field(default_factory=dict)  # party label -> its roles
+    locations: set[tuple[str, str]] = field(default_factory=set)  # (CPO label, location id)
+
+
+async def known_references(s: AsyncSession) -> KnownReferences:
+    roles: dict[str, set[str]] = defaultdict(set)
+    by_id: dict[int, str] = {}
+    for party in (await s.scalars(select(Party))).all():
+        label = f"{party.country_code}*{party.party_id}"
+        roles[label].add(PartyRole(party.role).value)
+        by_id[party.id] = label
+    rows = (await s.execute(select(Location.cpo_id, Location.ocpi_id))).all()
+    return KnownReferences(dict(roles), {(by_id.get(cpo_id, ""), ocpi_id) for cpo_id, ocpi_id in rows})
+
+
+def _country(code: str) -> bool:
+    return len(code) == 3 and pycountry.countries.get(alpha_3=code) is not None
+
+
+def _party(where: str, name: str, label: str, role: PartyRole, known: KnownReferences) -> list[str]:
+    have = known.roles.get(label, set())
+    if not have or role.value in have:
+        return []
+    return [
+        f"{where}: {name} {label} is registered as {'/'.join(sorted(have))}, not {role.value} "
+        "(see `evhub parties list`)"
+    ]
+
+
+def reference_problems(agreements: Sequence[Any], known: KnownReferences) -> list[str]:
+    """One message per name in ``agreements`` that contradicts ``known`` (empty list = none)."""
+    problems: list[str] = []
+    for index, a in enumerate(agreements):
+        where = f"agreements[{index}] ({a.kind} {a.ref})"
+        if a.kind == "roaming":
+            problems += _party(where, "emsp", a.emsp, PartyRole.EMSP, known)
+            problems += _party(where, "cpo", a.cpo, PartyRole.CPO, known)
+        elif a.kind == "hub_fee":
+            if a.cpo != ALL_CPOS:
+                problems += _party(where, "cpo", a.cpo, PartyRole.CPO, known)
+            if a.hub != DEFAULT_HUB:
+                problems += _party(where, "hub", a.hub, PartyRole.HUB, known)
+            problems += [
+                f"{where}: vat_rates {code!r} is not an ISO 3166 alpha-3 country (CDRs carry their "
+                "location's, e.g. NLD)"
+                for code in a.vat_rates
+                if not _country(code)
+            ]
+        elif a.kind == "site_host":
+            problems += _party(where, "site_host", a.site_host, PartyRole.SITE_HOST, known)
+            problems += _party(where, "cpo", a.cpo, PartyRole.CPO, known)
+            owners = sorted(cpo for cpo, loc in known.locations if loc == a.location_id)
+            if owners and a.cpo not in owners:
+                problems.append(
+                    f"{where}: location_id {a.location_id} is a location of {', '.join(owners)}, not {a.cpo}"
+                )
+    return problems
