@@ -1,4 +1,8 @@
-"""Test data for the portal: a CPO, a location in Europe/Berlin, fleets with managers, tokens, sessions, CDRs."""
+"""Test data for the portal: a CPO, a location in Europe/Berlin, fleets with managers, tokens, sessions, CDRs.
+
+"Now" here is :func:`evhub.timeutil.utcnow`, which tests/conftest.py pins to a mid-month instant, so data seeded
+in "the current month" lands in the same month, far from its ends, whatever day the suite runs.
+"""
 
 from __future__ import annotations
 
