@@ -392,6 +392,18 @@ class SimulatedCharger:
             payload["transactionInfo"]["stoppedReason"] = stopped
         return payload
 
+    async def _wait_online(self) -> bool:
+        """Wait until the link is up (True) or the charger stopped for good (False)."""
+        if self.online.is_set():
+            return True
+        waits = [asyncio.ensure_future(self.online.wait()), asyncio.ensure_future(self.done.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        return self.online.is_set()
+
     async def _connector_loop(self, connector: int) -> None:
         self.clock.timeline()
         rng = random.Random(f"{self.seed}:{connector}")
@@ -407,7 +419,8 @@ class SimulatedCharger:
             except TimeoutError:
                 self.clock.advance(idle)
                 token = rng.choice(self.spec.tokens)
-            await self.online.wait()
+            if not await self._wait_online():
+                return  # the hub refused this charger for good (401/403/404): no session will ever start
             started += 1
             await self._session(connector, token, rng)
 

@@ -66,8 +66,31 @@ async def test_simulated_chargers_complete_sessions(db: Database) -> None:
             stderr=asyncio.subprocess.STDOUT,
         )
         output, _ = await asyncio.wait_for(proc.communicate(), timeout=120)
+        # Identities the hub does not know: every charger is refused, and the command says so.
+        refused = await asyncio.create_subprocess_exec(
+            EVHUB,
+            "simulate",
+            "chargers",
+            "--count",
+            "2",
+            "--prefix",
+            "NOPE",
+            "--acceleration",
+            "3000",
+            "--url",
+            f"ws://127.0.0.1:{ocpp_port}/ocpp",
+            env=dict(os.environ),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        refused_out, refused_err = await asyncio.wait_for(refused.communicate(), timeout=120)
     finally:
         await hub.stop()
+    assert refused.returncode == 1 and refused_out == b""
+    lines = refused_err.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: 0 of 2 chargers connected to ws://127.0.0.1:{ocpp_port}/ocpp: NOPE")
+    assert "refused: HTTP 404" in lines[0]  # the gateway does not know these identities
     assert proc.returncode == 0, output.decode()
     stats = json.loads(output.decode()[output.decode().index("{") :])
     assert stats["sessions_completed"] == 2 and stats["errors"] == 0
