@@ -1,15 +1,19 @@
-"""``evhub serve`` as a real process: it starts, answers /health, /metrics and /docs, and stops cleanly on SIGTERM."""
+"""``evhub serve`` as a real process: it starts, answers /health, /metrics and /docs, and stops cleanly on SIGTERM;
+what keeps it from starting (a port in use, an unreachable or unfit database, a bad setting) is one line."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import pytest
+from sqlalchemy import text
 
 from evhub.db.engine import Database
 from tests.conftest import free_port
@@ -113,3 +117,71 @@ async def test_bad_setting_stops_serve_naming_the_variable(tmp_path: Path) -> No
     output, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode == 2
     assert "EVHUB_HTTP_PORT" in output.decode()
+
+
+async def _serve_refused(env: dict[str, str], cwd: Path) -> str:
+    """Run ``evhub serve`` to its end; it must exit non-zero with one ``error:`` line and no traceback."""
+    proc = await asyncio.create_subprocess_exec(
+        EVHUB, "serve", env=env, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout=60)
+    output = stdout.decode() + stderr.decode()
+    assert proc.returncode == 1, output
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+@pytest.mark.parametrize("taken", ["EVHUB_HTTP_PORT", "EVHUB_OCPP_PORT"])
+async def test_serve_on_a_port_in_use_is_one_line_naming_the_port_and_variable(
+    taken: str, db: Database, tmp_path: Path
+) -> None:
+    with socket.socket() as other:  # another process already listens there
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        env = dict(
+            os.environ,
+            EVHUB_DATABASE_URL=db.url,
+            EVHUB_HTTP_HOST="127.0.0.1",
+            EVHUB_OCPP_HOST="127.0.0.1",
+            EVHUB_HTTP_PORT=str(free_port()),
+            EVHUB_OCPP_PORT=str(free_port()),
+        )
+        env[taken] = str(port)
+        line = await _serve_refused(env, tmp_path)
+    assert f"port {port} ({taken}) is already in use" in line, line
+
+
+async def test_serve_on_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    port = free_port()
+    env = dict(
+        os.environ,
+        EVHUB_DATABASE_URL=f"postgresql+asyncpg://evhub:pw-s3cr3t@127.0.0.1:{port}/evhub",
+        EVHUB_HTTP_PORT=str(free_port()),
+        EVHUB_OCPP_PORT=str(free_port()),
+    )
+    line = await _serve_refused(env, tmp_path)
+    assert "EVHUB_DATABASE_URL" in line and f"127.0.0.1:{port}" in line and "pw-s3cr3t" not in line
+
+
+async def test_serve_refuses_a_database_from_a_newer_evhub(empty_database_url: str, tmp_path: Path) -> None:
+    from evhub.db.migrate import upgrade
+
+    db = Database(empty_database_url)
+    try:
+        await upgrade(db)
+        async with db.engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = 'f00d_newer'"))
+    finally:
+        await db.dispose()
+    env = dict(
+        os.environ,
+        EVHUB_DATABASE_URL=empty_database_url,
+        EVHUB_AUTO_MIGRATE="true",  # even allowed to migrate, it must not touch a newer schema
+        EVHUB_HTTP_PORT=str(free_port()),
+        EVHUB_OCPP_PORT=str(free_port()),
+    )
+    line = await _serve_refused(env, tmp_path)
+    assert "upgrade evhub to a version that knows revision f00d_newer" in line.lower(), line
