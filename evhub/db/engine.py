@@ -13,7 +13,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from evhub import jsonutil
@@ -42,12 +43,27 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def parse_url(url: str) -> URL:
+    """The parsed database URL; a ``ValueError`` naming EVHUB_DATABASE_URL (never echoing a password) if it is
+    not one."""
+    try:
+        parsed = make_url(url)
+        port = parsed.port
+    except ArgumentError:
+        raise ValueError("EVHUB_DATABASE_URL cannot be parsed as a database URL") from None
+    except ValueError as exc:  # e.g. a port that is not a number
+        raise ValueError(f"EVHUB_DATABASE_URL is not a valid database URL: {exc}") from None
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"EVHUB_DATABASE_URL has port {port}, outside 1-65535")
+    return parsed
+
+
 class Database:
     """An async engine plus session factory for one database URL."""
 
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = url
-        parsed = make_url(url)
+        parsed = parse_url(url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {
             "echo": echo,

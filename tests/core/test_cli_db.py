@@ -214,6 +214,18 @@ async def test_an_unreachable_postgresql_is_one_line_naming_the_variable_and_hos
     assert "pw-s3cr3t" not in line
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://evhub:pw-s3cr3t@db:abc/evhub",
+        "postgresql+asyncpg://evhub:pw-s3cr3t@db:99999/evhub",
+    ],
+)
+async def test_a_malformed_database_url_is_one_line(url: str) -> None:
+    line = refused(await evhub(url, "db", "status"))
+    assert "EVHUB_DATABASE_URL" in line and "pw-s3cr3t" not in line
+
+
 @pytest.mark.parametrize("fresh_url", ["postgresql"], indirect=True)
 async def test_a_wrong_postgresql_database_or_login_is_one_line(fresh_url: str) -> None:
     url = make_url(fresh_url)
