@@ -95,6 +95,8 @@ def utc_column(values: pd.Series, name: str) -> pd.Series:
     """A timestamp column as aware UTC; naive values are refused (we never guess a zone)."""
     ts = pd.to_datetime(values)
     if getattr(ts.dt, "tz", None) is None:
+        if ts.empty:  # no values, so no zone to refuse: an empty period (a fresh hub's first close)
+            return ts.dt.tz_localize("UTC")
         raise ValueError(f"column {name} has naive timestamps; give aware UTC instants")
     return ts.dt.tz_convert("UTC")
 

@@ -87,6 +87,17 @@ async def test_run_stores_statements_that_add_up(db: Database, tmp_path: Path) -
         assert (job.output_dir / name).is_file()
 
 
+async def test_a_period_without_cdrs_settles_to_nothing(db: Database, tmp_path: Path) -> None:
+    """A fresh hub's first monthly close: no CDRs yet is an empty run, not a failure."""
+    await _setup(db)
+    job = await run_period(db, "2026-03", out_dir=tmp_path)
+    assert job.result.summary.cdrs_settled == 0 and job.result.summary.cdrs_rejected == 0
+    async with db.session() as s:
+        runs = (await s.scalars(select(SettlementRun).where(SettlementRun.period == "2026-03"))).all()
+    assert len(runs) == 1
+    assert (job.output_dir / "summary.json").is_file()
+
+
 async def test_closed_period_replays_identically_and_late_cdr_goes_next(db: Database, tmp_path: Path) -> None:
     await _setup(db)
     closing = await run_period(db, "2026-10", out_dir=tmp_path, close=True)
