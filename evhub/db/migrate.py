@@ -21,6 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import inspect
+from sqlalchemy.exc import DBAPIError
 
 from evhub import __version__
 from evhub.db.engine import Database
@@ -169,6 +170,14 @@ async def upgrade(db: Database, revision: str = "head") -> SchemaState:
             await conn.run_sync(_run)
         except CommandError as exc:  # e.g. a target below the current revision
             raise SchemaError(f"cannot upgrade to {revision!r}: {exc}") from None
+        except DBAPIError as exc:
+            if not before.empty:
+                raise
+            reason = " ".join(str(exc.orig or exc).split())
+            raise SchemaError(
+                f"cannot create the schema: {reason} (the database has tables but no {VERSION_TABLE}: it was "
+                "not created by `evhub db upgrade`; use an empty database)"
+            ) from None
     return await schema_state(db)
 
 

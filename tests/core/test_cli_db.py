@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 from alembic import command
 from click.testing import Result
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
@@ -198,6 +198,24 @@ async def test_db_upgrade_to_an_unknown_revision_is_one_line_and_changes_nothing
     line = refused(await evhub(fresh_url, "db", "upgrade", "9999"))
     assert "unknown schema revision '9999'" in line and head_revision() in line
     assert (await _with_db(fresh_url, schema_state)).empty
+
+
+async def test_db_upgrade_over_tables_it_did_not_create_is_one_line_and_leaves_nothing(
+    fresh_url: str,
+) -> None:
+    async def foreign_table(db: Database) -> None:
+        async with db.engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE parties (id INTEGER)"))
+
+    await _with_db(fresh_url, foreign_table)
+    line = refused(await evhub(fresh_url, "db", "upgrade"))
+    assert "cannot create the schema" in line and "no alembic_version" in line
+
+    async def tables(db: Database) -> set[str]:
+        async with db.engine.connect() as conn:
+            return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+
+    assert await _with_db(fresh_url, tables) == {"parties"}  # the failed upgrade rolled back entirely
 
 
 # -- databases that cannot be reached ------------------------------------------------------------------------
