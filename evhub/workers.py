@@ -11,7 +11,8 @@ between separate ``evhub serve`` processes.
 
 The main process supervises its workers: a worker that dies is started again (after a back-off that grows
 while it keeps dying), and on SIGTERM every worker is asked to stop gracefully (closing its chargers'
-connections, committing what it accepted) before the main process stops.
+connections, committing what it accepted) before the main process stops. A worker whose main process
+disappears without that (SIGKILL, a crash) notices within a second and stops the same graceful way.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 RESTART_BACKOFF = (1.0, 30.0)  # first and longest pause before a crashed worker is started again
 STOP_TIMEOUT = 15.0
+PARENT_CHECK_INTERVAL = 1.0  # how often a worker checks that its main process is still there
 
 
 def use_uvloop() -> bool:
@@ -66,6 +68,7 @@ async def _run_worker(settings: Settings, index: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    orphan_watch = asyncio.create_task(_stop_when_orphaned(os.getppid(), stop), name="parent-watch")
     running = RunningHub(settings, role="ocpp-worker")
     await running.start()
     gc_policy = GcPolicy()
@@ -74,8 +77,18 @@ async def _run_worker(settings: Settings, index: int) -> None:
     try:
         await stop.wait()
     finally:
+        orphan_watch.cancel()
         await gc_policy.stop()
         await running.stop()
+
+
+async def _stop_when_orphaned(parent_pid: int, stop: asyncio.Event) -> None:
+    """Stop this worker gracefully when its main process is gone (killed with SIGKILL, say): an orphaned
+    worker would keep holding the OCPP port and its chargers for a hub that no longer supervises it."""
+    while os.getppid() == parent_pid:
+        await asyncio.sleep(PARENT_CHECK_INTERVAL)
+    log.error("the main evhub process (pid %d) is gone; stopping this OCPP worker", parent_pid)
+    stop.set()
 
 
 class OcppWorkers:

@@ -6,6 +6,7 @@ chargers held by a worker, a killed worker is started again, and SIGTERM stops e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -54,6 +55,29 @@ async def _connect(port: int, identity: str) -> Client:
     return Client(ws)
 
 
+def _listening(proc: psutil.Process, port: int) -> bool:
+    """True once ``proc`` has its listening socket on ``port`` (only then does the kernel hand it chargers)."""
+    try:
+        return any(
+            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+            for c in proc.net_connections(kind="tcp")
+        )
+    except psutil.Error:
+        return False
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and every process it started (a test that fails must not leave workers behind)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+
+
 async def _nodes(db: Database, names: list[str]) -> dict[str, str | None]:
     async with db.session() as s:
         rows = await s.execute(
@@ -89,12 +113,12 @@ async def test_workers_share_the_port_and_work_as_one(db: Database, seeded: Seed
         deadline = time.monotonic() + 60
         workers: list[psutil.Process] = []
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=15) as api:
-            while not workers:  # the HTTP app answers, and the worker process is up
+            while not workers:  # the HTTP app answers, and the worker process listens on the OCPP port
                 assert proc.returncode is None, (await proc.stderr.read()).decode()[-2000:]  # type: ignore[union-attr]
                 assert time.monotonic() < deadline, "evhub serve with 2 OCPP workers did not start"
                 try:
                     if (await api.get("/health")).status_code == 200:
-                        workers = psutil.Process(proc.pid).children()
+                        workers = [c for c in psutil.Process(proc.pid).children() if _listening(c, ocpp_port)]
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.2)
@@ -155,5 +179,35 @@ async def test_workers_share_the_port_and_work_as_one(db: Database, seeded: Seed
         for charger in chargers:
             await charger.close()
         if proc.returncode is None:
-            proc.kill()
+            _kill_tree(proc.pid)
+            await proc.wait()
+
+
+async def test_a_worker_stops_when_its_main_process_is_killed(db: Database, tmp_path: Path) -> None:
+    """SIGKILL of the main process must not leave a worker holding the OCPP port for nobody."""
+    if db.is_sqlite:
+        pytest.skip("OCPP workers need PostgreSQL")
+    http_port, ocpp_port = free_port(), free_port()
+    env = dict(os.environ, EVHUB_DATABASE_URL=db.url, EVHUB_HTTP_HOST="127.0.0.1", EVHUB_HTTP_PORT=str(http_port),
+               EVHUB_OCPP_HOST="127.0.0.1", EVHUB_OCPP_PORT=str(ocpp_port), EVHUB_OCPP_WORKERS="2")  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        EVHUB, "serve", env=env, cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[psutil.Process] = []
+        while not workers:
+            assert proc.returncode is None and time.monotonic() < deadline, (
+                "evhub serve did not start its worker"
+            )
+            workers = [c for c in psutil.Process(proc.pid).children() if _listening(c, ocpp_port)]
+            await asyncio.sleep(0.2)
+        proc.kill()
+        await proc.wait()
+        _gone, alive = await asyncio.to_thread(psutil.wait_procs, workers, 30)
+        assert not alive, "an OCPP worker outlived its killed main process"
+    finally:
+        if proc.returncode is None:
+            _kill_tree(proc.pid)
             await proc.wait()
