@@ -8,6 +8,7 @@ cannot be written become one :class:`DatabaseUnreachableError` naming ``EVHUB_DA
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from pathlib import Path
@@ -19,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from evhub.db.engine import Database
 
 VARIABLE = "EVHUB_DATABASE_URL"
+CONNECT_TIMEOUT = 15.0  # seconds; a host that drops packets would otherwise hold a command for the driver's 60 s
 
 
 class DatabaseUnreachableError(RuntimeError):
@@ -89,8 +91,11 @@ async def check_reachable(db: Database) -> None:
         if problem:
             raise unreachable(db.url, problem)
     try:
-        async with db.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            async with db.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except TimeoutError:
+        raise unreachable(db.url, f"no answer within {CONNECT_TIMEOUT:.0f} s") from None
     except (OSError, SQLAlchemyError) as exc:  # OSError: refused, unknown host, timeout
         raise unreachable(db.url, _reason(exc)) from None
     except Exception as exc:  # the driver's own errors (asyncpg) outside SQLAlchemy's wrapping
