@@ -51,6 +51,7 @@ COMPONENTS: tuple[str, ...] = (
     "portal.component:PortalComponent",
 )
 
+
 def default_node_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 

@@ -20,7 +20,9 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from evhub.db.engine import Database
 
 VARIABLE = "EVHUB_DATABASE_URL"
-CONNECT_TIMEOUT = 15.0  # seconds; a host that drops packets would otherwise hold a command for the driver's 60 s
+CONNECT_TIMEOUT = (
+    15.0  # seconds; a host that drops packets would otherwise hold a command for the driver's 60 s
+)
 
 
 class DatabaseUnreachableError(RuntimeError):
