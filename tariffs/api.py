@@ -50,7 +50,7 @@ class QuoteRequest(BaseModel):
 
 
 class LoadSample(BaseModel):
-    load_percent: Decimal = Field(ge=0, le=1000)
+    load_percent: Decimal = Field(ge=0, le=100, description="Grid load in percent, 0 to 100")
     timestamp: datetime | None = Field(default=None, description="Default: now")
 
 

@@ -6,13 +6,19 @@ Each group lives in its own module; this one assembles them. ``main`` is the con
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Annotated
 
 import typer
 
 from evhub.cli import apikeys, fleets, partners, pricing, provision, sessions, settle, simulate
-from evhub.cli._common import console, fail, reported_errors, run_with_db, settings
+from evhub.cli._common import console, error_line, reported_errors, run_with_db, settings
 from evhub.db.engine import Database
+
+try:  # typer >= 0.29 carries its own copy of click; before, it used click itself
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older typer
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
 
 app = typer.Typer(
     name="evhub",
@@ -101,10 +107,22 @@ def demo(
 
 
 def main() -> None:
+    """The console script: click's usage errors (an unparsable or missing option) become one line too."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # a bare group prints its help, as before
+        console.print(exc.ctx.get_help() if exc.ctx else str(exc), highlight=False, markup=False)
+        code = 0
+    except UsageError as exc:
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        error_line(f"{exc.format_message()}{where}")
+        code = exc.exit_code
+    except typer.Abort:
+        error_line("aborted")
+        code = 1
     except KeyboardInterrupt:  # pragma: no cover
-        fail("interrupted", code=130)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]

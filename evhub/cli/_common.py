@@ -28,9 +28,14 @@ err_console = Console(stderr=True)
 T = TypeVar("T")
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``error: message`` as one line on stderr (never wrapped, never read as markup) and exit."""
+def error_line(message: str) -> None:
+    """Print ``error: message`` as one line on stderr (never wrapped, never read as markup)."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """:func:`error_line`, then exit with ``code``."""
+    error_line(message)
     raise typer.Exit(code)
 
 
