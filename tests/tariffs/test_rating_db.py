@@ -262,7 +262,7 @@ async def test_quote_over_http_matches_engine(db: Database) -> None:
             )
             assert neg.status_code == 422
             grid = await client.post("/api/grid/NL-NH/load", json={"load_percent": "101.5"})
-            assert grid.status_code == 422 and "between 0 and 100" in grid.text
+            assert grid.status_code == 422 and "less than or equal to 100" in grid.text
     finally:
         await hub.stop()
 
