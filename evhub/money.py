@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
-from typing import Any
 
 import pycountry
 
@@ -243,55 +242,3 @@ def rounder(currency: str) -> Callable[[Decimal], Decimal]:
         return lambda value: value.quantize(places, rounding=mode)
     one = Decimal(1)
     return lambda value: ((value / inc).quantize(one, rounding=mode) * inc).quantize(places)
-
-
-# ------------------------------------------------------------------------------------ integer (batch) form
-
-
-def place_exponent(currency: str) -> int:
-    """Exponent of the last decimal place of ``currency``'s rounded amounts (EUR -2, JPY 0, BHD -3; CHF at
-    0.05 still -2): :func:`round_units` counts in units of ``10 ** place_exponent(currency)``."""
-    exponent = rounding_rule(currency).increment.as_tuple().exponent
-    return exponent if isinstance(exponent, int) else 0
-
-
-def _increment_units(currency: str) -> int:
-    rule = rounding_rule(currency)
-    if rule.mode != ROUND_HALF_UP:
-        raise MoneyError(f"integer rounding supports ROUND_HALF_UP only, {currency} uses {rule.mode}")
-    return int(rule.increment.scaleb(-place_exponent(currency)))
-
-
-def round_units(num: Any, den: Any, currency: str) -> Any:
-    """:func:`round_amount` on integers: the amount ``num / den`` place units (see :func:`place_exponent`)
-    rounded by ``currency``'s rule, returned as an integer number of place units.
-
-    Exact (pure integer arithmetic, half away from zero like ``ROUND_HALF_UP``); ``num``/``den`` may be Python
-    ints or numpy integer arrays (elementwise; the caller keeps ``2 * |num| + den * increment`` in range),
-    ``den > 0``. Only the ``ROUND_HALF_UP`` mode is supported (:class:`MoneyError` otherwise).
-    ``Decimal(round_units(n, d, c)).scaleb(place_exponent(c)) == round_amount(Decimal(n) / d * 10**e, c)``.
-    """
-    inc = _increment_units(currency)
-    steps = (2 * abs(num) + den * inc) // (2 * den * inc)
-    return steps * inc * ((num >= 0) * 2 - 1)
-
-
-def is_rounding_tie(num: Any, den: Any, currency: str) -> Any:
-    """True where ``num / den`` place units lies exactly half way between two rounding steps of ``currency``
-    (where the rounding mode decides); elementwise on numpy arrays like :func:`round_units`."""
-    inc = _increment_units(currency)
-    return 2 * (abs(num) % (den * inc)) == den * inc
-
-
-def round_units_approx(values: Any, currency: str, tolerance: float = 1e-6) -> tuple[Any, Any]:
-    """:func:`round_units` for approximations: ``values`` are float estimates (numpy array) of amounts in place
-    units whose exact value is within ``tolerance`` of them. Returns ``(units, undecided)``: ``units`` is the
-    exact rounding wherever the estimate is farther than ``tolerance`` from a rounding boundary (so the
-    exact value rounds the same way), ``undecided`` marks the others, which the caller must round exactly."""
-    import numpy as np
-
-    inc = _increment_units(currency)
-    steps = np.abs(values) / inc
-    rounded = np.floor(steps + 0.5)
-    undecided = np.abs(steps - np.floor(steps) - 0.5) <= tolerance / inc
-    return (np.sign(values) * rounded * inc).astype(np.int64), undecided
