@@ -4,6 +4,9 @@ The split is per CDR (no row looks at another: agreement lookup, rounding and pe
 the row itself, the agreement book and the closing instants), so ``map_partitions`` of
 :func:`settlement.split.split` over any partitioning gives the same lines as one pandas call; only the row
 order can differ, which :func:`settlement.exports.canonical_order` removes. Tested on a LocalCluster.
+
+Dask and distributed are an extra (``pip install 'evhub[dask]'``): they are imported only when the Dask
+engine is chosen, through :func:`require_dask`, which turns their absence into :class:`DaskMissing`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,24 @@ import pandas as pd
 
 from .agreements import AgreementBook
 from .split import split
+
+DASK_MISSING = "the Dask engine needs `pip install 'evhub[dask]'`"
+
+
+class DaskMissing(RuntimeError):
+    """Dask (or distributed) is not installed; its message is :data:`DASK_MISSING`."""
+
+    def __init__(self) -> None:
+        super().__init__(DASK_MISSING)
+
+
+def require_dask() -> None:
+    """Raise :class:`DaskMissing` unless dask.dataframe and distributed can be imported."""
+    try:
+        import dask.dataframe  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise DaskMissing() from exc
 
 
 def _lines(part: pd.DataFrame, book, closes, pick_basis) -> pd.DataFrame:
@@ -49,8 +70,20 @@ def _plain(frame: pd.DataFrame) -> pd.DataFrame:
 
 def split_dask_computed(cdrs, book: AgreementBook, **kwargs) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run :func:`split_dask` and return pandas ``(lines, rejected)``."""
+    require_dask()
     import dask
 
     lines, rejected = split_dask(cdrs, book, **kwargs)
     lines_pd, rejected_pd = dask.compute(lines, rejected)
     return lines_pd.reset_index(drop=True), rejected_pd.reset_index(drop=True)
+
+
+def split_pandas_on_dask(
+    cdrs: pd.DataFrame, book: AgreementBook, partitions: int, **kwargs
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a pandas table of minor-unit CDRs over ``partitions`` dask partitions (on the default dask
+    scheduler, e.g. a ``distributed.Client`` the caller created); pandas ``(lines, rejected)``."""
+    require_dask()
+    import dask.dataframe as dd
+
+    return split_dask_computed(dd.from_pandas(cdrs, npartitions=partitions), book, **kwargs)

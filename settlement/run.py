@@ -21,6 +21,7 @@ from typing import Literal
 import pandas as pd
 
 from .agreements import AgreementBook
+from .dask_engine import split_pandas_on_dask
 from .exports import content_hash
 from .minor import format_minor
 from .netting import bilateral, multilateral
@@ -79,13 +80,9 @@ def settle(
     if not replay:
         ensure_open(key, closes)
     if engine == "dask":
-        import dask.dataframe as dd
-
-        from .dask_engine import split_dask_computed
-
         parts = partitions or max(1, min(64, len(cdrs) // 250_000 + 1))
-        all_lines, all_rejected = split_dask_computed(
-            dd.from_pandas(cdrs, npartitions=parts), book, closes=closes, pick_basis=pick_basis
+        all_lines, all_rejected = split_pandas_on_dask(
+            cdrs, book, parts, closes=closes, pick_basis=pick_basis
         )
     else:
         result = split(cdrs, book, closes=closes, pick_basis=pick_basis)

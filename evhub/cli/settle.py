@@ -86,6 +86,13 @@ def settle(
         fail(f"--engine {engine!r}: expected pandas or dask")
     if scheduler and engine != "dask":
         fail("--scheduler needs --engine dask")
+    if engine == "dask":
+        from settlement.dask_engine import DaskMissing, require_dask
+
+        try:
+            require_dask()
+        except DaskMissing as exc:
+            fail(str(exc))
     from settlement.job import run_period
     from settlement.periods import parse_period
 

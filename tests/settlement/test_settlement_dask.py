@@ -1,13 +1,22 @@
-"""pandas and dask (on a LocalCluster) give the identical split."""
+"""pandas and dask (on a LocalCluster) give the identical split; without the ``evhub[dask]`` extra, choosing
+the Dask engine is one line saying how to install it, and nothing else needs dask."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import dask.dataframe as dd
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
+from typer.testing import CliRunner
 
-from settlement.dask_engine import split_dask_computed
+from evhub.cli import app
+from settlement.dask_engine import DASK_MISSING, DaskMissing, split_dask_computed
 from settlement.exports import canonical_table, content_hash
+from settlement.run import settle
 from settlement.split import split
 
 from .testkit import cdr_rows, make_book
@@ -39,3 +48,35 @@ def test_pandas_and_dask_agree(client, cdrs):
     assert content_hash(lines) == content_hash(expected.lines)
     assert canonical_table(lines).equals(canonical_table(expected.lines))
     assert sorted(rejected["cdr_id"]) == sorted(expected.rejected["cdr_id"])
+
+
+@pytest.mark.parametrize("missing", ["dask", "distributed"])
+def test_settle_with_dask_missing_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, missing: str
+) -> None:
+    """Without the extra, ``--engine dask`` says how to install it (``sys.modules[name] = None`` makes the
+    real ``import`` raise ImportError, as on a machine without the package)."""
+    monkeypatch.setitem(sys.modules, missing, None)
+    for name in [m for m in sys.modules if m.startswith(f"{missing}.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setenv("EVHUB_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
+    args = ["settle", "--period", "2026-10", "--engine", "dask", "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: {DASK_MISSING}"
+
+
+def test_split_on_dask_missing_raises_dask_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "dask.dataframe", None)
+    with pytest.raises(DaskMissing, match=r"pip install 'evhub\[dask\]'"):
+        settle(pd.DataFrame(), BOOK, "2026-10", engine="dask")  # refused before the table is read
+
+
+def test_nothing_imports_dask_unless_chosen() -> None:
+    """The CLI, the settlement job and a pandas run load without dask or distributed installed."""
+    code = (
+        "import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None\n"
+        "import evhub.cli, settlement.job, settlement.run\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
