@@ -48,6 +48,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from evhub.ports import free_port
+
 PASSWORD = "bench-password"
 
 
@@ -162,8 +164,6 @@ def serve_gateway(port: int, db_url: str, ready: Any, processes: int) -> None:
 def _start(target: Any, *args: Any, processes: int = 1) -> tuple[list[mp.Process], int]:
     """``processes`` copies of one server, all listening on one port (SO_REUSEPORT, as ``EVHUB_OCPP_WORKERS``
     does for the gateway)."""
-    from tests.conftest import free_port
-
     port = free_port()
     ctx = mp.get_context("spawn")
     procs = []

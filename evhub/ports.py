@@ -48,3 +48,11 @@ def bind_tcp(host: str, port: int, *, host_var: str, port_var: str) -> socket.so
         sock.close()
         raise port_error(exc, host, port, host_var=host_var, port_var=port_var) from None
     return sock
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on now (the system picks it; bound, then released), for
+    the demo, local sinks, tests and benchmarks that start servers of their own."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]

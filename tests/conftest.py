@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from evhub.clock import pinned
 from evhub.db.base import Base
 from evhub.db.engine import Database
 from evhub.db.migrate import upgrade
+from evhub.ports import free_port
 
 # The API-key check of /api is exercised by tests/core/test_api_auth.py (and the serve test); the other suites
 # talk to /api as the hub operator would, without repeating the key dance in every test.
@@ -134,13 +134,6 @@ async def db(database_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.dispose()
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
