@@ -22,23 +22,49 @@ import logging
 import random
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
+import asyncpg
 from sqlalchemy import select, text
 
-from cpo_gateway.connection import CallErrorReply, OcppError, dumps
+from cpo_gateway.framing import CallErrorReply, OcppError, dumps
 from evhub.models import ChargePoint
 
 if TYPE_CHECKING:
-    from cpo_gateway.server import Gateway
+    from cpo_gateway.connection import ChargerConnection
+    from evhub.db.engine import Database
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "evhub_gateway"
 
 
+class ChargerOffline(Exception):
+    """The charger is not connected to any gateway process."""
+
+
+class GatewayProcess(Protocol):
+    """What the router uses of the gateway process it routes for (:class:`cpo_gateway.server.Gateway`)."""
+
+    @property
+    def db(self) -> Database: ...
+    @property
+    def node_name(self) -> str: ...
+    @property
+    def connections(self) -> Mapping[str, ChargerConnection]: ...
+
+    def drop_replaced(self, identity: str) -> None:
+        """Close the local connection to a charger another process now holds (without marking it offline)."""
+
+    async def send_local(self, identity: str, action: str, payload: dict[str, Any], timeout: float) -> Any:
+        """Send a CALL to a charger connected to this process; :class:`ChargerOffline` if it is not."""
+
+
 class LocalRouter:
-    def __init__(self, gateway: Gateway) -> None:
+    """One process (SQLite): every charger is local."""
+
+    def __init__(self, gateway: GatewayProcess) -> None:
         self.gw = gateway
 
     async def start(self) -> None:
@@ -62,7 +88,7 @@ class PgRouter(LocalRouter):
     health_interval = 15.0
     """Seconds between health checks of an idle LISTEN connection (finds links that died silently)."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: GatewayProcess) -> None:
         super().__init__(gateway)
         self.dsn = gateway.db.url.replace("postgresql+asyncpg://", "postgresql://", 1)
         self.conn: Any = None
@@ -78,8 +104,6 @@ class PgRouter(LocalRouter):
         self._supervisor = asyncio.create_task(self._supervise(), name="gateway-cluster-listener")
 
     async def _listen(self) -> None:
-        import asyncpg
-
         conn = await asyncpg.connect(self.dsn)
         try:
             conn.add_termination_listener(self._on_terminated)
@@ -200,8 +224,6 @@ class PgRouter(LocalRouter):
                 fut.set_result(msg)
 
     async def _execute(self, msg: dict[str, Any]) -> None:
-        from cpo_gateway.server import ChargerOffline
-
         reply: dict[str, Any] = {"t": "res", "to": msg["from"], "id": msg["id"]}
         try:
             reply["result"] = await self.gw.send_local(
@@ -223,8 +245,6 @@ class PgRouter(LocalRouter):
         await self._notify(reply)
 
     async def send(self, identity: str, action: str, payload: dict[str, Any], timeout: float) -> Any:
-        from cpo_gateway.server import ChargerOffline
-
         if identity in self.gw.connections:
             return await self.gw.send_local(identity, action, payload, timeout)
         async with self.gw.db.session() as s:
@@ -278,5 +298,5 @@ class PgRouter(LocalRouter):
         raise RuntimeError(reply.get("description", "remote gateway error"))
 
 
-def make_router(gateway: Gateway) -> LocalRouter:
+def make_router(gateway: GatewayProcess) -> LocalRouter:
     return LocalRouter(gateway) if gateway.db.is_sqlite else PgRouter(gateway)

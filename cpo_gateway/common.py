@@ -7,7 +7,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from cpo_gateway.connection import OcppError, dumps
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from cpo_gateway.framing import OcppError, dumps
 from evhub.models import ChargerEvent
 from evhub.timeutil import format_rfc3339, parse_datetime, utcnow
 
@@ -57,9 +60,6 @@ def _plain(obj: Any) -> Any:
 
 async def log_event(conn: ChargerConnection, action: str, payload: dict[str, Any], when: Any = None) -> None:
     """Durably record a charger notification (idempotent on action + payload)."""
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
     db = conn.gw.db
     key = hashlib.sha256((action + dumps(payload)).encode()).hexdigest()
     stamp = None

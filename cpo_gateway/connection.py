@@ -1,59 +1,60 @@
-"""One charger's websocket: OCPP-J framing, schema validation, dispatch, and calls to the charger.
+"""One charger's websocket: reading frames, dispatching its CALLs, and our calls to it.
 
-Frames are handled one at a time per charger (OCPP allows one outstanding CALL each way), so a reply goes out
-only after the handler committed. Bad input never leaves this class: a malformed frame gets a CALLERROR (or
-the charger is disconnected for binary frames and floods); other chargers never notice.
+The wire format is :mod:`cpo_gateway.framing`, payload checks are :mod:`cpo_gateway.validation`, and the
+handlers come from the gateway (a table per OCPP version, :func:`cpo_gateway.dispatch.handlers_for`), so this
+module knows no protocol version's messages. Frames are handled one at a time per charger (OCPP allows one
+outstanding CALL each way), so a reply goes out only after the handler committed. Bad input never leaves this
+class: a malformed frame gets a CALLERROR (or the charger is disconnected for binary frames and floods); other
+chargers never notice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any
-
-from jsonschema.exceptions import ValidationError as SchemaError
-from ocpp.messages import get_validator
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cpo_gateway.events import ChargerRef
-from cpo_gateway.schemas import fast_check
+from cpo_gateway.framing import (
+    CALL,
+    CALLERROR,
+    CALLRESULT,
+    V16_CODES,
+    CallErrorReply,
+    OcppError,
+    dumps,
+    loads,
+)
+from cpo_gateway.validation import validate
 from evhub import metrics
 
 if TYPE_CHECKING:
-    from cpo_gateway.server import Gateway
+    from cpo_gateway.authorization import Authorizer
+    from cpo_gateway.sessions import SessionStore
+    from evhub.db.engine import Database
+    from evhub.settings import Settings
 
 log = logging.getLogger(__name__)
 
-
-class OcppError(Exception):
-    """Answered to the charger as a CALLERROR. ``code`` is the OCPP 2.0.1 spelling; 1.6 gets its own."""
-
-    def __init__(self, code: str, description: str = "", details: dict[str, Any] | None = None) -> None:
-        super().__init__(f"{code}: {description}")
-        self.code = code
-        self.description = description
-        self.details = details or {}
+Handler = Callable[["ChargerConnection", dict[str, Any]], Awaitable[dict[str, Any]]]
+"""A CALL's handler: the connection and the validated payload in, the CALLRESULT payload out."""
 
 
-class CallErrorReply(Exception):
-    """The charger answered one of our calls with a CALLERROR."""
+class ConnectionHost(Protocol):
+    """What a connection and its handlers use of the gateway process that accepted it
+    (:class:`cpo_gateway.server.Gateway`)."""
 
-    def __init__(self, code: str, description: str, details: Any) -> None:
-        super().__init__(f"{code}: {description}")
-        self.code = code
-        self.description = description
-        self.details = details
-
-
-V16_CODES = {
-    "FormatViolation": "FormationViolation",
-    "OccurrenceConstraintViolation": "OccurenceConstraintViolation",
-    "RpcFrameworkError": "FormationViolation",
-    "MessageTypeNotSupported": "PropertyConstraintViolation",
-}
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def db(self) -> Database: ...
+    @property
+    def store(self) -> SessionStore: ...
+    @property
+    def authorizer(self) -> Authorizer: ...
 
 
 # What a charger whose registration is not Accepted may still send (see docs/gateway.md, "Registration").
@@ -82,56 +83,6 @@ def solicited_actions(action: str, payload: dict[str, Any]) -> tuple[str, ...]:
     return ()
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Decimal):
-        return int(obj) if obj == obj.to_integral_value() else float(obj)
-    raise TypeError(f"cannot encode {type(obj).__name__}")
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default)
-_DECODER = json.JSONDecoder(
-    parse_float=Decimal
-)  # built once: json.loads(..., parse_float=) builds one per call
-
-
-def dumps(obj: Any) -> str:
-    return _ENCODER.encode(obj)
-
-
-def schema_error(exc: SchemaError) -> OcppError:
-    """Map a JSON-schema failure to the OCPP error code the specs give for it."""
-    kind = exc.validator
-    where = "/".join(str(p) for p in exc.absolute_path) or "payload"
-    desc = f"{where}: {exc.message}"[:250]
-    if kind == "type" or kind == "maxLength":
-        return OcppError("TypeConstraintViolation", desc)
-    if kind in ("required", "minItems", "maxItems"):
-        return OcppError("OccurrenceConstraintViolation", desc)
-    if kind in ("enum", "minimum", "maximum", "minLength", "pattern", "multipleOf"):
-        return OcppError("PropertyConstraintViolation", desc)
-    return OcppError("FormatViolation", desc)
-
-
-def validate(version: str, message_type: int, action: str, payload: Any) -> None:
-    """Validate with the ocpp library's schemas (its validators are built once and cached).
-
-    A payload the compiled predicate of :mod:`cpo_gateway.schemas` accepts is valid; everything else is
-    decided by the library's validator."""
-    check = fast_check(version, message_type, action)
-    if check is not None and check(payload):
-        return
-    try:
-        validator = get_validator(message_type, action, version)
-    except (OSError, ValueError) as exc:
-        raise OcppError("NotImplemented", f"no schema for {action}") from exc
-    try:
-        validator.validate(payload)
-    except SchemaError as exc:
-        raise schema_error(exc) from None
-    except TypeError as exc:  # e.g. multipleOf on a Decimal
-        raise OcppError("FormatViolation", str(exc)[:250]) from None
-
-
 class RateLimiter:
     """Token bucket: ``rate`` messages per second sustained, ``burst`` at once."""
 
@@ -154,15 +105,15 @@ class RateLimiter:
 class ChargerConnection:
     """A connected charger."""
 
-    def __init__(self, gateway: Gateway, ws: Any, ref: ChargerRef, version: str) -> None:
-        from cpo_gateway import v16, v201
-
+    def __init__(
+        self, gateway: ConnectionHost, ws: Any, ref: ChargerRef, version: str, handlers: Mapping[str, Handler]
+    ) -> None:
+        """``handlers``: the CALL handlers of ``version`` by action, chosen by the gateway once per connection."""
         self.gw = gateway
         self.ws = ws
         self.ref = ref
         self.version = version
-        self.proto = v16 if version == "1.6" else v201
-        self.handlers = self.proto.HANDLERS
+        self.handlers = handlers
         # message count per action (evhub.metrics), shared by the version's connections
         self.counted = metrics.ocpp_message_counters(version, self.handlers)
         self.pending: dict[str, asyncio.Future[Any]] = {}
@@ -195,7 +146,7 @@ class ChargerConnection:
     ) -> None:
         wire_code = self.code(code)
         metrics.ocpp_callerror(self.version, action, wire_code)
-        await self.ws.send(dumps([4, unique_id, wire_code, description, details or {}]))
+        await self.ws.send(dumps([CALLERROR, unique_id, wire_code, description, details or {}]))
 
     async def run(self) -> None:
         async for frame in self.ws:
@@ -224,7 +175,7 @@ class ChargerConnection:
             self.close_soon(1003, "OCPP-J uses text frames")
             return
         try:
-            msg = _DECODER.decode(frame)
+            msg = loads(frame)
         except ValueError:
             await self.send_error("-1", "RpcFrameworkError", "message is not valid JSON")
             return
@@ -238,16 +189,16 @@ class ChargerConnection:
             await self.send_error(uid, "RpcFrameworkError", "not an OCPP-J message array")
             return
         kind, uid = msg[0], msg[1]
-        if kind == 2:
+        if kind == CALL:
             if len(msg) != 4 or not isinstance(msg[2], str) or not isinstance(msg[3], dict):
                 await self.send_error(uid, "FormatViolation", "CALL must be [2, id, action, {payload}]")
                 return
             await self.handle_call(uid, msg[2], msg[3])
-        elif kind == 3:
+        elif kind == CALLRESULT:
             fut = self.pending.get(uid)
             if fut is not None and not fut.done():
                 fut.set_result(msg[2])
-        elif kind == 4:
+        elif kind == CALLERROR:
             fut = self.pending.get(uid)
             if fut is not None and not fut.done():
                 code = msg[2] if len(msg) > 2 else "GenericError"
@@ -275,7 +226,7 @@ class ChargerConnection:
             )
             return
         try:
-            validate(self.version, 2, action, payload)
+            validate(self.version, CALL, action, payload)
             result = await handler(self, payload)
         except OcppError as exc:
             await self.send_error(uid, exc.code, exc.description, exc.details, action=action)
@@ -285,7 +236,7 @@ class ChargerConnection:
             await self.send_error(uid, "InternalError", f"{action} could not be processed", action=action)
             return
         # most answers are empty ({} for MeterValues, StatusNotification, ...): the frame is put together directly
-        await self.ws.send(f"[3,{_ENCODER.encode(uid)},{{}}]" if not result else dumps([3, uid, result]))
+        await self.ws.send(f"[3,{dumps(uid)},{{}}]" if not result else dumps([CALLRESULT, uid, result]))
 
     def _allowed_unaccepted(self, status: str, action: str) -> bool:
         if action in UNACCEPTED_ALLOWED[self.version]:
@@ -294,14 +245,14 @@ class ChargerConnection:
 
     async def call(self, action: str, payload: dict[str, Any], timeout: float) -> Any:
         """Send a CALL to the charger and return its CALLRESULT payload (CallErrorReply / TimeoutError)."""
-        validate(self.version, 2, action, payload)
+        validate(self.version, CALL, action, payload)
         self.solicited.update(solicited_actions(action, payload))
         async with self.call_lock:
             uid = str(uuid.uuid4())
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self.pending[uid] = fut
             try:
-                await self.ws.send(dumps([2, uid, action, payload]))
+                await self.ws.send(dumps([CALL, uid, action, payload]))
                 return await asyncio.wait_for(fut, timeout)
             finally:
                 self.pending.pop(uid, None)

@@ -17,11 +17,21 @@ from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from cpo_gateway.auth import SUPPORTED, PasswordCache, choose_subprotocol, parse_basic, peer_common_name
+from cpo_gateway.auth import (
+    SUPPORTED,
+    PasswordCache,
+    choose_subprotocol,
+    parse_basic,
+    peer_common_name,
+    server_ssl_context,
+)
 from cpo_gateway.authorization import Authorizer
+from cpo_gateway.cluster import ChargerOffline, make_router
 from cpo_gateway.connection import ChargerConnection
+from cpo_gateway.dispatch import handlers_for
 from cpo_gateway.sessions import SessionStore
 from evhub import metrics
 from evhub.db.engine import Database
@@ -34,18 +44,12 @@ log = logging.getLogger(__name__)
 PATH_PREFIX = "/ocpp/"
 
 
-class ChargerOffline(Exception):
-    """The charger is not connected to any gateway process."""
-
-
 class Gateway:
     """Everything one gateway process runs: listener, connections, store, authorizer, command routing."""
 
     def __init__(
         self, settings: Settings, db: Database, node_name: str, services: dict[str, Any] | None = None
     ) -> None:
-        from cpo_gateway.cluster import make_router
-
         self.settings = settings
         self.db = db
         self.node_name = node_name
@@ -67,8 +71,6 @@ class Gateway:
     # -- lifecycle ------------------------------------------------------------------------------------------
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
-        from cpo_gateway.auth import server_ssl_context
-
         st = self.settings
         ssl_ctx = server_ssl_context(st.ocpp_tls_cert, st.ocpp_tls_key, st.ocpp_tls_ca) if self.tls else None
         self.store.writer.start()
@@ -180,7 +182,7 @@ class Gateway:
         ref = ws.evhub_ref  # type: ignore[attr-defined]
         version = SUPPORTED[ws.subprotocol or ""]
         bind_permanently(charger_id=ref.identity)  # every log line of this connection's task carries it
-        conn = ChargerConnection(self, ws, ref, version)
+        conn = ChargerConnection(self, ws, ref, version, handlers_for(version))
         old = self.connections.get(ref.identity)
         self.connections[ref.identity] = conn
         if old is not None:
@@ -256,6 +258,4 @@ class Gateway:
 
 
 def _is_closed(exc: BaseException) -> bool:
-    from websockets.exceptions import ConnectionClosed
-
     return isinstance(exc, ConnectionClosed)

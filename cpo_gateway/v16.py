@@ -3,30 +3,20 @@ Smart Charging, Remote Trigger profiles, plus the 1.6 security extension's notif
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from cpo_gateway.authorization import AuthResult
 from cpo_gateway.common import OCPI_FROM_V16, log_event, now_text, sample_value, ts
-from cpo_gateway.connection import OcppError
-from cpo_gateway.events import (
-    ENERGY_REGISTER,
-    Boot,
-    MeterValues,
-    Sample,
-    SessionEnded,
-    SessionStarted,
-    StatusChanged,
-)
-from cpo_gateway.sessions import sample_rows
+from cpo_gateway.events import ENERGY_REGISTER, Boot, Sample, SessionEnded, SessionStarted, StatusChanged
+from cpo_gateway.framing import OcppError
+from cpo_gateway.metering import store_meter_values
 from evhub.timeutil import format_rfc3339, utcnow
 
 if TYPE_CHECKING:
     from cpo_gateway.connection import ChargerConnection
 
 VERSION = "1.6"
-RUNNING_ENERGY_EVERY = timedelta(minutes=5)
 
 
 def id_tag_info(auth: AuthResult) -> dict[str, Any]:
@@ -152,33 +142,6 @@ async def meter_values(conn: ChargerConnection, p: dict[str, Any]) -> dict[str, 
     else:
         await store_meter_values(conn, str(tx), p["connectorId"], smp)
     return {}
-
-
-async def store_meter_values(
-    conn: ChargerConnection, tx: str, evse_id: int | None, smp: tuple[Sample, ...]
-) -> None:
-    """Fast path for a known running transaction (group commit); the full path otherwise."""
-    cached = conn.active_tx.get(tx)
-    if cached is None:
-        session = await conn.gw.store.meter_values(conn.ref, MeterValues(tx, evse_id, smp))
-        if session is not None and session.end_time is None:
-            conn.active_tx[tx] = [session.id, session.meter_start_wh, None]
-        return
-    session_id, meter_start, newest = cached
-    updates = []
-    if meter_start is not None:
-        best = None
-        for s in smp:
-            wh = s.energy_wh
-            if wh is not None and (newest is None or s.timestamp > newest) and wh >= meter_start:
-                best = s
-                newest = s.timestamp
-        # the running energy on the session is refreshed at most every RUNNING_ENERGY_EVERY of charger time
-        # (every sample is in meter_values; the final energy is computed from them at the end)
-        if best is not None and (cached[2] is None or best.timestamp - cached[2] >= RUNNING_ENERGY_EVERY):
-            cached[2] = best.timestamp
-            updates = [{"sid": session_id, "energy": best.energy_wh - meter_start, "now": utcnow()}]
-    await conn.gw.store.writer.write(sample_rows(session_id, smp), updates)
 
 
 def _logged(action: str, answer: dict[str, Any] | None = None) -> Any:
