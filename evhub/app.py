@@ -18,6 +18,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC
+from functools import partial
 from typing import Any
 
 import uvicorn
@@ -36,9 +37,11 @@ from evhub.components import Component, Hub
 from evhub.db.engine import Database
 from evhub.db.migrate import ensure_schema, schema_state
 from evhub.db.reach import check_reachable
+from evhub.gcpolicy import GcPolicy
 from evhub.logs import bind
 from evhub.ports import bind_tcp
 from evhub.settings import Settings
+from evhub.workers import OcppWorkers
 
 log = logging.getLogger(__name__)
 
@@ -270,8 +273,6 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop_event.set)
-    from evhub.gcpolicy import GcPolicy
-
     running = RunningHub(settings)
     try:
         await running.start()
@@ -284,9 +285,10 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     workers = None
     try:
         if settings.ocpp_workers > 1:
-            from evhub.workers import OcppWorkers
-
-            workers = OcppWorkers(settings, running.hub.services["gateway"].port, running.hub.node_name)
+            worker_hub = partial(RunningHub, role="ocpp-worker")  # what each worker process runs
+            workers = OcppWorkers(
+                settings, running.hub.services["gateway"].port, running.hub.node_name, worker_hub
+            )
             await workers.start()
         await stop_event.wait()
     finally:

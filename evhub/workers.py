@@ -6,7 +6,8 @@ whole hub in its main process and N - 1 extra processes that run only the OCPP l
 port with ``SO_REUSEPORT`` so the kernel spreads new charger connections across them. A worker installs every
 component (so the hooks the gateway calls — OCPI pushes, real-time authorization, receipts — are the same as in
 the main process) but starts only the gateway: no HTTP app and no scheduled jobs, which stay in the main
-process. Commands from the API reach chargers on any worker through the gateway's LISTEN/NOTIFY router, as
+process. What a worker runs is handed in by the assembly (``evhub.app`` passes its ``RunningHub`` in the
+``"ocpp-worker"`` role), so this module imports no part of the hub. Commands from the API reach chargers on any worker through the gateway's LISTEN/NOTIFY router, as
 between separate ``evhub serve`` processes.
 
 The main process supervises its workers: a worker that dies is started again (after a back-off that grows
@@ -24,10 +25,12 @@ import multiprocessing as mp
 import os
 import signal
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from evhub.clock import CLOCK, pin_clock
 from evhub.gcpolicy import GcPolicy
+from evhub.logs import configure
 from evhub.settings import Settings
 from evhub.timeutil import utcnow
 
@@ -36,6 +39,18 @@ log = logging.getLogger(__name__)
 RESTART_BACKOFF = (1.0, 30.0)  # first and longest pause before a crashed worker is started again
 STOP_TIMEOUT = 15.0
 PARENT_CHECK_INTERVAL = 1.0  # how often a worker checks that its main process is still there
+
+
+class WorkerHub(Protocol):
+    """What a worker process runs: the hub in its OCPP-worker role (``evhub.app.RunningHub``)."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+WorkerHubFactory = Callable[[Settings], WorkerHub]
+"""Builds a worker's hub from its settings; it is sent to the spawned process, so it must pickle (a
+module-level class or function, or a ``functools.partial`` of one)."""
 
 
 def use_uvloop() -> bool:
@@ -49,31 +64,27 @@ def use_uvloop() -> bool:
     return True
 
 
-def _worker_main(config: dict[str, Any], index: int) -> None:
-    """Entry point of a worker process (spawned, so nothing is inherited but ``config``)."""
-    from evhub.logs import configure
-
+def _worker_main(config: dict[str, Any], index: int, hub_factory: WorkerHubFactory) -> None:
+    """Entry point of a worker process (spawned, so nothing is inherited but the arguments)."""
     settings = Settings(**config)
     if settings.clock_start is not None:  # the parent's pinned clock, as it read when spawning this worker
         pin_clock(settings.clock_start)
     configure(settings.log_level, settings.log_format)
     use_uvloop()
-    asyncio.run(_run_worker(settings, index))
+    asyncio.run(_run_worker(settings, index, hub_factory))
 
 
-async def _run_worker(settings: Settings, index: int) -> None:
-    from evhub.app import RunningHub
-
+async def _run_worker(settings: Settings, index: int, hub_factory: WorkerHubFactory) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     orphan_watch = asyncio.create_task(_stop_when_orphaned(os.getppid(), stop), name="parent-watch")
-    running = RunningHub(settings, role="ocpp-worker")
+    running = hub_factory(settings)
     await running.start()
     gc_policy = GcPolicy()
     gc_policy.start()
-    log.info("OCPP worker %d started", index, extra={"fields": {"node": running.hub.node_name}})
+    log.info("OCPP worker %d started", index, extra={"fields": {"node": settings.node_name}})
     try:
         await stop.wait()
     finally:
@@ -94,11 +105,13 @@ async def _stop_when_orphaned(parent_pid: int, stop: asyncio.Event) -> None:
 class OcppWorkers:
     """Starts, watches and stops the extra OCPP worker processes of one ``evhub serve``."""
 
-    def __init__(self, settings: Settings, port: int, node_name: str) -> None:
+    def __init__(self, settings: Settings, port: int, node_name: str, hub_factory: WorkerHubFactory) -> None:
+        """``hub_factory`` builds what each worker runs (see :data:`WorkerHubFactory`)."""
         self.count = settings.ocpp_workers - 1
         # the workers bind the port the main process actually got, and name themselves after it
         self.config = settings.model_dump() | {"ocpp_port": port}
         self.node_name = node_name
+        self.hub_factory = hub_factory
         self.ctx = mp.get_context("spawn")
         self.procs: dict[int, Any] = {}
         self._watch: asyncio.Task[None] | None = None
@@ -109,7 +122,10 @@ class OcppWorkers:
         if CLOCK.pinned_start is not None:  # a pinned clock goes on in the worker from where it is now
             config["clock_start"] = utcnow()
         proc = self.ctx.Process(
-            target=_worker_main, args=(config, index), name=f"evhub-ocpp-{index}", daemon=False
+            target=_worker_main,
+            args=(config, index, self.hub_factory),
+            name=f"evhub-ocpp-{index}",
+            daemon=False,
         )
         proc.start()
         self.procs[index] = proc
