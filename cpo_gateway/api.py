@@ -16,8 +16,9 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from cpo_gateway.cluster import ChargerOffline
 from cpo_gateway.commands import COMMANDS, CommandError, build
-from cpo_gateway.connection import CallErrorReply, OcppError
+from cpo_gateway.framing import CallErrorReply, OcppError
 from evhub.apiauth import api_key, principal
 from evhub.apierrors import errors, refuse_nul
 from evhub.apipaging import Paging, paged, paging
@@ -130,8 +131,6 @@ def _registration_refusal(cp: ChargePoint, action: str) -> str | None:
 
 
 async def _send(request: Request, identity: str, build_call: Any) -> CommandResult:
-    from cpo_gateway.server import ChargerOffline
-
     gw = _gateway(request)
     cp = await _visible(request, identity)
     version = gw.version_of(identity) or str(cp.ocpp_version)
