@@ -60,9 +60,12 @@ def _cached(token: Token) -> str:
 
 
 class OcpiAuthorizer:
-    def __init__(self, db: Database, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, db: Database, *, timeout: float = 5.0, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.db = db
         self.timeout = timeout
+        self.transport = transport  # None: the network (see ocpi.client)
 
     async def authorize(
         self,
@@ -193,6 +196,7 @@ class OcpiAuthorizer:
                 params={"type": token_type},
                 headers=headers,
                 timeout=self.timeout,
+                transport=self.transport,
             )
         except (httpx.HTTPError, TimeoutError) as exc:
             log.info("real-time authorization at %s failed: %s", url, exc)

@@ -1,5 +1,9 @@
 """Calls to other OCPI platforms (httpx): the token encoded as 2.2.1 says, request/correlation ids, routing
-headers, and the envelope unpacked into :class:`OcpiReply`."""
+headers, and the envelope unpacked into :class:`OcpiReply`.
+
+The HTTP transport is a parameter, as in httpx itself: ``None`` (the default, what the hub runs with) is the
+network; tests hand in an ``httpx.AsyncBaseTransport`` that reaches partners' ASGI apps in-process. Every
+component that calls partners takes the same ``transport`` argument and passes it on here."""
 
 from __future__ import annotations
 
@@ -48,9 +52,10 @@ async def request(
     headers: dict[str, str] | None = None,
     correlation_id: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-    client: httpx.AsyncClient | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> OcpiReply:
-    """One OCPI request. Raises httpx errors (timeouts, connection errors) to the caller."""
+    """One OCPI request through ``transport`` (None: the network). Raises httpx errors (timeouts, connection
+    errors) to the caller."""
     all_headers = {REQUEST_ID: new_request_id(), CORRELATION_ID: correlation_id or new_request_id()}
     if token:
         all_headers["Authorization"] = encode_token(token)
@@ -59,13 +64,8 @@ async def request(
     if json is not None:  # exact JSON: Decimal amounts go out as numbers with their exact digits
         content = jsonutil.dumps(json).encode("utf-8")
         all_headers.setdefault("Content-Type", "application/json")
-    if client is None:
-        async with httpx.AsyncClient(timeout=timeout) as own:
-            response = await own.request(method, url, content=content, params=params, headers=all_headers)
-    else:
-        response = await client.request(
-            method, url, content=content, params=params, headers=all_headers, timeout=timeout
-        )
+    async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
+        response = await http.request(method, url, content=content, params=params, headers=all_headers)
     try:
         body = response.json()
     except ValueError:
@@ -81,10 +81,16 @@ async def request(
     )
 
 
-async def get_ok(url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
+async def get_ok(
+    url: str,
+    token: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Any:
     """GET and return ``data``; :class:`OcpiClientError` for anything but success."""
     try:
-        reply = await request("GET", url, token, timeout=timeout)
+        reply = await request("GET", url, token, timeout=timeout, transport=transport)
     except httpx.HTTPError as exc:
         raise OcpiClientError(f"GET {url} failed: {type(exc).__name__} {exc}") from exc
     if not reply.ok:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import httpx
+
 from evhub.components import Hub
 from evhub.outbox import OutboxDispatcher, register_channel
 from ocpi.app import create_ocpi_app
@@ -37,7 +39,9 @@ class OcpiComponent:
         command_recovery_interval: float = 10.0,
         tokens_check_interval: float = 60.0,
         tokens_pull_interval: float = 3600.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self.transport = transport  # how partners are reached (None: the network; tests: in-process apps)
         self.tokens_check_interval = tokens_check_interval
         self.tokens_pull_interval = tokens_pull_interval
         self.tokens: TokensPuller | None = None
@@ -58,9 +62,10 @@ class OcpiComponent:
             services=hub.services,
             authorize_timeout=self.authorize_timeout,
             command_timeout=self.command_timeout,
+            transport=self.transport,
         )
         self.commands = CommandRunner(hub.db, hub.services, timeout=self.command_timeout)
-        authorizer = OcpiAuthorizer(hub.db, timeout=self.authorize_timeout)
+        authorizer = OcpiAuthorizer(hub.db, timeout=self.authorize_timeout, transport=self.transport)
         hub.services["ocpi_authorizer"] = authorizer
         hub.services.setdefault("realtime_authorizer", GatewayRealTimeAuthorizer(hub.db, authorizer))
         hub.services["ocpi_commands"] = self.commands
@@ -68,6 +73,7 @@ class OcpiComponent:
             hub.db,
             interval=timedelta(seconds=self.tokens_pull_interval),
             timeout=self.platform.client_timeout,
+            transport=self.transport,
         )
         hub.services["ocpi_tokens_pull"] = self.tokens
         hub.services["ocpi_platform"] = self.platform
@@ -79,7 +85,9 @@ class OcpiComponent:
             ("evse_status_hooks", evse_status_hook),
         ):
             hub.services.setdefault(name, []).append(hook)
-        register_channel(CHANNEL, OcpiSender(hub.db, timeout=self.platform.client_timeout))
+        register_channel(
+            CHANNEL, OcpiSender(hub.db, timeout=self.platform.client_timeout, transport=self.transport)
+        )
         if self.dispatcher is None:
             self.dispatcher = OutboxDispatcher(hub.db)
         hub.services.setdefault("outbox", self.dispatcher)

@@ -20,6 +20,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,10 +66,12 @@ async def own_credentials(session: AsyncSession, platform: OcpiPlatform, token: 
     return {"token": token, "url": platform.versions_url, "roles": roles}
 
 
-async def fetch_version_details(versions_url: str, token: str, timeout: float) -> tuple[str, list[dict]]:
+async def fetch_version_details(
+    versions_url: str, token: str, timeout: float, transport: httpx.AsyncBaseTransport | None = None
+) -> tuple[str, list[dict]]:
     """(version, endpoints) of the other side's 2.2.1, read with ``token``; :class:`HandshakeError`."""
     try:
-        versions = await client.get_ok(versions_url, token, timeout=timeout)
+        versions = await client.get_ok(versions_url, token, timeout=timeout, transport=transport)
     except client.OcpiClientError as exc:
         raise HandshakeError(status.UNABLE_TO_USE_CLIENT_API, str(exc)) from exc
     if isinstance(versions, dict):  # a details object served at the versions URL
@@ -78,7 +81,7 @@ async def fetch_version_details(versions_url: str, token: str, timeout: float) -
         offered = ", ".join(str(v.get("version")) for v in versions or [] if isinstance(v, dict))
         raise HandshakeError(status.UNSUPPORTED_VERSION, f"no OCPI {VERSION} offered (offered: {offered})")
     try:
-        details = await client.get_ok(match["url"], token, timeout=timeout)
+        details = await client.get_ok(match["url"], token, timeout=timeout, transport=transport)
     except client.OcpiClientError as exc:
         raise HandshakeError(status.UNABLE_TO_USE_CLIENT_API, str(exc)) from exc
     endpoints = [e for e in (details or {}).get("endpoints", []) if isinstance(e, dict) and e.get("url")]
@@ -167,7 +170,9 @@ async def register(
 ) -> OcpiPartner:
     """``evhub partners register URL TOKEN_A``: the hub registers with a partner (it initiates the
     handshake). Returns the registered partner; :class:`HandshakeError` when the partner cannot be used."""
-    version, endpoints = await fetch_version_details(versions_url, token_a, platform.client_timeout)
+    version, endpoints = await fetch_version_details(
+        versions_url, token_a, platform.client_timeout, platform.transport
+    )
     cred_url = next((e["url"] for e in endpoints if e.get("identifier") == "credentials"), None)
     if cred_url is None:
         raise HandshakeError(status.NO_MATCHING_ENDPOINTS, "the partner has no credentials endpoint")
@@ -190,7 +195,14 @@ async def register(
         partner_id = partner.id
         body = await own_credentials(s, platform, token_b)
     try:
-        reply = await client.request("POST", cred_url, token_a, json=body, timeout=platform.client_timeout)
+        reply = await client.request(
+            "POST",
+            cred_url,
+            token_a,
+            json=body,
+            timeout=platform.client_timeout,
+            transport=platform.transport,
+        )
     except Exception as exc:
         await _drop(db, partner_id)
         raise HandshakeError(status.UNABLE_TO_USE_CLIENT_API, f"POST credentials failed: {exc}") from exc
@@ -238,7 +250,9 @@ async def rotate(db: Database, platform: OcpiPlatform, partner_id: int) -> None:
     if cred_url is None:
         raise HandshakeError(status.NO_MATCHING_ENDPOINTS, "the partner has no credentials endpoint")
     try:
-        reply = await client.request("PUT", cred_url, old_out, json=body, timeout=platform.client_timeout)
+        reply = await client.request(
+            "PUT", cred_url, old_out, json=body, timeout=platform.client_timeout, transport=platform.transport
+        )
         ok_reply = reply.ok and isinstance(reply.data, dict)
     except Exception as exc:
         ok_reply, reply = False, None
@@ -251,7 +265,9 @@ async def rotate(db: Database, platform: OcpiPlatform, partner_id: int) -> None:
         detail = f"HTTP {reply.http_status} {reply.status_message}" if reply is not None else error
         raise HandshakeError(status.UNABLE_TO_USE_CLIENT_API, f"PUT credentials failed: {detail}")
     theirs = Credentials.model_validate(reply.data)
-    version, endpoints = await fetch_version_details(theirs.url, theirs.token, platform.client_timeout)
+    version, endpoints = await fetch_version_details(
+        theirs.url, theirs.token, platform.client_timeout, platform.transport
+    )
     async with db.session() as s:
         partner = await s.get(OcpiPartner, partner_id)
         assert partner is not None
@@ -262,7 +278,14 @@ async def rotate(db: Database, platform: OcpiPlatform, partner_id: int) -> None:
         await _store_roles(s, partner, [r.model_dump(exclude_none=True) for r in theirs.roles])
 
 
-async def unregister(db: Database, partner_id: int, *, notify: bool = True, timeout: float = 10.0) -> None:
+async def unregister(
+    db: Database,
+    partner_id: int,
+    *,
+    notify: bool = True,
+    timeout: float = 10.0,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> None:
     """The hub ends the connection: DELETE at the partner (best effort), then forget the tokens."""
     async with db.session() as s:
         partner = await s.get(OcpiPartner, partner_id)
@@ -272,7 +295,7 @@ async def unregister(db: Database, partner_id: int, *, notify: bool = True, time
         token = partner.outgoing_token
     if notify and cred_url and token:
         with contextlib.suppress(Exception):  # the partner may be gone already; we unregister anyway
-            await client.request("DELETE", cred_url, token, timeout=timeout)
+            await client.request("DELETE", cred_url, token, timeout=timeout, transport=transport)
     async with db.session() as s:
         partner = await s.get(OcpiPartner, partner_id)
         if partner is not None:
@@ -309,7 +332,9 @@ async def _accept(
 ) -> dict[str, Any]:
     creds = await read_model(request, Credentials)
     try:
-        version, endpoints = await fetch_version_details(creds.url, creds.token, platform.client_timeout)
+        version, endpoints = await fetch_version_details(
+            creds.url, creds.token, platform.client_timeout, platform.transport
+        )
         token_c = new_token()
         partner.outgoing_token = creds.token
         partner.versions_url = creds.url

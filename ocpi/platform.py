@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from fastapi import Request
 
 from evhub.db.engine import Database
@@ -21,6 +22,7 @@ class OcpiPlatform:
     command_timeout: int = 30
     client_timeout: float = 10.0
     max_limit: int = 100
+    transport: httpx.AsyncBaseTransport | None = None  # how partners are reached; None: the network
 
     @property
     def base_url(self) -> str:

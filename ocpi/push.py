@@ -447,10 +447,12 @@ def _join(base: str, path: str) -> str:
 class OcpiSender:
     """The ``ocpi`` outbox channel: one HTTP request per message to the partner's current endpoint."""
 
-    def __init__(self, db: Database, *, timeout: float = 10.0, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, db: Database, *, timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.db = db
         self.timeout = timeout
-        self.http = http
+        self.transport = transport  # None: the network (see ocpi.client)
 
     async def __call__(self, message: OutboxMessage) -> DeliveryResult:
         payload = message.payload or {}
@@ -480,7 +482,7 @@ class OcpiSender:
                 headers=payload.get("headers") or {},
                 correlation_id=f"evhub-outbox-{message.id}",
                 timeout=self.timeout,
-                client=self.http,
+                transport=self.transport,
             )
         except httpx.TimeoutException:
             return DeliveryResult.retry(f"{method} {url}: timeout")

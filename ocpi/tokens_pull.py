@@ -81,8 +81,10 @@ class TokensPuller:
         timeout: float = 10.0,
         page_limit: int = 100,
         max_pages: int = 10_000,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.db = db
+        self.transport = transport  # None: the network (see ocpi.client)
         self.interval = interval
         self.overlap = overlap
         self.timeout = timeout
@@ -206,7 +208,13 @@ class TokensPuller:
         while url is not None and result.pages < self.max_pages:
             try:
                 reply = await client.request(
-                    "GET", url, token, params=params, headers=headers, timeout=self.timeout
+                    "GET",
+                    url,
+                    token,
+                    params=params,
+                    headers=headers,
+                    timeout=self.timeout,
+                    transport=self.transport,
                 )
             except httpx.HTTPError as exc:
                 result.error = f"GET {url}: {type(exc).__name__} {exc}"

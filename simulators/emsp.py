@@ -5,6 +5,9 @@ Used by the demo and the tests, in-process::
 
     sim = EmspSimulator(country_code="DE", party_id="EMS")
     await sim.start()                                   # uvicorn on a free loopback port
+    # ... or no socket at all: EmspSimulator(url="http://emsp.test", transport=t), where ``t`` (an
+    # httpx.AsyncBaseTransport, e.g. httpx.ASGITransport(app=hub_app)) reaches the hub, and the hub reaches
+    # ``sim.app`` through its own transport (httpx.ASGITransport(app=sim.app)) at that url
     await sim.register(hub_versions_url, token_a)       # the real handshake, as the initiator
     # ... or let the hub register with it: evhub partners register sim.versions_url sim.token_a
     await sim.push_token(sim.make_token("CARD-1"))
@@ -92,6 +95,8 @@ class EmspSimulator:
     host: str = "127.0.0.1"
     hub_timeout: float = 10.0
     token_a: str = field(default_factory=lambda: "sim-a-" + uuid.uuid4().hex)
+    url: str | None = None  # where the hub reaches us: set by start(), or given when served in-process
+    transport: httpx.AsyncBaseTransport | None = None  # how we reach the hub; None: the network
 
     def __post_init__(self) -> None:
         self.my_token: str | None = None  # what the hub presents to us (B or C)
@@ -122,7 +127,11 @@ class EmspSimulator:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/ocpi"
+        if self.url is None:
+            raise RuntimeError(
+                "the simulator is not served: start() it, or give its url when served in-process"
+            )
+        return f"{self.url.rstrip('/')}/ocpi"
 
     @property
     def versions_url(self) -> str:
@@ -135,6 +144,7 @@ class EmspSimulator:
                 sock.bind((self.host, 0))
                 port = sock.getsockname()[1]
         self.port = port
+        self.url = f"http://{self.host}:{port}"
         config = uvicorn.Config(self.app, host=self.host, port=port, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
@@ -486,8 +496,12 @@ class EmspSimulator:
 
     async def _call(self, method: str, url: str, token: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": _auth(token), **kwargs.pop("headers", {})}
-        async with httpx.AsyncClient(timeout=self.hub_timeout) as http:
+        async with self.http() as http:
             return await http.request(method, url, headers=headers, **kwargs)
+
+    def http(self) -> httpx.AsyncClient:
+        """An HTTP client that reaches the hub the way this simulator does (its transport, its timeout)."""
+        return httpx.AsyncClient(timeout=self.hub_timeout, transport=self.transport)
 
     async def _learn_hub(self, versions_url: str, token: str) -> None:
         versions = (await self._call("GET", versions_url, token)).json()["data"]
