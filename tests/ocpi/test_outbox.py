@@ -19,11 +19,22 @@ from evhub.outbox import (
     retry_dead,
     unregister_channel,
 )
+from tests.ocpi._helpers import wait_until
 
 
 def _dispatcher(db, **kw):  # type: ignore[no-untyped-def]
     kw.setdefault("backoff", BackoffPolicy(base=0.01, cap=0.05, jitter=0))
     return OutboxDispatcher(db, channels=["test"], **kw)
+
+
+async def _drain(db, d: OutboxDispatcher) -> None:  # type: ignore[no-untyped-def]
+    """Run the dispatcher until the test channel has nothing pending (retries wait for their backoff)."""
+
+    async def drained() -> bool:
+        await d.run_once()
+        return (await outbox_stats(db, channel="test"))["pending"] == 0
+
+    await wait_until(drained, "the test channel drained")
 
 
 async def test_order_per_key_retries_and_exactly_once(db):
@@ -46,12 +57,7 @@ async def test_order_per_key_retries_and_exactly_once(db):
                     await enqueue(s, "test", "dest", key, {"n": n}, dedupe_key=f"{key}-{n}")
             assert await enqueue(s, "test", "dest", "k1", {"n": 99}, dedupe_key="k1-0") is None
         d = _dispatcher(db)
-        for _ in range(100):
-            await d.run_once()
-            stats = await outbox_stats(db, channel="test")
-            if stats["pending"] == 0:
-                break
-            await asyncio.sleep(0.02)
+        await _drain(db, d)
         assert delivered == {"k1": [0, 1, 2, 3, 4], "k2": [0, 1, 2, 3, 4]}
         rows = await list_messages(db, channel="test")
         assert len(rows) == 10 and {r.status for r in rows} == {"delivered"}
@@ -74,11 +80,7 @@ async def test_dead_letter_after_permanent_error_or_max_attempts(db):
             await enqueue(s, "test", "d", "a", {"bad": True})
             await enqueue(s, "test", "d", "a", {"bad": False})
         d = _dispatcher(db, max_attempts=3)
-        for _ in range(50):
-            await d.run_once()
-            if (await outbox_stats(db, channel="test"))["pending"] == 0:
-                break
-            await asyncio.sleep(0.02)
+        await _drain(db, d)
         rows = sorted(await list_messages(db, channel="test"), key=lambda r: r.id)
         assert [(r.status, r.attempts) for r in rows] == [("dead", 1), ("dead", 3)]
         assert "boom" in rows[1].last_error
