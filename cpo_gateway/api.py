@@ -23,6 +23,7 @@ from evhub.apiauth import api_key, principal
 from evhub.apierrors import errors, refuse_nul
 from evhub.apipaging import Paging, paged, paging
 from evhub.models import ChargePoint
+from evhub.seams import OcppGateway
 
 router = APIRouter(
     tags=["chargers"], dependencies=[Depends(api_key), Depends(refuse_nul)], responses=errors(401, 422, 503)
@@ -62,8 +63,8 @@ class CommandResult(BaseModel):
 COMMAND_ERRORS = errors(404, 409, 422, 502, 504)
 
 
-def _gateway(request: Request) -> Any:
-    gw = request.app.state.hub.services.get("gateway")
+def _gateway(request: Request) -> OcppGateway:
+    gw: OcppGateway | None = request.app.state.hub.services.gateway
     if gw is None:
         raise HTTPException(503, "the OCPP gateway is not running in this process")
     return gw
@@ -88,20 +89,20 @@ def _describe(cp: ChargePoint) -> ChargerOut:
 
 @router.get("", summary="Chargers with their connection state (by identity)", responses=paged())
 async def list_chargers(request: Request, page: Paging = Depends(paging)) -> list[ChargerOut]:
-    gw = _gateway(request)
+    _gateway(request)
     who = principal(request)
     query = select(ChargePoint).order_by(ChargePoint.identity)
     if not who.is_hub:
         query = query.where(ChargePoint.cpo_id == who.cpo_id)
-    async with gw.db.session() as s:
+    async with request.app.state.hub.db.session() as s:
         rows = await page.rows(s, query)
     return [_describe(cp) for cp in rows]
 
 
 async def _visible(request: Request, identity: str) -> ChargePoint:
     """The charger, if the caller's key may see it (404 otherwise, not revealing that it exists)."""
-    gw = _gateway(request)
-    async with gw.db.session() as s:
+    _gateway(request)
+    async with request.app.state.hub.db.session() as s:
         cp = await s.scalar(select(ChargePoint).where(ChargePoint.identity == identity))
     if cp is None or not principal(request).sees(cp.cpo_id):
         raise HTTPException(404, f"unknown charger {identity}")

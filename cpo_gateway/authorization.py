@@ -6,7 +6,7 @@ Order of decisions for a token uid presented at a charger:
    ``valid = false`` -> Blocked; ``data["valid_until"]`` in the past -> Expired; whitelist ``NEVER`` -> ask the
    real-time authorizer (below), Invalid if there is none; a monthly spending limit
    (``monthly_limit``/``limit_currency``) that is used up -> NoCredit (Blocked in 1.6).
-2. Unknown tokens -> the :class:`RealTimeAuthorizer` registered in ``hub.services["realtime_authorizer"]``
+2. Unknown tokens -> the :class:`~evhub.seams.RealTimeAuthorizer` in ``hub.services.realtime_authorizer``
    (the OCPI package plugs in there), else Invalid.
 
 Monthly spending = the token's CDR totals (``cdrs.total_cost_incl_vat``, credits included, in the limit's
@@ -19,13 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from evhub.db.engine import Database
 from evhub.models import Cdr, ChargingSession, SessionStatus, Token
+from evhub.seams import RealTimeAuthorizer, Services
 from evhub.timeutil import parse_datetime, utcnow
 
 ACCEPTED = "Accepted"
@@ -49,17 +49,6 @@ class AuthResult:
     @property
     def accepted(self) -> bool:
         return self.status == ACCEPTED
-
-
-@runtime_checkable
-class RealTimeAuthorizer(Protocol):
-    """Asks a token's issuer (e.g. an eMSP over OCPI ``POST tokens/{uid}/authorize``) in real time.
-
-    Return None when the issuer is unknown or unreachable (the gateway then answers Invalid)."""
-
-    async def authorize(
-        self, uid: str, token_type: str, *, charge_point_id: int, location_id: int | None, evse_pk: int | None
-    ) -> AuthResult | None: ...
 
 
 def month_start(now: datetime) -> datetime:
@@ -93,13 +82,14 @@ async def monthly_spending(s: AsyncSession, token: Token, now: datetime) -> Deci
 class Authorizer:
     """Decides on tokens from the database, with the real-time seam for unknown ones."""
 
-    def __init__(self, db: Database, services: dict[str, Any] | None = None) -> None:
+    def __init__(self, db: Database, services: Services | None = None) -> None:
         self.db = db
-        self.services = services if services is not None else {}
+        self.services = services if services is not None else Services()
 
     @property
     def realtime(self) -> RealTimeAuthorizer | None:
-        return self.services.get("realtime_authorizer")
+        """The hub's real-time authorizer, read at each call (OCPI installs it after the gateway)."""
+        return self.services.realtime_authorizer
 
     async def authorize(
         self,
@@ -127,8 +117,17 @@ class Authorizer:
             answer = await rt.authorize(
                 uid, token_type, charge_point_id=charge_point_id, location_id=location_id, evse_pk=evse_pk
             )
-            if answer is not None:
+            if isinstance(answer, AuthResult):
                 return answer
+            if answer is not None:
+                return AuthResult(
+                    answer.status,
+                    answer.token_id,
+                    answer.reason,
+                    answer.expiry,
+                    answer.auth_method,
+                    answer.authorization_reference,
+                )
         reason = "token must be authorized in real time" if tokens else "unknown token"
         return AuthResult(INVALID, tokens[0].id if tokens else None, reason)
 

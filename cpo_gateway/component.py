@@ -8,7 +8,8 @@ from evhub.components import Hub
 
 
 class GatewayComponent:
-    """OCPP listener on ``settings.ocpp_host:ocpp_port`` and ``/api/chargers``; ``hub.services["gateway"]``."""
+    """OCPP listener on ``settings.ocpp_host:ocpp_port`` and ``/api/chargers``; ``hub.services.gateway``. Runs
+    ``hub.hooks.session`` and ``hub.hooks.evse_status``."""
 
     name = "gateway"
 
@@ -16,8 +17,8 @@ class GatewayComponent:
         self.gateway: Gateway | None = None
 
     def install(self, hub: Hub) -> None:
-        self.gateway = Gateway(hub.settings, hub.db, hub.node_name, hub.services)
-        hub.services["gateway"] = self.gateway
+        self.gateway = Gateway(hub.settings, hub.db, hub.node_name, hooks=hub.hooks, services=hub.services)
+        hub.services.gateway = self.gateway
         if hub.app is not None:
             hub.app.include_router(router, prefix="/api/chargers")
 

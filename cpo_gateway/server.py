@@ -37,6 +37,7 @@ from evhub import metrics
 from evhub.db.engine import Database
 from evhub.logs import bind_permanently
 from evhub.ports import port_error
+from evhub.seams import Hooks, Services
 from evhub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,21 @@ class Gateway:
     """Everything one gateway process runs: listener, connections, store, authorizer, command routing."""
 
     def __init__(
-        self, settings: Settings, db: Database, node_name: str, services: dict[str, Any] | None = None
+        self,
+        settings: Settings,
+        db: Database,
+        node_name: str,
+        *,
+        hooks: Hooks | None = None,
+        services: Services | None = None,
     ) -> None:
+        """``hooks`` (session, EVSE status) run in the store's transactions; ``services.realtime_authorizer``
+        is asked about unknown tokens (both are the hub's, read when used: see :mod:`evhub.seams`)."""
         self.settings = settings
         self.db = db
         self.node_name = node_name
-        self.services = services if services is not None else {}
-        self.store = SessionStore(db, node_name, self.services)
+        self.services = services if services is not None else Services()
+        self.store = SessionStore(db, node_name, hooks if hooks is not None else Hooks())
         self.authorizer = Authorizer(db, self.services)
         self.passwords = PasswordCache()
         self.connections: dict[str, ChargerConnection] = {}

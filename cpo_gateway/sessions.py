@@ -25,7 +25,7 @@ import logging
 import operator
 import sqlite3
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
@@ -60,6 +60,7 @@ from evhub.models import (
     PricingState,
     SessionStatus,
 )
+from evhub.seams import Hooks
 from evhub.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -159,16 +160,23 @@ def compute_energy(
 class SessionStore:
     """Stores what chargers report. One instance per gateway process."""
 
-    def __init__(self, db: Database, node_name: str = "", services: dict[str, Any] | None = None) -> None:
+    def __init__(self, db: Database, node_name: str = "", hooks: Hooks | None = None) -> None:
         self.db = db
         self.node_name = node_name
         self.writer = MeterWriter(db)
-        self.services = services if services is not None else {}
+        self.hooks = hooks if hooks is not None else Hooks()
 
-    async def _hooks(self, s: AsyncSession, name: str, obj: Any) -> None:
-        """Run the ``hub.services[name]`` hooks (e.g. OCPI pushes) inside this transaction, each in a savepoint:
-        a failing hook is logged and left to its own safety net (OCPI's scanner); the charger's data is kept."""
-        for hook in self.services.get(name, []):
+    async def _run_hooks(
+        self,
+        s: AsyncSession,
+        name: str,
+        hooks: Sequence[Callable[[AsyncSession, Any], Awaitable[Any]]],
+        obj: Any,
+    ) -> None:
+        """Run ``hooks`` (``hub.hooks.session`` or ``.evse_status``, e.g. OCPI pushes) inside this transaction,
+        each in a savepoint: a failing hook is logged and left to its own safety net (OCPI's scanner); the
+        charger's data is kept."""
+        for hook in hooks:
             try:
                 async with s.begin_nested():
                     await hook(s, obj)
@@ -275,9 +283,9 @@ class SessionStore:
                 .where(EVSE.id.in_(targets), EVSE.last_updated <= ev.timestamp)
                 .values(status=ev.ocpi_status, last_updated=ev.timestamp)
             )
-            if result.rowcount and self.services.get("evse_status_hooks"):
+            if result.rowcount and self.hooks.evse_status:
                 for evse in (await s.scalars(select(EVSE).where(EVSE.id.in_(targets)))).all():
-                    await self._hooks(s, "evse_status_hooks", evse)
+                    await self._run_hooks(s, "evse_status", self.hooks.evse_status, evse)
 
     # -- sessions -------------------------------------------------------------------------------------------
 
@@ -389,7 +397,7 @@ class SessionStore:
             if ev.reservation_id is not None:
                 data["reservation_id"] = ev.reservation_id
             session.data = data
-            await self._hooks(s, "session_hooks", session)
+            await self._run_hooks(s, "session", self.hooks.session, session)
             return session.transaction_id, session
 
     async def started(
@@ -418,7 +426,7 @@ class SessionStore:
             if session.end_time is not None and session.pricing_state == PricingState.PENDING:
                 await self._finalize(s, session)
             if created:
-                await self._hooks(s, "session_hooks", session)
+                await self._run_hooks(s, "session", self.hooks.session, session)
             return session
 
     async def _apply_start(
@@ -527,7 +535,7 @@ class SessionStore:
                 session.flags = [*session.flags, END_BEFORE_START]
             await self._finalize(s, session)
             session.pricing_state = PricingState.PENDING
-            await self._hooks(s, "session_hooks", session)
+            await self._run_hooks(s, "session", self.hooks.session, session)
             return session
 
     async def _finalize(self, s: AsyncSession, session: ChargingSession) -> None:

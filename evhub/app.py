@@ -2,15 +2,15 @@
 
 The HTTP app (FastAPI) serves ``/api`` (operators), ``/ocpi`` (roaming partners), ``/portal`` (fleet managers),
 OpenAPI at ``/docs``, ``/health`` and Prometheus ``/metrics``. Packages plug in as
-:class:`~evhub.components.Component` objects listed in :data:`COMPONENTS`, in the order of the money path;
-they are installed before anything starts, started in order and stopped in reverse on SIGTERM/SIGINT.
+:class:`~evhub.components.Component` objects listed in :data:`evhub.wiring.COMPONENTS`, in the order of the
+money path; they are installed by :func:`evhub.wiring.wire` before anything starts, started in order and
+stopped in reverse on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import signal
@@ -41,31 +41,16 @@ from evhub.gcpolicy import GcPolicy
 from evhub.logs import bind
 from evhub.ports import bind_tcp
 from evhub.settings import Settings
+from evhub.wiring import COMPONENTS, load_components, wire
 from evhub.workers import OcppWorkers
 
-log = logging.getLogger(__name__)
+__all__ = ["COMPONENTS", "RunningHub", "create_app", "default_node_name", "load_components", "serve"]
 
-# The money path, in order: charger -> session -> priced CDR -> partner -> settlement -> fleet portal.
-COMPONENTS: tuple[str, ...] = (
-    "cpo_gateway.component:GatewayComponent",
-    "tariffs.component:PricingComponent",
-    "ocpi.component:OcpiComponent",
-    "settlement.component:SettlementComponent",
-    "portal.component:PortalComponent",
-)
+log = logging.getLogger(__name__)
 
 
 def default_node_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def load_components(paths: Sequence[str] = COMPONENTS) -> list[Component]:
-    """Instantiate the components named ``module:Class``, in order."""
-    components: list[Component] = []
-    for path in paths:
-        module_name, _, attr = path.partition(":")
-        components.append(getattr(importlib.import_module(module_name), attr)())
-    return components
 
 
 def create_app(hub: Hub) -> FastAPI:
@@ -134,7 +119,7 @@ def create_app(hub: Hub) -> FastAPI:
             "status": "ok" if ok else "degraded",
             "version": __version__,
             "node": hub.node_name,
-            "components": sorted(hub.services.get("_components", [])),
+            "components": sorted(hub.component_names),
             **checks,
         }
         return JSONResponse(body, status_code=200 if ok else 503)
@@ -196,9 +181,7 @@ class RunningHub:
             )
             self.hub.scheduler = AsyncIOScheduler(timezone=UTC)
             self.hub.app = create_app(self.hub)
-        self.hub.services["_components"] = [c.name for c in self.components]
-        for component in self.components:
-            component.install(self.hub)
+        wire(self.hub, self.components)
         if self.hub.scheduler is not None:
             self.hub.scheduler.start()
         for component in self.components:
@@ -285,10 +268,10 @@ async def serve(settings: Settings, stop_event: asyncio.Event | None = None) -> 
     workers = None
     try:
         if settings.ocpp_workers > 1:
+            gateway = running.hub.services.gateway
+            assert gateway is not None and gateway.port is not None, "the gateway component started"
             worker_hub = partial(RunningHub, role="ocpp-worker")  # what each worker process runs
-            workers = OcppWorkers(
-                settings, running.hub.services["gateway"].port, running.hub.node_name, worker_hub
-            )
+            workers = OcppWorkers(settings, gateway.port, running.hub.node_name, worker_hub)
             await workers.start()
         await stop_event.wait()
     finally:

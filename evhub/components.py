@@ -2,8 +2,9 @@
 
 Each package that runs something inside ``evhub serve`` (the OCPP listener, OCPI delivery, pricing, the
 portal...) provides a :class:`Component`: it may contribute an HTTP router and scheduled jobs, and has
-``start``/``stop`` hooks. :mod:`evhub.app` assembles them in a fixed order (see ``COMPONENTS`` there) and
-stops them in reverse order on SIGTERM.
+``start``/``stop`` hooks. :func:`evhub.wiring.wire` installs them in a fixed order (see ``COMPONENTS`` there);
+:mod:`evhub.app` starts them in that order and stops them in reverse order on SIGTERM. Components hand work to
+each other only through the typed seams of :mod:`evhub.seams` (``hub.hooks``, ``hub.services``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from evhub.seams import Hooks, Services
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -22,16 +25,18 @@ if TYPE_CHECKING:
 
 @dataclass
 class Hub:
-    """What every component receives: settings, the database, the scheduler, the HTTP app, and a place for
-    components to find each other (``services``, e.g. ``hub.services["gateway"]``)."""
+    """What every component receives: settings, the database, the scheduler, the HTTP app, and the typed seams
+    through which components hand work to each other (``hooks``, ``services``: see :mod:`evhub.seams`)."""
 
     settings: Settings
     db: Database
     node_name: str
     scheduler: AsyncIOScheduler | None = None
     app: FastAPI | None = None
-    services: dict[str, Any] = field(default_factory=dict)
+    hooks: Hooks = field(default_factory=Hooks)
+    services: Services = field(default_factory=Services)
     endpoints: dict[str, str] = field(default_factory=dict)
+    component_names: list[str] = field(default_factory=list)  # what this process installed (``/health``)
 
     def every(self, seconds: float, job: Callable[[], Awaitable[Any]], job_id: str) -> None:
         """Run ``job`` every ``seconds`` on the scheduler: never two at once, missed runs coalesced."""
@@ -54,8 +59,9 @@ class Component(Protocol):
     name: str
 
     def install(self, hub: Hub) -> None:
-        """Register routers on ``hub.app``, jobs on ``hub.scheduler`` and services in ``hub.services``.
-        Called before anything starts; must not do I/O."""
+        """Register routers on ``hub.app``, jobs on ``hub.scheduler``, hooks in ``hub.hooks`` and services in
+        ``hub.services``. Called before anything starts (also by CLI commands that only need the hooks);
+        must not do I/O."""
 
     async def start(self, hub: Hub) -> None:
         """Open listeners, connections and background tasks."""

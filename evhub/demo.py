@@ -49,6 +49,7 @@ from evhub.app import RunningHub
 from evhub.energy import format_kwh
 from evhub.models import Cdr, ChargingSession, Location, OutboxMessage, TariffVersion
 from evhub.money import format_amount
+from evhub.ports import free_port
 from evhub.settings import Settings, load_settings
 from evhub.timeutil import to_local, utcnow, zone
 
@@ -155,14 +156,6 @@ class Demo:
     api_key: str = ""
     ocpi_versions_url: str = ""
     grid_changes: list[tuple[datetime, Decimal, list[dict]]] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _section(title: str, body: str = "") -> None:
@@ -328,7 +321,7 @@ async def wait_for_money_path(demo: Demo, timeout: float = 60.0) -> None:
     """Until every ended session is priced and every message in the outbox is delivered."""
     assert demo.hub is not None
     db = demo.hub.db
-    pricing = demo.hub.hub.services.get("pricing")
+    pricing = demo.hub.hub.services.pricing
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         if pricing is not None:
@@ -531,7 +524,7 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
     from portal.smtp import start_smtp_sink
 
     sink = await start_smtp_sink(work / "mail", host="127.0.0.1", port=0)
-    http_port, ocpp_port = _free_port(), _free_port()
+    http_port, ocpp_port = free_port(), free_port()
     settings = load_settings(
         database_url=f"sqlite+aiosqlite:///{db_file}",
         http_host="127.0.0.1",

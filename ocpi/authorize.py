@@ -1,6 +1,6 @@
 """Real-time authorization at the eMSP (``POST {tokens}/{uid}/authorize?type=...`` with LocationReferences).
 
-:class:`OcpiAuthorizer` is the service in ``hub.services["ocpi_authorizer"]``:
+:class:`OcpiAuthorizer` is the service in ``OcpiComponent.authorizer``:
 ``await authorize(token_uid, token_type, location_ocpi_id, evse_uids) -> AuthorizationDecision``.
 
 Which tokens are asked in real time (Token.whitelist): ``ALWAYS`` and ``ALLOWED`` never (the cached token
@@ -9,7 +9,7 @@ decides), ``ALLOWED_OFFLINE`` and ``NEVER`` always. When the eMSP does not answe
 Unknown tokens are asked of every registered eMSP that may see the location (first ``ALLOWED`` wins);
 an eMSP answering 2004 does not know the token.
 
-:class:`GatewayRealTimeAuthorizer` adapts it to the gateway's ``hub.services["realtime_authorizer"]`` seam
+:class:`GatewayRealTimeAuthorizer` adapts it to the gateway's ``hub.services.realtime_authorizer`` seam
 (``AuthResult.authorization_reference`` carries the eMSP's reference). Every ``authorization_reference`` an eMSP
 gives (here, or in START_SESSION) is kept in ``ocpi_authorizations`` until :func:`session_reference_hook`
 hands it to the session it allowed.
@@ -216,7 +216,7 @@ REFERENCE_TTL = timedelta(minutes=15)
 
 
 async def session_reference_hook(db_session: AsyncSession, cs: ChargingSession) -> None:
-    """For ``hub.services["session_hooks"]`` (before the push hook): a new session of a token the eMSP
+    """For ``hub.hooks.session`` (before the push hook): a new session of a token the eMSP
     authorized in real time (or started with START_SESSION) takes the latest unused ``authorization_reference``
     given for that token (and the session's location, when known) in the last 15 minutes, into
     ``sessions.data["authorization_reference"]`` — sent in the OCPI Session and copied into the CDR."""
@@ -255,7 +255,7 @@ _OCPP_STATUS = {"ALLOWED": "Accepted", "BLOCKED": "Blocked", "EXPIRED": "Expired
 
 
 class GatewayRealTimeAuthorizer:
-    """``hub.services["realtime_authorizer"]`` for the gateway: its pk-based call mapped onto
+    """``hub.services.realtime_authorizer`` for the gateway: its pk-based call mapped onto
     :class:`OcpiAuthorizer`; answers an OCPP AuthResult, or None when no eMSP could decide."""
 
     def __init__(self, db: Database, authorizer: OcpiAuthorizer) -> None:

@@ -1,7 +1,7 @@
 """Commands from eMSPs turned into charger calls through the gateway, and their results sent back.
 
 The Receiver route (:mod:`ocpi.modules.commands`) answers a CommandResponse at once; :class:`CommandRunner`
-then awaits the gateway (``hub.services["gateway"]``, see :class:`GatewayCommands`) for at most
+then awaits the gateway (``hub.services.gateway``, see :class:`GatewayCommands`) for at most
 ``command_timeout`` seconds and POSTs the CommandResult to the eMSP's ``response_url`` through the durable
 outbox (``TIMEOUT`` when the charger did not answer in time, ``FAILED`` when the gateway raised).
 
@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from evhub.db.engine import Database
 from evhub.outbox import enqueue
+from evhub.seams import Services
 from evhub.timeutil import utcnow
 from ocpi.models import CommandState, OcpiPendingCommand
 
@@ -114,8 +115,9 @@ class CommandRunner:
     """Runs accepted commands in the background and queues their results for the eMSP."""
 
     def __init__(
-        self, db: Database, services: dict[str, Any], timeout: int = 30, *, recovery_grace: float = 5.0
+        self, db: Database, services: Services, timeout: int = 30, *, recovery_grace: float = 5.0
     ) -> None:
+        """``services`` is the hub's: its gateway is read at each command (the gateway may come later)."""
         self.db = db
         self.services = services
         self.timeout = timeout
@@ -126,7 +128,7 @@ class CommandRunner:
     def gateway(self) -> Any:
         """The gateway as :class:`GatewayCommands`: used directly when it implements the protocol, wrapped
         in :class:`~ocpi.gateway_adapter.OcppCommandAdapter` when it offers the generic ``send``."""
-        gw = self.services.get("gateway")
+        gw: Any = self.services.gateway
         if gw is None or isinstance(gw, GatewayCommands):
             return gw
         if callable(getattr(gw, "send", None)):

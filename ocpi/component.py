@@ -1,9 +1,16 @@
 """``OcpiComponent`` (name ``ocpi``): mounts the OCPI app under ``/ocpi`` and ``/api/partners`` on the hub's
 HTTP app, registers the ``ocpi`` outbox channel, the jobs (outbox dispatcher, push scanner, tokens pull,
-recovery of pending commands — also run once at start), and the services ``ocpi_authorizer`` (real-time
-authorization), ``realtime_authorizer`` (the gateway's seam), ``ocpi_commands``, ``ocpi_tokens_pull`` and
-``outbox``, and the hooks ``cdr_hooks``, ``tariff_hooks``, ``session_hooks``,
-``evse_status_hooks`` (``async hook(db_session, obj)``, run by their producers inside their transactions)."""
+recovery of pending commands — also run once at start), the services ``hub.services.realtime_authorizer`` (the
+gateway's seam, unless one is there already) and ``hub.services.outbox`` (its dispatcher, unless one is there
+already), and appends its hooks (``async hook(db_session, obj)``, run by their producers inside their
+transactions), in this order: ``hooks.session`` += :func:`~ocpi.authorize.session_reference_hook` (first, so
+the pushed Session carries the eMSP's authorization reference), ``hooks.cdr`` += ``cdr_hook``,
+``hooks.tariff`` += ``tariff_hook``, ``hooks.session`` += ``session_hook``, ``hooks.evse_status`` +=
+``evse_status_hook`` (:mod:`ocpi.push`).
+
+Inside the OCPI package, the command runner and the tokens puller are reached through
+:class:`~ocpi.platform.OcpiPlatform` (``platform.commands``, ``platform.tokens_pull``); the OCPI authorizer is
+``component.authorizer``."""
 
 from __future__ import annotations
 
@@ -53,44 +60,42 @@ class OcpiComponent:
         self.dispatcher = dispatcher
         self.platform: OcpiPlatform | None = None
         self.commands: CommandRunner | None = None
+        self.authorizer: OcpiAuthorizer | None = None
         self._scanning = False
 
     def install(self, hub: Hub) -> None:
+        self.commands = CommandRunner(hub.db, hub.services, timeout=self.command_timeout)
         self.platform = OcpiPlatform(
             db=hub.db,
             public_url=hub.settings.public_url,
-            services=hub.services,
+            commands=self.commands,
             authorize_timeout=self.authorize_timeout,
             command_timeout=self.command_timeout,
             transport=self.transport,
         )
-        self.commands = CommandRunner(hub.db, hub.services, timeout=self.command_timeout)
-        authorizer = OcpiAuthorizer(hub.db, timeout=self.authorize_timeout, transport=self.transport)
-        hub.services["ocpi_authorizer"] = authorizer
-        hub.services.setdefault("realtime_authorizer", GatewayRealTimeAuthorizer(hub.db, authorizer))
-        hub.services["ocpi_commands"] = self.commands
+        self.authorizer = OcpiAuthorizer(hub.db, timeout=self.authorize_timeout, transport=self.transport)
+        if hub.services.realtime_authorizer is None:
+            hub.services.realtime_authorizer = GatewayRealTimeAuthorizer(hub.db, self.authorizer)
         self.tokens = TokensPuller(
             hub.db,
             interval=timedelta(seconds=self.tokens_pull_interval),
             timeout=self.platform.client_timeout,
             transport=self.transport,
         )
-        hub.services["ocpi_tokens_pull"] = self.tokens
-        hub.services["ocpi_platform"] = self.platform
-        for name, hook in (
-            ("session_hooks", session_reference_hook),  # before the push, so the Session carries it
-            ("cdr_hooks", cdr_hook),
-            ("tariff_hooks", tariff_hook),
-            ("session_hooks", session_hook),
-            ("evse_status_hooks", evse_status_hook),
-        ):
-            hub.services.setdefault(name, []).append(hook)
+        self.platform.tokens_pull = self.tokens
+        # The order matters: the authorization reference is set on the session before it is pushed.
+        hub.hooks.session.append(session_reference_hook)
+        hub.hooks.cdr.append(cdr_hook)
+        hub.hooks.tariff.append(tariff_hook)
+        hub.hooks.session.append(session_hook)
+        hub.hooks.evse_status.append(evse_status_hook)
         register_channel(
             CHANNEL, OcpiSender(hub.db, timeout=self.platform.client_timeout, transport=self.transport)
         )
         if self.dispatcher is None:
             self.dispatcher = OutboxDispatcher(hub.db)
-        hub.services.setdefault("outbox", self.dispatcher)
+        if hub.services.outbox is None:
+            hub.services.outbox = self.dispatcher
         if hub.app is not None:
             hub.app.mount("/ocpi", create_ocpi_app(self.platform))
             hub.app.include_router(api_router(hub.db))

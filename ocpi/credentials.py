@@ -354,7 +354,7 @@ async def _accept(
 
 
 def _kick_tokens_pull(platform: OcpiPlatform, partner_id: int) -> None:
-    puller = (platform.services or {}).get("ocpi_tokens_pull")
+    puller = platform.tokens_pull
     if puller is not None:
         puller.kick(partner_id)
 

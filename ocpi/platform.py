@@ -1,14 +1,19 @@
-"""The state the OCPI app works with: database, public base URL, timeouts, and the services of the hub."""
+"""The state the OCPI app works with: database, public base URL, timeouts, the command runner and the tokens
+puller (set by :class:`~ocpi.component.OcpiComponent`; None in an app without them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import Request
 
 from evhub.db.engine import Database
+
+if TYPE_CHECKING:
+    from ocpi.commands import CommandRunner
+    from ocpi.tokens_pull import TokensPuller
 
 VERSION = "2.2.1"
 
@@ -17,12 +22,19 @@ VERSION = "2.2.1"
 class OcpiPlatform:
     db: Database
     public_url: str
-    services: dict[str, Any] = field(default_factory=dict)
+    commands: CommandRunner | None = None
+    tokens_pull: TokensPuller | None = None
     authorize_timeout: float = 5.0
     command_timeout: int = 30
     client_timeout: float = 10.0
     max_limit: int = 100
     transport: httpx.AsyncBaseTransport | None = None  # how partners are reached; None: the network
+
+    def command_runner(self) -> CommandRunner:
+        """The runner of eMSP commands; only an app mounted by :class:`~ocpi.component.OcpiComponent` has one."""
+        if self.commands is None:
+            raise RuntimeError("this OCPI app runs no command runner (mount it through OcpiComponent)")
+        return self.commands
 
     @property
     def base_url(self) -> str:

@@ -537,22 +537,22 @@ async def _guarded(what: str, db_session: AsyncSession, call: Any) -> None:
 
 
 async def cdr_hook(db_session: AsyncSession, cdr: Cdr) -> None:
-    """For ``hub.services["cdr_hooks"]`` (pricing runs them in the CDR's transaction)."""
+    """For ``hub.hooks.cdr`` (pricing runs them in the CDR's transaction)."""
     await _guarded(f"CDR {cdr.cdr_uid}", db_session, enqueue_cdr(cdr, db_session))
 
 
 async def tariff_hook(db_session: AsyncSession, tariff: TariffVersion) -> None:
-    """For ``hub.services["tariff_hooks"]`` (every new tariff version, dynamic ones included)."""
+    """For ``hub.hooks.tariff`` (every new tariff version, imported or dynamic, in its transaction)."""
     await _guarded(
         f"tariff {tariff.tariff_id} v{tariff.version}", db_session, enqueue_tariff(tariff, db_session)
     )
 
 
 async def session_hook(db_session: AsyncSession, session: ChargingSession) -> None:
-    """For ``hub.services["session_hooks"]`` (the gateway, when a session starts, gets meter values, ends)."""
+    """For ``hub.hooks.session`` (the gateway, when a session starts, gets meter values, ends)."""
     await _guarded(f"session {session.session_uid}", db_session, enqueue_session_update(session, db_session))
 
 
 async def evse_status_hook(db_session: AsyncSession, evse: EVSE) -> None:
-    """For ``hub.services["evse_status_hooks"]`` (the gateway, after it changed ``evses.status``)."""
+    """For ``hub.hooks.evse_status`` (the gateway, after it changed ``evses.status``)."""
     await _guarded(f"EVSE {evse.uid}", db_session, enqueue_evse_status(evse, db_session))

@@ -70,7 +70,7 @@ class PullResult:
 
 
 class TokensPuller:
-    """``hub.services["ocpi_tokens_pull"]``."""
+    """The OCPI component's tokens puller (``platform.tokens_pull``, kicked after a partner registers)."""
 
     def __init__(
         self,

@@ -1,12 +1,12 @@
 """The portal as a hub component: the ``/portal`` pages and static files, the ``"email"`` outbox channel, and
-the receipt scanner job, and the CDR hook (``hub.services["cdr_hooks"]``) that queues each CDR's receipt in
-the CDR's own transaction.
+the receipt scanner job, and the CDR hook (appended to ``hub.hooks.cdr``, after OCPI's push) that queues each
+CDR's receipt in the CDR's own transaction.
 
 Settings used: ``EVHUB_SMTP_URL`` / ``EVHUB_MAIL_FROM`` (receipts), ``EVHUB_PORTAL_TIME_ZONE`` (calendar days
 and months of the dashboard, filters and reports; default UTC), ``EVHUB_PORTAL_SECRET`` (cookie signing key;
 default: a random key kept in the database).
 
-When no other component runs an outbox dispatcher (``hub.services["outbox"]``), the portal runs one limited to
+When no other component runs an outbox dispatcher (``hub.services.outbox`` is None), the portal runs one limited to
 the ``"email"`` channel, so receipts go out in any assembly; two dispatchers never deliver a row twice (claims
 are leases guarded by a compare-and-set).
 """
@@ -81,16 +81,15 @@ class PortalComponent:
             hub.app.include_router(build_router(self.state), prefix=PREFIX, include_in_schema=False)
             hub.app.mount(f"{PREFIX}/static", StaticFiles(directory=str(STATIC_DIR)), name="portal-static")
         smtp = SmtpConfig.from_url(hub.settings.smtp_url)
-        if smtp is None:
-            log.warning("EVHUB_SMTP_URL is not set: receipts are queued and wait in the outbox")
         register_channel(CHANNEL, make_email_sender(hub.db, lambda: smtp, hub.settings.mail_from))
-        hub.services.setdefault("cdr_hooks", []).append(receipt_hook)
+        hub.hooks.cdr.append(receipt_hook)
         if hub.scheduler is not None:
             hub.every(self.scan_interval, self.scan, "portal-receipt-scan")
-        hub.services["portal"] = self
 
     async def start(self, hub: Hub) -> None:
-        if "outbox" not in hub.services and hub.scheduler is not None:
+        if SmtpConfig.from_url(hub.settings.smtp_url) is None:
+            log.warning("EVHUB_SMTP_URL is not set: receipts are queued and wait in the outbox")
+        if hub.services.outbox is None and hub.scheduler is not None:
             from evhub.outbox import OutboxDispatcher
 
             self.dispatcher = OutboxDispatcher(hub.db, channels=[CHANNEL], backoff=self.dispatch_backoff)

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import smtplib
-import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from evhub.ports import free_port
 from evhub.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -194,12 +194,6 @@ class SmtpSink:
             await asyncio.to_thread(self._controller.stop)
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 async def start_smtp_sink(
     folder: str | Path,
     *,
@@ -211,7 +205,7 @@ async def start_smtp_sink(
     ``refuse(address)`` may reject recipients with a 550 (to show bounces). Stop it with ``await sink.stop()``."""
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
-    sink = SmtpSink(path, host, port or _free_port(host), refuse)
+    sink = SmtpSink(path, host, port or free_port(host), refuse)
     await sink.start()
     log.info("SMTP sink listening on %s, saving to %s", sink.url, path)
     return sink

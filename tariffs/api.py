@@ -147,7 +147,7 @@ async def grid_load(zone_name: str, sample: LoadSample, request: Request) -> Gri
             zone_name,
             sample.timestamp or utcnow(),
             sample.load_percent,
-            hub.services.get("tariff_hooks", []),
+            hub.hooks.tariff,
         )
     except GridConfigError as exc:
         raise HTTPException(422, str(exc)) from None

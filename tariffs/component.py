@@ -1,4 +1,7 @@
-"""The pricing part of ``evhub serve``: rates ended sessions into CDRs, serves quotes and grid load."""
+"""The pricing part of ``evhub serve``: rates ended sessions into CDRs, serves quotes and grid load.
+
+It provides ``hub.services.pricing`` and runs ``hub.hooks.cdr`` for each CDR it creates (and the grid-load API
+``hub.hooks.tariff`` for each tariff version it publishes), in that CDR's or version's transaction."""
 
 from __future__ import annotations
 
@@ -25,9 +28,7 @@ class PricingComponent:
 
     def install(self, hub: Hub) -> None:
         self._hub = hub
-        hub.services.setdefault("cdr_hooks", [])
-        hub.services.setdefault("tariff_hooks", [])
-        hub.services["pricing"] = self
+        hub.services.pricing = self
         if hub.app is not None:  # None in an OCPP worker process (evhub.workers)
             hub.app.include_router(router, prefix="/api")
         if hub.scheduler is not None:
@@ -38,7 +39,7 @@ class PricingComponent:
         assert self._hub is not None
         async with self._lock:
             try:
-                return await rate_pending(self._hub.db, self._hub.services.get("cdr_hooks", []))
+                return await rate_pending(self._hub.db, self._hub.hooks.cdr)
             except Exception:
                 log.exception("rating run failed; will retry")
                 return 0

@@ -1,4 +1,8 @@
-"""``evhub tariffs price|replay|rerate``, ``evhub cdrs ...`` and ``evhub grid ...`` — pricing from the CLI."""
+"""``evhub tariffs price|replay|rerate``, ``evhub cdrs ...`` and ``evhub grid ...`` — pricing from the CLI.
+
+The commands that create CDRs (``tariffs rerate``, ``cdrs correct``) or tariff versions (``grid load``) run
+the hooks ``evhub serve`` runs (:func:`evhub.wiring.wired_hooks`), so OCPI pushes and receipts are queued in
+the same transaction as what they deliver."""
 
 from __future__ import annotations
 
@@ -14,13 +18,14 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from evhub import provisioning as prov
-from evhub.cli._common import console, fail, print_json, reported_errors, run_with_db, table
+from evhub.cli._common import console, fail, print_json, reported_errors, run_with_db, settings, table
 from evhub.cli._lookup import resolve_prefix
 from evhub.cli.provision import tariffs_app
 from evhub.db.engine import Database
 from evhub.models import Cdr, ChargingSession, Location, Party, PartyRole, PricingState
 from evhub.money import format_amount, round_amount
 from evhub.timeutil import zone
+from evhub.wiring import wired_hooks
 
 cdrs_app = typer.Typer(
     help="Charge detail records: the priced, immutable outcome of each session.", no_args_is_help=True
@@ -223,7 +228,7 @@ def tariffs_rerate() -> None:
 
     async def go(db: Database) -> None:
         retried = await retry_failed(db)
-        made = await rate_pending(db, limit=100_000)
+        made = await rate_pending(db, wired_hooks(settings(), db).cdr, limit=100_000)
         console.print(f"{made} CDR(s) created ({retried} previously failed session(s) retried)")
         async with db.session() as s:
             failed = (
@@ -314,7 +319,7 @@ def cdrs_correct(cdr_id: Annotated[str, CDR_ID]) -> None:
             if await s.scalar(select(Cdr.is_credit).where(Cdr.cdr_uid == uid)):
                 fail(f"CDR {uid} is a credit CDR; correct the CDR it credits (its latest revision)")
         try:
-            credit, fresh = await correct_cdr(db, uid)
+            credit, fresh = await correct_cdr(db, uid, wired_hooks(settings(), db).cdr)
         except RatingError as exc:
             fail(str(exc))
         console.print(
@@ -388,7 +393,9 @@ def grid_load(
 
     async def go(db: Database) -> None:
         try:
-            published = await record_load(db, zone_name, when or utcnow(), load)
+            published = await record_load(
+                db, zone_name, when or utcnow(), load, wired_hooks(settings(), db).tariff
+            )
         except GridConfigError as exc:
             fail(str(exc))
         if not published:

@@ -12,9 +12,10 @@ from sqlalchemy import select
 
 from evhub import lifecycle
 from evhub import provisioning as prov
-from evhub.cli._common import console, print_json, run_with_db, table
+from evhub.cli._common import console, print_json, run_with_db, settings, table
 from evhub.db.engine import Database
 from evhub.money import format_amount
+from evhub.wiring import wired_hooks
 
 parties_app = typer.Typer(
     help="Parties: hosted CPOs, eMSP partners, the hub, site hosts.", no_args_is_help=True
@@ -536,8 +537,13 @@ def tariffs_import(
 
     async def go(db: Database) -> None:
         items = _read_objects(file)
+        hooks = wired_hooks(settings(), db).tariff  # the OCPI push of each new version, in its transaction
         async with db.session() as s:
             results = [await prov.import_tariff(s, item) for item in items]
+            for row, created in results:
+                if created:
+                    for hook in hooks:
+                        await hook(s, row)
         for row, created in results:
             state = f"version {row.version}" if created else f"unchanged (version {row.version})"
             console.print(f"tariff {row.tariff_id} ({row.currency}): {state}")

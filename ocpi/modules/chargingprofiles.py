@@ -41,7 +41,7 @@ async def _session(c: Caller, session_id: str) -> ChargingSession | None:
 
 
 async def _submit(c: Caller, method_name: str, kwargs: dict[str, Any], response_url: str) -> dict[str, Any]:
-    runner: CommandRunner = c.platform.services["ocpi_commands"]
+    runner: CommandRunner = c.platform.command_runner()
     gw = runner.gateway
     method = getattr(gw, method_name, None) if gw is not None else None
     if method is None:

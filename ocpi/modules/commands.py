@@ -89,7 +89,7 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
     if command not in MODELS:
         raise OcpiError(status.INVALID_PARAMETERS, f"Unknown command {command}")
     body = await read_model(request, MODELS[command])
-    runner: CommandRunner = c.platform.services["ocpi_commands"]
+    runner: CommandRunner = c.platform.command_runner()
     timeout = runner.timeout
     kwargs: dict[str, Any] = {"cpo_id": c.cpo.id}
     loc: Location | None = None

@@ -109,7 +109,7 @@ async def http(running: RunningHub) -> AsyncIterator[tuple[httpx.AsyncClient, Sc
 
 
 async def test_gateway_sessions_and_pricing_metrics(hub: RunningHub, db: Database) -> None:
-    gateway = hub.hub.services["gateway"]
+    gateway = hub.hub.services.gateway
     async with http(hub) as (_client, scrape):
         before = await scrape()
         connected = value(before, "evhub_ocpp_connected_chargers", version="1.6")
@@ -151,7 +151,7 @@ async def test_gateway_sessions_and_pricing_metrics(hub: RunningHub, db: Databas
         assert value(ended, "evhub_sessions_pricing_pending") == 1
 
         # No tariff yet: pricing fails, visibly.
-        pricing = hub.hub.services["pricing"]
+        pricing = hub.hub.services.pricing
         assert await pricing.run_once() == 0
         after = await scrape()
         assert value(after, "evhub_sessions_pricing_pending") == 0
@@ -194,7 +194,7 @@ async def test_rate_limit_disconnects_are_counted(db: Database) -> None:
     try:
         async with http(running) as (_client, scrape):
             before = await scrape()
-            c = await open_client(running.hub.services["gateway"], "CP16", "ocpp1.6")
+            c = await open_client(running.hub.services.gateway, "CP16", "ocpp1.6")
             with contextlib.suppress(ConnectionClosed):
                 for i in range(100):
                     await c.ws.send(json.dumps([2, f"f{i}", "Heartbeat", {}]))

@@ -81,7 +81,8 @@ async def running(db: Database):
 
 async def test_remote_start_to_cdr_at_the_emsp(running) -> None:
     hub, sim, fleet = running
-    pricing = hub.hub.services["pricing"]
+    pricing = hub.hub.services.pricing
+    assert pricing is not None
     response = await sim.push_token(sim.make_token("DE0EMS0000E2E"))
     assert response.status_code == 200
 

@@ -43,7 +43,8 @@ def _api(hub: Hub) -> httpx.AsyncClient:
 
 
 async def test_commands_v16_and_v201(hub: Hub) -> None:
-    gw: Gateway = hub.services["gateway"]
+    gw = hub.services.gateway
+    assert isinstance(gw, Gateway)
     c16 = await open_client(gw, "CP16", "ocpp1.6")
     c201 = await open_client(gw, "CP201", "ocpp2.0.1")
     c16.auto_reply.update(RemoteStartTransaction={"status": "Accepted"},

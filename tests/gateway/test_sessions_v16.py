@@ -180,7 +180,7 @@ async def test_authorization_rules(gateway: Gateway, db: Database, seeded: Seed)
             )
 
     assert isinstance(RealTime(), RealTimeAuthorizer)
-    gateway.services["realtime_authorizer"] = RealTime()
+    gateway.services.realtime_authorizer = RealTime()
     assert await status("RT1") == "Accepted"
     assert await status("NOBODY") == "Invalid"
     # the monthly limit (100 EUR) is enforced: CDRs of this month count

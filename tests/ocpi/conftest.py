@@ -30,6 +30,7 @@ from evhub.models import (
     Token,
 )
 from evhub.outbox import BackoffPolicy, OutboxDispatcher
+from evhub.seams import Hooks, Services
 from evhub.settings import Settings
 from ocpi.component import OcpiComponent
 from simulators.emsp import EmspSimulator
@@ -45,7 +46,8 @@ class RunningHub:
     component: OcpiComponent
     dispatcher: OutboxDispatcher
     url: str
-    services: dict[str, Any] = field(default_factory=dict)
+    services: Services = field(default_factory=Services)
+    hooks: Hooks = field(default_factory=Hooks)
 
     @property
     def versions_url(self) -> str:
@@ -103,7 +105,7 @@ async def hub(db: Database) -> AsyncIterator[RunningHub]:
 
     loop_task = asyncio.create_task(loop())
     try:
-        yield RunningHub(db, h, component, dispatcher, url, h.services)
+        yield RunningHub(db, h, component, dispatcher, url, h.services, h.hooks)
     finally:
         stop.set()
         await loop_task
@@ -288,7 +290,7 @@ async def connect(
         running.db, running.platform, simulator.name, allowed_cpo_ids=allowed_cpo_ids
     )
     await simulator.register(inv.versions_url, inv.token_a)
-    puller = running.services.get("ocpi_tokens_pull")
+    puller = running.component.tokens
     if puller is not None:
         await puller.wait_idle()
     return inv.partner_id

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from evhub.app import RunningHub
+from evhub.ports import free_port
 from evhub.settings import Settings
 from ocpi.component import OcpiComponent
 from ocpi.partners import invite_partner
-from tests.conftest import free_port
-from tests.ocpi.conftest import seed_cdr, seed_charge_point, seed_cpo, seed_location, seed_session, token_pk
+from tests.ocpi._helpers import seed_cdr, seed_charge_point, seed_cpo, seed_location, seed_session, token_pk
 
 
+@pytest.mark.real_sockets  # the assembled process serves HTTP itself
 async def test_serve_with_ocpi_component_delivers_by_itself(db, sim):
     port = free_port()
     url = f"http://127.0.0.1:{port}"

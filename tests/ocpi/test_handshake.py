@@ -1,16 +1,18 @@
-"""Credentials handshake both ways over real HTTP, rotation, unregistration, and token handling."""
+"""Credentials handshake both ways, rotation, unregistration, and token handling. In-process (see conftest),
+except the handshake the eMSP starts and the CLI helpers, which run over loopback HTTP (uvicorn) on purpose:
+the one path where the hub's real network client and server meet a partner's."""
 
 from __future__ import annotations
 
 import base64
 
-import httpx
+import pytest
 from sqlalchemy import select
 
 from evhub.security import hash_token
 from ocpi import credentials
 from ocpi.models import OcpiPartner, PartnerStatus
-from tests.ocpi.conftest import seed_cpo
+from tests.ocpi._helpers import seed_cpo
 
 
 async def _partner(db, partner_id: int) -> OcpiPartner:
@@ -20,6 +22,7 @@ async def _partner(db, partner_id: int) -> OcpiPartner:
         return p
 
 
+@pytest.mark.real_sockets
 async def test_partner_registers_with_hub_token_a_b_c(hub, sim):
     await seed_cpo(hub.db, "NL", "CPO", "First CPO")
     await seed_cpo(hub.db, "BE", "CP2", "Second CPO")
@@ -40,7 +43,7 @@ async def test_partner_registers_with_hub_token_a_b_c(hub, sim):
     assert [(r.country_code, r.party_id, r.role) for r in p.roles] == [("DE", "EMS", "EMSP")]
     assert {e["identifier"] for e in p.endpoints} >= {"locations", "sessions", "cdrs", "tokens", "commands"}
 
-    async with httpx.AsyncClient() as http:
+    async with hub.http() as http:
         # token A is dead now; token C works, base64 (2.2.1) or raw (older peers)
         r = await http.get(
             inv.versions_url,
@@ -89,7 +92,7 @@ async def test_rotation_both_ways_and_unregister(hub, sim):
     # the partner rotates (PUT)
     await sim.rotate()
     assert sim.hub_token != old_c
-    async with httpx.AsyncClient() as http:
+    async with hub.http() as http:
         r = await http.get(inv.versions_url, headers={"Authorization": f"Token {old_c}"})
         assert r.status_code == 401
     assert await sim.fetch_all("locations") == []
@@ -107,7 +110,7 @@ async def test_rotation_both_ways_and_unregister(hub, sim):
     assert await sim.unregister() == 200
     p = await _partner(hub.db, inv.partner_id)
     assert p.status == PartnerStatus.UNREGISTERED and p.outgoing_token is None
-    async with httpx.AsyncClient() as http:
+    async with hub.http() as http:
         r = await http.get(inv.versions_url, headers={"Authorization": f"Token {last}"})
         assert r.status_code == 401
         r = await http.delete(f"{hub.url}/ocpi/2.2.1/credentials", headers={"Authorization": f"Token {last}"})
@@ -117,7 +120,7 @@ async def test_rotation_both_ways_and_unregister(hub, sim):
 async def test_hub_unregisters(hub, sim):
     await seed_cpo(hub.db)
     partner = await credentials.register(hub.db, hub.platform, sim.versions_url, sim.token_a)
-    await credentials.unregister(hub.db, partner.id)
+    await credentials.unregister(hub.db, partner.id, transport=hub.transport)
     assert not sim.registered
     async with hub.db.session() as s:
         rows = (await s.scalars(select(OcpiPartner))).all()
@@ -127,7 +130,7 @@ async def test_hub_unregisters(hub, sim):
 async def test_registration_with_unreachable_partner_changes_nothing(hub, sim):
     await seed_cpo(hub.db)
     inv = await credentials.invite(hub.db, hub.platform, "Sim")
-    async with httpx.AsyncClient() as http:
+    async with hub.http() as http:
         body = {
             "token": "tok-b",
             "url": "http://127.0.0.1:9/ocpi/versions",
@@ -152,6 +155,7 @@ async def test_registration_with_unreachable_partner_changes_nothing(hub, sim):
     assert p.status == PartnerStatus.INVITED and p.roles == []
 
 
+@pytest.mark.real_sockets
 async def test_cli_helpers_and_partners_api(hub, sim):
     from ocpi.partners import invite_partner, list_partners, register_partner
 
@@ -161,7 +165,7 @@ async def test_cli_helpers_and_partners_api(hub, sim):
     inv = await invite_partner(hub.db, hub.url, "Later partner")
     assert inv.versions_url == f"{hub.url}/ocpi/versions" and inv.token_a
     assert [p.status for p in await list_partners(hub.db)] == ["registered", "invited"]
-    async with httpx.AsyncClient() as http:
+    async with hub.http() as http:
         r = await http.get(f"{hub.url}/api/partners")
         assert [p["name"] for p in r.json()] == ["Sim eMSP", "Later partner"]
         r = await http.get(f"{hub.url}/api/partners/{row.id}/health")

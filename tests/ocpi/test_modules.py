@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import httpx
 from sqlalchemy import func, select
 
 from evhub.models import Token
 from ocpi.pagination import MAX_LIMIT
 from tests.conftest import OCPI_EXAMPLES
-from tests.ocpi.conftest import (
+from tests.ocpi._helpers import (
     T0,
     connect,
     seed_cdr,
@@ -27,7 +26,7 @@ async def _get(
 ):
     h = sim.routing() if routing else {}
     h.update(headers or {})
-    async with httpx.AsyncClient() as http:
+    async with sim.http() as http:
         return await http.get(path, headers={"Authorization": f"Token {sim.hub_token}", **h}, params=params)
 
 
@@ -86,7 +85,7 @@ async def test_bad_requests(hub, sim):
     assert r.json()["status_code"] == 4001
     r = await _get(sim, loc_url, headers={"OCPI-from-party-id": "XXX"})
     assert r.status_code == 400 and r.json()["status_code"] == 2001
-    async with httpx.AsyncClient() as http:
+    async with sim.http() as http:
         r = await http.get(loc_url, headers=sim.routing())
         assert r.status_code == 401
         r = await http.get(loc_url, headers={"Authorization": "Token bm9wZQ==", **sim.routing()})
@@ -111,7 +110,7 @@ async def test_tokens_receiver_put_patch_and_errors(hub, sim):
     assert stored.contract_id == token["contract_id"] and stored.whitelist == "ALLOWED" and stored.emsp_id
     url = f"{sim._hub_url('tokens')}/DE/EMS/012345678"
     auth = {"Authorization": f"Token {sim.hub_token}", **sim.routing()}
-    async with httpx.AsyncClient() as http:
+    async with sim.http() as http:
         r = await http.patch(url, json={"valid": False, "last_updated": "2026-03-02T10:00:00Z"}, headers=auth)
         assert r.json()["status_code"] == 1000
         r = await http.get(url, headers=auth)

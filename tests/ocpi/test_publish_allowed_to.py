@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from evhub.models import EVSE, Location
 from ocpi import push
-from tests.ocpi.conftest import T0, connect, seed_cpo, seed_location
+from tests.ocpi._helpers import T0, connect, seed_cpo, seed_location
 
 ENTRIES = [
     {"uid": "abc-1", "type": "RFID"},
@@ -19,7 +19,7 @@ ENTRIES = [
 
 
 async def _get(sim, location_id: str) -> httpx.Response:  # type: ignore[no-untyped-def]
-    async with httpx.AsyncClient() as http:
+    async with sim.http() as http:
         return await http.get(
             f"{sim._hub_url('locations')}/{location_id}",
             headers={"Authorization": f"Token {sim.hub_token}", **sim.routing()},
@@ -69,7 +69,7 @@ async def test_get_shows_unpublished_location_only_to_matching_token_owners(hub,
     assert await _ids(sim2) == ["LOC-PRIV", "LOC-PUB"]
     assert (await _get(sim2, "LOC-PRIV")).json()["data"]["publish_allowed_to"] == [{"group_id": "DEPOT-7"}]
     # EVSE level follows the location
-    async with httpx.AsyncClient() as http:
+    async with sim.http() as http:
         r = await http.get(
             f"{sim._hub_url('locations')}/LOC-PRIV/LOC-PRIV-E1",
             headers={"Authorization": f"Token {sim.hub_token}", **sim.routing()},

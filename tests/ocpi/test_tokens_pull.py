@@ -3,7 +3,6 @@ page by page following Link, and stores the tokens as the PUT receiver does."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -11,7 +10,7 @@ from sqlalchemy import func, select
 from evhub.models import Token
 from evhub.timeutil import utcnow
 from ocpi.models import OcpiPartner
-from tests.ocpi.conftest import connect, seed_cpo
+from tests.ocpi._helpers import connect, seed_cpo, wait_until
 
 
 def _stamp(minutes: int) -> str:
@@ -23,13 +22,6 @@ def _stamp(minutes: int) -> str:
 async def _count(db) -> int:  # type: ignore[no-untyped-def]
     async with db.session() as s:
         return await s.scalar(select(func.count()).select_from(Token)) or 0
-
-
-async def _wait(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_token_list_is_pulled_after_registration_with_pagination(hub, sim):
@@ -48,7 +40,7 @@ async def test_token_list_is_pulled_after_registration_with_pagination(hub, sim)
     async def all_stored() -> bool:
         return await _count(hub.db) == 95
 
-    await _wait(all_stored)
+    await wait_until(all_stored, "95 tokens pulled and stored")
     gets = [r for r in sim.log if r.method == "GET" and r.path.endswith("/tokens")]
     assert len(gets) == 3  # 97 items, 40 per page, Link followed twice
     assert gets[0].headers["ocpi-to-party-id"] == "EMS" and gets[0].headers["ocpi-from-party-id"] == "CPO"
@@ -95,8 +87,7 @@ async def test_partner_without_token_list_is_tolerated(hub, sim, sim2):
     sim.offer_tokens_sender = False  # no tokens Sender endpoint at all
     sim2.offer_token_list = False  # advertises one, answers 404
     p1 = await connect(hub, sim)
-    p2 = await connect(hub, sim2)
-    await asyncio.sleep(1.0)
+    p2 = await connect(hub, sim2)  # returns once the pull the registration kicked off is over
     assert await hub.component.pull_tokens_once() == 0
     r1 = await hub.component.tokens.pull(p1)
     r2 = await hub.component.tokens.pull(p2)

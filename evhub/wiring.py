@@ -1,0 +1,70 @@
+"""The wiring of the hub: which components a process runs, in which order, and the seams that results in.
+
+:func:`wire` is the one place components are installed, used by ``evhub serve`` (:class:`evhub.app.RunningHub`,
+also in each OCPP worker process) and by every CLI command that creates CDRs or tariff versions
+(:func:`wired_hooks`), so a CDR or a tariff version gets its deliveries queued in its own transaction wherever
+it is made. Installing does no I/O: wiring for a CLI command costs nothing but imports.
+
+The money path, in install order, and what each component puts into the seams (:mod:`evhub.seams`)::
+
+    gateway   services.gateway                              runs hooks.session, hooks.evse_status
+    pricing   services.pricing                              runs hooks.cdr (and hooks.tariff for grid load)
+    ocpi      services.realtime_authorizer, services.outbox
+              hooks.session     += session_reference_hook   (first: the pushed Session carries the reference)
+              hooks.cdr         += cdr_hook                 (OCPI push of the CDR)
+              hooks.tariff      += tariff_hook              (OCPI push of the tariff version)
+              hooks.session     += session_hook             (OCPI push of the Session)
+              hooks.evse_status += evse_status_hook         (OCPI push of the EVSE status)
+    settlement  (no seam: a monthly job and its API)
+    portal    hooks.cdr         += receipt_hook             (the fleet token's receipt e-mail)
+
+so ``hooks.session == [session_reference_hook, session_hook]``, ``hooks.cdr == [cdr_hook, receipt_hook]``,
+``hooks.tariff == [tariff_hook]``, ``hooks.evse_status == [evse_status_hook]``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from evhub.components import Component, Hub
+from evhub.seams import Hooks
+
+if TYPE_CHECKING:
+    from evhub.db.engine import Database
+    from evhub.settings import Settings
+
+# The money path, in order: charger -> session -> priced CDR -> partner -> settlement -> fleet portal.
+COMPONENTS: tuple[str, ...] = (
+    "cpo_gateway.component:GatewayComponent",
+    "tariffs.component:PricingComponent",
+    "ocpi.component:OcpiComponent",
+    "settlement.component:SettlementComponent",
+    "portal.component:PortalComponent",
+)
+
+
+def load_components(paths: Sequence[str] = COMPONENTS) -> list[Component]:
+    """Instantiate the components named ``module:Class``, in order."""
+    components: list[Component] = []
+    for path in paths:
+        module_name, _, attr = path.partition(":")
+        components.append(getattr(importlib.import_module(module_name), attr)())
+    return components
+
+
+def wire(hub: Hub, components: Sequence[Component]) -> None:
+    """Install ``components`` on ``hub`` in order: their routers (when ``hub.app`` is set), jobs (when
+    ``hub.scheduler`` is set), hooks and services. Nothing is started."""
+    hub.component_names = [c.name for c in components]
+    for component in components:
+        component.install(hub)
+
+
+def wired_hooks(settings: Settings, db: Database, node_name: str = "cli") -> Hooks:
+    """The hooks ``evhub serve`` runs, for a command that creates CDRs or tariff versions outside of it
+    (no HTTP app, no scheduler, nothing started)."""
+    hub = Hub(settings=settings, db=db, node_name=node_name)
+    wire(hub, load_components())
+    return hub.hooks
