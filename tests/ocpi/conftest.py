@@ -1,42 +1,46 @@
-"""A real hub over loopback HTTP: the OCPI component on a FastAPI app served by uvicorn on a free port, an
-outbox dispatcher loop with short backoff, and helpers to seed CPOs, locations, tokens, sessions and CDRs."""
+"""The OCPI tests' world: a hub (the OCPI component on a FastAPI app, an outbox dispatcher loop with short
+backoff) and simulated eMSPs, all in one process.
+
+By default nothing listens on a socket: the hub and the simulators are ASGI apps on one
+:class:`~tests.ocpi._network.InProcessNetwork` (``http://hub.test``, ``http://emsp-de.test``,
+``http://emsp-fr.test``), which is the HTTP transport of the hub's OCPI client and of the simulators. A test
+marked ``@pytest.mark.real_sockets`` gets the same world over loopback HTTP instead (uvicorn on free ports, the
+default network transport everywhere), for what only a real socket shows. Shared helpers live in
+:mod:`tests.ocpi._helpers`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
 
 from evhub.components import Hub
 from evhub.db.engine import Database
-from evhub.models import (
-    EVSE,
-    Cdr,
-    ChargePoint,
-    ChargingSession,
-    Connector,
-    Location,
-    OcppVersion,
-    Party,
-    PartyRole,
-    Token,
-)
 from evhub.outbox import BackoffPolicy, OutboxDispatcher
-from evhub.seams import Hooks, Services
+from evhub.ports import free_port
 from evhub.settings import Settings
 from ocpi.component import OcpiComponent
+from ocpi.platform import OcpiPlatform
 from simulators.emsp import EmspSimulator
-from tests.conftest import free_port
+from tests.ocpi._network import InProcessNetwork
 
-T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+log = logging.getLogger(__name__)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "real_sockets: the OCPI hub and simulators over loopback HTTP (uvicorn) instead of in-process",
+    )
 
 
 @dataclass
@@ -46,16 +50,46 @@ class RunningHub:
     component: OcpiComponent
     dispatcher: OutboxDispatcher
     url: str
-    services: Services = field(default_factory=Services)
-    hooks: Hooks = field(default_factory=Hooks)
+    transport: httpx.AsyncBaseTransport | None  # how to reach the hub (None: the network)
+    dispatch_rounds: int = 0  # dispatcher rounds completed so far (a round delivers everything due)
+
+    @property
+    def services(self) -> dict[str, Any]:
+        return self.hub.services
 
     @property
     def versions_url(self) -> str:
         return f"{self.url}/ocpi/versions"
 
     @property
-    def platform(self):  # type: ignore[no-untyped-def]
+    def platform(self) -> OcpiPlatform:
+        assert self.component.platform is not None
         return self.component.platform
+
+    def http(self) -> httpx.AsyncClient:
+        """An HTTP client that reaches the hub (and the simulators) the way they reach each other."""
+        return httpx.AsyncClient(transport=self.transport)
+
+    async def dispatched(self, rounds: int = 2) -> None:
+        """Return once the dispatcher loop completed ``rounds`` more rounds: whatever was due when this was
+        called has been attempted (the proof a negative assertion needs, instead of a sleep)."""
+        target = self.dispatch_rounds + rounds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while self.dispatch_rounds < target:
+            assert loop.time() < deadline, "the dispatcher loop stopped"
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def real_sockets(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("real_sockets") is not None
+
+
+@pytest.fixture
+def network(real_sockets: bool) -> InProcessNetwork | None:
+    """The in-process network the hub and the simulators share (None for a ``real_sockets`` test)."""
+    return None if real_sockets else InProcessNetwork()
 
 
 class _Server(uvicorn.Server):
@@ -63,7 +97,7 @@ class _Server(uvicorn.Server):
         pass
 
 
-async def serve(app: FastAPI, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+async def _serve(app: FastAPI, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -74,9 +108,8 @@ async def serve(app: FastAPI, port: int) -> tuple[uvicorn.Server, asyncio.Task[N
 
 
 @pytest.fixture
-async def hub(db: Database) -> AsyncIterator[RunningHub]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+async def hub(db: Database, network: InProcessNetwork | None) -> AsyncIterator[RunningHub]:
+    url = f"http://127.0.0.1:{free_port()}" if network is None else "http://hub.test"
     settings = Settings(database_url=db.url, public_url=url)
     app = FastAPI()
     h = Hub(settings=settings, db=db, node_name="test", app=app)
@@ -87,10 +120,17 @@ async def hub(db: Database) -> AsyncIterator[RunningHub]:
         backoff=BackoffPolicy(base=0.05, cap=0.4, jitter=0),
         max_attempts=500,
     )
-    component = OcpiComponent(command_timeout=2, authorize_timeout=1.0, dispatcher=dispatcher)
+    component = OcpiComponent(
+        command_timeout=2, authorize_timeout=1.0, dispatcher=dispatcher, transport=network
+    )
     component.install(h)
-    await component.start(h)
-    server, task = await serve(app, port)
+    await component.start(h)  # what evhub.app does at start (the app has no lifespan of its own)
+    server: uvicorn.Server | None = None
+    if network is None:
+        server, server_task = await _serve(app, int(url.rsplit(":", 1)[1]))
+    else:
+        network.serve("hub.test", app)
+    running = RunningHub(db, h, component, dispatcher, url, network)
     stop = asyncio.Event()
 
     async def loop() -> None:
@@ -98,199 +138,44 @@ async def hub(db: Database) -> AsyncIterator[RunningHub]:
             try:
                 await dispatcher.run_once()
             except Exception:  # keep the loop alive; the test will fail on its assertions
-                import logging
-
-                logging.getLogger(__name__).exception("dispatcher loop")
+                log.exception("dispatcher loop")
+            running.dispatch_rounds += 1
             await asyncio.sleep(0.03)
 
     loop_task = asyncio.create_task(loop())
     try:
-        yield RunningHub(db, h, component, dispatcher, url, h.services, h.hooks)
+        yield running
     finally:
         stop.set()
         await loop_task
         await component.stop()
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 5)
+        if server is not None:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server_task, 5)
+
+
+async def _simulator(
+    network: InProcessNetwork | None, host: str, **kwargs: str
+) -> AsyncIterator[EmspSimulator]:
+    sim = EmspSimulator(**kwargs, hub_timeout=5, transport=network)
+    if network is None:
+        await sim.start()
+    else:
+        sim.url = network.serve(host, sim.app)
+    try:
+        yield sim
+    finally:
+        await sim.stop()
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[EmspSimulator]:
-    s = EmspSimulator(country_code="DE", party_id="EMS", name="Sim eMSP", hub_timeout=5)
-    await s.start()
-    try:
+async def sim(network: InProcessNetwork | None) -> AsyncIterator[EmspSimulator]:
+    async for s in _simulator(network, "emsp-de.test", country_code="DE", party_id="EMS", name="Sim eMSP"):
         yield s
-    finally:
-        await s.stop()
 
 
 @pytest.fixture
-async def sim2() -> AsyncIterator[EmspSimulator]:
-    s = EmspSimulator(country_code="FR", party_id="OTH", name="Other eMSP", hub_timeout=5)
-    await s.start()
-    try:
+async def sim2(network: InProcessNetwork | None) -> AsyncIterator[EmspSimulator]:
+    async for s in _simulator(network, "emsp-fr.test", country_code="FR", party_id="OTH", name="Other eMSP"):
         yield s
-    finally:
-        await s.stop()
-
-
-async def seed_cpo(db: Database, cc: str = "NL", pid: str = "CPO", name: str = "Hosted CPO") -> int:
-    async with db.session() as s:
-        party = Party(country_code=cc, party_id=pid, role=PartyRole.CPO, name=name)
-        s.add(party)
-        await s.flush()
-        return party.id
-
-
-async def seed_location(
-    db: Database,
-    cpo_id: int,
-    ocpi_id: str = "LOC1",
-    evses: int = 2,
-    *,
-    publish: bool = True,
-    updated: datetime = T0,
-) -> int:
-    async with db.session() as s:
-        loc = Location(
-            cpo_id=cpo_id,
-            ocpi_id=ocpi_id,
-            name=f"Site {ocpi_id}",
-            address="Stationsplein 1",
-            city="Utrecht",
-            postal_code="3511",
-            country="NLD",
-            latitude="52.0894",
-            longitude="5.1101",
-            time_zone="Europe/Amsterdam",
-            publish=publish,
-            data={"parking_type": "ON_STREET"},
-            last_updated=updated,
-        )
-        for n in range(1, evses + 1):
-            evse = EVSE(
-                uid=f"{ocpi_id}-E{n}",
-                evse_id=f"NL*CPO*E{ocpi_id}{n}",
-                status="AVAILABLE",
-                last_updated=updated,
-            )
-            evse.connectors.append(
-                Connector(
-                    connector_id="1",
-                    standard="IEC_62196_T2",
-                    format="SOCKET",
-                    power_type="AC_3_PHASE",
-                    max_voltage=230,
-                    max_amperage=32,
-                    last_updated=updated,
-                )
-            )
-            loc.evses.append(evse)
-        s.add(loc)
-        await s.flush()
-        return loc.id
-
-
-async def seed_charge_point(db: Database, cpo_id: int, location_id: int, identity: str = "CP1") -> int:
-    async with db.session() as s:
-        cp = ChargePoint(
-            identity=identity, ocpp_version=OcppVersion.V16, cpo_id=cpo_id, location_id=location_id
-        )
-        s.add(cp)
-        await s.flush()
-        return cp.id
-
-
-async def token_pk(db: Database, uid: str) -> Token:
-    from sqlalchemy import select
-
-    async with db.session() as s:
-        token = await s.scalar(select(Token).where(Token.uid == uid))
-        assert token is not None, f"token {uid} not stored"
-        return token
-
-
-async def seed_session(
-    db: Database, cpo_id: int, cp_id: int, location_id: int, token: Token, uid: str, *, tx: str = "1"
-) -> int:
-    async with db.session() as s:
-        loc = await s.get(Location, location_id)
-        from sqlalchemy import select
-
-        evse = await s.scalar(select(EVSE).where(EVSE.location_id == location_id).order_by(EVSE.id))
-        assert loc is not None and evse is not None
-        cs = ChargingSession(
-            session_uid=uid,
-            charge_point_id=cp_id,
-            transaction_id=tx,
-            cpo_id=cpo_id,
-            location_id=location_id,
-            evse_pk=evse.id,
-            token_id=token.id,
-            id_tag=token.uid,
-            start_time=T0,
-            meter_start_wh=Decimal(1000),
-            energy_wh=Decimal(0),
-            currency="EUR",
-            last_updated=T0,
-        )
-        s.add(cs)
-        await s.flush()
-        return cs.id
-
-
-async def seed_cdr(db: Database, session_pk: int, cpo_id: int, emsp_id: int | None, cdr_uid: str) -> int:
-    async with db.session() as s:
-        cs = await s.get(ChargingSession, session_pk)
-        assert cs is not None
-        end = T0 + timedelta(hours=1)
-        cdr = Cdr(
-            cdr_uid=cdr_uid,
-            session_id=session_pk,
-            cpo_id=cpo_id,
-            emsp_id=emsp_id,
-            location_id=cs.location_id,
-            token_id=cs.token_id,
-            currency="EUR",
-            start_date_time=T0,
-            end_date_time=end,
-            total_energy_kwh=Decimal("11.5"),
-            total_time_hours=Decimal("1"),
-            total_cost_excl_vat=Decimal("4.03"),
-            total_cost_incl_vat=Decimal("4.80"),
-            data={
-                "country_code": "NL",
-                "party_id": "CPO",
-                "id": cdr_uid,
-                "start_date_time": "2026-03-01T08:00:00Z",
-                "end_date_time": "2026-03-01T09:00:00Z",
-                "session_id": cs.session_uid,
-                "currency": "EUR",
-                "total_cost": {"excl_vat": 4.03, "incl_vat": 4.80},
-                "total_energy": 11.5,
-                "total_time": 1.0,
-                "last_updated": "2026-03-01T09:00:00Z",
-            },
-            last_updated=end,
-        )
-        s.add(cdr)
-        await s.flush()
-        return cdr.id
-
-
-async def connect(
-    running: RunningHub, simulator: EmspSimulator, *, allowed_cpo_ids: list[int] | None = None
-) -> int:
-    """Register ``simulator`` with the hub through the real handshake (token A from an invitation), and wait
-    for the tokens pull the registration starts, so that it cannot overwrite what the test does next."""
-    from ocpi import credentials
-
-    inv = await credentials.invite(
-        running.db, running.platform, simulator.name, allowed_cpo_ids=allowed_cpo_ids
-    )
-    await simulator.register(inv.versions_url, inv.token_a)
-    puller = running.component.tokens
-    if puller is not None:
-        await puller.wait_idle()
-    return inv.partner_id

@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import httpx
-
 from evhub.models import ChargePointEvse
 from ocpi.authorize import GatewayRealTimeAuthorizer
-from tests.ocpi.conftest import connect, seed_charge_point, seed_cpo, seed_location, seed_session, token_pk
-
-
-class FakeGateway:
-    """Implements ocpi.commands.GatewayCommands; answers like a charger would."""
-
-    def __init__(self, answer: str = "ACCEPTED", delay: float = 0.05) -> None:
-        self.answer, self.delay, self.calls = answer, delay, []
-
-    async def _reply(self, name: str, kwargs: dict) -> str:
-        self.calls.append((name, kwargs))
-        await asyncio.sleep(self.delay)
-        return self.answer
-
-    async def start_session(self, **kw):  # type: ignore[no-untyped-def]
-        return await self._reply("start_session", kw)
-
-    async def stop_session(self, **kw):  # type: ignore[no-untyped-def]
-        return await self._reply("stop_session", kw)
-
-    async def unlock_connector(self, **kw):  # type: ignore[no-untyped-def]
-        return await self._reply("unlock_connector", kw)
-
-    async def reserve_now(self, **kw):  # type: ignore[no-untyped-def]
-        return await self._reply("reserve_now", kw)
-
-    async def cancel_reservation(self, **kw):  # type: ignore[no-untyped-def]
-        return await self._reply("cancel_reservation", kw)
+from tests.ocpi._helpers import (
+    FakeGateway,
+    connect,
+    seed_charge_point,
+    seed_cpo,
+    seed_location,
+    seed_session,
+    token_pk,
+)
 
 
 class FakeOcppGateway:
@@ -55,7 +32,7 @@ async def test_remote_start_and_stop_through_commands(hub, sim):
     cp = await seed_charge_point(hub.db, cpo, loc)
     await connect(hub, sim)
     gw = FakeGateway()
-    hub.services.gateway = gw
+    hub.services["gateway"] = gw
     await sim.push_token(sim.make_token("APP-1", token_type="APP_USER"))
     sim.tokens[("APP-1", "RFID")] = sim.tokens[("APP-1", "APP_USER")]
     ref, response = await sim.start_session("LOC1", "LOC1-E1", "1", "APP-1")
@@ -91,7 +68,7 @@ async def test_command_errors(hub, sim):
     url = sim._hub_url("commands")
     auth = {"Authorization": f"Token {sim.hub_token}", **sim.routing()}
     body = {"response_url": "http://127.0.0.1:9/x", "token": token, "location_id": "NOPE", "evse_uid": "E"}
-    async with httpx.AsyncClient() as http:
+    async with sim.http() as http:
         r = await http.post(f"{url}/START_SESSION", json=body, headers=auth)
         assert r.status_code == 404 and r.json()["status_code"] == 2003
         r = await http.post(
@@ -117,7 +94,7 @@ async def test_commands_through_the_gateway_send_api(hub, sim):
         s.add(ChargePointEvse(charge_point_id=cp, ocpp_evse_id=2, evse_pk=evse.id))
     await connect(hub, sim)
     gw = FakeOcppGateway()
-    hub.services.gateway = gw
+    hub.services["gateway"] = gw
     await sim.push_token(sim.make_token("RF-1"))
     ref, response = await sim.start_session("LOC1", "LOC1-E2", "1", "RF-1")
     assert response["result"] == "ACCEPTED"
@@ -130,7 +107,7 @@ async def test_real_time_authorization(hub, sim):
     cpo = await seed_cpo(hub.db)
     loc = await seed_location(hub.db, cpo, "LOC1")
     await connect(hub, sim)
-    authorizer = hub.component.authorizer
+    authorizer = hub.services["ocpi_authorizer"]
     await sim.push_token(sim.make_token("RT-NEVER", whitelist="NEVER"))
     await sim.push_token(sim.make_token("RT-OFFLINE", whitelist="ALLOWED_OFFLINE"))
     await sim.push_token(sim.make_token("RT-ALWAYS", whitelist="ALWAYS"))
@@ -162,7 +139,7 @@ async def test_real_time_authorization(hub, sim):
     assert (d.allowed, d.source) == ("NOT_ALLOWED", "fallback")
     sim.behave()
     # the gateway's seam answers in OCPP terms
-    seam = hub.services.realtime_authorizer
+    seam = hub.services["realtime_authorizer"]
     assert isinstance(seam, GatewayRealTimeAuthorizer)
     sim.authorize_answers.pop("RT-NEVER")
     result = await seam.authorize("RT-NEVER", "RFID", charge_point_id=1, location_id=loc, evse_pk=None)
@@ -198,11 +175,11 @@ async def test_charging_profiles_through_the_gateway(hub, sim):
             return answers[action]
 
     gw = Gw()
-    hub.services.gateway = gw
+    hub.services["gateway"] = gw
     url = f"{sim._hub_url('chargingprofiles')}/SESS-SC"
     auth = {"Authorization": f"Token {sim.hub_token}", **sim.routing()}
     profile = {"charging_rate_unit": "W", "charging_profile_period": [{"start_period": 0, "limit": 11000}]}
-    async with httpx.AsyncClient() as http:
+    async with sim.http() as http:
         ref, rurl = sim.profile_response_url()
         r = await http.put(url, json={"charging_profile": profile, "response_url": rurl}, headers=auth)
         assert r.json()["data"]["result"] == "ACCEPTED"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from decimal import Decimal
 
@@ -19,7 +18,7 @@ from evhub.models import (
 from evhub.outbox import list_messages
 from ocpi import push
 from ocpi.partners import partner_health
-from tests.ocpi.conftest import (
+from tests.ocpi._helpers import (
     T0,
     connect,
     seed_cdr,
@@ -28,6 +27,7 @@ from tests.ocpi.conftest import (
     seed_location,
     seed_session,
     token_pk,
+    wait_until,
 )
 
 
@@ -87,11 +87,13 @@ async def test_session_flows_to_cdr_post_exactly_once(hub, sim):
         msg = await s.get(OutboxMessage, cdr_rows[0].id)
         assert msg.result["location"].endswith("/cdrs/CDR-1")  # the Location header is kept
     assert [c["id"] for c in sim.cdrs] == ["CDR-1"]
-    for _ in range(100):  # the location PUT is marked delivered just after the simulator answered it
-        health = await partner_health(hub.db, partner_id)
-        if health["outbox"]["pending"] == 0:
-            break
-        await asyncio.sleep(0.05)
+
+    async def nothing_pending() -> bool:
+        return (await partner_health(hub.db, partner_id))["outbox"]["pending"] == 0
+
+    # the location PUT is marked delivered just after the simulator answered it
+    await wait_until(nothing_pending, "every message to the partner delivered")
+    health = await partner_health(hub.db, partner_id)
     assert health["healthy"] and health["outbox"]["pending"] == 0 and health["outbox"]["dead"] == 0
 
 
@@ -120,7 +122,7 @@ async def test_partner_down_then_recovers_everything_in_order(hub, sim):
     assert sorted(attempts)[:3] == [0, 0, 0]
     # slow answers and timeouts are retried as well
     sim.misbehave("timeout", delay=0.3, count=2)
-    assert hub.hub.services.outbox is hub.dispatcher  # the dispatcher service is exposed
+    assert hub.hub.services["outbox"] is hub.dispatcher  # the dispatcher service is exposed
     await sim.wait_for(
         lambda: len(sim.cdrs) == 1 and len(sim.sessions.get("SESS-2", {}).get("charging_periods", [])) == 3,
         timeout=20,
@@ -129,13 +131,12 @@ async def test_partner_down_then_recovers_everything_in_order(hub, sim):
     assert [r.method for r in session_calls] == ["PUT", "PATCH", "PATCH", "PATCH"]
     assert [r.body["kwh"] for r in session_calls] == [0, 1.0, 2.5, 4.0]
     assert len(sim.cdrs) == 1
+
+    async def all_delivered() -> bool:
+        return {r.status for r in await list_messages(hub.db)} == {"delivered"}
+
     # the last message is marked delivered just after the simulator answered it
-    for _ in range(100):
-        rows = await list_messages(hub.db)
-        if {r.status for r in rows} == {"delivered"}:
-            break
-        await asyncio.sleep(0.05)
-    assert {r.status for r in rows} == {"delivered"}
+    await wait_until(all_delivered, "every message delivered")
 
 
 async def test_permanent_rejection_is_dead_lettered(hub, sim):
@@ -146,11 +147,12 @@ async def test_permanent_rejection_is_dead_lettered(hub, sim):
     async with hub.db.session() as s:
         await push.enqueue_cdr(cdr_pk, s)
     await sim.wait_for(lambda: any("/cdrs" in r.path for r in sim.log))
-    for _ in range(50):
-        rows = await list_messages(hub.db, status="dead")
-        if rows:
-            break
-        await asyncio.sleep(0.05)
+
+    async def dead_lettered() -> bool:
+        return bool(await list_messages(hub.db, status="dead"))
+
+    await wait_until(dead_lettered, "the rejected CDR dead-lettered")
+    rows = await list_messages(hub.db, status="dead")
     assert len(rows) == 1 and rows[0].attempts == 1
     health = await partner_health(hub.db, partner_id)
     assert not health["healthy"] and health["outbox"]["dead"] == 1
@@ -218,12 +220,12 @@ async def test_hooks_for_other_packages(hub, sim):
     cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-H")
     async with hub.db.session() as s:
         cs = await s.get(ChargingSession, sid)
-        for hook in hub.hooks.session:
+        for hook in hub.services["session_hooks"]:
             await hook(s, cs)
         from evhub.models import Cdr
 
         cdr = await s.get(Cdr, cdr_pk)
-        for hook in hub.hooks.cdr:
+        for hook in hub.services["cdr_hooks"]:
             await hook(s, cdr)
             await hook(s, cdr)  # twice: still one POST
     await sim.wait_for(lambda: "SESS-H" in sim.sessions and len(sim.cdrs) == 1)
