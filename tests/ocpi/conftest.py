@@ -16,7 +16,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +26,7 @@ from evhub.components import Hub
 from evhub.db.engine import Database
 from evhub.outbox import BackoffPolicy, OutboxDispatcher
 from evhub.ports import free_port
+from evhub.seams import Hooks, Services
 from evhub.settings import Settings
 from ocpi.component import OcpiComponent
 from ocpi.platform import OcpiPlatform
@@ -54,8 +54,12 @@ class RunningHub:
     dispatch_rounds: int = 0  # dispatcher rounds completed so far (a round delivers everything due)
 
     @property
-    def services(self) -> dict[str, Any]:
+    def services(self) -> Services:
         return self.hub.services
+
+    @property
+    def hooks(self) -> Hooks:
+        return self.hub.hooks
 
     @property
     def versions_url(self) -> str:

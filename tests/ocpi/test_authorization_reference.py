@@ -33,7 +33,7 @@ async def _charger(hub, cpo: int, loc: int) -> tuple[SessionStore, ChargerRef]: 
             },
         )
     ref = ChargerRef(cp, "CP-REF", cpo, loc, "1.6", "Accepted", evse_map)
-    return SessionStore(hub.db, "test", hub.services), ref
+    return SessionStore(hub.db, "test", hub.hooks), ref
 
 
 async def _session(hub, uid: str) -> ChargingSession:  # type: ignore[no-untyped-def]
@@ -48,7 +48,7 @@ async def test_realtime_reference_goes_into_session_and_cdr(hub, sim):
     await sim.push_token(sim.make_token("RT-REF", whitelist="NEVER"))
     store, charger = await _charger(hub, cpo, loc)
     # the charger's StartTransaction: the gateway asks through its seam, the eMSP answers with a reference
-    auth = await hub.services["realtime_authorizer"].authorize(
+    auth = await hub.services.realtime_authorizer.authorize(
         "RT-REF", "RFID", charge_point_id=charger.id, location_id=loc, evse_pk=charger.evse_map[1]
     )
     assert auth.accepted and auth.authorization_reference and auth.authorization_reference.startswith("auth-")
@@ -61,7 +61,7 @@ async def test_realtime_reference_goes_into_session_and_cdr(hub, sim):
     assert sim.sessions[cs.session_uid]["authorization_reference"] == reference
     # the session ends and is priced: the CDR carries the reference
     await store.ended(charger, SessionEnded(tx, T0 + timedelta(hours=1), Decimal(12000), "Local", "RT-REF"))
-    assert await rate_pending(hub.db, hub.services.get("cdr_hooks", [])) == 1
+    assert await rate_pending(hub.db, hub.hooks.cdr) == 1
     await sim.wait_for(lambda: len(sim.cdrs) == 1)
     assert sim.cdrs[0]["authorization_reference"] == reference and sim.cdrs[0]["session_id"] == cs.session_uid
 
@@ -70,7 +70,7 @@ async def test_start_session_reference_goes_into_session(hub, sim):
     cpo = await seed_cpo(hub.db)
     loc = await seed_location(hub.db, cpo, "LOC1")
     await connect(hub, sim)
-    hub.services["gateway"] = FakeGateway()
+    hub.services.gateway = FakeGateway()
     await sim.push_token(sim.make_token("APP-REF"))
     store, charger = await _charger(hub, cpo, loc)
     body = {

@@ -47,7 +47,7 @@ async def test_pending_command_gets_timeout_after_restart(hub, sim):
     cpo = await seed_cpo(hub.db)
     await seed_location(hub.db, cpo, "LOC1")
     await connect(hub, sim)
-    hub.services["gateway"] = FakeGateway(delay=30)  # the charger never answers in time
+    hub.services.gateway = FakeGateway(delay=30)  # the charger never answers in time
     ref, response = await sim.command(
         "UNLOCK_CONNECTOR", {"location_id": "LOC1", "evse_uid": "LOC1-E1", "connector_id": "1"}
     )
@@ -86,7 +86,7 @@ async def test_recorded_answer_is_sent_after_restart(hub, sim):
     cpo = await seed_cpo(hub.db)
     await seed_location(hub.db, cpo, "LOC1")
     await connect(hub, sim)
-    hub.services["gateway"] = FakeGateway(delay=30)
+    hub.services.gateway = FakeGateway(delay=30)
     ref, _ = await sim.command(
         "UNLOCK_CONNECTOR", {"location_id": "LOC1", "evse_uid": "LOC1-E2", "connector_id": "1"}
     )
@@ -108,7 +108,7 @@ async def test_answered_command_is_not_recovered(hub, sim):
     cpo = await seed_cpo(hub.db)
     await seed_location(hub.db, cpo, "LOC1")
     await connect(hub, sim)
-    hub.services["gateway"] = FakeGateway(delay=0.01)
+    hub.services.gateway = FakeGateway(delay=0.01)
     ref, _ = await sim.command(
         "UNLOCK_CONNECTOR", {"location_id": "LOC1", "evse_uid": "LOC1-E1", "connector_id": "1"}
     )

@@ -74,7 +74,7 @@ async def test_unpublished_location_only_for_owners_of_a_matching_token(hub, sim
     await connect(hub, sim)
     await connect(hub, sim2)
     gw = OcppGateway()
-    hub.services["gateway"] = gw
+    hub.services.gateway = gw
 
     # sim owns a token matching the entry (uid case-insensitive, same type): it may start a session there
     await sim.push_token(sim.make_token("ABC-1"))
@@ -143,7 +143,7 @@ async def test_roaming_agreement_limits_the_locations_commands_reach(hub, sim):
     await _charger(hub, cpo2, "L2", "CP-L2")
     await connect(hub, sim, allowed_cpo_ids=[cpo1])
     gw = OcppGateway()
-    hub.services["gateway"] = gw
+    hub.services.gateway = gw
     await sim.push_token(sim.make_token("RF-1"))
 
     ref, response = await sim.start_session("L1", "L1-E1", "1", "RF-1", to=("NL", "CPO"))

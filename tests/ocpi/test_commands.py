@@ -32,7 +32,7 @@ async def test_remote_start_and_stop_through_commands(hub, sim):
     cp = await seed_charge_point(hub.db, cpo, loc)
     await connect(hub, sim)
     gw = FakeGateway()
-    hub.services["gateway"] = gw
+    hub.services.gateway = gw
     await sim.push_token(sim.make_token("APP-1", token_type="APP_USER"))
     sim.tokens[("APP-1", "RFID")] = sim.tokens[("APP-1", "APP_USER")]
     ref, response = await sim.start_session("LOC1", "LOC1-E1", "1", "APP-1")
@@ -94,7 +94,7 @@ async def test_commands_through_the_gateway_send_api(hub, sim):
         s.add(ChargePointEvse(charge_point_id=cp, ocpp_evse_id=2, evse_pk=evse.id))
     await connect(hub, sim)
     gw = FakeOcppGateway()
-    hub.services["gateway"] = gw
+    hub.services.gateway = gw
     await sim.push_token(sim.make_token("RF-1"))
     ref, response = await sim.start_session("LOC1", "LOC1-E2", "1", "RF-1")
     assert response["result"] == "ACCEPTED"
@@ -107,7 +107,7 @@ async def test_real_time_authorization(hub, sim):
     cpo = await seed_cpo(hub.db)
     loc = await seed_location(hub.db, cpo, "LOC1")
     await connect(hub, sim)
-    authorizer = hub.services["ocpi_authorizer"]
+    authorizer = hub.component.authorizer
     await sim.push_token(sim.make_token("RT-NEVER", whitelist="NEVER"))
     await sim.push_token(sim.make_token("RT-OFFLINE", whitelist="ALLOWED_OFFLINE"))
     await sim.push_token(sim.make_token("RT-ALWAYS", whitelist="ALWAYS"))
@@ -139,7 +139,7 @@ async def test_real_time_authorization(hub, sim):
     assert (d.allowed, d.source) == ("NOT_ALLOWED", "fallback")
     sim.behave()
     # the gateway's seam answers in OCPP terms
-    seam = hub.services["realtime_authorizer"]
+    seam = hub.services.realtime_authorizer
     assert isinstance(seam, GatewayRealTimeAuthorizer)
     sim.authorize_answers.pop("RT-NEVER")
     result = await seam.authorize("RT-NEVER", "RFID", charge_point_id=1, location_id=loc, evse_pk=None)
@@ -175,7 +175,7 @@ async def test_charging_profiles_through_the_gateway(hub, sim):
             return answers[action]
 
     gw = Gw()
-    hub.services["gateway"] = gw
+    hub.services.gateway = gw
     url = f"{sim._hub_url('chargingprofiles')}/SESS-SC"
     auth = {"Authorization": f"Token {sim.hub_token}", **sim.routing()}
     profile = {"charging_rate_unit": "W", "charging_profile_period": [{"start_period": 0, "limit": 11000}]}

@@ -122,7 +122,7 @@ async def test_partner_down_then_recovers_everything_in_order(hub, sim):
     assert sorted(attempts)[:3] == [0, 0, 0]
     # slow answers and timeouts are retried as well
     sim.misbehave("timeout", delay=0.3, count=2)
-    assert hub.hub.services["outbox"] is hub.dispatcher  # the dispatcher service is exposed
+    assert hub.hub.services.outbox is hub.dispatcher  # the dispatcher service is exposed
     await sim.wait_for(
         lambda: len(sim.cdrs) == 1 and len(sim.sessions.get("SESS-2", {}).get("charging_periods", [])) == 3,
         timeout=20,
@@ -220,12 +220,12 @@ async def test_hooks_for_other_packages(hub, sim):
     cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-H")
     async with hub.db.session() as s:
         cs = await s.get(ChargingSession, sid)
-        for hook in hub.services["session_hooks"]:
+        for hook in hub.hooks.session:
             await hook(s, cs)
         from evhub.models import Cdr
 
         cdr = await s.get(Cdr, cdr_pk)
-        for hook in hub.services["cdr_hooks"]:
+        for hook in hub.hooks.cdr:
             await hook(s, cdr)
             await hook(s, cdr)  # twice: still one POST
     await sim.wait_for(lambda: "SESS-H" in sim.sessions and len(sim.cdrs) == 1)
