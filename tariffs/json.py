@@ -1,26 +1,20 @@
-"""Loading and dumping OCPI JSON with exact numbers: floats never appear, numbers become Decimal.
+"""Loading OCPI tariffs and charging periods from JSON with exact numbers: floats never appear.
 
-:func:`loads` parses JSON text with ``parse_float=Decimal`` (and integers as ints), :func:`load_tariff`,
-:func:`load_tariffs` and :func:`load_charging_periods` validate into the models of :mod:`tariffs.model`, and
-:func:`dumps` writes Decimals as JSON numbers verbatim (no float round-trip).
+:func:`load_tariff`, :func:`load_tariffs` and :func:`load_charging_periods` parse with the hub's one exact
+codec, :mod:`evhub.jsonutil` (``loads``: numbers as Decimal), and validate into the models of
+:mod:`tariffs.model`. ``loads``, ``dumps`` and ``to_jsonable`` are that codec's, named here for the
+tariff code's callers.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from evhub.timeutil import format_rfc3339
+from evhub.jsonutil import dumps, loads, to_jsonable
 from tariffs.model import ChargingPeriod, Tariff
 
-
-def loads(text: str | bytes) -> Any:
-    """Parse JSON with every non-integer number as :class:`Decimal`."""
-    return json.loads(text, parse_float=Decimal)
+__all__ = ["dumps", "load_charging_periods", "load_tariff", "load_tariffs", "loads", "to_jsonable"]
 
 
 def _unwrap(data: Any) -> Any:
@@ -49,37 +43,3 @@ def load_charging_periods(text: str | bytes) -> list[ChargingPeriod]:
     if isinstance(data, Mapping):
         data = data.get("charging_periods", [])
     return [ChargingPeriod.model_validate(item) for item in data]
-
-
-_MARK = "\u2063dec:"
-_MARK_RE = re.compile('"' + _MARK + r'(-?[0-9.E+-]+)"')
-
-
-def to_jsonable(value: Any, *, decimals_as: str = "string") -> Any:
-    """Convert Decimals/datetimes/models into JSON-ready values.
-
-    ``decimals_as="string"`` gives ``"1.25"``; ``"keep"`` leaves Decimals as they are; ``"number"`` marks Decimals (an invisible-separator prefixed
-    string) so that :func:`dumps` writes them as JSON numbers with their exact digits, never via a float.
-    """
-    if isinstance(value, Decimal):
-        if decimals_as == "keep":
-            return value
-        text = format(value, "f")
-        return text if decimals_as == "string" else _MARK + text
-    if isinstance(value, datetime):
-        return format_rfc3339(value)
-    if hasattr(value, "model_dump"):
-        return to_jsonable(value.model_dump(mode="python", exclude_none=True), decimals_as=decimals_as)
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v, decimals_as=decimals_as) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v, decimals_as=decimals_as) for v in value]
-    if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):  # enums
-        return value.value
-    return value
-
-
-def dumps(value: Any, *, decimals_as: str = "number", indent: int | None = None) -> str:
-    """JSON text with Decimals written exactly (as numbers by default, or as strings)."""
-    text = json.dumps(to_jsonable(value, decimals_as=decimals_as), indent=indent, ensure_ascii=False)
-    return _MARK_RE.sub(r"\1", text) if decimals_as == "number" else text

@@ -1,12 +1,16 @@
 """Exact JSON: Decimals round-trip through text and through the database's JSON columns."""
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select, text
 
 from evhub import jsonutil
 from evhub.db.engine import Database
 from evhub.models import OutboxMessage
+from tariffs import json as tariffs_json
+from tariffs.model import Price
 
 
 def test_decimals_are_written_as_exact_numbers() -> None:
@@ -23,3 +27,22 @@ async def test_json_columns_keep_decimals(db: Database) -> None:
         raw = await s.scalar(text("SELECT payload FROM outbox"))
     assert payload == {"a": Decimal("0.10")} and isinstance(payload["a"], Decimal)
     assert "0.10" in str(raw)
+
+
+def test_one_codec_for_models_dates_and_strings() -> None:
+    """tariffs.json's dumps/to_jsonable are this codec: models, aware datetimes, Decimals as strings too."""
+    assert tariffs_json.dumps is jsonutil.dumps and tariffs_json.to_jsonable is jsonutil.to_jsonable
+    doc = {
+        "price": Price(excl_vat=Decimal("1.50"), incl_vat=Decimal("1.815")),
+        "at": datetime(2026, 10, 1, tzinfo=UTC),
+    }
+    assert (
+        jsonutil.dumps(doc)
+        == '{"price": {"excl_vat": 1.50, "incl_vat": 1.815}, "at": "2026-10-01T00:00:00Z"}'
+    )
+    assert jsonutil.dumps(doc, decimals_as="string") == (
+        '{"price": {"excl_vat": "1.50", "incl_vat": "1.815"}, "at": "2026-10-01T00:00:00Z"}'
+    )
+    assert jsonutil.to_jsonable({"a": Decimal("2")}, decimals_as="keep") == {"a": Decimal("2")}
+    with pytest.raises(ValueError, match="non-finite"):
+        jsonutil.dumps({"a": Decimal("NaN")})
