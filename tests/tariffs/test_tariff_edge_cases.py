@@ -5,13 +5,13 @@ import json
 from datetime import timedelta
 from decimal import Decimal as D
 
-from tariff_helpers import el, local, mins, pc, tariff
-
 from tariffs.engine import price_session
 from tariffs.grid import GridRule, price_changes, versions
 from tariffs.periods import charging, parking, periods_from_meter_values
 from tariffs.quote import quote
 from tariffs.render import cdr_fields, render_json
+
+from .tariff_helpers import el, local, mins, pc, tariff
 
 AMS = "Europe/Amsterdam"
 H = timedelta(hours=1)

@@ -5,10 +5,11 @@ from decimal import Decimal as D
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tariff_helpers import el, local, pc, tariff
 
 from tariffs.engine import price_session
 from tariffs.periods import charging, parking
+
+from .tariff_helpers import el, local, pc, tariff
 
 TZ = "Europe/Amsterdam"
 START = local("2026-03-28T20:00")  # spans the 2026-03-29 DST switch for long sessions

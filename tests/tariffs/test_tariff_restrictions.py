@@ -2,10 +2,11 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from tariff_helpers import local
 
 from tariffs.model import TariffRestrictions
 from tariffs.restrictions import RESERVATION, Moment, restriction_matches
+
+from .tariff_helpers import local
 
 AMS = ZoneInfo("Europe/Amsterdam")
 

@@ -7,10 +7,10 @@ the spec's unrounded illustration, the expected value is ours and the spec figur
 from datetime import timedelta
 from decimal import Decimal as D
 
-from tariff_helpers import el, local, mins, pc, tariff
-
 from tariffs.engine import price_session
 from tariffs.periods import charging, parking, reservation
+
+from .tariff_helpers import el, local, mins, pc, tariff
 
 TZ = "Europe/Berlin"
 
