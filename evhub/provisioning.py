@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pycountry
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -518,7 +518,3 @@ async def list_tariffs(s: AsyncSession) -> Sequence[TariffVersion]:
     return (
         await s.scalars(select(TariffVersion).order_by(TariffVersion.tariff_id, TariffVersion.version))
     ).all()
-
-
-async def count_rows(s: AsyncSession, model: type) -> int:
-    return int(await s.scalar(select(func.count()).select_from(model)) or 0)

@@ -201,10 +201,6 @@ def cdr_object(cdr: Cdr) -> dict[str, Any]:
     return obj
 
 
-def tariff_ocpi_id(tv: TariffVersion) -> str:
-    return str((tv.data or {}).get("id") or tv.tariff_id)
-
-
 def tariff_object(tv: TariffVersion, cpo: Party) -> dict[str, Any]:
     obj = dict(tv.data or {})
     obj.setdefault("country_code", cpo.country_code)

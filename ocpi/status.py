@@ -36,7 +36,3 @@ MESSAGES = {
     FORWARD_TIMEOUT: "Timeout on forwarded request",
     CONNECTION_PROBLEM: "Connection problem",
 }
-
-
-def is_success(code: int | None) -> bool:
-    return code is not None and 1000 <= code < 2000

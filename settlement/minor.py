@@ -113,9 +113,3 @@ def round_half_up(num: np.ndarray, den: np.ndarray | int, step: np.ndarray | int
     s = np.asarray(step).astype(dtype, copy=False)
     out = ((2 * n + d * s) // (2 * d * s)) * s
     return np.asarray(out).astype(np.int64, copy=False)
-
-
-def per_currency(codes: np.ndarray, currencies: Iterable[str], fn) -> np.ndarray:
-    """Evaluate ``fn(currency)`` once per distinct currency and spread it over rows by their codes."""
-    table = np.array([fn(c) for c in currencies] or [0], dtype=np.int64)
-    return table[codes]

@@ -50,10 +50,6 @@ class Component:
     step_size: int
     restrictions: CompiledRestrictions
 
-    @property
-    def vat_factor(self) -> Decimal:
-        return Decimal(1) if self.vat is None else 1 + self.vat / 100
-
 
 @dataclass(slots=True)
 class CompiledTariff:

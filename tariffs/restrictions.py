@@ -134,9 +134,6 @@ class CompiledRestrictions:
         """Local times of day (minutes) where this restriction may switch."""
         return {x for x in (self.start_min, self.end_min) if x is not None}
 
-    def uses_calendar(self) -> bool:
-        return self.days is not None or self.start_date is not None or self.end_date is not None
-
     def energy_thresholds_wh(self) -> set[Decimal]:
         return {x for x in (self.min_wh, self.max_wh) if x is not None}
 
