@@ -165,7 +165,12 @@ async def test_workers_share_the_port_and_work_as_one(db: Database, seeded: Seed
             os.kill(old_pid, signal.SIGKILL)
             deadline = time.monotonic() + 30
             while True:
-                fresh = [p.pid for p in psutil.Process(proc.pid).children() if p.pid != old_pid]
+                # the restarted worker is the new child listening on the port (not multiprocessing's tracker)
+                fresh = [
+                    p.pid
+                    for p in psutil.Process(proc.pid).children()
+                    if p.pid != old_pid and _listening(p, ocpp_port)
+                ]
                 if fresh:
                     break
                 assert time.monotonic() < deadline, "the killed worker was not started again"
