@@ -4,7 +4,7 @@ puller (set by :class:`~ocpi.component.OcpiComponent`; None in an app without th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httpx
 from fastapi import Request
@@ -13,9 +13,15 @@ from evhub.db.engine import Database
 
 if TYPE_CHECKING:
     from ocpi.commands import CommandRunner
-    from ocpi.tokens_pull import TokensPuller
 
 VERSION = "2.2.1"
+
+
+class TokensPull(Protocol):
+    """What the OCPI app asks of the tokens puller (:class:`ocpi.tokens_pull.TokensPuller`): pull one
+    partner's tokens soon, e.g. right after it registered."""
+
+    def kick(self, partner_id: int) -> None: ...
 
 
 @dataclass
@@ -23,7 +29,7 @@ class OcpiPlatform:
     db: Database
     public_url: str
     commands: CommandRunner | None = None
-    tokens_pull: TokensPuller | None = None
+    tokens_pull: TokensPull | None = None
     authorize_timeout: float = 5.0
     command_timeout: int = 30
     client_timeout: float = 10.0
