@@ -48,7 +48,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from evhub.ports import free_port
+from kernel.ports import free_port
 
 PASSWORD = "bench-password"
 
@@ -135,9 +135,9 @@ def serve_gateway(port: int, db_url: str, ready: Any, processes: int) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     from cpo_gateway.server import Gateway
-    from evhub.db.engine import Database
-    from evhub.gcpolicy import GcPolicy
-    from evhub.settings import Settings
+    from kernel.db.engine import Database
+    from kernel.gcpolicy import GcPolicy
+    from kernel.settings import Settings
 
     async def main() -> None:
         settings = Settings(
@@ -214,10 +214,10 @@ async def _prepare_db(url: str, n_chargers: int) -> None:
     from argon2 import PasswordHasher
     from sqlalchemy import insert, text
 
-    import evhub.models  # noqa: F401
-    from evhub.db.engine import Database
-    from evhub.db.migrate import upgrade
-    from evhub.models import ChargePoint, Party, PartyRole
+    import kernel.models  # noqa: F401
+    from kernel.db.engine import Database
+    from kernel.db.migrate import upgrade
+    from kernel.models import ChargePoint, Party, PartyRole
 
     db = Database(url)
     if not db.is_sqlite:
@@ -359,7 +359,7 @@ def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def argon2_check_ms() -> float:
-    from evhub.security import hash_password, verify_password
+    from kernel.security import hash_password, verify_password
 
     h = hash_password("x" * 16)
     t = time.perf_counter()

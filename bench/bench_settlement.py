@@ -28,7 +28,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from evhub.money import minor_units
+from kernel.money import minor_units
 from settlement.agreements import AgreementBook, HubFeeAgreement, RoamingAgreement, SiteHostAgreement
 from settlement.minor import rounding_step
 from settlement.split import compute_parts, split

@@ -1,1 +1,11 @@
-"""cpo_gateway — the OCPP-J 1.6 and 2.0.1 central system: chargers in, sessions and meter values out."""
+"""cpo_gateway — the OCPP-J 1.6 and 2.0.1 central system: chargers in, sessions and meter values out.
+
+The public surface other stages may import (``make lint`` refuses any other import of this package from
+``ocpi``, ``tariffs``, ``settlement`` or ``portal``): the result of authorizing an id token, and the builder
+of the OCPP call for an operator or OCPI command.
+"""
+
+from cpo_gateway.authorization import AuthResult
+from cpo_gateway.commands import build as build_call
+
+__all__ = ["AuthResult", "build_call"]

@@ -3,7 +3,7 @@
 A command (one of :class:`Command`) returns the charger's answer (200). Unknown charger 404, offline or not
 accepted 409, bad parameters 422, the charger answering with a CALLERROR 502 (code and description in the
 body), no answer in time 504. A CPO's API key sees and commands only that CPO's chargers (another CPO's
-charger is 404, as if unknown). The list is paged (:mod:`evhub.apipaging`).
+charger is 404, as if unknown). The list is paged (:mod:`kernel.apipaging`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from sqlalchemy import select
 from cpo_gateway.cluster import ChargerOffline
 from cpo_gateway.commands import COMMANDS, CommandError, build
 from cpo_gateway.framing import CallErrorReply, OcppError
-from evhub.apiauth import api_key, principal
-from evhub.apierrors import errors, refuse_nul
-from evhub.apipaging import Paging, paged, paging
-from evhub.models import ChargePoint
-from evhub.seams import OcppGateway
+from kernel.apiauth import api_key, principal
+from kernel.apierrors import errors, refuse_nul
+from kernel.apipaging import Paging, paged, paging
+from kernel.models import ChargePoint
+from kernel.seams import OcppGateway
 
 router = APIRouter(
     tags=["chargers"], dependencies=[Depends(api_key), Depends(refuse_nul)], responses=errors(401, 422, 503)

@@ -19,7 +19,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from evhub.security import verify_password
+from kernel.security import verify_password
 
 SUPPORTED = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
 

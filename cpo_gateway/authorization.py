@@ -6,7 +6,7 @@ Order of decisions for a token uid presented at a charger:
    ``valid = false`` -> Blocked; ``data["valid_until"]`` in the past -> Expired; whitelist ``NEVER`` -> ask the
    real-time authorizer (below), Invalid if there is none; a monthly spending limit
    (``monthly_limit``/``limit_currency``) that is used up -> NoCredit (Blocked in 1.6).
-2. Unknown tokens -> the :class:`~evhub.seams.RealTimeAuthorizer` in ``hub.services.realtime_authorizer``
+2. Unknown tokens -> the :class:`~kernel.seams.RealTimeAuthorizer` in ``hub.services.realtime_authorizer``
    (the OCPI package plugs in there), else Invalid.
 
 Monthly spending = the token's CDR totals (``cdrs.total_cost_incl_vat``, credits included, in the limit's
@@ -23,10 +23,10 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.db.engine import Database
-from evhub.models import Cdr, ChargingSession, SessionStatus, Token
-from evhub.seams import RealTimeAuthorizer, Services
-from evhub.timeutil import parse_datetime, utcnow
+from kernel.db.engine import Database
+from kernel.models import Cdr, ChargingSession, SessionStatus, Token
+from kernel.seams import RealTimeAuthorizer, Services
+from kernel.timeutil import parse_datetime, utcnow
 
 ACCEPTED = "Accepted"
 BLOCKED = "Blocked"

@@ -29,11 +29,11 @@ import asyncpg
 from sqlalchemy import select, text
 
 from cpo_gateway.framing import CallErrorReply, OcppError, dumps
-from evhub.models import ChargePoint
+from kernel.models import ChargePoint
 
 if TYPE_CHECKING:
     from cpo_gateway.connection import ChargerConnection
-    from evhub.db.engine import Database
+    from kernel.db.engine import Database
 
 log = logging.getLogger(__name__)
 

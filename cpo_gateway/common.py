@@ -11,8 +11,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from cpo_gateway.framing import OcppError, dumps
-from evhub.models import ChargerEvent
-from evhub.timeutil import format_rfc3339, parse_datetime, utcnow
+from kernel.models import ChargerEvent
+from kernel.timeutil import format_rfc3339, parse_datetime, utcnow
 
 if TYPE_CHECKING:
     from cpo_gateway.connection import ChargerConnection

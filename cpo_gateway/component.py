@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cpo_gateway.api import router
 from cpo_gateway.server import Gateway
-from evhub.components import Hub
+from kernel.components import Hub
 
 
 class GatewayComponent:

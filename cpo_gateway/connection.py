@@ -29,13 +29,13 @@ from cpo_gateway.framing import (
     loads,
 )
 from cpo_gateway.validation import validate
-from evhub import metrics
+from kernel import metrics
 
 if TYPE_CHECKING:
     from cpo_gateway.authorization import Authorizer
     from cpo_gateway.sessions import SessionStore
-    from evhub.db.engine import Database
-    from evhub.settings import Settings
+    from kernel.db.engine import Database
+    from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class ChargerConnection:
         self.ref = ref
         self.version = version
         self.handlers = handlers
-        # message count per action (evhub.metrics), shared by the version's connections
+        # message count per action (kernel.metrics), shared by the version's connections
         self.counted = metrics.ocpp_message_counters(version, self.handlers)
         self.pending: dict[str, asyncio.Future[Any]] = {}
         self.call_lock = asyncio.Lock()

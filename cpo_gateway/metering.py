@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from cpo_gateway.events import MeterValues, Sample
 from cpo_gateway.sessions import sample_rows
-from evhub.timeutil import utcnow
+from kernel.timeutil import utcnow
 
 if TYPE_CHECKING:
     from cpo_gateway.connection import ChargerConnection

@@ -33,12 +33,12 @@ from cpo_gateway.cluster import ChargerOffline, make_router
 from cpo_gateway.connection import ChargerConnection
 from cpo_gateway.dispatch import handlers_for
 from cpo_gateway.sessions import SessionStore
-from evhub import metrics
-from evhub.db.engine import Database
-from evhub.logs import bind_permanently
-from evhub.ports import port_error
-from evhub.seams import Hooks, Services
-from evhub.settings import Settings
+from kernel import metrics
+from kernel.db.engine import Database
+from kernel.logs import bind_permanently
+from kernel.ports import port_error
+from kernel.seams import Hooks, Services
+from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Gateway:
         services: Services | None = None,
     ) -> None:
         """``hooks`` (session, EVSE status) run in the store's transactions; ``services.realtime_authorizer``
-        is asked about unknown tokens (both are the hub's, read when used: see :mod:`evhub.seams`)."""
+        is asked about unknown tokens (both are the hub's, read when used: see :mod:`kernel.seams`)."""
         self.settings = settings
         self.db = db
         self.node_name = node_name

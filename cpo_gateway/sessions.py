@@ -48,8 +48,8 @@ from cpo_gateway.events import (
     SessionStarted,
     StatusChanged,
 )
-from evhub.db.engine import SQLITE_PRAGMAS, Database
-from evhub.models import (
+from kernel.db.engine import SQLITE_PRAGMAS, Database
+from kernel.models import (
     EVSE,
     ChargePoint,
     ChargePointEvse,
@@ -60,8 +60,8 @@ from evhub.models import (
     PricingState,
     SessionStatus,
 )
-from evhub.seams import Hooks
-from evhub.timeutil import utcnow
+from kernel.seams import Hooks
+from kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

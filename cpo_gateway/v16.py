@@ -11,7 +11,7 @@ from cpo_gateway.common import OCPI_FROM_V16, log_event, now_text, sample_value,
 from cpo_gateway.events import ENERGY_REGISTER, Boot, Sample, SessionEnded, SessionStarted, StatusChanged
 from cpo_gateway.framing import OcppError
 from cpo_gateway.metering import store_meter_values
-from evhub.timeutil import format_rfc3339, utcnow
+from kernel.timeutil import format_rfc3339, utcnow
 
 if TYPE_CHECKING:
     from cpo_gateway.connection import ChargerConnection

@@ -9,7 +9,7 @@ from cpo_gateway.authorization import AuthResult
 from cpo_gateway.common import OCPI_FROM_V201, log_event, now_text, sample_value, ts
 from cpo_gateway.events import ENERGY_REGISTER, Boot, Sample, SessionEnded, SessionStarted, StatusChanged
 from cpo_gateway.metering import store_meter_values
-from evhub.timeutil import format_rfc3339
+from kernel.timeutil import format_rfc3339
 
 if TYPE_CHECKING:
     from cpo_gateway.connection import ChargerConnection

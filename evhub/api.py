@@ -1,8 +1,8 @@
 """The operators' core REST API under ``/api``: what the hub is set up with (parties, tariffs) and the read
 endpoints of a CPO's back office (locations, sessions, CDRs, tokens; one router per resource, included here).
 
-A CPO's API key sees only that CPO (see :mod:`evhub.apiauth`). Every list is paged (:mod:`evhub.apipaging`),
-every error is ``{"detail": ...}`` (:mod:`evhub.apierrors`). Packages add their own routers
+A CPO's API key sees only that CPO (see :mod:`kernel.apiauth`). Every list is paged (:mod:`kernel.apipaging`),
+every error is ``{"detail": ...}`` (:mod:`kernel.apierrors`). Packages add their own routers
 (``/api/chargers`` by the gateway, ``/api/partners`` by OCPI, ...).
 """
 
@@ -20,11 +20,11 @@ from evhub.api_cdrs import router as cdrs_router
 from evhub.api_locations import router as locations_router
 from evhub.api_sessions import router as sessions_router
 from evhub.api_tokens import router as tokens_router
-from evhub.apiauth import api_key, principal
-from evhub.apierrors import errors, refuse_nul
-from evhub.apipaging import Paging, paged, paging
-from evhub.components import Hub
-from evhub.models import Party, PartyRole, TariffVersion
+from kernel.apiauth import api_key, principal
+from kernel.apierrors import errors, refuse_nul
+from kernel.apipaging import Paging, paged, paging
+from kernel.components import Hub
+from kernel.models import Party, PartyRole, TariffVersion
 
 router = APIRouter(
     tags=["core"], dependencies=[Depends(api_key), Depends(refuse_nul)], responses=errors(401, 422)

@@ -17,10 +17,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.apiauth import api_key, principal
-from evhub.apierrors import errors, refuse_nul
-from evhub.apipaging import Paging, paged, paging
-from evhub.models import Cdr, ChargingSession, Party
+from kernel.apiauth import api_key, principal
+from kernel.apierrors import errors, refuse_nul
+from kernel.apipaging import Paging, paged, paging
+from kernel.models import Cdr, ChargingSession, Party
 
 router = APIRouter(
     prefix="/cdrs",

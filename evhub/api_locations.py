@@ -13,10 +13,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from evhub.apiauth import api_key, principal
-from evhub.apierrors import errors, refuse_nul
-from evhub.apipaging import Paging, paged, paging
-from evhub.models import EVSE, Location, Party, PartyRole
+from kernel.apiauth import api_key, principal
+from kernel.apierrors import errors, refuse_nul
+from kernel.apipaging import Paging, paged, paging
+from kernel.models import EVSE, Location, Party, PartyRole
 
 router = APIRouter(
     prefix="/locations",

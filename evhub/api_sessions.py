@@ -16,10 +16,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.apiauth import api_key, principal
-from evhub.apierrors import errors, refuse_nul
-from evhub.apipaging import Paging, paged, paging
-from evhub.models import (
+from kernel.apiauth import api_key, principal
+from kernel.apierrors import errors, refuse_nul
+from kernel.apipaging import Paging, paged, paging
+from kernel.models import (
     EVSE,
     Cdr,
     ChargePoint,

@@ -16,11 +16,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import Select, exists, select
 
-from evhub.apiauth import Principal, api_key, principal
-from evhub.apierrors import errors, refuse_nul
-from evhub.apipaging import Paging, paged, paging
-from evhub.models import ChargingSession, Token
-from evhub.models.tokens import TOKEN_TYPES
+from kernel.apiauth import Principal, api_key, principal
+from kernel.apierrors import errors, refuse_nul
+from kernel.apipaging import Paging, paged, paging
+from kernel.models import ChargingSession, Token
+from kernel.models.tokens import TOKEN_TYPES
 
 router = APIRouter(
     prefix="/tokens",

@@ -2,7 +2,7 @@
 
 The HTTP app (FastAPI) serves ``/api`` (operators), ``/ocpi`` (roaming partners), ``/portal`` (fleet managers),
 OpenAPI at ``/docs``, ``/health`` and Prometheus ``/metrics``. Packages plug in as
-:class:`~evhub.components.Component` objects listed in :data:`evhub.wiring.COMPONENTS`, in the order of the
+:class:`~kernel.components.Component` objects listed in :data:`evhub.wiring.COMPONENTS`, in the order of the
 money path; they are installed by :func:`evhub.wiring.wire` before anything starts, started in order and
 stopped in reverse on SIGTERM/SIGINT.
 """
@@ -28,21 +28,21 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from evhub import __version__
-from evhub import metrics as hub_metrics
-from evhub.apiauth import authenticate
-from evhub.apidocs import install_docs
-from evhub.apiops import HEALTH_RESPONSES, METRICS_RESPONSES
-from evhub.components import Component, Hub
-from evhub.db.engine import Database
-from evhub.db.migrate import ensure_schema, schema_state
-from evhub.db.reach import check_reachable
-from evhub.gcpolicy import GcPolicy
-from evhub.logs import bind
-from evhub.ports import bind_tcp
-from evhub.settings import Settings
 from evhub.wiring import COMPONENTS, load_components, wire
 from evhub.workers import OcppWorkers
+from kernel import __version__
+from kernel import metrics as hub_metrics
+from kernel.apiauth import authenticate
+from kernel.apidocs import install_docs
+from kernel.apiops import HEALTH_RESPONSES, METRICS_RESPONSES
+from kernel.components import Component, Hub
+from kernel.db.engine import Database
+from kernel.db.migrate import ensure_schema, schema_state
+from kernel.db.reach import check_reachable
+from kernel.gcpolicy import GcPolicy
+from kernel.logs import bind
+from kernel.ports import bind_tcp
+from kernel.settings import Settings
 
 __all__ = ["COMPONENTS", "RunningHub", "create_app", "default_node_name", "load_components", "serve"]
 
@@ -59,7 +59,7 @@ def create_app(hub: Hub) -> FastAPI:
         title="evhub",
         version=__version__,
         description="EV-charging roaming and settlement hub: operations API, OCPI 2.2.1 platform, fleet portal.",
-        docs_url=None,  # served by evhub.apidocs with local assets (no CDN)
+        docs_url=None,  # served by kernel.apidocs with local assets (no CDN)
         redoc_url=None,
     )
     install_docs(app)

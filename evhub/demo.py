@@ -43,15 +43,15 @@ from rich.panel import Panel
 from rich.table import Table
 from sqlalchemy import func, select
 
-from evhub import logs
 from evhub import provisioning as prov
 from evhub.app import RunningHub
-from evhub.energy import format_kwh
-from evhub.models import Cdr, ChargingSession, Location, OutboxMessage, TariffVersion
-from evhub.money import format_amount
-from evhub.ports import free_port
-from evhub.settings import Settings, load_settings
-from evhub.timeutil import to_local, utcnow, zone
+from kernel import logs
+from kernel.energy import format_kwh
+from kernel.models import Cdr, ChargingSession, Location, OutboxMessage, TariffVersion
+from kernel.money import format_amount
+from kernel.ports import free_port
+from kernel.settings import Settings, load_settings
+from kernel.timeutil import to_local, utcnow, zone
 
 LOCAL_START = datetime(2026, 11, 17, 18, 0, tzinfo=zone("Europe/Amsterdam"))
 """Where the simulated evening begins (a Tuesday in mid-month: the sessions and the settlement stay in one month)."""
@@ -167,7 +167,7 @@ def _section(title: str, body: str = "") -> None:
 
 async def provision(demo: Demo) -> None:
     """The sample network, through the same provisioning functions as the CLI."""
-    from evhub.apiauth import create_key
+    from kernel.apiauth import create_key
     from portal.admin import add_fleet, add_manager
     from settlement.store import add_agreements
     from tariffs.dynamic import attach_rules
@@ -517,7 +517,7 @@ def say(line: str) -> None:
 async def run_demo(*, keep_running: bool = False, workdir: str | None = None) -> None:
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="evhub-demo-"))
     work.mkdir(parents=True, exist_ok=True)
-    db_file = work / "evhub.db"
+    db_file = work / "kernel.db"
     if db_file.exists():
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db_file}{suffix}").unlink(missing_ok=True)

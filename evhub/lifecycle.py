@@ -27,22 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from cpo_gateway.auth import BLOCKED_PREFIX, is_blocked
-from evhub.models import (
-    ApiKey,
-    Cdr,
-    ChargePoint,
-    ChargingSession,
-    Fleet,
-    FleetManager,
-    Location,
-    Party,
-    SessionStatus,
-    SettlementStatement,
-    TariffVersion,
-    Token,
-)
-from evhub.models.tokens import WHITELIST_TYPES
-from evhub.money import MoneyError, normalize_currency
 from evhub.provisioning import (
     ProvisioningError,
     check_charger_password,
@@ -57,9 +41,25 @@ from evhub.provisioning import (
     parse_registration,
     parse_role,
 )
-from evhub.security import hash_password
-from evhub.timeutil import utcnow
-from ocpi.models import OcpiPartner, OcpiPartnerRole, PartnerStatus
+from kernel.models import (
+    ApiKey,
+    Cdr,
+    ChargePoint,
+    ChargingSession,
+    Fleet,
+    FleetManager,
+    Location,
+    Party,
+    SessionStatus,
+    SettlementStatement,
+    TariffVersion,
+    Token,
+)
+from kernel.models.roaming import OcpiPartner, OcpiPartnerRole, PartnerStatus
+from kernel.models.tokens import WHITELIST_TYPES
+from kernel.money import MoneyError, normalize_currency
+from kernel.security import hash_password
+from kernel.timeutil import utcnow
 
 
 async def _count(s: AsyncSession, column: Any, value: Any) -> int:

@@ -20,9 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from evhub.domain.locations import LocationIn
-from evhub.domain.tokens import TokenIn
-from evhub.models import (
+from kernel.domain.locations import LocationIn
+from kernel.domain.tokens import TokenIn
+from kernel.models import (
     EVSE,
     ChargePoint,
     ChargePointEvse,
@@ -36,23 +36,16 @@ from evhub.models import (
     TariffVersion,
     Token,
 )
-from evhub.money import MoneyError, normalize_currency, parse_amount
-from evhub.security import hash_password
-from evhub.timeutil import parse_datetime, utcnow
+from kernel.money import MoneyError, normalize_currency, parse_amount
+from kernel.security import hash_password
+from kernel.timeutil import parse_datetime, utcnow
+from kernel.validation import describe_validation_error
 
 M = TypeVar("M", bound=BaseModel)
 
 
 class ProvisioningError(ValueError):
     """Input the hub cannot accept; the message says which field and why."""
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(object)"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
 
 
 def parse_model(model: type[M], data: Any, what: str) -> M:

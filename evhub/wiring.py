@@ -5,7 +5,7 @@ also in each OCPP worker process) and by every CLI command that creates CDRs or 
 (:func:`wired_hooks`), so a CDR or a tariff version gets its deliveries queued in its own transaction wherever
 it is made. Installing does no I/O: wiring for a CLI command costs nothing but imports.
 
-The money path, in install order, and what each component puts into the seams (:mod:`evhub.seams`)::
+The money path, in install order, and what each component puts into the seams (:mod:`kernel.seams`)::
 
     gateway   services.gateway                              runs hooks.session, hooks.evse_status
     pricing   services.pricing                              runs hooks.cdr (and hooks.tariff for grid load)
@@ -28,12 +28,12 @@ import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from evhub.components import Component, Hub
-from evhub.seams import Hooks
+from kernel.components import Component, Hub
+from kernel.seams import Hooks
 
 if TYPE_CHECKING:
-    from evhub.db.engine import Database
-    from evhub.settings import Settings
+    from kernel.db.engine import Database
+    from kernel.settings import Settings
 
 # The money path, in order: charger -> session -> priced CDR -> partner -> settlement -> fleet portal.
 COMPONENTS: tuple[str, ...] = (

@@ -28,11 +28,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from evhub.clock import CLOCK, pin_clock
-from evhub.gcpolicy import GcPolicy
-from evhub.logs import configure
-from evhub.settings import Settings
-from evhub.timeutil import utcnow
+from kernel.clock import CLOCK, pin_clock
+from kernel.gcpolicy import GcPolicy
+from kernel.logs import configure
+from kernel.settings import Settings
+from kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyHeader
 
-from evhub.apidocs import install_docs
+from kernel.apidocs import install_docs
 from ocpi import credentials, versions
 from ocpi.envelope import install_error_handlers
 from ocpi.modules import cdrs, chargingprofiles, commands, hubclientinfo, locations, sessions, tariffs, tokens

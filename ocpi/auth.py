@@ -9,9 +9,9 @@ import binascii
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.security import hash_token
+from kernel.models.roaming import OcpiPartner, PartnerStatus
+from kernel.security import hash_token
 from ocpi.envelope import Unauthorized
-from ocpi.models import OcpiPartner, PartnerStatus
 
 
 def encode_token(token: str) -> str:

@@ -27,11 +27,12 @@ import httpx
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.db.engine import Database
-from evhub.models import EVSE, ChargingSession, Location, Party, Token
-from evhub.timeutil import utcnow
+from cpo_gateway import AuthResult
+from kernel.db.engine import Database
+from kernel.models import EVSE, ChargingSession, Location, Party, Token
+from kernel.models.roaming import OcpiAuthorization, OcpiPartner, OcpiPartnerRole, PartnerStatus
+from kernel.timeutil import utcnow
 from ocpi import client, status
-from ocpi.models import OcpiAuthorization, OcpiPartner, OcpiPartnerRole, PartnerStatus
 from ocpi.routing import routing_headers
 
 log = logging.getLogger(__name__)
@@ -265,7 +266,6 @@ class GatewayRealTimeAuthorizer:
     async def authorize(
         self, uid: str, token_type: str, *, charge_point_id: int, location_id: int | None, evse_pk: int | None
     ) -> Any:
-        from cpo_gateway.authorization import AuthResult  # the gateway's result type
 
         async with self.db.session() as s:
             location = await s.get(Location, location_id) if location_id else None

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from evhub import jsonutil
+from kernel import jsonutil
 from ocpi.auth import encode_token
 from ocpi.routing import CORRELATION_ID, REQUEST_ID, new_request_id
 

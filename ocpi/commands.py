@@ -24,11 +24,12 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.db.engine import Database
-from evhub.outbox import enqueue
-from evhub.seams import Services
-from evhub.timeutil import utcnow
-from ocpi.models import CommandState, OcpiPendingCommand
+from kernel.db.engine import Database
+from kernel.models.roaming import CommandState, OcpiPendingCommand
+from kernel.outbox import enqueue
+from kernel.seams import Services
+from kernel.timeutil import utcnow
+from ocpi.gateway_adapter import OcppCommandAdapter
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +133,6 @@ class CommandRunner:
         if gw is None or isinstance(gw, GatewayCommands):
             return gw
         if callable(getattr(gw, "send", None)):
-            from ocpi.gateway_adapter import OcppCommandAdapter
-
             return OcppCommandAdapter(gw, self.db)
         return None
 

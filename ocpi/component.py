@@ -19,8 +19,8 @@ from datetime import timedelta
 
 import httpx
 
-from evhub.components import Hub
-from evhub.outbox import OutboxDispatcher, register_channel
+from kernel.components import Hub
+from kernel.outbox import OutboxDispatcher, register_channel
 from ocpi.app import create_ocpi_app
 from ocpi.authorize import GatewayRealTimeAuthorizer, OcpiAuthorizer, session_reference_hook
 from ocpi.commands import CommandRunner

@@ -25,15 +25,15 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.db.engine import Database
-from evhub.models import Party, PartyRole
-from evhub.security import hash_token, new_token
-from evhub.timeutil import utcnow
+from kernel.db.engine import Database
+from kernel.models import Party, PartyRole
+from kernel.models.roaming import OcpiPartner, OcpiPartnerRole, PartnerStatus
+from kernel.security import hash_token, new_token
+from kernel.timeutil import utcnow
 from ocpi import client, status
 from ocpi.auth import partner_for_header, token_candidates
 from ocpi.deps import db_session, read_model
 from ocpi.envelope import MethodNotAllowed, OcpiError, ok
-from ocpi.models import OcpiPartner, OcpiPartnerRole, PartnerStatus
 from ocpi.platform import VERSION, OcpiPlatform, get_platform
 from ocpi.routing import hosted_cpos
 from ocpi.schemas.credentials import Credentials

@@ -12,11 +12,11 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.models import Party
+from kernel.models import Party
+from kernel.models.roaming import OcpiPartner, OcpiPartnerRole
 from ocpi import status
 from ocpi.auth import partner_for_header
 from ocpi.envelope import OcpiError
-from ocpi.models import OcpiPartner, OcpiPartnerRole
 from ocpi.platform import OcpiPlatform, get_platform
 from ocpi.routing import read_routing, resolve
 

@@ -15,8 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from evhub import jsonutil
-from evhub.timeutil import format_rfc3339, utcnow
+from kernel import jsonutil
+from kernel.timeutil import format_rfc3339, utcnow
 from ocpi import status
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from evhub.db.engine import Database
-from evhub.models import EVSE, ChargePoint, ChargePointEvse, ChargingSession, Location
-from evhub.timeutil import format_rfc3339
+from cpo_gateway import build_call
+from kernel.db.engine import Database
+from kernel.models import EVSE, ChargePoint, ChargePointEvse, ChargingSession, Location
+from kernel.timeutil import format_rfc3339
 
 _START_STOP = {"ACCEPTED": "ACCEPTED", "REJECTED": "REJECTED"}
 _UNLOCK = {
@@ -122,9 +123,8 @@ class SmartChargingMixin:
     gateway: Any
 
     async def _call(self, identity: str, version: str, command: str, params: dict[str, Any]) -> Any:
-        from cpo_gateway.commands import build
 
-        action, payload = build(command, version, params)
+        action, payload = build_call(command, version, params)
         return await self.gateway.send(identity, action, payload)
 
     async def set_charging_profile(self, *, cpo_id: int, session_uid: str, profile: dict[str, Any]) -> str:

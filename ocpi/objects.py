@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.domain.cdr_token import cdr_token
-from evhub.models import (
+from kernel.domain.cdr_token import cdr_token
+from kernel.models import (
     EVSE,
     Cdr,
     ChargingSession,
@@ -27,7 +27,7 @@ from evhub.models import (
     TariffVersion,
     Token,
 )
-from evhub.timeutil import format_rfc3339
+from kernel.timeutil import format_rfc3339
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -36,7 +36,7 @@ def _ts(value: datetime | None) -> str | None:
 
 def _num(value: Decimal | None, places: int = 4) -> Decimal | None:
     """A quantity for OCPI (kWh) to ``places`` decimals; stays a Decimal, written as an exact JSON number
-    (:mod:`evhub.jsonutil`)."""
+    (:mod:`kernel.jsonutil`)."""
     if value is None:
         return None
     return round(Decimal(value), places)

@@ -14,7 +14,7 @@ from fastapi import Request
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.timeutil import format_rfc3339, parse_datetime
+from kernel.timeutil import format_rfc3339, parse_datetime
 from ocpi import status
 from ocpi.envelope import OcpiError
 

@@ -10,14 +10,14 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from evhub.apiauth import api_key, require_hub
-from evhub.apierrors import errors, refuse_nul
-from evhub.apipaging import MAX_ID, Paging, paged, paging
-from evhub.db.engine import Database
-from evhub.outbox import outbox_stats
-from evhub.timeutil import utcnow
+from kernel.apiauth import api_key, require_hub
+from kernel.apierrors import errors, refuse_nul
+from kernel.apipaging import MAX_ID, Paging, paged, paging
+from kernel.db.engine import Database
+from kernel.models.roaming import OcpiPartner
+from kernel.outbox import outbox_stats
+from kernel.timeutil import utcnow
 from ocpi.credentials import Invitation, invite, register
-from ocpi.models import OcpiPartner
 from ocpi.platform import OcpiPlatform
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 import httpx
 from fastapi import Request
 
-from evhub.db.engine import Database
+from kernel.db.engine import Database
 
 if TYPE_CHECKING:
     from ocpi.commands import CommandRunner

@@ -30,12 +30,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.db.engine import Database
-from evhub.models import EVSE, Cdr, ChargingSession, Location, OutboxMessage, Party, TariffVersion, Token
-from evhub.outbox import DeliveryResult, enqueue
-from evhub.timeutil import format_rfc3339, utcnow
+from kernel.db.engine import Database
+from kernel.models import EVSE, Cdr, ChargingSession, Location, OutboxMessage, Party, TariffVersion, Token
+from kernel.models.roaming import OcpiPartner, OcpiPartnerRole, OcpiPushState, PartnerStatus
+from kernel.outbox import DeliveryResult, enqueue
+from kernel.timeutil import format_rfc3339, utcnow
 from ocpi import client
-from ocpi.models import OcpiPartner, OcpiPartnerRole, OcpiPushState, PartnerStatus
 from ocpi.objects import (
     cdr_object,
     load_location,

@@ -13,10 +13,10 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.models import Party, PartyRole
+from kernel.models import Party, PartyRole
+from kernel.models.roaming import OcpiPartner, OcpiPartnerRole
 from ocpi import status
 from ocpi.envelope import OcpiError
-from ocpi.models import OcpiPartner, OcpiPartnerRole
 
 FROM_CC = "OCPI-from-country-code"
 FROM_PID = "OCPI-from-party-id"

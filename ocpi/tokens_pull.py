@@ -30,10 +30,10 @@ import httpx
 from pydantic import ValidationError
 from sqlalchemy import or_, select
 
-from evhub.db.engine import Database
-from evhub.timeutil import format_rfc3339, utcnow
+from kernel.db.engine import Database
+from kernel.models.roaming import OcpiPartner, PartnerStatus
+from kernel.timeutil import format_rfc3339, utcnow
 from ocpi import client
-from ocpi.models import OcpiPartner, PartnerStatus
 from ocpi.modules.tokens import store_token
 from ocpi.routing import hosted_cpos, routing_headers
 from ocpi.schemas.tokens import Token as TokenIn

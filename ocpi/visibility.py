@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.models import Location, Token
+from kernel.models import Location, Token
 
 IDENTIFYING = ("uid", "visual_number", "group_id")
 

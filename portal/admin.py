@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from evhub.db.engine import Database
-from evhub.models import Fleet, FleetManager
-from evhub.money import normalize_currency
-from evhub.security import hash_password
+from kernel.db.engine import Database
+from kernel.models import Fleet, FleetManager
+from kernel.money import normalize_currency
+from kernel.security import hash_password
 
 
 class AdminError(ValueError):

@@ -19,11 +19,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.db.engine import Database
-from evhub.models import Fleet, FleetManager
-from evhub.models.portal import PortalKey, PortalSession
-from evhub.security import hash_password, hash_token, needs_rehash, verify_password
-from evhub.timeutil import utcnow
+from kernel.db.engine import Database
+from kernel.models import Fleet, FleetManager
+from kernel.models.portal import PortalKey, PortalSession
+from kernel.security import hash_password, hash_token, needs_rehash, verify_password
+from kernel.timeutil import utcnow
 
 COOKIE_NAME = "evhub_portal"
 SESSION_TTL = timedelta(hours=8)

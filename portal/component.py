@@ -21,9 +21,10 @@ from typing import Any
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.components import Hub
-from evhub.models import Cdr
-from evhub.timeutil import zone
+from kernel.components import Hub
+from kernel.models import Cdr
+from kernel.outbox import OutboxDispatcher, register_channel
+from kernel.timeutil import zone
 from portal.auth import Signer
 from portal.receipts import CHANNEL, enqueue_receipt, make_email_sender, scan_missing_receipts
 from portal.routes import PREFIX, PortalState, build_router
@@ -69,7 +70,6 @@ class PortalComponent:
         self.state: PortalState | None = None
 
     def install(self, hub: Hub) -> None:
-        from evhub.outbox import register_channel
 
         self.hub = hub
         self.time_zone = self.time_zone or hub.settings.portal_time_zone
@@ -90,8 +90,6 @@ class PortalComponent:
         if SmtpConfig.from_url(hub.settings.smtp_url) is None:
             log.warning("EVHUB_SMTP_URL is not set: receipts are queued and wait in the outbox")
         if hub.services.outbox is None and hub.scheduler is not None:
-            from evhub.outbox import OutboxDispatcher
-
             self.dispatcher = OutboxDispatcher(hub.db, channels=[CHANNEL], backoff=self.dispatch_backoff)
             hub.every(self.dispatch_interval, self.dispatcher.tick, "portal-email-dispatch")
 

@@ -12,10 +12,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub import jsonutil
-from evhub.models import EVSE, Connector, Location, TariffVersion
-from evhub.money import round_amount
-from evhub.timeutil import to_local, utcnow
+from kernel import jsonutil
+from kernel.models import EVSE, Connector, Location, TariffVersion
+from kernel.money import round_amount
+from kernel.timeutil import to_local, utcnow
+from tariffs import PricingError, load_tariff, quote_tariff
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,6 @@ class LivePrice:
 
 
 async def live_price(s: AsyncSession, location_id: int, fleet_currency: str) -> LivePrice | None:
-    from tariffs.engine import PricingError
-    from tariffs.json import load_tariff
-    from tariffs.quote import quote
 
     loc = await s.get(Location, location_id)
     if loc is None or not loc.publish:
@@ -82,7 +80,7 @@ async def live_price(s: AsyncSession, location_id: int, fleet_currency: str) -> 
             continue
         try:
             versions = [load_tariff(jsonutil.dumps(r.data)) for r in rows]
-            result = quote(versions, now, TYPICAL_KWH, TYPICAL_DURATION, loc.time_zone)
+            result = quote_tariff(versions, now, TYPICAL_KWH, TYPICAL_DURATION, loc.time_zone)
         except (PricingError, ValueError) as exc:
             quotes.append(TariffQuote(tid, names, rows[-1].currency, error=str(exc)))
             continue

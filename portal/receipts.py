@@ -28,13 +28,14 @@ from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub import metrics
-from evhub.db.engine import Database
-from evhub.energy import format_kwh
-from evhub.models import EVSE, Cdr, ChargingSession, Location, MeterValue, OutboxMessage, Token
-from evhub.models.portal import Receipt, ReceiptStatus
-from evhub.money import round_amount
-from evhub.timeutil import to_local, utcnow
+from kernel import metrics
+from kernel.db.engine import Database
+from kernel.energy import format_kwh
+from kernel.models import EVSE, Cdr, ChargingSession, Location, MeterValue, OutboxMessage, Token
+from kernel.models.portal import Receipt, ReceiptStatus
+from kernel.money import round_amount
+from kernel.outbox import DeliveryResult, enqueue
+from kernel.timeutil import to_local, utcnow
 from portal.smtp import SmtpConfig, send_email
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,6 @@ def render(view: ReceiptView) -> dict[str, Any]:
 async def enqueue_receipt(db_session: AsyncSession, cdr: Cdr) -> Receipt | None:
     """Queue the receipt of ``cdr`` in the caller's transaction (idempotent). Returns its ``receipts`` row,
     or None for a credit CDR (no receipt for a credit note; the corrected CDR gets a corrected receipt)."""
-    from evhub.outbox import enqueue
 
     if cdr.is_credit:
         return None
@@ -342,7 +342,6 @@ def make_email_sender(
     db: Database, config_getter: Callable[[], SmtpConfig | None], mail_from: str
 ) -> Callable[[OutboxMessage], Awaitable[Any]]:
     """The ``"email"`` outbox channel sender."""
-    from evhub.outbox import DeliveryResult
 
     async def sender(message: OutboxMessage) -> DeliveryResult:
         config = config_getter()

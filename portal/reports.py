@@ -1,7 +1,7 @@
 """The dashboard's numbers and the monthly cost report (CSV and printable HTML), per fleet.
 
 Months and days are calendar months/days in the portal's time zone; amounts are summed exactly and rounded
-once for display by :func:`evhub.money.round_amount`. Costs in another currency than the fleet's (roaming
+once for display by :func:`kernel.money.round_amount`. Costs in another currency than the fleet's (roaming
 abroad) are kept apart, never converted.
 """
 
@@ -17,8 +17,8 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.money import round_amount
-from evhub.timeutil import to_local
+from kernel.money import round_amount
+from kernel.timeutil import to_local
 from portal.sessions_view import (
     CSV_HEADER,
     SessionFilter,

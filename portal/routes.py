@@ -15,12 +15,12 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from evhub.db.engine import Database
-from evhub.energy import format_kwh
-from evhub.models import Fleet, Location, Party, PartyRole, Token
-from evhub.models.portal import FleetDriver, FleetVehicle
-from evhub.money import round_amount
-from evhub.timeutil import to_local, utcnow
+from kernel.db.engine import Database
+from kernel.energy import format_kwh
+from kernel.models import Fleet, Location, Party, PartyRole, Token
+from kernel.models.portal import FleetDriver, FleetVehicle
+from kernel.money import round_amount
+from kernel.timeutil import to_local, utcnow
 from portal import auth, csrf, price, reports, sessions_view
 from portal.auth import COOKIE_NAME, SESSION_TTL, LoginResult, Principal, Signer
 from portal.forms import clean, parse_amount, read_form

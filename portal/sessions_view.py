@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.energy import format_kwh
-from evhub.models import EVSE, Cdr, ChargingSession, Location, SessionStatus, Token
-from evhub.money import round_amount
-from evhub.timeutil import to_local, zone
+from kernel.energy import format_kwh
+from kernel.models import EVSE, Cdr, ChargingSession, Location, SessionStatus, Token
+from kernel.money import round_amount
+from kernel.timeutil import to_local, zone
 
 PAGE_SIZE = 25
 KWH = Decimal(1000)

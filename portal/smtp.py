@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from evhub.ports import free_port
-from evhub.timeutil import utcnow
+from kernel.ports import free_port
+from kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

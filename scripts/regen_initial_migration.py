@@ -15,8 +15,8 @@ from pathlib import Path
 
 from alembic import command
 
-from evhub.db.engine import Database
-from evhub.db.migrate import MIGRATIONS_DIR, alembic_config
+from kernel.db.engine import Database
+from kernel.db.migrate import MIGRATIONS_DIR, alembic_config
 
 
 async def main() -> None:

@@ -1,4 +1,4 @@
-"""The README's configuration table, generated from :class:`evhub.settings.Settings` (defaults and descriptions).
+"""The README's configuration table, generated from :class:`kernel.settings.Settings` (defaults and descriptions).
 
 Run ``.venv/bin/python scripts/settings_table.py --write`` after changing a setting: it rewrites the table in
 README.md in place (without ``--write`` it prints the table). ``tests/core/test_settings.py`` fails while the
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from evhub.settings import Settings
+from kernel.settings import Settings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 HEADER = "| variable | default | meaning |"

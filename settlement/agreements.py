@@ -42,7 +42,7 @@ from pydantic import (
     model_validator,
 )
 
-from evhub.money import normalize_currency, parse_amount, to_decimal
+from kernel.money import normalize_currency, parse_amount, to_decimal
 
 MAX_DECIMALS = 10
 """Decimals a rate or amount of an agreement may have (the split scales every value to integers)."""

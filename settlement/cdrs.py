@@ -24,7 +24,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
-from evhub.money import to_decimal
+from kernel.money import to_decimal
 
 from .minor import from_minor, to_minor
 from .split import AMOUNT_COLUMNS, COMPONENTS, KEY_COLUMNS

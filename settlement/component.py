@@ -13,14 +13,16 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from evhub.apiauth import api_key, principal, require_hub
-from evhub.apierrors import errors, refuse_nul
-from evhub.apipaging import Paging, paged, paging
-from evhub.components import Hub
-from evhub.models import SettlementRun, SettlementStatement
-from evhub.timeutil import utcnow
+from kernel.apiauth import api_key, principal, require_hub
+from kernel.apierrors import errors, refuse_nul
+from kernel.apipaging import Paging, paged, paging
+from kernel.components import Hub
+from kernel.models import SettlementRun, SettlementStatement
+from kernel.timeutil import utcnow
 from settlement.agreements import Agreement, dump_agreements
+from settlement.job import run_period
 from settlement.periods import period_of
+from settlement.store import AgreementChangeError, add_agreements, load_agreements
 
 log = logging.getLogger(__name__)
 router = APIRouter(
@@ -94,7 +96,6 @@ async def runs(request: Request, page: Paging = Depends(paging)) -> list[RunOut]
     responses={**errors(403), **paged()},
 )
 async def agreements(request: Request, page: Paging = Depends(paging)) -> list[Agreement]:
-    from settlement.store import load_agreements
 
     hub: Hub = request.app.state.hub
     async with hub.db.session() as s:
@@ -109,7 +110,6 @@ async def agreements(request: Request, page: Paging = Depends(paging)) -> list[A
     responses=errors(403),
 )
 async def add(request: Request, items: list[dict[str, Any]] = Body(...)) -> list[Agreement]:
-    from settlement.store import AgreementChangeError, add_agreements
 
     hub: Hub = request.app.state.hub
     try:
@@ -145,7 +145,6 @@ class SettlementComponent:
             )
 
     async def settle_previous_month(self) -> None:
-        from settlement.job import run_period
 
         assert self._hub is not None
         period = period_of(utcnow().replace(day=1) - timedelta(days=1)).key

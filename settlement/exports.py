@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from evhub.money import minor_units
+from kernel.money import minor_units
 
 from .split import LINE_COLUMNS
 from .statements import Statement

@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 from sqlalchemy import func, select
 
-from evhub import metrics
-from evhub.db.engine import Database
-from evhub.models import SettlementRun, SettlementStatement
-from evhub.timeutil import utcnow
+from kernel import metrics
+from kernel.db.engine import Database
+from kernel.models import SettlementRun, SettlementStatement
+from kernel.timeutil import utcnow
 from settlement.cdrs import prepare_cdrs
 from settlement.exports import lines_csv, lines_parquet, statement_html
 from settlement.periods import parse_period

@@ -1,14 +1,14 @@
-"""Integer minor units: the exact, vectorised form of :mod:`evhub.money` used by the settlement engine.
+"""Integer minor units: the exact, vectorised form of :mod:`kernel.money` used by the settlement engine.
 
 The split works on ``int64`` arrays of minor units (cents for EUR, yen for JPY, fils for BHD) because that is
-exact and fast. This module is the bridge to the one money policy in :mod:`evhub.money`:
+exact and fast. This module is the bridge to the one money policy in :mod:`kernel.money`:
 
 * :func:`to_minor` / :func:`from_minor` convert one Decimal amount <-> integer minor units using
-  :func:`evhub.money.minor_units`; a Decimal with more decimals than the currency has is refused (a CDR
+  :func:`kernel.money.minor_units`; a Decimal with more decimals than the currency has is refused (a CDR
   amount is already a rounded line, we never re-round it silently).
 * :func:`rounding_step` is the currency's rounding increment in minor units (1 for cents, 5 for a CHF 0.05
-  override set with :func:`evhub.money.set_rounding`). Only ``ROUND_HALF_UP`` can be vectorised; any other
-  mode raises :class:`NotImplementedError` rather than silently differing from :func:`evhub.money.round_amount`.
+  override set with :func:`kernel.money.set_rounding`). Only ``ROUND_HALF_UP`` can be vectorised; any other
+  mode raises :class:`NotImplementedError` rather than silently differing from :func:`kernel.money.round_amount`.
 * :func:`round_half_up` rounds exact fractions ``num / den`` (non-negative) half-up to a multiple of that
   step: the same result as ``round_amount(Decimal(num) / den / 10**minor_units, currency)`` (property-tested).
 * :func:`scaled` turns a Decimal rate into an exact integer numerator over ``10**scale``.
@@ -24,7 +24,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 
-from evhub.money import MoneyError, minor_units, normalize_currency, rounding_rule, to_decimal
+from kernel.money import MoneyError, minor_units, normalize_currency, rounding_rule, to_decimal
 
 #: Products are kept in int64 only while they stay below this bound (headroom for ``2 * num + den``).
 INT64_SAFE = 2**61
@@ -49,7 +49,7 @@ def format_minor(units: int, currency: str) -> str:
 
 
 def rounding_step(currency: str) -> int:
-    """The currency's rounding increment in minor units (from :func:`evhub.money.rounding_rule`)."""
+    """The currency's rounding increment in minor units (from :func:`kernel.money.rounding_rule`)."""
     rule = rounding_rule(currency)
     if rule.mode != ROUND_HALF_UP:
         raise NotImplementedError(f"vectorised rounding supports ROUND_HALF_UP only, not {rule.mode}")

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from evhub.timeutil import ensure_utc
+from kernel.timeutil import ensure_utc
 
 _KEY = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 

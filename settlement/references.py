@@ -20,7 +20,7 @@ import pycountry
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.models import Location, Party, PartyRole
+from kernel.models import Location, Party, PartyRole
 from settlement.agreements import ALL_CPOS
 
 DEFAULT_HUB = "HUB"

@@ -21,7 +21,7 @@ components don't explain), carried as given, never recomputed. The hub fee's VAT
 host share carries the energy component's VAT pro rata (or its agreement's own rate).
 
 Rounding (where the odd cent goes): every derived line (hub fee, its VAT, site host share, its VAT) is an
-exact fraction rounded once, half-up to the currency's increment (:func:`evhub.money.round_amount`
+exact fraction rounded once, half-up to the currency's increment (:func:`kernel.money.round_amount`
 semantics via :func:`settlement.minor.round_half_up`). The CPO's retained line is the exact remainder, so
 any rounding difference — the odd cent — stays with the CPO, never appears or disappears. Credit CDRs are
 split on their magnitudes and negated, so a credit mirrors its original to the cent.
@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from evhub.money import minor_units
+from kernel.money import minor_units
 
 from .agreements import ALL_CPOS, AgreementBook, HubFeeAgreement, SiteHostAgreement
 from .minor import exact, round_half_up, rounding_step, scale_for, scaled

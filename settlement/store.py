@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from evhub.energy import kwh_to_the_wh
-from evhub.models import Agreement, Cdr, Location, Party, SettlementRun
+from kernel.energy import kwh_to_the_wh
+from kernel.models import Agreement, Cdr, Location, Party, SettlementRun
 from settlement.agreements import AgreementBook, check_change, dump_agreements, parse_agreements
 from settlement.periods import closed_until
 from settlement.references import known_references, reference_problems

@@ -36,7 +36,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from evhub.timeutil import utcnow
+from kernel.timeutil import utcnow
 
 VERSION = "2.2.1"
 

@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import httpx
 
-from evhub.timeutil import ensure_utc
+from kernel.timeutil import ensure_utc
 
 
 def load_curve(

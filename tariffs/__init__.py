@@ -1,1 +1,11 @@
-"""tariffs — the pricing engine: OCPI 2.2.1 tariffs, dynamic grid-load pricing, quotes and priced CDRs."""
+"""tariffs — the pricing engine: OCPI 2.2.1 tariffs, dynamic grid-load pricing, quotes and priced CDRs.
+
+The public surface other stages may import (``make lint`` refuses any other import of this package from
+``cpo_gateway``, ``ocpi``, ``settlement`` or ``portal``): reading a stored tariff document, and quoting it.
+"""
+
+from tariffs.engine import PricingError
+from tariffs.json import load_tariff
+from tariffs.quote import quote as quote_tariff
+
+__all__ = ["PricingError", "load_tariff", "quote_tariff"]

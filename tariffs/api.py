@@ -1,7 +1,7 @@
 """HTTP edge of pricing: quotes (``POST /api/tariffs/quote``) and grid load (``POST /api/grid/{zone}/load``).
 
 Quotes run through :func:`tariffs.quote.quote`, the same engine path as every CDR. Amounts are exact
-decimals written as strings; errors are ``{"detail": ...}`` (:mod:`evhub.apierrors`).
+decimals written as strings; errors are ``{"detail": ...}`` (:mod:`kernel.apierrors`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from evhub.apiauth import api_key, require_hub
-from evhub.apierrors import errors, refuse_nul
-from evhub.components import Hub
-from evhub.models import EVSE, Connector, Location
-from evhub.provisioning import describe_validation_error
-from evhub.timeutil import utcnow, zone
+from kernel.apiauth import api_key, require_hub
+from kernel.apierrors import errors, refuse_nul
+from kernel.components import Hub
+from kernel.models import EVSE, Connector, Location
+from kernel.timeutil import utcnow, zone
+from kernel.validation import describe_validation_error
 from tariffs.dynamic import GridConfigError, record_load
 from tariffs.engine import PricingError
 from tariffs.json import to_jsonable

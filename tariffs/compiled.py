@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from evhub.money import normalize_currency
+from kernel.money import normalize_currency
 from tariffs.model import Tariff
 from tariffs.restrictions import (
     RESERVATION,

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 
-from evhub.components import Hub
+from kernel.components import Hub
 from tariffs.api import router
 from tariffs.rating import rate_pending
 

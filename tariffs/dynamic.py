@@ -21,9 +21,9 @@ from typing import Any
 from sqlalchemy import select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.db.engine import Database
-from evhub.models import GridLoadSample, GridTariffRule, Location, TariffVersion
-from evhub.timeutil import ensure_utc, utcnow
+from kernel.db.engine import Database
+from kernel.models import GridLoadSample, GridTariffRule, Location, TariffVersion
+from kernel.timeutil import ensure_utc, utcnow
 from tariffs.grid import ABOVE, BELOW, DIMENSIONS, GridRule, apply_rule
 from tariffs.json import to_jsonable
 from tariffs.model import Tariff

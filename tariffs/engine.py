@@ -15,9 +15,9 @@
    has, so parking when charging is followed by paid parking), once for reservation time. The step of the
    component billed in that last period is used, and the extra quantity is billed in that last period.
 5. Lines: quantities of the same (version, element, component) are summed into one line, priced exactly and
-   rounded once with :func:`evhub.money.round_amount` (excl. VAT, and incl. VAT from the exact amount with
+   rounded once with :func:`kernel.money.round_amount` (excl. VAT, and incl. VAT from the exact amount with
    the component's VAT). Totals are sums of rounded lines. Per-period amounts in the explanation are the
-   line amounts split with :func:`evhub.money.allocate`, so periods add up to lines add up to totals.
+   line amounts split with :func:`kernel.money.allocate`, so periods add up to lines add up to totals.
 6. min_price / max_price (of the version valid at the session start) clamp the total excl. VAT and the
    total incl. VAT independently, each as an explicit adjustment line.
 """
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 
-from evhub.money import allocate, rounder
-from evhub.timeutil import ensure_utc, zone
+from kernel.money import allocate, rounder
+from kernel.timeutil import ensure_utc, zone
 from tariffs.compiled import (
     ENERGY,
     FLAT,
@@ -197,7 +197,7 @@ def price_session(
     """
     versions = compile_versions(tariffs)
     currency = versions[0].currency
-    round_amount = rounder(currency)  # evhub.money's rule, fixed for this call
+    round_amount = rounder(currency)  # kernel.money's rule, fixed for this call
     start, end = ensure_utc(session_start), ensure_utc(session_end)
     if end < start:
         raise PricingError("session ends before it starts")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from evhub.timeutil import ensure_utc
+from kernel.timeutil import ensure_utc
 from tariffs.model import Tariff
 
 ABOVE = "above"

@@ -1,7 +1,7 @@
 """Loading OCPI tariffs and charging periods from JSON with exact numbers: floats never appear.
 
 :func:`load_tariff`, :func:`load_tariffs` and :func:`load_charging_periods` parse with the hub's one exact
-codec, :mod:`evhub.jsonutil` (``loads``: numbers as Decimal), and validate into the models of
+codec, :mod:`kernel.jsonutil` (``loads``: numbers as Decimal), and validate into the models of
 :mod:`tariffs.model`. ``loads``, ``dumps`` and ``to_jsonable`` are that codec's, named here for the
 tariff code's callers.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from evhub.jsonutil import dumps, loads, to_jsonable
+from kernel.jsonutil import dumps, loads, to_jsonable
 from tariffs.model import ChargingPeriod, Tariff
 
 __all__ = ["dumps", "load_charging_periods", "load_tariff", "load_tariffs", "loads", "to_jsonable"]

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from evhub.timeutil import ensure_utc, parse_datetime
+from kernel.timeutil import ensure_utc, format_rfc3339, parse_datetime
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,6 @@ class Tariff(_Model):
     @property
     def version(self) -> str:
         """Version label used in explanations: ``start_date_time`` if set, else ``last_updated`` (RFC 3339)."""
-        from evhub.timeutil import format_rfc3339
 
         return format_rfc3339(self.start_date_time or self.last_updated)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from evhub.timeutil import ensure_utc, zone
+from kernel.timeutil import ensure_utc, zone
 from tariffs.compiled import CompiledTariff
 from tariffs.model import CdrDimension, CdrDimensionType, ChargingPeriod
 

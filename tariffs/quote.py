@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from evhub.timeutil import ensure_utc
+from kernel.timeutil import ensure_utc
 from tariffs.engine import PricingResult, TariffInput, compile_versions, price_session
 from tariffs.periods import Period, charging, parking, seconds_between
 

@@ -26,10 +26,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub import metrics
-from evhub.db.engine import Database
-from evhub.domain.cdr_token import cdr_token
-from evhub.models import (
+from kernel import metrics
+from kernel.db.engine import Database
+from kernel.domain.cdr_token import cdr_token
+from kernel.models import (
     EVSE,
     Cdr,
     ChargingSession,
@@ -40,7 +40,7 @@ from evhub.models import (
     PricingState,
     Token,
 )
-from evhub.timeutil import format_rfc3339, utcnow
+from kernel.timeutil import format_rfc3339, utcnow
 from tariffs.compiled import compile_tariff
 from tariffs.engine import PricingError, PricingResult, price_session
 from tariffs.json import to_jsonable

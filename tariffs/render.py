@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evhub.timeutil import format_rfc3339
+from kernel.timeutil import format_rfc3339
 from tariffs.engine import PricingResult
 from tariffs.json import dumps, to_jsonable
 from tariffs.periods import to_ocpi

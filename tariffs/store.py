@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.models import TariffVersion
+from kernel.models import TariffVersion
 from tariffs.model import Tariff
 
 

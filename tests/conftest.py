@@ -23,12 +23,12 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-import evhub.models  # noqa: F401
-from evhub.clock import pinned
-from evhub.db.base import Base
-from evhub.db.engine import Database
-from evhub.db.migrate import upgrade
-from evhub.ports import free_port
+import kernel.models  # noqa: F401
+from kernel.clock import pinned
+from kernel.db.base import Base
+from kernel.db.engine import Database
+from kernel.db.migrate import upgrade
+from kernel.ports import free_port
 
 # The API-key check of /api is exercised by tests/core/test_api_auth.py (and the serve test); the other suites
 # talk to /api as the hub operator would, without repeating the key dance in every test.
@@ -49,7 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def clock_start(request: pytest.FixtureRequest) -> Iterator[datetime]:
-    """Pin the process clock (:func:`evhub.timeutil.utcnow`) for the test; yields the instant it starts at."""
+    """Pin the process clock (:func:`kernel.timeutil.utcnow`) for the test; yields the instant it starts at."""
     marker = request.node.get_closest_marker("clock")
     start = datetime.fromisoformat(marker.args[0]) if marker else TEST_CLOCK_START
     with pinned(start):

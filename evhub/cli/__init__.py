@@ -13,7 +13,7 @@ import typer
 
 from evhub.cli import apikeys, fleets, partners, pricing, provision, sessions, settle, simulate
 from evhub.cli._common import console, error_line, reported_errors, run_with_db, settings
-from evhub.db.engine import Database
+from kernel.db.engine import Database
 
 try:  # typer >= 0.29 carries its own copy of click; before, it used click itself
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
@@ -48,7 +48,7 @@ app.add_typer(sessions.sessions_app, name="sessions")
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
     """Create the schema on an empty database or apply the missing migrations (to head by default)."""
-    from evhub.db.migrate import schema_state, upgrade
+    from kernel.db.migrate import schema_state, upgrade
 
     async def go(db: Database) -> None:
         before = await schema_state(db)
@@ -67,7 +67,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision")] 
 @db_app.command("status")
 def db_status() -> None:
     """Say whether the schema is empty, outdated, up to date or newer than this evhub (exit 1 unless up to date)."""
-    from evhub.db.migrate import schema_state, verdict
+    from kernel.db.migrate import schema_state, verdict
 
     async def go(db: Database) -> None:
         state = await schema_state(db)
@@ -82,8 +82,8 @@ def db_status() -> None:
 def serve() -> None:
     """Run the hub: OCPP listener, HTTP app (API, OCPI, portal) and scheduler, until SIGTERM."""
     from evhub.app import serve as run
-    from evhub.logs import configure
     from evhub.workers import use_uvloop
+    from kernel.logs import configure
 
     cfg = settings()
     configure(cfg.log_level, cfg.log_format)

@@ -16,12 +16,12 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 
-from evhub.db.engine import Database
-from evhub.db.migrate import SchemaError, ensure_schema
-from evhub.db.reach import DatabaseUnreachableError, check_reachable
-from evhub.ports import PortUnavailableError
 from evhub.provisioning import ProvisioningError
-from evhub.settings import Settings, SettingsError, load_settings
+from kernel.db.engine import Database
+from kernel.db.migrate import SchemaError, ensure_schema
+from kernel.db.reach import DatabaseUnreachableError, check_reachable
+from kernel.ports import PortUnavailableError
+from kernel.settings import Settings, SettingsError, load_settings
 
 console = Console()
 err_console = Console(stderr=True)

@@ -9,7 +9,7 @@ import typer
 
 from evhub.cli._common import console, fail, print_json, run_with_db, table
 from evhub.cli._lookup import resolve_prefix
-from evhub.db.engine import Database
+from kernel.db.engine import Database
 
 api_keys_app = typer.Typer(help="API keys for /api (hub operator, or one CPO).", no_args_is_help=True)
 
@@ -20,9 +20,9 @@ def add(
     cpo: Annotated[str | None, typer.Option(help="Limit the key to one CPO (COUNTRY*PARTY)")] = None,
 ) -> None:
     """Create a key; it is shown once and stored only as a hash."""
-    from evhub.apiauth import create_key
-    from evhub.models import PartyRole
     from evhub.provisioning import find_party
+    from kernel.apiauth import create_key
+    from kernel.models import PartyRole
 
     async def go(db: Database) -> None:
         async with db.session() as s:
@@ -45,8 +45,8 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
 ) -> None:
     """List keys (never the keys themselves)."""
-    from evhub.apiauth import list_keys
     from evhub.provisioning import list_parties
+    from kernel.apiauth import list_keys
 
     async def go(db: Database) -> None:
         async with db.session() as s:
@@ -80,8 +80,8 @@ def list_(
 @api_keys_app.command("revoke")
 def revoke(name: Annotated[str, typer.Argument(help="The key's name (or a unique prefix)")]) -> None:
     """Revoke a key at once."""
-    from evhub.apiauth import revoke_key
-    from evhub.models import ApiKey
+    from kernel.apiauth import revoke_key
+    from kernel.models import ApiKey
 
     async def go(db: Database) -> None:
         async with db.session() as s:

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from evhub import lifecycle
 from evhub.cli._common import console, fail, print_json, run_with_db, table
 from evhub.cli._lookup import resolve_prefix
-from evhub.db.engine import Database
-from evhub.models import Fleet, FleetManager, Token
+from kernel.db.engine import Database
+from kernel.models import Fleet, FleetManager, Token
 
 fleets_app = typer.Typer(help="Fleets and their portal managers.", no_args_is_help=True)
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from evhub import lifecycle
 from evhub.cli._common import console, fail, print_json, run_with_db, settings, table
 from evhub.cli._lookup import resolve_prefix
-from evhub.db.engine import Database
+from kernel.db.engine import Database
 
 partners_app = typer.Typer(help="OCPI 2.2.1 roaming partners (eMSPs).", no_args_is_help=True)
 outbox_app = typer.Typer(
@@ -24,14 +24,14 @@ PartnerId = Annotated[str, typer.Argument(help="Partner id (or a unique prefix)"
 
 
 async def _partner_id(s: AsyncSession, given: str) -> int:
-    from ocpi.models import OcpiPartner
+    from kernel.models.roaming import OcpiPartner
 
     return int(await resolve_prefix(s, OcpiPartner.id, given, "partner"))
 
 
 async def _cpo_ids(s: AsyncSession, keys: list[str]) -> list[int]:
-    from evhub.models import PartyRole
     from evhub.provisioning import find_party
+    from kernel.models import PartyRole
 
     return [(await find_party(s, key, PartyRole.CPO)).id for key in keys]
 
@@ -187,7 +187,7 @@ def outbox_list(
     """List outbox messages, newest first."""
     from dataclasses import asdict
 
-    from evhub.outbox import list_messages, outbox_stats
+    from kernel.outbox import list_messages, outbox_stats
 
     if status and status not in ("pending", "delivered", "dead"):
         fail(f"--status {status!r}: expected pending, delivered or dead")
@@ -229,8 +229,8 @@ def outbox_retry(
     ] = None,
 ) -> None:
     """Put dead-lettered messages back in the queue."""
-    from evhub.models import OutboxMessage, OutboxStatus
-    from evhub.outbox import retry_dead
+    from kernel.models import OutboxMessage, OutboxStatus
+    from kernel.outbox import retry_dead
 
     async def go(db: Database) -> None:
         one: int | None = None

@@ -21,11 +21,12 @@ from evhub import provisioning as prov
 from evhub.cli._common import console, fail, print_json, reported_errors, run_with_db, settings, table
 from evhub.cli._lookup import resolve_prefix
 from evhub.cli.provision import tariffs_app
-from evhub.db.engine import Database
-from evhub.models import Cdr, ChargingSession, Location, Party, PartyRole, PricingState
-from evhub.money import format_amount, round_amount
-from evhub.timeutil import zone
 from evhub.wiring import wired_hooks
+from kernel.db.engine import Database
+from kernel.models import Cdr, ChargingSession, Location, Party, PartyRole, PricingState
+from kernel.money import format_amount, round_amount
+from kernel.timeutil import zone
+from kernel.validation import describe_validation_error
 
 cdrs_app = typer.Typer(
     help="Charge detail records: the priced, immutable outcome of each session.", no_args_is_help=True
@@ -49,7 +50,7 @@ def _load_tariff(path: Path) -> Any:
     try:
         return tjson.load_tariff(text)
     except ValidationError as exc:
-        fail(f"invalid tariff {path}: {prov.describe_validation_error(exc)}")
+        fail(f"invalid tariff {path}: {describe_validation_error(exc)}")
     except ValueError as exc:
         fail(f"invalid tariff {path}: {exc}")
 
@@ -103,7 +104,7 @@ def tariffs_price(
                 {"start_date_time": data["end_date_time"], "dimensions": [{"type": "ENERGY", "volume": 0}]}
             ).start_date_time
         except ValidationError as exc:
-            fail(f"invalid CDR {cdr}: {prov.describe_validation_error(exc)}")
+            fail(f"invalid CDR {cdr}: {describe_validation_error(exc)}")
         zone(time_zone)
         try:
             result = price_session(tariff_obj, periods, start, end, time_zone)
@@ -382,7 +383,7 @@ def grid_load(
     at: Annotated[str | None, typer.Option(help="RFC 3339 time with Z or an offset (default now)")] = None,
 ) -> None:
     """Record a grid load sample (like POST /api/grid/{zone}/load) and show the tariff versions it publishes."""
-    from evhub.timeutil import utcnow
+    from kernel.timeutil import utcnow
     from tariffs.dynamic import GridConfigError, percent, record_load
 
     try:

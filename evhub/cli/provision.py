@@ -13,9 +13,9 @@ from sqlalchemy import select
 from evhub import lifecycle
 from evhub import provisioning as prov
 from evhub.cli._common import console, print_json, run_with_db, settings, table
-from evhub.db.engine import Database
-from evhub.money import format_amount
 from evhub.wiring import wired_hooks
+from kernel.db.engine import Database
+from kernel.money import format_amount
 
 parties_app = typer.Typer(
     help="Parties: hosted CPOs, eMSP partners, the hub, site hosts.", no_args_is_help=True
@@ -387,7 +387,7 @@ def tokens_add(
 @tokens_app.command("list")
 def tokens_list(as_json: JsonOption = False) -> None:
     """List tokens."""
-    from evhub.models import Fleet
+    from kernel.models import Fleet
 
     async def go(db: Database) -> None:
         async with db.session() as s:

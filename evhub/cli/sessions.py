@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from evhub.cli._common import console, fail, print_json, run_with_db, table
 from evhub.cli._lookup import resolve_prefix
-from evhub.db.engine import Database
-from evhub.models import (
+from evhub.provisioning import ProvisioningError, find_party
+from kernel.db.engine import Database
+from kernel.models import (
     EVSE,
     Cdr,
     ChargePoint,
@@ -33,8 +34,7 @@ from evhub.models import (
     SessionStatus,
     Token,
 )
-from evhub.provisioning import ProvisioningError, find_party
-from evhub.timeutil import parse_datetime
+from kernel.timeutil import parse_datetime
 
 sessions_app = typer.Typer(help="Charging sessions: list, filter, and show one.", no_args_is_help=True)
 

@@ -13,7 +13,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from evhub import provisioning as prov
 from evhub.cli._common import console, fail, print_json, reported_errors, run_with_db, table
 from evhub.cli._lookup import resolve_prefix
-from evhub.db.engine import Database
+from kernel.db.engine import Database
 
 settle_app = typer.Typer(help="Period settlement: split every CDR among CPO, eMSP, hub and partners.")
 agreements_app = typer.Typer(
@@ -194,7 +194,7 @@ def explain(
     cdr_id: Annotated[str, typer.Argument(metavar="CDR_ID", help="The CDR's id, or a unique prefix of it")],
 ) -> None:
     """Show how one CDR was split: its components, the agreements applied and every line."""
-    from evhub.models import Cdr
+    from kernel.models import Cdr
     from settlement.cdrs import prepare_cdrs
     from settlement.explain import explain_cdr
     from settlement.store import cdr_table, load_book, load_closes

@@ -147,7 +147,7 @@ def grid(
     """Feed a simulated daily load curve (from now, every 15 simulated minutes) to /api/grid/{zone}/load.
 
     Stops with one line and a non-zero exit when the hub cannot be reached or refuses a sample."""
-    from evhub.timeutil import utcnow
+    from kernel.timeutil import utcnow
     from simulators.grid import GridFeed, GridFeedError, load_curve
 
     if samples < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
-from evhub.models import Cdr
+from kernel.models import Cdr
 from ocpi.deps import Caller, caller
 from ocpi.envelope import NotFound, ok
 from ocpi.objects import cdr_object

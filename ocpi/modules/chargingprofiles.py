@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
-from evhub.models import ChargingSession, SessionStatus, Token
+from kernel.models import ChargingSession, SessionStatus, Token
 from ocpi import status
 from ocpi.commands import CommandRunner
 from ocpi.deps import Caller, caller, read_model

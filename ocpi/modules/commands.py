@@ -15,12 +15,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
-from evhub.models import EVSE, ChargingSession, Location, Token
+from kernel.models import EVSE, ChargingSession, Location, Token
+from kernel.models.roaming import OcpiAuthorization
 from ocpi import status
 from ocpi.commands import METHODS, CommandRunner
 from ocpi.deps import Caller, caller, read_model
 from ocpi.envelope import NotFound, OcpiError, ok
-from ocpi.models import OcpiAuthorization
 from ocpi.routing import routing_headers
 from ocpi.schemas.commands import CancelReservation, ReserveNow, StartSession, StopSession, UnlockConnector
 from ocpi.visibility import may_see

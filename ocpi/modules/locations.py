@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import selectinload
 
-from evhub.models import EVSE, Location
+from kernel.models import EVSE, Location
 from ocpi import status
 from ocpi.deps import Caller, caller
 from ocpi.envelope import NotFound, ok

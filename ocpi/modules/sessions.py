@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
-from evhub.models import ChargingSession, Token
+from kernel.models import ChargingSession, Token
 from ocpi.deps import Caller, caller
 from ocpi.envelope import NotFound, ok
 from ocpi.objects import session_object

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import func, select
 
-from evhub.models import TariffVersion
+from kernel.models import TariffVersion
 from ocpi.deps import Caller, caller
 from ocpi.envelope import NotFound, ok
 from ocpi.objects import tariff_object

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from evhub.models import Token
-from evhub.timeutil import format_rfc3339
+from kernel.models import Token
+from kernel.timeutil import format_rfc3339
 from ocpi import status
 from ocpi.deps import Caller, caller, read_json, read_model
 from ocpi.envelope import NotFound, OcpiError, ok

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from evhub.timeutil import ensure_utc
+from kernel.timeutil import ensure_utc
 
 
 class OcpiModel(BaseModel):

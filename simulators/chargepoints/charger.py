@@ -37,7 +37,7 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from evhub.timeutil import utcnow
+from kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

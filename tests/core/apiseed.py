@@ -13,9 +13,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from evhub import provisioning as prov
-from evhub.apiauth import create_key
-from evhub.db.engine import Database
-from evhub.models import (
+from kernel.apiauth import create_key
+from kernel.db.engine import Database
+from kernel.models import (
     EVSE,
     Cdr,
     ChargePoint,

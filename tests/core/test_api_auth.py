@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from evhub import provisioning as prov
-from evhub.apiauth import create_key, revoke_key
 from evhub.app import RunningHub
-from evhub.db.engine import Database
-from evhub.settings import load_settings
+from kernel.apiauth import create_key, revoke_key
+from kernel.db.engine import Database
+from kernel.settings import load_settings
 from tests.conftest import OCPI_EXAMPLES
 
 
@@ -107,7 +107,7 @@ async def test_revoked_key_stops_working(hub, db: Database) -> None:
 async def test_commands_respect_registration_state(hub, db: Database) -> None:
     from sqlalchemy import select
 
-    from evhub.models import ChargePoint, RegistrationStatus
+    from kernel.models import ChargePoint, RegistrationStatus
 
     running, keys = hub
     async with httpx.AsyncClient(base_url=running.hub.endpoints["http"]) as client:

@@ -11,10 +11,10 @@ import pytest
 
 from cpo_gateway.component import GatewayComponent
 from evhub.app import create_app
-from evhub.components import Hub
-from evhub.db.engine import Database
-from evhub.models import Cdr
-from evhub.settings import load_settings
+from kernel.components import Hub
+from kernel.db.engine import Database
+from kernel.models import Cdr
+from kernel.settings import load_settings
 from settlement.component import SettlementComponent
 from tests.core.apiseed import Network, seed
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from evhub.app import create_app, load_components
-from evhub.components import Hub
-from evhub.db.engine import Database
-from evhub.settings import load_settings
+from kernel.components import Hub
+from kernel.db.engine import Database
+from kernel.settings import load_settings
 
 ASSET = re.compile(r"""(?:src|href)=["']([^"']+)["']""")
 EXPECTED_TYPES = {".js": "javascript", ".css": "text/css", ".png": "image/png"}

@@ -20,9 +20,9 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.python.asgi import shutdown_lifespans
 
 from evhub.app import create_app
-from evhub.components import Hub
-from evhub.db.engine import Database
-from evhub.settings import load_settings
+from kernel.components import Hub
+from kernel.db.engine import Database
+from kernel.settings import load_settings
 from tests.conftest import clear_tables
 from tests.core.apiseed import Network, seed
 

@@ -24,8 +24,8 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from evhub.cli import app
-from evhub.db.engine import Database
-from evhub.db.migrate import alembic_config, head_revision, schema_state
+from kernel.db.engine import Database
+from kernel.db.migrate import alembic_config, head_revision, schema_state
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -256,12 +256,12 @@ async def test_a_wrong_postgresql_database_or_login_is_one_line(fresh_url: str) 
 
 
 async def test_an_sqlite_file_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
-    missing = tmp_path / "no-such-folder" / "evhub.db"
+    missing = tmp_path / "no-such-folder" / "kernel.db"
     line = refused(await evhub(f"sqlite+aiosqlite:///{missing}", "db", "upgrade"))
     assert "EVHUB_DATABASE_URL" in line and f"the folder {missing.parent} does not exist" in line
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")
-    line = refused(await evhub(f"sqlite+aiosqlite:///{a_file / 'evhub.db'}", "parties", "list"))
+    line = refused(await evhub(f"sqlite+aiosqlite:///{a_file / 'kernel.db'}", "parties", "list"))
     assert f"{a_file} is not a folder" in line
     assert not missing.parent.exists()
 

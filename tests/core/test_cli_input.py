@@ -19,9 +19,9 @@ from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
 from evhub.cli import app
-from evhub.db.base import Base
-from evhub.db.engine import Database
-from evhub.models import Cdr
+from kernel.db.base import Base
+from kernel.db.engine import Database
+from kernel.models import Cdr
 from settlement.store import add_agreements
 from tariffs.rating import rate_pending
 from tests.tariffs.test_rating_db import DEMO, _ended_session, _network

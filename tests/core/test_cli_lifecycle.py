@@ -16,8 +16,8 @@ from websockets.exceptions import InvalidStatus
 
 from cpo_gateway.authorization import ACCEPTED, BLOCKED, Authorizer
 from cpo_gateway.server import Gateway
-from evhub.db.engine import Database
-from evhub.models import (
+from kernel.db.engine import Database
+from kernel.models import (
     ApiKey,
     ChargePoint,
     ChargePointEvse,
@@ -29,7 +29,7 @@ from evhub.models import (
     Party,
     Token,
 )
-from ocpi.models import OcpiPartner, PartnerStatus
+from kernel.models.roaming import OcpiPartner, PartnerStatus
 from tests.conftest import OCPI_EXAMPLES
 from tests.core.test_cli_provisioning import cli_on
 from tests.gateway.conftest import basic, gateway_settings

@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from evhub.cli import app
-from evhub.db.engine import Database
-from evhub.models import EVSE, ChargePoint, ChargePointEvse, Connector, Location, Party, TariffVersion, Token
-from evhub.security import verify_password
+from kernel.db.engine import Database
+from kernel.models import EVSE, ChargePoint, ChargePointEvse, Connector, Location, Party, TariffVersion, Token
+from kernel.security import verify_password
 from tests.conftest import OCPI_EXAMPLES
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from evhub.db.engine import Database
-from evhub.models import EVSE, Cdr, ChargePoint, ChargingSession, Connector, MeterValue, PricingState
+from kernel.db.engine import Database
+from kernel.models import EVSE, Cdr, ChargePoint, ChargingSession, Connector, MeterValue, PricingState
 from tariffs.rating import rate_pending
 from tests.core.test_cli_provisioning import cli_on
 

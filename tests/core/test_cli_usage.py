@@ -23,13 +23,13 @@ EVHUB = str(Path(sys.executable).with_name("evhub"))
     ],
 )
 def test_a_usage_error_is_one_line(args: list[str], expected: str, tmp_path: Path) -> None:
-    env = dict(os.environ, EVHUB_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'evhub.db'}")
+    env = dict(os.environ, EVHUB_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'kernel.db'}")
     done = subprocess.run([EVHUB, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], done.stderr
     assert "--help`" in lines[0] and "Traceback" not in done.stderr + done.stdout
-    assert not (tmp_path / "evhub.db").exists(), "a usage error touches no database"
+    assert not (tmp_path / "kernel.db").exists(), "a usage error touches no database"
 
 
 def test_help_and_a_bare_group_still_print_their_help(tmp_path: Path) -> None:

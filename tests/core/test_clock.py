@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from evhub.clock import CLOCK, Clock, pinned
-from evhub.settings import SettingsError, load_settings
-from evhub.timeutil import utcnow
+from kernel.clock import CLOCK, Clock, pinned
+from kernel.settings import SettingsError, load_settings
+from kernel.timeutil import utcnow
 from tests.conftest import TEST_CLOCK_START
 
 MONTH_END = datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
@@ -87,7 +87,7 @@ def test_a_bad_clock_start_names_the_variable(value: str, message: str) -> None:
 def test_a_subprocess_is_pinned_by_the_environment() -> None:
     """What ``evhub serve`` and ``evhub demo`` do at start: load the settings, then read the clock."""
     code = (
-        "from evhub.settings import load_settings; from evhub.timeutil import utcnow; "
+        "from kernel.settings import load_settings; from kernel.timeutil import utcnow; "
         "load_settings(_env_file=None); print(utcnow().isoformat())"
     )
     out = subprocess.run(

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from evhub.db import reach
-from evhub.db.engine import Database
+from kernel.db import reach
+from kernel.db.engine import Database
 
 
 async def test_a_server_that_never_answers_is_one_line_after_the_timeout(

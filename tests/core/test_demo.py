@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from evhub.energy import format_kwh
+from kernel.energy import format_kwh
 
 EVHUB = str(Path(sys.executable).with_name("evhub"))
 MONTH_END = "2026-11-30T23:59:00Z"

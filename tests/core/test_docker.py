@@ -20,7 +20,7 @@ import yaml
 from typer.testing import CliRunner
 
 from evhub.cli import app
-from evhub.settings import Settings, load_settings
+from kernel.settings import Settings, load_settings
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 IMAGE_UID = "10001"
@@ -108,7 +108,7 @@ def test_every_evhub_variable_is_a_setting_and_the_hub_environment_loads(
 ) -> None:
     env = hub_env(compose, dockerfile)
     evhub_vars = {k for k in env if k.startswith("EVHUB_")}
-    assert evhub_vars - SETTINGS_VARIABLES == set(), "not settings of evhub/settings.py"
+    assert evhub_vars - SETTINGS_VARIABLES == set(), "not settings of kernel/settings.py"
     assert {"EVHUB_DATABASE_URL", "EVHUB_SMTP_URL", "EVHUB_SETTLEMENT_DIR"} <= evhub_vars
     for name in SETTINGS_VARIABLES:
         monkeypatch.delenv(name, raising=False)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from evhub.settings import Settings
+from kernel.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ import gc
 import time
 import weakref
 
-from evhub.gcpolicy import GcPolicy
+from kernel.gcpolicy import GcPolicy
 
 
 class _Node:

@@ -6,9 +6,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, text
 
-from evhub import jsonutil
-from evhub.db.engine import Database
-from evhub.models import OutboxMessage
+from kernel import jsonutil
+from kernel.db.engine import Database
+from kernel.models import OutboxMessage
 from tariffs import json as tariffs_json
 from tariffs.model import Price
 

@@ -5,7 +5,7 @@ import io
 import json
 import logging
 
-from evhub.logs import bind, bind_permanently, configure
+from kernel.logs import bind, bind_permanently, configure
 
 
 async def test_context_fields_on_every_line() -> None:

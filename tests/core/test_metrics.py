@@ -19,11 +19,11 @@ from websockets.exceptions import ConnectionClosed
 
 from cpo_gateway.component import GatewayComponent
 from evhub import provisioning as prov
-from evhub.apiauth import create_key
 from evhub.app import RunningHub
-from evhub.db.engine import Database
-from evhub.models import OutboxMessage
-from evhub.settings import load_settings
+from kernel.apiauth import create_key
+from kernel.db.engine import Database
+from kernel.models import OutboxMessage
+from kernel.settings import load_settings
 from portal.receipts import make_email_sender
 from portal.smtp import SmtpConfig, start_smtp_sink
 from settlement.job import run_period

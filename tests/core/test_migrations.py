@@ -7,9 +7,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from evhub.db.base import Base
-from evhub.db.engine import Database
-from evhub.db.migrate import (
+from kernel.db.base import Base
+from kernel.db.engine import Database
+from kernel.db.migrate import (
     SchemaOutdatedError,
     SchemaTooNewError,
     UnknownRevisionError,

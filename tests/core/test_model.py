@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from evhub.db.engine import Database
-from evhub.models import (
+from kernel.db.engine import Database
+from kernel.models import (
     Cdr,
     ChargePoint,
     ChargingSession,

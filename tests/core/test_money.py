@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evhub.money import Money, MoneyError, allocate, minor_units, reset_rounding, round_amount, set_rounding
+from kernel.money import Money, MoneyError, allocate, minor_units, reset_rounding, round_amount, set_rounding
 
 
 def test_round_half_up_by_minor_unit() -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from evhub.db.engine import Database
+from kernel.db.engine import Database
 from tests.conftest import free_port
 
 EVHUB = str(Path(sys.executable).with_name("evhub"))
@@ -167,7 +167,7 @@ async def test_serve_on_an_unreachable_database_is_one_line(tmp_path: Path) -> N
 
 
 async def test_serve_refuses_a_database_from_a_newer_evhub(empty_database_url: str, tmp_path: Path) -> None:
-    from evhub.db.migrate import upgrade
+    from kernel.db.migrate import upgrade
 
     db = Database(empty_database_url)
     try:

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from evhub.app import RunningHub
-from evhub.db.engine import Database
-from evhub.settings import Settings, SettingsError, load_settings
+from kernel.db.engine import Database
+from kernel.settings import Settings, SettingsError, load_settings
 from portal.component import PortalComponent
 from tests.conftest import free_port
 
@@ -112,7 +112,7 @@ def test_environment_wins_over_dotenv(workdir: Path, monkeypatch: pytest.MonkeyP
 
 def test_defaults(workdir: Path) -> None:
     cfg = load_settings()
-    assert cfg.database_url == "sqlite+aiosqlite:///./evhub.db"
+    assert cfg.database_url == "sqlite+aiosqlite:///./kernel.db"
     assert (cfg.ocpp_host, cfg.ocpp_port) == ("0.0.0.0", 9000)
     assert (cfg.http_host, cfg.http_port) == ("0.0.0.0", 8000)
     assert cfg.public_url == "http://localhost:8000"

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from evhub import provisioning as prov
 from evhub.app import RunningHub
 from evhub.cli import app
-from evhub.db.engine import Database
-from evhub.models import ChargingSession
-from evhub.settings import load_settings
+from kernel.db.engine import Database
+from kernel.models import ChargingSession
+from kernel.settings import load_settings
 from tests.conftest import OCPI_EXAMPLES, free_port
 
 EVHUB = str(Path(sys.executable).with_name("evhub"))

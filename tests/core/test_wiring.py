@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 
 from evhub import provisioning as prov
 from evhub.cli import app
-from evhub.components import Hub
-from evhub.db.engine import Database
-from evhub.models import (
+from evhub.wiring import load_components, wire, wired_hooks
+from kernel.components import Hub
+from kernel.db.engine import Database
+from kernel.models import (
     EVSE,
     Cdr,
     ChargePoint,
@@ -32,11 +33,10 @@ from evhub.models import (
     PricingState,
     TariffVersion,
 )
-from evhub.seams import Hooks, Services
-from evhub.settings import Settings
-from evhub.wiring import load_components, wire, wired_hooks
+from kernel.models.roaming import OcpiPartner, OcpiPartnerRole, PartnerStatus
+from kernel.seams import Hooks, Services
+from kernel.settings import Settings
 from ocpi.authorize import session_reference_hook
-from ocpi.models import OcpiPartner, OcpiPartnerRole, PartnerStatus
 from ocpi.push import cdr_hook, evse_status_hook, session_hook, tariff_hook
 from portal.component import receipt_hook
 from tariffs.dynamic import attach_rules

@@ -12,8 +12,8 @@ import pytest
 
 from evhub import provisioning as prov
 from evhub.app import RunningHub, load_components
-from evhub.db.engine import Database
-from evhub.settings import load_settings
+from kernel.db.engine import Database
+from kernel.settings import load_settings
 from ocpi.partners import invite_partner
 from simulators.chargepoints import ChargerFleet, ChargerSpec
 from simulators.emsp import EmspSimulator

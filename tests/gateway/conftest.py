@@ -19,8 +19,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from cpo_gateway.server import Gateway
-from evhub.db.engine import Database
-from evhub.models import (
+from kernel.db.engine import Database
+from kernel.models import (
     EVSE,
     ChargePoint,
     ChargePointEvse,
@@ -32,9 +32,9 @@ from evhub.models import (
     RegistrationStatus,
     Token,
 )
-from evhub.security import hash_password
-from evhub.settings import Settings
-from evhub.timeutil import utcnow
+from kernel.security import hash_password
+from kernel.settings import Settings
+from kernel.timeutil import utcnow
 
 PASSWORD = "s3cret-charger-pw"
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

@@ -13,8 +13,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from cpo_gateway.server import Gateway
-from evhub.db.engine import Database
-from evhub.models import ChargePoint, ChargingSession
+from kernel.db.engine import Database
+from kernel.models import ChargePoint, ChargingSession
 from tests.gateway.conftest import T0, Seed, basic, iso, open_client
 
 

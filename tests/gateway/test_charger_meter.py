@@ -9,8 +9,8 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from cpo_gateway.server import Gateway
-from evhub.db.engine import Database
-from evhub.models import ChargerMeterValue, ChargingSession, MeterValue
+from kernel.db.engine import Database
+from kernel.models import ChargerMeterValue, ChargingSession, MeterValue
 from tests.gateway.conftest import T0, Seed, iso, open_client
 
 OCMF = 'OCMF|{"FV":"1.0","RD":[{"RV":"12.5","RI":"1-b:1.8.0"}]}|{"SD":"30"}'

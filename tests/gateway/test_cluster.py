@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from cpo_gateway.cluster import PgRouter
 from cpo_gateway.server import Gateway
-from evhub.db.engine import Database
+from kernel.db.engine import Database
 from tests.gateway.conftest import Seed, gateway_settings, open_client
 
 

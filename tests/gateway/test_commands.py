@@ -16,8 +16,8 @@ from fastapi import FastAPI
 
 from cpo_gateway.component import GatewayComponent
 from cpo_gateway.server import Gateway
-from evhub.components import Hub
-from evhub.db.engine import Database
+from kernel.components import Hub
+from kernel.db.engine import Database
 from tests.conftest import free_port
 from tests.gateway.conftest import PASSWORD, Seed, basic, gateway_settings, open_client
 

@@ -12,8 +12,8 @@ from sqlalchemy import select, text
 from cpo_gateway.events import Sample, SessionStarted
 from cpo_gateway.server import Gateway
 from cpo_gateway.sessions import sample_rows
-from evhub.db.engine import Database
-from evhub.models import ChargingSession
+from kernel.db.engine import Database
+from kernel.models import ChargingSession
 from tests.gateway.conftest import T0, Seed
 
 SAMPLES = (

@@ -8,8 +8,8 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 
 from cpo_gateway.server import Gateway
-from evhub.db.engine import Database
-from evhub.models import ChargePoint, ChargerEvent, ChargerMeterValue, ChargingSession, RegistrationStatus
+from kernel.db.engine import Database
+from kernel.models import ChargePoint, ChargerEvent, ChargerMeterValue, ChargingSession, RegistrationStatus
 from tests.gateway.conftest import T0, Seed, iso, open_client
 
 BOOT16 = {"chargePointVendor": "ACME", "chargePointModel": "W1"}

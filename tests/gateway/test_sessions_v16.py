@@ -8,8 +8,8 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from cpo_gateway.server import Gateway
-from evhub.db.engine import Database
-from evhub.models import EVSE, ChargePoint, ChargingSession, MeterValue, PricingState, SessionStatus
+from kernel.db.engine import Database
+from kernel.models import EVSE, ChargePoint, ChargingSession, MeterValue, PricingState, SessionStatus
 from tests.gateway.conftest import T0, Seed, iso, open_client
 
 OCMF = 'OCMF|{"FV":"1.0","GI":"ABC","RD":[{"TM":"2026-03-02T08:30:00,000+0000 S","RV":"1.5","RI":"1-b:1.8.0"}]}|{"SD":"3045"}'
@@ -157,7 +157,7 @@ async def test_reboot_mid_session(gateway: Gateway, db: Database, seeded: Seed) 
 
 async def test_authorization_rules(gateway: Gateway, db: Database, seeded: Seed) -> None:
     from cpo_gateway.authorization import RealTimeAuthorizer
-    from evhub.models import Cdr
+    from kernel.models import Cdr
 
     c = await open_client(gateway, "CP16", "ocpp1.6")
 
@@ -184,7 +184,7 @@ async def test_authorization_rules(gateway: Gateway, db: Database, seeded: Seed)
     assert await status("RT1") == "Accepted"
     assert await status("NOBODY") == "Invalid"
     # the monthly limit (100 EUR) is enforced: CDRs of this month count
-    from evhub.timeutil import utcnow
+    from kernel.timeutil import utcnow
 
     now = utcnow()
     async with db.session() as s:

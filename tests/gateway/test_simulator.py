@@ -8,9 +8,9 @@ import asyncio
 from sqlalchemy import func, select
 
 from cpo_gateway.server import Gateway
-from evhub.db.engine import Database
-from evhub.models import ChargePoint, ChargingSession, MeterValue, OcppVersion, SessionStatus
-from evhub.security import hash_password
+from kernel.db.engine import Database
+from kernel.models import ChargePoint, ChargingSession, MeterValue, OcppVersion, SessionStatus
+from kernel.security import hash_password
 from simulators.chargepoints import ChargerFleet, make_specs
 from tests.gateway.conftest import Seed
 

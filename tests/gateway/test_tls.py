@@ -15,8 +15,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from cpo_gateway.server import Gateway
-from evhub.db.engine import Database
-from evhub.models import ChargePoint
+from kernel.db.engine import Database
+from kernel.models import ChargePoint
 from tests.gateway.conftest import Client, Seed, basic, gateway_settings
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")

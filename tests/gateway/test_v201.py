@@ -8,8 +8,8 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from cpo_gateway.server import Gateway
-from evhub.db.engine import Database
-from evhub.models import EVSE, ChargerEvent, ChargingSession, MeterValue, PricingState, SessionStatus
+from kernel.db.engine import Database
+from kernel.models import EVSE, ChargerEvent, ChargingSession, MeterValue, PricingState, SessionStatus
 from tests.gateway.conftest import T0, Seed, iso, open_client
 
 SIGNED = "AP///8BAAAAAABkAAAAAAAA\u00e9=="

@@ -17,10 +17,10 @@ import psutil
 import pytest
 from sqlalchemy import select
 
-from evhub.db.engine import Database
-from evhub.models import EVSE, ChargePoint, ChargePointEvse, ChargingSession, OcppVersion, RegistrationStatus
-from evhub.security import hash_password
-from evhub.settings import SettingsError, load_settings
+from kernel.db.engine import Database
+from kernel.models import EVSE, ChargePoint, ChargePointEvse, ChargingSession, OcppVersion, RegistrationStatus
+from kernel.security import hash_password
+from kernel.settings import SettingsError, load_settings
 from tests.conftest import free_port
 from tests.gateway.conftest import PASSWORD, T0, Client, Seed, basic
 from tests.gateway.test_commands import EVHUB

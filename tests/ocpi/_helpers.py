@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from evhub.clock import CLOCK
-from evhub.db.engine import Database
-from evhub.models import (
+from kernel.clock import CLOCK
+from kernel.db.engine import Database
+from kernel.models import (
     EVSE,
     Cdr,
     ChargePoint,
@@ -54,7 +54,7 @@ async def wait_until(
 
 
 def advance_clock(seconds: float) -> None:
-    """Move the hub's clock (:func:`evhub.timeutil.utcnow`) ``seconds`` ahead, at once: deadlines pass without
+    """Move the hub's clock (:func:`kernel.timeutil.utcnow`) ``seconds`` ahead, at once: deadlines pass without
     the test waiting for them. The test's clock pin is restored when the test ends."""
     CLOCK.pin(CLOCK.now() + timedelta(seconds=seconds))
 

@@ -22,12 +22,12 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from evhub.components import Hub
-from evhub.db.engine import Database
-from evhub.outbox import BackoffPolicy, OutboxDispatcher
-from evhub.ports import free_port
-from evhub.seams import Hooks, Services
-from evhub.settings import Settings
+from kernel.components import Hub
+from kernel.db.engine import Database
+from kernel.outbox import BackoffPolicy, OutboxDispatcher
+from kernel.ports import free_port
+from kernel.seams import Hooks, Services
+from kernel.settings import Settings
 from ocpi.component import OcpiComponent
 from ocpi.platform import OcpiPlatform
 from simulators.emsp import EmspSimulator

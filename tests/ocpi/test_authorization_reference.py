@@ -11,7 +11,7 @@ from sqlalchemy import select
 from cpo_gateway.events import ChargerRef, SessionEnded, SessionStarted
 from cpo_gateway.sessions import SessionStore
 from evhub import provisioning as prov
-from evhub.models import EVSE, ChargingSession
+from kernel.models import EVSE, ChargingSession
 from tariffs.rating import rate_pending
 from tests.ocpi._helpers import T0, FakeGateway, connect, seed_charge_point, seed_cpo, seed_location
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from evhub.components import Hub
-from evhub.models import OcpiPendingCommand, OutboxMessage
-from evhub.settings import Settings
+from kernel.components import Hub
+from kernel.models import OcpiPendingCommand, OutboxMessage
+from kernel.models.roaming import CommandState
+from kernel.settings import Settings
 from ocpi.component import OcpiComponent
-from ocpi.models import CommandState
 from tests.ocpi._helpers import FakeGateway, advance_clock, connect, seed_cpo, seed_location
 
 

@@ -10,8 +10,8 @@ import logging
 import httpx
 from sqlalchemy import func, select
 
-from evhub.models import EVSE, ChargePointEvse, Location
-from ocpi.models import OcpiAuthorization, OcpiPendingCommand
+from kernel.models import EVSE, ChargePointEvse, Location
+from kernel.models.roaming import OcpiAuthorization, OcpiPendingCommand
 from tests.ocpi._helpers import connect, seed_charge_point, seed_cpo, seed_location
 
 ALLOWED_TO = [{"uid": "abc-1", "type": "RFID"}]

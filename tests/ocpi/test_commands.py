@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evhub.models import ChargePointEvse
+from kernel.models import ChargePointEvse
 from ocpi.authorize import GatewayRealTimeAuthorizer
 from tests.ocpi._helpers import (
     FakeGateway,
@@ -88,7 +88,7 @@ async def test_commands_through_the_gateway_send_api(hub, sim):
     async with hub.db.session() as s:
         from sqlalchemy import select
 
-        from evhub.models import EVSE
+        from kernel.models import EVSE
 
         evse = await s.scalar(select(EVSE).where(EVSE.uid == "LOC1-E2"))
         s.add(ChargePointEvse(charge_point_id=cp, ocpp_evse_id=2, evse_pk=evse.id))

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from evhub.app import RunningHub
-from evhub.ports import free_port
-from evhub.settings import Settings
+from kernel.ports import free_port
+from kernel.settings import Settings
 from ocpi.component import OcpiComponent
 from ocpi.partners import invite_partner
 from tests.ocpi._helpers import seed_cdr, seed_charge_point, seed_cpo, seed_location, seed_session, token_pk

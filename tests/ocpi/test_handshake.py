@@ -9,9 +9,9 @@ import base64
 import pytest
 from sqlalchemy import select
 
-from evhub.security import hash_token
+from kernel.models.roaming import OcpiPartner, PartnerStatus
+from kernel.security import hash_token
 from ocpi import credentials
-from ocpi.models import OcpiPartner, PartnerStatus
 from tests.ocpi._helpers import seed_cpo
 
 

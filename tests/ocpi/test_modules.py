@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from evhub.models import Token
+from kernel.models import Token
 from ocpi.pagination import MAX_LIMIT
 from tests.conftest import OCPI_EXAMPLES
 from tests.ocpi._helpers import (

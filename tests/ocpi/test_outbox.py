@@ -7,8 +7,8 @@ from collections import defaultdict
 
 from sqlalchemy import select
 
-from evhub.models import OutboxMessage, OutboxStatus
-from evhub.outbox import (
+from kernel.models import OutboxMessage, OutboxStatus
+from kernel.outbox import (
     BackoffPolicy,
     DeliveryResult,
     OutboxDispatcher,
@@ -110,7 +110,7 @@ async def test_several_dispatchers_never_deliver_twice(db):
             for n in range(10):
                 for key in ("a", "b", "c"):
                     await enqueue(s, "test", "d", key, {"n": n})
-        from evhub.db.engine import Database
+        from kernel.db.engine import Database
 
         dbs = [Database(db.url) for _ in range(3)]  # separate engines, like separate processes
         try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
-from evhub.models import EVSE, Location
+from kernel.models import EVSE, Location
 from ocpi import push
 from tests.ocpi._helpers import T0, connect, seed_cpo, seed_location
 

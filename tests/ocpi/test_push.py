@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from evhub.models import (
+from kernel.models import (
     ChargingSession,
     MeterValue,
     OutboxMessage,
@@ -15,7 +15,7 @@ from evhub.models import (
     SessionStatus,
     TariffVersion,
 )
-from evhub.outbox import list_messages
+from kernel.outbox import list_messages
 from ocpi import push
 from ocpi.partners import partner_health
 from tests.ocpi._helpers import (
@@ -164,7 +164,7 @@ async def test_locations_evse_status_and_tariffs_pushed(hub, sim):
     assert await hub.component.scan_once() >= 1
     await sim.wait_for(lambda: "LOC1" in sim.locations)
     async with hub.db.session() as s:
-        from evhub.models import EVSE
+        from kernel.models import EVSE
 
         evse = await s.scalar(select(EVSE).where(EVSE.uid == "LOC1-E1"))
         assert await push.enqueue_evse_status(evse, s, "CHARGING") == 1
@@ -222,7 +222,7 @@ async def test_hooks_for_other_packages(hub, sim):
         cs = await s.get(ChargingSession, sid)
         for hook in hub.hooks.session:
             await hook(s, cs)
-        from evhub.models import Cdr
+        from kernel.models import Cdr
 
         cdr = await s.get(Cdr, cdr_pk)
         for hook in hub.hooks.cdr:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from evhub.models import Token
-from evhub.timeutil import utcnow
-from ocpi.models import OcpiPartner
+from kernel.models import Token
+from kernel.models.roaming import OcpiPartner
+from kernel.timeutil import utcnow
 from tests.ocpi._helpers import connect, seed_cpo, wait_until
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from evhub.app import RunningHub
-from evhub.db.engine import Database
-from evhub.settings import load_settings
+from kernel.db.engine import Database
+from kernel.settings import load_settings
 from portal.component import PortalComponent
 from portal.smtp import SmtpSink, start_smtp_sink
 from tests.conftest import free_port

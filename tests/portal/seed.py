@@ -1,6 +1,6 @@
 """Test data for the portal: a CPO, a location in Europe/Berlin, fleets with managers, tokens, sessions, CDRs.
 
-"Now" here is :func:`evhub.timeutil.utcnow`, which tests/conftest.py pins to a mid-month instant, so data seeded
+"Now" here is :func:`kernel.timeutil.utcnow`, which tests/conftest.py pins to a mid-month instant, so data seeded
 in "the current month" lands in the same month, far from its ends, whatever day the suite runs.
 """
 
@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from evhub.db.engine import Database
-from evhub.models import (
+from kernel.db.engine import Database
+from kernel.models import (
     EVSE,
     Cdr,
     ChargePoint,
@@ -23,9 +23,9 @@ from evhub.models import (
     SessionStatus,
     Token,
 )
-from evhub.models.chargers import OcppVersion
-from evhub.models.portal import FleetDriver
-from evhub.timeutil import utcnow
+from kernel.models.chargers import OcppVersion
+from kernel.models.portal import FleetDriver
+from kernel.timeutil import utcnow
 from portal.admin import add_fleet, add_manager
 
 PASSWORD = "correct horse battery"

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from evhub.app import RunningHub
-from evhub.db.engine import Database
-from evhub.models import Connector, TariffVersion, Token
-from evhub.timeutil import utcnow
+from kernel.db.engine import Database
+from kernel.models import Connector, TariffVersion, Token
+from kernel.timeutil import utcnow
 from tests.portal.seed import PASSWORD, add_fleet_with_manager, add_session, add_token, base_world
 
 DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"

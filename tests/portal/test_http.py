@@ -12,9 +12,9 @@ import httpx
 from sqlalchemy import select
 
 from evhub.app import RunningHub
-from evhub.db.engine import Database
-from evhub.models import FleetManager, Token
-from evhub.timeutil import utcnow
+from kernel.db.engine import Database
+from kernel.models import FleetManager, Token
+from kernel.timeutil import utcnow
 from portal.admin import AdminError, add_fleet, add_manager
 from tests.portal.seed import PASSWORD, add_fleet_with_manager, add_session, add_token, base_world, cost_incl
 

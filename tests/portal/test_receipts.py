@@ -13,11 +13,11 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from evhub.db.engine import Database
-from evhub.models import Cdr, OutboxMessage, OutboxStatus
-from evhub.models.portal import Receipt, ReceiptStatus
-from evhub.outbox import BackoffPolicy
-from evhub.timeutil import utcnow
+from kernel.db.engine import Database
+from kernel.models import Cdr, OutboxMessage, OutboxStatus
+from kernel.models.portal import Receipt, ReceiptStatus
+from kernel.outbox import BackoffPolicy
+from kernel.timeutil import utcnow
 from portal.receipts import enqueue_receipt, scan_missing_receipts
 from portal.smtp import SmtpConfig, start_smtp_sink
 from tests.conftest import free_port
@@ -205,8 +205,8 @@ def test_smtp_url_parsing() -> None:
 
 async def test_real_pricing_hook_queues_the_receipt_in_the_cdr_transaction(db: Database, sink) -> None:
     """Pricing (tariffs.rating) calls the portal's CDR hook: the receipt is queued with the CDR, then sent."""
-    from evhub.models import ChargingSession, Connector, PricingState, TariffVersion
-    from evhub.outbox import OutboxDispatcher, register_channel
+    from kernel.models import ChargingSession, Connector, PricingState, TariffVersion
+    from kernel.outbox import OutboxDispatcher, register_channel
     from portal.component import receipt_hook
     from portal.receipts import make_email_sender
     from tariffs.rating import rate_session

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from evhub.money import MoneyError
+from kernel.money import MoneyError
 from settlement.cdrs import prepare_cdrs, with_decimals
 from settlement.explain import explain_cdr
 from settlement.split import split

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from evhub.cli import app
-from evhub.db.engine import Database
-from evhub.models import Cdr, SettlementRun, SettlementStatement
+from kernel.db.engine import Database
+from kernel.models import Cdr, SettlementRun, SettlementStatement
 from settlement.job import run_period
 from settlement.store import AgreementChangeError, add_agreements
 from tariffs.rating import rate_pending
@@ -162,7 +162,7 @@ async def test_agreements_api(db: Database) -> None:
     import httpx
 
     from evhub.app import RunningHub
-    from evhub.settings import load_settings
+    from kernel.settings import load_settings
     from settlement.component import SettlementComponent
 
     await _network(db)

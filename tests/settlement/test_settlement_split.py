@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evhub.money import reset_rounding, round_amount, set_rounding
+from kernel.money import reset_rounding, round_amount, set_rounding
 from settlement.minor import from_minor, round_half_up, rounding_step
 from settlement.split import split
 

@@ -1,5 +1,5 @@
 """Shared builders for the settlement tests: an agreement book, hypothesis strategies for CDR tables, and an
-independent scalar reference split (Decimal + evhub.money.round_amount + agreements.in_force)."""
+independent scalar reference split (Decimal + kernel.money.round_amount + agreements.in_force)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from decimal import Decimal
 import pandas as pd
 from hypothesis import strategies as st
 
-from evhub.money import minor_units, round_amount
+from kernel.money import minor_units, round_amount
 from settlement.agreements import (
     ALL_CPOS,
     AgreementBook,

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from evhub.cli import app
-from evhub.db.engine import Database
+from kernel.db.engine import Database
 from tariffs.rating import rate_pending
 from tests.tariffs.test_rating_db import _ended_session, _network
 

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from evhub import provisioning as prov
 from evhub.app import RunningHub
 from evhub.cli import app
-from evhub.db.engine import Database
-from evhub.models import TariffVersion
-from evhub.settings import load_settings
+from kernel.db.engine import Database
+from kernel.models import TariffVersion
+from kernel.settings import load_settings
 from simulators.grid import GridFeed, GridFeedError, load_curve
 from tariffs.component import PricingComponent
 from tariffs.dynamic import attach_rules
@@ -70,7 +70,7 @@ async def test_feed_publishes_tariff_versions_over_http(db: Database) -> None:
 
 
 async def test_record_load_and_attach_refuse_what_cannot_be_a_grid_state(db: Database) -> None:
-    from evhub.models import GridLoadSample, GridTariffRule
+    from kernel.models import GridLoadSample, GridTariffRule
     from tariffs.dynamic import GridConfigError, record_load
 
     await _network(db)

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 
 from evhub import provisioning as prov
 from evhub.app import RunningHub
-from evhub.db.engine import Database
-from evhub.models import (
+from kernel.db.engine import Database
+from kernel.models import (
     EVSE,
     Cdr,
     ChargePoint,
@@ -26,7 +26,7 @@ from evhub.models import (
     OcppVersion,
     PricingState,
 )
-from evhub.settings import load_settings
+from kernel.settings import load_settings
 from tariffs.component import PricingComponent
 from tariffs.dynamic import attach_rules, record_load
 from tariffs.rating import correct_cdr, rate_pending

@@ -180,7 +180,7 @@ def test_step_size_never_bills_less_than_used(t, minutes, wh, park):
     st.sampled_from(["EUR", "JPY", "BHD", "CHF"]),
 )
 def test_engine_rounder_matches_round_amount(x, currency):
-    from evhub.money import reset_rounding, round_amount, rounder, set_rounding
+    from kernel.money import reset_rounding, round_amount, rounder, set_rounding
 
     set_rounding("CHF", "0.05")
     try:

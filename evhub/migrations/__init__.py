@@ -1,1 +1,0 @@
-"""Alembic migrations of the hub's schema (script location ``evhub:migrations``)."""

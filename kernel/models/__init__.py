@@ -1,0 +1,75 @@
+"""The domain model the whole hub shares. Importing this package registers every table on ``Base.metadata``.
+
+The money path in tables: ``charge_points`` -> ``sessions`` (+ ``meter_values``) -> ``cdrs`` (priced with
+``tariffs``) -> ``outbox`` (to partners) and ``settlement_runs`` / ``settlement_statements``.
+Later packages add their own tables by importing :class:`kernel.db.Base` in a module listed here.
+"""
+
+from kernel.models.apikeys import ApiKey
+from kernel.models.cdrs import Cdr
+from kernel.models.charger_meter import ChargerMeterValue
+from kernel.models.chargers import ChargePoint, ChargePointEvse, OcppVersion, RegistrationStatus
+from kernel.models.fleets import Fleet, FleetManager
+from kernel.models.gateway import ChargerEvent
+from kernel.models.grid import GridLoadSample, GridTariffRule
+from kernel.models.immutability import ImmutableRecordError
+from kernel.models.locations import EVSE, Connector, Location
+from kernel.models.outbox import OutboxMessage, OutboxStatus
+from kernel.models.parties import Party, PartyRole
+from kernel.models.portal import (
+    FleetDriver,
+    FleetVehicle,
+    PortalKey,
+    PortalSession,
+    Receipt,
+    ReceiptStatus,
+)
+from kernel.models.roaming import (  # noqa: F401  (OCPI platform tables)
+    OcpiAuthorization,
+    OcpiPartner,
+    OcpiPartnerRole,
+    OcpiPendingCommand,
+    OcpiPushState,
+)
+from kernel.models.sessions import ChargingSession, MeterValue, PricingState, SessionStatus
+from kernel.models.settlement import Agreement, SettlementRun, SettlementStatement
+from kernel.models.tariffs import TariffVersion
+from kernel.models.tokens import Token
+
+__all__ = [
+    "EVSE",
+    "Agreement",
+    "ApiKey",
+    "Cdr",
+    "ChargePoint",
+    "ChargePointEvse",
+    "ChargerEvent",
+    "ChargerMeterValue",
+    "ChargingSession",
+    "Connector",
+    "Fleet",
+    "FleetDriver",
+    "FleetManager",
+    "FleetVehicle",
+    "GridLoadSample",
+    "GridTariffRule",
+    "ImmutableRecordError",
+    "Location",
+    "MeterValue",
+    "OcppVersion",
+    "OutboxMessage",
+    "OutboxStatus",
+    "Party",
+    "PartyRole",
+    "PortalKey",
+    "PortalSession",
+    "PricingState",
+    "Receipt",
+    "ReceiptStatus",
+    "RegistrationStatus",
+    "SessionStatus",
+    "SettlementRun",
+    "SettlementStatement",
+    "TariffVersion",
+    "Token",
+]

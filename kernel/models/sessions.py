@@ -1,0 +1,104 @@
+"""Charging sessions and their meter values — what the gateway makes of the chargers' transactions.
+
+Idempotency keys: a session is unique per (charge point, charger transaction id); a meter value is unique per
+(session, timestamp, measurand, phase, location, context), so a replayed message never adds a row twice.
+A session that ended waits in ``pricing_state = 'pending'`` until the tariffs engine prices it: the hand-off
+goes through the database, never through memory.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kernel.db.base import Base, Timestamped
+from kernel.db.types import Amount, BigID, JSONDoc, UTCDateTime, enum_column
+
+
+class SessionStatus(enum.StrEnum):
+    """OCPI 2.2.1 session status."""
+
+    ACTIVE = "ACTIVE"
+    COMPLETED = "COMPLETED"
+    INVALID = "INVALID"
+    PENDING = "PENDING"
+    RESERVATION = "RESERVATION"
+
+
+class PricingState(enum.StrEnum):
+    """Where a session stands in the hand-off to pricing."""
+
+    NOT_READY = "not_ready"
+    PENDING = "pending"
+    PRICED = "priced"
+    FAILED = "failed"
+
+
+class ChargingSession(Timestamped, Base):
+    __tablename__ = "sessions"
+    __table_args__ = (
+        UniqueConstraint("charge_point_id", "transaction_id"),
+        Index("ix_sessions_pricing_pending", "pricing_state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    session_uid: Mapped[str] = mapped_column(String(36), unique=True)
+    charge_point_id: Mapped[int] = mapped_column(ForeignKey("charge_points.id", ondelete="RESTRICT"))
+    transaction_id: Mapped[str] = mapped_column(String(64))
+    cpo_id: Mapped[int] = mapped_column(ForeignKey("parties.id", ondelete="RESTRICT"), index=True)
+    location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"), default=None, index=True)
+    evse_pk: Mapped[int | None] = mapped_column(ForeignKey("evses.id"), default=None)
+    connector_pk: Mapped[int | None] = mapped_column(ForeignKey("connectors.id"), default=None)
+    ocpp_evse_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    ocpp_connector_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("tokens.id"), default=None, index=True)
+    id_tag: Mapped[str | None] = mapped_column(String(36), default=None)
+    auth_method: Mapped[str] = mapped_column(String(16), default="WHITELIST")
+    status: Mapped[SessionStatus] = mapped_column(
+        enum_column(SessionStatus, 16), default=SessionStatus.ACTIVE
+    )
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    meter_start_wh: Mapped[Decimal | None] = mapped_column(Amount(), default=None)
+    meter_stop_wh: Mapped[Decimal | None] = mapped_column(Amount(), default=None)
+    energy_wh: Mapped[Decimal] = mapped_column(Amount(), default=Decimal(0))
+    stop_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    flags: Mapped[list] = mapped_column(JSONDoc, default=list)
+    signed_meter_data: Mapped[str | None] = mapped_column(Text, default=None)
+    currency: Mapped[str | None] = mapped_column(String(3), default=None)
+    pricing_state: Mapped[PricingState] = mapped_column(
+        enum_column(PricingState, 16), default=PricingState.NOT_READY
+    )
+    pricing_error: Mapped[str | None] = mapped_column(Text, default=None)
+    data: Mapped[dict] = mapped_column(JSONDoc, default=dict)
+    last_updated: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class MeterValue(Base):
+    """One sampled value of a session, at the charger's own timestamp.
+
+    An append-only time series, the gateway's hottest table, so it is kept lean (see docs/gateway.md,
+    "Storage of meter values"): its natural key (session_id, timestamp, measurand, phase, location, context)
+    is the primary key — it makes replays idempotent and serves every "samples of a session in time order"
+    query — and there is no surrogate id. ``session_id`` carries no foreign-key constraint: PostgreSQL checks
+    one with a trigger and a row lock on ``sessions`` per inserted row, which cost as much as the insert
+    itself. Only the gateway writes this table, always for a session it has just loaded or created, and
+    sessions are never deleted (CDRs and settlement refer to them)."""
+
+    __tablename__ = "meter_values"
+
+    session_id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=False)
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    measurand: Mapped[str] = mapped_column(
+        String(48), primary_key=True, default="Energy.Active.Import.Register"
+    )
+    phase: Mapped[str] = mapped_column(String(8), primary_key=True, default="")
+    location: Mapped[str] = mapped_column(String(8), primary_key=True, default="Outlet")
+    context: Mapped[str] = mapped_column(String(32), primary_key=True, default="Sample.Periodic")
+    unit: Mapped[str] = mapped_column(String(16), default="Wh")
+    value: Mapped[Decimal] = mapped_column(Amount())
+    signed_data: Mapped[str | None] = mapped_column(Text, default=None)

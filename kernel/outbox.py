@@ -1,0 +1,440 @@
+"""Durable outbox delivery: whatever must reach someone later (OCPI pushes, emails) is a row in ``outbox``.
+
+* :func:`enqueue` adds a message inside the caller's business transaction (idempotent by ``dedupe_key``).
+* :func:`register_channel` plugs in a sender per channel (``"ocpi"``, ``"email"``...): an
+  ``async sender(message) -> DeliveryResult``.
+* :class:`OutboxDispatcher` claims due rows and delivers them:
+
+  - in order per ``ordering_key``: a message is only claimed when no earlier message of its key is pending,
+    so a later message never overtakes an earlier one (a dead-lettered message no longer blocks its key);
+  - a claim is a lease: ``attempts`` is incremented and ``next_attempt_at`` pushed past the delivery timeout
+    in a short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a compare-and-set on ``attempts``
+    everywhere), so several processes never deliver the same row at the same time and a process that dies
+    mid-delivery only delays the row until its lease ends;
+  - success marks the row delivered once (guarded by the claim); an error, a 5xx or a timeout reschedules it
+    with exponential backoff (capped); a permanent failure (a 4xx) or ``max_attempts`` dead-letters it.
+
+* :func:`list_messages` / :func:`outbox_stats` are what ``evhub outbox list`` and the health API show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from kernel import metrics
+from kernel.db.engine import Database
+from kernel.models.outbox import OutboxMessage, OutboxStatus
+from kernel.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+# defined with every other metric in kernel.metrics
+DELIVERED = metrics.OUTBOX_DELIVERED
+FAILED_ATTEMPTS = metrics.OUTBOX_FAILED_ATTEMPTS
+DEAD = metrics.OUTBOX_DEAD
+PENDING = metrics.OUTBOX_PENDING
+OLDEST_PENDING = metrics.OUTBOX_OLDEST_PENDING
+DELIVERY_SECONDS = metrics.OUTBOX_DELIVERY_SECONDS
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What a channel sender reports for one attempt.
+
+    ``ok`` delivered (acknowledged by the destination); ``permanent`` a failure that retrying cannot fix
+    (dead-letter at once); otherwise a transient failure retried with backoff (``retry_after`` seconds if the
+    destination asked for a delay). ``result`` is stored on the row (e.g. a Location header).
+    """
+
+    ok: bool
+    permanent: bool = False
+    error: str | None = None
+    retry_after: float | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def delivered(cls, **result: Any) -> DeliveryResult:
+        return cls(ok=True, result=result)
+
+    @classmethod
+    def retry(cls, error: str, retry_after: float | None = None) -> DeliveryResult:
+        return cls(ok=False, error=error, retry_after=retry_after)
+
+    @classmethod
+    def give_up(cls, error: str) -> DeliveryResult:
+        return cls(ok=False, permanent=True, error=error)
+
+
+Sender = Callable[[OutboxMessage], Awaitable[DeliveryResult]]
+_CHANNELS: dict[str, Sender] = {}
+
+
+def register_channel(name: str, sender: Sender) -> None:
+    """Make ``sender`` deliver the messages of channel ``name`` (replaces an earlier registration)."""
+    _CHANNELS[name] = sender
+
+
+def unregister_channel(name: str) -> None:
+    _CHANNELS.pop(name, None)
+
+
+def registered_channels() -> list[str]:
+    return sorted(_CHANNELS)
+
+
+async def enqueue(
+    session: AsyncSession,
+    channel: str,
+    destination: str,
+    ordering_key: str,
+    payload: dict[str, Any],
+    dedupe_key: str | None = None,
+    *,
+    not_before: datetime | None = None,
+) -> OutboxMessage | None:
+    """Add a message in the caller's transaction. Returns it, or None when ``dedupe_key`` was already used
+    (then nothing is added: enqueueing is idempotent)."""
+    if dedupe_key is not None:
+        existing = await session.scalar(
+            select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
+        )
+        if existing is not None:
+            return None
+    message = OutboxMessage(
+        channel=channel,
+        destination=destination,
+        ordering_key=ordering_key,
+        payload=payload,
+        dedupe_key=dedupe_key,
+        status=OutboxStatus.PENDING,
+        attempts=0,
+        next_attempt_at=not_before or utcnow(),
+        result={},
+    )
+    if dedupe_key is None:
+        session.add(message)
+        await session.flush()
+        return message
+    try:
+        async with session.begin_nested():
+            session.add(message)
+            await session.flush()
+    except IntegrityError:  # a concurrent transaction used the same dedupe key
+        return None
+    return message
+
+
+@dataclass
+class BackoffPolicy:
+    """``base * 2**(attempt-1)`` seconds, capped, with +-``jitter`` (fraction)."""
+
+    base: float = 2.0
+    cap: float = 600.0
+    jitter: float = 0.2
+
+    def delay(self, attempt: int) -> float:
+        raw = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
+        if self.jitter:
+            raw *= 1 + random.uniform(-self.jitter, self.jitter)
+        return max(0.0, raw)
+
+
+@dataclass
+class _Claim:
+    id: int
+    attempts: int
+    channel: str
+    message: OutboxMessage
+
+
+class OutboxDispatcher:
+    """Claims due outbox rows and delivers them through the registered channel senders.
+
+    ``max_attempts`` default (500 attempts with a 10-minute cap) keeps retrying for about three days, so a
+    partner that was down for a day still receives everything.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        batch_size: int = 50,
+        concurrency: int = 10,
+        lease_seconds: float = 120.0,
+        max_attempts: int = 500,
+        backoff: BackoffPolicy | None = None,
+        channels: list[str] | None = None,
+    ) -> None:
+        self.db = db
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.backoff = backoff or BackoffPolicy()
+        self.channels = channels
+        self._running = False
+
+    async def claim(self, limit: int | None = None) -> list[_Claim]:
+        """Lease up to ``limit`` due messages, at most one per ordering key, the earliest of each key."""
+        limit = limit or self.batch_size
+        channels = self.channels if self.channels is not None else registered_channels()
+        if not channels:
+            return []
+        now = utcnow()
+        earlier = aliased(OutboxMessage)
+        blocked = (
+            select(earlier.id)
+            .where(
+                and_(
+                    earlier.channel == OutboxMessage.channel,
+                    earlier.ordering_key == OutboxMessage.ordering_key,
+                    earlier.id < OutboxMessage.id,
+                    earlier.status == OutboxStatus.PENDING,
+                )
+            )
+            .exists()
+        )
+        query = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status == OutboxStatus.PENDING,
+                OutboxMessage.next_attempt_at <= now,
+                OutboxMessage.channel.in_(channels),
+                ~blocked,
+            )
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+        )
+        claims: list[_Claim] = []
+        async with self.db.session() as s:
+            if not self.db.is_sqlite:
+                query = query.with_for_update(skip_locked=True, of=OutboxMessage)
+            rows = list((await s.scalars(query)).all())
+            lease_until = now + timedelta(seconds=self.lease_seconds)
+            for row in rows:
+                res = await s.execute(
+                    update(OutboxMessage)
+                    .where(
+                        OutboxMessage.id == row.id,
+                        OutboxMessage.attempts == row.attempts,
+                        OutboxMessage.status == OutboxStatus.PENDING,
+                    )
+                    .values(attempts=row.attempts + 1, next_attempt_at=lease_until, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                if res.rowcount == 1:
+                    claims.append(_Claim(row.id, row.attempts + 1, row.channel, row))
+        return claims
+
+    async def _finish(self, claim: _Claim, outcome: DeliveryResult) -> None:
+        now = utcnow()
+        guard = (
+            OutboxMessage.id == claim.id,
+            OutboxMessage.attempts == claim.attempts,
+            OutboxMessage.status == OutboxStatus.PENDING,
+        )
+        if outcome.ok:
+            values: dict[str, Any] = {
+                "status": OutboxStatus.DELIVERED,
+                "delivered_at": now,
+                "result": outcome.result,
+                "last_error": None,
+            }
+            DELIVERED.labels(claim.channel).inc()
+        elif outcome.permanent or claim.attempts >= self.max_attempts:
+            values = {"status": OutboxStatus.DEAD, "last_error": outcome.error, "result": outcome.result}
+            FAILED_ATTEMPTS.labels(claim.channel).inc()
+            DEAD.labels(claim.channel).inc()
+            log.warning("outbox message %s dead-lettered: %s", claim.id, outcome.error)
+        else:
+            delay = self.backoff.delay(claim.attempts)
+            if outcome.retry_after is not None:
+                delay = max(delay, min(outcome.retry_after, self.backoff.cap))
+            values = {"next_attempt_at": now + timedelta(seconds=delay), "last_error": outcome.error}
+            FAILED_ATTEMPTS.labels(claim.channel).inc()
+        values["updated_at"] = now
+        async with self.db.session() as s:
+            await s.execute(
+                update(OutboxMessage)
+                .where(*guard)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+    async def _deliver(self, claim: _Claim, gate: asyncio.Semaphore) -> bool:
+        sender = _CHANNELS.get(claim.channel)
+        async with gate:
+            started = asyncio.get_running_loop().time()
+            if sender is None:
+                outcome = DeliveryResult.retry(f"no sender registered for channel {claim.channel!r}")
+            else:
+                try:
+                    outcome = await asyncio.wait_for(sender(claim.message), timeout=self.lease_seconds * 0.8)
+                except TimeoutError:
+                    outcome = DeliveryResult.retry("timeout")
+                except Exception as exc:  # a sender bug must not stop delivery of the others
+                    log.exception("outbox sender for %s failed", claim.channel)
+                    outcome = DeliveryResult.retry(f"{type(exc).__name__}: {exc}")
+            DELIVERY_SECONDS.labels(claim.channel).observe(asyncio.get_running_loop().time() - started)
+        await self._finish(claim, outcome)
+        return outcome.ok
+
+    async def run_once(self) -> int:
+        """Claim one batch and deliver it (concurrently across keys). Returns how many were delivered."""
+        claims = await self.claim()
+        if not claims:
+            return 0
+        gate = asyncio.Semaphore(self.concurrency)
+        results = await asyncio.gather(*(self._deliver(c, gate) for c in claims))
+        return sum(1 for ok in results if ok)
+
+    async def drain(self, max_rounds: int = 100) -> int:
+        """Run batches until nothing is due (tests, CLI). Returns how many were delivered."""
+        total = 0
+        for _ in range(max_rounds):
+            claims = await self.claim()
+            if not claims:
+                break
+            gate = asyncio.Semaphore(self.concurrency)
+            results = await asyncio.gather(*(self._deliver(c, gate) for c in claims))
+            total += sum(1 for ok in results if ok)
+        return total
+
+    async def tick(self) -> None:
+        """The scheduled job: one batch (skipped if the previous tick still runs), then refresh the gauges."""
+        if self._running:
+            return
+        self._running = True
+        try:
+            while await self.run_once() >= self.batch_size:
+                pass
+            await refresh_metrics(self.db)
+        except Exception:
+            log.exception("outbox dispatcher tick failed")
+        finally:
+            self._running = False
+
+
+async def refresh_metrics(db: Database) -> None:
+    """Set the pending gauges from the table."""
+    now = utcnow()
+    async with db.session() as s:
+        rows = (
+            await s.execute(
+                select(OutboxMessage.channel, func.count(), func.min(OutboxMessage.created_at))
+                .where(OutboxMessage.status == OutboxStatus.PENDING)
+                .group_by(OutboxMessage.channel)
+            )
+        ).all()
+    seen = set()
+    for channel, count, oldest in rows:
+        seen.add(channel)
+        PENDING.labels(channel).set(count)
+        OLDEST_PENDING.labels(channel).set((now - oldest).total_seconds() if oldest else 0)
+    for channel in registered_channels():
+        if channel not in seen:
+            PENDING.labels(channel).set(0)
+            OLDEST_PENDING.labels(channel).set(0)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One line of ``evhub outbox list``."""
+
+    id: int
+    channel: str
+    destination: str
+    ordering_key: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    delivered_at: datetime | None
+    last_error: str | None
+    summary: str
+
+
+def _summary(payload: dict[str, Any]) -> str:
+    if "method" in payload:
+        return f"{payload.get('method')} {payload.get('module', '')}{payload.get('path', '')}".strip()
+    return str(payload.get("subject") or payload.get("kind") or "")[:80]
+
+
+async def list_messages(
+    db: Database,
+    *,
+    status: str | None = None,
+    channel: str | None = None,
+    destination: str | None = None,
+    limit: int = 100,
+) -> list[OutboxRow]:
+    """Outbox rows, newest first, optionally filtered (``status``: pending, delivered, dead)."""
+    query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+    if status:
+        query = query.where(OutboxMessage.status == OutboxStatus(status))
+    if channel:
+        query = query.where(OutboxMessage.channel == channel)
+    if destination:
+        query = query.where(OutboxMessage.destination == destination)
+    async with db.session() as s:
+        rows = (await s.scalars(query)).all()
+    return [
+        OutboxRow(
+            id=r.id,
+            channel=r.channel,
+            destination=r.destination,
+            ordering_key=r.ordering_key,
+            status=str(r.status),
+            attempts=r.attempts,
+            next_attempt_at=r.next_attempt_at,
+            created_at=r.created_at,
+            delivered_at=r.delivered_at,
+            last_error=r.last_error,
+            summary=_summary(r.payload or {}),
+        )
+        for r in rows
+    ]
+
+
+async def outbox_stats(db: Database, *, channel: str | None = None, destination: str | None = None) -> dict:
+    """Counts per status plus the oldest pending message's creation time."""
+    query = select(OutboxMessage.status, func.count(), func.min(OutboxMessage.created_at)).group_by(
+        OutboxMessage.status
+    )
+    if channel:
+        query = query.where(OutboxMessage.channel == channel)
+    if destination:
+        query = query.where(OutboxMessage.destination == destination)
+    async with db.session() as s:
+        rows = (await s.execute(query)).all()
+    stats: dict[str, Any] = {"pending": 0, "delivered": 0, "dead": 0, "oldest_pending": None}
+    for status, count, oldest in rows:
+        stats[str(status)] = count
+        if str(status) == OutboxStatus.PENDING.value:
+            stats["oldest_pending"] = oldest
+    return stats
+
+
+async def retry_dead(db: Database, message_id: int | None = None) -> int:
+    """Put dead-lettered messages (one, or all) back to pending. Returns how many."""
+    stmt = (
+        update(OutboxMessage)
+        .where(OutboxMessage.status == OutboxStatus.DEAD)
+        .values(status=OutboxStatus.PENDING, attempts=0, next_attempt_at=utcnow())
+    )
+    if message_id is not None:
+        stmt = stmt.where(OutboxMessage.id == message_id)
+    async with db.session() as s:
+        res = await s.execute(stmt.execution_options(synchronize_session=False))
+    return res.rowcount or 0

@@ -1,0 +1,132 @@
+"""The typed seams between stages: the hook lists and the service slots a :class:`~kernel.components.Hub` carries.
+
+A stage never imports the stage it hands work to. It writes into a seam declared here (the kernel), and the
+stage downstream reads it: the gateway runs ``hub.hooks.session`` when a session changes, OCPI has appended its
+push there; OCPI's command runner calls ``hub.services.gateway``, which the gateway put there. Both dataclasses
+have slots, so a misspelt seam (``hooks.cdrs``, ``services.gatway``) is an ``AttributeError`` at wiring time,
+never a delivery silently lost.
+
+Hooks run inside the producer's transaction (``await hook(db_session, obj)``), in list order; each is expected
+to guard itself with a savepoint so that its failure never loses the producer's change. The order is the order
+the components are installed (:data:`evhub.wiring.COMPONENTS`) and, within one component, the order its
+``install`` appends them; :func:`evhub.wiring.wire` documents the result. docs/design.md has the table of who
+writes and who reads each seam.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from kernel.models import EVSE, Cdr, ChargingSession, TariffVersion
+    from kernel.outbox import OutboxDispatcher
+
+# ------------------------------------------------------------------------------------------------------ hooks
+
+SessionHook = Callable[["AsyncSession", "ChargingSession"], Awaitable[Any]]
+"""A charging session started, got meter values or ended (run by the gateway in its transaction)."""
+
+EvseStatusHook = Callable[["AsyncSession", "EVSE"], Awaitable[Any]]
+"""An EVSE's ``status`` changed (run by the gateway after its update, in the same transaction)."""
+
+CdrHook = Callable[["AsyncSession", "Cdr"], Awaitable[Any]]
+"""A CDR was created, credit CDRs included (run by pricing in the CDR's transaction)."""
+
+TariffHook = Callable[["AsyncSession", "TariffVersion"], Awaitable[Any]]
+"""A tariff version was stored: imported, or published by the grid-load rules (run in its transaction)."""
+
+
+@dataclass(slots=True)
+class Hooks:
+    """What runs inside a producer's transaction when it changes something other stages deliver."""
+
+    session: list[SessionHook] = field(default_factory=list)
+    evse_status: list[EvseStatusHook] = field(default_factory=list)
+    cdr: list[CdrHook] = field(default_factory=list)
+    tariff: list[TariffHook] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------------- services
+
+
+@runtime_checkable
+class OcppGateway(Protocol):
+    """The OCPP gateway as the other stages see it: send a CALL to a charger wherever it is connected."""
+
+    @property
+    def port(self) -> int | None:
+        """The port the OCPP listener is bound to (None before it started)."""
+
+    async def send(
+        self, identity: str, action: str, payload: dict[str, Any], timeout: float | None = None
+    ) -> Any:
+        """The charger's CALLRESULT payload; raises when it is offline, answers an error or times out."""
+
+    def version_of(self, identity: str) -> str | None:
+        """The OCPP version of the charger's connection to this process, None when not connected here."""
+
+
+class RealTimeDecision(Protocol):
+    """A token issuer's answer, in OCPP terms (the gateway's ``AuthResult`` is one)."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def token_id(self) -> int | None: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def expiry(self) -> datetime | None: ...
+
+    @property
+    def auth_method(self) -> str: ...
+
+    @property
+    def authorization_reference(self) -> str | None: ...
+
+    @property
+    def accepted(self) -> bool: ...
+
+
+@runtime_checkable
+class RealTimeAuthorizer(Protocol):
+    """Asks a token's issuer (e.g. an eMSP over OCPI ``POST tokens/{uid}/authorize``) in real time.
+
+    Return None when the issuer is unknown or unreachable (the gateway then answers Invalid)."""
+
+    async def authorize(
+        self, uid: str, token_type: str, *, charge_point_id: int, location_id: int | None, evse_pk: int | None
+    ) -> RealTimeDecision | None: ...
+
+
+class Pricing(Protocol):
+    """Pricing as a service: rate every session waiting to be priced now."""
+
+    async def run_once(self) -> int:
+        """The number of CDRs created."""
+
+
+@dataclass(slots=True)
+class Services:
+    """The slots components fill for each other; None means no component of this process provides it."""
+
+    gateway: OcppGateway | None = None
+    """The OCPP gateway (written by the gateway; read by OCPI commands, the chargers API, ``serve``)."""
+
+    realtime_authorizer: RealTimeAuthorizer | None = None
+    """Real-time authorization of unknown tokens (written by OCPI; read by the gateway's authorizer)."""
+
+    pricing: Pricing | None = None
+    """Rating on demand (written by pricing; read by the demo and tests that rate without waiting)."""
+
+    outbox: OutboxDispatcher | None = None
+    """The dispatcher delivering every outbox channel (written by OCPI; the portal runs its own e-mail-only
+    dispatcher when this is None)."""
