@@ -2,10 +2,10 @@
 
 Run: ``.venv/bin/python bench/bench_tariffs.py [n_sessions]``. Prints figures; asserts nothing.
 
-* throughput: :func:`tariffs.engine.price_session` per session with precompiled tariffs and pre-cut periods
+* throughput: :func:`tariffs.core.engine.price_session` per session with precompiled tariffs and pre-cut periods
   (``precut=True``), i.e. the path the CDR pipeline takes after
-  :func:`tariffs.periods.periods_from_meter_values`, in one process and split across processes.
-* quote latency: one :func:`tariffs.quote.quote`.
+  :func:`tariffs.core.charging_periods.periods_from_meter_values`, in one process and split across processes.
+* quote latency: one :func:`tariffs.core.quote.quote`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from tariffs.compiled import compile_tariff
-from tariffs.engine import price_session
-from tariffs.json import load_tariff
-from tariffs.periods import charging, cut_for_tariffs, parking
-from tariffs.quote import quote
+from tariffs.core.charging_periods import charging, cut_for_tariffs, parking
+from tariffs.core.compiled_tariff import compile_tariff
+from tariffs.core.engine import price_session
+from tariffs.core.quote import quote
+from tariffs.core.tariff_json import load_tariff
 
 TZ = "Europe/Amsterdam"
 TARIFF_JSON = """{"country_code":"NL","party_id":"EVH","id":"BENCH","currency":"EUR",

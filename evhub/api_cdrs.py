@@ -1,6 +1,6 @@
 """``/api/cdrs``: the priced, immutable CDRs of the hosted CPOs, and one CDR with its price explanation.
 
-The explanation is the pricing engine's own (:func:`tariffs.render.explanation`), stored with the CDR when it
+The explanation is the pricing engine's own (:func:`tariffs.core.render.explanation`), stored with the CDR when it
 was priced: the same document ``evhub cdrs show`` prints, never derived again here. Amounts are exact
 decimals written as strings. A CPO key sees only its own CPO's CDRs; another CPO's is 404.
 """

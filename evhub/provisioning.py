@@ -460,8 +460,8 @@ async def list_tokens(s: AsyncSession) -> Sequence[Token]:
 
 def _check_tariff(data: Any) -> dict[str, Any]:
     """Validate an OCPI Tariff with the pricing engine's own model (so what is stored can be priced)."""
-    from tariffs.json import to_jsonable
-    from tariffs.model import Tariff
+    from tariffs.core.tariff_document import Tariff
+    from tariffs.core.tariff_json import to_jsonable
 
     tariff = parse_model(Tariff, data, "OCPI Tariff")
     return to_jsonable(tariff, decimals_as="keep")

@@ -1,5 +1,5 @@
 """Live price at a location: the location's current tariffs quoted for a typical session, by the same pricing
-code the CDRs use (:func:`tariffs.quote.quote`)."""
+code the CDRs use (:func:`tariffs.core.quote.quote`)."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ The public surface other stages may import (``make lint`` refuses any other impo
 ``cpo_gateway``, ``ocpi``, ``settlement`` or ``portal``): reading a stored tariff document, and quoting it.
 """
 
-from tariffs.engine import PricingError
-from tariffs.json import load_tariff
-from tariffs.quote import quote as quote_tariff
+from tariffs.core.engine import PricingError
+from tariffs.core.quote import quote as quote_tariff
+from tariffs.core.tariff_json import load_tariff
 
 __all__ = ["PricingError", "load_tariff", "quote_tariff"]

@@ -1,6 +1,6 @@
 """HTTP edge of pricing: quotes (``POST /api/tariffs/quote``) and grid load (``POST /api/grid/{zone}/load``).
 
-Quotes run through :func:`tariffs.quote.quote`, the same engine path as every CDR. Amounts are exact
+Quotes run through :func:`tariffs.core.quote.quote`, the same engine path as every CDR. Amounts are exact
 decimals written as strings; errors are ``{"detail": ...}`` (:mod:`kernel.apierrors`).
 """
 
@@ -20,13 +20,13 @@ from kernel.components import Hub
 from kernel.models import EVSE, Connector, Location
 from kernel.timeutil import utcnow, zone
 from kernel.validation import describe_validation_error
+from tariffs.core.engine import PricingError
+from tariffs.core.quote import quote
+from tariffs.core.render import cdr_fields, explanation
+from tariffs.core.tariff_document import Tariff
+from tariffs.core.tariff_json import to_jsonable
 from tariffs.dynamic import GridConfigError, record_load
-from tariffs.engine import PricingError
-from tariffs.json import to_jsonable
-from tariffs.model import Tariff
-from tariffs.quote import quote
-from tariffs.render import cdr_fields, explanation
-from tariffs.store import load_versions
+from tariffs.tariff_versions import load_versions
 
 router = APIRouter(
     tags=["pricing"], dependencies=[Depends(api_key), Depends(refuse_nul)], responses=errors(401, 422)

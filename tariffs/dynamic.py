@@ -1,7 +1,7 @@
 """Grid-load dynamic pricing at the edge: load samples in, new tariff versions out.
 
 ``record_load`` stores a zone's load sample (idempotent per zone and timestamp) and, for every tariff with
-rules attached to that zone, takes one step of the state machine of :mod:`tariffs.grid` (first matching rule
+rules attached to that zone, takes one step of the state machine of :mod:`tariffs.core.grid_rules` (first matching rule
 wins; an active rule is left only once the load moved ``hysteresis`` points past its threshold; no change
 sooner than ``min_hold`` after the last). A change publishes a new immutable tariff version whose
 ``start_date_time`` is the sample's time; that version is what partners receive (the tariff hooks queue it
@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.db.engine import Database
 from kernel.models import GridLoadSample, GridTariffRule, Location, TariffVersion
 from kernel.timeutil import ensure_utc, utcnow
-from tariffs.grid import ABOVE, BELOW, DIMENSIONS, GridRule, apply_rule
-from tariffs.json import to_jsonable
-from tariffs.model import Tariff
-from tariffs.store import latest_version
+from tariffs.core.grid_rules import ABOVE, BELOW, DIMENSIONS, GridRule, apply_rule
+from tariffs.core.tariff_document import Tariff
+from tariffs.core.tariff_json import to_jsonable
+from tariffs.tariff_versions import latest_version
 
 TariffHook = Callable[[AsyncSession, TariffVersion], Awaitable[Any]]
 

@@ -2,7 +2,7 @@
 
 The gateway marks an ended session ``pricing_state = pending`` in the same transaction that closes it; this
 module picks pending sessions up from the database (never from memory), prices them with the pure engine
-(:func:`tariffs.engine.price_session`) over the tariff versions valid during the session, and writes the CDR
+(:func:`tariffs.core.engine.price_session`) over the tariff versions valid during the session, and writes the CDR
 and ``pricing_state = priced`` in one transaction. Idempotent: the CDR's id is derived from the session, a
 unique key allows one original CDR per session, and a re-run finds the CDR and only marks the session.
 A session that cannot be priced is marked ``failed`` with the reason (visible, retried by ``evhub tariffs rerate``).
@@ -41,12 +41,12 @@ from kernel.models import (
     Token,
 )
 from kernel.timeutil import format_rfc3339, utcnow
-from tariffs.compiled import compile_tariff
-from tariffs.engine import PricingError, PricingResult, price_session
-from tariffs.json import to_jsonable
-from tariffs.periods import MeterSample, periods_from_meter_values
-from tariffs.render import cdr_fields, explanation
-from tariffs.store import load_versions
+from tariffs.core.charging_periods import MeterSample, periods_from_meter_values
+from tariffs.core.compiled_tariff import compile_tariff
+from tariffs.core.engine import PricingError, PricingResult, price_session
+from tariffs.core.render import cdr_fields, explanation
+from tariffs.core.tariff_json import to_jsonable
+from tariffs.tariff_versions import load_versions
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ async def build_cdr(
 
 
 def _label(v: Any) -> str:
-    """The engine's version label of a stored version (see :attr:`tariffs.model.Tariff.version`)."""
+    """The engine's version label of a stored version (see :attr:`tariffs.core.tariff_document.Tariff.version`)."""
     return v.tariff.version
 
 

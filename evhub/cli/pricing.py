@@ -44,7 +44,7 @@ def _read(path: Path) -> str:
 
 def _load_tariff(path: Path) -> Any:
     """An OCPI Tariff from a file, or one line naming the file and the field."""
-    from tariffs import json as tjson
+    from tariffs.core import tariff_json as tjson
 
     text = _read(path)
     try:
@@ -78,10 +78,10 @@ def tariffs_price(
     decimals: Annotated[str, typer.Option(help="number or string")] = "number",
 ) -> None:
     """Price a CDR-like object with a tariff and print the OCPI cost fields and the explanation as JSON."""
-    from tariffs import json as tjson
-    from tariffs.engine import PricingError, price_session
-    from tariffs.model import ChargingPeriod
-    from tariffs.render import cdr_fields, explanation
+    from tariffs.core import tariff_json as tjson
+    from tariffs.core.engine import PricingError, price_session
+    from tariffs.core.render import cdr_fields, explanation
+    from tariffs.core.tariff_document import ChargingPeriod
 
     if decimals not in ("number", "string"):
         fail(f"--decimals {decimals!r}: expected number or string")
@@ -125,9 +125,9 @@ def tariffs_replay(
 ) -> None:
     """Re-rate the CPO's CDRs that ended in [FROM, TO) with a proposed tariff: revenue per location, actual
     vs proposed."""
-    from tariffs.compiled import compile_tariff
-    from tariffs.engine import PricingError, price_session
-    from tariffs.model import ChargingPeriod
+    from tariffs.core.compiled_tariff import compile_tariff
+    from tariffs.core.engine import PricingError, price_session
+    from tariffs.core.tariff_document import ChargingPeriod
 
     start, end = _instant(from_, "--from", day=True), _instant(to, "--to", day=True)
     if start >= end:

@@ -9,8 +9,8 @@ from sqlalchemy import select, text
 from kernel import jsonutil
 from kernel.db.engine import Database
 from kernel.models import OutboxMessage
-from tariffs import json as tariffs_json
-from tariffs.model import Price
+from tariffs.core import tariff_json as tariffs_json
+from tariffs.core.tariff_document import Price
 
 
 def test_decimals_are_written_as_exact_numbers() -> None:
@@ -30,7 +30,7 @@ async def test_json_columns_keep_decimals(db: Database) -> None:
 
 
 def test_one_codec_for_models_dates_and_strings() -> None:
-    """tariffs.json's dumps/to_jsonable are this codec: models, aware datetimes, Decimals as strings too."""
+    """tariffs.core.tariff_json's dumps/to_jsonable are this codec: models, aware datetimes, Decimals as strings."""
     assert tariffs_json.dumps is jsonutil.dumps and tariffs_json.to_jsonable is jsonutil.to_jsonable
     doc = {
         "price": Price(excl_vat=Decimal("1.50"), incl_vat=Decimal("1.815")),

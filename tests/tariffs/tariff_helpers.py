@@ -8,8 +8,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tariffs.json import load_tariff
-from tariffs.model import Tariff
+from tariffs.core.tariff_document import Tariff
+from tariffs.core.tariff_json import load_tariff
 
 D = Decimal
 

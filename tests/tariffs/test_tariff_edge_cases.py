@@ -5,11 +5,11 @@ import json
 from datetime import timedelta
 from decimal import Decimal as D
 
-from tariffs.engine import price_session
-from tariffs.grid import GridRule, price_changes, versions
-from tariffs.periods import charging, parking, periods_from_meter_values
-from tariffs.quote import quote
-from tariffs.render import cdr_fields, render_json
+from tariffs.core.charging_periods import charging, parking, periods_from_meter_values
+from tariffs.core.engine import price_session
+from tariffs.core.grid_rules import GridRule, price_changes, versions
+from tariffs.core.quote import quote
+from tariffs.core.render import cdr_fields, render_json
 
 from .tariff_helpers import el, local, mins, pc, tariff
 
@@ -178,6 +178,6 @@ def test_render_json_exact_and_complete():
 
 
 def _c(t):
-    from tariffs.compiled import compile_tariff
+    from tariffs.core.compiled_tariff import compile_tariff
 
     return compile_tariff(t)

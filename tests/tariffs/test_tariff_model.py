@@ -3,8 +3,8 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from tariffs.json import dumps, load_charging_periods, load_tariff, loads
-from tariffs.model import CdrDimensionType, DayOfWeek, TariffDimensionType
+from tariffs.core.tariff_document import CdrDimensionType, DayOfWeek, TariffDimensionType
+from tariffs.core.tariff_json import dumps, load_charging_periods, load_tariff, loads
 
 
 def test_numbers_are_decimal_not_float():

@@ -6,8 +6,8 @@ from decimal import Decimal as D
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tariffs.engine import price_session
-from tariffs.periods import charging, parking
+from tariffs.core.charging_periods import charging, parking
+from tariffs.core.engine import price_session
 
 from .tariff_helpers import el, local, pc, tariff
 

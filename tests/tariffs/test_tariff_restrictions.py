@@ -3,8 +3,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tariffs.model import TariffRestrictions
-from tariffs.restrictions import RESERVATION, Moment, restriction_matches
+from tariffs.core.restrictions import RESERVATION, Moment, restriction_matches
+from tariffs.core.tariff_document import TariffRestrictions
 
 from .tariff_helpers import local
 

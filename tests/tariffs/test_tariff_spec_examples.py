@@ -7,8 +7,8 @@ the spec's unrounded illustration, the expected value is ours and the spec figur
 from datetime import timedelta
 from decimal import Decimal as D
 
-from tariffs.engine import price_session
-from tariffs.periods import charging, parking, reservation
+from tariffs.core.charging_periods import charging, parking, reservation
+from tariffs.core.engine import price_session
 
 from .tariff_helpers import el, local, mins, pc, tariff
 

@@ -1,4 +1,4 @@
-"""Tariffs in the database: the versions of a tariff as the engine needs them, and publishing new versions.
+"""Stored tariff versions (rows of ``tariffs``): the versions of a tariff as the engine needs them, and the latest.
 
 Validity of stored versions: a version with a ``start_date_time`` is valid from then; the first version without
 one is valid always; a later version without one (an operator re-import) is valid from when it was stored, so
@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.models import TariffVersion
-from tariffs.model import Tariff
+from tariffs.core.tariff_document import Tariff
 
 
 @dataclass(frozen=True)

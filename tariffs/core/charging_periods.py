@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from kernel.timeutil import ensure_utc, zone
-from tariffs.compiled import CompiledTariff
-from tariffs.model import CdrDimension, CdrDimensionType, ChargingPeriod
+from tariffs.core.compiled_tariff import CompiledTariff
+from tariffs.core.tariff_document import CdrDimension, CdrDimensionType, ChargingPeriod
 
 ZERO = Decimal(0)
 _US = Decimal(1_000_000)

@@ -4,7 +4,7 @@
 
 1. Tariff versions: each tariff is valid from ``start_date_time`` (open if absent) until ``end_date_time``;
    at any instant the valid version with the latest start wins. Periods are cut at version boundaries and at
-   every restriction boundary (:func:`tariffs.periods.cut_for_tariffs`).
+   every restriction boundary (:func:`tariffs.core.charging_periods.cut_for_tariffs`).
 2. Per period and dimension (ENERGY, TIME = charging time, PARKING_TIME, reservation time) the first
    element, in list order, with a component of that dimension whose restrictions match at the period start is
    used; none matching means that quantity is free.
@@ -31,7 +31,8 @@ from decimal import ROUND_CEILING, Decimal
 
 from kernel.money import allocate, rounder
 from kernel.timeutil import ensure_utc, zone
-from tariffs.compiled import (
+from tariffs.core.charging_periods import Period, cut_for_tariffs, periods_from_ocpi, seconds_between
+from tariffs.core.compiled_tariff import (
     ENERGY,
     FLAT,
     PARKING_TIME,
@@ -41,9 +42,8 @@ from tariffs.compiled import (
     CompiledTariff,
     compile_tariff,
 )
-from tariffs.model import ChargingPeriod, Price, Tariff
-from tariffs.periods import Period, cut_for_tariffs, periods_from_ocpi, seconds_between
-from tariffs.restrictions import RESERVATION, RESERVATION_EXPIRES, Moment
+from tariffs.core.restrictions import RESERVATION, RESERVATION_EXPIRES, Moment
+from tariffs.core.tariff_document import ChargingPeriod, Price, Tariff
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -191,7 +191,7 @@ def price_session(
     """Price one session. See the module docstring for the rules.
 
     ``tariffs``: a Tariff, a CompiledTariff, or a list of versions (each valid from its start_date_time).
-    ``periods``: :class:`tariffs.periods.Period` objects or OCPI ChargingPeriods, chronological.
+    ``periods``: :class:`tariffs.core.charging_periods.Period` objects or OCPI ChargingPeriods, chronological.
     ``time_zone``: the location's IANA zone (restrictions are local). ``precut=True`` skips cutting periods at
     tariff boundaries (only when the caller already did, e.g. :func:`periods_from_meter_values`).
     """

@@ -1,13 +1,13 @@
-"""OCPI 2.2.1 tariff and CDR-side data models (pydantic 2), with exact Decimal numbers.
+"""The OCPI 2.2.1 tariff as a typed document (pydantic 2), and the CDR-side types it prices; exact Decimals.
 
-These are the *wire* models: they validate what a CPO sends (Tariff, TariffElement, PriceComponent,
+These are the *wire* types: they validate what a CPO sends (Tariff, TariffElement, PriceComponent,
 TariffRestrictions) and what a CDR/Session carries (ChargingPeriod, CdrDimension, Price). They are lenient in
 the ways real partners need: extra fields are kept and ignored, enum values sent in lower case are accepted
 (with a warning in the log). Numbers are :class:`decimal.Decimal`; never parse OCPI JSON with floats, use
-:func:`tariffs.json.loads` (``parse_float=Decimal``).
+:func:`tariffs.core.tariff_json.loads` (``parse_float=Decimal``).
 
-The pricing hot path never touches these models: :func:`tariffs.compiled.compile_tariff` turns a Tariff
-into plain slotted objects once.
+The pricing hot path never touches these models: :func:`tariffs.core.compiled_tariff.compile_tariff` turns a
+Tariff into plain slotted objects once.
 """
 
 from __future__ import annotations

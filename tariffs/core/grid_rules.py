@@ -6,7 +6,7 @@
 * :func:`price_changes` runs the state machine over a load time series: the first rule (list order) whose
   condition holds is active; an active rule is only left once load has moved ``hysteresis`` percentage
   points past its threshold; no change happens sooner than ``min_hold`` after the previous one. It returns
-  the tariff versions to publish, which :func:`tariffs.engine.price_session` accepts as a version list.
+  the tariff versions to publish, which :func:`tariffs.core.engine.price_session` accepts as a version list.
 
 No I/O, no clock: time comes only from the series.
 """
@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from kernel.timeutil import ensure_utc
-from tariffs.model import Tariff
+from tariffs.core.tariff_document import Tariff
 
 ABOVE = "above"
 BELOW = "below"
@@ -159,5 +159,5 @@ def price_changes(
 
 
 def versions(changes: Sequence[PriceChange]) -> list[Tariff]:
-    """The tariff versions of ``changes``, ready for :func:`tariffs.engine.price_session`."""
+    """The tariff versions of ``changes``, ready for :func:`tariffs.core.engine.price_session`."""
     return [c.tariff for c in changes]

@@ -13,14 +13,14 @@ from datetime import datetime
 from decimal import Decimal
 
 from kernel.money import normalize_currency
-from tariffs.model import Tariff
-from tariffs.restrictions import (
+from tariffs.core.restrictions import (
     RESERVATION,
     RESERVATION_EXPIRES,
     CompiledRestrictions,
     Moment,
     compile_restrictions,
 )
+from tariffs.core.tariff_document import Tariff
 
 ENERGY = "ENERGY"
 FLAT = "FLAT"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from tariffs.model import TariffRestrictions
+from tariffs.core.tariff_document import TariffRestrictions
 
 RESERVATION = "RESERVATION"
 RESERVATION_EXPIRES = "RESERVATION_EXPIRES"

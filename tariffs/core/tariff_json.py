@@ -2,7 +2,7 @@
 
 :func:`load_tariff`, :func:`load_tariffs` and :func:`load_charging_periods` parse with the hub's one exact
 codec, :mod:`kernel.jsonutil` (``loads``: numbers as Decimal), and validate into the models of
-:mod:`tariffs.model`. ``loads``, ``dumps`` and ``to_jsonable`` are that codec's, named here for the
+:mod:`tariffs.core.tariff_document`. ``loads``, ``dumps`` and ``to_jsonable`` are that codec's, named here for the
 tariff code's callers.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kernel.jsonutil import dumps, loads, to_jsonable
-from tariffs.model import ChargingPeriod, Tariff
+from tariffs.core.tariff_document import ChargingPeriod, Tariff
 
 __all__ = ["dumps", "load_charging_periods", "load_tariff", "load_tariffs", "loads", "to_jsonable"]
 

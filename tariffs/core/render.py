@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from kernel.timeutil import format_rfc3339
-from tariffs.engine import PricingResult
-from tariffs.json import dumps, to_jsonable
-from tariffs.periods import to_ocpi
+from tariffs.core.charging_periods import to_ocpi
+from tariffs.core.engine import PricingResult
+from tariffs.core.tariff_json import dumps, to_jsonable
 
 
 def _price(p: Any) -> dict[str, Any]:

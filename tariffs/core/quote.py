@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from kernel.timeutil import ensure_utc
-from tariffs.engine import PricingResult, TariffInput, compile_versions, price_session
-from tariffs.periods import Period, charging, parking, seconds_between
+from tariffs.core.charging_periods import Period, charging, parking, seconds_between
+from tariffs.core.engine import PricingResult, TariffInput, compile_versions, price_session
 
 
 def _td(value: timedelta | int | Decimal) -> timedelta:
