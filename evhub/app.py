@@ -16,12 +16,11 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
 from functools import partial
 from typing import Any
 
-import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -40,6 +39,7 @@ from kernel.db.engine import Database
 from kernel.db.migrate import ensure_schema, schema_state
 from kernel.db.reach import check_reachable
 from kernel.gcpolicy import GcPolicy
+from kernel.httpserver import HttpServer
 from kernel.logs import bind
 from kernel.ports import bind_tcp
 from kernel.settings import Settings
@@ -135,14 +135,6 @@ def create_app(hub: Hub) -> FastAPI:
     return app
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the hub handles SIGTERM for every part at once."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 class RunningHub:
     """A hub assembled in this process; ``await start()``, then ``await stop()``."""
 
@@ -156,8 +148,7 @@ class RunningHub:
         self.db = Database(settings.database_url)
         self.hub = Hub(settings=settings, db=self.db, node_name=settings.node_name or default_node_name())
         self.components = list(components) if components is not None else load_components()
-        self._server: _Server | None = None
-        self._server_task: asyncio.Task[None] | None = None
+        self._http_server: HttpServer | None = None
         self._http_socket: socket.socket | None = None
         self._started: list[Component] = []
         self._up = False  # start() completed: stop() reports "evhub stopped"
@@ -192,24 +183,11 @@ class RunningHub:
         if worker:
             self._up = True
             return
-        config = uvicorn.Config(
-            self.hub.app,
-            host=self.settings.http_host,
-            port=self.settings.http_port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-        )
-        self._server = _Server(config)
-        self._server_task = asyncio.create_task(self._server.serve(sockets=[self._http_socket]))
-        while not self._server.started:
-            if self._server_task.done():
-                self._server_task.result()
-                raise RuntimeError("HTTP server stopped during start")
-            await asyncio.sleep(0.02)
-        sock = self._server.servers[0].sockets[0]
-        host, port = sock.getsockname()[:2]
-        self.hub.endpoints["http"] = f"http://{host}:{port}"
+        assert self.hub.app is not None and self._http_socket is not None, "bound and created above"
+        # The hub handles SIGTERM for every part at once; the server leaves signals alone.
+        self._http_server = HttpServer(self.hub.app, sock=self._http_socket)
+        await self._http_server.start()
+        self.hub.endpoints["http"] = self._http_server.url
         self._up = True
         log.info(
             "evhub started",
@@ -228,11 +206,9 @@ class RunningHub:
             await asyncio.wait(running, timeout=timeout)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-            if self._server_task is not None:
-                with contextlib.suppress(Exception):
-                    await self._server_task
+        if self._http_server is not None:
+            await self._http_server.stop(timeout=None)  # in-flight requests finish, however long they take
+            self._http_server = None
         if self._http_socket is not None:
             self._http_socket.close()
             self._http_socket = None

@@ -26,16 +26,15 @@ import base64
 import contextlib
 import copy
 import json
-import socket
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from kernel.httpserver import HttpServer
 from kernel.timeutil import utcnow
 
 VERSION = "2.2.1"
@@ -119,8 +118,7 @@ class EmspSimulator:
         self.token_page_limit = 100
         self.bad = Misbehaviour()
         self.port: int | None = None
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: HttpServer | None = None
         self.app = self._build_app()
 
     # ------------------------------------------------------------------------------------------- lifecycle
@@ -139,28 +137,16 @@ class EmspSimulator:
 
     async def start(self, port: int = 0) -> str:
         """Serve on ``port`` (a free one when 0). Returns the versions URL."""
-        if port == 0:
-            with socket.socket() as sock:
-                sock.bind((self.host, 0))
-                port = sock.getsockname()[1]
-        self.port = port
-        self.url = f"http://{self.host}:{port}"
-        config = uvicorn.Config(self.app, host=self.host, port=port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
+        self._server = HttpServer(self.app, host=self.host, port=port)
+        self.port = self._server.port
+        self.url = self._server.url
+        await self._server.start()
         return self.versions_url
 
     async def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 5)
-        self._server = self._task = None
+            await self._server.stop()
+        self._server = None
 
     def misbehave(
         self,

@@ -12,20 +12,18 @@ default network transport everywhere), for what only a real socket shows. Shared
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from kernel.components import Hub
 from kernel.db.engine import Database
+from kernel.httpserver import HttpServer
 from kernel.outbox import BackoffPolicy, OutboxDispatcher
-from kernel.ports import free_port
 from kernel.seams import Hooks, Services
 from kernel.settings import Settings
 from ocpi.component import OcpiComponent
@@ -96,26 +94,12 @@ def network(real_sockets: bool) -> InProcessNetwork | None:
     return None if real_sockets else InProcessNetwork()
 
 
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # pragma: no cover - tests run in a thread-less loop
-        pass
-
-
-async def _serve(app: FastAPI, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    return server, task
-
-
 @pytest.fixture
 async def hub(db: Database, network: InProcessNetwork | None) -> AsyncIterator[RunningHub]:
-    url = f"http://127.0.0.1:{free_port()}" if network is None else "http://hub.test"
-    settings = Settings(database_url=db.url, public_url=url)
     app = FastAPI()
+    server = HttpServer(app) if network is None else None  # bound now: the url is known before it serves
+    url = server.url if server is not None else "http://hub.test"
+    settings = Settings(database_url=db.url, public_url=url)
     h = Hub(settings=settings, db=db, node_name="test", app=app)
     dispatcher = OutboxDispatcher(
         db,
@@ -129,9 +113,8 @@ async def hub(db: Database, network: InProcessNetwork | None) -> AsyncIterator[R
     )
     component.install(h)
     await component.start(h)  # what evhub.app does at start (the app has no lifespan of its own)
-    server: uvicorn.Server | None = None
-    if network is None:
-        server, server_task = await _serve(app, int(url.rsplit(":", 1)[1]))
+    if server is not None:
+        await server.start()
     else:
         network.serve("hub.test", app)
     running = RunningHub(db, h, component, dispatcher, url, network)
@@ -154,9 +137,7 @@ async def hub(db: Database, network: InProcessNetwork | None) -> AsyncIterator[R
         await loop_task
         await component.stop()
         if server is not None:
-            server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server_task, 5)
+            await server.stop()
 
 
 async def _simulator(
