@@ -27,11 +27,12 @@ import contextlib
 import copy
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from kernel.httpserver import HttpServer
@@ -186,7 +187,9 @@ class EmspSimulator:
         emsp = f"/ocpi/emsp/{VERSION}"
 
         @app.middleware("http")
-        async def misbehave(request: Request, call_next):  # type: ignore[no-untyped-def]
+        async def misbehave(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
             bad = sim.bad
             applies = bad.mode != "none" and (not bad.paths or any(p in request.url.path for p in bad.paths))
             if applies and bad.remaining is not None:
@@ -411,7 +414,7 @@ class EmspSimulator:
             page = items[offset : offset + limit]
             headers = {"X-Total-Count": str(len(items)), "X-Limit": str(limit)}
             if offset + len(page) < len(items):
-                params = {"offset": offset + len(page), "limit": limit}
+                params: dict[str, int | str] = {"offset": offset + len(page), "limit": limit}
                 for key in ("date_from", "date_to"):
                     if q.get(key):
                         params[key] = q[key]

@@ -20,7 +20,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import inspect
+from sqlalchemy import Connection, inspect
 from sqlalchemy.exc import DBAPIError
 
 from kernel import __version__
@@ -105,7 +105,7 @@ def _quiet_alembic() -> Iterator[None]:
 
 
 async def schema_state(db: Database) -> SchemaState:
-    def _read(sync_conn) -> tuple[bool, str | None]:  # type: ignore[no-untyped-def]
+    def _read(sync_conn: Connection) -> tuple[bool, str | None]:
         if not inspect(sync_conn).has_table(VERSION_TABLE):
             return False, None
         with _quiet_alembic():
@@ -161,7 +161,7 @@ async def upgrade(db: Database, revision: str = "head") -> SchemaState:
         raise SchemaTooNewError(too_new_message(before))
     cfg = alembic_config()
 
-    def _run(sync_conn) -> None:  # type: ignore[no-untyped-def]
+    def _run(sync_conn: Connection) -> None:
         cfg.attributes["connection"] = sync_conn
         command.upgrade(cfg, revision)
 

@@ -4,24 +4,22 @@ another CPO, a VAT country that no CDR can carry.
 Such an agreement would never apply to any CDR and fail silently at settlement time
 (``no_roaming_agreement``, ``no_hub_vat_rate``). A name the hub does not know *yet* is accepted: an eMSP
 becomes a party when it registers over OCPI, which may come after its roaming agreement is signed.
-:func:`reference_problems` (pure) lists the contradictions, :func:`known_references` reads what exists.
+:func:`reference_problems` lists the contradictions with :class:`KnownReferences` (pure);
+:func:`settlement.agreement_store.known_references` reads what exists.
 Labels are the settlement's ``COUNTRY*PARTY`` keys; VAT countries are ISO 3166 alpha-3, as the CDR's
 ``country`` (its location's) is.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import pycountry
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.models import Location, Party, PartyRole
-from settlement.agreements import ALL_CPOS
+from kernel.models import PartyRole
+
+from .agreements import ALL_CPOS, AnyAgreement
 
 DEFAULT_HUB = "HUB"
 """The hub fee's default ``hub`` label, accepted without a party of that name."""
@@ -31,17 +29,6 @@ DEFAULT_HUB = "HUB"
 class KnownReferences:
     roles: dict[str, set[str]] = field(default_factory=dict)  # party label -> its roles
     locations: set[tuple[str, str]] = field(default_factory=set)  # (CPO label, location id)
-
-
-async def known_references(s: AsyncSession) -> KnownReferences:
-    roles: dict[str, set[str]] = defaultdict(set)
-    by_id: dict[int, str] = {}
-    for party in (await s.scalars(select(Party))).all():
-        label = f"{party.country_code}*{party.party_id}"
-        roles[label].add(PartyRole(party.role).value)
-        by_id[party.id] = label
-    rows = (await s.execute(select(Location.cpo_id, Location.ocpi_id))).all()
-    return KnownReferences(dict(roles), {(by_id.get(cpo_id, ""), ocpi_id) for cpo_id, ocpi_id in rows})
 
 
 def _country(code: str) -> bool:
@@ -58,7 +45,7 @@ def _party(where: str, name: str, label: str, role: PartyRole, known: KnownRefer
     ]
 
 
-def reference_problems(agreements: Sequence[Any], known: KnownReferences) -> list[str]:
+def reference_problems(agreements: Sequence[AnyAgreement], known: KnownReferences) -> list[str]:
     """One message per name in ``agreements`` that contradicts ``known`` (empty list = none)."""
     problems: list[str] = []
     for index, a in enumerate(agreements):

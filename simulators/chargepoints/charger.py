@@ -36,6 +36,7 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from kernel.timeutil import utcnow
 
@@ -157,7 +158,7 @@ class SimulatedCharger:
             try:
                 async with connect(
                     self.url,
-                    subprotocols=["ocpp" + self.spec.version],
+                    subprotocols=[Subprotocol("ocpp" + self.spec.version)],
                     additional_headers=self._headers(),
                     ssl=self.ssl,
                     open_timeout=30,
@@ -268,6 +269,7 @@ class SimulatedCharger:
     # -- protocol -------------------------------------------------------------------------------------------
 
     async def _boot(self) -> None:
+        payload: dict[str, Any]
         if self.spec.version == "1.6":
             payload = {"chargePointVendor": "evhub-sim", "chargePointModel": "SimAC22",
                        "chargePointSerialNumber": self.spec.identity, "firmwareVersion": "1.0.0"}  # fmt: skip
