@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import kernel.models  # noqa: F401  (registers every table)
 from kernel.db.base import Base
+from kernel.settings import load_settings
 
 config = context.config
 target_metadata = Base.metadata
@@ -50,8 +51,6 @@ def run_online() -> None:
         return
     url = config.get_main_option("sqlalchemy.url")
     if not url:
-        from kernel.settings import load_settings
-
         url = load_settings().database_url
     asyncio.run(_run_async(url))
 
