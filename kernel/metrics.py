@@ -29,6 +29,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from kernel.models import ChargingSession, PricingState
+
 if TYPE_CHECKING:
     from starlette.types import Scope
 
@@ -280,13 +282,11 @@ def _match_template(app: Any, scope: Scope) -> str:
 async def refresh_database_gauges(db: Database) -> None:
     """Set the session gauges from one grouped count over the pricing-state index (the rows not yet priced
     only, so the cost does not grow with the history). A database error leaves the last values."""
-    from kernel.models import ChargingSession, PricingState
-
     states = (PricingState.NOT_READY, PricingState.PENDING, PricingState.FAILED)
     try:
-        async with db.session() as s:
+        async with db.session() as db_session:
             rows = (
-                await s.execute(
+                await db_session.execute(
                     select(ChargingSession.pricing_state, func.count())
                     .where(ChargingSession.pricing_state.in_(states))
                     .group_by(ChargingSession.pricing_state)
