@@ -60,8 +60,8 @@ async def _visible_rows(request: Request, page: Paging, query: Select[Any], owne
     who = principal(request)
     if not who.is_hub:
         query = query.where(owner == who.cpo_id)
-    async with _hub(request).db.session() as s:
-        return await page.rows(s, query)
+    async with _hub(request).db.session() as db_session:
+        return await page.rows(db_session, query)
 
 
 @router.get(

@@ -60,21 +60,24 @@ class CdrDetailOut(CdrOut):
     )
 
 
-async def _describe(s: AsyncSession, rows: Sequence[Cdr]) -> list[CdrOut]:
+async def _describe(db_session: AsyncSession, rows: Sequence[Cdr]) -> list[CdrOut]:
     session_ids = {r.session_id for r in rows}
     sessions: dict[int, str] = {}
     if session_ids:
         query = select(ChargingSession.id, ChargingSession.session_uid).where(
             ChargingSession.id.in_(session_ids)
         )
-        sessions = {row[0]: row[1] for row in await s.execute(query)}
+        sessions = {row[0]: row[1] for row in await db_session.execute(query)}
     credited = {r.credit_of for r in rows if r.credit_of is not None}
     uids: dict[int, str] = {}
     if credited:
         uids = {
-            row[0]: row[1] for row in await s.execute(select(Cdr.id, Cdr.cdr_uid).where(Cdr.id.in_(credited)))
+            row[0]: row[1]
+            for row in await db_session.execute(select(Cdr.id, Cdr.cdr_uid).where(Cdr.id.in_(credited)))
         }
-    cpos = {p.id: p for p in await s.scalars(select(Party).where(Party.id.in_({r.cpo_id for r in rows})))}
+    cpos = {
+        p.id: p for p in await db_session.scalars(select(Party).where(Party.id.in_({r.cpo_id for r in rows})))
+    }
     return [
         CdrOut(
             id=r.cdr_uid,
@@ -113,19 +116,19 @@ async def list_cdrs(
         query = query.join(ChargingSession, ChargingSession.id == Cdr.session_id).where(
             ChargingSession.session_uid == session_id
         )
-    async with request.app.state.hub.db.session() as s:
-        return await _describe(s, await page.rows(s, query))
+    async with request.app.state.hub.db.session() as db_session:
+        return await _describe(db_session, await page.rows(db_session, query))
 
 
 @router.get(
     "/{cdr_id}", summary="One CDR with the OCPI object and its price explanation", responses=errors(404)
 )
 async def get_cdr(cdr_id: str, request: Request) -> CdrDetailOut:
-    async with request.app.state.hub.db.session() as s:
-        row = await s.scalar(select(Cdr).where(Cdr.cdr_uid == cdr_id))
+    async with request.app.state.hub.db.session() as db_session:
+        row = await db_session.scalar(select(Cdr).where(Cdr.cdr_uid == cdr_id))
         if row is None or not principal(request).sees(row.cpo_id):
             raise HTTPException(404, f"unknown CDR {cdr_id}")
-        (summary,) = await _describe(s, [row])
+        (summary,) = await _describe(db_session, [row])
     return CdrDetailOut(
         **summary.model_dump(), cdr=dict(row.data or {}), explanation=dict(row.explanation or {})
     )

@@ -114,9 +114,12 @@ async def list_locations(request: Request, page: Paging = Depends(paging)) -> li
     query = select(Location).options(_with_evses()).order_by(Location.id)
     if not who.is_hub:
         query = query.where(Location.cpo_id == who.cpo_id)
-    async with request.app.state.hub.db.session() as s:
-        rows = await page.rows(s, query)
-        cpos = {p.id: p for p in await s.scalars(select(Party).where(Party.id.in_({r.cpo_id for r in rows})))}
+    async with request.app.state.hub.db.session() as db_session:
+        rows = await page.rows(db_session, query)
+        cpos = {
+            p.id: p
+            for p in await db_session.scalars(select(Party).where(Party.id.in_({r.cpo_id for r in rows})))
+        }
     return [_describe(loc, cpos[loc.cpo_id]) for loc in rows]
 
 
@@ -127,9 +130,9 @@ async def get_location(
     party_id: str = Path(description="The CPO's party id"),
     location_id: str = Path(description="The location's OCPI id"),
 ) -> LocationOut:
-    async with request.app.state.hub.db.session() as s:
+    async with request.app.state.hub.db.session() as db_session:
         row = (
-            await s.execute(
+            await db_session.execute(
                 select(Location, Party)
                 .join(Party, Party.id == Location.cpo_id)
                 .where(

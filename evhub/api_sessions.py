@@ -86,26 +86,28 @@ class SessionDetailOut(SessionOut):
     meter_values: list[MeterValueOut] = Field(description="Every sampled value, in time order")
 
 
-async def _names(s: AsyncSession, model: type, column: str, ids: set[int | None]) -> dict[int, str]:
+async def _names(db_session: AsyncSession, model: type, column: str, ids: set[int | None]) -> dict[int, str]:
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    rows = await s.execute(select(model.id, getattr(model, column)).where(model.id.in_(wanted)))  # type: ignore[attr-defined]
+    rows = await db_session.execute(select(model.id, getattr(model, column)).where(model.id.in_(wanted)))  # type: ignore[attr-defined]
     return {row[0]: row[1] for row in rows}
 
 
-async def _describe(s: AsyncSession, rows: Sequence[ChargingSession]) -> list[SessionOut]:
+async def _describe(db_session: AsyncSession, rows: Sequence[ChargingSession]) -> list[SessionOut]:
     """Sessions with the names of what they refer to (looked up for the whole page at once)."""
-    chargers = await _names(s, ChargePoint, "identity", {r.charge_point_id for r in rows})
-    locations = await _names(s, Location, "ocpi_id", {r.location_id for r in rows})
-    evses = await _names(s, EVSE, "uid", {r.evse_pk for r in rows})
-    connectors = await _names(s, Connector, "connector_id", {r.connector_pk for r in rows})
-    tokens = await _names(s, Token, "uid", {r.token_id for r in rows})
-    cpos = {p.id: p for p in await s.scalars(select(Party).where(Party.id.in_({r.cpo_id for r in rows})))}
+    chargers = await _names(db_session, ChargePoint, "identity", {r.charge_point_id for r in rows})
+    locations = await _names(db_session, Location, "ocpi_id", {r.location_id for r in rows})
+    evses = await _names(db_session, EVSE, "uid", {r.evse_pk for r in rows})
+    connectors = await _names(db_session, Connector, "connector_id", {r.connector_pk for r in rows})
+    tokens = await _names(db_session, Token, "uid", {r.token_id for r in rows})
+    cpos = {
+        p.id: p for p in await db_session.scalars(select(Party).where(Party.id.in_({r.cpo_id for r in rows})))
+    }
     cdrs: dict[int, list[str]] = {}
     if rows:
         query = select(Cdr.session_id, Cdr.cdr_uid).where(Cdr.session_id.in_([r.id for r in rows]))
-        for session_id, uid in await s.execute(query.order_by(Cdr.id)):
+        for session_id, uid in await db_session.execute(query.order_by(Cdr.id)):
             cdrs.setdefault(session_id, []).append(uid)
     return [
         SessionOut(
@@ -157,19 +159,21 @@ async def list_sessions(
         query = query.join(ChargePoint, ChargePoint.id == ChargingSession.charge_point_id).where(
             ChargePoint.identity == charger
         )
-    async with request.app.state.hub.db.session() as s:
-        return await _describe(s, await page.rows(s, query))
+    async with request.app.state.hub.db.session() as db_session:
+        return await _describe(db_session, await page.rows(db_session, query))
 
 
 @router.get("/{session_id}", summary="One session with its meter values", responses=errors(404))
 async def get_session(session_id: str, request: Request) -> SessionDetailOut:
-    async with request.app.state.hub.db.session() as s:
-        row = await s.scalar(select(ChargingSession).where(ChargingSession.session_uid == session_id))
+    async with request.app.state.hub.db.session() as db_session:
+        row = await db_session.scalar(
+            select(ChargingSession).where(ChargingSession.session_uid == session_id)
+        )
         if row is None or not principal(request).sees(row.cpo_id):
             raise HTTPException(404, f"unknown session {session_id}")
-        (summary,) = await _describe(s, [row])
+        (summary,) = await _describe(db_session, [row])
         samples = (
-            await s.scalars(
+            await db_session.scalars(
                 select(MeterValue)
                 .where(MeterValue.session_id == row.id)
                 .order_by(MeterValue.timestamp, MeterValue.measurand, MeterValue.phase)

@@ -75,8 +75,8 @@ def _visible(query: Select[Any], who: Principal) -> Select[Any]:
 @router.get("", summary="Tokens (a CPO key: those that charged at its chargers)", responses=paged())
 async def list_tokens(request: Request, page: Paging = Depends(paging)) -> list[TokenOut]:
     query = _visible(select(Token).order_by(Token.id), principal(request))
-    async with request.app.state.hub.db.session() as s:
-        return [_describe(t) for t in await page.rows(s, query)]
+    async with request.app.state.hub.db.session() as db_session:
+        return [_describe(t) for t in await page.rows(db_session, query)]
 
 
 @router.get("/{country_code}/{party_id}/{uid}", summary="One token", responses=errors(404))
@@ -93,8 +93,8 @@ async def get_token(
         Token.uid == uid,
         Token.type == str(type),
     )
-    async with request.app.state.hub.db.session() as s:
-        token = await s.scalar(_visible(query, principal(request)))
+    async with request.app.state.hub.db.session() as db_session:
+        token = await db_session.scalar(_visible(query, principal(request)))
     if token is None:
         raise HTTPException(404, f"unknown token {country_code}*{party_id} {uid} ({type})")
     return _describe(token)

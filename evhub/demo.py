@@ -169,12 +169,12 @@ async def provision(demo: Demo) -> None:
     """The sample network, through the same provisioning functions as the CLI."""
     from kernel.apiauth import create_key
     from portal.admin import add_fleet, add_manager
-    from settlement.store import add_agreements
+    from settlement.agreement_store import add_agreements
     from tariffs.dynamic import attach_rules
 
     assert demo.hub is not None
     db = demo.hub.db
-    async with db.session() as s:
+    async with db.session() as db_session:
         for cc, pid, role, name in [
             ("NL", "AMP", "CPO", "AmsterPower"),
             ("GB", "LDN", "CPO", "London Charge Co"),
@@ -182,23 +182,25 @@ async def provision(demo: Demo) -> None:
             ("NL", "EVH", "EMSP", "evhub Fleet Services"),
             ("NL", "SIT", "SITE_HOST", "Station Parking BV"),
         ]:
-            await prov.add_party(s, cc, pid, role, name)
+            await prov.add_party(db_session, cc, pid, role, name)
         for loc in json.loads((DATA / "locations.json").read_text()):
-            await prov.import_location(s, loc, grid_zone="NL-NH" if loc["country_code"] == "NL" else "GB-LON")
+            await prov.import_location(
+                db_session, loc, grid_zone="NL-NH" if loc["country_code"] == "NL" else "GB-LON"
+            )
         for tariff in prov.load_json((DATA / "tariffs.json").read_text(), "demo tariffs"):
-            await prov.import_tariff(s, tariff)
+            await prov.import_tariff(db_session, tariff)
         for identity, version, location, evses, _power in CHARGERS:
             await prov.add_charger(
-                s,
+                db_session,
                 identity,
                 password=CHARGER_PASSWORD,
                 location=location,
                 evse_uids=evses,
                 ocpp_version=version,
             )
-        cpo = await prov.find_party(s, "NL*AMP", prov.PartyRole.CPO)
+        cpo = await prov.find_party(db_session, "NL*AMP", prov.PartyRole.CPO)
         await attach_rules(
-            s,
+            db_session,
             "NL-NH",
             cpo.id,
             "AMS-TOD",
@@ -206,14 +208,14 @@ async def provision(demo: Demo) -> None:
             hysteresis=Decimal(5),
             min_hold_s=1800,
         )
-        await add_agreements(s, AGREEMENTS)
-        demo.api_key = await create_key(s, "demo-operator", None)
+        await add_agreements(db_session, AGREEMENTS)
+        demo.api_key = await create_key(db_session, "demo-operator", None)
     await add_fleet(db, "Acme Logistics", "EUR")
     await add_manager(db, "Acme Logistics", MANAGER_EMAIL, MANAGER_PASSWORD, name="Fleet Manager")
-    async with db.session() as s:
+    async with db.session() as db_session:
         for uid, driver, email, vehicle, limit in FLEET_TOKENS:
             await prov.add_token(
-                s,
+                db_session,
                 prov.TokenSpec(
                     uid=uid,
                     issuer_party="NL*EVH",
@@ -326,13 +328,13 @@ async def wait_for_money_path(demo: Demo, timeout: float = 60.0) -> None:
     while asyncio.get_running_loop().time() < deadline:
         if pricing is not None:
             await pricing.run_once()
-        async with db.session() as s:
-            pending_sessions = await s.scalar(
+        async with db.session() as db_session:
+            pending_sessions = await db_session.scalar(
                 select(func.count())
                 .select_from(ChargingSession)
                 .where(ChargingSession.pricing_state == "pending")
             )
-            pending_out = await s.scalar(
+            pending_out = await db_session.scalar(
                 select(func.count()).select_from(OutboxMessage).where(OutboxMessage.status == "pending")
             )
         if not pending_sessions and not pending_out:
@@ -343,9 +345,9 @@ async def wait_for_money_path(demo: Demo, timeout: float = 60.0) -> None:
 
 async def show_grid(demo: Demo) -> None:
     assert demo.hub is not None
-    async with demo.hub.db.session() as s:
+    async with demo.hub.db.session() as db_session:
         versions = (
-            await s.scalars(
+            await db_session.scalars(
                 select(TariffVersion).where(TariffVersion.source == "grid").order_by(TariffVersion.version)
             )
         ).all()
@@ -369,9 +371,9 @@ async def show_grid(demo: Demo) -> None:
 
 async def show_cdrs(demo: Demo) -> list[Cdr]:
     assert demo.hub is not None
-    async with demo.hub.db.session() as s:
+    async with demo.hub.db.session() as db_session:
         rows = (
-            await s.execute(
+            await db_session.execute(
                 select(Cdr, Location)
                 .join(Location, Cdr.location_id == Location.id)
                 .order_by(Cdr.start_date_time)
@@ -425,9 +427,9 @@ def show_explanation(cdr: Cdr) -> None:
 
 async def settle(demo: Demo, cdrs: list[Cdr]) -> dict[str, list[dict[str, str]]]:
     """Settle every period the CDRs fall in; returns per period each party's net, VAT and gross."""
+    from settlement.core.accounting_periods import period_of
+    from settlement.core.statements import build_statement, parties
     from settlement.job import run_period
-    from settlement.periods import period_of
-    from settlement.statements import build_statement, parties
 
     assert demo.hub is not None
     periods = sorted({period_of(c.end_date_time).key for c in cdrs}) or [period_of(utcnow()).key]

@@ -5,8 +5,8 @@ Sessions, CDRs and settlement statements are kept for ever (CDRs are immutable, 
 so whatever they point at cannot be removed: the refusal says what keeps it, and blocking is the way to stop
 a charger or a token. What each block does:
 
-* a charger: its stored password hash gets :data:`cpo_gateway.auth.BLOCKED_PREFIX`, so the gateway's Basic-auth
-  check (:class:`cpo_gateway.auth.PasswordCache`) refuses it at its next connection (HTTP 401); unblocking
+* a charger: its stored password hash gets :data:`cpo_gateway.charger_auth.BLOCKED_PREFIX`, so the gateway's Basic-auth
+  check (:class:`cpo_gateway.charger_auth.PasswordCache`) refuses it at its next connection (HTTP 401); unblocking
   strips the prefix and the old password works again;
 * a token: ``valid = false``, which the gateway's :class:`cpo_gateway.authorization.Authorizer` answers with
   Blocked;
@@ -26,7 +26,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from cpo_gateway.auth import BLOCKED_PREFIX, is_blocked
+from cpo_gateway.charger_auth import BLOCKED_PREFIX, is_blocked
 from evhub.provisioning import (
     ProvisioningError,
     check_charger_password,
@@ -62,9 +62,9 @@ from kernel.security import hash_password
 from kernel.timeutil import utcnow
 
 
-async def _count(s: AsyncSession, column: Any, value: Any) -> int:
+async def _count(db_session: AsyncSession, column: Any, value: Any) -> int:
     """How many rows of ``column``'s table have ``column == value``."""
-    return int(await s.scalar(select(func.count()).where(column == value)) or 0)
+    return int(await db_session.scalar(select(func.count()).where(column == value)) or 0)
 
 
 def _plural(n: int, word: str) -> str:
@@ -82,8 +82,8 @@ def charger_blocked(cp: ChargePoint) -> bool:
     return is_blocked(cp.password_hash)
 
 
-async def find_charger(s: AsyncSession, identity: str) -> ChargePoint:
-    cp = await s.scalar(
+async def find_charger(db_session: AsyncSession, identity: str) -> ChargePoint:
+    cp = await db_session.scalar(
         select(ChargePoint)
         .where(ChargePoint.identity == identity.strip())
         .options(selectinload(ChargePoint.evse_map))
@@ -94,7 +94,7 @@ async def find_charger(s: AsyncSession, identity: str) -> ChargePoint:
 
 
 async def update_charger(
-    s: AsyncSession,
+    db_session: AsyncSession,
     identity: str,
     *,
     password: str | None = None,
@@ -106,7 +106,7 @@ async def update_charger(
 ) -> ChargePoint:
     """Change what is given, keep the rest. A new location needs its EVSEs (``evse_uids``); a blocked charger
     stays blocked when its password changes."""
-    cp = await find_charger(s, identity)
+    cp = await find_charger(db_session, identity)
     if security_profile is not None:
         if security_profile >= 3 and charger_blocked(cp):
             raise ProvisioningError(
@@ -124,11 +124,11 @@ async def update_charger(
     if registration is not None:
         cp.registration_status = parse_registration(registration)
     if location is not None or evse_uids:
-        loc = await find_location(s, location) if location is not None else None
+        loc = await find_location(db_session, location) if location is not None else None
         if loc is None:
             if cp.location_id is None:
                 raise ProvisioningError(f"charger {cp.identity} has no location: name one with --location")
-            loc = await s.scalar(
+            loc = await db_session.scalar(
                 select(Location).where(Location.id == cp.location_id).options(selectinload(Location.evses))
             )
             assert loc is not None
@@ -138,18 +138,20 @@ async def update_charger(
             )
         if not evse_uids:
             raise ProvisioningError("a new location needs the charger's EVSEs there (--evse, repeat)")
-        mapping = await map_evses(s, loc, evse_uids, charger_id=cp.id)
+        mapping = await map_evses(db_session, loc, evse_uids, charger_id=cp.id)
         cp.evse_map.clear()
-        await s.flush()  # the old rows go before the new ones take their (charger, number) keys
+        await db_session.flush()  # the old rows go before the new ones take their (charger, number) keys
         cp.evse_map.extend(mapping)
         cp.location_id = loc.id
-    await s.flush()
+    await db_session.flush()
     return cp
 
 
-async def set_charger_blocked(s: AsyncSession, identity: str, blocked: bool) -> tuple[ChargePoint, bool]:
+async def set_charger_blocked(
+    db_session: AsyncSession, identity: str, blocked: bool
+) -> tuple[ChargePoint, bool]:
     """Block or unblock a charger; returns (charger, whether anything changed)."""
-    cp = await find_charger(s, identity)
+    cp = await find_charger(db_session, identity)
     if charger_blocked(cp) == blocked:
         return cp, False
     if blocked:
@@ -163,14 +165,14 @@ async def set_charger_blocked(s: AsyncSession, identity: str, blocked: bool) -> 
     else:
         assert cp.password_hash is not None
         cp.password_hash = cp.password_hash.removeprefix(BLOCKED_PREFIX)
-    await s.flush()
+    await db_session.flush()
     return cp, True
 
 
-async def remove_charger(s: AsyncSession, identity: str) -> None:
+async def remove_charger(db_session: AsyncSession, identity: str) -> None:
     """Remove a charger that never had a session (sessions are kept, and they point at their charger)."""
-    cp = await find_charger(s, identity)
-    open_uid = await s.scalar(
+    cp = await find_charger(db_session, identity)
+    open_uid = await db_session.scalar(
         select(ChargingSession.session_uid)
         .where(ChargingSession.charge_point_id == cp.id, ChargingSession.status == SessionStatus.ACTIVE)
         .limit(1)
@@ -179,7 +181,7 @@ async def remove_charger(s: AsyncSession, identity: str) -> None:
         raise ProvisioningError(
             f"charger {cp.identity} has an open session ({open_uid}): stop it first, or block the charger"
         )
-    sessions = await _count(s, ChargingSession.charge_point_id, cp.id)
+    sessions = await _count(db_session, ChargingSession.charge_point_id, cp.id)
     if sessions:
         raise ProvisioningError(
             f"charger {cp.identity} cannot be removed: it has {_plural(sessions, 'session')} (kept for pricing "
@@ -190,15 +192,15 @@ async def remove_charger(s: AsyncSession, identity: str) -> None:
             f"charger {cp.identity} is connected: block it (`evhub chargers block {cp.identity}`) and remove it "
             "once it is offline"
         )
-    await s.delete(cp)
-    await s.flush()
+    await db_session.delete(cp)
+    await db_session.flush()
 
 
 # --- tokens --------------------------------------------------------------------------------------------
 
 
 async def find_token(
-    s: AsyncSession, uid: str, *, issuer: str | None = None, type_: str | None = None
+    db_session: AsyncSession, uid: str, *, issuer: str | None = None, type_: str | None = None
 ) -> Token:
     """The token with this uid (``issuer`` COUNTRY*PARTY and ``type_`` narrow it down when several match)."""
     query = select(Token).where(Token.uid == uid.strip())
@@ -207,7 +209,7 @@ async def find_token(
         query = query.where(Token.country_code == cc, Token.party_id == pid)
     if type_ is not None:
         query = query.where(Token.type == type_.strip().upper())
-    rows = (await s.scalars(query.order_by(Token.id))).all()
+    rows = (await db_session.scalars(query.order_by(Token.id))).all()
     if not rows:
         raise ProvisioningError(f"unknown token {uid!r}; see `evhub tokens list`")
     if len(rows) > 1:
@@ -244,7 +246,7 @@ def _touch_token(token: Token, **ocpi_fields: Any) -> None:
     }
 
 
-async def update_token(s: AsyncSession, token: Token, changes: TokenChanges) -> Token:
+async def update_token(db_session: AsyncSession, token: Token, changes: TokenChanges) -> Token:
     ocpi: dict[str, Any] = {}
     if changes.contract_id is not None:
         if not changes.contract_id.strip() or len(changes.contract_id) > 36:
@@ -266,7 +268,7 @@ async def update_token(s: AsyncSession, token: Token, changes: TokenChanges) -> 
     if changes.fleet is not None and changes.no_fleet:
         raise ProvisioningError("give --fleet NAME or --no-fleet, not both")
     if changes.fleet is not None:
-        token.fleet_id = (await find_fleet(s, changes.fleet)).id
+        token.fleet_id = (await find_fleet(db_session, changes.fleet)).id
     elif changes.no_fleet:
         token.fleet_id = None
     if changes.no_limit:
@@ -280,11 +282,11 @@ async def update_token(s: AsyncSession, token: Token, changes: TokenChanges) -> 
             raise ProvisioningError("monthly_limit: --currency needs --limit AMOUNT")
         token.monthly_limit, token.limit_currency = parse_limit(amount, currency)
     _touch_token(token, **ocpi)
-    await s.flush()
+    await db_session.flush()
     return token
 
 
-async def set_token_blocked(s: AsyncSession, token: Token, blocked: bool) -> bool:
+async def set_token_blocked(db_session: AsyncSession, token: Token, blocked: bool) -> bool:
     """Block (``valid = false``: the gateway answers Blocked) or unblock; whether anything changed.
 
     A roaming token belongs to its eMSP: its next update over OCPI may set it valid again."""
@@ -292,17 +294,17 @@ async def set_token_blocked(s: AsyncSession, token: Token, blocked: bool) -> boo
         return False
     token.valid = not blocked
     _touch_token(token, valid=token.valid)
-    await s.flush()
+    await db_session.flush()
     return True
 
 
-async def remove_token(s: AsyncSession, token: Token) -> None:
+async def remove_token(db_session: AsyncSession, token: Token) -> None:
     """Remove a token that was never used (sessions and CDRs keep pointing at theirs)."""
     kept = [
         _plural(n, word)
         for n, word in (
-            (await _count(s, ChargingSession.token_id, token.id), "session"),
-            (await _count(s, Cdr.token_id, token.id), "CDR"),
+            (await _count(db_session, ChargingSession.token_id, token.id), "session"),
+            (await _count(db_session, Cdr.token_id, token.id), "CDR"),
         )
         if n
     ]
@@ -311,20 +313,20 @@ async def remove_token(s: AsyncSession, token: Token) -> None:
             f"token {token.uid} cannot be removed: it has {_and(kept)} (kept for pricing and settlement); "
             f"block it instead (`evhub tokens block {token.uid}`)"
         )
-    await s.delete(token)
-    await s.flush()
+    await db_session.delete(token)
+    await db_session.flush()
 
 
 # --- parties -------------------------------------------------------------------------------------------
 
 
-async def find_party_any_role(s: AsyncSession, key: str, role: str | None = None) -> Party:
+async def find_party_any_role(db_session: AsyncSession, key: str, role: str | None = None) -> Party:
     """The party ``COUNTRY*PARTY`` (``role`` needed only when the key has several roles)."""
     cc, pid = parse_party_key(key)
     query = select(Party).where(Party.country_code == cc, Party.party_id == pid)
     if role is not None:
         query = query.where(Party.role == parse_role(role))
-    rows = (await s.scalars(query.order_by(Party.role))).all()
+    rows = (await db_session.scalars(query.order_by(Party.role))).all()
     if not rows:
         suffix = f" with role {parse_role(role).value}" if role is not None else ""
         raise ProvisioningError(f"unknown party {cc}*{pid}{suffix}; see `evhub parties list`")
@@ -335,7 +337,7 @@ async def find_party_any_role(s: AsyncSession, key: str, role: str | None = None
 
 
 async def update_party(
-    s: AsyncSession, party: Party, *, name: str | None = None, website: str | None = None
+    db_session: AsyncSession, party: Party, *, name: str | None = None, website: str | None = None
 ) -> Party:
     if name is not None:
         if not name.strip():
@@ -343,25 +345,25 @@ async def update_party(
         party.name = name.strip()
     if website is not None:
         party.website = check_url(website, "website") if website.strip() else None
-    await s.flush()
+    await db_session.flush()
     return party
 
 
-async def remove_party(s: AsyncSession, party: Party) -> None:
+async def remove_party(db_session: AsyncSession, party: Party) -> None:
     """Remove a party nothing refers to; its API keys and grid-tariff rules go with it."""
     label = f"{party.key} ({party.role.value})"
     kept = [
         _plural(n, word)
         for n, word in (
-            (await _count(s, ChargingSession.cpo_id, party.id), "session"),
+            (await _count(db_session, ChargingSession.cpo_id, party.id), "session"),
             (
-                await s.scalar(
+                await db_session.scalar(
                     select(func.count()).where((Cdr.cpo_id == party.id) | (Cdr.emsp_id == party.id))
                 ),
                 "CDR",
             ),
-            (await _count(s, SettlementStatement.party_id, party.id), "settlement statement"),
-            (await _count(s, TariffVersion.cpo_id, party.id), "tariff version"),
+            (await _count(db_session, SettlementStatement.party_id, party.id), "settlement statement"),
+            (await _count(db_session, TariffVersion.cpo_id, party.id), "tariff version"),
         )
         if n
     ]
@@ -373,39 +375,39 @@ async def remove_party(s: AsyncSession, party: Party) -> None:
     linked = [
         _plural(n, word)
         for n, word in (
-            (await _count(s, Location.cpo_id, party.id), "location"),
-            (await _count(s, ChargePoint.cpo_id, party.id), "charger"),
-            (await _count(s, Token.emsp_id, party.id), "token"),
-            (await _count(s, Fleet.emsp_id, party.id), "fleet"),
-            (await _count(s, OcpiPartnerRole.party_pk, party.id), "OCPI partner role"),
+            (await _count(db_session, Location.cpo_id, party.id), "location"),
+            (await _count(db_session, ChargePoint.cpo_id, party.id), "charger"),
+            (await _count(db_session, Token.emsp_id, party.id), "token"),
+            (await _count(db_session, Fleet.emsp_id, party.id), "fleet"),
+            (await _count(db_session, OcpiPartnerRole.party_pk, party.id), "OCPI partner role"),
         )
         if n
     ]
     if linked:
         raise ProvisioningError(f"party {label} still has {_and(linked)}: remove those first")
-    await s.execute(delete(ApiKey).where(ApiKey.cpo_id == party.id))
-    await s.delete(party)
-    await s.flush()
+    await db_session.execute(delete(ApiKey).where(ApiKey.cpo_id == party.id))
+    await db_session.delete(party)
+    await db_session.flush()
 
 
 # --- fleets --------------------------------------------------------------------------------------------
 
 
-async def find_fleet(s: AsyncSession, name: str) -> Fleet:
-    fleet = await s.scalar(select(Fleet).where(Fleet.name == name.strip()))
+async def find_fleet(db_session: AsyncSession, name: str) -> Fleet:
+    fleet = await db_session.scalar(select(Fleet).where(Fleet.name == name.strip()))
     if fleet is None:
         raise ProvisioningError(f"unknown fleet {name!r}; see `evhub fleets list`")
     return fleet
 
 
 async def update_fleet(
-    s: AsyncSession, fleet: Fleet, *, name: str | None = None, currency: str | None = None
+    db_session: AsyncSession, fleet: Fleet, *, name: str | None = None, currency: str | None = None
 ) -> Fleet:
     if name is not None:
         new = name.strip()
         if not new:
             raise ProvisioningError("fleet name must not be empty")
-        other = await s.scalar(select(Fleet.id).where(Fleet.name == new, Fleet.id != fleet.id))
+        other = await db_session.scalar(select(Fleet.id).where(Fleet.name == new, Fleet.id != fleet.id))
         if other is not None:
             raise ProvisioningError(f"fleet {new!r} already exists")
         fleet.name = new
@@ -414,46 +416,46 @@ async def update_fleet(
             fleet.currency = normalize_currency(currency)
         except MoneyError as exc:
             raise ProvisioningError(f"currency: {exc}") from None
-    await s.flush()
+    await db_session.flush()
     return fleet
 
 
-async def remove_fleet(s: AsyncSession, fleet: Fleet) -> int:
+async def remove_fleet(db_session: AsyncSession, fleet: Fleet) -> int:
     """Remove a fleet without tokens, with its manager logins and portal data; returns how many managers went."""
-    tokens = await _count(s, Token.fleet_id, fleet.id)
+    tokens = await _count(db_session, Token.fleet_id, fleet.id)
     if tokens:
         raise ProvisioningError(
             f"fleet {fleet.name!r} has {_plural(tokens, 'token')}: move them to another fleet or out of it first "
             "(`evhub tokens update UID --fleet NAME` or `--no-fleet`)"
         )
-    managers = await _count(s, FleetManager.fleet_id, fleet.id)
-    await s.execute(delete(FleetManager).where(FleetManager.fleet_id == fleet.id))
-    await s.delete(fleet)
-    await s.flush()
+    managers = await _count(db_session, FleetManager.fleet_id, fleet.id)
+    await db_session.execute(delete(FleetManager).where(FleetManager.fleet_id == fleet.id))
+    await db_session.delete(fleet)
+    await db_session.flush()
     return managers
 
 
-async def remove_manager(s: AsyncSession, email: str) -> FleetManager:
-    manager = await s.scalar(select(FleetManager).where(FleetManager.email == email.strip().lower()))
+async def remove_manager(db_session: AsyncSession, email: str) -> FleetManager:
+    manager = await db_session.scalar(select(FleetManager).where(FleetManager.email == email.strip().lower()))
     if manager is None:
         raise ProvisioningError(f"no fleet manager with email {email!r}")
-    await s.delete(manager)
-    await s.flush()
+    await db_session.delete(manager)
+    await db_session.flush()
     return manager
 
 
 # --- OCPI partners -------------------------------------------------------------------------------------
 
 
-async def get_partner(s: AsyncSession, partner_id: int) -> OcpiPartner:
-    partner = await s.get(OcpiPartner, partner_id)
+async def get_partner(db_session: AsyncSession, partner_id: int) -> OcpiPartner:
+    partner = await db_session.get(OcpiPartner, partner_id)
     if partner is None:
         raise ProvisioningError(f"unknown partner {partner_id}; see `evhub partners list`")
     return partner
 
 
 async def update_partner(
-    s: AsyncSession,
+    db_session: AsyncSession,
     partner: OcpiPartner,
     *,
     name: str | None = None,
@@ -471,16 +473,16 @@ async def update_partner(
         partner.allowed_cpo_ids = None
     elif allowed_cpo_ids:
         partner.allowed_cpo_ids = list(allowed_cpo_ids)
-    await s.flush()
+    await db_session.flush()
     return partner
 
 
-async def remove_partner(s: AsyncSession, partner: OcpiPartner) -> None:
+async def remove_partner(db_session: AsyncSession, partner: OcpiPartner) -> None:
     """Remove a partner that is not registered (unregister it first); its roles and push state go with it."""
     if partner.status == PartnerStatus.REGISTERED:
         raise ProvisioningError(
             f"partner {partner.id} ({partner.name}) is registered: unregister it first "
             f"(`evhub partners unregister {partner.id}`)"
         )
-    await s.delete(partner)
-    await s.flush()
+    await db_session.delete(partner)
+    await db_session.flush()

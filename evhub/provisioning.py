@@ -1,7 +1,7 @@
 """Provisioning: setting a hub up without SQL — parties, locations, chargers, tokens, tariffs.
 
-Each function works inside the caller's transaction (``async with db.session() as s``) so that a failure
-leaves nothing half-written; bad input raises :class:`ProvisioningError` with a message naming the field.
+Each function works inside the caller's transaction (``async with db.session() as db_session``) so that a
+failure leaves nothing half-written; bad input raises :class:`ProvisioningError` with a message naming the field.
 The CLI (``evhub parties|locations|chargers|tokens|tariffs ...``), the demo and the API all call these.
 """
 
@@ -105,7 +105,7 @@ def parse_role(role: str) -> PartyRole:
 
 
 async def add_party(
-    s: AsyncSession,
+    db_session: AsyncSession,
     country_code: str,
     party_id: str,
     role: str,
@@ -120,25 +120,25 @@ async def add_party(
     if not name.strip():
         raise ProvisioningError("name must not be empty")
     site = check_url(website, "website") if website is not None else None
-    existing = await s.scalar(
+    existing = await db_session.scalar(
         select(Party).where(Party.country_code == cc, Party.party_id == pid, Party.role == party_role)
     )
     if existing is not None:
         raise ProvisioningError(f"party {cc}*{pid} with role {party_role.value} exists already")
     party = Party(country_code=cc, party_id=pid, role=party_role, name=name.strip(), website=site)
-    s.add(party)
-    await s.flush()
+    db_session.add(party)
+    await db_session.flush()
     return party
 
 
-async def find_party(s: AsyncSession, key: str, role: PartyRole) -> Party:
+async def find_party(db_session: AsyncSession, key: str, role: PartyRole) -> Party:
     cc, pid = parse_party_key(key)
-    party = await s.scalar(
+    party = await db_session.scalar(
         select(Party).where(Party.country_code == cc, Party.party_id == pid, Party.role == role)
     )
     if party is None:
         others = (
-            await s.scalars(
+            await db_session.scalars(
                 select(Party.role).where(Party.country_code == cc, Party.party_id == pid).order_by(Party.role)
             )
         ).all()
@@ -157,23 +157,25 @@ def _with_article(role: str) -> str:
     return f"{_ARTICLES.get(role, 'a')} {role}"
 
 
-async def list_parties(s: AsyncSession) -> Sequence[Party]:
-    return (await s.scalars(select(Party).order_by(Party.country_code, Party.party_id, Party.role))).all()
+async def list_parties(db_session: AsyncSession) -> Sequence[Party]:
+    return (
+        await db_session.scalars(select(Party).order_by(Party.country_code, Party.party_id, Party.role))
+    ).all()
 
 
 # --- locations -----------------------------------------------------------------------------------------
 
 
 async def import_location(
-    s: AsyncSession, data: Any, *, grid_zone: str | None = None
+    db_session: AsyncSession, data: Any, *, grid_zone: str | None = None
 ) -> tuple[Location, bool]:
     """Create or replace a Location (with its EVSEs and connectors) from an OCPI Location object.
 
     Returns (location, created). Re-importing the same location updates it in place (EVSE status is kept
     when the file says nothing newer)."""
     loc_in = parse_model(LocationIn, data, "OCPI Location")
-    cpo = await find_party(s, f"{loc_in.country_code}{loc_in.party_id}", PartyRole.CPO)
-    loc = await s.scalar(
+    cpo = await find_party(db_session, f"{loc_in.country_code}{loc_in.party_id}", PartyRole.CPO)
+    loc = await db_session.scalar(
         select(Location)
         .where(Location.cpo_id == cpo.id, Location.ocpi_id == loc_in.id)
         .options(selectinload(Location.evses).selectinload(EVSE.connectors))
@@ -182,7 +184,7 @@ async def import_location(
     raw = loc_in.model_dump(mode="json", exclude_none=True)
     if loc is None:
         loc = Location(cpo_id=cpo.id, ocpi_id=loc_in.id, evses=[])
-        s.add(loc)
+        db_session.add(loc)
     loc.name = loc_in.name
     loc.address = loc_in.address
     loc.city = loc_in.city
@@ -226,15 +228,15 @@ async def import_location(
             con.max_electric_power = con_in.max_electric_power
             con.tariff_ids = list(con_in.tariff_ids)
             con.last_updated = con_in.last_updated
-    await s.flush()
+    await db_session.flush()
     return loc, created
 
 
-async def find_location(s: AsyncSession, ocpi_id: str, cpo_id: int | None = None) -> Location:
+async def find_location(db_session: AsyncSession, ocpi_id: str, cpo_id: int | None = None) -> Location:
     query = select(Location).where(Location.ocpi_id == ocpi_id).options(selectinload(Location.evses))
     if cpo_id is not None:
         query = query.where(Location.cpo_id == cpo_id)
-    rows = (await s.scalars(query)).all()
+    rows = (await db_session.scalars(query)).all()
     if not rows:
         raise ProvisioningError(f"unknown location {ocpi_id!r}; import it with `evhub locations import`")
     if len(rows) > 1:
@@ -242,9 +244,9 @@ async def find_location(s: AsyncSession, ocpi_id: str, cpo_id: int | None = None
     return rows[0]
 
 
-async def list_locations(s: AsyncSession) -> Sequence[Location]:
+async def list_locations(db_session: AsyncSession) -> Sequence[Location]:
     return (
-        await s.scalars(select(Location).options(selectinload(Location.evses)).order_by(Location.id))
+        await db_session.scalars(select(Location).options(selectinload(Location.evses)).order_by(Location.id))
     ).all()
 
 
@@ -252,7 +254,7 @@ async def list_locations(s: AsyncSession) -> Sequence[Location]:
 
 
 async def add_charger(
-    s: AsyncSession,
+    db_session: AsyncSession,
     identity: str,
     *,
     password: str,
@@ -271,10 +273,10 @@ async def add_charger(
         check_charger_password(password)
     version = parse_ocpp_version(ocpp_version)
     reg = parse_registration(registration)
-    if await s.scalar(select(ChargePoint.id).where(ChargePoint.identity == ident)) is not None:
+    if await db_session.scalar(select(ChargePoint.id).where(ChargePoint.identity == ident)) is not None:
         raise ProvisioningError(f"charger {ident!r} exists already")
-    loc = await find_location(s, location)
-    mapping = await map_evses(s, loc, evse_uids)
+    loc = await find_location(db_session, location)
+    mapping = await map_evses(db_session, loc, evse_uids)
     charger = ChargePoint(
         identity=ident,
         password_hash=hash_password(password) if password else None,
@@ -285,8 +287,8 @@ async def add_charger(
         registration_status=reg,
         evse_map=mapping,
     )
-    s.add(charger)
-    await s.flush()
+    db_session.add(charger)
+    await db_session.flush()
     return charger
 
 
@@ -317,7 +319,7 @@ def parse_registration(value: str) -> RegistrationStatus:
 
 
 async def map_evses(
-    s: AsyncSession, loc: Location, evse_uids: Sequence[str], *, charger_id: int | None = None
+    db_session: AsyncSession, loc: Location, evse_uids: Sequence[str], *, charger_id: int | None = None
 ) -> list[ChargePointEvse]:
     """OCPP EVSE *n* -> the *n*-th of ``evse_uids`` at ``loc``; each EVSE free or already ``charger_id``'s."""
     if not evse_uids:
@@ -331,7 +333,7 @@ async def map_evses(
             raise ProvisioningError(
                 f"evse {uid!r} is not an EVSE of location {loc.ocpi_id!r} (has {sorted(evses)})"
             )
-        owner = await s.scalar(
+        owner = await db_session.scalar(
             select(ChargePointEvse.charge_point_id).where(ChargePointEvse.evse_pk == evses[uid].id)
         )
         if owner is not None and owner != charger_id:
@@ -340,9 +342,9 @@ async def map_evses(
     return mapping
 
 
-async def list_chargers(s: AsyncSession) -> Sequence[ChargePoint]:
+async def list_chargers(db_session: AsyncSession) -> Sequence[ChargePoint]:
     return (
-        await s.scalars(
+        await db_session.scalars(
             select(ChargePoint).options(selectinload(ChargePoint.evse_map)).order_by(ChargePoint.identity)
         )
     ).all()
@@ -370,8 +372,8 @@ class TokenSpec:
     valid: bool = True
 
 
-async def add_token(s: AsyncSession, spec: TokenSpec) -> Token:
-    emsp = await find_party(s, spec.issuer_party, PartyRole.EMSP)
+async def add_token(db_session: AsyncSession, spec: TokenSpec) -> Token:
+    emsp = await find_party(db_session, spec.issuer_party, PartyRole.EMSP)
     token_in = parse_model(
         TokenIn,
         {
@@ -389,14 +391,14 @@ async def add_token(s: AsyncSession, spec: TokenSpec) -> Token:
     )
     fleet_id = None
     if spec.fleet:
-        fleet = await s.scalar(select(Fleet).where(Fleet.name == spec.fleet))
+        fleet = await db_session.scalar(select(Fleet).where(Fleet.name == spec.fleet))
         if fleet is None:
             raise ProvisioningError(f"unknown fleet {spec.fleet!r}")
         fleet_id = fleet.id
     limit, currency = parse_limit(spec.monthly_limit, spec.currency)
     if spec.driver_email is not None:
         check_email(spec.driver_email, "driver_email")
-    exists = await s.scalar(
+    exists = await db_session.scalar(
         select(Token.id).where(
             Token.country_code == token_in.country_code,
             Token.party_id == token_in.party_id,
@@ -425,8 +427,8 @@ async def add_token(s: AsyncSession, spec: TokenSpec) -> Token:
         data=token_in.model_dump(mode="json", exclude_none=True),
         last_updated=token_in.last_updated,
     )
-    s.add(token)
-    await s.flush()
+    db_session.add(token)
+    await db_session.flush()
     return token
 
 
@@ -451,8 +453,10 @@ def check_email(value: str, what: str) -> str:
     return value.strip()
 
 
-async def list_tokens(s: AsyncSession) -> Sequence[Token]:
-    return (await s.scalars(select(Token).order_by(Token.country_code, Token.party_id, Token.uid))).all()
+async def list_tokens(db_session: AsyncSession) -> Sequence[Token]:
+    return (
+        await db_session.scalars(select(Token).order_by(Token.country_code, Token.party_id, Token.uid))
+    ).all()
 
 
 # --- tariffs -------------------------------------------------------------------------------------------
@@ -467,7 +471,9 @@ def _check_tariff(data: Any) -> dict[str, Any]:
     return to_jsonable(tariff, decimals_as="keep")
 
 
-async def import_tariff(s: AsyncSession, data: Any, *, source: str = "import") -> tuple[TariffVersion, bool]:
+async def import_tariff(
+    db_session: AsyncSession, data: Any, *, source: str = "import"
+) -> tuple[TariffVersion, bool]:
     """Store an OCPI Tariff as a new version of its tariff id (same content again: no new version).
 
     Returns (version row, created)."""
@@ -478,8 +484,8 @@ async def import_tariff(s: AsyncSession, data: Any, *, source: str = "import") -
         clean["currency"] = normalize_currency(clean["currency"])
     except MoneyError as exc:
         raise ProvisioningError(f"invalid OCPI Tariff {clean['id']!r}: currency: {exc}") from None
-    cpo = await find_party(s, f"{clean['country_code']}{clean['party_id']}", PartyRole.CPO)
-    latest = await s.scalar(
+    cpo = await find_party(db_session, f"{clean['country_code']}{clean['party_id']}", PartyRole.CPO)
+    latest = await db_session.scalar(
         select(TariffVersion)
         .where(TariffVersion.cpo_id == cpo.id, TariffVersion.tariff_id == clean["id"])
         .order_by(TariffVersion.version.desc())
@@ -502,12 +508,14 @@ async def import_tariff(s: AsyncSession, data: Any, *, source: str = "import") -
         data=clean,
         last_updated=last_updated,
     )
-    s.add(row)
-    await s.flush()
+    db_session.add(row)
+    await db_session.flush()
     return row, True
 
 
-async def list_tariffs(s: AsyncSession) -> Sequence[TariffVersion]:
+async def list_tariffs(db_session: AsyncSession) -> Sequence[TariffVersion]:
     return (
-        await s.scalars(select(TariffVersion).order_by(TariffVersion.tariff_id, TariffVersion.version))
+        await db_session.scalars(
+            select(TariffVersion).order_by(TariffVersion.tariff_id, TariffVersion.version)
+        )
     ).all()

@@ -55,8 +55,8 @@ async def authenticate(db: Database, header: str | None) -> Principal | None:
     if not key:
         return None
     digest = hash_token(key)
-    async with db.session() as s:
-        row = await s.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+    async with db.session() as db_session:
+        row = await db_session.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
         if row is None or row.revoked or not tokens_equal(row.key_hash, digest):
             return None
         row.last_used_at = utcnow()
@@ -91,26 +91,26 @@ def require_hub(request: Request) -> Principal:
     return who
 
 
-async def create_key(s: AsyncSession, name: str, cpo_party: Party | None) -> str:
+async def create_key(db_session: AsyncSession, name: str, cpo_party: Party | None) -> str:
     """A new key (returned once, stored hashed)."""
     if not name.strip():
         raise ValueError("name must not be empty")
-    if await s.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+    if await db_session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
         raise ValueError(f"an API key named {name!r} exists already")
     if cpo_party is not None and cpo_party.role != PartyRole.CPO:
         raise ValueError(f"{cpo_party.key} is not a CPO")
     key = "evh_" + new_token(32)
-    s.add(ApiKey(name=name, key_hash=hash_token(key), cpo_id=cpo_party.id if cpo_party else None))
-    await s.flush()
+    db_session.add(ApiKey(name=name, key_hash=hash_token(key), cpo_id=cpo_party.id if cpo_party else None))
+    await db_session.flush()
     return key
 
 
-async def revoke_key(s: AsyncSession, name: str) -> None:
-    row = await s.scalar(select(ApiKey).where(ApiKey.name == name))
+async def revoke_key(db_session: AsyncSession, name: str) -> None:
+    row = await db_session.scalar(select(ApiKey).where(ApiKey.name == name))
     if row is None:
         raise ValueError(f"no API key named {name!r}")
     row.revoked = True
 
 
-async def list_keys(s: AsyncSession) -> Sequence[ApiKey]:
-    return (await s.scalars(select(ApiKey).order_by(ApiKey.name))).all()
+async def list_keys(db_session: AsyncSession) -> Sequence[ApiKey]:
+    return (await db_session.scalars(select(ApiKey).order_by(ApiKey.name))).all()

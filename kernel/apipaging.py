@@ -48,10 +48,10 @@ class Paging:
     request: Request
     response: Response
 
-    async def rows(self, session: AsyncSession, query: Select[Any]) -> Sequence[Any]:
+    async def rows(self, db_session: AsyncSession, query: Select[Any]) -> Sequence[Any]:
         """One page of ``query`` (which must be ordered), after counting the whole list."""
-        total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-        rows = (await session.scalars(query.limit(self.limit).offset(self.offset))).all()
+        total = await db_session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+        rows = (await db_session.scalars(query.limit(self.limit).offset(self.offset))).all()
         self.publish(int(total or 0))
         return rows
 

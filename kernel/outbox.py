@@ -94,7 +94,7 @@ def registered_channels() -> list[str]:
 
 
 async def enqueue(
-    session: AsyncSession,
+    db_session: AsyncSession,
     channel: str,
     destination: str,
     ordering_key: str,
@@ -106,7 +106,7 @@ async def enqueue(
     """Add a message in the caller's transaction. Returns it, or None when ``dedupe_key`` was already used
     (then nothing is added: enqueueing is idempotent)."""
     if dedupe_key is not None:
-        existing = await session.scalar(
+        existing = await db_session.scalar(
             select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
         )
         if existing is not None:
@@ -123,13 +123,13 @@ async def enqueue(
         result={},
     )
     if dedupe_key is None:
-        session.add(message)
-        await session.flush()
+        db_session.add(message)
+        await db_session.flush()
         return message
     try:
-        async with session.begin_nested():
-            session.add(message)
-            await session.flush()
+        async with db_session.begin_nested():
+            db_session.add(message)
+            await db_session.flush()
     except IntegrityError:  # a concurrent transaction used the same dedupe key
         return None
     return message
@@ -217,13 +217,13 @@ class OutboxDispatcher:
             .limit(limit)
         )
         claims: list[_Claim] = []
-        async with self.db.session() as s:
+        async with self.db.session() as db_session:
             if not self.db.is_sqlite:
                 query = query.with_for_update(skip_locked=True, of=OutboxMessage)
-            rows = list((await s.scalars(query)).all())
+            rows = list((await db_session.scalars(query)).all())
             lease_until = now + timedelta(seconds=self.lease_seconds)
             for row in rows:
-                res = await s.execute(
+                res = await db_session.execute(
                     update(OutboxMessage)
                     .where(
                         OutboxMessage.id == row.id,
@@ -264,8 +264,8 @@ class OutboxDispatcher:
             values = {"next_attempt_at": now + timedelta(seconds=delay), "last_error": outcome.error}
             FAILED_ATTEMPTS.labels(claim.channel).inc()
         values["updated_at"] = now
-        async with self.db.session() as s:
-            await s.execute(
+        async with self.db.session() as db_session:
+            await db_session.execute(
                 update(OutboxMessage)
                 .where(*guard)
                 .values(**values)
@@ -329,9 +329,9 @@ class OutboxDispatcher:
 async def refresh_metrics(db: Database) -> None:
     """Set the pending gauges from the table."""
     now = utcnow()
-    async with db.session() as s:
+    async with db.session() as db_session:
         rows = (
-            await s.execute(
+            await db_session.execute(
                 select(OutboxMessage.channel, func.count(), func.min(OutboxMessage.created_at))
                 .where(OutboxMessage.status == OutboxStatus.PENDING)
                 .group_by(OutboxMessage.channel)
@@ -387,8 +387,8 @@ async def list_messages(
         query = query.where(OutboxMessage.channel == channel)
     if destination:
         query = query.where(OutboxMessage.destination == destination)
-    async with db.session() as s:
-        rows = (await s.scalars(query)).all()
+    async with db.session() as db_session:
+        rows = (await db_session.scalars(query)).all()
     return [
         OutboxRow(
             id=r.id,
@@ -416,8 +416,8 @@ async def outbox_stats(db: Database, *, channel: str | None = None, destination:
         query = query.where(OutboxMessage.channel == channel)
     if destination:
         query = query.where(OutboxMessage.destination == destination)
-    async with db.session() as s:
-        rows = (await s.execute(query)).all()
+    async with db.session() as db_session:
+        rows = (await db_session.execute(query)).all()
     stats: dict[str, Any] = {"pending": 0, "delivered": 0, "dead": 0, "oldest_pending": None}
     for status, count, oldest in rows:
         stats[str(status)] = count
@@ -435,6 +435,6 @@ async def retry_dead(db: Database, message_id: int | None = None) -> int:
     )
     if message_id is not None:
         stmt = stmt.where(OutboxMessage.id == message_id)
-    async with db.session() as s:
-        res = await s.execute(stmt.execution_options(synchronize_session=False))
+    async with db.session() as db_session:
+        res = await db_session.execute(stmt.execution_options(synchronize_session=False))
     return res.rowcount or 0

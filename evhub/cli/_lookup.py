@@ -27,7 +27,7 @@ def _escape_like(text: str) -> str:
     )
 
 
-async def resolve_prefix(session: AsyncSession, column: Any, prefix: str, what: str) -> str:
+async def resolve_prefix(db_session: AsyncSession, column: Any, prefix: str, what: str) -> str:
     """The full value of ``column`` that ``prefix`` names (as a string: an integer id comes back as ``"42"``).
 
     ``column`` is a mapped attribute (``Cdr.cdr_uid``, ``OutboxMessage.id``...); ``what`` names the kind of id
@@ -37,16 +37,16 @@ async def resolve_prefix(session: AsyncSession, column: Any, prefix: str, what: 
     if not wanted:
         raise ProvisioningError(f"{what} id must not be empty")
     text = cast(column, String) if not isinstance(column.type, String) else column
-    exact = (await session.scalars(select(column).where(text == wanted).limit(1))).first()
+    exact = (await db_session.scalars(select(column).where(text == wanted).limit(1))).first()
     if exact is not None:
         return str(exact)
     pattern = _escape_like(wanted.lower()) + "%"
     matches = func.lower(text).like(pattern, escape=_LIKE_ESCAPE)
-    found = (await session.scalars(select(column).where(matches).limit(2))).all()
+    found = (await db_session.scalars(select(column).where(matches).limit(2))).all()
     if not found:
         raise ProvisioningError(f"unknown {what} {wanted!r}")
     if len(found) > 1:
-        count = await session.scalar(select(func.count()).select_from(column.class_).where(matches))
+        count = await db_session.scalar(select(func.count()).select_from(column.class_).where(matches))
         raise ProvisioningError(
             f"{what} id {wanted!r} is ambiguous: {count} ids start with it; give more characters"
         )

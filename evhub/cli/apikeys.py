@@ -25,10 +25,10 @@ def add(
     from kernel.models import PartyRole
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            party = await find_party(s, cpo, PartyRole.CPO) if cpo else None
+        async with db.session() as db_session:
+            party = await find_party(db_session, cpo, PartyRole.CPO) if cpo else None
             try:
-                key = await create_key(s, name, party)
+                key = await create_key(db_session, name, party)
             except ValueError as exc:
                 fail(str(exc))
         scope = f"CPO {cpo}" if cpo else "hub operator (everything)"
@@ -49,9 +49,9 @@ def list_(
     from kernel.apiauth import list_keys
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            rows = await list_keys(s)
-            parties = {p.id: p.key for p in await list_parties(s)}
+        async with db.session() as db_session:
+            rows = await list_keys(db_session)
+            parties = {p.id: p.key for p in await list_parties(db_session)}
         items = [
             {
                 "name": k.name,
@@ -84,9 +84,9 @@ def revoke(name: Annotated[str, typer.Argument(help="The key's name (or a unique
     from kernel.models import ApiKey
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            full = await resolve_prefix(s, ApiKey.name, name, "API key")
-            await revoke_key(s, full)
+        async with db.session() as db_session:
+            full = await resolve_prefix(db_session, ApiKey.name, name, "API key")
+            await revoke_key(db_session, full)
         console.print(f"revoked {full}")
 
     run_with_db(go)

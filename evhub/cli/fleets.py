@@ -18,9 +18,9 @@ from kernel.models import Fleet, FleetManager, Token
 fleets_app = typer.Typer(help="Fleets and their portal managers.", no_args_is_help=True)
 
 
-async def _fleet(s: AsyncSession, name: str) -> Fleet:
+async def _fleet(db_session: AsyncSession, name: str) -> Fleet:
     """The fleet of this name, or of the one name that starts with it."""
-    return await lifecycle.find_fleet(s, await resolve_prefix(s, Fleet.name, name, "fleet"))
+    return await lifecycle.find_fleet(db_session, await resolve_prefix(db_session, Fleet.name, name, "fleet"))
 
 
 @fleets_app.command("add")
@@ -54,8 +54,8 @@ def fleets_add_manager(
     from portal.admin import AdminError, add_manager
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            full = (await _fleet(s, fleet)).name
+        async with db.session() as db_session:
+            full = (await _fleet(db_session, fleet)).name
         try:
             manager = await add_manager(db, full, email, password, name=name)
         except AdminError as exc:
@@ -72,10 +72,12 @@ def fleets_list(
     """List fleets, their managers and how many tokens each has."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            fleets = (await s.scalars(select(Fleet).order_by(Fleet.name))).all()
-            managers = (await s.scalars(select(FleetManager).order_by(FleetManager.email))).all()
-            token_fleets = (await s.scalars(select(Token.fleet_id).where(Token.fleet_id.is_not(None)))).all()
+        async with db.session() as db_session:
+            fleets = (await db_session.scalars(select(Fleet).order_by(Fleet.name))).all()
+            managers = (await db_session.scalars(select(FleetManager).order_by(FleetManager.email))).all()
+            token_fleets = (
+                await db_session.scalars(select(Token.fleet_id).where(Token.fleet_id.is_not(None)))
+            ).all()
         by_fleet: dict[int, list[str]] = {}
         for m in managers:
             by_fleet.setdefault(m.fleet_id, []).append(m.email)
@@ -109,9 +111,9 @@ def fleets_update(
     """Rename a fleet or change its reports' currency."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            f = await _fleet(s, fleet)
-            await lifecycle.update_fleet(s, f, name=name, currency=currency)
+        async with db.session() as db_session:
+            f = await _fleet(db_session, fleet)
+            await lifecycle.update_fleet(db_session, f, name=name, currency=currency)
         console.print(f"updated fleet {f.name} ({f.currency})")
 
     run_with_db(go)
@@ -122,9 +124,9 @@ def fleets_remove(fleet: Annotated[str, typer.Argument(help="Fleet name (or a un
     """Remove a fleet that has no tokens, with its manager logins."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            f = await _fleet(s, fleet)
-            managers = await lifecycle.remove_fleet(s, f)
+        async with db.session() as db_session:
+            f = await _fleet(db_session, fleet)
+            managers = await lifecycle.remove_fleet(db_session, f)
         console.print(f"removed fleet {f.name} and {managers} manager login(s)")
 
     run_with_db(go)
@@ -135,8 +137,8 @@ def fleets_remove_manager(email: Annotated[str, typer.Argument(help="The manager
     """Remove a fleet manager's portal login."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            manager = await lifecycle.remove_manager(s, email)
+        async with db.session() as db_session:
+            manager = await lifecycle.remove_manager(db_session, email)
         console.print(f"removed manager {manager.email}")
 
     run_with_db(go)

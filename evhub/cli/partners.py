@@ -23,17 +23,17 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 PartnerId = Annotated[str, typer.Argument(help="Partner id (or a unique prefix)")]
 
 
-async def _partner_id(s: AsyncSession, given: str) -> int:
+async def _partner_id(db_session: AsyncSession, given: str) -> int:
     from kernel.models.roaming import OcpiPartner
 
-    return int(await resolve_prefix(s, OcpiPartner.id, given, "partner"))
+    return int(await resolve_prefix(db_session, OcpiPartner.id, given, "partner"))
 
 
-async def _cpo_ids(s: AsyncSession, keys: list[str]) -> list[int]:
+async def _cpo_ids(db_session: AsyncSession, keys: list[str]) -> list[int]:
     from evhub.provisioning import find_party
     from kernel.models import PartyRole
 
-    return [(await find_party(s, key, PartyRole.CPO)).id for key in keys]
+    return [(await find_party(db_session, key, PartyRole.CPO)).id for key in keys]
 
 
 @partners_app.command("invite")
@@ -53,8 +53,8 @@ def partners_invite(
     async def go(db: Database) -> None:
         allowed = None
         if cpo:
-            async with db.session() as s:
-                allowed = await _cpo_ids(s, cpo)
+            async with db.session() as db_session:
+                allowed = await _cpo_ids(db_session, cpo)
         invitation = await invite_partner(db, cfg.public_url, name, allowed_cpo_ids=allowed)
         console.print(f"partner {invitation.partner_id} ({name}) invited")
         console.print(f"versions URL: {invitation.versions_url}")
@@ -130,10 +130,12 @@ def partners_update(
     """Rename a partner or change which CPOs' locations and tariffs it sees."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            p = await lifecycle.get_partner(s, await _partner_id(s, partner))
-            allowed = await _cpo_ids(s, cpo) if cpo else None
-            await lifecycle.update_partner(s, p, name=name, allowed_cpo_ids=allowed, all_cpos=all_cpos)
+        async with db.session() as db_session:
+            p = await lifecycle.get_partner(db_session, await _partner_id(db_session, partner))
+            allowed = await _cpo_ids(db_session, cpo) if cpo else None
+            await lifecycle.update_partner(
+                db_session, p, name=name, allowed_cpo_ids=allowed, all_cpos=all_cpos
+            )
             scope = "every CPO" if p.allowed_cpo_ids is None else f"{len(p.allowed_cpo_ids)} CPO(s)"
         console.print(f"updated partner {p.id} ({p.name}): sees {scope}")
 
@@ -151,8 +153,8 @@ def partners_unregister(
     from ocpi.credentials import unregister
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            p = await lifecycle.get_partner(s, await _partner_id(s, partner))
+        async with db.session() as db_session:
+            p = await lifecycle.get_partner(db_session, await _partner_id(db_session, partner))
             partner_id, name = p.id, p.name
         await unregister(db, partner_id, notify=notify)
         console.print(
@@ -168,10 +170,10 @@ def partners_remove(partner: PartnerId) -> None:
     """Remove a partner that is invited or unregistered (a registered one: unregister it first)."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            p = await lifecycle.get_partner(s, await _partner_id(s, partner))
+        async with db.session() as db_session:
+            p = await lifecycle.get_partner(db_session, await _partner_id(db_session, partner))
             label = f"{p.id} ({p.name})"
-            await lifecycle.remove_partner(s, p)
+            await lifecycle.remove_partner(db_session, p)
         console.print(f"removed partner {label}")
 
     run_with_db(go)
@@ -235,9 +237,9 @@ def outbox_retry(
     async def go(db: Database) -> None:
         one: int | None = None
         if message_id is not None:
-            async with db.session() as s:
-                one = int(await resolve_prefix(s, OutboxMessage.id, message_id, "outbox message"))
-                state = await s.scalar(select(OutboxMessage.status).where(OutboxMessage.id == one))
+            async with db.session() as db_session:
+                one = int(await resolve_prefix(db_session, OutboxMessage.id, message_id, "outbox message"))
+                state = await db_session.scalar(select(OutboxMessage.status).where(OutboxMessage.id == one))
             if state != OutboxStatus.DEAD:
                 fail(f"outbox message {one} is {state}, not dead: nothing to retry")
         count = await retry_dead(db, one)

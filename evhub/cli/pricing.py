@@ -137,8 +137,8 @@ def tariffs_replay(
         proposed = compile_tariff(tariff_obj)
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            cpo = await s.scalar(
+        async with db.session() as db_session:
+            cpo = await db_session.scalar(
                 select(Party).where(
                     Party.country_code == tariff_obj.country_code.upper(),
                     Party.party_id == tariff_obj.party_id.upper(),
@@ -151,7 +151,7 @@ def tariffs_replay(
                     "a proposed tariff is replayed over its own CPO's CDRs"
                 )
             rows = (
-                await s.execute(
+                await db_session.execute(
                     select(Cdr, Location)
                     .join(Location, Cdr.location_id == Location.id)
                     .where(Cdr.cpo_id == cpo.id, Cdr.end_date_time >= start, Cdr.end_date_time < end)
@@ -231,9 +231,9 @@ def tariffs_rerate() -> None:
         retried = await retry_failed(db)
         made = await rate_pending(db, wired_hooks(settings(), db).cdr, limit=100_000)
         console.print(f"{made} CDR(s) created ({retried} previously failed session(s) retried)")
-        async with db.session() as s:
+        async with db.session() as db_session:
             failed = (
-                await s.scalars(
+                await db_session.scalars(
                     select(ChargingSession).where(ChargingSession.pricing_state == PricingState.FAILED)
                 )
             ).all()
@@ -266,8 +266,8 @@ def cdrs_list(
         fail(f"--limit {limit}: expected 1 to {MAX_LIMIT:,}")
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            rows = (await s.scalars(select(Cdr).order_by(Cdr.id.desc()).limit(limit))).all()
+        async with db.session() as db_session:
+            rows = (await db_session.scalars(select(Cdr).order_by(Cdr.id.desc()).limit(limit))).all()
         if as_json:
             print_json([_cdr_row(c) for c in rows])
             return
@@ -301,9 +301,9 @@ def cdrs_show(cdr_id: Annotated[str, CDR_ID]) -> None:
     """Print one CDR (OCPI JSON) with the engine's explanation."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            uid = await resolve_prefix(s, Cdr.cdr_uid, cdr_id, "CDR")
-            cdr = await s.scalar(select(Cdr).where(Cdr.cdr_uid == uid))
+        async with db.session() as db_session:
+            uid = await resolve_prefix(db_session, Cdr.cdr_uid, cdr_id, "CDR")
+            cdr = await db_session.scalar(select(Cdr).where(Cdr.cdr_uid == uid))
         print_json({"cdr": cdr.data, "explanation": cdr.explanation})
 
     run_with_db(go)
@@ -315,9 +315,9 @@ def cdrs_correct(cdr_id: Annotated[str, CDR_ID]) -> None:
     from tariffs.rating import RatingError, correct_cdr
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            uid = await resolve_prefix(s, Cdr.cdr_uid, cdr_id, "CDR")
-            if await s.scalar(select(Cdr.is_credit).where(Cdr.cdr_uid == uid)):
+        async with db.session() as db_session:
+            uid = await resolve_prefix(db_session, Cdr.cdr_uid, cdr_id, "CDR")
+            if await db_session.scalar(select(Cdr.is_credit).where(Cdr.cdr_uid == uid)):
                 fail(f"CDR {uid} is a credit CDR; correct the CDR it credits (its latest revision)")
         try:
             credit, fresh = await correct_cdr(db, uid, wired_hooks(settings(), db).cdr)
@@ -361,11 +361,11 @@ def grid_attach(
         raw: Any = prov.load_json(_read(rules), str(rules))
         if not isinstance(raw, list):
             fail(f"{rules}: expected a JSON list of rules")
-        async with db.session() as s:
-            cpo = await prov.find_party(s, f"{parts[0]}{parts[1]}", PartyRole.CPO)
+        async with db.session() as db_session:
+            cpo = await prov.find_party(db_session, f"{parts[0]}{parts[1]}", PartyRole.CPO)
             try:
                 row = await attach_rules(
-                    s, zone_name, cpo.id, parts[2], raw, hysteresis=points, min_hold_s=min_hold
+                    db_session, zone_name, cpo.id, parts[2], raw, hysteresis=points, min_hold_s=min_hold
                 )
             except GridConfigError as exc:
                 fail(str(exc))

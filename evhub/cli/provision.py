@@ -62,8 +62,8 @@ def parties_add(
 
     async def go(db: Database) -> None:
         cc, pid = prov.parse_party_key(party)
-        async with db.session() as s:
-            p = await prov.add_party(s, cc, pid, role, name, website=website)
+        async with db.session() as db_session:
+            p = await prov.add_party(db_session, cc, pid, role, name, website=website)
         console.print(f"added {p.role.value} {p.key} ({p.name})")
 
     run_with_db(go)
@@ -74,8 +74,8 @@ def parties_list(as_json: JsonOption = False) -> None:
     """List parties."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            rows = await prov.list_parties(s)
+        async with db.session() as db_session:
+            rows = await prov.list_parties(db_session)
         items = [{"party": p.key, "role": p.role.value, "name": p.name, "website": p.website} for p in rows]
         if as_json:
             print_json(items)
@@ -99,9 +99,9 @@ def parties_update(
     """Change a party's name or website."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            p = await lifecycle.find_party_any_role(s, party, role)
-            await lifecycle.update_party(s, p, name=name, website=website)
+        async with db.session() as db_session:
+            p = await lifecycle.find_party_any_role(db_session, party, role)
+            await lifecycle.update_party(db_session, p, name=name, website=website)
         console.print(f"updated {p.role.value} {p.key} ({p.name})")
 
     run_with_db(go)
@@ -115,10 +115,10 @@ def parties_remove(
     """Remove a party nothing refers to (one with sessions or CDRs is kept: the refusal says why)."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            p = await lifecycle.find_party_any_role(s, party, role)
+        async with db.session() as db_session:
+            p = await lifecycle.find_party_any_role(db_session, party, role)
             label = f"{p.role.value} {p.key} ({p.name})"
-            await lifecycle.remove_party(s, p)
+            await lifecycle.remove_party(db_session, p)
         console.print(f"removed {label}")
 
     run_with_db(go)
@@ -133,8 +133,8 @@ def locations_import(
 
     async def go(db: Database) -> None:
         items = _read_objects(file)
-        async with db.session() as s:
-            results = [await prov.import_location(s, item, grid_zone=grid_zone) for item in items]
+        async with db.session() as db_session:
+            results = [await prov.import_location(db_session, item, grid_zone=grid_zone) for item in items]
         for loc, created in results:
             verb = "created" if created else "updated"
             console.print(
@@ -149,9 +149,9 @@ def locations_list(as_json: JsonOption = False) -> None:
     """List locations and their EVSEs."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            rows = await prov.list_locations(s)
-            cpos = {p.id: p.key for p in await prov.list_parties(s)}
+        async with db.session() as db_session:
+            rows = await prov.list_locations(db_session)
+            cpos = {p.id: p.key for p in await prov.list_parties(db_session)}
         items = [
             {
                 "id": r.ocpi_id,
@@ -201,9 +201,9 @@ def chargers_add(
     """Register a charge point."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
+        async with db.session() as db_session:
             cp = await prov.add_charger(
-                s,
+                db_session,
                 identity,
                 password=password,
                 location=location,
@@ -224,9 +224,9 @@ def chargers_list(as_json: JsonOption = False) -> None:
     """List charge points with their state."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            rows = await prov.list_chargers(s)
-            locations = {loc.id: loc.ocpi_id for loc in await prov.list_locations(s)}
+        async with db.session() as db_session:
+            rows = await prov.list_chargers(db_session)
+            locations = {loc.id: loc.ocpi_id for loc in await prov.list_locations(db_session)}
         items = [
             {
                 "identity": r.identity,
@@ -286,9 +286,9 @@ def chargers_update(
     """Change a charge point's password, location and EVSEs, OCPP version, profile or boot answer."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
+        async with db.session() as db_session:
             cp = await lifecycle.update_charger(
-                s,
+                db_session,
                 identity,
                 password=password,
                 location=location,
@@ -307,8 +307,8 @@ def chargers_update(
 
 def _charger_block(identity: str, blocked: bool) -> None:
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            cp, changed = await lifecycle.set_charger_blocked(s, identity, blocked)
+        async with db.session() as db_session:
+            cp, changed = await lifecycle.set_charger_blocked(db_session, identity, blocked)
         state = "blocked" if blocked else "unblocked"
         if not changed:
             console.print(f"charger {cp.identity} was {state} already")
@@ -340,8 +340,8 @@ def chargers_remove(identity: Annotated[str, typer.Argument(help="The charge poi
     """Remove a charger that never had a session (one with sessions is kept: block it instead)."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            await lifecycle.remove_charger(s, identity)
+        async with db.session() as db_session:
+            await lifecycle.remove_charger(db_session, identity)
         console.print(f"removed charger {identity}")
 
     run_with_db(go)
@@ -377,8 +377,8 @@ def tokens_add(
     )
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            tok = await prov.add_token(s, spec)
+        async with db.session() as db_session:
+            tok = await prov.add_token(db_session, spec)
         console.print(f"added token {tok.uid} ({tok.type}) of {tok.country_code}*{tok.party_id}")
 
     run_with_db(go)
@@ -390,9 +390,9 @@ def tokens_list(as_json: JsonOption = False) -> None:
     from kernel.models import Fleet
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            rows = await prov.list_tokens(s)
-            fleets = {f.id: f.name for f in (await s.scalars(select(Fleet))).all()}
+        async with db.session() as db_session:
+            rows = await prov.list_tokens(db_session)
+            fleets = {f.id: f.name for f in (await db_session.scalars(select(Fleet))).all()}
         items = [
             {
                 "issuer": f"{t.country_code}*{t.party_id}",
@@ -468,9 +468,9 @@ def tokens_update(
     )
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            tok = await lifecycle.find_token(s, uid, issuer=issuer, type_=type_)
-            await lifecycle.update_token(s, tok, changes)
+        async with db.session() as db_session:
+            tok = await lifecycle.find_token(db_session, uid, issuer=issuer, type_=type_)
+            await lifecycle.update_token(db_session, tok, changes)
         console.print(f"updated token {tok.uid} ({tok.type}) of {tok.country_code}*{tok.party_id}")
 
     run_with_db(go)
@@ -478,9 +478,9 @@ def tokens_update(
 
 def _token_block(uid: str, issuer: str | None, type_: str | None, blocked: bool) -> None:
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            tok = await lifecycle.find_token(s, uid, issuer=issuer, type_=type_)
-            changed = await lifecycle.set_token_blocked(s, tok, blocked)
+        async with db.session() as db_session:
+            tok = await lifecycle.find_token(db_session, uid, issuer=issuer, type_=type_)
+            changed = await lifecycle.set_token_blocked(db_session, tok, blocked)
         state = "blocked" if blocked else "unblocked"
         if not changed:
             console.print(f"token {tok.uid} was {state} already")
@@ -521,9 +521,9 @@ def tokens_remove(
     """Remove a token that was never used (one with sessions or CDRs is kept: block it instead)."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            tok = await lifecycle.find_token(s, uid, issuer=issuer, type_=type_)
-            await lifecycle.remove_token(s, tok)
+        async with db.session() as db_session:
+            tok = await lifecycle.find_token(db_session, uid, issuer=issuer, type_=type_)
+            await lifecycle.remove_token(db_session, tok)
         console.print(f"removed token {tok.uid} ({tok.type}) of {tok.country_code}*{tok.party_id}")
 
     run_with_db(go)
@@ -538,12 +538,12 @@ def tariffs_import(
     async def go(db: Database) -> None:
         items = _read_objects(file)
         hooks = wired_hooks(settings(), db).tariff  # the OCPI push of each new version, in its transaction
-        async with db.session() as s:
-            results = [await prov.import_tariff(s, item) for item in items]
+        async with db.session() as db_session:
+            results = [await prov.import_tariff(db_session, item) for item in items]
             for row, created in results:
                 if created:
                     for hook in hooks:
-                        await hook(s, row)
+                        await hook(db_session, row)
         for row, created in results:
             state = f"version {row.version}" if created else f"unchanged (version {row.version})"
             console.print(f"tariff {row.tariff_id} ({row.currency}): {state}")
@@ -556,9 +556,9 @@ def tariffs_list(as_json: JsonOption = False) -> None:
     """List tariff versions."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            rows = await prov.list_tariffs(s)
-            cpos = {p.id: p.key for p in await prov.list_parties(s)}
+        async with db.session() as db_session:
+            rows = await prov.list_tariffs(db_session)
+            cpos = {p.id: p.key for p in await prov.list_parties(db_session)}
         items = [
             {
                 "id": t.tariff_id,

@@ -69,7 +69,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 async def _filtered(
-    s: AsyncSession,
+    db_session: AsyncSession,
     *,
     state: str | None,
     cpo: str | None,
@@ -95,35 +95,41 @@ async def _filtered(
     if end is not None:
         query = query.where(ChargingSession.start_time < end)
     if cpo is not None:
-        query = query.where(ChargingSession.cpo_id == (await find_party(s, cpo, PartyRole.CPO)).id)
+        query = query.where(ChargingSession.cpo_id == (await find_party(db_session, cpo, PartyRole.CPO)).id)
     if charger is not None:
-        cp_id = await s.scalar(select(ChargePoint.id).where(ChargePoint.identity == charger))
+        cp_id = await db_session.scalar(select(ChargePoint.id).where(ChargePoint.identity == charger))
         if cp_id is None:
             raise ProvisioningError(f"unknown charger {charger!r}; see `evhub chargers list`")
         query = query.where(ChargingSession.charge_point_id == cp_id)
     return query
 
 
-async def _names(s: AsyncSession, column: Any, ids: set[int | None]) -> dict[int, str]:
+async def _names(db_session: AsyncSession, column: Any, ids: set[int | None]) -> dict[int, str]:
     """id -> ``column`` of the rows of ``column``'s table with these ids (one query for a whole list)."""
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
     model = column.class_
-    return {row[0]: row[1] for row in await s.execute(select(model.id, column).where(model.id.in_(wanted)))}
+    return {
+        row[0]: row[1]
+        for row in await db_session.execute(select(model.id, column).where(model.id.in_(wanted)))
+    }
 
 
-async def _describe(s: AsyncSession, rows: Sequence[ChargingSession]) -> list[dict[str, Any]]:
+async def _describe(db_session: AsyncSession, rows: Sequence[ChargingSession]) -> list[dict[str, Any]]:
     """The sessions as plain data, with the names of what they refer to and their CDR uids."""
-    chargers = await _names(s, ChargePoint.identity, {r.charge_point_id for r in rows})
-    locations = await _names(s, Location.ocpi_id, {r.location_id for r in rows})
-    evses = await _names(s, EVSE.uid, {r.evse_pk for r in rows})
-    tokens = await _names(s, Token.uid, {r.token_id for r in rows})
-    cpos = {p.id: p.key for p in await s.scalars(select(Party).where(Party.id.in_({r.cpo_id for r in rows})))}
+    chargers = await _names(db_session, ChargePoint.identity, {r.charge_point_id for r in rows})
+    locations = await _names(db_session, Location.ocpi_id, {r.location_id for r in rows})
+    evses = await _names(db_session, EVSE.uid, {r.evse_pk for r in rows})
+    tokens = await _names(db_session, Token.uid, {r.token_id for r in rows})
+    cpos = {
+        p.id: p.key
+        for p in await db_session.scalars(select(Party).where(Party.id.in_({r.cpo_id for r in rows})))
+    }
     cdrs: dict[int, list[str]] = {}
     if rows:
         query = select(Cdr.session_id, Cdr.cdr_uid).where(Cdr.session_id.in_([r.id for r in rows]))
-        for session_id, uid in await s.execute(query.order_by(Cdr.id)):
+        for session_id, uid in await db_session.execute(query.order_by(Cdr.id)):
             cdrs.setdefault(session_id, []).append(uid)
     return [
         {
@@ -174,10 +180,12 @@ def sessions_list(
         fail(f"--limit {limit}: expected at least 1")
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            query = await _filtered(s, state=state, cpo=cpo, charger=charger, since=since, until=until)
+        async with db.session() as db_session:
+            query = await _filtered(
+                db_session, state=state, cpo=cpo, charger=charger, since=since, until=until
+            )
             query = query.order_by(ChargingSession.start_time.desc(), ChargingSession.id.desc()).limit(limit)
-            items = await _describe(s, (await s.scalars(query)).all())
+            items = await _describe(db_session, (await db_session.scalars(query)).all())
         if as_json:
             print_json(items)
             return
@@ -241,12 +249,14 @@ def sessions_show(
     """One session: its charger, token, times, energy, pricing state, meter values summary and CDR ids."""
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            uid = await resolve_prefix(s, ChargingSession.session_uid, session_id, "session")
-            row = await s.scalar(select(ChargingSession).where(ChargingSession.session_uid == uid))
+        async with db.session() as db_session:
+            uid = await resolve_prefix(db_session, ChargingSession.session_uid, session_id, "session")
+            row = await db_session.scalar(select(ChargingSession).where(ChargingSession.session_uid == uid))
             assert row is not None
-            item = (await _describe(s, [row]))[0]
-            values = (await s.scalars(select(MeterValue).where(MeterValue.session_id == row.id))).all()
+            item = (await _describe(db_session, [row]))[0]
+            values = (
+                await db_session.scalars(select(MeterValue).where(MeterValue.session_id == row.id))
+            ).all()
             item["meter_values"] = _meter_summary(values)
             item["flags"] = list(row.flags or [])
         if as_json:

@@ -93,8 +93,8 @@ def settle(
             require_dask()
         except DaskMissing as exc:
             fail(str(exc))
+    from settlement.core.accounting_periods import parse_period
     from settlement.job import run_period
-    from settlement.periods import parse_period
 
     try:
         parsed = parse_period(period)
@@ -119,7 +119,7 @@ def settle(
                 if exc.filename is None:
                     raise
                 fail(f"--out {out}: cannot write the exports: {exc.strerror or exc} ({exc.filename})")
-        from settlement.statements import build_statement, parties
+        from settlement.core.statements import build_statement, parties
 
         statements = [
             {
@@ -195,14 +195,19 @@ def explain(
 ) -> None:
     """Show how one CDR was split: its components, the agreements applied and every line."""
     from kernel.models import Cdr
-    from settlement.cdrs import prepare_cdrs
-    from settlement.explain import explain_cdr
-    from settlement.store import cdr_table, load_book, load_closes
+    from settlement.agreement_store import load_book
+    from settlement.core.cdrs import prepare_cdrs
+    from settlement.core.explain import explain_cdr
+    from settlement.run_inputs import cdr_table, load_closes
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            uid = await resolve_prefix(s, Cdr.cdr_uid, cdr_id, "CDR")
-            book, closes, frame = await load_book(s), await load_closes(s), await cdr_table(s)
+        async with db.session() as db_session:
+            uid = await resolve_prefix(db_session, Cdr.cdr_uid, cdr_id, "CDR")
+            book, closes, frame = (
+                await load_book(db_session),
+                await load_closes(db_session),
+                await cdr_table(db_session),
+            )
         print_json(explain_cdr(prepare_cdrs(frame), book, uid, closes))
 
     run_with_db(go)
@@ -213,7 +218,7 @@ def agreements_add(
     file: Annotated[Path, typer.Argument(help="JSON list of agreements (see docs/settlement.md)")],
 ) -> None:
     """Add agreements or new versions of them. A version in force in a closed period is never changed."""
-    from settlement.store import AgreementChangeError, add_agreements
+    from settlement.agreement_store import AgreementChangeError, add_agreements
 
     if not file.is_file():
         fail(f"no such file: {file}")
@@ -226,8 +231,8 @@ def agreements_add(
 
     async def go(db: Database) -> None:
         try:
-            async with db.session() as s:
-                added = await add_agreements(s, items)
+            async with db.session() as db_session:
+                added = await add_agreements(db_session, items)
         except AgreementChangeError as exc:
             fail(f"{file}: {exc}")
         for a in added:
@@ -239,12 +244,12 @@ def agreements_add(
 @agreements_app.command("list")
 def agreements_list(as_json: Annotated[bool, JSON_OPTION] = False) -> None:
     """List every agreement version."""
-    from settlement.agreements import dump_agreements
-    from settlement.store import load_agreements
+    from settlement.agreement_store import load_agreements
+    from settlement.core.agreements import dump_agreements
 
     async def go(db: Database) -> None:
-        async with db.session() as s:
-            rows = await load_agreements(s)
+        async with db.session() as db_session:
+            rows = await load_agreements(db_session)
         if as_json:
             print_json(dump_agreements(rows))
             return

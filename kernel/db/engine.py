@@ -84,9 +84,10 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session whose transaction commits on success and rolls back on error."""
-        async with self.sessionmaker() as session, session.begin():
-            yield session
+        """A database session (not a charging session) in a transaction that commits on success and rolls
+        back on error."""
+        async with self.sessionmaker() as db_session, db_session.begin():
+            yield db_session
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -17,7 +17,7 @@ from kernel.db.types import Amount, BigID, JSONDoc, UTCDateTime
 
 
 class Agreement(Timestamped, Base):
-    """One version of a split agreement (roaming, hub fee, site host) as JSON of :mod:`settlement.agreements`."""
+    """One version of a split agreement (roaming, hub fee, site host) as JSON of :mod:`settlement.core.agreements`."""
 
     __tablename__ = "agreements"
     __table_args__ = (UniqueConstraint("agreement_id", "version"),)

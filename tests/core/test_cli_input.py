@@ -24,7 +24,8 @@ from kernel.db.engine import Database
 from kernel.models import Cdr
 from settlement.store import add_agreements
 from tariffs.rating import rate_pending
-from tests.tariffs.test_rating_db import DEMO, _ended_session, _network
+from tests.world.demo_network import DEMO, seed_pricing_network
+from tests.world.sessions import seed_ended_session
 
 ROAMING = {
     "kind": "roaming",
@@ -206,10 +207,10 @@ def _cases(tmp: Path) -> list[Case]:
 
 
 async def _seed(db: Database) -> list[str]:
-    await _network(db)
+    await seed_pricing_network(db)
     for i, day in enumerate((10, 12)):
         start = datetime(2026, 11, day, 21, 30, tzinfo=UTC)
-        await _ended_session(db, "AMS-01-1", start, 60, "10", uid=f"sess-{i}")
+        await seed_ended_session(db, "AMS-01-1", start, 60, "10", uid=f"sess-{i}")
     assert await rate_pending(db) == 2
     async with db.session() as s:
         await add_agreements(

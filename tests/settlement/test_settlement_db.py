@@ -18,7 +18,8 @@ from kernel.models import Cdr, SettlementRun, SettlementStatement
 from settlement.job import run_period
 from settlement.store import AgreementChangeError, add_agreements
 from tariffs.rating import rate_pending
-from tests.tariffs.test_rating_db import _ended_session, _network
+from tests.world.demo_network import seed_pricing_network
+from tests.world.sessions import seed_ended_session
 
 AGREEMENTS = [
     {
@@ -54,12 +55,12 @@ AGREEMENTS = [
 
 
 async def _setup(db: Database) -> None:
-    await _network(db)
+    await seed_pricing_network(db)
     async with db.session() as s:
         await add_agreements(s, AGREEMENTS)
     base = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
     for i in range(4):
-        await _ended_session(db, "AMS-01-1", base + timedelta(days=i), 45, str(8 + i), uid=f"oct-{i}")
+        await seed_ended_session(db, "AMS-01-1", base + timedelta(days=i), 45, str(8 + i), uid=f"oct-{i}")
     await rate_pending(db)
 
 
@@ -108,7 +109,7 @@ async def test_closed_period_replays_identically_and_late_cdr_goes_next(db: Data
         assert len((await s.scalars(select(SettlementRun))).all()) == 1  # a replay stores nothing
 
     # A session of October that is priced only now (after the close) settles in November as an adjustment.
-    await _ended_session(db, "AMS-01-2", datetime(2026, 10, 30, 9, 0, tzinfo=UTC), 30, "5", uid="late")
+    await seed_ended_session(db, "AMS-01-2", datetime(2026, 10, 30, 9, 0, tzinfo=UTC), 30, "5", uid="late")
     await rate_pending(db)
     november = await run_period(db, "2026-11", out_dir=tmp_path)
     lines = november.result.lines
@@ -165,7 +166,7 @@ async def test_agreements_api(db: Database) -> None:
     from kernel.settings import load_settings
     from settlement.component import SettlementComponent
 
-    await _network(db)
+    await seed_pricing_network(db)
     running = RunningHub(
         load_settings(database_url=db.url, http_host="127.0.0.1", http_port=0, _env_file=None),
         components=[SettlementComponent()],

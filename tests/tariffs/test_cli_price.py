@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from evhub.cli import app
 from kernel.db.engine import Database
 from tariffs.rating import rate_pending
-from tests.tariffs.test_rating_db import _ended_session, _network
+from tests.world.demo_network import seed_pricing_network
+from tests.world.sessions import seed_ended_session
 
 DEMO = Path(__file__).resolve().parents[2] / "evhub" / "demo_data"
 
@@ -140,10 +141,10 @@ def test_price_refuses_an_unknown_decimals_style(tmp_path: Path) -> None:
 async def test_replay_compares_the_tariffs_own_cpo_in_the_range_as_json(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await _network(db)
-    await _ended_session(db, "AMS-01-1", datetime(2026, 11, 10, 21, 30, tzinfo=UTC), 60, "10", uid="in")
-    await _ended_session(db, "AMS-01-2", datetime(2026, 12, 1, 0, 30, tzinfo=UTC), 60, "10", uid="after")
-    await _ended_session(db, "LDN-01-1", datetime(2026, 11, 11, 9, 0, tzinfo=UTC), 60, "10", uid="london")
+    await seed_pricing_network(db)
+    await seed_ended_session(db, "AMS-01-1", datetime(2026, 11, 10, 21, 30, tzinfo=UTC), 60, "10", uid="in")
+    await seed_ended_session(db, "AMS-01-2", datetime(2026, 12, 1, 0, 30, tzinfo=UTC), 60, "10", uid="after")
+    await seed_ended_session(db, "LDN-01-1", datetime(2026, 11, 11, 9, 0, tzinfo=UTC), 60, "10", uid="london")
     assert await rate_pending(db) == 3
     proposed = json.loads((DEMO / "tariffs.json").read_text())[0]
     for element in proposed["elements"]:

@@ -22,7 +22,7 @@ from kernel.settings import load_settings
 from simulators.grid import GridFeed, GridFeedError, load_curve
 from tariffs.component import PricingComponent
 from tariffs.dynamic import attach_rules
-from tests.tariffs.test_rating_db import DEMO, _network
+from tests.world.demo_network import DEMO, seed_pricing_network
 
 
 def test_load_curve_is_deterministic_and_bounded() -> None:
@@ -34,7 +34,7 @@ def test_load_curve_is_deterministic_and_bounded() -> None:
 
 
 async def test_feed_publishes_tariff_versions_over_http(db: Database) -> None:
-    await _network(db)
+    await seed_pricing_network(db)
     async with db.session() as s:
         cpo = await prov.find_party(s, "NL*AMP", prov.PartyRole.CPO)
         rules = json.loads((DEMO / "grid_rules.json").read_text())
@@ -73,7 +73,7 @@ async def test_record_load_and_attach_refuse_what_cannot_be_a_grid_state(db: Dat
     from kernel.models import GridLoadSample, GridTariffRule
     from tariffs.dynamic import GridConfigError, record_load
 
-    await _network(db)
+    await seed_pricing_network(db)
     at = datetime(2026, 11, 10, 12, tzinfo=UTC)
     for zone, load, says in [
         ("NL-NH", Decimal("100.01"), "between 0 and 100"),
