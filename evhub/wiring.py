@@ -24,34 +24,34 @@ so ``hooks.session == [session_reference_hook, session_hook]``, ``hooks.cdr == [
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from cpo_gateway.component import GatewayComponent
 from kernel.components import Component, Hub
 from kernel.seams import Hooks
+from ocpi.component import OcpiComponent
+from portal.component import PortalComponent
+from settlement.component import SettlementComponent
+from tariffs.component import PricingComponent
 
 if TYPE_CHECKING:
     from kernel.db.engine import Database
     from kernel.settings import Settings
 
 # The money path, in order: charger -> session -> priced CDR -> partner -> settlement -> fleet portal.
-COMPONENTS: tuple[str, ...] = (
-    "cpo_gateway.component:GatewayComponent",
-    "tariffs.component:PricingComponent",
-    "ocpi.component:OcpiComponent",
-    "settlement.component:SettlementComponent",
-    "portal.component:PortalComponent",
+COMPONENTS: tuple[type[Component], ...] = (
+    GatewayComponent,
+    PricingComponent,
+    OcpiComponent,
+    SettlementComponent,
+    PortalComponent,
 )
 
 
-def load_components(paths: Sequence[str] = COMPONENTS) -> list[Component]:
-    """Instantiate the components named ``module:Class``, in order."""
-    components: list[Component] = []
-    for path in paths:
-        module_name, _, attr = path.partition(":")
-        components.append(getattr(importlib.import_module(module_name), attr)())
-    return components
+def load_components(classes: Sequence[type[Component]] = COMPONENTS) -> list[Component]:
+    """One instance of each component class, in order (each with its default settings)."""
+    return [cls() for cls in classes]
 
 
 def wire(hub: Hub, components: Sequence[Component]) -> None:

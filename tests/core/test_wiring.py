@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,20 +19,7 @@ from evhub.cli import app
 from evhub.wiring import load_components, wire, wired_hooks
 from kernel.components import Hub
 from kernel.db.engine import Database
-from kernel.models import (
-    EVSE,
-    Cdr,
-    ChargePoint,
-    ChargingSession,
-    Connector,
-    Location,
-    MeterValue,
-    OcppVersion,
-    OutboxMessage,
-    PricingState,
-    TariffVersion,
-)
-from kernel.models.roaming import OcpiPartner, OcpiPartnerRole, PartnerStatus
+from kernel.models import Cdr, OutboxMessage, TariffVersion
 from kernel.seams import Hooks, Services
 from kernel.settings import Settings
 from ocpi.authorize import session_reference_hook
@@ -41,8 +27,9 @@ from ocpi.push import cdr_hook, evse_status_hook, session_hook, tariff_hook
 from portal.component import receipt_hook
 from tariffs.dynamic import attach_rules
 from tariffs.rating import rate_pending
+from tests.world.demo_network import DEMO, seed_demo_network, seed_ocpi_partner, seed_tokens
+from tests.world.sessions import seed_ended_session
 
-DEMO = Path(__file__).resolve().parents[2] / "evhub" / "demo_data"
 START = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 
 
@@ -85,75 +72,14 @@ def cli(db: Database, monkeypatch: pytest.MonkeyPatch):
 async def _world(db: Database) -> int:
     """A CPO with the demo locations and tariffs, a fleet token with a driver e-mail issued by an eMSP that is
     a registered OCPI partner receiving CDRs and tariffs. Returns the partner's id."""
-    async with db.session() as s:
-        await prov.add_party(s, "NL", "AMP", "CPO", "AmsterPower")
-        await prov.add_party(s, "GB", "LDN", "CPO", "London Charge Co")
-        emsp = await prov.add_party(s, "NL", "EMS", "EMSP", "Roam")
-        for loc in json.loads((DEMO / "locations.json").read_text()):
-            await prov.import_location(s, loc, grid_zone="NL-NH" if loc["country_code"] == "NL" else None)
-        for tariff in json.loads((DEMO / "tariffs.json").read_text()):
-            await prov.import_tariff(s, tariff)
-        await prov.add_token(
-            s, prov.TokenSpec(uid="TOKEN-1", issuer_party="NL*EMS", driver_email="driver@example.test")
-        )
-        partner = OcpiPartner(
-            name="Roam",
-            status=PartnerStatus.REGISTERED,
-            version="2.2.1",
-            outgoing_token="token-c",
-            endpoints=[
-                {"identifier": m, "role": "RECEIVER", "url": f"https://emsp.test/ocpi/emsp/2.2.1/{m}"}
-                for m in ("cdrs", "tariffs", "sessions")
-            ],
-        )
-        s.add(partner)
-        await s.flush()
-        s.add(
-            OcpiPartnerRole(
-                partner_id=partner.id, party_pk=emsp.id, country_code="NL", party_id="EMS", role="EMSP"
-            )
-        )
-        return partner.id
+    network = await seed_demo_network(db)
+    await seed_tokens(db, "TOKEN-1", driver_email="driver@example.test")
+    return await seed_ocpi_partner(db, network.parties["NL*EMS"])
 
 
 async def _ended_session(db: Database, uid: str = "sess-1") -> None:
     """An ended session of TOKEN-1 at AMS-01-1, 12:00-13:00 UTC, 10 kWh evenly, waiting to be priced."""
-    async with db.session() as s:
-        evse = await s.scalar(select(EVSE).where(EVSE.uid == "AMS-01-1"))
-        loc = await s.get(Location, evse.location_id)
-        connector = await s.scalar(select(Connector).where(Connector.evse_pk == evse.id))
-        cp = ChargePoint(identity="CP-1", ocpp_version=OcppVersion.V16, cpo_id=loc.cpo_id, location_id=loc.id)
-        s.add(cp)
-        await s.flush()
-        end = START + timedelta(minutes=60)
-        sess = ChargingSession(
-            session_uid=uid,
-            charge_point_id=cp.id,
-            transaction_id=uid,
-            cpo_id=loc.cpo_id,
-            location_id=loc.id,
-            evse_pk=evse.id,
-            connector_pk=connector.id,
-            token_id=(await s.scalars(select(prov.Token.id))).first(),
-            start_time=START,
-            end_time=end,
-            meter_start_wh=Decimal(1000),
-            meter_stop_wh=Decimal(11000),
-            energy_wh=Decimal(10000),
-            status="COMPLETED",
-            pricing_state=PricingState.PENDING,
-            last_updated=end,
-        )
-        s.add(sess)
-        await s.flush()
-        for m in range(61):
-            s.add(
-                MeterValue(
-                    session_id=sess.id,
-                    timestamp=START + timedelta(minutes=m),
-                    value=Decimal(1000) + Decimal(10000) * m / 60,
-                )
-            )
+    await seed_ended_session(db, "AMS-01-1", START, 60, "10", uid=uid)
 
 
 async def _outbox(db: Database) -> set[tuple[str, str | None]]:
