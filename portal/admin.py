@@ -20,12 +20,12 @@ async def add_fleet(db: Database, name: str, currency: str = "EUR") -> Fleet:
     if not name:
         raise AdminError("fleet name must not be empty")
     code = normalize_currency(currency)
-    async with db.session() as s:
-        if (await s.execute(select(Fleet.id).where(Fleet.name == name))).first() is not None:
+    async with db.session() as db_session:
+        if (await db_session.execute(select(Fleet.id).where(Fleet.name == name))).first() is not None:
             raise AdminError(f"fleet {name!r} already exists")
         fleet = Fleet(name=name, currency=code)
-        s.add(fleet)
-        await s.flush()
+        db_session.add(fleet)
+        await db_session.flush()
     return fleet
 
 
@@ -38,15 +38,15 @@ async def add_manager(
         raise AdminError(f"not an email address: {email!r}")
     if len(password) < 8:
         raise AdminError("password must have at least 8 characters")
-    async with db.session() as s:
-        fleet = (await s.execute(select(Fleet).where(Fleet.name == fleet_name))).scalar_one_or_none()
+    async with db.session() as db_session:
+        fleet = (await db_session.execute(select(Fleet).where(Fleet.name == fleet_name))).scalar_one_or_none()
         if fleet is None:
             raise AdminError(f"no fleet named {fleet_name!r}")
-        if (await s.execute(select(FleetManager.id).where(FleetManager.email == email))).first():
+        if (await db_session.execute(select(FleetManager.id).where(FleetManager.email == email))).first():
             raise AdminError(f"a manager with email {email!r} already exists")
         manager = FleetManager(
             fleet_id=fleet.id, email=email, name=name, password_hash=hash_password(password)
         )
-        s.add(manager)
-        await s.flush()
+        db_session.add(manager)
+        await db_session.flush()
     return manager

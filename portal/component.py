@@ -16,18 +16,18 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.components import Hub
 from kernel.models import Cdr
-from kernel.outbox import OutboxDispatcher, register_channel
+from kernel.outbox import BackoffPolicy, OutboxDispatcher, register_channel
 from kernel.timeutil import zone
-from portal.auth import Signer
+from portal.login import Signer
+from portal.page_kit import PREFIX, PortalState
 from portal.receipts import CHANNEL, enqueue_receipt, make_email_sender, scan_missing_receipts
-from portal.routes import PREFIX, PortalState, build_router
+from portal.router import build_router
 from portal.smtp import SmtpConfig
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,12 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
-async def receipt_hook(s: AsyncSession, cdr: Cdr) -> None:
+async def receipt_hook(db_session: AsyncSession, cdr: Cdr) -> None:
     """The CDR hook (run by pricing inside the CDR's transaction): queue the receipt. A failure here must not
     lose the CDR, so it runs in a savepoint and is left to the scanner."""
     try:
-        async with s.begin_nested():
-            await enqueue_receipt(s, cdr)
+        async with db_session.begin_nested():
+            await enqueue_receipt(db_session, cdr)
     except Exception:
         log.exception("could not queue the receipt of CDR %s; the receipt scanner will retry", cdr.cdr_uid)
 
@@ -55,7 +55,7 @@ class PortalComponent:
         scan_interval: float = 60.0,
         dispatch_interval: float = 5.0,
         receipt_max_age: timedelta = timedelta(days=7),
-        dispatch_backoff: Any = None,
+        dispatch_backoff: BackoffPolicy | None = None,
     ) -> None:
         # None: EVHUB_PORTAL_TIME_ZONE, from the hub's settings (validated there), taken in install()
         self.time_zone = time_zone
@@ -66,7 +66,7 @@ class PortalComponent:
         self.receipt_max_age = receipt_max_age
         self.dispatch_backoff = dispatch_backoff
         self.hub: Hub | None = None
-        self.dispatcher: Any = None
+        self.dispatcher: OutboxDispatcher | None = None
         self.state: PortalState | None = None
 
     def install(self, hub: Hub) -> None:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 
-from portal.auth import Signer
+from portal.login import Signer
 
 FIELD = "csrf_token"
 LOGIN_COOKIE = "evhub_portal_login"

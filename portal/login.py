@@ -74,26 +74,28 @@ async def load_signer(db: Database, secret: str = "") -> Signer:
     (created on first use)."""
     if secret:
         return Signer(secret.encode())
-    async with db.session() as s:
-        row = await s.get(PortalKey, "cookie")
+    async with db.session() as db_session:
+        row = await db_session.get(PortalKey, "cookie")
         if row is not None:
             return Signer(row.value.encode())
     try:
-        async with db.session() as s:
-            s.add(PortalKey(name="cookie", value=secrets.token_urlsafe(48)))
+        async with db.session() as db_session:
+            db_session.add(PortalKey(name="cookie", value=secrets.token_urlsafe(48)))
     except IntegrityError:  # another node created it first
         pass
-    async with db.session() as s:
-        row = await s.get(PortalKey, "cookie")
+    async with db.session() as db_session:
+        row = await db_session.get(PortalKey, "cookie")
         assert row is not None
         return Signer(row.value.encode())
 
 
-async def authenticate(s: AsyncSession, email: str, password: str) -> tuple[LoginResult, FleetManager | None]:
+async def authenticate(
+    db_session: AsyncSession, email: str, password: str
+) -> tuple[LoginResult, FleetManager | None]:
     """Check a login; counts failures and locks the account after :data:`MAX_FAILED_LOGINS`."""
     email = email.strip().lower()
     manager = (
-        await s.execute(select(FleetManager).where(FleetManager.email == email).with_for_update())
+        await db_session.execute(select(FleetManager).where(FleetManager.email == email).with_for_update())
     ).scalar_one_or_none()
     if manager is None:
         verify_password(_DUMMY_HASH, password)
@@ -115,12 +117,12 @@ async def authenticate(s: AsyncSession, email: str, password: str) -> tuple[Logi
     return LoginResult.OK, manager
 
 
-async def create_session(s: AsyncSession, manager: FleetManager) -> str:
+async def open_login_session(db_session: AsyncSession, manager: FleetManager) -> str:
     """A new login session; returns the raw token for the cookie (to be signed)."""
     raw = secrets.token_urlsafe(32)
     now = utcnow()
-    await s.execute(delete(PortalSession).where(PortalSession.expires_at < now))
-    s.add(
+    await db_session.execute(delete(PortalSession).where(PortalSession.expires_at < now))
+    db_session.add(
         PortalSession(
             token_hash=hash_token(raw),
             manager_id=manager.id,
@@ -132,10 +134,10 @@ async def create_session(s: AsyncSession, manager: FleetManager) -> str:
     return raw
 
 
-async def load_principal(s: AsyncSession, raw: str) -> Principal | None:
+async def load_principal(db_session: AsyncSession, raw: str) -> Principal | None:
     """The manager behind a session token, or None when unknown, expired or locked."""
     row = (
-        await s.execute(
+        await db_session.execute(
             select(PortalSession, FleetManager, Fleet)
             .join(FleetManager, FleetManager.id == PortalSession.manager_id)
             .join(Fleet, Fleet.id == FleetManager.fleet_id)
@@ -144,9 +146,9 @@ async def load_principal(s: AsyncSession, raw: str) -> Principal | None:
     ).first()
     if row is None:
         return None
-    session, manager, fleet = row
+    portal_session, manager, fleet = row
     now = utcnow()
-    if session.expires_at <= now or (manager.locked_until is not None and manager.locked_until > now):
+    if portal_session.expires_at <= now or (manager.locked_until is not None and manager.locked_until > now):
         return None
     return Principal(
         manager_id=manager.id,
@@ -154,9 +156,10 @@ async def load_principal(s: AsyncSession, raw: str) -> Principal | None:
         fleet_id=fleet.id,
         fleet_name=fleet.name,
         currency=fleet.currency,
-        csrf_token=session.csrf_token,
+        csrf_token=portal_session.csrf_token,
     )
 
 
-async def end_session(s: AsyncSession, raw: str) -> None:
-    await s.execute(delete(PortalSession).where(PortalSession.token_hash == hash_token(raw)))
+async def end_login_session(db_session: AsyncSession, raw: str) -> None:
+    """Log out: delete the server-side session behind ``raw``, so its cookie stops working everywhere."""
+    await db_session.execute(delete(PortalSession).where(PortalSession.token_hash == hash_token(raw)))

@@ -44,13 +44,13 @@ class LivePrice:
     quotes: list[TariffQuote]
 
 
-async def live_price(s: AsyncSession, location_id: int, fleet_currency: str) -> LivePrice | None:
+async def live_price(db_session: AsyncSession, location_id: int, fleet_currency: str) -> LivePrice | None:
 
-    loc = await s.get(Location, location_id)
+    loc = await db_session.get(Location, location_id)
     if loc is None or not loc.publish:
         return None
     connectors = (
-        await s.execute(
+        await db_session.execute(
             select(EVSE.evse_id, EVSE.uid, Connector.connector_id, Connector.standard, Connector.tariff_ids)
             .join(Connector, Connector.evse_pk == EVSE.id)
             .where(EVSE.location_id == loc.id)
@@ -66,7 +66,7 @@ async def live_price(s: AsyncSession, location_id: int, fleet_currency: str) -> 
     for tid, names in by_tariff.items():
         rows = (
             (
-                await s.execute(
+                await db_session.execute(
                     select(TariffVersion)
                     .where(TariffVersion.cpo_id == loc.cpo_id, TariffVersion.tariff_id == tid)
                     .order_by(TariffVersion.version)

@@ -175,13 +175,13 @@ def _signed_data(cdr: Cdr, sess: ChargingSession | None, samples: list[MeterValu
     return {"data": None, "format": None, "url": None, "public_key": None}
 
 
-async def build_view(s: AsyncSession, cdr: Cdr, token: Token) -> ReceiptView:
-    sess = await s.get(ChargingSession, cdr.session_id)
-    loc = await s.get(Location, cdr.location_id or (sess.location_id if sess else None) or -1)
-    evse = await s.get(EVSE, sess.evse_pk) if sess is not None and sess.evse_pk else None
+async def build_view(db_session: AsyncSession, cdr: Cdr, token: Token) -> ReceiptView:
+    sess = await db_session.get(ChargingSession, cdr.session_id)
+    loc = await db_session.get(Location, cdr.location_id or (sess.location_id if sess else None) or -1)
+    evse = await db_session.get(EVSE, sess.evse_pk) if sess is not None and sess.evse_pk else None
     samples = list(
         (
-            await s.execute(
+            await db_session.execute(
                 select(MeterValue)
                 .where(MeterValue.session_id == cdr.session_id, MeterValue.signed_data.is_not(None))
                 .order_by(MeterValue.timestamp)
@@ -302,10 +302,10 @@ async def scan_missing_receipts(
 ) -> int:
     """Enqueue receipts for recent CDRs without one. Returns how many receipts rows were created."""
     since = utcnow() - max_age
-    async with db.session() as s:
+    async with db.session() as db_session:
         ids = list(
             (
-                await s.execute(
+                await db_session.execute(
                     select(Cdr.id)
                     .outerjoin(Receipt, Receipt.cdr_id == Cdr.id)
                     .where(and_(Receipt.id.is_(None), Cdr.is_credit.is_(False), Cdr.created_at >= since))
@@ -317,9 +317,9 @@ async def scan_missing_receipts(
     created = 0
     for cdr_id in ids:
         try:
-            async with db.session() as s:
-                cdr = await s.get(Cdr, cdr_id)
-                if cdr is not None and await enqueue_receipt(s, cdr) is not None:
+            async with db.session() as db_session:
+                cdr = await db_session.get(Cdr, cdr_id)
+                if cdr is not None and await enqueue_receipt(db_session, cdr) is not None:
                     created += 1
         except IntegrityError:  # the CDR's own transaction (or another node) got there first
             continue
@@ -331,8 +331,10 @@ async def scan_missing_receipts(
 async def _mark(db: Database, cdr_id: int | None, **values: Any) -> None:
     if cdr_id is None:
         return
-    async with db.session() as s:
-        receipt = (await s.execute(select(Receipt).where(Receipt.cdr_id == cdr_id))).scalar_one_or_none()
+    async with db.session() as db_session:
+        receipt = (
+            await db_session.execute(select(Receipt).where(Receipt.cdr_id == cdr_id))
+        ).scalar_one_or_none()
         if receipt is not None:
             for key, value in values.items():
                 setattr(receipt, key, value)
@@ -368,9 +370,11 @@ def make_email_sender(
 
 async def record_bounce(db: Database, cdr_uid: str, reason: str) -> bool:
     """Record a bounce reported after delivery (a DSN naming the receipt). Returns False if unknown."""
-    async with db.session() as s:
+    async with db.session() as db_session:
         row = (
-            await s.execute(select(Receipt).join(Cdr, Cdr.id == Receipt.cdr_id).where(Cdr.cdr_uid == cdr_uid))
+            await db_session.execute(
+                select(Receipt).join(Cdr, Cdr.id == Receipt.cdr_id).where(Cdr.cdr_uid == cdr_uid)
+            )
         ).scalar_one_or_none()
         if row is None:
             return False

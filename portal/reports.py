@@ -88,9 +88,9 @@ def _top(groups: dict[str, Totals], currency: str, n: int = 5) -> list[tuple[str
 
 
 async def dashboard(
-    s: AsyncSession, fleet_id: int, currency: str, time_zone: str, first: date, last: date
+    db_session: AsyncSession, fleet_id: int, currency: str, time_zone: str, first: date, last: date
 ) -> Dashboard:
-    rows = await fetch_sessions(s, fleet_id, SessionFilter(date_from=first, date_to=last), time_zone)
+    rows = await fetch_sessions(db_session, fleet_id, SessionFilter(date_from=first, date_to=last), time_zone)
     totals = Totals()
     per_day_kwh: dict[date, Decimal] = defaultdict(Decimal)
     per_day_cost: dict[date, Decimal] = defaultdict(Decimal)
@@ -132,9 +132,15 @@ class MonthlyReport:
 
 
 async def monthly_report(
-    s: AsyncSession, fleet_id: int, fleet_name: str, currency: str, time_zone: str, first: date, last: date
+    db_session: AsyncSession,
+    fleet_id: int,
+    fleet_name: str,
+    currency: str,
+    time_zone: str,
+    first: date,
+    last: date,
 ) -> MonthlyReport:
-    rows = await fetch_sessions(s, fleet_id, SessionFilter(date_from=first, date_to=last), time_zone)
+    rows = await fetch_sessions(db_session, fleet_id, SessionFilter(date_from=first, date_to=last), time_zone)
     rows.sort(key=lambda r: (r.start, r.id))
     totals = Totals()
     drivers: dict[str, Totals] = defaultdict(Totals)

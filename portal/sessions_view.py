@@ -100,7 +100,10 @@ class SessionRow:
         return self.cost_incl_vat if self.cost_incl_vat is not None else self.cost_excl_vat
 
 
-def _base_query(fleet_id: int, flt: SessionFilter, time_zone: str) -> Select[Any]:
+def _base_query(
+    fleet_id: int, flt: SessionFilter, time_zone: str
+) -> Select[ChargingSession, Token, Location, EVSE]:
+    """The fleet's sessions matching ``flt``, each with its token, location and EVSE (the last two may be None)."""
     q = (
         select(ChargingSession, Token, Location, EVSE)
         .join(Token, Token.id == ChargingSession.token_id)
@@ -124,13 +127,13 @@ def _base_query(fleet_id: int, flt: SessionFilter, time_zone: str) -> Select[Any
     return q
 
 
-async def count_sessions(s: AsyncSession, fleet_id: int, flt: SessionFilter, time_zone: str) -> int:
+async def count_sessions(db_session: AsyncSession, fleet_id: int, flt: SessionFilter, time_zone: str) -> int:
     sub = _base_query(fleet_id, flt, time_zone).with_only_columns(ChargingSession.id).subquery()
-    return int((await s.execute(select(func.count()).select_from(sub))).scalar_one())
+    return int((await db_session.execute(select(func.count()).select_from(sub))).scalar_one())
 
 
 async def fetch_sessions(
-    s: AsyncSession,
+    db_session: AsyncSession,
     fleet_id: int,
     flt: SessionFilter,
     time_zone: str,
@@ -144,16 +147,16 @@ async def fetch_sessions(
     )
     if limit is not None:
         q = q.limit(limit).offset(offset)
-    rows = (await s.execute(q)).all()
-    cdrs = await _cdrs_by_session(s, [r[0].id for r in rows])
+    rows = (await db_session.execute(q)).all()
+    cdrs = await _cdrs_by_session(db_session, [r[0].id for r in rows])
     return [_row(sess, tok, loc, evse, cdrs.get(sess.id, []), time_zone) for sess, tok, loc, evse in rows]
 
 
-async def _cdrs_by_session(s: AsyncSession, session_ids: Sequence[int]) -> dict[int, list[Cdr]]:
+async def _cdrs_by_session(db_session: AsyncSession, session_ids: Sequence[int]) -> dict[int, list[Cdr]]:
     out: dict[int, list[Cdr]] = {}
     for start in range(0, len(session_ids), 500):
         chunk = session_ids[start : start + 500]
-        result = await s.execute(select(Cdr).where(Cdr.session_id.in_(chunk)).order_by(Cdr.id))
+        result = await db_session.execute(select(Cdr).where(Cdr.session_id.in_(chunk)).order_by(Cdr.id))
         for cdr in result.scalars():
             out.setdefault(cdr.session_id, []).append(cdr)
     return out
@@ -269,22 +272,22 @@ def to_csv(rows: Iterable[SessionRow]) -> str:
 
 
 async def session_detail(
-    s: AsyncSession, fleet_id: int, session_id: int, time_zone: str
+    db_session: AsyncSession, fleet_id: int, session_id: int, time_zone: str
 ) -> tuple[SessionRow, list[Cdr], ChargingSession] | None:
     """One session of the fleet with its CDRs (None when it is not the fleet's)."""
     q = _base_query(fleet_id, SessionFilter(), time_zone).where(ChargingSession.id == session_id)
-    row = (await s.execute(q)).first()
+    row = (await db_session.execute(q)).first()
     if row is None:
         return None
     sess, tok, loc, evse = row
-    cdrs = (await _cdrs_by_session(s, [sess.id])).get(sess.id, [])
+    cdrs = (await _cdrs_by_session(db_session, [sess.id])).get(sess.id, [])
     return _row(sess, tok, loc, evse, cdrs, time_zone), cdrs, sess
 
 
-async def fleet_filter_choices(s: AsyncSession, fleet_id: int) -> dict[str, list[Any]]:
+async def fleet_filter_choices(db_session: AsyncSession, fleet_id: int) -> dict[str, list[Any]]:
     """Drivers, vehicles and locations that appear in the fleet's sessions (for the filter form)."""
     drivers = (
-        await s.execute(
+        await db_session.execute(
             select(Token.driver_name)
             .where(Token.fleet_id == fleet_id, Token.driver_name.is_not(None))
             .distinct()
@@ -292,7 +295,7 @@ async def fleet_filter_choices(s: AsyncSession, fleet_id: int) -> dict[str, list
         )
     ).scalars()
     vehicles = (
-        await s.execute(
+        await db_session.execute(
             select(Token.vehicle)
             .where(Token.fleet_id == fleet_id, Token.vehicle.is_not(None))
             .distinct()
@@ -300,7 +303,7 @@ async def fleet_filter_choices(s: AsyncSession, fleet_id: int) -> dict[str, list
         )
     ).scalars()
     locations = (
-        await s.execute(
+        await db_session.execute(
             select(Location.id, Location.name, Location.address)
             .join(ChargingSession, ChargingSession.location_id == Location.id)
             .join(Token, Token.id == ChargingSession.token_id)
