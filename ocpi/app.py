@@ -5,7 +5,7 @@ Paths: ``/ocpi/versions``, ``/ocpi/2.2.1`` (details), ``/ocpi/2.2.1/credentials`
 
 The platform publishes its own OpenAPI document at ``/ocpi/openapi.json`` (pages at ``/ocpi/docs`` and
 ``/ocpi/redoc``), with the OCPI ``Authorization: Token <token>`` scheme declared on every route
-(:data:`ocpi_token_scheme`; the check itself is :func:`ocpi.auth.partner_for_header`, in the routes).
+(:data:`ocpi_token_scheme`; the check itself is :func:`ocpi.partner_auth.partner_for_header`, in the routes).
 """
 
 from __future__ import annotations

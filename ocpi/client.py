@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from kernel import jsonutil
-from ocpi.auth import encode_token
+from ocpi.partner_auth import encode_token
 from ocpi.routing import CORRELATION_ID, REQUEST_ID, new_request_id
 
 DEFAULT_TIMEOUT = 10.0

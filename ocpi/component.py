@@ -3,10 +3,10 @@ HTTP app, registers the ``ocpi`` outbox channel, the jobs (outbox dispatcher, pu
 recovery of pending commands — also run once at start), the services ``hub.services.realtime_authorizer`` (the
 gateway's seam, unless one is there already) and ``hub.services.outbox`` (its dispatcher, unless one is there
 already), and appends its hooks (``async hook(db_session, obj)``, run by their producers inside their
-transactions), in this order: ``hooks.session`` += :func:`~ocpi.authorize.session_reference_hook` (first, so
+transactions), in this order: ``hooks.session`` += :func:`~ocpi.realtime_authorization.session_reference_hook` (first, so
 the pushed Session carries the eMSP's authorization reference), ``hooks.cdr`` += ``cdr_hook``,
 ``hooks.tariff`` += ``tariff_hook``, ``hooks.session`` += ``session_hook``, ``hooks.evse_status`` +=
-``evse_status_hook`` (:mod:`ocpi.push`).
+``evse_status_hook`` (:mod:`ocpi.push.hooks`).
 
 Inside the OCPI package, the command runner and the tokens puller are reached through
 :class:`~ocpi.platform.OcpiPlatform` (``platform.commands``, ``platform.tokens_pull``); the OCPI authorizer is
@@ -22,11 +22,14 @@ import httpx
 from kernel.components import Hub
 from kernel.outbox import OutboxDispatcher, register_channel
 from ocpi.app import create_ocpi_app
-from ocpi.authorize import GatewayRealTimeAuthorizer, OcpiAuthorizer, session_reference_hook
 from ocpi.commands import CommandRunner
 from ocpi.partners import api_router
 from ocpi.platform import OcpiPlatform
-from ocpi.push import CHANNEL, OcpiSender, cdr_hook, evse_status_hook, scan, session_hook, tariff_hook
+from ocpi.push.hooks import cdr_hook, evse_status_hook, session_hook, tariff_hook
+from ocpi.push.outbox_message import CHANNEL
+from ocpi.push.scanner import scan
+from ocpi.push.sender import OcpiSender
+from ocpi.realtime_authorization import GatewayRealTimeAuthorizer, OcpiAuthorizer, session_reference_hook
 from ocpi.tokens_pull import TokensPuller
 
 log = logging.getLogger(__name__)

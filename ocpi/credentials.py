@@ -31,9 +31,9 @@ from kernel.models.roaming import OcpiPartner, OcpiPartnerRole, PartnerStatus
 from kernel.security import hash_token, new_token
 from kernel.timeutil import utcnow
 from ocpi import client, status
-from ocpi.auth import partner_for_header, token_candidates
 from ocpi.deps import db_session, read_model
 from ocpi.envelope import MethodNotAllowed, OcpiError, ok
+from ocpi.partner_auth import partner_for_header, token_candidates
 from ocpi.platform import VERSION, OcpiPlatform, get_platform
 from ocpi.routing import hosted_cpos
 from ocpi.schemas.credentials import Credentials

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.models import Party
 from kernel.models.roaming import OcpiPartner, OcpiPartnerRole
 from ocpi import status
-from ocpi.auth import partner_for_header
 from ocpi.envelope import OcpiError
+from ocpi.partner_auth import partner_for_header
 from ocpi.platform import OcpiPlatform, get_platform
 from ocpi.routing import read_routing, resolve
 

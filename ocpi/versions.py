@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ocpi.auth import partner_for_header
 from ocpi.deps import db_session
 from ocpi.envelope import NotFound, ok
+from ocpi.partner_auth import partner_for_header
 from ocpi.platform import VERSION, OcpiPlatform, get_platform
 
 router = APIRouter()

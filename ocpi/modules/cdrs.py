@@ -8,8 +8,8 @@ from sqlalchemy import select
 from kernel.models import Cdr
 from ocpi.deps import Caller, caller
 from ocpi.envelope import NotFound, ok
-from ocpi.objects import cdr_object
 from ocpi.pagination import paginate
+from ocpi.render_objects import cdr_object
 
 router = APIRouter()
 

@@ -16,8 +16,8 @@ from kernel.models import EVSE, Location
 from ocpi import status
 from ocpi.deps import Caller, caller
 from ocpi.envelope import NotFound, ok
-from ocpi.objects import connector_object, evse_object, location_object
 from ocpi.pagination import paginate
+from ocpi.render_objects import connector_object, evse_object, location_object
 from ocpi.visibility import shape, visible_unpublished
 
 router = APIRouter()

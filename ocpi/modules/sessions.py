@@ -8,8 +8,8 @@ from sqlalchemy import select
 from kernel.models import ChargingSession, Token
 from ocpi.deps import Caller, caller
 from ocpi.envelope import NotFound, ok
-from ocpi.objects import session_object
 from ocpi.pagination import paginate
+from ocpi.render_objects import session_object
 
 router = APIRouter()
 

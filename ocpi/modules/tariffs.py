@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 from kernel.models import TariffVersion
 from ocpi.deps import Caller, caller
 from ocpi.envelope import NotFound, ok
-from ocpi.objects import tariff_object
 from ocpi.pagination import paginate
+from ocpi.render_objects import tariff_object
 
 router = APIRouter()
 

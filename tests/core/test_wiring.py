@@ -4,7 +4,6 @@ transaction, exactly as ``evhub serve`` does: no scanner needed."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 from datetime import UTC, datetime
@@ -12,18 +11,16 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 from evhub import provisioning as prov
-from evhub.cli import app
 from evhub.wiring import load_components, wire, wired_hooks
 from kernel.components import Hub
 from kernel.db.engine import Database
 from kernel.models import Cdr, OutboxMessage, TariffVersion
 from kernel.seams import Hooks, Services
 from kernel.settings import Settings
-from ocpi.authorize import session_reference_hook
-from ocpi.push import cdr_hook, evse_status_hook, session_hook, tariff_hook
+from ocpi.push.hooks import cdr_hook, evse_status_hook, session_hook, tariff_hook
+from ocpi.realtime_authorization import session_reference_hook
 from portal.component import receipt_hook
 from tariffs.dynamic import attach_rules
 from tariffs.rating import rate_pending
@@ -53,20 +50,6 @@ def test_a_misspelt_seam_fails_loudly() -> None:
     with pytest.raises(AttributeError):
         services.gatway = object()  # type: ignore[attr-defined]
     assert {f.name for f in dataclasses.fields(Hooks)} == {"session", "evse_status", "cdr", "tariff"}
-
-
-@pytest.fixture
-def cli(db: Database, monkeypatch: pytest.MonkeyPatch):
-    """``await cli("tariffs", "rerate")``: the real CLI on the test database (exit 0 asserted)."""
-    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
-    runner = CliRunner()
-
-    async def invoke(*args: str) -> str:
-        result = await asyncio.to_thread(runner.invoke, app, list(args))  # the CLI runs its own loop
-        assert result.exit_code == 0, result.output
-        return result.output
-
-    return invoke
 
 
 async def _world(db: Database) -> int:
@@ -126,7 +109,7 @@ async def test_grid_load_queues_the_push_of_each_published_tariff_version(db: Da
         cpo = await prov.find_party(s, "NL*AMP", prov.PartyRole.CPO)
         await attach_rules(s, "NL-NH", cpo.id, "AMS-TOD", rules)
     before = await _outbox(db)
-    out = await cli("grid", "load", "NL-NH", "85", "--at", "2026-11-10T12:30:00Z")
+    out = (await cli("grid", "load", "NL-NH", "85", "--at", "2026-11-10T12:30:00Z")).output
     assert "published tariff AMS-TOD version 2" in out
     async with db.session() as s:
         version = await s.scalar(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kernel.models import ChargePointEvse
-from ocpi.authorize import GatewayRealTimeAuthorizer
+from ocpi.realtime_authorization import GatewayRealTimeAuthorizer
 from tests.ocpi._helpers import (
     FakeGateway,
     connect,

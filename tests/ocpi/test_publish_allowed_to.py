@@ -7,7 +7,7 @@ import httpx
 from sqlalchemy import select
 
 from kernel.models import EVSE, Location
-from ocpi import push
+from ocpi.push.location_push import enqueue_evse_status
 from tests.ocpi._helpers import T0, connect, seed_cpo, seed_location
 
 ENTRIES = [
@@ -88,7 +88,7 @@ async def test_pushes_follow_publish_allowed_to(hub, sim, sim2):
     # a status change reaches only who may see it
     async with hub.db.session() as s:
         evse = await s.scalar(select(EVSE).where(EVSE.uid == "LOC-PRIV-E1"))
-        assert await push.enqueue_evse_status(evse, s, "CHARGING") == 1
+        assert await enqueue_evse_status(evse, s, "CHARGING") == 1
     await sim.wait_for(lambda: sim.locations["LOC-PRIV"]["evses"][0]["status"] == "CHARGING")
     # a token arriving later makes it visible: the scanner sends it
     grouped = sim2.make_token("CARD-G")
@@ -110,7 +110,7 @@ async def test_pushes_follow_publish_allowed_to(hub, sim, sim2):
     before = len([r for r in sim.log if "LOC-PRIV" in r.path])
     async with hub.db.session() as s:
         evse = await s.scalar(select(EVSE).where(EVSE.uid == "LOC-PRIV-E2"))
-        assert await push.enqueue_evse_status(evse, s, "CHARGING") == 1  # to sim2 only
+        assert await enqueue_evse_status(evse, s, "CHARGING") == 1  # to sim2 only
     await sim2.wait_for(lambda: sim2.locations["LOC-PRIV"]["evses"][1]["status"] == "CHARGING")
     await hub.component.scan_once()
     assert len([r for r in sim.log if "LOC-PRIV" in r.path]) == before

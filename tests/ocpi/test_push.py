@@ -16,8 +16,11 @@ from kernel.models import (
     TariffVersion,
 )
 from kernel.outbox import list_messages
-from ocpi import push
 from ocpi.partners import partner_health
+from ocpi.push.cdr_push import enqueue_cdr
+from ocpi.push.location_push import enqueue_evse_status
+from ocpi.push.session_push import enqueue_session_update
+from ocpi.push.tariff_push import enqueue_tariff, enqueue_tariff_delete
 from tests.ocpi._helpers import (
     T0,
     connect,
@@ -47,14 +50,14 @@ async def _meter(db, session_pk: int, minutes: int, wh: int) -> None:
         cs = await s.get(ChargingSession, session_pk)
         cs.energy_wh = Decimal(wh) - cs.meter_start_wh
         cs.last_updated = T0 + timedelta(minutes=minutes)
-        await push.enqueue_session_update(cs, s)
+        await enqueue_session_update(cs, s)
 
 
 async def test_session_flows_to_cdr_post_exactly_once(hub, sim):
     cpo, loc, cp, partner_id, token = await _setup(hub, sim)
     sid = await seed_session(hub.db, cpo, cp, loc, token, "SESS-1")
     async with hub.db.session() as s:
-        assert await push.enqueue_session_update(sid, s) == 1
+        assert await enqueue_session_update(sid, s) == 1
     await sim.wait_for(lambda: "SESS-1" in sim.sessions)
     assert sim.sessions["SESS-1"]["status"] == "ACTIVE"
     assert sim.sessions["SESS-1"]["cdr_token"]["uid"] == "CARD-1"
@@ -70,11 +73,11 @@ async def test_session_flows_to_cdr_post_exactly_once(hub, sim):
         cs.status = SessionStatus.COMPLETED
         cs.end_time = T0 + timedelta(hours=1)
         cs.last_updated = T0 + timedelta(hours=1)
-        await push.enqueue_session_update(cs, s)
+        await enqueue_session_update(cs, s)
     cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-1")
     async with hub.db.session() as s:
-        assert await push.enqueue_cdr(cdr_pk, s) == 1
-        assert await push.enqueue_cdr(cdr_pk, s) == 0  # idempotent
+        assert await enqueue_cdr(cdr_pk, s) == 1
+        assert await enqueue_cdr(cdr_pk, s) == 0  # idempotent
     await sim.wait_for(lambda: len(sim.cdrs) == 1)
     await sim.wait_for(lambda: sim.sessions["SESS-1"]["status"] == "COMPLETED")
     assert await hub.component.scan_once() == 1  # the safety net: only the location was never sent
@@ -102,12 +105,12 @@ async def test_partner_down_then_recovers_everything_in_order(hub, sim):
     sid = await seed_session(hub.db, cpo, cp, loc, token, "SESS-2")
     sim.misbehave("error", status=503)
     async with hub.db.session() as s:
-        await push.enqueue_session_update(sid, s)
+        await enqueue_session_update(sid, s)
     for minutes, wh in ((10, 2000), (20, 3500), (30, 5000)):
         await _meter(hub.db, sid, minutes, wh)
     cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-2")
     async with hub.db.session() as s:
-        await push.enqueue_cdr(cdr_pk, s)
+        await enqueue_cdr(cdr_pk, s)
     await sim.wait_for(lambda: len(sim.log) >= 6)  # several failed attempts
     assert sim.sessions == {} and sim.cdrs == []
     health = await partner_health(hub.db, partner_id)
@@ -145,7 +148,7 @@ async def test_permanent_rejection_is_dead_lettered(hub, sim):
     cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-3")
     sim.misbehave("error", status=400, paths=("/cdrs",))
     async with hub.db.session() as s:
-        await push.enqueue_cdr(cdr_pk, s)
+        await enqueue_cdr(cdr_pk, s)
     await sim.wait_for(lambda: any("/cdrs" in r.path for r in sim.log))
 
     async def dead_lettered() -> bool:
@@ -167,7 +170,7 @@ async def test_locations_evse_status_and_tariffs_pushed(hub, sim):
         from kernel.models import EVSE
 
         evse = await s.scalar(select(EVSE).where(EVSE.uid == "LOC1-E1"))
-        assert await push.enqueue_evse_status(evse, s, "CHARGING") == 1
+        assert await enqueue_evse_status(evse, s, "CHARGING") == 1
     await sim.wait_for(lambda: sim.locations["LOC1"]["evses"][0]["status"] == "CHARGING")
     assert await hub.component.scan_once() == 0
     # a status changed by someone who did not push: the scanner catches it
@@ -195,7 +198,7 @@ async def test_locations_evse_status_and_tariffs_pushed(hub, sim):
             )
             s.add(tv)
             await s.flush()
-            assert await push.enqueue_tariff(tv, s) == 1
+            assert await enqueue_tariff(tv, s) == 1
     await sim.wait_for(
         lambda: (
             sim.tariffs.get("DYN", {}).get("elements", [{}])[0].get("price_components", [{}])[0].get("price")
@@ -210,7 +213,7 @@ async def test_locations_evse_status_and_tariffs_pushed(hub, sim):
     assert puts == [0.25, 0.31]
     assert [t["id"] for t in await sim.fetch_all("tariffs")] == ["DYN"]
     async with hub.db.session() as s:
-        await push.enqueue_tariff_delete(cpo, "DYN", s)
+        await enqueue_tariff_delete(cpo, "DYN", s)
     await sim.wait_for(lambda: "DYN" not in sim.tariffs)
 
 
