@@ -43,7 +43,8 @@ from kernel.models import (
 from kernel.timeutil import format_rfc3339, utcnow
 from tariffs.core.charging_periods import MeterSample, periods_from_meter_values
 from tariffs.core.compiled_tariff import compile_tariff
-from tariffs.core.engine import PricingError, PricingResult, price_session
+from tariffs.core.engine import PricingError, price_session
+from tariffs.core.pricing_result import PricingResult
 from tariffs.core.render import cdr_fields, explanation
 from tariffs.core.tariff_json import to_jsonable
 from tariffs.tariff_versions import load_versions

@@ -24,9 +24,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
 from decimal import ROUND_CEILING, Decimal
 
 from kernel.money import allocate, rounder
@@ -42,107 +42,28 @@ from tariffs.core.compiled_tariff import (
     CompiledTariff,
     compile_tariff,
 )
+from tariffs.core.pricing_result import (
+    MAX_PRICE,
+    MIN_PRICE,
+    ONE,
+    QUANTITY_STEP,
+    ZERO,
+    Charge,
+    Line,
+    PricingResult,
+    StepRounding,
+)
 from tariffs.core.restrictions import RESERVATION, RESERVATION_EXPIRES, Moment
 from tariffs.core.tariff_document import ChargingPeriod, Price, Tariff
 
-ZERO = Decimal(0)
-ONE = Decimal(1)
 _H = Decimal(3600)
-_QTY = Decimal("0.000001")
 
-MIN_PRICE = "MIN_PRICE"
-MAX_PRICE = "MAX_PRICE"
+RoundAmount = Callable[[Decimal], Decimal]
+"""The currency's rounding rule (:func:`kernel.money.rounder`), fixed for one pricing call."""
 
 
 class PricingError(ValueError):
     """The inputs cannot be priced (no tariff, mixed currencies, periods outside the session...)."""
-
-
-@dataclass(slots=True)
-class Charge:
-    """Explanation row: what one period was billed for one dimension."""
-
-    period_index: int
-    start: datetime
-    end: datetime
-    dimension: str  # ENERGY, TIME, PARKING_TIME, RESERVATION_TIME, FLAT
-    tariff_id: str
-    tariff_version: str
-    element_index: int
-    component_index: int
-    quantity: Decimal  # used, in base units: Wh for ENERGY, seconds for time, 1 for FLAT
-    step_extra: Decimal  # added by step_size rounding (base units), only on the last period of a group
-    unit_price: Decimal  # per kWh / per hour / per session, excl. VAT
-    vat: Decimal | None
-    step_size: int
-    reservation: bool = False  # a reservation FLAT fee (counts in total_reservation_cost)
-    amount_excl: Decimal = ZERO  # this period's share of its rounded line
-    amount_incl: Decimal = ZERO
-
-    @property
-    def billed_quantity(self) -> Decimal:
-        return self.quantity + self.step_extra
-
-
-@dataclass(slots=True)
-class Line:
-    """A rounded cost line: one tariff component over the whole session, or a min/max price adjustment."""
-
-    kind: str  # "component", MIN_PRICE or MAX_PRICE
-    dimension: str
-    tariff_id: str
-    tariff_version: str
-    element_index: int | None
-    component_index: int | None
-    billed: Decimal  # billed quantity in base units: Wh, seconds, 1 (FLAT / adjustments)
-    unit_price: Decimal | None
-    vat: Decimal | None
-    amount_excl: Decimal
-    amount_incl: Decimal
-    charges: list[Charge] = field(default_factory=list)
-
-    @property
-    def quantity(self) -> Decimal:
-        """Billed quantity in the priced unit: kWh, hours, or 1; 6 decimals."""
-        unit = UNIT_DIVISOR.get(self.dimension, ONE)
-        return (self.billed / unit).quantize(_QTY)
-
-
-@dataclass(slots=True)
-class StepRounding:
-    group: str  # ENERGY, TIME_AND_PARKING, RESERVATION
-    dimension: str
-    step_size: int
-    used: Decimal  # base units
-    billed: Decimal
-    period_index: int
-
-
-@dataclass(slots=True)
-class PricingResult:
-    """OCPI CDR cost fields plus the explanation of how they were obtained."""
-
-    currency: str
-    session_start: datetime
-    session_end: datetime
-    total_cost: Price
-    total_fixed_cost: Price
-    total_energy: Decimal  # kWh
-    total_energy_cost: Price
-    total_time: Decimal  # hours
-    total_time_cost: Price
-    total_parking_time: Decimal  # hours
-    total_parking_cost: Price
-    total_reservation_cost: Price
-    lines: list[Line]
-    periods: list[Period]
-    period_tariffs: list[str | None]  # tariff id per period (for OCPI charging_periods)
-    tariffs_used: list[tuple[str, str]]  # (tariff id, version) in order of first use
-    step_roundings: list[StepRounding]
-
-    @property
-    def charges(self) -> list[Charge]:
-        return [c for line in self.lines for c in line.charges]
 
 
 def _price(excl: Decimal, incl: Decimal) -> Price:
@@ -179,6 +100,36 @@ def _ceil_to(q: Decimal, step: int) -> Decimal:
     return (q / s).to_integral_value(rounding=ROUND_CEILING) * s
 
 
+@dataclass(frozen=True, slots=True)
+class SessionFrame:
+    """What every step needs to know about the session: its tariff versions, bounds (UTC) and local zone."""
+
+    versions: list[CompiledTariff]
+    start: datetime
+    end: datetime
+    tz: tzinfo
+
+
+@dataclass(slots=True)
+class MatchedPeriods:
+    """Step 1's output: the charge per period and dimension, and what the FLAT step needs to know."""
+
+    charges: list[Charge]  # chronological; within a period ENERGY, TIME, PARKING_TIME
+    period_tariffs: list[str | None]  # tariff id per period (None: no version valid then)
+    first_session_period: Period | None
+    first_reservation_period: Period | None
+    any_reservation_expired: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CostSums:
+    """The session's total excl. and incl. VAT after min/max price, and the adjustment lines that made it."""
+
+    excl: Decimal
+    incl: Decimal
+    adjustments: list[Line]
+
+
 def price_session(
     tariffs: TariffInput,
     periods: Sequence[Period] | Sequence[ChargingPeriod],
@@ -188,7 +139,7 @@ def price_session(
     *,
     precut: bool = False,
 ) -> PricingResult:
-    """Price one session. See the module docstring for the rules.
+    """Price one session. See the module docstring for the rules; each step below is one of them.
 
     ``tariffs``: a Tariff, a CompiledTariff, or a list of versions (each valid from its start_date_time).
     ``periods``: :class:`tariffs.core.charging_periods.Period` objects or OCPI ChargingPeriods, chronological.
@@ -201,98 +152,119 @@ def price_session(
     start, end = ensure_utc(session_start), ensure_utc(session_end)
     if end < start:
         raise PricingError("session ends before it starts")
-    tz = zone(time_zone)
-    plist: list[Period]
-    if periods and isinstance(periods[0], ChargingPeriod):
-        plist = periods_from_ocpi(periods, end)  # type: ignore[arg-type]
-    else:
-        plist = list(periods)  # type: ignore[arg-type]
+    frame = SessionFrame(versions, start, end, zone(time_zone))
+    plist = _as_periods(periods, end)
     if not precut:
         plist = cut_for_tariffs(plist, versions, start, end, time_zone)
 
-    # ---- 1. find the component per period and dimension
-    charges: list[Charge] = []
-    period_tariffs: list[str | None] = []
-    used: dict[tuple[str, str], None] = {}
+    matched = match_components(frame, plist)
+    flat_charges = flat_fees(frame, plist, matched)
+    steps = apply_step_sizes(matched.charges)
+    lines = cost_lines(flat_charges + matched.charges, currency, round_amount)
+    sums = clamp_to_min_max(frame, lines, round_amount)
+    return _result(frame, currency, round_amount, plist, matched, flat_charges, lines, sums, steps)
+
+
+def _as_periods(periods: Sequence[Period] | Sequence[ChargingPeriod], end: datetime) -> list[Period]:
+    """The session's periods as :class:`Period` s (OCPI ChargingPeriods end where the next starts)."""
+    ocpi = [p for p in periods if isinstance(p, ChargingPeriod)]
+    if ocpi and len(ocpi) == len(periods):
+        return periods_from_ocpi(ocpi, end)
+    engine_periods = [p for p in periods if isinstance(p, Period)]
+    if len(engine_periods) != len(periods):
+        raise PricingError("periods must be all OCPI ChargingPeriods or all engine Periods")
+    return engine_periods
+
+
+def match_components(frame: SessionFrame, plist: Sequence[Period]) -> MatchedPeriods:
+    """Step 1-2: per period and dimension, the first component (element order) whose restrictions match."""
+    matched = MatchedPeriods([], [], None, None, False)
     energy_before = ZERO
-    first_session_period: Period | None = None
-    first_res_period: Period | None = None
-    any_expired = False
     for idx, p in enumerate(plist):
-        v = version_at(versions, p.start)
-        period_tariffs.append(v.tariff_id if v else None)
+        v = version_at(frame.versions, p.start)
+        matched.period_tariffs.append(v.tariff_id if v else None)
         is_res = p.is_reservation
         if is_res:
-            any_expired = any_expired or p.expired
-            if first_res_period is None:
-                first_res_period = p
-        elif first_session_period is None:
-            first_session_period = p
-        if v is None:
-            energy_before += p.energy_wh
-            continue
-        m = Moment(
-            local=p.start.astimezone(tz),
-            energy_wh=energy_before,
-            elapsed_s=seconds_between(start, p.start),
-            power_kw=p.power_kw,
-            current_a=p.current_a,
-            reservation=(RESERVATION_EXPIRES if p.expired else RESERVATION) if is_res else None,
-        )
-        if is_res:
-            wanted = ((RESERVATION_TIME, p.reservation_s),)
-        else:
-            wanted = ((ENERGY, p.energy_wh), (TIME, p.time_s), (PARKING_TIME, p.parking_s))
-        for dim, qty in wanted:
-            if not qty:
-                continue
-            comp = v.find(dim, m)
-            if comp is None:
-                continue
-            used.setdefault((v.tariff_id, v.version))
-            charges.append(
-                Charge(
-                    idx,
-                    p.start,
-                    p.end,
-                    dim,
-                    v.tariff_id,
-                    v.version,
-                    comp.element_index,
-                    comp.component_index,
-                    qty,
-                    ZERO,
-                    comp.price,
-                    comp.vat,
-                    comp.step_size,
-                )
-            )
+            matched.any_reservation_expired = matched.any_reservation_expired or p.expired
+            if matched.first_reservation_period is None:
+                matched.first_reservation_period = p
+        elif matched.first_session_period is None:
+            matched.first_session_period = p
+        if v is not None:
+            matched.charges.extend(_period_charges(frame, v, idx, p, energy_before))
         energy_before += p.energy_wh
+    return matched
 
-    # ---- 2. FLAT fees (once per reservation, from reservation elements; once per session, at its start)
-    flat_charges: list[Charge] = []
-    flat_at = [(first_res_period.start, first_res_period, True)] if first_res_period is not None else []
-    if first_session_period is not None or not plist:
-        flat_at.append((start, first_session_period, False))
+
+def _period_charges(
+    frame: SessionFrame, v: CompiledTariff, idx: int, p: Period, energy_before: Decimal
+) -> Iterable[Charge]:
+    """The charges of one period under version ``v``: one per dimension with a quantity and a component."""
+    m = Moment(
+        local=p.start.astimezone(frame.tz),
+        energy_wh=energy_before,
+        elapsed_s=seconds_between(frame.start, p.start),
+        power_kw=p.power_kw,
+        current_a=p.current_a,
+        reservation=(RESERVATION_EXPIRES if p.expired else RESERVATION) if p.is_reservation else None,
+    )
+    wanted: tuple[tuple[str, Decimal], ...]
+    if p.is_reservation:
+        wanted = ((RESERVATION_TIME, p.reservation_s),)
+    else:
+        wanted = ((ENERGY, p.energy_wh), (TIME, p.time_s), (PARKING_TIME, p.parking_s))
+    for dim, qty in wanted:
+        if not qty:
+            continue
+        comp = v.find(dim, m)
+        if comp is None:
+            continue
+        yield Charge(
+            idx,
+            p.start,
+            p.end,
+            dim,
+            v.tariff_id,
+            v.version,
+            comp.element_index,
+            comp.component_index,
+            qty,
+            ZERO,
+            comp.price,
+            comp.vat,
+            comp.step_size,
+        )
+
+
+def flat_fees(frame: SessionFrame, plist: Sequence[Period], matched: MatchedPeriods) -> list[Charge]:
+    """Step 3: FLAT once per reservation (from reservation elements) and once per session, at its start."""
+    first_res = matched.first_reservation_period
+    first_session = matched.first_session_period
+    flat_at: list[tuple[datetime, Period | None, bool]] = []
+    if first_res is not None:
+        flat_at.append((first_res.start, first_res, True))
+    if first_session is not None or not plist:
+        flat_at.append((frame.start, first_session, False))
+    out: list[Charge] = []
     for at, first, res in flat_at:
-        v = version_at(versions, at)
+        v = version_at(frame.versions, at)
         if v is None:
             continue
         m = Moment(
-            local=at.astimezone(tz),
-            elapsed_s=seconds_between(start, at),
+            local=at.astimezone(frame.tz),
+            elapsed_s=seconds_between(frame.start, at),
             power_kw=first.power_kw if first else None,
             current_a=first.current_a if first else None,
-            reservation=(RESERVATION_EXPIRES if any_expired else RESERVATION) if res else None,
+            reservation=(RESERVATION_EXPIRES if matched.any_reservation_expired else RESERVATION)
+            if res
+            else None,
         )
         comp = v.find(FLAT, m)
         if comp is None:
             continue
-        used.setdefault((v.tariff_id, v.version))
-        idx = plist.index(first) if first is not None else -1
-        flat_charges.append(
+        out.append(
             Charge(
-                idx,
+                plist.index(first) if first is not None else -1,
                 at,
                 first.end if first else at,
                 FLAT,
@@ -308,29 +280,39 @@ def price_session(
                 reservation=res,
             )
         )
+    return out
 
-    # ---- 3. step_size, once per group, on the last billed period of the group
+
+_STEP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (ENERGY, (ENERGY,)),
+    ("TIME_AND_PARKING", (TIME, PARKING_TIME)),
+    ("RESERVATION", (RESERVATION_TIME,)),
+)
+
+
+def apply_step_sizes(charges: Sequence[Charge]) -> list[StepRounding]:
+    """Step 4: step_size once per group, the extra quantity billed on the group's last billed charge.
+
+    Sets ``step_extra`` on that charge and returns what was rounded, group by group."""
     steps: list[StepRounding] = []
-
-    def apply_step(group: str, dims: tuple[str, ...]) -> None:
+    for group, dims in _STEP_GROUPS:
         last = None
         for c in charges:
             if c.dimension in dims and c.quantity > 0:
                 last = c  # charges are chronological; within a period PARKING_TIME comes after TIME
         if last is None:
-            return
+            continue
         total = sum((c.quantity for c in charges if c.dimension == last.dimension and c.quantity > 0), ZERO)
         billed = _ceil_to(total, last.step_size)
         last.step_extra = billed - total
         steps.append(StepRounding(group, last.dimension, last.step_size, total, billed, last.period_index))
+    return steps
 
-    apply_step(ENERGY, (ENERGY,))
-    apply_step("TIME_AND_PARKING", (TIME, PARKING_TIME))
-    apply_step("RESERVATION", (RESERVATION_TIME,))
 
-    # ---- 4. lines: one per (version, dimension, element, component), rounded once
+def cost_lines(charges: Sequence[Charge], currency: str, round_amount: RoundAmount) -> list[Line]:
+    """Step 5: one line per (version, dimension, element, component), rounded once, split back over periods."""
     groups: dict[tuple[str, str, str, int, int, bool], list[Charge]] = {}
-    for c in flat_charges + charges:
+    for c in charges:
         key = (c.tariff_id, c.tariff_version, c.dimension, c.element_index, c.component_index, c.reservation)
         groups.setdefault(key, []).append(c)
     lines: list[Line] = []
@@ -350,29 +332,16 @@ def price_session(
             ):
                 c.amount_excl, c.amount_incl = a, b
         lines.append(Line("component", dim, tid, ver, ei, ci, qty, price, vat, excl, incl, cs))
+    return lines
 
-    # ---- 5. totals, min/max price
-    def total(dims: tuple[str, ...], flat_res: bool | None = None) -> tuple[Decimal, Decimal]:
-        ex = inc = ZERO
-        for ln in lines:
-            if ln.dimension not in dims:
-                continue
-            if flat_res is not None and ln.dimension == FLAT and ln.charges[0].reservation != flat_res:
-                continue
-            ex += ln.amount_excl
-            inc += ln.amount_incl
-        return ex, inc
 
+def clamp_to_min_max(frame: SessionFrame, lines: Sequence[Line], round_amount: RoundAmount) -> CostSums:
+    """Step 6: min_price / max_price of the version valid at the start clamp excl. and incl. VAT independently."""
     zero = round_amount(ZERO)
-    fixed = total((FLAT,), flat_res=False)
-    energy_c = total((ENERGY,))
-    time_c = total((TIME,))
-    park_c = total((PARKING_TIME,))
-    res_c = total((RESERVATION_TIME, FLAT), flat_res=True)
     sum_excl = zero + sum((ln.amount_excl for ln in lines), ZERO)
     sum_incl = zero + sum((ln.amount_incl for ln in lines), ZERO)
-
-    base = version_at(versions, start) or versions[0]
+    adjustments: list[Line] = []
+    base = version_at(frame.versions, frame.start) or frame.versions[0]
     for kind, bound_excl, bound_incl in (
         (MIN_PRICE, base.min_excl, base.min_incl),
         (MAX_PRICE, base.max_excl, base.max_incl),
@@ -397,7 +366,7 @@ def price_session(
             ):
                 target_incl = sum_incl
         if target_excl != sum_excl or target_incl != sum_incl:
-            lines.append(
+            adjustments.append(
                 Line(
                     kind,
                     kind,
@@ -412,27 +381,75 @@ def price_session(
                     target_incl - sum_incl,
                 )
             )
-            used.setdefault((base.tariff_id, base.version))
             sum_excl, sum_incl = target_excl, target_incl
+    return CostSums(sum_excl, sum_incl, adjustments)
+
+
+def _dimension_cost(
+    lines: Sequence[Line], dims: tuple[str, ...], flat_reservation: bool | None = None
+) -> tuple[Decimal, Decimal]:
+    """Excl./incl. VAT sum of the component lines of ``dims`` (FLAT lines: reservation ones or the others)."""
+    ex = inc = ZERO
+    for ln in lines:
+        if ln.dimension not in dims:
+            continue
+        if (
+            flat_reservation is not None
+            and ln.dimension == FLAT
+            and ln.charges[0].reservation != flat_reservation
+        ):
+            continue
+        ex += ln.amount_excl
+        inc += ln.amount_incl
+    return ex, inc
+
+
+def _first_use(charges: Iterable[Charge], adjustments: Iterable[Line]) -> list[tuple[str, str]]:
+    """(tariff id, version) of every version that billed something, in order of first use."""
+    used: dict[tuple[str, str], None] = {}
+    for c in charges:
+        used.setdefault((c.tariff_id, c.tariff_version))
+    for ln in adjustments:
+        used.setdefault((ln.tariff_id, ln.tariff_version))
+    return list(used)
+
+
+def _result(
+    frame: SessionFrame,
+    currency: str,
+    round_amount: RoundAmount,
+    plist: list[Period],
+    matched: MatchedPeriods,
+    flat_charges: list[Charge],
+    lines: list[Line],
+    sums: CostSums,
+    steps: list[StepRounding],
+) -> PricingResult:
+    """The result: totals per dimension (sums of rounded lines), lines followed by the min/max adjustments."""
+    zero = round_amount(ZERO)
+
+    def cost(dims: tuple[str, ...], flat_reservation: bool | None = None) -> Price:
+        ex, inc = _dimension_cost(lines, dims, flat_reservation)
+        return _price(zero + ex, zero + inc)
 
     total_energy = sum((p.energy_wh for p in plist if not p.is_reservation), ZERO) / 1000
     total_parking = sum((p.parking_s for p in plist), ZERO) / _H
     return PricingResult(
         currency=currency,
-        session_start=start,
-        session_end=end,
-        total_cost=_price(sum_excl, sum_incl),
-        total_fixed_cost=_price(zero + fixed[0], zero + fixed[1]),
-        total_energy=total_energy.quantize(_QTY),
-        total_energy_cost=_price(zero + energy_c[0], zero + energy_c[1]),
-        total_time=(seconds_between(start, end) / _H).quantize(_QTY),
-        total_time_cost=_price(zero + time_c[0], zero + time_c[1]),
-        total_parking_time=total_parking.quantize(_QTY),
-        total_parking_cost=_price(zero + park_c[0], zero + park_c[1]),
-        total_reservation_cost=_price(zero + res_c[0], zero + res_c[1]),
-        lines=lines,
+        session_start=frame.start,
+        session_end=frame.end,
+        total_cost=_price(sums.excl, sums.incl),
+        total_fixed_cost=cost((FLAT,), flat_reservation=False),
+        total_energy=total_energy.quantize(QUANTITY_STEP),
+        total_energy_cost=cost((ENERGY,)),
+        total_time=(seconds_between(frame.start, frame.end) / _H).quantize(QUANTITY_STEP),
+        total_time_cost=cost((TIME,)),
+        total_parking_time=total_parking.quantize(QUANTITY_STEP),
+        total_parking_cost=cost((PARKING_TIME,)),
+        total_reservation_cost=cost((RESERVATION_TIME, FLAT), flat_reservation=True),
+        lines=[*lines, *sums.adjustments],
         periods=plist,
-        period_tariffs=period_tariffs,
-        tariffs_used=list(used),
+        period_tariffs=matched.period_tariffs,
+        tariffs_used=_first_use([*matched.charges, *flat_charges], sums.adjustments),
         step_roundings=steps,
     )

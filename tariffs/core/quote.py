@@ -11,7 +11,8 @@ from decimal import Decimal
 
 from kernel.timeutil import ensure_utc
 from tariffs.core.charging_periods import Period, charging, parking, seconds_between
-from tariffs.core.engine import PricingResult, TariffInput, compile_versions, price_session
+from tariffs.core.engine import TariffInput, compile_versions, price_session
+from tariffs.core.pricing_result import PricingResult
 
 
 def _td(value: timedelta | int | Decimal) -> timedelta:

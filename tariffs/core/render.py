@@ -10,7 +10,7 @@ from typing import Any
 
 from kernel.timeutil import format_rfc3339
 from tariffs.core.charging_periods import to_ocpi
-from tariffs.core.engine import PricingResult
+from tariffs.core.pricing_result import PricingResult
 from tariffs.core.tariff_json import dumps, to_jsonable
 
 
