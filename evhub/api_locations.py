@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.interfaces import LoaderOption
 
 from kernel.apiauth import api_key, principal
 from kernel.apierrors import errors, refuse_nul
@@ -104,7 +105,7 @@ def _describe(loc: Location, cpo: Party) -> LocationOut:
     )
 
 
-def _with_evses():  # type: ignore[no-untyped-def]
+def _with_evses() -> LoaderOption:
     return selectinload(Location.evses).selectinload(EVSE.connectors)
 
 

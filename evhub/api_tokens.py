@@ -85,7 +85,7 @@ async def get_token(
     party_id: str,
     uid: str,
     request: Request,
-    type: TokenType = Query("RFID", description="The token's type"),  # type: ignore[assignment]
+    type: TokenType = Query("RFID", description="The token's type"),
 ) -> TokenOut:
     query = select(Token).where(
         Token.country_code == country_code.upper(),

@@ -354,6 +354,7 @@ async def show_grid(demo: Demo) -> None:
     table = Table("valid from (Amsterdam)", "load", "version", "energy price", box=None)
     loads = {at: load for at, load, _ in demo.grid_changes}
     for v in versions:
+        assert v.start_date_time is not None, "a grid price change starts at its sample's time"
         energy = [
             pc["price"]
             for el in v.data["elements"]

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -233,6 +234,7 @@ class OutboxDispatcher:
                     .values(attempts=row.attempts + 1, next_attempt_at=lease_until, updated_at=now)
                     .execution_options(synchronize_session=False)
                 )
+                assert isinstance(res, CursorResult), "an UPDATE returns a cursor result"
                 if res.rowcount == 1:
                     claims.append(_Claim(row.id, row.attempts + 1, row.channel, row))
         return claims
@@ -437,4 +439,5 @@ async def retry_dead(db: Database, message_id: int | None = None) -> int:
         stmt = stmt.where(OutboxMessage.id == message_id)
     async with db.session() as db_session:
         res = await db_session.execute(stmt.execution_options(synchronize_session=False))
+    assert isinstance(res, CursorResult), "an UPDATE returns a cursor result"
     return res.rowcount or 0

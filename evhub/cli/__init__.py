@@ -18,7 +18,8 @@ from kernel.db.engine import Database
 try:  # typer >= 0.29 carries its own copy of click; before, it used click itself
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
 except ImportError:  # pragma: no cover - older typer
-    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
+    # click's own classes: the same names, which mypy sees as other types than typer's copy (a typing gap only)
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment]
 
 app = typer.Typer(
     name="evhub",

@@ -3,7 +3,7 @@ the portal. A fleet is named by its name or a unique prefix of it."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 import typer
 from sqlalchemy import select
@@ -16,6 +16,15 @@ from kernel.db.engine import Database
 from kernel.models import Fleet, FleetManager, Token
 
 fleets_app = typer.Typer(help="Fleets and their portal managers.", no_args_is_help=True)
+
+
+class _FleetItem(TypedDict):
+    """One fleet as ``fleets list`` prints it (a table row, or an object of the JSON list)."""
+
+    fleet: str
+    currency: str
+    tokens: int
+    managers: list[str]
 
 
 async def _fleet(db_session: AsyncSession, name: str) -> Fleet:
@@ -81,7 +90,7 @@ def fleets_list(
         by_fleet: dict[int, list[str]] = {}
         for m in managers:
             by_fleet.setdefault(m.fleet_id, []).append(m.email)
-        items = [
+        items: list[_FleetItem] = [
             {
                 "fleet": f.name,
                 "currency": f.currency,

@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypedDict
 
 import typer
 from pydantic import ValidationError
@@ -85,6 +85,7 @@ def tariffs_price(
 
     if decimals not in ("number", "string"):
         fail(f"--decimals {decimals!r}: expected number or string")
+    decimals_as: Literal["number", "string"] = "string" if decimals == "string" else "number"
     with reported_errors():
         tariff_obj = _load_tariff(tariff)
         data = prov.load_json(_read(cdr), str(cdr))
@@ -111,7 +112,18 @@ def tariffs_price(
         except PricingError as exc:
             fail(str(exc))
         out = {**cdr_fields(result), "explanation": explanation(result)}
-        sys.stdout.write(tjson.dumps(out, decimals_as=decimals, indent=2) + "\n")
+        sys.stdout.write(tjson.dumps(out, decimals_as=decimals_as, indent=2) + "\n")
+
+
+class _RevenueLine(TypedDict):
+    """One location and currency of ``tariffs replay``: revenue excl. VAT, actual vs proposed."""
+
+    location_id: str
+    currency: str
+    cdrs: int
+    actual_excl_vat: Decimal
+    proposed_excl_vat: Decimal
+    difference_excl_vat: Decimal
 
 
 @tariffs_app.command("replay")
@@ -180,7 +192,7 @@ def tariffs_replay(
                 skipped += 1
                 continue
             new[(loc.ocpi_id, result.currency)] += result.total_cost.excl_vat
-        lines = [
+        lines: list[_RevenueLine] = [
             {
                 "location_id": loc_id,
                 "currency": cur,
@@ -303,7 +315,7 @@ def cdrs_show(cdr_id: Annotated[str, CDR_ID]) -> None:
     async def go(db: Database) -> None:
         async with db.session() as db_session:
             uid = await resolve_prefix(db_session, Cdr.cdr_uid, cdr_id, "CDR")
-            cdr = await db_session.scalar(select(Cdr).where(Cdr.cdr_uid == uid))
+            cdr = (await db_session.execute(select(Cdr).where(Cdr.cdr_uid == uid))).scalar_one()
         print_json({"cdr": cdr.data, "explanation": cdr.explanation})
 
     run_with_db(go)
@@ -402,6 +414,7 @@ def grid_load(
         if not published:
             console.print("no price change")
         for v in published:
+            assert v.start_date_time is not None, "a grid price change starts at its sample's time"
             console.print(
                 f"published tariff {v.tariff_id} version {v.version} from {v.start_date_time.isoformat()}"
             )

@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 import typer
 from sqlalchemy import select
@@ -39,7 +41,58 @@ TypeOption = Annotated[
 ]
 
 
-def _iso(value) -> str | None:
+# What the ``list`` commands print: a table row each, or one object of the ``--json`` list.
+
+
+class _EvseItem(TypedDict):
+    uid: str
+    evse_id: str | None
+    status: str
+
+
+class _LocationItem(TypedDict):
+    id: str
+    cpo: str | None
+    name: str | None
+    address: str
+    city: str
+    country: str
+    time_zone: str
+    grid_zone: str | None
+    evses: list[_EvseItem]
+
+
+class _ChargerItem(TypedDict):
+    identity: str
+    ocpp_version: str
+    security_profile: int
+    registration: str
+    blocked: bool
+    status: str
+    location: str | None
+    evses: int
+    last_seen: str | None
+    vendor: str | None
+    model: str | None
+
+
+class _TokenItem(TypedDict):
+    issuer: str
+    uid: str
+    type: str
+    contract_id: str
+    valid: bool
+    whitelist: str
+    fleet: str | None
+    driver: str | None
+    email: str | None
+    vehicle: str | None
+    monthly_limit: Decimal | None
+    limit_currency: str | None
+    last_updated: str | None
+
+
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value is not None else None
 
 
@@ -152,7 +205,7 @@ def locations_list(as_json: JsonOption = False) -> None:
         async with db.session() as db_session:
             rows = await prov.list_locations(db_session)
             cpos = {p.id: p.key for p in await prov.list_parties(db_session)}
-        items = [
+        items: list[_LocationItem] = [
             {
                 "id": r.ocpi_id,
                 "cpo": cpos.get(r.cpo_id),
@@ -227,7 +280,7 @@ def chargers_list(as_json: JsonOption = False) -> None:
         async with db.session() as db_session:
             rows = await prov.list_chargers(db_session)
             locations = {loc.id: loc.ocpi_id for loc in await prov.list_locations(db_session)}
-        items = [
+        items: list[_ChargerItem] = [
             {
                 "identity": r.identity,
                 "ocpp_version": r.ocpp_version.value,
@@ -393,7 +446,7 @@ def tokens_list(as_json: JsonOption = False) -> None:
         async with db.session() as db_session:
             rows = await prov.list_tokens(db_session)
             fleets = {f.id: f.name for f in (await db_session.scalars(select(Fleet))).all()}
-        items = [
+        items: list[_TokenItem] = [
             {
                 "issuer": f"{t.country_code}*{t.party_id}",
                 "uid": t.uid,

@@ -76,7 +76,7 @@ async def _filtered(
     charger: str | None,
     since: str | None,
     until: str | None,
-) -> Select[tuple[ChargingSession]]:
+) -> Select[ChargingSession]:
     """The sessions query for the filters, every value checked first (one clear line when one is wrong)."""
     query = select(ChargingSession)
     if state is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -84,6 +84,7 @@ def settle(
         fail("--period YYYY-MM is required")
     if engine not in ("pandas", "dask"):
         fail(f"--engine {engine!r}: expected pandas or dask")
+    engine_name: Literal["pandas", "dask"] = "dask" if engine == "dask" else "pandas"
     if scheduler and engine != "dask":
         fail("--scheduler needs --engine dask")
     if engine == "dask":
@@ -110,10 +111,10 @@ def settle(
                 job = await run_period(
                     db,
                     period,
-                    engine=engine,
+                    engine=engine_name,
                     out_dir=out,
                     close=close,
-                    progress=say,  # type: ignore[arg-type]
+                    progress=say,
                 )
             except OSError as exc:  # the exports are written before the run is stored: nothing half-written
                 if exc.filename is None:

@@ -31,15 +31,9 @@ from kernel.models import (
 )
 from kernel.models.roaming import OcpiPartner, PartnerStatus
 from tests.conftest import OCPI_EXAMPLES
-from tests.core.test_cli_provisioning import cli_on
 from tests.gateway.conftest import basic, gateway_settings
 
 PASSWORD = "charger-password-1"
-
-
-@pytest.fixture
-def cli(db: Database, monkeypatch: pytest.MonkeyPatch):
-    return cli_on(db, monkeypatch)
 
 
 async def _count(db: Database, model: type, *where) -> int:

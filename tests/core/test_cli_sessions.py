@@ -14,15 +14,9 @@ from sqlalchemy import select
 from kernel.db.engine import Database
 from kernel.models import EVSE, Cdr, ChargePoint, ChargingSession, Connector, MeterValue, PricingState
 from tariffs.rating import rate_pending
-from tests.core.test_cli_provisioning import cli_on
 
 DEMO = Path(__file__).resolve().parents[2] / "evhub" / "demo_data"
 START = datetime(2026, 6, 10, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def cli(db: Database, monkeypatch: pytest.MonkeyPatch):
-    return cli_on(db, monkeypatch)
 
 
 async def _provision(cli, tmp_path: Path) -> None:
