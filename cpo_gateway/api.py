@@ -29,6 +29,8 @@ router = APIRouter(
     tags=["chargers"], dependencies=[Depends(api_key), Depends(refuse_nul)], responses=errors(401, 422, 503)
 )
 
+# mypy reads only literal members in the functional Enum API; these come from COMMANDS, so the OpenAPI enum
+# and the command table cannot drift apart
 Command = StrEnum("Command", {name.replace("-", "_").upper(): name for name in COMMANDS})  # type: ignore[misc]
 """The remote commands by name (see :mod:`cpo_gateway.commands` for each one's parameters)."""
 
@@ -94,16 +96,16 @@ async def list_chargers(request: Request, page: Paging = Depends(paging)) -> lis
     query = select(ChargePoint).order_by(ChargePoint.identity)
     if not who.is_hub:
         query = query.where(ChargePoint.cpo_id == who.cpo_id)
-    async with request.app.state.hub.db.session() as s:
-        rows = await page.rows(s, query)
+    async with request.app.state.hub.db.session() as db_session:
+        rows = await page.rows(db_session, query)
     return [_describe(cp) for cp in rows]
 
 
 async def _visible(request: Request, identity: str) -> ChargePoint:
     """The charger, if the caller's key may see it (404 otherwise, not revealing that it exists)."""
     _gateway(request)
-    async with request.app.state.hub.db.session() as s:
-        cp = await s.scalar(select(ChargePoint).where(ChargePoint.identity == identity))
+    async with request.app.state.hub.db.session() as db_session:
+        cp = await db_session.scalar(select(ChargePoint).where(ChargePoint.identity == identity))
     if cp is None or not principal(request).sees(cp.cpo_id):
         raise HTTPException(404, f"unknown charger {identity}")
     return cp
@@ -178,7 +180,7 @@ async def _send(request: Request, identity: str, build_call: Any) -> CommandResu
 async def command(
     identity: str,
     request: Request,
-    command: Command = Path(description="The remote command"),  # type: ignore[valid-type]
+    command: Command = Path(description="The remote command"),
     params: dict[str, Any] | None = Body(default=None, description="The command's parameters"),
 ) -> CommandResult:
     name = str(command)

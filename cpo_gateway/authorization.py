@@ -55,17 +55,17 @@ def month_start(now: datetime) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-async def monthly_spending(s: AsyncSession, token: Token, now: datetime) -> Decimal:
+async def monthly_spending(db_session: AsyncSession, token: Token, now: datetime) -> Decimal:
     """What ``token`` has spent this month in its limit currency (CDRs + running sessions)."""
     since = month_start(now)
     # summed in Python: exact on every backend (SQLite keeps amounts as text)
-    totals = await s.scalars(
+    totals = await db_session.scalars(
         select(Cdr.total_cost_incl_vat).where(
             Cdr.token_id == token.id, Cdr.currency == token.limit_currency, Cdr.end_date_time >= since
         )
     )
     total = sum((t for t in totals if t is not None), Decimal(0))
-    running = await s.execute(
+    running = await db_session.execute(
         select(ChargingSession.data, ChargingSession.currency).where(
             ChargingSession.token_id == token.id,
             ChargingSession.status == SessionStatus.ACTIVE,
@@ -101,13 +101,15 @@ class Authorizer:
         evse_pk: int | None = None,
     ) -> AuthResult:
         now = utcnow()
-        async with self.db.session() as s:
+        async with self.db.session() as db_session:
             tokens = (
-                await s.scalars(select(Token).where(func.upper(Token.uid) == uid.upper()).order_by(Token.id))
+                await db_session.scalars(
+                    select(Token).where(func.upper(Token.uid) == uid.upper()).order_by(Token.id)
+                )
             ).all()
             decision: AuthResult | None = None
             for token in sorted(tokens, key=lambda t: not t.valid):
-                decision = await self._decide(s, token, now)
+                decision = await self._decide(db_session, token, now)
                 if decision is None or decision.accepted:
                     break
         if tokens and decision is not None:
@@ -131,7 +133,7 @@ class Authorizer:
         reason = "token must be authorized in real time" if tokens else "unknown token"
         return AuthResult(INVALID, tokens[0].id if tokens else None, reason)
 
-    async def _decide(self, s: AsyncSession, token: Token, now: datetime) -> AuthResult | None:
+    async def _decide(self, db_session: AsyncSession, token: Token, now: datetime) -> AuthResult | None:
         """The decision for a known token; None when it must go to the real-time authorizer."""
         if not token.valid:
             return AuthResult(BLOCKED, token.id, "token is not valid")
@@ -142,7 +144,7 @@ class Authorizer:
         if token.whitelist == "NEVER":
             return None
         if token.monthly_limit is not None:
-            spent = await monthly_spending(s, token, now)
+            spent = await monthly_spending(db_session, token, now)
             if spent >= token.monthly_limit:
                 return AuthResult(
                     NO_CREDIT,

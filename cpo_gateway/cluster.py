@@ -164,9 +164,9 @@ class PgRouter(LocalRouter):
         older = [c.identity for c in list(self.gw.connections.values()) if c.connected_at < lost_at]
         if not older:
             return
-        async with self.gw.db.session() as s:
+        async with self.gw.db.session() as db_session:
             rows = (
-                await s.execute(
+                await db_session.execute(
                     select(ChargePoint.identity, ChargePoint.connected_node).where(
                         ChargePoint.identity.in_(older)
                     )
@@ -194,8 +194,8 @@ class PgRouter(LocalRouter):
         payload = dumps(message)
         if len(payload) > 7900:
             raise OcppError("FormatViolation", "command too large to route to another gateway process")
-        async with self.gw.db.session() as s:
-            await s.execute(
+        async with self.gw.db.session() as db_session:
+            await db_session.execute(
                 text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
             )
 
@@ -247,9 +247,9 @@ class PgRouter(LocalRouter):
     async def send(self, identity: str, action: str, payload: dict[str, Any], timeout: float) -> Any:
         if identity in self.gw.connections:
             return await self.gw.send_local(identity, action, payload, timeout)
-        async with self.gw.db.session() as s:
+        async with self.gw.db.session() as db_session:
             row = (
-                await s.execute(
+                await db_session.execute(
                     select(ChargePoint.status, ChargePoint.connected_node).where(
                         ChargePoint.identity == identity
                     )

@@ -7,10 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
 from cpo_gateway.framing import OcppError, dumps
+from cpo_gateway.idempotent_insert import insert_ignoring_duplicates
 from kernel.models import ChargerEvent
 from kernel.timeutil import format_rfc3339, parse_datetime, utcnow
 
@@ -68,11 +66,9 @@ async def log_event(conn: ChargerConnection, action: str, payload: dict[str, Any
             stamp = parse_datetime(when)
         except ValueError:
             stamp = None
-    insert = sqlite_insert if db.is_sqlite else pg_insert
-    async with db.session() as s:
-        await s.execute(
-            insert(ChargerEvent.__table__)
-            .values(
+    async with db.session() as db_session:
+        await db_session.execute(
+            insert_ignoring_duplicates(db, ChargerEvent).values(
                 charge_point_id=conn.ref.id,
                 action=action,
                 timestamp=stamp,
@@ -80,7 +76,6 @@ async def log_event(conn: ChargerConnection, action: str, payload: dict[str, Any
                 dedup_key=key,
                 payload=_plain(payload),
             )
-            .on_conflict_do_nothing()
         )
 
 

@@ -33,7 +33,9 @@ from kernel import metrics
 
 if TYPE_CHECKING:
     from cpo_gateway.authorization import Authorizer
-    from cpo_gateway.sessions import SessionStore
+    from cpo_gateway.charger_store import ChargerStore
+    from cpo_gateway.meter_writer import MeterWriter
+    from cpo_gateway.session_store import SessionStore
     from kernel.db.engine import Database
     from kernel.settings import Settings
 
@@ -52,7 +54,11 @@ class ConnectionHost(Protocol):
     @property
     def db(self) -> Database: ...
     @property
-    def store(self) -> SessionStore: ...
+    def chargers(self) -> ChargerStore: ...
+    @property
+    def sessions(self) -> SessionStore: ...
+    @property
+    def meter_writer(self) -> MeterWriter: ...
     @property
     def authorizer(self) -> Authorizer: ...
 

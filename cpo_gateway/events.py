@@ -1,7 +1,7 @@
 """The gateway's internal event model: what both OCPP versions are translated into.
 
 :mod:`cpo_gateway.v16` and :mod:`cpo_gateway.v201` turn charger messages into these events;
-:mod:`cpo_gateway.sessions` stores them. Values are exact (:class:`~decimal.Decimal`), times aware UTC and
+:mod:`cpo_gateway.session_store` and :mod:`cpo_gateway.charger_store` store them. Values are exact (:class:`~decimal.Decimal`), times aware UTC and
 taken from the charger.
 """
 

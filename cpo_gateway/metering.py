@@ -1,8 +1,8 @@
 """Meter values of a running transaction, the same for OCPP 1.6 and 2.0.1: the group-commit fast path.
 
 A connection remembers its running transactions (``ChargerConnection.active_tx``: session pk, meter start,
-newest register timestamp). Their samples go to the store's group-commit writer without a transaction of
-their own; a transaction the connection does not know takes the store's full path, which finds (or refuses)
+newest register timestamp). Their samples go to the group-commit writer (:mod:`cpo_gateway.meter_writer`) without a transaction of
+their own; a transaction the connection does not know takes the session store's full path, which finds (or refuses)
 the session and, when it is running, puts it in the cache for the next frame.
 """
 
@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from cpo_gateway.events import MeterValues, Sample
-from cpo_gateway.sessions import sample_rows
+from cpo_gateway.meter_rules import sample_rows
 from kernel.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ async def store_meter_values(
     """Fast path for a known running transaction (group commit); the full path otherwise."""
     cached = conn.active_tx.get(tx)
     if cached is None:
-        session = await conn.gw.store.meter_values(conn.ref, MeterValues(tx, evse_id, smp))
+        session = await conn.gw.sessions.meter_values(conn.ref, MeterValues(tx, evse_id, smp))
         if session is not None and session.end_time is None:
             conn.active_tx[tx] = [session.id, session.meter_start_wh, None]
         return
@@ -46,4 +46,4 @@ async def store_meter_values(
         if best is not None and (cached[2] is None or best.timestamp - cached[2] >= RUNNING_ENERGY_EVERY):
             cached[2] = best.timestamp
             updates = [{"sid": session_id, "energy": best.energy_wh - meter_start, "now": utcnow()}]
-    await conn.gw.store.writer.write(sample_rows(session_id, smp), updates)
+    await conn.gw.meter_writer.write(sample_rows(session_id, smp), updates)

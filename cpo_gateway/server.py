@@ -20,7 +20,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from cpo_gateway.auth import (
+from cpo_gateway.authorization import Authorizer
+from cpo_gateway.charger_auth import (
     SUPPORTED,
     PasswordCache,
     choose_subprotocol,
@@ -28,11 +29,12 @@ from cpo_gateway.auth import (
     peer_common_name,
     server_ssl_context,
 )
-from cpo_gateway.authorization import Authorizer
+from cpo_gateway.charger_store import ChargerStore
 from cpo_gateway.cluster import ChargerOffline, make_router
 from cpo_gateway.connection import ChargerConnection
 from cpo_gateway.dispatch import handlers_for
-from cpo_gateway.sessions import SessionStore
+from cpo_gateway.meter_writer import MeterWriter
+from cpo_gateway.session_store import SessionStore
 from kernel import metrics
 from kernel.db.engine import Database
 from kernel.logs import bind_permanently
@@ -46,7 +48,8 @@ PATH_PREFIX = "/ocpp/"
 
 
 class Gateway:
-    """Everything one gateway process runs: listener, connections, store, authorizer, command routing."""
+    """Everything one gateway process runs: listener, connections, the charger and session stores, the meter
+    writer, authorizer, command routing."""
 
     def __init__(
         self,
@@ -57,13 +60,16 @@ class Gateway:
         hooks: Hooks | None = None,
         services: Services | None = None,
     ) -> None:
-        """``hooks`` (session, EVSE status) run in the store's transactions; ``services.realtime_authorizer``
+        """``hooks`` (session, EVSE status) run in the stores' transactions; ``services.realtime_authorizer``
         is asked about unknown tokens (both are the hub's, read when used: see :mod:`kernel.seams`)."""
         self.settings = settings
         self.db = db
         self.node_name = node_name
         self.services = services if services is not None else Services()
-        self.store = SessionStore(db, node_name, hooks if hooks is not None else Hooks())
+        hooks = hooks if hooks is not None else Hooks()
+        self.chargers = ChargerStore(db, node_name, hooks)
+        self.sessions = SessionStore(db, hooks)
+        self.meter_writer = MeterWriter(db)
         self.authorizer = Authorizer(db, self.services)
         self.passwords = PasswordCache()
         self.connections: dict[str, ChargerConnection] = {}
@@ -82,7 +88,7 @@ class Gateway:
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         st = self.settings
         ssl_ctx = server_ssl_context(st.ocpp_tls_cert, st.ocpp_tls_key, st.ocpp_tls_ca) if self.tls else None
-        self.store.writer.start()
+        self.meter_writer.start()
         await self.router.start()
         host = host if host is not None else st.ocpp_host
         port = port if port is not None else st.ocpp_port
@@ -90,7 +96,7 @@ class Gateway:
             self.server = await self._listen(host, port, ssl_ctx)
         except OSError as exc:  # port in use, address not this machine's: one line naming the setting
             await self.router.stop()
-            await self.store.writer.stop()
+            await self.meter_writer.stop()
             raise port_error(
                 exc, host, port, host_var="EVHUB_OCPP_HOST", port_var="EVHUB_OCPP_PORT"
             ) from None
@@ -131,7 +137,7 @@ class Gateway:
             await self.server.wait_closed()
             self.server = None
         await self.router.stop()
-        await self.store.writer.stop()
+        await self.meter_writer.stop()
 
     # -- upgrade --------------------------------------------------------------------------------------------
 
@@ -150,7 +156,7 @@ class Gateway:
         identity = unquote(path[len(PATH_PREFIX) :].strip("/"))
         if "/" in identity or len(identity) > 48:
             return self._refuse(HTTPStatus.NOT_FOUND, "unknown charge point")
-        loaded = await self.store.load_charger(identity)
+        loaded = await self.chargers.load_charger(identity)
         if loaded is None:
             return self._refuse(HTTPStatus.NOT_FOUND, "unknown charge point")
         cp, ref = loaded
@@ -199,7 +205,7 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await old.close(1000, "replaced by a new connection")
         try:
-            await self.store.set_connection(ref, online=True)
+            await self.chargers.set_connection(ref, online=True)
             await self.router.announce(ref.identity)
             log.info("charger %s connected (OCPP %s)", ref.identity, version)
             await conn.run()
@@ -211,7 +217,7 @@ class Gateway:
             if self.connections.get(ref.identity) is conn:
                 del self.connections[ref.identity]
                 with contextlib.suppress(Exception):
-                    await self.store.set_connection(ref, online=False)
+                    await self.chargers.set_connection(ref, online=False)
             log.info("charger %s disconnected (%s)", ref.identity, ws.close_code)
 
     def drop_replaced(self, identity: str) -> None:
@@ -242,8 +248,8 @@ class Gateway:
             elif conn.heard_since_sweep:
                 conn.heard_since_sweep = False
                 heard.append(conn.ref.id)
-        await self.store.touch(heard)
-        await self.store.mark_stale_offline(self.offline_after)
+        await self.chargers.touch(heard)
+        await self.chargers.mark_stale_offline(self.offline_after)
 
     # -- commands -------------------------------------------------------------------------------------------
 

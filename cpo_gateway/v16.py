@@ -69,7 +69,7 @@ async def boot_notification(conn: ChargerConnection, p: dict[str, Any]) -> dict[
         serial_number=p.get("chargePointSerialNumber") or p.get("chargeBoxSerialNumber"),
         firmware_version=p.get("firmwareVersion"),
     )
-    status = await conn.gw.store.record_boot(conn.ref, boot)
+    status = await conn.gw.chargers.record_boot(conn.ref, boot)
     interval = conn.gw.settings.heartbeat_interval if status == "Accepted" else 60
     return {"status": status, "currentTime": now_text(), "interval": interval}
 
@@ -88,7 +88,7 @@ async def status_notification(conn: ChargerConnection, p: dict[str, Any]) -> dic
         timestamp=when,
         error_code=p.get("errorCode"),
     )
-    await conn.gw.store.record_status(conn.ref, ev)
+    await conn.gw.chargers.record_status(conn.ref, ev)
     return {}
 
 
@@ -107,7 +107,7 @@ async def start_transaction(conn: ChargerConnection, p: dict[str, Any]) -> dict[
         meter_start_wh=Decimal(p["meterStart"]),
         reservation_id=p.get("reservationId"),
     )
-    tx, session = await conn.gw.store.start_v16(conn.ref, ev, auth)
+    tx, session = await conn.gw.sessions.start_v16(conn.ref, ev, auth)
     # the charger's MeterValues follow at once: a running session takes the group-commit path from the first
     if session.end_time is None:
         conn.active_tx[tx] = [session.id, session.meter_start_wh, None]
@@ -127,7 +127,7 @@ async def stop_transaction(conn: ChargerConnection, p: dict[str, Any]) -> dict[s
         id_tag=p.get("idTag"),
         samples=samples(p.get("transactionData", [])),
     )
-    await conn.gw.store.ended(conn.ref, ev, auth)
+    await conn.gw.sessions.ended(conn.ref, ev, auth)
     conn.active_tx.pop(tx, None)
     return {"idTagInfo": id_tag_info(auth)} if auth is not None else {}
 
@@ -138,7 +138,7 @@ async def meter_values(conn: ChargerConnection, p: dict[str, Any]) -> dict[str, 
     if not smp:
         return {}
     if tx is None:  # connector-level (connectorId 0: the charger's main meter), kept per charger
-        await conn.gw.store.charger_meter_values(conn.ref, p["connectorId"], smp)
+        await conn.gw.chargers.charger_meter_values(conn.ref, p["connectorId"], smp)
     else:
         await store_meter_values(conn, str(tx), p["connectorId"], smp)
     return {}

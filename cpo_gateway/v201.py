@@ -80,7 +80,7 @@ async def boot_notification(conn: ChargerConnection, p: dict[str, Any]) -> dict[
         firmware_version=station.get("firmwareVersion"),
         reason=p.get("reason"),
     )
-    status = await conn.gw.store.record_boot(conn.ref, boot)
+    status = await conn.gw.chargers.record_boot(conn.ref, boot)
     interval = conn.gw.settings.heartbeat_interval if status == "Accepted" else 60
     return {"status": status, "currentTime": now_text(), "interval": interval}
 
@@ -97,7 +97,7 @@ async def status_notification(conn: ChargerConnection, p: dict[str, Any]) -> dic
         ocpi_status=OCPI_FROM_V201.get(p["connectorStatus"]),
         timestamp=ts(p["timestamp"]),
     )
-    await conn.gw.store.record_status(conn.ref, ev)
+    await conn.gw.chargers.record_status(conn.ref, ev)
     return {}
 
 
@@ -115,7 +115,7 @@ async def transaction_event(conn: ChargerConnection, p: dict[str, Any]) -> dict[
     token = p.get("idToken")
     auth = await _authorize(conn, token, evse_id) if token and token.get("idToken") else None
     answer: dict[str, Any] = {"idTokenInfo": id_token_info(auth)} if auth is not None else {}
-    store = conn.gw.store
+    sessions = conn.gw.sessions
     kind = p["eventType"]
     if kind == "Ended":
         ended = SessionEnded(
@@ -128,7 +128,7 @@ async def transaction_event(conn: ChargerConnection, p: dict[str, Any]) -> dict[
             connector_id=connector_id,
             samples=smp,
         )
-        await store.ended(conn.ref, ended, auth)
+        await sessions.ended(conn.ref, ended, auth)
         conn.active_tx.pop(tx, None)
         return answer
     if kind == "Updated" and auth is None and tx in conn.active_tx:
@@ -145,7 +145,7 @@ async def transaction_event(conn: ChargerConnection, p: dict[str, Any]) -> dict[
         remote_start_id=info.get("remoteStartId"),
         samples=smp,
     )
-    session = await store.started(conn.ref, started, auth, is_start_event=kind == "Started")
+    session = await sessions.started(conn.ref, started, auth, is_start_event=kind == "Started")
     if session.end_time is None:
         conn.active_tx[tx] = [session.id, session.meter_start_wh, None]
     return answer
@@ -155,7 +155,7 @@ async def meter_values(conn: ChargerConnection, p: dict[str, Any]) -> dict[str, 
     """Values outside a transaction (evseId 0: the station's main meter): kept per charger and EVSE."""
     smp = samples(p["meterValue"])
     if smp:
-        await conn.gw.store.charger_meter_values(conn.ref, p["evseId"], smp)
+        await conn.gw.chargers.charger_meter_values(conn.ref, p["evseId"], smp)
     return {}
 
 

@@ -9,9 +9,9 @@ from decimal import Decimal
 
 from sqlalchemy import select, text
 
-from cpo_gateway.events import Sample, SessionStarted
+from cpo_gateway.events import MeterValues, Sample, SessionStarted
+from cpo_gateway.meter_rules import sample_rows
 from cpo_gateway.server import Gateway
-from cpo_gateway.sessions import sample_rows
 from kernel.db.engine import Database
 from kernel.models import ChargingSession
 from tests.gateway.conftest import T0, Seed
@@ -43,24 +43,23 @@ async def _raw(db: Database, session_id: int) -> list[tuple]:
 
 
 async def test_writer_stores_what_the_orm_stores(gateway: Gateway, db: Database, seeded: Seed) -> None:
-    store = gateway.store
-    loaded = await store.load_charger("CP201")
+    sessions, writer = gateway.sessions, gateway.meter_writer
+    loaded = await gateway.chargers.load_charger("CP201")
     assert loaded is not None
     ref = loaded[1]
-    a = await store.started(ref, SessionStarted("TA", 1, 1, None, T0), None)
-    b = await store.started(ref, SessionStarted("TB", 2, 1, None, T0), None)
+    a = await sessions.started(ref, SessionStarted("TA", 1, 1, None, T0), None)
+    b = await sessions.started(ref, SessionStarted("TB", 2, 1, None, T0), None)
 
     # B through the ORM (the path of a first event), A through the group commit, twice at once (a replay)
-    async with db.session() as s:
-        await store._add_samples(s, b, SAMPLES)
+    await sessions.meter_values(ref, MeterValues("TB", 2, SAMPLES))
     update = [{"sid": a.id, "energy": Decimal("222.5"), "now": T0 + timedelta(hours=1)}]
-    await asyncio.gather(*(store.writer.write(sample_rows(a.id, SAMPLES), update) for _ in range(2)))
+    await asyncio.gather(*(writer.write(sample_rows(a.id, SAMPLES), update) for _ in range(2)))
 
     stored_a, stored_b = await _raw(db, a.id), await _raw(db, b.id)
     assert len(stored_a) == 3  # the SignedData sample is merged into the plain one with the same key
     assert stored_a == stored_b
-    async with db.session() as s:
-        session = await s.scalar(select(ChargingSession).where(ChargingSession.id == a.id))
+    async with db.session() as db_session:
+        session = await db_session.scalar(select(ChargingSession).where(ChargingSession.id == a.id))
     assert session.energy_wh == Decimal("222.5") and session.last_updated == T0 + timedelta(hours=1)
 
 
@@ -75,15 +74,14 @@ UNIFORM = (  # the usual message: periodic energy readings only (one statement w
 async def test_uniform_batches_store_what_the_orm_stores(
     gateway: Gateway, db: Database, seeded: Seed
 ) -> None:
-    store = gateway.store
-    loaded = await store.load_charger("CP201")
+    sessions, writer = gateway.sessions, gateway.meter_writer
+    loaded = await gateway.chargers.load_charger("CP201")
     assert loaded is not None
     ref = loaded[1]
-    a = await store.started(ref, SessionStarted("UA", 1, 1, None, T0), None)
-    b = await store.started(ref, SessionStarted("UB", 2, 1, None, T0), None)
-    async with db.session() as s:
-        await store._add_samples(s, b, UNIFORM)
-    await asyncio.gather(*(store.writer.write(sample_rows(a.id, UNIFORM), []) for _ in range(2)))
+    a = await sessions.started(ref, SessionStarted("UA", 1, 1, None, T0), None)
+    b = await sessions.started(ref, SessionStarted("UB", 2, 1, None, T0), None)
+    await sessions.meter_values(ref, MeterValues("UB", 2, UNIFORM))
+    await asyncio.gather(*(writer.write(sample_rows(a.id, UNIFORM), []) for _ in range(2)))
     stored_a, stored_b = await _raw(db, a.id), await _raw(db, b.id)
     assert [Decimal(str(r[6])) for r in stored_a] == [Decimal("1000"), Decimal("1250.125"), Decimal("1500")]
     assert stored_a == stored_b

@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from cpo_gateway.events import ChargerRef, SessionEnded, SessionStarted
-from cpo_gateway.sessions import SessionStore
+from cpo_gateway.session_store import SessionStore
 from evhub import provisioning as prov
 from kernel.models import EVSE, ChargingSession
 from tariffs.rating import rate_pending
@@ -33,7 +33,7 @@ async def _charger(hub, cpo: int, loc: int) -> tuple[SessionStore, ChargerRef]: 
             },
         )
     ref = ChargerRef(cp, "CP-REF", cpo, loc, "1.6", "Accepted", evse_map)
-    return SessionStore(hub.db, "test", hub.hooks), ref
+    return SessionStore(hub.db, hub.hooks), ref
 
 
 async def _session(hub, uid: str) -> ChargingSession:  # type: ignore[no-untyped-def]

@@ -1,0 +1,160 @@
+"""What chargers report about themselves, stored: identity and EVSE map, presence, boot data, EVSE status, and
+meter values sampled outside a transaction. (Charging sessions are :mod:`cpo_gateway.session_store`'s.)
+
+Every method runs in a transaction of its own and commits before it returns, so the caller answers the
+charger only after the data is durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+
+from sqlalchemy import BigInteger, ColumnElement, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from cpo_gateway.events import Boot, ChargerRef, Sample, StatusChanged
+from cpo_gateway.hook_runner import run_hooks
+from cpo_gateway.idempotent_insert import insert_ignoring_duplicates, rows_written
+from cpo_gateway.meter_rules import merged_rows
+from kernel.db.engine import Database
+from kernel.models import EVSE, ChargePoint, ChargePointEvse, ChargerMeterValue
+from kernel.seams import Hooks
+from kernel.timeutil import utcnow
+
+SQLITE_IDS_PER_STATEMENT = 500
+"""SQLite has no array parameters: ``touch`` matches the ids in chunks of this many (below its variable limit)."""
+
+
+class ChargerStore:
+    """The chargers' own rows. One instance per gateway process, named ``node_name`` in ``connected_node``."""
+
+    def __init__(self, db: Database, node_name: str = "", hooks: Hooks | None = None) -> None:
+        """``hooks.evse_status`` runs in the transaction that changed an EVSE's status."""
+        self.db = db
+        self.node_name = node_name
+        self.hooks = hooks if hooks is not None else Hooks()
+
+    async def load_charger(self, identity: str) -> tuple[ChargePoint, ChargerRef] | None:
+        """The charger row and the gateway's reference to it (with its EVSE map); None for an unknown one."""
+        async with self.db.session() as db_session:
+            cp = await db_session.scalar(select(ChargePoint).where(ChargePoint.identity == identity))
+            if cp is None:
+                return None
+            rows = (
+                await db_session.execute(
+                    select(ChargePointEvse.ocpp_evse_id, ChargePointEvse.evse_pk).where(
+                        ChargePointEvse.charge_point_id == cp.id
+                    )
+                )
+            ).all()
+            ref = ChargerRef(
+                id=cp.id,
+                identity=cp.identity,
+                cpo_id=cp.cpo_id,
+                location_id=cp.location_id,
+                ocpp_version=str(cp.ocpp_version),
+                registration_status=str(cp.registration_status),
+                evse_map={int(a): int(b) for a, b in rows},
+            )
+            return cp, ref
+
+    async def set_connection(self, cp: ChargerRef, online: bool) -> None:
+        """The charger connected to this process, or its connection here closed (a newer connection to
+        another process is left alone)."""
+        now = utcnow()
+        async with self.db.session() as db_session:
+            stmt = update(ChargePoint).where(ChargePoint.id == cp.id)
+            if online:
+                stmt = stmt.values(status="online", connected_node=self.node_name, last_seen=now)
+            else:
+                stmt = stmt.where(ChargePoint.connected_node == self.node_name).values(
+                    status="offline", connected_node=None
+                )
+            await db_session.execute(stmt)
+
+    async def touch(self, charger_ids: list[int]) -> None:
+        """Record that these chargers were heard from (batched by the liveness sweeper)."""
+        if not charger_ids:
+            return
+        now = utcnow()
+        async with self.db.session() as db_session:
+            matches: list[ColumnElement[bool]]
+            if self.db.is_sqlite:
+                step = SQLITE_IDS_PER_STATEMENT
+                matches = [
+                    ChargePoint.id.in_(charger_ids[i : i + step]) for i in range(0, len(charger_ids), step)
+                ]
+            else:
+                # one array parameter: IN with 10,000 ids would render and encode 10,000 parameters in the
+                # event loop every sweep, which stalled every charger's answers for a moment
+                matches = [ChargePoint.id == any_(bindparam("ids", charger_ids, type_=ARRAY(BigInteger)))]
+            for match in matches:
+                await db_session.execute(
+                    update(ChargePoint)
+                    .where(match, ChargePoint.connected_node == self.node_name)
+                    .values(last_seen=now, status="online")
+                )
+
+    async def mark_stale_offline(self, seconds: float) -> None:
+        """Chargers whose process stopped hearing from them (or died) for ``seconds`` are offline."""
+        cutoff = utcnow() - timedelta(seconds=seconds)
+        async with self.db.session() as db_session:
+            await db_session.execute(
+                update(ChargePoint)
+                .where(ChargePoint.status == "online", ChargePoint.last_seen < cutoff)
+                .values(status="offline", connected_node=None)
+            )
+
+    async def record_boot(self, cp: ChargerRef, boot: Boot) -> str:
+        """Store the charger's identity data; return the registration status to answer with."""
+        async with self.db.session() as db_session:
+            row = await db_session.get(ChargePoint, cp.id)
+            assert row is not None
+            row.vendor = boot.vendor[:50]
+            row.model = boot.model[:50]
+            row.serial_number = boot.serial_number[:50] if boot.serial_number else row.serial_number
+            row.firmware_version = (
+                boot.firmware_version[:50] if boot.firmware_version else row.firmware_version
+            )
+            row.last_seen = utcnow()
+            cp.registration_status = str(row.registration_status)
+            return cp.registration_status
+
+    async def record_status(self, cp: ChargerRef, ev: StatusChanged) -> None:
+        """The OCPI status of the EVSE (EVSE 0: all of them, when inoperative or out of order), unless a newer
+        one is stored; ``hooks.evse_status`` runs for each EVSE that changed."""
+        if ev.ocpi_status is None:
+            return
+        if ev.evse_id == 0:
+            targets = list(cp.evse_map.values()) if ev.ocpi_status in ("INOPERATIVE", "OUTOFORDER") else []
+        else:
+            pk = cp.evse_map.get(ev.evse_id)
+            targets = [pk] if pk is not None else []
+        if not targets:
+            return
+        async with self.db.session() as db_session:
+            result = await db_session.execute(
+                update(EVSE)
+                .where(EVSE.id.in_(targets), EVSE.last_updated <= ev.timestamp)
+                .values(status=ev.ocpi_status, last_updated=ev.timestamp)
+            )
+            if rows_written(result) and self.hooks.evse_status:
+                for evse in (await db_session.scalars(select(EVSE).where(EVSE.id.in_(targets)))).all():
+                    await run_hooks(db_session, "evse_status", self.hooks.evse_status, evse)
+
+    async def charger_meter_values(self, cp: ChargerRef, evse_id: int, samples: Iterable[Sample]) -> int:
+        """Store samples reported outside a transaction (per EVSE, 0 = the whole charger); idempotent.
+        Returns the number of new rows."""
+        base = {
+            "charge_point_id": cp.id,
+            "ocpp_evse_id": evse_id,
+            "evse_pk": cp.evse_map.get(evse_id),
+            "received_at": utcnow(),
+        }
+        rows = merged_rows(base, samples)
+        if not rows:
+            return 0
+        async with self.db.session() as db_session:
+            result = await db_session.execute(insert_ignoring_duplicates(self.db, ChargerMeterValue), rows)
+            return rows_written(result)
