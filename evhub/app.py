@@ -1,7 +1,7 @@
 """Process assembly: one ``evhub serve`` process runs the OCPP listener, the HTTP app and the scheduler.
 
 The HTTP app (FastAPI) serves ``/api`` (operators), ``/ocpi`` (roaming partners), ``/portal`` (fleet managers),
-OpenAPI at ``/docs``, ``/health`` and Prometheus ``/metrics``. Packages plug in as
+OpenAPI at ``/docs``, ``/health`` and Prometheus ``/metrics``. The stages plug in as
 :class:`~kernel.components.Component` objects listed in :data:`evhub.wiring.COMPONENTS`, in the order of the
 money path; they are installed by :func:`evhub.wiring.wire` before anything starts, started in order and
 stopped in reverse on SIGTERM/SIGINT.

@@ -1,6 +1,6 @@
-"""How the packages plug into one process.
+"""How the stages plug into one process.
 
-Each package that runs something inside ``evhub serve`` (the OCPP listener, OCPI delivery, pricing, the
+Each stage that runs something inside ``evhub serve`` (the OCPP listener, OCPI delivery, pricing, the
 portal...) provides a :class:`Component`: it may contribute an HTTP router and scheduled jobs, and has
 ``start``/``stop`` hooks. :func:`evhub.wiring.wire` installs them in a fixed order (see ``COMPONENTS`` there);
 :mod:`evhub.app` starts them in that order and stops them in reverse order on SIGTERM. Components hand work to

@@ -14,7 +14,8 @@
   - success marks the row delivered once (guarded by the claim); an error, a 5xx or a timeout reschedules it
     with exponential backoff (capped); a permanent failure (a 4xx) or ``max_attempts`` dead-letters it.
 
-* :func:`list_messages` / :func:`outbox_stats` are what ``evhub outbox list`` and the health API show.
+* :func:`list_messages` / :func:`outbox_stats` are what ``evhub outbox list`` and an OCPI partner's health
+  show.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Generated ids on the command line: the full id, or any unique prefix of it (as git takes commit hashes).
 
-``resolve_prefix(s, ChargingSession.session_uid, "3f2a", "session")`` returns the one full value that starts
-with ``3f2a``. An exact match always wins (partner ``1`` is partner 1 even when partner 12 exists); otherwise
-the prefix must match exactly one row. Matching is case-insensitive and the same on SQLite and PostgreSQL.
+``resolve_prefix(db_session, ChargingSession.session_uid, "3f2a", "session")`` returns the one full value
+that starts with ``3f2a``. An exact match always wins (partner ``1`` is partner 1 even when partner 12
+exists); otherwise the prefix must match exactly one row. Matching is case-insensitive and the same on SQLite and PostgreSQL.
 Failures raise :class:`~evhub.provisioning.ProvisioningError` with one line for the user: unknown, or
 ambiguous with how many rows matched.
 """

@@ -1,8 +1,11 @@
-"""The domain model the whole hub shares. Importing this package registers every table on ``Base.metadata``.
+"""Every table of the hub, the stages' included. Importing this package registers each on ``Base.metadata``.
 
 The money path in tables: ``charge_points`` -> ``sessions`` (+ ``meter_values``) -> ``cdrs`` (priced with
-``tariffs``) -> ``outbox`` (to partners) and ``settlement_runs`` / ``settlement_statements``.
-Later packages add their own tables by importing :class:`kernel.db.Base` in a module listed here.
+``tariffs``) -> ``outbox`` (to partners) and ``settlement_runs`` / ``settlement_statements``. The schema is
+the kernel's so that no stage imports another for a table: the OCPI platform's tables are in
+:mod:`kernel.models.roaming`, the portal's in :mod:`kernel.models.portal`. A new table goes in a module of
+this package, derived from :class:`kernel.db.base.Base` and imported here, with its migration in
+``kernel/migrations``.
 """
 
 from kernel.models.apikeys import ApiKey
