@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from kernel.domain.locations import LocationIn
-from kernel.domain.tokens import TokenIn
+from kernel.domain.tokens import OcpiToken
 from kernel.models import (
     EVSE,
     ChargePoint,
@@ -375,7 +375,7 @@ class TokenSpec:
 async def add_token(db_session: AsyncSession, spec: TokenSpec) -> Token:
     emsp = await find_party(db_session, spec.issuer_party, PartyRole.EMSP)
     token_in = parse_model(
-        TokenIn,
+        OcpiToken,
         {
             "country_code": emsp.country_code,
             "party_id": emsp.party_id,

@@ -31,12 +31,12 @@ from pydantic import ValidationError
 from sqlalchemy import or_, select
 
 from kernel.db.engine import Database
+from kernel.domain.tokens import OcpiToken
 from kernel.models.roaming import OcpiPartner, PartnerStatus
 from kernel.timeutil import format_rfc3339, utcnow
 from ocpi import client
 from ocpi.modules.tokens import store_token
 from ocpi.routing import hosted_cpos, routing_headers
-from ocpi.schemas.tokens import Token as TokenIn
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ class TokensPuller:
         async with self.db.session() as s:
             for item in items:
                 try:
-                    body = TokenIn.model_validate(item)
+                    body = OcpiToken.model_validate(item)
                 except ValidationError:
                     result.skipped += 1
                     continue

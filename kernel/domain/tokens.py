@@ -1,31 +1,87 @@
-"""OCPI 2.2.1 Token as accepted by ``evhub tokens add`` and the OCPI tokens module."""
+"""The OCPI 2.2.1 Token object (Tokens module, 12.3.2): the one validator of a Token, used by
+``evhub tokens add`` (:mod:`evhub.provisioning`) and by the OCPI tokens module (PUT, and the tokens pull),
+and the field types a partial Token (a PATCH) is checked with.
+
+The spec's types: a ``CiString(n)`` is printable ASCII (case-insensitive), a ``string(n)`` printable UTF-8
+(no line breaks, no tabs), of at most ``n`` characters. Required: country_code, party_id, uid, type,
+contract_id, issuer, valid, whitelist, last_updated. Enum values (``type``, ``whitelist``,
+``default_profile_type``) and the CiStrings ``country_code``/``party_id`` are accepted in any case and
+upper-cased (peers re-case them: ``rfid`` -> ``RFID``); a ``last_updated`` without an offset is UTC. Unknown
+fields are kept (a newer peer's extras are stored in ``tokens.data``, not lost).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from kernel.domain._fields import one_of, upper
 from kernel.models.tokens import TOKEN_TYPES, WHITELIST_TYPES
+from kernel.timeutil import ensure_utc
+
+PROFILE_TYPES = ("CHEAP", "FAST", "GREEN", "REGULAR")  # OCPI 2.2.1 ProfileType (Smart Charging)
 
 
-class TokenIn(BaseModel):
-    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+def _ci_string(value: str) -> str:
+    if not (value.isascii() and value.isprintable()):
+        raise ValueError("must be printable ASCII (an OCPI CiString)")
+    return value
 
-    country_code: str = Field(min_length=2, max_length=2)
-    party_id: str = Field(min_length=3, max_length=3)
-    uid: str = Field(min_length=1, max_length=36)
-    type: str = "RFID"
-    contract_id: str = Field(min_length=1, max_length=36)
-    visual_number: str | None = Field(default=None, max_length=64)
-    issuer: str = Field(min_length=1, max_length=64)
-    valid: bool = True
-    whitelist: str = "ALLOWED"
-    language: str | None = Field(default=None, min_length=2, max_length=2)
-    last_updated: datetime
 
-    _up = field_validator("country_code", "party_id", "type", "whitelist", mode="before")(upper)
+def _string(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("must be printable (an OCPI string: no line breaks, no tabs)")
+    return value
 
-    _type = field_validator("type")(one_of(TOKEN_TYPES))
-    _whitelist = field_validator("whitelist")(one_of(WHITELIST_TYPES))
+
+def _utc(value: datetime) -> datetime:
+    return ensure_utc(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+
+
+CountryCode = Annotated[
+    str, BeforeValidator(upper), Field(min_length=2, max_length=2), AfterValidator(_ci_string)
+]
+PartyId = Annotated[
+    str, BeforeValidator(upper), Field(min_length=3, max_length=3), AfterValidator(_ci_string)
+]
+CiString36 = Annotated[str, Field(min_length=1, max_length=36), AfterValidator(_ci_string)]
+OptionalCiString36 = Annotated[str, Field(max_length=36), AfterValidator(_ci_string)]
+String64 = Annotated[str, Field(max_length=64), AfterValidator(_string)]
+Issuer = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_string)]
+Language = Annotated[str, Field(min_length=2, max_length=2), AfterValidator(_string)]  # ISO 639-1
+TokenType = Annotated[str, BeforeValidator(upper), AfterValidator(one_of(TOKEN_TYPES))]
+WhitelistType = Annotated[str, BeforeValidator(upper), AfterValidator(one_of(WHITELIST_TYPES))]
+ProfileType = Annotated[str, BeforeValidator(upper), AfterValidator(one_of(PROFILE_TYPES))]
+UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class EnergyContract(BaseModel):
+    """The driver's own energy supplier and contract (12.4.2)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    supplier_name: String64
+    contract_id: String64 | None = None
+
+
+class OcpiToken(BaseModel):
+    """An OCPI 2.2.1 Token as an eMSP (or ``evhub tokens add``) gives it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    country_code: CountryCode
+    party_id: PartyId
+    uid: CiString36
+    type: TokenType
+    contract_id: CiString36
+    visual_number: String64 | None = None
+    issuer: Issuer
+    group_id: OptionalCiString36 | None = None
+    valid: bool
+    whitelist: WhitelistType
+    language: Language | None = None
+    default_profile_type: ProfileType | None = None
+    energy_contract: EnergyContract | None = None
+    last_updated: UtcDateTime

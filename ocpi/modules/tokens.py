@@ -10,17 +10,16 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kernel.domain.tokens import OcpiToken
 from kernel.models import Token
+from kernel.models.tokens import TOKEN_TYPES
 from kernel.timeutil import format_rfc3339
 from ocpi import status
 from ocpi.deps import Caller, caller, read_json, read_model
 from ocpi.envelope import NotFound, OcpiError, ok
-from ocpi.schemas.tokens import Token as TokenIn
 from ocpi.schemas.tokens import TokenPatch
 
 router = APIRouter()
-
-TOKEN_TYPES = ("AD_HOC_USER", "APP_USER", "OTHER", "RFID")
 
 
 def token_object(t: Token) -> dict[str, Any]:
@@ -78,7 +77,7 @@ def _apply(t: Token, fields: dict[str, Any]) -> None:
 
 
 async def store_token(
-    session: AsyncSession, party_pk: int, body: TokenIn, *, keep_newer: bool = False
+    session: AsyncSession, party_pk: int, body: OcpiToken, *, keep_newer: bool = False
 ) -> Token | None:
     """Store the whole token as a PUT does (insert or replace), owned by eMSP ``party_pk``. None when the
     token belongs to another eMSP; with ``keep_newer`` a stored token updated later than ``body`` stays."""
@@ -134,7 +133,7 @@ async def put_token(
     country_code: str, party_id: str, token_uid: str, request: Request, c: Caller = Depends(caller)
 ):
     _check_owner(c, country_code, party_id)
-    body = await read_model(request, TokenIn)
+    body = await read_model(request, OcpiToken)
     token_type = request.query_params.get("type") or body.type
     if (body.country_code.upper(), body.party_id.upper(), body.uid, body.type) != (
         country_code.upper(),

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from kernel.domain.tokens import OcpiToken
 from ocpi.schemas.common import DisplayText, OcpiModel
-from ocpi.schemas.tokens import Token
 
 CommandType = Literal[
     "CANCEL_RESERVATION", "RESERVE_NOW", "START_SESSION", "STOP_SESSION", "UNLOCK_CONNECTOR"
@@ -31,7 +31,7 @@ Id36 = Annotated[str, Field(min_length=1, max_length=36)]
 
 class StartSession(OcpiModel):
     response_url: str
-    token: Token
+    token: OcpiToken
     location_id: Id36
     evse_uid: Id36 | None = None
     connector_id: Id36 | None = None
@@ -45,7 +45,7 @@ class StopSession(OcpiModel):
 
 class ReserveNow(OcpiModel):
     response_url: str
-    token: Token
+    token: OcpiToken
     expiry_date: datetime
     reservation_id: Id36
     location_id: Id36
