@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 
 from kernel.money import minor_units
-from settlement.agreements import AgreementBook, HubFeeAgreement, RoamingAgreement, SiteHostAgreement
-from settlement.minor import rounding_step
-from settlement.split import compute_parts, split
+from settlement.core.agreements import AgreementBook, HubFeeAgreement, RoamingAgreement, SiteHostAgreement
+from settlement.core.minor import rounding_step
+from settlement.core.split import compute_parts, split
 
 N_CPO, N_EMSP, LOC_PER_CPO = 200, 100, 25
 COUNTRIES = ("NL", "DE", "BE")

@@ -19,10 +19,10 @@ from kernel.apipaging import Paging, paged, paging
 from kernel.components import Hub
 from kernel.models import SettlementRun, SettlementStatement
 from kernel.timeutil import utcnow
-from settlement.agreements import Agreement, dump_agreements
+from settlement.agreement_store import AgreementChangeError, add_agreements, load_agreements
+from settlement.core.accounting_periods import period_of
+from settlement.core.agreements import Agreement, dump_agreements
 from settlement.job import run_period
-from settlement.periods import period_of
-from settlement.store import AgreementChangeError, add_agreements, load_agreements
 
 log = logging.getLogger(__name__)
 router = APIRouter(
@@ -57,12 +57,12 @@ class RunOut(BaseModel):
 async def runs(request: Request, page: Paging = Depends(paging)) -> list[RunOut]:
     hub: Hub = request.app.state.hub
     who = principal(request)
-    async with hub.db.session() as s:
-        rows = await page.rows(s, select(SettlementRun).order_by(SettlementRun.id))
+    async with hub.db.session() as db_session:
+        rows = await page.rows(db_session, select(SettlementRun).order_by(SettlementRun.id))
         query = select(SettlementStatement).where(SettlementStatement.run_id.in_([r.id for r in rows]))
         if not who.is_hub:
             query = query.where(SettlementStatement.party_id == who.cpo_id)
-        statements = (await s.scalars(query.order_by(SettlementStatement.id))).all()
+        statements = (await db_session.scalars(query.order_by(SettlementStatement.id))).all()
     by_run: dict[int, list[StatementOut]] = {}
     for st in statements:
         by_run.setdefault(st.run_id, []).append(
@@ -98,8 +98,8 @@ async def runs(request: Request, page: Paging = Depends(paging)) -> list[RunOut]
 async def agreements(request: Request, page: Paging = Depends(paging)) -> list[Agreement]:
 
     hub: Hub = request.app.state.hub
-    async with hub.db.session() as s:
-        return page.slice(dump_agreements(await load_agreements(s)))  # type: ignore[arg-type]
+    async with hub.db.session() as db_session:
+        return page.slice(dump_agreements(await load_agreements(db_session)))  # type: ignore[arg-type]
 
 
 @router.post(
@@ -113,8 +113,8 @@ async def add(request: Request, items: list[dict[str, Any]] = Body(...)) -> list
 
     hub: Hub = request.app.state.hub
     try:
-        async with hub.db.session() as s:
-            added = await add_agreements(s, items)
+        async with hub.db.session() as db_session:
+            added = await add_agreements(db_session, items)
     except AgreementChangeError as exc:
         raise HTTPException(422, str(exc)) from None
     return dump_agreements(added)  # type: ignore[return-value]

@@ -2,8 +2,10 @@
 
 The split is per CDR (no row looks at another: agreement lookup, rounding and period assignment use only
 the row itself, the agreement book and the closing instants), so ``map_partitions`` of
-:func:`settlement.split.split` over any partitioning gives the same lines as one pandas call; only the row
-order can differ, which :func:`settlement.exports.canonical_order` removes. Tested on a LocalCluster.
+:func:`settlement.core.split.split` over any partitioning gives the same lines as one pandas call; only the
+row order can differ, which :func:`settlement.core.canonical_exports.canonical_order` removes. Tested on a
+LocalCluster. :func:`dask_splitter` is the :data:`settlement.core.run.Splitter` a run uses; it computes on the
+default Dask scheduler, which may be a ``distributed`` cluster over the network (hence not in the core).
 
 Dask and distributed are an extra (``pip install 'evhub[dask]'``): they are imported only when the Dask
 engine is chosen, through :func:`require_dask`, which turns their absence into :class:`DaskMissing`.
@@ -13,12 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
 
 import pandas as pd
 
-from .agreements import AgreementBook
-from .split import split
+from settlement.core.agreements import AgreementBook
+from settlement.core.run import Splitter
+from settlement.core.split import PickBasis, split
 
 DASK_MISSING = "the Dask engine needs `pip install 'evhub[dask]'`"
 
@@ -39,11 +41,15 @@ def require_dask() -> None:
         raise DaskMissing() from exc
 
 
-def _lines(part: pd.DataFrame, book, closes, pick_basis) -> pd.DataFrame:
+def _lines(
+    part: pd.DataFrame, book: AgreementBook, closes: Mapping[str, datetime], pick_basis: PickBasis
+) -> pd.DataFrame:
     return _plain(split(part, book, closes=closes, pick_basis=pick_basis).lines)
 
 
-def _rejected(part: pd.DataFrame, book, closes, pick_basis) -> pd.DataFrame:
+def _rejected(
+    part: pd.DataFrame, book: AgreementBook, closes: Mapping[str, datetime], pick_basis: PickBasis
+) -> pd.DataFrame:
     return split(part, book, closes=closes, pick_basis=pick_basis).rejected
 
 
@@ -52,7 +58,7 @@ def split_dask(
     book: AgreementBook,
     *,
     closes: Mapping[str, datetime] | None = None,
-    pick_basis: Literal["end_date_time", "period_start"] = "end_date_time",
+    pick_basis: PickBasis = "end_date_time",
 ):
     """Lazy ``(lines, rejected)`` dask DataFrames for a dask DataFrame of minor-unit CDRs."""
     closes = dict(closes or {})
@@ -87,3 +93,17 @@ def split_pandas_on_dask(
     import dask.dataframe as dd
 
     return split_dask_computed(dd.from_pandas(cdrs, npartitions=partitions), book, **kwargs)
+
+
+def dask_splitter(partitions: int | None = None) -> Splitter:
+    """A :data:`~settlement.core.run.Splitter` over ``partitions`` dask partitions (default: one per 250,000
+    CDRs, 1 to 64). Raises :class:`DaskMissing` at once, before any table is read, without the extra."""
+    require_dask()
+
+    def split_on_dask(
+        cdrs: pd.DataFrame, book: AgreementBook, closes: Mapping[str, datetime], pick_basis: PickBasis
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        parts = partitions or max(1, min(64, len(cdrs) // 250_000 + 1))
+        return split_pandas_on_dask(cdrs, book, parts, closes=closes, pick_basis=pick_basis)
+
+    return split_on_dask

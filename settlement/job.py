@@ -1,10 +1,10 @@
-"""A settlement run end to end: read CDRs and agreements from the database, split (pure, pandas or Dask),
-write the exports, store the run and its statements.
+"""A settlement run end to end: read CDRs and agreements from the database, settle (pure, split with pandas or
+Dask), write the exports, store the run and its statements in ``settlement_runs`` / ``settlement_statements``.
 
 Reproducible: the outputs of a period are a pure function of its CDRs and agreements; re-running a closed
 period recomputes it (``replay``) and checks the content hash against the stored closing run instead of
 rewriting anything. Late CDRs and credits settle in the next open period as adjustments (see
-:mod:`settlement.periods`).
+:mod:`settlement.core.accounting_periods`).
 
 Exports per run, in ``OUT/PERIOD-rSEQ/``: ``lines.csv`` and ``lines.parquet`` (every line, canonical order),
 ``transfers.csv`` (net positions after netting), ``summary.json``, and ``statements/PARTY.html`` (printable).
@@ -25,19 +25,22 @@ from kernel import metrics
 from kernel.db.engine import Database
 from kernel.models import SettlementRun, SettlementStatement
 from kernel.timeutil import utcnow
-from settlement.cdrs import prepare_cdrs
-from settlement.exports import lines_csv, lines_parquet, statement_html
-from settlement.periods import parse_period
-from settlement.run import SettlementRun as RunResult
-from settlement.run import settle
-from settlement.statements import build_statement, parties
-from settlement.store import cdr_table, load_book, load_closes, parties_by_label
+from settlement.agreement_store import load_book
+from settlement.core.accounting_periods import parse_period
+from settlement.core.cdrs import prepare_cdrs
+from settlement.core.run import RunResult, Splitter, settle, split_with_pandas
+from settlement.core.statements import build_statement, parties
+from settlement.dask_engine import dask_splitter
+from settlement.export_files import statement_hashes, write_exports
+from settlement.run_inputs import cdr_table, load_closes, parties_by_label
 
 Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class JobResult:
+    """A finished run (or replay): where it is stored and written, and the computed :class:`RunResult`."""
+
     run_id: int | None
     period: str
     sequence: int | None
@@ -46,31 +49,6 @@ class JobResult:
     result: RunResult
     output_dir: Path | None
     statement_hashes: dict[str, str]
-
-
-def _party_file(label: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in label)
-
-
-def write_exports(result: RunResult, folder: Path) -> dict[str, str]:
-    """Write the run's files; returns each party's statement hash (sha256 of its HTML)."""
-    import hashlib
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "lines.csv").write_bytes(lines_csv(result.lines))
-    (folder / "lines.parquet").write_bytes(lines_parquet(result.lines))
-    result.transfers.to_csv(folder / "transfers.csv", index=False, lineterminator="\n")
-    (folder / "summary.json").write_text(
-        json.dumps(result.summary.as_dict(), indent=2, sort_keys=True) + "\n"
-    )
-    statements = folder / "statements"
-    statements.mkdir(exist_ok=True)
-    hashes: dict[str, str] = {}
-    for label in parties(result.lines):
-        html = statement_html(build_statement(result.lines, label, result.period))
-        (statements / f"{_party_file(label)}.html").write_text(html, encoding="utf-8")
-        hashes[label] = hashlib.sha256(html.encode("utf-8")).hexdigest()
-    return hashes
 
 
 async def run_period(
@@ -105,13 +83,14 @@ async def _run_period(
     say = progress or (lambda _step: None)
     key = parse_period(period).key
     end = parse_period(period).end
+    splitter: Splitter = dask_splitter() if engine == "dask" else split_with_pandas
     say("loading CDRs and agreements")
-    async with db.session() as s:
-        book = await load_book(s)
-        closes = await load_closes(s)
-        table = await cdr_table(s, until=end)
-        labels = await parties_by_label(s)
-        closing = await s.scalar(
+    async with db.session() as db_session:
+        book = await load_book(db_session)
+        closes = await load_closes(db_session)
+        table = await cdr_table(db_session, until=end)
+        labels = await parties_by_label(db_session)
+        closing = await db_session.scalar(
             select(SettlementRun)
             .where(SettlementRun.period == key, SettlementRun.closed_at.is_not(None))
             .order_by(SettlementRun.closed_at)
@@ -122,7 +101,7 @@ async def _run_period(
 
     def compute() -> RunResult:
         prepared = prepare_cdrs(table)
-        return settle(prepared, book, key, closes, replay=replay, engine=engine)
+        return settle(prepared, book, key, closes, replay=replay, splitter=splitter)
 
     result = await asyncio.to_thread(compute)
     if replay:
@@ -131,10 +110,10 @@ async def _run_period(
         reproduced = closing is not None and closing.content_hash == result.summary.content_hash
         return JobResult(None, key, None, True, reproduced, result, folder, hashes)
 
-    async with db.session() as s:
+    async with db.session() as db_session:
         sequence = (
             int(
-                await s.scalar(
+                await db_session.scalar(
                     select(func.coalesce(func.max(SettlementRun.sequence), 0)).where(
                         SettlementRun.period == key
                     )
@@ -145,10 +124,10 @@ async def _run_period(
         )
     folder = out_dir / f"{key}-r{sequence}" if out_dir else None
     say("writing exports")
-    hashes = await asyncio.to_thread(write_exports, result, folder) if folder else _statement_hashes(result)
+    hashes = await asyncio.to_thread(write_exports, result, folder) if folder else statement_hashes(result)
     say("storing the run")
     now = utcnow()
-    async with db.session() as s:
+    async with db.session() as db_session:
         run = SettlementRun(
             period=key,
             sequence=sequence,
@@ -161,12 +140,12 @@ async def _run_period(
             closed_at=now if close else None,
             output_dir=str(folder) if folder else None,
         )
-        s.add(run)
-        await s.flush()
+        db_session.add(run)
+        await db_session.flush()
         for label in parties(result.lines):
             statement = build_statement(result.lines, label, key)
             for section in statement.sections:
-                s.add(
+                db_session.add(
                     SettlementStatement(
                         run_id=run.id,
                         party=label,
@@ -183,19 +162,8 @@ async def _run_period(
     return JobResult(run_id, key, sequence, False, None, result, folder, hashes)
 
 
-def _statement_hashes(result: RunResult) -> dict[str, str]:
-    import hashlib
-
-    return {
-        label: hashlib.sha256(
-            statement_html(build_statement(result.lines, label, result.period)).encode()
-        ).hexdigest()
-        for label in parties(result.lines)
-    }
-
-
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-__all__ = ["JobResult", "run_period", "write_exports"]
+__all__ = ["JobResult", "run_period"]

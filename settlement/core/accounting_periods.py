@@ -1,4 +1,4 @@
-"""Settlement periods: calendar months in UTC, closing, and where late and credit CDRs are settled.
+"""Accounting periods (not charging periods): settlement months in UTC, closing, and where late and credit CDRs are settled.
 
 * A period is a month key ``"YYYY-MM"`` standing for ``[first day 00:00 UTC, first day of next month)``
   (:func:`parse_period`). A CDR's *service period* is the period of its ``end_date_time``.

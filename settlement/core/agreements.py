@@ -11,7 +11,7 @@ Three kinds, each a frozen pydantic model identified by ``agreement_id`` + ``ver
   energy revenue (excl. VAT) or a fixed rate per kWh; VAT either carried from the CDR's energy component
   or at the agreement's own rate.
 
-Picking the version in force (:func:`in_force`, vectorised in :mod:`settlement.resolve`): every version
+Picking the version in force (:func:`in_force`, vectorised in :mod:`settlement.core.resolve`): every version
 has an *effective interval* ``[valid_from, min(valid_until, next version's valid_from))``; the version
 whose interval contains the CDR's instant is in force. Different agreements for the same scope must not
 overlap (:func:`validate_agreements`).
@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, overload
 
 from pydantic import (
     BaseModel,
@@ -213,7 +213,12 @@ class SiteHostAgreement(_AgreementBase):
         return (self.cpo, self.location_id)
 
 
-Agreement = Annotated[RoamingAgreement | HubFeeAgreement | SiteHostAgreement, Field(discriminator="kind")]
+AnyAgreement = RoamingAgreement | HubFeeAgreement | SiteHostAgreement
+"""One agreement of any kind (the plain union; :data:`Agreement` is the same, tagged by ``kind`` for pydantic)."""
+Kind = Literal["roaming", "hub_fee", "site_host"]
+A = TypeVar("A", bound=AnyAgreement)
+"""An agreement type: functions that read only the common fields keep the caller's precise type."""
+Agreement = Annotated[AnyAgreement, Field(discriminator="kind")]
 _ADAPTER: TypeAdapter[list[Agreement]] = TypeAdapter(list[Agreement])
 KINDS = ("roaming", "hub_fee", "site_host")
 
@@ -267,7 +272,7 @@ def describe_errors(exc: ValidationError, items: Sequence[Any]) -> str:
     return "; ".join(parts)
 
 
-def parse_agreements(data: Iterable[dict]) -> list[RoamingAgreement | HubFeeAgreement | SiteHostAgreement]:
+def parse_agreements(data: Iterable[dict[str, Any]]) -> list[AnyAgreement]:
     """Validate plain dicts (JSON) into agreements, dispatching on ``kind``.
 
     Raises :class:`AgreementInputError` with one line naming every bad item and field."""
@@ -278,17 +283,15 @@ def parse_agreements(data: Iterable[dict]) -> list[RoamingAgreement | HubFeeAgre
         raise AgreementInputError(describe_errors(exc, items)) from None
 
 
-def dump_agreements(agreements: Iterable[_AgreementBase]) -> list[dict]:
+def dump_agreements(agreements: Iterable[AnyAgreement]) -> list[dict[str, Any]]:
     """JSON-ready dicts (Decimals and dates as strings), sorted by kind, id, version."""
     ordered = sorted(agreements, key=lambda a: (a.kind, a.agreement_id, a.version))
     return [a.model_dump(mode="json") for a in ordered]
 
 
-def effective_intervals(
-    agreements: Iterable[_AgreementBase],
-) -> list[tuple[_AgreementBase, datetime, datetime | None]]:
+def effective_intervals(agreements: Iterable[A]) -> list[tuple[A, datetime, datetime | None]]:
     """Each version with its effective ``[start, end)``; ``end`` None = open; empty intervals are dropped."""
-    by_id: dict[tuple[str, str], list[_AgreementBase]] = defaultdict(list)
+    by_id: dict[tuple[str, str], list[A]] = defaultdict(list)
     for a in agreements:
         by_id[(a.kind, a.agreement_id)].append(a)
     out = []
@@ -305,11 +308,11 @@ def effective_intervals(
     return out
 
 
-def validate_agreements(agreements: Sequence[_AgreementBase]) -> list[str]:
+def validate_agreements(agreements: Sequence[AnyAgreement]) -> list[str]:
     """Problems with a set of agreements (empty list = usable): duplicate versions, a version whose scope
     differs from its agreement's, and different agreements for the same scope in force at the same time."""
     problems: list[str] = []
-    seen: dict[tuple[str, str, int], _AgreementBase] = {}
+    seen: dict[tuple[str, str, int], AnyAgreement] = {}
     scope_of: dict[tuple[str, str], tuple[str, ...]] = {}
     for a in agreements:
         key = (a.kind, a.agreement_id, a.version)
@@ -319,7 +322,7 @@ def validate_agreements(agreements: Sequence[_AgreementBase]) -> list[str]:
         first = scope_of.setdefault((a.kind, a.agreement_id), a.scope())
         if first != a.scope():
             problems.append(f"{a.kind} {a.ref} changes scope {first} -> {a.scope()}; use a new agreement")
-    by_scope: dict[tuple, list[tuple[_AgreementBase, datetime, datetime | None]]] = defaultdict(list)
+    by_scope: dict[tuple[str, ...], list[tuple[AnyAgreement, datetime, datetime | None]]] = defaultdict(list)
     for a, start, end in effective_intervals(agreements):
         by_scope[(a.kind, *a.scope())].append((a, start, end))
     for scope, items in sorted(by_scope.items()):
@@ -331,8 +334,8 @@ def validate_agreements(agreements: Sequence[_AgreementBase]) -> list[str]:
 
 
 def in_force(
-    agreements: Iterable[_AgreementBase], kind: str, scope: tuple[str, ...], at: datetime
-) -> _AgreementBase | None:
+    agreements: Iterable[AnyAgreement], kind: Kind, scope: tuple[str, ...], at: datetime
+) -> AnyAgreement | None:
     """The version of ``kind`` for ``scope`` in force at instant ``at`` (aware), or None (scalar reference)."""
     for a, start, end in effective_intervals(x for x in agreements if x.kind == kind and x.scope() == scope):
         if start <= at and (end is None or at < end):
@@ -341,7 +344,7 @@ def in_force(
 
 
 def check_change(
-    existing: Sequence[_AgreementBase], proposed: _AgreementBase, closed_until: datetime | None
+    existing: Sequence[AnyAgreement], proposed: AnyAgreement, closed_until: datetime | None
 ) -> list[str]:
     """Why ``proposed`` may not be stored next to ``existing`` versions (empty list = allowed). Pure.
 
@@ -394,18 +397,30 @@ def check_change(
 class AgreementBook:
     """A validated, immutable set of agreements: what the split reads. Raises ValueError if inconsistent."""
 
-    def __init__(self, agreements: Iterable[_AgreementBase]):
+    def __init__(self, agreements: Iterable[AnyAgreement]):
         items = tuple(sorted(agreements, key=lambda a: (a.kind, a.agreement_id, a.version)))
         problems = validate_agreements(items)
         if problems:
             raise ValueError("inconsistent agreements: " + "; ".join(problems))
-        self.agreements = items
+        self.agreements: tuple[AnyAgreement, ...] = items
 
-    def of_kind(self, kind: str) -> list[_AgreementBase]:
-        return [a for a in self.agreements if a.kind == kind]
-
-    def intervals(self, kind: str) -> list[tuple[_AgreementBase, datetime, datetime | None]]:
-        return effective_intervals(self.of_kind(kind))
+    @overload
+    def intervals(
+        self, kind: Literal["roaming"]
+    ) -> Sequence[tuple[RoamingAgreement, datetime, datetime | None]]: ...
+    @overload
+    def intervals(
+        self, kind: Literal["hub_fee"]
+    ) -> Sequence[tuple[HubFeeAgreement, datetime, datetime | None]]: ...
+    @overload
+    def intervals(
+        self, kind: Literal["site_host"]
+    ) -> Sequence[tuple[SiteHostAgreement, datetime, datetime | None]]: ...
+    @overload
+    def intervals(self, kind: Kind) -> Sequence[tuple[AnyAgreement, datetime, datetime | None]]: ...
+    def intervals(self, kind: Kind) -> Sequence[tuple[AnyAgreement, datetime, datetime | None]]:
+        """The versions of one kind with their effective ``[start, end)`` (see :func:`effective_intervals`)."""
+        return effective_intervals(a for a in self.agreements if a.kind == kind)
 
     def __len__(self) -> int:
         return len(self.agreements)

@@ -1,10 +1,10 @@
-"""Exports that are byte-identical for the same input: canonical CSV, Parquet, printable HTML, content hash.
+"""Exports that are byte-identical for the same input: canonical CSV and Parquet bytes, and the content hash.
 
 Reproducibility rules: rows are sorted by a total key (``settlement_period, cdr_id, line_no``) with a stable
 sort; amounts are written as plain decimals with exactly the currency's minor units ("-12.30", "1500" for
-JPY); booleans as ``true``/``false``; missing values as empty fields; ``\\n`` line endings; UTF-8. Nothing
-time-dependent is written unless the caller passes it (``generated_at``). :func:`content_hash` is the
-sha256 of the canonical CSV, so two runs over the same CDRs and agreements give the same hash.
+JPY); booleans as ``true``/``false``; missing values as empty fields; ``\\n`` line endings; UTF-8; nothing
+time-dependent. :func:`content_hash` is the sha256 of the canonical CSV, so two runs over the same CDRs and
+agreements give the same hash. Pure: bytes in memory; :mod:`settlement.export_files` writes them to disk.
 
 Parquet: an explicit Arrow schema without pandas metadata, so the bytes depend only on the rows and the
 pyarrow version. Amounts appear both as int64 minor units and as ``decimal128(38, 3)``.
@@ -15,20 +15,16 @@ from __future__ import annotations
 import hashlib
 import io
 from decimal import Decimal
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from kernel.money import minor_units
 
 from .split import LINE_COLUMNS
-from .statements import Statement
 
 SORT_KEY = ("settlement_period", "cdr_id", "line_no")
 CSV_COLUMNS = tuple(c.replace("_minor", "") for c in LINE_COLUMNS)  # net, vat, gross as decimals in the CSV
-_TEMPLATES = Path(__file__).parent / "templates"
 
 
 def canonical_order(lines: pd.DataFrame) -> pd.DataFrame:
@@ -121,74 +117,3 @@ def lines_parquet(lines: pd.DataFrame) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", write_statistics=False, store_schema=False)
     return sink.getvalue()
-
-
-def _env() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(str(_TEMPLATES)),
-        autoescape=select_autoescape(["html"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    return env
-
-
-def statement_html(statement: Statement, *, generated_at: str | None = None, hub_name: str = "evhub") -> str:
-    """Printable HTML statement (deterministic; ``generated_at`` is shown only when given)."""
-    sections = []
-    for s in statement.sections:
-        cur = s.currency
-
-        def fmt(values, cur=cur):
-            return format_amounts(np.asarray(values, dtype=np.int64), np.full(len(values), cur))
-
-        e = s.entries
-        rows = list(
-            zip(
-                e["cdr_id"].astype(str),
-                e["kind"].astype(str),
-                e["counterparty"].astype(str),
-                fmt(e["net_minor"]),
-                fmt(e["vat_minor"]),
-                fmt(e["gross_minor"]),
-                e["adjusts_period"].astype(object).where(e["adjusts_period"].notna(), "").astype(str)
-                if "adjusts_period" in e.columns
-                else [""] * len(e),
-                strict=True,
-            )
-        )
-
-        def subtotal(frame, key, fmt=fmt):
-            return list(
-                zip(
-                    frame[key].astype(str),
-                    fmt(frame["net_minor"]),
-                    fmt(frame["vat_minor"]),
-                    fmt(frame["gross_minor"]),
-                    strict=True,
-                )
-            )
-
-        sections.append(
-            {
-                "currency": cur,
-                "rows": rows,
-                "net": f"{s.net:f}",
-                "vat": f"{s.vat:f}",
-                "gross": f"{s.gross:f}",
-                "by_kind": subtotal(s.by_kind, "kind"),
-                "by_counterparty": subtotal(s.by_counterparty, "counterparty"),
-            }
-        )
-    return (
-        _env()
-        .get_template("statement.html")
-        .render(
-            party=statement.party,
-            period=statement.period,
-            sections=sections,
-            generated_at=generated_at,
-            hub_name=hub_name,
-        )
-    )

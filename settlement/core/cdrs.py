@@ -7,7 +7,7 @@ optional ``is_credit`` and ``credit_of``. Amounts are Decimal (or str/int), neve
 
 Conversion rules (documented because they are the only non-identity steps):
 
-* money -> int64 minor units of the row's currency, exactly (:func:`settlement.minor.to_minor`); an amount
+* money -> int64 minor units of the row's currency, exactly (:func:`settlement.core.minor.to_minor`); an amount
   with more decimals than the currency has raises, it is never rounded here;
 * energy kWh -> int64 watt-hours, exactly; more than 3 decimals of kWh raises;
 * credit CDRs: amounts are made negative (OCPI 2.2.1 sends them negative; a positive amount on a credit
@@ -46,7 +46,7 @@ def kwh_to_wh(kwh: Decimal | str | int) -> int:
 
 
 def prepare_cdrs(cdrs: pd.DataFrame) -> pd.DataFrame:
-    """Decimal CDR table -> minor-unit CDR table for :func:`settlement.split.split`."""
+    """Decimal CDR table -> minor-unit CDR table for :func:`settlement.core.split.split`."""
     n = len(cdrs)
     out = pd.DataFrame({k: cdrs[k].astype(str).to_numpy(dtype=object) for k in KEY_COLUMNS})
     out["currency"] = out["currency"].str.strip().str.upper()

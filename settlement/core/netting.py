@@ -85,17 +85,17 @@ def multilateral(lines: pd.DataFrame, clearing_party: str | None = None) -> pd.D
             continue
         debtors = sorted(((-v, p) for p, v in balance.items() if v < 0), key=lambda t: (-t[0], t[1]))
         creditors = sorted(((v, p) for p, v in balance.items() if v > 0), key=lambda t: (-t[0], t[1]))
+        debt_left = [amount for amount, _party in debtors]
+        credit_left = [amount for amount, _party in creditors]
         i = j = 0
-        debt = [list(d) for d in debtors]
-        cred = [list(c) for c in creditors]
-        while i < len(debt) and j < len(cred):
-            amount = min(debt[i][0], cred[j][0])
-            rows.append((currency, debt[i][1], cred[j][1], amount))
-            debt[i][0] -= amount
-            cred[j][0] -= amount
-            if debt[i][0] == 0:
+        while i < len(debtors) and j < len(creditors):
+            amount = min(debt_left[i], credit_left[j])
+            rows.append((currency, debtors[i][1], creditors[j][1], amount))
+            debt_left[i] -= amount
+            credit_left[j] -= amount
+            if debt_left[i] == 0:
                 i += 1
-            if cred[j][0] == 0:
+            if credit_left[j] == 0:
                 j += 1
     return _frame(rows)
 

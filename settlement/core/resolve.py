@@ -1,6 +1,6 @@
 """Vectorised agreement lookup: for every CDR, the row of the agreement version in force for its scope.
 
-The scalar rule is :func:`settlement.agreements.in_force`; this module does the same for millions of CDRs
+The scalar rule is :func:`settlement.core.agreements.in_force`; this module does the same for millions of CDRs
 with one ``searchsorted``: scope tuples are coded to small integers ``g``, instants to whole seconds ``t``,
 and each effective interval becomes the sortable key ``g * 2**34 + start``. A CDR's candidate is the last
 interval starting at or before ``g * 2**34 + t``; it matches if it has the same ``g`` and ``t < end``.
@@ -76,8 +76,8 @@ def lookup(
     if n == 0 or usable.size == 0:
         return np.full(n, -1, dtype=np.int64)
     groups, group_of = np.unique(np.asarray(interval_codes)[usable], return_inverse=True)
-    start_s = np.array([_seconds(starts[i]) for i in usable], dtype=np.int64)
-    end_s = np.array([_seconds(ends[i]) for i in usable], dtype=np.int64)
+    start_s = np.array([_seconds(starts[i]) for i in usable.tolist()], dtype=np.int64)
+    end_s = np.array([_seconds(ends[i]) for i in usable.tolist()], dtype=np.int64)
     keys = group_of.astype(np.int64) * _SHIFT + start_s
     order = np.argsort(keys, kind="stable")
     keys, usable, end_s, group_sorted = keys[order], usable[order], end_s[order], group_of[order]

@@ -1,32 +1,47 @@
-"""A settlement run: the entry point the CLI / database layer calls (``evhub settle --period``).
+"""A settlement run's computation: from a period's inputs to its lines, rejections, transfers and summary.
 
-:func:`settle` takes plain inputs — a minor-unit CDR DataFrame (see :mod:`settlement.split`; build it from
-Decimal rows with :func:`settlement.cdrs.prepare_cdrs`), an :class:`~settlement.agreements.AgreementBook`,
-the period key and the closing instants of closed periods — and returns a :class:`SettlementRun`: the
-period's lines (including adjustments for late and credit CDRs), the CDRs it could not split, netted
-transfers and a :class:`RunSummary` with counts, totals per currency and kind, and the content hash.
-Pure: no database, no network, no clock.
+:func:`settle` takes plain inputs — a minor-unit CDR DataFrame (see :mod:`settlement.core.split`; build it
+from Decimal rows with :func:`settlement.core.cdrs.prepare_cdrs`), an
+:class:`~settlement.core.agreements.AgreementBook`, the period key and the closing instants of closed
+periods — and returns a :class:`RunResult`: the period's lines (including adjustments for late and credit
+CDRs), the CDRs it could not split, netted transfers and a :class:`RunSummary` with counts, totals per
+currency and kind, and the content hash. Pure: no database, no network, no clock. The split itself is a
+:data:`Splitter` (pandas by default; :func:`settlement.dask_engine.dask_splitter` gives the same answer on
+Dask), so the engine is chosen by the caller.
 
-A closed period is never rewritten: settling it raises :class:`~settlement.periods.ClosedPeriodError`
-unless ``replay=True``, which recomputes it for verification (same inputs -> same hash).
+A closed period is never rewritten: settling it raises
+:class:`~settlement.core.accounting_periods.ClosedPeriodError` unless ``replay=True``, which recomputes it for
+verification (same inputs -> same hash).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
+from .accounting_periods import ensure_open, parse_period
 from .agreements import AgreementBook
-from .dask_engine import split_pandas_on_dask
-from .exports import content_hash
+from .canonical_exports import content_hash
 from .minor import format_minor
 from .netting import bilateral, multilateral
-from .periods import ensure_open, parse_period
-from .split import split
+from .split import PickBasis, split
+
+Splitter = Callable[
+    [pd.DataFrame, AgreementBook, Mapping[str, datetime], PickBasis], tuple[pd.DataFrame, pd.DataFrame]
+]
+"""``(cdrs, book, closes, pick_basis) -> (lines, rejected)``: how the CDRs are split, for every period at once."""
+
+
+def split_with_pandas(
+    cdrs: pd.DataFrame, book: AgreementBook, closes: Mapping[str, datetime], pick_basis: PickBasis
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The default :data:`Splitter`: one :func:`~settlement.core.split.split` call in this process."""
+    result = split(cdrs, book, closes=closes, pick_basis=pick_basis)
+    return result.lines, result.rejected
 
 
 @dataclass(frozen=True)
@@ -44,12 +59,14 @@ class RunSummary:
     agreements_used: list[str]
     content_hash: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
-class SettlementRun:
+class RunResult:
+    """What settling one period gives: its lines, the CDRs it could not split, transfers and the summary."""
+
     period: str
     lines: pd.DataFrame
     rejected: pd.DataFrame
@@ -67,26 +84,17 @@ def settle(
     replay: bool = False,
     netting: Literal["bilateral", "multilateral", "clearing"] = "bilateral",
     clearing_party: str = "HUB",
-    pick_basis: Literal["end_date_time", "period_start"] = "end_date_time",
-    engine: Literal["pandas", "dask"] = "pandas",
-    partitions: int | None = None,
-) -> SettlementRun:
-    """Settle ``period``: lines of every CDR whose settlement period it is (see :mod:`settlement.periods`).
-
-    ``engine="dask"`` runs the same split over ``partitions`` dask partitions (on the default dask
-    scheduler, e.g. a ``distributed.Client`` the caller created); the answer is the same as pandas'."""
+    pick_basis: PickBasis = "end_date_time",
+    splitter: Splitter = split_with_pandas,
+) -> RunResult:
+    """Settle ``period``: lines of every CDR whose settlement period it is (see
+    :mod:`settlement.core.accounting_periods`). ``splitter`` splits every CDR (the answer does not depend on
+    which one)."""
     key = parse_period(period).key
     closes = dict(closes or {})
     if not replay:
         ensure_open(key, closes)
-    if engine == "dask":
-        parts = partitions or max(1, min(64, len(cdrs) // 250_000 + 1))
-        all_lines, all_rejected = split_pandas_on_dask(
-            cdrs, book, parts, closes=closes, pick_basis=pick_basis
-        )
-    else:
-        result = split(cdrs, book, closes=closes, pick_basis=pick_basis)
-        all_lines, all_rejected = result.lines, result.rejected
+    all_lines, all_rejected = splitter(cdrs, book, closes, pick_basis)
     in_period = all_lines["settlement_period"].astype(str) == key
     lines = all_lines[in_period].reset_index(drop=True)
     settle_of_rejected = all_rejected["settlement_period"].astype(str)
@@ -96,7 +104,7 @@ def settle(
     else:
         transfers = multilateral(lines, clearing_party if netting == "clearing" else None)
     summary = summarize(key, cdrs, lines, rejected)
-    return SettlementRun(
+    return RunResult(
         period=key, lines=lines, rejected=rejected, transfers=transfers, summary=summary, all_lines=all_lines
     )
 

@@ -1,6 +1,6 @@
 """The split: CDRs + agreements -> one line per CDR per party (pure, vectorised pandas/numpy, int64 minor units).
 
-Input: a *minor-unit CDR table* (see :data:`REQUIRED_COLUMNS`; :func:`settlement.cdrs.prepare_cdrs` builds it
+Input: a *minor-unit CDR table* (see :data:`REQUIRED_COLUMNS`; :func:`settlement.core.cdrs.prepare_cdrs` builds it
 from Decimal CDRs). Output: :class:`SplitResult` with ``lines`` and ``rejected``.
 
 Lines per CDR (signed from the party's point of view; they sum to zero per CDR):
@@ -22,14 +22,14 @@ host share carries the energy component's VAT pro rata (or its agreement's own r
 
 Rounding (where the odd cent goes): every derived line (hub fee, its VAT, site host share, its VAT) is an
 exact fraction rounded once, half-up to the currency's increment (:func:`kernel.money.round_amount`
-semantics via :func:`settlement.minor.round_half_up`). The CPO's retained line is the exact remainder, so
+semantics via :func:`settlement.core.minor.round_half_up`). The CPO's retained line is the exact remainder, so
 any rounding difference — the odd cent — stays with the CPO, never appears or disappears. Credit CDRs are
 split on their magnitudes and negated, so a credit mirrors its original to the cent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -39,10 +39,13 @@ import pandas as pd
 
 from kernel.money import minor_units
 
-from .agreements import ALL_CPOS, AgreementBook, HubFeeAgreement, SiteHostAgreement
+from .accounting_periods import assign_periods, epoch_ns, month_index, utc_column
+from .agreements import ALL_CPOS, AgreementBook, AnyAgreement, HubFeeAgreement, SiteHostAgreement
 from .minor import exact, round_half_up, rounding_step, scale_for, scaled
-from .periods import assign_periods, epoch_ns, month_index, utc_column
 from .resolve import KeyCoder, lookup
+
+PickBasis = Literal["end_date_time", "period_start"]
+"""The instant an agreement must be in force at: the CDR's end, or the start of its service period."""
 
 KEY_COLUMNS = ("cdr_id", "cpo", "emsp", "location_id", "country", "currency")
 COMPONENTS = ("energy", "time", "parking", "fixed")
@@ -116,7 +119,7 @@ def compute_parts(
     cdrs: pd.DataFrame,
     book: AgreementBook,
     *,
-    pick_basis: Literal["end_date_time", "period_start"] = "end_date_time",
+    pick_basis: PickBasis = "end_date_time",
 ) -> pd.DataFrame:
     """The wide split: one row per input CDR (same order), int64 minor units, signed like the CDR.
 
@@ -171,17 +174,18 @@ def compute_parts(
         at = np.floor_divide(epoch_ns(end), 10**9)
     coder = KeyCoder({k: cdrs[k] for k in ("cpo", "emsp", "location_id", "country", "currency")})
 
-    def pick(kind: str, names: tuple[str, ...], scope_fn=None):
-        intervals = book.intervals(kind)
-        scopes = [scope_fn(a) if scope_fn else a.scope() for a, _s, _e in intervals]
-        rows, vals = coder.combined(names, scopes)
-        idx = lookup(rows, at, vals, [s for _a, s, _e in intervals], [e for _a, _s, e in intervals])
-        return idx, [a for a, _s, _e in intervals]
+    def pick(
+        intervals: Sequence[tuple[AnyAgreement, datetime, datetime | None]], names: tuple[str, ...]
+    ) -> np.ndarray:
+        """Per CDR, the index of the interval in force for its ``names`` scope, or -1."""
+        rows, vals = coder.combined(names, [a.scope() for a, _s, _e in intervals])
+        return lookup(rows, at, vals, [s for _a, s, _e in intervals], [e for _a, _s, e in intervals])
 
-    roaming_ix, _roaming = pick("roaming", ("emsp", "cpo"))
-    hub_specific, hubs = pick("hub_fee", ("cpo", "currency"))
-    # default hub fee (cpo "*"): match on currency only
+    roaming_ix = pick(book.intervals("roaming"), ("emsp", "cpo"))
     hub_intervals = book.intervals("hub_fee")
+    hubs = [a for a, _s, _e in hub_intervals]
+    hub_specific = pick(hub_intervals, ("cpo", "currency"))
+    # default hub fee (cpo "*"): match on currency only
     dflt = [i for i, (a, _s, _e) in enumerate(hub_intervals) if a.cpo == ALL_CPOS]
     rows_c, vals_c = coder.combined(("currency",), [(hub_intervals[i][0].currency,) for i in dflt])
     hub_dflt = lookup(
@@ -189,7 +193,9 @@ def compute_parts(
     )
     hub_dflt = np.where(hub_dflt >= 0, np.array([*dflt, -1], dtype=np.int64)[hub_dflt], -1)
     hub_ix = np.where(hub_specific >= 0, hub_specific, hub_dflt)
-    host_ix, hosts = pick("site_host", ("cpo", "location_id"))
+    host_intervals = book.intervals("site_host")
+    hosts = [a for a, _s, _e in host_intervals]
+    host_ix = pick(host_intervals, ("cpo", "location_id"))
 
     # --- per-currency rounding ------------------------------------------------------------------
     cur_codes, cur_uniques = coder.codes("currency"), coder.uniques("currency")
@@ -228,37 +234,43 @@ def compute_parts(
     )
 
 
-def _hub_fee(hubs: list, hub_ix: np.ndarray, net, wh, steps, coder: KeyCoder):
+def _hub_fee(
+    hubs: list[HubFeeAgreement],
+    hub_ix: np.ndarray,
+    net: np.ndarray,
+    wh: np.ndarray,
+    steps: np.ndarray,
+    coder: KeyCoder,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hub fee net and VAT per CDR (magnitudes), and where the CDR's country has no VAT rate."""
-    hubs_t: list[HubFeeAgreement] = hubs  # type: ignore[assignment]
     scale = scale_for(
-        [a.percentage for a in hubs_t]
-        + [a.fixed_per_session.scaleb(minor_units(a.currency)) for a in hubs_t]
-        + [a.per_kwh.scaleb(minor_units(a.currency) - 3) for a in hubs_t]
+        [a.percentage for a in hubs]
+        + [a.fixed_per_session.scaleb(minor_units(a.currency)) for a in hubs]
+        + [a.per_kwh.scaleb(minor_units(a.currency) - 3) for a in hubs]
         + [
             x.scaleb(minor_units(a.currency))
-            for a in hubs_t
+            for a in hubs
             for x in (a.minimum_per_session, a.maximum_per_session)
             if x is not None
         ]
     )
-    mu = [minor_units(a.currency) for a in hubs_t]
-    pct = _with_dummy([scaled(a.percentage, scale) for a in hubs_t], 0)[hub_ix]
+    mu = [minor_units(a.currency) for a in hubs]
+    pct = _with_dummy([scaled(a.percentage, scale) for a in hubs], 0)[hub_ix]
     fixed = _with_dummy(
-        [scaled(a.fixed_per_session.scaleb(m), scale) for a, m in zip(hubs_t, mu, strict=True)], 0
+        [scaled(a.fixed_per_session.scaleb(m), scale) for a, m in zip(hubs, mu, strict=True)], 0
     )
-    per_wh = _with_dummy([scaled(a.per_kwh.scaleb(m - 3), scale) for a, m in zip(hubs_t, mu, strict=True)], 0)
+    per_wh = _with_dummy([scaled(a.per_kwh.scaleb(m - 3), scale) for a, m in zip(hubs, mu, strict=True)], 0)
     lo = _with_dummy(
         [
             scaled(a.minimum_per_session.scaleb(m), scale) if a.minimum_per_session is not None else 0
-            for a, m in zip(hubs_t, mu, strict=True)
+            for a, m in zip(hubs, mu, strict=True)
         ],
         0,
     )[hub_ix]
     hi = _with_dummy(
         [
             scaled(a.maximum_per_session.scaleb(m), scale) if a.maximum_per_session is not None else -1
-            for a, m in zip(hubs_t, mu, strict=True)
+            for a, m in zip(hubs, mu, strict=True)
         ],
         -1,
     )[hub_ix]
@@ -268,9 +280,9 @@ def _hub_fee(hubs: list, hub_ix: np.ndarray, net, wh, steps, coder: KeyCoder):
     fee = round_half_up(num, 10**scale, steps)
 
     countries = coder.uniques("country")
-    vat_scale = scale_for([r for a in hubs_t for r in a.vat_rates.values()])
-    table = np.full((len(hubs_t) + 1, len(countries) + 1), -1, dtype=np.int64)
-    for i, a in enumerate(hubs_t):
+    vat_scale = scale_for([r for a in hubs for r in a.vat_rates.values()])
+    table = np.full((len(hubs) + 1, len(countries) + 1), -1, dtype=np.int64)
+    for i, a in enumerate(hubs):
         for j, country in enumerate(countries):
             rate = a.vat_rates.get(str(country).strip().upper())
             if rate is not None:
@@ -284,32 +296,39 @@ def _hub_fee(hubs: list, hub_ix: np.ndarray, net, wh, steps, coder: KeyCoder):
     return fee.astype(np.int64), fee_vat.astype(np.int64), missing
 
 
-def _site_host(hosts: list, host_ix: np.ndarray, energy_net, energy_vat, wh, steps, coder: KeyCoder):
+def _site_host(
+    hosts: list[SiteHostAgreement],
+    host_ix: np.ndarray,
+    energy_net: np.ndarray,
+    energy_vat: np.ndarray,
+    wh: np.ndarray,
+    steps: np.ndarray,
+    coder: KeyCoder,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Site host share net and VAT per CDR (magnitudes), and where a per-kWh rate's currency differs."""
-    hosts_t: list[SiteHostAgreement] = hosts  # type: ignore[assignment]
     scale = scale_for(
-        [a.share_percentage for a in hosts_t]
+        [a.share_percentage for a in hosts]
         + [
             a.per_kwh.scaleb(minor_units(a.currency) - 3)
-            for a in hosts_t
+            for a in hosts
             if a.per_kwh is not None and a.currency
         ]
     )
-    pct = _with_dummy([scaled(a.share_percentage, scale) for a in hosts_t], 0)[host_ix]
+    pct = _with_dummy([scaled(a.share_percentage, scale) for a in hosts], 0)[host_ix]
     per_wh = _with_dummy(
         [
             scaled(a.per_kwh.scaleb(minor_units(a.currency) - 3), scale)
             if a.per_kwh is not None and a.currency
             else 0
-            for a in hosts_t
+            for a in hosts
         ],
         0,
     )[host_ix]
     share = round_half_up(exact((energy_net, pct), (wh, per_wh)), 10**scale, steps)
 
-    vat_scale = scale_for([a.vat_rate for a in hosts_t])
-    carry = _with_dummy([1 if a.vat_rate is None else 0 for a in hosts_t], 1)[host_ix].astype(bool)
-    rate = _with_dummy([scaled(a.vat_rate, vat_scale) for a in hosts_t], 0)[host_ix]
+    vat_scale = scale_for([a.vat_rate for a in hosts])
+    carry = _with_dummy([1 if a.vat_rate is None else 0 for a in hosts], 1)[host_ix].astype(bool)
+    rate = _with_dummy([scaled(a.vat_rate, vat_scale) for a in hosts], 0)[host_ix]
     den = np.where(energy_net > 0, energy_net, 1)
     carried = np.where(energy_net > 0, round_half_up(exact((energy_vat, share)), den, steps), 0)
     own = round_half_up(exact((share, rate)), 10**vat_scale, steps)
@@ -317,9 +336,9 @@ def _site_host(hosts: list, host_ix: np.ndarray, energy_net, energy_vat, wh, ste
 
     # per-kWh agreements are in one currency: a CDR in another currency cannot use them
     cur_uniques = coder.uniques("currency")
-    host_cur = [a.currency if a.per_kwh is not None else None for a in hosts_t]
+    host_cur = [a.currency if a.per_kwh is not None else None for a in hosts]
     needs = np.array([c is not None for c in host_cur] + [False], dtype=bool)[host_ix]
-    wanted = cur_uniques.get_indexer(pd.Index([c or "" for c in host_cur], dtype=object)) if hosts_t else []
+    wanted = cur_uniques.get_indexer(pd.Index([c or "" for c in host_cur], dtype=object)) if hosts else []
     wanted_codes = np.array([*list(wanted), -2], dtype=np.int64)[host_ix]
     mismatch = (host_ix >= 0) & needs & (wanted_codes != coder.codes("currency"))
 
@@ -333,12 +352,12 @@ def split(
     book: AgreementBook,
     *,
     closes: Mapping[str, datetime] | None = None,
-    pick_basis: Literal["end_date_time", "period_start"] = "end_date_time",
+    pick_basis: PickBasis = "end_date_time",
 ) -> SplitResult:
     """Split every CDR among its parties. Pure: same input -> same output, no I/O, no clock.
 
     ``closes`` (period key -> closing instant) decides each CDR's settlement period (see
-    :mod:`settlement.periods`); without it every CDR settles in its service period.
+    :mod:`settlement.core.accounting_periods`); without it every CDR settles in its service period.
     """
     cdrs = cdrs.reset_index(drop=True)
     parts = compute_parts(cdrs, book, pick_basis=pick_basis)

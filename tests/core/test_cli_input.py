@@ -22,7 +22,7 @@ from evhub.cli import app
 from kernel.db.base import Base
 from kernel.db.engine import Database
 from kernel.models import Cdr
-from settlement.store import add_agreements
+from settlement.agreement_store import add_agreements
 from tariffs.rating import rate_pending
 from tests.world.demo_network import DEMO, seed_pricing_network
 from tests.world.sessions import seed_ended_session

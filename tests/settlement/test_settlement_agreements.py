@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from settlement.agreements import (
+from settlement.core.agreements import (
     AgreementBook,
     HubFeeAgreement,
     RoamingAgreement,
@@ -21,7 +21,7 @@ from settlement.agreements import (
     parse_agreements,
     validate_agreements,
 )
-from settlement.split import split
+from settlement.core.split import split
 
 from .test_settlement_split import _one
 from .testkit import make_book

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from kernel.money import MoneyError
-from settlement.cdrs import prepare_cdrs, with_decimals
-from settlement.explain import explain_cdr
-from settlement.split import split
+from settlement.core.cdrs import prepare_cdrs, with_decimals
+from settlement.core.explain import explain_cdr
+from settlement.core.split import split
 
 from .testkit import make_book
 

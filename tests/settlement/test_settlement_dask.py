@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from typer.testing import CliRunner
 
 from evhub.cli import app
-from settlement.dask_engine import DASK_MISSING, DaskMissing, split_dask_computed
-from settlement.exports import canonical_table, content_hash
-from settlement.run import settle
-from settlement.split import split
+from settlement.core.canonical_exports import canonical_table, content_hash
+from settlement.core.run import settle
+from settlement.core.split import split
+from settlement.dask_engine import DASK_MISSING, DaskMissing, dask_splitter, split_dask_computed
 
 from .testkit import cdr_rows, make_book
 
@@ -69,14 +69,14 @@ def test_settle_with_dask_missing_is_one_line(
 def test_split_on_dask_missing_raises_dask_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "dask.dataframe", None)
     with pytest.raises(DaskMissing, match=r"pip install 'evhub\[dask\]'"):
-        settle(pd.DataFrame(), BOOK, "2026-10", engine="dask")  # refused before the table is read
+        settle(pd.DataFrame(), BOOK, "2026-10", splitter=dask_splitter())  # refused before the table is read
 
 
 def test_nothing_imports_dask_unless_chosen() -> None:
     """The CLI, the settlement job and a pandas run load without dask or distributed installed."""
     code = (
         "import sys; sys.modules['dask'] = None; sys.modules['distributed'] = None\n"
-        "import evhub.cli, settlement.job, settlement.run\n"
+        "import evhub.cli, settlement.job, settlement.core.run\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

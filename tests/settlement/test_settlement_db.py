@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from evhub.cli import app
 from kernel.db.engine import Database
 from kernel.models import Cdr, SettlementRun, SettlementStatement
+from settlement.agreement_store import AgreementChangeError, add_agreements
 from settlement.job import run_period
-from settlement.store import AgreementChangeError, add_agreements
 from tariffs.rating import rate_pending
 from tests.world.demo_network import seed_pricing_network
 from tests.world.sessions import seed_ended_session

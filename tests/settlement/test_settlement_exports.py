@@ -9,10 +9,11 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from settlement.exports import content_hash, lines_csv, lines_parquet, statement_html
-from settlement.run import settle
-from settlement.split import split
-from settlement.statements import build_statement, parties
+from settlement.core.canonical_exports import content_hash, lines_csv, lines_parquet
+from settlement.core.run import settle
+from settlement.core.split import split
+from settlement.core.statements import build_statement, parties
+from settlement.export_files import statement_html
 
 from .testkit import cdr_rows, make_book
 

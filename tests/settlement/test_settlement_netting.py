@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from settlement.netting import bilateral, check_transfers, multilateral, positions
-from settlement.split import split
-from settlement.statements import build_statement, ledger, parties, statement_totals
+from settlement.core.netting import bilateral, check_transfers, multilateral, positions
+from settlement.core.split import split
+from settlement.core.statements import build_statement, ledger, parties, statement_totals
 
 from .testkit import cdr_rows, dec, make_book
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from settlement.periods import ClosedPeriodError, closed_until, parse_period, period_of
-from settlement.run import settle
+from settlement.core.accounting_periods import ClosedPeriodError, closed_until, parse_period, period_of
+from settlement.core.run import settle
 
 from .test_settlement_split import _one
 from .testkit import cdr_rows, make_book

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kernel.money import reset_rounding, round_amount, set_rounding
-from settlement.minor import from_minor, round_half_up, rounding_step
-from settlement.split import split
+from settlement.core.minor import from_minor, round_half_up, rounding_step
+from settlement.core.split import split
 
 from .testkit import CPOS, EMSPS, cdr_rows, dec, make_book, reference_split
 

@@ -10,7 +10,7 @@ import pandas as pd
 from hypothesis import strategies as st
 
 from kernel.money import minor_units, round_amount
-from settlement.agreements import (
+from settlement.core.agreements import (
     ALL_CPOS,
     AgreementBook,
     HubFeeAgreement,
@@ -18,7 +18,7 @@ from settlement.agreements import (
     SiteHostAgreement,
     in_force,
 )
-from settlement.split import COMPONENTS
+from settlement.core.split import COMPONENTS
 
 CPOS = ("NL*CPA", "DE*CPB", "BE*CPC")
 EMSPS = ("NL*MSA", "DE*MSB")

@@ -1,0 +1,124 @@
+"""What a settlement run reads from the database: every CDR as the split's input table, the closed periods,
+and the parties by label.
+
+Parties are named in settlement by their OCPI key ``COUNTRY*PARTY`` (e.g. ``NL*AMP``); agreements use the same
+labels. A CDR's ``country`` (the VAT jurisdiction of hub fees) is its location's ISO 3166 alpha-3 country, as
+in OCPI; energy is taken to the Wh.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from kernel.energy import kwh_to_the_wh
+from kernel.models import Cdr, Location, Party, SettlementRun
+
+UNKNOWN_EMSP = "UNKNOWN"
+
+
+def party_label(party: Party | None) -> str:
+    """``COUNTRY*PARTY``, or :data:`UNKNOWN_EMSP` for a CDR without an eMSP."""
+    return f"{party.country_code}*{party.party_id}" if party is not None else UNKNOWN_EMSP
+
+
+async def load_closes(db_session: AsyncSession) -> dict[str, datetime]:
+    """Closed periods and when each closed (the first closing run of the period)."""
+    rows = (
+        await db_session.execute(
+            select(SettlementRun.period, SettlementRun.closed_at)
+            .where(SettlementRun.closed_at.is_not(None))
+            .order_by(SettlementRun.closed_at)
+        )
+    ).all()
+    closes: dict[str, datetime] = {}
+    for period, closed_at in rows:
+        if closed_at is not None:  # always, by the query; says so to the type checker
+            closes.setdefault(period, closed_at)
+    return closes
+
+
+def _component(data: dict[str, Any], name: str, side: str) -> Decimal:
+    value = (data.get(name) or {}).get(side)
+    return Decimal(str(value)) if value is not None else Decimal(0)
+
+
+async def cdr_table(db_session: AsyncSession, *, until: datetime | None = None) -> pd.DataFrame:
+    """Every CDR (optionally ended before ``until``) as the Decimal table
+    :func:`settlement.core.cdrs.prepare_cdrs` reads. Amounts come from the stored OCPI CDR, exactly."""
+    cpo, emsp = aliased(Party), aliased(Party)
+    query = (
+        select(Cdr, cpo, emsp, Location)
+        .join(cpo, Cdr.cpo_id == cpo.id)
+        .outerjoin(emsp, Cdr.emsp_id == emsp.id)
+        .outerjoin(Location, Cdr.location_id == Location.id)
+        .order_by(Cdr.id)
+    )
+    if until is not None:
+        query = query.where(Cdr.end_date_time < until)
+    rows = (await db_session.execute(query)).all()
+    uid_of = {c.id: c.cdr_uid for c, *_ in rows}
+    records = []
+    for cdr, cpo_row, emsp_row, loc in rows:
+        data = cdr.data or {}
+        record: dict[str, Any] = {
+            "cdr_id": cdr.cdr_uid,
+            "cpo": party_label(cpo_row),
+            "emsp": party_label(emsp_row),
+            "location_id": loc.ocpi_id if loc else "",
+            "country": loc.country if loc else "",
+            "currency": cdr.currency,
+            "end_date_time": cdr.end_date_time,
+            "created_at": cdr.created_at,
+            "total_energy": kwh_to_the_wh(cdr.total_energy_kwh),
+            "total_cost_excl_vat": cdr.total_cost_excl_vat,
+            "total_cost_incl_vat": cdr.total_cost_incl_vat
+            if cdr.total_cost_incl_vat is not None
+            else cdr.total_cost_excl_vat,
+            "is_credit": cdr.is_credit,
+            "credit_of": uid_of.get(cdr.credit_of) if cdr.credit_of else None,
+        }
+        for component, field in (
+            ("energy", "total_energy_cost"),
+            ("time", "total_time_cost"),
+            ("parking", "total_parking_cost"),
+            ("fixed", "total_fixed_cost"),
+        ):
+            record[f"total_{component}_cost_excl_vat"] = _component(data, field, "excl_vat")
+            record[f"total_{component}_cost_incl_vat"] = _component(data, field, "incl_vat")
+        records.append(record)
+    columns = [
+        "cdr_id",
+        "cpo",
+        "emsp",
+        "location_id",
+        "country",
+        "currency",
+        "end_date_time",
+        "created_at",
+        "total_energy",
+        "total_cost_excl_vat",
+        "total_cost_incl_vat",
+        "is_credit",
+        "credit_of",
+        *[
+            f"total_{c}_cost_{s}_vat"
+            for c in ("energy", "time", "parking", "fixed")
+            for s in ("excl", "incl")
+        ],
+    ]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+async def parties_by_label(db_session: AsyncSession) -> dict[str, int]:
+    """Each party label's id (the first party with that label: a statement names one)."""
+    out: dict[str, int] = {}
+    for p in (await db_session.scalars(select(Party).order_by(Party.id))).all():
+        out.setdefault(party_label(p), p.id)
+    return out
