@@ -79,20 +79,20 @@ def _hub(request: Request) -> Hub:
 
 
 async def _location_tariffs(hub: Hub, req: QuoteRequest) -> tuple[list[Tariff], str]:
-    async with hub.db.session() as s:
-        loc = await s.scalar(select(Location).where(Location.ocpi_id == req.location_id))
+    async with hub.db.session() as db_session:
+        loc = await db_session.scalar(select(Location).where(Location.ocpi_id == req.location_id))
         if loc is None:
             raise HTTPException(404, f"unknown location {req.location_id!r}")
         query = select(Connector).join(EVSE, Connector.evse_pk == EVSE.id).where(EVSE.location_id == loc.id)
         if req.evse_uid:
             query = query.where(EVSE.uid == req.evse_uid)
-        connectors = (await s.scalars(query.order_by(EVSE.id, Connector.id))).all()
+        connectors = (await db_session.scalars(query.order_by(EVSE.id, Connector.id))).all()
         for connector in connectors:
             for tariff_id in connector.tariff_ids or []:
-                stored = await load_versions(s, loc.cpo_id, tariff_id)
+                stored = await load_versions(db_session, loc.cpo_id, tariff_id)
                 if stored:
                     return [v.tariff for v in stored], loc.time_zone
-        stored = await load_versions(s, loc.cpo_id, "DEFAULT")
+        stored = await load_versions(db_session, loc.cpo_id, "DEFAULT")
         if stored:
             return [v.tariff for v in stored], loc.time_zone
     raise HTTPException(404, f"no tariff published for location {req.location_id!r}")

@@ -134,13 +134,16 @@ def parse_rules(raw: Sequence[dict[str, Any]]) -> list[GridRule]:
     return rules
 
 
-async def known_zones(s: AsyncSession, *, with_rules: bool = True) -> list[str]:
+async def known_zones(db_session: AsyncSession, *, with_rules: bool = True) -> list[str]:
     """The grid zones the hub knows: those its locations carry (and, ``with_rules``, those rules are
     attached to), sorted."""
-    query = select(Location.grid_zone).where(Location.grid_zone.is_not(None))
+    location_zones = select(Location.grid_zone).where(Location.grid_zone.is_not(None))
+    zones: Sequence[str | None]
     if with_rules:
-        query = union(query, select(GridTariffRule.zone))
-    return sorted({z for z in (await s.scalars(query)).all() if z})
+        zones = (await db_session.scalars(union(location_zones, select(GridTariffRule.zone)))).all()
+    else:
+        zones = (await db_session.scalars(location_zones)).all()
+    return sorted({z for z in zones if z})
 
 
 def _check_zone(zone: str, zones: Sequence[str]) -> None:
@@ -198,7 +201,7 @@ def decide(
 
 
 async def attach_rules(
-    s: AsyncSession,
+    db_session: AsyncSession,
     zone: str,
     cpo_id: int,
     tariff_id: str,
@@ -217,10 +220,10 @@ async def attach_rules(
     hysteresis = percent(hysteresis, "hysteresis")
     if min_hold_s < 0:
         raise GridConfigError(f"min_hold {min_hold_s}: seconds must not be negative")
-    _check_zone(zone, await known_zones(s, with_rules=False))
-    if await latest_version(s, cpo_id, tariff_id) is None:
+    _check_zone(zone, await known_zones(db_session, with_rules=False))
+    if await latest_version(db_session, cpo_id, tariff_id) is None:
         raise GridConfigError(f"unknown tariff {tariff_id!r} of this CPO; import it first")
-    row = await s.scalar(
+    row = await db_session.scalar(
         select(GridTariffRule).where(
             GridTariffRule.zone == zone,
             GridTariffRule.cpo_id == cpo_id,
@@ -229,16 +232,16 @@ async def attach_rules(
     )
     if row is None:
         row = GridTariffRule(zone=zone, cpo_id=cpo_id, tariff_id=tariff_id)
-        s.add(row)
+        db_session.add(row)
     row.rules = rules_to_json(parsed)
     row.hysteresis = hysteresis
     row.min_hold_s = min_hold_s
-    await s.flush()
+    await db_session.flush()
     return row
 
 
-async def _base_tariff(s: AsyncSession, cpo_id: int, tariff_id: str) -> Tariff:
-    base = await s.scalar(
+async def _base_tariff(db_session: AsyncSession, cpo_id: int, tariff_id: str) -> Tariff:
+    base = await db_session.scalar(
         select(TariffVersion)
         .where(
             TariffVersion.cpo_id == cpo_id,
@@ -263,18 +266,18 @@ async def record_load(
     at = ensure_utc(at)
     load = percent(load, "load_percent")
     published: list[TariffVersion] = []
-    async with db.session() as s:
-        _check_zone(zone, await known_zones(s))
-        exists = await s.scalar(
+    async with db.session() as db_session:
+        _check_zone(zone, await known_zones(db_session))
+        exists = await db_session.scalar(
             select(GridLoadSample.id).where(GridLoadSample.zone == zone, GridLoadSample.timestamp == at)
         )
         if exists is not None:
             return []
-        s.add(GridLoadSample(zone=zone, timestamp=at, load_percent=load))
+        db_session.add(GridLoadSample(zone=zone, timestamp=at, load_percent=load))
         query = select(GridTariffRule).where(GridTariffRule.zone == zone).order_by(GridTariffRule.id)
         if not db.is_sqlite:
             query = query.with_for_update()
-        for attachment in (await s.scalars(query)).all():
+        for attachment in (await db_session.scalars(query)).all():
             rules = parse_rules(attachment.rules)
             active = next((r for r in rules if r.name == attachment.active_rule), None)
             decision = decide(
@@ -288,9 +291,9 @@ async def record_load(
             )
             if not decision.changed:
                 continue
-            base = await _base_tariff(s, attachment.cpo_id, attachment.tariff_id)
+            base = await _base_tariff(db_session, attachment.cpo_id, attachment.tariff_id)
             version = apply_rule(base, decision.rule, at)
-            latest = await latest_version(s, attachment.cpo_id, attachment.tariff_id)
+            latest = await latest_version(db_session, attachment.cpo_id, attachment.tariff_id)
             data = to_jsonable(version, decimals_as="keep")
             row = TariffVersion(
                 cpo_id=attachment.cpo_id,
@@ -303,11 +306,11 @@ async def record_load(
                 data=data,
                 last_updated=utcnow(),
             )
-            s.add(row)
-            await s.flush()
+            db_session.add(row)
+            await db_session.flush()
             attachment.active_rule = decision.rule.name if decision.rule else None
             attachment.last_change_at = at
             for hook in hooks:
-                await hook(s, row)
+                await hook(db_session, row)
             published.append(row)
     return published

@@ -34,9 +34,9 @@ def parse_row(row: TariffVersion, *, first: bool) -> StoredTariff:
     return StoredTariff(row_id=row.id, tariff_id=row.tariff_id, version=row.version, tariff=tariff)
 
 
-async def load_versions(s: AsyncSession, cpo_id: int, tariff_id: str) -> list[StoredTariff]:
+async def load_versions(db_session: AsyncSession, cpo_id: int, tariff_id: str) -> list[StoredTariff]:
     rows: Sequence[TariffVersion] = (
-        await s.scalars(
+        await db_session.scalars(
             select(TariffVersion)
             .where(TariffVersion.cpo_id == cpo_id, TariffVersion.tariff_id == tariff_id)
             .order_by(TariffVersion.version)
@@ -45,8 +45,8 @@ async def load_versions(s: AsyncSession, cpo_id: int, tariff_id: str) -> list[St
     return [parse_row(r, first=i == 0) for i, r in enumerate(rows)]
 
 
-async def latest_version(s: AsyncSession, cpo_id: int, tariff_id: str) -> TariffVersion | None:
-    return await s.scalar(
+async def latest_version(db_session: AsyncSession, cpo_id: int, tariff_id: str) -> TariffVersion | None:
+    return await db_session.scalar(
         select(TariffVersion)
         .where(TariffVersion.cpo_id == cpo_id, TariffVersion.tariff_id == tariff_id)
         .order_by(TariffVersion.version.desc())

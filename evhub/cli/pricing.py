@@ -324,7 +324,8 @@ def cdrs_show(cdr_id: Annotated[str, CDR_ID]) -> None:
 @cdrs_app.command("correct")
 def cdrs_correct(cdr_id: Annotated[str, CDR_ID]) -> None:
     """Correct a CDR: a credit CDR for it plus a new CDR priced with the tariff versions stored now."""
-    from tariffs.rating import RatingError, correct_cdr
+    from tariffs.cdr_builder import RatingError
+    from tariffs.rating import correct_cdr
 
     async def go(db: Database) -> None:
         async with db.session() as db_session:

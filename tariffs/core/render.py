@@ -6,7 +6,7 @@ Decimals stay exact: :func:`cdr_fields` / :func:`explanation` return dicts holdi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from kernel.timeutil import format_rfc3339
 from tariffs.core.charging_periods import to_ocpi
@@ -93,7 +93,9 @@ def explanation(result: PricingResult) -> dict[str, Any]:
     }
 
 
-def render_json(result: PricingResult, *, decimals_as: str = "number", indent: int | None = 2) -> str:
+def render_json(
+    result: PricingResult, *, decimals_as: Literal["number", "string"] = "number", indent: int | None = 2
+) -> str:
     """``{"cdr": cdr_fields, "explanation": explanation}`` as JSON text, Decimals exact."""
     return dumps(
         {"cdr": cdr_fields(result), "explanation": explanation(result)},

@@ -1,0 +1,324 @@
+"""Building one CDR from one ended charging session: load, derive, price, assemble.
+
+Four steps with typed hand-offs, so each can be read (and tested) on its own:
+
+1. :func:`load_inputs` (the only database step): the session's location, CPO, EVSE, connector, token, the
+   stored versions of its tariff and its meter values, as :class:`RatingInputs`.
+2. :func:`derive_periods` (pure): the meter values as a cumulative energy series, cut into charging periods at
+   every price boundary of the tariff versions, as :class:`SessionPeriods`.
+3. :func:`price_periods` (pure): the pricing engine (:func:`tariffs.core.engine.price_session`).
+4. :func:`assemble_cdr` (pure, "now" passed in): the OCPI 2.2.1 CDR object and its row.
+
+:func:`build_cdr` runs the four; :mod:`tariffs.rating` decides when, and writes the row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import inspect, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kernel.domain.cdr_token import cdr_token
+from kernel.models import EVSE, Cdr, ChargingSession, Connector, Location, MeterValue, Party, Token
+from kernel.timeutil import format_rfc3339
+from tariffs.core.charging_periods import MeterSample, Period, periods_from_meter_values
+from tariffs.core.compiled_tariff import CompiledTariff, compile_tariff
+from tariffs.core.engine import price_session
+from tariffs.core.pricing_result import PricingResult
+from tariffs.core.render import cdr_fields, explanation
+from tariffs.core.tariff_json import to_jsonable
+from tariffs.tariff_versions import StoredTariff, load_versions
+
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+POWER = "Power.Active.Import"
+CDR_NAMESPACE = uuid.UUID("6f1d3c2a-8f7e-4c1b-9a55-0e7d2f4b9c10")
+DEFAULT_TARIFF_ID = "DEFAULT"
+
+RESET_DROP_WH = Decimal(10)
+"""A register falling by more than this is a reset (as the gateway decides); less is rounding noise."""
+
+
+class RatingError(RuntimeError):
+    """A session that cannot be priced (no tariff, no location ...)."""
+
+
+def cdr_uid_for(session_uid: str, revision: int, credit: bool) -> str:
+    """Deterministic CDR id (36 chars, within OCPI's 39): the same session always yields the same id."""
+    return str(uuid.uuid5(CDR_NAMESPACE, f"{session_uid}:{revision}:{'credit' if credit else 'cdr'}"))
+
+
+@dataclass(frozen=True, slots=True)
+class RatingInputs:
+    """Step 1's output: everything the CDR of one ended session is made from, as stored."""
+
+    charging_session: ChargingSession
+    end_time: datetime  # the session's end (it has ended)
+    location: Location
+    cpo: Party | None
+    evse: EVSE | None
+    connector: Connector | None
+    token: Token | None
+    tariff_id: str  # the tariff the session is priced with (a connector's, or the CPO's DEFAULT)
+    stored_versions: list[StoredTariff]  # that tariff's versions, oldest first
+    meter_rows: Sequence[MeterValue]  # energy register and power samples, in primary key order
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPeriods:
+    """Step 2's output: the session as the pricing engine takes it."""
+
+    versions: list[CompiledTariff]
+    periods: list[Period]  # already cut at every price boundary of ``versions``
+    start: datetime
+    end: datetime
+    time_zone: str  # the location's IANA zone
+
+
+async def build_cdr(
+    db_session: AsyncSession, charging_session: ChargingSession, *, now: datetime, revision: int = 0
+) -> tuple[Cdr, PricingResult]:
+    """Price ``charging_session`` and build its CDR row (not yet added to ``db_session``)."""
+    inputs = await load_inputs(db_session, charging_session)
+    result = price_periods(derive_periods(inputs))
+    return assemble_cdr(inputs, result, revision=revision, now=now), result
+
+
+# ---- 1. load
+
+
+async def load_inputs(db_session: AsyncSession, charging_session: ChargingSession) -> RatingInputs:
+    """Read what the CDR needs; :class:`RatingError` when the session has not ended or has no location/tariff."""
+    end_time = charging_session.end_time
+    if end_time is None:
+        raise RatingError(f"session {charging_session.session_uid} has not ended")
+    location = (
+        await db_session.get(Location, charging_session.location_id) if charging_session.location_id else None
+    )
+    if location is None:
+        raise RatingError(f"session {charging_session.session_uid} has no location")
+    cpo = await db_session.get(Party, charging_session.cpo_id)
+    evse = await db_session.get(EVSE, charging_session.evse_pk) if charging_session.evse_pk else None
+    connector = (
+        await db_session.get(Connector, charging_session.connector_pk)
+        if charging_session.connector_pk
+        else None
+    )
+    if connector is None and evse is not None:
+        connector = await db_session.scalar(
+            select(Connector).where(Connector.evse_pk == evse.id).order_by(Connector.id)
+        )
+    token = await db_session.get(Token, charging_session.token_id) if charging_session.token_id else None
+    tariff_id, stored = await _tariff_for(db_session, charging_session)
+    rows = (
+        await db_session.scalars(
+            select(MeterValue)
+            .where(
+                MeterValue.session_id == charging_session.id,
+                MeterValue.measurand.in_((ENERGY_REGISTER, POWER)),
+            )
+            .order_by(*inspect(MeterValue).primary_key)
+        )
+    ).all()
+    return RatingInputs(
+        charging_session, end_time, location, cpo, evse, connector, token, tariff_id, stored, rows
+    )
+
+
+async def _tariff_for(
+    db_session: AsyncSession, charging_session: ChargingSession
+) -> tuple[str, list[StoredTariff]]:
+    """The first of the connector's tariffs that is stored, else the CPO's ``DEFAULT``, with its versions."""
+    tariff_ids: list[str] = []
+    if charging_session.connector_pk is not None:
+        connector = await db_session.get(Connector, charging_session.connector_pk)
+        if connector is not None:
+            tariff_ids = list(connector.tariff_ids or [])
+    elif charging_session.evse_pk is not None:
+        first = await db_session.scalar(
+            select(Connector)
+            .where(Connector.evse_pk == charging_session.evse_pk)
+            .order_by(Connector.id)
+            .limit(1)
+        )
+        tariff_ids = list(first.tariff_ids or []) if first else []
+    for tariff_id in [*tariff_ids, DEFAULT_TARIFF_ID]:
+        versions = await load_versions(db_session, charging_session.cpo_id, tariff_id)
+        if versions:
+            return tariff_id, versions
+    raise RatingError(
+        f"no tariff for session {charging_session.session_uid}: connector tariff_ids {tariff_ids} and no "
+        f"'{DEFAULT_TARIFF_ID}' tariff of the CPO"
+    )
+
+
+# ---- 2. derive
+
+
+def derive_periods(inputs: RatingInputs) -> SessionPeriods:
+    """The session's meter series as charging periods cut at every price boundary of its tariff versions."""
+    charging_session = inputs.charging_session
+    samples = meter_samples(inputs.meter_rows, charging_session)
+    compiled = [compile_tariff(v.tariff) for v in inputs.stored_versions]
+    time_zone = inputs.location.time_zone
+    periods = periods_from_meter_values(
+        samples, charging_session.start_time, inputs.end_time, compiled, time_zone
+    )
+    return SessionPeriods(compiled, periods, charging_session.start_time, inputs.end_time, time_zone)
+
+
+def _wh(value: Decimal, unit: str) -> Decimal:
+    return value * 1000 if unit.lower() == "kwh" else value
+
+
+def meter_samples(rows: Sequence[MeterValue], charging_session: ChargingSession) -> list[MeterSample]:
+    """Cumulative energy since the session start, ending exactly at the session's energy.
+
+    A register reset continues from the last value; a small step back (rounding between decimal samples and
+    an integer meterStop) counts as no energy. The gateway's ``energy_wh`` is the session's total: the series
+    only gives it its shape over time, so samples are capped at it and the last one is exactly it."""
+    energy: dict[datetime, Decimal] = {}
+    power: dict[datetime, Decimal] = {}
+    for mv in rows:
+        if mv.phase:
+            continue
+        if mv.measurand == ENERGY_REGISTER:
+            energy[mv.timestamp] = _wh(mv.value, mv.unit)
+        elif mv.measurand == POWER:
+            power[mv.timestamp] = mv.value * 1000 if mv.unit.lower() == "kw" else mv.value
+    samples: list[MeterSample] = []
+    previous = charging_session.meter_start_wh
+    total = Decimal(0)
+    for ts in sorted(energy):
+        reading = energy[ts]
+        if previous is None:
+            previous = reading
+        delta = reading - previous
+        if delta >= 0:
+            total += delta
+        elif delta < -RESET_DROP_WH:
+            total += reading  # the register restarted near zero
+        previous = max(reading, previous) if -RESET_DROP_WH <= delta < 0 else reading
+        samples.append(MeterSample(ts, total, power.get(ts)))
+    end = charging_session.end_time
+    if end is not None:
+        final = max(charging_session.energy_wh or Decimal(0), Decimal(0))
+        samples = [
+            MeterSample(x.timestamp, min(x.energy_wh, final), x.power_w, x.current_a)
+            for x in samples
+            if x.timestamp < end
+        ]
+        samples.append(MeterSample(end, final))
+    if not samples or samples[0].timestamp > charging_session.start_time:
+        samples.insert(0, MeterSample(charging_session.start_time, Decimal(0)))
+    return samples
+
+
+# ---- 3. price
+
+
+def price_periods(derived: SessionPeriods) -> PricingResult:
+    """The engine's price of the derived periods (already cut, so ``precut``)."""
+    return price_session(
+        derived.versions, derived.periods, derived.start, derived.end, derived.time_zone, precut=True
+    )
+
+
+# ---- 4. assemble
+
+
+def assemble_cdr(inputs: RatingInputs, result: PricingResult, *, revision: int, now: datetime) -> Cdr:
+    """The CDR row of revision ``revision``: the OCPI CDR object (``data``), the columns, the explanation."""
+    charging_session, stored, token = inputs.charging_session, inputs.stored_versions, inputs.token
+    uid = cdr_uid_for(charging_session.session_uid, revision, False)
+    data: dict[str, Any] = {
+        "country_code": inputs.cpo.country_code if inputs.cpo else "",
+        "party_id": inputs.cpo.party_id if inputs.cpo else "",
+        "id": uid,
+        "session_id": charging_session.session_uid,
+        "cdr_token": cdr_token(token, charging_session),
+        "auth_method": charging_session.auth_method,
+        **{k: v for k, v in (charging_session.data or {}).items() if k == "authorization_reference" and v},
+        "cdr_location": _location_object(inputs.location, inputs.evse, inputs.connector),
+        "tariffs": _tariffs_used(stored, result),
+        **to_jsonable(cdr_fields(result), decimals_as="keep"),
+        "home_charging_compensation": False,
+        "last_updated": format_rfc3339(now),
+    }
+    signed = _signed_data(charging_session)
+    if signed:
+        data["signed_data"] = signed
+    return Cdr(
+        cdr_uid=uid,
+        session_id=charging_session.id,
+        revision=revision,
+        is_credit=False,
+        cpo_id=charging_session.cpo_id,
+        emsp_id=token.emsp_id if token else None,
+        location_id=inputs.location.id,
+        token_id=token.id if token else None,
+        currency=result.currency,
+        start_date_time=result.session_start,
+        end_date_time=result.session_end,
+        total_energy_kwh=result.total_energy,
+        total_time_hours=result.total_time,
+        total_cost_excl_vat=result.total_cost.excl_vat,
+        total_cost_incl_vat=result.total_cost.incl_vat,
+        tariff_versions=[
+            {
+                "tariff_id": tid,
+                "version": label,
+                "row_ids": [v.row_id for v in stored if v.tariff.version == label],
+            }
+            for tid, label in result.tariffs_used
+        ]
+        or [{"tariff_id": inputs.tariff_id, "version": None, "row_ids": []}],
+        explanation=to_jsonable(explanation(result), decimals_as="string"),
+        data=data,
+        created_at=now,
+        last_updated=now,
+    )
+
+
+def _tariffs_used(stored: Sequence[StoredTariff], result: PricingResult) -> list[Any]:
+    """The OCPI tariff objects of the versions that billed something (else the latest version)."""
+    used_labels = {label for _tid, label in result.tariffs_used}
+    used = [v for v in stored if v.tariff.version in used_labels] or [stored[-1]]
+    return [
+        to_jsonable(v.tariff.model_dump(mode="python", exclude_none=True), decimals_as="keep") for v in used
+    ]
+
+
+def _location_object(loc: Location, evse: EVSE | None, connector: Connector | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": loc.ocpi_id,
+        "name": loc.name,
+        "address": loc.address,
+        "city": loc.city,
+        "postal_code": loc.postal_code,
+        "country": loc.country,
+        "coordinates": {"latitude": loc.latitude, "longitude": loc.longitude},
+        "evse_uid": evse.uid if evse else "",
+        "evse_id": (evse.evse_id or evse.uid) if evse else "",
+        "connector_id": connector.connector_id if connector else "",
+        "connector_standard": connector.standard if connector else "",
+        "connector_format": connector.format if connector else "",
+        "connector_power_type": connector.power_type if connector else "",
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _signed_data(charging_session: ChargingSession) -> dict[str, Any] | None:
+    raw = charging_session.signed_meter_data
+    if not raw:
+        return None
+    method = "OCMF" if raw.lstrip().startswith("OCMF|") else "UNKNOWN"
+    return {
+        "encoding_method": method,
+        "signed_values": [{"nature": "End", "plain_data": "", "signed_data": raw}],
+    }
