@@ -268,7 +268,7 @@ async def test_quote_over_http_matches_engine(db: Database) -> None:
 
 
 def test_meter_samples_reset_rounding_and_final_energy() -> None:
-    from tariffs.rating import meter_samples
+    from tariffs.cdr_builder import meter_samples
 
     t0 = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
     session = ChargingSession(
