@@ -16,16 +16,16 @@ from kernel.db.engine import Database
 from kernel.models import Cdr
 from kernel.settings import load_settings
 from settlement.component import SettlementComponent
-from tests.core.apiseed import Network, seed
+from tests.world.api_network import ApiNetwork, seed_api_network
 
 
 @pytest.fixture
-async def network(db: Database) -> Network:
-    return await seed(db)
+async def network(db: Database) -> ApiNetwork:
+    return await seed_api_network(db)
 
 
 @pytest.fixture
-async def client(db: Database, network: Network) -> AsyncIterator[httpx.AsyncClient]:
+async def client(db: Database, network: ApiNetwork) -> AsyncIterator[httpx.AsyncClient]:
     settings = load_settings(database_url=db.url, api_auth=True, _env_file=None)
     hub = Hub(settings=settings, db=db, node_name="test")
     hub.app = create_app(hub)
@@ -36,11 +36,13 @@ async def client(db: Database, network: Network) -> AsyncIterator[httpx.AsyncCli
         yield http
 
 
-def _as(network: Network, who: str) -> dict[str, str]:
+def _as(network: ApiNetwork, who: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {network.keys[who]}"}
 
 
-async def test_sessions_with_meter_values_scoped_by_key(client: httpx.AsyncClient, network: Network) -> None:
+async def test_sessions_with_meter_values_scoped_by_key(
+    client: httpx.AsyncClient, network: ApiNetwork
+) -> None:
     everything = await client.get("/api/sessions", headers=_as(network, "hub"))
     assert everything.status_code == 200
     assert {s["id"] for s in everything.json()} == {"sess-ams", "sess-ldn"}
@@ -60,7 +62,7 @@ async def test_sessions_with_meter_values_scoped_by_key(client: httpx.AsyncClien
 
 
 async def test_cdrs_carry_the_stored_explanation(
-    client: httpx.AsyncClient, network: Network, db: Database
+    client: httpx.AsyncClient, network: ApiNetwork, db: Database
 ) -> None:
     from sqlalchemy import select
 
@@ -83,7 +85,7 @@ async def test_cdrs_carry_the_stored_explanation(
 
 
 async def test_tokens_a_cpo_sees_are_those_that_charged_with_it(
-    client: httpx.AsyncClient, network: Network
+    client: httpx.AsyncClient, network: ApiNetwork
 ) -> None:
     every = (await client.get("/api/tokens", headers=_as(network, "hub"))).json()
     assert {t["uid"] for t in every} == {"TOKEN-AMS", "TOKEN-LDN", "TOKEN-IDLE"}
@@ -102,7 +104,7 @@ async def test_tokens_a_cpo_sees_are_those_that_charged_with_it(
     ).status_code == 422
 
 
-async def test_locations_by_list_and_id(client: httpx.AsyncClient, network: Network) -> None:
+async def test_locations_by_list_and_id(client: httpx.AsyncClient, network: ApiNetwork) -> None:
     mine = (await client.get("/api/locations", headers=_as(network, "amp"))).json()
     assert [(loc["country_code"], loc["party_id"], loc["id"]) for loc in mine] == [
         ("NL", "AMP", "AMS-CENTRAAL")
@@ -118,7 +120,7 @@ async def test_locations_by_list_and_id(client: httpx.AsyncClient, network: Netw
     ).status_code == 200
 
 
-async def test_every_list_is_paged(client: httpx.AsyncClient, network: Network) -> None:
+async def test_every_list_is_paged(client: httpx.AsyncClient, network: ApiNetwork) -> None:
     first = await client.get("/api/tokens?limit=2", headers=_as(network, "hub"))
     assert len(first.json()) == 2
     assert first.headers["X-Total-Count"] == "3" and first.headers["X-Limit"] == "2"
@@ -137,7 +139,7 @@ async def test_every_list_is_paged(client: httpx.AsyncClient, network: Network) 
         assert page.status_code == 200 and "X-Total-Count" in page.headers, path
 
 
-async def test_unknown_command_is_refused_by_the_enum(client: httpx.AsyncClient, network: Network) -> None:
+async def test_unknown_command_is_refused_by_the_enum(client: httpx.AsyncClient, network: ApiNetwork) -> None:
     r = await client.post(
         "/api/chargers/CP-AMS-01-1/commands/self-destruct", headers=_as(network, "hub"), json={}
     )
@@ -150,7 +152,7 @@ async def test_unknown_command_is_refused_by_the_enum(client: httpx.AsyncClient,
     assert bad.status_code == 422 and "invalid parameter" in bad.text
 
 
-async def test_odd_identifiers_are_unknown_not_errors(client: httpx.AsyncClient, network: Network) -> None:
+async def test_odd_identifiers_are_unknown_not_errors(client: httpx.AsyncClient, network: ApiNetwork) -> None:
     for path in ("/api/sessions/a%00b", "/api/cdrs/a%00b", "/api/chargers/a%00b", "/api/tokens/NL/EMS/a%00b",
                  "/api/locations/NL/AMP/a%00b", "/api/sessions?charger=a%00b", "/api/cdrs?session_id=%00"):  # fmt: skip
         r = await client.get(path, headers=_as(network, "hub"))

@@ -24,7 +24,7 @@ from kernel.components import Hub
 from kernel.db.engine import Database
 from kernel.settings import load_settings
 from tests.conftest import clear_tables
-from tests.core.apiseed import Network, seed
+from tests.world.api_network import ApiNetwork, seed_api_network
 
 MAX_EXAMPLES = 12
 
@@ -76,19 +76,19 @@ class HubLifespan:
 
 
 @pytest.fixture
-def network(database_url: str) -> Network:
-    async def prepare() -> Network:
+def network(database_url: str) -> ApiNetwork:
+    async def prepare() -> ApiNetwork:
         db = Database(database_url)
         try:
             await clear_tables(db)
-            return await seed(db)
+            return await seed_api_network(db)
         finally:
             await db.dispose()
 
     return asyncio.run(prepare())
 
 
-def known_objects(network: Network) -> dict[str, dict[str, str]]:
+def known_objects(network: ApiNetwork) -> dict[str, dict[str, str]]:
     """Path parameters naming seeded objects, so generated queries and bodies also reach real rows."""
     return {
         "/api/chargers/{identity}": {"identity": "CP-AMS-01-1"},
@@ -133,7 +133,7 @@ def _exercise(
     run()
 
 
-def test_no_server_error_and_documented_answers(database_url: str, network: Network) -> None:
+def test_no_server_error_and_documented_answers(database_url: str, network: ApiNetwork) -> None:
     app = HubLifespan(database_url)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     headers = {"Authorization": f"Bearer {network.keys['hub']}"}

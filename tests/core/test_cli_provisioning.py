@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
-from typer.testing import CliRunner
 
-from evhub.cli import app
 from kernel.db.engine import Database
 from kernel.models import EVSE, ChargePoint, ChargePointEvse, Connector, Location, Party, TariffVersion, Token
 from kernel.security import verify_password
 from tests.conftest import OCPI_EXAMPLES
-
-
-def cli_on(db: Database, monkeypatch: pytest.MonkeyPatch):
-    """``await invoke("parties", "list")``: the real CLI on the test database (asserts exit 0 unless ``ok=False``)."""
-    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
-    runner = CliRunner()
-
-    async def invoke(*args: str, ok: bool = True):
-        # The CLI runs its own event loop (asyncio.run), so it gets a thread of its own.
-        result = await asyncio.to_thread(runner.invoke, app, list(args))
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return invoke
-
-
-@pytest.fixture
-def cli(db: Database, monkeypatch: pytest.MonkeyPatch):
-    return cli_on(db, monkeypatch)
 
 
 async def _count(db: Database, model: type) -> int:

@@ -5,7 +5,6 @@ CDR is POSTed to the eMSP exactly once."""
 from __future__ import annotations
 
 import asyncio
-import json
 from decimal import Decimal
 
 import pytest
@@ -13,24 +12,18 @@ import pytest
 from evhub import provisioning as prov
 from evhub.app import RunningHub, load_components
 from kernel.db.engine import Database
+from kernel.ports import free_port
 from kernel.settings import load_settings
 from ocpi.partners import invite_partner
 from simulators.chargepoints import ChargerFleet, ChargerSpec
 from simulators.emsp import EmspSimulator
-from tests.conftest import free_port
-from tests.tariffs.test_rating_db import DEMO
+from tests.world.demo_network import seed_demo_network
 
 
 @pytest.fixture
 async def running(db: Database):
+    await seed_demo_network(db, parties=["NL*AMP"], countries=["NL"], grid_zones=False)
     async with db.session() as s:
-        await prov.add_party(s, "NL", "AMP", "CPO", "AmsterPower")
-        for loc in json.loads((DEMO / "locations.json").read_text()):
-            if loc["country_code"] == "NL":
-                await prov.import_location(s, loc)
-        for tariff in prov.load_json((DEMO / "tariffs.json").read_text(), "tariffs"):
-            if tariff["country_code"] == "NL":
-                await prov.import_tariff(s, tariff)
         await prov.add_charger(
             s,
             "AMS-CP-1",

@@ -3,10 +3,8 @@ quotes over real HTTP. The prices asserted here are computed by hand from the de
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,94 +14,18 @@ from evhub import provisioning as prov
 from evhub.app import RunningHub
 from kernel.db.engine import Database
 from kernel.models import (
-    EVSE,
     Cdr,
-    ChargePoint,
     ChargingSession,
     Connector,
-    Location,
     MeterValue,
-    OcppVersion,
     PricingState,
 )
 from kernel.settings import load_settings
 from tariffs.component import PricingComponent
 from tariffs.dynamic import attach_rules, record_load
 from tariffs.rating import correct_cdr, rate_pending
-
-DEMO = Path(__file__).resolve().parents[2] / "evhub" / "demo_data"
-
-
-async def _network(db: Database) -> None:
-    async with db.session() as s:
-        await prov.add_party(s, "NL", "AMP", "CPO", "AmsterPower")
-        await prov.add_party(s, "GB", "LDN", "CPO", "London Charge Co")
-        await prov.add_party(s, "NL", "EMS", "EMSP", "Roam")
-        await prov.add_party(s, "NL", "HUB", "HUB", "evhub")
-        await prov.add_party(s, "NL", "SIT", "SITE_HOST", "Station Parking BV")
-        for loc in json.loads((DEMO / "locations.json").read_text()):
-            await prov.import_location(s, loc, grid_zone="NL-NH" if loc["country_code"] == "NL" else None)
-        for tariff in json.loads((DEMO / "tariffs.json").read_text()):
-            await prov.import_tariff(s, tariff)
-        await prov.add_token(s, prov.TokenSpec(uid="TOKEN-1", issuer_party="NL*EMS"))
-
-
-async def _ended_session(
-    db: Database,
-    evse_uid: str,
-    start: datetime,
-    minutes: int,
-    kwh: str,
-    *,
-    uid: str = "sess-1",
-    charge_minutes=None,
-) -> int:
-    """A session with a meter value per minute: linear energy for ``charge_minutes`` then idle (parking)."""
-    charge_minutes = charge_minutes or minutes
-    async with db.session() as s:
-        evse = await s.scalar(select(EVSE).where(EVSE.uid == evse_uid))
-        loc = await s.get(Location, evse.location_id)
-        connector = await s.scalar(select(Connector).where(Connector.evse_pk == evse.id))
-        cp = await s.scalar(select(ChargePoint).where(ChargePoint.identity == f"CP-{evse_uid}"))
-        if cp is None:
-            cp = ChargePoint(
-                identity=f"CP-{evse_uid}", ocpp_version=OcppVersion.V16, cpo_id=loc.cpo_id, location_id=loc.id
-            )
-            s.add(cp)
-            await s.flush()
-        end = start + timedelta(minutes=minutes)
-        total_wh = Decimal(kwh) * 1000
-        token_id = (await s.scalars(select(prov.Token.id))).first()
-        sess = ChargingSession(
-            session_uid=uid,
-            charge_point_id=cp.id,
-            transaction_id=uid,
-            cpo_id=loc.cpo_id,
-            location_id=loc.id,
-            evse_pk=evse.id,
-            connector_pk=connector.id,
-            token_id=token_id,
-            start_time=start,
-            end_time=end,
-            meter_start_wh=Decimal(1000),
-            meter_stop_wh=Decimal(1000) + total_wh,
-            energy_wh=total_wh,
-            status="COMPLETED",
-            pricing_state=PricingState.PENDING,
-            last_updated=end,
-        )
-        s.add(sess)
-        await s.flush()
-        for m in range(minutes + 1):
-            done = min(m, charge_minutes)
-            s.add(
-                MeterValue(
-                    session_id=sess.id,
-                    timestamp=start + timedelta(minutes=m),
-                    value=Decimal(1000) + total_wh * done / charge_minutes,
-                )
-            )
-        return sess.id
+from tests.world.demo_network import demo_json, seed_pricing_network
+from tests.world.sessions import seed_ended_session
 
 
 async def _count(db: Database, model: type) -> int:
@@ -112,10 +34,10 @@ async def _count(db: Database, model: type) -> int:
 
 
 async def test_one_cdr_per_session_priced_by_time_of_day(db: Database) -> None:
-    await _network(db)
+    await seed_pricing_network(db)
     # 22:30-23:30 Amsterdam time (UTC+1 in November): 30 min at day price, 30 min at night price, 10 kWh.
     start = datetime(2026, 11, 10, 21, 30, tzinfo=UTC)
-    sid = await _ended_session(db, "AMS-01-1", start, 60, "10")
+    sid = await seed_ended_session(db, "AMS-01-1", start, 60, "10")
     calls: list[str] = []
 
     async def hook(_s, cdr: Cdr) -> None:
@@ -145,12 +67,12 @@ async def test_one_cdr_per_session_priced_by_time_of_day(db: Database) -> None:
 
 
 async def test_parking_and_time_components(db: Database) -> None:
-    await _network(db)
+    await seed_pricing_network(db)
     # Amsterdam: charge 40 min (day), then 25 min parked -> parking 6.00/h in 5-min steps: 25 min = 2.50.
     start = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
-    await _ended_session(db, "AMS-01-2", start, 65, "8", uid="park", charge_minutes=40)
+    await seed_ended_session(db, "AMS-01-2", start, 65, "8", uid="park", charge_minutes=40)
     # London: 30 min, 6 kWh: 6 x 0.45 + 0.5 h x 3.00 = 2.70 + 1.50 = 4.20 GBP; VAT 20 % -> 5.04.
-    await _ended_session(db, "LDN-01-1", start, 30, "6", uid="ldn")
+    await seed_ended_session(db, "LDN-01-1", start, 30, "6", uid="ldn")
     assert await rate_pending(db) == 2
     async with db.session() as s:
         cdrs = {c.data["session_id"]: c for c in (await s.scalars(select(Cdr))).all()}
@@ -163,11 +85,11 @@ async def test_parking_and_time_components(db: Database) -> None:
 
 
 async def test_session_without_tariff_fails_visibly_then_rerates(db: Database) -> None:
-    await _network(db)
+    await seed_pricing_network(db)
     async with db.session() as s:
         for c in (await s.scalars(select(Connector))).all():
             c.tariff_ids = ["MISSING"]
-    sid = await _ended_session(db, "AMS-01-1", datetime(2026, 11, 10, 12, 0, tzinfo=UTC), 10, "1")
+    sid = await seed_ended_session(db, "AMS-01-1", datetime(2026, 11, 10, 12, 0, tzinfo=UTC), 10, "1")
     assert await rate_pending(db) == 0
     async with db.session() as s:
         session = await s.get(ChargingSession, sid)
@@ -176,12 +98,12 @@ async def test_session_without_tariff_fails_visibly_then_rerates(db: Database) -
 
 
 async def test_correction_is_a_credit_plus_a_new_cdr(db: Database) -> None:
-    await _network(db)
-    await _ended_session(db, "AMS-01-1", datetime(2026, 11, 10, 12, 0, tzinfo=UTC), 60, "10")
+    await seed_pricing_network(db)
+    await seed_ended_session(db, "AMS-01-1", datetime(2026, 11, 10, 12, 0, tzinfo=UTC), 60, "10")
     await rate_pending(db)
     async with db.session() as s:
         original = await s.scalar(select(Cdr))
-        tariff = json.loads((DEMO / "tariffs.json").read_text())[0]
+        tariff = demo_json("tariffs.json")[0]
     tariff["elements"][2]["price_components"][0]["price"] = 0.49
     tariff["last_updated"] = "2026-11-11T00:00:00Z"
     tariff["start_date_time"] = "2026-11-01T00:00:00Z"  # the operator's fix, valid for the corrected session
@@ -200,8 +122,8 @@ async def test_correction_is_a_credit_plus_a_new_cdr(db: Database) -> None:
 
 
 async def test_grid_load_publishes_versions_and_sessions_pay_the_published_price(db: Database) -> None:
-    await _network(db)
-    rules = json.loads((DEMO / "grid_rules.json").read_text())
+    await seed_pricing_network(db)
+    rules = demo_json("grid_rules.json")
     async with db.session() as s:
         cpo = await prov.find_party(s, "NL*AMP", prov.PartyRole.CPO)
         await attach_rules(s, "NL-NH", cpo.id, "AMS-TOD", rules, hysteresis=Decimal(5), min_hold_s=1800)
@@ -222,7 +144,7 @@ async def test_grid_load_publishes_versions_and_sessions_pay_the_published_price
     )  # late sample: stored only
 
     # A session from 12:00 to 13:00 UTC, 12 kWh evenly: 6 kWh at 0.39, then 6 kWh at the peak price 0.49.
-    await _ended_session(db, "AMS-01-1", t0, 60, "12")
+    await seed_ended_session(db, "AMS-01-1", t0, 60, "12")
     await rate_pending(db)
     async with db.session() as s:
         cdr = await s.scalar(select(Cdr))
@@ -231,7 +153,7 @@ async def test_grid_load_publishes_versions_and_sessions_pay_the_published_price
 
 
 async def test_quote_over_http_matches_engine(db: Database) -> None:
-    await _network(db)
+    await seed_pricing_network(db)
     settings = load_settings(database_url=db.url, http_host="127.0.0.1", http_port=0, _env_file=None)
     hub = RunningHub(settings, components=[PricingComponent(interval=3600)])
     await hub.start()
