@@ -1,4 +1,5 @@
-"""Fixtures of the portal tests: a running hub with only the portal, an SMTP sink, a headless chromium."""
+"""Fixtures of the portal tests: the portal app served in-process, a running hub with only the portal (for the
+browser), an SMTP sink, a headless chromium."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 
 from evhub.app import RunningHub
 from kernel.db.engine import Database
-from kernel.settings import load_settings
-from portal.component import PortalComponent
 from portal.smtp import SmtpSink, start_smtp_sink
-from tests.conftest import free_port
+from tests.portal.helpers import portal_app, start_hub
 
 CHROMIUM = os.environ.get("EVHUB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -28,29 +28,17 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture
 async def sink(tmp_path: Path) -> AsyncIterator[SmtpSink]:
-    s = await start_smtp_sink(tmp_path / "mail", refuse=lambda addr: "bounce" in addr)
+    smtp_sink = await start_smtp_sink(tmp_path / "mail", refuse=lambda addr: "bounce" in addr)
     try:
-        yield s
+        yield smtp_sink
     finally:
-        await s.stop()
+        await smtp_sink.stop()
 
 
-async def start_hub(db: Database, smtp_url: str = "", **portal_kw: object) -> RunningHub:
-    settings = load_settings(
-        database_url=db.url,
-        http_host="127.0.0.1",
-        http_port=free_port(),
-        auto_migrate=True,
-        smtp_url=smtp_url,
-        mail_from="receipts@evhub.test",
-        log_level="WARNING",
-    )
-    portal_kw.setdefault("time_zone", "Europe/Berlin")
-    portal_kw.setdefault("dispatch_interval", 0.3)
-    portal_kw.setdefault("scan_interval", 3600)
-    hub = RunningHub(settings, components=[PortalComponent(**portal_kw)])  # type: ignore[arg-type]
-    await hub.start()
-    return hub
+@pytest.fixture
+def app(db: Database) -> FastAPI:
+    """The portal's HTTP app on the test database, for :func:`tests.portal.helpers.portal_client`."""
+    return portal_app(db)
 
 
 @pytest.fixture

@@ -16,25 +16,10 @@ from evhub.app import RunningHub
 from kernel.db.engine import Database
 from kernel.models import Connector, TariffVersion, Token
 from kernel.timeutil import utcnow
+from tests.portal.helpers import TARIFF
 from tests.portal.seed import PASSWORD, add_fleet_with_manager, add_session, add_token, base_world
 
 DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
-TARIFF = {
-    "country_code": "DE",
-    "party_id": "CPO",
-    "id": "AC-STD",
-    "currency": "EUR",
-    "elements": [
-        {
-            "price_components": [
-                {"type": "ENERGY", "price": "0.40", "vat": "19", "step_size": 1},
-                {"type": "FLAT", "price": "1.00", "vat": "19", "step_size": 1},
-            ]
-        }
-    ],
-    "last_updated": "2025-01-01T00:00:00Z",
-}
 
 
 async def _seed(db: Database):

@@ -1,4 +1,5 @@
-"""The portal over real HTTP: login, CSRF, lockout, fleet isolation, tokens, CSV export, reports."""
+"""The portal over HTTP (the app served in-process): login, CSRF, lockout, fleet isolation, tokens, CSV export,
+reports."""
 
 from __future__ import annotations
 
@@ -8,30 +9,15 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import httpx
+from fastapi import FastAPI
 from sqlalchemy import select
 
-from evhub.app import RunningHub
 from kernel.db.engine import Database
 from kernel.models import FleetManager, Token
 from kernel.timeutil import utcnow
 from portal.admin import AdminError, add_fleet, add_manager
+from tests.portal.helpers import csrf_token, login, portal_client
 from tests.portal.seed import PASSWORD, add_fleet_with_manager, add_session, add_token, base_world, cost_incl
-
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def _csrf(html: str) -> str:
-    m = CSRF_RE.search(html)
-    assert m, "no CSRF token in page"
-    return m.group(1)
-
-
-async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
-    page = await client.get("/portal/login")
-    return await client.post(
-        "/portal/login", data={"email": email, "password": password, "csrf_token": _csrf(page.text)}
-    )
 
 
 async def _world(db: Database):
@@ -44,11 +30,10 @@ async def _world(db: Database):
     return world
 
 
-async def test_login_logout_csrf_and_secure_cookies(db: Database, hub: RunningHub) -> None:
+async def test_login_logout_csrf_and_secure_cookies(db: Database, app: FastAPI) -> None:
     world = await _world(db)
     assert world.fleets
-    base = hub.hub.endpoints["http"]
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with portal_client(app) as client:
         first = await client.get("/portal/", follow_redirects=False)
         assert first.status_code == 303 and first.headers["location"] == "/portal/login"
         # A login POST without the login form's token is refused.
@@ -73,7 +58,7 @@ async def test_login_logout_csrf_and_secure_cookies(db: Database, hub: RunningHu
             await client.post("/portal/drivers", data={"name": "X", "csrf_token": "nope"})
         ).status_code == 403
         # A cross-origin POST is refused even with the token.
-        token = _csrf(home.text)
+        token = csrf_token(home.text)
         cross = await client.post(
             "/portal/drivers",
             data={"name": "X", "csrf_token": token},
@@ -91,15 +76,14 @@ async def test_login_logout_csrf_and_secure_cookies(db: Database, hub: RunningHu
         client.cookies.set("evhub_portal", raw, path="/portal")
         assert (await client.get("/portal/", follow_redirects=False)).status_code == 303
     # Behind an https proxy the cookie is Secure.
-    async with httpx.AsyncClient(base_url=base, headers={"X-Forwarded-Proto": "https"}) as client:
+    async with portal_client(app, headers={"X-Forwarded-Proto": "https"}) as client:
         page = await client.get("/portal/login")
         assert all("Secure" in c for c in page.headers.get_list("set-cookie"))
 
 
-async def test_lockout_after_repeated_failures(db: Database, hub: RunningHub) -> None:
+async def test_lockout_after_repeated_failures(db: Database, app: FastAPI) -> None:
     await _world(db)
-    base = hub.hub.endpoints["http"]
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with portal_client(app) as client:
         for _ in range(4):
             assert (await login(client, "boss@acme.test", "wrong password")).status_code == 401
         assert (await login(client, "boss@acme.test", "wrong password")).status_code == 429
@@ -107,12 +91,14 @@ async def test_lockout_after_repeated_failures(db: Database, hub: RunningHub) ->
         locked = await login(client, "boss@acme.test")
         assert locked.status_code == 429 and "locked" in locked.text
         assert (await login(client, "nobody@acme.test")).status_code == 401
-    async with db.session() as s:
-        m = (await s.execute(select(FleetManager).where(FleetManager.email == "boss@acme.test"))).scalar_one()
+    async with db.session() as db_session:
+        m = (
+            await db_session.execute(select(FleetManager).where(FleetManager.email == "boss@acme.test"))
+        ).scalar_one()
         assert m.locked_until is not None and m.locked_until > utcnow()
         assert m.password_hash.startswith("$argon2id$")
         m.locked_until = utcnow() - timedelta(seconds=1)
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with portal_client(app) as client:
         assert (await login(client, "boss@acme.test")).status_code == 303
 
 
@@ -132,16 +118,15 @@ async def test_admin_functions_refuse_duplicates(db: Database) -> None:
         raise AssertionError("expected AdminError")
 
 
-async def test_fleet_isolation_over_http(db: Database, hub: RunningHub) -> None:
+async def test_fleet_isolation_over_http(db: Database, app: FastAPI) -> None:
     world = await _world(db)
     start = utcnow().replace(hour=8, minute=0, second=0, microsecond=0)
     acme_sid, _ = await add_session(db, world, "ACME01", start, "12.5")
     globex_sid, _ = await add_session(db, world, "GLOBEX1", start, "30")
-    base = hub.hub.endpoints["http"]
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with portal_client(app) as client:
         await login(client, "boss@acme.test")
         home = await client.get("/portal/")
-        token = _csrf(home.text)
+        token = csrf_token(home.text)
         pages = {
             p: (await client.get(p)).text
             for p in ("/portal/", "/portal/tokens", "/portal/drivers", "/portal/sessions", "/portal/reports")
@@ -160,18 +145,17 @@ async def test_fleet_isolation_over_http(db: Database, hub: RunningHub) -> None:
                 f"/portal/tokens/{gid}/{action}", data={"csrf_token": token, "monthly_limit": "1"}
             )
             assert r.status_code == 404, action
-    async with db.session() as s:
-        g = await s.get(Token, gid)
+    async with db.session() as db_session:
+        g = await db_session.get(Token, gid)
         assert g is not None and g.valid and g.monthly_limit is None
 
 
-async def test_tokens_block_limit_assign(db: Database, hub: RunningHub) -> None:
+async def test_tokens_block_limit_assign(db: Database, app: FastAPI) -> None:
     world = await _world(db)
-    base = hub.hub.endpoints["http"]
     tid = world.tokens["ACME02"]
-    async with httpx.AsyncClient(base_url=base, follow_redirects=True) as client:
+    async with portal_client(app, follow_redirects=True) as client:
         await login(client, "boss@acme.test")
-        token = _csrf((await client.get("/portal/tokens")).text)
+        token = csrf_token((await client.get("/portal/tokens")).text)
         await client.post(
             "/portal/drivers", data={"csrf_token": token, "name": "Carol", "email": "carol@acme.test"}
         )
@@ -194,17 +178,17 @@ async def test_tokens_block_limit_assign(db: Database, hub: RunningHub) -> None:
             "/portal/tokens", data={"csrf_token": token, "uid": "NEW123", "visual_number": "N-1"}
         )
         assert "NEW123" in r.text
-    async with db.session() as s:
-        tok = await s.get(Token, tid)
+    async with db.session() as db_session:
+        tok = await db_session.get(Token, tid)
         assert tok is not None
         assert tok.valid is False
         assert tok.monthly_limit == Decimal("150.50") and tok.limit_currency == "EUR"
         assert (tok.driver_name, tok.driver_email, tok.vehicle) == ("Carol", "carol@acme.test", "Van 9")
-        new = (await s.execute(select(Token).where(Token.uid == "NEW123"))).scalar_one()
+        new = (await db_session.execute(select(Token).where(Token.uid == "NEW123"))).scalar_one()
         assert new.fleet_id == world.fleets["Acme"] and new.valid
 
 
-async def test_sessions_filter_pagination_csv_and_report(db: Database, hub: RunningHub) -> None:
+async def test_sessions_filter_pagination_csv_and_report(db: Database, app: FastAPI) -> None:
     world = await _world(db)
     day = datetime(2025, 3, 10, 7, 0, tzinfo=UTC)
     expected_alice = []
@@ -215,8 +199,7 @@ async def test_sessions_filter_pagination_csv_and_report(db: Database, hub: Runn
         if uid == "ACME01":
             expected_alice.append(kwh)
     await add_session(db, world, "ACME01", day + timedelta(days=30), "99")  # April: outside the filter
-    base = hub.hub.endpoints["http"]
-    async with httpx.AsyncClient(base_url=base) as client:
+    async with portal_client(app) as client:
         await login(client, "boss@acme.test")
         q = {"from": "2025-03-01", "to": "2025-03-31", "driver": "Alice"}
         page1 = await client.get("/portal/sessions", params=q)

@@ -3,25 +3,36 @@ outage without loss or duplicates; a refused address recorded and not retried; t
 
 from __future__ import annotations
 
-import asyncio
 import email
-import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
+from kernel.clock import pin_clock
 from kernel.db.engine import Database
-from kernel.models import Cdr, OutboxMessage, OutboxStatus
+from kernel.models import (
+    Cdr,
+    ChargingSession,
+    Connector,
+    OutboxMessage,
+    OutboxStatus,
+    PricingState,
+    TariffVersion,
+)
 from kernel.models.portal import Receipt, ReceiptStatus
-from kernel.outbox import BackoffPolicy
+from kernel.outbox import BackoffPolicy, OutboxDispatcher, register_channel
+from kernel.ports import free_port
 from kernel.timeutil import utcnow
-from portal.receipts import enqueue_receipt, scan_missing_receipts
-from portal.smtp import SmtpConfig, start_smtp_sink
-from tests.conftest import free_port
-from tests.portal.conftest import start_hub
+from portal.component import receipt_hook
+from portal.receipts import CHANNEL, enqueue_receipt, make_email_sender, scan_missing_receipts
+from portal.smtp import SmtpConfig, SmtpSink, start_smtp_sink
+from tariffs.rating import rate_session
+from tests.portal.helpers import TARIFF, start_hub, wait_until
 from tests.portal.seed import add_fleet_with_manager, add_session, add_token, base_world, cost_incl
 
 FAST = BackoffPolicy(base=0.2, cap=0.5, jitter=0)
@@ -37,28 +48,19 @@ async def _world(db: Database):
 
 
 async def _enqueue(db: Database, cdr_id: int) -> Receipt | None:
-    async with db.session() as s:
-        cdr = await s.get(Cdr, cdr_id)
+    async with db.session() as db_session:
+        cdr = await db_session.get(Cdr, cdr_id)
         assert cdr is not None
-        return await enqueue_receipt(s, cdr)
+        return await enqueue_receipt(db_session, cdr)
 
 
 def _read(path: Path) -> EmailMessage:
     return email.message_from_bytes(path.read_bytes(), policy=default_policy)  # type: ignore[return-value]
 
 
-async def _wait_for(predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("condition not reached in time")
-
-
 async def _statuses(db: Database) -> dict[int, str]:
-    async with db.session() as s:
-        return {r.cdr_id: str(r.status) for r in (await s.execute(select(Receipt))).scalars()}
+    async with db.session() as db_session:
+        return {r.cdr_id: str(r.status) for r in (await db_session.execute(select(Receipt))).scalars()}
 
 
 async def test_receipt_received_with_right_amounts(db: Database, sink, tmp_path: Path) -> None:
@@ -71,7 +73,7 @@ async def test_receipt_received_with_right_amounts(db: Database, sink, tmp_path:
     assert r1 is not None and r2 is not None and r1.id == r2.id
     hub = await start_hub(db, smtp_url=sink.url, dispatch_backoff=FAST)
     try:
-        await _wait_for(_has_files(sink, 1))
+        await wait_until(_has_files(sink, 1))
     finally:
         await hub.stop()
     [path] = sink.messages()
@@ -94,11 +96,28 @@ async def test_receipt_received_with_right_amounts(db: Database, sink, tmp_path:
     assert (await _statuses(db))[cdr_id] == ReceiptStatus.SENT
 
 
-def _has_files(sink, n: int):
+def _has_files(sink: SmtpSink, n: int) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         return len(sink.messages()) >= n
 
     return check
+
+
+async def _count(db: Database, *where: Any) -> int:
+    async with db.session() as db_session:
+        return int(
+            await db_session.scalar(select(func.count()).select_from(OutboxMessage).where(*where)) or 0
+        )
+
+
+async def _dispatch_an_hour_later(db: Database, smtp_url: str) -> int:
+    """With the hub stopped: move the clock an hour on (past every retry delay and lease) and let a fresh
+    dispatcher of the ``email`` channel send whatever is still due. Returns how many it delivered."""
+    pin_clock(utcnow() + timedelta(hours=1))
+    register_channel(
+        CHANNEL, make_email_sender(db, lambda: SmtpConfig.from_url(smtp_url), "receipts@evhub.test")
+    )
+    return await OutboxDispatcher(db, channels=[CHANNEL]).drain()
 
 
 async def test_smtp_outage_and_recovery_without_loss_or_duplicates(db: Database, tmp_path: Path) -> None:
@@ -106,47 +125,47 @@ async def test_smtp_outage_and_recovery_without_loss_or_duplicates(db: Database,
     port = free_port()
     url = f"smtp://127.0.0.1:{port}"
     base = datetime(2025, 4, 2, 9, 0, tzinfo=UTC)
-    cdr_ids = []
     for i in range(6):
         _, cid = await add_session(db, world, "ACME01", base + timedelta(hours=i * 2), str(5 + i))
         assert cid is not None
-        cdr_ids.append(cid)
         await _enqueue(db, cid)
     hub = await start_hub(db, smtp_url=url, dispatch_backoff=FAST)
+    sink: SmtpSink | None = None
     try:
-        # SMTP is down: attempts fail, nothing is lost, rows stay pending.
-        async def failed_attempts() -> bool:
-            async with db.session() as s:
-                n = await s.scalar(select(func.count()).where(OutboxMessage.attempts >= 2))
-            return n == 6
-
-        await _wait_for(failed_attempts)
-        async with db.session() as s:
-            pending = await s.scalar(select(func.count()).where(OutboxMessage.status == OutboxStatus.PENDING))
-            errors = (await s.execute(select(OutboxMessage.last_error))).scalars().all()
-        assert pending == 6 and all(e for e in errors)
-        # The scanner runs meanwhile: it must not add anything (the receipts exist).
-        assert await scan_missing_receipts(db) == 0
-        # SMTP comes back on the same port.
-        sink = await start_smtp_sink(tmp_path / "mail", port=port)
         try:
-            await _wait_for(_has_files(sink, 6))
-            await asyncio.sleep(1.5)  # a few more dispatcher ticks: nothing is sent twice
-            files = sink.messages()
+            # SMTP is down: attempts fail, nothing is lost, rows stay pending.
+            async def failed_attempts() -> bool:
+                return await _count(db, OutboxMessage.attempts >= 2) == 6
+
+            await wait_until(failed_attempts)
+            async with db.session() as db_session:
+                errors = (await db_session.execute(select(OutboxMessage.last_error))).scalars().all()
+            assert await _count(db, OutboxMessage.status == OutboxStatus.PENDING) == 6 and all(errors)
+            # The scanner runs meanwhile: it must not add anything (the receipts exist).
+            assert await scan_missing_receipts(db) == 0
+            # SMTP comes back on the same port.
+            sink = await start_smtp_sink(tmp_path / "mail", port=port)
+
+            async def all_delivered() -> bool:
+                return await _count(db, OutboxMessage.status == OutboxStatus.DELIVERED) == 6
+
+            await wait_until(all_delivered)
+            await wait_until(_has_files(sink, 6))
         finally:
-            await sink.stop()
+            await hub.stop()  # a dispatcher tick still running finishes first
+        # Nothing is sent twice: every row is delivered, so a dispatcher run later finds nothing to send.
+        assert await _dispatch_an_hour_later(db, url) == 0
+        files = sink.messages()
     finally:
-        await hub.stop()
+        if sink is not None:
+            await sink.stop()
     assert len(files) == 6
     ids = [_read(p)["Message-ID"] for p in files]
     assert len(set(ids)) == 6
-    async with db.session() as s:
-        delivered = await s.scalar(select(func.count()).where(OutboxMessage.status == OutboxStatus.DELIVERED))
-    assert delivered == 6
     assert set((await _statuses(db)).values()) == {ReceiptStatus.SENT}
 
 
-async def test_refused_address_is_recorded_not_retried(db: Database, sink) -> None:
+async def test_refused_address_is_recorded_not_retried(db: Database, sink: SmtpSink) -> None:
     world = await _world(db)
     start = datetime(2025, 4, 3, 9, 0, tzinfo=UTC)
     _, bob_cdr = await add_session(db, world, "ACME02", start, "10")
@@ -159,17 +178,16 @@ async def test_refused_address_is_recorded_not_retried(db: Database, sink) -> No
     try:
 
         async def dead() -> bool:
-            async with db.session() as s:
-                row = (await s.execute(select(OutboxMessage))).scalar_one()
-            return row.status == OutboxStatus.DEAD
+            return await _count(db, OutboxMessage.status == OutboxStatus.DEAD) == 1
 
-        await _wait_for(dead)
-        await asyncio.sleep(1.0)
+        await wait_until(dead)
     finally:
-        await hub.stop()
-    async with db.session() as s:
-        row = (await s.execute(select(OutboxMessage))).scalar_one()
-        receipt = (await s.execute(select(Receipt).where(Receipt.cdr_id == bob_cdr))).scalar_one()
+        await hub.stop()  # a dispatcher tick still running finishes first
+    # Not retried: a dispatcher run later (past any retry delay) does not try the refused address again.
+    assert await _dispatch_an_hour_later(db, sink.url) == 0
+    async with db.session() as db_session:
+        row = (await db_session.execute(select(OutboxMessage))).scalar_one()
+        receipt = (await db_session.execute(select(Receipt).where(Receipt.cdr_id == bob_cdr))).scalar_one()
     assert row.attempts == 1 and "550" in (row.last_error or "")
     assert receipt.status == ReceiptStatus.BOUNCED and "550" in (receipt.error or "")
     assert sink.messages() == []
@@ -182,8 +200,8 @@ async def test_scanner_enqueues_missing_receipts_once(db: Database) -> None:
     _, c2 = await add_session(db, world, "ACME03", start, "8")
     assert await scan_missing_receipts(db) == 2
     assert await scan_missing_receipts(db) == 0
-    async with db.session() as s:
-        n = await s.scalar(select(func.count()).select_from(OutboxMessage))
+    async with db.session() as db_session:
+        n = await db_session.scalar(select(func.count()).select_from(OutboxMessage))
     assert n == 1  # ACME03 has no email: recorded as skipped, nothing queued
     statuses = await _statuses(db)
     assert statuses[c1] == ReceiptStatus.QUEUED and statuses[c2] == ReceiptStatus.SKIPPED
@@ -199,24 +217,19 @@ def test_smtp_url_parsing() -> None:
         "p:w",
         "starttls",
     )
-    s = SmtpConfig.from_url("smtps://mail.example")
-    assert s is not None and (s.port, s.tls) == (465, "tls")
+    smtps = SmtpConfig.from_url("smtps://mail.example")
+    assert smtps is not None and (smtps.port, smtps.tls) == (465, "tls")
 
 
-async def test_real_pricing_hook_queues_the_receipt_in_the_cdr_transaction(db: Database, sink) -> None:
+async def test_real_pricing_hook_queues_the_receipt_in_the_cdr_transaction(
+    db: Database, sink: SmtpSink
+) -> None:
     """Pricing (tariffs.rating) calls the portal's CDR hook: the receipt is queued with the CDR, then sent."""
-    from kernel.models import ChargingSession, Connector, PricingState, TariffVersion
-    from kernel.outbox import OutboxDispatcher, register_channel
-    from portal.component import receipt_hook
-    from portal.receipts import make_email_sender
-    from tariffs.rating import rate_session
-    from tests.portal.test_browser import TARIFF
-
     world = await _world(db)
     start = datetime(2025, 6, 2, 8, 0, tzinfo=UTC)
     sid, _ = await add_session(db, world, "ACME01", start, "20", priced=False)
-    async with db.session() as s:
-        s.add(
+    async with db.session() as db_session:
+        db_session.add(
             Connector(
                 evse_pk=world.evse_pk,
                 connector_id="1",
@@ -229,7 +242,7 @@ async def test_real_pricing_hook_queues_the_receipt_in_the_cdr_transaction(db: D
                 last_updated=start,
             )
         )
-        s.add(
+        db_session.add(
             TariffVersion(
                 cpo_id=world.cpo_id,
                 tariff_id="AC-STD",
@@ -239,15 +252,15 @@ async def test_real_pricing_hook_queues_the_receipt_in_the_cdr_transaction(db: D
                 last_updated=datetime(2025, 1, 1, tzinfo=UTC),
             )
         )
-        sess = await s.get(ChargingSession, sid)
+        sess = await db_session.get(ChargingSession, sid)
         assert sess is not None
         sess.pricing_state = PricingState.PENDING
     cdr, created = await rate_session(db, sid, hooks=[receipt_hook])
     assert cdr is not None and created
     statuses = await _statuses(db)
     assert statuses[cdr.id] == ReceiptStatus.QUEUED
-    register_channel("email", make_email_sender(db, lambda: SmtpConfig.from_url(sink.url), "r@evhub.test"))
-    assert await OutboxDispatcher(db, channels=["email"]).drain() == 1
+    register_channel(CHANNEL, make_email_sender(db, lambda: SmtpConfig.from_url(sink.url), "r@evhub.test"))
+    assert await OutboxDispatcher(db, channels=[CHANNEL]).drain() == 1
     [path] = sink.messages()
     text = _read(path).get_body(preferencelist=("plain",)).get_content()
     assert "Total:           10.71 EUR" in text  # 20 kWh x 0.40 + 1.00 session fee, 19 % VAT
