@@ -10,7 +10,9 @@ The platform publishes its own OpenAPI document at ``/ocpi/openapi.json`` (pages
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI, Request
+from collections.abc import Awaitable, Callable
+
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.security import APIKeyHeader
 
 from kernel.apidocs import install_docs
@@ -56,7 +58,7 @@ def create_ocpi_app(platform: OcpiPlatform) -> FastAPI:
     install_error_handlers(app)
 
     @app.middleware("http")
-    async def request_ids(request: Request, call_next):  # type: ignore[no-untyped-def]
+    async def request_ids(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         """Echo X-Request-ID / X-Correlation-ID (new ones when the caller sent none)."""
         request_id = request.headers.get(REQUEST_ID) or new_request_id()
         correlation_id = request.headers.get(CORRELATION_ID) or request_id

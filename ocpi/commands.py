@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.db.engine import Database
@@ -203,8 +203,8 @@ class CommandRunner:
     async def _committed(self, command_id: int) -> bool:
         """Wait until the request that accepted the command committed its row (False: it rolled back)."""
         for _ in range(100):
-            async with self.db.session() as s:
-                if await s.get(OcpiPendingCommand, command_id) is not None:
+            async with self.db.session() as db_session:
+                if await db_session.get(OcpiPendingCommand, command_id) is not None:
                     return True
             await asyncio.sleep(0.05)
         return False
@@ -245,22 +245,23 @@ class CommandRunner:
     async def finish(self, command_id: int, body: dict[str, Any]) -> bool:
         """Take the command out of ``pending`` and queue ``body`` for its ``response_url``, in one transaction.
         False when it was already finished (by the runner or the recovery job)."""
-        async with self.db.session() as s:
-            return await self._finish(s, command_id, body)
+        async with self.db.session() as db_session:
+            return await self._finish(db_session, command_id, body)
 
-    async def _finish(self, s: AsyncSession, command_id: int, body: dict[str, Any]) -> bool:
-        taken = await s.execute(
+    async def _finish(self, db_session: AsyncSession, command_id: int, body: dict[str, Any]) -> bool:
+        taken = await db_session.execute(
             update(OcpiPendingCommand)
             .where(OcpiPendingCommand.id == command_id, OcpiPendingCommand.state == CommandState.PENDING)
             .values(state=CommandState.SENT, result=body, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
+        assert isinstance(taken, CursorResult), "an UPDATE returns a cursor result"
         if (taken.rowcount or 0) != 1:
             return False
-        row = await s.get(OcpiPendingCommand, command_id, populate_existing=True)
+        row = await db_session.get(OcpiPendingCommand, command_id, populate_existing=True)
         assert row is not None
         await enqueue(
-            s,
+            db_session,
             "ocpi",
             str(row.partner_id),
             f"ocpi:{row.partner_id}:command:{row.id}",
@@ -278,8 +279,8 @@ class CommandRunner:
     async def record_answer(self, command_id: int, body: dict[str, Any]) -> None:
         """Remember the charger's answer of a pending command without sending it yet (the recovery job sends
         it instead of ``TIMEOUT`` if this process dies before :meth:`finish`)."""
-        async with self.db.session() as s:
-            await s.execute(
+        async with self.db.session() as db_session:
+            await db_session.execute(
                 update(OcpiPendingCommand)
                 .where(OcpiPendingCommand.id == command_id, OcpiPendingCommand.state == CommandState.PENDING)
                 .values(result=body)
@@ -291,9 +292,9 @@ class CommandRunner:
         finishing it) has passed: its recorded answer, else ``TIMEOUT`` (``REJECTED`` for charging profiles).
         Returns how many were queued."""
         limit = utcnow() - timedelta(seconds=self.recovery_grace)
-        async with self.db.session() as s:
+        async with self.db.session() as db_session:
             rows = (
-                await s.scalars(
+                await db_session.scalars(
                     select(OcpiPendingCommand)
                     .where(
                         OcpiPendingCommand.state == CommandState.PENDING,

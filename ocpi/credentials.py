@@ -31,7 +31,7 @@ from kernel.models.roaming import OcpiPartner, OcpiPartnerRole, PartnerStatus
 from kernel.security import hash_token, new_token
 from kernel.timeutil import utcnow
 from ocpi import client, status
-from ocpi.deps import db_session, read_model
+from ocpi.deps import read_model, request_transaction
 from ocpi.envelope import MethodNotAllowed, OcpiError, ok
 from ocpi.partner_auth import partner_for_header, token_candidates
 from ocpi.platform import VERSION, OcpiPlatform, get_platform
@@ -52,7 +52,7 @@ class HandshakeError(Exception):
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-async def own_credentials(session: AsyncSession, platform: OcpiPlatform, token: str) -> dict[str, Any]:
+async def own_credentials(db_session: AsyncSession, platform: OcpiPlatform, token: str) -> dict[str, Any]:
     """The hub's credentials object: one role per hosted CPO."""
     roles = [
         {
@@ -61,7 +61,7 @@ async def own_credentials(session: AsyncSession, platform: OcpiPlatform, token: 
             "country_code": cpo.country_code,
             "business_details": {"name": cpo.name, **({"website": cpo.website} if cpo.website else {})},
         }
-        for cpo in await hosted_cpos(session)
+        for cpo in await hosted_cpos(db_session)
     ]
     return {"token": token, "url": platform.versions_url, "roles": roles}
 
@@ -93,24 +93,24 @@ async def fetch_version_details(
 _ROLE_MAP = {"CPO": PartyRole.CPO, "EMSP": PartyRole.EMSP, "HUB": PartyRole.HUB}
 
 
-async def _store_roles(session: AsyncSession, partner: OcpiPartner, roles: list[dict[str, Any]]) -> None:
+async def _store_roles(db_session: AsyncSession, partner: OcpiPartner, roles: list[dict[str, Any]]) -> None:
     """Link each credentials role to a Party (created when new); roles no longer listed are dropped."""
-    hosted = {(p.country_code, p.party_id) for p in await hosted_cpos(session)}
+    hosted = {(p.country_code, p.party_id) for p in await hosted_cpos(db_session)}
     keep: list[OcpiPartnerRole] = []
     for role in roles:
         cc, pid, kind = role["country_code"].upper(), role["party_id"].upper(), role["role"]
         if kind == "CPO" and (cc, pid) in hosted:
             raise HandshakeError(status.INVALID_PARAMETERS, f"{cc}*{pid} is a CPO hosted on this platform")
         party_role = _ROLE_MAP.get(kind, PartyRole.OTHER)
-        party = await session.scalar(
+        party = await db_session.scalar(
             select(Party).where(Party.country_code == cc, Party.party_id == pid, Party.role == party_role)
         )
         name = (role.get("business_details") or {}).get("name") or f"{cc}*{pid}"
         if party is None:
             party = Party(country_code=cc, party_id=pid, role=party_role, name=name[:200])
-            session.add(party)
-            await session.flush()
-        taken = await session.scalar(
+            db_session.add(party)
+            await db_session.flush()
+        taken = await db_session.scalar(
             select(OcpiPartnerRole).where(
                 OcpiPartnerRole.country_code == cc,
                 OcpiPartnerRole.party_id == pid,
@@ -118,13 +118,13 @@ async def _store_roles(session: AsyncSession, partner: OcpiPartner, roles: list[
             )
         )
         if taken is not None and taken.partner_id != partner.id:
-            other = await session.get(OcpiPartner, taken.partner_id)
+            other = await db_session.get(OcpiPartner, taken.partner_id)
             if other is not None and other.status == PartnerStatus.REGISTERED:
                 raise HandshakeError(
                     status.INVALID_PARAMETERS, f"role {kind} {cc}*{pid} is registered by another partner"
                 )
-            await session.delete(taken)
-            await session.flush()
+            await db_session.delete(taken)
+            await db_session.flush()
             taken = None
         keep.append(taken or OcpiPartnerRole(party_pk=party.id, country_code=cc, party_id=pid, role=kind))
     partner.roles = keep
@@ -143,7 +143,7 @@ async def invite(
 ) -> Invitation:
     """``evhub partners invite NAME``: a new partner with a token A to register with (shown once)."""
     token_a = new_token()
-    async with db.session() as s:
+    async with db.session() as db_session:
         partner = OcpiPartner(
             name=name,
             status=PartnerStatus.INVITED,
@@ -153,8 +153,8 @@ async def invite(
             credentials_roles=[],
             allowed_cpo_ids=allowed_cpo_ids,
         )
-        s.add(partner)
-        await s.flush()
+        db_session.add(partner)
+        await db_session.flush()
         partner_id = partner.id
     return Invitation(partner_id, token_a, platform.versions_url)
 
@@ -177,7 +177,7 @@ async def register(
     if cred_url is None:
         raise HandshakeError(status.NO_MATCHING_ENDPOINTS, "the partner has no credentials endpoint")
     token_b = new_token()
-    async with db.session() as s:
+    async with db.session() as db_session:
         partner = OcpiPartner(
             name=name or versions_url,
             status=PartnerStatus.INVITED,
@@ -190,10 +190,10 @@ async def register(
             credentials_roles=[],
             allowed_cpo_ids=allowed_cpo_ids,
         )
-        s.add(partner)
-        await s.flush()
+        db_session.add(partner)
+        await db_session.flush()
         partner_id = partner.id
-        body = await own_credentials(s, platform, token_b)
+        body = await own_credentials(db_session, platform, token_b)
     try:
         reply = await client.request(
             "POST",
@@ -213,32 +213,32 @@ async def register(
             f"POST credentials answered HTTP {reply.http_status} {reply.status_code} {reply.status_message}",
         )
     theirs = Credentials.model_validate(reply.data)
-    async with db.session() as s:
-        partner = await s.get(OcpiPartner, partner_id)
-        assert partner is not None
-        partner.outgoing_token = theirs.token
-        partner.versions_url = theirs.url
-        partner.incoming_token_kind = "C"
-        partner.status = PartnerStatus.REGISTERED
-        partner.tokens_pulled_at = None
+    async with db.session() as db_session:
+        registered = await db_session.get(OcpiPartner, partner_id)
+        assert registered is not None
+        registered.outgoing_token = theirs.token
+        registered.versions_url = theirs.url
+        registered.incoming_token_kind = "C"
+        registered.status = PartnerStatus.REGISTERED
+        registered.tokens_pulled_at = None
         if name is None:
-            partner.name = theirs.roles[0].business_details.name
-        await _store_roles(s, partner, [r.model_dump(exclude_none=True) for r in theirs.roles])
+            registered.name = theirs.roles[0].business_details.name
+        await _store_roles(db_session, registered, [r.model_dump(exclude_none=True) for r in theirs.roles])
     _kick_tokens_pull(platform, partner_id)
-    return partner
+    return registered
 
 
 async def _drop(db: Database, partner_id: int) -> None:
-    async with db.session() as s:
-        partner = await s.get(OcpiPartner, partner_id)
+    async with db.session() as db_session:
+        partner = await db_session.get(OcpiPartner, partner_id)
         if partner is not None:
-            await s.delete(partner)
+            await db_session.delete(partner)
 
 
 async def rotate(db: Database, platform: OcpiPlatform, partner_id: int) -> None:
     """The hub renews the credentials (PUT to the partner): new token B for the partner to use, new C back."""
-    async with db.session() as s:
-        partner = await s.get(OcpiPartner, partner_id)
+    async with db.session() as db_session:
+        partner = await db_session.get(OcpiPartner, partner_id)
         if partner is None or partner.status != PartnerStatus.REGISTERED:
             raise HandshakeError(status.CLIENT_ERROR, "partner is not registered")
         cred_url = partner.endpoint("credentials", "SENDER") or partner.endpoint("credentials", "RECEIVER")
@@ -246,20 +246,20 @@ async def rotate(db: Database, platform: OcpiPlatform, partner_id: int) -> None:
         old_hash = partner.incoming_token_hash
         token_b = new_token()
         partner.incoming_token_hash = hash_token(token_b)
-        body = await own_credentials(s, platform, token_b)
+        body = await own_credentials(db_session, platform, token_b)
     if cred_url is None:
         raise HandshakeError(status.NO_MATCHING_ENDPOINTS, "the partner has no credentials endpoint")
+    reply: client.OcpiReply | None = None
+    error = ""
     try:
         reply = await client.request(
             "PUT", cred_url, old_out, json=body, timeout=platform.client_timeout, transport=platform.transport
         )
-        ok_reply = reply.ok and isinstance(reply.data, dict)
     except Exception as exc:
-        ok_reply, reply = False, None
         error = str(exc)
-    if not ok_reply:
-        async with db.session() as s:  # the partner kept the old credentials: so do we
-            partner = await s.get(OcpiPartner, partner_id)
+    if reply is None or not reply.ok or not isinstance(reply.data, dict):
+        async with db.session() as db_session:  # the partner kept the old credentials: so do we
+            partner = await db_session.get(OcpiPartner, partner_id)
             if partner is not None:
                 partner.incoming_token_hash = old_hash
         detail = f"HTTP {reply.http_status} {reply.status_message}" if reply is not None else error
@@ -268,14 +268,14 @@ async def rotate(db: Database, platform: OcpiPlatform, partner_id: int) -> None:
     version, endpoints = await fetch_version_details(
         theirs.url, theirs.token, platform.client_timeout, platform.transport
     )
-    async with db.session() as s:
-        partner = await s.get(OcpiPartner, partner_id)
+    async with db.session() as db_session:
+        partner = await db_session.get(OcpiPartner, partner_id)
         assert partner is not None
         partner.outgoing_token = theirs.token
         partner.versions_url = theirs.url
         partner.version = version
         partner.endpoints = endpoints
-        await _store_roles(s, partner, [r.model_dump(exclude_none=True) for r in theirs.roles])
+        await _store_roles(db_session, partner, [r.model_dump(exclude_none=True) for r in theirs.roles])
 
 
 async def unregister(
@@ -287,8 +287,8 @@ async def unregister(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> None:
     """The hub ends the connection: DELETE at the partner (best effort), then forget the tokens."""
-    async with db.session() as s:
-        partner = await s.get(OcpiPartner, partner_id)
+    async with db.session() as db_session:
+        partner = await db_session.get(OcpiPartner, partner_id)
         if partner is None:
             return
         cred_url = partner.endpoint("credentials", "SENDER") or partner.endpoint("credentials", "RECEIVER")
@@ -296,8 +296,8 @@ async def unregister(
     if notify and cred_url and token:
         with contextlib.suppress(Exception):  # the partner may be gone already; we unregister anyway
             await client.request("DELETE", cred_url, token, timeout=timeout, transport=transport)
-    async with db.session() as s:
-        partner = await s.get(OcpiPartner, partner_id)
+    async with db.session() as db_session:
+        partner = await db_session.get(OcpiPartner, partner_id)
         if partner is not None:
             _forget(partner)
 
@@ -314,21 +314,21 @@ def _forget(partner: OcpiPartner) -> None:
 @router.get("/credentials")
 async def get_credentials(
     request: Request,
-    session: AsyncSession = Depends(db_session, scope="function"),
+    db_session: AsyncSession = Depends(request_transaction, scope="function"),
     platform: OcpiPlatform = Depends(get_platform),
 ):
-    partner = await partner_for_header(session, request.headers.get("Authorization"), allow_token_a=True)
+    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=True)
     # Only the hash is stored; the caller proved it holds the token, so that is the one to show.
     presented = next(
         t
         for t in token_candidates(request.headers.get("Authorization"))
         if hash_token(t) == partner.incoming_token_hash
     )
-    return ok(await own_credentials(session, platform, presented))
+    return ok(await own_credentials(db_session, platform, presented))
 
 
 async def _accept(
-    request: Request, session: AsyncSession, platform: OcpiPlatform, partner: OcpiPartner
+    request: Request, db_session: AsyncSession, platform: OcpiPlatform, partner: OcpiPartner
 ) -> dict[str, Any]:
     creds = await read_model(request, Credentials)
     try:
@@ -345,12 +345,12 @@ async def _accept(
         partner.status = PartnerStatus.REGISTERED
         partner.last_success_at = utcnow()
         partner.tokens_pulled_at = None  # a complete tokens pull follows (re)registration
-        await _store_roles(session, partner, [r.model_dump(exclude_none=True) for r in creds.roles])
+        await _store_roles(db_session, partner, [r.model_dump(exclude_none=True) for r in creds.roles])
     except HandshakeError as exc:
         raise OcpiError(exc.code, str(exc), http_status=400) from exc
-    await session.flush()
+    await db_session.flush()
     _kick_tokens_pull(platform, partner.id)
-    return await own_credentials(session, platform, token_c)
+    return await own_credentials(db_session, platform, token_c)
 
 
 def _kick_tokens_pull(platform: OcpiPlatform, partner_id: int) -> None:
@@ -362,30 +362,32 @@ def _kick_tokens_pull(platform: OcpiPlatform, partner_id: int) -> None:
 @router.post("/credentials")
 async def post_credentials(
     request: Request,
-    session: AsyncSession = Depends(db_session, scope="function"),
+    db_session: AsyncSession = Depends(request_transaction, scope="function"),
     platform: OcpiPlatform = Depends(get_platform),
 ):
-    partner = await partner_for_header(session, request.headers.get("Authorization"), allow_token_a=True)
+    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=True)
     if partner.status == PartnerStatus.REGISTERED and partner.incoming_token_kind == "C":
         raise MethodNotAllowed("Already registered: use PUT to update the credentials")
-    return ok(await _accept(request, session, platform, partner))
+    return ok(await _accept(request, db_session, platform, partner))
 
 
 @router.put("/credentials")
 async def put_credentials(
     request: Request,
-    session: AsyncSession = Depends(db_session, scope="function"),
+    db_session: AsyncSession = Depends(request_transaction, scope="function"),
     platform: OcpiPlatform = Depends(get_platform),
 ):
-    partner = await partner_for_header(session, request.headers.get("Authorization"), allow_token_a=True)
+    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=True)
     if partner.status != PartnerStatus.REGISTERED:
         raise MethodNotAllowed("Not registered: use POST to register")
-    return ok(await _accept(request, session, platform, partner))
+    return ok(await _accept(request, db_session, platform, partner))
 
 
 @router.delete("/credentials")
-async def delete_credentials(request: Request, session: AsyncSession = Depends(db_session, scope="function")):
-    partner = await partner_for_header(session, request.headers.get("Authorization"), allow_token_a=True)
+async def delete_credentials(
+    request: Request, db_session: AsyncSession = Depends(request_transaction, scope="function")
+):
+    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=True)
     if partner.status != PartnerStatus.REGISTERED:
         raise MethodNotAllowed("Not registered")
     _forget(partner)

@@ -23,10 +23,10 @@ from ocpi.routing import read_routing, resolve
 M = TypeVar("M", bound=BaseModel)
 
 
-async def db_session(platform: OcpiPlatform = Depends(get_platform)) -> AsyncIterator[AsyncSession]:
+async def request_transaction(platform: OcpiPlatform = Depends(get_platform)) -> AsyncIterator[AsyncSession]:
     """The request's transaction: committed when the handler returns, rolled back when it raises."""
-    async with platform.db.session() as session:
-        yield session
+    async with platform.db.session() as db_session:
+        yield db_session
 
 
 @dataclass
@@ -36,19 +36,19 @@ class Caller:
     partner: OcpiPartner
     role: OcpiPartnerRole
     cpo: Party
-    session: AsyncSession
+    db_session: AsyncSession
     platform: OcpiPlatform
 
 
 async def caller(
     request: Request,
-    session: AsyncSession = Depends(db_session, scope="function"),
+    db_session: AsyncSession = Depends(request_transaction, scope="function"),
     platform: OcpiPlatform = Depends(get_platform),
 ) -> Caller:
-    partner = await partner_for_header(session, request.headers.get("Authorization"), allow_token_a=False)
+    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=False)
     routing = read_routing(request)
-    role, cpo = await resolve(session, partner, routing)
-    return Caller(partner, role, cpo, session, platform)
+    role, cpo = await resolve(db_session, partner, routing)
+    return Caller(partner, role, cpo, db_session, platform)
 
 
 async def read_json(request: Request) -> object:

@@ -97,9 +97,9 @@ class _SessionTarget:
 
 
 async def _session_target(db: Database, cpo_id: int, session_uid: str) -> _SessionTarget | None:
-    async with db.session() as s:
+    async with db.session() as db_session:
         row = (
-            await s.execute(
+            await db_session.execute(
                 select(ChargingSession, ChargePoint.identity, ChargePoint.ocpp_version)
                 .join(ChargePoint, ChargePoint.id == ChargingSession.charge_point_id)
                 .where(ChargingSession.session_uid == session_uid, ChargingSession.cpo_id == cpo_id)
@@ -110,7 +110,7 @@ async def _session_target(db: Database, cpo_id: int, session_uid: str) -> _Sessi
         cs, identity, version = row
         evse = cs.ocpp_evse_id or cs.ocpp_connector_id
         if evse is None and cs.evse_pk is not None:
-            evse = await s.scalar(
+            evse = await db_session.scalar(
                 select(ChargePointEvse.ocpp_evse_id).where(ChargePointEvse.evse_pk == cs.evse_pk)
             )
         return _SessionTarget(identity, str(version), int(evse or 1), cs.transaction_id)
@@ -183,8 +183,8 @@ class OcppCommandAdapter(SmartChargingMixin):
         self, cpo_id: int, location_id: str, evse_uid: str | None
     ) -> tuple[str, str, int | None]:
         """(charger identity, OCPP version, OCPP EVSE number) for an OCPI location/EVSE."""
-        async with self.db.session() as s:
-            loc = await s.scalar(
+        async with self.db.session() as db_session:
+            loc = await db_session.scalar(
                 select(Location).where(Location.cpo_id == cpo_id, Location.ocpi_id == location_id)
             )
             if loc is None:
@@ -197,7 +197,7 @@ class OcppCommandAdapter(SmartChargingMixin):
             )
             if evse_uid is not None:
                 query = query.where(EVSE.uid == evse_uid)
-            row = (await s.execute(query.limit(1))).first()
+            row = (await db_session.execute(query.limit(1))).first()
             if row is None:
                 raise LookupError(f"no charger serves {location_id}/{evse_uid}")
             cp, ocpp_evse = row
@@ -212,9 +212,9 @@ class OcppCommandAdapter(SmartChargingMixin):
         return _status(answer, _START_STOP)
 
     async def stop_session(self, *, cpo_id: int, session_uid: str) -> str:
-        async with self.db.session() as s:
+        async with self.db.session() as db_session:
             row = (
-                await s.execute(
+                await db_session.execute(
                     select(ChargingSession.transaction_id, ChargePoint.identity, ChargePoint.ocpp_version)
                     .join(ChargePoint, ChargePoint.id == ChargingSession.charge_point_id)
                     .where(ChargingSession.session_uid == session_uid, ChargingSession.cpo_id == cpo_id)
@@ -249,9 +249,9 @@ class OcppCommandAdapter(SmartChargingMixin):
 
     async def cancel_reservation(self, *, cpo_id: int, reservation_id: str) -> str:
         # The reservation's charger is not stored by the hub: ask every charger of the CPO that is connected.
-        async with self.db.session() as s:
+        async with self.db.session() as db_session:
             chargers = (
-                await s.execute(
+                await db_session.execute(
                     select(ChargePoint.identity, ChargePoint.ocpp_version).where(ChargePoint.cpo_id == cpo_id)
                 )
             ).all()

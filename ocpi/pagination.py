@@ -63,7 +63,7 @@ def read_page(request: Request, max_limit: int = MAX_LIMIT) -> Page:
 
 
 async def paginate(
-    session: AsyncSession,
+    db_session: AsyncSession,
     request: Request,
     query: Select[Any],
     updated_column: Any,
@@ -76,10 +76,10 @@ async def paginate(
         query = query.where(updated_column >= page.date_from)
     if page.date_to is not None:
         query = query.where(updated_column < page.date_to)
-    total = await session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    total = await db_session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
     rows = list(
         (
-            await session.scalars(
+            await db_session.scalars(
                 query.order_by(updated_column, id_column).offset(page.offset).limit(page.limit)
             )
         ).all()

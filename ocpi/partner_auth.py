@@ -42,7 +42,7 @@ def token_candidates(header: str | None) -> list[str]:
 
 
 async def partner_for_header(
-    session: AsyncSession, header: str | None, *, allow_token_a: bool
+    db_session: AsyncSession, header: str | None, *, allow_token_a: bool
 ) -> OcpiPartner:
     """The partner whose token the header carries; :class:`Unauthorized` (HTTP 401) otherwise.
 
@@ -52,7 +52,7 @@ async def partner_for_header(
     if not candidates:
         raise Unauthorized("Missing or malformed Authorization header")
     hashes = [hash_token(c) for c in candidates]
-    partner = await session.scalar(select(OcpiPartner).where(OcpiPartner.incoming_token_hash.in_(hashes)))
+    partner = await db_session.scalar(select(OcpiPartner).where(OcpiPartner.incoming_token_hash.in_(hashes)))
     if partner is None or partner.status == PartnerStatus.UNREGISTERED:
         raise Unauthorized("Unknown token")
     if partner.incoming_token_kind == "A" and not allow_token_a:

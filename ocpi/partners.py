@@ -52,8 +52,8 @@ def _row(p: OcpiPartner) -> PartnerRow:
 
 async def list_partners(db: Database) -> list[PartnerRow]:
     """``evhub partners list``."""
-    async with db.session() as s:
-        rows = (await s.scalars(select(OcpiPartner).order_by(OcpiPartner.id))).all()
+    async with db.session() as db_session:
+        rows = (await db_session.scalars(select(OcpiPartner).order_by(OcpiPartner.id))).all()
         return [_row(p) for p in rows]
 
 
@@ -61,8 +61,8 @@ async def partner_health(db: Database, partner_id: int) -> dict[str, Any] | None
     """Registration, last success/error and the partner's outbox backlog; None for an unknown partner.
 
     ``healthy`` is true when nothing is dead-lettered and the oldest pending push is under 5 minutes old."""
-    async with db.session() as s:
-        p = await s.get(OcpiPartner, partner_id)
+    async with db.session() as db_session:
+        p = await db_session.get(OcpiPartner, partner_id)
         if p is None:
             return None
         row = _row(p)
@@ -151,7 +151,7 @@ async def register_partner(
     """``evhub partners register URL TOKEN_A``: the hub registers with the partner (raises
     :class:`~ocpi.credentials.HandshakeError` with the OCPI status and a message when it cannot)."""
     partner = await register(db, platform_for(db, public_url), versions_url, token_a, name=name)
-    async with db.session() as s:
-        p = await s.get(OcpiPartner, partner.id)
+    async with db.session() as db_session:
+        p = await db_session.get(OcpiPartner, partner.id)
         assert p is not None
         return _row(p)

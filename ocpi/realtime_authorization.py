@@ -77,8 +77,8 @@ class OcpiAuthorizer:
         *,
         cpo_id: int | None = None,
     ) -> AuthorizationDecision:
-        async with self.db.session() as s:
-            token = await s.scalar(
+        async with self.db.session() as db_session:
+            token = await db_session.scalar(
                 select(Token).where(func.upper(Token.uid) == token_uid.upper(), Token.type == token_type)
             )
             location = None
@@ -86,23 +86,27 @@ class OcpiAuthorizer:
                 query = select(Location).where(Location.ocpi_id == location_ocpi_id)
                 if cpo_id is not None:
                     query = query.where(Location.cpo_id == cpo_id)
-                location = await s.scalar(query)
+                location = await db_session.scalar(query)
             cpo = (
-                await s.get(Party, location.cpo_id if location else cpo_id) if (location or cpo_id) else None
+                await db_session.get(Party, location.cpo_id if location else cpo_id)
+                if (location or cpo_id)
+                else None
             )
             targets: list[tuple[OcpiPartner, OcpiPartnerRole]] = []
             if token is not None:
                 if token.whitelist in ("ALWAYS", "ALLOWED"):
                     return AuthorizationDecision(_cached(token), "cache", token.id)
-                role = await s.scalar(
+                role = await db_session.scalar(
                     select(OcpiPartnerRole).where(OcpiPartnerRole.party_pk == token.emsp_id)
                 )
-                partner = await s.get(OcpiPartner, role.partner_id) if role else None
+                partner = await db_session.get(OcpiPartner, role.partner_id) if role else None
                 if partner is not None and role is not None and partner.status == PartnerStatus.REGISTERED:
                     targets.append((partner, role))
             else:
                 partners = (
-                    await s.scalars(select(OcpiPartner).where(OcpiPartner.status == PartnerStatus.REGISTERED))
+                    await db_session.scalars(
+                        select(OcpiPartner).where(OcpiPartner.status == PartnerStatus.REGISTERED)
+                    )
                 ).all()
                 for partner in partners:
                     if (
@@ -169,13 +173,13 @@ class OcpiAuthorizer:
         """Keep the eMSP's ``authorization_reference`` until the session it allows starts
         (:func:`session_reference_hook`)."""
         try:
-            async with self.db.session() as s:
-                s.add(
+            async with self.db.session() as db_session:
+                db_session.add(
                     OcpiAuthorization(
                         token_uid=uid[:36],
                         token_type=token_type,
                         location_pk=location_pk,
-                        evse_uid=(evse_uids or [None])[0],
+                        evse_uid=evse_uids[0] if evse_uids else None,
                         authorization_reference=reference[:36],
                         source="realtime",
                     )
@@ -267,9 +271,9 @@ class GatewayRealTimeAuthorizer:
         self, uid: str, token_type: str, *, charge_point_id: int, location_id: int | None, evse_pk: int | None
     ) -> Any:
 
-        async with self.db.session() as s:
-            location = await s.get(Location, location_id) if location_id else None
-            evse = await s.get(EVSE, evse_pk) if evse_pk else None
+        async with self.db.session() as db_session:
+            location = await db_session.get(Location, location_id) if location_id else None
+            evse = await db_session.get(EVSE, evse_pk) if evse_pk else None
             location_ocpi_id = location.ocpi_id if location else None
             evse_uids = [evse.uid] if evse else None
             cpo_id = location.cpo_id if location else None

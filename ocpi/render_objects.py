@@ -118,10 +118,10 @@ def location_object(loc: Location, cpo: Party) -> dict[str, Any]:
     return obj
 
 
-async def load_location(session: AsyncSession, location_pk: int) -> Location | None:
+async def load_location(db_session: AsyncSession, location_pk: int) -> Location | None:
     from sqlalchemy.orm import selectinload
 
-    return await session.scalar(
+    return await db_session.scalar(
         select(Location)
         .where(Location.id == location_pk)
         .options(selectinload(Location.evses).selectinload(EVSE.connectors))
@@ -129,10 +129,10 @@ async def load_location(session: AsyncSession, location_pk: int) -> Location | N
     )
 
 
-async def derived_periods(session: AsyncSession, cs: ChargingSession) -> list[dict[str, Any]]:
+async def derived_periods(db_session: AsyncSession, cs: ChargingSession) -> list[dict[str, Any]]:
     """One ChargingPeriod per energy register sample: ENERGY (kWh since the previous sample)."""
     rows = (
-        await session.scalars(
+        await db_session.scalars(
             select(MeterValue)
             .where(
                 MeterValue.session_id == cs.id,
@@ -161,11 +161,11 @@ async def derived_periods(session: AsyncSession, cs: ChargingSession) -> list[di
     return periods
 
 
-async def session_object(session: AsyncSession, cs: ChargingSession, cpo: Party) -> dict[str, Any]:
-    token = await session.get(Token, cs.token_id) if cs.token_id else None
-    location = await session.get(Location, cs.location_id) if cs.location_id else None
-    evse = await session.get(EVSE, cs.evse_pk) if cs.evse_pk else None
-    connector = await session.get(Connector, cs.connector_pk) if cs.connector_pk else None
+async def session_object(db_session: AsyncSession, cs: ChargingSession, cpo: Party) -> dict[str, Any]:
+    token = await db_session.get(Token, cs.token_id) if cs.token_id else None
+    location = await db_session.get(Location, cs.location_id) if cs.location_id else None
+    evse = await db_session.get(EVSE, cs.evse_pk) if cs.evse_pk else None
+    connector = await db_session.get(Connector, cs.connector_pk) if cs.connector_pk else None
     data = dict(cs.data or {})
     obj: dict[str, Any] = {
         "country_code": cpo.country_code,
@@ -188,7 +188,7 @@ async def session_object(session: AsyncSession, cs: ChargingSession, cpo: Party)
         if key not in obj or key in ("charging_periods", "total_cost", "authorization_reference", "meter_id"):
             obj[key] = value
     if "charging_periods" not in data:
-        periods = await derived_periods(session, cs)
+        periods = await derived_periods(db_session, cs)
         if periods:
             obj["charging_periods"] = periods
     return obj

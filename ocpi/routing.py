@@ -57,17 +57,17 @@ def routing_headers(from_cc: str, from_pid: str, to_cc: str, to_pid: str) -> dic
     return {FROM_CC: from_cc, FROM_PID: from_pid, TO_CC: to_cc, TO_PID: to_pid}
 
 
-async def hosted_cpos(session: AsyncSession) -> list[Party]:
+async def hosted_cpos(db_session: AsyncSession) -> list[Party]:
     """The CPO parties the hub hosts: role CPO and not a partner's role."""
     partner_parties = select(OcpiPartnerRole.party_pk)
-    rows = await session.scalars(
+    rows = await db_session.scalars(
         select(Party).where(Party.role == PartyRole.CPO, Party.id.not_in(partner_parties)).order_by(Party.id)
     )
     return list(rows.all())
 
 
 async def resolve(
-    session: AsyncSession, partner: OcpiPartner, routing: Routing
+    db_session: AsyncSession, partner: OcpiPartner, routing: Routing
 ) -> tuple[OcpiPartnerRole, Party]:
     """(the caller's role, the hosted CPO addressed). 2001 for a foreign from-role, 4001 for an unknown CPO."""
     sender = next(
@@ -83,14 +83,14 @@ async def resolve(
             status.INVALID_PARAMETERS,
             f"OCPI-from {routing.from_country_code}*{routing.from_party_id} is not a role of this client",
         )
-    cpo = await session.scalar(
+    cpo = await db_session.scalar(
         select(Party).where(
             Party.country_code == routing.to_country_code,
             Party.party_id == routing.to_party_id,
             Party.role == PartyRole.CPO,
         )
     )
-    if cpo is None or cpo.id not in {p.id for p in await hosted_cpos(session)}:
+    if cpo is None or cpo.id not in {p.id for p in await hosted_cpos(db_session)}:
         raise OcpiError(
             status.UNKNOWN_RECEIVER,
             f"OCPI-to {routing.to_country_code}*{routing.to_party_id} is not a CPO on this platform",

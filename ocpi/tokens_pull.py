@@ -96,9 +96,9 @@ class TokensPuller:
     async def due(self) -> list[int]:
         """Registered partners with a tokens Sender whose last pull is older than ``interval`` (or never)."""
         limit = utcnow() - self.interval
-        async with self.db.session() as s:
+        async with self.db.session() as db_session:
             partners = (
-                await s.scalars(
+                await db_session.scalars(
                     select(OcpiPartner)
                     .where(
                         OcpiPartner.status == PartnerStatus.REGISTERED,
@@ -126,8 +126,8 @@ class TokensPuller:
         async def later() -> None:
             await asyncio.sleep(delay)
             try:
-                async with self.db.session() as s:
-                    partner = await s.get(OcpiPartner, partner_id)
+                async with self.db.session() as db_session:
+                    partner = await db_session.get(OcpiPartner, partner_id)
                     if partner is None or partner.status != PartnerStatus.REGISTERED:
                         return
                     if partner.tokens_pulled_at is not None:
@@ -146,8 +146,8 @@ class TokensPuller:
     async def _target(
         self, partner_id: int
     ) -> tuple[str, str, dict[str, str], dict[tuple[str, str], int]] | None:
-        async with self.db.session() as s:
-            partner = await s.get(OcpiPartner, partner_id)
+        async with self.db.session() as db_session:
+            partner = await db_session.get(OcpiPartner, partner_id)
             if partner is None or partner.status != PartnerStatus.REGISTERED or not partner.outgoing_token:
                 return None
             url = partner.endpoint("tokens", "SENDER")
@@ -160,7 +160,7 @@ class TokensPuller:
             )
             cpos = [
                 c
-                for c in await hosted_cpos(s)
+                for c in await hosted_cpos(db_session)
                 if partner.allowed_cpo_ids is None or c.id in partner.allowed_cpo_ids
             ]
             if emsp is not None and cpos:
@@ -197,12 +197,13 @@ class TokensPuller:
         full: bool,
     ) -> None:
         started = utcnow()
-        async with self.db.session() as s:
-            partner = await s.get(OcpiPartner, result.partner_id)
+        async with self.db.session() as db_session:
+            partner = await db_session.get(OcpiPartner, result.partner_id)
             previous = partner.tokens_pulled_at if partner else None
-        params: dict[str, Any] | None = {"limit": self.page_limit}
+        first_page: dict[str, Any] = {"limit": self.page_limit}
         if previous is not None and not full:
-            params["date_from"] = format_rfc3339(previous - self.overlap)
+            first_page["date_from"] = format_rfc3339(previous - self.overlap)
+        params: dict[str, Any] | None = first_page  # the next pages: the Link URL as given
         url: str | None = base
         seen: set[str] = set()
         while url is not None and result.pages < self.max_pages:
@@ -256,7 +257,7 @@ class TokensPuller:
     async def _store_page(
         self, result: PullResult, items: list[Any], owners: dict[tuple[str, str], int]
     ) -> None:
-        async with self.db.session() as s:
+        async with self.db.session() as db_session:
             for item in items:
                 try:
                     body = OcpiToken.model_validate(item)
@@ -268,8 +269,8 @@ class TokensPuller:
                     result.skipped += 1
                     continue
                 try:
-                    async with s.begin_nested():
-                        stored = await store_token(s, party_pk, body, keep_newer=True)
+                    async with db_session.begin_nested():
+                        stored = await store_token(db_session, party_pk, body, keep_newer=True)
                 except Exception:  # e.g. a concurrent insert of the same token: the next pull catches up
                     log.debug("could not store pulled token %s", body.uid, exc_info=True)
                     stored = None
@@ -284,8 +285,8 @@ class TokensPuller:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def _mark(self, partner_id: int, started: Any) -> None:
-        async with self.db.session() as s:
-            partner = await s.get(OcpiPartner, partner_id)
+        async with self.db.session() as db_session:
+            partner = await db_session.get(OcpiPartner, partner_id)
             if partner is not None:
                 partner.tokens_pulled_at = started
 

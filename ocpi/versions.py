@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ocpi.deps import db_session
+from ocpi.deps import request_transaction
 from ocpi.envelope import NotFound, ok
 from ocpi.partner_auth import partner_for_header
 from ocpi.platform import VERSION, OcpiPlatform, get_platform
@@ -40,10 +40,10 @@ def version_details(platform: OcpiPlatform) -> dict:
 @router.get("/versions")
 async def versions(
     request: Request,
-    session: AsyncSession = Depends(db_session, scope="function"),
+    db_session: AsyncSession = Depends(request_transaction, scope="function"),
     platform: OcpiPlatform = Depends(get_platform),
 ):
-    await partner_for_header(session, request.headers.get("Authorization"), allow_token_a=True)
+    await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=True)
     return ok([{"version": VERSION, "url": platform.version_url}])
 
 
@@ -51,10 +51,10 @@ async def versions(
 async def details(
     version: str,
     request: Request,
-    session: AsyncSession = Depends(db_session, scope="function"),
+    db_session: AsyncSession = Depends(request_transaction, scope="function"),
     platform: OcpiPlatform = Depends(get_platform),
 ):
-    await partner_for_header(session, request.headers.get("Authorization"), allow_token_a=True)
+    await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=True)
     if version != VERSION:
         raise NotFound(f"Version {version} is not supported")
     return ok(version_details(platform))

@@ -49,7 +49,7 @@ def _conditions(entry: dict[str, Any]) -> list[Any] | None:
     return conds
 
 
-async def matching_entries(session: AsyncSession, loc: Location, party_pks: Iterable[int]) -> list[dict]:
+async def matching_entries(db_session: AsyncSession, loc: Location, party_pks: Iterable[int]) -> list[dict]:
     """The ``publish_allowed_to`` entries that match a token issued by one of ``party_pks``."""
     pks = [pk for pk in party_pks if pk is not None]
     if not pks:
@@ -59,24 +59,24 @@ async def matching_entries(session: AsyncSession, loc: Location, party_pks: Iter
         conds = _conditions(entry)
         if conds is None:
             continue
-        hit = await session.scalar(select(Token.id).where(Token.emsp_id.in_(pks), *conds).limit(1))
+        hit = await db_session.scalar(select(Token.id).where(Token.emsp_id.in_(pks), *conds).limit(1))
         if hit is not None:
             found.append(entry)
     return found
 
 
 async def location_view(
-    session: AsyncSession, loc: Location, party_pks: Iterable[int]
+    db_session: AsyncSession, loc: Location, party_pks: Iterable[int]
 ) -> tuple[bool, list[dict] | None]:
     """(may the parties see ``loc``, the ``publish_allowed_to`` entries to send them — None: as stored)."""
     if loc.publish:
         return True, None
-    entries = await matching_entries(session, loc, party_pks)
+    entries = await matching_entries(db_session, loc, party_pks)
     return bool(entries), entries
 
 
 async def may_see(
-    session: AsyncSession,
+    db_session: AsyncSession,
     loc: Location,
     party_pks: Iterable[int],
     allowed_cpo_ids: Iterable[int] | None = None,
@@ -85,7 +85,7 @@ async def may_see(
     (``allowed_cpo_ids``, None: every hosted CPO) and :func:`location_view` shows it to them."""
     if allowed_cpo_ids is not None and loc.cpo_id not in set(allowed_cpo_ids):
         return False
-    visible, _ = await location_view(session, loc, party_pks)
+    visible, _ = await location_view(db_session, loc, party_pks)
     return visible
 
 
@@ -102,16 +102,18 @@ def shape(body: dict[str, Any], entries: list[dict] | None) -> dict[str, Any]:
 
 
 async def visible_unpublished(
-    session: AsyncSession, cpo_id: int, party_pks: Iterable[int]
+    db_session: AsyncSession, cpo_id: int, party_pks: Iterable[int]
 ) -> dict[int, list]:
     """Unpublished locations of ``cpo_id`` the parties may see: location pk -> their matching entries."""
     pks = list(party_pks)
     rows = (
-        await session.scalars(select(Location).where(Location.cpo_id == cpo_id, Location.publish.is_(False)))
+        await db_session.scalars(
+            select(Location).where(Location.cpo_id == cpo_id, Location.publish.is_(False))
+        )
     ).all()
     out: dict[int, list] = {}
     for loc in rows:
-        entries = await matching_entries(session, loc, pks)
+        entries = await matching_entries(db_session, loc, pks)
         if entries:
             out[loc.id] = entries
     return out

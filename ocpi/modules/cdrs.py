@@ -22,14 +22,14 @@ def _visible(c: Caller):
 @router.get("/")
 async def list_cdrs(request: Request, c: Caller = Depends(caller)):
     rows, headers = await paginate(
-        c.session, request, _visible(c), Cdr.last_updated, Cdr.id, c.platform.max_limit
+        c.db_session, request, _visible(c), Cdr.last_updated, Cdr.id, c.platform.max_limit
     )
     return ok([cdr_object(cdr) for cdr in rows], headers=headers)
 
 
 @router.get("/{cdr_id}")
 async def get_cdr(cdr_id: str, c: Caller = Depends(caller)):
-    cdr = await c.session.scalar(_visible(c).where(Cdr.cdr_uid == cdr_id))
+    cdr = await c.db_session.scalar(_visible(c).where(Cdr.cdr_uid == cdr_id))
     if cdr is None:
         raise NotFound(f"Unknown CDR {cdr_id}")
     return ok(cdr_object(cdr))

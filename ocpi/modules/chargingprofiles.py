@@ -29,7 +29,7 @@ def _response(result: str, timeout: int) -> dict[str, Any]:
 
 
 async def _session(c: Caller, session_id: str) -> ChargingSession | None:
-    return await c.session.scalar(
+    return await c.db_session.scalar(
         select(ChargingSession)
         .join(Token, Token.id == ChargingSession.token_id)
         .where(
@@ -47,7 +47,7 @@ async def _submit(c: Caller, method_name: str, kwargs: dict[str, Any], response_
     if method is None:
         return _response("NOT_SUPPORTED", runner.timeout)
     await runner.submit_call(
-        c.session,
+        c.db_session,
         lambda: method(**kwargs),
         response_url=response_url,
         partner_id=c.partner.id,

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 router = APIRouter()
 
-MODELS = {
+CommandRequest = StartSession | StopSession | UnlockConnector | ReserveNow | CancelReservation
+MODELS: dict[str, type[CommandRequest]] = {
     "START_SESSION": StartSession,
     "STOP_SESSION": StopSession,
     "UNLOCK_CONNECTOR": UnlockConnector,
@@ -49,12 +50,12 @@ async def _location(c: Caller, command: str, location_id: str, evse_uid: str | N
     """The addressed CPO's location ``location_id`` if the caller may see it; 2003 when it does not exist or
     the caller may not see it (the same answer: a hidden location is not disclosed)."""
     unknown = NotFound(f"Unknown location {location_id}", code=status.UNKNOWN_LOCATION)
-    loc = await c.session.scalar(
+    loc = await c.db_session.scalar(
         select(Location).where(Location.cpo_id == c.cpo.id, Location.ocpi_id == location_id)
     )
     if loc is None:
         raise unknown
-    if not await may_see(c.session, loc, [c.role.party_pk], c.partner.allowed_cpo_ids):
+    if not await may_see(c.db_session, loc, [c.role.party_pk], c.partner.allowed_cpo_ids):
         log.warning(
             "%s from partner %s (%s*%s) names location %s of CPO %s*%s, which it may not see "
             "(publish false without a matching token, or no agreement): answered as unknown location",
@@ -68,7 +69,7 @@ async def _location(c: Caller, command: str, location_id: str, evse_uid: str | N
         )
         raise unknown
     if evse_uid is not None:
-        evse = await c.session.scalar(select(EVSE).where(EVSE.location_id == loc.id, EVSE.uid == evse_uid))
+        evse = await c.db_session.scalar(select(EVSE).where(EVSE.location_id == loc.id, EVSE.uid == evse_uid))
         if evse is None:
             raise NotFound(f"Unknown EVSE {evse_uid}", code=status.UNKNOWN_LOCATION)
     return loc
@@ -116,7 +117,7 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
         else:
             kwargs.update(reservation_id=body.reservation_id, expiry_date=body.expiry_date)
     elif isinstance(body, StopSession):
-        cs = await c.session.scalar(
+        cs = await c.db_session.scalar(
             select(ChargingSession)
             .join(Token, Token.id == ChargingSession.token_id)
             .where(
@@ -136,7 +137,7 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
     if not runner.supports(command):
         return ok(_response("NOT_SUPPORTED", timeout, f"{METHODS[command]} is not available"))
     if isinstance(body, StartSession) and body.authorization_reference:
-        c.session.add(
+        c.db_session.add(
             OcpiAuthorization(
                 token_uid=body.token.uid,
                 token_type=body.token.type,
@@ -147,7 +148,7 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
             )
         )
     await runner.submit(
-        c.session,
+        c.db_session,
         command,
         kwargs,
         response_url=body.response_url,

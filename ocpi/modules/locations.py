@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import Select, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import selectinload
 
 from kernel.models import EVSE, Location
@@ -24,8 +24,8 @@ router = APIRouter()
 
 
 async def _visible(c: Caller) -> tuple[Select[Any], dict[int, list]]:
-    hidden = await visible_unpublished(c.session, c.cpo.id, [c.role.party_pk])
-    shown = Location.publish.is_(True)
+    hidden = await visible_unpublished(c.db_session, c.cpo.id, [c.role.party_pk])
+    shown: ColumnElement[bool] = Location.publish.is_(True)
     if hidden:
         shown = or_(shown, Location.id.in_(list(hidden)))
     query = (
@@ -45,14 +45,14 @@ def _object(loc: Location, c: Caller, hidden: dict[int, list]) -> dict[str, Any]
 async def list_locations(request: Request, c: Caller = Depends(caller)):
     query, hidden = await _visible(c)
     rows, headers = await paginate(
-        c.session, request, query, Location.last_updated, Location.id, c.platform.max_limit
+        c.db_session, request, query, Location.last_updated, Location.id, c.platform.max_limit
     )
     return ok([_object(loc, c, hidden) for loc in rows], headers=headers)
 
 
 async def _location(c: Caller, location_id: str) -> tuple[Location, dict[int, list]]:
     query, hidden = await _visible(c)
-    loc = await c.session.scalar(query.where(Location.ocpi_id == location_id))
+    loc = await c.db_session.scalar(query.where(Location.ocpi_id == location_id))
     if loc is None:
         raise NotFound(f"Unknown location {location_id}", code=status.UNKNOWN_LOCATION)
     return loc, hidden
@@ -78,7 +78,7 @@ async def get_connector(location_id: str, evse_uid: str, connector_id: str, c: C
     loc, _ = await _location(c, location_id)
     evse = next((e for e in loc.evses if e.uid == evse_uid), None)
     conn = next((x for x in evse.connectors if x.connector_id == connector_id), None) if evse else None
-    if conn is None:
+    if evse is None or conn is None:
         raise NotFound(f"Unknown connector {evse_uid}/{connector_id}")
     stored = next(
         (x for x in (evse.data or {}).get("connectors", []) if str(x.get("id")) == connector_id), None

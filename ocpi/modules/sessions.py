@@ -26,19 +26,19 @@ def _visible(c: Caller):
 @router.get("/")
 async def list_sessions(request: Request, c: Caller = Depends(caller)):
     rows, headers = await paginate(
-        c.session,
+        c.db_session,
         request,
         _visible(c),
         ChargingSession.last_updated,
         ChargingSession.id,
         c.platform.max_limit,
     )
-    return ok([await session_object(c.session, cs, c.cpo) for cs in rows], headers=headers)
+    return ok([await session_object(c.db_session, cs, c.cpo) for cs in rows], headers=headers)
 
 
 @router.get("/{session_id}")
 async def get_session(session_id: str, c: Caller = Depends(caller)):
-    cs = await c.session.scalar(_visible(c).where(ChargingSession.session_uid == session_id))
+    cs = await c.db_session.scalar(_visible(c).where(ChargingSession.session_uid == session_id))
     if cs is None:
         raise NotFound(f"Unknown session {session_id}")
-    return ok(await session_object(c.session, cs, c.cpo))
+    return ok(await session_object(c.db_session, cs, c.cpo))

@@ -35,14 +35,14 @@ def _visible(c: Caller):
 @router.get("/")
 async def list_tariffs(request: Request, c: Caller = Depends(caller)):
     rows, headers = await paginate(
-        c.session, request, _visible(c), TariffVersion.last_updated, TariffVersion.id, c.platform.max_limit
+        c.db_session, request, _visible(c), TariffVersion.last_updated, TariffVersion.id, c.platform.max_limit
     )
     return ok([tariff_object(tv, c.cpo) for tv in rows], headers=headers)
 
 
 @router.get("/{tariff_id}")
 async def get_tariff(tariff_id: str, c: Caller = Depends(caller)):
-    tv = await c.session.scalar(_visible(c).where(TariffVersion.tariff_id == tariff_id))
+    tv = await c.db_session.scalar(_visible(c).where(TariffVersion.tariff_id == tariff_id))
     if tv is None:
         raise NotFound(f"Unknown tariff {tariff_id}")
     return ok(tariff_object(tv, c.cpo))

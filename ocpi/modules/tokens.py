@@ -57,7 +57,7 @@ def _type(request: Request) -> str:
 
 
 async def _find(c: Caller, cc: str, pid: str, uid: str, token_type: str) -> Token | None:
-    return await c.session.scalar(
+    return await c.db_session.scalar(
         select(Token).where(
             Token.country_code == cc.upper(),
             Token.party_id == pid.upper(),
@@ -77,11 +77,11 @@ def _apply(t: Token, fields: dict[str, Any]) -> None:
 
 
 async def store_token(
-    session: AsyncSession, party_pk: int, body: OcpiToken, *, keep_newer: bool = False
+    db_session: AsyncSession, party_pk: int, body: OcpiToken, *, keep_newer: bool = False
 ) -> Token | None:
     """Store the whole token as a PUT does (insert or replace), owned by eMSP ``party_pk``. None when the
     token belongs to another eMSP; with ``keep_newer`` a stored token updated later than ``body`` stays."""
-    token = await session.scalar(
+    token = await db_session.scalar(
         select(Token).where(
             Token.country_code == body.country_code.upper(),
             Token.party_id == body.party_id.upper(),
@@ -109,11 +109,11 @@ async def store_token(
             last_updated=body.last_updated,
             data={},
         )
-        session.add(token)
+        db_session.add(token)
     token.emsp_id = party_pk
     token.data = {}
     _apply(token, fields)
-    await session.flush()
+    await db_session.flush()
     return token
 
 
@@ -142,7 +142,7 @@ async def put_token(
         token_type,
     ):
         raise OcpiError(status.INVALID_PARAMETERS, "Token country_code/party_id/uid/type differ from the URL")
-    if await store_token(c.session, c.role.party_pk, body) is None:
+    if await store_token(c.db_session, c.role.party_pk, body) is None:
         raise NotFound("Token of another party")
     return ok()
 
@@ -168,5 +168,5 @@ async def patch_token(
     fields = {k: v for k, v in patch.model_dump(mode="json").items() if k in raw}
     fields["last_updated"] = patch.last_updated
     _apply(token, fields)
-    await c.session.flush()
+    await c.db_session.flush()
     return ok()
