@@ -22,7 +22,7 @@ import httpx
 from kernel.components import Hub
 from kernel.outbox import OutboxDispatcher, register_channel
 from ocpi.app import create_ocpi_app
-from ocpi.commands import CommandRunner
+from ocpi.command_runner import CommandRunner
 from ocpi.partners import api_router
 from ocpi.platform import OcpiPlatform
 from ocpi.push.hooks import cdr_hook, evse_status_hook, session_hook, tariff_hook

@@ -173,7 +173,7 @@ class SmartChargingMixin:
 
 
 class OcppCommandAdapter(SmartChargingMixin):
-    """Implements :class:`ocpi.commands.GatewayCommands` with the gateway's ``send``."""
+    """Implements :class:`ocpi.command_runner.GatewayCommands` with the gateway's ``send``."""
 
     def __init__(self, gateway: Any, db: Database) -> None:
         self.gateway = gateway

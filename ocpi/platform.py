@@ -12,7 +12,7 @@ from fastapi import Request
 from kernel.db.engine import Database
 
 if TYPE_CHECKING:
-    from ocpi.commands import CommandRunner
+    from ocpi.command_runner import CommandRunner
 
 VERSION = "2.2.1"
 

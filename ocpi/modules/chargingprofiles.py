@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from kernel.models import ChargingSession, SessionStatus, Token
 from ocpi import status
-from ocpi.commands import CommandRunner
+from ocpi.command_runner import CommandRunner
 from ocpi.deps import Caller, caller, read_model
 from ocpi.envelope import OcpiError, ok
 from ocpi.routing import routing_headers

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from kernel.models import EVSE, ChargingSession, Location, Token
 from kernel.models.roaming import OcpiAuthorization
 from ocpi import status
-from ocpi.commands import METHODS, CommandRunner
+from ocpi.command_runner import METHODS, CommandRunner
 from ocpi.deps import Caller, caller, read_model
 from ocpi.envelope import NotFound, OcpiError, ok
 from ocpi.routing import routing_headers

@@ -60,7 +60,7 @@ def advance_clock(seconds: float) -> None:
 
 
 class FakeGateway:
-    """Implements ocpi.commands.GatewayCommands; answers like a charger would, after ``delay`` seconds."""
+    """Implements ocpi.command_runner.GatewayCommands; answers like a charger would, after ``delay`` seconds."""
 
     def __init__(self, answer: str = "ACCEPTED", delay: float = 0.05) -> None:
         self.answer, self.delay = answer, delay

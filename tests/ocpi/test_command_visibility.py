@@ -124,7 +124,7 @@ async def test_unpublished_location_only_for_owners_of_a_matching_token(hub, sim
     )
     assert _answer(r) == _unknown("LOC-NONE")
 
-    # every command the hub accepts is a pending row before the gateway is called (ocpi.commands): no new
+    # every command the hub accepts is a pending row before the gateway is called (ocpi.command_runner): no new
     # row, nothing that could still reach the charger
     assert await _count(hub, OcpiPendingCommand) == pending
     assert await _count(hub, OcpiAuthorization) == authorizations
