@@ -269,8 +269,7 @@ class GatewayRealTimeAuthorizer:
 
     async def authorize(
         self, uid: str, token_type: str, *, charge_point_id: int, location_id: int | None, evse_pk: int | None
-    ) -> Any:
-
+    ) -> AuthResult | None:
         async with self.db.session() as db_session:
             location = await db_session.get(Location, location_id) if location_id else None
             evse = await db_session.get(EVSE, evse_pk) if evse_pk else None

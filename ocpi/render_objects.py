@@ -4,6 +4,9 @@
 * Session: built from the session's columns (status, kWh, times, token, EVSE) with its ``data`` (charging
   periods, costs...) laid over; charging periods are derived from the meter values when ``data`` has none.
 * CDR and Tariff: the stored OCPI ``data`` (immutable CDR, versioned tariff).
+
+The ``*_object`` functions of loaded rows are pure; :func:`load_location` and :func:`session_object` (the
+session's token, location, EVSE, connector and meter values) read the database.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from kernel.domain.cdr_token import cdr_token
 from kernel.models import (
@@ -119,8 +123,7 @@ def location_object(loc: Location, cpo: Party) -> dict[str, Any]:
 
 
 async def load_location(db_session: AsyncSession, location_pk: int) -> Location | None:
-    from sqlalchemy.orm import selectinload
-
+    """The location with its EVSEs and connectors, fresh from the database (what :func:`location_object` needs)."""
     return await db_session.scalar(
         select(Location)
         .where(Location.id == location_pk)
