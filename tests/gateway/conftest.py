@@ -8,10 +8,13 @@ import base64
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +41,19 @@ from kernel.timeutil import utcnow
 
 PASSWORD = "s3cret-charger-pw"
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+EVHUB = str(Path(sys.executable).with_name("evhub"))
+"""The ``evhub`` command of this virtualenv, for tests that run ``evhub serve`` as a process."""
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0, poll: float = 0.02
+) -> None:
+    """Return once ``condition()`` holds (asked every ``poll`` seconds); fail naming ``what`` if it does not
+    within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, f"{what} (not within {timeout} s)"
+        await asyncio.sleep(poll)
 
 
 @dataclass
@@ -50,23 +66,23 @@ class Seed:
 
 async def seed(db: Database) -> Seed:
     now = utcnow()
-    async with db.session() as s:
+    async with db.session() as db_session:
         cpo = Party(country_code="NL", party_id="ABC", role=PartyRole.CPO, name="ABC Charging")
         emsp = Party(country_code="DE", party_id="XYZ", role=PartyRole.EMSP, name="XYZ Mobility")
-        s.add_all([cpo, emsp])
-        await s.flush()
+        db_session.add_all([cpo, emsp])
+        await db_session.flush()
         loc = Location(
             cpo_id=cpo.id, ocpi_id="LOC1", address="Main 1", city="Utrecht", country="NLD",
             latitude="52.0", longitude="5.1", time_zone="Europe/Amsterdam", last_updated=now,
         )  # fmt: skip
-        s.add(loc)
-        await s.flush()
+        db_session.add(loc)
+        await db_session.flush()
         evse_pks = []
         for n in (1, 2, 3, 4):
             evse = EVSE(location_id=loc.id, uid=f"E{n}", evse_id=f"NL*ABC*E{n}", last_updated=T0)
-            s.add(evse)
-            await s.flush()
-            s.add(Connector(evse_pk=evse.id, connector_id="1", standard="IEC_62196_T2", format="SOCKET",
+            db_session.add(evse)
+            await db_session.flush()
+            db_session.add(Connector(evse_pk=evse.id, connector_id="1", standard="IEC_62196_T2", format="SOCKET",
                             power_type="AC_3_PHASE", max_voltage=230, max_amperage=32, last_updated=now))  # fmt: skip
             evse_pks.append(evse.id)
         pw = hash_password(PASSWORD)
@@ -77,13 +93,13 @@ async def seed(db: Database) -> Seed:
         ):
             cp = ChargePoint(identity=ident, password_hash=pw, ocpp_version=ver, cpo_id=cpo.id,
                              location_id=loc.id, registration_status=reg)  # fmt: skip
-            s.add(cp)
-            await s.flush()
+            db_session.add(cp)
+            await db_session.flush()
             for i, pk in enumerate(evses, start=1):
-                s.add(ChargePointEvse(charge_point_id=cp.id, ocpp_evse_id=i, evse_pk=pk))
+                db_session.add(ChargePointEvse(charge_point_id=cp.id, ocpp_evse_id=i, evse_pk=pk))
         fleet = Token(country_code="NL", party_id="ABC", uid="AABBCC01", contract_id="NL-ABC-C1", issuer="ABC",
                       monthly_limit=Decimal("100"), limit_currency="EUR", last_updated=now)  # fmt: skip
-        s.add_all(
+        db_session.add_all(
             [
                 fleet,
                 Token(
@@ -106,7 +122,7 @@ async def seed(db: Database) -> Seed:
                 ),
             ]
         )
-        await s.flush()
+        await db_session.flush()
         return Seed(cpo.id, loc.id, evse_pks, fleet.id)
 
 

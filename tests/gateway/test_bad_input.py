@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from datetime import timedelta
@@ -15,7 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from cpo_gateway.server import Gateway
 from kernel.db.engine import Database
 from kernel.models import ChargePoint, ChargingSession
-from tests.gateway.conftest import T0, Seed, basic, iso, open_client
+from tests.gateway.conftest import T0, Seed, basic, iso, open_client, wait_until
 
 
 async def _refused(gw: Gateway, identity: str, protocols: list[str] | None, headers: dict[str, str]) -> int:
@@ -35,12 +34,15 @@ async def test_upgrade_refusals(gateway: Gateway, db: Database, seeded: Seed) ->
     assert await _refused(gateway, "CP16", ["ocpp1.5"], basic("CP16")) == 400
     with pytest.raises(InvalidStatus):
         await connect(f"ws://127.0.0.1:{gateway.port}/other/CP16", subprotocols=["ocpp1.6"])
-    async with db.session() as s:
-        assert await s.scalar(select(func.count()).select_from(ChargePoint)) == 3
-        assert await s.scalar(select(ChargePoint.status).where(ChargePoint.identity == "CP16")) == "offline"
+    async with db.session() as db_session:
+        assert await db_session.scalar(select(func.count()).select_from(ChargePoint)) == 3
+        assert (
+            await db_session.scalar(select(ChargePoint.status).where(ChargePoint.identity == "CP16"))
+            == "offline"
+        )
     # profile 2 needs TLS: refused on ws://
-    async with db.session() as s:
-        cp = await s.scalar(select(ChargePoint).where(ChargePoint.identity == "CP16"))
+    async with db.session() as db_session:
+        cp = await db_session.scalar(select(ChargePoint).where(ChargePoint.identity == "CP16"))
         cp.security_profile = 2
     assert await _refused(gateway, "CP16", ["ocpp1.6"], basic("CP16")) == 403
 
@@ -73,8 +75,8 @@ async def test_bad_frames_v16(gateway: Gateway, db: Database, seeded: Seed) -> N
     assert await c.ok("MeterValues", {"connectorId": 1, "transactionId": tx, "meterValue": [
         {"timestamp": iso(T0), "sampledValue": [{"value": "99999999999999.5"}]}]}) == {}  # fmt: skip
     # nothing of the above changed the stored session
-    async with db.session() as s:
-        sess = await s.scalar(select(ChargingSession))
+    async with db.session() as db_session:
+        sess = await db_session.scalar(select(ChargingSession))
         assert sess.end_time is None and sess.status == "ACTIVE"
     # the other charger never noticed, this one still works
     assert "currentTime" in await other.ok("Heartbeat", {})
@@ -125,28 +127,31 @@ async def test_reconnect_replaces_old_connection(gateway: Gateway, db: Database,
     assert await first.wait_closed() == 1000
     assert "currentTime" in await second.ok("Heartbeat", {})
     assert gateway.connections["CP16"].ws.remote_address == second.ws.local_address
-    async with db.session() as s:
-        assert await s.scalar(select(ChargePoint.status).where(ChargePoint.identity == "CP16")) == "online"
+    assert await _status(db, "CP16") == "online"
     await second.close()
-    for _ in range(50):
-        async with db.session() as s:
-            if await s.scalar(select(ChargePoint.status).where(ChargePoint.identity == "CP16")) == "offline":
-                break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("charger not marked offline after disconnect")
+    await wait_until(lambda: _is_offline(db, "CP16"), "charger marked offline after disconnect")
+
+
+async def _status(db: Database, identity: str) -> str | None:
+    async with db.session() as db_session:
+        return await db_session.scalar(select(ChargePoint.status).where(ChargePoint.identity == identity))
+
+
+async def _is_offline(db: Database, identity: str) -> bool:
+    return await _status(db, identity) == "offline"
 
 
 async def test_missed_heartbeats_mark_offline(gateway: Gateway, db: Database, seeded: Seed) -> None:
     c = await open_client(gateway, "CP16", "ocpp1.6")
     await c.ok("Heartbeat", {})
-    gateway.offline_after = 0.3
-    await asyncio.sleep(0.5)
+    gateway.offline_after = 30.0
+    assert await _status(db, "CP16") == "online"
+    await gateway.sweep()  # heard just now: stays connected
+    assert "currentTime" in await c.ok("Heartbeat", {})
+    gateway.connections["CP16"].last_heard -= 31.0  # then silent for longer than offline_after
     await gateway.sweep()
     assert await c.wait_closed() == 4000
-    await asyncio.sleep(0.1)
-    async with db.session() as s:
-        assert await s.scalar(select(ChargePoint.status).where(ChargePoint.identity == "CP16")) == "offline"
+    await wait_until(lambda: _is_offline(db, "CP16"), "charger marked offline after missed heartbeats")
 
 
 async def test_sweep_refreshes_last_seen_of_chargers_heard(
@@ -154,11 +159,11 @@ async def test_sweep_refreshes_last_seen_of_chargers_heard(
 ) -> None:
     c = await open_client(gateway, "CP16", "ocpp1.6")
     await c.ok("Heartbeat", {})
-    async with db.session() as s:
-        await s.execute(update(ChargePoint).values(last_seen=T0))
+    async with db.session() as db_session:
+        await db_session.execute(update(ChargePoint).values(last_seen=T0))
     await gateway.sweep()
-    async with db.session() as s:
-        seen = dict((await s.execute(select(ChargePoint.identity, ChargePoint.last_seen))).all())
+    async with db.session() as db_session:
+        seen = dict((await db_session.execute(select(ChargePoint.identity, ChargePoint.last_seen))).all())
     assert seen["CP16"] > T0 + timedelta(days=1)  # heard since the last sweep: refreshed
     assert seen["CP201"] == T0  # not connected: untouched
     await c.close()

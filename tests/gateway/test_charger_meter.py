@@ -17,10 +17,10 @@ OCMF = 'OCMF|{"FV":"1.0","RD":[{"RV":"12.5","RI":"1-b:1.8.0"}]}|{"SD":"30"}'
 
 
 async def _rows(db: Database) -> list[ChargerMeterValue]:
-    async with db.session() as s:
+    async with db.session() as db_session:
         return list(
             (
-                await s.scalars(
+                await db_session.scalars(
                     select(ChargerMeterValue).order_by(
                         ChargerMeterValue.ocpp_evse_id, ChargerMeterValue.timestamp, ChargerMeterValue.measurand,
                         ChargerMeterValue.phase,
@@ -31,10 +31,10 @@ async def _rows(db: Database) -> list[ChargerMeterValue]:
 
 
 async def _session_counts(db: Database) -> tuple[int, int]:
-    async with db.session() as s:
+    async with db.session() as db_session:
         return (
-            await s.scalar(select(func.count()).select_from(ChargingSession)),
-            await s.scalar(select(func.count()).select_from(MeterValue)),
+            await db_session.scalar(select(func.count()).select_from(ChargingSession)),
+            await db_session.scalar(select(func.count()).select_from(MeterValue)),
         )
 
 

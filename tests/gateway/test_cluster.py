@@ -39,8 +39,8 @@ async def pair(db: Database, seeded: Seed, database_url: str) -> AsyncIterator[t
 
 async def _kill_listener(db: Database, router: PgRouter) -> None:
     pid = router.conn.get_server_pid()
-    async with db.session() as s:
-        assert await s.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    async with db.session() as db_session:
+        assert await db_session.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
 
 async def _wait_reconnected(router: PgRouter, count: int, timeout: float = 15) -> None:
@@ -84,14 +84,18 @@ async def test_reconnect_closes_connections_taken_over_while_deaf(
     old = await open_client(gw_b, "CP16", "ocpp1.6")
     await old.ok("Heartbeat", {})
     # what a connection to A would have written, with its announcement lost because B was not listening
-    async with db.session() as s:
-        await s.execute(text("UPDATE charge_points SET connected_node = 'node-a' WHERE identity = 'CP16'"))
+    async with db.session() as db_session:
+        await db_session.execute(
+            text("UPDATE charge_points SET connected_node = 'node-a' WHERE identity = 'CP16'")
+        )
     await _kill_listener(db, gw_b.router)
     await _wait_reconnected(gw_b.router, 1)
     assert await old.wait_closed() == 1000
     assert "CP16" not in gw_b.connections
-    async with db.session() as s:  # B did not mark the charger offline: it is A's now
+    async with db.session() as db_session:  # B did not mark the charger offline: it is A's now
         row = (
-            await s.execute(text("SELECT status, connected_node FROM charge_points WHERE identity = 'CP16'"))
+            await db_session.execute(
+                text("SELECT status, connected_node FROM charge_points WHERE identity = 'CP16'")
+            )
         ).one()
     assert tuple(row) == ("online", "node-a")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from cpo_gateway.server import Gateway
 from kernel.components import Hub
 from kernel.db.engine import Database
 from tests.conftest import free_port
-from tests.gateway.conftest import PASSWORD, Seed, basic, gateway_settings, open_client
+from tests.gateway.conftest import EVHUB, PASSWORD, Seed, basic, gateway_settings, open_client
 
 
 @pytest.fixture
@@ -95,9 +94,6 @@ async def test_commands_v16_and_v201(hub: Hub) -> None:
         assert r.status_code == 502 and r.json()["detail"]["code"] == "NotSupported"
     await c16.close()
     await c201.close()
-
-
-EVHUB = str(Path(sys.executable).with_name("evhub"))
 
 
 async def _start_serve(db_url: str, node: str, tmp: Path) -> tuple[asyncio.subprocess.Process, int, int]:

@@ -19,15 +19,15 @@ STATUS201 = {"timestamp": iso(T0), "connectorStatus": "Available", "evseId": 1, 
 
 
 async def _set_status(db: Database, identity: str, status: RegistrationStatus) -> None:
-    async with db.session() as s:
-        await s.execute(
+    async with db.session() as db_session:
+        await db_session.execute(
             update(ChargePoint).where(ChargePoint.identity == identity).values(registration_status=status)
         )
 
 
 async def _count(db: Database, model: type) -> int:
-    async with db.session() as s:
-        return await s.scalar(select(func.count()).select_from(model))
+    async with db.session() as db_session:
+        return await db_session.scalar(select(func.count()).select_from(model))
 
 
 def _security_error(answer: list) -> bool:

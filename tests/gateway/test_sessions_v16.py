@@ -27,13 +27,15 @@ def mv(ts, wh, context="Sample.Periodic", **extra):
 
 
 async def _session(db: Database, tx: int | str) -> ChargingSession:
-    async with db.session() as s:
-        return await s.scalar(select(ChargingSession).where(ChargingSession.transaction_id == str(tx)))
+    async with db.session() as db_session:
+        return await db_session.scalar(
+            select(ChargingSession).where(ChargingSession.transaction_id == str(tx))
+        )
 
 
 async def _count_mv(db: Database, session_id: int) -> int:
-    async with db.session() as s:
-        return await s.scalar(
+    async with db.session() as db_session:
+        return await db_session.scalar(
             select(func.count()).select_from(MeterValue).where(MeterValue.session_id == session_id)
         )
 
@@ -73,9 +75,9 @@ async def test_full_session_v16(gateway: Gateway, db: Database, seeded: Seed) ->
     assert sess.signed_meter_data == OCMF  # byte-exact
     assert sess.stop_reason == "EVDisconnected" and sess.flags == []
     assert len(sess.session_uid) == 36
-    async with db.session() as s:
-        cp = await s.scalar(select(ChargePoint).where(ChargePoint.identity == "CP16"))
-        evse = await s.get(EVSE, seeded.evse_pks[0])
+    async with db.session() as db_session:
+        cp = await db_session.scalar(select(ChargePoint).where(ChargePoint.identity == "CP16"))
+        evse = await db_session.get(EVSE, seeded.evse_pks[0])
     assert (cp.vendor, cp.model, cp.serial_number, cp.firmware_version) == ("ACME", "W1", "SN1", "1.2.3")
     assert evse.status == "CHARGING" and evse.last_updated == T0
 
@@ -105,8 +107,8 @@ async def test_replays_are_idempotent(gateway: Gateway, db: Database, seeded: Se
     sess = await _session(db, tx)
     assert await _count_mv(db, sess.id) == 2
     assert sess.energy_wh == 300
-    async with db.session() as s:
-        assert await s.scalar(select(func.count()).select_from(ChargingSession)) == 1
+    async with db.session() as db_session:
+        assert await db_session.scalar(select(func.count()).select_from(ChargingSession)) == 1
 
 
 async def test_unknown_stop_is_stored_and_flagged(gateway: Gateway, db: Database, seeded: Seed) -> None:
@@ -187,20 +189,20 @@ async def test_authorization_rules(gateway: Gateway, db: Database, seeded: Seed)
     from kernel.timeutil import utcnow
 
     now = utcnow()
-    async with db.session() as s:
+    async with db.session() as db_session:
         sess = ChargingSession(session_uid="u1", charge_point_id=1, transaction_id="x", cpo_id=seeded.cpo_id,
                                start_time=now, last_updated=now)  # fmt: skip
-        cp = await s.scalar(select(ChargePoint).where(ChargePoint.identity == "CP16"))
+        cp = await db_session.scalar(select(ChargePoint).where(ChargePoint.identity == "CP16"))
         sess.charge_point_id = cp.id
-        s.add(sess)
-        await s.flush()
-        s.add(Cdr(cdr_uid="C1", session_id=sess.id, cpo_id=seeded.cpo_id, token_id=seeded.fleet_token_id,
+        db_session.add(sess)
+        await db_session.flush()
+        db_session.add(Cdr(cdr_uid="C1", session_id=sess.id, cpo_id=seeded.cpo_id, token_id=seeded.fleet_token_id,
                   currency="EUR", start_date_time=now, end_date_time=now, total_energy_kwh=Decimal(1),
                   total_time_hours=Decimal(1), total_cost_excl_vat=Decimal("90"),
                   total_cost_incl_vat=Decimal("99.99"), data={}))  # fmt: skip
     assert await status("AABBCC01") == "Accepted"
-    async with db.session() as s:
-        s.add(Cdr(cdr_uid="C2", session_id=sess.id, revision=1, cpo_id=seeded.cpo_id,
+    async with db.session() as db_session:
+        db_session.add(Cdr(cdr_uid="C2", session_id=sess.id, revision=1, cpo_id=seeded.cpo_id,
                   token_id=seeded.fleet_token_id, currency="EUR", start_date_time=now, end_date_time=now,
                   total_energy_kwh=Decimal(0), total_time_hours=Decimal(0), total_cost_excl_vat=Decimal("0.01"),
                   total_cost_incl_vat=Decimal("0.01"), data={}))  # fmt: skip

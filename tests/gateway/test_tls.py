@@ -45,8 +45,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def tls_gateway(db: Database, seeded: Seed, database_url: str, pki: Path) -> AsyncIterator[Gateway]:
     settings = gateway_settings(database_url, ocpp_tls_cert=str(pki / "server.pem"),
                                 ocpp_tls_key=str(pki / "server.key"), ocpp_tls_ca=str(pki / "ca.pem"))  # fmt: skip
-    async with db.session() as s:
-        for cp in (await s.scalars(select(ChargePoint))).all():
+    async with db.session() as db_session:
+        for cp in (await db_session.scalars(select(ChargePoint))).all():
             cp.security_profile = {"CP16": 2, "CP201": 3}.get(cp.identity, 1)
     gw = Gateway(settings, db, "node-tls")
     await gw.start("127.0.0.1", 0)

@@ -39,8 +39,8 @@ def reg(ts, kwh, context="Sample.Periodic", signed=None):
 
 
 async def _session(db: Database, tx: str) -> ChargingSession:
-    async with db.session() as s:
-        return await s.scalar(select(ChargingSession).where(ChargingSession.transaction_id == tx))
+    async with db.session() as db_session:
+        return await db_session.scalar(select(ChargingSession).where(ChargingSession.transaction_id == tx))
 
 
 async def test_full_session_v201(gateway: Gateway, db: Database, seeded: Seed) -> None:
@@ -75,9 +75,9 @@ async def test_full_session_v201(gateway: Gateway, db: Database, seeded: Seed) -
     assert sess.energy_wh == Decimal("3250") and sess.flags == []
     assert sess.signed_meter_data == SIGNED and sess.token_id == seeded.fleet_token_id
     assert sess.evse_pk == seeded.evse_pks[2] and sess.stop_reason == "EVDisconnected"
-    async with db.session() as s:
-        events = (await s.scalars(select(ChargerEvent.action).order_by(ChargerEvent.id))).all()
-        evse = await s.get(EVSE, seeded.evse_pks[2])
+    async with db.session() as db_session:
+        events = (await db_session.scalars(select(ChargerEvent.action).order_by(ChargerEvent.id))).all()
+        evse = await db_session.get(EVSE, seeded.evse_pks[2])
     assert events == ["NotifyEvent", "FirmwareStatusNotification"]
     assert evse.status == "CHARGING"
 
@@ -105,8 +105,8 @@ async def test_out_of_order_events_and_missing_meter_stop(
     assert "UNKNOWN_TRANSACTION" not in sess.flags and "METER_STOP_MISSING" in sess.flags
     assert sess.meter_stop_wh == Decimal(3000) and sess.energy_wh == Decimal(2000)
     assert sess.token_id is not None
-    async with db.session() as s:
-        n = await s.scalar(
+    async with db.session() as db_session:
+        n = await db_session.scalar(
             select(func.count()).select_from(MeterValue).where(MeterValue.session_id == sess.id)
         )
     assert n == 3

@@ -22,8 +22,7 @@ from kernel.models import EVSE, ChargePoint, ChargePointEvse, ChargingSession, O
 from kernel.security import hash_password
 from kernel.settings import SettingsError, load_settings
 from tests.conftest import free_port
-from tests.gateway.conftest import PASSWORD, T0, Client, Seed, basic
-from tests.gateway.test_commands import EVHUB
+from tests.gateway.conftest import EVHUB, PASSWORD, T0, Client, Seed, basic
 
 CHARGERS = 16
 
@@ -31,19 +30,19 @@ CHARGERS = 16
 async def _add_chargers(db: Database, seeded: Seed) -> list[str]:
     pw = hash_password(PASSWORD)
     names = [f"WK{i:02d}" for i in range(CHARGERS)]
-    async with db.session() as s:
+    async with db.session() as db_session:
         for name in names:
             cp = ChargePoint(identity=name, password_hash=pw, ocpp_version=OcppVersion.V16,
                              cpo_id=seeded.cpo_id, location_id=seeded.location_id,
                              registration_status=RegistrationStatus.ACCEPTED)  # fmt: skip
-            s.add(cp)
-            await s.flush()
+            db_session.add(cp)
+            await db_session.flush()
             evse = EVSE(
                 location_id=seeded.location_id, uid=f"E-{name}", evse_id=f"NL*ABC*E{name}", last_updated=T0
             )
-            s.add(evse)
-            await s.flush()
-            s.add(ChargePointEvse(charge_point_id=cp.id, ocpp_evse_id=1, evse_pk=evse.id))
+            db_session.add(evse)
+            await db_session.flush()
+            db_session.add(ChargePointEvse(charge_point_id=cp.id, ocpp_evse_id=1, evse_pk=evse.id))
     return names
 
 
@@ -79,8 +78,8 @@ def _kill_tree(pid: int) -> None:
 
 
 async def _nodes(db: Database, names: list[str]) -> dict[str, str | None]:
-    async with db.session() as s:
-        rows = await s.execute(
+    async with db.session() as db_session:
+        rows = await db_session.execute(
             select(ChargePoint.identity, ChargePoint.connected_node).where(ChargePoint.identity.in_(names))
         )
         return dict(rows.all())
@@ -146,8 +145,8 @@ async def test_workers_share_the_port_and_work_as_one(db: Database, seeded: Seed
                 await charger.ok("MeterValues", {"connectorId": 1, "transactionId": started["transactionId"],
                                                  "meterValue": [{"timestamp": "2026-11-02T10:01:00Z",
                                                                  "sampledValue": [{"value": str(100 + i)}]}]})  # fmt: skip
-            async with db.session() as s:
-                count = len((await s.scalars(select(ChargingSession.id).where(
+            async with db.session() as db_session:
+                count = len((await db_session.scalars(select(ChargingSession.id).where(
                     ChargingSession.charge_point_id.in_(select(ChargePoint.id).where(ChargePoint.identity.in_(names)))
                 ))).all())  # fmt: skip
             assert count == CHARGERS
