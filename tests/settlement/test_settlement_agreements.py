@@ -23,8 +23,7 @@ from settlement.core.agreements import (
 )
 from settlement.core.split import split
 
-from .test_settlement_split import _one
-from .testkit import make_book
+from .testkit import make_book, one_cdr_row
 
 CLOSED_UNTIL = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -89,16 +88,16 @@ def test_version_in_force_by_end_time_and_by_period():
         == 1
     )
     assert in_force(book.agreements, "hub_fee", ("*", "EUR"), datetime(2026, 10, 16, tzinfo=UTC)).version == 2
-    late_in_month = _one(cpo="DE*CPB", end_date_time=pd.Timestamp("2026-10-20T10:00Z"))
+    late_in_month = one_cdr_row(cpo="DE*CPB", end_date_time=pd.Timestamp("2026-10-20T10:00Z"))
     by_end = split(late_in_month, book).lines
     by_period = split(late_in_month, book, pick_basis="period_start").lines
     hub = by_end[by_end["kind"] == "hub_fee"]
     assert hub["agreement_version"].item() == 2
     assert by_period.loc[by_period["kind"] == "hub_fee", "agreement_version"].item() == 1
     # a CPO-specific hub agreement wins over the default from its valid_from on
-    specific = split(_one(end_date_time=pd.Timestamp("2026-10-02T00:00Z")), book).lines
+    specific = split(one_cdr_row(end_date_time=pd.Timestamp("2026-10-02T00:00Z")), book).lines
     assert specific.loc[specific["kind"] == "hub_fee", "agreement_id"].item() == "HUB-CPA-EUR"
-    before = split(_one(end_date_time=pd.Timestamp("2026-09-30T23:59:59Z")), book).lines
+    before = split(one_cdr_row(end_date_time=pd.Timestamp("2026-09-30T23:59:59Z")), book).lines
     assert before.loc[before["kind"] == "hub_fee", "agreement_id"].item() == "HUB-EUR"
 
 
@@ -116,8 +115,8 @@ def test_valid_until_ends_an_agreement():
             _hub(),
         ]
     )
-    ok = split(_one(end_date_time=pd.Timestamp("2026-10-09T23:00Z"), location_id="X"), book)
-    gone = split(_one(end_date_time=pd.Timestamp("2026-10-10T00:00Z"), location_id="X"), book)
+    ok = split(one_cdr_row(end_date_time=pd.Timestamp("2026-10-09T23:00Z"), location_id="X"), book)
+    gone = split(one_cdr_row(end_date_time=pd.Timestamp("2026-10-10T00:00Z"), location_id="X"), book)
     assert ok.rejected.empty
     assert list(gone.rejected["reason"]) == ["no_roaming_agreement"]
 

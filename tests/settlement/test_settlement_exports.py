@@ -47,9 +47,9 @@ def test_hash_changes_when_a_cent_changes(cdrs):
 
 
 def test_csv_format_and_parquet_content():
-    from .test_settlement_split import _one
+    from .testkit import one_cdr_row
 
-    run = settle(_one(location_id="LOC1"), BOOK, "2026-10")
+    run = settle(one_cdr_row(location_id="LOC1"), BOOK, "2026-10")
     text = lines_csv(run.lines).decode()
     header, first = text.splitlines()[:2]
     assert header.startswith("settlement_period,service_period,cdr_id,line_no,kind,party")
@@ -67,12 +67,12 @@ def test_csv_format_and_parquet_content():
 
 
 def test_html_statement_is_printable_and_shows_currencies_apart():
-    from .test_settlement_split import _one
+    from .testkit import one_cdr_row
 
     frames = pd.concat(
         [
-            _one(cdr_id="E1"),
-            _one(
+            one_cdr_row(cdr_id="E1"),
+            one_cdr_row(
                 cdr_id="B1",
                 currency="BHD",
                 total_excl=12345,

@@ -63,9 +63,9 @@ def test_no_money_appears_or_disappears_across_currencies(cdrs):
 
 
 def test_ledger_cpo_sees_revenue_and_costs():
-    from .test_settlement_split import _one
+    from .testkit import one_cdr_row
 
-    lines = split(_one(location_id="LOC1"), BOOK).lines
+    lines = split(one_cdr_row(location_id="LOC1"), BOOK).lines
     cpo = ledger(lines)
     cpo = cpo[cpo["party"] == "NL*CPA"].set_index("kind")["gross_minor"]
     assert cpo["emsp_owes_cpo"] == 1210
@@ -75,9 +75,9 @@ def test_ledger_cpo_sees_revenue_and_costs():
 
 
 def test_check_transfers_detects_a_wrong_transfer():
-    from .test_settlement_split import _one
+    from .testkit import one_cdr_row
 
-    lines = split(_one(), BOOK).lines
+    lines = split(one_cdr_row(), BOOK).lines
     transfers = bilateral(lines)
     broken = transfers.copy()
     broken.loc[0, "amount_minor"] += 1
@@ -86,9 +86,9 @@ def test_check_transfers_detects_a_wrong_transfer():
 
 
 def test_multilateral_with_clearing_party_routes_everything_through_it():
-    from .test_settlement_split import _one
+    from .testkit import one_cdr_row
 
-    frames = [_one(cdr_id=f"X{i}", location_id="LOC1") for i in range(3)]
+    frames = [one_cdr_row(cdr_id=f"X{i}", location_id="LOC1") for i in range(3)]
     lines = split(pd.concat(frames, ignore_index=True), BOOK).lines
     transfers = multilateral(lines, "HUB")
     assert ((transfers["payer"] == "HUB") | (transfers["payee"] == "HUB")).all()
@@ -102,6 +102,6 @@ def test_empty_lines_give_no_transfers(method):
 
 
 def _empty():
-    from .test_settlement_split import _one
+    from .testkit import one_cdr_row
 
-    return _one().iloc[0:0]
+    return one_cdr_row().iloc[0:0]

@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from settlement.core.accounting_periods import ClosedPeriodError, closed_until, parse_period, period_of
 from settlement.core.run import settle
 
-from .test_settlement_split import _one
-from .testkit import cdr_rows, make_book
+from .testkit import cdr_rows, make_book, one_cdr_row
 
 BOOK = make_book()
 CLOSE_OCT = {"2026-10": datetime(2026, 11, 5, 12, 0, tzinfo=UTC)}
@@ -33,8 +32,8 @@ def test_parse_period_is_half_open_utc_month():
 
 
 def _on_time_and_late():
-    on_time = _one(cdr_id="ON", created_at=pd.Timestamp("2026-10-06T00:00Z"))
-    late = _one(cdr_id="LATE", created_at=pd.Timestamp("2026-11-20T00:00Z"))
+    on_time = one_cdr_row(cdr_id="ON", created_at=pd.Timestamp("2026-10-06T00:00Z"))
+    late = one_cdr_row(cdr_id="LATE", created_at=pd.Timestamp("2026-11-20T00:00Z"))
     return on_time, late
 
 
@@ -57,7 +56,7 @@ def test_late_cdr_becomes_adjustment_in_next_open_period_and_closed_period_is_no
 
 def test_late_cdr_skips_every_period_closed_before_it_arrived():
     closes = {**CLOSE_OCT, "2026-11": datetime(2026, 12, 3, tzinfo=UTC)}
-    late = _one(cdr_id="VERY-LATE", created_at=pd.Timestamp("2026-12-10T00:00Z"))
+    late = one_cdr_row(cdr_id="VERY-LATE", created_at=pd.Timestamp("2026-12-10T00:00Z"))
     assert settle(late, BOOK, "2026-11", closes, replay=True).lines.empty
     dec_run = settle(late, BOOK, "2026-12", closes)
     assert set(dec_run.lines["settlement_period"].astype(str)) == {"2026-12"}
@@ -65,7 +64,7 @@ def test_late_cdr_skips_every_period_closed_before_it_arrived():
 
 
 def test_credit_cdr_after_close_adjusts_the_original_in_next_period():
-    credit = _one(
+    credit = one_cdr_row(
         cdr_id="CR1",
         total_excl=-1000,
         total_incl=-1210,

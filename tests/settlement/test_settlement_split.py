@@ -14,7 +14,7 @@ from kernel.money import reset_rounding, round_amount, set_rounding
 from settlement.core.minor import from_minor, round_half_up, rounding_step
 from settlement.core.split import split
 
-from .testkit import CPOS, EMSPS, cdr_rows, dec, make_book, reference_split
+from .testkit import CPOS, cdr_rows, dec, make_book, one_cdr_row, reference_split
 
 BOOK = make_book()
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -107,25 +107,6 @@ def test_rounding_override_chf_005_is_respected():
         reset_rounding()
 
 
-def _one(**kw):
-    base = {
-        "cdr_id": "X1",
-        "cpo": CPOS[0],
-        "emsp": EMSPS[0],
-        "location_id": "LOC9",
-        "country": "NL",
-        "currency": "EUR",
-        "end_date_time": pd.Timestamp("2026-10-05T12:00Z"),
-        "energy_wh": 10_000,
-        "total_excl": 1000,
-        "total_incl": 1210,
-        "energy_excl": 1000,
-        "energy_incl": 1210,
-    }
-    base.update(kw)
-    return pd.DataFrame([base])
-
-
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
@@ -138,19 +119,19 @@ def _one(**kw):
     ],
 )
 def test_rejections_name_their_reason(change, reason):
-    result = split(_one(**change), BOOK)
+    result = split(one_cdr_row(**change), BOOK)
     assert list(result.rejected["reason"]) == [reason]
     assert result.lines.empty
 
 
 def test_site_host_currency_mismatch_is_rejected():
-    frame = _one(cpo=CPOS[1], location_id="LOC2", currency="BHD", country="DE")
+    frame = one_cdr_row(cpo=CPOS[1], location_id="LOC2", currency="BHD", country="DE")
     assert list(split(frame, BOOK).rejected["reason"]) == ["site_host_currency_mismatch"]
 
 
 def test_worked_example_hub_minimum_and_host_share():
     # 10.00 EUR net, 21% VAT; CPA-specific hub fee 1% = 0.10; host 12.5% of energy 10.00 = 1.25, VAT 0.2625
-    lines = split(_one(location_id="LOC1"), BOOK).lines.set_index("kind")
+    lines = split(one_cdr_row(location_id="LOC1"), BOOK).lines.set_index("kind")
     assert dec(lines.loc["hub_fee", "net_minor"], "EUR") == Decimal("0.10")
     assert dec(lines.loc["hub_fee", "vat_minor"], "EUR") == Decimal("0.02")
     assert dec(lines.loc["site_host_share", "net_minor"], "EUR") == Decimal("1.25")
@@ -161,7 +142,7 @@ def test_worked_example_hub_minimum_and_host_share():
 
 
 def test_naive_timestamps_are_refused():
-    frame = _one()
+    frame = one_cdr_row()
     frame["end_date_time"] = pd.Timestamp("2026-10-05T12:00")
     with pytest.raises(ValueError, match="naive"):
         split(frame, BOOK)

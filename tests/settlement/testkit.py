@@ -233,3 +233,24 @@ def reference_split(row: dict, book: AgreementBook) -> dict | str:
     out["emsp_owes_cpo"] = (-net, -vat, roaming.ref)
     out["cpo_retained"] = (net - fee - host_net, vat - fee_vat - host_vat, roaming.ref)
     return {k: (sign * a, sign * b, ref) for k, (a, b, ref) in out.items()}
+
+
+def one_cdr_row(**kw: object) -> pd.DataFrame:
+    """The split's input table with one CDR (NL, EUR, 10 kWh, 10.00 excl. / 12.10 incl. VAT, all energy),
+    ``kw`` overriding its columns."""
+    base = {
+        "cdr_id": "X1",
+        "cpo": CPOS[0],
+        "emsp": EMSPS[0],
+        "location_id": "LOC9",
+        "country": "NL",
+        "currency": "EUR",
+        "end_date_time": pd.Timestamp("2026-10-05T12:00Z"),
+        "energy_wh": 10_000,
+        "total_excl": 1000,
+        "total_incl": 1210,
+        "energy_excl": 1000,
+        "energy_incl": 1210,
+    }
+    base.update(kw)
+    return pd.DataFrame([base])
