@@ -246,8 +246,8 @@ async def test_dotenv_time_zone_sets_the_portal_month(
 ) -> None:
     """EVHUB_PORTAL_TIME_ZONE from ``.env`` reaches the portal: a session that starts at 2026-03-31 11:00 UTC
     is on 1 April in Pacific/Kiritimati (UTC+14), so the April report lists it and March's does not."""
-    from tests.portal.seed import add_fleet_with_manager, add_session, add_token, base_world
     from tests.portal.helpers import login
+    from tests.world.fleets import add_fleet_with_manager, add_session, add_token, base_world
 
     _write_env(workdir, {"EVHUB_PORTAL_TIME_ZONE": "Pacific/Kiritimati"})
     settings = load_settings(

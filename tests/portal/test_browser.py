@@ -17,7 +17,7 @@ from kernel.db.engine import Database
 from kernel.models import Connector, TariffVersion, Token
 from kernel.timeutil import utcnow
 from tests.portal.helpers import TARIFF
-from tests.portal.seed import PASSWORD, add_fleet_with_manager, add_session, add_token, base_world
+from tests.world.fleets import PASSWORD, add_fleet_with_manager, add_session, add_token, base_world
 
 DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 

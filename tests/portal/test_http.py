@@ -17,7 +17,7 @@ from kernel.models import FleetManager, Token
 from kernel.timeutil import utcnow
 from portal.admin import AdminError, add_fleet, add_manager
 from tests.portal.helpers import csrf_token, login, portal_client
-from tests.portal.seed import PASSWORD, add_fleet_with_manager, add_session, add_token, base_world, cost_incl
+from tests.world.fleets import PASSWORD, add_fleet_with_manager, add_session, add_token, base_world, cost_incl
 
 
 async def _world(db: Database):

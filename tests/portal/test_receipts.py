@@ -33,7 +33,7 @@ from portal.receipts import CHANNEL, enqueue_receipt, make_email_sender, scan_mi
 from portal.smtp import SmtpConfig, SmtpSink, start_smtp_sink
 from tariffs.rating import rate_session
 from tests.portal.helpers import TARIFF, start_hub, wait_until
-from tests.portal.seed import add_fleet_with_manager, add_session, add_token, base_world, cost_incl
+from tests.world.fleets import add_fleet_with_manager, add_session, add_token, base_world, cost_incl
 
 FAST = BackoffPolicy(base=0.2, cap=0.5, jitter=0)
 

@@ -1,4 +1,5 @@
-"""Test data for the portal: a CPO, a location in Europe/Berlin, fleets with managers, tokens, sessions, CDRs.
+"""The portal's world: a CPO with one site in Europe/Berlin, fleets with managers, drivers' tokens, and completed
+sessions with a hand-priced CDR (AC-STD: energy and a flat fee, 19 % VAT).
 
 "Now" here is :func:`kernel.timeutil.utcnow`, which tests/conftest.py pins to a mid-month instant, so data seeded
 in "the current month" lands in the same month, far from its ends, whatever day the suite runs.
@@ -15,24 +16,24 @@ from kernel.db.engine import Database
 from kernel.models import (
     EVSE,
     Cdr,
-    ChargePoint,
     ChargingSession,
     Location,
-    Party,
-    PartyRole,
     SessionStatus,
     Token,
 )
-from kernel.models.chargers import OcppVersion
 from kernel.models.portal import FleetDriver
 from kernel.timeutil import utcnow
 from portal.admin import add_fleet, add_manager
+from tests.world.sites import seed_charge_point, seed_cpo
 
 PASSWORD = "correct horse battery"
 
 
 @dataclass
-class World:
+class FleetWorld:
+    """What the portal tests refer to: pks of the CPO, its site, EVSE and charger; fleet name -> pk; token uid ->
+    pk."""
+
     cpo_id: int
     location_id: int
     evse_pk: int
@@ -41,14 +42,14 @@ class World:
     tokens: dict[str, int] = field(default_factory=dict)
 
 
-async def base_world(db: Database) -> World:
+async def base_world(db: Database) -> FleetWorld:
+    """The CPO ``DE*CPO`` (Charge GmbH), its site Alexanderplatz in Berlin with the EVSE ``DE*CPO*E1`` and the
+    charger ``CP-1``; no fleets yet."""
     now = utcnow()
+    cpo_id = await seed_cpo(db, "DE", "CPO", "Charge GmbH")
     async with db.session() as s:
-        cpo = Party(country_code="DE", party_id="CPO", role=PartyRole.CPO, name="Charge GmbH")
-        s.add(cpo)
-        await s.flush()
         loc = Location(
-            cpo_id=cpo.id,
+            cpo_id=cpo_id,
             ocpi_id="LOC1",
             name="Alexanderplatz",
             address="Alexanderplatz 1",
@@ -64,13 +65,15 @@ async def base_world(db: Database) -> World:
         await s.flush()
         evse = EVSE(location_id=loc.id, uid="EVSE1", evse_id="DE*CPO*E1", last_updated=now)
         s.add(evse)
-        cp = ChargePoint(identity="CP-1", ocpp_version=OcppVersion.V16, cpo_id=cpo.id, location_id=loc.id)
-        s.add(cp)
         await s.flush()
-        return World(cpo_id=cpo.id, location_id=loc.id, evse_pk=evse.id, charge_point_id=cp.id)
+        location_id, evse_pk = loc.id, evse.id
+    charge_point_id = await seed_charge_point(db, cpo_id, location_id, "CP-1")
+    return FleetWorld(
+        cpo_id=cpo_id, location_id=location_id, evse_pk=evse_pk, charge_point_id=charge_point_id
+    )
 
 
-async def add_fleet_with_manager(db: Database, world: World, name: str, email: str) -> int:
+async def add_fleet_with_manager(db: Database, world: FleetWorld, name: str, email: str) -> int:
     fleet = await add_fleet(db, name, "EUR")
     await add_manager(db, name, email, PASSWORD)
     world.fleets[name] = fleet.id
@@ -79,7 +82,7 @@ async def add_fleet_with_manager(db: Database, world: World, name: str, email: s
 
 async def add_token(
     db: Database,
-    world: World,
+    world: FleetWorld,
     fleet: str,
     uid: str,
     *,
@@ -140,7 +143,7 @@ def explanation(kwh: Decimal, price: Decimal, flat: Decimal) -> dict:
 
 async def add_session(
     db: Database,
-    world: World,
+    world: FleetWorld,
     token_uid: str,
     start: datetime,
     kwh: str,
