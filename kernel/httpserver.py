@@ -99,16 +99,14 @@ class HttpServer:
 
     async def stop(self, timeout: float | None = 5.0) -> None:
         """Stop accepting connections and let in-flight requests finish for up to ``timeout`` seconds (None:
-        as long as they take); then cancel what is left. Closes the socket. Safe to call more than once."""
+        as long as they take); uvicorn then cancels what is left. Closes the socket. Safe to call more than
+        once, and without :meth:`start`."""
         serving, self._serving = self._serving, None
         if serving is not None:
+            self._server.config.timeout_graceful_shutdown = None if timeout is None else max(timeout, 0)
             self._server.should_exit = True
             try:
-                await asyncio.wait_for(asyncio.shield(serving), timeout)
-            except TimeoutError:
-                serving.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await serving
+                await serving
             except Exception:  # stopping must not fail: the server's own error is only reported
                 log.warning(
                     "the HTTP server failed while stopping",
