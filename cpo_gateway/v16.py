@@ -7,10 +7,12 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from cpo_gateway.authorization import AuthResult
-from cpo_gateway.common import OCPI_FROM_V16, log_event, now_text, sample_value, ts
+from cpo_gateway.charger_values import now_text, sample_value, ts
+from cpo_gateway.event_log import log_event
 from cpo_gateway.events import ENERGY_REGISTER, Boot, Sample, SessionEnded, SessionStarted, StatusChanged
 from cpo_gateway.framing import OcppError
 from cpo_gateway.metering import store_meter_values
+from cpo_gateway.ocpi_status import OCPI_FROM_V16
 from kernel.timeutil import format_rfc3339, utcnow
 
 if TYPE_CHECKING:
