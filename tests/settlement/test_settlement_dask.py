@@ -50,6 +50,20 @@ def test_pandas_and_dask_agree(client, cdrs):
     assert sorted(rejected["cdr_id"]) == sorted(expected.rejected["cdr_id"])
 
 
+@settings(
+    max_examples=5,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(cdr_rows(n_min=5, n_max=40))
+def test_a_run_split_on_dask_is_the_pandas_run(client, cdrs):
+    """The Splitter a job uses for ``engine="dask"`` gives the run pandas gives: same lines, same hash."""
+    on_pandas = settle(cdrs, BOOK, "2026-10")
+    on_dask = settle(cdrs, BOOK, "2026-10", splitter=dask_splitter(partitions=3))
+    assert on_dask.summary == on_pandas.summary
+    assert content_hash(on_dask.all_lines) == content_hash(on_pandas.all_lines)
+
+
 @pytest.mark.parametrize("missing", ["dask", "distributed"])
 def test_settle_with_dask_missing_is_one_line(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, missing: str
