@@ -17,7 +17,7 @@ from kernel.components import Hub
 from kernel.db.engine import Database
 from kernel.settings import load_settings
 from portal.component import PortalComponent
-from tests.portal.seed import PASSWORD
+from tests.world.fleets import PASSWORD
 
 PORTAL_TIME_ZONE = "Europe/Berlin"
 
