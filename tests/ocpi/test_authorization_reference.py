@@ -13,7 +13,8 @@ from cpo_gateway.session_store import SessionStore
 from evhub import provisioning as prov
 from kernel.models import EVSE, ChargingSession
 from tariffs.rating import rate_pending
-from tests.ocpi._helpers import T0, FakeGateway, connect, seed_charge_point, seed_cpo, seed_location
+from tests.ocpi._helpers import FakeGateway, connect
+from tests.world.sites import T0, seed_charge_point, seed_cpo, seed_location
 
 
 async def _charger(hub, cpo: int, loc: int) -> tuple[SessionStore, ChargerRef]:  # type: ignore[no-untyped-def]

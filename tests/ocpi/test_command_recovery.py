@@ -11,7 +11,8 @@ from kernel.models import OcpiPendingCommand, OutboxMessage
 from kernel.models.roaming import CommandState
 from kernel.settings import Settings
 from ocpi.component import OcpiComponent
-from tests.ocpi._helpers import FakeGateway, advance_clock, connect, seed_cpo, seed_location
+from tests.ocpi._helpers import FakeGateway, advance_clock, connect
+from tests.world.sites import seed_cpo, seed_location
 
 
 async def _restart(hub) -> OcpiComponent:  # type: ignore[no-untyped-def]

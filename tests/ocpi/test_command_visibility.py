@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 
 from kernel.models import EVSE, ChargePointEvse, Location
 from kernel.models.roaming import OcpiAuthorization, OcpiPendingCommand
-from tests.ocpi._helpers import connect, seed_charge_point, seed_cpo, seed_location
+from tests.ocpi._helpers import connect
+from tests.world.sites import seed_charge_point, seed_cpo, seed_location
 
 ALLOWED_TO = [{"uid": "abc-1", "type": "RFID"}]
 

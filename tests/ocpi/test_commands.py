@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from kernel.models import ChargePointEvse
 from ocpi.realtime_authorization import GatewayRealTimeAuthorizer
-from tests.ocpi._helpers import (
-    FakeGateway,
-    connect,
-    seed_charge_point,
-    seed_cpo,
-    seed_location,
-    seed_session,
-    token_pk,
-)
+from tests.ocpi._helpers import FakeGateway, connect, token_pk
+from tests.world.sessions import seed_session
+from tests.world.sites import seed_charge_point, seed_cpo, seed_location
 
 
 class FakeOcppGateway:

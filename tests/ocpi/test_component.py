@@ -10,7 +10,10 @@ from kernel.ports import free_port
 from kernel.settings import Settings
 from ocpi.component import OcpiComponent
 from ocpi.partners import invite_partner
-from tests.ocpi._helpers import seed_cdr, seed_charge_point, seed_cpo, seed_location, seed_session, token_pk
+from tests.ocpi._helpers import token_pk
+from tests.world.cdrs import seed_cdr
+from tests.world.sessions import seed_session
+from tests.world.sites import seed_charge_point, seed_cpo, seed_location
 
 
 @pytest.mark.real_sockets  # the assembled process serves HTTP itself

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from kernel.models.roaming import OcpiPartner, PartnerStatus
 from kernel.security import hash_token
 from ocpi import credentials
-from tests.ocpi._helpers import seed_cpo
+from tests.world.sites import seed_cpo
 
 
 async def _partner(db, partner_id: int) -> OcpiPartner:

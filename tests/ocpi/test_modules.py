@@ -9,16 +9,10 @@ from sqlalchemy import func, select
 from kernel.models import Token
 from ocpi.pagination import MAX_LIMIT
 from tests.conftest import OCPI_EXAMPLES
-from tests.ocpi._helpers import (
-    T0,
-    connect,
-    seed_cdr,
-    seed_charge_point,
-    seed_cpo,
-    seed_location,
-    seed_session,
-    token_pk,
-)
+from tests.ocpi._helpers import connect, token_pk
+from tests.world.cdrs import seed_cdr
+from tests.world.sessions import seed_session
+from tests.world.sites import T0, seed_charge_point, seed_cpo, seed_location
 
 
 async def _get(

@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from kernel.models import EVSE, Location
 from ocpi.push.location_push import enqueue_evse_status
-from tests.ocpi._helpers import T0, connect, seed_cpo, seed_location
+from tests.ocpi._helpers import connect
+from tests.world.sites import T0, seed_cpo, seed_location
 
 ENTRIES = [
     {"uid": "abc-1", "type": "RFID"},

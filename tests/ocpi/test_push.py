@@ -21,17 +21,10 @@ from ocpi.push.cdr_push import enqueue_cdr
 from ocpi.push.location_push import enqueue_evse_status
 from ocpi.push.session_push import enqueue_session_update
 from ocpi.push.tariff_push import enqueue_tariff, enqueue_tariff_delete
-from tests.ocpi._helpers import (
-    T0,
-    connect,
-    seed_cdr,
-    seed_charge_point,
-    seed_cpo,
-    seed_location,
-    seed_session,
-    token_pk,
-    wait_until,
-)
+from tests.ocpi._helpers import connect, token_pk, wait_until
+from tests.world.cdrs import seed_cdr
+from tests.world.sessions import seed_session
+from tests.world.sites import T0, seed_charge_point, seed_cpo, seed_location
 
 
 async def _setup(hub, sim):

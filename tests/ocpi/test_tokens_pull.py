@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from kernel.models import Token
 from kernel.models.roaming import OcpiPartner
 from kernel.timeutil import utcnow
-from tests.ocpi._helpers import connect, seed_cpo, wait_until
+from tests.ocpi._helpers import connect, wait_until
+from tests.world.sites import seed_cpo
 
 
 def _stamp(minutes: int) -> str:
