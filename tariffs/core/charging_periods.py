@@ -15,7 +15,7 @@ turns into parking (energy stops increasing).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -61,9 +61,31 @@ class Period:
         return self.reservation_s > 0 and self.time_s == 0 and self.parking_s == 0
 
 
-def charging(start: datetime, end: datetime, energy_wh: Decimal | int | str, **kw: object) -> Period:
+def charging(
+    start: datetime,
+    end: datetime,
+    energy_wh: Decimal | int | str,
+    *,
+    power_kw: Decimal | None = None,
+    current_a: Decimal | None = None,
+    min_power_kw: Decimal | None = None,
+    max_power_kw: Decimal | None = None,
+    min_current_a: Decimal | None = None,
+    max_current_a: Decimal | None = None,
+) -> Period:
     """A charging period (all its time is charging time)."""
-    return Period(start, end, Decimal(energy_wh), time_s=seconds_between(start, end), **kw)  # type: ignore[arg-type]
+    return Period(
+        start,
+        end,
+        Decimal(energy_wh),
+        time_s=seconds_between(start, end),
+        power_kw=power_kw,
+        current_a=current_a,
+        min_power_kw=min_power_kw,
+        max_power_kw=max_power_kw,
+        min_current_a=min_current_a,
+        max_current_a=max_current_a,
+    )
 
 
 def parking(start: datetime, end: datetime) -> Period:
@@ -270,9 +292,16 @@ def _sample(s: MeterSample | Sequence[object]) -> MeterSample:
             return None
         if isinstance(v, float):
             return Decimal(repr(v))
-        return Decimal(v)  # type: ignore[arg-type]
+        if isinstance(v, Decimal | int | str):
+            return Decimal(v)
+        raise TypeError(f"meter sample value {v!r} is not a number")
 
-    return MeterSample(ensure_utc(ts), dec(e), dec(p), dec(c))  # type: ignore[arg-type]
+    if not isinstance(ts, datetime):
+        raise TypeError(f"meter sample time {ts!r} is not a datetime")
+    energy = dec(e)
+    if energy is None:
+        raise ValueError(f"meter sample at {ts.isoformat()} has no energy reading")
+    return MeterSample(ensure_utc(ts), energy, dec(p), dec(c))
 
 
 def _crossings(v0: Decimal | None, v1: Decimal | None, thresholds: Iterable[Decimal]) -> list[Decimal]:
@@ -405,8 +434,8 @@ def _weighted(a: Decimal | None, wa: Decimal, b: Decimal | None, wb: Decimal) ->
     return (a * wa + b * wb) / (wa + wb)
 
 
-def _mn(a: Decimal | None, b: Decimal | None, f: object) -> Decimal | None:
-    return None if a is None or b is None else f(a, b)  # type: ignore[operator]
+def _mn(a: Decimal | None, b: Decimal | None, f: Callable[[Decimal, Decimal], Decimal]) -> Decimal | None:
+    return None if a is None or b is None else f(a, b)
 
 
 def _merge(periods: list[Period], p_thr: set[Decimal], c_thr: set[Decimal]) -> list[Period]:

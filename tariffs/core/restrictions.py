@@ -77,10 +77,8 @@ class CompiledRestrictions:
 
     def in_time_window(self, minute_of_day: int) -> bool:
         start, end = self.start_min, self.end_min
-        if start is None and end is None:
-            return True
         if start is None:
-            return end == 0 or minute_of_day < end  # type: ignore[operator]
+            return end is None or end == 0 or minute_of_day < end
         if end is None or (end == 0 and start > 0):
             return minute_of_day >= start
         if start == end:
