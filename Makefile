@@ -3,7 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PYTEST_ARGS ?= --durations=15
+# -n auto: one pytest-xdist worker per core, each with its own database (tests/conftest.py); --dist loadfile
+# keeps a module on one worker, so a module-scoped fixture (the demo run) is built once.
+PYTEST_ARGS ?= -n auto --dist loadfile --durations=15
 ARGS ?=
 
 .PHONY: demo test lint bench serve clean install

@@ -1,8 +1,10 @@
 """Shared test fixtures: a real database (SQLite by default, PostgreSQL with EVHUB_TEST_DATABASE_URL).
 
-On PostgreSQL each run gets its own fresh database (created from the URL's server, dropped at the end). The
-schema is migrated once per test run with the real Alembic migrations; each test that asks for ``db``
-starts from empty tables. Nothing is mocked.
+On PostgreSQL each run gets its own fresh database (created from the URL's server, dropped at the end); on
+SQLite a file in the run's temporary folder. Under pytest-xdist (``-n``) each worker is a run of its own: its own
+database, its own temporary folder, ports from :func:`kernel.ports.free_port`, and nothing written into the
+repository (Hypothesis keeps no example database). The schema is migrated once per run with the real Alembic
+migrations; each test that asks for ``db`` starts from empty tables. Nothing is mocked.
 
 Every test runs on a pinned calendar (:data:`TEST_CLOCK_START`, mid-month, the hub's clock then runs on at the
 real rate), so no result depends on the day the suite runs; ``@pytest.mark.clock("2026-11-30T23:59:00Z")``
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -36,6 +39,9 @@ os.environ.setdefault("EVHUB_API_AUTH", "false")
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 OCPI_EXAMPLES = FIXTURES / "ocpi-examples"  # official OCPI 2.2.1 examples, verbatim (see its README.md)
+
+hypothesis_settings.register_profile("evhub", database=None)  # no .hypothesis/ folder shared by the workers
+hypothesis_settings.load_profile("evhub")
 
 TEST_CLOCK_START = datetime(2026, 6, 16, 10, 0, tzinfo=UTC)
 """Where the clock of every test starts: a Tuesday in mid-month, far from month, year and DST changes."""
@@ -77,7 +83,8 @@ async def _admin(url: str) -> asyncpg.Connection:
 async def _create_database(url: str) -> str:
     """A fresh PostgreSQL database for this run, so concurrent runs on one server never collide."""
     parsed = make_url(url)
-    name = f"{parsed.database or 'evhub'}_run_{uuid.uuid4().hex[:8]}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")  # gw0, gw1... under pytest-xdist
+    name = f"{parsed.database or 'evhub'}_run_{worker}_{uuid.uuid4().hex[:8]}"
     admin = await _admin(url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
@@ -102,7 +109,7 @@ async def _migrate(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of the test database (a fresh one per run on PostgreSQL), migrated to head once."""
+    """URL of the test database (a fresh one per run, or per xdist worker), migrated to head once."""
     url = _test_url(tmp_path_factory.mktemp("db"))
     is_pg = url.startswith("postgresql")
     if is_pg:

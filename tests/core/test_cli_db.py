@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from evhub.cli import app
 from kernel.db.engine import Database
 from kernel.db.migrate import alembic_config, head_revision, schema_state
-from tests.conftest import free_port
+from kernel.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "ocpi-examples"

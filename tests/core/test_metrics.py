@@ -23,12 +23,12 @@ from evhub.app import RunningHub
 from kernel.apiauth import create_key
 from kernel.db.engine import Database
 from kernel.models import OutboxMessage
+from kernel.ports import free_port
 from kernel.settings import load_settings
 from portal.receipts import make_email_sender
 from portal.smtp import SmtpConfig, start_smtp_sink
 from settlement.job import run_period
 from tariffs.component import PricingComponent
-from tests.conftest import free_port
 from tests.gateway.conftest import T0, iso, open_client, seed
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

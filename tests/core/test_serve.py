@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from kernel.db.engine import Database
-from tests.conftest import free_port
+from kernel.ports import free_port
 
 EVHUB = str(Path(sys.executable).with_name("evhub"))
 

@@ -17,8 +17,9 @@ from evhub.app import RunningHub
 from evhub.cli import app
 from kernel.db.engine import Database
 from kernel.models import ChargingSession
+from kernel.ports import free_port
 from kernel.settings import load_settings
-from tests.conftest import OCPI_EXAMPLES, free_port
+from tests.conftest import OCPI_EXAMPLES
 
 EVHUB = str(Path(sys.executable).with_name("evhub"))
 
