@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
-from evhub.cli import app
 from kernel.db.engine import Database
 
 
@@ -38,6 +37,9 @@ async def empty_database_url(database_url: str, tmp_path: Path):
 @pytest.fixture
 def cli(db: Database, monkeypatch: pytest.MonkeyPatch):
     """``await cli("parties", "list")``: the real CLI on the test database; asserts exit 0 unless ``ok=False``."""
+    # Imported here, not at the top: a broken CLI import fails the CLI tests, not every core test.
+    from evhub.cli import app
+
     monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
     runner = CliRunner()
 
