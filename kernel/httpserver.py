@@ -103,7 +103,9 @@ class HttpServer:
         once, and without :meth:`start`."""
         serving, self._serving = self._serving, None
         if serving is not None:
-            self._server.config.timeout_graceful_shutdown = None if timeout is None else max(timeout, 0)
+            # uvicorn annotates this as int but hands it to asyncio.wait_for, which takes any number of seconds
+            grace = None if timeout is None else max(timeout, 0.0)
+            self._server.config.timeout_graceful_shutdown = grace  # type: ignore[assignment]
             self._server.should_exit = True
             try:
                 await serving
