@@ -27,10 +27,10 @@ from evhub.cli import app
 from kernel.db.engine import Database
 from kernel.db.migrate import alembic_config, head_revision, schema_state
 from kernel.ports import free_port
+from tests.world.demo_network import DEMO
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "ocpi-examples"
-DEMO_DATA = REPO / "evhub" / "demo_data"
 FUTURE_REVISION = "9f9f_from_a_newer_evhub"
 RUNNER = CliRunner()
 
@@ -290,7 +290,7 @@ def _as_own(document: dict, country_code: str, party_id: str) -> dict:
 def write_operator_files(folder: Path) -> None:
     location = json.loads((FIXTURES / "location_example.json").read_text())
     (folder / "my-location.json").write_text(json.dumps(_as_own(location, "NL", "ABC")))
-    tariff = json.loads((DEMO_DATA / "tariffs.json").read_text())[0]
+    tariff = json.loads((DEMO / "tariffs.json").read_text())[0]
     (folder / "my-tariff.json").write_text(json.dumps(_as_own(tariff, "NL", "ABC")))
 
 

@@ -12,6 +12,7 @@ from kernel.db.engine import Database
 from kernel.models import EVSE, ChargePoint, ChargePointEvse, Connector, Location, Party, TariffVersion, Token
 from kernel.security import verify_password
 from tests.conftest import OCPI_EXAMPLES
+from tests.world.demo_network import DEMO
 
 
 async def _count(db: Database, model: type) -> int:
@@ -167,9 +168,7 @@ async def test_every_list_prints_json(cli, db: Database) -> None:
     await cli("locations", "import", str(OCPI_EXAMPLES / "location_example.json"))
     await cli("parties", "add", "NL*AMP", "--role", "CPO", "--name", "AmsterPower")
     await cli("parties", "add", "GB*LDN", "--role", "CPO", "--name", "London Charge Co")
-    await cli(
-        "tariffs", "import", str(Path(__file__).resolve().parents[2] / "evhub" / "demo_data" / "tariffs.json")
-    )
+    await cli("tariffs", "import", str(DEMO / "tariffs.json"))
     await cli("tokens", "add", "T1", "--issuer", "DE*TNM", "--limit", "150", "--currency", "EUR")
 
     def listed(result) -> list:
@@ -200,9 +199,7 @@ async def test_tariff_with_a_currency_that_is_not_iso_4217_is_refused(
     cli, db: Database, tmp_path: Path
 ) -> None:
     await cli("parties", "add", "NL*AMP", "--role", "CPO", "--name", "AmsterPower")
-    demo = json.loads(
-        (Path(__file__).resolve().parents[2] / "evhub" / "demo_data" / "tariffs.json").read_text()
-    )
+    demo = json.loads((DEMO / "tariffs.json").read_text())
     tariff = next(t for t in demo if t["id"] == "AMS-TOD")
     bad = tmp_path / "tariff.json"
     bad.write_text(json.dumps([dict(tariff, id="GOOD"), dict(tariff, currency="EUX")]))

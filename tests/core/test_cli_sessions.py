@@ -13,8 +13,8 @@ from sqlalchemy import select
 from kernel.db.engine import Database
 from kernel.models import EVSE, Cdr, ChargePoint, ChargingSession, Connector, MeterValue, PricingState
 from tariffs.rating import rate_pending
+from tests.world.demo_network import DEMO
 
-DEMO = Path(__file__).resolve().parents[2] / "evhub" / "demo_data"
 START = datetime(2026, 6, 10, 8, 0, tzinfo=UTC)
 
 

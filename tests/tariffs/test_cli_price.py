@@ -15,10 +15,8 @@ from typer.testing import CliRunner
 from evhub.cli import app
 from kernel.db.engine import Database
 from tariffs.rating import rate_pending
-from tests.world.demo_network import seed_pricing_network
+from tests.world.demo_network import DEMO, seed_pricing_network
 from tests.world.sessions import seed_ended_session
-
-DEMO = Path(__file__).resolve().parents[2] / "evhub" / "demo_data"
 
 
 def _cdr(tmp_path: Path, **overrides) -> Path:
