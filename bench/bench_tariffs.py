@@ -4,7 +4,7 @@ Run: ``.venv/bin/python bench/bench_tariffs.py [n_sessions]``. Prints figures; a
 
 * throughput: :func:`tariffs.core.engine.price_session` per session with precompiled tariffs and pre-cut periods
   (``precut=True``), i.e. the path the CDR pipeline takes after
-  :func:`tariffs.core.charging_periods.periods_from_meter_values`, in one process and split across processes.
+  :func:`tariffs.core.meter_periods.periods_from_meter_values`, in one process and split across processes.
 * quote latency: one :func:`tariffs.core.quote.quote`.
 """
 

@@ -27,9 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.domain.cdr_token import cdr_token
 from kernel.models import EVSE, Cdr, ChargingSession, Connector, Location, MeterValue, Party, Token
 from kernel.timeutil import format_rfc3339
-from tariffs.core.charging_periods import MeterSample, Period, periods_from_meter_values
+from tariffs.core.charging_periods import Period
 from tariffs.core.compiled_tariff import CompiledTariff, compile_tariff
 from tariffs.core.engine import price_session
+from tariffs.core.meter_periods import MeterSample, periods_from_meter_values
 from tariffs.core.pricing_result import PricingResult
 from tariffs.core.render import cdr_fields, explanation
 from tariffs.core.tariff_json import to_jsonable

@@ -7,7 +7,9 @@ adapters one level up (``tariffs.rating``, ``tariffs.dynamic``, ``tariffs.tariff
 * ``tariff_json``: reading tariff documents and charging periods from JSON with exact Decimal numbers.
 * ``compiled_tariff``: a tariff compiled once into plain slotted objects for the hot path.
 * ``restrictions``: whether an element's TariffRestrictions hold at one moment, on the local wall clock.
-* ``charging_periods``: a session as ``Period`` s, cut at every price boundary; OCPI charging periods <-> Periods.
+* ``charging_periods``: a session as ``Period`` s, cut at every instant the price may change.
+* ``meter_periods``: periods from a meter series (parking where energy stops, power/current thresholds).
+* ``ocpi_periods``: OCPI ChargingPeriods <-> Periods.
 * ``pricing_result``: what pricing returns (cost lines, per-period charges, step rounding, totals).
 * ``engine``: ``price_session``, the OCPI tariff rules applied to a session's periods, as named steps.
 * ``quote``: a planned session priced by the same engine path.

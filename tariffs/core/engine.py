@@ -31,7 +31,7 @@ from decimal import ROUND_CEILING, Decimal
 
 from kernel.money import allocate, rounder
 from kernel.timeutil import ensure_utc, zone
-from tariffs.core.charging_periods import Period, cut_for_tariffs, periods_from_ocpi, seconds_between
+from tariffs.core.charging_periods import Period, cut_for_tariffs, seconds_between
 from tariffs.core.compiled_tariff import (
     ENERGY,
     FLAT,
@@ -42,6 +42,7 @@ from tariffs.core.compiled_tariff import (
     CompiledTariff,
     compile_tariff,
 )
+from tariffs.core.ocpi_periods import periods_from_ocpi
 from tariffs.core.pricing_result import (
     MAX_PRICE,
     MIN_PRICE,
@@ -144,7 +145,7 @@ def price_session(
     ``tariffs``: a Tariff, a CompiledTariff, or a list of versions (each valid from its start_date_time).
     ``periods``: :class:`tariffs.core.charging_periods.Period` objects or OCPI ChargingPeriods, chronological.
     ``time_zone``: the location's IANA zone (restrictions are local). ``precut=True`` skips cutting periods at
-    tariff boundaries (only when the caller already did, e.g. :func:`periods_from_meter_values`).
+    tariff boundaries (only when the caller already did, e.g. :func:`tariffs.core.meter_periods.periods_from_meter_values`).
     """
     versions = compile_versions(tariffs)
     currency = versions[0].currency

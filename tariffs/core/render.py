@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from kernel.timeutil import format_rfc3339
-from tariffs.core.charging_periods import to_ocpi
+from tariffs.core.ocpi_periods import to_ocpi
 from tariffs.core.pricing_result import PricingResult
 from tariffs.core.tariff_json import dumps, to_jsonable
 

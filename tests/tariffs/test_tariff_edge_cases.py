@@ -5,9 +5,10 @@ import json
 from datetime import timedelta
 from decimal import Decimal as D
 
-from tariffs.core.charging_periods import charging, parking, periods_from_meter_values
+from tariffs.core.charging_periods import charging, parking
 from tariffs.core.engine import price_session
 from tariffs.core.grid_rules import GridRule, price_changes, versions
+from tariffs.core.meter_periods import periods_from_meter_values
 from tariffs.core.quote import quote
 from tariffs.core.render import cdr_fields, render_json
 

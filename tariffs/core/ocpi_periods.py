@@ -1,0 +1,94 @@
+"""OCPI ChargingPeriods <-> the engine's :class:`Period` s (OCPI CDR dimensions in kWh and hours)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from kernel.timeutil import ensure_utc
+from tariffs.core.charging_periods import ZERO, Period
+from tariffs.core.tariff_document import CdrDimension, CdrDimensionType, ChargingPeriod
+
+_H = Decimal(3600)
+
+
+def periods_from_ocpi(charging_periods: Sequence[ChargingPeriod], session_end: datetime) -> list[Period]:
+    """OCPI charging periods (each ends where the next starts; the last at ``session_end``) as Periods.
+
+    ENERGY (kWh), TIME, PARKING_TIME and RESERVATION_TIME (hours) are taken as given. The representative
+    power is POWER, else the mean of MIN_POWER and MAX_POWER, else whichever is present (same for current).
+    """
+    cps = sorted(charging_periods, key=lambda c: c.start_date_time)
+    out: list[Period] = []
+    for i, cp in enumerate(cps):
+        s = cp.start_date_time
+        e = cps[i + 1].start_date_time if i + 1 < len(cps) else ensure_utc(session_end)
+        if e <= s:
+            continue
+        v = cp.volume
+        T = CdrDimensionType
+
+        def rep(avg: Decimal | None, lo: Decimal | None, hi: Decimal | None) -> Decimal | None:
+            if avg is not None:
+                return avg
+            if lo is not None and hi is not None:
+                return (lo + hi) / 2
+            return lo if lo is not None else hi
+
+        time_h, park_h, res_h = v(T.TIME), v(T.PARKING_TIME), v(T.RESERVATION_TIME)
+        out.append(
+            Period(
+                s,
+                e,
+                energy_wh=(v(T.ENERGY) or ZERO) * 1000,
+                time_s=(time_h or ZERO) * _H,
+                parking_s=(park_h or ZERO) * _H,
+                reservation_s=(res_h or ZERO) * _H,
+                power_kw=rep(v(T.POWER), v(T.MIN_POWER), v(T.MAX_POWER)),
+                current_a=rep(v(T.CURRENT), v(T.MIN_CURRENT), v(T.MAX_CURRENT)),
+                min_power_kw=v(T.MIN_POWER),
+                max_power_kw=v(T.MAX_POWER),
+                min_current_a=v(T.MIN_CURRENT),
+                max_current_a=v(T.MAX_CURRENT),
+            )
+        )
+    return out
+
+
+def _q(x: Decimal, places: str = "0.000001") -> Decimal:
+    return x.quantize(Decimal(places)).normalize() if x else ZERO
+
+
+def to_ocpi(
+    periods: Sequence[Period], tariff_ids: Sequence[str | None] | None = None
+) -> list[ChargingPeriod]:
+    """Periods as OCPI ChargingPeriods (kWh and hours, 6 decimals), optionally with their tariff ids."""
+    T = CdrDimensionType
+    out = []
+    for i, p in enumerate(periods):
+        dims = []
+        if p.energy_wh:
+            dims.append(CdrDimension(type=T.ENERGY, volume=_q(p.energy_wh / 1000)))
+        if p.time_s:
+            dims.append(CdrDimension(type=T.TIME, volume=_q(p.time_s / _H)))
+        if p.parking_s:
+            dims.append(CdrDimension(type=T.PARKING_TIME, volume=_q(p.parking_s / _H)))
+        if p.reservation_s:
+            dims.append(CdrDimension(type=T.RESERVATION_TIME, volume=_q(p.reservation_s / _H)))
+        for kind, val in (
+            (T.MIN_POWER, p.min_power_kw),
+            (T.MAX_POWER, p.max_power_kw),
+            (T.MIN_CURRENT, p.min_current_a),
+            (T.MAX_CURRENT, p.max_current_a),
+        ):
+            if val is not None and p.time_s:
+                dims.append(CdrDimension(type=kind, volume=_q(val, "0.001")))
+        if not dims:
+            dims.append(CdrDimension(type=T.TIME, volume=ZERO))
+        out.append(
+            ChargingPeriod(
+                start_date_time=p.start, dimensions=dims, tariff_id=tariff_ids[i] if tariff_ids else None
+            )
+        )
+    return out
