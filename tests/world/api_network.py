@@ -49,11 +49,13 @@ async def seed_api_network(db: Database) -> ApiNetwork:
     sessions = {"amp": "sess-ams", "ldn": "sess-ldn"}
     async with db.session() as s:
         cdrs = {
-            cpo: await s.scalar(
-                select(Cdr.cdr_uid)
-                .join(ChargingSession, ChargingSession.id == Cdr.session_id)
-                .where(ChargingSession.session_uid == uid)
-            )
+            cpo: (
+                await s.scalars(
+                    select(Cdr.cdr_uid)
+                    .join(ChargingSession, ChargingSession.id == Cdr.session_id)
+                    .where(ChargingSession.session_uid == uid)
+                )
+            ).one()
             for cpo, uid in sessions.items()
         }
     return ApiNetwork(keys=keys, sessions=sessions, cdrs=cdrs)
