@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import asyncpg
 from sqlalchemy import select, text
 
-from cpo_gateway.framing import CallErrorReply, OcppError, dumps
+from cpo_gateway.framing import CallErrorReply, OcppError
+from kernel.jsonutil import dumps_compact
 from kernel.models import ChargePoint
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ class PgRouter(LocalRouter):
                 await conn.close(timeout=5)
 
     async def _notify(self, message: dict[str, Any]) -> None:
-        payload = dumps(message)
+        payload = dumps_compact(message)
         if len(payload) > 7900:
             raise OcppError("FormatViolation", "command too large to route to another gateway process")
         async with self.gw.db.session() as db_session:

@@ -25,11 +25,10 @@ from cpo_gateway.framing import (
     V16_CODES,
     CallErrorReply,
     OcppError,
-    dumps,
-    loads,
 )
 from cpo_gateway.validation import validate
 from kernel import metrics
+from kernel.jsonutil import dumps_compact, loads
 
 if TYPE_CHECKING:
     from cpo_gateway.authorization import Authorizer
@@ -152,7 +151,7 @@ class ChargerConnection:
     ) -> None:
         wire_code = self.code(code)
         metrics.ocpp_callerror(self.version, action, wire_code)
-        await self.ws.send(dumps([CALLERROR, unique_id, wire_code, description, details or {}]))
+        await self.ws.send(dumps_compact([CALLERROR, unique_id, wire_code, description, details or {}]))
 
     async def run(self) -> None:
         async for frame in self.ws:
@@ -242,7 +241,9 @@ class ChargerConnection:
             await self.send_error(uid, "InternalError", f"{action} could not be processed", action=action)
             return
         # most answers are empty ({} for MeterValues, StatusNotification, ...): the frame is put together directly
-        await self.ws.send(f"[3,{dumps(uid)},{{}}]" if not result else dumps([CALLRESULT, uid, result]))
+        await self.ws.send(
+            f"[3,{dumps_compact(uid)},{{}}]" if not result else dumps_compact([CALLRESULT, uid, result])
+        )
 
     def _allowed_unaccepted(self, status: str, action: str) -> bool:
         if action in UNACCEPTED_ALLOWED[self.version]:
@@ -258,7 +259,7 @@ class ChargerConnection:
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self.pending[uid] = fut
             try:
-                await self.ws.send(dumps([CALL, uid, action, payload]))
+                await self.ws.send(dumps_compact([CALL, uid, action, payload]))
                 return await asyncio.wait_for(fut, timeout)
             finally:
                 self.pending.pop(uid, None)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from cpo_gateway.framing import dumps
 from cpo_gateway.idempotent_insert import insert_ignoring_duplicates
+from kernel.jsonutil import dumps_compact, to_jsonable
 from kernel.models import ChargerEvent
 from kernel.timeutil import parse_datetime, utcnow
 
@@ -15,22 +14,11 @@ if TYPE_CHECKING:
     from cpo_gateway.connection import ChargerConnection
 
 
-def _plain(obj: Any) -> Any:
-    """The payload as stored: Decimals as their exact text, containers walked."""
-    if isinstance(obj, Decimal):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_plain(v) for v in obj]
-    return obj
-
-
 async def log_event(conn: ChargerConnection, action: str, payload: dict[str, Any], when: Any = None) -> None:
     """Durably record a charger notification (idempotent on action + payload); ``when`` is the charger's
     timestamp for it, kept when it is an RFC 3339 date-time."""
     db = conn.gw.db
-    key = hashlib.sha256((action + dumps(payload)).encode()).hexdigest()
+    key = hashlib.sha256((action + dumps_compact(payload)).encode()).hexdigest()
     stamp = None
     if isinstance(when, str):
         try:
@@ -45,6 +33,6 @@ async def log_event(conn: ChargerConnection, action: str, payload: dict[str, Any
                 timestamp=stamp,
                 received_at=utcnow(),
                 dedup_key=key,
-                payload=_plain(payload),
+                payload=to_jsonable(payload),
             )
         )

@@ -1,19 +1,16 @@
-"""OCPP-J framing: the message types, the errors a frame can carry, and the JSON codec of the wire.
+"""OCPP-J framing: the message types and the errors a frame can carry.
 
 A frame is a JSON array: ``[CALL, id, action, {payload}]``, ``[CALLRESULT, id, {payload}]`` or
 ``[CALLERROR, id, code, description, {details}]``. Nothing here knows about websockets or handlers: the
-connection (:mod:`cpo_gateway.connection`) reads and writes frames with :func:`loads` and :func:`dumps`, and the
-cluster router (:mod:`cpo_gateway.cluster`) uses the same codec and errors for commands routed between processes.
-
-The codec reads every JSON number with a fraction as an exact ``Decimal`` (meter values keep their digits) and
-writes a ``Decimal`` as an integer when it has no fraction, otherwise as a float: what chargers parse.
+connection (:mod:`cpo_gateway.connection`) reads and writes frames with the hub's one exact JSON codec
+(:func:`kernel.jsonutil.loads`, :func:`kernel.jsonutil.dumps_compact`: every number with a fraction is an
+exact ``Decimal``, so meter values keep their digits, and a ``Decimal`` goes out with exactly its digits), and
+the cluster router (:mod:`cpo_gateway.cluster`) uses the same codec and errors for commands routed between
+processes.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 CALL = 2
@@ -48,20 +45,3 @@ V16_CODES = {
     "MessageTypeNotSupported": "PropertyConstraintViolation",
 }
 """OCPP 1.6 spellings of the 2.0.1 error codes that differ (1.6 has typos in its own and fewer codes)."""
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Decimal):
-        return int(obj) if obj == obj.to_integral_value() else float(obj)
-    raise TypeError(f"cannot encode {type(obj).__name__}")
-
-
-# Built once: json.dumps(..., default=) and json.loads(..., parse_float=) build a new coder on every call.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_json_default)
-_DECODER = json.JSONDecoder(parse_float=Decimal)
-
-dumps: Callable[[Any], str] = _ENCODER.encode
-"""A value as compact wire JSON (bound to the shared encoder: no call of our own on the hot path)."""
-
-loads: Callable[[str], Any] = _DECODER.decode
-"""Wire JSON as Python values, fractions as ``Decimal``; raises ``ValueError`` for text that is not JSON."""

@@ -46,3 +46,19 @@ def test_one_codec_for_models_dates_and_strings() -> None:
     assert jsonutil.to_jsonable({"a": Decimal("2")}, decimals_as="keep") == {"a": Decimal("2")}
     with pytest.raises(ValueError, match="non-finite"):
         jsonutil.dumps({"a": Decimal("NaN")})
+
+
+def test_the_wire_codec_writes_decimals_with_their_exact_digits() -> None:
+    frame = [3, "u1", {"limit": Decimal("16.50"), "wh": Decimal("12345678901234567890.123456789"), "n": 2}]
+    text = jsonutil.dumps_compact(frame)
+    assert text == '[3,"u1",{"limit":16.50,"wh":12345678901234567890.123456789,"n":2}]'
+    assert jsonutil.loads(text) == frame
+    assert jsonutil.loads(text.encode()) == frame
+    assert jsonutil.dumps_compact({"idTag": "ÄBC", "x": 0.1}) == '{"idTag":"ÄBC","x":0.1}'
+
+
+def test_the_wire_codec_refuses_what_is_not_json() -> None:
+    with pytest.raises(ValueError, match="non-finite"):
+        jsonutil.dumps_compact({"v": Decimal("NaN")})
+    with pytest.raises(TypeError, match="datetime"):
+        jsonutil.dumps_compact({"t": datetime(2026, 1, 1, tzinfo=UTC)})
