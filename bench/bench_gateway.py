@@ -135,8 +135,8 @@ def serve_gateway(port: int, db_url: str, ready: Any, processes: int) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     from cpo_gateway.server import Gateway
+    from evhub.gcpolicy import GcPolicy
     from kernel.db.engine import Database
-    from kernel.gcpolicy import GcPolicy
     from kernel.settings import Settings
 
     async def main() -> None:

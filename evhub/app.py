@@ -27,18 +27,18 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from evhub.apiops import HEALTH_RESPONSES, METRICS_RESPONSES
+from evhub.gcpolicy import GcPolicy
 from evhub.wiring import COMPONENTS, load_components, wire
 from evhub.workers import OcppWorkers
 from kernel import __version__
 from kernel import metrics as hub_metrics
 from kernel.apiauth import authenticate
 from kernel.apidocs import install_docs
-from kernel.apiops import HEALTH_RESPONSES, METRICS_RESPONSES
 from kernel.components import Component, Hub
 from kernel.db.engine import Database
 from kernel.db.migrate import ensure_schema, schema_state
 from kernel.db.reach import check_reachable
-from kernel.gcpolicy import GcPolicy
 from kernel.httpserver import HttpServer
 from kernel.logs import bind
 from kernel.ports import bind_tcp

@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from evhub.gcpolicy import GcPolicy
 from kernel.clock import CLOCK, pin_clock
-from kernel.gcpolicy import GcPolicy
 from kernel.logs import configure
 from kernel.settings import Settings
 from kernel.timeutil import utcnow

@@ -8,7 +8,7 @@ import gc
 import time
 import weakref
 
-from kernel.gcpolicy import GcPolicy
+from evhub.gcpolicy import GcPolicy
 
 
 class _Node:
