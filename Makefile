@@ -30,9 +30,12 @@ test: $(STAMP)
 	@bash scripts/test-setup.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff (style), lint-imports (the layers of docs/design.md, contracts in pyproject.toml), mypy (types)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -12,7 +12,7 @@ already published are never rewritten).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -23,14 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.db.engine import Database
 from kernel.models import GridLoadSample, GridTariffRule, Location, TariffVersion
+from kernel.seams import TariffHook
 from kernel.timeutil import ensure_utc, utcnow
 from tariffs.core.grid_rules import ABOVE, BELOW, DIMENSIONS, GridRule, apply_rule
 from tariffs.core.tariff_document import Tariff
 from tariffs.core.tariff_json import to_jsonable
 from tariffs.tariff_versions import latest_version
-
-TariffHook = Callable[[AsyncSession, TariffVersion], Awaitable[Any]]
-
 
 NAME_LENGTH = 64
 """Longest rule name (the attachment stores the active rule's name)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -30,13 +30,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel import metrics
 from kernel.db.engine import Database
 from kernel.models import Cdr, ChargingSession, PricingState
+from kernel.seams import CdrHook
 from kernel.timeutil import format_rfc3339, utcnow
 from tariffs.cdr_builder import RatingError, build_cdr, cdr_uid_for
 from tariffs.core.engine import PricingError
 
 log = logging.getLogger(__name__)
-
-CdrHook = Callable[[AsyncSession, Cdr], Awaitable[Any]]
 
 
 async def _claim(db_session: AsyncSession, db: Database, session_id: int) -> ChargingSession | None:
