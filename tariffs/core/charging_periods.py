@@ -32,6 +32,16 @@ def seconds_between(a: datetime, b: datetime) -> Decimal:
     return Decimal(d.days * 86400 + d.seconds) + Decimal(d.microseconds) / _US
 
 
+_WH_PER_S_TO_KW = Decimal("3.6")  # 1 Wh/s = 3600 W = 3.6 kW
+
+
+def average_power_kw(energy_wh: Decimal, seconds: Decimal) -> Decimal:
+    """The average power in kW (OCPI restrictions' unit) of ``energy_wh`` delivered over ``seconds`` (> 0).
+
+    The one conversion used by quotes and by periods built from meter values."""
+    return energy_wh * _WH_PER_S_TO_KW / seconds
+
+
 @dataclass(slots=True)
 class Period:
     """One charging period: ``[start, end)`` in UTC and what happened in it."""

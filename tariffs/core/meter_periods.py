@@ -14,7 +14,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from kernel.timeutil import ensure_utc
-from tariffs.core.charging_periods import ZERO, Period, charging, cut_for_tariffs, parking, seconds_between
+from tariffs.core.charging_periods import (
+    ZERO,
+    Period,
+    average_power_kw,
+    charging,
+    cut_for_tariffs,
+    parking,
+    seconds_between,
+)
 from tariffs.core.compiled_tariff import CompiledTariff
 
 _US = Decimal(1_000_000)
@@ -113,7 +121,7 @@ def periods_from_meter_values(
         if a.power_w is not None and b.power_w is not None:
             p0, p1 = a.power_w / 1000, b.power_w / 1000
         else:
-            p0 = p1 = de / dt * Decimal("3.6")
+            p0 = p1 = average_power_kw(de, dt)
         c0, c1 = a.current_a, b.current_a
         if c0 is not None and c1 is None:
             c1 = c0

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from kernel.timeutil import ensure_utc
-from tariffs.core.charging_periods import Period, charging, parking, seconds_between
+from tariffs.core.charging_periods import Period, average_power_kw, charging, parking, seconds_between
 from tariffs.core.engine import TariffInput, compile_versions, price_session
 from tariffs.core.pricing_result import PricingResult
 
@@ -41,7 +41,7 @@ def quote(
     periods: list[Period] = []
     if charge_end > start:
         secs = seconds_between(start, charge_end)
-        pw = Decimal(power_kw) if power_kw is not None else energy_wh / secs * Decimal("3.6") / 1000
+        pw = Decimal(power_kw) if power_kw is not None else average_power_kw(energy_wh, secs)
         cur = Decimal(current_a) if current_a is not None else None
         periods.append(
             charging(
