@@ -44,6 +44,9 @@ from kernel.models import ChargingSession, Connector, MeterValue, PricingState, 
 from kernel.seams import Hooks
 from kernel.timeutil import utcnow
 
+OCPP16_MAX_TRANSACTION_ID = 2**31 - 1
+"""OCPP 1.6 ``transactionId`` is an ``integer`` (JSON schema), taken as a signed 32-bit one by chargers."""
+
 
 @dataclass(frozen=True, slots=True)
 class FirstSeen:
@@ -156,14 +159,36 @@ class SessionStore:
                     return existing.transaction_id, existing
             first = FirstSeen(ev.connector_id, ev.connector_id, ev.timestamp, ev.id_tag, auth=auth)
             session = await self._new_session(db_session, cp, f"new:{uuid.uuid4()}", first)
-            session.transaction_id = str(session.id)
+            session.transaction_id = await self._free_transaction_id(db_session, cp, session.id)
             session.meter_start_wh = ev.meter_start_wh
             data: dict[str, Any] = {"ocpp16_start": True}
             if ev.reservation_id is not None:
                 data["reservation_id"] = ev.reservation_id
             session.data = data
+            await db_session.flush()  # stored with its transaction id here, outside any hook's savepoint
             await run_hooks(db_session, "session", self.hooks.session, session)
             return session.transaction_id, session
+
+    async def _free_transaction_id(self, db_session: AsyncSession, cp: ChargerRef, candidate: int) -> str:
+        """The transaction id for a new 1.6 transaction (OCPP 1.6: an integer the central system supplies):
+        the session's own row id, unless the charger reported that id for a transaction of its own before (a
+        session created from its events, after a restore or a migration of the central system): then one
+        above the highest numeric transaction id of the charger."""
+        taken = await db_session.scalar(
+            select(ChargingSession.id).where(
+                ChargingSession.charge_point_id == cp.id, ChargingSession.transaction_id == str(candidate)
+            )
+        )
+        if taken is None:
+            return str(candidate)
+        ids = await db_session.scalars(
+            select(ChargingSession.transaction_id).where(ChargingSession.charge_point_id == cp.id)
+        )
+        numeric = [int(t) for t in ids if t.isdigit() and len(t) <= len(str(OCPP16_MAX_TRANSACTION_ID))]
+        free = max([candidate, *(n for n in numeric if n <= OCPP16_MAX_TRANSACTION_ID)]) + 1
+        if free > OCPP16_MAX_TRANSACTION_ID:
+            raise RuntimeError(f"charger {cp.identity}: no free OCPP 1.6 transaction id above {candidate}")
+        return str(free)
 
     async def started(
         self, cp: ChargerRef, ev: SessionStarted, auth: AuthResult | None, *, is_start_event: bool = True
