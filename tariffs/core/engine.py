@@ -7,7 +7,9 @@
    every restriction boundary (:func:`tariffs.core.charging_periods.cut_for_tariffs`).
 2. Per period and dimension (ENERGY, TIME = charging time, PARKING_TIME, reservation time) the first
    element, in list order, with a component of that dimension whose restrictions match at the period start is
-   used; none matching means that quantity is free.
+   used; none matching means that quantity is free. A period with something to bill at an instant where no
+   version is valid (before the first start, after an end_date_time) is a :class:`PricingError` naming the
+   instant, never free (``allow_untariffed=True`` opts out; rating never does). The FLAT step likewise.
 3. FLAT is charged once per session: from the first matching element at the session start (a reservation
    FLAT once for the reservation, from the reservation elements).
 4. step_size (OCPI CDR module): once per session for ENERGY (on total billed Wh), once for TIME and
@@ -109,6 +111,12 @@ class SessionFrame:
     start: datetime
     end: datetime
     tz: tzinfo
+    allow_untariffed: bool = False
+
+    def no_version(self, instant: datetime) -> PricingError:
+        ids = ", ".join(sorted({v.tariff_id for v in self.versions}))
+        when = ensure_utc(instant).isoformat().replace("+00:00", "Z")
+        return PricingError(f"no tariff version valid at {when} for tariff {ids}")
 
 
 @dataclass(slots=True)
@@ -139,6 +147,7 @@ def price_session(
     time_zone: str,
     *,
     precut: bool = False,
+    allow_untariffed: bool = False,
 ) -> PricingResult:
     """Price one session. See the module docstring for the rules; each step below is one of them.
 
@@ -146,6 +155,8 @@ def price_session(
     ``periods``: :class:`tariffs.core.charging_periods.Period` objects or OCPI ChargingPeriods, chronological.
     ``time_zone``: the location's IANA zone (restrictions are local). ``precut=True`` skips cutting periods at
     tariff boundaries (only when the caller already did, e.g. :func:`tariffs.core.meter_periods.periods_from_meter_values`).
+    ``allow_untariffed=True`` prices what falls where no version is valid as free instead of raising
+    :class:`PricingError` (for what-if tools only; rating never passes it).
     """
     versions = compile_versions(tariffs)
     currency = versions[0].currency
@@ -153,7 +164,7 @@ def price_session(
     start, end = ensure_utc(session_start), ensure_utc(session_end)
     if end < start:
         raise PricingError("session ends before it starts")
-    frame = SessionFrame(versions, start, end, zone(time_zone))
+    frame = SessionFrame(versions, start, end, zone(time_zone), allow_untariffed)
     plist = _as_periods(periods, end)
     if not precut:
         plist = cut_for_tariffs(plist, versions, start, end, time_zone)
@@ -193,6 +204,8 @@ def match_components(frame: SessionFrame, plist: Sequence[Period]) -> MatchedPer
             matched.first_session_period = p
         if v is not None:
             matched.charges.extend(_period_charges(frame, v, idx, p, energy_before))
+        elif not frame.allow_untariffed and (p.energy_wh or p.time_s or p.parking_s or p.reservation_s):
+            raise frame.no_version(p.start)
         energy_before += p.energy_wh
     return matched
 
@@ -250,7 +263,9 @@ def flat_fees(frame: SessionFrame, plist: Sequence[Period], matched: MatchedPeri
     for at, first, res in flat_at:
         v = version_at(frame.versions, at)
         if v is None:
-            continue
+            if frame.allow_untariffed:
+                continue
+            raise frame.no_version(at)
         m = Moment(
             local=at.astimezone(frame.tz),
             elapsed_s=seconds_between(frame.start, at),

@@ -5,8 +5,10 @@ import json
 from datetime import timedelta
 from decimal import Decimal as D
 
+import pytest
+
 from tariffs.core.charging_periods import charging, parking
-from tariffs.core.engine import price_session
+from tariffs.core.engine import PricingError, price_session
 from tariffs.core.grid_rules import GridRule, price_changes, versions
 from tariffs.core.meter_periods import periods_from_meter_values
 from tariffs.core.quote import quote
@@ -75,10 +77,12 @@ def test_tariff_versions_switch_mid_session():
     assert {ln.tariff_version for ln in r.lines} == {"2026-01-01T00:00:00Z", "2026-01-10T12:00:00Z"}
 
 
-def test_no_valid_version_is_free_and_flat_from_start_version():
+def test_no_valid_version_is_an_error_unless_allowed_then_free_and_no_flat():
     v1 = tariff([el(pc("FLAT", "1.00"), pc("ENERGY", "0.30"))], start_date_time="2026-01-10T12:00:00Z")
     s = local("2026-01-10T11:00", "UTC")
-    r = price_session(v1, [charging(s, s + 2 * H, D(20000))], s, s + 2 * H, AMS)
+    with pytest.raises(PricingError, match="no tariff version valid at 2026-01-10T11:00:00Z"):
+        price_session(v1, [charging(s, s + 2 * H, D(20000))], s, s + 2 * H, AMS)  # T1: never free
+    r = price_session(v1, [charging(s, s + 2 * H, D(20000))], s, s + 2 * H, AMS, allow_untariffed=True)
     assert r.total_cost.excl_vat == D("3.00")  # only the hour after 12:00, no FLAT (no version at start)
     assert r.period_tariffs == [None, "T1"]
 
