@@ -3,7 +3,9 @@
 Idempotency rules (see docs/gateway.md):
 
 * a session is keyed by (charge point, transaction id); 1.6 StartTransaction replays are recognised by
-  (charge point, connector, start timestamp, idTag) and get the transaction id they were given first;
+  (charge point, connector, start timestamp, idTag case-insensitively) and get the transaction id they were
+  given first; the check is serialised per charger, so a start resent while the first is being stored waits
+  for it;
 * meter values are inserted with "on conflict do nothing" on their sample key, so replays add nothing and
   order of arrival does not matter;
 * an event for an unknown transaction creates the session, flagged ``UNKNOWN_TRANSACTION``; nothing is dropped;
@@ -40,7 +42,7 @@ from cpo_gateway.meter_rules import (
     sample_rows,
 )
 from kernel.db.engine import Database
-from kernel.models import ChargingSession, Connector, MeterValue, PricingState, SessionStatus
+from kernel.models import ChargePoint, ChargingSession, Connector, MeterValue, PricingState, SessionStatus
 from kernel.seams import Hooks
 from kernel.timeutil import utcnow
 
@@ -147,6 +149,11 @@ class SessionStore:
         """Open a 1.6 transaction; returns the transaction id (the same one again for a replayed start) and
         the session."""
         async with self.db.session() as db_session:
+            # one replay check at a time per charger: a start resent on a new connection while the first one's
+            # transaction is still open waits for it (PostgreSQL: this row lock; SQLite: BEGIN IMMEDIATE)
+            await db_session.execute(
+                select(ChargePoint.id).where(ChargePoint.id == cp.id).with_for_update(key_share=True)
+            )
             candidates = await db_session.scalars(
                 select(ChargingSession).where(
                     ChargingSession.charge_point_id == cp.id,
@@ -155,7 +162,7 @@ class SessionStore:
                 )
             )
             for existing in candidates:
-                if existing.id_tag == ev.id_tag and (existing.data or {}).get("ocpp16_start"):
+                if _same_id_tag(existing.id_tag, ev.id_tag) and (existing.data or {}).get("ocpp16_start"):
                     return existing.transaction_id, existing
             first = FirstSeen(ev.connector_id, ev.connector_id, ev.timestamp, ev.id_tag, auth=auth)
             session = await self._new_session(db_session, cp, f"new:{uuid.uuid4()}", first)
@@ -296,6 +303,11 @@ class SessionStore:
         if signed:
             session.signed_meter_data = signed
         session.last_updated = utcnow()
+
+
+def _same_id_tag(a: str | None, b: str | None) -> bool:
+    """OCPP 1.6 idTag is a CiString20: "case insensitive"."""
+    return (a or "").casefold() == (b or "").casefold()
 
 
 def _apply_start(
