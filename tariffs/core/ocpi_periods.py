@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -18,42 +19,73 @@ def periods_from_ocpi(charging_periods: Sequence[ChargingPeriod], session_end: d
 
     ENERGY (kWh), TIME, PARKING_TIME and RESERVATION_TIME (hours) are taken as given. The representative
     power is POWER, else the mean of MIN_POWER and MAX_POWER, else whichever is present (same for current).
+    A zero-length period (the next one starts at the same instant, or the session ends when it starts) is not
+    a period of its own, but its volumes are never dropped: they go to the next period with a later start, or
+    to the previous period when none follows (one zero-length period at the start when there is no other).
     """
     cps = sorted(charging_periods, key=lambda c: c.start_date_time)
     out: list[Period] = []
+    carried: list[Period] = []  # zero-length periods waiting for a period to take their volumes
     for i, cp in enumerate(cps):
         s = cp.start_date_time
         e = cps[i + 1].start_date_time if i + 1 < len(cps) else ensure_utc(session_end)
+        p = _period(cp, s, max(s, e))
         if e <= s:
+            carried.append(p)
             continue
-        v = cp.volume
-        T = CdrDimensionType
-
-        def rep(avg: Decimal | None, lo: Decimal | None, hi: Decimal | None) -> Decimal | None:
-            if avg is not None:
-                return avg
-            if lo is not None and hi is not None:
-                return (lo + hi) / 2
-            return lo if lo is not None else hi
-
-        time_h, park_h, res_h = v(T.TIME), v(T.PARKING_TIME), v(T.RESERVATION_TIME)
-        out.append(
-            Period(
-                s,
-                e,
-                energy_wh=(v(T.ENERGY) or ZERO) * 1000,
-                time_s=(time_h or ZERO) * _H,
-                parking_s=(park_h or ZERO) * _H,
-                reservation_s=(res_h or ZERO) * _H,
-                power_kw=rep(v(T.POWER), v(T.MIN_POWER), v(T.MAX_POWER)),
-                current_a=rep(v(T.CURRENT), v(T.MIN_CURRENT), v(T.MAX_CURRENT)),
-                min_power_kw=v(T.MIN_POWER),
-                max_power_kw=v(T.MAX_POWER),
-                min_current_a=v(T.MIN_CURRENT),
-                max_current_a=v(T.MAX_CURRENT),
-            )
-        )
+        for z in carried:
+            p = _absorb(p, z)
+        carried = []
+        out.append(p)
+    if carried:
+        if out:
+            for z in carried:
+                out[-1] = _absorb(out[-1], z)
+        else:
+            first = carried[0]
+            for z in carried[1:]:
+                first = _absorb(first, z)
+            out.append(first)
     return out
+
+
+def _absorb(p: Period, z: Period) -> Period:
+    """``p`` with the additive volumes of the zero-length period ``z`` added (its own power/current kept)."""
+    return replace(
+        p,
+        energy_wh=p.energy_wh + z.energy_wh,
+        time_s=p.time_s + z.time_s,
+        parking_s=p.parking_s + z.parking_s,
+        reservation_s=p.reservation_s + z.reservation_s,
+    )
+
+
+def _period(cp: ChargingPeriod, s: datetime, e: datetime) -> Period:
+    v = cp.volume
+    T = CdrDimensionType
+
+    def rep(avg: Decimal | None, lo: Decimal | None, hi: Decimal | None) -> Decimal | None:
+        if avg is not None:
+            return avg
+        if lo is not None and hi is not None:
+            return (lo + hi) / 2
+        return lo if lo is not None else hi
+
+    time_h, park_h, res_h = v(T.TIME), v(T.PARKING_TIME), v(T.RESERVATION_TIME)
+    return Period(
+        s,
+        e,
+        energy_wh=(v(T.ENERGY) or ZERO) * 1000,
+        time_s=(time_h or ZERO) * _H,
+        parking_s=(park_h or ZERO) * _H,
+        reservation_s=(res_h or ZERO) * _H,
+        power_kw=rep(v(T.POWER), v(T.MIN_POWER), v(T.MAX_POWER)),
+        current_a=rep(v(T.CURRENT), v(T.MIN_CURRENT), v(T.MAX_CURRENT)),
+        min_power_kw=v(T.MIN_POWER),
+        max_power_kw=v(T.MAX_POWER),
+        min_current_a=v(T.MIN_CURRENT),
+        max_current_a=v(T.MAX_CURRENT),
+    )
 
 
 def _q(x: Decimal, places: str = "0.000001") -> Decimal:
