@@ -1,12 +1,12 @@
 """The push scanner, the periodic safety net of the pushes: it queues what changed without an explicit push
-(CDRs and tariff versions not yet queued, sessions whose ``last_updated`` moved, EVSE statuses that changed,
+(CDRs and the latest version of each tariff not yet queued, sessions whose ``last_updated`` moved, EVSE statuses that changed,
 locations not yet sent, or no longer visible). Idempotent: what was queued is not queued again."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kernel.db.engine import Database
 from kernel.models import Cdr, ChargingSession, Location, TariffVersion
@@ -33,9 +33,33 @@ async def scan(db: Database, *, window: timedelta = timedelta(days=7)) -> int:
             await db_session.scalars(select(Cdr.id).where(Cdr.created_at >= since, Cdr.emsp_id.is_not(None)))
         ).all():
             count += await enqueue_cdr(cdr_id, db_session)
+        # the latest version of each tariff id only: an older one must never reach a partner after a newer one
+        recent_ids = (
+            select(TariffVersion.cpo_id, TariffVersion.tariff_id)
+            .where(TariffVersion.created_at >= since)
+            .distinct()
+            .subquery()
+        )
+        latest = (
+            select(TariffVersion.cpo_id, TariffVersion.tariff_id, func.max(TariffVersion.version).label("v"))
+            .join(
+                recent_ids,
+                (recent_ids.c.cpo_id == TariffVersion.cpo_id)
+                & (recent_ids.c.tariff_id == TariffVersion.tariff_id),
+            )
+            .group_by(TariffVersion.cpo_id, TariffVersion.tariff_id)
+            .subquery()
+        )
         for tv_id in (
             await db_session.scalars(
-                select(TariffVersion.id).where(TariffVersion.created_at >= since).order_by(TariffVersion.id)
+                select(TariffVersion.id)
+                .join(
+                    latest,
+                    (latest.c.cpo_id == TariffVersion.cpo_id)
+                    & (latest.c.tariff_id == TariffVersion.tariff_id)
+                    & (latest.c.v == TariffVersion.version),
+                )
+                .order_by(TariffVersion.id)
             )
         ).all():
             count += await enqueue_tariff(tv_id, db_session)

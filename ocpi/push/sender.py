@@ -1,6 +1,9 @@
 """The ``ocpi`` outbox channel sender: it resolves the partner's current Receiver endpoint at delivery time,
 sends the message with its routing headers, classifies the answer (retry on timeouts, 5xx, 401/408/425/429 and
-3xxx; give up on other 4xx and 2xxx) and records the partner's health (last success, last error)."""
+3xxx; give up on other 4xx and 2xxx) and records the partner's health (last success, last error).
+
+A tariff PUT that a newer version of the same tariff superseded while it waited is not sent (acknowledged as
+skipped): a partner never receives an older version of a tariff after a newer one."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from kernel.models.roaming import OcpiPartner, PartnerStatus
 from kernel.outbox import DeliveryResult
 from kernel.timeutil import utcnow
 from ocpi import client
+from ocpi.push.tariff_push import superseded
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,9 @@ class OcpiSender:
                 if base is None:
                     return DeliveryResult.give_up(f"partner has no {payload.get('module')} receiver endpoint")
                 url = _join(base, payload.get("path", ""))
+            newer = await superseded(db_session, message)
+        if newer is not None:  # the partner gets the newer version; this one must never arrive after it
+            return DeliveryResult.delivered(skipped=f"superseded by tariff version {newer}")
         outcome = await self._send(message, payload, url, token)
         await self._record(partner.id, outcome)
         return outcome

@@ -172,9 +172,9 @@ async def test_locations_evse_status_and_tariffs_pushed(hub, sim):
         evse.status = "OUTOFORDER"
     assert await hub.component.scan_once() == 1
     await sim.wait_for(lambda: sim.locations["LOC1"]["evses"][1]["status"] == "OUTOFORDER")
-    # every tariff version is pushed, in order; a deletion too
-    async with hub.db.session() as s:
-        for version, price in ((1, 0.25), (2, 0.31)):
+    # every tariff version is pushed, in order (each while it is the latest); a deletion too
+    for version, price in ((1, 0.25), (2, 0.31)):
+        async with hub.db.session() as s:
             tv = TariffVersion(
                 cpo_id=cpo,
                 tariff_id="DYN",
@@ -192,12 +192,15 @@ async def test_locations_evse_status_and_tariffs_pushed(hub, sim):
             s.add(tv)
             await s.flush()
             assert await enqueue_tariff(tv, s) == 1
-    await sim.wait_for(
-        lambda: (
-            sim.tariffs.get("DYN", {}).get("elements", [{}])[0].get("price_components", [{}])[0].get("price")
-            == 0.31
+        await sim.wait_for(
+            lambda price=price: (
+                sim.tariffs.get("DYN", {})
+                .get("elements", [{}])[0]
+                .get("price_components", [{}])[0]
+                .get("price")
+                == price
+            )
         )
-    )
     puts = [
         r.body["elements"][0]["price_components"][0]["price"]
         for r in sim.log
