@@ -4,10 +4,12 @@
 rules attached to that zone, takes one step of the state machine of :mod:`tariffs.core.grid_rules` (first matching rule
 wins; an active rule is left only once the load moved ``hysteresis`` points past its threshold; no change
 sooner than ``min_hold`` after the last). A change publishes a new immutable tariff version whose
-``start_date_time`` is the sample's time; that version is what partners receive (the tariff hooks queue it
-for OCPI) and what sessions in that interval are priced with, so the price charged for every minute is the
-price published for that minute. A sample older than the last change is stored but changes nothing (prices
-already published are never rewritten).
+``start_date_time`` is ``max(sample time, now)`` and whose ``last_updated`` is now (the publication): a
+sample that arrives late never re-prices minutes already consumed. That version is what partners receive
+(the tariff hooks, a required argument, queue it for OCPI in the same transaction) and what sessions from
+then on are priced with, so the price charged for every minute is the price published for that minute. A
+sample older than the last change is stored but changes nothing (prices already published are never
+rewritten).
 """
 
 from __future__ import annotations
@@ -255,9 +257,12 @@ async def _base_tariff(db_session: AsyncSession, cpo_id: int, tariff_id: str) ->
 
 
 async def record_load(
-    db: Database, zone: str, at: datetime, load: Decimal, hooks: Sequence[TariffHook] = ()
+    db: Database, zone: str, at: datetime, load: Decimal, hooks: Sequence[TariffHook]
 ) -> list[TariffVersion]:
     """Store one load sample and publish the tariff versions it causes. Returns the new versions.
+
+    ``hooks`` (required, so that no caller forgets the deliveries) run for every new version in its
+    transaction: the OCPI tariff hook queues its pushes there. Pass ``()`` only where nobody is to be told.
 
     ``load`` must be a percentage in [0, 100] and ``zone`` one the hub knows (:func:`known_zones`);
     otherwise :class:`GridConfigError` and nothing is stored."""
@@ -290,7 +295,14 @@ async def record_load(
             if not decision.changed:
                 continue
             base = await _base_tariff(db_session, attachment.cpo_id, attachment.tariff_id)
-            version = apply_rule(base, decision.rule, at)
+            now = (
+                utcnow()
+            )  # the version's transaction, which also queues its pushes; to the wire's milliseconds,
+            published_at = now.replace(
+                microsecond=now.microsecond // 1000 * 1000
+            )  # so row and document agree
+            effective = max(at, published_at)  # never before partners could have received it
+            version = apply_rule(base, decision.rule, effective, published_at)
             latest = await latest_version(db_session, attachment.cpo_id, attachment.tariff_id)
             data = to_jsonable(version, decimals_as="keep")
             row = TariffVersion(
@@ -300,9 +312,10 @@ async def record_load(
                 currency=version.currency,
                 type=data.get("type"),
                 source="grid",
-                start_date_time=at,
+                start_date_time=effective,
                 data=data,
-                last_updated=utcnow(),
+                last_updated=published_at,
+                created_at=published_at,
             )
             db_session.add(row)
             await db_session.flush()

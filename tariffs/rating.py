@@ -100,8 +100,9 @@ async def rate_session(
         return None, False
 
 
-async def rate_pending(db: Database, hooks: Sequence[CdrHook] = (), *, limit: int = 200) -> int:
-    """Rate every pending session (oldest end first); returns how many CDRs were created."""
+async def rate_pending(db: Database, hooks: Sequence[CdrHook], *, limit: int = 200) -> int:
+    """Rate every pending session (oldest end first); returns how many CDRs were created. ``hooks`` (the
+    CDR deliveries) is required so that no caller forgets them; ``()`` only where nobody is to be told."""
     async with db.session() as db_session:
         ids = (
             await db_session.scalars(
@@ -187,8 +188,12 @@ def credit_for(original: Cdr, session_uid: str, *, now: datetime) -> Cdr:
     )
 
 
-async def correct_cdr(db: Database, cdr_uid: str, hooks: Sequence[CdrHook] = ()) -> tuple[Cdr, Cdr]:
-    """Credit ``cdr_uid`` and re-rate its session with the tariff versions stored now: (credit, new CDR)."""
+async def correct_cdr(db: Database, cdr_uid: str, hooks: Sequence[CdrHook]) -> tuple[Cdr, Cdr]:
+    """Credit ``cdr_uid`` and re-rate its session with the tariff versions stored now: (credit, new CDR).
+
+    By the publication rule (:func:`tariffs.tariff_versions.effective_from`) no version stored after the
+    session can cover it, so without new session data the new CDR has the original's total. ``hooks`` is
+    required so that no caller forgets the deliveries."""
     async with db.session() as db_session:
         original = await db_session.scalar(
             select(Cdr).where(Cdr.cdr_uid == cdr_uid, Cdr.is_credit.is_(False))

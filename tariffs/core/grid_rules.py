@@ -89,12 +89,17 @@ class GridRule:
         return load < self.threshold + hysteresis
 
 
-def apply_rule(base: Tariff, rule: GridRule | None, effective_from: datetime) -> Tariff:
-    """A new version of ``base`` with ``rule`` applied (or ``base`` itself, re-dated, when ``rule`` is None).
+def apply_rule(
+    base: Tariff, rule: GridRule | None, effective_from: datetime, published_at: datetime | None = None
+) -> Tariff:
+    """A new version of ``base`` with ``rule`` applied (or ``base`` itself, re-dated, when ``rule`` is None),
+    valid from ``effective_from``, with ``last_updated`` = ``published_at`` (when the version is stored and
+    queued for partners; default ``effective_from``), never the earlier time of the sample that caused it.
 
     Prices are exact (no rounding: prices are per unit, money is rounded only on lines) and never negative.
     """
     at = ensure_utc(effective_from)
+    published = ensure_utc(published_at) if published_at is not None else at
     data = base.model_copy(deep=True)
     if rule is not None:
         for element in data.elements:
@@ -105,7 +110,7 @@ def apply_rule(base: Tariff, rule: GridRule | None, effective_from: datetime) ->
                 pc.price = max(price, Decimal(0))
     data.start_date_time = at
     data.end_date_time = None
-    data.last_updated = at
+    data.last_updated = published
     return data
 
 

@@ -211,7 +211,7 @@ async def _seed(db: Database) -> list[str]:
     for i, day in enumerate((10, 12)):
         start = datetime(2026, 11, day, 21, 30, tzinfo=UTC)
         await seed_ended_session(db, "AMS-01-1", start, 60, "10", uid=f"sess-{i}")
-    assert await rate_pending(db) == 2
+    assert await rate_pending(db, ()) == 2
     async with db.session() as s:
         await add_agreements(
             s, [ROAMING, _hub_fee(agreement_id="hub-fee", valid_from="2026-01-01", hub="NL*HUB")]

@@ -98,7 +98,7 @@ async def test_list_filters_and_pricing_failures(cli, db: Database, tmp_path: Pa
         START + timedelta(days=2),
         ended=False,
     )
-    assert await rate_pending(db) == 1  # the London session has no tariff: pricing fails and says why
+    assert await rate_pending(db, ()) == 1  # the London session has no tariff: pricing fails and says why
 
     failed = json.loads((await cli("sessions", "list", "--state", "failed", "--json")).stdout)
     assert [s["id"] for s in failed] == ["bbbb2222-0000-4000-8000-000000000002"]
@@ -145,7 +145,7 @@ async def test_show_by_prefix_with_meter_values_and_cdr(cli, db: Database, tmp_p
         START + timedelta(hours=2),
         ended=True,
     )
-    assert await rate_pending(db) == 2
+    assert await rate_pending(db, ()) == 2
     async with db.session() as s:
         cdr_uid = await s.scalar(
             select(Cdr.cdr_uid)

@@ -88,7 +88,7 @@ async def test_tariffs_rerate_queues_the_ocpi_push_and_the_receipt(db: Database,
 async def test_cdrs_correct_queues_the_pushes_of_the_credit_and_the_new_cdr(db: Database, cli) -> None:
     partner = await _world(db)
     await _ended_session(db)
-    assert await rate_pending(db) == 1  # priced without hooks: nothing queued for the original
+    assert await rate_pending(db, ()) == 1  # priced without hooks: nothing queued for the original
     before = await _outbox(db)
     [original] = await _cdrs(db)
     await cli("cdrs", "correct", original.cdr_uid)

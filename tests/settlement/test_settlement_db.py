@@ -61,7 +61,7 @@ async def _setup(db: Database) -> None:
     base = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
     for i in range(4):
         await seed_ended_session(db, "AMS-01-1", base + timedelta(days=i), 45, str(8 + i), uid=f"oct-{i}")
-    await rate_pending(db)
+    await rate_pending(db, ())
 
 
 async def test_run_stores_statements_that_add_up(db: Database, tmp_path: Path) -> None:
@@ -110,7 +110,7 @@ async def test_closed_period_replays_identically_and_late_cdr_goes_next(db: Data
 
     # A session of October that is priced only now (after the close) settles in November as an adjustment.
     await seed_ended_session(db, "AMS-01-2", datetime(2026, 10, 30, 9, 0, tzinfo=UTC), 30, "5", uid="late")
-    await rate_pending(db)
+    await rate_pending(db, ())
     november = await run_period(db, "2026-11", out_dir=tmp_path)
     lines = november.result.lines
     assert november.result.summary.adjustments == 1

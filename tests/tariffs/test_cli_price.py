@@ -143,7 +143,7 @@ async def test_replay_compares_the_tariffs_own_cpo_in_the_range_as_json(
     await seed_ended_session(db, "AMS-01-1", datetime(2026, 11, 10, 21, 30, tzinfo=UTC), 60, "10", uid="in")
     await seed_ended_session(db, "AMS-01-2", datetime(2026, 12, 1, 0, 30, tzinfo=UTC), 60, "10", uid="after")
     await seed_ended_session(db, "LDN-01-1", datetime(2026, 11, 11, 9, 0, tzinfo=UTC), 60, "10", uid="london")
-    assert await rate_pending(db) == 3
+    assert await rate_pending(db, ()) == 3
     proposed = json.loads((DEMO / "tariffs.json").read_text())[0]
     for element in proposed["elements"]:
         for component in element["price_components"]:

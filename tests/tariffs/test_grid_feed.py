@@ -82,8 +82,8 @@ async def test_record_load_and_attach_refuse_what_cannot_be_a_grid_state(db: Dat
         ("XX-NOPE", Decimal(50), "unknown grid zone 'XX-NOPE' (known: NL-NH)"),
     ]:
         with pytest.raises(GridConfigError, match=re.escape(says)):
-            await record_load(db, zone, at, load)
-    assert await record_load(db, "NL-NH", at, Decimal(100)) == []  # the bounds themselves are loads
+            await record_load(db, zone, at, load, ())
+    assert await record_load(db, "NL-NH", at, Decimal(100), ()) == []  # the bounds themselves are loads
     rules = json.loads((DEMO / "grid_rules.json").read_text())
     async with db.session() as s:
         cpo = await prov.find_party(s, "NL*AMP", prov.PartyRole.CPO)

@@ -73,7 +73,7 @@ async def test_parking_and_time_components(db: Database) -> None:
     await seed_ended_session(db, "AMS-01-2", start, 65, "8", uid="park", charge_minutes=40)
     # London: 30 min, 6 kWh: 6 x 0.45 + 0.5 h x 3.00 = 2.70 + 1.50 = 4.20 GBP; VAT 20 % -> 5.04.
     await seed_ended_session(db, "LDN-01-1", start, 30, "6", uid="ldn")
-    assert await rate_pending(db) == 2
+    assert await rate_pending(db, ()) == 2
     async with db.session() as s:
         cdrs = {c.data["session_id"]: c for c in (await s.scalars(select(Cdr))).all()}
     assert cdrs["park"].total_cost_excl_vat == Decimal("0.50") + Decimal("3.12") + Decimal("2.50")
@@ -90,7 +90,7 @@ async def test_session_without_tariff_fails_visibly_then_rerates(db: Database) -
         for c in (await s.scalars(select(Connector))).all():
             c.tariff_ids = ["MISSING"]
     sid = await seed_ended_session(db, "AMS-01-1", datetime(2026, 11, 10, 12, 0, tzinfo=UTC), 10, "1")
-    assert await rate_pending(db) == 0
+    assert await rate_pending(db, ()) == 0
     async with db.session() as s:
         session = await s.get(ChargingSession, sid)
         assert session.pricing_state == PricingState.FAILED and "MISSING" in session.pricing_error
@@ -100,7 +100,7 @@ async def test_session_without_tariff_fails_visibly_then_rerates(db: Database) -
 async def test_correction_is_a_credit_plus_a_new_cdr(db: Database) -> None:
     await seed_pricing_network(db)
     await seed_ended_session(db, "AMS-01-1", datetime(2026, 11, 10, 12, 0, tzinfo=UTC), 60, "10")
-    await rate_pending(db)
+    await rate_pending(db, ())
     async with db.session() as s:
         original = await s.scalar(select(Cdr))
         tariff = demo_json("tariffs.json")[0]
@@ -110,7 +110,7 @@ async def test_correction_is_a_credit_plus_a_new_cdr(db: Database) -> None:
     async with db.session() as s:
         row, created = await prov.import_tariff(s, tariff)
         assert created and row.version == 2
-    credit, fresh = await correct_cdr(db, original.cdr_uid)
+    credit, fresh = await correct_cdr(db, original.cdr_uid, ())
     assert credit.is_credit and credit.total_cost_excl_vat == -original.total_cost_excl_vat
     assert credit.data["credit_reference_id"] == original.cdr_uid and credit.data["credit"] is True
     assert fresh.revision == 1 and fresh.total_cost_excl_vat == Decimal("0.50") + Decimal("4.90")
@@ -118,7 +118,7 @@ async def test_correction_is_a_credit_plus_a_new_cdr(db: Database) -> None:
         unchanged = await s.scalar(select(Cdr).where(Cdr.cdr_uid == original.cdr_uid))
     assert unchanged.total_cost_excl_vat == original.total_cost_excl_vat
     with pytest.raises(Exception, match="already credited"):
-        await correct_cdr(db, original.cdr_uid)
+        await correct_cdr(db, original.cdr_uid, ())
 
 
 async def test_grid_load_publishes_versions_and_sessions_pay_the_published_price(db: Database) -> None:
@@ -128,24 +128,25 @@ async def test_grid_load_publishes_versions_and_sessions_pay_the_published_price
         cpo = await prov.find_party(s, "NL*AMP", prov.PartyRole.CPO)
         await attach_rules(s, "NL-NH", cpo.id, "AMS-TOD", rules, hysteresis=Decimal(5), min_hold_s=1800)
     t0 = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
-    assert await record_load(db, "NL-NH", t0, Decimal(50)) == []  # no rule applies: no change
-    peak = await record_load(db, "NL-NH", t0 + timedelta(minutes=30), Decimal(85))
+    assert await record_load(db, "NL-NH", t0, Decimal(50), ()) == []  # no rule applies: no change
+    peak = await record_load(db, "NL-NH", t0 + timedelta(minutes=30), Decimal(85), ())
     assert [v.version for v in peak] == [2]
-    assert await record_load(db, "NL-NH", t0 + timedelta(minutes=30), Decimal(85)) == []  # replayed sample
+    replayed = await record_load(db, "NL-NH", t0 + timedelta(minutes=30), Decimal(85), ())
+    assert replayed == []  # a replayed sample
     # 78 % is within the hysteresis band: the peak price holds. 70 % after the hold: back to base.
-    assert await record_load(db, "NL-NH", t0 + timedelta(minutes=45), Decimal(78)) == []
+    assert await record_load(db, "NL-NH", t0 + timedelta(minutes=45), Decimal(78), ()) == []
     assert (
-        await record_load(db, "NL-NH", t0 + timedelta(minutes=50), Decimal(70)) == []
+        await record_load(db, "NL-NH", t0 + timedelta(minutes=50), Decimal(70), ()) == []
     )  # within the 30-min hold
-    back = await record_load(db, "NL-NH", t0 + timedelta(minutes=60), Decimal(70))
+    back = await record_load(db, "NL-NH", t0 + timedelta(minutes=60), Decimal(70), ())
     assert [v.version for v in back] == [3]
     assert (
-        await record_load(db, "NL-NH", t0 - timedelta(hours=1), Decimal(99)) == []
+        await record_load(db, "NL-NH", t0 - timedelta(hours=1), Decimal(99), ()) == []
     )  # late sample: stored only
 
     # A session from 12:00 to 13:00 UTC, 12 kWh evenly: 6 kWh at 0.39, then 6 kWh at the peak price 0.49.
     await seed_ended_session(db, "AMS-01-1", t0, 60, "12")
-    await rate_pending(db)
+    await rate_pending(db, ())
     async with db.session() as s:
         cdr = await s.scalar(select(Cdr))
     assert cdr.total_cost_excl_vat == Decimal("0.50") + Decimal("2.34") + Decimal("2.94")

@@ -45,7 +45,7 @@ async def seed_api_network(db: Database) -> ApiNetwork:
         }
     await seed_ended_session(db, "AMS-01-1", START, 60, "10", uid="sess-ams", token_uid="TOKEN-AMS")
     await seed_ended_session(db, "LDN-01-1", START, 30, "5", uid="sess-ldn", token_uid="TOKEN-LDN")
-    assert await rate_pending(db) == 2
+    assert await rate_pending(db, ()) == 2
     sessions = {"amp": "sess-ams", "ldn": "sess-ldn"}
     async with db.session() as s:
         cdrs = {
