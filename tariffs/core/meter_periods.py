@@ -61,6 +61,20 @@ def _sample(s: MeterSample | Sequence[object]) -> MeterSample:
     return MeterSample(ensure_utc(ts), energy, dec(p), dec(c))
 
 
+def _bounded(pts: list[MeterSample], start: datetime, end: datetime) -> list[MeterSample]:
+    """The readings that describe ``[start, end]``: the register at the start is the last reading at or before
+    the start (a ``Transaction.Begin`` reading stamped just before it is the baseline), at the end the first
+    reading at or after the end (a ``Transaction.End`` stamped just after it); both are moved onto the bound.
+    """
+    before = [p for p in pts if p.timestamp <= start]
+    after = [p for p in pts if p.timestamp >= end]
+    out = [replace(before[-1], timestamp=start)] if before else []
+    out.extend(p for p in pts if start < p.timestamp < end)
+    if after:
+        out.append(replace(after[0], timestamp=end))
+    return out
+
+
 def _crossings(v0: Decimal | None, v1: Decimal | None, thresholds: Iterable[Decimal]) -> list[Decimal]:
     """Fractions in (0, 1) where a linear v0->v1 crosses a threshold."""
     if v0 is None or v1 is None or v0 == v1:
@@ -79,19 +93,22 @@ def periods_from_meter_values(
 ) -> list[Period]:
     """Turn a cumulative meter series into charging periods cut at every price boundary of ``tariffs``.
 
-    Energy is linear between samples; power/current are linear between samples when given, else the power
-    is the interval's average (energy / time). An interval in which the register does not increase is
+    The register at ``session_start`` is the last reading at or before it (a ``Transaction.Begin`` reading
+    stamped just before the start is the baseline, never the first later reading); at ``session_end`` the
+    first reading at or after it. Energy is linear between samples; power/current are linear between samples
+    when given, else the power is the interval's average (energy / time). An interval in which the register does not increase is
     parking; an idle stretch shorter than ``parking_grace_s`` counts as charging time (a pause).
     """
     start, end = ensure_utc(session_start), ensure_utc(session_end)
     if end <= start:
         return []
-    pts = sorted((_sample(s) for s in samples), key=lambda s: s.timestamp)
-    pts = [p for p in pts if start <= p.timestamp <= end]
+    pts = _bounded(sorted((_sample(s) for s in samples), key=lambda s: s.timestamp), start, end)
     if not pts:
         return [parking(start, end)]
     if pts[0].timestamp > start:
-        pts.insert(0, replace(pts[0], timestamp=start))
+        # No reading at or before the start: the register at the start is unknown, the stretch up to the
+        # first reading has no measured energy (idle). A later reading is never the start value.
+        pts.insert(0, MeterSample(start, pts[0].energy_wh))
     if pts[-1].timestamp < end:
         pts.append(
             MeterSample(
