@@ -46,6 +46,10 @@ from kernel.models import ChargePoint, ChargingSession, Connector, MeterValue, P
 from kernel.seams import Hooks
 from kernel.timeutil import utcnow
 
+CONNECTOR_INFERRED = "CONNECTOR_INFERRED"
+"""The session's EVSE was never reported: it is the charger's first, whose tariffs all its connectors share."""
+NOT_PRICEABLE = "not priceable"
+"""How the gateway's own ``pricing_error`` begins: what pricing needs was never reported (late data retries)."""
 OCPP16_MAX_TRANSACTION_ID = 2**31 - 1
 """OCPP 1.6 ``transactionId`` is an ``integer`` (JSON schema), taken as a signed 32-bit one by chargers."""
 
@@ -212,8 +216,9 @@ class SessionStore:
                     session.start_time = ev.timestamp
             _apply_start(session, ev, auth, created)
             await self._add_samples(db_session, session, ev.samples)
-            if session.end_time is not None and session.pricing_state == PricingState.PENDING:
+            if session.end_time is not None and _open_for_data(session):
                 await self._finalize(db_session, session)
+                await self._hand_off(db_session, cp, session)
             if created:
                 await run_hooks(db_session, "session", self.hooks.session, session)
             return session
@@ -226,10 +231,88 @@ class SessionStore:
             start = min(smp.timestamp for smp in ev.samples)
             first = FirstSeen(ev.evse_id, None, start, None, [UNKNOWN_TRANSACTION])
             session, _created = await self._get_or_create(db_session, cp, ev.transaction_id, first)
+            if session.evse_pk is None and ev.evse_id is not None:
+                self._place(session, cp, ev.evse_id, await self._connector_pk_of(db_session, cp, ev.evse_id))
             await self._add_samples(db_session, session, ev.samples)
-            if session.end_time is not None and session.pricing_state == PricingState.PENDING:
+            if session.end_time is not None and _open_for_data(session):
                 await self._finalize(db_session, session)
+                await self._hand_off(db_session, cp, session)
             return session
+
+    # -- the hand-off to pricing ----------------------------------------------------------------------------
+
+    async def _connector_pk_of(self, db_session: AsyncSession, cp: ChargerRef, evse_id: int) -> int | None:
+        return await self._connector_pk(db_session, cp.evse_map.get(evse_id), evse_id)
+
+    @staticmethod
+    def _place(session: ChargingSession, cp: ChargerRef, evse_id: int, connector_pk: int | None) -> None:
+        """Put a session whose start was never seen on the charger's EVSE ``evse_id`` (1.6: connector)."""
+        session.evse_pk = cp.evse_map.get(evse_id)
+        session.connector_pk = connector_pk
+        session.ocpp_evse_id = evse_id
+        if cp.ocpp_version.startswith("1.6"):
+            session.ocpp_connector_id = evse_id
+
+    async def _infer_connector(
+        self, db_session: AsyncSession, cp: ChargerRef, session: ChargingSession
+    ) -> None:
+        """The EVSE of an ended session that never learnt it (1.6 StopTransaction has no connectorId, and no
+        MeterValues of the transaction named one): the charger's only EVSE; else, when every connector of
+        the charger has the same tariffs, its first EVSE (flag ``CONNECTOR_INFERRED``: the price is right,
+        the EVSE is a guess); else none."""
+        if not cp.evse_map:
+            return
+        first = min(cp.evse_map)
+        if len(cp.evse_map) == 1:
+            self._place(session, cp, first, await self._connector_pk_of(db_session, cp, first))
+            return
+        tariffs = (
+            await db_session.scalars(
+                select(Connector.tariff_ids).where(Connector.evse_pk.in_(list(cp.evse_map.values())))
+            )
+        ).all()
+        if len({tuple(t or ()) for t in tariffs}) == 1:
+            self._place(session, cp, first, await self._connector_pk_of(db_session, cp, first))
+            session.flags = [*(session.flags or []), CONNECTOR_INFERRED]
+
+    async def _hand_off(self, db_session: AsyncSession, cp: ChargerRef, session: ChargingSession) -> None:
+        """Hand the ended session to pricing (``pending``), unless its start was never seen and what pricing
+        needs cannot be known: then ``failed`` with the reason (``evhub sessions list --state failed``);
+        later data for the session (a late start, meter values) hands it off again."""
+        reason = None
+        if UNKNOWN_TRANSACTION in (session.flags or []):
+            if session.evse_pk is None:
+                await self._infer_connector(db_session, cp, session)
+            if session.evse_pk is None:
+                reason = (
+                    "connector unknown: the start of the transaction was never seen, no MeterValues named "
+                    "its connector and the charger's connectors have different tariffs"
+                )
+            elif session.meter_start_wh is None and not await self._has_begin_reading(db_session, session):
+                reason = (
+                    "meter start unknown: the start of the transaction was never seen and no "
+                    "Transaction.Begin register reading was reported"
+                )
+        if reason is None:
+            session.pricing_state = PricingState.PENDING
+            session.pricing_error = None
+        else:
+            session.pricing_state = PricingState.FAILED
+            session.pricing_error = f"{NOT_PRICEABLE}: {reason}"
+
+    async def _has_begin_reading(self, db_session: AsyncSession, session: ChargingSession) -> bool:
+        found = await db_session.scalar(
+            select(MeterValue.session_id)
+            .where(
+                MeterValue.session_id == session.id,
+                MeterValue.measurand == ENERGY_REGISTER,
+                MeterValue.phase == "",
+                MeterValue.context == "Transaction.Begin",
+                MeterValue.unit.in_(("Wh", "kWh")),
+            )
+            .limit(1)
+        )
+        return found is not None
 
     async def ended(
         self, cp: ChargerRef, ev: SessionEnded, auth: AuthResult | None = None
@@ -241,9 +324,12 @@ class SessionStore:
             session, _created = await self._get_or_create(db_session, cp, ev.transaction_id, first)
             await self._add_samples(db_session, session, ev.samples)
             if session.end_time is not None:
-                if session.pricing_state == PricingState.PENDING:
+                if _open_for_data(session):
                     await self._finalize(db_session, session)
+                    await self._hand_off(db_session, cp, session)
                 return session
+            if UNKNOWN_TRANSACTION in (session.flags or []) and start < session.start_time:
+                session.start_time = start  # the start was never seen: its readings are the earliest we know
             session.end_time = ev.timestamp
             session.meter_stop_wh = ev.meter_stop_wh
             session.stop_reason = ev.reason[:32] if ev.reason else None
@@ -255,7 +341,7 @@ class SessionStore:
             if ev.timestamp < session.start_time:
                 session.flags = [*session.flags, END_BEFORE_START]
             await self._finalize(db_session, session)
-            session.pricing_state = PricingState.PENDING
+            await self._hand_off(db_session, cp, session)
             await run_hooks(db_session, "session", self.hooks.session, session)
             return session
 
@@ -303,6 +389,16 @@ class SessionStore:
         if signed:
             session.signed_meter_data = signed
         session.last_updated = utcnow()
+
+
+def _open_for_data(session: ChargingSession) -> bool:
+    """An ended session late data still changes: pricing has not taken it, or the gateway failed it for want of
+    that data."""
+    if session.pricing_state == PricingState.PENDING:
+        return True
+    return session.pricing_state == PricingState.FAILED and (session.pricing_error or "").startswith(
+        NOT_PRICEABLE
+    )
 
 
 def _same_id_tag(a: str | None, b: str | None) -> bool:
