@@ -12,7 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
-ENERGY_REGISTER = "Energy.Active.Import.Register"
+from kernel.meter_reading import ENERGY_REGISTER as ENERGY_REGISTER
+from kernel.meter_reading import energy_wh
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,14 +54,9 @@ class Sample(NamedTuple):
 
     @property
     def energy_wh(self) -> Decimal | None:
-        """The value in Wh when this is an energy register reading, else None."""
-        if self.measurand != ENERGY_REGISTER or self.phase:
-            return None
-        if self.unit == "Wh":
-            return self.value
-        if self.unit == "kWh":
-            return self.value * 1000
-        return None
+        """The value in Wh when this is an overall energy register reading, else None (a signature, a phase,
+        another measurand): :func:`kernel.meter_reading.energy_wh`."""
+        return energy_wh(self.measurand, self.phase, self.unit, self.value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,9 @@
 
 * **Rows**: the samples of a message become meter value rows; a 1.6 ``SignedData`` sample is merged into the
   plain sample with the same key.
-* **Energy**: a session's energy is the sum of its register's forward steps (meter start, samples, meter stop,
-  by the charger's timestamps); a register that goes backwards is a reset (flag ``METER_RESET``) and counts
-  from zero; a missing meter stop is the last register reading (flag ``METER_STOP_MISSING``); a step back of
-  at most :data:`RESET_TOLERANCE_WH` is rounding, not a reset.
+* **Energy**: what a reading means (units, phases, signatures, resets, Begin/End) is
+  :mod:`kernel.meter_reading`'s; :func:`compute_energy` and :func:`register_readings` are its gateway entry
+  points.
 """
 
 from __future__ import annotations
@@ -15,27 +14,45 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from cpo_gateway.events import Sample
+from cpo_gateway.events import ENERGY_REGISTER, Sample
+from kernel.meter_reading import (
+    METER_RESET,
+    METER_STOP_MISSING,
+    NO_METER_DATA,
+    RESET_TOLERANCE_WH,
+    Reading,
+    session_energy,
+)
+from kernel.meter_reading import register_readings as reading_rows
+
+__all__ = [
+    "END_BEFORE_START",
+    "ENERGY_FLAGS",
+    "METER_RESET",
+    "METER_STOP_MISSING",
+    "NO_METER_DATA",
+    "RESET_TOLERANCE_WH",
+    "UNKNOWN_TRANSACTION",
+    "Reading",
+    "RegisterRow",
+    "compute_energy",
+    "merged_rows",
+    "register_readings",
+    "sample_rows",
+    "unique_rows",
+]
 
 UNKNOWN_TRANSACTION = "UNKNOWN_TRANSACTION"
-METER_RESET = "METER_RESET"
-METER_STOP_MISSING = "METER_STOP_MISSING"
-NO_METER_DATA = "NO_METER_DATA"
 END_BEFORE_START = "END_BEFORE_START"
 ENERGY_FLAGS = (METER_RESET, METER_STOP_MISSING, NO_METER_DATA)
 """The flags :func:`compute_energy` decides; recomputing the energy replaces them."""
-RESET_TOLERANCE_WH = Decimal(10)
-"""A register that goes back by at most this much is rounding (e.g. integer meterStop after a decimal
-sample), not a reset."""
-
-Reading = tuple[datetime, Decimal]
-"""One register reading: the charger's timestamp and the register in Wh."""
 
 
 def sample_rows(session_id: int, samples: Iterable[Sample]) -> list[dict[str, Any]]:
     """Meter value rows of a session; a 1.6 SignedData sample is merged into the plain sample with the same
-    key. Without one (the usual case) every sample is a row: a repeated key is skipped by the insert's
-    *on conflict do nothing*, keeping the first, as the merge would."""
+    key. Without one (the usual case) every sample is a row: a key stored already is merged by the insert
+    (:data:`cpo_gateway.meter_sql.ON_CONFLICT`): a plain value replaces a signed-only placeholder, a signature
+    joins a plain value, else the first stays."""
     if not isinstance(samples, tuple):
         samples = tuple(samples)
     base = {"session_id": session_id}
@@ -54,7 +71,8 @@ def _row(base: dict[str, Any], smp: Sample) -> dict[str, Any]:
 def merged_rows(base: dict[str, Any], samples: Iterable[Sample]) -> list[dict[str, Any]]:
     """One row per sample key (time, measurand, phase, location, context), each ``base`` plus the sample:
     the first plain sample of a key wins, and a ``SignedData`` sample gives its signature to the plain sample
-    of its key (or is a row of its own, value 0, when there is none)."""
+    of its key (or is a row of its own when there is none: unit ``SignedData``, value 0 as a placeholder that
+    :mod:`kernel.meter_reading` never reads as a value, and that a later plain sample of the key replaces)."""
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     signed_only: list[tuple[tuple[Any, ...], Sample]] = []
     for smp in samples:
@@ -76,41 +94,45 @@ def merged_rows(base: dict[str, Any], samples: Iterable[Sample]) -> list[dict[st
     return list(rows.values())
 
 
+_KEY = ("session_id", "timestamp", "measurand", "phase", "location", "context")
+
+
+def unique_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows with one per stored key (session, time, measurand, phase, location, context), as the store's
+    upsert would leave them: the first plain value of a key wins over a signed-only placeholder (unit
+    ``SignedData``) and keeps the first signature of the key. Rows without repeats are returned as they are."""
+    keys = [tuple(r[c] for c in _KEY) for r in rows]
+    if len(set(keys)) == len(keys):
+        return rows
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for key, r in zip(keys, rows, strict=True):
+        kept = out.get(key)
+        if kept is None:
+            out[key] = r
+            continue
+        if kept["unit"] == "SignedData" and r["unit"] != "SignedData":
+            out[key] = {**r, "signed_data": kept.get("signed_data") or r.get("signed_data")}
+        elif not kept.get("signed_data") and r.get("signed_data"):
+            out[key] = {**kept, "signed_data": r["signed_data"]}
+    return list(out.values())
+
+
 def compute_energy(
     meter_start: Decimal | None,
     start_time: datetime,
     meter_stop: Decimal | None,
     end_time: datetime | None,
-    readings: list[Reading],
+    readings: Sequence[Reading | tuple[datetime, Decimal]],
 ) -> tuple[Decimal, Decimal | None, list[str]]:
-    """(energy Wh, effective meter stop, flags) from the register readings (charger timestamps)."""
-    flags: list[str] = []
-    points: list[tuple[datetime, int, Decimal]] = [(ts, 1, wh) for ts, wh in readings]
-    if meter_start is not None:
-        points.append((start_time, 0, meter_start))
-    if meter_stop is not None and end_time is not None:
-        points.append((end_time, 2, meter_stop))
-    points.sort(key=lambda p: (p[0], p[1]))
-    if meter_stop is None:
-        if points:
-            meter_stop = points[-1][2]
-            flags.append(METER_STOP_MISSING)
-        else:
-            flags.append(NO_METER_DATA)
-    energy = Decimal(0)
-    previous: Decimal | None = None
-    for _ts, _order, wh in points:
-        if previous is not None:
-            if wh >= previous:
-                energy += wh - previous
-            elif previous - wh <= RESET_TOLERANCE_WH:
-                continue  # rounding between integer meterStart/Stop and decimal samples: not a reset
-            else:
-                energy += wh
-                if METER_RESET not in flags:
-                    flags.append(METER_RESET)
-        previous = wh
-    return energy, meter_stop, flags
+    """(energy Wh, effective meter stop, flags) from the register readings (charger timestamps): the one rule
+    of :func:`kernel.meter_reading.session_energy`."""
+    return session_energy(
+        meter_start,
+        start_time,
+        meter_stop,
+        end_time,
+        [r if isinstance(r, Reading) else Reading(*r) for r in readings],
+    )
 
 
 class RegisterRow(NamedTuple):
@@ -124,18 +146,23 @@ class RegisterRow(NamedTuple):
 
 
 def register_readings(rows: Sequence[RegisterRow]) -> tuple[list[Reading], str | None]:
-    """The readings in Wh (Wh and kWh rows; other units are not energy) and the signed meter data to keep:
-    the last signed ``Transaction.End`` sample's, else the last signed sample's, else None."""
-    readings: list[Reading] = []
+    """The readings in Wh (:func:`kernel.meter_reading.register_readings`: a signature is never a reading)
+    and the signed meter data to keep: the last signed ``Transaction.End`` sample's, else the last signed
+    sample's, else None."""
     signed: str | None = None
     signed_end: str | None = None
     for row in rows:
-        if row.unit == "Wh":
-            readings.append((row.timestamp, row.value))
-        elif row.unit == "kWh":
-            readings.append((row.timestamp, row.value * 1000))
         if row.signed_data:
             signed = row.signed_data
             if row.context == "Transaction.End":
                 signed_end = row.signed_data
-    return readings, signed_end or signed
+    return reading_rows([_Register(*row[:4]) for row in rows]), signed_end or signed
+
+
+class _Register(NamedTuple):
+    timestamp: datetime
+    value: Decimal
+    unit: str
+    context: str
+    measurand: str = ENERGY_REGISTER
+    phase: str = ""

@@ -51,15 +51,28 @@ def uniform_kind(rows: list[dict[str, Any]]) -> tuple[str, ...] | None:
     return kind
 
 
+ON_CONFLICT = (
+    "ON CONFLICT (session_id, timestamp, measurand, phase, location, context) DO UPDATE SET "
+    "value = CASE WHEN meter_values.unit = 'SignedData' THEN excluded.value ELSE meter_values.value END, "
+    "unit = CASE WHEN meter_values.unit = 'SignedData' THEN excluded.unit ELSE meter_values.unit END, "
+    "signed_data = COALESCE(meter_values.signed_data, excluded.signed_data) "
+    "WHERE (meter_values.unit = 'SignedData' AND excluded.unit <> 'SignedData') "
+    "OR (meter_values.signed_data IS NULL AND excluded.signed_data IS NOT NULL)"
+)
+"""A sample whose key is stored already: a plain value replaces a stored 1.6 signed-only placeholder (unit
+``SignedData``), a signature is added to a stored plain value without one; otherwise the first one stays
+(a resent frame). A PostgreSQL statement may propose each key once only: :func:`cpo_gateway.meter_rules.
+unique_rows` merges a batch's repeats first."""
+
 SQLITE_INSERT = (
     f"INSERT INTO meter_values ({', '.join(MV_COLUMNS)}) VALUES ({', '.join('?' for _ in MV_COLUMNS)}) "
-    "ON CONFLICT DO NOTHING"
+    f"{ON_CONFLICT}"
 )
 SQLITE_UPDATE = "UPDATE sessions SET energy_wh = ?, last_updated = ? WHERE id = ? AND status = 'ACTIVE'"
 PG_INSERT = (
     f"INSERT INTO meter_values ({', '.join(MV_COLUMNS)}) SELECT * FROM unnest($1::bigint[], $2::timestamptz[], "
     "$3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[], $7::varchar[], $8::numeric[], $9::text[]) "
-    "ON CONFLICT DO NOTHING"
+    f"{ON_CONFLICT}"
 )
 PG_UPDATE_ENERGY = (
     "UPDATE sessions SET energy_wh = u.energy, last_updated = u.now "
@@ -71,6 +84,6 @@ PG_INSERT_AND_UPDATE = f"WITH ins AS ({PG_INSERT}) {PG_UPDATE_ENERGY.format(10, 
 PG_INSERT_UNIFORM = (
     f"INSERT INTO meter_values (session_id, timestamp, value, {', '.join(UNIFORM_COLUMNS)}) "
     "SELECT u.sid, u.ts, u.v::numeric, $4::varchar, $5::varchar, $6::varchar, $7::varchar, $8::varchar "
-    "FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS u(sid, ts, v) ON CONFLICT DO NOTHING"
+    f"FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS u(sid, ts, v) {ON_CONFLICT}"
 )
 PG_INSERT_UNIFORM_AND_UPDATE = f"WITH ins AS ({PG_INSERT_UNIFORM}) {PG_UPDATE_ENERGY.format(9, 10, 11)}"

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from cpo_gateway.meter_rules import unique_rows
 from cpo_gateway.meter_sql import (
     MV_COLUMNS,
     PG_INSERT,
@@ -238,6 +239,7 @@ class MeterWriter:
         Usually every row of a batch is the same kind of sample (the energy register, periodic, in Wh,
         unsigned): then only session, time and value go as arrays and the rest as single parameters, which
         halves the work of encoding and decoding the batch on both sides (see docs/gateway.md)."""
+        rows = unique_rows(rows)  # one statement may not propose a key twice (its upsert would refuse)
         upd = self._encode_updates(updates)
         if self._pg is None or self._pg.is_closed():  # first batch, or the connection was lost: reconnect
             import asyncpg

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from kernel.domain.cdr_token import cdr_token
+from kernel.meter_reading import ENERGY_REGISTER, SIGNED_UNIT, cumulative_series, interval_deltas
 from kernel.models import (
     EVSE,
     Cdr,
@@ -133,35 +134,24 @@ async def load_location(db_session: AsyncSession, location_pk: int) -> Location 
 
 
 async def derived_periods(db_session: AsyncSession, cs: ChargingSession) -> list[dict[str, Any]]:
-    """One ChargingPeriod per energy register sample: ENERGY (kWh since the previous sample)."""
+    """One ChargingPeriod per interval between register samples: ENERGY (kWh charged in it), from the
+    session's cumulative series (:mod:`kernel.meter_reading`: never negative, a reset or a signature is no
+    energy, a Begin reading is the baseline at the start); an interval without energy is left out."""
     rows = (
         await db_session.scalars(
             select(MeterValue)
-            .where(
-                MeterValue.session_id == cs.id,
-                MeterValue.measurand == "Energy.Active.Import.Register",
-                MeterValue.phase == "",
-            )
+            .where(MeterValue.session_id == cs.id, MeterValue.measurand == ENERGY_REGISTER)
             .order_by(MeterValue.timestamp)
         )
     ).all()
-    periods: list[dict[str, Any]] = []
-    previous_ts = cs.start_time
-    previous_wh = cs.meter_start_wh
-    for row in rows:
-        wh = row.value if row.unit == "Wh" else row.value * 1000
-        if previous_wh is None:
-            previous_wh = wh
-            previous_ts = row.timestamp
-            continue
-        periods.append(
-            {
-                "start_date_time": _ts(previous_ts),
-                "dimensions": [{"type": "ENERGY", "volume": _num((wh - previous_wh) / 1000)}],
-            }
-        )
-        previous_ts, previous_wh = row.timestamp, wh
-    return periods
+    if not any(row.unit != SIGNED_UNIT for row in rows):
+        return []
+    series = cumulative_series(rows, cs.start_time, cs.end_time, cs.meter_start_wh, cs.energy_wh)
+    return [
+        {"start_date_time": _ts(start), "dimensions": [{"type": "ENERGY", "volume": _num(wh / 1000)}]}
+        for start, _end, wh in interval_deltas(series)
+        if wh > 0
+    ]
 
 
 async def session_object(db_session: AsyncSession, cs: ChargingSession, cpo: Party) -> dict[str, Any]:

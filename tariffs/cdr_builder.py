@@ -18,13 +18,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.domain.cdr_token import cdr_token
+from kernel.meter_reading import CURRENT, ENERGY_REGISTER, POWER, cumulative_series
 from kernel.models import EVSE, Cdr, ChargingSession, Connector, Location, MeterValue, Party, Token
 from kernel.timeutil import format_rfc3339
 from tariffs.core.charging_periods import Period
@@ -36,13 +36,8 @@ from tariffs.core.render import cdr_fields, explanation
 from tariffs.core.tariff_json import to_jsonable
 from tariffs.tariff_versions import StoredTariff, load_versions
 
-ENERGY_REGISTER = "Energy.Active.Import.Register"
-POWER = "Power.Active.Import"
 CDR_NAMESPACE = uuid.UUID("6f1d3c2a-8f7e-4c1b-9a55-0e7d2f4b9c10")
 DEFAULT_TARIFF_ID = "DEFAULT"
-
-RESET_DROP_WH = Decimal(10)
-"""A register falling by more than this is a reset (as the gateway decides); less is rounding noise."""
 
 
 class RatingError(RuntimeError):
@@ -67,7 +62,7 @@ class RatingInputs:
     token: Token | None
     tariff_id: str  # the tariff the session is priced with (a connector's, or the CPO's DEFAULT)
     stored_versions: list[StoredTariff]  # that tariff's versions, oldest first
-    meter_rows: Sequence[MeterValue]  # energy register and power samples, in primary key order
+    meter_rows: Sequence[MeterValue]  # energy register, power and current samples, in primary key order
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +116,7 @@ async def load_inputs(db_session: AsyncSession, charging_session: ChargingSessio
             select(MeterValue)
             .where(
                 MeterValue.session_id == charging_session.id,
-                MeterValue.measurand.in_((ENERGY_REGISTER, POWER)),
+                MeterValue.measurand.in_((ENERGY_REGISTER, POWER, CURRENT)),
             )
             .order_by(*inspect(MeterValue).primary_key)
         )
@@ -173,51 +168,21 @@ def derive_periods(inputs: RatingInputs) -> SessionPeriods:
     return SessionPeriods(compiled, periods, charging_session.start_time, inputs.end_time, time_zone)
 
 
-def _wh(value: Decimal, unit: str) -> Decimal:
-    return value * 1000 if unit.lower() == "kwh" else value
-
-
 def meter_samples(rows: Sequence[MeterValue], charging_session: ChargingSession) -> list[MeterSample]:
-    """Cumulative energy since the session start, ending exactly at the session's energy.
-
-    A register reset continues from the last value; a small step back (rounding between decimal samples and
-    an integer meterStop) counts as no energy. The gateway's ``energy_wh`` is the session's total: the series
-    only gives it its shape over time, so samples are capped at it and the last one is exactly it."""
-    energy: dict[datetime, Decimal] = {}
-    power: dict[datetime, Decimal] = {}
-    for mv in rows:
-        if mv.phase:
-            continue
-        if mv.measurand == ENERGY_REGISTER:
-            energy[mv.timestamp] = _wh(mv.value, mv.unit)
-        elif mv.measurand == POWER:
-            power[mv.timestamp] = mv.value * 1000 if mv.unit.lower() == "kw" else mv.value
-    samples: list[MeterSample] = []
-    previous = charging_session.meter_start_wh
-    total = Decimal(0)
-    for ts in sorted(energy):
-        reading = energy[ts]
-        if previous is None:
-            previous = reading
-        delta = reading - previous
-        if delta >= 0:
-            total += delta
-        elif delta < -RESET_DROP_WH:
-            total += reading  # the register restarted near zero
-        previous = max(reading, previous) if -RESET_DROP_WH <= delta < 0 else reading
-        samples.append(MeterSample(ts, total, power.get(ts)))
-    end = charging_session.end_time
-    if end is not None:
-        final = max(charging_session.energy_wh or Decimal(0), Decimal(0))
-        samples = [
-            MeterSample(x.timestamp, min(x.energy_wh, final), x.power_w, x.current_a)
-            for x in samples
-            if x.timestamp < end
-        ]
-        samples.append(MeterSample(end, final))
-    if not samples or samples[0].timestamp > charging_session.start_time:
-        samples.insert(0, MeterSample(charging_session.start_time, Decimal(0)))
-    return samples
+    """Cumulative energy since the session start, ending exactly at the session's energy, with power and
+    current where measured: :func:`kernel.meter_reading.cumulative_series` (a signature is never a reading,
+    a Begin reading is the baseline at the start, a reset continues from the last value; the gateway's
+    ``energy_wh`` is the total, the series only gives it its shape)."""
+    return [
+        MeterSample(*point)
+        for point in cumulative_series(
+            rows,
+            charging_session.start_time,
+            charging_session.end_time,
+            charging_session.meter_start_wh,
+            charging_session.energy_wh,
+        )
+    ]
 
 
 # ---- 3. price
