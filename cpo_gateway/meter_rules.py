@@ -20,6 +20,7 @@ from kernel.meter_reading import (
     METER_STOP_MISSING,
     NO_METER_DATA,
     RESET_TOLERANCE_WH,
+    SIGNED_UNIT,
     Reading,
     session_energy,
 )
@@ -57,7 +58,7 @@ def sample_rows(session_id: int, samples: Iterable[Sample]) -> list[dict[str, An
         samples = tuple(samples)
     base = {"session_id": session_id}
     for smp in samples:
-        if smp.unit == "SignedData":
+        if smp.unit == SIGNED_UNIT:
             return merged_rows(base, samples)
     return [_row(base, smp) for smp in samples]
 
@@ -77,7 +78,7 @@ def merged_rows(base: dict[str, Any], samples: Iterable[Sample]) -> list[dict[st
     signed_only: list[tuple[tuple[Any, ...], Sample]] = []
     for smp in samples:
         key = (smp.timestamp, smp.measurand, smp.phase, smp.location, smp.context)
-        if smp.unit == "SignedData":
+        if smp.unit == SIGNED_UNIT:
             signed_only.append((key, smp))
             continue
         row = rows.get(key)
@@ -90,7 +91,7 @@ def merged_rows(base: dict[str, Any], samples: Iterable[Sample]) -> list[dict[st
         if row is not None and not row["signed_data"]:
             row["signed_data"] = smp.signed_data
         elif row is None:
-            rows[key] = _row(base, smp._replace(unit="SignedData", value=Decimal(0)))
+            rows[key] = _row(base, smp._replace(unit=SIGNED_UNIT, value=Decimal(0)))
     return list(rows.values())
 
 
@@ -110,7 +111,7 @@ def unique_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kept is None:
             out[key] = r
             continue
-        if kept["unit"] == "SignedData" and r["unit"] != "SignedData":
+        if kept["unit"] == SIGNED_UNIT and r["unit"] != SIGNED_UNIT:
             out[key] = {**r, "signed_data": kept.get("signed_data") or r.get("signed_data")}
         elif not kept.get("signed_data") and r.get("signed_data"):
             out[key] = {**kept, "signed_data": r["signed_data"]}

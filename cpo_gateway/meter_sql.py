@@ -11,6 +11,8 @@ import operator
 from decimal import Decimal
 from typing import Any
 
+from kernel.meter_reading import SIGNED_UNIT
+
 MV_COLUMNS = (
     "session_id",
     "timestamp",
@@ -53,10 +55,10 @@ def uniform_kind(rows: list[dict[str, Any]]) -> tuple[str, ...] | None:
 
 ON_CONFLICT = (
     "ON CONFLICT (session_id, timestamp, measurand, phase, location, context) DO UPDATE SET "
-    "value = CASE WHEN meter_values.unit = 'SignedData' THEN excluded.value ELSE meter_values.value END, "
-    "unit = CASE WHEN meter_values.unit = 'SignedData' THEN excluded.unit ELSE meter_values.unit END, "
+    f"value = CASE WHEN meter_values.unit = '{SIGNED_UNIT}' THEN excluded.value ELSE meter_values.value END, "
+    f"unit = CASE WHEN meter_values.unit = '{SIGNED_UNIT}' THEN excluded.unit ELSE meter_values.unit END, "
     "signed_data = COALESCE(meter_values.signed_data, excluded.signed_data) "
-    "WHERE (meter_values.unit = 'SignedData' AND excluded.unit <> 'SignedData') "
+    f"WHERE (meter_values.unit = '{SIGNED_UNIT}' AND excluded.unit <> '{SIGNED_UNIT}') "
     "OR (meter_values.signed_data IS NULL AND excluded.signed_data IS NOT NULL)"
 )
 """A sample whose key is stored already: a plain value replaces a stored 1.6 signed-only placeholder (unit

@@ -215,3 +215,26 @@ def test_deltas_of_a_series_with_a_reset_are_not_negative() -> None:
     rows = [reg(60, "5000"), reg(120, "20"), reg(180, "520")]
     series = mr.cumulative_series(rows, T0, None, D(4000))
     assert [wh for _a, _b, wh in mr.interval_deltas(series)] == [D(1000), D(20), D(500)]
+
+
+def test_no_other_module_codes_the_meaning_of_a_reading() -> None:
+    """M3: the reset tolerance and the unit conversions of meter values live in kernel/meter_reading.py only."""
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    patterns = (
+        "RESET_DROP_WH",
+        "RESET_TOLERANCE_WH = ",
+        'unit.lower() == "kwh"',
+        'unit == "kWh"',
+        'unit == "Wh"',
+    )
+    offenders = [
+        f"{path.relative_to(root)}: {pattern}"
+        for package in ("kernel", "cpo_gateway", "tariffs", "ocpi", "portal", "settlement", "evhub")
+        for path in (root / package).rglob("*.py")
+        if path.name != "meter_reading.py"
+        for pattern in patterns
+        if pattern in path.read_text()
+    ]
+    assert offenders == []
