@@ -85,7 +85,7 @@ def make_cdrs(n: int, seed: int = 42) -> pd.DataFrame:
             "currency": pd.Categorical.from_codes(currency, list(CURRENCIES)),
             "end_date_time": pd.to_datetime(seconds, unit="s", utc=True),
             "created_at": pd.to_datetime(created, unit="s", utc=True),
-            "energy_wh": wh,
+            "energy_micro_kwh": wh * 1000,
             "total_excl": sign * total_excl,
             "total_incl": sign * total_incl,
             "is_credit": credit,
@@ -211,7 +211,7 @@ def agreement_tables(book: AgreementBook) -> dict[str, pd.DataFrame]:
                 "e": _seconds(e),
                 "p": _num(a.percentage),
                 "f": _num(a.fixed_per_session, mu),
-                "r": _num(a.per_kwh, mu - 3),
+                "r": _num(a.per_kwh, mu - 6),
                 "lo": _num(a.minimum_per_session, mu),
                 "hi": _num(a.maximum_per_session, mu),
             }
@@ -227,7 +227,7 @@ def agreement_tables(book: AgreementBook) -> dict[str, pd.DataFrame]:
                 "s": _seconds(s),
                 "e": _seconds(e),
                 "p": _num(a.share_percentage) or 0,
-                "r": _num(a.per_kwh, mu - 3) or 0,
+                "r": _num(a.per_kwh, mu - 6) or 0,
                 "cur": a.currency,
                 "vr": _num(a.vat_rate),
             }
@@ -262,7 +262,7 @@ WITH c AS (
          CASE WHEN is_credit THEN -1 ELSE 1 END AS sgn,
          (SELECT step FROM steps WHERE steps.currency = cdrs.currency) AS step,
          abs(total_excl) AS net, abs(total_incl) - abs(total_excl) AS vat,
-         abs(energy_excl) AS e_net, abs(energy_incl) - abs(energy_excl) AS e_vat, abs(energy_wh) AS wh
+         abs(energy_excl) AS e_net, abs(energy_incl) - abs(energy_excl) AS e_vat, abs(energy_micro_kwh) AS wh
   FROM cdrs
 ), picked AS (
   SELECT c.*, r.s IS NOT NULL AS has_roaming,

@@ -3,7 +3,7 @@ and the parties by label.
 
 Parties are named in settlement by their OCPI key ``COUNTRY*PARTY`` (e.g. ``NL*AMP``); agreements use the same
 labels. A CDR's ``country`` (the VAT jurisdiction of hub fees) is its location's ISO 3166 alpha-3 country, as
-in OCPI; energy is taken to the Wh.
+in OCPI; energy is taken exactly as stored (6 decimals of kWh).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from kernel.energy import kwh_to_the_wh
 from kernel.models import Cdr, Location, Party, SettlementRun
 
 UNKNOWN_EMSP = "UNKNOWN"
@@ -76,7 +75,7 @@ async def cdr_table(db_session: AsyncSession, *, until: datetime | None = None) 
             "currency": cdr.currency,
             "end_date_time": cdr.end_date_time,
             "created_at": cdr.created_at,
-            "total_energy": kwh_to_the_wh(cdr.total_energy_kwh),
+            "total_energy": cdr.total_energy_kwh,
             "total_cost_excl_vat": cdr.total_cost_excl_vat,
             "total_cost_incl_vat": cdr.total_cost_incl_vat
             if cdr.total_cost_incl_vat is not None

@@ -9,7 +9,8 @@ Conversion rules (documented because they are the only non-identity steps):
 
 * money -> int64 minor units of the row's currency, exactly (:func:`settlement.core.minor.to_minor`); an amount
   with more decimals than the currency has raises, it is never rounded here;
-* energy kWh -> int64 watt-hours, exactly; more than 3 decimals of kWh raises;
+* energy kWh -> int64 micro-kWh (millionths of a kWh), exactly: a CDR's quantities have 6 decimals (what the hub
+  stores), so ``per_kwh x kWh`` is exact before the split's one rounding; more than 6 decimals raises;
 * credit CDRs: amounts are made negative (OCPI 2.2.1 sends them negative; a positive amount on a credit
   CDR is taken as its magnitude).
 
@@ -37,11 +38,15 @@ _DECIMAL_OF = {
 DECIMAL_COLUMNS = (*KEY_COLUMNS, "end_date_time", "total_energy", *_DECIMAL_OF.values())
 
 
-def kwh_to_wh(kwh: Decimal | str | int) -> int:
-    """Exact watt-hours of an energy in kWh (at most 3 decimals)."""
-    value = to_decimal(kwh).scaleb(3)
+MICRO_KWH_DECIMALS = 6
+"""An energy is carried in millionths of a kWh: the 6 decimals a CDR's quantities have."""
+
+
+def kwh_to_micro_kwh(kwh: Decimal | str | int) -> int:
+    """Exact millionths of a kWh of an energy in kWh (at most 6 decimals; more raises, nothing is rounded)."""
+    value = to_decimal(kwh).scaleb(MICRO_KWH_DECIMALS)
     if value != value.to_integral_value():
-        raise ValueError(f"energy {kwh} kWh has more than 3 decimals")
+        raise ValueError(f"energy {kwh} kWh has more than {MICRO_KWH_DECIMALS} decimals")
     return int(value)
 
 
@@ -59,8 +64,10 @@ def prepare_cdrs(cdrs: pd.DataFrame) -> pd.DataFrame:
         else np.zeros(n, dtype=bool)
     )
     currencies = out["currency"].to_numpy()
-    out["energy_wh"] = np.array(
-        [kwh_to_wh(v) for v in cdrs["total_energy"]] if "total_energy" in cdrs.columns else np.zeros(n),
+    out["energy_micro_kwh"] = np.array(
+        [kwh_to_micro_kwh(v) for v in cdrs["total_energy"]]
+        if "total_energy" in cdrs.columns
+        else np.zeros(n),
         dtype=np.int64,
     )
     for minor_name in AMOUNT_COLUMNS:

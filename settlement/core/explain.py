@@ -9,6 +9,7 @@ from decimal import Decimal
 import pandas as pd
 
 from .agreements import AgreementBook
+from .cdrs import MICRO_KWH_DECIMALS
 from .minor import format_minor
 from .split import COMPONENTS, split
 
@@ -42,7 +43,7 @@ def explain_cdr(
             "gross": money(total_incl),
         },
         "components": components,
-        "energy_kwh": f"{Decimal(int(row['energy_wh'].iloc[0])).scaleb(-3):f}",
+        "energy_kwh": f"{Decimal(int(row['energy_micro_kwh'].iloc[0])).scaleb(-MICRO_KWH_DECIMALS):f}",
     }
     if len(result.rejected):
         out["rejected"] = str(result.rejected["reason"].iloc[0])

@@ -20,6 +20,12 @@ VAT: the CDR's VAT is the sum of its components' VAT (energy, time, parking, fix
 components don't explain), carried as given, never recomputed. The hub fee's VAT is its own rate. The site
 host share carries the energy component's VAT pro rata (or its agreement's own rate).
 
+Discounts: a CDR's total may be below the sum of its components (OCPI ``max_price`` caps the total; the
+component totals are before the cap). Such a CDR settles; a share of the energy revenue uses the energy
+component scaled by ``total / sum of components`` (excl. VAT and VAT each). A CDR whose total is below its
+components on one side and above them on the other (excl. vs incl. VAT) contradicts itself and is rejected
+(``total_contradicts_components``).
+
 Rounding (where the odd cent goes): every derived line (hub fee, its VAT, site host share, its VAT) is an
 exact fraction rounded once, half-up to the currency's increment (:func:`kernel.money.round_amount`
 semantics via :func:`settlement.core.minor.round_half_up`). The CPO's retained line is the exact remainder, so
@@ -54,10 +60,11 @@ AMOUNT_COLUMNS = (
     "total_incl",
     *tuple(f"{c}_{s}" for c in COMPONENTS for s in ("excl", "incl")),
 )
-REQUIRED_COLUMNS = (*KEY_COLUMNS, "end_date_time", "energy_wh", "total_excl", "total_incl")
-"""Minor-unit CDR table. Amounts are int64 minor units of ``currency`` (credit CDRs negative); ``energy_wh``
-is int64 watt-hours; ``end_date_time`` aware UTC. Optional: the component columns in
-:data:`AMOUNT_COLUMNS` (missing = 0), ``created_at`` (aware UTC), ``is_credit`` (bool), ``credit_of``."""
+REQUIRED_COLUMNS = (*KEY_COLUMNS, "end_date_time", "energy_micro_kwh", "total_excl", "total_incl")
+"""Minor-unit CDR table. Amounts are int64 minor units of ``currency`` (credit CDRs negative);
+``energy_micro_kwh`` is the CDR's energy exactly, in int64 millionths of a kWh; ``end_date_time`` aware UTC.
+Optional: the component columns in :data:`AMOUNT_COLUMNS` (missing = 0), ``created_at`` (aware UTC),
+``is_credit`` (bool), ``credit_of``."""
 
 LINE_KINDS = ("emsp_owes_cpo", "cpo_retained", "hub_fee", "site_host_share")
 ROLES = ("emsp", "cpo", "hub", "site_host")
@@ -84,7 +91,7 @@ LINE_COLUMNS = (
 REJECT_REASONS = (
     "bad_sign",
     "negative_vat",
-    "components_exceed_total",
+    "total_contradicts_components",
     "no_roaming_agreement",
     "no_hub_fee_agreement",
     "no_hub_vat_rate",
@@ -137,24 +144,34 @@ def compute_parts(
         else np.zeros(n, dtype=bool)
     )
     raw = {name: _col(cdrs, name) for name in AMOUNT_COLUMNS}
-    wh_raw = _col(cdrs, "energy_wh")
+    mkwh_raw = _col(cdrs, "energy_micro_kwh")
 
     # --- signs and magnitudes -------------------------------------------------------------------
     stacked = np.vstack(list(raw.values())) if n else np.zeros((len(raw), 0), dtype=np.int64)
     bad_sign = np.where(is_credit, (stacked > 0).any(axis=0), (stacked < 0).any(axis=0)) | (
-        ~is_credit & (wh_raw < 0)
+        ~is_credit & (mkwh_raw < 0)
     )
     sign = np.where(is_credit, -1, 1).astype(np.int64)
     mag = {k: np.abs(v) for k, v in raw.items()}
-    wh = np.abs(wh_raw)
+    mkwh = np.abs(mkwh_raw)
     net = mag["total_excl"]
     vat = mag["total_incl"] - net
     comp_vat = {c: mag[f"{c}_incl"] - mag[f"{c}_excl"] for c in COMPONENTS}
     negative_vat = (vat < 0) | np.logical_or.reduce([v < 0 for v in comp_vat.values()])
-    other_net = net - sum(mag[f"{c}_excl"] for c in COMPONENTS)
-    other_vat = vat - sum(comp_vat.values())
-    exceed = (other_net < 0) | (other_vat < 0)
-    energy_net, energy_vat = mag["energy_excl"], comp_vat["energy"]
+    comp_net_sum = sum(mag[f"{c}_excl"] for c in COMPONENTS)
+    comp_vat_sum = sum(comp_vat.values())
+    other_net = net - comp_net_sum
+    other_gross = other_net + vat - comp_vat_sum
+    # A total below its components is a discount (max_price caps the total, not the components); above them,
+    # a charge the components don't explain (min_price, an unlisted fee). Both at once (one side excl. VAT,
+    # the other incl. VAT) is a CDR that contradicts itself.
+    contradicts = ((other_net < 0) & (other_gross > 0)) | ((other_net > 0) & (other_gross < 0))
+    energy = _EnergyRevenue(
+        mag["energy_excl"],
+        comp_vat["energy"],
+        *_discount(net, comp_net_sum),
+        *_discount(vat, comp_vat_sum),
+    )
 
     # --- agreement lookup -----------------------------------------------------------------------
     end = utc_column(cdrs["end_date_time"], "end_date_time")
@@ -202,14 +219,14 @@ def compute_parts(
     steps = np.array([rounding_step(c) for c in cur_uniques] + [1], dtype=np.int64)[cur_codes]
 
     # --- hub fee --------------------------------------------------------------------------------
-    hub_net, hub_vat, no_vat_rate = _hub_fee(hubs, hub_ix, net, wh, steps, coder)
+    hub_net, hub_vat, no_vat_rate = _hub_fee(hubs, hub_ix, net, mkwh, steps, coder)
 
     # --- site host share ------------------------------------------------------------------------
-    host_net, host_vat, cur_mismatch = _site_host(hosts, host_ix, energy_net, energy_vat, wh, steps, coder)
+    host_net, host_vat, cur_mismatch = _site_host(hosts, host_ix, energy, mkwh, steps, coder)
 
     # reason codes: 0 accepted, else 1 + index into REJECT_REASONS (the first failing check wins)
     reason_code = np.zeros(n, dtype=np.int8)
-    checks = [bad_sign, negative_vat, exceed, roaming_ix < 0, hub_ix < 0, no_vat_rate, cur_mismatch]
+    checks = [bad_sign, negative_vat, contradicts, roaming_ix < 0, hub_ix < 0, no_vat_rate, cur_mismatch]
     for code in range(len(checks), 0, -1):
         reason_code[checks[code - 1]] = code
     cpo_net = net - hub_net - host_net
@@ -234,11 +251,31 @@ def compute_parts(
     )
 
 
+def _discount(total: np.ndarray, components: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The factor ``num / den`` a component keeps after the CDR's discount: ``total / sum of components`` where
+    the total is below them (a ``max_price`` cap), else ``1 / 1`` (a charge above them is not a component's)."""
+    capped = total < components
+    return np.where(capped, total, 1), np.where(capped, components, 1)
+
+
+@dataclass(frozen=True)
+class _EnergyRevenue:
+    """The energy component (magnitudes, minor units) and the discount factors of its net and its VAT: the
+    CPO's energy revenue is ``net * net_num / net_den`` excl. VAT and ``vat * vat_num / vat_den`` VAT."""
+
+    net: np.ndarray
+    vat: np.ndarray
+    net_num: np.ndarray
+    net_den: np.ndarray
+    vat_num: np.ndarray
+    vat_den: np.ndarray
+
+
 def _hub_fee(
     hubs: list[HubFeeAgreement],
     hub_ix: np.ndarray,
     net: np.ndarray,
-    wh: np.ndarray,
+    mkwh: np.ndarray,
     steps: np.ndarray,
     coder: KeyCoder,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -246,7 +283,7 @@ def _hub_fee(
     scale = scale_for(
         [a.percentage for a in hubs]
         + [a.fixed_per_session.scaleb(minor_units(a.currency)) for a in hubs]
-        + [a.per_kwh.scaleb(minor_units(a.currency) - 3) for a in hubs]
+        + [a.per_kwh.scaleb(minor_units(a.currency) - 6) for a in hubs]
         + [
             x.scaleb(minor_units(a.currency))
             for a in hubs
@@ -259,7 +296,7 @@ def _hub_fee(
     fixed = _with_dummy(
         [scaled(a.fixed_per_session.scaleb(m), scale) for a, m in zip(hubs, mu, strict=True)], 0
     )
-    per_wh = _with_dummy([scaled(a.per_kwh.scaleb(m - 3), scale) for a, m in zip(hubs, mu, strict=True)], 0)
+    per_mkwh = _with_dummy([scaled(a.per_kwh.scaleb(m - 6), scale) for a, m in zip(hubs, mu, strict=True)], 0)
     lo = _with_dummy(
         [
             scaled(a.minimum_per_session.scaleb(m), scale) if a.minimum_per_session is not None else 0
@@ -274,7 +311,7 @@ def _hub_fee(
         ],
         -1,
     )[hub_ix]
-    num = exact((net, pct), (1, fixed[hub_ix]), (wh, per_wh[hub_ix]))
+    num = exact((net, pct), (1, fixed[hub_ix]), (mkwh, per_mkwh[hub_ix]))
     num = np.where(num < lo, lo, num)
     num = np.where((hi >= 0) & (num > hi), hi, num)
     fee = round_half_up(num, 10**scale, steps)
@@ -299,38 +336,47 @@ def _hub_fee(
 def _site_host(
     hosts: list[SiteHostAgreement],
     host_ix: np.ndarray,
-    energy_net: np.ndarray,
-    energy_vat: np.ndarray,
-    wh: np.ndarray,
+    energy: _EnergyRevenue,
+    mkwh: np.ndarray,
     steps: np.ndarray,
     coder: KeyCoder,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Site host share net and VAT per CDR (magnitudes), and where a per-kWh rate's currency differs."""
+    """Site host share net and VAT per CDR (magnitudes), and where a per-kWh rate's currency differs.
+
+    A percentage share is of the energy revenue after the CDR's discount (``energy.net * net_num / net_den``);
+    carried VAT is the discounted energy VAT pro rata: ``vat' * share / net'``. Each is one exact fraction,
+    rounded once."""
     scale = scale_for(
         [a.share_percentage for a in hosts]
         + [
-            a.per_kwh.scaleb(minor_units(a.currency) - 3)
+            a.per_kwh.scaleb(minor_units(a.currency) - 6)
             for a in hosts
             if a.per_kwh is not None and a.currency
         ]
     )
     pct = _with_dummy([scaled(a.share_percentage, scale) for a in hosts], 0)[host_ix]
-    per_wh = _with_dummy(
+    per_mkwh = _with_dummy(
         [
-            scaled(a.per_kwh.scaleb(minor_units(a.currency) - 3), scale)
+            scaled(a.per_kwh.scaleb(minor_units(a.currency) - 6), scale)
             if a.per_kwh is not None and a.currency
             else 0
             for a in hosts
         ],
         0,
     )[host_ix]
-    share = round_half_up(exact((energy_net, pct), (wh, per_wh)), 10**scale, steps)
+    # (net * pct * num / den + mkwh * per_mkwh) / 10**scale
+    #   == (net * pct * num + mkwh * per_mkwh * den) / (10**scale * den)
+    share_num = exact((exact((energy.net, pct)), energy.net_num), (exact((mkwh, per_mkwh)), energy.net_den))
+    share = round_half_up(share_num, exact((energy.net_den, 10**scale)), steps)
 
     vat_scale = scale_for([a.vat_rate for a in hosts])
     carry = _with_dummy([1 if a.vat_rate is None else 0 for a in hosts], 1)[host_ix].astype(bool)
     rate = _with_dummy([scaled(a.vat_rate, vat_scale) for a in hosts], 0)[host_ix]
-    den = np.where(energy_net > 0, energy_net, 1)
-    carried = np.where(energy_net > 0, round_half_up(exact((energy_vat, share)), den, steps), 0)
+    # vat' * share / net' == vat * vat_num * share * net_den / (vat_den * net * net_num)
+    revenue = exact((exact((energy.net, energy.net_num)), energy.vat_den))
+    den = np.where(revenue > 0, revenue, 1)
+    carried_num = exact((exact((energy.vat, energy.vat_num)), exact((share, energy.net_den))))
+    carried = np.where(revenue > 0, round_half_up(carried_num, den, steps), 0)
     own = round_half_up(exact((share, rate)), 10**vat_scale, steps)
     share_vat = np.where(carry, carried, own)
 

@@ -39,7 +39,7 @@ def _decimal_rows(**kw):
 def test_prepare_converts_exactly():
     minor = prepare_cdrs(_decimal_rows())
     assert minor.loc[0, "currency"] == "EUR"
-    assert minor.loc[0, "energy_wh"] == 12345
+    assert minor.loc[0, "energy_micro_kwh"] == 12_345_000
     assert (minor.loc[0, "total_excl"], minor.loc[0, "total_incl"]) == (410, 496)
     assert (minor.loc[0, "fixed_excl"], minor.loc[0, "time_excl"]) == (50, 0)
     lines = with_decimals(split(minor, make_book()).lines)
@@ -52,7 +52,7 @@ def test_prepare_refuses_inexact_amounts_and_floats():
     with pytest.raises(MoneyError):
         prepare_cdrs(_decimal_rows(total_cost_excl_vat=4.10))
     with pytest.raises(ValueError):
-        prepare_cdrs(_decimal_rows(total_energy=Decimal("1.2345")))
+        prepare_cdrs(_decimal_rows(total_energy=Decimal("1.2345678")))
 
 
 def test_prepare_makes_credit_amounts_negative():

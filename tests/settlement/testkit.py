@@ -1,10 +1,11 @@
 """Shared builders for the settlement tests: an agreement book, hypothesis strategies for CDR tables, and an
-independent scalar reference split (Decimal + kernel.money.round_amount + agreements.in_force)."""
+independent scalar reference split (exact fractions + kernel.money.round_amount + agreements.in_force)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 import pandas as pd
 from hypothesis import strategies as st
@@ -141,7 +142,8 @@ OCT = datetime(2026, 10, 1, tzinfo=UTC)
 
 @st.composite
 def cdr_rows(draw, n_min: int = 1, n_max: int = 25, credit_share: bool = True):
-    """A minor-unit CDR DataFrame: consistent components (energy/time/parking/fixed + unexplained rest)."""
+    """A minor-unit CDR DataFrame: consistent components (energy/time/parking/fixed) and either an unexplained
+    rest on top or a discount (a max_price cap: total excl. and incl. VAT each at most the components')."""
     n = draw(st.integers(n_min, n_max))
     rows = []
     for i in range(n):
@@ -156,6 +158,9 @@ def cdr_rows(draw, n_min: int = 1, n_max: int = 25, credit_share: bool = True):
         rest_vat = draw(st.integers(0, 10))
         total_excl = sum(v[0] for v in comps.values()) + rest_excl
         total_incl = sum(v[1] for v in comps.values()) + rest_excl + rest_vat
+        if draw(st.booleans()) and draw(st.booleans()):  # capped: 0 <= total_excl <= total_incl <= components
+            total_excl = draw(st.integers(0, total_excl - rest_excl))
+            total_incl = draw(st.integers(total_excl, max(total_excl, total_incl - rest_excl - rest_vat)))
         credit = credit_share and draw(st.booleans()) and draw(st.booleans())
         sign = -1 if credit else 1
         end = OCT + timedelta(seconds=draw(st.integers(-3 * 86400, 33 * 86400)))
@@ -168,7 +173,7 @@ def cdr_rows(draw, n_min: int = 1, n_max: int = 25, credit_share: bool = True):
             "currency": currency,
             "end_date_time": end,
             "created_at": end + timedelta(hours=draw(st.integers(0, 24 * 40))),
-            "energy_wh": draw(st.integers(0, 150_000)),
+            "energy_micro_kwh": draw(st.integers(0, 150_000_000)),
             "total_excl": sign * total_excl,
             "total_incl": sign * total_incl,
             "is_credit": credit,
@@ -187,16 +192,31 @@ def dec(units: int, currency: str) -> Decimal:
     return Decimal(int(units)).scaleb(-minor_units(currency))
 
 
+def _round(value: Fraction, currency: str) -> Decimal:
+    """An exact fraction rounded once with kernel.money (through a Decimal far finer than any minor unit)."""
+    return round_amount(Decimal(value.numerator) / Decimal(value.denominator), currency)
+
+
 def reference_split(row: dict, book: AgreementBook) -> dict | str:
-    """Scalar reference: Decimal arithmetic and round_amount, magnitudes, sign applied at the end.
+    """Scalar reference: exact fractions and round_amount, magnitudes, sign applied at the end.
+
+    A total below the sum of its components is a discount (OCPI 2.2.1 max_price: the session "will NOT cost
+    more than this amount", the components stay before the cap): the energy revenue a share is taken of is the
+    energy component times total / components, excl. VAT and VAT each. Below on one side and above on the
+    other is a contradiction.
 
     Returns {kind: (net, vat, agreement_ref)} in Decimal, or the rejection reason (subset checked)."""
     cur = row["currency"]
     at = row["end_date_time"].to_pydatetime()
-    sign = -1 if row["is_credit"] else 1
+    sign = -1 if row.get("is_credit") else 1
     net = dec(abs(row["total_excl"]), cur)
     vat = dec(abs(row["total_incl"]) - abs(row["total_excl"]), cur)
-    kwh = Decimal(abs(row["energy_wh"])).scaleb(-3)
+    kwh = Fraction(abs(row["energy_micro_kwh"]), 10**6)
+    comp_net = sum((dec(abs(row.get(f"{c}_excl", 0)), cur) for c in COMPONENTS), Decimal(0))
+    comp_gross = sum((dec(abs(row.get(f"{c}_incl", 0)), cur) for c in COMPONENTS), Decimal(0))
+    rest_net, rest_gross = net - comp_net, net + vat - comp_gross
+    if (rest_net < 0 < rest_gross) or (rest_gross < 0 < rest_net):
+        return "total_contradicts_components"
     roaming = in_force(book.agreements, "roaming", (row["emsp"], row["cpo"]), at)
     if roaming is None:
         return "no_roaming_agreement"
@@ -208,12 +228,12 @@ def reference_split(row: dict, book: AgreementBook) -> dict | str:
     rate = hub.vat_rates.get(row["country"])
     if rate is None:
         return "no_hub_vat_rate"
-    fee = net * hub.percentage + hub.fixed_per_session + hub.per_kwh * kwh
+    raw = Fraction(net * hub.percentage + hub.fixed_per_session) + Fraction(hub.per_kwh) * kwh
     if hub.minimum_per_session is not None:
-        fee = max(fee, hub.minimum_per_session)
+        raw = max(raw, Fraction(hub.minimum_per_session))
     if hub.maximum_per_session is not None:
-        fee = min(fee, hub.maximum_per_session)
-    fee = round_amount(fee, cur)
+        raw = min(raw, Fraction(hub.maximum_per_session))
+    fee = _round(raw, cur)
     fee_vat = round_amount(fee * rate, cur)
     out = {"hub_fee": (fee, fee_vat, hub.ref)}
     host = in_force(book.agreements, "site_host", (row["cpo"], row["location_id"]), at)
@@ -221,12 +241,21 @@ def reference_split(row: dict, book: AgreementBook) -> dict | str:
     if host is not None:
         if host.per_kwh is not None and host.currency != cur:
             return "site_host_currency_mismatch"
-        e_net = dec(abs(row["energy_excl"]), cur)
-        e_vat = dec(abs(row["energy_incl"]) - abs(row["energy_excl"]), cur)
-        share = e_net * host.share_percentage if host.share_percentage is not None else host.per_kwh * kwh
-        host_net = round_amount(share, cur)
+        e_net = Fraction(dec(abs(row["energy_excl"]), cur))
+        e_vat = Fraction(dec(abs(row["energy_incl"]) - abs(row["energy_excl"]), cur))
+        comp_vat = comp_gross - comp_net
+        if net < comp_net:  # discounted: the energy revenue after the cap
+            e_net = e_net * Fraction(net) / Fraction(comp_net)
+        if vat < comp_vat:
+            e_vat = e_vat * Fraction(vat) / Fraction(comp_vat)
+        share = (
+            e_net * Fraction(host.share_percentage)
+            if host.share_percentage is not None
+            else Fraction(host.per_kwh) * kwh
+        )
+        host_net = _round(share, cur)
         if host.vat_rate is None:
-            host_vat = round_amount(e_vat * host_net / e_net, cur) if e_net else Decimal(0)
+            host_vat = _round(e_vat * Fraction(host_net) / e_net, cur) if e_net else Decimal(0)
         else:
             host_vat = round_amount(host_net * host.vat_rate, cur)
         out["site_host_share"] = (host_net, host_vat, host.ref)
@@ -246,7 +275,7 @@ def one_cdr_row(**kw: object) -> pd.DataFrame:
         "country": "NL",
         "currency": "EUR",
         "end_date_time": pd.Timestamp("2026-10-05T12:00Z"),
-        "energy_wh": 10_000,
+        "energy_micro_kwh": 10_000_000,
         "total_excl": 1000,
         "total_incl": 1210,
         "energy_excl": 1000,
