@@ -467,7 +467,9 @@ def _check_tariff(data: Any) -> dict[str, Any]:
     from tariffs.core.tariff_document import Tariff
     from tariffs.core.tariff_json import to_jsonable
 
-    tariff = parse_model(Tariff, data, "OCPI Tariff")
+    tariff_id = data.get("id") if isinstance(data, dict) else None
+    what = f"OCPI Tariff {tariff_id!r}" if isinstance(tariff_id, str) else "OCPI Tariff"
+    tariff = parse_model(Tariff, data, what)
     return to_jsonable(tariff, decimals_as="keep")
 
 

@@ -19,14 +19,21 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from kernel.money import MoneyError, normalize_currency
 from kernel.timeutil import ensure_utc, format_rfc3339, parse_datetime
 
 log = logging.getLogger(__name__)
 
 _TIME_RE = re.compile(r"^([0-1][0-9]|2[0-3]):[0-5][0-9]$")
 _DATE_RE = re.compile(r"^([12][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
+
+
+def _invalid(reason: str) -> PydanticCustomError:
+    """A validation error whose message is ``reason`` as is (no "Value error, " prefix)."""
+    return PydanticCustomError("invalid_tariff", "{reason}", {"reason": reason})
 
 
 class _OcpiEnum(StrEnum):
@@ -140,7 +147,37 @@ class PriceComponent(_Model):
     @field_validator("price")
     @classmethod
     def _price(cls, value: Decimal) -> Decimal:
+        if value < 0:
+            raise _invalid(f"price must not be negative, got {value}")
         return _quantity(value)
+
+    @field_validator("vat")
+    @classmethod
+    def _vat(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and not 0 <= value <= 100:
+            raise _invalid(f"vat is a percentage in [0, 100], got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _step(self) -> PriceComponent:
+        # The quantity is billed in step_size blocks; FLAT is billed once, its step_size is not used (the OCPI
+        # 2.2.1 example tariff_5_free_of_charge.json sends 0 there).
+        if self.step_size < 1 and self.type != TariffDimensionType.FLAT:
+            raise _invalid(
+                f"step_size must be at least 1 for {self.type.value} components, got {self.step_size}"
+            )
+        return self
+
+
+# Restriction pairs (lower, upper): the element applies from the lower (inclusive) to the upper (exclusive) bound,
+# so a lower bound at or above the upper one can never match.
+_RESTRICTION_PAIRS = (
+    ("min_kwh", "max_kwh"),
+    ("min_current", "max_current"),
+    ("min_power", "max_power"),
+    ("min_duration", "max_duration"),
+    ("start_date", "end_date"),
+)
 
 
 class TariffRestrictions(_Model):
@@ -178,10 +215,32 @@ class TariffRestrictions(_Model):
     def _days(cls, value: Any) -> Any:
         return [] if value is None else value
 
+    @model_validator(mode="after")
+    def _satisfiable(self) -> TariffRestrictions:
+        for lo, hi in _RESTRICTION_PAIRS:
+            a, b = getattr(self, lo), getattr(self, hi)
+            if a is not None and b is not None and a >= b:
+                raise _invalid(f"{lo} ({a}) must be below {hi} ({b}): the restriction could never match")
+        return self
+
+
+_RESERVATION_DIMENSIONS = (TariffDimensionType.FLAT, TariffDimensionType.TIME)
+
 
 class TariffElement(_Model):
     price_components: list[PriceComponent] = Field(min_length=1)
     restrictions: TariffRestrictions | None = None
+
+    @model_validator(mode="after")
+    def _reservation_dimensions(self) -> TariffElement:
+        if self.restrictions is not None and self.restrictions.reservation is not None:
+            for j, pc in enumerate(self.price_components):
+                if pc.type not in _RESERVATION_DIMENSIONS:
+                    raise _invalid(
+                        f"price_components[{j}].type {pc.type.value}: a reservation element can only have "
+                        "FLAT and TIME components"
+                    )
+        return self
 
 
 class EnergySource(_Model):
@@ -228,7 +287,36 @@ class Tariff(_Model):
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
-        return value.strip().upper()
+        try:
+            return normalize_currency(value)
+        except MoneyError as exc:
+            raise _invalid(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Tariff:
+        for name in ("min_price", "max_price"):
+            bound: Price | None = getattr(self, name)
+            if bound is None:
+                continue
+            for part in ("excl_vat", "incl_vat"):
+                value = getattr(bound, part)
+                if value is not None and value < 0:
+                    raise _invalid(f"{name}.{part} must not be negative, got {value}")
+        if self.min_price is not None and self.max_price is not None:
+            for part in ("excl_vat", "incl_vat"):
+                lo, hi = getattr(self.min_price, part), getattr(self.max_price, part)
+                if lo is not None and hi is not None and lo > hi:
+                    raise _invalid(f"min_price.{part} ({lo}) is above max_price.{part} ({hi})")
+        if (
+            self.start_date_time is not None
+            and self.end_date_time is not None
+            and self.end_date_time <= self.start_date_time
+        ):
+            raise _invalid(
+                f"end_date_time ({format_rfc3339(self.end_date_time)}) must be after start_date_time "
+                f"({format_rfc3339(self.start_date_time)})"
+            )
+        return self
 
     @field_validator("tariff_alt_text", mode="before")
     @classmethod
