@@ -1,5 +1,6 @@
-"""A run's files on disk: ``lines.csv``, ``lines.parquet``, ``transfers.csv``, ``summary.json`` and one
-printable HTML statement per party (``statements/PARTY.html``, rendered from ``templates/statement.html``).
+"""A run's files on disk: ``lines.csv``, ``rejected.csv``, ``lines.parquet``, ``transfers.csv``, ``summary.json``
+and one printable HTML statement per party (``statements/PARTY.html``, rendered from
+``templates/statement.html``).
 
 The bytes come from :mod:`settlement.core.canonical_exports` (pure); this module adds the Jinja template read
 from disk and the writing. The HTML is deterministic: ``generated_at`` is shown only when the caller gives it.
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from settlement.core.canonical_exports import format_amounts, lines_csv, lines_parquet
+from settlement.core.canonical_exports import format_amounts, lines_csv, lines_parquet, rejected_csv
 from settlement.core.run import RunResult
 from settlement.core.statements import Statement, build_statement, parties
 
@@ -109,6 +110,7 @@ def write_exports(result: RunResult, folder: Path) -> dict[str, str]:
     """Write the run's files; returns each party's statement hash (sha256 of its HTML)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "lines.csv").write_bytes(lines_csv(result.lines))
+    (folder / "rejected.csv").write_bytes(rejected_csv(result.rejected))
     (folder / "lines.parquet").write_bytes(lines_parquet(result.lines))
     result.transfers.to_csv(folder / "transfers.csv", index=False, lineterminator="\n")
     (folder / "summary.json").write_text(

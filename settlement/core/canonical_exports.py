@@ -3,8 +3,10 @@
 Reproducibility rules: rows are sorted by a total key (``settlement_period, cdr_id, line_no``) with a stable
 sort; amounts are written as plain decimals with exactly the currency's minor units ("-12.30", "1500" for
 JPY); booleans as ``true``/``false``; missing values as empty fields; ``\\n`` line endings; UTF-8; nothing
-time-dependent. :func:`content_hash` is the sha256 of the canonical CSV, so two runs over the same CDRs and
-agreements give the same hash. Pure: bytes in memory; :mod:`settlement.export_files` writes them to disk.
+time-dependent. :func:`rejected_csv` lists the CDRs a run could not split, in the same canonical way.
+:func:`content_hash` is the sha256 of the canonical lines CSV followed by the rejected CSV (when there are
+rejections), so two runs over the same CDRs and agreements give the same hash, and two runs that differ only
+in what they rejected do not. Pure: bytes in memory; :mod:`settlement.export_files` writes them to disk.
 
 Parquet: an explicit Arrow schema without pandas metadata, so the bytes depend only on the rows and the
 pyarrow version. Amounts appear both as int64 minor units and as ``decimal128(38, 3)``.
@@ -79,9 +81,30 @@ def lines_csv(lines: pd.DataFrame) -> bytes:
     return canonical_table(lines).to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
-def content_hash(lines: pd.DataFrame) -> str:
-    """sha256 (hex) of the canonical CSV: the reproducibility fingerprint of a run."""
-    return hashlib.sha256(lines_csv(lines)).hexdigest()
+REJECTED_COLUMNS = ("cdr_id", "reason", "service_period", "settlement_period")
+"""Columns of ``rejected.csv``: the CDR, why it could not be split, its service and settlement period."""
+
+
+def rejected_csv(rejected: pd.DataFrame) -> bytes:
+    """Canonical CSV bytes of a run's rejected CDRs (sorted by settlement period and CDR id; header only when
+    there are none)."""
+    table = pd.DataFrame(
+        {c: _text(rejected[c]).to_numpy() if c in rejected else [] for c in REJECTED_COLUMNS}
+    )
+    if len(table):
+        order = np.lexsort([table["cdr_id"].to_numpy(), table["settlement_period"].to_numpy()])
+        table = table.iloc[order]
+    return table.to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
+def content_hash(lines: pd.DataFrame, rejected: pd.DataFrame | None = None) -> str:
+    """sha256 (hex) of the canonical lines CSV followed by the rejected CSV: the reproducibility fingerprint
+    of a run. A run without rejections hashes the lines CSV alone (the hash runs stored before rejections
+    were hashed, so their replays still compare)."""
+    data = lines_csv(lines)
+    if rejected is not None and len(rejected):
+        data += rejected_csv(rejected)
+    return hashlib.sha256(data).hexdigest()
 
 
 def lines_parquet(lines: pd.DataFrame) -> bytes:

@@ -139,5 +139,5 @@ def summarize(period: str, cdrs: pd.DataFrame, lines: pd.DataFrame, rejected: pd
         lines=len(lines),
         totals=totals,
         agreements_used=used,
-        content_hash=content_hash(lines),
+        content_hash=content_hash(lines, rejected),
     )
