@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from kernel.timeutil import ensure_utc
-from tariffs.core.charging_periods import ZERO, Period
+from tariffs.core.charging_periods import ZERO, Period, seconds_between
 from tariffs.core.tariff_document import CdrDimension, CdrDimensionType, ChargingPeriod
 
 _H = Decimal(3600)
@@ -60,6 +60,30 @@ def _absorb(p: Period, z: Period) -> Period:
     )
 
 
+_PUBLISHED_HALF_STEP_H = Decimal("0.0000005")  # half the 1e-6 h that to_ocpi rounds time volumes to
+
+
+def _times(time_h: Decimal, park_h: Decimal, res_h: Decimal, duration_s: Decimal) -> tuple[Decimal, ...]:
+    """Charging, parking and reservation seconds of a period from its stated hours.
+
+    When the stated hours fill the period within the published rounding (0.5e-6 h per stated dimension), they
+    are the period's exact duration split in the stated proportion (the remainder on the last one), so a CDR
+    re-read from its own OCPI form prices like the periods it was priced from; otherwise taken as given."""
+    hours = (time_h, park_h, res_h)
+    stated = sum(hours, ZERO)
+    present = sum(1 for h in hours if h)
+    if stated > 0 and min(hours) >= 0 and abs(stated - duration_s / _H) <= _PUBLISHED_HALF_STEP_H * present:
+        out: list[Decimal] = []
+        left = duration_s
+        last = max(i for i, h in enumerate(hours) if h)
+        for i, h in enumerate(hours):
+            part = left if i == last else (duration_s * h / stated if h else ZERO)
+            out.append(part)
+            left -= part
+        return tuple(out)
+    return time_h * _H, park_h * _H, res_h * _H
+
+
 def _period(cp: ChargingPeriod, s: datetime, e: datetime) -> Period:
     v = cp.volume
     T = CdrDimensionType
@@ -71,14 +95,16 @@ def _period(cp: ChargingPeriod, s: datetime, e: datetime) -> Period:
             return (lo + hi) / 2
         return lo if lo is not None else hi
 
-    time_h, park_h, res_h = v(T.TIME), v(T.PARKING_TIME), v(T.RESERVATION_TIME)
+    time_s, parking_s, reservation_s = _times(
+        v(T.TIME) or ZERO, v(T.PARKING_TIME) or ZERO, v(T.RESERVATION_TIME) or ZERO, seconds_between(s, e)
+    )
     return Period(
         s,
         e,
         energy_wh=(v(T.ENERGY) or ZERO) * 1000,
-        time_s=(time_h or ZERO) * _H,
-        parking_s=(park_h or ZERO) * _H,
-        reservation_s=(res_h or ZERO) * _H,
+        time_s=time_s,
+        parking_s=parking_s,
+        reservation_s=reservation_s,
         power_kw=rep(v(T.POWER), v(T.MIN_POWER), v(T.MAX_POWER)),
         current_a=rep(v(T.CURRENT), v(T.MIN_CURRENT), v(T.MAX_CURRENT)),
         min_power_kw=v(T.MIN_POWER),
