@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from kernel.db.engine import Database
 from tariffs.core.tariff_document import Tariff
 from tariffs.core.tariff_json import load_tariff, loads
 
@@ -130,3 +131,29 @@ def test_shipped_demo_tariffs_still_load() -> None:
     assert demo
     for data in demo:
         assert load_tariff(json.dumps(data, default=str)).id == data["id"]
+
+
+async def test_stored_invalid_version_fails_the_session_with_the_field(db: Database) -> None:
+    """A version stored before this rule (currency "EURO") is refused when loaded: FAILED naming the field.
+
+    Regression guard for rows stored before the rule (it held before too, via the rounding's currency check)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+
+    from kernel.models import Cdr, ChargingSession, PricingState, TariffVersion
+    from tariffs.rating import rate_pending
+    from tests.world.demo_network import seed_pricing_network
+    from tests.world.sessions import seed_ended_session
+
+    await seed_pricing_network(db)
+    async with db.session() as s:
+        for row in (await s.scalars(select(TariffVersion))).all():
+            row.data = {**row.data, "currency": "EURO"}
+    sid = await seed_ended_session(db, "AMS-01-1", datetime(2026, 11, 10, 12, 0, tzinfo=UTC), 30, "5")
+    assert await rate_pending(db, ()) == 0
+    async with db.session() as s:
+        session = await s.get(ChargingSession, sid)
+        assert session is not None and session.pricing_state == PricingState.FAILED
+        assert "currency" in (session.pricing_error or "") and "EURO" in (session.pricing_error or "")
+        assert await s.scalar(select(func.count()).select_from(Cdr)) == 0
