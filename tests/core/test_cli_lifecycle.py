@@ -102,7 +102,8 @@ async def test_blocked_charger_is_refused_by_the_gateway(cli, db: Database, data
 
         assert "blocked charger GENT-01" in (await cli("chargers", "block", "GENT-01")).output
         assert await _upgrade_status(gw, "GENT-01", PASSWORD) == 401  # though the password is right
-        loaded = await gw.chargers.load_charger("GENT-01")  # what the upgrade check reads, checked as it checks
+        # what the upgrade check reads, checked as it checks
+        loaded = await gw.chargers.load_charger("GENT-01")
         assert loaded is not None and not await gw.passwords.check(
             "GENT-01", loaded[0].password_hash, PASSWORD
         )
