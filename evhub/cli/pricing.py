@@ -15,10 +15,20 @@ from typing import Annotated, Any, Literal, TypedDict
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import exists, select
+from sqlalchemy.orm import aliased
 
 from evhub import provisioning as prov
-from evhub.cli._common import console, fail, print_json, reported_errors, run_with_db, settings, table
+from evhub.cli._common import (
+    console,
+    error_line,
+    fail,
+    print_json,
+    reported_errors,
+    run_with_db,
+    settings,
+    table,
+)
 from evhub.cli._lookup import resolve_prefix
 from evhub.cli.provision import tariffs_app
 from evhub.wiring import wired_hooks
@@ -136,7 +146,8 @@ def tariffs_replay(
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Re-rate the CPO's CDRs that ended in [FROM, TO) with a proposed tariff: revenue per location, actual
-    vs proposed."""
+    vs proposed, like with like (the current revision of each session; CDRs in another currency than the
+    tariff's are counted as not comparable)."""
     from tariffs.core.compiled_tariff import compile_tariff
     from tariffs.core.engine import PricingError, price_session
     from tariffs.core.tariff_document import ChargingPeriod
@@ -162,23 +173,31 @@ def tariffs_replay(
                     f"{tariff}: the tariff's CPO {tariff_obj.country_code}*{tariff_obj.party_id} is unknown; "
                     "a proposed tariff is replayed over its own CPO's CDRs"
                 )
+            # Like with like: the current revision of each session only (no credit CDR, no CDR a credit
+            # cancels), on both sides.
+            credit = aliased(Cdr)
             rows = (
                 await db_session.execute(
                     select(Cdr, Location)
                     .join(Location, Cdr.location_id == Location.id)
-                    .where(Cdr.cpo_id == cpo.id, Cdr.end_date_time >= start, Cdr.end_date_time < end)
+                    .where(
+                        Cdr.cpo_id == cpo.id,
+                        Cdr.end_date_time >= start,
+                        Cdr.end_date_time < end,
+                        Cdr.is_credit.is_(False),
+                        ~exists().where(credit.credit_of == Cdr.id),
+                    )
                     .order_by(Cdr.id)
                 )
             ).all()
         actual: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         new: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         counts: dict[tuple[str, str], int] = defaultdict(int)
+        not_comparable: dict[str, int] = defaultdict(int)
         skipped = 0
         for cdr, loc in rows:
-            key = (loc.ocpi_id, cdr.currency)
-            actual[key] += cdr.total_cost_excl_vat
-            counts[key] += 1
-            if cdr.is_credit:
+            if cdr.currency.upper() != proposed.currency:
+                not_comparable[cdr.currency.upper()] += 1
                 continue
             try:
                 periods = [ChargingPeriod.model_validate(p) for p in cdr.data.get("charging_periods", [])]
@@ -186,12 +205,12 @@ def tariffs_replay(
                     proposed, periods, cdr.start_date_time, cdr.end_date_time, loc.time_zone
                 )
             except (PricingError, ValidationError, ValueError):
-                skipped += 1
+                skipped += 1  # on neither side
                 continue
-            if result.currency != cdr.currency:
-                skipped += 1
-                continue
-            new[(loc.ocpi_id, result.currency)] += result.total_cost.excl_vat
+            key = (loc.ocpi_id, proposed.currency)
+            actual[key] += cdr.total_cost_excl_vat
+            new[key] += result.total_cost.excl_vat
+            counts[key] += 1
         lines: list[_RevenueLine] = [
             {
                 "location_id": loc_id,
@@ -211,6 +230,7 @@ def tariffs_replay(
                     "to": end,
                     "locations": lines,
                     "not_priced": skipped,
+                    "not_comparable": dict(sorted(not_comparable.items())),
                 }
             )
             return
@@ -228,15 +248,26 @@ def tariffs_replay(
                 for line in lines
             ],
         )
+        for cur, n in sorted(not_comparable.items()):
+            console.print(
+                f"{n} CDR{'' if n == 1 else 's'} not comparable ({cur}): the proposed tariff is in "
+                f"{proposed.currency}",
+                soft_wrap=True,
+                highlight=False,
+            )
         if skipped:
-            console.print(f"{skipped} CDR(s) could not be priced with the proposed tariff (currency or data)")
+            console.print(
+                f"{skipped} CDR(s) could not be priced with the proposed tariff (left out on both sides)"
+            )
 
     run_with_db(go)
 
 
 @tariffs_app.command("rerate")
 def tariffs_rerate() -> None:
-    """Price every session waiting for pricing now, retrying those that failed before (e.g. missing tariff)."""
+    """Price every session waiting for pricing now, retrying those that failed before (e.g. missing tariff).
+
+    Exits 1, with one line per session on stderr naming its reason, when any session is still not priced."""
     from tariffs.rating import rate_pending, retry_failed
 
     async def go(db: Database) -> None:
@@ -246,11 +277,16 @@ def tariffs_rerate() -> None:
         async with db.session() as db_session:
             failed = (
                 await db_session.scalars(
-                    select(ChargingSession).where(ChargingSession.pricing_state == PricingState.FAILED)
+                    select(ChargingSession)
+                    .where(ChargingSession.pricing_state == PricingState.FAILED)
+                    .order_by(ChargingSession.id)
                 )
             ).all()
         for f in failed:
-            console.print(f"[red]not priced[/] {f.session_uid}: {f.pricing_error}")
+            reason = " ".join((f.pricing_error or "no reason recorded").split())
+            error_line(f"session {f.session_uid} not priced: {reason}")
+        if failed:
+            raise typer.Exit(1)
 
     run_with_db(go)
 
