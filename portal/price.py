@@ -1,5 +1,6 @@
 """Live price at a location: the location's current tariffs quoted for a typical session, by the same pricing
-code the CDRs use (:func:`tariffs.core.quote.quote`)."""
+code the CDRs use (:func:`tariffs.core.quote.quote`), on the versions rating uses for each connector
+(:func:`tariffs.versions_for_connector`: all its tariff ids, so a replaced tariff shows its successor)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel import jsonutil
-from kernel.models import EVSE, Connector, Location, TariffVersion
+from kernel.models import EVSE, Connector, Location
 from kernel.money import round_amount
 from kernel.timeutil import to_local, utcnow
-from tariffs import PricingError, load_tariff, quote_tariff
+from tariffs import PricingError, quote_tariff, versions_for_connector
 
 log = logging.getLogger(__name__)
 
@@ -57,37 +57,33 @@ async def live_price(db_session: AsyncSession, location_id: int, fleet_currency:
             .order_by(EVSE.id, Connector.id)
         )
     ).all()
-    by_tariff: dict[str, list[str]] = {}
+    # One quote per distinct tariff_ids list, with the versions rating uses for such a connector.
+    by_tariffs: dict[tuple[str, ...], list[str]] = {}
     for evse_id, uid, conn_id, standard, tariff_ids in connectors:
-        for tid in tariff_ids or []:
-            by_tariff.setdefault(str(tid), []).append(f"{evse_id or uid} #{conn_id} ({standard})")
+        key = tuple(str(t) for t in tariff_ids or [])
+        by_tariffs.setdefault(key, []).append(f"{evse_id or uid} #{conn_id} ({standard})")
     now = utcnow()
     quotes: list[TariffQuote] = []
-    for tid, names in by_tariff.items():
-        rows = (
-            (
-                await db_session.execute(
-                    select(TariffVersion)
-                    .where(TariffVersion.cpo_id == loc.cpo_id, TariffVersion.tariff_id == tid)
-                    .order_by(TariffVersion.version)
-                )
-            )
-            .scalars()
-            .all()
-        )
-        if not rows:
-            quotes.append(TariffQuote(tid, names, "", error="tariff not known"))
-            continue
+    for ids, names in by_tariffs.items():
+        label = ", ".join(ids)
+        currency = ""
         try:
-            versions = [load_tariff(jsonutil.dumps(r.data)) for r in rows]
-            result = quote_tariff(versions, now, TYPICAL_KWH, TYPICAL_DURATION, loc.time_zone)
+            stored = await versions_for_connector(db_session, loc.cpo_id, ids)
+            if not stored:
+                if ids:
+                    quotes.append(TariffQuote(label, names, "", error="tariff not known"))
+                continue
+            currency = stored[-1].tariff.currency
+            result = quote_tariff(
+                [v.tariff for v in stored], now, TYPICAL_KWH, TYPICAL_DURATION, loc.time_zone
+            )
         except (PricingError, ValueError) as exc:
-            quotes.append(TariffQuote(tid, names, rows[-1].currency, error=str(exc)))
+            quotes.append(TariffQuote(label, names, currency, error=str(exc)))
             continue
         cur = result.currency
         quotes.append(
             TariffQuote(
-                tariff_id=tid,
+                tariff_id=", ".join(dict.fromkeys(tid for tid, _version in result.tariffs_used)) or label,
                 connectors=names,
                 currency=cur,
                 total_excl=str(round_amount(result.total_cost.excl_vat, cur)),

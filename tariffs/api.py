@@ -26,7 +26,7 @@ from tariffs.core.render import cdr_fields, explanation
 from tariffs.core.tariff_document import Tariff
 from tariffs.core.tariff_json import to_jsonable
 from tariffs.dynamic import GridConfigError, record_load
-from tariffs.tariff_versions import load_versions
+from tariffs.tariff_versions import versions_for_connector
 
 router = APIRouter(
     tags=["pricing"], dependencies=[Depends(api_key), Depends(refuse_nul)], responses=errors(401, 422)
@@ -87,14 +87,11 @@ async def _location_tariffs(hub: Hub, req: QuoteRequest) -> tuple[list[Tariff], 
         if req.evse_uid:
             query = query.where(EVSE.uid == req.evse_uid)
         connectors = (await db_session.scalars(query.order_by(EVSE.id, Connector.id))).all()
-        for connector in connectors:
-            for tariff_id in connector.tariff_ids or []:
-                stored = await load_versions(db_session, loc.cpo_id, tariff_id)
-                if stored:
-                    return [v.tariff for v in stored], loc.time_zone
-        stored = await load_versions(db_session, loc.cpo_id, "DEFAULT")
-        if stored:
-            return [v.tariff for v in stored], loc.time_zone
+        # The first connector that rating could price, with the versions rating would use (else DEFAULT).
+        for tariff_ids in [*(c.tariff_ids or [] for c in connectors if c.tariff_ids), []]:
+            stored = await versions_for_connector(db_session, loc.cpo_id, tariff_ids)
+            if stored:
+                return [v.tariff for v in stored], loc.time_zone
     raise HTTPException(404, f"no tariff published for location {req.location_id!r}")
 
 

@@ -34,10 +34,9 @@ from tariffs.core.meter_periods import MeterSample, periods_from_meter_values
 from tariffs.core.pricing_result import PricingResult
 from tariffs.core.render import cdr_fields, explanation
 from tariffs.core.tariff_json import to_jsonable
-from tariffs.tariff_versions import StoredTariff, load_versions
+from tariffs.tariff_versions import DEFAULT_TARIFF_ID, StoredTariff, versions_for_connector
 
 CDR_NAMESPACE = uuid.UUID("6f1d3c2a-8f7e-4c1b-9a55-0e7d2f4b9c10")
-DEFAULT_TARIFF_ID = "DEFAULT"
 
 
 class RatingError(RuntimeError):
@@ -60,8 +59,8 @@ class RatingInputs:
     evse: EVSE | None
     connector: Connector | None
     token: Token | None
-    tariff_id: str  # the tariff the session is priced with (a connector's, or the CPO's DEFAULT)
-    stored_versions: list[StoredTariff]  # that tariff's versions, oldest first
+    tariff_id: str  # the first tariff id of ``stored_versions`` (a connector's, or the CPO's DEFAULT)
+    stored_versions: list[StoredTariff]  # the versions of all the connector's tariffs, each id's oldest first
     meter_rows: Sequence[MeterValue]  # energy register, power and current samples, in primary key order
 
 
@@ -129,7 +128,8 @@ async def load_inputs(db_session: AsyncSession, charging_session: ChargingSessio
 async def _tariff_for(
     db_session: AsyncSession, charging_session: ChargingSession
 ) -> tuple[str, list[StoredTariff]]:
-    """The first of the connector's tariffs that is stored, else the CPO's ``DEFAULT``, with its versions."""
+    """The stored versions of all the connector's tariffs, else of the CPO's ``DEFAULT``
+    (:func:`tariffs.tariff_versions.versions_for_connector`), with the first id they belong to."""
     tariff_ids: list[str] = []
     if charging_session.connector_pk is not None:
         connector = await db_session.get(Connector, charging_session.connector_pk)
@@ -143,10 +143,9 @@ async def _tariff_for(
             .limit(1)
         )
         tariff_ids = list(first.tariff_ids or []) if first else []
-    for tariff_id in [*tariff_ids, DEFAULT_TARIFF_ID]:
-        versions = await load_versions(db_session, charging_session.cpo_id, tariff_id)
-        if versions:
-            return tariff_id, versions
+    versions = await versions_for_connector(db_session, charging_session.cpo_id, tariff_ids)
+    if versions:
+        return versions[0].tariff_id, versions
     raise RatingError(
         f"no tariff for session {charging_session.session_uid}: connector tariff_ids {tariff_ids} and no "
         f"'{DEFAULT_TARIFF_ID}' tariff of the CPO"
@@ -239,7 +238,7 @@ def assemble_cdr(inputs: RatingInputs, result: PricingResult, *, revision: int, 
             {
                 "tariff_id": tid,
                 "version": label,
-                "row_ids": [v.row_id for v in stored if v.tariff.version == label],
+                "row_ids": [v.row_id for v in stored if (v.tariff.id, v.tariff.version) == (tid, label)],
             }
             for tid, label in result.tariffs_used
         ]
@@ -253,8 +252,8 @@ def assemble_cdr(inputs: RatingInputs, result: PricingResult, *, revision: int, 
 
 def _tariffs_used(stored: Sequence[StoredTariff], result: PricingResult) -> list[Any]:
     """The OCPI tariff objects of the versions that billed something (else the latest version)."""
-    used_labels = {label for _tid, label in result.tariffs_used}
-    used = [v for v in stored if v.tariff.version in used_labels] or [stored[-1]]
+    used_keys = set(result.tariffs_used)
+    used = [v for v in stored if (v.tariff.id, v.tariff.version) in used_keys] or [stored[-1]]
     return [
         to_jsonable(v.tariff.model_dump(mode="python", exclude_none=True), decimals_as="keep") for v in used
     ]

@@ -6,6 +6,14 @@ stored the version and queued its pushes, i.e. the first moment partners could h
 version ever prices a minute before it was published (a back-dated import, a late grid sample). The one
 exception is the first version of a tariff id without ``start_date_time``: it is valid always (there was no
 earlier price to publish). ``load_versions`` applies that rule to copies, never to stored data.
+
+Selection rule (which stored versions price a connector: :func:`versions_for_connector`, used by rating, the
+quote endpoint and the portal's live price): the versions of *all* the connector's ``tariff_ids``, so the
+engine's per-instant choice (:func:`tariffs.core.engine.version_at`: the valid version with the latest start)
+replaces an ended tariff by the next one (OCPI 2.2.1 mod_tariffs: "By assigning both, the old and the new
+tariff ID, they will automatically be replaced"). Versions typed for other kinds of session
+(``AD_HOC_PAYMENT``, ``PROFILE_*``) are left out while a ``REGULAR`` or untyped one is listed. None of the
+ids stored: the CPO's ``DEFAULT`` tariff.
 """
 
 from __future__ import annotations
@@ -19,7 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.models import TariffVersion
 from kernel.timeutil import ensure_utc
-from tariffs.core.tariff_document import Tariff
+from tariffs.core.tariff_document import Tariff, TariffType
+
+DEFAULT_TARIFF_ID = "DEFAULT"
+"""The CPO's tariff for connectors none of whose ``tariff_ids`` is stored."""
 
 
 @dataclass(frozen=True)
@@ -66,3 +77,17 @@ async def latest_version(db_session: AsyncSession, cpo_id: int, tariff_id: str) 
         .order_by(TariffVersion.version.desc())
         .limit(1)
     )
+
+
+async def versions_for_connector(
+    db_session: AsyncSession, cpo_id: int, tariff_ids: Sequence[str]
+) -> list[StoredTariff]:
+    """The stored versions that price a connector with ``tariff_ids`` (the selection rule in the module
+    docstring), each id's oldest first, in the connector's order; [] when neither they nor DEFAULT are stored."""
+    found: list[StoredTariff] = []
+    for tariff_id in dict.fromkeys(str(t) for t in tariff_ids):
+        found.extend(await load_versions(db_session, cpo_id, tariff_id))
+    if not found:
+        return await load_versions(db_session, cpo_id, DEFAULT_TARIFF_ID)
+    regular = [v for v in found if v.tariff.type is None or v.tariff.type == TariffType.REGULAR]
+    return regular or found
