@@ -3,9 +3,12 @@ process POSTs the CommandResult (TIMEOUT, or the recorded answer) through the ou
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from kernel.clock import CLOCK
 from kernel.components import Hub
 from kernel.models import OcpiPendingCommand, OutboxMessage
 from kernel.models.roaming import CommandState
@@ -58,14 +61,17 @@ async def test_pending_command_gets_timeout_after_restart(hub, sim):
         assert row is not None and row.state == CommandState.PENDING
         assert row.command == "UNLOCK_CONNECTOR" and row.reference == "LOC1/LOC1-E1/1"
         assert row.response_url.endswith(f"/commands/UNLOCK_CONNECTOR/{ref}") and row.timeout == 2
+        deadline = row.deadline
     # the process stops while the charger has not answered: nothing is queued (the runner is gone)
     await hub.component.stop()
     assert await _state(hub) == (CommandState.PENDING, 0)
-    # a restart before the deadline sends nothing yet: its recovery (run at start) leaves the row pending
+    # a restart before the deadline sends nothing yet: its recovery (run at start) leaves the row pending.
+    # The clock is set a minute before the deadline, so a slow machine cannot reach it during the restart.
+    CLOCK.pin(deadline - timedelta(minutes=1))
     early = await _restart(hub)
     assert await _state(hub) == (CommandState.PENDING, 0)
     await early.stop()
-    advance_clock(2.5)  # past the deadline
+    CLOCK.pin(deadline + timedelta(seconds=0.5))  # past the deadline
     restarted = await _restart(hub)
     try:
         await sim.wait_for(lambda: ref in sim.command_results, timeout=5)
