@@ -3,8 +3,8 @@
 * **Rows**: the samples of a message become meter value rows; a 1.6 ``SignedData`` sample is merged into the
   plain sample with the same key.
 * **Energy**: what a reading means (units, phases, signatures, resets, Begin/End) is
-  :mod:`kernel.meter_reading`'s; :func:`compute_energy` and :func:`register_readings` are its gateway entry
-  points.
+  :mod:`kernel.meter_reading`'s (the session's energy is :func:`kernel.meter_reading.session_energy`);
+  :func:`register_readings` reads the stored register rows for it and picks the signed data to keep.
 """
 
 from __future__ import annotations
@@ -19,24 +19,16 @@ from kernel.meter_reading import (
     METER_RESET,
     METER_STOP_MISSING,
     NO_METER_DATA,
-    RESET_TOLERANCE_WH,
     SIGNED_UNIT,
     Reading,
-    session_energy,
 )
 from kernel.meter_reading import register_readings as reading_rows
 
 __all__ = [
     "END_BEFORE_START",
     "ENERGY_FLAGS",
-    "METER_RESET",
-    "METER_STOP_MISSING",
-    "NO_METER_DATA",
-    "RESET_TOLERANCE_WH",
     "UNKNOWN_TRANSACTION",
-    "Reading",
     "RegisterRow",
-    "compute_energy",
     "merged_rows",
     "register_readings",
     "sample_rows",
@@ -46,7 +38,7 @@ __all__ = [
 UNKNOWN_TRANSACTION = "UNKNOWN_TRANSACTION"
 END_BEFORE_START = "END_BEFORE_START"
 ENERGY_FLAGS = (METER_RESET, METER_STOP_MISSING, NO_METER_DATA)
-"""The flags :func:`compute_energy` decides; recomputing the energy replaces them."""
+"""The flags :func:`kernel.meter_reading.session_energy` decides; recomputing the energy replaces them."""
 
 
 def sample_rows(session_id: int, samples: Iterable[Sample]) -> list[dict[str, Any]]:
@@ -116,24 +108,6 @@ def unique_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif not kept.get("signed_data") and r.get("signed_data"):
             out[key] = {**kept, "signed_data": r["signed_data"]}
     return list(out.values())
-
-
-def compute_energy(
-    meter_start: Decimal | None,
-    start_time: datetime,
-    meter_stop: Decimal | None,
-    end_time: datetime | None,
-    readings: Sequence[Reading | tuple[datetime, Decimal]],
-) -> tuple[Decimal, Decimal | None, list[str]]:
-    """(energy Wh, effective meter stop, flags) from the register readings (charger timestamps): the one rule
-    of :func:`kernel.meter_reading.session_energy`."""
-    return session_energy(
-        meter_start,
-        start_time,
-        meter_stop,
-        end_time,
-        [r if isinstance(r, Reading) else Reading(*r) for r in readings],
-    )
 
 
 class RegisterRow(NamedTuple):

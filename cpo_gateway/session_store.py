@@ -34,14 +34,13 @@ from cpo_gateway.idempotent_insert import insert_ignoring_duplicates, rows_writt
 from cpo_gateway.meter_rules import (
     END_BEFORE_START,
     ENERGY_FLAGS,
-    METER_STOP_MISSING,
     UNKNOWN_TRANSACTION,
     RegisterRow,
-    compute_energy,
     register_readings,
     sample_rows,
 )
 from kernel.db.engine import Database
+from kernel.meter_reading import METER_STOP_MISSING, session_energy
 from kernel.models import ChargePoint, ChargingSession, Connector, MeterValue, PricingState, SessionStatus
 from kernel.seams import Hooks
 from kernel.timeutil import utcnow
@@ -379,7 +378,7 @@ class SessionStore:
         ).all()
         readings, signed = register_readings([RegisterRow(*row) for row in rows])
         explicit_stop = None if METER_STOP_MISSING in (session.flags or []) else session.meter_stop_wh
-        energy, meter_stop, flags = compute_energy(
+        energy, meter_stop, flags = session_energy(
             session.meter_start_wh, session.start_time, explicit_stop, session.end_time, readings
         )
         kept = [f for f in (session.flags or []) if f not in ENERGY_FLAGS]

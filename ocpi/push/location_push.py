@@ -5,6 +5,8 @@ gets it once more with ``publish: false``, then nothing until it may see it agai
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.models import EVSE, Location, Party
@@ -103,22 +105,33 @@ async def enqueue_evse_status(evse: EVSE | int, db_session: AsyncSession, status
             # longer see it: the whole location goes out instead (or nothing), in the same per-location order.
             count += await enqueue_location(loc.id, db_session, partner_id=partner.id)
             continue
-        role = receiving_roles(partner)[0]
-        path = f"/{cpo.country_code}/{cpo.party_id}/{loc.ocpi_id}/{evse_row.uid}"
-        count += await queue_push(
-            db_session,
-            partner,
-            role,
-            cpo,
-            module="locations",
-            method="PATCH",
-            path=path,
-            body=body,
-            key=f"{loc.id}",
-        )
-        await remember_evse(db_session, partner.id, evse_row)
+        count += await _patch_evse(db_session, partner, cpo, loc, evse_row, body)
         loc_state.last_status = format_rfc3339(now)
     return count
+
+
+async def _patch_evse(
+    db_session: AsyncSession,
+    partner: OcpiPartner,
+    cpo: Party,
+    loc: Location,
+    evse: EVSE,
+    body: dict[str, Any],
+) -> int:
+    """Queue one EVSE PATCH to one partner (in the location's order) and remember what it was sent."""
+    queued = await queue_push(
+        db_session,
+        partner,
+        receiving_roles(partner)[0],
+        cpo,
+        module="locations",
+        method="PATCH",
+        path=f"/{cpo.country_code}/{cpo.party_id}/{loc.ocpi_id}/{evse.uid}",
+        body=body,
+        key=f"{loc.id}",
+    )
+    await remember_evse(db_session, partner.id, evse)
+    return int(queued)
 
 
 async def enqueue_evse_patch(
@@ -128,19 +141,5 @@ async def enqueue_evse_patch(
     cpo = await db_session.get(Party, loc.cpo_id)
     if cpo is None:
         return 0
-    role = receiving_roles(partner)[0]
     body = {"status": evse.status, "last_updated": format_rfc3339(evse.last_updated)}
-    path = f"/{cpo.country_code}/{cpo.party_id}/{loc.ocpi_id}/{evse.uid}"
-    queued = await queue_push(
-        db_session,
-        partner,
-        role,
-        cpo,
-        module="locations",
-        method="PATCH",
-        path=path,
-        body=body,
-        key=f"{loc.id}",
-    )
-    await remember_evse(db_session, partner.id, evse)
-    return int(queued)
+    return await _patch_evse(db_session, partner, cpo, loc, evse, body)
