@@ -95,6 +95,22 @@ class Settings(BaseSettings):
         ge=1,
         description="Message burst a charger may send above the rate limit before disconnect",
     )
+    late_data_grace: float = Field(
+        default=600,
+        ge=0,
+        description="A session whose data may still be incomplete (ended before it started, a sequence gap) "
+        "is priced this many seconds after its end, so late messages land before the CDR (s)",
+    )
+    max_session_span: float = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="A session longer than this is held for review instead of priced (s)",
+    )
+    clock_skew: float = Field(
+        default=300,
+        ge=0,
+        description="A charger timestamp further than this in the future is implausible: the session is held (s)",
+    )
     smtp_url: str = Field(default="", description="smtp://[user:pass@]host:port[?starttls=1] for receipts")
     mail_from: str = Field(default="receipts@evhub.local", description="Sender of receipt emails")
     settlement_dir: str = Field(

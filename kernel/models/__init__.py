@@ -27,6 +27,7 @@ from kernel.models.portal import (
     Receipt,
     ReceiptStatus,
 )
+from kernel.models.reservations import Reservation, ReservationStatus
 from kernel.models.roaming import (  # noqa: F401  (OCPI platform tables)
     OcpiAuthorization,
     OcpiPartner,
@@ -35,8 +36,13 @@ from kernel.models.roaming import (  # noqa: F401  (OCPI platform tables)
     OcpiPushState,
 )
 from kernel.models.sessions import ChargingSession, MeterValue, PricingState, SessionStatus
-from kernel.models.settlement import Agreement, SettlementRun, SettlementStatement
-from kernel.models.tariffs import TariffVersion
+from kernel.models.settlement import (
+    Agreement,
+    SettlementRejection,
+    SettlementRun,
+    SettlementStatement,
+)
+from kernel.models.tariffs import TariffPolicy, TariffVersion
 from kernel.models.tokens import Token
 
 __all__ = [
@@ -70,9 +76,13 @@ __all__ = [
     "Receipt",
     "ReceiptStatus",
     "RegistrationStatus",
+    "Reservation",
+    "ReservationStatus",
     "SessionStatus",
+    "SettlementRejection",
     "SettlementRun",
     "SettlementStatement",
+    "TariffPolicy",
     "TariffVersion",
     "Token",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kernel.db.base import Base, Timestamped
@@ -47,6 +47,9 @@ class ChargePoint(Timestamped, Base):
     status: Mapped[str] = mapped_column(String(16), default="offline")
     connected_node: Mapped[str | None] = mapped_column(String(100), default=None)
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    meter_public_key: Mapped[str | None] = mapped_column(Text, default=None)
+    """The public key of the charger's signing meter (hex or base64 DER), set by the operator
+    (``evhub chargers update --meter-public-key``); verifies its signed meter data (OCMF)."""
 
     evse_map: Mapped[list[ChargePointEvse]] = relationship(
         back_populates="charge_point", cascade="all, delete-orphan", order_by="ChargePointEvse.ocpp_evse_id"

@@ -36,12 +36,19 @@ class PricingState(enum.StrEnum):
     PENDING = "pending"
     PRICED = "priced"
     FAILED = "failed"
+    HELD = "held"
+    """Implausible or incomplete (``review_reason`` says why): never priced nor pushed until an operator
+    releases it (``evhub sessions release``)."""
+    REPRICE = "reprice"
+    """Priced, but its inputs changed since (late or out-of-order data): the rating worker re-derives the CDR
+    and, when it differs, issues a credit and a new revision."""
 
 
 class ChargingSession(Timestamped, Base):
     __tablename__ = "sessions"
     __table_args__ = (
         UniqueConstraint("charge_point_id", "transaction_id"),
+        UniqueConstraint("charge_point_id", "start_key", name="uq_sessions_start_key"),
         Index("ix_sessions_pricing_pending", "pricing_state"),
     )
 
@@ -74,6 +81,18 @@ class ChargingSession(Timestamped, Base):
         enum_column(PricingState, 16), default=PricingState.NOT_READY
     )
     pricing_error: Mapped[str | None] = mapped_column(Text, default=None)
+    price_after: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    """Rating waits until then (grace for late or out-of-order data); None: at once."""
+    review_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    """Why the session is ``HELD`` (implausible clock, energy beyond the EVSE's power, no meter start...)."""
+    start_key: Mapped[str | None] = mapped_column(String(96), default=None)
+    """OCPP 1.6 only: ``connectorId|timestamp|IDTAG`` of the StartTransaction, unique per charger, so a start
+    resent on another connection finds its session instead of creating a second one."""
+    meter_public_key: Mapped[str | None] = mapped_column(Text, default=None)
+    """The public key the charger sent with its signed meter values (OCPP 2.0.1 ``publicKey``)."""
+    signed_verification: Mapped[str | None] = mapped_column(String(16), default=None)
+    """Outcome of verifying the signed meter data: ``verified``, ``unverifiable`` or ``invalid``."""
+    signed_verification_reason: Mapped[str | None] = mapped_column(Text, default=None)
     data: Mapped[dict] = mapped_column(JSONDoc, default=dict)
     last_updated: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 

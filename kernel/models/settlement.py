@@ -65,3 +65,20 @@ class SettlementStatement(Timestamped, Base):
     gross: Mapped[Decimal] = mapped_column(Amount())
     content_hash: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict] = mapped_column(JSONDoc, default=dict)
+
+
+class SettlementRejection(Base):
+    """A CDR a run could not settle, and why (one of :data:`settlement.core.split.REJECT_REASONS`).
+
+    ``first_rejected_in`` is the period that first rejected it: a rejected CDR of a closed period is carried
+    forward and tried again by every later run until it settles (then as an adjustment of its own period)."""
+
+    __tablename__ = "settlement_rejections"
+    __table_args__ = (UniqueConstraint("run_id", "cdr_id"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("settlement_runs.id", ondelete="CASCADE"), index=True)
+    cdr_id: Mapped[int] = mapped_column(ForeignKey("cdrs.id", ondelete="RESTRICT"), index=True)
+    reason: Mapped[str] = mapped_column(String(48))
+    service_period: Mapped[str] = mapped_column(String(7))
+    first_rejected_in: Mapped[str] = mapped_column(String(7))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 02:58:04.548492
+Create Date: 2026-12-01 14:22:28.965205
 """
 
 from collections.abc import Sequence
@@ -432,6 +432,23 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_settlement_statements_run_id"), ["run_id"], unique=False)
 
     op.create_table(
+        "tariff_policies",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("cpo_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("tariff_id", sa.String(length=36), nullable=True),
+        sa.Column("price_lock", sa.Boolean(), nullable=False),
+        sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["cpo_id"], ["parties.id"], name=op.f("fk_tariff_policies_cpo_id_parties"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tariff_policies")),
+        sa.UniqueConstraint("cpo_id", "tariff_id", name=op.f("uq_tariff_policies_cpo_id_tariff_id")),
+    )
+    with op.batch_alter_table("tariff_policies", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_tariff_policies_cpo_id"), ["cpo_id"], unique=False)
+
+    op.create_table(
         "tariffs",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("cpo_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -448,6 +465,8 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("last_updated", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("invalid_reason", sa.Text(), nullable=True),
+        sa.Column("supersedes_version", sa.Integer(), nullable=True),
         sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -489,6 +508,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("connected_node", sa.String(length=100), nullable=True),
         sa.Column("last_seen", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("meter_public_key", sa.Text(), nullable=True),
         sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -819,11 +839,25 @@ def upgrade() -> None:
         sa.Column(
             "pricing_state",
             sa.Enum(
-                "not_ready", "pending", "priced", "failed", name="pricingstate", native_enum=False, length=16
+                "not_ready",
+                "pending",
+                "priced",
+                "failed",
+                "held",
+                "reprice",
+                name="pricingstate",
+                native_enum=False,
+                length=16,
             ),
             nullable=False,
         ),
         sa.Column("pricing_error", sa.Text(), nullable=True),
+        sa.Column("price_after", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("review_reason", sa.Text(), nullable=True),
+        sa.Column("start_key", sa.String(length=96), nullable=True),
+        sa.Column("meter_public_key", sa.Text(), nullable=True),
+        sa.Column("signed_verification", sa.String(length=16), nullable=True),
+        sa.Column("signed_verification_reason", sa.Text(), nullable=True),
         sa.Column(
             "data",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
@@ -850,6 +884,7 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(["token_id"], ["tokens.id"], name=op.f("fk_sessions_token_id_tokens")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sessions")),
+        sa.UniqueConstraint("charge_point_id", "start_key", name="uq_sessions_start_key"),
         sa.UniqueConstraint(
             "charge_point_id", "transaction_id", name=op.f("uq_sessions_charge_point_id_transaction_id")
         ),
@@ -959,6 +994,82 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_ocpi_authorizations_token_uid"), ["token_uid"], unique=False)
 
     op.create_table(
+        "reservations",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("reservation_id", sa.String(length=36), nullable=False),
+        sa.Column("ocpp_reservation_id", sa.Integer(), nullable=False),
+        sa.Column("cpo_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("emsp_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("charge_point_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("location_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("evse_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("connector_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("ocpp_evse_id", sa.Integer(), nullable=True),
+        sa.Column("token_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("id_tag", sa.String(length=36), nullable=True),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "PENDING",
+                "ACTIVE",
+                "USED",
+                "EXPIRED",
+                "CANCELLED",
+                "REJECTED",
+                name="reservationstatus",
+                native_enum=False,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.Column("made_at", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("expiry", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("session_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column(
+            "data",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["charge_point_id"],
+            ["charge_points.id"],
+            name=op.f("fk_reservations_charge_point_id_charge_points"),
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["connector_pk"], ["connectors.id"], name=op.f("fk_reservations_connector_pk_connectors")
+        ),
+        sa.ForeignKeyConstraint(
+            ["cpo_id"], ["parties.id"], name=op.f("fk_reservations_cpo_id_parties"), ondelete="RESTRICT"
+        ),
+        sa.ForeignKeyConstraint(["emsp_id"], ["parties.id"], name=op.f("fk_reservations_emsp_id_parties")),
+        sa.ForeignKeyConstraint(["evse_pk"], ["evses.id"], name=op.f("fk_reservations_evse_pk_evses")),
+        sa.ForeignKeyConstraint(
+            ["location_id"], ["locations.id"], name=op.f("fk_reservations_location_id_locations")
+        ),
+        sa.ForeignKeyConstraint(
+            ["session_id"], ["sessions.id"], name=op.f("fk_reservations_session_id_sessions")
+        ),
+        sa.ForeignKeyConstraint(["token_id"], ["tokens.id"], name=op.f("fk_reservations_token_id_tokens")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_reservations")),
+        sa.UniqueConstraint(
+            "charge_point_id",
+            "ocpp_reservation_id",
+            name=op.f("uq_reservations_charge_point_id_ocpp_reservation_id"),
+        ),
+        sa.UniqueConstraint("emsp_id", "reservation_id", name=op.f("uq_reservations_emsp_id_reservation_id")),
+    )
+    with op.batch_alter_table("reservations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_reservations_cpo_id"), ["cpo_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_reservations_emsp_id"), ["emsp_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_reservations_expiry"), ["expiry"], unique=False)
+        batch_op.create_index(batch_op.f("ix_reservations_location_id"), ["location_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_reservations_session_id"), ["session_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_reservations_token_id"), ["token_id"], unique=False)
+
+    op.create_table(
         "receipts",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("cdr_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -992,12 +1103,50 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_receipts")),
         sa.UniqueConstraint("cdr_id", name=op.f("uq_receipts_cdr_id")),
     )
+    op.create_table(
+        "settlement_rejections",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("cdr_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("reason", sa.String(length=48), nullable=False),
+        sa.Column("service_period", sa.String(length=7), nullable=False),
+        sa.Column("first_rejected_in", sa.String(length=7), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["cdr_id"], ["cdrs.id"], name=op.f("fk_settlement_rejections_cdr_id_cdrs"), ondelete="RESTRICT"
+        ),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["settlement_runs.id"],
+            name=op.f("fk_settlement_rejections_run_id_settlement_runs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_rejections")),
+        sa.UniqueConstraint("run_id", "cdr_id", name=op.f("uq_settlement_rejections_run_id_cdr_id")),
+    )
+    with op.batch_alter_table("settlement_rejections", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_settlement_rejections_cdr_id"), ["cdr_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_settlement_rejections_run_id"), ["run_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("settlement_rejections", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_settlement_rejections_run_id"))
+        batch_op.drop_index(batch_op.f("ix_settlement_rejections_cdr_id"))
+
+    op.drop_table("settlement_rejections")
     op.drop_table("receipts")
+    with op.batch_alter_table("reservations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_reservations_token_id"))
+        batch_op.drop_index(batch_op.f("ix_reservations_session_id"))
+        batch_op.drop_index(batch_op.f("ix_reservations_location_id"))
+        batch_op.drop_index(batch_op.f("ix_reservations_expiry"))
+        batch_op.drop_index(batch_op.f("ix_reservations_emsp_id"))
+        batch_op.drop_index(batch_op.f("ix_reservations_cpo_id"))
+
+    op.drop_table("reservations")
     with op.batch_alter_table("ocpi_authorizations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ocpi_authorizations_token_uid"))
         batch_op.drop_index(batch_op.f("ix_ocpi_authorizations_session_pk"))
@@ -1071,6 +1220,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_tariffs_cpo_id"))
 
     op.drop_table("tariffs")
+    with op.batch_alter_table("tariff_policies", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tariff_policies_cpo_id"))
+
+    op.drop_table("tariff_policies")
     with op.batch_alter_table("settlement_statements", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_settlement_statements_run_id"))
         batch_op.drop_index(batch_op.f("ix_settlement_statements_party_id"))
