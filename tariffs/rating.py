@@ -1,4 +1,4 @@
-"""Rating: sessions that ended become exactly one immutable OCPI 2.2.1 CDR each.
+"""Rating: sessions that ended become exactly one current, immutable OCPI 2.2.1 CDR each.
 
 The gateway marks an ended session ``pricing_state = pending`` in the same transaction that closes it; this
 module picks pending sessions up from the database (never from memory), builds each one's CDR
@@ -7,6 +7,15 @@ and ``pricing_state = priced`` in one transaction. Idempotent: the CDR's id is d
 unique key allows one original CDR per session, and a re-run finds the CDR and only marks the session.
 A session that cannot be priced is marked ``failed`` with the reason (visible, retried by
 ``evhub tariffs rerate``).
+
+Late data (M4): a pending session waits until its ``price_after`` (the gateway's grace for out-of-order data)
+has passed by the clock. A session the gateway moved to ``reprice`` (its data changed after it was priced) —
+or a pending one that already has a CDR — is re-derived: when the new CDR's content (:func:`cdr_content`:
+times, energy, totals, periods) differs from the current revision, the current one is credited and revision+1
+issued, in one transaction (:func:`issue_correction`, the same path as ``evhub cdrs correct``); otherwise the
+session goes back to ``priced`` with no new CDR. OCPI 2.2.1 CDRs: "a CDR ... cannot be changed or replaced
+once sent to the eMSP ... Instead, a Credit CDR can be sent." and "After having sent the Credit CDR, the CPO
+can send a new CDR with a new unique ID".
 
 Hooks (``CdrHook``) run inside the CDR's transaction: OCPI queues the CDR for partners, the portal queues the
 driver's receipt — so a CDR never exists without its deliveries queued.
@@ -24,7 +33,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel import metrics
@@ -37,60 +46,112 @@ from tariffs.core.engine import PricingError
 
 log = logging.getLogger(__name__)
 
+CONTENT_FIELDS = (
+    "start_date_time",
+    "end_date_time",
+    "currency",
+    "total_cost",
+    "total_fixed_cost",
+    "total_energy",
+    "total_energy_cost",
+    "total_time",
+    "total_time_cost",
+    "total_parking_time",
+    "total_parking_cost",
+    "total_reservation_cost",
+    "charging_periods",
+)
+"""The OCPI CDR fields that make its money: a re-derived CDR equal in all of them is the same CDR."""
 
-async def _claim(db_session: AsyncSession, db: Database, session_id: int) -> ChargingSession | None:
-    """The pending session ``session_id``, locked for this transaction (skipped if another worker has it)."""
-    query = select(ChargingSession).where(
-        ChargingSession.id == session_id, ChargingSession.pricing_state == PricingState.PENDING
+
+def cdr_content(cdr: Cdr) -> dict[str, Any]:
+    """What a re-derived CDR is compared on (times, energy, totals, periods), from its OCPI object (pure)."""
+    data = cdr.data or {}
+    return {key: data.get(key) for key in CONTENT_FIELDS}
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Pending and past its ``price_after`` (None: at once), or waiting to be re-priced."""
+    return or_(
+        and_(
+            ChargingSession.pricing_state == PricingState.PENDING,
+            or_(ChargingSession.price_after.is_(None), ChargingSession.price_after <= now),
+        ),
+        ChargingSession.pricing_state == PricingState.REPRICE,
     )
+
+
+async def _claim(
+    db_session: AsyncSession, db: Database, session_id: int, now: datetime
+) -> ChargingSession | None:
+    """The claimable session ``session_id``, locked for this transaction (skipped if another worker has it)."""
+    query = select(ChargingSession).where(ChargingSession.id == session_id, _claimable(now))
     if not db.is_sqlite:
         query = query.with_for_update(skip_locked=True)
     return await db_session.scalar(query)
 
 
+async def current_cdr(db_session: AsyncSession, session_id: int) -> Cdr | None:
+    """The session's current CDR: its latest non-credit revision (None when it has none)."""
+    return await db_session.scalar(
+        select(Cdr)
+        .where(Cdr.session_id == session_id, Cdr.is_credit.is_(False))
+        .order_by(Cdr.revision.desc())
+        .limit(1)
+    )
+
+
 async def rate_session(
-    db: Database, session_id: int, hooks: Sequence[CdrHook] = ()
+    db: Database, session_id: int, hooks: Sequence[CdrHook] = (), *, now: datetime | None = None
 ) -> tuple[Cdr | None, bool]:
-    """Price one pending session into its CDR (idempotent). Returns (CDR or None, whether it was created now)."""
+    """Price one claimable session (idempotent). Returns (its current CDR or None, whether a CDR was created
+    now: an original, or a correction's new revision)."""
     started = time.perf_counter()
+    now = now or utcnow()
+    corrected = False
     try:
         async with db.session() as db_session:
-            charging_session = await _claim(db_session, db, session_id)
+            charging_session = await _claim(db_session, db, session_id, now)
             if charging_session is None:
                 return None, False
-            existing = await db_session.scalar(
-                select(Cdr).where(
-                    Cdr.session_id == charging_session.id, Cdr.revision == 0, Cdr.is_credit.is_(False)
-                )
-            )
-            if existing is not None:
-                charging_session.pricing_state = PricingState.PRICED
-                return existing, False
-            cdr, _result = await build_cdr(db_session, charging_session, now=utcnow())
-            db_session.add(cdr)
-            await db_session.flush()
-            charging_session.pricing_state = PricingState.PRICED
-            charging_session.currency = cdr.currency
-            charging_session.pricing_error = None
-            for hook in hooks:
-                await hook(db_session, cdr)
+            current = await current_cdr(db_session, charging_session.id)
+            revision = 0 if current is None else current.revision + 1
+            cdr, _result = await build_cdr(db_session, charging_session, now=now, revision=revision)
+            if current is not None and cdr_content(cdr) == cdr_content(current):
+                _mark_priced(charging_session, current)
+                return current, False
+            if current is not None:
+                await issue_correction(db_session, current, cdr, charging_session, now=now, hooks=hooks)
+                corrected = True
+            else:
+                db_session.add(cdr)
+                await db_session.flush()
+                for hook in hooks:
+                    await hook(db_session, cdr)
+            _mark_priced(charging_session, cdr)
             log.info(
-                "cdr created",
+                "cdr corrected" if corrected else "cdr created",
                 extra={
                     "fields": {
                         "cdr": cdr.cdr_uid,
+                        "revision": cdr.revision,
                         "session": charging_session.session_uid,
                         "total_incl_vat": str(cdr.total_cost_incl_vat),
                         "currency": cdr.currency,
                     }
                 },
             )
-        metrics.pricing_done(started, priced=True)  # committed
+        # committed
+        if corrected:
+            metrics.cdrs_created("credit")
+            metrics.cdrs_created("correction")
+        else:
+            metrics.pricing_done(started, priced=True)
         return cdr, True
     except (RatingError, PricingError, ValueError) as exc:
         async with db.session() as db_session:
             failed = await db_session.get(ChargingSession, session_id)
-            if failed is not None and failed.pricing_state == PricingState.PENDING:
+            if failed is not None and failed.pricing_state in (PricingState.PENDING, PricingState.REPRICE):
                 failed.pricing_state = PricingState.FAILED
                 failed.pricing_error = str(exc)[:2000]
         log.warning(
@@ -100,21 +161,32 @@ async def rate_session(
         return None, False
 
 
-async def rate_pending(db: Database, hooks: Sequence[CdrHook], *, limit: int = 200) -> int:
-    """Rate every pending session (oldest end first); returns how many CDRs were created. ``hooks`` (the
-    CDR deliveries) is required so that no caller forgets them; ``()`` only where nobody is to be told."""
+def _mark_priced(charging_session: ChargingSession, cdr: Cdr) -> None:
+    charging_session.pricing_state = PricingState.PRICED
+    charging_session.currency = cdr.currency
+    charging_session.pricing_error = None
+
+
+async def rate_pending(
+    db: Database, hooks: Sequence[CdrHook], *, limit: int = 200, now: datetime | None = None
+) -> int:
+    """Rate every claimable session (pending past its ``price_after``, or to re-price; oldest end first);
+    returns how many CDRs were created (originals and corrections' new revisions). ``hooks`` (the CDR
+    deliveries) is required so that no caller forgets them; ``()`` only where nobody is to be told. ``now``
+    defaults to the hub's clock."""
+    now = now or utcnow()
     async with db.session() as db_session:
         ids = (
             await db_session.scalars(
                 select(ChargingSession.id)
-                .where(ChargingSession.pricing_state == PricingState.PENDING)
+                .where(_claimable(now))
                 .order_by(ChargingSession.end_time, ChargingSession.id)
                 .limit(limit)
             )
         ).all()
     made = 0
     for sid in ids:
-        _cdr, created = await rate_session(db, sid, hooks)
+        _cdr, created = await rate_session(db, sid, hooks, now=now)
         made += created
     return made
 
@@ -188,6 +260,27 @@ def credit_for(original: Cdr, session_uid: str, *, now: datetime) -> Cdr:
     )
 
 
+async def issue_correction(
+    db_session: AsyncSession,
+    original: Cdr,
+    fresh: Cdr,
+    charging_session: ChargingSession,
+    *,
+    now: datetime,
+    hooks: Sequence[CdrHook],
+) -> Cdr:
+    """Add the credit of ``original`` and ``fresh`` (its next revision) in ``db_session``'s transaction and run
+    the hooks for both, credit first; returns the credit."""
+    credit = credit_for(original, charging_session.session_uid, now=now)
+    db_session.add(credit)
+    db_session.add(fresh)
+    await db_session.flush()
+    for hook in hooks:
+        await hook(db_session, credit)
+        await hook(db_session, fresh)
+    return credit
+
+
 async def correct_cdr(db: Database, cdr_uid: str, hooks: Sequence[CdrHook]) -> tuple[Cdr, Cdr]:
     """Credit ``cdr_uid`` and re-rate its session with the tariff versions stored now: (credit, new CDR).
 
@@ -207,14 +300,8 @@ async def correct_cdr(db: Database, cdr_uid: str, hooks: Sequence[CdrHook]) -> t
         if charging_session is None:
             raise RatingError(f"CDR {cdr_uid} has no charging session")
         now = utcnow()
-        credit = credit_for(original, charging_session.session_uid, now=now)
-        db_session.add(credit)
         fresh, _ = await build_cdr(db_session, charging_session, now=now, revision=original.revision + 1)
-        db_session.add(fresh)
-        await db_session.flush()
-        for hook in hooks:
-            await hook(db_session, credit)
-            await hook(db_session, fresh)
+        credit = await issue_correction(db_session, original, fresh, charging_session, now=now, hooks=hooks)
     metrics.cdrs_created("credit")
     metrics.cdrs_created("correction")
     return credit, fresh
