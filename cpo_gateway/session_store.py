@@ -2,10 +2,12 @@
 
 Idempotency rules (see docs/gateway.md):
 
-* a session is keyed by (charge point, transaction id); 1.6 StartTransaction replays are recognised by
-  (charge point, connector, start timestamp, idTag case-insensitively) and get the transaction id they were
-  given first; the check is serialised per charger, so a start resent while the first is being stored waits
-  for it;
+* a session is keyed by (charge point, transaction id); a 1.6 StartTransaction is also keyed by its
+  ``start_key`` (connector, start timestamp, idTag in upper case: a CiString), unique per charger, so a replay,
+  even one resent on another connection while the first is being stored, gets the transaction id the first
+  was given;
+* a connector (1.6) or EVSE (2.0.1) has at most one ACTIVE session: a new start closes an older one whose stop
+  never came and holds it for review (``SUPERSEDED_BY_NEW_START``);
 * meter values are inserted with "on conflict do nothing" on their sample key, so replays add nothing and
   order of arrival does not matter;
 * an event for an unknown transaction creates the session, flagged ``UNKNOWN_TRANSACTION``; nothing is dropped;
@@ -21,10 +23,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import func, inspect, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cpo_gateway.authorization import AuthResult
@@ -41,7 +44,7 @@ from cpo_gateway.meter_rules import (
 )
 from kernel.db.engine import Database
 from kernel.meter_reading import METER_STOP_MISSING, session_energy
-from kernel.models import ChargePoint, ChargingSession, Connector, MeterValue, PricingState, SessionStatus
+from kernel.models import ChargingSession, Connector, MeterValue, PricingState, SessionStatus
 from kernel.seams import Hooks
 from kernel.timeutil import utcnow
 
@@ -51,6 +54,14 @@ NOT_PRICEABLE = "not priceable"
 """How the gateway's own ``pricing_error`` begins: what pricing needs was never reported (late data retries)."""
 OCPP16_MAX_TRANSACTION_ID = 2**31 - 1
 """OCPP 1.6 ``transactionId`` is an ``integer`` (JSON schema), taken as a signed 32-bit one by chargers."""
+SUPERSEDED_BY_NEW_START = "SUPERSEDED_BY_NEW_START"
+"""The session was still ACTIVE when a later transaction started on its connector (its stop never came)."""
+
+
+def start_key(ev: SessionStarted) -> str:
+    """What makes a 1.6 StartTransaction the same one again: ``connectorId|timestamp (UTC, ISO 8601)|IDTAG``
+    (OCPP 1.6 idTag is a CiString20, "case insensitive", so it is compared in upper case)."""
+    return f"{ev.connector_id}|{ev.timestamp.astimezone(UTC).isoformat()}|{(ev.id_tag or '').upper()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +106,13 @@ class SessionStore:
         return rows[0][0] if rows else None
 
     async def _new_session(
-        self, db_session: AsyncSession, cp: ChargerRef, transaction_id: str, first: FirstSeen
+        self,
+        db_session: AsyncSession,
+        cp: ChargerRef,
+        transaction_id: str,
+        first: FirstSeen,
+        *,
+        start_key: str | None = None,
     ) -> ChargingSession:
         auth = first.auth
         evse_pk = cp.evse_map.get(first.evse_id) if first.evse_id is not None else None
@@ -103,6 +120,7 @@ class SessionStore:
             session_uid=str(uuid.uuid4()),
             charge_point_id=cp.id,
             transaction_id=transaction_id,
+            start_key=start_key,
             cpo_id=cp.cpo_id,
             location_id=cp.location_id,
             evse_pk=evse_pk,
@@ -127,11 +145,13 @@ class SessionStore:
     async def _get_or_create(
         self, db_session: AsyncSession, cp: ChargerRef, transaction_id: str, first: FirstSeen
     ) -> tuple[ChargingSession, bool]:
-        """The session of this transaction, created from ``first`` when there is none; True when created."""
+        """The session of this transaction, created from ``first`` when there is none; True when created. An
+        existing one is locked (PostgreSQL; SQLite transactions are serialised anyway), so pricing, which
+        claims with SKIP LOCKED, never rates it while this event changes it."""
         stmt = select(ChargingSession).where(
             ChargingSession.charge_point_id == cp.id, ChargingSession.transaction_id == transaction_id
         )
-        session = await db_session.scalar(stmt)
+        session = await db_session.scalar(stmt.with_for_update())
         if session is not None:
             return session, False
         try:
@@ -150,34 +170,83 @@ class SessionStore:
         self, cp: ChargerRef, ev: SessionStarted, auth: AuthResult | None
     ) -> tuple[str, ChargingSession]:
         """Open a 1.6 transaction; returns the transaction id (the same one again for a replayed start) and
-        the session."""
+        the session.
+
+        A replay is recognised by the database, not by a comparison here: the session is inserted with its
+        :func:`start_key` in a savepoint, and the unique key (charger, start key) refuses a second one. A start
+        resent on another connection while the first one's transaction is still open waits for it at that key
+        (PostgreSQL: the uncommitted index entry; SQLite: ``BEGIN IMMEDIATE``), then finds its session."""
+        key = start_key(ev)
         async with self.db.session() as db_session:
-            # one replay check at a time per charger: a start resent on a new connection while the first one's
-            # transaction is still open waits for it (PostgreSQL: this row lock; SQLite: BEGIN IMMEDIATE)
-            await db_session.execute(
-                select(ChargePoint.id).where(ChargePoint.id == cp.id).with_for_update(key_share=True)
-            )
-            candidates = await db_session.scalars(
-                select(ChargingSession).where(
-                    ChargingSession.charge_point_id == cp.id,
-                    ChargingSession.ocpp_connector_id == ev.connector_id,
-                    ChargingSession.start_time == ev.timestamp,
-                )
-            )
-            for existing in candidates:
-                if _same_id_tag(existing.id_tag, ev.id_tag) and (existing.data or {}).get("ocpp16_start"):
-                    return existing.transaction_id, existing
             first = FirstSeen(ev.connector_id, ev.connector_id, ev.timestamp, ev.id_tag, auth=auth)
-            session = await self._new_session(db_session, cp, f"new:{uuid.uuid4()}", first)
+            try:
+                async with db_session.begin_nested():
+                    session = await self._new_session(
+                        db_session, cp, f"new:{uuid.uuid4()}", first, start_key=key
+                    )
+            except IntegrityError:
+                existing = await db_session.scalar(
+                    select(ChargingSession).where(
+                        ChargingSession.charge_point_id == cp.id, ChargingSession.start_key == key
+                    )
+                )
+                if existing is None:
+                    raise
+                return existing.transaction_id, existing
             session.transaction_id = await self._free_transaction_id(db_session, cp, session.id)
             session.meter_start_wh = ev.meter_start_wh
-            data: dict[str, Any] = {"ocpp16_start": True}
             if ev.reservation_id is not None:
-                data["reservation_id"] = ev.reservation_id
-            session.data = data
+                session.data = {"reservation_id": ev.reservation_id}
             await db_session.flush()  # stored with its transaction id here, outside any hook's savepoint
+            await self._supersede_older(
+                db_session, session, ChargingSession.ocpp_connector_id, ev.connector_id
+            )
             await run_hooks(db_session, "session", self.hooks.session, session)
             return session.transaction_id, session
+
+    async def _supersede_older(
+        self, db_session: AsyncSession, session: ChargingSession, column: Any, number: int | None
+    ) -> None:
+        """A connector (1.6) or EVSE (2.0.1) has one running transaction at a time: sessions of the charger
+        still ACTIVE on the same ``number`` with an earlier start never got their stop. Each is closed
+        (``COMPLETED``, flag ``SUPERSEDED_BY_NEW_START``, ended at its last meter value) and held for review
+        (``HELD``, ``review_reason`` says so) instead of staying ACTIVE for ever; its stop, should it still
+        arrive, ends it properly and hands it to pricing (:meth:`ended`)."""
+        if number is None:
+            return
+        older = (
+            await db_session.scalars(
+                select(ChargingSession)
+                .where(
+                    ChargingSession.charge_point_id == session.charge_point_id,
+                    column == number,
+                    ChargingSession.status == SessionStatus.ACTIVE,
+                    ChargingSession.end_time.is_(None),
+                    ChargingSession.start_time < session.start_time,
+                    ChargingSession.id != session.id,
+                )
+                .with_for_update()
+            )
+        ).all()
+        for old in older:
+            last = await db_session.scalar(
+                select(func.max(MeterValue.timestamp)).where(MeterValue.session_id == old.id)
+            )
+            old.end_time = last if last is not None and last > old.start_time else old.start_time
+            old.status = SessionStatus.COMPLETED
+            old.stop_reason = None
+            old.flags = [*(old.flags or []), SUPERSEDED_BY_NEW_START]
+            await self._finalize(db_session, old)
+            old.pricing_state = PricingState.HELD
+            old.price_after = None
+            old.review_reason = (
+                f"superseded: transaction {session.transaction_id} started on the same "
+                f"{'connector' if column is ChargingSession.ocpp_connector_id else 'EVSE'} ({number}) at "
+                f"{session.start_time.isoformat()} while this one was still active and its stop was never "
+                f"received; its end is its last meter value ({old.end_time.isoformat()}): check it, then "
+                "`evhub sessions release` (--end to correct it)"
+            )
+            await run_hooks(db_session, "session", self.hooks.session, old)
 
     async def _free_transaction_id(self, db_session: AsyncSession, cp: ChargerRef, candidate: int) -> str:
         """The transaction id for a new 1.6 transaction (OCPP 1.6: an integer the central system supplies):
@@ -215,6 +284,9 @@ class SessionStore:
                     session.start_time = ev.timestamp
             _apply_start(session, ev, auth, created)
             await self._add_samples(db_session, session, ev.samples)
+            if is_start_event:
+                await db_session.flush()
+                await self._supersede_older(db_session, session, ChargingSession.ocpp_evse_id, ev.evse_id)
             if session.end_time is not None and _open_for_data(session):
                 await self._finalize(db_session, session)
                 await self._hand_off(db_session, cp, session)
@@ -322,6 +394,8 @@ class SessionStore:
             first = FirstSeen(ev.evse_id, ev.connector_id, start, ev.id_tag, [UNKNOWN_TRANSACTION], auth)
             session, _created = await self._get_or_create(db_session, cp, ev.transaction_id, first)
             await self._add_samples(db_session, session, ev.samples)
+            if _superseded_awaiting_stop(session):
+                _reopen(session)  # its own stop came after all: it ends as reported, not as guessed
             if session.end_time is not None:
                 if _open_for_data(session):
                     await self._finalize(db_session, session)
@@ -390,6 +464,25 @@ class SessionStore:
         session.last_updated = utcnow()
 
 
+def _superseded_awaiting_stop(session: ChargingSession) -> bool:
+    """A session closed by a later start on its connector that is still held for that reason."""
+    return (
+        SUPERSEDED_BY_NEW_START in (session.flags or [])
+        and session.pricing_state == PricingState.HELD
+        and session.end_time is not None
+    )
+
+
+def _reopen(session: ChargingSession) -> None:
+    """Undo :meth:`SessionStore._supersede_older`, so the stop that finally arrived ends the session."""
+    session.end_time = None
+    session.status = SessionStatus.ACTIVE
+    session.meter_stop_wh = None
+    session.flags = [f for f in session.flags if f != SUPERSEDED_BY_NEW_START and f not in ENERGY_FLAGS]
+    session.pricing_state = PricingState.NOT_READY
+    session.review_reason = None
+
+
 def _open_for_data(session: ChargingSession) -> bool:
     """An ended session late data still changes: pricing has not taken it, or the gateway failed it for want of
     that data."""
@@ -398,11 +491,6 @@ def _open_for_data(session: ChargingSession) -> bool:
     return session.pricing_state == PricingState.FAILED and (session.pricing_error or "").startswith(
         NOT_PRICEABLE
     )
-
-
-def _same_id_tag(a: str | None, b: str | None) -> bool:
-    """OCPP 1.6 idTag is a CiString20: "case insensitive"."""
-    return (a or "").casefold() == (b or "").casefold()
 
 
 def _apply_start(
@@ -425,6 +513,9 @@ def _apply_start(
         changed = True
     if ev.remote_start_id is not None and "remote_start_id" not in (session.data or {}):
         session.data = {**(session.data or {}), "remote_start_id": ev.remote_start_id}
+        changed = True
+    if ev.reservation_id is not None and "reservation_id" not in (session.data or {}):
+        session.data = {**(session.data or {}), "reservation_id": ev.reservation_id}  # 2.0.1 (T7)
         changed = True
     if changed and not created:
         session.last_updated = utcnow()
