@@ -121,7 +121,8 @@ def _q(x: Decimal, places: str = "0.000001") -> Decimal:
 def to_ocpi(
     periods: Sequence[Period], tariff_ids: Sequence[str | None] | None = None
 ) -> list[ChargingPeriod]:
-    """Periods as OCPI ChargingPeriods (kWh and hours, 6 decimals), optionally with their tariff ids."""
+    """Periods as OCPI ChargingPeriods (kWh and hours, 6 decimals), optionally with their tariff ids; POWER and
+    CURRENT (3 decimals) state the representative values restrictions were matched on."""
     T = CdrDimensionType
     out = []
     for i, p in enumerate(periods):
@@ -141,6 +142,10 @@ def to_ocpi(
             (T.MAX_CURRENT, p.max_current_a),
         ):
             if val is not None and p.time_s:
+                dims.append(CdrDimension(type=kind, volume=_q(val, "0.001")))
+        # The representative power and current the engine matched restrictions on (parking: 0), as published.
+        for kind, val in ((T.POWER, p.power_kw), (T.CURRENT, p.current_a)):
+            if val is not None and not p.is_reservation:
                 dims.append(CdrDimension(type=kind, volume=_q(val, "0.001")))
         if not dims:
             dims.append(CdrDimension(type=T.TIME, volume=ZERO))
