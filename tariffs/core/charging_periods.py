@@ -106,6 +106,28 @@ def reservation(start: datetime, end: datetime, *, expired: bool = False) -> Per
     return Period(start, end, ZERO, reservation_s=seconds_between(start, end), expired=expired)
 
 
+def is_expired_reservation(periods: Sequence[Period]) -> bool:
+    """Whether ``periods`` are a reservation that never became a charging session: reservation time in some
+    period, and no energy, charging time or parking time in any.
+
+    OCPI 2.2.1 has no field that says a reservation expired; a CDR that "is the result of a reservation that
+    never became a charging session" (mod_cdrs, ``session_id``) is recognised by its charging periods
+    carrying only ``RESERVATION_TIME``, so its reservation time is priced with the ``RESERVATION_EXPIRES``
+    elements ("costs for a reservation that expires (i.e. driver does not start a charging session before
+    expiry_date of the reservation)")."""
+    return any(p.reservation_s > 0 for p in periods) and not any(
+        p.energy_wh or p.time_s or p.parking_s for p in periods
+    )
+
+
+def mark_expired_reservation(periods: Sequence[Period], expired: bool | None = None) -> list[Period]:
+    """``periods`` with the reservation periods' ``expired`` marker set: inferred with
+    :func:`is_expired_reservation` when ``expired`` is None (the rule for OCPI input), else as given (an
+    operator who knows, ``evhub tariffs price --reservation-expired``)."""
+    mark = is_expired_reservation(periods) if expired is None else expired
+    return [replace(p, expired=mark) if p.is_reservation else p for p in periods]
+
+
 # ----------------------------------------------------------------------------------------------- splitting
 
 

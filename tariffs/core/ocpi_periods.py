@@ -8,14 +8,24 @@ from datetime import datetime
 from decimal import Decimal
 
 from kernel.timeutil import ensure_utc
-from tariffs.core.charging_periods import ZERO, Period, seconds_between
+from tariffs.core.charging_periods import ZERO, Period, mark_expired_reservation, seconds_between
 from tariffs.core.tariff_document import CdrDimension, CdrDimensionType, ChargingPeriod
 
 _H = Decimal(3600)
 
 
-def periods_from_ocpi(charging_periods: Sequence[ChargingPeriod], session_end: datetime) -> list[Period]:
+def periods_from_ocpi(
+    charging_periods: Sequence[ChargingPeriod],
+    session_end: datetime,
+    *,
+    reservation_expired: bool | None = None,
+) -> list[Period]:
     """OCPI charging periods (each ends where the next starts; the last at ``session_end``) as Periods.
+
+    Periods carrying only RESERVATION_TIME (no ENERGY, TIME or PARKING_TIME anywhere) are a reservation that
+    expired unused: their reservation periods are marked ``expired``, so ``RESERVATION_EXPIRES`` elements
+    price them (:func:`tariffs.core.charging_periods.mark_expired_reservation`); ``reservation_expired``
+    True/False overrides that inference.
 
     ENERGY (kWh), TIME, PARKING_TIME and RESERVATION_TIME (hours) are taken as given. The representative
     power is POWER, else the mean of MIN_POWER and MAX_POWER, else whichever is present (same for current).
@@ -46,7 +56,7 @@ def periods_from_ocpi(charging_periods: Sequence[ChargingPeriod], session_end: d
             for z in carried[1:]:
                 first = _absorb(first, z)
             out.append(first)
-    return out
+    return mark_expired_reservation(out, reservation_expired)
 
 
 def _absorb(p: Period, z: Period) -> Period:
