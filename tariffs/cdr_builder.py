@@ -99,15 +99,7 @@ async def load_inputs(db_session: AsyncSession, charging_session: ChargingSessio
         raise RatingError(f"session {charging_session.session_uid} has no location")
     cpo = await db_session.get(Party, charging_session.cpo_id)
     evse = await db_session.get(EVSE, charging_session.evse_pk) if charging_session.evse_pk else None
-    connector = (
-        await db_session.get(Connector, charging_session.connector_pk)
-        if charging_session.connector_pk
-        else None
-    )
-    if connector is None and evse is not None:
-        connector = await db_session.scalar(
-            select(Connector).where(Connector.evse_pk == evse.id).order_by(Connector.id)
-        )
+    connector = await session_connector(db_session, charging_session)
     token = await db_session.get(Token, charging_session.token_id) if charging_session.token_id else None
     tariff_id, stored = await _tariff_for(db_session, charging_session)
     rows = (
@@ -122,6 +114,19 @@ async def load_inputs(db_session: AsyncSession, charging_session: ChargingSessio
     ).all()
     return RatingInputs(
         charging_session, end_time, location, cpo, evse, connector, token, tariff_id, stored, rows
+    )
+
+
+async def session_connector(db_session: AsyncSession, charging_session: ChargingSession) -> Connector | None:
+    """The session's connector, else its EVSE's first connector, else None."""
+    if charging_session.connector_pk:
+        connector = await db_session.get(Connector, charging_session.connector_pk)
+        if connector is not None:
+            return connector
+    if charging_session.evse_pk is None:
+        return None
+    return await db_session.scalar(
+        select(Connector).where(Connector.evse_pk == charging_session.evse_pk).order_by(Connector.id)
     )
 
 

@@ -10,6 +10,7 @@ import contextlib
 import logging
 
 from kernel.components import Hub
+from kernel.plausibility import Limits
 from tariffs.api import router
 from tariffs.rating import rate_pending
 
@@ -39,7 +40,9 @@ class PricingComponent:
         assert self._hub is not None
         async with self._lock:
             try:
-                return await rate_pending(self._hub.db, self._hub.hooks.cdr)
+                return await rate_pending(
+                    self._hub.db, self._hub.hooks.cdr, limits=Limits.from_settings(self._hub.settings)
+                )
             except Exception:
                 log.exception("rating run failed; will retry")
                 return 0

@@ -17,6 +17,11 @@ session goes back to ``priced`` with no new CDR. OCPI 2.2.1 CDRs: "a CDR ... can
 once sent to the eMSP ... Instead, a Credit CDR can be sent." and "After having sent the Credit CDR, the CPO
 can send a new CDR with a new unique ID".
 
+Holds (M8): before pricing, every claimed session is checked (:func:`kernel.plausibility.plausibility`: span,
+times in the future or before 2010, end before start, energy beyond its connector's power, ``CLOCK_SUSPECT``);
+any reason -> ``pricing_state = held`` with ``review_reason``, no CDR, no hook run (nothing pushed), a log
+line. An operator's release (back to pending, with corrected times) rates it again.
+
 Hooks (``CdrHook``) run inside the CDR's transaction: OCPI queues the CDR for partners, the portal queues the
 driver's receipt — so a CDR never exists without its deliveries queued.
 
@@ -39,9 +44,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel import metrics
 from kernel.db.engine import Database
 from kernel.models import Cdr, ChargingSession, PricingState
+from kernel.plausibility import Limits, plausibility
 from kernel.seams import CdrHook
 from kernel.timeutil import format_rfc3339, utcnow
-from tariffs.cdr_builder import RatingError, build_cdr, cdr_uid_for
+from tariffs.cdr_builder import RatingError, build_cdr, cdr_uid_for, session_connector
 from tariffs.core.engine import PricingError
 
 log = logging.getLogger(__name__)
@@ -101,11 +107,40 @@ async def current_cdr(db_session: AsyncSession, session_id: int) -> Cdr | None:
     )
 
 
+async def hold_reasons(
+    db_session: AsyncSession, charging_session: ChargingSession, *, now: datetime, limits: Limits
+) -> list[str]:
+    """Why the session must not be billed (:func:`kernel.plausibility.plausibility` with its connector's
+    ``max_electric_power``); [] when it may be priced, or when it has not ended (nothing to judge).
+
+    The charger's times are judged against the instant the hub last received the session's data (its
+    ``last_updated``, always the hub's clock at receipt; ``now`` when unset): a stamp after the moment it
+    arrived is in the future whenever rating runs, so the verdict does not depend on how late rating runs."""
+    if charging_session.end_time is None:
+        return []
+    connector = await session_connector(db_session, charging_session)
+    return plausibility(
+        charging_session.start_time,
+        charging_session.end_time,
+        charging_session.energy_wh,
+        connector.max_electric_power if connector is not None else None,
+        charging_session.last_updated or now,
+        limits,
+        charging_session.flags or (),
+    )
+
+
 async def rate_session(
-    db: Database, session_id: int, hooks: Sequence[CdrHook] = (), *, now: datetime | None = None
+    db: Database,
+    session_id: int,
+    hooks: Sequence[CdrHook] = (),
+    *,
+    now: datetime | None = None,
+    limits: Limits | None = None,
 ) -> tuple[Cdr | None, bool]:
     """Price one claimable session (idempotent). Returns (its current CDR or None, whether a CDR was created
-    now: an original, or a correction's new revision)."""
+    now: an original, or a correction's new revision). An implausible session (``limits``, default the
+    settings' defaults) is held instead: ``held`` with ``review_reason``, no CDR, no hook run."""
     started = time.perf_counter()
     now = now or utcnow()
     corrected = False
@@ -113,6 +148,10 @@ async def rate_session(
         async with db.session() as db_session:
             charging_session = await _claim(db_session, db, session_id, now)
             if charging_session is None:
+                return None, False
+            reasons = await hold_reasons(db_session, charging_session, now=now, limits=limits or Limits())
+            if reasons:
+                _hold(charging_session, reasons)
                 return None, False
             current = await current_cdr(db_session, charging_session.id)
             revision = 0 if current is None else current.revision + 1
@@ -165,15 +204,30 @@ def _mark_priced(charging_session: ChargingSession, cdr: Cdr) -> None:
     charging_session.pricing_state = PricingState.PRICED
     charging_session.currency = cdr.currency
     charging_session.pricing_error = None
+    charging_session.review_reason = None
+
+
+def _hold(charging_session: ChargingSession, reasons: Sequence[str]) -> None:
+    charging_session.pricing_state = PricingState.HELD
+    charging_session.review_reason = "; ".join(reasons)[:2000]
+    log.warning(
+        "session held for review, not priced",
+        extra={"fields": {"session": charging_session.session_uid, "reason": charging_session.review_reason}},
+    )
 
 
 async def rate_pending(
-    db: Database, hooks: Sequence[CdrHook], *, limit: int = 200, now: datetime | None = None
+    db: Database,
+    hooks: Sequence[CdrHook],
+    *,
+    limit: int = 200,
+    now: datetime | None = None,
+    limits: Limits | None = None,
 ) -> int:
     """Rate every claimable session (pending past its ``price_after``, or to re-price; oldest end first);
     returns how many CDRs were created (originals and corrections' new revisions). ``hooks`` (the CDR
     deliveries) is required so that no caller forgets them; ``()`` only where nobody is to be told. ``now``
-    defaults to the hub's clock."""
+    defaults to the hub's clock, ``limits`` (the plausibility bounds) to the settings' defaults."""
     now = now or utcnow()
     async with db.session() as db_session:
         ids = (
@@ -186,7 +240,7 @@ async def rate_pending(
         ).all()
     made = 0
     for sid in ids:
-        _cdr, created = await rate_session(db, sid, hooks, now=now)
+        _cdr, created = await rate_session(db, sid, hooks, now=now, limits=limits)
         made += created
     return made
 

@@ -27,6 +27,8 @@ from tests.world.demo_network import demo_json, seed_pricing_network
 from tests.world.sessions import seed_ended_session
 
 T0 = TEST_CLOCK_START  # 2026-06-16 10:00 UTC = 12:00 in Amsterdam: AMS-TOD's day price 0.39/kWh + 0.50 flat
+# The sessions charge 10 kWh in 10 minutes (60 kW): at AMS-02-1, the 150 kW DC EVSE (M8 holds more than a
+# connector can deliver, so the 22 kW AMS-01 EVSEs would hold them).
 V1_TOTAL = Decimal("0.50") + Decimal("3.90")  # a 10 kWh session at version 1
 
 
@@ -76,7 +78,7 @@ async def test_a_late_grid_sample_does_not_reprice_consumed_minutes(db: Database
     async with db.session() as s:
         cpo = await prov.find_party(s, "NL*AMP", prov.PartyRole.CPO)
         await attach_rules(s, "NL-NH", cpo.id, "AMS-TOD", demo_json("grid_rules.json"))
-    await seed_ended_session(db, "AMS-01-1", T0, 10, "10")
+    await seed_ended_session(db, "AMS-02-1", T0, 10, "10")
     _at(12)
     published = await record_load(db, "NL-NH", T0 + timedelta(minutes=5), Decimal(95), ())
     assert [v.version for v in published] == [2]
@@ -97,7 +99,7 @@ async def test_a_back_dated_version_applies_only_from_when_it_was_stored(db: Dat
     """D5: a version imported at 10:20 with start_date_time 10:00 never prices the session of 10:00-10:10;
     ``cdrs correct`` then reproduces the original total; a session after 10:20 pays the new price."""
     await seed_pricing_network(db)
-    await seed_ended_session(db, "AMS-01-1", T0, 10, "10")
+    await seed_ended_session(db, "AMS-02-1", T0, 10, "10")
     _at(12)
     assert await rate_pending(db, ()) == 1
     (original,) = await _cdrs(db)
@@ -113,7 +115,7 @@ async def test_a_back_dated_version_applies_only_from_when_it_was_stored(db: Dat
     credit, fresh = await correct_cdr(db, original.cdr_uid, ())
     assert credit.total_cost_excl_vat == -original.total_cost_excl_vat
     assert fresh.total_cost_excl_vat == original.total_cost_excl_vat  # no new data: the same money
-    await seed_ended_session(db, "AMS-01-2", T0 + timedelta(minutes=21), 10, "10", uid="sess-2")
+    await seed_ended_session(db, "AMS-02-1", T0 + timedelta(minutes=21), 10, "10", uid="sess-2")
     _at(40)
     assert await rate_pending(db, ()) == 1
     later = (await _cdrs(db))[-1]
