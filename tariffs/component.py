@@ -13,6 +13,7 @@ from kernel.components import Hub
 from kernel.plausibility import Limits
 from tariffs.api import router
 from tariffs.rating import rate_pending
+from tariffs.reservation_job import install_reservation_job
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class PricingComponent:
             hub.app.include_router(router, prefix="/api")
         if hub.scheduler is not None:
             hub.every(self.interval, self.run_once, "pricing.rate_pending")
+            install_reservation_job(hub)  # expired reservations become sessions to price (T7)
 
     async def run_once(self) -> int:
         """Rate what is pending now (also callable directly, e.g. by the demo)."""

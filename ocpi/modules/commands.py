@@ -17,10 +17,11 @@ from sqlalchemy import select
 
 from kernel.models import EVSE, ChargingSession, Location, Token
 from kernel.models.roaming import OcpiAuthorization
-from ocpi import status
-from ocpi.command_runner import METHODS, CommandRunner
+from ocpi import reservation_store, status
+from ocpi.command_runner import METHODS, RESULT_TYPES, CommandRunner
 from ocpi.deps import Caller, caller, read_model
 from ocpi.envelope import NotFound, OcpiError, ok
+from ocpi.modules.tokens import store_token
 from ocpi.routing import routing_headers
 from ocpi.schemas.commands import CancelReservation, ReserveNow, StartSession, StopSession, UnlockConnector
 from ocpi.visibility import may_see
@@ -136,6 +137,8 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
         kwargs["reservation_id"] = body.reservation_id
     if not runner.supports(command):
         return ok(_response("NOT_SUPPORTED", timeout, f"{METHODS[command]} is not available"))
+    if isinstance(body, ReserveNow | CancelReservation):
+        return await _reservation_command(c, runner, command, body, kwargs, loc)
     if isinstance(body, StartSession) and body.authorization_reference:
         c.db_session.add(
             OcpiAuthorization(
@@ -157,3 +160,59 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
         reference=_reference(body),
     )
     return ok(_response("ACCEPTED", timeout))
+
+
+async def _reservation_command(
+    c: Caller,
+    runner: CommandRunner,
+    command: str,
+    body: ReserveNow | CancelReservation,
+    kwargs: dict[str, Any],
+    loc: Location | None,
+) -> Any:
+    """RESERVE_NOW / CANCEL_RESERVATION with their ``reservations`` row (:mod:`ocpi.reservation_store`): the
+    charger gets the row's own reservation number, and its answer is stored on the row before the
+    CommandResult is queued."""
+    rows = reservation_store
+    method = getattr(runner.gateway, METHODS[command])
+    record: Any
+    if isinstance(body, ReserveNow):
+        assert loc is not None
+        token = await store_token(c.db_session, c.role.party_pk, body.token, keep_newer=True)
+        try:
+            row = await rows.reserve(
+                c.db_session,
+                cpo_id=c.cpo.id,
+                emsp_id=c.role.party_pk,
+                loc=loc,
+                body=body,
+                token_id=token.id if token is not None else None,
+            )
+        except rows.ReservationRefused as exc:
+            return ok(_response("REJECTED", runner.timeout, str(exc)))
+        record = rows.record_reserve_answer
+    else:
+        row = await rows.find(c.db_session, c.role.party_pk, body.reservation_id)
+        record = rows.record_cancel_answer
+    if row is not None:
+        kwargs = {**kwargs, "reservation_id": str(row.ocpp_reservation_id)}
+    row_pk = row.id if row is not None else None
+
+    async def call() -> Any:
+        answer = await method(**kwargs)
+        if row_pk is not None:
+            await record(runner.db, row_pk, answer)
+        return answer
+
+    await runner.submit_call(
+        c.db_session,
+        call,
+        response_url=body.response_url,
+        partner_id=c.partner.id,
+        routing=routing_headers(c.cpo.country_code, c.cpo.party_id, c.role.country_code, c.role.party_id),
+        module="commands",
+        command=command,
+        reference=_reference(body),
+        allowed=RESULT_TYPES,
+    )
+    return ok(_response("ACCEPTED", runner.timeout))

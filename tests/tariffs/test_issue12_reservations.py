@@ -11,18 +11,40 @@ allowed to be omitted when ... this CDR is the result of a reservation that neve
 The four tariffs are the spec's examples 15-18 (tag 2.2.1, ``examples/tariff_1[5-8]_*.json``), verbatim.
 """
 
+# ruff: noqa: F811  (the tests take the OCPI world's fixtures, imported below, as arguments)
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
+from sqlalchemy import select
 
+from kernel.db.engine import Database
+from kernel.models import (
+    EVSE,
+    Cdr,
+    ChargePoint,
+    ChargePointEvse,
+    ChargingSession,
+    OcppVersion,
+    RegistrationStatus,
+    Reservation,
+    ReservationStatus,
+    SessionStatus,
+)
+from kernel.security import hash_password
+from kernel.timeutil import format_rfc3339, utcnow
 from tariffs.core.charging_periods import charging, reservation
 from tariffs.core.engine import price_session
 from tariffs.core.ocpi_periods import periods_from_ocpi
 from tariffs.core.tariff_document import ChargingPeriod, Tariff
 from tariffs.core.tariff_json import load_tariff
+from tests.gateway.conftest import PASSWORD, Client, gateway_settings, iso, open_client
+from tests.ocpi._helpers import advance_clock, connect
+from tests.ocpi.conftest import hub, network, real_sockets, sim  # noqa: F401  (the OCPI world's fixtures)
+from tests.world.sites import seed_cpo, seed_location
 
 EXAMPLE_15 = """{
   "country_code": "DE",
@@ -272,3 +294,188 @@ def test_expired_inference_can_be_overridden() -> None:
     used = [cp(MADE, RESERVATION_TIME="0.366667"), cp(start, ENERGY="20", TIME="1")]
     forced = periods_from_ocpi(used, start + timedelta(hours=1), reservation_expired=True)
     assert [p.expired for p in forced] == [True, False]
+
+
+# ------------------------------------------------------------------------------------ through the hub (DB)
+
+
+async def _site(db: Database) -> None:
+    """CPO NL*CPO, location LOC1 (EVSEs LOC1-E1, LOC1-E2) served by the 1.6 charger CP-R, example 16 as the
+    CPO's DEFAULT tariff."""
+    from evhub import provisioning as prov
+    from kernel.jsonutil import loads
+
+    cpo = await seed_cpo(db)
+    loc = await seed_location(db, cpo, "LOC1")
+    async with db.session() as s:
+        cp = ChargePoint(identity="CP-R", password_hash=hash_password(PASSWORD), ocpp_version=OcppVersion.V16,
+                         cpo_id=cpo, location_id=loc, registration_status=RegistrationStatus.ACCEPTED)  # fmt: skip
+        s.add(cp)
+        await s.flush()
+        for n in (1, 2):
+            evse = await s.scalar(select(EVSE).where(EVSE.uid == f"LOC1-E{n}"))
+            s.add(ChargePointEvse(charge_point_id=cp.id, ocpp_evse_id=n, evse_pk=evse.id))
+        tariff = {**loads(EXAMPLE_16), "country_code": "NL", "party_id": "CPO", "id": "DEFAULT"}
+        await prov.import_tariff(s, tariff)
+
+
+async def _reserve(sim, rid: str, evse_uid: str, token: dict, minutes: int = 60) -> dict:  # type: ignore[no-untyped-def]
+    expiry = utcnow() + timedelta(minutes=minutes)
+    body = {"token": token, "expiry_date": iso(expiry), "reservation_id": rid, "location_id": "LOC1",
+            "evse_uid": evse_uid}  # fmt: skip
+    ref, response = await sim.command("RESERVE_NOW", body)
+    assert response["result"] == "ACCEPTED"
+    await sim.wait_for(lambda: ref in sim.command_results)
+    return sim.command_results[ref]
+
+
+async def _reservation(db: Database, rid: str) -> Reservation:
+    async with db.session() as s:
+        row = await s.scalar(select(Reservation).where(Reservation.reservation_id == rid))
+        assert row is not None, f"no reservation {rid}"
+        return row
+
+
+async def _cdrs(db: Database) -> list[Cdr]:
+    async with db.session() as s:
+        return list((await s.scalars(select(Cdr).order_by(Cdr.id))).all())
+
+
+@pytest.fixture
+async def charger(hub, sim, db: Database):  # type: ignore[no-untyped-def]
+    """The hub with a real OCPP gateway as its gateway service, the eMSP registered, CP-R connected (it
+    accepts ReserveNow and CancelReservation)."""
+    from cpo_gateway.server import Gateway
+
+    await _site(db)
+    await connect(hub, sim)
+    gw = Gateway(gateway_settings(db.url), db, "node-a", hooks=hub.hooks, services=hub.services)
+    await gw.start("127.0.0.1", 0)
+    hub.services.gateway = gw
+    client: Client = await open_client(gw, "CP-R", "ocpp1.6")
+    client.auto_reply = {"ReserveNow": {"status": "Accepted"}, "CancelReservation": {"status": "Accepted"}}
+    await client.ok("BootNotification", {"chargePointVendor": "ACME", "chargePointModel": "R1"})
+    try:
+        yield client
+    finally:
+        await client.close()
+        await gw.stop()
+
+
+async def test_reserve_now_then_start_with_the_reservation_bills_the_reservation_time(
+    hub, sim, charger
+) -> None:  # type: ignore[no-untyped-def]
+    """T7: OCPI RESERVE_NOW accepted by the charger -> reservation ACTIVE, made when the charger accepted,
+    sent to the charger under the hub's own number (not the eMSP's id); the driver starts 13 minutes later
+    with that reservationId (1.6 StartTransaction) -> USED and linked; the CDR starts at the reservation and
+    bills example 16's reservation: 2.00 fee + 15 min (per 5 min) at 5.00/h = 3.25, total 8.75 (excl. VAT);
+    it is pushed to the eMSP."""
+    from tariffs.rating import rate_pending
+
+    token = sim.make_token("RES-TOKEN-1")
+    result = await _reserve(sim, "RES-1", "LOC1-E1", token)
+    assert result["result"] == "ACCEPTED"
+    row = await _reservation(hub.db, "RES-1")
+    assert row.status == ReservationStatus.ACTIVE and row.made_at is not None
+    frames = [charger.incoming.get_nowait() for _ in range(charger.incoming.qsize())]
+    reserve = next(f for f in frames if f[2] == "ReserveNow")
+    assert reserve[3]["reservationId"] == row.ocpp_reservation_id and reserve[3]["idTag"] == "RES-TOKEN-1"
+    made = row.made_at
+
+    advance_clock(13 * 60)
+    start = made + timedelta(minutes=13)
+    tx = (await charger.ok("StartTransaction", {"connectorId": 1, "idTag": "RES-TOKEN-1", "meterStart": 1000,
+          "timestamp": iso(start), "reservationId": row.ocpp_reservation_id}))["transactionId"]  # fmt: skip
+    advance_clock(60 * 60)
+    await charger.ok("StopTransaction", {"transactionId": tx, "meterStop": 21000,
+                                         "timestamp": iso(start + timedelta(hours=1))})  # fmt: skip
+    assert await rate_pending(hub.db, hub.hooks.cdr) == 1
+    (cdr,) = await _cdrs(hub.db)
+    row = await _reservation(hub.db, "RES-1")
+    assert row.status == ReservationStatus.USED and row.session_id == cdr.session_id
+    assert cdr.data["total_reservation_cost"]["excl_vat"] == D("3.25")
+    assert cdr.total_cost_excl_vat == D("8.75")
+    assert cdr.start_date_time == made and cdr.data["start_date_time"] == format_rfc3339(made)
+    first = cdr.data["charging_periods"][0]
+    assert first["dimensions"] == [{"type": "RESERVATION_TIME", "volume": D("0.216667")}]
+    assert cdr.data["session_id"]
+    await sim.wait_for(lambda: any(c.get("id") == cdr.cdr_uid for c in sim.cdrs))
+
+
+async def test_expired_reservation_becomes_one_cdr_without_session_id(hub, sim, charger) -> None:  # type: ignore[no-untyped-def]
+    """T7: a reservation nobody started a session with is EXPIRED by the job once its expiry passed, with a
+    reservation-only session (status RESERVATION, transaction ``reservation:<id>``) and exactly one CDR
+    without session_id, from made_at to the expiry, billed with the reservation elements (example 16 has no
+    RESERVATION_EXPIRES ones: 2.00 fee + 60 min at 5.00/h = 7.00), pushed like any CDR. A cancelled
+    reservation is never billed."""
+    from tariffs.rating import rate_pending
+    from tariffs.reservation_job import ReservationJob
+
+    job = ReservationJob(hub.db)
+    await _reserve(sim, "RES-2", "LOC1-E2", sim.make_token("RES-TOKEN-2"))
+    await _reserve(sim, "RES-3", "LOC1-E1", sim.make_token("RES-TOKEN-3"))
+    ref, _ = await sim.command("CANCEL_RESERVATION", {"reservation_id": "RES-3"})
+    await sim.wait_for(lambda: ref in sim.command_results)
+    assert sim.command_results[ref]["result"] == "CANCELED_RESERVATION"
+    assert (await _reservation(hub.db, "RES-3")).status == ReservationStatus.CANCELLED
+
+    assert await job.run_once() == 0  # not yet expired
+    row = await _reservation(hub.db, "RES-2")
+    assert await job.run_once(row.expiry + timedelta(seconds=1)) == 1
+    assert await job.run_once(row.expiry + timedelta(seconds=2)) == 0  # once
+    row = await _reservation(hub.db, "RES-2")
+    assert row.status == ReservationStatus.EXPIRED and row.session_id is not None
+    async with hub.db.session() as s:
+        cs = await s.get(ChargingSession, row.session_id)
+        assert cs.status == SessionStatus.RESERVATION and cs.transaction_id == f"reservation:{row.id}"
+    advance_clock(2 * 3600)
+    assert await rate_pending(hub.db, hub.hooks.cdr) == 1
+    assert await rate_pending(hub.db, hub.hooks.cdr) == 0
+    (cdr,) = await _cdrs(hub.db)
+    assert "session_id" not in cdr.data
+    assert cdr.start_date_time == row.made_at and cdr.end_date_time == row.expiry
+    assert cdr.total_cost_excl_vat == D("7.00") and cdr.total_energy_kwh == 0
+    assert [d["type"] for p in cdr.data["charging_periods"] for d in p["dimensions"]] == ["RESERVATION_TIME"]
+    await sim.wait_for(lambda: any(c.get("id") == cdr.cdr_uid for c in sim.cdrs))
+    pushed = next(c for c in sim.cdrs if c.get("id") == cdr.cdr_uid)
+    assert "session_id" not in pushed
+    assert (await _reservation(hub.db, "RES-3")).status == ReservationStatus.CANCELLED
+
+
+def _cli_price(tmp_path, n: int, periods: list[dict], end: str, *flags: str) -> dict:  # type: ignore[no-untyped-def]
+    import json
+
+    from typer.testing import CliRunner
+
+    from evhub.cli import app
+    from kernel.jsonutil import loads
+
+    (tmp_path / "t.json").write_text(EXAMPLES[n])
+    cdr = {
+        "start_date_time": periods[0]["start_date_time"],
+        "end_date_time": end,
+        "charging_periods": periods,
+    }
+    (tmp_path / "cdr.json").write_text(json.dumps(cdr))
+    args = ["tariffs", "price", "--tariff", str(tmp_path / "t.json"), "--cdr", str(tmp_path / "cdr.json")]
+    result = CliRunner().invoke(app, [*args, "--decimals", "string", *flags])
+    assert result.exit_code == 0, result.output
+    return loads(result.stdout)
+
+
+def test_cli_price_reads_a_reservation_only_cdr_as_expired_and_can_be_told(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """T7: ``evhub tariffs price`` follows the OCPI input rule (example 17, one hour of RESERVATION_TIME only:
+    6.00) and ``--reservation-expired`` forces the expired reading where it cannot be inferred (example 18,
+    22 minutes reserved then charged: 7.00 as used, 8.50 with the reservation priced as expired)."""
+    only = [
+        {"start_date_time": "2026-03-02T09:00:00Z", "dimensions": [{"type": "RESERVATION_TIME", "volume": 1}]}
+    ]
+    out = _cli_price(tmp_path, 17, only, "2026-03-02T10:00:00Z")
+    assert out["total_cost"]["excl_vat"] == "6.00"
+    used = [
+        {"start_date_time": "2026-03-02T09:00:00Z", "dimensions": [{"type": "RESERVATION_TIME", "volume": 0.366667}]},
+        {"start_date_time": "2026-03-02T09:22:00Z", "dimensions": [{"type": "ENERGY", "volume": 20}, {"type": "TIME", "volume": 1}]},
+    ]  # fmt: skip
+    assert _cli_price(tmp_path, 18, used, "2026-03-02T10:22:00Z")["total_cost"]["excl_vat"] == "7.00"
+    forced = _cli_price(tmp_path, 18, used, "2026-03-02T10:22:00Z", "--reservation-expired")
+    assert forced["total_cost"]["excl_vat"] == "8.50"
