@@ -9,8 +9,11 @@
   refused address or rejected message (5xx) -> dead-lettered and the receipt marked ``bounced``.
 * :func:`record_bounce` records a bounce reported later (a DSN) against the receipt.
 
-The signed meter data (OCPI ``signed_data`` of the CDR, else the session's or the meter values' signed data)
-goes with the email as an attachment, so the driver can check it with transparency software.
+The signed meter data (OCPI ``signed_data`` of the CDR, else the meter values' or the session's signed data;
+OCMF as its text) goes with the email as an attachment, so the driver can check it with transparency software,
+and the receipt says how the hub's own check went (``sessions.signed_verification``, made at pricing): "Signed
+meter data: verified", "unverifiable (reason)" or "INVALID (reason)" (an invalid one is not in the CDR, and
+is still attached, so the driver can see for themselves).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from kernel.models import EVSE, Cdr, ChargingSession, Location, MeterValue, Outb
 from kernel.models.portal import Receipt, ReceiptStatus
 from kernel.money import round_amount
 from kernel.outbox import DeliveryResult, enqueue
+from kernel.signed_meter import describe, ocmf_text
 from kernel.timeutil import to_local, utcnow
 from portal.smtp import SmtpConfig, send_email
 
@@ -111,6 +115,7 @@ class ReceiptView:
     signed_data_format: str | None
     signed_data_url: str | None
     public_key: str | None
+    signed_status: str | None = None  # "verified", "unverifiable (reason)", "INVALID (reason)"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -152,26 +157,37 @@ def _lines(cdr: Cdr) -> list[ReceiptLine]:
     return out
 
 
+def _readable(blob: str) -> str:
+    """Signed data as the driver's transparency software reads it: OCMF as its text (the CDR has it base64
+    encoded, a 1.6 charger may send it hex), anything else as it is."""
+    return ocmf_text(blob) or blob
+
+
 def _signed_data(cdr: Cdr, sess: ChargingSession | None, samples: list[MeterValue]) -> dict[str, str | None]:
     sd = (cdr.data or {}).get("signed_data")
     if isinstance(sd, dict) and sd.get("signed_values"):
         blocks = []
         for v in sd["signed_values"]:
-            blocks.append(f"[{v.get('nature', '')}]\n{v.get('signed_data', '')}")
+            blocks.append(f"[{v.get('nature', '')}]\n{_readable(str(v.get('signed_data', '')))}")
         return {
             "data": "\n\n".join(blocks),
             "format": str(sd.get("encoding_method") or ""),
             "url": sd.get("url"),
             "public_key": sd.get("public_key"),
         }
-    if sess is not None and sess.signed_meter_data:
-        fmt = "OCMF" if sess.signed_meter_data.startswith("OCMF") else None
-        return {"data": sess.signed_meter_data, "format": fmt, "url": None, "public_key": None}
     signed = [m for m in samples if m.signed_data]
     if signed:
-        picks = [signed[0]] if len(signed) == 1 else [signed[0], signed[-1]]
-        text = "\n\n".join(f"[{m.context} {m.timestamp.isoformat()}]\n{m.signed_data}" for m in picks)
-        return {"data": text, "format": None, "url": None, "public_key": None}
+        begin = next((m for m in signed if m.context == "Transaction.Begin"), signed[0])
+        end = next((m for m in reversed(signed) if m.context == "Transaction.End"), signed[-1])
+        picks = [begin] if begin is end else [begin, end]
+        text = "\n\n".join(
+            f"[{m.context} {m.timestamp.isoformat()}]\n{_readable(m.signed_data or '')}" for m in picks
+        )
+        fmt = "OCMF" if all(ocmf_text(m.signed_data or "") for m in picks) else None
+        return {"data": text, "format": fmt, "url": None, "public_key": None}
+    if sess is not None and sess.signed_meter_data:
+        fmt = "OCMF" if ocmf_text(sess.signed_meter_data) else None
+        return {"data": _readable(sess.signed_meter_data), "format": fmt, "url": None, "public_key": None}
     return {"data": None, "format": None, "url": None, "public_key": None}
 
 
@@ -229,6 +245,7 @@ async def build_view(db_session: AsyncSession, cdr: Cdr, token: Token) -> Receip
         signed_data_format=signed["format"],
         signed_data_url=signed["url"],
         public_key=signed["public_key"],
+        signed_status=describe(sess.signed_verification, sess.signed_verification_reason) if sess else None,
     )
 
 

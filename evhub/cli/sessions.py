@@ -34,6 +34,7 @@ from kernel.models import (
     SessionStatus,
     Token,
 )
+from kernel.signed_meter import describe
 from kernel.timeutil import parse_datetime
 
 sessions_app = typer.Typer(help="Charging sessions: list, filter, and show one.", no_args_is_help=True)
@@ -259,6 +260,8 @@ def sessions_show(
             ).all()
             item["meter_values"] = _meter_summary(values)
             item["flags"] = list(row.flags or [])
+            item["signed_verification"] = row.signed_verification
+            item["signed_verification_reason"] = row.signed_verification_reason
         if as_json:
             print_json(item)
             return
@@ -276,6 +279,9 @@ def sessions_show(
         ]
         if item["flags"]:
             fields.append(("flags", ", ".join(str(f) for f in item["flags"])))
+        signed = describe(item["signed_verification"], item["signed_verification_reason"])
+        if signed:
+            fields.append(("signed data", signed))  # checked at pricing: verified / unverifiable / INVALID
         for label, value in fields:
             console.print(f"  {label:16} {value}", highlight=False, soft_wrap=True)
         console.print("  meter values" + ("" if item["meter_values"] else "     none"), highlight=False)
