@@ -270,7 +270,7 @@ def verify(
         any_ocmf = True
         try:
             messages[nature] = _parse(text)
-        except PyOCMFError as e:
+        except (PyOCMFError, ValueError) as e:  # pyocmf's errors; ValueError: what may slip past them
             invalid.append(f"{nature}: not valid OCMF ({e})")
     if not any_ocmf:
         return Verification(UNVERIFIABLE, "not OCMF", UNKNOWN_ENCODING)
