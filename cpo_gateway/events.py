@@ -74,6 +74,13 @@ class SessionStarted:
     reservation_id: int | None = None
     remote_start_id: int | None = None
     samples: tuple[Sample, ...] = ()
+    meter_public_key: str | None = None  # 2.0.1 signedMeterValue.publicKey (verifies the signed values)
+    seq_no: int | None = None
+    """2.0.1 ``seqNo`` of the event (None for 1.6)."""
+    earlier_seq_nos: tuple[int, ...] = ()
+    """seqNos of the transaction's earlier events that took the group-commit path on this connection."""
+    offline: bool = False
+    """2.0.1 ``offline``: the event happened while the charger was offline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,13 @@ class SessionEnded:
     evse_id: int | None = None
     connector_id: int | None = None
     samples: tuple[Sample, ...] = ()
+    meter_public_key: str | None = None
+    seq_no: int | None = None
+    """2.0.1 ``seqNo`` of the event (None for 1.6)."""
+    earlier_seq_nos: tuple[int, ...] = ()
+    """seqNos of the transaction's earlier events that took the group-commit path on this connection."""
+    offline: bool = False
+    """2.0.1 ``offline``: the event happened while the charger was offline."""
 
 
 @dataclass(slots=True)

@@ -12,7 +12,11 @@ Idempotency rules (see docs/gateway.md):
   order of arrival does not matter;
 * an event for an unknown transaction creates the session, flagged ``UNKNOWN_TRANSACTION``; nothing is dropped;
 * a second stop for an ended session changes nothing; the energy is recomputed from the stored register
-  readings whenever late samples arrive for an ended session that pricing has not taken yet.
+  readings whenever late data arrives for an ended session: one that pricing has not taken yet is simply
+  updated, a priced one whose inputs changed (times, meter start/stop, energy, a new sample) goes to
+  ``REPRICE`` (pricing credits and re-issues its CDR when the result differs);
+* 2.0.1 data may still be missing when a transaction ends (its start was never seen, or its seqNos have a
+  gap): it is handed to pricing with ``price_after`` = now + ``late_data_grace``, so what is late lands first.
 
 The energy rules themselves are pure, in :mod:`cpo_gateway.meter_rules`. Every method commits before it
 returns, so the caller answers the charger only after the data is durable.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, inspect, select
@@ -33,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cpo_gateway.authorization import AuthResult
 from cpo_gateway.events import ENERGY_REGISTER, ChargerRef, MeterValues, Sample, SessionEnded, SessionStarted
 from cpo_gateway.hook_runner import run_hooks
-from cpo_gateway.idempotent_insert import insert_ignoring_duplicates, rows_written
+from cpo_gateway.idempotent_insert import insert_ignoring_duplicates
 from cpo_gateway.meter_rules import (
     END_BEFORE_START,
     ENERGY_FLAGS,
@@ -80,10 +84,12 @@ class FirstSeen:
 class SessionStore:
     """Stores the charging sessions chargers report. One instance per gateway process."""
 
-    def __init__(self, db: Database, hooks: Hooks | None = None) -> None:
-        """``hooks.session`` runs in the transaction that opened or ended a session."""
+    def __init__(self, db: Database, hooks: Hooks | None = None, *, late_data_grace: float = 600) -> None:
+        """``hooks.session`` runs in the transaction that opened or ended a session; ``late_data_grace``
+        (seconds, ``EVHUB_LATE_DATA_GRACE``) is how long pricing waits for a session that may be incomplete."""
         self.db = db
         self.hooks = hooks if hooks is not None else Hooks()
+        self.late_data_grace = timedelta(seconds=late_data_grace)
 
     # -- opening --------------------------------------------------------------------------------------------
 
@@ -278,18 +284,19 @@ class SessionStore:
             flags = [] if is_start_event else [UNKNOWN_TRANSACTION]
             first = FirstSeen(ev.evse_id, ev.connector_id, ev.timestamp, ev.id_tag, flags, auth)
             session, created = await self._get_or_create(db_session, cp, ev.transaction_id, first)
+            before = _inputs(session)
+            _note_sequence(session, ev.seq_no, ev.earlier_seq_nos, ev.offline)
             if is_start_event and UNKNOWN_TRANSACTION in (session.flags or []):
                 session.flags = [f for f in session.flags if f != UNKNOWN_TRANSACTION]
                 if ev.timestamp < session.start_time or session.end_time is not None:
                     session.start_time = ev.timestamp
             _apply_start(session, ev, auth, created)
-            await self._add_samples(db_session, session, ev.samples)
+            added = await self._add_samples(db_session, session, ev.samples)
             if is_start_event:
                 await db_session.flush()
                 await self._supersede_older(db_session, session, ChargingSession.ocpp_evse_id, ev.evse_id)
-            if session.end_time is not None and _open_for_data(session):
-                await self._finalize(db_session, session)
-                await self._hand_off(db_session, cp, session)
+            if session.end_time is not None:
+                await self._late_data(db_session, cp, session, before, added)
             if created:
                 await run_hooks(db_session, "session", self.hooks.session, session)
             return session
@@ -302,13 +309,36 @@ class SessionStore:
             start = min(smp.timestamp for smp in ev.samples)
             first = FirstSeen(ev.evse_id, None, start, None, [UNKNOWN_TRANSACTION])
             session, _created = await self._get_or_create(db_session, cp, ev.transaction_id, first)
+            before = _inputs(session)
             if session.evse_pk is None and ev.evse_id is not None:
                 self._place(session, cp, ev.evse_id, await self._connector_pk_of(db_session, cp, ev.evse_id))
-            await self._add_samples(db_session, session, ev.samples)
-            if session.end_time is not None and _open_for_data(session):
-                await self._finalize(db_session, session)
-                await self._hand_off(db_session, cp, session)
+            added = await self._add_samples(db_session, session, ev.samples)
+            if session.end_time is not None:
+                await self._late_data(db_session, cp, session, before, added)
             return session
+
+    async def _late_data(
+        self,
+        db_session: AsyncSession,
+        cp: ChargerRef,
+        session: ChargingSession,
+        before: tuple[Any, ...],
+        added: int,
+    ) -> None:
+        """Data for a session that had ended already (a late start, late or out-of-order samples). One that
+        pricing has not taken (or failed for want of this data) is recomputed and handed off again; one
+        whose inputs changed (``before``: :func:`_inputs`; ``added`` new meter rows) is recomputed and, when
+        it was priced, marked ``REPRICE`` (pricing compares and, when the CDR differs, credits it and issues
+        a new revision); held and failed ones are recomputed and stay where they are."""
+        if _open_for_data(session):
+            await self._finalize(db_session, session)
+            await self._hand_off(db_session, cp, session)
+            return
+        if not added and _inputs(session) == before:
+            return  # a replay: nothing changed
+        await self._finalize(db_session, session)
+        if session.pricing_state in (PricingState.PRICED, PricingState.REPRICE):
+            session.pricing_state = PricingState.REPRICE
 
     # -- the hand-off to pricing ----------------------------------------------------------------------------
 
@@ -367,6 +397,8 @@ class SessionStore:
         if reason is None:
             session.pricing_state = PricingState.PENDING
             session.pricing_error = None
+            if session.price_after is None and _may_be_incomplete(cp, session):
+                session.price_after = utcnow() + self.late_data_grace
         else:
             session.pricing_state = PricingState.FAILED
             session.pricing_error = f"{NOT_PRICEABLE}: {reason}"
@@ -393,13 +425,15 @@ class SessionStore:
             start = min([ev.timestamp, *(smp.timestamp for smp in ev.samples)])
             first = FirstSeen(ev.evse_id, ev.connector_id, start, ev.id_tag, [UNKNOWN_TRANSACTION], auth)
             session, _created = await self._get_or_create(db_session, cp, ev.transaction_id, first)
-            await self._add_samples(db_session, session, ev.samples)
+            before = _inputs(session)
+            _note_sequence(session, ev.seq_no, ev.earlier_seq_nos, ev.offline)
+            added = await self._add_samples(db_session, session, ev.samples)
+            if session.meter_public_key is None and ev.meter_public_key:
+                session.meter_public_key = ev.meter_public_key
             if _superseded_awaiting_stop(session):
                 _reopen(session)  # its own stop came after all: it ends as reported, not as guessed
             if session.end_time is not None:
-                if _open_for_data(session):
-                    await self._finalize(db_session, session)
-                    await self._hand_off(db_session, cp, session)
+                await self._late_data(db_session, cp, session, before, added)
                 return session
             if UNKNOWN_TRANSACTION in (session.flags or []) and start < session.start_time:
                 session.start_time = start  # the start was never seen: its readings are the earliest we know
@@ -427,8 +461,8 @@ class SessionStore:
         rows = sample_rows(session.id, samples)
         if not rows:
             return 0
-        result = await db_session.execute(insert_ignoring_duplicates(self.db, MeterValue), rows)
-        return rows_written(result)
+        insert = insert_ignoring_duplicates(self.db, MeterValue).returning(MeterValue.session_id)
+        return len((await db_session.execute(insert, rows)).all())
 
     async def _finalize(self, db_session: AsyncSession, session: ChargingSession) -> None:
         """Recompute the ended session's energy, meter stop, energy flags and signed data from its stored
@@ -464,6 +498,51 @@ class SessionStore:
         session.last_updated = utcnow()
 
 
+def _inputs(session: ChargingSession) -> tuple[Any, ...]:
+    """What pricing reads of a session row: a change of any after it was priced means a new price."""
+    return (
+        session.start_time,
+        session.end_time,
+        session.meter_start_wh,
+        session.meter_stop_wh,
+        session.energy_wh,
+        session.evse_pk,
+    )
+
+
+def _note_sequence(
+    session: ChargingSession, seq_no: int | None, earlier: tuple[int, ...], offline: bool
+) -> None:
+    """Keep the 2.0.1 seqNos seen for the transaction (``data["seq_nos"]``, sorted) and whether any of its
+    events happened while the charger was offline (``data["offline"]``)."""
+    seen = set((session.data or {}).get("seq_nos", ()))
+    new = seen | set(earlier) | ({seq_no} if seq_no is not None else set())
+    data = dict(session.data or {})
+    if new != seen:
+        data["seq_nos"] = sorted(new)
+    if offline:
+        data["offline"] = True
+    if data != (session.data or {}):
+        session.data = data
+
+
+def sequence_gap(session: ChargingSession) -> bool:
+    """True when the transaction's seqNos seen so far miss a number between the lowest and the highest
+    (OCPP 2.0.1 TransactionEventRequest.seqNo: "Incremental sequence number, helps with determining if all
+    messages of a transaction have been received")."""
+    seen = (session.data or {}).get("seq_nos") or []
+    return bool(seen) and len(seen) < max(seen) - min(seen) + 1
+
+
+def _may_be_incomplete(cp: ChargerRef, session: ChargingSession) -> bool:
+    """A 2.0.1 session that ended while some of its messages may still be on their way: its start was never
+    seen, or its seqNos have a gap. (A 1.6 StartTransaction that never arrived cannot come later under the
+    same transaction id, which the central system assigns: waiting would change nothing.)"""
+    if cp.ocpp_version.startswith("1.6"):
+        return False
+    return UNKNOWN_TRANSACTION in (session.flags or []) or sequence_gap(session)
+
+
 def _superseded_awaiting_stop(session: ChargingSession) -> bool:
     """A session closed by a later start on its connector that is still held for that reason."""
     return (
@@ -497,7 +576,7 @@ def _apply_start(
     session: ChargingSession, ev: SessionStarted, auth: AuthResult | None, created: bool
 ) -> None:
     """Fill in what a start event knows and the session does not yet (earlier start, meter start, id tag,
-    token, remote start id); a changed existing session gets a new ``last_updated``."""
+    token, remote start id, reservation id); a changed existing session gets a new ``last_updated``."""
     changed = False
     if ev.timestamp < session.start_time:
         session.start_time = ev.timestamp
@@ -508,12 +587,16 @@ def _apply_start(
     if session.id_tag is None and ev.id_tag is not None:
         session.id_tag = ev.id_tag
         changed = True
+    if session.meter_public_key is None and ev.meter_public_key:
+        session.meter_public_key = ev.meter_public_key  # not in the OCPI session: last_updated stays
     if session.token_id is None and auth is not None and auth.token_id is not None:
         session.token_id = auth.token_id
         changed = True
     if ev.remote_start_id is not None and "remote_start_id" not in (session.data or {}):
         session.data = {**(session.data or {}), "remote_start_id": ev.remote_start_id}
         changed = True
+    if ev.reservation_id is not None and "reservation_id" not in (session.data or {}):
+        session.data = {**(session.data or {}), "reservation_id": ev.reservation_id}  # 2.0.1 reservationId
     if ev.reservation_id is not None and "reservation_id" not in (session.data or {}):
         session.data = {**(session.data or {}), "reservation_id": ev.reservation_id}  # 2.0.1 (T7)
         changed = True

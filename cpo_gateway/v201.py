@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,13 @@ if TYPE_CHECKING:
     from cpo_gateway.connection import ChargerConnection
 
 VERSION = "2.0.1"
+
+_FAST_PATH_SEQ_NOS: weakref.WeakKeyDictionary[ChargerConnection, dict[str, set[int]]] = (
+    weakref.WeakKeyDictionary()
+)
+"""Per connection, per transaction: the seqNos of Updated events that took the group-commit path (which
+writes meter rows only). They are handed to the session store with the transaction's next event that takes
+the full path (its Ended at the latest), so a gap in the seqNos means a message really is missing."""
 
 
 def id_token_info(auth: AuthResult) -> dict[str, Any]:
@@ -54,6 +62,17 @@ def samples(meter_values: list[dict[str, Any]]) -> tuple[Sample, ...]:
                 )
             )
     return tuple(out)
+
+
+def public_key(meter_values: list[dict[str, Any]]) -> str | None:
+    """The first ``signedMeterValue.publicKey`` of the meter values ("Base64 encoded, sending depends on
+    configuration variable PublicKeyWithSignedMeterValue"): the key that verifies the signed values."""
+    for mv in meter_values:
+        for sv in mv.get("sampledValue", []):
+            key = (sv.get("signedMeterValue") or {}).get("publicKey")
+            if key:
+                return str(key)
+    return None
 
 
 def _register(smp: tuple[Sample, ...], context: str) -> Decimal | None:
@@ -114,11 +133,15 @@ async def transaction_event(conn: ChargerConnection, p: dict[str, Any]) -> dict[
     evse = p.get("evse") or {}
     evse_id, connector_id = evse.get("id"), evse.get("connectorId")
     smp = samples(p.get("meterValue", []))
+    key = public_key(p.get("meterValue", []))
     token = p.get("idToken")
     auth = await _authorize(conn, token, evse_id) if token and token.get("idToken") else None
     answer: dict[str, Any] = {"idTokenInfo": id_token_info(auth)} if auth is not None else {}
     sessions = conn.gw.sessions
     kind = p["eventType"]
+    seq_no, offline = p.get("seqNo"), bool(p.get("offline", False))
+    fast_seq = _FAST_PATH_SEQ_NOS.setdefault(conn, {})
+    earlier = tuple(sorted(fast_seq.get(tx, ())))
     if kind == "Ended":
         ended = SessionEnded(
             transaction_id=tx,
@@ -129,13 +152,20 @@ async def transaction_event(conn: ChargerConnection, p: dict[str, Any]) -> dict[
             evse_id=evse_id,
             connector_id=connector_id,
             samples=smp,
+            meter_public_key=key,
+            seq_no=seq_no,
+            earlier_seq_nos=earlier,
+            offline=offline,
         )
         await sessions.ended(conn.ref, ended, auth)
         conn.active_tx.pop(tx, None)
+        fast_seq.pop(tx, None)
         return answer
     if kind == "Updated" and auth is None and tx in conn.active_tx:
         if smp:
             await store_meter_values(conn, tx, evse_id, smp)
+        if seq_no is not None:
+            fast_seq.setdefault(tx, set()).add(seq_no)
         return answer
     started = SessionStarted(
         transaction_id=tx,
@@ -145,9 +175,15 @@ async def transaction_event(conn: ChargerConnection, p: dict[str, Any]) -> dict[
         timestamp=when if kind == "Started" else min([when, *(s.timestamp for s in smp)]),
         meter_start_wh=_register(smp, "Transaction.Begin"),
         remote_start_id=info.get("remoteStartId"),
+        reservation_id=p.get("reservationId"),  # the reservation this transaction ends (T7)
         samples=smp,
+        meter_public_key=key,
+        seq_no=seq_no,
+        earlier_seq_nos=earlier,
+        offline=offline,
     )
     session = await sessions.started(conn.ref, started, auth, is_start_event=kind == "Started")
+    fast_seq.pop(tx, None)
     if session.end_time is None:
         conn.active_tx[tx] = [session.id, session.meter_start_wh, None]
     return answer

@@ -21,7 +21,8 @@ from cpo_gateway.session_store import SUPERSEDED_BY_NEW_START, SessionStore
 from kernel.db.engine import Database
 from kernel.models import ChargingSession, PricingState, SessionStatus
 from kernel.seams import Hooks
-from tests.gateway.conftest import T0, Seed, iso, open_client, wait_until
+from kernel.timeutil import utcnow
+from tests.gateway.conftest import T0, Seed, gateway_settings, iso, open_client, wait_until
 
 
 def mv(ts: Any, wh: int, context: str = "Sample.Periodic") -> dict[str, Any]:
@@ -148,3 +149,176 @@ async def test_new_start_supersedes_the_active_session(gateway: Gateway, db: Dat
             .where(ChargingSession.status == SessionStatus.ACTIVE, ChargingSession.ocpp_connector_id == 1)
         )
     assert active == 1
+
+
+# -- M4: 2.0.1 Ended before Started, late data ----------------------------------------------------------------
+
+
+def te(kind: str, tx: str, ts: Any, seq: int, *values: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A TransactionEventRequest on EVSE 1 of CP201."""
+    payload: dict[str, Any] = {
+        "eventType": kind, "timestamp": iso(ts), "triggerReason": "MeterValuePeriodic", "seqNo": seq,
+        "transactionInfo": {"transactionId": tx}, "evse": {"id": 1, "connectorId": 1},
+    }  # fmt: skip
+    if kind == "Ended":
+        payload["transactionInfo"]["stoppedReason"] = "EVDisconnected"
+    if values:
+        payload["meterValue"] = list(values)
+    payload.update(extra)
+    return payload
+
+
+def kwh(ts: Any, value: str, context: str = "Sample.Periodic") -> dict[str, Any]:
+    sv = {"value": float(value), "context": context, "measurand": "Energy.Active.Import.Register",
+          "unitOfMeasure": {"unit": "kWh"}}  # fmt: skip
+    return {"timestamp": iso(ts), "sampledValue": [sv]}
+
+
+END = T0 + timedelta(hours=1)
+BEGIN_VALUE = kwh(T0, "10.0", "Transaction.Begin")
+ENDED = te(
+    "Ended", "TX-LATE", END, 3, kwh(T0 + timedelta(minutes=40), "14.0"), kwh(END, "15.5", "Transaction.End")
+)
+STARTED = te("Started", "TX-LATE", T0, 0, BEGIN_VALUE, idToken={"idToken": "AABBCC01", "type": "ISO14443"})
+UPDATED = [te("Updated", "TX-LATE", T0 + timedelta(minutes=m), n, kwh(T0 + timedelta(minutes=m), v))
+           for n, m, v in ((1, 10, "11.0"), (2, 20, "12.0"))]  # fmt: skip
+
+
+async def _grace_gateway(db: Database, database_url: str, grace: float) -> Gateway:
+    gw = Gateway(gateway_settings(database_url, late_data_grace=grace), db, "node-grace")
+    await gw.start("127.0.0.1", 0)
+    return gw
+
+
+async def test_ended_before_started_waits_for_the_late_events(
+    db: Database, seeded: Seed, database_url: str
+) -> None:
+    """M4: an Ended event for a transaction never started (out-of-order delivery after an outage) is not
+    priced at once (without its Transaction.Begin reading it cannot be: "not priceable" until more comes).
+    Its late Started leaves a seqNo gap: PENDING until price_after = now (the hub's clock) +
+    late_data_grace. The Updated events arriving inside the grace just complete it: the start, the meter
+    start and the energy of the whole transaction, seqNos 0..3 all seen, still PENDING, same price_after."""
+    gw = await _grace_gateway(db, database_url, 900)
+    try:
+        c = await open_client(gw, "CP201", "ocpp2.0.1")
+        await c.ok("TransactionEvent", ENDED)
+        sess = await _by_tx(db, "TX-LATE")
+        assert "UNKNOWN_TRANSACTION" in sess.flags and sess.pricing_state != PricingState.PRICED
+        before = utcnow()
+        await c.ok("TransactionEvent", STARTED)  # seqNos 0 and 3 seen: 1 and 2 are still on their way
+        after = utcnow()
+        sess = await _by_tx(db, "TX-LATE")
+        assert sess.pricing_state == PricingState.PENDING and sess.price_after is not None
+        grace_ends = sess.price_after
+        assert before + timedelta(seconds=900) <= grace_ends <= after + timedelta(seconds=900)
+        for event in UPDATED:
+            await c.ok("TransactionEvent", event)
+        await c.close()
+    finally:
+        await gw.stop()
+    sess = await _by_tx(db, "TX-LATE")
+    assert sess.pricing_state == PricingState.PENDING and sess.price_after == grace_ends
+    assert sess.start_time == T0 and sess.end_time == END and "UNKNOWN_TRANSACTION" not in sess.flags
+    assert sess.meter_start_wh == Decimal(10000) and sess.energy_wh == Decimal(5500)
+    assert sess.data["seq_nos"] == [0, 1, 2, 3]
+
+
+async def test_priceable_ended_first_waits_the_grace(db: Database, seeded: Seed, database_url: str) -> None:
+    """M4: an Ended event that could be priced on its own (it carries the Transaction.Begin reading) but whose
+    transaction was never started is PENDING with price_after = now + late_data_grace, not priced at once."""
+    gw = await _grace_gateway(db, database_url, 600)
+    try:
+        c = await open_client(gw, "CP201", "ocpp2.0.1")
+        before = utcnow()
+        await c.ok(
+            "TransactionEvent", te("Ended", "TX-E", END, 3, BEGIN_VALUE, kwh(END, "15.5", "Transaction.End"))
+        )
+        after = utcnow()
+        await c.close()
+    finally:
+        await gw.stop()
+    sess = await _by_tx(db, "TX-E")
+    assert sess.pricing_state == PricingState.PENDING and sess.energy_wh == Decimal(5500)
+    assert sess.price_after is not None
+    assert before + timedelta(seconds=600) <= sess.price_after <= after + timedelta(seconds=600)
+
+
+async def test_sequence_gap_waits_the_grace(db: Database, seeded: Seed, database_url: str) -> None:
+    """M4: Started(0) then Ended(3) with seqNos 1 and 2 never received: PENDING with price_after = now +
+    late_data_grace. A complete transaction (0, 1, 2, 3; 1 and 2 on the group-commit path) is priced at once
+    (price_after None)."""
+    gw = await _grace_gateway(db, database_url, 600)
+    try:
+        c = await open_client(gw, "CP201", "ocpp2.0.1")
+        await c.ok("TransactionEvent", STARTED)
+        await c.ok("TransactionEvent", ENDED)
+        complete = {"transactionInfo": {"transactionId": "TX-FULL"}}
+        await c.ok("TransactionEvent", {**STARTED, **complete, "evse": {"id": 2, "connectorId": 1}})
+        for event in UPDATED:
+            await c.ok("TransactionEvent", {**event, **complete, "evse": {"id": 2, "connectorId": 1}})
+        await c.ok("TransactionEvent", {**ENDED, "transactionInfo": {"transactionId": "TX-FULL",
+                                                                     "stoppedReason": "Local"},
+                                        "evse": {"id": 2, "connectorId": 1}})  # fmt: skip
+        await c.close()
+    finally:
+        await gw.stop()
+    gap = await _by_tx(db, "TX-LATE")
+    assert gap.data["seq_nos"] == [0, 3] and gap.pricing_state == PricingState.PENDING
+    assert gap.price_after is not None and gap.price_after > utcnow()
+    full = await _by_tx(db, "TX-FULL")
+    assert full.data["seq_nos"] == [0, 1, 2, 3] and full.pricing_state == PricingState.PENDING
+    assert full.price_after is None and full.energy_wh == Decimal(5500)
+
+
+async def _mark_priced(db: Database, tx: str) -> None:
+    """What the rating worker does when it issued the session's CDR."""
+    async with db.session() as s:
+        row = await s.scalar(select(ChargingSession).where(ChargingSession.transaction_id == tx))
+        assert row is not None
+        row.pricing_state = PricingState.PRICED
+        row.price_after = None
+
+
+async def test_late_events_for_a_priced_session_reprice_it(
+    gateway: Gateway, db: Database, seeded: Seed
+) -> None:
+    """M4: a session already PRICED from its Ended event alone gets its Started and Updated events late: the
+    start and energy are recomputed and pricing_state becomes REPRICE (pricing credits and re-issues). A
+    replay of an event already stored changes nothing and leaves a priced session PRICED."""
+    c = await open_client(gateway, "CP201", "ocpp2.0.1")
+    await c.ok("TransactionEvent", ENDED)
+    await _mark_priced(db, "TX-LATE")
+    await c.ok("TransactionEvent", ENDED)  # a replay of the Ended event: nothing new
+    assert (await _by_tx(db, "TX-LATE")).pricing_state == PricingState.PRICED
+    await c.ok("TransactionEvent", STARTED)
+    sess = await _by_tx(db, "TX-LATE")
+    assert sess.pricing_state == PricingState.REPRICE
+    assert sess.start_time == T0 and sess.energy_wh == Decimal(5500)
+    await _mark_priced(db, "TX-LATE")  # repriced
+    await c.ok("TransactionEvent", UPDATED[0])  # a late sample: the stored series changed
+    assert (await _by_tx(db, "TX-LATE")).pricing_state == PricingState.REPRICE
+    await _mark_priced(db, "TX-LATE")
+    await c.ok("TransactionEvent", UPDATED[0])  # its replay
+    await c.close()
+    assert (await _by_tx(db, "TX-LATE")).pricing_state == PricingState.PRICED
+
+
+async def test_late_meter_values_for_a_priced_16_session_reprice_it(
+    gateway: Gateway, db: Database, seeded: Seed
+) -> None:
+    """M4: 1.6 MeterValues that arrive after the StopTransaction of a session already PRICED add to its
+    stored series (the energy over time, which time-based prices read): the session goes to REPRICE; the
+    same MeterValues resent changes nothing."""
+    c = await open_client(gateway, "CP16", "ocpp1.6")
+    tx = (await c.ok("StartTransaction", {"connectorId": 1, "idTag": "AABBCC01", "meterStart": 1000,
+                                          "timestamp": iso(T0)}))["transactionId"]  # fmt: skip
+    await c.ok("StopTransaction", {"transactionId": tx, "meterStop": 6000, "timestamp": iso(END)})
+    await _mark_priced(db, str(tx))
+    late = {"connectorId": 1, "transactionId": tx, "meterValue": [mv(T0 + timedelta(minutes=30), 3000)]}
+    await c.ok("MeterValues", late)
+    sess = await _by_tx(db, tx)
+    assert sess.pricing_state == PricingState.REPRICE and sess.energy_wh == Decimal(5000)
+    await _mark_priced(db, str(tx))
+    await c.ok("MeterValues", late)
+    await c.close()
+    assert (await _by_tx(db, tx)).pricing_state == PricingState.PRICED
