@@ -596,8 +596,6 @@ def _apply_start(
         session.data = {**(session.data or {}), "remote_start_id": ev.remote_start_id}
         changed = True
     if ev.reservation_id is not None and "reservation_id" not in (session.data or {}):
-        session.data = {**(session.data or {}), "reservation_id": ev.reservation_id}  # 2.0.1 reservationId
-    if ev.reservation_id is not None and "reservation_id" not in (session.data or {}):
         session.data = {**(session.data or {}), "reservation_id": ev.reservation_id}  # 2.0.1 (T7)
         changed = True
     if changed and not created:

@@ -41,7 +41,15 @@ from tariffs.core.engine import price_session
 from tariffs.core.ocpi_periods import periods_from_ocpi
 from tariffs.core.tariff_document import ChargingPeriod, Tariff
 from tariffs.core.tariff_json import load_tariff
-from tests.gateway.conftest import PASSWORD, Client, gateway_settings, iso, open_client
+from tests.gateway.conftest import (  # noqa: F401  (gateway, seeded: the gateway world's fixtures)
+    PASSWORD,
+    Client,
+    gateway,
+    gateway_settings,
+    iso,
+    open_client,
+    seeded,
+)
 from tests.ocpi._helpers import advance_clock, connect
 from tests.ocpi.conftest import hub, network, real_sockets, sim  # noqa: F401  (the OCPI world's fixtures)
 from tests.world.sites import seed_cpo, seed_location
@@ -479,3 +487,34 @@ def test_cli_price_reads_a_reservation_only_cdr_as_expired_and_can_be_told(tmp_p
     assert _cli_price(tmp_path, 18, used, "2026-03-02T10:22:00Z")["total_cost"]["excl_vat"] == "7.00"
     forced = _cli_price(tmp_path, 18, used, "2026-03-02T10:22:00Z", "--reservation-expired")
     assert forced["total_cost"]["excl_vat"] == "8.50"
+
+
+async def test_v201_transaction_event_reservation_id_uses_the_reservation(
+    gateway, seeded, db: Database
+) -> None:  # type: ignore[no-untyped-def]
+    """T7: a 2.0.1 TransactionEvent Started with ``reservationId`` ("the Id of the reservation that
+    terminates as a result of this transaction") keeps it in the session; the reservation job then marks the
+    reservation USED and linked instead of expiring it, also when it runs after the expiry."""
+    from tariffs.reservation_job import ReservationJob
+    from tests.gateway.conftest import T0
+
+    async with db.session() as s:
+        cp = await s.scalar(select(ChargePoint).where(ChargePoint.identity == "CP201"))
+        s.add(Reservation(reservation_id="R-201", ocpp_reservation_id=77, cpo_id=seeded.cpo_id, charge_point_id=cp.id,
+                          status=ReservationStatus.ACTIVE, made_at=T0 - timedelta(minutes=10),
+                          expiry=T0 + timedelta(hours=1), data={}))  # fmt: skip
+    c = await open_client(gateway, "CP201", "ocpp2.0.1")
+    await c.ok(
+        "BootNotification", {"reason": "PowerUp", "chargingStation": {"model": "M2", "vendorName": "V"}}
+    )
+    event = {"eventType": "Started", "timestamp": iso(T0), "triggerReason": "Authorized", "seqNo": 0,
+             "transactionInfo": {"transactionId": "TX-R"}, "evse": {"id": 1, "connectorId": 1},
+             "idToken": {"idToken": "AABBCC01", "type": "ISO14443"}, "reservationId": 77}  # fmt: skip
+    await c.ok("TransactionEvent", event)
+    await c.close()
+    assert await ReservationJob(db).run_once(T0 + timedelta(hours=2)) == 0
+    async with db.session() as s:
+        cs = await s.scalar(select(ChargingSession).where(ChargingSession.transaction_id == "TX-R"))
+        res = await s.scalar(select(Reservation).where(Reservation.reservation_id == "R-201"))
+    assert cs.data["reservation_id"] == 77
+    assert res.status == ReservationStatus.USED and res.session_id == cs.id
