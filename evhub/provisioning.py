@@ -8,8 +8,10 @@ The CLI (``evhub parties|locations|chargers|tokens|tariffs ...``), the demo and 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -38,10 +40,11 @@ from kernel.models import (
 )
 from kernel.money import MoneyError, normalize_currency, parse_amount
 from kernel.security import hash_password
-from kernel.timeutil import parse_datetime, utcnow
+from kernel.timeutil import format_rfc3339, parse_datetime, utcnow
 from kernel.validation import describe_validation_error
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 
 class ProvisioningError(ValueError):
@@ -229,6 +232,7 @@ async def import_location(
             con.tariff_ids = list(con_in.tariff_ids)
             con.last_updated = con_in.last_updated
     await db_session.flush()
+    await check_connector_tariffs(db_session, cpo.id, location_id=loc.id)
     return loc, created
 
 
@@ -473,12 +477,82 @@ def _check_tariff(data: Any) -> dict[str, Any]:
     return to_jsonable(tariff, decimals_as="keep")
 
 
+def stored_version_problem(row: TariffVersion) -> str | None:
+    """Why a stored version fails today's tariff checks (the model's, :func:`_check_tariff`), or None."""
+    from tariffs.core.tariff_document import Tariff
+
+    try:
+        Tariff.model_validate(row.data)
+    except ValidationError as exc:
+        return describe_validation_error(exc)
+    return None
+
+
+def mark_invalid(rows: Sequence[TariffVersion]) -> list[TariffVersion]:
+    """Set ``invalid_reason`` on the rows (not marked yet) that fail the tariff checks; returns those rows.
+
+    An invalid version never applies (:func:`tariffs.tariff_versions.applicable_rows`)."""
+    marked = []
+    for row in rows:
+        if row.invalid_reason is None and (problem := stored_version_problem(row)) is not None:
+            row.invalid_reason = problem
+            marked.append(row)
+            log.warning("tariff %s version %d marked invalid: %s", row.tariff_id, row.version, problem)
+    return marked
+
+
+async def check_stored_tariffs(db_session: AsyncSession) -> tuple[list[TariffVersion], list[TariffVersion]]:
+    """Validate every stored tariff version and mark the invalid ones (``evhub tariffs check``).
+
+    Returns (every invalid version, oldest first; those of them marked now)."""
+    rows = (
+        await db_session.scalars(
+            select(TariffVersion).order_by(
+                TariffVersion.cpo_id, TariffVersion.tariff_id, TariffVersion.version
+            )
+        )
+    ).all()
+    marked = mark_invalid(rows)
+    await db_session.flush()
+    return [r for r in rows if r.invalid_reason is not None], marked
+
+
+async def _versions_of(db_session: AsyncSession, cpo_id: int, tariff_id: str) -> list[TariffVersion]:
+    return list(
+        (
+            await db_session.scalars(
+                select(TariffVersion)
+                .where(TariffVersion.cpo_id == cpo_id, TariffVersion.tariff_id == tariff_id)
+                .order_by(TariffVersion.version)
+            )
+        ).all()
+    )
+
+
+def _wire_instant(value: datetime) -> datetime:
+    """``value`` to whole milliseconds (what an OCPI DateTime carries), so the published start is exact."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def _at(value: datetime | None) -> str:
+    return format_rfc3339(value) if value is not None else "always"
+
+
 async def import_tariff(
-    db_session: AsyncSession, data: Any, *, source: str = "import"
+    db_session: AsyncSession, data: Any, *, source: str = "import", supersedes: int | None = None
 ) -> tuple[TariffVersion, bool]:
     """Store an OCPI Tariff as a new version of its tariff id (same content again: no new version).
 
+    ``supersedes`` V: an operator correction of stored version V (say one marked invalid): the new version
+    takes over V's validity window instead of starting when it is stored, and V no longer applies
+    (:func:`tariffs.tariff_versions.window_start`, the one exception to the publication rule; logged).
+    The tariff id's stored versions are checked first and invalid ones marked (:func:`mark_invalid`); a
+    version that would never apply (ends before it starts to apply) and one that would give a connector two
+    tariffs of one type at the same time (:func:`check_connector_tariffs`) are refused.
+
     Returns (version row, created)."""
+    from tariffs.tariff_versions import window_start
+
     if not isinstance(data, dict):
         raise ProvisioningError("invalid OCPI Tariff: expected a JSON object")
     clean = _check_tariff(data)
@@ -487,14 +561,13 @@ async def import_tariff(
     except MoneyError as exc:
         raise ProvisioningError(f"invalid OCPI Tariff {clean['id']!r}: currency: {exc}") from None
     cpo = await find_party(db_session, f"{clean['country_code']}{clean['party_id']}", PartyRole.CPO)
-    latest = await db_session.scalar(
-        select(TariffVersion)
-        .where(TariffVersion.cpo_id == cpo.id, TariffVersion.tariff_id == clean["id"])
-        .order_by(TariffVersion.version.desc())
-        .limit(1)
-    )
-    if latest is not None and latest.data == clean:
+    rows = await _versions_of(db_session, cpo.id, clean["id"])
+    mark_invalid(rows)
+    latest = rows[-1] if rows else None
+    if latest is not None and latest.data == clean and latest.supersedes_version == supersedes:
         return latest, False
+    if supersedes is not None:
+        _check_supersedes(clean["id"], rows, supersedes)
     start = parse_datetime(clean["start_date_time"]) if clean.get("start_date_time") else None
     end = parse_datetime(clean["end_date_time"]) if clean.get("end_date_time") else None
     last_updated = parse_datetime(clean["last_updated"]) if clean.get("last_updated") else utcnow()
@@ -509,10 +582,114 @@ async def import_tariff(
         end_date_time=end,
         data=clean,
         last_updated=last_updated,
+        supersedes_version=supersedes,
+        created_at=_wire_instant(utcnow()),
     )
+    applies_from = window_start([*rows, row], row)
+    if end is not None and applies_from is not None and end <= applies_from:
+        raise ProvisioningError(
+            f"OCPI Tariff {clean['id']!r}: end_date_time {format_rfc3339(end)} is not after {_at(applies_from)}, "
+            "when this version would start to apply (a version applies from max(start_date_time, the moment "
+            "it is stored), when partners can have it): it would never apply"
+        )
     db_session.add(row)
     await db_session.flush()
+    if supersedes is not None:
+        log.warning(
+            "tariff %s version %d supersedes version %d (operator correction): it applies from %s",
+            row.tariff_id,
+            row.version,
+            supersedes,
+            _at(applies_from),
+        )
+    await check_connector_tariffs(db_session, cpo.id, tariff_id=row.tariff_id)
     return row, True
+
+
+def _check_supersedes(tariff_id: str, rows: Sequence[TariffVersion], supersedes: int) -> None:
+    target = next((r for r in rows if r.version == supersedes), None)
+    if target is None:
+        have = ", ".join(str(r.version) for r in rows) or "none"
+        raise ProvisioningError(
+            f"--supersedes {supersedes}: tariff {tariff_id!r} has no version {supersedes} (stored: {have})"
+        )
+    later = next((r for r in rows if r.supersedes_version == supersedes), None)
+    if later is not None:
+        raise ProvisioningError(
+            f"--supersedes {supersedes}: version {supersedes} of tariff {tariff_id!r} is already superseded by "
+            f"version {later.version}; supersede version {later.version} instead"
+        )
+
+
+# --- connector tariffs: one tariff of each type at a time ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Window:
+    """Where one stored version of a tariff id may apply: ``[start, end)``, None = open."""
+
+    tariff_id: str
+    type: str
+    start: datetime | None
+    end: datetime | None
+
+
+def _windows(rows: Sequence[TariffVersion]) -> list[_Window]:
+    """The windows of a tariff id's versions that may apply; an untyped tariff counts as REGULAR (the
+    selection rule prices a regular session with either, :func:`tariffs.tariff_versions.versions_for_connector`)."""
+    from tariffs.tariff_versions import applicable_rows, window_start
+
+    return [
+        _Window(r.tariff_id, r.type or "REGULAR", window_start(rows, r), r.end_date_time)
+        for r in applicable_rows(rows)
+    ]
+
+
+def _overlap(a: _Window, b: _Window) -> tuple[datetime | None, bool]:
+    """(the first instant both apply, whether they do at all): ``max(starts) < min(ends)``."""
+    starts = [s for s in (a.start, b.start) if s is not None]
+    ends = [e for e in (a.end, b.end) if e is not None]
+    first = max(starts) if starts else None
+    return first, not ends or first is None or first < min(ends)
+
+
+async def check_connector_tariffs(
+    db_session: AsyncSession, cpo_id: int, *, tariff_id: str | None = None, location_id: int | None = None
+) -> None:
+    """Refuse (:class:`ProvisioningError`) a connector of the CPO (listing ``tariff_id``, or at
+    ``location_id``) whose ``tariff_ids`` name two stored tariffs of one type that are active at the same
+    time. OCPI 2.2.1 mod_locations, Connector ``tariff_ids``: "only one of each Tariff.type can be active at
+    the same time. Tariffs with the same type are only allowed if they are not active at the same time:
+    start_date_time and end_date_time period not overlapping." """
+    query = (
+        select(Connector, EVSE.uid, Location.ocpi_id)
+        .join(EVSE, Connector.evse_pk == EVSE.id)
+        .join(Location, EVSE.location_id == Location.id)
+        .where(Location.cpo_id == cpo_id)
+        .order_by(Location.id, EVSE.id, Connector.id)
+    )
+    if location_id is not None:
+        query = query.where(Location.id == location_id)
+    cache: dict[str, list[_Window]] = {}
+    for connector, evse_uid, location in (await db_session.execute(query)).all():
+        ids = list(dict.fromkeys(str(t) for t in connector.tariff_ids or []))
+        if len(ids) < 2 or (tariff_id is not None and tariff_id not in ids):
+            continue
+        for tid in ids:
+            if tid not in cache:
+                cache[tid] = _windows(await _versions_of(db_session, cpo_id, tid))
+        for i, a_id in enumerate(ids):
+            for b_id in ids[i + 1 :]:
+                for a in cache[a_id]:
+                    for b in cache[b_id]:
+                        first, overlapping = _overlap(a, b)
+                        if a.type == b.type and overlapping:
+                            raise ProvisioningError(
+                                f"connector {connector.connector_id} of EVSE {evse_uid} at location {location} "
+                                f"lists tariffs {a_id!r} and {b_id!r}, both {a.type}, active at the same time "
+                                f"from {_at(first)}: OCPI 2.2.1 allows tariffs of one type on a connector only "
+                                "when their start_date_time..end_date_time periods do not overlap"
+                            )
 
 
 async def list_tariffs(db_session: AsyncSession) -> Sequence[TariffVersion]:

@@ -5,7 +5,10 @@ stored version is valid from ``max(start_date_time, created_at)``. ``created_at`
 stored the version and queued its pushes, i.e. the first moment partners could have received it, so no
 version ever prices a minute before it was published (a back-dated import, a late grid sample). The one
 exception is the first version of a tariff id without ``start_date_time``: it is valid always (there was no
-earlier price to publish). ``load_versions`` applies that rule to copies, never to stored data.
+earlier price to publish). ``load_versions`` applies that rule to copies, never to stored data. A version
+marked invalid (``invalid_reason``: it fails the tariff checks) never applies; an operator correction
+(``supersedes_version`` V, ``evhub tariffs import --supersedes V``) is the one exception to the rule: it takes
+over V's window (:func:`window_start`) and V no longer applies.
 
 Selection rule (which stored versions price a connector: :func:`versions_for_connector`, used by rating, the
 quote endpoint and the portal's live price): the versions of *all* the connector's ``tariff_ids``, so the
@@ -51,12 +54,34 @@ def effective_from(start_date_time: datetime | None, created_at: datetime, *, fi
     return max(ensure_utc(start_date_time), ensure_utc(created_at))
 
 
-def parse_row(row: TariffVersion, *, first: bool) -> StoredTariff:
+def parse_row(row: TariffVersion, *, start: datetime | None) -> StoredTariff:
+    """The stored version parsed, applying from ``start`` (:func:`window_start`)."""
     tariff = Tariff.model_validate(row.data)
-    start = effective_from(tariff.start_date_time, row.created_at, first=first)
     if start != tariff.start_date_time:
         tariff = tariff.model_copy(update={"start_date_time": start})
     return StoredTariff(row_id=row.id, tariff_id=row.tariff_id, version=row.version, tariff=tariff)
+
+
+def window_start(rows: Sequence[TariffVersion], row: TariffVersion) -> datetime | None:
+    """Where ``row`` (one of a tariff id's ``rows``, oldest first) starts to apply: :func:`effective_from`,
+    except an operator correction (``supersedes_version`` V) starts where V did (the documented exception)."""
+    first = row is rows[0]
+    if row.supersedes_version is None:
+        return effective_from(row.start_date_time, row.created_at, first=first)
+    older = next((r for r in rows if r.version == row.supersedes_version and r.version < row.version), None)
+    if older is None:
+        return effective_from(row.start_date_time, row.created_at, first=first)
+    floor = window_start(rows, older)
+    own = ensure_utc(row.start_date_time) if row.start_date_time is not None else None
+    if floor is None or own is None:
+        return own if floor is None else floor
+    return max(floor, own)
+
+
+def applicable_rows(rows: Sequence[TariffVersion]) -> list[TariffVersion]:
+    """The rows that may apply: not marked invalid (``invalid_reason``) and not superseded by a correction."""
+    superseded = {r.supersedes_version for r in rows if r.supersedes_version is not None}
+    return [r for r in rows if r.invalid_reason is None and r.version not in superseded]
 
 
 async def load_versions(db_session: AsyncSession, cpo_id: int, tariff_id: str) -> list[StoredTariff]:
@@ -67,7 +92,7 @@ async def load_versions(db_session: AsyncSession, cpo_id: int, tariff_id: str) -
             .order_by(TariffVersion.version)
         )
     ).all()
-    return [parse_row(r, first=i == 0) for i, r in enumerate(rows)]
+    return [parse_row(r, start=window_start(rows, r)) for r in applicable_rows(rows)]
 
 
 async def latest_version(db_session: AsyncSession, cpo_id: int, tariff_id: str) -> TariffVersion | None:

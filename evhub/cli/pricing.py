@@ -291,6 +291,29 @@ def tariffs_rerate() -> None:
     run_with_db(go)
 
 
+@tariffs_app.command("check")
+def tariffs_check() -> None:
+    """Validate every stored tariff version with today's tariff checks and mark the invalid ones (stored
+    before the checks existed): an invalid version never prices a session. Exits 1, one line per invalid
+    version on stderr, when there is any; correct one with ``tariffs import FILE --supersedes VERSION``."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as db_session:
+            invalid, marked = await prov.check_stored_tariffs(db_session)
+            cpos = {p.id: p.key for p in await prov.list_parties(db_session)}
+        now = {id(r) for r in marked}
+        for row in invalid:
+            state = "marked invalid now" if id(row) in now else "invalid"
+            error_line(
+                f"tariff {cpos.get(row.cpo_id)}*{row.tariff_id} version {row.version} {state}: {row.invalid_reason}"
+            )
+        console.print(f"{len(invalid)} invalid tariff version(s), {len(marked)} marked now")
+        if invalid:
+            raise typer.Exit(1)
+
+    run_with_db(go)
+
+
 def _cdr_row(c: Cdr) -> dict[str, Any]:
     return {
         "id": c.cdr_uid,

@@ -585,21 +585,31 @@ def tokens_remove(
 @tariffs_app.command("import")
 def tariffs_import(
     file: Annotated[Path, typer.Argument(help="OCPI Tariff JSON (one object or a list)")],
+    supersedes: Annotated[
+        int | None,
+        typer.Option(help="Correct stored version N: the new version takes over N's validity window"),
+    ] = None,
 ) -> None:
     """Import tariffs; a changed tariff becomes a new version, an unchanged one is left alone. All or nothing."""
 
     async def go(db: Database) -> None:
         items = _read_objects(file)
+        if supersedes is not None and len(items) != 1:
+            raise prov.ProvisioningError(
+                f"--supersedes {supersedes}: give one tariff (the correction of that version), not {len(items)}"
+            )
         hooks = wired_hooks(settings(), db).tariff  # the OCPI push of each new version, in its transaction
         async with db.session() as db_session:
-            results = [await prov.import_tariff(db_session, item) for item in items]
+            results = [await prov.import_tariff(db_session, item, supersedes=supersedes) for item in items]
             for row, created in results:
                 if created:
                     for hook in hooks:
                         await hook(db_session, row)
         for row, created in results:
             state = f"version {row.version}" if created else f"unchanged (version {row.version})"
-            console.print(f"tariff {row.tariff_id} ({row.currency}): {state}")
+            if created and row.supersedes_version is not None:
+                state += f", superseding version {row.supersedes_version} (takes over its validity window)"
+            console.print(f"tariff {row.tariff_id} ({row.currency}): {state}", soft_wrap=True)
 
     run_with_db(go)
 
