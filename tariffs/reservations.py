@@ -44,6 +44,11 @@ from kernel.models import (
 from tariffs.core.charging_periods import Period, cut_for_tariffs, reservation
 from tariffs.core.compiled_tariff import CompiledTariff
 
+CLOCK_TOLERANCE = timedelta(seconds=300)
+"""How far a charger's clock (the session start) may be from the hub's (``made_at``, ``expiry``) for a start to
+still use a reservation: the default of the ``clock_skew`` setting. A start stamped before ``made_at`` gets no
+reservation time."""
+
 RESERVATION_NAMESPACE = uuid.UUID("2b0c6f4e-3a51-4d8e-9f0b-5c7a1e9d4b27")
 """Namespace of the session uid of a reservation-only session (the same reservation, the same uid)."""
 
@@ -79,8 +84,8 @@ def _reservation_number(charging_session: ChargingSession) -> int | None:
 async def link_session(db_session: AsyncSession, charging_session: ChargingSession) -> Reservation | None:
     """The reservation ``charging_session`` belongs to: the one linked to it already (used, or the expired one
     of a reservation-only session), else the ``ACTIVE`` reservation of its charger with the reservation id the
-    charger started it with, made before and expiring after its start, which is marked ``USED`` and linked
-    here. None when the session has no reservation."""
+    charger started it with, made before and expiring after its start (within :data:`CLOCK_TOLERANCE`), which
+    is marked ``USED`` and linked here. None when the session has no reservation."""
     linked = await db_session.scalar(
         select(Reservation).where(Reservation.session_id == charging_session.id).order_by(Reservation.id)
     )
@@ -97,7 +102,9 @@ async def link_session(db_session: AsyncSession, charging_session: ChargingSessi
         )
     )
     start = charging_session.start_time
-    if res is None or res.made_at is None or not res.made_at <= start <= res.expiry:
+    if res is None or res.made_at is None:
+        return None
+    if not res.made_at - CLOCK_TOLERANCE <= start <= res.expiry + CLOCK_TOLERANCE:
         return None
     res.status = ReservationStatus.USED
     res.session_id = charging_session.id
@@ -131,15 +138,16 @@ async def add_reservation_periods(
 
 
 async def _started_with(db_session: AsyncSession, res: Reservation) -> ChargingSession | None:
-    """A session of the reservation's charger started with its id between ``made_at`` and ``expiry``."""
+    """A session of the reservation's charger started with its id between ``made_at`` and ``expiry`` (within
+    :data:`CLOCK_TOLERANCE`)."""
     if res.made_at is None:
         return None
     candidates = await db_session.scalars(
         select(ChargingSession)
         .where(
             ChargingSession.charge_point_id == res.charge_point_id,
-            ChargingSession.start_time >= res.made_at,
-            ChargingSession.start_time <= res.expiry,
+            ChargingSession.start_time >= res.made_at - CLOCK_TOLERANCE,
+            ChargingSession.start_time <= res.expiry + CLOCK_TOLERANCE,
             ChargingSession.status != SessionStatus.RESERVATION,
         )
         .order_by(ChargingSession.start_time, ChargingSession.id)

@@ -489,19 +489,21 @@ def test_cli_price_reads_a_reservation_only_cdr_as_expired_and_can_be_told(tmp_p
     assert forced["total_cost"]["excl_vat"] == "8.50"
 
 
+@pytest.mark.parametrize("made_before_start", [timedelta(minutes=10), timedelta(minutes=-1)])
 async def test_v201_transaction_event_reservation_id_uses_the_reservation(
-    gateway, seeded, db: Database
+    gateway, seeded, db: Database, made_before_start: timedelta
 ) -> None:  # type: ignore[no-untyped-def]
     """T7: a 2.0.1 TransactionEvent Started with ``reservationId`` ("the Id of the reservation that
     terminates as a result of this transaction") keeps it in the session; the reservation job then marks the
-    reservation USED and linked instead of expiring it, also when it runs after the expiry."""
+    reservation USED and linked instead of expiring it, also when it runs after the expiry; also when the
+    charger's clock is a minute behind the hub's (its start stamped before ``made_at``)."""
     from tariffs.reservation_job import ReservationJob
     from tests.gateway.conftest import T0
 
     async with db.session() as s:
         cp = await s.scalar(select(ChargePoint).where(ChargePoint.identity == "CP201"))
         s.add(Reservation(reservation_id="R-201", ocpp_reservation_id=77, cpo_id=seeded.cpo_id, charge_point_id=cp.id,
-                          status=ReservationStatus.ACTIVE, made_at=T0 - timedelta(minutes=10),
+                          status=ReservationStatus.ACTIVE, made_at=T0 - made_before_start,
                           expiry=T0 + timedelta(hours=1), data={}))  # fmt: skip
     c = await open_client(gateway, "CP201", "ocpp2.0.1")
     await c.ok(
