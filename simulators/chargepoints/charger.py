@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from websockets.asyncio.client import connect
@@ -39,6 +39,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from kernel.timeutil import utcnow
+from simulators.chargepoints import frames
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,6 @@ class SimClock:
     async def sleep(self, sim_seconds: float) -> None:
         await asyncio.sleep(max(0.0, sim_seconds / self.acceleration))
         self.advance(sim_seconds)
-
-
-def stamp(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class SimulatedCharger:
@@ -281,17 +278,7 @@ class SimulatedCharger:
             await self._call_now("StatusNotification", self._status(c, "Available"))
 
     def _status(self, connector: int, status: str) -> dict[str, Any]:
-        if self.spec.version == "1.6":
-            return {"connectorId": connector, "errorCode": "NoError", "status": status,
-                    "timestamp": stamp(self.clock.now())}  # fmt: skip
-        v201 = {
-            "Available": "Available",
-            "Preparing": "Occupied",
-            "Charging": "Occupied",
-            "Finishing": "Occupied",
-        }
-        return {"timestamp": stamp(self.clock.now()), "connectorStatus": v201.get(status, "Unavailable"),
-                "evseId": connector, "connectorId": 1}  # fmt: skip
+        return frames.status(self.spec.version, self.clock.now(), connector, status)
 
     def _answer(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         if action in ("RemoteStartTransaction", "RequestStartTransaction"):
@@ -321,14 +308,7 @@ class SimulatedCharger:
         return {"status": "Accepted"}
 
     def _register(self, connector: int, context: str) -> dict[str, Any]:
-        value = round(self.meter_wh[connector], 1)
-        if self.spec.version == "1.6":
-            return {"timestamp": stamp(self.clock.now()), "sampledValue": [
-                {"value": f"{value:.1f}", "context": context, "measurand": "Energy.Active.Import.Register",
-                 "unit": "Wh"}]}  # fmt: skip
-        return {"timestamp": stamp(self.clock.now()), "sampledValue": [
-            {"value": value, "context": context, "measurand": "Energy.Active.Import.Register",
-             "unitOfMeasure": {"unit": "Wh"}}]}  # fmt: skip
+        return frames.register(self.spec.version, self.clock.now(), self.meter_wh[connector], context)
 
     def _quota(self, connector: int) -> int | None:
         """This connector's share of ``max_sessions`` (the first connectors take the remainder)."""
@@ -344,9 +324,8 @@ class SimulatedCharger:
         await self.call("StatusNotification", self._status(connector, "Preparing"))
         if v16:
             await self.call("Authorize", {"idTag": token})
-            answer = await self.call("StartTransaction", {"connectorId": connector, "idTag": token,
-                                                          "meterStart": int(self.meter_wh[connector]),
-                                                          "timestamp": stamp(self.clock.now())})  # fmt: skip
+            answer = await self.call("StartTransaction", frames.start_transaction(
+                connector, token, int(self.meter_wh[connector]), self.clock.now()))  # fmt: skip
             tx: str = str(answer["transactionId"]) if isinstance(answer, dict) else ""
         else:
             await self.call("Authorize", {"idToken": {"idToken": token, "type": "ISO14443"}})
@@ -363,17 +342,17 @@ class SimulatedCharger:
             delivered += step
             self.meter_wh[connector] += step
             if v16:
-                self.enqueue("MeterValues", {"connectorId": connector, "transactionId": int(tx) if tx else 0,
-                                                "meterValue": [self._register(connector, "Sample.Periodic")]})  # fmt: skip
+                self.enqueue("MeterValues", frames.meter_values(connector, int(tx) if tx else 0,
+                                                                [self._register(connector, "Sample.Periodic")]))  # fmt: skip
             else:
                 self.enqueue("TransactionEvent", self._event("Updated", tx, connector, "MeterValuePeriodic",
                                                                 None, [self._register(connector, "Sample.Periodic")]))  # fmt: skip
             self.stats.meter_values_sent += 1
         if v16:
-            await self.call("StopTransaction", {"transactionId": int(tx) if tx else 0, "idTag": token,
-                                                "meterStop": int(self.meter_wh[connector]), "timestamp": stamp(self.clock.now()),
-                                                "reason": "Remote" if tx in self.stop_requested else "EVDisconnected",
-                                                "transactionData": [self._register(connector, "Transaction.End")]})  # fmt: skip
+            await self.call("StopTransaction", frames.stop_transaction(
+                int(tx) if tx else 0, token, int(self.meter_wh[connector]), self.clock.now(),
+                "Remote" if tx in self.stop_requested else "EVDisconnected",
+                [self._register(connector, "Transaction.End")]))  # fmt: skip
         else:
             await self.call("TransactionEvent", self._event("Ended", tx, connector, "EVDeparted", token,
                                                             [self._register(connector, "Transaction.End")],
@@ -384,14 +363,9 @@ class SimulatedCharger:
 
     def _event(self, kind: str, tx: str, evse: int, trigger: str, token: str | None,
                values: list[dict[str, Any]], stopped: str | None = None) -> dict[str, Any]:  # fmt: skip
-        payload: dict[str, Any] = {"eventType": kind, "timestamp": stamp(self.clock.now()), "triggerReason": trigger,
-                                   "seqNo": self.seq_no, "transactionInfo": {"transactionId": tx},
-                                   "evse": {"id": evse, "connectorId": 1}, "meterValue": values}  # fmt: skip
+        payload = frames.transaction_event(kind, self.clock.now(), self.seq_no, tx, evse, trigger, token, values,
+                                           stopped)  # fmt: skip
         self.seq_no += 1
-        if token:
-            payload["idToken"] = {"idToken": token, "type": "ISO14443"}
-        if stopped:
-            payload["transactionInfo"]["stoppedReason"] = stopped
         return payload
 
     async def _wait_online(self) -> bool:
