@@ -6,7 +6,7 @@ decimals written as strings; errors are ``{"detail": ...}`` (:mod:`kernel.apierr
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,7 @@ from tariffs.core.render import cdr_fields, explanation
 from tariffs.core.tariff_document import Tariff
 from tariffs.core.tariff_json import to_jsonable
 from tariffs.dynamic import GridConfigError, record_load
+from tariffs.price_lock import apply_price_lock
 from tariffs.tariff_versions import versions_for_connector
 
 router = APIRouter(
@@ -78,7 +79,7 @@ def _hub(request: Request) -> Hub:
     return request.app.state.hub
 
 
-async def _location_tariffs(hub: Hub, req: QuoteRequest) -> tuple[list[Tariff], str]:
+async def _location_tariffs(hub: Hub, req: QuoteRequest, start: datetime) -> tuple[list[Tariff], str]:
     async with hub.db.session() as db_session:
         loc = await db_session.scalar(select(Location).where(Location.ocpi_id == req.location_id))
         if loc is None:
@@ -90,7 +91,12 @@ async def _location_tariffs(hub: Hub, req: QuoteRequest) -> tuple[list[Tariff], 
         # The first connector that rating could price, with the versions rating would use (else DEFAULT).
         for tariff_ids in [*(c.tariff_ids or [] for c in connectors if c.tariff_ids), []]:
             stored = await versions_for_connector(db_session, loc.cpo_id, tariff_ids)
-            if stored:
+            if stored:  # the price lock as rating applies it (T8)
+                end = start + timedelta(minutes=req.duration_minutes + req.parking_minutes)
+                try:
+                    stored = await apply_price_lock(db_session, loc.cpo_id, stored, start, end)
+                except ValueError as exc:
+                    raise HTTPException(422, str(exc)) from None
                 return [v.tariff for v in stored], loc.time_zone
     raise HTTPException(404, f"no tariff published for location {req.location_id!r}")
 
@@ -101,6 +107,7 @@ async def _location_tariffs(hub: Hub, req: QuoteRequest) -> tuple[list[Tariff], 
     responses=errors(404),
 )
 async def quote_endpoint(req: QuoteRequest, request: Request) -> QuoteOut:
+    start = req.start or utcnow()
     if req.tariff is not None:
         try:
             tariffs = [Tariff.model_validate(req.tariff)]
@@ -108,14 +115,14 @@ async def quote_endpoint(req: QuoteRequest, request: Request) -> QuoteOut:
             raise HTTPException(422, f"invalid tariff: {describe_validation_error(exc)}") from None
         time_zone = req.time_zone or "UTC"
     elif req.location_id:
-        tariffs, time_zone = await _location_tariffs(_hub(request), req)
+        tariffs, time_zone = await _location_tariffs(_hub(request), req, start)
     else:
         raise HTTPException(422, "give either tariff or location_id")
     try:
         zone(time_zone)
         result = quote(
             tariffs,
-            req.start or utcnow(),
+            start,
             req.planned_kwh,
             req.duration_minutes * 60,
             time_zone,

@@ -34,6 +34,7 @@ from tariffs.core.meter_periods import MeterSample, periods_from_meter_values
 from tariffs.core.pricing_result import PricingResult
 from tariffs.core.render import cdr_fields, explanation
 from tariffs.core.tariff_json import to_jsonable
+from tariffs.price_lock import apply_price_lock
 from tariffs.tariff_versions import DEFAULT_TARIFF_ID, StoredTariff, versions_for_connector
 
 CDR_NAMESPACE = uuid.UUID("6f1d3c2a-8f7e-4c1b-9a55-0e7d2f4b9c10")
@@ -149,7 +150,11 @@ async def _tariff_for(
         )
         tariff_ids = list(first.tariff_ids or []) if first else []
     versions = await versions_for_connector(db_session, charging_session.cpo_id, tariff_ids)
-    if versions:
+    if versions:  # T8: the CPO's or tariff's price lock keeps the version valid at the start
+        end = charging_session.end_time or charging_session.start_time
+        versions = await apply_price_lock(
+            db_session, charging_session.cpo_id, versions, charging_session.start_time, end
+        )
         return versions[0].tariff_id, versions
     raise RatingError(
         f"no tariff for session {charging_session.session_uid}: connector tariff_ids {tariff_ids} and no "

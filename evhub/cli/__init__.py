@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from evhub.cli import apikeys, fleets, partners, pricing, provision, sessions, settle, simulate
+from evhub.cli import apikeys, fleets, partners, pricing, provision, sessions, settle, simulate, tariff_policy
 from evhub.cli._common import console, error_line, reported_errors, run_with_db, settings
 from kernel.db.engine import Database
 
@@ -34,6 +34,7 @@ app.add_typer(provision.locations_app, name="locations")
 app.add_typer(provision.chargers_app, name="chargers")
 app.add_typer(provision.tokens_app, name="tokens")
 app.add_typer(provision.tariffs_app, name="tariffs")
+provision.tariffs_app.add_typer(tariff_policy.policy_app, name="policy")
 app.add_typer(pricing.cdrs_app, name="cdrs")
 app.add_typer(fleets.fleets_app, name="fleets")
 app.add_typer(partners.partners_app, name="partners")

@@ -6,18 +6,36 @@ The demo tariff AMS-TOD at AMS-01-1 (22 kW) costs 0.50 flat + 0.39/kWh in the Am
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import httpx
+import pytest
 from sqlalchemy import func, select
+from typer.testing import CliRunner, Result
 
+from evhub import provisioning as prov
+from evhub.app import RunningHub
 from kernel.clock import CLOCK
 from kernel.db.engine import Database
-from kernel.models import Cdr, ChargingSession, Connector, MeterValue, OutboxMessage, PricingState
+from kernel.models import (
+    Cdr,
+    ChargingSession,
+    Connector,
+    MeterValue,
+    OutboxMessage,
+    PartyRole,
+    PricingState,
+    TariffPolicy,
+)
 from kernel.plausibility import CLOCK_SUSPECT, EARLIEST, Limits, plausibility
+from kernel.settings import load_settings
+from kernel.timeutil import format_rfc3339
+from tariffs.component import PricingComponent
 from tariffs.rating import rate_pending
 from tests.conftest import TEST_CLOCK_START
-from tests.world.demo_network import seed_pricing_network
+from tests.world.demo_network import demo_json, seed_pricing_network
 from tests.world.sessions import seed_ended_session
 
 T0 = TEST_CLOCK_START - timedelta(hours=2)  # 08:00 UTC = 10:00 in Amsterdam: the day price
@@ -248,3 +266,162 @@ async def test_a_clock_suspect_session_and_a_future_end_are_held(db: Database) -
     for sid, word in ((flagged, CLOCK_SUSPECT), (ahead, "future")):
         held = await _session(db, sid)
         assert held.pricing_state == PricingState.HELD and word in (held.review_reason or "")
+
+
+# ---- T8: the price lock
+
+LOCK_START = TEST_CLOCK_START + timedelta(hours=1)  # 11:00 UTC = 13:00 in Amsterdam: the day price
+V2_KWH = Decimal("0.49")
+UNLOCKED = DAY_FLAT + 5 * DAY_KWH + 5 * V2_KWH  # 10 kWh over an hour, v2 from its middle
+LOCKED = DAY_FLAT + 10 * DAY_KWH
+
+
+async def _import_v2_from_mid_session(db: Database) -> None:
+    """AMS-TOD version 2 (day energy 0.49), valid from 30 minutes into the session (imported before it)."""
+    tariff = demo_json("tariffs.json")[0]
+    tariff["elements"][2]["price_components"][0]["price"] = float(V2_KWH)
+    tariff["start_date_time"] = format_rfc3339(LOCK_START + timedelta(minutes=30))
+    tariff["last_updated"] = format_rfc3339(TEST_CLOCK_START)
+    async with db.session() as s:
+        row, created = await prov.import_tariff(s, tariff)
+        assert created and row.version == 2
+
+
+async def _policy(db: Database, price_lock: bool, tariff_id: str | None = None) -> None:
+    async with db.session() as s:
+        cpo = await prov.find_party(s, "NL*AMP", PartyRole.CPO)
+        s.add(TariffPolicy(cpo_id=cpo.id, tariff_id=tariff_id, price_lock=price_lock))
+
+
+async def _quote(db: Database) -> Decimal:
+    """POST /api/tariffs/quote for the same planned session at AMS-01-1, over real HTTP."""
+    settings = load_settings(database_url=db.url, http_host="127.0.0.1", http_port=0, _env_file=None)
+    hub = RunningHub(settings, components=[PricingComponent(interval=3600)])
+    await hub.start()
+    try:
+        async with httpx.AsyncClient(base_url=hub.hub.endpoints["http"]) as client:
+            r = await client.post(
+                "/api/tariffs/quote",
+                json={
+                    "location_id": "AMS-CENTRAAL",
+                    "evse_uid": "AMS-01-1",
+                    "planned_kwh": "10",
+                    "duration_minutes": 60,
+                    "start": format_rfc3339(LOCK_START),
+                },
+            )
+            assert r.status_code == 200, r.text
+            return Decimal(r.json()["quote"]["total_cost"]["excl_vat"])
+    finally:
+        await hub.stop()
+
+
+async def _rated_total(db: Database) -> Cdr:
+    await seed_ended_session(db, "AMS-01-1", LOCK_START, 60, "10", uid="locked?")
+    assert await rate_pending(db, ()) == 1
+    (cdr,) = await _cdrs(db)
+    return cdr
+
+
+async def test_without_a_price_lock_the_session_switches_to_the_newer_version(db: Database) -> None:
+    """T8: no policy (off): a session across v2's start pays v1 for its first half and v2 for its second;
+    the quote for the same plan says the same."""
+    await seed_pricing_network(db)
+    await _import_v2_from_mid_session(db)
+    cdr = await _rated_total(db)
+    assert cdr.total_cost_excl_vat == UNLOCKED
+    assert len(cdr.tariff_versions) == 2
+    assert await _quote(db) == UNLOCKED
+
+
+@pytest.mark.parametrize("scope", ["cpo", "tariff"])
+async def test_with_a_price_lock_the_version_valid_at_the_start_prices_the_whole_session(
+    db: Database, scope: str
+) -> None:
+    """T8: the CPO's default policy (or the tariff's own row) says price_lock: the whole session is priced with
+    v1, the version valid at its start (OCPI 2.2.1: "a driver accepts the tariff which is valid when they
+    start their charging session"); the CDR lists only v1; the quote follows the same policy."""
+    await seed_pricing_network(db)
+    await _import_v2_from_mid_session(db)
+    await _policy(db, True, None if scope == "cpo" else "AMS-TOD")
+    cdr = await _rated_total(db)
+    assert cdr.total_cost_excl_vat == LOCKED
+    assert len(cdr.tariff_versions) == 1 and len(cdr.data["tariffs"]) == 1
+    assert await _quote(db) == LOCKED
+
+
+async def test_the_tariffs_own_policy_overrides_the_cpo_default(db: Database) -> None:
+    """T8: CPO default lock on, a row for AMS-TOD with lock off: AMS-TOD sessions are not locked."""
+    await seed_pricing_network(db)
+    await _import_v2_from_mid_session(db)
+    await _policy(db, True)
+    await _policy(db, False, "AMS-TOD")
+    assert (await _rated_total(db)).total_cost_excl_vat == UNLOCKED
+    assert await _quote(db) == UNLOCKED
+
+
+async def test_a_locked_version_that_ends_mid_session_still_prices_its_end(db: Database) -> None:
+    """T8: with the lock, v1 prices the whole session even when v1 itself ends mid-session (without the lock
+    the rest would be priced by whatever replaces it, here v2)."""
+    await seed_pricing_network(db)
+    await _import_v2_from_mid_session(db)
+    tariff = demo_json("tariffs.json")[0]
+    tariff["end_date_time"] = format_rfc3339(LOCK_START + timedelta(minutes=30))
+    tariff["last_updated"] = format_rfc3339(TEST_CLOCK_START)
+    async with db.session() as s:
+        row, created = await prov.import_tariff(s, tariff)
+        assert created and row.version == 3
+        v3 = row.id
+    # v3 = v1's prices ending at 11:30, valid from its import (before the session): at the start v3 applies.
+    await seed_ended_session(db, "AMS-01-2", LOCK_START, 60, "10", uid="unlocked")
+    assert await rate_pending(db, ()) == 1
+    (unlocked,) = await _cdrs(db)
+    assert unlocked.total_cost_excl_vat == UNLOCKED  # v3 until 11:30, then v2
+    await _policy(db, True)
+    await seed_ended_session(db, "AMS-01-1", LOCK_START, 60, "10", uid="locked")
+    assert await rate_pending(db, ()) == 1
+    cdr = (await _cdrs(db))[-1]
+    assert cdr.total_cost_excl_vat == LOCKED
+    assert [v["row_ids"] for v in cdr.tariff_versions] == [[v3]]
+    assert "end_date_time" not in cdr.data["tariffs"][0]  # as applied: to the session's end
+
+
+def _cli(db: Database, monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
+    from evhub.cli import app
+
+    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
+    return CliRunner().invoke(app, list(args))
+
+
+async def test_the_policy_cli_sets_lists_and_refuses_an_unknown_cpo(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """T8: ``evhub tariffs policy set --cpo NL*AMP [--tariff ID] --price-lock/--no-price-lock`` stores the
+    policy (a second set changes the row, never adds one), ``policy list`` shows it (``--json`` too), an
+    unknown CPO is one line on stderr and exit 1; rating then follows the stored policy."""
+    await seed_pricing_network(db)
+    await _import_v2_from_mid_session(db)
+
+    async def cli(*args: str) -> Result:
+        return await asyncio.to_thread(_cli, db, monkeypatch, *args)
+
+    ok = await cli("tariffs", "policy", "set", "--cpo", "NL*AMP", "--no-price-lock")
+    assert ok.exit_code == 0 and "price lock off for NL*AMP" in ok.output, ok.output
+    ok = await cli("tariffs", "policy", "set", "--cpo", "NL*AMP", "--price-lock")
+    assert ok.exit_code == 0 and "price lock on for NL*AMP" in ok.output, ok.output
+    ok = await cli("tariffs", "policy", "set", "--cpo", "NL*AMP", "--tariff", "AMS-TOD", "--price-lock")
+    assert ok.exit_code == 0 and "AMS-TOD" in ok.output and "note" not in ok.output, ok.output
+    listed = await cli("tariffs", "policy", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert '"tariff_id": null' in listed.output and '"tariff_id": "AMS-TOD"' in listed.output
+    async with db.session() as s:
+        assert int(await s.scalar(select(func.count()).select_from(TariffPolicy)) or 0) == 2
+    table = await cli("tariffs", "policy", "list")
+    assert table.exit_code == 0 and "(default)" in table.output and "on" in table.output
+    unknown = await cli("tariffs", "policy", "set", "--cpo", "NL*NOPE", "--price-lock")
+    assert unknown.exit_code == 1
+    lines = [line for line in unknown.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "NL*NOPE" in lines[0], unknown.stderr
+    missing_flag = await cli("tariffs", "policy", "set", "--cpo", "NL*AMP")
+    assert missing_flag.exit_code != 0
+    assert (await _rated_total(db)).total_cost_excl_vat == LOCKED
