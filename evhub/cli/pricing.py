@@ -268,11 +268,15 @@ def tariffs_rerate() -> None:
     """Price every session waiting for pricing now, retrying those that failed before (e.g. missing tariff).
 
     Exits 1, with one line per session on stderr naming its reason, when any session is still not priced."""
+    from kernel.plausibility import Limits
     from tariffs.rating import rate_pending, retry_failed
 
     async def go(db: Database) -> None:
         retried = await retry_failed(db)
-        made = await rate_pending(db, wired_hooks(settings(), db).cdr, limit=100_000)
+        cfg = settings()  # the hooks serve runs, and its plausibility limits (M8)
+        made = await rate_pending(
+            db, wired_hooks(cfg, db).cdr, limit=100_000, limits=Limits.from_settings(cfg)
+        )
         console.print(f"{made} CDR(s) created ({retried} previously failed session(s) retried)")
         async with db.session() as db_session:
             failed = (

@@ -425,3 +425,18 @@ async def test_the_policy_cli_sets_lists_and_refuses_an_unknown_cpo(
     missing_flag = await cli("tariffs", "policy", "set", "--cpo", "NL*AMP")
     assert missing_flag.exit_code != 0
     assert (await _rated_total(db)).total_cost_excl_vat == LOCKED
+
+
+async def test_tariffs_rerate_holds_with_the_configured_limits(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """M8: ``evhub tariffs rerate`` judges plausibility with the configured limits (EVHUB_MAX_SESSION_SPAN),
+    not only the defaults: an hour-long session is held when the span allowed is 30 minutes."""
+    await seed_pricing_network(db)
+    sid = await seed_ended_session(db, "AMS-01-1", T0, 60, "10")
+    monkeypatch.setenv("EVHUB_MAX_SESSION_SPAN", "1800")
+    result = await asyncio.to_thread(_cli, db, monkeypatch, "tariffs", "rerate")
+    assert result.exit_code == 0, result.output
+    held = await _session(db, sid)
+    assert held.pricing_state == PricingState.HELD and "max_session_span" in (held.review_reason or "")
+    assert await _cdrs(db) == []
