@@ -68,7 +68,9 @@ class Gateway:
         self.services = services if services is not None else Services()
         hooks = hooks if hooks is not None else Hooks()
         self.chargers = ChargerStore(db, node_name, hooks)
-        self.sessions = SessionStore(db, hooks, late_data_grace=settings.late_data_grace)
+        self.sessions = SessionStore(
+            db, hooks, late_data_grace=settings.late_data_grace, clock_skew=settings.clock_skew
+        )
         self.meter_writer = MeterWriter(db)
         self.authorizer = Authorizer(db, self.services)
         self.passwords = PasswordCache()

@@ -49,6 +49,7 @@ from cpo_gateway.meter_rules import (
 from kernel.db.engine import Database
 from kernel.meter_reading import METER_STOP_MISSING, session_energy
 from kernel.models import ChargingSession, Connector, MeterValue, PricingState, SessionStatus
+from kernel.plausibility import CLOCK_SUSPECT
 from kernel.seams import Hooks
 from kernel.timeutil import utcnow
 
@@ -58,6 +59,10 @@ NOT_PRICEABLE = "not priceable"
 """How the gateway's own ``pricing_error`` begins: what pricing needs was never reported (late data retries)."""
 OCPP16_MAX_TRANSACTION_ID = 2**31 - 1
 """OCPP 1.6 ``transactionId`` is an ``integer`` (JSON schema), taken as a signed 32-bit one by chargers."""
+CLOCK_SUSPECT_AFTER = timedelta(days=1)
+"""A charger stamp this far ahead of the time the hub received it comes from a clock that is wrong (flag
+:data:`kernel.plausibility.CLOCK_SUSPECT`; pricing holds the session). A stamp in the past is what every
+message a charger queued while offline carries, so only the future counts."""
 SUPERSEDED_BY_NEW_START = "SUPERSEDED_BY_NEW_START"
 """The session was still ACTIVE when a later transaction started on its connector (its stop never came)."""
 
@@ -84,12 +89,22 @@ class FirstSeen:
 class SessionStore:
     """Stores the charging sessions chargers report. One instance per gateway process."""
 
-    def __init__(self, db: Database, hooks: Hooks | None = None, *, late_data_grace: float = 600) -> None:
+    def __init__(
+        self,
+        db: Database,
+        hooks: Hooks | None = None,
+        *,
+        late_data_grace: float = 600,
+        clock_skew: float = 300,
+    ) -> None:
         """``hooks.session`` runs in the transaction that opened or ended a session; ``late_data_grace``
-        (seconds, ``EVHUB_LATE_DATA_GRACE``) is how long pricing waits for a session that may be incomplete."""
+        (seconds, ``EVHUB_LATE_DATA_GRACE``) is how long pricing waits for a session that may be incomplete;
+        a charger stamp more than ``clock_skew`` (``EVHUB_CLOCK_SKEW``), and at least
+        :data:`CLOCK_SUSPECT_AFTER`, ahead of the hub's clock flags the session ``CLOCK_SUSPECT``."""
         self.db = db
         self.hooks = hooks if hooks is not None else Hooks()
         self.late_data_grace = timedelta(seconds=late_data_grace)
+        self.clock_suspect_after = max(CLOCK_SUSPECT_AFTER, timedelta(seconds=clock_skew))
 
     # -- opening --------------------------------------------------------------------------------------------
 
@@ -201,6 +216,7 @@ class SessionStore:
                 return existing.transaction_id, existing
             session.transaction_id = await self._free_transaction_id(db_session, cp, session.id)
             session.meter_start_wh = ev.meter_start_wh
+            self._check_clock(session, (ev.timestamp,))
             if ev.reservation_id is not None:
                 session.data = {"reservation_id": ev.reservation_id}
             await db_session.flush()  # stored with its transaction id here, outside any hook's savepoint
@@ -286,6 +302,7 @@ class SessionStore:
             session, created = await self._get_or_create(db_session, cp, ev.transaction_id, first)
             before = _inputs(session)
             _note_sequence(session, ev.seq_no, ev.earlier_seq_nos, ev.offline)
+            self._check_clock(session, (ev.timestamp, *(smp.timestamp for smp in ev.samples)))
             if is_start_event and UNKNOWN_TRANSACTION in (session.flags or []):
                 session.flags = [f for f in session.flags if f != UNKNOWN_TRANSACTION]
                 if ev.timestamp < session.start_time or session.end_time is not None:
@@ -313,9 +330,25 @@ class SessionStore:
             if session.evse_pk is None and ev.evse_id is not None:
                 self._place(session, cp, ev.evse_id, await self._connector_pk_of(db_session, cp, ev.evse_id))
             added = await self._add_samples(db_session, session, ev.samples)
+            self._check_clock(session, (smp.timestamp for smp in ev.samples))
             if session.end_time is not None:
                 await self._late_data(db_session, cp, session, before, added)
             return session
+
+    def _check_clock(self, session: ChargingSession, stamps: Iterable[datetime]) -> None:
+        """Flag ``CLOCK_SUSPECT`` (once) when a charger stamp lies more than ``clock_suspect_after`` after
+        the hub's clock now, the time it was received; ``data["clock_suspect"]`` says which and when."""
+        if CLOCK_SUSPECT in (session.flags or []):
+            return
+        received = utcnow()
+        ahead = max(stamps, default=None)
+        if ahead is None or ahead - received <= self.clock_suspect_after:
+            return
+        session.flags = [*(session.flags or []), CLOCK_SUSPECT]
+        session.data = {
+            **(session.data or {}),
+            "clock_suspect": f"charger stamp {ahead.isoformat()} received at {received.isoformat()}",
+        }
 
     async def _late_data(
         self,
@@ -427,6 +460,7 @@ class SessionStore:
             session, _created = await self._get_or_create(db_session, cp, ev.transaction_id, first)
             before = _inputs(session)
             _note_sequence(session, ev.seq_no, ev.earlier_seq_nos, ev.offline)
+            self._check_clock(session, (ev.timestamp, *(smp.timestamp for smp in ev.samples)))
             added = await self._add_samples(db_session, session, ev.samples)
             if session.meter_public_key is None and ev.meter_public_key:
                 session.meter_public_key = ev.meter_public_key
@@ -450,6 +484,57 @@ class SessionStore:
             await self._finalize(db_session, session)
             await self._hand_off(db_session, cp, session)
             await run_hooks(db_session, "session", self.hooks.session, session)
+            return session
+
+    # -- operator repair ------------------------------------------------------------------------------------
+
+    async def release(
+        self, session_uid: str, *, start: datetime | None = None, end: datetime | None = None
+    ) -> ChargingSession:
+        """Hand a ``held`` session back to pricing (``evhub sessions release``): the operator checked it and
+        may correct its start and end. The energy is recomputed over the stored readings, ``review_reason``
+        is cleared (kept with the correction in ``data["released"]``), the flag ``CLOCK_SUSPECT`` is dropped
+        (the operator vouched for the clock) and the session is ``pending``; pricing still checks it. A
+        ``ValueError`` (one line) for a session that is not held or times that cannot be right."""
+        async with self.db.session() as db_session:
+            session = await db_session.scalar(
+                select(ChargingSession).where(ChargingSession.session_uid == session_uid).with_for_update()
+            )
+            if session is None:
+                raise ValueError(f"unknown session {session_uid!r}")
+            if session.pricing_state != PricingState.HELD:
+                raise ValueError(
+                    f"session {session_uid} is not held (pricing state {session.pricing_state.value}): "
+                    "only held sessions are released"
+                )
+            new_start = start if start is not None else session.start_time
+            new_end = end if end is not None else session.end_time
+            if new_end is None:
+                raise ValueError(f"session {session_uid} has no end: give it with --end")
+            if new_end < new_start:
+                raise ValueError(
+                    f"session {session_uid}: end {new_end.isoformat()} is before start {new_start.isoformat()}"
+                )
+            now = utcnow()
+            session.data = {
+                **(session.data or {}),
+                "released": {  # what the operator's release replaced
+                    "at": now.isoformat(),
+                    "review_reason": session.review_reason,
+                    "start_time": session.start_time.isoformat(),
+                    "end_time": session.end_time.isoformat() if session.end_time else None,
+                },
+            }
+            session.start_time, session.end_time = new_start, new_end
+            if session.status == SessionStatus.ACTIVE:
+                session.status = SessionStatus.COMPLETED  # the operator gave the end it never reported
+            session.flags = [f for f in (session.flags or []) if f != CLOCK_SUSPECT]
+            await self._finalize(db_session, session)
+            session.review_reason = None
+            session.pricing_error = None
+            session.price_after = None
+            session.pricing_state = PricingState.PENDING
+            session.last_updated = now
             return session
 
     # -- meter values and energy ----------------------------------------------------------------------------

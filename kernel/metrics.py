@@ -117,6 +117,10 @@ SESSIONS_PRICING_FAILED = Gauge(
     "evhub_sessions_pricing_failed",
     "Sessions that could not be priced (all nodes; evhub sessions list --state failed)",
 )
+SESSIONS_HELD = Gauge(
+    "evhub_sessions_held",
+    "Sessions held for review, never priced nor pushed until released (all nodes; evhub sessions list --state held)",
+)
 
 
 class _ChildCache(dict[tuple[str, ...], Any]):
@@ -282,7 +286,7 @@ def _match_template(app: Any, scope: Scope) -> str:
 async def refresh_database_gauges(db: Database) -> None:
     """Set the session gauges from one grouped count over the pricing-state index (the rows not yet priced
     only, so the cost does not grow with the history). A database error leaves the last values."""
-    states = (PricingState.NOT_READY, PricingState.PENDING, PricingState.FAILED)
+    states = (PricingState.NOT_READY, PricingState.PENDING, PricingState.FAILED, PricingState.HELD)
     try:
         async with db.session() as db_session:
             rows = (
@@ -300,3 +304,4 @@ async def refresh_database_gauges(db: Database) -> None:
     SESSIONS_OPEN.set(counts[PricingState.NOT_READY])
     SESSIONS_PRICING_PENDING.set(counts[PricingState.PENDING])
     SESSIONS_PRICING_FAILED.set(counts[PricingState.FAILED])
+    SESSIONS_HELD.set(counts[PricingState.HELD])

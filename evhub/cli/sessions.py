@@ -1,9 +1,12 @@
-"""``evhub sessions list|show`` — charging sessions, where they stand in pricing, their meter values and CDRs.
+"""``evhub sessions list|show|release`` — charging sessions, where they stand in pricing, their meter values
+and CDRs, and the operator's repair of a held one.
 
 ``--state`` takes a session status (``active``, ``completed``, ``invalid``, ``pending``, ``reservation``) or a
-pricing state: ``pricing-pending`` (ended, waiting for the tariffs engine), ``priced`` and ``failed`` (pricing
-could not price it; the reason is shown). Lists show full session uids; ``show`` takes the uid or any unique
-prefix of it.
+pricing state: ``pricing-pending`` (ended, waiting for the tariffs engine), ``priced``, ``failed`` (pricing
+could not price it; the reason is shown), ``held`` (implausible or incomplete, held for review; the reason is
+shown) and ``reprice`` (priced, but late data changed it). ``release`` hands a held session back to pricing,
+optionally with corrected times. Lists show full session uids; ``show`` and ``release`` take the uid or any
+unique prefix of it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ PRICING_STATES = {
     "pricing-pending": PricingState.PENDING,
     "priced": PricingState.PRICED,
     "failed": PricingState.FAILED,
+    "held": PricingState.HELD,
+    "reprice": PricingState.REPRICE,
 }
 STATES = [*STATUS_STATES, *PRICING_STATES]
 
@@ -153,6 +158,8 @@ async def _describe(db_session: AsyncSession, rows: Sequence[ChargingSession]) -
             "currency": r.currency,
             "pricing_state": r.pricing_state.value,
             "pricing_error": r.pricing_error,
+            "review_reason": r.review_reason,
+            "price_after": _iso(r.price_after),
             "cdrs": cdrs.get(r.id, []),
         }
         for r in rows
@@ -162,6 +169,10 @@ async def _describe(db_session: AsyncSession, rows: Sequence[ChargingSession]) -
 def _pricing(item: dict[str, Any]) -> str:
     if item["pricing_state"] == PricingState.FAILED.value:
         return f"failed: {item['pricing_error'] or '(no reason recorded)'}"
+    if item["pricing_state"] == PricingState.HELD.value:
+        return f"held: {item['review_reason'] or '(no reason recorded)'}"
+    if item["pricing_state"] == PricingState.PENDING.value and item["price_after"]:
+        return f"pending (not before {item['price_after']}: late data may still arrive)"
     return item["pricing_state"]
 
 
@@ -175,7 +186,8 @@ def sessions_list(
     limit: Annotated[int, typer.Option(help="Newest N")] = 50,
     as_json: JsonOption = False,
 ) -> None:
-    """List sessions, newest first; `--state failed` shows the sessions pricing failed on, with the reason."""
+    """List sessions, newest first; `--state failed` shows the sessions pricing failed on, `--state held`
+    those held for review, each with the reason."""
 
     if limit < 1:
         fail(f"--limit {limit}: expected at least 1")
@@ -209,6 +221,12 @@ def sessions_list(
             if i["pricing_state"] == PricingState.FAILED.value:
                 console.print(
                     f"pricing failed for {i['id']}: {_pricing(i)[len('failed: ') :]}", soft_wrap=True
+                )
+            elif i["pricing_state"] == PricingState.HELD.value:
+                console.print(
+                    f"held for review {i['id']}: {_pricing(i)[len('held: ') :]}",
+                    soft_wrap=True,
+                    highlight=False,
                 )
 
     run_with_db(go)
@@ -295,5 +313,31 @@ def sessions_show(
                 highlight=False,
                 soft_wrap=True,
             )
+
+    run_with_db(go)
+
+
+@sessions_app.command("release")
+def sessions_release(
+    session_id: Annotated[str, typer.Argument(help="Session uid (or a unique prefix) of a held session")],
+    start: Annotated[str | None, typer.Option(help="Corrected start (ISO date or time, UTC)")] = None,
+    end: Annotated[str | None, typer.Option(help="Corrected end (ISO date or time, UTC)")] = None,
+) -> None:
+    """Hand a held session back to pricing after review, optionally with corrected start/end times: its
+    review reason is cleared, its energy recomputed, and pricing checks and prices it."""
+
+    async def go(db: Database) -> None:
+        from cpo_gateway.session_store import SessionStore  # the gateway's session rules, loaded when used
+
+        new_start, new_end = _when(start, "--start"), _when(end, "--end")
+        async with db.session() as db_session:
+            uid = await resolve_prefix(db_session, ChargingSession.session_uid, session_id, "session")
+        session = await SessionStore(db).release(uid, start=new_start, end=new_end)
+        console.print(
+            f"released session {uid}: pending pricing, {session.start_time.isoformat()} .. "
+            f"{session.end_time.isoformat() if session.end_time else '-'}, {_kwh(session.energy_wh)} kWh",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     run_with_db(go)

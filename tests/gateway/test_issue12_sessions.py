@@ -7,18 +7,24 @@ the real gateway where a charger is involved; SQLite and PostgreSQL alike."""
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from typer.testing import CliRunner, Result
 
 from cpo_gateway.charger_store import ChargerStore
 from cpo_gateway.events import SessionStarted
 from cpo_gateway.server import Gateway
 from cpo_gateway.session_store import SUPERSEDED_BY_NEW_START, SessionStore
 from kernel.db.engine import Database
+from kernel.metrics import refresh_database_gauges
 from kernel.models import ChargingSession, PricingState, SessionStatus
 from kernel.seams import Hooks
 from kernel.timeutil import utcnow
@@ -322,3 +328,138 @@ async def test_late_meter_values_for_a_priced_16_session_reprice_it(
     await c.ok("MeterValues", late)
     await c.close()
     assert (await _by_tx(db, tx)).pricing_state == PricingState.PRICED
+
+
+# -- M8: implausible charger clocks, held sessions, release, the gauge ----------------------------------------
+
+
+@pytest.fixture
+def cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Awaitable[Result]]:
+    """``await cli("sessions", "list")``: the real CLI on the test database (as tests/core's fixture);
+    asserts exit 0 unless ``ok=False``."""
+    from evhub.cli import app
+
+    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
+    runner = CliRunner()
+
+    async def invoke(*args: str, ok: bool = True) -> Result:
+        result = await asyncio.to_thread(runner.invoke, app, list(args))
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+async def test_charger_stamp_far_ahead_is_clock_suspect(gateway: Gateway, db: Database, seeded: Seed) -> None:
+    """M8: a charger timestamp more than a day ahead of the moment the hub received it comes from a wrong
+    clock: the session is flagged CLOCK_SUSPECT at once (pricing then holds it). Two hours ahead, or months
+    in the past (a message queued while offline), is not suspect."""
+    now = utcnow()
+    c = await open_client(gateway, "CP16", "ocpp1.6")
+    ahead = (await c.ok("StartTransaction", {"connectorId": 1, "idTag": "AABBCC01", "meterStart": 0,
+                                             "timestamp": iso(now + timedelta(days=3))}))["transactionId"]  # fmt: skip
+    near = (await c.ok("StartTransaction", {"connectorId": 2, "idTag": "AABBCC01", "meterStart": 0,
+                                            "timestamp": iso(now + timedelta(hours=2))}))["transactionId"]  # fmt: skip
+    await c.ok("StopTransaction", {"transactionId": near, "meterStop": 100, "timestamp": iso(T0)})
+    await c.close()
+    c = await open_client(gateway, "CP201", "ocpp2.0.1")
+    await c.ok("TransactionEvent", te("Ended", "TX-FUTURE", now + timedelta(days=400), 0))
+    await c.close()
+    flagged = await _by_tx(db, ahead)
+    assert "CLOCK_SUSPECT" in flagged.flags and "received at" in flagged.data["clock_suspect"]
+    assert "CLOCK_SUSPECT" not in (await _by_tx(db, near)).flags
+    assert "CLOCK_SUSPECT" in (await _by_tx(db, "TX-FUTURE")).flags
+
+
+async def _held_session(gateway: Gateway, db: Database) -> ChargingSession:
+    """A session held for review the way the gateway holds one: superseded by a new start on its connector."""
+    c = await open_client(gateway, "CP16", "ocpp1.6")
+    tx = (await c.ok("StartTransaction", {"connectorId": 1, "idTag": "AABBCC01", "meterStart": 1000,
+                                          "timestamp": iso(T0)}))["transactionId"]  # fmt: skip
+    await c.ok("MeterValues", {"connectorId": 1, "transactionId": tx,
+                               "meterValue": [mv(T0 + timedelta(minutes=20), 5000)]})  # fmt: skip
+    await c.ok("StartTransaction", {"connectorId": 1, "idTag": "AABBCC01", "meterStart": 5000,
+                                    "timestamp": iso(T0 + timedelta(hours=3))})  # fmt: skip
+    await c.close()
+    held = await _by_tx(db, tx)
+    assert held.pricing_state == PricingState.HELD
+    return held
+
+
+async def test_list_held_sessions_with_their_reason(
+    gateway: Gateway, db: Database, seeded: Seed, cli: Callable[..., Awaitable[Result]]
+) -> None:
+    """M8: `evhub sessions list --state held` lists exactly the held sessions, each with its review reason on
+    a line of its own (as `--state failed` shows the pricing error); --json carries review_reason."""
+    held = await _held_session(gateway, db)
+    out = (await cli("sessions", "list", "--state", "held")).output
+    assert held.session_uid in out and f"held for review {held.session_uid}: superseded: transaction" in out
+    assert out.count("held for review") == 1  # the session that superseded it runs on: not listed
+    rows = json.loads((await cli("sessions", "list", "--state", "held", "--json")).output)
+    assert [(r["id"], r["pricing_state"]) for r in rows] == [(held.session_uid, "held")]
+    assert rows[0]["review_reason"] == held.review_reason
+    assert json.loads((await cli("sessions", "list", "--state", "failed", "--json")).output) == []
+
+
+async def test_release_a_held_session(
+    gateway: Gateway, db: Database, seeded: Seed, cli: Callable[..., Awaitable[Result]]
+) -> None:
+    """M8: `evhub sessions release UID --end T` corrects the end of a held session, recomputes its energy,
+    clears review_reason and hands it to pricing (PENDING); a bad uid, a session that is not held and an end
+    before the start are one clear line each and exit 1, changing nothing."""
+    held = await _held_session(gateway, db)
+    running = (await _sessions(db))[-1]
+    bad = await cli("sessions", "release", "no-such-session", ok=False)
+    assert bad.exit_code == 1 and "unknown session 'no-such-session'" in bad.output
+    not_held = await cli("sessions", "release", running.session_uid, ok=False)
+    assert not_held.exit_code == 1
+    assert f"session {running.session_uid} is not held (pricing state not_ready)" in not_held.output
+    backwards = await cli("sessions", "release", held.session_uid[:8], "--end", iso(T0 - timedelta(hours=1)),
+                          ok=False)  # fmt: skip
+    assert backwards.exit_code == 1 and "is before start" in backwards.output
+    assert (await _by_tx(db, held.transaction_id)).pricing_state == PricingState.HELD
+    out = (
+        await cli("sessions", "release", held.session_uid[:8], "--end", iso(T0 + timedelta(minutes=40)))
+    ).output
+    assert f"released session {held.session_uid}: pending pricing" in out
+    released = await _by_tx(db, held.transaction_id)
+    assert released.pricing_state == PricingState.PENDING and released.review_reason is None
+    assert released.end_time == T0 + timedelta(minutes=40) and released.energy_wh == Decimal(4000)
+    assert released.data["released"]["review_reason"] == held.review_reason
+    assert released.data["released"]["end_time"] == (T0 + timedelta(minutes=20)).isoformat()
+    again = await cli("sessions", "release", held.session_uid, ok=False)
+    assert again.exit_code == 1 and "is not held (pricing state pending)" in again.output
+
+
+async def test_a_released_clock_suspect_session_loses_the_flag(
+    gateway: Gateway, db: Database, seeded: Seed, cli: Callable[..., Awaitable[Result]]
+) -> None:
+    """M8: releasing a session held for a suspect clock, with its corrected times, drops CLOCK_SUSPECT (the
+    operator checked the clock), so pricing does not hold it again for the flag."""
+    now = utcnow()
+    c = await open_client(gateway, "CP16", "ocpp1.6")
+    tx = (await c.ok("StartTransaction", {"connectorId": 1, "idTag": "AABBCC01", "meterStart": 0,
+                                          "timestamp": iso(now + timedelta(days=30))}))["transactionId"]  # fmt: skip
+    await c.ok("StopTransaction", {"transactionId": tx, "meterStop": 2000,
+                                   "timestamp": iso(now + timedelta(days=30, hours=1))})  # fmt: skip
+    await c.close()
+    async with db.session() as s:  # what rating does with it
+        row = await s.scalar(select(ChargingSession).where(ChargingSession.transaction_id == str(tx)))
+        assert row is not None and "CLOCK_SUSPECT" in row.flags
+        row.pricing_state, row.review_reason = PricingState.HELD, "flag CLOCK_SUSPECT"
+    start, end = now - timedelta(hours=2), now - timedelta(hours=1)
+    await cli("sessions", "release", row.session_uid, "--start", iso(start), "--end", iso(end))
+    released = await _by_tx(db, tx)
+    assert released.start_time == start and released.end_time == end and released.energy_wh == Decimal(2000)
+    assert "CLOCK_SUSPECT" not in released.flags and released.pricing_state == PricingState.PENDING
+
+
+async def test_held_sessions_gauge(gateway: Gateway, db: Database, seeded: Seed) -> None:
+    """M8: `evhub_sessions_held` counts the held sessions at scrape, as evhub_sessions_pricing_failed counts
+    the failed ones."""
+    await refresh_database_gauges(db)
+    assert REGISTRY.get_sample_value("evhub_sessions_held") == 0
+    await _held_session(gateway, db)
+    await refresh_database_gauges(db)
+    assert REGISTRY.get_sample_value("evhub_sessions_held") == 1
