@@ -4,9 +4,12 @@ Dask), write the exports, store the run and its statements in ``settlement_runs`
 Reproducible: the outputs of a period are a pure function of its CDRs and agreements; re-running a closed
 period recomputes it (``replay``) and checks the content hash against the stored closing run instead of
 rewriting anything. Late CDRs and credits settle in the next open period as adjustments (see
-:mod:`settlement.core.accounting_periods`).
+:mod:`settlement.core.accounting_periods`). Every stored run stores the CDRs it rejected in
+``settlement_rejections``; those of a closing run are carried forward: every later run tries them again
+until one settles them.
 
 Exports per run, in ``OUT/PERIOD-rSEQ/``: ``lines.csv`` and ``lines.parquet`` (every line, canonical order),
+``rejected.csv`` (the CDRs it could not split, why, and the period that first rejected each),
 ``transfers.csv`` (net positions after netting), ``summary.json``, and ``statements/PARTY.html`` (printable).
 """
 
@@ -23,7 +26,7 @@ from sqlalchemy import func, select
 
 from kernel import metrics
 from kernel.db.engine import Database
-from kernel.models import SettlementRun, SettlementStatement
+from kernel.models import SettlementRejection, SettlementRun, SettlementStatement
 from kernel.timeutil import utcnow
 from settlement.agreement_store import load_book
 from settlement.core.accounting_periods import parse_period
@@ -32,7 +35,7 @@ from settlement.core.run import RunResult, Splitter, settle, split_with_pandas
 from settlement.core.statements import build_statement, parties
 from settlement.dask_engine import dask_splitter
 from settlement.export_files import statement_hashes, write_exports
-from settlement.run_inputs import cdr_table, load_closes, parties_by_label
+from settlement.run_inputs import cdr_table, load_carried, load_closes, parties_by_label
 
 Progress = Callable[[str], None]
 
@@ -88,6 +91,7 @@ async def _run_period(
     async with db.session() as db_session:
         book = await load_book(db_session)
         closes = await load_closes(db_session)
+        carried = await load_carried(db_session)
         table = await cdr_table(db_session, until=end)
         labels = await parties_by_label(db_session)
         closing = await db_session.scalar(
@@ -101,7 +105,7 @@ async def _run_period(
 
     def compute() -> RunResult:
         prepared = prepare_cdrs(table)
-        return settle(prepared, book, key, closes, replay=replay, splitter=splitter)
+        return settle(prepared, book, key, closes, replay=replay, splitter=splitter, carried=carried)
 
     result = await asyncio.to_thread(compute)
     if replay:
@@ -158,6 +162,17 @@ async def _run_period(
                         data={"lines": len(section.entries)},
                     )
                 )
+        row_of = dict(zip(table["cdr_id"].astype(str), table["row_id"], strict=True))
+        db_session.add_all(
+            SettlementRejection(
+                run_id=run.id,
+                cdr_id=int(row_of[str(r.cdr_id)]),
+                reason=str(r.reason),
+                service_period=str(r.service_period),
+                first_rejected_in=str(r.first_rejected_in),
+            )
+            for r in result.rejected.itertuples(index=False)
+        )
         run_id = run.id
     return JobResult(run_id, key, sequence, False, None, result, folder, hashes)
 

@@ -1,5 +1,5 @@
 """What a settlement run reads from the database: every CDR as the split's input table, the closed periods,
-and the parties by label.
+the rejections of their closing runs (carried forward), and the parties by label.
 
 Parties are named in settlement by their OCPI key ``COUNTRY*PARTY`` (e.g. ``NL*AMP``); agreements use the same
 labels. A CDR's ``country`` (the VAT jurisdiction of hub fees) is its location's ISO 3166 alpha-3 country, as
@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from kernel.models import Cdr, Location, Party, SettlementRun
+from kernel.models import Cdr, Location, Party, SettlementRejection, SettlementRun
 
 UNKNOWN_EMSP = "UNKNOWN"
 
@@ -43,6 +43,36 @@ async def load_closes(db_session: AsyncSession) -> dict[str, datetime]:
     return closes
 
 
+async def load_carried(db_session: AsyncSession) -> pd.DataFrame:
+    """The CDRs each closed period's closing run (its first run with ``closed_at``) rejected: ``cdr_id``
+    (the CDR's uid), ``period``, ``reason``. :func:`settlement.core.run.settle` tries them again."""
+    closing: dict[str, int] = {}
+    for run_id, period in (
+        await db_session.execute(
+            select(SettlementRun.id, SettlementRun.period)
+            .where(SettlementRun.closed_at.is_not(None))
+            .order_by(SettlementRun.closed_at, SettlementRun.id)
+        )
+    ).all():
+        closing.setdefault(period, run_id)
+    rows = (
+        (
+            await db_session.execute(
+                select(Cdr.cdr_uid, SettlementRun.period, SettlementRejection.reason)
+                .join(Cdr, Cdr.id == SettlementRejection.cdr_id)
+                .join(SettlementRun, SettlementRun.id == SettlementRejection.run_id)
+                .where(SettlementRejection.run_id.in_(list(closing.values())))
+                .order_by(SettlementRun.period, Cdr.cdr_uid)
+            )
+        ).all()
+        if closing
+        else []
+    )
+    return pd.DataFrame.from_records([tuple(r) for r in rows], columns=["cdr_id", "period", "reason"]).astype(
+        object
+    )
+
+
 def _component(data: dict[str, Any], name: str, side: str) -> Decimal:
     value = (data.get(name) or {}).get(side)
     return Decimal(str(value)) if value is not None else Decimal(0)
@@ -50,7 +80,8 @@ def _component(data: dict[str, Any], name: str, side: str) -> Decimal:
 
 async def cdr_table(db_session: AsyncSession, *, until: datetime | None = None) -> pd.DataFrame:
     """Every CDR (optionally ended before ``until``) as the Decimal table
-    :func:`settlement.core.cdrs.prepare_cdrs` reads. Amounts come from the stored OCPI CDR, exactly."""
+    :func:`settlement.core.cdrs.prepare_cdrs` reads, plus ``row_id`` (the CDR's row, for storing its
+    rejection). Amounts come from the stored OCPI CDR, exactly."""
     cpo, emsp = aliased(Party), aliased(Party)
     query = (
         select(Cdr, cpo, emsp, Location)
@@ -67,6 +98,7 @@ async def cdr_table(db_session: AsyncSession, *, until: datetime | None = None) 
     for cdr, cpo_row, emsp_row, loc in rows:
         data = cdr.data or {}
         record: dict[str, Any] = {
+            "row_id": cdr.id,
             "cdr_id": cdr.cdr_uid,
             "cpo": party_label(cpo_row),
             "emsp": party_label(emsp_row),
@@ -93,6 +125,7 @@ async def cdr_table(db_session: AsyncSession, *, until: datetime | None = None) 
             record[f"total_{component}_cost_incl_vat"] = _component(data, field, "incl_vat")
         records.append(record)
     columns = [
+        "row_id",
         "cdr_id",
         "cpo",
         "emsp",

@@ -10,6 +10,12 @@
   original's period is closed move forward to the next open period as *adjustments*, carrying
   ``adjusts_period`` (the period they correct) and, for credit CDRs, ``adjusts_cdr_id`` (``credit_of``).
   Credit CDRs are always flagged as adjustments, even when their period is still open.
+* Carry-forward: a CDR the *closing* run of a period rejected is tried again by the next period that was
+  still open when that run closed it, and so on until a run settles it (then as an adjustment of its service
+  period). Per CDR this needs one number, ``carried_until``: the latest closed period (before the period being
+  run) whose closing run rejected it; every closed period of its path up to that one rejected it too (a CDR
+  one closing run settled is never tried again). A replay of a closed period uses only the rejections of
+  periods before it, so it meets the CDR where its closing run met it.
 
 Vectorised: periods are handled as integer month indexes (``year * 12 + month - 1``).
 """
@@ -124,15 +130,44 @@ def month_keys(index: np.ndarray, mask: np.ndarray | None = None) -> pd.Categori
     return pd.Categorical.from_codes(codes, categories=pd.Index([Period(int(u)).key for u in uniques]))
 
 
+NOT_CARRIED = -1
+"""``carried_until`` of a CDR no closing run rejected."""
+
+
 def settlement_months(
-    service_month: np.ndarray, created_ns: np.ndarray, closes: Mapping[str, datetime]
+    service_month: np.ndarray,
+    created_ns: np.ndarray,
+    closes: Mapping[str, datetime],
+    carried_until: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Settlement month index per CDR: first month >= its service month still open at its creation."""
+    """Settlement month index per CDR: the first month >= its service month still open at its creation; a
+    CDR the closing run of a month rejected (that month <= its ``carried_until`` month index) goes on to
+    the first later month still open when that run closed the month."""
     months = np.asarray(service_month, dtype=np.int64).copy()
+    available = np.asarray(created_ns, dtype=np.int64).copy()
+    carried = (
+        np.asarray(carried_until, dtype=np.int64)
+        if carried_until is not None
+        else np.full(len(months), NOT_CARRIED, dtype=np.int64)
+    )
     for key, closed_at in sorted(((parse_period(k).index, v) for k, v in closes.items())):
         at = pd.Timestamp(ensure_utc(closed_at)).as_unit("ns").value
-        months[(months == key) & (created_ns >= at)] += 1
+        here = months == key
+        late = here & (available >= at)
+        rejected = here & ~late & (carried >= key)
+        months[late | rejected] += 1
+        available[rejected] = at  # tried again from the close on, like a CDR created then
     return months
+
+
+def period_start_seconds(months: np.ndarray) -> np.ndarray:
+    """Month indexes -> the first instant of each month, in whole seconds since the epoch."""
+    months = np.asarray(months, dtype=np.int64)
+    if months.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    uniques = np.unique(months)
+    starts = np.array([int(Period(int(m)).start.timestamp()) for m in uniques], dtype=np.int64)
+    return starts[np.searchsorted(uniques, months)]
 
 
 def assign_periods(
@@ -141,15 +176,17 @@ def assign_periods(
     is_credit: np.ndarray,
     credit_of: pd.Series | None,
     closes: Mapping[str, datetime] | None = None,
+    carried_until: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Period columns for CDRs: service_period, settlement_period, is_adjustment, adjusts_period,
-    adjusts_cdr_id. ``created_at`` None means every CDR arrived on time."""
+    adjusts_cdr_id, and the month indexes service_month, settlement_month. ``created_at`` None means every
+    CDR arrived on time; ``carried_until`` (month index, :data:`NOT_CARRIED`) see :func:`settlement_months`."""
     closes = closes or {}
     service = month_index(end_date_time)
     created = (
         epoch_ns(created_at) if created_at is not None else np.full(len(service), np.iinfo(np.int64).min)
     )
-    settle = settlement_months(service, created, closes)
+    settle = settlement_months(service, created, closes, carried_until)
     is_credit = np.asarray(is_credit, dtype=bool)
     adjustment = (settle != service) | is_credit
     if credit_of is not None:
@@ -163,5 +200,31 @@ def assign_periods(
             "is_adjustment": adjustment,
             "adjusts_period": month_keys(service, adjustment),
             "adjusts_cdr_id": adjusts_cdr.to_numpy(),
+            "service_month": service,
+            "settlement_month": settle,
         }
+    )
+
+
+def with_carried(
+    cdrs: pd.DataFrame, carried: pd.DataFrame, period: str, closes: Mapping[str, datetime]
+) -> pd.DataFrame:
+    """``cdrs`` with the month-index columns ``carried_until`` (the latest closed period before ``period``
+    whose closing run rejected the CDR) and ``first_rejected_in`` (the earliest), :data:`NOT_CARRIED` where
+    none did. Only rejections of closed periods before ``period`` count."""
+    index = parse_period(period).index
+    closed = {parse_period(k).index for k in closes}
+    months = pd.Series(
+        [parse_period(str(p)).index for p in carried["period"]], index=carried.index, dtype="int64"
+    )
+    keep = (months < index) & months.isin(closed)
+    by_cdr = (
+        pd.DataFrame({"cdr_id": carried["cdr_id"].astype(str)[keep], "month": months[keep]})
+        .groupby("cdr_id")["month"]
+        .agg(["max", "min"])
+    )
+    ids = cdrs["cdr_id"].astype(str)
+    return cdrs.assign(
+        carried_until=ids.map(by_cdr["max"]).fillna(NOT_CARRIED).astype("int64").to_numpy(),
+        first_rejected_in=ids.map(by_cdr["min"]).fillna(NOT_CARRIED).astype("int64").to_numpy(),
     )

@@ -23,7 +23,7 @@ import pandas as pd
 
 from kernel.money import minor_units
 
-from .split import LINE_COLUMNS
+from .split import LINE_COLUMNS, REJECTED_COLUMNS
 
 SORT_KEY = ("settlement_period", "cdr_id", "line_no")
 CSV_COLUMNS = tuple(c.replace("_minor", "") for c in LINE_COLUMNS)  # net, vat, gross as decimals in the CSV
@@ -81,13 +81,10 @@ def lines_csv(lines: pd.DataFrame) -> bytes:
     return canonical_table(lines).to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
-REJECTED_COLUMNS = ("cdr_id", "reason", "service_period", "settlement_period")
-"""Columns of ``rejected.csv``: the CDR, why it could not be split, its service and settlement period."""
-
-
 def rejected_csv(rejected: pd.DataFrame) -> bytes:
-    """Canonical CSV bytes of a run's rejected CDRs (sorted by settlement period and CDR id; header only when
-    there are none)."""
+    """Canonical CSV bytes of a run's rejected CDRs (:data:`~settlement.core.split.REJECTED_COLUMNS`: the CDR,
+    why, its service and settlement period and the period that first rejected it; sorted by settlement period
+    and CDR id; header only when there are none)."""
     table = pd.DataFrame(
         {c: _text(rejected[c]).to_numpy() if c in rejected else [] for c in REJECTED_COLUMNS}
     )

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pandas as pd
 
+from .accounting_periods import parse_period, with_carried
 from .agreements import AgreementBook
 from .cdrs import MICRO_KWH_DECIMALS
 from .minor import format_minor
@@ -15,13 +16,22 @@ from .split import COMPONENTS, split
 
 
 def explain_cdr(
-    cdrs: pd.DataFrame, book: AgreementBook, cdr_id: str, closes: Mapping[str, datetime] | None = None
+    cdrs: pd.DataFrame,
+    book: AgreementBook,
+    cdr_id: str,
+    closes: Mapping[str, datetime] | None = None,
+    carried: pd.DataFrame | None = None,
 ) -> dict:
-    """A plain dict: the CDR's components (net/VAT), the agreements applied and every line, or the rejection."""
+    """A plain dict: the CDR's components (net/VAT), the agreements applied and every line, or the rejection.
+    With ``carried`` (the closing runs' rejections, as :func:`settlement.core.run.settle` takes them) a CDR
+    rejected by closing runs is explained as the next open period tries it."""
     row = cdrs[cdrs["cdr_id"].astype(str) == cdr_id]
     if row.empty:
         raise KeyError(f"no CDR {cdr_id}")
     row = row.head(1).reset_index(drop=True)
+    if carried is not None and closes:
+        after_last_close = max(parse_period(k) for k in closes).next()
+        row = with_carried(row, carried, after_last_close.key, closes)
     result = split(row, book, closes=closes)
     currency = str(row["currency"].iloc[0])
 
@@ -47,6 +57,8 @@ def explain_cdr(
     }
     if len(result.rejected):
         out["rejected"] = str(result.rejected["reason"].iloc[0])
+        out["settlement_period"] = str(result.rejected["settlement_period"].iloc[0])
+        out["first_rejected_in"] = str(result.rejected["first_rejected_in"].iloc[0])
         return out
     lines = result.lines
     out["settlement_period"] = str(lines["settlement_period"].iloc[0])

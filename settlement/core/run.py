@@ -12,6 +12,11 @@ Dask), so the engine is chosen by the caller.
 A closed period is never rewritten: settling it raises
 :class:`~settlement.core.accounting_periods.ClosedPeriodError` unless ``replay=True``, which recomputes it for
 verification (same inputs -> same hash).
+
+Rejections are carried forward: ``carried`` lists the CDRs each closed period's closing run rejected
+(``cdr_id``, ``period``). A run of period K tries them again (only the rejections of periods before K count,
+so a replay meets each CDR where its closing run met it): they settle in K as adjustments of their service
+period, or are listed in K's rejections with the period that first rejected them (``first_rejected_in``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from .accounting_periods import ensure_open, parse_period
+from .accounting_periods import ensure_open, parse_period, with_carried
 from .agreements import AgreementBook
 from .canonical_exports import content_hash
 from .minor import format_minor
@@ -86,14 +91,17 @@ def settle(
     clearing_party: str = "HUB",
     pick_basis: PickBasis = "end_date_time",
     splitter: Splitter = split_with_pandas,
+    carried: pd.DataFrame | None = None,
 ) -> RunResult:
     """Settle ``period``: lines of every CDR whose settlement period it is (see
     :mod:`settlement.core.accounting_periods`). ``splitter`` splits every CDR (the answer does not depend on
-    which one)."""
+    which one). ``carried``: the closing runs' rejections (``cdr_id``, ``period``), see the module docstring."""
     key = parse_period(period).key
     closes = dict(closes or {})
     if not replay:
         ensure_open(key, closes)
+    if carried is not None:
+        cdrs = with_carried(cdrs, carried, key, closes)
     all_lines, all_rejected = splitter(cdrs, book, closes, pick_basis)
     in_period = all_lines["settlement_period"].astype(str) == key
     lines = all_lines[in_period].reset_index(drop=True)

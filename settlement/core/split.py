@@ -31,6 +31,13 @@ exact fraction rounded once, half-up to the currency's increment (:func:`kernel.
 semantics via :func:`settlement.core.minor.round_half_up`). The CPO's retained line is the exact remainder, so
 any rounding difference — the odd cent — stays with the CPO, never appears or disappears. Credit CDRs are
 split on their magnitudes and negated, so a credit mirrors its original to the cent.
+
+Which agreements: those in force at the CDR's ``end_date_time`` (or the start of its service period, with
+``pick_basis="period_start"``). A CDR that settles in a later period than its service period (a late CDR, a
+credit after the close, a rejection carried forward) and that those terms cannot split (no roaming or hub fee
+agreement, no hub VAT rate, a site host currency mismatch) is split with the terms in force at the start of
+the period it settles in: agreements cannot start inside a closed period, so without this a CDR rejected for
+a missing agreement would stay rejected for ever.
 """
 
 from __future__ import annotations
@@ -45,7 +52,15 @@ import pandas as pd
 
 from kernel.money import minor_units
 
-from .accounting_periods import assign_periods, epoch_ns, month_index, utc_column
+from .accounting_periods import (
+    NOT_CARRIED,
+    assign_periods,
+    epoch_ns,
+    month_index,
+    month_keys,
+    period_start_seconds,
+    utc_column,
+)
 from .agreements import ALL_CPOS, AgreementBook, AnyAgreement, HubFeeAgreement, SiteHostAgreement
 from .minor import exact, round_half_up, rounding_step, scale_for, scaled
 from .resolve import KeyCoder, lookup
@@ -64,7 +79,10 @@ REQUIRED_COLUMNS = (*KEY_COLUMNS, "end_date_time", "energy_micro_kwh", "total_ex
 """Minor-unit CDR table. Amounts are int64 minor units of ``currency`` (credit CDRs negative);
 ``energy_micro_kwh`` is the CDR's energy exactly, in int64 millionths of a kWh; ``end_date_time`` aware UTC.
 Optional: the component columns in :data:`AMOUNT_COLUMNS` (missing = 0), ``created_at`` (aware UTC),
-``is_credit`` (bool), ``credit_of``."""
+``is_credit`` (bool), ``credit_of``, and for rejections carried forward (set by
+:func:`settlement.core.run.settle` from the closing runs' rejections) ``carried_until`` and
+``first_rejected_in``: int64 month indexes (``year * 12 + month - 1``; -1 = none), see
+:func:`settlement.core.accounting_periods.settlement_months`."""
 
 LINE_KINDS = ("emsp_owes_cpo", "cpo_retained", "hub_fee", "site_host_share")
 ROLES = ("emsp", "cpo", "hub", "site_host")
@@ -97,6 +115,10 @@ REJECT_REASONS = (
     "no_hub_vat_rate",
     "site_host_currency_mismatch",
 )
+AGREEMENT_REASONS = REJECT_REASONS[3:]
+"""Rejections by the agreements in force (not by the CDR's content): other terms may split the CDR."""
+REJECTED_COLUMNS = ("cdr_id", "reason", "service_period", "settlement_period", "first_rejected_in")
+"""A rejected CDR: why, its service and settlement period, and the period that first rejected it."""
 
 
 @dataclass(frozen=True)
@@ -127,8 +149,11 @@ def compute_parts(
     book: AgreementBook,
     *,
     pick_basis: PickBasis = "end_date_time",
+    at: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The wide split: one row per input CDR (same order), int64 minor units, signed like the CDR.
+    Agreements are those in force at ``at`` (int64 seconds since the epoch per CDR) when given, else at the
+    instant ``pick_basis`` names.
 
     Columns: ``total_net, total_vat, hub_net, hub_vat, host_net, host_vat, cpo_net, cpo_vat`` plus the
     agreement rows picked (``roaming_ix, hub_ix, host_ix``; -1 none) and ``reason_code`` (0 accepted, else
@@ -174,21 +199,13 @@ def compute_parts(
     )
 
     # --- agreement lookup -----------------------------------------------------------------------
-    end = utc_column(cdrs["end_date_time"], "end_date_time")
-    if pick_basis == "period_start":
-        months = month_index(end)
-        seconds = np.array(
-            [
-                int(pd.Timestamp(year=int(m // 12), month=int(m % 12 + 1), day=1, tz="UTC").timestamp())
-                for m in range(int(months.min()), int(months.max()) + 1)
-            ]
-            if n
-            else [],
-            dtype=np.int64,
-        )
-        at = seconds[months - months.min()] if n else np.zeros(0, dtype=np.int64)
-    else:
-        at = np.floor_divide(epoch_ns(end), 10**9)
+    if at is None:
+        end = utc_column(cdrs["end_date_time"], "end_date_time")
+        if pick_basis == "period_start":
+            at = period_start_seconds(month_index(end))
+        else:
+            at = np.floor_divide(epoch_ns(end), 10**9)
+    at = np.asarray(at, dtype=np.int64)
     coder = KeyCoder({k: cdrs[k] for k in ("cpo", "emsp", "location_id", "country", "currency")})
 
     def pick(
@@ -413,20 +430,59 @@ def split(
         parts["is_credit"].to_numpy(),
         cdrs["credit_of"] if "credit_of" in cdrs.columns else None,
         closes,
+        _month_column(cdrs, "carried_until"),
     )
+    parts = _with_settlement_terms(cdrs, book, parts, periods)
     code = parts["reason_code"].to_numpy()
     ok = np.flatnonzero(code == 0)
     bad = np.flatnonzero(code != 0)
+    settle_month = periods["settlement_month"].to_numpy()
+    first = _month_column(cdrs, "first_rejected_in")
+    first = settle_month if first is None else np.where(first == NOT_CARRIED, settle_month, first)
     rejected = pd.DataFrame(
         {
             "cdr_id": _take(cdrs["cdr_id"], bad),
             "reason": np.asarray(REJECT_REASONS, dtype=object)[code[bad] - 1],
             "service_period": _take(periods["service_period"], bad),
             "settlement_period": _take(periods["settlement_period"], bad),
-        }
+            "first_rejected_in": month_keys(first[bad]),
+        },
+        columns=list(REJECTED_COLUMNS),
     )
     lines = _long_lines(cdrs, parts, periods, ok, book)
     return SplitResult(lines=lines, rejected=rejected, parts=parts)
+
+
+def _month_column(cdrs: pd.DataFrame, name: str) -> np.ndarray | None:
+    """An optional month-index column as int64 (missing values: :data:`NOT_CARRIED`), or None."""
+    if name not in cdrs.columns:
+        return None
+    return pd.to_numeric(cdrs[name]).fillna(NOT_CARRIED).to_numpy(dtype=np.int64)
+
+
+def _with_settlement_terms(
+    cdrs: pd.DataFrame, book: AgreementBook, parts: pd.DataFrame, periods: pd.DataFrame
+) -> pd.DataFrame:
+    """``parts`` where every CDR that settles after its service period and that the terms at its instant
+    reject for an agreement reason is split again with the terms in force at the start of its settlement
+    period (see the module docstring)."""
+    code = parts["reason_code"].to_numpy()
+    agreement_codes = [1 + REJECT_REASONS.index(r) for r in AGREEMENT_REASONS]
+    settle_month = periods["settlement_month"].to_numpy()
+    retry = np.flatnonzero(
+        np.isin(code, agreement_codes) & (settle_month > periods["service_month"].to_numpy())
+    )
+    if not retry.size:
+        return parts
+    again = compute_parts(
+        cdrs.iloc[retry].reset_index(drop=True), book, at=period_start_seconds(settle_month[retry])
+    )
+    out = parts.copy()
+    for column in out.columns:
+        values = out[column].to_numpy().copy()
+        values[retry] = again[column].to_numpy()
+        out[column] = values
+    return out
 
 
 def _take(series: pd.Series, positions: np.ndarray) -> pd.api.extensions.ExtensionArray | np.ndarray:

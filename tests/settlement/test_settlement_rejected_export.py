@@ -29,12 +29,13 @@ def test_every_run_lists_its_rejected_cdrs_in_rejected_csv(tmp_path: Path):
     run = settle(_two_cdrs("XX*NOPE"), BOOK, "2026-10")
     write_exports(run, tmp_path)
     assert (tmp_path / "rejected.csv").read_text() == (
-        "cdr_id,reason,service_period,settlement_period\nX2,no_roaming_agreement,2026-10,2026-10\n"
+        "cdr_id,reason,service_period,settlement_period,first_rejected_in\n"
+        "X2,no_roaming_agreement,2026-10,2026-10,2026-10\n"
     )
     clean = settle(one_cdr_row(), BOOK, "2026-10")
     write_exports(clean, tmp_path / "clean")
     assert (tmp_path / "clean" / "rejected.csv").read_text() == (
-        "cdr_id,reason,service_period,settlement_period\n"
+        "cdr_id,reason,service_period,settlement_period,first_rejected_in\n"
     )
 
 

@@ -197,7 +197,15 @@ def _round(value: Fraction, currency: str) -> Decimal:
     return round_amount(Decimal(value.numerator) / Decimal(value.denominator), currency)
 
 
-def reference_split(row: dict, book: AgreementBook) -> dict | str:
+AGREEMENT_REASONS = (
+    "no_roaming_agreement",
+    "no_hub_fee_agreement",
+    "no_hub_vat_rate",
+    "site_host_currency_mismatch",
+)
+
+
+def reference_split(row: dict, book: AgreementBook, settles_from: datetime | None = None) -> dict | str:
     """Scalar reference: exact fractions and round_amount, magnitudes, sign applied at the end.
 
     A total below the sum of its components is a discount (OCPI 2.2.1 max_price: the session "will NOT cost
@@ -205,9 +213,18 @@ def reference_split(row: dict, book: AgreementBook) -> dict | str:
     energy component times total / components, excl. VAT and VAT each. Below on one side and above on the
     other is a contradiction.
 
+    Agreements are those in force at the CDR's end; ``settles_from`` (the start of a later period the CDR
+    settles in) gives the terms used when those at its end reject it for an agreement reason (S2).
+
     Returns {kind: (net, vat, agreement_ref)} in Decimal, or the rejection reason (subset checked)."""
+    at_end = _reference_at(row, book, row["end_date_time"].to_pydatetime())
+    if settles_from is not None and isinstance(at_end, str) and at_end in AGREEMENT_REASONS:
+        return _reference_at(row, book, settles_from)
+    return at_end
+
+
+def _reference_at(row: dict, book: AgreementBook, at: datetime) -> dict | str:
     cur = row["currency"]
-    at = row["end_date_time"].to_pydatetime()
     sign = -1 if row.get("is_credit") else 1
     net = dec(abs(row["total_excl"]), cur)
     vat = dec(abs(row["total_incl"]) - abs(row["total_excl"]), cur)

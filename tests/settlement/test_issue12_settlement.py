@@ -1,0 +1,362 @@
+"""Issue #12, S2: a CDR rejected in a period that is then closed was stuck for ever (its settlement period
+came from ``created_at``, agreements cannot start inside a closed period, and the split picked agreements at
+the CDR's end time). Now the closing run's rejections are stored (``settlement_rejections``) and every later
+run tries them again: they settle as adjustments of their service period, with the terms in force at the
+start of the period they settle in when those at their end cannot split them, or stay listed in each later
+run's ``rejected.csv`` with the period that first rejected them. Closed periods replay to the same hash.
+
+Issue item 6: "every priced CDR settles or is rejected for a documented reason, listed in the exports"."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from kernel.db.engine import Database
+from kernel.models import Cdr, SettlementRejection, SettlementRun
+from settlement.agreement_store import AgreementChangeError, add_agreements
+from settlement.core.accounting_periods import closed_until, parse_period
+from settlement.core.agreements import AgreementBook, RoamingAgreement, check_change
+from settlement.core.canonical_exports import rejected_csv
+from settlement.core.explain import explain_cdr
+from settlement.core.minor import from_minor
+from settlement.core.run import RunResult, settle
+from settlement.core.split import REJECT_REASONS
+from settlement.job import run_period
+from tariffs.rating import rate_pending
+from tests.world.demo_network import seed_pricing_network
+from tests.world.sessions import seed_ended_session
+
+from .testkit import CPOS, EMSPS, cdr_rows, make_book, one_cdr_row, reference_split
+
+BOOK = make_book()
+OCT_CLOSED = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)
+NEW_EMSP = "XX*NEW"
+NEW_ROAMING = RoamingAgreement(
+    agreement_id="R-new", version=1, valid_from="2026-11-01", emsp=NEW_EMSP, cpo=CPOS[0]
+)
+
+
+def _orphan() -> pd.DataFrame:
+    """An October CDR of an eMSP without a roaming agreement, priced on time."""
+    return one_cdr_row(cdr_id="ORPHAN", emsp=NEW_EMSP, created_at=pd.Timestamp("2026-10-05T12:10Z"))
+
+
+def _settled(run: RunResult) -> set[str]:
+    return set(run.lines["cdr_id"].astype(str))
+
+
+def _carried(*runs: RunResult) -> pd.DataFrame:
+    """What the job loads from ``settlement_rejections``: the closing runs' rejections."""
+    return pd.DataFrame(
+        [(str(c), run.period) for run in runs for c in run.rejected["cdr_id"]], columns=["cdr_id", "period"]
+    )
+
+
+def test_a_rejection_of_a_closed_period_settles_later_as_an_adjustment_of_its_period(tmp_path: Path):
+    """S2: rejected in 2026-10, which closes; the agreement that was missing is added from 2026-11-01 (the
+    first day an agreement may start); 2026-11 settles the CDR as an adjustment of 2026-10; replaying
+    2026-10 gives the closing run's hash."""
+    cdrs = pd.concat(
+        [one_cdr_row(created_at=pd.Timestamp("2026-10-05T12:10Z")), _orphan()], ignore_index=True
+    )
+    closing = settle(cdrs, BOOK, "2026-10")
+    assert list(closing.rejected["cdr_id"]) == ["ORPHAN"]
+    assert rejected_csv(closing.rejected).decode().splitlines()[1] == (
+        "ORPHAN,no_roaming_agreement,2026-10,2026-10,2026-10"
+    )
+    closes = {"2026-10": OCT_CLOSED}
+    # the agreement cannot be backdated into the closed period; from the first open day it can
+    assert check_change(
+        BOOK.agreements,
+        NEW_ROAMING.model_copy(update={"valid_from": date(2026, 10, 1)}),
+        closed_until(closes),
+    )
+    assert check_change(BOOK.agreements, NEW_ROAMING, closed_until(closes)) == []
+    book = AgreementBook([*BOOK.agreements, NEW_ROAMING])
+
+    november = settle(cdrs, book, "2026-11", closes, carried=_carried(closing))
+    assert november.rejected.empty
+    lines = november.lines
+    assert set(lines["cdr_id"]) == {"ORPHAN"}
+    assert lines["is_adjustment"].all()
+    assert set(lines["adjusts_period"].astype(str)) == {"2026-10"}
+    assert set(lines["service_period"].astype(str)) == {"2026-10"}
+    assert set(lines["settlement_period"].astype(str)) == {"2026-11"}
+    owed = lines[lines["kind"] == "emsp_owes_cpo"]
+    assert owed["agreement_id"].astype(str).item() == "R-new"
+    assert from_minor(owed["gross_minor"].item(), "EUR") == -from_minor(1210, "EUR")
+
+    replay = settle(cdrs, book, "2026-10", closes, carried=_carried(closing), replay=True)
+    assert replay.summary.content_hash == closing.summary.content_hash
+    assert list(replay.rejected["cdr_id"]) == ["ORPHAN"]
+    # settled once: the run after 2026-11 closed with it settled neither lists it nor settles it again
+    closes["2026-11"] = datetime(2026, 12, 2, tzinfo=UTC)
+    december = settle(cdrs, book, "2026-12", closes, carried=_carried(closing, november))
+    assert december.lines.empty and december.rejected.empty
+
+
+def test_a_cdr_still_not_settleable_is_listed_by_every_later_run_with_its_first_rejected_in():
+    """S2: a CDR no terms can split stays in each later run's rejected.csv, ``first_rejected_in`` = the
+    period that first rejected it; each closed period replays to its closing hash."""
+    cdrs = _orphan()
+    october = settle(cdrs, BOOK, "2026-10")
+    closes = {"2026-10": OCT_CLOSED}
+    november = settle(cdrs, BOOK, "2026-11", closes, carried=_carried(october))
+    assert rejected_csv(november.rejected).decode().splitlines() == [
+        "cdr_id,reason,service_period,settlement_period,first_rejected_in",
+        "ORPHAN,no_roaming_agreement,2026-10,2026-11,2026-10",
+    ]
+    closes["2026-11"] = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    carried = _carried(october, november)
+    december = settle(cdrs, BOOK, "2026-12", closes, carried=carried)
+    assert rejected_csv(december.rejected).decode().splitlines()[1] == (
+        "ORPHAN,no_roaming_agreement,2026-10,2026-12,2026-10"
+    )
+    for closing in (october, november):
+        replay = settle(cdrs, BOOK, closing.period, closes, carried=carried, replay=True)
+        assert replay.summary.content_hash == closing.summary.content_hash
+
+
+def test_two_runs_differing_only_in_rejections_hash_differently():
+    """S2: the content hash covers the rejections, including the period that first rejected each."""
+    on_time = one_cdr_row(
+        cdr_id="OK",
+        created_at=pd.Timestamp("2026-11-03T00:00Z"),
+        end_date_time=pd.Timestamp("2026-11-02T00:00Z"),
+    )
+    closes = {"2026-10": OCT_CLOSED}
+    carried_orphan = pd.concat([on_time, _orphan()], ignore_index=True)
+    late_orphan = pd.concat(
+        [on_time, _orphan().assign(created_at=pd.Timestamp("2026-11-20T00:00Z"))], ignore_index=True
+    )
+    a = settle(carried_orphan, BOOK, "2026-11", closes, carried=_carried(settle(_orphan(), BOOK, "2026-10")))
+    b = settle(late_orphan, BOOK, "2026-11", closes, carried=_carried())
+    c = settle(on_time, BOOK, "2026-11", closes)
+    assert a.lines.equals(b.lines) and _settled(a) == _settled(c) == {"OK"}
+    assert list(a.rejected["first_rejected_in"].astype(str)) == ["2026-10"]
+    assert list(b.rejected["first_rejected_in"].astype(str)) == ["2026-11"]
+    assert len({a.summary.content_hash, b.summary.content_hash, c.summary.content_hash}) == 3
+
+
+def test_which_terms_a_cdr_settling_after_its_period_uses():
+    """S2, the agreement rule: the terms in force at the CDR's end; only when they cannot split it and it
+    settles in a later period, the terms in force at the start of that period. A CDR settling in its own
+    period never takes later terms."""
+    closes = {"2026-10": OCT_CLOSED}
+    book = AgreementBook([*BOOK.agreements, NEW_ROAMING])
+    # on time in its own (open) period: November's agreement does not reach back
+    assert settle(_orphan(), book, "2026-10").rejected["reason"].tolist() == ["no_roaming_agreement"]
+    # priced after the close (late): it settles in November with the terms of 2026-11-01
+    late = _orphan().assign(created_at=pd.Timestamp("2026-11-04T00:00Z"))
+    assert _settled(settle(late, book, "2026-11", closes)) == {"ORPHAN"}
+    # terms at its end that split it win over later ones: hub fee v1 (end 2026-10-05), not v2 (from 10-16)
+    late_ok = one_cdr_row(cpo=CPOS[1], created_at=pd.Timestamp("2026-11-04T00:00Z"))
+    hub = settle(late_ok, book, "2026-11", closes).lines.query("kind == 'hub_fee'")
+    assert (hub["agreement_id"].astype(str).item(), hub["agreement_version"].item()) == ("HUB-EUR", 1)
+    # a content rejection is never retried with other terms
+    bad = _orphan().assign(total_incl=900, created_at=pd.Timestamp("2026-11-04T00:00Z"))
+    assert settle(bad, book, "2026-11", closes).rejected["reason"].tolist() == ["negative_vat"]
+    # explain shows the carried CDR as the next open period tries it
+    carried = _carried(settle(_orphan(), BOOK, "2026-10"))
+    explained = explain_cdr(_orphan(), book, "ORPHAN", closes, carried=carried)
+    assert explained["settlement_period"] == "2026-11" and explained["is_adjustment"]
+    still = explain_cdr(_orphan(), BOOK, "ORPHAN", closes, carried=carried)
+    assert (still["rejected"], still["first_rejected_in"]) == ("no_roaming_agreement", "2026-10")
+
+
+MONTHS = ("2026-09", "2026-10", "2026-11", "2026-12")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cdr_rows(n_max=30), st.integers(0, 20), st.sampled_from(MONTHS[1:]))
+def test_every_cdr_settles_once_or_stays_listed_and_closed_periods_replay(cdrs, close_day, new_from):
+    """S2 and issue item 6 over months run and closed in turn (late CDRs, credits, caps, three currencies):
+    each CDR settles in exactly one run or is listed by every run from its first rejection on; a CDR
+    rejected by a closing run reappears in the next run; every split matches the scalar reference with the
+    terms rule; every closed period replays to its closing hash under the final agreements."""
+    closes_at = {
+        "2026-09": datetime(2026, 10, 2, tzinfo=UTC),
+        "2026-10": datetime(2026, 11, 1 + close_day, tzinfo=UTC),
+        "2026-11": datetime(2026, 12, 3, tzinfo=UTC),
+        "2026-12": datetime(2027, 1, 2, tzinfo=UTC),
+    }
+    # an agreement for a pair that had none, starting in the first open month after new_from's predecessor
+    extra = RoamingAgreement(
+        agreement_id="R-MSB-CPC", version=1, valid_from=f"{new_from}-01", emsp=EMSPS[1], cpo=CPOS[2]
+    )
+    closes: dict[str, datetime] = {}
+    closing: dict[str, RunResult] = {}
+    settled_in: dict[str, str] = {}
+    for month in MONTHS:
+        book = AgreementBook([*BOOK.agreements, extra]) if month >= new_from else BOOK
+        existing = cdrs[cdrs["created_at"] < pd.Timestamp(closes_at[month])]  # what the closing run read
+        run = settle(existing, book, month, closes, carried=_carried(*closing.values()))
+        for cdr_id in _settled(run):
+            assert cdr_id not in settled_in, f"{cdr_id} settled twice"
+            settled_in[cdr_id] = month
+        for previous in closing.values():  # every CDR a closing run rejected is tried again here
+            for cdr_id in map(str, previous.rejected["cdr_id"]):
+                assert (
+                    cdr_id in _settled(run)
+                    or cdr_id in set(run.rejected["cdr_id"])
+                    or (settled_in.get(cdr_id, month) < month)
+                )
+        _check_against_reference(existing, book, run)
+        assert set(run.rejected["reason"]) <= set(REJECT_REASONS)
+        closes[month] = closes_at[month]
+        closing[month] = run
+    final = AgreementBook([*BOOK.agreements, extra])
+    last = settle(cdrs, final, "2027-01", closes, carried=_carried(*closing.values()))
+    # every CDR (they all end by 2026-11-03) has settled once or is still listed
+    assert set(settled_in) | _settled(last) | set(last.rejected["cdr_id"]) == set(cdrs["cdr_id"])
+    assert not set(settled_in) & _settled(last)
+    for month, run in closing.items():
+        replay = settle(cdrs, final, month, closes, carried=_carried(*closing.values()), replay=True)
+        assert replay.summary.content_hash == run.summary.content_hash, month
+
+
+def _check_against_reference(cdrs: pd.DataFrame, book: AgreementBook, run: RunResult) -> None:
+    rows = cdrs.set_index(cdrs["cdr_id"].astype(str))
+    rejected = dict(zip(run.rejected["cdr_id"].astype(str), run.rejected["reason"], strict=True))
+    periods = {
+        str(c): str(p) for c, p in zip(run.rejected["cdr_id"], run.rejected["service_period"], strict=True)
+    }
+    periods.update(
+        {str(c): str(p) for c, p in zip(run.lines["cdr_id"], run.lines["service_period"], strict=True)}
+    )
+    for cdr_id, service in periods.items():
+        row = rows.loc[cdr_id].to_dict()
+        later = service != run.period
+        expected = reference_split(row, book, parse_period(run.period).start if later else None)
+        if isinstance(expected, str):
+            assert rejected.get(cdr_id) == expected, (cdr_id, row)
+            continue
+        got = run.lines[run.lines["cdr_id"].astype(str) == cdr_id]
+        assert sorted(got["kind"].astype(str)) == sorted(expected), (cdr_id, row)
+        for line in got.itertuples(index=False):
+            net, vat, ref = expected[str(line.kind)]
+            assert from_minor(line.net_minor, row["currency"]) == net, (line.kind, row)
+            assert from_minor(line.vat_minor, row["currency"]) == vat, (line.kind, row)
+            assert f"{line.agreement_id}@v{line.agreement_version}" == ref
+
+
+def test_the_dask_engine_carries_rejections_forward_the_same_way():
+    """S2: the Dask engine splits carried CDRs as pandas does (same lines, rejections, hash)."""
+    distributed = pytest.importorskip("distributed")
+    from settlement.dask_engine import dask_splitter
+
+    cdrs = pd.concat(
+        [_orphan(), _orphan().assign(cdr_id="ORPHAN2", emsp="YY*NONE"), one_cdr_row(cdr_id="OK")],
+        ignore_index=True,
+    )
+    closes = {"2026-10": OCT_CLOSED}
+    carried = _carried(settle(cdrs, BOOK, "2026-10"))
+    book = AgreementBook([*BOOK.agreements, NEW_ROAMING])
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    )
+    with cluster, distributed.Client(cluster):
+        on_dask = settle(cdrs, book, "2026-11", closes, carried=carried, splitter=dask_splitter(partitions=2))
+    on_pandas = settle(cdrs, book, "2026-11", closes, carried=carried)
+    assert _settled(on_pandas) == {"ORPHAN"}
+    assert on_dask.summary == on_pandas.summary
+    assert rejected_csv(on_dask.rejected) == rejected_csv(on_pandas.rejected)
+
+
+# --- against the database (SQLite by default, PostgreSQL with EVHUB_TEST_DATABASE_URL) -----------------------
+
+NO_ROAMING = [
+    {
+        "kind": "hub_fee",
+        "agreement_id": "hub-fee-eur",
+        "version": 1,
+        "valid_from": "2026-01-01",
+        "hub": "NL*HUB",
+        "currency": "EUR",
+        "percentage": "0.05",
+        "fixed_per_session": "0.10",
+        "vat_rates": {"NLD": "0.21"},
+    }
+]
+ROAMING = {
+    "kind": "roaming",
+    "agreement_id": "roam-ems-amp",
+    "version": 1,
+    "valid_from": "2026-11-01",
+    "emsp": "NL*EMS",
+    "cpo": "NL*AMP",
+}
+
+
+@pytest.mark.clock("2026-12-15T10:00:00Z")
+async def test_a_rejection_is_stored_carried_forward_and_settled_by_a_later_run(db: Database, tmp_path: Path):
+    """S2 end to end: the closing run of 2026-10 stores its rejection; 2026-11's runs try it again (listed
+    with first_rejected_in 2026-10 while no roaming agreement exists, settled as an adjustment of 2026-10
+    once one is added from 2026-11-01); 2026-10 replays to its closing hash; the closed run's stored
+    rejections are never rewritten."""
+    await seed_pricing_network(db)
+    async with db.session() as s:
+        await add_agreements(s, NO_ROAMING)
+    await seed_ended_session(db, "AMS-01-1", datetime(2026, 10, 5, 9, 0, tzinfo=UTC), 45, "8", uid="oct-1")
+    assert await rate_pending(db, ()) == 1
+    async with db.session() as s:
+        cdr = (await s.scalars(select(Cdr))).one()
+
+    october = await run_period(db, "2026-10", out_dir=tmp_path, close=True)
+    assert (october.output_dir / "rejected.csv").read_text().splitlines()[1] == (
+        f"{cdr.cdr_uid},no_roaming_agreement,2026-10,2026-10,2026-10"
+    )
+    with pytest.raises(AgreementChangeError):  # no agreement can start inside the closed period
+        async with db.session() as s:
+            await add_agreements(s, [dict(ROAMING, valid_from="2026-10-01")])
+
+    still = await run_period(db, "2026-11", out_dir=tmp_path)
+    assert (still.output_dir / "rejected.csv").read_text().splitlines()[1] == (
+        f"{cdr.cdr_uid},no_roaming_agreement,2026-10,2026-11,2026-10"
+    )
+    async with db.session() as s:
+        await add_agreements(s, [ROAMING])
+    november = await run_period(db, "2026-11", out_dir=tmp_path, close=True)
+    lines = november.result.lines
+    assert november.result.rejected.empty and november.result.summary.adjustments == 1
+    assert set(lines["cdr_id"]) == {cdr.cdr_uid}
+    assert set(lines["adjusts_period"].astype(str)) == {"2026-10"}
+    owed = lines[lines["kind"] == "emsp_owes_cpo"]
+    assert -from_minor(owed["gross_minor"].item(), "EUR") == cdr.total_cost_incl_vat
+
+    replay = await run_period(db, "2026-10", out_dir=tmp_path)
+    assert replay.replay and replay.reproduced
+    assert replay.result.summary.content_hash == october.result.summary.content_hash
+    december = await run_period(db, "2026-12", out_dir=tmp_path)
+    assert december.result.lines.empty and december.result.rejected.empty
+    async with db.session() as s:
+        stored = (
+            await s.execute(
+                select(SettlementRun.period, SettlementRun.sequence, SettlementRejection)
+                .join(SettlementRun, SettlementRun.id == SettlementRejection.run_id)
+                .order_by(SettlementRun.id)
+            )
+        ).all()
+    assert [(p, seq, r.cdr_id, r.reason, r.service_period, r.first_rejected_in) for p, seq, r in stored] == [
+        ("2026-10", 1, cdr.id, "no_roaming_agreement", "2026-10", "2026-10"),
+        ("2026-11", 1, cdr.id, "no_roaming_agreement", "2026-10", "2026-10"),
+    ]
+
+
+def test_content_rejections_stay_listed():
+    """S2: a CDR rejected for its content (negative VAT) cannot be fixed by other terms: it stays listed by
+    every later run, with the period that first rejected it."""
+    bad = _orphan().assign(emsp=EMSPS[0], total_incl=900)
+    closes = {"2026-10": OCT_CLOSED, "2026-11": datetime(2026, 12, 2, tzinfo=UTC)}
+    carried = pd.DataFrame({"cdr_id": ["ORPHAN", "ORPHAN"], "period": ["2026-10", "2026-11"]})
+    later = settle(bad, BOOK, "2026-12", closes, carried=carried)
+    assert later.rejected[["reason", "settlement_period", "first_rejected_in"]].astype(
+        str
+    ).values.tolist() == [["negative_vat", "2026-12", "2026-10"]]
