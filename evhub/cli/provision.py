@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -335,10 +336,18 @@ def chargers_update(
     registration: Annotated[
         str | None, typer.Option(help="Boot answer: Accepted, Pending or Rejected")
     ] = None,
+    meter_public_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Public key of the charger's meter that signs its readings (DER, hex or base64), checked "
+            "against the signed meter data before a CDR carries it; '' removes it"
+        ),
+    ] = None,
 ) -> None:
-    """Change a charge point's password, location and EVSEs, OCPP version, profile or boot answer."""
+    """Change a charge point's password, location and EVSEs, OCPP version, profile, boot answer or meter key."""
 
     async def go(db: Database) -> None:
+        key = _meter_public_key(meter_public_key) if meter_public_key is not None else None
         async with db.session() as db_session:
             cp = await lifecycle.update_charger(
                 db_session,
@@ -350,12 +359,44 @@ def chargers_update(
                 security_profile=security_profile,
                 registration=registration,
             )
+            if meter_public_key is not None:
+                cp.meter_public_key = key
+        meter = (
+            ""
+            if meter_public_key is None
+            else (", meter public key set" if key else ", meter public key removed")
+        )
         console.print(
             f"updated charger {cp.identity} (OCPP {cp.ocpp_version.value}, profile {cp.security_profile}, "
-            f"{cp.registration_status.value}, {len(cp.evse_map)} EVSEs)"
+            f"{cp.registration_status.value}, {len(cp.evse_map)} EVSEs{meter})",
+            soft_wrap=True,
         )
 
     run_with_db(go)
+
+
+def _meter_public_key(text: str) -> str | None:
+    """The meter's public key as stored (base64 of its DER encoding, as OCPI's ``public_key``), None for '';
+    a key that is not a public key is the operator's error, one line."""
+    # loaded when used: the OCMF library and the key parser are not needed by any other command
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    from kernel.signed_meter import public_key_base64
+
+    if not text.strip():
+        return None
+    key = public_key_base64(text)
+    try:
+        if key is None:
+            raise ValueError
+        load_der_public_key(base64.b64decode(key))
+    except (ValueError, UnsupportedAlgorithm):
+        raise prov.ProvisioningError(
+            "--meter-public-key: not a public key (give its DER encoding, hex or base64, as the meter's "
+            "label or the signed data shows it)"
+        ) from None
+    return key
 
 
 def _charger_block(identity: str, blocked: bool) -> None:

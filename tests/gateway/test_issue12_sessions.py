@@ -7,6 +7,7 @@ the real gateway where a charger is involved; SQLite and PostgreSQL alike."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -25,10 +26,11 @@ from cpo_gateway.server import Gateway
 from cpo_gateway.session_store import SUPERSEDED_BY_NEW_START, SessionStore
 from kernel.db.engine import Database
 from kernel.metrics import refresh_database_gauges
-from kernel.models import ChargingSession, PricingState, SessionStatus
+from kernel.models import ChargePoint, ChargingSession, PricingState, SessionStatus
 from kernel.seams import Hooks
 from kernel.timeutil import utcnow
 from tests.gateway.conftest import T0, Seed, gateway_settings, iso, open_client, wait_until
+from tests.world.ocmf import SigningMeter
 
 
 def mv(ts: Any, wh: int, context: str = "Sample.Periodic") -> dict[str, Any]:
@@ -463,3 +465,37 @@ async def test_held_sessions_gauge(gateway: Gateway, db: Database, seeded: Seed)
     await _held_session(gateway, db)
     await refresh_database_gauges(db)
     assert REGISTRY.get_sample_value("evhub_sessions_held") == 1
+
+
+# -- the meter's public key, set by the operator --------------------------------------------------------------
+
+
+async def test_chargers_update_meter_public_key(
+    db: Database, seeded: Seed, cli: Callable[..., Awaitable[Result]]
+) -> None:
+    """Item 2: `evhub chargers update IDENTITY --meter-public-key KEY` stores the meter's public key
+    (charge_points.meter_public_key, base64 DER as OCPI's public_key) whether given as hex or base64; '' removes
+    it; a value that is not a public key is one clear line, exit 1, and the stored key stays."""
+    meter = SigningMeter()
+
+    async def stored() -> str | None:
+        async with db.session() as s:
+            return await s.scalar(select(ChargePoint.meter_public_key).where(ChargePoint.identity == "CP201"))
+
+    out = (await cli("chargers", "update", "CP201", "--meter-public-key", meter.public_key_hex)).output
+    assert "updated charger CP201" in out and "meter public key set" in out
+    assert await stored() == meter.public_key_b64
+    await cli("chargers", "update", "CP201", "--meter-public-key", meter.public_key_b64)
+    assert await stored() == meter.public_key_b64
+    for bad in ("not-a-key", base64.b64encode(b"just some bytes").decode()):
+        result = await cli("chargers", "update", "CP201", "--meter-public-key", bad, ok=False)
+        assert result.exit_code == 1 and "--meter-public-key: not a public key" in result.output
+        assert "Traceback" not in result.output
+    assert await stored() == meter.public_key_b64
+    assert (
+        "meter public key removed"
+        in (await cli("chargers", "update", "CP201", "--meter-public-key", "")).output
+    )
+    assert await stored() is None
+    unknown = await cli("chargers", "update", "NOPE", "--meter-public-key", meter.public_key_hex, ok=False)
+    assert unknown.exit_code == 1 and "NOPE" in unknown.output
