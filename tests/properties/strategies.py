@@ -37,11 +37,11 @@ PROFILE = "properties-nightly" if os.environ.get("EVHUB_PROPERTIES") == "nightly
 with EVHUB_PROPERTIES=nightly."""
 
 
-def budget(examples: int) -> settings:
+def budget(examples: int, **kw: Any) -> settings:
     """Settings for one property: the active profile (derandomized, no deadline) with ``examples`` examples in
-    CI, ten times as many nightly."""
+    CI, ten times as many nightly; ``kw`` for a test's own justified settings."""
     scale = 10 if PROFILE == "properties-nightly" else 1
-    return settings(settings.get_profile(PROFILE), max_examples=examples * scale)
+    return settings(settings.get_profile(PROFILE), max_examples=examples * scale, **kw)
 
 
 TZ = "Europe/Amsterdam"
