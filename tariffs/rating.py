@@ -11,7 +11,7 @@ A session that cannot be priced is marked ``failed`` with the reason (visible, r
 Late data (M4): a pending session waits until its ``price_after`` (the gateway's grace for out-of-order data)
 has passed by the clock. A session the gateway moved to ``reprice`` (its data changed after it was priced) —
 or a pending one that already has a CDR — is re-derived: when the new CDR's content (:func:`cdr_content`:
-times, energy, totals, periods) differs from the current revision, the current one is credited and revision+1
+times, energy, totals, periods, token, location) differs from the current revision, the current one is credited and revision+1
 issued, in one transaction (:func:`issue_correction`, the same path as ``evhub cdrs correct``); otherwise the
 session goes back to ``priced`` with no new CDR. OCPI 2.2.1 CDRs: "a CDR ... cannot be changed or replaced
 once sent to the eMSP ... Instead, a Credit CDR can be sent." and "After having sent the Credit CDR, the CPO
@@ -66,12 +66,18 @@ CONTENT_FIELDS = (
     "total_parking_cost",
     "total_reservation_cost",
     "charging_periods",
+    "cdr_token",
+    "auth_method",
+    "authorization_reference",
+    "cdr_location",
 )
-"""The OCPI CDR fields that make its money: a re-derived CDR equal in all of them is the same CDR."""
+"""The OCPI CDR fields that make its money and say who pays it where: a re-derived CDR equal in all of them
+is the same CDR (a late start that brings the token, or the real connector, is a correction too)."""
 
 
 def cdr_content(cdr: Cdr) -> dict[str, Any]:
-    """What a re-derived CDR is compared on (times, energy, totals, periods), from its OCPI object (pure)."""
+    """What a re-derived CDR is compared on (times, energy, totals, periods, token, location), from its OCPI
+    object (pure)."""
     data = cdr.data or {}
     return {key: data.get(key) for key in CONTENT_FIELDS}
 
@@ -113,9 +119,9 @@ async def hold_reasons(
     """Why the session must not be billed (:func:`kernel.plausibility.plausibility` with its connector's
     ``max_electric_power``); [] when it may be priced, or when it has not ended (nothing to judge).
 
-    The charger's times are judged against the instant the hub last received the session's data (its
-    ``last_updated``, always the hub's clock at receipt; ``now`` when unset): a stamp after the moment it
-    arrived is in the future whenever rating runs, so the verdict does not depend on how late rating runs."""
+    The charger's times are judged against ``now``, or the session's ``last_updated`` (the hub's clock when it
+    last received the session's data) when that is later: the latest instant the hub knows it has lived
+    through, so a hub clock set back never makes a stamp it already recorded look like the future."""
     if charging_session.end_time is None:
         return []
     connector = await session_connector(db_session, charging_session)
@@ -124,7 +130,7 @@ async def hold_reasons(
         charging_session.end_time,
         charging_session.energy_wh,
         connector.max_electric_power if connector is not None else None,
-        charging_session.last_updated or now,
+        max(now, charging_session.last_updated or now),
         limits,
         charging_session.flags or (),
     )

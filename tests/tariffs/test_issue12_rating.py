@@ -35,7 +35,7 @@ from kernel.timeutil import format_rfc3339
 from tariffs.component import PricingComponent
 from tariffs.rating import rate_pending
 from tests.conftest import TEST_CLOCK_START
-from tests.world.demo_network import demo_json, seed_pricing_network
+from tests.world.demo_network import demo_json, seed_pricing_network, seed_tokens
 from tests.world.sessions import seed_ended_session
 
 T0 = TEST_CLOCK_START - timedelta(hours=2)  # 08:00 UTC = 10:00 in Amsterdam: the day price
@@ -138,6 +138,22 @@ async def test_reprice_without_change_goes_back_to_priced_without_a_cdr(db: Data
     assert cdrs[3].credit_of == cdrs[2].id
     assert _current(cdrs) == [cdrs[4]] and cdrs[4].total_cost_excl_vat == DAY_FLAT + 11 * DAY_KWH
     assert len(told) == 4
+
+
+async def test_reprice_when_late_data_names_another_token_reissues_to_it(db: Database) -> None:
+    """M4: the money is unchanged but a late start named the token that really charged (another eMSP
+    contract): the CDR is corrected (credit of the original, revision 1 with the new ``cdr_token``), never
+    left with the wrong payer."""
+    await seed_pricing_network(db)
+    tokens = await seed_tokens(db, "TOKEN-2")
+    sid = await seed_ended_session(db, "AMS-01-1", T0, 60, "10")
+    assert await rate_pending(db, ()) == 1
+    await _set(db, sid, token_id=tokens["TOKEN-2"], pricing_state=PricingState.REPRICE)
+    assert await rate_pending(db, ()) == 1
+    original, credit, fresh = await _cdrs(db)
+    assert credit.is_credit and credit.data["cdr_token"]["uid"] == "TOKEN-1"
+    assert fresh.revision == 1 and fresh.data["cdr_token"]["uid"] == "TOKEN-2"
+    assert fresh.total_cost_excl_vat == original.total_cost_excl_vat
 
 
 async def test_pending_waits_for_price_after(db: Database) -> None:
@@ -254,18 +270,21 @@ async def test_more_energy_than_the_connector_can_deliver_is_held(db: Database) 
 
 
 async def test_a_clock_suspect_session_and_a_future_end_are_held(db: Database) -> None:
-    """M8: a session flagged CLOCK_SUSPECT by the gateway is held; so is one whose end lies more than
-    clock_skew after the moment the hub received it (``last_updated``), whenever rating runs."""
+    """M8: a session flagged CLOCK_SUSPECT by the gateway is held; so is one that ends more than clock_skew
+    after now (the charger's clock is ahead), even when its ``last_updated`` is earlier still."""
     await seed_pricing_network(db)
     flagged = await seed_ended_session(db, "AMS-01-1", T0, 60, "3")
     await _set(db, flagged, flags=[CLOCK_SUSPECT])
-    ahead = await seed_ended_session(db, "AMS-01-2", T0, 60, "3", uid="ahead")
-    await _set(db, ahead, last_updated=T0 + timedelta(minutes=50))  # received 10 min before its end
-    CLOCK.pin(TEST_CLOCK_START + timedelta(days=1))
+    ahead = await seed_ended_session(db, "AMS-01-2", TEST_CLOCK_START, 10, "1", uid="ahead")
+    await _set(db, ahead, last_updated=TEST_CLOCK_START)  # received now, stamped to end at 10:10
     assert await rate_pending(db, ()) == 0
-    for sid, word in ((flagged, CLOCK_SUSPECT), (ahead, "future")):
+    for sid, word in ((flagged, CLOCK_SUSPECT), (ahead, "end 2026-06-16T10:10:00Z in the future")):
         held = await _session(db, sid)
         assert held.pricing_state == PricingState.HELD and word in (held.review_reason or "")
+    # The same session once the clock has passed its end (a rating pass later, say) is plausible.
+    await _set(db, ahead, pricing_state=PricingState.PENDING)
+    CLOCK.pin(TEST_CLOCK_START + timedelta(minutes=6))
+    assert await rate_pending(db, ()) == 1
 
 
 # ---- T8: the price lock
