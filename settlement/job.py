@@ -88,11 +88,14 @@ async def _run_period(
     end = parse_period(period).end
     splitter: Splitter = dask_splitter() if engine == "dask" else split_with_pandas
     say("loading CDRs and agreements")
+    # The run covers the CDRs created before this instant, and a closing run closes at it: a CDR created
+    # while the run computes is late for the period (next open period), never one the closing run missed.
+    snapshot = utcnow()
     async with db.session() as db_session:
         book = await load_book(db_session)
         closes = await load_closes(db_session)
         carried = await load_carried(db_session)
-        table = await cdr_table(db_session, until=end)
+        table = await cdr_table(db_session, until=end, created_before=snapshot)
         labels = await parties_by_label(db_session)
         closing = await db_session.scalar(
             select(SettlementRun)
@@ -141,7 +144,7 @@ async def _run_period(
             cdr_count=result.summary.cdrs_settled,
             params=_jsonable(result.summary.as_dict()),
             finished_at=now,
-            closed_at=now if close else None,
+            closed_at=snapshot if close else None,
             output_dir=str(folder) if folder else None,
         )
         db_session.add(run)

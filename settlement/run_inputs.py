@@ -78,8 +78,10 @@ def _component(data: dict[str, Any], name: str, side: str) -> Decimal:
     return Decimal(str(value)) if value is not None else Decimal(0)
 
 
-async def cdr_table(db_session: AsyncSession, *, until: datetime | None = None) -> pd.DataFrame:
-    """Every CDR (optionally ended before ``until``) as the Decimal table
+async def cdr_table(
+    db_session: AsyncSession, *, until: datetime | None = None, created_before: datetime | None = None
+) -> pd.DataFrame:
+    """Every CDR (optionally ended before ``until``, created before ``created_before``) as the Decimal table
     :func:`settlement.core.cdrs.prepare_cdrs` reads, plus ``row_id`` (the CDR's row, for storing its
     rejection). Amounts come from the stored OCPI CDR, exactly."""
     cpo, emsp = aliased(Party), aliased(Party)
@@ -92,6 +94,8 @@ async def cdr_table(db_session: AsyncSession, *, until: datetime | None = None) 
     )
     if until is not None:
         query = query.where(Cdr.end_date_time < until)
+    if created_before is not None:
+        query = query.where(Cdr.created_at < created_before)
     rows = (await db_session.execute(query)).all()
     uid_of = {c.id: c.cdr_uid for c, *_ in rows}
     records = []

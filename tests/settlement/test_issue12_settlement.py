@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from kernel.clock import pinned
 from kernel.db.engine import Database
 from kernel.models import Cdr, SettlementRejection, SettlementRun
 from settlement.agreement_store import AgreementChangeError, add_agreements
@@ -360,3 +361,34 @@ def test_content_rejections_stay_listed():
     assert later.rejected[["reason", "settlement_period", "first_rejected_in"]].astype(
         str
     ).values.tolist() == [["negative_vat", "2026-12", "2026-10"]]
+
+
+@pytest.mark.clock("2026-12-15T10:00:00Z")
+async def test_a_cdr_stamped_after_the_closing_run_read_the_cdrs_settles_once_next_period(
+    db: Database, tmp_path: Path
+):
+    """Issue item 6 ("every priced CDR settles"), S2: a closing run closes at the instant it reads the CDRs.
+    A CDR stamped later (rating stamps its CDRs with the instant its batch started; a big run takes
+    minutes) is late for the closed period: it settles once, in the next period, and the closed period
+    replays to its hash. The run used to close at the instant it was stored, after computing; a CDR it had
+    read but stamped after that instant was settled by the closing run and again by the next period, and
+    the closed period no longer replayed to its hash (a CDR stamped before it but not read was never
+    settled)."""
+    await seed_pricing_network(db)
+    async with db.session() as s:
+        await add_agreements(s, [*NO_ROAMING, dict(ROAMING, valid_from="2026-01-01")])
+    await seed_ended_session(db, "AMS-01-1", datetime(2026, 10, 5, 9, 0, tzinfo=UTC), 45, "8", uid="oct-1")
+    assert await rate_pending(db, ()) == 1
+    await seed_ended_session(db, "AMS-01-1", datetime(2026, 10, 6, 9, 0, tzinfo=UTC), 45, "9", uid="oct-2")
+    assert await rate_pending(db, (), now=datetime(2026, 12, 15, 10, 5, tzinfo=UTC)) == 1
+    async with db.session() as s:
+        on_time, stamped_later = (await s.scalars(select(Cdr.cdr_uid).order_by(Cdr.created_at))).all()
+
+    october = await run_period(db, "2026-10", out_dir=tmp_path, close=True)
+    assert set(october.result.lines["cdr_id"]) == {on_time}
+    with pinned(datetime(2026, 12, 15, 11, 0, tzinfo=UTC)):
+        replay = await run_period(db, "2026-10", out_dir=tmp_path)
+        november = await run_period(db, "2026-11", out_dir=tmp_path)
+    assert replay.reproduced
+    assert set(november.result.lines["cdr_id"]) == {stamped_later}
+    assert set(november.result.lines["adjusts_period"].astype(str)) == {"2026-10"}
