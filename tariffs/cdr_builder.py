@@ -32,7 +32,7 @@ from tariffs.core.compiled_tariff import CompiledTariff, compile_tariff
 from tariffs.core.engine import price_session
 from tariffs.core.meter_periods import MeterSample, periods_from_meter_values
 from tariffs.core.pricing_result import PricingResult
-from tariffs.core.render import cdr_fields, explanation
+from tariffs.core.render import cdr_fields, cdr_tariffs, explanation
 from tariffs.core.tariff_json import to_jsonable
 from tariffs.price_lock import apply_price_lock
 from tariffs.tariff_versions import DEFAULT_TARIFF_ID, StoredTariff, versions_for_connector
@@ -261,12 +261,9 @@ def assemble_cdr(inputs: RatingInputs, result: PricingResult, *, revision: int, 
 
 
 def _tariffs_used(stored: Sequence[StoredTariff], result: PricingResult) -> list[Any]:
-    """The OCPI tariff objects of the versions that billed something (else the latest version)."""
-    used_keys = set(result.tariffs_used)
-    used = [v for v in stored if (v.tariff.id, v.tariff.version) in used_keys] or [stored[-1]]
-    return [
-        to_jsonable(v.tariff.model_dump(mode="python", exclude_none=True), decimals_as="keep") for v in used
-    ]
+    """The OCPI tariff objects of the versions the engine chose (:func:`tariffs.core.render.cdr_tariffs`), so
+    the CDR re-prices from its own content."""
+    return cdr_tariffs([v.tariff for v in stored], result)
 
 
 def _location_object(loc: Location, evse: EVSE | None, connector: Connector | None) -> dict[str, Any]:

@@ -80,49 +80,150 @@ def _instant(text: str, option: str, *, day: bool = False) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def _cdr_input(path: Path) -> tuple[dict[str, Any], list[Any], datetime, datetime]:
+    """A CDR-like JSON object: (the object, its charging periods, its start, its end), or one line naming
+    the file and the field."""
+    from tariffs.core.tariff_document import ChargingPeriod
+
+    data = prov.load_json(_read(path), str(path))
+    if not isinstance(data, dict):
+        fail(f"{path}: expected a JSON object")
+    for key in ("start_date_time", "end_date_time", "charging_periods"):
+        if key not in data:
+            fail(f"{path}: missing field {key}")
+    if not isinstance(data["charging_periods"], list):
+        fail(f"{path}: charging_periods must be a list")
+    try:
+        periods = [ChargingPeriod.model_validate(p) for p in data["charging_periods"]]
+        start, end = (
+            ChargingPeriod.model_validate(
+                {"start_date_time": data[key], "dimensions": [{"type": "ENERGY", "volume": 0}]}
+            ).start_date_time
+            for key in ("start_date_time", "end_date_time")
+        )
+    except ValidationError as exc:
+        fail(f"invalid CDR {path}: {describe_validation_error(exc)}")
+    return data, periods, start, end
+
+
+def _cdr_tariffs(path: Path, data: dict[str, Any]) -> list[Any]:
+    """The OCPI Tariff objects a CDR carries in ``tariffs`` (OCPI 2.2.1: "List of relevant Tariff Elements")."""
+    from tariffs.core import tariff_json as tjson
+
+    raw = data.get("tariffs")
+    if not isinstance(raw, list) or not raw:
+        fail(f"{path}: the CDR has no tariffs to price it with (give --cdr {path} --tariff FILE instead)")
+    out = []
+    for i, item in enumerate(raw):
+        try:
+            out.append(tjson.load_tariff(item))
+        except ValidationError as exc:
+            fail(f"invalid CDR {path}: tariffs[{i}]: {describe_validation_error(exc)}")
+        except ValueError as exc:
+            fail(f"invalid CDR {path}: tariffs[{i}]: {exc}")
+    return out
+
+
+_COST_FIELDS = (
+    "total_cost",
+    "total_fixed_cost",
+    "total_energy_cost",
+    "total_time_cost",
+    "total_parking_cost",
+    "total_reservation_cost",
+)
+"""The CDR's money totals (OCPI Price objects) ``tariffs price --from-cdr`` compares."""
+
+
+def _differences(cdr: dict[str, Any], recomputed: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each money total of ``cdr`` (the fields it states) next to the recomputed one, with the difference."""
+    out = []
+    for name in _COST_FIELDS:
+        stated = cdr.get(name)
+        if not isinstance(stated, dict):
+            continue
+        for part in ("excl_vat", "incl_vat"):
+            if stated.get(part) is None:
+                continue
+            mine = recomputed[name][part]
+            theirs = Decimal(str(stated[part]))
+            out.append(
+                {"field": f"{name}.{part}", "cdr": theirs, "recomputed": mine, "difference": mine - theirs}
+            )
+    return out
+
+
 @tariffs_app.command("price")
 def tariffs_price(
-    tariff: Annotated[Path, typer.Option(help="OCPI Tariff JSON")],
-    cdr: Annotated[Path, typer.Option(help="OCPI CDR-like JSON: start/end_date_time and charging_periods")],
+    tariff: Annotated[
+        list[Path] | None,
+        typer.Option(help="OCPI Tariff JSON; repeat it for a session that spans several versions or tariffs"),
+    ] = None,
+    cdr: Annotated[
+        Path | None, typer.Option(help="OCPI CDR-like JSON: start/end_date_time and charging_periods")
+    ] = None,
+    from_cdr: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-cdr",
+            help="An OCPI CDR: price its own tariffs and charging_periods and compare with its totals "
+            "(exit 1 when they differ)",
+        ),
+    ] = None,
     time_zone: Annotated[str, typer.Option(help="IANA zone the restrictions are read in")] = "UTC",
     decimals: Annotated[str, typer.Option(help="number or string")] = "number",
 ) -> None:
-    """Price a CDR-like object with a tariff and print the OCPI cost fields and the explanation as JSON."""
+    """Price a CDR-like object with tariffs (``--cdr`` and ``--tariff``), or re-price an OCPI CDR from its
+    own content (``--from-cdr``), and print the OCPI cost fields and the explanation as JSON."""
     from tariffs.core import tariff_json as tjson
     from tariffs.core.engine import PricingError, price_session
     from tariffs.core.render import cdr_fields, explanation
-    from tariffs.core.tariff_document import ChargingPeriod
 
     if decimals not in ("number", "string"):
         fail(f"--decimals {decimals!r}: expected number or string")
     decimals_as: Literal["number", "string"] = "string" if decimals == "string" else "number"
+    if (cdr is None) == (from_cdr is None):
+        fail("give either --cdr FILE (with --tariff FILE) or --from-cdr CDR.json")
+    if from_cdr is not None and tariff:
+        fail(
+            "--from-cdr prices the CDR with its own tariffs; to price it with others give --cdr and --tariff"
+        )
+    if cdr is not None and not tariff:
+        fail("--cdr needs at least one --tariff FILE")
     with reported_errors():
-        tariff_obj = _load_tariff(tariff)
-        data = prov.load_json(_read(cdr), str(cdr))
-        if not isinstance(data, dict):
-            fail(f"{cdr}: expected a JSON object")
-        for key in ("start_date_time", "end_date_time", "charging_periods"):
-            if key not in data:
-                fail(f"{cdr}: missing field {key}")
-        if not isinstance(data["charging_periods"], list):
-            fail(f"{cdr}: charging_periods must be a list")
-        try:
-            periods = [ChargingPeriod.model_validate(p) for p in data["charging_periods"]]
-            start = ChargingPeriod.model_validate(
-                {"start_date_time": data["start_date_time"], "dimensions": [{"type": "ENERGY", "volume": 0}]}
-            ).start_date_time
-            end = ChargingPeriod.model_validate(
-                {"start_date_time": data["end_date_time"], "dimensions": [{"type": "ENERGY", "volume": 0}]}
-            ).start_date_time
-        except ValidationError as exc:
-            fail(f"invalid CDR {cdr}: {describe_validation_error(exc)}")
+        source = cdr if cdr is not None else from_cdr
+        assert source is not None
+        data, periods, start, end = _cdr_input(source)
+        tariffs = [_load_tariff(t) for t in tariff] if tariff else _cdr_tariffs(source, data)
         zone(time_zone)
         try:
-            result = price_session(tariff_obj, periods, start, end, time_zone)
+            result = price_session(tariffs, periods, start, end, time_zone)
         except PricingError as exc:
             fail(str(exc))
-        out = {**cdr_fields(result), "explanation": explanation(result)}
-        sys.stdout.write(tjson.dumps(out, decimals_as=decimals_as, indent=2) + "\n")
+        fields = cdr_fields(result)
+        if from_cdr is None:
+            out = {**fields, "explanation": explanation(result)}
+            sys.stdout.write(tjson.dumps(out, decimals_as=decimals_as, indent=2) + "\n")
+            return
+        totals = _differences(data, fields)
+        if str(data.get("currency", "")).upper() != result.currency:
+            fail(f"{from_cdr}: the CDR is in {data.get('currency')!r}, its tariffs in {result.currency}")
+        report = {
+            "cdr_id": data.get("id"),
+            "currency": result.currency,
+            "totals": totals,
+            "recomputed": {k: v for k, v in fields.items() if k != "charging_periods"},
+            "explanation": explanation(result),
+        }
+        sys.stdout.write(tjson.dumps(report, decimals_as=decimals_as, indent=2) + "\n")
+        differing = [t for t in totals if t["difference"]]
+        for t in differing:
+            error_line(
+                f"CDR {data.get('id')}: {t['field']} is {t['cdr']} {result.currency}, its own tariffs and "
+                f"charging periods give {t['recomputed']} {result.currency}"
+            )
+        if differing:
+            raise typer.Exit(1)
 
 
 class _RevenueLine(TypedDict):

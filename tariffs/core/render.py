@@ -1,17 +1,59 @@
-"""Rendering a PricingResult: OCPI CDR cost fields and a machine-readable explanation, as JSON-ready dicts.
+"""Rendering a PricingResult: OCPI CDR cost fields and a machine-readable explanation, as JSON-ready dicts;
+and the published form of the tariffs a CDR carries.
 
 Decimals stay exact: :func:`cdr_fields` / :func:`explanation` return dicts holding Decimals (and datetimes);
 :func:`render_json` turns them into text with Decimals as JSON numbers (default) or strings, never via float.
+
+A CDR is reproducible from its own OCPI content (issue 12, T5): :func:`cdr_tariffs` gives its ``tariffs``
+field, every version the engine chose for one of its periods or at its start (also one that billed nothing
+there, which re-pricing would otherwise replace by another), each in :func:`publishable_tariff` form, so
+pricing the CDR's ``charging_periods`` with its ``tariffs`` gives its totals.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from kernel.timeutil import format_rfc3339
+from tariffs.core.engine import compile_versions, version_at
 from tariffs.core.ocpi_periods import to_ocpi
 from tariffs.core.pricing_result import PricingResult
+from tariffs.core.tariff_document import Tariff
 from tariffs.core.tariff_json import dumps, to_jsonable
+
+
+def _whole_ms(instant: datetime | None) -> datetime | None:
+    """``instant`` rounded up to a whole millisecond, as the published periods' boundaries are."""
+    if instant is None or not instant.microsecond % 1000:
+        return instant
+    return instant + timedelta(microseconds=1000 - instant.microsecond % 1000)
+
+
+def publishable_tariff(tariff: Tariff) -> dict[str, Any]:
+    """The OCPI Tariff object of a version as priced (``start_date_time`` = when it applies, the publication
+    rule) in the form it is published: exact decimals, validity bounds on whole milliseconds (an OCPI
+    DateTime's precision; up, as period boundaries), no empty fields."""
+    bounds = {k: _whole_ms(getattr(tariff, k)) for k in ("start_date_time", "end_date_time")}
+    published = tariff.model_copy(update={k: v for k, v in bounds.items() if v != getattr(tariff, k)})
+    return to_jsonable(published.model_dump(mode="python", exclude_none=True), decimals_as="keep")
+
+
+def cdr_tariffs(tariffs: Sequence[Tariff], result: PricingResult) -> list[dict[str, Any]]:
+    """The CDR's ``tariffs`` (OCPI 2.2.1: "List of relevant Tariff Elements"): of the versions ``result`` was
+    priced with, in their order, each one the engine chose at the session start or at a period's start, as
+    :func:`publishable_tariff`; the last version when it chose none."""
+    if not tariffs:
+        return []
+    compiled = compile_versions(list(tariffs))
+    chosen: set[int] = set()
+    for instant in (result.session_start, *(p.start for p in result.periods)):
+        version = version_at(compiled, instant)
+        if version is not None and version.source is not None:
+            chosen.add(id(version.source))
+    used = [t for t in tariffs if id(t) in chosen] or [tariffs[-1]]
+    return [publishable_tariff(t) for t in used]
 
 
 def _price(p: Any) -> dict[str, Any]:

@@ -15,7 +15,8 @@ import asyncio
 import json
 import logging
 from copy import deepcopy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +310,136 @@ async def test_a_version_that_would_never_apply_is_refused(db: Database) -> None
     async with db.session() as s:
         with pytest.raises(prov.ProvisioningError, match="would never apply"):
             await prov.import_tariff(s, {**OPEN_A, "end_date_time": "2026-06-02T00:00:00Z"})
+
+
+# --- T5: a CDR re-prices from its own OCPI content --------------------------------------------------------
+
+
+def _price(*args: str) -> Result:
+    from evhub.cli import app
+
+    return CliRunner().invoke(app, ["tariffs", "price", *args])
+
+
+def test_price_takes_several_tariff_files_for_a_session_across_versions(tmp_path: Path) -> None:
+    """T5: ``--tariff`` repeats: a session across OLD (until July) and NEW (from July) is priced by both."""
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({**OPEN_A, "id": "OLD", "end_date_time": "2026-07-01T00:00:00Z"}))
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps({**B_FROM_JULY, "id": "NEW"}))
+    cdr = tmp_path / "cdr.json"
+    cdr.write_text(
+        json.dumps(
+            {
+                "start_date_time": "2026-06-30T23:30:00Z",
+                "end_date_time": "2026-07-01T00:30:00Z",
+                "charging_periods": [
+                    {
+                        "start_date_time": "2026-06-30T23:30:00Z",
+                        "dimensions": [{"type": "ENERGY", "volume": 5}],
+                    },
+                    {
+                        "start_date_time": "2026-07-01T00:00:00Z",
+                        "dimensions": [{"type": "ENERGY", "volume": 5}],
+                    },
+                ],
+            }
+        )
+    )
+    result = _price("--cdr", str(cdr), "--tariff", str(old), "--tariff", str(new), "--decimals", "string")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["total_cost"]["excl_vat"] == "3.25"  # 5 x 0.25 + 5 x 0.40
+    alone = _price("--cdr", str(cdr), "--tariff", str(old))
+    assert alone.exit_code == 1 and "no tariff version valid at 2026-07-01T00:00:00Z" in alone.stderr
+
+
+OLD = _tariff(
+    "OLD",
+    _pc("ENERGY", "0.27", vat="21"),
+    _pc("TIME", "1.20", vat="21", step=300),
+    _pc("FLAT", "0.35", vat="21"),
+    end_date_time="2026-07-01T00:00:00Z",
+    min_price={"excl_vat": "1.00", "incl_vat": "1.21"},
+)
+NEW = _tariff(
+    "NEW",
+    _pc("ENERGY", "0.43", vat="9", step=500),
+    _pc("PARKING_TIME", "2.40", vat="9", step=60),
+    start_date_time="2026-07-01T00:00:00Z",
+)
+CAPPED = _tariff(
+    "CAPPED",
+    _pc("ENERGY", "0.395", vat="21"),
+    _pc("FLAT", "0.50", vat="21"),
+    max_price={"excl_vat": "2.00", "incl_vat": "2.42"},
+)
+FREE_AFTER = _tariff("STEPPED", _pc("ENERGY", "0.31", vat="19", step=100), _pc("TIME", "0.77", step=60))
+
+
+async def _rated_cdrs(db: Database) -> list[Cdr]:
+    """CDRs made by the rating path: across OLD -> NEW (step sizes, min price, VAT, parking), capped by
+    max_price, and across two versions of one tariff, the second (free of charge) stored mid-session, so
+    effective from then."""
+    await seed_pricing_network(db)
+    await _store(db, OLD, NEW, CAPPED, FREE_AFTER)
+    await _point(db, "AMS-CENTRAAL", ["OLD", "NEW"])
+    async with db.session() as s:  # the second EVSE: capped; the DC one: STEPPED, re-stored mid-session below
+        for uid, ids in (("AMS-01-2", ["CAPPED"]), ("AMS-02-1", ["STEPPED"])):
+            connector = await s.scalar(
+                select(Connector).join(EVSE, Connector.evse_pk == EVSE.id).where(EVSE.uid == uid)
+            )
+            assert connector is not None
+            connector.tariff_ids = ids
+    night = datetime(2026, 6, 30, 23, 21, 7, tzinfo=UTC)
+    await seed_ended_session(db, "AMS-01-1", night, 97, "7.3", uid="across", charge_minutes=71)
+    await seed_ended_session(db, "AMS-01-2", night, 43, "9.7", uid="capped")
+    stepped = datetime(2026, 6, 10, 9, 48, 13, tzinfo=UTC)
+    await seed_ended_session(db, "AMS-02-1", stepped, 67, "31.9", uid="versions", charge_minutes=50)
+    # From mid-session free of charge (OCPI: "a Tariff with type = FLAT and price = 0.00"): the version the
+    # engine chooses for the rest of the session bills nothing there, yet the CDR must carry it.
+    free = {**FREE_AFTER, "elements": [{"price_components": [_pc("FLAT", "0.00")]}]}
+    await _store(db, free, created_at=stepped + timedelta(minutes=29, seconds=20, microseconds=123456))
+    assert await rate_pending(db, ()) == 3
+    async with db.session() as s:
+        return list((await s.scalars(select(Cdr).order_by(Cdr.id))).all())
+
+
+async def test_from_cdr_reproduces_rated_cdrs_to_the_cent(db: Database, tmp_path: Path) -> None:
+    """T5: for CDRs made by the rating path over several tariffs and versions (step_size, min/max price,
+    VAT), ``tariffs price --from-cdr`` prices the CDR's own ``tariffs`` and ``charging_periods`` and gives its
+    total_cost excl. and incl. VAT (and every other cost total) to the cent, exit 0."""
+    cdrs = await _rated_cdrs(db)
+    assert {len(c.data["tariffs"]) for c in cdrs} == {1, 2}  # two CDRs span two versions
+    for cdr in cdrs:
+        path = tmp_path / f"{cdr.cdr_uid}.json"
+        path.write_text(json.dumps(cdr.data, default=str))
+        result = _price("--from-cdr", str(path), "--time-zone", "Europe/Amsterdam", "--decimals", "string")
+        assert result.exit_code == 0, (cdr.data["session_id"], result.output)
+        report = json.loads(result.stdout)
+        totals = {t["field"]: t for t in report["totals"]}
+        assert Decimal(totals["total_cost.excl_vat"]["recomputed"]) == cdr.total_cost_excl_vat
+        assert Decimal(totals["total_cost.incl_vat"]["recomputed"]) == cdr.total_cost_incl_vat
+        assert all(Decimal(t["difference"]) == 0 for t in report["totals"])
+
+
+async def test_from_cdr_exits_1_naming_a_total_that_differs_by_a_cent(db: Database, tmp_path: Path) -> None:
+    """T5: a CDR whose stated total is a cent off its own content: exit 1, one line naming the field."""
+    cdr = (await _rated_cdrs(db))[0]
+    data = json.loads(json.dumps(cdr.data, default=str))
+    data["total_cost"]["incl_vat"] = str(Decimal(str(data["total_cost"]["incl_vat"])) + Decimal("0.01"))
+    path = tmp_path / "off.json"
+    path.write_text(json.dumps(data))
+    result = _price("--from-cdr", str(path), "--time-zone", "Europe/Amsterdam")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "total_cost.incl_vat" in lines[0], result.stderr
+
+
+def test_from_cdr_and_tariff_files_are_one_or_the_other(tmp_path: Path) -> None:
+    """T5: --from-cdr uses the CDR's own tariffs; with --tariff too, or with neither input, one clear line."""
+    path = tmp_path / "x.json"
+    path.write_text("{}")
+    both = _price("--from-cdr", str(path), "--tariff", str(path))
+    assert both.exit_code == 1 and "own tariffs" in both.stderr
+    neither = _price()
+    assert neither.exit_code == 1 and "--from-cdr" in neither.stderr
