@@ -9,7 +9,8 @@ A session that cannot be priced is marked ``failed`` with the reason (visible, r
 ``evhub tariffs rerate``).
 
 Late data (M4): a pending session waits until its ``price_after`` (the gateway's grace for out-of-order data)
-has passed by the clock. A session the gateway moved to ``reprice`` (its data changed after it was priced) —
+has passed by the clock (a session to re-price too, so more late data makes one correction, not several). A
+session the gateway moved to ``reprice`` (its data changed after it was priced) —
 or a pending one that already has a CDR — is re-derived: when the new CDR's content (:func:`cdr_content`:
 times, energy, totals, periods, token, location) differs from the current revision, the current one is credited and revision+1
 issued, in one transaction (:func:`issue_correction`, the same path as ``evhub cdrs correct``); otherwise the
@@ -83,13 +84,10 @@ def cdr_content(cdr: Cdr) -> dict[str, Any]:
 
 
 def _claimable(now: datetime) -> ColumnElement[bool]:
-    """Pending and past its ``price_after`` (None: at once), or waiting to be re-priced."""
-    return or_(
-        and_(
-            ChargingSession.pricing_state == PricingState.PENDING,
-            or_(ChargingSession.price_after.is_(None), ChargingSession.price_after <= now),
-        ),
-        ChargingSession.pricing_state == PricingState.REPRICE,
+    """Pending or to be re-priced, and past its ``price_after`` (None: at once)."""
+    return and_(
+        ChargingSession.pricing_state.in_((PricingState.PENDING, PricingState.REPRICE)),
+        or_(ChargingSession.price_after.is_(None), ChargingSession.price_after <= now),
     )
 
 

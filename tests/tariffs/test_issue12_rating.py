@@ -158,10 +158,10 @@ async def test_reprice_when_late_data_names_another_token_reissues_to_it(db: Dat
 
 async def test_pending_waits_for_price_after(db: Database) -> None:
     """M4: a PENDING session whose ``price_after`` is in the future is not priced until the clock passes it
-    (the gateway's grace for late data); ``now`` can also be passed in."""
+    (the gateway's grace for late data); ``now`` can also be passed in; a REPRICE session waits likewise."""
     await seed_pricing_network(db)
     sid = await seed_ended_session(db, "AMS-01-1", T0, 60, "10")
-    after = TEST_CLOCK_START + timedelta(minutes=10)
+    after, after_gap = TEST_CLOCK_START + timedelta(minutes=10), timedelta(minutes=10)
     await _set(db, sid, price_after=after)
     assert await rate_pending(db, ()) == 0
     assert await rate_pending(db, (), now=after - timedelta(seconds=1)) == 0
@@ -169,6 +169,12 @@ async def test_pending_waits_for_price_after(db: Database) -> None:
     CLOCK.pin(after)
     assert await rate_pending(db, ()) == 1
     assert (await _session(db, sid)).pricing_state == PricingState.PRICED and len(await _cdrs(db)) == 1
+    # A session to re-price waits for its price_after too (more late data may follow: one correction).
+    await _set(
+        db, sid, energy_wh=Decimal(11000), pricing_state=PricingState.REPRICE, price_after=after + after_gap
+    )
+    assert await rate_pending(db, ()) == 0 and len(await _cdrs(db)) == 1
+    assert await rate_pending(db, (), now=after + after_gap) == 1 and len(await _cdrs(db)) == 3
 
 
 # ---- M8: implausible sessions are held
