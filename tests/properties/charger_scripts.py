@@ -29,10 +29,11 @@ class Script:
     reset_at: int | None  # after this many intervals the register restarts from reset_to
     reset_to: int
     unit: str  # 1.6: Wh or kWh; 2.0.1: Wh (multiplier 0) or kWh via multiplier 3
-    phases: bool
+    phases: bool  # per-phase registers (L1..L3) next to the overall one
     signed_every: int  # 1.6: every n-th sample also (or only) as SignedData; 0: none
     signed_only: bool
     begin_early_ms: int
+    phases_only: bool = False  # only the per-phase registers, no overall one (their sum is the overall value)
 
     @property
     def end(self) -> datetime:
@@ -54,8 +55,9 @@ class Script:
 
 
 @st.composite
-def scripts(draw: st.DrawFn) -> Script:
-    version = draw(st.sampled_from(["1.6", "2.0.1"]))
+def scripts(draw: st.DrawFn, *, phases_only: bool = False, version: str | None = None) -> Script:
+    """A charger script; ``phases_only``: its energy register only per phase (L1..L3, no overall value)."""
+    version = version or draw(st.sampled_from(["1.6", "2.0.1"]))
     n = draw(st.integers(1, 30))
     interval = draw(st.sampled_from([60, 300, 900]))
     # up to 10.8 kW (3 Wh per second): within what the test chargers' connectors deliver (no plausibility hold)
@@ -71,9 +73,10 @@ def scripts(draw: st.DrawFn) -> Script:
         draw(st.integers(0, 15)),
         draw(st.sampled_from(["Wh", "kWh"])),
         draw(st.booleans()),
-        draw(st.sampled_from([0, 0, 1, 2, 3])) if version == "1.6" else 0,
+        draw(st.sampled_from([0, 0, 1, 2, 3])) if version == "1.6" and not phases_only else 0,
         draw(st.booleans()),
         draw(st.integers(0, 50)),
+        phases_only,
     )
     if script.reset_at is not None:
         # A reset is a register that goes back by more than the documented 10 Wh rounding tolerance
@@ -102,10 +105,12 @@ def _value(script: Script, at: datetime, wh: int, context: str, index: int) -> d
             values = [frames.sampled_value(v, D(wh) / 1000, context, unit="Wh", multiplier=3)]
         else:
             values = [frames.sampled_value(v, D(wh), context)]
-    if script.phases:
-        third = D(wh) / 3
-        for phase in ("L1", "L2", "L3"):
-            values.append(frames.sampled_value(v, str(third) if v == "1.6" else third, context, phase=phase))
+    if script.phases_only:
+        values = [x for x in values if "format" in x]  # a 1.6 signature stays
+    if script.phases or script.phases_only:
+        third = wh // 3
+        for phase, part in (("L1", third), ("L2", third), ("L3", wh - 2 * third)):
+            values.append(frames.sampled_value(v, str(part) if v == "1.6" else D(part), context, phase=phase))
     return frames.meter_value(at, values)
 
 
