@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, TypedDict
 import typer
 from pydantic import ValidationError
 from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from evhub import provisioning as prov
@@ -33,7 +34,7 @@ from evhub.cli._lookup import resolve_prefix
 from evhub.cli.provision import tariffs_app
 from evhub.wiring import wired_hooks
 from kernel.db.engine import Database
-from kernel.models import Cdr, ChargingSession, Location, Party, PartyRole, PricingState
+from kernel.models import EVSE, Cdr, ChargingSession, Connector, Location, Party, PartyRole, PricingState
 from kernel.money import format_amount, round_amount
 from kernel.timeutil import zone
 from kernel.validation import describe_validation_error
@@ -237,6 +238,17 @@ class _RevenueLine(TypedDict):
     difference_excl_vat: Decimal
 
 
+async def _locations_using(db_session: AsyncSession, cpo_id: int, tariff_id: str) -> set[int]:
+    """The CPO's locations with a connector whose ``tariff_ids`` list ``tariff_id``."""
+    rows = await db_session.execute(
+        select(Location.id, Connector.tariff_ids)
+        .join(EVSE, EVSE.location_id == Location.id)
+        .join(Connector, Connector.evse_pk == EVSE.id)
+        .where(Location.cpo_id == cpo_id)
+    )
+    return {loc_id for loc_id, ids in rows.all() if tariff_id in [str(t) for t in ids or []]}
+
+
 @tariffs_app.command("replay")
 def tariffs_replay(
     tariff: Annotated[Path, typer.Option(help="Proposed OCPI Tariff JSON")],
@@ -244,11 +256,19 @@ def tariffs_replay(
         str, typer.Option("--from", help="Start, inclusive: YYYY-MM-DD (00:00 UTC) or an RFC 3339 time")
     ],
     to: Annotated[str, typer.Option(help="End, exclusive: YYYY-MM-DD (00:00 UTC) or an RFC 3339 time")],
+    all_locations: Annotated[
+        bool,
+        typer.Option(
+            "--all-locations",
+            help="Replay every location of the CPO, not only those whose connectors list it",
+        ),
+    ] = False,
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
-    """Re-rate the CPO's CDRs that ended in [FROM, TO) with a proposed tariff: revenue per location, actual
-    vs proposed, like with like (the current revision of each session; CDRs in another currency than the
-    tariff's are counted as not comparable)."""
+    """Re-rate the CDRs that ended in [FROM, TO) at the locations using the proposed tariff (a connector
+    lists its id; ``--all-locations``: every location of its CPO): revenue per location, actual vs proposed,
+    like with like (the current revision of each session; CDRs in another currency than the tariff's are
+    counted as not comparable)."""
     from tariffs.core.compiled_tariff import compile_tariff
     from tariffs.core.engine import PricingError, price_session
     from tariffs.core.tariff_document import ChargingPeriod
@@ -277,20 +297,23 @@ def tariffs_replay(
             # Like with like: the current revision of each session only (no credit CDR, no CDR a credit
             # cancels), on both sides.
             credit = aliased(Cdr)
-            rows = (
-                await db_session.execute(
-                    select(Cdr, Location)
-                    .join(Location, Cdr.location_id == Location.id)
-                    .where(
-                        Cdr.cpo_id == cpo.id,
-                        Cdr.end_date_time >= start,
-                        Cdr.end_date_time < end,
-                        Cdr.is_credit.is_(False),
-                        ~exists().where(credit.credit_of == Cdr.id),
-                    )
-                    .order_by(Cdr.id)
+            query = (
+                select(Cdr, Location)
+                .join(Location, Cdr.location_id == Location.id)
+                .where(
+                    Cdr.cpo_id == cpo.id,
+                    Cdr.end_date_time >= start,
+                    Cdr.end_date_time < end,
+                    Cdr.is_credit.is_(False),
+                    ~exists().where(credit.credit_of == Cdr.id),
                 )
-            ).all()
+                .order_by(Cdr.id)
+            )
+            if not all_locations:
+                query = query.where(
+                    Location.id.in_(await _locations_using(db_session, cpo.id, tariff_obj.id))
+                )
+            rows = (await db_session.execute(query)).all()
         actual: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         new: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         counts: dict[tuple[str, str], int] = defaultdict(int)

@@ -443,3 +443,36 @@ def test_from_cdr_and_tariff_files_are_one_or_the_other(tmp_path: Path) -> None:
     assert both.exit_code == 1 and "own tariffs" in both.stderr
     neither = _price()
     assert neither.exit_code == 1 and "--from-cdr" in neither.stderr
+
+
+# --- S3: replay only where the tariff is used -------------------------------------------------------------
+
+
+async def test_replay_re_rates_only_the_locations_whose_connectors_list_the_tariff(
+    db: Database, cli, tmp_path: Path
+) -> None:
+    """S3: a second AmsterPower location uses another tariff: replaying AMS-TOD compares AMS-CENTRAAL only;
+    ``--all-locations`` widens it to every location of the CPO."""
+    await seed_pricing_network(db)
+    other = _tariff("AMS-OTHER", _pc("ENERGY", "0.33"))
+    await _store(db, other)
+    zuid = _amsterdam(["AMS-OTHER"])
+    zuid["id"] = "AMS-ZUID"
+    zuid["evses"] = [{**zuid["evses"][0], "uid": "AMS-Z-1", "evse_id": "NL*AMP*E0009*1"}]
+    async with db.session() as s:
+        await prov.import_location(s, zuid)
+    nov = datetime(2026, 11, 10, 21, 30, tzinfo=UTC)
+    await seed_ended_session(db, "AMS-01-1", nov, 60, "10", uid="centraal")
+    await seed_ended_session(db, "AMS-Z-1", nov, 60, "10", uid="zuid")
+    assert await rate_pending(db, ()) == 2
+    proposed = tmp_path / "tod.json"
+    proposed.write_text(json.dumps(next(t for t in demo_json("tariffs.json") if t["id"] == "AMS-TOD")))
+    period = ("--from", "2026-11-01", "--to", "2026-12-01")
+    args = ("tariffs", "replay", "--tariff", str(proposed), *period, "--json")
+
+    used = json.loads((await cli(*args)).stdout)
+    widened = json.loads((await cli(*args, "--all-locations")).stdout)
+
+    assert [line["location_id"] for line in used["locations"]] == ["AMS-CENTRAAL"]
+    assert used["locations"][0]["difference_excl_vat"] == "0.00"
+    assert [line["location_id"] for line in widened["locations"]] == ["AMS-CENTRAAL", "AMS-ZUID"]
