@@ -173,11 +173,20 @@ def tariffs_price(
     ] = None,
     time_zone: Annotated[str, typer.Option(help="IANA zone the restrictions are read in")] = "UTC",
     decimals: Annotated[str, typer.Option(help="number or string")] = "number",
+    reservation_expired: Annotated[
+        bool,
+        typer.Option(
+            "--reservation-expired",
+            help="Price the reservation time as a reservation that expired (RESERVATION_EXPIRES elements); "
+            "without it, a CDR with only RESERVATION_TIME periods is taken for one",
+        ),
+    ] = False,
 ) -> None:
     """Price a CDR-like object with tariffs (``--cdr`` and ``--tariff``), or re-price an OCPI CDR from its
     own content (``--from-cdr``), and print the OCPI cost fields and the explanation as JSON."""
     from tariffs.core import tariff_json as tjson
     from tariffs.core.engine import PricingError, price_session
+    from tariffs.core.ocpi_periods import periods_from_ocpi
     from tariffs.core.render import cdr_fields, explanation
 
     if decimals not in ("number", "string"):
@@ -197,6 +206,8 @@ def tariffs_price(
         data, periods, start, end = _cdr_input(source)
         tariffs = [_load_tariff(t) for t in tariff] if tariff else _cdr_tariffs(source, data)
         zone(time_zone)
+        if reservation_expired:  # T7: the operator knows the reservation expired
+            periods = periods_from_ocpi(periods, end, reservation_expired=True)
         try:
             result = price_session(tariffs, periods, start, end, time_zone)
         except PricingError as exc:
