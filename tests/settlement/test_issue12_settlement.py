@@ -9,7 +9,8 @@ Issue item 6: "every priced CDR settles or is rejected for a documented reason, 
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -18,9 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from evhub import provisioning as prov
 from kernel.clock import pinned
 from kernel.db.engine import Database
-from kernel.models import Cdr, SettlementRejection, SettlementRun
+from kernel.models import EVSE, Cdr, Connector, SettlementRejection, SettlementRun, SettlementStatement
 from settlement.agreement_store import AgreementChangeError, add_agreements
 from settlement.core.accounting_periods import closed_until, parse_period
 from settlement.core.agreements import AgreementBook, RoamingAgreement, check_change
@@ -30,7 +32,7 @@ from settlement.core.minor import from_minor
 from settlement.core.run import RunResult, settle
 from settlement.core.split import REJECT_REASONS
 from settlement.job import run_period
-from tariffs.rating import rate_pending
+from tariffs.rating import correct_cdr, rate_pending
 from tests.world.demo_network import seed_pricing_network
 from tests.world.sessions import seed_ended_session
 
@@ -392,3 +394,172 @@ async def test_a_cdr_stamped_after_the_closing_run_read_the_cdrs_settles_once_ne
     assert replay.reproduced
     assert set(november.result.lines["cdr_id"]) == {stamped_later}
     assert set(november.result.lines["adjusts_period"].astype(str)) == {"2026-10"}
+
+
+# --- the issue's settlement invariants on the hub's own CDRs -------------------------------------------------
+
+CAPPED_TARIFF = {
+    "country_code": "NL",
+    "party_id": "AMP",
+    "id": "AMS-MAX",
+    "currency": "EUR",
+    "max_price": {"excl_vat": 10.00, "incl_vat": 11.00},
+    "elements": [
+        {
+            "price_components": [
+                {"type": "FLAT", "price": 0.50, "vat": 20.0, "step_size": 1},
+                {"type": "ENERGY", "price": 0.25, "vat": 10.0, "step_size": 1},
+            ]
+        }
+    ],
+    "last_updated": "2026-01-01T00:00:00Z",
+}
+AUDIT_AGREEMENTS = [
+    {
+        "kind": "roaming",
+        "agreement_id": "roam-ems-amp",
+        "version": 1,
+        "valid_from": "2026-01-01",
+        "emsp": "NL*EMS",
+        "cpo": "NL*AMP",
+    },
+    *[
+        {
+            "kind": "hub_fee",
+            "agreement_id": f"hub-fee-{currency.lower()}",
+            "version": 1,
+            "valid_from": "2026-01-01",
+            "hub": "NL*HUB",
+            "currency": currency,
+            "percentage": "0.05",
+            "fixed_per_session": "0.10",
+            "vat_rates": {"NLD": "0.21", "GBR": "0.20"},
+        }
+        for currency in ("EUR", "GBP")
+    ],
+    {
+        "kind": "site_host",
+        "agreement_id": "site-ams",
+        "version": 1,
+        "valid_from": "2026-01-01",
+        "site_host": "NL*SIT",
+        "cpo": "NL*AMP",
+        "location_id": "AMS-CENTRAAL",
+        "share_percentage": "0.10",
+    },
+]
+LDN_ROAMING = {
+    "kind": "roaming",
+    "agreement_id": "roam-ems-ldn",
+    "version": 1,
+    "valid_from": "2026-11-01",
+    "emsp": "NL*EMS",
+    "cpo": "GB*LDN",
+}
+
+
+async def _cdr_rows(db: Database) -> list[Cdr]:
+    async with db.session() as s:
+        return list((await s.scalars(select(Cdr).order_by(Cdr.id))).all())
+
+
+def _check_invariants(runs: list, cdrs: list[Cdr], statements: list) -> None:
+    """Every CDR settled by exactly one run or listed by the last; per party and currency the lines are the
+    CDR totals: each eMSP owes the totals of its CDRs, each CPO's lines with the hub and site host add up to
+    them (net, VAT, gross); every line sums to zero per CDR; the stored statements are the lines."""
+    lines = pd.concat([r.result.lines for r in runs], ignore_index=True)
+    settled = lines.groupby("cdr_id")["settlement_period"].nunique()
+    assert (settled == 1).all(), "a CDR settled by two runs"
+    listed = set(runs[-1].result.rejected["cdr_id"])
+    assert set(settled.index) | listed == {c.cdr_uid for c in cdrs}
+    assert not set(settled.index) & listed
+    by_uid = {c.cdr_uid: c for c in cdrs}
+    for (party, role, currency), mine in lines.groupby(["party", "role", "currency"], observed=True):
+        if role not in ("emsp", "cpo"):
+            continue
+        related = lines[
+            lines["cdr_id"].isin(set(mine["cdr_id"]))
+            & ((lines["party"] == party) | (lines["counterparty"] == party))
+            & (lines["kind"] != "emsp_owes_cpo" if role == "cpo" else lines["kind"] == "emsp_owes_cpo")
+        ]
+        net = from_minor(int(related["net_minor"].sum()), currency)
+        gross = from_minor(int(related["gross_minor"].sum()), currency)
+        totals = [by_uid[c] for c in set(mine["cdr_id"])]
+        sign = -1 if role == "emsp" else 1
+        assert net == sign * sum((c.total_cost_excl_vat for c in totals), Decimal(0)), (party, currency)
+        assert gross == sign * sum((c.total_cost_incl_vat for c in totals), Decimal(0)), (party, currency)
+    per_cdr = lines.groupby("cdr_id")[["net_minor", "vat_minor", "gross_minor"]].sum()
+    assert (per_cdr == 0).all().all()
+    for run in runs:
+        got = {(st.party, st.currency): st.gross for st in statements if st.run_id == run.run_id}
+        expected = {
+            (str(p), str(c)): from_minor(int(g), str(c))
+            for (p, c), g in run.result.lines.groupby(["party", "currency"], observed=True)["gross_minor"]
+            .sum()
+            .items()
+        }
+        assert got == expected
+
+
+@pytest.mark.clock("2026-12-15T10:00:00Z")
+async def test_settlement_lines_are_the_cdr_totals_with_credits_corrections_caps_and_two_currencies(
+    db: Database, tmp_path: Path
+):
+    """Issue item 6 ("every priced CDR settles or is rejected for a documented reason, listed in the
+    exports"; "per party and currency, settlement lines == CDR totals") and S1/S2, on CDRs the hub priced:
+    EUR and GBP, a CDR capped by max_price, corrections (credit + re-issue) in the period and after its
+    close, GBP CDRs rejected for a missing roaming agreement, carried forward and settled (with their
+    credit and re-issue) once the agreement exists; closed periods replay to their hash."""
+    await seed_pricing_network(db)
+    async with db.session() as s:
+        await prov.import_tariff(s, CAPPED_TARIFF)
+        evse = await s.scalar(select(EVSE).where(EVSE.uid == "AMS-01-1"))
+        assert evse is not None
+        connector = await s.scalar(select(Connector).where(Connector.evse_pk == evse.id))
+        assert connector is not None
+        connector.tariff_ids = ["AMS-MAX"]
+        await add_agreements(s, AUDIT_AGREEMENTS)
+    oct5 = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
+    await seed_ended_session(db, "AMS-01-1", oct5, 300, "50", uid="capped")
+    for i, (evse_uid, kwh) in enumerate([("AMS-01-2", "7.5"), ("AMS-02-1", "12"), ("LDN-01-1", "9")] * 2):
+        await seed_ended_session(db, evse_uid, oct5 + timedelta(days=i + 1), 40 + i, kwh, uid=f"oct-{i}")
+    assert await rate_pending(db, ()) == 7
+    by_session = {c.session_id: c for c in await _cdr_rows(db)}
+    capped = next(c for c in by_session.values() if c.total_cost_excl_vat == Decimal("10.00"))
+    assert Decimal(str(capped.data["total_energy_cost"]["excl_vat"])) == Decimal("12.50")
+    eur = [c for c in by_session.values() if c.currency == "EUR" and c is not capped]
+    gbp = [c for c in by_session.values() if c.currency == "GBP"]
+    assert len(eur) == 4 and len(gbp) == 2
+    await correct_cdr(db, eur[0].cdr_uid, ())  # corrected within the period
+
+    october = await run_period(db, "2026-10", out_dir=tmp_path, close=True)
+    assert set(october.result.rejected["cdr_id"]) == {c.cdr_uid for c in gbp}
+    assert set(october.result.rejected["reason"]) == {"no_roaming_agreement"}
+    await correct_cdr(db, eur[1].cdr_uid, ())  # after the close: credit and re-issue adjust October
+    await correct_cdr(db, gbp[0].cdr_uid, ())  # a rejected CDR corrected: all three settle together
+    async with db.session() as s:
+        await add_agreements(s, [LDN_ROAMING])
+    nov = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
+    await seed_ended_session(db, "LDN-01-1", nov, 30, "6", uid="nov-ldn")
+    await seed_ended_session(db, "AMS-01-1", nov, 60, "10", uid="nov-capped")
+    assert await rate_pending(db, ()) == 2
+    november = await run_period(db, "2026-11", out_dir=tmp_path, close=True)
+    assert november.result.rejected.empty
+    adjusted = november.result.lines[november.result.lines["is_adjustment"]]
+    assert set(adjusted["adjusts_period"].astype(str)) == {"2026-10"}
+
+    cdrs = await _cdr_rows(db)
+    assert len(cdrs) == 9 + 3 * 2  # 9 sessions, 3 corrections
+    async with db.session() as s:
+        statements = list((await s.scalars(select(SettlementStatement))).all())
+    _check_invariants([october, november], cdrs, statements)
+    # the corrected rejected CDR, its credit and re-issue net to one CDR's money for the eMSP
+    reissued = [c for c in cdrs if c.session_id == gbp[0].session_id]
+    owed = november.result.lines[
+        november.result.lines["cdr_id"].isin({c.cdr_uid for c in reissued})
+        & (november.result.lines["kind"] == "emsp_owes_cpo")
+    ]
+    assert -from_minor(int(owed["gross_minor"].sum()), "GBP") == gbp[0].total_cost_incl_vat
+    for closed in (october, november):
+        replay = await run_period(db, closed.period, out_dir=tmp_path)
+        assert replay.reproduced, closed.period
