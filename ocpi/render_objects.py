@@ -194,7 +194,9 @@ def cdr_object(cdr: Cdr) -> dict[str, Any]:
     return obj
 
 
-def tariff_object(tv: TariffVersion, cpo: Party) -> dict[str, Any]:
+def tariff_object(tv: TariffVersion, cpo: Party, applies_from: datetime | None = None) -> dict[str, Any]:
+    """The stored version as an OCPI Tariff; ``start_date_time`` says from when it applies
+    (``applies_from``, :func:`tariffs.published_start`) when that is later than the stored start."""
     obj = dict(tv.data or {})
     obj.setdefault("country_code", cpo.country_code)
     obj.setdefault("party_id", cpo.party_id)
@@ -202,6 +204,8 @@ def tariff_object(tv: TariffVersion, cpo: Party) -> dict[str, Any]:
     obj.setdefault("currency", tv.currency)
     if tv.start_date_time is not None:
         obj.setdefault("start_date_time", _ts(tv.start_date_time))
+    if applies_from is not None and (tv.end_date_time is None or applies_from < tv.end_date_time):
+        obj["start_date_time"] = _ts(applies_from)
     if tv.end_date_time is not None:
         obj.setdefault("end_date_time", _ts(tv.end_date_time))
     obj.setdefault("last_updated", _ts(tv.last_updated))

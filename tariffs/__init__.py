@@ -2,12 +2,13 @@
 
 The public surface other stages may import (``make lint`` refuses any other import of this package from
 ``cpo_gateway``, ``ocpi``, ``settlement`` or ``portal``): reading a stored tariff document, the stored versions
-that price a connector (:func:`versions_for_connector`), and quoting them.
+that price a connector (:func:`versions_for_connector`), when a stored version applies from
+(:func:`published_start`, for the Tariff object partners receive), and quoting them.
 """
 
 from tariffs.core.engine import PricingError
 from tariffs.core.quote import quote as quote_tariff
 from tariffs.core.tariff_json import load_tariff
-from tariffs.tariff_versions import versions_for_connector
+from tariffs.tariff_versions import published_start, versions_for_connector
 
-__all__ = ["PricingError", "load_tariff", "quote_tariff", "versions_for_connector"]
+__all__ = ["PricingError", "load_tariff", "published_start", "quote_tariff", "versions_for_connector"]

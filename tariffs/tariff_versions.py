@@ -95,6 +95,19 @@ async def load_versions(db_session: AsyncSession, cpo_id: int, tariff_id: str) -
     return [parse_row(r, start=window_start(rows, r)) for r in applicable_rows(rows)]
 
 
+async def published_start(db_session: AsyncSession, row: TariffVersion) -> datetime | None:
+    """When the stored version ``row`` applies from (:func:`window_start`), for the OCPI Tariff object pushed
+    to partners; None when it applies always (a tariff id's first version without a start)."""
+    rows = (
+        await db_session.scalars(
+            select(TariffVersion)
+            .where(TariffVersion.cpo_id == row.cpo_id, TariffVersion.tariff_id == row.tariff_id)
+            .order_by(TariffVersion.version)
+        )
+    ).all()
+    return window_start(rows, next((r for r in rows if r.id == row.id), row))
+
+
 async def latest_version(db_session: AsyncSession, cpo_id: int, tariff_id: str) -> TariffVersion | None:
     return await db_session.scalar(
         select(TariffVersion)

@@ -10,6 +10,7 @@ from ocpi.deps import Caller, caller
 from ocpi.envelope import NotFound, ok
 from ocpi.pagination import paginate
 from ocpi.render_objects import tariff_object
+from tariffs import published_start
 
 router = APIRouter()
 
@@ -37,7 +38,9 @@ async def list_tariffs(request: Request, c: Caller = Depends(caller)):
     rows, headers = await paginate(
         c.db_session, request, _visible(c), TariffVersion.last_updated, TariffVersion.id, c.platform.max_limit
     )
-    return ok([tariff_object(tv, c.cpo) for tv in rows], headers=headers)
+    return ok(
+        [tariff_object(tv, c.cpo, await published_start(c.db_session, tv)) for tv in rows], headers=headers
+    )
 
 
 @router.get("/{tariff_id}")
@@ -45,4 +48,4 @@ async def get_tariff(tariff_id: str, c: Caller = Depends(caller)):
     tv = await c.db_session.scalar(_visible(c).where(TariffVersion.tariff_id == tariff_id))
     if tv is None:
         raise NotFound(f"Unknown tariff {tariff_id}")
-    return ok(tariff_object(tv, c.cpo))
+    return ok(tariff_object(tv, c.cpo, await published_start(c.db_session, tv)))

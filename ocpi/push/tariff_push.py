@@ -17,6 +17,7 @@ from ocpi.push.outbox_message import queue_push
 from ocpi.push.push_state import find_state, new_state
 from ocpi.push.recipients import may_see_cpo, receiving_roles, registered_partners
 from ocpi.render_objects import tariff_object
+from tariffs import published_start
 
 STATE_KIND = "tariff"
 """Push state kind: ``object_key`` ``{cpo_id}:{tariff_id}``, ``last_status`` the last version number queued."""
@@ -76,7 +77,7 @@ async def enqueue_tariff(tariff: TariffVersion | int, db_session: AsyncSession) 
         return 0
     if await latest_number(db_session, tv.cpo_id, tv.tariff_id) > tv.version:
         return 0  # superseded: the partner gets the newer version, never this one after it
-    body = tariff_object(tv, cpo)
+    body = tariff_object(tv, cpo, await published_start(db_session, tv))
     object_key = f"{cpo.id}:{tv.tariff_id}"
     count = 0
     for partner in await registered_partners(db_session):

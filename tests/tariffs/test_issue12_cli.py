@@ -32,11 +32,14 @@ from kernel.models import (
     ChargingSession,
     Connector,
     Location,
+    OutboxMessage,
     PricingState,
     TariffVersion,
 )
+from kernel.timeutil import format_rfc3339
+from ocpi.push.tariff_push import enqueue_tariff
 from tariffs.rating import rate_pending
-from tests.world.demo_network import demo_json, seed_pricing_network
+from tests.world.demo_network import demo_json, seed_ocpi_partner, seed_pricing_network
 from tests.world.sessions import seed_ended_session
 
 PUBLISHED = datetime(2026, 5, 1, tzinfo=UTC)
@@ -476,3 +479,32 @@ async def test_replay_re_rates_only_the_locations_whose_connectors_list_the_tari
     assert [line["location_id"] for line in used["locations"]] == ["AMS-CENTRAAL"]
     assert used["locations"][0]["difference_excl_vat"] == "0.00"
     assert [line["location_id"] for line in widened["locations"]] == ["AMS-CENTRAAL", "AMS-ZUID"]
+
+
+# --- the Tariff object partners receive says from when it applies -----------------------------------------
+
+
+async def test_the_pushed_tariff_starts_when_the_version_applies(db: Database) -> None:
+    """Publication rule: a version stored on 16 June with a back-dated start_date_time (1 June) applies from
+    when it was stored, and the Tariff object pushed to partners says so; a version starting later than it is
+    stored keeps its own start."""
+    network = await seed_pricing_network(db)
+    await seed_ocpi_partner(db, network.parties["NL*EMS"])
+    tod = next(t for t in demo_json("tariffs.json") if t["id"] == "AMS-TOD")
+    back_dated = {**tod, "start_date_time": "2026-06-01T00:00:00Z", "last_updated": "2026-06-16T09:00:00Z"}
+    ahead = {**tod, "start_date_time": "2026-07-01T00:00:00Z", "last_updated": "2026-06-16T09:30:00Z"}
+    starts, stored = [], []
+    for data in (back_dated, ahead):
+        async with db.session() as s:
+            row, created = await prov.import_tariff(s, data)
+            assert created
+            stored.append(row.created_at)
+            assert await enqueue_tariff(row, s) == 1
+        async with db.session() as s:
+            msg = await s.scalar(select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(1))
+            assert msg is not None
+            starts.append(msg.payload["body"]["start_date_time"])
+    # Stored to the wire's milliseconds, so the published start is the exact instant it applies from.
+    assert stored[0].microsecond % 1000 == 0 and stored[0].date().isoformat() == "2026-06-16"
+    assert starts[0] == format_rfc3339(stored[0])
+    assert starts[1] == "2026-07-01T00:00:00Z"
