@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.domain.cdr_token import cdr_token
 from kernel.meter_reading import CURRENT, ENERGY_REGISTER, POWER, cumulative_series
-from kernel.models import EVSE, Cdr, ChargingSession, Connector, Location, MeterValue, Party, Token
+from kernel.models import (
+    EVSE,
+    Cdr,
+    ChargingSession,
+    Connector,
+    Location,
+    MeterValue,
+    Party,
+    SessionStatus,
+    Token,
+)
 from kernel.timeutil import format_rfc3339
 from tariffs.core.charging_periods import Period
 from tariffs.core.compiled_tariff import CompiledTariff, compile_tariff
@@ -35,6 +45,8 @@ from tariffs.core.pricing_result import PricingResult
 from tariffs.core.render import cdr_fields, cdr_tariffs, explanation
 from tariffs.core.tariff_json import to_jsonable
 from tariffs.price_lock import apply_price_lock
+from tariffs.reservations import add_reservation_periods
+from tariffs.signed_data import session_signed_data
 from tariffs.tariff_versions import DEFAULT_TARIFF_ID, StoredTariff, versions_for_connector
 
 CDR_NAMESPACE = uuid.UUID("6f1d3c2a-8f7e-4c1b-9a55-0e7d2f4b9c10")
@@ -63,6 +75,7 @@ class RatingInputs:
     tariff_id: str  # the first tariff id of ``stored_versions`` (a connector's, or the CPO's DEFAULT)
     stored_versions: list[StoredTariff]  # the versions of all the connector's tariffs, each id's oldest first
     meter_rows: Sequence[MeterValue]  # energy register, power and current samples, in primary key order
+    signed_data: dict[str, Any] | None = None  # OCPI SignedData (tariffs.signed_data); None: none/invalid
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +94,12 @@ async def build_cdr(
 ) -> tuple[Cdr, PricingResult]:
     """Price ``charging_session`` and build its CDR row (not yet added to ``db_session``)."""
     inputs = await load_inputs(db_session, charging_session)
-    result = price_periods(derive_periods(inputs))
+    derived = derive_periods(inputs)
+    # T7: the reservation time of the session's reservation before its own periods (alone when it expired)
+    periods = await add_reservation_periods(
+        db_session, charging_session, derived.periods, derived.versions, derived.time_zone
+    )
+    result = price_periods(replace(derived, periods=periods))
     return assemble_cdr(inputs, result, revision=revision, now=now), result
 
 
@@ -113,9 +131,11 @@ async def load_inputs(db_session: AsyncSession, charging_session: ChargingSessio
             .order_by(*inspect(MeterValue).primary_key)
         )
     ).all()
+    signed = await session_signed_data(db_session, charging_session)  # also stores its verification
     return RatingInputs(
-        charging_session, end_time, location, cpo, evse, connector, token, tariff_id, stored, rows
-    )
+        charging_session, end_time, location, cpo, evse, connector, token, tariff_id, stored, rows,
+        signed.cdr_object,
+    )  # fmt: skip
 
 
 async def session_connector(db_session: AsyncSession, charging_session: ChargingSession) -> Connector | None:
@@ -151,9 +171,8 @@ async def _tariff_for(
         tariff_ids = list(first.tariff_ids or []) if first else []
     versions = await versions_for_connector(db_session, charging_session.cpo_id, tariff_ids)
     if versions:  # T8: the CPO's or tariff's price lock keeps the version valid at the start
-        end = charging_session.end_time or charging_session.start_time
         versions = await apply_price_lock(
-            db_session, charging_session.cpo_id, versions, charging_session.start_time, end
+            db_session, charging_session.cpo_id, versions, charging_session.start_time
         )
         return versions[0].tariff_id, versions
     raise RatingError(
@@ -211,21 +230,28 @@ def assemble_cdr(inputs: RatingInputs, result: PricingResult, *, revision: int, 
     """The CDR row of revision ``revision``: the OCPI CDR object (``data``), the columns, the explanation."""
     charging_session, stored, token = inputs.charging_session, inputs.stored_versions, inputs.token
     uid = cdr_uid_for(charging_session.session_uid, revision, False)
+    start = min([result.session_start, *(p.start for p in result.periods[:1])])
     data: dict[str, Any] = {
         "country_code": inputs.cpo.country_code if inputs.cpo else "",
         "party_id": inputs.cpo.party_id if inputs.cpo else "",
         "id": uid,
-        "session_id": charging_session.session_uid,
+        # OCPI 2.2.1: omitted only for "the result of a reservation that never became a charging session"
+        **(
+            {}
+            if charging_session.status == SessionStatus.RESERVATION
+            else {"session_id": charging_session.session_uid}
+        ),
         "cdr_token": cdr_token(token, charging_session),
         "auth_method": charging_session.auth_method,
         **{k: v for k, v in (charging_session.data or {}).items() if k == "authorization_reference" and v},
         "cdr_location": _location_object(inputs.location, inputs.evse, inputs.connector),
         "tariffs": _tariffs_used(stored, result),
         **to_jsonable(cdr_fields(result), decimals_as="keep"),
+        "start_date_time": format_rfc3339(start),  # a reservation before the session: its start (T7)
         "home_charging_compensation": False,
         "last_updated": format_rfc3339(now),
     }
-    signed = _signed_data(charging_session)
+    signed = inputs.signed_data
     if signed:
         data["signed_data"] = signed
     return Cdr(
@@ -238,7 +264,7 @@ def assemble_cdr(inputs: RatingInputs, result: PricingResult, *, revision: int, 
         location_id=inputs.location.id,
         token_id=token.id if token else None,
         currency=result.currency,
-        start_date_time=result.session_start,
+        start_date_time=start,
         end_date_time=result.session_end,
         total_energy_kwh=result.total_energy,
         total_time_hours=result.total_time,
@@ -283,14 +309,3 @@ def _location_object(loc: Location, evse: EVSE | None, connector: Connector | No
         "connector_power_type": connector.power_type if connector else "",
     }
     return {k: v for k, v in out.items() if v is not None}
-
-
-def _signed_data(charging_session: ChargingSession) -> dict[str, Any] | None:
-    raw = charging_session.signed_meter_data
-    if not raw:
-        return None
-    method = "OCMF" if raw.lstrip().startswith("OCMF|") else "UNKNOWN"
-    return {
-        "encoding_method": method,
-        "signed_values": [{"nature": "End", "plain_data": "", "signed_data": raw}],
-    }
