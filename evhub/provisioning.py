@@ -564,7 +564,7 @@ async def import_tariff(
     rows = await _versions_of(db_session, cpo.id, clean["id"])
     mark_invalid(rows)
     latest = rows[-1] if rows else None
-    if latest is not None and latest.data == clean and latest.supersedes_version == supersedes:
+    if latest is not None and latest.data == clean and supersedes in (None, latest.supersedes_version):
         return latest, False
     if supersedes is not None:
         _check_supersedes(clean["id"], rows, supersedes)

@@ -258,6 +258,8 @@ async def test_a_correction_that_supersedes_the_bad_version_prices_the_failed_se
 
     out = (await cli("tariffs", "import", str(fixed), "--supersedes", "1")).stdout
     assert "version 2, superseding version 1" in out, out
+    for again in (("--supersedes", "1"), ()):  # the same correction, or the same content: nothing new
+        assert "unchanged (version 2)" in (await cli("tariffs", "import", str(fixed), *again)).stdout
     await cli("tariffs", "rerate")
 
     async with db.session() as s:
