@@ -25,12 +25,12 @@ returns, so the caller answers the charger only after the data is durable.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import ColumnElement, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,6 +48,7 @@ from cpo_gateway.meter_rules import (
 )
 from kernel.db.engine import Database
 from kernel.meter_reading import METER_STOP_MISSING, session_energy
+from kernel.meter_reading import register_readings as overall_readings
 from kernel.models import ChargingSession, Connector, MeterValue, PricingState, SessionStatus
 from kernel.plausibility import CLOCK_SUSPECT
 from kernel.seams import Hooks
@@ -437,18 +438,31 @@ class SessionStore:
             session.pricing_error = f"{NOT_PRICEABLE}: {reason}"
 
     async def _has_begin_reading(self, db_session: AsyncSession, session: ChargingSession) -> bool:
-        found = await db_session.scalar(
-            select(MeterValue.session_id)
-            .where(
-                MeterValue.session_id == session.id,
-                MeterValue.measurand == ENERGY_REGISTER,
-                MeterValue.phase == "",
-                MeterValue.context == "Transaction.Begin",
-                MeterValue.unit.in_(("Wh", "kWh")),
+        """Whether a ``Transaction.Begin`` register reading (phase-less, or a complete phase set) is stored."""
+        rows = await self._register_rows(db_session, session, MeterValue.context == "Transaction.Begin")
+        return bool(overall_readings(rows))
+
+    @staticmethod
+    async def _register_rows(
+        db_session: AsyncSession, session: ChargingSession, *where: ColumnElement[bool]
+    ) -> Sequence[Any]:
+        """The session's stored energy register rows, every phase (:class:`kernel.meter_reading.MeterRow`s
+        with their signed data), in key order."""
+        return (
+            await db_session.execute(
+                select(
+                    MeterValue.timestamp,
+                    MeterValue.measurand,
+                    MeterValue.phase,
+                    MeterValue.value,
+                    MeterValue.unit,
+                    MeterValue.context,
+                    MeterValue.signed_data,
+                )
+                .where(MeterValue.session_id == session.id, MeterValue.measurand == ENERGY_REGISTER, *where)
+                .order_by(*inspect(MeterValue).primary_key)
             )
-            .limit(1)
-        )
-        return found is not None
+        ).all()
 
     async def ended(
         self, cp: ChargerRef, ev: SessionEnded, auth: AuthResult | None = None
@@ -551,25 +565,13 @@ class SessionStore:
 
     async def _finalize(self, db_session: AsyncSession, session: ChargingSession) -> None:
         """Recompute the ended session's energy, meter stop, energy flags and signed data from its stored
-        register readings."""
-        rows = (
-            await db_session.execute(
-                select(
-                    MeterValue.timestamp,
-                    MeterValue.value,
-                    MeterValue.unit,
-                    MeterValue.context,
-                    MeterValue.signed_data,
-                )
-                .where(
-                    MeterValue.session_id == session.id,
-                    MeterValue.measurand == ENERGY_REGISTER,
-                    MeterValue.phase == "",
-                )
-                .order_by(*inspect(MeterValue).primary_key)
-            )
-        ).all()
-        readings, signed = register_readings([RegisterRow(*row) for row in rows])
+        register readings: the phase-less register, else the sum of a complete set of phase registers
+        (:func:`kernel.meter_reading.overall`, the same readings rating's series is made of)."""
+        rows = await self._register_rows(db_session, session)
+        readings = overall_readings(rows)
+        _plain, signed = register_readings(
+            [RegisterRow(r.timestamp, r.value, r.unit, r.context, r.signed_data) for r in rows if not r.phase]
+        )
         explicit_stop = None if METER_STOP_MISSING in (session.flags or []) else session.meter_stop_wh
         energy, meter_stop, flags = session_energy(
             session.meter_start_wh, session.start_time, explicit_stop, session.end_time, readings

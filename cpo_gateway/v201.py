@@ -12,6 +12,7 @@ from cpo_gateway.event_log import log_event
 from cpo_gateway.events import ENERGY_REGISTER, Boot, Sample, SessionEnded, SessionStarted, StatusChanged
 from cpo_gateway.metering import store_meter_values
 from cpo_gateway.ocpi_status import OCPI_FROM_V201
+from kernel.meter_reading import register_readings
 from kernel.timeutil import format_rfc3339
 
 if TYPE_CHECKING:
@@ -76,10 +77,13 @@ def public_key(meter_values: list[dict[str, Any]]) -> str | None:
 
 
 def _register(smp: tuple[Sample, ...], context: str) -> Decimal | None:
-    for s in smp:
-        if s.context == context and s.energy_wh is not None:
-            return s.energy_wh
-    return None
+    """The energy register (Wh) of the event's ``context`` samples: the phase-less value, else the sum of a
+    complete phase set (:func:`kernel.meter_reading.register_readings`); of several, the earliest Begin and
+    the latest End."""
+    readings = register_readings(s for s in smp if s.context == context)
+    if not readings:
+        return None
+    return (readings[0] if context == "Transaction.Begin" else readings[-1]).wh
 
 
 async def _authorize(

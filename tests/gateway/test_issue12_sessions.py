@@ -499,3 +499,31 @@ async def test_chargers_update_meter_public_key(
     assert await stored() is None
     unknown = await cli("chargers", "update", "NOPE", "--meter-public-key", meter.public_key_hex, ok=False)
     assert unknown.exit_code == 1 and "NOPE" in unknown.output
+
+
+# -- M3 (D1 phase rule) in the gateway's own energy -----------------------------------------------------------
+
+
+def phases(ts: Any, wh: tuple[int, int, int], context: str = "Sample.Periodic") -> dict[str, Any]:
+    """An energy register reported per phase only (L1, L2, L3; no phase-less value)."""
+    return {"timestamp": iso(ts), "sampledValue": [
+        {"value": v, "context": context, "measurand": "Energy.Active.Import.Register", "phase": p,
+         "unitOfMeasure": {"unit": "Wh"}} for p, v in zip(("L1", "L2", "L3"), wh, strict=True)]}  # fmt: skip
+
+
+async def test_energy_from_phase_registers_only(gateway: Gateway, db: Database, seeded: Seed) -> None:
+    """M3 (D1 phase rule): a 2.0.1 charger that reports its energy register per phase only gives the session
+    the energy of the sums of L1..L3 (the overall value, as rating's series reads it), its meter start and
+    stop too, and is priceable; it used to be no reading at all (energy 0)."""
+    c = await open_client(gateway, "CP201", "ocpp2.0.1")
+    await c.ok(
+        "TransactionEvent", te("Started", "TX-PH", T0, 0, phases(T0, (1000, 2000, 3000), "Transaction.Begin"))
+    )
+    await c.ok(
+        "TransactionEvent", te("Ended", "TX-PH", END, 1, phases(END, (2000, 4000, 4500), "Transaction.End"))
+    )
+    await c.close()
+    sess = await _by_tx(db, "TX-PH")
+    assert sess.meter_start_wh == Decimal(6000) and sess.meter_stop_wh == Decimal(10500)
+    assert sess.energy_wh == Decimal(4500) and sess.pricing_state == PricingState.PENDING
+    assert "METER_STOP_MISSING" not in sess.flags
