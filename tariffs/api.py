@@ -6,7 +6,7 @@ decimals written as strings; errors are ``{"detail": ...}`` (:mod:`kernel.apierr
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -92,9 +92,8 @@ async def _location_tariffs(hub: Hub, req: QuoteRequest, start: datetime) -> tup
         for tariff_ids in [*(c.tariff_ids or [] for c in connectors if c.tariff_ids), []]:
             stored = await versions_for_connector(db_session, loc.cpo_id, tariff_ids)
             if stored:  # the price lock as rating applies it (T8)
-                end = start + timedelta(minutes=req.duration_minutes + req.parking_minutes)
                 try:
-                    stored = await apply_price_lock(db_session, loc.cpo_id, stored, start, end)
+                    stored = await apply_price_lock(db_session, loc.cpo_id, stored, start)
                 except ValueError as exc:
                     raise HTTPException(422, str(exc)) from None
                 return [v.tariff for v in stored], loc.time_zone

@@ -171,9 +171,8 @@ async def _tariff_for(
         tariff_ids = list(first.tariff_ids or []) if first else []
     versions = await versions_for_connector(db_session, charging_session.cpo_id, tariff_ids)
     if versions:  # T8: the CPO's or tariff's price lock keeps the version valid at the start
-        end = charging_session.end_time or charging_session.start_time
         versions = await apply_price_lock(
-            db_session, charging_session.cpo_id, versions, charging_session.start_time, end
+            db_session, charging_session.cpo_id, versions, charging_session.start_time
         )
         return versions[0].tariff_id, versions
     raise RatingError(

@@ -11,8 +11,8 @@ Without a lock the engine takes, per instant, the valid version with the latest 
 price change, an OCPI replacement through ``tariff_ids``) mid-session. The lock is a policy per CPO
 (``tariff_policies`` row with ``tariff_id`` NULL) overridden per tariff id (a row with that id); no row: off
 (:func:`price_lock_applies`). With the lock, :func:`lock_versions` narrows the stored versions to the one the
-engine would choose at the session's start, valid to the session's end even when it ends earlier; nothing
-else in the engine changes. Rating (:mod:`tariffs.cdr_builder`) and the quote endpoint both call
+engine would choose at the session's start, valid for the whole CDR (even past its own end); nothing else in
+the engine changes. Rating (:mod:`tariffs.cdr_builder`) and the quote endpoint both call
 :func:`apply_price_lock`, so a quote and the CDR follow the same policy.
 """
 
@@ -61,25 +61,25 @@ def version_at_start(versions: Sequence[StoredTariff], at: datetime) -> StoredTa
     return best[1] if best else None
 
 
-def lock_versions(versions: Sequence[StoredTariff], at: datetime, until: datetime) -> list[StoredTariff]:
-    """Only the version valid at ``at`` (the session's start), valid up to ``until`` (its end) even if its own
-    ``end_date_time`` is earlier; ``versions`` unchanged when none is valid at ``at`` (the engine then names
-    the instant without a price, as without a lock)."""
+def lock_versions(versions: Sequence[StoredTariff], at: datetime) -> list[StoredTariff]:
+    """Only the version valid at ``at`` (the session's start), as the tariff of the whole CDR: its validity
+    window dropped (no ``start_date_time``/``end_date_time``), so it also prices a reservation before the
+    start and the time after its own end, and the CDR's ``tariffs`` re-price the CDR as it was priced.
+    ``versions`` unchanged when none is valid at ``at`` (the engine then names the instant without a price,
+    as without a lock)."""
     chosen = version_at_start(versions, at)
     if chosen is None:
         return list(versions)
-    end = chosen.tariff.end_date_time
-    if end is not None and ensure_utc(end) < ensure_utc(until):
-        chosen = replace(chosen, tariff=chosen.tariff.model_copy(update={"end_date_time": None}))
-    return [chosen]
+    window = {"start_date_time": None, "end_date_time": None}
+    return [replace(chosen, tariff=chosen.tariff.model_copy(update=window))]
 
 
 async def apply_price_lock(
-    db_session: AsyncSession, cpo_id: int, versions: Sequence[StoredTariff], start: datetime, end: datetime
+    db_session: AsyncSession, cpo_id: int, versions: Sequence[StoredTariff], start: datetime
 ) -> list[StoredTariff]:
-    """``versions`` as a session from ``start`` to ``end`` is priced with: locked (:func:`lock_versions`) when
+    """``versions`` as a session starting at ``start`` is priced with: locked (:func:`lock_versions`) when
     the policy of the tariff valid at ``start`` says so, else unchanged."""
     chosen = version_at_start(versions, start)
     if chosen is None or not await price_lock_applies(db_session, cpo_id, chosen.tariff_id):
         return list(versions)
-    return lock_versions(versions, start, end)
+    return lock_versions(versions, start)

@@ -27,6 +27,8 @@ from kernel.models import (
     OutboxMessage,
     PartyRole,
     PricingState,
+    Reservation,
+    ReservationStatus,
     TariffPolicy,
 )
 from kernel.plausibility import CLOCK_SUSPECT, EARLIEST, Limits, plausibility
@@ -408,7 +410,44 @@ async def test_a_locked_version_that_ends_mid_session_still_prices_its_end(db: D
     cdr = (await _cdrs(db))[-1]
     assert cdr.total_cost_excl_vat == LOCKED
     assert [v["row_ids"] for v in cdr.tariff_versions] == [[v3]]
-    assert "end_date_time" not in cdr.data["tariffs"][0]  # as applied: to the session's end
+    applied = cdr.data["tariffs"][0]  # as applied: the tariff of the whole CDR, no validity window
+    assert "end_date_time" not in applied and "start_date_time" not in applied
+
+
+async def test_a_locked_session_after_a_reservation_is_priced_whole(db: Database) -> None:
+    """T8 with T7: the session started on a reservation made before the version valid at its start: with the
+    lock that version is the tariff of the whole CDR, reservation time included (no instant of the CDR
+    without a version, the session is priced, not failed)."""
+    await seed_pricing_network(db)
+    tariff = demo_json("tariffs.json")[0]
+    tariff["elements"][2]["price_components"][0]["price"] = float(V2_KWH)
+    tariff["start_date_time"] = format_rfc3339(LOCK_START - timedelta(minutes=10))
+    tariff["last_updated"] = format_rfc3339(TEST_CLOCK_START)
+    async with db.session() as s:
+        assert (await prov.import_tariff(s, tariff))[0].version == 2
+    await _policy(db, True)
+    sid = await seed_ended_session(db, "AMS-01-1", LOCK_START, 60, "10")
+    async with db.session() as s:
+        session = await s.get(ChargingSession, sid)
+        assert session is not None
+        session.data = {"reservation_id": 5}
+        s.add(
+            Reservation(
+                reservation_id="R-5",
+                ocpp_reservation_id=5,
+                cpo_id=session.cpo_id,
+                charge_point_id=session.charge_point_id,
+                status=ReservationStatus.ACTIVE,
+                made_at=LOCK_START - timedelta(minutes=20),
+                expiry=LOCK_START + timedelta(minutes=30),
+                data={},
+            )
+        )
+    assert await rate_pending(db, ()) == 1
+    (cdr,) = await _cdrs(db)
+    assert (await _session(db, sid)).pricing_state == PricingState.PRICED
+    assert cdr.start_date_time == LOCK_START - timedelta(minutes=20)  # the reservation's start
+    assert cdr.total_cost_excl_vat == DAY_FLAT + 10 * V2_KWH  # v2, valid at the session start, throughout
 
 
 def _cli(db: Database, monkeypatch: pytest.MonkeyPatch, *args: str) -> Result:
