@@ -16,10 +16,12 @@ Idempotency rules (see docs/gateway.md):
   updated, a priced one whose inputs changed (times, meter start/stop, energy, a new sample) goes to
   ``REPRICE`` (pricing credits and re-issues its CDR when the result differs);
 * 2.0.1 data may still be missing when a transaction ends (its start was never seen, or its seqNos have a
-  gap): it is handed to pricing with ``price_after`` = now + ``late_data_grace``, so what is late lands first.
+  gap): it is handed to pricing with ``price_after`` = now + ``late_data_grace``, so what is late lands first;
+* a charger stamp more than a day (at least ``clock_skew``) ahead of the hub's clock flags ``CLOCK_SUSPECT``;
+  :meth:`SessionStore.release` is the operator's repair of a session pricing or the gateway held.
 
-The energy rules themselves are pure, in :mod:`cpo_gateway.meter_rules`. Every method commits before it
-returns, so the caller answers the charger only after the data is durable.
+What a reading means is :mod:`kernel.meter_reading`'s (rows: :mod:`cpo_gateway.meter_rules`). Every method
+commits before it returns, so the caller answers the charger only after the data is durable.
 """
 
 from __future__ import annotations
