@@ -4,15 +4,15 @@ The gateway marks an ended session ``pricing_state = pending`` in the same trans
 module picks pending sessions up from the database (never from memory), builds each one's CDR
 (:func:`tariffs.cdr_builder.build_cdr`: load, derive, price with the pure engine, assemble) and writes the CDR
 and ``pricing_state = priced`` in one transaction. Idempotent: the CDR's id is derived from the session, a
-unique key allows one original CDR per session, and a re-run finds the CDR and only marks the session.
-A session that cannot be priced is marked ``failed`` with the reason (visible, retried by
-``evhub tariffs rerate``).
+unique key allows one CDR per session and revision, and a replayed hand-off re-derives the CDR, finds it equal
+to the current one and only marks the session. A session that cannot be priced is marked ``failed`` with the
+reason (visible, retried by ``evhub tariffs rerate``).
 
 Late data (M4): a pending session waits until its ``price_after`` (the gateway's grace for out-of-order data)
 has passed by the clock (a session to re-price too, so more late data makes one correction, not several). A
-session the gateway moved to ``reprice`` (its data changed after it was priced) —
-or a pending one that already has a CDR — is re-derived: when the new CDR's content (:func:`cdr_content`:
-times, energy, totals, periods, token, location) differs from the current revision, the current one is credited and revision+1
+session the gateway moved to ``reprice`` (its data changed after it was priced), or a pending one that
+already has a CDR, is re-derived: when the new CDR's content (:func:`cdr_content`: times, energy, totals,
+periods, token, location) differs from the current revision, the current one is credited and revision+1
 issued, in one transaction (:func:`issue_correction`, the same path as ``evhub cdrs correct``); otherwise the
 session goes back to ``priced`` with no new CDR. OCPI 2.2.1 CDRs: "a CDR ... cannot be changed or replaced
 once sent to the eMSP ... Instead, a Credit CDR can be sent." and "After having sent the Credit CDR, the CPO
