@@ -228,3 +228,32 @@ def with_carried(
         carried_until=ids.map(by_cdr["max"]).fillna(NOT_CARRIED).astype("int64").to_numpy(),
         first_rejected_in=ids.map(by_cdr["min"]).fillna(NOT_CARRIED).astype("int64").to_numpy(),
     )
+
+
+def with_credit_terms(cdrs: pd.DataFrame, closes: Mapping[str, datetime]) -> pd.DataFrame:
+    """``cdrs`` with ``terms_month``: for a credit CDR whose original is in the table, the month index the
+    original settles in (see :func:`settlement_months`, with ``carried_until`` when the table has it), else
+    :data:`NOT_CARRIED`. The split gives a credit the terms of the period its original settled in, so that
+    it mirrors the original even when it arrives after those terms changed."""
+    n = len(cdrs)
+    if not n or "credit_of" not in cdrs.columns or "is_credit" not in cdrs.columns:
+        return cdrs.assign(terms_month=np.full(n, NOT_CARRIED, dtype=np.int64))
+    created = (
+        epoch_ns(utc_column(cdrs["created_at"], "created_at"))
+        if "created_at" in cdrs.columns
+        else np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    )
+    carried = (
+        pd.to_numeric(cdrs["carried_until"]).fillna(NOT_CARRIED).to_numpy(dtype=np.int64)
+        if "carried_until" in cdrs.columns
+        else None
+    )
+    months = settlement_months(
+        month_index(utc_column(cdrs["end_date_time"], "end_date_time")), created, closes, carried
+    )
+    month_of = pd.Series(months, index=cdrs["cdr_id"].astype(str).to_numpy())
+    month_of = month_of[~month_of.index.duplicated()]
+    credit = cdrs["is_credit"].fillna(False).astype(bool).to_numpy()
+    originals = cdrs["credit_of"].astype(object).where(credit & cdrs["credit_of"].notna().to_numpy())
+    terms = originals.map(lambda uid: month_of.get(str(uid), NOT_CARRIED) if uid is not None else NOT_CARRIED)
+    return cdrs.assign(terms_month=terms.fillna(NOT_CARRIED).to_numpy(dtype=np.int64))

@@ -17,6 +17,8 @@ Rejections are carried forward: ``carried`` lists the CDRs each closed period's 
 (``cdr_id``, ``period``). A run of period K tries them again (only the rejections of periods before K count,
 so a replay meets each CDR where its closing run met it): they settle in K as adjustments of their service
 period, or are listed in K's rejections with the period that first rejected them (``first_rejected_in``).
+A credit CDR is given the period its original settles in (``terms_month``), so it is split with its
+original's terms wherever it settles.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from .accounting_periods import ensure_open, parse_period, with_carried
+from .accounting_periods import ensure_open, parse_period, with_carried, with_credit_terms
 from .agreements import AgreementBook
 from .canonical_exports import content_hash
 from .minor import format_minor
@@ -102,6 +104,7 @@ def settle(
         ensure_open(key, closes)
     if carried is not None:
         cdrs = with_carried(cdrs, carried, key, closes)
+    cdrs = with_credit_terms(cdrs, closes)
     all_lines, all_rejected = splitter(cdrs, book, closes, pick_basis)
     in_period = all_lines["settlement_period"].astype(str) == key
     lines = all_lines[in_period].reset_index(drop=True)

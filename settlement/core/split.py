@@ -37,7 +37,8 @@ Which agreements: those in force at the CDR's ``end_date_time`` (or the start of
 credit after the close, a rejection carried forward) and that those terms cannot split (no roaming or hub fee
 agreement, no hub VAT rate, a site host currency mismatch) is split with the terms in force at the start of
 the period it settles in: agreements cannot start inside a closed period, so without this a CDR rejected for
-a missing agreement would stay rejected for ever.
+a missing agreement would stay rejected for ever. A credit CDR uses, in that case, the start of the period
+its original settled in (``terms_month``), so it mirrors the original's split even after the terms changed.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ Optional: the component columns in :data:`AMOUNT_COLUMNS` (missing = 0), ``creat
 ``is_credit`` (bool), ``credit_of``, and for rejections carried forward (set by
 :func:`settlement.core.run.settle` from the closing runs' rejections) ``carried_until`` and
 ``first_rejected_in``: int64 month indexes (``year * 12 + month - 1``; -1 = none), see
-:func:`settlement.core.accounting_periods.settlement_months`."""
+:func:`settlement.core.accounting_periods.settlement_months`; ``terms_month`` (int64 month index, -1 = none):
+for a credit CDR, the month its original settles in
+(:func:`settlement.core.accounting_periods.with_credit_terms`)."""
 
 LINE_KINDS = ("emsp_owes_cpo", "cpo_retained", "hub_fee", "site_host_share")
 ROLES = ("emsp", "cpo", "hub", "site_host")
@@ -474,9 +477,12 @@ def _with_settlement_terms(
     )
     if not retry.size:
         return parts
-    again = compute_parts(
-        cdrs.iloc[retry].reset_index(drop=True), book, at=period_start_seconds(settle_month[retry])
-    )
+    month = settle_month[retry]
+    terms = _month_column(cdrs, "terms_month")
+    if terms is not None:  # a credit: the period its original settled in, when that is a later one too
+        original = terms[retry]
+        month = np.where(original > periods["service_month"].to_numpy()[retry], original, month)
+    again = compute_parts(cdrs.iloc[retry].reset_index(drop=True), book, at=period_start_seconds(month))
     out = parts.copy()
     for column in out.columns:
         values = out[column].to_numpy().copy()

@@ -563,3 +563,37 @@ async def test_settlement_lines_are_the_cdr_totals_with_credits_corrections_caps
     for closed in (october, november):
         replay = await run_period(db, closed.period, out_dir=tmp_path)
         assert replay.reproduced, closed.period
+
+
+def test_a_late_credit_of_a_carried_cdr_mirrors_it_after_the_terms_changed():
+    """Issue item 6 ("per party and currency, settlement lines == CDR totals"), S2: an original carried
+    forward and settled in 2026-11 with the terms of 2026-11-01; the hub fee changes from 2026-12-01; its
+    credit, created after 2026-11 closed, settles in 2026-12 with the original's terms, so original and
+    credit net to zero for every party (it used to take the 2026-12 hub fee and leave the hub a remainder)."""
+    hub_v2 = next(a for a in BOOK.agreements if a.agreement_id == "HUB-CPA-EUR").model_copy(
+        update={"version": 2, "valid_from": date(2026, 12, 1), "percentage": Decimal("0.20")}
+    )
+    book = AgreementBook([*BOOK.agreements, NEW_ROAMING, hub_v2])
+    credit = _orphan().assign(
+        cdr_id="ORPHAN-CR",
+        total_excl=-1000,
+        total_incl=-1210,
+        energy_excl=-1000,
+        energy_incl=-1210,
+        is_credit=True,
+        credit_of="ORPHAN",
+        created_at=pd.Timestamp("2026-12-05T00:00Z"),
+    )
+    cdrs = pd.concat([_orphan().assign(is_credit=False, credit_of=None), credit], ignore_index=True)
+    closes = {"2026-10": OCT_CLOSED, "2026-11": datetime(2026, 12, 2, tzinfo=UTC)}
+    carried = pd.DataFrame({"cdr_id": ["ORPHAN"], "period": ["2026-10"]})
+    november = settle(cdrs, book, "2026-11", closes, carried=carried, replay=True)
+    december = settle(cdrs, book, "2026-12", closes, carried=carried)
+    assert _settled(november) == {"ORPHAN"} and _settled(december) == {"ORPHAN-CR"}
+    both = pd.concat([november.lines, december.lines], ignore_index=True)
+    hub = both[both["kind"] == "hub_fee"]
+    assert set(zip(hub["agreement_id"].astype(str), hub["agreement_version"], strict=True)) == {
+        ("HUB-CPA-EUR", 1)
+    }
+    per_party = both.groupby(["party", "kind"], observed=True)[["net_minor", "vat_minor"]].sum()
+    assert (per_party == 0).all().all()
