@@ -365,7 +365,8 @@ class SessionStore:
         pricing has not taken (or failed for want of this data) is recomputed and handed off again; one
         whose inputs changed (``before``: :func:`_inputs`; ``added`` new meter rows) is recomputed and, when
         it was priced, marked ``REPRICE`` (pricing compares and, when the CDR differs, credits it and issues
-        a new revision); held and failed ones are recomputed and stay where they are."""
+        a new revision), after the grace when a seqNo is still missing; held, failed and already-to-reprice
+        ones are recomputed and stay where they are."""
         if _open_for_data(session):
             await self._finalize(db_session, session)
             await self._hand_off(db_session, cp, session)
@@ -373,8 +374,11 @@ class SessionStore:
         if not added and _inputs(session) == before:
             return  # a replay: nothing changed
         await self._finalize(db_session, session)
-        if session.pricing_state in (PricingState.PRICED, PricingState.REPRICE):
+        if session.pricing_state == PricingState.PRICED:
             session.pricing_state = PricingState.REPRICE
+            # more may follow (a seqNo still missing): one correction after the grace, not one per message
+            incomplete = _may_be_incomplete(cp, session)
+            session.price_after = utcnow() + self.late_data_grace if incomplete else None
 
     # -- the hand-off to pricing ----------------------------------------------------------------------------
 

@@ -291,24 +291,35 @@ async def test_late_events_for_a_priced_session_reprice_it(
     gateway: Gateway, db: Database, seeded: Seed
 ) -> None:
     """M4: a session already PRICED from its Ended event alone gets its Started and Updated events late: the
-    start and energy are recomputed and pricing_state becomes REPRICE (pricing credits and re-issues). A
-    replay of an event already stored changes nothing and leaves a priced session PRICED."""
+    start and energy are recomputed and pricing_state becomes REPRICE (pricing credits and re-issues). While
+    a seqNo is still missing the re-pricing waits price_after = now + late_data_grace (one correction for a
+    burst of late messages); once all are in, at once. A replay of an event already stored changes nothing
+    and leaves a priced session PRICED."""
     c = await open_client(gateway, "CP201", "ocpp2.0.1")
     await c.ok("TransactionEvent", ENDED)
     await _mark_priced(db, "TX-LATE")
     await c.ok("TransactionEvent", ENDED)  # a replay of the Ended event: nothing new
     assert (await _by_tx(db, "TX-LATE")).pricing_state == PricingState.PRICED
-    await c.ok("TransactionEvent", STARTED)
+    before = utcnow()
+    await c.ok("TransactionEvent", STARTED)  # seqNos 0 and 3: 1 and 2 still missing
+    after = utcnow()
     sess = await _by_tx(db, "TX-LATE")
     assert sess.pricing_state == PricingState.REPRICE
     assert sess.start_time == T0 and sess.energy_wh == Decimal(5500)
-    await _mark_priced(db, "TX-LATE")  # repriced
-    await c.ok("TransactionEvent", UPDATED[0])  # a late sample: the stored series changed
-    assert (await _by_tx(db, "TX-LATE")).pricing_state == PricingState.REPRICE
+    assert sess.price_after is not None
+    assert before + timedelta(seconds=600) <= sess.price_after <= after + timedelta(seconds=600)
+    await _mark_priced(db, "TX-LATE")  # repriced after the grace
+    await c.ok("TransactionEvent", UPDATED[0])  # a late sample: the stored series changed; 2 still missing
+    sess = await _by_tx(db, "TX-LATE")
+    assert sess.pricing_state == PricingState.REPRICE and sess.price_after is not None
     await _mark_priced(db, "TX-LATE")
     await c.ok("TransactionEvent", UPDATED[0])  # its replay
-    await c.close()
     assert (await _by_tx(db, "TX-LATE")).pricing_state == PricingState.PRICED
+    await c.ok("TransactionEvent", UPDATED[1])  # the last one: complete, re-priced at once
+    await c.close()
+    sess = await _by_tx(db, "TX-LATE")
+    assert sess.pricing_state == PricingState.REPRICE and sess.price_after is None
+    assert sess.data["seq_nos"] == [0, 1, 2, 3]
 
 
 async def test_late_meter_values_for_a_priced_16_session_reprice_it(
