@@ -220,9 +220,39 @@ def test_every_cdr_settles_once_or_stays_listed_and_closed_periods_replay(cdrs, 
     # every CDR (they all end by 2026-11-03) has settled once or is still listed
     assert set(settled_in) | _settled(last) | set(last.rejected["cdr_id"]) == set(cdrs["cdr_id"])
     assert not set(settled_in) & _settled(last)
+    _check_party_totals(cdrs, pd.concat([*(r.lines for r in closing.values()), last.lines]))
     for month, run in closing.items():
         replay = settle(cdrs, final, month, closes, carried=_carried(*closing.values()), replay=True)
         assert replay.summary.content_hash == run.summary.content_hash, month
+
+
+def _check_party_totals(cdrs: pd.DataFrame, lines: pd.DataFrame) -> None:
+    """Per party and currency, settlement lines == CDR totals: an eMSP's lines are minus the totals of its
+    settled CDRs; a CPO's own line plus the hub's and site host's lines on it are their totals (excl. VAT and
+    incl. VAT)."""
+    settled = cdrs[cdrs["cdr_id"].isin(set(lines["cdr_id"]))]
+    for role, sign in (("emsp", -1), ("cpo", 1)):
+        expected = settled.groupby([role, "currency"])[["total_excl", "total_incl"]].sum()
+        if role == "emsp":
+            mine = lines[lines["kind"] == "emsp_owes_cpo"].assign(who=lambda f: f["party"].astype(str))
+        else:
+            mine = lines[lines["kind"] != "emsp_owes_cpo"]
+            mine = mine.assign(
+                who=mine["party"]
+                .astype(str)
+                .where(mine["kind"] == "cpo_retained", mine["counterparty"].astype(str))
+            )
+        got = (
+            mine.assign(currency=mine["currency"].astype(str))
+            .groupby(["who", "currency"])[["net_minor", "gross_minor"]]
+            .sum()
+        )
+        assert sorted(got.index) == sorted(expected.index), role
+        for key, row in expected.iterrows():
+            assert (got.loc[key, "net_minor"], got.loc[key, "gross_minor"]) == (
+                sign * row["total_excl"],
+                sign * row["total_incl"],
+            ), (role, key)
 
 
 def _check_against_reference(cdrs: pd.DataFrame, book: AgreementBook, run: RunResult) -> None:
