@@ -3,9 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# -n auto: one pytest-xdist worker per core, each with its own database (tests/conftest.py); --dist loadfile
-# keeps a module on one worker, so a module-scoped fixture (the demo run) is built once.
-PYTEST_ARGS ?= -n auto --dist loadfile --durations=15
+# -n auto: one pytest-xdist worker per core, each with its own database (tests/conftest.py); --dist loadgroup
+# shares the tests out one by one, except that a module with a module-scoped fixture (the demo runs) stays on one
+# worker, so that fixture is built once (tests/conftest.py: pytest_xdist_make_scheduler).
+PYTEST_ARGS ?= -n auto --dist loadgroup --durations=15
 ARGS ?=
 
 .PHONY: demo test lint bench serve clean install

@@ -9,24 +9,34 @@ migrations; each test that asks for ``db`` starts from empty tables. Nothing is 
 Every test runs on a pinned calendar (:data:`TEST_CLOCK_START`, mid-month, the hub's clock then runs on at the
 real rate), so no result depends on the day the suite runs; ``@pytest.mark.clock("2026-11-30T23:59:00Z")``
 moves one test to another instant. Fixtures are files of the repository (``tests/fixtures``), never outside it.
+
+Passwords (chargers, fleet managers) are hashed with real Argon2id, but with the cheapest parameters
+(:data:`TEST_HASHER`) in the test process: the hub's own cost (:data:`PRODUCT_HASHER`, checked by
+tests/core/test_password_cost.py) took a third of some folders' time, and no test is about that cost. Processes
+that a test starts (``evhub serve``, the demo) keep the real one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+from argon2 import PasswordHasher
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 import kernel.models  # noqa: F401
+from kernel import security
 from kernel.clock import pinned
 from kernel.db.base import Base
 from kernel.db.engine import Database
@@ -37,8 +47,14 @@ from kernel.ports import free_port
 # talk to /api as the hub operator would, without repeating the key dance in every test.
 os.environ.setdefault("EVHUB_API_AUTH", "false")
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+FIXTURES = TESTS / "fixtures"
 OCPI_EXAMPLES = FIXTURES / "ocpi-examples"  # official OCPI 2.2.1 examples, verbatim (see its README.md)
+
+PRODUCT_HASHER = security._hasher
+TEST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+security._hasher = TEST_HASHER  # before portal.login computes its dummy hash at import
 
 hypothesis_settings.register_profile("evhub", database=None)  # no .hypothesis/ folder shared by the workers
 hypothesis_settings.load_profile("evhub")
@@ -51,6 +67,40 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "clock(iso_instant): start this test's clock at another instant (ISO 8601 with offset)"
     )
+
+
+SHARED_FIXTURE = re.compile(r"""scope\s*=\s*["'](module|class|package)["']""")
+"""A fixture that one worker builds once for several tests (``session`` ones are per worker anyway)."""
+
+
+@functools.cache
+def _shares_fixtures(path: str) -> bool:
+    """Whether the tests of this module share a fixture: defined in it or in a conftest.py above it."""
+    module = ROOT / path
+    places = [module, *(folder / "conftest.py" for folder in module.parents if folder.is_relative_to(TESTS))]
+    return any(
+        place.is_file() and SHARED_FIXTURE.search(place.read_text(encoding="utf-8")) for place in places
+    )
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (the Makefile's): tests are shared out one by one, so one long module does not hold up
+    a worker, except that the tests of a module sharing a module-scoped fixture (the demo runs, a TLS CA, a Dask
+    cluster) stay together on one worker, so that fixture is still built once. (pytest-xdist's own grouping by
+    ``xdist_group`` marks does nothing under pytest 9, whose node ids it can no longer rename.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SharedFixtureScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            if scope != nodeid:  # an xdist_group mark, where pytest-xdist can still apply it
+                return scope
+            path = nodeid.split("::", 1)[0]
+            return path if _shares_fixtures(path) else nodeid
+
+    return SharedFixtureScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
