@@ -6,7 +6,9 @@ period recomputes it (``replay``) and checks the content hash against the stored
 rewriting anything. Late CDRs and credits settle in the next open period as adjustments (see
 :mod:`settlement.core.accounting_periods`). Every stored run stores the CDRs it rejected in
 ``settlement_rejections``; those of a closing run are carried forward: every later run tries them again
-until one settles them.
+until one settles them. A run reads the CDRs created before one instant; a closing run closes at that instant
+and keeps the highest CDR row it read (``params["cdr_watermark"]``), so a CDR it did not read is late for
+its period whatever its ``created_at`` (:func:`settlement.run_inputs.seen_from`).
 
 Exports per run, in ``OUT/PERIOD-rSEQ/``: ``lines.csv`` and ``lines.parquet`` (every line, canonical order),
 ``rejected.csv`` (the CDRs it could not split, why, and the period that first rejected each),
@@ -35,7 +37,15 @@ from settlement.core.run import RunResult, Splitter, settle, split_with_pandas
 from settlement.core.statements import build_statement, parties
 from settlement.dask_engine import dask_splitter
 from settlement.export_files import statement_hashes, write_exports
-from settlement.run_inputs import cdr_table, load_carried, load_closes, parties_by_label
+from settlement.run_inputs import (
+    WATERMARK,
+    cdr_table,
+    load_carried,
+    load_closes,
+    load_watermarks,
+    parties_by_label,
+    seen_from,
+)
 
 Progress = Callable[[str], None]
 
@@ -95,7 +105,9 @@ async def _run_period(
         book = await load_book(db_session)
         closes = await load_closes(db_session)
         carried = await load_carried(db_session)
-        table = await cdr_table(db_session, until=end, created_before=snapshot)
+        table = seen_from(
+            await cdr_table(db_session, until=end, created_before=snapshot), await load_watermarks(db_session)
+        )
         labels = await parties_by_label(db_session)
         closing = await db_session.scalar(
             select(SettlementRun)
@@ -142,7 +154,9 @@ async def _run_period(
             engine=engine,
             content_hash=result.summary.content_hash,
             cdr_count=result.summary.cdrs_settled,
-            params=_jsonable(result.summary.as_dict()),
+            params=_jsonable(
+                {**result.summary.as_dict(), WATERMARK: int(table["row_id"].max()) if len(table) else 0}
+            ),
             finished_at=now,
             closed_at=snapshot if close else None,
             output_dir=str(folder) if folder else None,

@@ -73,6 +73,41 @@ async def load_carried(db_session: AsyncSession) -> pd.DataFrame:
     )
 
 
+WATERMARK = "cdr_watermark"
+"""Key in ``settlement_runs.params``: the highest CDR row id the run read."""
+
+
+async def load_watermarks(db_session: AsyncSession) -> dict[str, tuple[datetime, int]]:
+    """Each closed period's closing instant and the highest CDR row id its closing run read (closing runs
+    stored before the watermark was kept are left out)."""
+    out: dict[str, tuple[datetime, int]] = {}
+    for period, closed_at, params in (
+        await db_session.execute(
+            select(SettlementRun.period, SettlementRun.closed_at, SettlementRun.params)
+            .where(SettlementRun.closed_at.is_not(None))
+            .order_by(SettlementRun.closed_at, SettlementRun.id)
+        )
+    ).all():
+        if period not in out and closed_at is not None and isinstance((params or {}).get(WATERMARK), int):
+            out[period] = (closed_at, params[WATERMARK])
+    return out
+
+
+def seen_from(table: pd.DataFrame, watermarks: dict[str, tuple[datetime, int]]) -> pd.DataFrame:
+    """``table`` with each CDR's ``created_at`` raised to the closing instant of every closing run that did
+    not read it (its row id above that run's watermark): such a CDR was stored after that run read the CDRs
+    although stamped before it closed (rating stamps a batch's CDRs with the batch's start), so it is late
+    for that period, as the closing run treated it, instead of belonging to it unsettled for ever."""
+    if not watermarks or table.empty:
+        return table
+    created = pd.to_datetime(table["created_at"], utc=True)
+    row_id = table["row_id"].to_numpy()
+    for closed_at, watermark in watermarks.values():
+        at = pd.Timestamp(closed_at)
+        created = created.where(~((row_id > watermark) & (created < at)), at)
+    return table.assign(created_at=created)
+
+
 def _component(data: dict[str, Any], name: str, side: str) -> Decimal:
     value = (data.get(name) or {}).get(side)
     return Decimal(str(value)) if value is not None else Decimal(0)

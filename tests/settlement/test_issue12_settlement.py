@@ -627,3 +627,32 @@ def test_a_late_credit_of_a_carried_cdr_mirrors_it_after_the_terms_changed():
     }
     per_party = both.groupby(["party", "kind"], observed=True)[["net_minor", "vat_minor"]].sum()
     assert (per_party == 0).all().all()
+
+
+@pytest.mark.clock("2026-12-15T10:00:00Z")
+async def test_a_cdr_stored_after_the_closing_read_but_stamped_before_it_settles_next_period(
+    db: Database, tmp_path: Path
+):
+    """Issue item 6 ("every priced CDR settles"), S2: rating stamps the CDRs of a batch with the batch's
+    start, so a CDR can be stored after a closing run read the CDRs with a created_at before the close. The
+    closing run keeps the highest CDR row it read; a CDR above it is late for that period: it settles once,
+    in the next period, and the closed period replays to its hash. It used to belong to the closed period,
+    which had not settled it: never settled, and the replay no longer matched."""
+    await seed_pricing_network(db)
+    async with db.session() as s:
+        await add_agreements(s, [*NO_ROAMING, dict(ROAMING, valid_from="2026-01-01")])
+    await seed_ended_session(db, "AMS-01-1", datetime(2026, 10, 5, 9, 0, tzinfo=UTC), 45, "8", uid="oct-1")
+    assert await rate_pending(db, ()) == 1
+    october = await run_period(db, "2026-10", out_dir=tmp_path, close=True)
+    await seed_ended_session(db, "AMS-01-1", datetime(2026, 10, 6, 9, 0, tzinfo=UTC), 45, "9", uid="oct-2")
+    stamped = datetime(2026, 12, 15, 9, 59, tzinfo=UTC)  # a batch that started before the close
+    assert await rate_pending(db, (), now=stamped) == 1
+    async with db.session() as s:
+        missed = await s.scalar(select(Cdr).where(Cdr.created_at == stamped))
+    assert missed is not None and october.result.summary.cdrs_settled == 1
+
+    replay = await run_period(db, "2026-10", out_dir=tmp_path)
+    november = await run_period(db, "2026-11", out_dir=tmp_path)
+    assert replay.reproduced
+    assert set(november.result.lines["cdr_id"]) == {missed.cdr_uid}
+    assert set(november.result.lines["adjusts_period"].astype(str)) == {"2026-10"}
