@@ -254,6 +254,10 @@ def with_credit_terms(cdrs: pd.DataFrame, closes: Mapping[str, datetime]) -> pd.
     month_of = pd.Series(months, index=cdrs["cdr_id"].astype(str).to_numpy())
     month_of = month_of[~month_of.index.duplicated()]
     credit = cdrs["is_credit"].fillna(False).astype(bool).to_numpy()
-    originals = cdrs["credit_of"].astype(object).where(credit & cdrs["credit_of"].notna().to_numpy())
-    terms = originals.map(lambda uid: month_of.get(str(uid), NOT_CARRIED) if uid is not None else NOT_CARRIED)
-    return cdrs.assign(terms_month=terms.fillna(NOT_CARRIED).to_numpy(dtype=np.int64))
+    originals = pd.Series(cdrs["credit_of"].to_numpy(), dtype=object).where(credit)
+    has = originals.notna().to_numpy()
+    terms = np.full(n, NOT_CARRIED, dtype=np.int64)
+    if has.any():
+        found = pd.to_numeric(originals[has].astype(str).map(month_of), errors="coerce")
+        terms[has] = found.fillna(NOT_CARRIED).to_numpy(dtype=np.int64)
+    return cdrs.assign(terms_month=terms)
