@@ -509,13 +509,20 @@ class SessionStore:
     # -- operator repair ------------------------------------------------------------------------------------
 
     async def release(
-        self, session_uid: str, *, start: datetime | None = None, end: datetime | None = None
+        self,
+        session_uid: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        accept: bool = False,
     ) -> ChargingSession:
         """Hand a ``held`` session back to pricing (``evhub sessions release``): the operator checked it and
         may correct its start and end. The energy is recomputed over the stored readings, ``review_reason``
         is cleared (kept with the correction in ``data["released"]``), the flag ``CLOCK_SUSPECT`` is dropped
-        (the operator vouched for the clock) and the session is ``pending``; pricing still checks it. A
-        ``ValueError`` (one line) for a session that is not held or times that cannot be right."""
+        (the operator vouched for the clock) and the session is ``pending``; pricing still checks it, unless
+        ``accept``: the operator reviewed the session and it is billed as it is (a genuinely long stay, an EVSE
+        whose power is understated), recorded as ``data["released"]["accepted"]``. A ``ValueError`` (one
+        line) for a session that is not held or times that cannot be right."""
         async with self.db.session() as db_session:
             session = await db_session.scalar(
                 select(ChargingSession).where(ChargingSession.session_uid == session_uid).with_for_update()
@@ -543,6 +550,7 @@ class SessionStore:
                     "review_reason": session.review_reason,
                     "start_time": session.start_time.isoformat(),
                     "end_time": session.end_time.isoformat() if session.end_time else None,
+                    "accepted": accept,
                 },
             }
             session.start_time, session.end_time = new_start, new_end

@@ -111,16 +111,24 @@ async def current_cdr(db_session: AsyncSession, session_id: int) -> Cdr | None:
     )
 
 
+def released_as_is(charging_session: ChargingSession) -> bool:
+    """The operator reviewed the held session and released it to be billed as it is
+    (``evhub sessions release --accept``): the plausibility checks no longer hold it."""
+    released = (charging_session.data or {}).get("released")
+    return isinstance(released, dict) and released.get("accepted") is True
+
+
 async def hold_reasons(
     db_session: AsyncSession, charging_session: ChargingSession, *, now: datetime, limits: Limits
 ) -> list[str]:
     """Why the session must not be billed (:func:`kernel.plausibility.plausibility` with its connector's
-    ``max_electric_power``); [] when it may be priced, or when it has not ended (nothing to judge).
+    ``max_electric_power``); [] when it may be priced, when it has not ended (nothing to judge), or when an
+    operator released it to be billed as it is.
 
     The charger's times are judged against ``now``, or the session's ``last_updated`` (the hub's clock when it
     last received the session's data) when that is later: the latest instant the hub knows it has lived
     through, so a hub clock set back never makes a stamp it already recorded look like the future."""
-    if charging_session.end_time is None:
+    if charging_session.end_time is None or released_as_is(charging_session):
         return []
     connector = await session_connector(db_session, charging_session)
     return plausibility(

@@ -322,9 +322,17 @@ def sessions_release(
     session_id: Annotated[str, typer.Argument(help="Session uid (or a unique prefix) of a held session")],
     start: Annotated[str | None, typer.Option(help="Corrected start (ISO date or time, UTC)")] = None,
     end: Annotated[str | None, typer.Option(help="Corrected end (ISO date or time, UTC)")] = None,
+    accept: Annotated[
+        bool,
+        typer.Option(
+            "--accept",
+            help="Bill it as it is: reviewed, the plausibility checks (span, clock, power) no longer hold it",
+        ),
+    ] = False,
 ) -> None:
     """Hand a held session back to pricing after review, optionally with corrected start/end times: its
-    review reason is cleared, its energy recomputed, and pricing checks and prices it."""
+    review reason is cleared, its energy recomputed, and pricing checks and prices it (with --accept it is
+    priced as it is, without the plausibility checks)."""
 
     async def go(db: Database) -> None:
         from cpo_gateway.session_store import SessionStore  # the gateway's session rules, loaded when used
@@ -332,9 +340,10 @@ def sessions_release(
         new_start, new_end = _when(start, "--start"), _when(end, "--end")
         async with db.session() as db_session:
             uid = await resolve_prefix(db_session, ChargingSession.session_uid, session_id, "session")
-        session = await SessionStore(db).release(uid, start=new_start, end=new_end)
+        session = await SessionStore(db).release(uid, start=new_start, end=new_end, accept=accept)
         console.print(
-            f"released session {uid}: pending pricing, {session.start_time.isoformat()} .. "
+            f"released session {uid}: pending pricing{' as it is' if accept else ''}, "
+            f"{session.start_time.isoformat()} .. "
             f"{session.end_time.isoformat() if session.end_time else '-'}, {_kwh(session.energy_wh)} kWh",
             highlight=False,
             soft_wrap=True,

@@ -504,3 +504,30 @@ async def test_tariffs_rerate_holds_with_the_configured_limits(
     held = await _session(db, sid)
     assert held.pricing_state == PricingState.HELD and "max_session_span" in (held.review_reason or "")
     assert await _cdrs(db) == []
+
+
+async def test_a_session_released_as_it_is_is_billed_without_the_checks(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """M8: an operator who reviewed a held session and found it right (a real 3 kWh in a minute on a
+    connector whose stored power is understated) releases it with ``evhub sessions release UID --accept``:
+    pricing bills it as it is (one CDR), while a plain release of the same session is held again."""
+    await seed_pricing_network(db)
+    sid = await seed_ended_session(db, "AMS-01-1", T0, 1, "3")
+    async with db.session() as s:
+        session = await s.get(ChargingSession, sid)
+        assert session is not None and session.connector_pk is not None
+        connector = await s.get(Connector, session.connector_pk)
+        assert connector is not None
+        connector.max_electric_power = 11000
+        uid = session.session_uid
+    assert await rate_pending(db, ()) == 0
+    plain = await asyncio.to_thread(_cli, db, monkeypatch, "sessions", "release", uid)
+    assert plain.exit_code == 0, plain.output
+    assert await rate_pending(db, ()) == 0 and (await _session(db, sid)).pricing_state == PricingState.HELD
+    accepted = await asyncio.to_thread(_cli, db, monkeypatch, "sessions", "release", uid, "--accept")
+    assert accepted.exit_code == 0 and "pending pricing as it is" in accepted.output, accepted.output
+    assert await rate_pending(db, ()) == 1
+    (cdr,) = await _cdrs(db)
+    assert cdr.total_energy_kwh == Decimal(3)
+    assert (await _session(db, sid)).data["released"]["accepted"] is True
