@@ -1,5 +1,6 @@
 """Settlement inside ``evhub serve``: a monthly job that settles and closes the previous month, and the
-read-only API ``/api/settlement/runs`` (a CPO key sees only its own statements) and ``/api/agreements``."""
+read-only API ``/api/settlement/runs`` (a CPO key sees only its own statements and rejected CDRs) and
+``/api/agreements``."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from kernel.apiauth import api_key, principal, require_hub
 from kernel.apierrors import errors, refuse_nul
 from kernel.apipaging import Paging, paged, paging
 from kernel.components import Hub
-from kernel.models import SettlementRun, SettlementStatement
+from kernel.models import Cdr, SettlementRejection, SettlementRun, SettlementStatement
 from kernel.timeutil import utcnow
 from settlement.agreement_store import AgreementChangeError, add_agreements, load_agreements
 from settlement.core.accounting_periods import period_of
@@ -39,8 +40,17 @@ class StatementOut(BaseModel):
     hash: str
 
 
+class RejectionOut(BaseModel):
+    """A CDR the run could not settle, why, and the period that first rejected it."""
+
+    cdr_id: str
+    reason: str
+    service_period: str
+    first_rejected_in: str
+
+
 class RunOut(BaseModel):
-    """A settlement run of a period, with the statements the key may see."""
+    """A settlement run of a period, with the statements and rejected CDRs the key may see."""
 
     period: str
     sequence: int
@@ -49,6 +59,7 @@ class RunOut(BaseModel):
     cdrs: int
     closed_at: datetime | None
     statements: list[StatementOut]
+    rejected: list[RejectionOut]
 
 
 @router.get(
@@ -63,6 +74,21 @@ async def runs(request: Request, page: Paging = Depends(paging)) -> list[RunOut]
         if not who.is_hub:
             query = query.where(SettlementStatement.party_id == who.cpo_id)
         statements = (await db_session.scalars(query.order_by(SettlementStatement.id))).all()
+        rejections = select(SettlementRejection, Cdr.cdr_uid).join(Cdr, Cdr.id == SettlementRejection.cdr_id)
+        rejections = rejections.where(SettlementRejection.run_id.in_([r.id for r in rows]))
+        if not who.is_hub:
+            rejections = rejections.where(Cdr.cpo_id == who.cpo_id)
+        rejected = (await db_session.execute(rejections.order_by(SettlementRejection.id))).all()
+    rejected_by_run: dict[int, list[RejectionOut]] = {}
+    for rejection, cdr_uid in rejected:
+        rejected_by_run.setdefault(rejection.run_id, []).append(
+            RejectionOut(
+                cdr_id=cdr_uid,
+                reason=rejection.reason,
+                service_period=rejection.service_period,
+                first_rejected_in=rejection.first_rejected_in,
+            )
+        )
     by_run: dict[int, list[StatementOut]] = {}
     for st in statements:
         by_run.setdefault(st.run_id, []).append(
@@ -84,6 +110,7 @@ async def runs(request: Request, page: Paging = Depends(paging)) -> list[RunOut]
             cdrs=r.cdr_count,
             closed_at=r.closed_at,
             statements=by_run.get(r.id, []),
+            rejected=rejected_by_run.get(r.id, []),
         )
         for r in rows
     ]

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,10 +21,14 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from evhub import provisioning as prov
+from evhub.app import create_app
 from kernel.clock import pinned
+from kernel.components import Hub
 from kernel.db.engine import Database
 from kernel.models import EVSE, Cdr, Connector, SettlementRejection, SettlementRun, SettlementStatement
+from kernel.settings import load_settings
 from settlement.agreement_store import AgreementChangeError, add_agreements
+from settlement.component import SettlementComponent
 from settlement.core.accounting_periods import closed_until, parse_period
 from settlement.core.agreements import AgreementBook, RoamingAgreement, check_change
 from settlement.core.canonical_exports import rejected_csv
@@ -33,6 +38,7 @@ from settlement.core.run import RunResult, settle
 from settlement.core.split import REJECT_REASONS
 from settlement.job import run_period
 from tariffs.rating import correct_cdr, rate_pending
+from tests.world.api_network import seed_api_network
 from tests.world.demo_network import seed_pricing_network
 from tests.world.sessions import seed_ended_session
 
@@ -656,3 +662,27 @@ async def test_a_cdr_stored_after_the_closing_read_but_stamped_before_it_settles
     assert replay.reproduced
     assert set(november.result.lines["cdr_id"]) == {missed.cdr_uid}
     assert set(november.result.lines["adjusts_period"].astype(str)) == {"2026-10"}
+
+
+@pytest.mark.clock("2026-12-15T10:00:00Z")
+async def test_the_runs_api_lists_each_cpo_its_own_rejected_cdrs(db: Database):
+    """S2 / issue item 6: a run's rejected CDRs are listed by ``GET /api/settlement/runs`` too, with the
+    period that first rejected them; a CPO's key sees only its own CDRs' rejections (and statements)."""
+    network = await seed_api_network(db)  # one AmsterPower and one London CDR of 2026-11, no agreements
+    await run_period(db, "2026-11")
+    settings = load_settings(database_url=db.url, api_auth=True, _env_file=None)
+    hub = Hub(settings=settings, db=db, node_name="test")
+    hub.app = create_app(hub)
+    SettlementComponent().install(hub)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=hub.app), base_url="http://hub") as http:
+        seen = {}
+        for who in ("hub", "amp", "ldn"):
+            answer = await http.get(
+                "/api/settlement/runs", headers={"Authorization": f"Bearer {network.keys[who]}"}
+            )
+            assert answer.status_code == 200, answer.text
+            (run,) = answer.json()
+            seen[who] = {(r["cdr_id"], r["reason"], r["first_rejected_in"]) for r in run["rejected"]}
+    assert seen["amp"] == {(network.cdrs["amp"], "no_roaming_agreement", "2026-11")}
+    assert seen["ldn"] == {(network.cdrs["ldn"], "no_roaming_agreement", "2026-11")}
+    assert seen["hub"] == seen["amp"] | seen["ldn"]
