@@ -22,6 +22,10 @@
    line amounts split with :func:`kernel.money.allocate`, so periods add up to lines add up to totals.
 6. min_price / max_price (of the version valid at the session start) clamp the total excl. VAT and the
    total incl. VAT independently, each as an explicit adjustment line.
+
+Before step 1 the periods are put into their published form (:mod:`tariffs.core.published_form`: boundaries
+inside the session on whole milliseconds, energy to 1e-6 kWh, power and current to 3 decimals), so that a CDR
+re-priced from its own OCPI JSON gives its totals.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from tariffs.core.pricing_result import (
     PricingResult,
     StepRounding,
 )
+from tariffs.core.published_form import publishable
 from tariffs.core.restrictions import RESERVATION, RESERVATION_EXPIRES, Moment
 from tariffs.core.tariff_document import ChargingPeriod, Price, Tariff
 
@@ -164,10 +169,11 @@ def price_session(
     start, end = ensure_utc(session_start), ensure_utc(session_end)
     if end < start:
         raise PricingError("session ends before it starts")
-    frame = SessionFrame(versions, start, end, zone(time_zone), allow_untariffed)
     plist = _as_periods(periods, end)
     if not precut:
         plist = cut_for_tariffs(plist, versions, start, end, time_zone)
+    plist = publishable(plist, start, end)  # price what is published (T5): the CDR's OCPI precision
+    frame = SessionFrame(versions, start, end, zone(time_zone), allow_untariffed)
 
     matched = match_components(frame, plist)
     flat_charges = flat_fees(frame, plist, matched)

@@ -79,7 +79,9 @@ def start_instants(draw: st.DrawFn) -> datetime:
     midnight = day.replace(tzinfo=ZoneInfo(TZ)).astimezone(UTC)
     # Minutes from local midnight, biased to the night hours where the DST switch happens.
     minute = draw(st.one_of(st.integers(0, 1439), st.integers(60, 240)))
-    return midnight + timedelta(minutes=minute, seconds=draw(st.sampled_from([0, 0, 17])))
+    # Chargers stamp milliseconds: some starts are not on a whole second.
+    ms = draw(st.sampled_from([0, 0, 0, 1, 250, 999]))
+    return midnight + timedelta(minutes=minute, seconds=draw(st.sampled_from([0, 0, 17])), milliseconds=ms)
 
 
 prices = st.decimals(min_value=D("0"), max_value=D("3"), places=3)

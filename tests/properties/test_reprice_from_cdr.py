@@ -14,13 +14,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import event, given
+from hypothesis import event, given, note
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from sqlalchemy import select
 
 from evhub import provisioning as prov
 from kernel.clock import pinned
 from kernel.db.engine import Database
+from kernel.jsonutil import dumps
 from kernel.models import (
     EVSE,
     Cdr,
@@ -80,6 +82,9 @@ def sessions(draw: st.DrawFn) -> tuple[list[Tariff], MeterProfile]:
 
 def _priced(case: tuple[list[Tariff], MeterProfile]) -> PricingResult | None:
     tariffs, profile = case
+    if currently_in_test_context():  # the failing example, printed by hypothesis
+        note(f"tariffs: {dumps([tariff_json(t) for t in tariffs])}")
+        note(f"profile: {profile!r}")
     compiled = [compile_tariff(t) for t in tariffs]
     periods = periods_from_meter_values(profile.samples(), profile.start, profile.end, compiled, TZ)
     try:
@@ -175,6 +180,57 @@ def test_parking_period_keeps_its_power_in_the_ocpi_form() -> None:
     cdr = _cdr(result, [t])
     assert {"type": "POWER", "volume": 0} in cdr["charging_periods"][0]["dimensions"]
     assert reprice(cdr, TZ) == (Decimal("0.01"), Decimal("0.01"))
+
+
+def test_a_cut_inside_a_millisecond_reprices_to_the_cent() -> None:
+    """Issue 12 item 6c (T5), found by the property: TIME 1.90/h in 300 s steps until a free version starts at
+    23:20; charging at 6.6 kW from 23:05, so the 0.2 kWh threshold of the later version's elements cuts at
+    23:06:49.0909...; published truncated to 23:06:49.090, the periods around it were read back 0.9 ms
+    shorter and longer, the longer beyond the reader's rounding allowance, and 899.998 s of TIME re-priced to
+    0.47 instead of 0.48. The engine now prices the published form (boundaries on whole milliseconds, up)."""
+
+    def body(**kw: Any) -> dict[str, Any]:
+        return {"country_code": "NL", "party_id": "EVH", "id": "PT", "currency": "EUR", **kw}
+
+    old = tariff_from(
+        body(
+            last_updated="2026-01-01T00:00:00Z",
+            elements=[
+                {
+                    "price_components": [
+                        {"type": "FLAT", "price": Decimal("0.40"), "vat": Decimal(25)},
+                        {"type": "TIME", "price": Decimal("1.90"), "vat": Decimal("5.2"), "step_size": 300},
+                    ]
+                }
+            ],
+        )
+    )
+    new = tariff_from(
+        body(
+            start_date_time="2025-12-31T23:20:00Z",
+            last_updated="2025-12-31T23:20:00Z",
+            elements=[
+                {
+                    "price_components": [{"type": "ENERGY", "price": Decimal(0)}],
+                    "restrictions": {"min_kwh": Decimal("0.2")},
+                },
+                {
+                    "price_components": [
+                        {"type": "ENERGY", "price": Decimal(0)},
+                        {"type": "TIME", "price": Decimal(0)},
+                    ]
+                },
+            ],
+        )
+    )
+    assert old is not None and new is not None
+    start = datetime.fromisoformat("2025-12-31T23:00:00+00:00")
+    profile = MeterProfile(start, 300, (Segment(1, 0), Segment(4, 6600)), with_power=False)
+    result = _priced(([old, new], profile))
+    assert result is not None
+    assert all(p.start.microsecond % 1000 == 0 for p in result.periods)
+    assert result.total_cost.excl_vat == Decimal("0.88")
+    assert reprice(_cdr(result, [old, new]), TZ) == (Decimal("0.88"), result.total_cost.incl_vat)
 
 
 # ---------------------------------------------------------------------------------------------- database

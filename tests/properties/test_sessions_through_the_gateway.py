@@ -15,7 +15,6 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -173,14 +172,6 @@ async def test_every_finished_session_has_exactly_one_current_cdr(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="M3/D1 (cpo_gateway: session_store._finalize reads only phase-less registers, v201._register "
-    "Sample.energy_wh too): a 2.0.1 energy register reported per phase only is no reading to the gateway, "
-    "so the session's energy is 0 and the CDR bills 0 kWh, while kernel.meter_reading.overall (the series "
-    "rating reads) sums L1..L3. Minimal: register 20 Wh at Begin, 21 Wh at End, one 60 s interval: CDR "
-    "0 kWh, metered 0.001",
-)
 @budget(6, suppress_health_check=SHARED_GATEWAY)
 @given(scripts(phases_only=True, version="2.0.1"))
 async def test_phase_registers_only_through_the_gateway(
@@ -188,7 +179,8 @@ async def test_phase_registers_only_through_the_gateway(
 ) -> None:
     """Issue 12 item 6a (M3, D1 phase rule), DB level: a 2.0.1 charger that reports its energy register per
     phase only (L1, L2, L3, no phase-less value; OCPP: the overall value is then their sum) gives a CDR with
-    the metered energy."""
+    the metered energy. Found by this property (the gateway read only phase-less registers: 0 kWh), fixed in
+    db5837b."""
     tx_id = await deliver(props_gateway, script, 1)
     await rate_until_quiet(db, script)
     sessions, cdrs = await session_cdrs(db, tx_id)
