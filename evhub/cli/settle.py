@@ -199,17 +199,19 @@ def explain(
     from settlement.agreement_store import load_book
     from settlement.core.cdrs import prepare_cdrs
     from settlement.core.explain import explain_cdr
-    from settlement.run_inputs import cdr_table, load_closes
+    from settlement.run_inputs import cdr_table, load_carried, load_closes
 
     async def go(db: Database) -> None:
         async with db.session() as db_session:
             uid = await resolve_prefix(db_session, Cdr.cdr_uid, cdr_id, "CDR")
-            book, closes, frame = (
+            book, closes, frame, carried = (
                 await load_book(db_session),
                 await load_closes(db_session),
                 await cdr_table(db_session),
+                await load_carried(db_session),
             )
-        print_json(explain_cdr(prepare_cdrs(frame), book, uid, closes))
+        # a CDR closed runs rejected is explained as the next open period tries it
+        print_json(explain_cdr(prepare_cdrs(frame), book, uid, closes, carried))
 
     run_with_db(go)
 

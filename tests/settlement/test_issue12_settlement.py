@@ -9,6 +9,8 @@ Issue item 6: "every priced CDR settles or is rejected for a documented reason, 
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,9 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from evhub import provisioning as prov
 from evhub.app import create_app
+from evhub.cli import app as cli_app
 from kernel.clock import pinned
 from kernel.components import Hub
 from kernel.db.engine import Database
@@ -335,7 +339,9 @@ ROAMING = {
 
 
 @pytest.mark.clock("2026-12-15T10:00:00Z")
-async def test_a_rejection_is_stored_carried_forward_and_settled_by_a_later_run(db: Database, tmp_path: Path):
+async def test_a_rejection_is_stored_carried_forward_and_settled_by_a_later_run(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     """S2 end to end: the closing run of 2026-10 stores its rejection; 2026-11's runs try it again (listed
     with first_rejected_in 2026-10 while no roaming agreement exists, settled as an adjustment of 2026-10
     once one is added from 2026-11-01); 2026-10 replays to its closing hash; the closed run's stored
@@ -362,6 +368,13 @@ async def test_a_rejection_is_stored_carried_forward_and_settled_by_a_later_run(
     )
     async with db.session() as s:
         await add_agreements(s, [ROAMING])
+    # `evhub settle explain` tells what the next run will do with it: settle it in 2026-11 for 2026-10
+    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
+    explained = await asyncio.to_thread(CliRunner().invoke, cli_app, ["settle", "explain", cdr.cdr_uid])
+    assert explained.exit_code == 0, explained.output
+    told = json.loads(explained.output)
+    assert told["settlement_period"] == "2026-11" and told["is_adjustment"] is True
+    assert {line["kind"] for line in told["lines"]} >= {"emsp_owes_cpo", "cpo_retained"}
     november = await run_period(db, "2026-11", out_dir=tmp_path, close=True)
     lines = november.result.lines
     assert november.result.rejected.empty and november.result.summary.adjustments == 1
