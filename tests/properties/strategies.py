@@ -5,7 +5,8 @@
   wrap and 00:00, dates, kWh, power, current, duration, weekdays), step sizes {1, 60, 300, 500, 900}, VAT
   None/0/21, min/max price; the tariff model (T4) is the judge of validity, and the 18 official examples
   (``tests/fixtures/ocpi-examples``) are drawn next to generated ones.
-* :func:`versions`: 1-3 versions of one tariff id with increasing ``start_date_time``.
+* :func:`versions`: 1-3 versions of one tariff id with increasing ``start_date_time``, sometimes replaced by a
+  tariff of another id (the last version ends when the new one starts).
 * :func:`start_instants`: UTC instants biased to the DST days in Europe/Amsterdam (2026-03-29, 2026-10-25),
   month ends and the year end.
 * :func:`meter_profiles`: a session's metering as constant-power segments (pauses included) on a sample
@@ -259,6 +260,16 @@ def versions(draw: st.DrawFn, session_start: datetime, *, tariff_id: str = "PT")
         nxt = draw(generated_tariffs(tariff_id=tariff_id))
         start = session_start + timedelta(minutes=minutes, seconds=i)
         out.append(nxt.model_copy(update={"start_date_time": start, "last_updated": start}))
+    if draw(st.integers(0, 4)) == 0:
+        # OCPI tariff replacement (mod_tariffs: "By assigning both, the old and the new tariff ID, they will
+        # automatically be replaced"): the last version ends, a tariff of another id starts then.
+        last = out[-1]
+        cut = session_start + timedelta(minutes=draw(st.integers(-30, 600)))
+        if last.start_date_time is not None and cut <= last.start_date_time:
+            cut = last.start_date_time + timedelta(minutes=1)
+        out[-1] = last.model_copy(update={"end_date_time": cut})
+        new = draw(generated_tariffs(tariff_id=f"{tariff_id}-NEW"))
+        out.append(new.model_copy(update={"start_date_time": cut, "last_updated": cut}))
     return out
 
 
