@@ -4,6 +4,8 @@ every run, on any calendar day.
 Two real demo processes run side by side (module fixture): one whose clock starts at the last minute of a month
 (``EVHUB_CLOCK_START=2026-11-30T23:59:00Z``) and stays up with ``--keep-running``, one at the last minute of a year
 that runs to its end. Both must print the figures recorded below: same sessions, energies, prices and settlement.
+They simulate at 6000x (``EVHUB_DEMO_ACCELERATION``; ``make demo`` runs at 1500x): the figures come from the
+simulators' own timelines, not from the speed, so they are the same, and the run takes a third of the time.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from kernel.energy import format_kwh
 EVHUB = str(Path(sys.executable).with_name("evhub"))
 MONTH_END = "2026-11-30T23:59:00Z"
 YEAR_END = "2026-12-31T23:59:00Z"
+ACCELERATION = "6000"
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("EVHUB_TEST_DATABASE_URL", "").startswith("postgresql"),
@@ -75,7 +78,7 @@ class DemoRun:
 
 def _env(clock_start: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVHUB_")}
-    return env | {"EVHUB_CLOCK_START": clock_start}
+    return env | {"EVHUB_CLOCK_START": clock_start, "EVHUB_DEMO_ACCELERATION": ACCELERATION}
 
 
 def _start(tmp: Path, name: str, clock_start: str, *extra: str) -> subprocess.Popen[str]:
@@ -185,6 +188,9 @@ def test_demo_runs_the_whole_money_path(demo_runs: dict[str, DemoRun]) -> None:
         assert step in text, f"missing {step!r} in:\n{text}"
     sessions = re.search(r"(\d+) sessions completed", text)
     assert sessions and int(sessions.group(1)) == 9
+    assert f"Amsterdam time at {ACCELERATION}x" in " ".join(text.split()), (
+        "the demo says how fast it simulated"
+    )
     assert "registered through the OCPI 2.2.1 handshake" in text
     cdrs = re.search(r"eMSP DE\*EMS received (\d+) of (\d+) CDR", text)
     assert cdrs and cdrs.group(1) == cdrs.group(2) != "0", "every roaming CDR reaches the eMSP"
@@ -242,3 +248,21 @@ def test_the_demo_names_a_command_that_runs(demo_runs: dict[str, DemoRun]) -> No
     # "evhub" only if that is on PATH; otherwise a path from the folder the demo was started in
     found = shutil.which(command) if command == "evhub" else run.cwd / command
     assert found and Path(found).resolve() == Path(EVHUB).resolve(), command
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-5", "inf", "nan"])
+def test_a_demo_speed_that_is_not_a_positive_number_is_refused_naming_the_variable(
+    raw: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11 (test speed): EVHUB_DEMO_ACCELERATION is read before the demo starts anything; unset it is the
+    demo's own 1500x, a positive number is taken, anything else is one error naming the variable."""
+    from evhub.demo import ACCELERATION, demo_acceleration
+    from kernel.settings import SettingsError
+
+    monkeypatch.delenv("EVHUB_DEMO_ACCELERATION", raising=False)
+    assert demo_acceleration() == ACCELERATION == 1500
+    monkeypatch.setenv("EVHUB_DEMO_ACCELERATION", "6000")
+    assert demo_acceleration() == 6000
+    monkeypatch.setenv("EVHUB_DEMO_ACCELERATION", raw)
+    with pytest.raises(SettingsError, match="EVHUB_DEMO_ACCELERATION"):
+        demo_acceleration()
