@@ -171,15 +171,26 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 async def clear_tables(db: Database) -> None:
-    """Empty every table of the model (not alembic_version)."""
+    """Empty every table of the model (not alembic_version); on PostgreSQL also restart the id sequences.
+
+    PostgreSQL gets one simple query: a DELETE per table, children first, then every sequence of the schema set
+    back to its start (what ``TRUNCATE ... RESTART IDENTITY`` did, at 1-2 ms instead of ~190 ms per test: a
+    TRUNCATE of ~40 tables makes new files for each)."""
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    async with db.engine.begin() as conn:
-        if db.is_sqlite:
+    if db.is_sqlite:
+        async with db.engine.begin() as conn:
             for name in tables:
                 await conn.execute(text(f'DELETE FROM "{name}"'))
-        else:
-            joined = ", ".join(f'"{n}"' for n in tables)
-            await conn.execute(text(f"TRUNCATE {joined} RESTART IDENTITY CASCADE"))
+        return
+    deletes = "".join(f'DELETE FROM "{name}"; ' for name in tables)
+    restart = (
+        "SELECT setval(format('%I.%I', schemaname, sequencename)::regclass, start_value, false) "
+        "FROM pg_sequences WHERE schemaname = current_schema()"
+    )
+    async with db.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        await raw.execute(deletes + restart)  # several statements in one query: one implicit transaction
 
 
 @pytest.fixture
