@@ -236,13 +236,29 @@ def test_a_cut_inside_a_millisecond_reprices_to_the_cent() -> None:
 # ---------------------------------------------------------------------------------------------- database
 
 
-async def _rate_on_db(url: str, tariff: Tariff, profile: MeterProfile) -> tuple[dict[str, Any], str] | None:
-    """Import ``tariff`` as a new tariff id of the Amsterdam CPO, put it on one connector, store an ended
-    session with ``profile``'s meter rows and rate it; (CDR data, the location's zone), None when failed."""
+async def _rate_on_db(
+    url: str, tariffs: list[Tariff], profile: MeterProfile
+) -> tuple[dict[str, Any], str] | None:
+    """Import ``tariffs`` (versions of tariff ``PT``, maybe its replacement ``PT-NEW``) as tariffs of the
+    Amsterdam CPO a day before the session (so each version applies from its own start), put them on one
+    connector, store an ended session with ``profile``'s meter rows and rate it; (CDR data, the location's
+    zone), None when failed."""
     db = Database(url)
     try:
         await clear_tables(db)
         await seed_pricing_network(db)
+        with pinned(profile.start - timedelta(days=1)):
+            async with db.session() as s:
+                evse = await s.scalar(select(EVSE).where(EVSE.uid == "AMS-01-1"))
+                assert evse is not None
+                loc = await s.get(Location, evse.location_id)
+                assert loc is not None
+                cpo = await s.get(Party, loc.cpo_id)
+                assert cpo is not None
+                for tariff in tariffs:
+                    body = tariff_json(tariff)
+                    body.update(country_code=cpo.country_code, party_id=cpo.party_id, id=f"PROP-{tariff.id}")
+                    await prov.import_tariff(s, to_json(body))
         async with db.session() as s:
             evse = await s.scalar(select(EVSE).where(EVSE.uid == "AMS-01-1"))
             assert evse is not None
@@ -252,10 +268,7 @@ async def _rate_on_db(url: str, tariff: Tariff, profile: MeterProfile) -> tuple[
             assert connector is not None
             cpo = await s.get(Party, loc.cpo_id)
             assert cpo is not None
-            body = tariff_json(tariff)
-            body.update(country_code=cpo.country_code, party_id=cpo.party_id, id="PROP-1")
-            await prov.import_tariff(s, to_json(body))
-            connector.tariff_ids = ["PROP-1"]
+            connector.tariff_ids = list(dict.fromkeys(f"PROP-{t.id}" for t in tariffs))
             connector.max_electric_power = 50_000  # W: the profiles charge at up to 49.8 kW
             cp = ChargePoint(
                 identity="CP-PROP", ocpp_version=OcppVersion.V16, cpo_id=loc.cpo_id, location_id=loc.id
@@ -315,6 +328,7 @@ async def _rate_on_db(url: str, tariff: Tariff, profile: MeterProfile) -> tuple[
                 row = await s.get(ChargingSession, sid)
                 assert row is not None
                 assert row.pricing_state == PricingState.FAILED, (row.pricing_state, row.review_reason)
+                event(f"failed: {(row.pricing_error or '')[:40]}")
             return None
         async with db.session() as s:
             row = await s.scalar(select(Cdr).where(Cdr.session_id == sid))
@@ -329,20 +343,22 @@ async def _rate_on_db(url: str, tariff: Tariff, profile: MeterProfile) -> tuple[
 
 
 @st.composite
-def db_sessions(draw: st.DrawFn) -> tuple[Tariff, MeterProfile]:
+def db_sessions(draw: st.DrawFn) -> tuple[list[Tariff], MeterProfile]:
     start = draw(start_instants())
-    return draw(versions(start))[0], draw(meter_profiles(start))
+    return draw(versions(start)), draw(meter_profiles(start))
 
 
 @budget(25)
 @given(db_sessions())
 def test_rated_cdr_reprices_from_its_own_ocpi_json(
-    database_url: str, case: tuple[Tariff, MeterProfile]
+    database_url: str, case: tuple[list[Tariff], MeterProfile]
 ) -> None:
-    """Issue 12 item 6c (T5), DB level: a CDR made by rating (``rate_session`` on the test database) re-priced
-    from its stored OCPI object (``tariffs``, ``charging_periods``) gives its ``total_cost`` to the cent."""
-    tariff, profile = case
-    out = asyncio.run(_rate_on_db(database_url, tariff, profile))
+    """Issue 12 item 6c (T5, T2, D5), DB level: a CDR made by rating (``rate_session`` on the test database;
+    versions of its tariff and a replacement tariff stored beforehand) re-priced from its stored OCPI object
+    (``tariffs``, ``charging_periods``) gives its ``total_cost`` to the cent."""
+    tariffs, profile = case
+    event(f"{len(tariffs)} stored versions")
+    out = asyncio.run(_rate_on_db(database_url, tariffs, profile))
     event("rated" if out is not None else "failed (no valid version)")
     if out is None:
         return
