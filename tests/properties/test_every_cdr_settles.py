@@ -9,12 +9,10 @@ country has no hub VAT rate). Rejections of a closing run are carried into the n
 
 from __future__ import annotations
 
-import inspect
 from collections import Counter
 from datetime import datetime, timedelta
 
 import pandas as pd
-import pytest
 from hypothesis import event, given
 
 from settlement.core.accounting_periods import parse_period
@@ -28,19 +26,12 @@ from .strategies import budget
 
 BOOK = make_book()
 MONTHS = ("2026-09", "2026-10", "2026-11", "2026-12", "2027-01", "2027-02", "2027-03")
-CARRIES = "carried" in inspect.signature(settle).parameters
 
 
 def close_of(month: str) -> datetime:
     return parse_period(month).end + timedelta(days=3)
 
 
-@pytest.mark.xfail(
-    not CARRIES,
-    strict=True,
-    reason="S2 (settlement/*, another helper's work): a CDR rejected by a month's closing run is never tried "
-    "again and no later run's rejected.csv lists it",
-)
 @budget(20)
 @given(priced_cdrs(n_max=16))
 def test_every_priced_cdr_settles_once_or_is_listed_as_rejected(cdrs: list[PricedCdr]) -> None:
@@ -57,8 +48,7 @@ def test_every_priced_cdr_settles_once_or_is_listed_as_rejected(cdrs: list[Price
     for month in MONTHS:
         at = close_of(month)
         inputs = table[created < pd.Timestamp(at)].reset_index(drop=True)
-        kwargs = {"carried": carried} if CARRIES else {}
-        run = settle(inputs, BOOK, month, closes, **kwargs)
+        run = settle(inputs, BOOK, month, closes, carried=carried)
         settled.update(set(run.lines["cdr_id"].astype(str)))
         hashes[month] = run.summary.content_hash
         if len(run.rejected):
@@ -81,6 +71,5 @@ def test_every_priced_cdr_settles_once_or_is_listed_as_rejected(cdrs: list[Price
     for month in MONTHS[:3]:
         prior = {k: v for k, v in closes.items() if parse_period(k) < parse_period(month)}
         inputs = table[created < pd.Timestamp(close_of(month))].reset_index(drop=True)
-        kwargs = {"carried": carried} if CARRIES else {}  # only the months before count
-        replay = settle(inputs, BOOK, month, prior, replay=True, **kwargs)
+        replay = settle(inputs, BOOK, month, prior, replay=True, carried=carried)  # only earlier months count
         assert replay.summary.content_hash == hashes[month], month
