@@ -343,8 +343,9 @@ async def run_chargers(demo: Demo, start: datetime) -> int:
 
 
 async def wait_for_money_path(demo: Demo, timeout: float = 60.0) -> None:
-    """Until every ended session is priced and every message in the outbox is delivered (the demo drains the
-    outbox itself, as it runs pricing, instead of waiting for the dispatcher's once-a-second tick)."""
+    """Until every ended session is priced and every message in the outbox is delivered (the demo runs the
+    dispatcher's tick itself each round, as it runs pricing, instead of waiting for the scheduled once-a-second
+    tick: a tick delivers one message per ordering key)."""
     assert demo.hub is not None
     db = demo.hub.db
     pricing = demo.hub.hub.services.pricing
@@ -354,7 +355,7 @@ async def wait_for_money_path(demo: Demo, timeout: float = 60.0) -> None:
         if pricing is not None:
             await pricing.run_once()
         if outbox is not None:
-            await outbox.drain()
+            await outbox.tick()  # the scheduled job's own entry: never alongside a running tick
         async with db.session() as db_session:
             pending_sessions = await db_session.scalar(
                 select(func.count())
