@@ -18,9 +18,8 @@ the hub's clock is pinned to it (``EVHUB_CLOCK_START`` semantics: it then runs o
 portal's current month is the demo's), the simulators are seeded and their timestamps come from simulated
 timelines rather than from how fast this machine answers, and the grid feed posts its day-ahead forecast before
 the chargers start. Only ids, ports, paths and hashes over ids differ. The key figures are also written to
-``summary.json`` in the work folder. The simulation's speed does not change them either: the chargers run
-:data:`ACCELERATION` times faster than the wall clock, or ``EVHUB_DEMO_ACCELERATION`` times (the test suite runs
-the demo at 6000x).
+``summary.json`` in the work folder. The chargers run :data:`ACCELERATION` times faster than the wall
+clock, or ``EVHUB_DEMO_ACCELERATION`` times.
 """
 
 from __future__ import annotations
@@ -343,19 +342,14 @@ async def run_chargers(demo: Demo, start: datetime) -> int:
 
 
 async def wait_for_money_path(demo: Demo, timeout: float = 60.0) -> None:
-    """Until every ended session is priced and every message in the outbox is delivered (the demo runs the
-    dispatcher's tick itself each round, as it runs pricing, instead of waiting for the scheduled once-a-second
-    tick: a tick delivers one message per ordering key)."""
+    """Until every ended session is priced and every message in the outbox is delivered."""
     assert demo.hub is not None
     db = demo.hub.db
     pricing = demo.hub.hub.services.pricing
-    outbox = demo.hub.hub.services.outbox
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         if pricing is not None:
             await pricing.run_once()
-        if outbox is not None:
-            await outbox.tick()  # the scheduled job's own entry: never alongside a running tick
         async with db.session() as db_session:
             pending_sessions = await db_session.scalar(
                 select(func.count())

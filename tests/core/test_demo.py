@@ -4,8 +4,8 @@ every run, on any calendar day.
 Two real demo processes run side by side (module fixture): one whose clock starts at the last minute of a month
 (``EVHUB_CLOCK_START=2026-11-30T23:59:00Z``) and stays up with ``--keep-running``, one at the last minute of a year
 that runs to its end. Both must print the figures recorded below: same sessions, energies, prices and settlement.
-They simulate at 6000x (``EVHUB_DEMO_ACCELERATION``; ``make demo`` runs at 1500x): the figures come from the
-simulators' own timelines, not from the speed, so they are the same, and the run takes a third of the time.
+They simulate at the demo's own 1500x (faster, with ``EVHUB_DEMO_ACCELERATION=6000``, the kept-running demo
+sometimes did not stop on SIGINT under load: issue 11 notes).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from kernel.energy import format_kwh
 EVHUB = str(Path(sys.executable).with_name("evhub"))
 MONTH_END = "2026-11-30T23:59:00Z"
 YEAR_END = "2026-12-31T23:59:00Z"
-ACCELERATION = "6000"
+ACCELERATION = "1500"
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("EVHUB_TEST_DATABASE_URL", "").startswith("postgresql"),
