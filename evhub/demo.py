@@ -6,9 +6,12 @@ It walks the money path once and shows what happened at each step:
    tokens and a portal login, a time-of-day tariff per CPO, grid-load rules, split agreements;
 2. the hub starts (OCPP listener, HTTP app, scheduler) exactly as ``evhub serve`` does;
 3. a simulated eMSP registers through the real OCPI credentials handshake and pushes its drivers' tokens;
-4. simulated chargers run sessions on an accelerated clock while a simulated grid feed moves the price;
-5. ended sessions become priced CDRs (with the engine's explanation), pushed to the eMSP through the outbox,
-   and receipts are mailed to a local SMTP sink;
+4. simulated chargers run sessions on an accelerated clock while a simulated grid feed moves the price; one
+   of them (:data:`SIGNING_CHARGER`) has a signing meter whose key pair is made at the demo's start, and
+   sends signed OCMF readings at each Begin and End next to the plain ones (its public key is provisioned);
+5. ended sessions become priced CDRs (with the engine's explanation and the outcome of each session's signed
+   meter data: verified, unverifiable or invalid; and how many sessions are held for review), pushed to the
+   eMSP through the outbox, and receipts are mailed to a local SMTP sink;
 6. a settlement run splits the money among CPO, eMSP, hub and site host.
 
 Everything is real: real sockets on loopback, the real database, the real protocols.
@@ -17,7 +20,8 @@ Every run prints the same figures: the simulation starts at a fixed evening (:da
 the hub's clock is pinned to it (``EVHUB_CLOCK_START`` semantics: it then runs on at the real rate, so the
 portal's current month is the demo's), the simulators are seeded and their timestamps come from simulated
 timelines rather than from how fast this machine answers, and the grid feed posts its day-ahead forecast before
-the chargers start. Only ids, ports, paths and hashes over ids differ. The key figures are also written to
+the chargers start. Only ids, ports, paths and hashes over ids differ (and the signing meter's key and its
+signatures, never printed). The key figures are also written to
 ``summary.json`` in the work folder. The chargers run :data:`ACCELERATION` times faster than the wall
 clock, or ``EVHUB_DEMO_ACCELERATION`` times.
 """
@@ -49,11 +53,13 @@ from evhub import provisioning as prov
 from evhub.app import RunningHub
 from kernel import logs
 from kernel.energy import format_kwh
-from kernel.models import Cdr, ChargingSession, Location, OutboxMessage, TariffVersion
+from kernel.models import Cdr, ChargingSession, Location, OutboxMessage, PricingState, TariffVersion
 from kernel.money import format_amount
 from kernel.ports import free_port
 from kernel.settings import Settings, SettingsError, load_settings
+from kernel.signed_meter import describe, public_key_base64
 from kernel.timeutil import to_local, utcnow, zone
+from simulators.signing_meter import SigningMeter
 
 LOCAL_START = datetime(2026, 11, 17, 18, 0, tzinfo=zone("Europe/Amsterdam"))
 """Where the simulated evening begins (a Tuesday in mid-month: the sessions and the settlement stay in one month)."""
@@ -78,6 +84,8 @@ CHARGERS = [  # identity, OCPP version, location, EVSE uids, max power W
     ("AMS-CP-2", "2.0.1", "AMS-CENTRAAL", ["AMS-02-1"], 50000.0),
     ("LDN-CP-1", "1.6", "LDN-KINGSX", ["LDN-01-1"], 11000.0),
 ]
+SIGNING_CHARGER = "AMS-CP-2"
+"""The charger with a signing (Eichrecht) meter: signed OCMF at each Begin and End, its public key provisioned."""
 AGREEMENTS: list[dict[str, Any]] = [
     {
         "kind": "roaming",
@@ -161,6 +169,8 @@ class Demo:
     ocpi_versions_url: str = ""
     grid_changes: list[tuple[datetime, Decimal, list[dict]]] = field(default_factory=list)
     acceleration: float = ACCELERATION
+    meters: dict[str, SigningMeter] = field(default_factory=dict)
+    signed: dict[int, str] = field(default_factory=dict)  # CDR id -> its session's signed meter data outcome
 
 
 def demo_acceleration() -> float:
@@ -209,7 +219,7 @@ async def provision(demo: Demo) -> None:
         for tariff in prov.load_json((DATA / "tariffs.json").read_text(), "demo tariffs"):
             await prov.import_tariff(db_session, tariff)
         for identity, version, location, evses, _power in CHARGERS:
-            await prov.add_charger(
+            charger = await prov.add_charger(
                 db_session,
                 identity,
                 password=CHARGER_PASSWORD,
@@ -217,6 +227,9 @@ async def provision(demo: Demo) -> None:
                 evse_uids=evses,
                 ocpp_version=version,
             )
+            if identity == SIGNING_CHARGER:  # as `evhub chargers update --meter-public-key` stores it
+                meter = demo.meters[identity] = SigningMeter(serial=f"{identity}-EM")
+                charger.meter_public_key = public_key_base64(meter.public_key_hex)
         cpo = await prov.find_party(db_session, "NL*AMP", prov.PartyRole.CPO)
         await attach_rules(
             db_session,
@@ -254,6 +267,11 @@ async def provision(demo: Demo) -> None:
     )
     table.add_row("partners", "DE*EMS simulated eMSP (OCPI), NL*EVH evhub Fleet Services, NL*SIT site host")
     table.add_row("chargers", ", ".join(f"{c[0]} (OCPP {c[1]}, {len(c[3])} EVSE)" for c in CHARGERS))
+    table.add_row(
+        "signed meter",
+        f"{SIGNING_CHARGER}: ECDSA secp256r1 key pair made for this run, public key provisioned; "
+        "signs OCMF at each Begin and End",
+    )
     table.add_row(
         "tariffs",
         "AMS-TOD: EUR 0.39/kWh day, 0.29/kWh 23:00-07:00, 0.50 start, parking 6.00/h; "
@@ -325,6 +343,7 @@ async def run_chargers(demo: Demo, start: datetime) -> int:
             max_power_w=power,
             idle_s=(600.0, 2400.0),
             energy_wh=(6000.0, 28000.0),
+            meter=demo.meters.get(identity),
         )
         for identity, version, _loc, evses, power in CHARGERS
     ]
@@ -393,12 +412,15 @@ async def show_grid(demo: Demo) -> None:
 
 
 async def show_cdrs(demo: Demo) -> list[Cdr]:
+    """The priced CDRs with their session's signed meter data outcome; records that outcome per CDR (its
+    ``data["signed"]``, as :func:`cdr_figures` reports it) and returns the CDRs."""
     assert demo.hub is not None
     async with demo.hub.db.session() as db_session:
         rows = (
             await db_session.execute(
-                select(Cdr, Location)
+                select(Cdr, Location, ChargingSession)
                 .join(Location, Cdr.location_id == Location.id)
+                .join(ChargingSession, Cdr.session_id == ChargingSession.id)
                 .order_by(Cdr.start_date_time)
             )
         ).all()
@@ -411,10 +433,13 @@ async def show_cdrs(demo: Demo) -> list[Cdr]:
         "total incl. VAT",
         "token",
         "tariff versions",
+        "signed",
         box=None,
     )
-    for cdr, loc in rows:
+    for cdr, loc, charging_session in rows:
         tz = zone(loc.time_zone)
+        signed = describe(charging_session.signed_verification, charging_session.signed_verification_reason)
+        demo.signed[cdr.id] = signed or "none"
         table.add_row(
             str(cdr.data.get("session_id", ""))[:8],
             loc.ocpi_id,
@@ -424,9 +449,41 @@ async def show_cdrs(demo: Demo) -> list[Cdr]:
             format_amount(cdr.total_cost_incl_vat or 0, cdr.currency),
             str(cdr.data.get("cdr_token", {}).get("uid", "")),
             str(len(cdr.tariff_versions)),
+            signed or "-",
         )
     console.print(table)
-    return [c for c, _ in rows]
+    outcomes: dict[str, int] = {}
+    for outcome in demo.signed.values():
+        if outcome != "none":
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    counted = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())) or "none"
+    console.print(
+        f"signed meter data ({SIGNING_CHARGER}'s meter, checked with its provisioned public key): {counted}; "
+        f"{len(demo.signed) - sum(outcomes.values())} CDR(s) without signed data",
+        soft_wrap=True,
+    )
+    return [c for c, _, _ in rows]
+
+
+async def show_held(demo: Demo) -> int:
+    """How many sessions are held for review (implausible or incomplete: never priced until released), and
+    why; 0 in a normal run."""
+    assert demo.hub is not None
+    async with demo.hub.db.session() as db_session:
+        reasons = (
+            await db_session.scalars(
+                select(ChargingSession.review_reason)
+                .where(ChargingSession.pricing_state == PricingState.HELD)
+                .order_by(ChargingSession.review_reason)
+            )
+        ).all()
+    console.print(
+        f"{len(reasons)} session(s) held for review" if reasons else "0 sessions held for review",
+        soft_wrap=True,
+    )
+    for reason in reasons:
+        console.print(f"  held: {reason or 'no reason given'}", soft_wrap=True)
+    return len(reasons)
 
 
 def show_explanation(cdr: Cdr) -> None:
@@ -489,11 +546,13 @@ async def settle(demo: Demo, cdrs: list[Cdr]) -> dict[str, list[dict[str, str]]]
     return figures
 
 
-def cdr_figures(cdrs: list[Cdr]) -> list[dict[str, str]]:
-    """What each CDR says, in the order the demo shows them (ids left out: they are fresh on every run)."""
+def cdr_figures(cdrs: list[Cdr], signed: dict[int, str]) -> list[dict[str, str]]:
+    """What each CDR says, in the order the demo shows them (ids left out: they are fresh on every run), with
+    its session's signed meter data outcome from ``signed`` (CDR id -> outcome)."""
     return [
         {
             "location": str(c.data.get("cdr_location", {}).get("id", "")),
+            "evse": str(c.data.get("cdr_location", {}).get("evse_uid", "")),
             "token": str(c.data.get("cdr_token", {}).get("uid", "")),
             "start": c.start_date_time.isoformat(),
             "end": c.end_date_time.isoformat(),
@@ -502,6 +561,7 @@ def cdr_figures(cdrs: list[Cdr]) -> list[dict[str, str]]:
             "total_excl_vat": str(c.total_cost_excl_vat),
             "total_incl_vat": str(c.total_cost_incl_vat),
             "tariff_versions": str(len(c.tariff_versions)),
+            "signed_meter_data": signed.get(c.id, "none"),
         }
         for c in cdrs
     ]
@@ -601,6 +661,7 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
 
         _section("4. Priced CDRs")
         cdrs = await show_cdrs(demo)
+        held = await show_held(demo)
         if cdrs:
             show_explanation(max(cdrs, key=lambda c: len(c.explanation.get("lines", []))))
 
@@ -628,7 +689,8 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
             "simulated_start": LOCAL_START.isoformat(),
             "sessions": done,
             "grid_versions": len(demo.grid_changes),
-            "cdrs": cdr_figures(cdrs),
+            "cdrs": cdr_figures(cdrs, demo.signed),
+            "held_sessions": held,
             "emsp_cdrs_received": len(received["cdrs"]),
             "receipts": len(messages),
             "settlement": settlement,

@@ -15,6 +15,11 @@ Flaky links are part of the model: on a lost connection it reconnects with expon
 and transaction messages produced while offline are queued and delivered in order after reconnecting.
 It answers the central system's commands (remote start/stop, reset, configuration, ...) with plausible
 replies.
+
+A charger whose spec has a ``meter`` (:class:`simulators.signing_meter.SigningMeter`) also signs its register at
+each Transaction.Begin and Transaction.End, next to the plain value: 1.6 a ``format: SignedData`` sampled value
+in the same meterValue (the Begin in a MeterValues right after StartTransaction, the End in StopTransaction's
+transactionData), 2.0.1 the ``signedMeterValue`` of the Started and Ended events' register value.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from websockets.typing import Subprotocol
 
 from kernel.timeutil import utcnow
 from simulators.chargepoints import frames
+from simulators.signing_meter import BEGIN, END, SigningMeter
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,7 @@ class ChargerSpec:
     meter_interval_s: int = 60  # simulated seconds between MeterValues
     idle_s: tuple[float, float] = (300.0, 1800.0)  # simulated idle time between sessions
     energy_wh: tuple[float, float] = (5000.0, 30000.0)  # energy a driver wants per session
+    meter: SigningMeter | None = None  # signs the Begin and End registers (None: plain values only)
 
 
 @dataclass
@@ -307,8 +314,17 @@ class SimulatedCharger:
             return {"status": "Unknown"}
         return {"status": "Accepted"}
 
-    def _register(self, connector: int, context: str) -> dict[str, Any]:
-        return frames.register(self.spec.version, self.clock.now(), self.meter_wh[connector], context)
+    def _register(self, connector: int, context: str, token: str = "") -> dict[str, Any]:
+        """The connector's register now; signed as well at a Begin or End when the charger has a meter."""
+        version, at, wh = self.spec.version, self.clock.now(), self.meter_wh[connector]
+        tx = {"Transaction.Begin": BEGIN, "Transaction.End": END}.get(context)
+        if self.spec.meter is None or tx is None:
+            return frames.register(version, at, wh, context)
+        signed = self.spec.meter.encoded(version, tx, at, round(wh, 1), token)
+        if version == "1.6":
+            return frames.meter_value(at, [frames.sampled_value(version, round(wh, 1), context),
+                                           frames.sampled_value(version, 0, context, signed=signed)])  # fmt: skip
+        return frames.meter_value(at, [frames.sampled_value(version, round(wh, 1), context, signed=signed)])
 
     def _quota(self, connector: int) -> int | None:
         """This connector's share of ``max_sessions`` (the first connectors take the remainder)."""
@@ -327,11 +343,14 @@ class SimulatedCharger:
             answer = await self.call("StartTransaction", frames.start_transaction(
                 connector, token, int(self.meter_wh[connector]), self.clock.now()))  # fmt: skip
             tx: str = str(answer["transactionId"]) if isinstance(answer, dict) else ""
+            if spec.meter is not None:  # 1.6 StartTransaction has no meter values: the signed Begin follows
+                self.enqueue("MeterValues", frames.meter_values(connector, int(tx) if tx else 0,
+                                                                [self._register(connector, "Transaction.Begin", token)]))  # fmt: skip
         else:
             await self.call("Authorize", {"idToken": {"idToken": token, "type": "ISO14443"}})
             tx = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             await self.call("TransactionEvent", self._event("Started", tx, connector, "Authorized",
-                                                            token, [self._register(connector, "Transaction.Begin")]))  # fmt: skip
+                                                            token, [self._register(connector, "Transaction.Begin", token)]))  # fmt: skip
         self.stats.sessions_started += 1
         await self.call("StatusNotification", self._status(connector, "Charging"))
         delivered = 0.0
@@ -352,10 +371,10 @@ class SimulatedCharger:
             await self.call("StopTransaction", frames.stop_transaction(
                 int(tx) if tx else 0, token, int(self.meter_wh[connector]), self.clock.now(),
                 "Remote" if tx in self.stop_requested else "EVDisconnected",
-                [self._register(connector, "Transaction.End")]))  # fmt: skip
+                [self._register(connector, "Transaction.End", token)]))  # fmt: skip
         else:
             await self.call("TransactionEvent", self._event("Ended", tx, connector, "EVDeparted", token,
-                                                            [self._register(connector, "Transaction.End")],
+                                                            [self._register(connector, "Transaction.End", token)],
                                                             stopped="Remote" if tx in self.stop_requested
                                                             else "EVDisconnected"))  # fmt: skip
         await self.call("StatusNotification", self._status(connector, "Available"))

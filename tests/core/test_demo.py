@@ -250,6 +250,25 @@ def test_the_demo_names_a_command_that_runs(demo_runs: dict[str, DemoRun]) -> No
     assert found and Path(found).resolve() == Path(EVHUB).resolve(), command
 
 
+def test_the_signing_chargers_sessions_are_verified_and_no_session_is_held(
+    demo_runs: dict[str, DemoRun],
+) -> None:
+    """Signed meter data and held sessions are in the demo: AMS-CP-2 (EVSE AMS-02-1) has a signing meter whose
+    key pair is made at the demo's start and whose public key is provisioned, so each of its sessions' signed
+    Begin/End is "verified" (real ECDSA over real OCMF, checked by the hub); the other chargers send none; and
+    the demo says how many sessions are held for review: none in a normal run."""
+    for run in demo_runs.values():
+        outcomes = [(c["evse"], c["signed_meter_data"]) for c in run.summary["cdrs"]]
+        signing = [outcome for evse, outcome in outcomes if evse == "AMS-02-1"]
+        assert signing == ["verified"] * 3, outcomes
+        assert {outcome for evse, outcome in outcomes if evse != "AMS-02-1"} == {"none"}, outcomes
+        assert run.summary["held_sessions"] == 0
+        lines = run.output.splitlines()
+        assert "0 sessions held for review" in lines, run.output
+        assert any(line.startswith("signed meter data (AMS-CP-2's meter") and ": 3 verified;" in line
+                   for line in lines), run.output  # fmt: skip
+
+
 @pytest.mark.parametrize("raw", ["abc", "0", "-5", "inf", "nan"])
 def test_a_demo_speed_that_is_not_a_positive_number_is_refused_naming_the_variable(
     raw: str, monkeypatch: pytest.MonkeyPatch
