@@ -3,6 +3,7 @@
 * Location: the stored OCPI ``data`` with each EVSE's live ``status`` (kept by the gateway in ``evses``).
 * Session: built from the session's columns (status, kWh, times, token, EVSE) with its ``data`` (charging
   periods, costs...) laid over; charging periods are derived from the meter values when ``data`` has none.
+  Only the spec's Session properties (:data:`SESSION_FIELDS`) are sent, never the hub's bookkeeping in ``data``.
 * CDR and Tariff: the stored OCPI ``data`` (immutable CDR, versioned tariff).
 
 The ``*_object`` functions of loaded rows are pure; :func:`load_location` and :func:`session_object` (the
@@ -154,6 +155,35 @@ async def derived_periods(db_session: AsyncSession, cs: ChargingSession) -> list
     ]
 
 
+SESSION_FIELDS = frozenset(
+    {
+        "country_code",
+        "party_id",
+        "id",
+        "start_date_time",
+        "end_date_time",
+        "kwh",
+        "cdr_token",
+        "auth_method",
+        "authorization_reference",
+        "location_id",
+        "evse_uid",
+        "connector_id",
+        "meter_id",
+        "currency",
+        "charging_periods",
+        "total_cost",
+        "status",
+        "last_updated",
+    }
+)
+"""The properties of the OCPI 2.2.1 Session object (mod_sessions, "Session Object"): nothing else is sent."""
+
+DATA_FIELDS = ("charging_periods", "total_cost", "authorization_reference", "meter_id")
+"""Session properties the session's ``data`` supplies; its other keys (``remote_start_id``, ``reservation_id``,
+``seq_nos``, ``clock_suspect``, ...) are the hub's own bookkeeping and never leave it."""
+
+
 async def session_object(db_session: AsyncSession, cs: ChargingSession, cpo: Party) -> dict[str, Any]:
     token = await db_session.get(Token, cs.token_id) if cs.token_id else None
     location = await db_session.get(Location, cs.location_id) if cs.location_id else None
@@ -178,7 +208,7 @@ async def session_object(db_session: AsyncSession, cs: ChargingSession, cpo: Par
     if cs.end_time is not None:
         obj["end_date_time"] = _ts(cs.end_time)
     for key, value in data.items():
-        if key not in obj or key in ("charging_periods", "total_cost", "authorization_reference", "meter_id"):
+        if key in DATA_FIELDS or (key in SESSION_FIELDS and key not in obj):
             obj[key] = value
     if "charging_periods" not in data:
         periods = await derived_periods(db_session, cs)
