@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.db.engine import Database
-from kernel.models import Party, PartyRole
+from kernel.models import Fleet, Party, PartyRole, Token
 from kernel.models.roaming import OcpiPartner, OcpiPartnerRole, PartnerStatus
 from kernel.security import hash_token, new_token
 from kernel.timeutil import utcnow
@@ -92,15 +92,63 @@ async def fetch_version_details(
 
 _ROLE_MAP = {"CPO": PartyRole.CPO, "EMSP": PartyRole.EMSP, "HUB": PartyRole.HUB}
 
+RoleKey = tuple[str, str, str]
+"""(country_code, party_id, role) of a credentials role, upper-cased."""
 
-async def _store_roles(db_session: AsyncSession, partner: OcpiPartner, roles: list[dict[str, Any]]) -> None:
-    """Link each credentials role to a Party (created when new); roles no longer listed are dropped."""
-    hosted = {(p.country_code, p.party_id) for p in await hosted_cpos(db_session)}
+
+async def own_emsps(db_session: AsyncSession) -> set[int]:
+    """Ids of the eMSP parties the hub runs itself: the eMSP of a fleet, or the issuer of a fleet's tokens."""
+    fleet_emsps = select(Fleet.emsp_id).where(Fleet.emsp_id.is_not(None))
+    token_emsps = select(Token.emsp_id).where(Token.fleet_id.is_not(None), Token.emsp_id.is_not(None))
+    rows = await db_session.scalars(
+        select(Party.id).where(Party.role == PartyRole.EMSP, Party.id.in_(fleet_emsps.union(token_emsps)))
+    )
+    return set(rows.all())
+
+
+async def _hosted_reason(db_session: AsyncSession, key: RoleKey, *, unlinked: bool) -> str | None:
+    """Why ``key`` is a party the hub hosts itself (None when it is not): a hosted CPO, the hub's own eMSP and,
+    with ``unlinked``, any existing CPO or eMSP party no partner role links (one the operator added)."""
+    cc, pid, kind = key
+    if kind not in ("CPO", "EMSP"):
+        return None
+    party = await db_session.scalar(
+        select(Party).where(Party.country_code == cc, Party.party_id == pid, Party.role == _ROLE_MAP[kind])
+    )
+    if party is None:
+        return None
+    if kind == "EMSP" and party.id in await own_emsps(db_session):
+        return f"{cc}*{pid} is an eMSP hosted on this platform"
+    linked = await db_session.scalar(select(OcpiPartnerRole.id).where(OcpiPartnerRole.party_pk == party.id))
+    if linked is None and (kind == "CPO" or unlinked):
+        return f"{cc}*{pid} is {'a CPO' if kind == 'CPO' else 'an eMSP'} hosted on this platform"
+    return None
+
+
+async def _store_roles(
+    db_session: AsyncSession,
+    partner: OcpiPartner,
+    roles: list[dict[str, Any]],
+    *,
+    invited: set[RoleKey] | None = None,
+) -> None:
+    """Link each credentials role to a Party (created when new); roles no longer listed are dropped.
+
+    Never a party the hub hosts (2001). With ``invited`` (the roles the partner holds already: those of its
+    invitation, or those it registered), a role outside it is refused (2001); without, a role of a party the
+    operator added (not a partner's) is refused too: only a new party may be claimed."""
     keep: list[OcpiPartnerRole] = []
     for role in roles:
         cc, pid, kind = role["country_code"].upper(), role["party_id"].upper(), role["role"]
-        if kind == "CPO" and (cc, pid) in hosted:
-            raise HandshakeError(status.INVALID_PARAMETERS, f"{cc}*{pid} is a CPO hosted on this platform")
+        mine = invited is not None and (cc, pid, kind) in invited
+        if invited and not mine:
+            raise HandshakeError(
+                status.INVALID_PARAMETERS,
+                f"role {kind} {cc}*{pid} is not a role this partner was invited for",
+            )
+        reason = await _hosted_reason(db_session, (cc, pid, kind), unlinked=not mine)
+        if reason is not None:
+            raise HandshakeError(status.INVALID_PARAMETERS, reason)
         party_role = _ROLE_MAP.get(kind, PartyRole.OTHER)
         party = await db_session.scalar(
             select(Party).where(Party.country_code == cc, Party.party_id == pid, Party.role == party_role)
@@ -123,6 +171,10 @@ async def _store_roles(db_session: AsyncSession, partner: OcpiPartner, roles: li
                 raise HandshakeError(
                     status.INVALID_PARAMETERS, f"role {kind} {cc}*{pid} is registered by another partner"
                 )
+            if other is not None and other.status == PartnerStatus.INVITED:
+                raise HandshakeError(
+                    status.INVALID_PARAMETERS, f"role {kind} {cc}*{pid} is another partner's invitation"
+                )
             await db_session.delete(taken)
             await db_session.flush()
             taken = None
@@ -139,9 +191,17 @@ class Invitation:
 
 
 async def invite(
-    db: Database, platform: OcpiPlatform, name: str, *, allowed_cpo_ids: list[int] | None = None
+    db: Database,
+    platform: OcpiPlatform,
+    name: str,
+    *,
+    allowed_cpo_ids: list[int] | None = None,
+    roles: list[RoleKey] | None = None,
 ) -> Invitation:
-    """``evhub partners invite NAME``: a new partner with a token A to register with (shown once)."""
+    """``evhub partners invite NAME``: a new partner with a token A to register with (shown once).
+
+    ``roles`` (country_code, party_id, role) are the only roles the partner may register with; they are kept
+    as its (not yet registered) roles. :class:`HandshakeError` for a party the hub hosts or another partner's."""
     token_a = new_token()
     async with db.session() as db_session:
         partner = OcpiPartner(
@@ -152,11 +212,20 @@ async def invite(
             endpoints=[],
             credentials_roles=[],
             allowed_cpo_ids=allowed_cpo_ids,
+            roles=[],
         )
         db_session.add(partner)
         await db_session.flush()
         partner_id = partner.id
+        if roles:
+            wanted = [{"country_code": cc, "party_id": pid, "role": kind.upper()} for cc, pid, kind in roles]
+            await _store_roles(db_session, partner, wanted, invited={_key(r) for r in wanted})
+            partner.credentials_roles = []
     return Invitation(partner_id, token_a, platform.versions_url)
+
+
+def _key(role: dict[str, Any]) -> RoleKey:
+    return role["country_code"].upper(), role["party_id"].upper(), str(role["role"]).upper()
 
 
 async def register(
@@ -331,6 +400,7 @@ async def _accept(
     request: Request, db_session: AsyncSession, platform: OcpiPlatform, partner: OcpiPartner
 ) -> dict[str, Any]:
     creds = await read_model(request, Credentials)
+    held = {(r.country_code, r.party_id, r.role) for r in partner.roles}
     try:
         version, endpoints = await fetch_version_details(
             creds.url, creds.token, platform.client_timeout, platform.transport
@@ -345,7 +415,9 @@ async def _accept(
         partner.status = PartnerStatus.REGISTERED
         partner.last_success_at = utcnow()
         partner.tokens_pulled_at = None  # a complete tokens pull follows (re)registration
-        await _store_roles(db_session, partner, [r.model_dump(exclude_none=True) for r in creds.roles])
+        await _store_roles(
+            db_session, partner, [r.model_dump(exclude_none=True) for r in creds.roles], invited=held or None
+        )
     except HandshakeError as exc:
         raise OcpiError(exc.code, str(exc), http_status=400) from exc
     await db_session.flush()

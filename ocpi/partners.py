@@ -138,11 +138,32 @@ def platform_for(db: Database, public_url: str) -> OcpiPlatform:
     return OcpiPlatform(db=db, public_url=public_url)
 
 
+def role_key(given: str) -> tuple[str, str, str]:
+    """``NL*EMS`` (an eMSP) or ``NL*EMS:CPO`` -> (country_code, party_id, role); ``ValueError`` otherwise."""
+    key, _, role = given.strip().partition(":")
+    cc, star, pid = key.partition("*")
+    role = (role or "EMSP").upper()
+    if (
+        not star
+        or len(cc) != 2
+        or len(pid) != 3
+        or role not in ("CPO", "EMSP", "HUB", "NAP", "NSP", "OTHER", "SCSP")
+    ):
+        raise ValueError(f"role {given!r}: expected COUNTRY*PARTY or COUNTRY*PARTY:ROLE (e.g. NL*EMS:EMSP)")
+    return cc.upper(), pid.upper(), role
+
+
 async def invite_partner(
-    db: Database, public_url: str, name: str, *, allowed_cpo_ids: list[int] | None = None
+    db: Database,
+    public_url: str,
+    name: str,
+    *,
+    allowed_cpo_ids: list[int] | None = None,
+    roles: list[tuple[str, str, str]] | None = None,
 ) -> Invitation:
-    """``evhub partners invite NAME``: returns the partner id, token A (show it once) and our versions URL."""
-    return await invite(db, platform_for(db, public_url), name, allowed_cpo_ids=allowed_cpo_ids)
+    """``evhub partners invite NAME``: returns the partner id, token A (show it once) and our versions URL.
+    With ``roles``, those are the only roles the partner may register (:func:`ocpi.credentials.invite`)."""
+    return await invite(db, platform_for(db, public_url), name, allowed_cpo_ids=allowed_cpo_ids, roles=roles)
 
 
 async def register_partner(

@@ -42,20 +42,34 @@ def partners_invite(
     cpo: Annotated[
         list[str] | None, typer.Option(help="Limit the partner to these CPOs (COUNTRY*PARTY); repeat")
     ] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="The roles the partner may register (COUNTRY*PARTY[:ROLE], eMSP by default); repeat"
+        ),
+    ] = None,
 ) -> None:
     """Issue a token A for a partner that will register with the hub (shown once)."""
-    from ocpi.partners import invite_partner
+    from ocpi.credentials import HandshakeError
+    from ocpi.partners import invite_partner, role_key
 
     cfg = settings()
     if not name.strip():
         fail("partner name must not be empty")
+    try:
+        roles = [role_key(r) for r in role or []] or None
+    except ValueError as exc:
+        fail(str(exc))
 
     async def go(db: Database) -> None:
         allowed = None
         if cpo:
             async with db.session() as db_session:
                 allowed = await _cpo_ids(db_session, cpo)
-        invitation = await invite_partner(db, cfg.public_url, name, allowed_cpo_ids=allowed)
+        try:
+            invitation = await invite_partner(db, cfg.public_url, name, allowed_cpo_ids=allowed, roles=roles)
+        except HandshakeError as exc:
+            fail(f"invitation refused: {exc}")
         console.print(f"partner {invitation.partner_id} ({name}) invited")
         console.print(f"versions URL: {invitation.versions_url}")
         console.print(f"token A (give it to the partner; it is not shown again): {invitation.token_a}")

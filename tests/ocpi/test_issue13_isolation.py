@@ -1,0 +1,119 @@
+"""Issue 13, isolation between partners and the parties the hub hosts (S1: roles a partner may register; S2: the
+tariff quote of another CPO's location; S3: a command's response_url outside the partner's hosts).
+
+Every breach is tried through the real handshake and the real HTTP surface, over the in-process network."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+
+from kernel.db.engine import Database
+from kernel.models import Party, PartyRole, Token
+from kernel.models.fleets import Fleet
+from kernel.models.roaming import OcpiPartner, PartnerStatus
+from kernel.timeutil import utcnow
+from ocpi import credentials
+from simulators.emsp import EmspSimulator
+from tests.ocpi._network import InProcessNetwork
+from tests.ocpi.conftest import RunningHub, _simulator
+
+
+@pytest.fixture
+async def evil(network: InProcessNetwork | None) -> AsyncIterator[EmspSimulator]:
+    """A partner that claims NL*EVH, the hub's own fleet eMSP in the demo."""
+    async for s in _simulator(network, "evil.test", country_code="NL", party_id="EVH", name="Evil eMSP"):
+        yield s
+
+
+async def _hosted_fleet_emsp(db: Database) -> None:
+    """NL*EVH as the demo has it: an eMSP party the operator added, issuing a fleet's tokens."""
+    async with db.session() as s:
+        party = Party(country_code="NL", party_id="EVH", role=PartyRole.EMSP, name="evhub Fleet Services")
+        fleet = Fleet(name="Acme Logistics", currency="EUR")
+        s.add_all([party, fleet])
+        await s.flush()
+        s.add(
+            Token(
+                country_code="NL",
+                party_id="EVH",
+                uid="FLEET-0001",
+                type="RFID",
+                contract_id="NLEVHC0001",
+                issuer="evhub Fleet Services",
+                valid=True,
+                whitelist="ALLOWED",
+                emsp_id=party.id,
+                fleet_id=fleet.id,
+                last_updated=utcnow(),
+            )
+        )
+
+
+async def _status(db: Database, partner_id: int) -> tuple[PartnerStatus, list[tuple[str, str, str]]]:
+    async with db.session() as s:
+        p = await s.get(OcpiPartner, partner_id)
+        assert p is not None
+        return p.status, [(r.country_code, r.party_id, r.role) for r in p.roles]
+
+
+async def test_s1_a_partner_cannot_register_as_the_hubs_own_emsp(
+    hub: RunningHub, evil: EmspSimulator, db: Database
+) -> None:
+    """S1: an invited partner registering as NL*EVH (the hub's fleet eMSP) is refused with 2001 (HTTP 400) and
+    stays invited without any role: it never reads the fleet's sessions, CDRs or tokens."""
+    await _hosted_fleet_emsp(db)
+    inv = await credentials.invite(hub.db, hub.platform, evil.name)
+    with pytest.raises(RuntimeError, match=r"HTTP 400.*2001.*NL\*EVH is an eMSP hosted on this platform"):
+        await evil.register(inv.versions_url, inv.token_a)
+    assert await _status(db, inv.partner_id) == (PartnerStatus.INVITED, [])
+
+
+async def test_s1_an_operator_added_emsp_is_not_claimed_without_an_invitation_naming_it(
+    hub: RunningHub, evil: EmspSimulator, db: Database
+) -> None:
+    """S1: a party the operator added (no partner's role, no fleet) is hosted: an invitation without roles may
+    not claim it (2001); an invitation naming it may."""
+    async with db.session() as s:
+        s.add(Party(country_code="NL", party_id="EVH", role=PartyRole.EMSP, name="added by the operator"))
+    inv = await credentials.invite(hub.db, hub.platform, evil.name)
+    with pytest.raises(RuntimeError, match=r"HTTP 400.*2001.*hosted on this platform"):
+        await evil.register(inv.versions_url, inv.token_a)
+    assert await _status(db, inv.partner_id) == (PartnerStatus.INVITED, [])
+
+    named = await credentials.invite(hub.db, hub.platform, "named", roles=[("NL", "EVH", "EMSP")])
+    await evil.register(named.versions_url, named.token_a)
+    assert await _status(db, named.partner_id) == (PartnerStatus.REGISTERED, [("NL", "EVH", "EMSP")])
+
+
+async def test_s1_the_hubs_own_emsp_cannot_be_invited(hub: RunningHub, db: Database) -> None:
+    """S1: an invitation for a fleet's eMSP or a hosted CPO is refused (2001), nothing is stored."""
+    await _hosted_fleet_emsp(db)
+    async with db.session() as s:
+        s.add(Party(country_code="NL", party_id="AMP", role=PartyRole.CPO, name="AmsterPower"))
+    for role in [("NL", "EVH", "EMSP"), ("NL", "AMP", "CPO")]:
+        with pytest.raises(credentials.HandshakeError, match="hosted on this platform") as caught:
+            await credentials.invite(hub.db, hub.platform, "x", roles=[role])
+        assert caught.value.code == 2001
+    async with db.session() as s:
+        assert (await s.scalars(select(OcpiPartner))).all() == []
+
+
+async def test_s1_roles_must_be_the_invited_ones(hub: RunningHub, sim: EmspSimulator, db: Database) -> None:
+    """S1: a partner invited for FR*OTH registering as DE*EMS is refused (2001); invited for DE*EMS, it
+    registers, and a later PUT cannot add a role it was not invited for."""
+    wrong = await credentials.invite(hub.db, hub.platform, sim.name, roles=[("FR", "OTH", "EMSP")])
+    with pytest.raises(RuntimeError, match=r"HTTP 400.*2001.*not a role this partner was invited for"):
+        await sim.register(wrong.versions_url, wrong.token_a)
+    assert (await _status(db, wrong.partner_id))[0] == PartnerStatus.INVITED
+
+    right = await credentials.invite(hub.db, hub.platform, sim.name, roles=[("DE", "EMS", "EMSP")])
+    await sim.register(right.versions_url, right.token_a)
+    assert await _status(db, right.partner_id) == (PartnerStatus.REGISTERED, [("DE", "EMS", "EMSP")])
+
+    sim.country_code, sim.party_id = "FR", "NEW"
+    with pytest.raises(RuntimeError, match=r"HTTP 400.*2001.*not a role this partner was invited for"):
+        await sim.rotate()
+    assert await _status(db, right.partner_id) == (PartnerStatus.REGISTERED, [("DE", "EMS", "EMSP")])
