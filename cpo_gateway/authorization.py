@@ -6,6 +6,10 @@ Order of decisions for a token uid presented at a charger:
    ``valid = false`` -> Blocked; ``data["valid_until"]`` in the past -> Expired; whitelist ``NEVER`` -> ask the
    real-time authorizer (below), Invalid if there is none; a monthly spending limit
    (``monthly_limit``/``limit_currency``) that is used up -> NoCredit (Blocked in 1.6).
+   The uid is compared case-insensitively (OCPP 1.6 idTag is a CiString20, OCPI's uid a CiString36). Rows
+   that differ only in the uid's casing (same country_code, party_id and type) are one token: its newest row
+   (by ``last_updated``, a blocked row winning a tie) decides, so a token blocked under one casing is blocked
+   under every casing.
 2. Unknown tokens -> the :class:`~kernel.seams.RealTimeAuthorizer` in ``hub.services.realtime_authorizer``
    (the OCPI package plugs in there), else Invalid.
 
@@ -16,6 +20,7 @@ currency, CDRs ending in the current UTC month) + what its running sessions of t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -79,6 +84,18 @@ async def monthly_spending(db_session: AsyncSession, token: Token, now: datetime
     return total
 
 
+def current_rows(tokens: Sequence[Token]) -> list[Token]:
+    """One row per token: among rows differing only in the uid's casing (same country_code, party_id and
+    type), the newest by ``last_updated`` (a blocked one on a tie). Order of first appearance is kept."""
+    chosen: dict[tuple[str, str, str, str], Token] = {}
+    for token in tokens:
+        key = (token.country_code.upper(), token.party_id.upper(), token.type, token.uid.upper())
+        held = chosen.get(key)
+        if held is None or (token.last_updated, not token.valid) > (held.last_updated, not held.valid):
+            chosen[key] = token
+    return list(chosen.values())
+
+
 class Authorizer:
     """Decides on tokens from the database, with the real-time seam for unknown ones."""
 
@@ -108,7 +125,7 @@ class Authorizer:
                 )
             ).all()
             decision: AuthResult | None = None
-            for token in sorted(tokens, key=lambda t: not t.valid):
+            for token in sorted(current_rows(tokens), key=lambda t: not t.valid):
                 decision = await self._decide(db_session, token, now)
                 if decision is None or decision.accepted:
                     break

@@ -1,9 +1,11 @@
-"""CDRs, Sender interface: the CDRs of the caller's own tokens at the addressed CPO."""
+"""CDRs, Sender interface: the CDRs of the caller's own tokens at the addressed CPO.
+
+A CDR id is a CiString(39) (OCPI 2.2.1): compared in upper case."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kernel.models import Cdr
 from ocpi.deps import Caller, caller
@@ -29,7 +31,7 @@ async def list_cdrs(request: Request, c: Caller = Depends(caller)):
 
 @router.get("/{cdr_id}")
 async def get_cdr(cdr_id: str, c: Caller = Depends(caller)):
-    cdr = await c.db_session.scalar(_visible(c).where(Cdr.cdr_uid == cdr_id))
+    cdr = await c.db_session.scalar(_visible(c).where(func.upper(Cdr.cdr_uid) == cdr_id.upper()))
     if cdr is None:
         raise NotFound(f"Unknown CDR {cdr_id}")
     return ok(cdr_object(cdr))

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kernel.models import EVSE, ChargingSession, Location, Token
 from kernel.models.roaming import OcpiAuthorization
@@ -122,14 +122,14 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
             select(ChargingSession)
             .join(Token, Token.id == ChargingSession.token_id)
             .where(
-                ChargingSession.session_uid == body.session_id,
+                func.upper(ChargingSession.session_uid) == body.session_id.upper(),  # CiString(36)
                 ChargingSession.cpo_id == c.cpo.id,
                 Token.emsp_id == c.role.party_pk,
             )
         )
         if cs is None:
             return ok(_response("UNKNOWN_SESSION", timeout, "Unknown session"))
-        kwargs["session_uid"] = body.session_id
+        kwargs["session_uid"] = cs.session_uid  # as stored: the gateway matches it exactly
     elif isinstance(body, UnlockConnector):
         await _location(c, command, body.location_id, body.evse_uid)
         kwargs.update(location_id=body.location_id, evse_uid=body.evse_uid, connector_id=body.connector_id)

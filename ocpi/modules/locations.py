@@ -2,6 +2,9 @@
 
 Published locations of the addressed CPO are visible, unpublished ones only to an eMSP owning a token their
 ``publish_allowed_to`` lists (:mod:`ocpi.visibility`); EVSE status is live from the gateway.
+
+Location ``id``, EVSE ``uid`` and connector ``id`` are CiString(36) (OCPI 2.2.1, "case-insensitive"): the path's
+ids are compared in upper case, so ``loc1`` names the location ``LOC1``.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import ColumnElement, Select, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from kernel.models import EVSE, Location
@@ -52,10 +55,19 @@ async def list_locations(request: Request, c: Caller = Depends(caller)):
 
 async def _location(c: Caller, location_id: str) -> tuple[Location, dict[int, list]]:
     query, hidden = await _visible(c)
-    loc = await c.db_session.scalar(query.where(Location.ocpi_id == location_id))
+    loc = await c.db_session.scalar(query.where(func.upper(Location.ocpi_id) == location_id.upper()))
     if loc is None:
         raise NotFound(f"Unknown location {location_id}", code=status.UNKNOWN_LOCATION)
     return loc, hidden
+
+
+def _same(stored: str, given: str) -> bool:
+    """CiString equality."""
+    return stored.upper() == given.upper()
+
+
+def _evse(loc: Location, evse_uid: str) -> EVSE | None:
+    return next((e for e in loc.evses if _same(e.uid, evse_uid)), None)
 
 
 @router.get("/{location_id}")
@@ -67,7 +79,7 @@ async def get_location(location_id: str, c: Caller = Depends(caller)):
 @router.get("/{location_id}/{evse_uid}")
 async def get_evse(location_id: str, evse_uid: str, c: Caller = Depends(caller)):
     loc, _ = await _location(c, location_id)
-    evse = next((e for e in loc.evses if e.uid == evse_uid), None)
+    evse = _evse(loc, evse_uid)
     if evse is None:
         raise NotFound(f"Unknown EVSE {evse_uid}")
     return ok(evse_object(evse))
@@ -76,11 +88,11 @@ async def get_evse(location_id: str, evse_uid: str, c: Caller = Depends(caller))
 @router.get("/{location_id}/{evse_uid}/{connector_id}")
 async def get_connector(location_id: str, evse_uid: str, connector_id: str, c: Caller = Depends(caller)):
     loc, _ = await _location(c, location_id)
-    evse = next((e for e in loc.evses if e.uid == evse_uid), None)
-    conn = next((x for x in evse.connectors if x.connector_id == connector_id), None) if evse else None
+    evse = _evse(loc, evse_uid)
+    conn = next((x for x in evse.connectors if _same(x.connector_id, connector_id)), None) if evse else None
     if evse is None or conn is None:
         raise NotFound(f"Unknown connector {evse_uid}/{connector_id}")
     stored = next(
-        (x for x in (evse.data or {}).get("connectors", []) if str(x.get("id")) == connector_id), None
+        (x for x in (evse.data or {}).get("connectors", []) if _same(str(x.get("id")), connector_id)), None
     )
     return ok(connector_object(conn, stored))

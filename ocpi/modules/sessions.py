@@ -1,9 +1,11 @@
-"""Sessions, Sender interface: the sessions of the caller's own tokens at the addressed CPO."""
+"""Sessions, Sender interface: the sessions of the caller's own tokens at the addressed CPO.
+
+A session id is a CiString(36) (OCPI 2.2.1): compared in upper case."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from kernel.models import ChargingSession, Token
 from ocpi.deps import Caller, caller
@@ -38,7 +40,9 @@ async def list_sessions(request: Request, c: Caller = Depends(caller)):
 
 @router.get("/{session_id}")
 async def get_session(session_id: str, c: Caller = Depends(caller)):
-    cs = await c.db_session.scalar(_visible(c).where(ChargingSession.session_uid == session_id))
+    cs = await c.db_session.scalar(
+        _visible(c).where(func.upper(ChargingSession.session_uid) == session_id.upper())
+    )
     if cs is None:
         raise NotFound(f"Unknown session {session_id}")
     return ok(await session_object(c.db_session, cs, c.cpo))

@@ -1,13 +1,18 @@
 """Tokens, Receiver interface: eMSPs PUT/PATCH their tokens into the ``tokens`` table (the gateway's
 authorization cache). A party only reaches its own tokens; another party's token is answered 404.
-:func:`store_token` is the PUT's storage, shared with the tokens pull (:mod:`ocpi.tokens_pull`)."""
+:func:`store_token` is the PUT's storage, shared with the tokens pull (:mod:`ocpi.tokens_pull`).
+
+``uid`` is a CiString(36) (OCPI 2.2.1 types 16.1: "case-insensitive"), as are ``country_code`` and
+``party_id``: a token is found by ``upper(uid)``, so a PUT/PATCH/GET under another casing addresses the same
+row (never a second one, which would leave a token blocked under one casing valid under another). The uid is
+kept as first stored."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.domain.tokens import OcpiToken
@@ -56,15 +61,23 @@ def _type(request: Request) -> str:
     return token_type
 
 
-async def _find(c: Caller, cc: str, pid: str, uid: str, token_type: str) -> Token | None:
-    return await c.db_session.scalar(
-        select(Token).where(
+async def find_token(db_session: AsyncSession, cc: str, pid: str, uid: str, token_type: str) -> Token | None:
+    """The token (country_code, party_id, uid, type), every part compared case-insensitively (CiString)."""
+    return await db_session.scalar(
+        select(Token)
+        .where(
             Token.country_code == cc.upper(),
             Token.party_id == pid.upper(),
-            Token.uid == uid,
+            func.upper(Token.uid) == uid.upper(),
             Token.type == token_type,
         )
+        .order_by(Token.id)
+        .limit(1)
     )
+
+
+async def _find(c: Caller, cc: str, pid: str, uid: str, token_type: str) -> Token | None:
+    return await find_token(c.db_session, cc, pid, uid, token_type)
 
 
 def _apply(t: Token, fields: dict[str, Any]) -> None:
@@ -81,14 +94,7 @@ async def store_token(
 ) -> Token | None:
     """Store the whole token as a PUT does (insert or replace), owned by eMSP ``party_pk``. None when the
     token belongs to another eMSP; with ``keep_newer`` a stored token updated later than ``body`` stays."""
-    token = await db_session.scalar(
-        select(Token).where(
-            Token.country_code == body.country_code.upper(),
-            Token.party_id == body.party_id.upper(),
-            Token.uid == body.uid,
-            Token.type == body.type,
-        )
-    )
+    token = await find_token(db_session, body.country_code, body.party_id, body.uid, body.type)
     if token is not None and token.emsp_id not in (None, party_pk):
         return None
     if token is not None and keep_newer and token.last_updated > body.last_updated:
@@ -135,10 +141,10 @@ async def put_token(
     _check_owner(c, country_code, party_id)
     body = await read_model(request, OcpiToken)
     token_type = request.query_params.get("type") or body.type
-    if (body.country_code.upper(), body.party_id.upper(), body.uid, body.type) != (
+    if (body.country_code.upper(), body.party_id.upper(), body.uid.upper(), body.type) != (
         country_code.upper(),
         party_id.upper(),
-        token_uid,
+        token_uid.upper(),
         token_type,
     ):
         raise OcpiError(status.INVALID_PARAMETERS, "Token country_code/party_id/uid/type differ from the URL")
