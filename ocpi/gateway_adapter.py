@@ -1,6 +1,8 @@
 """OCPI commands on top of the gateway's generic command API (``Gateway.send(identity, action, payload)``
 with ``cpo_gateway.commands.build(command, version, params)``): finds the charger and its OCPP EVSE number
-for an OCPI location/EVSE, sends the OCPP call, and maps the charger's answer to a CommandResultType."""
+for an OCPI location/EVSE, sends the OCPP call, and maps the charger's answer to a CommandResultType.
+A START_SESSION is recorded (``ocpi_authorizations``, source ``command``) before the charger is asked, so the
+session it opens is marked ``auth_method: COMMAND``."""
 
 from __future__ import annotations
 
@@ -8,11 +10,12 @@ import zlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from cpo_gateway import build_call
 from kernel.db.engine import Database
 from kernel.models import EVSE, ChargePoint, ChargePointEvse, ChargingSession, Location
+from kernel.models.roaming import OcpiAuthorization
 from kernel.timeutil import format_rfc3339
 
 _START_STOP = {"ACCEPTED": "ACCEPTED", "REJECTED": "REJECTED"}
@@ -208,8 +211,40 @@ class OcppCommandAdapter(SmartChargingMixin):
         token: dict[str, Any], authorization_reference: str | None,
     ) -> str:  # fmt: skip
         identity, version, evse = await self._target(cpo_id, location_id, evse_uid)
+        mark = (
+            None
+            if authorization_reference
+            else await self._mark_command_start(cpo_id, location_id, evse_uid, id_tag, token)
+        )
         answer = await self._call(identity, version, "remote-start", {"id_tag": id_tag, "evse_id": evse})
-        return _status(answer, _START_STOP)
+        result = _status(answer, _START_STOP)
+        if mark is not None and result != "ACCEPTED":
+            async with self.db.session() as db_session:
+                await db_session.execute(delete(OcpiAuthorization).where(OcpiAuthorization.id == mark))
+        return result
+
+    async def _mark_command_start(
+        self, cpo_id: int, location_id: str, evse_uid: str | None, id_tag: str, token: dict[str, Any]
+    ) -> int:
+        """Record, before the charger is asked, that ``id_tag`` is started by an eMSP's START_SESSION here,
+        so the session the charger then opens says ``auth_method: COMMAND`` (taken by
+        :func:`ocpi.realtime_authorization.session_reference_hook`). A START_SESSION with an
+        ``authorization_reference`` is recorded by the commands module already; this one has none (``""``)."""
+        async with self.db.session() as db_session:
+            loc_pk = await db_session.scalar(
+                select(Location.id).where(Location.cpo_id == cpo_id, Location.ocpi_id == location_id)
+            )
+            row = OcpiAuthorization(
+                token_uid=id_tag,
+                token_type=str(token.get("type") or "RFID"),
+                location_pk=loc_pk,
+                evse_uid=evse_uid,
+                authorization_reference="",
+                source="command",
+            )
+            db_session.add(row)
+            await db_session.flush()
+            return row.id
 
     async def stop_session(self, *, cpo_id: int, session_uid: str) -> str:
         async with self.db.session() as db_session:

@@ -224,8 +224,9 @@ async def session_reference_hook(db_session: AsyncSession, cs: ChargingSession) 
     """For ``hub.hooks.session`` (before the push hook): a new session of a token the eMSP
     authorized in real time (or started with START_SESSION) takes the latest unused ``authorization_reference``
     given for that token (and the session's location, when known) in the last 15 minutes, into
-    ``sessions.data["authorization_reference"]`` — sent in the OCPI Session and copied into the CDR."""
-    if not cs.id_tag or (cs.data or {}).get("authorization_reference"):
+    ``sessions.data["authorization_reference"]`` — sent in the OCPI Session and copied into the CDR. A session
+    started by START_SESSION (a ``command`` row, with or without a reference) gets ``auth_method: COMMAND``."""
+    if not cs.id_tag or (cs.data or {}).get("authorization_reference") or cs.auth_method == "COMMAND":
         return
     try:
         async with db_session.begin_nested():
@@ -250,7 +251,10 @@ async def session_reference_hook(db_session: AsyncSession, cs: ChargingSession) 
             if found is None:
                 return
             found.session_pk = cs.id
-            cs.data = {**(cs.data or {}), "authorization_reference": found.authorization_reference}
+            if found.source == "command":  # started by the eMSP's START_SESSION (AuthMethod COMMAND)
+                cs.auth_method = "COMMAND"
+            if found.authorization_reference:
+                cs.data = {**(cs.data or {}), "authorization_reference": found.authorization_reference}
             await db_session.flush()
     except Exception:
         log.exception("could not attach the authorization reference to session %s", cs.session_uid)

@@ -3,17 +3,27 @@
 * S1 (internal fields leak): the hub's bookkeeping in a session's ``data`` (``ocpp16_start``,
   ``remote_start_id``, ``reservation_id``, ``seq_nos``, ``clock_suspect``) was copied into the Session the
   Sender interface serves and the push sends.
+* S2 (auth method of a command start): a session started by the eMSP's START_SESSION said
+  ``auth_method: WHITELIST``; OCPI AuthMethod ``COMMAND`` is "Authentication request has been sent by the eMSP".
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
-from cpo_gateway.events import SessionStarted
-from cpo_gateway.session_store import _apply_start
-from kernel.models import ChargingSession, Party
+from sqlalchemy import select
+
+from cpo_gateway.events import ChargerRef, SessionEnded, SessionStarted
+from cpo_gateway.session_store import SessionStore, _apply_start
+from evhub import provisioning as prov
+from kernel.models import EVSE, ChargePointEvse, ChargingSession, Party
+from kernel.models.roaming import OcpiAuthorization
+from ocpi.gateway_adapter import OcppCommandAdapter
 from ocpi.push.session_push import enqueue_session_update
 from ocpi.render_objects import session_object
+from tariffs.rating import rate_pending
 from tests.ocpi._helpers import connect, token_pk
 from tests.world.sessions import seed_session
 from tests.world.sites import T0, seed_charge_point, seed_cpo, seed_location
@@ -87,3 +97,114 @@ async def test_the_session_objects_carry_only_the_spec_s_fields(hub, sim):
     assert len(puts) == 2
     for put in puts:
         assert set(put.body) <= SPEC_SESSION_FIELDS, set(put.body) - SPEC_SESSION_FIELDS
+
+
+class ChargerSend:
+    """The gateway's ``send`` as a 1.6 charger answers it; records the OCPP calls and whether the START_SESSION
+    was already recorded when the charger got the call (it may start the transaction at once)."""
+
+    def __init__(self, db: Any, status: str = "Accepted") -> None:
+        self.db, self.status = db, status
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.marked_before_call: list[bool] = []
+
+    async def send(self, identity: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append((identity, action, payload))
+        async with self.db.session() as s:
+            rows = (
+                await s.scalars(select(OcpiAuthorization).where(OcpiAuthorization.source == "command"))
+            ).all()
+        self.marked_before_call.append(bool(rows))
+        return {"status": self.status}
+
+
+async def _command_charger(hub: Any, sim: Any, uid: str) -> tuple[SessionStore, ChargerRef, ChargerSend]:
+    cpo = await seed_cpo(hub.db)
+    loc = await seed_location(hub.db, cpo, "LOC1")
+    cp = await seed_charge_point(hub.db, cpo, loc, "CP-CMD")
+    async with hub.db.session() as s:
+        evses = (await s.scalars(select(EVSE).where(EVSE.location_id == loc).order_by(EVSE.id))).all()
+        evse_map = {n: e.id for n, e in enumerate(evses, start=1)}
+        for n, pk in evse_map.items():
+            s.add(ChargePointEvse(charge_point_id=cp, ocpp_evse_id=n, evse_pk=pk))
+        await prov.import_tariff(
+            s,
+            {
+                "country_code": "NL",
+                "party_id": "CPO",
+                "id": "DEFAULT",
+                "currency": "EUR",
+                "elements": [{"price_components": [{"type": "ENERGY", "price": 0.30, "step_size": 1}]}],
+                "last_updated": "2026-01-01T00:00:00Z",
+            },
+        )
+    await connect(hub, sim)
+    await sim.push_token(sim.make_token(uid))
+    charger = ChargerSend(hub.db)
+    hub.services.gateway = OcppCommandAdapter(charger, hub.db)
+    ref = ChargerRef(cp, "CP-CMD", cpo, loc, "1.6", "Accepted", evse_map)
+    return SessionStore(hub.db, hub.hooks), ref, charger
+
+
+async def test_a_session_started_by_start_session_says_command_in_session_and_cdr(hub, sim):
+    """S2: START_SESSION (no authorization_reference) accepted by a 1.6 charger, which then starts the
+    transaction with the whitelisted token: the Session pushed and the CDR say ``auth_method: COMMAND``; a later
+    session of the same token started at the charger (no command) says WHITELIST."""
+    from cpo_gateway.authorization import Authorizer
+
+    store, charger_ref, charger = await _command_charger(hub, sim, "APP-CMD")
+    body = {"token": sim.tokens[("APP-CMD", "RFID")], "location_id": "LOC1", "evse_uid": "LOC1-E1"}
+    ref, response = await sim.command("START_SESSION", body)
+    assert response["result"] == "ACCEPTED"
+    await sim.wait_for(lambda: ref in sim.command_results)
+    assert sim.command_results[ref]["result"] == "ACCEPTED"
+    assert [c[1] for c in charger.calls] == ["RemoteStartTransaction"] and charger.marked_before_call == [
+        True
+    ]
+    auth = await Authorizer(hub.db, hub.services).authorize("APP-CMD", "RFID", charge_point_id=charger_ref.id)
+    tx, _ = await store.start_v16(charger_ref, SessionStarted(None, 1, 1, "APP-CMD", T0, Decimal(0)), auth)
+    async with hub.db.session() as s:
+        cs = await s.scalar(select(ChargingSession).where(ChargingSession.id_tag == "APP-CMD"))
+        assert cs is not None
+    assert cs.auth_method == "COMMAND"
+    await sim.wait_for(lambda: cs.session_uid in sim.sessions)
+    assert sim.sessions[cs.session_uid]["auth_method"] == "COMMAND"
+    assert "authorization_reference" not in sim.sessions[cs.session_uid]
+    await store.ended(
+        charger_ref, SessionEnded(tx, T0 + timedelta(hours=1), Decimal(12000), "Local", "APP-CMD")
+    )
+    assert await rate_pending(hub.db, hub.hooks.cdr) == 1
+    await sim.wait_for(lambda: len(sim.cdrs) == 1)
+    assert sim.cdrs[0]["auth_method"] == "COMMAND"
+    # the driver's own start later (no command): WHITELIST
+    later = SessionStarted(None, 2, 2, "APP-CMD", T0 + timedelta(hours=2), Decimal(0))
+    await store.start_v16(charger_ref, later, auth)
+    async with hub.db.session() as s:
+        methods = sorted(
+            (
+                await s.scalars(
+                    select(ChargingSession.auth_method).where(ChargingSession.id_tag == "APP-CMD")
+                )
+            ).all()
+        )
+    assert methods == ["COMMAND", "WHITELIST"]
+
+
+async def test_a_start_session_the_charger_rejects_marks_nothing(hub, sim):
+    """S2: a RemoteStart the charger rejects leaves no COMMAND mark: the token's next session at the charger
+    says WHITELIST."""
+    from cpo_gateway.authorization import Authorizer
+
+    store, charger_ref, charger = await _command_charger(hub, sim, "APP-REJ")
+    charger.status = "Rejected"
+    body = {"token": sim.tokens[("APP-REJ", "RFID")], "location_id": "LOC1", "evse_uid": "LOC1-E1"}
+    ref, response = await sim.command("START_SESSION", body)
+    assert response["result"] == "ACCEPTED"
+    await sim.wait_for(lambda: ref in sim.command_results)
+    assert sim.command_results[ref]["result"] == "REJECTED"
+    auth = await Authorizer(hub.db, hub.services).authorize("APP-REJ", "RFID", charge_point_id=charger_ref.id)
+    await store.start_v16(charger_ref, SessionStarted(None, 1, 1, "APP-REJ", T0, Decimal(0)), auth)
+    async with hub.db.session() as s:
+        cs = await s.scalar(select(ChargingSession).where(ChargingSession.id_tag == "APP-REJ"))
+        assert cs is not None
+    assert cs.auth_method == "WHITELIST"
