@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
-from kernel.apiauth import api_key, require_hub
+from kernel.apiauth import Principal, api_key, principal, require_hub
 from kernel.apierrors import errors, refuse_nul
 from kernel.components import Hub
 from kernel.models import EVSE, Connector, Location
@@ -79,10 +79,17 @@ def _hub(request: Request) -> Hub:
     return request.app.state.hub
 
 
-async def _location_tariffs(hub: Hub, req: QuoteRequest, start: datetime) -> tuple[list[Tariff], str]:
+async def _location_tariffs(
+    hub: Hub, req: QuoteRequest, start: datetime, who: Principal
+) -> tuple[list[Tariff], str]:
+    """The tariffs rating would use at the location. A CPO's key reaches only its own locations (published or
+    not): another CPO's answers 404 exactly like a missing one, so the answer does not reveal it exists."""
+    located = select(Location).where(Location.ocpi_id == req.location_id)
+    if not who.is_hub:
+        located = located.where(Location.cpo_id == who.cpo_id)
     async with hub.db.session() as db_session:
-        loc = await db_session.scalar(select(Location).where(Location.ocpi_id == req.location_id))
-        if loc is None:
+        loc = await db_session.scalar(located.order_by(Location.id).limit(1))
+        if loc is None or not who.sees(loc.cpo_id):
             raise HTTPException(404, f"unknown location {req.location_id!r}")
         query = select(Connector).join(EVSE, Connector.evse_pk == EVSE.id).where(EVSE.location_id == loc.id)
         if req.evse_uid:
@@ -114,7 +121,7 @@ async def quote_endpoint(req: QuoteRequest, request: Request) -> QuoteOut:
             raise HTTPException(422, f"invalid tariff: {describe_validation_error(exc)}") from None
         time_zone = req.time_zone or "UTC"
     elif req.location_id:
-        tariffs, time_zone = await _location_tariffs(_hub(request), req, start)
+        tariffs, time_zone = await _location_tariffs(_hub(request), req, start, principal(request))
     else:
         raise HTTPException(422, "give either tariff or location_id")
     try:

@@ -7,18 +7,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from kernel.db.engine import Database
-from kernel.models import Party, PartyRole, Token
+from evhub.app import create_app
+from kernel.components import Hub
+from kernel.models import Location, Party, PartyRole, Token
 from kernel.models.fleets import Fleet
 from kernel.models.roaming import OcpiPartner, PartnerStatus
+from kernel.settings import load_settings
 from kernel.timeutil import utcnow
 from ocpi import credentials
 from simulators.emsp import EmspSimulator
 from tests.ocpi._network import InProcessNetwork
+from tariffs.component import PricingComponent
 from tests.ocpi.conftest import RunningHub, _simulator
+from tests.world.api_network import ApiNetwork, seed_api_network
 
 
 @pytest.fixture
@@ -117,3 +123,49 @@ async def test_s1_roles_must_be_the_invited_ones(hub: RunningHub, sim: EmspSimul
     with pytest.raises(RuntimeError, match=r"HTTP 400.*2001.*not a role this partner was invited for"):
         await sim.rotate()
     assert await _status(db, right.partner_id) == (PartnerStatus.REGISTERED, [("DE", "EMS", "EMSP")])
+
+
+# ---- S2: quotes of another CPO's location
+
+
+@pytest.fixture
+async def api_world(db: Database) -> ApiNetwork:
+    return await seed_api_network(db)
+
+
+@pytest.fixture
+async def api(db: Database, api_world: ApiNetwork) -> AsyncIterator[httpx.AsyncClient]:
+    settings = load_settings(database_url=db.url, api_auth=True, _env_file=None)
+    hub = Hub(settings=settings, db=db, node_name="test")
+    hub.app = create_app(hub)
+    PricingComponent().install(hub)  # /api/tariffs/quote (not started: nothing is rated in the background)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=hub.app), base_url="http://hub") as http:
+        yield http
+
+
+async def _quote(api: httpx.AsyncClient, world: ApiNetwork, key: str, location: str) -> httpx.Response:
+    return await api.post(
+        "/api/tariffs/quote",
+        json={"location_id": location, "planned_kwh": "10", "duration_minutes": 60},
+        headers={"Authorization": f"Bearer {world.keys[key]}"},
+    )
+
+
+async def test_s2_a_cpo_key_cannot_quote_another_cpos_location(
+    api: httpx.AsyncClient, api_world: ApiNetwork, db: Database
+) -> None:
+    """S2: AmsterPower's key quotes its own AMS-CENTRAAL, published or not; London's key gets 404 for it,
+    exactly as for a location that does not exist (published or not); the hub operator's key quotes both."""
+    for published in (True, False):
+        async with db.session() as s:
+            await s.execute(
+                update(Location).where(Location.ocpi_id == "AMS-CENTRAAL").values(publish=published)
+            )
+        assert (await _quote(api, api_world, "amp", "AMS-CENTRAAL")).status_code == 200
+        assert (await _quote(api, api_world, "hub", "AMS-CENTRAAL")).status_code == 200
+        foreign = await _quote(api, api_world, "ldn", "AMS-CENTRAAL")
+        missing = await _quote(api, api_world, "ldn", "NO-SUCH-LOC")
+        assert foreign.status_code == missing.status_code == 404
+        assert foreign.json() == {"detail": "unknown location 'AMS-CENTRAAL'"}
+        assert missing.json() == {"detail": "unknown location 'NO-SUCH-LOC'"}
+    assert (await _quote(api, api_world, "ldn", "LDN-KINGSX")).status_code == 200
