@@ -148,7 +148,8 @@ async def put_token(
         token_type,
     ):
         raise OcpiError(status.INVALID_PARAMETERS, "Token country_code/party_id/uid/type differ from the URL")
-    if await store_token(c.db_session, c.role.party_pk, body) is None:
+    # an older state (by last_updated) than the stored one is answered success and not applied (issue 13)
+    if await store_token(c.db_session, c.role.party_pk, body, keep_newer=True) is None:
         raise NotFound("Token of another party")
     return ok()
 
@@ -171,6 +172,8 @@ async def patch_token(
     token = await _find(c, country_code, party_id, token_uid, token_type)
     if token is None or token.emsp_id not in (None, c.role.party_pk):
         raise NotFound(f"Unknown token {token_uid}", code=status.UNKNOWN_TOKEN)
+    if token.last_updated > patch.last_updated:  # older than the stored state: success, not applied
+        return ok()
     fields = {k: v for k, v in patch.model_dump(mode="json").items() if k in raw}
     fields["last_updated"] = patch.last_updated
     _apply(token, fields)

@@ -48,7 +48,8 @@ async def test_token_get_put_patch_under_another_casing_address_one_token(hub, s
     token (never a second row); a PUT whose body uid differs from the URL only in casing is accepted."""
     await seed_cpo(hub.db)
     await connect(hub, sim)
-    r = await sim.push_token(sim.make_token("PEER-APP-0001", token_type="APP_USER"))
+    first = sim.make_token("PEER-APP-0001", token_type="APP_USER")
+    r = await sim.push_token({**first, "last_updated": "2026-03-01T10:00:00Z"})  # before the PATCH below
     assert r.json()["status_code"] == 1000, r.text
     base = f"{sim._hub_url('tokens')}/{sim.country_code.lower()}/{sim.party_id.lower()}"
     async with sim.http() as http:

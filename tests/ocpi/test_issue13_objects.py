@@ -5,6 +5,8 @@
   Sender interface serves and the push sends.
 * S2 (auth method of a command start): a session started by the eMSP's START_SESSION said
   ``auth_method: WHITELIST``; OCPI AuthMethod ``COMMAND`` is "Authentication request has been sent by the eMSP".
+* S3 (stale token state): a token PUT or PATCH older (by ``last_updated``) than the stored token overwrote it
+  (a token the eMSP invalidated became valid again).
 """
 
 from __future__ import annotations
@@ -208,3 +210,47 @@ async def test_a_start_session_the_charger_rejects_marks_nothing(hub, sim):
         cs = await s.scalar(select(ChargingSession).where(ChargingSession.id_tag == "APP-REJ"))
         assert cs is not None
     assert cs.auth_method == "WHITELIST"
+
+
+async def test_an_older_token_put_or_patch_never_overwrites_a_newer_state(hub, sim):
+    """S3: valid at 10:00, invalidated at 10:02; a PUT and a PATCH of 10:01 (late, valid again) are answered
+    success and not applied; a newer PATCH (10:03) is applied."""
+    from kernel.models import Token
+
+    await seed_cpo(hub.db)
+    await connect(hub, sim)
+    first = sim.make_token("STALE-1")
+    stamps = {m: f"2026-12-01T10:0{m}:00Z" for m in range(4)}
+    assert (await sim.push_token({**first, "last_updated": stamps[0]})).status_code == 200
+    assert (await sim.push_token({**first, "valid": False, "last_updated": stamps[2]})).json()[
+        "status_code"
+    ] == 1000
+    late = await sim.push_token({**first, "valid": True, "last_updated": stamps[1]})
+    assert late.status_code == 200 and late.json()["status_code"] == 1000
+    url = f"{sim._hub_url('tokens')}/{first['country_code']}/{first['party_id']}/STALE-1"
+    patch = await sim._call(
+        "PATCH",
+        url,
+        sim.hub_token or "",
+        json={"valid": True, "last_updated": stamps[1]},
+        params={"type": "RFID"},
+        headers=sim.routing(None, None),
+    )
+    assert patch.status_code == 200 and patch.json()["status_code"] == 1000
+    async with hub.db.session() as s:
+        token = await s.scalar(select(Token).where(Token.uid == "STALE-1"))
+        assert token is not None
+        assert token.valid is False and token.last_updated.isoformat().startswith("2026-12-01T10:02")
+    newer = await sim._call(
+        "PATCH",
+        url,
+        sim.hub_token or "",
+        json={"whitelist": "NEVER", "last_updated": stamps[3]},
+        params={"type": "RFID"},
+        headers=sim.routing(None, None),
+    )
+    assert newer.json()["status_code"] == 1000
+    async with hub.db.session() as s:
+        token = await s.scalar(select(Token).where(Token.uid == "STALE-1"))
+        assert token is not None
+        assert (token.valid, token.whitelist) == (False, "NEVER")

@@ -96,6 +96,7 @@ async def test_tokens_receiver_put_patch_and_errors(hub, sim):
     example = __import__("json").loads((OCPI_EXAMPLES / "token_put_example.json").read_text())
     token = {
         **sim.make_token("012345678"),
+        "last_updated": "2026-03-01T10:00:00Z",  # before the PATCH below (an older PATCH is not applied)
         **{k: v for k, v in example.items() if k in ("visual_number", "language")},
     }
     r = await sim.push_token(token)
