@@ -25,11 +25,14 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.db.engine import Database
-from kernel.models.roaming import CommandState, OcpiPendingCommand
+from kernel.models.roaming import CommandState, OcpiPartner, OcpiPendingCommand
 from kernel.outbox import enqueue
 from kernel.seams import Services
 from kernel.timeutil import utcnow
+from ocpi import status
+from ocpi.envelope import OcpiError
 from ocpi.gateway_adapter import OcppCommandAdapter
+from ocpi.response_urls import check_response_url
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +184,12 @@ class CommandRunner:
         """Record the pending command in ``db_session`` (the request's transaction), then run ``call`` (at most
         ``timeout`` seconds) once that is committed and POST ``{"result": ...}`` to ``response_url``.
         ``call`` may answer a result string or a dict with ``result`` (extra fields are sent along).
-        Returns the pending command's id."""
+        Returns the pending command's id. A ``response_url`` outside the partner's registered hosts is refused
+        (:func:`ocpi.response_urls.check_response_url`, 2001) and nothing is recorded."""
+        partner = await db_session.get(OcpiPartner, partner_id)
+        if partner is None:
+            raise OcpiError(status.INVALID_PARAMETERS, "unknown partner")
+        check_response_url(partner, response_url)
         row = OcpiPendingCommand(
             partner_id=partner_id,
             module=module,

@@ -11,20 +11,23 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from kernel.db.engine import Database
 from evhub.app import create_app
 from kernel.components import Hub
+from kernel.db.engine import Database
 from kernel.models import Location, Party, PartyRole, Token
 from kernel.models.fleets import Fleet
-from kernel.models.roaming import OcpiPartner, PartnerStatus
+from kernel.models.reservations import Reservation
+from kernel.models.roaming import OcpiAuthorization, OcpiPartner, OcpiPendingCommand, PartnerStatus
 from kernel.settings import load_settings
 from kernel.timeutil import utcnow
 from ocpi import credentials
 from simulators.emsp import EmspSimulator
-from tests.ocpi._network import InProcessNetwork
 from tariffs.component import PricingComponent
+from tests.ocpi._helpers import FakeGateway, connect
+from tests.ocpi._network import InProcessNetwork
 from tests.ocpi.conftest import RunningHub, _simulator
 from tests.world.api_network import ApiNetwork, seed_api_network
+from tests.world.sites import seed_charge_point, seed_cpo, seed_location
 
 
 @pytest.fixture
@@ -169,3 +172,74 @@ async def test_s2_a_cpo_key_cannot_quote_another_cpos_location(
         assert foreign.json() == {"detail": "unknown location 'AMS-CENTRAAL'"}
         assert missing.json() == {"detail": "unknown location 'NO-SUCH-LOC'"}
     assert (await _quote(api, api_world, "ldn", "LDN-KINGSX")).status_code == 200
+
+
+# ---- S3: response_url on the partner's registered hosts only
+
+FOREIGN_URLS = [
+    "http://evil.test/steal",  # a host the partner never registered
+    "http://emsp-de.test:8081/x",  # the partner's host, another port
+    "http://169.254.169.254/latest/meta-data/",  # a cloud metadata address
+    "not a url",
+    "file:///etc/passwd",
+    "ftp://emsp-de.test/x",
+]
+
+
+async def test_s3_a_response_url_outside_the_partners_hosts_is_refused(
+    hub: RunningHub, sim: EmspSimulator, db: Database, network: InProcessNetwork
+) -> None:
+    """S3: START_SESSION, UNLOCK_CONNECTOR and RESERVE_NOW with a response_url that is not an http(s) URL on a
+    host (and port) of the partner's credentials (versions URL, endpoints) answer 2001 (HTTP 400); no pending
+    command, reservation or authorization is stored, the charger is not called and nothing is ever sent there.
+    The partner's own response_url is accepted and gets the result."""
+    hits: list[str] = []
+
+    async def evil_app(scope, receive, send):  # type: ignore[no-untyped-def]
+        hits.append(scope.get("path", ""))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    network.serve("evil.test", evil_app)
+    cpo = await seed_cpo(hub.db)
+    loc = await seed_location(hub.db, cpo, "LOC1")
+    await seed_charge_point(hub.db, cpo, loc)
+    await connect(hub, sim)
+    gw = FakeGateway()
+    hub.services.gateway = gw
+    token = sim.make_token("APP-1")
+    commands = {
+        "START_SESSION": {
+            "token": token,
+            "location_id": "LOC1",
+            "evse_uid": "LOC1-E1",
+            "connector_id": "1",
+            "authorization_reference": "REF-1",
+        },
+        "UNLOCK_CONNECTOR": {"location_id": "LOC1", "evse_uid": "LOC1-E1", "connector_id": "1"},
+        "RESERVE_NOW": {
+            "token": token,
+            "expiry_date": "2030-01-01T00:00:00Z",
+            "reservation_id": "RES-1",
+            "location_id": "LOC1",
+            "evse_uid": "LOC1-E1",
+        },
+    }
+    url = sim._hub_url("commands")
+    auth = {"Authorization": f"Token {sim.hub_token}", **sim.routing()}
+    async with sim.http() as http:
+        for command, body in commands.items():
+            for bad in FOREIGN_URLS:
+                r = await http.post(f"{url}/{command}", json={**body, "response_url": bad}, headers=auth)
+                assert (r.status_code, r.json()["status_code"]) == (400, 2001), (command, bad, r.text)
+                assert "response_url" in r.json()["status_message"]
+    async with db.session() as s:
+        assert (await s.scalars(select(OcpiPendingCommand))).all() == []
+        assert (await s.scalars(select(Reservation))).all() == []
+        assert (await s.scalars(select(OcpiAuthorization))).all() == []
+    assert gw.calls == []
+    ref, response = await sim.command("UNLOCK_CONNECTOR", commands["UNLOCK_CONNECTOR"])
+    assert response["result"] == "ACCEPTED"
+    await sim.wait_for(lambda: ref in sim.command_results)
+    await hub.dispatched()
+    assert hits == []
