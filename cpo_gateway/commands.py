@@ -25,12 +25,35 @@ set-charging-profile     evse_id, profile (the version's own profile object)    
 clear-charging-profile   [id], [evse_id]                                        ClearChargingProfile
 =======================  =====================================================  ==========================
 
-Any other OCPP action can be sent raw (``POST /api/chargers/{id}/call/{Action}``).
+Any other OCPP action can be sent raw (``POST /api/chargers/{id}/call/{Action}``). A 2.0.1 remote start
+without ``remote_start_id`` gets a new one (:class:`RemoteStartIds`), never a fixed value.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
+
+from kernel.timeutil import utcnow
+
+_ID_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+class RemoteStartIds:
+    """``remoteStartId`` values for RequestStartTransaction (2.0.1: the id the charger returns in the
+    TransactionEvent of the transaction it starts), one per request: each is ``max(previous + 1, seconds since
+    2025-01-01 by the hub's clock)``, so they increase within a process and a restarted process does not reuse
+    ids as long as starts averaged under one a second; an int32 until 2093."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> int:
+        self._last = max(self._last + 1, int((utcnow() - _ID_EPOCH).total_seconds()))
+        return self._last
+
+
+REMOTE_START_IDS = RemoteStartIds()
 
 
 class CommandError(ValueError):
@@ -54,6 +77,12 @@ def _token(id_tag: str) -> dict[str, Any]:
     return {"idToken": id_tag, "type": "ISO14443"}
 
 
+def _remote_start_id(params: dict[str, Any]) -> int:
+    """The caller's ``remote_start_id``, else a new one (never the same for two requests)."""
+    given = params.get("remote_start_id")
+    return int(given) if given is not None else REMOTE_START_IDS.next()
+
+
 def build(command: str, version: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     v16 = version == "1.6"
     p = params
@@ -63,7 +92,7 @@ def build(command: str, version: str, params: dict[str, Any]) -> tuple[str, dict
             if p.get("evse_id") is not None:
                 payload["connectorId"] = int(p["evse_id"])
             return "RemoteStartTransaction", payload
-        payload = {"idToken": _token(_need(p, "id_tag")), "remoteStartId": int(p.get("remote_start_id") or 1)}
+        payload = {"idToken": _token(_need(p, "id_tag")), "remoteStartId": _remote_start_id(p)}
         if p.get("evse_id") is not None:
             payload["evseId"] = int(p["evse_id"])
         return "RequestStartTransaction", payload

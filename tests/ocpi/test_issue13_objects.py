@@ -7,6 +7,8 @@
   ``auth_method: WHITELIST``; OCPI AuthMethod ``COMMAND`` is "Authentication request has been sent by the eMSP".
 * S3 (stale token state): a token PUT or PATCH older (by ``last_updated``) than the stored token overwrote it
   (a token the eMSP invalidated became valid again).
+* S4 (remoteStartId): every 2.0.1 RequestStartTransaction carried ``remoteStartId: 1``; each request needs its
+  own id (the charger returns it in the TransactionEvent of the transaction it starts).
 """
 
 from __future__ import annotations
@@ -254,3 +256,37 @@ async def test_an_older_token_put_or_patch_never_overwrites_a_newer_state(hub, s
         token = await s.scalar(select(Token).where(Token.uid == "STALE-1"))
         assert token is not None
         assert (token.valid, token.whitelist) == (False, "NEVER")
+
+
+async def test_every_2_0_1_remote_start_has_its_own_remote_start_id(hub, sim):
+    """S4: two START_SESSIONs on a 2.0.1 charger send two RequestStartTransaction with different
+    ``remoteStartId``; a restarted process (a new id source) after a while does not reuse the old ids; an id the
+    operator gives is kept."""
+    from datetime import UTC, datetime
+
+    from cpo_gateway.commands import RemoteStartIds, build
+    from kernel.clock import pinned
+    from kernel.models import ChargePoint, OcppVersion
+
+    _store, charger_ref, charger = await _command_charger(hub, sim, "APP-201")
+    async with hub.db.session() as s:
+        cp = await s.get(ChargePoint, charger_ref.id)
+        assert cp is not None
+        cp.ocpp_version = OcppVersion.V201
+    body = {"token": sim.tokens[("APP-201", "RFID")], "location_id": "LOC1", "evse_uid": "LOC1-E1"}
+    for _ in range(2):
+        ref, response = await sim.command("START_SESSION", body)
+        assert response["result"] == "ACCEPTED"
+        await sim.wait_for(lambda ref=ref: ref in sim.command_results)
+    ids = [
+        payload["remoteStartId"]
+        for _, action, payload in charger.calls
+        if action == "RequestStartTransaction"
+    ]
+    assert len(ids) == 2 and ids[0] != ids[1], ids
+    with pinned(datetime(2026, 12, 1, 10, 0, tzinfo=UTC)):
+        before = RemoteStartIds()
+        old = [before.next() for _ in range(5)]
+    with pinned(datetime(2026, 12, 1, 10, 1, tzinfo=UTC)):
+        assert RemoteStartIds().next() > max(old) and len(set(old)) == 5
+    assert build("remote-start", "2.0.1", {"id_tag": "A", "remote_start_id": 42})[1]["remoteStartId"] == 42
