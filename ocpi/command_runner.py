@@ -32,7 +32,7 @@ from kernel.timeutil import utcnow
 from ocpi import status
 from ocpi.envelope import OcpiError
 from ocpi.gateway_adapter import OcppCommandAdapter
-from ocpi.response_urls import check_response_url
+from ocpi.response_urls import check_response_url, on_registered_host
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +268,16 @@ class CommandRunner:
             return False
         row = await db_session.get(OcpiPendingCommand, command_id, populate_existing=True)
         assert row is not None
+        partner = await db_session.get(OcpiPartner, row.partner_id)
+        if partner is None or not on_registered_host(partner, row.response_url):
+            log.warning(
+                "result of %s %s not sent: response_url %r is not on partner %s's registered hosts",
+                row.module,
+                row.id,
+                row.response_url[:200],
+                row.partner_id,
+            )
+            return True
         await enqueue(
             db_session,
             "ocpi",

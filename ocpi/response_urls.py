@@ -5,7 +5,9 @@ gives. Unchecked, that lets a partner make the hub POST to any host and port (a 
 registered are those of the URLs it gave in the credentials handshake: its versions URL and the endpoints of
 its version details. A ``response_url`` must be an absolute ``http``/``https`` URL on one of those hosts (host
 and port, the default port of the scheme when none is given); anything else is refused with 2001 (invalid or
-missing parameters) before anything is stored, so nothing is ever sent there.
+missing parameters) before anything is stored, so nothing is ever sent there. A result due for a command
+recorded before this rule (or for a partner that has since moved hosts) is dropped rather than sent
+(:func:`on_registered_host`, checked again when the result is queued).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def registered_hosts(partner: OcpiPartner) -> set[tuple[str, int]]:
     """The (host, port) pairs of the partner's versions URL and of its registered endpoints."""
     urls = [partner.versions_url or "", *(str(e.get("url") or "") for e in partner.endpoints or [])]
     return {h for h in map(_host, urls) if h is not None}
+
+
+def on_registered_host(partner: OcpiPartner, url: str) -> bool:
+    """Whether ``url`` is an http(s) URL on one of the partner's registered hosts."""
+    host = _host(url)
+    return host is not None and host in registered_hosts(partner)
 
 
 def check_response_url(partner: OcpiPartner, url: str) -> None:

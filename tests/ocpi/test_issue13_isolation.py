@@ -6,6 +6,7 @@ Every breach is tried through the real handshake and the real HTTP surface, over
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -16,8 +17,15 @@ from kernel.components import Hub
 from kernel.db.engine import Database
 from kernel.models import Location, Party, PartyRole, Token
 from kernel.models.fleets import Fleet
+from kernel.models.outbox import OutboxMessage
 from kernel.models.reservations import Reservation
-from kernel.models.roaming import OcpiAuthorization, OcpiPartner, OcpiPendingCommand, PartnerStatus
+from kernel.models.roaming import (
+    CommandState,
+    OcpiAuthorization,
+    OcpiPartner,
+    OcpiPendingCommand,
+    PartnerStatus,
+)
 from kernel.settings import load_settings
 from kernel.timeutil import utcnow
 from ocpi import credentials
@@ -243,3 +251,35 @@ async def test_s3_a_response_url_outside_the_partners_hosts_is_refused(
     await sim.wait_for(lambda: ref in sim.command_results)
     await hub.dispatched()
     assert hits == []
+
+
+async def test_s3_a_result_for_a_foreign_response_url_recorded_earlier_is_never_sent(
+    hub: RunningHub, sim: EmspSimulator, db: Database
+) -> None:
+    """S3: a pending command stored before the rule (response_url on another host) is finished by the recovery
+    job without queueing anything for that URL; one on the partner's host is queued as before."""
+    partner_id = await connect(hub, sim)
+    past = utcnow() - timedelta(minutes=5)
+    own = f"{sim.base_url}/emsp/2.2.1/commands/UNLOCK_CONNECTOR/ok"
+    async with db.session() as s:
+        for url in ("http://169.254.169.254/latest/meta-data/", own):
+            s.add(
+                OcpiPendingCommand(
+                    partner_id=partner_id,
+                    module="commands",
+                    command="UNLOCK_CONNECTOR",
+                    reference="LOC1/LOC1-E1/1",
+                    response_url=url,
+                    routing={},
+                    timeout=2,
+                    deadline=past,
+                    state=CommandState.PENDING,
+                )
+            )
+    assert await hub.platform.command_runner().recover() == 2
+    async with db.session() as s:
+        assert {r.state for r in (await s.scalars(select(OcpiPendingCommand))).all()} == {CommandState.SENT}
+        queued = (
+            await s.scalars(select(OutboxMessage).where(OutboxMessage.ordering_key.like("%:command:%")))
+        ).all()
+        assert [m.payload["url"] for m in queued] == [own]
