@@ -29,12 +29,14 @@ from kernel.models.roaming import (
 from kernel.settings import load_settings
 from kernel.timeutil import utcnow
 from ocpi import credentials
+from ocpi.partners import invite_partner, role_key
 from simulators.emsp import EmspSimulator
 from tariffs.component import PricingComponent
-from tests.ocpi._helpers import FakeGateway, connect
+from tests.ocpi._helpers import FakeGateway, connect, token_pk
 from tests.ocpi._network import InProcessNetwork
 from tests.ocpi.conftest import RunningHub, _simulator
 from tests.world.api_network import ApiNetwork, seed_api_network
+from tests.world.sessions import seed_session
 from tests.world.sites import seed_charge_point, seed_cpo, seed_location
 
 
@@ -134,6 +136,24 @@ async def test_s1_roles_must_be_the_invited_ones(hub: RunningHub, sim: EmspSimul
     with pytest.raises(RuntimeError, match=r"HTTP 400.*2001.*not a role this partner was invited for"):
         await sim.rotate()
     assert await _status(db, right.partner_id) == (PartnerStatus.REGISTERED, [("DE", "EMS", "EMSP")])
+
+
+def test_s1_invite_roles_as_the_cli_takes_them() -> None:
+    """S1: ``evhub partners invite --role`` takes COUNTRY*PARTY (an eMSP) or COUNTRY*PARTY:ROLE and refuses
+    anything else, so an invitation never records a malformed role."""
+    assert role_key("nl*ems") == ("NL", "EMS", "EMSP")
+    assert role_key("DE*ABC:cpo") == ("DE", "ABC", "CPO")
+    for bad in ("NLEMS", "N*EMS", "NL*EM", "NL*EMS:KING", ""):
+        with pytest.raises(ValueError, match="expected COUNTRY\\*PARTY"):
+            role_key(bad)
+
+
+async def test_s1_invite_partner_records_the_roles(hub: RunningHub, sim: EmspSimulator, db: Database) -> None:
+    """S1: the CLI helper's invitation with roles limits the registration to them."""
+    inv = await invite_partner(hub.db, hub.url, sim.name, roles=[role_key("FR*OTH")])
+    assert await _status(db, inv.partner_id) == (PartnerStatus.INVITED, [("FR", "OTH", "EMSP")])
+    with pytest.raises(RuntimeError, match="2001"):
+        await sim.register(inv.versions_url, inv.token_a)
 
 
 # ---- S2: quotes of another CPO's location
@@ -283,3 +303,38 @@ async def test_s3_a_result_for_a_foreign_response_url_recorded_earlier_is_never_
             await s.scalars(select(OutboxMessage).where(OutboxMessage.ordering_key.like("%:command:%")))
         ).all()
         assert [m.payload["url"] for m in queued] == [own]
+
+
+async def test_s3_charging_profile_requests_refuse_a_foreign_response_url(
+    hub: RunningHub, sim: EmspSimulator, db: Database
+) -> None:
+    """S3: ChargingProfiles PUT / DELETE / GET with a response_url off the partner's hosts answer 2001 (HTTP
+    400), nothing is recorded and the charger is not called."""
+    cpo = await seed_cpo(hub.db)
+    loc = await seed_location(hub.db, cpo, "LOC1")
+    cp = await seed_charge_point(hub.db, cpo, loc, "CP-SC")
+    await connect(hub, sim)
+    await sim.push_token(sim.make_token("SC-1"))
+    await seed_session(hub.db, cpo, cp, loc, await token_pk(hub.db, "SC-1"), "SESS-SC", tx="42")
+    sent: list[str] = []
+
+    class Gw:
+        async def send(self, identity, action, payload, timeout=None):  # type: ignore[no-untyped-def]
+            sent.append(action)
+            return {"status": "Accepted"}
+
+    hub.services.gateway = Gw()
+    url = f"{sim._hub_url('chargingprofiles')}/SESS-SC"
+    auth = {"Authorization": f"Token {sim.hub_token}", **sim.routing()}
+    profile = {"charging_rate_unit": "W", "charging_profile_period": [{"start_period": 0, "limit": 11000}]}
+    bad = "http://evil.test/profiles"
+    async with sim.http() as http:
+        answers = [
+            await http.put(url, json={"charging_profile": profile, "response_url": bad}, headers=auth),
+            await http.delete(url, params={"response_url": bad}, headers=auth),
+            await http.get(url, params={"response_url": bad, "duration": 3600}, headers=auth),
+        ]
+    assert [(r.status_code, r.json()["status_code"]) for r in answers] == [(400, 2001)] * 3
+    assert sent == []
+    async with db.session() as s:
+        assert (await s.scalars(select(OcpiPendingCommand))).all() == []
