@@ -2,7 +2,8 @@
 with ``cpo_gateway.commands.build(command, version, params)``): finds the charger and its OCPP EVSE number
 for an OCPI location/EVSE, sends the OCPP call, and maps the charger's answer to a CommandResultType.
 A START_SESSION is recorded (``ocpi_authorizations``, source ``command``) before the charger is asked, so the
-session it opens is marked ``auth_method: COMMAND``."""
+session it opens is marked ``auth_method: COMMAND``. A token uid longer than OCPP 1.6's 20-character idTag
+reaches a 1.6 charger as its mapped form (:mod:`kernel.domain.id_tags`); 2.0.1 takes the uid as it is."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import delete, select
 
 from cpo_gateway import build_call
 from kernel.db.engine import Database
+from kernel.domain.id_tags import id_tag_for
 from kernel.models import EVSE, ChargePoint, ChargePointEvse, ChargingSession, Location
 from kernel.models.roaming import OcpiAuthorization
 from kernel.timeutil import format_rfc3339
@@ -92,6 +94,11 @@ def ocpp_profile(
         "transactionId": transaction_id,
         "chargingSchedule": [{"id": profile_id, **schedule}],
     }
+
+
+def _charger_tag(version: str, id_tag: str, token: dict[str, Any]) -> str:
+    """The id tag the charger gets for the OCPI token: mapped to 20 characters for a long uid on 1.6."""
+    return id_tag_for(version, str(token.get("country_code", "")), str(token.get("party_id", "")), id_tag)
 
 
 class _SessionTarget:
@@ -216,7 +223,8 @@ class OcppCommandAdapter(SmartChargingMixin):
             if authorization_reference
             else await self._mark_command_start(cpo_id, location_id, evse_uid, id_tag, token)
         )
-        answer = await self._call(identity, version, "remote-start", {"id_tag": id_tag, "evse_id": evse})
+        tag = _charger_tag(version, id_tag, token)
+        answer = await self._call(identity, version, "remote-start", {"id_tag": tag, "evse_id": evse})
         result = _status(answer, _START_STOP)
         if mark is not None and result != "ACCEPTED":
             async with self.db.session() as db_session:
@@ -277,7 +285,7 @@ class OcppCommandAdapter(SmartChargingMixin):
         params = {
             "reservation_id": reservation_number(reservation_id),
             "evse_id": evse or 0,
-            "id_tag": id_tag,
+            "id_tag": _charger_tag(version, id_tag, token),
             "expiry": format_rfc3339(expiry_date),
         }
         return _status(await self._call(identity, version, "reserve-now", params), _RESERVE)

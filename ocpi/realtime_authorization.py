@@ -220,6 +220,16 @@ class OcpiAuthorizer:
 REFERENCE_TTL = timedelta(minutes=15)
 
 
+async def _session_uids(db_session: AsyncSession, cs: ChargingSession) -> list[str]:
+    """The session's id tag and its token's uid (differing when a long uid was mapped for OCPP 1.6)."""
+    uids = [(cs.id_tag or "").upper()]
+    if cs.token_id is not None:
+        uid = await db_session.scalar(select(Token.uid).where(Token.id == cs.token_id))
+        if uid:
+            uids.append(uid.upper())
+    return uids
+
+
 async def session_reference_hook(db_session: AsyncSession, cs: ChargingSession) -> None:
     """For ``hub.hooks.session`` (before the push hook): a new session of a token the eMSP
     authorized in real time (or started with START_SESSION) takes the latest unused ``authorization_reference``
@@ -233,7 +243,7 @@ async def session_reference_hook(db_session: AsyncSession, cs: ChargingSession) 
             query = (
                 select(OcpiAuthorization)
                 .where(
-                    func.upper(OcpiAuthorization.token_uid) == cs.id_tag.upper(),
+                    func.upper(OcpiAuthorization.token_uid).in_(await _session_uids(db_session, cs)),
                     OcpiAuthorization.session_pk.is_(None),
                     OcpiAuthorization.created_at >= utcnow() - REFERENCE_TTL,
                 )
