@@ -1,8 +1,9 @@
 """REST under ``/api/chargers``: chargers with their connection state, and remote commands.
 
 A command (one of :class:`Command`) returns the charger's answer (200). Unknown charger 404, offline or not
-accepted 409, bad parameters 422, the charger answering with a CALLERROR 502 (code and description in the
-body), no answer in time 504. A CPO's API key sees and commands only that CPO's chargers (another CPO's
+accepted 409, bad parameters or a call (a command's or a raw one) not valid against the request schema of the
+charger's OCPP version, formats included, 422 (one message naming the field; nothing is sent), the charger
+answering with a CALLERROR 502 (code and description in the body), no answer in time 504. A CPO's API key sees and commands only that CPO's chargers (another CPO's
 charger is 404, as if unknown). The list is paged (:mod:`kernel.apipaging`).
 """
 
@@ -19,6 +20,7 @@ from sqlalchemy import select
 from cpo_gateway.cluster import ChargerOffline
 from cpo_gateway.commands import COMMANDS, CommandError, build
 from cpo_gateway.framing import CallErrorReply, OcppError
+from cpo_gateway.validation import InvalidCall, validate_call
 from kernel.apiauth import api_key, principal
 from kernel.apierrors import errors, refuse_nul
 from kernel.apipaging import Paging, paged, paging
@@ -139,6 +141,9 @@ async def _send(request: Request, identity: str, build_call: Any) -> CommandResu
     version = gw.version_of(identity) or str(cp.ocpp_version)
     try:
         action, payload = build_call(version)
+        validate_call(version, action, payload)
+    except InvalidCall as exc:  # nothing is sent
+        raise HTTPException(422, str(exc)) from None
     except CommandError as exc:
         raise HTTPException(422, str(exc)) from None
     except (ValueError, TypeError) as exc:  # a parameter of the wrong kind (e.g. evse_id "abc")
@@ -159,7 +164,9 @@ async def _send(request: Request, identity: str, build_call: Any) -> CommandResu
             502,
             {"error": "charger answered with CALLERROR", "code": exc.code, "description": exc.description},
         ) from None
-    except OcppError as exc:
+    except InvalidCall as exc:
+        raise HTTPException(422, str(exc)) from None
+    except OcppError as exc:  # e.g. refused by the gateway process holding the connection
         raise HTTPException(
             422, {"error": "invalid payload", "code": exc.code, "description": exc.description}
         ) from None

@@ -26,7 +26,9 @@ clear-charging-profile   [id], [evse_id]                                        
 =======================  =====================================================  ==========================
 
 Any other OCPP action can be sent raw (``POST /api/chargers/{id}/call/{Action}``). A 2.0.1 remote start
-without ``remote_start_id`` gets a new one (:class:`RemoteStartIds`), never a fixed value.
+without ``remote_start_id`` gets a new one (:class:`RemoteStartIds`), never a fixed value. Every call built
+here, and every raw one, is checked against the request schema of the charger's version before it is sent
+(:func:`cpo_gateway.validation.validate_call`): an operator's ``expiry`` must be an RFC 3339 date-time.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from cpo_gateway.validation import validate_call
 from kernel.timeutil import utcnow
 
 _ID_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
@@ -84,6 +87,15 @@ def _remote_start_id(params: dict[str, Any]) -> int:
 
 
 def build(command: str, version: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(action, payload)`` for ``command``; :class:`CommandError` for an unknown command or a missing
+    parameter, :class:`~cpo_gateway.validation.InvalidCall` when the call is not valid against the request
+    schema of ``version`` (it must never be sent)."""
+    action, payload = _build(command, version, params)
+    validate_call(version, action, payload)
+    return action, payload
+
+
+def _build(command: str, version: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     v16 = version == "1.6"
     p = params
     if command == "remote-start":

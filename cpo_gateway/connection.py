@@ -26,7 +26,7 @@ from cpo_gateway.framing import (
     CallErrorReply,
     OcppError,
 )
-from cpo_gateway.validation import validate
+from cpo_gateway.validation import validate, validate_call
 from kernel import metrics
 from kernel.jsonutil import dumps_compact, loads
 
@@ -252,7 +252,7 @@ class ChargerConnection:
 
     async def call(self, action: str, payload: dict[str, Any], timeout: float) -> Any:
         """Send a CALL to the charger and return its CALLRESULT payload (CallErrorReply / TimeoutError)."""
-        validate(self.version, CALL, action, payload)
+        validate_call(self.version, action, payload)  # formats too: what the hub sends must be exact
         self.solicited.update(solicited_actions(action, payload))
         async with self.call_lock:
             uid = str(uuid.uuid4())
