@@ -18,7 +18,7 @@ from kernel.db.engine import Database
 from kernel.domain.id_tags import id_tag_for
 from kernel.models import EVSE, ChargePoint, ChargePointEvse, ChargingSession, Location
 from kernel.models.roaming import OcpiAuthorization
-from kernel.timeutil import format_rfc3339
+from kernel.timeutil import format_rfc3339, parse_datetime
 
 _START_STOP = {"ACCEPTED": "ACCEPTED", "REJECTED": "REJECTED"}
 _UNLOCK = {
@@ -73,7 +73,8 @@ def ocpp_profile(
     if profile.get("duration") is not None:
         schedule["duration"] = int(profile["duration"])
     if profile.get("start_date_time"):
-        schedule["startSchedule"] = profile["start_date_time"]
+        # OCPP's dateTime is RFC 3339 with an offset; OCPI's may omit it (then UTC)
+        schedule["startSchedule"] = format_rfc3339(parse_datetime(str(profile["start_date_time"])))
     if profile.get("min_charging_rate") is not None:
         schedule["minChargingRate"] = profile["min_charging_rate"]
     kind = "Absolute" if profile.get("start_date_time") else "Relative"

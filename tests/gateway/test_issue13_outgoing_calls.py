@@ -135,3 +135,21 @@ def test_rfc3339_date_times_pass(value: str) -> None:
     """Issue 13 (outgoing CALLs): the RFC 3339 forms (any fraction, Z or an offset) are valid and built."""
     assert build("reserve-now", "1.6", _reserve(value))[1]["expiryDate"] == value
     validate_call("2.0.1", "ReserveNow", build("reserve-now", "2.0.1", _reserve(value))[1])
+
+
+@pytest.mark.parametrize("version", ["1.6", "2.0.1"])
+def test_ocpi_profile_start_without_offset_is_sent_as_rfc3339(version: str) -> None:
+    """Issue 13 (outgoing CALLs): an OCPI ChargingProfile's start_date_time without an offset (UTC in OCPI)
+    becomes an RFC 3339 startSchedule with ``Z``, so the SetChargingProfile it builds is valid and sent."""
+    from ocpi.gateway_adapter import ocpp_profile
+
+    profile = {
+        "start_date_time": "2026-12-01T10:00:00",
+        "charging_rate_unit": "W",
+        "charging_profile_period": [{"start_period": 0, "limit": 11000}],
+    }
+    body = ocpp_profile(version, profile, 5, "42")
+    schedule = body["chargingSchedule"] if version == "1.6" else body["chargingSchedule"][0]
+    assert schedule["startSchedule"] == "2026-12-01T10:00:00Z"
+    action, _ = build("set-charging-profile", version, {"evse_id": 1, "profile": body})
+    assert action == "SetChargingProfile"
