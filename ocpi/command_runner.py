@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cpo_gateway import ChargerOffline, InvalidCall
 from kernel.db.engine import Database
 from kernel.models.roaming import CommandState, OcpiPartner, OcpiPendingCommand
 from kernel.outbox import enqueue
@@ -242,6 +243,14 @@ class CommandRunner:
         except TimeoutError:
             result = "TIMEOUT" if "TIMEOUT" in allowed else failed
             message = "no answer from the charger in time"
+        except (
+            ChargerOffline
+        ) as exc:  # not a fault of the hub: the partner learns why, the log needs no trace
+            log.info("command for %s: charger %s is not connected", module, exc)
+            result, message = failed, f"charger {exc} is not connected (offline)"
+        except InvalidCall as exc:  # the command's values are not valid OCPP: never sent
+            log.warning("command for %s not sent: %s", module, exc)
+            result, message = failed, str(exc)[:200]
         except Exception as exc:
             log.exception("gateway call for %s failed", module)
             result, message = failed, str(exc)[:200]

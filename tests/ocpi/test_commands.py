@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from kernel.models import ChargePointEvse
+from sqlalchemy import select
+
+from cpo_gateway import ChargerOffline
+from kernel.models import EVSE, ChargePointEvse
 from ocpi.realtime_authorization import GatewayRealTimeAuthorizer
 from tests.ocpi._helpers import FakeGateway, connect, token_pk
 from tests.world.sessions import seed_session
@@ -205,3 +208,32 @@ async def test_charging_profiles_through_the_gateway(hub, sim):
             headers=auth,
         )
         assert r.json()["data"]["result"] == "UNKNOWN_SESSION"
+
+
+class OfflineGateway(FakeOcppGateway):
+    """A gateway whose charger is not connected to any process."""
+
+    async def send(self, identity, action, payload, timeout=None):  # type: ignore[no-untyped-def]
+        raise ChargerOffline(identity)
+
+
+async def test_start_session_on_an_offline_charger_fails_saying_so(hub, sim, caplog):
+    """Issue 13: START_SESSION on an EVSE whose charger is offline ended FAILED with the bare charger id as
+    its message and a traceback in the log. OCPI 2.2.1 has no EVSE_OFFLINE result (CommandResultType), so the
+    result is FAILED with a message saying the charger is not connected, logged without a traceback."""
+    cpo = await seed_cpo(hub.db)
+    loc = await seed_location(hub.db, cpo, "LOC1")
+    cp = await seed_charge_point(hub.db, cpo, loc, "CP-AWAY")
+    async with hub.db.session() as s:
+        evse = await s.scalar(select(EVSE).where(EVSE.uid == "LOC1-E1"))
+        s.add(ChargePointEvse(charge_point_id=cp, ocpp_evse_id=1, evse_pk=evse.id))
+    await connect(hub, sim)
+    hub.services.gateway = OfflineGateway()
+    await sim.push_token(sim.make_token("RF-2"))
+    ref, response = await sim.start_session("LOC1", "LOC1-E1", "1", "RF-2")
+    assert response["result"] == "ACCEPTED"
+    await sim.wait_for(lambda: ref in sim.command_results)
+    result = sim.command_results[ref]
+    assert result["result"] == "FAILED"
+    assert result["message"][0]["text"] == "charger CP-AWAY is not connected (offline)"
+    assert not [r for r in caplog.records if r.exc_info]
