@@ -5,72 +5,22 @@ CDR is POSTed to the eMSP exactly once."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
 
-from evhub import provisioning as prov
-from evhub.app import RunningHub, load_components
+from evhub.app import RunningHub
 from kernel.db.engine import Database
-from kernel.ports import free_port
-from kernel.settings import load_settings
-from ocpi.partners import invite_partner
-from simulators.chargepoints import ChargerFleet, ChargerSpec
+from simulators.chargepoints import ChargerFleet
 from simulators.emsp import EmspSimulator
-from tests.world.demo_network import seed_demo_network
+from tests.world.roaming import roaming_world
 
 
 @pytest.fixture
-async def running(db: Database):
-    await seed_demo_network(db, parties=["NL*AMP"], countries=["NL"], grid_zones=False)
-    async with db.session() as s:
-        await prov.add_charger(
-            s,
-            "AMS-CP-1",
-            password="e2e-password",
-            location="AMS-CENTRAAL",
-            evse_uids=["AMS-01-1"],
-            ocpp_version="1.6",
-        )
-    http_port, ocpp_port = free_port(), free_port()
-    settings = load_settings(
-        database_url=db.url,
-        http_host="127.0.0.1",
-        http_port=http_port,
-        ocpp_host="127.0.0.1",
-        ocpp_port=ocpp_port,
-        public_url=f"http://127.0.0.1:{http_port}",
-        ocpp_rate_limit=1000,
-        ocpp_rate_burst=5000,
-        clock_skew=86400,  # the simulated charger's clock runs 600x: its stamps are ahead of the hub's (M8)
-        _env_file=None,
-    )
-    hub = RunningHub(settings, components=[c for c in load_components() if c.name != "portal"])
-    await hub.start()
-    sim = EmspSimulator(country_code="DE", party_id="EMS", name="e2e eMSP")
-    await sim.start(0)
-    fleet = None
-    try:
-        invitation = await invite_partner(hub.db, settings.public_url, "e2e eMSP")
-        await sim.register(invitation.versions_url, invitation.token_a)
-        # The charger would start sessions of its own only after a very long idle time: here it waits for us.
-        spec = ChargerSpec(
-            identity="AMS-CP-1",
-            password="e2e-password",
-            version="1.6",
-            tokens=["NOBODY"],
-            idle_s=(1e9, 1e9),
-            energy_wh=(1e9, 1e9),
-        )
-        fleet = ChargerFleet([spec], f"ws://127.0.0.1:{ocpp_port}/ocpp", acceleration=600)
-        await fleet.start()
-        await fleet.wait_connected(timeout=20)
-        yield hub, sim, fleet
-    finally:
-        if fleet is not None:
-            await fleet.stop()
-        await sim.stop()
-        await hub.stop()
+async def running(db: Database) -> AsyncIterator[tuple[RunningHub, EmspSimulator, ChargerFleet]]:
+    async with roaming_world(db, name="e2e eMSP", password="e2e-password") as world:
+        yield world
 
 
 async def test_remote_start_to_cdr_at_the_emsp(running) -> None:

@@ -17,11 +17,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from cpo_gateway.component import GatewayComponent
 from cpo_gateway.server import Gateway
+from kernel.components import Hub
 from kernel.db.engine import Database
 from kernel.models import (
     EVSE,
@@ -148,6 +152,32 @@ async def gateway(db: Database, seeded: Seed, database_url: str) -> AsyncIterato
         yield gw
     finally:
         await gw.stop()
+
+
+@contextlib.asynccontextmanager
+async def command_hub(database_url: str, db: Database, *, command_timeout: float) -> AsyncIterator[Hub]:
+    """A hub with only the gateway component installed and started (its REST command API on ``hub.app``),
+    commands waiting ``command_timeout`` seconds for the charger's answer."""
+    app = FastAPI()
+    hub = Hub(
+        settings=gateway_settings(database_url, ocpp_command_timeout=command_timeout),
+        db=db,
+        node_name="node-a",
+        app=app,
+    )
+    app.state.hub = hub
+    component = GatewayComponent()
+    component.install(hub)
+    await component.start(hub)
+    try:
+        yield hub
+    finally:
+        await component.stop()
+
+
+def api_client(hub: Hub) -> httpx.AsyncClient:
+    """An HTTP client on the hub's app, in process."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=hub.app), base_url="http://hub")
 
 
 def basic(identity: str, password: str = PASSWORD) -> dict[str, str]:

@@ -11,34 +11,26 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from cpo_gateway.component import GatewayComponent
 from cpo_gateway.server import Gateway
 from kernel.components import Hub
 from kernel.db.engine import Database
 from tests.conftest import free_port
-from tests.gateway.conftest import EVHUB, PASSWORD, Seed, basic, gateway_settings, open_client
+from tests.gateway.conftest import (
+    EVHUB,
+    PASSWORD,
+    Seed,
+    api_client,
+    basic,
+    command_hub,
+    open_client,
+)
 
 
 @pytest.fixture
 async def hub(db: Database, seeded: Seed, database_url: str) -> AsyncIterator[Hub]:
-    app = FastAPI()
-    hub = Hub(
-        settings=gateway_settings(database_url, ocpp_command_timeout=1), db=db, node_name="node-a", app=app
-    )
-    app.state.hub = hub
-    component = GatewayComponent()
-    component.install(hub)
-    await component.start(hub)
-    try:
-        yield hub
-    finally:
-        await component.stop()
-
-
-def _api(hub: Hub) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=hub.app), base_url="http://hub")
+    async with command_hub(database_url, db, command_timeout=1) as running:
+        yield running
 
 
 async def test_commands_v16_and_v201(hub: Hub) -> None:
@@ -52,7 +44,7 @@ async def test_commands_v16_and_v201(hub: Hub) -> None:
     c201.auto_reply.update(RequestStartTransaction={"status": "Accepted"}, ClearCache={"status": "Rejected"})
     for c in (c16, c201):  # a first answer means the connection is registered
         await c.ok("Heartbeat", {})
-    async with _api(hub) as api:
+    async with api_client(hub) as api:
         listing = (await api.get("/api/chargers")).json()
         state = {c["identity"]: c["connected"] for c in listing}
         assert state == {"CP16": True, "CP201": True, "CPPEND": False}

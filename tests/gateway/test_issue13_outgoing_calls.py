@@ -8,17 +8,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
 from cpo_gateway.commands import build
-from cpo_gateway.component import GatewayComponent
 from cpo_gateway.server import Gateway
 from cpo_gateway.validation import InvalidCall, validate_call
 from kernel.components import Hub
 from kernel.db.engine import Database
-from tests.gateway.conftest import Client, Seed, gateway_settings, open_client
+from tests.gateway.conftest import Client, Seed, api_client, command_hub, open_client
 
 BAD = "2026-12-01 10:00"
 GOOD = "2026-12-01T10:00:00Z"
@@ -27,22 +24,8 @@ CHARGERS = [("CP16", "ocpp1.6", "expiryDate"), ("CP201", "ocpp2.0.1", "expiryDat
 
 @pytest.fixture
 async def hub(db: Database, seeded: Seed, database_url: str) -> AsyncIterator[Hub]:
-    app = FastAPI()
-    hub = Hub(
-        settings=gateway_settings(database_url, ocpp_command_timeout=2), db=db, node_name="node-a", app=app
-    )
-    app.state.hub = hub
-    component = GatewayComponent()
-    component.install(hub)
-    await component.start(hub)
-    try:
-        yield hub
-    finally:
-        await component.stop()
-
-
-def _api(hub: Hub) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=hub.app), base_url="http://hub")
+    async with command_hub(database_url, db, command_timeout=2) as running:
+        yield running
 
 
 async def _charger(hub: Hub, identity: str, protocol: str) -> Client:
@@ -65,7 +48,7 @@ async def test_reserve_now_with_a_bad_expiry_is_422_and_not_sent(
     """Issue 13 (outgoing CALLs): a reserve-now whose expiry is not an RFC 3339 date-time is answered 422 with
     one message naming the OCPP field, and the charger receives no CALL for it; a valid one is sent."""
     client = await _charger(hub, identity, protocol)
-    async with _api(hub) as api:
+    async with api_client(hub) as api:
         r = await api.post(f"/api/chargers/{identity}/commands/reserve-now", json=_reserve(BAD))
         assert r.status_code == 422, r.text
         detail = r.json()["detail"]
@@ -101,7 +84,7 @@ async def test_raw_call_with_an_invalid_payload_is_422_and_not_sent(
         ("ReserveNow", {}, "required property"),
         ("NoSuchAction", {}, "NoSuchAction is not an OCPP"),
     ]
-    async with _api(hub) as api:
+    async with api_client(hub) as api:
         for action, payload, named in cases:
             r = await api.post(f"/api/chargers/{identity}/call/{action}", json=payload)
             assert r.status_code == 422, (action, payload, r.text)

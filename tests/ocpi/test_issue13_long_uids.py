@@ -13,17 +13,13 @@ import pytest
 from sqlalchemy import select
 
 from cpo_gateway.authorization import Authorizer
-from evhub import provisioning as prov
-from evhub.app import RunningHub, load_components
+from evhub.app import RunningHub
 from kernel.db.engine import Database
 from kernel.domain.id_tags import id_tag_for, is_mapped, ocpp16_id_tag
 from kernel.models import ChargingSession, Token
-from kernel.ports import free_port
-from kernel.settings import load_settings
-from ocpi.partners import invite_partner
-from simulators.chargepoints import ChargerFleet, ChargerSpec
+from simulators.chargepoints import ChargerFleet
 from simulators.emsp import EmspSimulator
-from tests.world.demo_network import seed_demo_network
+from tests.world.roaming import roaming_world
 
 LONG_UID = "bdf21bce-fc97-11e8-8eb2-f2801f1b9fd1"  # the uid of the spec's token_example_1_app_user.json
 
@@ -43,54 +39,8 @@ def test_the_mapping_is_a_deterministic_20_character_id_tag() -> None:
 
 @pytest.fixture
 async def running(db: Database) -> AsyncIterator[tuple[RunningHub, EmspSimulator, ChargerFleet]]:
-    await seed_demo_network(db, parties=["NL*AMP"], countries=["NL"], grid_zones=False)
-    async with db.session() as s:
-        await prov.add_charger(
-            s,
-            "AMS-CP-1",
-            password="long-uid-password",
-            location="AMS-CENTRAAL",
-            evse_uids=["AMS-01-1"],
-            ocpp_version="1.6",
-        )
-    http_port, ocpp_port = free_port(), free_port()
-    settings = load_settings(
-        database_url=db.url,
-        http_host="127.0.0.1",
-        http_port=http_port,
-        ocpp_host="127.0.0.1",
-        ocpp_port=ocpp_port,
-        public_url=f"http://127.0.0.1:{http_port}",
-        ocpp_rate_limit=1000,
-        ocpp_rate_burst=5000,
-        clock_skew=86400,
-        _env_file=None,
-    )
-    hub = RunningHub(settings, components=[c for c in load_components() if c.name != "portal"])
-    await hub.start()
-    sim = EmspSimulator(country_code="DE", party_id="EMS", name="long-uid eMSP")
-    await sim.start(0)
-    fleet = None
-    try:
-        invitation = await invite_partner(hub.db, settings.public_url, "long-uid eMSP")
-        await sim.register(invitation.versions_url, invitation.token_a)
-        spec = ChargerSpec(
-            identity="AMS-CP-1",
-            password="long-uid-password",
-            version="1.6",
-            tokens=["NOBODY"],
-            idle_s=(1e9, 1e9),
-            energy_wh=(1e9, 1e9),
-        )
-        fleet = ChargerFleet([spec], f"ws://127.0.0.1:{ocpp_port}/ocpp", acceleration=600)
-        await fleet.start()
-        await fleet.wait_connected(timeout=20)
-        yield hub, sim, fleet
-    finally:
-        if fleet is not None:
-            await fleet.stop()
-        await sim.stop()
-        await hub.stop()
+    async with roaming_world(db, name="long-uid eMSP", password="long-uid-password") as world:
+        yield world
 
 
 async def test_start_session_with_a_36_character_uid_on_a_1_6_charger(running: Any, db: Database) -> None:
