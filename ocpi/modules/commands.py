@@ -47,12 +47,17 @@ def _response(result: str, timeout: int, message: str | None = None) -> dict[str
     return body
 
 
-async def _location(c: Caller, command: str, location_id: str, evse_uid: str | None) -> Location:
-    """The addressed CPO's location ``location_id`` if the caller may see it; 2003 when it does not exist or
-    the caller may not see it (the same answer: a hidden location is not disclosed)."""
+async def _location(c: Caller, command: str, body: StartSession | ReserveNow | UnlockConnector) -> Location:
+    """The addressed CPO's location ``body.location_id`` if the caller may see it; 2003 when it does not exist
+    or the caller may not see it (the same answer: a hidden location is not disclosed). Location id and EVSE
+    uid are CiString(36): matched whatever the casing, then ``body`` carries them as stored, so everything
+    after (the gateway, the pending command, the authorization row) matches them exactly."""
+    location_id, evse_uid = body.location_id, body.evse_uid
     unknown = NotFound(f"Unknown location {location_id}", code=status.UNKNOWN_LOCATION)
     loc = await c.db_session.scalar(
-        select(Location).where(Location.cpo_id == c.cpo.id, Location.ocpi_id == location_id)
+        select(Location).where(
+            Location.cpo_id == c.cpo.id, func.upper(Location.ocpi_id) == location_id.upper()
+        )
     )
     if loc is None:
         raise unknown
@@ -69,10 +74,14 @@ async def _location(c: Caller, command: str, location_id: str, evse_uid: str | N
             c.cpo.party_id,
         )
         raise unknown
+    body.location_id = loc.ocpi_id
     if evse_uid is not None:
-        evse = await c.db_session.scalar(select(EVSE).where(EVSE.location_id == loc.id, EVSE.uid == evse_uid))
+        evse = await c.db_session.scalar(
+            select(EVSE).where(EVSE.location_id == loc.id, func.upper(EVSE.uid) == evse_uid.upper())
+        )
         if evse is None:
             raise NotFound(f"Unknown EVSE {evse_uid}", code=status.UNKNOWN_LOCATION)
+        body.evse_uid = evse.uid
     return loc
 
 
@@ -101,7 +110,7 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
             c.role.party_id,
         ):
             raise OcpiError(status.INVALID_PARAMETERS, "Token of another party")
-        loc = await _location(c, command, body.location_id, body.evse_uid)
+        loc = await _location(c, command, body)
         token = body.token.model_dump(mode="json", exclude_none=True)
         kwargs.update(
             location_id=body.location_id,
@@ -131,7 +140,7 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
             return ok(_response("UNKNOWN_SESSION", timeout, "Unknown session"))
         kwargs["session_uid"] = cs.session_uid  # as stored: the gateway matches it exactly
     elif isinstance(body, UnlockConnector):
-        await _location(c, command, body.location_id, body.evse_uid)
+        await _location(c, command, body)
         kwargs.update(location_id=body.location_id, evse_uid=body.evse_uid, connector_id=body.connector_id)
     else:
         kwargs["reservation_id"] = body.reservation_id

@@ -102,3 +102,27 @@ async def test_location_evse_connector_session_cdr_ids_ignore_case(hub, sim):
     await sim.wait_for(lambda: ref in sim.command_results)
     name, kwargs = gw.calls[-1]
     assert name == "stop_session" and kwargs["session_uid"] == session_uid
+
+
+async def test_commands_name_locations_and_evses_whatever_the_casing(hub, sim):
+    """C1: START_SESSION and UNLOCK_CONNECTOR for loc1 / loc1-e1 address LOC1 / LOC1-E1 (`loc1` was an
+    unknown location, 2003) and reach the gateway with the ids as stored, so the gateway and the pending
+    command match them exactly."""
+    cpo = await seed_cpo(hub.db)
+    await seed_location(hub.db, cpo, "LOC1")
+    await connect(hub, sim)
+    gw = FakeGateway()
+    hub.services.gateway = gw
+    await sim.push_token(sim.make_token("card-2"))
+    ref, response = await sim.start_session("loc1", "loc1-e1", "1", "card-2")
+    assert response["result"] == "ACCEPTED", response
+    await sim.wait_for(lambda: ref in sim.command_results)
+    name, kwargs = gw.calls[-1]
+    assert name == "start_session" and (kwargs["location_id"], kwargs["evse_uid"]) == ("LOC1", "LOC1-E1")
+    ref, response = await sim.command(
+        "UNLOCK_CONNECTOR", {"location_id": "Loc1", "evse_uid": "LOC1-e1", "connector_id": "1"}
+    )
+    assert response["result"] == "ACCEPTED", response
+    await sim.wait_for(lambda: ref in sim.command_results)
+    name, kwargs = gw.calls[-1]
+    assert name == "unlock_connector" and (kwargs["location_id"], kwargs["evse_uid"]) == ("LOC1", "LOC1-E1")
