@@ -131,6 +131,44 @@ def mark_expired_reservation(periods: Sequence[Period], expired: bool | None = N
 # ----------------------------------------------------------------------------------------------- splitting
 
 
+def fold_zero_length(periods: Iterable[Period]) -> list[Period]:
+    """``periods`` (chronological) without the zero-length ones (``end <= start``), whose volumes are never
+    dropped: energy, charging, parking and reservation time go to the next period with a later start, or to
+    the previous period when none follows (all zero-length: one period, the first, with them all). Used where
+    periods come from instants that may coincide: an OCPI CDR read back, the published form."""
+    out: list[Period] = []
+    carried: list[Period] = []  # zero-length periods waiting for a period to take their volumes
+    for p in periods:
+        if p.end <= p.start:
+            carried.append(p)
+            continue
+        for z in carried:
+            p = _absorb(p, z)
+        carried = []
+        out.append(p)
+    if carried:
+        if out:
+            for z in carried:
+                out[-1] = _absorb(out[-1], z)
+        else:
+            first = carried[0]
+            for z in carried[1:]:
+                first = _absorb(first, z)
+            out.append(first)
+    return out
+
+
+def _absorb(p: Period, z: Period) -> Period:
+    """``p`` with the additive volumes of the zero-length period ``z`` added (its own power/current kept)."""
+    return replace(
+        p,
+        energy_wh=p.energy_wh + z.energy_wh,
+        time_s=p.time_s + z.time_s,
+        parking_s=p.parking_s + z.parking_s,
+        reservation_s=p.reservation_s + z.reservation_s,
+    )
+
+
 def split(p: Period, at: datetime, first_energy_wh: Decimal | None = None) -> tuple[Period, Period]:
     """Split ``p`` at ``at`` (strictly inside). Additive quantities are prorated linearly in time (or the first
     part gets exactly ``first_energy_wh``); the second part gets the remainder so nothing is lost."""

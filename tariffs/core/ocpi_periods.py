@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
 from kernel.timeutil import ensure_utc
-from tariffs.core.charging_periods import ZERO, Period, mark_expired_reservation, seconds_between
+from tariffs.core.charging_periods import (
+    ZERO,
+    Period,
+    fold_zero_length,
+    mark_expired_reservation,
+    seconds_between,
+)
 from tariffs.core.tariff_document import CdrDimension, CdrDimensionType, ChargingPeriod
 
 _H = Decimal(3600)
@@ -34,40 +39,13 @@ def periods_from_ocpi(
     to the previous period when none follows (one zero-length period at the start when there is no other).
     """
     cps = sorted(charging_periods, key=lambda c: c.start_date_time)
-    out: list[Period] = []
-    carried: list[Period] = []  # zero-length periods waiting for a period to take their volumes
+    periods = []
     for i, cp in enumerate(cps):
         s = cp.start_date_time
         e = cps[i + 1].start_date_time if i + 1 < len(cps) else ensure_utc(session_end)
-        p = _period(cp, s, max(s, e))
-        if e <= s:
-            carried.append(p)
-            continue
-        for z in carried:
-            p = _absorb(p, z)
-        carried = []
-        out.append(p)
-    if carried:
-        if out:
-            for z in carried:
-                out[-1] = _absorb(out[-1], z)
-        else:
-            first = carried[0]
-            for z in carried[1:]:
-                first = _absorb(first, z)
-            out.append(first)
+        periods.append(_period(cp, s, max(s, e)))
+    out = fold_zero_length(periods)
     return mark_expired_reservation(out, reservation_expired)
-
-
-def _absorb(p: Period, z: Period) -> Period:
-    """``p`` with the additive volumes of the zero-length period ``z`` added (its own power/current kept)."""
-    return replace(
-        p,
-        energy_wh=p.energy_wh + z.energy_wh,
-        time_s=p.time_s + z.time_s,
-        parking_s=p.parking_s + z.parking_s,
-        reservation_s=p.reservation_s + z.reservation_s,
-    )
 
 
 _PUBLISHED_HALF_STEP_H = Decimal("0.0000005")  # half the 1e-6 h that to_ocpi rounds time volumes to

@@ -27,7 +27,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from tariffs.core.charging_periods import ZERO, Period, seconds_between
+from tariffs.core.charging_periods import ZERO, Period, fold_zero_length, seconds_between
 
 ENERGY_STEP_WH = Decimal("0.001")
 """1e-6 kWh: the precision of a published ENERGY volume."""
@@ -67,17 +67,6 @@ def _times(p: Period, duration: Decimal) -> tuple[Decimal, Decimal, Decimal]:
     return out[0], out[1], out[2]
 
 
-def _absorb(p: Period, z: Period) -> Period:
-    """``p`` with the additive volumes of the zero-length period ``z``."""
-    return replace(
-        p,
-        energy_wh=p.energy_wh + z.energy_wh,
-        time_s=p.time_s + z.time_s,
-        parking_s=p.parking_s + z.parking_s,
-        reservation_s=p.reservation_s + z.reservation_s,
-    )
-
-
 def publishable(
     periods: Sequence[Period], session_start: datetime | None = None, session_end: datetime | None = None
 ) -> list[Period]:
@@ -92,7 +81,6 @@ def publishable(
         return t if t in keep else published_instant(t)
 
     out: list[Period] = []
-    carried: list[Period] = []
     exact = published = ZERO
     for p in periods:
         start, end = bound(p.start), bound(p.end)
@@ -112,20 +100,5 @@ def publishable(
             power_kw=published_level(p.power_kw),
             current_a=published_level(p.current_a),
         )
-        if end <= start:
-            carried.append(q)
-            continue
-        for z in carried:
-            q = _absorb(q, z)
-        carried = []
         out.append(q)
-    if carried:
-        if out:
-            for z in carried:
-                out[-1] = _absorb(out[-1], z)
-        else:
-            first = carried[0]
-            for z in carried[1:]:
-                first = _absorb(first, z)
-            out.append(first)
-    return out
+    return fold_zero_length(out)
