@@ -23,13 +23,12 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from evhub import provisioning as prov
 from evhub.app import create_app
 from evhub.cli import app as cli_app
 from kernel.clock import pinned
 from kernel.components import Hub
 from kernel.db.engine import Database
-from kernel.models import EVSE, Cdr, Connector, SettlementRejection, SettlementRun, SettlementStatement
+from kernel.models import Cdr, SettlementRejection, SettlementRun, SettlementStatement
 from kernel.settings import load_settings
 from settlement.agreement_store import AgreementChangeError, add_agreements
 from settlement.component import SettlementComponent
@@ -43,7 +42,7 @@ from settlement.core.split import REJECT_REASONS
 from settlement.job import run_period
 from tariffs.rating import correct_cdr, rate_pending
 from tests.world.api_network import seed_api_network
-from tests.world.demo_network import seed_pricing_network
+from tests.world.demo_network import price_with_max_price_tariff, seed_pricing_network
 from tests.world.sessions import seed_ended_session
 
 from .testkit import CPOS, EMSPS, cdr_rows, make_book, one_cdr_row, reference_split
@@ -447,22 +446,6 @@ async def test_a_cdr_stamped_after_the_closing_run_read_the_cdrs_settles_once_ne
 
 # --- the issue's settlement invariants on the hub's own CDRs -------------------------------------------------
 
-CAPPED_TARIFF = {
-    "country_code": "NL",
-    "party_id": "AMP",
-    "id": "AMS-MAX",
-    "currency": "EUR",
-    "max_price": {"excl_vat": 10.00, "incl_vat": 11.00},
-    "elements": [
-        {
-            "price_components": [
-                {"type": "FLAT", "price": 0.50, "vat": 20.0, "step_size": 1},
-                {"type": "ENERGY", "price": 0.25, "vat": 10.0, "step_size": 1},
-            ]
-        }
-    ],
-    "last_updated": "2026-01-01T00:00:00Z",
-}
 AUDIT_AGREEMENTS = [
     {
         "kind": "roaming",
@@ -560,13 +543,8 @@ async def test_settlement_lines_are_the_cdr_totals_with_credits_corrections_caps
     close, GBP CDRs rejected for a missing roaming agreement, carried forward and settled (with their
     credit and re-issue) once the agreement exists; closed periods replay to their hash."""
     await seed_pricing_network(db)
+    await price_with_max_price_tariff(db)
     async with db.session() as s:
-        await prov.import_tariff(s, CAPPED_TARIFF)
-        evse = await s.scalar(select(EVSE).where(EVSE.uid == "AMS-01-1"))
-        assert evse is not None
-        connector = await s.scalar(select(Connector).where(Connector.evse_pk == evse.id))
-        assert connector is not None
-        connector.tariff_ids = ["AMS-MAX"]
         await add_agreements(s, AUDIT_AGREEMENTS)
     oct5 = datetime(2026, 10, 5, 9, 0, tzinfo=UTC)
     await seed_ended_session(db, "AMS-01-1", oct5, 300, "50", uid="capped")

@@ -15,15 +15,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from evhub import provisioning as prov
 from kernel.db.engine import Database
-from kernel.models import EVSE, Cdr, Connector
+from kernel.models import Cdr
 from settlement.agreement_store import add_agreements
 from settlement.core.agreements import AgreementBook, HubFeeAgreement, RoamingAgreement, SiteHostAgreement
 from settlement.core.split import split
 from settlement.job import run_period
 from tariffs.rating import rate_pending
-from tests.world.demo_network import seed_pricing_network
+from tests.world.demo_network import price_with_max_price_tariff, seed_pricing_network
 from tests.world.sessions import seed_ended_session
 
 from .testkit import CPOS, EMSPS, dec, one_cdr_row, reference_split
@@ -126,23 +125,6 @@ def test_a_cdr_that_contradicts_itself_is_still_rejected(change):
     )
 
 
-MAX_PRICE_TARIFF = {
-    "country_code": "NL",
-    "party_id": "AMP",
-    "id": "AMS-MAX",
-    "currency": "EUR",
-    "max_price": {"excl_vat": 10.00, "incl_vat": 11.00},
-    "elements": [
-        {
-            "price_components": [
-                {"type": "FLAT", "price": 0.50, "vat": 20.0, "step_size": 1},
-                {"type": "ENERGY", "price": 0.25, "vat": 10.0, "step_size": 1},
-            ]
-        }
-    ],
-    "last_updated": "2026-01-01T00:00:00Z",
-}
-
 AGREEMENTS = [
     {
         "kind": "roaming",
@@ -177,13 +159,8 @@ AGREEMENTS = [
 
 async def test_a_session_priced_with_the_spec_max_price_tariff_settles(db: Database, tmp_path: Path) -> None:
     await seed_pricing_network(db)
+    await price_with_max_price_tariff(db)
     async with db.session() as s:
-        await prov.import_tariff(s, MAX_PRICE_TARIFF)
-        evse = await s.scalar(select(EVSE).where(EVSE.uid == "AMS-01-1"))
-        assert evse is not None
-        connector = await s.scalar(select(Connector).where(Connector.evse_pk == evse.id))
-        assert connector is not None
-        connector.tariff_ids = ["AMS-MAX"]
         await add_agreements(s, AGREEMENTS)
     await seed_ended_session(db, "AMS-01-1", datetime(2026, 10, 5, 9, 0, tzinfo=UTC), 300, "50", uid="capped")
     assert await rate_pending(db, ()) == 1

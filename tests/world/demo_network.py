@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from evhub import provisioning as prov
 from kernel.db.engine import Database
+from kernel.models import EVSE, Connector
 from kernel.models.roaming import OcpiPartner, OcpiPartnerRole, PartnerStatus
 
 DEMO = Path(__file__).resolve().parents[2] / "evhub" / "demo_data"
@@ -123,3 +126,33 @@ async def seed_ocpi_partner(
             )
         )
         return partner.id
+
+
+MAX_PRICE_TARIFF: dict[str, Any] = {
+    "country_code": "NL",
+    "party_id": "AMP",
+    "id": "AMS-MAX",
+    "currency": "EUR",
+    "max_price": {"excl_vat": 10.00, "incl_vat": 11.00},
+    "elements": [
+        {
+            "price_components": [
+                {"type": "FLAT", "price": 0.50, "vat": 20.0, "step_size": 1},
+                {"type": "ENERGY", "price": 0.25, "vat": 10.0, "step_size": 1},
+            ]
+        }
+    ],
+    "last_updated": "2026-01-01T00:00:00Z",
+}
+"""A tariff capped by ``max_price`` (10.00 excl. / 11.00 incl. VAT): 50 kWh cost 12.50 of energy before the cap."""
+
+
+async def price_with_max_price_tariff(db: Database, evse_uid: str = "AMS-01-1") -> None:
+    """Import :data:`MAX_PRICE_TARIFF` and make it the only tariff of ``evse_uid``'s connector."""
+    async with db.session() as s:
+        await prov.import_tariff(s, MAX_PRICE_TARIFF)
+        evse = await s.scalar(select(EVSE).where(EVSE.uid == evse_uid))
+        assert evse is not None
+        connector = await s.scalar(select(Connector).where(Connector.evse_pk == evse.id))
+        assert connector is not None
+        connector.tariff_ids = [MAX_PRICE_TARIFF["id"]]
