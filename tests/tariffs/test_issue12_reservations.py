@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -54,152 +55,9 @@ from tests.ocpi._helpers import advance_clock, connect
 from tests.ocpi.conftest import hub, network, real_sockets, sim  # noqa: F401  (the OCPI world's fixtures)
 from tests.world.sites import seed_cpo, seed_location
 
-EXAMPLE_15 = """{
-  "country_code": "DE",
-  "party_id": "ALL",
-  "id": "20",
-  "currency": "EUR",
-  "elements": [{
-    "price_components": [{
-      "type": "TIME",
-      "price": 5.00,
-      "vat": 20.0,
-      "step_size": 60
-    }],
-    "restrictions": {
-      "reservation": "RESERVATION"
-    }
-  }, {
-    "price_components": [{
-      "type": "FLAT",
-      "price": 0.50,
-      "vat": 20.0,
-      "step_size": 1
-    }, {
-      "type": "ENERGY",
-      "price": 0.25,
-      "vat": 10.0,
-      "step_size": 1
-    }]
-  }],
-  "last_updated": "2019-02-03T17:00:11Z"
-}"""
-EXAMPLE_16 = """{
-  "country_code": "DE",
-  "party_id": "ALL",
-  "id": "20",
-  "currency": "EUR",
-  "elements": [{
-    "price_components": [{
-      "type": "FLAT",
-      "price": 2.00,
-      "vat": 20.0,
-      "step_size": 1
-    }, {
-      "type": "TIME",
-      "price": 5.00,
-      "vat": 20.0,
-      "step_size": 300
-    }],
-    "restrictions": {
-      "reservation": "RESERVATION"
-    }
-  }, {
-    "price_components": [{
-      "type": "FLAT",
-      "price": 0.50,
-      "vat": 20.0,
-      "step_size": 1
-    }, {
-      "type": "ENERGY",
-      "price": 0.25,
-      "vat": 10.0,
-      "step_size": 1
-    }]
-  }],
-  "last_updated": "2019-02-03T17:00:11Z"
-}"""
-EXAMPLE_17 = """{
-  "country_code": "DE",
-  "party_id": "ALL",
-  "id": "20",
-  "currency": "EUR",
-  "elements": [{
-    "price_components": [{
-      "type": "FLAT",
-      "price": 4.00,
-      "vat": 20.0,
-      "step_size": 1
-    }],
-    "restrictions": {
-      "reservation": "RESERVATION_EXPIRES"
-    }
-  }, {
-    "price_components": [{
-      "type": "TIME",
-      "price": 2.00,
-      "vat": 20.0,
-      "step_size": 600
-    }],
-    "restrictions": {
-      "reservation": "RESERVATION"
-    }
-  }, {
-    "price_components": [{
-      "type": "FLAT",
-      "price": 0.50,
-      "vat": 20.0,
-      "step_size": 1
-    }, {
-      "type": "ENERGY",
-      "price": 0.25,
-      "vat": 10.0,
-      "step_size": 1
-    }]
-  }],
-  "last_updated": "2019-02-03T17:00:11Z"
-}"""
-EXAMPLE_18 = """{
-  "country_code": "DE",
-  "party_id": "ALL",
-  "id": "20",
-  "currency": "EUR",
-  "elements": [{
-    "price_components": [{
-      "type": "TIME",
-      "price": 6.00,
-      "vat": 20.0,
-      "step_size": 600
-    }],
-    "restrictions": {
-      "reservation": "RESERVATION_EXPIRES"
-    }
-  }, {
-    "price_components": [{
-      "type": "TIME",
-      "price": 3.00,
-      "vat": 20.0,
-      "step_size": 600
-    }],
-    "restrictions": {
-      "reservation": "RESERVATION"
-    }
-  }, {
-    "price_components": [{
-      "type": "FLAT",
-      "price": 0.50,
-      "vat": 20.0,
-      "step_size": 1
-    }, {
-      "type": "ENERGY",
-      "price": 0.25,
-      "vat": 10.0,
-      "step_size": 1
-    }]
-  }],
-  "last_updated": "2019-02-03T17:00:11Z"
-}"""
-EXAMPLES = {15: EXAMPLE_15, 16: EXAMPLE_16, 17: EXAMPLE_17, 18: EXAMPLE_18}
+SPEC_EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "ocpi-examples"  # verbatim, tag 2.2.1
+EXAMPLES = {n: next(SPEC_EXAMPLES.glob(f"tariff_{n}_*.json")).read_text() for n in (15, 16, 17, 18)}
+"""The spec's reservation examples 15-18 (mod_tariffs), as published."""
 
 MADE = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # the reservation is made (the charger accepted it)
 TZ = "Europe/Berlin"
@@ -323,7 +181,7 @@ async def _site(db: Database) -> None:
         for n in (1, 2):
             evse = await s.scalar(select(EVSE).where(EVSE.uid == f"LOC1-E{n}"))
             s.add(ChargePointEvse(charge_point_id=cp.id, ocpp_evse_id=n, evse_pk=evse.id))
-        tariff = {**loads(EXAMPLE_16), "country_code": "NL", "party_id": "CPO", "id": "DEFAULT"}
+        tariff = {**loads(EXAMPLES[16]), "country_code": "NL", "party_id": "CPO", "id": "DEFAULT"}
         await prov.import_tariff(s, tariff)
 
 
