@@ -10,7 +10,7 @@ Order of decisions for a token uid presented at a charger:
    that differ only in the uid's casing (same country_code, party_id and type) are one token: its newest row
    (by ``last_updated``, a blocked row winning a tie) decides, so a token blocked under one casing is blocked
    under every casing.
-   An idTag of the mapped shape (``EVH`` + 17 hex digits, :mod:`kernel.domain.id_tags`) is also the token
+   An idTag of the mapped shape (``EVH`` + 17 hex digits, :mod:`kernel.id_tags`) is also the token
    whose uid is longer than OCPP 1.6's 20 characters and maps to it: the hub sent that idTag to a 1.6 charger
    for a remote start, and the charger presents it back in Authorize/StartTransaction.
 2. Unknown tokens -> the :class:`~kernel.seams.RealTimeAuthorizer` in ``hub.services.realtime_authorizer``
@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.db.engine import Database
-from kernel.domain.id_tags import OCPP16_ID_TAG_LENGTH, is_mapped, ocpp16_id_tag
+from kernel.id_tags import is_mapped
 from kernel.models import Cdr, ChargingSession, SessionStatus, Token
 from kernel.seams import RealTimeAuthorizer, Services
 from kernel.timeutil import parse_datetime, utcnow
@@ -100,17 +100,6 @@ def current_rows(tokens: Sequence[Token]) -> list[Token]:
     return list(chosen.values())
 
 
-async def mapped_tokens(db_session: AsyncSession, id_tag: str) -> list[Token]:
-    """The tokens whose uid is too long for a 1.6 idTag and maps to ``id_tag`` (:func:`ocpp16_id_tag`).
-    Computed over the tokens with a uid longer than 20 characters (app tokens), only for a tag of the
-    mapped shape; an indexed column with the mapped form would make this one lookup."""
-    rows = await db_session.scalars(
-        select(Token).where(func.length(Token.uid) > OCPP16_ID_TAG_LENGTH).order_by(Token.id)
-    )
-    tag = id_tag.upper()
-    return [t for t in rows if ocpp16_id_tag(t.country_code, t.party_id, t.uid) == tag]
-
-
 class Authorizer:
     """Decides on tokens from the database, with the real-time seam for unknown ones."""
 
@@ -134,13 +123,11 @@ class Authorizer:
     ) -> AuthResult:
         now = utcnow()
         async with self.db.session() as db_session:
-            tokens = (
-                await db_session.scalars(
-                    select(Token).where(func.upper(Token.uid) == uid.upper()).order_by(Token.id)
-                )
-            ).all()
-            if is_mapped(uid):
-                tokens = [*tokens, *await mapped_tokens(db_session, uid)]
+            key = uid.upper()
+            match = Token.uid_key == key
+            if is_mapped(uid):  # the tag a 1.6 charger got for a longer uid
+                match = or_(match, Token.ocpp16_id_tag == key)
+            tokens = (await db_session.scalars(select(Token).where(match).order_by(Token.id))).all()
             decision: AuthResult | None = None
             for token in sorted(current_rows(tokens), key=lambda t: not t.valid):
                 decision = await self._decide(db_session, token, now)

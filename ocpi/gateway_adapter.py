@@ -3,7 +3,7 @@ with ``cpo_gateway.commands.build(command, version, params)``): finds the charge
 for an OCPI location/EVSE, sends the OCPP call, and maps the charger's answer to a CommandResultType.
 A START_SESSION is recorded (``ocpi_authorizations``, source ``command``) before the charger is asked, so the
 session it opens is marked ``auth_method: COMMAND``. A token uid longer than OCPP 1.6's 20-character idTag
-reaches a 1.6 charger as its mapped form (:mod:`kernel.domain.id_tags`); 2.0.1 takes the uid as it is."""
+reaches a 1.6 charger as its mapped form (:mod:`kernel.id_tags`); 2.0.1 takes the uid as it is."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 
 from cpo_gateway import build_call
 from kernel.db.engine import Database
-from kernel.domain.id_tags import id_tag_for
+from kernel.id_tags import id_tag_for
 from kernel.models import EVSE, ChargePoint, ChargePointEvse, ChargingSession, Location
 from kernel.models.roaming import OcpiAuthorization
 from kernel.timeutil import format_rfc3339, parse_datetime

@@ -79,7 +79,7 @@ class OcpiAuthorizer:
     ) -> AuthorizationDecision:
         async with self.db.session() as db_session:
             token = await db_session.scalar(
-                select(Token).where(func.upper(Token.uid) == token_uid.upper(), Token.type == token_type)
+                select(Token).where(Token.uid_key == token_uid.upper(), Token.type == token_type)
             )
             location = None
             if location_ocpi_id is not None:

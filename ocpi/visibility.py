@@ -37,7 +37,7 @@ def _conditions(entry: dict[str, Any]) -> list[Any] | None:
         return None
     conds: list[Any] = []
     if entry.get("uid"):
-        conds.append(func.upper(Token.uid) == str(entry["uid"]).upper())
+        conds.append(Token.uid_key == str(entry["uid"]).upper())
     if entry.get("type"):
         conds.append(Token.type == entry["type"])
     if entry.get("visual_number"):

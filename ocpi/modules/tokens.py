@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.domain.tokens import OcpiToken
@@ -68,7 +68,7 @@ async def find_token(db_session: AsyncSession, cc: str, pid: str, uid: str, toke
         .where(
             Token.country_code == cc.upper(),
             Token.party_id == pid.upper(),
-            func.upper(Token.uid) == uid.upper(),
+            Token.uid_key == uid.upper(),
             Token.type == token_type,
         )
         .order_by(Token.id)

@@ -1,6 +1,6 @@
 """Issue 13, L1 (token uids longer than OCPP 1.6's idTag): an OCPI token uid is a CiString(36), a 1.6 idTag a
 CiString20. What must hold: a START_SESSION with a 36-character uid reaches a 1.6 charger as a deterministic
-20-character idTag (``kernel.domain.id_tags``); the charger starts; the idTag it presents (Authorize,
+20-character idTag (``kernel.id_tags``); the charger starts; the idTag it presents (Authorize,
 StartTransaction) resolves to the eMSP's token, so the session and the CDR name the 36-character uid."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy import select
 from cpo_gateway.authorization import Authorizer
 from evhub.app import RunningHub
 from kernel.db.engine import Database
-from kernel.domain.id_tags import id_tag_for, is_mapped, ocpp16_id_tag
+from kernel.id_tags import id_tag_for, is_mapped, ocpp16_id_tag
 from kernel.models import ChargingSession, Token
 from simulators.chargepoints import ChargerFleet
 from simulators.emsp import EmspSimulator

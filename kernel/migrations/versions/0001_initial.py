@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 14:22:28.965205
+Create Date: 2026-12-01 16:45:52.132938
 """
 
 from collections.abc import Sequence
@@ -618,6 +618,8 @@ def upgrade() -> None:
         sa.Column("country_code", sa.String(length=2), nullable=False),
         sa.Column("party_id", sa.String(length=3), nullable=False),
         sa.Column("uid", sa.String(length=36), nullable=False),
+        sa.Column("uid_key", sa.String(length=36), nullable=False),
+        sa.Column("ocpp16_id_tag", sa.String(length=20), nullable=True),
         sa.Column("type", sa.String(length=16), nullable=False),
         sa.Column("contract_id", sa.String(length=36), nullable=False),
         sa.Column("visual_number", sa.String(length=64), nullable=True),
@@ -657,7 +659,9 @@ def upgrade() -> None:
     with op.batch_alter_table("tokens", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_tokens_emsp_id"), ["emsp_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_tokens_fleet_id"), ["fleet_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_tokens_ocpp16_id_tag"), ["ocpp16_id_tag"], unique=False)
         batch_op.create_index(batch_op.f("ix_tokens_uid"), ["uid"], unique=False)
+        batch_op.create_index(batch_op.f("ix_tokens_uid_key"), ["uid_key"], unique=False)
 
     op.create_table(
         "charge_point_evses",
@@ -1189,7 +1193,9 @@ def downgrade() -> None:
     op.drop_table("charger_events")
     op.drop_table("charge_point_evses")
     with op.batch_alter_table("tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_tokens_uid_key"))
         batch_op.drop_index(batch_op.f("ix_tokens_uid"))
+        batch_op.drop_index(batch_op.f("ix_tokens_ocpp16_id_tag"))
         batch_op.drop_index(batch_op.f("ix_tokens_fleet_id"))
         batch_op.drop_index(batch_op.f("ix_tokens_emsp_id"))
 

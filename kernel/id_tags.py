@@ -5,8 +5,9 @@ OCPI 2.2.1 token uids are ``CiString(36)``; OCPP 1.6's idTag is ``CiString20Type
 characters is sent as it is. A longer uid is sent as ``EVH`` + the first 17 hex digits (upper case) of
 SHA-256 over ``COUNTRY*PARTY*UID`` (all three upper-cased: CiStrings), 20 characters in all. The form is
 deterministic, so the same token always reaches a charger as the same idTag (the charger's local
-authorization cache and list keep working), and the hub resolves it back by computing it for the tokens
-whose uid is longer than 20 characters (:func:`is_mapped`, :func:`ocpp16_id_tag`). Pure: no I/O.
+authorization cache and list keep working), and the hub resolves it back through ``tokens.ocpp16_id_tag``,
+the mapped form stored with each token whose uid is longer (:func:`is_mapped`, :func:`ocpp16_id_tag`).
+Pure: no I/O.
 """
 
 from __future__ import annotations
