@@ -1,5 +1,9 @@
-"""Calls to other OCPI platforms (httpx): the token encoded as 2.2.1 says, request/correlation ids, routing
-headers, and the envelope unpacked into :class:`OcpiReply`.
+"""Calls to other OCPI platforms (httpx): the token encoded as the partner's version says, request/correlation
+ids, routing headers, and the envelope unpacked into :class:`OcpiReply`.
+
+OCPI 2.2.1 sends ``Authorization: Token <base64 of the token>`` and the routing headers callers pass in;
+OCPI 2.1.1 (``version="2.1.1"``) sends the raw token and no routing headers (2.1.1 has none: any ``OCPI-from-*``
+/ ``OCPI-to-*`` header a caller passes is left out), everything else the same.
 
 The HTTP transport is a parameter, as in httpx itself: ``None`` (the default, what the hub runs with) is the
 network; tests hand in an ``httpx.AsyncBaseTransport`` that reaches partners' ASGI apps in-process. Every
@@ -14,9 +18,16 @@ import httpx
 
 from kernel import jsonutil
 from ocpi.partner_auth import encode_token
-from ocpi.routing import CORRELATION_ID, REQUEST_ID, new_request_id
+from ocpi.routing import CORRELATION_ID, FROM_CC, FROM_PID, REQUEST_ID, TO_CC, TO_PID, new_request_id
 
 DEFAULT_TIMEOUT = 10.0
+V211 = "2.1.1"
+_ROUTING = {h.lower() for h in (FROM_CC, FROM_PID, TO_CC, TO_PID)}
+
+
+def authorization(token: str, version: str = "2.2.1") -> str:
+    """The Authorization header value for ``token`` in ``version`` (2.1.1: the raw token, else base64)."""
+    return f"Token {token}" if version == V211 else encode_token(token)
 
 
 class OcpiClientError(Exception):
@@ -53,13 +64,16 @@ async def request(
     correlation_id: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     transport: httpx.AsyncBaseTransport | None = None,
+    version: str = "2.2.1",
 ) -> OcpiReply:
-    """One OCPI request through ``transport`` (None: the network). Raises httpx errors (timeouts, connection
-    errors) to the caller."""
+    """One OCPI request through ``transport`` (None: the network), in the partner's OCPI ``version``. Raises
+    httpx errors (timeouts, connection errors) to the caller."""
     all_headers = {REQUEST_ID: new_request_id(), CORRELATION_ID: correlation_id or new_request_id()}
     if token:
-        all_headers["Authorization"] = encode_token(token)
-    all_headers.update(headers or {})
+        all_headers["Authorization"] = authorization(token, version)
+    for name, value in (headers or {}).items():
+        if version != V211 or name.lower() not in _ROUTING:
+            all_headers[name] = value
     content = None
     if json is not None:  # exact JSON: Decimal amounts go out as numbers with their exact digits
         content = jsonutil.dumps(json).encode("utf-8")
@@ -87,10 +101,11 @@ async def get_ok(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     transport: httpx.AsyncBaseTransport | None = None,
+    version: str = "2.2.1",
 ) -> Any:
     """GET and return ``data``; :class:`OcpiClientError` for anything but success."""
     try:
-        reply = await request("GET", url, token, timeout=timeout, transport=transport)
+        reply = await request("GET", url, token, timeout=timeout, transport=transport, version=version)
     except httpx.HTTPError as exc:
         raise OcpiClientError(f"GET {url} failed: {type(exc).__name__} {exc}") from exc
     if not reply.ok:
