@@ -19,6 +19,7 @@ from kernel.outbox import DeliveryResult
 from kernel.timeutil import utcnow
 from ocpi import client
 from ocpi.push.tariff_push import superseded
+from ocpi.v211 import outgoing
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class OcpiSender:
                     return DeliveryResult.give_up(f"partner has no {payload.get('module')} receiver endpoint")
                 url = _join(base, payload.get("path", ""))
             newer = await superseded(db_session, message)
+            if newer is None:  # in the OCPI version the partner reads (2.1.1: translated, ocpi.v211.outgoing)
+                payload = await outgoing.for_partner(db_session, partner, payload)
         if newer is not None:  # the partner gets the newer version; this one must never arrive after it
             return DeliveryResult.delivered(skipped=f"superseded by tariff version {newer}")
         outcome = await self._send(message, payload, url, token)
@@ -75,6 +78,7 @@ class OcpiSender:
                 correlation_id=f"evhub-outbox-{message.id}",
                 timeout=self.timeout,
                 transport=self.transport,
+                version=payload.get("version") or "2.2.1",
             )
         except httpx.TimeoutException:
             return DeliveryResult.retry(f"{method} {url}: timeout")
