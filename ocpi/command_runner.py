@@ -34,6 +34,8 @@ from ocpi import status
 from ocpi.envelope import OcpiError
 from ocpi.gateway_adapter import OcppCommandAdapter
 from ocpi.response_urls import check_response_url, on_registered_host
+from ocpi.v211 import VERSION_211
+from ocpi.v211.objects import command_result_to_211
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,23 @@ METHODS = {
     "RESERVE_NOW": "reserve_now",
     "CANCEL_RESERVATION": "cancel_reservation",
 }
+
+
+def result_payload(partner: OcpiPartner, row: OcpiPendingCommand, body: dict[str, Any]) -> dict[str, Any]:
+    """The outbox payload of a command's result, in the OCPI version the partner sent the command in (its
+    negotiated version; the ``response_url`` belongs to that version): 2.2.1 a CommandResult with the request's
+    routing headers, 2.1.1 a CommandResponse (:func:`ocpi.v211.objects.command_result_to_211`) and no headers.
+    Charging profile results exist in 2.2.1 only."""
+    payload: dict[str, Any] = {
+        "method": "POST",
+        "url": row.response_url,
+        "module": "commands",
+        "body": body,
+        "headers": row.routing or {},
+    }
+    if partner.version == VERSION_211 and row.module == "commands":
+        payload.update(body=command_result_to_211(body), headers={}, version=VERSION_211)
+    return payload
 
 
 class CommandRunner:
@@ -292,13 +311,7 @@ class CommandRunner:
             "ocpi",
             str(row.partner_id),
             f"ocpi:{row.partner_id}:command:{row.id}",
-            {
-                "method": "POST",
-                "url": row.response_url,
-                "module": "commands",
-                "body": body,
-                "headers": row.routing or {},
-            },
+            result_payload(partner, row, body),
             dedupe_key=f"ocpi:{row.partner_id}:command-result:{row.id}",
         )
         return True

@@ -13,6 +13,15 @@ an eMSP answering 2004 does not know the token.
 (``AuthResult.authorization_reference`` carries the eMSP's reference). Every ``authorization_reference`` an eMSP
 gives (here, or in START_SESSION) is kept in ``ocpi_authorizations`` until :func:`session_reference_hook`
 hands it to the session it allowed.
+
+**Token type**: the eMSP is asked with an OCPI TokenType. A token the hub knows (by uid, whatever the type the
+charger reported) is asked with its stored uid and type; otherwise the charger's type is mapped
+(:func:`ocpi_token_type`: OCPP 2.0.1 IdTokenEnumType -> OCPI TokenType, see docs/ocpi.md). An OCPP 1.6 idTag
+of the mapped shape (:mod:`kernel.id_tags`) is its token's uid.
+
+**OCPI 2.1.1** eMSPs (``partner.version``) are asked as 2.1.1 says: ``POST {tokens}/{uid}/authorize?type=`` with
+a 2.1.1 TokenType (APP_USER and AD_HOC_USER are OTHER), a 2.1.1 LocationReferences body, no routing headers;
+their AuthorizationInfo (no ``authorization_reference``) is read as the 2.2.1 one.
 """
 
 from __future__ import annotations
@@ -29,11 +38,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cpo_gateway import AuthResult
 from kernel.db.engine import Database
+from kernel.id_tags import is_mapped
 from kernel.models import EVSE, ChargingSession, Location, Party, Token
 from kernel.models.roaming import OcpiAuthorization, OcpiPartner, OcpiPartnerRole, PartnerStatus
 from kernel.timeutil import utcnow
 from ocpi import client, status
 from ocpi.routing import routing_headers
+from ocpi.v211 import VERSION_211
+from ocpi.v211 import objects as v211
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +72,59 @@ def _cached(token: Token) -> str:
     return "ALLOWED" if token.valid else "BLOCKED"
 
 
+OCPI_TOKEN_TYPES = ("AD_HOC_USER", "APP_USER", "OTHER", "RFID")
+"""OCPI 2.2.1 TokenType (mod_tokens, TokenType enum)."""
+
+OCPP_ID_TOKEN_TYPES: dict[str, str | None] = {
+    "ISO14443": "RFID",
+    "ISO15693": "RFID",
+    "Central": "APP_USER",
+    "eMAID": "OTHER",
+    "KeyCode": "OTHER",
+    "Local": "OTHER",
+    "MacAddress": "OTHER",
+    "NoAuthorization": None,
+}
+"""OCPP 2.0.1 IdTokenEnumType -> OCPI TokenType. Both RFID UID kinds are RFID; ``Central`` (an id the CSMS or
+another server generated, e.g. for an app's remote start) is APP_USER; an ISO 15118 contract id, a PIN code, a
+station's local id and an EV's MAC address have no OCPI type of their own: OTHER. ``NoAuthorization`` is no
+token at all: nothing to ask an eMSP (None)."""
+
+
+def ocpi_token_type(token_type: str | None) -> str | None:
+    """The OCPI TokenType of a type a charger reported: an OCPI type as it is, an OCPP 2.0.1 IdTokenEnumType
+    mapped (:data:`OCPP_ID_TOKEN_TYPES`), anything else OTHER; None for ``NoAuthorization``. No type: RFID
+    (the OCPI default)."""
+    if not token_type:
+        return "RFID"
+    if token_type in OCPI_TOKEN_TYPES:
+        return token_type
+    if token_type in OCPP_ID_TOKEN_TYPES:
+        return OCPP_ID_TOKEN_TYPES[token_type]
+    return "OTHER"
+
+
+async def known_token(db_session: AsyncSession, uid: str, token_type: str) -> Token | None:
+    """The stored token a charger's ``uid`` names (CiString; a mapped 1.6 idTag names its token): of several,
+    one of ``token_type`` first, then the first stored."""
+    key = uid.upper()
+    match = Token.uid_key == key
+    if is_mapped(uid):
+        match = or_(match, Token.ocpp16_id_tag == key)
+    rows = (await db_session.scalars(select(Token).where(match).order_by(Token.id))).all()
+    return next((t for t in rows if t.type == token_type), rows[0] if rows else None)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One authorization request to one eMSP partner, in its OCPI version."""
+
+    base: str
+    token: str
+    headers: dict[str, str]
+    version: str
+
+
 class OcpiAuthorizer:
     def __init__(
         self, db: Database, *, timeout: float = 5.0, transport: httpx.AsyncBaseTransport | None = None
@@ -77,10 +142,15 @@ class OcpiAuthorizer:
         *,
         cpo_id: int | None = None,
     ) -> AuthorizationDecision:
+        mapped_type = ocpi_token_type(token_type)
+        if mapped_type is None:  # OCPP NoAuthorization: no token an eMSP could know
+            return AuthorizationDecision("NOT_ALLOWED", "fallback", None, info="no token to authorize")
         async with self.db.session() as db_session:
-            token = await db_session.scalar(
-                select(Token).where(Token.uid_key == token_uid.upper(), Token.type == token_type)
-            )
+            token = await known_token(db_session, token_uid, mapped_type)
+            if token is not None:  # the eMSP is asked about the token as it issued it
+                token_uid, token_type = token.uid, token.type
+            else:
+                token_type = mapped_type
             location = None
             if location_ocpi_id is not None:
                 query = select(Location).where(Location.ocpi_id == location_ocpi_id)
@@ -123,16 +193,17 @@ class OcpiAuthorizer:
                 base = partner.endpoint("tokens", "SENDER")
                 if base is None or not partner.outgoing_token or cpo is None:
                     continue
+                if partner.version == VERSION_211:  # 2.1.1 has no routing headers
+                    calls.append(_Call(base, partner.outgoing_token, {}, VERSION_211))
+                    continue
                 headers = routing_headers(cpo.country_code, cpo.party_id, role.country_code, role.party_id)
-                calls.append((base, partner.outgoing_token, headers))
+                calls.append(_Call(base, partner.outgoing_token, headers, "2.2.1"))
         body: dict[str, Any] | None = None
         if location_ocpi_id is not None:
             body = {"location_id": location_ocpi_id}
             if evse_uids:
                 body["evse_uids"] = list(evse_uids)
-        answers = await asyncio.gather(
-            *(self._ask(b, t, h, token_uid, token_type, body) for b, t, h in calls)
-        )
+        answers = await asyncio.gather(*(self._ask(c, token_uid, token_type, body) for c in calls))
         reached = False
         for answer in answers:
             if answer is None:
@@ -188,20 +259,24 @@ class OcpiAuthorizer:
             log.exception("could not keep the authorization reference of %s", uid)
 
     async def _ask(
-        self, base: str, token: str, headers: dict[str, str], uid: str, token_type: str, body: dict | None
+        self, call: _Call, uid: str, token_type: str, body: dict[str, Any] | None
     ) -> dict[str, Any] | None:
-        """The AuthorizationInfo, {"allowed": "NOT_ALLOWED"} for 2004, or None when unreachable."""
-        url = base.rstrip("/") + f"/{uid}/authorize"
+        """The AuthorizationInfo (2.2.1 form), {"allowed": "NOT_ALLOWED"} for 2004, or None when unreachable."""
+        url = call.base.rstrip("/") + f"/{uid}/authorize"
+        if call.version == VERSION_211:
+            token_type = v211.token_to_211({"type": token_type}).get("type", "OTHER")
+            body = v211.location_references_to_211(body) if body is not None else None
         try:
             reply = await client.request(
                 "POST",
                 url,
-                token,
+                call.token,
                 json=body,
                 params={"type": token_type},
-                headers=headers,
+                headers=call.headers,
                 timeout=self.timeout,
                 transport=self.transport,
+                version=call.version,
             )
         except (httpx.HTTPError, TimeoutError) as exc:
             log.info("real-time authorization at %s failed: %s", url, exc)
@@ -213,6 +288,8 @@ class OcpiAuthorizer:
                 "unknown": True,
             }
         if reply.ok and isinstance(reply.data, dict) and "allowed" in reply.data:
+            if call.version == VERSION_211:
+                return v211.authorization_info_from_211(reply.data)
             return reply.data
         return None
 

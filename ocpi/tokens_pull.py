@@ -14,6 +14,9 @@ the tokens Receiver's PUT does (:func:`ocpi.modules.tokens.store_token`).
   OCPI error is treated as "no token list" until the next interval; timeouts and 5xx are retried at the next
   check. Each page is committed on its own, so an interrupted pull keeps what it stored (and the next pull
   starts again from the previous ``date_from``).
+* **OCPI 2.1.1** partners (``partner.version``): the same GETs with the raw token and no routing headers; a 2.1.1
+  Token names no party, so each is read as a token of the partner's one party
+  (:func:`ocpi.v211.objects.token_from_211`) and stored the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from kernel.timeutil import format_rfc3339, utcnow
 from ocpi import client
 from ocpi.modules.tokens import store_token
 from ocpi.routing import hosted_cpos, routing_headers
+from ocpi.v211 import VERSION_211
+from ocpi.v211.objects import token_from_211
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,18 @@ def next_link(headers: dict[str, str]) -> str | None:
 def _same_origin(a: str, b: str) -> bool:
     pa, pb = urlsplit(a), urlsplit(b)
     return (pa.scheme, pa.netloc) == (pb.scheme, pb.netloc)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where and how to pull one partner's tokens."""
+
+    url: str
+    token: str
+    headers: dict[str, str]
+    owners: dict[tuple[str, str], int]  # (country_code, party_id) upper-cased -> party pk
+    version: str = "2.2.1"
+    party: tuple[str, str] | None = None  # 2.1.1: the partner's one party, owner of every token it lists
 
 
 @dataclass
@@ -143,9 +160,7 @@ class TokensPuller:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _target(
-        self, partner_id: int
-    ) -> tuple[str, str, dict[str, str], dict[tuple[str, str], int]] | None:
+    async def _target(self, partner_id: int) -> _Target | None:
         async with self.db.session() as db_session:
             partner = await db_session.get(OcpiPartner, partner_id)
             if partner is None or partner.status != PartnerStatus.REGISTERED or not partner.outgoing_token:
@@ -163,11 +178,14 @@ class TokensPuller:
                 for c in await hosted_cpos(db_session)
                 if partner.allowed_cpo_ids is None or c.id in partner.allowed_cpo_ids
             ]
+            if partner.version == VERSION_211:  # no routing headers; the tokens name no party
+                party = (emsp.country_code, emsp.party_id) if emsp is not None else None
+                return _Target(url, partner.outgoing_token, {}, owners, VERSION_211, party)
             if emsp is not None and cpos:
                 headers = routing_headers(
                     cpos[0].country_code, cpos[0].party_id, emsp.country_code, emsp.party_id
                 )
-            return url, partner.outgoing_token, headers, owners
+            return _Target(url, partner.outgoing_token, headers, owners)
 
     async def pull(self, partner_id: int, *, full: bool = False) -> PullResult:
         """GET the partner's whole token list (or what changed since the last pull) and store it."""
@@ -179,23 +197,15 @@ class TokensPuller:
         if target is None:
             result.supported = False
             return result
-        base, token, headers, owners = target
         self._running.add(partner_id)
         try:
-            await self._pull(result, base, token, headers, owners, full)
+            await self._pull(result, target, full)
         finally:
             self._running.discard(partner_id)
         return result
 
-    async def _pull(
-        self,
-        result: PullResult,
-        base: str,
-        token: str,
-        headers: dict[str, str],
-        owners: dict[tuple[str, str], int],
-        full: bool,
-    ) -> None:
+    async def _pull(self, result: PullResult, target: _Target, full: bool) -> None:
+        base = target.url
         started = utcnow()
         async with self.db.session() as db_session:
             partner = await db_session.get(OcpiPartner, result.partner_id)
@@ -211,11 +221,12 @@ class TokensPuller:
                 reply = await client.request(
                     "GET",
                     url,
-                    token,
+                    target.token,
                     params=params,
-                    headers=headers,
+                    headers=target.headers,
                     timeout=self.timeout,
                     transport=self.transport,
+                    version=target.version,
                 )
             except httpx.HTTPError as exc:
                 result.error = f"GET {url}: {type(exc).__name__} {exc}"
@@ -236,7 +247,7 @@ class TokensPuller:
                     log.warning("tokens pull from partner %s: %s", result.partner_id, result.error)
                 return
             result.pages += 1
-            await self._store_page(result, reply.data, owners)
+            await self._store_page(result, reply.data, target)
             seen.add(url)
             following = next_link(reply.headers)
             if following and (not _same_origin(following, base) or following in seen):
@@ -254,14 +265,17 @@ class TokensPuller:
             result.pages,
         )
 
-    async def _store_page(
-        self, result: PullResult, items: list[Any], owners: dict[tuple[str, str], int]
-    ) -> None:
+    async def _store_page(self, result: PullResult, items: list[Any], target: _Target) -> None:
+        owners = target.owners
         async with self.db.session() as db_session:
             for item in items:
                 try:
+                    if target.version == VERSION_211:
+                        if target.party is None or not isinstance(item, dict):
+                            raise ValueError("no party to own a 2.1.1 token")
+                        item = token_from_211(item, *target.party)
                     body = OcpiToken.model_validate(item)
-                except ValidationError:
+                except (ValidationError, ValueError):
                     result.skipped += 1
                     continue
                 party_pk = owners.get((body.country_code.upper(), body.party_id.upper()))
