@@ -516,19 +516,28 @@ def tariff_to_211(tariff: Obj) -> Obj:
     """A 2.2.1 Tariff as a 2.1.1 Tariff.
 
     Dropped: ``country_code``, ``party_id``, ``type``, ``min_price``, ``max_price``, ``start_date_time``,
-    ``end_date_time``, each price component's ``vat`` (prices are excluding VAT in both versions), the
-    restrictions ``min_current``/``max_current``; an element restricted to a ``reservation`` is left out (it
-    prices a reservation, which 2.1.1 does not bill, and without its restriction it would price charging)."""
+    ``end_date_time`` and each price component's ``vat`` (prices are excluding VAT in both versions). An
+    element whose restrictions 2.1.1 cannot express is left out, since without them it would apply where
+    it does not: a ``reservation`` element (2.1.1 bills no reservations) and a ``min_current``/
+    ``max_current`` one; only when that would leave no element at all are the current-restricted ones sent
+    without their current restriction (2.1.1 wants at least one element)."""
     out = _copy(tariff, _TARIFF_KEEP)
     if isinstance(out.get("elements"), list):
-        out["elements"] = [
-            _element(e)
+        charging = [
+            e
             for e in out["elements"]
             if isinstance(e, dict) and not (e.get("restrictions") or {}).get("reservation")
         ]
+        expressible = [e for e in charging if not _current_restricted(e)]
+        out["elements"] = [_element(e) for e in (expressible or charging)]
     if "energy_mix" in out:
         out["energy_mix"] = _energy_mix(out["energy_mix"])
     return out
+
+
+def _current_restricted(element: Obj) -> bool:
+    restrictions = element.get("restrictions") or {}
+    return any(restrictions.get(key) is not None for key in ("min_current", "max_current"))
 
 
 def _element(element: Obj) -> Obj:
