@@ -31,7 +31,7 @@ from evhub.apiops import HEALTH_RESPONSES, METRICS_RESPONSES
 from evhub.gcpolicy import GcPolicy
 from evhub.wiring import COMPONENTS, load_components, wire
 from evhub.workers import OcppWorkers
-from kernel import __version__
+from kernel import __version__, sealed
 from kernel import metrics as hub_metrics
 from kernel.apiauth import authenticate
 from kernel.apidocs import install_docs
@@ -41,6 +41,7 @@ from kernel.db.migrate import ensure_schema, schema_state
 from kernel.db.reach import check_reachable
 from kernel.httpserver import HttpServer
 from kernel.logs import bind
+from kernel.models.roaming import reseal_outgoing_tokens
 from kernel.ports import bind_tcp
 from kernel.settings import Settings
 
@@ -162,7 +163,14 @@ class RunningHub:
         may_upgrade = not worker and (self.settings.is_default_sqlite or self.settings.auto_migrate)
         await check_reachable(self.db)
         await ensure_schema(self.db, may_upgrade=may_upgrade)
+        sealed.configure(
+            self.settings.secrets_key
+        )  # the keys of the partners' outgoing tokens (kernel/sealed.py)
         if not worker:
+            sealed.warn_if_development()
+            async with self.db.session() as db_session:  # plain or old-key tokens sealed with the first key
+                if resealed := await reseal_outgoing_tokens(db_session):
+                    log.info("outgoing partner tokens sealed anew", extra={"fields": {"partners": resealed}})
             # Bound before anything starts: a port in use is one clear line, with nothing to undo.
             self._http_socket = bind_tcp(
                 self.settings.http_host,

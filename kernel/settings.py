@@ -16,9 +16,10 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kernel.clock import pin_clock
+from kernel.sealed import parse_keys
 
 DEFAULT_SQLITE_FILE = "kernel.db"
-SECRET_FIELDS = frozenset({"portal_secret"})
+SECRET_FIELDS = frozenset({"portal_secret", "secrets_key"})
 """Fields whose value an error message never repeats."""
 MIN_SECRET_LENGTH = 16
 
@@ -125,6 +126,12 @@ class Settings(BaseSettings):
         description=f"Key signing portal cookies, at least {MIN_SECRET_LENGTH} characters "
         "(default: a random key stored in the database)",
     )
+    secrets_key: str = Field(
+        default="",
+        description="Key sealing the tokens the hub presents to OCPI partners, at least "
+        f"{MIN_SECRET_LENGTH} characters; several comma-separated to rotate (the first seals, every one unseals; "
+        "default: a built-in development key, never for production)",
+    )
     clock_start: datetime | None = Field(
         default=None,
         description="Pin the clock: ISO 8601 instant with offset (e.g. 2026-11-30T23:59:00Z) from which time "
@@ -221,6 +228,11 @@ class Settings(BaseSettings):
         if value and len(value) < MIN_SECRET_LENGTH:
             raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters (or unset)")
         return value
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _check_secrets_key(cls, value: str) -> str:
+        return ",".join(parse_keys(value))
 
     @field_validator("clock_start", mode="before")
     @classmethod

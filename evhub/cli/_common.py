@@ -17,6 +17,7 @@ from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 
 from evhub.provisioning import ProvisioningError
+from kernel import sealed
 from kernel.db.engine import Database
 from kernel.db.migrate import SchemaError, ensure_schema
 from kernel.db.reach import DatabaseUnreachableError, check_reachable
@@ -76,6 +77,7 @@ def run_with_db(
     the advice to run ``evhub db upgrade``, one from a newer evhub with the advice to upgrade evhub.
     """
     cfg = settings()
+    sealed.configure(cfg.secrets_key)  # a command may read or write a partner's outgoing token
 
     async def main() -> T:
         db = Database(cfg.database_url)

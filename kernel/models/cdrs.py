@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kernel.db.base import Base
@@ -43,3 +43,7 @@ class Cdr(Base):
     data: Mapped[dict] = mapped_column(JSONDoc)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     last_updated: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+# OCPI compares CDR ids (CiString(39)) in upper case: GET by id.
+Index("ix_cdrs_cdr_uid_upper", func.upper(Cdr.cdr_uid))

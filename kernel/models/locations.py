@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from kernel.db.base import Base, Timestamped
@@ -37,6 +37,10 @@ class Location(Timestamped, Base):
     evses: Mapped[list[EVSE]] = relationship(
         back_populates="location", cascade="all, delete-orphan", order_by="EVSE.id"
     )
+
+
+# OCPI compares location ids (CiString(36)) in upper case, per CPO: GET by id, commands.
+Index("ix_locations_cpo_id_ocpi_id_upper", Location.cpo_id, func.upper(Location.ocpi_id))
 
 
 class EVSE(Timestamped, Base):

@@ -2,7 +2,9 @@
 
 * :class:`OcpiPartner` — one peer platform (an eMSP, a hub...). The token the partner presents to us is only
   checked, so only its SHA-256 is stored (``incoming_token_hash``); the token we present to the partner must be
-  sent, so it is kept (``outgoing_token``). ``incoming_token_kind`` is ``A`` while only the credentials
+  sent, so it is kept sealed (encrypted with ``EVHUB_SECRETS_KEY``, :mod:`kernel.sealed`) in the column
+  ``outgoing_token`` (attribute ``outgoing_token_sealed``); ``partner.outgoing_token`` reads and writes it
+  in plain text. ``incoming_token_kind`` is ``A`` while only the credentials
   handshake is allowed and ``C`` once registered.
 * :class:`OcpiPartnerRole` — each role the partner carries (country_code + party_id + role), linked to a
   :class:`~kernel.models.Party` so tokens, sessions and CDRs can be attributed to it (``emsp_id``).
@@ -19,9 +21,11 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from kernel import sealed
 from kernel.db.base import Base, Timestamped
 from kernel.db.types import BigID, JSONDoc, UTCDateTime, enum_column
 
@@ -44,7 +48,8 @@ class OcpiPartner(Timestamped, Base):
     versions_url: Mapped[str | None] = mapped_column(String(255), default=None)
     incoming_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     incoming_token_kind: Mapped[str] = mapped_column(String(1), default="A")
-    outgoing_token: Mapped[str | None] = mapped_column(String(255), default=None)
+    outgoing_token_sealed: Mapped[str | None] = mapped_column("outgoing_token", String(512), default=None)
+    """The token we present to the partner, sealed (``v1:...``; plain text if stored before sealing)."""
     endpoints: Mapped[list] = mapped_column(JSONDoc, default=list)
     credentials_roles: Mapped[list] = mapped_column(JSONDoc, default=list)
     allowed_cpo_ids: Mapped[list | None] = mapped_column(JSONDoc, default=None)
@@ -57,6 +62,28 @@ class OcpiPartner(Timestamped, Base):
     roles: Mapped[list[OcpiPartnerRole]] = relationship(
         back_populates="partner", cascade="all, delete-orphan", lazy="selectin", order_by="OcpiPartnerRole.id"
     )
+
+    @property
+    def outgoing_token(self) -> str | None:
+        """The token we present to the partner, unsealed; :class:`~kernel.sealed.UnsealError` (naming this
+        partner and EVHUB_SECRETS_KEY, never the token) when no configured key opens it."""
+        stored = self.outgoing_token_sealed
+        if stored is None:
+            return None
+        return sealed.keyring().unseal(stored, f"outgoing token of OCPI partner {self.id} ({self.name!r})")
+
+    @outgoing_token.setter
+    def outgoing_token(self, token: str | None) -> None:
+        self.outgoing_token_sealed = None if token is None else sealed.keyring().seal(token)
+
+    def reseal(self) -> bool:
+        """Seal the outgoing token anew with the first key if it is plain (stored before sealing) or sealed with
+        an older key; True when it changed."""
+        stored = self.outgoing_token_sealed
+        if stored is None or not sealed.keyring().needs_reseal(stored):
+            return False
+        self.outgoing_token = self.outgoing_token
+        return True
 
     def endpoint(self, identifier: str, role: str = "RECEIVER") -> str | None:
         """URL of the partner's ``identifier`` module interface in ``role`` (None when it has none)."""
@@ -134,3 +161,17 @@ class OcpiAuthorization(Timestamped, Base):
     session_pk: Mapped[int | None] = mapped_column(
         ForeignKey("sessions.id", ondelete="SET NULL"), default=None, index=True
     )
+
+
+# The session reference hook finds a token's references by upper(token_uid) (a CiString).
+Index("ix_ocpi_authorizations_token_uid_upper", func.upper(OcpiAuthorization.token_uid))
+
+
+async def reseal_outgoing_tokens(db_session: AsyncSession) -> int:
+    """Seal every partner's outgoing token with the first key of ``EVHUB_SECRETS_KEY`` where it is plain or
+    sealed with an older key (run at hub start: after a rotation, or on rows stored before sealing); the number
+    of rows rewritten. :class:`~kernel.sealed.UnsealError` when a token opens with none of the keys."""
+    partners = await db_session.scalars(
+        select(OcpiPartner).where(OcpiPartner.outgoing_token_sealed.is_not(None)).order_by(OcpiPartner.id)
+    )
+    return sum(partner.reseal() for partner in partners)

@@ -12,7 +12,7 @@ import enum
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kernel.db.base import Base, Timestamped
@@ -95,6 +95,10 @@ class ChargingSession(Timestamped, Base):
     signed_verification_reason: Mapped[str | None] = mapped_column(Text, default=None)
     data: Mapped[dict] = mapped_column(JSONDoc, default=dict)
     last_updated: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+# OCPI compares session ids (CiString(36)) in upper case: GET by id, STOP_SESSION.
+Index("ix_sessions_session_uid_upper", func.upper(ChargingSession.session_uid))
 
 
 class MeterValue(Base):

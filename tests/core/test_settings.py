@@ -62,6 +62,7 @@ SAMPLES: dict[str, tuple[str, dict[str, str]]] = {
     "settlement_dir": ("exports/settlement", {}),
     "portal_time_zone": ("Europe/Amsterdam", {}),
     "portal_secret": ("a-portal-secret-of-32-characters", {}),
+    "secrets_key": ("the-new-sealing-key-0001, the-old-sealing-key-0000", {}),
     "clock_start": ("2026-01-31T23:59:00Z", {}),
 }
 
@@ -190,6 +191,8 @@ BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("EVHUB_PORTAL_TIME_ZONE", "Mars/Olympus", {}),
     ("EVHUB_PORTAL_TIME_ZONE", "Europe/", {}),
     ("EVHUB_PORTAL_SECRET", "short", {}),
+    ("EVHUB_SECRETS_KEY", "short", {}),
+    ("EVHUB_SECRETS_KEY", "a-long-enough-sealing-key,short", {}),  # every key, not only the first
     ("EVHUB_CLOCK_START", "yesterday", {}),
     ("EVHUB_CLOCK_START", "2026-01-31T23:59:00", {}),  # no offset: which zone?
 ]
@@ -216,8 +219,8 @@ def test_wrong_value_names_the_variable(
     message = str(err.value)
     assert var in message
     assert "\n" not in message  # one line
-    if var == "EVHUB_PORTAL_SECRET":
-        assert value not in message  # a secret is never repeated
+    if var in ("EVHUB_PORTAL_SECRET", "EVHUB_SECRETS_KEY"):
+        assert value not in message and "<hidden>" in message  # a secret is never repeated
     else:
         assert repr(value.format(tmp=workdir)) in message
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 16:45:52.132938
+Create Date: 2026-12-01 17:11:45.278132
 """
 
 from collections.abc import Sequence
@@ -89,7 +89,7 @@ def upgrade() -> None:
         sa.Column("versions_url", sa.String(length=255), nullable=True),
         sa.Column("incoming_token_hash", sa.String(length=64), nullable=True),
         sa.Column("incoming_token_kind", sa.String(length=1), nullable=False),
-        sa.Column("outgoing_token", sa.String(length=255), nullable=True),
+        sa.Column("outgoing_token", sa.String(length=512), nullable=True),
         sa.Column(
             "endpoints",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
@@ -133,7 +133,15 @@ def upgrade() -> None:
         ),
         sa.Column(
             "status",
-            sa.Enum("pending", "delivered", "dead", name="outboxstatus", native_enum=False, length=16),
+            sa.Enum(
+                "pending",
+                "delivered",
+                "parked",
+                "superseded",
+                name="outboxstatus",
+                native_enum=False,
+                length=16,
+            ),
             nullable=False,
         ),
         sa.Column("attempts", sa.Integer(), nullable=False),
@@ -145,6 +153,8 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("delivered_at", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("failing_since", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("parked_reason", sa.Text(), nullable=True),
         sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
@@ -297,6 +307,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("locations", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_locations_cpo_id"), ["cpo_id"], unique=False)
+        batch_op.create_index(
+            "ix_locations_cpo_id_ocpi_id_upper", ["cpo_id", sa.literal_column("upper(ocpi_id)")], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_locations_grid_zone"), ["grid_zone"], unique=False)
         batch_op.create_index(batch_op.f("ix_locations_last_updated"), ["last_updated"], unique=False)
 
@@ -899,6 +912,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_sessions_last_updated"), ["last_updated"], unique=False)
         batch_op.create_index(batch_op.f("ix_sessions_location_id"), ["location_id"], unique=False)
         batch_op.create_index("ix_sessions_pricing_pending", ["pricing_state"], unique=False)
+        batch_op.create_index(
+            "ix_sessions_session_uid_upper", [sa.literal_column("upper(session_uid)")], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_sessions_start_time"), ["start_time"], unique=False)
         batch_op.create_index(batch_op.f("ix_sessions_token_id"), ["token_id"], unique=False)
 
@@ -957,6 +973,7 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("cdrs", schema=None) as batch_op:
+        batch_op.create_index("ix_cdrs_cdr_uid_upper", [sa.literal_column("upper(cdr_uid)")], unique=False)
         batch_op.create_index(batch_op.f("ix_cdrs_cpo_id"), ["cpo_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_cdrs_created_at"), ["created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_cdrs_emsp_id"), ["emsp_id"], unique=False)
@@ -996,6 +1013,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_ocpi_authorizations_location_pk"), ["location_pk"], unique=False)
         batch_op.create_index(batch_op.f("ix_ocpi_authorizations_session_pk"), ["session_pk"], unique=False)
         batch_op.create_index(batch_op.f("ix_ocpi_authorizations_token_uid"), ["token_uid"], unique=False)
+        batch_op.create_index(
+            "ix_ocpi_authorizations_token_uid_upper", [sa.literal_column("upper(token_uid)")], unique=False
+        )
 
     op.create_table(
         "reservations",
@@ -1152,6 +1172,7 @@ def downgrade() -> None:
 
     op.drop_table("reservations")
     with op.batch_alter_table("ocpi_authorizations", schema=None) as batch_op:
+        batch_op.drop_index("ix_ocpi_authorizations_token_uid_upper")
         batch_op.drop_index(batch_op.f("ix_ocpi_authorizations_token_uid"))
         batch_op.drop_index(batch_op.f("ix_ocpi_authorizations_session_pk"))
         batch_op.drop_index(batch_op.f("ix_ocpi_authorizations_location_pk"))
@@ -1166,11 +1187,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_cdrs_emsp_id"))
         batch_op.drop_index(batch_op.f("ix_cdrs_created_at"))
         batch_op.drop_index(batch_op.f("ix_cdrs_cpo_id"))
+        batch_op.drop_index("ix_cdrs_cdr_uid_upper")
 
     op.drop_table("cdrs")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_sessions_token_id"))
         batch_op.drop_index(batch_op.f("ix_sessions_start_time"))
+        batch_op.drop_index("ix_sessions_session_uid_upper")
         batch_op.drop_index("ix_sessions_pricing_pending")
         batch_op.drop_index(batch_op.f("ix_sessions_location_id"))
         batch_op.drop_index(batch_op.f("ix_sessions_last_updated"))
@@ -1252,6 +1275,7 @@ def downgrade() -> None:
     with op.batch_alter_table("locations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_locations_last_updated"))
         batch_op.drop_index(batch_op.f("ix_locations_grid_zone"))
+        batch_op.drop_index("ix_locations_cpo_id_ocpi_id_upper")
         batch_op.drop_index(batch_op.f("ix_locations_cpo_id"))
 
     op.drop_table("locations")
