@@ -56,8 +56,17 @@ OUTBOX_DELIVERED = Counter("evhub_outbox_delivered_total", "Outbox messages deli
 OUTBOX_FAILED_ATTEMPTS = Counter(
     "evhub_outbox_failed_attempts_total", "Failed delivery attempts", ["channel"]
 )
-OUTBOX_DEAD = Counter("evhub_outbox_dead_total", "Outbox messages dead-lettered", ["channel"])
+OUTBOX_PARKED = Counter(
+    "evhub_outbox_parked_total",
+    "Outbox messages parked (refused, or given up after max attempts)",
+    ["channel"],
+)
 OUTBOX_PENDING = Gauge("evhub_outbox_pending", "Outbox messages waiting for delivery", ["channel"])
+OUTBOX_BACKLOG = Gauge(
+    "evhub_outbox_backlog",
+    "Outbox messages not delivered yet (pending + parked) per OCPI partner",
+    ["partner"],
+)
 OUTBOX_OLDEST_PENDING = Gauge(
     "evhub_outbox_oldest_pending_seconds", "Age of the oldest pending outbox message", ["channel"]
 )
@@ -105,6 +114,14 @@ RECEIPTS = Counter(
     "evhub_receipts_total",
     "Receipt emails by outcome: sent, bounced (refused at once or reported later), failed (rejected otherwise)",
     ["outcome"],
+)
+
+# -- tokens ----------------------------------------------------------------------------------------------------
+
+TOKEN_UID_COLLISIONS = Counter(
+    "evhub_token_uid_collisions_total",
+    "Token stores refused because another issuer holds the uid (kernel.token_uids), by source",
+    ["source"],
 )
 
 # -- database gauges (refreshed at scrape) ---------------------------------------------------------------------

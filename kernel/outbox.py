@@ -5,17 +5,20 @@
   ``async sender(message) -> DeliveryResult``.
 * :class:`OutboxDispatcher` claims due rows and delivers them:
 
-  - in order per ``ordering_key``: a message is only claimed when no earlier message of its key is pending,
-    so a later message never overtakes an earlier one (a dead-lettered message no longer blocks its key);
+  - in order per ``ordering_key``: a message is only claimed when no earlier message of its key is pending or
+    parked, so a later message never overtakes an earlier one (not even one that was parked);
   - a claim is a lease: ``attempts`` is incremented and ``next_attempt_at`` pushed past the delivery timeout
     in a short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a compare-and-set on ``attempts``
     everywhere), so several processes never deliver the same row at the same time and a process that dies
     mid-delivery only delays the row until its lease ends;
-  - success marks the row delivered once (guarded by the claim); an error, a 5xx or a timeout reschedules it
-    with exponential backoff (capped); a permanent failure (a 4xx) or ``max_attempts`` dead-letters it.
+  - success marks the row delivered once (guarded by the claim); a transient failure reschedules it with
+    exponential backoff (capped); a refusal (``DeliveryResult.permanent``) parks it at once and
+    ``max_attempts`` transient failures park it too, each with its ``parked_reason``.
 
-* :func:`list_messages` / :func:`outbox_stats` are what ``evhub outbox list`` and an OCPI partner's health
-  show.
+* :func:`release` / :func:`retry_parked` put parked rows back in the queue, :func:`supersede` closes rows
+  unsent (a re-sync replaced them, see ``ocpi.push.resync``).
+* :func:`list_messages`, :func:`outbox_stats` and :func:`backlog` are what ``evhub outbox list``, the
+  ``evhub_outbox_backlog`` metric and an OCPI partner's health show.
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ log = logging.getLogger(__name__)
 # defined with every other metric in kernel.metrics
 DELIVERED = metrics.OUTBOX_DELIVERED
 FAILED_ATTEMPTS = metrics.OUTBOX_FAILED_ATTEMPTS
-DEAD = metrics.OUTBOX_DEAD
+PARKED = metrics.OUTBOX_PARKED
 PENDING = metrics.OUTBOX_PENDING
+BACKLOG = metrics.OUTBOX_BACKLOG
 OLDEST_PENDING = metrics.OUTBOX_OLDEST_PENDING
 DELIVERY_SECONDS = metrics.OUTBOX_DELIVERY_SECONDS
 
@@ -54,9 +58,9 @@ DELIVERY_SECONDS = metrics.OUTBOX_DELIVERY_SECONDS
 class DeliveryResult:
     """What a channel sender reports for one attempt.
 
-    ``ok`` delivered (acknowledged by the destination); ``permanent`` a failure that retrying cannot fix
-    (dead-letter at once); otherwise a transient failure retried with backoff (``retry_after`` seconds if the
-    destination asked for a delay). ``result`` is stored on the row (e.g. a Location header).
+    ``ok`` delivered (acknowledged by the destination); ``permanent`` a refusal that retrying the same message
+    cannot fix (parked at once); otherwise a transient failure retried with backoff (``retry_after`` seconds if
+    the destination asked for a delay). ``result`` is stored on the row (e.g. a Location header).
     """
 
     ok: bool
@@ -77,6 +81,14 @@ class DeliveryResult:
     def give_up(cls, error: str) -> DeliveryResult:
         return cls(ok=False, permanent=True, error=error)
 
+
+REFUSED = "refused"
+"""How the ``parked_reason`` of a message the destination refused begins (``refused: <answer>``)."""
+GAVE_UP = "gave up"
+"""How the ``parked_reason`` of a message given up after ``max_attempts`` begins."""
+
+OPEN_STATUSES = (OutboxStatus.PENDING, OutboxStatus.PARKED)
+"""Not delivered and not closed: a row of these blocks the later rows of its ordering key."""
 
 Sender = Callable[[OutboxMessage], Awaitable[DeliveryResult]]
 _CHANNELS: dict[str, Sender] = {}
@@ -202,7 +214,7 @@ class OutboxDispatcher:
                     earlier.channel == OutboxMessage.channel,
                     earlier.ordering_key == OutboxMessage.ordering_key,
                     earlier.id < OutboxMessage.id,
-                    earlier.status == OutboxStatus.PENDING,
+                    earlier.status.in_(OPEN_STATUSES),
                 )
             )
             .exists()
@@ -247,24 +259,42 @@ class OutboxDispatcher:
             OutboxMessage.attempts == claim.attempts,
             OutboxMessage.status == OutboxStatus.PENDING,
         )
+        failing_since = claim.message.failing_since or now
         if outcome.ok:
             values: dict[str, Any] = {
                 "status": OutboxStatus.DELIVERED,
                 "delivered_at": now,
                 "result": outcome.result,
                 "last_error": None,
+                "failing_since": None,
+                "parked_reason": None,
             }
             DELIVERED.labels(claim.channel).inc()
         elif outcome.permanent or claim.attempts >= self.max_attempts:
-            values = {"status": OutboxStatus.DEAD, "last_error": outcome.error, "result": outcome.result}
+            if outcome.permanent:
+                reason = f"{REFUSED}: {outcome.error}"
+            else:
+                span = _span(now - failing_since)
+                reason = f"{GAVE_UP} after {claim.attempts} attempts over {span}: {outcome.error}"
+            values = {
+                "status": OutboxStatus.PARKED,
+                "last_error": outcome.error,
+                "result": outcome.result,
+                "failing_since": failing_since,
+                "parked_reason": reason[:2000],
+            }
             FAILED_ATTEMPTS.labels(claim.channel).inc()
-            DEAD.labels(claim.channel).inc()
-            log.warning("outbox message %s dead-lettered: %s", claim.id, outcome.error)
+            PARKED.labels(claim.channel).inc()
+            log.warning("outbox message %s parked: %s", claim.id, reason[:500])
         else:
             delay = self.backoff.delay(claim.attempts)
             if outcome.retry_after is not None:
                 delay = max(delay, min(outcome.retry_after, self.backoff.cap))
-            values = {"next_attempt_at": now + timedelta(seconds=delay), "last_error": outcome.error}
+            values = {
+                "next_attempt_at": now + timedelta(seconds=delay),
+                "last_error": outcome.error,
+                "failing_since": failing_since,
+            }
             FAILED_ATTEMPTS.labels(claim.channel).inc()
         values["updated_at"] = now
         async with self.db.session() as db_session:
@@ -329,8 +359,35 @@ class OutboxDispatcher:
             self._running = False
 
 
+def _span(delta: timedelta) -> str:
+    """``3d 4h``, ``12m 5s``, ``40s``: how long something lasted, for a reason an operator reads."""
+    seconds = max(0, int(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+DestinationNames = Callable[[AsyncSession, list[str]], Awaitable[dict[str, str]]]
+_NAMERS: dict[str, DestinationNames] = {}
+_BACKLOG_LABELS: set[str] = set()
+
+
+def name_destinations(channel: str, namer: DestinationNames) -> None:
+    """Let the ``evhub_outbox_backlog`` gauge show the backlog of ``channel`` per destination, labelled with the
+    names ``namer(db_session, destinations)`` gives (the ``ocpi`` channel: partner names). Channels without a
+    namer (emails: their destinations are addresses) are not in that gauge."""
+    _NAMERS[channel] = namer
+
+
 async def refresh_metrics(db: Database) -> None:
-    """Set the pending gauges from the table."""
+    """Set the pending gauges from the table, and the backlog per named destination."""
     now = utcnow()
     async with db.session() as db_session:
         rows = (
@@ -340,6 +397,19 @@ async def refresh_metrics(db: Database) -> None:
                 .group_by(OutboxMessage.channel)
             )
         ).all()
+        backlog_by_label: dict[str, int] = {}
+        for channel, namer in list(_NAMERS.items()):
+            counts = (
+                await db_session.execute(
+                    select(OutboxMessage.destination, func.count())
+                    .where(OutboxMessage.channel == channel, OutboxMessage.status.in_(OPEN_STATUSES))
+                    .group_by(OutboxMessage.destination)
+                )
+            ).all()
+            names = await namer(db_session, [d for d, _ in counts])
+            for destination, count in counts:
+                label = names.get(destination, destination)
+                backlog_by_label[label] = backlog_by_label.get(label, 0) + count
     seen = set()
     for channel, count, oldest in rows:
         seen.add(channel)
@@ -349,6 +419,11 @@ async def refresh_metrics(db: Database) -> None:
         if channel not in seen:
             PENDING.labels(channel).set(0)
             OLDEST_PENDING.labels(channel).set(0)
+    for label in _BACKLOG_LABELS - set(backlog_by_label):
+        BACKLOG.labels(label).set(0)
+    for label, count in backlog_by_label.items():
+        BACKLOG.labels(label).set(count)
+    _BACKLOG_LABELS.update(backlog_by_label)
 
 
 @dataclass(frozen=True)
@@ -365,6 +440,7 @@ class OutboxRow:
     created_at: datetime
     delivered_at: datetime | None
     last_error: str | None
+    parked_reason: str | None
     summary: str
 
 
@@ -382,7 +458,7 @@ async def list_messages(
     destination: str | None = None,
     limit: int = 100,
 ) -> list[OutboxRow]:
-    """Outbox rows, newest first, optionally filtered (``status``: pending, delivered, dead)."""
+    """Outbox rows, newest first, optionally filtered (``status``: pending, delivered, parked, superseded)."""
     query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
     if status:
         query = query.where(OutboxMessage.status == OutboxStatus(status))
@@ -404,6 +480,7 @@ async def list_messages(
             created_at=r.created_at,
             delivered_at=r.delivered_at,
             last_error=r.last_error,
+            parked_reason=r.parked_reason,
             summary=_summary(r.payload or {}),
         )
         for r in rows
@@ -421,7 +498,7 @@ async def outbox_stats(db: Database, *, channel: str | None = None, destination:
         query = query.where(OutboxMessage.destination == destination)
     async with db.session() as db_session:
         rows = (await db_session.execute(query)).all()
-    stats: dict[str, Any] = {"pending": 0, "delivered": 0, "dead": 0, "oldest_pending": None}
+    stats: dict[str, Any] = {s.value: 0 for s in OutboxStatus} | {"oldest_pending": None}
     for status, count, oldest in rows:
         stats[str(status)] = count
         if str(status) == OutboxStatus.PENDING.value:
@@ -429,16 +506,127 @@ async def outbox_stats(db: Database, *, channel: str | None = None, destination:
     return stats
 
 
-async def retry_dead(db: Database, message_id: int | None = None) -> int:
-    """Put dead-lettered messages (one, or all) back to pending. Returns how many."""
-    stmt = (
-        update(OutboxMessage)
-        .where(OutboxMessage.status == OutboxStatus.DEAD)
-        .values(status=OutboxStatus.PENDING, attempts=0, next_attempt_at=utcnow())
+@dataclass(frozen=True)
+class Backlog:
+    """What one destination of a channel still has to receive (``evhub outbox list``, partner health)."""
+
+    channel: str
+    destination: str
+    pending: int
+    parked: int
+    oldest_pending: datetime | None  # creation time of the oldest pending message
+    failing_since: datetime | None  # the earliest start of a run of failed attempts of an open message
+    last_error: str | None  # of the open message that failed last
+    parked_reason: str | None = None  # of the newest parked message
+
+
+async def backlog(
+    db: Database, *, channel: str | None = None, destination: str | None = None
+) -> list[Backlog]:
+    """Per channel and destination with open (pending or parked) messages, by channel and destination."""
+    query = (
+        select(
+            OutboxMessage.channel,
+            OutboxMessage.destination,
+            OutboxMessage.status,
+            func.count(),
+            func.min(OutboxMessage.created_at),
+            func.min(OutboxMessage.failing_since),
+        )
+        .where(OutboxMessage.status.in_(OPEN_STATUSES))
+        .group_by(OutboxMessage.channel, OutboxMessage.destination, OutboxMessage.status)
     )
-    if message_id is not None:
-        stmt = stmt.where(OutboxMessage.id == message_id)
+    last_error = (
+        select(OutboxMessage.last_error)
+        .where(OutboxMessage.status.in_(OPEN_STATUSES), OutboxMessage.last_error.is_not(None))
+        .order_by(OutboxMessage.updated_at.desc(), OutboxMessage.id.desc())
+    )
+    if channel:
+        query = query.where(OutboxMessage.channel == channel)
+        last_error = last_error.where(OutboxMessage.channel == channel)
+    if destination:
+        query = query.where(OutboxMessage.destination == destination)
+        last_error = last_error.where(OutboxMessage.destination == destination)
     async with db.session() as db_session:
-        res = await db_session.execute(stmt.execution_options(synchronize_session=False))
+        rows = (await db_session.execute(query)).all()
+        acc: dict[tuple[str, str], dict[str, Any]] = {}
+        for ch, dest, status, count, oldest, failing in rows:
+            entry = acc.setdefault(
+                (ch, dest), {"pending": 0, "parked": 0, "oldest_pending": None, "failing_since": None}
+            )
+            entry[str(status)] = count
+            if status == OutboxStatus.PENDING:
+                entry["oldest_pending"] = oldest
+            if failing is not None and (entry["failing_since"] is None or failing < entry["failing_since"]):
+                entry["failing_since"] = failing
+        errors: dict[tuple[str, str], str] = {}
+        for key in acc:
+            mine = (OutboxMessage.channel == key[0], OutboxMessage.destination == key[1])
+            error = await db_session.scalar(last_error.where(*mine).limit(1))
+            if error is not None:
+                errors[key] = error
+            if acc[key]["parked"]:
+                acc[key]["parked_reason"] = await db_session.scalar(
+                    select(OutboxMessage.parked_reason)
+                    .where(*mine, OutboxMessage.status == OutboxStatus.PARKED)
+                    .order_by(OutboxMessage.id.desc())
+                    .limit(1)
+                )
+    return [
+        Backlog(channel=ch, destination=dest, last_error=errors.get((ch, dest)), **entry)
+        for (ch, dest), entry in sorted(acc.items())
+    ]
+
+
+async def release(db_session: AsyncSession, ids: list[int]) -> int:
+    """Put these parked messages back in the queue, due now, with a fresh count of attempts (in the caller's
+    transaction). Returns how many were parked."""
+    if not ids:
+        return 0
+    res = await db_session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.status == OutboxStatus.PARKED)
+        .values(
+            status=OutboxStatus.PENDING,
+            attempts=0,
+            next_attempt_at=utcnow(),
+            parked_reason=None,
+            failing_since=None,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
     assert isinstance(res, CursorResult), "an UPDATE returns a cursor result"
     return res.rowcount or 0
+
+
+async def supersede(db_session: AsyncSession, ids: list[int], replaced_by: str) -> int:
+    """Close these open messages unsent (status ``superseded``, ``result.superseded_by`` says what replaced
+    them) and free their dedupe keys, in the caller's transaction. Returns how many were open."""
+    if not ids:
+        return 0
+    res = await db_session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids), OutboxMessage.status.in_(OPEN_STATUSES))
+        .values(
+            status=OutboxStatus.SUPERSEDED,
+            result={"superseded_by": replaced_by},
+            dedupe_key=None,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(res, CursorResult), "an UPDATE returns a cursor result"
+    return res.rowcount or 0
+
+
+async def retry_parked(db: Database, message_id: int | None = None, *, channel: str | None = None) -> int:
+    """Put parked messages (one, or all, or all of a channel) back to pending. Returns how many."""
+    async with db.session() as db_session:
+        query = select(OutboxMessage.id).where(OutboxMessage.status == OutboxStatus.PARKED)
+        if message_id is not None:
+            query = query.where(OutboxMessage.id == message_id)
+        if channel is not None:
+            query = query.where(OutboxMessage.channel == channel)
+        ids = list((await db_session.scalars(query)).all())
+        return await release(db_session, ids)

@@ -21,12 +21,41 @@ outbox_app = typer.Typer(
 )
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
 PartnerId = Annotated[str, typer.Argument(help="Partner id (or a unique prefix)")]
+PartnerRef = Annotated[str, typer.Argument(help="Partner name, id or a unique id prefix")]
 
 
 async def _partner_id(db_session: AsyncSession, given: str) -> int:
     from kernel.models.roaming import OcpiPartner
 
     return int(await resolve_prefix(db_session, OcpiPartner.id, given, "partner"))
+
+
+async def _partner_ref(db_session: AsyncSession, given: str) -> int:
+    """A partner named by its name (any case, when exactly one partner has it) or by its id or a prefix."""
+    from sqlalchemy import func
+
+    from kernel.models.roaming import OcpiPartner
+
+    named = (
+        await db_session.scalars(
+            select(OcpiPartner.id).where(func.lower(OcpiPartner.name) == given.strip().lower()).limit(2)
+        )
+    ).all()
+    if len(named) == 1:
+        return int(named[0])
+    if len(named) > 1 and not given.strip().isdigit():
+        fail(f"several partners are named {given!r}: give the partner id")
+    return await _partner_id(db_session, given)
+
+
+def _age(seconds: float) -> str:
+    if not seconds:
+        return ""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 async def _cpo_ids(db_session: AsyncSession, keys: list[str]) -> list[int]:
@@ -193,47 +222,154 @@ def partners_remove(partner: PartnerId) -> None:
     run_with_db(go)
 
 
+@partners_app.command("health")
+def partners_health(partner: PartnerRef, as_json: JsonOption = False) -> None:
+    """Whether a partner is healthy, and why not (parked pushes, a backlog, failing deliveries)."""
+    from ocpi.partners import partner_health
+
+    async def go(db: Database) -> None:
+        async with db.session() as db_session:
+            partner_id = await _partner_ref(db_session, partner)
+        health = await partner_health(db, partner_id)
+        assert health is not None
+        if as_json:
+            print_json(health)
+            return
+        box = health["outbox"]
+        state = "healthy" if health["healthy"] else "NOT healthy"
+        console.print(f"partner {health['id']} ({health['name']}): {state}")
+        for reason in health["reasons"]:
+            console.print(f"  - {reason}")
+        console.print(
+            f"outbox: {box['pending']} pending, {box['parked']} parked, {box['delivered']} delivered, "
+            f"{box['superseded']} superseded"
+        )
+
+    run_with_db(go)
+
+
+@partners_app.command("resync")
+def partners_resync(partner: PartnerRef) -> None:
+    """Bring a partner up to date: what is parked for it is sent again as the current state of each object
+    (tariffs, locations with their EVSEs, sessions; CDRs and command results are retried as they are)."""
+    from ocpi.partners import resync
+
+    async def go(db: Database) -> None:
+        async with db.session() as db_session:
+            partner_id = await _partner_ref(db_session, partner)
+        report = await resync(db, partner_id)
+        console.print(
+            f"partner {partner_id}: {report.replaced} object(s) queued again as their current state "
+            f"({report.superseded} parked or waiting message(s) superseded), {report.released} message(s) "
+            "queued again"
+        )
+
+    run_with_db(go)
+
+
+OUTBOX_STATUSES = ("pending", "delivered", "parked", "superseded")
+
+
 @outbox_app.command("list")
 def outbox_list(
-    status: Annotated[str | None, typer.Option(help="pending, delivered or dead")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="pending, delivered, parked or superseded ('dead': parked)")
+    ] = None,
     channel: Annotated[str | None, typer.Option(help="ocpi or email")] = None,
+    partner: Annotated[
+        str | None, typer.Option(help="Only this OCPI partner (name, id or id prefix)")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Newest N")] = 50,
+    by_partner: Annotated[
+        bool, typer.Option("--by-partner", help="Only the backlog per partner (with --json: that list)")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """List outbox messages, newest first."""
+    """The backlog per OCPI partner (pending, parked, oldest pending, last error), then the messages, newest
+    first; a parked message shows why it was parked."""
     from dataclasses import asdict
 
     from kernel.outbox import list_messages, outbox_stats
+    from ocpi.partners import partner_backlogs
 
-    if status and status not in ("pending", "delivered", "dead"):
-        fail(f"--status {status!r}: expected pending, delivered or dead")
+    if status == "dead":
+        status = "parked"
+    if status and status not in OUTBOX_STATUSES:
+        fail(f"--status {status!r}: expected {', '.join(OUTBOX_STATUSES)}")
     if limit < 1:
         fail(f"--limit {limit}: expected at least 1")
+    if partner is not None and channel not in (None, "ocpi"):
+        fail("--partner is an OCPI partner: it goes with --channel ocpi (or no --channel)")
 
     async def go(db: Database) -> None:
-        rows = await list_messages(db, status=status, channel=channel, limit=limit)
+        partner_id: int | None = None
+        if partner is not None:
+            async with db.session() as db_session:
+                partner_id = await _partner_ref(db_session, partner)
+        backlogs = await partner_backlogs(db, partner_id) if channel in (None, "ocpi") else []
+        names = {str(b.id): b.name for b in await partner_backlogs(db)}
+        if by_partner and as_json:
+            print_json([asdict(b) for b in backlogs])
+            return
+        rows = await list_messages(
+            db,
+            status=status,
+            channel="ocpi" if partner_id is not None else channel,
+            destination=str(partner_id) if partner_id is not None else None,
+            limit=limit,
+        )
         if as_json:
-            print_json([asdict(r) for r in rows])
+            print_json(
+                [
+                    asdict(r) | {"partner": names.get(r.destination) if r.channel == "ocpi" else None}
+                    for r in rows
+                ]
+            )
+            return
+        if backlogs:
+            table(
+                "Outbox by partner",
+                ["partner", "name", "status", "pending", "parked", "oldest pending", "last error"],
+                [
+                    [
+                        b.id,
+                        b.name,
+                        b.status,
+                        b.pending,
+                        b.parked,
+                        _age(b.oldest_pending_seconds),
+                        (b.parked_reason or b.last_error or "")[:80],
+                    ]
+                    for b in backlogs
+                ],
+            )
+        if by_partner:
             return
         table(
             "Outbox",
-            ["id", "channel", "destination", "what", "status", "attempts", "created", "last error"],
+            ["id", "channel", "destination", "what", "status", "attempts", "created", "last error / parked"],
             [
                 [
                     r.id,
                     r.channel,
-                    r.destination,
+                    f"{names.get(r.destination, r.destination)} ({r.destination})"
+                    if r.channel == "ocpi"
+                    else r.destination,
                     r.summary,
                     r.status,
                     r.attempts,
                     r.created_at.isoformat(timespec="seconds"),
-                    (r.last_error or "")[:60],
+                    (r.parked_reason or r.last_error or "")[:100],
                 ]
                 for r in rows
             ],
         )
-        stats = await outbox_stats(db, channel=channel)
-        console.print(f"totals: {stats}")
+        stats = await outbox_stats(
+            db,
+            channel="ocpi" if partner_id is not None else channel,
+            destination=str(partner_id) if partner_id is not None else None,
+        )
+        console.print("totals: " + ", ".join(f"{k} {v}" for k, v in stats.items() if k != "oldest_pending"))
 
     run_with_db(go)
 
@@ -241,22 +377,73 @@ def outbox_list(
 @outbox_app.command("retry")
 def outbox_retry(
     message_id: Annotated[
-        str | None, typer.Argument(help="One message id or unique prefix (default: all dead)")
+        str | None, typer.Argument(help="One message id or unique prefix (default: every parked message)")
+    ] = None,
+    partner: Annotated[
+        str | None, typer.Option(help="Only this OCPI partner's parked messages (name, id or id prefix)")
     ] = None,
 ) -> None:
-    """Put dead-lettered messages back in the queue."""
+    """Queue parked messages again. An OCPI push of a location, session or tariff is not replayed: its object is
+    re-synced (the current state is sent, the parked message and those behind it are superseded); a CDR, a
+    command result or an email is retried as it is."""
     from kernel.models import OutboxMessage, OutboxStatus
-    from kernel.outbox import retry_dead
+    from kernel.outbox import retry_parked
+    from ocpi.partners import resync
+    from ocpi.push.resync import ResyncReport
 
     async def go(db: Database) -> None:
-        one: int | None = None
-        if message_id is not None:
+        one: OutboxMessage | None = None
+        partner_ids: list[int] = []
+        async with db.session() as db_session:
+            if message_id is not None:
+                found = int(await resolve_prefix(db_session, OutboxMessage.id, message_id, "outbox message"))
+                one = await db_session.get(OutboxMessage, found)
+                assert one is not None
+                if one.status != OutboxStatus.PARKED:
+                    fail(f"outbox message {one.id} is {one.status}, not parked: nothing to retry")
+                if one.channel == "ocpi" and one.destination.isdigit():
+                    partner_ids = [int(one.destination)]
+            elif partner is not None:
+                partner_ids = [await _partner_ref(db_session, partner)]
+            else:
+                partner_ids = [
+                    int(d)
+                    for d in (
+                        await db_session.scalars(
+                            select(OutboxMessage.destination)
+                            .where(
+                                OutboxMessage.channel == "ocpi", OutboxMessage.status == OutboxStatus.PARKED
+                            )
+                            .distinct()
+                        )
+                    ).all()
+                    if d.isdigit()
+                ]
+        total = ResyncReport()
+        for partner_id in partner_ids:
+            report = await resync(db, partner_id, message_id=one.id if one is not None else None)
+            total.replaced += report.replaced
+            total.released += report.released
+            total.superseded += report.superseded
+        others = 0
+        if one is not None and not partner_ids:
+            others = await retry_parked(db, one.id)
+        elif one is None and partner is None:
             async with db.session() as db_session:
-                one = int(await resolve_prefix(db_session, OutboxMessage.id, message_id, "outbox message"))
-                state = await db_session.scalar(select(OutboxMessage.status).where(OutboxMessage.id == one))
-            if state != OutboxStatus.DEAD:
-                fail(f"outbox message {one} is {state}, not dead: nothing to retry")
-        count = await retry_dead(db, one)
-        console.print(f"{count} message(s) queued again")
+                channels = (
+                    await db_session.scalars(
+                        select(OutboxMessage.channel)
+                        .where(OutboxMessage.channel != "ocpi", OutboxMessage.status == OutboxStatus.PARKED)
+                        .distinct()
+                    )
+                ).all()
+            for ch in channels:  # every other channel's parked messages (emails), as they are
+                others += await retry_parked(db, channel=ch)
+        console.print(f"{total.released + others} message(s) queued again")
+        if total.replaced:
+            console.print(
+                f"{total.replaced} object(s) re-synced: sent again as their current state "
+                f"({total.superseded} stale message(s) superseded)"
+            )
 
     run_with_db(go)

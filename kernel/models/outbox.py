@@ -1,7 +1,9 @@
 """The durable outbox: everything the hub must deliver later (OCPI pushes, emails), written in the same
 transaction as the change that causes it, and delivered at least once, in order per ``ordering_key``.
 
-``dedupe_key`` makes enqueueing idempotent; a delivered row is never sent again.
+``dedupe_key`` makes enqueueing idempotent; a delivered row is never sent again. A ``parked`` row is not retried
+by itself (``parked_reason`` says why) and keeps blocking the later rows of its ordering key until an operator or
+a re-sync releases or supersedes it; a ``superseded`` row was closed unsent (``result`` names what replaced it).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from kernel.timeutil import utcnow
 class OutboxStatus(enum.StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
-    DEAD = "dead"
+    PARKED = "parked"
+    SUPERSEDED = "superseded"
+    DEAD = "parked"  # the former name of PARKED (an alias: the same member)
 
 
 class OutboxMessage(Timestamped, Base):
@@ -42,3 +46,6 @@ class OutboxMessage(Timestamped, Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     result: Mapped[dict] = mapped_column(JSONDoc, default=dict)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # when the current run of failed attempts began (None: the last attempt succeeded or none was made)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    parked_reason: Mapped[str | None] = mapped_column(Text, default=None)

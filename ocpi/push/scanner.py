@@ -1,6 +1,8 @@
 """The push scanner, the periodic safety net of the pushes: it queues what changed without an explicit push
 (CDRs and the latest version of each tariff not yet queued, sessions whose ``last_updated`` moved, EVSE statuses that changed,
-locations not yet sent, or no longer visible). Idempotent: what was queued is not queued again."""
+locations not yet sent, or no longer visible). Idempotent: what was queued is not queued again. It also re-syncs
+the partners that deliver again after something of theirs was parked (:func:`ocpi.push.resync.resync_recovered`),
+in case the sender's own trigger (the first success after failures) was lost."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from ocpi.push.cdr_push import enqueue_cdr
 from ocpi.push.location_push import enqueue_evse_patch, enqueue_location
 from ocpi.push.push_state import HIDDEN, find_state
 from ocpi.push.recipients import may_see_cpo, party_pks, registered_partners
+from ocpi.push.resync import resync_recovered
 from ocpi.push.session_push import enqueue_session_update
 from ocpi.push.tariff_push import enqueue_tariff
 from ocpi.render_objects import load_location, location_last_updated
@@ -24,7 +27,7 @@ from ocpi.visibility import location_view
 async def scan(db: Database, *, window: timedelta = timedelta(days=7)) -> int:
     """Queue what changed in the last ``window`` without an explicit push; returns the number queued."""
     since = utcnow() - window
-    count = 0
+    count = await resync_recovered(db)
     async with db.session() as db_session:
         partners = await registered_partners(db_session)
         if not partners:

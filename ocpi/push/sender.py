@@ -1,6 +1,8 @@
 """The ``ocpi`` outbox channel sender: it resolves the partner's current Receiver endpoint at delivery time,
-sends the message with its routing headers, classifies the answer (retry on timeouts, 5xx, 401/408/425/429 and
-3xxx; give up on other 4xx and 2xxx) and records the partner's health (last success, last error).
+sends the message with its routing headers, classifies the answer (:mod:`ocpi.push.classify`: delivered,
+retried, or parked as refused) and records the partner's health (last success, last error). The first success
+after failures re-syncs the partner (:func:`ocpi.push.resync.resync_partner`, automatic: what was parked is sent
+again as its current state).
 
 A tariff PUT that a newer version of the same tariff superseded while it waited is not sent (acknowledged as
 skipped): a partner never receives an older version of a tariff after a newer one."""
@@ -11,19 +13,31 @@ import logging
 from typing import Any
 
 import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.db.engine import Database
 from kernel.models import OutboxMessage
 from kernel.models.roaming import OcpiPartner, PartnerStatus
-from kernel.outbox import DeliveryResult
+from kernel.outbox import DeliveryResult, name_destinations
 from kernel.timeutil import utcnow
 from ocpi import client
+from ocpi.push.classify import classify
+from ocpi.push.outbox_message import CHANNEL
+from ocpi.push.resync import resync_partner
 from ocpi.push.tariff_push import superseded
 from ocpi.v211 import outgoing
 
 log = logging.getLogger(__name__)
 
-RETRIED_HTTP = (401, 408, 425, 429)
+
+async def partner_names(db_session: AsyncSession, destinations: list[str]) -> dict[str, str]:
+    """The names of the partners that ``ocpi`` outbox destinations (partner ids) stand for."""
+    ids = [int(d) for d in destinations if d.isdigit()]
+    if not ids:
+        return {}
+    rows = await db_session.execute(select(OcpiPartner.id, OcpiPartner.name).where(OcpiPartner.id.in_(ids)))
+    return {str(pid): name for pid, name in rows.all()}
 
 
 def _join(base: str, path: str) -> str:
@@ -41,6 +55,7 @@ class OcpiSender:
         self.db = db
         self.timeout = timeout
         self.transport = transport  # None: the network (see ocpi.client)
+        name_destinations(CHANNEL, partner_names)  # the evhub_outbox_backlog gauge, labelled by partner name
 
     async def __call__(self, message: OutboxMessage) -> DeliveryResult:
         payload = message.payload or {}
@@ -91,30 +106,30 @@ class OcpiSender:
         where = (
             f"{method} {url}: HTTP {reply.http_status} OCPI {reply.status_code} {reply.status_message or ''}"
         )
-        if reply.http_status >= 500 or reply.http_status in RETRIED_HTTP:
-            retry_after = reply.headers.get("retry-after")
-            delay = float(retry_after) if retry_after and retry_after.isdigit() else None
-            return DeliveryResult.retry(where.strip(), delay)
-        if reply.http_status >= 400:
-            return DeliveryResult(ok=False, permanent=True, error=where.strip(), result=info)
-        if reply.status_code is None:
-            return DeliveryResult.retry(where.strip())
-        if 1000 <= reply.status_code < 2000:
-            return DeliveryResult(ok=True, result=info)
-        if 2000 <= reply.status_code < 3000:
-            return DeliveryResult(ok=False, permanent=True, error=where.strip(), result=info)
-        return DeliveryResult.retry(where.strip())
+        return classify(reply.http_status, reply.status_code, reply.headers, where.strip(), info)
 
     async def _record(self, partner_id: int, outcome: DeliveryResult) -> None:
+        """Last success / last error of the partner; the first success after errors re-syncs it."""
+        recovered = False
         try:
             async with self.db.session() as db_session:
                 partner = await db_session.get(OcpiPartner, partner_id)
                 if partner is None:
                     return
                 if outcome.ok:
+                    failing = partner.last_error_at is not None and (
+                        partner.last_success_at is None or partner.last_error_at > partner.last_success_at
+                    )
                     partner.last_success_at = utcnow()
+                    recovered = failing
                 else:
                     partner.last_error_at = utcnow()
                     partner.last_error = (outcome.error or "")[:2000]
         except Exception:  # health bookkeeping must never fail a delivery
             log.debug("could not record partner health", exc_info=True)
+            return
+        if recovered:
+            try:
+                await resync_partner(self.db, partner_id, automatic=True)
+            except Exception:  # the scanner's re-sync of recovered partners retries it
+                log.exception("could not re-sync partner %s after it recovered", partner_id)

@@ -376,10 +376,10 @@ async def test_api_keys_and_outbox_by_prefix(cli, db: Database) -> None:
                 )
             )
     rows = json.loads((await cli("outbox", "list", "--json")).stdout)
-    dead = next(r["id"] for r in rows if r["status"] == "dead")
+    dead = next(r["id"] for r in rows if r["status"] == "parked")
     delivered = next(r["id"] for r in rows if r["status"] == "delivered")
     await _refused(
-        cli, "outbox", "retry", str(delivered), says=f"outbox message {delivered} is delivered, not dead"
+        cli, "outbox", "retry", str(delivered), says=f"outbox message {delivered} is delivered, not parked"
     )
     assert "1 message(s) queued again" in (await cli("outbox", "retry", str(dead))).output
     assert await _count(db, OutboxMessage, OutboxMessage.status == OutboxStatus.PENDING) == 1

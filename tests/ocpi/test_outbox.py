@@ -1,4 +1,4 @@
-"""The generic outbox dispatcher: order per key, backoff, dedupe, dead letters, several dispatchers."""
+"""The generic outbox dispatcher: order per key, backoff, dedupe, parked messages, several dispatchers."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from kernel.outbox import (
     list_messages,
     outbox_stats,
     register_channel,
-    retry_dead,
+    retry_parked,
     unregister_channel,
 )
 from tests.ocpi._helpers import wait_until
@@ -68,7 +68,7 @@ async def test_order_per_key_retries_and_exactly_once(db):
         unregister_channel("test")
 
 
-async def test_dead_letter_after_permanent_error_or_max_attempts(db):
+async def test_parked_after_refusal_or_max_attempts(db):
     async def sender(msg: OutboxMessage) -> DeliveryResult:
         if msg.payload.get("bad"):
             return DeliveryResult.give_up("HTTP 400")
@@ -78,14 +78,49 @@ async def test_dead_letter_after_permanent_error_or_max_attempts(db):
     try:
         async with db.session() as s:
             await enqueue(s, "test", "d", "a", {"bad": True})
-            await enqueue(s, "test", "d", "a", {"bad": False})
+            await enqueue(s, "test", "d", "b", {"bad": False})
         d = _dispatcher(db, max_attempts=3)
         await _drain(db, d)
         rows = sorted(await list_messages(db, channel="test"), key=lambda r: r.id)
-        assert [(r.status, r.attempts) for r in rows] == [("dead", 1), ("dead", 3)]
-        assert "boom" in rows[1].last_error
-        assert await retry_dead(db) == 2
+        assert [(r.status, r.attempts) for r in rows] == [("parked", 1), ("parked", 3)]
+        assert rows[0].parked_reason == "refused: HTTP 400"
+        assert rows[1].parked_reason.startswith("gave up after 3 attempts over ")
+        assert rows[1].parked_reason.endswith(": RuntimeError: boom") and "boom" in rows[1].last_error
+        assert (await outbox_stats(db, channel="test"))["parked"] == 2
+        assert await retry_parked(db) == 2
         assert (await outbox_stats(db, channel="test"))["pending"] == 2
+    finally:
+        unregister_channel("test")
+
+
+async def test_a_parked_message_keeps_blocking_its_key(db):
+    """A later message of an object never overtakes one that was parked (issue 13: EVSE PATCHes reached a
+    partner that never got the location's PUT); released, the parked one goes first."""
+    sent: list[int] = []
+    refuse = {"on": True}
+
+    async def sender(msg: OutboxMessage) -> DeliveryResult:
+        if msg.payload["n"] == 0 and refuse["on"]:
+            return DeliveryResult.give_up("HTTP 400")
+        sent.append(msg.payload["n"])
+        return DeliveryResult.delivered()
+
+    register_channel("test", sender)
+    try:
+        async with db.session() as s:
+            for n in range(3):
+                await enqueue(s, "test", "d", "obj", {"n": n})
+            await enqueue(s, "test", "d", "other", {"n": 10})
+        d = _dispatcher(db)
+        for _ in range(5):
+            await d.run_once()
+        assert sent == [10]
+        stats = await outbox_stats(db, channel="test")
+        assert (stats["parked"], stats["pending"]) == (1, 2)
+        refuse["on"] = False
+        assert await retry_parked(db) == 1
+        await _drain(db, d)
+        assert sent == [10, 0, 1, 2]
     finally:
         unregister_channel("test")
 

@@ -90,7 +90,8 @@ async def test_session_flows_to_cdr_post_exactly_once(hub, sim):
     # the location PUT is marked delivered just after the simulator answered it
     await wait_until(nothing_pending, "every message to the partner delivered")
     health = await partner_health(hub.db, partner_id)
-    assert health["healthy"] and health["outbox"]["pending"] == 0 and health["outbox"]["dead"] == 0
+    assert health["healthy"] and health["outbox"]["pending"] == 0 and health["outbox"]["parked"] == 0
+    assert health["reasons"] == []
 
 
 async def test_partner_down_then_recovers_everything_in_order(hub, sim):
@@ -135,7 +136,7 @@ async def test_partner_down_then_recovers_everything_in_order(hub, sim):
     await wait_until(all_delivered, "every message delivered")
 
 
-async def test_permanent_rejection_is_dead_lettered(hub, sim):
+async def test_refusal_is_parked_with_its_reason(hub, sim):
     cpo, loc, cp, partner_id, token = await _setup(hub, sim)
     sid = await seed_session(hub.db, cpo, cp, loc, token, "SESS-3")
     cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-3")
@@ -144,14 +145,16 @@ async def test_permanent_rejection_is_dead_lettered(hub, sim):
         await enqueue_cdr(cdr_pk, s)
     await sim.wait_for(lambda: any("/cdrs" in r.path for r in sim.log))
 
-    async def dead_lettered() -> bool:
-        return bool(await list_messages(hub.db, status="dead"))
+    async def parked() -> bool:
+        return bool(await list_messages(hub.db, status="parked"))
 
-    await wait_until(dead_lettered, "the rejected CDR dead-lettered")
-    rows = await list_messages(hub.db, status="dead")
+    await wait_until(parked, "the refused CDR parked")
+    rows = await list_messages(hub.db, status="parked")
     assert len(rows) == 1 and rows[0].attempts == 1
+    assert rows[0].parked_reason.startswith("refused: POST ") and "HTTP 400" in rows[0].parked_reason
     health = await partner_health(hub.db, partner_id)
-    assert not health["healthy"] and health["outbox"]["dead"] == 1
+    assert not health["healthy"] and health["outbox"]["parked"] == 1
+    assert any("1 message(s) parked" in r and "HTTP 400" in r for r in health["reasons"])
 
 
 async def test_locations_evse_status_and_tariffs_pushed(hub, sim):
