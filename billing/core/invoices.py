@@ -1,0 +1,140 @@
+"""Assembling invoices from priced CDRs: the per-session invoice and the fleet's monthly invoice.
+
+Both are the same steps: the lines (:mod:`.lines`), their VAT breakdown and totals (:mod:`.vat`), the notes
+the VAT needs, the due date from the payment terms. The number comes in already allocated (the gap-free
+allocator is an adapter, :mod:`.numbering` has its rules); "today" is ``issue_date``.
+
+What the buyer pays (BT-115):
+
+* **per-session invoice to a consumer** (app and ad-hoc drivers): the CDR's ``total_cost.incl_vat``, the price
+  the driver was shown and charged. The invoice's VAT is still BR-CO-17's, per rate over the net; the cents by
+  which the CDR's per-line incl.-VAT rounding differs from it become the BT-114 rounding amount, when they are
+  within one minor unit per line (:func:`session_rounding`). A larger difference (a tariff whose incl.-VAT
+  min/max price does not follow its VAT) is not rounding: the invoice total is then due, and
+  :func:`billing.core.vat.reconcile` reports it.
+* **monthly invoice** (and any business buyer): the invoice's own total with VAT, BT-112; the per-CDR incl.-VAT
+  totals are only reconciled against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+
+from billing.core.documents import DocumentError, Identity, Invoice, InvoiceLine, PaymentTerms, SupplyPeriod
+from billing.core.en16931 import ZERO, minor_unit
+from billing.core.lines import PricedCdr, cdr_lines, monthly_lines
+from billing.core.vat import TreatmentKind, VatTreatment, breakdown, notes, totals
+from kernel.money import normalize_currency
+
+
+def session_rounding(cdr: PricedCdr, n_lines: int, invoice_total_incl: Decimal) -> Decimal:
+    """BT-114 of a consumer's per-session invoice: the CDR's incl.-VAT total minus the invoice's BT-112 when
+    that is rounding (at most one minor unit per line, and at least one), else zero."""
+    if cdr.total_incl is None:
+        return ZERO
+    difference = cdr.total_incl - invoice_total_incl
+    if abs(difference) <= max(n_lines, 1) * minor_unit(cdr.currency):
+        return difference
+    return ZERO
+
+
+def _assemble(
+    lines: Sequence[InvoiceLine],
+    *,
+    series: str,
+    number: str,
+    issue_date: date,
+    seller: Identity,
+    buyer: Identity,
+    terms: PaymentTerms,
+    treatment: VatTreatment,
+    supply_period: SupplyPeriod | None,
+    consumer_price: PricedCdr | None = None,
+) -> Invoice:
+    if not lines:
+        raise DocumentError("nothing to invoice: no lines (BR-16)")
+    currencies = {ln.currency for ln in lines}
+    if len(currencies) != 1:
+        raise DocumentError(f"CDRs in {len(currencies)} currencies; one invoice per currency")
+    currency = normalize_currency(currencies.pop())
+    vat = breakdown(lines, currency, treatment)
+    plain = totals(lines, vat, currency)
+    rounding = ZERO
+    if consumer_price is not None:
+        rounding = session_rounding(consumer_price, len(lines), plain.tax_inclusive)
+    period = supply_period or SupplyPeriod.span([ln.supply for ln in lines if ln.supply])
+    return Invoice(
+        series=series,
+        number=number,
+        issue_date=issue_date,
+        supply_period=period,
+        seller=seller,
+        buyer=buyer,
+        currency=currency,
+        lines=tuple(lines),
+        breakdown=vat,
+        totals=totals(lines, vat, currency, rounding),
+        payment_terms=terms,
+        due_date=terms.due_date(issue_date),
+        notes=notes(vat),
+    )
+
+
+def session_invoice(
+    cdr: PricedCdr,
+    *,
+    series: str,
+    number: str,
+    issue_date: date,
+    seller: Identity,
+    buyer: Identity,
+    terms: PaymentTerms,
+    treatment: VatTreatment,
+) -> Invoice:
+    """The invoice of one charging session (a driver without a contract); a consumer pays the CDR's price."""
+    if cdr.is_credit:
+        raise DocumentError(
+            f"CDR {cdr.cdr_id} is a credit CDR: it is credited with a credit note, not invoiced"
+        )
+    consumer = not buyer.business and treatment.kind is TreatmentKind.NORMAL
+    return _assemble(
+        cdr_lines(cdr, treatment),
+        series=series,
+        number=number,
+        issue_date=issue_date,
+        seller=seller,
+        buyer=buyer,
+        terms=terms,
+        treatment=treatment,
+        supply_period=cdr.supply,
+        consumer_price=cdr if consumer else None,
+    )
+
+
+def monthly_invoice(
+    cdrs: Sequence[PricedCdr],
+    *,
+    series: str,
+    number: str,
+    issue_date: date,
+    seller: Identity,
+    buyer: Identity,
+    terms: PaymentTerms,
+    treatment: VatTreatment,
+    supply_period: SupplyPeriod | None = None,
+) -> Invoice:
+    """A fleet's invoice over ``cdrs`` (one currency; credit CDRs give negative lines), grouped per driver and
+    vehicle; ``supply_period`` (e.g. the month) must cover every session, the span of the sessions if None."""
+    return _assemble(
+        monthly_lines(cdrs, treatment),
+        series=series,
+        number=number,
+        issue_date=issue_date,
+        seller=seller,
+        buyer=buyer,
+        terms=terms,
+        treatment=treatment,
+        supply_period=supply_period,
+    )
