@@ -8,6 +8,8 @@ module, method and path depth (a location path names a Location, an EVSE or a Co
 are dropped (2.1.1 has none). Two objects need the database at send time:
 
 * a Session PUT embeds the session's Location (2.1.1 has no ``location_id``): rendered now;
+* a CDR's 2.1.1 Location needs what a CdrLocation lacks (location type, EVSE status, the connector's voltage and
+  amperage): taken from the location as it is now, when it still exists;
 * a Session PATCH with ``charging_periods`` carries every period up to its last one (2.1.1 PATCH replaces a
   field, 2.2.1 appends periods): the session's periods are rendered now and cut after that last period.
 
@@ -21,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.models import ChargingSession, Party, PartyRole
+from kernel.models import ChargingSession, Location, Party, PartyRole
 from kernel.models.roaming import OcpiPartner
 from ocpi.render_objects import load_location, location_object, session_object
 from ocpi.v211 import VERSION_211, objects
@@ -66,7 +68,7 @@ async def translate(db_session: AsyncSession, payload: Payload) -> Any:
             return objects.session_to_211(body, await _session_location(db_session, segments, body))
         return objects.session_to_211(await _whole_periods(db_session, segments, body))
     if module == "cdrs":
-        return objects.cdr_to_211(body)
+        return objects.cdr_to_211(body, location=await _cdr_location(db_session, body))
     if module == "tariffs":
         return objects.tariff_to_211(body)
     if module == "commands":
@@ -88,12 +90,8 @@ async def _session_row(db_session: AsyncSession, segments: list[str]) -> tuple[C
     """The session a ``/{cc}/{pid}/{session_id}`` path names, with its CPO."""
     if len(segments) < 3:
         return None
-    country_code, party_id, session_uid = segments[0], segments[1], segments[2]
-    cpo = await db_session.scalar(
-        select(Party).where(
-            Party.country_code == country_code, Party.party_id == party_id, Party.role == PartyRole.CPO
-        )
-    )
+    cpo = await _cpo(db_session, segments[0], segments[1])
+    session_uid = segments[2]
     if cpo is None:
         return None
     cs = await db_session.scalar(
@@ -114,6 +112,31 @@ async def _session_location(
         return None
     cs, cpo = found
     loc = await load_location(db_session, cs.location_id) if cs.location_id is not None else None
+    return location_object(loc, cpo) if loc is not None else None
+
+
+async def _cpo(db_session: AsyncSession, country_code: Any, party_id: Any) -> Party | None:
+    return await db_session.scalar(
+        select(Party).where(
+            Party.country_code == str(country_code),
+            Party.party_id == str(party_id),
+            Party.role == PartyRole.CPO,
+        )
+    )
+
+
+async def _cdr_location(db_session: AsyncSession, cdr: dict[str, Any]) -> dict[str, Any] | None:
+    """The 2.2.1 Location the CDR's ``cdr_location`` names, as it is now (None when it is gone)."""
+    where = cdr.get("cdr_location")
+    if not isinstance(where, dict) or not where.get("id"):
+        return None
+    cpo = await _cpo(db_session, cdr.get("country_code"), cdr.get("party_id"))
+    if cpo is None:
+        return None
+    pk = await db_session.scalar(
+        select(Location.id).where(Location.cpo_id == cpo.id, Location.ocpi_id == str(where["id"]))
+    )
+    loc = await load_location(db_session, pk) if pk is not None else None
     return location_object(loc, cpo) if loc is not None else None
 
 
