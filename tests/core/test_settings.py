@@ -191,8 +191,8 @@ BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("EVHUB_PORTAL_TIME_ZONE", "Mars/Olympus", {}),
     ("EVHUB_PORTAL_TIME_ZONE", "Europe/", {}),
     ("EVHUB_PORTAL_SECRET", "short", {}),
-    ("EVHUB_SECRETS_KEY", "short", {}),
-    ("EVHUB_SECRETS_KEY", "a-long-enough-sealing-key,short", {}),  # every key, not only the first
+    ("EVHUB_SECRETS_KEY", "tiny-key", {}),
+    ("EVHUB_SECRETS_KEY", "a-long-enough-sealing-key,tiny-key", {}),  # every key, not only the first
     ("EVHUB_CLOCK_START", "yesterday", {}),
     ("EVHUB_CLOCK_START", "2026-01-31T23:59:00", {}),  # no offset: which zone?
 ]
