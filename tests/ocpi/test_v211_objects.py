@@ -9,18 +9,24 @@
   official 2.1.1 example of the same thing.
 * Money: a CDR's 2.1.1 ``total_cost`` is its 2.2.1 ``excl_vat``, the same Decimal; energy and times unchanged.
 * Partial objects (PATCH bodies) translate key by key.
+* What the hub renders in a seeded world (a priced session of the demo network) translates the same way.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from kernel import jsonutil
+from kernel.db.engine import Database
 from kernel.domain.tokens import OcpiToken
+from kernel.models import Cdr, ChargingSession, Party, TariffVersion
+from ocpi.render_objects import cdr_object, load_location, location_object, session_object, tariff_object
 from ocpi.schemas.commands import (
     CommandResponse,
     CommandResult,
@@ -32,7 +38,10 @@ from ocpi.schemas.commands import (
 from ocpi.schemas.credentials import Credentials
 from ocpi.schemas.tokens import TokenPatch
 from ocpi.v211 import objects
+from tariffs.rating import rate_pending
 from tests.ocpi._v211_shapes import check
+from tests.world.demo_network import seed_pricing_network
+from tests.world.sessions import seed_ended_session
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 EX211 = FIXTURES / "ocpi-211-examples"
@@ -645,3 +654,42 @@ def test_the_221_add_evse_example_has_the_slips_of_the_211_one() -> None:
         "EVSE.last_updated: missing required field",
     }
     assert set(check(translated, "EVSE")) == official_slips
+
+
+# --- what the hub renders (ocpi.render_objects) in a seeded world, translated ---
+
+
+async def test_the_hubs_rendered_objects_become_211_objects_with_the_same_money(db: Database) -> None:
+    """A priced session of the demo network (40 min charging, 25 min parked, 8 kWh at AMS-01-2): its Location,
+    Session, CDR and the tariffs, as the hub renders them in 2.2.1, translated: exactly 2.1.1 objects, and the
+    CDR's total_cost is the 2.2.1 excl_vat with the same energy and times."""
+    await seed_pricing_network(db)
+    start = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
+    await seed_ended_session(db, "AMS-01-2", start, 65, "8", uid="park", charge_minutes=40)
+    assert await rate_pending(db, ()) == 1
+    async with db.session() as s:
+        cdr_row = await s.scalar(select(Cdr))
+        assert cdr_row is not None
+        cs = await s.get(ChargingSession, cdr_row.session_id)
+        assert cs is not None and cs.location_id is not None
+        cpo = await s.get(Party, cs.cpo_id)
+        loc = await load_location(s, cs.location_id)
+        assert cpo is not None and loc is not None
+        location = location_object(loc, cpo)
+        session = await session_object(s, cs, cpo)
+        cdr = cdr_object(cdr_row)
+        tariffs = [tariff_object(tv, cpo) for tv in (await s.scalars(select(TariffVersion))).all()]
+    assert check(objects.location_to_211(location), "Location") == []
+    session_211 = objects.session_to_211(session, location)
+    assert check(session_211, "Session") == []
+    assert [e["uid"] for e in session_211["location"]["evses"]] == ["AMS-01-2"]
+    cdr_211 = objects.cdr_to_211(cdr, location=location)
+    assert check(cdr_211, "CDR") == []
+    assert cdr_211["total_cost"] == cdr["total_cost"]["excl_vat"]
+    assert Decimal(str(cdr_211["total_cost"])) == cdr_row.total_cost_excl_vat == Decimal("6.12")
+    for key in ("total_energy", "total_time", "total_parking_time"):
+        assert cdr_211.get(key) == cdr.get(key), key
+    assert cdr_211["location"]["type"] == objects.PARKING_TYPE_TO_LOCATION_TYPE.get(
+        location.get("parking_type", ""), "UNKNOWN"
+    )
+    assert tariffs and all(check(objects.tariff_to_211(t), "Tariff") == [] for t in tariffs)
