@@ -21,7 +21,8 @@ of the mapped shape (:mod:`kernel.id_tags`) is its token's uid.
 
 **OCPI 2.1.1** eMSPs (``partner.version``) are asked as 2.1.1 says: ``POST {tokens}/{uid}/authorize?type=`` with
 a 2.1.1 TokenType (APP_USER and AD_HOC_USER are OTHER), a 2.1.1 LocationReferences body, no routing headers;
-their AuthorizationInfo (no ``authorization_reference``) is read as the 2.2.1 one.
+their AuthorizationInfo (no ``authorization_reference``) is read as the 2.2.1 one; 2.1.1 has no status 2004, so
+an HTTP 404 from a 2.1.1 eMSP means it does not know the token.
 """
 
 from __future__ import annotations
@@ -281,7 +282,10 @@ class OcpiAuthorizer:
         except (httpx.HTTPError, TimeoutError) as exc:
             log.info("real-time authorization at %s failed: %s", url, exc)
             return None
-        if reply.status_code == status.UNKNOWN_TOKEN:
+        if reply.status_code == status.UNKNOWN_TOKEN or (
+            call.version == VERSION_211 and reply.http_status == 404
+        ):
+            # 2.1.1 has no 2004: its eMSPs say "unknown token" with HTTP 404
             return {
                 "allowed": "NOT_ALLOWED",
                 "info": {"language": "en", "text": "unknown token"},

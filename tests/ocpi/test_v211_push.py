@@ -81,6 +81,8 @@ class Receiver211:
                 if offset + self.page < len(self.tokens):
                     following = request.url.replace_query_params(offset=offset + self.page)
                     headers["Link"] = f'<{following}>; rel="next"'
+            elif request.method == "POST" and rest.startswith("tokens/GONE"):  # 2.1.1 has no 2004
+                return JSONResponse(_envelope(None, 2000, "unknown token"), status_code=404)
             elif request.method == "POST" and rest.endswith("/authorize"):
                 data = {"allowed": "ALLOWED", "location": body} if body else {"allowed": "ALLOWED"}
             return JSONResponse(_envelope(data), headers=headers)
@@ -383,6 +385,10 @@ async def test_realtime_authorization_at_a_211_emsp(hub, network) -> None:
     assert_211(asked[0].body, "LocationReferences")
     assert asked[0].body == {"location_id": "LOC1", "evse_uids": ["LOC1-E1"]}
     assert_plain_211(asked[0])
+    # a token its 2.1.1 eMSP no longer knows (HTTP 404: 2.1.1 has no 2004) is not allowed, not the cache's call
+    await add_token(hub.db, party_pk, "GONE-211", whitelist="ALLOWED_OFFLINE")
+    gone = await authorizer.authorize("GONE-211", "RFID", "LOC1", ["LOC1-E1"])
+    assert (gone.allowed, gone.source) == ("NOT_ALLOWED", "realtime")
 
 
 async def test_tokens_pull_from_a_211_emsp(hub, network) -> None:
