@@ -4,7 +4,8 @@ Outgoing (2.2.1 → 2.1.1), each accepting a complete object or a partial one (a
 present are translated): :func:`location_to_211`, :func:`evse_to_211`, :func:`connector_to_211`,
 :func:`session_to_211`, :func:`cdr_to_211`, :func:`tariff_to_211`, :func:`token_to_211`,
 :func:`command_response_to_211`, :func:`command_result_to_211`, :func:`location_references_to_211`,
-:func:`credentials_to_211`.
+:func:`credentials_to_211`; helpers: :func:`location_of` (a Session's Location), :func:`cdr_location_to_211`,
+:func:`charging_periods_to_211`, :func:`excl_vat`, :func:`token_type_to_211`.
 Incoming (2.1.1 → 2.2.1): :func:`token_from_211`, :func:`command_from_211`,
 :func:`authorization_info_from_211`, :func:`credentials_from_211`.
 
@@ -576,10 +577,15 @@ def token_to_211(token: Obj) -> Obj:
     ``country_code``, ``party_id``, ``group_id``, ``default_profile_type``, ``energy_contract`` dropped)."""
     out = _copy(token, ("uid", "visual_number", "issuer", "valid", "whitelist", "language", "last_updated"))
     if "type" in token:
-        out["type"] = TOKEN_TYPE_211.get(token["type"], token["type"])
+        out["type"] = token_type_to_211(token["type"])
     if "contract_id" in token:
         out["auth_id"] = token["contract_id"]
     return _ordered(out, TOKEN_FIELDS_211)
+
+
+def token_type_to_211(token_type: str) -> str:
+    """A 2.2.1 TokenType as 2.1.1's (RFID, OTHER): the ``type`` of a real-time authorization request."""
+    return TOKEN_TYPE_211.get(token_type, "OTHER")
 
 
 def token_from_211(token: Obj, country_code: str, party_id: str) -> Obj:

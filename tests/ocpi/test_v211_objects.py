@@ -693,3 +693,13 @@ async def test_the_hubs_rendered_objects_become_211_objects_with_the_same_money(
         location.get("parking_type", ""), "UNKNOWN"
     )
     assert tariffs and all(check(objects.tariff_to_211(t), "Tariff") == [] for t in tariffs)
+
+
+@pytest.mark.parametrize(
+    ("type_221", "type_211"),
+    [("RFID", "RFID"), ("OTHER", "OTHER"), ("APP_USER", "OTHER"), ("AD_HOC_USER", "OTHER")],
+)
+def test_token_types_of_221_only_are_other_in_211(type_221: str, type_211: str) -> None:
+    assert objects.token_type_to_211(type_221) == type_211
+    token = {**ex221("token_example_1_app_user"), "type": type_221}
+    assert objects.token_to_211(token)["type"] == type_211
