@@ -73,6 +73,8 @@ class CdrComponent:
             raise DocumentError(f"{self.dimension}: a billed quantity is never negative")
         if self.unit_price is not None and self.unit_price < 0:
             raise DocumentError(f"{self.dimension}: a unit price is never negative")
+        if (self.unit_price is None) != (self.dimension is Dimension.ADJUSTMENT):
+            raise DocumentError(f"{self.dimension}: a priced component has a unit price, an adjustment none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +146,10 @@ def cdr_lines(cdr: PricedCdr, treatment: VatTreatment = NORMAL) -> tuple[Invoice
 def _line(
     cdr: PricedCdr, suffix: str, component: CdrComponent, net: Decimal, category: VatCategory, rate: Decimal
 ) -> InvoiceLine:
-    sign = -1 if net < 0 else 1
+    sign = -1 if net < 0 or (net == 0 and cdr.is_credit) else 1
     adjustment = component.dimension is Dimension.ADJUSTMENT
     quantity = Decimal(1) if adjustment else component.quantity
-    unit_price = abs(net) if adjustment or component.unit_price is None else component.unit_price
+    unit_price = abs(net) if component.unit_price is None else component.unit_price
     description = LABELS[component.dimension] + (f", {cdr.location}" if cdr.location else "")
     if cdr.is_credit:
         description = f"Correction (credit of CDR {cdr.credit_of}): {description}"
