@@ -8,6 +8,8 @@ module, method and path depth (a location path names a Location, an EVSE or a Co
 are dropped (2.1.1 has none). Two objects need the database at send time:
 
 * a Session PUT embeds the session's Location (2.1.1 has no ``location_id``): rendered now;
+* a Location the partner may no longer see (2.2.1: ``publish: false`` without entries for it) has every EVSE
+  ``REMOVED`` (2.1.1 has no ``publish``; it deletes an EVSE that way);
 * a CDR's 2.1.1 Location needs what a CdrLocation lacks (location type, EVSE status, the connector's voltage and
   amperage): taken from the location as it is now, when it still exists;
 * a Session PATCH with ``charging_periods`` carries every period up to its last one (2.1.1 PATCH replaces a
@@ -83,7 +85,12 @@ def _location_part(body: dict[str, Any], depth: int) -> dict[str, Any]:
         return objects.connector_to_211(body)
     if depth == 4:
         return objects.evse_to_211(body)
-    return objects.location_to_211(body)
+    out = objects.location_to_211(body)
+    if body.get("publish") is False and not body.get("publish_allowed_to") and out.get("evses"):
+        # the partner may no longer see it (2.2.1: publish false); 2.1.1 has no publish, and "a Location
+        # without valid EVSE objects can be considered as expired": every EVSE REMOVED
+        out["evses"] = [{**evse, "status": "REMOVED"} for evse in out["evses"]]
+    return out
 
 
 async def _session_row(db_session: AsyncSession, segments: list[str]) -> tuple[ChargingSession, Party] | None:

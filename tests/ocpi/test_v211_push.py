@@ -24,7 +24,17 @@ from cpo_gateway.events import ChargerRef, SessionEnded, SessionStarted
 from cpo_gateway.session_store import SessionStore
 from evhub import provisioning as prov
 from kernel.domain.tokens import OcpiToken
-from kernel.models import EVSE, Cdr, ChargingSession, MeterValue, Party, PartyRole, TariffVersion, Token
+from kernel.models import (
+    EVSE,
+    Cdr,
+    ChargingSession,
+    Location,
+    MeterValue,
+    Party,
+    PartyRole,
+    TariffVersion,
+    Token,
+)
 from kernel.models.roaming import OcpiPartner, OcpiPartnerRole, PartnerStatus
 from ocpi.modules.tokens import store_token
 from ocpi.push.location_push import enqueue_evse_status, enqueue_location
@@ -209,6 +219,26 @@ async def test_location_evse_and_connector_pushes_arrive_in_211_form(hub, sim, n
     assert conn.path == "locations/NL/CPO/LOC1/LOC1-E1/1"
     assert conn.body == {"tariff_id": "T1", "last_updated": "2026-03-01T08:05:00Z"}
     assert_211(conn.body, "Connector", partial=True)
+
+
+async def test_a_location_the_partner_may_no_longer_see_has_every_evse_removed(hub, network) -> None:
+    receiver, _partner_id, _party, _cpo, loc = await _world(hub, network)
+
+    async def publish(value: bool) -> None:
+        async with hub.db.session() as s:
+            row = await s.get(Location, loc)
+            assert row is not None
+            row.publish = value
+            await enqueue_location(loc, s)
+
+    await publish(True)
+    await publish(False)  # 2.2.1 partners get it once more with publish: false
+    await publish(True)
+    await wait_until(lambda: len(receiver.of("PUT", "locations/")) == 3, "three Location PUTs")
+    statuses = [[e["status"] for e in p.body["evses"]] for p in receiver.of("PUT", "locations/")]
+    assert statuses == [["AVAILABLE"] * 2, ["REMOVED"] * 2, ["AVAILABLE"] * 2]
+    for put in receiver.of("PUT", "locations/"):
+        assert_211(put.body, "Location")
 
 
 async def _meter(db, session_pk: int, minutes: int, wh: int) -> None:  # type: ignore[no-untyped-def]
