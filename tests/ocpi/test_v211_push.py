@@ -241,6 +241,29 @@ async def test_a_location_the_partner_may_no_longer_see_has_every_evse_removed(h
         assert_211(put.body, "Location")
 
 
+async def test_a_backlog_goes_out_in_the_version_the_partner_has_at_delivery(hub, network) -> None:
+    receiver = Receiver211()
+    cpo = await seed_cpo(hub.db)
+    loc = await seed_location(hub.db, cpo, "LOC1")
+    partner_id, _party = await add_partner_211(hub.db)
+    async with hub.db.session() as s:
+        partner = await s.get(OcpiPartner, partner_id)
+        assert partner is not None
+        partner.version = "2.2.1"  # queued while the partner spoke 2.2.1 ...
+    async with hub.db.session() as s:
+        assert await enqueue_location(loc, s) == 1
+    await hub.dispatched()  # ... and could not be reached (nothing serves HOST yet)
+    async with hub.db.session() as s:
+        partner = await s.get(OcpiPartner, partner_id)
+        assert partner is not None and partner.last_error_at is not None
+        partner.version = "2.1.1"  # it re-registered with 2.1.1
+    network.serve(HOST, receiver.app)
+    await wait_until(lambda: bool(receiver.of("PUT", "locations/")), "the Location PUT")
+    put = receiver.of("PUT", "locations/")[0]
+    assert_211(put.body, "Location")
+    assert_plain_211(put)
+
+
 async def _meter(db, session_pk: int, minutes: int, wh: int) -> None:  # type: ignore[no-untyped-def]
     async with db.session() as s:
         s.add(MeterValue(session_id=session_pk, timestamp=T0 + timedelta(minutes=minutes), value=Decimal(wh)))
