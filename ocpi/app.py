@@ -1,7 +1,9 @@
 """The OCPI HTTP app, mounted by the component under ``/ocpi`` (its own error handlers answer envelopes).
 
 Paths: ``/ocpi/versions``, ``/ocpi/2.2.1`` (details), ``/ocpi/2.2.1/credentials``,
-``/ocpi/cpo/2.2.1/{locations,sessions,cdrs,tariffs,tokens,commands,hubclientinfo,chargingprofiles}``.
+``/ocpi/cpo/2.2.1/{locations,sessions,cdrs,tariffs,tokens,commands,hubclientinfo,chargingprofiles}``; OCPI 2.1.1:
+``/ocpi/2.1.1`` (details), ``/ocpi/2.1.1/credentials``, ``/ocpi/cpo/2.1.1/{locations,sessions,cdrs,tariffs,
+tokens,commands}`` (:mod:`ocpi.modules.v211`).
 
 The platform publishes its own OpenAPI document at ``/ocpi/openapi.json`` (pages at ``/ocpi/docs`` and
 ``/ocpi/redoc``), with the OCPI ``Authorization: Token <token>`` scheme declared on every route
@@ -19,7 +21,11 @@ from kernel.apidocs import install_docs
 from ocpi import credentials, versions
 from ocpi.envelope import install_error_handlers
 from ocpi.modules import cdrs, chargingprofiles, commands, hubclientinfo, locations, sessions, tariffs, tokens
-from ocpi.platform import VERSION, OcpiPlatform
+from ocpi.modules.v211 import cdrs as cdrs_211
+from ocpi.modules.v211 import locations as locations_211
+from ocpi.modules.v211 import sessions as sessions_211
+from ocpi.modules.v211 import tariffs as tariffs_211
+from ocpi.platform import VERSION, VERSION_211, OcpiPlatform
 from ocpi.routing import CORRELATION_ID, REQUEST_ID, new_request_id
 
 MODULE_ROUTERS = {
@@ -32,13 +38,19 @@ MODULE_ROUTERS = {
     "hubclientinfo": hubclientinfo.router,
     "chargingprofiles": chargingprofiles.router,
 }
+MODULE_ROUTERS_211 = {
+    "locations": locations_211.router,
+    "sessions": sessions_211.router,
+    "cdrs": cdrs_211.router,
+    "tariffs": tariffs_211.router,
+}
 
 
 ocpi_token_scheme = APIKeyHeader(
     name="Authorization",
     scheme_name="OcpiToken",
-    description="OCPI 2.2.1 credentials token: `Token <base64 of the token>` (token A only for "
-    "credentials during registration; the partner's token C afterwards)",
+    description="OCPI credentials token: `Token <base64 of the token>` in 2.2.1, `Token <token>` in 2.1.1 "
+    "(token A only for credentials during registration; the partner's token C afterwards)",
     auto_error=False,  # the routes answer a missing or unknown token with an OCPI status
 )
 TOKEN = [Depends(ocpi_token_scheme)]
@@ -46,8 +58,8 @@ TOKEN = [Depends(ocpi_token_scheme)]
 
 def create_ocpi_app(platform: OcpiPlatform) -> FastAPI:
     app = FastAPI(
-        title="evhub OCPI 2.2.1",
-        description="The hub's OCPI 2.2.1 platform for eMSPs: every answer is an OCPI envelope "
+        title="evhub OCPI 2.2.1 and 2.1.1",
+        description="The hub's OCPI 2.2.1 and 2.1.1 platform for eMSPs: every answer is an OCPI envelope "
         "(`data`, `status_code`, `status_message`, `timestamp`).",
         openapi_url="/openapi.json",
         docs_url=None,
@@ -70,5 +82,12 @@ def create_ocpi_app(platform: OcpiPlatform) -> FastAPI:
     app.include_router(credentials.router, prefix=f"/{VERSION}", tags=["credentials"], dependencies=TOKEN)
     for name, router in MODULE_ROUTERS.items():
         app.include_router(router, prefix=f"/cpo/{VERSION}/{name}", tags=[name], dependencies=TOKEN)
+    app.include_router(
+        credentials.router_211, prefix=f"/{VERSION_211}", tags=["credentials 2.1.1"], dependencies=TOKEN
+    )
+    for name, router in MODULE_ROUTERS_211.items():
+        app.include_router(
+            router, prefix=f"/cpo/{VERSION_211}/{name}", tags=[f"{name} 2.1.1"], dependencies=TOKEN
+        )
     app.include_router(versions.router, tags=["versions"], dependencies=TOKEN)
     return app

@@ -12,6 +12,13 @@ handles the POST), keep the token C it answers with.
 
 PUT rotates (both tokens renewed, versions re-read); DELETE unregisters. POST when already registered, and
 PUT/DELETE when not, are answered 405 as the spec says.
+
+Versions (``ocpi_partners.version``): the hub registering with a partner picks the highest version both offer
+(2.2.1 > 2.1.1); a partner registering with the hub gets the version whose credentials endpoint it POSTs (or
+PUTs) to, and the hub reads the partner's details of that same version (3002 when it offers none). A 2.1.1
+exchange uses the 2.1.1 Credentials (one party, :mod:`ocpi.credentials_211`) and the raw token in
+``Authorization``; the hub's versions request to a partner whose version it does not know yet goes base64
+(2.2.1) first and, answered 401, raw (2.1.1).
 """
 
 from __future__ import annotations
@@ -31,10 +38,11 @@ from kernel.models.roaming import OcpiPartner, OcpiPartnerRole, PartnerStatus
 from kernel.security import hash_token, new_token
 from kernel.timeutil import utcnow
 from ocpi import client, status
-from ocpi.deps import read_model, request_transaction
+from ocpi import credentials_211 as form_211
+from ocpi.deps import read_json, read_model, request_transaction
 from ocpi.envelope import MethodNotAllowed, OcpiError, ok
 from ocpi.partner_auth import partner_for_header, token_candidates
-from ocpi.platform import VERSION, OcpiPlatform, get_platform
+from ocpi.platform import VERSION, VERSION_211, VERSIONS, OcpiPlatform, get_platform
 from ocpi.routing import hosted_cpos
 from ocpi.schemas.credentials import Credentials
 
@@ -66,28 +74,96 @@ async def own_credentials(db_session: AsyncSession, platform: OcpiPlatform, toke
     return {"token": token, "url": platform.versions_url, "roles": roles}
 
 
+async def _versions(
+    versions_url: str,
+    token: str,
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None,
+    wanted: tuple[str, ...],
+) -> Any:
+    """The other side's versions list, read before its version is known. Only 2.1.1 wanted: with the raw
+    token (2.1.1); else base64 (2.2.1) first and, answered 401, raw (a 2.1.1-only peer, whose list then tells)."""
+    schemes = [VERSION_211] if wanted == (VERSION_211,) else [VERSION, VERSION_211]
+    for scheme in schemes:
+        try:
+            return await client.get_ok(
+                versions_url, token, timeout=timeout, transport=transport, version=scheme
+            )
+        except client.OcpiClientError as exc:
+            refused = exc.reply is not None and exc.reply.http_status == 401
+            if scheme == schemes[-1] or not refused:
+                raise HandshakeError(status.UNABLE_TO_USE_CLIENT_API, str(exc)) from exc
+    raise AssertionError("unreachable")
+
+
 async def fetch_version_details(
-    versions_url: str, token: str, timeout: float, transport: httpx.AsyncBaseTransport | None = None
+    versions_url: str,
+    token: str,
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None = None,
+    versions: tuple[str, ...] = (VERSION,),
 ) -> tuple[str, list[dict]]:
-    """(version, endpoints) of the other side's 2.2.1, read with ``token``; :class:`HandshakeError`."""
+    """(version, endpoints) of the highest of ``versions`` (highest first) the other side offers, read with
+    ``token``; :class:`HandshakeError` (3002 when it offers none of them)."""
+    offered_list = await _versions(versions_url, token, timeout, transport, versions)
+    if isinstance(offered_list, dict):  # a details object served at the versions URL
+        offered_list = [{"version": offered_list.get("version"), "url": versions_url}]
+    offered = {str(v.get("version")): v for v in offered_list or [] if isinstance(v, dict) and v.get("url")}
+    version = next((v for v in versions if v in offered), None)
+    if version is None:
+        wanted = " or ".join(versions)
+        raise HandshakeError(
+            status.UNSUPPORTED_VERSION, f"no OCPI {wanted} offered (offered: {', '.join(offered)})"
+        )
     try:
-        versions = await client.get_ok(versions_url, token, timeout=timeout, transport=transport)
-    except client.OcpiClientError as exc:
-        raise HandshakeError(status.UNABLE_TO_USE_CLIENT_API, str(exc)) from exc
-    if isinstance(versions, dict):  # a details object served at the versions URL
-        versions = [{"version": versions.get("version"), "url": versions_url}]
-    match = next((v for v in versions or [] if isinstance(v, dict) and v.get("version") == VERSION), None)
-    if match is None:
-        offered = ", ".join(str(v.get("version")) for v in versions or [] if isinstance(v, dict))
-        raise HandshakeError(status.UNSUPPORTED_VERSION, f"no OCPI {VERSION} offered (offered: {offered})")
-    try:
-        details = await client.get_ok(match["url"], token, timeout=timeout, transport=transport)
+        details = await client.get_ok(
+            offered[version]["url"], token, timeout=timeout, transport=transport, version=version
+        )
     except client.OcpiClientError as exc:
         raise HandshakeError(status.UNABLE_TO_USE_CLIENT_API, str(exc)) from exc
     endpoints = [e for e in (details or {}).get("endpoints", []) if isinstance(e, dict) and e.get("url")]
     if not endpoints:
         raise HandshakeError(status.NO_MATCHING_ENDPOINTS, "the version details list no endpoints")
-    return VERSION, endpoints
+    if not any(e.get("identifier") == "credentials" for e in endpoints):
+        raise HandshakeError(status.NO_MATCHING_ENDPOINTS, "the version details list no credentials endpoint")
+    return version, endpoints
+
+
+async def face(db_session: AsyncSession, allowed_cpo_ids: list[int] | None) -> tuple[str, str] | None:
+    """The hosted CPO the hub's 2.1.1 Credentials name: the first of the partner's allowed CPOs (by id), else
+    the first hosted CPO; None when the hub hosts none."""
+    cpos = await hosted_cpos(db_session)
+    mine = [c for c in cpos if allowed_cpo_ids is None or c.id in allowed_cpo_ids] or cpos
+    return (mine[0].country_code, mine[0].party_id) if mine else None
+
+
+async def credentials_for(
+    db_session: AsyncSession,
+    platform: OcpiPlatform,
+    token: str,
+    version: str,
+    allowed_cpo_ids: list[int] | None,
+) -> dict[str, Any]:
+    """The hub's credentials object in ``version``'s form (2.1.1: one party, :func:`face`)."""
+    own = await own_credentials(db_session, platform, token)
+    if version != VERSION_211:
+        return own
+    if not own["roles"]:
+        raise HandshakeError(status.SERVER_ERROR, "the hub hosts no CPO to name in 2.1.1 credentials")
+    return form_211.own_211(own, await face(db_session, allowed_cpo_ids))
+
+
+def read_credentials(data: Any, version: str, invited: set[RoleKey] | None = None) -> Credentials:
+    """The other side's credentials object of ``version`` as a 2.2.1 :class:`Credentials`; 2001
+    (:class:`HandshakeError`) when it is not one."""
+    try:
+        if version == VERSION_211:
+            data = form_211.as_221(data, invited or set())
+        return Credentials.model_validate(data)
+    except ValueError as exc:  # pydantic's ValidationError is one
+        raise HandshakeError(
+            status.INVALID_PARAMETERS, f"not an OCPI {version} credentials object: {exc}"
+        ) from exc
 
 
 _ROLE_MAP = {"CPO": PartyRole.CPO, "EMSP": PartyRole.EMSP, "HUB": PartyRole.HUB}
@@ -238,9 +314,10 @@ async def register(
     allowed_cpo_ids: list[int] | None = None,
 ) -> OcpiPartner:
     """``evhub partners register URL TOKEN_A``: the hub registers with a partner (it initiates the
-    handshake). Returns the registered partner; :class:`HandshakeError` when the partner cannot be used."""
+    handshake) in the highest version both offer. Returns the registered partner; :class:`HandshakeError`
+    when the partner cannot be used."""
     version, endpoints = await fetch_version_details(
-        versions_url, token_a, platform.client_timeout, platform.transport
+        versions_url, token_a, platform.client_timeout, platform.transport, VERSIONS
     )
     cred_url = next((e["url"] for e in endpoints if e.get("identifier") == "credentials"), None)
     if cred_url is None:
@@ -262,7 +339,7 @@ async def register(
         db_session.add(partner)
         await db_session.flush()
         partner_id = partner.id
-        body = await own_credentials(db_session, platform, token_b)
+        body = await credentials_for(db_session, platform, token_b, version, allowed_cpo_ids)
     try:
         reply = await client.request(
             "POST",
@@ -271,6 +348,7 @@ async def register(
             json=body,
             timeout=platform.client_timeout,
             transport=platform.transport,
+            version=version,
         )
     except Exception as exc:
         await _drop(db, partner_id)
@@ -281,7 +359,11 @@ async def register(
             reply.status_code or status.UNABLE_TO_USE_CLIENT_API,
             f"POST credentials answered HTTP {reply.http_status} {reply.status_code} {reply.status_message}",
         )
-    theirs = Credentials.model_validate(reply.data)
+    try:
+        theirs = read_credentials(reply.data, version)
+    except HandshakeError:
+        await _drop(db, partner_id)
+        raise
     async with db.session() as db_session:
         registered = await db_session.get(OcpiPartner, partner_id)
         assert registered is not None
@@ -313,16 +395,24 @@ async def rotate(db: Database, platform: OcpiPlatform, partner_id: int) -> None:
         cred_url = partner.endpoint("credentials", "SENDER") or partner.endpoint("credentials", "RECEIVER")
         old_out = partner.outgoing_token
         old_hash = partner.incoming_token_hash
+        version = partner.version or VERSION
+        held = {(r.country_code, r.party_id, r.role) for r in partner.roles}
         token_b = new_token()
         partner.incoming_token_hash = hash_token(token_b)
-        body = await own_credentials(db_session, platform, token_b)
+        body = await credentials_for(db_session, platform, token_b, version, partner.allowed_cpo_ids)
     if cred_url is None:
         raise HandshakeError(status.NO_MATCHING_ENDPOINTS, "the partner has no credentials endpoint")
     reply: client.OcpiReply | None = None
     error = ""
     try:
         reply = await client.request(
-            "PUT", cred_url, old_out, json=body, timeout=platform.client_timeout, transport=platform.transport
+            "PUT",
+            cred_url,
+            old_out,
+            json=body,
+            timeout=platform.client_timeout,
+            transport=platform.transport,
+            version=version,
         )
     except Exception as exc:
         error = str(exc)
@@ -333,9 +423,9 @@ async def rotate(db: Database, platform: OcpiPlatform, partner_id: int) -> None:
                 partner.incoming_token_hash = old_hash
         detail = f"HTTP {reply.http_status} {reply.status_message}" if reply is not None else error
         raise HandshakeError(status.UNABLE_TO_USE_CLIENT_API, f"PUT credentials failed: {detail}")
-    theirs = Credentials.model_validate(reply.data)
+    theirs = read_credentials(reply.data, version, held)
     version, endpoints = await fetch_version_details(
-        theirs.url, theirs.token, platform.client_timeout, platform.transport
+        theirs.url, theirs.token, platform.client_timeout, platform.transport, (version,)
     )
     async with db.session() as db_session:
         partner = await db_session.get(OcpiPartner, partner_id)
@@ -362,9 +452,12 @@ async def unregister(
             return
         cred_url = partner.endpoint("credentials", "SENDER") or partner.endpoint("credentials", "RECEIVER")
         token = partner.outgoing_token
+        version = partner.version or VERSION
     if notify and cred_url and token:
         with contextlib.suppress(Exception):  # the partner may be gone already; we unregister anyway
-            await client.request("DELETE", cred_url, token, timeout=timeout, transport=transport)
+            await client.request(
+                "DELETE", cred_url, token, timeout=timeout, transport=transport, version=version
+            )
     async with db.session() as db_session:
         partner = await db_session.get(OcpiPartner, partner_id)
         if partner is not None:
@@ -380,30 +473,79 @@ def _forget(partner: OcpiPartner) -> None:
 # ---------------------------------------------------------------------------------------------- routes
 
 
-@router.get("/credentials")
-async def get_credentials(
-    request: Request,
-    db_session: AsyncSession = Depends(request_transaction, scope="function"),
-    platform: OcpiPlatform = Depends(get_platform),
-):
-    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=True)
-    # Only the hash is stored; the caller proved it holds the token, so that is the one to show.
-    presented = next(
-        t
-        for t in token_candidates(request.headers.get("Authorization"))
-        if hash_token(t) == partner.incoming_token_hash
-    )
-    return ok(await own_credentials(db_session, platform, presented))
+def credentials_router(version: str) -> APIRouter:
+    """GET/POST/PUT/DELETE ``/credentials`` of ``version`` (mounted under ``/ocpi/<version>``). Any partner's
+    token opens either version's credentials: POST registers in that version, PUT switches to it."""
+    routes = APIRouter()
+
+    @routes.get("/credentials")
+    async def get_credentials(
+        request: Request,
+        db_session: AsyncSession = Depends(request_transaction, scope="function"),
+        platform: OcpiPlatform = Depends(get_platform),
+    ):
+        header = request.headers.get("Authorization")
+        partner = await partner_for_header(db_session, header, allow_token_a=True)
+        # Only the hash is stored; the caller proved it holds the token, so that is the one to show.
+        presented = next(t for t in token_candidates(header) if hash_token(t) == partner.incoming_token_hash)
+        try:
+            own = await credentials_for(db_session, platform, presented, version, partner.allowed_cpo_ids)
+        except HandshakeError as exc:
+            raise OcpiError(exc.code, str(exc)) from exc
+        return ok(own)
+
+    @routes.post("/credentials")
+    async def post_credentials(
+        request: Request,
+        db_session: AsyncSession = Depends(request_transaction, scope="function"),
+        platform: OcpiPlatform = Depends(get_platform),
+    ):
+        partner = await partner_for_header(
+            db_session, request.headers.get("Authorization"), allow_token_a=True
+        )
+        if partner.status == PartnerStatus.REGISTERED and partner.incoming_token_kind == "C":
+            raise MethodNotAllowed("Already registered: use PUT to update the credentials")
+        return ok(await _accept(request, db_session, platform, partner, version))
+
+    @routes.put("/credentials")
+    async def put_credentials(
+        request: Request,
+        db_session: AsyncSession = Depends(request_transaction, scope="function"),
+        platform: OcpiPlatform = Depends(get_platform),
+    ):
+        partner = await partner_for_header(
+            db_session, request.headers.get("Authorization"), allow_token_a=True
+        )
+        if partner.status != PartnerStatus.REGISTERED:
+            raise MethodNotAllowed("Not registered: use POST to register")
+        return ok(await _accept(request, db_session, platform, partner, version))
+
+    @routes.delete("/credentials")
+    async def delete_credentials(
+        request: Request, db_session: AsyncSession = Depends(request_transaction, scope="function")
+    ):
+        partner = await partner_for_header(
+            db_session, request.headers.get("Authorization"), allow_token_a=True
+        )
+        if partner.status != PartnerStatus.REGISTERED:
+            raise MethodNotAllowed("Not registered")
+        _forget(partner)
+        return ok()
+
+    return routes
 
 
 async def _accept(
-    request: Request, db_session: AsyncSession, platform: OcpiPlatform, partner: OcpiPartner
+    request: Request, db_session: AsyncSession, platform: OcpiPlatform, partner: OcpiPartner, version: str
 ) -> dict[str, Any]:
-    creds = await read_model(request, Credentials)
     held = {(r.country_code, r.party_id, r.role) for r in partner.roles}
     try:
+        if version == VERSION_211:
+            creds = read_credentials(await read_json(request), version, held)
+        else:
+            creds = await read_model(request, Credentials)
         version, endpoints = await fetch_version_details(
-            creds.url, creds.token, platform.client_timeout, platform.transport
+            creds.url, creds.token, platform.client_timeout, platform.transport, (version,)
         )
         token_c = new_token()
         partner.outgoing_token = creds.token
@@ -418,11 +560,12 @@ async def _accept(
         await _store_roles(
             db_session, partner, [r.model_dump(exclude_none=True) for r in creds.roles], invited=held or None
         )
+        own = await credentials_for(db_session, platform, token_c, version, partner.allowed_cpo_ids)
     except HandshakeError as exc:
         raise OcpiError(exc.code, str(exc), http_status=400) from exc
     await db_session.flush()
     _kick_tokens_pull(platform, partner.id)
-    return await own_credentials(db_session, platform, token_c)
+    return own
 
 
 def _kick_tokens_pull(platform: OcpiPlatform, partner_id: int) -> None:
@@ -431,36 +574,5 @@ def _kick_tokens_pull(platform: OcpiPlatform, partner_id: int) -> None:
         puller.kick(partner_id)
 
 
-@router.post("/credentials")
-async def post_credentials(
-    request: Request,
-    db_session: AsyncSession = Depends(request_transaction, scope="function"),
-    platform: OcpiPlatform = Depends(get_platform),
-):
-    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=True)
-    if partner.status == PartnerStatus.REGISTERED and partner.incoming_token_kind == "C":
-        raise MethodNotAllowed("Already registered: use PUT to update the credentials")
-    return ok(await _accept(request, db_session, platform, partner))
-
-
-@router.put("/credentials")
-async def put_credentials(
-    request: Request,
-    db_session: AsyncSession = Depends(request_transaction, scope="function"),
-    platform: OcpiPlatform = Depends(get_platform),
-):
-    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=True)
-    if partner.status != PartnerStatus.REGISTERED:
-        raise MethodNotAllowed("Not registered: use POST to register")
-    return ok(await _accept(request, db_session, platform, partner))
-
-
-@router.delete("/credentials")
-async def delete_credentials(
-    request: Request, db_session: AsyncSession = Depends(request_transaction, scope="function")
-):
-    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=True)
-    if partner.status != PartnerStatus.REGISTERED:
-        raise MethodNotAllowed("Not registered")
-    _forget(partner)
-    return ok()
+router = credentials_router(VERSION)
+router_211 = credentials_router(VERSION_211)

@@ -1,5 +1,11 @@
 """Request dependencies of the OCPI routes: one committed transaction per request, the authenticated
-partner, the routing headers resolved to (caller role, hosted CPO), and JSON bodies read into models."""
+partner, the routing headers resolved to (caller role, hosted CPO), and JSON bodies read into models.
+
+A partner's module routes are those of the version it negotiated (``ocpi_partners.version``): a 2.1.1 partner
+calling a ``/ocpi/cpo/2.2.1/...`` module, or a 2.2.1 partner a ``/ocpi/cpo/2.1.1/...`` one, is answered HTTP
+404 with status 2000 naming its version (its token is known, so not 401; versions, details and credentials of
+either version stay open to it: a credentials PUT is how the spec switches versions). A 2.1.1 request carries
+no routing headers: :func:`caller_211` gives the partner's one role and every hosted CPO it may see."""
 
 from __future__ import annotations
 
@@ -17,8 +23,8 @@ from kernel.models.roaming import OcpiPartner, OcpiPartnerRole
 from ocpi import status
 from ocpi.envelope import OcpiError
 from ocpi.partner_auth import partner_for_header
-from ocpi.platform import OcpiPlatform, get_platform
-from ocpi.routing import read_routing, resolve
+from ocpi.platform import VERSION, VERSION_211, OcpiPlatform, get_platform
+from ocpi.routing import hosted_cpos, read_routing, resolve
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -46,9 +52,59 @@ async def caller(
     platform: OcpiPlatform = Depends(get_platform),
 ) -> Caller:
     partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=False)
+    _require_version(partner, VERSION)
     routing = read_routing(request)
     role, cpo = await resolve(db_session, partner, routing)
     return Caller(partner, role, cpo, db_session, platform)
+
+
+def _require_version(partner: OcpiPartner, version: str) -> None:
+    """404 / 2000 when the partner negotiated the other version than the route's."""
+    negotiated = partner.version or VERSION
+    if (negotiated == VERSION_211) != (version == VERSION_211):
+        raise OcpiError(
+            status.CLIENT_ERROR,
+            f"This partner negotiated OCPI {negotiated}: use the /ocpi/cpo/{negotiated}/ modules",
+            http_status=404,
+        )
+
+
+@dataclass
+class Caller211:
+    """An authenticated, registered 2.1.1 partner: its one role, and the hosted CPOs it may see (its roaming
+    agreements, ``allowed_cpo_ids``; None: every hosted CPO), in id order. 2.1.1 has no routing headers, so a
+    request is "to" all of them (lists are their union) and "from" that role."""
+
+    partner: OcpiPartner
+    role: OcpiPartnerRole
+    cpos: list[Party]
+    db_session: AsyncSession
+    platform: OcpiPlatform
+
+    @property
+    def cpo_ids(self) -> list[int]:
+        return [cpo.id for cpo in self.cpos]
+
+    def cpo(self, cpo_id: int) -> Party:
+        return next(cpo for cpo in self.cpos if cpo.id == cpo_id)
+
+    def as_caller(self, cpo: Party) -> Caller:
+        """The 2.2.1 view of this request addressed to ``cpo`` (what the shared 2.2.1 functions take)."""
+        return Caller(self.partner, self.role, cpo, self.db_session, self.platform)
+
+
+async def caller_211(
+    request: Request,
+    db_session: AsyncSession = Depends(request_transaction, scope="function"),
+    platform: OcpiPlatform = Depends(get_platform),
+) -> Caller211:
+    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=False)
+    _require_version(partner, VERSION_211)
+    if not partner.roles:
+        raise OcpiError(status.CLIENT_ERROR, "This partner has no registered role", http_status=403)
+    allowed = partner.allowed_cpo_ids
+    cpos = [cpo for cpo in await hosted_cpos(db_session) if allowed is None or cpo.id in allowed]
+    return Caller211(partner, partner.roles[0], cpos, db_session, platform)
 
 
 async def read_json(request: Request) -> object:

@@ -10,11 +10,14 @@ import httpx
 from fastapi import Request
 
 from kernel.db.engine import Database
+from ocpi.v211 import VERSION_211
 
 if TYPE_CHECKING:
     from ocpi.command_runner import CommandRunner
 
 VERSION = "2.2.1"
+VERSIONS = (VERSION, VERSION_211)
+"""The OCPI versions the hub offers, highest first (the order of the negotiation: the highest both offer)."""
 
 
 class TokensPull(Protocol):
@@ -53,12 +56,16 @@ class OcpiPlatform:
 
     @property
     def version_url(self) -> str:
-        return f"{self.base_url}/{VERSION}"
+        return self.details_url(VERSION)
 
-    def module_url(self, identifier: str) -> str:
+    def details_url(self, version: str) -> str:
+        """``https://hub.example/ocpi/2.1.1``: the version details of ``version``."""
+        return f"{self.base_url}/{version}"
+
+    def module_url(self, identifier: str, version: str = VERSION) -> str:
         if identifier == "credentials":
-            return f"{self.base_url}/{VERSION}/credentials"
-        return f"{self.base_url}/cpo/{VERSION}/{identifier}"
+            return f"{self.base_url}/{version}/credentials"
+        return f"{self.base_url}/cpo/{version}/{identifier}"
 
 
 def get_platform(request: Request) -> OcpiPlatform:

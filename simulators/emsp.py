@@ -17,6 +17,14 @@ Used by the demo and the tests, in-process::
 
 It can misbehave on request (:meth:`misbehave`): answer HTTP 500/503, time out, or answer slowly, for a given
 number of requests or until told otherwise — the reliability tests use it.
+
+``EmspSimulator(version="2.1.1")`` is an OCPI 2.1.1 eMSP instead: it offers only 2.1.1 (versions, details with
+``{identifier, url}`` endpoints, credentials of one party), accepts and sends the raw token in ``Authorization``
+(a base64 one is refused, as a 2.1.1 peer would), serves its Receivers under ``/ocpi/emsp/2.1.1/...`` storing
+what it receives as the 2.2.1 ones do (a Session PATCH replaces ``charging_periods``: 2.1.1 has no append),
+lists and authorizes its tokens in 2.1.1 form (``auth_id``; an AuthorizationInfo without token or reference),
+and its client calls (push_token, command, start_session, stop_session, fetch_all) are 2.1.1 requests, with no
+routing headers. ``extra_versions`` adds entries to its versions list (negotiation tests).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from kernel.httpserver import HttpServer
 from kernel.timeutil import utcnow
 
 VERSION = "2.2.1"
+VERSION_211 = "2.1.1"
 
 
 def _now() -> str:
@@ -54,17 +63,21 @@ def _envelope(data: Any = None, code: int = 1000, message: str | None = None) ->
     return body
 
 
-def _tokens_in(header: str | None) -> set[str]:
+def _tokens_in(header: str | None, version: str = VERSION) -> set[str]:
+    """The tokens a header carries: raw or base64 in 2.2.1, only raw in 2.1.1."""
     if not header or not header.lower().startswith("token "):
         return set()
     raw = header[6:].strip()
     found = {raw}
-    with contextlib.suppress(Exception):
-        found.add(base64.b64decode(raw, validate=True).decode().rstrip("\n"))
+    if version == VERSION:
+        with contextlib.suppress(Exception):
+            found.add(base64.b64decode(raw, validate=True).decode().rstrip("\n"))
     return found
 
 
-def _auth(token: str) -> str:
+def _auth(token: str, version: str = VERSION) -> str:
+    if version == VERSION_211:
+        return f"Token {token}"
     return "Token " + base64.b64encode(token.encode()).decode()
 
 
@@ -97,8 +110,12 @@ class EmspSimulator:
     token_a: str = field(default_factory=lambda: "sim-a-" + uuid.uuid4().hex)
     url: str | None = None  # where the hub reaches us: set by start(), or given when served in-process
     transport: httpx.AsyncBaseTransport | None = None  # how we reach the hub; None: the network
+    version: str = VERSION  # the OCPI version it speaks: "2.2.1" or "2.1.1"
+    extra_versions: list[dict[str, str]] = field(default_factory=list)  # more entries in its versions list
 
     def __post_init__(self) -> None:
+        if self.version not in (VERSION, VERSION_211):
+            raise ValueError(f"the simulator speaks OCPI {VERSION} or {VERSION_211}, not {self.version}")
         self.my_token: str | None = None  # what the hub presents to us (B or C)
         self.hub_token: str | None = None  # what we present to the hub
         self.hub_versions_url: str | None = None
@@ -166,6 +183,14 @@ class EmspSimulator:
         self.bad = Misbehaviour()
 
     def credentials(self, token: str) -> dict[str, Any]:
+        if self.version == VERSION_211:
+            return {
+                "token": token,
+                "url": self.versions_url,
+                "business_details": {"name": self.name},
+                "party_id": self.party_id,
+                "country_code": self.country_code,
+            }
         return {
             "token": token,
             "url": self.versions_url,
@@ -184,7 +209,9 @@ class EmspSimulator:
     def _build_app(self) -> FastAPI:
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
         sim = self
-        emsp = f"/ocpi/emsp/{VERSION}"
+        version = self.version
+        v211 = version == VERSION_211
+        emsp = f"/ocpi/emsp/{version}"
 
         @app.middleware("http")
         async def misbehave(
@@ -216,7 +243,7 @@ class EmspSimulator:
                 return None
 
         def authorized(request: Request, allow_a: bool = False) -> bool:
-            presented = _tokens_in(request.headers.get("Authorization"))
+            presented = _tokens_in(request.headers.get("Authorization"), version)
             ok = {t for t in (sim.my_token,) if t}
             if allow_a:
                 ok.add(sim.token_a)
@@ -243,13 +270,20 @@ class EmspSimulator:
         async def versions(request: Request):
             if not authorized(request, allow_a=True):
                 return deny()
-            return _envelope([{"version": VERSION, "url": f"{sim.base_url}/{VERSION}"}])
+            return _envelope([{"version": version, "url": f"{sim.base_url}/{version}"}, *sim.extra_versions])
 
-        @app.get(f"/ocpi/{VERSION}")
+        @app.get(f"/ocpi/{version}")
         async def details(request: Request):
             if not authorized(request, allow_a=True):
                 return deny()
-            base = f"{sim.base_url}/emsp/{VERSION}"
+            base = f"{sim.base_url}/emsp/{version}"
+            if v211:  # 2.1.1 Endpoint: identifier and url only
+                modules = ["locations", "sessions", "cdrs", "tariffs", "commands"]
+                if sim.offer_tokens_sender:
+                    modules.insert(4, "tokens")
+                endpoints = [{"identifier": "credentials", "url": f"{sim.base_url}/{version}/credentials"}]
+                endpoints += [{"identifier": m, "url": f"{base}/{m}"} for m in modules]
+                return _envelope({"version": version, "endpoints": endpoints})
             return _envelope(
                 {
                     "version": VERSION,
@@ -273,14 +307,14 @@ class EmspSimulator:
                 }
             )
 
-        @app.get(f"/ocpi/{VERSION}/credentials")
+        @app.get(f"/ocpi/{version}/credentials")
         async def get_credentials(request: Request):
             if not authorized(request, allow_a=True):
                 return deny()
             return _envelope(sim.credentials(sim.my_token or sim.token_a))
 
-        @app.post(f"/ocpi/{VERSION}/credentials")
-        @app.put(f"/ocpi/{VERSION}/credentials")
+        @app.post(f"/ocpi/{version}/credentials")
+        @app.put(f"/ocpi/{version}/credentials")
         async def post_credentials(request: Request):
             is_post = request.method == "POST"
             if not authorized(request, allow_a=is_post):
@@ -294,12 +328,12 @@ class EmspSimulator:
                 await sim._learn_hub(body["url"], body["token"])
             except Exception as exc:
                 return JSONResponse(_envelope(None, 3001, f"cannot use your API: {exc}"), status_code=400)
-            sim.hub_roles = body.get("roles", [])
+            sim.hub_roles = sim._roles_of(body)
             sim.my_token = "sim-c-" + uuid.uuid4().hex
             sim.registered = True
             return _envelope(sim.credentials(sim.my_token))
 
-        @app.delete(f"/ocpi/{VERSION}/credentials")
+        @app.delete(f"/ocpi/{version}/credentials")
         async def delete_credentials(request: Request):
             if not authorized(request):
                 return deny()
@@ -354,7 +388,9 @@ class EmspSimulator:
                 return JSONResponse(_envelope(None, 2001, "unknown session"), status_code=404)
             periods = body.pop("charging_periods", None)
             current.update(body)
-            if periods:
+            if periods and v211:  # 2.1.1 PATCH: a field given replaces the stored one
+                current["charging_periods"] = periods
+            elif periods:
                 current.setdefault("charging_periods", []).extend(periods)
             return _envelope()
 
@@ -366,7 +402,7 @@ class EmspSimulator:
             if not isinstance(body, dict) or "id" not in body:
                 return JSONResponse(_envelope(None, 2001, "not a CDR"), status_code=400)
             sim.cdrs.append(body)
-            location = f"{sim.base_url}/emsp/{VERSION}/cdrs/{body['id']}"
+            location = f"{sim.base_url}/emsp/{version}/cdrs/{body['id']}"
             return JSONResponse(_envelope(), headers={"Location": location})
 
         @app.get(emsp + "/cdrs/{cdr_id}")
@@ -433,9 +469,9 @@ class EmspSimulator:
                 return JSONResponse(_envelope(None, 2004, "unknown token"), status_code=404)
             info: dict[str, Any] = {
                 "allowed": sim.authorize_answers.get(uid, "ALLOWED" if token.get("valid") else "BLOCKED"),
-                "token": token,
-                "authorization_reference": "auth-" + uuid.uuid4().hex[:12],
             }
+            if not v211:  # 2.1.1 AuthorizationInfo: allowed, location, info only
+                info.update(token=token, authorization_reference="auth-" + uuid.uuid4().hex[:12])
             if body:
                 info["location"] = body
             return _envelope(info)
@@ -471,7 +507,17 @@ class EmspSimulator:
             raise LookupError("the hub has no CPO role")
         return role["country_code"], role["party_id"]
 
+    def _roles_of(self, credentials: dict[str, Any]) -> list[dict[str, Any]]:
+        """The hub's roles in a credentials object (2.1.1: its one party, taken as a CPO)."""
+        if self.version == VERSION_211:
+            keys = ("country_code", "party_id", "business_details")
+            return [{"role": "CPO", **{k: credentials.get(k) for k in keys}}]
+        return list(credentials.get("roles", []))
+
     def routing(self, to_cc: str | None = None, to_pid: str | None = None) -> dict[str, str]:
+        """The routing headers (and request ids) of a request to the hub; none in 2.1.1 (it has neither)."""
+        if self.version == VERSION_211:
+            return {}
         if to_cc is None or to_pid is None:
             to_cc, to_pid = self._hub_cpo()
         return {
@@ -484,7 +530,7 @@ class EmspSimulator:
         }
 
     async def _call(self, method: str, url: str, token: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": _auth(token), **kwargs.pop("headers", {})}
+        headers = {"Authorization": _auth(token, self.version), **kwargs.pop("headers", {})}
         async with self.http() as http:
             return await http.request(method, url, headers=headers, **kwargs)
 
@@ -494,7 +540,7 @@ class EmspSimulator:
 
     async def _learn_hub(self, versions_url: str, token: str) -> None:
         versions = (await self._call("GET", versions_url, token)).json()["data"]
-        url = next(v["url"] for v in versions if v["version"] == VERSION)
+        url = next(v["url"] for v in versions if v["version"] == self.version)
         details = (await self._call("GET", url, token)).json()["data"]
         self.hub_versions_url = versions_url
         self.hub_endpoints = details["endpoints"]
@@ -514,7 +560,7 @@ class EmspSimulator:
             self.my_token = None
             raise RuntimeError(f"registration failed: HTTP {response.status_code} {body}")
         self.hub_token = body["data"]["token"]
-        self.hub_roles = body["data"]["roles"]
+        self.hub_roles = self._roles_of(body["data"])
         self.registered = True
         return body["data"]
 
@@ -543,6 +589,17 @@ class EmspSimulator:
     def make_token(
         self, uid: str, *, whitelist: str = "ALLOWED", valid: bool = True, token_type: str = "RFID"
     ) -> dict[str, Any]:
+        """A Token of this eMSP in its version's form (2.1.1: ``auth_id``, no country_code/party_id)."""
+        if self.version == VERSION_211:
+            return {
+                "uid": uid,
+                "type": token_type,
+                "auth_id": f"{self.country_code}-{self.party_id}-C{uid[-8:]}",
+                "issuer": self.name,
+                "valid": valid,
+                "whitelist": whitelist,
+                "last_updated": _now(),
+            }
         return {
             "country_code": self.country_code,
             "party_id": self.party_id,
@@ -558,13 +615,14 @@ class EmspSimulator:
     async def push_token(self, token: dict[str, Any], *, to: tuple[str, str] | None = None) -> httpx.Response:
         """PUT a token to the hub's tokens Receiver (and remember it for real-time authorization)."""
         self.tokens[(token["uid"], token["type"])] = token
-        url = f"{self._hub_url('tokens')}/{token['country_code']}/{token['party_id']}/{token['uid']}"
+        cc, pid = token.get("country_code", self.country_code), token.get("party_id", self.party_id)
+        url = f"{self._hub_url('tokens')}/{cc}/{pid}/{token['uid']}"
         return await self._call(
             "PUT",
             url,
             self.hub_token or "",
             json=token,
-            params={"type": token["type"]},
+            params={} if self.version == VERSION_211 else {"type": token["type"]},  # 2.1.1 paths: no type
             headers=self.routing(*(to or (None, None))),
         )
 
@@ -573,7 +631,7 @@ class EmspSimulator:
     ) -> tuple[str, dict]:
         """POST a command to the hub; returns (reference in our response_url, the CommandResponse)."""
         ref = uuid.uuid4().hex
-        body = {"response_url": f"{self.base_url}/emsp/{VERSION}/commands/{command}/{ref}", **body}
+        body = {"response_url": f"{self.base_url}/emsp/{self.version}/commands/{command}/{ref}", **body}
         response = await self._call(
             "POST",
             f"{self._hub_url('commands')}/{command}",
@@ -589,9 +647,10 @@ class EmspSimulator:
     async def start_session(
         self, location_id: str, evse_uid: str, connector_id: str | None, token_uid: str, **kw: Any
     ) -> tuple[str, dict]:
-        token = self.tokens.get((token_uid, "RFID")) or self.make_token(token_uid, token_type="APP_USER")
+        app_user = "OTHER" if self.version == VERSION_211 else "APP_USER"
+        token = self.tokens.get((token_uid, "RFID")) or self.make_token(token_uid, token_type=app_user)
         body = {"token": token, "location_id": location_id, "evse_uid": evse_uid}
-        if connector_id:
+        if connector_id and self.version != VERSION_211:  # a 2.1.1 StartSession names no connector
             body["connector_id"] = connector_id
         return await self.command("START_SESSION", body, **kw)
 
@@ -614,7 +673,7 @@ class EmspSimulator:
     def profile_response_url(self) -> tuple[str, str]:
         """(reference, response_url) for a ChargingProfiles request; results land in ``profile_results``."""
         ref = uuid.uuid4().hex
-        return ref, f"{self.base_url}/emsp/{VERSION}/chargingprofiles/{ref}"
+        return ref, f"{self.base_url}/emsp/{self.version}/chargingprofiles/{ref}"
 
     async def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:
         """Poll ``predicate()`` until true (tests and demo)."""
@@ -650,10 +709,11 @@ async def run_emsp(
     country_code: str = "DE",
     party_id: str = "EMS",
     name: str = "Simulated eMSP",
+    version: str = VERSION,
 ) -> EmspSimulator:
     """Start a simulator on ``port`` (free one when 0) and, given the hub's versions URL and a token A from
     ``evhub partners invite``, register it with the hub through the real handshake. ``await sim.stop()``."""
-    sim = EmspSimulator(country_code=country_code, party_id=party_id, name=name)
+    sim = EmspSimulator(country_code=country_code, party_id=party_id, name=name, version=version)
     await sim.start(port)
     if hub_versions_url and token_a:
         try:

@@ -5,7 +5,7 @@ A CDR id is a CiString(39) (OCPI 2.2.1): compared in upper case."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from kernel.models import Cdr
 from ocpi.deps import Caller, caller
@@ -16,8 +16,13 @@ from ocpi.render_objects import cdr_object
 router = APIRouter()
 
 
+def visible_cdrs(cpo_ids: list[int], emsp_pk: int) -> Select[Cdr]:
+    """The CDRs at ``cpo_ids`` of eMSP ``emsp_pk``'s tokens (shared with the 2.1.1 routes)."""
+    return select(Cdr).where(Cdr.cpo_id.in_(cpo_ids), Cdr.emsp_id == emsp_pk)
+
+
 def _visible(c: Caller):
-    return select(Cdr).where(Cdr.cpo_id == c.cpo.id, Cdr.emsp_id == c.role.party_pk)
+    return visible_cdrs([c.cpo.id], c.role.party_pk)
 
 
 @router.get("")

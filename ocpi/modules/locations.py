@@ -13,9 +13,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from kernel.models import EVSE, Location
+from kernel.models import EVSE, Location, Party
 from ocpi import status
 from ocpi.deps import Caller, caller
 from ocpi.envelope import NotFound, ok
@@ -26,21 +27,36 @@ from ocpi.visibility import shape, visible_unpublished
 router = APIRouter()
 
 
-async def _visible(c: Caller) -> tuple[Select[Any], dict[int, list]]:
-    hidden = await visible_unpublished(c.db_session, c.cpo.id, [c.role.party_pk])
+async def visible_locations(
+    db_session: AsyncSession, cpo_ids: list[int], party_pk: int
+) -> tuple[Select[Any], dict[int, list]]:
+    """(the locations of ``cpo_ids`` eMSP ``party_pk`` may see, its matching ``publish_allowed_to`` entries
+    by unpublished location pk). Shared with the 2.1.1 routes (:mod:`ocpi.modules.v211.locations`)."""
+    hidden: dict[int, list] = {}
+    for cpo_id in cpo_ids:
+        hidden.update(await visible_unpublished(db_session, cpo_id, [party_pk]))
     shown: ColumnElement[bool] = Location.publish.is_(True)
     if hidden:
         shown = or_(shown, Location.id.in_(list(hidden)))
     query = (
         select(Location)
-        .where(Location.cpo_id == c.cpo.id, shown)
+        .where(Location.cpo_id.in_(cpo_ids), shown)
         .options(selectinload(Location.evses).selectinload(EVSE.connectors))
     )
     return query, hidden
 
 
+async def _visible(c: Caller) -> tuple[Select[Any], dict[int, list]]:
+    return await visible_locations(c.db_session, [c.cpo.id], c.role.party_pk)
+
+
+def visible_object(loc: Location, cpo: Party, hidden: dict[int, list]) -> dict[str, Any]:
+    """The 2.2.1 Location as this recipient sees it (its own ``publish_allowed_to`` entries only)."""
+    return shape(location_object(loc, cpo), None if loc.publish else hidden.get(loc.id, []))
+
+
 def _object(loc: Location, c: Caller, hidden: dict[int, list]) -> dict[str, Any]:
-    return shape(location_object(loc, c.cpo), None if loc.publish else hidden.get(loc.id, []))
+    return visible_object(loc, c.cpo, hidden)
 
 
 @router.get("")

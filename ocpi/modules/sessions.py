@@ -5,7 +5,7 @@ A session id is a CiString(36) (OCPI 2.2.1): compared in upper case."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from kernel.models import ChargingSession, Token
 from ocpi.deps import Caller, caller
@@ -16,12 +16,17 @@ from ocpi.render_objects import session_object
 router = APIRouter()
 
 
-def _visible(c: Caller):
+def visible_sessions(cpo_ids: list[int], emsp_pk: int) -> Select[ChargingSession]:
+    """The sessions at ``cpo_ids`` of eMSP ``emsp_pk``'s tokens (shared with the 2.1.1 routes)."""
     return (
         select(ChargingSession)
         .join(Token, Token.id == ChargingSession.token_id)
-        .where(ChargingSession.cpo_id == c.cpo.id, Token.emsp_id == c.role.party_pk)
+        .where(ChargingSession.cpo_id.in_(cpo_ids), Token.emsp_id == emsp_pk)
     )
+
+
+def _visible(c: Caller):
+    return visible_sessions([c.cpo.id], c.role.party_pk)
 
 
 @router.get("")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from kernel.models import TariffVersion
 from ocpi.deps import Caller, caller
@@ -15,21 +15,30 @@ from tariffs import published_start
 router = APIRouter()
 
 
-def _visible(c: Caller):
+def current_tariffs(cpo_ids: list[int]) -> Select[TariffVersion]:
+    """The current version of each tariff of ``cpo_ids`` (shared with the 2.1.1 routes)."""
     latest = (
-        select(TariffVersion.tariff_id, func.max(TariffVersion.version).label("version"))
-        .where(TariffVersion.cpo_id == c.cpo.id)
-        .group_by(TariffVersion.tariff_id)
+        select(
+            TariffVersion.cpo_id, TariffVersion.tariff_id, func.max(TariffVersion.version).label("version")
+        )
+        .where(TariffVersion.cpo_id.in_(cpo_ids))
+        .group_by(TariffVersion.cpo_id, TariffVersion.tariff_id)
         .subquery()
     )
     return (
         select(TariffVersion)
         .join(
             latest,
-            (latest.c.tariff_id == TariffVersion.tariff_id) & (latest.c.version == TariffVersion.version),
+            (latest.c.cpo_id == TariffVersion.cpo_id)
+            & (latest.c.tariff_id == TariffVersion.tariff_id)
+            & (latest.c.version == TariffVersion.version),
         )
-        .where(TariffVersion.cpo_id == c.cpo.id)
+        .where(TariffVersion.cpo_id.in_(cpo_ids))
     )
+
+
+def _visible(c: Caller):
+    return current_tariffs([c.cpo.id])
 
 
 @router.get("")
