@@ -1,0 +1,60 @@
+"""The official OCPP JSON schemas the ``ocpp`` library ships, read from its package files and applied here on
+their own (not through the gateway's validator): :func:`call_problems` lists every way a CALL frame a charger
+received is not valid against the request schema of its OCPP version, formats included (``date-time`` is
+RFC 3339 with an offset, ``uri`` absolute), and :func:`frame_problems` adds the OCPP-J frame rules (a
+message id of at most 36 characters)."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import FormatChecker
+from jsonschema.validators import validator_for
+
+_PACKAGES = {"1.6": ("ocpp.v16", "{action}.json"), "2.0.1": ("ocpp.v201", "{action}Request.json")}
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+FORMATS = FormatChecker(formats=())
+
+
+@FORMATS.checks("date-time")
+def _date_time(value: object) -> bool:
+    return not isinstance(value, str) or bool(_DATE_TIME.fullmatch(value))
+
+
+@FORMATS.checks("uri")
+def _uri(value: object) -> bool:
+    return not isinstance(value, str) or bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*:\S+", value))
+
+
+@cache
+def request_schema(version: str, action: str) -> dict[str, Any]:
+    """The request schema of ``action`` in OCPP ``version`` (1.6 or 2.0.1), as the library ships it."""
+    package, name = _PACKAGES[version]
+    text = (resources.files(package) / "schemas" / name.format(action=action)).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def call_problems(version: str, action: str, payload: Any) -> list[str]:
+    """Every schema violation of the ``action`` CALL ``payload`` (empty when it is valid)."""
+    schema = request_schema(version, action)
+    validator = validator_for(schema)(schema, format_checker=FORMATS)
+    return [
+        f"{action} ({version}) {'/'.join(map(str, e.absolute_path)) or 'payload'}: {e.message}"
+        for e in validator.iter_errors(payload)
+    ]
+
+
+def frame_problems(version: str, frame: list[Any]) -> list[str]:
+    """A CALL frame ``[2, id, action, payload]``: the OCPP-J shape, a message id of 1..36 characters, and
+    the payload against its schema."""
+    if len(frame) != 4 or frame[0] != 2 or not isinstance(frame[2], str):
+        return [f"not a CALL frame: {frame!r}"]
+    problems = call_problems(version, frame[2], frame[3])
+    if not isinstance(frame[1], str) or not 0 < len(frame[1]) <= 36:
+        problems.append(f"{frame[2]}: message id {frame[1]!r} is not a string of 1..36 characters")
+    return problems
