@@ -13,6 +13,9 @@ Order of decisions for a token uid presented at a charger:
    An idTag of the mapped shape (``EVH`` + 17 hex digits, :mod:`kernel.id_tags`) is also the token
    whose uid is longer than OCPP 1.6's 20 characters and maps to it: the hub sent that idTag to a 1.6 charger
    for a remote start, and the charger presents it back in Authorize/StartTransaction.
+   A uid belongs to one issuer (:mod:`kernel.token_uids`): when rows of several issuers present it (stored
+   before that rule), only the first stored issuer's rows are considered, so a later intruder never captures
+   the session and the owner's block holds (the ambiguity is logged).
 2. Unknown tokens -> the :class:`~kernel.seams.RealTimeAuthorizer` in ``hub.services.realtime_authorizer``
    (the OCPI package plugs in there), else Invalid.
 
@@ -36,6 +39,7 @@ from kernel.id_tags import is_mapped
 from kernel.models import Cdr, ChargingSession, SessionStatus, Token
 from kernel.seams import RealTimeAuthorizer, Services
 from kernel.timeutil import parse_datetime, utcnow
+from kernel.token_uids import holder_rows
 
 ACCEPTED = "Accepted"
 BLOCKED = "Blocked"
@@ -127,7 +131,9 @@ class Authorizer:
             match = Token.uid_key == key
             if is_mapped(uid):  # the tag a 1.6 charger got for a longer uid
                 match = or_(match, Token.ocpp16_id_tag == key)
-            tokens = (await db_session.scalars(select(Token).where(match).order_by(Token.id))).all()
+            tokens = holder_rows(
+                (await db_session.scalars(select(Token).where(match).order_by(Token.id))).all(), uid
+            )
             decision: AuthResult | None = None
             for token in sorted(current_rows(tokens), key=lambda t: not t.valid):
                 decision = await self._decide(db_session, token, now)

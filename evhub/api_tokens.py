@@ -2,8 +2,9 @@
 
 Tokens belong to their eMSPs, not to a CPO, so a CPO key sees the tokens that charged at that CPO's chargers
 (a token with at least one of its sessions), nothing else; the hub operator's key sees every token. A token
-is named as OCPI names it: ``/api/tokens/{country_code}/{party_id}/{uid}?type=RFID``. Drivers' names,
-e-mail addresses and fleet limits are the fleet's business and are not served here.
+is named as OCPI names it: ``/api/tokens/{country_code}/{party_id}/{uid}?type=RFID``, the uid under any
+casing (a CiString, matched on the indexed ``tokens.uid_key``). Drivers' names, e-mail addresses and fleet
+limits are the fleet's business and are not served here.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ async def get_token(
     query = select(Token).where(
         Token.country_code == country_code.upper(),
         Token.party_id == party_id.upper(),
-        Token.uid == uid,
+        Token.uid_key == uid.upper(),
         Token.type == str(type),
     )
     async with request.app.state.hub.db.session() as db_session:

@@ -202,8 +202,9 @@ async def remove_charger(db_session: AsyncSession, identity: str) -> None:
 async def find_token(
     db_session: AsyncSession, uid: str, *, issuer: str | None = None, type_: str | None = None
 ) -> Token:
-    """The token with this uid (``issuer`` COUNTRY*PARTY and ``type_`` narrow it down when several match)."""
-    query = select(Token).where(Token.uid == uid.strip())
+    """The token with this uid under any casing (a CiString; ``issuer`` COUNTRY*PARTY and ``type_`` narrow it
+    down when several match)."""
+    query = select(Token).where(Token.uid_key == uid.strip().upper())
     if issuer is not None:
         cc, pid = parse_party_key(issuer)
         query = query.where(Token.country_code == cc, Token.party_id == pid)

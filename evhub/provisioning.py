@@ -41,6 +41,7 @@ from kernel.models import (
 from kernel.money import MoneyError, normalize_currency, parse_amount
 from kernel.security import hash_password
 from kernel.timeutil import format_rfc3339, parse_datetime, utcnow
+from kernel.token_uids import UidTaken, claim
 from kernel.validation import describe_validation_error
 
 M = TypeVar("M", bound=BaseModel)
@@ -377,6 +378,8 @@ class TokenSpec:
 
 
 async def add_token(db_session: AsyncSession, spec: TokenSpec) -> Token:
+    """Add a token of eMSP ``spec.issuer_party``; refused when it exists (under any casing of its uid) or
+    another issuer holds its uid (:mod:`kernel.token_uids`)."""
     emsp = await find_party(db_session, spec.issuer_party, PartyRole.EMSP)
     token_in = parse_model(
         OcpiToken,
@@ -402,11 +405,15 @@ async def add_token(db_session: AsyncSession, spec: TokenSpec) -> Token:
     limit, currency = parse_limit(spec.monthly_limit, spec.currency)
     if spec.driver_email is not None:
         check_email(spec.driver_email, "driver_email")
+    try:
+        await claim(db_session, token_in.country_code, token_in.party_id, token_in.uid, source="cli")
+    except UidTaken as exc:
+        raise ProvisioningError(str(exc)) from None
     exists = await db_session.scalar(
         select(Token.id).where(
             Token.country_code == token_in.country_code,
             Token.party_id == token_in.party_id,
-            Token.uid == token_in.uid,
+            Token.uid_key == token_in.uid.upper(),
             Token.type == token_in.type,
         )
     )

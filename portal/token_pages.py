@@ -1,5 +1,6 @@
 """The fleet's tokens: the list, adding a token, blocking and unblocking, assigning a driver or vehicle, and the
-monthly spending limit. A token of another fleet is a 404."""
+monthly spending limit. A token of another fleet is a 404. A uid is a CiString: a token is added once under
+any casing, and not when another issuer holds its uid (:mod:`kernel.token_uids`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from kernel.models import Fleet, Party, PartyRole, Token
 from kernel.models.portal import FleetDriver, FleetVehicle
 from kernel.money import round_amount
 from kernel.timeutil import utcnow
+from kernel.token_uids import UidTaken, claim
 from portal.driver_pages import drivers_and_vehicles
 from portal.forms import clean, parse_amount
 from portal.login import Principal
@@ -72,9 +74,16 @@ def routes(kit: PageKit) -> APIRouter:
                     await db_session.execute(select(Party).where(Party.role == PartyRole.HUB).limit(1))
                 ).scalar_one_or_none()
             cc, pid = (party.country_code, party.party_id) if party else ("ZZ", "EVH")
+            try:
+                await claim(db_session, cc, pid, uid, source="portal")
+            except UidTaken:
+                return back("/tokens", f"Token {uid} is issued by another party; it cannot be added here.")
             exists = await db_session.execute(
                 select(Token.id).where(
-                    Token.country_code == cc, Token.party_id == pid, Token.uid == uid, Token.type == "RFID"
+                    Token.country_code == cc,
+                    Token.party_id == pid,
+                    Token.uid_key == uid.upper(),
+                    Token.type == "RFID",
                 )
             )
             if exists.first() is not None:

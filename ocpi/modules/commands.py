@@ -5,6 +5,11 @@ A command naming a location (START_SESSION, RESERVE_NOW, UNLOCK_CONNECTOR) may o
 see under the Locations sender's rule (:func:`ocpi.visibility.may_see`: ``publish`` / ``publish_allowed_to``
 for the calling role, and the partner's ``allowed_cpo_ids``); any other is answered exactly as an unknown
 location (2003), so its existence is not disclosed, and nothing reaches the charger.
+
+The token of a START_SESSION or RESERVE_NOW must be one whose uid the calling eMSP may hold
+(:mod:`kernel.token_uids`): a uid another issuer holds is answered REJECTED (the charger would present it as
+that issuer's card). A START_SESSION token the hub does not know yet is stored as the eMSP's (so a long uid's
+mapped 1.6 idTag resolves back to it); RESERVE_NOW stores its token in any case (:mod:`ocpi.reservation_store`).
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import func, select
 
+from kernel.domain.tokens import OcpiToken
 from kernel.models import EVSE, ChargingSession, Location, Token
 from kernel.models.roaming import OcpiAuthorization
+from kernel.token_uids import UidTaken, claim
 from ocpi import reservation_store, status
 from ocpi.command_runner import METHODS, RESULT_TYPES, CommandRunner
 from ocpi.deps import Caller, caller, read_model
 from ocpi.envelope import NotFound, OcpiError, ok
-from ocpi.modules.tokens import store_token
+from ocpi.modules.tokens import find_token, store_token
 from ocpi.routing import routing_headers
 from ocpi.schemas.commands import CancelReservation, ReserveNow, StartSession, StopSession, UnlockConnector
 from ocpi.visibility import may_see
@@ -85,6 +92,16 @@ async def _location(c: Caller, command: str, body: StartSession | ReserveNow | U
     return loc
 
 
+async def _command_token(c: Caller, token: OcpiToken, *, store_unknown: bool) -> None:
+    """Check that the caller may hold ``token``'s uid (:class:`UidTaken` if another issuer holds it) and, with
+    ``store_unknown``, store it as the caller's when the hub does not know it (never pushed)."""
+    await claim(c.db_session, token.country_code, token.party_id, token.uid, source="command")
+    if store_unknown and (
+        await find_token(c.db_session, token.country_code, token.party_id, token.uid, token.type) is None
+    ):
+        await store_token(c.db_session, c.role.party_pk, token, source="command")
+
+
 def _reference(body: Any) -> str:
     """What the command is about, for the pending-commands table."""
     if isinstance(body, StopSession):
@@ -111,6 +128,10 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
         ):
             raise OcpiError(status.INVALID_PARAMETERS, "Token of another party")
         loc = await _location(c, command, body)
+        try:
+            await _command_token(c, body.token, store_unknown=isinstance(body, StartSession))
+        except UidTaken as exc:
+            return ok(_response("REJECTED", timeout, str(exc)))
         token = body.token.model_dump(mode="json", exclude_none=True)
         kwargs.update(
             location_id=body.location_id,

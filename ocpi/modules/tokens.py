@@ -5,7 +5,10 @@ authorization cache). A party only reaches its own tokens; another party's token
 ``uid`` is a CiString(36) (OCPI 2.2.1 types 16.1: "case-insensitive"), as are ``country_code`` and
 ``party_id``: a token is found by ``upper(uid)``, so a PUT/PATCH/GET under another casing addresses the same
 row (never a second one, which would leave a token blocked under one casing valid under another). The uid is
-kept as first stored."""
+kept as first stored.
+
+A uid belongs to one issuer across the hub (:mod:`kernel.token_uids`): a PUT/PATCH (or a pulled token) whose
+uid another issuer holds is refused, 2001 naming the uid but not the other issuer."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from kernel.domain.tokens import OcpiToken
 from kernel.models import Token
 from kernel.models.tokens import TOKEN_TYPES
 from kernel.timeutil import format_rfc3339
+from kernel.token_uids import UidTaken, claim
 from ocpi import status
 from ocpi.deps import Caller, caller, read_json, read_model
 from ocpi.envelope import NotFound, OcpiError, ok
@@ -90,10 +94,17 @@ def _apply(t: Token, fields: dict[str, Any]) -> None:
 
 
 async def store_token(
-    db_session: AsyncSession, party_pk: int, body: OcpiToken, *, keep_newer: bool = False
+    db_session: AsyncSession,
+    party_pk: int,
+    body: OcpiToken,
+    *,
+    keep_newer: bool = False,
+    source: str = "ocpi",
 ) -> Token | None:
     """Store the whole token as a PUT does (insert or replace), owned by eMSP ``party_pk``. None when the
-    token belongs to another eMSP; with ``keep_newer`` a stored token updated later than ``body`` stays."""
+    token belongs to another eMSP; with ``keep_newer`` a stored token updated later than ``body`` stays.
+    :class:`~kernel.token_uids.UidTaken` when another issuer holds the uid (``source`` labels the metric)."""
+    await claim(db_session, body.country_code, body.party_id, body.uid, source=source)
     token = await find_token(db_session, body.country_code, body.party_id, body.uid, body.type)
     if token is not None and token.emsp_id not in (None, party_pk):
         return None
@@ -149,7 +160,11 @@ async def put_token(
     ):
         raise OcpiError(status.INVALID_PARAMETERS, "Token country_code/party_id/uid/type differ from the URL")
     # an older state (by last_updated) than the stored one is answered success and not applied (issue 13)
-    if await store_token(c.db_session, c.role.party_pk, body, keep_newer=True) is None:
+    try:
+        stored = await store_token(c.db_session, c.role.party_pk, body, keep_newer=True)
+    except UidTaken as exc:
+        raise OcpiError(status.INVALID_PARAMETERS, str(exc)) from None
+    if stored is None:
         raise NotFound("Token of another party")
     return ok()
 
@@ -172,6 +187,10 @@ async def patch_token(
     token = await _find(c, country_code, party_id, token_uid, token_type)
     if token is None or token.emsp_id not in (None, c.role.party_pk):
         raise NotFound(f"Unknown token {token_uid}", code=status.UNKNOWN_TOKEN)
+    try:  # a row stored before the ownership rule, of a uid another issuer held first
+        await claim(c.db_session, token.country_code, token.party_id, token.uid, source="ocpi")
+    except UidTaken as exc:
+        raise OcpiError(status.INVALID_PARAMETERS, str(exc)) from None
     if token.last_updated > patch.last_updated:  # older than the stored state: success, not applied
         return ok()
     fields = {k: v for k, v in patch.model_dump(mode="json").items() if k in raw}

@@ -226,23 +226,27 @@ async def test_token_update_and_remove(cli, db: Database) -> None:
         token = await s.scalar(select(Token))
         assert token.monthly_limit is None and token.limit_currency is None and token.fleet_id is None
 
-    # the same uid at another issuer: the uid alone is ambiguous
+    # the same uid at another issuer is refused (issue 13: a uid belongs to one issuer, any casing); the
+    # issuer's own uid of another type makes the uid alone ambiguous
     await cli("parties", "add", "NL*EMS", "--role", "EMSP", "--name", "Roam")
-    await cli("tokens", "add", "T-1", "--issuer", "NL*EMS")
-    await _refused(cli, "tokens", "block", "T-1", says="2 tokens have uid 'T-1'")
-    await _session(db, "GENT-01", token_uid="T-1")  # the first T-1 (DE*TNM) has charged once
+    await _refused(
+        cli, "tokens", "add", "t-1", "--issuer", "NL*EMS", says="'t-1' is already issued by another party"
+    )
+    await cli("tokens", "add", "T-1", "--issuer", "DE*TNM", "--type", "APP_USER")
+    await _refused(cli, "tokens", "block", "t-1", says="2 tokens have uid 't-1'")
+    await _session(db, "GENT-01", token_uid="T-1")  # the first T-1 (RFID) has charged once
     await _refused(
         cli,
         "tokens",
         "remove",
         "T-1",
-        "--issuer",
-        "DE*TNM",
+        "--type",
+        "RFID",
         says="it has 1 session (kept for pricing and settlement); block it",
     )
     assert (
-        "removed token T-1 (RFID) of NL*EMS"
-        in (await cli("tokens", "remove", "T-1", "--issuer", "NL*EMS")).output
+        "removed token T-1 (APP_USER) of DE*TNM"
+        in (await cli("tokens", "remove", "T-1", "--type", "APP_USER")).output
     )
     assert await _count(db, Token) == 1
 
