@@ -381,8 +381,9 @@ _BACKLOG_LABELS: set[str] = set()
 
 def name_destinations(channel: str, namer: DestinationNames) -> None:
     """Let the ``evhub_outbox_backlog`` gauge show the backlog of ``channel`` per destination, labelled with the
-    names ``namer(db_session, destinations)`` gives (the ``ocpi`` channel: partner names). Channels without a
-    namer (emails: their destinations are addresses) are not in that gauge."""
+    names ``namer(db_session, destinations)`` gives (the ``ocpi`` channel: partner names) for the destinations
+    with a backlog and any others it knows (those show 0). Channels without a namer (emails: their
+    destinations are addresses) are not in that gauge."""
     _NAMERS[channel] = namer
 
 
@@ -407,6 +408,8 @@ async def refresh_metrics(db: Database) -> None:
                 )
             ).all()
             names = await namer(db_session, [d for d, _ in counts])
+            for label in names.values():
+                backlog_by_label.setdefault(label, 0)
             for destination, count in counts:
                 label = names.get(destination, destination)
                 backlog_by_label[label] = backlog_by_label.get(label, 0) + count

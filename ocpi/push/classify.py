@@ -5,12 +5,13 @@ A partner that is deploying, restarting, overloaded or briefly confused about it
 4xx, so only the answers that say *this request is wrong in itself* park it; every other failure is retried
 (with ``max_attempts`` parking it in the end, see :mod:`kernel.outbox`). Decided per HTTP status:
 
-* retried: 5xx; 401, 403 (token problems: some libraries answer 403); 404 (a partner mid-deploy serves 404s);
-  405, 406, 408, 409, 412, 421, 423, 424, 425, 428, 429 and any 4xx not listed below; 1xx/3xx; a 2xx without an
-  OCPI envelope or with a status_code outside 1xxx/2xxx (3xxx server errors, 4xxx hub errors);
+* retried: 5xx; 401, 403 (token problems: some libraries answer 403), whatever the body; 404 without an OCPI
+  2xxx body (a partner mid-deploy serves 404 pages); 405, 406, 408, 409, 412, 421, 423, 424, 425, 428, 429 and
+  any 4xx not listed below; 1xx/3xx; a 2xx without an OCPI envelope or with a status_code outside 1xxx/2xxx
+  (3xxx server errors, 4xxx hub errors);
 * parked (refused): 400, 410, 411, 413, 414, 415, 422, 431; an OCPI 2xxx client error in a 2xx answer; and a
-  404 whose body is the OCPI 2003 *unknown location/object* (the partner lacks the object the message refers
-  to: a re-sync sends it whole);
+  404 whose body is an OCPI 2xxx (the partner's OCPI application itself says it does not know the object the
+  message refers to, e.g. 2003 *unknown location*: a re-sync sends the object whole);
 * delivered: a 2xx with an OCPI 1xxx status_code.
 
 ``Retry-After`` (seconds) is honoured on a retried answer (capped by the backoff policy).
@@ -24,9 +25,6 @@ from kernel.outbox import DeliveryResult
 
 REFUSED_HTTP = frozenset({400, 410, 411, 413, 414, 415, 422, 431})
 """HTTP statuses that say the request itself is wrong: parked at once."""
-
-UNKNOWN_OBJECT = 2003
-"""OCPI 2.2.1 status code ``Unknown Location`` (the object a message refers to is not at the partner)."""
 
 
 def _code(status_code: Any) -> int | None:
@@ -46,12 +44,13 @@ def classify(
 ) -> DeliveryResult:
     """The outcome of one answer: ``where`` describes it for the error, ``info`` is kept on the row."""
     code = _code(status_code)
-    if http_status in REFUSED_HTTP or (http_status == 404 and code == UNKNOWN_OBJECT):
+    client_error = code is not None and 2000 <= code < 3000
+    if http_status in REFUSED_HTTP or (http_status == 404 and client_error):
         return DeliveryResult(ok=False, permanent=True, error=where, result=info)
     if not 200 <= http_status < 300:
         return DeliveryResult(ok=False, error=where, retry_after=_retry_after(headers), result=info)
     if code is not None and 1000 <= code < 2000:
         return DeliveryResult(ok=True, result=info)
-    if code is not None and 2000 <= code < 3000:
+    if client_error:
         return DeliveryResult(ok=False, permanent=True, error=where, result=info)
     return DeliveryResult(ok=False, error=where, retry_after=_retry_after(headers), result=info)

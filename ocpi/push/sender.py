@@ -9,6 +9,7 @@ skipped): a partner never receives an older version of a tariff after a newer on
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -32,11 +33,14 @@ log = logging.getLogger(__name__)
 
 
 async def partner_names(db_session: AsyncSession, destinations: list[str]) -> dict[str, str]:
-    """The names of the partners that ``ocpi`` outbox destinations (partner ids) stand for."""
+    """The names of the partners that ``ocpi`` outbox destinations (partner ids) stand for, and of every
+    registered partner (so each has its backlog gauge, 0 when nothing waits)."""
     ids = [int(d) for d in destinations if d.isdigit()]
-    if not ids:
-        return {}
-    rows = await db_session.execute(select(OcpiPartner.id, OcpiPartner.name).where(OcpiPartner.id.in_(ids)))
+    rows = await db_session.execute(
+        select(OcpiPartner.id, OcpiPartner.name).where(
+            OcpiPartner.id.in_(ids) | (OcpiPartner.status == PartnerStatus.REGISTERED)
+        )
+    )
     return {str(pid): name for pid, name in rows.all()}
 
 
@@ -55,6 +59,8 @@ class OcpiSender:
         self.db = db
         self.timeout = timeout
         self.transport = transport  # None: the network (see ocpi.client)
+        self._resyncing: set[int] = set()  # partners whose re-sync runs
+        self._tasks: set[asyncio.Task[None]] = set()
         name_destinations(CHANNEL, partner_names)  # the evhub_outbox_backlog gauge, labelled by partner name
 
     async def __call__(self, message: OutboxMessage) -> DeliveryResult:
@@ -128,8 +134,17 @@ class OcpiSender:
         except Exception:  # health bookkeeping must never fail a delivery
             log.debug("could not record partner health", exc_info=True)
             return
-        if recovered:
-            try:
-                await resync_partner(self.db, partner_id, automatic=True)
-            except Exception:  # the scanner's re-sync of recovered partners retries it
-                log.exception("could not re-sync partner %s after it recovered", partner_id)
+        if recovered and partner_id not in self._resyncing:
+            # after this delivery, not inside it (its lease and timeout are the message's)
+            self._resyncing.add(partner_id)
+            task = asyncio.create_task(self._resync(partner_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _resync(self, partner_id: int) -> None:
+        try:
+            await resync_partner(self.db, partner_id, automatic=True)
+        except Exception:  # the scanner's re-sync of recovered partners retries it
+            log.exception("could not re-sync partner %s after it recovered", partner_id)
+        finally:
+            self._resyncing.discard(partner_id)
