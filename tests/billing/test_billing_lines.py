@@ -12,7 +12,7 @@ from hypothesis import given
 
 from billing.core.documents import DocumentError, VatCategory
 from billing.core.lines import CdrComponent, Dimension, cdr_lines, group_lines, monthly_lines
-from billing.core.vat import classify, NORMAL
+from billing.core.vat import NORMAL, classify
 from tests.properties.strategies import budget
 
 from .kit import credit_of, engine_cdrs, engine_results, fleet_months, priced_cdr, simple_cdr
