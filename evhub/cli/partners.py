@@ -425,6 +425,8 @@ def outbox_retry(
             total.replaced += report.replaced
             total.released += report.released
             total.superseded += report.superseded
+        if one is not None and partner_ids and not (total.replaced or total.released):
+            fail(f"outbox message {one.id} was not queued again: its partner is not registered")
         others = 0
         if one is not None and not partner_ids:
             others = await retry_parked(db, one.id)

@@ -61,23 +61,41 @@ def _module_and_key(ordering_key: str) -> tuple[str, str]:
     return (parts[2], parts[3]) if len(parts) == 4 else ("", "")
 
 
+async def _open_rows(db_session: AsyncSession, ordering_key: str) -> list[OutboxMessage]:
+    return list(
+        (
+            await db_session.scalars(
+                select(OutboxMessage)
+                .where(
+                    OutboxMessage.channel == CHANNEL,
+                    OutboxMessage.ordering_key == ordering_key,
+                    OutboxMessage.status.in_(OPEN_STATUSES),
+                )
+                .order_by(OutboxMessage.id)
+            )
+        ).all()
+    )
+
+
 async def parked_objects(db_session: AsyncSession, partner_id: int) -> dict[str, list[OutboxMessage]]:
     """The open rows (oldest first) of every ordering key of the partner whose first open row is parked."""
-    rows = (
+    keys = (
         await db_session.scalars(
-            select(OutboxMessage)
+            select(OutboxMessage.ordering_key)
             .where(
                 OutboxMessage.channel == CHANNEL,
                 OutboxMessage.destination == str(partner_id),
-                OutboxMessage.status.in_(OPEN_STATUSES),
+                OutboxMessage.status == OutboxStatus.PARKED,
             )
-            .order_by(OutboxMessage.id)
+            .distinct()
         )
     ).all()
-    by_key: dict[str, list[OutboxMessage]] = {}
-    for row in rows:
-        by_key.setdefault(row.ordering_key, []).append(row)
-    return {k: v for k, v in by_key.items() if v[0].status == OutboxStatus.PARKED}
+    found = {}
+    for key in keys:
+        rows = await _open_rows(db_session, key)
+        if rows and rows[0].status == OutboxStatus.PARKED:
+            found[key] = rows
+    return found
 
 
 def _refused_again(row: OutboxMessage) -> bool:
@@ -128,6 +146,9 @@ async def _resync_object(
     report: ResyncReport,
 ) -> None:
     module, key = _module_and_key(ordering_key)
+    rows = await _open_rows(db_session, ordering_key)  # as they are now
+    if not rows or rows[0].status != OutboxStatus.PARKED:
+        return  # another re-sync or an operator got there first
     first = rows[0]
     if module not in ("tariffs", "locations", "sessions"):
         # immutable (a CDR) or not an object state (a command result): the same message once more
@@ -159,6 +180,11 @@ async def _resync_object(
             )
         ).all()
     )
+    if new_ids:
+        # a message of the object queued meanwhile (between the rows read and the replacement) goes too
+        late = [r.id for r in await _open_rows(db_session, ordering_key) if last_id < r.id < min(new_ids)]
+        await supersede(db_session, late, "re-sync")
+        ids += late
     await _mark_resync(db_session, new_ids)
     replaced_by = (
         f"message {', '.join(map(str, new_ids))} (the current state, re-sync)"

@@ -415,4 +415,4 @@ async def test_prefix_resolution_rules(cli, db: Database) -> None:
                 await resolve_prefix(
                     s, column, given, "outbox message" if column is OutboxMessage.id else "fleet"
                 )
-    await _refused(cli, "outbox", "retry", "1", says="outbox message 1 is pending, not dead")
+    await _refused(cli, "outbox", "retry", "1", says="outbox message 1 is pending, not parked")
