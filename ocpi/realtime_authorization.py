@@ -43,6 +43,7 @@ from kernel.id_tags import is_mapped
 from kernel.models import EVSE, ChargingSession, Location, Party, Token
 from kernel.models.roaming import OcpiAuthorization, OcpiPartner, OcpiPartnerRole, PartnerStatus
 from kernel.timeutil import utcnow
+from kernel.token_uids import holder_rows
 from ocpi import client, status
 from ocpi.routing import routing_headers
 from ocpi.v211 import VERSION_211
@@ -106,13 +107,14 @@ def ocpi_token_type(token_type: str | None) -> str | None:
 
 
 async def known_token(db_session: AsyncSession, uid: str, token_type: str) -> Token | None:
-    """The stored token a charger's ``uid`` names (CiString; a mapped 1.6 idTag names its token): of several,
-    one of ``token_type`` first, then the first stored."""
+    """The stored token a charger's ``uid`` names (CiString; a mapped 1.6 idTag names its token): the uid's
+    holder's (:func:`kernel.token_uids.holder_rows`: the first stored issuer, never a later intruder's row),
+    of ``token_type`` if it has one, else its first stored."""
     key = uid.upper()
     match = Token.uid_key == key
     if is_mapped(uid):
         match = or_(match, Token.ocpp16_id_tag == key)
-    rows = (await db_session.scalars(select(Token).where(match).order_by(Token.id))).all()
+    rows = holder_rows((await db_session.scalars(select(Token).where(match).order_by(Token.id))).all(), uid)
     return next((t for t in rows if t.type == token_type), rows[0] if rows else None)
 
 

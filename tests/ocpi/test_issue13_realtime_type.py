@@ -10,9 +10,10 @@ from urllib.parse import parse_qs
 import pytest
 
 from cpo_gateway.authorization import Authorizer
+from kernel.models import Token
 from ocpi.realtime_authorization import OCPP_ID_TOKEN_TYPES, ocpi_token_type
 from simulators.emsp import EmspSimulator
-from tests.ocpi._helpers import connect
+from tests.ocpi._helpers import connect, token_pk
 from tests.world.sites import seed_charge_point, seed_cpo, seed_location
 
 
@@ -80,3 +81,28 @@ async def test_no_authorization_is_never_asked_at_an_emsp(hub, sim) -> None:
     gateway, cp, loc = await _world(hub, sim)
     auth = await gateway.authorize("", "NoAuthorization", charge_point_id=cp, location_id=loc)
     assert not auth.accepted and _asked(sim) == []
+
+
+async def test_a_uid_of_two_issuers_is_asked_at_its_holder_only(hub, sim, sim2) -> None:
+    gateway, cp, loc = await _world(hub, sim, sim2)
+    await sim.push_token(sim.make_token("SHARED-1", whitelist="NEVER", token_type="APP_USER"))
+    await sim2.push_token(sim2.make_token("OTHER-1"))
+    intruder = await token_pk(hub.db, "OTHER-1")
+    async with hub.db.session() as s:  # a row of another issuer stored before the one-issuer rule
+        s.add(
+            Token(
+                country_code="FR",
+                party_id="OTH",
+                uid="SHARED-1",
+                type="RFID",
+                contract_id="FR-OTH-SHARED",
+                issuer="Other eMSP",
+                emsp_id=intruder.emsp_id,
+                whitelist="NEVER",
+                last_updated=intruder.last_updated,
+            )
+        )
+    sim2.tokens[("SHARED-1", "RFID")] = sim2.make_token("SHARED-1")
+    auth = await gateway.authorize("SHARED-1", "ISO14443", charge_point_id=cp, location_id=loc)
+    assert _asked(sim) == [("SHARED-1", "APP_USER")] and _asked(sim2) == []
+    assert auth.accepted
