@@ -32,7 +32,10 @@ from ocpi.modules.tokens import store_token
 from simulators.emsp import EmspSimulator
 from tests.ocpi._helpers import FakeGateway, connect
 from tests.ocpi.conftest import RunningHub
+from tests.portal.helpers import csrf_token, login, portal_app, portal_client
 from tests.world.api_network import ApiNetwork, seed_api_network
+from tests.world.fleets import add_fleet_with_manager, base_world
+from tests.world.fleets import add_token as add_fleet_token
 from tests.world.sites import seed_charge_point, seed_cpo, seed_location
 
 LONG_UID = "bdf21bce-fc97-11e8-8eb2-f2801f1b9fd1"  # the uid of the spec's token_example_1_app_user.json
@@ -385,3 +388,26 @@ async def test_api_finds_a_token_under_any_casing_within_the_keys_scope(
             r = await get(key, uid)
             assert r.status_code == 200 and r.json()["uid"] == "TOKEN-AMS", (key, uid, r.text)
         assert (await get("ldn", uid)).status_code == 404
+
+
+async def test_portal_add_refuses_a_uid_another_issuer_holds(db: Database) -> None:
+    """The fleet portal's "add token": Globex's manager adding acme01 (Acme's ACME01, another issuer) gets
+    the message and no token is stored (it added a second card for the uid); a new uid is added once, and
+    again under another casing it "already exists"."""
+    world = await base_world(db)
+    await add_fleet_with_manager(db, world, "Acme", "boss@acme.test")
+    await add_fleet_with_manager(db, world, "Globex", "boss@globex.test")
+    await add_fleet_token(db, world, "Acme", "ACME01")
+    before = _collisions("portal")
+    async with portal_client(portal_app(db), follow_redirects=True) as client:
+        await login(client, "boss@globex.test")
+        csrf = csrf_token((await client.get("/portal/tokens")).text)
+        r = await client.post("/portal/tokens", data={"csrf_token": csrf, "uid": "acme01"})
+        assert "Token acme01 is issued by another party" in r.text
+        r = await client.post("/portal/tokens", data={"csrf_token": csrf, "uid": "GLOBEX-9"})
+        assert "Token GLOBEX-9 added." in r.text
+        r = await client.post("/portal/tokens", data={"csrf_token": csrf, "uid": "globex-9"})
+        assert "Token globex-9 already exists." in r.text
+    assert _collisions("portal") == before + 1
+    assert [row[2] for row in await _rows(db, "ACME01")] == ["ACME01"]
+    assert [row[2] for row in await _rows(db, "GLOBEX-9")] == ["GLOBEX-9"]
