@@ -22,9 +22,11 @@ from ocpi import credentials, versions
 from ocpi.envelope import install_error_handlers
 from ocpi.modules import cdrs, chargingprofiles, commands, hubclientinfo, locations, sessions, tariffs, tokens
 from ocpi.modules.v211 import cdrs as cdrs_211
+from ocpi.modules.v211 import commands as commands_211
 from ocpi.modules.v211 import locations as locations_211
 from ocpi.modules.v211 import sessions as sessions_211
 from ocpi.modules.v211 import tariffs as tariffs_211
+from ocpi.modules.v211 import tokens as tokens_211
 from ocpi.platform import VERSION, VERSION_211, OcpiPlatform
 from ocpi.routing import CORRELATION_ID, REQUEST_ID, new_request_id
 
@@ -43,6 +45,8 @@ MODULE_ROUTERS_211 = {
     "sessions": sessions_211.router,
     "cdrs": cdrs_211.router,
     "tariffs": tariffs_211.router,
+    "tokens": tokens_211.router,
+    "commands": commands_211.router,
 }
 
 

@@ -117,6 +117,12 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
     if command not in MODELS:
         raise OcpiError(status.INVALID_PARAMETERS, f"Unknown command {command}")
     body = await read_model(request, MODELS[command])
+    return ok(await run_command(c, command, body))
+
+
+async def run_command(c: Caller, command: str, body: CommandRequest) -> dict[str, Any]:
+    """Run ``command`` for the caller and its addressed CPO: the CommandResponse (2.2.1) to answer at once.
+    Shared with the 2.1.1 route (:mod:`ocpi.modules.v211.commands`), which translates body and answer."""
     runner: CommandRunner = c.platform.command_runner()
     timeout = runner.timeout
     kwargs: dict[str, Any] = {"cpo_id": c.cpo.id}
@@ -131,7 +137,7 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
         try:
             await _command_token(c, body.token, store_unknown=isinstance(body, StartSession))
         except UidTaken as exc:
-            return ok(_response("REJECTED", timeout, str(exc)))
+            return _response("REJECTED", timeout, str(exc))
         token = body.token.model_dump(mode="json", exclude_none=True)
         kwargs.update(
             location_id=body.location_id,
@@ -143,7 +149,7 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
         if isinstance(body, StartSession):
             if body.evse_uid is None:
                 # EVSE-less start: the gateway needs an EVSE; refuse rather than guess.
-                return ok(_response("REJECTED", timeout, "evse_uid is required by this CPO"))
+                return _response("REJECTED", timeout, "evse_uid is required by this CPO")
             kwargs["connector_id"] = body.connector_id
         else:
             kwargs.update(reservation_id=body.reservation_id, expiry_date=body.expiry_date)
@@ -158,7 +164,7 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
             )
         )
         if cs is None:
-            return ok(_response("UNKNOWN_SESSION", timeout, "Unknown session"))
+            return _response("UNKNOWN_SESSION", timeout, "Unknown session")
         kwargs["session_uid"] = cs.session_uid  # as stored: the gateway matches it exactly
     elif isinstance(body, UnlockConnector):
         await _location(c, command, body)
@@ -166,7 +172,7 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
     else:
         kwargs["reservation_id"] = body.reservation_id
     if not runner.supports(command):
-        return ok(_response("NOT_SUPPORTED", timeout, f"{METHODS[command]} is not available"))
+        return _response("NOT_SUPPORTED", timeout, f"{METHODS[command]} is not available")
     if isinstance(body, ReserveNow | CancelReservation):
         return await _reservation_command(c, runner, command, body, kwargs, loc)
     if isinstance(body, StartSession) and body.authorization_reference:
@@ -189,7 +195,7 @@ async def post_command(command: str, request: Request, c: Caller = Depends(calle
         routing=routing_headers(c.cpo.country_code, c.cpo.party_id, c.role.country_code, c.role.party_id),
         reference=_reference(body),
     )
-    return ok(_response("ACCEPTED", timeout))
+    return _response("ACCEPTED", timeout)
 
 
 async def _reservation_command(
@@ -199,7 +205,7 @@ async def _reservation_command(
     body: ReserveNow | CancelReservation,
     kwargs: dict[str, Any],
     loc: Location | None,
-) -> Any:
+) -> dict[str, Any]:
     """RESERVE_NOW / CANCEL_RESERVATION with their ``reservations`` row (:mod:`ocpi.reservation_store`): the
     charger gets the row's own reservation number, and its answer is stored on the row before the
     CommandResult is queued."""
@@ -219,7 +225,7 @@ async def _reservation_command(
                 token_id=token.id if token is not None else None,
             )
         except rows.ReservationRefused as exc:
-            return ok(_response("REJECTED", runner.timeout, str(exc)))
+            return _response("REJECTED", runner.timeout, str(exc))
         record = rows.record_reserve_answer
     else:
         row = await rows.find(c.db_session, c.role.party_pk, body.reservation_id)
@@ -245,4 +251,4 @@ async def _reservation_command(
         reference=_reference(body),
         allowed=RESULT_TYPES,
     )
-    return ok(_response("ACCEPTED", runner.timeout))
+    return _response("ACCEPTED", runner.timeout)

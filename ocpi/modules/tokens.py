@@ -152,6 +152,21 @@ async def put_token(
     _check_owner(c, country_code, party_id)
     body = await read_model(request, OcpiToken)
     token_type = request.query_params.get("type") or body.type
+    await put_whole(c.db_session, c.role.party_pk, country_code, party_id, token_uid, token_type, body)
+    return ok()
+
+
+async def put_whole(
+    db_session: AsyncSession,
+    party_pk: int,
+    country_code: str,
+    party_id: str,
+    token_uid: str,
+    token_type: str,
+    body: OcpiToken,
+) -> None:
+    """The PUT of ``body`` at ``/{country_code}/{party_id}/{token_uid}`` (type ``token_type``) by eMSP
+    ``party_pk``; shared with the 2.1.1 route (:mod:`ocpi.modules.v211.tokens`)."""
     if (body.country_code.upper(), body.party_id.upper(), body.uid.upper(), body.type) != (
         country_code.upper(),
         party_id.upper(),
@@ -161,12 +176,11 @@ async def put_token(
         raise OcpiError(status.INVALID_PARAMETERS, "Token country_code/party_id/uid/type differ from the URL")
     # an older state (by last_updated) than the stored one is answered success and not applied (issue 13)
     try:
-        stored = await store_token(c.db_session, c.role.party_pk, body, keep_newer=True)
+        stored = await store_token(db_session, party_pk, body, keep_newer=True)
     except UidTaken as exc:
         raise OcpiError(status.INVALID_PARAMETERS, str(exc)) from None
     if stored is None:
         raise NotFound("Token of another party")
-    return ok()
 
 
 @router.patch("/{country_code}/{party_id}/{token_uid}")
@@ -178,23 +192,39 @@ async def patch_token(
     if not isinstance(raw, dict):
         raise OcpiError(status.INVALID_PARAMETERS, "Request body must be a JSON object")
     patch = await read_model(request, TokenPatch)
-    token_type = _type(request)
+    await patch_fields(
+        c.db_session, c.role.party_pk, country_code, party_id, token_uid, _type(request), raw, patch
+    )
+    return ok()
+
+
+async def patch_fields(
+    db_session: AsyncSession,
+    party_pk: int,
+    country_code: str,
+    party_id: str,
+    token_uid: str,
+    token_type: str,
+    raw: dict[str, Any],
+    patch: TokenPatch,
+) -> None:
+    """The PATCH of the keys of ``raw`` (validated as ``patch``) at ``/{country_code}/{party_id}/{token_uid}``
+    by eMSP ``party_pk``; shared with the 2.1.1 route (:mod:`ocpi.modules.v211.tokens`)."""
     for key, expected in (("country_code", country_code), ("party_id", party_id), ("uid", token_uid)):
         if key in raw and str(raw[key]).upper() != expected.upper():
             raise OcpiError(status.INVALID_PARAMETERS, f"{key} differs from the URL")
     if "type" in raw and raw["type"] != token_type:
         raise OcpiError(status.INVALID_PARAMETERS, "type differs from the URL")
-    token = await _find(c, country_code, party_id, token_uid, token_type)
-    if token is None or token.emsp_id not in (None, c.role.party_pk):
+    token = await find_token(db_session, country_code, party_id, token_uid, token_type)
+    if token is None or token.emsp_id not in (None, party_pk):
         raise NotFound(f"Unknown token {token_uid}", code=status.UNKNOWN_TOKEN)
     try:  # a row stored before the ownership rule, of a uid another issuer held first
-        await claim(c.db_session, token.country_code, token.party_id, token.uid, source="ocpi")
+        await claim(db_session, token.country_code, token.party_id, token.uid, source="ocpi")
     except UidTaken as exc:
         raise OcpiError(status.INVALID_PARAMETERS, str(exc)) from None
     if token.last_updated > patch.last_updated:  # older than the stored state: success, not applied
-        return ok()
+        return
     fields = {k: v for k, v in patch.model_dump(mode="json").items() if k in raw}
     fields["last_updated"] = patch.last_updated
     _apply(token, fields)
-    await c.db_session.flush()
-    return ok()
+    await db_session.flush()
