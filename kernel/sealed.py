@@ -99,7 +99,7 @@ class Keyring:
         except (InvalidToken, UnicodeError):
             raise UnsealError(
                 f"the {what} cannot be unsealed with the keys in {SETTING} (it was sealed with another key: "
-                f"put that key back in {SETTING}, after the new one, or set the token again)"
+                f"put that key back in {SETTING}, after the new one)"
             ) from None
 
     def needs_reseal(self, stored: str) -> bool:
