@@ -235,7 +235,7 @@ async def test_tokens_receiver_in_211_form_then_a_charger_authorizes_the_uid(hub
         assert await s.scalar(select(func.count()).select_from(Token)) == 1
 
 
-async def test_211_start_and_stop_session_through_the_command_runner(hub, sim211):
+async def test_211_commands_through_the_command_runner(hub, sim211):
     cpo = await seed_cpo(hub.db)
     loc = await seed_location(hub.db, cpo, "LOC1")
     cp = await seed_charge_point(hub.db, cpo, loc)
@@ -262,6 +262,30 @@ async def test_211_start_and_stop_session_through_the_command_runner(hub, sim211
     await sim211.wait_for(lambda: ref in sim211.command_results)
     assert gw.calls[-1] == ("stop_session", {"cpo_id": cpo, "session_uid": "SESS-9"})
 
+    # RESERVE_NOW (2.1.1 reservation_id is an int) and UNLOCK_CONNECTOR at a location of a second CPO: the
+    # command goes to that CPO (2.1.1 has no routing headers)
+    cpo2 = await seed_cpo(hub.db, "BE", "CP2", "Two")
+    await seed_location(hub.db, cpo2, "LOC2")
+    reserve = {
+        "token": sim211.make_token("OLD-1"),
+        "expiry_date": "2030-01-01T00:00:00Z",
+        "reservation_id": 7,
+        "location_id": "LOC2",
+        "evse_uid": "LOC2-E1",
+    }
+    ref, response = await sim211.command("RESERVE_NOW", reserve)
+    assert response == {"result": "ACCEPTED"}
+    await sim211.wait_for(lambda: ref in sim211.command_results)
+    ref, response = await sim211.command(
+        "UNLOCK_CONNECTOR", {"location_id": "LOC2", "evse_uid": "LOC2-E1", "connector_id": "1"}
+    )
+    assert response == {"result": "ACCEPTED"}
+    await sim211.wait_for(lambda: ref in sim211.command_results)
+    assert [(name, kw["cpo_id"]) for name, kw in gw.calls[2:]] == [
+        ("reserve_now", cpo2),
+        ("unlock_connector", cpo2),
+    ]
+
     url = sim211._hub_url("commands")
     headers = {"Authorization": f"Token {sim211.hub_token}"}
     async with sim211.http() as http:
@@ -273,7 +297,7 @@ async def test_211_start_and_stop_session_through_the_command_runner(hub, sim211
         assert r.status_code == 404 and r.json()["status_code"] == 2003
         r = await http.post(f"{url}/STOP_SESSION", json={"session_id": "x"}, headers=headers)
         assert r.status_code == 400 and r.json()["status_code"] == 2001
-    assert len(gw.calls) == 2
+    assert len(gw.calls) == 4
 
 
 async def test_a_211_partner_sees_what_a_221_partner_of_the_same_party_sees(hub, sim211, sim221_old, sim2):
