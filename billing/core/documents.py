@@ -67,8 +67,8 @@ def _country(code: str) -> str:
 
 
 def normalize_vat_id(vat_id: str) -> str:
-    """Upper-cased, without spaces, dots between groups kept out; DocumentError unless BR-CO-09 holds (an ISO
-    3166-1 alpha-2 prefix, Greece ``EL``, Northern Ireland ``XI``)."""
+    """The VAT id upper-cased, without spaces and dashes; DocumentError unless it has the VIES shape and BR-CO-09
+    holds (an ISO 3166-1 alpha-2 prefix; Greece ``EL``, Northern Ireland ``XI``)."""
     value = re.sub(r"[\s\-]", "", vat_id or "").upper()
     if not VAT_ID.match(value):
         raise DocumentError(f"VAT id {vat_id!r} is not a country prefix followed by 2-13 characters")

@@ -128,6 +128,12 @@ def next_steps(
     standing: InvoiceStanding, schedule: DunningSchedule, today: date, done: Collection[str]
 ) -> tuple[DunningStep, ...]:
     """The steps due on ``today`` that are not in ``done`` (keys of the steps done before)."""
+    for rule in schedule.rules:
+        for money in (rule.fee, rule.limit):
+            if money is not None and money.currency != standing.currency:
+                raise DunningError(
+                    f"rule {rule.name} is in {money.currency}, invoice {standing.invoice} in {standing.currency}"
+                )
     restricted = any(
         key.startswith(f"{standing.invoice}:{rule.name}:")
         for rule in schedule.rules

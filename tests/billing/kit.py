@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from hypothesis import assume
 from hypothesis import strategies as st
@@ -184,3 +184,48 @@ def simple_cdr(
         components=components,
         group=group,
     )
+
+
+RATES = [None, D(0), D("5.5"), D(7), D(9), D(19), D(21), D("25.5")]
+
+
+@st.composite
+def synthetic_cdrs(draw: st.DrawFn, cdr_id: str, start: datetime = T0) -> PricedCdr:
+    """A CDR of 1-6 components at any of :data:`RATES` (EU rates, 0 %, none), nets of 0.00-99.99 with many
+    half-cent VAT ties, and sometimes a price cap; its incl.-VAT total rounded per line, as the engine does."""
+    parts = []
+    for _ in range(draw(st.integers(1, 6))):
+        dim = draw(
+            st.sampled_from([Dimension.ENERGY, Dimension.TIME, Dimension.PARKING_TIME, Dimension.FLAT])
+        )
+        net = D(draw(st.one_of(st.integers(0, 9999), st.sampled_from([5, 50, 150, 250, 1050])))) / 100
+        parts.append((dim, net, draw(st.sampled_from(RATES))))
+    components = [CdrComponent(dim, D(1), net, rate, net) for dim, net, rate in parts]
+    incl = sum(
+        ((net * (1 + (rate or D(0)) / 100)).quantize(D("0.01"), ROUND_HALF_UP) for _, net, rate in parts),
+        D("0.00"),
+    )
+    excl = sum((net for _, net, _ in parts), D("0.00"))
+    if excl and draw(st.integers(0, 3)) == 0:
+        cap = -D(draw(st.integers(1, int(excl * 100)))) / 100
+        components.append(CdrComponent(Dimension.ADJUSTMENT, D(1), cap))
+        excl += cap
+        incl = max(D("0.00"), incl + cap)
+    return PricedCdr(
+        cdr_id=cdr_id,
+        session_ref=f"S-{cdr_id}",
+        currency="EUR",
+        start=start,
+        end=start + timedelta(minutes=draw(st.integers(1, 600))),
+        total_excl=excl,
+        total_incl=incl,
+        components=tuple(components),
+        group=draw(st.sampled_from([("Ada", "NL-AB-12"), ("Bob", "NL-CD-34")])),
+    )
+
+
+@st.composite
+def synthetic_months(draw: st.DrawFn) -> list[PricedCdr]:
+    return [
+        draw(synthetic_cdrs(f"SYN-{n}", T0 + timedelta(hours=12 * n))) for n in range(draw(st.integers(1, 8)))
+    ]

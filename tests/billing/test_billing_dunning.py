@@ -100,6 +100,9 @@ def test_dunning_is_idempotent_whatever_days_the_job_runs(days, twice) -> None:
 
 
 def test_a_bad_schedule_is_refused() -> None:
+    chf = InvoiceStanding("INV-CHF", "CHF", DUE, D("10.00"))
+    with pytest.raises(DunningError, match="in EUR"):
+        next_steps(chf, SCHEDULE, DUE + timedelta(days=30), set())
     with pytest.raises(DunningError):
         DunningRule("fee", 3, DunningAction.FEE)
     with pytest.raises(DunningError):

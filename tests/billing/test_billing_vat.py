@@ -9,6 +9,7 @@ from dataclasses import replace
 from decimal import ROUND_HALF_UP, Decimal
 
 from hypothesis import given
+from hypothesis import strategies as st
 
 from billing.core.documents import VatCategory
 from billing.core.lines import Dimension
@@ -30,6 +31,7 @@ from .kit import (
     fleet_invoice,
     fleet_months,
     simple_cdr,
+    synthetic_months,
 )
 
 D = Decimal
@@ -152,3 +154,25 @@ def test_an_exempt_issuer_invoices_every_line_exempt_with_its_reason() -> None:
         (VatCategory.EXEMPT, D("0.00"), "Small business scheme, no VAT charged")
     ]
     assert treatment == VatTreatment(TreatmentKind.EXEMPT, "Small business scheme, no VAT charged")
+
+
+@budget(200)
+@given(synthetic_months(), st.sampled_from(["normal", "reverse", "exempt"]))
+def test_every_rate_and_treatment_gives_an_en16931_consistent_invoice(cdrs, kind) -> None:
+    treatment = {
+        "normal": VatTreatment(),
+        "reverse": treatment_for(SELLER, FLEET, reverse_charge_allowed=True),
+        "exempt": VatTreatment(TreatmentKind.EXEMPT, "exempt"),
+    }[kind]
+    invoice = fleet_invoice(cdrs, treatment)
+    assert_en16931(invoice)
+    assert invoice.totals.tax_exclusive == sum((c.total_excl for c in cdrs), D(0))
+    categories = {b.category for b in invoice.breakdown}
+    taxed = {
+        "normal": {VatCategory.STANDARD, VatCategory.ZERO_RATED},
+        "reverse": {VatCategory.REVERSE_CHARGE},
+    }
+    assert categories <= taxed.get(kind, {VatCategory.EXEMPT}) | {VatCategory.OUTSIDE_SCOPE}
+    assert (REVERSE_CHARGE_NOTE in invoice.notes) == (VatCategory.REVERSE_CHARGE in categories)
+    if kind != "normal":
+        assert invoice.totals.tax == 0
