@@ -7,9 +7,9 @@ idToken), so two issuers holding the same uid would make the hub guess whose car
   a uid longer than OCPP 1.6's idTag, its mapped idTag (``tokens.ocpp16_id_tag``, :mod:`kernel.id_tags`).
 * **The holder** of such a key is the issuer (country_code, party_id) of the first stored row (lowest id) that
   presents it. Every store of a token (OCPI PUT/PATCH, the tokens pull, a START_SESSION/RESERVE_NOW token,
-  ``evhub tokens add``, the portal) first :func:`claim`\\ s its keys: another issuer holding one is refused
-  with :class:`UidTaken` (its message names the uid, never the other issuer), logged (warning) and counted
-  (``evhub_token_uid_collisions_total``, by source).
+  ``evhub tokens add``, the portal) first claims its keys (:func:`claim`): another issuer holding one is
+  refused with :class:`UidTaken` (its message names the uid, never the other issuer), logged (warning) and
+  counted (``evhub_token_uid_collisions_total``, by source).
 * **Concurrent claims** of one key by two issuers never both win: on PostgreSQL the claim takes a transaction
   advisory lock per key before it looks, so the second waits for the first's commit and then sees its row;
   SQLite transactions begin IMMEDIATE (:mod:`kernel.db.engine`), which serialises writers already.
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.id_tags import OCPP16_ID_TAG_LENGTH, is_mapped, ocpp16_id_tag
+from kernel.id_tags import OCPP16_ID_TAG_LENGTH, ocpp16_id_tag
 from kernel.metrics import TOKEN_UID_COLLISIONS
 from kernel.models import Token
 
@@ -113,15 +113,3 @@ def holder_rows(tokens: Sequence[Token], presented: str) -> list[Token]:
             ", ".join(others),
         )
     return rows
-
-
-async def holder_token(db_session: AsyncSession, uid: str, token_type: str | None = None) -> Token | None:
-    """The token a charger presenting ``uid`` means (the holder's, of ``token_type`` when given): one
-    indexed query. For whoever resolves a bare uid (e.g. real-time authorization choosing the eMSP to ask)."""
-    key = uid.upper()
-    match = _matching([key]) if is_mapped(key) else Token.uid_key == key
-    tokens = (await db_session.scalars(select(Token).where(match).order_by(Token.id))).all()
-    rows = holder_rows(tokens, uid)
-    if token_type is not None:
-        rows = [t for t in rows if t.type == token_type]
-    return rows[0] if rows else None
