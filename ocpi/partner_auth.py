@@ -1,5 +1,7 @@
 """``Authorization: Token ...`` as OCPI 2.2.1 defines it (the token base64-encoded), accepting the raw token
-older peers send, and the lookup of the partner a token belongs to (tokens are stored hashed)."""
+OCPI 2.1.1 peers send (2.1.1: ``Token <token>``; the hub sends that form to them, ``ocpi.client``), and the
+lookup of the partner a token belongs to (tokens are stored hashed). Either form opens either version's
+routes; which module routes a partner may use is its negotiated version's (:mod:`ocpi.deps`)."""
 
 from __future__ import annotations
 
