@@ -111,3 +111,28 @@ def missing_numbers(series: Series, numbers: Sequence[str]) -> list[str]:
         for n in range(1, max(by_year[year]) + 1)
         if n not in by_year[year]
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedNumber:
+    """One issued document number: who issued it, in which series, on which day."""
+
+    issuer: str
+    series: Series
+    issue_date: date
+    number: str
+
+
+def check_issued(issued: Sequence[IssuedNumber]) -> None:
+    """NumberingError unless, for every issuer and series, its numbers in ``issued`` (all issuers interleaved,
+    in issue order) are gap-free (:func:`check_sequence`); a series is told by its prefix."""
+    runs: dict[tuple[str, str], list[IssuedNumber]] = {}
+    for item in issued:
+        runs.setdefault((item.issuer, item.series.prefix), []).append(item)
+    for (issuer, prefix), items in runs.items():
+        if len({item.series for item in items}) != 1:
+            raise NumberingError(f"issuer {issuer}: series {prefix} is written in two ways")
+        try:
+            check_sequence(items[0].series, [(item.issue_date, item.number) for item in items])
+        except NumberingError as exc:
+            raise NumberingError(f"issuer {issuer}, series {prefix}: {exc}") from exc

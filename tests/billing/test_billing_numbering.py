@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.core.numbering import NumberingError, Series, check_sequence, missing_numbers, next_number
+from billing.core.numbering import (
+    IssuedNumber,
+    NumberingError,
+    Series,
+    check_issued,
+    check_sequence,
+    missing_numbers,
+    next_number,
+)
 from tests.properties.strategies import budget
 
 INV = Series("INV")
@@ -77,3 +85,26 @@ def test_missing_numbers_names_the_gaps() -> None:
         "INV-2026-000003",
         "INV-2027-000001",
     ]
+
+
+@budget(150)
+@given(
+    st.lists(st.tuples(st.sampled_from(["CPO-1", "CPO-2", "HUB"]), st.sampled_from([0, 0, 1])), max_size=40)
+)
+def test_each_issuer_and_series_is_gap_free_however_issuers_interleave(calls) -> None:
+    """Issuers number independently (the same number may exist at two issuers); one issuer taking the number
+    after another issuer's last is caught."""
+    day, last, issued = date(2026, 12, 30), {}, []
+    for issuer, step in calls:
+        day += timedelta(days=step)
+        number = next_number(INV, day, last.get(issuer))
+        last[issuer] = (day, number)
+        issued.append(IssuedNumber(issuer, INV, day, number))
+    check_issued(issued)
+    final = day
+    for a in sorted(last):
+        for b in sorted(last):
+            theirs, ours = next_number(INV, final, last[b]), next_number(INV, final, last[a])
+            if a != b and theirs != ours:
+                with pytest.raises(NumberingError, match=f"issuer {a}"):
+                    check_issued([*issued, IssuedNumber(a, INV, final, theirs)])
