@@ -109,7 +109,7 @@ class PricedCdr:
         if self.is_credit != (self.credit_of is not None):
             raise DocumentError(f"CDR {self.cdr_id}: a credit CDR, and only one, names the CDR it credits")
         if self.is_credit and self.total_excl > 0:
-            raise DocumentError(f"CDR {self.cdr_id}: a credit CDR's total is not positive")
+            raise DocumentError(f"CDR {self.cdr_id}: a credit CDR's total cannot be positive")
 
     @property
     def supply(self) -> SupplyPeriod:
@@ -131,7 +131,7 @@ def cdr_lines(cdr: PricedCdr, treatment: VatTreatment = NORMAL) -> tuple[Invoice
         for key in classes
     ]
     for m, adjustment in enumerate(adjustments):
-        if not classes:  # nothing else priced: the adjustment alone, outside the VAT classes of no line
+        if not classes:  # nothing else was priced: the adjustment alone has no VAT to follow
             first = classify(None, treatment)
             lines.append(_line(cdr, f"a{m + 1}", adjustment, adjustment.net, *first))
             continue

@@ -96,3 +96,37 @@ def test_allocation_conserves_the_payment_and_never_overpays_an_invoice(amount, 
     assert all(0 < a <= outstanding[i] for i, a in result.applied)
     if result.unapplied:
         assert sum(outstanding.values(), D(0)) == sum((a for _, a in result.applied), D(0))
+
+
+@budget(150)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["CPO-1", "HUB"]),
+            st.sampled_from(["EUR", "CHF", "JPY"]),
+            st.integers(-40, 200),
+            amounts,
+        ),
+        max_size=12,
+    )
+)
+def test_aging_keeps_every_amount_in_one_bucket_of_its_issuer_and_currency(items) -> None:
+    receivables = [
+        Receivable(
+            issuer,
+            f"INV-{n}",
+            currency,
+            TODAY - timedelta(days=days),
+            amount.quantize(D(1)) if currency == "JPY" else amount,
+        )
+        for n, (issuer, currency, days, amount) in enumerate(items)
+    ]
+    rows = aging(receivables, TODAY)
+    for row in rows:
+        mine = [r for r in receivables if (r.issuer, r.currency) == (row.issuer, row.currency)]
+        assert row.total == sum((r.outstanding for r in mine), D(0))
+        for name in row.buckets:
+            assert row.buckets[name] == sum(
+                (r.outstanding for r in mine if bucket(r.due_date, TODAY) == name), D(0)
+            )
+    assert len(rows) == len({(r.issuer, r.currency) for r in receivables})
