@@ -6,6 +6,9 @@
   Only the spec's Session properties (:data:`SESSION_FIELDS`) are sent, never the hub's bookkeeping in ``data``.
 * CDR and Tariff: the stored OCPI ``data`` (immutable CDR, versioned tariff).
 
+Every object is projected onto the spec's properties (:func:`ocpi.spec_fields.spec_only`), nested objects
+included: fields an import kept that OCPI does not have never leave the hub (issue 13).
+
 The ``*_object`` functions of loaded rows are pure; :func:`load_location` and :func:`session_object` (the
 session's token, location, EVSE, connector and meter values) read the database.
 """
@@ -34,6 +37,7 @@ from kernel.models import (
     Token,
 )
 from kernel.timeutil import format_rfc3339
+from ocpi.spec_fields import spec_only
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -65,7 +69,7 @@ def connector_object(conn: Connector, stored: dict[str, Any] | None = None) -> d
         obj["max_electric_power"] = conn.max_electric_power
     if conn.tariff_ids:
         obj["tariff_ids"] = list(conn.tariff_ids)
-    return obj
+    return spec_only(obj, "Connector")
 
 
 def evse_object(evse: EVSE) -> dict[str, Any]:
@@ -87,7 +91,7 @@ def evse_object(evse: EVSE) -> dict[str, Any]:
         ]
     stamps = [evse.last_updated, *(c.last_updated for c in evse.connectors)]
     obj["last_updated"] = _ts(max(stamps))
-    return obj
+    return spec_only(obj, "EVSE")
 
 
 def location_last_updated(loc: Location) -> datetime:
@@ -121,7 +125,7 @@ def location_object(loc: Location, cpo: Party) -> dict[str, Any]:
         obj["postal_code"] = loc.postal_code
     if loc.evses:
         obj["evses"] = [evse_object(e) for e in loc.evses]
-    return obj
+    return spec_only(obj, "Location")
 
 
 async def load_location(db_session: AsyncSession, location_pk: int) -> Location | None:
@@ -214,14 +218,14 @@ async def session_object(db_session: AsyncSession, cs: ChargingSession, cpo: Par
         periods = await derived_periods(db_session, cs)
         if periods:
             obj["charging_periods"] = periods
-    return obj
+    return spec_only(obj, "Session")
 
 
 def cdr_object(cdr: Cdr) -> dict[str, Any]:
     obj = dict(cdr.data or {})
     obj.setdefault("id", cdr.cdr_uid)
     obj.setdefault("last_updated", _ts(cdr.last_updated))
-    return obj
+    return spec_only(obj, "CDR")
 
 
 def tariff_object(tv: TariffVersion, cpo: Party, applies_from: datetime | None = None) -> dict[str, Any]:
@@ -239,4 +243,4 @@ def tariff_object(tv: TariffVersion, cpo: Party, applies_from: datetime | None =
     if tv.end_date_time is not None:
         obj.setdefault("end_date_time", _ts(tv.end_date_time))
     obj.setdefault("last_updated", _ts(tv.last_updated))
-    return obj
+    return spec_only(obj, "Tariff")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-from kernel.timeutil import ensure_utc
+from kernel.timeutil import ensure_utc, format_rfc3339
 
 
 class OcpiModel(BaseModel):
@@ -51,3 +51,8 @@ class Timestamped(OcpiModel):
 
             value = value.replace(tzinfo=UTC)
         return ensure_utc(value)
+
+    @field_serializer("last_updated", when_used="json")
+    def _wire(self, value: datetime) -> str:
+        """An OCPI DateTime (string(25): ``2026-03-01T08:00:00.123Z``), never microseconds."""
+        return format_rfc3339(value)

@@ -155,6 +155,13 @@ def test_the_2_1_1_tables_are_there_for_the_2_1_1_objects() -> None:
 # -- the world -------------------------------------------------------------------------------------------
 
 
+SPEC_LOCATIONS = (
+    "location_example_parking_garage_opening_hours.json",
+    "location_example_uc2_destination_charger.json",
+)
+"""Published spec examples with opening hours, images, energy mix, facilities, parking restrictions."""
+
+
 async def _world(hub: Any, sim: Any) -> dict[str, Any]:
     """The demo network, the spec's location example (BE*BEC) and tariff examples (DE*ALL) imported, the
     simulator registered with a token, an ended session priced into a CDR and an open one."""
@@ -179,6 +186,10 @@ async def _world(hub: Any, sim: Any) -> dict[str, Any]:
                 },
             )
         await prov.import_location(s, json.loads((OCPI_EXAMPLES / "location_example.json").read_text()))
+        await prov.add_party(s, "SE", "EVC", "CPO", "EVC")
+        await prov.add_party(s, "NL", "ALF", "CPO", "Alfen")
+        for name in SPEC_LOCATIONS:
+            await prov.import_location(s, json.loads((FIELDS_EXAMPLES / name).read_text()))
     await connect(hub, sim)
     await sim.push_token(sim.make_token("CARD-1"))
     token = await token_pk(hub.db, "CARD-1")
@@ -259,6 +270,7 @@ async def test_the_sender_modules_and_every_push_are_exactly_ocpi(hub, sim):
             assert await enqueue_session_update(pk, s) == 1
     await hub.component.scan_once()
     await sim.wait_for(lambda: {"AMS-CENTRAAL", "LOC1"} <= set(sim.locations) and len(sim.cdrs) == 1)
+    await sim.wait_for(lambda: len(sim.locations) == 4)
     async with hub.db.session() as s:
         evse = await s.scalar(select(EVSE).where(EVSE.uid == "AMS-01-2"))
         assert evse is not None
@@ -304,7 +316,7 @@ async def test_the_sender_modules_and_every_push_are_exactly_ocpi(hub, sim):
     } <= methods, methods
 
     lists = {"locations": "Location", "sessions": "Session", "cdrs": "CDR", "tariffs": "Tariff"}
-    for to in (("NL", "AMP"), ("BE", "BEC"), ("DE", "ALL")):
+    for to in (("NL", "AMP"), ("BE", "BEC"), ("DE", "ALL"), ("SE", "EVC"), ("NL", "ALF")):
         for module, name in lists.items():
             response = await _get(sim, sim._hub_url(module), to, limit=100)
             assert response.status_code == 200, response.text
@@ -480,9 +492,10 @@ async def test_charging_profile_responses_and_results_are_exactly_ocpi(hub, sim)
     assert problems == [], "\n".join(problems)
 
 
-async def test_versions_credentials_and_the_authorization_request_are_exactly_ocpi(hub, sim):
+async def test_versions_credentials_and_the_authorization_request_are_exactly_ocpi(hub, sim, sim2):
     """The hub's versions list and version details, its credentials (the registration's answer, GET, a
-    rotation's answer) and the real-time authorization request body (LocationReferences)."""
+    rotation's answer, the bodies it POSTs and PUTs when it registers and renews itself) and the real-time
+    authorization request body (LocationReferences)."""
     await seed_cpo(hub.db)
     cpo = await seed_cpo(hub.db, "NL", "CP2", "Second CPO")
     await seed_location(hub.db, cpo, "LOC2")
@@ -504,6 +517,11 @@ async def test_versions_credentials_and_the_authorization_request_are_exactly_oc
         got = (await http.get(sim._hub_url("credentials"), headers=auth)).json()
         problems.extend(f"GET credentials: {p}" for p in check_response(got, "Credentials"))
     problems.extend(f"rotation: {p}" for p in check(await sim.rotate(), "Credentials"))
+    await credentials.rotate(hub.db, hub.platform, inv.partner_id)  # the hub renews: PUT to the partner
+    await credentials.register(hub.db, hub.platform, sim2.versions_url, sim2.token_a)  # the hub initiates
+    sent = [r for r in [*sim.log, *sim2.log] if r.path.endswith("/credentials")]
+    assert {r.method for r in sent} == {"PUT", "POST"}, [(r.method, r.path) for r in sent]
+    problems.extend(_problems_of_log(sim2))
     await sim.push_token(sim.make_token("RT-1", whitelist="NEVER"))
     decision = await hub.component.authorizer.authorize("RT-1", "RFID", "LOC2", ["LOC2-E1"])
     assert decision.allowed == "ALLOWED"
@@ -674,3 +692,117 @@ def _queued(client: Any) -> list[list[Any]]:
     while not client.incoming.empty():
         frames.append(client.incoming.get_nowait())
     return [f for f in frames if f[0] == 2]
+
+
+async def test_the_receiver_gets_are_exactly_ocpi(hub, sim):
+    """What the hub's Receiver interfaces give back: a token the eMSP pushed (GET tokens) and the ClientInfo a
+    hub pushed (GET hubclientinfo), each pushed with a fractional-second last_updated. The ClientInfo came
+    back with ``last_updated`` in microseconds (27 characters, OCPI's DateTime is string(25)) and with a
+    field OCPI does not have that was pushed with it."""
+    await seed_cpo(hub.db)
+    await connect(hub, sim)
+    pushed = await sim.push_token({**sim.make_token("CARD-9"), "last_updated": "2026-03-01T08:00:00.5Z"})
+    assert pushed.json()["status_code"] == 1000, pushed.text
+    info = {"party_id": "OTH", "country_code": "FR", "role": "EMSP", "status": "CONNECTED",
+            "last_updated": "2026-03-01T08:00:00.123Z", "x_note": "not OCPI"}  # fmt: skip
+    auth = {"Authorization": f"Token {sim.hub_token}", **sim.routing()}
+    async with sim.http() as http:
+        r = await http.put(f"{sim._hub_url('hubclientinfo')}/FR/OTH", json=info, headers=auth)
+        assert r.json()["status_code"] == 1000, r.text
+        got_info = (await http.get(f"{sim._hub_url('hubclientinfo')}/FR/OTH", headers=auth)).json()
+        got_token = (await http.get(f"{sim._hub_url('tokens')}/DE/EMS/CARD-9", headers=auth)).json()
+    problems = [f"ClientInfo: {p}" for p in check_response(got_info, "ClientInfo")]
+    problems += [f"Token: {p}" for p in check_response(got_token, "Token")]
+    assert problems == [], "\n".join(problems)
+
+
+EXTRA_LOCATION: dict[str, Any] = {
+    "country_code": "NL",
+    "party_id": "XTR",
+    "id": "XTR-1",
+    "publish": True,
+    "name": "Extra fields",
+    "address": "Kade 1",
+    "city": "Utrecht",
+    "postal_code": "3511",
+    "country": "NLD",
+    "coordinates": {"latitude": "52.08940", "longitude": "5.11010", "x_precision_m": 3},
+    "operator": {"name": "Extra BV", "x_vat_number": "NL0001"},
+    "x_internal_note": "gate code 1234",
+    "evses": [
+        {
+            "uid": "XTR-1-1",
+            "evse_id": "NL*XTR*E1",
+            "status": "AVAILABLE",
+            "floor": -1,
+            "connectors": [
+                {
+                    "id": "1",
+                    "standard": "IEC_62196_T2",
+                    "format": "SOCKET",
+                    "power_type": "AC_3_PHASE",
+                    "max_voltage": 230,
+                    "max_amperage": 32,
+                    "tariff_ids": ["XTR-T"],
+                    "x_pin_layout": "type2",
+                    "last_updated": "2026-01-01T00:00:00Z",
+                }
+            ],
+            "last_updated": "2026-01-01T00:00:00Z",
+        }
+    ],
+    "time_zone": "Europe/Amsterdam",
+    "last_updated": "2026-01-01T00:00:00Z",
+}
+EXTRA_TARIFF: dict[str, Any] = {
+    "country_code": "NL",
+    "party_id": "XTR",
+    "id": "XTR-T",
+    "currency": "EUR",
+    "x_source": "erp",
+    "tariff_alt_text": [{"language": "en", "text": "0.30/kWh", "x_style": "bold"}],
+    "elements": [
+        {
+            "x_note": "day",
+            "price_components": [
+                {"type": "ENERGY", "price": 0.3, "vat": 21.0, "step_size": 1, "x_cc": "4711"}
+            ],
+            "restrictions": {"max_power": 50.0, "x_comment": "slow chargers"},
+        }
+    ],
+    "last_updated": "2026-01-01T00:00:00Z",
+}
+
+
+async def test_fields_outside_the_spec_in_imported_data_never_leave_the_hub(hub, sim):
+    """Issue 13 (item 5, no unknown fields): a location and a tariff imported with fields OCPI does not have,
+    at every level (an operator's note, an EVSE ``floor``, a connector's pin layout, a BusinessDetails VAT
+    number, a tariff's source, a price component's cost center...), are stored as given, but no Location, EVSE,
+    Connector, Tariff or CDR the hub serves or pushes carries them: each object has only its spec fields."""
+    async with hub.db.session() as s:
+        await prov.add_party(s, "NL", "XTR", "CPO", "Extra BV")
+        await prov.import_tariff(s, EXTRA_TARIFF)
+        await prov.import_location(s, EXTRA_LOCATION)
+    await connect(hub, sim)
+    await sim.push_token(sim.make_token("CARD-X"))
+    await seed_ended_session(hub.db, "XTR-1-1", T0, 30, "5", uid="SESS-X", token_uid="CARD-X")
+    assert await rate_pending(hub.db, hub.hooks.cdr) == 1
+    await hub.component.scan_once()
+    await sim.wait_for(lambda: "XTR-1" in sim.locations and "XTR-T" in sim.tariffs and len(sim.cdrs) == 1)
+    problems = _exact(_problems_of_log(sim))
+    to = ("NL", "XTR")
+    for module, name in (("locations", "Location"), ("tariffs", "Tariff"), ("cdrs", "CDR")):
+        response = await _get(sim, sim._hub_url(module), to)
+        problems.extend(
+            f"GET {module}: {p}" for p in _exact(check_response(response.json(), name, many=True))
+        )
+    for suffix, name in (
+        ("/XTR-1", "Location"),
+        ("/XTR-1/XTR-1-1", "EVSE"),
+        ("/XTR-1/XTR-1-1/1", "Connector"),
+    ):
+        response = await _get(sim, sim._hub_url("locations") + suffix, to)
+        problems.extend(f"GET locations{suffix}: {p}" for p in check_response(response.json(), name))
+    assert problems == [], "\n".join(problems)
+    assert sim.locations["XTR-1"]["operator"] == {"name": "Extra BV"}
+    assert sim.tariffs["XTR-T"]["elements"][0]["restrictions"]["max_power"] == 50.0  # the spec's fields stay
