@@ -26,7 +26,8 @@ from billing.core.documents import (
 )
 from billing.core.dunning import DunningAction, DunningRule, DunningSchedule, DunningStep, InvoiceStanding
 from billing.core.invoices import monthly_invoice, session_invoice
-from billing.core.lines import CdrComponent, Dimension, PricedCdr, cdr_lines
+from billing.core.issuers import Issuer
+from billing.core.lines import CdrComponent, Dimension, PricedCdr, cdr_lines, fee_line
 from billing.core.numbering import NumberingError, Series
 from billing.core.vat import VatTreatment, treatment_for
 
@@ -45,6 +46,7 @@ __all__ = [
     "Invoice",
     "InvoiceLine",
     "InvoiceStanding",
+    "Issuer",
     "NumberingError",
     "PaymentTerms",
     "PricedCdr",
@@ -57,6 +59,7 @@ __all__ = [
     "VatTreatment",
     "cdr_lines",
     "credit_for_cdr",
+    "fee_line",
     "full_credit",
     "monthly_invoice",
     "partial_credit",

@@ -8,7 +8,8 @@ currency and is rounded only by :mod:`kernel.money`.
 * ``documents``: identities, invoice lines, VAT breakdown, totals, invoices and credit notes, validated.
 * ``vat``: VAT category per line (standard, zero, exempt, reverse charge, outside scope), the breakdown, the
   wording, and how invoice VAT relates to the CDRs' incl.-VAT totals.
-* ``lines``: priced CDRs -> invoice lines, to the cent; grouping per driver and vehicle.
+* ``lines``: priced CDRs -> invoice lines, to the cent; fee lines; grouping per driver and vehicle.
+* ``issuers``: who issues documents: identity, currency, series, terms, VAT situation.
 * ``invoices``: the per-session invoice and the monthly invoice, assembled.
 * ``credit_notes``: credit notes from a credit CDR, full and partial, never more than is left to credit.
 * ``numbering``: number series and the gap-free rule.

@@ -124,11 +124,13 @@ def monthly_invoice(
     terms: PaymentTerms,
     treatment: VatTreatment,
     supply_period: SupplyPeriod | None = None,
+    fees: Sequence[InvoiceLine] = (),
 ) -> Invoice:
     """A fleet's invoice over ``cdrs`` (one currency; credit CDRs give negative lines), grouped per driver and
-    vehicle; ``supply_period`` (e.g. the month) must cover every session, the span of the sessions if None."""
+    vehicle, then ``fees`` (recurring fees, a dunning fee: :func:`billing.core.lines.fee_line`); ``supply_period``
+    (e.g. the month) must cover every line's, the span of the lines if None."""
     return _assemble(
-        monthly_lines(cdrs, treatment),
+        (*monthly_lines(cdrs, treatment), *fees),
         series=series,
         number=number,
         issue_date=issue_date,

@@ -171,6 +171,37 @@ def _line(
     )
 
 
+def fee_line(
+    line_id: str,
+    description: str,
+    amount: Decimal,
+    currency: str,
+    vat_rate: Decimal | None,
+    treatment: VatTreatment = NORMAL,
+    *,
+    supply: SupplyPeriod | None = None,
+    group: tuple[str, ...] = (),
+) -> InvoiceLine:
+    """A line that is not a session: a recurring fee (a plan, a subscription) or a dunning fee; one unit of
+    ``amount`` (rounded, positive) under the VAT ``vat_rate`` gives (None: not subject to VAT)."""
+    if amount <= 0 or not is_rounded(amount, currency):
+        raise DocumentError(f"fee {line_id}: {amount} is not a positive rounded {currency} amount")
+    category, rate = classify(vat_rate, treatment)
+    return InvoiceLine(
+        line_id=line_id,
+        description=description,
+        quantity=Decimal(1),
+        unit=Unit.ONE,
+        unit_price=amount,
+        net=amount,
+        currency=currency,
+        vat_category=category,
+        vat_rate=rate,
+        supply=supply,
+        group=group,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class LineGroup:
     """The lines of one driver and vehicle on a monthly invoice, with their net subtotal."""
