@@ -729,12 +729,19 @@ EXTRA_LOCATION: dict[str, Any] = {
     "coordinates": {"latitude": "52.08940", "longitude": "5.11010", "x_precision_m": 3},
     "operator": {"name": "Extra BV", "x_vat_number": "NL0001"},
     "x_internal_note": "gate code 1234",
+    "opening_times": {
+        "twentyfourseven": True,
+        "exceptional_closings": [
+            {"period_begin": "2026-12-25T03:00:00+01:00", "period_end": "2026-12-25T05:00:00Z"}
+        ],
+    },
     "evses": [
         {
             "uid": "XTR-1-1",
             "evse_id": "NL*XTR*E1",
             "status": "AVAILABLE",
             "floor": -1,
+            "status_schedule": [{"period_begin": "2026-12-24T18:00:00.123456Z", "status": "BLOCKED"}],
             "connectors": [
                 {
                     "id": "1",
@@ -778,7 +785,9 @@ async def test_fields_outside_the_spec_in_imported_data_never_leave_the_hub(hub,
     """Issue 13 (item 5, no unknown fields): a location and a tariff imported with fields OCPI does not have,
     at every level (an operator's note, an EVSE ``floor``, a connector's pin layout, a BusinessDetails VAT
     number, a tariff's source, a price component's cost center...), are stored as given, but no Location, EVSE,
-    Connector, Tariff or CDR the hub serves or pushes carries them: each object has only its spec fields."""
+    Connector, Tariff or CDR the hub serves or pushes carries them: each object has only its spec fields. A
+    nested DateTime imported with an offset (``+01:00``) or in microseconds, not an OCPI DateTime (UTC,
+    string(25)), is sent as the same instant in OCPI's form."""
     async with hub.db.session() as s:
         await prov.add_party(s, "NL", "XTR", "CPO", "Extra BV")
         await prov.import_tariff(s, EXTRA_TARIFF)
@@ -805,4 +814,9 @@ async def test_fields_outside_the_spec_in_imported_data_never_leave_the_hub(hub,
         problems.extend(f"GET locations{suffix}: {p}" for p in check_response(response.json(), name))
     assert problems == [], "\n".join(problems)
     assert sim.locations["XTR-1"]["operator"] == {"name": "Extra BV"}
+    closing = sim.locations["XTR-1"]["opening_times"]["exceptional_closings"][0]
+    assert closing == {"period_begin": "2026-12-25T02:00:00Z", "period_end": "2026-12-25T05:00:00Z"}
+    assert (
+        sim.locations["XTR-1"]["evses"][0]["status_schedule"][0]["period_begin"] == "2026-12-24T18:00:00.123Z"
+    )
     assert sim.tariffs["XTR-T"]["elements"][0]["restrictions"]["max_power"] == 50.0  # the spec's fields stay
