@@ -10,7 +10,9 @@ beyond what is left on the invoice**:
 * the VAT credited for a category and rate is cumulative: ``tax(all credits so far) - tax already credited``,
   so the credit notes of an invoice together never credit more VAT than it charged, and a full credit (or the
   last part of one) reverses it to the cent. A single partial note's VAT may thus differ from its own
-  taxable x rate by one minor unit (EN 16931's Schematron allows one unit on BR-CO-17).
+  taxable x rate by one minor unit (EN 16931's Schematron allows one unit on BR-CO-17);
+* the note that closes the invoice also credits its BT-114 rounding amount, so the notes credit exactly the
+  amount that was due (a consumer's per-session invoice is due at the CDR's price).
 
 The earlier credit notes of the invoice are passed in (the database adapter loads them in the issuing
 transaction, under the invoice's lock); the number comes from the allocator.
@@ -146,6 +148,12 @@ def _note(
         tax = category_tax(cumulative, key[1], currency) - tax_before
         vat.append(VatBreakdown(key[0], key[1], taxable, tax, currency, reasons.get(key)))
     left = {k: v - amounts.get(k, ZERO) for k, v in remaining(invoice, earlier).items()}
+    closing = not any(left.values())
+    # The note that closes the invoice also gives back its BT-114 rounding amount (a consumer's per-session
+    # invoice), so the notes together credit exactly what was due.
+    rounding = (
+        invoice.totals.rounding - total((n.totals.rounding for n in earlier), currency) if closing else ZERO
+    )
     return CreditNote(
         series=series,
         number=number,
@@ -156,10 +164,10 @@ def _note(
         invoice_number=invoice.number,
         invoice_date=invoice.issue_date,
         reason=reason,
-        scope=CreditScope.FULL if not any(left.values()) else CreditScope.PARTIAL,
+        scope=CreditScope.FULL if closing else CreditScope.PARTIAL,
         lines=lines,
         breakdown=tuple(vat),
-        totals=totals(lines, vat, currency),
+        totals=totals(lines, vat, currency, rounding),
         credit_cdr=credit_cdr,
         notes=invoice.notes,
     )

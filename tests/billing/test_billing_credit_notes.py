@@ -16,7 +16,7 @@ from billing.core.en16931 import category_tax
 from billing.core.lines import Dimension
 from tests.properties.strategies import budget
 
-from .kit import ISSUE, credit_of, engine_cdrs, fleet_invoice, simple_cdr, synthetic_months
+from .kit import ISSUE, consumer_invoice, credit_of, engine_cdrs, fleet_invoice, simple_cdr, synthetic_months
 
 D = Decimal
 CENT = D("0.01")
@@ -50,8 +50,9 @@ def credited_vat(notes, key):
     st.data(),
 )
 def test_partial_credits_never_exceed_the_invoice_and_a_full_credit_closes_it(cdrs, steps, data) -> None:
-    assume(sum((c.total_excl for c in cdrs), D(0)) > 0)
-    invoice = fleet_invoice(cdrs)
+    consumer = data.draw(st.booleans())  # a consumer's per-session invoice of the first CDR (BT-114 rounding)
+    assume(sum((c.total_excl for c in (cdrs[:1] if consumer else cdrs)), D(0)) > 0)
+    invoice = consumer_invoice(cdrs[0]) if consumer else fleet_invoice(cdrs)
     numbers, notes = _numbers(), []
     for by_line, cents in steps:
         left = remaining(invoice, notes)
@@ -88,6 +89,7 @@ def test_partial_credits_never_exceed_the_invoice_and_a_full_credit_closes_it(cd
     assert sum((n.totals.tax_exclusive for n in notes), D(0)) == invoice.totals.tax_exclusive
     assert sum((n.totals.tax for n in notes), D(0)) == invoice.totals.tax
     assert sum((n.totals.tax_inclusive for n in notes), D(0)) == invoice.totals.tax_inclusive
+    assert sum((n.totals.payable for n in notes), D(0)) == invoice.totals.payable
     with pytest.raises(CreditError, match="nothing left"):
         full_credit(invoice, notes, series="CN", number="CN-X", issue_date=ISSUE, reason="again")
 
@@ -159,3 +161,22 @@ def test_refusals_name_the_problem() -> None:
     )
     with pytest.raises(CreditError, match="was invoiced"):
         credit_for_cdr(invoice, wrong, [], series="CN", number="CN-1", issue_date=ISSUE)
+
+
+def test_crediting_a_consumers_invoice_gives_back_exactly_what_was_due() -> None:
+    """The per-session invoice is due at the CDR's price (0.14: 0.12 with VAT plus 0.02 rounding); its credit
+    notes together credit 0.14, the closing one carrying the rounding amount."""
+    cdr = simple_cdr(
+        "CENTS",
+        [(Dimension.ENERGY, "0.18", "0.05", "21"), (Dimension.TIME, "0.05", "0.05", "21")],
+        total_incl="0.14",
+    )
+    invoice = consumer_invoice(cdr)
+    assert invoice.totals.payable == D("0.14")
+    full = full_credit(invoice, [], series="CN", number="CN-1", issue_date=ISSUE, reason="r")
+    assert full.totals.payable == D("0.14") and full.totals.rounding == D("0.02")
+    part = partial_credit(
+        invoice, [], series="CN", number="CN-1", issue_date=ISSUE, reason="r", amount=D("0.04")
+    )
+    rest = full_credit(invoice, [part], series="CN", number="CN-2", issue_date=ISSUE, reason="r")
+    assert part.totals.rounding == 0 and part.totals.payable + rest.totals.payable == D("0.14")
