@@ -10,16 +10,18 @@ step and recording it (the adapter records the key in the step's transaction), r
 missed days catches up with the latest occurrence of each rule only (a retry missed is not made up twice).
 
 When the invoice is settled (or credited) after a block or a lower limit, one ``RELEASE`` step gives them back.
+:func:`standing_of` makes the standing of an issued invoice from what was paid and its credit notes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from billing.core.documents import CreditNote, Invoice
 from kernel.money import Money
 
 ZERO = Decimal(0)
@@ -118,6 +120,24 @@ class DunningStep:
     scheduled: date
     fee: Money | None = None
     limit: Money | None = None
+
+
+def standing_of(
+    invoice: Invoice, paid: Decimal, credit_notes: Sequence[CreditNote], *, on_hold: bool = False
+) -> InvoiceStanding:
+    """An issued invoice's standing: due its BT-115, ``paid`` so far, credited by its ``credit_notes`` (their
+    amounts due); a negative :attr:`~InvoiceStanding.outstanding` is a refund owed to the buyer."""
+    if any(note.invoice_number != invoice.number for note in credit_notes):
+        raise DunningError(f"a credit note of another invoice than {invoice.number}")
+    return InvoiceStanding(
+        invoice.number,
+        invoice.currency,
+        invoice.due_date,
+        invoice.totals.payable,
+        paid,
+        sum((note.totals.payable for note in credit_notes), ZERO),
+        on_hold,
+    )
 
 
 def step_key(invoice: str, rule: str, occurrence: int) -> str:

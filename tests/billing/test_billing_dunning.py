@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from billing.core.credit_notes import full_credit
 from billing.core.dunning import (
     DunningAction,
     DunningError,
@@ -17,9 +18,13 @@ from billing.core.dunning import (
     DunningSchedule,
     InvoiceStanding,
     next_steps,
+    standing_of,
 )
+from billing.core.lines import Dimension
 from kernel.money import Money
 from tests.properties.strategies import budget
+
+from .kit import ISSUE, consumer_invoice, simple_cdr
 
 D = Decimal
 DUE = date(2026, 7, 15)
@@ -111,3 +116,18 @@ def test_a_bad_schedule_is_refused() -> None:
         DunningSchedule(
             "X", (DunningRule("a", 1, DunningAction.REMINDER), DunningRule("a", 2, DunningAction.REMINDER))
         )
+
+
+def test_the_standing_of_an_invoice_counts_payments_and_credit_notes() -> None:
+    cdr = simple_cdr("S", [(Dimension.ENERGY, "10", "3.00", "21")], total_incl="3.63")
+    invoice = consumer_invoice(cdr)
+    unpaid = standing_of(invoice, D("1.00"), [])
+    assert (unpaid.amount_due, unpaid.outstanding, unpaid.due_date) == (
+        D("3.63"),
+        D("2.63"),
+        invoice.due_date,
+    )
+    note = full_credit(invoice, [], series="CN", number="CN-1", issue_date=ISSUE, reason="cancelled")
+    refund = standing_of(invoice, D("3.63"), [note])
+    assert refund.outstanding == D("-3.63")  # paid, then credited: a refund is owed
+    assert next_steps(refund, SCHEDULE, invoice.due_date + timedelta(days=40), set()) == ()
