@@ -125,7 +125,7 @@ async def resync_partner(
             continue
         try:
             async with db.session() as db_session:
-                await _resync_object(db_session, partner_id, ordering_key, rows, report)
+                await _resync_object(db_session, partner_id, ordering_key, report)
         except Exception:  # one object must not stop the others; it stays parked
             log.exception("could not re-sync %s", ordering_key)
     if report.objects:
@@ -139,11 +139,7 @@ async def resync_partner(
 
 
 async def _resync_object(
-    db_session: AsyncSession,
-    partner_id: int,
-    ordering_key: str,
-    rows: list[OutboxMessage],
-    report: ResyncReport,
+    db_session: AsyncSession, partner_id: int, ordering_key: str, report: ResyncReport
 ) -> None:
     module, key = _module_and_key(ordering_key)
     rows = await _open_rows(db_session, ordering_key)  # as they are now
@@ -161,9 +157,15 @@ async def _resync_object(
     # the guard: only one re-sync closes these rows (and queues the replacement)
     if await supersede(db_session, ids, "re-sync") != len(ids):
         raise RuntimeError(f"{ordering_key} changed while it was re-synced")
-    last_id = ids[-1]
+    # a message of the object queued meanwhile (after the rows were read) is replaced too
+    late = [r.id for r in await _open_rows(db_session, ordering_key) if r.id not in ids]
+    await supersede(db_session, late, "re-sync")
+    ids += late
+    last_id = max(ids)
     if module == "tariffs":
-        await _requeue_tariff(db_session, partner_id, key, deleted=rows[-1].payload.get("method") == "DELETE")
+        last = await db_session.get(OutboxMessage, last_id)
+        deleted = last is not None and (last.payload or {}).get("method") == "DELETE"
+        await _requeue_tariff(db_session, partner_id, key, deleted=deleted)
     elif module == "locations":
         if key.isdigit() and await db_session.get(Location, int(key)) is not None:
             await enqueue_location(int(key), db_session, partner_id=partner_id)
@@ -180,11 +182,6 @@ async def _resync_object(
             )
         ).all()
     )
-    if new_ids:
-        # a message of the object queued meanwhile (between the rows read and the replacement) goes too
-        late = [r.id for r in await _open_rows(db_session, ordering_key) if last_id < r.id < min(new_ids)]
-        await supersede(db_session, late, "re-sync")
-        ids += late
     await _mark_resync(db_session, new_ids)
     replaced_by = (
         f"message {', '.join(map(str, new_ids))} (the current state, re-sync)"

@@ -391,3 +391,41 @@ async def test_backlog_metric_per_partner(hub, sim, sim2):
     await wait_until(lambda: backlog_is(sim2.name, 0.0), "the working partner's backlog is 0")
     sim.behave()
     await wait_until(lambda: backlog_is(sim.name, 0.0), "the recovered partner's backlog is 0")
+
+
+async def test_the_scanner_resyncs_a_partner_that_works_again(hub, sim):
+    """The sender's trigger was lost (say the process stopped right after a success): the scanner re-syncs."""
+    from kernel.models.roaming import OcpiPartner
+    from kernel.timeutil import utcnow
+
+    await _parked_session_with_patches_behind(hub, sim, "S-SCAN")
+    partner_id = int((await _rows(hub.db))[0].destination)
+    async with hub.db.session() as s:
+        (await s.get(OcpiPartner, partner_id)).last_success_at = utcnow()
+    assert await hub.component.scan_once() >= 2  # the session re-synced, the location queued
+    await sim.wait_for(lambda: sim.sessions.get("S-SCAN", {}).get("status") == "COMPLETED")
+    await _wait_all_closed(hub.db)
+
+
+async def test_an_automatic_resync_is_not_repeated_on_what_the_partner_refuses_again(hub, sim, cli):
+    cpo, loc, cp, _partner_id, token = await _setup(hub, sim)
+    sid = await seed_session(hub.db, cpo, cp, loc, token, "S-NO")
+    sim.misbehave("error", status=400, paths=("/sessions/",))  # every session push refused
+    async with hub.db.session() as s:
+        await enqueue_session_update(sid, s)
+    await _wait_parked(hub.db, 1)
+    assert await hub.component.scan_once() == 1  # the location is accepted: a re-sync, refused again
+    await wait_until(lambda: len(_answered(sim, "/sessions/")) == 2, "the re-synced PUT refused")
+    await _wait_parked(hub.db, 1)
+    await _tariff(hub.db, cpo, 1, 0.25)  # another success: no third attempt by itself
+    await sim.wait_for(lambda: "DYN" in sim.tariffs)
+    assert await hub.component.scan_once() == 0
+    await hub.dispatched()
+    assert len(_answered(sim, "/sessions/")) == 2
+    [parked] = await list_messages(hub.db, status="parked")
+    assert parked.parked_reason.startswith("refused: PUT ")
+    # an operator's re-sync does send it again, and once the partner takes it, it is delivered
+    sim.behave()
+    assert "1 object(s) queued again" in (await cli("partners", "resync", sim.name)).output
+    await sim.wait_for(lambda: "S-NO" in sim.sessions)
+    await _wait_all_closed(hub.db)
