@@ -78,8 +78,9 @@ def _within(value: Decimal, bound: Decimal) -> bool:
 
 def _check_caps(invoice: Invoice, earlier: Sequence[CreditNote], amounts: Mapping[str, Decimal]) -> None:
     done = credited(invoice, earlier)
+    by_id = {ln.line_id: ln for ln in invoice.lines}
     for line_id, amount in amounts.items():
-        line = invoice.line(line_id)
+        line = by_id[line_id]
         if not is_rounded(amount, invoice.currency):
             raise CreditError(f"line {line_id}: {amount} is not a rounded {invoice.currency} amount")
         if not _within(done[line_id] + amount, line.net) or (amount and (amount < 0) != (line.net < 0)):
@@ -135,7 +136,8 @@ def _note(
         raise CreditError(f"nothing left to credit on invoice {invoice.number}")
     _check_caps(invoice, earlier, amounts)
     currency = invoice.currency
-    lines = tuple(_credit_line(invoice.line(k), v) for k, v in amounts.items())
+    by_id = {ln.line_id: ln for ln in invoice.lines}
+    lines = tuple(_credit_line(by_id[k], v) for k, v in amounts.items())
     done = credited(invoice, earlier)
     reasons = {b.key: b.exemption_reason for b in invoice.breakdown}
     vat = []
@@ -250,7 +252,8 @@ def partial_credit(
     if lines is None:
         assert amount is not None
         lines = spread(invoice, earlier, amount)
-    unknown = [k for k in lines if k not in {ln.line_id for ln in invoice.lines}]
+    known = {ln.line_id for ln in invoice.lines}
+    unknown = [k for k in lines if k not in known]
     if unknown:
         raise CreditError(f"invoice {invoice.number} has no line {unknown[0]}")
     return _note(invoice, earlier, lines, series=series, number=number, issue_date=issue_date, reason=reason)
