@@ -581,13 +581,22 @@ CHARGER_ANSWERS = {
     "ClearChargingProfile": {"status": "Accepted"},
 }
 
+_SCHEDULE = {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16.0}]}
+COMPOSITE = {
+    "CP16": {"status": "Accepted", "connectorId": 1, "scheduleStart": "2026-12-01T10:00:00Z",
+             "chargingSchedule": {"duration": 600, **_SCHEDULE}},
+    "CP201": {"status": "Accepted", "schedule": {"evseId": 1, "duration": 600,
+                                                 "scheduleStart": "2026-12-01T10:00:00Z", **_SCHEDULE}},
+}  # fmt: skip
+
 
 async def test_ocpi_commands_reach_real_chargers_as_exact_ocpp_with_unique_ids(hub, sim, sim2):
     """Two eMSPs command a 1.6 and a 2.0.1 charger (real websockets, the gateway of the hub): every CALL the
     chargers receive is valid against the official request schema, message ids are unique per connection,
     the two eMSPs' RESERVE_NOW with the same reservation_ids reach the chargers with four different ids
     (OCPI 2.2.1: the id sent to the Charge Point is unique and not used by another eMSP), each 2.0.1 remote
-    start has its own remoteStartId and the profiles of two sessions have different chargingProfileIds."""
+    start has its own remoteStartId and the profiles of four sessions have different chargingProfileIds (set,
+    read and cleared on both versions)."""
     from cpo_gateway.server import Gateway
     from tests.gateway._ocpp_schemas import frame_problems
     from tests.gateway.conftest import PASSWORD, basic, gateway_settings, open_client
@@ -609,7 +618,7 @@ async def test_ocpi_commands_reach_real_chargers_as_exact_ocpp_with_unique_ids(h
     try:
         for identity, protocol in (("CP16", "ocpp1.6"), ("CP201", "ocpp2.0.1")):
             client = await open_client(gw, identity, protocol, headers=basic(identity))
-            client.auto_reply.update(CHARGER_ANSWERS)
+            client.auto_reply.update(CHARGER_ANSWERS, GetCompositeSchedule=COMPOSITE[identity])
             await client.ok("Heartbeat", {})
             clients[identity] = client
         hub.services.gateway = gw
@@ -621,6 +630,8 @@ async def test_ocpi_commands_reach_real_chargers_as_exact_ocpp_with_unique_ids(h
             tokens[simulator.party_id] = await token_pk(hub.db, "CARD-" + simulator.party_id)
         await seed_session(hub.db, cpo, chargers["CP16"], loc, tokens["EMS"], "SESS-16A", tx="16")
         await seed_session(hub.db, cpo, chargers["CP16"], loc, tokens["OTH"], "SESS-16B", tx="17")
+        await seed_session(hub.db, cpo, chargers["CP201"], loc, tokens["EMS"], "SESS-201A", tx="tx-a")
+        await seed_session(hub.db, cpo, chargers["CP201"], loc, tokens["OTH"], "SESS-201B", tx="tx-b")
         refs = []
         for simulator in (sim, sim2):
             token = simulator.tokens[("CARD-" + simulator.party_id, "RFID")]
@@ -632,25 +643,37 @@ async def test_ocpi_commands_reach_real_chargers_as_exact_ocpp_with_unique_ids(h
                 refs.append((simulator, (await simulator.command("START_SESSION", body))[0]))
                 body = {"location_id": "LOC1", "evse_uid": evse_uid, "connector_id": "1"}
                 refs.append((simulator, (await simulator.command("UNLOCK_CONNECTOR", body))[0]))
-            refs.append(
-                (simulator, (await simulator.command("CANCEL_RESERVATION", {"reservation_id": "1"}))[0])
-            )
-        session_of = {"EMS": "SESS-16A", "OTH": "SESS-16B"}
+            for reservation_id in ("1", "2"):
+                body = {"reservation_id": reservation_id}
+                refs.append((simulator, (await simulator.command("CANCEL_RESERVATION", body))[0]))
+        sessions_of = {"EMS": ("SESS-16A", "SESS-201A"), "OTH": ("SESS-16B", "SESS-201B")}
+        profile = {
+            "start_date_time": "2026-12-01T10:00:00",
+            "charging_rate_unit": "A",
+            "charging_profile_period": [
+                {"start_period": 0, "limit": 16},
+                {"start_period": 600, "limit": 8.5},
+            ],
+        }
         for simulator in (sim, sim2):
-            refs.append((simulator, (await simulator.stop_session(session_of[simulator.party_id]))[0]))
-            url = f"{simulator._hub_url('chargingprofiles')}/{session_of[simulator.party_id]}"
-            profile = {
-                "charging_rate_unit": "A",
-                "charging_profile_period": [{"start_period": 0, "limit": 16}],
-            }
-            ref, rurl = simulator.profile_response_url()
-            async with simulator.http() as http:
+            for session_uid in sessions_of[simulator.party_id]:
+                refs.append((simulator, (await simulator.stop_session(session_uid))[0]))
+                url = f"{simulator._hub_url('chargingprofiles')}/{session_uid}"
                 headers = {"Authorization": f"Token {simulator.hub_token}", **simulator.routing()}
-                r = await http.put(
-                    url, json={"charging_profile": profile, "response_url": rurl}, headers=headers
-                )
-            assert r.json()["data"]["result"] == "ACCEPTED", r.text
-            await simulator.wait_for(lambda s=simulator, ref=ref: ref in s.profile_results)
+                for method in ("PUT", "GET", "DELETE"):
+                    ref, rurl = simulator.profile_response_url()
+                    async with simulator.http() as http:
+                        if method == "PUT":
+                            body = {"charging_profile": profile, "response_url": rurl}
+                            r = await http.put(url, json=body, headers=headers)
+                        else:
+                            params = {"response_url": rurl, "duration": 600}
+                            r = await http.request(method, url, params=params, headers=headers)
+                    assert r.json()["data"]["result"] == "ACCEPTED", r.text
+                    await simulator.wait_for(lambda s=simulator, ref=ref: ref in s.profile_results)
+                    assert simulator.profile_results[ref]["result"] == "ACCEPTED", simulator.profile_results[
+                        ref
+                    ]
         for simulator, ref in refs:
             await simulator.wait_for(lambda s=simulator, ref=ref: ref in s.command_results)
         frames = {identity: _queued(client) for identity, client in clients.items()}
@@ -679,7 +702,10 @@ async def test_ocpi_commands_reach_real_chargers_as_exact_ocpp_with_unique_ids(h
         for f in frames["CP16"]
         if f[2] == "SetChargingProfile"
     ]
-    assert len(profiles) == 2 and len(set(profiles)) == 2, profiles
+    profiles += [f[3]["chargingProfile"]["id"] for f in frames["CP201"] if f[2] == "SetChargingProfile"]
+    assert len(profiles) == 4 and len(set(profiles)) == 4, profiles
+    actions = {f[2] for sent in frames.values() for f in sent}
+    assert {"GetCompositeSchedule", "ClearChargingProfile", "RequestStopTransaction"} <= actions, actions
     assert {sim.command_results[r]["result"] for s, r in refs if s is sim} <= {
         "ACCEPTED",
         "CANCELED_RESERVATION",
