@@ -406,5 +406,5 @@ def currency_of(lines: Sequence[InvoiceLine]) -> str:
     """The one currency of ``lines``, or DocumentError."""
     currencies = {ln.currency for ln in lines}
     if len(currencies) != 1:
-        raise DocumentError(f"lines in {len(currencies)} currencies; a document has exactly one")
+        raise DocumentError(f"lines in {len(currencies)} currencies; one document per currency")
     return normalize_currency(currencies.pop())

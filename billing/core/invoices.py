@@ -22,11 +22,18 @@ from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 
-from billing.core.documents import DocumentError, Identity, Invoice, InvoiceLine, PaymentTerms, SupplyPeriod
+from billing.core.documents import (
+    DocumentError,
+    Identity,
+    Invoice,
+    InvoiceLine,
+    PaymentTerms,
+    SupplyPeriod,
+    currency_of,
+)
 from billing.core.en16931 import ZERO, minor_unit
 from billing.core.lines import PricedCdr, cdr_lines, monthly_lines
 from billing.core.vat import TreatmentKind, VatTreatment, breakdown, notes, totals
-from kernel.money import normalize_currency
 
 
 def session_rounding(cdr: PricedCdr, n_lines: int, invoice_total_incl: Decimal) -> Decimal:
@@ -55,10 +62,7 @@ def _assemble(
 ) -> Invoice:
     if not lines:
         raise DocumentError("nothing to invoice: no lines (BR-16)")
-    currencies = {ln.currency for ln in lines}
-    if len(currencies) != 1:
-        raise DocumentError(f"CDRs in {len(currencies)} currencies; one invoice per currency")
-    currency = normalize_currency(currencies.pop())
+    currency = currency_of(lines)
     vat = breakdown(lines, currency, treatment)
     plain = totals(lines, vat, currency)
     rounding = ZERO

@@ -15,7 +15,7 @@ from billing.core.lines import CdrComponent, Dimension, cdr_lines, group_lines, 
 from billing.core.vat import NORMAL, classify
 from tests.properties.strategies import budget
 
-from .kit import credit_of, engine_cdrs, engine_results, fleet_months, priced_cdr, simple_cdr
+from .kit import credit_of, engine_cdrs, engine_results, fleet_invoice, fleet_months, priced_cdr, simple_cdr
 
 D = Decimal
 
@@ -109,3 +109,10 @@ def test_a_cdr_whose_components_miss_its_total_is_refused() -> None:
         type(good)(**{**{f: getattr(good, f) for f in good.__slots__}, "total_excl": D("3.01")})
     with pytest.raises(DocumentError, match="unit price"):
         CdrComponent(Dimension.ENERGY, D(1), D("1.00"), D(21), None)
+
+
+def test_one_invoice_per_currency() -> None:
+    eur = simple_cdr("E", [(Dimension.ENERGY, "10", "3.00", "21")])
+    chf = type(eur)(**{**{f: getattr(eur, f) for f in eur.__slots__}, "cdr_id": "C", "currency": "CHF"})
+    with pytest.raises(DocumentError, match="one document per currency"):
+        fleet_invoice([eur, chf])
