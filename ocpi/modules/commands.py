@@ -28,7 +28,7 @@ from ocpi import reservation_store, status
 from ocpi.command_runner import METHODS, RESULT_TYPES, CommandRunner
 from ocpi.deps import Caller, caller, read_model
 from ocpi.envelope import NotFound, OcpiError, ok
-from ocpi.modules.tokens import find_token, store_token
+from ocpi.modules.tokens import store_token
 from ocpi.routing import routing_headers
 from ocpi.schemas.commands import CancelReservation, ReserveNow, StartSession, StopSession, UnlockConnector
 from ocpi.visibility import may_see
@@ -94,11 +94,21 @@ async def _location(c: Caller, command: str, body: StartSession | ReserveNow | U
 
 async def _command_token(c: Caller, token: OcpiToken, *, store_unknown: bool) -> None:
     """Check that the caller may hold ``token``'s uid (:class:`UidTaken` if another issuer holds it) and, with
-    ``store_unknown``, store it as the caller's when the hub does not know it (never pushed)."""
+    ``store_unknown``, store it as the caller's when the hub knows no token of the caller with that uid (never
+    pushed, under any type: a second row of another type must not outvote a token the eMSP blocked)."""
     await claim(c.db_session, token.country_code, token.party_id, token.uid, source="command")
-    if store_unknown and (
-        await find_token(c.db_session, token.country_code, token.party_id, token.uid, token.type) is None
-    ):
+    if not store_unknown:
+        return
+    known = await c.db_session.scalar(
+        select(Token.id)
+        .where(
+            Token.country_code == token.country_code.upper(),
+            Token.party_id == token.party_id.upper(),
+            Token.uid_key == token.uid.upper(),
+        )
+        .limit(1)
+    )
+    if known is None:
         await store_token(c.db_session, c.role.party_pk, token, source="command")
 
 

@@ -336,6 +336,27 @@ async def test_start_session_stores_a_token_the_hub_does_not_know(
     assert decision.accepted and decision.token_id == stored.id
 
 
+async def test_start_session_does_not_store_a_second_type_of_a_known_uid(
+    hub: RunningHub, sim: EmspSimulator
+) -> None:
+    """The eMSP blocked its RFID card CARD-T; a START_SESSION naming it as an APP_USER token stores nothing
+    (a valid second row of another type would outvote the block): the charger's Authorize stays Blocked."""
+    cpo = await seed_cpo(hub.db)
+    loc = await seed_location(hub.db, cpo, "LOC1")
+    cp = await seed_charge_point(hub.db, cpo, loc)
+    await connect(hub, sim)
+    hub.services.gateway = FakeGateway()
+    assert (await sim.push_token(sim.make_token("CARD-T", valid=False))).json()["status_code"] == 1000
+    token = sim.make_token("card-t", token_type="APP_USER")
+    ref, _answer = await sim.command(
+        "START_SESSION", {"token": token, "location_id": "LOC1", "evse_uid": "LOC1-E1", "connector_id": "1"}
+    )
+    await sim.wait_for(lambda: ref in sim.command_results)
+    assert await _rows(hub.db, "CARD-T") == [("DE", "EMS", "CARD-T", False)]
+    decision = await Authorizer(hub.db).authorize("CARD-T", charge_point_id=cp)
+    assert decision.status == "Blocked", decision
+
+
 # ---- the hub's own CLI / API lookups
 
 
