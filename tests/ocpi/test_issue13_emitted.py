@@ -920,3 +920,33 @@ async def test_cancel_reservation_goes_to_the_reservation_s_charger_only(hub, si
         assert response["result"] == "ACCEPTED"
         await sim.wait_for(lambda ref=ref: ref in sim.command_results)
     assert sent == [("CP-OTHER", "ReserveNow"), ("CP-OTHER", "CancelReservation")], sent
+
+
+NOT_OCPI_VALUES: list[tuple[str, Any]] = [
+    ("standard", lambda loc: loc["evses"][0]["connectors"][0].update(standard="TYPE2")),
+    ("capabilities", lambda loc: loc["evses"][0].update(capabilities=["FLYING"])),
+    ("facilities", lambda loc: loc.update(facilities=["hotel"])),
+    ("parking_type", lambda loc: loc.update(parking_type="garage")),
+    ("directions", lambda loc: loc.update(directions=[{"language": "english", "text": "left"}])),
+    ("operator", lambda loc: loc.update(operator={"name": "n" * 101})),
+]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 item 5, for the integrator: kernel/domain/locations.LocationIn checks few values (no "
+    "enum for standard, capabilities, facilities, parking_type; nested objects unchecked), so evhub locations "
+    "import accepts values OCPI does not have and the hub then serves and pushes them",
+)
+@pytest.mark.parametrize(("field", "spoil"), NOT_OCPI_VALUES, ids=[f for f, _ in NOT_OCPI_VALUES])
+async def test_an_imported_location_with_values_ocpi_does_not_have_is_refused(hub, field, spoil):
+    """A connector standard, a capability, a facility, a parking type OCPI does not list, a language code of
+    seven letters, an operator name over 100 characters: the import says which field and stores nothing
+    (else the hub would emit it)."""
+    loc = json.loads(json.dumps(EXTRA_LOCATION))
+    spoil(loc)
+    async with hub.db.session() as s:
+        await prov.add_party(s, "NL", "XTR", "CPO", "Extra BV")
+        await prov.import_tariff(s, EXTRA_TARIFF)
+        with pytest.raises(prov.ProvisioningError, match=field):
+            await prov.import_location(s, loc)
