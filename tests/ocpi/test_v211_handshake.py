@@ -335,3 +335,39 @@ async def test_a_partner_uses_the_modules_of_its_version(hub, sim, sim211):
         assert "2.2.1" in r.json()["status_message"]
         r = await http.get(f"{hub.url}/ocpi/cpo/2.1.1/locations", headers=_raw("nope"))
         assert r.status_code == 401
+
+
+@pytest.fixture
+async def sim221_old(network: InProcessNetwork | None) -> AsyncIterator[EmspSimulator]:
+    """The same party as ``sim211`` (DE*OLD), upgraded to 2.2.1."""
+    async for s in _simulator(
+        network, "emsp-old-221.test", country_code="DE", party_id="OLD", name="Old eMSP"
+    ):
+        yield s
+
+
+async def test_a_put_to_the_221_credentials_switches_a_211_partner_to_221(hub, sim211, sim221_old):
+    """OCPI credentials PUT: "A PUT will switch to the version that contains this credentials endpoint"."""
+    await seed_cpo(hub.db)
+    partner_id = await connect(hub, sim211)
+    assert (await _partner(hub.db, partner_id)).version == "2.1.1"
+    new_b = "upgraded-b"
+    sim221_old.my_token = new_b  # what the hub presents to the upgraded platform from now on
+    async with hub.http() as http:
+        r = await http.put(
+            f"{hub.url}/ocpi/2.2.1/credentials",
+            json=sim221_old.credentials(new_b),
+            headers=_b64(sim211.hub_token),
+        )
+    assert r.status_code == 200 and r.json()["status_code"] == 1000, r.text
+    answer = r.json()["data"]
+    assert [(x["country_code"], x["party_id"], x["role"]) for x in answer["roles"]] == [("NL", "CPO", "CPO")]
+    p = await _partner(hub.db, partner_id)
+    assert p.version == "2.2.1" and p.outgoing_token == new_b
+    assert p.endpoint("locations") == f"{sim221_old.url}/ocpi/emsp/2.2.1/locations"
+    await sim221_old._learn_hub(answer["url"], answer["token"])
+    sim221_old.hub_roles = answer["roles"]
+    assert await sim221_old.fetch_all("locations") == []
+    async with hub.http() as http:
+        r = await http.get(f"{hub.url}/ocpi/cpo/2.1.1/locations", headers=_raw(answer["token"]))
+    assert r.status_code == 404 and r.json()["status_code"] == 2000
