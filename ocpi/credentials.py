@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -160,10 +161,11 @@ def read_credentials(data: Any, version: str, invited: set[RoleKey] | None = Non
         if version == VERSION_211:
             data = form_211.as_221(data, invited or set())
         return Credentials.model_validate(data)
-    except ValueError as exc:  # pydantic's ValidationError is one
+    except ValidationError as exc:  # the fields only: never the values (one is a token)
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
         raise HandshakeError(
-            status.INVALID_PARAMETERS, f"not an OCPI {version} credentials object: {exc}"
-        ) from exc
+            status.INVALID_PARAMETERS, f"not an OCPI {version} credentials object: {problems}"
+        ) from None
 
 
 _ROLE_MAP = {"CPO": PartyRole.CPO, "EMSP": PartyRole.EMSP, "HUB": PartyRole.HUB}

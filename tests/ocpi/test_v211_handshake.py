@@ -207,10 +207,11 @@ async def test_the_version_is_the_one_whose_credentials_are_posted(hub, sim, sim
         unreachable = {**body211, "url": "http://127.0.0.1:9/ocpi/versions"}
         r = await http.post(f"{hub.url}/ocpi/2.1.1/credentials", json=unreachable, headers=_raw(inv.token_a))
         assert r.json()["status_code"] == 3001
-        r = await http.post(
-            f"{hub.url}/ocpi/2.1.1/credentials", json={"token": "t", "url": "u"}, headers=_raw(inv.token_a)
-        )
+        incomplete = {"token": "secret-b", "url": "u", "party_id": "TOOLONG"}
+        r = await http.post(f"{hub.url}/ocpi/2.1.1/credentials", json=incomplete, headers=_raw(inv.token_a))
         assert r.status_code == 400 and r.json()["status_code"] == 2001
+        message = r.json()["status_message"]
+        assert "business_details" in message and "party_id" in message and "secret-b" not in message
     p = await _partner(hub.db, inv.partner_id)
     assert p.status == PartnerStatus.INVITED and p.version is None
 
