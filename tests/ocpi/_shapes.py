@@ -3,7 +3,8 @@
 ``check(obj, "Location", version="2.2.1")`` returns a list of problems (empty when the object is exactly
 OCPI), each naming the path of the field: an unknown field, a missing required field, a null, a value of
 the wrong JSON type, an enum value the spec does not list, a string longer than its maximum, a CiString with
-non-printable or non-ASCII characters, a DateTime not in the spec's format (RFC 3339 UTC, ``Z`` optional, at
+non-printable or non-ASCII characters, a string off the regex the spec gives (coordinates, times of day,
+dates), a DateTime not in the spec's format (RFC 3339 UTC, ``Z`` optional, at
 most 25 characters), a number with more than 4 decimals, an empty list where the card. is ``+``. Nested
 objects and lists of them are checked recursively. The tables are the JSON in
 ``tests/fixtures/ocpi-221-fields`` and ``tests/fixtures/ocpi-211-fields``, extracted from the spec text.
@@ -121,6 +122,8 @@ def _string(value: Any, field: dict[str, Any], where: str) -> list[str]:
         return [f"{where}: expected a string, got {type(value).__name__}"]
     if field.get("max") is not None and len(value) > field["max"]:
         return [f"{where}: {len(value)} characters, the maximum is {field['max']}"]
+    if field.get("pattern") is not None and not re.fullmatch(field["pattern"], value):
+        return [f"{where}: {value!r} does not match the spec's regex {field['pattern']}"]
     return []
 
 

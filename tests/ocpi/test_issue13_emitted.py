@@ -117,7 +117,7 @@ def test_the_checker_finds_every_kind_of_problem() -> None:
     bad["evses"][0]["connectors"][0]["max_voltage"] = 230.5
     bad["evses"][0]["capabilities"] = ["FLYING"]
     bad["evses"][0]["uid"] = "é"
-    bad["coordinates"] = {"latitude": "51.0", "longitude": "4.0", "altitude": 3}
+    bad["coordinates"] = {"latitude": "51.0", "longitude": "4.000000", "altitude": 3}
     bad["evses"][1]["connectors"] = []
     assert sorted(check(bad, "Location")) == sorted(
         [
@@ -132,6 +132,7 @@ def test_the_checker_finds_every_kind_of_problem() -> None:
             "Location.evses[0].capabilities[0]: 'FLYING' is not a Capability value of OCPI 2.2.1",
             "Location.evses[0].uid: a CiString is printable ASCII only: 'é'",
             "Location.coordinates.altitude: unknown field (not in OCPI 2.2.1 GeoLocation)",
+            "Location.coordinates.latitude: '51.0' does not match the spec's regex -?[0-9]{1,2}\\.[0-9]{5,7}",
             "Location.evses[1].connectors: the list must not be empty (card. +)",
         ]
     )
