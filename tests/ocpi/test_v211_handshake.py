@@ -250,7 +250,9 @@ async def test_details_without_credentials_endpoint_is_3003(hub, network):
 # ------------------------------------------------------------------------------- the hub registers
 
 
+@pytest.mark.real_sockets
 async def test_hub_registers_with_the_highest_mutual_version(hub, sim, sim211):
+    """Over loopback HTTP: the hub's real network client meets 2.1.1 and 2.2.1 partners."""
     await seed_cpo(hub.db)
     # a 2.1.1-only partner (that also lists a 2.0 the hub does not speak): 2.1.1, in 2.1.1 form
     sim211.extra_versions = [{"version": "2.0", "url": f"{sim211.url}/ocpi/2.0"}]
