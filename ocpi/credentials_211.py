@@ -29,9 +29,13 @@ class Credentials211(OcpiModel):
 
 
 def role_of(credentials: Credentials211, invited: set[tuple[str, str, str]]) -> str:
-    """The role the 2.1.1 party takes: the one it was invited for (by country_code/party_id), else EMSP."""
+    """The role the 2.1.1 party takes: the one it was invited for (by country_code/party_id; EMSP first when it
+    was invited for several), else EMSP."""
     key = (credentials.country_code.upper(), credentials.party_id.upper())
-    return next((kind for cc, pid, kind in sorted(invited) if (cc, pid) == key), DEFAULT_ROLE)
+    kinds = sorted(
+        {kind for cc, pid, kind in invited if (cc, pid) == key}, key=lambda k: (k != DEFAULT_ROLE, k)
+    )
+    return kinds[0] if kinds else DEFAULT_ROLE
 
 
 def as_221(body: dict[str, Any], invited: set[tuple[str, str, str]]) -> dict[str, Any]:

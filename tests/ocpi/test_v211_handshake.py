@@ -15,6 +15,7 @@ from sqlalchemy import select
 from kernel.models.roaming import OcpiPartner, PartnerStatus
 from kernel.security import hash_token
 from ocpi import client, credentials
+from ocpi.credentials_211 import Credentials211, role_of
 from simulators.emsp import EmspSimulator
 from tests.ocpi._helpers import connect
 from tests.ocpi._network import InProcessNetwork
@@ -374,3 +375,13 @@ async def test_a_put_to_the_221_credentials_switches_a_211_partner_to_221(hub, s
     async with hub.http() as http:
         r = await http.get(f"{hub.url}/ocpi/cpo/2.1.1/locations", headers=_raw(answer["token"]))
     assert r.status_code == 404 and r.json()["status_code"] == 2000
+
+
+def test_the_211_party_takes_its_invited_role_emsp_first():
+    creds = Credentials211(
+        token="t", url="u", business_details={"name": "x"}, party_id="old", country_code="de"
+    )
+    assert role_of(creds, {("DE", "OLD", "CPO"), ("DE", "OLD", "EMSP")}) == "EMSP"
+    assert role_of(creds, {("DE", "OLD", "CPO")}) == "CPO"
+    assert role_of(creds, {("FR", "OTH", "CPO")}) == "EMSP"  # not invited: refused later by the role rules
+    assert role_of(creds, set()) == "EMSP"
