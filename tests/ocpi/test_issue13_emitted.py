@@ -231,10 +231,11 @@ def _exact(problems: list[str]) -> list[str]:
 
 
 def _problems_of_log(sim: Any) -> list[str]:
-    """Every body the simulator received from the hub, checked by what it is."""
+    """Every request the simulator received from the hub: its headers, and its body checked by what it is."""
     problems: list[str] = []
     for r in sim.log:
         where = f"{r.method} {r.path}"
+        problems.extend(f"{where}: {p}" for p in _header_problems(r))
         if r.body is None and r.method in {"DELETE", "GET"}:
             continue
         if "/locations/" in r.path:
@@ -258,6 +259,26 @@ def _problems_of_log(sim: Any) -> list[str]:
         else:
             found = [f"unexpected request {where}"]
         problems.extend(f"{where}: {p}" for p in found)
+    return problems
+
+
+ROUTING = {"ocpi-from-country-code", "ocpi-from-party-id", "ocpi-to-country-code", "ocpi-to-party-id"}
+
+
+def _header_problems(r: Any) -> list[str]:
+    """OCPI 2.2.1 transport_and_format: every request has ``Authorization: Token <base64>``, X-Request-ID and
+    X-Correlation-ID, the four routing headers (not the credentials module, which is not routed) and, with a
+    body, ``Content-Type: application/json``."""
+    headers = {k.lower(): v for k, v in r.headers.items()}
+    wanted = {"authorization", "x-request-id", "x-correlation-id"}
+    if not r.path.endswith("/credentials"):
+        wanted |= ROUTING
+    problems = [f"header {h} missing" for h in sorted(wanted - set(headers))]
+    auth = headers.get("authorization", "")
+    if not auth.startswith("Token ") or not re.fullmatch(r"[A-Za-z0-9+/]+=*", auth[6:]):
+        problems.append(f"Authorization {auth[:10]!r}... is not 'Token <base64>'")
+    if r.body is not None and not headers.get("content-type", "").startswith("application/json"):
+        problems.append(f"Content-Type {headers.get('content-type')!r} is not application/json")
     return problems
 
 
