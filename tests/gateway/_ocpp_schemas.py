@@ -1,8 +1,9 @@
 """The official OCPP JSON schemas the ``ocpp`` library ships, read from its package files and applied here on
 their own (not through the gateway's validator): :func:`call_problems` lists every way a CALL frame a charger
 received is not valid against the request schema of its OCPP version, formats included (``date-time`` is
-RFC 3339 with an offset, ``uri`` absolute), and :func:`frame_problems` adds the OCPP-J frame rules (a
-message id of at most 36 characters)."""
+RFC 3339 with an offset, ``uri`` absolute), :func:`frame_problems` adds the OCPP-J frame rules (a message
+id of at most 36 characters), :func:`result_problems` checks a CALLRESULT the hub answered against the
+response schema, and :func:`minimal_call` builds the smallest valid CALL of an action from its schema."""
 
 from __future__ import annotations
 
@@ -58,3 +59,54 @@ def frame_problems(version: str, frame: list[Any]) -> list[str]:
     if not isinstance(frame[1], str) or not 0 < len(frame[1]) <= 36:
         problems.append(f"{frame[2]}: message id {frame[1]!r} is not a string of 1..36 characters")
     return problems
+
+
+_RESPONSES = {"1.6": ("ocpp.v16", "{action}Response.json"), "2.0.1": ("ocpp.v201", "{action}Response.json")}
+
+
+@cache
+def response_schema(version: str, action: str) -> dict[str, Any]:
+    """The response (CALLRESULT) schema of ``action`` in OCPP ``version``, as the library ships it."""
+    package, name = _RESPONSES[version]
+    text = (resources.files(package) / "schemas" / name.format(action=action)).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def result_problems(version: str, action: str, payload: Any) -> list[str]:
+    """Every schema violation of the CALLRESULT ``payload`` the hub answered to an ``action`` CALL."""
+    schema = response_schema(version, action)
+    validator = validator_for(schema)(schema, format_checker=FORMATS)
+    return [
+        f"{action}Response ({version}) {'/'.join(map(str, e.absolute_path)) or 'payload'}: {e.message}"
+        for e in validator.iter_errors(payload)
+    ]
+
+
+def minimal_call(version: str, action: str) -> dict[str, Any]:
+    """The smallest valid ``action`` CALL of ``version``: its required properties only, each the first enum
+    value, a short string, 1, a date-time, one item of a list."""
+    schema = request_schema(version, action)
+    return _minimal(schema, schema)
+
+
+def _minimal(node: dict[str, Any], root: dict[str, Any]) -> Any:
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        return _minimal(root["definitions"][name], root)
+    if "enum" in node:
+        return node["enum"][0]
+    kind = node.get("type")
+    if kind == "object":
+        return {k: _minimal(node["properties"][k], root) for k in node.get("required", [])}
+    if kind == "array":
+        return [_minimal(node["items"], root) for _ in range(max(1, node.get("minItems", 1)))]
+    if kind == "string":
+        return "2026-03-02T08:00:00Z" if node.get("format") == "date-time" else "x"
+    if kind == "integer":
+        return max(1, node.get("minimum", 1))
+    if kind == "number":
+        return 1.0
+    if kind == "boolean":
+        return False
+    return {}
