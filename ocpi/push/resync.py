@@ -14,7 +14,8 @@ message is parked, the rows of that object (the parked one and everything queued
 
 Objects are re-queued tariffs first, then locations, sessions, CDRs and the rest (the ordering key keeps each
 object's own order). Triggers: the first successful delivery after failures (the sender), the push scanner
-(partners that delivered since something was parked), ``evhub partners resync`` and ``evhub outbox retry``.
+(partners that delivered since something was parked; a partner whose messages were all given up gets one of
+them released as a probe), ``evhub partners resync`` and ``evhub outbox retry``.
 An automatic re-sync does not repeat itself on a message that a re-sync produced and the partner refused again
 (``payload.resync``): such a message stays parked for an operator.
 """
@@ -26,11 +27,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from kernel.db.engine import Database
 from kernel.models import ChargingSession, Location, OutboxMessage, OutboxStatus, Party, TariffVersion, Token
 from kernel.models.roaming import OcpiPartner, OcpiPushState, PartnerStatus
-from kernel.outbox import OPEN_STATUSES, REFUSED, release, supersede
+from kernel.outbox import GAVE_UP, OPEN_STATUSES, REFUSED, release, supersede
 from ocpi.push.location_push import enqueue_location
 from ocpi.push.outbox_message import CHANNEL, queue_push
 from ocpi.push.recipients import may_see_cpo, receiving_roles, token_emsp
@@ -265,7 +267,9 @@ async def _requeue_session(db_session: AsyncSession, partner_id: int, session_ui
 
 async def resync_recovered(db: Database) -> int:
     """The scheduled safety net (the push scanner): re-sync every registered partner that delivered something
-    after its newest parked message was parked (it works again). Returns how many objects were re-sent."""
+    after its newest parked message was parked (it works again); and for a partner with nothing pending whose
+    messages were all given up, release its oldest given-up message as a probe (retried with backoff: when it
+    goes through, the first success re-syncs the rest). Returns how many objects were re-sent or released."""
     async with db.session() as db_session:
         newest_parked = (
             await db_session.execute(
@@ -275,20 +279,53 @@ async def resync_recovered(db: Database) -> int:
             )
         ).all()
         due: list[int] = []
+        probes: list[int] = []
         for destination, parked_at in newest_parked:
             if not destination.isdigit():
                 continue
             partner = await db_session.get(OcpiPartner, int(destination))
-            if (
-                partner is not None
-                and partner.status == PartnerStatus.REGISTERED
-                and partner.last_success_at is not None
-                and parked_at is not None
-                and partner.last_success_at > parked_at
-            ):
+            if partner is None or partner.status != PartnerStatus.REGISTERED or parked_at is None:
+                continue
+            if partner.last_success_at is not None and partner.last_success_at > parked_at:
                 due.append(partner.id)
-    count = 0
+                continue
+            probe = await _probe(db_session, destination)
+            if probe is not None:
+                probes.append(probe)
+        count = await release(db_session, probes)
     for partner_id in due:
         report = await resync_partner(db, partner_id, automatic=True)
         count += report.replaced + report.released
     return count
+
+
+async def _probe(db_session: AsyncSession, destination: str) -> int | None:
+    """The oldest given-up message of a partner that has nothing pending the dispatcher may try (a pending
+    message behind a parked one of its object is not tried), or None."""
+    mine = (OutboxMessage.channel == CHANNEL, OutboxMessage.destination == destination)
+    earlier = aliased(OutboxMessage)
+    blocked = (
+        select(earlier.id)
+        .where(
+            earlier.channel == OutboxMessage.channel,
+            earlier.ordering_key == OutboxMessage.ordering_key,
+            earlier.id < OutboxMessage.id,
+            earlier.status.in_(OPEN_STATUSES),
+        )
+        .exists()
+    )
+    pending = await db_session.scalar(
+        select(OutboxMessage.id).where(*mine, OutboxMessage.status == OutboxStatus.PENDING, ~blocked).limit(1)
+    )
+    if pending is not None:
+        return None
+    return await db_session.scalar(
+        select(OutboxMessage.id)
+        .where(
+            *mine,
+            OutboxMessage.status == OutboxStatus.PARKED,
+            OutboxMessage.parked_reason.startswith(GAVE_UP),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(1)
+    )

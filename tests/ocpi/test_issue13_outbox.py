@@ -429,3 +429,29 @@ async def test_an_automatic_resync_is_not_repeated_on_what_the_partner_refuses_a
     assert "1 object(s) queued again" in (await cli("partners", "resync", sim.name)).output
     await sim.wait_for(lambda: "S-NO" in sim.sessions)
     await _wait_all_closed(hub.db)
+
+
+async def test_a_partner_down_longer_than_max_attempts_gets_everything_when_back(hub, sim):
+    cpo, loc, cp, partner_id, token = await _setup(hub, sim)
+    hub.dispatcher.max_attempts = 3  # days of retries, in short
+    sid = await seed_session(hub.db, cpo, cp, loc, token, "S-LONG")
+    sim.misbehave("error", status=503)
+    async with hub.db.session() as s:
+        await enqueue_session_update(sid, s)
+    assert await hub.component.scan_once() == 1  # the location
+    await _wait_parked(hub.db, 2)
+    await _meter(hub.db, sid, 10, 2000)  # queued behind the given-up PUT
+    for row in await list_messages(hub.db, status="parked"):
+        assert (
+            row.parked_reason.startswith("gave up after 3 attempts over ") and "HTTP 503" in row.parked_reason
+        )
+    health = await partner_health(hub.db, partner_id)
+    assert not health["healthy"] and health["outbox"]["parked"] == 2
+    sim.behave()
+    await hub.dispatched()
+    assert sim.sessions == {} and sim.locations == {}  # nothing tries by itself
+    # the scanner releases one given-up message as a probe; its success re-syncs the rest
+    assert await hub.component.scan_once() >= 1
+    await sim.wait_for(lambda: sim.sessions.get("S-LONG", {}).get("kwh") == 1.0 and "LOC1" in sim.locations)
+    await _wait_all_closed(hub.db)
+    assert (await partner_health(hub.db, partner_id))["healthy"]
