@@ -78,7 +78,10 @@ FLEET_TOKENS = [  # uid, driver, email, vehicle, monthly limit
     ("04B2C3D4E5", "Bram Jansen", "bram@acme-logistics.example", "Van NL-456-Y", "300"),
     ("04C3D4E5F6", "Chloe Smith", "chloe@acme-logistics.example", "Car GB-789-Z", "150"),
 ]
-EMSP_TOKENS = ["DE0EMS00000001", "DE0EMS00000002"]
+EMSP_TOKENS = ["DE0EMS00000001"]
+"""Cards of DE*EMS, an eMSP on OCPI 2.2.1 that registers with the hub."""
+EMSP_211_TOKENS = ["FR0MOB00000001"]
+"""Cards of FR*MOB, an eMSP still on OCPI 2.1.1 that the hub registers with."""
 CHARGERS = [  # identity, OCPP version, location, EVSE uids, max power W
     ("AMS-CP-1", "1.6", "AMS-CENTRAAL", ["AMS-01-1", "AMS-01-2"], 11000.0),
     ("AMS-CP-2", "2.0.1", "AMS-CENTRAAL", ["AMS-02-1"], 50000.0),
@@ -101,6 +104,22 @@ AGREEMENTS: list[dict[str, Any]] = [
         "version": 1,
         "valid_from": "2026-01-01",
         "emsp": "DE*EMS",
+        "cpo": "GB*LDN",
+    },
+    {
+        "kind": "roaming",
+        "agreement_id": "roam-mob-amp",
+        "version": 1,
+        "valid_from": "2026-01-01",
+        "emsp": "FR*MOB",
+        "cpo": "NL*AMP",
+    },
+    {
+        "kind": "roaming",
+        "agreement_id": "roam-mob-ldn",
+        "version": 1,
+        "valid_from": "2026-01-01",
+        "emsp": "FR*MOB",
         "cpo": "GB*LDN",
     },
     {
@@ -163,6 +182,7 @@ class Demo:
     settings: Settings
     hub: RunningHub | None = None
     emsp: Any = None
+    emsp_211: Any = None
     sink: Any = None
     fleet: Any = None
     api_key: str = ""
@@ -265,7 +285,10 @@ async def provision(demo: Demo) -> None:
     table.add_row(
         "CPOs", "NL*AMP AmsterPower (Europe/Amsterdam, EUR), GB*LDN London Charge Co (Europe/London, GBP)"
     )
-    table.add_row("partners", "DE*EMS simulated eMSP (OCPI), NL*EVH evhub Fleet Services, NL*SIT site host")
+    table.add_row(
+        "partners",
+        "DE*EMS simulated eMSP (OCPI 2.2.1), FR*MOB simulated eMSP (OCPI 2.1.1), NL*EVH evhub Fleet Services, NL*SIT site host",
+    )
     table.add_row("chargers", ", ".join(f"{c[0]} (OCPP {c[1]}, {len(c[3])} EVSE)" for c in CHARGERS))
     table.add_row(
         "signed meter",
@@ -296,7 +319,9 @@ async def register_emsp(demo: Demo) -> None:
     from simulators.emsp import EmspSimulator
 
     assert demo.hub is not None
-    invitation = await invite_partner(demo.hub.db, demo.settings.public_url, "Simulated eMSP")
+    invitation = await invite_partner(
+        demo.hub.db, demo.settings.public_url, "Simulated eMSP", roles=[("DE", "EMS", "EMSP")]
+    )
     demo.ocpi_versions_url = invitation.versions_url
     demo.emsp = EmspSimulator(country_code="DE", party_id="EMS", name="Simulated eMSP")
     await demo.emsp.start(0)
@@ -306,7 +331,30 @@ async def register_emsp(demo: Demo) -> None:
         response.raise_for_status()
     console.print(
         f"eMSP DE*EMS registered through the OCPI 2.2.1 handshake (token A -> B -> C) at "
-        f"{invitation.versions_url}; pushed {len(EMSP_TOKENS)} tokens"
+        f"{invitation.versions_url}; pushed {len(EMSP_TOKENS)} token(s)"
+    )
+
+
+async def register_emsp_211(demo: Demo) -> None:
+    """The hub registers with an eMSP that speaks only OCPI 2.1.1 (the other direction of the handshake); the
+    eMSP then pushes its tokens in 2.1.1 form."""
+    from ocpi.partners import register_partner
+    from simulators.emsp import EmspSimulator
+
+    assert demo.hub is not None
+    demo.emsp_211 = EmspSimulator(
+        country_code="FR", party_id="MOB", name="Simulated eMSP (OCPI 2.1.1)", version="2.1.1"
+    )
+    await demo.emsp_211.start(0)
+    partner = await register_partner(
+        demo.hub.db, demo.settings.public_url, demo.emsp_211.versions_url, demo.emsp_211.token_a
+    )
+    for uid in EMSP_211_TOKENS:
+        response = await demo.emsp_211.push_token(demo.emsp_211.make_token(uid))
+        response.raise_for_status()
+    console.print(
+        f"the hub registered with eMSP FR*MOB, which speaks only OCPI {partner.version} (negotiated in its "
+        f"versions list); pushed {len(EMSP_211_TOKENS)} token(s) in 2.1.1 form"
     )
 
 
@@ -331,7 +379,7 @@ async def run_chargers(demo: Demo, start: datetime) -> int:
     from simulators.chargepoints import ChargerFleet, ChargerSpec
 
     assert demo.hub is not None
-    tokens = [t[0] for t in FLEET_TOKENS] + EMSP_TOKENS
+    tokens = [t[0] for t in FLEET_TOKENS] + EMSP_TOKENS + EMSP_211_TOKENS
     rng = random.Random(2026)
     specs = [
         ChargerSpec(
@@ -546,6 +594,22 @@ async def settle(demo: Demo, cdrs: list[Cdr]) -> dict[str, list[dict[str, str]]]
     return figures
 
 
+def same_money_211(cdrs: list[Cdr], received: list[dict[str, Any]]) -> int:
+    """How many of ``cdrs`` the 2.1.1 eMSP received with exactly the CDR's total excl. VAT as total_cost."""
+    got = {str(c.get("id")): c for c in received}
+    same = 0
+    for cdr in cdrs:
+        theirs = got.get(str(cdr.data.get("id")))
+        ours = cdr.data.get("total_cost", {}).get("excl_vat")
+        if (
+            theirs is not None
+            and ours is not None
+            and Decimal(str(theirs.get("total_cost"))) == Decimal(str(ours))
+        ):
+            same += 1
+    return same
+
+
 def cdr_figures(cdrs: list[Cdr], signed: dict[int, str]) -> list[dict[str, str]]:
     """What each CDR says, in the order the demo shows them (ids left out: they are fresh on every run), with
     its session's signed meter data outcome from ``signed`` (CDR id -> outcome)."""
@@ -642,8 +706,9 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
             f"(API docs {settings.public_url}/docs)"
         )
 
-        _section("2. Roaming partner (OCPI 2.2.1)")
+        _section("2. Roaming partners (OCPI 2.2.1 and 2.1.1)")
         await register_emsp(demo)
+        await register_emsp_211(demo)
 
         _section("3. Chargers charging, grid moving the price")
         start = LOCAL_START.astimezone(zone("UTC"))
@@ -672,7 +737,16 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
         console.print(
             f"eMSP DE*EMS received {len(received['cdrs'])} of {roaming} CDR(s) for its drivers (POSTed once each), "
             f"{received['sessions']} session(s), {received['locations']} location(s), "
-            f"{received['tariffs']} tariff version(s) over OCPI",
+            f"{received['tariffs']} tariff version(s) over OCPI 2.2.1",
+            soft_wrap=True,
+        )
+        received_211 = demo.emsp_211.received()
+        ours_211 = [c for c in cdrs if c.data.get("cdr_token", {}).get("uid") in EMSP_211_TOKENS]
+        same_money = same_money_211(ours_211, demo.emsp_211.cdrs)
+        console.print(
+            f"eMSP FR*MOB received {len(received_211['cdrs'])} of {len(ours_211)} CDR(s) in OCPI 2.1.1 form "
+            f"({same_money} with the same total_cost as the CDR, excl. VAT), {received_211['sessions']} "
+            f"session(s), {received_211['locations']} location(s), {received_211['tariffs']} tariff version(s)",
             soft_wrap=True,
         )
         messages = sink.messages()
@@ -692,6 +766,8 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
             "cdrs": cdr_figures(cdrs, demo.signed),
             "held_sessions": held,
             "emsp_cdrs_received": len(received["cdrs"]),
+            "emsp_211_cdrs_received": len(received_211["cdrs"]),
+            "emsp_211_same_money": same_money,
             "receipts": len(messages),
             "settlement": settlement,
         }
@@ -733,6 +809,8 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
                 await demo.fleet.stop()
         if demo.emsp is not None:
             await demo.emsp.stop()
+        if demo.emsp_211 is not None:
+            await demo.emsp_211.stop()
         if demo.hub is not None:
             await demo.hub.stop()
         await sink.stop()

@@ -41,19 +41,20 @@ pytestmark = pytest.mark.skipif(
 # The demo's key figures (evhub/demo.py LOCAL_START, seeded simulators). A change of the demo's data, tariffs or
 # simulators changes them: then look at the new figures and record them here.
 EXPECTED_CDRS = [  # location, token, local start (ISO, UTC), kWh, currency, total incl. VAT
-    ("LDN-KINGSX", "DE0EMS00000002", "2026-11-17T17:10", "11.356", "GBP", "11.05"),
+    ("LDN-KINGSX", "FR0MOB00000001", "2026-11-17T17:10", "11.356", "GBP", "11.05"),
     ("AMS-CENTRAAL", "04C3D4E5F6", "2026-11-17T17:31", "23.896", "EUR", "14.27"),
     ("AMS-CENTRAAL", "04A1B2C3D4", "2026-11-17T17:35", "17.631", "EUR", "11.06"),
     ("AMS-CENTRAAL", "DE0EMS00000001", "2026-11-17T17:36", "18.106", "EUR", "11.35"),
     ("LDN-KINGSX", "04C3D4E5F6", "2026-11-17T18:59", "17.706", "GBP", "21.92"),
     ("AMS-CENTRAAL", "04B2C3D4E5", "2026-11-17T18:59", "20.427", "EUR", "12.72"),
     ("AMS-CENTRAAL", "04C3D4E5F6", "2026-11-17T19:58", "9.558", "EUR", "6.28"),
-    ("AMS-CENTRAAL", "DE0EMS00000002", "2026-11-17T21:37", "19.964", "EUR", "7.95"),
+    ("AMS-CENTRAAL", "FR0MOB00000001", "2026-11-17T21:37", "19.964", "EUR", "7.95"),
     ("LDN-KINGSX", "04A1B2C3D4", "2026-11-17T22:44", "23.236", "GBP", "24.55"),
 ]
 EXPECTED_SETTLEMENT = {  # (party, currency) -> net, VAT, gross of the party's statement for 2026-11
-    ("DE*EMS", "EUR"): ("-15.93", "-3.37", "-19.30"),
-    ("DE*EMS", "GBP"): ("-9.21", "-1.84", "-11.05"),
+    ("DE*EMS", "EUR"): ("-9.37", "-1.98", "-11.35"),
+    ("FR*MOB", "EUR"): ("-6.56", "-1.39", "-7.95"),  # the OCPI 2.1.1 eMSP (was DE*EMS's second card: the sum
+    ("FR*MOB", "GBP"): ("-9.21", "-1.84", "-11.05"),  # of both eMSPs is what DE*EMS alone paid before)
     ("GB*LDN", "GBP"): ("45.66", "9.12", "54.78"),
     ("NL*AMP", "EUR"): ("44.59", "9.39", "53.98"),
     ("NL*EVH", "EUR"): ("-36.62", "-7.71", "-44.33"),
@@ -194,6 +195,13 @@ def test_demo_runs_the_whole_money_path(demo_runs: dict[str, DemoRun]) -> None:
     assert "registered through the OCPI 2.2.1 handshake" in text
     cdrs = re.search(r"eMSP DE\*EMS received (\d+) of (\d+) CDR", text)
     assert cdrs and cdrs.group(1) == cdrs.group(2) != "0", "every roaming CDR reaches the eMSP"
+    assert "the hub registered with eMSP FR*MOB, which speaks only OCPI 2.1.1" in " ".join(text.split())
+    old = re.search(
+        r"eMSP FR\*MOB received (\d+) of (\d+) CDR\(s\) in OCPI 2\.1\.1 form \((\d+) with the same", text
+    )
+    assert old and old.group(1) == old.group(2) == old.group(3) != "0", (
+        "the 2.1.1 eMSP gets every CDR, same money"
+    )
     mails = re.search(r"(\d+) receipt email\(s\) for (\d+) fleet session", text)
     assert mails and mails.group(1) == mails.group(2), "every fleet session gets its receipt"
     assert f"{sessions.group(1)} CDRs" in text and "0 rejected" in text  # every session priced and settled
@@ -215,7 +223,8 @@ def test_demo_prints_the_same_figures_at_a_month_end_and_a_year_end(demo_runs: d
     assert [(*g[:3], format_kwh(g[3]), *g[4:]) for g in got] == EXPECTED_CDRS
     for run in (month_end, year_end):
         assert EXPECTED_HEADLINE in run.output.splitlines(), run.output
-    assert year_end.summary["receipts"] == 6 and year_end.summary["emsp_cdrs_received"] == 3
+    assert year_end.summary["receipts"] == 6 and year_end.summary["emsp_cdrs_received"] == 1
+    assert year_end.summary["emsp_211_cdrs_received"] == year_end.summary["emsp_211_same_money"] == 2
     settled = {
         (p["party"], p["currency"]): (p["net"], p["vat"], p["gross"])
         for p in year_end.summary["settlement"]["2026-11"]
