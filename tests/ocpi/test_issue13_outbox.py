@@ -305,6 +305,11 @@ async def test_outbox_list_by_partner_and_retry_resyncs_instead_of_replaying(hub
     assert json.loads((await cli("outbox", "list", "--partner", sim2.name, "--json")).stdout) == []
     table = (await cli("outbox", "list", "--partner", sim.name)).output
     assert "Outbox by partner" in table and "Sim" in table and "Other" not in table
+    health = json.loads((await cli("partners", "health", sim.name, "--json")).stdout)
+    assert not health["healthy"] and health["reasons"][0].startswith(
+        "1 message(s) parked, the newest: refused"
+    )
+    assert "NOT healthy" in (await cli("partners", "health", sim.name)).output
     # `outbox retry` of the parked PUT sends the session as it is now, not the stored (ACTIVE) PUT
     out = (await cli("outbox", "retry", str(rows[0]["id"]))).output
     assert "1 object(s) re-synced" in out
