@@ -445,6 +445,7 @@ class OutboxRow:
     last_error: str | None
     parked_reason: str | None
     summary: str
+    result: dict[str, Any] = field(default_factory=dict)  # e.g. a Location header, or what superseded it
 
 
 def _summary(payload: dict[str, Any]) -> str:
@@ -485,6 +486,7 @@ async def list_messages(
             last_error=r.last_error,
             parked_reason=r.parked_reason,
             summary=_summary(r.payload or {}),
+            result=dict(r.result or {}),
         )
         for r in rows
     ]

@@ -4,7 +4,7 @@ Partner and message ids may be given in full or as a unique prefix (:mod:`evhub.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy import select
@@ -14,6 +14,9 @@ from evhub import lifecycle
 from evhub.cli._common import console, fail, print_json, run_with_db, settings, table
 from evhub.cli._lookup import resolve_prefix
 from kernel.db.engine import Database
+
+if TYPE_CHECKING:
+    from kernel.outbox import OutboxRow
 
 partners_app = typer.Typer(help="OCPI 2.2.1 roaming partners (eMSPs).", no_args_is_help=True)
 outbox_app = typer.Typer(
@@ -46,6 +49,15 @@ async def _partner_ref(db_session: AsyncSession, given: str) -> int:
     if len(named) > 1 and not given.strip().isdigit():
         fail(f"several partners are named {given!r}: give the partner id")
     return await _partner_id(db_session, given)
+
+
+def _why(row: OutboxRow) -> str:
+    """What the last column of ``outbox list`` says: why a row is parked, what superseded it, its last error."""
+    if row.status == "parked":
+        return row.parked_reason or ""
+    if row.status == "superseded":
+        return f"superseded by {row.result.get('superseded_by', '?')}"
+    return row.last_error or ""
 
 
 def _age(seconds: float) -> str:
@@ -359,7 +371,7 @@ def outbox_list(
                     r.status,
                     r.attempts,
                     r.created_at.isoformat(timespec="seconds"),
-                    (r.parked_reason or r.last_error or "")[:100],
+                    _why(r)[:100],
                 ]
                 for r in rows
             ],
