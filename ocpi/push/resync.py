@@ -57,6 +57,21 @@ class ResyncReport:
     objects: list[str] = field(default_factory=list)
 
 
+class _Raced(Exception):
+    """The rows of an object changed while this re-sync closed them (a concurrent re-sync won)."""
+
+
+async def _forget(db_session: AsyncSession, partner_id: int, kind: str, key: str) -> None:
+    """Drop what the partner is believed to hold of an object (``ocpi_push_state``)."""
+    await db_session.execute(
+        delete(OcpiPushState).where(
+            OcpiPushState.partner_id == partner_id,
+            OcpiPushState.kind == kind,
+            OcpiPushState.object_key == key,
+        )
+    )
+
+
 def _module_and_key(ordering_key: str) -> tuple[str, str]:
     """``ocpi:<partner>:<module>:<object>`` -> (module, object); the object may contain colons."""
     parts = ordering_key.split(":", 3)
@@ -128,6 +143,8 @@ async def resync_partner(
         try:
             async with db.session() as db_session:
                 await _resync_object(db_session, partner_id, ordering_key, report)
+        except _Raced:  # another re-sync (another process) closed these rows first
+            log.debug("%s was re-synced concurrently", ordering_key)
         except Exception:  # one object must not stop the others; it stays parked
             log.exception("could not re-sync %s", ordering_key)
     if report.objects:
@@ -158,7 +175,7 @@ async def _resync_object(
     ids = [r.id for r in rows]
     # the guard: only one re-sync closes these rows (and queues the replacement)
     if await supersede(db_session, ids, "re-sync") != len(ids):
-        raise RuntimeError(f"{ordering_key} changed while it was re-synced")
+        raise _Raced(ordering_key)
     # a message of the object queued meanwhile (after the rows were read) is replaced too
     late = [r.id for r in await _open_rows(db_session, ordering_key) if r.id not in ids]
     await supersede(db_session, late, "re-sync")
@@ -169,8 +186,11 @@ async def _resync_object(
         deleted = last is not None and (last.payload or {}).get("method") == "DELETE"
         await _requeue_tariff(db_session, partner_id, key, deleted=deleted)
     elif module == "locations":
+        queued = 0
         if key.isdigit() and await db_session.get(Location, int(key)) is not None:
-            await enqueue_location(int(key), db_session, partner_id=partner_id)
+            queued = await enqueue_location(int(key), db_session, partner_id=partner_id)
+        if not queued:  # the partner may never have got it: it is sent whole when it may see it again
+            await _forget(db_session, partner_id, "location", key)
     else:
         await _requeue_session(db_session, partner_id, key)
     new_ids = list(
@@ -236,13 +256,7 @@ async def _requeue_tariff(db_session: AsyncSession, partner_id: int, key: str, *
         return
     # forget what was queued for this partner, so the latest version is queued for it again (its dedupe key
     # was freed by the supersede; the other partners' dedupe keys and push states keep them out)
-    await db_session.execute(
-        delete(OcpiPushState).where(
-            OcpiPushState.partner_id == partner_id,
-            OcpiPushState.kind == STATE_KIND,
-            OcpiPushState.object_key == f"{cpo.id}:{latest.tariff_id}",
-        )
-    )
+    await _forget(db_session, partner_id, STATE_KIND, f"{cpo.id}:{latest.tariff_id}")
     await enqueue_tariff(latest.id, db_session)
 
 
@@ -255,13 +269,7 @@ async def _requeue_session(db_session: AsyncSession, partner_id: int, session_ui
     found = await token_emsp(db_session, token.emsp_id if token else None)
     if found is None or found[0].id != partner_id:
         return
-    await db_session.execute(
-        delete(OcpiPushState).where(
-            OcpiPushState.partner_id == partner_id,
-            OcpiPushState.kind == "session",
-            OcpiPushState.object_key == session_uid,
-        )
-    )
+    await _forget(db_session, partner_id, "session", session_uid)
     await enqueue_session_update(cs.id, db_session)
 
 
