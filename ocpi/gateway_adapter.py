@@ -3,22 +3,30 @@ with ``cpo_gateway.commands.build(command, version, params)``): finds the charge
 for an OCPI location/EVSE, sends the OCPP call, and maps the charger's answer to a CommandResultType.
 A START_SESSION is recorded (``ocpi_authorizations``, source ``command``) before the charger is asked, so the
 session it opens is marked ``auth_method: COMMAND``. A token uid longer than OCPP 1.6's 20-character idTag
-reaches a 1.6 charger as its mapped form (:mod:`kernel.id_tags`); 2.0.1 takes the uid as it is."""
+reaches a 1.6 charger as its mapped form (:mod:`kernel.id_tags`); 2.0.1 takes the uid as it is.
+
+Which charger serves a location or EVSE is decided in one place, :func:`serving_charger` (also used for the
+reservation row, :mod:`ocpi.reservation_store`); CANCEL_RESERVATION goes to the charger its row names."""
 
 from __future__ import annotations
 
+import logging
 import zlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cpo_gateway import build_call
 from kernel.db.engine import Database
 from kernel.id_tags import id_tag_for
-from kernel.models import EVSE, ChargePoint, ChargePointEvse, ChargingSession, Location
+from kernel.models import EVSE, ChargePoint, ChargePointEvse, ChargingSession, Location, Reservation
 from kernel.models.roaming import OcpiAuthorization
-from kernel.timeutil import format_rfc3339, parse_datetime
+from kernel.timeutil import format_rfc3339, parse_datetime, utcnow
+
+log = logging.getLogger(__name__)
 
 _START_STOP = {"ACCEPTED": "ACCEPTED", "REJECTED": "REJECTED"}
 _UNLOCK = {
@@ -43,6 +51,41 @@ def reservation_number(reservation_id: str) -> int:
     return (
         int(reservation_id) if reservation_id.isdigit() else zlib.crc32(reservation_id.encode()) & 0x7FFFFFFF
     )
+
+
+@dataclass(frozen=True)
+class ServingCharger:
+    """The charger a command for a location/EVSE goes to, with the OCPP number of the EVSE."""
+
+    charge_point_id: int
+    identity: str
+    ocpp_version: str
+    ocpp_evse_id: int
+    evse_pk: int
+
+
+async def serving_charger(
+    db_session: AsyncSession, location_pk: int, evse_uid: str | None
+) -> ServingCharger | None:
+    """The charger serving ``evse_uid`` of the location, or for the whole location (no ``evse_uid``) its
+    first charger: the lowest charger pk, and of its EVSEs there the lowest OCPP number. An explicit order, so
+    every database (and every caller: the OCPP call and the reservation row) makes the same choice."""
+    query = (
+        select(ChargePoint.id, ChargePoint.identity, ChargePoint.ocpp_version)
+        .add_columns(ChargePointEvse.ocpp_evse_id, EVSE.id)
+        .join(ChargePointEvse, ChargePointEvse.charge_point_id == ChargePoint.id)
+        .join(EVSE, EVSE.id == ChargePointEvse.evse_pk)
+        .where(EVSE.location_id == location_pk)
+        .order_by(ChargePoint.id, ChargePointEvse.ocpp_evse_id, EVSE.id)
+        .limit(1)
+    )
+    if evse_uid is not None:
+        query = query.where(EVSE.uid == evse_uid)
+    row = (await db_session.execute(query)).first()
+    if row is None:
+        return None
+    cp_pk, identity, version, ocpp_evse, evse_pk = row
+    return ServingCharger(cp_pk, identity, str(version), ocpp_evse, evse_pk)
 
 
 def _status(answer: Any, table: dict[str, str]) -> str:
@@ -100,6 +143,19 @@ def ocpp_profile(
 def _charger_tag(version: str, id_tag: str, token: dict[str, Any]) -> str:
     """The id tag the charger gets for the OCPI token: mapped to 20 characters for a long uid on 1.6."""
     return id_tag_for(version, str(token.get("country_code", "")), str(token.get("party_id", "")), id_tag)
+
+
+def _schedule_start(given: Any, asked_at: datetime) -> str:
+    """The ActiveChargingProfile's ``start_date_time`` (a required OCPI DateTime, UTC) from the charger's
+    ``scheduleStart`` in any offset. Without one (optional in OCPP 1.6) it is the time of the request: the
+    charger calculates the composite schedule "from the moment the request PDU is received: Time X, up to X +
+    Duration" (OCPP 1.6, 5.7 Get Composite Schedule)."""
+    if isinstance(given, str) and given:
+        try:
+            return format_rfc3339(parse_datetime(given))
+        except ValueError:
+            log.warning("charger's scheduleStart %r is not a date-time: the request's time is used", given)
+    return format_rfc3339(asked_at)
 
 
 class _SessionTarget:
@@ -166,6 +222,7 @@ class SmartChargingMixin:
             payload: dict[str, Any] = {"connectorId": target.evse, "duration": duration}
         else:
             payload = {"evseId": target.evse, "duration": duration}
+        asked_at = utcnow()
         answer = await self.gateway.send(target.identity, "GetCompositeSchedule", payload)
         if not isinstance(answer, dict) or str(answer.get("status", "")).upper() != "ACCEPTED":
             return {"result": "REJECTED"}
@@ -180,7 +237,11 @@ class SmartChargingMixin:
         }
         if schedule.get("duration") is not None:
             profile["duration"] = schedule["duration"]
-        return {"result": "ACCEPTED", "profile": {"start_date_time": start, "charging_profile": profile}}
+        start_date_time = _schedule_start(start, asked_at)
+        return {
+            "result": "ACCEPTED",
+            "profile": {"start_date_time": start_date_time, "charging_profile": profile},
+        }
 
 
 class OcppCommandAdapter(SmartChargingMixin):
@@ -195,24 +256,15 @@ class OcppCommandAdapter(SmartChargingMixin):
     ) -> tuple[str, str, int | None]:
         """(charger identity, OCPP version, OCPP EVSE number) for an OCPI location/EVSE."""
         async with self.db.session() as db_session:
-            loc = await db_session.scalar(
-                select(Location).where(Location.cpo_id == cpo_id, Location.ocpi_id == location_id)
+            loc_pk = await db_session.scalar(
+                select(Location.id).where(Location.cpo_id == cpo_id, Location.ocpi_id == location_id)
             )
-            if loc is None:
+            if loc_pk is None:
                 raise LookupError(f"unknown location {location_id}")
-            query = (
-                select(ChargePoint, ChargePointEvse.ocpp_evse_id)
-                .join(ChargePointEvse, ChargePointEvse.charge_point_id == ChargePoint.id)
-                .join(EVSE, EVSE.id == ChargePointEvse.evse_pk)
-                .where(EVSE.location_id == loc.id)
-            )
-            if evse_uid is not None:
-                query = query.where(EVSE.uid == evse_uid)
-            row = (await db_session.execute(query.limit(1))).first()
-            if row is None:
+            target = await serving_charger(db_session, loc_pk, evse_uid)
+            if target is None:
                 raise LookupError(f"no charger serves {location_id}/{evse_uid}")
-            cp, ocpp_evse = row
-            return cp.identity, str(cp.ocpp_version), ocpp_evse
+            return target.identity, target.ocpp_version, target.ocpp_evse_id
 
     async def start_session(
         self, *, cpo_id: int, location_id: str, evse_uid: str | None, connector_id: str | None, id_tag: str,
@@ -292,23 +344,26 @@ class OcppCommandAdapter(SmartChargingMixin):
         return _status(await self._call(identity, version, "reserve-now", params), _RESERVE)
 
     async def cancel_reservation(self, *, cpo_id: int, reservation_id: str) -> str:
-        # The reservation's charger is not stored by the hub: ask every charger of the CPO that is connected.
+        """CancelReservation to the charger the reservation row names (``reservation_id`` is the number the
+        charger got, the row's ``ocpp_reservation_id``); a number no reservation of the CPO has is
+        ``UNKNOWN_RESERVATION`` without asking any charger."""
+        if not reservation_id.isdigit() or int(reservation_id) > 0x7FFFFFFF:
+            return "UNKNOWN_RESERVATION"
         async with self.db.session() as db_session:
-            chargers = (
+            row = (
                 await db_session.execute(
-                    select(ChargePoint.identity, ChargePoint.ocpp_version).where(ChargePoint.cpo_id == cpo_id)
+                    select(ChargePoint.identity, ChargePoint.ocpp_version)
+                    .join(Reservation, Reservation.charge_point_id == ChargePoint.id)
+                    .where(
+                        Reservation.cpo_id == cpo_id,
+                        Reservation.ocpp_reservation_id == int(reservation_id),
+                    )
+                    .order_by(Reservation.id)
+                    .limit(1)
                 )
-            ).all()
-        for identity, version in chargers:
-            try:
-                answer = await self._call(
-                    identity,
-                    str(version),
-                    "cancel-reservation",
-                    {"reservation_id": reservation_number(reservation_id)},
-                )
-            except Exception:
-                continue
-            if _status(answer, _CANCEL) == "CANCELED_RESERVATION":
-                return "CANCELED_RESERVATION"
-        return "UNKNOWN_RESERVATION"
+            ).first()
+        if row is None:
+            return "UNKNOWN_RESERVATION"
+        identity, version = row
+        params = {"reservation_id": reservation_number(reservation_id)}
+        return _status(await self._call(identity, str(version), "cancel-reservation", params), _CANCEL)

@@ -25,15 +25,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.db.engine import Database
-from kernel.models import (
-    EVSE,
-    ChargePointEvse,
-    Connector,
-    Location,
-    Reservation,
-    ReservationStatus,
-)
+from kernel.models import Connector, Location, Reservation, ReservationStatus
 from kernel.timeutil import utcnow
+from ocpi.gateway_adapter import serving_charger
 from ocpi.schemas.commands import ReserveNow
 
 REUSABLE = (
@@ -53,24 +47,17 @@ async def _charger(
     db_session: AsyncSession, loc: Location, evse_uid: str | None
 ) -> tuple[int, int | None, int | None, int | None] | None:
     """(charger pk, OCPP EVSE number, EVSE pk, connector pk) the command goes to: the charger serving the EVSE,
-    or for a location-wide reservation the first charger of the location (as the gateway adapter picks)."""
-    query = (
-        select(ChargePointEvse.charge_point_id, ChargePointEvse.ocpp_evse_id, EVSE.id)
-        .join(EVSE, EVSE.id == ChargePointEvse.evse_pk)
-        .where(EVSE.location_id == loc.id)
-    )
-    if evse_uid is not None:
-        query = query.where(EVSE.uid == evse_uid)
-    row = (await db_session.execute(query.limit(1))).first()
-    if row is None:
+    or for a location-wide reservation the location's first charger, chosen by the gateway adapter's own
+    :func:`~ocpi.gateway_adapter.serving_charger` (so the row names the charger the ReserveNow goes to)."""
+    target = await serving_charger(db_session, loc.id, evse_uid)
+    if target is None:
         return None
-    cp_pk, ocpp_evse, evse_pk = row
     if evse_uid is None:
-        return cp_pk, None, None, None
+        return target.charge_point_id, None, None, None
     connector_pk = await db_session.scalar(
-        select(Connector.id).where(Connector.evse_pk == evse_pk).order_by(Connector.id).limit(1)
+        select(Connector.id).where(Connector.evse_pk == target.evse_pk).order_by(Connector.id).limit(1)
     )
-    return cp_pk, ocpp_evse, evse_pk, connector_pk
+    return target.charge_point_id, target.ocpp_evse_id, target.evse_pk, connector_pk
 
 
 async def reserve(

@@ -870,11 +870,6 @@ async def test_fields_outside_the_spec_in_imported_data_never_leave_the_hub(hub,
     assert sim.tariffs["XTR-T"]["elements"][0]["restrictions"]["max_power"] == 50.0  # the spec's fields stay
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 item 5, for the integrator: ocpi/gateway_adapter.get_active_charging_profile copies the "
-    "charger's scheduleStart as given (an offset) and sends start_date_time null when the charger gives none",
-)
 async def test_an_active_charging_profile_has_an_ocpi_start(hub, sim):
     """A charger's GetCompositeSchedule answer with ``scheduleStart`` in another offset, and an ``Accepted``
     one without a schedule (both valid OCPP 1.6): the ActiveChargingProfileResult is exactly OCPI
@@ -911,11 +906,6 @@ async def test_an_active_charging_profile_has_an_ocpi_start(hub, sim):
     assert problems == [], "\n".join(problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 item 5, for the integrator: ocpi/gateway_adapter.cancel_reservation sends CancelReservation "
-    "to every charger of the CPO until one accepts, though the reservation row names its charger",
-)
 async def test_cancel_reservation_goes_to_the_reservation_s_charger_only(hub, sim):
     """LOC1's EVSEs on two chargers, a reservation on the second: CANCEL_RESERVATION sends one
     CancelReservation, to the charger that holds the reservation (any other charger accepting an id it does not
@@ -954,12 +944,6 @@ NOT_OCPI_VALUES: list[tuple[str, Any]] = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 item 5, for the integrator: kernel/domain/locations.LocationIn checks few values (no "
-    "enum for standard, capabilities, facilities, parking_type; nested objects unchecked), so evhub locations "
-    "import accepts values OCPI does not have and the hub then serves and pushes them",
-)
 @pytest.mark.parametrize(("field", "spoil"), NOT_OCPI_VALUES, ids=[f for f, _ in NOT_OCPI_VALUES])
 async def test_an_imported_location_with_values_ocpi_does_not_have_is_refused(hub, field, spoil):
     """A connector standard, a capability, a facility, a parking type OCPI does not list, a language code of
