@@ -5,8 +5,10 @@ OCPI), each naming the path of the field: an unknown field, a missing required f
 the wrong JSON type, an enum value the spec does not list, a string longer than its maximum, a CiString with
 non-printable or non-ASCII characters, a string off the regex the spec gives (coordinates, times of day,
 dates), a DateTime not in the spec's format (RFC 3339 UTC, ``Z`` optional, at
-most 25 characters), a number with more than 4 decimals, an empty list where the card. is ``+``. Nested
-objects and lists of them are checked recursively. The tables are the JSON in
+most 25 characters), a number with more than 4 decimals, an empty list where the card. is ``+``, a choice
+(2.1.1 Hours) with not exactly one alternative. A number is an int, a float (``json.loads``) or a Decimal
+(``kernel.jsonutil.loads``, and the hub's objects before its JSON codec writes them as numbers), its decimals
+counted the same way. Nested objects and lists of them are checked recursively. The tables are the JSON in
 ``tests/fixtures/ocpi-221-fields`` and ``tests/fixtures/ocpi-211-fields``, extracted from the spec text.
 
 ``check_response(envelope, "Tariff", many=True)`` checks the OCPI response envelope and its data.
@@ -141,11 +143,14 @@ def _datetime(value: Any, field: dict[str, Any], where: str) -> list[str]:
 
 
 def _number(value: Any, field: dict[str, Any], where: str) -> list[str]:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         return [f"{where}: expected a JSON number, got {type(value).__name__} {value!r}"]
-    exponent = Decimal(str(value)).as_tuple().exponent
+    exact = value if isinstance(value, Decimal) else Decimal(str(value))
+    if not exact.is_finite():
+        return [f"{where}: {value!r} is not a JSON number"]
+    exponent = exact.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -4:
-        return [f"{where}: {value!r} has more than 4 decimals"]
+        return [f"{where}: {value} has more than 4 decimals"]
     return []
 
 
