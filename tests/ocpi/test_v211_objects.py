@@ -5,7 +5,7 @@
 * What the hub receives in 2.1.1 (Token, PATCH of a Token, the four commands, AuthorizationInfo, Credentials)
   becomes a 2.2.1 object the hub's own validators accept.
 * What the hub sends: the official 2.2.1 examples (tests/fixtures/ocpi-examples and
-  tests/fixtures/ocpi-211-examples/221) translated are exactly 2.1.1 objects, and have the field layout of the
+  tests/fixtures/ocpi-221-fields/examples) translated are exactly 2.1.1 objects, and have the field layout of the
   official 2.1.1 example of the same thing.
 * Money: a CDR's 2.1.1 ``total_cost`` is its 2.2.1 ``excl_vat``, the same Decimal; energy and times unchanged.
 * Partial objects (PATCH bodies) translate key by key.
@@ -46,7 +46,7 @@ from tests.world.sessions import seed_ended_session
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 EX211 = FIXTURES / "ocpi-211-examples"
 EX221 = FIXTURES / "ocpi-examples"
-EX221_MORE = EX211 / "221"
+EX221_MORE = FIXTURES / "ocpi-221-fields" / "examples"
 
 
 def ex211(name: str) -> Any:
