@@ -215,9 +215,8 @@ async def import_location(
         evse.physical_reference = evse_in.physical_reference
         evse.floor_level = evse_in.floor_level
         evse.last_updated = evse_in.last_updated
-        evse.data = {
-            k: v for k, v in evse_in.model_dump(mode="json", exclude_none=True).items() if k != "connectors"
-        }
+        # the connectors' own fields travel in the EVSE's data (terms_and_conditions has no column)
+        evse.data = evse_in.model_dump(mode="json", exclude_none=True)
         by_cid = {c.connector_id: c for c in evse.connectors}
         for con_in in evse_in.connectors:
             con = by_cid.get(con_in.id)

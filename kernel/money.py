@@ -11,6 +11,10 @@ touch money. Rounding happens only here:
 
 Intermediate results (price x quantity) are kept unrounded; a line is rounded once when it becomes a line,
 and totals are the sums of rounded lines, so lines always add up to their totals.
+
+Prices per unit (a tariff's price component, its min/max price) are OCPI numbers: at most
+:data:`UNIT_PRICE_PLACES` (4) decimals. :func:`has_unit_price_places` checks one; :func:`round_unit_price` is
+the one place a computed unit price (a grid rule's) is rounded to them, ``ROUND_HALF_UP``.
 """
 
 from __future__ import annotations
@@ -150,6 +154,25 @@ def round_amount(amount: Decimal | int | str, currency: str) -> Decimal:
     exponent = rule.increment.as_tuple().exponent
     places = Decimal(1).scaleb(exponent if isinstance(exponent, int) else 0)
     return (steps * rule.increment).quantize(places)
+
+
+UNIT_PRICE_PLACES = 4
+"""Decimals of an OCPI price per unit (OCPI 2.2.1 types, number: "Unless mentioned otherwise, numbers use 4
+decimals")."""
+_UNIT_PRICE_STEP = Decimal(1).scaleb(-UNIT_PRICE_PLACES)
+
+
+def has_unit_price_places(price: Decimal) -> bool:
+    """``price`` (finite) has at most :data:`UNIT_PRICE_PLACES` significant decimals (``0.30000`` has one)."""
+    return price == price.quantize(_UNIT_PRICE_STEP, rounding=ROUND_HALF_UP)
+
+
+def round_unit_price(price: Decimal) -> Decimal:
+    """A computed price per unit to :data:`UNIT_PRICE_PLACES` decimals, ``ROUND_HALF_UP``; a price that already
+    has them comes back unchanged (same digits)."""
+    if has_unit_price_places(price):
+        return price
+    return price.quantize(_UNIT_PRICE_STEP, rounding=ROUND_HALF_UP)
 
 
 def allocate(total: Decimal, weights: Sequence[Decimal], currency: str) -> list[Decimal]:

@@ -53,7 +53,9 @@ def _num(value: Decimal | None, places: int = 4) -> Decimal | None:
 
 
 def connector_object(conn: Connector, stored: dict[str, Any] | None = None) -> dict[str, Any]:
-    obj = dict(stored or {})
+    """The connector's columns over its stored fields (``stored``, from its EVSE's data: the imported
+    connector, e.g. ``terms_and_conditions``, which has no column)."""
+    obj = {k: v for k, v in (stored or {}).items() if k not in ("max_electric_power", "tariff_ids")}
     obj.update(
         {
             "id": conn.connector_id,

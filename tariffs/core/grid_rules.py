@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from kernel.money import round_unit_price
 from kernel.timeutil import ensure_utc
 from tariffs.core.tariff_document import Tariff
 
@@ -96,7 +97,8 @@ def apply_rule(
     valid from ``effective_from``, with ``last_updated`` = ``published_at`` (when the version is stored and
     queued for partners; default ``effective_from``), never the earlier time of the sample that caused it.
 
-    Prices are exact (no rounding: prices are per unit, money is rounded only on lines) and never negative.
+    Prices are never negative and are rounded to an OCPI price's 4 decimals (:func:`kernel.money.round_unit_price`,
+    ROUND_HALF_UP: what partners receive is what is charged); money is rounded only on lines.
     """
     at = ensure_utc(effective_from)
     published = ensure_utc(published_at) if published_at is not None else at
@@ -107,7 +109,7 @@ def apply_rule(
                 dim = pc.type.value
                 price = pc.price * rule.multiply if dim in rule.dimensions else pc.price
                 price += rule.add.get(dim, Decimal(0))
-                pc.price = max(price, Decimal(0))
+                pc.price = round_unit_price(max(price, Decimal(0)))
     data.start_date_time = at
     data.end_date_time = None
     data.last_updated = published

@@ -22,7 +22,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from kernel.money import MoneyError, normalize_currency
+from kernel.domain._fields import http_url
+from kernel.money import UNIT_PRICE_PLACES, MoneyError, has_unit_price_places, normalize_currency
 from kernel.timeutil import ensure_utc, format_rfc3339, parse_datetime
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,15 @@ def _quantity(value: Decimal) -> Decimal:
     return value
 
 
+def _unit_price(value: Decimal) -> Decimal:
+    """A price as OCPI writes numbers: at most 4 decimals (:data:`kernel.money.UNIT_PRICE_PLACES`)."""
+    if not has_unit_price_places(value):
+        raise _invalid(
+            f"{value} has more than {UNIT_PRICE_PLACES} decimals (an OCPI number has {UNIT_PRICE_PLACES})"
+        )
+    return value
+
+
 def _utc(value: Any) -> Any:
     if isinstance(value, str):
         return parse_datetime(value)
@@ -134,8 +144,8 @@ class Price(_Model):
 
 
 class DisplayText(_Model):
-    language: str
-    text: str
+    language: str = Field(pattern=r"^[A-Za-z]{2}$")  # string(2), ISO 639-1
+    text: str = Field(max_length=512)
 
 
 class PriceComponent(_Model):
@@ -149,7 +159,7 @@ class PriceComponent(_Model):
     def _price(cls, value: Decimal) -> Decimal:
         if value < 0:
             raise _invalid(f"price must not be negative, got {value}")
-        return _quantity(value)
+        return _unit_price(_quantity(value))
 
     @field_validator("vat")
     @classmethod
@@ -284,6 +294,14 @@ class Tariff(_Model):
     def _dt(cls, value: Any) -> Any:
         return _utc(value)
 
+    @field_validator("tariff_alt_url")
+    @classmethod
+    def _alt_url(cls, value: str | None) -> str | None:
+        try:
+            return http_url(value)
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
+
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
@@ -302,6 +320,8 @@ class Tariff(_Model):
                 value = getattr(bound, part)
                 if value is not None and value < 0:
                     raise _invalid(f"{name}.{part} must not be negative, got {value}")
+                if value is not None and not has_unit_price_places(value):
+                    raise _invalid(f"{name}.{part} {value} has more than {UNIT_PRICE_PLACES} decimals")
         if self.min_price is not None and self.max_price is not None:
             for part in ("excl_vat", "incl_vat"):
                 lo, hi = getattr(self.min_price, part), getattr(self.max_price, part)
