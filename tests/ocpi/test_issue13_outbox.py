@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from prometheus_client import REGISTRY
@@ -21,7 +20,6 @@ from typer.testing import CliRunner, Result
 from kernel.models import (
     EVSE,
     ChargingSession,
-    MeterValue,
     OutboxMessage,
     OutboxStatus,
     SessionStatus,
@@ -33,29 +31,11 @@ from ocpi.push.cdr_push import enqueue_cdr
 from ocpi.push.location_push import enqueue_evse_status
 from ocpi.push.session_push import enqueue_session_update
 from ocpi.push.tariff_push import enqueue_tariff
-from tests.ocpi._helpers import advance_clock, connect, token_pk, wait_until
+from tests.ocpi._helpers import advance_clock, connect, wait_until
+from tests.ocpi._pushes import meter, seed_push_world
 from tests.world.cdrs import seed_cdr
 from tests.world.sessions import seed_session
-from tests.world.sites import T0, seed_charge_point, seed_cpo, seed_location
-
-
-async def _setup(hub, sim):
-    cpo = await seed_cpo(hub.db)
-    loc = await seed_location(hub.db, cpo, "LOC1")
-    cp = await seed_charge_point(hub.db, cpo, loc)
-    partner_id = await connect(hub, sim)
-    await sim.push_token(sim.make_token("CARD-1"))
-    token = await token_pk(hub.db, "CARD-1")
-    return cpo, loc, cp, partner_id, token
-
-
-async def _meter(db, session_pk: int, minutes: int, wh: int) -> None:
-    async with db.session() as s:
-        s.add(MeterValue(session_id=session_pk, timestamp=T0 + timedelta(minutes=minutes), value=Decimal(wh)))
-        cs = await s.get(ChargingSession, session_pk)
-        cs.energy_wh = Decimal(wh) - cs.meter_start_wh
-        cs.last_updated = T0 + timedelta(minutes=minutes)
-        await enqueue_session_update(cs, s)
+from tests.world.sites import T0
 
 
 async def _complete(db, session_pk: int) -> None:
@@ -165,13 +145,13 @@ def test_retry_after_is_honoured():
 
 
 async def test_403_for_a_while_then_everything_delivered_nothing_parked(hub, sim):
-    cpo, loc, cp, _partner_id, token = await _setup(hub, sim)
+    cpo, loc, cp, _partner_id, token = await seed_push_world(hub, sim)
     sid = await seed_session(hub.db, cpo, cp, loc, token, "S-403")
     sim.misbehave("error", status=403)
     async with hub.db.session() as s:
         await enqueue_session_update(sid, s)
-    await _meter(hub.db, sid, 10, 2000)
-    await _meter(hub.db, sid, 20, 3500)
+    await meter(hub.db, sid, 10, 2000)
+    await meter(hub.db, sid, 20, 3500)
     cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-403")
     async with hub.db.session() as s:
         await enqueue_cdr(cdr_pk, s)
@@ -188,7 +168,7 @@ async def test_403_for_a_while_then_everything_delivered_nothing_parked(hub, sim
 
 
 async def test_404_during_a_deploy_delivered_in_order_and_health_tells_the_truth(hub, sim):
-    _cpo, _loc, _cp, partner_id, _token = await _setup(hub, sim)
+    _cpo, _loc, _cp, partner_id, _token = await seed_push_world(hub, sim)
     assert (await partner_health(hub.db, partner_id))["healthy"]
     sim.misbehave("error", status=404)  # the partner's proxy answers 404 while it deploys
     assert await hub.component.scan_once() == 1  # the location PUT
@@ -227,14 +207,14 @@ async def test_404_during_a_deploy_delivered_in_order_and_health_tells_the_truth
 
 async def _parked_session_with_patches_behind(hub, sim, uid: str) -> int:
     """A session whose first PUT the partner refused (parked), with its meter PATCHes and its end queued behind."""
-    cpo, loc, cp, _partner_id, token = await _setup(hub, sim)
+    cpo, loc, cp, _partner_id, token = await seed_push_world(hub, sim)
     sid = await seed_session(hub.db, cpo, cp, loc, token, uid)
     sim.misbehave("error", status=400, count=1, paths=("/sessions/",))
     async with hub.db.session() as s:
         await enqueue_session_update(sid, s)
     await _wait_parked(hub.db, 1)
-    await _meter(hub.db, sid, 10, 2000)
-    await _meter(hub.db, sid, 20, 3500)
+    await meter(hub.db, sid, 10, 2000)
+    await meter(hub.db, sid, 20, 3500)
     await _complete(hub.db, sid)
     await hub.dispatched()
     # nothing of the session overtook its parked PUT
@@ -320,7 +300,7 @@ async def test_outbox_list_by_partner_and_retry_resyncs_instead_of_replaying(hub
 
 
 async def test_parked_location_put_evse_patches_never_reach_the_partner_before_it(hub, sim):
-    cpo, _loc, _cp, partner_id, _token = await _setup(hub, sim)
+    cpo, _loc, _cp, partner_id, _token = await seed_push_world(hub, sim)
     sim.misbehave("error", status=400, count=1, paths=("/locations/",))
     assert await hub.component.scan_once() == 1
     await _wait_parked(hub.db, 1)
@@ -346,7 +326,7 @@ async def test_parked_location_put_evse_patches_never_reach_the_partner_before_i
 
 
 async def test_resync_order_tariffs_locations_sessions_cdrs(hub, sim, cli):
-    cpo, loc, cp, _partner_id, token = await _setup(hub, sim)
+    cpo, loc, cp, _partner_id, token = await seed_push_world(hub, sim)
     sid = await seed_session(hub.db, cpo, cp, loc, token, "S-ORDER")
     cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-ORDER")
     sim.misbehave("error", status=422)  # refuses everything
@@ -379,7 +359,7 @@ async def test_resync_order_tariffs_locations_sessions_cdrs(hub, sim, cli):
 
 
 async def test_backlog_metric_per_partner(hub, sim, sim2):
-    await _setup(hub, sim)
+    await seed_push_world(hub, sim)
     await connect(hub, sim2)
     sim.misbehave("error", status=503)
     assert await hub.component.scan_once() == 2  # the location to each partner
@@ -413,7 +393,7 @@ async def test_the_scanner_resyncs_a_partner_that_works_again(hub, sim):
 
 
 async def test_an_automatic_resync_is_not_repeated_on_what_the_partner_refuses_again(hub, sim, cli):
-    cpo, loc, cp, _partner_id, token = await _setup(hub, sim)
+    cpo, loc, cp, _partner_id, token = await seed_push_world(hub, sim)
     sid = await seed_session(hub.db, cpo, cp, loc, token, "S-NO")
     sim.misbehave("error", status=400, paths=("/sessions/",))  # every session push refused
     async with hub.db.session() as s:
@@ -437,7 +417,7 @@ async def test_an_automatic_resync_is_not_repeated_on_what_the_partner_refuses_a
 
 
 async def test_a_partner_down_longer_than_max_attempts_gets_everything_when_back(hub, sim):
-    cpo, loc, cp, partner_id, token = await _setup(hub, sim)
+    cpo, loc, cp, partner_id, token = await seed_push_world(hub, sim)
     hub.dispatcher.max_attempts = 3  # days of retries, in short
     sid = await seed_session(hub.db, cpo, cp, loc, token, "S-LONG")
     sim.misbehave("error", status=503)
@@ -445,7 +425,7 @@ async def test_a_partner_down_longer_than_max_attempts_gets_everything_when_back
         await enqueue_session_update(sid, s)
     assert await hub.component.scan_once() == 1  # the location
     await _wait_parked(hub.db, 2)
-    await _meter(hub.db, sid, 10, 2000)  # queued behind the given-up PUT
+    await meter(hub.db, sid, 10, 2000)  # queued behind the given-up PUT
     for row in await list_messages(hub.db, status="parked"):
         assert (
             row.parked_reason.startswith("gave up after 3 attempts over ") and "HTTP 503" in row.parked_reason

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 
 from sqlalchemy import select
 
 from kernel.models import (
     ChargingSession,
-    MeterValue,
     OutboxMessage,
     OutboxStatus,
     SessionStatus,
@@ -21,41 +19,23 @@ from ocpi.push.cdr_push import enqueue_cdr
 from ocpi.push.location_push import enqueue_evse_status
 from ocpi.push.session_push import enqueue_session_update
 from ocpi.push.tariff_push import enqueue_tariff, enqueue_tariff_delete
-from tests.ocpi._helpers import connect, token_pk, wait_until
+from tests.ocpi._helpers import wait_until
+from tests.ocpi._pushes import meter, seed_push_world
 from tests.world.cdrs import seed_cdr
 from tests.world.sessions import seed_session
-from tests.world.sites import T0, seed_charge_point, seed_cpo, seed_location
-
-
-async def _setup(hub, sim):
-    cpo = await seed_cpo(hub.db)
-    loc = await seed_location(hub.db, cpo, "LOC1")
-    cp = await seed_charge_point(hub.db, cpo, loc)
-    partner_id = await connect(hub, sim)
-    await sim.push_token(sim.make_token("CARD-1"))
-    token = await token_pk(hub.db, "CARD-1")
-    return cpo, loc, cp, partner_id, token
-
-
-async def _meter(db, session_pk: int, minutes: int, wh: int) -> None:
-    async with db.session() as s:
-        s.add(MeterValue(session_id=session_pk, timestamp=T0 + timedelta(minutes=minutes), value=Decimal(wh)))
-        cs = await s.get(ChargingSession, session_pk)
-        cs.energy_wh = Decimal(wh) - cs.meter_start_wh
-        cs.last_updated = T0 + timedelta(minutes=minutes)
-        await enqueue_session_update(cs, s)
+from tests.world.sites import T0
 
 
 async def test_session_flows_to_cdr_post_exactly_once(hub, sim):
-    cpo, loc, cp, partner_id, token = await _setup(hub, sim)
+    cpo, loc, cp, partner_id, token = await seed_push_world(hub, sim)
     sid = await seed_session(hub.db, cpo, cp, loc, token, "SESS-1")
     async with hub.db.session() as s:
         assert await enqueue_session_update(sid, s) == 1
     await sim.wait_for(lambda: "SESS-1" in sim.sessions)
     assert sim.sessions["SESS-1"]["status"] == "ACTIVE"
     assert sim.sessions["SESS-1"]["cdr_token"]["uid"] == "CARD-1"
-    await _meter(hub.db, sid, 15, 3000)
-    await _meter(hub.db, sid, 30, 6500)
+    await meter(hub.db, sid, 15, 3000)
+    await meter(hub.db, sid, 30, 6500)
     await sim.wait_for(lambda: len(sim.sessions["SESS-1"].get("charging_periods", [])) == 2)
     assert sim.sessions["SESS-1"]["kwh"] == 5.5
     patches = [r for r in sim.log if r.method == "PATCH" and "/sessions/" in r.path]
@@ -95,13 +75,13 @@ async def test_session_flows_to_cdr_post_exactly_once(hub, sim):
 
 
 async def test_partner_down_then_recovers_everything_in_order(hub, sim):
-    cpo, loc, cp, partner_id, token = await _setup(hub, sim)
+    cpo, loc, cp, partner_id, token = await seed_push_world(hub, sim)
     sid = await seed_session(hub.db, cpo, cp, loc, token, "SESS-2")
     sim.misbehave("error", status=503)
     async with hub.db.session() as s:
         await enqueue_session_update(sid, s)
     for minutes, wh in ((10, 2000), (20, 3500), (30, 5000)):
-        await _meter(hub.db, sid, minutes, wh)
+        await meter(hub.db, sid, minutes, wh)
     cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-2")
     async with hub.db.session() as s:
         await enqueue_cdr(cdr_pk, s)
@@ -137,7 +117,7 @@ async def test_partner_down_then_recovers_everything_in_order(hub, sim):
 
 
 async def test_refusal_is_parked_with_its_reason(hub, sim):
-    cpo, loc, cp, partner_id, token = await _setup(hub, sim)
+    cpo, loc, cp, partner_id, token = await seed_push_world(hub, sim)
     sid = await seed_session(hub.db, cpo, cp, loc, token, "SESS-3")
     cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-3")
     sim.misbehave("error", status=400, paths=("/cdrs",))
@@ -158,7 +138,7 @@ async def test_refusal_is_parked_with_its_reason(hub, sim):
 
 
 async def test_locations_evse_status_and_tariffs_pushed(hub, sim):
-    cpo, *_ = await _setup(hub, sim)
+    cpo, *_ = await seed_push_world(hub, sim)
     # the scanner sends the locations the partner has never seen
     assert await hub.component.scan_once() >= 1
     await sim.wait_for(lambda: "LOC1" in sim.locations)
@@ -217,7 +197,7 @@ async def test_locations_evse_status_and_tariffs_pushed(hub, sim):
 
 
 async def test_hooks_for_other_packages(hub, sim):
-    cpo, loc, cp, _partner_id, token = await _setup(hub, sim)
+    cpo, loc, cp, _partner_id, token = await seed_push_world(hub, sim)
     sid = await seed_session(hub.db, cpo, cp, loc, token, "SESS-H")
     cdr_pk = await seed_cdr(hub.db, sid, cpo, token.emsp_id, "CDR-H")
     async with hub.db.session() as s:

@@ -20,9 +20,8 @@ from sqlalchemy import select
 from cpo_gateway.authorization import Authorizer
 from cpo_gateway.events import ChargerRef, SessionEnded, SessionStarted
 from cpo_gateway.session_store import SessionStore
-from evhub import provisioning as prov
 from kernel import jsonutil
-from kernel.models import EVSE, Cdr, ChargingSession, MeterValue
+from kernel.models import Cdr, ChargingSession, MeterValue
 from kernel.models.roaming import OcpiPartner
 from ocpi.push.session_push import enqueue_session_update
 from ocpi.render_objects import cdr_object
@@ -30,6 +29,7 @@ from simulators.emsp import EmspSimulator
 from tariffs.rating import rate_pending
 from tests.ocpi._helpers import FakeGateway, connect, token_pk
 from tests.ocpi._network import InProcessNetwork
+from tests.ocpi._pushes import seed_priced_charger
 from tests.ocpi._shapes import check
 from tests.world.sites import T0, seed_charge_point, seed_cpo, seed_location
 
@@ -57,6 +57,17 @@ async def sim211(network: InProcessNetwork | None) -> AsyncIterator[EmspSimulato
         await sim.stop()
 
 
+ENERGY_AND_TIME = [
+    {
+        "price_components": [
+            {"type": "ENERGY", "price": 0.30, "vat": 21.0, "step_size": 1},
+            {"type": "TIME", "price": 1.20, "vat": 21.0, "step_size": 60},
+        ]
+    }
+]
+"""The DEFAULT tariff of the charger: 0.30 per kWh and 1.20 per hour, 21 % VAT."""
+
+
 def _num(obj: Any) -> Any:
     """JSON numbers as Decimal (exact comparison of money), via a JSON round trip."""
     return json.loads(jsonutil.dumps(obj), parse_float=Decimal)
@@ -65,32 +76,6 @@ def _num(obj: Any) -> Any:
 def _shape(obj: Any, name: str, version: str, *, partial: bool = False) -> None:
     problems = check(json.loads(json.dumps(obj, default=float)), name, version=version, partial=partial)
     assert problems == [], problems
-
-
-async def _charger(hub, cpo: int, loc: int) -> tuple[SessionStore, ChargerRef]:  # type: ignore[no-untyped-def]
-    cp = await seed_charge_point(hub.db, cpo, loc, "CP-E2E")
-    async with hub.db.session() as s:
-        evses = (await s.scalars(select(EVSE).where(EVSE.location_id == loc).order_by(EVSE.id))).all()
-        await prov.import_tariff(
-            s,
-            {
-                "country_code": "NL",
-                "party_id": "CPO",
-                "id": "DEFAULT",
-                "currency": "EUR",
-                "elements": [
-                    {
-                        "price_components": [
-                            {"type": "ENERGY", "price": 0.30, "vat": 21.0, "step_size": 1},
-                            {"type": "TIME", "price": 1.20, "vat": 21.0, "step_size": 60},
-                        ]
-                    }
-                ],
-                "last_updated": "2026-01-01T00:00:00Z",
-            },
-        )
-    evse_map = {n: e.id for n, e in enumerate(evses, start=1)}
-    return SessionStore(hub.db, hub.hooks), ChargerRef(cp, "CP-E2E", cpo, loc, "1.6", "Accepted", evse_map)
 
 
 async def _charge(hub, store: SessionStore, charger: ChargerRef, uid: str, tx_evse: int) -> int:  # type: ignore[no-untyped-def]
@@ -128,7 +113,7 @@ async def test_sessions_and_cdrs_at_a_211_and_a_221_partner_carry_the_same_money
     pulled = await token_pk(hub.db, "CARD-211")  # the tokens pull of the registration, 2.1.1 form
     assert (pulled.country_code, pulled.party_id, pulled.contract_id) == ("FR", "OLD", "FR-OLD-CCARD-211")
     await sim.push_token(sim.make_token("CARD-221"))
-    store, charger = await _charger(hub, cpo, loc)
+    store, charger = await seed_priced_charger(hub, cpo, loc, "CP-E2E", ENERGY_AND_TIME)
     # both see the location, each in its version
     assert await hub.component.scan_once() >= 2
     await sim.wait_for(lambda: "LOC1" in sim.locations and "LOC1" in sim211.locations)

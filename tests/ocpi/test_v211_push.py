@@ -20,16 +20,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from cpo_gateway.authorization import Authorizer
-from cpo_gateway.events import ChargerRef, SessionEnded, SessionStarted
-from cpo_gateway.session_store import SessionStore
-from evhub import provisioning as prov
+from cpo_gateway.events import SessionEnded, SessionStarted
 from kernel.domain.tokens import OcpiToken
 from kernel.models import (
     EVSE,
     Cdr,
     ChargingSession,
     Location,
-    MeterValue,
     Party,
     PartyRole,
     TariffVersion,
@@ -39,13 +36,13 @@ from kernel.models.roaming import OcpiPartner, OcpiPartnerRole, PartnerStatus
 from ocpi.modules.tokens import store_token
 from ocpi.push.location_push import enqueue_evse_status, enqueue_location
 from ocpi.push.outbox_message import queue_push
-from ocpi.push.session_push import enqueue_session_update
 from ocpi.push.tariff_push import enqueue_tariff, enqueue_tariff_delete
 from tariffs.rating import rate_pending
 from tests.ocpi._helpers import connect, wait_until
 from tests.ocpi._network import InProcessNetwork
+from tests.ocpi._pushes import meter, seed_priced_charger
 from tests.ocpi._shapes import check
-from tests.world.sites import T0, seed_charge_point, seed_cpo, seed_location
+from tests.world.sites import T0, seed_cpo, seed_location
 
 HOST = "emsp211.test"
 TOKEN = "token-the-hub-presents-211"
@@ -264,39 +261,10 @@ async def test_a_backlog_goes_out_in_the_version_the_partner_has_at_delivery(hub
     assert_plain_211(put)
 
 
-async def _meter(db, session_pk: int, minutes: int, wh: int) -> None:  # type: ignore[no-untyped-def]
-    async with db.session() as s:
-        s.add(MeterValue(session_id=session_pk, timestamp=T0 + timedelta(minutes=minutes), value=Decimal(wh)))
-        cs = await s.get(ChargingSession, session_pk)
-        assert cs is not None
-        cs.energy_wh = Decimal(wh) - (cs.meter_start_wh or 0)
-        cs.last_updated = T0 + timedelta(minutes=minutes)
-        await enqueue_session_update(cs, s)
-
-
-async def _charger(hub, cpo: int, loc: int) -> tuple[SessionStore, ChargerRef]:  # type: ignore[no-untyped-def]
-    cp = await seed_charge_point(hub.db, cpo, loc, "CP-211")
-    async with hub.db.session() as s:
-        evses = (await s.scalars(select(EVSE).where(EVSE.location_id == loc).order_by(EVSE.id))).all()
-        await prov.import_tariff(
-            s,
-            {
-                "country_code": "NL",
-                "party_id": "CPO",
-                "id": "DEFAULT",
-                "currency": "EUR",
-                "elements": [{"price_components": [{"type": "ENERGY", "price": 0.30, "step_size": 1}]}],
-                "last_updated": "2026-01-01T00:00:00Z",
-            },
-        )
-    evse_map = {n: e.id for n, e in enumerate(evses, start=1)}
-    return SessionStore(hub.db, hub.hooks), ChargerRef(cp, "CP-211", cpo, loc, "1.6", "Accepted", evse_map)
-
-
 async def test_session_put_patches_and_cdr_arrive_in_211_form_in_order(hub, network) -> None:
     receiver, _partner_id, party_pk, cpo, loc = await _world(hub, network)
     await add_token(hub.db, party_pk, "CARD-211")
-    store, charger = await _charger(hub, cpo, loc)
+    store, charger = await seed_priced_charger(hub, cpo, loc, "CP-211")
     auth = await Authorizer(hub.db, hub.services).authorize("CARD-211", "RFID", charge_point_id=charger.id)
     assert auth.accepted
     tx, _opened = await store.start_v16(
@@ -316,8 +284,8 @@ async def test_session_put_patches_and_cdr_arrive_in_211_form_in_order(hub, netw
     assert [e["uid"] for e in put.body["location"]["evses"]] == ["LOC1-E1"]
     assert put.body["auth_id"] == "DE-EMV-CRD-211"  # the contract_id
     # two meter readings: two PATCHes, each with every period so far (2.1.1 PATCH replaces the list)
-    await _meter(hub.db, sid, 15, 4000)
-    await _meter(hub.db, sid, 30, 6500)
+    await meter(hub.db, sid, 15, 4000)
+    await meter(hub.db, sid, 30, 6500)
     await wait_until(lambda: len(receiver.of("PATCH", "sessions/")) == 2, "the Session PATCHes")
     first, second = receiver.of("PATCH", "sessions/")
     for patch in (first, second):

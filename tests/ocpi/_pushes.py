@@ -1,0 +1,75 @@
+"""The world the OCPI push tests share (tests/ocpi/test_push.py, test_issue13_outbox.py, test_v211_push.py,
+test_v211_e2e.py): a CPO with a location, a charger and a registered eMSP simulator holding a card
+(:func:`seed_push_world`); a meter reading that moves a session on and queues its PATCH (:func:`meter`); a
+charger the gateway's session store drives, with a DEFAULT tariff of the CPO (:func:`seed_priced_charger`)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from cpo_gateway.events import ChargerRef
+from cpo_gateway.session_store import SessionStore
+from evhub import provisioning as prov
+from kernel.db.engine import Database
+from kernel.models import EVSE, ChargingSession, MeterValue, Token
+from ocpi.push.session_push import enqueue_session_update
+from simulators.emsp import EmspSimulator
+from tests.ocpi._helpers import connect, token_pk
+from tests.world.sites import T0, seed_charge_point, seed_cpo, seed_location
+
+if TYPE_CHECKING:
+    from tests.ocpi.conftest import RunningHub
+
+ENERGY_030 = [{"price_components": [{"type": "ENERGY", "price": 0.30, "step_size": 1}]}]
+"""The elements of a DEFAULT tariff of 0.30 per kWh."""
+
+
+async def seed_push_world(hub: RunningHub, sim: EmspSimulator) -> tuple[int, int, int, int, Token]:
+    """A CPO, its location LOC1 and a charger, ``sim`` registered, its card CARD-1 pushed and stored:
+    (cpo, location, charge point, partner id, token)."""
+    cpo = await seed_cpo(hub.db)
+    loc = await seed_location(hub.db, cpo, "LOC1")
+    cp = await seed_charge_point(hub.db, cpo, loc)
+    partner_id = await connect(hub, sim)
+    await sim.push_token(sim.make_token("CARD-1"))
+    token = await token_pk(hub.db, "CARD-1")
+    return cpo, loc, cp, partner_id, token
+
+
+async def meter(db: Database, session_pk: int, minutes: int, wh: int) -> None:
+    """A reading of ``wh`` at T0 + ``minutes`` on the session: its energy and last_updated move, its PATCH is
+    queued."""
+    async with db.session() as s:
+        s.add(MeterValue(session_id=session_pk, timestamp=T0 + timedelta(minutes=minutes), value=Decimal(wh)))
+        cs = await s.get(ChargingSession, session_pk)
+        assert cs is not None
+        cs.energy_wh = Decimal(wh) - (cs.meter_start_wh or 0)
+        cs.last_updated = T0 + timedelta(minutes=minutes)
+        await enqueue_session_update(cs, s)
+
+
+async def seed_priced_charger(
+    hub: RunningHub, cpo: int, loc: int, name: str, elements: list[dict[str, Any]] = ENERGY_030
+) -> tuple[SessionStore, ChargerRef]:
+    """A 1.6 charger ``name`` at ``loc`` (its EVSEs numbered 1.. in id order) and the CPO's (NL*CPO) DEFAULT
+    tariff of ``elements``: the gateway's session store and the charger's reference."""
+    cp = await seed_charge_point(hub.db, cpo, loc, name)
+    async with hub.db.session() as s:
+        evses = (await s.scalars(select(EVSE).where(EVSE.location_id == loc).order_by(EVSE.id))).all()
+        await prov.import_tariff(
+            s,
+            {
+                "country_code": "NL",
+                "party_id": "CPO",
+                "id": "DEFAULT",
+                "currency": "EUR",
+                "elements": elements,
+                "last_updated": "2026-01-01T00:00:00Z",
+            },
+        )
+    evse_map = {n: e.id for n, e in enumerate(evses, start=1)}
+    return SessionStore(hub.db, hub.hooks), ChargerRef(cp, name, cpo, loc, "1.6", "Accepted", evse_map)
