@@ -1,7 +1,8 @@
 """The world the OCPI push tests share (tests/ocpi/test_push.py, test_issue13_outbox.py, test_v211_push.py,
 test_v211_e2e.py): a CPO with a location, a charger and a registered eMSP simulator holding a card
 (:func:`seed_push_world`); a meter reading that moves a session on and queues its PATCH (:func:`meter`); a
-charger the gateway's session store drives, with a DEFAULT tariff of the CPO (:func:`seed_priced_charger`)."""
+charger the gateway's session store drives, with a DEFAULT tariff of the CPO (:func:`seed_priced_charger`); a
+version of the CPO's dynamic tariff DYN (:func:`dyn_tariff_version`), stored and queued (:func:`queue_dyn_tariff`)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from cpo_gateway.events import ChargerRef
 from cpo_gateway.session_store import SessionStore
 from evhub import provisioning as prov
 from kernel.db.engine import Database
-from kernel.models import EVSE, ChargingSession, MeterValue, Token
+from kernel.models import EVSE, ChargingSession, MeterValue, TariffVersion, Token
 from ocpi.push.session_push import enqueue_session_update
+from ocpi.push.tariff_push import enqueue_tariff
 from simulators.emsp import EmspSimulator
 from tests.ocpi._helpers import connect, token_pk
 from tests.world.sites import T0, seed_charge_point, seed_cpo, seed_location
@@ -73,3 +75,33 @@ async def seed_priced_charger(
         )
     evse_map = {n: e.id for n, e in enumerate(evses, start=1)}
     return SessionStore(hub.db, hub.hooks), ChargerRef(cp, name, cpo, loc, "1.6", "Accepted", evse_map)
+
+
+def dyn_tariff_version(
+    cpo: int, version: int, price: float, stamped: str = "2026-03-01T08:00:00Z"
+) -> TariffVersion:
+    """Version ``version`` of the CPO's grid-priced tariff DYN: ``price`` per kWh, its OCPI ``last_updated``
+    ``stamped``, stored at T0 + ``version`` minutes."""
+    return TariffVersion(
+        cpo_id=cpo,
+        tariff_id="DYN",
+        version=version,
+        currency="EUR",
+        source="grid",
+        data={
+            "id": "DYN",
+            "currency": "EUR",
+            "elements": [{"price_components": [{"type": "ENERGY", "price": price, "step_size": 1}]}],
+            "last_updated": stamped,
+        },
+        last_updated=T0 + timedelta(minutes=version),
+    )
+
+
+async def queue_dyn_tariff(db: Database, cpo: int, version: int, price: float) -> None:
+    """:func:`dyn_tariff_version` stored, and its push queued to the one partner that may see it."""
+    async with db.session() as s:
+        tv = dyn_tariff_version(cpo, version, price)
+        s.add(tv)
+        await s.flush()
+        assert await enqueue_tariff(tv, s) == 1

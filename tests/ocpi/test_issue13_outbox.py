@@ -23,16 +23,14 @@ from kernel.models import (
     OutboxMessage,
     OutboxStatus,
     SessionStatus,
-    TariffVersion,
 )
 from kernel.outbox import list_messages, refresh_metrics
 from ocpi.partners import partner_health
 from ocpi.push.cdr_push import enqueue_cdr
 from ocpi.push.location_push import enqueue_evse_status
 from ocpi.push.session_push import enqueue_session_update
-from ocpi.push.tariff_push import enqueue_tariff
 from tests.ocpi._helpers import advance_clock, connect, wait_until
-from tests.ocpi._pushes import meter, seed_push_world
+from tests.ocpi._pushes import meter, queue_dyn_tariff, seed_push_world
 from tests.world.cdrs import seed_cdr
 from tests.world.sessions import seed_session
 from tests.world.sites import T0
@@ -51,27 +49,6 @@ async def _evse_status(db, uid: str, status: str) -> int:
     async with db.session() as s:
         evse = await s.scalar(select(EVSE).where(EVSE.uid == uid))
         return await enqueue_evse_status(evse, s, status)
-
-
-async def _tariff(db, cpo: int, version: int, price: float) -> None:
-    async with db.session() as s:
-        tv = TariffVersion(
-            cpo_id=cpo,
-            tariff_id="DYN",
-            version=version,
-            currency="EUR",
-            source="grid",
-            data={
-                "id": "DYN",
-                "currency": "EUR",
-                "elements": [{"price_components": [{"type": "ENERGY", "price": price, "step_size": 1}]}],
-                "last_updated": "2026-03-01T08:00:00Z",
-            },
-            last_updated=T0 + timedelta(minutes=version),
-        )
-        s.add(tv)
-        await s.flush()
-        assert await enqueue_tariff(tv, s) == 1
 
 
 async def _rows(db) -> list[OutboxMessage]:
@@ -311,7 +288,7 @@ async def test_parked_location_put_evse_patches_never_reach_the_partner_before_i
     health = await partner_health(hub.db, partner_id)
     assert not health["healthy"] and any("1 message(s) parked" in r for r in health["reasons"])
     # the partner accepts something else (a tariff): the location goes out whole, with the current statuses
-    await _tariff(hub.db, cpo, 1, 0.25)
+    await queue_dyn_tariff(hub.db, cpo, 1, 0.25)
     await sim.wait_for(lambda: "LOC1" in sim.locations)
     assert [e["status"] for e in sim.locations["LOC1"]["evses"]] == ["CHARGING", "OUTOFORDER"]
     assert _answered(sim, "/locations/") == [("PUT", 400), ("PUT", 200)]
@@ -334,7 +311,7 @@ async def test_resync_order_tariffs_locations_sessions_cdrs(hub, sim, cli):
         await enqueue_cdr(cdr_pk, s)
         await enqueue_session_update(sid, s)
     assert await hub.component.scan_once() == 1  # the location
-    await _tariff(hub.db, cpo, 1, 0.25)
+    await queue_dyn_tariff(hub.db, cpo, 1, 0.25)
     await _wait_parked(hub.db, 4)
     sim.behave()
     out = (await cli("partners", "resync", sim.name)).output
@@ -402,7 +379,7 @@ async def test_an_automatic_resync_is_not_repeated_on_what_the_partner_refuses_a
     assert await hub.component.scan_once() == 1  # the location is accepted: a re-sync, refused again
     await wait_until(lambda: len(_answered(sim, "/sessions/")) == 2, "the re-synced PUT refused")
     await _wait_parked(hub.db, 1)
-    await _tariff(hub.db, cpo, 1, 0.25)  # another success: no third attempt by itself
+    await queue_dyn_tariff(hub.db, cpo, 1, 0.25)  # another success: no third attempt by itself
     await sim.wait_for(lambda: "DYN" in sim.tariffs)
     assert await hub.component.scan_once() == 0
     await hub.dispatched()

@@ -11,16 +11,15 @@ from kernel.models import (
     OutboxMessage,
     OutboxStatus,
     SessionStatus,
-    TariffVersion,
 )
 from kernel.outbox import list_messages
 from ocpi.partners import partner_health
 from ocpi.push.cdr_push import enqueue_cdr
 from ocpi.push.location_push import enqueue_evse_status
 from ocpi.push.session_push import enqueue_session_update
-from ocpi.push.tariff_push import enqueue_tariff, enqueue_tariff_delete
+from ocpi.push.tariff_push import enqueue_tariff_delete
 from tests.ocpi._helpers import wait_until
-from tests.ocpi._pushes import meter, seed_push_world
+from tests.ocpi._pushes import meter, queue_dyn_tariff, seed_push_world
 from tests.world.cdrs import seed_cdr
 from tests.world.sessions import seed_session
 from tests.world.sites import T0
@@ -157,24 +156,7 @@ async def test_locations_evse_status_and_tariffs_pushed(hub, sim):
     await sim.wait_for(lambda: sim.locations["LOC1"]["evses"][1]["status"] == "OUTOFORDER")
     # every tariff version is pushed, in order (each while it is the latest); a deletion too
     for version, price in ((1, 0.25), (2, 0.31)):
-        async with hub.db.session() as s:
-            tv = TariffVersion(
-                cpo_id=cpo,
-                tariff_id="DYN",
-                version=version,
-                currency="EUR",
-                source="grid",
-                data={
-                    "id": "DYN",
-                    "currency": "EUR",
-                    "elements": [{"price_components": [{"type": "ENERGY", "price": price, "step_size": 1}]}],
-                    "last_updated": "2026-03-01T08:00:00Z",
-                },
-                last_updated=T0 + timedelta(minutes=version),
-            )
-            s.add(tv)
-            await s.flush()
-            assert await enqueue_tariff(tv, s) == 1
+        await queue_dyn_tariff(hub.db, cpo, version, price)
         await sim.wait_for(
             lambda price=price: (
                 sim.tariffs.get("DYN", {})

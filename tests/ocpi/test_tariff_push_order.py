@@ -5,36 +5,20 @@ what the partner was queued, and the sender skips a queued PUT that a newer vers
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy import select
 
 from kernel.models import OutboxMessage, TariffVersion
 from ocpi.push.hooks import tariff_hook
 from ocpi.push.tariff_push import enqueue_tariff
 from tests.ocpi._helpers import connect
-from tests.world.sites import T0, seed_cpo
+from tests.ocpi._pushes import dyn_tariff_version
+from tests.world.sites import seed_cpo
 
 PRICES = {1: 0.25, 2: 0.31, 3: 0.37}
 
 
 def _version(cpo: int, version: int) -> TariffVersion:
-    return TariffVersion(
-        cpo_id=cpo,
-        tariff_id="DYN",
-        version=version,
-        currency="EUR",
-        source="grid",
-        data={
-            "id": "DYN",
-            "currency": "EUR",
-            "elements": [
-                {"price_components": [{"type": "ENERGY", "price": PRICES[version], "step_size": 1}]}
-            ],
-            "last_updated": f"2026-03-01T08:0{version}:00Z",
-        },
-        last_updated=T0 + timedelta(minutes=version),
-    )
+    return dyn_tariff_version(cpo, version, PRICES[version], f"2026-03-01T08:0{version}:00Z")
 
 
 def _received(sim) -> list[float]:
