@@ -1,6 +1,7 @@
 """What the OCPI tests share besides their fixtures and the seeding factory (:mod:`tests.world`): a stored token
 by uid (:func:`token_pk`); the handshake of a simulator with the hub (:func:`connect`); a fake gateway answering
-commands like a charger; and :func:`wait_until`, which polls a condition with a deadline and fails loudly (no fixed sleeps)."""
+commands like a charger; the hub's hosted fleet eMSP with a card (:func:`hosted_fleet_card`); and
+:func:`wait_until`, which polls a condition with a deadline and fails loudly (no fixed sleeps)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from sqlalchemy import select
 
 from kernel.clock import CLOCK
 from kernel.db.engine import Database
-from kernel.models import Token
+from kernel.models import Fleet, Party, PartyRole, Token
+from kernel.timeutil import utcnow
 from ocpi import credentials
 from simulators.emsp import EmspSimulator
 
@@ -93,3 +95,30 @@ async def connect(
     if puller is not None:
         await puller.wait_idle()
     return inv.partner_id
+
+
+async def hosted_fleet_card(db: Database, uid: str, *, valid: bool = True) -> int:
+    """NL*EVH as the demo has it (an eMSP party the operator added, issuing a fleet's tokens: evhub Fleet
+    Services, fleet Acme Logistics) and its RFID card ``uid`` (contract NLEVHC0001, ``valid`` or blocked by the
+    fleet manager); returns the card's pk."""
+    async with db.session() as s:
+        party = Party(country_code="NL", party_id="EVH", role=PartyRole.EMSP, name="evhub Fleet Services")
+        fleet = Fleet(name="Acme Logistics", currency="EUR")
+        s.add_all([party, fleet])
+        await s.flush()
+        card = Token(
+            country_code="NL",
+            party_id="EVH",
+            uid=uid,
+            type="RFID",
+            contract_id="NLEVHC0001",
+            issuer="evhub Fleet Services",
+            valid=valid,
+            whitelist="ALLOWED",
+            emsp_id=party.id,
+            fleet_id=fleet.id,
+            last_updated=utcnow(),
+        )
+        s.add(card)
+        await s.flush()
+        return card.id

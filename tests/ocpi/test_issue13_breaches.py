@@ -27,14 +27,13 @@ from sqlalchemy import select
 from cpo_gateway.authorization import Authorizer
 from evhub.app import RunningHub as Evhub
 from kernel.db.engine import Database
-from kernel.models import Party, PartyRole, Token
-from kernel.models.fleets import Fleet
+from kernel.models import Party, Token
 from kernel.models.roaming import OcpiPendingCommand
 from kernel.timeutil import utcnow
 from ocpi.partners import invite_partner
 from simulators.chargepoints import ChargerFleet
 from simulators.emsp import EmspSimulator
-from tests.ocpi._helpers import FakeGateway, connect, token_pk
+from tests.ocpi._helpers import FakeGateway, connect, hosted_fleet_card, token_pk
 from tests.ocpi.conftest import RunningHub
 from tests.world.cdrs import seed_cdr
 from tests.world.roaming import roaming_world
@@ -124,32 +123,6 @@ async def test_b1_an_intruder_neither_captures_a_card_nor_gets_past_its_block(
 # ---- B2: the hosted eMSP's fleet card
 
 
-async def _fleet_card(db: Database) -> int:
-    """NL*EVH, the hub's own fleet eMSP (an operator-added party with a fleet), and its card FLEET-B, blocked
-    by the fleet manager; returns the card's pk."""
-    async with db.session() as s:
-        party = Party(country_code="NL", party_id="EVH", role=PartyRole.EMSP, name="evhub Fleet Services")
-        fleet = Fleet(name="Acme Logistics", currency="EUR")
-        s.add_all([party, fleet])
-        await s.flush()
-        card = Token(
-            country_code="NL",
-            party_id="EVH",
-            uid="FLEET-B",
-            type="RFID",
-            contract_id="NLEVHC0001",
-            issuer="evhub Fleet Services",
-            valid=False,
-            whitelist="ALLOWED",
-            emsp_id=party.id,
-            fleet_id=fleet.id,
-            last_updated=utcnow(),
-        )
-        s.add(card)
-        await s.flush()
-        return card.id
-
-
 async def test_b2_a_partner_cannot_claim_the_hosted_fleets_card(hub: RunningHub, sim: EmspSimulator) -> None:
     """B2: a partner pushing the uid of the hosted fleet's blocked card (fleet-b) is refused (2001), its
     START_SESSION with it is REJECTED and nothing reaches the charger; at the charger the card stays the fleet's
@@ -157,7 +130,7 @@ async def test_b2_a_partner_cannot_claim_the_hosted_fleets_card(hub: RunningHub,
     cpo = await seed_cpo(hub.db)
     loc = await seed_location(hub.db, cpo, "LOC1")
     cp = await seed_charge_point(hub.db, cpo, loc)
-    card = await _fleet_card(hub.db)
+    card = await hosted_fleet_card(hub.db, "FLEET-B", valid=False)
     await connect(hub, sim)
     gw = FakeGateway()
     hub.services.gateway = gw

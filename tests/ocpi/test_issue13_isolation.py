@@ -15,8 +15,7 @@ from sqlalchemy import select, update
 from evhub.app import create_app
 from kernel.components import Hub
 from kernel.db.engine import Database
-from kernel.models import Location, Party, PartyRole, Token
-from kernel.models.fleets import Fleet
+from kernel.models import Location, Party, PartyRole
 from kernel.models.outbox import OutboxMessage
 from kernel.models.reservations import Reservation
 from kernel.models.roaming import (
@@ -32,7 +31,7 @@ from ocpi import credentials
 from ocpi.partners import invite_partner, role_key
 from simulators.emsp import EmspSimulator
 from tariffs.component import PricingComponent
-from tests.ocpi._helpers import FakeGateway, connect, token_pk
+from tests.ocpi._helpers import FakeGateway, connect, hosted_fleet_card, token_pk
 from tests.ocpi._network import InProcessNetwork
 from tests.ocpi.conftest import RunningHub, _simulator
 from tests.world.api_network import ApiNetwork, seed_api_network
@@ -47,30 +46,6 @@ async def evil(network: InProcessNetwork | None) -> AsyncIterator[EmspSimulator]
         yield s
 
 
-async def _hosted_fleet_emsp(db: Database) -> None:
-    """NL*EVH as the demo has it: an eMSP party the operator added, issuing a fleet's tokens."""
-    async with db.session() as s:
-        party = Party(country_code="NL", party_id="EVH", role=PartyRole.EMSP, name="evhub Fleet Services")
-        fleet = Fleet(name="Acme Logistics", currency="EUR")
-        s.add_all([party, fleet])
-        await s.flush()
-        s.add(
-            Token(
-                country_code="NL",
-                party_id="EVH",
-                uid="FLEET-0001",
-                type="RFID",
-                contract_id="NLEVHC0001",
-                issuer="evhub Fleet Services",
-                valid=True,
-                whitelist="ALLOWED",
-                emsp_id=party.id,
-                fleet_id=fleet.id,
-                last_updated=utcnow(),
-            )
-        )
-
-
 async def _status(db: Database, partner_id: int) -> tuple[PartnerStatus, list[tuple[str, str, str]]]:
     async with db.session() as s:
         p = await s.get(OcpiPartner, partner_id)
@@ -83,7 +58,7 @@ async def test_s1_a_partner_cannot_register_as_the_hubs_own_emsp(
 ) -> None:
     """S1: an invited partner registering as NL*EVH (the hub's fleet eMSP) is refused with 2001 (HTTP 400) and
     stays invited without any role: it never reads the fleet's sessions, CDRs or tokens."""
-    await _hosted_fleet_emsp(db)
+    await hosted_fleet_card(db, "FLEET-0001")
     inv = await credentials.invite(hub.db, hub.platform, evil.name)
     with pytest.raises(RuntimeError, match=r"HTTP 400.*2001.*NL\*EVH is an eMSP hosted on this platform"):
         await evil.register(inv.versions_url, inv.token_a)
@@ -109,7 +84,7 @@ async def test_s1_an_operator_added_emsp_is_not_claimed_without_an_invitation_na
 
 async def test_s1_the_hubs_own_emsp_cannot_be_invited(hub: RunningHub, db: Database) -> None:
     """S1: an invitation for a fleet's eMSP or a hosted CPO is refused (2001), nothing is stored."""
-    await _hosted_fleet_emsp(db)
+    await hosted_fleet_card(db, "FLEET-0001")
     async with db.session() as s:
         s.add(Party(country_code="NL", party_id="AMP", role=PartyRole.CPO, name="AmsterPower"))
     for role in [("NL", "EVH", "EMSP"), ("NL", "AMP", "CPO")]:
