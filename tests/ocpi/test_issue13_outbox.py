@@ -417,3 +417,21 @@ async def test_a_partner_down_longer_than_max_attempts_gets_everything_when_back
     await sim.wait_for(lambda: sim.sessions.get("S-LONG", {}).get("kwh") == 1.0 and "LOC1" in sim.locations)
     await _wait_all_closed(hub.db)
     assert (await partner_health(hub.db, partner_id))["healthy"]
+
+
+async def test_a_partner_that_lost_a_location_gets_it_whole_again(hub, sim):
+    """A PATCH answered 404 with OCPI 2003 (unknown location: the partner's OCPI application says so) is parked,
+    and the re-sync sends the whole location with its current statuses."""
+    cpo, *_ = await seed_push_world(hub, sim)
+    assert await hub.component.scan_once() == 1
+    await sim.wait_for(lambda: "LOC1" in sim.locations)
+    sim.locations.clear()  # the partner lost its data
+    assert await _evse_status(hub.db, "LOC1-E1", "CHARGING") == 1
+    await _wait_parked(hub.db, 1)
+    [parked] = await list_messages(hub.db, status="parked")
+    assert parked.summary.startswith("PATCH locations") and "HTTP 404 OCPI 2003" in parked.parked_reason
+    # the partner accepts something else: the location is re-synced
+    await queue_dyn_tariff(hub.db, cpo, 1, 0.25)
+    await sim.wait_for(lambda: "LOC1" in sim.locations)
+    assert sim.locations["LOC1"]["evses"][0]["status"] == "CHARGING"
+    await _wait_all_closed(hub.db)
