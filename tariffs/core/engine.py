@@ -24,7 +24,7 @@
    total incl. VAT independently, each as an explicit adjustment line.
 
 Before step 1 the periods are put into their published form (:mod:`tariffs.core.published_form`: boundaries
-inside the session on whole milliseconds, energy to 1e-6 kWh, power and current to 3 decimals), so that a CDR
+inside the session on whole milliseconds, energy to 1e-4 kWh, power and current to 3 decimals), so that a CDR
 re-priced from its own OCPI JSON gives its totals.
 """
 
@@ -53,14 +53,13 @@ from tariffs.core.pricing_result import (
     MAX_PRICE,
     MIN_PRICE,
     ONE,
-    QUANTITY_STEP,
     ZERO,
     Charge,
     Line,
     PricingResult,
     StepRounding,
 )
-from tariffs.core.published_form import publishable
+from tariffs.core.published_form import publishable, published_quantity
 from tariffs.core.restrictions import RESERVATION, RESERVATION_EXPIRES, Moment
 from tariffs.core.tariff_document import ChargingPeriod, Price, Tariff
 
@@ -462,11 +461,11 @@ def _result(
         session_end=frame.end,
         total_cost=_price(sums.excl, sums.incl),
         total_fixed_cost=cost((FLAT,), flat_reservation=False),
-        total_energy=total_energy.quantize(QUANTITY_STEP),
+        total_energy=published_quantity(total_energy),
         total_energy_cost=cost((ENERGY,)),
-        total_time=(seconds_between(frame.start, frame.end) / _H).quantize(QUANTITY_STEP),
+        total_time=published_quantity(seconds_between(frame.start, frame.end) / _H),
         total_time_cost=cost((TIME,)),
-        total_parking_time=total_parking.quantize(QUANTITY_STEP),
+        total_parking_time=published_quantity(total_parking),
         total_parking_cost=cost((PARKING_TIME,)),
         total_reservation_cost=cost((RESERVATION_TIME, FLAT), flat_reservation=True),
         lines=[*lines, *sums.adjustments],

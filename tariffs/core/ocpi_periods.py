@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from kernel.timeutil import ensure_utc
 from tariffs.core.charging_periods import (
@@ -14,6 +14,7 @@ from tariffs.core.charging_periods import (
     mark_expired_reservation,
     seconds_between,
 )
+from tariffs.core.published_form import LEVEL_STEP, QUANTITY_STEP, stated_times
 from tariffs.core.tariff_document import CdrDimension, CdrDimensionType, ChargingPeriod
 
 _H = Decimal(3600)
@@ -48,28 +49,19 @@ def periods_from_ocpi(
     return mark_expired_reservation(out, reservation_expired)
 
 
-_PUBLISHED_HALF_STEP_H = Decimal("0.0000005")  # half the 1e-6 h that to_ocpi rounds time volumes to
+def _times(
+    time_h: Decimal | None, park_h: Decimal | None, res_h: Decimal | None, duration_s: Decimal
+) -> tuple[Decimal, ...]:
+    """Charging, parking and reservation seconds of a period from its stated hours (None: not stated).
 
-
-def _times(time_h: Decimal, park_h: Decimal, res_h: Decimal, duration_s: Decimal) -> tuple[Decimal, ...]:
-    """Charging, parking and reservation seconds of a period from its stated hours.
-
-    When the stated hours fill the period within the published rounding (0.5e-6 h per stated dimension), they
-    are the period's exact duration split in the stated proportion (the remainder on the last one), so a CDR
-    re-read from its own OCPI form prices like the periods it was priced from; otherwise taken as given."""
-    hours = (time_h, park_h, res_h)
-    stated = sum(hours, ZERO)
-    present = sum(1 for h in hours if h)
-    if stated > 0 and min(hours) >= 0 and abs(stated - duration_s / _H) <= _PUBLISHED_HALF_STEP_H * present:
-        out: list[Decimal] = []
-        left = duration_s
-        last = max(i for i, h in enumerate(hours) if h)
-        for i, h in enumerate(hours):
-            part = left if i == last else (duration_s * h / stated if h else ZERO)
-            out.append(part)
-            left -= part
-        return tuple(out)
-    return time_h * _H, park_h * _H, res_h * _H
+    When the stated hours fill the period within the published rounding (0.5e-4 h per stated dimension), they
+    are the period's exact duration split in the stated proportion (:func:`tariffs.core.published_form.
+    stated_times`), so a CDR re-read from its own OCPI form prices like the periods it was priced from;
+    otherwise taken as given."""
+    exact = stated_times((time_h, park_h, res_h), duration_s)
+    if exact is not None:
+        return exact
+    return tuple((h or ZERO) * _H for h in (time_h, park_h, res_h))
 
 
 def _period(cp: ChargingPeriod, s: datetime, e: datetime) -> Period:
@@ -84,7 +76,7 @@ def _period(cp: ChargingPeriod, s: datetime, e: datetime) -> Period:
         return lo if lo is not None else hi
 
     time_s, parking_s, reservation_s = _times(
-        v(T.TIME) or ZERO, v(T.PARKING_TIME) or ZERO, v(T.RESERVATION_TIME) or ZERO, seconds_between(s, e)
+        v(T.TIME), v(T.PARKING_TIME), v(T.RESERVATION_TIME), seconds_between(s, e)
     )
     return Period(
         s,
@@ -102,14 +94,14 @@ def _period(cp: ChargingPeriod, s: datetime, e: datetime) -> Period:
     )
 
 
-def _q(x: Decimal, places: str = "0.000001") -> Decimal:
-    return x.quantize(Decimal(places)).normalize() if x else ZERO
+def _q(x: Decimal, step: Decimal = QUANTITY_STEP) -> Decimal:
+    return x.quantize(step, rounding=ROUND_HALF_UP).normalize() if x else ZERO
 
 
 def to_ocpi(
     periods: Sequence[Period], tariff_ids: Sequence[str | None] | None = None
 ) -> list[ChargingPeriod]:
-    """Periods as OCPI ChargingPeriods (kWh and hours, 6 decimals), optionally with their tariff ids; POWER and
+    """Periods as OCPI ChargingPeriods (kWh and hours, 4 decimals as OCPI says), optionally with their tariff ids; POWER and
     CURRENT (3 decimals) state the representative values restrictions were matched on."""
     T = CdrDimensionType
     out = []
@@ -130,11 +122,11 @@ def to_ocpi(
             (T.MAX_CURRENT, p.max_current_a),
         ):
             if val is not None and p.time_s:
-                dims.append(CdrDimension(type=kind, volume=_q(val, "0.001")))
+                dims.append(CdrDimension(type=kind, volume=_q(val, LEVEL_STEP)))
         # The representative power and current the engine matched restrictions on (parking: 0), as published.
         for kind, val in ((T.POWER, p.power_kw), (T.CURRENT, p.current_a)):
             if val is not None and not p.is_reservation:
-                dims.append(CdrDimension(type=kind, volume=_q(val, "0.001")))
+                dims.append(CdrDimension(type=kind, volume=_q(val, LEVEL_STEP)))
         if not dims:
             dims.append(CdrDimension(type=T.TIME, volume=ZERO))
         out.append(

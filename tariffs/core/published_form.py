@@ -1,7 +1,7 @@
 """Price what you publish: charging periods in the precision their OCPI form states (issue 12, T5).
 
 A CDR's ``charging_periods`` state instants to the millisecond (an OCPI DateTime is string(25)), ENERGY in kWh
-with 6 decimals and POWER / CURRENT with 3 (:func:`tariffs.core.ocpi_periods.to_ocpi`). Periods cut inside a
+with 4 decimals (OCPI's "numbers use 4 decimals") and POWER / CURRENT with 3 (:func:`tariffs.core.ocpi_periods.to_ocpi`). Periods cut inside a
 millisecond (an energy threshold reached at a microsecond) published as they are would be read back with other
 durations and energies, and the CDR would not re-price to its own total. So
 :func:`tariffs.core.engine.price_session` prices every session in its published form (:func:`publishable`):
@@ -13,8 +13,10 @@ durations and energies, and the CDR would not re-price to its own total. So
   session's start and end, a reservation's start) are kept: they are the CDR's own start and end (a charger
   stamps milliseconds; a reservation made by the hub's clock may have microseconds, which an OCPI DateTime
   cannot state, so such a CDR may re-price a sub-millisecond differently);
-* energy rounded on the cumulative series to 0.001 Wh (1e-6 kWh), so the periods add up to the rounded total;
-* charging, parking and reservation seconds follow the new boundaries, in their proportion;
+* energy rounded on the cumulative series to 0.1 Wh (1e-4 kWh), so the periods add up to the rounded total;
+* charging, parking and reservation seconds follow the new boundaries, in their proportion, and are then what
+  their published hours (4 decimals) are read back as (:func:`stated_times`, the OCPI reader's rule): a period
+  shorter than half a step (0.18 s) states TIME 0 and is read back as its duration, not as nothing;
 * the representative power (kW) and current (A) rounded to 3 decimals.
 
 Idempotent: the published form of a published form is itself (periods read back from OCPI are unchanged).
@@ -29,8 +31,12 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from tariffs.core.charging_periods import ZERO, Period, fold_zero_length, seconds_between
 
-ENERGY_STEP_WH = Decimal("0.001")
-"""1e-6 kWh: the precision of a published ENERGY volume."""
+QUANTITY_STEP = Decimal("0.0001")
+"""4 decimals: the precision of a published quantity in kWh or hours (OCPI types: "Unless mentioned otherwise,
+numbers use 4 decimals"): the CDR's ``total_energy``, ``total_time``, ``total_parking_time`` and the
+ENERGY / TIME / PARKING_TIME / RESERVATION_TIME volumes."""
+ENERGY_STEP_WH = QUANTITY_STEP * 1000
+"""1e-4 kWh: the precision of a published ENERGY volume (OCPI numbers have 4 decimals)."""
 LEVEL_STEP = Decimal("0.001")
 """3 decimals: the precision of a published POWER (kW) and CURRENT (A)."""
 
@@ -39,6 +45,51 @@ def published_instant(instant: datetime) -> datetime:
     """``instant`` rounded up to a whole millisecond (what an OCPI DateTime states)."""
     extra = instant.microsecond % 1000
     return instant if not extra else instant + timedelta(microseconds=1000 - extra)
+
+
+def published_quantity(value: Decimal) -> Decimal:
+    """A quantity in kWh or hours as published (4 decimals, half up)."""
+    return value.quantize(QUANTITY_STEP, rounding=ROUND_HALF_UP)
+
+
+_H = Decimal(3600)
+HALF_STEP_H = QUANTITY_STEP / 2
+"""Half the 1e-4 h a TIME / PARKING_TIME / RESERVATION_TIME volume is published to."""
+
+
+def stated_times(
+    hours: tuple[Decimal | None, Decimal | None, Decimal | None], duration_s: Decimal
+) -> tuple[Decimal, Decimal, Decimal] | None:
+    """Charging, parking and reservation seconds of a period whose TIME, PARKING_TIME and RESERVATION_TIME
+    hours (None: not stated) fill its ``duration_s`` within the published rounding (0.5e-4 h per stated
+    dimension, a stated 0 included): the exact duration split in the stated proportion, the remainder on the
+    last one stated non-zero (on the last one stated when all are 0). None when they do not fill it."""
+    stated = [i for i, h in enumerate(hours) if h is not None]
+    values = [h or ZERO for h in hours]
+    total = sum(values, ZERO)
+    if not stated or min(values) < 0 or abs(total - duration_s / _H) > HALF_STEP_H * len(stated):
+        return None
+    last = max(i for i in stated if values[i]) if total else stated[-1]
+    out: list[Decimal] = []
+    left = duration_s
+    for i, h in enumerate(values):
+        part = left if i == last else (duration_s * h / total if h else ZERO)
+        out.append(part)
+        left -= part
+    return out[0], out[1], out[2]
+
+
+def _as_read_back(p: Period) -> Period:
+    """``p`` with the times the OCPI reader reads back from their published hours (a dimension is stated when
+    its seconds are not 0, :func:`tariffs.core.ocpi_periods.to_ocpi`); unchanged when they do not fill it."""
+
+    def hours(seconds: Decimal) -> Decimal | None:
+        return published_quantity(seconds / _H) if seconds else None
+
+    read = stated_times((hours(p.time_s), hours(p.parking_s), hours(p.reservation_s)), p.duration_s)
+    if read is None:
+        return p
+    return replace(p, time_s=read[0], parking_s=read[1], reservation_s=read[2])
 
 
 def published_level(value: Decimal | None) -> Decimal | None:
@@ -101,4 +152,4 @@ def publishable(
             current_a=published_level(p.current_a),
         )
         out.append(q)
-    return fold_zero_length(out)
+    return [_as_read_back(q) for q in fold_zero_length(out)]

@@ -12,7 +12,7 @@ truth is computed from the script alone: the sum of the increments, plus the reg
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from types import SimpleNamespace
 from typing import Any
 
@@ -85,6 +85,6 @@ def test_cdr_energy_is_the_metered_energy(script: Script) -> None:
     compiled = [compile_tariff(TARIFF)]
     periods = periods_from_meter_values(series, script.start, script.end, compiled, TZ)
     result = price_session(compiled, periods, script.start, script.end, TZ, precut=True)
-    assert result.total_energy == (expected / 1000).quantize(D("0.000001"))
+    assert result.total_energy == (expected / 1000).quantize(D("0.0001"), ROUND_HALF_UP)
     volumes = [cp.volume(CdrDimensionType.ENERGY) or D(0) for cp in to_ocpi(result.periods)]
     assert sum(volumes, D(0)) == result.total_energy

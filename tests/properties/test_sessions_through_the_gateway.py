@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from hypothesis import HealthCheck, event, given
@@ -134,7 +134,7 @@ async def test_cdr_energy_is_the_metered_energy_through_the_gateway(
     state = sessions[0].pricing_state
     assert state == PricingState.PRICED, (state, sessions[0].pricing_error, sessions[0].review_reason)
     cdr = current(cdrs)
-    expected = (script.metered_wh() / 1000).quantize(D("0.000001"))
+    expected = (script.metered_wh() / 1000).quantize(D("0.0001"), ROUND_HALF_UP)
     assert D(str(cdr.total_energy_kwh)) == expected
     energy = [
         D(str(d["volume"]))
@@ -215,5 +215,5 @@ async def test_phase_registers_only_through_the_gateway(
         sessions[0].pricing_error,
         sessions[0].review_reason,
     )
-    expected = (script.metered_wh() / 1000).quantize(D("0.000001"))
+    expected = (script.metered_wh() / 1000).quantize(D("0.0001"), ROUND_HALF_UP)
     assert D(str(current(cdrs).total_energy_kwh)) == expected

@@ -263,7 +263,7 @@ async def test_reserve_now_then_start_with_the_reservation_bills_the_reservation
     assert cdr.total_cost_excl_vat == D("8.75")
     assert cdr.start_date_time == made and cdr.data["start_date_time"] == format_rfc3339(made)
     first = cdr.data["charging_periods"][0]
-    assert first["dimensions"] == [{"type": "RESERVATION_TIME", "volume": D("0.216667")}]
+    assert first["dimensions"] == [{"type": "RESERVATION_TIME", "volume": D("0.2167")}]
     assert cdr.data["session_id"]
     await sim.wait_for(lambda: any(c.get("id") == cdr.cdr_uid for c in sim.cdrs))
 
