@@ -1,6 +1,7 @@
 """What the OCPI tests share besides their fixtures and the seeding factory (:mod:`tests.world`): a stored token
 by uid (:func:`token_pk`); the handshake of a simulator with the hub (:func:`connect`); a fake gateway answering
-commands like a charger; the hub's hosted fleet eMSP with a card (:func:`hosted_fleet_card`); and
+commands like a charger (:func:`install_fake_gateway`); a CPO's site with a charger (:func:`seed_site`); the hub's
+hosted fleet eMSP with a card (:func:`hosted_fleet_card`); and
 :func:`wait_until`, which polls a condition with a deadline and fails loudly (no fixed sleeps)."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from kernel.models import Fleet, Party, PartyRole, Token
 from kernel.timeutil import utcnow
 from ocpi import credentials
 from simulators.emsp import EmspSimulator
+from tests.world.sites import seed_charge_point, seed_cpo, seed_location
 
 if TYPE_CHECKING:
     from tests.ocpi.conftest import RunningHub
@@ -73,6 +75,22 @@ class FakeGateway:
 
     async def cancel_reservation(self, **kw: Any) -> str:
         return await self._reply("cancel_reservation", kw)
+
+
+def install_fake_gateway(hub: RunningHub, answer: str = "ACCEPTED") -> FakeGateway:
+    """A :class:`FakeGateway` answering ``answer`` as the hub's gateway for OCPI commands."""
+    gateway = FakeGateway(answer)
+    hub.services.gateway = gateway
+    return gateway
+
+
+async def seed_site(db: Database) -> tuple[int, int, int]:
+    """The CPO NL*CPO (:func:`tests.world.sites.seed_cpo`), its location LOC1 with EVSEs LOC1-E1 and LOC1-E2,
+    and a charger there: (cpo, location, charge point)."""
+    cpo = await seed_cpo(db)
+    loc = await seed_location(db, cpo, "LOC1")
+    cp = await seed_charge_point(db, cpo, loc)
+    return cpo, loc, cp
 
 
 async def token_pk(db: Database, uid: str) -> Token:

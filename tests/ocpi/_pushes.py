@@ -20,8 +20,8 @@ from kernel.models import EVSE, ChargingSession, MeterValue, TariffVersion, Toke
 from ocpi.push.session_push import enqueue_session_update
 from ocpi.push.tariff_push import enqueue_tariff
 from simulators.emsp import EmspSimulator
-from tests.ocpi._helpers import connect, token_pk
-from tests.world.sites import T0, seed_charge_point, seed_cpo, seed_location
+from tests.ocpi._helpers import connect, seed_site, token_pk
+from tests.world.sites import T0, seed_charge_point
 
 if TYPE_CHECKING:
     from tests.ocpi.conftest import RunningHub
@@ -33,9 +33,7 @@ ENERGY_030 = [{"price_components": [{"type": "ENERGY", "price": 0.30, "step_size
 async def seed_push_world(hub: RunningHub, sim: EmspSimulator) -> tuple[int, int, int, int, Token]:
     """A CPO, its location LOC1 and a charger, ``sim`` registered, its card CARD-1 pushed and stored:
     (cpo, location, charge point, partner id, token)."""
-    cpo = await seed_cpo(hub.db)
-    loc = await seed_location(hub.db, cpo, "LOC1")
-    cp = await seed_charge_point(hub.db, cpo, loc)
+    cpo, loc, cp = await seed_site(hub.db)
     partner_id = await connect(hub, sim)
     await sim.push_token(sim.make_token("CARD-1"))
     token = await token_pk(hub.db, "CARD-1")

@@ -33,7 +33,13 @@ from kernel.timeutil import utcnow
 from ocpi.partners import invite_partner
 from simulators.chargepoints import ChargerFleet
 from simulators.emsp import EmspSimulator
-from tests.ocpi._helpers import FakeGateway, connect, hosted_fleet_card, token_pk
+from tests.ocpi._helpers import (
+    connect,
+    hosted_fleet_card,
+    install_fake_gateway,
+    seed_site,
+    token_pk,
+)
 from tests.ocpi.conftest import RunningHub
 from tests.world.cdrs import seed_cdr
 from tests.world.roaming import roaming_world
@@ -127,13 +133,10 @@ async def test_b2_a_partner_cannot_claim_the_hosted_fleets_card(hub: RunningHub,
     """B2: a partner pushing the uid of the hosted fleet's blocked card (fleet-b) is refused (2001), its
     START_SESSION with it is REJECTED and nothing reaches the charger; at the charger the card stays the fleet's
     and Blocked under every casing (the partner's valid copy answered Accepted)."""
-    cpo = await seed_cpo(hub.db)
-    loc = await seed_location(hub.db, cpo, "LOC1")
-    cp = await seed_charge_point(hub.db, cpo, loc)
+    _cpo, _loc, cp = await seed_site(hub.db)
     card = await hosted_fleet_card(hub.db, "FLEET-B", valid=False)
     await connect(hub, sim)
-    gw = FakeGateway()
-    hub.services.gateway = gw
+    gw = install_fake_gateway(hub)
     await _refused_push(sim, "fleet-b")
     _ref, answer = await sim.start_session("LOC1", "LOC1-E1", "1", "fleet-b")
     assert answer["result"] == "REJECTED", answer
@@ -157,13 +160,10 @@ async def test_b3_another_emsps_objects_stay_hidden_under_every_casing(
     casing is 404; STOP_SESSION (upper-cased id) is UNKNOWN_SESSION and its ChargingProfile GET is
     UNKNOWN_SESSION, nothing reaching the charger; speaking as the owner with lower-cased routing headers is
     refused (2001)."""
-    cpo = await seed_cpo(hub.db)
-    loc = await seed_location(hub.db, cpo, "LOC1")
-    cp = await seed_charge_point(hub.db, cpo, loc)
+    cpo, loc, cp = await seed_site(hub.db)
     await connect(hub, sim)
     await connect(hub, sim2)
-    gw = FakeGateway()
-    hub.services.gateway = gw
+    gw = install_fake_gateway(hub)
     assert (await sim.push_token(sim.make_token("CARD-B"))).json()["status_code"] == 1000
     owner_token = await token_pk(hub.db, "CARD-B")
     async with hub.db.session() as s:  # the intruder's row, as stored before the rule
@@ -222,8 +222,7 @@ async def test_b4_an_emsp_limited_to_one_cpo_cannot_name_the_others_location(
     loc2 = await seed_location(hub.db, cpo2, "L2")
     await seed_charge_point(hub.db, cpo2, loc2, "CP-2")
     await connect(hub, sim, allowed_cpo_ids=[cpo1])
-    gw = FakeGateway()
-    hub.services.gateway = gw
+    gw = install_fake_gateway(hub)
     await sim.push_token(sim.make_token("CARD-B4"), to=("NL", "CPO"))
     async with sim.http() as http:
         for cc, pid in (("BE", "CP2"), ("be", "cp2")):
@@ -266,12 +265,9 @@ async def test_b5_stop_and_cancel_with_a_response_url_elsewhere_are_refused(
     """B5 (S3 tries START_SESSION, UNLOCK_CONNECTOR, RESERVE_NOW and ChargingProfiles): STOP_SESSION of the
     eMSP's own running session and CANCEL_RESERVATION with a response_url off its registered hosts answer 2001
     (HTTP 400); no pending command and no call to the charger."""
-    cpo = await seed_cpo(hub.db)
-    loc = await seed_location(hub.db, cpo, "LOC1")
-    cp = await seed_charge_point(hub.db, cpo, loc)
+    cpo, loc, cp = await seed_site(hub.db)
     await connect(hub, sim)
-    gw = FakeGateway()
-    hub.services.gateway = gw
+    gw = install_fake_gateway(hub)
     assert (await sim.push_token(sim.make_token("CARD-B5"))).json()["status_code"] == 1000
     await seed_session(hub.db, cpo, cp, loc, await token_pk(hub.db, "CARD-B5"), "SESS-B5")
     bodies = {"STOP_SESSION": {"session_id": "SESS-B5"}, "CANCEL_RESERVATION": {"reservation_id": "RES-B5"}}

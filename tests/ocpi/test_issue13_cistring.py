@@ -8,10 +8,10 @@ from sqlalchemy import func, select
 
 from cpo_gateway.authorization import Authorizer
 from kernel.models import Token
-from tests.ocpi._helpers import FakeGateway, connect, token_pk
+from tests.ocpi._helpers import connect, install_fake_gateway, seed_site, token_pk
 from tests.world.cdrs import seed_cdr
 from tests.world.sessions import seed_session
-from tests.world.sites import seed_charge_point, seed_cpo, seed_location
+from tests.world.sites import seed_cpo, seed_location
 
 
 def _auth(sim) -> dict[str, str]:
@@ -26,9 +26,7 @@ async def _count_tokens(hub) -> int:
 async def test_token_blocked_under_another_casing_is_blocked_at_the_charger(hub, sim):
     """C1: the eMSP pushes casetest1 (valid), then blocks it as CASETEST1: one token row, not valid, and the
     gateway's authorizer answers Blocked for every casing (it answered Accepted for casetest1)."""
-    cpo = await seed_cpo(hub.db)
-    loc = await seed_location(hub.db, cpo, "LOC1")
-    cp = await seed_charge_point(hub.db, cpo, loc)
+    _cpo, loc, cp = await seed_site(hub.db)
     await connect(hub, sim)
     r = await sim.push_token(sim.make_token("casetest1"))
     assert r.json()["status_code"] == 1000, r.text
@@ -76,12 +74,9 @@ async def test_location_evse_connector_session_cdr_ids_ignore_case(hub, sim):
     """C1: loc1 / loc1-e1 / connector ids name LOC1 / LOC1-E1; GET sessions and CDRs by an upper-cased id find
     them; STOP_SESSION with the session id upper-cased is ACCEPTED and reaches the gateway with the stored id
     (it answered UNKNOWN_SESSION)."""
-    cpo = await seed_cpo(hub.db)
-    loc = await seed_location(hub.db, cpo, "LOC1")
-    cp = await seed_charge_point(hub.db, cpo, loc)
+    cpo, loc, cp = await seed_site(hub.db)
     await connect(hub, sim)
-    gw = FakeGateway()
-    hub.services.gateway = gw
+    gw = install_fake_gateway(hub)
     await sim.push_token(sim.make_token("card-1"))
     token = await token_pk(hub.db, "card-1")
     session_uid = "0f8e2c1a-6b1d-4c5e-9a7b-3d2e1f0a9b8c"
@@ -111,8 +106,7 @@ async def test_commands_name_locations_and_evses_whatever_the_casing(hub, sim):
     cpo = await seed_cpo(hub.db)
     await seed_location(hub.db, cpo, "LOC1")
     await connect(hub, sim)
-    gw = FakeGateway()
-    hub.services.gateway = gw
+    gw = install_fake_gateway(hub)
     await sim.push_token(sim.make_token("card-2"))
     ref, response = await sim.start_session("loc1", "loc1-e1", "1", "card-2")
     assert response["result"] == "ACCEPTED", response

@@ -30,13 +30,13 @@ from kernel.timeutil import utcnow
 from kernel.token_uids import UidTaken
 from ocpi.modules.tokens import store_token
 from simulators.emsp import EmspSimulator
-from tests.ocpi._helpers import FakeGateway, connect
+from tests.ocpi._helpers import connect, install_fake_gateway, seed_site
 from tests.ocpi.conftest import RunningHub
 from tests.portal.helpers import csrf_token, login, portal_app, portal_client
 from tests.world.api_network import ApiNetwork, seed_api_network
 from tests.world.fleets import add_fleet_with_manager, base_world
 from tests.world.fleets import add_token as add_fleet_token
-from tests.world.sites import seed_charge_point, seed_cpo, seed_location
+from tests.world.sites import seed_cpo
 
 LONG_UID = "bdf21bce-fc97-11e8-8eb2-f2801f1b9fd1"  # the uid of the spec's token_example_1_app_user.json
 
@@ -284,13 +284,10 @@ async def test_start_session_with_a_uid_another_emsp_holds_is_rejected(
     """FR*OTH's START_SESSION / RESERVE_NOW with its own token object for DE*EMS's uid (the charger would
     present it as DE*EMS's card, the session billed to DE*EMS) is REJECTED with a message; nothing reaches the
     charger and no token is stored for FR*OTH."""
-    cpo = await seed_cpo(hub.db)
-    loc = await seed_location(hub.db, cpo, "LOC1")
-    await seed_charge_point(hub.db, cpo, loc)
+    await seed_site(hub.db)
     await connect(hub, sim)
     await connect(hub, sim2)
-    gw = FakeGateway()
-    hub.services.gateway = gw
+    gw = install_fake_gateway(hub)
     assert (await sim.push_token(sim.make_token("CARD-9"))).json()["status_code"] == 1000
     token = sim2.make_token("card-9")
     _ref, answer = await sim2.start_session("LOC1", "LOC1-E1", "1", "card-9")
@@ -317,11 +314,9 @@ async def test_start_session_stores_a_token_the_hub_does_not_know(
 ) -> None:
     """A START_SESSION whose 36-character token was never pushed: the token is stored as the eMSP's, so the
     mapped 1.6 idTag the charger presents resolves back to it (it was Invalid: unknown token)."""
-    cpo = await seed_cpo(hub.db)
-    loc = await seed_location(hub.db, cpo, "LOC1")
-    cp = await seed_charge_point(hub.db, cpo, loc)
+    _cpo, _loc, cp = await seed_site(hub.db)
     await connect(hub, sim)
-    hub.services.gateway = FakeGateway()
+    install_fake_gateway(hub)
     token = sim.make_token(LONG_UID, token_type="APP_USER")
     ref, answer = await sim.command(
         "START_SESSION", {"token": token, "location_id": "LOC1", "evse_uid": "LOC1-E1", "connector_id": "1"}
@@ -341,11 +336,9 @@ async def test_start_session_does_not_store_a_second_type_of_a_known_uid(
 ) -> None:
     """The eMSP blocked its RFID card CARD-T; a START_SESSION naming it as an APP_USER token stores nothing
     (a valid second row of another type would outvote the block): the charger's Authorize stays Blocked."""
-    cpo = await seed_cpo(hub.db)
-    loc = await seed_location(hub.db, cpo, "LOC1")
-    cp = await seed_charge_point(hub.db, cpo, loc)
+    _cpo, _loc, cp = await seed_site(hub.db)
     await connect(hub, sim)
-    hub.services.gateway = FakeGateway()
+    install_fake_gateway(hub)
     assert (await sim.push_token(sim.make_token("CARD-T", valid=False))).json()["status_code"] == 1000
     token = sim.make_token("card-t", token_type="APP_USER")
     ref, _answer = await sim.command(

@@ -28,7 +28,7 @@ from ocpi.gateway_adapter import OcppCommandAdapter
 from ocpi.push.session_push import enqueue_session_update
 from ocpi.render_objects import session_object
 from tariffs.rating import rate_pending
-from tests.ocpi._helpers import connect, token_pk
+from tests.ocpi._helpers import connect, seed_site, token_pk
 from tests.world.sessions import seed_session
 from tests.world.sites import T0, seed_charge_point, seed_cpo, seed_location
 
@@ -58,9 +58,7 @@ SPEC_SESSION_FIELDS = {
 async def _sessions(hub: Any, sim: Any) -> tuple[int, int]:
     """A 1.6 session with the bookkeeping the 1.6 path kept, and a 2.0.1 remote-started one through the
     store's own start step; returns both pks."""
-    cpo = await seed_cpo(hub.db)
-    loc = await seed_location(hub.db, cpo, "LOC1")
-    cp = await seed_charge_point(hub.db, cpo, loc)
+    cpo, loc, cp = await seed_site(hub.db)
     await connect(hub, sim)
     await sim.push_token(sim.make_token("CARD-1"))
     token = await token_pk(hub.db, "CARD-1")

@@ -18,7 +18,7 @@ from kernel.models import Cdr, ChargingSession, Location, TariffVersion, Token
 from ocpi import credentials
 from simulators.emsp import EmspSimulator
 from tests.conftest import FIXTURES
-from tests.ocpi._helpers import FakeGateway, connect, token_pk
+from tests.ocpi._helpers import connect, install_fake_gateway, seed_site, token_pk
 from tests.ocpi._network import InProcessNetwork
 from tests.ocpi._shapes import check, check_response
 from tests.ocpi.conftest import _simulator
@@ -168,9 +168,7 @@ async def test_every_sender_module_in_211_shape_with_pagination(hub, sim211):
 async def test_the_same_cdr_carries_the_same_money_in_both_versions(hub, sim, sim211):
     """The same CDR (the spec's 2.2.1 example) at a 2.2.1 and a 2.1.1 partner: 2.1.1 total_cost is the 2.2.1
     total_cost.excl_vat, and the totals of energy and time are the same numbers."""
-    cpo = await seed_cpo(hub.db)
-    loc = await seed_location(hub.db, cpo, "LOC1")
-    cp = await seed_charge_point(hub.db, cpo, loc)
+    cpo, loc, cp = await seed_site(hub.db)
     await connect(hub, sim)
     await connect(hub, sim211)
     await sim.push_token(sim.make_token("NEW-1"))
@@ -236,12 +234,9 @@ async def test_tokens_receiver_in_211_form_then_a_charger_authorizes_the_uid(hub
 
 
 async def test_211_commands_through_the_command_runner(hub, sim211):
-    cpo = await seed_cpo(hub.db)
-    loc = await seed_location(hub.db, cpo, "LOC1")
-    cp = await seed_charge_point(hub.db, cpo, loc)
+    cpo, loc, cp = await seed_site(hub.db)
     await connect(hub, sim211)
-    gw = FakeGateway()
-    hub.services.gateway = gw
+    gw = install_fake_gateway(hub)
     await sim211.push_token(sim211.make_token("OLD-1"))
     ref, response = await sim211.start_session("loc1", "LOC1-E1", None, "OLD-1")
     assert response == {"result": "ACCEPTED"}  # the 2.1.1 CommandResponse: no timeout, no message
