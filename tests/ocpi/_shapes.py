@@ -11,7 +11,8 @@ most 25 characters), a number with more than 4 decimals, an empty list where the
 counted the same way. Nested objects and lists of them are checked recursively. The tables are the JSON in
 ``tests/fixtures/ocpi-221-fields`` and ``tests/fixtures/ocpi-211-fields``, extracted from the spec text.
 
-``check_response(envelope, "Tariff", many=True)`` checks the OCPI response envelope and its data.
+``check_response(envelope, "Tariff", many=True)`` checks the OCPI response envelope and its data;
+``assert_exact(obj, "CDR", "2.1.1")`` fails naming every problem.
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ def check(
             continue
         problems.extend(_check_field(obj[key], field, version, f"{where}.{key}"))
     return problems
+
+
+def assert_exact(obj: Any, name: str, version: str = "2.2.1", *, partial: bool = False) -> None:
+    """Fail, naming every problem, unless ``obj`` is exactly the OCPI object ``name`` of ``version``."""
+    problems = check(obj, name, version, partial=partial)
+    assert problems == [], problems
 
 
 def check_response(
