@@ -6,7 +6,7 @@ URL, DateTime and regex, nested objects included, so what the hub later serves a
 The four enums the hub always took in any case (EVSE ``status``, connector ``standard``, ``format``,
 ``power_type``) are still re-spelled as the spec spells them; every other enum value must be given as the spec
 writes it. Extra fields are kept (they travel on in ``data``, never rendered); nested DateTimes and numbers
-are stored as given.
+are stored as given (a number as a JSON number).
 """
 
 from __future__ import annotations
@@ -15,7 +15,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
 
 from kernel.domain._fields import date_time_text, each_one_of, http_url, one_of, spelled_as, upper
 from kernel.models.tokens import TOKEN_TYPES
@@ -118,15 +126,26 @@ _HOUR_MINUTE = r"^([0-1][0-9]|2[0-3]):[0-5][0-9]$"
 
 
 def _number(value: Any) -> Any:
-    """An OCPI number (kept as given: a Decimal from ``evhub``'s JSON reader, or an int/float)."""
+    """An OCPI number with at most 4 decimals, kept as given (a Decimal from evhub's JSON reader, an int...)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise ValueError(f"{value!r} is not a number")
+    exact = Decimal(str(value))
+    if not exact.is_finite() or exact != round(exact, 4):
+        raise ValueError(f"{value} is not a number with at most 4 decimals")
+    return value
+
+
+def _json_number(value: Any) -> Any:
+    """A Decimal stored as a JSON number (not pydantic's string): an int when whole, else the float of its at
+    most 4 decimals (which prints back as the same digits)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
     return value
 
 
 Url = Annotated[str, AfterValidator(http_url)]
 DateTimeText = Annotated[str, AfterValidator(date_time_text)]
-Number = Annotated[Any, AfterValidator(_number)]
+Number = Annotated[Any, AfterValidator(_number), PlainSerializer(_json_number, when_used="json")]
 Status = Annotated[str, BeforeValidator(spelled_as(EVSE_STATUSES)), AfterValidator(one_of(EVSE_STATUSES))]
 
 

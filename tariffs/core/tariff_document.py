@@ -17,12 +17,21 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from kernel.domain._fields import http_url
+from kernel.domain._fields import http_url, one_of, spelled_as
+from kernel.domain.locations import ENERGY_SOURCES, ENVIRONMENTAL_IMPACTS
 from kernel.money import UNIT_PRICE_PLACES, MoneyError, has_unit_price_places, normalize_currency
 from kernel.timeutil import ensure_utc, format_rfc3339, parse_datetime
 
@@ -254,12 +263,16 @@ class TariffElement(_Model):
 
 
 class EnergySource(_Model):
-    source: str
+    source: Annotated[
+        str, BeforeValidator(spelled_as(ENERGY_SOURCES)), AfterValidator(one_of(ENERGY_SOURCES))
+    ]
     percentage: Decimal
 
 
 class EnvironmentalImpact(_Model):
-    category: str
+    category: Annotated[
+        str, BeforeValidator(spelled_as(ENVIRONMENTAL_IMPACTS)), AfterValidator(one_of(ENVIRONMENTAL_IMPACTS))
+    ]
     amount: Decimal
 
 
@@ -267,16 +280,16 @@ class EnergyMix(_Model):
     is_green_energy: bool
     energy_sources: list[EnergySource] = Field(default_factory=list)
     environ_impact: list[EnvironmentalImpact] = Field(default_factory=list)
-    supplier_name: str | None = None
-    energy_product_name: str | None = None
+    supplier_name: str | None = Field(default=None, max_length=64)
+    energy_product_name: str | None = Field(default=None, max_length=64)
 
 
 class Tariff(_Model):
     """OCPI 2.2.1 Tariff object."""
 
-    country_code: str
-    party_id: str
-    id: str
+    country_code: str = Field(min_length=2, max_length=2)
+    party_id: str = Field(min_length=3, max_length=3)
+    id: str = Field(min_length=1, max_length=36)
     currency: str
     type: TariffType | None = None
     tariff_alt_text: list[DisplayText] = Field(default_factory=list)

@@ -241,7 +241,51 @@ async def test_a_connector_s_terms_and_conditions_are_kept_and_rendered(db: Data
     assert connector["tariff_ids"] == ["INP-T"]
 
 
+async def test_a_location_s_numbers_stay_json_numbers(db: Database) -> None:
+    """A percentage read from the import file (as a Decimal, :func:`evhub.provisioning.load_json`) is stored and
+    rendered as a JSON number, not as text; one with more than 4 decimals is refused."""
+    await _setup(db)
+    loc = json.loads(json.dumps(LOCATION))
+    loc["energy_mix"] = {"is_green_energy": True, "energy_sources": [{"source": "SOLAR", "percentage": 12.5}]}
+    async with db.session() as s:
+        row, _ = await prov.import_location(s, prov.load_json(json.dumps(loc), "location"))
+        location_pk = row.id
+    async with db.session() as s:
+        stored = await load_location(s, location_pk)
+        assert stored is not None
+        cpo = await s.get(Party, stored.cpo_id)
+        assert cpo is not None
+        assert location_object(stored, cpo)["energy_mix"]["energy_sources"] == [
+            {"source": "SOLAR", "percentage": 12.5}
+        ]
+    loc["energy_mix"]["energy_sources"][0]["percentage"] = 12.34567
+    async with db.session() as s:
+        with pytest.raises(prov.ProvisioningError, match=r"energy_mix\.energy_sources\.0\.percentage"):
+            await prov.import_location(s, prov.load_json(json.dumps(loc), "location"))
+
+
 BAD_TARIFFS: list[tuple[str, str, Spoil]] = [
+    ("id", "id", lambda t: t.update(id="T" * 37)),
+    ("party", "party_id", lambda t: t.update(party_id="INPX")),
+    (
+        "tariff-energy-source",
+        "energy_mix.energy_sources.0.source",
+        lambda t: t.update(
+            energy_mix={"is_green_energy": True, "energy_sources": [{"source": "BIO", "percentage": 1}]}
+        ),
+    ),
+    (
+        "tariff-impact",
+        "energy_mix.environ_impact.0.category",
+        lambda t: t.update(
+            energy_mix={"is_green_energy": True, "environ_impact": [{"category": "CO2", "amount": 1}]}
+        ),
+    ),
+    (
+        "tariff-supplier",
+        "energy_mix.supplier_name",
+        lambda t: t.update(energy_mix={"is_green_energy": True, "supplier_name": "s" * 65}),
+    ),
     (
         "language",
         "tariff_alt_text.0.language",
@@ -271,7 +315,8 @@ BAD_TARIFFS: list[tuple[str, str, Spoil]] = [
 async def test_a_tariff_with_a_value_ocpi_does_not_have_is_refused(
     db: Database, case: str, field: str, spoil: Spoil
 ) -> None:
-    """A language that is not ISO 639-1's 2 letters, a text over 512 characters, an alt URL that is not a URL,
+    """An id over 36 characters, a party id of 4, an energy source or impact OCPI does not list, a supplier over
+    64, a language that is not ISO 639-1's 2 letters, a text over 512 characters, an alt URL that is not a URL,
     a price with more than 4 decimals (an OCPI number has 4): refused, the field named, nothing stored."""
     async with db.session() as s:
         await prov.add_party(s, "NL", "INP", "CPO", "Input BV")
