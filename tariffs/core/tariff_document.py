@@ -175,7 +175,7 @@ class PriceComponent(_Model):
     def _vat(cls, value: Decimal | None) -> Decimal | None:
         if value is not None and not 0 <= value <= 100:
             raise _invalid(f"vat is a percentage in [0, 100], got {value}")
-        return value
+        return value if value is None else _unit_price(value)
 
     @model_validator(mode="after")
     def _step(self) -> PriceComponent:

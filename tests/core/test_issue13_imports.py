@@ -302,6 +302,11 @@ BAD_TARIFFS: list[tuple[str, str, Spoil]] = [
         "elements.0.price_components.0.price",
         lambda t: t["elements"][0]["price_components"][0].update(price=Decimal("0.30001")),
     ),
+    (
+        "vat",
+        "elements.0.price_components.0.vat",
+        lambda t: t["elements"][0]["price_components"][0].update(vat=Decimal("21.00001")),
+    ),
     ("min-price", "min_price.excl_vat", lambda t: t.update(min_price={"excl_vat": Decimal("1.23456")})),
     (
         "max-price",
