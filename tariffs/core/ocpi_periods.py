@@ -55,9 +55,9 @@ def _times(
     """Charging, parking and reservation seconds of a period from its stated hours (None: not stated).
 
     When the stated hours fill the period within the published rounding (0.5e-4 h per stated dimension), they
-    are the period's exact duration split in the stated proportion (:func:`tariffs.core.published_form.
-    stated_times`), so a CDR re-read from its own OCPI form prices like the periods it was priced from;
-    otherwise taken as given."""
+    are the period's exact duration split in the stated proportion
+    (:func:`tariffs.core.published_form.stated_times`), so a CDR re-read from its own OCPI form prices like
+    the periods it was priced from; otherwise taken as given."""
     exact = stated_times((time_h, park_h, res_h), duration_s)
     if exact is not None:
         return exact

@@ -1,9 +1,10 @@
 """Price what you publish: charging periods in the precision their OCPI form states (issue 12, T5).
 
 A CDR's ``charging_periods`` state instants to the millisecond (an OCPI DateTime is string(25)), ENERGY in kWh
-with 4 decimals (OCPI's "numbers use 4 decimals") and POWER / CURRENT with 3 (:func:`tariffs.core.ocpi_periods.to_ocpi`). Periods cut inside a
-millisecond (an energy threshold reached at a microsecond) published as they are would be read back with other
-durations and energies, and the CDR would not re-price to its own total. So
+and TIME / PARKING_TIME / RESERVATION_TIME in hours with 4 decimals (OCPI types: "numbers use 4 decimals")
+and POWER / CURRENT with 3 (:func:`tariffs.core.ocpi_periods.to_ocpi`). Periods cut inside a millisecond (an
+energy threshold reached at a microsecond) published as they are would be read back with other durations and
+energies, and the CDR would not re-price to its own total. So
 :func:`tariffs.core.engine.price_session` prices every session in its published form (:func:`publishable`):
 
 * every boundary inside the session rounded **up** to a whole millisecond (as the tariff versions' bounds in
