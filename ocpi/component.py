@@ -55,6 +55,7 @@ class OcpiComponent:
         self.tokens_check_interval = tokens_check_interval
         self.tokens_pull_interval = tokens_pull_interval
         self.tokens: TokensPuller | None = None
+        self.sender: OcpiSender | None = None
         self.command_recovery_interval = command_recovery_interval
         self.dispatch_interval = dispatch_interval
         self.scan_interval = scan_interval
@@ -92,9 +93,8 @@ class OcpiComponent:
         hub.hooks.tariff.append(tariff_hook)
         hub.hooks.session.append(session_hook)
         hub.hooks.evse_status.append(evse_status_hook)
-        register_channel(
-            CHANNEL, OcpiSender(hub.db, timeout=self.platform.client_timeout, transport=self.transport)
-        )
+        self.sender = OcpiSender(hub.db, timeout=self.platform.client_timeout, transport=self.transport)
+        register_channel(CHANNEL, self.sender)
         if self.dispatcher is None:
             self.dispatcher = OutboxDispatcher(hub.db)
         if hub.services.outbox is None:
@@ -144,6 +144,8 @@ class OcpiComponent:
         await self.recover_commands()
 
     async def stop(self) -> None:
+        if self.sender is not None:
+            await self.sender.stop()
         if self.commands is not None:
             await self.commands.stop()
         if self.tokens is not None:

@@ -18,7 +18,7 @@ from kernel.db.engine import Database
 if TYPE_CHECKING:
     from kernel.outbox import OutboxRow
 
-partners_app = typer.Typer(help="OCPI 2.2.1 roaming partners (eMSPs).", no_args_is_help=True)
+partners_app = typer.Typer(help="OCPI roaming partners (eMSPs; OCPI 2.2.1 or 2.1.1).", no_args_is_help=True)
 outbox_app = typer.Typer(
     help="The durable outbox: OCPI pushes and emails waiting or delivered.", no_args_is_help=True
 )

@@ -12,6 +12,11 @@ One module per concept:
   only add outbox rows to ``db_session``; each returns the number of messages queued);
 * :mod:`~ocpi.push.scanner` — :func:`~ocpi.push.scanner.scan`, the periodic safety net that queues whatever
   changed without a push (other packages may rely on it alone);
-* :mod:`~ocpi.push.sender` — :class:`~ocpi.push.sender.OcpiSender`, the outbox channel sender (HTTP);
+* :mod:`~ocpi.push.sender` — :class:`~ocpi.push.sender.OcpiSender`, the outbox channel sender (HTTP), in the
+  partner's OCPI version (2.1.1 translated at delivery, :mod:`ocpi.v211.outgoing`);
+* :mod:`~ocpi.push.classify` — what a partner's answer means: delivered, retried with backoff, or parked with
+  its reason;
+* :mod:`~ocpi.push.resync` — a partner that works again is brought up to date with the current state of what
+  was parked (tariffs, locations, sessions, then CDRs), never a stale state after a newer one;
 * :mod:`~ocpi.push.hooks` — the hooks :class:`~ocpi.component.OcpiComponent` appends to ``hub.hooks``.
 """

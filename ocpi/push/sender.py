@@ -141,6 +141,11 @@ class OcpiSender:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    async def stop(self) -> None:
+        """Let the re-syncs running in the background finish (each object is its own transaction)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def _resync(self, partner_id: int) -> None:
         try:
             await resync_partner(self.db, partner_id, automatic=True)
