@@ -36,7 +36,7 @@ QUANTITY_STEP = Decimal("0.0001")
 """4 decimals: the precision of a published quantity in kWh or hours (OCPI types: "Unless mentioned otherwise,
 numbers use 4 decimals"): the CDR's ``total_energy``, ``total_time``, ``total_parking_time`` and the
 ENERGY / TIME / PARKING_TIME / RESERVATION_TIME volumes."""
-ENERGY_STEP_WH = QUANTITY_STEP * 1000
+ENERGY_STEP_WH = Decimal("0.1")
 """1e-4 kWh: the precision of a published ENERGY volume (OCPI numbers have 4 decimals)."""
 LEVEL_STEP = Decimal("0.001")
 """3 decimals: the precision of a published POWER (kW) and CURRENT (A)."""
