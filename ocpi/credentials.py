@@ -276,10 +276,17 @@ async def invite(
     allowed_cpo_ids: list[int] | None = None,
     roles: list[RoleKey] | None = None,
 ) -> Invitation:
-    """``evhub partners invite NAME``: a new partner with a token A to register with (shown once).
+    """``evhub partners invite NAME --role CC*PID[:ROLE]``: a new partner with a token A to register with (shown
+    once).
 
-    ``roles`` (country_code, party_id, role) are the only roles the partner may register with; they are kept
-    as its (not yet registered) roles. :class:`HandshakeError` for a party the hub hosts or another partner's."""
+    ``roles`` (country_code, party_id, role; at least one) are the only roles the partner may register with;
+    they are kept as its (not yet registered) roles. :class:`HandshakeError` without roles, and for a party the
+    hub hosts or another partner's."""
+    if not roles:
+        raise HandshakeError(
+            status.INVALID_PARAMETERS,
+            "an invitation names the roles the partner may register (COUNTRY*PARTY[:ROLE])",
+        )
     token_a = new_token()
     async with db.session() as db_session:
         partner = OcpiPartner(
@@ -295,10 +302,9 @@ async def invite(
         db_session.add(partner)
         await db_session.flush()
         partner_id = partner.id
-        if roles:
-            wanted = [{"country_code": cc, "party_id": pid, "role": kind.upper()} for cc, pid, kind in roles]
-            await _store_roles(db_session, partner, wanted, invited={_key(r) for r in wanted})
-            partner.credentials_roles = []
+        wanted = [{"country_code": cc, "party_id": pid, "role": kind.upper()} for cc, pid, kind in roles]
+        await _store_roles(db_session, partner, wanted, invited={_key(r) for r in wanted})
+        partner.credentials_roles = []
     return Invitation(partner_id, token_a, platform.versions_url)
 
 
@@ -541,6 +547,12 @@ async def _accept(
     request: Request, db_session: AsyncSession, platform: OcpiPlatform, partner: OcpiPartner, version: str
 ) -> dict[str, Any]:
     held = {(r.country_code, r.party_id, r.role) for r in partner.roles}
+    if not held:  # an invitation from before roles were required names none: nothing may be claimed with it
+        raise OcpiError(
+            status.INVALID_PARAMETERS,
+            "this invitation names no roles the partner may register; ask the hub's operator for a new one",
+            http_status=400,
+        )
     try:
         if version == VERSION_211:
             creds = read_credentials(await read_json(request), version, held)
@@ -560,7 +572,7 @@ async def _accept(
         partner.last_success_at = utcnow()
         partner.tokens_pulled_at = None  # a complete tokens pull follows (re)registration
         await _store_roles(
-            db_session, partner, [r.model_dump(exclude_none=True) for r in creds.roles], invited=held or None
+            db_session, partner, [r.model_dump(exclude_none=True) for r in creds.roles], invited=held
         )
         own = await credentials_for(db_session, platform, token_c, version, partner.allowed_cpo_ids)
     except HandshakeError as exc:

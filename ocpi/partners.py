@@ -253,8 +253,8 @@ async def invite_partner(
     allowed_cpo_ids: list[int] | None = None,
     roles: list[tuple[str, str, str]] | None = None,
 ) -> Invitation:
-    """``evhub partners invite NAME``: returns the partner id, token A (show it once) and our versions URL.
-    With ``roles``, those are the only roles the partner may register (:func:`ocpi.credentials.invite`)."""
+    """``evhub partners invite NAME --role ...``: returns the partner id, token A (show it once) and our versions
+    URL. ``roles`` are the only roles the partner may register (:func:`ocpi.credentials.invite`)."""
     return await invite(db, platform_for(db, public_url), name, allowed_cpo_ids=allowed_cpo_ids, roles=roles)
 
 

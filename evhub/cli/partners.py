@@ -86,7 +86,7 @@ def partners_invite(
     role: Annotated[
         list[str] | None,
         typer.Option(
-            help="The roles the partner may register (COUNTRY*PARTY[:ROLE], eMSP by default); repeat"
+            help="The roles the partner may register (COUNTRY*PARTY[:ROLE], eMSP by default; required); repeat"
         ),
     ] = None,
 ) -> None:
@@ -97,8 +97,10 @@ def partners_invite(
     cfg = settings()
     if not name.strip():
         fail("partner name must not be empty")
+    if not role:
+        fail("name the roles the partner may register: --role COUNTRY*PARTY[:ROLE] (repeat for several)")
     try:
-        roles = [role_key(r) for r in role or []] or None
+        roles = [role_key(r) for r in role]
     except ValueError as exc:
         fail(str(exc))
 

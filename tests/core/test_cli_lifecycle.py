@@ -328,8 +328,8 @@ async def test_fleet_update_and_remove(cli, db: Database, monkeypatch: pytest.Mo
 
 async def test_partner_update_unregister_remove(cli, db: Database) -> None:
     await _network(cli, charger=False)
-    for name in ("Roam One", "Roam Two"):
-        await cli("partners", "invite", name, "--cpo", "BE*BEC")
+    for name, role in (("Roam One", "DE*RO1"), ("Roam Two", "DE*RO2")):
+        await cli("partners", "invite", name, "--cpo", "BE*BEC", "--role", role)
     partners = json.loads((await cli("partners", "list", "--json")).stdout)
     first, second = (p["id"] for p in partners)
     await cli("partners", "update", str(first), "--name", "Roam Uno", "--all-cpos")
@@ -345,6 +345,7 @@ async def test_partner_update_unregister_remove(cli, db: Database) -> None:
         cli, "partners", "register", "not-a-url", "token", says="versions URL 'not-a-url': expected"
     )
     await _refused(cli, "partners", "invite", " ", says="partner name must not be empty")
+    await _refused(cli, "partners", "invite", "Roam Three", says="name the roles the partner may register")
     await _refused(cli, "outbox", "list", "--limit", "0", says="--limit 0: expected at least 1")
 
     await _refused(cli, "partners", "remove", str(second), says="is registered: unregister it first")

@@ -106,7 +106,11 @@ async def connect(
     """Register ``simulator`` with the hub through the real handshake (token A from an invitation), and wait
     for the tokens pull the registration starts, so that it cannot overwrite what the test does next."""
     inv = await credentials.invite(
-        running.db, running.platform, simulator.name, allowed_cpo_ids=allowed_cpo_ids
+        running.db,
+        running.platform,
+        simulator.name,
+        allowed_cpo_ids=allowed_cpo_ids,
+        roles=[(simulator.country_code, simulator.party_id, "EMSP")],
     )
     await simulator.register(inv.versions_url, inv.token_a)
     puller = running.component.tokens

@@ -29,7 +29,7 @@ async def test_serve_with_ocpi_component_delivers_by_itself(db, sim):
         cpo = await seed_cpo(db)
         loc = await seed_location(db, cpo, "LOC1")
         cp = await seed_charge_point(db, cpo, loc)
-        inv = await invite_partner(db, url, "Sim")
+        inv = await invite_partner(db, url, "Sim", roles=[(sim.country_code, sim.party_id, "EMSP")])
         await sim.register(inv.versions_url, inv.token_a)
         await sim.push_token(sim.make_token("C1"))
         token = await token_pk(db, "C1")

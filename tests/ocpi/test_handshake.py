@@ -26,7 +26,7 @@ async def _partner(db, partner_id: int) -> OcpiPartner:
 async def test_partner_registers_with_hub_token_a_b_c(hub, sim):
     await seed_cpo(hub.db, "NL", "CPO", "First CPO")
     await seed_cpo(hub.db, "BE", "CP2", "Second CPO")
-    inv = await credentials.invite(hub.db, hub.platform, "Sim eMSP")
+    inv = await credentials.invite(hub.db, hub.platform, "Sim eMSP", roles=[("DE", "EMS", "EMSP")])
     data = await sim.register(inv.versions_url, inv.token_a)
 
     # one credentials object with a CPO role per hosted CPO
@@ -86,7 +86,7 @@ async def test_hub_registers_with_partner(hub, sim):
 
 async def test_rotation_both_ways_and_unregister(hub, sim):
     await seed_cpo(hub.db)
-    inv = await credentials.invite(hub.db, hub.platform, "Sim")
+    inv = await credentials.invite(hub.db, hub.platform, "Sim", roles=[("DE", "EMS", "EMSP")])
     await sim.register(inv.versions_url, inv.token_a)
     old_c = sim.hub_token
     # the partner rotates (PUT)
@@ -129,7 +129,7 @@ async def test_hub_unregisters(hub, sim):
 
 async def test_registration_with_unreachable_partner_changes_nothing(hub, sim):
     await seed_cpo(hub.db)
-    inv = await credentials.invite(hub.db, hub.platform, "Sim")
+    inv = await credentials.invite(hub.db, hub.platform, "Sim", roles=[("DE", "EMS", "EMSP")])
     async with hub.http() as http:
         body = {
             "token": "tok-b",
@@ -152,7 +152,9 @@ async def test_registration_with_unreachable_partner_changes_nothing(hub, sim):
         )
         assert r.status_code == 400 and r.json()["status_code"] == 2001
     p = await _partner(hub.db, inv.partner_id)
-    assert p.status == PartnerStatus.INVITED and p.roles == []
+    assert p.status == PartnerStatus.INVITED and [(r.country_code, r.party_id) for r in p.roles] == [
+        ("DE", "EMS")
+    ]
 
 
 @pytest.mark.real_sockets
@@ -162,7 +164,7 @@ async def test_cli_helpers_and_partners_api(hub, sim):
     await seed_cpo(hub.db)
     row = await register_partner(hub.db, hub.url, sim.versions_url, sim.token_a)
     assert row.status == "registered" and row.roles == ["DE*EMS EMSP"]
-    inv = await invite_partner(hub.db, hub.url, "Later partner")
+    inv = await invite_partner(hub.db, hub.url, "Later partner", roles=[("FR", "LAT", "EMSP")])
     assert inv.versions_url == f"{hub.url}/ocpi/versions" and inv.token_a
     assert [p.status for p in await list_partners(hub.db)] == ["registered", "invited"]
     async with hub.http() as http:

@@ -69,7 +69,9 @@ async def world(db: Database) -> AsyncIterator[tuple[Evhub, EmspSimulator, EmspS
         intruder = EmspSimulator(country_code="FR", party_id="OTH", name="intruder eMSP")
         await intruder.start(0)
         try:
-            invitation = await invite_partner(hub.db, hub.settings.public_url, intruder.name)
+            invitation = await invite_partner(
+                hub.db, hub.settings.public_url, intruder.name, roles=[("FR", "OTH", "EMSP")]
+            )
             await intruder.register(invitation.versions_url, invitation.token_a)
             yield hub, owner, intruder, fleet
         finally:

@@ -506,7 +506,9 @@ async def test_versions_credentials_and_the_authorization_request_are_exactly_oc
     await seed_cpo(hub.db)
     cpo = await seed_cpo(hub.db, "NL", "CP2", "Second CPO")
     await seed_location(hub.db, cpo, "LOC2")
-    inv = await credentials.invite(hub.db, hub.platform, sim.name)
+    inv = await credentials.invite(
+        hub.db, hub.platform, sim.name, roles=[(sim.country_code, sim.party_id, "EMSP")]
+    )
     problems = [
         f"registration: {p}" for p in check(await sim.register(inv.versions_url, inv.token_a), "Credentials")
     ]

@@ -56,26 +56,48 @@ async def _status(db: Database, partner_id: int) -> tuple[PartnerStatus, list[tu
 async def test_s1_a_partner_cannot_register_as_the_hubs_own_emsp(
     hub: RunningHub, evil: EmspSimulator, db: Database
 ) -> None:
-    """S1: an invited partner registering as NL*EVH (the hub's fleet eMSP) is refused with 2001 (HTTP 400) and
-    stays invited without any role: it never reads the fleet's sessions, CDRs or tokens."""
+    """S1: an invitation names the roles the partner may register: one without roles is refused (2001) and
+    nothing is stored; a partner invited for another party that registers as NL*EVH (the hub's fleet eMSP) is
+    refused with 2001 (HTTP 400) and stays invited: it never reads the fleet's sessions, CDRs or tokens."""
     await hosted_fleet_card(db, "FLEET-0001")
-    inv = await credentials.invite(hub.db, hub.platform, evil.name)
-    with pytest.raises(RuntimeError, match=r"HTTP 400.*2001.*NL\*EVH is an eMSP hosted on this platform"):
+    with pytest.raises(credentials.HandshakeError, match="names the roles") as caught:
+        await credentials.invite(hub.db, hub.platform, evil.name)
+    assert caught.value.code == 2001
+    async with db.session() as s:
+        assert (await s.scalars(select(OcpiPartner))).all() == []
+    inv = await credentials.invite(hub.db, hub.platform, evil.name, roles=[("NL", "EVX", "EMSP")])
+    with pytest.raises(RuntimeError, match=r"HTTP 400.*2001.*not a role this partner was invited for"):
         await evil.register(inv.versions_url, inv.token_a)
-    assert await _status(db, inv.partner_id) == (PartnerStatus.INVITED, [])
+    assert await _status(db, inv.partner_id) == (PartnerStatus.INVITED, [("NL", "EVX", "EMSP")])
 
 
-async def test_s1_an_operator_added_emsp_is_not_claimed_without_an_invitation_naming_it(
+async def test_s1_an_invitation_stored_without_roles_registers_nothing(
     hub: RunningHub, evil: EmspSimulator, db: Database
 ) -> None:
-    """S1: a party the operator added (no partner's role, no fleet) is hosted: an invitation without roles may
-    not claim it (2001); an invitation naming it may."""
+    """S1: an invitation stored before roles were required (an invited partner with no roles) cannot be used
+    to claim any party, not even a new one (2001, HTTP 400); the partner stays invited."""
+    inv = await credentials.invite(hub.db, hub.platform, evil.name, roles=[("NL", "EVX", "EMSP")])
     async with db.session() as s:
-        s.add(Party(country_code="NL", party_id="EVH", role=PartyRole.EMSP, name="added by the operator"))
-    inv = await credentials.invite(hub.db, hub.platform, evil.name)
-    with pytest.raises(RuntimeError, match=r"HTTP 400.*2001.*hosted on this platform"):
+        partner = await s.get(OcpiPartner, inv.partner_id)
+        assert partner is not None
+        partner.roles = []  # as an invitation of the earlier rule was stored
+    evil.party_id = "NEW"
+    with pytest.raises(RuntimeError, match=r"HTTP 400.*2001.*names no roles"):
         await evil.register(inv.versions_url, inv.token_a)
     assert await _status(db, inv.partner_id) == (PartnerStatus.INVITED, [])
+
+
+async def test_s1_an_operator_added_emsp_is_claimed_only_through_an_invitation_naming_it(
+    hub: RunningHub, evil: EmspSimulator, db: Database
+) -> None:
+    """S1: a party the operator added (no partner's role, no fleet) is hosted: an invitation for another party
+    may not claim it (2001); an invitation naming it may."""
+    async with db.session() as s:
+        s.add(Party(country_code="NL", party_id="EVH", role=PartyRole.EMSP, name="added by the operator"))
+    inv = await credentials.invite(hub.db, hub.platform, evil.name, roles=[("NL", "EVX", "EMSP")])
+    with pytest.raises(RuntimeError, match=r"HTTP 400.*2001"):
+        await evil.register(inv.versions_url, inv.token_a)
+    assert (await _status(db, inv.partner_id))[0] == PartnerStatus.INVITED
 
     named = await credentials.invite(hub.db, hub.platform, "named", roles=[("NL", "EVH", "EMSP")])
     await evil.register(named.versions_url, named.token_a)

@@ -93,7 +93,7 @@ def _b64(token: str) -> dict[str, str]:
 
 
 async def test_versions_list_both_and_211_details_have_no_roles(hub):
-    inv = await credentials.invite(hub.db, hub.platform, "Anyone")
+    inv = await credentials.invite(hub.db, hub.platform, "Anyone", roles=[("DE", "OLD", "EMSP")])
     async with hub.http() as http:
         r = await http.get(inv.versions_url, headers=_raw(inv.token_a))
         assert r.json()["data"] == [
@@ -122,7 +122,7 @@ async def test_versions_list_both_and_211_details_have_no_roles(hub):
 async def test_211_partner_registers_with_the_hub_next_to_a_221_one(hub, sim, sim211):
     await seed_cpo(hub.db, "NL", "CPO", "First CPO")
     await seed_cpo(hub.db, "BE", "CP2", "Second CPO")
-    inv = await credentials.invite(hub.db, hub.platform, "Old eMSP")
+    inv = await credentials.invite(hub.db, hub.platform, "Old eMSP", roles=[("DE", "OLD", "EMSP")])
     data = await sim211.register(inv.versions_url, inv.token_a)
 
     # one party: the hub's face is its first hosted CPO; 2.1.1 Credentials exactly
@@ -165,7 +165,9 @@ async def test_211_partner_registers_with_the_hub_next_to_a_221_one(hub, sim, si
 async def test_face_is_the_first_allowed_cpo(hub, sim211):
     await seed_cpo(hub.db, "NL", "CPO", "First CPO")
     second = await seed_cpo(hub.db, "BE", "CP2", "Second CPO")
-    inv = await credentials.invite(hub.db, hub.platform, "Old eMSP", allowed_cpo_ids=[second])
+    inv = await credentials.invite(
+        hub.db, hub.platform, "Old eMSP", allowed_cpo_ids=[second], roles=[("DE", "OLD", "EMSP")]
+    )
     data = await sim211.register(inv.versions_url, inv.token_a)
     assert (data["country_code"], data["party_id"]) == ("BE", "CP2")
 
@@ -187,7 +189,7 @@ async def test_the_version_is_the_one_whose_credentials_are_posted(hub, sim, sim
     """3002 when the partner does not offer the version it posts to; 3001 when it cannot be reached; a 2.1.1
     credentials object that is not one is 2001."""
     await seed_cpo(hub.db)
-    inv = await credentials.invite(hub.db, hub.platform, "Any")
+    inv = await credentials.invite(hub.db, hub.platform, "Any", roles=[("DE", "OLD", "EMSP")])
     async with hub.http() as http:
         # the 2.1.1 simulator's credentials posted to the 2.2.1 endpoint: it offers no 2.2.1
         body = {
@@ -232,7 +234,7 @@ async def test_details_without_credentials_endpoint_is_3003(hub, network):
 
     network.serve("bare.test", bare)
     await seed_cpo(hub.db)
-    inv = await credentials.invite(hub.db, hub.platform, "Bare")
+    inv = await credentials.invite(hub.db, hub.platform, "Bare", roles=[("DE", "BAR", "EMSP")])
     body = {
         "token": "t",
         "url": "http://bare.test/versions",
@@ -276,7 +278,7 @@ async def test_hub_registers_with_the_highest_mutual_version(hub, sim, sim211):
 
 async def test_211_rotation_both_ways_and_unregistration(hub, sim211):
     await seed_cpo(hub.db)
-    inv = await credentials.invite(hub.db, hub.platform, "Old eMSP")
+    inv = await credentials.invite(hub.db, hub.platform, "Old eMSP", roles=[("DE", "OLD", "EMSP")])
     await sim211.register(inv.versions_url, inv.token_a)
     old_c = sim211.hub_token
     await sim211.rotate()  # the partner PUTs new credentials
@@ -315,7 +317,7 @@ async def test_hub_unregisters_from_a_211_partner(hub, sim211):
 
 async def test_405s_of_the_211_credentials(hub, sim211):
     await seed_cpo(hub.db)
-    inv = await credentials.invite(hub.db, hub.platform, "Old eMSP")
+    inv = await credentials.invite(hub.db, hub.platform, "Old eMSP", roles=[("DE", "OLD", "EMSP")])
     cred_url = f"{hub.url}/ocpi/2.1.1/credentials"
     async with hub.http() as http:
         r = await http.put(cred_url, json=sim211.credentials("t"), headers=_raw(inv.token_a))

@@ -53,7 +53,7 @@ async def roaming_world(
     await sim.start(0)
     fleet = None
     try:
-        invitation = await invite_partner(hub.db, settings.public_url, name)
+        invitation = await invite_partner(hub.db, settings.public_url, name, roles=[("DE", "EMS", "EMSP")])
         await sim.register(invitation.versions_url, invitation.token_a)
         # The charger would start sessions of its own only after a very long idle time: here it waits for us.
         spec = ChargerSpec(
