@@ -73,6 +73,24 @@ def _connector(loc: dict[str, Any]) -> dict[str, Any]:
     return loc["evses"][0]["connectors"][0]
 
 
+def _energy_mix_spoils(prefix: str) -> list[tuple[str, str, Spoil]]:
+    """The EnergyMix values OCPI does not have: a Location and a Tariff carry the same object, the same checks."""
+    bad_mixes: list[tuple[str, str, dict[str, Any]]] = [
+        (
+            "energy-source",
+            "energy_sources.0.source",
+            {"energy_sources": [{"source": "BIOMASS", "percentage": 1}]},
+        ),
+        ("impact", "environ_impact.0.category", {"environ_impact": [{"category": "CO2", "amount": 1}]}),
+        ("supplier", "supplier_name", {"supplier_name": "s" * 65}),
+    ]
+
+    def spoil(mix: dict[str, Any]) -> Spoil:
+        return lambda obj: obj.update(energy_mix={"is_green_energy": True, **mix})
+
+    return [(prefix + case, f"energy_mix.{field}", spoil(mix)) for case, field, mix in bad_mixes]
+
+
 BAD_LOCATIONS: list[tuple[str, str, Spoil]] = [
     ("restriction", "parking_restrictions", lambda loc: _evse(loc).update(parking_restrictions=["TRUCKS"])),
     (
@@ -109,25 +127,7 @@ BAD_LOCATIONS: list[tuple[str, str, Spoil]] = [
             }
         ),
     ),
-    (
-        "energy-source",
-        "energy_mix.energy_sources.0.source",
-        lambda loc: loc.update(
-            energy_mix={"is_green_energy": True, "energy_sources": [{"source": "BIOMASS", "percentage": 100}]}
-        ),
-    ),
-    (
-        "impact",
-        "energy_mix.environ_impact.0.category",
-        lambda loc: loc.update(
-            energy_mix={"is_green_energy": False, "environ_impact": [{"category": "CO2", "amount": 1}]}
-        ),
-    ),
-    (
-        "supplier",
-        "energy_mix.supplier_name",
-        lambda loc: loc.update(energy_mix={"is_green_energy": True, "supplier_name": "s" * 65}),
-    ),
+    *_energy_mix_spoils(""),
     (
         "related",
         "related_locations.0.latitude",
@@ -267,25 +267,7 @@ async def test_a_location_s_numbers_stay_json_numbers(db: Database) -> None:
 BAD_TARIFFS: list[tuple[str, str, Spoil]] = [
     ("id", "id", lambda t: t.update(id="T" * 37)),
     ("party", "party_id", lambda t: t.update(party_id="INPX")),
-    (
-        "tariff-energy-source",
-        "energy_mix.energy_sources.0.source",
-        lambda t: t.update(
-            energy_mix={"is_green_energy": True, "energy_sources": [{"source": "BIO", "percentage": 1}]}
-        ),
-    ),
-    (
-        "tariff-impact",
-        "energy_mix.environ_impact.0.category",
-        lambda t: t.update(
-            energy_mix={"is_green_energy": True, "environ_impact": [{"category": "CO2", "amount": 1}]}
-        ),
-    ),
-    (
-        "tariff-supplier",
-        "energy_mix.supplier_name",
-        lambda t: t.update(energy_mix={"is_green_energy": True, "supplier_name": "s" * 65}),
-    ),
+    *_energy_mix_spoils("tariff-"),
     (
         "language",
         "tariff_alt_text.0.language",
