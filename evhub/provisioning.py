@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import pycountry
 from pydantic import BaseModel, ValidationError
@@ -22,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from kernel.domain._fields import is_http_url
 from kernel.domain.locations import LocationIn
 from kernel.domain.tokens import OcpiToken
 from kernel.models import (
@@ -69,13 +69,7 @@ def load_json(text: str, what: str) -> Any:
 def check_url(value: str, what: str) -> str:
     """An absolute http(s) URL with a host (``what`` names the field in the message)."""
     url = value.strip()
-    try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and " " not in url
-        valid = valid and (parts.port is None or parts.port > 0)  # .port raises on one that is not a number
-    except ValueError:
-        valid = False
-    if not valid:
+    if not is_http_url(url):
         raise ProvisioningError(f"{what} {value!r}: expected an http:// or https:// URL with a host")
     return url
 

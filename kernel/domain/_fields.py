@@ -54,17 +54,22 @@ def each_one_of(allowed: Collection[str]) -> Callable[[list[str] | None], list[s
     return check_all
 
 
+def is_http_url(value: str) -> bool:
+    """Whether ``value`` is an absolute http(s) URL with a host, without spaces (OCPI ``URL``); shared with the
+    provisioning CLI (:func:`evhub.provisioning.check_url`)."""
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and " " not in value
+        return valid and (parts.port is None or parts.port > 0)  # .port raises on one that is not a number
+    except ValueError:
+        return False
+
+
 def http_url(value: str | None) -> str | None:
     """An absolute http(s) URL with a host, without spaces (OCPI ``URL``)."""
     if value is None:
         return None
-    try:
-        parts = urlsplit(value)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and " " not in value
-        valid = valid and (parts.port is None or parts.port > 0)  # .port raises on one that is not a number
-    except ValueError:
-        valid = False
-    if not valid:
+    if not is_http_url(value):
         raise ValueError(f"{value!r} is not an http:// or https:// URL with a host")
     return value
 
