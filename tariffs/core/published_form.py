@@ -71,10 +71,17 @@ def stated_times(
     if not stated or min(values) < 0 or abs(total - duration_s / _H) > HALF_STEP_H * len(stated):
         return None
     last = max(i for i in stated if values[i]) if total else stated[-1]
+    return _spread(duration_s, values, last)
+
+
+def _spread(amount: Decimal, weights: Sequence[Decimal], last: int) -> tuple[Decimal, Decimal, Decimal]:
+    """``amount`` split over the three ``weights`` in their proportion, the remainder on index ``last`` (so the
+    parts add up to ``amount`` exactly); a weight of 0 gets 0 unless it is ``last``."""
+    whole = sum(weights, ZERO)
     out: list[Decimal] = []
-    left = duration_s
-    for i, h in enumerate(values):
-        part = left if i == last else (duration_s * h / total if h else ZERO)
+    left = amount
+    for i, w in enumerate(weights):
+        part = left if i == last else (amount * w / whole if w else ZERO)
         out.append(part)
         left -= part
     return out[0], out[1], out[2]
@@ -109,14 +116,7 @@ def _times(p: Period, duration: Decimal) -> tuple[Decimal, Decimal, Decimal]:
     if duration == old or not old:
         return parts  # unchanged boundaries (or a zero-length period's volumes, kept as they are)
     fill = duration if before == old else before * duration / old
-    last = max(i for i, x in enumerate(parts) if x)
-    out: list[Decimal] = []
-    left = fill
-    for i, x in enumerate(parts):
-        part = left if i == last else (fill * x / before if x else ZERO)
-        out.append(part)
-        left -= part
-    return out[0], out[1], out[2]
+    return _spread(fill, parts, max(i for i, x in enumerate(parts) if x))
 
 
 def publishable(
