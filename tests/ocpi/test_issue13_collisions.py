@@ -236,32 +236,26 @@ async def test_rows_of_several_issuers_the_first_stored_decides(
     (it answered Accepted, FR*OTH's token, valid ones first), and once valid the session is DE*EMS's; the
     ambiguity is logged."""
     owner, other = await _parties(db)
+    rows = [
+        ("DE", "EMS", "SHARED-1", "C1", "owner", owner, False),
+        ("FR", "OTH", "shared-1", "C2", "other", other, True),
+    ]
     async with db.session() as s:
-        s.add(
-            Token(
-                country_code="DE",
-                party_id="EMS",
-                uid="SHARED-1",
-                contract_id="C1",
-                issuer="owner",
-                emsp_id=owner,
-                valid=False,
-                last_updated=utcnow(),
+        # one flush each: DE*EMS's row is stored first
+        for cc, pid, uid, contract, issuer, emsp, valid in rows:
+            s.add(
+                Token(
+                    country_code=cc,
+                    party_id=pid,
+                    uid=uid,
+                    contract_id=contract,
+                    issuer=issuer,
+                    emsp_id=emsp,
+                    valid=valid,
+                    last_updated=utcnow(),
+                )
             )
-        )
-        await s.flush()
-        s.add(
-            Token(
-                country_code="FR",
-                party_id="OTH",
-                uid="shared-1",
-                contract_id="C2",
-                issuer="other",
-                emsp_id=other,
-                valid=True,
-                last_updated=utcnow(),
-            )
-        )
+            await s.flush()
     async with db.session() as s:
         owner_pk = await s.scalar(select(Token.id).where(Token.party_id == "EMS"))
     caplog.set_level(logging.WARNING, logger="kernel.token_uids")
