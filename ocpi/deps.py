@@ -51,11 +51,18 @@ async def caller(
     db_session: AsyncSession = Depends(request_transaction, scope="function"),
     platform: OcpiPlatform = Depends(get_platform),
 ) -> Caller:
-    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=False)
-    _require_version(partner, VERSION)
+    partner = await _registered(request, db_session, VERSION)
     routing = read_routing(request)
     role, cpo = await resolve(db_session, partner, routing)
     return Caller(partner, role, cpo, db_session, platform)
+
+
+async def _registered(request: Request, db_session: AsyncSession, version: str) -> OcpiPartner:
+    """The registered partner whose token C the request presents, refused (404 / 2000) when it negotiated the
+    other OCPI version than the route's (``version``); shared by :func:`caller` and :func:`caller_211`."""
+    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=False)
+    _require_version(partner, version)
+    return partner
 
 
 def _require_version(partner: OcpiPartner, version: str) -> None:
@@ -98,8 +105,7 @@ async def caller_211(
     db_session: AsyncSession = Depends(request_transaction, scope="function"),
     platform: OcpiPlatform = Depends(get_platform),
 ) -> Caller211:
-    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=False)
-    _require_version(partner, VERSION_211)
+    partner = await _registered(request, db_session, VERSION_211)
     if not partner.roles:
         raise OcpiError(status.CLIENT_ERROR, "This partner has no registered role", http_status=403)
     allowed = partner.allowed_cpo_ids
