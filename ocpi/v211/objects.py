@@ -19,7 +19,7 @@ tariff prices are excluding VAT in both versions. Keys a version does not know a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -192,6 +192,14 @@ def _geo(point: Any) -> Any:
     return {key: out[key] for key in ("latitude", "longitude", "name") if key in out}
 
 
+def _translate(out: Obj, translations: Mapping[str, Callable[[Any], Any]]) -> None:
+    """Each key of ``translations`` that ``out`` has, replaced by its translation (a key ``out`` lacks stays
+    absent: a partial object, e.g. a PATCH body, stays partial)."""
+    for key, translate in translations.items():
+        if key in out:
+            out[key] = translate(out[key])
+
+
 def _each(values: Any, translate: Callable[[Obj], Obj]) -> Any:
     if not isinstance(values, list):
         return values
@@ -270,39 +278,37 @@ def location_to_211(location: Obj) -> Obj:
         out["type"] = "UNKNOWN"
     if _complete(location, _LOCATION_REQUIRED_221) and "postal_code" not in out:
         out["postal_code"] = ""  # required in 2.1.1, optional in 2.2.1 (a location without one)
-    if "address" in out:
-        out["address"] = _cut("address", out["address"])
-    if "coordinates" in out:
-        out["coordinates"] = _geo(out["coordinates"])
-    if "related_locations" in out:
-        out["related_locations"] = _each(out["related_locations"], _geo)
-    if "evses" in out:
-        out["evses"] = _each(out["evses"], evse_to_211)
-    for key in ("operator", "suboperator", "owner"):
-        if key in out:
-            out[key] = _business_details(out[key])
-    if "facilities" in out:
-        out["facilities"] = _known(out["facilities"], FACILITIES_211)
-    if "opening_times" in out:
-        out["opening_times"] = _hours(out["opening_times"])
-    if "images" in out:
-        out["images"] = _each(out["images"], _image)
-    if "energy_mix" in out:
-        out["energy_mix"] = _energy_mix(out["energy_mix"])
+    _translate(
+        out,
+        {
+            "address": lambda v: _cut("address", v),
+            "coordinates": _geo,
+            "related_locations": lambda v: _each(v, _geo),
+            "evses": lambda v: _each(v, evse_to_211),
+            "operator": _business_details,
+            "suboperator": _business_details,
+            "owner": _business_details,
+            "facilities": lambda v: _known(v, FACILITIES_211),
+            "opening_times": _hours,
+            "images": lambda v: _each(v, _image),
+            "energy_mix": _energy_mix,
+        },
+    )
     return _ordered(out, LOCATION_FIELDS_211)
 
 
 def evse_to_211(evse: Obj) -> Obj:
     """A 2.2.1 EVSE (or partial EVSE, e.g. a status PATCH) as a 2.1.1 EVSE."""
     out = _copy(evse, EVSE_FIELDS_211)
-    if "capabilities" in out:
-        out["capabilities"] = _known(out["capabilities"], CAPABILITIES_211)
-    if "connectors" in out:
-        out["connectors"] = _each(out["connectors"], connector_to_211)
-    if "coordinates" in out:
-        out["coordinates"] = _geo(out["coordinates"])
-    if "images" in out:
-        out["images"] = _each(out["images"], _image)
+    _translate(
+        out,
+        {
+            "capabilities": lambda v: _known(v, CAPABILITIES_211),
+            "connectors": lambda v: _each(v, connector_to_211),
+            "coordinates": _geo,
+            "images": lambda v: _each(v, _image),
+        },
+    )
     return out
 
 
