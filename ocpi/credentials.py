@@ -508,9 +508,7 @@ def credentials_router(version: str) -> APIRouter:
         db_session: AsyncSession = Depends(request_transaction, scope="function"),
         platform: OcpiPlatform = Depends(get_platform),
     ):
-        partner = await partner_for_header(
-            db_session, request.headers.get("Authorization"), allow_token_a=True
-        )
+        partner = await _holder(request, db_session)
         if partner.status == PartnerStatus.REGISTERED and partner.incoming_token_kind == "C":
             raise MethodNotAllowed("Already registered: use PUT to update the credentials")
         return ok(await _accept(request, db_session, platform, partner, version))
@@ -521,9 +519,7 @@ def credentials_router(version: str) -> APIRouter:
         db_session: AsyncSession = Depends(request_transaction, scope="function"),
         platform: OcpiPlatform = Depends(get_platform),
     ):
-        partner = await partner_for_header(
-            db_session, request.headers.get("Authorization"), allow_token_a=True
-        )
+        partner = await _holder(request, db_session)
         if partner.status != PartnerStatus.REGISTERED:
             raise MethodNotAllowed("Not registered: use POST to register")
         return ok(await _accept(request, db_session, platform, partner, version))
@@ -532,15 +528,18 @@ def credentials_router(version: str) -> APIRouter:
     async def delete_credentials(
         request: Request, db_session: AsyncSession = Depends(request_transaction, scope="function")
     ):
-        partner = await partner_for_header(
-            db_session, request.headers.get("Authorization"), allow_token_a=True
-        )
+        partner = await _holder(request, db_session)
         if partner.status != PartnerStatus.REGISTERED:
             raise MethodNotAllowed("Not registered")
         _forget(partner)
         return ok()
 
     return routes
+
+
+async def _holder(request: Request, db_session: AsyncSession) -> OcpiPartner:
+    """The partner whose token (A, B or C) the request's ``Authorization`` presents."""
+    return await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=True)
 
 
 async def _accept(
