@@ -22,9 +22,8 @@ from decimal import Decimal
 from enum import StrEnum
 
 from billing.core.documents import CreditNote, Invoice
+from billing.core.en16931 import ZERO
 from kernel.money import Money
-
-ZERO = Decimal(0)
 
 
 class DunningError(ValueError):
