@@ -5,7 +5,7 @@ grid rule's derived prices have an OCPI number's 4 decimals."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -173,6 +173,21 @@ async def _setup(db: Database) -> None:
         await prov.import_tariff(s, TARIFF)
 
 
+async def _refused(
+    db: Database,
+    importer: Callable[[Any, dict[str, Any]], Awaitable[object]],
+    obj: dict[str, Any],
+    field: str,
+    table: type[Any],
+) -> None:
+    """``importer`` refuses ``obj`` naming ``field``, and no row of ``table`` is stored."""
+    async with db.session() as s:
+        with pytest.raises(prov.ProvisioningError, match=field.replace(".", r"\.")):
+            await importer(s, obj)
+    async with db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(table)) == 0
+
+
 @pytest.mark.parametrize(("case", "field", "spoil"), BAD_LOCATIONS, ids=[c for c, _, _ in BAD_LOCATIONS])
 async def test_a_location_with_a_value_ocpi_does_not_have_is_refused(
     db: Database, case: str, field: str, spoil: Spoil
@@ -182,11 +197,7 @@ async def test_a_location_with_a_value_ocpi_does_not_have_is_refused(
     await _setup(db)
     loc = json.loads(json.dumps(LOCATION))
     spoil(loc)
-    async with db.session() as s:
-        with pytest.raises(prov.ProvisioningError, match=field.replace(".", r"\.")):
-            await prov.import_location(s, loc)
-    async with db.session() as s:
-        assert await s.scalar(select(func.count()).select_from(Location)) == 0
+    await _refused(db, prov.import_location, loc, field, Location)
 
 
 async def test_a_location_with_every_kind_of_ocpi_value_imports_as_the_spec_spells_them(db: Database) -> None:
@@ -309,11 +320,7 @@ async def test_a_tariff_with_a_value_ocpi_does_not_have_is_refused(
         await prov.add_party(s, "NL", "INP", "CPO", "Input BV")
     tariff = json.loads(json.dumps(TARIFF, default=str), parse_float=Decimal)
     spoil(tariff)
-    async with db.session() as s:
-        with pytest.raises(prov.ProvisioningError, match=field.replace(".", r"\.")):
-            await prov.import_tariff(s, tariff)
-    async with db.session() as s:
-        assert await s.scalar(select(func.count()).select_from(TariffVersion)) == 0
+    await _refused(db, prov.import_tariff, tariff, field, TariffVersion)
 
 
 def test_a_grid_rule_s_prices_are_rounded_to_4_decimals_half_up() -> None:
