@@ -313,6 +313,14 @@ async def provision(demo: Demo) -> None:
     console.print(table)
 
 
+async def _push_tokens(emsp: Any, uids: list[str]) -> None:
+    """The eMSP simulator ``emsp`` pushes a token for each of ``uids`` (in its own OCPI version); an error
+    answer stops the demo."""
+    for uid in uids:
+        response = await emsp.push_token(emsp.make_token(uid))
+        response.raise_for_status()
+
+
 async def register_emsp(demo: Demo) -> None:
     """The eMSP simulator registers with the hub (credentials handshake) and pushes its tokens."""
     from ocpi.partners import invite_partner
@@ -326,9 +334,7 @@ async def register_emsp(demo: Demo) -> None:
     demo.emsp = EmspSimulator(country_code="DE", party_id="EMS", name="Simulated eMSP")
     await demo.emsp.start(0)
     await demo.emsp.register(invitation.versions_url, invitation.token_a)
-    for uid in EMSP_TOKENS:
-        response = await demo.emsp.push_token(demo.emsp.make_token(uid))
-        response.raise_for_status()
+    await _push_tokens(demo.emsp, EMSP_TOKENS)
     console.print(
         f"eMSP DE*EMS registered through the OCPI 2.2.1 handshake (token A -> B -> C) at "
         f"{invitation.versions_url}; pushed {len(EMSP_TOKENS)} token(s)"
@@ -349,9 +355,7 @@ async def register_emsp_211(demo: Demo) -> None:
     partner = await register_partner(
         demo.hub.db, demo.settings.public_url, demo.emsp_211.versions_url, demo.emsp_211.token_a
     )
-    for uid in EMSP_211_TOKENS:
-        response = await demo.emsp_211.push_token(demo.emsp_211.make_token(uid))
-        response.raise_for_status()
+    await _push_tokens(demo.emsp_211, EMSP_211_TOKENS)
     console.print(
         f"the hub registered with eMSP FR*MOB, which speaks only OCPI {partner.version} (negotiated in its "
         f"versions list); pushed {len(EMSP_211_TOKENS)} token(s) in 2.1.1 form"
