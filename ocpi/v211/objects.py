@@ -359,6 +359,17 @@ def location_of(location: Obj, evse_uid: str | None, connector_id: str | None) -
 # --- Sessions ---
 
 
+def _auth(obj: Obj) -> Obj:
+    """The 2.1.1 ``auth_id`` (the ``cdr_token``'s ``contract_id``) and ``auth_method`` of a 2.2.1 Session or
+    CDR (or partial), those it has."""
+    out: Obj = {}
+    if isinstance(obj.get("cdr_token"), dict) and "contract_id" in obj["cdr_token"]:
+        out["auth_id"] = obj["cdr_token"]["contract_id"]
+    if "auth_method" in obj:
+        out["auth_method"] = AUTH_METHOD_211.get(obj["auth_method"], obj["auth_method"])
+    return out
+
+
 def session_to_211(session: Obj, location: Obj | None = None) -> Obj:
     """A 2.2.1 Session (or partial) as a 2.1.1 Session. ``location`` is the 2.2.1 Location of the session
     (needed for a complete Session: 2.1.1 embeds the Location with only the session's EVSE and connector)."""
@@ -371,10 +382,7 @@ def session_to_211(session: Obj, location: Obj | None = None) -> Obj:
         out["end_datetime"] = session["end_date_time"]
     if "kwh" in session:
         out["kwh"] = session["kwh"]
-    if isinstance(session.get("cdr_token"), dict) and "contract_id" in session["cdr_token"]:
-        out["auth_id"] = session["cdr_token"]["contract_id"]
-    if "auth_method" in session:
-        out["auth_method"] = AUTH_METHOD_211.get(session["auth_method"], session["auth_method"])
+    out.update(_auth(session))
     touches_location = any(k in session for k in ("location_id", "evse_uid", "connector_id"))
     if location is not None and (touches_location or "id" in session):
         out["location"] = location_of(location, session.get("evse_uid"), session.get("connector_id"))
@@ -430,10 +438,7 @@ def cdr_to_211(cdr: Obj, *, location: Obj | None = None) -> Obj:
     out.update(_copy(cdr, ("id", "start_date_time")))
     if "end_date_time" in cdr:
         out["stop_date_time"] = cdr["end_date_time"]
-    if isinstance(cdr.get("cdr_token"), dict) and "contract_id" in cdr["cdr_token"]:
-        out["auth_id"] = cdr["cdr_token"]["contract_id"]
-    if "auth_method" in cdr:
-        out["auth_method"] = AUTH_METHOD_211.get(cdr["auth_method"], cdr["auth_method"])
+    out.update(_auth(cdr))
     if isinstance(cdr.get("cdr_location"), dict):
         out["location"] = cdr_location_to_211(cdr["cdr_location"], cdr.get("last_updated"), location)
     out.update(_copy(cdr, ("meter_id", "currency")))
