@@ -231,12 +231,8 @@ async def test_a_location_with_every_kind_of_ocpi_value_imports_as_the_spec_spel
         assert await s.scalar(select(Connector.standard)) == "IEC_60309_2_single_16"
 
 
-async def test_a_connector_s_terms_and_conditions_are_kept_and_rendered(db: Database) -> None:
-    """``terms_and_conditions`` has no column: it is kept with the EVSE's data and the Connector object the hub
-    serves and pushes carries it (and only the spec's fields)."""
-    await _setup(db)
-    loc = json.loads(json.dumps(LOCATION))
-    _connector(loc).update(terms_and_conditions="https://cpo.example.com/terms", x_pin="7")
+async def _imported_and_rendered(db: Database, loc: dict[str, Any]) -> dict[str, Any]:
+    """``loc`` imported, then loaded back and rendered as the Location object the hub serves and pushes."""
     async with db.session() as s:
         row, _ = await prov.import_location(s, loc)
         location_pk = row.id
@@ -245,7 +241,16 @@ async def test_a_connector_s_terms_and_conditions_are_kept_and_rendered(db: Data
         assert stored is not None
         cpo = await s.get(Party, stored.cpo_id)
         assert cpo is not None
-        rendered = location_object(stored, cpo)
+        return location_object(stored, cpo)
+
+
+async def test_a_connector_s_terms_and_conditions_are_kept_and_rendered(db: Database) -> None:
+    """``terms_and_conditions`` has no column: it is kept with the EVSE's data and the Connector object the hub
+    serves and pushes carries it (and only the spec's fields)."""
+    await _setup(db)
+    loc = json.loads(json.dumps(LOCATION))
+    _connector(loc).update(terms_and_conditions="https://cpo.example.com/terms", x_pin="7")
+    rendered = await _imported_and_rendered(db, loc)
     connector = rendered["evses"][0]["connectors"][0]
     assert connector["terms_and_conditions"] == "https://cpo.example.com/terms"
     assert "x_pin" not in connector
@@ -258,17 +263,8 @@ async def test_a_location_s_numbers_stay_json_numbers(db: Database) -> None:
     await _setup(db)
     loc = json.loads(json.dumps(LOCATION))
     loc["energy_mix"] = {"is_green_energy": True, "energy_sources": [{"source": "SOLAR", "percentage": 12.5}]}
-    async with db.session() as s:
-        row, _ = await prov.import_location(s, prov.load_json(json.dumps(loc), "location"))
-        location_pk = row.id
-    async with db.session() as s:
-        stored = await load_location(s, location_pk)
-        assert stored is not None
-        cpo = await s.get(Party, stored.cpo_id)
-        assert cpo is not None
-        assert location_object(stored, cpo)["energy_mix"]["energy_sources"] == [
-            {"source": "SOLAR", "percentage": 12.5}
-        ]
+    rendered = await _imported_and_rendered(db, prov.load_json(json.dumps(loc), "location"))
+    assert rendered["energy_mix"]["energy_sources"] == [{"source": "SOLAR", "percentage": 12.5}]
     loc["energy_mix"]["energy_sources"][0]["percentage"] = 12.34567
     async with db.session() as s:
         with pytest.raises(prov.ProvisioningError, match=r"energy_mix\.energy_sources\.0\.percentage"):
