@@ -13,7 +13,17 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT = ("kernel", "cpo_gateway", "tariffs", "ocpi", "settlement", "billing", "portal", "simulators", "evhub")
+PROJECT = (
+    "kernel",
+    "cpo_gateway",
+    "tariffs",
+    "ocpi",
+    "settlement",
+    "billing",
+    "portal",
+    "simulators",
+    "evhub",
+)
 ASSEMBLY = "evhub"
 
 
