@@ -82,6 +82,8 @@ EMSP_TOKENS = ["DE0EMS00000001"]
 """Cards of DE*EMS, an eMSP on OCPI 2.2.1 that registers with the hub."""
 EMSP_211_TOKENS = ["FR0MOB00000001"]
 """Cards of FR*MOB, an eMSP still on OCPI 2.1.1 that the hub registers with."""
+DEPLOY_STATUS, DEPLOY_REFUSALS = 503, 2
+"""FR*MOB answers its first CDR pushes 503 (a deploy): the outbox retries them."""
 CHARGERS = [  # identity, OCPP version, location, EVSE uids, max power W
     ("AMS-CP-1", "1.6", "AMS-CENTRAAL", ["AMS-01-1", "AMS-01-2"], 11000.0),
     ("AMS-CP-2", "2.0.1", "AMS-CENTRAAL", ["AMS-02-1"], 50000.0),
@@ -183,6 +185,7 @@ class Demo:
     hub: RunningHub | None = None
     emsp: Any = None
     emsp_211: Any = None
+    partner_211: int | None = None
     sink: Any = None
     fleet: Any = None
     api_key: str = ""
@@ -356,10 +359,31 @@ async def register_emsp_211(demo: Demo) -> None:
         demo.hub.db, demo.settings.public_url, demo.emsp_211.versions_url, demo.emsp_211.token_a
     )
     await _push_tokens(demo.emsp_211, EMSP_211_TOKENS)
+    demo.partner_211 = partner.id
+    # FR*MOB is mid-deploy when its first CDRs arrive: it answers 503 to them; the outbox retries with backoff
+    demo.emsp_211.misbehave("error", status=DEPLOY_STATUS, count=DEPLOY_REFUSALS, paths=("/cdrs",))
     console.print(
         f"the hub registered with eMSP FR*MOB, which speaks only OCPI {partner.version} (negotiated in its "
         f"versions list); pushed {len(EMSP_211_TOKENS)} token(s) in 2.1.1 form"
     )
+
+
+async def show_partner_health(demo: Demo) -> tuple[int, bool]:
+    """FR*MOB's refusals during its simulated deploy, and whether the hub sees it healthy again (nothing
+    parked, nothing failing): a partner that fails is retried, never dropped."""
+    from ocpi.partners import partner_health
+
+    assert demo.hub is not None and demo.partner_211 is not None
+    refused = sum(1 for r in demo.emsp_211.log if r.answered == DEPLOY_STATUS)
+    health = await partner_health(demo.hub.db, demo.partner_211)
+    healthy = bool(health and health["healthy"])
+    parked = health["outbox"]["parked"] if health else 0
+    console.print(
+        f"FR*MOB answered HTTP {DEPLOY_STATUS} to {refused} CDR push(es) during a simulated deploy: retried with "
+        f"backoff, {parked} parked, partner healthy again: {'yes' if healthy else 'no'}",
+        soft_wrap=True,
+    )
+    return refused, healthy
 
 
 async def grid_feed(demo: Demo, zone_name: str, start: datetime) -> None:
@@ -753,6 +777,7 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
             f"session(s), {received_211['locations']} location(s), {received_211['tariffs']} tariff version(s)",
             soft_wrap=True,
         )
+        refused, healthy = await show_partner_health(demo)
         messages = sink.messages()
         console.print(
             f"{len(messages)} receipt email(s) for {fleet} fleet session(s) delivered to the local SMTP "
@@ -772,6 +797,8 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
             "emsp_cdrs_received": len(received["cdrs"]),
             "emsp_211_cdrs_received": len(received_211["cdrs"]),
             "emsp_211_same_money": same_money,
+            "emsp_211_refused_then_retried": refused,
+            "emsp_211_healthy": healthy,
             "receipts": len(messages),
             "settlement": settlement,
         }

@@ -225,6 +225,8 @@ def test_demo_prints_the_same_figures_at_a_month_end_and_a_year_end(demo_runs: d
         assert EXPECTED_HEADLINE in run.output.splitlines(), run.output
     assert year_end.summary["receipts"] == 6 and year_end.summary["emsp_cdrs_received"] == 1
     assert year_end.summary["emsp_211_cdrs_received"] == year_end.summary["emsp_211_same_money"] == 2
+    # FR*MOB refused its first CDR pushes (a simulated deploy): retried, none lost, healthy again
+    assert year_end.summary["emsp_211_refused_then_retried"] == 2 and year_end.summary["emsp_211_healthy"]
     settled = {
         (p["party"], p["currency"]): (p["net"], p["vat"], p["gross"])
         for p in year_end.summary["settlement"]["2026-11"]
