@@ -1,10 +1,11 @@
 """billing — invoices, credit notes, payment collection and dunning (issue 14): the hub gets its customers' money.
 
-This session holds only the functional core, :mod:`billing.core`: typed, immutable documents (EN 16931 VAT
-invoices and credit notes) made from priced CDRs, VAT per rate and category, gap-free numbering, dunning and
-receivables, all pure (no database, clock, network or files; "today" and every instant are parameters). The
-adapters (tables and the gap-free allocator, Stripe, the Factur-X PDF, the dunning job, the portal pages) come
-next, around it, as in ``tariffs`` and ``settlement``; see docs/billing.md.
+The functional core, :mod:`billing.core`: typed, immutable documents (EN 16931 VAT invoices and credit notes)
+made from priced CDRs, VAT per rate and category, gap-free numbering, dunning and receivables, all pure (no
+database, clock, network or files; "today" and every instant are parameters). Around it the database adapter,
+:mod:`billing.store`: issuers, the gap-free allocator, issued invoices and credit notes. The other adapters
+(Stripe, the Factur-X PDF, the dunning job, the portal pages) come next, as in ``tariffs`` and ``settlement``;
+see docs/billing.md.
 
 Public surface: the names below, for the assembly (``evhub``); no other stage imports billing.
 """
@@ -30,9 +31,26 @@ from billing.core.issuers import Issuer
 from billing.core.lines import CdrComponent, Dimension, PricedCdr, cdr_lines, fee_line
 from billing.core.numbering import NumberingError, Series
 from billing.core.vat import VatTreatment, treatment_for
+from billing.store.cdrs import priced_cdr
+from billing.store.codec import load_credit_note, load_invoice
+from billing.store.issuers import IssuerError, add_issuer, get_issuer, list_issuers
+from billing.store.issuers import from_row as issuer_of_row
+from billing.store.issuing import (
+    CREDIT_NOTE,
+    INVOICE,
+    BillingError,
+    document_of,
+    issue_cdr_credit_note,
+    issue_session_invoice,
+)
+from billing.store.numbers import Allocated, allocate
 
 __all__ = [
+    "CREDIT_NOTE",
+    "INVOICE",
     "Address",
+    "Allocated",
+    "BillingError",
     "CdrComponent",
     "CreditError",
     "CreditNote",
@@ -47,6 +65,7 @@ __all__ = [
     "InvoiceLine",
     "InvoiceStanding",
     "Issuer",
+    "IssuerError",
     "NumberingError",
     "PaymentTerms",
     "PricedCdr",
@@ -57,12 +76,23 @@ __all__ = [
     "VatBreakdown",
     "VatCategory",
     "VatTreatment",
+    "add_issuer",
+    "allocate",
     "cdr_lines",
     "credit_for_cdr",
+    "document_of",
     "fee_line",
     "full_credit",
+    "get_issuer",
+    "issue_cdr_credit_note",
+    "issue_session_invoice",
+    "issuer_of_row",
+    "list_issuers",
+    "load_credit_note",
+    "load_invoice",
     "monthly_invoice",
     "partial_credit",
+    "priced_cdr",
     "session_invoice",
     "treatment_for",
 ]

@@ -9,6 +9,7 @@ this package, derived from :class:`kernel.db.base.Base` and imported here, with 
 """
 
 from kernel.models.apikeys import ApiKey
+from kernel.models.billing import BillingDocument, BillingDocumentCdr, BillingIssuer, BillingNumberSeries
 from kernel.models.cdrs import Cdr
 from kernel.models.charger_meter import ChargerMeterValue
 from kernel.models.chargers import ChargePoint, ChargePointEvse, OcppVersion, RegistrationStatus
@@ -49,6 +50,10 @@ __all__ = [
     "EVSE",
     "Agreement",
     "ApiKey",
+    "BillingDocument",
+    "BillingDocumentCdr",
+    "BillingIssuer",
+    "BillingNumberSeries",
     "Cdr",
     "ChargePoint",
     "ChargePointEvse",

@@ -22,5 +22,8 @@ def _refuse(kind: str) -> Any:
     return listener
 
 
+refuse_changes = _refuse
+"""The guard for another immutable table: ``event.listen(Model, "before_update", refuse_changes("update"))``."""
+
 event.listen(Cdr, "before_update", _refuse("update"))
 event.listen(Cdr, "before_delete", _refuse("delete"))

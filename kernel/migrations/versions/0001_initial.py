@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 17:11:45.278132
+Create Date: 2026-12-01 18:38:18.159101
 """
 
 from collections.abc import Sequence
@@ -234,6 +234,38 @@ def upgrade() -> None:
         sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
         sa.UniqueConstraint("name", name=op.f("uq_api_keys_name")),
     )
+    op.create_table(
+        "billing_issuers",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("party_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("legal_name", sa.String(length=255), nullable=False),
+        sa.Column("street", sa.String(length=255), nullable=False),
+        sa.Column("postal_code", sa.String(length=32), nullable=False),
+        sa.Column("city", sa.String(length=128), nullable=False),
+        sa.Column("country", sa.String(length=2), nullable=False),
+        sa.Column("vat_id", sa.String(length=20), nullable=True),
+        sa.Column("registration_id", sa.String(length=64), nullable=True),
+        sa.Column("email", sa.String(length=255), nullable=True),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("payment_terms_days", sa.Integer(), nullable=False),
+        sa.Column("invoice_prefix", sa.String(length=20), nullable=False),
+        sa.Column("credit_prefix", sa.String(length=20), nullable=False),
+        sa.Column("yearly", sa.Boolean(), nullable=False),
+        sa.Column("reverse_charge_allowed", sa.Boolean(), nullable=False),
+        sa.Column("exemption", sa.Text(), nullable=True),
+        sa.Column("logo", sa.Text(), nullable=True),
+        sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["party_id"], ["parties.id"], name=op.f("fk_billing_issuers_party_id_parties")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_issuers")),
+        sa.UniqueConstraint("key", name=op.f("uq_billing_issuers_key")),
+    )
+    with op.batch_alter_table("billing_issuers", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_billing_issuers_party_id"), ["party_id"], unique=False)
+
     op.create_table(
         "fleets",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -494,6 +526,86 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_tariffs_cpo_id"), ["cpo_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_tariffs_last_updated"), ["last_updated"], unique=False)
 
+    op.create_table(
+        "billing_documents",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("issuer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("series", sa.String(length=20), nullable=False),
+        sa.Column("period", sa.Integer(), nullable=False),
+        sa.Column("sequence", sa.Integer(), nullable=False),
+        sa.Column("number", sa.String(length=64), nullable=False),
+        sa.Column("issue_date", sa.Date(), nullable=False),
+        sa.Column("due_date", sa.Date(), nullable=True),
+        sa.Column("supply_start", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("supply_end", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "buyer",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("total_excl_vat", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
+        sa.Column("total_vat", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
+        sa.Column("total_incl_vat", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
+        sa.Column("payable", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
+        sa.Column(
+            "document",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("credits_document_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["credits_document_id"],
+            ["billing_documents.id"],
+            name=op.f("fk_billing_documents_credits_document_id_billing_documents"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["issuer_id"],
+            ["billing_issuers.id"],
+            name=op.f("fk_billing_documents_issuer_id_billing_issuers"),
+            ondelete="RESTRICT",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_documents")),
+        sa.UniqueConstraint(
+            "issuer_id", "series", "number", name=op.f("uq_billing_documents_issuer_id_series_number")
+        ),
+        sa.UniqueConstraint(
+            "issuer_id",
+            "series",
+            "period",
+            "sequence",
+            name=op.f("uq_billing_documents_issuer_id_series_period_sequence"),
+        ),
+    )
+    with op.batch_alter_table("billing_documents", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_billing_documents_credits_document_id"), ["credits_document_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_billing_documents_issue_date"), ["issue_date"], unique=False)
+        batch_op.create_index(batch_op.f("ix_billing_documents_issuer_id"), ["issuer_id"], unique=False)
+
+    op.create_table(
+        "billing_number_series",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("issuer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("series", sa.String(length=20), nullable=False),
+        sa.Column("period", sa.Integer(), nullable=False),
+        sa.Column("next_number", sa.Integer(), nullable=False),
+        sa.Column("last_issue_date", sa.Date(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["issuer_id"],
+            ["billing_issuers.id"],
+            name=op.f("fk_billing_number_series_issuer_id_billing_issuers"),
+            ondelete="RESTRICT",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_number_series")),
+        sa.UniqueConstraint(
+            "issuer_id", "series", "period", name=op.f("uq_billing_number_series_issuer_id_series_period")
+        ),
+    )
     op.create_table(
         "charge_points",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -1094,6 +1206,29 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_reservations_token_id"), ["token_id"], unique=False)
 
     op.create_table(
+        "billing_document_cdrs",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("document_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("cdr_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["cdr_id"], ["cdrs.id"], name=op.f("fk_billing_document_cdrs_cdr_id_cdrs"), ondelete="RESTRICT"
+        ),
+        sa.ForeignKeyConstraint(
+            ["document_id"],
+            ["billing_documents.id"],
+            name=op.f("fk_billing_document_cdrs_document_id_billing_documents"),
+            ondelete="RESTRICT",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_document_cdrs")),
+        sa.UniqueConstraint("cdr_id", "kind", name=op.f("uq_billing_document_cdrs_cdr_id_kind")),
+    )
+    with op.batch_alter_table("billing_document_cdrs", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_billing_document_cdrs_document_id"), ["document_id"], unique=False
+        )
+
+    op.create_table(
         "receipts",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("cdr_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -1162,6 +1297,10 @@ def downgrade() -> None:
 
     op.drop_table("settlement_rejections")
     op.drop_table("receipts")
+    with op.batch_alter_table("billing_document_cdrs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_billing_document_cdrs_document_id"))
+
+    op.drop_table("billing_document_cdrs")
     with op.batch_alter_table("reservations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_reservations_token_id"))
         batch_op.drop_index(batch_op.f("ix_reservations_session_id"))
@@ -1244,6 +1383,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_charge_points_cpo_id"))
 
     op.drop_table("charge_points")
+    op.drop_table("billing_number_series")
+    with op.batch_alter_table("billing_documents", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_billing_documents_issuer_id"))
+        batch_op.drop_index(batch_op.f("ix_billing_documents_issue_date"))
+        batch_op.drop_index(batch_op.f("ix_billing_documents_credits_document_id"))
+
+    op.drop_table("billing_documents")
     with op.batch_alter_table("tariffs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_tariffs_last_updated"))
         batch_op.drop_index(batch_op.f("ix_tariffs_cpo_id"))
@@ -1284,6 +1430,10 @@ def downgrade() -> None:
 
     op.drop_table("grid_tariff_rules")
     op.drop_table("fleets")
+    with op.batch_alter_table("billing_issuers", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_billing_issuers_party_id"))
+
+    op.drop_table("billing_issuers")
     op.drop_table("api_keys")
     op.drop_table("settlement_runs")
     op.drop_table("portal_keys")
