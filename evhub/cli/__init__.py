@@ -11,7 +11,18 @@ from typing import Annotated
 
 import typer
 
-from evhub.cli import apikeys, fleets, partners, pricing, provision, sessions, settle, simulate, tariff_policy
+from evhub.cli import (
+    apikeys,
+    billing,
+    fleets,
+    partners,
+    pricing,
+    provision,
+    sessions,
+    settle,
+    simulate,
+    tariff_policy,
+)
 from evhub.cli._common import console, error_line, reported_errors, run_with_db, settings
 from kernel.db.engine import Database
 
@@ -45,6 +56,8 @@ app.add_typer(simulate.simulate_app, name="simulate")
 app.add_typer(apikeys.api_keys_app, name="api-keys")
 app.add_typer(pricing.grid_app, name="grid")
 app.add_typer(sessions.sessions_app, name="sessions")
+app.add_typer(billing.issuers_app, name="issuers")
+app.add_typer(billing.invoices_app, name="invoices")
 
 
 @db_app.command("upgrade")

@@ -1,0 +1,221 @@
+"""``evhub issuers add|list|show`` and ``evhub invoices list|show|issue`` — billing's issuers and documents.
+
+An issuer is the hosted party that sells and issues documents (legal identity, currency, series, terms, VAT
+situation); ``invoices issue --cdr ID`` issues the per-session invoice of a CDR (or, for a credit CDR, the
+credit note of its invoice), idempotently. Bad input is one ``error:`` line and exit 1.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import billing
+from evhub.cli._common import console, fail, print_json, run_with_db, table
+from kernel.db.engine import Database
+from kernel.models import BillingDocument, BillingIssuer, Cdr
+
+issuers_app = typer.Typer(help="Billing issuers: who sells and issues invoices.", no_args_is_help=True)
+invoices_app = typer.Typer(help="Invoices and credit notes.", no_args_is_help=True)
+
+
+def _issuer_item(row: BillingIssuer) -> dict[str, Any]:
+    return {
+        "key": row.key,
+        "legal_name": row.legal_name,
+        "address": f"{row.street}, {row.postal_code} {row.city}, {row.country}",
+        "vat_id": row.vat_id,
+        "currency": row.currency,
+        "payment_terms_days": row.payment_terms_days,
+        "series": [row.invoice_prefix, row.credit_prefix],
+        "yearly": row.yearly,
+        "reverse_charge_allowed": row.reverse_charge_allowed,
+        "exemption": row.exemption,
+    }
+
+
+def _document_item(row: BillingDocument, issuer: str) -> dict[str, Any]:
+    return {
+        "number": row.number,
+        "kind": row.kind,
+        "issuer": issuer,
+        "issue_date": row.issue_date.isoformat(),
+        "buyer": row.buyer.get("legal_name"),
+        "currency": row.currency,
+        "total_excl_vat": row.total_excl_vat,
+        "total_vat": row.total_vat,
+        "payable": row.payable,
+    }
+
+
+@issuers_app.command("add")
+def issuers_add(
+    key: Annotated[str, typer.Argument(help="The hub's name for the issuer")],
+    name: Annotated[str, typer.Option(help="Legal name")],
+    street: Annotated[str, typer.Option(help="Street and number")],
+    postal_code: Annotated[str, typer.Option(help="Postal code")],
+    city: Annotated[str, typer.Option(help="City")],
+    country: Annotated[str, typer.Option(help="ISO 3166-1 alpha-2 country")],
+    vat_id: Annotated[str | None, typer.Option(help="VAT id (with its country prefix)")] = None,
+    currency: Annotated[str, typer.Option(help="Invoice currency")] = "EUR",
+    terms: Annotated[int, typer.Option(help="Payment terms in days")] = 14,
+    invoice_prefix: Annotated[str, typer.Option(help="Invoice number series")] = "INV",
+    credit_prefix: Annotated[str, typer.Option(help="Credit note number series")] = "CN",
+    running: Annotated[bool, typer.Option(help="One running series instead of a yearly one")] = False,
+    reverse_charge: Annotated[bool, typer.Option(help="Allow reverse charge on B2B supplies")] = False,
+    exemption: Annotated[str | None, typer.Option(help="The VAT exemption it invoices under")] = None,
+) -> None:
+    """Add an issuer."""
+
+    async def go(db: Database) -> None:
+        try:
+            identity = billing.Identity(
+                name, billing.Address(street, postal_code, city, country), vat_id=vat_id, business=True
+            )
+            issuer = billing.Issuer(
+                key=key,
+                identity=identity,
+                currency=currency,
+                invoice_series=billing.Series(invoice_prefix, yearly=not running),
+                credit_series=billing.Series(credit_prefix, yearly=not running),
+                terms=billing.PaymentTerms(terms),
+                reverse_charge_allowed=reverse_charge,
+                exemption=exemption,
+            )
+            async with db.session() as s:
+                await billing.add_issuer(s, issuer)
+        except ValueError as exc:
+            fail(str(exc))
+        console.print(f"added issuer {key} ({identity.legal_name}, {issuer.currency})", highlight=False)
+
+    run_with_db(go)
+
+
+@issuers_app.command("list")
+def issuers_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+    """List the issuers."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            items = [_issuer_item(row) for row in await billing.list_issuers(s)]
+        if as_json:
+            print_json(items)
+            return
+        columns = ["key", "legal_name", "vat_id", "currency", "series"]
+        table("Issuers", columns, [[str(item[c]) for c in columns] for item in items])
+
+    run_with_db(go)
+
+
+@issuers_app.command("show")
+def issuers_show(key: Annotated[str, typer.Argument(help="Issuer key")]) -> None:
+    """Show one issuer (JSON)."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            try:
+                row = await billing.get_issuer(s, key)
+            except billing.IssuerError as exc:
+                fail(str(exc))
+            print_json(_issuer_item(row))
+
+    run_with_db(go)
+
+
+async def _issuer_keys(s: AsyncSession) -> dict[int, str]:
+    return {row.id: row.key for row in await billing.list_issuers(s)}
+
+
+@invoices_app.command("list")
+def invoices_list(
+    issuer: Annotated[str | None, typer.Option(help="Only this issuer's documents")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """List the invoices and credit notes, oldest first."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            keys = await _issuer_keys(s)
+            query = select(BillingDocument).order_by(BillingDocument.id)
+            if issuer is not None:
+                try:
+                    query = query.where(BillingDocument.issuer_id == (await billing.get_issuer(s, issuer)).id)
+                except billing.IssuerError as exc:
+                    fail(str(exc))
+            items = [_document_item(row, keys[row.issuer_id]) for row in (await s.execute(query)).scalars()]
+        if as_json:
+            print_json(items)
+            return
+        columns = ["number", "kind", "issuer", "issue_date", "buyer", "currency", "payable"]
+        table("Invoices and credit notes", columns, [[str(item[c]) for c in columns] for item in items])
+
+    run_with_db(go)
+
+
+@invoices_app.command("show")
+def invoices_show(
+    number: Annotated[str, typer.Argument(help="Document number, e.g. INV-2026-000001")],
+    issuer: Annotated[str | None, typer.Option(help="The issuer, when two use the number")] = None,
+) -> None:
+    """Show one document as issued (JSON)."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            query = select(BillingDocument).where(BillingDocument.number == number)
+            if issuer is not None:
+                query = query.join(BillingIssuer).where(BillingIssuer.key == issuer)
+            rows = list((await s.execute(query)).scalars())
+        if len(rows) != 1:
+            fail(
+                f"no document {number}" if not rows else f"{number} is used by several issuers: give --issuer"
+            )
+        print_json(rows[0].document)
+
+    run_with_db(go)
+
+
+@invoices_app.command("issue")
+def invoices_issue(
+    cdr: Annotated[str, typer.Option(help="The CDR's id (OCPI id); a credit CDR gets its credit note")],
+    issuer: Annotated[str | None, typer.Option(help="Issuer key (an invoice)")] = None,
+    buyer_name: Annotated[str | None, typer.Option(help="Buyer's legal name (an invoice)")] = None,
+    buyer_street: Annotated[str, typer.Option(help="Buyer's street")] = "",
+    buyer_postal_code: Annotated[str, typer.Option(help="Buyer's postal code")] = "",
+    buyer_city: Annotated[str, typer.Option(help="Buyer's city")] = "",
+    buyer_country: Annotated[str | None, typer.Option(help="Buyer's ISO 3166-1 country")] = None,
+    buyer_vat_id: Annotated[str | None, typer.Option(help="Buyer's VAT id (a business)")] = None,
+    business: Annotated[bool, typer.Option(help="The buyer is a business")] = False,
+) -> None:
+    """Issue the per-session invoice of a CDR, or the credit note of a credit CDR (idempotent)."""
+
+    async def go(db: Database) -> None:
+        try:
+            async with db.session() as s:
+                row = await s.scalar(select(Cdr).where(func.upper(Cdr.cdr_uid) == cdr.upper()))
+                if row is None:
+                    raise billing.BillingError(f"no CDR {cdr}")
+                if row.is_credit:
+                    doc = await billing.issue_cdr_credit_note(s, credit_cdr_id=row.id)
+                else:
+                    if issuer is None or buyer_name is None or buyer_country is None:
+                        raise billing.BillingError(
+                            "an invoice needs --issuer, --buyer-name and --buyer-country"
+                        )
+                    buyer = billing.Identity(
+                        buyer_name,
+                        billing.Address(buyer_street, buyer_postal_code, buyer_city, buyer_country),
+                        vat_id=buyer_vat_id,
+                        business=business or buyer_vat_id is not None,
+                    )
+                    doc = await billing.issue_session_invoice(
+                        s, issuer_key=issuer, cdr_id=row.id, buyer=buyer
+                    )
+        except ValueError as exc:
+            fail(str(exc))
+        kind = "credit note" if doc.kind == billing.CREDIT_NOTE else "invoice"
+        console.print(f"{kind} {doc.number}: {doc.payable} {doc.currency} (CDR {cdr})", highlight=False)
+
+    run_with_db(go)
