@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 import facturx
-from weasyprint import HTML
+from weasyprint import HTML, URLFetcher
 
 from billing.core.documents import CreditNote, Invoice
 from billing.einvoice.cii_xml import cii_xml
@@ -37,10 +37,16 @@ def validate_xml(xml: bytes) -> None:
 
 
 def render_pdf(doc: Document, *, locale: str = "en", logo: str | None = None) -> bytes:
-    """The Factur-X PDF of ``doc``: its HTML printed as PDF/A-3b, its CII XML embedded and validated."""
+    """The Factur-X PDF of ``doc``: its HTML printed as PDF/A-3b, its CII XML embedded and validated.
+
+    ``logo`` is a ``data:`` URI: printing fetches nothing else (no file, no network), so a logo reference from
+    an issuer's row can neither read the server's files nor make it call out."""
     xml = cii_xml(doc)
     validate_xml(xml)
-    printed = HTML(string=render_html(doc, locale=locale, logo=logo)).write_pdf(pdf_variant="pdf/a-3b")
+    page = HTML(
+        string=render_html(doc, locale=locale, logo=logo), url_fetcher=URLFetcher(allowed_protocols={"data"})
+    )
+    printed = page.write_pdf(pdf_variant="pdf/a-3b")
     kind = "Invoice" if isinstance(doc, Invoice) else "Credit note"
     metadata: dict[str, Any] = {
         "author": doc.seller.legal_name,

@@ -4,8 +4,10 @@ show the same number, VAT lines and totals."""
 
 from __future__ import annotations
 
+import base64
 import io
 import re
+from dataclasses import replace
 
 import pypdf
 import pytest
@@ -46,8 +48,13 @@ def test_the_pdf_carries_the_xml_and_shows_what_the_html_shows(make) -> None:
     pdf = render_pdf(doc)
     assert pdf.startswith(b"%PDF-")
     assert embedded_xml(pdf) == cii_xml(doc)
-    attachments = pypdf.PdfReader(io.BytesIO(pdf)).attachments
-    assert attachments["factur-x.xml"] == [cii_xml(doc)]
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    assert reader.attachments["factur-x.xml"] == [cii_xml(doc)]
+    xmp = reader.xmp_metadata
+    assert xmp is not None
+    metadata = xmp.stream.get_data().decode()
+    for tag in ("<pdfaid:part>3<", "<fx:ConformanceLevel>EN 16931<", "<fx:DocumentFileName>factur-x.xml<"):
+        assert tag in metadata  # PDF/A-3 with the Factur-X extension schema, profile EN 16931
 
     page = render_html(doc)
     text = pdf_text(pdf)
@@ -79,3 +86,27 @@ def test_a_pdf_without_an_e_invoice_is_refused() -> None:
 
     with pytest.raises(EInvoiceError):
         embedded_xml(HTML(string="<p>not an invoice</p>").write_pdf())
+
+
+def test_the_logo_is_printed_from_a_data_uri_and_nothing_is_fetched(tmp_path) -> None:
+    from PIL import Image
+
+    png = tmp_path / "logo.png"
+    Image.new("RGB", (40, 20), (200, 30, 30)).save(png)
+    data_uri = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
+
+    def images(pdf: bytes) -> int:
+        return sum(len(page.images) for page in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+
+    doc = consumer()
+    assert images(render_pdf(doc, logo=data_uri)) == 1
+    assert images(render_pdf(doc, logo=png.as_uri())) == 0  # a file (or an http URL) is never read
+    assert f'src="{data_uri}"' in render_html(doc, logo=data_uri)
+
+
+def test_the_html_escapes_what_the_document_holds() -> None:
+    doc = consumer()
+    hostile = replace(doc, buyer=replace(doc.buyer, legal_name="<script>alert(1)</script> & Co"))
+    page = render_html(hostile)
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co" in page
