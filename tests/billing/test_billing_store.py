@@ -230,3 +230,26 @@ async def test_refusals_name_the_reason_and_write_nothing(db: Database) -> None:
         assert await s.scalar(select(func.count()).select_from(BillingDocument)) == 1
     second = await issue(db, other, ISSUE)
     assert second.number == "INV-2026-000002"  # the refused issue left no gap
+
+
+async def test_the_credit_note_is_issued_in_the_credit_cdrs_own_transaction(db: Database) -> None:
+    [cdr_id] = await add_cdrs(db, 1)
+    await add_issuer(db)
+    await issue(db, cdr_id)
+    with pytest.raises(RuntimeError, match="crash"):
+        async with db.session() as s:
+            original = await s.get(Cdr, cdr_id)
+            assert original is not None
+            credit = credit_for(original, "s-0", now=T0 + timedelta(days=1))
+            s.add(credit)
+            await s.flush()
+            note = await billing.issue_cdr_credit_note(s, credit_cdr_id=credit.id, issue_date=ISSUE)
+            assert note.number == "CN-2026-000001"
+            raise RuntimeError("crash before commit")
+    async with db.session() as s:  # the crash took the credit CDR, its note and its number
+        assert await s.scalar(select(func.count()).select_from(Cdr)) == 1
+        assert await s.scalar(select(func.count()).select_from(BillingDocument)) == 1
+    credit_id = await add_credit(db, cdr_id)
+    async with db.session() as s:
+        note = await billing.issue_cdr_credit_note(s, credit_cdr_id=credit_id, issue_date=ISSUE)
+    assert note.number == "CN-2026-000001"
