@@ -622,6 +622,56 @@ async def settle(demo: Demo, cdrs: list[Cdr]) -> dict[str, list[dict[str, str]]]
     return figures
 
 
+async def bill_fleet_sessions(demo: Demo, cdrs: list[Cdr]) -> dict[str, Any]:
+    """Billing's first step (issue 14): NL*EVH, the hub's fleet eMSP, is an issuer and invoices each of the
+    fleet's EUR sessions (gap-free numbers, lines equal to the CDR to the cent); the first invoice is printed as
+    a PDF with its EN 16931 (Factur-X) XML embedded and checked against the schema."""
+    import billing
+    from billing.einvoice import embedded_xml, render_pdf, validate_xml
+
+    assert demo.hub is not None
+    issuer = billing.Issuer(
+        key="NL*EVH",
+        identity=billing.Identity(
+            "evhub Fleet Services B.V.",
+            billing.Address("Stationsplein 1", "1012 AB", "Amsterdam", "NL"),
+            vat_id="NL001234567B01",
+            business=True,
+        ),
+        currency="EUR",
+        invoice_series=billing.Series("INV"),
+        credit_series=billing.Series("CN"),
+        terms=billing.PaymentTerms(14),
+    )
+    buyer = billing.Identity(
+        "Acme Logistics B.V.", billing.Address("Havenweg 5", "1043 AA", "Amsterdam", "NL"), business=True
+    )
+    fleet_uids = {t[0] for t in FLEET_TOKENS}
+    ours = [c for c in cdrs if c.currency == "EUR" and c.data.get("cdr_token", {}).get("uid") in fleet_uids]
+    numbers: list[str] = []
+    to_the_cent = 0
+    pdf_path: Path | None = None
+    async with demo.hub.db.session() as s:
+        await billing.add_issuer(s, issuer)
+        for cdr in sorted(ours, key=lambda c: c.id):
+            row = await billing.issue_session_invoice(s, issuer_key=issuer.key, cdr_id=cdr.id, buyer=buyer)
+            numbers.append(row.number)
+            invoice = billing.load_invoice(row.document)
+            to_the_cent += invoice.totals.line_net == Decimal(str(cdr.data["total_cost"]["excl_vat"]))
+            if pdf_path is None:
+                pdf = render_pdf(invoice, locale="nl")
+                validate_xml(embedded_xml(pdf))
+                pdf_path = demo.workdir / f"{row.number}.pdf"
+                pdf_path.write_bytes(pdf)
+    console.print(
+        f"issuer NL*EVH invoiced {len(numbers)} fleet session(s) to Acme Logistics: "
+        f"{', '.join(numbers)} (gap-free), {to_the_cent} with lines equal to the CDR to the cent; "
+        f"{numbers[0] if numbers else '-'} as PDF with its EN 16931 e-invoice embedded (schema-valid): {pdf_path}",
+        soft_wrap=True,
+    )
+    return {"invoices": numbers, "to_the_cent": to_the_cent}
+
+
 def same_money_211(cdrs: list[Cdr], received: list[dict[str, Any]]) -> int:
     """How many of ``cdrs`` the 2.1.1 eMSP received with exactly the CDR's total excl. VAT as total_cost."""
     got = {str(c.get("id")): c for c in received}
@@ -788,6 +838,9 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
         _section("6. Settlement")
         settlement = await settle(demo, cdrs)
 
+        _section("7. Billing (first step: per-session invoices and e-invoices)")
+        invoicing = await bill_fleet_sessions(demo, cdrs)
+
         summary = {
             "simulated_start": LOCAL_START.isoformat(),
             "sessions": done,
@@ -801,6 +854,7 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
             "emsp_211_healthy": healthy,
             "receipts": len(messages),
             "settlement": settlement,
+            "invoices": invoicing,
         }
         (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         console.print()

@@ -184,6 +184,7 @@ def test_demo_runs_the_whole_money_path(demo_runs: dict[str, DemoRun]) -> None:
         "4. Priced CDRs",
         "5. Delivered",
         "6. Settlement",
+        "7. Billing",
         "demo complete",
     ):
         assert step in text, f"missing {step!r} in:\n{text}"
@@ -225,6 +226,11 @@ def test_demo_prints_the_same_figures_at_a_month_end_and_a_year_end(demo_runs: d
         assert EXPECTED_HEADLINE in run.output.splitlines(), run.output
     assert year_end.summary["receipts"] == 6 and year_end.summary["emsp_cdrs_received"] == 1
     assert year_end.summary["emsp_211_cdrs_received"] == year_end.summary["emsp_211_same_money"] == 2
+    # billing's first step: the fleet's EUR sessions invoiced, gap-free, lines equal to the CDRs to the cent
+    assert year_end.summary["invoices"] == {
+        "invoices": [f"INV-2026-00000{n}" for n in range(1, 5)],
+        "to_the_cent": 4,
+    }
     # FR*MOB refused its first CDR pushes (a simulated deploy): retried, none lost, healthy again
     assert year_end.summary["emsp_211_refused_then_retried"] == 2 and year_end.summary["emsp_211_healthy"]
     settled = {
