@@ -25,6 +25,7 @@ install: $(STAMP)
 
 # make demo ARGS=--keep-running: the hub stays up afterwards (portal, API) on the demo's data
 demo: $(STAMP)
+	@bash scripts/test-setup.sh --demo
 	$(BIN)/evhub demo $(ARGS)
 
 test: $(STAMP)
