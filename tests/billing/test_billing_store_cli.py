@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from kernel.db.engine import Database
-from tests.billing.test_billing_store import add_cdrs, add_credit
+from tests.billing.store_kit import add_cdrs, add_credit
 
 Cli = Callable[..., Awaitable[Result]]
 ISSUER = [

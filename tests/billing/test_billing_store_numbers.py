@@ -15,8 +15,8 @@ import billing
 from billing.core.numbering import Series, check_sequence
 from kernel.db.engine import Database
 from kernel.models import BillingDocument, BillingNumberSeries
-from tests.billing.test_billing_store import CONSUMER, ISSUE, add_cdrs, add_issuer
-from tests.billing.test_billing_store import issue as issue_one
+from tests.billing.store_kit import CONSUMER, ISSUE, add_cdrs, add_issuer
+from tests.billing.store_kit import issue as issue_one
 
 N = 12
 Job = Callable[[AsyncSession], Awaitable[object]]
