@@ -37,7 +37,7 @@ from kernel.models import (
     Token,
 )
 from kernel.timeutil import format_rfc3339
-from ocpi.spec_fields import spec_only
+from ocpi.spec_fields import SPEC_OBJECTS, spec_only
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -161,29 +161,9 @@ async def derived_periods(db_session: AsyncSession, cs: ChargingSession) -> list
     ]
 
 
-SESSION_FIELDS = frozenset(
-    {
-        "country_code",
-        "party_id",
-        "id",
-        "start_date_time",
-        "end_date_time",
-        "kwh",
-        "cdr_token",
-        "auth_method",
-        "authorization_reference",
-        "location_id",
-        "evse_uid",
-        "connector_id",
-        "meter_id",
-        "currency",
-        "charging_periods",
-        "total_cost",
-        "status",
-        "last_updated",
-    }
-)
-"""The properties of the OCPI 2.2.1 Session object (mod_sessions, "Session Object"): nothing else is sent."""
+SESSION_FIELDS = frozenset(SPEC_OBJECTS["Session"])
+"""The properties of the OCPI 2.2.1 Session object (mod_sessions, "Session Object", as
+:data:`ocpi.spec_fields.SPEC_OBJECTS` holds them): nothing else is sent."""
 
 DATA_FIELDS = ("charging_periods", "total_cost", "authorization_reference", "meter_id")
 """Session properties the session's ``data`` supplies; its other keys (``remote_start_id``, ``reservation_id``,
