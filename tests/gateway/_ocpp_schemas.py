@@ -32,22 +32,30 @@ def _uri(value: object) -> bool:
 
 
 @cache
-def request_schema(version: str, action: str) -> dict[str, Any]:
-    """The request schema of ``action`` in OCPP ``version`` (1.6 or 2.0.1), as the library ships it."""
-    package, name = _PACKAGES[version]
-    text = (resources.files(package) / "schemas" / name.format(action=action)).read_text(encoding="utf-8")
+def _schema(version: str, name: str) -> dict[str, Any]:
+    """The schema file ``name`` of OCPP ``version`` (1.6 or 2.0.1), as the library ships it."""
+    package = _PACKAGES[version][0]
+    text = (resources.files(package) / "schemas" / name).read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
 
-def call_problems(version: str, action: str, payload: Any) -> list[str]:
-    """Every schema violation of the ``action`` CALL ``payload`` (empty when it is valid)."""
-    schema = request_schema(version, action)
+def _problems(schema: dict[str, Any], what: str, payload: Any) -> list[str]:
     validator = validator_for(schema)(schema, format_checker=FORMATS)
     return [
-        f"{action} ({version}) {'/'.join(map(str, e.absolute_path)) or 'payload'}: {e.message}"
+        f"{what} {'/'.join(map(str, e.absolute_path)) or 'payload'}: {e.message}"
         for e in validator.iter_errors(payload)
     ]
+
+
+def request_schema(version: str, action: str) -> dict[str, Any]:
+    """The request schema of ``action`` in OCPP ``version`` (1.6 or 2.0.1), as the library ships it."""
+    return _schema(version, _PACKAGES[version][1].format(action=action))
+
+
+def call_problems(version: str, action: str, payload: Any) -> list[str]:
+    """Every schema violation of the ``action`` CALL ``payload`` (empty when it is valid)."""
+    return _problems(request_schema(version, action), f"{action} ({version})", payload)
 
 
 def frame_problems(version: str, frame: list[Any]) -> list[str]:
@@ -61,26 +69,14 @@ def frame_problems(version: str, frame: list[Any]) -> list[str]:
     return problems
 
 
-_RESPONSES = {"1.6": ("ocpp.v16", "{action}Response.json"), "2.0.1": ("ocpp.v201", "{action}Response.json")}
-
-
-@cache
 def response_schema(version: str, action: str) -> dict[str, Any]:
     """The response (CALLRESULT) schema of ``action`` in OCPP ``version``, as the library ships it."""
-    package, name = _RESPONSES[version]
-    text = (resources.files(package) / "schemas" / name.format(action=action)).read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
-    return schema
+    return _schema(version, f"{action}Response.json")
 
 
 def result_problems(version: str, action: str, payload: Any) -> list[str]:
     """Every schema violation of the CALLRESULT ``payload`` the hub answered to an ``action`` CALL."""
-    schema = response_schema(version, action)
-    validator = validator_for(schema)(schema, format_checker=FORMATS)
-    return [
-        f"{action}Response ({version}) {'/'.join(map(str, e.absolute_path)) or 'payload'}: {e.message}"
-        for e in validator.iter_errors(payload)
-    ]
+    return _problems(response_schema(version, action), f"{action}Response ({version})", payload)
 
 
 def minimal_call(version: str, action: str) -> dict[str, Any]:
