@@ -16,9 +16,12 @@ The money path, in install order, and what each component puts into the seams (:
               hooks.session     += session_hook             (OCPI push of the Session)
               hooks.evse_status += evse_status_hook         (OCPI push of the EVSE status)
     settlement  (no seam: a monthly job and its API)
-    portal    hooks.cdr         += receipt_hook             (the fleet token's receipt e-mail)
+    billing   services.billing
+              hooks.cdr         += cdr_hook                 (per-session invoice, credit CDR's credit note)
+    portal    hooks.cdr         += receipt_hook             (the receipt e-mail, with the session's invoice)
 
-so ``hooks.session == [session_reference_hook, session_hook]``, ``hooks.cdr == [cdr_hook, receipt_hook]``,
+so ``hooks.session == [session_reference_hook, session_hook]``, ``hooks.cdr == [cdr_hook (OCPI), cdr_hook
+(billing), receipt_hook]``,
 ``hooks.tariff == [tariff_hook]``, ``hooks.evse_status == [evse_status_hook]``.
 """
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from billing.component import BillingComponent
 from cpo_gateway.component import GatewayComponent
 from kernel.components import Component, Hub
 from kernel.seams import Hooks
@@ -39,12 +43,13 @@ if TYPE_CHECKING:
     from kernel.db.engine import Database
     from kernel.settings import Settings
 
-# The money path, in order: charger -> session -> priced CDR -> partner -> settlement -> fleet portal.
+# The money path, in order: charger -> session -> priced CDR -> partner -> settlement -> invoice -> fleet portal.
 COMPONENTS: tuple[type[Component], ...] = (
     GatewayComponent,
     PricingComponent,
     OcpiComponent,
     SettlementComponent,
+    BillingComponent,
     PortalComponent,
 )
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -114,6 +115,83 @@ class Pricing(Protocol):
         """The number of CDRs created."""
 
 
+# ------------------------------------------------------------------------------------------- billing, as seen
+
+
+@dataclass(frozen=True, slots=True)
+class BillingDocumentView:
+    """One invoice or credit note as the portal lists it; amounts in ``currency`` (``payable``: what the
+    document asked for; ``outstanding``: what is still due, negative when a refund is owed)."""
+
+    number: str
+    kind: str  # "invoice" or "credit_note"
+    issue_date: date
+    due_date: date | None
+    currency: str
+    payable: Decimal
+    outstanding: Decimal
+    status: str  # open, partially_paid, paid, overdue, credited, refunded (credit notes: issued, refunded)
+    billing_period: str | None = None  # "2026-11" on a monthly invoice
+    credits: str | None = None  # a credit note's invoice number
+
+
+@dataclass(frozen=True, slots=True)
+class BillingAccountView:
+    """A fleet's billing account in one currency: balance, dunning state, payment method, documents."""
+
+    account_id: int
+    issuer: str  # the issuer's legal name
+    currency: str
+    balance: Decimal  # the sum of what is outstanding
+    overdue: Decimal
+    dunning_state: str  # ok, overdue, limited, blocked
+    payment_method: str | None  # "card •••• 4242", None when there is none
+    documents: tuple[BillingDocumentView, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSetup:
+    """What a browser needs to add a payment method through the provider's hosted flow (Stripe.js with a
+    SetupIntent; localstripe serves the same script in tests and the demo)."""
+
+    publishable_key: str
+    client_secret: str
+    setup_intent_id: str
+    js_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceAttachment:
+    """A per-session invoice for the receipt e-mail: its number, the PDF (with the embedded e-invoice), and the
+    HTML and text renderings of the same document."""
+
+    number: str
+    filename: str
+    pdf: bytes | None
+    html: str
+    text: str
+
+
+@runtime_checkable
+class BillingDesk(Protocol):
+    """Billing as the portal and the receipts see it (written by billing, read by the portal)."""
+
+    async def fleet_accounts(self, fleet_id: int) -> list[BillingAccountView]:
+        """The fleet's billing accounts (one per issuer and currency), newest documents first."""
+
+    async def fleet_document_pdf(self, fleet_id: int, number: str) -> tuple[str, bytes] | None:
+        """(file name, PDF) of one of the fleet's documents; None when it is not the fleet's."""
+
+    async def start_payment_setup(self, fleet_id: int, account_id: int) -> PaymentSetup:
+        """Begin adding a payment method to one of the fleet's accounts."""
+
+    async def finish_payment_setup(self, fleet_id: int, account_id: int, setup_intent_id: str) -> str:
+        """Record the payment method the hosted flow confirmed; its label ("card •••• 4242")."""
+
+    async def session_invoice(self, db_session: AsyncSession, cdr_id: int) -> InvoiceAttachment | None:
+        """The per-session invoice of a CDR (issued in the CDR's transaction by billing's CDR hook), if any."""
+
+
 @dataclass(slots=True)
 class Services:
     """The slots components fill for each other; None means no component of this process provides it."""
@@ -130,3 +208,6 @@ class Services:
     outbox: OutboxDispatcher | None = None
     """The dispatcher delivering every outbox channel (written by OCPI; the portal runs its own e-mail-only
     dispatcher when this is None)."""
+
+    billing: BillingDesk | None = None
+    """Invoices, balances and payment methods for the portal and the receipts (written by billing)."""

@@ -9,7 +9,18 @@ this package, derived from :class:`kernel.db.base.Base` and imported here, with 
 """
 
 from kernel.models.apikeys import ApiKey
-from kernel.models.billing import BillingDocument, BillingDocumentCdr, BillingIssuer, BillingNumberSeries
+from kernel.models.billing import (
+    BillingAccount,
+    BillingCharge,
+    BillingDocument,
+    BillingDocumentCdr,
+    BillingDunningStep,
+    BillingHold,
+    BillingIssuer,
+    BillingNumberSeries,
+    BillingPayment,
+    BillingWebhookEvent,
+)
 from kernel.models.cdrs import Cdr
 from kernel.models.charger_meter import ChargerMeterValue
 from kernel.models.chargers import ChargePoint, ChargePointEvse, OcppVersion, RegistrationStatus
@@ -50,10 +61,16 @@ __all__ = [
     "EVSE",
     "Agreement",
     "ApiKey",
+    "BillingAccount",
+    "BillingCharge",
     "BillingDocument",
     "BillingDocumentCdr",
+    "BillingDunningStep",
+    "BillingHold",
     "BillingIssuer",
     "BillingNumberSeries",
+    "BillingPayment",
+    "BillingWebhookEvent",
     "Cdr",
     "ChargePoint",
     "ChargePointEvse",

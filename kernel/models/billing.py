@@ -10,6 +10,19 @@
   kind, dates, buyer snapshot, currency, totals and the whole document as JSON. Immutable once inserted.
 * ``billing_document_cdrs``: which CDR is on which document; UNIQUE(cdr, kind), so a CDR is invoiced once
   and credited once. Immutable too.
+* ``billing_accounts``: a customer the hub bills (a fleet, a driver without a contract, a party for B2B
+  documents): the buyer identity documents are issued to, language, time zone, currency, and the payment
+  provider's customer and default payment method. Editable; documents keep their own buyer snapshot.
+* ``billing_charges``: fees waiting for an invoice (a dunning fee, later a recurring plan fee); the monthly
+  invoice picks up the account's uninvoiced charges as fee lines and marks them with its id.
+* ``billing_payments``: every payment and refund against a document (card, SEPA debit, bank transfer), with
+  the provider's reference and the idempotency key sent to it; a pending attempt is recorded before the
+  provider is called, so a crash never charges twice. Status moves pending -> succeeded / failed / canceled.
+* ``billing_webhook_events``: provider events received (UNIQUE per provider and event id): a re-delivered
+  webhook is recognised and applied once.
+* ``billing_dunning_steps``: each dunning step done, with its rule and key (UNIQUE): the job never repeats one.
+* ``billing_holds``: a block or a lowered spending limit put on an account's tokens for an unpaid document;
+  the gateway's authorizer reads the active ones (``released_at`` NULL) on every Authorize, in every process.
 """
 
 from __future__ import annotations
@@ -50,6 +63,7 @@ class BillingIssuer(Timestamped, Base):
     reverse_charge_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
     exemption: Mapped[str | None] = mapped_column(Text, default=None)
     logo: Mapped[str | None] = mapped_column(Text, default=None)
+    dunning: Mapped[dict | None] = mapped_column(JSONDoc, default=None)  # the schedule; None: the default one
 
 
 class BillingNumberSeries(Base):
@@ -73,6 +87,7 @@ class BillingDocument(Base):
     __table_args__ = (
         UniqueConstraint("issuer_id", "series", "number"),
         UniqueConstraint("issuer_id", "series", "period", "sequence"),
+        UniqueConstraint("issuer_id", "kind", "source_key"),
     )
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
@@ -98,6 +113,11 @@ class BillingDocument(Base):
     )
     status: Mapped[str] = mapped_column(String(16), default="issued")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("billing_accounts.id"), default=None, index=True
+    )
+    billing_period: Mapped[str | None] = mapped_column(String(7), default=None)  # "2026-11" on a monthly one
+    source_key: Mapped[str | None] = mapped_column(String(160), default=None)  # what it was issued for, once
 
 
 class BillingDocumentCdr(Base):
@@ -112,6 +132,130 @@ class BillingDocumentCdr(Base):
     )
     cdr_id: Mapped[int] = mapped_column(ForeignKey("cdrs.id", ondelete="RESTRICT"))
     kind: Mapped[str] = mapped_column(String(16))
+
+
+class BillingAccount(Timestamped, Base):
+    """A customer the hub bills: ``kind`` ``fleet`` (``fleet_id``), ``driver`` (``token_id``: a driver without
+    a contract) or ``party`` (``party_id``: a CPO or eMSP, for B2B documents), of one issuer and currency."""
+
+    __tablename__ = "billing_accounts"
+    __table_args__ = (
+        UniqueConstraint("issuer_id", "fleet_id", "currency"),
+        UniqueConstraint("issuer_id", "token_id", "currency"),
+        UniqueConstraint("issuer_id", "party_id", "currency"),
+    )
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    issuer_id: Mapped[int] = mapped_column(ForeignKey("billing_issuers.id", ondelete="RESTRICT"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    fleet_id: Mapped[int | None] = mapped_column(ForeignKey("fleets.id", ondelete="RESTRICT"), default=None)
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("tokens.id", ondelete="RESTRICT"), default=None)
+    party_id: Mapped[int | None] = mapped_column(ForeignKey("parties.id", ondelete="RESTRICT"), default=None)
+    currency: Mapped[str] = mapped_column(String(3))
+    buyer: Mapped[dict] = mapped_column(JSONDoc)  # a billing.core Identity as JSON (billing.store.codec)
+    language: Mapped[str] = mapped_column(String(16), default="en")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    provider: Mapped[str | None] = mapped_column(String(16), default=None)  # "stripe"
+    provider_customer_id: Mapped[str | None] = mapped_column(String(64), default=None, unique=True)
+    payment_method_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    payment_method_label: Mapped[str | None] = mapped_column(String(64), default=None)  # "card •••• 4242"
+    auto_collect: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class BillingCharge(Timestamped, Base):
+    """A fee waiting for the account's next invoice (``document_id`` NULL) or invoiced on ``document_id``."""
+
+    __tablename__ = "billing_charges"
+    __table_args__ = (UniqueConstraint("account_id", "source_key"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("billing_accounts.id", ondelete="RESTRICT"), index=True
+    )
+    description: Mapped[str] = mapped_column(String(255))
+    amount: Mapped[Decimal] = mapped_column(Amount())  # net, excl. VAT
+    currency: Mapped[str] = mapped_column(String(3))
+    vat_rate: Mapped[Decimal | None] = mapped_column(Amount(), default=None)  # percent; None: outside VAT
+    charged_on: Mapped[date] = mapped_column(Date)
+    source_key: Mapped[str] = mapped_column(String(160))  # e.g. the dunning step's key: charged once
+    document_id: Mapped[int | None] = mapped_column(
+        ForeignKey("billing_documents.id"), default=None, index=True
+    )
+
+
+class BillingPayment(Timestamped, Base):
+    """A payment (``kind`` ``payment``) or refund (``refund``) of ``amount`` against a document."""
+
+    __tablename__ = "billing_payments"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    document_id: Mapped[int | None] = mapped_column(
+        ForeignKey("billing_documents.id"), default=None, index=True
+    )
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("billing_accounts.id"), default=None, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), default="payment")
+    method: Mapped[str] = mapped_column(String(16))  # card, sepa_debit, bank_transfer
+    provider: Mapped[str] = mapped_column(String(16))  # stripe, manual
+    provider_ref: Mapped[str | None] = mapped_column(String(64), default=None, unique=True)  # pi_..., re_...
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    amount: Mapped[Decimal] = mapped_column(Amount())
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, succeeded, failed, canceled
+    failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    reference: Mapped[str | None] = mapped_column(String(140), default=None)  # a bank transfer's reference
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class BillingWebhookEvent(Base):
+    """A payment provider's event, recorded when received: a re-delivery is recognised by its id."""
+
+    __tablename__ = "billing_webhook_events"
+    __table_args__ = (UniqueConstraint("provider", "event_id"),)
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    data: Mapped[dict] = mapped_column(JSONDoc, default=dict)
+
+
+class BillingDunningStep(Base):
+    """A dunning step done for a document: its rule, action and key (``invoice:rule:occurrence``), once."""
+
+    __tablename__ = "billing_dunning_steps"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("billing_documents.id"), index=True)
+    key: Mapped[str] = mapped_column(String(160), unique=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    due_on: Mapped[date] = mapped_column(Date)
+    done_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    detail: Mapped[dict] = mapped_column(JSONDoc, default=dict)
+
+
+class BillingHold(Base):
+    """A block (``action`` ``block``) or lowered monthly limit (``lower_limit``, ``limit`` in ``currency``) on
+    the tokens of an account's fleet (``fleet_id``) or on one token (``token_id``), for ``document_id``; active
+    while ``released_at`` is NULL."""
+
+    __tablename__ = "billing_holds"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("billing_accounts.id"), index=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("billing_documents.id"), index=True)
+    fleet_id: Mapped[int | None] = mapped_column(ForeignKey("fleets.id"), default=None, index=True)
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("tokens.id"), default=None, index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    limit: Mapped[Decimal | None] = mapped_column(Amount(), default=None)
+    currency: Mapped[str | None] = mapped_column(String(3), default=None)
+    rule: Mapped[str] = mapped_column(String(64))
+    since: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
 
 
 for _model in (BillingDocument, BillingDocumentCdr):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from billing.component import cdr_hook as billing_cdr_hook
 from evhub import provisioning as prov
 from evhub.wiring import load_components, wire, wired_hooks
 from kernel.components import Hub
@@ -34,12 +35,13 @@ def test_the_wiring_installs_the_hooks_in_the_documented_order(database_url: str
     hub = Hub(settings=Settings(database_url=database_url), db=Database(database_url), node_name="test")
     wire(hub, load_components())
     assert hub.hooks.session == [session_reference_hook, session_hook]  # the reference before the push
-    assert hub.hooks.cdr == [cdr_hook, receipt_hook]
+    assert hub.hooks.cdr == [cdr_hook, billing_cdr_hook, receipt_hook]  # the invoice before the receipt
     assert hub.hooks.tariff == [tariff_hook]
     assert hub.hooks.evse_status == [evse_status_hook]
     assert hub.services.gateway is not None and hub.services.pricing is not None
     assert hub.services.realtime_authorizer is not None and hub.services.outbox is not None
-    assert hub.component_names == ["gateway", "pricing", "ocpi", "settlement", "portal"]
+    assert hub.services.billing is not None
+    assert hub.component_names == ["gateway", "pricing", "ocpi", "settlement", "billing", "portal"]
     assert wired_hooks(hub.settings, hub.db) == hub.hooks  # what the CLI runs is what serve runs
 
 

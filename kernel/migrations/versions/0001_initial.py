@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 18:38:18.159101
+Create Date: 2026-12-01 19:43:21.027264
 """
 
 from collections.abc import Sequence
@@ -38,6 +38,21 @@ def upgrade() -> None:
         sa.Column("updated_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agreements")),
         sa.UniqueConstraint("agreement_id", "version", name=op.f("uq_agreements_agreement_id_version")),
+    )
+    op.create_table(
+        "billing_webhook_events",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("provider", sa.String(length=16), nullable=False),
+        sa.Column("event_id", sa.String(length=64), nullable=False),
+        sa.Column("type", sa.String(length=64), nullable=False),
+        sa.Column("received_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "data",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_webhook_events")),
+        sa.UniqueConstraint("provider", "event_id", name=op.f("uq_billing_webhook_events_provider_event_id")),
     )
     op.create_table(
         "grid_load",
@@ -255,6 +270,11 @@ def upgrade() -> None:
         sa.Column("reverse_charge_allowed", sa.Boolean(), nullable=False),
         sa.Column("exemption", sa.Text(), nullable=True),
         sa.Column("logo", sa.Text(), nullable=True),
+        sa.Column(
+            "dunning",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
         sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -527,67 +547,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_tariffs_last_updated"), ["last_updated"], unique=False)
 
     op.create_table(
-        "billing_documents",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("issuer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("series", sa.String(length=20), nullable=False),
-        sa.Column("period", sa.Integer(), nullable=False),
-        sa.Column("sequence", sa.Integer(), nullable=False),
-        sa.Column("number", sa.String(length=64), nullable=False),
-        sa.Column("issue_date", sa.Date(), nullable=False),
-        sa.Column("due_date", sa.Date(), nullable=True),
-        sa.Column("supply_start", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("supply_end", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column(
-            "buyer",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column("currency", sa.String(length=3), nullable=False),
-        sa.Column("total_excl_vat", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
-        sa.Column("total_vat", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
-        sa.Column("total_incl_vat", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
-        sa.Column("payable", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
-        sa.Column(
-            "document",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column("credits_document_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["credits_document_id"],
-            ["billing_documents.id"],
-            name=op.f("fk_billing_documents_credits_document_id_billing_documents"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["issuer_id"],
-            ["billing_issuers.id"],
-            name=op.f("fk_billing_documents_issuer_id_billing_issuers"),
-            ondelete="RESTRICT",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_documents")),
-        sa.UniqueConstraint(
-            "issuer_id", "series", "number", name=op.f("uq_billing_documents_issuer_id_series_number")
-        ),
-        sa.UniqueConstraint(
-            "issuer_id",
-            "series",
-            "period",
-            "sequence",
-            name=op.f("uq_billing_documents_issuer_id_series_period_sequence"),
-        ),
-    )
-    with op.batch_alter_table("billing_documents", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_billing_documents_credits_document_id"), ["credits_document_id"], unique=False
-        )
-        batch_op.create_index(batch_op.f("ix_billing_documents_issue_date"), ["issue_date"], unique=False)
-        batch_op.create_index(batch_op.f("ix_billing_documents_issuer_id"), ["issuer_id"], unique=False)
-
-    op.create_table(
         "billing_number_series",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("issuer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -789,6 +748,62 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_tokens_uid_key"), ["uid_key"], unique=False)
 
     op.create_table(
+        "billing_accounts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("issuer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("fleet_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("token_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("party_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column(
+            "buyer",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("language", sa.String(length=16), nullable=False),
+        sa.Column("timezone", sa.String(length=64), nullable=False),
+        sa.Column("provider", sa.String(length=16), nullable=True),
+        sa.Column("provider_customer_id", sa.String(length=64), nullable=True),
+        sa.Column("payment_method_id", sa.String(length=64), nullable=True),
+        sa.Column("payment_method_label", sa.String(length=64), nullable=True),
+        sa.Column("auto_collect", sa.Boolean(), nullable=False),
+        sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["fleet_id"], ["fleets.id"], name=op.f("fk_billing_accounts_fleet_id_fleets"), ondelete="RESTRICT"
+        ),
+        sa.ForeignKeyConstraint(
+            ["issuer_id"],
+            ["billing_issuers.id"],
+            name=op.f("fk_billing_accounts_issuer_id_billing_issuers"),
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["party_id"],
+            ["parties.id"],
+            name=op.f("fk_billing_accounts_party_id_parties"),
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["token_id"], ["tokens.id"], name=op.f("fk_billing_accounts_token_id_tokens"), ondelete="RESTRICT"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_accounts")),
+        sa.UniqueConstraint(
+            "issuer_id", "fleet_id", "currency", name=op.f("uq_billing_accounts_issuer_id_fleet_id_currency")
+        ),
+        sa.UniqueConstraint(
+            "issuer_id", "party_id", "currency", name=op.f("uq_billing_accounts_issuer_id_party_id_currency")
+        ),
+        sa.UniqueConstraint(
+            "issuer_id", "token_id", "currency", name=op.f("uq_billing_accounts_issuer_id_token_id_currency")
+        ),
+        sa.UniqueConstraint("provider_customer_id", name=op.f("uq_billing_accounts_provider_customer_id")),
+    )
+    with op.batch_alter_table("billing_accounts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_billing_accounts_issuer_id"), ["issuer_id"], unique=False)
+
+    op.create_table(
         "charge_point_evses",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("charge_point_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -924,6 +939,79 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_portal_sessions_manager_id"), ["manager_id"], unique=False)
 
     op.create_table(
+        "billing_documents",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("issuer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("series", sa.String(length=20), nullable=False),
+        sa.Column("period", sa.Integer(), nullable=False),
+        sa.Column("sequence", sa.Integer(), nullable=False),
+        sa.Column("number", sa.String(length=64), nullable=False),
+        sa.Column("issue_date", sa.Date(), nullable=False),
+        sa.Column("due_date", sa.Date(), nullable=True),
+        sa.Column("supply_start", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("supply_end", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "buyer",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("total_excl_vat", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
+        sa.Column("total_vat", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
+        sa.Column("total_incl_vat", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
+        sa.Column("payable", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
+        sa.Column(
+            "document",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("credits_document_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("billing_period", sa.String(length=7), nullable=True),
+        sa.Column("source_key", sa.String(length=160), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["billing_accounts.id"],
+            name=op.f("fk_billing_documents_account_id_billing_accounts"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["credits_document_id"],
+            ["billing_documents.id"],
+            name=op.f("fk_billing_documents_credits_document_id_billing_documents"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["issuer_id"],
+            ["billing_issuers.id"],
+            name=op.f("fk_billing_documents_issuer_id_billing_issuers"),
+            ondelete="RESTRICT",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_documents")),
+        sa.UniqueConstraint(
+            "issuer_id", "kind", "source_key", name=op.f("uq_billing_documents_issuer_id_kind_source_key")
+        ),
+        sa.UniqueConstraint(
+            "issuer_id", "series", "number", name=op.f("uq_billing_documents_issuer_id_series_number")
+        ),
+        sa.UniqueConstraint(
+            "issuer_id",
+            "series",
+            "period",
+            "sequence",
+            name=op.f("uq_billing_documents_issuer_id_series_period_sequence"),
+        ),
+    )
+    with op.batch_alter_table("billing_documents", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_billing_documents_account_id"), ["account_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_billing_documents_credits_document_id"), ["credits_document_id"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_billing_documents_issue_date"), ["issue_date"], unique=False)
+        batch_op.create_index(batch_op.f("ix_billing_documents_issuer_id"), ["issuer_id"], unique=False)
+
+    op.create_table(
         "sessions",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("session_uid", sa.String(length=36), nullable=False),
@@ -1029,6 +1117,135 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_sessions_start_time"), ["start_time"], unique=False)
         batch_op.create_index(batch_op.f("ix_sessions_token_id"), ["token_id"], unique=False)
+
+    op.create_table(
+        "billing_charges",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("description", sa.String(length=255), nullable=False),
+        sa.Column("amount", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("vat_rate", kernel.db.types.Amount(precision=20, scale=6), nullable=True),
+        sa.Column("charged_on", sa.Date(), nullable=False),
+        sa.Column("source_key", sa.String(length=160), nullable=False),
+        sa.Column("document_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["billing_accounts.id"],
+            name=op.f("fk_billing_charges_account_id_billing_accounts"),
+            ondelete="RESTRICT",
+        ),
+        sa.ForeignKeyConstraint(
+            ["document_id"],
+            ["billing_documents.id"],
+            name=op.f("fk_billing_charges_document_id_billing_documents"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_charges")),
+        sa.UniqueConstraint(
+            "account_id", "source_key", name=op.f("uq_billing_charges_account_id_source_key")
+        ),
+    )
+    with op.batch_alter_table("billing_charges", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_billing_charges_account_id"), ["account_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_billing_charges_document_id"), ["document_id"], unique=False)
+
+    op.create_table(
+        "billing_dunning_steps",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("document_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=160), nullable=False),
+        sa.Column("rule", sa.String(length=64), nullable=False),
+        sa.Column("action", sa.String(length=16), nullable=False),
+        sa.Column("due_on", sa.Date(), nullable=False),
+        sa.Column("done_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column(
+            "detail",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["document_id"],
+            ["billing_documents.id"],
+            name=op.f("fk_billing_dunning_steps_document_id_billing_documents"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_dunning_steps")),
+        sa.UniqueConstraint("key", name=op.f("uq_billing_dunning_steps_key")),
+    )
+    with op.batch_alter_table("billing_dunning_steps", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_billing_dunning_steps_document_id"), ["document_id"], unique=False
+        )
+
+    op.create_table(
+        "billing_holds",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("document_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("fleet_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("token_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("action", sa.String(length=16), nullable=False),
+        sa.Column("limit", kernel.db.types.Amount(precision=20, scale=6), nullable=True),
+        sa.Column("currency", sa.String(length=3), nullable=True),
+        sa.Column("rule", sa.String(length=64), nullable=False),
+        sa.Column("since", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("released_at", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["billing_accounts.id"], name=op.f("fk_billing_holds_account_id_billing_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["document_id"],
+            ["billing_documents.id"],
+            name=op.f("fk_billing_holds_document_id_billing_documents"),
+        ),
+        sa.ForeignKeyConstraint(["fleet_id"], ["fleets.id"], name=op.f("fk_billing_holds_fleet_id_fleets")),
+        sa.ForeignKeyConstraint(["token_id"], ["tokens.id"], name=op.f("fk_billing_holds_token_id_tokens")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_holds")),
+    )
+    with op.batch_alter_table("billing_holds", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_billing_holds_account_id"), ["account_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_billing_holds_document_id"), ["document_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_billing_holds_fleet_id"), ["fleet_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_billing_holds_released_at"), ["released_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_billing_holds_token_id"), ["token_id"], unique=False)
+
+    op.create_table(
+        "billing_payments",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("document_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("method", sa.String(length=16), nullable=False),
+        sa.Column("provider", sa.String(length=16), nullable=False),
+        sa.Column("provider_ref", sa.String(length=64), nullable=True),
+        sa.Column("idempotency_key", sa.String(length=128), nullable=False),
+        sa.Column("amount", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("failure_reason", sa.Text(), nullable=True),
+        sa.Column("reference", sa.String(length=140), nullable=True),
+        sa.Column("attempt", sa.Integer(), nullable=False),
+        sa.Column("settled_at", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["billing_accounts.id"],
+            name=op.f("fk_billing_payments_account_id_billing_accounts"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["document_id"],
+            ["billing_documents.id"],
+            name=op.f("fk_billing_payments_document_id_billing_documents"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_payments")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_billing_payments_idempotency_key")),
+        sa.UniqueConstraint("provider_ref", name=op.f("uq_billing_payments_provider_ref")),
+    )
+    with op.batch_alter_table("billing_payments", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_billing_payments_account_id"), ["account_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_billing_payments_document_id"), ["document_id"], unique=False)
 
     op.create_table(
         "cdrs",
@@ -1329,6 +1546,28 @@ def downgrade() -> None:
         batch_op.drop_index("ix_cdrs_cdr_uid_upper")
 
     op.drop_table("cdrs")
+    with op.batch_alter_table("billing_payments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_billing_payments_document_id"))
+        batch_op.drop_index(batch_op.f("ix_billing_payments_account_id"))
+
+    op.drop_table("billing_payments")
+    with op.batch_alter_table("billing_holds", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_billing_holds_token_id"))
+        batch_op.drop_index(batch_op.f("ix_billing_holds_released_at"))
+        batch_op.drop_index(batch_op.f("ix_billing_holds_fleet_id"))
+        batch_op.drop_index(batch_op.f("ix_billing_holds_document_id"))
+        batch_op.drop_index(batch_op.f("ix_billing_holds_account_id"))
+
+    op.drop_table("billing_holds")
+    with op.batch_alter_table("billing_dunning_steps", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_billing_dunning_steps_document_id"))
+
+    op.drop_table("billing_dunning_steps")
+    with op.batch_alter_table("billing_charges", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_billing_charges_document_id"))
+        batch_op.drop_index(batch_op.f("ix_billing_charges_account_id"))
+
+    op.drop_table("billing_charges")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_sessions_token_id"))
         batch_op.drop_index(batch_op.f("ix_sessions_start_time"))
@@ -1339,6 +1578,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_sessions_cpo_id"))
 
     op.drop_table("sessions")
+    with op.batch_alter_table("billing_documents", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_billing_documents_issuer_id"))
+        batch_op.drop_index(batch_op.f("ix_billing_documents_issue_date"))
+        batch_op.drop_index(batch_op.f("ix_billing_documents_credits_document_id"))
+        batch_op.drop_index(batch_op.f("ix_billing_documents_account_id"))
+
+    op.drop_table("billing_documents")
     with op.batch_alter_table("portal_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_portal_sessions_manager_id"))
         batch_op.drop_index(batch_op.f("ix_portal_sessions_expires_at"))
@@ -1354,6 +1600,10 @@ def downgrade() -> None:
 
     op.drop_table("charger_events")
     op.drop_table("charge_point_evses")
+    with op.batch_alter_table("billing_accounts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_billing_accounts_issuer_id"))
+
+    op.drop_table("billing_accounts")
     with op.batch_alter_table("tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_tokens_uid_key"))
         batch_op.drop_index(batch_op.f("ix_tokens_uid"))
@@ -1384,12 +1634,6 @@ def downgrade() -> None:
 
     op.drop_table("charge_points")
     op.drop_table("billing_number_series")
-    with op.batch_alter_table("billing_documents", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_billing_documents_issuer_id"))
-        batch_op.drop_index(batch_op.f("ix_billing_documents_issue_date"))
-        batch_op.drop_index(batch_op.f("ix_billing_documents_credits_document_id"))
-
-    op.drop_table("billing_documents")
     with op.batch_alter_table("tariffs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_tariffs_last_updated"))
         batch_op.drop_index(batch_op.f("ix_tariffs_cpo_id"))
@@ -1446,5 +1690,6 @@ def downgrade() -> None:
     op.drop_table("ocpi_partners")
     op.drop_table("meter_values")
     op.drop_table("grid_load")
+    op.drop_table("billing_webhook_events")
     op.drop_table("agreements")
     # ### end Alembic commands ###
