@@ -42,6 +42,7 @@ from kernel.db.base import Base
 from kernel.db.engine import Database
 from kernel.db.migrate import upgrade
 from kernel.ports import free_port
+from simulators.localstripe import LocalStripe
 
 # The API-key check of /api is exercised by tests/core/test_api_auth.py (and the serve test); the other suites
 # talk to /api as the hub operator would, without repeating the key dance in every test.
@@ -207,3 +208,17 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 @pytest.fixture
 def unused_port() -> int:
     return free_port()
+
+
+@pytest.fixture(scope="session")
+def localstripe_server() -> Iterator[LocalStripe]:
+    """A real localstripe (PyPI) for this worker, started once; tests use :func:`localstripe`."""
+    with LocalStripe() as server:
+        yield server
+
+
+@pytest.fixture
+def localstripe(localstripe_server: LocalStripe) -> LocalStripe:
+    """localstripe with no objects left from an earlier test of this worker."""
+    localstripe_server.flush()
+    return localstripe_server
