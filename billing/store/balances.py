@@ -78,7 +78,7 @@ async def _sums(db_session: AsyncSession, ids: Sequence[int]) -> dict[tuple[int,
         .where(BillingPayment.document_id.in_(ids), BillingPayment.status == SUCCEEDED)
         .group_by(BillingPayment.document_id, BillingPayment.kind)
     )
-    return {(doc, kind): Decimal(str(total)) for doc, kind, total in rows}
+    return {(doc, kind): Decimal(str(total)) for doc, kind, total in rows if doc is not None}
 
 
 async def _credited(db_session: AsyncSession, ids: Sequence[int]) -> dict[int, Decimal]:
