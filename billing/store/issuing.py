@@ -56,9 +56,16 @@ def _row(
     number: Allocated,
     doc: Invoice | CreditNote,
     credits: BillingDocument | None = None,
+    *,
+    account_id: int | None = None,
+    billing_period: str | None = None,
+    source_key: str | None = None,
 ) -> BillingDocument:
     period = doc.supply_period if isinstance(doc, Invoice) else None
     return BillingDocument(
+        account_id=account_id if account_id is not None else (credits.account_id if credits else None),
+        billing_period=billing_period,
+        source_key=source_key,
         issuer_id=issuer.id,
         kind=kind,
         series=doc.series,
@@ -94,9 +101,11 @@ async def issue_session_invoice(
     cdr_id: int,
     buyer: Identity,
     issue_date: date | None = None,
+    account_id: int | None = None,
 ) -> BillingDocument:
     """The per-session invoice of CDR ``cdr_id`` (a priced, non-credit CDR) by issuer ``issuer_key`` to
-    ``buyer``, issued on ``issue_date`` (today by the hub's clock); the existing one if it was issued."""
+    ``buyer``, issued on ``issue_date`` (today by the hub's clock), on account ``account_id`` (the buyer's
+    billing account, if it has one); the existing one if it was issued."""
     existing = await document_of(db_session, cdr_id, INVOICE)
     if existing is not None:
         return existing
@@ -125,7 +134,7 @@ async def issue_session_invoice(
         terms=issuer.terms,
         treatment=issuer.treatment(buyer),
     )
-    row = _row(issuer_row, INVOICE, number, invoice)
+    row = _row(issuer_row, INVOICE, number, invoice, account_id=account_id)
     await _insert(db_session, row, INVOICE, [cdr.id])
     return row
 
