@@ -19,7 +19,7 @@ from kernel.clock import pin_clock
 from kernel.sealed import parse_keys
 
 DEFAULT_SQLITE_FILE = "kernel.db"
-SECRET_FIELDS = frozenset({"portal_secret", "secrets_key"})
+SECRET_FIELDS = frozenset({"portal_secret", "secrets_key", "stripe_api_key", "stripe_webhook_secret"})
 """Fields whose value an error message never repeats."""
 MIN_SECRET_LENGTH = 16
 
@@ -137,6 +137,25 @@ class Settings(BaseSettings):
         description="Pin the clock: ISO 8601 instant with offset (e.g. 2026-11-30T23:59:00Z) from which time "
         "runs on at the real rate (tests, demos; empty: real time)",
     )
+    stripe_api_key: str = Field(
+        default="",
+        repr=False,
+        description="Stripe secret key (sk_...) the hub collects payments with; empty: collection is off "
+        "(invoices are still issued)",
+    )
+    stripe_publishable_key: str = Field(
+        default="", description="Stripe publishable key (pk_...) the portal's payment method page uses"
+    )
+    stripe_api_base: str | None = Field(
+        default=None,
+        description="Base URL of the Stripe API (empty: Stripe itself; localstripe's URL in the tests and the demo)",
+    )
+    stripe_webhook_secret: str = Field(
+        default="",
+        repr=False,
+        description="Signing secret (whsec_...) of Stripe's webhook to /billing/webhooks/stripe; empty: events "
+        "are refused",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -183,6 +202,31 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment:
             raise ValueError("must not have a query or fragment")
         return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+    @field_validator("stripe_api_key", "stripe_publishable_key", "stripe_webhook_secret")
+    @classmethod
+    def _check_stripe_key(cls, value: str, info: ValidationInfo) -> str:
+        prefixes = {
+            "stripe_api_key": ("sk_", "rk_"),
+            "stripe_publishable_key": ("pk_",),
+            "stripe_webhook_secret": ("whsec_",),
+        }[str(info.field_name)]
+        value = value.strip()
+        if value and not value.startswith(prefixes):
+            raise ValueError(f"must start with {' or '.join(prefixes)} (or be unset)")
+        return value
+
+    @field_validator("stripe_api_base", mode="before")
+    @classmethod
+    def _check_stripe_api_base(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if isinstance(value, str):
+            parts = urlsplit(value.strip())
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an absolute http:// or https:// URL, e.g. http://127.0.0.1:8420")
+            return value.strip().rstrip("/")
+        return value
 
     @field_validator("smtp_url")
     @classmethod

@@ -64,6 +64,10 @@ SAMPLES: dict[str, tuple[str, dict[str, str]]] = {
     "portal_secret": ("a-portal-secret-of-32-characters", {}),
     "secrets_key": ("the-new-sealing-key-0001, the-old-sealing-key-0000", {}),
     "clock_start": ("2026-01-31T23:59:00Z", {}),
+    "stripe_api_key": ("sk_test_a-stripe-secret-key", {}),
+    "stripe_publishable_key": ("pk_test_a-stripe-publishable-key", {}),
+    "stripe_api_base": ("http://127.0.0.1:8420/", {}),
+    "stripe_webhook_secret": ("whsec_a-webhook-signing-secret", {}),
 }
 
 
@@ -194,6 +198,10 @@ BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("EVHUB_SECRETS_KEY", "tiny-key", {}),
     ("EVHUB_SECRETS_KEY", "a-long-enough-sealing-key,tiny-key", {}),  # every key, not only the first
     ("EVHUB_CLOCK_START", "yesterday", {}),
+    ("EVHUB_STRIPE_API_BASE", "localhost:8420", {}),
+    ("EVHUB_STRIPE_API_KEY", "pk_test_not-the-secret-key", {}),
+    ("EVHUB_STRIPE_PUBLISHABLE_KEY", "sk_test_not-the-publishable-key", {}),
+    ("EVHUB_STRIPE_WEBHOOK_SECRET", "a-secret-without-its-prefix", {}),
     ("EVHUB_CLOCK_START", "2026-01-31T23:59:00", {}),  # no offset: which zone?
 ]
 
@@ -219,7 +227,12 @@ def test_wrong_value_names_the_variable(
     message = str(err.value)
     assert var in message
     assert "\n" not in message  # one line
-    if var in ("EVHUB_PORTAL_SECRET", "EVHUB_SECRETS_KEY"):
+    if var in (
+        "EVHUB_PORTAL_SECRET",
+        "EVHUB_SECRETS_KEY",
+        "EVHUB_STRIPE_API_KEY",
+        "EVHUB_STRIPE_WEBHOOK_SECRET",
+    ):
         assert value not in message and "<hidden>" in message  # a secret is never repeated
     else:
         assert repr(value.format(tmp=workdir)) in message
