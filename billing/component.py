@@ -53,7 +53,7 @@ class BillingComponent:
     def install(self, hub: Hub) -> None:
         self.hub = hub
         hub.hooks.cdr.append(cdr_hook)
-        hub.services.billing = Desk(hub.db)  # type: ignore[assignment]
+        hub.services.billing = Desk(hub.db, hub.settings)
         if hub.app is not None:
             for module in (api_documents, api_payments, api_dunning, api_reports):
                 hub.app.include_router(module.router, prefix="/api")

@@ -147,6 +147,43 @@ class BillingAccountView:
     dunning_state: str  # ok, overdue, limited, blocked
     payment_method: str | None  # "card •••• 4242", None when there is none
     documents: tuple[BillingDocumentView, ...] = ()
+    held_for: tuple[str, ...] = ()  # the invoice numbers an active block or lowered limit waits for
+
+
+@dataclass(frozen=True, slots=True)
+class BillingPaymentView:
+    """A payment or refund on a fleet's statement (``day``: settled, else recorded; UTC)."""
+
+    day: date
+    kind: str  # payment, refund
+    method: str  # card, sepa_debit, bank_transfer
+    document: str | None  # the document's number
+    currency: str
+    amount: Decimal
+    status: str  # pending, succeeded, failed, canceled
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BillingAgingView:
+    """What one issuer is owed in one currency, per aging bucket (``current``, ``0-30`` ... ``90+``)."""
+
+    issuer: str
+    currency: str
+    buckets: tuple[tuple[str, Decimal], ...]
+    total: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class BillingStatement:
+    """A fleet's statement on ``as_of``: its accounts with their documents, its payments, its aging, and the
+    same as CSV."""
+
+    as_of: date
+    accounts: tuple[BillingAccountView, ...]
+    payments: tuple[BillingPaymentView, ...]
+    aging: tuple[BillingAgingView, ...]
+    csv: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +227,9 @@ class BillingDesk(Protocol):
 
     async def session_invoice(self, db_session: AsyncSession, cdr_id: int) -> InvoiceAttachment | None:
         """The per-session invoice of a CDR (issued in the CDR's transaction by billing's CDR hook), if any."""
+
+    async def fleet_statement(self, fleet_id: int) -> BillingStatement:
+        """The fleet's statement today: documents, payments and aging, with its CSV."""
 
 
 @dataclass(slots=True)

@@ -75,7 +75,10 @@ class PortalComponent:
         self.time_zone = self.time_zone or hub.settings.portal_time_zone
         secret = hub.settings.portal_secret
         self.state = PortalState(
-            db=hub.db, time_zone=self.time_zone, signer=Signer(secret.encode()) if secret else None
+            db=hub.db,
+            time_zone=self.time_zone,
+            signer=Signer(secret.encode()) if secret else None,
+            services=hub.services,
         )
         if hub.app is not None:
             hub.app.include_router(build_router(self.state), prefix=PREFIX, include_in_schema=False)

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from kernel.db.engine import Database
+from kernel.seams import BillingDesk, Services
 from portal import csrf
 from portal.forms import read_form
 from portal.login import COOKIE_NAME, Principal, Signer, load_principal, load_signer
@@ -39,11 +40,18 @@ SECURITY_HEADERS = {
 
 @dataclass
 class PortalState:
-    """One portal's database, calendar time zone and cookie signer (loaded on first use when not given)."""
+    """One portal's database, calendar time zone and cookie signer (loaded on first use when not given), and the
+    hub's services (the billing desk, when billing runs in this process)."""
 
     db: Database
     time_zone: str = "UTC"
     signer: Signer | None = None
+    services: Services | None = None
+
+    @property
+    def billing(self) -> BillingDesk | None:
+        """``hub.services.billing``: None when billing does not run here (no billing pages then)."""
+        return self.services.billing if self.services is not None else None
 
     async def get_signer(self) -> Signer:
         if self.signer is None:
@@ -105,7 +113,12 @@ class PageKit:
         self, request: Request, manager: Principal, name: str, ctx: dict[str, Any], status: int = 200
     ) -> HTMLResponse:
         """A page of the logged-in portal: the manager, the CSRF token and the active menu entry added."""
-        base = {"me": manager, "csrf_token": manager.csrf_token, "active": name.removesuffix(".html")}
+        base = {
+            "me": manager,
+            "csrf_token": manager.csrf_token,
+            "active": name.removesuffix(".html"),
+            "billing_enabled": self.state.billing is not None,
+        }
         return self.render(request, name, {**base, **ctx}, status)
 
     async def current_manager(self, request: Request) -> Principal | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from portal import (
+    billing_pages,
     dashboard_page,
     driver_pages,
     login_pages,
@@ -25,6 +26,7 @@ PAGE_GROUPS = (
     session_pages,
     report_pages,
     price_page,
+    billing_pages,
 )
 
 

@@ -1,0 +1,593 @@
+"""Billing reports from the rows: accounts receivable aging, payments and refunds per period, and the
+reconciliation of invoices with their payments and CDRs; each as typed rows and as CSV.
+
+* :func:`aging_report`: every invoice issued on or before ``as_of``, its outstanding amount as it stood at the
+  end of that day (credit notes issued and payments / refunds settled by then), aged by
+  :func:`billing.core.aging.aging` per issuer and currency (never added across currencies).
+* :func:`payments_report`: the payments and refunds of a period (settled, else created, in it; UTC days), each
+  with its document, and the succeeded totals per issuer, currency and kind.
+* :func:`reconciliation_report`: each invoice of a period (a monthly invoice of that ``billing_period``, a
+  per-session invoice issued in that month): its CDRs' total excl. VAT against its CDR lines, what it asks for
+  against what was credited and paid; and the exceptions: CDRs of a closed month that a billing account should
+  pay and that are on no document, payments on no invoice, invoices whose lines differ from their CDRs.
+
+Periods are ``YYYY-MM`` months (UTC). The issuer filter is an issuer key; ``issuer_ids`` restricts to a set of
+issuers (a party's API key sees its own).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.core.aging import BUCKETS, AgingRow, Receivable, aging
+from billing.store.accounts import DRIVER, FLEET
+from billing.store.codec import load_invoice
+from billing.store.issuing import INVOICE
+from kernel.models import (
+    BillingAccount,
+    BillingDocument,
+    BillingDocumentCdr,
+    BillingIssuer,
+    BillingPayment,
+    Cdr,
+    Token,
+)
+from kernel.money import round_amount
+
+ZERO = Decimal("0")
+SUCCEEDED = "succeeded"
+
+
+class ReportError(ValueError):
+    """A report that cannot be made from what was asked (a bad period, an unknown issuer)."""
+
+
+def parse_period(period: str) -> tuple[date, date]:
+    """``YYYY-MM`` -> (first day, first day of the next month); ReportError otherwise."""
+    try:
+        first = datetime.strptime(period.strip(), "%Y-%m").date()
+    except ValueError:
+        raise ReportError(f"period {period!r} is not a month YYYY-MM") from None
+    following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return first, following
+
+
+def _start(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+async def _issuers(
+    db_session: AsyncSession, issuer: str | None, issuer_ids: Iterable[int] | None
+) -> dict[int, str]:
+    query = select(BillingIssuer.id, BillingIssuer.key)
+    if issuer is not None:
+        query = query.where(BillingIssuer.key == issuer)
+    if issuer_ids is not None:
+        query = query.where(BillingIssuer.id.in_(list(issuer_ids)))
+    found = {i: key for i, key in (await db_session.execute(query)).all()}
+    if issuer is not None and not found:
+        raise ReportError(f"no issuer {issuer!r}")
+    return found
+
+
+# ------------------------------------------------------------------------------------------------------ aging
+
+
+@dataclass(frozen=True, slots=True)
+class OpenItem:
+    """One invoice's outstanding amount at the end of ``as_of``."""
+
+    issuer: str
+    number: str
+    account_id: int | None
+    currency: str
+    issue_date: date
+    due_date: date
+    payable: Decimal
+    credited: Decimal
+    paid: Decimal  # payments minus refunds
+    outstanding: Decimal
+
+
+async def open_items(
+    db_session: AsyncSession,
+    as_of: date,
+    *,
+    issuer: str | None = None,
+    issuer_ids: Iterable[int] | None = None,
+    account_ids: Sequence[int] | None = None,
+    document_ids: Sequence[int] | None = None,
+) -> list[OpenItem]:
+    """Every invoice issued by ``as_of`` with its figures at the end of that day (zero outstanding included)."""
+    issuers = await _issuers(db_session, issuer, issuer_ids)
+    query = select(BillingDocument).where(
+        BillingDocument.kind == INVOICE,
+        BillingDocument.issue_date <= as_of,
+        BillingDocument.issuer_id.in_(list(issuers)),
+    )
+    if account_ids is not None:
+        query = query.where(BillingDocument.account_id.in_(list(account_ids)))
+    if document_ids is not None:
+        query = query.where(BillingDocument.id.in_(list(document_ids)))
+    invoices = list((await db_session.scalars(query.order_by(BillingDocument.id))).all())
+    ids = [d.id for d in invoices]
+    credited: dict[int, Decimal] = {}
+    paid: dict[int, Decimal] = {}
+    if ids:  # summed here, not in SQL: SQLite would add the exact amounts as floats
+        notes = await db_session.execute(
+            select(BillingDocument.credits_document_id, BillingDocument.payable).where(
+                BillingDocument.credits_document_id.in_(ids), BillingDocument.issue_date <= as_of
+            )
+        )
+        for doc, amount in notes:
+            if doc is not None:
+                credited[doc] = credited.get(doc, ZERO) + amount
+        settled = func.coalesce(BillingPayment.settled_at, BillingPayment.created_at)
+        payments = await db_session.execute(
+            select(BillingPayment.document_id, BillingPayment.kind, BillingPayment.amount).where(
+                BillingPayment.document_id.in_(ids),
+                BillingPayment.status == SUCCEEDED,
+                settled < _start(as_of + timedelta(days=1)),
+            )
+        )
+        for doc, kind, amount in payments:
+            if doc is not None:
+                paid[doc] = paid.get(doc, ZERO) + (-amount if kind == "refund" else amount)
+    out = []
+    for d in invoices:
+        due = d.due_date or d.issue_date
+        c, p = credited.get(d.id, ZERO), paid.get(d.id, ZERO)
+        out.append(
+            OpenItem(
+                issuers[d.issuer_id],
+                d.number,
+                d.account_id,
+                d.currency,
+                d.issue_date,
+                due,
+                d.payable,
+                c,
+                p,
+                round_amount(d.payable - c - p, d.currency),
+            )
+        )
+    return out
+
+
+async def aging_report(
+    db_session: AsyncSession,
+    as_of: date,
+    *,
+    issuer: str | None = None,
+    issuer_ids: Iterable[int] | None = None,
+    account_ids: Sequence[int] | None = None,
+) -> list[AgingRow]:
+    """Receivables aging at the end of ``as_of`` per issuer key and currency (what is owed back, a negative
+    outstanding amount, is not a receivable and is left out)."""
+    items = await open_items(db_session, as_of, issuer=issuer, issuer_ids=issuer_ids, account_ids=account_ids)
+    receivables = [
+        Receivable(i.issuer, i.number, i.currency, i.due_date, i.outstanding)
+        for i in items
+        if i.outstanding > 0
+    ]
+    return aging(receivables, as_of)
+
+
+AGING_HEADER = ["issuer", "currency", *BUCKETS, "total"]
+
+
+def aging_rows(rows: Sequence[AgingRow]) -> list[list[str]]:
+    return [[r.issuer, r.currency, *(str(r.buckets[b]) for b in BUCKETS), str(r.total)] for r in rows]
+
+
+# --------------------------------------------------------------------------------------------------- payments
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentLine:
+    """One payment or refund of the period."""
+
+    day: date
+    issuer: str
+    document: str | None
+    account_id: int | None
+    kind: str
+    method: str
+    provider: str
+    provider_ref: str | None
+    reference: str | None
+    currency: str
+    amount: Decimal
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentTotal:
+    """Succeeded payments or refunds of one issuer in one currency."""
+
+    issuer: str
+    currency: str
+    kind: str
+    count: int
+    amount: Decimal
+
+
+def _payments_query(
+    start: datetime | None, end: datetime | None, issuers: dict[int, str], account_ids: Sequence[int] | None
+) -> Select:
+    settled = func.coalesce(BillingPayment.settled_at, BillingPayment.created_at)
+    query = (
+        select(BillingPayment, BillingDocument.number, BillingDocument.issuer_id, BillingAccount.issuer_id)
+        .outerjoin(BillingDocument, BillingDocument.id == BillingPayment.document_id)
+        .outerjoin(BillingAccount, BillingAccount.id == BillingPayment.account_id)
+        .where(
+            or_(
+                BillingDocument.issuer_id.in_(list(issuers)),
+                BillingDocument.id.is_(None) & BillingAccount.issuer_id.in_(list(issuers)),
+            )
+        )
+    )
+    if start is not None:
+        query = query.where(settled >= start)
+    if end is not None:
+        query = query.where(settled < end)
+    if account_ids is not None:
+        query = query.where(
+            or_(
+                BillingPayment.account_id.in_(list(account_ids)),
+                BillingDocument.account_id.in_(list(account_ids)),
+            )
+        )
+    return query.order_by(settled, BillingPayment.id)
+
+
+async def payment_lines(
+    db_session: AsyncSession,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    issuer: str | None = None,
+    issuer_ids: Iterable[int] | None = None,
+    account_ids: Sequence[int] | None = None,
+) -> list[PaymentLine]:
+    """The payments and refunds settled (else created) in [start, end), every status."""
+    issuers = await _issuers(db_session, issuer, issuer_ids)
+    rows = (await db_session.execute(_payments_query(start, end, issuers, account_ids))).all()
+    out = []
+    for pay, number, doc_issuer, account_issuer in rows:
+        when = pay.settled_at or pay.created_at
+        out.append(
+            PaymentLine(
+                when.astimezone(UTC).date(),
+                issuers.get(doc_issuer if doc_issuer is not None else account_issuer, ""),
+                number,
+                pay.account_id,
+                pay.kind,
+                pay.method,
+                pay.provider,
+                pay.provider_ref,
+                pay.reference,
+                pay.currency,
+                pay.amount,
+                pay.status,
+            )
+        )
+    return out
+
+
+def payment_totals(lines: Sequence[PaymentLine]) -> list[PaymentTotal]:
+    """Succeeded payments and refunds per issuer, currency and kind, sorted."""
+    sums: dict[tuple[str, str, str], tuple[int, Decimal]] = {}
+    for line in lines:
+        if line.status != SUCCEEDED:
+            continue
+        count, amount = sums.get((line.issuer, line.currency, line.kind), (0, ZERO))
+        sums[(line.issuer, line.currency, line.kind)] = (count + 1, amount + line.amount)
+    return [PaymentTotal(i, c, k, n, a) for (i, c, k), (n, a) in sorted(sums.items())]
+
+
+async def payments_report(
+    db_session: AsyncSession,
+    period: str,
+    *,
+    issuer: str | None = None,
+    issuer_ids: Iterable[int] | None = None,
+) -> tuple[list[PaymentLine], list[PaymentTotal]]:
+    """The payments and refunds of ``period`` (``YYYY-MM``) and their succeeded totals."""
+    first, following = parse_period(period)
+    lines = await payment_lines(
+        db_session, _start(first), _start(following), issuer=issuer, issuer_ids=issuer_ids
+    )
+    return lines, payment_totals(lines)
+
+
+PAYMENTS_HEADER = [
+    "date",
+    "issuer",
+    "document",
+    "kind",
+    "method",
+    "provider",
+    "provider_ref",
+    "reference",
+    "currency",
+    "amount",
+    "status",
+]
+
+
+def payment_rows(lines: Sequence[PaymentLine]) -> list[list[str]]:
+    return [
+        [
+            p.day.isoformat(),
+            p.issuer,
+            p.document or "",
+            p.kind,
+            p.method,
+            p.provider,
+            p.provider_ref or "",
+            p.reference or "",
+            p.currency,
+            str(p.amount),
+            p.status,
+        ]
+        for p in lines
+    ]
+
+
+# --------------------------------------------------------------------------------------------- reconciliation
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceCheck:
+    """One invoice against its CDRs and its payments."""
+
+    issuer: str
+    number: str
+    currency: str
+    cdrs: int
+    cdrs_excl_vat: Decimal  # the sum of its CDRs' total excl. VAT
+    lines_excl_vat: Decimal  # the sum of its CDR lines' net
+    payable: Decimal
+    credited: Decimal
+    paid: Decimal  # payments minus refunds, succeeded
+    outstanding: Decimal
+
+    @property
+    def difference(self) -> Decimal:
+        return self.lines_excl_vat - self.cdrs_excl_vat
+
+
+@dataclass(frozen=True, slots=True)
+class ReconciliationException:
+    """Something that does not reconcile: ``kind`` is ``cdr_not_invoiced``, ``payment_without_invoice`` or
+    ``lines_differ``; ``ref`` the CDR, payment or invoice."""
+
+    kind: str
+    issuer: str
+    ref: str
+    currency: str
+    amount: Decimal
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    period: str
+    closed: bool  # the month is over on ``today``: its uninvoiced CDRs are exceptions
+    invoices: tuple[InvoiceCheck, ...]
+    exceptions: tuple[ReconciliationException, ...]
+
+
+async def _cdr_figures(db_session: AsyncSession, ids: Sequence[int]) -> dict[int, tuple[int, Decimal]]:
+    """(count, total excl. VAT) of the CDRs invoiced on each document (summed here: SQLite adds floats)."""
+    if not ids:
+        return {}
+    rows = await db_session.execute(
+        select(BillingDocumentCdr.document_id, Cdr.total_cost_excl_vat)
+        .join(Cdr, Cdr.id == BillingDocumentCdr.cdr_id)
+        .where(BillingDocumentCdr.document_id.in_(ids), BillingDocumentCdr.kind == INVOICE)
+    )
+    out: dict[int, tuple[int, Decimal]] = {}
+    for doc, amount in rows:
+        count, total = out.get(doc, (0, ZERO))
+        out[doc] = (count + 1, total + amount)
+    return out
+
+
+async def _uninvoiced_cdrs(
+    db_session: AsyncSession, first: date, following: date, issuers: dict[int, str]
+) -> list[ReconciliationException]:
+    """CDRs ended in the month, of a token a billing account of these issuers pays for (its fleet's or its
+    own), on no billing document."""
+    billed = select(BillingDocumentCdr.id).where(BillingDocumentCdr.cdr_id == Cdr.id).exists()
+    fleet = (
+        select(BillingAccount.issuer_id)
+        .where(
+            BillingAccount.kind == FLEET,
+            BillingAccount.fleet_id == Token.fleet_id,
+            BillingAccount.currency == Cdr.currency,
+            BillingAccount.issuer_id.in_(list(issuers)),
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    driver = (
+        select(BillingAccount.issuer_id)
+        .where(
+            BillingAccount.kind == DRIVER,
+            BillingAccount.token_id == Token.id,
+            BillingAccount.currency == Cdr.currency,
+            BillingAccount.issuer_id.in_(list(issuers)),
+        )
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = await db_session.execute(
+        select(Cdr.cdr_uid, Cdr.currency, Cdr.total_cost_excl_vat, Cdr.end_date_time, fleet, driver)
+        .join(Token, Token.id == Cdr.token_id)
+        .where(
+            Cdr.end_date_time >= _start(first),
+            Cdr.end_date_time < _start(following),
+            ~billed,
+            or_(fleet.is_not(None), driver.is_not(None)),
+        )
+        .order_by(Cdr.end_date_time, Cdr.id)
+    )
+    return [
+        ReconciliationException(
+            "cdr_not_invoiced",
+            issuers.get(f if f is not None else d, ""),
+            uid,
+            currency,
+            amount,
+            f"ended {end.astimezone(UTC).isoformat()}, on no invoice or credit note",
+        )
+        for uid, currency, amount, end, f, d in rows
+    ]
+
+
+async def reconciliation_report(
+    db_session: AsyncSession,
+    period: str,
+    today: date,
+    *,
+    issuer: str | None = None,
+    issuer_ids: Iterable[int] | None = None,
+) -> Reconciliation:
+    """Invoices of ``period`` against their CDRs and payments, and what does not reconcile."""
+    first, following = parse_period(period)
+    issuers = await _issuers(db_session, issuer, issuer_ids)
+    month = f"{first:%Y-%m}"
+    invoices = list(
+        (
+            await db_session.scalars(
+                select(BillingDocument)
+                .where(
+                    BillingDocument.kind == INVOICE,
+                    BillingDocument.issuer_id.in_(list(issuers)),
+                    or_(
+                        BillingDocument.billing_period == month,
+                        BillingDocument.billing_period.is_(None)
+                        & (BillingDocument.issue_date >= first)
+                        & (BillingDocument.issue_date < following),
+                    ),
+                )
+                .order_by(BillingDocument.issuer_id, BillingDocument.number)
+            )
+        ).all()
+    )
+    ids = [d.id for d in invoices]
+    figures = await _cdr_figures(db_session, ids)
+    latest = date.max - timedelta(days=1)  # every credit note and payment so far
+    items = {
+        (i.issuer, i.number): i
+        for i in await open_items(db_session, latest, issuer_ids=list(issuers), document_ids=ids)
+    }
+    checks, exceptions = [], []
+    for d in invoices:
+        doc = load_invoice(d.document)
+        lines = sum((line.net for line in doc.lines if line.cdr_id is not None), ZERO)
+        count, cdrs = figures.get(d.id, (0, ZERO))
+        item = items[(issuers[d.issuer_id], d.number)]
+        check = InvoiceCheck(
+            issuers[d.issuer_id],
+            d.number,
+            d.currency,
+            count,
+            round_amount(cdrs, d.currency),
+            lines,
+            d.payable,
+            item.credited,
+            item.paid,
+            item.outstanding,
+        )
+        checks.append(check)
+        if check.difference != ZERO:
+            exceptions.append(
+                ReconciliationException(
+                    "lines_differ",
+                    check.issuer,
+                    d.number,
+                    d.currency,
+                    check.difference,
+                    f"CDR lines {check.lines_excl_vat} vs CDRs {check.cdrs_excl_vat} excl. VAT",
+                )
+            )
+    closed = following <= today
+    if closed:
+        exceptions += await _uninvoiced_cdrs(db_session, first, following, issuers)
+    payments = await payment_lines(db_session, _start(first), _start(following), issuer_ids=list(issuers))
+    for p in payments:
+        if p.document is None and p.status == SUCCEEDED:
+            exceptions.append(
+                ReconciliationException(
+                    "payment_without_invoice",
+                    p.issuer,
+                    p.provider_ref or p.reference or f"account {p.account_id}",
+                    p.currency,
+                    p.amount,
+                    f"{p.kind} by {p.method} on {p.day.isoformat()}",
+                )
+            )
+    return Reconciliation(month, closed, tuple(checks), tuple(exceptions))
+
+
+RECONCILIATION_HEADER = [
+    "record",
+    "issuer",
+    "ref",
+    "currency",
+    "cdrs",
+    "cdrs_excl_vat",
+    "lines_excl_vat",
+    "difference",
+    "payable",
+    "credited",
+    "paid",
+    "outstanding",
+    "detail",
+]
+
+
+def reconciliation_rows(rec: Reconciliation) -> list[list[str]]:
+    out = [
+        [
+            "invoice",
+            c.issuer,
+            c.number,
+            c.currency,
+            str(c.cdrs),
+            str(c.cdrs_excl_vat),
+            str(c.lines_excl_vat),
+            str(c.difference),
+            str(c.payable),
+            str(c.credited),
+            str(c.paid),
+            str(c.outstanding),
+            "",
+        ]
+        for c in rec.invoices
+    ]
+    out += [
+        [e.kind, e.issuer, e.ref, e.currency, "", "", "", str(e.amount), "", "", "", "", e.detail]
+        for e in rec.exceptions
+    ]
+    return out
+
+
+def to_csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """RFC 4180 CSV (CRLF line ends) with a header row."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
