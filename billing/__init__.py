@@ -31,6 +31,9 @@ from billing.core.issuers import Issuer
 from billing.core.lines import CdrComponent, Dimension, PricedCdr, cdr_lines, fee_line
 from billing.core.numbering import NumberingError, Series
 from billing.core.vat import VatTreatment, treatment_for
+from billing.store.b2b import SettlementDocumentsError
+from billing.store.b2b import closed_runs as closed_settlement_runs
+from billing.store.b2b import issue_run_documents as issue_settlement_documents
 from billing.store.cdrs import priced_cdr
 from billing.store.codec import load_credit_note, load_invoice
 from billing.store.issuers import IssuerError, add_issuer, get_issuer, list_issuers
@@ -70,6 +73,7 @@ __all__ = [
     "PaymentTerms",
     "PricedCdr",
     "Series",
+    "SettlementDocumentsError",
     "SupplyPeriod",
     "Totals",
     "Unit",
@@ -79,6 +83,7 @@ __all__ = [
     "add_issuer",
     "allocate",
     "cdr_lines",
+    "closed_settlement_runs",
     "credit_for_cdr",
     "document_of",
     "fee_line",
@@ -86,6 +91,7 @@ __all__ = [
     "get_issuer",
     "issue_cdr_credit_note",
     "issue_session_invoice",
+    "issue_settlement_documents",
     "issuer_of_row",
     "list_issuers",
     "load_credit_note",

@@ -1,13 +1,144 @@
-"""(stub) billing's CDR hook: the per-session invoice of a driver without a contract, the credit note of a credit
-CDR, in the CDR's transaction."""
+"""Billing's CDR hook: the documents a new CDR gets at once, in the CDR's own transaction.
+
+* A **credit CDR** (a correction) whose original is on an invoice (per-session or monthly) gets the credit note
+  of that invoice (:func:`billing.store.issuing.issue_cdr_credit_note`). One whose original is on no invoice
+  yet gets nothing now: both are lines of the fleet's next monthly invoice.
+* A **priced CDR of a driver without a contract** (a token with no fleet: the app and ad-hoc drivers of an
+  eMSP, or a CPO's own ad-hoc cards) gets its per-session invoice from the issuer of the party selling it: the
+  issuer whose party is the token's eMSP (``cdr.emsp_id`` / ``token.emsp_id``), else the CPO's
+  (``cdr.cpo_id``). No such issuer, no token, a fleet token, a CDR without priced lines or in another
+  currency than the issuer's: nothing (logged at debug). The buyer is the driver as the token knows them
+  (:func:`consumer_buyer`); a driver account is created for the token so payments can follow, and the
+  invoice's collection is requested.
+
+Both are idempotent: a second run (or ``evhub invoices issue --cdr``, which calls :func:`invoice_cdr`) finds
+the document issued and does nothing more.
+"""
 
 from __future__ import annotations
 
+import logging
+
+import pycountry
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.models import Cdr
+from billing.core.documents import Address, Identity
+from billing.payments.collection import request_collection
+from billing.store.accounts import buyer_of, driver_account
+from billing.store.issuing import (
+    CREDIT_NOTE,
+    INVOICE,
+    BillingError,
+    document_of,
+    issue_cdr_credit_note,
+    issue_session_invoice,
+)
+from kernel.models import BillingDocument, Cdr, Location, Token
+from kernel.models.billing import BillingIssuer
+
+log = logging.getLogger(__name__)
+
+
+class NotBilledNow(BillingError):
+    """The CDR gets no document of its own now (why is the message): not an error."""
+
+
+async def seller_issuer(db_session: AsyncSession, cdr: Cdr, token: Token | None) -> BillingIssuer | None:
+    """The issuer of the party selling ``cdr``'s session: the token's eMSP's, else the CPO's."""
+    for party_id in (cdr.emsp_id, token.emsp_id if token else None, cdr.cpo_id):
+        if party_id is None:
+            continue
+        row = await db_session.scalar(
+            select(BillingIssuer)
+            .where(BillingIssuer.party_id == party_id)
+            .order_by(BillingIssuer.id)
+            .limit(1)
+        )
+        if row is not None:
+            return row
+    return None
+
+
+def _alpha2(code: str | None) -> str | None:
+    if not code:
+        return None
+    country = pycountry.countries.get(alpha_3=code.upper()) if len(code) == 3 else None
+    if country is None and len(code) == 2:
+        country = pycountry.countries.get(alpha_2=code.upper())
+    return country.alpha_2 if country is not None else None
+
+
+def consumer_buyer(token: Token, location: Location | None, issuer: BillingIssuer) -> Identity:
+    """A driver without a contract as a buyer: the token's driver name (else "Card holder <contract id>"), their
+    e-mail, a consumer (not a business). The hub does not know their postal address; EN 16931 requires only
+    the buyer's country in it (BR-10, BR-11), so the address is the country alone: the charging location's (the
+    place of supply), else the issuer's."""
+    name = (token.driver_name or "").strip() or f"Card holder {token.contract_id}"
+    country = _alpha2(location.country if location else None) or issuer.country
+    return Identity(name, Address("", "", "", country), email=token.driver_email or None)
+
+
+async def invoice_cdr(db_session: AsyncSession, cdr: Cdr) -> BillingDocument:
+    """The per-session invoice of ``cdr`` for a driver without a contract, issued if missing (see the module);
+    NotBilledNow when the CDR gets none."""
+    existing = await document_of(db_session, cdr.id, INVOICE)
+    if existing is not None:
+        return existing
+    if cdr.is_credit:
+        raise NotBilledNow(f"CDR {cdr.cdr_uid} is a credit CDR: it is credited, not invoiced")
+    if not (cdr.explanation or {}).get("lines"):
+        raise NotBilledNow(f"CDR {cdr.cdr_uid} has no priced lines (not priced by the hub)")
+    token = await db_session.get(Token, cdr.token_id) if cdr.token_id is not None else None
+    if token is None:
+        raise NotBilledNow(f"CDR {cdr.cdr_uid} has no token: no buyer to invoice")
+    if token.fleet_id is not None:
+        raise NotBilledNow(f"CDR {cdr.cdr_uid} is a fleet's: it goes on the fleet's monthly invoice")
+    issuer = await seller_issuer(db_session, cdr, token)
+    if issuer is None:
+        raise NotBilledNow(f"CDR {cdr.cdr_uid}: neither its eMSP nor its CPO is an issuer")
+    if issuer.currency != cdr.currency:
+        raise NotBilledNow(
+            f"CDR {cdr.cdr_uid} is in {cdr.currency}, issuer {issuer.key} invoices in {issuer.currency}"
+        )
+    location = await db_session.get(Location, cdr.location_id) if cdr.location_id is not None else None
+    account = await driver_account(
+        db_session,
+        issuer,
+        token.id,
+        consumer_buyer(token, location, issuer),
+        currency=cdr.currency,
+        language=token.language or "en",
+        timezone=location.time_zone if location else "UTC",
+    )
+    row = await issue_session_invoice(
+        db_session, issuer_key=issuer.key, cdr_id=cdr.id, buyer=buyer_of(account), account_id=account.id
+    )
+    await request_collection(db_session, row)
+    log.info("issued invoice %s for CDR %s", row.number, cdr.cdr_uid)
+    return row
+
+
+async def credit_cdr(db_session: AsyncSession, cdr: Cdr) -> BillingDocument:
+    """The credit note of credit CDR ``cdr`` when its original is on an invoice; NotBilledNow otherwise."""
+    existing = await document_of(db_session, cdr.id, CREDIT_NOTE)
+    if existing is not None:
+        return existing
+    if cdr.credit_of is None or await document_of(db_session, cdr.credit_of, INVOICE) is None:
+        raise NotBilledNow(f"credit CDR {cdr.cdr_uid}: its original is on no invoice (next monthly invoice)")
+    if await document_of(db_session, cdr.id, INVOICE) is not None:
+        raise NotBilledNow(f"credit CDR {cdr.cdr_uid} is a line of a monthly invoice already")
+    row = await issue_cdr_credit_note(db_session, credit_cdr_id=cdr.id)
+    log.info("issued credit note %s for credit CDR %s", row.number, cdr.cdr_uid)
+    return row
 
 
 async def billing_cdr_hook(db_session: AsyncSession, cdr: Cdr) -> None:
     """For ``hub.hooks.cdr`` (run by pricing in the CDR's transaction, before the portal's receipt hook)."""
-    return None
+    try:
+        if cdr.is_credit:
+            await credit_cdr(db_session, cdr)
+        else:
+            await invoice_cdr(db_session, cdr)
+    except NotBilledNow as why:
+        log.debug("no billing document now: %s", why)

@@ -1,10 +1,64 @@
-"""(stub) the monthly invoices job."""
+"""The monthly invoices job: every fleet account's invoice of the month that just ended, once.
+
+:func:`run_monthly_job` runs hourly (``BillingComponent``): for every fleet account, the previous month by the
+account's own time zone and the hub's clock (:func:`kernel.timeutil.utcnow`), issued if missing
+(:func:`issue_monthly_invoice`, idempotent and safe against a concurrent run on another
+node). Each account is issued in its own transaction; one that fails is logged and the others go on.
+"""
 
 from __future__ import annotations
 
+import logging
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.payments.collection import request_collection
+from billing.store import monthly
+from billing.store.accounts import FLEET
+from billing.store.monthly import monthly_invoice_of, previous_period
 from kernel.components import Hub
+from kernel.models import BillingAccount, BillingDocument
+from kernel.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+async def issue_monthly_invoice(
+    db_session: AsyncSession, account_id: int, period: str, issue_date: date | None = None
+) -> BillingDocument | None:
+    """:func:`billing.store.monthly.issue_monthly_invoice`, and a new invoice's collection requested in the same
+    transaction (:func:`billing.payments.collection.request_collection`): what the job, the CLI and the API
+    issue."""
+    return await monthly.issue_monthly_invoice(
+        db_session, account_id, period, issue_date, on_issue=request_collection
+    )
 
 
 async def run_monthly_job(hub: Hub) -> int:
     """Issue every monthly invoice due (the previous month's, per fleet account); the number issued."""
-    return 0
+    now = utcnow()
+    async with hub.db.session() as db_session:
+        accounts = (
+            await db_session.execute(
+                select(BillingAccount.id, BillingAccount.timezone)
+                .where(BillingAccount.kind == FLEET)
+                .order_by(BillingAccount.id)
+            )
+        ).all()
+    issued = 0
+    for account_id, timezone in accounts:
+        period = previous_period(now, timezone)
+        try:
+            async with hub.db.session() as db_session:
+                account = await db_session.get(BillingAccount, account_id)
+                if account is None or await monthly_invoice_of(db_session, account, period) is not None:
+                    continue
+                row = await issue_monthly_invoice(db_session, account_id, period)
+                if row is not None:
+                    issued += 1
+                    log.info("issued monthly invoice %s of account %s for %s", row.number, account_id, period)
+        except Exception:
+            log.exception("could not issue the %s invoice of billing account %s", period, account_id)
+    return issued

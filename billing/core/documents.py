@@ -318,7 +318,9 @@ class Invoice:
     """A VAT invoice (EN 16931 type 380), complete and consistent; immutable once made.
 
     ``series`` and ``number`` (BT-1, formatted by :mod:`.numbering`), ``issue_date`` (BT-2), ``supply_period``
-    (BG-14, covering every line's), ``due_date`` (BT-9), ``notes`` (BT-22: e.g. the reverse-charge wording)."""
+    (BG-14, covering every line's), ``due_date`` (BT-9), ``notes`` (BT-22: e.g. the reverse-charge wording).
+    ``self_billed``: a self-billed invoice (BT-3 type 389), issued by the buyer on the seller's behalf under a
+    self-billing agreement (VAT Directive Art. 224); the seller is still the supplier."""
 
     series: str
     number: str
@@ -333,6 +335,7 @@ class Invoice:
     payment_terms: PaymentTerms
     due_date: date
     notes: tuple[str, ...] = ()
+    self_billed: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "currency", invoice_currency(self.currency))

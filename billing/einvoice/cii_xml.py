@@ -35,6 +35,7 @@ GUIDELINE = "urn:cen.eu:en16931:2017"
 from it)."""
 INVOICE_TYPE = "380"
 CREDIT_NOTE_TYPE = "381"
+SELF_BILLED_TYPE = "389"  # UNTDID 1001: self-billed invoice (EN 16931 BT-3)
 
 Document = Invoice | CreditNote
 
@@ -174,14 +175,16 @@ def _supply_period(doc: Document) -> SupplyPeriod | None:
 
 def cii_xml(doc: Document) -> bytes:
     """The CII XML of ``doc`` (profile EN 16931), UTF-8 with an XML declaration."""
-    is_invoice = isinstance(doc, Invoice)
     root = etree.Element(f"{{{RSM}}}CrossIndustryInvoice", nsmap=NSMAP)
     context = _el(root, "rsm:ExchangedDocumentContext")
     _el(_el(context, "ram:GuidelineSpecifiedDocumentContextParameter"), "ram:ID", GUIDELINE)  # BT-24
 
     header = _el(root, "rsm:ExchangedDocument")
     _el(header, "ram:ID", doc.number)  # BT-1
-    _el(header, "ram:TypeCode", INVOICE_TYPE if is_invoice else CREDIT_NOTE_TYPE)  # BT-3
+    type_code = CREDIT_NOTE_TYPE
+    if isinstance(doc, Invoice):
+        type_code = SELF_BILLED_TYPE if doc.self_billed else INVOICE_TYPE
+    _el(header, "ram:TypeCode", type_code)  # BT-3
     _date(header, "ram:IssueDateTime", doc.issue_date)  # BT-2
     notes = [doc.reason, *doc.notes] if isinstance(doc, CreditNote) else list(doc.notes)
     for note in notes:

@@ -42,6 +42,12 @@ def _filters(currency: str, locale: str) -> dict[str, Callable[..., str]]:
     return {"money": money, "number": number, "day": day}
 
 
+def _title(doc: Document) -> str:
+    if isinstance(doc, Invoice):
+        return "Self-billed invoice" if doc.self_billed else "Invoice"
+    return "Credit note"
+
+
 def render_html(doc: Document, *, locale: str = "en", logo: str | None = None) -> str:
     """The HTML of ``doc`` in ``locale`` (a Babel locale such as ``en``, ``de_DE``, ``fr_FR``); ``logo`` is the
     issuer's logo URL or ``data:`` URI, if any."""
@@ -52,7 +58,7 @@ def render_html(doc: Document, *, locale: str = "en", logo: str | None = None) -
     return template.render(
         doc=doc,
         is_invoice=is_invoice,
-        title="Invoice" if is_invoice else "Credit note",
+        title=_title(doc),
         lang=locale.split("_")[0],
         logo=logo,
     )

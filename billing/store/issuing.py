@@ -151,6 +151,11 @@ async def issue_cdr_credit_note(
     credit = await _cdr(db_session, credit_cdr_id)
     if not credit.is_credit or credit.credit_of is None:
         raise BillingError(f"CDR {credit.cdr_uid} is not a credit CDR")
+    on_invoice = await document_of(db_session, credit.id, INVOICE)
+    if on_invoice is not None:  # a monthly invoice took it as a negative line next to its original
+        raise BillingError(
+            f"credit CDR {credit.cdr_uid} is a line of invoice {on_invoice.number}: nothing to credit"
+        )
     original = await _cdr(db_session, credit.credit_of)
     invoice_row = await document_of(db_session, original.id, INVOICE)
     if invoice_row is None:

@@ -219,3 +219,32 @@ def invoices_issue(
         console.print(f"{kind} {doc.number}: {doc.payable} {doc.currency} (CDR {cdr})", highlight=False)
 
     run_with_db(go)
+
+
+@invoices_app.command("issue-settlement")
+def invoices_issue_settlement(
+    period: Annotated[str, typer.Option(help="The closed settlement period, YYYY-MM")],
+) -> None:
+    """Issue the B2B documents of a closed settlement period (CPO to eMSP, hub fee, site host self-billing);
+    prints what was issued and what was not, with the reason (idempotent)."""
+    import re
+
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", period):
+        fail(f"--period {period!r}: not a month YYYY-MM")
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            runs = await billing.closed_settlement_runs(s, period)
+        if not runs:
+            fail(f"--period {period}: no closed settlement run (settle it with `evhub settle --close`)")
+        for run in runs:
+            try:
+                outcomes = await billing.issue_settlement_documents(db, run.id)
+            except billing.SettlementDocumentsError as exc:
+                fail(str(exc))
+            if not outcomes:
+                console.print(f"settlement {run.period} r{run.sequence}: no documents", highlight=False)
+            for outcome in outcomes:
+                console.print(outcome.describe(), highlight=False, soft_wrap=True)
+
+    run_with_db(go)

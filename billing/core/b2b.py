@@ -1,0 +1,303 @@
+"""B2B documents from a closed settlement run: which documents its lines give, between whom, and their lines.
+
+Pure: the run's lines come in as text (the canonical ``lines.csv`` of settlement's export) or values, the VAT
+rates and supply periods as mappings the adapter looked up; no database, files or clock.
+
+A paying line of the split gives one side of one document (``cpo_retained`` moves no money and gives none):
+
+=================  ===========================  =======================  =================================
+settlement line    seller (supplier)            buyer                    issued by
+=================  ===========================  =======================  =================================
+``emsp_owes_cpo``  the CPO (counterparty)       the eMSP (party)         the CPO: an invoice (380)
+``hub_fee``        the hub (party)              the CPO (counterparty)   the hub: an invoice (380)
+``site_host_share`` the site host (party)       the CPO (counterparty)   the CPO, self-billing (389)
+=================  ===========================  =======================  =================================
+
+One document per (kind, seller, buyer, currency) of the run. Its lines are the settlement lines as billed
+(the seller's side: the roaming line's amount negated), so the document's net is the statement's to the
+cent; its VAT is BR-CO-17's per category and rate over those lines, and :attr:`DocumentPlan.billed_vat` (the
+sum of the per-CDR VAT of the settlement) is kept next to it for the reconciliation (it may differ by the
+per-CDR rounding).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+
+from billing.core.documents import (
+    DocumentError,
+    Identity,
+    Invoice,
+    InvoiceLine,
+    PaymentTerms,
+    SupplyPeriod,
+    Unit,
+    currency_of,
+)
+from billing.core.en16931 import total
+from billing.core.vat import VatTreatment, breakdown, classify, notes, totals
+
+
+class B2BKind(StrEnum):
+    """What a B2B document is for."""
+
+    ROAMING = "roaming"
+    HUB_FEE = "hub_fee"
+    SITE_HOST = "site_host"
+
+
+KIND_OF_LINE = {
+    "emsp_owes_cpo": B2BKind.ROAMING,
+    "hub_fee": B2BKind.HUB_FEE,
+    "site_host_share": B2BKind.SITE_HOST,
+}
+SELF_BILLING_NOTE = "Self-billing"
+"""BT-22 on a self-billed invoice: the mention VAT Directive Art. 226(18) requires."""
+DESCRIPTIONS = {B2BKind.HUB_FEE: "Hub fee", B2BKind.SITE_HOST: "Site host share"}
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementLine:
+    """One line of a settlement run (a row of its ``lines.csv``), amounts signed from ``party``'s view."""
+
+    settlement_period: str
+    cdr_id: str
+    line_no: int
+    kind: str
+    party: str
+    counterparty: str
+    currency: str
+    net: Decimal
+    vat: Decimal
+    gross: Decimal
+    agreement_id: str
+    agreement_version: int | None
+    is_adjustment: bool = False
+
+
+def parse_lines_csv(text: str) -> tuple[SettlementLine, ...]:
+    """The lines of settlement's canonical ``lines.csv`` (exact decimals, ``true``/``false``)."""
+    out = []
+    for row in csv.DictReader(io.StringIO(text)):
+        try:
+            version = row.get("agreement_version") or ""
+            out.append(
+                SettlementLine(
+                    settlement_period=row["settlement_period"],
+                    cdr_id=row["cdr_id"],
+                    line_no=int(row["line_no"]),
+                    kind=row["kind"],
+                    party=row["party"],
+                    counterparty=row["counterparty"],
+                    currency=row["currency"],
+                    net=Decimal(row["net"]),
+                    vat=Decimal(row["vat"]),
+                    gross=Decimal(row["gross"]),
+                    agreement_id=row.get("agreement_id") or "",
+                    agreement_version=int(float(version)) if version else None,
+                    is_adjustment=row.get("is_adjustment") == "true",
+                )
+            )
+        except (KeyError, ValueError, ArithmeticError) as exc:
+            raise DocumentError(f"settlement lines: a row that is not a settlement line ({exc})") from None
+    return tuple(out)
+
+
+def ledger_totals(lines: Sequence[SettlementLine]) -> dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]]:
+    """Per (party, currency), net, VAT and gross of both sides of every paying line: what each party's
+    settlement statement says (settlement's ledger), to check the lines against the stored statements."""
+    sums: dict[tuple[str, str], list[Decimal]] = {}
+    for ln in lines:
+        if ln.kind not in KIND_OF_LINE:
+            continue
+        for who, sign in ((ln.party, 1), (ln.counterparty, -1)):
+            acc = sums.setdefault((who, ln.currency), [Decimal(0), Decimal(0), Decimal(0)])
+            acc[0] += sign * ln.net
+            acc[1] += sign * ln.vat
+            acc[2] += sign * ln.gross
+    return {k: (v[0], v[1], v[2]) for k, v in sums.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentPlan:
+    """One document a run gives: its kind, seller and buyer (settlement labels ``CC*PID``), currency, lines."""
+
+    kind: B2BKind
+    seller: str
+    buyer: str
+    currency: str
+    lines: tuple[SettlementLine, ...]
+
+    @property
+    def self_billed(self) -> bool:
+        return self.kind is B2BKind.SITE_HOST
+
+    @property
+    def issuer_party(self) -> str:
+        """Who issues it: the seller, or for self-billing the buyer (the CPO that pays the site host)."""
+        return self.buyer if self.self_billed else self.seller
+
+    @property
+    def statement_party(self) -> str:
+        """Whose statement the document bills (the seller's) and, in the source key, the counterparty."""
+        return self.seller
+
+    @property
+    def counterparty(self) -> str:
+        return self.buyer
+
+    def billed(self, line: SettlementLine) -> tuple[Decimal, Decimal]:
+        """(net, VAT) of ``line`` as the seller bills it."""
+        sign = -1 if self.kind is B2BKind.ROAMING else 1
+        return sign * line.net, sign * line.vat
+
+    @property
+    def billed_net(self) -> Decimal:
+        return total((self.billed(ln)[0] for ln in self.lines), self.currency)
+
+    @property
+    def billed_vat(self) -> Decimal:
+        return total((self.billed(ln)[1] for ln in self.lines), self.currency)
+
+
+def plan_documents(lines: Sequence[SettlementLine]) -> tuple[DocumentPlan, ...]:
+    """The documents of a run's lines, one per (kind, seller, buyer, currency), in a stable order."""
+    groups: dict[tuple[B2BKind, str, str, str], list[SettlementLine]] = {}
+    for ln in lines:
+        kind = KIND_OF_LINE.get(ln.kind)
+        if kind is None:
+            continue
+        seller, buyer = (
+            (ln.counterparty, ln.party) if kind is B2BKind.ROAMING else (ln.party, ln.counterparty)
+        )
+        groups.setdefault((kind, seller, buyer, ln.currency), []).append(ln)
+    order = {k: i for i, k in enumerate(B2BKind)}
+    keys = sorted(groups, key=lambda k: (order[k[0]], k[1], k[2], k[3]))
+    return tuple(
+        DocumentPlan(k[0], k[1], k[2], k[3], tuple(sorted(groups[k], key=lambda x: (x.cdr_id, x.line_no))))
+        for k in keys
+    )
+
+
+def source_key(period: str, sequence: int, statement_id: int, counterparty: str) -> str:
+    """What a B2B document is issued for, once (UNIQUE per issuer and kind)."""
+    return f"settlement:{period}:{sequence}:{statement_id}:{counterparty}"
+
+
+def share_lines(
+    plan: DocumentPlan,
+    rates: Mapping[str, Decimal | None],
+    supplies: Mapping[str, SupplyPeriod],
+    treatment: VatTreatment,
+) -> tuple[InvoiceLine, ...]:
+    """A hub fee or site host share document's lines: one per settlement line (one unit of the line's net;
+    a negative one, an adjustment's credit, has quantity -1), under the VAT rate (percent, None: not subject
+    to VAT) of ``rates[cdr_id]`` and the CDR's supply period."""
+    if plan.kind is B2BKind.ROAMING:
+        raise DocumentError("roaming lines are the CDRs' own lines (billing.core.lines.cdr_lines)")
+    out = []
+    for ln in plan.lines:
+        if ln.cdr_id not in rates:
+            raise DocumentError(f"{DESCRIPTIONS[plan.kind]} of CDR {ln.cdr_id}: no VAT rate")
+        net, _vat = plan.billed(ln)
+        category, rate = classify(rates[ln.cdr_id], treatment)
+        out.append(
+            InvoiceLine(
+                line_id=f"{ln.cdr_id}:{ln.line_no}",
+                description=f"{DESCRIPTIONS[plan.kind]}, CDR {ln.cdr_id}"
+                + (" (adjustment)" if ln.is_adjustment else ""),
+                quantity=Decimal(-1) if net < 0 else Decimal(1),
+                unit=Unit.ONE,
+                unit_price=abs(net),
+                net=net,
+                currency=plan.currency,
+                vat_category=category,
+                vat_rate=rate,
+                cdr_id=ln.cdr_id,
+                supply=supplies.get(ln.cdr_id),
+            )
+        )
+    return tuple(out)
+
+
+def check_net(plan: DocumentPlan, lines: Sequence[InvoiceLine]) -> None:
+    """DocumentError unless ``lines`` add up to the plan's net to the cent, CDR by CDR."""
+    per_cdr: dict[str, Decimal] = {}
+    for ln in plan.lines:
+        per_cdr[ln.cdr_id] = per_cdr.get(ln.cdr_id, Decimal(0)) + plan.billed(ln)[0]
+    got: dict[str, Decimal] = {}
+    for il in lines:
+        got[il.cdr_id or ""] = got.get(il.cdr_id or "", Decimal(0)) + il.net
+    for cdr_id, net in per_cdr.items():
+        if got.get(cdr_id, Decimal(0)) != net:
+            raise DocumentError(
+                f"CDR {cdr_id}: the document's lines ({got.get(cdr_id, Decimal(0))}) are not the settlement's "
+                f"{net}"
+            )
+    if set(got) - set(per_cdr):
+        raise DocumentError("a document line for a CDR the settlement lines do not have")
+
+
+def settlement_invoice(
+    plan: DocumentPlan,
+    lines: Sequence[InvoiceLine],
+    *,
+    series: str,
+    number: str,
+    issue_date: date,
+    seller: Identity,
+    buyer: Identity,
+    terms: PaymentTerms,
+    treatment: VatTreatment,
+    period: SupplyPeriod,
+    reference: str,
+) -> Invoice:
+    """The invoice (or self-billed invoice) of ``plan`` with ``lines`` (checked against the plan to the cent),
+    covering the settlement ``period`` and every line's supply; ``reference`` (the run) is a note (BT-22). A
+    total below zero (a period of credits only) is refused: that is a credit note, not an invoice."""
+    if not lines:
+        raise DocumentError("nothing to invoice: no lines (BR-16)")
+    check_net(plan, lines)
+    currency = currency_of(lines)
+    vat = breakdown(lines, currency, treatment)
+    supply = SupplyPeriod.span([period, *(ln.supply for ln in lines if ln.supply)])
+    extra = (SELF_BILLING_NOTE,) if plan.self_billed else ()
+    return Invoice(
+        series=series,
+        number=number,
+        issue_date=issue_date,
+        supply_period=supply,
+        seller=seller,
+        buyer=buyer,
+        currency=currency,
+        lines=tuple(lines),
+        breakdown=vat,
+        totals=totals(lines, vat, currency),
+        payment_terms=terms,
+        due_date=terms.due_date(issue_date),
+        notes=(*extra, *notes(vat), reference),
+        self_billed=plan.self_billed,
+    )
+
+
+__all__ = [
+    "DESCRIPTIONS",
+    "KIND_OF_LINE",
+    "SELF_BILLING_NOTE",
+    "B2BKind",
+    "DocumentPlan",
+    "SettlementLine",
+    "check_net",
+    "ledger_totals",
+    "parse_lines_csv",
+    "plan_documents",
+    "settlement_invoice",
+    "share_lines",
+    "source_key",
+]

@@ -1,0 +1,483 @@
+"""Issuing the B2B documents of a closed settlement run: its lines as invoices between the parties.
+
+The run's lines are read from its export (``lines.csv``, with ``rejected.csv``) in the run's ``output_dir``;
+their sha256 must be the run's ``content_hash`` (so what is billed is exactly what the closing run settled,
+byte for byte), and per party and currency they must add up to the stored statements. Billing reads the
+kernel's tables only (``settlement_runs``, ``settlement_statements``, ``agreements``, ``cdrs``), never
+settlement's code.
+
+Per document (:func:`billing.core.b2b.plan_documents`), in its own transaction: the issuer (the seller's
+``billing_issuers`` row, for self-billing the CPO's), the buyer (its ``party_account`` with that issuer, or the
+identity of its own issuer row, from which the account is made), the lines with their VAT rates (roaming: the
+CDR's own lines; hub fee: the rate of the agreement's country; site host: the agreement's rate or the CDR's
+energy rate), then the number (gap-free, :mod:`.numbers`) and the row, with the source key
+``settlement:PERIOD:SEQ:STATEMENT:COUNTERPARTY`` checked again under the counter's lock (a second run, or a
+concurrent one, issues nothing). A document that cannot be issued is reported with the reason, never dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.core.b2b import (
+    B2BKind,
+    DocumentPlan,
+    SettlementLine,
+    ledger_totals,
+    parse_lines_csv,
+    plan_documents,
+    settlement_invoice,
+    share_lines,
+    source_key,
+)
+from billing.core.documents import DocumentError, Identity, InvoiceLine, SupplyPeriod
+from billing.core.lines import Dimension, PricedCdr, cdr_lines
+from billing.core.numbering import NumberingError, Series
+from billing.core.vat import VatTreatment, treatment_for
+from billing.store.accounts import buyer_of, party_account
+from billing.store.cdrs import priced_cdr
+from billing.store.codec import to_json
+from billing.store.issuers import from_row
+from billing.store.numbers import lock, take
+from kernel.db.engine import Database
+from kernel.models import (
+    Agreement,
+    BillingAccount,
+    BillingDocument,
+    BillingDocumentCdr,
+    BillingIssuer,
+    Cdr,
+    Location,
+    Party,
+    SettlementRun,
+    SettlementStatement,
+)
+from kernel.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+INVOICE = "invoice"
+SELF_BILLED = "self_billed"
+"""``billing_documents.kind`` of a self-billed invoice: the issuer's payable, not a receivable."""
+SELF_BILLED_PREFIX = "SB"
+"""The series of the self-billed invoices an issuer issues on its site hosts' behalf."""
+LINK_KINDS = {
+    B2BKind.ROAMING: "b2b_roaming",
+    B2BKind.HUB_FEE: "b2b_hub_fee",
+    B2BKind.SITE_HOST: "b2b_site_host",
+}
+"""``billing_document_cdrs.kind`` per document kind: a CDR is on one B2B document of each kind, once."""
+ROLES = {
+    B2BKind.ROAMING: ("CPO", "EMSP"),
+    B2BKind.HUB_FEE: ("HUB", "CPO"),
+    B2BKind.SITE_HOST: ("SITE_HOST", "CPO"),
+}
+
+
+class SettlementDocumentsError(ValueError):
+    """A run whose documents cannot be issued at all (its export missing or not the run's, no such run)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One document of a run: issued now, issued before (``existing``), or not, with the reason."""
+
+    period: str
+    sequence: int
+    kind: B2BKind
+    seller: str
+    buyer: str
+    currency: str
+    net: Decimal
+    settlement_vat: Decimal
+    number: str | None = None
+    vat: Decimal | None = None
+    existing: bool = False
+    reason: str | None = None
+
+    @property
+    def issued(self) -> bool:
+        return self.number is not None and not self.existing
+
+    def describe(self) -> str:
+        what = {
+            "roaming": "roaming invoice",
+            "hub_fee": "hub fee invoice",
+            "site_host": "self-billed invoice",
+        }[self.kind.value]
+        head = f"{what} {self.seller} -> {self.buyer} {self.net} {self.currency} excl. VAT"
+        if self.reason is not None:
+            return f"not issued: {head}: {self.reason}"
+        state = "already issued" if self.existing else "issued"
+        difference = self.settlement_vat - (self.vat or Decimal(0))
+        rounding = f" (settlement VAT {self.settlement_vat}, difference {difference})" if difference else ""
+        return f"{state} {self.number}: {head}, VAT {self.vat}{rounding}"
+
+
+class _Refused(Exception):
+    """A document that is not issued, and why (reported, not raised to the caller)."""
+
+
+def read_run_lines(run: SettlementRun) -> tuple[SettlementLine, ...]:
+    """The lines of ``run`` from its export, checked against its content hash (blocking file I/O)."""
+    if not run.output_dir:
+        raise SettlementDocumentsError(f"run {run.period} r{run.sequence} has no export folder")
+    folder = Path(run.output_dir)
+    try:
+        lines = (folder / "lines.csv").read_bytes()
+        rejected = (folder / "rejected.csv").read_bytes()
+    except OSError as exc:
+        raise SettlementDocumentsError(
+            f"run {run.period} r{run.sequence}: its export cannot be read ({exc.strerror}: {exc.filename})"
+        ) from None
+    data = lines + rejected if rejected.count(b"\n") > 1 else lines
+    if hashlib.sha256(data).hexdigest() != run.content_hash:
+        raise SettlementDocumentsError(
+            f"run {run.period} r{run.sequence}: {folder / 'lines.csv'} is not the run's export (content hash differs)"
+        )
+    return parse_lines_csv(lines.decode("utf-8"))
+
+
+async def closed_runs(db_session: AsyncSession, period: str | None = None) -> list[SettlementRun]:
+    """The closed settlement runs (of ``period``), oldest first."""
+    query = select(SettlementRun).where(SettlementRun.status == "closed").order_by(SettlementRun.id)
+    if period is not None:
+        query = query.where(SettlementRun.period == period)
+    return list((await db_session.scalars(query)).all())
+
+
+def run_prefix(run: SettlementRun) -> str:
+    return f"settlement:{run.period}:{run.sequence}:"
+
+
+async def has_documents(db_session: AsyncSession, run: SettlementRun) -> bool:
+    found = await db_session.scalar(
+        select(BillingDocument.id).where(BillingDocument.source_key.startswith(run_prefix(run))).limit(1)
+    )
+    return found is not None
+
+
+async def _party(db_session: AsyncSession, label: str, role: str) -> Party:
+    country, _, pid = label.partition("*")
+    rows = (
+        await db_session.scalars(
+            select(Party).where(Party.country_code == country, Party.party_id == pid).order_by(Party.id)
+        )
+    ).all()
+    if not rows:
+        raise _Refused(f"no party {label}")
+    return next((p for p in rows if str(p.role) == role or getattr(p.role, "value", None) == role), rows[0])
+
+
+async def _issuer_of(db_session: AsyncSession, party: Party) -> BillingIssuer | None:
+    return (
+        await db_session.scalars(select(BillingIssuer).where(BillingIssuer.party_id == party.id).limit(1))
+    ).first()
+
+
+async def _account_identity(
+    db_session: AsyncSession, issuer: BillingIssuer, party: Party, currency: str
+) -> tuple[BillingAccount | None, Identity | None]:
+    found = (
+        await db_session.scalars(
+            select(BillingAccount).where(
+                BillingAccount.issuer_id == issuer.id,
+                BillingAccount.party_id == party.id,
+                BillingAccount.currency == currency,
+            )
+        )
+    ).first()
+    return (found, buyer_of(found)) if found is not None else (None, None)
+
+
+def _no_identity(label: str) -> str:
+    return (
+        f"{label} has no legal identity (no billing issuer of that party and no billing account): "
+        "add one to issue this document"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Parties:
+    issuer: BillingIssuer
+    seller: Identity
+    buyer: Identity
+    treatment: VatTreatment
+    account_id: int | None
+
+
+async def _parties(db_session: AsyncSession, plan: DocumentPlan) -> _Parties:
+    seller_role, buyer_role = ROLES[plan.kind]
+    seller_party = await _party(db_session, plan.seller, seller_role)
+    buyer_party = await _party(db_session, plan.buyer, buyer_role)
+    if plan.self_billed:
+        issuer = await _issuer_of(db_session, buyer_party)
+        if issuer is None:
+            raise _Refused(f"{plan.buyer} (who self-bills) has no billing issuer")
+        host_issuer = await _issuer_of(db_session, seller_party)
+        if host_issuer is not None:
+            host = from_row(host_issuer)
+            seller = host.identity
+            treatment = treatment_for(
+                seller,
+                from_row(issuer).identity,
+                reverse_charge_allowed=host.reverse_charge_allowed,
+                exemption=host.exemption,
+            )
+        else:
+            _account, found = await _account_identity(db_session, issuer, seller_party, plan.currency)
+            if found is None:
+                raise _Refused(_no_identity(plan.seller))
+            seller = found
+            treatment = treatment_for(seller, from_row(issuer).identity)
+        return _Parties(issuer, seller, from_row(issuer).identity, treatment, None)
+    issuer = await _issuer_of(db_session, seller_party)
+    if issuer is None:
+        raise _Refused(f"{plan.seller} (the seller) has no billing issuer")
+    account, buyer = await _account_identity(db_session, issuer, buyer_party, plan.currency)
+    if account is None:
+        own = await _issuer_of(db_session, buyer_party)
+        if own is None:
+            raise _Refused(_no_identity(plan.buyer))
+        buyer = from_row(own).identity
+        account = await party_account(db_session, issuer, buyer_party.id, buyer, currency=plan.currency)
+    assert buyer is not None
+    core = from_row(issuer)
+    return _Parties(issuer, core.identity, buyer, core.treatment(buyer), account.id)
+
+
+async def _cdr_rows(db_session: AsyncSession, uids: set[str]) -> dict[str, Cdr]:
+    rows: dict[str, Cdr] = {}
+    ordered = sorted(uids)
+    for i in range(0, len(ordered), 500):
+        chunk = ordered[i : i + 500]
+        rows.update(
+            (c.cdr_uid, c) for c in (await db_session.scalars(select(Cdr).where(Cdr.cdr_uid.in_(chunk))))
+        )
+    missing = uids - set(rows)
+    if missing:
+        raise _Refused(f"CDR {sorted(missing)[0]} of the settlement is not in the database")
+    originals = {c.credit_of for c in rows.values() if c.credit_of is not None}
+    for c in (await db_session.scalars(select(Cdr).where(Cdr.id.in_(originals)))) if originals else []:
+        rows.setdefault(c.cdr_uid, c)
+    return rows
+
+
+def _priced(rows: dict[str, Cdr], uid: str) -> PricedCdr:
+    row = rows[uid]
+    original = next((c for c in rows.values() if c.id == row.credit_of), None) if row.is_credit else None
+    return priced_cdr(row, original)
+
+
+async def _lines(
+    db_session: AsyncSession, plan: DocumentPlan, treatment: VatTreatment
+) -> tuple[InvoiceLine, ...]:
+    rows = await _cdr_rows(db_session, {ln.cdr_id for ln in plan.lines})
+    if plan.kind is B2BKind.ROAMING:
+        out: list[InvoiceLine] = []
+        for uid in sorted({ln.cdr_id for ln in plan.lines}):
+            out.extend(cdr_lines(_priced(rows, uid), treatment))
+        return tuple(out)
+    agreements: dict[tuple[str, int | None], Agreement | None] = {}
+    rates: dict[str, Decimal | None] = {}
+    supplies: dict[str, SupplyPeriod] = {}
+    for ln in plan.lines:
+        key = (ln.agreement_id, ln.agreement_version)
+        if key not in agreements:
+            agreements[key] = (
+                await db_session.scalars(
+                    select(Agreement).where(
+                        Agreement.agreement_id == ln.agreement_id, Agreement.version == ln.agreement_version
+                    )
+                )
+            ).first()
+        agreement = agreements[key]
+        if agreement is None:
+            raise _Refused(f"agreement {ln.agreement_id} v{ln.agreement_version} is not stored")
+        row = rows[ln.cdr_id]
+        supplies[ln.cdr_id] = SupplyPeriod(row.start_date_time, row.end_date_time)
+        rates[ln.cdr_id] = await _rate(db_session, plan.kind, agreement, row, rows)
+    return share_lines(plan, rates, supplies, treatment)
+
+
+async def _rate(
+    db_session: AsyncSession, kind: B2BKind, agreement: Agreement, row: Cdr, rows: dict[str, Cdr]
+) -> Decimal | None:
+    """The VAT rate (percent) of a hub fee or site host share line, as the split applied it."""
+    data = agreement.data or {}
+    if kind is B2BKind.HUB_FEE:
+        location = await db_session.get(Location, row.location_id) if row.location_id else None
+        country = (location.country if location else "").upper()
+        rate = (data.get("vat_rates") or {}).get(country)
+        if rate is None:
+            raise _Refused(
+                f"agreement {agreement.agreement_id} has no VAT rate for {country or 'no country'}"
+            )
+        return Decimal(str(rate)) * 100
+    if data.get("vat_rate") is not None:
+        return Decimal(str(data["vat_rate"])) * 100
+    energy = [c for c in _priced(rows, row.cdr_uid).components if c.dimension is Dimension.ENERGY]
+    if not energy:
+        raise _Refused(f"CDR {row.cdr_uid} has no energy component whose VAT the site host share carries")
+    return energy[0].vat_rate
+
+
+async def _issue(
+    db_session: AsyncSession,
+    run: SettlementRun,
+    plan: DocumentPlan,
+    statement: SettlementStatement,
+    day: date,
+) -> tuple[BillingDocument, bool]:
+    parties = await _parties(db_session, plan)
+    issuer_row = parties.issuer
+    issuer = from_row(issuer_row)
+    if issuer.currency != plan.currency:
+        raise _Refused(
+            f"issuer {issuer.key} invoices in {issuer.currency}, the statement is in {plan.currency}"
+        )
+    kind = SELF_BILLED if plan.self_billed else INVOICE
+    series = issuer.invoice_series
+    if plan.self_billed:
+        if SELF_BILLED_PREFIX in (issuer.invoice_series.prefix, issuer.credit_series.prefix):
+            raise _Refused(
+                f"issuer {issuer.key} uses the self-billing series {SELF_BILLED_PREFIX} for another"
+            )
+        series = Series(SELF_BILLED_PREFIX, yearly=issuer.invoice_series.yearly)
+    key = source_key(run.period, run.sequence, statement.id, plan.counterparty)
+    lines = await _lines(db_session, plan, parties.treatment)
+    counter = await lock(db_session, issuer_row.id, series, day)
+    existing = (
+        await db_session.scalars(
+            select(BillingDocument).where(
+                BillingDocument.issuer_id == issuer_row.id,
+                BillingDocument.kind == kind,
+                BillingDocument.source_key == key,
+            )
+        )
+    ).first()
+    if existing is not None:
+        return existing, True
+    number = take(counter, series, day)
+    start, end = _month(run.period)
+    invoice = settlement_invoice(
+        plan,
+        lines,
+        series=series.prefix,
+        number=number.number,
+        issue_date=day,
+        seller=parties.seller,
+        buyer=parties.buyer,
+        terms=issuer.terms,
+        treatment=parties.treatment,
+        period=SupplyPeriod(start, end),
+        reference=f"Settlement {run.period} run {run.sequence}: statement of {plan.statement_party}",
+    )
+    row = BillingDocument(
+        account_id=parties.account_id,
+        billing_period=run.period,
+        source_key=key,
+        issuer_id=issuer_row.id,
+        kind=kind,
+        series=invoice.series,
+        period=number.period,
+        sequence=number.sequence,
+        number=invoice.number,
+        issue_date=invoice.issue_date,
+        due_date=invoice.due_date,
+        supply_start=invoice.supply_period.start,
+        supply_end=invoice.supply_period.end,
+        buyer=to_json(invoice.buyer),
+        currency=invoice.currency,
+        total_excl_vat=invoice.totals.tax_exclusive,
+        total_vat=invoice.totals.tax,
+        total_incl_vat=invoice.totals.tax_inclusive,
+        payable=invoice.totals.payable,
+        document=to_json(invoice),
+    )
+    db_session.add(row)
+    await db_session.flush()
+    rows = await _cdr_rows(db_session, {ln.cdr_id for ln in plan.lines})
+    db_session.add_all(
+        BillingDocumentCdr(document_id=row.id, cdr_id=rows[uid].id, kind=LINK_KINDS[plan.kind])
+        for uid in sorted({ln.cdr_id for ln in plan.lines})
+    )
+    await db_session.flush()
+    return row, False
+
+
+def _month(period: str) -> tuple[datetime, datetime]:
+    year, month = (int(x) for x in period.split("-"))
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+async def issue_run_documents(db: Database, run_id: int, *, issue_date: date | None = None) -> list[Outcome]:
+    """Issue every document of closed run ``run_id`` not issued yet; one outcome per document (issued now,
+    before, or not, with the reason). SettlementDocumentsError when the run's lines cannot be read or do not
+    match its statements (then nothing is issued)."""
+    async with db.session() as db_session:
+        run = await db_session.get(SettlementRun, run_id)
+        if run is None or run.status != "closed":
+            raise SettlementDocumentsError(f"settlement run {run_id} is not a closed run")
+        statements = (
+            await db_session.scalars(select(SettlementStatement).where(SettlementStatement.run_id == run_id))
+        ).all()
+        db_session.expunge(run)
+    lines = await asyncio.to_thread(read_run_lines, run)
+    by_key = {(s.party, s.currency): s for s in statements}
+    for (party, currency), (net, vat, gross) in ledger_totals(lines).items():
+        st = by_key.get((party, currency))
+        if st is None or (st.net, st.vat, st.gross) != (net, vat, gross):
+            raise SettlementDocumentsError(
+                f"run {run.period} r{run.sequence}: the lines of {party} in {currency} do not add up to its statement"
+            )
+    day = issue_date or utcnow().date()
+    outcomes = []
+    for plan in plan_documents(lines):
+        base = dict(
+            period=run.period,
+            sequence=run.sequence,
+            kind=plan.kind,
+            seller=plan.seller,
+            buyer=plan.buyer,
+            currency=plan.currency,
+            net=plan.billed_net,
+            settlement_vat=plan.billed_vat,
+        )
+        try:
+            async with db.session() as db_session:
+                row, existing = await _issue(db_session, run, plan, by_key[(plan.seller, plan.currency)], day)
+            outcome = Outcome(**base, number=row.number, vat=row.total_vat, existing=existing)  # type: ignore[arg-type]
+        except (_Refused, DocumentError, NumberingError, ValueError) as exc:
+            outcome = Outcome(**base, reason=str(exc))  # type: ignore[arg-type]
+            log.warning("settlement document not issued: %s", outcome.describe())
+        else:
+            if outcome.issued:
+                log.info("settlement document %s", outcome.describe())
+        outcomes.append(outcome)
+    return outcomes
+
+
+__all__ = [
+    "INVOICE",
+    "LINK_KINDS",
+    "SELF_BILLED",
+    "SELF_BILLED_PREFIX",
+    "Outcome",
+    "SettlementDocumentsError",
+    "closed_runs",
+    "has_documents",
+    "issue_run_documents",
+    "read_run_lines",
+]
