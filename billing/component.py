@@ -18,9 +18,14 @@ from billing.cdr_hook import billing_cdr_hook
 from billing.desk import Desk
 from billing.dunning_job import run_dunning_job
 from billing.monthly_job import run_monthly_job
+from billing.payments import webhooks
+from billing.payments.collection import CHANNEL as PAYMENT_CHANNEL
+from billing.payments.collection import make_payment_sender
+from billing.payments.stripe_provider import use_settings
 from billing.settlement_documents import run_settlement_documents_job
 from kernel.components import Hub
 from kernel.models import Cdr
+from kernel.outbox import OutboxDispatcher, register_channel
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +54,18 @@ class BillingComponent:
         self.dunning_interval = dunning_interval
         self.settlement_interval = settlement_interval
         self.hub: Hub | None = None
+        self.payment_dispatcher: OutboxDispatcher | None = None
 
     def install(self, hub: Hub) -> None:
         self.hub = hub
         hub.hooks.cdr.append(cdr_hook)
         hub.services.billing = Desk(hub.db, hub.settings)
+        use_settings(hub.settings)  # payment collection's provider (off without EVHUB_STRIPE_API_KEY)
+        register_channel(PAYMENT_CHANNEL, make_payment_sender(hub.db))
         if hub.app is not None:
             for module in (api_documents, api_payments, api_dunning, api_reports):
                 hub.app.include_router(module.router, prefix="/api")
+            hub.app.include_router(webhooks.router)  # POST /billing/webhooks/stripe: signed, no API key
         hub.every(self.monthly_interval, self._monthly, "billing-monthly")
         hub.every(self.dunning_interval, self._dunning, "billing-dunning")
         hub.every(self.settlement_interval, self._settlement, "billing-settlement-documents")
@@ -74,7 +83,9 @@ class BillingComponent:
         await run_settlement_documents_job(self.hub)
 
     async def start(self, hub: Hub) -> None:
-        return None
+        if hub.services.outbox is None and hub.scheduler is not None:  # no OCPI dispatcher: collect ourselves
+            self.payment_dispatcher = OutboxDispatcher(hub.db, channels=[PAYMENT_CHANNEL])
+            hub.every(5.0, self.payment_dispatcher.tick, "billing-payment-dispatch")
 
     async def stop(self) -> None:
         return None

@@ -267,13 +267,16 @@ class StripeProvider:
         return str(data.get("status")), str(method) if method else None
 
 
-def provider_from_settings(settings: Settings) -> StripeProvider | None:
-    """The provider the settings configure; None (and one log line per process) without an API key."""
+def provider_from_settings(settings: Settings, *, quiet: bool = False) -> StripeProvider | None:
+    """The provider the settings configure; None (and one log line per process) without an API key.
+    ``quiet``: only say whether collection is off, make no provider."""
     global _said_off
     if not settings.stripe_api_key:
         if not _said_off:
             log.info("EVHUB_STRIPE_API_KEY is not set: payment collection is off (invoices are still issued)")
             _said_off = True
+        return None
+    if quiet:
         return None
     return StripeProvider(settings.stripe_api_key, api_base=settings.stripe_api_base)
 
@@ -285,6 +288,7 @@ def use_settings(settings: Settings) -> None:
     """The settings this process collects with (the billing component's, at install)."""
     global _settings
     _settings = settings
+    provider_from_settings(settings, quiet=True)
 
 
 def current_provider() -> StripeProvider | None:
