@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core.dunning import InvoiceStanding
@@ -73,21 +73,30 @@ class Balance:
 
 
 async def _sums(db_session: AsyncSession, ids: Sequence[int]) -> dict[tuple[int, str], Decimal]:
+    # summed in Python: exact on every backend (SQLite keeps amounts as text; its SUM is a float)
     rows = await db_session.execute(
-        select(BillingPayment.document_id, BillingPayment.kind, func.sum(BillingPayment.amount))
-        .where(BillingPayment.document_id.in_(ids), BillingPayment.status == SUCCEEDED)
-        .group_by(BillingPayment.document_id, BillingPayment.kind)
+        select(BillingPayment.document_id, BillingPayment.kind, BillingPayment.amount).where(
+            BillingPayment.document_id.in_(ids), BillingPayment.status == SUCCEEDED
+        )
     )
-    return {(doc, kind): Decimal(str(total)) for doc, kind, total in rows if doc is not None}
+    out: dict[tuple[int, str], Decimal] = {}
+    for doc, kind, amount in rows:
+        if doc is not None:
+            out[(doc, kind)] = out.get((doc, kind), ZERO) + amount
+    return out
 
 
 async def _credited(db_session: AsyncSession, ids: Sequence[int]) -> dict[int, Decimal]:
     rows = await db_session.execute(
-        select(BillingDocument.credits_document_id, func.sum(BillingDocument.payable))
-        .where(BillingDocument.credits_document_id.in_(ids))
-        .group_by(BillingDocument.credits_document_id)
+        select(BillingDocument.credits_document_id, BillingDocument.payable).where(
+            BillingDocument.credits_document_id.in_(ids)
+        )
     )
-    return {doc: Decimal(str(total)) for doc, total in rows if doc is not None}
+    out: dict[int, Decimal] = {}
+    for doc, payable in rows:
+        if doc is not None:
+            out[doc] = out.get(doc, ZERO) + payable
+    return out
 
 
 async def balances(db_session: AsyncSession, invoices: Sequence[BillingDocument]) -> dict[int, Balance]:
