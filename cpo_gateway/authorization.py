@@ -6,6 +6,10 @@ Order of decisions for a token uid presented at a charger:
    ``valid = false`` -> Blocked; ``data["valid_until"]`` in the past -> Expired; whitelist ``NEVER`` -> ask the
    real-time authorizer (below), Invalid if there is none; a monthly spending limit
    (``monthly_limit``/``limit_currency``) that is used up -> NoCredit (Blocked in 1.6).
+   Billing's holds for an unpaid invoice (``billing_holds``, read on every call, so every process enforces
+   them at once) come after the validity and expiry checks and before real-time: a block on the token or its
+   fleet -> Blocked "unpaid invoice <number>"; a lowered limit -> the lower of it and the token's own limit
+   is the month's limit -> NoCredit.
    The uid is compared case-insensitively (OCPP 1.6 idTag is a CiString20, OCPI's uid a CiString36). Rows
    that differ only in the uid's casing (same country_code, party_id and type) are one token: its newest row
    (by ``last_updated``, a blocked row winning a tie) decides, so a token blocked under one casing is blocked
@@ -36,7 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.db.engine import Database
 from kernel.id_tags import is_mapped
-from kernel.models import Cdr, ChargingSession, SessionStatus, Token
+from kernel.models import BillingDocument, BillingHold, Cdr, ChargingSession, SessionStatus, Token
+from kernel.money import format_amount
 from kernel.seams import RealTimeAuthorizer, Services
 from kernel.timeutil import parse_datetime, utcnow
 from kernel.token_uids import holder_rows
@@ -46,6 +51,8 @@ BLOCKED = "Blocked"
 EXPIRED = "Expired"
 INVALID = "Invalid"
 NO_CREDIT = "NoCredit"  # 2.0.1; answered as Blocked in 1.6
+HOLD_BLOCK = "block"  # billing_holds.action (issue 14: billing's holds for unpaid invoices)
+HOLD_LOWER_LIMIT = "lower_limit"
 
 
 @dataclass(frozen=True)
@@ -68,13 +75,17 @@ def month_start(now: datetime) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-async def monthly_spending(db_session: AsyncSession, token: Token, now: datetime) -> Decimal:
-    """What ``token`` has spent this month in its limit currency (CDRs + running sessions)."""
+async def monthly_spending(
+    db_session: AsyncSession, token: Token, now: datetime, currency: str | None = None
+) -> Decimal:
+    """What ``token`` has spent this month in ``currency`` (its limit currency by default): CDRs + running
+    sessions."""
+    currency = currency or token.limit_currency
     since = month_start(now)
     # summed in Python: exact on every backend (SQLite keeps amounts as text)
     totals = await db_session.scalars(
         select(Cdr.total_cost_incl_vat).where(
-            Cdr.token_id == token.id, Cdr.currency == token.limit_currency, Cdr.end_date_time >= since
+            Cdr.token_id == token.id, Cdr.currency == currency, Cdr.end_date_time >= since
         )
     )
     total = sum((t for t in totals if t is not None), Decimal(0))
@@ -85,9 +96,9 @@ async def monthly_spending(db_session: AsyncSession, token: Token, now: datetime
             ChargingSession.start_time >= since,
         )
     )
-    for data, currency in running:
+    for data, session_currency in running:
         cost = (data or {}).get("cost_so_far")
-        if cost is not None and (currency is None or currency == token.limit_currency):
+        if cost is not None and (session_currency is None or session_currency == currency):
             total += Decimal(str(cost))
     return total
 
@@ -168,6 +179,9 @@ class Authorizer:
         expiry = parse_datetime(valid_until) if isinstance(valid_until, str) else None
         if expiry is not None and expiry <= now:
             return AuthResult(EXPIRED, token.id, "token expired", expiry)
+        held = await self._held(db_session, token, now, expiry)
+        if held is not None:
+            return held
         if token.whitelist == "NEVER":
             return None
         if token.monthly_limit is not None:
@@ -180,3 +194,39 @@ class Authorizer:
                     expiry,
                 )
         return AuthResult(ACCEPTED, token.id, "", expiry)
+
+    async def _held(
+        self, db_session: AsyncSession, token: Token, now: datetime, expiry: datetime | None
+    ) -> AuthResult | None:
+        """Billing's holds for unpaid invoices (``billing_holds``, active while ``released_at`` is NULL) on the
+        token or its fleet, in one indexed query: a block -> Blocked "unpaid invoice <number>"; a lowered
+        limit -> the lower of it and the token's own limit (same currency) is the month's limit -> NoCredit."""
+        owner = BillingHold.token_id == token.id
+        if token.fleet_id is not None:
+            owner = or_(owner, BillingHold.fleet_id == token.fleet_id)
+        holds = (
+            await db_session.execute(
+                select(BillingHold.action, BillingHold.limit, BillingHold.currency, BillingDocument.number)
+                .join(BillingDocument, BillingDocument.id == BillingHold.document_id)
+                .where(BillingHold.released_at.is_(None), owner)
+                .order_by(BillingHold.id)
+            )
+        ).all()
+        for action, _, _, number in holds:
+            if action == HOLD_BLOCK:
+                return AuthResult(BLOCKED, token.id, f"unpaid invoice {number}", expiry)
+        for action, limit, currency, number in holds:
+            if action != HOLD_LOWER_LIMIT or limit is None or currency is None:
+                continue
+            if token.monthly_limit is not None and token.limit_currency == currency:
+                limit = min(limit, token.monthly_limit)
+            spent = await monthly_spending(db_session, token, now, currency)
+            if spent >= limit:
+                return AuthResult(
+                    NO_CREDIT,
+                    token.id,
+                    f"monthly limit {format_amount(limit, currency)} (lowered for unpaid invoice {number}) "
+                    f"reached ({format_amount(spent, currency)})",
+                    expiry,
+                )
+        return None
