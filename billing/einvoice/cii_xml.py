@@ -82,9 +82,13 @@ def _party(parent: etree._Element, tag: str, who: Identity) -> None:
         legal = _el(node, "ram:SpecifiedLegalOrganization")
         _el(legal, "ram:ID", who.registration_id)  # BT-30 / BT-47
     address = _el(node, "ram:PostalTradeAddress")  # BG-5 / BG-8
-    _el(address, "ram:PostcodeCode", who.address.postal_code)
-    _el(address, "ram:LineOne", who.address.street)
-    _el(address, "ram:CityName", who.address.city)
+    for tag, text in (
+        ("ram:PostcodeCode", who.address.postal_code),
+        ("ram:LineOne", who.address.street),
+        ("ram:CityName", who.address.city),
+    ):
+        if text:  # a consumer's address may be its country alone (BR-10, BR-11); no empty element
+            _el(address, tag, text)
     _el(address, "ram:CountryID", who.address.country)  # BT-40 / BT-55
     if who.email:
         uri = _el(node, "ram:URIUniversalCommunication")
