@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.components import Hub
 from kernel.models import Cdr
 from kernel.outbox import BackoffPolicy, OutboxDispatcher, register_channel
+from kernel.seams import CdrHook, Services
 from kernel.timeutil import zone
 from portal.login import Signer
 from portal.page_kit import PREFIX, PortalState
@@ -43,6 +44,22 @@ async def receipt_hook(db_session: AsyncSession, cdr: Cdr) -> None:
             await enqueue_receipt(db_session, cdr)
     except Exception:
         log.exception("could not queue the receipt of CDR %s; the receipt scanner will retry", cdr.cdr_uid)
+
+
+def make_receipt_hook(services: Services) -> CdrHook:
+    """The receipt hook with the hub's billing desk: a CDR with a per-session invoice gets the invoice as its
+    receipt (``services.billing`` is read on each CDR, so the order components install in does not matter)."""
+
+    async def hook(db_session: AsyncSession, cdr: Cdr) -> None:
+        try:
+            async with db_session.begin_nested():
+                await enqueue_receipt(db_session, cdr, services.billing)
+        except Exception:
+            log.exception(
+                "could not queue the receipt of CDR %s; the receipt scanner will retry", cdr.cdr_uid
+            )
+
+    return hook
 
 
 class PortalComponent:
@@ -85,7 +102,7 @@ class PortalComponent:
             hub.app.mount(f"{PREFIX}/static", StaticFiles(directory=str(STATIC_DIR)), name="portal-static")
         smtp = SmtpConfig.from_url(hub.settings.smtp_url)
         register_channel(CHANNEL, make_email_sender(hub.db, lambda: smtp, hub.settings.mail_from))
-        hub.hooks.cdr.append(receipt_hook)
+        hub.hooks.cdr.append(make_receipt_hook(hub.services))
         if hub.scheduler is not None:
             hub.every(self.scan_interval, self.scan, "portal-receipt-scan")
 
@@ -101,7 +118,9 @@ class PortalComponent:
         if self.hub is None:
             return 0
         try:
-            return await scan_missing_receipts(self.hub.db, max_age=self.receipt_max_age)
+            return await scan_missing_receipts(
+                self.hub.db, max_age=self.receipt_max_age, billing=self.hub.services.billing
+            )
         except Exception:
             log.exception("receipt scan failed")
             return 0

@@ -9,6 +9,12 @@
   refused address or rejected message (5xx) -> dead-lettered and the receipt marked ``bounced``.
 * :func:`record_bounce` records a bounce reported later (a DSN) against the receipt.
 
+When billing runs (``hub.services.billing``, :class:`kernel.seams.BillingDesk`) and has issued a per-session
+invoice for the CDR (a driver without a contract: billing's CDR hook runs before the receipt hook, in the same
+transaction), the receipt is that invoice: the subject names the invoice number, the HTML body is the invoice's
+own HTML (the session's details above it, the signed meter data's check below it), the text body the invoice as
+text, and the invoice's PDF (with its Factur-X XML) goes with it, next to the signed meter data.
+
 The signed meter data (OCPI ``signed_data`` of the CDR, else the meter values' or the session's signed data;
 OCMF as its text) goes with the email as an attachment, so the driver can check it with transparency software,
 and the receipt says how the hub's own check went (``sessions.signed_verification``, made at pricing): "Signed
@@ -18,7 +24,9 @@ is still attached, so the driver can see for themselves).
 
 from __future__ import annotations
 
+import base64
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,6 +46,7 @@ from kernel.models import EVSE, Cdr, ChargingSession, Location, MeterValue, Outb
 from kernel.models.portal import Receipt, ReceiptStatus
 from kernel.money import round_amount
 from kernel.outbox import DeliveryResult, enqueue
+from kernel.seams import BillingDesk, InvoiceAttachment
 from kernel.signed_meter import describe, ocmf_text
 from kernel.timeutil import to_local, utcnow
 from portal.smtp import SmtpConfig, send_email
@@ -249,30 +258,83 @@ async def build_view(db_session: AsyncSession, cdr: Cdr, token: Token) -> Receip
     )
 
 
-def render(view: ReceiptView) -> dict[str, Any]:
-    """Subject, text, HTML and attachments of a receipt."""
-    subject = f"{'Corrected receipt' if view.corrected else 'Your charging receipt'}: {view.location_name}, "
-    subject += f"{view.start_local[:10]} — {view.total_incl} {view.currency}"
-    attachments = []
-    if view.signed_data:
+_BODY_OPEN = re.compile(r"<body[^>]*>", re.IGNORECASE)
+_BODY_CLOSE = re.compile(r"</body>", re.IGNORECASE)
+
+
+def _signed_attachment(view: ReceiptView) -> list[dict[str, str]]:
+    if not view.signed_data:
+        return []
+    return [
+        {
+            "filename": f"signed-meter-data-{view.cdr_uid}.txt",
+            "content_type": "text/plain",
+            "content": view.signed_data + "\n",
+        }
+    ]
+
+
+def render_invoice(view: ReceiptView, invoice: InvoiceAttachment) -> dict[str, Any]:
+    """Subject, text, HTML and attachments of a receipt that is the session's invoice."""
+    subject = f"Invoice {invoice.number}: {view.location_name}, {view.start_local[:10]} — "
+    subject += f"{view.total_incl} {view.currency}"
+    intro = _env.get_template("invoice_receipt.html").render(r=view, inv=invoice)
+    signed = _env.get_template("invoice_receipt_signed.html").render(r=view)
+    html = invoice.html
+    opened = _BODY_OPEN.search(html)
+    html = html[: opened.end()] + intro + html[opened.end() :] if opened else intro + html
+    closed = list(_BODY_CLOSE.finditer(html))
+    html = html[: closed[-1].start()] + signed + html[closed[-1].start() :] if closed else html + signed
+    attachments: list[dict[str, str]] = []
+    if invoice.pdf is not None:
         attachments.append(
             {
-                "filename": f"signed-meter-data-{view.cdr_uid}.txt",
-                "content_type": "text/plain",
-                "content": view.signed_data + "\n",
+                "filename": invoice.filename,
+                "content_type": "application/pdf",
+                "content_base64": base64.b64encode(invoice.pdf).decode("ascii"),
             }
         )
     return {
         "subject": subject,
-        "text": _env.get_template("receipt.txt").render(r=view),
-        "html": _env.get_template("receipt.html").render(r=view),
-        "attachments": attachments,
+        "text": _env.get_template("invoice_receipt.txt").render(r=view, inv=invoice),
+        "html": html,
+        "attachments": attachments + _signed_attachment(view),
+        "invoice": invoice.number,
     }
 
 
-async def enqueue_receipt(db_session: AsyncSession, cdr: Cdr) -> Receipt | None:
+def render(view: ReceiptView) -> dict[str, Any]:
+    """Subject, text, HTML and attachments of a receipt."""
+    subject = f"{'Corrected receipt' if view.corrected else 'Your charging receipt'}: {view.location_name}, "
+    subject += f"{view.start_local[:10]} — {view.total_incl} {view.currency}"
+    return {
+        "subject": subject,
+        "text": _env.get_template("receipt.txt").render(r=view),
+        "html": _env.get_template("receipt.html").render(r=view),
+        "attachments": _signed_attachment(view),
+    }
+
+
+async def _session_invoice(
+    db_session: AsyncSession, cdr: Cdr, billing: BillingDesk | None
+) -> InvoiceAttachment | None:
+    """The CDR's per-session invoice from the billing desk, if billing runs and issued one (a failure here
+    leaves the receipt as it is without billing: the invoice stays issued and printable in the portal)."""
+    if billing is None:
+        return None
+    try:
+        return await billing.session_invoice(db_session, cdr.id)
+    except Exception:
+        log.exception("could not render the invoice of CDR %s for its receipt", cdr.cdr_uid)
+        return None
+
+
+async def enqueue_receipt(
+    db_session: AsyncSession, cdr: Cdr, billing: BillingDesk | None = None
+) -> Receipt | None:
     """Queue the receipt of ``cdr`` in the caller's transaction (idempotent). Returns its ``receipts`` row,
-    or None for a credit CDR (no receipt for a credit note; the corrected CDR gets a corrected receipt)."""
+    or None for a credit CDR (no receipt for a credit note; the corrected CDR gets a corrected receipt).
+    With ``billing`` (the billing desk), a CDR with a per-session invoice gets the invoice as its receipt."""
 
     if cdr.is_credit:
         return None
@@ -296,8 +358,10 @@ async def enqueue_receipt(db_session: AsyncSession, cdr: Cdr) -> Receipt | None:
         await db_session.flush()
         return receipt
     view = await build_view(db_session, cdr, token)
+    invoice = await _session_invoice(db_session, cdr, billing)
+    body = render_invoice(view, invoice) if invoice is not None else render(view)
     message_id = f"<receipt.{cdr.cdr_uid}@evhub>"
-    payload = {"kind": "receipt", "cdr_id": cdr.id, "to": email, "message_id": message_id, **render(view)}
+    payload = {"kind": "receipt", "cdr_id": cdr.id, "to": email, "message_id": message_id, **body}
     await enqueue(
         db_session,
         CHANNEL,
@@ -315,7 +379,11 @@ async def enqueue_receipt(db_session: AsyncSession, cdr: Cdr) -> Receipt | None:
 
 
 async def scan_missing_receipts(
-    db: Database, *, max_age: timedelta = timedelta(days=7), limit: int = 200
+    db: Database,
+    *,
+    max_age: timedelta = timedelta(days=7),
+    limit: int = 200,
+    billing: BillingDesk | None = None,
 ) -> int:
     """Enqueue receipts for recent CDRs without one. Returns how many receipts rows were created."""
     since = utcnow() - max_age
@@ -336,7 +404,7 @@ async def scan_missing_receipts(
         try:
             async with db.session() as db_session:
                 cdr = await db_session.get(Cdr, cdr_id)
-                if cdr is not None and await enqueue_receipt(db_session, cdr) is not None:
+                if cdr is not None and await enqueue_receipt(db_session, cdr, billing) is not None:
                     created += 1
         except IntegrityError:  # the CDR's own transaction (or another node) got there first
             continue

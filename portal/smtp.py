@@ -11,6 +11,7 @@ retried later.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import smtplib
@@ -80,7 +81,8 @@ class SendOutcome:
 
 def build_message(payload: dict[str, Any], mail_from: str) -> EmailMessage:
     """The MIME message of an email payload: ``to``, ``subject``, ``text``, ``html``, ``message_id``, and
-    ``attachments`` ([{filename, content_type, content}] with text content)."""
+    ``attachments`` ([{filename, content_type, content}] with text content, or ``content_base64`` for a binary
+    one such as an invoice's PDF)."""
     msg = EmailMessage()
     msg["From"] = mail_from
     msg["To"] = payload["to"]
@@ -93,7 +95,14 @@ def build_message(payload: dict[str, Any], mail_from: str) -> EmailMessage:
         msg.add_alternative(payload["html"], subtype="html")
     for att in payload.get("attachments") or []:
         maintype, _, subtype = att.get("content_type", "text/plain").partition("/")
-        if maintype == "text":
+        if "content_base64" in att:  # binary (an invoice's PDF): base64 in the outbox's JSON payload
+            msg.add_attachment(
+                base64.b64decode(att["content_base64"]),
+                maintype=maintype,
+                subtype=subtype,
+                filename=att["filename"],
+            )
+        elif maintype == "text":
             msg.add_attachment(att["content"], subtype=subtype or "plain", filename=att["filename"])
         else:
             msg.add_attachment(

@@ -6,15 +6,31 @@ without billing (no pages, no menu entry)."""
 from __future__ import annotations
 
 import csv
+import email
 import io
 from datetime import UTC, date, datetime
+from email.message import EmailMessage
+from email.policy import default as default_policy
 from urllib.parse import quote
 
+from sqlalchemy import select
+
+from billing.core.documents import Address, Identity
+from billing.desk import Desk
 from billing.einvoice import embedded_xml
+from billing.store.accounts import driver_account
+from billing.store.issuing import issue_session_invoice
 from kernel.db.engine import Database
+from kernel.models import BillingIssuer, Cdr, Token
+from kernel.outbox import OutboxDispatcher, register_channel
+from kernel.seams import Services
+from kernel.timeutil import utcnow
+from portal.component import make_receipt_hook
+from portal.receipts import CHANNEL, make_email_sender
+from portal.smtp import SmtpConfig, SmtpSink
 from tests.billing import reports_kit as rk
 from tests.portal.helpers import login, portal_client
-from tests.world.fleets import add_fleet_with_manager, add_session, add_token, base_world
+from tests.world.fleets import FleetWorld, add_fleet_with_manager, add_session, add_token, base_world
 
 
 async def _world(db: Database) -> dict[str, object]:
@@ -114,3 +130,93 @@ async def test_portal_without_billing_has_no_billing_pages(db: Database) -> None
         assert home.status_code == 200 and 'href="/portal/billing"' not in home.text
         assert (await client.get("/portal/billing")).status_code == 404
         assert (await client.get("/portal/billing/statement.csv")).status_code == 404
+
+
+# ------------------------------------------------------------------------------ the receipt becomes the invoice
+
+
+async def _ad_hoc_driver(db: Database, world: FleetWorld, uid: str, email: str) -> int:
+    """A token without a fleet (a driver without a contract)."""
+    async with db.session() as s:
+        tok = Token(
+            country_code="DE",
+            party_id="CPO",
+            uid=uid,
+            contract_id=f"DE-CPO-{uid}",
+            issuer="Charge GmbH",
+            driver_name="Dora Adhoc",
+            driver_email=email,
+            last_updated=utcnow(),
+        )
+        s.add(tok)
+        await s.flush()
+        world.tokens[uid] = tok.id
+        return tok.id
+
+
+async def _send_all(db: Database, sink: SmtpSink) -> list[EmailMessage]:
+    register_channel(
+        CHANNEL, make_email_sender(db, lambda: SmtpConfig.from_url(sink.url), "receipts@evhub.test")
+    )
+    await OutboxDispatcher(db, channels=[CHANNEL]).drain()
+    return [
+        email.message_from_bytes(p.read_bytes(), policy=default_policy)  # type: ignore[misc]
+        for p in sink.messages()
+    ]
+
+
+async def test_receipt_of_a_session_invoice_is_the_invoice(db: Database, sink: SmtpSink) -> None:
+    world = await base_world(db)
+    await add_fleet_with_manager(db, world, "Acme", "boss@acme.test")
+    await add_token(db, world, "Acme", "ACME01", driver="Alice", email="alice@acme.test")
+    token_id = await _ad_hoc_driver(db, world, "ADHOC1", "dora@example.test")
+    await rk.add_issuer(db)
+    start = datetime(2026, 6, 10, 8, tzinfo=UTC)
+    _, adhoc_cdr = await add_session(db, world, "ADHOC1", start, "12.5")
+    _, fleet_cdr = await add_session(db, world, "ACME01", start, "7")
+    assert adhoc_cdr and fleet_cdr
+    services = Services(billing=Desk(db))
+    hook = make_receipt_hook(services)
+    async with (
+        db.session() as s
+    ):  # as in pricing: billing's hook, then the receipt's, in the CDR's transaction
+        issuer = (await s.scalars(select(BillingIssuer).where(BillingIssuer.key == rk.ISSUER_KEY))).one()
+        buyer = Identity("Dora Adhoc", Address("", "", "", "DE"), email="dora@example.test")
+        account = await driver_account(s, issuer, token_id, buyer)
+        doc = await issue_session_invoice(
+            s, issuer_key=rk.ISSUER_KEY, cdr_id=adhoc_cdr, buyer=buyer, account_id=account.id
+        )
+        number, payable = doc.number, doc.payable
+        for cdr_id in (adhoc_cdr, fleet_cdr):
+            cdr = await s.get(Cdr, cdr_id)
+            assert cdr is not None
+            await hook(s, cdr)
+            await hook(s, cdr)  # twice: queued once
+    messages = {m["To"]: m for m in await _send_all(db, sink)}
+    assert set(messages) == {"dora@example.test", "alice@acme.test"}
+    invoice_mail = messages["dora@example.test"]
+    assert invoice_mail["Subject"].startswith(f"Invoice {number}: Alexanderplatz, 2026-06-10")
+    text = invoice_mail.get_body(preferencelist=("plain",)).get_content()
+    html = invoice_mail.get_body(preferencelist=("html",)).get_content()
+    for body in (text, html):
+        assert number in body and "EVH Mobility GmbH" in body and "DE123456789" in body  # seller, VAT id
+        assert "Dora Adhoc" in body and "12.500 kWh" in body
+    assert f"Amount due: €{payable}" in text and "Signed meter data" in text
+    assert '<span class="number">' in html and "Signed meter data" in html
+    files = {a.get_filename(): a for a in invoice_mail.iter_attachments()}
+    assert set(files) == {f"{number}.pdf", f"signed-meter-data-{world_cdr_uid(adhoc_cdr, files)}.txt"}
+    pdf = files[f"{number}.pdf"].get_content()
+    assert pdf.startswith(b"%PDF") and number.encode() in embedded_xml(pdf)
+    # the fleet driver's CDR has no per-session invoice: the receipt as it always was
+    receipt = messages["alice@acme.test"]
+    assert receipt["Subject"].startswith("Your charging receipt: Alexanderplatz")
+    assert next(a.get_filename() for a in receipt.iter_attachments()).startswith("signed-meter-data-")
+    assert not any(a.get_content_type() == "application/pdf" for a in receipt.iter_attachments())
+
+
+def world_cdr_uid(cdr_id: int, files: dict[str, object]) -> str:
+    """The CDR uid in the signed meter data's file name (the CDR's uid is random in the world)."""
+    [name] = [n for n in files if n.startswith("signed-meter-data-")]
+    uid = name.removeprefix("signed-meter-data-").removesuffix(".txt")
+    assert uid.startswith("CDR-") and uid
+    return uid
