@@ -34,15 +34,14 @@ class Crash(Exception):
 
 
 def settings_for(db: Database, ls: LocalStripe, **extra: Any) -> Settings:
-    return Settings(
-        _env_file=None,
-        database_url=db.url,
-        stripe_api_key=SECRET_KEY,
-        stripe_publishable_key=PUBLISHABLE_KEY,
-        stripe_api_base=ls.url,
-        stripe_webhook_secret=WEBHOOK_SECRET,
-        **extra,
-    )
+    values: dict[str, Any] = {
+        "database_url": db.url,
+        "stripe_api_key": SECRET_KEY,
+        "stripe_publishable_key": PUBLISHABLE_KEY,
+        "stripe_api_base": ls.url,
+        "stripe_webhook_secret": WEBHOOK_SECRET,
+    }
+    return Settings(_env_file=None, **{**values, **extra})
 
 
 def provider_for(ls: LocalStripe) -> StripeProvider:
