@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,11 +23,13 @@ from billing.settlement_documents import run_settlement_documents_job
 from billing.store.accounts import party_account
 from kernel.components import Hub
 from kernel.db.engine import Database
-from kernel.models import BillingDocument, BillingDocumentCdr, BillingIssuer, SettlementStatement
+from kernel.models import BillingDocument, BillingDocumentCdr, BillingIssuer, Cdr, SettlementStatement
 from kernel.settings import load_settings
-from settlement.job import JobResult
+from settlement.job import JobResult, run_period
+from tariffs.rating import correct_cdr, rate_pending
 from tests.billing.b2b_kit import CLOCK, PERIOD, SITE_HOST, add_issuers, party_pk, settled_period
 from tests.billing.einvoice_kit import schematron_failures
+from tests.world.sessions import seed_ended_session
 
 pytestmark = pytest.mark.clock(CLOCK)
 
@@ -197,3 +200,36 @@ async def test_an_export_that_is_not_the_runs_is_refused(db: Database, tmp_path:
     result = await cli("invoices", "issue-settlement", "--period", PERIOD, ok=False)
     assert result.exit_code == 1 and "content hash differs" in result.output
     assert await _documents(db) == {}
+
+
+async def test_a_correction_after_the_close_is_on_the_next_periods_documents(
+    db: Database, tmp_path: Path
+) -> None:
+    """A November CDR corrected in December (credit + new revision) settles in December as adjustments: the
+    December documents carry the credit as negative lines next to the new CDR and December's own session,
+    numbered after November's, equal to the December run to the cent."""
+    await settled_period(db, tmp_path, sessions=2)
+    await add_issuers(db)
+    await _site_host_account(db)
+    assert await run_settlement_documents_job(_hub(db)) == 3
+    async with db.session() as s:
+        first = await s.scalar(select(Cdr.cdr_uid).where(Cdr.is_credit.is_(False)).order_by(Cdr.id).limit(1))
+    assert first is not None
+    credit, fresh = await correct_cdr(db, first, ())
+    await seed_ended_session(db, "AMS-01-1", datetime(2026, 12, 1, 0, 5, tzinfo=UTC), 30, "9.5", uid="dec-0")
+    await rate_pending(db, ())
+    december = await run_period(db, "2026-12", out_dir=tmp_path, close=True)
+    assert december.result.summary.adjustments == 2 and december.result.summary.cdrs_settled == 3
+
+    assert await run_settlement_documents_job(_hub(db)) == 3
+    docs = await _documents(db)
+    assert {"AMP-2026-000002", "HUB-2026-000002", "SB-2026-000002"} <= set(docs)
+    roaming = docs["AMP-2026-000002"]
+    assert roaming.source_key and roaming.source_key.startswith("settlement:2026-12:1:")
+    _check_document(roaming, december, "emsp_owes_cpo", -1)
+    _check_document(docs["HUB-2026-000002"], december, "hub_fee", 1)
+    _check_document(docs["SB-2026-000002"], december, "site_host_share", 1)
+    lines = billing.load_invoice(roaming.document).lines
+    credited = [ln for ln in lines if ln.cdr_id == credit.cdr_uid]
+    assert credited and all(ln.net <= 0 and ln.quantity < 0 for ln in credited)
+    assert any(ln.cdr_id == fresh.cdr_uid for ln in lines)

@@ -1,0 +1,91 @@
+"""The pure part of the B2B settlement documents (issue 14): which documents a run's lines give, between whom,
+signed as billed; the ledger the statements are checked against; a period of credits only is refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from billing.core.b2b import (
+    B2BKind,
+    ledger_totals,
+    parse_lines_csv,
+    plan_documents,
+    settlement_invoice,
+    share_lines,
+    source_key,
+)
+from billing.core.documents import DocumentError, Invoice, PaymentTerms, SupplyPeriod
+from billing.core.vat import NORMAL
+from billing.einvoice import cii_xml, validate_xml
+from tests.billing.b2b_kit import ISSUERS, SITE_HOST
+from tests.billing.einvoice_kit import schematron_failures
+
+D = Decimal
+NOV = SupplyPeriod(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC))
+CSV = """settlement_period,service_period,cdr_id,line_no,kind,party,role,counterparty,counterparty_role,currency,net,vat,gross,agreement_id,agreement_version,is_adjustment,adjusts_period,adjusts_cdr_id
+2026-11,2026-11,C1,0,emsp_owes_cpo,NL*EMS,emsp,NL*AMP,cpo,EUR,-10.00,-2.10,-12.10,roam,1,false,,
+2026-11,2026-11,C1,1,cpo_retained,NL*AMP,cpo,NL*EMS,emsp,EUR,8.40,1.77,10.17,roam,1,false,,
+2026-11,2026-11,C1,2,hub_fee,NL*HUB,hub,NL*AMP,cpo,EUR,0.60,0.13,0.73,fee,1,false,,
+2026-11,2026-11,C1,3,site_host_share,NL*SIT,site_host,NL*AMP,cpo,EUR,1.00,0.20,1.20,site,1,false,,
+2026-11,2026-10,C0,2,hub_fee,NL*HUB,hub,NL*AMP,cpo,EUR,-0.80,-0.17,-0.97,fee,1,true,2026-10,C9
+"""
+
+
+def test_lines_give_one_document_per_kind_seller_and_buyer() -> None:
+    lines = parse_lines_csv(CSV)
+    plans = plan_documents(lines)
+    assert [(p.kind, p.seller, p.buyer, p.issuer_party) for p in plans] == [
+        (B2BKind.ROAMING, "NL*AMP", "NL*EMS", "NL*AMP"),
+        (B2BKind.HUB_FEE, "NL*HUB", "NL*AMP", "NL*HUB"),
+        (B2BKind.SITE_HOST, "NL*SIT", "NL*AMP", "NL*AMP"),
+    ]
+    roaming, fee, host = plans
+    assert (roaming.billed_net, roaming.billed_vat) == (D("10.00"), D("2.10"))
+    assert (fee.billed_net, fee.billed_vat) == (D("-0.20"), D("-0.04"))  # an adjustment's credit nets off
+    assert host.self_billed and not roaming.self_billed
+    # The ledger: both sides of each paying line (what the statements hold); cpo_retained moves no money.
+    totals = ledger_totals(lines)
+    assert totals[("NL*AMP", "EUR")] == (D("9.20"), D("1.94"), D("11.14"))  # +10.00 -0.60 -1.00 +0.80
+    assert totals[("NL*EMS", "EUR")] == (D("-10.00"), D("-2.10"), D("-12.10"))
+    assert sum((t[2] for t in totals.values()), D(0)) == 0
+    assert source_key("2026-11", 1, 42, "NL*EMS") == "settlement:2026-11:1:42:NL*EMS"
+    with pytest.raises(DocumentError, match="not a settlement line"):
+        parse_lines_csv(CSV.replace("-10.00", "ten"))
+
+
+def _invoice(plan_index: int, rates: dict[str, Decimal | None], number: str = "SB-2026-000001") -> Invoice:
+    plan = plan_documents(parse_lines_csv(CSV))[plan_index]
+    lines = share_lines(plan, rates, {}, NORMAL)
+    return settlement_invoice(
+        plan,
+        lines,
+        series=number.split("-")[0],
+        number=number,
+        issue_date=date(2026, 12, 1),
+        seller=SITE_HOST if plan.self_billed else ISSUERS[plan.seller][1],
+        buyer=ISSUERS[plan.buyer][1],
+        terms=PaymentTerms(30),
+        treatment=NORMAL,
+        period=NOV,
+        reference="Settlement 2026-11 run 1",
+    )
+
+
+def test_a_self_billed_invoice_is_type_389_with_the_self_billing_mention() -> None:
+    invoice = _invoice(2, {"C1": D("20")})
+    assert invoice.self_billed and invoice.notes[0] == "Self-billing"
+    assert invoice.totals.tax_exclusive == D("1.00") and invoice.totals.tax == D("0.20")
+    xml = cii_xml(invoice)
+    assert b"<ram:TypeCode>389</ram:TypeCode>" in xml
+    validate_xml(xml)
+    assert schematron_failures(xml) == []
+
+
+def test_a_period_of_credits_only_is_not_an_invoice() -> None:
+    with pytest.raises(DocumentError, match="below zero"):
+        _invoice(1, {"C1": D("21"), "C0": D("21")}, "HUB-2026-000001")
+    with pytest.raises(DocumentError, match="no VAT rate"):
+        _invoice(1, {"C1": D("21")}, "HUB-2026-000001")
