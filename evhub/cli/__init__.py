@@ -14,6 +14,8 @@ import typer
 from evhub.cli import (
     apikeys,
     billing,
+    billing_reports,
+    dunning,
     fleets,
     partners,
     pricing,
@@ -58,6 +60,9 @@ app.add_typer(pricing.grid_app, name="grid")
 app.add_typer(sessions.sessions_app, name="sessions")
 app.add_typer(billing.issuers_app, name="issuers")
 app.add_typer(billing.invoices_app, name="invoices")
+app.add_typer(billing_reports.billing_app, name="billing")
+app.add_typer(dunning.dunning_app, name="dunning")
+app.add_typer(billing.accounts_app, name="accounts")
 
 
 @db_app.command("upgrade")

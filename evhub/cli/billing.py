@@ -1,12 +1,16 @@
-"""``evhub issuers add|list|show`` and ``evhub invoices list|show|issue`` — billing's issuers and documents.
+"""``evhub issuers``, ``evhub accounts`` and ``evhub invoices`` — billing's issuers, customers and documents.
 
 An issuer is the hosted party that sells and issues documents (legal identity, currency, series, terms, VAT
-situation); ``invoices issue --cdr ID`` issues the per-session invoice of a CDR (or, for a credit CDR, the
-credit note of its invoice), idempotently. Bad input is one ``error:`` line and exit 1.
+situation); an account is a customer it bills (``accounts add --fleet``: a fleet's monthly invoices).
+``invoices issue --cdr ID`` issues the per-session invoice of a CDR (or, for a credit CDR, the credit note of
+its invoice), ``invoices issue --fleet NAME --month 2026-11`` a fleet's monthly invoice, both idempotently;
+``invoices credit`` an operator's credit note, ``invoices pdf`` the Factur-X PDF. Bad input is one ``error:``
+line and exit 1.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,9 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import billing
 from evhub.cli._common import console, fail, print_json, run_with_db, table
 from kernel.db.engine import Database
-from kernel.models import BillingDocument, BillingIssuer, Cdr
+from kernel.models import BillingAccount, BillingDocument, BillingIssuer, Cdr, Fleet, Party
 
 issuers_app = typer.Typer(help="Billing issuers: who sells and issues invoices.", no_args_is_help=True)
+accounts_app = typer.Typer(
+    help="Billing accounts: the customers issuers bill (fleets).", no_args_is_help=True
+)
 invoices_app = typer.Typer(help="Invoices and credit notes.", no_args_is_help=True)
 
 
@@ -67,6 +74,10 @@ def issuers_add(
     running: Annotated[bool, typer.Option(help="One running series instead of a yearly one")] = False,
     reverse_charge: Annotated[bool, typer.Option(help="Allow reverse charge on B2B supplies")] = False,
     exemption: Annotated[str | None, typer.Option(help="The VAT exemption it invoices under")] = None,
+    party: Annotated[
+        str | None,
+        typer.Option(help="The hosted party it sells for (CC*PID): its drivers' CDRs are invoiced"),
+    ] = None,
 ) -> None:
     """Add an issuer."""
 
@@ -86,7 +97,8 @@ def issuers_add(
                 exemption=exemption,
             )
             async with db.session() as s:
-                await billing.add_issuer(s, issuer)
+                party_id = (await _party(s, party)).id if party is not None else None
+                await billing.add_issuer(s, issuer, party_id)
         except ValueError as exc:
             fail(str(exc))
         console.print(f"added issuer {key} ({identity.legal_name}, {issuer.currency})", highlight=False)
@@ -123,6 +135,19 @@ def issuers_show(key: Annotated[str, typer.Argument(help="Issuer key")]) -> None
             print_json(_issuer_item(row))
 
     run_with_db(go)
+
+
+async def _party(s: AsyncSession, key: str) -> Party:
+    cc, _, pid = key.partition("*")
+    row = await s.scalar(
+        select(Party)
+        .where(Party.country_code == cc.upper(), Party.party_id == pid.upper())
+        .order_by(Party.id)
+        .limit(1)
+    )
+    if row is None:
+        raise billing.BillingError(f"no party {key} (give it as CC*PID)")
+    return row
 
 
 async def _issuer_keys(s: AsyncSession) -> dict[int, str]:
@@ -179,7 +204,13 @@ def invoices_show(
 
 @invoices_app.command("issue")
 def invoices_issue(
-    cdr: Annotated[str, typer.Option(help="The CDR's id (OCPI id); a credit CDR gets its credit note")],
+    cdr: Annotated[
+        str | None, typer.Option(help="The CDR's id (OCPI id); a credit CDR gets its credit note")
+    ] = None,
+    fleet: Annotated[
+        str | None, typer.Option(help="A fleet's name: its monthly invoice (with --month)")
+    ] = None,
+    month: Annotated[str | None, typer.Option(help="The month of a monthly invoice, YYYY-MM")] = None,
     issuer: Annotated[str | None, typer.Option(help="Issuer key (an invoice)")] = None,
     buyer_name: Annotated[str | None, typer.Option(help="Buyer's legal name (an invoice)")] = None,
     buyer_street: Annotated[str, typer.Option(help="Buyer's street")] = "",
@@ -189,7 +220,16 @@ def invoices_issue(
     buyer_vat_id: Annotated[str | None, typer.Option(help="Buyer's VAT id (a business)")] = None,
     business: Annotated[bool, typer.Option(help="The buyer is a business")] = False,
 ) -> None:
-    """Issue the per-session invoice of a CDR, or the credit note of a credit CDR (idempotent)."""
+    """Issue the per-session invoice of a CDR (as the CDR hook would for a driver without a contract, or to the
+    buyer given), the credit note of a credit CDR, or a fleet's monthly invoice (idempotent)."""
+    if (cdr is None) == (fleet is None):
+        fail("give either --cdr ID or --fleet NAME --month YYYY-MM")
+    if fleet is not None:
+        if month is None:
+            fail("a monthly invoice needs --month YYYY-MM")
+        _issue_monthly(fleet, month, issuer)
+        return
+    assert cdr is not None
 
     async def go(db: Database) -> None:
         try:
@@ -199,10 +239,17 @@ def invoices_issue(
                     raise billing.BillingError(f"no CDR {cdr}")
                 if row.is_credit:
                     doc = await billing.issue_cdr_credit_note(s, credit_cdr_id=row.id)
+                elif issuer is None and buyer_name is None and buyer_country is None:
+                    try:
+                        doc = await billing.invoice_cdr(s, row)  # as the CDR hook issues it
+                    except billing.NotBilledNow as why:
+                        raise billing.BillingError(
+                            f"{why}; an invoice to a given buyer needs --issuer, --buyer-name and --buyer-country"
+                        ) from None
                 else:
                     if issuer is None or buyer_name is None or buyer_country is None:
                         raise billing.BillingError(
-                            "an invoice needs --issuer, --buyer-name and --buyer-country"
+                            "an invoice to a given buyer needs --issuer, --buyer-name and --buyer-country"
                         )
                     buyer = billing.Identity(
                         buyer_name,
@@ -217,6 +264,141 @@ def invoices_issue(
             fail(str(exc))
         kind = "credit note" if doc.kind == billing.CREDIT_NOTE else "invoice"
         console.print(f"{kind} {doc.number}: {doc.payable} {doc.currency} (CDR {cdr})", highlight=False)
+
+    run_with_db(go)
+
+
+async def _fleet(s: AsyncSession, name: str) -> Fleet:
+    return await billing.fleet_named(s, name)
+
+
+def _issue_monthly(fleet: str, month: str, issuer: str | None) -> None:
+    async def go(db: Database) -> None:
+        lines = []
+        try:
+            async with db.session() as s:
+                fleet_row = await _fleet(s, fleet)
+                query = select(BillingAccount).where(BillingAccount.fleet_id == fleet_row.id)
+                if issuer is not None:
+                    query = query.where(BillingAccount.issuer_id == (await billing.get_issuer(s, issuer)).id)
+                accounts = list((await s.scalars(query.order_by(BillingAccount.id))).all())
+                if not accounts:
+                    raise billing.BillingError(
+                        f"fleet {fleet!r} has no billing account{' with ' + issuer if issuer else ''}: "
+                        "add one with evhub accounts add"
+                    )
+            for account in accounts:  # each account's invoice in its own transaction
+                async with db.session() as s:
+                    doc = await billing.issue_monthly_invoice(s, account.id, month)
+                if doc is None:
+                    lines.append(f"nothing to invoice for {fleet} in {month} ({account.currency})")
+                else:
+                    lines.append(f"invoice {doc.number}: {doc.payable} {doc.currency} ({fleet}, {month})")
+        except ValueError as exc:
+            fail(str(exc))
+        for line in lines:
+            console.print(line, highlight=False)
+
+    run_with_db(go)
+
+
+@invoices_app.command("credit")
+def invoices_credit(
+    number: Annotated[str, typer.Argument(help="The invoice's number, e.g. INV-2026-000001")],
+    reason: Annotated[str, typer.Option(help="Why it is credited (written on the credit note)")],
+    amount: Annotated[str | None, typer.Option(help="A partial credit: the net amount, e.g. 12.30")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Credit all that is left on the invoice")] = False,
+    issuer: Annotated[str | None, typer.Option(help="The issuer, when two use the number")] = None,
+) -> None:
+    """Issue an operator's credit note against an invoice: in full or of a net amount, with a reason."""
+    if (amount is None) == (not full):
+        fail("give either --amount 12.30 or --full")
+
+    async def go(db: Database) -> None:
+        try:
+            async with db.session() as s:
+                note = await billing.credit_document(
+                    s, number, issuer, billing.parse_amount(amount), reason=reason
+                )
+        except ValueError as exc:
+            fail(str(exc))
+        console.print(
+            f"credit note {note.number}: {note.payable} {note.currency} (credits {number})", highlight=False
+        )
+
+    run_with_db(go)
+
+
+@invoices_app.command("pdf")
+def invoices_pdf(
+    number: Annotated[str, typer.Argument(help="Document number, e.g. INV-2026-000001")],
+    out: Annotated[Path, typer.Option(help="The PDF file to write")],
+    issuer: Annotated[str | None, typer.Option(help="The issuer, when two use the number")] = None,
+) -> None:
+    """Write a document as issued to a Factur-X PDF (EN 16931 XML embedded), with its issuer's logo."""
+
+    async def go(db: Database) -> None:
+        try:
+            async with db.session() as s:
+                pdf = await billing.document_pdf(s, await billing.find_document(s, number, issuer))
+        except ValueError as exc:
+            fail(str(exc))
+        try:
+            out.write_bytes(pdf)
+        except OSError as exc:
+            fail(f"cannot write {out}: {exc.strerror}")
+        console.print(f"wrote {number} to {out} ({len(pdf)} bytes)", highlight=False)
+
+    run_with_db(go)
+
+
+@accounts_app.command("add")
+def accounts_add(
+    fleet: Annotated[str, typer.Option(help="The fleet's name")],
+    issuer: Annotated[str, typer.Option(help="The issuer that bills it")],
+    name: Annotated[str, typer.Option(help="The buyer's legal name")],
+    street: Annotated[str, typer.Option(help="Street and number")],
+    postal_code: Annotated[str, typer.Option(help="Postal code")],
+    city: Annotated[str, typer.Option(help="City")],
+    country: Annotated[str, typer.Option(help="ISO 3166-1 alpha-2 country")],
+    vat_id: Annotated[str | None, typer.Option(help="The buyer's VAT id")] = None,
+    email: Annotated[str | None, typer.Option(help="Where invoices are sent")] = None,
+    language: Annotated[str, typer.Option(help="Language of its documents")] = "en",
+    timezone: Annotated[str, typer.Option(help="IANA time zone of its months")] = "UTC",
+    currency: Annotated[str | None, typer.Option(help="Invoice currency (default: the fleet's)")] = None,
+) -> None:
+    """Add a fleet's billing account with an issuer: the buyer of its monthly invoices."""
+
+    async def go(db: Database) -> None:
+        try:
+            buyer = billing.Identity(
+                name, billing.Address(street, postal_code, city, country), vat_id=vat_id, email=email,
+                business=True,
+            )  # fmt: skip
+            async with db.session() as s:
+                account = await billing.add_fleet_account(
+                    s, fleet, issuer, buyer, currency=currency, language=language, timezone=timezone
+                )
+                account_id, code = account.id, account.currency
+        except ValueError as exc:
+            fail(str(exc))
+        console.print(f"added account {account_id}: {fleet} billed by {issuer} in {code}", highlight=False)
+
+    run_with_db(go)
+
+
+@accounts_app.command("list")
+def accounts_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+    """List the billing accounts."""
+
+    async def go(db: Database) -> None:
+        async with db.session() as s:
+            items = await billing.account_items(s)
+        if as_json:
+            print_json(items)
+            return
+        columns = ["id", "kind", "owner", "issuer", "buyer", "currency", "timezone"]
+        table("Billing accounts", columns, [[str(item[c]) for c in columns] for item in items])
 
     run_with_db(go)
 

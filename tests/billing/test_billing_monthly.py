@@ -5,6 +5,7 @@ account and month (also under concurrency), late CDRs on the next month's invoic
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import date
 from decimal import Decimal
 
@@ -20,15 +21,19 @@ from kernel.components import Hub
 from kernel.db.engine import Database
 from kernel.models import BillingCharge, BillingDocumentCdr
 from kernel.settings import load_settings
+from portal.admin import add_fleet
 from tariffs.rating import correct_cdr
 from tests.billing.documents_kit import (
     DRIVERS,
     HOOKS,
+    Cli,
     cdr_of,
     charge,
+    cli_on,
     documents,
     issue_month,
     net,
+    one_error,
     rate,
     seed_world,
     utc,
@@ -198,3 +203,61 @@ async def test_the_job_waits_for_the_accounts_month_to_end(db: Database) -> None
         (await cdr_of(db, "oct")).id
     }
     assert world.account_id == row.account_id
+
+
+@pytest.fixture
+def cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return cli_on(db, monkeypatch)
+
+
+ACCOUNT = [
+    "accounts", "add", "--fleet", "Acme", "--issuer", "roam", "--name", "Acme Logistics B.V.",
+    "--street", "Havenweg 5", "--postal-code", "1043 AA", "--city", "Amsterdam", "--country", "NL",
+]  # fmt: skip
+
+
+@pytest.mark.clock("2026-12-01T10:00:00Z")
+async def test_accounts_add_list_and_invoices_issue_fleet_on_the_cli(db: Database, cli: Cli) -> None:
+    world = await seed_world(db)  # Acme has an account with Roam already (Europe/Amsterdam)
+    one_error(await cli(*ACCOUNT, ok=False), "has an account with roam in EUR already")
+    await add_fleet(db, "Beta", "EUR")
+    beta = [*ACCOUNT[:3], "Beta", *ACCOUNT[4:]]
+    out = (
+        await cli(*beta, "--timezone", "Europe/Berlin", "--language", "de", "--vat-id", "NL999999999B01")
+    ).output
+    assert "added account" in out and "Beta billed by roam in EUR" in out
+    items = json.loads((await cli("accounts", "list", "--json")).output)
+    assert [(i["owner"], i["issuer"], i["kind"], i["timezone"]) for i in items] == [
+        ("Acme", "roam", "fleet", "Europe/Amsterdam"),
+        ("Beta", "roam", "fleet", "Europe/Berlin"),
+    ]
+    one_error(await cli(*beta[:3], "Nope", *beta[4:], ok=False), "no fleet 'Nope'")
+    one_error(await cli(*beta, "--timezone", "Mars/Olympus", ok=False), "IANA")
+    one_error(await cli(*beta, "--currency", "EURO", ok=False), "EURO")
+    one_error(await cli(*beta[:-1], "XX", ok=False), "ISO 3166-1")
+    await charge(db, "ACME-1", utc(2026, 11, 3, 8, 0), "a")
+    assert await rate(db) == 1
+    out = (await cli("invoices", "issue", "--fleet", "Acme", "--month", "2026-11")).output
+    assert "invoice INV-2026-000001" in out and "(Acme, 2026-11)" in out
+    assert (
+        "INV-2026-000001" in (await cli("invoices", "issue", "--fleet", "Acme", "--month", "2026-11")).output
+    )
+    assert (
+        "nothing to invoice for Beta"
+        in (
+            await cli("invoices", "issue", "--fleet", "Beta", "--month", "2026-11", "--issuer", "roam")
+        ).output
+    )
+    one_error(await cli("invoices", "issue", "--fleet", "Acme", ok=False), "--month")
+    one_error(await cli("invoices", "issue", "--fleet", "Acme", "--month", "11/2026", ok=False), "YYYY-MM")
+    one_error(
+        await cli("invoices", "issue", "--fleet", "Acme", "--month", "2026-12", ok=False), "not over yet"
+    )
+    one_error(await cli("invoices", "issue", "--fleet", "Nope", "--month", "2026-11", ok=False), "no fleet")
+    one_error(await cli("invoices", "issue", "--fleet", "Acme", "--cdr", "X", ok=False), "either")
+    one_error(
+        await cli("invoices", "issue", "--fleet", "Acme", "--month", "2026-11", "--issuer", "x", ok=False),
+        "no issuer",
+    )
+    [row] = await documents(db)
+    assert row.account_id == world.account_id
