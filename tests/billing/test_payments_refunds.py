@@ -1,0 +1,145 @@
+"""Refunds and bank transfers (issue 14): a credit note after a card payment is refunded through localstripe once
+(a crash after the refund call, then a retry: one refund at localstripe), bank transfers recorded by reference
+(the same reference twice is one payment; partial transfers add up), and bad input refused with one message."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+import billing
+from billing.payments.bank_transfers import record_bank_transfer
+from billing.payments.collection import collect
+from billing.payments.ledger import PaymentError
+from billing.payments.refunds import refund_document
+from billing.store.balances import balance
+from kernel.db.engine import Database
+from kernel.models import BillingDocument, BillingDocumentCdr
+from simulators.localstripe import SECRET_KEY, LocalStripe
+from tests.billing.payments_kit import (
+    Crash,
+    CrashAfterRefund,
+    fleet_with_account,
+    invoices,
+    payments,
+    provider_for,
+    refunds,
+    with_card,
+)
+from tests.billing.store_kit import add_credit
+
+D = Decimal
+
+
+async def _paid_then_credited(db: Database, ls: LocalStripe) -> BillingDocument:
+    _, account_id = await fleet_with_account(db)
+    await with_card(db, ls, account_id)
+    [invoice] = await invoices(db, account_id)
+    paid = await collect(db, invoice.id, 1, provider=provider_for(ls))
+    assert paid is not None and paid.status == "succeeded"
+    credit_cdr = await add_credit(db, await _cdr_of(db, invoice))  # the session's CDR corrected
+    async with db.session() as s:
+        note = await billing.issue_cdr_credit_note(s, credit_cdr_id=credit_cdr, issue_date=invoice.issue_date)
+        assert note.credits_document_id == invoice.id and note.payable == D("9.41")
+    return invoice
+
+
+async def _cdr_of(db: Database, invoice: BillingDocument) -> int:
+    async with db.session() as s:
+        cdr_id = await s.scalar(
+            select(BillingDocumentCdr.cdr_id).where(BillingDocumentCdr.document_id == invoice.id)
+        )
+        assert cdr_id is not None
+        return int(cdr_id)
+
+
+async def _outstanding(db: Database, invoice: BillingDocument) -> Decimal:
+    async with db.session() as s:
+        doc = await s.get(BillingDocument, invoice.id)
+        assert doc is not None
+        return (await balance(s, doc)).outstanding
+
+
+async def test_a_credit_note_after_payment_is_refunded_once(db: Database, localstripe: LocalStripe) -> None:
+    invoice = await _paid_then_credited(db, localstripe)
+    assert await _outstanding(db, invoice) == D("-9.41")  # owed back
+    [refund] = await refund_document(db, invoice.id, provider=provider_for(localstripe))
+    assert (refund.kind, refund.amount, refund.status) == ("refund", D("9.41"), "succeeded")
+    assert refund.provider_ref and refund.provider_ref.startswith("re_")
+    [payment] = [p for p in await payments(db, invoice.id) if p.kind == "payment"]
+    assert refund.reference == payment.provider_ref
+    [at_stripe] = refunds(localstripe)
+    assert (at_stripe["id"], at_stripe["amount"]) == (refund.provider_ref, 941)
+    assert await _outstanding(db, invoice) == 0
+    assert await refund_document(db, invoice.id, provider=provider_for(localstripe)) == []  # nothing owed
+    async with db.session() as s:
+        doc = await s.get(BillingDocument, invoice.id)
+        assert (
+            doc is not None and (await balance(s, doc)).status(date(2026, 6, 4)) == "credited"
+        )  # all given back
+
+
+async def test_a_crash_after_the_refund_call_never_refunds_twice(
+    db: Database, localstripe: LocalStripe
+) -> None:
+    invoice = await _paid_then_credited(db, localstripe)
+    dying = CrashAfterRefund(SECRET_KEY, api_base=localstripe.url)
+    with pytest.raises(Crash):
+        await refund_document(db, invoice.id, provider=dying)
+    await dying.aclose()
+    [pending] = [p for p in await payments(db, invoice.id) if p.kind == "refund"]
+    assert pending.status == "pending" and pending.provider_ref is None
+    assert len(refunds(localstripe)) == 1  # made at localstripe, unknown to the hub
+    [done] = await refund_document(db, invoice.id, provider=provider_for(localstripe))  # the retry
+    assert done.id == pending.id and done.status == "succeeded"
+    assert len(refunds(localstripe)) == 1  # found by its key, not made again
+    assert await _outstanding(db, invoice) == 0
+
+
+async def test_refund_refusals(db: Database, localstripe: LocalStripe) -> None:
+    _, account_id = await fleet_with_account(db)
+    [invoice] = await invoices(db, account_id)
+    assert await refund_document(db, invoice.id, provider=provider_for(localstripe)) == []  # nothing paid
+    async with db.session() as s:
+        await record_bank_transfer(s, invoice.number, "10.00", "OVERPAID-1", date(2026, 6, 5))
+    with pytest.raises(PaymentError, match="not paid through the payment provider"):
+        await refund_document(db, invoice.id, provider=provider_for(localstripe))
+    with pytest.raises(PaymentError, match="no invoice"):
+        await refund_document(db, invoice.id + 99)
+
+
+async def test_bank_transfers_add_up_and_a_reference_counts_once(db: Database) -> None:
+    _, account_id = await fleet_with_account(db)
+    [invoice] = await invoices(db, account_id)
+    async with db.session() as s:
+        first = await record_bank_transfer(s, invoice.number, "5.00", "NL-TRF-0001", date(2026, 6, 5))
+    async with db.session() as s:
+        again = await record_bank_transfer(s, invoice.number, D("5.00"), " NL-TRF-0001 ", date(2026, 6, 5))
+    assert again.id == first.id
+    assert (first.method, first.provider, first.status, first.reference) == (
+        "bank_transfer",
+        "manual",
+        "succeeded",
+        "NL-TRF-0001",
+    )
+    assert await _outstanding(db, invoice) == D("4.41")
+    async with db.session() as s:
+        await record_bank_transfer(s, invoice.number, "4.41", "NL-TRF-0002", date(2026, 6, 6))
+    assert await _outstanding(db, invoice) == 0
+    assert [p.amount for p in await payments(db, invoice.id)] == [D("5.00"), D("4.41")]
+    for args, message in [
+        (("INV-2099-000001", "1.00", "X"), "no invoice INV-2099-000001"),
+        ((invoice.number, "1.001", "Y"), "more decimals"),
+        ((invoice.number, "-1", "Y"), "negative"),
+        ((invoice.number, "0", "Y"), "more than zero"),
+        ((invoice.number, "abc", "Y"), "not a decimal"),
+        ((invoice.number, "1.00", "  "), "needs its reference"),
+        ((invoice.number, "3.00", "NL-TRF-0001"), "already recorded"),
+    ]:
+        with pytest.raises(PaymentError, match=message):
+            async with db.session() as s:
+                await record_bank_transfer(s, *args, date(2026, 6, 7))
+    assert len(await payments(db, invoice.id)) == 2
