@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.einvoice.pdf import render_pdf
 from billing.store.codec import load_credit_note, load_invoice
-from billing.store.issuing import INVOICE
+from billing.store.issuing import CREDIT_NOTE
 from kernel.models import BillingAccount, BillingDocument, BillingIssuer
 
 
@@ -18,6 +18,7 @@ async def document_pdf(db_session: AsyncSession, row: BillingDocument) -> bytes:
     """The PDF of document ``row`` as issued."""
     issuer = await db_session.get(BillingIssuer, row.issuer_id)
     account = await db_session.get(BillingAccount, row.account_id) if row.account_id is not None else None
-    doc = load_invoice(row.document) if row.kind == INVOICE else load_credit_note(row.document)
+    # a self-billed invoice (B2B settlement documents, kind ``self_billed``) is an invoice too
+    doc = load_credit_note(row.document) if row.kind == CREDIT_NOTE else load_invoice(row.document)
     locale = (account.language if account else None) or "en"
     return render_pdf(doc, locale=locale, logo=issuer.logo if issuer else None)

@@ -6,6 +6,7 @@ host's behalf, equal to the statements to the cent, gap-free, once, each a valid
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -13,12 +14,13 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
+from pypdf import PdfReader
 from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
 import billing
 from billing.core.en16931 import category_tax
-from billing.einvoice import cii_xml, validate_xml
+from billing.einvoice import cii_xml, embedded_xml, validate_xml
 from billing.settlement_documents import run_settlement_documents_job
 from billing.store.accounts import party_account
 from kernel.components import Hub
@@ -123,6 +125,10 @@ async def test_closed_period_gives_the_parties_documents_once(db: Database, tmp_
     sb = billing.load_invoice(self_billed.document)
     assert sb.self_billed and sb.seller == SITE_HOST and sb.buyer.legal_name == "AmsterPower B.V."
     assert "Self-billing" in sb.notes
+    async with db.session() as s:
+        pdf = await billing.document_pdf(s, self_billed)  # printed like any invoice, titled as what it is
+    assert b"<ram:TypeCode>389</ram:TypeCode>" in embedded_xml(pdf)
+    assert "Self-billed invoice" in "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
     _check_document(roaming, job, "emsp_owes_cpo", -1)
     _check_document(fee, job, "hub_fee", 1)
     _check_document(self_billed, job, "site_host_share", 1)
