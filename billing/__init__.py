@@ -25,17 +25,29 @@ from billing.core.documents import (
     VatBreakdown,
     VatCategory,
 )
-from billing.core.dunning import DunningAction, DunningRule, DunningSchedule, DunningStep, InvoiceStanding
+from billing.core.dunning import (
+    DunningAction,
+    DunningError,
+    DunningRule,
+    DunningSchedule,
+    DunningStep,
+    InvoiceStanding,
+)
 from billing.core.invoices import monthly_invoice, session_invoice
 from billing.core.issuers import Issuer
 from billing.core.lines import CdrComponent, Dimension, PricedCdr, cdr_lines, fee_line
 from billing.core.numbering import NumberingError, Series
 from billing.core.vat import VatTreatment, treatment_for
+from billing.dunning_job import dun as run_dunning
 from billing.store.b2b import SettlementDocumentsError
 from billing.store.b2b import closed_runs as closed_settlement_runs
 from billing.store.b2b import issue_run_documents as issue_settlement_documents
 from billing.store.cdrs import priced_cdr
 from billing.store.codec import load_credit_note, load_invoice
+from billing.store.dunning import AccountDunning, StepView, invoice_by_number
+from billing.store.dunning import account_statuses as dunning_statuses
+from billing.store.dunning import invoice_steps as invoice_dunning_steps
+from billing.store.holds import release_if_settled
 from billing.store.issuers import IssuerError, add_issuer, get_issuer, list_issuers
 from billing.store.issuers import from_row as issuer_of_row
 from billing.store.issuing import (
@@ -47,10 +59,15 @@ from billing.store.issuing import (
     issue_session_invoice,
 )
 from billing.store.numbers import Allocated, allocate
+from billing.store.schedules import DEFAULT_SCHEDULE as DEFAULT_DUNNING_SCHEDULE
+from billing.store.schedules import set_schedule as set_dunning_schedule
+from billing.store.schedules import stored_json as dunning_schedule_json
 
 __all__ = [
     "CREDIT_NOTE",
+    "DEFAULT_DUNNING_SCHEDULE",
     "INVOICE",
+    "AccountDunning",
     "Address",
     "Allocated",
     "BillingError",
@@ -60,6 +77,7 @@ __all__ = [
     "Dimension",
     "DocumentError",
     "DunningAction",
+    "DunningError",
     "DunningRule",
     "DunningSchedule",
     "DunningStep",
@@ -74,6 +92,7 @@ __all__ = [
     "PricedCdr",
     "Series",
     "SettlementDocumentsError",
+    "StepView",
     "SupplyPeriod",
     "Totals",
     "Unit",
@@ -86,9 +105,13 @@ __all__ = [
     "closed_settlement_runs",
     "credit_for_cdr",
     "document_of",
+    "dunning_schedule_json",
+    "dunning_statuses",
     "fee_line",
     "full_credit",
     "get_issuer",
+    "invoice_by_number",
+    "invoice_dunning_steps",
     "issue_cdr_credit_note",
     "issue_session_invoice",
     "issue_settlement_documents",
@@ -99,6 +122,9 @@ __all__ = [
     "monthly_invoice",
     "partial_credit",
     "priced_cdr",
+    "release_if_settled",
+    "run_dunning",
     "session_invoice",
+    "set_dunning_schedule",
     "treatment_for",
 ]

@@ -375,3 +375,20 @@ async def account_statuses(
             )
         )
     return out
+
+
+async def invoice_by_number(
+    db_session: AsyncSession, number: str, issuer_key: str | None = None
+) -> BillingDocument:
+    """The invoice numbered ``number`` (of ``issuer_key``); ValueError when there is none, or several."""
+    query = select(BillingDocument).where(BillingDocument.number == number, BillingDocument.kind == INVOICE)
+    if issuer_key is not None:
+        query = query.join(BillingIssuer, BillingIssuer.id == BillingDocument.issuer_id).where(
+            BillingIssuer.key == issuer_key
+        )
+    rows = list((await db_session.scalars(query)).all())
+    if not rows:
+        raise ValueError(f"no invoice {number}" + (f" of issuer {issuer_key}" if issuer_key else ""))
+    if len(rows) > 1:
+        raise ValueError(f"invoice number {number} is used by several issuers: give the issuer")
+    return rows[0]
