@@ -145,6 +145,6 @@ class PaymentProvider(Protocol):
         """A SetupIntent for the customer (the browser confirms it with the publishable key)."""
         ...
 
-    async def finish_setup(self, setup_id: str) -> tuple[str, str | None]:
-        """(status, payment method id) of a SetupIntent."""
+    async def finish_setup(self, setup_id: str) -> tuple[str, str | None, str | None]:
+        """(status, payment method id, customer id) of a SetupIntent."""
         ...

@@ -89,7 +89,9 @@ async def finish_setup(
     provider = _provider(settings)
     try:
         customer = await _customer(db, provider, account_id, fleet_id)
-        status, method_id = await provider.finish_setup(setup_intent_id)
+        status, method_id, owner = await provider.finish_setup(setup_intent_id)
+        if owner != customer:
+            raise PaymentError(f"setup {setup_intent_id} is not billing account {account_id}'s")
         if status != "succeeded" or method_id is None:
             raise PaymentError(f"the payment method was not confirmed (setup {status})")
         return await _store_method(db, provider, account_id, customer, method_id)

@@ -255,7 +255,7 @@ class StripeProvider:
             raise _error(exc) from exc
         return SetupStart(str(intent.id), str(intent.client_secret))
 
-    async def finish_setup(self, setup_id: str) -> tuple[str, str | None]:
+    async def finish_setup(self, setup_id: str) -> tuple[str, str | None, str | None]:
         try:
             intent = await self.v1.setup_intents.retrieve_async(setup_id)
         except stripe.StripeError as exc:
@@ -264,7 +264,10 @@ class StripeProvider:
         method = data.get("payment_method")
         if isinstance(method, dict):
             method = method.get("id")
-        return str(data.get("status")), str(method) if method else None
+        customer = data.get("customer")
+        if isinstance(customer, dict):
+            customer = customer.get("id")
+        return str(data.get("status")), str(method) if method else None, str(customer) if customer else None
 
 
 def provider_from_settings(settings: Settings, *, quiet: bool = False) -> StripeProvider | None:
