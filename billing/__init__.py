@@ -38,6 +38,7 @@ from billing.core.issuers import Issuer
 from billing.core.lines import CdrComponent, Dimension, PricedCdr, cdr_lines, fee_line
 from billing.core.numbering import NumberingError, Series
 from billing.core.vat import VatTreatment, treatment_for
+from billing.desk import Desk
 from billing.dunning_job import dun as run_dunning
 from billing.store.b2b import SettlementDocumentsError
 from billing.store.b2b import closed_runs as closed_settlement_runs
@@ -59,11 +60,14 @@ from billing.store.issuing import (
     issue_session_invoice,
 )
 from billing.store.numbers import Allocated, allocate
+from billing.store.reports import REPORTS as BILLING_REPORTS
+from billing.store.reports import ReportError, report_csv
 from billing.store.schedules import DEFAULT_SCHEDULE as DEFAULT_DUNNING_SCHEDULE
 from billing.store.schedules import set_schedule as set_dunning_schedule
 from billing.store.schedules import stored_json as dunning_schedule_json
 
 __all__ = [
+    "BILLING_REPORTS",
     "CREDIT_NOTE",
     "DEFAULT_DUNNING_SCHEDULE",
     "INVOICE",
@@ -74,6 +78,7 @@ __all__ = [
     "CdrComponent",
     "CreditError",
     "CreditNote",
+    "Desk",
     "Dimension",
     "DocumentError",
     "DunningAction",
@@ -90,6 +95,7 @@ __all__ = [
     "NumberingError",
     "PaymentTerms",
     "PricedCdr",
+    "ReportError",
     "Series",
     "SettlementDocumentsError",
     "StepView",
@@ -123,6 +129,7 @@ __all__ = [
     "partial_credit",
     "priced_cdr",
     "release_if_settled",
+    "report_csv",
     "run_dunning",
     "session_invoice",
     "set_dunning_schedule",

@@ -153,9 +153,9 @@ async def open_items(
                 d.currency,
                 d.issue_date,
                 due,
-                d.payable,
-                c,
-                p,
+                round_amount(d.payable, d.currency),
+                round_amount(c, d.currency),
+                round_amount(p, d.currency),
                 round_amount(d.payable - c - p, d.currency),
             )
         )
@@ -276,7 +276,7 @@ async def payment_lines(
                 pay.provider_ref,
                 pay.reference,
                 pay.currency,
-                pay.amount,
+                round_amount(pay.amount, pay.currency),
                 pay.status,
             )
         )
@@ -291,7 +291,7 @@ def payment_totals(lines: Sequence[PaymentLine]) -> list[PaymentTotal]:
             continue
         count, amount = sums.get((line.issuer, line.currency, line.kind), (0, ZERO))
         sums[(line.issuer, line.currency, line.kind)] = (count + 1, amount + line.amount)
-    return [PaymentTotal(i, c, k, n, a) for (i, c, k), (n, a) in sorted(sums.items())]
+    return [PaymentTotal(i, c, k, n, round_amount(a, c)) for (i, c, k), (n, a) in sorted(sums.items())]
 
 
 async def payments_report(
@@ -448,7 +448,7 @@ async def _uninvoiced_cdrs(
             issuers.get(f if f is not None else d, ""),
             uid,
             currency,
-            amount,
+            round_amount(amount, currency),
             f"ended {end.astimezone(UTC).isoformat()}, on no invoice or credit note",
         )
         for uid, currency, amount, end, f, d in rows
@@ -504,8 +504,8 @@ async def reconciliation_report(
             d.currency,
             count,
             round_amount(cdrs, d.currency),
-            lines,
-            d.payable,
+            round_amount(lines, d.currency),
+            round_amount(d.payable, d.currency),
             item.credited,
             item.paid,
             item.outstanding,
@@ -591,3 +591,31 @@ def to_csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     writer.writerow(header)
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+REPORTS = ("aging", "payments", "reconciliation")
+
+
+async def report_csv(
+    db_session: AsyncSession,
+    name: str,
+    *,
+    today: date,
+    as_of: date | None = None,
+    period: str | None = None,
+    issuer: str | None = None,
+    issuer_ids: Iterable[int] | None = None,
+) -> str:
+    """The CSV of report ``name`` (one of :data:`REPORTS`): aging at the end of ``as_of`` (``today`` by
+    default), payments or reconciliation of ``period`` (this month by default)."""
+    if name == "aging":
+        rows = await aging_report(db_session, as_of or today, issuer=issuer, issuer_ids=issuer_ids)
+        return to_csv(AGING_HEADER, aging_rows(rows))
+    month = period or f"{today:%Y-%m}"
+    if name == "payments":
+        lines, _ = await payments_report(db_session, month, issuer=issuer, issuer_ids=issuer_ids)
+        return to_csv(PAYMENTS_HEADER, payment_rows(lines))
+    if name == "reconciliation":
+        rec = await reconciliation_report(db_session, month, today, issuer=issuer, issuer_ids=issuer_ids)
+        return to_csv(RECONCILIATION_HEADER, reconciliation_rows(rec))
+    raise ReportError(f"no report {name!r}: one of {', '.join(REPORTS)}")
