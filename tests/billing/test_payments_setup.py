@@ -30,14 +30,12 @@ async def _browser_confirms(ls: LocalStripe, setup: PaymentSetup, method: dict[s
     browser = stripe.StripeClient(
         PUBLISHABLE_KEY, base_addresses={"api": ls.url}, http_client=stripe.HTTPXClient()
     )
-    intent = await browser.v1.setup_intents.confirm_async(
-        setup.setup_intent_id,
-        params={  # type: ignore[typeddict-unknown-key]
-            "key": setup.publishable_key,  # as the script sends it (localstripe's auth for this endpoint)
-            "client_secret": setup.client_secret,
-            "payment_method_data": method,
-        },
-    )
+    params: Any = {
+        "key": setup.publishable_key,  # as the script sends it (localstripe's auth for this endpoint)
+        "client_secret": setup.client_secret,
+        "payment_method_data": method,
+    }
+    intent = await browser.v1.setup_intents.confirm_async(setup.setup_intent_id, params=params)
     assert intent.status == "succeeded"
 
 
