@@ -279,9 +279,8 @@ def _priced(rows: dict[str, Cdr], uid: str) -> PricedCdr:
 
 
 async def _lines(
-    db_session: AsyncSession, plan: DocumentPlan, treatment: VatTreatment
+    db_session: AsyncSession, plan: DocumentPlan, treatment: VatTreatment, rows: dict[str, Cdr]
 ) -> tuple[InvoiceLine, ...]:
-    rows = await _cdr_rows(db_session, {ln.cdr_id for ln in plan.lines})
     if plan.kind is B2BKind.ROAMING:
         out: list[InvoiceLine] = []
         for uid in sorted({ln.cdr_id for ln in plan.lines}):
@@ -338,6 +337,15 @@ async def _issue(
     statement: SettlementStatement,
     day: date,
 ) -> tuple[BillingDocument, bool]:
+    kind = SELF_BILLED if plan.self_billed else INVOICE
+    key = source_key(run.period, run.sequence, statement.id, plan.counterparty)
+    issued = (
+        await db_session.scalars(
+            select(BillingDocument).where(BillingDocument.kind == kind, BillingDocument.source_key == key)
+        )
+    ).first()
+    if issued is not None:  # issued before: nothing to look up (checked again under the lock below)
+        return issued, True
     parties = await _parties(db_session, plan)
     issuer_row = parties.issuer
     issuer = from_row(issuer_row)
@@ -345,7 +353,6 @@ async def _issue(
         raise _Refused(
             f"issuer {issuer.key} invoices in {issuer.currency}, the statement is in {plan.currency}"
         )
-    kind = SELF_BILLED if plan.self_billed else INVOICE
     series = issuer.invoice_series
     if plan.self_billed:
         if SELF_BILLED_PREFIX in (issuer.invoice_series.prefix, issuer.credit_series.prefix):
@@ -353,8 +360,8 @@ async def _issue(
                 f"issuer {issuer.key} uses the self-billing series {SELF_BILLED_PREFIX} for another"
             )
         series = Series(SELF_BILLED_PREFIX, yearly=issuer.invoice_series.yearly)
-    key = source_key(run.period, run.sequence, statement.id, plan.counterparty)
-    lines = await _lines(db_session, plan, parties.treatment)
+    rows = await _cdr_rows(db_session, {ln.cdr_id for ln in plan.lines})
+    lines = await _lines(db_session, plan, parties.treatment, rows)
     counter = await lock(db_session, issuer_row.id, series, day)
     existing = (
         await db_session.scalars(
@@ -406,7 +413,6 @@ async def _issue(
     )
     db_session.add(row)
     await db_session.flush()
-    rows = await _cdr_rows(db_session, {ln.cdr_id for ln in plan.lines})
     db_session.add_all(
         BillingDocumentCdr(document_id=row.id, cdr_id=rows[uid].id, kind=LINK_KINDS[plan.kind])
         for uid in sorted({ln.cdr_id for ln in plan.lines})
