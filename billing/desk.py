@@ -12,11 +12,9 @@ Everything is read from the rows as they are now (:mod:`billing.store.balances`)
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Sequence
 from decimal import Decimal
-from types import ModuleType
 
 from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal
@@ -166,14 +164,6 @@ async def account_documents(
         ).all()
     )
     return rows, await balances(db_session, [r for r in rows if r.kind == INVOICE])
-
-
-def _setup_module() -> ModuleType:
-    """:mod:`billing.payments.setup` (the provider's hosted flow), loaded when first needed."""
-    try:
-        return importlib.import_module("billing.payments.setup")
-    except ImportError as err:
-        raise DeskError("adding a payment method is not available") from err
 
 
 STATEMENT_HEADER = [
@@ -415,17 +405,15 @@ class Desk:
 
     async def start_payment_setup(self, fleet_id: int, account_id: int) -> PaymentSetup:
         await self._own_account(fleet_id, account_id)
-        setup = _setup_module()
-        result: PaymentSetup = await setup.start_setup(self.db, self._settings(), fleet_id, account_id)
-        return result
+        from billing.payments import setup  # the provider's SDK: loaded when a method is added
+
+        return await setup.start_setup(self.db, self._settings(), fleet_id, account_id)
 
     async def finish_payment_setup(self, fleet_id: int, account_id: int, setup_intent_id: str) -> str:
         await self._own_account(fleet_id, account_id)
-        setup = _setup_module()
-        label: str = await setup.finish_setup(
-            self.db, self._settings(), fleet_id, account_id, setup_intent_id
-        )
-        return label
+        from billing.payments import setup
+
+        return await setup.finish_setup(self.db, self._settings(), fleet_id, account_id, setup_intent_id)
 
     async def session_invoice(self, db_session: AsyncSession, cdr_id: int) -> InvoiceAttachment | None:
         row = await document_of(db_session, cdr_id, INVOICE)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import select
@@ -22,6 +23,7 @@ from kernel.db.engine import Database
 from kernel.models import BillingAccount, BillingDocument, BillingHold, BillingIssuer, BillingPayment
 from kernel.settings import load_settings
 from portal.component import PortalComponent
+from simulators.localstripe import PUBLISHABLE_KEY, SECRET_KEY, LocalStripe
 
 D = Decimal
 ISSUER_KEY = "evh"
@@ -125,14 +127,38 @@ async def hold(db: Database, doc: BillingDocument, fleet_id: int, action: str = 
         )
 
 
-def billing_portal_app(db: Database, *, with_billing: bool = True) -> FastAPI:
+def stripe_settings(stripe: LocalStripe) -> dict[str, str]:
+    """The settings that point payment collection at ``stripe`` (localstripe)."""
+    return {
+        "stripe_api_key": SECRET_KEY,
+        "stripe_publishable_key": PUBLISHABLE_KEY,
+        "stripe_api_base": stripe.url,
+    }
+
+
+class DeskComponent:
+    """Only the billing desk (``hub.services.billing``): the portal's billing pages without billing's jobs."""
+
+    name = "billing-desk"
+
+    def install(self, hub: Hub) -> None:
+        hub.services.billing = Desk(hub.db, hub.settings)
+
+    async def start(self, hub: Hub) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+def billing_portal_app(db: Database, *, with_billing: bool = True, **settings_kw: Any) -> FastAPI:
     """The HTTP app with the portal and, when ``with_billing``, the billing desk as ``hub.services.billing`` (no
     jobs, no socket), as :func:`tests.portal.helpers.portal_app` but with billing."""
-    settings = load_settings(database_url=db.url, log_level="WARNING", _env_file=None)
+    settings = load_settings(database_url=db.url, log_level="WARNING", _env_file=None, **settings_kw)
     hub = Hub(settings=settings, db=db, node_name="billing-portal-test")
     app = create_app(hub)
     hub.app = app
     if with_billing:
-        hub.services.billing = Desk(db)
+        DeskComponent().install(hub)
     PortalComponent(time_zone="Europe/Berlin", scan_interval=3600).install(hub)
     return app

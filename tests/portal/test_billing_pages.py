@@ -8,11 +8,14 @@ from __future__ import annotations
 import csv
 import email
 import io
+import json
+import re
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from urllib.parse import quote
 
+import httpx
 from sqlalchemy import select
 
 from billing.core.documents import Address, Identity
@@ -28,8 +31,9 @@ from kernel.timeutil import utcnow
 from portal.component import make_receipt_hook
 from portal.receipts import CHANNEL, make_email_sender
 from portal.smtp import SmtpConfig, SmtpSink
+from simulators.localstripe import CARD_OK, PUBLISHABLE_KEY, LocalStripe
 from tests.billing import reports_kit as rk
-from tests.portal.helpers import login, portal_client
+from tests.portal.helpers import csrf_token, login, portal_client
 from tests.world.fleets import FleetWorld, add_fleet_with_manager, add_session, add_token, base_world
 
 
@@ -220,3 +224,54 @@ def world_cdr_uid(cdr_id: int, files: dict[str, object]) -> str:
     uid = name.removeprefix("signed-meter-data-").removesuffix(".txt")
     assert uid.startswith("CDR-") and uid
     return uid
+
+
+# ------------------------------------------------------------------------------------------ the payment method
+
+
+async def test_payment_method_page_csp_and_confirmation(db: Database, localstripe: LocalStripe) -> None:
+    w = await _world(db)
+    account_id = w["acme"]
+    app = rk.billing_portal_app(db, **rk.stripe_settings(localstripe))
+    async with portal_client(app) as client:
+        await login(client, "boss@acme.test")
+        page = await client.get(f"/portal/billing/accounts/{account_id}/payment-method")
+        assert page.status_code == 200, page.text
+        csp = page.headers["content-security-policy"]
+        origin = localstripe.url  # http://127.0.0.1:PORT, the script's origin and nothing more
+        assert f"script-src 'self' {origin};" in csp and f"connect-src 'self' {origin};" in csp
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert f'<script src="{localstripe.js_url}"></script>' in page.text
+        other_pages = (await client.get("/portal/billing")).headers["content-security-policy"]
+        assert origin not in other_pages  # only this page allows the provider
+        secret = re.search(r'data-client-secret="([^"]+)"', page.text)
+        assert secret is not None
+        intent_id = secret.group(1).split("_secret_")[0]
+        # what localstripe-v3.js's confirmCardSetup posts from the browser: the publishable key only
+        async with httpx.AsyncClient() as browser:
+            confirmed = await browser.post(
+                f"{localstripe.url}/v1/setup_intents/{intent_id}/confirm",
+                content=json.dumps(
+                    {
+                        "key": PUBLISHABLE_KEY,
+                        "use_stripe_sdk": True,
+                        "client_secret": secret.group(1),
+                        "payment_method_data": {
+                            "type": "card",
+                            "card": {"number": CARD_OK, "exp_month": "12", "exp_year": "2030", "cvc": "123"},
+                            "billing_details": {"address": {"postal_code": "10115"}},
+                        },
+                    }
+                ),
+            )
+        assert confirmed.status_code == 200 and confirmed.json()["status"] == "succeeded", confirmed.text
+        form = {"setup_intent_id": intent_id}
+        path = f"/portal/billing/accounts/{account_id}/payment-method"
+        assert (await client.post(path, data=form)).status_code == 403  # no CSRF token
+        done = await client.post(
+            path, data={**form, "csrf_token": csrf_token(page.text)}, follow_redirects=True
+        )
+        assert "Payment method added: card •••• 4242" in done.text
+        assert 'id="payment-method-EUR">card •••• 4242' in done.text
+        again = await client.post(path, data={"setup_intent_id": "nope", "csrf_token": csrf_token(page.text)})
+        assert again.status_code == 303 and "not+confirmed" in again.headers["location"]
