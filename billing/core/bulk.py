@@ -34,6 +34,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
+from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -507,10 +508,20 @@ def prepare(table: CdrTable, heads: Sequence[InvoiceHead]) -> Prepared:
 # --- the documents ---------------------------------------------------------------------------------------------
 
 
+_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def _names(kind: type) -> tuple[str, ...] | None:
+    if kind not in _NAMES:
+        _NAMES[kind] = tuple(f.name for f in fields(kind)) if is_dataclass(kind) else None
+    return _NAMES[kind]
+
+
 def _data(value: Any) -> Any:
     """billing.store.codec.to_json's rules, for the heads' parts (identities, terms)."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _data(getattr(value, f.name)) for f in fields(value)}
+    names = _names(type(value))
+    if names is not None:
+        return {name: _data(getattr(value, name)) for name in names}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, Decimal):
@@ -520,6 +531,11 @@ def _data(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return [_data(v) for v in value]
     return value
+
+
+@lru_cache(maxsize=4096)
+def _party(who: Identity) -> Any:
+    return _data(who)
 
 
 _INVOICE_FIELDS = tuple((f.name, _data(f.default)) for f in fields(Invoice))
@@ -696,8 +712,8 @@ def _render(p: Prepared, invoices: range) -> Iterator[BulkInvoice]:
                 "start": t.start.at(int(p.first_start[index])),
                 "end": t.end.at(int(p.last_end[index])),
             },
-            "seller": _data(head.seller),
-            "buyer": _data(head.buyer),
+            "seller": _party(head.seller),
+            "buyer": _party(head.buyer),
             "currency": currency,
             "lines": None,
             "breakdown": _data(vat),
