@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 import billing
 from billing.core.documents import Address, Identity
-from billing.store.accounts import fleet_account
+from billing.store.accounts import driver_account, fleet_account
 from billing.store.holds import release_if_settled
 from billing.store.issuers import get_issuer
 from billing.store.schedules import set_schedule
 from kernel.db.engine import Database
-from kernel.models import BillingDocument, BillingPayment
+from kernel.models import BillingDocument, BillingPayment, Token
 from kernel.timeutil import utcnow
 from tests.billing.store_kit import ISSUER
 from tests.world.fleets import FleetWorld, add_fleet_with_manager, add_session, add_token, base_world
@@ -44,6 +44,8 @@ class Dunned:
     number: str
     due: date
     payable: Decimal
+    cdr_id: int
+    token_id: int
 
 
 async def seed(
@@ -74,7 +76,41 @@ async def seed(
             s, issuer_key=ISSUER.key, cdr_id=cdr_id, buyer=FLEET_BUYER, account_id=account.id
         )
         assert doc.due_date is not None
-        return Dunned(world, ISSUER.key, account.id, doc.id, doc.number, doc.due_date, doc.payable)
+        return Dunned(
+            world,
+            ISSUER.key,
+            account.id,
+            doc.id,
+            doc.number,
+            doc.due_date,
+            doc.payable,
+            cdr_id,
+            world.tokens[TOKEN],
+        )
+
+
+async def seed_driver(db: Database, d: Dunned, uid: str = "DRIVER01", email: str | None = None) -> Dunned:
+    """Beside :func:`seed`'s fleet: a driver without a contract (token ``uid``, no fleet), their account with
+    the same issuer and the invoice of one session of theirs."""
+    async with db.session() as s:
+        token = Token(country_code="DE", party_id="EVH", uid=uid, contract_id=f"DE-EVH-{uid}", issuer="EVH",
+                      driver_email=email, last_updated=utcnow())  # fmt: skip
+        s.add(token)
+        await s.flush()
+        d.world.tokens[uid] = token.id
+    _, cdr_id = await add_session(db, d.world, uid, utcnow() - timedelta(days=1), "10")
+    assert cdr_id is not None
+    buyer = Identity("Ada Driver", Address("Damrak 5", "1012 LG", "Amsterdam", "NL"))
+    async with db.session() as s:
+        issuer = await get_issuer(s, ISSUER.key)
+        account = await driver_account(s, issuer, token.id, buyer)
+        doc = await billing.issue_session_invoice(
+            s, issuer_key=ISSUER.key, cdr_id=cdr_id, buyer=buyer, account_id=account.id
+        )
+        assert doc.due_date is not None
+        return Dunned(
+            d.world, ISSUER.key, account.id, doc.id, doc.number, doc.due_date, doc.payable, cdr_id, token.id
+        )
 
 
 async def pay(db: Database, document_id: int, amount: Decimal | None = None) -> int:
@@ -104,9 +140,3 @@ async def pay(db: Database, document_id: int, amount: Decimal | None = None) -> 
 def day(dunned: Dunned, n: int) -> date:
     """``n`` days after the invoice's due date."""
     return dunned.due + timedelta(days=n)
-
-
-def noon_utc(d: date) -> datetime:
-    from datetime import UTC
-
-    return datetime(d.year, d.month, d.day, 12, 0, tzinfo=UTC)
