@@ -100,10 +100,10 @@ def _uninvoiced(cdr_id: Any) -> ColumnElement[bool]:
 
 
 async def _billable(
-    db_session: AsyncSession, account: BillingAccount, end: datetime
+    db_session: AsyncSession, account: BillingAccount, end: datetime, limit: int | None = None
 ) -> list[tuple[Cdr, Token]]:
     """The fleet's CDRs to put on the invoice: ended before ``end``, in the account's currency, on no invoice;
-    a credit CDR only while its original is on no invoice either."""
+    a credit CDR only while its original is on no invoice either (the first ``limit``)."""
     original = aliased(Cdr)
     statement = (
         select(Cdr, Token)
@@ -117,6 +117,7 @@ async def _billable(
             or_(Cdr.is_credit.is_(False), _uninvoiced(original.id)),
         )
         .order_by(Cdr.end_date_time, Cdr.id)
+        .limit(limit)
     )
     return [(cdr, token) for cdr, token in (await db_session.execute(statement)).all()]
 
@@ -173,7 +174,9 @@ async def issue_monthly_invoice(
     existing = await monthly_invoice_of(db_session, account, period)
     if existing is not None:
         return existing
-    if not await _billable(db_session, account, end) and not await _charges(db_session, account, end):
+    if not await _billable(db_session, account, end, 1) and not await _charges(
+        db_session, account, end, lock_rows=False
+    ):
         return None
     issuer_row = await db_session.get(BillingIssuer, account.issuer_id)
     assert issuer_row is not None  # a foreign key
@@ -185,7 +188,7 @@ async def issue_monthly_invoice(
     if existing is not None:
         return existing
     rows = await _billable(db_session, account, end)
-    charges = await _charges(db_session, account, end)
+    charges = await _charges(db_session, account, end, lock_rows=True)
     if not rows and not charges:
         return None
     buyer = buyer_of(account)
@@ -227,24 +230,25 @@ async def issue_monthly_invoice(
     return row
 
 
-async def _charges(db_session: AsyncSession, account: BillingAccount, end: datetime) -> list[BillingCharge]:
-    """The account's fees not on an invoice yet, charged before the month's end (its last local day)."""
+async def _charges(
+    db_session: AsyncSession, account: BillingAccount, end: datetime, *, lock_rows: bool
+) -> list[BillingCharge]:
+    """The account's fees not on an invoice yet, charged before the month's end (its last local day); locked
+    (``lock_rows``) only once the counter is (the same lock order in every transaction: no deadlock)."""
     last_day = (end.astimezone(ZoneInfo(account.timezone)) - timedelta(days=1)).date()
-    return list(
-        (
-            await db_session.scalars(
-                select(BillingCharge)
-                .where(
-                    BillingCharge.account_id == account.id,
-                    BillingCharge.document_id.is_(None),
-                    BillingCharge.currency == account.currency,
-                    BillingCharge.charged_on <= last_day,
-                )
-                .order_by(BillingCharge.charged_on, BillingCharge.id)
-                .with_for_update()
-            )
-        ).all()
+    query = (
+        select(BillingCharge)
+        .where(
+            BillingCharge.account_id == account.id,
+            BillingCharge.document_id.is_(None),
+            BillingCharge.currency == account.currency,
+            BillingCharge.charged_on <= last_day,
+        )
+        .order_by(BillingCharge.charged_on, BillingCharge.id)
     )
+    if lock_rows:
+        query = query.with_for_update()
+    return list((await db_session.scalars(query)).all())
 
 
 def subtotals(document: BillingDocument) -> tuple[LineGroup, ...]:

@@ -172,9 +172,20 @@ async def test_two_concurrent_issues_give_one_invoice(db: Database) -> None:
     await charge(db, "ACME-1", utc(2026, 11, 3, 8, 0), "a")
     await charge(db, "ACME-2", utc(2026, 11, 4, 8, 0), "b")
     assert await rate(db) == 2
+    async with (
+        db.session() as s
+    ):  # a fee too: its row is locked after the counter, never before (no deadlock)
+        s.add(
+            BillingCharge(
+                account_id=world.account_id, description="Dunning fee", amount=Decimal("5.00"), currency="EUR",
+                vat_rate=None, charged_on=date(2026, 11, 20), source_key="fee:1",
+            )
+        )  # fmt: skip
     rows = await asyncio.gather(*(issue_month(db, world.account_id, "2026-11") for _ in range(4)))
     assert {r.number for r in rows if r is not None} == {"INV-2026-000001"}
     [only] = await documents(db)
+    async with db.session() as s:
+        assert [c.document_id for c in (await s.scalars(select(BillingCharge))).all()] == [only.id]
     assert await _invoiced_cdrs(db, only.id) == {(await cdr_of(db, "a")).id, (await cdr_of(db, "b")).id}
 
 
