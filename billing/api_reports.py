@@ -7,8 +7,10 @@
   payments, and the exceptions.
 
 ``issuer=KEY`` narrows to one issuer. The hub operator's keys see every issuer; a party's key (a CPO's) sees
-the issuers of its own party only (another issuer is a 404). ``format=csv`` or ``Accept: text/csv`` gives CSV
-(the same rows as ``evhub billing report ... --csv``).
+the issuers of its own party only (another issuer is a 404). ``format=csv`` or ``Accept: text/csv`` gives the
+whole report as CSV (the same rows as ``evhub billing report ... --csv``); in JSON the report's list (aging
+rows, payments, reconciled invoices) is paged with ``limit`` and ``offset`` like every list of the API
+(``X-Total-Count``), the totals and exceptions always whole.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.store import reports
 from kernel.apiauth import api_key, principal
 from kernel.apierrors import errors, refuse_nul
+from kernel.apipaging import HEADERS, Paging, paging
 from kernel.components import Hub
 from kernel.models import BillingIssuer
 from kernel.timeutil import utcnow
@@ -35,7 +38,11 @@ router = APIRouter(
 )
 
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {}}, "description": "JSON, or CSV with format=csv"}
+    200: {
+        "content": {"text/csv": {}},
+        "headers": HEADERS,
+        "description": "JSON (its list paged by limit and offset), or the whole report as CSV with format=csv",
+    }
 }
 
 
@@ -164,6 +171,7 @@ async def aging(
     as_of: date | None = Query(None, description="the day (end of); today by default"),
     issuer: str | None = Query(None, max_length=64),
     format: str | None = Query(None, description="csv or json"),
+    page: Paging = Depends(paging),
 ) -> Response | AgingOut:
     hub: Hub = request.app.state.hub
     day = as_of or utcnow().date()
@@ -175,7 +183,8 @@ async def aging(
     return AgingOut(
         as_of=day,
         rows=[
-            AgingRowOut(issuer=r.issuer, currency=r.currency, buckets=r.buckets, total=r.total) for r in rows
+            AgingRowOut(issuer=r.issuer, currency=r.currency, buckets=r.buckets, total=r.total)
+            for r in page.slice(rows)
         ],
     )
 
@@ -191,6 +200,7 @@ async def payments(
     period: str | None = Query(None, description="YYYY-MM; this month by default", max_length=7),
     issuer: str | None = Query(None, max_length=64),
     format: str | None = Query(None, description="csv or json"),
+    page: Paging = Depends(paging),
 ) -> Response | PaymentsOut:
     hub: Hub = request.app.state.hub
     month = _period(period)
@@ -220,7 +230,7 @@ async def payments(
                 amount=p.amount,
                 status=p.status,
             )
-            for p in lines
+            for p in page.slice(lines)
         ],
         totals=[
             PaymentTotalOut(issuer=t.issuer, currency=t.currency, kind=t.kind, count=t.count, amount=t.amount)
@@ -240,6 +250,7 @@ async def reconciliation(
     period: str | None = Query(None, description="YYYY-MM; this month by default", max_length=7),
     issuer: str | None = Query(None, max_length=64),
     format: str | None = Query(None, description="csv or json"),
+    page: Paging = Depends(paging),
 ) -> Response | ReconciliationOut:
     hub: Hub = request.app.state.hub
     month = _period(period)
@@ -271,7 +282,7 @@ async def reconciliation(
                 paid=c.paid,
                 outstanding=c.outstanding,
             )
-            for c in rec.invoices
+            for c in page.slice(rec.invoices)
         ],
         exceptions=[
             ExceptionOut(

@@ -56,7 +56,8 @@ class DeskError(ValueError):
 
 def document(row: BillingDocument) -> Invoice | CreditNote:
     """The issued document of a ``billing_documents`` row, as the core's object."""
-    return load_invoice(row.document) if row.kind == INVOICE else load_credit_note(row.document)
+    # a self-billed invoice (B2B, kind ``self_billed``) is an invoice too
+    return load_credit_note(row.document) if row.kind == CREDIT_NOTE else load_invoice(row.document)
 
 
 def render_text(doc: Invoice | CreditNote, locale: str = "en") -> str:

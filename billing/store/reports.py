@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core.aging import BUCKETS, AgingRow, Receivable, aging
@@ -56,6 +56,8 @@ def parse_period(period: str) -> tuple[date, date]:
         first = datetime.strptime(period.strip(), "%Y-%m").date()
     except ValueError:
         raise ReportError(f"period {period!r} is not a month YYYY-MM") from None
+    if first.year >= date.max.year:
+        raise ReportError(f"period {period!r} is out of range")
     following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
     return first, following
 
@@ -135,7 +137,7 @@ async def open_items(
             select(BillingPayment.document_id, BillingPayment.kind, BillingPayment.amount).where(
                 BillingPayment.document_id.in_(ids),
                 BillingPayment.status == SUCCEEDED,
-                settled < _start(as_of + timedelta(days=1)),
+                settled < _start(as_of + timedelta(days=1)) if as_of < date.max else true(),
             )
         )
         for doc, kind, amount in payments:
@@ -487,7 +489,7 @@ async def reconciliation_report(
     )
     ids = [d.id for d in invoices]
     figures = await _cdr_figures(db_session, ids)
-    latest = date.max - timedelta(days=1)  # every credit note and payment so far
+    latest = date.max  # every credit note and payment so far
     items = {
         (i.issuer, i.number): i
         for i in await open_items(db_session, latest, issuer_ids=list(issuers), document_ids=ids)

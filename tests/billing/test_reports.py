@@ -270,7 +270,18 @@ async def test_api_json_csv_and_party_scope(db: Database) -> None:
             "cdr_not_invoiced",
             "payment_without_invoice",
         }
+        # JSON lists are paged as every list of the API; totals stay whole
+        paged = await client.get(
+            "/api/billing/reports/payments?period=2026-06&limit=2&offset=1", headers=auth(hub_key)
+        )
+        assert paged.headers["x-total-count"] == "5" and 'rel="next"' in paged.headers["link"]
+        assert [p["status"] for p in paged.json()["payments"]] == ["failed", "succeeded"]
+        assert len(paged.json()["totals"]) == 3
         bad = await client.get("/api/billing/reports/payments?period=2026-6x", headers=auth(hub_key))
         assert bad.status_code == 422 and "YYYY-MM" in bad.json()["detail"]
+        far = await client.get("/api/billing/reports/aging?as_of=9999-12-31", headers=auth(hub_key))
+        assert far.status_code == 200 and {r["issuer"] for r in far.json()["rows"]} == {"evh", "cpo"}
+        bad = await client.get("/api/billing/reports/reconciliation?period=9999-12", headers=auth(hub_key))
+        assert bad.status_code == 422 and "out of range" in bad.json()["detail"]
         bad = await client.get("/api/billing/reports/aging?format=xml", headers=auth(hub_key))
         assert bad.status_code == 422
