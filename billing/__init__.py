@@ -40,6 +40,14 @@ from billing.core.numbering import NumberingError, Series
 from billing.core.vat import VatTreatment, treatment_for
 from billing.desk import Desk
 from billing.dunning_job import dun as run_dunning
+from billing.payments.bank_transfers import record_bank_transfer
+from billing.payments.collection import collect_invoice
+from billing.payments.ledger import PaymentError, PaymentItem, list_payments
+from billing.payments.provider import PaymentProvider
+from billing.payments.provider import ProviderError as PaymentProviderError
+from billing.payments.refunds import refund_invoice
+from billing.payments.setup import set_card as set_payment_card
+from billing.payments.stripe_provider import provider_from_settings as payment_provider
 from billing.store.b2b import SettlementDocumentsError
 from billing.store.b2b import closed_runs as closed_settlement_runs
 from billing.store.b2b import issue_run_documents as issue_settlement_documents
@@ -93,6 +101,10 @@ __all__ = [
     "Issuer",
     "IssuerError",
     "NumberingError",
+    "PaymentError",
+    "PaymentItem",
+    "PaymentProvider",
+    "PaymentProviderError",
     "PaymentTerms",
     "PricedCdr",
     "ReportError",
@@ -109,6 +121,7 @@ __all__ = [
     "allocate",
     "cdr_lines",
     "closed_settlement_runs",
+    "collect_invoice",
     "credit_for_cdr",
     "document_of",
     "dunning_schedule_json",
@@ -123,15 +136,20 @@ __all__ = [
     "issue_settlement_documents",
     "issuer_of_row",
     "list_issuers",
+    "list_payments",
     "load_credit_note",
     "load_invoice",
     "monthly_invoice",
     "partial_credit",
+    "payment_provider",
     "priced_cdr",
+    "record_bank_transfer",
+    "refund_invoice",
     "release_if_settled",
     "report_csv",
     "run_dunning",
     "session_invoice",
     "set_dunning_schedule",
+    "set_payment_card",
     "treatment_for",
 ]

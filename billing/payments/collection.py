@@ -30,7 +30,15 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.payments.ledger import PAYMENT, PaymentError, PaymentItem, by_key, invoice_by_id, item_of
+from billing.payments.ledger import (
+    PAYMENT,
+    PaymentError,
+    PaymentItem,
+    by_key,
+    invoice_by_id,
+    invoice_by_number,
+    item_of,
+)
 from billing.payments.provider import (
     FAILED,
     PENDING,
@@ -286,3 +294,30 @@ def make_payment_sender(
         return DeliveryResult.delivered(status=item.status, payment_id=item.id)
 
     return sender
+
+
+async def next_attempt(db_session: AsyncSession, document_id: int) -> int:
+    """The attempt an operator's "collect now" makes: a pending one is resumed, else the one after the last."""
+    rows = (
+        await db_session.execute(
+            select(BillingPayment.attempt, BillingPayment.status).where(
+                BillingPayment.document_id == document_id,
+                BillingPayment.kind == PAYMENT,
+                BillingPayment.idempotency_key.like("evhub-invoice-%"),
+            )
+        )
+    ).all()
+    pending = [attempt for attempt, status in rows if status == PENDING]
+    if pending:
+        return min(pending)
+    return max((attempt for attempt, _ in rows), default=0) + 1
+
+
+async def collect_invoice(
+    db: Database, number: str, *, provider: PaymentProvider | None = None
+) -> PaymentItem | None:
+    """Collect invoice ``number`` now (``evhub payments collect``): its next attempt, or the pending one."""
+    async with db.session() as db_session:
+        document = await invoice_by_number(db_session, number)
+        attempt = await next_attempt(db_session, document.id)
+    return await collect(db, document.id, attempt, provider=provider)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from kernel.models import BillingAccount, BillingDocument, BillingIssuer, BillingPayment
+from kernel.money import parse_amount
 
 INVOICE = "invoice"
 CREDIT_NOTE = "credit_note"
@@ -60,7 +61,7 @@ def item_of(row: BillingPayment, number: str | None) -> PaymentItem:
         method=row.method,
         provider=row.provider,
         provider_ref=row.provider_ref,
-        amount=row.amount,
+        amount=parse_amount(row.amount, row.currency, allow_negative=True),  # 4.00, as stored (SQLite says 4)
         currency=row.currency,
         status=row.status,
         failure_reason=row.failure_reason,
@@ -122,11 +123,15 @@ def payments_query(
 async def list_payments(
     db_session: AsyncSession,
     *,
+    number: str | None = None,
     document_id: int | None = None,
     cpo_id: int | None = None,
     limit: int | None = None,
     offset: int = 0,
 ) -> Sequence[PaymentItem]:
+    """Payments and refunds, oldest first: of invoice ``number`` (or ``document_id``), or all; what a CPO sees."""
+    if number is not None:
+        document_id = (await invoice_by_number(db_session, number)).id
     query = payments_query(document_id=document_id, cpo_id=cpo_id).offset(offset)
     if limit is not None:
         query = query.limit(limit)

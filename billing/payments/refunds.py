@@ -20,6 +20,7 @@ from billing.payments.ledger import (
     REFUND,
     PaymentError,
     PaymentItem,
+    invoice_by_number,
     item_of,
 )
 from billing.payments.provider import (
@@ -212,3 +213,12 @@ async def refund_document(
     async with db.session() as db_session:
         rows = [await db_session.get(BillingPayment, p.payment_id) for p in plans]
         return [item_of(r, number) for r in rows if r is not None]
+
+
+async def refund_invoice(
+    db: Database, number: str, *, provider: PaymentProvider | None = None
+) -> list[PaymentItem]:
+    """Refund what is owed back on invoice ``number`` (``evhub payments refund``)."""
+    async with db.session() as db_session:
+        document = await invoice_by_number(db_session, number)
+    return await refund_document(db, document.id, provider=provider)

@@ -18,6 +18,7 @@ from evhub.cli import (
     dunning,
     fleets,
     partners,
+    payments,
     pricing,
     provision,
     sessions,
@@ -63,6 +64,7 @@ app.add_typer(billing.invoices_app, name="invoices")
 app.add_typer(billing_reports.billing_app, name="billing")
 app.add_typer(dunning.dunning_app, name="dunning")
 app.add_typer(billing.accounts_app, name="accounts")
+app.add_typer(payments.payments_app, name="payments")  # also adds "accounts payment-method"
 
 
 @db_app.command("upgrade")

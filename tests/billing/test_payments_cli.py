@@ -1,0 +1,118 @@
+"""``evhub payments list|collect|record|refund`` and ``evhub accounts payment-method`` on the real CLI, database
+and localstripe (issue 14): a card attached, an invoice collected once, a bank transfer recorded once, a
+refund after a credit note, and bad input as one ``error:`` line with exit 1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner, Result
+
+import billing
+from kernel.db.engine import Database
+from kernel.models import BillingDocumentCdr
+from simulators.localstripe import CARD_DECLINED_ON_CHARGE, CARD_OK, SECRET_KEY, LocalStripe
+from tests.billing.payments_kit import fleet_with_account, intents, invoices, refunds
+from tests.billing.store_kit import add_credit
+
+Cli = Callable[..., Awaitable[Result]]
+
+
+@pytest.fixture
+def cli(db: Database, localstripe: LocalStripe, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    from evhub.cli import app
+
+    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
+    monkeypatch.setenv("EVHUB_STRIPE_API_KEY", SECRET_KEY)
+    monkeypatch.setenv("EVHUB_STRIPE_API_BASE", localstripe.url)
+    runner = CliRunner()
+
+    async def invoke(*args: str, ok: bool = True) -> Result:
+        result = await asyncio.to_thread(runner.invoke, app, list(args))  # the CLI runs its own event loop
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return invoke
+
+
+def _one_error(result: Result, text: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and text in lines[0], result.output
+
+
+async def test_collect_list_record_and_refund(cli: Cli, db: Database, localstripe: LocalStripe) -> None:
+    _, account_id = await fleet_with_account(db)
+    first, second = await invoices(db, account_id, 2)
+    out = (await cli("accounts", "payment-method", str(account_id), "--card", CARD_OK)).output
+    assert f"account {account_id}: card •••• 4242" in out
+    assert "succeeded" in (await cli("payments", "collect", first.number)).output
+    assert "nothing to collect" in (await cli("payments", "collect", first.number)).output
+    assert len(intents(localstripe)) == 1
+    [item] = json.loads((await cli("payments", "list", "--invoice", first.number, "--json")).output)
+    assert (item["invoice"], item["amount"], item["status"], item["method"]) == (
+        first.number,
+        "9.41",
+        "succeeded",
+        "card",
+    )
+    record = [
+        "payments",
+        "record",
+        second.number,
+        "--amount",
+        "4.00",
+        "--reference",
+        "TRF-9",
+        "--date",
+        "2026-06-05",
+    ]
+    assert "bank_transfer" in (await cli(*record)).output
+    await cli(*record)  # the same reference again: one payment
+    listed = json.loads((await cli("payments", "list", "--json")).output)
+    assert [(p["invoice"], p["amount"]) for p in listed] == [(first.number, "9.41"), (second.number, "4.00")]
+    assert "Payments" in (await cli("payments", "list")).output
+    assert "nothing to refund" in (await cli("payments", "refund", first.number)).output
+    async with db.session() as s:
+        cdr_id = await s.scalar(
+            select(BillingDocumentCdr.cdr_id).where(BillingDocumentCdr.document_id == first.id)
+        )
+    credit = await add_credit(db, int(cdr_id or 0))
+    async with db.session() as s:
+        await billing.issue_cdr_credit_note(s, credit_cdr_id=credit, issue_date=first.issue_date)
+    assert "refund 9.41 EUR succeeded" in (await cli("payments", "refund", first.number)).output
+    assert len(refunds(localstripe)) == 1
+    assert "nothing to refund" in (await cli("payments", "refund", first.number)).output
+
+
+async def test_refusals_are_one_error_line(
+    cli: Cli, db: Database, localstripe: LocalStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, account_id = await fleet_with_account(db)
+    [invoice] = await invoices(db, account_id)
+    _one_error(await cli("payments", "collect", invoice.number, ok=False), "no payment method")
+    _one_error(await cli("payments", "collect", "INV-1999-000001", ok=False), "no invoice INV-1999-000001")
+    _one_error(await cli("payments", "list", "--invoice", "nope", ok=False), "no invoice nope")
+    record = ["payments", "record", invoice.number, "--reference", "R-1"]
+    _one_error(await cli(*record, "--amount", "1.005", ok=False), "more decimals")
+    _one_error(await cli(*record, "--amount", "ten", ok=False), "not a decimal")
+    _one_error(await cli(*record, "--amount", "1", "--date", "June", ok=False), "not a day")
+    _one_error(
+        await cli("accounts", "payment-method", "999", "--card", CARD_OK, ok=False), "no billing account 999"
+    )
+    await cli("accounts", "payment-method", str(account_id), "--card", CARD_DECLINED_ON_CHARGE)
+    _one_error(await cli("payments", "collect", invoice.number, ok=False), "payment failed")
+    [failed] = json.loads((await cli("payments", "list", "--json")).output)
+    assert failed["status"] == "failed" and "declined" in failed["failure_reason"]
+    monkeypatch.setenv("EVHUB_STRIPE_API_KEY", "")
+    _one_error(await cli("payments", "collect", invoice.number, ok=False), "payment collection is off")
+    monkeypatch.setenv("EVHUB_STRIPE_API_KEY", "pk_wrong")
+    result = await cli("payments", "list", ok=False)
+    assert (
+        result.exit_code != 0 and "EVHUB_STRIPE_API_KEY" in result.output and "pk_wrong" not in result.output
+    )
