@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 import billing
 from billing.einvoice.cii_xml import cii_xml
+from billing.einvoice.html import render_html
 from billing.einvoice.pdf import validate_xml
 from billing.monthly_job import run_monthly_job
 from billing.store.monthly import subtotals
@@ -97,6 +98,10 @@ async def test_the_months_invoice_has_every_fleet_cdr_once_to_the_cent_grouped_w
     assert groups[0].net == net(cdrs[:2]) and groups[1].net == cdrs[2].total_cost_excl_vat
     assert invoice.buyer.legal_name == "Acme Logistics B.V." and invoice.due_date == date(2026, 12, 15)
     validate_xml(cii_xml(invoice))  # the official Factur-X EN 16931 schema
+    page = render_html(invoice)
+    for group in groups[:2]:  # the printed invoice shows each driver's subtotal
+        assert f'Subtotal {" / ".join(group.key)}</td>\n      <td class="n">€{group.net:,}</td>' in page
+    assert page.count('class="subtotal"') == 2
     async with db.session() as s:
         [plan] = (await s.scalars(select(BillingCharge))).all()
         assert plan.document_id == row.id
