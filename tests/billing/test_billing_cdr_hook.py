@@ -22,8 +22,10 @@ from tests.billing.documents_kit import (
     ISSUER,
     cdr_of,
     charge,
+    cli_on,
     documents,
     issue_month,
+    one_error,
     rate,
     seed_world,
     utc,
@@ -145,3 +147,31 @@ async def test_a_fleet_token_or_an_unpriced_cdr_gets_no_session_invoice(db: Data
             await billing.invoice_cdr(s, row)
     assert await documents(db) == []
     assert Decimal(0) < cdr.total_cost_excl_vat
+
+
+AMP_ISSUER = [
+    "issuers", "add", "amp", "--name", "AmsterPower B.V.", "--street", "Dam 1", "--postal-code", "1012 JS",
+    "--city", "Amsterdam", "--country", "NL", "--vat-id", "NL000000001B01", "--invoice-prefix", "AMP",
+    "--credit-prefix", "AMPC",
+]  # fmt: skip
+
+
+async def test_an_issuer_added_for_a_party_on_the_cli_invoices_its_drivers_and_the_cli_agrees(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = cli_on(db, monkeypatch)
+    await seed_world(db, issuer_party=False)
+    one_error(await cli(*AMP_ISSUER, "--party", "ZZ*ZZZ", ok=False), "no party ZZ*ZZZ")
+    assert "added issuer amp" in (await cli(*AMP_ISSUER, "--party", "nl*amp")).output
+    await charge(db, "TOKEN-1", utc(2026, 6, 10, 9, 0), "app")
+    await charge(db, "ACME-1", utc(2026, 6, 11, 9, 0), "fleet")
+    assert await rate(db) == 2
+    [row] = await documents(db)
+    app = await cdr_of(db, "app")
+    assert row.number == "AMP-2026-000001"
+    assert (
+        "invoice AMP-2026-000001" in (await cli("invoices", "issue", "--cdr", app.cdr_uid)).output
+    )  # the same
+    fleet = await cdr_of(db, "fleet")
+    one_error(await cli("invoices", "issue", "--cdr", fleet.cdr_uid, ok=False), "monthly invoice")
+    assert len(await documents(db)) == 1
