@@ -40,7 +40,8 @@ from billing.core.dunning import (
     next_steps,
 )
 from billing.store.balances import Balance, balances
-from billing.store.holds import BLOCK, LOWER_LIMIT, place_hold, release_holds
+from billing.store.balances import balance as balance_of
+from billing.store.holds import BLOCK, LOWER_LIMIT, lock_document, place_hold, release_holds
 from billing.store.reminders import enqueue_reminder
 from billing.store.schedules import fee_vat_rate, schedule_of
 from billing.store.steps import claim, stored_key
@@ -155,6 +156,12 @@ async def _do(
     if step.action is DunningAction.RETRY_PAYMENT:
         return await _retry(db, issuer, document, step, collect)
     async with db.session() as db_session:
+        # under the invoice's lock (as release_if_settled takes it), again: a payment committed since the
+        # standing was read must not be met by a new block that nothing would release until the next run
+        await lock_document(db_session, document.id)
+        balance = await balance_of(db_session, document)
+        if (balance.outstanding > 0) == (step.action is DunningAction.RELEASE):
+            return False
         row = await claim(db_session, issuer, document, step, {})
         if row is None:
             return False

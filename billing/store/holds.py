@@ -85,9 +85,19 @@ async def release_holds(db_session: AsyncSession, document_id: int) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+async def lock_document(db_session: AsyncSession, document_id: int) -> None:
+    """Lock the invoice's row for the transaction (PostgreSQL; SQLite has one writer at a time anyway): the
+    dunning job's steps and :func:`release_if_settled` take it before reading the balance, so a hold placed
+    and a payment's release are never interleaved into a hold nobody releases."""
+    await db_session.execute(
+        select(BillingDocument.id).where(BillingDocument.id == document_id).with_for_update()
+    )
+
+
 async def release_if_settled(db_session: AsyncSession, document_id: int) -> int:
     """Release the holds of ``document_id`` once nothing is outstanding on it; the number released. The
     dunning ``release`` step is recorded with them (idempotent: a second call releases and records nothing)."""
+    await lock_document(db_session, document_id)
     document = await db_session.get(BillingDocument, document_id)
     if document is None or document.due_date is None:
         return 0

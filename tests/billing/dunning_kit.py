@@ -140,3 +140,17 @@ async def pay(db: Database, document_id: int, amount: Decimal | None = None) -> 
 def day(dunned: Dunned, n: int) -> date:
     """``n`` days after the invoice's due date."""
     return dunned.due + timedelta(days=n)
+
+
+async def more_invoices(db: Database, d: Dunned, n: int) -> list[int]:
+    """``n`` more session invoices of the fleet's token on its account (issued today); their document ids."""
+    ids = []
+    for i in range(n):
+        _, cdr_id = await add_session(db, d.world, TOKEN, utcnow() - timedelta(days=3, hours=2 * i), "5")
+        assert cdr_id is not None
+        async with db.session() as s:
+            doc = await billing.issue_session_invoice(
+                s, issuer_key=d.issuer_key, cdr_id=cdr_id, buyer=FLEET_BUYER, account_id=d.account_id
+            )
+            ids.append(doc.id)
+    return ids

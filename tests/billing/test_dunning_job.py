@@ -19,7 +19,7 @@ from kernel.components import Hub
 from kernel.db.engine import Database
 from kernel.models import BillingCharge, BillingDocument, BillingDunningStep, BillingHold, OutboxMessage
 from kernel.settings import load_settings
-from tests.billing.dunning_kit import MANAGER, TOKEN, Dunned, day, pay, seed
+from tests.billing.dunning_kit import MANAGER, TOKEN, Dunned, day, more_invoices, pay, seed
 
 
 async def _steps(db: Database) -> list[tuple[str, str, str]]:
@@ -164,15 +164,20 @@ async def test_today_is_the_accounts_date_in_its_time_zone(db: Database) -> None
         assert await run_dunning_job(hub) == 1  # 00:30 the day after, in Auckland (still the due date in UTC)
 
 
-async def test_two_concurrent_runs_do_each_step_once(db: Database) -> None:
+async def test_three_concurrent_runs_do_each_step_once(db: Database) -> None:
     d = await seed(db)
-    other = Database(db.url)
+    await more_invoices(db, d, 3)  # four invoices, five steps each on day 21
+    others = [Database(db.url), Database(db.url)]
     try:
-        counts = await asyncio.gather(run_dunning(db, today=day(d, 21)), run_dunning(other, today=day(d, 21)))
+        counts = await asyncio.gather(*(run_dunning(x, today=day(d, 21)) for x in [db, *others]))
     finally:
-        await other.dispose()
-    assert sum(counts) == 5
-    assert len(await _steps(db)) == 5 and len(await _holds(db)) == 2 and len(await _outbox(db)) == 2
+        for other in others:
+            await other.dispose()
+    assert sum(counts) == 20, counts
+    steps = await _steps(db)
+    assert len(steps) == len({key for key, _, _ in steps}) == 20
+    assert len(await _holds(db)) == 8 and len(await _outbox(db)) == 8
+    assert await run_dunning(db, today=day(d, 21)) == 0
 
 
 async def test_a_retry_calls_the_collector_with_its_attempt_and_records_the_outcome(db: Database) -> None:
