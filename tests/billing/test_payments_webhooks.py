@@ -15,12 +15,15 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from billing.payments import webhooks
+from billing.component import BillingComponent
+from billing.payments import stripe_provider, webhooks
 from billing.payments.collection import collect
+from evhub.app import create_app
 from kernel.components import Hub
 from kernel.db.engine import Database
 from kernel.httpserver import HttpServer
 from kernel.models import BillingPayment, BillingWebhookEvent
+from kernel.outbox import registered_channels, unregister_channel
 from simulators.localstripe import CARD_DECLINED_ON_CHARGE, SECRET_KEY, LocalStripe
 from tests.billing.payments_kit import (
     WEBHOOK_SECRET,
@@ -242,3 +245,25 @@ async def test_webhooks_are_refused_without_a_secret(db: Database, localstripe: 
         r = await c.post(PATH, content=payload, headers={"Stripe-Signature": header})
     assert r.status_code == 503 and "EVHUB_STRIPE_WEBHOOK_SECRET" in r.json()["detail"]
     assert await _events(db) == 0
+
+
+async def test_the_billing_component_serves_the_webhook_without_an_api_key(
+    db: Database, localstripe: LocalStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stripe_provider, "_settings", None)  # install() sets it: undone after the test
+    hub = Hub(settings=settings_for(db, localstripe, api_auth=True), db=db, node_name="test")
+    hub.app = create_app(hub)
+    BillingComponent().install(hub)
+    try:
+        assert "payment" in registered_channels()
+        row = await _pending_row(db, localstripe)
+        payload, header = signed(_intent_event("evt_c", "pi_handsigned"))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=hub.app), base_url="http://hub.test"
+        ) as c:
+            r = await c.post(PATH, content=payload, headers={"Stripe-Signature": header})
+            assert r.status_code == 200 and r.json() == {"status": "applied"}, r.text
+            assert (await c.get("/api/billing/payments")).status_code == 401  # the API itself wants a key
+        assert [p.status for p in await payments(db, row.document_id)] == ["succeeded"]
+    finally:
+        unregister_channel("payment")
