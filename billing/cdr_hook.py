@@ -12,15 +12,18 @@
   invoice's collection is requested.
 
 Both are idempotent: a second run (or ``evhub invoices issue --cdr``, which calls :func:`invoice_cdr`) finds
-the document issued and does nothing more.
+the document issued and does nothing more. The hook runs in a savepoint (``BillingComponent``): if it fails, the
+CDR is kept without its document, and the hourly job's :func:`catch_up` issues it.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
+from typing import Any
 
 import pycountry
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core.documents import Address, Identity
@@ -34,7 +37,8 @@ from billing.store.issuing import (
     issue_cdr_credit_note,
     issue_session_invoice,
 )
-from kernel.models import BillingDocument, Cdr, Location, Token
+from kernel.db.engine import Database
+from kernel.models import BillingDocument, BillingDocumentCdr, Cdr, Location, Token
 from kernel.models.billing import BillingIssuer
 
 log = logging.getLogger(__name__)
@@ -142,3 +146,53 @@ async def billing_cdr_hook(db_session: AsyncSession, cdr: Cdr) -> None:
             await invoice_cdr(db_session, cdr)
     except NotBilledNow as why:
         log.debug("no billing document now: %s", why)
+
+
+CATCH_UP_WINDOW = timedelta(days=3)
+"""How far back :func:`catch_up` looks for CDRs whose documents the hook could not issue."""
+
+
+async def catch_up(db: Database, now: datetime, limit: int = 2000) -> int:
+    """Issue what the hook should have issued for the CDRs made since ``now`` minus :data:`CATCH_UP_WINDOW` (the
+    hook runs in a savepoint: a failure is logged and leaves the CDR without its document); each CDR in its own
+    transaction, a failing one logged and skipped. The number of documents issued. Run by the hourly job."""
+    async with db.session() as db_session:
+        parties = select(BillingIssuer.party_id).where(BillingIssuer.party_id.is_not(None))
+        sells = or_(Cdr.emsp_id.in_(parties), Token.emsp_id.in_(parties), Cdr.cpo_id.in_(parties))
+        ids = (
+            await db_session.scalars(
+                select(Cdr.id)
+                .outerjoin(Token, Token.id == Cdr.token_id)
+                .where(
+                    Cdr.created_at >= now - CATCH_UP_WINDOW,
+                    ~_linked(Cdr.id, INVOICE),
+                    ~_linked(Cdr.id, CREDIT_NOTE),
+                    or_(
+                        and_(Cdr.is_credit.is_(True), _linked(Cdr.credit_of, INVOICE)),
+                        and_(
+                            Cdr.is_credit.is_(False), Token.id.is_not(None), Token.fleet_id.is_(None), sells
+                        ),
+                    ),
+                )
+                .order_by(Cdr.id)
+                .limit(limit)
+            )
+        ).all()
+    issued = 0
+    for cdr_id in ids:
+        try:
+            async with db.session() as db_session:
+                cdr = await db_session.get(Cdr, cdr_id)
+                if cdr is None:
+                    continue
+                await (credit_cdr if cdr.is_credit else invoice_cdr)(db_session, cdr)
+                issued += 1
+        except NotBilledNow as why:
+            log.debug("no billing document now: %s", why)
+        except Exception:
+            log.exception("could not issue the billing document of CDR %s", cdr_id)
+    return issued
+
+
+def _linked(cdr_id: Any, kind: str) -> ColumnElement[bool]:
+    return exists().where(BillingDocumentCdr.cdr_id == cdr_id, BillingDocumentCdr.kind == kind)

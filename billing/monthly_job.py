@@ -3,7 +3,8 @@
 :func:`run_monthly_job` runs hourly (``BillingComponent``): for every fleet account, the previous month by the
 account's own time zone and the hub's clock (:func:`kernel.timeutil.utcnow`), issued if missing
 (:func:`issue_monthly_invoice`, idempotent and safe against a concurrent run on another
-node). Each account is issued in its own transaction; one that fails is logged and the others go on.
+node). Each account is issued in its own transaction; one that fails is logged and the others go on. It also
+catches up on the CDR hook's documents that a failure left unissued (:func:`billing.cdr_hook.catch_up`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import date
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.cdr_hook import catch_up
 from billing.payments.collection import request_collection
 from billing.store import monthly
 from billing.store.accounts import FLEET
@@ -37,8 +39,10 @@ async def issue_monthly_invoice(
 
 
 async def run_monthly_job(hub: Hub) -> int:
-    """Issue every monthly invoice due (the previous month's, per fleet account); the number issued."""
+    """Issue every monthly invoice due (the previous month's, per fleet account) and the CDR hook's documents
+    still missing; the number of documents issued."""
     now = utcnow()
+    issued = await catch_up(hub.db, now)
     async with hub.db.session() as db_session:
         accounts = (
             await db_session.execute(
@@ -47,7 +51,6 @@ async def run_monthly_job(hub: Hub) -> int:
                 .order_by(BillingAccount.id)
             )
         ).all()
-    issued = 0
     for account_id, timezone in accounts:
         period = previous_period(now, timezone)
         try:

@@ -14,9 +14,12 @@ import billing
 from billing.cdr_hook import billing_cdr_hook
 from billing.einvoice.cii_xml import cii_xml
 from billing.einvoice.pdf import validate_xml
+from billing.monthly_job import run_monthly_job
+from kernel.components import Hub
 from kernel.db.engine import Database
 from kernel.models import BillingAccount, BillingDocument, BillingDocumentCdr, Cdr
-from tariffs.rating import correct_cdr
+from kernel.settings import load_settings
+from tariffs.rating import correct_cdr, rate_pending
 from tests.billing.documents_kit import (
     HOOKS,
     ISSUER,
@@ -175,3 +178,24 @@ async def test_an_issuer_added_for_a_party_on_the_cli_invoices_its_drivers_and_t
     fleet = await cdr_of(db, "fleet")
     one_error(await cli("invoices", "issue", "--cdr", fleet.cdr_uid, ok=False), "monthly invoice")
     assert len(await documents(db)) == 1
+
+
+@pytest.mark.clock("2026-12-01T10:00:00Z")
+async def test_the_hourly_job_issues_what_a_failed_hook_left_unissued(db: Database) -> None:
+    world = await seed_world(db)
+    await charge(db, "TOKEN-1", utc(2026, 11, 10, 9, 0), "app")
+    await charge(db, "ACME-1", utc(2026, 11, 11, 9, 0), "fleet")
+    assert await rate_pending(db, ()) == 2  # as if the hook had failed (its savepoint rolled back)
+    november = await issue_month(db, world.account_id, "2026-11")
+    assert november is not None
+    fleet = await cdr_of(db, "fleet")
+    credit, _fresh = await correct_cdr(db, fleet.cdr_uid, ())  # the credit's hook failed too
+    hub = Hub(settings=load_settings(database_url=db.url, _env_file=None), db=db, node_name="test")
+    assert await run_monthly_job(hub) == 2  # the app driver's invoice and the fleet CDR's credit note
+    app = await cdr_of(db, "app")
+    async with db.session() as s:
+        invoice = await billing.document_of(s, app.id, billing.INVOICE)
+        note = await billing.document_of(s, credit.id, billing.CREDIT_NOTE)
+        assert invoice is not None and invoice.kind == billing.INVOICE and invoice.account_id is not None
+        assert note is not None and note.credits_document_id == november.id
+    assert await run_monthly_job(hub) == 0
