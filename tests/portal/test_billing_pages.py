@@ -24,6 +24,7 @@ from billing.core.documents import Address, Identity
 from billing.desk import Desk
 from billing.einvoice import embedded_xml
 from billing.store.accounts import driver_account
+from billing.store.credits import credit_document
 from billing.store.issuing import issue_session_invoice
 from kernel.db.engine import Database
 from kernel.models import BillingIssuer, Cdr, Token
@@ -58,7 +59,11 @@ async def _world(db: Database) -> Any:
     other = await rk.invoice(db, c3, globex_acc, date(2026, 6, 6))
     await rk.pay(db, paid, str(paid.payable), datetime(2026, 6, 6, 9, tzinfo=UTC), ref="pi_paid")
     await rk.hold(db, overdue, acme)
-    return SimpleNamespace(overdue=overdue, paid=paid, other=other, acme=acme_acc, globex=globex_acc)
+    async with db.session() as s:  # Globex's invoice credited in full by an operator
+        note = await credit_document(s, other.number, reason="Charger fault", issue_date=date(2026, 6, 10))
+    return SimpleNamespace(
+        overdue=overdue, paid=paid, other=other, note=note, acme=acme_acc, globex=globex_acc
+    )
 
 
 async def test_billing_page_statement_pdf_and_isolation(db: Database) -> None:
@@ -89,6 +94,7 @@ async def test_billing_page_statement_pdf_and_isolation(db: Database) -> None:
         # another fleet's document and a number that does not exist: 404, nothing rendered
         assert (await client.get(f"/portal/billing/documents/{other.number}")).status_code == 404
         assert (await client.get("/portal/billing/documents/INV-2026-999999")).status_code == 404
+        assert (await client.get(f"/portal/billing/documents/{w.note.number}")).status_code == 404
         # another fleet's account: 404
         assert (await client.get(f"/portal/billing/accounts/{w.globex}/payment-method")).status_code == 404
         theirs = await client.post(
@@ -116,6 +122,10 @@ async def test_billing_page_statement_pdf_and_isolation(db: Database) -> None:
         page = await globex.get("/portal/billing")
         assert other.number in page.text and overdue.number not in page.text
         assert "Nothing is overdue." in page.text
+        assert f"Credit note for {other.number}" in page.text and ">credited<" in page.text
+        assert 'id="balance-EUR">€0.00' in page.text
+        note_pdf = await globex.get(f"/portal/billing/documents/{quote(w.note.number, safe='')}")
+        assert note_pdf.status_code == 200 and w.note.number.encode() in embedded_xml(note_pdf.content)
         assert (await globex.get(f"/portal/billing/documents/{overdue.number}")).status_code == 404
 
 
