@@ -20,12 +20,11 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy import select
 
-from billing.core.documents import Address, Identity
+from billing.component import cdr_hook as billing_cdr_hook
 from billing.desk import Desk
 from billing.einvoice import embedded_xml
-from billing.store.accounts import driver_account
 from billing.store.credits import credit_document
-from billing.store.issuing import issue_session_invoice
+from billing.store.issuing import document_of
 from kernel.db.engine import Database
 from kernel.models import BillingIssuer, Cdr, Token
 from kernel.outbox import OutboxDispatcher, register_channel
@@ -186,29 +185,32 @@ async def test_receipt_of_a_session_invoice_is_the_invoice(db: Database, sink: S
     world = await base_world(db)
     await add_fleet_with_manager(db, world, "Acme", "boss@acme.test")
     await add_token(db, world, "Acme", "ACME01", driver="Alice", email="alice@acme.test")
-    token_id = await _ad_hoc_driver(db, world, "ADHOC1", "dora@example.test")
+    await _ad_hoc_driver(db, world, "ADHOC1", "dora@example.test")
     await rk.add_issuer(db)
     start = datetime(2026, 6, 10, 8, tzinfo=UTC)
     _, adhoc_cdr = await add_session(db, world, "ADHOC1", start, "12.5")
     _, fleet_cdr = await add_session(db, world, "ACME01", start, "7")
     assert adhoc_cdr and fleet_cdr
-    services = Services(billing=Desk(db))
-    hook = make_receipt_hook(services)
+    async with db.session() as s:  # the issuer sells for the CPO: its drivers without a contract are invoiced
+        issuer = (await s.scalars(select(BillingIssuer).where(BillingIssuer.key == rk.ISSUER_KEY))).one()
+        issuer.party_id = world.cpo_id
+    receipt = make_receipt_hook(Services(billing=Desk(db)))
     async with (
         db.session() as s
-    ):  # as in pricing: billing's hook, then the receipt's, in the CDR's transaction
-        issuer = (await s.scalars(select(BillingIssuer).where(BillingIssuer.key == rk.ISSUER_KEY))).one()
-        buyer = Identity("Dora Adhoc", Address("", "", "", "DE"), email="dora@example.test")
-        account = await driver_account(s, issuer, token_id, buyer)
-        doc = await issue_session_invoice(
-            s, issuer_key=rk.ISSUER_KEY, cdr_id=adhoc_cdr, buyer=buyer, account_id=account.id
-        )
-        number, payable = doc.number, doc.payable
+    ):  # as pricing runs them: billing's hook, then the receipt's, in one transaction
         for cdr_id in (adhoc_cdr, fleet_cdr):
             cdr = await s.get(Cdr, cdr_id)
             assert cdr is not None
-            await hook(s, cdr)
-            await hook(s, cdr)  # twice: queued once
+            for _ in range(2):  # twice: issued once, queued once
+                await billing_cdr_hook(s, cdr)
+                await receipt(s, cdr)
+    async with db.session() as s:
+        doc = await document_of(s, adhoc_cdr, "invoice")
+        assert doc is not None and doc.account_id is not None
+        assert (
+            await document_of(s, fleet_cdr, "invoice") is None
+        )  # a fleet's CDR waits for the monthly invoice
+        number, payable = doc.number, doc.payable
     messages = {m["To"]: m for m in await _send_all(db, sink)}
     assert set(messages) == {"dora@example.test", "alice@acme.test"}
     invoice_mail = messages["dora@example.test"]
