@@ -187,7 +187,8 @@ async def record_charge(
     True when the row changed. Releases the document's holds once a payment succeeded."""
     if row.provider_ref is None:
         row.provider_ref = charge.id
-    row.method = charge.method
+    if charge.method is not None:
+        row.method = charge.method
     if charge.status == row.status or charge.status == PENDING or row.status == SUCCEEDED:
         return False
     row.status = charge.status

@@ -50,7 +50,7 @@ class Charge:
     status: str
     amount_minor: int
     currency: str
-    method: str
+    method: str | None  # card, sepa_debit (None: the provider did not say)
     failure_reason: str | None = None
     needs_confirmation: bool = False
 

@@ -143,7 +143,7 @@ class StripeProvider:
         data = method.to_dict()
         return PaymentMethod(str(method.id), str(data.get("type")), label_of(data))
 
-    def _charge(self, intent: Any) -> Charge:
+    def _charge(self, intent: Any, method: str | None = None) -> Charge:
         data = intent.to_dict()
         status = _STATUS.get(str(data.get("status")), PENDING)
         error = data.get("last_payment_error") or {}
@@ -156,7 +156,7 @@ class StripeProvider:
             status=status,
             amount_minor=int(data["amount"]),
             currency=str(data["currency"]).upper(),
-            method=str(types[0]) if types else "card",
+            method=method or (str(types[0]) if types else None),  # localstripe keeps no types
             failure_reason=reason,
             needs_confirmation=data.get("status") == "requires_confirmation",
         )
@@ -187,7 +187,7 @@ class StripeProvider:
             )
         except stripe.StripeError as exc:
             raise _error(exc) from exc
-        return self._charge(intent)
+        return self._charge(intent, kind)
 
     async def confirm_charge(self, charge_id: str, *, idempotency_key: str) -> Charge:
         params: dict[str, Any] = {"off_session": True} if self.off_session else {}

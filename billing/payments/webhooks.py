@@ -42,13 +42,13 @@ router = APIRouter(tags=["billing"])
 
 def _charge_of(intent: dict[str, Any], status: str) -> Charge:
     error = intent.get("last_payment_error") or {}
-    types = intent.get("payment_method_types") or ["card"]
+    types = intent.get("payment_method_types") or [None]
     return Charge(
         id=str(intent["id"]),
         status=status,
         amount_minor=int(intent.get("amount") or 0),
         currency=str(intent.get("currency") or "").upper(),
-        method=str(types[0]),
+        method=str(types[0]) if types[0] else None,
         failure_reason=(error.get("message") or error.get("code") or "payment failed")
         if status == FAILED
         else None,

@@ -5,17 +5,26 @@ account's default with its label; another fleet's account and an unconfirmed set
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import stripe
 
+from billing.payments.collection import collect
 from billing.payments.ledger import PaymentError
 from billing.payments.setup import finish_setup, start_setup
 from kernel.db.engine import Database
 from kernel.seams import PaymentSetup
 from simulators.localstripe import CARD_OK, PUBLISHABLE_KEY, SECRET_KEY, LocalStripe
-from tests.billing.payments_kit import account, fleet_with_account, settings_for
+from tests.billing.payments_kit import (
+    account,
+    fleet_with_account,
+    intents,
+    invoices,
+    provider_for,
+    settings_for,
+)
 
 CARD = {"type": "card", "card": {"number": CARD_OK, "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
 SEPA = {
@@ -88,3 +97,26 @@ async def test_setup_refusals(db: Database, localstripe: LocalStripe) -> None:
     with pytest.raises(PaymentError, match="collection is off"):
         await start_setup(db, settings_for(db, localstripe, stripe_api_key=""), fleet_id, account_id)
     assert (await account(db, account_id)).payment_method_id is None
+
+
+async def test_an_invoice_is_collected_by_sepa_debit(db: Database, localstripe: LocalStripe) -> None:
+    settings = settings_for(db, localstripe)
+    fleet_id, account_id = await fleet_with_account(db)
+    setup = await start_setup(db, settings, fleet_id, account_id)
+    await _browser_confirms(localstripe, setup, SEPA)
+    assert (
+        await finish_setup(db, settings, fleet_id, account_id, setup.setup_intent_id)
+        == "SEPA debit •••• 3000"
+    )
+    [invoice] = await invoices(db, account_id)
+    paid = await collect(db, invoice.id, 1, provider=provider_for(localstripe))
+    assert paid is not None and (paid.method, paid.status, paid.amount) == (
+        "sepa_debit",
+        "succeeded",
+        Decimal("9.41"),
+    )
+    [intent] = intents(localstripe)
+    assert (
+        intent["payment_method"] == (await account(db, account_id)).payment_method_id
+        and intent["amount"] == 941
+    )
