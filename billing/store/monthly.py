@@ -17,6 +17,7 @@ nothing to bill issues nothing (None).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -28,16 +29,17 @@ from sqlalchemy import ColumnElement, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from billing.core.documents import Identity, SupplyPeriod
+from billing.core.documents import Identity, InvoiceLine, SupplyPeriod, VatCategory
 from billing.core.en16931 import invoice_currency
 from billing.core.invoices import monthly_invoice
-from billing.core.lines import LineGroup, PricedCdr, fee_line, group_lines
+from billing.core.lines import LineGroup, PricedCdr, fee_line, group_lines, monthly_lines
+from billing.core.vat import NORMAL
 from billing.store.accounts import FLEET, buyer_of, fleet_account, summary
 from billing.store.cdrs import priced_cdr
 from billing.store.codec import load_invoice
 from billing.store.issuers import from_row, get_issuer
 from billing.store.issuing import INVOICE, BillingError, _insert, _row
-from billing.store.numbers import lock, take
+from billing.store.numbers import Allocated, lock, take
 from kernel.models import (
     BillingAccount,
     BillingCharge,
@@ -52,6 +54,7 @@ from kernel.models.billing import BillingIssuer
 from kernel.models.cdrs import Cdr
 from kernel.timeutil import utcnow
 
+log = logging.getLogger(__name__)
 PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -159,10 +162,11 @@ async def issue_monthly_invoice(
     on_issue: OnIssue | None = None,
 ) -> BillingDocument | None:
     """The monthly invoice of fleet account ``account_id`` for ``period`` ("2026-11", the account's time zone),
-        issued on ``issue_date`` (today by the hub's clock); the existing one if it was issued, None when there is
-        nothing to bill. ``on_issue`` runs in the transaction once the invoice is new (the collection request,
-    :func:`billing.monthly_job.issue_monthly_invoice`). BillingError for an unknown or non-fleet account, a bad
-    period, or a month not over yet."""
+    issued on ``issue_date`` (today by the hub's clock); the existing one if it was issued, None when there is
+    nothing to bill. Fees outside the scope of VAT next to taxed lines go on an invoice of their own
+    (:func:`_outside_vat_invoice`). ``on_issue`` runs in the transaction for each new invoice (the collection
+    request, :func:`billing.monthly_job.issue_monthly_invoice`). BillingError for an unknown or non-fleet
+    account, a bad period, or a month not over yet."""
     account = await db_session.get(BillingAccount, account_id)
     if account is None:
         raise BillingError(f"no billing account {account_id}")
@@ -195,22 +199,96 @@ async def issue_monthly_invoice(
     treatment = issuer.treatment(buyer)
     cdrs = await _priced(db_session, rows)
     fees = [
-        fee_line(f"fee:{c.id}", c.description, c.amount, c.currency, c.vat_rate, treatment) for c in charges
+        (c, fee_line(f"fee:{c.id}", c.description, c.amount, c.currency, c.vat_rate, treatment))
+        for c in charges
     ]
+    outside = [(c, ln) for c, ln in fees if ln.vat_category is VatCategory.OUTSIDE_SCOPE]
+    taxed = [
+        line for line in monthly_lines(cdrs, treatment) if line.vat_category is not VatCategory.OUTSIDE_SCOPE
+    ]
+    if outside and (taxed or len(outside) < len(fees) or not cdrs):  # else all is O already (the core's gap)
+        fees = [(c, ln) for c, ln in fees if ln.vat_category is not VatCategory.OUTSIDE_SCOPE]
+    else:
+        outside = []
     first = min([start, *(c.start for c in cdrs)])
     last = max([end - timedelta(seconds=1), *(c.end for c in cdrs)])
-    number = take(counter, issuer.invoice_series, day)
+    issued: list[BillingDocument] = []
+    if cdrs or fees:
+        number = take(counter, issuer.invoice_series, day)
+        invoice = monthly_invoice(
+            cdrs,
+            series=issuer.invoice_series.prefix,
+            number=number.number,
+            issue_date=day,
+            seller=issuer.identity,
+            buyer=buyer,
+            terms=issuer.terms,
+            treatment=treatment,
+            supply_period=SupplyPeriod(first, last),
+            fees=[ln for _, ln in fees],
+        )
+        row = _row(
+            issuer_row,
+            INVOICE,
+            number,
+            invoice,
+            account_id=account.id,
+            billing_period=period,
+            source_key=source_key(account.id, period),
+        )
+        await _insert(db_session, row, INVOICE, [cdr.id for cdr, _ in rows])
+        for charge, _ in fees:
+            charge.document_id = row.id
+        issued.append(row)
+    if outside:
+        if issuer.identity.registration_id:
+            number = take(counter, issuer.invoice_series, day)
+            issued.append(
+                await _outside_vat_invoice(
+                    db_session, issuer_row, account, period, number, outside, SupplyPeriod(start, last), day
+                )
+            )
+        else:
+            log.warning(
+                "billing account %s: %d fee(s) outside the scope of VAT wait: issuer %s needs a registration id "
+                "to invoice them without its VAT id (EN 16931 BR-O-02, BR-CO-26)",
+                account.id,
+                len(outside),
+                issuer.key,
+            )
+    await db_session.flush()
+    for row in issued:
+        if on_issue is not None:
+            await on_issue(db_session, row)
+    return issued[0] if issued else None
+
+
+async def _outside_vat_invoice(
+    db_session: AsyncSession,
+    issuer_row: BillingIssuer,
+    account: BillingAccount,
+    period: str,
+    number: Allocated,
+    outside: list[tuple[BillingCharge, InvoiceLine]],
+    supply: SupplyPeriod,
+    day: date,
+) -> BillingDocument:
+    """The month's fees outside the scope of VAT (category O) on an invoice of their own: EN 16931 allows no
+    other category next to O (BR-O-11, BR-O-12) and no seller or buyer VAT id on it (BR-O-02), so the seller is
+    named by its registration id (BR-CO-26). ``source_key`` ``monthly:<account>:<period>:O``."""
+    issuer = from_row(issuer_row)
+    buyer = buyer_of(account)
     invoice = monthly_invoice(
-        cdrs,
+        (),
         series=issuer.invoice_series.prefix,
         number=number.number,
         issue_date=day,
-        seller=issuer.identity,
-        buyer=buyer,
+        seller=replace(issuer.identity, vat_id=None),
+        buyer=replace(buyer, vat_id=None),
         terms=issuer.terms,
-        treatment=treatment,
-        supply_period=SupplyPeriod(first, last),
-        fees=fees,
+        treatment=NORMAL,
+        supply_period=supply,
+        fees=[ln for _, ln in outside],
     )
     row = _row(
         issuer_row,
@@ -219,14 +297,11 @@ async def issue_monthly_invoice(
         invoice,
         account_id=account.id,
         billing_period=period,
-        source_key=source_key(account.id, period),
+        source_key=source_key(account.id, period) + ":O",
     )
-    await _insert(db_session, row, INVOICE, [cdr.id for cdr, _ in rows])
-    for charge in charges:
+    await _insert(db_session, row, INVOICE, [])
+    for charge, _ in outside:
         charge.document_id = row.id
-    await db_session.flush()
-    if on_issue is not None:
-        await on_issue(db_session, row)
     return row
 
 

@@ -67,6 +67,9 @@ def issuers_add(
     city: Annotated[str, typer.Option(help="City")],
     country: Annotated[str, typer.Option(help="ISO 3166-1 alpha-2 country")],
     vat_id: Annotated[str | None, typer.Option(help="VAT id (with its country prefix)")] = None,
+    registration_id: Annotated[
+        str | None, typer.Option(help="Legal registration id (e.g. the trade register's; BT-30)")
+    ] = None,
     currency: Annotated[str, typer.Option(help="Invoice currency")] = "EUR",
     terms: Annotated[int, typer.Option(help="Payment terms in days")] = 14,
     invoice_prefix: Annotated[str, typer.Option(help="Invoice number series")] = "INV",
@@ -84,7 +87,11 @@ def issuers_add(
     async def go(db: Database) -> None:
         try:
             identity = billing.Identity(
-                name, billing.Address(street, postal_code, city, country), vat_id=vat_id, business=True
+                name,
+                billing.Address(street, postal_code, city, country),
+                vat_id=vat_id,
+                registration_id=registration_id,
+                business=True,
             )
             issuer = billing.Issuer(
                 key=key,

@@ -155,7 +155,7 @@ async def test_a_fleet_token_or_an_unpriced_cdr_gets_no_session_invoice(db: Data
 AMP_ISSUER = [
     "issuers", "add", "amp", "--name", "AmsterPower B.V.", "--street", "Dam 1", "--postal-code", "1012 JS",
     "--city", "Amsterdam", "--country", "NL", "--vat-id", "NL000000001B01", "--invoice-prefix", "AMP",
-    "--credit-prefix", "AMPC",
+    "--credit-prefix", "AMPC", "--registration-id", "KvK 33000001",
 ]  # fmt: skip
 
 
@@ -172,6 +172,7 @@ async def test_an_issuer_added_for_a_party_on_the_cli_invoices_its_drivers_and_t
     [row] = await documents(db)
     app = await cdr_of(db, "app")
     assert row.number == "AMP-2026-000001"
+    assert billing.load_invoice(row.document).seller.registration_id == "KvK 33000001"
     assert (
         "invoice AMP-2026-000001" in (await cli("invoices", "issue", "--cdr", app.cdr_uid)).output
     )  # the same

@@ -18,6 +18,7 @@ from billing.einvoice.html import render_html
 from billing.einvoice.pdf import validate_xml
 from billing.monthly_job import run_monthly_job
 from billing.store.monthly import subtotals
+from kernel.clock import pinned
 from kernel.components import Hub
 from kernel.db.engine import Database
 from kernel.models import BillingCharge, BillingDocumentCdr
@@ -39,6 +40,7 @@ from tests.billing.documents_kit import (
     seed_world,
     utc,
 )
+from tests.billing.einvoice_kit import schematron_failures
 
 
 async def _invoiced_cdrs(db: Database, document_id: int) -> set[int]:
@@ -183,7 +185,7 @@ async def test_two_concurrent_issues_give_one_invoice(db: Database) -> None:
         s.add(
             BillingCharge(
                 account_id=world.account_id, description="Dunning fee", amount=Decimal("5.00"), currency="EUR",
-                vat_rate=None, charged_on=date(2026, 11, 20), source_key="fee:1",
+                vat_rate=Decimal("21"), charged_on=date(2026, 11, 20), source_key="fee:1",
             )
         )  # fmt: skip
     rows = await asyncio.gather(*(issue_month(db, world.account_id, "2026-11") for _ in range(4)))
@@ -277,3 +279,54 @@ async def test_accounts_add_list_and_invoices_issue_fleet_on_the_cli(db: Databas
     )
     [row] = await documents(db)
     assert row.account_id == world.account_id
+
+
+@pytest.mark.clock("2026-12-01T10:00:00Z")
+async def test_a_fee_outside_vat_goes_on_an_invoice_of_its_own(db: Database) -> None:
+    """EN 16931 allows no other VAT category next to O (BR-O-11/12) and no VAT ids on it (BR-O-02): a fee not
+    subject to VAT is invoiced alone, its seller named by its registration id (BR-CO-26), or waits for one."""
+    world = await seed_world(db)
+    await charge(db, "ACME-1", utc(2026, 11, 3, 8, 0), "a")
+    assert await rate(db) == 1
+    async with db.session() as s:
+        s.add(
+            BillingCharge(
+                account_id=world.account_id, description="Late payment fee", amount=Decimal("7.50"),
+                currency="EUR", vat_rate=None, charged_on=date(2026, 11, 20), source_key="dunning:1",
+            )
+        )  # fmt: skip
+    main = await issue_month(db, world.account_id, "2026-11")  # Roam has no registration id: the fee waits
+    assert main is not None and [d.number for d in await documents(db)] == [main.number]
+    assert all(ln.cdr_id for ln in billing.load_invoice(main.document).lines)
+    async with db.session() as s:
+        [fee] = (await s.scalars(select(BillingCharge))).all()
+        assert fee.document_id is None
+        (await billing.get_issuer(s, "roam")).registration_id = "KvK 12345678"
+    await charge(db, "ACME-1", utc(2026, 12, 3, 8, 0), "b")
+    assert await rate(db) == 1
+    with pinned(utc(2027, 1, 1, 10, 0)):
+        december = await issue_month(db, world.account_id, "2026-12")
+    assert december is not None and december.source_key == f"monthly:{world.account_id}:2026-12"
+    outside = (await documents(db))[-1]
+    assert (
+        outside.source_key == f"monthly:{world.account_id}:2026-12:O" and outside.billing_period == "2026-12"
+    )
+    doc = billing.load_invoice(outside.document)
+    assert [(ln.description, ln.net, ln.vat_category) for ln in doc.lines] == [
+        ("Late payment fee", Decimal("7.50"), billing.VatCategory.OUTSIDE_SCOPE)
+    ]
+    assert (
+        doc.seller.vat_id is None
+        and doc.buyer.vat_id is None
+        and doc.seller.registration_id == "KvK 12345678"
+    )
+    assert {ln.vat_category for ln in billing.load_invoice(december.document).lines} == {
+        billing.VatCategory.STANDARD
+    }
+    for row in (december, outside):
+        xml = cii_xml(billing.load_invoice(row.document))
+        validate_xml(xml)
+        assert schematron_failures(xml) == [], row.number
+    async with db.session() as s:
+        [fee] = (await s.scalars(select(BillingCharge))).all()
+        assert fee.document_id == outside.id
