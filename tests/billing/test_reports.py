@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 import billing
 from billing import api_reports
 from billing.store import reports
+from billing.store.accounts import fleet_account
 from evhub.app import create_app
 from kernel.apiauth import create_key
 from kernel.components import Hub
@@ -52,7 +53,7 @@ async def _world(db: Database) -> dict[str, Any]:
     acme_acc = await rk.add_account(db, acme, "Acme")
     async with db.session() as s:
         cpo = (await s.scalars(select(BillingIssuer).where(BillingIssuer.key == "cpo"))).one()
-        globex_acc = (await billing.fleet_account(s, cpo, globex, rk.fleet_buyer("Globex"))).id
+        globex_acc = (await fleet_account(s, cpo, globex, rk.fleet_buyer("Globex"))).id
     _, c1 = await add_session(db, world, "ACME01", datetime(2026, 5, 1, 8, tzinfo=UTC), "20")
     _, c2 = await add_session(db, world, "ACME01", datetime(2026, 6, 5, 8, tzinfo=UTC), "10")
     _, c3 = await add_session(db, world, "GLOBEX1", datetime(2026, 6, 8, 8, tzinfo=UTC), "30")
