@@ -215,9 +215,13 @@ class Authorizer:
         for action, _, _, number in holds:
             if action == HOLD_BLOCK:
                 return AuthResult(BLOCKED, token.id, f"unpaid invoice {number}", expiry)
+        lowest: dict[str, tuple[Decimal, str]] = {}  # per currency: the lowest lowered limit and its invoice
         for action, limit, currency, number in holds:
             if action != HOLD_LOWER_LIMIT or limit is None or currency is None:
                 continue
+            if currency not in lowest or limit < lowest[currency][0]:
+                lowest[currency] = (limit, number)
+        for currency, (limit, number) in lowest.items():  # spending summed once per currency
             if token.monthly_limit is not None and token.limit_currency == currency:
                 limit = min(limit, token.monthly_limit)
             spent = await monthly_spending(db_session, token, now, currency)

@@ -114,6 +114,8 @@ async def test_a_held_token_with_real_time_authorization_is_refused_without_aski
 
 
 async def test_one_query_reads_the_holds_whatever_their_number(db: Database) -> None:
+    """Five lowered limits (100..104 EUR, over this month's 10.71): one query for the holds, one for the
+    month's CDRs."""
     d = await seed(db, schedule=BLOCK_ONLY)
     async with db.session() as s:
         for n in range(5):  # released holds of earlier invoices, and lowered limits
@@ -121,15 +123,19 @@ async def test_one_query_reads_the_holds_whatever_their_number(db: Database) -> 
                               token_id=d.token_id, action="lower_limit", limit=Decimal(100 + n),
                               currency="EUR", rule="limit"))  # fmt: skip
     statements: list[str] = []
+    spending: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if "billing_holds" in statement:
             statements.append(statement)
+        if "FROM cdrs" in statement:
+            spending.append(statement)
 
     event.listen(db.engine.sync_engine, "before_cursor_execute", count)
     try:
         assert (await _authorize(db, d, TOKEN)).status == ACCEPTED
         assert len(statements) == 1
+        assert len(spending) == 1  # the month's spending summed once for the five lowered limits
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", count)
 
