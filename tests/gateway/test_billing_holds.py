@@ -48,8 +48,9 @@ def _kill_tree(pid: int) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _serve(db: Database, tmp_path: Path, node: str) -> AsyncIterator[int]:
-    """``evhub serve`` as a process on the test database; yields its OCPP port once it answers /health."""
+async def _serve(db: Database, tmp_path: Path, node: str) -> AsyncIterator[tuple[int, int]]:
+    """``evhub serve`` as a process on the test database; yields its HTTP and OCPP ports once it answers
+    /health."""
     http_port, ocpp_port = free_port(), free_port()
     env = dict(os.environ, EVHUB_DATABASE_URL=db.url, EVHUB_HTTP_HOST="127.0.0.1", EVHUB_HTTP_PORT=str(http_port),
                EVHUB_OCPP_HOST="127.0.0.1", EVHUB_OCPP_PORT=str(ocpp_port), EVHUB_NODE_NAME=node)  # fmt: skip
@@ -69,7 +70,7 @@ async def _serve(db: Database, tmp_path: Path, node: str) -> AsyncIterator[int]:
                     if (await api.get("/health")).status_code == 200:
                         break
                 await asyncio.sleep(0.1)
-        yield ocpp_port
+        yield http_port, ocpp_port
     finally:
         if proc.returncode is None:
             proc.terminate()
@@ -116,7 +117,10 @@ async def test_a_block_and_its_release_reach_every_process_within_a_second(
     d = await seed(db)
     await _add_charger(db, d, "HOLD-A")
     await _add_charger(db, d, "HOLD-B")
-    async with _serve(db, tmp_path, "hub-a") as port_a, _serve(db, tmp_path, "hub-b") as port_b:
+    async with (
+        _serve(db, tmp_path, "hub-a") as (http_a, port_a),
+        _serve(db, tmp_path, "hub-b") as (_, port_b),
+    ):
         chargers = [await _connect(port_a, "HOLD-A"), await _connect(port_b, "HOLD-B")]
         try:
             assert [await _status(c) for c in chargers] == ["Accepted", "Accepted"]
@@ -126,6 +130,10 @@ async def test_a_block_and_its_release_reach_every_process_within_a_second(
             started = await chargers[1].ok("StartTransaction", {"connectorId": 1, "idTag": TOKEN, "meterStart": 0,
                                                                 "timestamp": "2026-06-16T10:00:00Z"})  # fmt: skip
             assert started["idTagInfo"]["status"] == "Blocked"
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_a}", timeout=5) as api:
+                [status] = (await api.get("/api/billing/dunning")).json()  # the component mounts the API
+            assert (status["state"], status["held_for"], status["last_step"]["rule"]) == (
+                "blocked", [d.number], "block")  # fmt: skip
 
             async with db.session() as s:  # the payments part's bank transfer releases the holds with it
                 await record_bank_transfer(s, d.number, d.payable, f"RF {d.number}", utcnow().date())
