@@ -3,10 +3,11 @@
 * A **credit CDR** (a correction) whose original is on an invoice (per-session or monthly) gets the credit note
   of that invoice (:func:`billing.store.issuing.issue_cdr_credit_note`). One whose original is on no invoice
   yet gets nothing now: both are lines of the fleet's next monthly invoice.
-* A **priced CDR of a driver without a contract** (a token with no fleet: the app and ad-hoc drivers of an
-  eMSP, or a CPO's own ad-hoc cards) gets its per-session invoice from the issuer of the party selling it: the
-  issuer whose party is the token's eMSP (``cdr.emsp_id`` / ``token.emsp_id``), else the CPO's
-  (``cdr.cpo_id``). No such issuer, no token, a fleet token, a CDR without priced lines or in another
+* A **priced CDR of a driver without a contract** (a token with no fleet: the app and card drivers of an
+  eMSP, or an ad-hoc driver at a CPO) gets its per-session invoice from the issuer of the party selling it
+  (:func:`seller_issuer`): the issuer whose party is the token's eMSP (``cdr.emsp_id`` / ``token.emsp_id``),
+  or the CPO's (``cdr.cpo_id``) for an ``AD_HOC_USER`` token or one of no eMSP. No such issuer (a roaming
+  partner's driver: the partner bills them), no token, a fleet token, a CDR without priced lines or in another
   currency than the issuer's: nothing (logged at debug). The buyer is the driver as the token knows them
   (:func:`consumer_buyer`); a driver account is created for the token so payments can follow, and the
   invoice's collection is requested.
@@ -49,19 +50,15 @@ class NotBilledNow(BillingError):
 
 
 async def seller_issuer(db_session: AsyncSession, cdr: Cdr, token: Token | None) -> BillingIssuer | None:
-    """The issuer of the party selling ``cdr``'s session: the token's eMSP's, else the CPO's."""
-    for party_id in (cdr.emsp_id, token.emsp_id if token else None, cdr.cpo_id):
-        if party_id is None:
-            continue
-        row = await db_session.scalar(
-            select(BillingIssuer)
-            .where(BillingIssuer.party_id == party_id)
-            .order_by(BillingIssuer.id)
-            .limit(1)
-        )
-        if row is not None:
-            return row
-    return None
+    """The issuer of the party selling ``cdr``'s session to its driver: the token's eMSP's (its app and card
+    drivers), or the CPO's for an ad-hoc driver (``AD_HOC_USER``, or a token of no eMSP). A token of an eMSP that
+    is no issuer is a roaming contract: that eMSP bills its driver, the CPO bills the eMSP (settlement), None."""
+    emsp = cdr.emsp_id if cdr.emsp_id is not None else (token.emsp_id if token else None)
+    ad_hoc = token is not None and token.type == "AD_HOC_USER"
+    party_id = cdr.cpo_id if ad_hoc or emsp is None else emsp
+    return await db_session.scalar(
+        select(BillingIssuer).where(BillingIssuer.party_id == party_id).order_by(BillingIssuer.id).limit(1)
+    )
 
 
 def _alpha2(code: str | None) -> str | None:
@@ -100,7 +97,9 @@ async def invoice_cdr(db_session: AsyncSession, cdr: Cdr) -> BillingDocument:
         raise NotBilledNow(f"CDR {cdr.cdr_uid} is a fleet's: it goes on the fleet's monthly invoice")
     issuer = await seller_issuer(db_session, cdr, token)
     if issuer is None:
-        raise NotBilledNow(f"CDR {cdr.cdr_uid}: neither its eMSP nor its CPO is an issuer")
+        raise NotBilledNow(
+            f"CDR {cdr.cdr_uid}: the party selling it (its driver's eMSP, or the CPO ad hoc) is no issuer"
+        )
     if issuer.currency != cdr.currency:
         raise NotBilledNow(
             f"CDR {cdr.cdr_uid} is in {cdr.currency}, issuer {issuer.key} invoices in {issuer.currency}"

@@ -1,5 +1,6 @@
 """Billing documents test kit (issue 14): the demo's pricing network (AmsterPower in Amsterdam and London, the eMSP
-Roam ``NL*EMS`` with its app driver's ``TOKEN-1``), the fleet Acme with two drivers' tokens, Roam as an issuer,
+Roam ``NL*EMS`` with its app driver's ``TOKEN-1``, an ad-hoc ``ADHOC-1``), the fleet Acme with two drivers' tokens,
+Roam as an issuer,
 Acme's billing account (months of Europe/Amsterdam), and ended sessions priced by the real engine
 (:func:`tariffs.rating.rate_pending`) with billing's real CDR hook (:data:`HOOKS`, as ``evhub serve`` wires it)."""
 
@@ -70,6 +71,12 @@ async def seed_world(db: Database, *, timezone: str = "Europe/Amsterdam", issuer
                     uid=uid, issuer_party="NL*EMS", fleet="Acme", driver_name=driver, vehicle=vehicle
                 ),
             )
+        await prov.add_token(  # an ad-hoc driver at AmsterPower's chargers: the CPO sells to them
+            s,
+            prov.TokenSpec(
+                uid="ADHOC-1", issuer_party="NL*EMS", type="AD_HOC_USER", driver_name="Eve Walk-in"
+            ),
+        )
         account = await billing.add_fleet_account(s, "Acme", "roam", ACME, timezone=timezone)
         return World(parties=network.parties, account_id=account.id, fleet_id=fleet.id)
 

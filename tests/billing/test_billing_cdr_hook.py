@@ -109,7 +109,7 @@ async def test_a_credit_of_a_cdr_on_a_monthly_invoice_credits_its_lines_there(db
         assert await billing.document_of(s, fresh.id, billing.INVOICE) is None
 
 
-async def test_the_cpos_issuer_invoices_when_the_emsp_is_none_and_nobody_without_one(db: Database) -> None:
+async def test_the_cpo_invoices_its_ad_hoc_drivers_and_nobody_invoices_a_roaming_driver(db: Database) -> None:
     world = await seed_world(db, issuer_party=False)  # Roam issues, but for no party
     await charge(db, "TOKEN-1", utc(2026, 6, 10, 9, 0), "nobody")
     assert await rate(db) == 1
@@ -128,9 +128,11 @@ async def test_the_cpos_issuer_invoices_when_the_emsp_is_none_and_nobody_without
     )
     async with db.session() as s:
         await billing.add_issuer(s, amp, world.parties["NL*AMP"])
-    await charge(db, "TOKEN-1", utc(2026, 6, 11, 9, 0), "cpo")
-    assert await rate(db) == 1
+    await charge(db, "TOKEN-1", utc(2026, 6, 11, 9, 0), "roaming")  # Roam's driver: Roam bills them, not AMP
+    await charge(db, "ADHOC-1", utc(2026, 6, 12, 9, 0), "cpo")  # ad hoc at AmsterPower: AmsterPower sells
+    assert await rate(db) == 2
     [row] = await documents(db)
+    assert billing.load_invoice(row.document).buyer.legal_name == "Eve Walk-in"
     async with db.session() as s:
         issuer = await billing.get_issuer(s, "amp")
         assert row.issuer_id == issuer.id and row.number == "AMP-2026-000001"
@@ -166,7 +168,7 @@ async def test_an_issuer_added_for_a_party_on_the_cli_invoices_its_drivers_and_t
     await seed_world(db, issuer_party=False)
     one_error(await cli(*AMP_ISSUER, "--party", "ZZ*ZZZ", ok=False), "no party ZZ*ZZZ")
     assert "added issuer amp" in (await cli(*AMP_ISSUER, "--party", "nl*amp")).output
-    await charge(db, "TOKEN-1", utc(2026, 6, 10, 9, 0), "app")
+    await charge(db, "ADHOC-1", utc(2026, 6, 10, 9, 0), "app")
     await charge(db, "ACME-1", utc(2026, 6, 11, 9, 0), "fleet")
     assert await rate(db) == 2
     [row] = await documents(db)
