@@ -114,6 +114,10 @@ async def _effect(
     if action is DunningAction.REMINDER:
         key = stored_key(issuer.key, step.key)
         return await enqueue_reminder(db_session, key, document, account, issuer, balance, today)
+    if action in (DunningAction.LOWER_LIMIT, DunningAction.BLOCK_TOKENS) and (
+        account.fleet_id is None and account.token_id is None
+    ):  # a party's account (B2B): no tokens of its own to hold
+        return {"hold": None, "skipped": "the account has no fleet or token to hold"}
     if action is DunningAction.LOWER_LIMIT:
         assert step.limit is not None
         hold = await place_hold(

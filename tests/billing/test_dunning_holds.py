@@ -2,25 +2,29 @@
 its token only, a fleet's on every token of the fleet and no other; a lowered limit is the lower of the hold's
 and the token's own; a held token with real-time authorization is refused without asking; one query reads the
 holds whatever their number; a credit note settles an invoice and releases its holds; a reminder without an
-address is recorded as not sent."""
+address is recorded as not sent; a party's (B2B) account has no tokens to hold and its step says so."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import event, select
 
 import billing
+from billing.store.accounts import party_account
 from billing.store.dunning import invoice_steps, run_dunning
 from billing.store.holds import release_if_settled
+from billing.store.issuers import get_issuer
 from cpo_gateway.authorization import ACCEPTED, BLOCKED, NO_CREDIT, Authorizer, AuthResult
 from kernel.db.engine import Database
 from kernel.models import BillingDocument, BillingHold, OutboxMessage, Token
 from kernel.seams import Services
-from tests.billing.dunning_kit import TOKEN, Dunned, day, seed, seed_driver
+from kernel.timeutil import utcnow
+from tests.billing.dunning_kit import FLEET_BUYER, TOKEN, Dunned, day, seed, seed_driver
 from tests.billing.store_kit import add_credit
-from tests.world.fleets import add_fleet_with_manager, add_token
+from tests.world.fleets import add_fleet_with_manager, add_session, add_token
 
 BLOCK_ONLY = {"rules": [{"name": "block", "days_after_due": 1, "action": "block_tokens"}]}
 LIMIT_ONLY = {"rules": [{"name": "limit", "days_after_due": 1, "action": "lower_limit", "limit": "50"}]}
@@ -151,3 +155,24 @@ async def test_a_reminder_without_an_address_is_recorded_as_not_sent(db: Databas
         [step] = await invoice_steps(s, doc)
     assert mail.destination == "manager@acme.example"
     assert step.detail == {"sent": False, "reason": "no e-mail address for the account"}
+
+
+async def test_a_partys_account_has_no_tokens_to_hold_and_the_step_says_so(db: Database) -> None:
+    d = await seed(db, schedule=BLOCK_ONLY)
+    _, cdr_id = await add_session(db, d.world, TOKEN, utcnow() - timedelta(hours=5), "3")
+    assert cdr_id is not None
+    async with db.session() as s:
+        account = await party_account(s, await get_issuer(s, "voltstreet"), d.world.cpo_id, FLEET_BUYER)
+        doc = await billing.issue_session_invoice(
+            s, issuer_key="voltstreet", cdr_id=cdr_id, buyer=FLEET_BUYER, account_id=account.id
+        )
+        document_id = doc.id
+    assert await run_dunning(db, today=day(d, 1)) == 2  # the fleet's block, and the party's step recorded
+    assert await run_dunning(db, today=day(d, 1)) == 0
+    async with db.session() as s:
+        doc = await s.get(BillingDocument, document_id)
+        assert doc is not None
+        [step] = await invoice_steps(s, doc)
+        holds = (await s.scalars(select(BillingHold))).all()
+    assert step.detail == {"hold": None, "skipped": "the account has no fleet or token to hold"}
+    assert [h.document_id for h in holds] == [d.document_id]
