@@ -7,12 +7,14 @@ kind ``invoice``). That is the month's CDRs, plus any that arrived after an earl
 CDR goes on the next monthly invoice). A credit CDR whose original is on no invoice yet is a negative line next
 to it; one whose original was invoiced gets a credit note instead (:mod:`billing.cdr_hook`). Lines are grouped by
 driver and vehicle (the token's ``driver_name`` and ``vehicle``, which the portal's assignment copies onto it),
-then the account's uninvoiced ``billing_charges`` follow as fee lines and are marked with the invoice's id.
+then the account's uninvoiced ``billing_charges`` follow as fee lines and are marked with the invoice's id (a
+fee outside the scope of VAT next to taxed lines on an invoice of its own: EN 16931's BR-O rules).
 
 One invoice per account and period (``source_key`` ``monthly:<account>:<period>``, UNIQUE per issuer and
 kind), in the caller's transaction: the issuer's invoice counter is locked first (:mod:`.numbers`) and the
 invoice and its CDRs are looked up again under the lock, so two concurrent calls issue one invoice. A month with
-nothing to bill issues nothing (None).
+nothing to bill issues nothing (None). The fleet accounts these invoices go to are added
+(:func:`add_fleet_account`) and listed (:func:`account_items`) here too.
 """
 
 from __future__ import annotations
