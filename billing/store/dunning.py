@@ -5,12 +5,14 @@
 :func:`billing.core.dunning.next_steps` what is due on the account's "today" (the hub's clock in the account's
 time zone). Each step is done in its own transaction, which first inserts its ``billing_dunning_steps`` row (key
 UNIQUE) and then makes its effect: a concurrent run on another process waits on that key and then skips it, a
-crash rolls back both, so a rerun repeats nothing and misses nothing.
+crash rolls back both, so a rerun repeats nothing and misses nothing. The step first locks the invoice's row and
+reads its balance again (a payment may have come in since the standing was read).
 
 * ``retry_payment``: ``collect(db, document_id, attempt)``, given by the caller (:mod:`billing.dunning_job`
-  passes ``billing.payments.collection.collect_document``; the store does not import the payments). The charge calls the provider, so it is not made inside the step's transaction:
-  the step is claimed (committed) first, then collected, then its outcome written on the step. A crash between
-  the claim and the charge loses that one attempt (the next occurrence retries); it never charges twice.
+  passes ``billing.payments.collection.collect_document``; the store does not import the payments). The
+  charge calls the provider, so it is not made inside the step's transaction: the step is claimed (committed)
+  first, then collected, then its outcome written on the step. A crash between the claim and the charge loses
+  that one attempt (the next occurrence retries); it never charges twice.
 * ``reminder``: an e-mail through the durable outbox (channel ``email``, the receipt sender's payload shape),
   rendered in the account's language, dedupe key = the step key.
 * ``lower_limit`` / ``block_tokens``: a hold (:mod:`.holds`) on the account's fleet or driver token.
