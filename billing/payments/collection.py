@@ -204,23 +204,23 @@ async def record_charge(
     return True
 
 
-async def _store(db: Database, payment_id: int, charge: Charge) -> PaymentItem:
-    async with db.session() as db_session:
-        row = await db_session.get(BillingPayment, payment_id, with_for_update=not db.is_sqlite)
-        assert row is not None
-        await record_charge(db_session, row, charge, source="collection")
-        document = await db_session.get(BillingDocument, row.document_id) if row.document_id else None
-        return item_of(row, document.number if document else None)
+async def locked_payment(db_session: AsyncSession, payment_id: int) -> BillingPayment:
+    """The payment row, locked for the transaction (``FOR UPDATE`` on PostgreSQL; on SQLite every transaction
+    is ``BEGIN IMMEDIATE``, one writer at a time) and read afresh: two collectors of one attempt, in one
+    process or several, take turns, and the second finds what the first did."""
+    row = await db_session.scalar(
+        select(BillingPayment)
+        .where(BillingPayment.id == payment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert row is not None
+    return row
 
 
-async def _fail(db: Database, payment_id: int, reason: str) -> PaymentItem:
-    async with db.session() as db_session:
-        row = await db_session.get(BillingPayment, payment_id)
-        assert row is not None
-        if row.status == PENDING:
-            row.status, row.failure_reason = FAILED, reason
-        document = await db_session.get(BillingDocument, row.document_id) if row.document_id else None
-        return item_of(row, document.number if document else None)
+async def _item(db_session: AsyncSession, row: BillingPayment) -> PaymentItem:
+    document = await db_session.get(BillingDocument, row.document_id) if row.document_id else None
+    return item_of(row, document.number if document else None)
 
 
 async def collect(
@@ -228,7 +228,10 @@ async def collect(
 ) -> PaymentItem | None:
     """Make (or resume) collection attempt ``attempt`` of invoice ``document_id``; the payment as it ended
     (or still pending), None when nothing is owed. PaymentError: no such invoice, no payment method, or
-    collection is off. A network error propagates: call again with the same attempt."""
+    collection is off. A network error propagates: call again with the same attempt.
+
+    Steps 2 and 3 each run in a transaction holding the payment row's lock across the provider call, so a
+    concurrent collector of the same attempt waits and then sees the PaymentIntent (or the outcome)."""
     planned = await _plan(db, document_id, attempt)
     if not isinstance(planned, _Plan):
         return planned
@@ -237,28 +240,42 @@ async def collect(
     if provider is None:
         raise PaymentError("payment collection is off: EVHUB_STRIPE_API_KEY is not set")
     try:
-        charge_id = planned.provider_ref
-        if charge_id is None:
-            try:
-                charge = await provider.create_charge(
-                    customer_id=planned.customer_id,
-                    payment_method_id=planned.payment_method_id,
-                    amount_minor=to_minor(planned.amount, planned.currency),
-                    currency=planned.currency,
-                    idempotency_key=planned.key,
-                    metadata={"evhub_document_id": str(document_id), "evhub_idempotency_key": planned.key},
-                )
-            except ProviderError as exc:
-                return await _fail(db, planned.payment_id, exc.reason)
-            await _store(db, planned.payment_id, charge)  # step 2 committed: a retry finds this PaymentIntent
-            charge_id = charge.id
-        charge = await provider.retrieve_charge(charge_id)
-        if charge.needs_confirmation:
-            try:
-                charge = await provider.confirm_charge(charge_id, idempotency_key=f"{planned.key}-confirm")
-            except ProviderError as exc:
-                return await _fail(db, planned.payment_id, exc.reason)
-        return await _store(db, planned.payment_id, charge)
+        async with db.session() as db_session:  # step 2, committed: a retry finds this PaymentIntent
+            row = await locked_payment(db_session, planned.payment_id)
+            if row.status in FINAL:
+                return await _item(db_session, row)
+            if row.provider_ref is None:
+                try:
+                    charge = await provider.create_charge(
+                        customer_id=planned.customer_id,
+                        payment_method_id=planned.payment_method_id,
+                        amount_minor=to_minor(row.amount, row.currency),
+                        currency=row.currency,
+                        idempotency_key=planned.key,
+                        metadata={
+                            "evhub_document_id": str(document_id),
+                            "evhub_idempotency_key": planned.key,
+                        },
+                    )
+                except ProviderError as exc:
+                    row.status, row.failure_reason = FAILED, exc.reason
+                    return await _item(db_session, row)
+                await record_charge(db_session, row, charge, source="collection")
+        async with db.session() as db_session:  # step 3
+            row = await locked_payment(db_session, planned.payment_id)
+            if row.status in FINAL or row.provider_ref is None:
+                return await _item(db_session, row)
+            charge = await provider.retrieve_charge(row.provider_ref)
+            if charge.needs_confirmation:
+                try:
+                    charge = await provider.confirm_charge(
+                        row.provider_ref, idempotency_key=f"{planned.key}-confirm"
+                    )
+                except ProviderError as exc:
+                    row.status, row.failure_reason = FAILED, exc.reason
+                    return await _item(db_session, row)
+            await record_charge(db_session, row, charge, source="collection")
+            return await _item(db_session, row)
     finally:
         if own:
             await provider.aclose()

@@ -57,7 +57,9 @@ def _charge_of(intent: dict[str, Any], status: str) -> Charge:
 
 async def _payment(db_session: AsyncSession, ref: str) -> BillingPayment | None:
     return await db_session.scalar(
-        select(BillingPayment).where(BillingPayment.provider_ref == ref, BillingPayment.kind == PAYMENT)
+        select(BillingPayment)
+        .where(BillingPayment.provider_ref == ref, BillingPayment.kind == PAYMENT)
+        .with_for_update()  # a collector storing the same outcome finishes first
     )
 
 

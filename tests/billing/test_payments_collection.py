@@ -4,6 +4,7 @@ payments adding up, and a crash at each step never charging twice (localstripe's
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
@@ -177,6 +178,18 @@ async def test_a_crash_at_any_step_never_charges_twice(
     assert statuses.count("succeeded") == 1, statuses  # exactly one charge; an orphan is never confirmed
     assert await collect(db, invoice.id, 1) == done
     assert len(await payments(db, invoice.id)) == 1 and await _outstanding(db, invoice.id) == 0
+
+
+async def test_concurrent_collectors_of_one_attempt_charge_once(
+    db: Database, use_localstripe: LocalStripe
+) -> None:
+    _, account_id = await fleet_with_account(db)
+    await with_card(db, use_localstripe, account_id)
+    [invoice] = await invoices(db, account_id)
+    results = await asyncio.gather(*(collect(db, invoice.id, 1) for _ in range(4)))
+    assert {(r.id, r.status) for r in results if r is not None} == {(results[0].id, "succeeded")}  # type: ignore[union-attr]
+    assert [i["status"] for i in intents(use_localstripe)] == ["succeeded"]  # not even an orphan
+    assert len(await payments(db, invoice.id)) == 1
 
 
 async def test_collection_off_without_a_key_and_refusals(
