@@ -200,3 +200,23 @@ async def test_a_retry_calls_the_collector_with_its_attempt_and_records_the_outc
         first, second = [st for st in await invoice_steps(s, doc) if st.rule == "retry"]
     assert first.detail == {"attempt": 1, "outcome": "pending"}
     assert second.detail["outcome"] == "error" and "card declined" in second.detail["error"]
+
+
+async def test_the_fee_is_a_line_of_the_accounts_next_monthly_invoice(db: Database) -> None:
+    import billing
+
+    d = await seed(db, schedule=FEES)
+    assert await run_dunning(db, today=day(d, 5)) == 2  # the reminder and the fee, charged on 5 July
+    from kernel.clock import pinned
+
+    with pinned(datetime(2026, 8, 1, 9, 0, tzinfo=UTC)):  # July is over in Berlin
+        async with db.session() as s:
+            monthly = await billing.issue_monthly_invoice(s, d.account_id, "2026-07")
+    async with db.session() as s:
+        assert monthly is not None
+        lines = monthly.document["lines"]
+        charge = (await s.scalars(select(BillingCharge))).one()
+    fees = [(ln["description"], Decimal(ln["net"]), Decimal(ln["vat_rate"])) for ln in lines]
+    assert (f"Dunning fee (fee), invoice {d.number}", Decimal("7.50"), Decimal("19")) in fees
+    assert charge.document_id == monthly.id
+    assert await run_dunning(db, today=day(d, 5)) == 0  # charged once
