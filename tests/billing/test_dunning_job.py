@@ -203,7 +203,7 @@ async def test_a_retry_calls_the_collector_with_its_attempt_and_records_the_outc
 
 
 async def test_the_fee_is_a_line_of_the_accounts_next_monthly_invoice(db: Database) -> None:
-    import billing
+    from billing.monthly_job import issue_monthly_invoice
 
     d = await seed(db, schedule=FEES)
     assert await run_dunning(db, today=day(d, 5)) == 2  # the reminder and the fee, charged on 5 July
@@ -211,7 +211,7 @@ async def test_the_fee_is_a_line_of_the_accounts_next_monthly_invoice(db: Databa
 
     with pinned(datetime(2026, 8, 1, 9, 0, tzinfo=UTC)):  # July is over in Berlin
         async with db.session() as s:
-            monthly = await billing.issue_monthly_invoice(s, d.account_id, "2026-07")
+            monthly = await issue_monthly_invoice(s, d.account_id, "2026-07")
     async with db.session() as s:
         assert monthly is not None
         lines = monthly.document["lines"]
