@@ -86,7 +86,16 @@ async def invoice_by_number(db_session: AsyncSession, number: str) -> BillingDoc
     return rows[0]
 
 
+async def lock_document(db_session: AsyncSession, document_id: int) -> None:
+    """Lock the document's row for the transaction (PostgreSQL; SQLite has one writer at a time): planning a
+    payment or a refund of one invoice is serialised, so two planners never both see nothing planned."""
+    await db_session.execute(
+        select(BillingDocument.id).where(BillingDocument.id == document_id).with_for_update()
+    )
+
+
 async def invoice_by_id(db_session: AsyncSession, document_id: int) -> BillingDocument:
+    await lock_document(db_session, document_id)
     document = await db_session.get(BillingDocument, document_id)
     if document is None or document.kind != INVOICE:
         raise PaymentError(f"no invoice with id {document_id}")

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.payments.collection import locked_payment
 from billing.payments.ledger import (
     CREDIT_NOTE,
     PAYMENT,
@@ -22,6 +24,7 @@ from billing.payments.ledger import (
     PaymentItem,
     invoice_by_number,
     item_of,
+    lock_document,
 )
 from billing.payments.provider import (
     FAILED,
@@ -55,6 +58,8 @@ async def _invoice(db_session: AsyncSession, document_id: int) -> BillingDocumen
     document = await db_session.get(BillingDocument, document_id)
     if document is not None and document.kind == CREDIT_NOTE and document.credits_document_id is not None:
         document = await db_session.get(BillingDocument, document.credits_document_id)
+    if document is not None:
+        await lock_document(db_session, document.id)  # one refund planner per invoice at a time
     if document is None or document.kind != "invoice":
         raise PaymentError(f"no invoice with id {document_id}")
     return document
@@ -157,13 +162,6 @@ async def _plan(db: Database, document_id: int) -> tuple[str, list[_Pending]]:
         ]
 
 
-async def _store(db: Database, payment_id: int, refund: Refund) -> None:
-    async with db.session() as db_session:
-        row = await db_session.get(BillingPayment, payment_id)
-        assert row is not None
-        record_refund(row, refund)
-
-
 def record_refund(row: BillingPayment, refund: Refund) -> bool:
     """A refund's outcome on its row; True when it changed."""
     changed = row.provider_ref != refund.id or (refund.status != PENDING and row.status != refund.status)
@@ -180,7 +178,10 @@ async def refund_document(
 ) -> list[PaymentItem]:
     """Refund what is owed back on invoice ``document_id`` (or on the invoice a credit note credits); the
     refunds made (empty when nothing is owed). Idempotent: a second call makes none."""
-    number, plans = await _plan(db, document_id)
+    try:
+        number, plans = await _plan(db, document_id)
+    except IntegrityError:  # a concurrent call planned the same refunds first: resume those
+        number, plans = await _plan(db, document_id)
     if not plans:
         return []
     own = provider is None
@@ -189,24 +190,30 @@ async def refund_document(
         raise PaymentError("payment collection is off: EVHUB_STRIPE_API_KEY is not set")
     try:
         for plan in plans:
-            try:
-                if plan.provider_ref is not None:
-                    refund = await provider.retrieve_refund(plan.provider_ref)
-                else:
-                    found = await provider.find_refund(plan.charge_id, plan.key)
-                    refund = found or await provider.refund(
-                        plan.charge_id,
-                        amount_minor=to_minor(plan.amount, plan.currency),
-                        idempotency_key=plan.key,
-                        metadata={"evhub_document_id": str(document_id), "evhub_idempotency_key": plan.key},
-                    )
-            except ProviderError as exc:
-                async with db.session() as db_session:
-                    row = await db_session.get(BillingPayment, plan.payment_id)
-                    assert row is not None
+            async with (
+                db.session() as db_session
+            ):  # the row's lock across the call: concurrent calls take turns
+                row = await locked_payment(db_session, plan.payment_id)
+                if row.status != PENDING:
+                    continue
+                try:
+                    if row.provider_ref is not None:
+                        refund = await provider.retrieve_refund(row.provider_ref)
+                    else:
+                        found = await provider.find_refund(plan.charge_id, plan.key)
+                        refund = found or await provider.refund(
+                            plan.charge_id,
+                            amount_minor=to_minor(row.amount, row.currency),
+                            idempotency_key=plan.key,
+                            metadata={
+                                "evhub_document_id": str(document_id),
+                                "evhub_idempotency_key": plan.key,
+                            },
+                        )
+                except ProviderError as exc:
                     row.status, row.failure_reason = FAILED, exc.reason
-                continue
-            await _store(db, plan.payment_id, refund)
+                    continue
+                record_refund(row, refund)
     finally:
         if own:
             await provider.aclose()

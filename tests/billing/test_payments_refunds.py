@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from decimal import Decimal
 
@@ -96,6 +97,16 @@ async def test_a_crash_after_the_refund_call_never_refunds_twice(
     [done] = await refund_document(db, invoice.id, provider=provider_for(localstripe))  # the retry
     assert done.id == pending.id and done.status == "succeeded"
     assert len(refunds(localstripe)) == 1  # found by its key, not made again
+    assert await _outstanding(db, invoice) == 0
+
+
+async def test_concurrent_refunds_refund_once(db: Database, localstripe: LocalStripe) -> None:
+    invoice = await _paid_then_credited(db, localstripe)
+    done = await asyncio.gather(
+        *(refund_document(db, invoice.id, provider=provider_for(localstripe)) for _ in range(3))
+    )
+    assert len(refunds(localstripe)) == 1
+    assert {(r.id, r.status) for items in done for r in items} == {(done[0][0].id, "succeeded")}
     assert await _outstanding(db, invoice) == 0
 
 
