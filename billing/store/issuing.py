@@ -10,18 +10,19 @@ document that the core refuses raises before anything is written; the caller's r
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.core.credit_notes import credit_for_cdr
+from billing.core.credit_notes import credit_for_cdr, partial_credit
 from billing.core.documents import CreditNote, Identity, Invoice
 from billing.core.invoices import session_invoice
 from billing.store.cdrs import priced_cdr
 from billing.store.codec import load_credit_note, load_invoice, to_json
 from billing.store.issuers import from_row, get_issuer
 from billing.store.numbers import Allocated, lock, take
-from kernel.models.billing import BillingDocument, BillingDocumentCdr, BillingIssuer
+from kernel.models.billing import BillingDocument, BillingDocumentCdr, BillingIssuer, BillingNumberSeries
 from kernel.models.cdrs import Cdr
 from kernel.timeutil import utcnow
 
@@ -168,6 +169,9 @@ async def issue_cdr_credit_note(
     existing = await document_of(db_session, credit_cdr_id, CREDIT_NOTE)
     if existing is not None:
         return existing
+    parts = await _invoices_with_lines_of(db_session, invoice_row, original.cdr_uid)
+    if len(parts) > 1:  # a monthly invoice and its invoice outside VAT each carry some of the CDR's lines
+        return await _split_credit(db_session, issuer_row, counter, parts, original, credit, day)
     earlier = (
         await db_session.execute(
             select(BillingDocument)
@@ -187,3 +191,74 @@ async def issue_cdr_credit_note(
     row = _row(issuer_row, CREDIT_NOTE, number, note, credits=invoice_row)
     await _insert(db_session, row, CREDIT_NOTE, [original.id, credit.id])
     return row
+
+
+OUTSIDE_VAT = ":O"  # the source key suffix of a month's invoice outside VAT (billing.store.monthly)
+
+
+async def _invoices_with_lines_of(
+    db_session: AsyncSession, invoice_row: BillingDocument, cdr_uid: str
+) -> list[BillingDocument]:
+    """``invoice_row`` and, for a monthly invoice, its sibling invoice outside VAT when it has lines of CDR
+    ``cdr_uid`` too (the CDR's O lines went there: EN 16931 BR-O-11/12)."""
+    key = invoice_row.source_key
+    if not key or not key.startswith("monthly:"):
+        return [invoice_row]
+    sibling_key = key.removesuffix(OUTSIDE_VAT) if key.endswith(OUTSIDE_VAT) else key + OUTSIDE_VAT
+    sibling = await db_session.scalar(
+        select(BillingDocument).where(
+            BillingDocument.issuer_id == invoice_row.issuer_id,
+            BillingDocument.kind == INVOICE,
+            BillingDocument.source_key == sibling_key,
+        )
+    )
+    parts = [invoice_row]
+    if sibling is not None and any(ln.cdr_id == cdr_uid for ln in load_invoice(sibling.document).lines):
+        parts.append(sibling)
+    return parts
+
+
+async def _split_credit(
+    db_session: AsyncSession,
+    issuer_row: BillingIssuer,
+    counter: BillingNumberSeries,
+    parts: list[BillingDocument],
+    original: Cdr,
+    credit: Cdr,
+    day: date,
+) -> BillingDocument:
+    """The credit notes of a credit CDR whose original's lines are on two invoices: one per invoice, each
+    crediting exactly that CDR's lines there (whole); the first links the CDRs. The credit CDR must negate what
+    the two invoiced together. Returns the first note."""
+    issuer = from_row(issuer_row)
+    invoices = [load_invoice(p.document) for p in parts]
+    wanted = [{ln.line_id: ln.net for ln in inv.lines if ln.cdr_id == original.cdr_uid} for inv in invoices]
+    invoiced = sum((sum(w.values(), Decimal(0)) for w in wanted), Decimal(0))
+    if credit.currency != original.currency or -credit.total_cost_excl_vat != invoiced:
+        raise BillingError(
+            f"credit CDR {credit.cdr_uid} credits {credit.total_cost_excl_vat} {credit.currency}, "
+            f"but {invoiced} was invoiced for CDR {original.cdr_uid}"
+        )
+    rows: list[BillingDocument] = []
+    for part, invoice, lines in zip(parts, invoices, wanted, strict=True):
+        earlier = (
+            await db_session.scalars(
+                select(BillingDocument)
+                .where(BillingDocument.credits_document_id == part.id)
+                .order_by(BillingDocument.id)
+            )
+        ).all()
+        number = take(counter, issuer.credit_series, day)
+        note = partial_credit(
+            invoice,
+            [load_credit_note(n.document) for n in earlier],
+            series=issuer.credit_series.prefix,
+            number=number.number,
+            issue_date=day,
+            reason=f"Correction of CDR {original.cdr_uid} (credit CDR {credit.cdr_uid})",
+            lines=lines,
+        )
+        row = _row(issuer_row, CREDIT_NOTE, number, note, credits=part)
+        await _insert(db_session, row, CREDIT_NOTE, [original.id, credit.id] if not rows else [])
+        rows.append(row)
+    return rows[0]

@@ -40,7 +40,7 @@ from billing.store.accounts import FLEET, buyer_of, fleet_account, summary
 from billing.store.cdrs import priced_cdr
 from billing.store.codec import load_invoice
 from billing.store.issuers import from_row, get_issuer
-from billing.store.issuing import INVOICE, BillingError, _insert, _row
+from billing.store.issuing import INVOICE, OUTSIDE_VAT, BillingError, _insert, _row
 from billing.store.numbers import Allocated, lock, take
 from kernel.models import (
     BillingAccount,
@@ -204,21 +204,33 @@ async def issue_monthly_invoice(
         (c, fee_line(f"fee:{c.id}", c.description, c.amount, c.currency, c.vat_rate, treatment))
         for c in charges
     ]
-    outside = [(c, ln) for c, ln in fees if ln.vat_category is VatCategory.OUTSIDE_SCOPE]
-    taxed = [
-        line for line in monthly_lines(cdrs, treatment) if line.vat_category is not VatCategory.OUTSIDE_SCOPE
-    ]
-    if outside and (taxed or len(outside) < len(fees) or not cdrs):  # else all is O already (the core's gap)
-        fees = [(c, ln) for c, ln in fees if ln.vat_category is not VatCategory.OUTSIDE_SCOPE]
-    else:
-        outside = []
+    # EN 16931 allows no other VAT category next to O (BR-O-11/12), nor VAT ids on it (BR-O-02): the O lines go on
+    # an invoice of their own, whose seller is named by its registration id (BR-CO-26) -- when the issuer has one
+    apart = bool(issuer.identity.registration_id)
+    outside = VatCategory.OUTSIDE_SCOPE
+    session_lines = monthly_lines(cdrs, treatment)
+    main_lines = [ln for ln in session_lines if not (apart and ln.vat_category is outside)]
+    o_lines = [ln for ln in session_lines if apart and ln.vat_category is outside]
+    main_fees = [(c, ln) for c, ln in fees if ln.vat_category is not outside]
+    o_fees = [(c, ln) for c, ln in fees if ln.vat_category is outside]
+    if o_fees and not apart:
+        log.warning(
+            "billing account %s: %d fee(s) outside the scope of VAT wait: issuer %s needs a registration id "
+            "to invoice them without its VAT id (EN 16931 BR-O-02, BR-CO-26)",
+            account.id,
+            len(o_fees),
+            issuer.key,
+        )
+        o_fees = []
+    ids = {cdr.cdr_uid: cdr.id for cdr, _ in rows}
+    on_main = {ln.cdr_id for ln in main_lines}
     first = min([start, *(c.start for c in cdrs)])
     last = max([end - timedelta(seconds=1), *(c.end for c in cdrs)])
     issued: list[BillingDocument] = []
-    if cdrs or fees:
+    if main_lines or main_fees:
         number = take(counter, issuer.invoice_series, day)
         invoice = monthly_invoice(
-            cdrs,
+            (),
             series=issuer.invoice_series.prefix,
             number=number.number,
             issue_date=day,
@@ -227,7 +239,7 @@ async def issue_monthly_invoice(
             terms=issuer.terms,
             treatment=treatment,
             supply_period=SupplyPeriod(first, last),
-            fees=[ln for _, ln in fees],
+            fees=[*main_lines, *(ln for _, ln in main_fees)],
         )
         row = _row(
             issuer_row,
@@ -238,26 +250,26 @@ async def issue_monthly_invoice(
             billing_period=period,
             source_key=source_key(account.id, period),
         )
-        await _insert(db_session, row, INVOICE, [cdr.id for cdr, _ in rows])
-        for charge, _ in fees:
+        await _insert(db_session, row, INVOICE, [ids[uid] for uid in ids if uid in on_main])
+        for charge, _ in main_fees:
             charge.document_id = row.id
         issued.append(row)
-    if outside:
-        if issuer.identity.registration_id:
-            number = take(counter, issuer.invoice_series, day)
-            issued.append(
-                await _outside_vat_invoice(
-                    db_session, issuer_row, account, period, number, outside, SupplyPeriod(start, last), day
-                )
+    if o_lines or o_fees:
+        number = take(counter, issuer.invoice_series, day)
+        issued.append(
+            await _outside_vat_invoice(
+                db_session,
+                issuer_row,
+                account,
+                period,
+                number,
+                [*o_lines, *(ln for _, ln in o_fees)],
+                [ids[uid] for uid in ids if uid not in on_main],
+                [c for c, _ in o_fees],
+                SupplyPeriod(first, last),
+                day,
             )
-        else:
-            log.warning(
-                "billing account %s: %d fee(s) outside the scope of VAT wait: issuer %s needs a registration id "
-                "to invoice them without its VAT id (EN 16931 BR-O-02, BR-CO-26)",
-                account.id,
-                len(outside),
-                issuer.key,
-            )
+        )
     await db_session.flush()
     for row in issued:
         if on_issue is not None:
@@ -271,13 +283,16 @@ async def _outside_vat_invoice(
     account: BillingAccount,
     period: str,
     number: Allocated,
-    outside: list[tuple[BillingCharge, InvoiceLine]],
+    lines: list[InvoiceLine],
+    cdr_ids: list[int],
+    charges: list[BillingCharge],
     supply: SupplyPeriod,
     day: date,
 ) -> BillingDocument:
-    """The month's fees outside the scope of VAT (category O) on an invoice of their own: EN 16931 allows no
-    other category next to O (BR-O-11, BR-O-12) and no seller or buyer VAT id on it (BR-O-02), so the seller is
-    named by its registration id (BR-CO-26). ``source_key`` ``monthly:<account>:<period>:O``."""
+    """The month's lines outside the scope of VAT (category O: a CDR's tariff dimension without VAT, a fee) on an
+    invoice of their own: EN 16931 allows no other category next to O (BR-O-11, BR-O-12) and no seller or buyer
+    VAT id on it (BR-O-02), so the seller is named by its registration id (BR-CO-26). ``source_key``
+    ``monthly:<account>:<period>:O``; it links the CDRs that have no line on the month's main invoice."""
     issuer = from_row(issuer_row)
     buyer = buyer_of(account)
     invoice = monthly_invoice(
@@ -290,7 +305,7 @@ async def _outside_vat_invoice(
         terms=issuer.terms,
         treatment=NORMAL,
         supply_period=supply,
-        fees=[ln for _, ln in outside],
+        fees=lines,
     )
     row = _row(
         issuer_row,
@@ -299,10 +314,10 @@ async def _outside_vat_invoice(
         invoice,
         account_id=account.id,
         billing_period=period,
-        source_key=source_key(account.id, period) + ":O",
+        source_key=source_key(account.id, period) + OUTSIDE_VAT,
     )
-    await _insert(db_session, row, INVOICE, [])
-    for charge, _ in outside:
+    await _insert(db_session, row, INVOICE, cdr_ids)
+    for charge in charges:
         charge.document_id = row.id
     return row
 

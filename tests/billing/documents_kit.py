@@ -20,7 +20,7 @@ import billing
 from billing.component import cdr_hook
 from evhub import provisioning as prov
 from kernel.db.engine import Database
-from kernel.models import BillingDocument, Cdr, ChargingSession
+from kernel.models import EVSE, BillingDocument, Cdr, ChargingSession, Connector
 from portal.admin import add_fleet
 from tariffs.rating import rate_pending
 from tests.world.demo_network import seed_pricing_network
@@ -90,9 +90,37 @@ async def charge(
     kwh: str = "10",
     minutes: int = 60,
     evse: str = "AMS-01-1",
+    charge_minutes: int | None = None,
 ) -> None:
-    """An ended session of ``token`` waiting to be priced."""
-    await seed_ended_session(db, evse, start, minutes, kwh, uid=uid, token_uid=token)
+    """An ended session of ``token`` waiting to be priced (parked after ``charge_minutes``, if given)."""
+    await seed_ended_session(
+        db, evse, start, minutes, kwh, uid=uid, token_uid=token, charge_minutes=charge_minutes
+    )
+
+
+PARKING_OUTSIDE_VAT: dict[str, object] = {
+    "country_code": "NL",
+    "party_id": "AMP",
+    "id": "AMS-PARK",
+    "currency": "EUR",
+    "elements": [
+        {"price_components": [{"type": "ENERGY", "price": 0.30, "vat": 21.0, "step_size": 1}]},
+        {"price_components": [{"type": "PARKING_TIME", "price": 2.40, "step_size": 60}]},  # no VAT applicable
+    ],
+    "last_updated": "2026-01-01T00:00:00Z",
+}
+"""A tariff whose parking is outside the scope of VAT (OCPI: no ``vat``): its CDRs mix categories S and O."""
+
+
+async def price_with_parking_outside_vat(db: Database, evse_uid: str = "AMS-01-1") -> None:
+    """Import :data:`PARKING_OUTSIDE_VAT` and make it the only tariff of ``evse_uid``'s connector."""
+    async with db.session() as s:
+        await prov.import_tariff(s, PARKING_OUTSIDE_VAT)
+        evse = await s.scalar(select(EVSE).where(EVSE.uid == evse_uid))
+        assert evse is not None
+        connector = await s.scalar(select(Connector).where(Connector.evse_pk == evse.id))
+        assert connector is not None
+        connector.tariff_ids = [PARKING_OUTSIDE_VAT["id"]]
 
 
 async def rate(db: Database) -> int:

@@ -36,6 +36,7 @@ from tests.billing.documents_kit import (
     issue_month,
     net,
     one_error,
+    price_with_parking_outside_vat,
     rate,
     seed_world,
     utc,
@@ -330,3 +331,47 @@ async def test_a_fee_outside_vat_goes_on_an_invoice_of_its_own(db: Database) -> 
     async with db.session() as s:
         [fee] = (await s.scalars(select(BillingCharge))).all()
         assert fee.document_id == outside.id
+
+
+@pytest.mark.clock("2026-12-01T10:00:00Z")
+async def test_a_cdrs_lines_outside_vat_go_on_the_months_invoice_outside_vat_and_a_correction_credits_both(
+    db: Database,
+) -> None:
+    world = await seed_world(db)
+    async with db.session() as s:
+        (await billing.get_issuer(s, "roam")).registration_id = "KvK 12345678"
+    await price_with_parking_outside_vat(db, "AMS-01-1")  # energy at 21 %, parking with no VAT applicable
+    await charge(db, "ACME-1", utc(2026, 11, 3, 8, 0), "parked", kwh="8", minutes=100, charge_minutes=40)
+    await charge(db, "ACME-2", utc(2026, 11, 4, 8, 0), "plain", evse="AMS-01-2")
+    assert await rate(db) == 2
+    parked, plain = await cdr_of(db, "parked"), await cdr_of(db, "plain")
+    main = await issue_month(db, world.account_id, "2026-11")
+    assert main is not None
+    outside = (await documents(db))[-1]
+    assert outside.source_key == f"{main.source_key}:O" and outside.id != main.id
+    main_doc, outside_doc = billing.load_invoice(main.document), billing.load_invoice(outside.document)
+    assert {ln.vat_category for ln in main_doc.lines} == {billing.VatCategory.STANDARD}
+    assert [(ln.cdr_id, ln.vat_category) for ln in outside_doc.lines] == [
+        (parked.cdr_uid, billing.VatCategory.OUTSIDE_SCOPE)
+    ]
+    assert outside_doc.seller.vat_id is None and outside_doc.buyer.vat_id is None
+    both = [*main_doc.lines, *outside_doc.lines]
+    for cdr in (parked, plain):  # the CDRs' lines to the cent, over the two invoices
+        assert sum((ln.net for ln in both if ln.cdr_id == cdr.cdr_uid), Decimal(0)) == cdr.total_cost_excl_vat
+    assert await _invoiced_cdrs(db, main.id) == {parked.id, plain.id}
+    for row in (main, outside):
+        xml = cii_xml(billing.load_invoice(row.document))
+        validate_xml(xml)
+        assert schematron_failures(xml) == [], row.number
+    credit, _fresh = await correct_cdr(db, parked.cdr_uid, HOOKS)
+    notes = [d for d in await documents(db) if d.kind == billing.CREDIT_NOTE]
+    assert sorted(n.credits_document_id for n in notes) == sorted([main.id, outside.id])  # type: ignore[type-var]
+    assert sum((n.total_excl_vat for n in notes), Decimal(0)) == parked.total_cost_excl_vat
+    for note in notes:
+        document = billing.load_credit_note(note.document)
+        assert {ln.cdr_id for ln in document.lines} == {parked.cdr_uid}
+        xml = cii_xml(document)
+        validate_xml(xml)
+        assert schematron_failures(xml) == [], note.number
+    async with db.session() as s:
+        assert (await billing.document_of(s, credit.id, billing.CREDIT_NOTE)) is not None
