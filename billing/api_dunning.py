@@ -19,6 +19,7 @@ from sqlalchemy import select
 from billing.store.balances import balance
 from billing.store.dunning import AccountDunning, StepView, account_statuses, invoice_by_number, invoice_steps
 from billing.store.holds import holds_of
+from billing.store.issuers import find_issuer
 from kernel.apiauth import api_key, principal
 from kernel.apierrors import errors, refuse_nul
 from kernel.apipaging import Paging, paged, paging
@@ -110,7 +111,7 @@ def _account(status: AccountDunning) -> AccountDunningOut:
 @router.get(
     "/billing/dunning",
     summary="Each billing account's dunning status: outstanding, overdue, state and last step",
-    responses=paged(),
+    responses={**paged(), **errors(404)},
 )
 async def dunning_status(
     request: Request,
@@ -120,6 +121,8 @@ async def dunning_status(
     hub: Hub = request.app.state.hub
     who = principal(request)
     async with hub.db.session() as db_session:
+        if issuer is not None and await find_issuer(db_session, issuer) is None:
+            raise HTTPException(404, f"no issuer {issuer}")
         statuses = await account_statuses(
             db_session, issuer_key=issuer, party_id=None if who.is_hub else who.cpo_id
         )

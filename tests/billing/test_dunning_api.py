@@ -62,6 +62,8 @@ async def test_status_and_an_invoices_steps_with_party_isolation(
     assert status["state"] == "limited" and status["held_for"] == [d.number] and status["currency"] == "EUR"
     assert status["last_step"]["rule"] == "lower-limit" and status["last_step"]["action"] == "lower_limit"
     assert (await http.get("/api/billing/dunning", headers=_auth(keys["oth"]))).json() == []
+    nobody = await http.get("/api/billing/dunning", params={"issuer": "nobody"}, headers=_auth(keys["hub"]))
+    assert nobody.status_code == 404 and nobody.json()["detail"] == "no issuer nobody"
 
     url = f"/api/billing/invoices/{d.number}/dunning"
     body = (await http.get(url, headers=_auth(keys["cpo"]))).json()
