@@ -90,14 +90,18 @@ def source_key(account_id: int, period: str) -> str:
 async def monthly_invoice_of(
     db_session: AsyncSession, account: BillingAccount, period: str
 ) -> BillingDocument | None:
-    """The account's invoice of ``period``, if it was issued."""
-    return await db_session.scalar(
-        select(BillingDocument).where(
-            BillingDocument.issuer_id == account.issuer_id,
-            BillingDocument.kind == INVOICE,
-            BillingDocument.source_key == source_key(account.id, period),
+    """The account's invoice of ``period``, if it was issued (the one outside VAT when it is the only one)."""
+    key = source_key(account.id, period)
+    rows = (
+        await db_session.scalars(
+            select(BillingDocument).where(
+                BillingDocument.issuer_id == account.issuer_id,
+                BillingDocument.kind == INVOICE,
+                BillingDocument.source_key.in_((key, key + OUTSIDE_VAT)),
+            )
         )
-    )
+    ).all()
+    return min(rows, key=lambda row: row.source_key != key, default=None)
 
 
 def _uninvoiced(cdr_id: Any) -> ColumnElement[bool]:

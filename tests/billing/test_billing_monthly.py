@@ -331,6 +331,17 @@ async def test_a_fee_outside_vat_goes_on_an_invoice_of_its_own(db: Database) -> 
     async with db.session() as s:
         [fee] = (await s.scalars(select(BillingCharge))).all()
         assert fee.document_id == outside.id
+        s.add(
+            BillingCharge(
+                account_id=world.account_id, description="Late payment fee", amount=Decimal("7.50"),
+                currency="EUR", vat_rate=None, charged_on=date(2027, 1, 20), source_key="dunning:2",
+            )
+        )  # fmt: skip
+    with pinned(utc(2027, 2, 1, 10, 0)):  # January: the fee alone, on the invoice outside VAT, once
+        january = await issue_month(db, world.account_id, "2027-01")
+        again = await issue_month(db, world.account_id, "2027-01")
+    assert january is not None and january.source_key == f"monthly:{world.account_id}:2027-01:O"
+    assert again is not None and again.id == january.id
 
 
 @pytest.mark.clock("2026-12-01T10:00:00Z")
