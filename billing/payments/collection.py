@@ -307,6 +307,9 @@ def make_payment_sender(
         except Exception as exc:  # the network, the database: retried with the same attempt
             log.warning("collection of document %s attempt %s failed: %s", document_id, attempt, exc)
             return DeliveryResult.retry(f"{type(exc).__name__}: {exc}")
+        finally:
+            if provider is not None:
+                await provider.aclose()
         if item is None:
             return DeliveryResult.delivered(status="nothing owed")
         return DeliveryResult.delivered(status=item.status, payment_id=item.id)

@@ -15,6 +15,7 @@ from billing.payments.collection import (
     collect,
     collect_document,
     make_payment_sender,
+    queue_attempt,
     request_collection,
 )
 from billing.payments.ledger import PaymentError
@@ -24,6 +25,7 @@ from kernel.db.engine import Database
 from kernel.models import BillingAccount, BillingDocument, BillingPayment
 from kernel.models.outbox import OutboxMessage, OutboxStatus
 from kernel.outbox import OutboxDispatcher, register_channel, unregister_channel
+from kernel.ports import free_port
 from kernel.settings import Settings
 from simulators.localstripe import CARD_DECLINED_ON_CHARGE, LocalStripe
 from tests.billing.payments_kit import (
@@ -103,6 +105,41 @@ async def test_issued_invoice_is_queued_then_collected_by_the_outbox(
     # the same attempt again: the payment as it ended, nothing new at the provider
     again = await collect(db, invoice.id, 1)
     assert again is not None and again.id == row.id and len(intents(use_localstripe)) == 1
+
+
+async def test_the_payment_channel_parks_a_refusal_and_retries_a_network_error(
+    db: Database, use_localstripe: LocalStripe
+) -> None:
+    _, account_id = await fleet_with_account(db)
+    [no_method, unreachable] = await invoices(db, account_id, 2)
+    async with db.session() as s:
+        assert await queue_attempt(s, no_method.id, 1) and not await queue_attempt(s, no_method.id, 1)
+    register_channel(CHANNEL, make_payment_sender(db))
+    try:
+        await OutboxDispatcher(db, channels=[CHANNEL]).tick()
+    finally:
+        unregister_channel(CHANNEL)
+    async with db.session() as s:
+        [parked] = (await s.scalars(select(OutboxMessage).where(OutboxMessage.channel == CHANNEL))).all()
+        assert parked.status == OutboxStatus.PARKED and "no payment method" in (parked.parked_reason or "")
+    await with_card(db, use_localstripe, account_id)
+    async with db.session() as s:
+        await queue_attempt(s, unreachable.id, 1)
+    gone = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    register_channel(CHANNEL, make_payment_sender(db, lambda: StripeProvider("sk_test_x", api_base=gone)))
+    try:
+        await OutboxDispatcher(db, channels=[CHANNEL]).tick()
+    finally:
+        unregister_channel(CHANNEL)
+    async with db.session() as s:
+        message = await s.scalar(
+            select(OutboxMessage).where(OutboxMessage.dedupe_key == f"payment:{unreachable.id}:1")
+        )
+        assert message is not None and message.status == OutboxStatus.PENDING and message.attempts == 1
+    [row] = await payments(db, unreachable.id)
+    assert row.status == "pending" and row.provider_ref is None  # retried later with the same attempt
+    done = await collect(db, unreachable.id, 1)
+    assert done is not None and done.status == "succeeded" and done.id == row.id
 
 
 async def test_no_collection_without_method_or_with_auto_collect_off(
