@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pycountry
-from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core.documents import Address, Identity
@@ -157,7 +157,11 @@ async def catch_up(db: Database, now: datetime, limit: int = 2000) -> int:
     transaction, a failing one logged and skipped. The number of documents issued. Run by the hourly job."""
     async with db.session() as db_session:
         parties = select(BillingIssuer.party_id).where(BillingIssuer.party_id.is_not(None))
-        sells = or_(Cdr.emsp_id.in_(parties), Token.emsp_id.in_(parties), Cdr.cpo_id.in_(parties))
+        emsp = func.coalesce(Cdr.emsp_id, Token.emsp_id)
+        ad_hoc = or_(Token.type == "AD_HOC_USER", emsp.is_(None))
+        sells = or_(
+            and_(ad_hoc, Cdr.cpo_id.in_(parties)), and_(~ad_hoc, emsp.in_(parties))
+        )  # seller_issuer's
         ids = (
             await db_session.scalars(
                 select(Cdr.id)

@@ -188,7 +188,8 @@ async def test_the_hourly_job_issues_what_a_failed_hook_left_unissued(db: Databa
     world = await seed_world(db)
     await charge(db, "TOKEN-1", utc(2026, 11, 10, 9, 0), "app")
     await charge(db, "ACME-1", utc(2026, 11, 11, 9, 0), "fleet")
-    assert await rate_pending(db, ()) == 2  # as if the hook had failed (its savepoint rolled back)
+    await charge(db, "ADHOC-1", utc(2026, 11, 12, 9, 0), "ad-hoc")  # AmsterPower sells it, and is no issuer
+    assert await rate_pending(db, ()) == 3  # as if the hook had failed (its savepoint rolled back)
     november = await issue_month(db, world.account_id, "2026-11")
     assert november is not None
     fleet = await cdr_of(db, "fleet")
