@@ -1,7 +1,8 @@
 """Billing's holds are enforced by every ``evhub serve`` at once (issue 14): two processes share one database, a
 fleet token is Accepted at a charger on each; the dunning job (run here) blocks the fleet for its unpaid invoice
 and the next Authorize on EACH process answers Blocked within 1 s (StartTransaction too); the payment is recorded
-(a bank transfer) and its holds released, and each answers Accepted again within 1 s. On PostgreSQL and on a SQLite file."""
+(a bank transfer, or Stripe's webhook to one of the processes) and its holds released, and each answers
+Accepted again within 1 s. On PostgreSQL and on a SQLite file."""
 
 from __future__ import annotations
 
@@ -14,16 +15,18 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 from sqlalchemy import func, select
 
 from billing.payments.bank_transfers import record_bank_transfer
 from billing.store.dunning import run_dunning
 from kernel.db.engine import Database
-from kernel.models import BillingHold, ChargePoint, OcppVersion, RegistrationStatus
+from kernel.models import BillingHold, BillingPayment, ChargePoint, OcppVersion, RegistrationStatus
 from kernel.ports import free_port
 from kernel.security import hash_password
 from kernel.timeutil import utcnow
 from tests.billing.dunning_kit import TOKEN, Dunned, day, seed
+from tests.billing.payments_kit import WEBHOOK_SECRET, signed
 from tests.gateway.conftest import EVHUB, PASSWORD, Client, basic
 
 WITHIN = 1.0  # seconds: the issue's bound for a block or a release to reach every process
@@ -53,7 +56,8 @@ async def _serve(db: Database, tmp_path: Path, node: str) -> AsyncIterator[tuple
     /health."""
     http_port, ocpp_port = free_port(), free_port()
     env = dict(os.environ, EVHUB_DATABASE_URL=db.url, EVHUB_HTTP_HOST="127.0.0.1", EVHUB_HTTP_PORT=str(http_port),
-               EVHUB_OCPP_HOST="127.0.0.1", EVHUB_OCPP_PORT=str(ocpp_port), EVHUB_NODE_NAME=node)  # fmt: skip
+               EVHUB_OCPP_HOST="127.0.0.1", EVHUB_OCPP_PORT=str(ocpp_port), EVHUB_NODE_NAME=node,
+               EVHUB_STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET)  # fmt: skip
     folder = tmp_path / node
     folder.mkdir()
     with open(folder / "stderr.log", "wb") as log:
@@ -111,15 +115,37 @@ async def _within(chargers: list[Client], status: str) -> float:
     return time.monotonic() - start
 
 
+async def _pay_by_webhook(db: Database, d: Dunned, http_port: int) -> None:
+    """Stripe's ``payment_intent.succeeded`` for a card payment of the invoice, signed, to one process."""
+    async with db.session() as s:
+        s.add(BillingPayment(document_id=d.document_id, account_id=d.account_id, method="card", provider="stripe",
+                             provider_ref="pi_holds_test", idempotency_key=f"holds-test-{d.document_id}",
+                             amount=d.payable, currency="EUR", status="pending", attempt=2))  # fmt: skip
+    intent = {
+        "id": "pi_holds_test",
+        "object": "payment_intent",
+        "amount": int(d.payable * 100),
+        "currency": "eur",
+    }
+    payload, header = signed({"id": "evt_holds_test", "object": "event", "type": "payment_intent.succeeded",
+                              "data": {"object": intent}})  # fmt: skip
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=5) as api:
+        answer = await api.post(
+            "/billing/webhooks/stripe", content=payload, headers={"Stripe-Signature": header}
+        )
+    assert answer.status_code == 200 and answer.json() == {"status": "applied"}, answer.text
+
+
+@pytest.mark.parametrize("paid_by", ["bank transfer", "webhook"])
 async def test_a_block_and_its_release_reach_every_process_within_a_second(
-    db: Database, tmp_path: Path
+    db: Database, tmp_path: Path, paid_by: str
 ) -> None:
     d = await seed(db)
     await _add_charger(db, d, "HOLD-A")
     await _add_charger(db, d, "HOLD-B")
     async with (
         _serve(db, tmp_path, "hub-a") as (http_a, port_a),
-        _serve(db, tmp_path, "hub-b") as (_, port_b),
+        _serve(db, tmp_path, "hub-b") as (http_b, port_b),
     ):
         chargers = [await _connect(port_a, "HOLD-A"), await _connect(port_b, "HOLD-B")]
         try:
@@ -135,8 +161,11 @@ async def test_a_block_and_its_release_reach_every_process_within_a_second(
             assert (status["state"], status["held_for"], status["last_step"]["rule"]) == (
                 "blocked", [d.number], "block")  # fmt: skip
 
-            async with db.session() as s:  # the payments part's bank transfer releases the holds with it
-                await record_bank_transfer(s, d.number, d.payable, f"RF {d.number}", utcnow().date())
+            if paid_by == "webhook":  # to the other process than the one asked below first
+                await _pay_by_webhook(db, d, http_b)
+            else:  # the payments part's bank transfer releases the holds in its transaction
+                async with db.session() as s:
+                    await record_bank_transfer(s, d.number, d.payable, f"RF {d.number}", utcnow().date())
             assert await _within(chargers, "Accepted") < WITHIN
             async with db.session() as s:
                 assert (await s.scalar(select(func.count()).where(BillingHold.released_at.is_(None)))) == 0
