@@ -45,6 +45,7 @@ from billing.payments.collection import collect_invoice
 from billing.payments.ledger import PaymentError, PaymentItem, list_payments
 from billing.payments.provider import PaymentProvider
 from billing.payments.provider import ProviderError as PaymentProviderError
+from billing.payments.provider import ProviderUnavailable as PaymentProviderUnavailable
 from billing.payments.refunds import refund_invoice
 from billing.payments.setup import set_card as set_payment_card
 from billing.payments.stripe_provider import provider_from_settings as payment_provider
@@ -105,6 +106,7 @@ __all__ = [
     "PaymentItem",
     "PaymentProvider",
     "PaymentProviderError",
+    "PaymentProviderUnavailable",
     "PaymentTerms",
     "PricedCdr",
     "ReportError",

@@ -30,6 +30,11 @@ class ProviderError(Exception):
         self.code = code
 
 
+class ProviderUnavailable(Exception):
+    """The provider could not be reached or failed on its side (network, rate limit, 5xx): nothing was
+    decided, so the same request is retried later with the same idempotency key."""
+
+
 def to_minor(amount: Decimal, currency: str) -> int:
     """``amount`` in minor units (EUR 12.34 -> 1234, JPY 500 -> 500); refuses an amount finer than the unit."""
     exact = parse_amount(amount, currency, allow_negative=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date
 
 from billing.payments.ledger import PaymentError
-from billing.payments.provider import PaymentProvider, ProviderError
+from billing.payments.provider import PaymentProvider, ProviderError, ProviderUnavailable
 from billing.payments.stripe_provider import StripeProvider, provider_from_settings
 from kernel.db.engine import Database
 from kernel.models import BillingAccount
@@ -72,6 +72,8 @@ async def start_setup(db: Database, settings: Settings, fleet_id: int, account_i
         intent = await provider.create_setup(customer, method_types=METHOD_TYPES)
     except ProviderError as exc:
         raise PaymentError(f"the payment provider refused: {exc.reason}") from exc
+    except ProviderUnavailable as exc:
+        raise PaymentError(f"the payment provider is unreachable, try again later ({exc})") from exc
     finally:
         await provider.aclose()
     return PaymentSetup(
@@ -97,6 +99,8 @@ async def finish_setup(
         return await _store_method(db, provider, account_id, customer, method_id)
     except ProviderError as exc:
         raise PaymentError(f"the payment provider refused: {exc.reason}") from exc
+    except ProviderUnavailable as exc:
+        raise PaymentError(f"the payment provider is unreachable, try again later ({exc})") from exc
     finally:
         await provider.aclose()
 
@@ -110,5 +114,7 @@ async def set_card(db: Database, settings: Settings, account_id: int, number: st
         return await _store_method(db, provider, account_id, customer, method_id)
     except ProviderError as exc:
         raise PaymentError(f"the payment provider refused the card: {exc.reason}") from exc
+    except ProviderUnavailable as exc:
+        raise PaymentError(f"the payment provider is unreachable, try again later ({exc})") from exc
     finally:
         await provider.aclose()

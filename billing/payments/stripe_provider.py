@@ -25,6 +25,7 @@ from billing.payments.provider import (
     Charge,
     PaymentMethod,
     ProviderError,
+    ProviderUnavailable,
     Refund,
     SetupStart,
 )
@@ -56,8 +57,14 @@ def label_of(method: dict[str, Any]) -> str:
     return str(kind)
 
 
-def _error(exc: stripe.StripeError) -> ProviderError:
-    return ProviderError(exc.user_message or str(exc) or type(exc).__name__, exc.code)
+_TRANSIENT = (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)
+
+
+def _error(exc: stripe.StripeError) -> Exception:
+    """A refusal as :class:`ProviderError`; the provider out of reach as :class:`ProviderUnavailable`."""
+    if isinstance(exc, _TRANSIENT):
+        return ProviderUnavailable(" ".join(f"{type(exc).__name__}: {exc.user_message or exc}".split()))
+    return ProviderError(" ".join((exc.user_message or str(exc) or type(exc).__name__).split()), exc.code)
 
 
 class StripeProvider:
@@ -105,6 +112,8 @@ class StripeProvider:
                 log.warning(
                     "Stripe customer %s of account %s is gone: creating another", customer_id, account_id
                 )
+            except stripe.StripeError as exc:
+                raise _error(exc) from exc
         params: dict[str, Any] = {"name": name, "metadata": {"evhub_account_id": str(account_id)}}
         if email:
             params["email"] = email
@@ -171,9 +180,9 @@ class StripeProvider:
         idempotency_key: str,
         metadata: dict[str, str],
     ) -> Charge:
-        method = await self.v1.payment_methods.retrieve_async(payment_method_id)
-        kind = str(method.to_dict().get("type") or "card")
         try:
+            method = await self.v1.payment_methods.retrieve_async(payment_method_id)
+            kind = str(method.to_dict().get("type") or "card")
             intent = await self.v1.payment_intents.create_async(
                 params={
                     "amount": amount_minor,
@@ -197,7 +206,7 @@ class StripeProvider:
             )
         except stripe.CardError as exc:  # declined: the PaymentIntent says why
             log.info("payment %s declined: %s", charge_id, exc.code)
-            return self._charge(await self.v1.payment_intents.retrieve_async(charge_id))
+            return await self.retrieve_charge(charge_id)
         except stripe.StripeError as exc:
             raise _error(exc) from exc
         return self._charge(intent)

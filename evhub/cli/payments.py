@@ -75,7 +75,9 @@ def payments_collect(number: Annotated[str, typer.Argument(help="The invoice's n
         try:
             item = await billing.collect_invoice(db, number, provider=provider)
         except billing.PaymentProviderError as exc:
-            fail(f"{number}: the payment provider did not answer: {exc.reason}")
+            fail(f"{number}: the payment provider refused: {exc.reason}")
+        except billing.PaymentProviderUnavailable as exc:
+            fail(f"{number}: the payment provider is unreachable, try again later ({exc})")
         finally:
             await provider.aclose()
         if item is None:
@@ -122,7 +124,9 @@ def payments_refund(number: Annotated[str, typer.Argument(help="The invoice's nu
         try:
             items = await billing.refund_invoice(db, number, provider=provider)
         except billing.PaymentProviderError as exc:
-            fail(f"{number}: the payment provider did not answer: {exc.reason}")
+            fail(f"{number}: the payment provider refused: {exc.reason}")
+        except billing.PaymentProviderUnavailable as exc:
+            fail(f"{number}: the payment provider is unreachable, try again later ({exc})")
         finally:
             await provider.aclose()
         if not items:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner, Result
 import billing
 from kernel.db.engine import Database
 from kernel.models import BillingDocumentCdr
+from kernel.ports import free_port
 from simulators.localstripe import CARD_DECLINED_ON_CHARGE, CARD_OK, SECRET_KEY, LocalStripe
 from tests.billing.payments_kit import fleet_with_account, intents, invoices, refunds
 from tests.billing.store_kit import add_credit
@@ -109,6 +110,8 @@ async def test_refusals_are_one_error_line(
     _one_error(await cli("payments", "collect", invoice.number, ok=False), "payment failed")
     [failed] = json.loads((await cli("payments", "list", "--json")).output)
     assert failed["status"] == "failed" and "declined" in failed["failure_reason"]
+    monkeypatch.setenv("EVHUB_STRIPE_API_BASE", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    _one_error(await cli("payments", "collect", invoice.number, ok=False), "unreachable, try again later")
     monkeypatch.setenv("EVHUB_STRIPE_API_KEY", "")
     _one_error(await cli("payments", "collect", invoice.number, ok=False), "payment collection is off")
     monkeypatch.setenv("EVHUB_STRIPE_API_KEY", "pk_wrong")
