@@ -16,6 +16,7 @@ from billing.payments.provider import SUCCEEDED
 from billing.store.holds import release_if_settled
 from kernel.models import BillingPayment
 from kernel.money import MoneyError, parse_amount
+from kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ async def record_bank_transfer(
         raise PaymentError("a bank transfer needs its reference")
     if len(reference) > 140:
         raise PaymentError("a bank transfer's reference has at most 140 characters")
+    if received_on > utcnow().date():
+        raise PaymentError(f"a transfer received on {received_on.isoformat()} is in the future")
     document = await invoice_by_number(db_session, number)
     try:
         value = parse_amount(amount, document.currency)

@@ -153,4 +153,7 @@ async def test_bank_transfers_add_up_and_a_reference_counts_once(db: Database) -
         with pytest.raises(PaymentError, match=message):
             async with db.session() as s:
                 await record_bank_transfer(s, *args, date(2026, 6, 7))
+    with pytest.raises(PaymentError, match="in the future"):  # the clock is pinned to 2026-06-16
+        async with db.session() as s:
+            await record_bank_transfer(s, invoice.number, "1.00", "LATER", date(2026, 6, 17))
     assert len(await payments(db, invoice.id)) == 2
