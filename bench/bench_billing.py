@@ -119,9 +119,24 @@ def billing_table(cdrs: pd.DataFrame, seed: int = 7) -> tuple[bulk.CdrTable, np.
     fleet = np.where(
         jpy, pools[1][rng.integers(0, len(pools[1]), n)], pools[0][rng.integers(0, len(pools[0]), n)]
     )
+    credit = cdrs["is_credit"].to_numpy()
+    total = cdrs["total_excl"].to_numpy()
+    # a fleet whose month would be negative (few CDRs, a credit among them) would get a credit note, not an
+    # invoice: such credit CDRs move to the fleets of the currency's largest CDRs (only in small runs)
+    for _ in range(10):
+        sums = np.bincount(fleet, weights=total, minlength=N_FLEETS)
+        negative = credit & (sums[fleet] < 0)
+        if not negative.any():
+            break
+        for currency in (False, True):
+            moved = np.flatnonzero(negative & (jpy == currency))
+            biggest = np.flatnonzero(~credit & (jpy == currency))
+            biggest = biggest[np.argsort(-total[biggest], kind="stable")][: len(moved)]
+            fleet[moved[: len(biggest)]] = fleet[biggest]
+    else:
+        raise RuntimeError("too few CDRs for every fleet's month to be positive")
     token = fleet * TOKENS_PER_FLEET + rng.integers(0, TOKENS_PER_FLEET, n)
     present, invoice = _codes(fleet)
-    credit = cdrs["is_credit"].to_numpy()
 
     ids = cdrs["cdr_id"].to_numpy(dtype=object).tolist()
     id_codes = np.arange(n, dtype=np.int64)

@@ -251,7 +251,7 @@ def priced_cdrs(table: CdrTable, invoice: int) -> list[PricedCdr]:
 
 def _ranks(values: Sequence[Any], strings: bool) -> np.ndarray:
     """rank[code] = the position of values[code] in sorted order (Python's order; numpy's for str)."""
-    if strings:
+    if strings and not any("\x00" in v for v in values):  # numpy's str order is Python's but for NULs
         order = np.argsort(np.array(values, dtype=str), kind="stable")
     else:
         order = np.array(sorted(range(len(values)), key=values.__getitem__), dtype=_I64)
