@@ -16,7 +16,13 @@ import billing
 from kernel.db.engine import Database
 from kernel.models import BillingDocumentCdr
 from kernel.ports import free_port
-from simulators.localstripe import CARD_DECLINED_ON_CHARGE, CARD_OK, SECRET_KEY, LocalStripe
+from simulators.localstripe import (
+    CARD_DECLINED_ON_ATTACH,
+    CARD_DECLINED_ON_CHARGE,
+    CARD_OK,
+    SECRET_KEY,
+    LocalStripe,
+)
 from tests.billing.payments_kit import fleet_with_account, intents, invoices, refunds
 from tests.billing.store_kit import add_credit
 
@@ -106,6 +112,10 @@ async def test_refusals_are_one_error_line(
     _one_error(
         await cli("accounts", "payment-method", "999", "--card", CARD_OK, ok=False), "no billing account 999"
     )
+    refused = await cli(
+        "accounts", "payment-method", str(account_id), "--card", CARD_DECLINED_ON_ATTACH, ok=False
+    )
+    _one_error(refused, "refused the card")
     await cli("accounts", "payment-method", str(account_id), "--card", CARD_DECLINED_ON_CHARGE)
     _one_error(await cli("payments", "collect", invoice.number, ok=False), "payment failed")
     [failed] = json.loads((await cli("payments", "list", "--json")).output)
