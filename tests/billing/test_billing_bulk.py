@@ -1,13 +1,14 @@
 """billing.core.bulk is the core's monthly invoice in bulk: for generated months (the core property tests'
 generators: engine-priced CDRs over every tariff feature, credit CDRs, synthetic CDRs at every EU rate with
 price caps) under every VAT treatment, each bulk invoice's stored JSON is the core invoice's, to the byte, and
-what the core refuses the bulk path refuses."""
+what the core refuses the bulk path refuses. Months in JPY (no decimals) too."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
 from datetime import date
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -56,8 +57,29 @@ def core_or_error(cdrs: list[PricedCdr], head: bulk.InvoiceHead) -> str | None:
         return None
 
 
+def in_yen(month: list[PricedCdr]) -> list[PricedCdr]:
+    """The same month in JPY (no decimals): every amount's cents as yen."""
+
+    def yen(amount: Decimal) -> Decimal:
+        return Decimal(int(amount.scaleb(2)))
+
+    return [
+        replace(
+            c,
+            currency="JPY",
+            total_excl=yen(c.total_excl),
+            total_incl=None,
+            components=tuple(replace(k, net=yen(k.net)) for k in c.components),
+        )
+        for c in month
+    ]
+
+
 months_and_treatments = st.lists(
-    st.tuples(st.one_of(synthetic_months(), fleet_months()), st.sampled_from(TREATMENTS)),
+    st.tuples(
+        st.one_of(synthetic_months(), fleet_months(), synthetic_months().map(in_yen)),
+        st.sampled_from(TREATMENTS),
+    ),
     min_size=1,
     max_size=3,
 )
@@ -132,6 +154,11 @@ def test_an_adjustment_is_split_over_the_rates_and_groups_come_in_order() -> Non
     assert lines[1]["quantity"] == "-1" and lines[1]["description"].startswith(
         "Correction (credit of CDR C-0)"
     )
+    yen = in_yen(month)
+    both = bulk.monthly_invoices(bulk.table_of([month, yen]), heads([NORMAL, NORMAL]))
+    assert both[1].document == json.dumps(to_json(core_invoice(yen, heads([NORMAL, NORMAL])[1])))
+    yen_nets = [ln["net"] for ln in json.loads(both[1].document)["lines"]]
+    assert yen_nets == ["35", "-35", "333", "101", "-59", "-18"]
 
 
 def test_what_the_core_refuses_the_bulk_path_refuses() -> None:
