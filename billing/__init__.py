@@ -10,6 +10,7 @@ see docs/billing.md.
 Public surface: the names below, for the assembly (``evhub``); no other stage imports billing.
 """
 
+from billing.cdr_hook import NotBilledNow, invoice_cdr
 from billing.core.credit_notes import CreditError, credit_for_cdr, full_credit, partial_credit
 from billing.core.documents import (
     Address,
@@ -40,6 +41,7 @@ from billing.core.numbering import NumberingError, Series
 from billing.core.vat import VatTreatment, treatment_for
 from billing.desk import Desk
 from billing.dunning_job import dun as run_dunning
+from billing.monthly_job import issue_monthly_invoice
 from billing.payments.bank_transfers import record_bank_transfer
 from billing.payments.collection import collect_invoice
 from billing.payments.ledger import PaymentError, PaymentItem, list_payments
@@ -49,11 +51,13 @@ from billing.payments.provider import ProviderUnavailable as PaymentProviderUnav
 from billing.payments.refunds import refund_invoice
 from billing.payments.setup import set_card as set_payment_card
 from billing.payments.stripe_provider import provider_from_settings as payment_provider
+from billing.store.accounts import fleet_account
 from billing.store.b2b import SettlementDocumentsError
 from billing.store.b2b import closed_runs as closed_settlement_runs
 from billing.store.b2b import issue_run_documents as issue_settlement_documents
 from billing.store.cdrs import priced_cdr
 from billing.store.codec import load_credit_note, load_invoice
+from billing.store.credits import credit_document, find_document, parse_amount
 from billing.store.dunning import AccountDunning, StepView, invoice_by_number
 from billing.store.dunning import account_statuses as dunning_statuses
 from billing.store.dunning import invoice_steps as invoice_dunning_steps
@@ -68,7 +72,9 @@ from billing.store.issuing import (
     issue_cdr_credit_note,
     issue_session_invoice,
 )
+from billing.store.monthly import account_items, add_fleet_account, fleet_named, month_bounds
 from billing.store.numbers import Allocated, allocate
+from billing.store.printing import document_pdf
 from billing.store.reports import REPORTS as BILLING_REPORTS
 from billing.store.reports import ReportError, report_csv
 from billing.store.schedules import DEFAULT_SCHEDULE as DEFAULT_DUNNING_SCHEDULE
@@ -101,6 +107,7 @@ __all__ = [
     "InvoiceStanding",
     "Issuer",
     "IssuerError",
+    "NotBilledNow",
     "NumberingError",
     "PaymentError",
     "PaymentItem",
@@ -119,21 +126,30 @@ __all__ = [
     "VatBreakdown",
     "VatCategory",
     "VatTreatment",
+    "account_items",
+    "add_fleet_account",
     "add_issuer",
     "allocate",
     "cdr_lines",
     "closed_settlement_runs",
     "collect_invoice",
+    "credit_document",
     "credit_for_cdr",
     "document_of",
+    "document_pdf",
     "dunning_schedule_json",
     "dunning_statuses",
     "fee_line",
+    "find_document",
+    "fleet_account",
+    "fleet_named",
     "full_credit",
     "get_issuer",
     "invoice_by_number",
+    "invoice_cdr",
     "invoice_dunning_steps",
     "issue_cdr_credit_note",
+    "issue_monthly_invoice",
     "issue_session_invoice",
     "issue_settlement_documents",
     "issuer_of_row",
@@ -141,7 +157,9 @@ __all__ = [
     "list_payments",
     "load_credit_note",
     "load_invoice",
+    "month_bounds",
     "monthly_invoice",
+    "parse_amount",
     "partial_credit",
     "payment_provider",
     "priced_cdr",
