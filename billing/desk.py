@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core.aging import BUCKETS
 from billing.core.documents import CreditNote, Invoice
+from billing.einvoice import render_html, render_pdf
+from billing.payments import setup
 from billing.store import reports
 from billing.store.accounts import FLEET
 from billing.store.balances import Balance, balances
@@ -372,8 +374,6 @@ class Desk:
         )
 
     async def _render_pdf(self, db_session: AsyncSession, row: BillingDocument, language: str) -> bytes:
-        from billing.einvoice import render_pdf  # WeasyPrint: loaded when a PDF is asked for
-
         issuer = await db_session.get(BillingIssuer, row.issuer_id)
         logo = issuer.logo if issuer else None
         # printing takes a while (WeasyPrint): off the event loop
@@ -406,14 +406,10 @@ class Desk:
 
     async def start_payment_setup(self, fleet_id: int, account_id: int) -> PaymentSetup:
         await self._own_account(fleet_id, account_id)
-        from billing.payments import setup  # the provider's SDK: loaded when a method is added
-
         return await setup.start_setup(self.db, self._settings(), fleet_id, account_id)
 
     async def finish_payment_setup(self, fleet_id: int, account_id: int, setup_intent_id: str) -> str:
         await self._own_account(fleet_id, account_id)
-        from billing.payments import setup
-
         return await setup.finish_setup(self.db, self._settings(), fleet_id, account_id, setup_intent_id)
 
     async def session_invoice(self, db_session: AsyncSession, cdr_id: int) -> InvoiceAttachment | None:
@@ -423,7 +419,6 @@ class Desk:
         account = await db_session.get(BillingAccount, row.account_id) if row.account_id else None
         language = account.language if account is not None else "en"
         doc = document(row)
-        from billing.einvoice import render_html
 
         issuer = await db_session.get(BillingIssuer, row.issuer_id)
         logo = issuer.logo if issuer else None

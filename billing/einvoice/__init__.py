@@ -8,6 +8,6 @@ credit note, its human-readable HTML, and the PDF rendered from that same HTML w
 
 from billing.einvoice.cii_xml import cii_xml
 from billing.einvoice.html import render_html
-from billing.einvoice.pdf import embedded_xml, render_pdf, validate_xml
+from billing.einvoice.pdf import PdfUnavailable, embedded_xml, render_pdf, validate_xml
 
-__all__ = ["cii_xml", "embedded_xml", "render_html", "render_pdf", "validate_xml"]
+__all__ = ["PdfUnavailable", "cii_xml", "embedded_xml", "render_html", "render_pdf", "validate_xml"]

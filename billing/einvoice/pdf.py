@@ -4,6 +4,10 @@ EN 16931), which first validates the XML against the Factur-X EN 16931 XSD it sh
 
 :func:`embedded_xml` reads the XML back from a PDF (what a buyer's software does); :func:`validate_xml` is the
 same XSD check on its own.
+
+WeasyPrint loads Pango (a system library) when it is imported, so it is imported when a PDF is printed, not
+when billing is: a hub on a machine without Pango still issues, stores and sends documents (their XML and HTML),
+and printing says what is missing (:class:`PdfUnavailable`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import logging
 from typing import Any
 
 import facturx
-from weasyprint import HTML, URLFetcher
 
 from billing.core.documents import CreditNote, Invoice
 from billing.einvoice.cii_xml import cii_xml
@@ -26,6 +29,18 @@ log = logging.getLogger(__name__)
 class EInvoiceError(ValueError):
     """A generated XML the official schema refuses (a bug to fix, never shown to a buyer), or a PDF without
     a Factur-X XML."""
+
+
+class PdfUnavailable(RuntimeError):
+    """PDF printing is not possible on this machine (WeasyPrint cannot load Pango)."""
+
+
+def _weasyprint() -> Any:
+    try:
+        import weasyprint
+    except OSError as err:  # Pango missing: libpango-1.0-0 and libpangoft2-1.0-0 on Debian/Ubuntu
+        raise PdfUnavailable(f"invoice PDFs need Pango on this machine (WeasyPrint: {err})") from err
+    return weasyprint
 
 
 def validate_xml(xml: bytes) -> None:
@@ -43,8 +58,10 @@ def render_pdf(doc: Document, *, locale: str = "en", logo: str | None = None) ->
     an issuer's row can neither read the server's files nor make it call out."""
     xml = cii_xml(doc)
     validate_xml(xml)
-    page = HTML(
-        string=render_html(doc, locale=locale, logo=logo), url_fetcher=URLFetcher(allowed_protocols={"data"})
+    weasyprint = _weasyprint()
+    page = weasyprint.HTML(
+        string=render_html(doc, locale=locale, logo=logo),
+        url_fetcher=weasyprint.URLFetcher(allowed_protocols={"data"}),
     )
     printed = page.write_pdf(pdf_variant="pdf/a-3b")
     kind = "Invoice" if isinstance(doc, Invoice) else "Credit note"
