@@ -14,6 +14,7 @@ are leases guarded by a compare-and-set).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.components import Hub
 from kernel.models import Cdr
 from kernel.outbox import BackoffPolicy, OutboxDispatcher, register_channel
-from kernel.seams import CdrHook, Services
+from kernel.seams import Services
 from kernel.timeutil import zone
 from portal.login import Signer
 from portal.page_kit import PREFIX, PortalState
@@ -36,30 +37,26 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
-async def receipt_hook(db_session: AsyncSession, cdr: Cdr) -> None:
-    """The CDR hook (run by pricing inside the CDR's transaction): queue the receipt. A failure here must not
-    lose the CDR, so it runs in a savepoint and is left to the scanner."""
-    try:
-        async with db_session.begin_nested():
-            await enqueue_receipt(db_session, cdr)
-    except Exception:
-        log.exception("could not queue the receipt of CDR %s; the receipt scanner will retry", cdr.cdr_uid)
+@dataclass(frozen=True)
+class ReceiptHook:
+    """The CDR hook (run by pricing inside the CDR's transaction): queue the receipt; with the hub's billing desk
+    (``services.billing``, read on each CDR), a CDR with a per-session invoice gets the invoice as its receipt. A
+    failure here must not lose the CDR, so it runs in a savepoint and is left to the scanner."""
 
+    services: Services | None = field(default=None, compare=False)  # equal hooks: both the receipt hook
 
-def make_receipt_hook(services: Services) -> CdrHook:
-    """The receipt hook with the hub's billing desk: a CDR with a per-session invoice gets the invoice as its
-    receipt (``services.billing`` is read on each CDR, so the order components install in does not matter)."""
-
-    async def hook(db_session: AsyncSession, cdr: Cdr) -> None:
+    async def __call__(self, db_session: AsyncSession, cdr: Cdr) -> None:
         try:
             async with db_session.begin_nested():
-                await enqueue_receipt(db_session, cdr, services.billing)
+                await enqueue_receipt(db_session, cdr, self.services.billing if self.services else None)
         except Exception:
             log.exception(
                 "could not queue the receipt of CDR %s; the receipt scanner will retry", cdr.cdr_uid
             )
 
-    return hook
+
+receipt_hook = ReceiptHook()
+"""The receipt hook of a process without billing (the receipt is never an invoice)."""
 
 
 class PortalComponent:
@@ -102,7 +99,7 @@ class PortalComponent:
             hub.app.mount(f"{PREFIX}/static", StaticFiles(directory=str(STATIC_DIR)), name="portal-static")
         smtp = SmtpConfig.from_url(hub.settings.smtp_url)
         register_channel(CHANNEL, make_email_sender(hub.db, lambda: smtp, hub.settings.mail_from))
-        hub.hooks.cdr.append(make_receipt_hook(hub.services))
+        hub.hooks.cdr.append(ReceiptHook(hub.services))
         if hub.scheduler is not None:
             hub.every(self.scan_interval, self.scan, "portal-receipt-scan")
 

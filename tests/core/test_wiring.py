@@ -22,7 +22,7 @@ from kernel.seams import Hooks, Services
 from kernel.settings import Settings
 from ocpi.push.hooks import cdr_hook, evse_status_hook, session_hook, tariff_hook
 from ocpi.realtime_authorization import session_reference_hook
-from portal.component import receipt_hook
+from portal.component import ReceiptHook
 from tariffs.dynamic import attach_rules
 from tariffs.rating import rate_pending
 from tests.world.demo_network import DEMO, seed_demo_network, seed_ocpi_partner, seed_tokens
@@ -35,7 +35,8 @@ def test_the_wiring_installs_the_hooks_in_the_documented_order(database_url: str
     hub = Hub(settings=Settings(database_url=database_url), db=Database(database_url), node_name="test")
     wire(hub, load_components())
     assert hub.hooks.session == [session_reference_hook, session_hook]  # the reference before the push
-    assert hub.hooks.cdr == [cdr_hook, billing_cdr_hook, receipt_hook]  # the invoice before the receipt
+    # the invoice before the receipt, which is then the invoice
+    assert hub.hooks.cdr == [cdr_hook, billing_cdr_hook, ReceiptHook(hub.services)]
     assert hub.hooks.tariff == [tariff_hook]
     assert hub.hooks.evse_status == [evse_status_hook]
     assert hub.services.gateway is not None and hub.services.pricing is not None

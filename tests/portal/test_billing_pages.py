@@ -30,7 +30,7 @@ from kernel.models import BillingIssuer, Cdr, Token
 from kernel.outbox import OutboxDispatcher, register_channel
 from kernel.seams import Services
 from kernel.timeutil import utcnow
-from portal.component import make_receipt_hook
+from portal.component import ReceiptHook
 from portal.receipts import CHANNEL, make_email_sender
 from portal.smtp import SmtpConfig, SmtpSink
 from simulators.localstripe import CARD_OK, PUBLISHABLE_KEY, LocalStripe
@@ -194,7 +194,7 @@ async def test_receipt_of_a_session_invoice_is_the_invoice(db: Database, sink: S
     async with db.session() as s:  # the issuer sells for the CPO: its drivers without a contract are invoiced
         issuer = (await s.scalars(select(BillingIssuer).where(BillingIssuer.key == rk.ISSUER_KEY))).one()
         issuer.party_id = world.cpo_id
-    receipt = make_receipt_hook(Services(billing=Desk(db)))
+    receipt = ReceiptHook(Services(billing=Desk(db)))
     async with (
         db.session() as s
     ):  # as pricing runs them: billing's hook, then the receipt's, in one transaction
