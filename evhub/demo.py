@@ -12,7 +12,9 @@ It walks the money path once and shows what happened at each step:
 5. ended sessions become priced CDRs (with the engine's explanation and the outcome of each session's signed
    meter data: verified, unverifiable or invalid; and how many sessions are held for review), pushed to the
    eMSP through the outbox, and receipts are mailed to a local SMTP sink;
-6. a settlement run splits the money among CPO, eMSP, hub and site host.
+6. a settlement run splits the money among CPO, eMSP, hub and site host;
+7. billing (:mod:`evhub.demo_billing`): the fleet's November invoice, collected through localstripe with the
+   official Stripe SDK, a declined card, dunning to a block the gateway enforces, the block lifted on payment.
 
 Everything is real: real sockets on loopback, the real database, the real protocols.
 
@@ -51,6 +53,7 @@ from sqlalchemy import func, select
 
 from evhub import provisioning as prov
 from evhub.app import RunningHub
+from evhub.demo_billing import WEBHOOK_SECRET, BillingAct, add_issuer_and_account, run_billing_act
 from kernel import logs
 from kernel.energy import format_kwh
 from kernel.models import Cdr, ChargingSession, Location, OutboxMessage, PricingState, TariffVersion
@@ -59,6 +62,9 @@ from kernel.ports import free_port
 from kernel.settings import Settings, SettingsError, load_settings
 from kernel.signed_meter import describe, public_key_base64
 from kernel.timeutil import to_local, utcnow, zone
+from simulators.localstripe import PUBLISHABLE_KEY as STRIPE_PUBLISHABLE_KEY
+from simulators.localstripe import SECRET_KEY as STRIPE_SECRET_KEY
+from simulators.localstripe import LocalStripe
 from simulators.signing_meter import SigningMeter
 
 LOCAL_START = datetime(2026, 11, 17, 18, 0, tzinfo=zone("Europe/Amsterdam"))
@@ -194,6 +200,8 @@ class Demo:
     acceleration: float = ACCELERATION
     meters: dict[str, SigningMeter] = field(default_factory=dict)
     signed: dict[int, str] = field(default_factory=dict)  # CDR id -> its session's signed meter data outcome
+    stripe: LocalStripe | None = None  # the payment provider (localstripe) billing collects through
+    billing_account: int | None = None  # Acme Logistics' account with the issuer NL*EVH
 
 
 def demo_acceleration() -> float:
@@ -282,6 +290,7 @@ async def provision(demo: Demo) -> None:
                     currency="EUR",
                 ),
             )
+    demo.billing_account = await add_issuer_and_account(demo.hub)
     table = Table(show_header=True, box=None)
     for col in ("what", "details"):
         table.add_column(col)
@@ -313,6 +322,11 @@ async def provision(demo: Demo) -> None:
         f"Acme Logistics: {len(FLEET_TOKENS)} tokens with monthly limits; portal login {MANAGER_EMAIL}",
     )
     table.add_row("agreements", f"{len(AGREEMENTS)}: roaming, hub fee 4 % + fixed, site host 10 % of energy")
+    table.add_row(
+        "billing",
+        "issuer NL*EVH (EUR, 14 days, the default dunning schedule); Acme Logistics' account, billed monthly; "
+        "payments through localstripe (Stripe's API on this machine)",
+    )
     console.print(table)
 
 
@@ -622,61 +636,6 @@ async def settle(demo: Demo, cdrs: list[Cdr]) -> dict[str, list[dict[str, str]]]
     return figures
 
 
-async def bill_fleet_sessions(demo: Demo, cdrs: list[Cdr]) -> dict[str, Any]:
-    """Billing's first step (issue 14): NL*EVH, the hub's fleet eMSP, is an issuer and invoices each of the
-    fleet's EUR sessions (gap-free numbers, lines equal to the CDR to the cent); the first invoice is printed as
-    a PDF with its EN 16931 (Factur-X) XML embedded and checked against the schema."""
-    import billing
-
-    einvoice: Any = None
-    try:
-        import billing.einvoice as einvoice
-    except OSError as exc:  # WeasyPrint without Pango (scripts/test-setup.sh --demo installs it)
-        console.print(f"invoice PDFs skipped: WeasyPrint cannot load its system libraries ({exc})")
-
-    assert demo.hub is not None
-    issuer = billing.Issuer(
-        key="NL*EVH",
-        identity=billing.Identity(
-            "evhub Fleet Services B.V.",
-            billing.Address("Stationsplein 1", "1012 AB", "Amsterdam", "NL"),
-            vat_id="NL001234567B01",
-            business=True,
-        ),
-        currency="EUR",
-        invoice_series=billing.Series("INV"),
-        credit_series=billing.Series("CN"),
-        terms=billing.PaymentTerms(14),
-    )
-    buyer = billing.Identity(
-        "Acme Logistics B.V.", billing.Address("Havenweg 5", "1043 AA", "Amsterdam", "NL"), business=True
-    )
-    fleet_uids = {t[0] for t in FLEET_TOKENS}
-    ours = [c for c in cdrs if c.currency == "EUR" and c.data.get("cdr_token", {}).get("uid") in fleet_uids]
-    numbers: list[str] = []
-    to_the_cent = 0
-    pdf_path: Path | None = None
-    async with demo.hub.db.session() as s:
-        await billing.add_issuer(s, issuer)
-        for cdr in sorted(ours, key=lambda c: c.id):
-            row = await billing.issue_session_invoice(s, issuer_key=issuer.key, cdr_id=cdr.id, buyer=buyer)
-            numbers.append(row.number)
-            invoice = billing.load_invoice(row.document)
-            to_the_cent += invoice.totals.line_net == Decimal(str(cdr.data["total_cost"]["excl_vat"]))
-            if pdf_path is None and einvoice is not None:
-                pdf = einvoice.render_pdf(invoice, locale="nl")
-                einvoice.validate_xml(einvoice.embedded_xml(pdf))
-                pdf_path = demo.workdir / f"{row.number}.pdf"
-                pdf_path.write_bytes(pdf)
-    console.print(
-        f"issuer NL*EVH invoiced {len(numbers)} fleet session(s) to Acme Logistics: "
-        f"{', '.join(numbers)} (gap-free), {to_the_cent} with lines equal to the CDR to the cent; "
-        f"{numbers[0] if numbers else '-'} as PDF with its EN 16931 e-invoice embedded (schema-valid): {pdf_path}",
-        soft_wrap=True,
-    )
-    return {"invoices": numbers, "to_the_cent": to_the_cent}
-
-
 def same_money_211(cdrs: list[Cdr], received: list[dict[str, Any]]) -> int:
     """How many of ``cdrs`` the 2.1.1 eMSP received with exactly the CDR's total excl. VAT as total_cost."""
     got = {str(c.get("id")): c for c in received}
@@ -757,6 +716,7 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
     from portal.smtp import start_smtp_sink
 
     sink = await start_smtp_sink(work / "mail", host="127.0.0.1", port=0)
+    stripe = await asyncio.to_thread(LocalStripe().start)
     http_port, ocpp_port = free_port(), free_port()
     settings = load_settings(
         database_url=f"sqlite+aiosqlite:///{db_file}",
@@ -773,11 +733,15 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
         clock_skew=7 * 24 * 3600,  # ...and its stamps run ahead of the hub's clock: not a clock fault (M8)
         portal_time_zone="Europe/Amsterdam",
         clock_start=LOCAL_START,  # the hub lives on the demo's simulated evening, whatever today is
+        stripe_api_key=STRIPE_SECRET_KEY,
+        stripe_publishable_key=STRIPE_PUBLISHABLE_KEY,
+        stripe_api_base=stripe.url,
+        stripe_webhook_secret=WEBHOOK_SECRET,
         _env_file=None,
     )
     log_file = open(work / "evhub.log", "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the demo
     logs.configure("INFO", "kv", stream=log_file)
-    demo = Demo(workdir=work, settings=settings, sink=sink, acceleration=acceleration)
+    demo = Demo(workdir=work, settings=settings, sink=sink, acceleration=acceleration, stripe=stripe)
     console.print(Panel(f"evhub demo — everything runs on this machine, data in {work}", style="bold green"))
     try:
         demo.hub = RunningHub(settings)
@@ -843,8 +807,20 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
         _section("6. Settlement")
         settlement = await settle(demo, cdrs)
 
-        _section("7. Billing (first step: per-session invoices and e-invoices)")
-        invoicing = await bill_fleet_sessions(demo, cdrs)
+        _section("7. Billing: the month's invoice, collection, dunning")
+        assert demo.billing_account is not None
+        act = BillingAct(
+            demo.hub,
+            settings,
+            stripe,
+            work,
+            console,
+            sink,
+            CHARGERS[0][0],
+            CHARGER_PASSWORD,
+            FLEET_TOKENS[0][0],
+        )
+        invoicing = await run_billing_act(act, demo.billing_account, cdrs)
 
         summary = {
             "simulated_start": LOCAL_START.isoformat(),
@@ -884,6 +860,8 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
             say(f"OCPP:             ws://127.0.0.1:{ocpp_port}/ocpp/AMS-CP-1  (or any charger id above)")
             say(f"charger password: {CHARGER_PASSWORD}")
             say(f"receipts:         {work / 'mail'}")
+            say(f"invoices:         {settings.public_url}/portal/billing  (the fleet manager's billing page)")
+            say(f"payments:         {stripe.url}  (localstripe, key {STRIPE_SECRET_KEY})")
             say(f"logs:             {work / 'evhub.log'}")
             await asyncio.Event().wait()
         else:
@@ -904,4 +882,5 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
         if demo.hub is not None:
             await demo.hub.stop()
         await sink.stop()
+        stripe.stop()
         log_file.close()

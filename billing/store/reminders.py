@@ -60,6 +60,19 @@ TEXTS: dict[str, dict[str, str]] = {
         "outstanding": "Offener Betrag",
         "regards": "Mit freundlichen Grüßen",
     },
+    "nl": {
+        "subject": "Betalingsherinnering: factuur {number} ({amount})",
+        "greeting": "Beste {name},",
+        "body": "onze factuur {number} van {issued} had op {due} betaald moeten zijn. Er staat nog {amount} open.",
+        "ask": "Wij verzoeken u het openstaande bedrag zo spoedig mogelijk te betalen onder vermelding van "
+        "factuurnummer {number}.",
+        "ignore": "Heeft u inmiddels betaald, dan kunt u deze herinnering als niet verzonden beschouwen.",
+        "invoice": "Factuur",
+        "issued": "Factuurdatum",
+        "due": "Vervaldatum",
+        "outstanding": "Openstaand",
+        "regards": "Met vriendelijke groet",
+    },
 }
 
 

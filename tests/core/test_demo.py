@@ -209,7 +209,9 @@ def test_demo_runs_the_whole_money_path(demo_runs: dict[str, DemoRun]) -> None:
     periods = re.findall(r"^period (\d{4}-\d{2}):", text, flags=re.M)
     assert periods == ["2026-11"], "the demo's sessions lie in one month, whatever the day it runs"
     work = Path(re.search(r"data in (\S+)", text)[1])
-    assert len(list((work / "mail").glob("*.eml"))) == int(mails.group(1))
+    reminders = re.search(r"(\d+) reminder e-mail\(s\)", text)
+    assert reminders, "billing's dunning sends reminders"
+    assert len(list((work / "mail").glob("*.eml"))) == int(mails.group(1)) + int(reminders[1])
     assert list((work / "settlement").glob("*/lines.csv"))
 
 
@@ -226,10 +228,25 @@ def test_demo_prints_the_same_figures_at_a_month_end_and_a_year_end(demo_runs: d
         assert EXPECTED_HEADLINE in run.output.splitlines(), run.output
     assert year_end.summary["receipts"] == 6 and year_end.summary["emsp_cdrs_received"] == 1
     assert year_end.summary["emsp_211_cdrs_received"] == year_end.summary["emsp_211_same_money"] == 2
-    # billing's first step: the fleet's EUR sessions invoiced, gap-free, lines equal to the CDRs to the cent
+    # billing: November's fleet invoice (lines equal to the CDRs to the cent), collected through localstripe
+    # with a declined card, dunned to a block the gateway enforces at a real Authorize, lifted by the payment
     assert year_end.summary["invoices"] == {
-        "invoices": [f"INV-2026-00000{n}" for n in range(1, 5)],
-        "to_the_cent": 4,
+        "invoice": "INV-2026-000001",
+        "period": "2026-11",
+        "to_the_cent": True,
+        "payable": "44.31",  # 36.62 + VAT 7.69 per rate (BR-CO-17); the CDRs' own incl.-VAT totals: 44.33
+        "first_collection": "failed",
+        "dunning": [
+            "retry_payment failed",
+            "reminder",
+            "retry_payment failed",
+            "reminder",
+            "lower_limit",
+            "block_tokens",
+        ],
+        "reminders": 2,
+        "authorize": {"before": "Accepted", "blocked": "Blocked", "after_payment": "Accepted"},
+        "payments": ["failed", "failed", "failed", "succeeded"],
     }
     # FR*MOB refused its first CDR pushes (a simulated deploy): retried, none lost, healthy again
     assert year_end.summary["emsp_211_refused_then_retried"] == 2 and year_end.summary["emsp_211_healthy"]

@@ -1,0 +1,293 @@
+"""The demo's billing act (issue 14): November's fleet invoice, collected through localstripe, a declined card,
+dunning to a block, and the block lifted by the payment.
+
+The hub's clock looks ahead to the morning of 1 December while the month's invoice is issued and collected
+(``kernel.clock.pinned``), then is back on the demo's evening; the dunning job is run "as on" the days the issuer's
+schedule acts on (``today``, as ``evhub dunning run --today`` does), so its reminders go out now. Everything else is the product as it runs: the issuer and the fleet's account (as ``evhub issuers add`` /
+``evhub accounts add`` store them), the monthly invoice the job issues, the payment outbox collecting it with the
+official Stripe SDK against localstripe, the dunning job, the gateway refusing a held token at a real OCPP
+Authorize, the payment webhook localstripe signs and posts to the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+from websockets.asyncio.client import connect
+
+import billing
+from evhub.app import RunningHub
+from kernel.clock import pinned
+from kernel.models import BillingDocument, BillingHold, BillingPayment, Cdr, Party, PartyRole
+from kernel.settings import Settings
+from kernel.timeutil import zone
+from simulators.localstripe import CARD_DECLINED_ON_CHARGE, CARD_OK, LocalStripe
+
+AMSTERDAM = zone("Europe/Amsterdam")
+ISSUE_MORNING = datetime(2026, 12, 1, 9, 0, tzinfo=AMSTERDAM)
+"""When November's invoices are issued (the monthly job runs for the month that just ended)."""
+PERIOD = "2026-11"
+"""The month invoiced: the demo's sessions are in November."""
+ISSUER_KEY = "NL*EVH"
+FLEET = "Acme Logistics"
+WEBHOOK_SECRET = "whsec_evhub_demo_webhook"
+
+
+@dataclass
+class BillingAct:
+    """What the act needs of the running demo."""
+
+    hub: RunningHub
+    settings: Settings
+    stripe: LocalStripe
+    workdir: Path
+    console: Console
+    sink: Any  # the SMTP sink the reminders reach
+    charger: str  # the charger the held token is presented at
+    charger_password: str
+    driver_uid: str  # a fleet token
+
+
+async def add_issuer_and_account(hub: RunningHub) -> int:
+    """The fleet eMSP NL*EVH as an issuer, and Acme Logistics' account with it; the account id."""
+    async with hub.db.session() as s:
+        party = await s.scalar(select(Party).where(Party.party_id == "EVH", Party.role == PartyRole.EMSP))
+        await billing.add_issuer(
+            s,
+            billing.Issuer(
+                key=ISSUER_KEY,
+                identity=billing.Identity(
+                    "evhub Fleet Services B.V.",
+                    billing.Address("Stationsplein 1", "1012 AB", "Amsterdam", "NL"),
+                    vat_id="NL001234567B01",
+                    registration_id="KVK 12345678",
+                    email="billing@evhub.example",
+                    business=True,
+                ),
+                currency="EUR",
+                invoice_series=billing.Series("INV"),
+                credit_series=billing.Series("CN"),
+                terms=billing.PaymentTerms(14),
+            ),
+            party_id=party.id if party else None,
+        )
+        account = await billing.add_fleet_account(
+            s,
+            FLEET,
+            ISSUER_KEY,
+            billing.Identity(
+                "Acme Logistics B.V.",
+                billing.Address("Havenweg 5", "1043 AA", "Amsterdam", "NL"),
+                vat_id="NL009876543B01",
+                email="accounts@acme-logistics.example",
+                business=True,
+            ),
+            language="nl",
+            timezone="Europe/Amsterdam",
+        )
+        return account.id
+
+
+async def authorize(act: BillingAct, uid: str) -> str:
+    """A real OCPP 1.6 Authorize of ``uid`` at the act's charger: its idTagInfo status."""
+    port = act.settings.ocpp_port
+    basic = base64.b64encode(f"{act.charger}:{act.charger_password}".encode()).decode()
+    async with connect(
+        f"ws://127.0.0.1:{port}/ocpp/{act.charger}",
+        subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+        additional_headers={"Authorization": f"Basic {basic}"},
+    ) as ws:
+        calls = [
+            ("BootNotification", {"chargePointVendor": "evhub-sim", "chargePointModel": "demo"}),
+            ("Authorize", {"idTag": uid}),
+        ]
+        answer: Any = None
+        for n, (action, payload) in enumerate(calls):
+            await ws.send(json.dumps([2, f"billing-{n}", action, payload]))
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
+                if frame[0] in (3, 4) and frame[1] == f"billing-{n}":
+                    answer = frame
+                    break
+        return str(answer[2]["idTagInfo"]["status"]) if answer[0] == 3 else f"error {answer[2]}"
+
+
+async def _wait(what: str, check: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the demo waited {timeout:g} s for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def _payments(act: BillingAct, document_id: int) -> list[BillingPayment]:
+    async with act.hub.db.session() as s:
+        rows = await s.scalars(
+            select(BillingPayment)
+            .where(BillingPayment.document_id == document_id)
+            .order_by(BillingPayment.id)
+        )
+        return list(rows)
+
+
+async def _active_holds(act: BillingAct, document_id: int) -> int:
+    async with act.hub.db.session() as s:
+        rows = await s.scalars(
+            select(BillingHold).where(
+                BillingHold.document_id == document_id, BillingHold.released_at.is_(None)
+            )
+        )
+        return len(list(rows))
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    return f"{amount:.2f} {currency}"
+
+
+async def issue_the_month(act: BillingAct, account_id: int, cdrs: list[Cdr]) -> tuple[BillingDocument, bool]:
+    """November's invoice of the fleet (lines equal to its CDRs to the cent), and its PDF in the work folder."""
+    async with act.hub.db.session() as s:
+        row = await billing.issue_monthly_invoice(s, account_id, PERIOD)
+    assert row is not None, "the fleet charged in November"
+    invoice = billing.load_invoice(row.document)
+    ours = {line.cdr_id for line in invoice.lines if line.cdr_id}
+    cdr_net = sum(
+        (Decimal(str(c.data["total_cost"]["excl_vat"])) for c in cdrs if c.cdr_uid in ours), Decimal(0)
+    )
+    to_the_cent = invoice.totals.line_net == cdr_net and len(ours) > 0
+    groups = sorted({line.group for line in invoice.lines if line.group})
+    cdr_incl = sum(
+        (Decimal(str(c.data["total_cost"]["incl_vat"])) for c in cdrs if c.cdr_uid in ours), Decimal(0)
+    )
+    fleet_uids = {c.data.get("cdr_token", {}).get("uid") for c in cdrs if c.cdr_uid in ours}
+    elsewhere = sorted(
+        {
+            c.currency
+            for c in cdrs
+            if c.currency != row.currency and c.data.get("cdr_token", {}).get("uid") in fleet_uids
+        }
+    )
+    act.console.print(
+        f"{row.number}: NL*EVH's November invoice to Acme Logistics B.V. — {len(ours)} session(s) of "
+        f"{len(groups)} driver/vehicle group(s), {_money(invoice.totals.tax_exclusive, row.currency)} + VAT "
+        f"{_money(invoice.totals.tax, row.currency)} = {_money(row.payable, row.currency)}, due "
+        f"{row.due_date}; lines equal to the CDRs to the cent: {'yes' if to_the_cent else 'NO'}",
+        soft_wrap=True,
+    )
+    act.console.print(
+        f"the CDRs' own incl.-VAT totals add up to {_money(cdr_incl, row.currency)}; the invoice's VAT is EN 16931's "
+        f"per rate over the month (BR-CO-17), a difference of {_money(cdr_incl - row.payable, row.currency)} that "
+        f"the reconciliation report shows"
+        + (
+            f"; the fleet's {', '.join(elsewhere)} sessions wait for an account in that currency"
+            if elsewhere
+            else ""
+        ),
+        soft_wrap=True,
+    )
+    try:
+        async with act.hub.db.session() as s:
+            pdf = await billing.document_pdf(s, row)
+        path = act.workdir / f"{row.number}.pdf"
+        path.write_bytes(pdf)
+        act.console.print(f"PDF with its EN 16931 (Factur-X) e-invoice embedded: {path}", soft_wrap=True)
+    except Exception as exc:  # no Pango on this machine: the invoice stands, without its PDF
+        act.console.print(f"invoice PDF skipped: {exc}")
+    return row, to_the_cent
+
+
+async def dun_to_a_block(act: BillingAct, row: BillingDocument) -> list[tuple[str, str, str]]:
+    """The issuer's dunning schedule on the days it acts: (day, rule, action) of each step done."""
+    assert row.due_date is not None
+    done: list[tuple[str, str, str]] = []
+    for days in (1, 3, 10, 14, 21):
+        await billing.run_dunning(act.hub.db, today=row.due_date + timedelta(days=days))
+    async with act.hub.db.session() as s:
+        for step in await billing.invoice_dunning_steps(s, row):
+            outcome = step.detail.get("outcome") or step.detail.get("status") or ""
+            done.append((step.due_on.isoformat(), step.rule, f"{step.action} {outcome}".strip()))
+    table = Table("day", "rule", "step", box=None)
+    for day_s, rule, action in done:
+        table.add_row(day_s, rule, action)
+    act.console.print(table)
+    return done
+
+
+async def run_billing_act(act: BillingAct, account_id: int, cdrs: list[Cdr]) -> dict[str, Any]:
+    """The act; the figures for the summary."""
+    act.stripe.register_webhook(f"{act.settings.public_url}/billing/webhooks/stripe", WEBHOOK_SECRET)
+    card = await billing.set_payment_card(
+        act.hub.db, act.settings, account_id, CARD_DECLINED_ON_CHARGE, today=date(2026, 11, 17)
+    )
+    act.console.print(f"Acme Logistics' payment method at the provider (localstripe): {card}")
+    with pinned(ISSUE_MORNING):
+        row, to_the_cent = await issue_the_month(act, account_id, cdrs)
+
+        async def tried() -> bool:
+            return any(p.status != "pending" for p in await _payments(act, row.id))
+
+        await _wait("the automatic collection of the invoice", tried)
+    first = (await _payments(act, row.id))[0]
+    act.console.print(
+        f"collected automatically when issued (payment outbox, idempotency key {first.idempotency_key}): "
+        f"{first.status} — {first.failure_reason or ''}",
+        soft_wrap=True,
+    )
+    before = await authorize(act, act.driver_uid)
+    mails = len(act.sink.messages())
+    steps = await dun_to_a_block(act, row)
+    reminders = sum(1 for _day, _rule, action in steps if action.startswith("reminder"))
+
+    async def reminded() -> bool:
+        return len(act.sink.messages()) >= mails + reminders
+
+    await _wait("the reminders to reach the mail sink", reminded)
+    blocked = await authorize(act, act.driver_uid)
+    act.console.print(
+        f"{reminders} reminder e-mail(s) in Dutch to accounts@acme-logistics.example (the mail sink); "
+        f"Authorize of {act.driver_uid} at {act.charger}: {before} before dunning, {blocked} after the block",
+        soft_wrap=True,
+    )
+    card = await billing.set_payment_card(
+        act.hub.db, act.settings, account_id, CARD_OK, today=date(2026, 11, 17)
+    )
+    paid = await billing.collect_invoice(act.hub.db, row.number)
+
+    async def released() -> bool:
+        return await _active_holds(act, row.id) == 0
+
+    started = time.monotonic()
+    await _wait("the block to be lifted", released)
+    lifted_in = time.monotonic() - started
+    after = await authorize(act, act.driver_uid)
+    payments = await _payments(act, row.id)
+    succeeded = [p for p in payments if p.status == "succeeded"]
+    act.console.print(
+        f"the fleet manager added {card}; the invoice is collected again: "
+        f"{paid.status if paid else 'nothing due'} {_money(succeeded[0].amount, row.currency) if succeeded else ''}"
+        f" (attempts: {', '.join(p.status for p in payments)}); the block lifted "
+        f"{'at once' if lifted_in < 1 else f'in {lifted_in:.1f} s'}; Authorize of {act.driver_uid}: {after}",
+        soft_wrap=True,
+    )
+    return {
+        "invoice": row.number,
+        "period": row.billing_period,
+        "to_the_cent": to_the_cent,
+        "payable": str(row.payable),
+        "first_collection": first.status,
+        "dunning": [action for _day, _rule, action in steps],
+        "reminders": reminders,
+        "authorize": {"before": before, "blocked": blocked, "after_payment": after},
+        "payments": [p.status for p in payments],
+    }
