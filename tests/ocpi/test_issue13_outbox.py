@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -315,7 +316,10 @@ async def test_resync_order_tariffs_locations_sessions_cdrs(hub, sim, cli):
     await _wait_parked(hub.db, 4)
     sim.behave()
     out = (await cli("partners", "resync", sim.name)).output
-    assert "3 object(s) queued again as their current state" in out and "1 message(s) queued again" in out
+    assert "3 object(s) queued again as their current state" in out
+    # the CDR POST goes back as it is: released here, or already by the scheduled scanner's probe (it releases a
+    # given-up partner's oldest message on its own, and may run between the parking and this command)
+    assert re.search(r"\b[01] message\(s\) queued again", out), out
     await sim.wait_for(lambda: len(sim.cdrs) == 1 and "S-ORDER" in sim.sessions and "LOC1" in sim.locations)
     await sim.wait_for(lambda: "DYN" in sim.tariffs)
     await _wait_all_closed(hub.db)
