@@ -39,6 +39,7 @@ from billing.core.issuers import Issuer
 from billing.core.lines import CdrComponent, Dimension, PricedCdr, cdr_lines, fee_line
 from billing.core.numbering import NumberingError, Series
 from billing.core.vat import VatTreatment, treatment_for
+from billing.crediting import credit_invoice
 from billing.desk import Desk
 from billing.dunning_job import dun as run_dunning
 from billing.monthly_job import issue_monthly_invoice
@@ -135,6 +136,7 @@ __all__ = [
     "collect_invoice",
     "credit_document",
     "credit_for_cdr",
+    "credit_invoice",
     "document_of",
     "document_pdf",
     "dunning_schedule_json",

@@ -24,7 +24,7 @@ from billing.core.issuers import Issuer
 from billing.core.numbering import Series
 from billing.einvoice.pdf import EInvoiceError
 from billing.monthly_job import issue_monthly_invoice
-from billing.store.credits import credit_document
+from billing.crediting import credit_invoice
 from billing.store.issuers import IssuerError, add_issuer, find_issuer
 from billing.store.issuing import INVOICE
 from billing.store.monthly import account_items, monthly_invoice_of
@@ -400,7 +400,7 @@ async def credit(
         if invoice.kind != INVOICE:
             raise _refused(ValueError(f"{number} is a credit note: only an invoice is credited"))
         try:
-            note = await credit_document(
+            note = await credit_invoice(
                 db_session, number, key, body.amount, reason=body.reason, key=body.key
             )
         except ValueError as exc:

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core.documents import Address, Identity
 from billing.payments.collection import request_collection
+from billing.payments.refunds import request_refund
 from billing.store.accounts import buyer_of, driver_account
 from billing.store.issuing import (
     CREDIT_NOTE,
@@ -132,6 +133,9 @@ async def credit_cdr(db_session: AsyncSession, cdr: Cdr) -> BillingDocument:
     if await document_of(db_session, cdr.id, INVOICE) is not None:
         raise NotBilledNow(f"credit CDR {cdr.cdr_uid} is a line of a monthly invoice already")
     row = await issue_cdr_credit_note(db_session, credit_cdr_id=cdr.id)
+    if await request_refund(db_session, row):
+        log.info("issued credit note %s for credit CDR %s, its refund queued", row.number, cdr.cdr_uid)
+        return row
     log.info("issued credit note %s for credit CDR %s", row.number, cdr.cdr_uid)
     return row
 

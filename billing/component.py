@@ -19,8 +19,8 @@ from billing.desk import Desk
 from billing.dunning_job import run_dunning_job
 from billing.monthly_job import run_monthly_job
 from billing.payments import webhooks
+from billing.payments.channel import make_payment_sender
 from billing.payments.collection import CHANNEL as PAYMENT_CHANNEL
-from billing.payments.collection import make_payment_sender
 from billing.payments.stripe_provider import use_settings
 from billing.settlement_documents import run_settlement_documents_job
 from kernel.components import Hub

@@ -2,7 +2,7 @@
 
 * :func:`request_collection` runs in the issuing transaction: when the invoice's account has a payment method
   and ``auto_collect``, it enqueues an outbox message (channel ``"payment"``, dedupe key per document and
-  attempt). The provider is called after commit, by the outbox dispatcher (:func:`make_payment_sender`).
+  attempt). The provider is called after commit, by the outbox dispatcher (:func:`billing.payments.channel.make_payment_sender`).
 * :func:`collect` makes attempt ``attempt`` of an invoice in steps, each committed before the next
   (:func:`collect_document`, dunning's "retry payment", makes retry N as attempt N + 1):
 
@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -54,8 +53,7 @@ from billing.store.balances import balance
 from billing.store.holds import release_if_settled
 from kernel.db.engine import Database
 from kernel.models import BillingAccount, BillingDocument, BillingPayment
-from kernel.models.outbox import OutboxMessage
-from kernel.outbox import DeliveryResult, Sender, enqueue
+from kernel.outbox import enqueue
 from kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -73,6 +71,11 @@ def dedupe_key(document_id: int, attempt: int) -> str:
     return f"payment:{document_id}:{attempt}"
 
 
+def invoice_ordering_key(document_id: int) -> str:
+    """The outbox ordering key of an invoice's collections and refunds: they run one at a time, in order."""
+    return f"invoice:{document_id}"
+
+
 async def request_collection(db_session: AsyncSession, document: BillingDocument) -> None:
     """Queue the automatic collection of a just-issued invoice, in the issuing transaction (durable: the
     charge itself is made after commit, with the invoice's id as idempotency key). No-op for a document
@@ -86,7 +89,7 @@ async def request_collection(db_session: AsyncSession, document: BillingDocument
         db_session,
         CHANNEL,
         account.provider or "stripe",
-        f"invoice:{document.id}",
+        invoice_ordering_key(document.id),
         {"document_id": document.id, "attempt": 1},
         dedupe_key=dedupe_key(document.id, 1),
     )
@@ -99,7 +102,7 @@ async def queue_attempt(db_session: AsyncSession, document_id: int, attempt: int
         db_session,
         CHANNEL,
         "stripe",
-        f"invoice:{document_id}",
+        invoice_ordering_key(document_id),
         {"document_id": document_id, "attempt": attempt},
         dedupe_key=dedupe_key(document_id, attempt),
     )
@@ -288,33 +291,6 @@ async def collect_document(
     ``attempt + 1`` (attempt 1 is the automatic one made when it was issued), so a retry never resumes or
     repeats the first charge; the same retry called twice is one attempt."""
     return await collect(db, document_id, attempt + 1, provider=provider)
-
-
-def make_payment_sender(
-    db: Database, provider_getter: Callable[[], PaymentProvider | None] | None = None
-) -> Sender:
-    """The ``"payment"`` outbox channel's sender: one collection attempt per message."""
-
-    async def sender(message: OutboxMessage) -> DeliveryResult:
-        document_id = int(message.payload["document_id"])
-        attempt = int(message.payload.get("attempt", 1))
-        provider = provider_getter() if provider_getter is not None else None
-        try:
-            item = await collect(db, document_id, attempt, provider=provider)
-        except PaymentError as exc:
-            log.warning("collection of document %s attempt %s refused: %s", document_id, attempt, exc)
-            return DeliveryResult.give_up(str(exc))
-        except Exception as exc:  # the network, the database: retried with the same attempt
-            log.warning("collection of document %s attempt %s failed: %s", document_id, attempt, exc)
-            return DeliveryResult.retry(f"{type(exc).__name__}: {exc}")
-        finally:
-            if provider is not None:
-                await provider.aclose()
-        if item is None:
-            return DeliveryResult.delivered(status="nothing owed")
-        return DeliveryResult.delivered(status=item.status, payment_id=item.id)
-
-    return sender
 
 
 async def next_attempt(db_session: AsyncSession, document_id: int) -> int:

@@ -3,7 +3,12 @@ provider, once: each refund is a ``billing_payments`` row (kind ``refund``, ``re
 it refunds) written and committed before the provider is called, with the idempotency key
 ``evhub-refund-{document id}-{sequence}`` sent to it and kept in the refund's metadata. A retry resumes the
 pending row: the refund is looked up by that key first (localstripe does not honour idempotency keys), then
-made. What is owed is spread over the invoice's succeeded card / SEPA payments, newest first."""
+made. What is owed is spread over the invoice's succeeded card / SEPA payments, newest first.
+
+:func:`request_refund` runs in the transaction that issues a credit note (a correction CDR's, an operator's):
+when the credited invoice was paid and is now owed back, it queues the refund on the ``"payment"`` outbox
+channel (dedupe key per credit note, the invoice's ordering key, so it follows the invoice's collections), and
+the channel's sender makes it after commit with :func:`refund_document`."""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.payments.collection import locked_payment
+from billing.payments.collection import CHANNEL, invoice_ordering_key, locked_payment
 from billing.payments.ledger import (
     CREDIT_NOTE,
     PAYMENT,
@@ -38,7 +43,8 @@ from billing.payments.provider import (
 from billing.payments.stripe_provider import current_provider
 from billing.store.balances import balance
 from kernel.db.engine import Database
-from kernel.models import BillingDocument, BillingPayment
+from kernel.models import BillingAccount, BillingDocument, BillingPayment
+from kernel.outbox import enqueue
 from kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -229,3 +235,40 @@ async def refund_invoice(
     async with db.session() as db_session:
         document = await invoice_by_number(db_session, number)
     return await refund_document(db, document.id, provider=provider)
+
+
+def refund_dedupe_key(credit_note_id: int) -> str:
+    return f"refund:{credit_note_id}"
+
+
+async def request_refund(db_session: AsyncSession, credit_note: BillingDocument) -> bool:
+    """Queue the refund a just-issued credit note makes owed (its invoice paid, and now outstanding below zero),
+    in the issuing transaction; whether one was queued. Nothing for an unpaid invoice (the credit note lowers
+    what is due) or one paid only by bank transfer (paid back by the operator: it shows as owed)."""
+    if credit_note.kind != CREDIT_NOTE or credit_note.credits_document_id is None:
+        return False
+    invoice = await db_session.get(BillingDocument, credit_note.credits_document_id)
+    if invoice is None or (await balance(db_session, invoice)).outstanding >= 0:
+        return False
+    by_provider = await db_session.scalar(
+        select(func.count())
+        .select_from(BillingPayment)
+        .where(
+            BillingPayment.document_id == invoice.id,
+            BillingPayment.kind == PAYMENT,
+            BillingPayment.status == SUCCEEDED,
+            BillingPayment.provider != "manual",
+        )
+    )
+    if not by_provider:
+        return False
+    account = await db_session.get(BillingAccount, invoice.account_id) if invoice.account_id else None
+    message = await enqueue(
+        db_session,
+        CHANNEL,
+        (account.provider if account is not None else None) or "stripe",
+        invoice_ordering_key(invoice.id),
+        {"refund_document_id": invoice.id, "credit_note_id": credit_note.id},
+        dedupe_key=refund_dedupe_key(credit_note.id),
+    )
+    return message is not None

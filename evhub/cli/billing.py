@@ -324,7 +324,7 @@ def invoices_credit(
     async def go(db: Database) -> None:
         try:
             async with db.session() as s:
-                note = await billing.credit_document(
+                note = await billing.credit_invoice(
                     s, number, issuer, billing.parse_amount(amount), reason=reason
                 )
         except ValueError as exc:

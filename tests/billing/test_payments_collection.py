@@ -10,11 +10,11 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
+from billing.payments.channel import make_payment_sender
 from billing.payments.collection import (
     CHANNEL,
     collect,
     collect_document,
-    make_payment_sender,
     queue_attempt,
     request_collection,
 )

@@ -1,6 +1,7 @@
 """Refunds and bank transfers (issue 14): a credit note after a card payment is refunded through localstripe once
 (a crash after the refund call, then a retry: one refund at localstripe), bank transfers recorded by reference
-(the same reference twice is one payment; partial transfers add up), and bad input refused with one message."""
+(the same reference twice is one payment; partial transfers add up), and bad input refused with one message. A
+credit note after a card payment queues its refund in the issuing transaction; the outbox makes it."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import pytest
 from sqlalchemy import select
 
 import billing
+from billing.cdr_hook import billing_cdr_hook
 from billing.payments.bank_transfers import record_bank_transfer
-from billing.payments.collection import collect
+from billing.payments.channel import make_payment_sender
+from billing.payments.collection import CHANNEL, collect
 from billing.payments.ledger import PaymentError
-from billing.payments.refunds import refund_document
+from billing.payments.refunds import refund_document, request_refund
 from billing.store.balances import balance
 from kernel.db.engine import Database
-from kernel.models import BillingDocument, BillingDocumentCdr
+from kernel.models import BillingDocument, BillingDocumentCdr, Cdr, OutboxMessage
+from kernel.outbox import OutboxDispatcher, register_channel, unregister_channel
 from simulators.localstripe import SECRET_KEY, LocalStripe
 from tests.billing.payments_kit import (
     Crash,
@@ -157,3 +161,71 @@ async def test_bank_transfers_add_up_and_a_reference_counts_once(db: Database) -
         async with db.session() as s:
             await record_bank_transfer(s, invoice.number, "1.00", "LATER", date(2026, 6, 17))
     assert len(await payments(db, invoice.id)) == 2
+
+
+async def _payment_messages(db: Database) -> list[OutboxMessage]:
+    async with db.session() as s:
+        rows = await s.scalars(
+            select(OutboxMessage).where(OutboxMessage.channel == CHANNEL).order_by(OutboxMessage.id)
+        )
+        return list(rows)
+
+
+async def test_a_credit_note_after_a_card_payment_queues_its_refund_made_after_commit(
+    db: Database, localstripe: LocalStripe
+) -> None:
+    _, account_id = await fleet_with_account(db)
+    await with_card(db, localstripe, account_id)
+    [invoice] = await invoices(db, account_id)
+    paid = await collect(db, invoice.id, 1, provider=provider_for(localstripe))
+    assert paid is not None and paid.status == "succeeded"
+    async with db.session() as s:  # an operator's partial credit, as `evhub invoices credit` issues it
+        note = await billing.credit_invoice(s, invoice.number, amount=D("2.00"), reason="charger fault")
+        assert refunds(localstripe) == []  # nothing is refunded inside the issuing transaction
+    [message] = await _payment_messages(db)
+    assert message.payload == {"refund_document_id": invoice.id, "credit_note_id": note.id}
+    assert message.ordering_key == f"invoice:{invoice.id}"  # after the invoice's own collections
+    async with db.session() as s:  # the same note queued again (a retried hook): still one message
+        again = await s.get(BillingDocument, note.id)
+        assert again is not None and not await request_refund(s, again)
+    register_channel(CHANNEL, make_payment_sender(db, lambda: provider_for(localstripe)))
+    try:
+        await OutboxDispatcher(db, channels=[CHANNEL]).tick()
+    finally:
+        unregister_channel(CHANNEL)
+    [refund] = [p for p in await payments(db, invoice.id) if p.kind == "refund"]
+    assert (refund.status, refund.amount) == ("succeeded", note.payable)
+    [at_stripe] = refunds(localstripe)
+    assert at_stripe["amount"] == int(note.payable * 100)
+    assert await _outstanding(db, invoice) == 0
+
+
+async def test_no_refund_is_queued_for_an_unpaid_or_bank_transfer_paid_invoice(db: Database) -> None:
+    _, account_id = await fleet_with_account(db)
+    unpaid, transferred = await invoices(db, account_id, n=2)
+    async with db.session() as s:
+        await billing.credit_invoice(
+            s, unpaid.number, amount=D("1.00"), reason="goodwill"
+        )  # lowers what is due
+        await record_bank_transfer(s, transferred.number, transferred.payable, "NL-TRF-9", date(2026, 6, 5))
+    async with db.session() as s:
+        await billing.credit_invoice(s, transferred.number, reason="duplicate session")  # owed back by hand
+    assert await _payment_messages(db) == []
+    assert await _outstanding(db, transferred) == -transferred.payable
+
+
+async def test_a_correction_cdr_of_a_paid_session_queues_its_refund_in_the_hook(
+    db: Database, localstripe: LocalStripe
+) -> None:
+    _, account_id = await fleet_with_account(db)
+    await with_card(db, localstripe, account_id)
+    [invoice] = await invoices(db, account_id)
+    paid = await collect(db, invoice.id, 1, provider=provider_for(localstripe))
+    assert paid is not None and paid.status == "succeeded"
+    credit_cdr = await add_credit(db, await _cdr_of(db, invoice))
+    async with db.session() as s:  # billing's CDR hook, in the credit CDR's transaction
+        row = await s.get(Cdr, credit_cdr)
+        assert row is not None
+        await billing_cdr_hook(s, row)
+    [message] = await _payment_messages(db)
+    assert message.payload["refund_document_id"] == invoice.id
