@@ -52,7 +52,7 @@ from billing.payments.provider import ProviderUnavailable as PaymentProviderUnav
 from billing.payments.refunds import refund_invoice
 from billing.payments.setup import set_card as set_payment_card
 from billing.payments.stripe_provider import provider_from_settings as payment_provider
-from billing.store.accounts import fleet_account
+from billing.store.accounts import fleet_account, party_account
 from billing.store.b2b import SettlementDocumentsError
 from billing.store.b2b import closed_runs as closed_settlement_runs
 from billing.store.b2b import issue_run_documents as issue_settlement_documents
@@ -163,6 +163,7 @@ __all__ = [
     "monthly_invoice",
     "parse_amount",
     "partial_credit",
+    "party_account",
     "payment_provider",
     "priced_cdr",
     "record_bank_transfer",

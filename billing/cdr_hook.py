@@ -53,12 +53,16 @@ class NotBilledNow(BillingError):
 async def seller_issuer(db_session: AsyncSession, cdr: Cdr, token: Token | None) -> BillingIssuer | None:
     """The issuer of the party selling ``cdr``'s session to its driver: the token's eMSP's (its app and card
     drivers), or the CPO's for an ad-hoc driver (``AD_HOC_USER``, or a token of no eMSP). A token of an eMSP that
-    is no issuer is a roaming contract: that eMSP bills its driver, the CPO bills the eMSP (settlement), None."""
+    is no issuer is a roaming contract: that eMSP bills its driver, the CPO bills the eMSP (settlement), None.
+    A party with issuers in several currencies sells in the CDR's."""
     emsp = cdr.emsp_id if cdr.emsp_id is not None else (token.emsp_id if token else None)
     ad_hoc = token is not None and token.type == "AD_HOC_USER"
     party_id = cdr.cpo_id if ad_hoc or emsp is None else emsp
     return await db_session.scalar(
-        select(BillingIssuer).where(BillingIssuer.party_id == party_id).order_by(BillingIssuer.id).limit(1)
+        select(BillingIssuer)
+        .where(BillingIssuer.party_id == party_id)
+        .order_by((BillingIssuer.currency == cdr.currency).desc(), BillingIssuer.id)
+        .limit(1)
     )
 
 

@@ -53,7 +53,13 @@ from sqlalchemy import func, select
 
 from evhub import provisioning as prov
 from evhub.app import RunningHub
-from evhub.demo_billing import WEBHOOK_SECRET, BillingAct, add_issuer_and_account, run_billing_act
+from evhub.demo_billing import (
+    WEBHOOK_SECRET,
+    BillingAct,
+    add_issuer_and_account,
+    documents_between_parties,
+    run_billing_act,
+)
 from kernel import logs
 from kernel.energy import format_kwh
 from kernel.models import Cdr, ChargingSession, Location, OutboxMessage, PricingState, TariffVersion
@@ -821,6 +827,7 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
             FLEET_TOKENS[0][0],
         )
         invoicing = await run_billing_act(act, demo.billing_account, cdrs)
+        invoicing["between_parties"] = await documents_between_parties(act)
 
         summary = {
             "simulated_start": LOCAL_START.isoformat(),

@@ -1,5 +1,7 @@
 """The demo's billing act (issue 14): November's fleet invoice, collected through localstripe, a declined card,
-dunning to a block, and the block lifted by the payment.
+dunning to a block, and the block lifted by the payment; then November is closed in settlement and its statements become the
+documents between the parties (CPO to eMSP for roaming, hub to CPO for its fee, the site host's self-billed
+invoice).
 
 The hub's clock looks ahead to the morning of 1 December while the month's invoice is issued and collected
 (``kernel.clock.pinned``), then is back on the demo's evening; the dunning job is run "as on" the days the issuer's
@@ -29,9 +31,18 @@ from websockets.asyncio.client import connect
 import billing
 from evhub.app import RunningHub
 from kernel.clock import pinned
-from kernel.models import BillingDocument, BillingHold, BillingPayment, Cdr, Party, PartyRole
+from kernel.models import (
+    BillingDocument,
+    BillingHold,
+    BillingPayment,
+    Cdr,
+    Party,
+    PartyRole,
+    SettlementRun,
+)
 from kernel.settings import Settings
 from kernel.timeutil import zone
+from settlement.job import run_period
 from simulators.localstripe import CARD_DECLINED_ON_CHARGE, CARD_OK, LocalStripe
 
 AMSTERDAM = zone("Europe/Amsterdam")
@@ -290,4 +301,95 @@ async def run_billing_act(act: BillingAct, account_id: int, cdrs: list[Cdr]) -> 
         "reminders": reminders,
         "authorize": {"before": before, "blocked": blocked, "after_payment": after},
         "payments": [p.status for p in payments],
+    }
+
+
+AMP_ADDRESS = ("Keizersgracht 100", "1015 AA", "Amsterdam", "NL")
+HUB_ADDRESS = ("Stationsplein 1", "1012 AB", "Amsterdam", "NL")
+PARTY_IDENTITIES = {  # the parties' legal identities (what a B2B VAT invoice needs; `parties` has none)
+    "NL*AMP": ("AmsterPower B.V.", AMP_ADDRESS, "NL111111111B01", "EUR"),
+    "GB*LDN": ("London Charge Co Ltd", ("1 Pancras Square", "N1C 4AG", "London", "GB"), "GB123456789", "GBP"),
+    "NL*HUB": ("evhub Platform B.V.", HUB_ADDRESS, "NL222222222B01", "EUR"),
+    "NL*HUB/GBP": ("evhub Platform B.V.", HUB_ADDRESS, "NL222222222B01", "GBP"),  # a second issuer: GBP fees
+    "NL*SIT": (
+        "Station Parking B.V.",
+        ("Stationsplein 9", "1012 AB", "Amsterdam", "NL"),
+        "NL333333333B01",
+        "EUR",
+    ),
+}
+ROAMING_BUYERS = {  # the eMSP partners, billed by the CPOs for their drivers' sessions
+    "DE*EMS": ("DE eMobility GmbH", ("Friedrichstr. 1", "10117", "Berlin", "DE"), "DE123456789"),
+    "FR*MOB": ("Mobilité FR SAS", ("1 rue de Rivoli", "75001", "Paris", "FR"), "FR12345678901"),
+}
+
+
+def _identity(name: str, address: tuple[str, str, str, str], vat_id: str) -> billing.Identity:
+    return billing.Identity(name, billing.Address(*address), vat_id=vat_id, business=True)
+
+
+async def _party_pk(s: Any, key: str) -> int:
+    cc, pid = key.split("*")
+    party = await s.scalar(select(Party).where(Party.country_code == cc, Party.party_id == pid))
+    assert party is not None, key
+    return int(party.id)
+
+
+async def add_b2b_parties(hub: RunningHub) -> None:
+    """The CPOs, the hub (in EUR and in GBP: one issuer per currency) and the site host as issuers, and the
+    eMSPs' accounts with each CPO."""
+    async with hub.db.session() as s:
+        for key, (name, address, vat_id, currency) in PARTY_IDENTITIES.items():
+            party, _slash, in_currency = key.partition("/")  # NL*HUB/GBP: the hub's issuer in GBP
+            prefix = party.split("*")[1] + (in_currency[:1] if in_currency else "")
+            await billing.add_issuer(
+                s,
+                billing.Issuer(
+                    key=key,
+                    identity=_identity(name, address, vat_id),
+                    currency=currency,
+                    invoice_series=billing.Series(prefix),
+                    credit_series=billing.Series(f"{prefix}C"),
+                    terms=billing.PaymentTerms(30),
+                ),
+                party_id=await _party_pk(s, party),
+            )
+        for cpo in ("NL*AMP", "GB*LDN"):
+            issuer = await billing.get_issuer(s, cpo)
+            for emsp, (name, address, vat_id) in ROAMING_BUYERS.items():
+                await billing.party_account(
+                    s,
+                    issuer,
+                    await _party_pk(s, emsp),
+                    _identity(name, address, vat_id),
+                    currency=issuer.currency,
+                )
+
+
+async def documents_between_parties(act: BillingAct) -> dict[str, Any]:
+    """Close November in settlement and issue its B2B documents; what was issued and what was not."""
+    job = await run_period(act.hub.db, PERIOD, out_dir=act.workdir / "settlement", close=True)
+    await add_b2b_parties(act.hub)
+    async with act.hub.db.session() as s:
+        [run] = await billing.closed_settlement_runs(s, PERIOD)
+    outcomes = await billing.issue_settlement_documents(act.hub.db, run.id, issue_date=date(2026, 12, 1))
+    async with act.hub.db.session() as s:
+        hashes = set(
+            await s.scalars(select(SettlementRun.content_hash).where(SettlementRun.period == PERIOD))
+        )
+    act.console.print(
+        f"settlement {PERIOD} closed (content hash {job.result.summary.content_hash[:16]}..., "
+        f"{'the same as the run above' if len(hashes) == 1 else 'NOT the run above'}); its statements as "
+        "documents between the parties:",
+        soft_wrap=True,
+    )
+    for outcome in outcomes:
+        act.console.print(f"  {outcome.describe()}", highlight=False, soft_wrap=True)
+    issued = [o for o in outcomes if o.number]
+    return {
+        "same_run": len(hashes) == 1,
+        "issued": sorted(f"{o.kind}:{o.seller}->{o.buyer}:{o.currency}:{o.net}" for o in issued),
+        "not_issued": sorted(
+            f"{o.kind}:{o.seller}->{o.buyer}:{o.currency}" for o in outcomes if not o.number
+        ),
     }

@@ -178,10 +178,15 @@ async def _party(db_session: AsyncSession, label: str, role: str) -> Party:
     return next((p for p in rows if str(p.role) == role or getattr(p.role, "value", None) == role), rows[0])
 
 
-async def _issuer_of(db_session: AsyncSession, party: Party) -> BillingIssuer | None:
-    return (
-        await db_session.scalars(select(BillingIssuer).where(BillingIssuer.party_id == party.id).limit(1))
-    ).first()
+async def _issuer_of(db_session: AsyncSession, party: Party, currency: str) -> BillingIssuer | None:
+    """The party's issuer in ``currency`` (a party may issue in several currencies, one issuer each), else its
+    first one (whose identity serves as a buyer's, or refuses the currency with the reason)."""
+    rows = (
+        await db_session.scalars(
+            select(BillingIssuer).where(BillingIssuer.party_id == party.id).order_by(BillingIssuer.id)
+        )
+    ).all()
+    return next((r for r in rows if r.currency == currency), rows[0] if rows else None)
 
 
 async def _account_identity(
@@ -220,10 +225,10 @@ async def _parties(db_session: AsyncSession, plan: DocumentPlan) -> _Parties:
     seller_party = await _party(db_session, plan.seller, seller_role)
     buyer_party = await _party(db_session, plan.buyer, buyer_role)
     if plan.self_billed:
-        issuer = await _issuer_of(db_session, buyer_party)
+        issuer = await _issuer_of(db_session, buyer_party, plan.currency)
         if issuer is None:
             raise _Refused(f"{plan.buyer} (who self-bills) has no billing issuer")
-        host_issuer = await _issuer_of(db_session, seller_party)
+        host_issuer = await _issuer_of(db_session, seller_party, plan.currency)
         if host_issuer is not None:
             host = from_row(host_issuer)
             seller = host.identity
@@ -240,12 +245,12 @@ async def _parties(db_session: AsyncSession, plan: DocumentPlan) -> _Parties:
             seller = found
             treatment = treatment_for(seller, from_row(issuer).identity)
         return _Parties(issuer, seller, from_row(issuer).identity, treatment, None)
-    issuer = await _issuer_of(db_session, seller_party)
+    issuer = await _issuer_of(db_session, seller_party, plan.currency)
     if issuer is None:
         raise _Refused(f"{plan.seller} (the seller) has no billing issuer")
     account, buyer = await _account_identity(db_session, issuer, buyer_party, plan.currency)
     if account is None:
-        own = await _issuer_of(db_session, buyer_party)
+        own = await _issuer_of(db_session, buyer_party, plan.currency)
         if own is None:
             raise _Refused(_no_identity(plan.buyer))
         buyer = from_row(own).identity

@@ -247,6 +247,21 @@ def test_demo_prints_the_same_figures_at_a_month_end_and_a_year_end(demo_runs: d
         "reminders": 2,
         "authorize": {"before": "Accepted", "blocked": "Blocked", "after_payment": "Accepted"},
         "payments": ["failed", "failed", "failed", "succeeded"],
+        # November closed: its statements as B2B documents (net = the statements above), one per counterparty
+        "between_parties": {
+            "same_run": True,
+            "issued": [
+                "hub_fee:NL*HUB->GB*LDN:GBP:2.28",  # the hub's second issuer, in GBP
+                "hub_fee:NL*HUB->NL*AMP:EUR:3.00",
+                "roaming:GB*LDN->FR*MOB:GBP:9.21",
+                "roaming:GB*LDN->NL*EVH:GBP:38.73",
+                "roaming:NL*AMP->DE*EMS:EUR:9.37",
+                "roaming:NL*AMP->FR*MOB:EUR:6.56",
+                "roaming:NL*AMP->NL*EVH:EUR:36.62",
+                "site_host:NL*SIT->NL*AMP:EUR:4.96",  # self-billed by the CPO
+            ],
+            "not_issued": [],
+        },
     }
     # FR*MOB refused its first CDR pushes (a simulated deploy): retried, none lost, healthy again
     assert year_end.summary["emsp_211_refused_then_retried"] == 2 and year_end.summary["emsp_211_healthy"]
