@@ -14,7 +14,8 @@ It walks the money path once and shows what happened at each step:
    eMSP through the outbox, and receipts are mailed to a local SMTP sink;
 6. a settlement run splits the money among CPO, eMSP, hub and site host;
 7. billing (:mod:`evhub.demo_billing`): the fleet's November invoice, collected through localstripe with the
-   official Stripe SDK, a declined card, dunning to a block the gateway enforces, the block lifted on payment.
+   official Stripe SDK, a declined card, dunning to a block the gateway enforces, the block lifted on payment;
+   November's B2B documents from the closed settlement; an app driver's per-session invoice as her receipt.
 
 Everything is real: real sockets on loopback, the real database, the real protocols.
 
@@ -57,6 +58,7 @@ from evhub.demo_billing import (
     WEBHOOK_SECRET,
     BillingAct,
     add_issuer_and_account,
+    app_driver_session,
     documents_between_parties,
     run_billing_act,
 )
@@ -828,6 +830,7 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
         )
         invoicing = await run_billing_act(act, demo.billing_account, cdrs)
         invoicing["between_parties"] = await documents_between_parties(act)
+        invoicing["app_driver"] = await app_driver_session(act)
 
         summary = {
             "simulated_start": LOCAL_START.isoformat(),

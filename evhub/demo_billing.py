@@ -29,10 +29,12 @@ from sqlalchemy import select
 from websockets.asyncio.client import connect
 
 import billing
+from evhub import provisioning as prov
 from evhub.app import RunningHub
 from kernel.clock import pinned
 from kernel.models import (
     BillingDocument,
+    BillingDocumentCdr,
     BillingHold,
     BillingPayment,
     Cdr,
@@ -43,6 +45,7 @@ from kernel.models import (
 from kernel.settings import Settings
 from kernel.timeutil import zone
 from settlement.job import run_period
+from simulators.chargepoints import ChargerFleet, ChargerSpec
 from simulators.localstripe import CARD_DECLINED_ON_CHARGE, CARD_OK, LocalStripe
 
 AMSTERDAM = zone("Europe/Amsterdam")
@@ -393,3 +396,85 @@ async def documents_between_parties(act: BillingAct) -> dict[str, Any]:
             f"{o.kind}:{o.seller}->{o.buyer}:{o.currency}" for o in outcomes if not o.number
         ),
     }
+
+
+APP_DRIVER = ("NL0EVH0APP00001", "Dana Visser", "dana@example.com")
+"""A driver of the hub's app without a contract (no fleet): each session is invoiced on its own."""
+
+
+async def app_driver_session(act: BillingAct) -> dict[str, Any]:
+    """One session of :data:`APP_DRIVER` at the act's charger on the morning of 1 December (the hub's clock
+    pinned there, after November's invoices: numbers follow issue dates): the CDR hook issues its per-session
+    invoice, and the receipt e-mail is that invoice with its PDF."""
+    start = ISSUE_MORNING + timedelta(hours=1)
+    with pinned(start):
+        return await _app_driver_session(act, start)
+
+
+async def _app_driver_session(act: BillingAct, start: datetime) -> dict[str, Any]:
+
+    uid, name, email = APP_DRIVER
+    async with act.hub.db.session() as s:
+        token = await prov.add_token(
+            s,
+            prov.TokenSpec(
+                uid=uid, issuer_party=ISSUER_KEY, type="APP_USER", driver_name=name, driver_email=email
+            ),
+        )
+        token_id = token.id
+    invoice_of_the_driver = (
+        select(BillingDocument)
+        .join(BillingDocumentCdr, BillingDocumentCdr.document_id == BillingDocument.id)
+        .join(Cdr, Cdr.id == BillingDocumentCdr.cdr_id)
+        .where(Cdr.token_id == token_id, BillingDocument.kind == "invoice")
+    )
+    spec = ChargerSpec(
+        identity=act.charger,
+        password=act.charger_password,
+        tokens=[uid],
+        idle_s=(60.0, 120.0),
+        energy_wh=(8000.0, 8000.0),
+    )
+    fleet = ChargerFleet(
+        [spec],
+        f"ws://127.0.0.1:{act.settings.ocpp_port}/ocpp",
+        acceleration=1500.0,
+        sessions_per_charger=1,
+        start_time=start,
+    )
+    await fleet.start()
+    try:
+        await fleet.wait_sessions(1, timeout=120)
+    finally:
+        await fleet.stop()
+
+    async def invoiced() -> bool:
+        async with act.hub.db.session() as s:
+            return (await s.scalar(invoice_of_the_driver)) is not None
+
+    await _wait("the app driver's session to be priced and invoiced", invoiced, timeout=60)
+    async with act.hub.db.session() as s:
+        row = await s.scalar(invoice_of_the_driver)
+    assert row is not None
+
+    def mailed() -> list[Path]:
+        return [m for m in act.sink.messages() if row.number in m.read_text(errors="replace")]
+
+    async def arrived() -> bool:
+        return bool(mailed())
+
+    await _wait("the app driver's receipt, which is the invoice", arrived)
+    mail = mailed()[0].read_text(errors="replace")
+    with_pdf = f'filename="{row.number}.pdf"' in mail or f"filename={row.number}.pdf" in mail
+    async with act.hub.db.session() as s:
+        cdr = await s.scalar(select(Cdr).where(Cdr.token_id == token_id))
+    assert cdr is not None
+    same_price = Decimal(str(cdr.data["total_cost"]["incl_vat"])) == row.payable
+    act.console.print(
+        f"{name}, an app driver without a contract, charged at {act.charger}: per-session invoice {row.number} "
+        f"({_money(row.payable, row.currency)}, {'the' if same_price else 'NOT the'} CDR's price to the cent), "
+        f"issued in the CDR's transaction; her receipt e-mail is the "
+        f"invoice{' with its PDF attached' if with_pdf else ''} ({mailed()[0].name})",
+        soft_wrap=True,
+    )
+    return {"invoice": row.number, "cdr_price": same_price, "pdf_attached": with_pdf}

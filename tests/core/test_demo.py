@@ -211,7 +211,9 @@ def test_demo_runs_the_whole_money_path(demo_runs: dict[str, DemoRun]) -> None:
     work = Path(re.search(r"data in (\S+)", text)[1])
     reminders = re.search(r"(\d+) reminder e-mail\(s\)", text)
     assert reminders, "billing's dunning sends reminders"
-    assert len(list((work / "mail").glob("*.eml"))) == int(mails.group(1)) + int(reminders[1])
+    app_driver = "her receipt e-mail is the invoice" in " ".join(text.split())
+    assert app_driver, "the app driver's receipt is her invoice"
+    assert len(list((work / "mail").glob("*.eml"))) == int(mails.group(1)) + int(reminders[1]) + 1
     assert list((work / "settlement").glob("*/lines.csv"))
 
 
@@ -262,6 +264,8 @@ def test_demo_prints_the_same_figures_at_a_month_end_and_a_year_end(demo_runs: d
             ],
             "not_issued": [],
         },
+        # an app driver without a contract: a per-session invoice at the CDR's price, mailed as the receipt
+        "app_driver": {"invoice": "INV-2026-000002", "cdr_price": True, "pdf_attached": True},
     }
     # FR*MOB refused its first CDR pushes (a simulated deploy): retried, none lost, healthy again
     assert year_end.summary["emsp_211_refused_then_retried"] == 2 and year_end.summary["emsp_211_healthy"]
