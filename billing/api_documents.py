@@ -22,9 +22,9 @@ from sqlalchemy.orm import aliased
 from billing.core.documents import Address, Identity, PaymentTerms
 from billing.core.issuers import Issuer
 from billing.core.numbering import Series
+from billing.crediting import credit_invoice
 from billing.einvoice.pdf import EInvoiceError
 from billing.monthly_job import issue_monthly_invoice
-from billing.crediting import credit_invoice
 from billing.store.issuers import IssuerError, add_issuer, find_issuer
 from billing.store.issuing import INVOICE
 from billing.store.monthly import account_items, monthly_invoice_of
