@@ -38,10 +38,10 @@ from billing.core.documents import (
     PaymentTerms,
     SupplyPeriod,
     Unit,
-    currency_of,
 )
 from billing.core.en16931 import total
-from billing.core.vat import VatTreatment, breakdown, classify, notes, totals
+from billing.core.invoices import assemble_invoice
+from billing.core.vat import VatTreatment, classify
 
 
 class B2BKind(StrEnum):
@@ -264,24 +264,18 @@ def settlement_invoice(
     if not lines:
         raise DocumentError("nothing to invoice: no lines (BR-16)")
     check_net(plan, lines)
-    currency = currency_of(lines)
-    vat = breakdown(lines, currency, treatment)
-    supply = SupplyPeriod.span([period, *(ln.supply for ln in lines if ln.supply)])
-    extra = (SELF_BILLING_NOTE,) if plan.self_billed else ()
-    return Invoice(
+    return assemble_invoice(
+        lines,
         series=series,
         number=number,
         issue_date=issue_date,
-        supply_period=supply,
         seller=seller,
         buyer=buyer,
-        currency=currency,
-        lines=tuple(lines),
-        breakdown=vat,
-        totals=totals(lines, vat, currency),
-        payment_terms=terms,
-        due_date=terms.due_date(issue_date),
-        notes=(*extra, *notes(vat), reference),
+        terms=terms,
+        treatment=treatment,
+        supply_period=SupplyPeriod.span([period, *(ln.supply for ln in lines if ln.supply)]),
+        notes_before=(SELF_BILLING_NOTE,) if plan.self_billed else (),
+        notes_after=(reference,),
         self_billed=plan.self_billed,
     )
 

@@ -47,7 +47,7 @@ def session_rounding(cdr: PricedCdr, n_lines: int, invoice_total_incl: Decimal) 
     return ZERO
 
 
-def _assemble(
+def assemble_invoice(
     lines: Sequence[InvoiceLine],
     *,
     series: str,
@@ -59,7 +59,13 @@ def _assemble(
     treatment: VatTreatment,
     supply_period: SupplyPeriod | None,
     consumer_price: PricedCdr | None = None,
+    notes_before: Sequence[str] = (),
+    notes_after: Sequence[str] = (),
+    self_billed: bool = False,
 ) -> Invoice:
+    """The invoice of ``lines``: VAT per category and rate (BR-CO-17), totals, due date, the VAT notes (with
+    ``notes_before`` and ``notes_after`` around them); the supply period given, else the lines' span. With
+    ``consumer_price``, the consumer's rounding amount (BT-114) to that CDR's price (:func:`session_rounding`)."""
     if not lines:
         raise DocumentError("nothing to invoice: no lines (BR-16)")
     currency = currency_of(lines)
@@ -82,7 +88,8 @@ def _assemble(
         totals=totals(lines, vat, currency, rounding),
         payment_terms=terms,
         due_date=terms.due_date(issue_date),
-        notes=notes(vat),
+        notes=(*notes_before, *notes(vat), *notes_after),
+        self_billed=self_billed,
     )
 
 
@@ -103,7 +110,7 @@ def session_invoice(
             f"CDR {cdr.cdr_id} is a credit CDR: it is credited with a credit note, not invoiced"
         )
     consumer = not buyer.business and treatment.kind is TreatmentKind.NORMAL
-    return _assemble(
+    return assemble_invoice(
         cdr_lines(cdr, treatment),
         series=series,
         number=number,
@@ -133,7 +140,7 @@ def monthly_invoice(
     """A fleet's invoice over ``cdrs`` (one currency; credit CDRs give negative lines), grouped per driver and
     vehicle, then ``fees`` (recurring fees, a dunning fee: :func:`billing.core.lines.fee_line`); ``supply_period``
     (e.g. the month) must cover every line's, the span of the lines if None."""
-    return _assemble(
+    return assemble_invoice(
         (*monthly_lines(cdrs, treatment), *fees),
         series=series,
         number=number,
