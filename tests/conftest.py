@@ -43,6 +43,7 @@ from kernel.db.engine import Database
 from kernel.db.migrate import upgrade
 from kernel.ports import free_port
 from simulators.localstripe import LocalStripe
+from tests.cli_kit import Cli, cli_on
 
 # The API-key check of /api is exercised by tests/core/test_api_auth.py (and the serve test); the other suites
 # talk to /api as the hub operator would, without repeating the key dance in every test.
@@ -222,3 +223,9 @@ def localstripe(localstripe_server: LocalStripe) -> LocalStripe:
     """localstripe with no objects left from an earlier test of this worker."""
     localstripe_server.flush()
     return localstripe_server
+
+
+@pytest.fixture
+def cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """``await cli("parties", "list")``: the real CLI on the test database (:func:`tests.cli_kit.cli_on`)."""
+    return cli_on(db, monkeypatch)

@@ -6,15 +6,11 @@ Acme's billing account (months of Europe/Amsterdam), and ended sessions priced b
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import select
-from typer.testing import CliRunner, Result
 
 import billing
 from billing.component import cdr_hook
@@ -159,29 +155,3 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> date
 
 def net(rows: list[Cdr]) -> Decimal:
     return sum((r.total_cost_excl_vat for r in rows), Decimal(0))
-
-
-Cli = Callable[..., Awaitable[Result]]
-
-
-def cli_on(db: Database, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """``await cli("accounts", "list")``: the real CLI on the test database; exit 0 unless ``ok=False``."""
-    from evhub.cli import app
-
-    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
-    runner = CliRunner()
-
-    async def invoke(*args: str, ok: bool = True) -> Result:
-        result = await asyncio.to_thread(runner.invoke, app, list(args))  # the CLI runs its own event loop
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return invoke
-
-
-def one_error(result: Result, text: str) -> None:
-    """The command failed with exactly one ``error:`` line containing ``text``."""
-    assert result.exit_code == 1
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and text in lines[0], result.output

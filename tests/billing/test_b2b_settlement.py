@@ -16,7 +16,7 @@ import pytest
 from lxml import etree
 from pypdf import PdfReader
 from sqlalchemy import func, select
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 import billing
 from billing.core.en16931 import category_tax
@@ -38,22 +38,6 @@ pytestmark = pytest.mark.clock(CLOCK)
 D = Decimal
 CENT = D("0.01")
 Cli = Callable[..., Awaitable[Result]]
-
-
-@pytest.fixture
-def cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    from evhub.cli import app
-
-    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
-    runner = CliRunner()
-
-    async def invoke(*args: str, ok: bool = True) -> Result:
-        result = await asyncio.to_thread(runner.invoke, app, list(args))
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return invoke
 
 
 def _hub(db: Database) -> Hub:

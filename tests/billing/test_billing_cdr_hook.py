@@ -25,15 +25,14 @@ from tests.billing.documents_kit import (
     ISSUER,
     cdr_of,
     charge,
-    cli_on,
     documents,
     issue_month,
-    one_error,
     rate,
     seed_world,
     utc,
 )
 from tests.billing.einvoice_kit import schematron_failures
+from tests.cli_kit import cli_on, one_error
 
 
 async def test_an_app_drivers_cdr_gets_its_invoice_in_the_cdrs_transaction_once(db: Database) -> None:

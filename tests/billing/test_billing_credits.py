@@ -15,23 +15,16 @@ from billing.einvoice.pdf import embedded_xml
 from kernel.db.engine import Database
 from kernel.models import BillingDocument
 from tests.billing.documents_kit import (
-    Cli,
     charge,
-    cli_on,
     documents,
     issue_month,
-    one_error,
     rate,
     seed_world,
     utc,
 )
+from tests.cli_kit import Cli, one_error
 
 D = Decimal
-
-
-@pytest.fixture
-def cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return cli_on(db, monkeypatch)
 
 
 async def _credit(

@@ -28,20 +28,18 @@ from tariffs.rating import correct_cdr
 from tests.billing.documents_kit import (
     DRIVERS,
     HOOKS,
-    Cli,
     cdr_of,
     charge,
-    cli_on,
     documents,
     issue_month,
     net,
-    one_error,
     price_with_parking_outside_vat,
     rate,
     seed_world,
     utc,
 )
 from tests.billing.einvoice_kit import schematron_failures
+from tests.cli_kit import Cli, one_error
 
 
 async def _invoiced_cdrs(db: Database, document_id: int) -> set[int]:
@@ -222,11 +220,6 @@ async def test_the_job_waits_for_the_accounts_month_to_end(db: Database) -> None
         (await cdr_of(db, "oct")).id
     }
     assert world.account_id == row.account_id
-
-
-@pytest.fixture
-def cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return cli_on(db, monkeypatch)
 
 
 ACCOUNT = [

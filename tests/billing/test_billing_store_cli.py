@@ -3,45 +3,17 @@ an invoice and its credit note issued from CDR rows, idempotently; bad input is 
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
-
-import pytest
-from typer.testing import CliRunner, Result
 
 from kernel.db.engine import Database
 from tests.billing.store_kit import add_cdrs, add_credit
+from tests.cli_kit import Cli, one_error
 
-Cli = Callable[..., Awaitable[Result]]
 ISSUER = [
     "issuers", "add", "voltstreet", "--name", "Voltstreet Charging B.V.", "--street", "Keizersgracht 1",
     "--postal-code", "1015 CJ", "--city", "Amsterdam", "--country", "NL", "--vat-id", "NL123456789B01",
 ]  # fmt: skip
 BUYER = ["--issuer", "voltstreet", "--buyer-name", "Ada Driver", "--buyer-country", "NL"]
-
-
-@pytest.fixture
-def cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """``await cli("issuers", "list")``: the real CLI on the test database; exit 0 unless ``ok=False``."""
-    from evhub.cli import app
-
-    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
-    runner = CliRunner()
-
-    async def invoke(*args: str, ok: bool = True) -> Result:
-        result = await asyncio.to_thread(runner.invoke, app, list(args))  # the CLI runs its own event loop
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return invoke
-
-
-def _one_error(result: Result, text: str) -> None:
-    assert result.exit_code == 1
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and text in lines[0], result.output
 
 
 async def test_issuers_add_list_show_and_refusals(cli: Cli) -> None:
@@ -51,22 +23,22 @@ async def test_issuers_add_list_show_and_refusals(cli: Cli) -> None:
         item["key"] == "voltstreet" and item["series"] == ["INV", "CN"] and item["vat_id"] == "NL123456789B01"
     )
     assert json.loads((await cli("issuers", "show", "voltstreet")).output)["currency"] == "EUR"
-    _one_error(await cli(*ISSUER, ok=False), "exists")
-    _one_error(await cli("issuers", "show", "nobody", ok=False), "no issuer")
+    one_error(await cli(*ISSUER, ok=False), "exists")
+    one_error(await cli("issuers", "show", "nobody", ok=False), "no issuer")
     bad_country = list(ISSUER)
     bad_country[2] = "other"
     bad_country[bad_country.index("NL")] = "XX"
-    _one_error(await cli(*bad_country, ok=False), "ISO 3166-1")
+    one_error(await cli(*bad_country, ok=False), "ISO 3166-1")
     no_vat = ISSUER[:-2]  # without --vat-id
     no_vat[2] = "novat"
-    _one_error(await cli(*no_vat, ok=False), "VAT id")
+    one_error(await cli(*no_vat, ok=False), "VAT id")
 
 
 async def test_invoices_issue_list_show_and_credit(cli: Cli, db: Database) -> None:
     [cdr_id] = await add_cdrs(db, 1)
     await cli(*ISSUER)
-    _one_error(await cli("invoices", "issue", "--cdr", "CDR-0", ok=False), "needs --issuer")
-    _one_error(await cli("invoices", "issue", "--cdr", "NOPE", *BUYER, ok=False), "no CDR NOPE")
+    one_error(await cli("invoices", "issue", "--cdr", "CDR-0", ok=False), "needs --issuer")
+    one_error(await cli("invoices", "issue", "--cdr", "NOPE", *BUYER, ok=False), "no CDR NOPE")
     out = (await cli("invoices", "issue", "--cdr", "cdr-0", *BUYER)).output
     assert "invoice INV-2026-000001: 9.41 EUR" in out
     assert "INV-2026-000001" in (await cli("invoices", "issue", "--cdr", "CDR-0", *BUYER)).output  # once
@@ -84,5 +56,5 @@ async def test_invoices_issue_list_show_and_credit(cli: Cli, db: Database) -> No
     ]
     shown = json.loads((await cli("invoices", "show", "INV-2026-000001")).output)
     assert shown["totals"]["tax_exclusive"] == "7.82" and len(shown["lines"]) == 3
-    _one_error(await cli("invoices", "show", "INV-2026-000009", ok=False), "no document")
-    _one_error(await cli("invoices", "list", "--issuer", "nobody", ok=False), "no issuer")
+    one_error(await cli("invoices", "show", "INV-2026-000009", ok=False), "no document")
+    one_error(await cli("invoices", "list", "--issuer", "nobody", ok=False), "no issuer")

@@ -4,42 +4,14 @@ states and an invoice's steps with their rules."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
 from kernel.db.engine import Database
 from tests.billing.dunning_kit import day, seed
-
-Cli = Callable[..., Awaitable[Result]]
-
-
-@pytest.fixture
-def cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """``await cli("dunning", "status")``: the real CLI on the test database; exit 0 unless ``ok=False``."""
-    from evhub.cli import app
-
-    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
-    runner = CliRunner()
-
-    async def invoke(*args: str, ok: bool = True) -> Result:
-        result = await asyncio.to_thread(runner.invoke, app, list(args))
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return invoke
-
-
-def _one_error(result: Result, text: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and text in lines[0], result.output
-
+from tests.cli_kit import Cli, one_error
 
 SCHEDULE = {
     "rules": [
@@ -105,17 +77,17 @@ async def test_a_bad_schedule_is_one_error_line(
     await seed(db)
     path = tmp_path / "bad.json"
     path.write_text(content, encoding="utf-8")
-    _one_error(await cli("issuers", "dunning", "voltstreet", "--file", str(path), ok=False), message)
+    one_error(await cli("issuers", "dunning", "voltstreet", "--file", str(path), ok=False), message)
     assert json.loads((await cli("issuers", "dunning", "voltstreet", "--show")).output)["default"] is True
 
 
 async def test_bad_input_is_one_error_line(cli: Cli, db: Database, tmp_path: Path) -> None:
     await seed(db)
-    _one_error(await cli("issuers", "dunning", "nobody", "--show", ok=False), "no issuer")
-    _one_error(await cli("issuers", "dunning", "voltstreet", ok=False), "one of --file, --show or --default")
-    _one_error(await cli("issuers", "dunning", "voltstreet", "--file", str(tmp_path / "no.json"), ok=False),
+    one_error(await cli("issuers", "dunning", "nobody", "--show", ok=False), "no issuer")
+    one_error(await cli("issuers", "dunning", "voltstreet", ok=False), "one of --file, --show or --default")
+    one_error(await cli("issuers", "dunning", "voltstreet", "--file", str(tmp_path / "no.json"), ok=False),
                "cannot read")  # fmt: skip
-    _one_error(await cli("dunning", "run", "--today", "20.12.2026", ok=False), "is not a date")
-    _one_error(await cli("dunning", "run", "--issuer", "nobody", ok=False), "no issuer")
-    _one_error(await cli("dunning", "status", "--issuer", "nobody", ok=False), "no issuer")
-    _one_error(await cli("dunning", "steps", "INV-0", ok=False), "no invoice INV-0")
+    one_error(await cli("dunning", "run", "--today", "20.12.2026", ok=False), "is not a date")
+    one_error(await cli("dunning", "run", "--issuer", "nobody", ok=False), "no issuer")
+    one_error(await cli("dunning", "status", "--issuer", "nobody", ok=False), "no issuer")
+    one_error(await cli("dunning", "steps", "INV-0", ok=False), "no invoice INV-0")

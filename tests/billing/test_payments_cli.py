@@ -4,13 +4,10 @@ refund after a credit note, and bad input as one ``error:`` line with exit 1."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 
 import pytest
 from sqlalchemy import select
-from typer.testing import CliRunner, Result
 
 import billing
 from kernel.db.engine import Database
@@ -25,32 +22,12 @@ from simulators.localstripe import (
 )
 from tests.billing.payments_kit import fleet_with_account, intents, invoices, refunds
 from tests.billing.store_kit import add_credit
-
-Cli = Callable[..., Awaitable[Result]]
+from tests.cli_kit import Cli, cli_on, one_error
 
 
 @pytest.fixture
 def cli(db: Database, localstripe: LocalStripe, monkeypatch: pytest.MonkeyPatch) -> Cli:
-    from evhub.cli import app
-
-    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
-    monkeypatch.setenv("EVHUB_STRIPE_API_KEY", SECRET_KEY)
-    monkeypatch.setenv("EVHUB_STRIPE_API_BASE", localstripe.url)
-    runner = CliRunner()
-
-    async def invoke(*args: str, ok: bool = True) -> Result:
-        result = await asyncio.to_thread(runner.invoke, app, list(args))  # the CLI runs its own event loop
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return invoke
-
-
-def _one_error(result: Result, text: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and text in lines[0], result.output
+    return cli_on(db, monkeypatch, EVHUB_STRIPE_API_KEY=SECRET_KEY, EVHUB_STRIPE_API_BASE=localstripe.url)
 
 
 async def test_collect_list_record_and_refund(cli: Cli, db: Database, localstripe: LocalStripe) -> None:
@@ -102,28 +79,28 @@ async def test_refusals_are_one_error_line(
 ) -> None:
     _, account_id = await fleet_with_account(db)
     [invoice] = await invoices(db, account_id)
-    _one_error(await cli("payments", "collect", invoice.number, ok=False), "no payment method")
-    _one_error(await cli("payments", "collect", "INV-1999-000001", ok=False), "no invoice INV-1999-000001")
-    _one_error(await cli("payments", "list", "--invoice", "nope", ok=False), "no invoice nope")
+    one_error(await cli("payments", "collect", invoice.number, ok=False), "no payment method")
+    one_error(await cli("payments", "collect", "INV-1999-000001", ok=False), "no invoice INV-1999-000001")
+    one_error(await cli("payments", "list", "--invoice", "nope", ok=False), "no invoice nope")
     record = ["payments", "record", invoice.number, "--reference", "R-1"]
-    _one_error(await cli(*record, "--amount", "1.005", ok=False), "more decimals")
-    _one_error(await cli(*record, "--amount", "ten", ok=False), "not a decimal")
-    _one_error(await cli(*record, "--amount", "1", "--date", "June", ok=False), "not a day")
-    _one_error(
+    one_error(await cli(*record, "--amount", "1.005", ok=False), "more decimals")
+    one_error(await cli(*record, "--amount", "ten", ok=False), "not a decimal")
+    one_error(await cli(*record, "--amount", "1", "--date", "June", ok=False), "not a day")
+    one_error(
         await cli("accounts", "payment-method", "999", "--card", CARD_OK, ok=False), "no billing account 999"
     )
     refused = await cli(
         "accounts", "payment-method", str(account_id), "--card", CARD_DECLINED_ON_ATTACH, ok=False
     )
-    _one_error(refused, "refused the card")
+    one_error(refused, "refused the card")
     await cli("accounts", "payment-method", str(account_id), "--card", CARD_DECLINED_ON_CHARGE)
-    _one_error(await cli("payments", "collect", invoice.number, ok=False), "payment failed")
+    one_error(await cli("payments", "collect", invoice.number, ok=False), "payment failed")
     [failed] = json.loads((await cli("payments", "list", "--json")).output)
     assert failed["status"] == "failed" and "declined" in failed["failure_reason"]
     monkeypatch.setenv("EVHUB_STRIPE_API_BASE", f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    _one_error(await cli("payments", "collect", invoice.number, ok=False), "unreachable, try again later")
+    one_error(await cli("payments", "collect", invoice.number, ok=False), "unreachable, try again later")
     monkeypatch.setenv("EVHUB_STRIPE_API_KEY", "")
-    _one_error(await cli("payments", "collect", invoice.number, ok=False), "payment collection is off")
+    one_error(await cli("payments", "collect", invoice.number, ok=False), "payment collection is off")
     monkeypatch.setenv("EVHUB_STRIPE_API_KEY", "pk_wrong")
     result = await cli("payments", "list", ok=False)
     assert (

@@ -3,16 +3,12 @@ database."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
-from typer.testing import CliRunner, Result
-
-from kernel.db.engine import Database
 
 
 @pytest.fixture
@@ -32,22 +28,3 @@ async def empty_database_url(database_url: str, tmp_path: Path):
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-
-
-@pytest.fixture
-def cli(db: Database, monkeypatch: pytest.MonkeyPatch):
-    """``await cli("parties", "list")``: the real CLI on the test database; asserts exit 0 unless ``ok=False``."""
-    # Imported here, not at the top: a broken CLI import fails the CLI tests, not every core test.
-    from evhub.cli import app
-
-    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
-    runner = CliRunner()
-
-    async def invoke(*args: str, ok: bool = True) -> Result:
-        # The CLI runs its own event loop (asyncio.run), so it gets a thread of its own.
-        result = await asyncio.to_thread(runner.invoke, app, list(args))
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return invoke

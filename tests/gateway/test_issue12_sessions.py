@@ -14,11 +14,10 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from cpo_gateway.charger_store import ChargerStore
 from cpo_gateway.events import SessionStarted
@@ -344,24 +343,6 @@ async def test_late_meter_values_for_a_priced_16_session_reprice_it(
 
 
 # -- M8: implausible charger clocks, held sessions, release, the gauge ----------------------------------------
-
-
-@pytest.fixture
-def cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Awaitable[Result]]:
-    """``await cli("sessions", "list")``: the real CLI on the test database (as tests/core's fixture);
-    asserts exit 0 unless ``ok=False``."""
-    from evhub.cli import app
-
-    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
-    runner = CliRunner()
-
-    async def invoke(*args: str, ok: bool = True) -> Result:
-        result = await asyncio.to_thread(runner.invoke, app, list(args))
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return invoke
 
 
 async def test_charger_stamp_far_ahead_is_clock_suspect(gateway: Gateway, db: Database, seeded: Seed) -> None:

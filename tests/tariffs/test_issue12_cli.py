@@ -11,7 +11,6 @@ said a back-dated start although the version applies only from when it was store
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from copy import deepcopy
@@ -44,23 +43,6 @@ from tests.world.sessions import seed_ended_session
 
 PUBLISHED = datetime(2026, 5, 1, tzinfo=UTC)
 """When the tests' tariffs were stored (well before their sessions), unless a test says otherwise."""
-
-
-@pytest.fixture
-def cli(db: Database, monkeypatch: pytest.MonkeyPatch):
-    """``await cli("tariffs", "check")``: the real CLI on the test database; asserts exit 0 unless ``ok=False``."""
-    from evhub.cli import app
-
-    monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
-    runner = CliRunner()
-
-    async def invoke(*args: str, ok: bool = True) -> Result:
-        result = await asyncio.to_thread(runner.invoke, app, list(args))
-        if ok:
-            assert result.exit_code == 0, result.output
-        return result
-
-    return invoke
 
 
 def _tariff(tariff_id: str, *components: dict[str, Any], **extra: Any) -> dict[str, Any]:
