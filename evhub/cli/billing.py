@@ -10,6 +10,7 @@ line and exit 1.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,8 +82,12 @@ def issuers_add(
         str | None,
         typer.Option(help="The hosted party it sells for (CC*PID): its drivers' CDRs are invoiced"),
     ] = None,
+    logo: Annotated[
+        Path | None, typer.Option(help="Logo on its documents: a PNG, JPEG or SVG file (at most 256 KiB)")
+    ] = None,
 ) -> None:
     """Add an issuer."""
+    logo_uri = _logo_uri(logo) if logo is not None else None
 
     async def go(db: Database) -> None:
         try:
@@ -102,6 +107,7 @@ def issuers_add(
                 terms=billing.PaymentTerms(terms),
                 reverse_charge_allowed=reverse_charge,
                 exemption=exemption,
+                logo=logo_uri,
             )
             async with db.session() as s:
                 party_id = (await _party(s, party)).id if party is not None else None
@@ -111,6 +117,24 @@ def issuers_add(
         console.print(f"added issuer {key} ({identity.legal_name}, {issuer.currency})", highlight=False)
 
     run_with_db(go)
+
+
+LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
+LOGO_MAX_BYTES = 256 * 1024
+
+
+def _logo_uri(path: Path) -> str:
+    """The logo file as the ``data:`` URI documents print (printing fetches nothing else); one error line if not."""
+    kind = LOGO_TYPES.get(path.suffix.lower())
+    if kind is None:
+        fail(f"--logo {path}: a .png, .jpg or .svg file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        fail(f"--logo {path}: {exc.strerror or exc}")
+    if len(data) > LOGO_MAX_BYTES:
+        fail(f"--logo {path}: {len(data)} bytes, at most {LOGO_MAX_BYTES}")
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
 
 
 @issuers_app.command("list")

@@ -3,8 +3,11 @@ an invoice and its credit note issued from CDR rows, idempotently; bad input is 
 
 from __future__ import annotations
 
+import base64
 import json
+from pathlib import Path
 
+from billing.store.issuers import get_issuer
 from kernel.db.engine import Database
 from tests.billing.store_kit import add_cdrs, add_credit
 from tests.cli_kit import Cli, one_error
@@ -32,6 +35,29 @@ async def test_issuers_add_list_show_and_refusals(cli: Cli) -> None:
     no_vat = ISSUER[:-2]  # without --vat-id
     no_vat[2] = "novat"
     one_error(await cli(*no_vat, ok=False), "VAT id")
+
+
+# a 1x1 transparent PNG
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
+
+
+async def test_issuers_add_takes_a_logo_file_as_the_documents_data_uri(
+    cli: Cli, db: Database, tmp_path: Path
+) -> None:
+    (tmp_path / "logo.png").write_bytes(PNG)
+    await cli(*ISSUER, "--logo", str(tmp_path / "logo.png"))
+    async with db.session() as s:
+        row = await get_issuer(s, "voltstreet")
+    assert row.logo == "data:image/png;base64," + base64.b64encode(PNG).decode()
+    (tmp_path / "logo.gif").write_bytes(b"GIF89a")
+    other = [*ISSUER[:2], "other", *ISSUER[3:]]
+    one_error(await cli(*other, "--logo", str(tmp_path / "logo.gif"), ok=False), "a .png, .jpg or .svg file")
+    one_error(await cli(*other, "--logo", str(tmp_path / "none.png"), ok=False), "none.png")
+    (tmp_path / "big.png").write_bytes(PNG + bytes(300 * 1024))
+    one_error(await cli(*other, "--logo", str(tmp_path / "big.png"), ok=False), "at most")
 
 
 async def test_invoices_issue_list_show_and_credit(cli: Cli, db: Database) -> None:
