@@ -396,7 +396,12 @@ class Desk:
             if found is None:
                 return None
             row, language = found
-            return f"{row.number}.pdf", await self._render_pdf(db_session, row, language or "en")
+            issuer = await db_session.get(BillingIssuer, row.issuer_id)
+            doc, logo = document(row), issuer.logo if issuer else None
+        # printed after the session ends: a transaction never waits for WeasyPrint (on SQLite it would hold
+        # the database's write lock)
+        pdf = await asyncio.to_thread(render_pdf, doc, locale=language or "en", logo=logo)
+        return f"{row.number}.pdf", pdf
 
     async def _own_account(self, fleet_id: int, account_id: int) -> None:
         async with self.db.session() as db_session:
