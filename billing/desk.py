@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 from babel.dates import format_date
@@ -50,6 +51,20 @@ ZERO = Decimal("0")
 BLOCK = "block"
 LOWER_LIMIT = "lower_limit"
 UNIT_NAMES = {"KWH": " kWh", "HUR": " h", "C62": ""}
+
+
+@dataclass(frozen=True, slots=True)
+class _Printable:
+    """A document read, to print once its transaction has ended: a transaction never waits for WeasyPrint
+    (on SQLite it would hold the database's write lock)."""
+
+    doc: Invoice | CreditNote
+    locale: str
+    logo: str | None
+
+    async def pdf(self) -> bytes:
+        # printing takes a while (WeasyPrint): off the event loop
+        return await asyncio.to_thread(render_pdf, self.doc, locale=self.locale, logo=self.logo)
 
 
 class DeskError(ValueError):
@@ -373,11 +388,19 @@ class Desk:
             today, tuple(accounts), payments, aging, statement_csv(accounts, payments, aging)
         )
 
-    async def _render_pdf(self, db_session: AsyncSession, row: BillingDocument, language: str) -> bytes:
+    @staticmethod
+    async def _printable(db_session: AsyncSession, row: BillingDocument, language: str | None) -> _Printable:
         issuer = await db_session.get(BillingIssuer, row.issuer_id)
-        logo = issuer.logo if issuer else None
-        # printing takes a while (WeasyPrint): off the event loop
-        return await asyncio.to_thread(render_pdf, document(row), locale=language, logo=logo)
+        return _Printable(document(row), language or "en", issuer.logo if issuer else None)
+
+    async def document_pdf(self, document_id: int) -> bytes | None:
+        async with self.db.session() as db_session:
+            row = await db_session.get(BillingDocument, document_id)
+            if row is None:
+                return None
+            account = await db_session.get(BillingAccount, row.account_id) if row.account_id else None
+            printable = await self._printable(db_session, row, account.language if account else None)
+        return await printable.pdf()
 
     async def fleet_document_pdf(self, fleet_id: int, number: str) -> tuple[str, bytes] | None:
         async with self.db.session() as db_session:
@@ -396,12 +419,8 @@ class Desk:
             if found is None:
                 return None
             row, language = found
-            issuer = await db_session.get(BillingIssuer, row.issuer_id)
-            doc, logo = document(row), issuer.logo if issuer else None
-        # printed after the session ends: a transaction never waits for WeasyPrint (on SQLite it would hold
-        # the database's write lock)
-        pdf = await asyncio.to_thread(render_pdf, doc, locale=language or "en", logo=logo)
-        return f"{row.number}.pdf", pdf
+            printable = await self._printable(db_session, row, language)
+        return f"{row.number}.pdf", await printable.pdf()
 
     async def _own_account(self, fleet_id: int, account_id: int) -> None:
         async with self.db.session() as db_session:
@@ -427,15 +446,10 @@ class Desk:
 
         issuer = await db_session.get(BillingIssuer, row.issuer_id)
         logo = issuer.logo if issuer else None
-        try:
-            pdf: bytes | None = await self._render_pdf(db_session, row, language)
-        except Exception:  # e.g. no Pango on the machine: the e-mail still carries the HTML and text
-            log.exception("could not print invoice %s as PDF", row.number)
-            pdf = None
         return InvoiceAttachment(
             number=row.number,
             filename=f"{row.number}.pdf",
-            pdf=pdf,
+            document_id=row.id,
             html=render_html(doc, locale=language, logo=logo),
             text=render_text(doc, language),
         )

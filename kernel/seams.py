@@ -199,12 +199,13 @@ class PaymentSetup:
 
 @dataclass(frozen=True, slots=True)
 class InvoiceAttachment:
-    """A per-session invoice for the receipt e-mail: its number, the PDF (with the embedded e-invoice), and the
-    HTML and text renderings of the same document."""
+    """A per-session invoice for the receipt e-mail: its number, the HTML and text renderings of the document,
+    and the document's id, whose PDF (with the embedded e-invoice) :meth:`BillingDesk.document_pdf` prints when
+    the e-mail is sent (never inside the CDR's transaction)."""
 
     number: str
     filename: str
-    pdf: bytes | None
+    document_id: int
     html: str
     text: str
 
@@ -227,6 +228,9 @@ class BillingDesk(Protocol):
 
     async def session_invoice(self, db_session: AsyncSession, cdr_id: int) -> InvoiceAttachment | None:
         """The per-session invoice of a CDR (issued in the CDR's transaction by billing's CDR hook), if any."""
+
+    async def document_pdf(self, document_id: int) -> bytes | None:
+        """The PDF of a document as issued (None when there is no such document)."""
 
     async def fleet_statement(self, fleet_id: int) -> BillingStatement:
         """The fleet's statement today: documents, payments and aging, with its CSV."""

@@ -98,7 +98,10 @@ class PortalComponent:
             hub.app.include_router(build_router(self.state), prefix=PREFIX, include_in_schema=False)
             hub.app.mount(f"{PREFIX}/static", StaticFiles(directory=str(STATIC_DIR)), name="portal-static")
         smtp = SmtpConfig.from_url(hub.settings.smtp_url)
-        register_channel(CHANNEL, make_email_sender(hub.db, lambda: smtp, hub.settings.mail_from))
+        register_channel(
+            CHANNEL,
+            make_email_sender(hub.db, lambda: smtp, hub.settings.mail_from, lambda: hub.services.billing),
+        )
         hub.hooks.cdr.append(ReceiptHook(hub.services))
         if hub.scheduler is not None:
             hub.every(self.scan_interval, self.scan, "portal-receipt-scan")

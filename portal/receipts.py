@@ -13,7 +13,8 @@ When billing runs (``hub.services.billing``, :class:`kernel.seams.BillingDesk`) 
 invoice for the CDR (a driver without a contract: billing's CDR hook runs before the receipt hook, in the same
 transaction), the receipt is that invoice: the subject names the invoice number, the HTML body is the invoice's
 own HTML (the session's details above it, the signed meter data's check below it), the text body the invoice as
-text, and the invoice's PDF (with its Factur-X XML) goes with it, next to the signed meter data.
+text, and the invoice's PDF (with its Factur-X XML) goes with it, next to the signed meter data: printed by the
+sender from the issued document when the e-mail goes out (never inside the CDR's transaction).
 
 The signed meter data (OCPI ``signed_data`` of the CDR, else the meter values' or the session's signed data;
 OCMF as its text) goes with the email as an attachment, so the driver can check it with transparency software,
@@ -285,15 +286,14 @@ def render_invoice(view: ReceiptView, invoice: InvoiceAttachment) -> dict[str, A
     html = html[: opened.end()] + intro + html[opened.end() :] if opened else intro + html
     closed = list(_BODY_CLOSE.finditer(html))
     html = html[: closed[-1].start()] + signed + html[closed[-1].start() :] if closed else html + signed
-    attachments: list[dict[str, str]] = []
-    if invoice.pdf is not None:
-        attachments.append(
-            {
-                "filename": invoice.filename,
-                "content_type": "application/pdf",
-                "content_base64": base64.b64encode(invoice.pdf).decode("ascii"),
-            }
-        )
+    # the invoice's PDF is printed by the sender from the issued document (not in the CDR's transaction)
+    attachments: list[dict[str, Any]] = [
+        {
+            "filename": invoice.filename,
+            "content_type": "application/pdf",
+            "billing_document_id": invoice.document_id,
+        }
+    ]
     return {
         "subject": subject,
         "text": _env.get_template("invoice_receipt.txt").render(r=view, inv=invoice),
@@ -425,10 +425,37 @@ async def _mark(db: Database, cdr_id: int | None, **values: Any) -> None:
                 setattr(receipt, key, value)
 
 
+async def _printed(attachments: list[dict[str, Any]], billing: BillingDesk | None) -> list[dict[str, Any]]:
+    """The attachments with each billing document's PDF printed (``billing_document_id`` -> its bytes); a PDF
+    that cannot be printed (no billing here, no Pango) is left out, and the e-mail still carries the invoice's
+    HTML and text."""
+    out = []
+    for attachment in attachments:
+        document_id = attachment.get("billing_document_id")
+        if document_id is None:
+            out.append(attachment)
+            continue
+        try:
+            pdf = await billing.document_pdf(int(document_id)) if billing is not None else None
+        except Exception:
+            log.exception("could not print billing document %s for its e-mail", document_id)
+            pdf = None
+        if pdf is None:
+            log.warning("e-mail sent without the PDF of billing document %s", document_id)
+            continue
+        rest = {k: v for k, v in attachment.items() if k != "billing_document_id"}
+        out.append({**rest, "content_base64": base64.b64encode(pdf).decode("ascii")})
+    return out
+
+
 def make_email_sender(
-    db: Database, config_getter: Callable[[], SmtpConfig | None], mail_from: str
+    db: Database,
+    config_getter: Callable[[], SmtpConfig | None],
+    mail_from: str,
+    billing_getter: Callable[[], BillingDesk | None] = lambda: None,
 ) -> Callable[[OutboxMessage], Awaitable[Any]]:
-    """The ``"email"`` outbox channel sender."""
+    """The ``"email"`` outbox channel sender (``billing_getter``: the billing desk that prints an invoice's PDF
+    when its e-mail is sent)."""
 
     async def sender(message: OutboxMessage) -> DeliveryResult:
         config = config_getter()
@@ -436,6 +463,8 @@ def make_email_sender(
             return DeliveryResult.retry("EVHUB_SMTP_URL is not set", retry_after=300)
         payload = dict(message.payload)
         payload.setdefault("to", message.destination)
+        if any("billing_document_id" in a for a in payload.get("attachments") or ()):
+            payload["attachments"] = await _printed(list(payload["attachments"]), billing_getter())
         outcome = await send_email(config, payload, mail_from)
         cdr_id = payload.get("cdr_id")
         if outcome.ok:

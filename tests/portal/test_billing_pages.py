@@ -175,7 +175,8 @@ async def _ad_hoc_driver(db: Database, world: FleetWorld, uid: str, email: str) 
 
 async def _send_all(db: Database, sink: SmtpSink) -> list[EmailMessage]:
     register_channel(
-        CHANNEL, make_email_sender(db, lambda: SmtpConfig.from_url(sink.url), "receipts@evhub.test")
+        CHANNEL,
+        make_email_sender(db, lambda: SmtpConfig.from_url(sink.url), "receipts@evhub.test", lambda: Desk(db)),
     )
     await OutboxDispatcher(db, channels=[CHANNEL]).drain()
     return [email.message_from_bytes(p.read_bytes(), policy=default_policy) for p in sink.messages()]
