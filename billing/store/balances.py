@@ -52,10 +52,10 @@ class Balance:
         return self.payable - self.credited - self.net_paid
 
     def status(self, today: date) -> str:
+        if self.outstanding == ZERO and self.refunded > ZERO:  # paid, credited, and the money given back
+            return "refunded"
         if self.outstanding == ZERO and self.net_paid == ZERO and self.credited > ZERO:
             return "credited"
-        if self.outstanding == ZERO and self.refunded > ZERO:
-            return "refunded"
         if self.outstanding <= ZERO and self.net_paid > ZERO:
             return "paid"
         if self.outstanding > ZERO and self.due_date is not None and today > self.due_date:

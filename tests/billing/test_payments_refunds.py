@@ -83,8 +83,8 @@ async def test_a_credit_note_after_payment_is_refunded_once(db: Database, locals
     async with db.session() as s:
         doc = await s.get(BillingDocument, invoice.id)
         assert (
-            doc is not None and (await balance(s, doc)).status(date(2026, 6, 4)) == "credited"
-        )  # all given back
+            doc is not None and (await balance(s, doc)).status(date(2026, 6, 4)) == "refunded"
+        )  # paid, credited in full, all given back
 
 
 async def test_a_crash_after_the_refund_call_never_refunds_twice(
