@@ -42,6 +42,7 @@ from kernel.models import (
     PartyRole,
     SettlementRun,
 )
+from kernel.money import format_amount
 from kernel.settings import Settings
 from kernel.timeutil import zone
 from settlement.job import run_period
@@ -166,7 +167,7 @@ async def _active_holds(act: BillingAct, document_id: int) -> int:
 
 
 def _money(amount: Decimal, currency: str) -> str:
-    return f"{amount:.2f} {currency}"
+    return format_amount(amount, currency)
 
 
 async def issue_the_month(act: BillingAct, account_id: int, cdrs: list[Cdr]) -> tuple[BillingDocument, bool]:
