@@ -18,44 +18,13 @@ from kernel.models import Party
 from settlement.agreement_store import add_agreements
 from settlement.job import JobResult, run_period
 from tariffs.rating import rate_pending
+from tests.world.agreements import PRICING_NETWORK_AGREEMENTS as AGREEMENTS
 from tests.world.demo_network import seed_pricing_network
 from tests.world.sessions import seed_ended_session
 
 PERIOD = "2026-11"
 CLOCK = "2026-12-01T04:00:00Z"
 """The tests run just after November closed."""
-
-AGREEMENTS = [
-    {
-        "kind": "roaming",
-        "agreement_id": "roam-ems-amp",
-        "version": 1,
-        "valid_from": "2026-01-01",
-        "emsp": "NL*EMS",
-        "cpo": "NL*AMP",
-    },
-    {
-        "kind": "hub_fee",
-        "agreement_id": "hub-fee-eur",
-        "version": 1,
-        "valid_from": "2026-01-01",
-        "hub": "NL*HUB",
-        "currency": "EUR",
-        "percentage": "0.05",
-        "fixed_per_session": "0.10",
-        "vat_rates": {"NLD": "0.21"},
-    },
-    {
-        "kind": "site_host",
-        "agreement_id": "site-ams",
-        "version": 1,
-        "valid_from": "2026-01-01",
-        "site_host": "NL*SIT",
-        "cpo": "NL*AMP",
-        "location_id": "AMS-CENTRAAL",
-        "share_percentage": "0.10",
-    },
-]
 
 
 def identity(name: str, street: str, vat_id: str) -> Identity:

@@ -18,40 +18,9 @@ from kernel.models import Cdr, SettlementRun, SettlementStatement
 from settlement.agreement_store import AgreementChangeError, add_agreements
 from settlement.job import run_period
 from tariffs.rating import rate_pending
+from tests.world.agreements import PRICING_NETWORK_AGREEMENTS as AGREEMENTS
 from tests.world.demo_network import seed_pricing_network
 from tests.world.sessions import seed_ended_session
-
-AGREEMENTS = [
-    {
-        "kind": "roaming",
-        "agreement_id": "roam-ems-amp",
-        "version": 1,
-        "valid_from": "2026-01-01",
-        "emsp": "NL*EMS",
-        "cpo": "NL*AMP",
-    },
-    {
-        "kind": "hub_fee",
-        "agreement_id": "hub-fee-eur",
-        "version": 1,
-        "valid_from": "2026-01-01",
-        "hub": "NL*HUB",
-        "currency": "EUR",
-        "percentage": "0.05",
-        "fixed_per_session": "0.10",
-        "vat_rates": {"NLD": "0.21"},
-    },
-    {
-        "kind": "site_host",
-        "agreement_id": "site-ams",
-        "version": 1,
-        "valid_from": "2026-01-01",
-        "site_host": "NL*SIT",
-        "cpo": "NL*AMP",
-        "location_id": "AMS-CENTRAAL",
-        "share_percentage": "0.10",
-    },
-]
 
 
 async def _setup(db: Database) -> None:
