@@ -10,6 +10,8 @@ exit 1.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import date
 from typing import Annotated
 
@@ -32,6 +34,21 @@ def _provider(cfg: Settings) -> billing.PaymentProvider:
             "payment collection is off: set EVHUB_STRIPE_API_KEY (and EVHUB_STRIPE_API_BASE for localstripe)"
         )
     return provider
+
+
+@contextlib.asynccontextmanager
+async def _at_provider(cfg: Settings, number: str) -> AsyncIterator[billing.PaymentProvider]:
+    """The payment provider for one command on invoice ``number``: its refusal or its absence is one error line
+    (exit 1), and it is closed afterwards."""
+    provider = _provider(cfg)
+    try:
+        yield provider
+    except billing.PaymentProviderError as exc:
+        fail(f"{number}: the payment provider refused: {exc.reason}")
+    except billing.PaymentProviderUnavailable as exc:
+        fail(f"{number}: the payment provider is unreachable, try again later ({exc})")
+    finally:
+        await provider.aclose()
 
 
 def _shown(item: billing.PaymentItem) -> str:
@@ -71,15 +88,8 @@ def payments_collect(number: Annotated[str, typer.Argument(help="The invoice's n
     cfg = settings()
 
     async def go(db: Database) -> None:
-        provider = _provider(cfg)
-        try:
+        async with _at_provider(cfg, number) as provider:
             item = await billing.collect_invoice(db, number, provider=provider)
-        except billing.PaymentProviderError as exc:
-            fail(f"{number}: the payment provider refused: {exc.reason}")
-        except billing.PaymentProviderUnavailable as exc:
-            fail(f"{number}: the payment provider is unreachable, try again later ({exc})")
-        finally:
-            await provider.aclose()
         if item is None:
             console.print(f"{number}: nothing to collect", highlight=False)
             return
@@ -120,15 +130,8 @@ def payments_refund(number: Annotated[str, typer.Argument(help="The invoice's nu
     cfg = settings()
 
     async def go(db: Database) -> None:
-        provider = _provider(cfg)
-        try:
+        async with _at_provider(cfg, number) as provider:
             items = await billing.refund_invoice(db, number, provider=provider)
-        except billing.PaymentProviderError as exc:
-            fail(f"{number}: the payment provider refused: {exc.reason}")
-        except billing.PaymentProviderUnavailable as exc:
-            fail(f"{number}: the payment provider is unreachable, try again later ({exc})")
-        finally:
-            await provider.aclose()
         if not items:
             console.print(f"{number}: nothing to refund", highlight=False)
         failed = [item for item in items if item.status == "failed"]
