@@ -24,17 +24,54 @@ def ts(value: Any, field: str = "timestamp") -> datetime:
 
 
 MAX_SAMPLE = Decimal(10) ** 14
-"""Meter values are stored as NUMERIC(20, 6): 14 digits before the point."""
+"""Meter values are stored as NUMERIC(20, 6): 14 digits before the point. (A value in kWh that fits may still
+overflow the session's energy in Wh: the group commit then refuses that charger's message alone,
+:meth:`cpo_gateway.meter_writer.MeterWriter._commit`.)"""
+MAX_TEXT = 40
+"""...and as text of at most 40 characters on SQLite (``kernel.db.types.Amount``): a value whose fixed-point
+form is longer (``1e-20000``, 20,002 characters, which PostgreSQL refuses as "value overflows numeric
+format") is no meter's reading."""
+MAX_MULTIPLIER = 40
+"""A 2.0.1 ``unitOfMeasure.multiplier`` beyond +-40 scales any non-zero value out of range."""
+
+
+def _fixed_length(value: Decimal) -> int:
+    """The length of ``format(value, "f")`` without building it (1e-20000 would be 20,002 characters)."""
+    sign, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    size = len(digits)
+    length = size + exponent if exponent >= 0 else max(size + exponent, 1) + 1 - exponent
+    return length + sign
 
 
 def sample_value(value: Decimal, raw: Any) -> Decimal:
     """A sampled value the database can hold exactly; anything else is the charger's PropertyConstraintViolation
     (refused here, so one charger's absurd value never fails a batch shared with other chargers)."""
     if not value.is_finite():
-        raise OcppError("PropertyConstraintViolation", f"sampledValue.value {raw!r} is not finite")
-    if abs(value) >= MAX_SAMPLE:
-        raise OcppError("PropertyConstraintViolation", f"sampledValue.value {raw!r} is out of range")
+        raise OcppError("PropertyConstraintViolation", f"sampledValue.value {_short(raw)} is not finite")
+    if abs(value) >= MAX_SAMPLE or _fixed_length(value) > MAX_TEXT:
+        raise OcppError("PropertyConstraintViolation", f"sampledValue.value {_short(raw)} is out of range")
     return value
+
+
+def scaled_sample(value: Decimal, multiplier: Any, raw: Any) -> Decimal:
+    """A 2.0.1 sampled value with its ``unitOfMeasure.multiplier`` applied, checked as :func:`sample_value`;
+    a multiplier that is not a small integer is the charger's PropertyConstraintViolation."""
+    try:
+        power = int(multiplier)
+    except (TypeError, ValueError, OverflowError, ArithmeticError):
+        power = None
+    if power is None or power != multiplier or abs(power) > MAX_MULTIPLIER:
+        raise OcppError(
+            "PropertyConstraintViolation", f"unitOfMeasure.multiplier {_short(multiplier)} is out of range"
+        )
+    return sample_value(value.scaleb(power) if power else value, raw)
+
+
+def _short(raw: Any) -> str:
+    """A charger's value for an error text: its repr, cut to 40 characters."""
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def now_text() -> str:

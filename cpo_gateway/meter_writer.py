@@ -14,8 +14,10 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import asyncpg
 from sqlalchemy.engine import make_url
 
+from cpo_gateway.framing import OcppError
 from cpo_gateway.meter_rules import unique_rows
 from cpo_gateway.meter_sql import (
     MV_COLUMNS,
@@ -125,12 +127,20 @@ class MeterWriter:
                 return
 
     async def _commit(self, batch: list[Pending]) -> None:
-        """Write ``batch`` in one transaction and answer every waiting ``write``: done, or the error."""
+        """Write ``batch`` in one transaction and answer every waiting ``write``: done, or the error.
+
+        When the batch fails on its data (a value the database refuses, a key it rejects) rather than on the
+        database being unreachable, each message of it is written again alone (replays add nothing): only the
+        message that carries the bad value gets the error (PropertyConstraintViolation), every other charger of
+        the batch is stored and answered as if it had been alone."""
         try:
             await self._flush(
                 [r for rows, _u, _f in batch for r in rows], [u for _r, upd, _f in batch for u in upd]
             )
         except BaseException as exc:  # the waiting chargers get an error answer (and retry), never silence
+            if isinstance(exc, Exception) and is_data_error(exc):
+                await self._commit_alone(batch, exc)
+                return
             if isinstance(exc, Exception):
                 log.exception("meter batch failed")
             error = exc if isinstance(exc, Exception) else ConnectionError("meter batch interrupted")
@@ -143,6 +153,27 @@ class MeterWriter:
             for _r, _u, fut in batch:
                 if not fut.done():
                     fut.set_result(None)
+
+    async def _commit_alone(self, batch: list[Pending], exc: Exception) -> None:
+        """After ``batch`` failed on its data: each message in a transaction of its own (see :meth:`_commit`)."""
+        if len(batch) > 1:
+            log.warning(
+                "meter batch refused by the database (%s); writing its %d messages one by one",
+                type(exc).__name__,
+                len(batch),
+            )
+            for item in batch:
+                await self._commit([item])
+            return
+        _rows, _u, fut = batch[0]
+        log.warning("meter values refused by the database: %s", exc)
+        if not fut.done():
+            fut.set_exception(
+                OcppError(
+                    "PropertyConstraintViolation",
+                    f"sampledValue cannot be stored ({type(exc).__name__}): a value out of range",
+                )
+            )
 
     async def _flush(self, rows: list[MeterRow], updates: list[EnergyUpdate]) -> None:
         if self.db.is_sqlite:
@@ -242,8 +273,6 @@ class MeterWriter:
         rows = unique_rows(rows)  # one statement may not propose a key twice (its upsert would refuse)
         upd = self._encode_updates(updates)
         if self._pg is None or self._pg.is_closed():  # first batch, or the connection was lost: reconnect
-            import asyncpg
-
             self._pg = await asyncpg.connect(self.db.url.replace("postgresql+asyncpg://", "postgresql://", 1))
         kind = uniform_kind(rows)
         if kind is not None:
@@ -264,6 +293,26 @@ class MeterWriter:
             await self._pg.execute(update, *args, sid, energy, now)
         elif rows:
             await self._pg.execute(insert, *args)
+
+
+def is_data_error(exc: Exception) -> bool:
+    """Whether a failed batch was refused for its data (a value out of range for the column, a bad encoding, a
+    key refused), which one message of it may have caused, rather than for the database (unreachable, locked,
+    shutting down), which would refuse every message alike."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return False
+    return isinstance(
+        exc,
+        sqlite3.DataError
+        | sqlite3.IntegrityError
+        | sqlite3.InterfaceError
+        | sqlite3.ProgrammingError
+        | asyncpg.DataError
+        | asyncpg.IntegrityConstraintViolationError
+        | ValueError
+        | TypeError
+        | ArithmeticError,
+    )
 
 
 def _sqlite_file(db: Database) -> str | None:

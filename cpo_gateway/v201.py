@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from cpo_gateway.authorization import AuthResult
-from cpo_gateway.charger_values import now_text, sample_value, ts
+from cpo_gateway.charger_values import now_text, sample_value, scaled_sample, ts
 from cpo_gateway.event_log import log_event
 from cpo_gateway.events import ENERGY_REGISTER, Boot, Sample, SessionEnded, SessionStarted, StatusChanged
 from cpo_gateway.metering import store_meter_values
@@ -46,9 +46,8 @@ def samples(meter_values: list[dict[str, Any]]) -> tuple[Sample, ...]:
                 value = Decimal(value)
             sample_value(value, raw)
             uom = sv.get("unitOfMeasure") or {}
-            multiplier = int(uom.get("multiplier", 0))
-            if multiplier:
-                value = sample_value(value.scaleb(multiplier), raw)
+            if "multiplier" in uom:
+                value = scaled_sample(value, uom["multiplier"], raw)
             signed = sv.get("signedMeterValue")
             out.append(
                 Sample(
