@@ -18,6 +18,12 @@ One document per (kind, seller, buyer, currency) of the run. Its lines are the s
 cent; its VAT is BR-CO-17's per category and rate over those lines, and :attr:`DocumentPlan.billed_vat` (the
 sum of the per-CDR VAT of the settlement) is kept next to it for the reconciliation (it may differ by the
 per-CDR rounding).
+
+A period whose lines add up to less than zero (the credits of corrected CDRs exceed its CDRs) owes the
+balance the other way: :func:`is_credit` tells it, and :func:`settlement_credit_note` makes it the credit
+note of the same issuer (BT-3 ``381``; for self-billing the self-biller's self-billed credit note, ``261``),
+its lines the settlement lines negated (positive: what is credited), its net minus the statement's to the
+cent, naming the earlier B2B invoice it corrects (BT-25, VAT Directive Art. 219).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from decimal import Decimal
 from enum import StrEnum
 
 from billing.core.documents import (
+    CreditNote,
+    CreditScope,
     DocumentError,
     Identity,
     Invoice,
@@ -41,7 +49,7 @@ from billing.core.documents import (
 )
 from billing.core.en16931 import total
 from billing.core.invoices import assemble_invoice
-from billing.core.vat import VatTreatment, classify
+from billing.core.vat import VatTreatment, breakdown, classify, notes, totals
 
 
 class B2BKind(StrEnum):
@@ -260,7 +268,7 @@ def settlement_invoice(
 ) -> Invoice:
     """The invoice (or self-billed invoice) of ``plan`` with ``lines`` (checked against the plan to the cent),
     covering the settlement ``period`` and every line's supply; ``reference`` (the run) is a note (BT-22). A
-    total below zero (a period of credits only) is refused: that is a credit note, not an invoice."""
+    total below zero is refused: that is :func:`settlement_credit_note`'s."""
     if not lines:
         raise DocumentError("nothing to invoice: no lines (BR-16)")
     check_net(plan, lines)
@@ -280,6 +288,77 @@ def settlement_invoice(
     )
 
 
+def is_credit(lines: Sequence[InvoiceLine], treatment: VatTreatment) -> bool:
+    """Whether ``lines`` (as billed) add up, VAT included, to less than zero: a credit note, not an invoice."""
+    if not lines:
+        return False
+    currency = lines[0].currency
+    return totals(lines, breakdown(lines, currency, treatment), currency).tax_inclusive < 0
+
+
+def settlement_credit_note(
+    plan: DocumentPlan,
+    lines: Sequence[InvoiceLine],
+    *,
+    series: str,
+    number: str,
+    issue_date: date,
+    seller: Identity,
+    buyer: Identity,
+    treatment: VatTreatment,
+    credits: tuple[str, date],
+    reference: str,
+) -> CreditNote:
+    """The credit note of a period of ``plan`` whose ``lines`` (as billed, checked against the plan to the
+    cent) add up to less than zero: the same lines negated (each naming the settlement line it credits), VAT
+    per category and rate (BR-CO-17), ``credits`` the (number, issue date) of the earlier B2B invoice it
+    corrects (BT-25, BT-26); self-billed (type 261) when the plan is."""
+    if not lines:
+        raise DocumentError("nothing to credit: no lines (BR-16)")
+    check_net(plan, lines)
+    credited = tuple(
+        InvoiceLine(
+            line_id=ln.line_id,
+            description=ln.description,
+            quantity=-ln.quantity,
+            unit=ln.unit,
+            unit_price=ln.unit_price,
+            net=-ln.net,
+            currency=ln.currency,
+            vat_category=ln.vat_category,
+            vat_rate=ln.vat_rate,
+            cdr_id=ln.cdr_id,
+            session_ref=ln.session_ref,
+            signed_data_ref=ln.signed_data_ref,
+            supply=ln.supply,
+            group=ln.group,
+            credits_line=ln.line_id,
+        )
+        for ln in lines
+    )
+    currency = plan.currency
+    vat = breakdown(credited, currency, treatment)
+    figures = totals(credited, vat, currency)
+    what = "self-billed charges" if plan.self_billed else "charges"
+    return CreditNote(
+        series=series,
+        number=number,
+        issue_date=issue_date,
+        seller=seller,
+        buyer=buyer,
+        currency=currency,
+        invoice_number=credits[0],
+        invoice_date=credits[1],
+        reason=f"{reference}: the period's credits exceed its {what}",
+        scope=CreditScope.PARTIAL,
+        lines=credited,
+        breakdown=vat,
+        totals=figures,
+        notes=((SELF_BILLING_NOTE,) if plan.self_billed else ()) + notes(vat),
+        self_billed=plan.self_billed,
+    )
+
+
 __all__ = [
     "DESCRIPTIONS",
     "KIND_OF_LINE",
@@ -288,9 +367,11 @@ __all__ = [
     "DocumentPlan",
     "SettlementLine",
     "check_net",
+    "is_credit",
     "ledger_totals",
     "parse_lines_csv",
     "plan_documents",
+    "settlement_credit_note",
     "settlement_invoice",
     "share_lines",
     "source_key",

@@ -389,6 +389,8 @@ class CreditNote:
     totals: Totals
     credit_cdr: str | None = None
     notes: tuple[str, ...] = field(default=())
+    self_billed: bool = False
+    """A self-billed credit note (BT-3 type 261): the self-biller credits its self-billed invoice (389)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "currency", invoice_currency(self.currency))

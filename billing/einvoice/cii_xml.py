@@ -36,6 +36,7 @@ from it)."""
 INVOICE_TYPE = "380"
 CREDIT_NOTE_TYPE = "381"
 SELF_BILLED_TYPE = "389"  # UNTDID 1001: self-billed invoice (EN 16931 BT-3)
+SELF_BILLED_CREDIT_TYPE = "261"  # UNTDID 1001: self-billed credit note
 
 Document = Invoice | CreditNote
 
@@ -185,7 +186,7 @@ def cii_xml(doc: Document) -> bytes:
 
     header = _el(root, "rsm:ExchangedDocument")
     _el(header, "ram:ID", doc.number)  # BT-1
-    type_code = CREDIT_NOTE_TYPE
+    type_code = SELF_BILLED_CREDIT_TYPE if doc.self_billed else CREDIT_NOTE_TYPE
     if isinstance(doc, Invoice):
         type_code = SELF_BILLED_TYPE if doc.self_billed else INVOICE_TYPE
     _el(header, "ram:TypeCode", type_code)  # BT-3

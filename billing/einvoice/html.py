@@ -45,7 +45,7 @@ def _filters(currency: str, locale: str) -> dict[str, Callable[..., str]]:
 def _title(doc: Document) -> str:
     if isinstance(doc, Invoice):
         return "Self-billed invoice" if doc.self_billed else "Invoice"
-    return "Credit note"
+    return "Self-billed credit note" if doc.self_billed else "Credit note"
 
 
 def render_html(doc: Document, *, locale: str = "en", logo: str | None = None) -> str:

@@ -13,6 +13,12 @@ CDR's own lines; hub fee: the rate of the agreement's country; site host: the ag
 energy rate), then the number (gap-free, :mod:`.numbers`) and the row, with the source key
 ``settlement:PERIOD:SEQ:STATEMENT:COUNTERPARTY`` checked again under the counter's lock (a second run, or a
 concurrent one, issues nothing). A document that cannot be issued is reported with the reason, never dropped.
+
+A document whose lines add up to less than zero (:func:`billing.core.b2b.is_credit`: the period's credits of
+corrected CDRs exceed its CDRs) is the same issuer's credit note (``credit_note``, BT-3 ``381``; for
+self-billing the CPO's self-billed credit note, ``261``, in its ``SBC`` series), crediting the latest earlier
+B2B invoice of the same kind and issuer on which the credited CDRs were billed (``credits_document_id``,
+BT-25); with no such invoice it is not issued, with the reason.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -32,14 +38,16 @@ from billing.core.b2b import (
     B2BKind,
     DocumentPlan,
     SettlementLine,
+    is_credit,
     ledger_totals,
     parse_lines_csv,
     plan_documents,
+    settlement_credit_note,
     settlement_invoice,
     share_lines,
     source_key,
 )
-from billing.core.documents import DocumentError, Identity, InvoiceLine, SupplyPeriod
+from billing.core.documents import CreditNote, DocumentError, Identity, Invoice, InvoiceLine, SupplyPeriod
 from billing.core.lines import Dimension, PricedCdr, cdr_lines
 from billing.core.numbering import NumberingError, Series
 from billing.core.vat import VatTreatment, treatment_for
@@ -66,10 +74,14 @@ from kernel.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 INVOICE = "invoice"
+CREDIT_NOTE = "credit_note"
+"""``billing_documents.kind`` of a period's credit note (a balance below zero), self-billed or not."""
 SELF_BILLED = "self_billed"
 """``billing_documents.kind`` of a self-billed invoice: the issuer's payable, not a receivable."""
 SELF_BILLED_PREFIX = "SB"
 """The series of the self-billed invoices an issuer issues on its site hosts' behalf."""
+SELF_BILLED_CREDIT_PREFIX = "SBC"
+"""The series of the self-billed credit notes (a site host's period below zero)."""
 LINK_KINDS = {
     B2BKind.ROAMING: "b2b_roaming",
     B2BKind.HUB_FEE: "b2b_hub_fee",
@@ -103,6 +115,7 @@ class Outcome:
     vat: Decimal | None = None
     existing: bool = False
     reason: str | None = None
+    credit_note: bool = False
 
     @property
     def issued(self) -> bool:
@@ -110,10 +123,10 @@ class Outcome:
 
     def describe(self) -> str:
         what = {
-            "roaming": "roaming invoice",
-            "hub_fee": "hub fee invoice",
-            "site_host": "self-billed invoice",
-        }[self.kind.value]
+            "roaming": "roaming",
+            "hub_fee": "hub fee",
+            "site_host": "self-billed",
+        }[self.kind.value] + (" credit note" if self.credit_note else " invoice")
         head = f"{what} {self.seller} -> {self.buyer} {self.net} {self.currency} excl. VAT"
         if self.reason is not None:
             return f"not issued: {head}: {self.reason}"
@@ -342,11 +355,13 @@ async def _issue(
     statement: SettlementStatement,
     day: date,
 ) -> tuple[BillingDocument, bool]:
-    kind = SELF_BILLED if plan.self_billed else INVOICE
+    invoice_kind = SELF_BILLED if plan.self_billed else INVOICE
     key = source_key(run.period, run.sequence, statement.id, plan.counterparty)
     issued = (
         await db_session.scalars(
-            select(BillingDocument).where(BillingDocument.kind == kind, BillingDocument.source_key == key)
+            select(BillingDocument).where(
+                BillingDocument.kind.in_((invoice_kind, CREDIT_NOTE)), BillingDocument.source_key == key
+            )
         )
     ).first()
     if issued is not None:  # issued before: nothing to look up (checked again under the lock below)
@@ -358,15 +373,19 @@ async def _issue(
         raise _Refused(
             f"issuer {issuer.key} invoices in {issuer.currency}, the statement is in {plan.currency}"
         )
-    series = issuer.invoice_series
-    if plan.self_billed:
-        if SELF_BILLED_PREFIX in (issuer.invoice_series.prefix, issuer.credit_series.prefix):
-            raise _Refused(
-                f"issuer {issuer.key} uses the self-billing series {SELF_BILLED_PREFIX} for another"
-            )
-        series = Series(SELF_BILLED_PREFIX, yearly=issuer.invoice_series.yearly)
     rows = await _cdr_rows(db_session, {ln.cdr_id for ln in plan.lines})
     lines = await _lines(db_session, plan, parties.treatment, rows)
+    credit = is_credit(lines, parties.treatment)
+    kind = CREDIT_NOTE if credit else invoice_kind
+    series = issuer.credit_series if credit else issuer.invoice_series
+    if plan.self_billed:
+        prefix = SELF_BILLED_CREDIT_PREFIX if credit else SELF_BILLED_PREFIX
+        if prefix in (issuer.invoice_series.prefix, issuer.credit_series.prefix):
+            raise _Refused(f"issuer {issuer.key} uses the self-billing series {prefix} for another")
+        series = Series(prefix, yearly=issuer.invoice_series.yearly)
+    credited = (
+        await _credited_invoice(db_session, plan, issuer_row.id, invoice_kind, rows) if credit else None
+    )
     counter = await lock(db_session, issuer_row.id, series, day)
     existing = (
         await db_session.scalars(
@@ -380,41 +399,60 @@ async def _issue(
     if existing is not None:
         return existing, True
     number = take(counter, series, day)
-    start, end = _month(run.period)
-    invoice = settlement_invoice(
-        plan,
-        lines,
-        series=series.prefix,
-        number=number.number,
-        issue_date=day,
-        seller=parties.seller,
-        buyer=parties.buyer,
-        terms=issuer.terms,
-        treatment=parties.treatment,
-        period=SupplyPeriod(start, end),
-        reference=f"Settlement {run.period} run {run.sequence}: statement of {plan.statement_party}",
-    )
+    reference = f"Settlement {run.period} run {run.sequence}: statement of {plan.statement_party}"
+    doc: Invoice | CreditNote
+    if credited is not None:
+        doc = settlement_credit_note(
+            plan,
+            lines,
+            series=series.prefix,
+            number=number.number,
+            issue_date=day,
+            seller=parties.seller,
+            buyer=parties.buyer,
+            treatment=parties.treatment,
+            credits=(credited.number, credited.issue_date),
+            reference=reference,
+        )
+        due, supply = None, None
+    else:
+        start, end = _month(run.period)
+        doc = settlement_invoice(
+            plan,
+            lines,
+            series=series.prefix,
+            number=number.number,
+            issue_date=day,
+            seller=parties.seller,
+            buyer=parties.buyer,
+            terms=issuer.terms,
+            treatment=parties.treatment,
+            period=SupplyPeriod(start, end),
+            reference=reference,
+        )
+        due, supply = doc.due_date, doc.supply_period
     row = BillingDocument(
         account_id=parties.account_id,
         billing_period=run.period,
         source_key=key,
         issuer_id=issuer_row.id,
         kind=kind,
-        series=invoice.series,
+        series=doc.series,
         period=number.period,
         sequence=number.sequence,
-        number=invoice.number,
-        issue_date=invoice.issue_date,
-        due_date=invoice.due_date,
-        supply_start=invoice.supply_period.start,
-        supply_end=invoice.supply_period.end,
-        buyer=to_json(invoice.buyer),
-        currency=invoice.currency,
-        total_excl_vat=invoice.totals.tax_exclusive,
-        total_vat=invoice.totals.tax,
-        total_incl_vat=invoice.totals.tax_inclusive,
-        payable=invoice.totals.payable,
-        document=to_json(invoice),
+        number=doc.number,
+        issue_date=doc.issue_date,
+        due_date=due,
+        supply_start=supply.start if supply else None,
+        supply_end=supply.end if supply else None,
+        buyer=to_json(doc.buyer),
+        currency=doc.currency,
+        total_excl_vat=doc.totals.tax_exclusive,
+        total_vat=doc.totals.tax,
+        total_incl_vat=doc.totals.tax_inclusive,
+        payable=doc.totals.payable,
+        document=to_json(doc),
+        credits_document_id=credited.id if credited is not None else None,
     )
     db_session.add(row)
     await db_session.flush()
@@ -424,6 +462,43 @@ async def _issue(
     )
     await db_session.flush()
     return row, False
+
+
+async def _credited_invoice(
+    db_session: AsyncSession, plan: DocumentPlan, issuer_id: int, invoice_kind: str, rows: dict[str, Cdr]
+) -> BillingDocument:
+    """The B2B invoice a period's credit note corrects (BT-25): the latest one of ``issuer_id`` and the plan's
+    kind on which a CDR credited in the period was billed; _Refused when there is none."""
+    originals = {
+        rows[ln.cdr_id].credit_of
+        for ln in plan.lines
+        if rows[ln.cdr_id].is_credit and rows[ln.cdr_id].credit_of is not None
+    }
+    found = (
+        (
+            await db_session.scalars(
+                select(BillingDocument)
+                .join(BillingDocumentCdr, BillingDocumentCdr.document_id == BillingDocument.id)
+                .where(
+                    BillingDocumentCdr.cdr_id.in_(originals),
+                    BillingDocumentCdr.kind == LINK_KINDS[plan.kind],
+                    BillingDocument.issuer_id == issuer_id,
+                    BillingDocument.kind == invoice_kind,
+                    BillingDocument.currency == plan.currency,
+                )
+                .order_by(BillingDocument.issue_date.desc(), BillingDocument.id.desc())
+                .limit(1)
+            )
+        ).first()
+        if originals
+        else None
+    )
+    if found is None:
+        raise _Refused(
+            "the period's credits exceed its charges, and no earlier invoice of these parties bills the "
+            "credited CDRs: a credit note needs the invoice it corrects (BT-25)"
+        )
+    return found
 
 
 def _month(period: str) -> tuple[datetime, datetime]:
@@ -456,7 +531,7 @@ async def issue_run_documents(db: Database, run_id: int, *, issue_date: date | N
     day = issue_date or utcnow().date()
     outcomes = []
     for plan in plan_documents(lines):
-        base = dict(
+        base = Outcome(
             period=run.period,
             sequence=run.sequence,
             kind=plan.kind,
@@ -469,9 +544,16 @@ async def issue_run_documents(db: Database, run_id: int, *, issue_date: date | N
         try:
             async with db.session() as db_session:
                 row, existing = await _issue(db_session, run, plan, by_key[(plan.seller, plan.currency)], day)
-            outcome = Outcome(**base, number=row.number, vat=row.total_vat, existing=existing)  # type: ignore[arg-type]
+            credit_note = row.kind == CREDIT_NOTE
+            outcome = replace(
+                base,
+                number=row.number,
+                vat=-row.total_vat if credit_note else row.total_vat,  # signed as billed, as the plan
+                existing=existing,
+                credit_note=credit_note,
+            )
         except (_Refused, DocumentError, NumberingError, ValueError) as exc:
-            outcome = Outcome(**base, reason=str(exc))  # type: ignore[arg-type]
+            outcome = replace(base, reason=str(exc))
             log.warning("settlement document not issued: %s", outcome.describe())
         else:
             if outcome.issued:
@@ -481,9 +563,11 @@ async def issue_run_documents(db: Database, run_id: int, *, issue_date: date | N
 
 
 __all__ = [
+    "CREDIT_NOTE",
     "INVOICE",
     "LINK_KINDS",
     "SELF_BILLED",
+    "SELF_BILLED_CREDIT_PREFIX",
     "SELF_BILLED_PREFIX",
     "Outcome",
     "SettlementDocumentsError",

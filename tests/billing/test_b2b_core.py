@@ -10,16 +10,20 @@ import pytest
 
 from billing.core.b2b import (
     B2BKind,
+    is_credit,
     ledger_totals,
     parse_lines_csv,
     plan_documents,
+    settlement_credit_note,
     settlement_invoice,
     share_lines,
     source_key,
 )
-from billing.core.documents import DocumentError, Invoice, PaymentTerms, SupplyPeriod
+from billing.core.documents import CreditNote, DocumentError, Invoice, PaymentTerms, SupplyPeriod
+from billing.core.en16931 import category_tax
 from billing.core.vat import NORMAL
 from billing.einvoice import cii_xml, validate_xml
+from billing.store.codec import load_credit_note, to_json
 from tests.billing.b2b_kit import ISSUERS, SITE_HOST
 from tests.billing.einvoice_kit import schematron_failures
 
@@ -89,3 +93,72 @@ def test_a_period_of_credits_only_is_not_an_invoice() -> None:
         _invoice(1, {"C1": D("21"), "C0": D("21")}, "HUB-2026-000001")
     with pytest.raises(DocumentError, match="no VAT rate"):
         _invoice(1, {"C1": D("21")}, "HUB-2026-000001")
+
+
+def _credit_note(plan_index: int, number: str) -> CreditNote:
+    plan = plan_documents(parse_lines_csv(CSV))[plan_index]
+    lines = share_lines(plan, {"C1": D("21"), "C0": D("21")}, {"C1": NOV, "C0": NOV}, NORMAL)
+    assert is_credit(lines, NORMAL)
+    return settlement_credit_note(
+        plan,
+        lines,
+        series=number.rsplit("-", 2)[0],
+        number=number,
+        issue_date=date(2026, 12, 1),
+        seller=SITE_HOST if plan.self_billed else ISSUERS[plan.seller][1],
+        buyer=ISSUERS[plan.buyer][1],
+        treatment=NORMAL,
+        credits=("HUB-2026-000007", date(2026, 11, 1)),
+        reference="Settlement 2026-11 run 1",
+    )
+
+
+def test_a_period_below_zero_is_the_same_issuers_credit_note_equal_to_the_statement() -> None:
+    """The hub fee of the sample run nets to -0.20 (an adjustment's credit of -0.80 over a fee of 0.60): a
+    credit note (381) from the hub to the CPO crediting 0.20 excl. VAT, naming the invoice it corrects."""
+    note = _credit_note(1, "HUBC-2026-000001")
+    plan = plan_documents(parse_lines_csv(CSV))[1]
+    assert note.totals.tax_exclusive == -plan.billed_net == D("0.20")
+    assert note.totals.tax == category_tax(D("0.20"), D("21"), "EUR") == D("0.04")
+    assert [(ln.net, ln.quantity, ln.credits_line) for ln in note.lines] == [
+        (D("0.80"), D(1), "C0:2"),
+        (D("-0.60"), D(-1), "C1:2"),
+    ]
+    assert (note.invoice_number, note.invoice_date) == ("HUB-2026-000007", date(2026, 11, 1))
+    assert not note.self_billed and "credits exceed" in note.reason
+    xml = cii_xml(note)
+    assert b"<ram:TypeCode>381</ram:TypeCode>" in xml
+    assert b"<ram:IssuerAssignedID>HUB-2026-000007</ram:IssuerAssignedID>" in xml
+    validate_xml(xml)
+    assert schematron_failures(xml) == []
+    # A period at or above zero stays an invoice.
+    fee_lines = share_lines(plan, {"C1": D("21"), "C0": D("21")}, {}, NORMAL)
+    assert is_credit(fee_lines[:1], NORMAL) and not is_credit(fee_lines[1:], NORMAL)
+
+
+def test_a_self_billed_period_below_zero_is_a_self_billed_credit_note_261() -> None:
+    host = CSV.replace(
+        "site_host_share,NL*SIT,site_host,NL*AMP,cpo,EUR,1.00,0.20,1.20", "x,x,x,x,x,EUR,0,0,0"
+    )
+    host += "2026-11,2026-10,C0,3,site_host_share,NL*SIT,site_host,NL*AMP,cpo,EUR,-1.50,-0.32,-1.82,site,1,true,2026-10,C9\n"
+    plan = plan_documents(parse_lines_csv(host))[2]
+    assert plan.self_billed and plan.billed_net == D("-1.50")
+    lines = share_lines(plan, {"C0": D("21")}, {"C0": NOV}, NORMAL)
+    note = settlement_credit_note(
+        plan,
+        lines,
+        series="SBC",
+        number="SBC-2026-000001",
+        issue_date=date(2026, 12, 1),
+        seller=SITE_HOST,
+        buyer=ISSUERS["NL*AMP"][1],
+        treatment=NORMAL,
+        credits=("SB-2026-000003", date(2026, 11, 1)),
+        reference="Settlement 2026-11 run 1",
+    )
+    assert note.self_billed and note.notes[0] == "Self-billing" and note.totals.tax_exclusive == D("1.50")
+    xml = cii_xml(note)
+    assert b"<ram:TypeCode>261</ram:TypeCode>" in xml
+    validate_xml(xml)
+    assert schematron_failures(xml) == []
+    assert load_credit_note(to_json(note)) == note
