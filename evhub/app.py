@@ -39,6 +39,7 @@ from kernel.components import Component, Hub
 from kernel.db.engine import Database
 from kernel.db.migrate import ensure_schema, schema_state
 from kernel.db.reach import check_reachable
+from kernel.httpguard import HttpGuard
 from kernel.httpserver import HttpServer
 from kernel.logs import bind
 from kernel.models.roaming import reseal_outgoing_tokens
@@ -133,6 +134,9 @@ def create_app(hub: Hub) -> FastAPI:
     from evhub.api import router as core_router
 
     app.include_router(core_router, prefix="/api")
+    # Outermost, before authentication: body limit, NUL refusal, bad input and an unreachable database answered
+    # 4xx/503 in each surface's terms, never 500 (kernel/httpguard.py; issue 15 item 5).
+    app.add_middleware(HttpGuard, max_body_bytes=hub.settings.http_max_body_bytes)
     return app
 
 

@@ -3,6 +3,7 @@
 Code logs with the standard library (``logging.getLogger(__name__)``) and passes extra fields with
 ``extra={"fields": {...}}``. :func:`bind` puts ``request_id`` / ``charger_id`` / ``partner`` into a context
 variable that is added to every line logged from that task. Secrets are never passed to loggers.
+:class:`RateLimitedLog` logs a repeating failure once per kind and interval.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import contextvars
 import json
 import logging
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -91,3 +93,40 @@ def configure(level: str = "INFO", fmt: str = "kv", stream: Any = None) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+
+
+class RateLimitedLog:
+    """At most one line per ``kind`` every ``interval`` seconds (a clock in seconds, monotonic by default), each
+    saying how many of that kind were left out since the last line: a failure that repeats on every request or
+    message (an unreachable database, a flood of bad input) logs one line per kind per interval, not a flood."""
+
+    def __init__(
+        self, logger: logging.Logger, interval: float = 10.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def log(self, level: int, kind: str, msg: str, fields: dict[str, Any] | None = None) -> bool:
+        """Log ``msg`` (no traceback) unless a line of ``kind`` was logged less than ``interval`` ago; True when
+        it was logged."""
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.interval:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return False
+        self._last[kind] = now
+        line = dict(fields or {})
+        line["kind"] = kind
+        if suppressed := self._suppressed.pop(kind, 0):
+            line["suppressed"] = suppressed
+        self.logger.log(level, msg, extra={"fields": line})
+        return True
+
+    def warning(self, kind: str, msg: str, fields: dict[str, Any] | None = None) -> bool:
+        return self.log(logging.WARNING, kind, msg, fields)
+
+    def info(self, kind: str, msg: str, fields: dict[str, Any] | None = None) -> bool:
+        return self.log(logging.INFO, kind, msg, fields)

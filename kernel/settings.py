@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     )
     http_host: str = Field(default="0.0.0.0", description="Address of the HTTP app (API, OCPI, portal)")
     http_port: int = Field(default=8000, ge=0, le=65535, description="Port of the HTTP app")
+    # -- bad input (issue 15 item 5): request bodies are cut off while streaming, before they are read whole --
+    http_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest HTTP request body accepted (API, OCPI, portal, webhooks); bigger is answered 413",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level")
     log_format: Literal["json", "kv"] = Field(default="kv", description="json or key=value log lines")
     node_name: str = Field(default="", description="This process's name in a cluster (default: host:pid)")

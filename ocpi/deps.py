@@ -119,6 +119,8 @@ async def read_json(request: Request) -> object:
         return json.loads(raw) if raw else None
     except (ValueError, UnicodeDecodeError):
         raise OcpiError(status.INVALID_PARAMETERS, "Request body is not valid JSON") from None
+    except RecursionError:
+        raise OcpiError(status.INVALID_PARAMETERS, "Request body is nested too deep") from None
 
 
 async def read_model(request: Request, model: type[M]) -> M:

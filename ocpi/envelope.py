@@ -2,7 +2,9 @@
 that turn into one.
 
 Handlers raise :class:`OcpiError`; :func:`install_error_handlers` answers it (and FastAPI's own validation
-errors, invalid JSON included) with an envelope carrying the OCPI status code and a fitting HTTP status.
+errors, invalid JSON included) with an envelope carrying the OCPI status code and a fitting HTTP status. Bad
+input that only shows deeper (a value the database refuses, an overflow) is 2001 with HTTP 400, an unreachable
+database 3000 with HTTP 503 and Retry-After (:func:`kernel.failures.classify`), never a 500.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kernel import jsonutil
+from kernel.failures import classify
 from kernel.timeutil import format_rfc3339, utcnow
 from ocpi import status
 
@@ -91,10 +94,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> OcpiResponse:
+        if exc.status_code in (400, 422):  # bad input refused on the way in (kernel.httpguard): 2001
+            return OcpiResponse(envelope(None, status.INVALID_PARAMETERS, str(exc.detail)), status_code=400)
         code = status.CLIENT_ERROR if exc.status_code < 500 else status.SERVER_ERROR
         return OcpiResponse(envelope(None, code, str(exc.detail)), status_code=exc.status_code)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> OcpiResponse:
+        failure = classify(exc)
+        if (
+            failure is not None
+        ):  # bad input (2001) or the database unreachable (3000, 503): logged by the guard
+            code = status.SERVER_ERROR if failure.status >= 500 else status.INVALID_PARAMETERS
+            headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else None
+            http_status = 400 if failure.status == 422 else failure.status
+            return OcpiResponse(
+                envelope(None, code, failure.message), status_code=http_status, headers=headers
+            )
         log.exception("OCPI request %s %s failed", request.method, request.url.path)
         return OcpiResponse(envelope(None, status.SERVER_ERROR, "Internal error"), status_code=500)
