@@ -49,7 +49,7 @@ from billing.core.documents import (
 )
 from billing.core.en16931 import total
 from billing.core.invoices import assemble_invoice
-from billing.core.vat import VatTreatment, breakdown, classify, notes, totals
+from billing.core.vat import VatTreatment, breakdown, classify, notes, totals, treatment_for
 
 
 class B2BKind(StrEnum):
@@ -172,6 +172,31 @@ class DocumentPlan:
     @property
     def billed_vat(self) -> Decimal:
         return total((self.billed(ln)[1] for ln in self.lines), self.currency)
+
+
+def b2b_treatment(
+    kind: B2BKind,
+    seller: Identity,
+    buyer: Identity,
+    *,
+    seller_allows_reverse_charge: bool = False,
+    exemption: str | None = None,
+) -> VatTreatment:
+    """The VAT treatment of a B2B document of ``kind``: :func:`billing.core.vat.treatment_for`, the one rule of
+    every document (an exempt seller's exemption first; reverse charge only between two VAT-registered
+    businesses in different EU member states), with reverse charge allowed as the supply is:
+
+    * ``HUB_FEE``: the hub's service to a CPO is a B2B service under the general rule (VAT Directive Art. 44,
+      taxed where the customer is established; Art. 196, the customer liable): always allowed, so a hub in NL
+      billing a CPO in DE reverse charges it (category ``AE``, the Art. 226(11a) wording, no VAT), whatever
+      the issuer's flag for its charging supplies;
+    * ``ROAMING``: charging (electricity) sold on to an eMSP: where it is taxed is the seller's decision, as for
+      every charging document: ``seller_allows_reverse_charge`` (the CPO issuer's ``reverse_charge_allowed``);
+    * ``SITE_HOST``: the host's share for the charging site (a service connected with immovable property, Art.
+      47, taxed where the site is): the host's own ``reverse_charge_allowed`` when it has an issuer row, else
+      not allowed."""
+    allowed = True if kind is B2BKind.HUB_FEE else seller_allows_reverse_charge
+    return treatment_for(seller, buyer, reverse_charge_allowed=allowed, exemption=exemption)
 
 
 def plan_documents(lines: Sequence[SettlementLine]) -> tuple[DocumentPlan, ...]:
@@ -366,6 +391,7 @@ __all__ = [
     "B2BKind",
     "DocumentPlan",
     "SettlementLine",
+    "b2b_treatment",
     "check_net",
     "is_credit",
     "ledger_totals",

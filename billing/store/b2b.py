@@ -38,6 +38,7 @@ from billing.core.b2b import (
     B2BKind,
     DocumentPlan,
     SettlementLine,
+    b2b_treatment,
     is_credit,
     ledger_totals,
     parse_lines_csv,
@@ -50,7 +51,7 @@ from billing.core.b2b import (
 from billing.core.documents import CreditNote, DocumentError, Identity, Invoice, InvoiceLine, SupplyPeriod
 from billing.core.lines import Dimension, PricedCdr, cdr_lines
 from billing.core.numbering import NumberingError, Series
-from billing.core.vat import VatTreatment, treatment_for
+from billing.core.vat import VatTreatment
 from billing.store.accounts import buyer_of, party_account
 from billing.store.cdrs import priced_cdr
 from billing.store.codec import to_json
@@ -245,10 +246,11 @@ async def _parties(db_session: AsyncSession, plan: DocumentPlan) -> _Parties:
         if host_issuer is not None:
             host = from_row(host_issuer)
             seller = host.identity
-            treatment = treatment_for(
+            treatment = b2b_treatment(
+                plan.kind,
                 seller,
                 from_row(issuer).identity,
-                reverse_charge_allowed=host.reverse_charge_allowed,
+                seller_allows_reverse_charge=host.reverse_charge_allowed,
                 exemption=host.exemption,
             )
         else:
@@ -256,7 +258,7 @@ async def _parties(db_session: AsyncSession, plan: DocumentPlan) -> _Parties:
             if found is None:
                 raise _Refused(_no_identity(plan.seller))
             seller = found
-            treatment = treatment_for(seller, from_row(issuer).identity)
+            treatment = b2b_treatment(plan.kind, seller, from_row(issuer).identity)
         return _Parties(issuer, seller, from_row(issuer).identity, treatment, None)
     issuer = await _issuer_of(db_session, seller_party, plan.currency)
     if issuer is None:
@@ -270,7 +272,14 @@ async def _parties(db_session: AsyncSession, plan: DocumentPlan) -> _Parties:
         account = await party_account(db_session, issuer, buyer_party.id, buyer, currency=plan.currency)
     assert buyer is not None
     core = from_row(issuer)
-    return _Parties(issuer, core.identity, buyer, core.treatment(buyer), account.id)
+    treatment = b2b_treatment(
+        plan.kind,
+        core.identity,
+        buyer,
+        seller_allows_reverse_charge=core.reverse_charge_allowed,
+        exemption=core.exemption,
+    )
+    return _Parties(issuer, core.identity, buyer, treatment, account.id)
 
 
 async def _cdr_rows(db_session: AsyncSession, uids: set[str]) -> dict[str, Cdr]:
