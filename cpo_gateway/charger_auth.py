@@ -4,22 +4,21 @@
 * Profile 2: the same, and the connection must be TLS (wss://).
 * Profile 3: TLS with a client certificate issued by the configured CA whose subject CN is the identity.
 
-Argon2 is deliberately slow, so a successful check is remembered (keyed by identity, stored hash and a
-SHA-256 of the password): a reconnect storm of thousands of chargers costs one Argon2 check per charger.
+Argon2 is deliberately slow, so it runs in a bounded thread pool off the event loop, and a successful check is
+remembered for every ``evhub serve`` process (an HMAC under ``EVHUB_PASSWORD_CACHE_KEY``, see
+:mod:`kernel.password_checks`): a reconnect storm of thousands of chargers costs at most one Argon2 check per
+charger, and past the pool's capacity the upgrade is refused with 503 and Retry-After instead of timing out.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import hashlib
-import hmac
 import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from kernel.security import verify_password
+from kernel.password_checks import CheckCache, PasswordVerifier
 
 SUPPORTED = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
 
@@ -62,20 +61,20 @@ def choose_subprotocol(offered: str | None, preferred: str) -> str | None:
 
 
 class PasswordCache:
-    def __init__(self) -> None:
-        self._ok: dict[str, tuple[str, bytes]] = {}
+    """The gateway's password check: blocked chargers refused, then :class:`kernel.password_checks.CheckCache`
+    (remembered successes shared by every process, Argon2 in a bounded thread pool, never on the event loop;
+    :class:`~kernel.password_checks.PasswordChecksBusy` when that pool is saturated)."""
+
+    def __init__(self, checks: CheckCache | None = None) -> None:
+        self.checks = checks if checks is not None else CheckCache(PasswordVerifier(name="ocpp-argon2"))
 
     async def check(self, identity: str, password_hash: str | None, password: str) -> bool:
         if not password_hash or is_blocked(password_hash):
             return False
-        digest = hashlib.sha256(password.encode()).digest()
-        cached = self._ok.get(identity)
-        if cached is not None and cached[0] == password_hash and hmac.compare_digest(cached[1], digest):
-            return True
-        ok = await asyncio.get_running_loop().run_in_executor(None, verify_password, password_hash, password)
-        if ok:
-            self._ok[identity] = (password_hash, digest)
-        return ok
+        return await self.checks.check(f"charger:{identity}", password_hash, password)
+
+    def close(self) -> None:
+        self.checks.verifier.close()
 
 
 def peer_common_name(transport: Any) -> str | None:

@@ -2,7 +2,9 @@
 
 ``ws[s]://HOST:PORT/ocpp/{charge_point_id}`` with subprotocol ``ocpp1.6`` or ``ocpp2.0.1``. Refusals happen
 at the HTTP upgrade, before anything is created: 404 unknown path or identity, 401 missing/wrong password,
-403 security profile not met, 400 no supported subprotocol.
+403 security profile not met, 400 no supported subprotocol. Admission control: when this process's database
+pool is exhausted, the database does not answer, or the password checks' thread pool and queue are full, the
+upgrade is answered 503 with a Retry-After (jittered, so a storm comes back spread) at once, never a timeout.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -38,6 +43,7 @@ from cpo_gateway.session_store import SessionStore
 from kernel import metrics
 from kernel.db.engine import Database
 from kernel.logs import bind_permanently
+from kernel.password_checks import CheckCache, PasswordChecksBusy, PasswordVerifier
 from kernel.ports import port_error
 from kernel.seams import Hooks, Services
 from kernel.settings import Settings
@@ -45,6 +51,10 @@ from kernel.settings import Settings
 log = logging.getLogger(__name__)
 
 PATH_PREFIX = "/ocpp/"
+DB_BUSY_RETRY_AFTER = 5
+"""Seconds (before jitter) a charger refused because the database pool is exhausted or down waits."""
+_DB_DOWN = (PoolTimeout, OperationalError, InterfaceError, DisconnectionError, OSError)
+"""What a database that is down or out of connections raises (not a programming error: that stays a bug)."""
 
 
 class Gateway:
@@ -73,7 +83,14 @@ class Gateway:
         )
         self.meter_writer = MeterWriter(db)
         self.authorizer = Authorizer(db, self.services)
-        self.passwords = PasswordCache()
+        self.passwords = PasswordCache(
+            CheckCache(
+                PasswordVerifier(settings.password_workers, settings.password_queue, name="ocpp-argon2"),
+                db,
+                key=settings.password_cache_key,
+                ttl=settings.password_cache_ttl,
+            )
+        )
         self.connections: dict[str, ChargerConnection] = {}
         self.router = make_router(self)
         self.server: Server | None = None
@@ -140,6 +157,7 @@ class Gateway:
             self.server = None
         await self.router.stop()
         await self.meter_writer.stop()
+        self.passwords.close()
 
     # -- upgrade --------------------------------------------------------------------------------------------
 
@@ -151,6 +169,19 @@ class Gateway:
             hdrs[k] = v
         return Response(status.value, status.phrase, hdrs, body)
 
+    @classmethod
+    def _busy(cls, reason: str, retry_after: int) -> Response:
+        """503 with Retry-After: ``retry_after`` seconds (already jittered by the caller)."""
+        return cls._refuse(HTTPStatus.SERVICE_UNAVAILABLE, reason, {"Retry-After": str(retry_after)})
+
+    def _db_busy(self, identity: str, exc: BaseException | None) -> Response:
+        if exc is not None:  # one line, no traceback: during an outage every charger lands here
+            log.warning(
+                "charger %s refused with 503: database unavailable (%s)", identity, type(exc).__name__
+            )
+        seconds = DB_BUSY_RETRY_AFTER + random.randint(0, DB_BUSY_RETRY_AFTER)
+        return self._busy("the hub is busy or its database unavailable; retry later", seconds)
+
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if not path.startswith(PATH_PREFIX) or len(path) <= len(PATH_PREFIX):
@@ -158,7 +189,12 @@ class Gateway:
         identity = unquote(path[len(PATH_PREFIX) :].strip("/"))
         if "/" in identity or len(identity) > 48:
             return self._refuse(HTTPStatus.NOT_FOUND, "unknown charge point")
-        loaded = await self.chargers.load_charger(identity)
+        if self.db.pool_saturated():
+            return self._db_busy(identity, None)
+        try:
+            loaded = await self.chargers.load_charger(identity)
+        except _DB_DOWN as exc:
+            return self._db_busy(identity, exc)
         if loaded is None:
             return self._refuse(HTTPStatus.NOT_FOUND, "unknown charge point")
         cp, ref = loaded
@@ -178,7 +214,13 @@ class Gateway:
                     "HTTP Basic auth required",
                     {"WWW-Authenticate": 'Basic realm="ocpp"'},
                 )
-            if not await self.passwords.check(identity, cp.password_hash, creds[1]):
+            try:
+                ok = await self.passwords.check(identity, cp.password_hash, creds[1])
+            except PasswordChecksBusy as busy:
+                return self._busy("password checks are saturated; retry later", busy.retry_after)
+            except _DB_DOWN as exc:
+                return self._db_busy(identity, exc)
+            if not ok:
                 return self._refuse(
                     HTTPStatus.UNAUTHORIZED, "wrong credentials", {"WWW-Authenticate": 'Basic realm="ocpp"'}
                 )

@@ -150,7 +150,12 @@ class RunningHub:
         but starts only the gateway: no HTTP app, no scheduled jobs."""
         self.settings = settings
         self.role = role
-        self.db = Database(settings.database_url)
+        self.db = Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+        )
         self.hub = Hub(settings=settings, db=self.db, node_name=settings.node_name or default_node_name())
         self.components = list(components) if components is not None else load_components()
         self._http_server: HttpServer | None = None

@@ -19,7 +19,9 @@ from kernel.clock import pin_clock
 from kernel.sealed import parse_keys
 
 DEFAULT_SQLITE_FILE = "kernel.db"
-SECRET_FIELDS = frozenset({"portal_secret", "secrets_key", "stripe_api_key", "stripe_webhook_secret"})
+SECRET_FIELDS = frozenset(
+    {"password_cache_key", "portal_secret", "secrets_key", "stripe_api_key", "stripe_webhook_secret"}
+)
 """Fields whose value an error message never repeats."""
 MIN_SECRET_LENGTH = 16
 
@@ -36,6 +38,42 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default=f"sqlite+aiosqlite:///./{DEFAULT_SQLITE_FILE}",
         description="SQLAlchemy async URL: sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB",
+    )
+    # -- database pool and password checks (issue 15: admission control, Argon2 off the event loop) --
+    db_pool_size: int = Field(
+        default=10, ge=1, le=1000, description="PostgreSQL connections each process keeps open in its pool"
+    )
+    db_max_overflow: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Extra PostgreSQL connections a process may open above the pool size",
+    )
+    db_pool_timeout: float = Field(
+        default=10,
+        gt=0,
+        description="How long a request waits for a free database connection before it is refused (s; "
+        "chargers get HTTP 503 with Retry-After at the upgrade)",
+    )
+    password_workers: int = Field(
+        default=2, ge=1, le=64, description="Threads verifying charger passwords (Argon2) in each process"
+    )
+    password_queue: int = Field(
+        default=256,
+        ge=1,
+        description="Charger password checks that may wait for a thread; beyond it the upgrade answers 503",
+    )
+    password_cache_key: str = Field(
+        default="",
+        repr=False,
+        description=f"Key (at least {MIN_SECRET_LENGTH} characters) of the HMAC under which successful charger "
+        "password checks are remembered in the database for every process; empty: a random key per process "
+        "(each process then verifies each charger once)",
+    )
+    password_cache_ttl: float = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="How long a successful charger password check is remembered (s)",
     )
     ocpp_host: str = Field(default="0.0.0.0", description="Address the OCPP websocket listener binds to")
     ocpp_port: int = Field(default=9000, ge=0, le=65535, description="Port of the OCPP websocket listener")
@@ -272,7 +310,7 @@ class Settings(BaseSettings):
             raise ValueError("is not an IANA time zone, e.g. Europe/Amsterdam or UTC") from None
         return value
 
-    @field_validator("portal_secret")
+    @field_validator("portal_secret", "password_cache_key")
     @classmethod
     def _check_secret(cls, value: str) -> str:
         if value and len(value) < MIN_SECRET_LENGTH:

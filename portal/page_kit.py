@@ -7,7 +7,7 @@ logged-in manager redirects to the login page, a POST without the session's CSRF
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -17,10 +17,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from kernel.db.engine import Database
+from kernel.password_checks import PasswordVerifier
 from kernel.seams import BillingDesk, Services
 from portal import csrf
 from portal.forms import read_form
-from portal.login import COOKIE_NAME, Principal, Signer, load_principal, load_signer
+from portal.login import COOKIE_NAME, Principal, Signer, load_principal, load_signer, portal_verifier
 from portal.sessions_view import fmt_duration, fmt_kwh
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -47,6 +48,8 @@ class PortalState:
     time_zone: str = "UTC"
     signer: Signer | None = None
     services: Services | None = None
+    passwords: PasswordVerifier = field(default_factory=portal_verifier)
+    """The portal's own bounded Argon2 pool (logins never wait behind, or hold up, the chargers' checks)."""
 
     @property
     def billing(self) -> BillingDesk | None:

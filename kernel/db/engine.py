@@ -3,7 +3,9 @@
 JSON columns are written and read with :mod:`kernel.jsonutil`, so Decimals inside stored documents stay exact.
 SQLite (the embedded default) gets WAL mode, foreign keys, a busy timeout and ``BEGIN IMMEDIATE`` transactions
 so the gateway, the HTTP app and the scheduler can share one file: writers queue for the lock instead of
-failing. PostgreSQL gets a pool sized for one process.
+failing. PostgreSQL gets a pool of ``pool_size`` connections plus ``max_overflow`` more, waiting at most
+``pool_timeout`` seconds for one (``EVHUB_DB_POOL_SIZE``, ``EVHUB_DB_MAX_OVERFLOW``, ``EVHUB_DB_POOL_TIMEOUT``);
+:meth:`Database.pool_saturated` tells admission control (the OCPP upgrade) when every connection is taken.
 """
 
 from __future__ import annotations
@@ -61,7 +63,17 @@ def parse_url(url: str) -> URL:
 class Database:
     """An async engine plus session factory for one database URL."""
 
-    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        pool_size: int = 10,
+        max_overflow: int | None = None,
+        pool_timeout: float = 30.0,
+    ) -> None:
+        """``max_overflow`` defaults to ``pool_size``; the pool settings apply to PostgreSQL (SQLite has one
+        writer and keeps SQLAlchemy's default pool)."""
         self.url = url
         parsed = parse_url(url)
         self.dialect = parsed.get_backend_name()
@@ -71,12 +83,27 @@ class Database:
             "json_deserializer": jsonutil.loads,
         }
         if self.dialect == "postgresql":
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            kwargs.update(
+                pool_size=pool_size,
+                max_overflow=pool_size if max_overflow is None else max_overflow,
+                pool_timeout=pool_timeout,
+                pool_pre_ping=True,
+            )
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    def pool_saturated(self) -> bool:
+        """True when every connection the pool may open is checked out, so the next request would wait
+        (up to the pool timeout) for one. Always False for pools without a limit (SQLite's)."""
+        pool = self.engine.sync_engine.pool
+        size = getattr(pool, "size", None)
+        overflow = getattr(pool, "_max_overflow", None)
+        if not callable(size) or not isinstance(overflow, int) or overflow < 0:
+            return False
+        return int(pool.checkedout()) >= int(size()) + overflow  # type: ignore[attr-defined]
 
     @property
     def is_sqlite(self) -> bool:

@@ -9,6 +9,7 @@ this package, derived from :class:`kernel.db.base.Base` and imported here, with 
 """
 
 from kernel.models.apikeys import ApiKey
+from kernel.models.auth import LoginThrottle, PasswordCheck
 from kernel.models.billing import (
     BillingAccount,
     BillingCharge,
@@ -86,12 +87,14 @@ __all__ = [
     "GridTariffRule",
     "ImmutableRecordError",
     "Location",
+    "LoginThrottle",
     "MeterValue",
     "OcppVersion",
     "OutboxMessage",
     "OutboxStatus",
     "Party",
     "PartyRole",
+    "PasswordCheck",
     "PortalKey",
     "PortalSession",
     "PricingState",

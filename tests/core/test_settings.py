@@ -29,6 +29,13 @@ PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/x"
 # A valid, non-default value for every setting, and what else must be set with it to make sense.
 SAMPLES: dict[str, tuple[str, dict[str, str]]] = {
     "database_url": (PG_URL, {}),
+    "db_pool_size": ("25", {}),
+    "db_max_overflow": ("0", {}),
+    "db_pool_timeout": ("2.5", {}),
+    "password_workers": ("3", {}),
+    "password_queue": ("1000", {}),
+    "password_cache_key": ("a-cache-key-of-some-length", {}),
+    "password_cache_ttl": ("3600", {}),
     "ocpp_host": ("127.0.0.2", {}),
     "ocpp_port": ("9100", {}),
     "ocpp_workers": ("3", {"EVHUB_DATABASE_URL": PG_URL}),
@@ -154,6 +161,13 @@ TLS_PAIR = {"EVHUB_OCPP_TLS_CERT": "{tmp}/server.pem", "EVHUB_OCPP_TLS_KEY": "{t
 # (variable, bad value, variables that must be set with it for the check to apply)
 BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("EVHUB_DATABASE_URL", "mysql://root@localhost/x", {}),
+    ("EVHUB_DB_POOL_SIZE", "0", {}),
+    ("EVHUB_DB_MAX_OVERFLOW", "-1", {}),
+    ("EVHUB_DB_POOL_TIMEOUT", "0", {}),
+    ("EVHUB_PASSWORD_WORKERS", "0", {}),
+    ("EVHUB_PASSWORD_QUEUE", "none", {}),
+    ("EVHUB_PASSWORD_CACHE_KEY", "too-short", {}),
+    ("EVHUB_PASSWORD_CACHE_TTL", "-5", {}),
     ("EVHUB_OCPP_HOST", "", {}),
     ("EVHUB_OCPP_PORT", "ninety", {}),
     ("EVHUB_LATE_DATA_GRACE", "-1", {}),
@@ -228,6 +242,7 @@ def test_wrong_value_names_the_variable(
     assert var in message
     assert "\n" not in message  # one line
     if var in (
+        "EVHUB_PASSWORD_CACHE_KEY",
         "EVHUB_PORTAL_SECRET",
         "EVHUB_SECRETS_KEY",
         "EVHUB_STRIPE_API_KEY",

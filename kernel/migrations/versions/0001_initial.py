@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-01 19:43:21.027264
+Create Date: 2026-12-02 00:38:53.781397
 """
 
 from collections.abc import Sequence
@@ -63,6 +63,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_grid_load")),
         sa.UniqueConstraint("zone", "timestamp", name=op.f("uq_grid_load_zone_timestamp")),
     )
+    op.create_table(
+        "login_throttles",
+        sa.Column("key", sa.String(length=120), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("blocked_until", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_login_throttles")),
+    )
+    with op.batch_alter_table("login_throttles", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_login_throttles_expires_at"), ["expires_at"], unique=False)
+
     op.create_table(
         "meter_values",
         sa.Column(
@@ -202,6 +213,17 @@ def upgrade() -> None:
             "country_code", "party_id", "role", name=op.f("uq_parties_country_code_party_id_role")
         ),
     )
+    op.create_table(
+        "password_checks",
+        sa.Column("identity", sa.String(length=80), nullable=False),
+        sa.Column("hash_fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("mac", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("identity", name=op.f("pk_password_checks")),
+    )
+    with op.batch_alter_table("password_checks", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_password_checks_expires_at"), ["expires_at"], unique=False)
+
     op.create_table(
         "portal_keys",
         sa.Column("name", sa.String(length=32), nullable=False),
@@ -1681,6 +1703,10 @@ def downgrade() -> None:
     op.drop_table("api_keys")
     op.drop_table("settlement_runs")
     op.drop_table("portal_keys")
+    with op.batch_alter_table("password_checks", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_password_checks_expires_at"))
+
+    op.drop_table("password_checks")
     op.drop_table("parties")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_ordering")
@@ -1689,6 +1715,10 @@ def downgrade() -> None:
     op.drop_table("outbox")
     op.drop_table("ocpi_partners")
     op.drop_table("meter_values")
+    with op.batch_alter_table("login_throttles", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_login_throttles_expires_at"))
+
+    op.drop_table("login_throttles")
     op.drop_table("grid_load")
     op.drop_table("billing_webhook_events")
     op.drop_table("agreements")

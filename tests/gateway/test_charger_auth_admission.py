@@ -1,0 +1,93 @@
+"""Issue 15: admission control at the OCPP upgrade. A saturated password pool, an exhausted database pool or a
+database that does not answer is HTTP 503 with Retry-After at once, never a timeout; a charger whose check is
+remembered still gets in while the pool is saturated."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from cpo_gateway.server import Gateway
+from kernel.db.engine import Database
+from tests.core.test_password_checks import GatedVerifier
+from tests.gateway.conftest import Seed, basic, gateway_settings, open_client
+
+
+async def _refused(gw: Gateway, identity: str) -> InvalidStatus:
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(
+            f"ws://127.0.0.1:{gw.port}/ocpp/{identity}",
+            subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            additional_headers=basic(identity),
+            open_timeout=5,
+        ):
+            pass
+    return info.value
+
+
+async def test_a_saturated_password_pool_answers_503_and_remembered_chargers_get_in(gateway: Gateway) -> None:
+    warm = await open_client(gateway, "CP16", "ocpp1.6")
+    await warm.close()
+    gated = GatedVerifier(workers=1, queue=1)
+    gateway.passwords.checks.verifier = gated
+    holders = [asyncio.create_task(gated.verify("$argon2id$bogus", "x")) for _ in range(2)]
+    await asyncio.sleep(0)
+    try:
+        started = time.monotonic()
+        refused = await _refused(gateway, "CP201")
+        assert time.monotonic() - started < 2
+        assert refused.response.status_code == 503
+        assert 1 <= int(refused.response.headers["Retry-After"]) <= 120
+        assert b"retry later" in refused.response.body
+        # CP16's check is remembered: no Argon2 needed, so it is admitted.
+        again = await open_client(gateway, "CP16", "ocpp1.6")
+        await again.close()
+    finally:
+        gated.gate.set()
+        await asyncio.gather(*holders)
+    admitted = await open_client(gateway, "CP201", "ocpp2.0.1")
+    await admitted.close()
+    gated.close()
+
+
+async def test_an_exhausted_database_pool_answers_503(seeded: Seed, database_url: str) -> None:
+    db = Database(database_url, pool_size=2, max_overflow=0, pool_timeout=1)
+    gw = Gateway(gateway_settings(database_url), db, "node-pool")
+    await gw.start("127.0.0.1", 0)
+    try:
+        async with AsyncExitStack() as held:
+            while not db.pool_saturated():
+                await held.enter_async_context(db.engine.connect())
+            refused = await _refused(gw, "CP16")
+            assert refused.response.status_code == 503 and "Retry-After" in refused.response.headers
+        client = await open_client(gw, "CP16", "ocpp1.6")
+        await client.close()
+    finally:
+        await gw.stop()
+        await db.dispose()
+
+
+@pytest.fixture
+async def unreachable_db() -> AsyncIterator[Database]:
+    db = Database("postgresql+asyncpg://nobody@127.0.0.1:1/none", pool_timeout=1)
+    yield db
+    await db.dispose()
+
+
+async def test_a_database_that_does_not_answer_is_503_not_500(
+    gateway: Gateway, unreachable_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The charger store's database stops answering (a server nobody listens on): 503 with Retry-After and
+    one warning line without a traceback, where HTTP 500 used to be."""
+    gateway.chargers.db = unreachable_db
+    refused = await _refused(gateway, "CP16")
+    assert refused.response.status_code == 503
+    assert 5 <= int(refused.response.headers["Retry-After"]) <= 10
+    warnings = [r for r in caplog.records if "refused with 503" in r.getMessage()]
+    assert warnings and all(r.exc_info is None for r in warnings)  # one line, no traceback
