@@ -403,6 +403,7 @@ class AgreementBook:
         if problems:
             raise ValueError("inconsistent agreements: " + "; ".join(problems))
         self.agreements: tuple[AnyAgreement, ...] = items
+        self._intervals: dict[str, tuple[tuple[AnyAgreement, datetime, datetime | None], ...]] = {}
 
     @overload
     def intervals(
@@ -419,8 +420,11 @@ class AgreementBook:
     @overload
     def intervals(self, kind: Kind) -> Sequence[tuple[AnyAgreement, datetime, datetime | None]]: ...
     def intervals(self, kind: Kind) -> Sequence[tuple[AnyAgreement, datetime, datetime | None]]:
-        """The versions of one kind with their effective ``[start, end)`` (see :func:`effective_intervals`)."""
-        return effective_intervals(a for a in self.agreements if a.kind == kind)
+        """The versions of one kind with their effective ``[start, end)`` (see :func:`effective_intervals`);
+        computed once per kind (the book is immutable; a chunked split asks for them once per chunk)."""
+        if kind not in self._intervals:
+            self._intervals[kind] = tuple(effective_intervals(a for a in self.agreements if a.kind == kind))
+        return self._intervals[kind]
 
     def __len__(self) -> int:
         return len(self.agreements)

@@ -268,6 +268,7 @@ def compute_parts(
             "reason_code": reason_code,
         },
         index=cdrs.index,
+        copy=False,  # one block per column: no consolidating copy of ten million rows
     )
 
 
@@ -604,5 +605,6 @@ def _long_lines(cdrs, parts, periods, ok, book: AgreementBook) -> pd.DataFrame:
             "is_adjustment": periods["is_adjustment"].to_numpy()[src],
             "adjusts_period": _take(periods["adjusts_period"], src),
             "adjusts_cdr_id": _take(credit_of, src),
-        }
+        },
+        copy=False,  # one block per column: no consolidating copy of tens of millions of lines
     )
