@@ -115,6 +115,11 @@ RECEIPTS = Counter(
     "Receipt emails by outcome: sent, bounced (refused at once or reported later), failed (rejected otherwise)",
     ["outcome"],
 )
+REMINDER_EMAILS = Counter(
+    "evhub_reminder_emails_total",
+    "Dunning reminder emails by outcome: sent, bounced (refused at once), failed (rejected otherwise)",
+    ["outcome"],
+)
 
 # -- tokens ----------------------------------------------------------------------------------------------------
 
@@ -246,6 +251,11 @@ def settlement_run(mode: str | None) -> None:
 
 def receipt(outcome: str) -> None:
     RECEIPTS.labels(outcome).inc()
+
+
+def reminder_email(outcome: str) -> None:
+    """A dunning reminder e-mail was sent, bounced or failed (counted apart from the receipts)."""
+    REMINDER_EMAILS.labels(outcome).inc()
 
 
 def http_request(method: str, route: str, status: int, seconds: float) -> None:

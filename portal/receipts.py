@@ -467,14 +467,16 @@ def make_email_sender(
             payload["attachments"] = await _printed(list(payload["attachments"]), billing_getter())
         outcome = await send_email(config, payload, mail_from)
         cdr_id = payload.get("cdr_id")
+        # a dunning reminder travels the same channel but is no receipt: it has its own counter
+        count = metrics.reminder_email if payload.get("kind") == "reminder" else metrics.receipt
         if outcome.ok:
             await _mark(db, cdr_id, status=ReceiptStatus.SENT, sent_at=utcnow(), error=None)
-            metrics.receipt("sent")
+            count("sent")
             return DeliveryResult.delivered(smtp=f"{config.host}:{config.port}")
         if outcome.permanent:
             status = ReceiptStatus.BOUNCED if outcome.refused else ReceiptStatus.FAILED
             await _mark(db, cdr_id, status=status, error=outcome.error)
-            metrics.receipt("bounced" if outcome.refused else "failed")
+            count("bounced" if outcome.refused else "failed")
             return DeliveryResult.give_up(outcome.error or "refused")
         await _mark(db, cdr_id, error=outcome.error)
         return DeliveryResult.retry(outcome.error or "SMTP failure")

@@ -247,23 +247,26 @@ async def test_receipt_metrics(hub: RunningHub, db: Database, tmp_path: Path) ->
             before = await scrape()
             for to in ("driver@fleet.test", "bounce@fleet.test"):
                 await _send(sender, to)
+            # dunning reminders go through the same sender: counted apart, never as receipts
+            for to in ("manager@fleet.test", "manager2@fleet.test", "bounce@fleet.test"):
+                await _send(sender, to, kind="reminder")
             after = await scrape()
     finally:
         await sink.stop()
 
-    def delta(outcome: str) -> float:
-        return value(after, "evhub_receipts_total", outcome=outcome) - value(
-            before, "evhub_receipts_total", outcome=outcome
-        )
+    def delta(metric: str, outcome: str) -> float:
+        return value(after, metric, outcome=outcome) - value(before, metric, outcome=outcome)
 
-    assert (delta("sent"), delta("bounced"), delta("failed")) == (1, 1, 0)
-    assert len(sink.messages()) == 1
+    receipts = tuple(delta("evhub_receipts_total", o) for o in ("sent", "bounced", "failed"))
+    reminders = tuple(delta("evhub_reminder_emails_total", o) for o in ("sent", "bounced", "failed"))
+    assert receipts == (1, 1, 0)
+    assert reminders == (2, 1, 0)
+    assert len(sink.messages()) == 3
 
 
-async def _send(sender: Callable[[OutboxMessage], Awaitable[Any]], to: str) -> None:
-    message = OutboxMessage(
-        channel="email",
-        destination=to,
-        payload={"to": to, "subject": "Your charging receipt", "text": "Thank you for charging."},
-    )
+async def _send(sender: Callable[[OutboxMessage], Awaitable[Any]], to: str, kind: str | None = None) -> None:
+    payload = {"to": to, "subject": "Your charging receipt", "text": "Thank you for charging."}
+    if kind is not None:
+        payload["kind"] = kind
+    message = OutboxMessage(channel="email", destination=to, payload=payload)
     await sender(message)
