@@ -19,6 +19,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from billing.api_paths import filename
 from billing.core.documents import Address, Identity, PaymentTerms
 from billing.core.issuers import Issuer
 from billing.core.numbering import Series
@@ -327,7 +328,7 @@ async def documents(
     return [_document_out(row, key, credited) for row, key, credited in rows]
 
 
-@router.get("/billing/invoices/{number}", summary="One document as issued", responses=errors(404))
+@router.get("/billing/invoices/{number:docnumber}", summary="One document as issued", responses=errors(404))
 async def document(
     request: Request, number: str, issuer: str | None = Query(None, max_length=64)
 ) -> DocumentDetail:
@@ -337,7 +338,7 @@ async def document(
 
 
 @router.get(
-    "/billing/invoices/{number}/pdf",
+    "/billing/invoices/{number:docnumber}/pdf",
     summary="The document's Factur-X PDF (EN 16931 XML embedded)",
     response_class=Response,
     responses={
@@ -356,7 +357,9 @@ async def document_as_pdf(
             log.exception("could not print %s", number)
             raise HTTPException(500, f"could not print {number}") from None
     return Response(
-        pdf, media_type="application/pdf", headers={"Content-Disposition": f'inline; filename="{number}.pdf"'}
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{filename(number)}"'},
     )
 
 
@@ -384,7 +387,7 @@ async def monthly(request: Request, body: MonthlyIn) -> MonthlyOut:
 
 
 @router.post(
-    "/billing/invoices/{number}/credit",
+    "/billing/invoices/{number:docnumber}/credit",
     summary="Issue an operator's credit note: a net amount or all that is left, with a reason",
     status_code=201,
     dependencies=[Depends(require_hub)],

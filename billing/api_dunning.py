@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from billing import api_paths  # noqa: F401 (registers the {number:docnumber} path parameter)
 from billing.store.balances import balance
 from billing.store.dunning import AccountDunning, StepView, account_statuses, invoice_by_number, invoice_steps
 from billing.store.holds import holds_of
@@ -130,7 +131,7 @@ async def dunning_status(
 
 
 @router.get(
-    "/billing/invoices/{number}/dunning",
+    "/billing/invoices/{number:docnumber}/dunning",
     summary="The dunning steps done for an invoice, each with its rule, and its holds",
     responses=errors(404),
 )

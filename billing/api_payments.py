@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
+from billing import api_paths  # noqa: F401 (registers the {number:docnumber} path parameter)
 from billing.payments.bank_transfers import record_bank_transfer
 from billing.payments.ledger import (
     PaymentError,
@@ -93,7 +94,7 @@ async def payments(
 
 
 @router.post(
-    "/billing/invoices/{number}/payments",
+    "/billing/invoices/{number:docnumber}/payments",
     summary="Record a bank transfer against an invoice (the same reference twice is one payment)",
     dependencies=[Depends(require_hub)],
     status_code=201,
