@@ -1,7 +1,9 @@
 """Dunning in the database: each due step of each unpaid invoice done once, recorded with its rule.
 
-:func:`run_dunning` walks the issued invoices that have an account, takes each one's standing from its balance
-(:mod:`.balances`), its issuer's schedule (:mod:`.schedules`) and the keys of the steps already done, and asks
+:func:`run_dunning` walks the open issued invoices that have an account (selected in SQL: due by "today",
+and something outstanding or a hold still active; :func:`open_invoices`), takes each one's standing from its
+exact balance (:mod:`.balances`), its issuer's schedule (:mod:`.schedules`) and the keys of the steps already
+done, and asks
 :func:`billing.core.dunning.next_steps` what is due on the account's "today" (the hub's clock in the account's
 time zone). Each step is done in its own transaction, which first inserts its ``billing_dunning_steps`` row (key
 UNIQUE) and then makes its effect: a concurrent run on another process waits on that key and then skips it, a
@@ -19,7 +21,15 @@ reads its balance again (a payment may have come in since the standing was read)
 * ``fee``: a ``billing_charges`` row (source key = the step key) that the next monthly invoice picks up.
 * ``release``: the invoice's holds released (also done at once by :func:`.holds.release_if_settled`).
 
-:func:`account_statuses` and :func:`invoice_steps` are what ``evhub dunning status`` and the API show.
+**Party (B2B) invoices** are not a customer's: a party's account (``kind`` ``party``: a CPO or eMSP billed
+for roaming or a hub fee) is dunned with the **reminder rules** of its issuer's schedule only
+(:func:`party_schedule`; no reminder rule: no dunning at all). B2B documents are paid by bank transfer, not
+collected through the provider (no payment retry); a party has no tokens of its own, and blocking or limiting
+the drivers of a CPO or eMSP for an invoice between businesses would punish the drivers (no hold, ever); and
+no monthly invoice would ever carry a fee charged to it (no fee).
+
+:func:`account_statuses` and :func:`invoice_steps` are what ``evhub dunning status``, the API and the billing
+desk (the portal) show: :func:`dunning_state` is the one place an account's state is decided.
 """
 
 from __future__ import annotations
@@ -27,12 +37,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import Float, Select, and_, func, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from billing.core.dunning import (
     DunningAction,
@@ -41,7 +52,8 @@ from billing.core.dunning import (
     DunningStep,
     next_steps,
 )
-from billing.store.balances import Balance, balances
+from billing.store.accounts import PARTY
+from billing.store.balances import PAYMENT, REFUND, SUCCEEDED, Balance, balances
 from billing.store.balances import balance as balance_of
 from billing.store.holds import BLOCK, LOWER_LIMIT, lock_document, place_hold, release_holds
 from billing.store.reminders import enqueue_reminder
@@ -55,6 +67,7 @@ from kernel.models import (
     BillingDunningStep,
     BillingHold,
     BillingIssuer,
+    BillingPayment,
 )
 from kernel.timeutil import to_local, utcnow
 
@@ -175,6 +188,67 @@ async def _do(
     return True
 
 
+def party_schedule(schedule: DunningSchedule) -> DunningSchedule:
+    """The part of an issuer's schedule that applies to a party's (B2B) invoices: its reminders only."""
+    return DunningSchedule(
+        schedule.issuer, tuple(r for r in schedule.rules if r.action is DunningAction.REMINDER)
+    )
+
+
+OPEN_MARGIN = 0.005
+"""Below any amount an invoice carries (EN 16931: at most 2 decimals), above any float error of an SQL sum:
+SQLite adds the exact text amounts as floats, so SQL only pre-selects and the exact balance decides."""
+
+
+def open_invoices(horizon: date, issuer_key: str | None = None) -> Select:
+    """The invoices (with their account and issuer) dunning may have a step for by ``horizon``: due by then,
+    and with something outstanding (amount due - credit notes - payments + refunds, in SQL) or a hold still
+    active (its release). Ordered by id; the caller pages with ``BillingDocument.id > after``."""
+    note = aliased(BillingDocument)
+
+    def paid(kind: str) -> Any:
+        return func.coalesce(
+            select(func.sum(BillingPayment.amount))
+            .where(
+                BillingPayment.document_id == BillingDocument.id,
+                BillingPayment.kind == kind,
+                BillingPayment.status == SUCCEEDED,
+            )
+            .scalar_subquery(),
+            0,
+        )
+
+    credited = func.coalesce(
+        select(func.sum(note.payable))
+        .where(note.credits_document_id == BillingDocument.id)
+        .scalar_subquery(),
+        0,
+    )
+    outstanding = type_coerce(BillingDocument.payable - credited - paid(PAYMENT) + paid(REFUND), Float)
+    held = (
+        select(BillingHold.id)
+        .where(BillingHold.document_id == BillingDocument.id, BillingHold.released_at.is_(None))
+        .exists()
+    )
+    query = (
+        select(BillingDocument, BillingAccount, BillingIssuer)
+        .join(BillingAccount, BillingAccount.id == BillingDocument.account_id)
+        .join(BillingIssuer, BillingIssuer.id == BillingDocument.issuer_id)
+        .where(
+            and_(
+                BillingDocument.kind == INVOICE,
+                BillingDocument.due_date.is_not(None),
+                BillingDocument.due_date <= horizon,
+                or_(outstanding > OPEN_MARGIN, held),
+            )
+        )
+        .order_by(BillingDocument.id)
+    )
+    if issuer_key is not None:
+        query = query.where(BillingIssuer.key == issuer_key)
+    return query
+
+
 def _today(account: BillingAccount, today: date | None, now: datetime) -> date:
     if today is not None:
         return today
@@ -195,25 +269,14 @@ async def run_dunning(
     ``collect(db, document_id, attempt)`` makes a payment retry (None: the retry is recorded as
     ``unavailable``)."""
     now = utcnow()
+    # the latest "today" of any account: its local date is at most one day ahead of UTC's
+    horizon = today if today is not None else now.date() + timedelta(days=1)
     done_count = 0
     after = 0
-    schedules: dict[tuple[int, str], DunningSchedule | None] = {}
+    schedules: dict[tuple[int, str, bool], DunningSchedule | None] = {}
     while True:
         async with db.session() as db_session:
-            query = (
-                select(BillingDocument, BillingAccount, BillingIssuer)
-                .join(BillingAccount, BillingAccount.id == BillingDocument.account_id)
-                .join(BillingIssuer, BillingIssuer.id == BillingDocument.issuer_id)
-                .where(
-                    BillingDocument.kind == INVOICE,
-                    BillingDocument.due_date.is_not(None),
-                    BillingDocument.id > after,
-                )
-                .order_by(BillingDocument.id)
-                .limit(CHUNK)
-            )
-            if issuer_key is not None:
-                query = query.where(BillingIssuer.key == issuer_key)
+            query = open_invoices(horizon, issuer_key).where(BillingDocument.id > after).limit(CHUNK)
             rows = (await db_session.execute(query)).all()
             if not rows:
                 return done_count
@@ -222,10 +285,12 @@ async def run_dunning(
             figures = await balances(db_session, documents)
             done = await _done_keys(db_session, [(d.id, i.key) for d, _, i in rows])
         for document, account, issuer in rows:
-            cache = (issuer.id, document.currency)
+            party = account.kind == PARTY
+            cache = (issuer.id, document.currency, party)
             if cache not in schedules:
                 try:
-                    schedules[cache] = schedule_of(issuer, document.currency)
+                    full = schedule_of(issuer, document.currency)
+                    schedules[cache] = party_schedule(full) if party else full
                 except DunningError as exc:
                     log.error("issuer %s: its dunning schedule is not valid: %s", issuer.key, exc)
                     schedules[cache] = None
@@ -291,6 +356,16 @@ class AccountDunning:
     last_step: StepView | None
 
 
+def dunning_state(actions: set[str], overdue: Decimal) -> str:
+    """An account's dunning state: ``blocked`` with an active block, ``limited`` with an active lowered
+    limit, ``overdue`` with something unpaid after its due date, else ``ok``."""
+    if BLOCK in actions:
+        return "blocked"
+    if LOWER_LIMIT in actions:
+        return "limited"
+    return "overdue" if overdue > 0 else "ok"
+
+
 def _view(row: BillingDunningStep, number: str) -> StepView:
     return StepView(number, row.key, row.rule, row.action, row.due_on, row.done_at, dict(row.detail or {}))
 
@@ -310,13 +385,17 @@ async def account_statuses(
     *,
     issuer_key: str | None = None,
     party_id: int | None = None,
+    account_ids: Sequence[int] | None = None,
     today: date | None = None,
 ) -> list[AccountDunning]:
     """Every account's dunning status (of ``issuer_key``; with ``party_id``, only the accounts that party
-    issues to or is billed as), by account id. Queries: accounts, invoices, three for balances, holds, steps."""
+    issues to or is billed as; with ``account_ids``, only those), by account id. Queries: accounts, invoices,
+    three for balances, holds, steps."""
     query = select(BillingAccount, BillingIssuer.key).join(
         BillingIssuer, BillingIssuer.id == BillingAccount.issuer_id
     )
+    if account_ids is not None:
+        query = query.where(BillingAccount.id.in_(list(account_ids)))
     if issuer_key is not None:
         query = query.where(BillingIssuer.key == issuer_key)
     if party_id is not None:
@@ -364,15 +443,7 @@ async def account_statuses(
         )
         actions = {action for account_id, action, _ in holds if account_id == account.id}
         held_for = tuple(dict.fromkeys(number for account_id, _, number in holds if account_id == account.id))
-        state = (
-            "blocked"
-            if BLOCK in actions
-            else "limited"
-            if LOWER_LIMIT in actions
-            else "overdue"
-            if overdue > 0
-            else "ok"
-        )
+        state = dunning_state(actions, overdue)
         out.append(
             AccountDunning(
                 account.id,

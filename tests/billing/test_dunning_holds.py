@@ -157,7 +157,9 @@ async def test_a_reminder_without_an_address_is_recorded_as_not_sent(db: Databas
     assert step.detail == {"sent": False, "reason": "no e-mail address for the account"}
 
 
-async def test_a_partys_account_has_no_tokens_to_hold_and_the_step_says_so(db: Database) -> None:
+async def test_a_partys_invoice_never_holds_tokens_and_no_block_step_is_made(db: Database) -> None:
+    """A party's (B2B) invoice is dunned with its issuer's reminders only: a block-only schedule does nothing
+    to it (no hold, no step), while the fleet's own overdue invoice is blocked as before."""
     d = await seed(db, schedule=BLOCK_ONLY)
     _, cdr_id = await add_session(db, d.world, TOKEN, utcnow() - timedelta(hours=5), "3")
     assert cdr_id is not None
@@ -167,12 +169,11 @@ async def test_a_partys_account_has_no_tokens_to_hold_and_the_step_says_so(db: D
             s, issuer_key="voltstreet", cdr_id=cdr_id, buyer=FLEET_BUYER, account_id=account.id
         )
         document_id = doc.id
-    assert await run_dunning(db, today=day(d, 1)) == 2  # the fleet's block, and the party's step recorded
+    assert await run_dunning(db, today=day(d, 1)) == 1  # the fleet's block only
     assert await run_dunning(db, today=day(d, 1)) == 0
     async with db.session() as s:
         doc = await s.get(BillingDocument, document_id)
         assert doc is not None
-        [step] = await invoice_steps(s, doc)
+        assert await invoice_steps(s, doc) == []
         holds = (await s.scalars(select(BillingHold))).all()
-    assert step.detail == {"hold": None, "skipped": "the account has no fleet or token to hold"}
     assert [h.document_id for h in holds] == [d.document_id]
