@@ -3,7 +3,8 @@
 :func:`run_monthly_job` runs hourly (``BillingComponent``): for every fleet account, the previous month by the
 account's own time zone and the hub's clock (:func:`kernel.timeutil.utcnow`), issued if missing
 (:func:`issue_monthly_invoice`, idempotent and safe against a concurrent run on another
-node). Each account is issued in its own transaction; one that fails is logged and the others go on. It also
+node), in bulk: a transaction per batch of accounts (:mod:`billing.store.monthly_bulk`), the accounts the bulk
+path does not build each in its own transaction; one that fails is logged and the others go on. It also
 catches up on the CDR hook's documents that a failure left unissued (:func:`billing.cdr_hook.catch_up`).
 """
 
@@ -20,6 +21,7 @@ from billing.payments.collection import request_collection
 from billing.store import monthly
 from billing.store.accounts import FLEET
 from billing.store.monthly import monthly_invoice_of, previous_period
+from billing.store.monthly_bulk import issue_period
 from kernel.components import Hub
 from kernel.models import BillingAccount, BillingDocument
 from kernel.timeutil import utcnow
@@ -40,7 +42,10 @@ async def issue_monthly_invoice(
 
 async def run_monthly_job(hub: Hub) -> int:
     """Issue every monthly invoice due (the previous month's, per fleet account) and the CDR hook's documents
-    still missing; the number of documents issued."""
+    still missing; the number of documents issued. The invoices go through the bulk path
+    (:func:`billing.store.monthly_bulk.issue_period`, a transaction per batch of accounts), which hands the
+    accounts it does not build (fees, lines outside VAT on an issuer with a registration id) to
+    :func:`issue_monthly_invoice`, one transaction each."""
     now = utcnow()
     issued = await catch_up(hub.db, now)
     async with hub.db.session() as db_session:
@@ -51,17 +56,23 @@ async def run_monthly_job(hub: Hub) -> int:
                 .order_by(BillingAccount.id)
             )
         ).all()
+    by_period: dict[str, list[int]] = {}
     for account_id, timezone in accounts:
-        period = previous_period(now, timezone)
-        try:
-            async with hub.db.session() as db_session:
-                account = await db_session.get(BillingAccount, account_id)
-                if account is None or await monthly_invoice_of(db_session, account, period) is not None:
-                    continue
-                row = await issue_monthly_invoice(db_session, account_id, period)
-                if row is not None:
-                    issued += 1
-                    log.info("issued monthly invoice %s of account %s for %s", row.number, account_id, period)
-        except Exception:
-            log.exception("could not issue the %s invoice of billing account %s", period, account_id)
+        by_period.setdefault(previous_period(now, timezone), []).append(account_id)
+
+    async def one(account_id: int, period: str) -> bool:
+        async with hub.db.session() as db_session:
+            account = await db_session.get(BillingAccount, account_id)
+            if account is None or await monthly_invoice_of(db_session, account, period) is not None:
+                return False
+            row = await issue_monthly_invoice(db_session, account_id, period)
+        if row is not None:
+            log.info("issued monthly invoice %s of account %s for %s", row.number, account_id, period)
+        return row is not None
+
+    for period, ids in sorted(by_period.items()):
+        count = await issue_period(hub.db, ids, period, on_issue=request_collection, per_account=one)
+        if count:
+            log.info("issued %d monthly invoice(s) for %s", count, period)
+        issued += count
     return issued

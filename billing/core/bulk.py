@@ -133,7 +133,9 @@ class CdrTable:
 
 @dataclass(frozen=True, slots=True)
 class InvoiceHead:
-    """What one monthly invoice takes besides its CDRs (the arguments of ``monthly_invoice``)."""
+    """What one monthly invoice takes besides its CDRs (the arguments of ``monthly_invoice``); ``supply`` is
+    its supply period's start and end as ISO texts (``monthly_invoice``'s ``supply_period``, e.g. the month
+    widened to its CDRs; None: the span of its CDRs)."""
 
     series: str
     number: str
@@ -142,6 +144,7 @@ class InvoiceHead:
     buyer: Identity
     terms: PaymentTerms
     treatment: VatTreatment
+    supply: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -711,7 +714,9 @@ def _render(p: Prepared, invoices: range) -> Iterator[BulkInvoice]:
             "supply_period": {
                 "start": t.start.at(int(p.first_start[index])),
                 "end": t.end.at(int(p.last_end[index])),
-            },
+            }
+            if head.supply is None
+            else {"start": head.supply[0], "end": head.supply[1]},
             "seller": _party(head.seller),
             "buyer": _party(head.buyer),
             "currency": currency,

@@ -1,0 +1,620 @@
+"""Monthly invoices in bulk from the database: one period's invoices of many fleet accounts, a batch at a time.
+
+:func:`issue_period` is what the monthly job runs. It bills the same CDRs as the per-account path
+(:func:`billing.store.monthly.issue_monthly_invoice`, whose selection is :func:`billing.store.monthly._billable`:
+the fleet's CDRs in the account's currency, ended before the month's end, on no invoice, a credit CDR while its
+original is on no invoice either) and stores the same documents to the byte, but reads the CDRs as columns (no
+ORM objects; on PostgreSQL the explanation's component fields are picked out in SQL and the rows are streamed)
+and builds the documents with :mod:`billing.core.bulk` instead of the core's frozen objects.
+
+Accounts are taken in batches (at most :data:`BATCH` accounts and about :data:`CDRS_PER_BATCH` CDRs, by a count
+per fleet first), one transaction per batch: the counters of the batch's issuers are locked first (as
+:func:`billing.store.numbers.lock` does, in issuer id order), the accounts already invoiced for the
+period are dropped under those locks (a concurrent run or a per-account issue got there first), the CDRs are
+read, the numbers taken (consecutive, in account order per issuer), and the documents, their
+``billing_document_cdrs`` links (COPY on PostgreSQL) and their collection requests
+(:func:`billing.payments.collection.request_collection`, passed as ``on_issue``) are written before the commit.
+A crash rolls the batch back whole, numbers included: no gap, and the next run issues the batch again.
+
+Accounts the bulk path does not build go through the per-account path, each in its own transaction (and
+whatever error it raises is logged, as the job did before): an account with uninvoiced fees
+(``billing_charges``), one whose issuer has a registration id while a CDR has a line outside the scope of VAT
+(category O goes on an invoice of its own, ``monthly:<account>:<period>:O``), a second account of the same
+fleet and currency, and every account of a batch the core would refuse a document of (DocumentError).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from sqlalchemy import String, Text, bindparam, cast, exists, func, insert, literal_column, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from billing.core import bulk
+from billing.core.documents import DocumentError
+from billing.core.lines import Dimension
+from billing.store.accounts import FLEET, buyer_of
+from billing.store.codec import to_json
+from billing.store.issuers import from_row
+from billing.store.issuing import INVOICE, OUTSIDE_VAT
+from billing.store.monthly import month_bounds, source_key
+from billing.store.numbers import take
+from kernel.db.engine import Database
+from kernel.models import BillingAccount, BillingCharge, BillingDocument, BillingDocumentCdr, Location, Token
+from kernel.models.billing import BillingIssuer, BillingNumberSeries
+from kernel.models.cdrs import Cdr
+from kernel.money import minor_units
+from kernel.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+BATCH = 5_000
+"""Accounts per transaction at most."""
+CDRS_PER_BATCH = 250_000
+"""CDRs per transaction at most (an account with more is a batch of its own)."""
+PARTITION = 50_000
+"""CDR rows fetched at a time from the (server-side, on PostgreSQL) cursor."""
+_DIMS = {d.value: i for i, d in enumerate(bulk.DIMENSIONS)}
+_ADJ = bulk.DIMENSIONS.index(Dimension.ADJUSTMENT)
+_EMPTY: tuple[Any, ...] = (None, False, "", 0, [], {})
+
+OnIssue = Callable[[AsyncSession, BillingDocument], Awaitable[None]]
+PerAccount = Callable[[int, str], Awaitable[bool]]
+"""Issue one account's invoice of a period in a transaction of its own (True: one was issued)."""
+
+
+def _pg_lines(table: str) -> Any:
+    """The explanation's lines of ``table``'s row as compact JSON text: [kind, dimension, quantity, unit price,
+    VAT, amount excl. VAT] each, as texts (PostgreSQL)."""
+    return literal_column(
+        "(SELECT jsonb_agg(jsonb_build_array(l->>'kind', l->>'dimension', l->>'quantity', l->>'unit_price', "
+        f"l->>'vat', l->>'amount_excl_vat') ORDER BY n) FROM jsonb_array_elements({table}.explanation->'lines') "
+        "WITH ORDINALITY AS e(l, n))::text",
+        String,
+    )
+
+
+def _sqlite_lines(explanation: Any) -> list[list[Any]] | None:
+    lines = (explanation or {}).get("lines")
+    if not lines:
+        return None
+    return [
+        [ln.get(k) for k in ("kind", "dimension", "quantity", "unit_price", "vat", "amount_excl_vat")]
+        for ln in lines
+    ]
+
+
+@dataclass
+class _Texts:
+    """Decimal texts parsed once: ``str(Decimal(str(v)))`` as :func:`billing.store.cdrs.priced_cdr` makes them."""
+
+    memo: dict[str, Decimal] = field(default_factory=dict)
+
+    def dec(self, value: Any) -> Decimal:
+        key = value if isinstance(value, str) else str(value)  # Decimal("9") == Decimal("9.00"): by text
+        found = self.memo.get(key)
+        if found is None:
+            found = self.memo[key] = Decimal(key)
+        return found
+
+
+@dataclass
+class _Columns:
+    """The :class:`bulk.CdrTable` of one batch, being filled row by row."""
+
+    invoice: list[int] = field(default_factory=list)
+    cdr_id: list[str] = field(default_factory=list)
+    session_ref: list[Any] = field(default_factory=list)
+    signed: list[Any] = field(default_factory=list)
+    location: list[Any] = field(default_factory=list)
+    credit_of: list[Any] = field(default_factory=list)
+    group: list[tuple[str, str]] = field(default_factory=list)
+    currency: list[str] = field(default_factory=list)
+    start: list[datetime] = field(default_factory=list)
+    end: list[datetime] = field(default_factory=list)
+    total: list[int] = field(default_factory=list)
+    credit: list[bool] = field(default_factory=list)
+    comp_cdr: list[int] = field(default_factory=list)
+    comp_dim: list[int] = field(default_factory=list)
+    comp_qty: list[str] = field(default_factory=list)
+    comp_up: list[str | None] = field(default_factory=list)
+    comp_net: list[int] = field(default_factory=list)
+    comp_vat: list[Decimal | None] = field(default_factory=list)
+    comp_text: list[str] = field(default_factory=list)
+    db_ids: list[int] = field(default_factory=list)
+
+    def table(self) -> bulk.CdrTable:
+        epoch = bulk.EPOCH
+        us = timedelta(microseconds=1)
+        return bulk.CdrTable(
+            invoice=np.array(self.invoice, dtype=np.int64),
+            cdr_id=bulk.Codes.of(self.cdr_id),
+            session_ref=bulk.Codes.of(self.session_ref),
+            signed_data_ref=bulk.Codes.of(self.signed),
+            location=bulk.Codes.of(self.location),
+            credit_of=bulk.Codes.of(self.credit_of),
+            group=bulk.Codes.of(self.group),
+            currency=bulk.Codes.of(self.currency),
+            start=bulk.Codes.of([s.isoformat() for s in self.start]),
+            end=bulk.Codes.of([e.isoformat() for e in self.end]),
+            start_us=np.array([(s - epoch) // us for s in self.start], dtype=np.int64),
+            end_us=np.array([(e - epoch) // us for e in self.end], dtype=np.int64),
+            total_excl=np.array(self.total, dtype=np.int64),
+            is_credit=np.array(self.credit, dtype=bool),
+            comp_cdr=np.array(self.comp_cdr, dtype=np.int64),
+            comp_dimension=np.array(self.comp_dim, dtype=np.int64),
+            comp_quantity=bulk.Codes.of(self.comp_qty),
+            comp_unit_price=bulk.Codes.of(self.comp_up),
+            comp_net=np.array(self.comp_net, dtype=np.int64),
+            comp_vat=bulk.Codes.of(self.comp_vat),
+            comp_net_text=bulk.Codes.of(self.comp_text),
+        )
+
+
+@dataclass(frozen=True)
+class _Account:
+    id: int
+    fleet_id: int
+    currency: str
+    issuer_id: int
+    start: datetime
+    end: datetime
+    row: BillingAccount
+
+
+def _uninvoiced(cdr_id: Any) -> Any:
+    return ~exists().where(BillingDocumentCdr.cdr_id == cdr_id, BillingDocumentCdr.kind == INVOICE)
+
+
+def _minor(amount: Decimal, currency: str) -> int:
+    value = amount.scaleb(minor_units(currency))
+    if value != value.to_integral_value():
+        raise DocumentError(f"{amount} is not a {currency} amount in minor units")
+    return int(value)
+
+
+async def issue_period(
+    db: Database,
+    account_ids: Sequence[int],
+    period: str,
+    *,
+    issue_date: date | None = None,
+    on_issue: OnIssue | None = None,
+    per_account: PerAccount,
+    batch: int = BATCH,
+    cdrs_per_batch: int = CDRS_PER_BATCH,
+) -> int:
+    """Issue ``period``'s monthly invoice of every fleet account of ``account_ids`` that has none yet (see the
+    module); ``per_account`` issues those the bulk path leaves to the per-account path. The number of
+    invoices issued."""
+    issued = 0
+    ids = sorted(set(account_ids))
+    async with db.session() as db_session:
+        owners = (
+            await db_session.execute(
+                select(BillingAccount.id, BillingAccount.fleet_id, BillingAccount.currency).where(
+                    BillingAccount.id.in_(ids)
+                )
+            )
+        ).all()
+        # the month's end in the last zone to end it: an upper bound of what any account bills
+        last_end = month_bounds(period, "Etc/GMT+12")[1]
+        sizes = await _counts(db_session, [(a, f, c) for a, f, c in owners], last_end)
+    parts: list[list[int]] = [[]]
+    weight = 0
+    for account_id in ids:
+        n = sizes.get(account_id, 0)
+        if parts[-1] and (len(parts[-1]) >= batch or weight + n > cdrs_per_batch):
+            parts.append([])
+            weight = 0
+        parts[-1].append(account_id)
+        weight += n
+    for part in parts:
+        if not part:
+            continue
+        try:
+            async with db.session() as db_session:
+                count, left = await _issue_batch(db_session, db.dialect, part, period, issue_date, on_issue)
+        except DocumentError as exc:
+            log.warning(
+                "monthly invoices %s: a batch of %d accounts goes one by one: %s", period, len(part), exc
+            )
+            count, left = 0, part
+        issued += count
+        for account_id in left:
+            try:
+                issued += int(await per_account(account_id, period))
+            except Exception:
+                log.exception("could not issue the %s invoice of billing account %s", period, account_id)
+    return issued
+
+
+async def _issue_batch(
+    db_session: AsyncSession,
+    dialect: str,
+    account_ids: list[int],
+    period: str,
+    issue_date: date | None,
+    on_issue: OnIssue | None,
+) -> tuple[int, list[int]]:
+    """One batch in the caller's transaction: the number of invoices issued and the accounts left to the
+    per-account path."""
+    rows = (
+        await db_session.scalars(
+            select(BillingAccount)
+            .where(BillingAccount.id.in_(account_ids), BillingAccount.kind == FLEET)
+            .order_by(BillingAccount.id)
+        )
+    ).all()
+    now = utcnow()
+    accounts: list[_Account] = []
+    for row in rows:
+        if row.fleet_id is None:
+            continue
+        start, end = month_bounds(period, row.timezone)
+        if now >= end:
+            accounts.append(_Account(row.id, row.fleet_id, row.currency, row.issuer_id, start, end, row))
+    if not accounts:
+        return 0, []
+    day = issue_date or now.date()
+    issuers = {
+        r.id: r
+        for r in (
+            await db_session.scalars(
+                select(BillingIssuer).where(BillingIssuer.id.in_({a.issuer_id for a in accounts}))
+            )
+        ).all()
+    }
+    counters = await _lock_all(db_session, dialect, issuers, day)
+    # under the counters' locks: what a concurrent run or a per-account issue has issued is issued
+    keys = {source_key(a.id, period): a.id for a in accounts}
+    keys.update({key + OUTSIDE_VAT: aid for key, aid in list(keys.items())})
+    done = set(
+        (
+            await db_session.scalars(
+                select(BillingDocument.source_key).where(
+                    BillingDocument.kind == INVOICE, BillingDocument.source_key.in_(list(keys))
+                )
+            )
+        ).all()
+    )
+    invoiced = {keys[k] for k in done if k is not None}
+    with_fees = set(
+        (
+            await db_session.scalars(
+                select(BillingCharge.account_id)
+                .where(
+                    BillingCharge.account_id.in_([a.id for a in accounts]),
+                    BillingCharge.document_id.is_(None),
+                )
+                .distinct()
+            )
+        ).all()
+    )
+    left: list[int] = []
+    by_owner: dict[tuple[int, str], _Account] = {}
+    for a in accounts:
+        if a.id in invoiced:
+            continue
+        if a.id in with_fees or (a.fleet_id, a.currency) in by_owner:
+            left.append(a.id)
+        else:
+            by_owner[(a.fleet_id, a.currency)] = a
+    if not by_owner:
+        return 0, left
+    columns, outside = await _read(db_session, dialect, by_owner)
+    apart = {a.id for a in by_owner.values() if issuers[a.issuer_id].registration_id and a.id in outside}
+    order = [a for a in by_owner.values() if a.id not in apart]
+    left.extend(sorted(apart))
+    present = set(columns.invoice)
+    billed = [a for a in order if a.id in present]
+    if not billed:
+        return 0, sorted(left)
+    if apart:
+        columns = _without(columns, apart)
+    position = {a.id: i for i, a in enumerate(billed)}
+    columns.invoice = [position[i] for i in columns.invoice]
+    table = columns.table()
+    heads = []
+    numbers = []
+    starts: dict[int, datetime] = {}
+    ends: dict[int, datetime] = {}
+    for inv, s, e in zip(columns.invoice, columns.start, columns.end, strict=True):
+        if inv not in starts or s < starts[inv]:
+            starts[inv] = s
+        if inv not in ends or e > ends[inv]:
+            ends[inv] = e
+    for i, a in enumerate(billed):
+        issuer = from_row(issuers[a.issuer_id])
+        buyer = buyer_of(a.row)
+        number = take(counters[a.issuer_id], issuer.invoice_series, day)
+        first = min(a.start, starts[i])
+        last = max(a.end - timedelta(seconds=1), ends[i])
+        numbers.append((number, first, last, buyer))
+        heads.append(
+            bulk.InvoiceHead(
+                issuer.invoice_series.prefix,
+                number.number,
+                day,
+                issuer.identity,
+                buyer,
+                issuer.terms,
+                issuer.treatment(buyer),
+                (first.isoformat(), last.isoformat()),
+            )
+        )
+    documents = list(bulk.render(bulk.prepare(table, heads)))
+    pg = dialect == "postgresql"
+    document_value: Any = (
+        cast(bindparam("document", type_=Text), postgresql.JSONB) if pg else bindparam("document")
+    )
+    statement = (
+        insert(BillingDocument)
+        .values(document=document_value)
+        .returning(BillingDocument.id, sort_by_parameter_order=True)
+    )
+    created = utcnow()
+    params = []
+    for doc in documents:
+        a = billed[doc.index]
+        number, first, last, buyer = numbers[doc.index]
+        params.append(
+            {
+                "account_id": a.id,
+                "billing_period": period,
+                "source_key": source_key(a.id, period),
+                "issuer_id": a.issuer_id,
+                "kind": INVOICE,
+                "series": heads[doc.index].series,
+                "period": number.period,
+                "sequence": number.sequence,
+                "number": doc.number,
+                "issue_date": day,
+                "due_date": heads[doc.index].terms.due_date(day),
+                "supply_start": first,
+                "supply_end": last,
+                "buyer": to_json(buyer),
+                "currency": doc.currency,
+                "total_excl_vat": doc.totals.tax_exclusive,
+                "total_vat": doc.totals.tax,
+                "total_incl_vat": doc.totals.tax_inclusive,
+                "payable": doc.totals.payable,
+                "document": doc.document if pg else json.loads(doc.document),
+                "credits_document_id": None,
+                "status": "issued",
+                "created_at": created,
+            }
+        )
+    new_ids = list((await db_session.execute(statement, params)).scalars().all())
+    document_of = np.array(new_ids, dtype=np.int64)[np.argsort([d.index for d in documents])]
+    links = zip(document_of[table.invoice].tolist(), columns.db_ids, strict=True)
+    await _link(db_session, pg, links)
+    await db_session.flush()  # the counters
+    if on_issue is not None:
+        for doc_id, p in zip(new_ids, params, strict=True):
+            await on_issue(
+                db_session,
+                BillingDocument(id=doc_id, kind=INVOICE, account_id=p["account_id"], payable=p["payable"]),
+            )
+    return len(documents), sorted(left)
+
+
+async def _lock_all(
+    db_session: AsyncSession, dialect: str, issuers: dict[int, BillingIssuer], day: date
+) -> dict[int, BillingNumberSeries]:
+    """The invoice counter of every issuer of ``issuers`` for ``day``, created if missing and locked until the
+    transaction ends, in issuer id order (what :func:`billing.store.numbers.lock` does for one, in two
+    statements for all)."""
+    keys = []
+    for issuer_id in sorted(issuers):
+        series = from_row(issuers[issuer_id]).invoice_series
+        keys.append({"issuer_id": issuer_id, "series": series.prefix, "period": series.period(day) or 0})
+    upsert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await db_session.execute(
+        upsert(BillingNumberSeries)
+        .values([{**k, "next_number": 1} for k in keys])
+        .on_conflict_do_nothing(index_elements=["issuer_id", "series", "period"])
+    )
+    wanted = {(k["issuer_id"], k["series"], k["period"]) for k in keys}
+    rows = (
+        await db_session.scalars(
+            select(BillingNumberSeries)
+            .where(
+                BillingNumberSeries.issuer_id.in_(sorted(issuers)),
+                BillingNumberSeries.series.in_({k["series"] for k in keys}),
+                BillingNumberSeries.period.in_({k["period"] for k in keys}),
+            )
+            .order_by(BillingNumberSeries.issuer_id, BillingNumberSeries.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).all()
+    return {r.issuer_id: r for r in rows if (r.issuer_id, r.series, r.period) in wanted}
+
+
+async def _counts(
+    db_session: AsyncSession, accounts: list[tuple[int, int | None, str]], end: datetime
+) -> dict[int, int]:
+    """About how many CDRs each account (id, fleet, currency) bills: its fleet's in its currency that ended
+    before ``end`` (invoiced or not; to size the batches)."""
+    query = (
+        select(Token.fleet_id, Cdr.currency, func.count())
+        .join(Token, Token.id == Cdr.token_id)
+        .where(Token.fleet_id.is_not(None), Cdr.end_date_time < end)
+        .group_by(Token.fleet_id, Cdr.currency)
+    )
+    by_owner = {(f, c): n for f, c, n in (await db_session.execute(query)).all()}
+    return {a: by_owner.get((f, c), 0) for a, f, c in accounts}
+
+
+async def _link(db_session: AsyncSession, pg: bool, links: Any) -> None:
+    """The ``billing_document_cdrs`` rows (document id, CDR id): COPY on PostgreSQL, batched inserts else."""
+    if pg:
+        connection = await db_session.connection()
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.copy_records_to_table(
+            BillingDocumentCdr.__tablename__,
+            records=[(d, c, INVOICE) for d, c in links],
+            columns=["document_id", "cdr_id", "kind"],
+        )
+        return
+    rows = [{"document_id": d, "cdr_id": c, "kind": INVOICE} for d, c in links]
+    for k in range(0, len(rows), 10_000):
+        await db_session.execute(insert(BillingDocumentCdr), rows[k : k + 10_000])
+
+
+def _without(columns: _Columns, accounts: set[int]) -> _Columns:
+    """``columns`` without the CDRs of ``accounts`` (their invoice is still the account id here)."""
+    keep = [i for i, a in enumerate(columns.invoice) if a not in accounts]
+    remap = {old: new for new, old in enumerate(keep)}
+    out = _Columns()
+    row_columns = ("invoice", "cdr_id", "session_ref", "signed", "location", "credit_of", "group", "currency")
+    for name in (*row_columns, "start", "end", "total", "credit", "db_ids"):
+        values = getattr(columns, name)
+        setattr(out, name, [values[i] for i in keep])
+    comps = [k for k, r in enumerate(columns.comp_cdr) if r in remap]
+    out.comp_cdr = [remap[columns.comp_cdr[k]] for k in comps]
+    for name in ("comp_dim", "comp_qty", "comp_up", "comp_net", "comp_vat", "comp_text"):
+        values = getattr(columns, name)
+        setattr(out, name, [values[k] for k in comps])
+    return out
+
+
+async def _read(
+    db_session: AsyncSession, dialect: str, by_owner: dict[tuple[int, str], _Account]
+) -> tuple[_Columns, set[int]]:
+    """The billable CDRs of the batch's accounts as columns (``invoice`` is the account id), and the accounts
+    that have a line outside the scope of VAT."""
+    pg = dialect == "postgresql"
+    original = aliased(Cdr, name="orig")
+    lines = _pg_lines("cdrs") if pg else Cdr.explanation
+    original_lines = _pg_lines("orig") if pg else original.explanation
+    max_end = max(a.end for a in by_owner.values())
+    statement = (
+        select(
+            Cdr.id,
+            Cdr.cdr_uid,
+            Cdr.is_credit,
+            Cdr.credit_of,
+            Cdr.currency,
+            Cdr.start_date_time,
+            Cdr.end_date_time,
+            Cdr.total_cost_excl_vat,
+            lines,
+            Cdr.data["session_id"].as_string(),
+            Cdr.data["signed_data"],
+            original.cdr_uid,
+            original_lines,
+            Location.name,
+            Token.fleet_id,
+            Token.driver_name,
+            Token.visual_number,
+            Token.contract_id,
+            Token.vehicle,
+        )
+        .join(Token, Token.id == Cdr.token_id)
+        .outerjoin(original, original.id == Cdr.credit_of)
+        .outerjoin(Location, Location.id == Cdr.location_id)
+        .where(
+            Token.fleet_id.in_(sorted({f for f, _ in by_owner})),
+            Cdr.currency.in_(sorted({c for _, c in by_owner})),
+            Cdr.end_date_time < max_end,
+            _uninvoiced(Cdr.id),
+            or_(Cdr.is_credit.is_(False), _uninvoiced(original.id)),
+        )
+        .execution_options(yield_per=PARTITION)
+    )
+    columns = _Columns()
+    outside: set[int] = set()
+    texts = _Texts()
+    groups: dict[tuple[Any, ...], tuple[str, str]] = {}
+    result = await db_session.stream(statement)
+    async for chunk in result.partitions(PARTITION):
+        for (
+            pk,
+            uid,
+            is_credit,
+            _credit_of,
+            currency,
+            start,
+            end,
+            total_excl,
+            own,
+            session_ref,
+            signed,
+            original_uid,
+            theirs,
+            location,
+            fleet_id,
+            driver,
+            visual,
+            contract,
+            vehicle,
+        ) in chunk:
+            account = by_owner.get((fleet_id, currency))
+            if account is None or end >= account.end:
+                continue
+            if is_credit and original_uid is None:
+                raise DocumentError(f"credit CDR {uid} needs the CDR it credits")
+            source = theirs if is_credit else own
+            parsed = (json.loads(source) if source else None) if pg else _sqlite_lines(source)
+            if not parsed:
+                raise DocumentError(f"CDR {uid} has no priced lines to invoice")
+            row = len(columns.invoice)
+            sign = -1 if is_credit else 1
+            priced = 0
+            for kind, dimension, quantity, unit_price, vat, amount in parsed:
+                adjustment = kind != "component"
+                if adjustment:
+                    dim = _ADJ
+                else:
+                    found = _DIMS.get(dimension)
+                    if found is None:
+                        raise DocumentError(f"an explanation line of dimension {dimension!r}")
+                    dim = found
+                    priced += 1
+                qty = texts.dec(quantity) if quantity is not None and quantity != "" else Decimal(0)
+                net = sign * texts.dec(amount)
+                rate = None if vat is None else texts.dec(vat)
+                if rate is None and not adjustment:
+                    outside.add(account.id)
+                columns.comp_cdr.append(row)
+                columns.comp_dim.append(dim)
+                columns.comp_qty.append(str(qty if qty else Decimal(0)))
+                columns.comp_up.append(
+                    None if adjustment or unit_price is None else str(texts.dec(unit_price))
+                )
+                columns.comp_net.append(_minor(net, currency))
+                columns.comp_vat.append(rate)
+                columns.comp_text.append(str(net))
+            if not priced:
+                outside.add(account.id)
+            key = (driver, visual, contract, vehicle)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = (driver or f"Card {visual or contract}", vehicle or "No vehicle")
+            columns.invoice.append(account.id)
+            columns.cdr_id.append(uid)
+            columns.session_ref.append(session_ref)
+            columns.signed.append(None if signed in _EMPTY else uid)
+            columns.location.append(location or None)
+            columns.credit_of.append(original_uid if is_credit else None)
+            columns.group.append(group)
+            columns.currency.append(currency)
+            columns.start.append(start)
+            columns.end.append(end)
+            columns.total.append(_minor(total_excl, currency))
+            columns.credit.append(bool(is_credit))
+            columns.db_ids.append(pk)
+    return columns, outside

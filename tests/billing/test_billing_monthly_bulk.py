@@ -1,0 +1,304 @@
+"""The monthly job's bulk path (billing.store.monthly_bulk) issues the per-account path's invoices to the byte.
+
+Generated months (seeded): several issuers (one allowing reverse charge to a German fleet), EUR and JPY fleets,
+tokens with and without a driver's name or vehicle (and a non-ASCII name), locations with and without a name,
+price caps (adjustments) over one or two VAT rates, credit CDRs of the month's CDRs, CDRs outside the month or in
+another currency. The same world is issued in bulk, then (emptied and seeded again) account by account; the stored
+documents, numbers and CDR links are the same. Also: a second run issues nothing, two concurrent runs issue each
+invoice once with gap-free numbers, an account with a fee goes through the per-account path, and each new
+invoice's collection is requested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+import billing
+from bench.bench_billing_db import CdrRow, FleetSpec, World, check, load_cdrs, seed_world
+from billing.core.documents import Address, Identity, PaymentTerms
+from billing.core.issuers import Issuer
+from billing.core.numbering import Series
+from billing.store.monthly_bulk import issue_period
+from kernel.db.engine import Database
+from kernel.models import BillingCharge, BillingDocument, BillingDocumentCdr
+from kernel.models.billing import BillingIssuer
+from kernel.models.cdrs import Cdr
+from tests.conftest import clear_tables
+
+PERIOD = "2026-10"
+
+
+def _issuer(key: str, currency: str, *, reverse_charge: bool = False) -> Issuer:
+    return Issuer(
+        key=key,
+        identity=Identity(
+            f"Issuer {key} B.V.",
+            Address("Stationsplein 1", "1012 AB", "Amsterdam", "NL"),
+            vat_id=f"NL{sum(map(ord, key)):09d}B01",
+            business=True,
+        ),
+        currency=currency,
+        invoice_series=Series("INV"),
+        credit_series=Series("CN"),
+        terms=PaymentTerms(14),
+        reverse_charge_allowed=reverse_charge,
+    )
+
+
+ISSUERS = [_issuer("nl", "EUR"), _issuer("rc", "EUR", reverse_charge=True), _issuer("jp", "JPY")]
+NL = Address("Damrak 5", "1012 LG", "Amsterdam", "NL")
+DE = Address("Hafenstr. 3", "20457", "Hamburg", "DE")
+FLEETS = [
+    FleetSpec(
+        "F-A",
+        "EUR",
+        "nl",
+        Identity("Fleet A B.V.", NL, vat_id="NL111111111B01", business=True),
+        [
+            ("Zoë Ünal", "V-1", "EV-1 Tesla"),
+            ("Bob", None, None),
+            (None, "VIS-3", None),
+            (None, None, "Van 4"),
+        ],
+    ),
+    FleetSpec(
+        "F-B",
+        "EUR",
+        "rc",
+        Identity("Fleet B GmbH", DE, vat_id="DE222222222", business=True),
+        [("Gerd", None, "B-1"), ("Hans", None, "B-2")],
+    ),
+    FleetSpec(
+        "F-C",
+        "EUR",
+        "nl",
+        Identity("Fleet C B.V.", NL, vat_id="NL333333333B01", business=True),
+        [("Cy", None, None)],
+    ),
+    FleetSpec(
+        "F-D",
+        "JPY",
+        "jp",
+        Identity("Fleet D K.K.", NL, vat_id="NL444444444B01", business=True),
+        [("Daiki", None, "D-1"), ("Emi", None, "D-2")],
+    ),
+    FleetSpec(
+        "F-E",
+        "EUR",
+        "rc",
+        Identity("Fleet E B.V.", NL, vat_id="NL555555555B01", business=True),
+        [("Eva", None, None)],
+    ),
+]
+LOCATIONS = ["Amsterdam Centraal", None, "Zuidas P1"]
+DIMS = ["ENERGY", "TIME", "PARKING_TIME", "FLAT"]
+RATES = [Decimal(21), Decimal(9), Decimal("21.0"), Decimal(19), Decimal(0)]
+
+
+def _month(rng: random.Random, world: World) -> list[CdrRow]:
+    rows: list[CdrRow] = []
+    for spec in FLEETS:
+        places = 0 if spec.currency == "JPY" else 2
+        for n in range(rng.randint(2, 9)):
+            start = datetime(2026, 10, 1, tzinfo=UTC) + timedelta(minutes=rng.randint(0, 30 * 24 * 60 - 400))
+            start += timedelta(microseconds=rng.choice([0, 0, 123456]))
+            end = start + timedelta(minutes=rng.randint(5, 300))
+            if n == 0 and rng.random() < 0.5:
+                end = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=5)  # not this month's
+            lines: list[dict[str, Any]] = []
+            minor = 0
+            for _ in range(rng.randint(1, 3)):
+                net = rng.randint(0, 5000)
+                minor += net
+                lines.append(
+                    {
+                        "kind": "component",
+                        "dimension": rng.choice(DIMS),
+                        "quantity": Decimal(rng.randint(0, 90000)).scaleb(-3),
+                        "unit_price": Decimal(rng.randint(1, 900)).scaleb(-2),
+                        "vat": rng.choice(RATES),
+                        "amount_excl_vat": Decimal(net).scaleb(-places),
+                    }
+                )
+            if rng.random() < 0.3:
+                adjustment = -rng.randint(0, minor // 2) if rng.random() < 0.7 else rng.randint(1, 300)
+                minor += adjustment
+                lines.append(
+                    {
+                        "kind": "MAX_PRICE" if adjustment <= 0 else "MIN_PRICE",
+                        "dimension": None,
+                        "quantity": 1,
+                        "unit_price": None,
+                        "vat": None,
+                        "amount_excl_vat": Decimal(adjustment).scaleb(-places),
+                    }
+                )
+            uid = f"{spec.name}-{n:03d}"
+            rows.append(
+                CdrRow(
+                    uid=uid,
+                    token_id=rng.choice(world.tokens[spec.name]),
+                    location_id=rng.choice(world.locations),
+                    currency=spec.currency
+                    if rng.random() < 0.95
+                    else ("JPY" if spec.currency == "EUR" else "EUR"),
+                    start=start,
+                    end=end,
+                    total_excl=Decimal(minor).scaleb(-places),
+                    lines=lines,
+                    session_ref=f"S-{uid}",
+                    signed=rng.random() < 0.3,
+                )
+            )
+            if rng.random() < 0.15 and n > 0:
+                original = rows[-1]
+                rows.append(
+                    CdrRow(
+                        uid=uid + "-credit",
+                        token_id=original.token_id,
+                        location_id=original.location_id,
+                        currency=original.currency,
+                        start=original.start,
+                        end=original.end + timedelta(minutes=1),
+                        total_excl=-original.total_excl,
+                        lines=None,
+                        credit_of=len(rows) - 1,
+                        session_ref=original.session_ref,
+                    )
+                )
+    return rows
+
+
+async def _seed(db: Database, seed: int) -> World:
+    world = await seed_world(db, ISSUERS, FLEETS, LOCATIONS)
+    await load_cdrs(db, world, _month(random.Random(seed), world))
+    return world
+
+
+async def _stored(db: Database) -> list[tuple[Any, ...]]:
+    async with db.session() as s:
+        keys = {i.id: i.key for i in (await s.scalars(select(BillingIssuer))).all()}
+        docs = (
+            await s.scalars(
+                select(BillingDocument).order_by(BillingDocument.issuer_id, BillingDocument.sequence)
+            )
+        ).all()
+        links = (
+            await s.execute(
+                select(BillingDocumentCdr.document_id, Cdr.cdr_uid).join(
+                    Cdr, Cdr.id == BillingDocumentCdr.cdr_id
+                )
+            )
+        ).all()
+    on: dict[int, list[str]] = {}
+    for doc_id, uid in links:
+        on.setdefault(doc_id, []).append(uid)
+    return [
+        (
+            keys[d.issuer_id],
+            d.number,
+            d.source_key,
+            json.dumps(d.document),
+            json.dumps(d.buyer),
+            (d.total_excl_vat, d.total_vat, d.total_incl_vat, d.payable),
+            (d.supply_start, d.supply_end, d.issue_date, d.due_date),
+            sorted(on.get(d.id, [])),
+        )
+        for d in docs
+    ]
+
+
+async def _never(account_id: int, period: str) -> bool:
+    raise AssertionError(f"account {account_id} went through the per-account path")
+
+
+@pytest.mark.clock("2026-11-01T06:00:00Z")
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+async def test_bulk_issues_the_per_account_documents_to_the_byte(db: Database, seed: int) -> None:
+    world = await _seed(db, seed)
+    requested: list[int] = []
+
+    async def on_issue(_s: Any, row: BillingDocument) -> None:
+        requested.append(row.id)
+
+    ids = list(world.accounts.values())
+    issued = await issue_period(db, ids, PERIOD, on_issue=on_issue, per_account=_never, batch=2)
+    bulk_docs = await _stored(db)
+    assert issued == len(bulk_docs) >= 4
+    assert sorted(requested) == sorted(d.id for d in await _documents(db))
+    assert await issue_period(db, ids, PERIOD, per_account=_never) == 0  # idempotent
+    figures = await check(db)
+    async with db.session() as s:
+        billable = (await s.scalars(select(Cdr.cdr_uid))).all()
+    assert figures["links"] < len(billable)  # November's and the other currency's stay out
+
+    await clear_tables(db)
+    world = await _seed(db, seed)
+    for account_id in sorted(world.accounts.values()):
+        async with db.session() as s:
+            await billing.issue_monthly_invoice(s, account_id, PERIOD)
+    per_account_docs = await _stored(db)
+    for a, b in zip(per_account_docs, bulk_docs, strict=False):
+        if a != b:
+            for x, y in zip(a, b, strict=True):
+                if x != y:
+                    k = next(i for i in range(min(len(str(x)), len(str(y)))) if str(x)[i] != str(y)[i])
+                    print("DIFF", str(x)[k - 200 : k + 200], "\n!=\n", str(y)[k - 200 : k + 200])
+    assert per_account_docs == bulk_docs
+
+
+async def _documents(db: Database) -> list[BillingDocument]:
+    async with db.session() as s:
+        return list((await s.scalars(select(BillingDocument))).all())
+
+
+@pytest.mark.clock("2026-11-01T06:00:00Z")
+async def test_two_concurrent_runs_issue_each_invoice_once_without_a_gap(db: Database) -> None:
+    world = await _seed(db, 7)
+    ids = list(world.accounts.values())
+    counts = await asyncio.gather(
+        *(issue_period(db, ids, PERIOD, per_account=_never, batch=2) for _ in range(3))
+    )
+    docs = await _documents(db)
+    assert sum(counts) == len(docs) and len({d.source_key for d in docs}) == len(docs)
+    await check(db)
+
+
+@pytest.mark.clock("2026-11-01T06:00:00Z")
+async def test_an_account_with_a_fee_goes_through_the_per_account_path(db: Database) -> None:
+    world = await _seed(db, 5)
+    fee_account = world.accounts["F-A"]
+    async with db.session() as s:
+        s.add(
+            BillingCharge(
+                account_id=fee_account,
+                description="Card fee",
+                amount=Decimal("2.50"),
+                currency="EUR",
+                vat_rate=Decimal(21),
+                charged_on=date(2026, 10, 15),
+                source_key="test:card-fee",
+            )
+        )
+    left: list[int] = []
+
+    async def per_account(account_id: int, period: str) -> bool:
+        left.append(account_id)
+        async with db.session() as s:
+            return await billing.issue_monthly_invoice(s, account_id, period) is not None
+
+    await issue_period(db, list(world.accounts.values()), PERIOD, per_account=per_account)
+    assert left == [fee_account]
+    async with db.session() as s:
+        [fee] = (await s.scalars(select(BillingCharge))).all()
+        doc = await s.get(BillingDocument, fee.document_id)
+    assert doc is not None and doc.account_id == fee_account
+    assert doc.document["lines"][-1]["description"] == "Card fee"
