@@ -19,19 +19,24 @@ generation time is reported separately and not part of the settlement time.
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
+import resource
+import shutil
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from kernel.money import minor_units
+from settlement.core.accounting_periods import with_credit_terms
 from settlement.core.agreements import AgreementBook, HubFeeAgreement, RoamingAgreement, SiteHostAgreement
 from settlement.core.minor import rounding_step
 from settlement.core.split import compute_parts, split
+from settlement.parquet_engine import positions_from_parquet, split_parquet_on_dask, write_cdr_parts
 
 N_CPO, N_EMSP, LOC_PER_CPO = 200, 100, 25
 COUNTRIES = ("NL", "DE", "BE")
@@ -48,8 +53,8 @@ def emsp_name(i: int) -> str:
     return f"DE*E{i:03d}"
 
 
-def make_cdrs(n: int, seed: int = 42) -> pd.DataFrame:
-    """A minor-unit CDR table of ``n`` rows (mostly October 2026, some late September)."""
+def make_cdrs(n: int, seed: int = 42, first_id: int = 0) -> pd.DataFrame:
+    """A minor-unit CDR table of ``n`` rows (mostly October 2026, some late September), ids from ``first_id``."""
     rng = np.random.default_rng(seed)
     cpo = rng.integers(0, N_CPO, n)
     emsp = rng.integers(0, N_EMSP, n)
@@ -77,7 +82,9 @@ def make_cdrs(n: int, seed: int = 42) -> pd.DataFrame:
     cats = pd.CategoricalDtype
     frame = pd.DataFrame(
         {
-            "cdr_id": pd.array(np.char.add("CDR", np.arange(n).astype("U10")), dtype="str"),
+            "cdr_id": pd.array(
+                np.char.add("CDR", np.arange(first_id, first_id + n).astype("U10")), dtype="str"
+            ),
             "cpo": pd.Categorical.from_codes(cpo, [cpo_name(i) for i in range(N_CPO)]),
             "emsp": pd.Categorical.from_codes(emsp, [emsp_name(i) for i in range(N_EMSP)]),
             "location_id": pd.Categorical.from_codes(loc, [f"L{i:05d}" for i in range(N_CPO * LOC_PER_CPO)]),
@@ -311,19 +318,29 @@ ORDER BY rn
 """
 
 
-def duckdb_split(cdrs: pd.DataFrame, book: AgreementBook, threads: int) -> pd.DataFrame:
+def duckdb_split(cdrs: pd.DataFrame | Path, book: AgreementBook, threads: int) -> pd.DataFrame:
+    """The SQL split of an in-memory table, or of a directory of parquet files (read by DuckDB itself)."""
     import duckdb
 
     con = duckdb.connect()
     con.execute(f"SET threads TO {threads}")
-    plain = cdrs.drop(columns=["cdr_id", "credit_of", "created_at"])
-    con.register("cdrs", plain)
+    if isinstance(cdrs, Path):
+        source = f"read_parquet('{cdrs}/*.parquet')"
+        con.execute(f"CREATE VIEW cdrs AS SELECT * EXCLUDE (cdr_id, credit_of, created_at) FROM {source}")
+    else:
+        con.register("cdrs", cdrs.drop(columns=["cdr_id", "credit_of", "created_at"]))
     for name, table in agreement_tables(book).items():
         con.register(name, table)
     return con.execute(SPLIT_SQL).fetchdf()
 
 
+def peak_rss_gb() -> float:
+    """Peak resident set size of this process so far (Linux: ru_maxrss is in KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+
+
 def main(n: int | None = None) -> dict:
+    """The in-memory run: one table, ``split`` over all of it, positions, and the DuckDB split of the table."""
     n = n or int(os.environ.get("EVHUB_BENCH_CDRS", "10000000"))
     threads = os.cpu_count() or 1
     figures: dict = {"cdrs": n, "cores": threads}
@@ -354,6 +371,7 @@ def main(n: int | None = None) -> dict:
         f"positions of {len(positions):,} (currency, party) pairs in {figures['positions_s']} s", flush=True
     )
     figures["settle_total_s"] = round(figures["pandas_split_s"] + figures["positions_s"], 2)
+    figures["peak_rss_gb_after_pandas"] = peak_rss_gb()
 
     t0 = time.perf_counter()
     sql = duckdb_split(cdrs, book, threads)
@@ -372,5 +390,106 @@ def main(n: int | None = None) -> dict:
     return figures
 
 
+CHUNK_ROWS = 1_000_000  # CDRs per generated parquet file (one Dask partition each)
+
+
+def write_parquet(n: int, directory: Path) -> float:
+    """Generate ``n`` CDRs chunk by chunk into ``directory`` (credit terms on the rows, as a run puts them),
+    never holding more than one chunk; seconds taken."""
+    t0 = time.perf_counter()
+    shutil.rmtree(directory, ignore_errors=True)
+
+    def chunks():
+        for i, start in enumerate(range(0, n, CHUNK_ROWS)):
+            chunk = make_cdrs(min(CHUNK_ROWS, n - start), seed=42 + i, first_id=start)
+            yield with_credit_terms(chunk, CLOSES)
+
+    write_cdr_parts(chunks(), directory)
+    return round(time.perf_counter() - t0, 2)
+
+
+def main_parquet(n: int, directory: Path) -> dict:
+    """Bounded memory: generate to parquet, settle it row group by row group in this process (positions),
+    then DuckDB's split of the same files; peak RSS after each step."""
+    threads = os.cpu_count() or 1
+    figures: dict = {"mode": "parquet", "cdrs": n, "cores": threads}
+    figures["generate_s"] = write_parquet(n, directory)
+    figures["peak_rss_gb_after_generate"] = peak_rss_gb()
+    book = make_book()
+    t0 = time.perf_counter()
+    positions = positions_from_parquet(directory, book, closes=CLOSES)
+    table = positions.table()
+    figures["chunked_settle_s"] = round(time.perf_counter() - t0, 2)
+    figures["lines"], figures["rejected"] = positions.lines, positions.cdrs_rejected
+    assert (table.groupby(["settlement_period", "currency"])["gross_minor"].sum() == 0).all()
+    figures["peak_rss_gb_after_chunked"] = peak_rss_gb()
+    print(f"chunked split + positions from parquet: {figures}", flush=True)
+    t0 = time.perf_counter()
+    sql = duckdb_split(directory, book, threads)
+    figures["duckdb_split_s"] = round(time.perf_counter() - t0, 2)
+    figures["duckdb_accepted"] = int(sql["accepted"].sum())
+    figures["ratio_chunked_to_duckdb"] = round(figures["chunked_settle_s"] / figures["duckdb_split_s"], 2)
+    figures["peak_rss_gb_after_duckdb"] = peak_rss_gb()
+    table.to_parquet(directory.parent / "positions-one-process.parquet", index=False)
+    print(figures, flush=True)
+    return figures
+
+
+def main_dask(directory: Path, out: Path, workers: int, memory_limit: str) -> dict:
+    """The parquet files on a LocalCluster of ``workers`` processes with ``memory_limit`` each: every file a
+    task, lines written by the workers; positions checked against the one-process run when it is there."""
+    import distributed
+
+    figures: dict = {"mode": "dask", "workers": workers, "memory_limit": memory_limit}
+    shutil.rmtree(out, ignore_errors=True)
+    book = make_book()
+    cluster = distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=memory_limit,
+        dashboard_address=None,
+    )
+    try:
+        with distributed.Client(cluster) as client:
+            t0 = time.perf_counter()
+            run = split_parquet_on_dask(directory, out, book, closes=CLOSES)
+            figures["dask_settle_s"] = round(time.perf_counter() - t0, 2)
+            peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+            figures["worker_peak_rss_gb"] = sorted(round(v, 2) for v in peaks.values())
+    finally:
+        cluster.close()
+    figures["lines"], figures["rejected"] = run.lines, run.cdrs_rejected
+    figures["partitions"] = len(list(run.lines_dir.glob("*.parquet")))
+    figures["lines_on_disk_gb"] = round(sum(p.stat().st_size for p in run.lines_dir.glob("*")) / 2**30, 2)
+    reference = directory.parent / "positions-one-process.parquet"
+    if reference.exists():
+        one = pd.read_parquet(reference)
+        got = run.positions.reset_index(drop=True)
+        figures["positions_equal_one_process"] = bool(
+            (
+                one[["net_minor", "vat_minor", "gross_minor"]].to_numpy()
+                == got[["net_minor", "vat_minor", "gross_minor"]].to_numpy()
+            ).all()
+            and list(one["party"]) == list(got["party"])
+        )
+    print(figures, flush=True)
+    return figures
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else None)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("n", nargs="?", type=int, default=None, help="CDRs (default 10,000,000)")
+    parser.add_argument("--mode", choices=("memory", "parquet", "dask"), default="memory")
+    parser.add_argument(
+        "--dir", type=Path, default=Path("/tmp/evhub-bench-settlement"), help="parquet work dir"
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--memory-limit", default="1.5GiB", help="per Dask worker")
+    args = parser.parse_args()
+    if args.mode == "memory":
+        main(args.n)
+    elif args.mode == "parquet":
+        main_parquet(args.n or 10_000_000, args.dir / "cdrs")
+    else:
+        main_dask(args.dir / "cdrs", args.dir / "out", args.workers, args.memory_limit)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar, overload
@@ -217,6 +217,7 @@ AnyAgreement = RoamingAgreement | HubFeeAgreement | SiteHostAgreement
 """One agreement of any kind (the plain union; :data:`Agreement` is the same, tagged by ``kind`` for pydantic)."""
 Kind = Literal["roaming", "hub_fee", "site_host"]
 A = TypeVar("A", bound=AnyAgreement)
+T = TypeVar("T")
 """An agreement type: functions that read only the common fields keep the caller's precise type."""
 Agreement = Annotated[AnyAgreement, Field(discriminator="kind")]
 _ADAPTER: TypeAdapter[list[Agreement]] = TypeAdapter(list[Agreement])
@@ -404,6 +405,7 @@ class AgreementBook:
             raise ValueError("inconsistent agreements: " + "; ".join(problems))
         self.agreements: tuple[AnyAgreement, ...] = items
         self._intervals: dict[str, tuple[tuple[AnyAgreement, datetime, datetime | None], ...]] = {}
+        self._derived: dict[str, Any] = {}
 
     @overload
     def intervals(
@@ -425,6 +427,13 @@ class AgreementBook:
         if kind not in self._intervals:
             self._intervals[kind] = tuple(effective_intervals(a for a in self.agreements if a.kind == kind))
         return self._intervals[kind]
+
+    def derived(self, key: str, build: Callable[[], T]) -> T:
+        """``build()``, computed once per ``key`` for this book (the split's parameter tables: the book is
+        immutable, and a chunked split would otherwise rebuild them for every chunk)."""
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
 
     def __len__(self) -> int:
         return len(self.agreements)

@@ -28,7 +28,8 @@ class KeyCoder:
         for name, col in columns.items():
             codes, uniques = pd.factorize(col, use_na_sentinel=True)
             self._codes[name] = codes.astype(np.int64)
-            self._uniques[name] = pd.Index(uniques)
+            # plain object values: matching agreement scopes against a categorical index is its slow path
+            self._uniques[name] = pd.Index(np.asarray(uniques, dtype=object), dtype=object)
 
     def codes(self, name: str) -> np.ndarray:
         return self._codes[name]
@@ -57,27 +58,35 @@ class KeyCoder:
         return np.where(row_bad, -1, row_code), np.where(val_bad, -1, val_code)
 
 
-def _seconds(instant: datetime | None) -> np.int64:
+def seconds(instant: datetime | None) -> np.int64:
+    """An interval bound in whole seconds since the epoch; ``None`` (open end) is the far future."""
     if instant is None:
         return _OPEN_END
     return np.int64(int(instant.timestamp()))
+
+
+def _as_seconds(instants: Sequence[datetime | None] | np.ndarray) -> np.ndarray:
+    if isinstance(instants, np.ndarray):
+        return instants.astype(np.int64, copy=False)
+    return np.array([seconds(i) for i in instants], dtype=np.int64)
 
 
 def lookup(
     row_codes: np.ndarray,
     row_seconds: np.ndarray,
     interval_codes: np.ndarray,
-    starts: Sequence[datetime],
-    ends: Sequence[datetime | None],
+    starts: Sequence[datetime] | np.ndarray,
+    ends: Sequence[datetime | None] | np.ndarray,
 ) -> np.ndarray:
-    """Index into the intervals of the one in force for each row, or -1."""
+    """Index into the intervals of the one in force for each row, or -1. ``starts`` / ``ends``: instants, or
+    int64 seconds (:func:`seconds`) already."""
     n = len(row_codes)
     usable = np.flatnonzero(np.asarray(interval_codes) >= 0)
     if n == 0 or usable.size == 0:
         return np.full(n, -1, dtype=np.int64)
     groups, group_of = np.unique(np.asarray(interval_codes)[usable], return_inverse=True)
-    start_s = np.array([_seconds(starts[i]) for i in usable.tolist()], dtype=np.int64)
-    end_s = np.array([_seconds(ends[i]) for i in usable.tolist()], dtype=np.int64)
+    start_s = _as_seconds(starts)[usable]
+    end_s = _as_seconds(ends)[usable]
     keys = group_of.astype(np.int64) * _SHIFT + start_s
     order = np.argsort(keys, kind="stable")
     keys, usable, end_s, group_sorted = keys[order], usable[order], end_s[order], group_of[order]

@@ -43,7 +43,7 @@ its original settled in (``terms_month``), so it mirrors the original's split ev
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -62,9 +62,9 @@ from .accounting_periods import (
     period_start_seconds,
     utc_column,
 )
-from .agreements import ALL_CPOS, AgreementBook, AnyAgreement, HubFeeAgreement, SiteHostAgreement
+from .agreements import ALL_CPOS, AgreementBook, HubFeeAgreement, Kind, SiteHostAgreement
 from .minor import exact, round_half_up, rounding_step, scale_for, scaled
-from .resolve import KeyCoder, lookup
+from .resolve import KeyCoder, lookup, seconds
 
 PickBasis = Literal["end_date_time", "period_start"]
 """The instant an agreement must be in force at: the CDR's end, or the start of its service period."""
@@ -211,17 +211,16 @@ def compute_parts(
     at = np.asarray(at, dtype=np.int64)
     coder = KeyCoder({k: cdrs[k] for k in ("cpo", "emsp", "location_id", "country", "currency")})
 
-    def pick(
-        intervals: Sequence[tuple[AnyAgreement, datetime, datetime | None]], names: tuple[str, ...]
-    ) -> np.ndarray:
-        """Per CDR, the index of the interval in force for its ``names`` scope, or -1."""
-        rows, vals = coder.combined(names, [a.scope() for a, _s, _e in intervals])
-        return lookup(rows, at, vals, [s for _a, s, _e in intervals], [e for _a, _s, e in intervals])
+    def pick(kind: Kind, names: tuple[str, ...]) -> np.ndarray:
+        """Per CDR, the index of the interval of ``kind`` in force for its ``names`` scope, or -1."""
+        scopes, starts, ends = _interval_table(book, kind)
+        rows, vals = coder.combined(names, scopes)
+        return lookup(rows, at, vals, starts, ends)
 
-    roaming_ix = pick(book.intervals("roaming"), ("emsp", "cpo"))
+    roaming_ix = pick("roaming", ("emsp", "cpo"))
     hub_intervals = book.intervals("hub_fee")
     hubs = [a for a, _s, _e in hub_intervals]
-    hub_specific = pick(hub_intervals, ("cpo", "currency"))
+    hub_specific = pick("hub_fee", ("cpo", "currency"))
     # default hub fee (cpo "*"): match on currency only
     dflt = [i for i, (a, _s, _e) in enumerate(hub_intervals) if a.cpo == ALL_CPOS]
     rows_c, vals_c = coder.combined(("currency",), [(hub_intervals[i][0].currency,) for i in dflt])
@@ -230,9 +229,8 @@ def compute_parts(
     )
     hub_dflt = np.where(hub_dflt >= 0, np.array([*dflt, -1], dtype=np.int64)[hub_dflt], -1)
     hub_ix = np.where(hub_specific >= 0, hub_specific, hub_dflt)
-    host_intervals = book.intervals("site_host")
-    hosts = [a for a, _s, _e in host_intervals]
-    host_ix = pick(host_intervals, ("cpo", "location_id"))
+    hosts = [a for a, _s, _e in book.intervals("site_host")]
+    host_ix = pick("site_host", ("cpo", "location_id"))
 
     # --- per-currency rounding ------------------------------------------------------------------
     cur_codes, cur_uniques = coder.codes("currency"), coder.uniques("currency")
@@ -242,7 +240,7 @@ def compute_parts(
     hub_net, hub_vat, no_vat_rate = _hub_fee(hubs, hub_ix, net, mkwh, steps, coder)
 
     # --- site host share ------------------------------------------------------------------------
-    host_net, host_vat, cur_mismatch = _site_host(hosts, host_ix, energy, mkwh, steps, coder)
+    host_net, host_vat, cur_mismatch = _site_host(book, hosts, host_ix, energy, mkwh, steps, coder)
 
     # reason codes: 0 accepted, else 1 + index into REJECT_REASONS (the first failing check wins)
     reason_code = np.zeros(n, dtype=np.int8)
@@ -270,6 +268,21 @@ def compute_parts(
         index=cdrs.index,
         copy=False,  # one block per column: no consolidating copy of ten million rows
     )
+
+
+def _interval_table(book: AgreementBook, kind: Kind) -> tuple[list[tuple[str, ...]], np.ndarray, np.ndarray]:
+    """The scopes of one kind's intervals and their ``[start, end)`` in int64 seconds (open end: the
+    lookup's far future), built once per book: a chunked split asks for them once per chunk."""
+
+    def build() -> tuple[list[tuple[str, ...]], np.ndarray, np.ndarray]:
+        intervals = book.intervals(kind)
+        return (
+            [a.scope() for a, _s, _e in intervals],
+            np.array([seconds(s) for _a, s, _e in intervals], dtype=np.int64),
+            np.array([seconds(e) for _a, _s, e in intervals], dtype=np.int64),
+        )
+
+    return book.derived(f"intervals:{kind}", build)
 
 
 def _discount(total: np.ndarray, components: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -354,7 +367,37 @@ def _hub_fee(
     return fee.astype(np.int64), fee_vat.astype(np.int64), missing
 
 
+def _site_host_params(hosts: list[SiteHostAgreement]) -> dict:
+    """The site host agreements' rates as exact integer tables (a trailing dummy row for "none")."""
+    scale = scale_for(
+        [a.share_percentage for a in hosts]
+        + [
+            a.per_kwh.scaleb(minor_units(a.currency) - 6)
+            for a in hosts
+            if a.per_kwh is not None and a.currency
+        ]
+    )
+    vat_scale = scale_for([a.vat_rate for a in hosts])
+    return {
+        "scale": scale,
+        "vat_scale": vat_scale,
+        "pct": _with_dummy([scaled(a.share_percentage, scale) for a in hosts], 0),
+        "per_mkwh": _with_dummy(
+            [
+                scaled(a.per_kwh.scaleb(minor_units(a.currency) - 6), scale)
+                if a.per_kwh is not None and a.currency
+                else 0
+                for a in hosts
+            ],
+            0,
+        ),
+        "carry": _with_dummy([1 if a.vat_rate is None else 0 for a in hosts], 1).astype(bool),
+        "rate": _with_dummy([scaled(a.vat_rate, vat_scale) for a in hosts], 0),
+    }
+
+
 def _site_host(
+    book: AgreementBook,
     hosts: list[SiteHostAgreement],
     host_ix: np.ndarray,
     energy: _EnergyRevenue,
@@ -367,32 +410,16 @@ def _site_host(
     A percentage share is of the energy revenue after the CDR's discount (``energy.net * net_num / net_den``);
     carried VAT is the discounted energy VAT pro rata: ``vat' * share / net'``. Each is one exact fraction,
     rounded once."""
-    scale = scale_for(
-        [a.share_percentage for a in hosts]
-        + [
-            a.per_kwh.scaleb(minor_units(a.currency) - 6)
-            for a in hosts
-            if a.per_kwh is not None and a.currency
-        ]
-    )
-    pct = _with_dummy([scaled(a.share_percentage, scale) for a in hosts], 0)[host_ix]
-    per_mkwh = _with_dummy(
-        [
-            scaled(a.per_kwh.scaleb(minor_units(a.currency) - 6), scale)
-            if a.per_kwh is not None and a.currency
-            else 0
-            for a in hosts
-        ],
-        0,
-    )[host_ix]
+    p = book.derived("site_host_params", lambda: _site_host_params(hosts))
+    scale, vat_scale = p["scale"], p["vat_scale"]
+    pct, per_mkwh = p["pct"][host_ix], p["per_mkwh"][host_ix]
     # (net * pct * num / den + mkwh * per_mkwh) / 10**scale
     #   == (net * pct * num + mkwh * per_mkwh * den) / (10**scale * den)
     share_num = exact((exact((energy.net, pct)), energy.net_num), (exact((mkwh, per_mkwh)), energy.net_den))
     share = round_half_up(share_num, exact((energy.net_den, 10**scale)), steps)
 
-    vat_scale = scale_for([a.vat_rate for a in hosts])
-    carry = _with_dummy([1 if a.vat_rate is None else 0 for a in hosts], 1)[host_ix].astype(bool)
-    rate = _with_dummy([scaled(a.vat_rate, vat_scale) for a in hosts], 0)[host_ix]
+    carry = p["carry"][host_ix]
+    rate = p["rate"][host_ix]
     # vat' * share / net' == vat * vat_num * share * net_den / (vat_den * net * net_num)
     revenue = exact((exact((energy.net, energy.net_num)), energy.vat_den))
     den = np.where(revenue > 0, revenue, 1)
