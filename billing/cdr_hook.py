@@ -1,8 +1,11 @@
 """Billing's CDR hook: the documents a new CDR gets at once, in the CDR's own transaction.
 
 * A **credit CDR** (a correction) whose original is on an invoice (per-session or monthly) gets the credit note
-  of that invoice (:func:`billing.store.issuing.issue_cdr_credit_note`). One whose original is on no invoice
-  yet gets nothing now: both are lines of the fleet's next monthly invoice.
+  of that invoice, one per invoice when its lines outside VAT are on an invoice of their own
+  (:func:`billing.store.issuing.issue_cdr_credit_notes`), each with its refund when the invoice was paid. Each
+  credits what is left of the CDR there: after an operator's partial credit, the rest; when an operator
+  credited it all, nothing more (the credit CDR is linked to that note, a warning logged, never retried). One
+  whose original is on no invoice yet gets nothing now: both are lines of the fleet's next monthly invoice.
 * A **priced CDR of a driver without a contract** (a token with no fleet: the app and card drivers of an
   eMSP, or an ad-hoc driver at a CPO) gets its per-session invoice from the issuer of the party selling it
   (:func:`seller_issuer`): the issuer whose party is the token's eMSP (``cdr.emsp_id`` / ``token.emsp_id``),
@@ -10,7 +13,9 @@
   partner's driver: the partner bills them), no token, a fleet token, a CDR without priced lines or in another
   currency than the issuer's: nothing (logged at debug). The buyer is the driver as the token knows them
   (:func:`consumer_buyer`); a driver account is created for the token so payments can follow, and the
-  invoice's collection is requested.
+  invoice's collection is requested. Its lines outside the scope of VAT go on an invoice of their own when the
+  issuer has a registration id (EN 16931 BR-O-11/12: :func:`billing.store.issuing.issue_session_invoice`); both
+  are collected, and the receipt carries both.
 
 Both are idempotent: a second run (or ``evhub invoices issue --cdr``, which calls :func:`invoice_cdr`) finds
 the document issued and does nothing more. The hook runs in a savepoint (``BillingComponent``): if it fails, the
@@ -36,8 +41,9 @@ from billing.store.issuing import (
     INVOICE,
     BillingError,
     document_of,
-    issue_cdr_credit_note,
+    issue_cdr_credit_notes,
     issue_session_invoice,
+    session_invoices,
 )
 from kernel.db.engine import Database
 from kernel.models import BillingDocument, BillingDocumentCdr, Cdr, Location, Token
@@ -122,13 +128,15 @@ async def invoice_cdr(db_session: AsyncSession, cdr: Cdr) -> BillingDocument:
     row = await issue_session_invoice(
         db_session, issuer_key=issuer.key, cdr_id=cdr.id, buyer=buyer_of(account), account_id=account.id
     )
-    await request_collection(db_session, row)
-    log.info("issued invoice %s for CDR %s", row.number, cdr.cdr_uid)
+    for part in await session_invoices(db_session, row):  # with its invoice outside VAT, if there is one
+        await request_collection(db_session, part)
+        log.info("issued invoice %s for CDR %s", part.number, cdr.cdr_uid)
     return row
 
 
 async def credit_cdr(db_session: AsyncSession, cdr: Cdr) -> BillingDocument:
-    """The credit note of credit CDR ``cdr`` when its original is on an invoice; NotBilledNow otherwise."""
+    """The credit note of credit CDR ``cdr`` when its original is on an invoice (the first, when there are two;
+    the note that had credited everything already, when nothing was left); NotBilledNow otherwise."""
     existing = await document_of(db_session, cdr.id, CREDIT_NOTE)
     if existing is not None:
         return existing
@@ -136,12 +144,13 @@ async def credit_cdr(db_session: AsyncSession, cdr: Cdr) -> BillingDocument:
         raise NotBilledNow(f"credit CDR {cdr.cdr_uid}: its original is on no invoice (next monthly invoice)")
     if await document_of(db_session, cdr.id, INVOICE) is not None:
         raise NotBilledNow(f"credit CDR {cdr.cdr_uid} is a line of a monthly invoice already")
-    row = await issue_cdr_credit_note(db_session, credit_cdr_id=cdr.id)
-    if await request_refund(db_session, row):
-        log.info("issued credit note %s for credit CDR %s, its refund queued", row.number, cdr.cdr_uid)
-        return row
-    log.info("issued credit note %s for credit CDR %s", row.number, cdr.cdr_uid)
-    return row
+    for row in await issue_cdr_credit_notes(db_session, credit_cdr_id=cdr.id):
+        refunded = await request_refund(db_session, row)
+        queued = ", its refund queued" if refunded else ""
+        log.info("issued credit note %s for credit CDR %s%s", row.number, cdr.cdr_uid, queued)
+    note = await document_of(db_session, cdr.id, CREDIT_NOTE)
+    assert note is not None  # issued, or linked to the note that had credited it all
+    return note
 
 
 async def billing_cdr_hook(db_session: AsyncSession, cdr: Cdr) -> None:

@@ -133,6 +133,7 @@ class BillingDocumentView:
     status: str  # open, partially_paid, paid, overdue, credited, refunded (credit notes: issued, refunded)
     billing_period: str | None = None  # "2026-11" on a monthly invoice
     credits: str | None = None  # a credit note's invoice number
+    document_id: int | None = None  # the portal links a PDF by account and id, never by number
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,13 +202,15 @@ class PaymentSetup:
 class InvoiceAttachment:
     """A per-session invoice for the receipt e-mail: its number, the HTML and text renderings of the document,
     and the document's id, whose PDF (with the embedded e-invoice) :meth:`BillingDesk.document_pdf` prints when
-    the e-mail is sent (never inside the CDR's transaction)."""
+    the e-mail is sent (never inside the CDR's transaction). ``others``: the session's other invoice (its lines
+    outside the scope of VAT on an invoice of their own), which the receipt carries too."""
 
     number: str
     filename: str
     document_id: int
     html: str
     text: str
+    others: tuple[InvoiceAttachment, ...] = ()  # the session's invoice outside VAT (EN 16931 BR-O-11/12)
 
 
 @runtime_checkable
@@ -217,8 +220,11 @@ class BillingDesk(Protocol):
     async def fleet_accounts(self, fleet_id: int) -> list[BillingAccountView]:
         """The fleet's billing accounts (one per issuer and currency), newest documents first."""
 
-    async def fleet_document_pdf(self, fleet_id: int, number: str) -> tuple[str, bytes] | None:
-        """(file name, PDF) of one of the fleet's documents; None when it is not the fleet's."""
+    async def fleet_document_pdf(
+        self, fleet_id: int, account_id: int, document_id: int
+    ) -> tuple[str, bytes] | None:
+        """(file name, PDF) of document ``document_id`` of the fleet's account ``account_id``; None when it is
+        not that account's or the account not the fleet's (numbers repeat across issuers: never by number)."""
 
     async def start_payment_setup(self, fleet_id: int, account_id: int) -> PaymentSetup:
         """Begin adding a payment method to one of the fleet's accounts."""

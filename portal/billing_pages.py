@@ -116,10 +116,12 @@ def routes(kit: PageKit) -> APIRouter:
             request, manager, "billing.html", {"accounts": accounts, "meanings": meanings, "msg": msg, **fmt}
         )
 
-    @router.get("/billing/documents/{number:path}")
-    async def document_pdf(request: Request, number: str) -> Response:
+    @router.get("/billing/accounts/{account_id}/documents/{document_id}")
+    async def document_pdf(request: Request, account_id: int, document_id: int) -> Response:
+        # by the manager's own fleet, the account and the document's id: two issuers may both number a
+        # document INV-2026-000001, and a number alone could fetch the wrong one
         manager = await kit.require_manager(request)
-        found = await desk().fleet_document_pdf(manager.fleet_id, number)
+        found = await desk().fleet_document_pdf(manager.fleet_id, account_id, document_id)
         if found is None:
             raise HTTPException(404, "no such invoice or credit note")
         filename, pdf = found

@@ -275,12 +275,26 @@ def _signed_attachment(view: ReceiptView) -> list[dict[str, str]]:
     ]
 
 
+def _body_of(html: str) -> str:
+    """What is inside an HTML document's ``<body>`` (all of it when it has none)."""
+    opened = _BODY_OPEN.search(html)
+    closed = list(_BODY_CLOSE.finditer(html))
+    start = opened.end() if opened else 0
+    end = closed[-1].start() if closed and closed[-1].start() >= start else len(html)
+    return html[start:end]
+
+
 def render_invoice(view: ReceiptView, invoice: InvoiceAttachment) -> dict[str, Any]:
     """Subject, text, HTML and attachments of a receipt that is the session's invoice."""
-    subject = f"Invoice {invoice.number}: {view.location_name}, {view.start_local[:10]} — "
+    parts = [invoice, *invoice.others]  # with the session's invoice outside VAT, when it has one
+    numbers = " and ".join(p.number for p in parts)
+    subject = (
+        f"Invoice{'s' if len(parts) > 1 else ''} {numbers}: {view.location_name}, {view.start_local[:10]} — "
+    )
     subject += f"{view.total_incl} {view.currency}"
-    intro = _env.get_template("invoice_receipt.html").render(r=view, inv=invoice)
+    intro = _env.get_template("invoice_receipt.html").render(r=view, inv=invoice, parts=parts)
     signed = _env.get_template("invoice_receipt_signed.html").render(r=view)
+    signed = "".join(_body_of(other.html) for other in invoice.others) + signed
     html = invoice.html
     opened = _BODY_OPEN.search(html)
     html = html[: opened.end()] + intro + html[opened.end() :] if opened else intro + html
@@ -288,15 +302,12 @@ def render_invoice(view: ReceiptView, invoice: InvoiceAttachment) -> dict[str, A
     html = html[: closed[-1].start()] + signed + html[closed[-1].start() :] if closed else html + signed
     # the invoice's PDF is printed by the sender from the issued document (not in the CDR's transaction)
     attachments: list[dict[str, Any]] = [
-        {
-            "filename": invoice.filename,
-            "content_type": "application/pdf",
-            "billing_document_id": invoice.document_id,
-        }
+        {"filename": p.filename, "content_type": "application/pdf", "billing_document_id": p.document_id}
+        for p in parts
     ]
     return {
         "subject": subject,
-        "text": _env.get_template("invoice_receipt.txt").render(r=view, inv=invoice),
+        "text": _env.get_template("invoice_receipt.txt").render(r=view, inv=invoice, parts=parts),
         "html": html,
         "attachments": attachments + _signed_attachment(view),
         "invoice": invoice.number,

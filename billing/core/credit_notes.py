@@ -233,6 +233,50 @@ def credit_for_cdr(
     )
 
 
+def cdr_left(invoice: Invoice, cdr_uid: str, earlier: Sequence[CreditNote]) -> dict[str, Decimal]:
+    """Per line of CDR ``cdr_uid`` on ``invoice``, the net still creditable after ``earlier``."""
+    left = remaining(invoice, earlier)
+    return {ln.line_id: left[ln.line_id] for ln in invoice.lines if ln.cdr_id == cdr_uid}
+
+
+def correction_credit(
+    invoice: Invoice,
+    credit_cdr: PricedCdr,
+    earlier: Sequence[CreditNote],
+    *,
+    series: str,
+    number: str,
+    issue_date: date,
+) -> CreditNote:
+    """The credit note of a correction (credit CDR) on ``invoice``: what is left of the credited CDR's lines
+    there (:func:`cdr_left`). When an operator credited part of them before, only the rest is credited and the
+    reason says how much was credited already (the CDR's money then adds up: invoiced - credits = 0 for the
+    credited CDR, the corrected CDR is invoiced on its own). CreditError when nothing is left."""
+    if not credit_cdr.is_credit or credit_cdr.credit_of is None:
+        raise CreditError(f"CDR {credit_cdr.cdr_id} is not a credit CDR")
+    left = cdr_left(invoice, credit_cdr.credit_of, earlier)
+    if not left:
+        raise CreditError(f"CDR {credit_cdr.credit_of} is not on invoice {invoice.number}")
+    invoiced = total((ln.net for ln in invoice.lines if ln.cdr_id == credit_cdr.credit_of), invoice.currency)
+    rest = total(left.values(), invoice.currency)
+    reason = f"Correction of CDR {credit_cdr.credit_of} (credit CDR {credit_cdr.cdr_id})"
+    if rest != invoiced:
+        reason += (
+            f"; {invoiced - rest} {invoice.currency} of its {invoiced} was credited before, "
+            f"this credits the {rest} left"
+        )
+    return _note(
+        invoice,
+        earlier,
+        left,
+        series=series,
+        number=number,
+        issue_date=issue_date,
+        reason=reason,
+        credit_cdr=credit_cdr.cdr_id,
+    )
+
+
 def partial_credit(
     invoice: Invoice,
     earlier: Sequence[CreditNote],

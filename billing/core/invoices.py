@@ -14,11 +14,17 @@ What the buyer pays (BT-115):
   :func:`billing.core.vat.reconcile` reports it.
 * **monthly invoice** (and any business buyer): the invoice's own total with VAT, BT-112; the per-CDR incl.-VAT
   totals are only reconciled against it.
+
+A CDR's lines outside the scope of VAT (category O: a tariff dimension without VAT) cannot share an invoice with
+taxed lines (EN 16931 BR-O-11, BR-O-12): when the issuer can invoice them without its VAT id (BR-O-02, BR-CO-26:
+it has a registration id) they go on an invoice of their own (:func:`session_lines`,
+:func:`outside_vat_session_invoice`), and the consumer pays the CDR's price over the two.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -29,11 +35,12 @@ from billing.core.documents import (
     InvoiceLine,
     PaymentTerms,
     SupplyPeriod,
+    VatCategory,
     currency_of,
 )
 from billing.core.en16931 import ZERO, minor_unit
 from billing.core.lines import PricedCdr, cdr_lines, monthly_lines
-from billing.core.vat import TreatmentKind, VatTreatment, breakdown, notes, totals
+from billing.core.vat import NORMAL, TreatmentKind, VatTreatment, breakdown, notes, totals
 
 
 def session_rounding(cdr: PricedCdr, n_lines: int, invoice_total_incl: Decimal) -> Decimal:
@@ -103,15 +110,23 @@ def session_invoice(
     buyer: Identity,
     terms: PaymentTerms,
     treatment: VatTreatment,
+    lines: Sequence[InvoiceLine] | None = None,
 ) -> Invoice:
-    """The invoice of one charging session (a driver without a contract); a consumer pays the CDR's price."""
+    """The invoice of one charging session (a driver without a contract); a consumer pays the CDR's price. With
+    ``lines`` (the CDR's taxed lines when its lines outside VAT go on an invoice of their own,
+    :func:`session_lines`), a consumer pays the CDR's price less those other lines."""
     if cdr.is_credit:
         raise DocumentError(
             f"CDR {cdr.cdr_id} is a credit CDR: it is credited with a credit note, not invoiced"
         )
     consumer = not buyer.business and treatment.kind is TreatmentKind.NORMAL
+    all_lines = cdr_lines(cdr, treatment)
+    price = cdr
+    if lines is not None and cdr.total_incl is not None:
+        elsewhere = sum((ln.net for ln in all_lines), ZERO) - sum((ln.net for ln in lines), ZERO)
+        price = replace(cdr, total_incl=cdr.total_incl - elsewhere)  # lines outside VAT: incl. = net
     return assemble_invoice(
-        cdr_lines(cdr, treatment),
+        all_lines if lines is None else lines,
         series=series,
         number=number,
         issue_date=issue_date,
@@ -120,7 +135,52 @@ def session_invoice(
         terms=terms,
         treatment=treatment,
         supply_period=cdr.supply,
-        consumer_price=cdr if consumer else None,
+        consumer_price=price if consumer else None,
+    )
+
+
+def session_lines(
+    cdr: PricedCdr, treatment: VatTreatment, *, apart: bool
+) -> tuple[tuple[InvoiceLine, ...], tuple[InvoiceLine, ...]]:
+    """(the per-session invoice's lines, the lines of its invoice outside VAT): with ``apart`` (the issuer has a
+    registration id to invoice category O without its VAT id), the CDR's category O lines go on the second."""
+    lines = cdr_lines(cdr, treatment)
+    if not apart:
+        return lines, ()
+    outside = VatCategory.OUTSIDE_SCOPE
+    return (
+        tuple(ln for ln in lines if ln.vat_category is not outside),
+        tuple(ln for ln in lines if ln.vat_category is outside),
+    )
+
+
+def outside_vat_session_invoice(
+    cdr: PricedCdr,
+    lines: Sequence[InvoiceLine],
+    *,
+    series: str,
+    number: str,
+    issue_date: date,
+    seller: Identity,
+    buyer: Identity,
+    terms: PaymentTerms,
+) -> Invoice:
+    """The invoice of a session's ``lines`` outside the scope of VAT (category O, :func:`session_lines`): no
+    seller or buyer VAT id on it (BR-O-02; the seller is named by its registration id, BR-CO-26)."""
+    if cdr.is_credit:
+        raise DocumentError(
+            f"CDR {cdr.cdr_id} is a credit CDR: it is credited with a credit note, not invoiced"
+        )
+    return assemble_invoice(
+        lines,
+        series=series,
+        number=number,
+        issue_date=issue_date,
+        seller=replace(seller, vat_id=None),
+        buyer=replace(buyer, vat_id=None),
+        terms=terms,
+        treatment=NORMAL,
+        supply_period=cdr.supply,
     )
 
 

@@ -5,19 +5,25 @@ transaction): it locks the issuer's counter row (:mod:`.numbers`), checks again 
 not on a document of that kind yet (idempotent: a second call returns the first document, whatever the
 interleaving), builds the document with :mod:`billing.core`, and inserts it with its number and its CDRs. A
 document that the core refuses raises before anything is written; the caller's rollback gives the number back.
+
+A per-session invoice puts the CDR's lines outside the scope of VAT on an invoice of their own (EN 16931
+BR-O-11/12), as the monthly invoice does; a credit CDR's credit notes credit what is left of its CDR on each of
+its invoices after an operator's credits, and when nothing is left the credit is settled by the note that
+credited it all (:func:`issue_cdr_credit_notes`).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.core.credit_notes import credit_for_cdr, partial_credit
+from billing.core.credit_notes import cdr_left, correction_credit
 from billing.core.documents import CreditNote, Identity, Invoice
-from billing.core.invoices import session_invoice
+from billing.core.invoices import outside_vat_session_invoice, session_invoice, session_lines
 from billing.store.cdrs import priced_cdr
 from billing.store.codec import load_credit_note, load_invoice, to_json
 from billing.store.issuers import from_row, get_issuer
@@ -25,6 +31,8 @@ from billing.store.numbers import Allocated, lock, take
 from kernel.models.billing import BillingDocument, BillingDocumentCdr, BillingIssuer, BillingNumberSeries
 from kernel.models.cdrs import Cdr
 from kernel.timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 INVOICE = "invoice"
 CREDIT_NOTE = "credit_note"
@@ -95,6 +103,9 @@ async def _insert(db_session: AsyncSession, row: BillingDocument, kind: str, cdr
     await db_session.flush()
 
 
+SESSION = "session:"  # the source key prefix of a per-session invoice split in two (``session:<cdr id>``)
+
+
 async def issue_session_invoice(
     db_session: AsyncSession,
     *,
@@ -106,7 +117,13 @@ async def issue_session_invoice(
 ) -> BillingDocument:
     """The per-session invoice of CDR ``cdr_id`` (a priced, non-credit CDR) by issuer ``issuer_key`` to
     ``buyer``, issued on ``issue_date`` (today by the hub's clock), on account ``account_id`` (the buyer's
-    billing account, if it has one); the existing one if it was issued."""
+    billing account, if it has one); the existing one if it was issued.
+
+    The CDR's lines outside the scope of VAT (category O) go on an invoice of their own when the issuer has a
+    registration id (EN 16931 BR-O-11/12, BR-O-02; as the monthly invoice's, :mod:`.monthly`): the taxed
+    lines' invoice has ``source_key`` ``session:<cdr id>``, the other ``session:<cdr id>:O``, and the CDR is
+    linked to the first (to the O invoice when all its lines are O). Returns the CDR's linked invoice;
+    :func:`session_invoices` gives both."""
     existing = await document_of(db_session, cdr_id, INVOICE)
     if existing is not None:
         return existing
@@ -124,31 +141,91 @@ async def issue_session_invoice(
     existing = await document_of(db_session, cdr_id, INVOICE)
     if existing is not None:
         return existing
-    number = take(counter, issuer.invoice_series, day)
-    invoice = session_invoice(
-        priced_cdr(cdr),
-        series=issuer.invoice_series.prefix,
-        number=number.number,
-        issue_date=day,
-        seller=issuer.identity,
-        buyer=buyer,
-        terms=issuer.terms,
-        treatment=issuer.treatment(buyer),
-    )
-    row = _row(issuer_row, INVOICE, number, invoice, account_id=account_id)
-    await _insert(db_session, row, INVOICE, [cdr.id])
-    return row
+    priced = priced_cdr(cdr)
+    treatment = issuer.treatment(buyer)
+    taxed, outside = session_lines(priced, treatment, apart=bool(issuer.identity.registration_id))
+    rows: list[BillingDocument] = []
+    if taxed or not outside:  # (no lines at all: the core refuses it, BR-16)
+        number = take(counter, issuer.invoice_series, day)
+        invoice = session_invoice(
+            priced,
+            series=issuer.invoice_series.prefix,
+            number=number.number,
+            issue_date=day,
+            seller=issuer.identity,
+            buyer=buyer,
+            terms=issuer.terms,
+            treatment=treatment,
+            lines=taxed if outside else None,
+        )
+        key = f"{SESSION}{cdr.id}" if outside else None
+        rows.append(_row(issuer_row, INVOICE, number, invoice, account_id=account_id, source_key=key))
+    if outside:
+        number = take(counter, issuer.invoice_series, day)
+        invoice = outside_vat_session_invoice(
+            priced,
+            outside,
+            series=issuer.invoice_series.prefix,
+            number=number.number,
+            issue_date=day,
+            seller=issuer.identity,
+            buyer=buyer,
+            terms=issuer.terms,
+        )
+        key = f"{SESSION}{cdr.id}{OUTSIDE_VAT}"
+        rows.append(_row(issuer_row, INVOICE, number, invoice, account_id=account_id, source_key=key))
+    for n, row in enumerate(rows):
+        await _insert(db_session, row, INVOICE, [cdr.id] if n == 0 else [])
+    return rows[0]
+
+
+async def session_invoices(db_session: AsyncSession, invoice_row: BillingDocument) -> list[BillingDocument]:
+    """A per-session invoice and its sibling invoice outside VAT, when the session's lines were split in two
+    (:func:`issue_session_invoice`): taxed lines' invoice first. Just ``invoice_row`` otherwise."""
+    key = invoice_row.source_key
+    if not key or not key.startswith(SESSION):
+        return [invoice_row]
+    base = key.removesuffix(OUTSIDE_VAT)
+    rows = (
+        await db_session.scalars(
+            select(BillingDocument)
+            .where(
+                BillingDocument.issuer_id == invoice_row.issuer_id,
+                BillingDocument.kind == INVOICE,
+                BillingDocument.source_key.in_([base, base + OUTSIDE_VAT]),
+            )
+            .order_by(BillingDocument.id)
+        )
+    ).all()
+    return list(rows)
 
 
 async def issue_cdr_credit_note(
     db_session: AsyncSession, *, credit_cdr_id: int, issue_date: date | None = None
 ) -> BillingDocument:
     """The credit note of credit CDR ``credit_cdr_id`` against the invoice of the CDR it credits, by that
-    invoice's issuer; the existing one if it was issued. BillingError when the credited CDR was not invoiced
-    on its own (its credit is then a negative line of the next monthly invoice)."""
-    existing = await document_of(db_session, credit_cdr_id, CREDIT_NOTE)
-    if existing is not None:
-        return existing
+    invoice's issuer; the existing one if it was issued (see :func:`issue_cdr_credit_notes`)."""
+    await issue_cdr_credit_notes(db_session, credit_cdr_id=credit_cdr_id, issue_date=issue_date)
+    row = await document_of(db_session, credit_cdr_id, CREDIT_NOTE)
+    assert row is not None  # issued, or linked to the note that had credited everything
+    return row
+
+
+async def issue_cdr_credit_notes(
+    db_session: AsyncSession, *, credit_cdr_id: int, issue_date: date | None = None
+) -> list[BillingDocument]:
+    """The credit notes newly issued for credit CDR ``credit_cdr_id`` (a correction) against the invoice(s) of
+    the CDR it credits, by that invoice's issuer: one per invoice with lines of that CDR (a monthly or
+    per-session invoice and its invoice outside VAT), the first linked to both CDRs. Each credits what is left
+    of the CDR's lines there (:func:`billing.core.credit_notes.correction_credit`): when an operator credited
+    part of the invoice before, only the rest, so the invoices less every credit note come to the corrected
+    CDR's money (it is invoiced on its own). When nothing is left (an operator credited it all), no note is
+    issued: the CDRs are linked to the last note that credited it, with a warning in the log, so the credit is
+    settled once and never retried. [] when the credit CDR was dealt with already. BillingError when the
+    credited CDR was not invoiced on its own (its credit is then a negative line of the next monthly invoice)
+    or when the credit CDR does not negate what was invoiced for it."""
+    if await document_of(db_session, credit_cdr_id, CREDIT_NOTE) is not None:
+        return []
     credit = await _cdr(db_session, credit_cdr_id)
     if not credit.is_credit or credit.credit_of is None:
         raise BillingError(f"CDR {credit.cdr_uid} is not a credit CDR")
@@ -166,43 +243,24 @@ async def issue_cdr_credit_note(
     issuer = from_row(issuer_row)
     day = issue_date or utcnow().date()
     counter = await lock(db_session, issuer_row.id, issuer.credit_series, day)
-    existing = await document_of(db_session, credit_cdr_id, CREDIT_NOTE)
-    if existing is not None:
-        return existing
+    if await document_of(db_session, credit_cdr_id, CREDIT_NOTE) is not None:
+        return []
     parts = await _invoices_with_lines_of(db_session, invoice_row, original.cdr_uid)
-    if len(parts) > 1:  # a monthly invoice and its invoice outside VAT each carry some of the CDR's lines
-        return await _split_credit(db_session, issuer_row, counter, parts, original, credit, day)
-    earlier = (
-        await db_session.execute(
-            select(BillingDocument)
-            .where(BillingDocument.credits_document_id == invoice_row.id)
-            .order_by(BillingDocument.id)
-        )
-    ).scalars()
-    number = take(counter, issuer.credit_series, day)
-    note = credit_for_cdr(
-        load_invoice(invoice_row.document),
-        priced_cdr(credit, original),
-        [load_credit_note(n.document) for n in earlier],
-        series=issuer.credit_series.prefix,
-        number=number.number,
-        issue_date=day,
-    )
-    row = _row(issuer_row, CREDIT_NOTE, number, note, credits=invoice_row)
-    await _insert(db_session, row, CREDIT_NOTE, [original.id, credit.id])
-    return row
+    return await _credit_parts(db_session, issuer_row, counter, parts, original, credit, day)
 
 
-OUTSIDE_VAT = ":O"  # the source key suffix of a month's invoice outside VAT (billing.store.monthly)
+OUTSIDE_VAT = (
+    ":O"  # the source key suffix of an invoice outside VAT (billing.store.monthly, per-session ones)
+)
 
 
 async def _invoices_with_lines_of(
     db_session: AsyncSession, invoice_row: BillingDocument, cdr_uid: str
 ) -> list[BillingDocument]:
-    """``invoice_row`` and, for a monthly invoice, its sibling invoice outside VAT when it has lines of CDR
-    ``cdr_uid`` too (the CDR's O lines went there: EN 16931 BR-O-11/12)."""
+    """``invoice_row`` and, for a monthly or split per-session invoice, its sibling invoice outside VAT when it
+    has lines of CDR ``cdr_uid`` too (the CDR's O lines went there: EN 16931 BR-O-11/12)."""
     key = invoice_row.source_key
-    if not key or not key.startswith("monthly:"):
+    if not key or not key.startswith(("monthly:", SESSION)):
         return [invoice_row]
     sibling_key = key.removesuffix(OUTSIDE_VAT) if key.endswith(OUTSIDE_VAT) else key + OUTSIDE_VAT
     sibling = await db_session.scalar(
@@ -218,7 +276,7 @@ async def _invoices_with_lines_of(
     return parts
 
 
-async def _split_credit(
+async def _credit_parts(
     db_session: AsyncSession,
     issuer_row: BillingIssuer,
     counter: BillingNumberSeries,
@@ -226,39 +284,64 @@ async def _split_credit(
     original: Cdr,
     credit: Cdr,
     day: date,
-) -> BillingDocument:
-    """The credit notes of a credit CDR whose original's lines are on two invoices: one per invoice, each
-    crediting exactly that CDR's lines there (whole); the first links the CDRs. The credit CDR must negate what
-    the two invoiced together. Returns the first note."""
+) -> list[BillingDocument]:
+    """The credit notes of a credit CDR whose original's lines are on ``parts`` (one invoice, or two): one per
+    invoice with something of the CDR left on it; the first links the CDRs (see
+    :func:`issue_cdr_credit_notes`). The credit CDR must negate what the invoices together invoiced for it."""
     issuer = from_row(issuer_row)
     invoices = [load_invoice(p.document) for p in parts]
-    wanted = [{ln.line_id: ln.net for ln in inv.lines if ln.cdr_id == original.cdr_uid} for inv in invoices]
-    invoiced = sum((sum(w.values(), Decimal(0)) for w in wanted), Decimal(0))
+    earlier_rows = [
+        list(
+            (
+                await db_session.scalars(
+                    select(BillingDocument)
+                    .where(BillingDocument.credits_document_id == p.id)
+                    .order_by(BillingDocument.id)
+                )
+            ).all()
+        )
+        for p in parts
+    ]
+    earlier = [[load_credit_note(n.document) for n in rows] for rows in earlier_rows]
+    invoiced = sum(
+        (ln.net for inv in invoices for ln in inv.lines if ln.cdr_id == original.cdr_uid), Decimal(0)
+    )
     if credit.currency != original.currency or -credit.total_cost_excl_vat != invoiced:
         raise BillingError(
             f"credit CDR {credit.cdr_uid} credits {credit.total_cost_excl_vat} {credit.currency}, "
             f"but {invoiced} was invoiced for CDR {original.cdr_uid}"
         )
-    rows: list[BillingDocument] = []
-    for part, invoice, lines in zip(parts, invoices, wanted, strict=True):
-        earlier = (
-            await db_session.scalars(
-                select(BillingDocument)
-                .where(BillingDocument.credits_document_id == part.id)
-                .order_by(BillingDocument.id)
+    left = [cdr_left(inv, original.cdr_uid, notes) for inv, notes in zip(invoices, earlier, strict=True)]
+    if not any(v for part in left for v in part.values()):
+        last = max((n for rows in earlier_rows for n in rows), key=lambda n: n.id, default=None)
+        if last is None:  # a CDR of zero: nothing was invoiced, nothing to credit
+            raise BillingError(
+                f"CDR {original.cdr_uid} invoiced nothing: no credit note for {credit.cdr_uid}"
             )
-        ).all()
+        log.warning(
+            "credit CDR %s: all of CDR %s on invoice %s was credited already (last by %s); no credit note, "
+            "the credit is settled by it",
+            credit.cdr_uid,
+            original.cdr_uid,
+            parts[0].number,
+            last.number,
+        )
+        db_session.add_all(
+            BillingDocumentCdr(document_id=last.id, cdr_id=cdr, kind=CREDIT_NOTE)
+            for cdr in (original.id, credit.id)
+        )
+        await db_session.flush()
+        return []
+    rows: list[BillingDocument] = []
+    priced = priced_cdr(credit, original)
+    for part, invoice, notes, lines in zip(parts, invoices, earlier, left, strict=True):
+        if not any(lines.values()):
+            continue
         number = take(counter, issuer.credit_series, day)
-        note = partial_credit(
-            invoice,
-            [load_credit_note(n.document) for n in earlier],
-            series=issuer.credit_series.prefix,
-            number=number.number,
-            issue_date=day,
-            reason=f"Correction of CDR {original.cdr_uid} (credit CDR {credit.cdr_uid})",
-            lines=lines,
+        note = correction_credit(
+            invoice, priced, notes, series=issuer.credit_series.prefix, number=number.number, issue_date=day
         )
         row = _row(issuer_row, CREDIT_NOTE, number, note, credits=part)
         await _insert(db_session, row, CREDIT_NOTE, [original.id, credit.id] if not rows else [])
         rows.append(row)
-    return rows[0]
+    return rows

@@ -15,7 +15,6 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from sqlalchemy import select
@@ -85,15 +84,23 @@ async def test_billing_page_statement_pdf_and_isolation(db: Database) -> None:
         assert "blocked" in html and f"until invoice {overdue.number} is paid" in html
         assert ">overdue<" in html and ">paid<" in html
         # the PDF: an attachment, with the invoice's EN 16931 XML embedded
-        pdf = await client.get(f"/portal/billing/documents/{quote(overdue.number, safe='')}")
+        assert f'href="/portal/billing/accounts/{w.acme}/documents/{overdue.id}"' in html
+        pdf = await client.get(f"/portal/billing/accounts/{w.acme}/documents/{overdue.id}")
         assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
         assert pdf.headers["content-disposition"] == f'attachment; filename="{overdue.number}.pdf"'
         assert pdf.content.startswith(b"%PDF")
         assert overdue.number.encode() in embedded_xml(pdf.content)
-        # another fleet's document and a number that does not exist: 404, nothing rendered
-        assert (await client.get(f"/portal/billing/documents/{other.number}")).status_code == 404
-        assert (await client.get("/portal/billing/documents/INV-2026-999999")).status_code == 404
-        assert (await client.get(f"/portal/billing/documents/{w.note.number}")).status_code == 404
+        # another fleet's document (through its account or through ours) and one that does not exist: 404
+        for account, doc in (
+            (w.globex, other.id),
+            (w.acme, other.id),
+            (w.acme, 999999),
+            (w.globex, w.note.id),
+        ):
+            assert (
+                await client.get(f"/portal/billing/accounts/{account}/documents/{doc}")
+            ).status_code == 404
+        assert (await client.get(f"/portal/billing/documents/{overdue.number}")).status_code == 404  # gone
         # another fleet's account: 404
         assert (await client.get(f"/portal/billing/accounts/{w.globex}/payment-method")).status_code == 404
         theirs = await client.post(
@@ -123,9 +130,11 @@ async def test_billing_page_statement_pdf_and_isolation(db: Database) -> None:
         assert "Nothing is overdue." in page.text
         assert f"Credit note for {other.number}" in page.text and ">credited<" in page.text
         assert 'id="balance-EUR">€0.00' in page.text
-        note_pdf = await globex.get(f"/portal/billing/documents/{quote(w.note.number, safe='')}")
+        note_pdf = await globex.get(f"/portal/billing/accounts/{w.globex}/documents/{w.note.id}")
         assert note_pdf.status_code == 200 and w.note.number.encode() in embedded_xml(note_pdf.content)
-        assert (await globex.get(f"/portal/billing/documents/{overdue.number}")).status_code == 404
+        for account in (w.globex, w.acme):
+            theirs = await globex.get(f"/portal/billing/accounts/{account}/documents/{overdue.id}")
+            assert theirs.status_code == 404
 
 
 async def test_billing_page_in_the_managers_locale(db: Database) -> None:
