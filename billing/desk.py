@@ -7,6 +7,9 @@ hosted payment-method flow (delegated to :mod:`billing.payments.setup`), and the
 for the receipt e-mail (number, PDF, HTML and a plain-text rendering of the same document).
 
 Everything is read from the rows as they are now (:mod:`billing.store.balances`); "today" is the hub's clock.
+An account's dunning state, its overdue amount and the invoices its holds wait for are the dunning store's
+(:func:`billing.store.dunning.account_statuses`, as ``evhub dunning status`` and the API show them), never
+computed here.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from babel.dates import format_date
@@ -22,7 +25,6 @@ from babel.numbers import format_currency, format_decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.api_paths import filename
 from billing.core.aging import BUCKETS
 from billing.core.documents import CreditNote, Invoice
 from billing.einvoice import render_html, render_pdf
@@ -31,9 +33,10 @@ from billing.store import reports
 from billing.store.accounts import FLEET
 from billing.store.balances import Balance, balances
 from billing.store.codec import load_credit_note, load_invoice
-from billing.store.issuing import CREDIT_NOTE, INVOICE, document_of, session_invoices
+from billing.store.dunning import account_statuses
+from billing.store.issuing import CREDIT_NOTE, INVOICE, document_of
 from kernel.db.engine import Database
-from kernel.models import BillingAccount, BillingDocument, BillingHold, BillingIssuer, BillingPayment
+from kernel.models import BillingAccount, BillingDocument, BillingIssuer, BillingPayment
 from kernel.seams import (
     BillingAccountView,
     BillingAgingView,
@@ -49,8 +52,6 @@ from kernel.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 ZERO = Decimal("0")
-BLOCK = "block"
-LOWER_LIMIT = "lower_limit"
 UNIT_NAMES = {"KWH": " kWh", "HUR": " h", "C62": ""}
 
 
@@ -150,7 +151,6 @@ def _credit_note_view(
         status="refunded" if row.id in refunded else "issued",
         billing_period=row.billing_period,
         credits=invoices.get(row.credits_document_id or -1),
-        document_id=row.id,
     )
 
 
@@ -165,7 +165,6 @@ def _invoice_view(row: BillingDocument, bal: Balance, today: object) -> BillingD
         outstanding=bal.outstanding,
         status=bal.status(today),  # type: ignore[arg-type]
         billing_period=row.billing_period,
-        document_id=row.id,
     )
 
 
@@ -288,18 +287,7 @@ class Desk:
                     )
                 ).all()
             }
-            holds = (
-                (
-                    await db_session.execute(
-                        select(BillingHold.account_id, BillingHold.action, BillingDocument.number)
-                        .join(BillingDocument, BillingDocument.id == BillingHold.document_id)
-                        .where(BillingHold.account_id.in_(ids), BillingHold.released_at.is_(None))
-                        .order_by(BillingDocument.number)
-                    )
-                ).all()
-                if ids
-                else []
-            )
+            dunning = {a.account_id: a for a in await account_statuses(db_session, account_ids=ids)}
             refunded: set[int] = {
                 doc
                 for doc in (
@@ -317,7 +305,7 @@ class Desk:
         views = []
         for account in accounts:
             docs = []
-            balance = overdue = ZERO
+            balance = ZERO
             for row in rows:
                 if row.account_id != account.id:
                     continue
@@ -325,30 +313,21 @@ class Desk:
                     bal = bals[row.id]
                     view = _invoice_view(row, bal, today)
                     balance += bal.outstanding
-                    if view.status == "overdue":
-                        overdue += bal.outstanding
                 else:
                     view = _credit_note_view(row, numbers, refunded)
                 docs.append(view)
-            mine = [(action, number) for acc, action, number in holds if acc == account.id]
-            actions = {action for action, _ in mine}
-            if BLOCK in actions:
-                state = "blocked"
-            elif LOWER_LIMIT in actions:
-                state = "limited"
-            else:
-                state = "overdue" if overdue > ZERO else "ok"
+            status = dunning[account.id]
             views.append(
                 BillingAccountView(
                     account_id=account.id,
                     issuer=issuers.get(account.issuer_id, ""),
                     currency=account.currency,
                     balance=balance,
-                    overdue=overdue,
-                    dunning_state=state,
+                    overdue=status.overdue,
+                    dunning_state=status.state,
                     payment_method=account.payment_method_label,
                     documents=tuple(docs),
-                    held_for=tuple(dict.fromkeys(number for _, number in mine)),
+                    held_for=status.held_for,
                 )
             )
         return views
@@ -405,20 +384,18 @@ class Desk:
             printable = await self._printable(db_session, row, account.language if account else None)
         return await printable.pdf()
 
-    async def fleet_document_pdf(
-        self, fleet_id: int, account_id: int, document_id: int
-    ) -> tuple[str, bytes] | None:
+    async def fleet_document_pdf(self, fleet_id: int, number: str) -> tuple[str, bytes] | None:
         async with self.db.session() as db_session:
             found = (
                 await db_session.execute(
                     select(BillingDocument, BillingAccount.language)
                     .join(BillingAccount, BillingAccount.id == BillingDocument.account_id)
                     .where(
-                        BillingAccount.id == account_id,
                         BillingAccount.fleet_id == fleet_id,
                         BillingAccount.kind == FLEET,
-                        BillingDocument.id == document_id,
+                        BillingDocument.number == number,
                     )
+                    .order_by(BillingDocument.id)
                 )
             ).first()
             if found is None:
@@ -447,19 +424,14 @@ class Desk:
             return None
         account = await db_session.get(BillingAccount, row.account_id) if row.account_id else None
         language = account.language if account is not None else "en"
+        doc = document(row)
+
         issuer = await db_session.get(BillingIssuer, row.issuer_id)
         logo = issuer.logo if issuer else None
-
-        def attachment(part: BillingDocument) -> InvoiceAttachment:
-            doc = document(part)
-            return InvoiceAttachment(
-                number=part.number,
-                filename=filename(part.number),
-                document_id=part.id,
-                html=render_html(doc, locale=language, logo=logo),
-                text=render_text(doc, language),
-            )
-
-        # the session's lines outside VAT may be on an invoice of their own: the receipt carries both
-        first, *others = await session_invoices(db_session, row)
-        return replace(attachment(first), others=tuple(attachment(o) for o in others))
+        return InvoiceAttachment(
+            number=row.number,
+            filename=f"{row.number}.pdf",
+            document_id=row.id,
+            html=render_html(doc, locale=language, logo=logo),
+            text=render_text(doc, language),
+        )
