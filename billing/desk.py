@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from babel.dates import format_date
@@ -25,6 +25,7 @@ from babel.numbers import format_currency, format_decimal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.api_paths import filename
 from billing.core.aging import BUCKETS
 from billing.core.documents import CreditNote, Invoice
 from billing.einvoice import render_html, render_pdf
@@ -34,7 +35,7 @@ from billing.store.accounts import FLEET
 from billing.store.balances import Balance, balances
 from billing.store.codec import load_credit_note, load_invoice
 from billing.store.dunning import account_statuses
-from billing.store.issuing import CREDIT_NOTE, INVOICE, document_of
+from billing.store.issuing import CREDIT_NOTE, INVOICE, document_of, session_invoices
 from kernel.db.engine import Database
 from kernel.models import BillingAccount, BillingDocument, BillingIssuer, BillingPayment
 from kernel.seams import (
@@ -151,6 +152,7 @@ def _credit_note_view(
         status="refunded" if row.id in refunded else "issued",
         billing_period=row.billing_period,
         credits=invoices.get(row.credits_document_id or -1),
+        document_id=row.id,
     )
 
 
@@ -165,6 +167,7 @@ def _invoice_view(row: BillingDocument, bal: Balance, today: object) -> BillingD
         outstanding=bal.outstanding,
         status=bal.status(today),  # type: ignore[arg-type]
         billing_period=row.billing_period,
+        document_id=row.id,
     )
 
 
@@ -384,18 +387,20 @@ class Desk:
             printable = await self._printable(db_session, row, account.language if account else None)
         return await printable.pdf()
 
-    async def fleet_document_pdf(self, fleet_id: int, number: str) -> tuple[str, bytes] | None:
+    async def fleet_document_pdf(
+        self, fleet_id: int, account_id: int, document_id: int
+    ) -> tuple[str, bytes] | None:
         async with self.db.session() as db_session:
             found = (
                 await db_session.execute(
                     select(BillingDocument, BillingAccount.language)
                     .join(BillingAccount, BillingAccount.id == BillingDocument.account_id)
                     .where(
+                        BillingAccount.id == account_id,
                         BillingAccount.fleet_id == fleet_id,
                         BillingAccount.kind == FLEET,
-                        BillingDocument.number == number,
+                        BillingDocument.id == document_id,
                     )
-                    .order_by(BillingDocument.id)
                 )
             ).first()
             if found is None:
@@ -424,14 +429,19 @@ class Desk:
             return None
         account = await db_session.get(BillingAccount, row.account_id) if row.account_id else None
         language = account.language if account is not None else "en"
-        doc = document(row)
-
         issuer = await db_session.get(BillingIssuer, row.issuer_id)
         logo = issuer.logo if issuer else None
-        return InvoiceAttachment(
-            number=row.number,
-            filename=f"{row.number}.pdf",
-            document_id=row.id,
-            html=render_html(doc, locale=language, logo=logo),
-            text=render_text(doc, language),
-        )
+
+        def attachment(part: BillingDocument) -> InvoiceAttachment:
+            doc = document(part)
+            return InvoiceAttachment(
+                number=part.number,
+                filename=filename(part.number),
+                document_id=part.id,
+                html=render_html(doc, locale=language, logo=logo),
+                text=render_text(doc, language),
+            )
+
+        # the session's lines outside VAT may be on an invoice of their own: the receipt carries both
+        first, *others = await session_invoices(db_session, row)
+        return replace(attachment(first), others=tuple(attachment(o) for o in others))
