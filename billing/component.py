@@ -61,7 +61,7 @@ class BillingComponent:
         hub.hooks.cdr.append(cdr_hook)
         hub.services.billing = Desk(hub.db, hub.settings)
         use_settings(hub.settings)  # payment collection's provider (off without EVHUB_STRIPE_API_KEY)
-        register_channel(PAYMENT_CHANNEL, make_payment_sender(hub.db))
+        register_channel(PAYMENT_CHANNEL, make_payment_sender(hub.db), shared_destination="provider")
         if hub.app is not None:
             for module in (api_documents, api_payments, api_dunning, api_reports):
                 hub.app.include_router(module.router, prefix="/api")
@@ -85,7 +85,8 @@ class BillingComponent:
     async def start(self, hub: Hub) -> None:
         if hub.services.outbox is None and hub.scheduler is not None:  # no OCPI dispatcher: collect ourselves
             self.payment_dispatcher = OutboxDispatcher(hub.db, channels=[PAYMENT_CHANNEL])
-            hub.every(5.0, self.payment_dispatcher.tick, "billing-payment-dispatch")
+            hub.every(5.0, self.payment_dispatcher.scheduled, "billing-payment-dispatch")
 
     async def stop(self) -> None:
-        return None
+        if self.payment_dispatcher is not None:
+            await self.payment_dispatcher.aclose()

@@ -73,6 +73,16 @@ OUTBOX_OLDEST_PENDING = Gauge(
 OUTBOX_DELIVERY_SECONDS = Histogram(
     "evhub_outbox_delivery_seconds", "Time of one delivery attempt", ["channel"]
 )
+OUTBOX_LANE_IN_FLIGHT = Gauge(
+    "evhub_outbox_lane_in_flight",
+    "Outbox deliveries running now per destination lane (channel, partner id or shared destination)",
+    ["channel", "destination"],
+)
+OUTBOX_LANE_SECONDS = Histogram(
+    "evhub_outbox_lane_delivery_seconds",
+    "Time of one delivery attempt per destination lane",
+    ["channel", "destination"],
+)
 
 # -- OCPP gateway ----------------------------------------------------------------------------------------------
 

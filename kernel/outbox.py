@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, not_, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from kernel import metrics
 from kernel.db.engine import Database
@@ -52,6 +53,8 @@ PENDING = metrics.OUTBOX_PENDING
 BACKLOG = metrics.OUTBOX_BACKLOG
 OLDEST_PENDING = metrics.OUTBOX_OLDEST_PENDING
 DELIVERY_SECONDS = metrics.OUTBOX_DELIVERY_SECONDS
+LANE_IN_FLIGHT = metrics.OUTBOX_LANE_IN_FLIGHT
+LANE_SECONDS = metrics.OUTBOX_LANE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class DeliveryResult:
     ok: bool
     permanent: bool = False
     error: str | None = None
+    uncertain: bool = False  # the message may have reached the destination: parked, never resent by itself
     retry_after: float | None = None
     result: dict[str, Any] = field(default_factory=dict)
 
@@ -81,26 +85,87 @@ class DeliveryResult:
     def give_up(cls, error: str) -> DeliveryResult:
         return cls(ok=False, permanent=True, error=error)
 
+    @classmethod
+    def unsure(cls, error: str, **result: Any) -> DeliveryResult:
+        """The send may or may not have reached the destination (no answer after the data went out)."""
+        return cls(ok=False, uncertain=True, error=error, result=result)
+
 
 REFUSED = "refused"
 """How the ``parked_reason`` of a message the destination refused begins (``refused: <answer>``)."""
 GAVE_UP = "gave up"
 """How the ``parked_reason`` of a message given up after ``max_attempts`` begins."""
+UNCERTAIN = "uncertain"
+"""How the ``parked_reason`` of a message that may have been delivered begins (a channel whose destination
+cannot dedupe, e-mail: an attempt marked it sending and never learned the outcome). An operator checks the
+destination (the mail server's log for the Message-ID in ``result.uncertain``) and releases it or not."""
+SENDING = "sending"
+"""The key of ``result`` that :func:`mark_sending` sets while an attempt may be handing the message over."""
 
 OPEN_STATUSES = (OutboxStatus.PENDING, OutboxStatus.PARKED)
 """Not delivered and not closed: a row of these blocks the later rows of its ordering key."""
 
 Sender = Callable[[OutboxMessage], Awaitable[DeliveryResult]]
 _CHANNELS: dict[str, Sender] = {}
+_SHARED: dict[str, str] = {}  # channel -> the one destination all its messages go through (a mail server)
+_CONCURRENCY: dict[str, int] = {}
+_MARKED: set[tuple[int, int]] = set()  # (id, attempt) marked sending in this process, not finished yet
+DEFAULT_LANE_CONCURRENCY = 4
+"""Deliveries one destination lane runs at once (per process) unless its channel says otherwise."""
 
 
-def register_channel(name: str, sender: Sender) -> None:
-    """Make ``sender`` deliver the messages of channel ``name`` (replaces an earlier registration)."""
+def register_channel(
+    name: str, sender: Sender, *, shared_destination: str | None = None, concurrency: int | None = None
+) -> None:
+    """Make ``sender`` deliver the messages of channel ``name`` (replaces an earlier registration).
+
+    Each destination is a lane with its own ``concurrency`` (default :data:`DEFAULT_LANE_CONCURRENCY`):
+    ``(channel, row.destination)`` (an OCPI partner), or ``(channel, shared_destination)`` for a channel whose
+    rows all go through one server whatever their ``destination`` says (e-mail: the SMTP server)."""
     _CHANNELS[name] = sender
+    if shared_destination is not None:
+        _SHARED[name] = shared_destination
+    else:
+        _SHARED.pop(name, None)
+    if concurrency is not None:
+        _CONCURRENCY[name] = max(1, concurrency)
+    else:
+        _CONCURRENCY.pop(name, None)
 
 
 def unregister_channel(name: str) -> None:
     _CHANNELS.pop(name, None)
+    _SHARED.pop(name, None)
+    _CONCURRENCY.pop(name, None)
+
+
+def lane_of(channel: str, destination: str) -> tuple[str, str]:
+    """The delivery lane of a row: its channel and partner, or the channel's shared destination."""
+    return (channel, _SHARED.get(channel, destination))
+
+
+async def mark_sending(db: Database, message: OutboxMessage, **info: Any) -> bool:
+    """Record durably, before a send the destination cannot dedupe, that this attempt is handing the message
+    over (``result.sending``: the attempt, the time and ``info`` such as the Message-ID). A later attempt that
+    finds the mark (this one died or its lease ended without an outcome) parks the row as
+    :data:`UNCERTAIN` instead of sending again. Returns False when the lease was lost: then do not send."""
+    mark = {"attempt": message.attempts, "at": utcnow().isoformat(), **info}
+    async with db.session() as db_session:
+        res = await db_session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == message.id,
+                OutboxMessage.attempts == message.attempts,
+                OutboxMessage.status == OutboxStatus.PENDING,
+            )
+            .values(result={**(message.result or {}), SENDING: mark}, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        assert isinstance(res, CursorResult), "an UPDATE returns a cursor result"
+        if res.rowcount != 1:
+            return False
+    _MARKED.add((message.id, message.attempts))
+    return True
 
 
 def registered_channels() -> list[str]:
@@ -171,12 +236,31 @@ class _Claim:
     channel: str
     message: OutboxMessage
 
+    @property
+    def lane(self) -> tuple[str, str]:
+        return lane_of(self.channel, self.message.destination)
+
+
+@dataclass
+class _Lane:
+    """One destination's own work in this process: what it has in flight, and its pause after failures."""
+
+    in_flight: set[int] = field(default_factory=set)
+    failures: int = 0  # transient failures in a row
+    paused_until: datetime | None = None
+
 
 class OutboxDispatcher:
-    """Claims due outbox rows and delivers them through the registered channel senders.
+    """Claims due outbox rows and delivers them through the registered channel senders, per destination lane.
 
     ``max_attempts`` default (500 attempts with a 10-minute cap) keeps retrying for about three days, so a
     partner that was down for a day still receives everything.
+
+    :meth:`pump` (the scheduled job) claims only what the lanes with free capacity can take, starts each
+    delivery as its own task and returns; a finished delivery pumps again, so a lane stays busy without
+    waiting for the next tick. A transient failure pauses its lane (``backoff`` by the failures in a row,
+    at most ``lane_pause_cap`` seconds): a partner that is down gets one probe per pause, not its backlog.
+    :meth:`run_once` / :meth:`drain` / :meth:`tick` deliver and wait (tests, the CLI).
     """
 
     def __init__(
@@ -189,6 +273,8 @@ class OutboxDispatcher:
         max_attempts: int = 500,
         backoff: BackoffPolicy | None = None,
         channels: list[str] | None = None,
+        lane_pause_cap: float = 30.0,
+        stop_grace: float = 5.0,
     ) -> None:
         self.db = db
         self.batch_size = batch_size
@@ -197,15 +283,18 @@ class OutboxDispatcher:
         self.max_attempts = max_attempts
         self.backoff = backoff or BackoffPolicy()
         self.channels = channels
-        self._running = False
+        self.lane_pause_cap = lane_pause_cap
+        self.stop_grace = stop_grace
+        self._lanes: dict[tuple[str, str], _Lane] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pump_lock = asyncio.Lock()
+        self._again = False
+        self._closed = False
 
-    async def claim(self, limit: int | None = None) -> list[_Claim]:
-        """Lease up to ``limit`` due messages, at most one per ordering key, the earliest of each key."""
-        limit = limit or self.batch_size
-        channels = self.channels if self.channels is not None else registered_channels()
-        if not channels:
-            return []
-        now = utcnow()
+    def _channels(self) -> list[str]:
+        return self.channels if self.channels is not None else registered_channels()
+
+    def _due_query(self, now: datetime, channels: list[str], closed: set[tuple[str, str]]) -> Any:
         earlier = aliased(OutboxMessage)
         blocked = (
             select(earlier.id)
@@ -219,24 +308,54 @@ class OutboxDispatcher:
             )
             .exists()
         )
-        query = (
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.status == OutboxStatus.PENDING,
-                OutboxMessage.next_attempt_at <= now,
-                OutboxMessage.channel.in_(channels),
-                ~blocked,
-            )
-            .order_by(OutboxMessage.id)
-            .limit(limit)
+        query = select(OutboxMessage).where(
+            OutboxMessage.status == OutboxStatus.PENDING,
+            OutboxMessage.next_attempt_at <= now,
+            OutboxMessage.channel.in_(channels),
+            ~blocked,
         )
+        shared = sorted({ch for ch, _ in closed if ch in _SHARED})
+        pairs = sorted((ch, dest) for ch, dest in closed if ch not in _SHARED)
+        if shared:
+            query = query.where(OutboxMessage.channel.not_in(shared))
+        if pairs:
+            query = query.where(
+                not_(
+                    or_(
+                        *(
+                            and_(OutboxMessage.channel == ch, OutboxMessage.destination == dest)
+                            for ch, dest in pairs
+                        )
+                    )
+                )
+            )
+        # the longest-waiting first: a lane probing a failing destination works through its rows in turn
+        return query.order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+
+    async def _lease(
+        self, limit: int, closed: set[tuple[str, str]], room: Callable[[tuple[str, str]], int] | None
+    ) -> tuple[list[_Claim], bool]:
+        """Lease up to ``limit`` due rows outside the ``closed`` lanes, at most ``room(lane)`` more per lane.
+        Returns the claims and whether a lane filled up (rows of it were left for a next query)."""
+        channels = self._channels()
+        if not channels:
+            return [], False
+        now = utcnow()
+        query = self._due_query(now, channels, closed).limit(limit)
         claims: list[_Claim] = []
+        taken: dict[tuple[str, str], int] = {}
+        filled = False
         async with self.db.session() as db_session:
             if not self.db.is_sqlite:
                 query = query.with_for_update(skip_locked=True, of=OutboxMessage)
             rows = list((await db_session.scalars(query)).all())
             lease_until = now + timedelta(seconds=self.lease_seconds)
             for row in rows:
+                lane = lane_of(row.channel, row.destination)
+                if room is not None and taken.get(lane, 0) >= room(lane):
+                    closed.add(lane)
+                    filled = True
+                    continue
                 res = await db_session.execute(
                     update(OutboxMessage)
                     .where(
@@ -249,7 +368,15 @@ class OutboxDispatcher:
                 )
                 assert isinstance(res, CursorResult), "an UPDATE returns a cursor result"
                 if res.rowcount == 1:
-                    claims.append(_Claim(row.id, row.attempts + 1, row.channel, row))
+                    # the sender sees the attempt it makes (mark_sending's guard)
+                    set_committed_value(row, "attempts", row.attempts + 1)
+                    claims.append(_Claim(row.id, row.attempts, row.channel, row))
+                    taken[lane] = taken.get(lane, 0) + 1
+        return claims, filled
+
+    async def claim(self, limit: int | None = None) -> list[_Claim]:
+        """Lease up to ``limit`` due messages, at most one per ordering key, the earliest of each key."""
+        claims, _ = await self._lease(limit or self.batch_size, set(), None)
         return claims
 
     async def _finish(self, claim: _Claim, outcome: DeliveryResult) -> None:
@@ -260,6 +387,7 @@ class OutboxDispatcher:
             OutboxMessage.status == OutboxStatus.PENDING,
         )
         failing_since = claim.message.failing_since or now
+        before = {k: v for k, v in (claim.message.result or {}).items() if k != SENDING}
         if outcome.ok:
             values: dict[str, Any] = {
                 "status": OutboxStatus.DELIVERED,
@@ -270,8 +398,12 @@ class OutboxDispatcher:
                 "parked_reason": None,
             }
             DELIVERED.labels(claim.channel).inc()
-        elif outcome.permanent or claim.attempts >= self.max_attempts:
-            if outcome.permanent:
+        elif outcome.uncertain or outcome.permanent or claim.attempts >= self.max_attempts:
+            result = outcome.result
+            if outcome.uncertain:
+                reason = f"{UNCERTAIN}: {outcome.error}"
+                result = before | outcome.result
+            elif outcome.permanent:
                 reason = f"{REFUSED}: {outcome.error}"
             else:
                 span = _span(now - failing_since)
@@ -279,7 +411,7 @@ class OutboxDispatcher:
             values = {
                 "status": OutboxStatus.PARKED,
                 "last_error": outcome.error,
-                "result": outcome.result,
+                "result": result,
                 "failing_since": failing_since,
                 "parked_reason": reason[:2000],
             }
@@ -294,6 +426,7 @@ class OutboxDispatcher:
                 "next_attempt_at": now + timedelta(seconds=delay),
                 "last_error": outcome.error,
                 "failing_since": failing_since,
+                "result": before,  # a sending mark the sender left is cleared: it said nothing went out
             }
             FAILED_ATTEMPTS.labels(claim.channel).inc()
         values["updated_at"] = now
@@ -304,21 +437,34 @@ class OutboxDispatcher:
                 .values(**values)
                 .execution_options(synchronize_session=False)
             )
+        _MARKED.discard((claim.id, claim.attempts))
+
+    async def _attempt(self, claim: _Claim) -> DeliveryResult:
+        """One attempt through the channel's sender, bounded by the lease; never raises."""
+        mark = (claim.message.result or {}).get(SENDING)
+        if mark is not None:  # an earlier attempt marked it sending and never finished: it may have gone out
+            return DeliveryResult.unsure(
+                f"attempt {mark.get('attempt')} was sending it at {mark.get('at')} and never finished; "
+                "it may have been delivered (check the destination, then release it to send again)",
+                uncertain=mark,
+            )
+        sender = _CHANNELS.get(claim.channel)
+        if sender is None:
+            return DeliveryResult.retry(f"no sender registered for channel {claim.channel!r}")
+        try:
+            return await asyncio.wait_for(sender(claim.message), timeout=self.lease_seconds * 0.8)
+        except Exception as exc:  # a sender bug must not stop delivery of the others
+            error = "timeout" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, TimeoutError):
+                log.exception("outbox sender for %s failed", claim.channel)
+            if (claim.id, claim.attempts) in _MARKED:  # it was marked sending: it may have gone out
+                return DeliveryResult.unsure(f"the send ended without an answer: {error}")
+            return DeliveryResult.retry(error)
 
     async def _deliver(self, claim: _Claim, gate: asyncio.Semaphore) -> bool:
-        sender = _CHANNELS.get(claim.channel)
         async with gate:
             started = asyncio.get_running_loop().time()
-            if sender is None:
-                outcome = DeliveryResult.retry(f"no sender registered for channel {claim.channel!r}")
-            else:
-                try:
-                    outcome = await asyncio.wait_for(sender(claim.message), timeout=self.lease_seconds * 0.8)
-                except TimeoutError:
-                    outcome = DeliveryResult.retry("timeout")
-                except Exception as exc:  # a sender bug must not stop delivery of the others
-                    log.exception("outbox sender for %s failed", claim.channel)
-                    outcome = DeliveryResult.retry(f"{type(exc).__name__}: {exc}")
+            outcome = await self._attempt(claim)
             DELIVERY_SECONDS.labels(claim.channel).observe(asyncio.get_running_loop().time() - started)
         await self._finish(claim, outcome)
         return outcome.ok
@@ -344,19 +490,115 @@ class OutboxDispatcher:
             total += sum(1 for ok in results if ok)
         return total
 
-    async def tick(self) -> None:
-        """The scheduled job: one batch (skipped if the previous tick still runs), then refresh the gauges."""
-        if self._running:
-            return
-        self._running = True
+    # -- per-destination lanes (the scheduled path) -------------------------------------------------------
+
+    def _lane(self, key: tuple[str, str]) -> _Lane:
+        return self._lanes.setdefault(key, _Lane())
+
+    def _room(self, key: tuple[str, str]) -> int:
+        lane = self._lanes.get(key)
+        if lane is None:
+            return _CONCURRENCY.get(key[0], DEFAULT_LANE_CONCURRENCY)
+        # a failing destination gets one probe at a time; its full concurrency once an attempt succeeded
+        limit = 1 if lane.failures else _CONCURRENCY.get(key[0], DEFAULT_LANE_CONCURRENCY)
+        return limit - len(lane.in_flight)
+
+    def _closed_lanes(self) -> set[tuple[str, str]]:
+        now = utcnow()
+        return {
+            key
+            for key, lane in self._lanes.items()
+            if self._room(key) <= 0 or (lane.paused_until is not None and lane.paused_until > now)
+        }
+
+    async def pump(self) -> int:
+        """The scheduled job: lease what the open lanes can take, start each delivery, return (never waits for
+        a delivery). Returns how many deliveries it started."""
+        if self._closed:
+            return 0
+        if self._pump_lock.locked():
+            self._again = True  # the running pump looks again before it returns
+            return 0
+        started = 0
+        async with self._pump_lock:
+            try:
+                for _ in range(100):
+                    self._again = False
+                    closed = self._closed_lanes()
+                    claims, filled = await self._lease(self.batch_size, closed, self._room)
+                    for claim in claims:
+                        self._start(claim)
+                    started += len(claims)
+                    if not (filled or self._again or len(claims) >= self.batch_size):
+                        break
+            except Exception:
+                log.exception("outbox dispatcher pump failed")
+        return started
+
+    def _start(self, claim: _Claim) -> None:
+        lane = self._lane(claim.lane)
+        lane.in_flight.add(claim.id)
+        LANE_IN_FLIGHT.labels(*claim.lane).set(len(lane.in_flight))
+        task = asyncio.create_task(self._run(claim, lane))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, claim: _Claim, lane: _Lane) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            while await self.run_once() >= self.batch_size:
-                pass
+            outcome = await self._attempt(claim)
+            elapsed = loop.time() - started
+            DELIVERY_SECONDS.labels(claim.channel).observe(elapsed)
+            LANE_SECONDS.labels(*claim.lane).observe(elapsed)
+            if outcome.ok or outcome.permanent or outcome.uncertain:
+                lane.failures, lane.paused_until = 0, None
+            else:
+                lane.failures += 1
+                pause = min(self.backoff.delay(lane.failures), self.lane_pause_cap)
+                lane.paused_until = utcnow() + timedelta(seconds=pause)
+            await self._finish(claim, outcome)
+        except Exception:
+            log.exception("outbox delivery of message %s failed", claim.id)  # its lease brings it back
+        finally:
+            lane.in_flight.discard(claim.id)
+            LANE_IN_FLIGHT.labels(*claim.lane).set(len(lane.in_flight))
+        if not self._closed:
+            await self.pump()  # the lane has room again
+
+    async def idle(self) -> None:
+        """Wait until no delivery started by :meth:`pump` runs."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def tick(self) -> None:
+        """Pump, wait until every delivery it started (and what they pumped) finished, refresh the gauges."""
+        await self.pump()
+        await self.idle()
+        try:
             await refresh_metrics(self.db)
         except Exception:
-            log.exception("outbox dispatcher tick failed")
-        finally:
-            self._running = False
+            log.exception("outbox metrics refresh failed")
+
+    async def scheduled(self) -> None:
+        """What the scheduler runs every interval: :meth:`pump` and the gauges (returns while deliveries run)."""
+        await self.pump()
+        try:
+            await refresh_metrics(self.db)
+        except Exception:
+            log.exception("outbox metrics refresh failed")
+
+    async def aclose(self) -> None:
+        """Stop pumping; let running deliveries finish for ``stop_grace`` seconds, then cancel them (their
+        leases bring them back, or park them as uncertain when a send may have happened)."""
+        self._closed = True
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(list(self._tasks), timeout=self.stop_grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _span(delta: timedelta) -> str:

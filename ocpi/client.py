@@ -7,7 +7,11 @@ OCPI 2.1.1 (``version="2.1.1"``) sends the raw token and no routing headers (2.1
 
 The HTTP transport is a parameter, as in httpx itself: ``None`` (the default, what the hub runs with) is the
 network; tests hand in an ``httpx.AsyncBaseTransport`` that reaches partners' ASGI apps in-process. Every
-component that calls partners takes the same ``transport`` argument and passes it on here."""
+component that calls partners takes the same ``transport`` argument and passes it on here.
+
+A caller that talks to partners all the time (the outbox's ``ocpi`` channel) keeps a :class:`ClientPool`: one
+``httpx.AsyncClient`` (its own connection pool, at most ``max_connections`` to that partner) per partner, reused
+by every request (``http=``), closed with the pool; one-off calls build a client per request."""
 
 from __future__ import annotations
 
@@ -53,6 +57,32 @@ class OcpiReply:
         )
 
 
+class ClientPool:
+    """One ``httpx.AsyncClient`` per key (a partner), created on first use, closed by :meth:`aclose`."""
+
+    def __init__(
+        self, *, transport: httpx.AsyncBaseTransport | None = None, max_connections: int = 8
+    ) -> None:
+        self.transport = transport
+        self.limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def client(self, key: str) -> httpx.AsyncClient:
+        http = self._clients.get(key)
+        if http is None or http.is_closed:
+            http = httpx.AsyncClient(transport=self.transport, limits=self.limits)
+            self._clients[key] = http
+        return http
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for http in clients:
+            await http.aclose()
+
+
 async def request(
     method: str,
     url: str,
@@ -65,10 +95,16 @@ async def request(
     timeout: float = DEFAULT_TIMEOUT,
     transport: httpx.AsyncBaseTransport | None = None,
     version: str = "2.2.1",
+    request_id: str | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> OcpiReply:
-    """One OCPI request through ``transport`` (None: the network), in the partner's OCPI ``version``. Raises
-    httpx errors (timeouts, connection errors) to the caller."""
-    all_headers = {REQUEST_ID: new_request_id(), CORRELATION_ID: correlation_id or new_request_id()}
+    """One OCPI request through ``http`` (a pooled client) or a client of its own on ``transport`` (None: the
+    network), in the partner's OCPI ``version``. Raises httpx errors (timeouts, connection errors) to the
+    caller."""
+    all_headers = {
+        REQUEST_ID: request_id or new_request_id(),
+        CORRELATION_ID: correlation_id or new_request_id(),
+    }
     if token:
         all_headers["Authorization"] = authorization(token, version)
     for name, value in (headers or {}).items():
@@ -78,8 +114,13 @@ async def request(
     if json is not None:  # exact JSON: Decimal amounts go out as numbers with their exact digits
         content = jsonutil.dumps(json).encode("utf-8")
         all_headers.setdefault("Content-Type", "application/json")
-    async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
-        response = await http.request(method, url, content=content, params=params, headers=all_headers)
+    if http is not None:
+        response = await http.request(
+            method, url, content=content, params=params, headers=all_headers, timeout=timeout
+        )
+    else:
+        async with httpx.AsyncClient(timeout=timeout, transport=transport) as own:
+            response = await own.request(method, url, content=content, params=params, headers=all_headers)
     try:
         body = response.json()
     except ValueError:

@@ -103,7 +103,7 @@ class OcpiComponent:
             hub.app.mount("/ocpi", create_ocpi_app(self.platform))
             hub.app.include_router(api_router(hub.db))
         if hub.scheduler is not None:
-            hub.every(self.dispatch_interval, self.dispatcher.tick, "outbox-dispatch")
+            hub.every(self.dispatch_interval, self.dispatcher.scheduled, "outbox-dispatch")
             hub.every(self.command_recovery_interval, self.recover_commands, "ocpi-command-recovery")
             hub.every(self.tokens_check_interval, self.pull_tokens_once, "ocpi-tokens-pull")
             hub.every(self.scan_interval, self.scan_once, "ocpi-push-scan")
@@ -144,6 +144,8 @@ class OcpiComponent:
         await self.recover_commands()
 
     async def stop(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.aclose()  # before the sender's HTTP clients close
         if self.sender is not None:
             await self.sender.stop()
         if self.commands is not None:

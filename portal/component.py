@@ -101,6 +101,7 @@ class PortalComponent:
         register_channel(
             CHANNEL,
             make_email_sender(hub.db, lambda: smtp, hub.settings.mail_from, lambda: hub.services.billing),
+            shared_destination=f"{smtp.host}:{smtp.port}" if smtp else "smtp",  # one lane: the mail server
         )
         hub.hooks.cdr.append(ReceiptHook(hub.services))
         if hub.scheduler is not None:
@@ -111,7 +112,7 @@ class PortalComponent:
             log.warning("EVHUB_SMTP_URL is not set: receipts are queued and wait in the outbox")
         if hub.services.outbox is None and hub.scheduler is not None:
             self.dispatcher = OutboxDispatcher(hub.db, channels=[CHANNEL], backoff=self.dispatch_backoff)
-            hub.every(self.dispatch_interval, self.dispatcher.tick, "portal-email-dispatch")
+            hub.every(self.dispatch_interval, self.dispatcher.scheduled, "portal-email-dispatch")
 
     async def scan(self) -> int:
         """The scheduled safety net: enqueue receipts for recent CDRs without one."""
@@ -131,3 +132,5 @@ class PortalComponent:
                 job = self.hub.scheduler.get_job(job_id)
                 if job is not None:
                     job.remove()
+        if self.dispatcher is not None:
+            await self.dispatcher.aclose()

@@ -46,7 +46,7 @@ from kernel.energy import format_kwh
 from kernel.models import EVSE, Cdr, ChargingSession, Location, MeterValue, OutboxMessage, Token
 from kernel.models.portal import Receipt, ReceiptStatus
 from kernel.money import round_amount
-from kernel.outbox import DeliveryResult, enqueue
+from kernel.outbox import DeliveryResult, enqueue, mark_sending
 from kernel.seams import BillingDesk, InvoiceAttachment
 from kernel.signed_meter import describe, ocmf_text
 from kernel.timeutil import to_local, utcnow
@@ -476,8 +476,17 @@ def make_email_sender(
         payload.setdefault("to", message.destination)
         if any("billing_document_id" in a for a in payload.get("attachments") or ()):
             payload["attachments"] = await _printed(list(payload["attachments"]), billing_getter())
+        # an e-mail cannot be taken back: the attempt is recorded (with its Message-ID) before the send, and a
+        # later attempt that finds the mark parks the row as uncertain instead of sending it twice
+        payload.setdefault("message_id", f"<outbox.{message.id}@evhub>")
+        if not await mark_sending(db, message, message_id=payload["message_id"]):
+            return DeliveryResult.retry("the lease on this message was lost before sending")
         outcome = await send_email(config, payload, mail_from)
         cdr_id = payload.get("cdr_id")
+        if outcome.uncertain:
+            await _mark(db, cdr_id, error=outcome.error)
+            error = outcome.error or "no answer after DATA"
+            return DeliveryResult.unsure(error, message_id=payload["message_id"])
         # a dunning reminder travels the same channel but is no receipt: it has its own counter
         count = metrics.reminder_email if payload.get("kind") == "reminder" else metrics.receipt
         if outcome.ok:

@@ -4,8 +4,10 @@
 ``smtps://[user:pass@]host[:port]`` (TLS from the first byte). TLS verifies the server certificate.
 
 :func:`send_email` classifies failures for the outbox: a 5xx reply (refused address, rejected message) is
-permanent and recorded; a 4xx reply, an unreachable server, a timeout or a dropped connection is transient and
-retried later.
+permanent and recorded; a 4xx reply, an unreachable server, a timeout or a dropped connection before the
+message's data went out is transient and retried later. A timeout or a dropped connection *after* the DATA
+command (the server may have taken the message and its answer was lost) is ``uncertain``: the outbox parks it
+instead of sending it a second time (an e-mail cannot be taken back; see :func:`kernel.outbox.mark_sending`).
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class SendOutcome:
     permanent: bool = False
     error: str | None = None
     refused: bool = False
+    uncertain: bool = False  # no answer after the data went out: the server may have the message
 
 
 def build_message(payload: dict[str, Any], mail_from: str) -> EmailMessage:
@@ -111,15 +114,44 @@ def build_message(payload: dict[str, Any], mail_from: str) -> EmailMessage:
     return msg
 
 
+class _DataWatch:
+    """Remembers whether the DATA command was sent (from then on, a lost answer leaves the outcome unknown)."""
+
+    in_data = False
+    accepted = False  # the server answered 250 to the data: whatever fails afterwards (QUIT), it was sent
+
+    def data(self, msg: Any) -> tuple[int, bytes]:
+        self.in_data = True
+        reply: tuple[int, bytes] = super().data(msg)  # type: ignore[misc]
+        self.accepted = reply[0] == 250
+        return reply
+
+
+class _Smtp(_DataWatch, smtplib.SMTP):
+    pass
+
+
+class _SmtpSsl(_DataWatch, smtplib.SMTP_SSL):
+    pass
+
+
 def _send_sync(config: SmtpConfig, msg: EmailMessage) -> SendOutcome:
+    holder: list[_Smtp | _SmtpSsl] = []
+    outcome = _attempt_sync(config, msg, holder)
+    if not outcome.ok and holder and holder[0].accepted:  # a failure after the 250 (QUIT): it was sent
+        return SendOutcome(ok=True)
+    return outcome
+
+
+def _attempt_sync(config: SmtpConfig, msg: EmailMessage, holder: list[_Smtp | _SmtpSsl]) -> SendOutcome:
     context = ssl.create_default_context()
+    client: _Smtp | _SmtpSsl | None = None
     try:
         if config.tls == "tls":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                config.host, config.port, timeout=config.timeout, context=context
-            )
+            client = _SmtpSsl(config.host, config.port, timeout=config.timeout, context=context)
         else:
-            client = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
+            client = _Smtp(config.host, config.port, timeout=config.timeout)
+        holder.append(client)
         with client:
             if config.tls == "starttls":
                 client.starttls(context=context)
@@ -136,10 +168,14 @@ def _send_sync(config: SmtpConfig, msg: EmailMessage) -> SendOutcome:
         )
     except smtplib.SMTPAuthenticationError as exc:  # our configuration, not the message: retry later
         return SendOutcome(ok=False, error=f"SMTP authentication failed: {exc.smtp_code}")
-    except smtplib.SMTPResponseException as exc:
+    except smtplib.SMTPResponseException as exc:  # the server answered: it has not taken the message
         permanent = exc.smtp_code >= 500
         return SendOutcome(ok=False, permanent=permanent, error=f"SMTP {exc.smtp_code}: {exc.smtp_error!r}")
     except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        if client is not None and client.in_data:  # the server may have the message: never send it again
+            return SendOutcome(
+                ok=False, uncertain=True, error=f"no answer after DATA: {type(exc).__name__}: {exc}"
+            )
         return SendOutcome(ok=False, error=f"{type(exc).__name__}: {exc}")
 
 

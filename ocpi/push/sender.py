@@ -59,6 +59,7 @@ class OcpiSender:
         self.db = db
         self.timeout = timeout
         self.transport = transport  # None: the network (see ocpi.client)
+        self.pool = client.ClientPool(transport=transport)  # one HTTP client (connection pool) per partner
         self._resyncing: set[int] = set()  # partners whose re-sync runs
         self._tasks: set[asyncio.Task[None]] = set()
         name_destinations(CHANNEL, partner_names)  # the evhub_outbox_backlog gauge, labelled by partner name
@@ -96,9 +97,11 @@ class OcpiSender:
                 token,
                 json=payload.get("body") if method != "DELETE" else None,
                 headers=payload.get("headers") or {},
+                # the same correlation id on every attempt of this row; the request id names the attempt
                 correlation_id=f"evhub-outbox-{message.id}",
+                request_id=f"evhub-outbox-{message.id}-{message.attempts}",
                 timeout=self.timeout,
-                transport=self.transport,
+                http=self.pool.client(message.destination),
                 version=payload.get("version") or "2.2.1",
             )
         except httpx.TimeoutException:
@@ -142,9 +145,11 @@ class OcpiSender:
             task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        """Let the re-syncs running in the background finish (each object is its own transaction)."""
+        """Let the re-syncs running in the background finish (each object is its own transaction), then close
+        the partners' HTTP clients."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pool.aclose()
 
     async def _resync(self, partner_id: int) -> None:
         try:
