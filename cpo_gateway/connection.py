@@ -24,11 +24,15 @@ from cpo_gateway.framing import (
     CALLRESULT,
     V16_CODES,
     CallErrorReply,
+    FrameError,
     OcppError,
+    parse_frame,
 )
 from cpo_gateway.validation import validate, validate_call
 from kernel import metrics
+from kernel.failures import BAD_INPUT, classify
 from kernel.jsonutil import dumps_compact, loads
+from kernel.logs import RateLimitedLog
 
 if TYPE_CHECKING:
     from cpo_gateway.authorization import Authorizer
@@ -39,6 +43,8 @@ if TYPE_CHECKING:
     from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
+FAILURES = RateLimitedLog(log)
+"""Bad input and database outages in handlers: one line per kind per interval for all chargers, no traceback."""
 
 Handler = Callable[["ChargerConnection", dict[str, Any]], Awaitable[dict[str, Any]]]
 """A CALL's handler: the connection and the validated payload in, the CALLRESULT payload out."""
@@ -180,24 +186,12 @@ class ChargerConnection:
             self.close_soon(1003, "OCPP-J uses text frames")
             return
         try:
-            msg = loads(frame)
-        except ValueError:
-            await self.send_error("-1", "RpcFrameworkError", "message is not valid JSON")
-            return
-        if (
-            not isinstance(msg, list)
-            or len(msg) < 3
-            or not isinstance(msg[1], str)
-            or type(msg[0]) is not int
-        ):
-            uid = msg[1] if isinstance(msg, list) and len(msg) > 1 and isinstance(msg[1], str) else "-1"
-            await self.send_error(uid, "RpcFrameworkError", "not an OCPP-J message array")
+            msg = parse_frame(frame, loads)
+        except FrameError as bad:
+            await self.send_error(bad.unique_id, bad.code, bad.description)
             return
         kind, uid = msg[0], msg[1]
         if kind == CALL:
-            if len(msg) != 4 or not isinstance(msg[2], str) or not isinstance(msg[3], dict):
-                await self.send_error(uid, "FormatViolation", "CALL must be [2, id, action, {payload}]")
-                return
             await self.handle_call(uid, msg[2], msg[3])
         elif kind == CALLRESULT:
             fut = self.pending.get(uid)
@@ -209,8 +203,6 @@ class ChargerConnection:
                 code = msg[2] if len(msg) > 2 else "GenericError"
                 desc = msg[3] if len(msg) > 3 else ""
                 fut.set_exception(CallErrorReply(str(code), str(desc), msg[4] if len(msg) > 4 else {}))
-        else:
-            await self.send_error(uid, "MessageTypeNotSupported", f"message type {kind} is not supported")
 
     async def handle_call(self, uid: str, action: str, payload: dict[str, Any]) -> None:
         handler = self.handlers.get(action)
@@ -236,9 +228,17 @@ class ChargerConnection:
         except OcppError as exc:
             await self.send_error(uid, exc.code, exc.description, exc.details, action=action)
             return
-        except Exception:
-            log.exception("charger %s: %s failed", self.identity, action)
-            await self.send_error(uid, "InternalError", f"{action} could not be processed", action=action)
+        except Exception as exc:
+            failure = classify(exc)  # a value nothing can store (422), or the database unreachable (503)
+            if failure is None:
+                log.exception("charger %s: %s failed", self.identity, action)
+                await self.send_error(uid, "InternalError", f"{action} could not be processed", action=action)
+            elif failure.kind == BAD_INPUT:
+                FAILURES.info(failure.kind, f"charger {self.identity}: {action} refused: {failure.message}")
+                await self.send_error(uid, "PropertyConstraintViolation", failure.message, action=action)
+            else:
+                FAILURES.warning(failure.kind, f"charger {action} not processed: {failure.message}")
+                await self.send_error(uid, "InternalError", failure.message, action=action)
             return
         # most answers are empty ({} for MeterValues, StatusNotification, ...): the frame is put together directly
         await self.ws.send(

@@ -42,13 +42,14 @@ from cpo_gateway.meter_writer import MeterWriter
 from cpo_gateway.session_store import SessionStore
 from kernel import metrics
 from kernel.db.engine import Database
-from kernel.logs import bind_permanently
+from kernel.logs import RateLimitedLog, bind_permanently
 from kernel.password_checks import CheckCache, PasswordChecksBusy, PasswordVerifier
 from kernel.ports import port_error
 from kernel.seams import Hooks, Services
 from kernel.settings import Settings
 
 log = logging.getLogger(__name__)
+_REFUSALS = RateLimitedLog(log)
 
 PATH_PREFIX = "/ocpp/"
 DB_BUSY_RETRY_AFTER = 5
@@ -175,9 +176,10 @@ class Gateway:
         return cls._refuse(HTTPStatus.SERVICE_UNAVAILABLE, reason, {"Retry-After": str(retry_after)})
 
     def _db_busy(self, identity: str, exc: BaseException | None) -> Response:
-        if exc is not None:  # one line, no traceback: during an outage every charger lands here
-            log.warning(
-                "charger %s refused with 503: database unavailable (%s)", identity, type(exc).__name__
+        if exc is not None:  # one line per interval, no traceback: during an outage every charger lands here
+            _REFUSALS.warning(
+                "database_unavailable",
+                f"charger {identity} refused with 503: database unavailable ({type(exc).__name__})",
             )
         seconds = DB_BUSY_RETRY_AFTER + random.randint(0, DB_BUSY_RETRY_AFTER)
         return self._busy("the hub is busy or its database unavailable; retry later", seconds)
@@ -187,7 +189,7 @@ class Gateway:
         if not path.startswith(PATH_PREFIX) or len(path) <= len(PATH_PREFIX):
             return self._refuse(HTTPStatus.NOT_FOUND, "use /ocpp/{charge_point_id}")
         identity = unquote(path[len(PATH_PREFIX) :].strip("/"))
-        if "/" in identity or len(identity) > 48:
+        if "/" in identity or "\x00" in identity or len(identity) > 48:  # no stored identity has a NUL
             return self._refuse(HTTPStatus.NOT_FOUND, "unknown charge point")
         if self.db.pool_saturated():
             return self._db_busy(identity, None)

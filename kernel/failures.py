@@ -5,7 +5,8 @@ and one sentence, or None for a real bug (a 500 with its traceback, as before):
 
 - **bad input** (422): a value the database refuses (PostgreSQL: NUL in text, a number out of int64 range, any
   SQLSTATE class 22 "data exception"), an arithmetic overflow (``OverflowError``, ``decimal`` signals: a year
-  10000, ``Decimal('1e999999')`` quantized), JSON nested too deep for the parser (``RecursionError``);
+  10000, ``Decimal('1e999999')`` quantized), JSON nested too deep for the parser (``RecursionError``), text that is
+  not valid Unicode (a lone surrogate);
 - **unavailable** (503, with Retry-After): the database cannot be reached or is not accepting connections
   (connection refused or reset, a pool timeout, SQLSTATE classes 08 and 57P, SQLite that cannot open its file
   or is locked).
@@ -89,6 +90,8 @@ def classify(exc: BaseException) -> Failure | None:
             return _unavailable()
         if isinstance(link, RecursionError):
             return _bad_input("nested too deep")
+        if isinstance(link, UnicodeError):
+            return _bad_input("text that is not valid Unicode")
         if isinstance(link, OverflowError | decimal.DecimalException):
             return _bad_input("a number, date or time overflows")
         if type(link).__module__.startswith("asyncpg") and isinstance(link, ValueError):

@@ -1,8 +1,18 @@
-"""One line that says what is wrong with input a pydantic model refused: for HTTP 4xx messages and CLI errors."""
+"""Shared checks of input from outside: one line for what a pydantic model refused (for HTTP 4xx messages and CLI
+errors), and bounds on the unknown fields a model keeps (``extra="allow"``), so that a peer can neither store
+megabytes in them nor nest them deeper than any reader recurses."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from pydantic import ValidationError
+
+MAX_EXTRA_BYTES = 4096
+"""Most bytes (as compact JSON) the unknown fields of one object may take."""
+MAX_EXTRA_DEPTH = 8
+"""Deepest nesting of lists and objects in an unknown field."""
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -12,3 +22,33 @@ def describe_validation_error(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "(object)"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deep ``value`` nests, counting no further than ``limit + 1`` (never recursing past it)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > limit:
+            return depth
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def check_extras(
+    extra: dict[str, Any] | None, *, max_bytes: int = MAX_EXTRA_BYTES, max_depth: int = MAX_EXTRA_DEPTH
+) -> None:
+    """Raise ValueError (a pydantic validation error inside a validator) when the unknown fields ``extra`` nest
+    deeper than ``max_depth`` or take more than ``max_bytes`` as JSON."""
+    if not extra:
+        return
+    if _depth(extra, max_depth) > max_depth:
+        raise ValueError(f"unknown fields may nest at most {max_depth} levels deep")
+    size = len(json.dumps(extra, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    if size > max_bytes:
+        raise ValueError(f"unknown fields take {size} bytes; at most {max_bytes} are kept")

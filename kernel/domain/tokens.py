@@ -7,7 +7,8 @@ The spec's types: a ``CiString(n)`` is printable ASCII (case-insensitive), a ``s
 contract_id, issuer, valid, whitelist, last_updated. Enum values (``type``, ``whitelist``,
 ``default_profile_type``) and the CiStrings ``country_code``/``party_id`` are accepted in any case and
 upper-cased (peers re-case them: ``rfid`` -> ``RFID``); a ``last_updated`` without an offset is UTC. Unknown
-fields are kept (a newer peer's extras are stored in ``tokens.data``, not lost).
+fields are kept (a newer peer's extras are stored in ``tokens.data``, not lost), up to
+:data:`kernel.validation.MAX_EXTRA_BYTES` and :data:`~kernel.validation.MAX_EXTRA_DEPTH`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from kernel.domain._fields import one_of, upper
 from kernel.models.tokens import TOKEN_TYPES, WHITELIST_TYPES
 from kernel.timeutil import ensure_utc
+from kernel.validation import check_extras
 
 PROFILE_TYPES = ("CHEAP", "FAST", "GREEN", "REGULAR")  # OCPI 2.2.1 ProfileType (Smart Charging)
 
@@ -65,6 +67,11 @@ class EnergyContract(BaseModel):
     supplier_name: String64
     contract_id: String64 | None = None
 
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> EnergyContract:
+        check_extras(self.model_extra)
+        return self
+
 
 class OcpiToken(BaseModel):
     """An OCPI 2.2.1 Token as an eMSP (or ``evhub tokens add``) gives it."""
@@ -85,3 +92,8 @@ class OcpiToken(BaseModel):
     default_profile_type: ProfileType | None = None
     energy_contract: EnergyContract | None = None
     last_updated: UtcDateTime
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> OcpiToken:
+        check_extras(self.model_extra)  # kept in tokens.data: a partner may not store megabytes there
+        return self

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pydantic import model_validator
+
 from kernel.domain.tokens import (
     CiString36,
     CountryCode,
@@ -17,6 +19,7 @@ from kernel.domain.tokens import (
     UtcDateTime,
     WhitelistType,
 )
+from kernel.validation import check_extras
 from ocpi.schemas.common import OcpiModel
 
 
@@ -37,3 +40,8 @@ class TokenPatch(OcpiModel):
     language: Language | None = None
     default_profile_type: ProfileType | None = None
     energy_contract: EnergyContract | None = None
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> TokenPatch:
+        check_extras(self.model_extra)  # merged into tokens.data like a PUT's
+        return self

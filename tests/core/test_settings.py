@@ -41,6 +41,7 @@ SAMPLES: dict[str, tuple[str, dict[str, str]]] = {
     "ocpp_workers": ("3", {"EVHUB_DATABASE_URL": PG_URL}),
     "http_host": ("127.0.0.3", {}),
     "http_port": ("8100", {}),
+    "http_max_body_bytes": ("2097152", {}),
     "log_level": ("warning", {}),
     "log_format": ("json", {}),
     "node_name": ("node-7", {}),
@@ -176,6 +177,7 @@ BAD_VALUES: list[tuple[str, str, dict[str, str]]] = [
     ("EVHUB_OCPP_WORKERS", "4", {}),  # SQLite
     ("EVHUB_HTTP_HOST", "", {}),
     ("EVHUB_HTTP_PORT", "70000", {}),
+    ("EVHUB_HTTP_MAX_BODY_BYTES", "100", {}),
     ("EVHUB_LOG_LEVEL", "LOUD", {}),
     ("EVHUB_LOG_FORMAT", "xml", {}),
     ("EVHUB_AUTO_MIGRATE", "perhaps", {}),
