@@ -47,6 +47,7 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 
 class AgingRowOut(BaseModel):
+    receivables: str  # customer (fleets, drivers) or party (B2B invoices to a CPO or eMSP)
     issuer: str
     currency: str
     buckets: dict[str, Decimal]
@@ -54,7 +55,7 @@ class AgingRowOut(BaseModel):
 
 
 class AgingOut(BaseModel):
-    """Receivables at the end of ``as_of`` per issuer and currency."""
+    """Receivables at the end of ``as_of`` per issuer and currency, customer and party (B2B) apart."""
 
     as_of: date
     rows: list[AgingRowOut]
@@ -183,7 +184,13 @@ async def aging(
     return AgingOut(
         as_of=day,
         rows=[
-            AgingRowOut(issuer=r.issuer, currency=r.currency, buckets=r.buckets, total=r.total)
+            AgingRowOut(
+                receivables=r.receivables,
+                issuer=r.issuer,
+                currency=r.currency,
+                buckets=r.buckets,
+                total=r.total,
+            )
             for r in page.slice(rows)
         ],
     )

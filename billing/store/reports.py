@@ -3,7 +3,9 @@ reconciliation of invoices with their payments and CDRs; each as typed rows and 
 
 * :func:`aging_report`: every invoice issued on or before ``as_of``, its outstanding amount as it stood at the
   end of that day (credit notes issued and payments / refunds settled by then), aged by
-  :func:`billing.core.aging.aging` per issuer and currency (never added across currencies).
+  :func:`billing.core.aging.aging` per issuer and currency (never added across currencies), **customer**
+  receivables (fleets, drivers) apart from **party** receivables (B2B invoices to a CPO or eMSP, whose
+  account is a party's: paid by transfer between businesses, dunned with reminders only).
 * :func:`payments_report`: the payments and refunds of a period (settled, else created, in it; UTC days), each
   with its document, and the succeeded totals per issuer, currency and kind.
 * :func:`reconciliation_report`: each invoice of a period (a monthly invoice of that ``billing_period``, a
@@ -28,7 +30,7 @@ from sqlalchemy import Select, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core.aging import BUCKETS, AgingRow, Receivable, aging
-from billing.store.accounts import DRIVER, FLEET
+from billing.store.accounts import DRIVER, FLEET, PARTY
 from billing.store.codec import load_invoice
 from billing.store.issuing import INVOICE
 from kernel.models import (
@@ -97,6 +99,7 @@ class OpenItem:
     credited: Decimal
     paid: Decimal  # payments minus refunds
     outstanding: Decimal
+    receivables: str = "customer"  # or "party": a B2B invoice (the account is a party's)
 
 
 async def open_items(
@@ -121,6 +124,16 @@ async def open_items(
         query = query.where(BillingDocument.id.in_(list(document_ids)))
     invoices = list((await db_session.scalars(query.order_by(BillingDocument.id))).all())
     ids = [d.id for d in invoices]
+    accounts = {d.account_id for d in invoices if d.account_id is not None}
+    party = set(
+        (
+            await db_session.scalars(
+                select(BillingAccount.id).where(BillingAccount.id.in_(accounts), BillingAccount.kind == PARTY)
+            )
+        ).all()
+        if accounts
+        else ()
+    )
     credited: dict[int, Decimal] = {}
     paid: dict[int, Decimal] = {}
     if ids:  # summed here, not in SQL: SQLite would add the exact amounts as floats
@@ -159,9 +172,39 @@ async def open_items(
                 round_amount(c, d.currency),
                 round_amount(p, d.currency),
                 round_amount(d.payable - c - p, d.currency),
+                PARTY_RECEIVABLES if d.account_id in party else CUSTOMER_RECEIVABLES,
             )
         )
     return out
+
+
+CUSTOMER_RECEIVABLES = "customer"
+PARTY_RECEIVABLES = "party"
+SEGMENTS = (CUSTOMER_RECEIVABLES, PARTY_RECEIVABLES)
+
+
+@dataclass(frozen=True, slots=True)
+class AgingLine:
+    """One issuer's customer or party receivables in one currency, per bucket (a core :class:`AgingRow`)."""
+
+    receivables: str  # customer, party
+    row: AgingRow
+
+    @property
+    def issuer(self) -> str:
+        return self.row.issuer
+
+    @property
+    def currency(self) -> str:
+        return self.row.currency
+
+    @property
+    def buckets(self) -> dict[str, Decimal]:
+        return self.row.buckets
+
+    @property
+    def total(self) -> Decimal:
+        return self.row.total
 
 
 async def aging_report(
@@ -171,23 +214,30 @@ async def aging_report(
     issuer: str | None = None,
     issuer_ids: Iterable[int] | None = None,
     account_ids: Sequence[int] | None = None,
-) -> list[AgingRow]:
-    """Receivables aging at the end of ``as_of`` per issuer key and currency (what is owed back, a negative
-    outstanding amount, is not a receivable and is left out)."""
+) -> list[AgingLine]:
+    """Receivables aging at the end of ``as_of`` per issuer key and currency, customer receivables first and
+    party (B2B) receivables apart (what is owed back, a negative outstanding amount, is not a receivable and is
+    left out)."""
     items = await open_items(db_session, as_of, issuer=issuer, issuer_ids=issuer_ids, account_ids=account_ids)
-    receivables = [
-        Receivable(i.issuer, i.number, i.currency, i.due_date, i.outstanding)
-        for i in items
-        if i.outstanding > 0
+    out = []
+    for segment in SEGMENTS:
+        receivables = [
+            Receivable(i.issuer, i.number, i.currency, i.due_date, i.outstanding)
+            for i in items
+            if i.outstanding > 0 and i.receivables == segment
+        ]
+        out += [AgingLine(segment, row) for row in aging(receivables, as_of)]
+    return out
+
+
+AGING_HEADER = ["receivables", "issuer", "currency", *BUCKETS, "total"]
+
+
+def aging_rows(rows: Sequence[AgingLine]) -> list[list[str]]:
+    return [
+        [r.receivables, r.issuer, r.currency, *(str(r.buckets[b]) for b in BUCKETS), str(r.total)]
+        for r in rows
     ]
-    return aging(receivables, as_of)
-
-
-AGING_HEADER = ["issuer", "currency", *BUCKETS, "total"]
-
-
-def aging_rows(rows: Sequence[AgingRow]) -> list[list[str]]:
-    return [[r.issuer, r.currency, *(str(r.buckets[b]) for b in BUCKETS), str(r.total)] for r in rows]
 
 
 # --------------------------------------------------------------------------------------------------- payments
