@@ -3,7 +3,11 @@
 * :func:`enqueue` adds a message inside the caller's business transaction (idempotent by ``dedupe_key``).
 * :func:`register_channel` plugs in a sender per channel (``"ocpi"``, ``"email"``...): an
   ``async sender(message) -> DeliveryResult``.
-* :class:`OutboxDispatcher` claims due rows and delivers them:
+* :class:`OutboxDispatcher` claims due rows and delivers them, **per destination lane** (a channel and its
+  ``destination``, or the channel's ``shared_destination``: one SMTP server, one payment provider), each lane
+  with its own concurrency and in-flight work, so one slow or failing destination delays only itself (the
+  scheduled :meth:`~OutboxDispatcher.pump` never waits for a delivery; a failing lane is paused and probed one
+  message at a time);
 
   - in order per ``ordering_key``: a message is only claimed when no earlier message of its key is pending or
     parked, so a later message never overtakes an earlier one (not even one that was parked);
@@ -15,6 +19,10 @@
     exponential backoff (capped); a refusal (``DeliveryResult.permanent``) parks it at once and
     ``max_attempts`` transient failures park it too, each with its ``parked_reason``.
 
+* delivery is at-least-once (a lost answer is retried: the destination dedupes, OCPI by object ids), except
+  where the destination cannot dedupe (e-mail): its sender calls :func:`mark_sending` before the send, and an
+  attempt that finds a mark it did not finish, or that ends without an answer after the mark, parks the row as
+  :data:`UNCERTAIN` (at most once; an operator checks and releases it);
 * :func:`release` / :func:`retry_parked` put parked rows back in the queue, :func:`supersede` closes rows
   unsent (a re-sync replaced them, see ``ocpi.push.resync``).
 * :func:`list_messages`, :func:`outbox_stats` and :func:`backlog` are what ``evhub outbox list``, the

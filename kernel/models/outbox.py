@@ -1,5 +1,6 @@
 """The durable outbox: everything the hub must deliver later (OCPI pushes, emails), written in the same
-transaction as the change that causes it, and delivered at least once, in order per ``ordering_key``.
+transaction as the change that causes it, and delivered at least once, in order per ``ordering_key`` (at
+most once for a channel whose sender marks ``result.sending`` first: e-mail; see :func:`kernel.outbox.mark_sending`).
 
 ``dedupe_key`` makes enqueueing idempotent; a delivered row is never sent again. A ``parked`` row is not retried
 by itself (``parked_reason`` says why) and keeps blocking the later rows of its ordering key until an operator or
