@@ -27,7 +27,7 @@ from ocpi.partners import api_router
 from ocpi.platform import OcpiPlatform
 from ocpi.push.hooks import cdr_hook, evse_status_hook, session_hook, tariff_hook
 from ocpi.push.outbox_message import CHANNEL
-from ocpi.push.scanner import scan
+from ocpi.push.scanner import PushScanner
 from ocpi.push.sender import OcpiSender
 from ocpi.realtime_authorization import GatewayRealTimeAuthorizer, OcpiAuthorizer, session_reference_hook
 from ocpi.tokens_pull import TokensPuller
@@ -66,6 +66,7 @@ class OcpiComponent:
         self.commands: CommandRunner | None = None
         self.authorizer: OcpiAuthorizer | None = None
         self._scanning = False
+        self.scanner: PushScanner | None = None  # incremental: its watermark lives as long as the component
 
     def install(self, hub: Hub) -> None:
         self.commands = CommandRunner(hub.db, hub.services, timeout=self.command_timeout)
@@ -113,7 +114,9 @@ class OcpiComponent:
             return 0
         self._scanning = True
         try:
-            return await scan(self.platform.db, window=timedelta(days=7))
+            if self.scanner is None:
+                self.scanner = PushScanner(self.platform.db)
+            return await self.scanner.scan()
         except Exception:
             log.exception("OCPI push scan failed")
             return 0
