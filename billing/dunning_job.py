@@ -1,5 +1,8 @@
 """The dunning job: every dunning step due today, for every unpaid invoice, done once (``billing.store.dunning``).
 
+Only the open invoices are read (selected in SQL: due, something outstanding or a hold to release), and a
+party's (B2B) invoice gets its issuer's reminders only, never a retry, a hold or a fee.
+
 Run by ``evhub serve``'s scheduler (``billing-dunning``, hourly) and by ``evhub dunning run``. "Today" is the
 hub's clock in each account's time zone; several processes may run it at once (each step is claimed by its
 UNIQUE key in the transaction that makes its effect). A payment retry is made by the payments part's
