@@ -4,7 +4,9 @@
 at the HTTP upgrade, before anything is created: 404 unknown path or identity, 401 missing/wrong password,
 403 security profile not met, 400 no supported subprotocol. Admission control: when this process's database
 pool is exhausted, the database does not answer, or the password checks' thread pool and queue are full, the
-upgrade is answered 503 with a Retry-After (jittered, so a storm comes back spread) at once, never a timeout.
+upgrade is answered 503 with a Retry-After (jittered, so a storm comes back spread) at once, never a timeout;
+so is a storm whose admitted connections already queue to be marked online (at most half the pool does that
+at a time).
 """
 
 from __future__ import annotations
@@ -93,6 +95,10 @@ class Gateway:
             )
         )
         self.connections: dict[str, ChargerConnection] = {}
+        pool = settings.db_pool_size + settings.db_max_overflow
+        self._opening_gate = asyncio.Semaphore(max(1, pool // 2))  # half the pool; the rest for the messages
+        self.opening_waiting = 0
+        self.max_opening_waiting = max(16, 8 * pool)
         self.router = make_router(self)
         self.server: Server | None = None
         self.port: int | None = None
@@ -191,7 +197,7 @@ class Gateway:
         identity = unquote(path[len(PATH_PREFIX) :].strip("/"))
         if "/" in identity or "\x00" in identity or len(identity) > 48:  # no stored identity has a NUL
             return self._refuse(HTTPStatus.NOT_FOUND, "unknown charge point")
-        if self.db.pool_saturated():
+        if self.db.pool_saturated() or self.opening_waiting >= self.max_opening_waiting:
             return self._db_busy(identity, None)
         try:
             loaded = await self.chargers.load_charger(identity)
@@ -251,10 +257,15 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await old.close(1000, "replaced by a new connection")
         try:
-            await self.chargers.set_connection(ref, online=True)
-            await self.router.announce(ref.identity)
+            await self._go_online(ref)
             log.info("charger %s connected (OCPP %s)", ref.identity, version)
             await conn.run()
+        except _DB_DOWN as exc:  # one line: during an outage every charger lands here
+            log.warning(
+                "charger %s: connection closed, database unavailable (%s)", ref.identity, type(exc).__name__
+            )
+            with contextlib.suppress(Exception):
+                await ws.close(1011, "database unavailable; retry later")
         except Exception as exc:
             if not _is_closed(exc):
                 log.exception("charger %s: connection failed", ref.identity)
@@ -265,6 +276,22 @@ class Gateway:
                 with contextlib.suppress(Exception):
                     await self.chargers.set_connection(ref, online=False)
             log.info("charger %s disconnected (%s)", ref.identity, ws.close_code)
+
+    async def _go_online(self, ref: Any) -> None:
+        """Mark the charger online and announce it to the cluster, at most ``_opening_gate``'s size at a time, so
+        a storm of new connections queues here instead of exhausting the database pool (the upgrade refuses
+        with 503 while :attr:`opening_waiting` is at :attr:`max_opening_waiting`)."""
+        self.opening_waiting += 1
+        waiting = True
+        try:
+            async with self._opening_gate:
+                self.opening_waiting -= 1
+                waiting = False
+                await self.chargers.set_connection(ref, online=True)
+                await self.router.announce(ref.identity)
+        finally:
+            if waiting:
+                self.opening_waiting -= 1
 
     def drop_replaced(self, identity: str) -> None:
         """Another process now holds this charger: close our stale connection without marking it offline."""
