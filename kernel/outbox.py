@@ -157,6 +157,8 @@ async def mark_sending(db: Database, message: OutboxMessage, **info: Any) -> boo
     over (``result.sending``: the attempt, the time and ``info`` such as the Message-ID). A later attempt that
     finds the mark (this one died or its lease ended without an outcome) parks the row as
     :data:`UNCERTAIN` instead of sending again. Returns False when the lease was lost: then do not send."""
+    if message.id is None:  # not a stored row (a sender called directly): no lease to guard, nothing to mark
+        return True
     mark = {"attempt": message.attempts, "at": utcnow().isoformat(), **info}
     async with db.session() as db_session:
         res = await db_session.execute(
