@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.ext.asyncio import AsyncSession
 from websockets.exceptions import ConnectionClosed
 
 from cpo_gateway.component import GatewayComponent
@@ -22,7 +23,7 @@ from evhub import provisioning as prov
 from evhub.app import RunningHub
 from kernel.apiauth import create_key
 from kernel.db.engine import Database
-from kernel.models import OutboxMessage
+from kernel.outbox import OutboxDispatcher, enqueue, register_channel
 from kernel.ports import free_port
 from kernel.settings import load_settings
 from portal.receipts import make_email_sender
@@ -243,30 +244,49 @@ async def test_receipt_metrics(hub: RunningHub, db: Database, tmp_path: Path) ->
     sink = await start_smtp_sink(tmp_path / "mail", refuse=lambda addr: "bounce" in addr)
     try:
         sender = make_email_sender(db, lambda: SmtpConfig.from_url(sink.url), "receipts@evhub.test")
+        register_channel(METRICS_EMAIL, sender)  # the e-mail sender on a channel of this test's own
         async with http(hub) as (_client, scrape):
             before = await scrape()
-            for to in ("driver@fleet.test", "bounce@fleet.test"):
-                await _send(sender, to)
-            # dunning reminders go through the same sender: counted apart, never as receipts
-            for to in ("manager@fleet.test", "manager2@fleet.test", "bounce@fleet.test"):
-                await _send(sender, to, kind="reminder")
-            after = await scrape()
+            async with db.session() as s:  # the sender marks a leased outbox row before it sends
+                for n, to in enumerate(("driver@fleet.test", "bounce@fleet.test")):
+                    await _enqueue(s, n, to)
+                # dunning reminders go through the same sender: counted apart, never as receipts
+                for n, to in enumerate(("manager@fleet.test", "manager2@fleet.test", "bounce@fleet.test")):
+                    await _enqueue(s, 10 + n, to, kind="reminder")
+            await OutboxDispatcher(db, channels=[METRICS_EMAIL]).drain()
+
+            def delta(samples: Samples, metric: str, outcome: str) -> float:
+                return value(samples, metric, outcome=outcome) - value(before, metric, outcome=outcome)
+
+            def counts(samples: Samples) -> tuple[tuple[float, ...], tuple[float, ...]]:
+                return (
+                    tuple(delta(samples, "evhub_receipts_total", o) for o in ("sent", "bounced", "failed")),
+                    tuple(
+                        delta(samples, "evhub_reminder_emails_total", o)
+                        for o in ("sent", "bounced", "failed")
+                    ),
+                )
+
+            # the hub's own dispatcher may deliver some of them: wait for every outcome to be counted
+            after = await until(scrape, lambda samples: sum(map(sum, counts(samples))) >= 5)
     finally:
         await sink.stop()
 
-    def delta(metric: str, outcome: str) -> float:
-        return value(after, metric, outcome=outcome) - value(before, metric, outcome=outcome)
-
-    receipts = tuple(delta("evhub_receipts_total", o) for o in ("sent", "bounced", "failed"))
-    reminders = tuple(delta("evhub_reminder_emails_total", o) for o in ("sent", "bounced", "failed"))
+    receipts, reminders = counts(after)
     assert receipts == (1, 1, 0)
     assert reminders == (2, 1, 0)
     assert len(sink.messages()) == 3
 
 
-async def _send(sender: Callable[[OutboxMessage], Awaitable[Any]], to: str, kind: str | None = None) -> None:
-    payload = {"to": to, "subject": "Your charging receipt", "text": "Thank you for charging."}
+METRICS_EMAIL = "metrics-email"
+
+
+async def _enqueue(db_session: AsyncSession, n: int, to: str, kind: str | None = None) -> None:
+    payload: dict[str, Any] = {
+        "to": to,
+        "subject": "Your charging receipt",
+        "text": "Thank you for charging.",
+    }
     if kind is not None:
         payload["kind"] = kind
-    message = OutboxMessage(channel="email", destination=to, payload=payload)
-    await sender(message)
+    await enqueue(db_session, METRICS_EMAIL, destination=to, ordering_key=f"metrics:{n}", payload=payload)
