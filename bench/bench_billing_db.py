@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import logging
 import os
 import pstats
 import sys
@@ -493,4 +494,6 @@ async def check(db: Database) -> dict[str, int]:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="  %(message)s")
+    logging.getLogger("billing.store.monthly_bulk").setLevel(logging.INFO)  # each batch's read/build/write
     asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
