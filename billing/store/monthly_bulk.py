@@ -20,7 +20,8 @@ Accounts the bulk path does not build go through the per-account path, each in i
 whatever error it raises is logged, as the job did before): an account with uninvoiced fees
 (``billing_charges``), one whose issuer has a registration id while a CDR has a line outside the scope of VAT
 (category O goes on an invoice of its own, ``monthly:<account>:<period>:O``), a second account of the same
-fleet and currency, and every account of a batch the core would refuse a document of (DocumentError).
+fleet and currency, and every account of a batch the core would refuse a document of (DocumentError) or that
+failed otherwise (rolled back whole, logged).
 """
 
 from __future__ import annotations
@@ -229,6 +230,9 @@ async def issue_period(
             log.warning(
                 "monthly invoices %s: a batch of %d accounts goes one by one: %s", period, len(part), exc
             )
+            count, left = 0, part
+        except Exception:  # rolled back whole; each account then fails (and is logged) or not on its own
+            log.exception("monthly invoices %s: a batch of %d accounts failed; one by one", period, len(part))
             count, left = 0, part
         issued += count
         for account_id in left:

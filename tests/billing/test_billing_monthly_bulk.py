@@ -302,3 +302,31 @@ async def test_an_account_with_a_fee_goes_through_the_per_account_path(db: Datab
         doc = await s.get(BillingDocument, fee.document_id)
     assert doc is not None and doc.account_id == fee_account
     assert doc.document["lines"][-1]["description"] == "Card fee"
+
+
+@pytest.mark.clock("2026-11-01T06:00:00Z")
+async def test_a_batch_the_core_refuses_goes_account_by_account(db: Database) -> None:
+    world = await _seed(db, 6)
+    bad = CdrRow(
+        "F-C-BAD",
+        world.tokens["F-C"][0],
+        None,
+        "EUR",
+        datetime(2026, 10, 5, tzinfo=UTC),
+        datetime(2026, 10, 5, 1, tzinfo=UTC),
+        Decimal("1.00"),
+        None,  # a CDR without priced lines: the core refuses its invoice
+    )
+    await load_cdrs(db, world, [bad])
+    tried: list[int] = []
+
+    async def per_account(account_id: int, period: str) -> bool:
+        tried.append(account_id)
+        async with db.session() as s:
+            return await billing.issue_monthly_invoice(s, account_id, period) is not None
+
+    issued = await issue_period(db, list(world.accounts.values()), PERIOD, per_account=per_account)
+    assert sorted(tried) == sorted(world.accounts.values())  # the batch went one by one
+    docs = await _documents(db)
+    assert issued == len(docs) == len(FLEETS) - 1
+    assert world.accounts["F-C"] not in {d.account_id for d in docs}
