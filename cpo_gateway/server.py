@@ -16,6 +16,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
@@ -60,6 +61,28 @@ _DB_DOWN = (PoolTimeout, OperationalError, InterfaceError, DisconnectionError, O
 """What a database that is down or out of connections raises (not a programming error: that stays a bug)."""
 
 
+class Gate:
+    """At most ``size`` holders at a time, counting who waits: the database work of opening connections (the
+    upgrade's charger lookup and remembered checks, marking online) goes through one, so a storm queues here
+    rather than exhausting the pool, and the upgrade answers 503 while too many already wait."""
+
+    def __init__(self, size: int) -> None:
+        self._slots = asyncio.Semaphore(size)
+        self.waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[None]:
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
 class Gateway:
     """Everything one gateway process runs: listener, connections, the charger and session stores, the meter
     writer, authorizer, command routing."""
@@ -86,19 +109,19 @@ class Gateway:
         )
         self.meter_writer = MeterWriter(db)
         self.authorizer = Authorizer(db, self.services)
+        self.connections: dict[str, ChargerConnection] = {}
+        pool = settings.db_pool_size + settings.db_max_overflow
+        self.opening = Gate(max(1, pool // 2))  # half the pool for opening connections; the rest for messages
+        self.max_opening_waiting = max(16, 8 * pool)
         self.passwords = PasswordCache(
             CheckCache(
                 PasswordVerifier(settings.password_workers, settings.password_queue, name="ocpp-argon2"),
                 db,
                 key=settings.password_cache_key,
                 ttl=settings.password_cache_ttl,
+                db_gate=self.opening,
             )
         )
-        self.connections: dict[str, ChargerConnection] = {}
-        pool = settings.db_pool_size + settings.db_max_overflow
-        self._opening_gate = asyncio.Semaphore(max(1, pool // 2))  # half the pool; the rest for the messages
-        self.opening_waiting = 0
-        self.max_opening_waiting = max(16, 8 * pool)
         self.router = make_router(self)
         self.server: Server | None = None
         self.port: int | None = None
@@ -197,10 +220,11 @@ class Gateway:
         identity = unquote(path[len(PATH_PREFIX) :].strip("/"))
         if "/" in identity or "\x00" in identity or len(identity) > 48:  # no stored identity has a NUL
             return self._refuse(HTTPStatus.NOT_FOUND, "unknown charge point")
-        if self.db.pool_saturated() or self.opening_waiting >= self.max_opening_waiting:
+        if self.db.pool_saturated() or self.opening.waiting >= self.max_opening_waiting:
             return self._db_busy(identity, None)
         try:
-            loaded = await self.chargers.load_charger(identity)
+            async with self.opening():
+                loaded = await self.chargers.load_charger(identity)
         except _DB_DOWN as exc:
             return self._db_busy(identity, exc)
         if loaded is None:
@@ -278,20 +302,10 @@ class Gateway:
             log.info("charger %s disconnected (%s)", ref.identity, ws.close_code)
 
     async def _go_online(self, ref: Any) -> None:
-        """Mark the charger online and announce it to the cluster, at most ``_opening_gate``'s size at a time, so
-        a storm of new connections queues here instead of exhausting the database pool (the upgrade refuses
-        with 503 while :attr:`opening_waiting` is at :attr:`max_opening_waiting`)."""
-        self.opening_waiting += 1
-        waiting = True
-        try:
-            async with self._opening_gate:
-                self.opening_waiting -= 1
-                waiting = False
-                await self.chargers.set_connection(ref, online=True)
-                await self.router.announce(ref.identity)
-        finally:
-            if waiting:
-                self.opening_waiting -= 1
+        """Mark the charger online and announce it to the cluster, through :attr:`opening` (see :class:`Gate`)."""
+        async with self.opening():
+            await self.chargers.set_connection(ref, online=True)
+            await self.router.announce(ref.identity)
 
     def drop_replaced(self, identity: str) -> None:
         """Another process now holds this charger: close our stale connection without marking it offline."""

@@ -30,6 +30,7 @@ Threat model:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import math
@@ -37,7 +38,9 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -146,13 +149,16 @@ class CheckCache:
         key: str = "",
         ttl: float = 7 * 24 * 3600,
         memory_limit: int = 100_000,
+        db_gate: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
+        """``db_gate`` (optional) wraps each database access, e.g. the gateway's limit on opening connections."""
         self.verifier = verifier
         self.db = db
         self._key = key.encode() if key else os.urandom(32)
         self.ttl = timedelta(seconds=ttl)
         self._memory: dict[str, _Entry] = {}
         self._memory_limit = memory_limit
+        self._db_gate = db_gate if db_gate is not None else contextlib.nullcontext
 
     def _mac(self, identity: str, password_hash: str, password: str) -> str:
         message = b"\0".join(
@@ -195,7 +201,7 @@ class CheckCache:
     async def _load(self, identity: str) -> _Entry | None:
         if self.db is None:
             return None
-        async with self.db.session() as db_session:
+        async with self._db_gate(), self.db.session() as db_session:
             row = await db_session.scalar(select(PasswordCheck).where(PasswordCheck.identity == identity))
             return None if row is None else _Entry(row.hash_fingerprint, row.mac, row.expires_at)
 
@@ -216,5 +222,5 @@ class CheckCache:
         else:
             stmt = sqlite.insert(PasswordCheck).values(**values)
             stmt = stmt.on_conflict_do_update(index_elements=[PasswordCheck.identity], set_=update)
-        async with self.db.session() as db_session:
+        async with self._db_gate(), self.db.session() as db_session:
             await db_session.execute(stmt)

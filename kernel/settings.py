@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         default=2, ge=1, le=64, description="Threads verifying charger passwords (Argon2) in each process"
     )
     password_queue: int = Field(
-        default=256,
+        default=32,
         ge=1,
         description="Charger password checks that may wait for a thread; beyond it the upgrade answers 503",
     )

@@ -96,16 +96,16 @@ async def test_a_database_that_does_not_answer_is_503_not_500(
 async def test_a_queue_of_connections_going_online_answers_503(gateway: Gateway) -> None:
     """Admitted connections are marked online at most half the pool at a time; while too many already wait for
     that, new upgrades are refused with 503 instead of piling onto the database pool."""
-    gateway.opening_waiting = gateway.max_opening_waiting
+    gateway.opening.waiting = gateway.max_opening_waiting
     try:
         refused = await _refused(gateway, "CP16")
         assert refused.response.status_code == 503 and "Retry-After" in refused.response.headers
     finally:
-        gateway.opening_waiting = 0
+        gateway.opening.waiting = 0
     clients = [
         await open_client(gateway, ident, proto)
         for ident, proto in (("CP16", "ocpp1.6"), ("CP201", "ocpp2.0.1"))
     ]
-    assert gateway.opening_waiting == 0
+    assert gateway.opening.waiting == 0
     for client in clients:
         await client.close()
