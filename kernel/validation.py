@@ -1,5 +1,5 @@
 """Shared checks of input from outside: one line for what a pydantic model refused (for HTTP 4xx messages and CLI
-errors), and bounds on the unknown fields a model keeps (``extra="allow"``), so that a peer can neither store
+errors), whole numbers from query strings and forms (:func:`ascii_int`), and bounds on the unknown fields a model keeps (``extra="allow"``), so that a peer can neither store
 megabytes in them nor nest them deeper than any reader recurses."""
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+INT64_MAX = 2**63 - 1
+"""The largest id, limit or offset any table or query takes (PostgreSQL BIGINT, SQLite INTEGER)."""
 MAX_EXTRA_BYTES = 4096
 """Most bytes (as compact JSON) the unknown fields of one object may take."""
 MAX_EXTRA_DEPTH = 8
@@ -22,6 +24,17 @@ def describe_validation_error(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "(object)"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
+
+
+def ascii_int(raw: str | None, *, minimum: int = 0, maximum: int = INT64_MAX) -> int | None:
+    """``raw`` (surrounding blanks ignored) as an int when it is ASCII digits from ``minimum`` to ``maximum``;
+    None otherwise. ``str.isdigit`` is no check: ``'²'.isdigit()`` is True and ``int('²')`` raises, ``int('٣')``
+    is 3, and twenty digits overflow every integer column."""
+    text = (raw or "").strip()
+    if not text or len(text) > 19 or not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if minimum <= value <= maximum else None
 
 
 def _depth(value: Any, limit: int) -> int:

@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
 from kernel.models import Location
+from kernel.validation import ascii_int
 from portal import price
 from portal.page_kit import PageKit
 
@@ -18,7 +19,7 @@ def routes(kit: PageKit) -> APIRouter:
     @router.get("/price", response_class=HTMLResponse)
     async def price_page(request: Request, location: str | None = None) -> Response:
         manager = await kit.require_manager(request)
-        location_id = int(location) if location and location.isdigit() else None
+        location_id = ascii_int(location)
         async with state.db.session() as db_session:
             locations = (
                 await db_session.execute(

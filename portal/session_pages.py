@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
+from kernel.validation import ascii_int
 from portal import sessions_view
 from portal.page_kit import PageKit
 from portal.sessions_view import PAGE_SIZE, SessionFilter, fmt_money
@@ -17,7 +18,7 @@ from portal.sessions_view import PAGE_SIZE, SessionFilter, fmt_money
 def _page_number(query: dict[str, str]) -> int:
     """The ``page`` query parameter (1 when missing or not a positive number)."""
     raw = query.get("page", "")
-    return int(raw) if raw.isdigit() and int(raw) > 0 else 1
+    return ascii_int(raw, minimum=1, maximum=1_000_000) or 1
 
 
 def routes(kit: PageKit) -> APIRouter:

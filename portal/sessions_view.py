@@ -23,6 +23,7 @@ from kernel.energy import format_kwh
 from kernel.models import EVSE, Cdr, ChargingSession, Location, SessionStatus, Token
 from kernel.money import round_amount
 from kernel.timeutil import to_local, zone
+from kernel.validation import ascii_int
 
 PAGE_SIZE = 25
 KWH = Decimal(1000)
@@ -53,7 +54,7 @@ class SessionFilter:
             date_to=_date("to"),
             driver=(q.get("driver") or "").strip() or None,
             vehicle=(q.get("vehicle") or "").strip() or None,
-            location_id=int(loc) if loc.isdigit() else None,
+            location_id=ascii_int(loc),
             status=status if status in SessionStatus.__members__ else None,
         )
 

@@ -14,6 +14,7 @@ from kernel.models.portal import FleetDriver, FleetVehicle
 from kernel.money import round_amount
 from kernel.timeutil import utcnow
 from kernel.token_uids import UidTaken, claim
+from kernel.validation import ascii_int
 from portal.driver_pages import drivers_and_vehicles
 from portal.forms import clean, parse_amount
 from portal.login import Principal
@@ -30,7 +31,7 @@ async def _fleet_token(db_session: AsyncSession, manager: Principal, token_id: i
 
 def _row_id(raw: str) -> int:
     """A row id from a form field; 0 (no such row) when it is not a number."""
-    return int(raw) if raw.isdigit() else 0
+    return ascii_int(raw) or 0
 
 
 def routes(kit: PageKit) -> APIRouter:
