@@ -2,10 +2,11 @@
 
 Run: ``flock /tmp/bench8.lock .venv/bin/python -m bench.bench_billing_db N POSTGRES_URL`` (e.g. 1000000
 ``postgresql+asyncpg://postgres@127.0.0.1:5432/bench_billing_db``; the database is dropped and created, then
-migrated). The CDRs are :mod:`bench.bench_billing`'s (the settlement benchmark's generator with fleets, tokens,
-100 issuers, EUR and JPY, credit CDRs, price caps, reverse charge to German fleets, an exempt issuer), written
-into ``sessions`` and ``cdrs`` with COPY as the rating stage would have stored them (explanation lines of the
-engine's shape). Timed: the job, from nothing issued to every fleet's invoice of October 2026 issued. Checked,
+migrated; ``EVHUB_BENCH_REUSE=1`` keeps the CDRs of an earlier run and drops its documents instead;
+``EVHUB_BENCH_PROFILE=1`` profiles the job). The CDRs are :mod:`bench.bench_billing`'s (the settlement
+benchmark's generator with fleets, tokens, 100 issuers, EUR and JPY, credit CDRs, price caps, reverse charge to
+German fleets, an exempt issuer), written into ``sessions`` and ``cdrs`` with COPY as the rating stage would
+have stored them (explanation lines of the engine's shape; a credit CDR credits its fleet's latest CDR). Timed: the job, from nothing issued to every fleet's invoice of October 2026 issued. Checked,
 never timed: one invoice per fleet account with CDRs, every CDR on exactly one invoice, each invoice's total
 excl. VAT equal to its CDRs' to the cent, and every issuer's numbers 1..n without a gap.
 
@@ -425,15 +426,30 @@ async def main(n: int, url: str) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     print(f"bench_billing_db: {n:,} CDRs into {make_url(url).database} ({stamp})")
     t0 = time.perf_counter()
-    await _fresh(url)
-    table, present = billing_table(make_cdrs(n))
+    reuse = bool(os.environ.get("EVHUB_BENCH_REUSE"))
+    if not reuse:
+        await _fresh(url)
     db = Database(url)
     try:
-        world, location_ids = await seed_bench_world(db, table, present)
-        loaded = await load_cdrs(db, world, bench_rows(table, world, location_ids))
+        if reuse:  # the CDRs of an earlier run: its documents (and their collection requests) dropped
+            async with db.engine.begin() as conn:
+                for table_name in (
+                    "outbox",
+                    "billing_document_cdrs",
+                    "billing_documents",
+                    "billing_number_series",
+                ):
+                    await conn.execute(text(f"DELETE FROM {table_name}"))
+            async with db.session() as s:
+                loaded = int(await s.scalar(select(func.count()).select_from(Cdr)) or 0)
+            print(f"  reusing {loaded:,} CDRs loaded before")
+        else:
+            table, present = billing_table(make_cdrs(n))
+            world, location_ids = await seed_bench_world(db, table, present)
+            loaded = await load_cdrs(db, world, bench_rows(table, world, location_ids))
+            print(f"  loaded {loaded:,} CDRs of {len(present):,} fleets in {time.perf_counter() - t0:.0f} s")
         async with db.engine.connect() as conn:
             await conn.execute(text("ANALYZE"))
-        print(f"  loaded {loaded:,} CDRs of {len(present):,} fleets in {time.perf_counter() - t0:.0f} s")
         hub = Hub(settings=load_settings(database_url=url, _env_file=None), db=db, node_name="bench")
         with pinned(datetime(2026, 11, 1, 6, 0, tzinfo=UTC)):
             profile = cProfile.Profile() if os.environ.get("EVHUB_BENCH_PROFILE") else None
