@@ -13,6 +13,11 @@ a session with any reason (``pricing_state = held``, ``review_reason``) instead 
   "Maximum electric power that can be delivered by this connector, in Watts (W)") over the session's
   duration, times :data:`POWER_MARGIN`, plus :data:`ENERGY_ALLOWANCE_WH` (an unknown power skips this);
 * the gateway flagged the session :data:`CLOCK_SUSPECT` (a charger timestamp far from the receive time).
+
+:func:`pricing_work` bounds what pricing one session may cost (issue 15: one session with an absurd span
+froze every charger for 22 s), also for a session an operator released to be billed as it is: a span beyond
+:data:`MAX_PRICED_SPAN` or more than :data:`MAX_METER_ROWS` readings is refused (the session is marked
+``failed`` with the reason, never priced in part nor silently dropped), judged before anything is loaded.
 """
 
 from __future__ import annotations
@@ -33,7 +38,24 @@ ENERGY_ALLOWANCE_WH = Decimal(500)
 CLOCK_SUSPECT = "CLOCK_SUSPECT"
 """Session flag set by the gateway when a charger's timestamp is far from the time the hub received it."""
 
+MAX_PRICED_SPAN = timedelta(days=92)
+"""The longest session pricing takes on (a quarter: a tariff cut at every daily price change stays a few
+hundred periods); longer ones are refused even when released as they are."""
+MAX_METER_ROWS = 200_000
+"""The most meter readings (energy, power, current) one session may be priced from: a reading every 5 s for
+11 days; more is a charger flooding its own session."""
+TOO_MUCH = "too much to price"
+
 _H = Decimal(3600)
+
+
+def pricing_work(start: datetime, end: datetime, meter_rows: int) -> str | None:
+    """Why pricing the session would cost too much (the reason, starting with :data:`TOO_MUCH`), or None."""
+    if end - start > MAX_PRICED_SPAN:
+        return f"{TOO_MUCH}: span {end - start} longer than {MAX_PRICED_SPAN}"
+    if meter_rows > MAX_METER_ROWS:
+        return f"{TOO_MUCH}: {meter_rows} meter values, more than {MAX_METER_ROWS}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ Four steps with typed hand-offs, so each can be read (and tested) on its own:
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -24,7 +25,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel.domain.cdr_token import cdr_token
-from kernel.meter_reading import CURRENT, ENERGY_REGISTER, POWER, cumulative_series
+from kernel.meter_reading import CURRENT, ENERGY_REGISTER, POWER, MeterRow, cumulative_series
 from kernel.models import (
     EVSE,
     Cdr,
@@ -74,7 +75,7 @@ class RatingInputs:
     token: Token | None
     tariff_id: str  # the first tariff id of ``stored_versions`` (a connector's, or the CPO's DEFAULT)
     stored_versions: list[StoredTariff]  # the versions of all the connector's tariffs, each id's oldest first
-    meter_rows: Sequence[MeterValue]  # energy register, power and current samples, in primary key order
+    meter_rows: Sequence[MeterRow]  # energy register, power and current samples, in primary key order
     signed_data: dict[str, Any] | None = None  # OCPI SignedData (tariffs.signed_data); None: none/invalid
 
 
@@ -92,15 +93,19 @@ class SessionPeriods:
 async def build_cdr(
     db_session: AsyncSession, charging_session: ChargingSession, *, now: datetime, revision: int = 0
 ) -> tuple[Cdr, PricingResult]:
-    """Price ``charging_session`` and build its CDR row (not yet added to ``db_session``)."""
+    """Price ``charging_session`` and build its CDR row (not yet added to ``db_session``). The pure steps
+    (derive, price, assemble) run in a worker thread (``asyncio.to_thread``), so one heavy session never holds
+    the event loop the gateway shares (issue 15); :mod:`tariffs.rating` bounds their work before loading."""
     inputs = await load_inputs(db_session, charging_session)
-    derived = derive_periods(inputs)
+    # the pure steps in a worker thread: the event loop (the chargers' websockets) keeps running meanwhile
+    derived = await asyncio.to_thread(derive_periods, inputs)
     # T7: the reservation time of the session's reservation before its own periods (alone when it expired)
     periods = await add_reservation_periods(
         db_session, charging_session, derived.periods, derived.versions, derived.time_zone
     )
-    result = price_periods(replace(derived, periods=periods))
-    return assemble_cdr(inputs, result, revision=revision, now=now), result
+    result = await asyncio.to_thread(price_periods, replace(derived, periods=periods))
+    cdr = await asyncio.to_thread(assemble_cdr, inputs, result, revision=revision, now=now)
+    return cdr, result
 
 
 # ---- 1. load
@@ -121,9 +126,17 @@ async def load_inputs(db_session: AsyncSession, charging_session: ChargingSessio
     connector = await session_connector(db_session, charging_session)
     token = await db_session.get(Token, charging_session.token_id) if charging_session.token_id else None
     tariff_id, stored = await _tariff_for(db_session, charging_session)
+    # plain rows of the columns the series reads, not ORM objects: loading is on the event loop
     rows = (
-        await db_session.scalars(
-            select(MeterValue)
+        await db_session.execute(
+            select(
+                MeterValue.timestamp,
+                MeterValue.measurand,
+                MeterValue.phase,
+                MeterValue.unit,
+                MeterValue.value,
+                MeterValue.context,
+            )
             .where(
                 MeterValue.session_id == charging_session.id,
                 MeterValue.measurand.in_((ENERGY_REGISTER, POWER, CURRENT)),
@@ -196,7 +209,7 @@ def derive_periods(inputs: RatingInputs) -> SessionPeriods:
     return SessionPeriods(compiled, periods, charging_session.start_time, inputs.end_time, time_zone)
 
 
-def meter_samples(rows: Sequence[MeterValue], charging_session: ChargingSession) -> list[MeterSample]:
+def meter_samples(rows: Sequence[MeterRow], charging_session: ChargingSession) -> list[MeterSample]:
     """Cumulative energy since the session start, ending exactly at the session's energy, with power and
     current where measured: :func:`kernel.meter_reading.cumulative_series` (a signature is never a reading,
     a Begin reading is the baseline at the start, a reset continues from the last value; the gateway's

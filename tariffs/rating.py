@@ -32,6 +32,7 @@ revision, never an edit (:func:`correct_cdr`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -39,13 +40,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel import metrics
 from kernel.db.engine import Database
-from kernel.models import Cdr, ChargingSession, PricingState
-from kernel.plausibility import Limits, plausibility
+from kernel.meter_reading import CURRENT, ENERGY_REGISTER, POWER
+from kernel.models import Cdr, ChargingSession, MeterValue, PricingState
+from kernel.plausibility import Limits, plausibility, pricing_work
 from kernel.seams import CdrHook
 from kernel.timeutil import format_rfc3339, utcnow
 from tariffs.cdr_builder import RatingError, build_cdr, cdr_uid_for, session_connector
@@ -83,6 +85,11 @@ def cdr_content(cdr: Cdr) -> dict[str, Any]:
     return {key: data.get(key) for key in CONTENT_FIELDS}
 
 
+PARALLEL = 4
+"""Sessions priced at once on PostgreSQL (each claimed with SKIP LOCKED in its own transaction, its pure
+pricing in a worker thread): a backlog of ended sessions is priced in parallel, not one after the other."""
+
+
 def _claimable(now: datetime) -> ColumnElement[bool]:
     """Pending or to be re-priced, and past its ``price_after`` (None: at once)."""
     return and_(
@@ -109,6 +116,22 @@ async def current_cdr(db_session: AsyncSession, session_id: int) -> Cdr | None:
         .order_by(Cdr.revision.desc())
         .limit(1)
     )
+
+
+async def _work_bound(db_session: AsyncSession, charging_session: ChargingSession) -> str | None:
+    """Why pricing this session would cost too much (:func:`kernel.plausibility.pricing_work`), judged from
+    its span and one count of its readings before anything is loaded; None when it may be priced."""
+    if charging_session.end_time is None:
+        return None
+    readings = await db_session.scalar(
+        select(func.count())
+        .select_from(MeterValue)
+        .where(
+            MeterValue.session_id == charging_session.id,
+            MeterValue.measurand.in_((ENERGY_REGISTER, POWER, CURRENT)),
+        )
+    )
+    return pricing_work(charging_session.start_time, charging_session.end_time, int(readings or 0))
 
 
 def released_as_is(charging_session: ChargingSession) -> bool:
@@ -165,6 +188,9 @@ async def rate_session(
             if reasons:
                 _hold(charging_session, reasons)
                 return None, False
+            too_much = await _work_bound(db_session, charging_session)
+            if too_much is not None:
+                raise RatingError(too_much)  # marked failed with the reason, below
             current = await current_cdr(db_session, charging_session.id)
             revision = 0 if current is None else current.revision + 1
             cdr, _result = await build_cdr(db_session, charging_session, now=now, revision=revision)
@@ -237,8 +263,8 @@ async def rate_pending(
     limits: Limits | None = None,
 ) -> int:
     """Rate every claimable session (pending past its ``price_after``, or to re-price; oldest end first);
-    returns how many CDRs were created (originals and corrections' new revisions). ``hooks`` (the CDR
-    deliveries) is required so that no caller forgets them; ``()`` only where nobody is to be told. ``now``
+    returns how many CDRs were created (originals and corrections' new revisions); :data:`PARALLEL` at once on
+    PostgreSQL. ``hooks`` (the CDR deliveries) is required so that no caller forgets them; ``()`` only where nobody is to be told. ``now``
     defaults to the hub's clock, ``limits`` (the plausibility bounds) to the settings' defaults."""
     now = now or utcnow()
     async with db.session() as db_session:
@@ -250,11 +276,19 @@ async def rate_pending(
                 .limit(limit)
             )
         ).all()
-    made = 0
-    for sid in ids:
-        _cdr, created = await rate_session(db, sid, hooks, now=now, limits=limits)
-        made += created
-    return made
+    if db.is_sqlite:  # one writer at a time: in parallel they would only wait for the database's write lock
+        made = 0
+        for sid in ids:
+            _cdr, created = await rate_session(db, sid, hooks, now=now, limits=limits)
+            made += created
+        return made
+    gate = asyncio.Semaphore(PARALLEL)
+
+    async def one(sid: int) -> bool:
+        async with gate:
+            return (await rate_session(db, sid, hooks, now=now, limits=limits))[1]
+
+    return sum(await asyncio.gather(*(one(sid) for sid in ids)))
 
 
 async def retry_failed(db: Database) -> int:
