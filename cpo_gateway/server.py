@@ -112,7 +112,7 @@ class Gateway:
         self.connections: dict[str, ChargerConnection] = {}
         pool = settings.db_pool_size + settings.db_max_overflow
         self.opening = Gate(max(1, pool // 2))  # half the pool for opening connections; the rest for messages
-        self.max_opening_waiting = max(16, 8 * pool)
+        self.max_opening_waiting = max(8, 2 * pool)
         self.passwords = PasswordCache(
             CheckCache(
                 PasswordVerifier(settings.password_workers, settings.password_queue, name="ocpp-argon2"),
