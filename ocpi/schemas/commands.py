@@ -27,10 +27,11 @@ CommandResultType = Literal[
 ]
 
 Id36 = Annotated[str, Field(min_length=1, max_length=36)]
+Url = Annotated[str, Field(min_length=1, max_length=255)]  # OCPI 2.2.1 16.1.6 URL: string(255)
 
 
 class StartSession(OcpiModel):
-    response_url: str
+    response_url: Url
     token: OcpiToken
     location_id: Id36
     evse_uid: Id36 | None = None
@@ -39,12 +40,12 @@ class StartSession(OcpiModel):
 
 
 class StopSession(OcpiModel):
-    response_url: str
+    response_url: Url
     session_id: Id36
 
 
 class ReserveNow(OcpiModel):
-    response_url: str
+    response_url: Url
     token: OcpiToken
     expiry_date: datetime
     reservation_id: Id36
@@ -54,12 +55,12 @@ class ReserveNow(OcpiModel):
 
 
 class CancelReservation(OcpiModel):
-    response_url: str
+    response_url: Url
     reservation_id: Id36
 
 
 class UnlockConnector(OcpiModel):
-    response_url: str
+    response_url: Url
     location_id: Id36
     evse_uid: Id36
     connector_id: Id36

@@ -152,3 +152,12 @@ async def test_object_ids_out_of_range_are_4xx(partner, path: str) -> None:
         r = await http.get(f"{base}/{path.split('/', 1)[1]}", headers=_auth(partner))
     assert 400 <= r.status_code < 500, (r.status_code, r.text[:300])
     assert r.json()["status_code"] in (2000, 2001, 2003), r.text[:300]
+
+
+async def test_a_command_response_url_past_255_is_2001(partner) -> None:
+    """OCPI 2.2.1 URL is string(255): a longer response_url is refused (PostgreSQL refused it with a 500)."""
+    url = f"{partner._hub_url('commands')}/STOP_SESSION"
+    async with partner.http() as http:
+        for response_url in ("https://emsp.example/" + "r" * 300, "https://emsp.example/\x00"):
+            body = {"response_url": response_url, "session_id": "S-1"}
+            _invalid(await http.post(url, json=body, headers=_auth(partner)))
