@@ -1,6 +1,7 @@
 """Benchmark: the product's monthly job (:func:`billing.monthly_job.run_monthly_job`) on a database of N CDRs.
 
-Run: ``flock /tmp/bench8.lock .venv/bin/python -m bench.bench_billing_db N POSTGRES_URL`` (e.g. 1000000
+Run: ``flock /tmp/bench8.lock .venv/bin/python -m bench.bench_billing_db N POSTGRES_URL`` (``python -m bench``:
+``EVHUB_BENCH_CDRS``, default 1,000,000, and ``EVHUB_BENCH_BILLING_DB_URL``, skipped without it; e.g. 1000000
 ``postgresql+asyncpg://postgres@127.0.0.1:5432/bench_billing_db``; the database is dropped and created, then
 migrated; ``EVHUB_BENCH_REUSE=1`` keeps the CDRs of an earlier run and drops its documents instead;
 ``EVHUB_BENCH_PROFILE=1`` profiles the job). The CDRs are :mod:`bench.bench_billing`'s (the settlement
@@ -422,7 +423,20 @@ def _lines(table: bulk.CdrTable, order: np.ndarray, lo: int, hi: int, places: in
     return out
 
 
-async def main(n: int, url: str) -> None:
+def main(n: int | None = None, url: str | None = None) -> None:
+    """``python -m bench``: N from ``EVHUB_BENCH_CDRS`` (default 1,000,000), the database from
+    ``EVHUB_BENCH_BILLING_DB_URL`` (PostgreSQL; skipped without one)."""
+    n = n or int(os.environ.get("EVHUB_BENCH_CDRS", "1000000"))
+    url = url or os.environ.get("EVHUB_BENCH_BILLING_DB_URL", "")
+    if not url.startswith("postgresql"):
+        print(
+            "bench_billing_db: skipped, it needs EVHUB_BENCH_BILLING_DB_URL=postgresql+asyncpg://... (a scratch database)"
+        )
+        return
+    asyncio.run(_run(n, url))
+
+
+async def _run(n: int, url: str) -> None:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     print(f"bench_billing_db: {n:,} CDRs into {make_url(url).database} ({stamp})")
     t0 = time.perf_counter()
@@ -512,4 +526,4 @@ async def check(db: Database) -> dict[str, int]:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="  %(message)s")
     logging.getLogger("billing.store.monthly_bulk").setLevel(logging.INFO)  # each batch's read/build/write
-    asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+    main(int(sys.argv[1]), sys.argv[2])
