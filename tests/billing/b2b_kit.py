@@ -13,8 +13,11 @@ from sqlalchemy import select
 import billing
 from billing.core.documents import Address, Identity, PaymentTerms
 from billing.core.numbering import Series
+from billing.store.accounts import party_account
+from kernel.components import Hub
 from kernel.db.engine import Database
-from kernel.models import Party
+from kernel.models import BillingDocument, BillingIssuer, Party
+from kernel.settings import load_settings
 from settlement.agreement_store import add_agreements
 from settlement.job import JobResult, run_period
 from tariffs.rating import rate_pending
@@ -83,3 +86,22 @@ async def settled_period(db: Database, out: Path, *, sessions: int = 5) -> JobRe
     job = await run_period(db, PERIOD, out_dir=out, close=True)
     assert job.result.summary.cdrs_settled == sessions and job.result.summary.cdrs_rejected == 0
     return job
+
+
+def b2b_hub(db: Database) -> Hub:
+    return Hub(settings=load_settings(database_url=db.url, _env_file=None), db=db, node_name="test")
+
+
+async def site_host_account(db: Database) -> None:
+    """The site host's legal identity, as a billing account with the CPO's issuer (who self-bills it)."""
+    sit = await party_pk(db, "NL*SIT")
+    async with db.session() as s:
+        amp = await s.scalar(select(BillingIssuer).where(BillingIssuer.key == "amsterpower"))
+        assert amp is not None
+        await party_account(s, amp, sit, SITE_HOST)
+
+
+async def documents_by_number(db: Database) -> dict[str, BillingDocument]:
+    async with db.session() as s:
+        rows = (await s.scalars(select(BillingDocument).order_by(BillingDocument.id))).all()
+    return {row.number: row for row in rows}

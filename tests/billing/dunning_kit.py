@@ -12,7 +12,7 @@ from typing import Any
 
 import billing
 from billing.core.documents import Address, Identity
-from billing.store.accounts import driver_account, fleet_account
+from billing.store.accounts import driver_account, fleet_account, party_account
 from billing.store.holds import release_if_settled
 from billing.store.issuers import get_issuer
 from billing.store.schedules import set_schedule
@@ -154,3 +154,16 @@ async def more_invoices(db: Database, d: Dunned, n: int) -> list[int]:
             )
             ids.append(doc.id)
     return ids
+
+
+async def party_invoice(db: Database, d: Dunned) -> int:
+    """An invoice of the issuer to a party's (B2B) account: the CPO's, billed as a business."""
+    world = d.world
+    _, cdr_id = await add_session(db, world, TOKEN, utcnow() - timedelta(hours=5), "3")
+    assert cdr_id is not None
+    async with db.session() as s:
+        account = await party_account(s, await get_issuer(s, "voltstreet"), world.cpo_id, FLEET_BUYER)
+        doc = await billing.issue_session_invoice(
+            s, issuer_key="voltstreet", cdr_id=cdr_id, buyer=FLEET_BUYER, account_id=account.id
+        )
+        return doc.id

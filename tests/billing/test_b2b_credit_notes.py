@@ -20,9 +20,15 @@ from kernel.db.engine import Database
 from kernel.models import BillingDocumentCdr, Cdr, ChargingSession, MeterValue, SettlementStatement
 from settlement.job import run_period
 from tariffs.rating import correct_cdr
-from tests.billing.b2b_kit import CLOCK, add_issuers, settled_period
+from tests.billing.b2b_kit import (
+    CLOCK,
+    add_issuers,
+    b2b_hub,
+    documents_by_number,
+    settled_period,
+    site_host_account,
+)
 from tests.billing.einvoice_kit import schematron_failures
-from tests.billing.test_b2b_settlement import _documents, _hub, _site_host_account
 
 pytestmark = pytest.mark.clock(CLOCK)
 
@@ -47,9 +53,9 @@ async def test_a_period_below_zero_gives_credit_notes_equal_to_the_statements(
 ) -> None:
     await settled_period(db, tmp_path / "nov", sessions=2)
     await add_issuers(db)
-    await _site_host_account(db)
-    assert await run_settlement_documents_job(_hub(db)) == 3
-    november = await _documents(db)
+    await site_host_account(db)
+    assert await run_settlement_documents_job(b2b_hub(db)) == 3
+    november = await documents_by_number(db)
     async with db.session() as s:
         first = await s.scalar(select(Cdr.cdr_uid).where(Cdr.is_credit.is_(False)).order_by(Cdr.id).limit(1))
     assert first is not None
@@ -67,7 +73,7 @@ async def test_a_period_below_zero_gives_credit_notes_equal_to_the_statements(
     ]
     assert all(o.credit_note and o.net < 0 for o in outcomes)
     assert "issued HUBC-2026-000001: hub fee credit note NL*HUB -> NL*AMP -" in outcomes[1].describe()
-    docs = {n: d for n, d in (await _documents(db)).items() if n not in november}
+    docs = {n: d for n, d in (await documents_by_number(db)).items() if n not in november}
     async with db.session() as s:
         statements = {
             st.party: st
@@ -112,7 +118,7 @@ async def test_a_period_below_zero_gives_credit_notes_equal_to_the_statements(
     # Again: nothing new.
     again = await billing.issue_settlement_documents(db, december.run_id)
     assert [o.existing for o in again] == [True, True, True]
-    assert set(await _documents(db)) == set(november) | set(docs)
+    assert set(await documents_by_number(db)) == set(november) | set(docs)
 
 
 async def test_a_credit_note_without_an_invoice_to_correct_is_not_issued(
@@ -129,7 +135,7 @@ async def test_a_credit_note_without_an_invoice_to_correct_is_not_issued(
     december = await run_period(db, "2026-12", out_dir=tmp_path / "dec", close=True)
     assert december.run_id is not None
     await add_issuers(db)
-    await _site_host_account(db)
+    await site_host_account(db)
     outcomes = await billing.issue_settlement_documents(db, december.run_id)
     assert all(o.number is None and o.reason and "BT-25" in o.reason for o in outcomes)
-    assert await _documents(db) == {}
+    assert await documents_by_number(db) == {}

@@ -22,14 +22,20 @@ import billing
 from billing.core.en16931 import category_tax
 from billing.einvoice import cii_xml, embedded_xml, validate_xml
 from billing.settlement_documents import run_settlement_documents_job
-from billing.store.accounts import party_account
-from kernel.components import Hub
 from kernel.db.engine import Database
-from kernel.models import BillingDocument, BillingDocumentCdr, BillingIssuer, Cdr, SettlementStatement
-from kernel.settings import load_settings
+from kernel.models import BillingDocument, BillingDocumentCdr, Cdr, SettlementStatement
 from settlement.job import JobResult, run_period
 from tariffs.rating import correct_cdr, rate_pending
-from tests.billing.b2b_kit import CLOCK, PERIOD, SITE_HOST, add_issuers, party_pk, settled_period
+from tests.billing.b2b_kit import (
+    CLOCK,
+    PERIOD,
+    SITE_HOST,
+    add_issuers,
+    b2b_hub,
+    documents_by_number,
+    settled_period,
+    site_host_account,
+)
 from tests.billing.einvoice_kit import schematron_failures
 from tests.world.sessions import seed_ended_session
 
@@ -38,25 +44,6 @@ pytestmark = pytest.mark.clock(CLOCK)
 D = Decimal
 CENT = D("0.01")
 Cli = Callable[..., Awaitable[Result]]
-
-
-def _hub(db: Database) -> Hub:
-    return Hub(settings=load_settings(database_url=db.url, _env_file=None), db=db, node_name="test")
-
-
-async def _site_host_account(db: Database) -> None:
-    """The site host's legal identity, as a billing account with the CPO's issuer (who self-bills it)."""
-    sit = await party_pk(db, "NL*SIT")
-    async with db.session() as s:
-        amp = await s.scalar(select(BillingIssuer).where(BillingIssuer.key == "amsterpower"))
-        assert amp is not None
-        await party_account(s, amp, sit, SITE_HOST)
-
-
-async def _documents(db: Database) -> dict[str, BillingDocument]:
-    async with db.session() as s:
-        rows = (await s.scalars(select(BillingDocument).order_by(BillingDocument.id))).all()
-    return {row.number: row for row in rows}
 
 
 def _minor_sum(job: JobResult, kind: str, column: str) -> Decimal:
@@ -98,10 +85,10 @@ def _check_document(row: BillingDocument, job: JobResult, kind: str, sign: int) 
 async def test_closed_period_gives_the_parties_documents_once(db: Database, tmp_path: Path) -> None:
     job = await settled_period(db, tmp_path)
     await add_issuers(db)
-    await _site_host_account(db)
+    await site_host_account(db)
 
-    assert await run_settlement_documents_job(_hub(db)) == 3
-    docs = await _documents(db)
+    assert await run_settlement_documents_job(b2b_hub(db)) == 3
+    docs = await documents_by_number(db)
     assert set(docs) == {"AMP-2026-000001", "HUB-2026-000001", "SB-2026-000001"}
     roaming, fee, self_billed = docs["AMP-2026-000001"], docs["HUB-2026-000001"], docs["SB-2026-000001"]
     assert (roaming.kind, fee.kind, self_billed.kind) == ("invoice", "invoice", "self_billed")
@@ -129,21 +116,21 @@ async def test_closed_period_gives_the_parties_documents_once(db: Database, tmp_
     assert {d.account_id is not None for d in (roaming, fee)} == {True} and self_billed.account_id is None
 
     # Run again (the job, then the on-demand path): nothing new, the same numbers.
-    assert await run_settlement_documents_job(_hub(db)) == 0
+    assert await run_settlement_documents_job(b2b_hub(db)) == 0
     assert job.run_id is not None
     again = await billing.issue_settlement_documents(db, job.run_id)
     assert [o.existing for o in again] == [True, True, True]
-    assert set(await _documents(db)) == set(docs)
+    assert set(await documents_by_number(db)) == set(docs)
 
 
 async def test_concurrent_issuers_issue_each_document_once(db: Database, tmp_path: Path) -> None:
     job = await settled_period(db, tmp_path, sessions=3)
     await add_issuers(db)
-    await _site_host_account(db)
+    await site_host_account(db)
     assert job.run_id is not None
     results = await asyncio.gather(*(billing.issue_settlement_documents(db, job.run_id) for _ in range(3)))
     assert sum(o.issued for outcomes in results for o in outcomes) == 3
-    docs = await _documents(db)
+    docs = await documents_by_number(db)
     assert sorted(d.sequence for d in docs.values()) == [1, 1, 1]
 
 
@@ -157,16 +144,16 @@ async def test_cli_reports_what_is_not_issued_and_completes_it_later(
     assert "issued HUB-2026-000001: hub fee invoice NL*HUB -> NL*AMP" in out
     assert "not issued: roaming invoice NL*AMP -> NL*EMS" in out and "NL*EMS has no legal identity" in out
     assert "not issued: self-billed invoice NL*SIT -> NL*AMP" in out and "NL*SIT has no legal identity" in out
-    assert set(await _documents(db)) == {"HUB-2026-000001"}
+    assert set(await documents_by_number(db)) == {"HUB-2026-000001"}
     # The job does not retry a run that has documents; the command issues what is still missing.
-    assert await run_settlement_documents_job(_hub(db)) == 0
+    assert await run_settlement_documents_job(b2b_hub(db)) == 0
 
     await add_issuers(db, ("NL*EMS",))
-    await _site_host_account(db)
+    await site_host_account(db)
     out = (await cli("invoices", "issue-settlement", "--period", PERIOD)).output
     assert "already issued HUB-2026-000001" in out
     assert "issued AMP-2026-000001: roaming invoice" in out and "issued SB-2026-000001: self-billed" in out
-    assert set(await _documents(db)) == {"HUB-2026-000001", "AMP-2026-000001", "SB-2026-000001"}
+    assert set(await documents_by_number(db)) == {"HUB-2026-000001", "AMP-2026-000001", "SB-2026-000001"}
 
     for args, text in (
         (("--period", "2026-10"), "no closed settlement run"),
@@ -182,14 +169,14 @@ async def test_cli_reports_what_is_not_issued_and_completes_it_later(
 async def test_an_export_that_is_not_the_runs_is_refused(db: Database, tmp_path: Path, cli: Cli) -> None:
     job = await settled_period(db, tmp_path, sessions=2)
     await add_issuers(db)
-    await _site_host_account(db)
+    await site_host_account(db)
     assert job.output_dir is not None
     lines = job.output_dir / "lines.csv"
     lines.write_text(lines.read_text().replace("NL*EMS", "NL*EMZ"))
-    assert await run_settlement_documents_job(_hub(db)) == 0
+    assert await run_settlement_documents_job(b2b_hub(db)) == 0
     result = await cli("invoices", "issue-settlement", "--period", PERIOD, ok=False)
     assert result.exit_code == 1 and "content hash differs" in result.output
-    assert await _documents(db) == {}
+    assert await documents_by_number(db) == {}
 
 
 async def test_a_correction_after_the_close_is_on_the_next_periods_documents(
@@ -200,8 +187,8 @@ async def test_a_correction_after_the_close_is_on_the_next_periods_documents(
     numbered after November's, equal to the December run to the cent."""
     await settled_period(db, tmp_path, sessions=2)
     await add_issuers(db)
-    await _site_host_account(db)
-    assert await run_settlement_documents_job(_hub(db)) == 3
+    await site_host_account(db)
+    assert await run_settlement_documents_job(b2b_hub(db)) == 3
     async with db.session() as s:
         first = await s.scalar(select(Cdr.cdr_uid).where(Cdr.is_credit.is_(False)).order_by(Cdr.id).limit(1))
     assert first is not None
@@ -211,8 +198,8 @@ async def test_a_correction_after_the_close_is_on_the_next_periods_documents(
     december = await run_period(db, "2026-12", out_dir=tmp_path, close=True)
     assert december.result.summary.adjustments == 2 and december.result.summary.cdrs_settled == 3
 
-    assert await run_settlement_documents_job(_hub(db)) == 3
-    docs = await _documents(db)
+    assert await run_settlement_documents_job(b2b_hub(db)) == 3
+    docs = await documents_by_number(db)
     assert {"AMP-2026-000002", "HUB-2026-000002", "SB-2026-000002"} <= set(docs)
     roaming = docs["AMP-2026-000002"]
     assert roaming.source_key and roaming.source_key.startswith("settlement:2026-12:1:")

@@ -19,9 +19,16 @@ from billing.einvoice import cii_xml, validate_xml
 from billing.settlement_documents import run_settlement_documents_job
 from kernel.db.engine import Database
 from kernel.models import SettlementStatement
-from tests.billing.b2b_kit import CLOCK, ISSUERS, party_pk, settled_period
+from tests.billing.b2b_kit import (
+    CLOCK,
+    ISSUERS,
+    b2b_hub,
+    documents_by_number,
+    party_pk,
+    settled_period,
+    site_host_account,
+)
 from tests.billing.einvoice_kit import schematron_failures
-from tests.billing.test_b2b_settlement import _documents, _hub, _site_host_account
 
 pytestmark = pytest.mark.clock(CLOCK)
 
@@ -66,9 +73,9 @@ async def test_the_hub_fee_to_a_cpo_in_another_member_state_is_reverse_charged(
 ) -> None:
     await settled_period(db, tmp_path, sessions=3)
     await _issuers(db, GERMAN_CPO)
-    await _site_host_account(db)
-    assert await run_settlement_documents_job(_hub(db)) == 3
-    docs = await _documents(db)
+    await site_host_account(db)
+    assert await run_settlement_documents_job(b2b_hub(db)) == 3
+    docs = await documents_by_number(db)
     fee = billing.load_invoice(docs["HUB-2026-000001"].document)
     async with db.session() as s:
         hub_net = await s.scalar(select(SettlementStatement.net).where(SettlementStatement.party == "NL*HUB"))
@@ -93,9 +100,9 @@ async def test_same_country_hub_fee_stays_standard_rated_and_roaming_follows_the
 ) -> None:
     await settled_period(db, tmp_path, sessions=2)
     await _issuers(db, ISSUERS["NL*AMP"][1], cpo_reverse_charges=True)
-    await _site_host_account(db)
-    assert await run_settlement_documents_job(_hub(db)) == 3
-    docs = await _documents(db)
+    await site_host_account(db)
+    assert await run_settlement_documents_job(b2b_hub(db)) == 3
+    docs = await documents_by_number(db)
     fee = billing.load_invoice(docs["HUB-2026-000001"].document)
     assert _categories(fee) == {VatCategory.STANDARD} and fee.totals.tax > 0
     assert REVERSE_CHARGE_NOTE not in fee.notes
@@ -109,9 +116,9 @@ async def test_a_cpo_that_reverse_charges_its_roaming_does_so_across_borders(
 ) -> None:
     await settled_period(db, tmp_path, sessions=2)
     await _issuers(db, GERMAN_CPO, cpo_reverse_charges=True)
-    await _site_host_account(db)
-    assert await run_settlement_documents_job(_hub(db)) == 3
-    roaming = billing.load_invoice((await _documents(db))["AMP-2026-000001"].document)
+    await site_host_account(db)
+    assert await run_settlement_documents_job(b2b_hub(db)) == 3
+    roaming = billing.load_invoice((await documents_by_number(db))["AMP-2026-000001"].document)
     assert roaming.seller.country == "DE" and roaming.buyer.country == "NL"
     assert _categories(roaming) == {VatCategory.REVERSE_CHARGE} and roaming.totals.tax == 0
     assert REVERSE_CHARGE_NOTE in roaming.notes

@@ -4,16 +4,12 @@ invoices in SQL (due, with something outstanding or a hold to release), exactly 
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
 
-import billing
-from billing.store.accounts import party_account
 from billing.store.dunning import account_statuses, invoice_steps, open_invoices, run_dunning
-from billing.store.issuers import get_issuer
 from kernel.db.engine import Database
 from kernel.models import (
     BillingCharge,
@@ -22,8 +18,7 @@ from kernel.models import (
     BillingPayment,
 )
 from kernel.timeutil import utcnow
-from tests.billing.dunning_kit import FLEET_BUYER, TOKEN, Dunned, day, more_invoices, pay, seed
-from tests.world.fleets import add_session
+from tests.billing.dunning_kit import Dunned, day, more_invoices, party_invoice, pay, seed
 
 FEE_AND_ALL = {
     "rules": [
@@ -36,23 +31,10 @@ FEE_AND_ALL = {
 }
 
 
-async def _party_invoice(db: Database, d: Dunned) -> int:
-    """An invoice of the issuer to a party's (B2B) account: the CPO's, billed as a business."""
-    world = d.world
-    _, cdr_id = await add_session(db, world, TOKEN, utcnow() - timedelta(hours=5), "3")
-    assert cdr_id is not None
-    async with db.session() as s:
-        account = await party_account(s, await get_issuer(s, "voltstreet"), world.cpo_id, FLEET_BUYER)
-        doc = await billing.issue_session_invoice(
-            s, issuer_key="voltstreet", cdr_id=cdr_id, buyer=FLEET_BUYER, account_id=account.id
-        )
-        return doc.id
-
-
 @pytest.mark.parametrize("schedule", [None, FEE_AND_ALL], ids=["default", "every-action"])
 async def test_a_partys_invoice_gets_reminders_only(db: Database, schedule: dict | None) -> None:
     d = await seed(db, schedule=schedule)
-    party_doc = await _party_invoice(db, d)
+    party_doc = await party_invoice(db, d)
     for n in range(0, 25):
         await run_dunning(db, today=day(d, n))
     async with db.session() as s:
@@ -73,7 +55,7 @@ async def test_a_partys_invoice_gets_reminders_only(db: Database, schedule: dict
 
 async def test_an_issuer_without_reminders_does_not_dun_its_parties(db: Database) -> None:
     d = await seed(db, schedule={"rules": [{"name": "block", "days_after_due": 1, "action": "block_tokens"}]})
-    party_doc = await _party_invoice(db, d)
+    party_doc = await party_invoice(db, d)
     assert await run_dunning(db, today=day(d, 3)) == 1  # the fleet's block
     async with db.session() as s:
         party = await s.get(BillingDocument, party_doc)

@@ -11,13 +11,12 @@ from billing.desk import Desk
 from billing.store import reports
 from kernel.db.engine import Database
 from kernel.models import BillingDocument
-from tests.billing.dunning_kit import day, seed
-from tests.billing.test_dunning_scope import _party_invoice
+from tests.billing.dunning_kit import day, party_invoice, seed
 
 
 async def test_party_receivables_are_aged_apart_from_customer_receivables(db: Database) -> None:
     d = await seed(db)
-    party_doc = await _party_invoice(db, d)
+    party_doc = await party_invoice(db, d)
     async with db.session() as s:
         lines = await reports.aging_report(s, day(d, 5))
         text = await reports.report_csv(s, "aging", today=day(d, 5))

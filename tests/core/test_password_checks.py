@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
 import time
 from datetime import timedelta
 
@@ -19,32 +18,9 @@ from kernel.password_checks import CheckCache, PasswordChecksBusy, PasswordVerif
 from kernel.security import hash_password
 from kernel.timeutil import utcnow
 from tests.conftest import PRODUCT_HASHER
+from tests.password_kit import CountingVerifier, GatedVerifier
 
 KEY = "a-shared-cache-key-for-tests"
-
-
-class CountingVerifier(PasswordVerifier):
-    """A real verifier that counts the Argon2 verifications it ran."""
-
-    def __init__(self, *args: object, **kw: object) -> None:
-        super().__init__(*args, **kw)  # type: ignore[arg-type]
-        self.runs = 0
-
-    async def verify(self, password_hash: str | None, password: str) -> bool:
-        self.runs += 1
-        return await super().verify(password_hash, password)
-
-
-class GatedVerifier(PasswordVerifier):
-    """A real verifier whose threads wait for :attr:`gate` before verifying: a pool held busy on purpose."""
-
-    def __init__(self, *args: object, **kw: object) -> None:
-        super().__init__(*args, **kw)  # type: ignore[arg-type]
-        self.gate = threading.Event()
-
-    def _run(self, password_hash: str | None, password: str, box: list[float]) -> bool:
-        self.gate.wait(30)
-        return super()._run(password_hash, password, box)
 
 
 async def test_argon2_at_product_cost_never_blocks_the_event_loop() -> None:

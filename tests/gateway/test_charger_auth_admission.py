@@ -15,8 +15,8 @@ from websockets.exceptions import InvalidStatus
 
 from cpo_gateway.server import Gateway
 from kernel.db.engine import Database
-from tests.core.test_password_checks import GatedVerifier
 from tests.gateway.conftest import Seed, basic, gateway_settings, open_client
+from tests.password_kit import GatedVerifier
 
 
 async def _refused(gw: Gateway, identity: str) -> InvalidStatus:

@@ -18,7 +18,7 @@ from kernel.timeutil import utcnow
 from portal import login
 from portal.component import PortalComponent
 from portal.login import LoginResult, Signer
-from tests.core.test_password_checks import CountingVerifier, GatedVerifier
+from tests.password_kit import CountingVerifier, GatedVerifier
 from tests.portal.helpers import login as form_login
 from tests.world.fleets import PASSWORD, add_fleet_with_manager, base_world
 
