@@ -6,8 +6,9 @@
   credits what is left of the CDR there: after an operator's partial credit, the rest; when an operator
   credited it all, nothing more (the credit CDR is linked to that note, a warning logged, never retried). One
   whose original is on no invoice yet gets nothing now: both are lines of the fleet's next monthly invoice.
-* A **priced CDR of a driver without a contract** (a token with no fleet: the app and card drivers of an
-  eMSP, or an ad-hoc driver at a CPO) gets its per-session invoice from the issuer of the party selling it
+* A **priced CDR of a driver without a contract** (a token with no fleet when the CDR was made, its recorded
+  ``cdrs.fleet_id``: :mod:`kernel.domain.cdr_holder`, so a token that joined a fleet later or left one does not
+  change it; the app and card drivers of an eMSP, or an ad-hoc driver at a CPO) gets its per-session invoice from the issuer of the party selling it
   (:func:`seller_issuer`): the issuer whose party is the token's eMSP (``cdr.emsp_id`` / ``token.emsp_id``),
   or the CPO's (``cdr.cpo_id``) for an ``AD_HOC_USER`` token or one of no eMSP. No such issuer (a roaming
   partner's driver: the partner bills them), no token, a fleet token, a CDR without priced lines or in another
@@ -46,6 +47,7 @@ from billing.store.issuing import (
     session_invoices,
 )
 from kernel.db.engine import Database
+from kernel.domain.cdr_holder import fleet_where, holder_of
 from kernel.models import BillingDocument, BillingDocumentCdr, Cdr, Location, Token
 from kernel.models.billing import BillingIssuer
 
@@ -104,7 +106,7 @@ async def invoice_cdr(db_session: AsyncSession, cdr: Cdr) -> BillingDocument:
     token = await db_session.get(Token, cdr.token_id) if cdr.token_id is not None else None
     if token is None:
         raise NotBilledNow(f"CDR {cdr.cdr_uid} has no token: no buyer to invoice")
-    if token.fleet_id is not None:
+    if holder_of(cdr, token).fleet_id is not None:
         raise NotBilledNow(f"CDR {cdr.cdr_uid} is a fleet's: it goes on the fleet's monthly invoice")
     issuer = await seller_issuer(db_session, cdr, token)
     if issuer is None:
@@ -190,7 +192,10 @@ async def catch_up(db: Database, now: datetime, limit: int = 2000) -> int:
                     or_(
                         and_(Cdr.is_credit.is_(True), _linked(Cdr.credit_of, INVOICE)),
                         and_(
-                            Cdr.is_credit.is_(False), Token.id.is_not(None), Token.fleet_id.is_(None), sells
+                            Cdr.is_credit.is_(False),
+                            Token.id.is_not(None),
+                            fleet_where(lambda fleet: fleet.is_(None)),
+                            sells,
                         ),
                     ),
                 )

@@ -7,7 +7,9 @@ Four steps with typed hand-offs, so each can be read (and tested) on its own:
 2. :func:`derive_periods` (pure): the meter values as a cumulative energy series, cut into charging periods at
    every price boundary of the tariff versions, as :class:`SessionPeriods`.
 3. :func:`price_periods` (pure): the pricing engine (:func:`tariffs.core.engine.price_session`).
-4. :func:`assemble_cdr` (pure, "now" passed in): the OCPI 2.2.1 CDR object and its row.
+4. :func:`assemble_cdr` (pure, "now" passed in): the OCPI 2.2.1 CDR object and its row, with whom it is
+   billed to recorded on it (:mod:`kernel.domain.cdr_holder`: the token's fleet, driver and vehicle now, or
+   for a correction of the same token its previous revision's, so a token moved since is not followed).
 
 :func:`build_cdr` runs the four; :mod:`tariffs.rating` decides when, and writes the row.
 """
@@ -24,6 +26,7 @@ from typing import Any
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kernel.domain.cdr_holder import Holder, holder_of, recorded_holder, token_holder
 from kernel.domain.cdr_token import cdr_token
 from kernel.meter_reading import CURRENT, ENERGY_REGISTER, POWER, MeterRow, cumulative_series
 from kernel.models import (
@@ -91,12 +94,19 @@ class SessionPeriods:
 
 
 async def build_cdr(
-    db_session: AsyncSession, charging_session: ChargingSession, *, now: datetime, revision: int = 0
+    db_session: AsyncSession,
+    charging_session: ChargingSession,
+    *,
+    now: datetime,
+    revision: int = 0,
+    previous: Cdr | None = None,
 ) -> tuple[Cdr, PricingResult]:
-    """Price ``charging_session`` and build its CDR row (not yet added to ``db_session``). The pure steps
-    (derive, price, assemble) run in a worker thread (``asyncio.to_thread``), so one heavy session never holds
-    the event loop the gateway shares (issue 15); :mod:`tariffs.rating` bounds their work before loading."""
+    """Price ``charging_session`` and build its CDR row (not yet added to ``db_session``); ``previous`` is the
+    revision a correction replaces (its holder is kept: :func:`holder_for`). The pure steps (derive, price,
+    assemble) run in a worker thread (``asyncio.to_thread``), so one heavy session never holds the event loop
+    the gateway shares (issue 15); :mod:`tariffs.rating` bounds their work before loading."""
     inputs = await load_inputs(db_session, charging_session)
+    holder = holder_for(inputs.token, previous)
     # the pure steps in a worker thread: the event loop (the chargers' websockets) keeps running meanwhile
     derived = await asyncio.to_thread(derive_periods, inputs)
     # T7: the reservation time of the session's reservation before its own periods (alone when it expired)
@@ -104,8 +114,17 @@ async def build_cdr(
         db_session, charging_session, derived.periods, derived.versions, derived.time_zone
     )
     result = await asyncio.to_thread(price_periods, replace(derived, periods=periods))
-    cdr = await asyncio.to_thread(assemble_cdr, inputs, result, revision=revision, now=now)
+    cdr = await asyncio.to_thread(assemble_cdr, inputs, result, revision=revision, now=now, holder=holder)
     return cdr, result
+
+
+def holder_for(token: Token | None, previous: Cdr | None) -> Holder:
+    """Whom the CDR is billed to: the fleet, driver and vehicle of its token now; for a correction of the same
+    token (``previous``, the revision it replaces), the ones ``previous`` is billed to, since the session
+    happened then (the token may have moved since); a correction that brings another token, that token's."""
+    if previous is not None and token is not None and previous.token_id == token.id:
+        return holder_of(previous, token)
+    return token_holder(token)
 
 
 # ---- 1. load
@@ -239,8 +258,11 @@ def price_periods(derived: SessionPeriods) -> PricingResult:
 # ---- 4. assemble
 
 
-def assemble_cdr(inputs: RatingInputs, result: PricingResult, *, revision: int, now: datetime) -> Cdr:
-    """The CDR row of revision ``revision``: the OCPI CDR object (``data``), the columns, the explanation."""
+def assemble_cdr(
+    inputs: RatingInputs, result: PricingResult, *, revision: int, now: datetime, holder: Holder | None = None
+) -> Cdr:
+    """The CDR row of revision ``revision``: the OCPI CDR object (``data``), the columns, the explanation;
+    billed to ``holder`` (default: the token's fleet, driver and vehicle now)."""
     charging_session, stored, token = inputs.charging_session, inputs.stored_versions, inputs.token
     uid = cdr_uid_for(charging_session.session_uid, revision, False)
     start = min([result.session_start, *(p.start for p in result.periods[:1])])
@@ -276,6 +298,7 @@ def assemble_cdr(inputs: RatingInputs, result: PricingResult, *, revision: int, 
         emsp_id=token.emsp_id if token else None,
         location_id=inputs.location.id,
         token_id=token.id if token else None,
+        **recorded_holder(holder if holder is not None else token_holder(token)),
         currency=result.currency,
         start_date_time=start,
         end_date_time=result.session_end,

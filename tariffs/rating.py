@@ -193,7 +193,9 @@ async def rate_session(
                 raise RatingError(too_much)  # marked failed with the reason, below
             current = await current_cdr(db_session, charging_session.id)
             revision = 0 if current is None else current.revision + 1
-            cdr, _result = await build_cdr(db_session, charging_session, now=now, revision=revision)
+            cdr, _result = await build_cdr(
+                db_session, charging_session, now=now, revision=revision, previous=current
+            )
             if current is not None and cdr_content(cdr) == cdr_content(current):
                 _mark_priced(charging_session, current)
                 return current, False
@@ -324,7 +326,8 @@ def _negate(value: Any) -> Any:
 
 
 def credit_for(original: Cdr, session_uid: str, *, now: datetime) -> Cdr:
-    """The credit CDR of ``original``: the same CDR with negated amounts, referencing it (pure)."""
+    """The credit CDR of ``original``: the same CDR with negated amounts, referencing it, billed to whom the
+    original is (its recorded fleet, driver and vehicle, or none recorded when it has none) (pure)."""
     credit_uid = cdr_uid_for(session_uid, original.revision, True)
     data = dict(original.data)
     for key in CREDITED_AMOUNTS:
@@ -343,6 +346,10 @@ def credit_for(original: Cdr, session_uid: str, *, now: datetime) -> Cdr:
         emsp_id=original.emsp_id,
         location_id=original.location_id,
         token_id=original.token_id,
+        fleet_id=original.fleet_id,
+        driver_name=original.driver_name,
+        vehicle=original.vehicle,
+        holder_recorded=bool(original.holder_recorded),
         currency=original.currency,
         start_date_time=original.start_date_time,
         end_date_time=original.end_date_time,
@@ -400,7 +407,9 @@ async def correct_cdr(db: Database, cdr_uid: str, hooks: Sequence[CdrHook]) -> t
         if charging_session is None:
             raise RatingError(f"CDR {cdr_uid} has no charging session")
         now = utcnow()
-        fresh, _ = await build_cdr(db_session, charging_session, now=now, revision=original.revision + 1)
+        fresh, _ = await build_cdr(
+            db_session, charging_session, now=now, revision=original.revision + 1, previous=original
+        )
         credit = await issue_correction(db_session, original, fresh, charging_session, now=now, hooks=hooks)
     metrics.cdrs_created("credit")
     metrics.cdrs_created("correction")

@@ -1,13 +1,15 @@
 """A fleet account's monthly invoice: every uninvoiced CDR of the fleet's tokens up to the month's end, once.
 
 :func:`issue_monthly_invoice` bills one account (a fleet with one issuer and currency) for one calendar month
-of the account's time zone: every CDR of every token of the fleet (``tokens.fleet_id``) in the account's
-currency whose session ended before the month's end and that is on no invoice yet (``billing_document_cdrs``
-kind ``invoice``). That is the month's CDRs, plus any that arrived after an earlier month was invoiced (a late
-CDR goes on the next monthly invoice). A credit CDR whose original is on no invoice yet is a negative line next
-to it; one whose original was invoiced gets a credit note instead (:mod:`billing.cdr_hook`). Lines are grouped by
-driver and vehicle (the token's ``driver_name`` and ``vehicle``, which the portal's assignment copies onto it),
-then the account's uninvoiced ``billing_charges`` follow as fee lines and are marked with the invoice's id (a
+of the account's time zone: every CDR billed to the fleet (the fleet its token was in when the CDR was made,
+``cdrs.fleet_id``: :mod:`kernel.domain.cdr_holder`; a token moved to another fleet since leaves its CDRs here)
+in the account's currency whose session ended before the month's end and that is on no invoice yet
+(``billing_document_cdrs`` kind ``invoice``). That is the month's CDRs, plus any that arrived after an earlier
+month was invoiced (a late CDR goes on the next monthly invoice). A credit CDR whose original is on no invoice
+yet is a negative line next to it; one whose original was invoiced gets a credit note instead
+(:mod:`billing.cdr_hook`). Lines are grouped by driver and vehicle (the CDR's ``driver_name`` and ``vehicle``:
+the token's when the CDR was made, which the portal's assignment copies onto it; the token's current ones for a
+CDR from before they were recorded), then the account's uninvoiced ``billing_charges`` follow as fee lines and are marked with the invoice's id (a
 fee outside the scope of VAT next to taxed lines on an invoice of its own: EN 16931's BR-O rules).
 
 One invoice per account and period (``source_key`` ``monthly:<account>:<period>``, UNIQUE per issuer and
@@ -42,6 +44,7 @@ from billing.store.codec import load_invoice
 from billing.store.issuers import from_row, get_issuer
 from billing.store.issuing import INVOICE, OUTSIDE_VAT, BillingError, _insert, _row
 from billing.store.numbers import Allocated, lock, take
+from kernel.domain.cdr_holder import fleet_where, holder_of
 from kernel.models import (
     BillingAccount,
     BillingCharge,
@@ -111,15 +114,16 @@ def _uninvoiced(cdr_id: Any) -> ColumnElement[bool]:
 async def _billable(
     db_session: AsyncSession, account: BillingAccount, end: datetime, limit: int | None = None
 ) -> list[tuple[Cdr, Token]]:
-    """The fleet's CDRs to put on the invoice: ended before ``end``, in the account's currency, on no invoice;
-    a credit CDR only while its original is on no invoice either (the first ``limit``)."""
+    """The fleet's CDRs to put on the invoice: billed to the fleet (:func:`kernel.domain.cdr_holder.fleet_where`:
+    the CDR's recorded fleet, else its token's), ended before ``end``, in the account's currency, on no
+    invoice; a credit CDR only while its original is on no invoice either (the first ``limit``)."""
     original = aliased(Cdr)
     statement = (
         select(Cdr, Token)
         .join(Token, Token.id == Cdr.token_id)
         .outerjoin(original, original.id == Cdr.credit_of)
         .where(
-            Token.fleet_id == account.fleet_id,
+            fleet_where(lambda fleet: fleet == account.fleet_id),
             Cdr.currency == account.currency,
             Cdr.end_date_time < end,
             _uninvoiced(Cdr.id),
@@ -131,9 +135,12 @@ async def _billable(
     return [(cdr, token) for cdr, token in (await db_session.execute(statement)).all()]
 
 
-def _group(token: Token) -> tuple[str, str]:
-    driver = token.driver_name or f"Card {token.visual_number or token.contract_id}"
-    return (driver, token.vehicle or "No vehicle")
+def _group(cdr: Cdr, token: Token) -> tuple[str, str]:
+    """The invoice group of ``cdr``: its driver and vehicle when it was made (:func:`holder_of`), the card's
+    number for a driver without a name."""
+    holder = holder_of(cdr, token)
+    driver = holder.driver_name or f"Card {token.visual_number or token.contract_id}"
+    return (driver, holder.vehicle or "No vehicle")
 
 
 async def _priced(db_session: AsyncSession, rows: list[tuple[Cdr, Token]]) -> list[PricedCdr]:
@@ -152,7 +159,7 @@ async def _priced(db_session: AsyncSession, rows: list[tuple[Cdr, Token]]) -> li
     for cdr, token in rows:
         original = by_id.get(cdr.credit_of) if cdr.is_credit and cdr.credit_of is not None else None
         priced = priced_cdr(cdr, original)
-        out.append(replace(priced, group=_group(token), location=names.get(cdr.location_id or 0) or ""))
+        out.append(replace(priced, group=_group(cdr, token), location=names.get(cdr.location_id or 0) or ""))
     return out
 
 

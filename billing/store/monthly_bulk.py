@@ -51,6 +51,7 @@ from billing.store.issuing import INVOICE, OUTSIDE_VAT
 from billing.store.monthly import month_bounds, source_key
 from billing.store.numbers import take
 from kernel.db.engine import Database
+from kernel.domain.cdr_holder import billed_driver, billed_fleet, billed_vehicle, fleet_where
 from kernel.models import BillingAccount, BillingCharge, BillingDocument, BillingDocumentCdr, Location, Token
 from kernel.models.billing import BillingIssuer, BillingNumberSeries
 from kernel.models.cdrs import Cdr
@@ -461,13 +462,15 @@ async def _lock_all(
 async def _counts(
     db_session: AsyncSession, accounts: list[tuple[int, int | None, str]], end: datetime
 ) -> dict[int, int]:
-    """About how many CDRs each account (id, fleet, currency) bills: its fleet's in its currency that ended
-    before ``end`` (invoiced or not; to size the batches)."""
+    """About how many CDRs each account (id, fleet, currency) bills: its fleet's (the CDR's billed fleet,
+    :mod:`kernel.domain.cdr_holder`) in its currency that ended before ``end`` (invoiced or not; to size the
+    batches)."""
+    fleet = billed_fleet()
     query = (
-        select(Token.fleet_id, Cdr.currency, func.count())
+        select(fleet, Cdr.currency, func.count())
         .join(Token, Token.id == Cdr.token_id)
-        .where(Token.fleet_id.is_not(None), Cdr.end_date_time < end)
-        .group_by(Token.fleet_id, Cdr.currency)
+        .where(fleet_where(lambda f: f.is_not(None)), Cdr.end_date_time < end)
+        .group_by(fleet, Cdr.currency)
     )
     by_owner = {(f, c): n for f, c, n in (await db_session.execute(query)).all()}
     return {a: by_owner.get((f, c), 0) for a, f, c in accounts}
@@ -534,17 +537,17 @@ async def _read(
             original.cdr_uid,
             original_lines,
             Location.name,
-            Token.fleet_id,
-            Token.driver_name,
+            billed_fleet(),  # the fleet, driver and vehicle of the CDR (kernel.domain.cdr_holder)
+            billed_driver(),
             Token.visual_number,
             Token.contract_id,
-            Token.vehicle,
+            billed_vehicle(),
         )
         .join(Token, Token.id == Cdr.token_id)
         .outerjoin(original, original.id == Cdr.credit_of)
         .outerjoin(Location, Location.id == Cdr.location_id)
         .where(
-            Token.fleet_id.in_(sorted({f for f, _ in by_owner})),
+            fleet_where(lambda fleet: fleet.in_(sorted({f for f, _ in by_owner}))),
             Cdr.currency.in_(sorted({c for _, c in by_owner})),
             Cdr.end_date_time < max_end,
             _uninvoiced(Cdr.id),

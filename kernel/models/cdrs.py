@@ -2,6 +2,13 @@
 
 Immutable: the ORM refuses updates and deletes (see :mod:`kernel.models.immutability`). A correction is a
 credit CDR (negated, ``credit_of`` the original) plus a new CDR with a higher ``revision``.
+
+Who is billed for it is recorded on it when it is made, not read from the token later: ``fleet_id``,
+``driver_name`` and ``vehicle`` are the token's at that time (the session's; a credit CDR and a correction of
+the same token copy their original's), with ``holder_recorded`` true. A token moved to another fleet, or given
+another driver, so changes nothing about the CDRs it had (billing's fleet invoices and per-session invoices,
+the portal's fleet views select and group by these columns). Rows made before these columns existed have
+``holder_recorded`` false: their token's current values stand in (:mod:`kernel.domain.cdr_holder`).
 """
 
 from __future__ import annotations
@@ -9,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, func
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kernel.db.base import Base
@@ -31,6 +38,15 @@ class Cdr(Base):
     emsp_id: Mapped[int | None] = mapped_column(ForeignKey("parties.id"), default=None, index=True)
     location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"), default=None, index=True)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("tokens.id"), default=None, index=True)
+    fleet_id: Mapped[int | None] = mapped_column(ForeignKey("fleets.id"), default=None, index=True)
+    """The token's fleet when the CDR was made (None: no fleet then; read only when ``holder_recorded``)."""
+    driver_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    """The token's driver when the CDR was made."""
+    vehicle: Mapped[str | None] = mapped_column(String(100), default=None)
+    """The token's vehicle when the CDR was made."""
+    holder_recorded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    """``fleet_id``, ``driver_name`` and ``vehicle`` were recorded when the CDR was made; false on rows from
+    before they were, whose token's current values stand in for them."""
     currency: Mapped[str] = mapped_column(String(3))
     start_date_time: Mapped[datetime] = mapped_column(UTCDateTime())
     end_date_time: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 00:38:53.781397
+Create Date: 2026-12-02 01:43:47.242539
 """
 
 from collections.abc import Sequence
@@ -1281,6 +1281,10 @@ def upgrade() -> None:
         sa.Column("emsp_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("location_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("token_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("fleet_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("driver_name", sa.String(length=200), nullable=True),
+        sa.Column("vehicle", sa.String(length=100), nullable=True),
+        sa.Column("holder_recorded", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("start_date_time", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("end_date_time", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
@@ -1310,6 +1314,7 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(["credit_of"], ["cdrs.id"], name=op.f("fk_cdrs_credit_of_cdrs")),
         sa.ForeignKeyConstraint(["emsp_id"], ["parties.id"], name=op.f("fk_cdrs_emsp_id_parties")),
+        sa.ForeignKeyConstraint(["fleet_id"], ["fleets.id"], name=op.f("fk_cdrs_fleet_id_fleets")),
         sa.ForeignKeyConstraint(
             ["location_id"], ["locations.id"], name=op.f("fk_cdrs_location_id_locations")
         ),
@@ -1329,6 +1334,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_cdrs_created_at"), ["created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_cdrs_emsp_id"), ["emsp_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_cdrs_end_date_time"), ["end_date_time"], unique=False)
+        batch_op.create_index(batch_op.f("ix_cdrs_fleet_id"), ["fleet_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_cdrs_last_updated"), ["last_updated"], unique=False)
         batch_op.create_index(batch_op.f("ix_cdrs_location_id"), ["location_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_cdrs_session_id"), ["session_id"], unique=False)
@@ -1561,6 +1567,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_cdrs_session_id"))
         batch_op.drop_index(batch_op.f("ix_cdrs_location_id"))
         batch_op.drop_index(batch_op.f("ix_cdrs_last_updated"))
+        batch_op.drop_index(batch_op.f("ix_cdrs_fleet_id"))
         batch_op.drop_index(batch_op.f("ix_cdrs_end_date_time"))
         batch_op.drop_index(batch_op.f("ix_cdrs_emsp_id"))
         batch_op.drop_index(batch_op.f("ix_cdrs_created_at"))
