@@ -28,7 +28,9 @@ Texts (ids, quantities and unit prices as ``str(Decimal)``, instants as ``isofor
 
 from __future__ import annotations
 
+import itertools
 import json
+import multiprocessing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -565,6 +567,40 @@ def render(prepared: Prepared, invoices: range | None = None) -> Iterator[BulkIn
         stop = min(max(stop, start + 1), invoices.stop)
         yield from _render(prepared, range(start, stop))
         start = stop
+
+
+_FORKED: Prepared | None = None
+"""What :func:`render_forked`'s processes render (inherited at the fork, never pickled)."""
+FORK_LINES = 100_000
+"""Below this many lines :func:`render_forked` renders in the calling process (a fork costs more)."""
+
+
+def _render_part(invoices: range) -> list[BulkInvoice]:
+    assert _FORKED is not None
+    return list(render(_FORKED, invoices))
+
+
+def render_forked(prepared: Prepared, processes: int = 2) -> list[BulkInvoice]:
+    """Every invoice of ``prepared`` as :func:`render` makes them, in head order, rendered by ``processes``
+    forked processes (POSIX ``fork``: the processes inherit ``prepared`` and only compute; the documents come
+    back pickled); in this process when there is one, or too few lines to gain from it. DocumentError as
+    :func:`render` raises it."""
+    global _FORKED
+    n = len(prepared.heads)
+    if processes <= 1 or n < 2 or int(prepared.bounds[-1]) < FORK_LINES:
+        return list(render(prepared))
+    # parts of about equal lines, a few per process so that an uneven part does not leave one idle
+    wanted = min(n, 4 * processes)
+    cuts = np.searchsorted(prepared.bounds, np.linspace(0, int(prepared.bounds[-1]), wanted + 1)[1:-1])
+    edges = sorted({0, n, *(int(c) for c in cuts if 0 < c < n)})
+    parts = [range(a, b) for a, b in itertools.pairwise(edges)]
+    _FORKED = prepared
+    try:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            done = pool.map(_render_part, parts, chunksize=1)
+    finally:
+        _FORKED = None
+    return [doc for part in done for doc in part]
 
 
 def _render(p: Prepared, invoices: range) -> Iterator[BulkInvoice]:
