@@ -8,15 +8,18 @@ in OCPI; energy is taken exactly as stored (6 decimals of kWh).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from kernel.db.engine import Database
 from kernel.models import Cdr, Location, Party, SettlementRejection, SettlementRun
 
 UNKNOWN_EMSP = "UNKNOWN"
@@ -113,12 +116,27 @@ def _component(data: dict[str, Any], name: str, side: str) -> Decimal:
     return Decimal(str(value)) if value is not None else Decimal(0)
 
 
-async def cdr_table(
-    db_session: AsyncSession, *, until: datetime | None = None, created_before: datetime | None = None
-) -> pd.DataFrame:
-    """Every CDR (optionally ended before ``until``, created before ``created_before``) as the Decimal table
-    :func:`settlement.core.cdrs.prepare_cdrs` reads, plus ``row_id`` (the CDR's row, for storing its
-    rejection). Amounts come from the stored OCPI CDR, exactly."""
+CDR_COLUMNS = (
+    "row_id",
+    "cdr_id",
+    "cpo",
+    "emsp",
+    "location_id",
+    "country",
+    "currency",
+    "end_date_time",
+    "created_at",
+    "total_energy",
+    "total_cost_excl_vat",
+    "total_cost_incl_vat",
+    "is_credit",
+    "credit_of",
+    *[f"total_{c}_cost_{s}_vat" for c in ("energy", "time", "parking", "fixed") for s in ("excl", "incl")],
+)
+"""The columns of :func:`cdr_table` and of :func:`cdr_chunks`' tables."""
+
+
+def _query(until: datetime | None, created_before: datetime | None) -> Any:
     cpo, emsp = aliased(Party), aliased(Party)
     query = (
         select(Cdr, cpo, emsp, Location)
@@ -131,60 +149,101 @@ async def cdr_table(
         query = query.where(Cdr.end_date_time < until)
     if created_before is not None:
         query = query.where(Cdr.created_at < created_before)
-    rows = (await db_session.execute(query)).all()
+    return query
+
+
+def _record(
+    cdr: Cdr, cpo_row: Party, emsp_row: Party | None, loc: Location | None, uid_of: dict[int, str]
+) -> dict[str, Any]:
+    data = cdr.data or {}
+    record: dict[str, Any] = {
+        "row_id": cdr.id,
+        "cdr_id": cdr.cdr_uid,
+        "cpo": party_label(cpo_row),
+        "emsp": party_label(emsp_row),
+        "location_id": loc.ocpi_id if loc else "",
+        "country": loc.country if loc else "",
+        "currency": cdr.currency,
+        "end_date_time": cdr.end_date_time,
+        "created_at": cdr.created_at,
+        "total_energy": cdr.total_energy_kwh,
+        "total_cost_excl_vat": cdr.total_cost_excl_vat,
+        "total_cost_incl_vat": cdr.total_cost_incl_vat
+        if cdr.total_cost_incl_vat is not None
+        else cdr.total_cost_excl_vat,
+        "is_credit": cdr.is_credit,
+        "credit_of": uid_of.get(cdr.credit_of) if cdr.credit_of else None,
+    }
+    for component, field in (
+        ("energy", "total_energy_cost"),
+        ("time", "total_time_cost"),
+        ("parking", "total_parking_cost"),
+        ("fixed", "total_fixed_cost"),
+    ):
+        record[f"total_{component}_cost_excl_vat"] = _component(data, field, "excl_vat")
+        record[f"total_{component}_cost_incl_vat"] = _component(data, field, "incl_vat")
+    return record
+
+
+async def cdr_table(
+    db_session: AsyncSession, *, until: datetime | None = None, created_before: datetime | None = None
+) -> pd.DataFrame:
+    """Every CDR (optionally ended before ``until``, created before ``created_before``) as the Decimal table
+    :func:`settlement.core.cdrs.prepare_cdrs` reads, plus ``row_id`` (the CDR's row, for storing its
+    rejection). Amounts come from the stored OCPI CDR, exactly."""
+    rows = (await db_session.execute(_query(until, created_before))).all()
     uid_of = {c.id: c.cdr_uid for c, *_ in rows}
-    records = []
-    for cdr, cpo_row, emsp_row, loc in rows:
-        data = cdr.data or {}
-        record: dict[str, Any] = {
-            "row_id": cdr.id,
-            "cdr_id": cdr.cdr_uid,
-            "cpo": party_label(cpo_row),
-            "emsp": party_label(emsp_row),
-            "location_id": loc.ocpi_id if loc else "",
-            "country": loc.country if loc else "",
-            "currency": cdr.currency,
-            "end_date_time": cdr.end_date_time,
-            "created_at": cdr.created_at,
-            "total_energy": cdr.total_energy_kwh,
-            "total_cost_excl_vat": cdr.total_cost_excl_vat,
-            "total_cost_incl_vat": cdr.total_cost_incl_vat
-            if cdr.total_cost_incl_vat is not None
-            else cdr.total_cost_excl_vat,
-            "is_credit": cdr.is_credit,
-            "credit_of": uid_of.get(cdr.credit_of) if cdr.credit_of else None,
-        }
-        for component, field in (
-            ("energy", "total_energy_cost"),
-            ("time", "total_time_cost"),
-            ("parking", "total_parking_cost"),
-            ("fixed", "total_fixed_cost"),
-        ):
-            record[f"total_{component}_cost_excl_vat"] = _component(data, field, "excl_vat")
-            record[f"total_{component}_cost_incl_vat"] = _component(data, field, "incl_vat")
-        records.append(record)
-    columns = [
-        "row_id",
-        "cdr_id",
-        "cpo",
-        "emsp",
-        "location_id",
-        "country",
-        "currency",
-        "end_date_time",
-        "created_at",
-        "total_energy",
-        "total_cost_excl_vat",
-        "total_cost_incl_vat",
-        "is_credit",
-        "credit_of",
-        *[
-            f"total_{c}_cost_{s}_vat"
-            for c in ("energy", "time", "parking", "fixed")
-            for s in ("excl", "incl")
-        ],
-    ]
-    return pd.DataFrame.from_records(records, columns=columns)
+    records = [_record(c, cpo, emsp, loc, uid_of) for c, cpo, emsp, loc in rows]
+    return pd.DataFrame.from_records(records, columns=list(CDR_COLUMNS))
+
+
+@dataclass(frozen=True)
+class CdrChunk:
+    """One chunk of :func:`cdr_chunks`: ``table`` holds the chunk's ``own`` CDRs (in row order) followed by
+    context rows — the originals of its credit CDRs that are in other chunks (same filters) — so that a credit
+    finds its original's settlement period (:func:`settlement.core.run.settle_chunk`'s ``own_rows``)."""
+
+    table: pd.DataFrame
+    own: int
+
+
+async def cdr_chunks(
+    db: Database,
+    *,
+    until: datetime | None = None,
+    created_before: datetime | None = None,
+    chunk_rows: int = 50_000,
+) -> AsyncIterator[CdrChunk]:
+    """:func:`cdr_table` in chunks of at most ``chunk_rows`` CDRs by row id (keyset pages, a short session each,
+    up to the highest row id when it starts), so only one chunk's rows are in memory. Empty: no chunk."""
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be at least 1")
+    async with db.session() as db_session:
+        top = await db_session.scalar(select(func.max(Cdr.id)))
+    if top is None:
+        return
+    after = 0
+    while after < top:
+        async with db.session() as db_session:
+            query = _query(until, created_before).where(Cdr.id > after, Cdr.id <= top).limit(chunk_rows)
+            rows = (await db_session.execute(query)).all()
+            if not rows:
+                return
+            uid_of = {c.id: c.cdr_uid for c, *_ in rows}
+            wanted = {c.credit_of for c, *_ in rows if c.credit_of and c.credit_of not in uid_of}
+            context = (
+                (
+                    await db_session.execute(_query(until, created_before).where(Cdr.id.in_(sorted(wanted))))
+                ).all()
+                if wanted
+                else []
+            )
+            uid_of.update({c.id: c.cdr_uid for c, *_ in context})
+            records = [_record(c, cpo, emsp, loc, uid_of) for c, cpo, emsp, loc in [*rows, *context]]
+            after = rows[-1][0].id
+        yield CdrChunk(pd.DataFrame.from_records(records, columns=list(CDR_COLUMNS)), len(rows))
+        if len(rows) < chunk_rows:
+            return
 
 
 async def parties_by_label(db_session: AsyncSession) -> dict[str, int]:

@@ -61,10 +61,10 @@ def concat_results(results: Iterable[SplitResult]) -> tuple[pd.DataFrame, pd.Dat
         rejected.append(result.rejected)
     if not lines:
         raise ValueError("no chunks")
-    return _concat(lines), _concat(rejected)
+    return concat_frames(lines), concat_frames(rejected)
 
 
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+def concat_frames(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if len(frames) == 1:
         return frames[0]
     out = pd.concat(frames, ignore_index=True)

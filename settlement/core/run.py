@@ -23,7 +23,7 @@ original's terms wherever it settles.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -33,6 +33,7 @@ import pandas as pd
 from .accounting_periods import ensure_open, parse_period, with_carried, with_credit_terms
 from .agreements import AgreementBook
 from .canonical_exports import content_hash
+from .chunked import concat_frames
 from .minor import format_minor
 from .netting import bilateral, multilateral
 from .split import PickBasis, split
@@ -79,7 +80,7 @@ class RunResult:
     rejected: pd.DataFrame
     transfers: pd.DataFrame
     summary: RunSummary
-    all_lines: pd.DataFrame = field(repr=False)  # every CDR's lines, whatever period it settles in
+    all_lines: pd.DataFrame | None = field(default=None, repr=False)  # every CDR's lines (None: in chunks)
 
 
 def settle(
@@ -98,6 +99,48 @@ def settle(
     """Settle ``period``: lines of every CDR whose settlement period it is (see
     :mod:`settlement.core.accounting_periods`). ``splitter`` splits every CDR (the answer does not depend on
     which one). ``carried``: the closing runs' rejections (``cdr_id``, ``period``), see the module docstring."""
+    part = settle_chunk(
+        cdrs, book, period, closes, replay=replay, pick_basis=pick_basis, splitter=splitter, carried=carried
+    )
+    result = finish(period, [part], netting=netting, clearing_party=clearing_party)
+    return RunResult(
+        period=result.period,
+        lines=result.lines,
+        rejected=result.rejected,
+        transfers=result.transfers,
+        summary=result.summary,
+        all_lines=part.all_lines,
+    )
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """One chunk of a period's CDRs settled: its lines and rejections in the period, and how many CDRs it had.
+    ``all_lines`` (every period's lines of the chunk) is dropped by :func:`finish`."""
+
+    lines: pd.DataFrame
+    rejected: pd.DataFrame
+    considered: int
+    all_lines: pd.DataFrame = field(repr=False)
+
+
+def settle_chunk(
+    cdrs: pd.DataFrame,
+    book: AgreementBook,
+    period: str,
+    closes: Mapping[str, datetime] | None = None,
+    *,
+    own_rows: int | None = None,
+    replay: bool = False,
+    pick_basis: PickBasis = "end_date_time",
+    splitter: Splitter = split_with_pandas,
+    carried: pd.DataFrame | None = None,
+) -> ChunkResult:
+    """Settle one chunk of a period's CDRs (the split is per CDR once the cross-row facts are on the rows).
+
+    ``own_rows``: only the first ``own_rows`` rows are the chunk's; the rows after them are context — the
+    originals of the chunk's credit CDRs that are in other chunks — read for the credits' ``terms_month`` and
+    not split. :func:`finish` of the chunks' results, in order, is :func:`settle` of their concatenation."""
     key = parse_period(period).key
     closes = dict(closes or {})
     if not replay:
@@ -105,23 +148,47 @@ def settle(
     if carried is not None:
         cdrs = with_carried(cdrs, carried, key, closes)
     cdrs = with_credit_terms(cdrs, closes)
+    if own_rows is not None and own_rows < len(cdrs):
+        cdrs = cdrs.iloc[:own_rows].reset_index(drop=True)
     all_lines, all_rejected = splitter(cdrs, book, closes, pick_basis)
     in_period = all_lines["settlement_period"].astype(str) == key
     lines = all_lines[in_period].reset_index(drop=True)
-    settle_of_rejected = all_rejected["settlement_period"].astype(str)
-    rejected = all_rejected[settle_of_rejected == key].reset_index(drop=True)
+    rejected = all_rejected[all_rejected["settlement_period"].astype(str) == key].reset_index(drop=True)
+    return ChunkResult(lines=lines, rejected=rejected, considered=len(cdrs), all_lines=all_lines)
+
+
+def finish(
+    period: str,
+    chunks: Iterable[ChunkResult],
+    *,
+    netting: Literal["bilateral", "multilateral", "clearing"] = "bilateral",
+    clearing_party: str = "HUB",
+) -> RunResult:
+    """The run of ``period`` from its chunks' results in CDR order: their lines and rejections concatenated
+    (as one split of all the CDRs gives them), netted, summarised. ``all_lines`` is not kept (``None``)."""
+    key = parse_period(period).key
+    lines_parts, rejected_parts, considered = [], [], 0
+    for chunk in chunks:
+        lines_parts.append(chunk.lines)
+        rejected_parts.append(chunk.rejected)
+        considered += chunk.considered
+    if not lines_parts:
+        raise ValueError("no chunks")
+    lines, rejected = concat_frames(lines_parts), concat_frames(rejected_parts)
     if netting == "bilateral":
         transfers = bilateral(lines)
     else:
         transfers = multilateral(lines, clearing_party if netting == "clearing" else None)
-    summary = summarize(key, cdrs, lines, rejected)
-    return RunResult(
-        period=key, lines=lines, rejected=rejected, transfers=transfers, summary=summary, all_lines=all_lines
-    )
+    summary = _summary(key, considered, lines, rejected)
+    return RunResult(period=key, lines=lines, rejected=rejected, transfers=transfers, summary=summary)
 
 
 def summarize(period: str, cdrs: pd.DataFrame, lines: pd.DataFrame, rejected: pd.DataFrame) -> RunSummary:
     """Counts, totals per currency and kind (decimal strings), agreements used, content hash."""
+    return _summary(period, len(cdrs), lines, rejected)
+
+
+def _summary(period: str, considered: int, lines: pd.DataFrame, rejected: pd.DataFrame) -> RunSummary:
     totals: dict[str, dict[str, dict[str, str]]] = {}
     if len(lines):
         grouped = (
@@ -142,7 +209,7 @@ def summarize(period: str, cdrs: pd.DataFrame, lines: pd.DataFrame, rejected: pd
     reasons = rejected["reason"].value_counts().sort_index()
     return RunSummary(
         period=period,
-        cdrs_considered=len(cdrs),
+        cdrs_considered=considered,
         cdrs_settled=int(cdr_ids.nunique()),
         adjustments=int(lines.loc[lines["is_adjustment"], "cdr_id"].nunique()) if len(lines) else 0,
         cdrs_rejected=len(rejected),
