@@ -422,12 +422,18 @@ async def update_fleet(
 
 
 async def remove_fleet(db_session: AsyncSession, fleet: Fleet) -> int:
-    """Remove a fleet without tokens, with its manager logins and portal data; returns how many managers went."""
+    """Remove a fleet without tokens and CDRs billed to it, with its manager logins and portal data; returns how
+    many managers went."""
     tokens = await _count(db_session, Token.fleet_id, fleet.id)
     if tokens:
         raise ProvisioningError(
             f"fleet {fleet.name!r} has {_plural(tokens, 'token')}: move them to another fleet or out of it first "
             "(`evhub tokens update UID --fleet NAME` or `--no-fleet`)"
+        )
+    cdrs = await _count(db_session, Cdr.fleet_id, fleet.id)  # billed to it: kept for ever, like the CDRs
+    if cdrs:
+        raise ProvisioningError(
+            f"fleet {fleet.name!r} has {_plural(cdrs, 'CDR')} billed to it, which are kept for ever: it stays"
         )
     managers = await _count(db_session, FleetManager.fleet_id, fleet.id)
     await db_session.execute(delete(FleetManager).where(FleetManager.fleet_id == fleet.id))

@@ -33,6 +33,7 @@ from billing.core.aging import BUCKETS, AgingRow, Receivable, aging
 from billing.store.accounts import DRIVER, FLEET, PARTY
 from billing.store.codec import load_invoice
 from billing.store.issuing import INVOICE
+from kernel.domain.cdr_holder import billed_fleet
 from kernel.models import (
     BillingAccount,
     BillingDocument,
@@ -465,7 +466,7 @@ async def _uninvoiced_cdrs(
         select(BillingAccount.issuer_id)
         .where(
             BillingAccount.kind == FLEET,
-            BillingAccount.fleet_id == Token.fleet_id,
+            BillingAccount.fleet_id == billed_fleet(),  # the CDR's fleet (kernel.domain.cdr_holder)
             BillingAccount.currency == Cdr.currency,
             BillingAccount.issuer_id.in_(list(issuers)),
         )
