@@ -165,3 +165,40 @@ async def test_a_closed_period_replays_in_chunks_and_late_cdrs_and_credits_settl
     again = await run_period(db, "2026-10", out_dir=tmp_path / "again", chunk_rows=3)
     assert again.reproduced  # (it reads the two CDRs after the close too, late for October)
     assert again.result.summary.content_hash == closing.result.summary.content_hash
+
+
+USD_FEE = {
+    "kind": "hub_fee",
+    "agreement_id": "hub-fee-usd",
+    "version": 1,
+    "valid_from": "2026-11-01",
+    "hub": "NL*HUB",
+    "currency": "USD",
+    "percentage": "0.05",
+    "fixed_per_session": "0.10",
+    "vat_rates": {"NLD": "0.21"},
+}
+
+
+async def test_a_credit_whose_original_is_in_another_chunk_takes_the_original_terms(
+    db: Database, tmp_path: Path
+) -> None:
+    """The original (rejected in October, carried, settled in November once a USD hub fee exists) and its
+    credit (after November closed; the fee changed from December) are in different chunks: the credit still
+    learns its original's settlement period, so it mirrors it with the November terms, as in one table."""
+    await _setup(db)
+    await run_period(db, "2026-10", close=True, chunk_rows=2)
+    async with db.session() as s:
+        await add_agreements(s, [USD_FEE])
+    november = await run_period(db, "2026-11", close=True, chunk_rows=1)
+    assert "NO-AGREEMENT" in set(november.result.lines["cdr_id"].astype(str))
+    async with db.session() as s:
+        await add_agreements(s, [dict(USD_FEE, version=2, valid_from="2026-12-01", percentage="0.20")])
+    await _credit(db, "NO-AGREEMENT")
+    whole = await run_period(db, "2026-12", out_dir=tmp_path / "whole", chunk_rows=WHOLE)
+    fee = whole.result.lines[whole.result.lines["kind"] == "hub_fee"]
+    assert list(fee["cdr_id"].astype(str)) == ["NO-AGREEMENT-CR"]
+    assert list(fee["agreement_version"]) == [1]
+    chunked = await run_period(db, "2026-12", out_dir=tmp_path / "c1", chunk_rows=1)
+    _same_files(whole, chunked)
+    assert await _stored(db, chunked.run_id) == await _stored(db, whole.run_id)
