@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kernel import metrics
 from kernel.db.engine import Database
+from kernel.domain.cdr_holder import holder_of
 from kernel.energy import format_kwh
 from kernel.models import EVSE, Cdr, ChargingSession, Location, MeterValue, OutboxMessage, Token
 from kernel.models.portal import Receipt, ReceiptStatus
@@ -226,13 +227,14 @@ async def build_view(db_session: AsyncSession, cdr: Cdr, token: Token) -> Receip
     if not tariffs:
         tariffs = [str(t) for t in (cdr.tariff_versions or [])]
     signed = _signed_data(cdr, sess, samples)
+    holder = holder_of(cdr, token)  # the driver and vehicle when the CDR was made, not the token's now
     fmt = "%Y-%m-%d %H:%M:%S %Z"
     return ReceiptView(
         cdr_uid=cdr.cdr_uid,
         corrected=cdr.revision > 0,
-        driver=token.driver_name or "",
+        driver=holder.driver_name or "",
         token_uid=token.visual_number or token.uid,
-        vehicle=token.vehicle or "",
+        vehicle=holder.vehicle or "",
         location_name=(loc.name or loc.address) if loc is not None else "",
         location_address=f"{loc.address}, {loc.postal_code or ''} {loc.city}".replace("  ", " ")
         if loc

@@ -1,7 +1,10 @@
 """The fleet's charging sessions: filtering, pagination, CSV export and each session's price breakdown.
 
-Every query here is scoped to one fleet through ``tokens.fleet_id``: a session belongs to a fleet when the
-token that started it does. Costs come from the session's CDRs and are summed exactly in Python (a credit CDR
+Every query here is scoped to one fleet: a session belongs to the fleet its current CDR is billed to (the fleet
+its token was in when the CDR was made, ``cdrs.fleet_id``: :mod:`kernel.domain.cdr_holder`), and while it has
+no CDR (open, not priced yet; or a CDR from before the fleet was recorded) to its token's fleet. So a token moved
+to another fleet leaves its sessions with the fleet they were billed to: the new fleet does not see them. The
+driver and vehicle shown and filtered on are the CDR's in the same way. Costs come from the session's CDRs and are summed exactly in Python (a credit CDR
 is negated, so original + credit + re-billed = the re-billed price); energy from the latest CDR, or from the
 session while it is not priced yet.
 """
@@ -16,9 +19,11 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, exists, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from kernel.domain.cdr_holder import billed_driver, billed_vehicle, fleet_where, holder_of, token_holder
 from kernel.energy import format_kwh
 from kernel.models import EVSE, Cdr, ChargingSession, Location, SessionStatus, Token
 from kernel.money import round_amount
@@ -104,13 +109,24 @@ class SessionRow:
 def _base_query(
     fleet_id: int, flt: SessionFilter, time_zone: str
 ) -> Select[ChargingSession, Token, Location, EVSE]:
-    """The fleet's sessions matching ``flt``, each with its token, location and EVSE (the last two may be None)."""
+    """The fleet's sessions matching ``flt``, each with its token, location and EVSE (the last two may be None):
+    those whose current CDR (:func:`latest_cdr`, outer-joined) is billed to the fleet, or, without one that
+    recorded it, whose token is the fleet's (:func:`kernel.domain.cdr_holder.fleet_where`)."""
+    current = aliased(Cdr, name="current_cdr")
+    later = aliased(Cdr, name="later_cdr")
+    newest = ~exists().where(
+        later.session_id == current.session_id, later.is_credit.is_(False), later.revision > current.revision
+    )
     q = (
         select(ChargingSession, Token, Location, EVSE)
         .join(Token, Token.id == ChargingSession.token_id)
+        .outerjoin(
+            current,
+            and_(current.session_id == ChargingSession.id, current.is_credit.is_(False), newest),
+        )
         .outerjoin(Location, Location.id == ChargingSession.location_id)
         .outerjoin(EVSE, EVSE.id == ChargingSession.evse_pk)
-        .where(Token.fleet_id == fleet_id)
+        .where(fleet_where(lambda fleet: fleet == fleet_id, current, Token))
     )
     if flt.date_from:
         q = q.where(ChargingSession.start_time >= local_midnight_utc(flt.date_from, time_zone))
@@ -118,9 +134,9 @@ def _base_query(
         end = local_midnight_utc(flt.date_to + timedelta(days=1), time_zone)
         q = q.where(ChargingSession.start_time < end)
     if flt.driver:
-        q = q.where(Token.driver_name == flt.driver)
+        q = q.where(billed_driver(current, Token) == flt.driver)
     if flt.vehicle:
-        q = q.where(Token.vehicle == flt.vehicle)
+        q = q.where(billed_vehicle(current, Token) == flt.vehicle)
     if flt.location_id:
         q = q.where(ChargingSession.location_id == flt.location_id)
     if flt.status:
@@ -183,6 +199,7 @@ def _row(
         if all(c.total_cost_incl_vat is not None for c in cdrs):
             incl = sum((c.total_cost_incl_vat or Decimal(0) for c in cdrs), Decimal(0))
     energy = current.total_energy_kwh if current is not None else (sess.energy_wh or Decimal(0)) / KWH
+    holder = holder_of(current, tok) if current is not None else token_holder(tok)
     return SessionRow(
         id=sess.id,
         session_uid=sess.session_uid,
@@ -193,8 +210,8 @@ def _row(
         location_id=loc.id if loc is not None else None,
         location=(loc.name or loc.address) if loc is not None else "",
         evse=(evse.evse_id or evse.uid) if evse is not None else "",
-        driver=tok.driver_name or "",
-        vehicle=tok.vehicle or "",
+        driver=holder.driver_name or "",
+        vehicle=holder.vehicle or "",
         token_uid=tok.uid,
         energy_kwh=energy,
         currency=currency,
@@ -286,29 +303,26 @@ async def session_detail(
 
 
 async def fleet_filter_choices(db_session: AsyncSession, fleet_id: int) -> dict[str, list[Any]]:
-    """Drivers, vehicles and locations that appear in the fleet's sessions (for the filter form)."""
-    drivers = (
-        await db_session.execute(
-            select(Token.driver_name)
-            .where(Token.fleet_id == fleet_id, Token.driver_name.is_not(None))
-            .distinct()
-            .order_by(Token.driver_name)
-        )
-    ).scalars()
-    vehicles = (
-        await db_session.execute(
-            select(Token.vehicle)
-            .where(Token.fleet_id == fleet_id, Token.vehicle.is_not(None))
-            .distinct()
-            .order_by(Token.vehicle)
-        )
-    ).scalars()
+    """Drivers, vehicles and locations for the filter form: the drivers and vehicles of the fleet's tokens and
+    those its CDRs were billed to (a token moved away leaves its old driver here, not in the new fleet's), the
+    locations of the fleet's sessions (:func:`_base_query`'s)."""
+
+    def names(token_column: Any, cdr_column: Any) -> Any:
+        both = union(
+            select(token_column.label("name")).where(Token.fleet_id == fleet_id, token_column.is_not(None)),
+            select(cdr_column.label("name")).where(
+                Cdr.holder_recorded.is_(True), Cdr.fleet_id == fleet_id, cdr_column.is_not(None)
+            ),
+        ).subquery()
+        return select(both.c.name).order_by(both.c.name)
+
+    drivers = (await db_session.execute(names(Token.driver_name, Cdr.driver_name))).scalars()
+    vehicles = (await db_session.execute(names(Token.vehicle, Cdr.vehicle))).scalars()
     locations = (
         await db_session.execute(
-            select(Location.id, Location.name, Location.address)
-            .join(ChargingSession, ChargingSession.location_id == Location.id)
-            .join(Token, Token.id == ChargingSession.token_id)
-            .where(Token.fleet_id == fleet_id)
+            _base_query(fleet_id, SessionFilter(), "UTC")
+            .with_only_columns(Location.id, Location.name, Location.address)
+            .where(Location.id.is_not(None))
             .distinct()
             .order_by(Location.id)
         )

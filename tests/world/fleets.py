@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from kernel.db.engine import Database
+from kernel.domain.cdr_holder import recorded_holder, token_holder
 from kernel.models import (
     EVSE,
     Cdr,
@@ -183,12 +184,14 @@ async def add_session(
         expl = explanation(energy, Decimal(price), Decimal(flat))
         excl = sum((Decimal(ln["amount_excl_vat"]) for ln in expl["lines"]), Decimal(0))
         incl = sum((Decimal(ln["amount_incl_vat"]) for ln in expl["lines"]), Decimal(0))
+        token = await s.get(Token, world.tokens[token_uid])
         cdr = Cdr(
             cdr_uid=f"CDR-{sess.id}-{uuid.uuid4().hex[:8]}",
             session_id=sess.id,
             cpo_id=world.cpo_id,
             location_id=world.location_id,
             token_id=world.tokens[token_uid],
+            **recorded_holder(token_holder(token)),  # whom it is billed to, as pricing records it
             currency="EUR",
             start_date_time=start,
             end_date_time=end,
