@@ -9,7 +9,9 @@ benchmark's generator with fleets, tokens, 100 issuers, EUR and JPY, credit CDRs
 German fleets, an exempt issuer), written into ``sessions`` and ``cdrs`` with COPY as the rating stage would
 have stored them (explanation lines of the engine's shape; a credit CDR credits its fleet's latest CDR). Timed: the job, from nothing issued to every fleet's invoice of October 2026 issued. Checked,
 never timed: one invoice per fleet account with CDRs, every CDR on exactly one invoice, each invoice's total
-excl. VAT equal to its CDRs' to the cent, and every issuer's numbers 1..n without a gap.
+excl. VAT equal to its CDRs' to the cent, and every issuer's numbers 1..n without a gap. The baseline of the same
+run: before the job, ``EVHUB_BENCH_BASELINE_ACCOUNTS`` accounts (default 20, spread over all) are issued one by
+one through the per-account path, and both are reported per CDR.
 
 The loader (:func:`seed_world`, :func:`load_cdrs`) is also what ``tests/billing/test_billing_monthly_bulk.py``
 seeds its databases with (SQLite: batched inserts instead of COPY).
@@ -42,7 +44,7 @@ from billing.core import bulk
 from billing.core.documents import Identity
 from billing.core.issuers import Issuer
 from billing.core.lines import Dimension
-from billing.monthly_job import run_monthly_job
+from billing.monthly_job import issue_monthly_invoice, run_monthly_job
 from billing.store.codec import to_json
 from kernel import jsonutil
 from kernel.clock import pinned
@@ -466,6 +468,12 @@ async def _run(n: int, url: str) -> None:
             await conn.execute(text("ANALYZE"))
         hub = Hub(settings=load_settings(database_url=url, _env_file=None), db=db, node_name="bench")
         with pinned(datetime(2026, 11, 1, 6, 0, tzinfo=UTC)):
+            base_seconds, base_cdrs, base_docs = await _baseline(db, BASELINE_ACCOUNTS)
+            if base_docs:
+                print(
+                    f"  baseline, the per-account path (issue_monthly_invoice) on {base_docs} accounts: "
+                    f"{base_cdrs:,} CDRs in {base_seconds:.1f} s ({base_seconds / base_cdrs * 1e6:.1f} µs per CDR)"
+                )
             profile = cProfile.Profile() if os.environ.get("EVHUB_BENCH_PROFILE") else None
             t1 = time.perf_counter()
             if profile is not None:
@@ -475,15 +483,43 @@ async def _run(n: int, url: str) -> None:
             if profile is not None:
                 profile.disable()
                 pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+        in_job = loaded - base_cdrs
         print(
-            f"  run_monthly_job: {issued:,} invoices in {seconds:.1f} s ({seconds / loaded * 1e6:.1f} µs per CDR)"
+            f"  run_monthly_job: {issued:,} invoices of {in_job:,} CDRs in {seconds:.1f} s "
+            f"({seconds / in_job * 1e6:.1f} µs per CDR)"
         )
+        if base_docs:
+            print(f"  per-account / bulk, per CDR: {base_seconds / base_cdrs / (seconds / in_job):.1f}x")
         figures = await check(db)
         assert figures["links"] == loaded, f"{figures['links']:,} CDRs invoiced of {loaded:,}"
-        assert figures["documents"] == issued
+        assert figures["documents"] == issued + base_docs
         print(f"  checked: every CDR on one invoice, totals to the cent, numbers gap-free ({figures})")
     finally:
         await db.dispose()
+
+
+BASELINE_ACCOUNTS = int(os.environ.get("EVHUB_BENCH_BASELINE_ACCOUNTS", "20"))
+"""Accounts issued one by one through the per-account path before the job (the baseline of the same run)."""
+
+
+async def _baseline(db: Database, accounts: int) -> tuple[float, int, int]:
+    """Issue October's invoice of ``accounts`` accounts spread over all of them through the per-account path
+    (:func:`billing.monthly_job.issue_monthly_invoice`, a transaction each, as the job does for those the bulk
+    path leaves): the seconds, the CDRs on those invoices and their number."""
+    if accounts <= 0:
+        return 0.0, 0, 0
+    async with db.session() as s:
+        ids = list((await s.scalars(select(BillingAccount.id).order_by(BillingAccount.id))).all())
+    sample = ids[:: max(1, len(ids) // accounts)][:accounts]
+    t0 = time.perf_counter()
+    docs = 0
+    for account_id in sample:
+        async with db.session() as s:
+            docs += int(await issue_monthly_invoice(s, account_id, "2026-10") is not None)
+    seconds = time.perf_counter() - t0
+    async with db.session() as s:
+        cdrs = int(await s.scalar(select(func.count()).select_from(BillingDocumentCdr)) or 0)
+    return seconds, cdrs, docs
 
 
 async def check(db: Database) -> dict[str, int]:
