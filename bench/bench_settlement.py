@@ -408,14 +408,19 @@ def write_parquet(n: int, directory: Path) -> float:
     return round(time.perf_counter() - t0, 2)
 
 
-def main_parquet(n: int, directory: Path) -> dict:
-    """Bounded memory: generate to parquet, settle it row group by row group in this process (positions),
-    then DuckDB's split of the same files; peak RSS after each step."""
+def main_parquet(n: int, directory: Path, reuse: bool = False) -> dict:
+    """Bounded memory: generate to parquet (``reuse``: the files already there), settle it row group by row
+    group in this process (positions) without and with the reader thread, then DuckDB's split of the same
+    files; peak RSS after each step."""
     threads = os.cpu_count() or 1
     figures: dict = {"mode": "parquet", "cdrs": n, "cores": threads}
-    figures["generate_s"] = write_parquet(n, directory)
+    figures["generate_s"] = 0.0 if reuse and any(directory.glob("*.parquet")) else write_parquet(n, directory)
     figures["peak_rss_gb_after_generate"] = peak_rss_gb()
     book = make_book()
+    t0 = time.perf_counter()
+    serial = positions_from_parquet(directory, book, closes=CLOSES, prefetch=False).table()
+    figures["chunked_no_prefetch_s"] = round(time.perf_counter() - t0, 2)
+    figures["peak_rss_gb_after_no_prefetch"] = peak_rss_gb()
     t0 = time.perf_counter()
     positions = positions_from_parquet(directory, book, closes=CLOSES)
     table = positions.table()
@@ -423,12 +428,16 @@ def main_parquet(n: int, directory: Path) -> dict:
     figures["lines"], figures["rejected"] = positions.lines, positions.cdrs_rejected
     assert (table.groupby(["settlement_period", "currency"])["gross_minor"].sum() == 0).all()
     figures["peak_rss_gb_after_chunked"] = peak_rss_gb()
+    assert serial.equals(table), "the reader thread changed the positions"
     print(f"chunked split + positions from parquet: {figures}", flush=True)
     t0 = time.perf_counter()
     sql = duckdb_split(directory, book, threads)
     figures["duckdb_split_s"] = round(time.perf_counter() - t0, 2)
     figures["duckdb_accepted"] = int(sql["accepted"].sum())
     figures["ratio_chunked_to_duckdb"] = round(figures["chunked_settle_s"] / figures["duckdb_split_s"], 2)
+    figures["ratio_no_prefetch_to_duckdb"] = round(
+        figures["chunked_no_prefetch_s"] / figures["duckdb_split_s"], 2
+    )
     figures["peak_rss_gb_after_duckdb"] = peak_rss_gb()
     table.to_parquet(directory.parent / "positions-one-process.parquet", index=False)
     print(figures, flush=True)
@@ -486,10 +495,11 @@ if __name__ == "__main__":
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-limit", default="1.5GiB", help="per Dask worker")
+    parser.add_argument("--reuse", action="store_true", help="parquet: settle the files already in --dir")
     args = parser.parse_args()
     if args.mode == "memory":
         main(args.n)
     elif args.mode == "parquet":
-        main_parquet(args.n or 10_000_000, args.dir / "cdrs")
+        main_parquet(args.n or 10_000_000, args.dir / "cdrs", reuse=args.reuse)
     else:
         main_dask(args.dir / "cdrs", args.dir / "out", args.workers, args.memory_limit)

@@ -20,6 +20,7 @@ Dask and distributed are the ``evhub[dask]`` extra, imported when this engine ru
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -54,12 +55,37 @@ def cdr_files(directory: Path) -> list[Path]:
     return files
 
 
-def parquet_chunks(directory: Path) -> Iterator[pd.DataFrame]:
-    """The CDRs of every row group of every file, in order, one row group at a time."""
+def _row_groups(directory: Path) -> Iterator[tuple[Path, int]]:
     for path in cdr_files(directory):
         with pq.ParquetFile(path) as file:
-            for group in range(file.num_row_groups):
-                yield file.read_row_group(group).to_pandas()
+            groups = file.num_row_groups
+        for group in range(groups):
+            yield path, group
+
+
+def _read_group(path: Path, group: int) -> pd.DataFrame:
+    with pq.ParquetFile(path) as file:
+        return file.read_row_group(group).to_pandas()
+
+
+def parquet_chunks(directory: Path, *, prefetch: bool = True) -> Iterator[pd.DataFrame]:
+    """The CDRs of every row group of every file, in order, one row group at a time. ``prefetch``: the next
+    row group is read and converted on a reader thread while the caller splits this one (pyarrow decodes
+    without the GIL), so reading overlaps splitting; two row groups are in memory at most."""
+    groups = _row_groups(directory)
+    if not prefetch:
+        for path, group in groups:
+            yield _read_group(path, group)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="parquet-read") as reader:
+        pending: Future[pd.DataFrame] | None = None
+        for path, group in groups:
+            following = reader.submit(_read_group, path, group)
+            if pending is not None:
+                yield pending.result()
+            pending = following
+        if pending is not None:
+            yield pending.result()
 
 
 def positions_from_parquet(
@@ -68,10 +94,13 @@ def positions_from_parquet(
     *,
     closes: Mapping[str, datetime] | None = None,
     pick_basis: PickBasis = "end_date_time",
+    prefetch: bool = True,
 ) -> Positions:
-    """Per-party positions of every CDR in ``directory``, split one row group at a time in this process."""
+    """Per-party positions of every CDR in ``directory``, split one row group at a time in this process
+    (the next one read meanwhile unless ``prefetch`` is false: :func:`parquet_chunks`)."""
     positions = Positions()
-    for result in split_chunks(parquet_chunks(directory), book, closes=closes, pick_basis=pick_basis):
+    chunks = parquet_chunks(directory, prefetch=prefetch)
+    for result in split_chunks(chunks, book, closes=closes, pick_basis=pick_basis):
         positions.add(result)
     return positions
 
