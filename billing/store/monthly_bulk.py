@@ -230,12 +230,23 @@ async def issue_period(
             log.exception("monthly invoices %s: a batch of %d accounts failed; one by one", period, len(part))
             count, left = 0, part
         issued += count
+        if count and db.dialect == "postgresql" and len(parts) > 1:
+            await _analyze_links(db)
         for account_id in left:
             try:
                 issued += int(await per_account(account_id, period))
             except Exception:
                 log.exception("could not issue the %s invoice of billing account %s", period, account_id)
     return issued
+
+
+async def _analyze_links(db: Database) -> None:
+    """Refresh the planner's statistics of ``billing_document_cdrs`` after a batch wrote its links: the next
+    batch's reads test each CDR against it (not invoiced yet), and statistics from before the run (an empty
+    table) made PostgreSQL scan it once per CDR."""
+    async with db.engine.connect() as connection:
+        await connection.execute(text(f"ANALYZE {BillingDocumentCdr.__tablename__}"))
+        await connection.commit()
 
 
 async def _issue_batch(
