@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?= -n auto --dist loadgroup --durations=15
 ARGS ?=
 
-.PHONY: demo test lint bench serve clean install
+.PHONY: demo test lint bench faults serve clean install
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { echo "error: evhub needs Python >= 3.11 (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -41,6 +41,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The fault suite (docs/faults.md): its own PostgreSQL cluster, evhub serve, 200 chargers, two partners, an SMTP
+# sink, loopback only; kill -9, partner faults, PostgreSQL and SMTP outages. Minutes; exits 1 on anything lost.
+# make faults ARGS="--chargers 50 --kills 1"
+faults: $(STAMP)
+	timeout 1800 $(BIN)/python -m faults $(ARGS)
 
 serve: $(STAMP)
 	$(BIN)/evhub serve

@@ -1,0 +1,50 @@
+"""``python -m faults [--short] [--chargers N] [--kills K] [--json FILE]``: run the fault suite (docs/faults.md).
+
+Exits 1 when anything was lost or duplicated, or partner B's p95 moved beyond the plan's factor."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from faults.run import long_plan, run, short_plan
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m faults", description=__doc__)
+    parser.add_argument(
+        "--short", action="store_true", help="seconds, few chargers (the test suite's version)"
+    )
+    parser.add_argument("--chargers", type=int, default=None, help="simulated chargers (long default 200)")
+    parser.add_argument("--kills", type=int, default=None, help="kill -9 rounds (long default 3)")
+    parser.add_argument(
+        "--strict-ocpi", action="store_true", help="count a CDR a partner accepted twice as duplicated"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the figures to this file")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep the cluster, logs here (default: temp)"
+    )
+    args = parser.parse_args(argv)
+    plan = short_plan() if args.short else long_plan()
+    if args.chargers is not None:
+        plan.chargers = args.chargers
+    if args.kills is not None:
+        plan.kills = args.kills
+    plan.strict_ocpi = args.strict_ocpi
+    signal.signal(signal.SIGTERM, _interrupt)  # `timeout` in the Makefile: still stop the hub and the cluster
+    figures = asyncio.run(run(plan, args.workdir))
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
+    return 1 if figures["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
