@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import exists, func, insert, literal_column, or_, select, text, true
+from sqlalchemy import BigInteger, bindparam, exists, func, insert, literal_column, or_, select, text, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -565,11 +565,11 @@ async def _read(
     """The billable CDRs of the batch's accounts as columns (``invoice`` is the account id), and the accounts
     that have a line outside the scope of VAT.
 
-    Two streamed queries under the same conditions: the CDRs (one row each), then, on PostgreSQL, their
-    explanation's lines as columns (one row per line: ``jsonb_array_elements`` ``WITH ORDINALITY``, a credit
-    CDR's being its original's); on SQLite the lines come from the CDR's explanation in Python. The CDRs'
-    query is authoritative: lines of a CDR it did not return (one that came in between) are left out, and a
-    CDR without lines is refused (DocumentError: the batch goes account by account). The lines' texts are
+    Two streamed queries: the CDRs (one row each), then, on PostgreSQL, the explanation's lines of exactly
+    those CDRs (their ids as one array, joined by primary key) as columns, one row per line
+    (``jsonb_array_elements`` ``WITH ORDINALITY``, a credit CDR's being its original's); on SQLite the lines
+    come from the CDR's explanation in Python. A CDR without lines is refused (DocumentError: the batch goes
+    account by account). The lines' texts are
     turned into amounts and codes once per distinct text (pandas.factorize), not per line."""
     pg = dialect == "postgresql"
     original = aliased(Cdr, name="orig")
@@ -672,15 +672,21 @@ async def _read(
             .lateral("e")
         )
         fields = ("kind", "dimension", "quantity", "unit_price", "vat", "amount_excl_vat")
+        # the lines of exactly the CDRs read (by primary key), not the selection again
+        wanted = (
+            func.unnest(bindparam("ids", columns.db_ids, type_=postgresql.ARRAY(BigInteger)))
+            .table_valued("id")
+            .render_derived()
+            .alias("wanted")
+        )
         lines_statement = (
             select(
                 Cdr.id, elements.c.n, *(elements.c.value.op("->>")(literal_column(f"'{f}'")) for f in fields)
             )
-            .select_from(Cdr)
-            .join(Token, Token.id == Cdr.token_id)
+            .select_from(wanted)
+            .join(Cdr, Cdr.id == wanted.c.id)
             .outerjoin(original, original.id == Cdr.credit_of)
             .join(elements, true())
-            .where(*where)
             .execution_options(yield_per=PARTITION)
         )
         rows: list[Any] = []
