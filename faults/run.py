@@ -146,6 +146,7 @@ async def run(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
     cluster = PgCluster()  # its own temporary folder (readable by the server's user when we are root)
     cluster.create()
     tl.note(f"PostgreSQL 15 cluster of its own on 127.0.0.1:{cluster.port} ({cluster.folder})")
+    tl.note(f"work folder {work} (evhub.log: the hub's log; kept)")
     sink = MailSink()
     await sink.start()
     a, b = Partner("Partner A", "DE", "PAA"), Partner("Partner B", "DE", "PBB")
