@@ -9,8 +9,10 @@ as duplicated only when ``strict``; e-mail has no such key, so a second copy is 
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +38,7 @@ class Stored:
     ]  # (identity, session start, cdr uid, token uid, created)
     outbox: Counter[str] = field(default_factory=Counter)  # "channel/status" -> rows
     parked: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # ordering key + payload of each row still queued
 
 
 @dataclass
@@ -97,14 +100,30 @@ async def load(db: Database) -> Stored:
         ).all()
         cdrs = [(r[0], _aware(r[1]), r[2], r[3] or "", _aware(r[4]).timestamp()) for r in cdr_rows]
         outbox: Counter[str] = Counter()
-        parked = []
-        for channel, status, reason in (
-            await s.execute(select(OutboxMessage.channel, OutboxMessage.status, OutboxMessage.parked_reason))
+        parked, pending = [], []
+        for channel, status, reason, key, payload in (
+            await s.execute(
+                select(
+                    OutboxMessage.channel,
+                    OutboxMessage.status,
+                    OutboxMessage.parked_reason,
+                    OutboxMessage.ordering_key,
+                    OutboxMessage.payload,
+                )
+            )
         ).all():
             outbox[f"{channel}/{status}"] += 1
             if reason:
                 parked.append(f"{channel}: {reason}")
-    return Stored(sessions, readings, count, cdrs, outbox, parked)
+            if status == "pending":
+                pending.append(f"{key} {json.dumps(payload, default=str)}")
+    return Stored(sessions, readings, count, cdrs, outbox, parked, pending)
+
+
+def queued(ids: Iterable[str], pending: list[str]) -> set[str]:
+    """The ids that still wait in the outbox (named by a pending row's ordering key or payload)."""
+    text = "\n".join(pending)
+    return {i for i in ids if i in text}
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -159,16 +178,21 @@ def destination_line(
     received: dict[str, list[float]],
     *,
     strict: bool,
+    waiting: set[str] | None = None,
     note: str = "",
 ) -> Line:
-    """``due``: object id -> when it was created (the CDR's created_at); ``received``: id -> arrival times."""
+    """``due``: object id -> when it was created (the CDR's created_at); ``received``: id -> arrival times;
+    ``waiting``: ids not received that still wait in the hub's outbox (late, not lost: shown in the note)."""
+    late = {k for k in due if k not in received and k in (waiting or set())}
+    if late:
+        note = f"{len(late)} still queued in the outbox (backoff) when the drain ended; {note}".rstrip("; ")
     resent = sum(len(v) - 1 for k, v in received.items() if k in due and len(v) > 1)
     latencies = [min(received[k]) - t for k, t in due.items() if k in received]
     return Line(
         what,
         len(due),
         sum(1 for k in due if k in received),
-        sum(1 for k in due if k not in received),
+        sum(1 for k in due if k not in received and k not in late),
         (resent if strict else 0) + sum(1 for k in received if k not in due),
         resent,
         _pct(latencies, 50),

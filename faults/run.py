@@ -277,17 +277,13 @@ def _figures(plan: Plan, tl: Timeline, chargers: list[CountingCharger], stored: 
     ledgers = {c.spec.identity: c.ledger for c in chargers}
     lines = count.charger_lines(ledgers, stored)
     due_a, due_b, due_mail = _due(stored, "A"), _due(stored, "B"), _mail_due(stored)
-    lines.append(
-        count.destination_line(
-            "OCPI CDRs to partner A (faulty)", due_a, a.accepted(), strict=plan.strict_ocpi
-        )
-    )
-    lines.append(
-        count.destination_line(
-            "OCPI CDRs to partner B (healthy)", due_b, b.accepted(), strict=plan.strict_ocpi
-        )
-    )
-    lines.append(count.destination_line("receipt e-mails", due_mail, sink.received, strict=True))
+    waiting = count.queued([*due_a, *due_b, *due_mail], stored.pending)
+    for what, due, got, strict in (
+        ("OCPI CDRs to partner A (faulty)", due_a, a.accepted(), plan.strict_ocpi),
+        ("OCPI CDRs to partner B (healthy)", due_b, b.accepted(), plan.strict_ocpi),
+        ("receipt e-mails", due_mail, sink.received, True),
+    ):
+        lines.append(count.destination_line(what, due, got, strict=strict, waiting=waiting))
     base = [x for s, e in tl.windows.get("baseline", []) for x in count.latencies(due_b, b.accepted(), s, e)]
     during = [
         x for s, e in tl.windows.get("partner_fault", []) for x in count.latencies(due_b, b.accepted(), s, e)
