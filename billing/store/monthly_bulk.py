@@ -37,8 +37,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from sqlalchemy import BigInteger, bindparam, exists, func, insert, literal_column, or_, select, text, true
+from sqlalchemy import String, exists, func, insert, literal_column, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -78,6 +77,17 @@ _EMPTY: tuple[Any, ...] = (None, False, "", 0, [], {})
 OnIssue = Callable[[AsyncSession, BillingDocument], Awaitable[None]]
 PerAccount = Callable[[int, str], Awaitable[bool]]
 """Issue one account's invoice of a period in a transaction of its own (True: one was issued)."""
+
+
+def _pg_lines(table: str) -> Any:
+    """The explanation's lines of ``table``'s row as compact JSON text: [kind, dimension, quantity, unit price,
+    VAT, amount excl. VAT] each, as texts (PostgreSQL)."""
+    return literal_column(
+        "(SELECT jsonb_agg(jsonb_build_array(l->>'kind', l->>'dimension', l->>'quantity', l->>'unit_price', "
+        f"l->>'vat', l->>'amount_excl_vat') ORDER BY n) FROM jsonb_array_elements({table}.explanation->'lines') "
+        "WITH ORDINALITY AS e(l, n))::text",
+        String,
+    )
 
 
 def _sqlite_lines(explanation: Any) -> list[list[Any]] | None:
@@ -563,90 +573,115 @@ async def _read(
     db_session: AsyncSession, dialect: str, by_owner: dict[tuple[int, str], _Account]
 ) -> tuple[_Columns, set[int]]:
     """The billable CDRs of the batch's accounts as columns (``invoice`` is the account id), and the accounts
-    that have a line outside the scope of VAT.
-
-    Two streamed queries: the CDRs (one row each), then, on PostgreSQL, the explanation's lines of exactly
-    those CDRs (their ids as one array, joined by primary key) as columns, one row per line
-    (``jsonb_array_elements`` ``WITH ORDINALITY``, a credit CDR's being its original's); on SQLite the lines
-    come from the CDR's explanation in Python. A CDR without lines is refused (DocumentError: the batch goes
-    account by account). The lines' texts are
-    turned into amounts and codes once per distinct text (pandas.factorize), not per line."""
+    that have a line outside the scope of VAT."""
     pg = dialect == "postgresql"
     original = aliased(Cdr, name="orig")
+    lines = _pg_lines("cdrs") if pg else Cdr.explanation
+    original_lines = _pg_lines("orig") if pg else original.explanation
     max_end = max(a.end for a in by_owner.values())
-    where = (
-        fleet_where(lambda fleet: fleet.in_(sorted({f for f, _ in by_owner}))),
-        Cdr.currency.in_(sorted({c for _, c in by_owner})),
-        Cdr.end_date_time < max_end,
-        _uninvoiced(Cdr.id),
-        or_(Cdr.is_credit.is_(False), _uninvoiced(original.id)),
-    )
-    explanations = () if pg else (Cdr.explanation, original.explanation)
     statement = (
         select(
             Cdr.id,
             Cdr.cdr_uid,
             Cdr.is_credit,
+            Cdr.credit_of,
             Cdr.currency,
             Cdr.start_date_time,
             Cdr.end_date_time,
             Cdr.total_cost_excl_vat,
+            lines,
             Cdr.data["session_id"].as_string(),
             Cdr.data["signed_data"],
             original.cdr_uid,
+            original_lines,
             Location.name,
             billed_fleet(),  # the fleet, driver and vehicle of the CDR (kernel.domain.cdr_holder)
             billed_driver(),
             Token.visual_number,
             Token.contract_id,
             billed_vehicle(),
-            *explanations,
         )
         .join(Token, Token.id == Cdr.token_id)
         .outerjoin(original, original.id == Cdr.credit_of)
         .outerjoin(Location, Location.id == Cdr.location_id)
-        .where(*where)
+        .where(
+            fleet_where(lambda fleet: fleet.in_(sorted({f for f, _ in by_owner}))),
+            Cdr.currency.in_(sorted({c for _, c in by_owner})),
+            Cdr.end_date_time < max_end,
+            _uninvoiced(Cdr.id),
+            or_(Cdr.is_credit.is_(False), _uninvoiced(original.id)),
+        )
         .execution_options(yield_per=PARTITION)
     )
     columns = _Columns()
+    outside: set[int] = set()
+    texts = _Texts()
     groups: dict[tuple[Any, ...], tuple[str, str]] = {}
-    account_of: dict[tuple[Any, str], _Account | None] = {}
-    sqlite_lines: list[tuple[Any, ...]] = []
     result = await db_session.stream(statement)
     async for chunk in result.partitions(PARTITION):
         for (
             pk,
             uid,
             is_credit,
+            _credit_of,
             currency,
             start,
             end,
             total_excl,
+            own,
             session_ref,
             signed,
             original_uid,
-            *rest,
+            theirs,
+            location,
+            fleet_id,
+            driver,
+            visual,
+            contract,
+            vehicle,
         ) in chunk:
-            location, fleet_id, driver, visual, contract, vehicle, *own_theirs = rest
-            key = (fleet_id, currency)
-            if key in account_of:
-                account = account_of[key]
-            else:
-                account = account_of[key] = by_owner.get(key)
+            account = by_owner.get((fleet_id, currency))
             if account is None or end >= account.end:
                 continue
             if is_credit and original_uid is None:
                 raise DocumentError(f"credit CDR {uid} needs the CDR it credits")
-            if not pg:
-                lines = _sqlite_lines(own_theirs[1] if is_credit else own_theirs[0]) or []
-                sqlite_lines.extend(
-                    (pk, n, *(v if v is None or isinstance(v, str) else str(v) for v in line))
-                    for n, line in enumerate(lines)
+            source = theirs if is_credit else own
+            parsed = (json.loads(source) if source else None) if pg else _sqlite_lines(source)
+            if not parsed:
+                raise DocumentError(f"CDR {uid} has no priced lines to invoice")
+            row = len(columns.invoice)
+            sign = -1 if is_credit else 1
+            priced = 0
+            for kind, dimension, quantity, unit_price, vat, amount in parsed:
+                adjustment = kind != "component"
+                if adjustment:
+                    dim = _ADJ
+                else:
+                    found = _DIMS.get(dimension)
+                    if found is None:
+                        raise DocumentError(f"an explanation line of dimension {dimension!r}")
+                    dim = found
+                    priced += 1
+                qty = texts.dec(quantity) if quantity is not None and quantity != "" else Decimal(0)
+                net = sign * texts.dec(amount)
+                rate = None if vat is None else texts.dec(vat)
+                if rate is None and not adjustment:
+                    outside.add(account.id)
+                columns.comp_cdr.append(row)
+                columns.comp_dim.append(dim)
+                columns.comp_qty.append(str(qty if qty else Decimal(0)))
+                columns.comp_up.append(
+                    None if adjustment or unit_price is None else str(texts.dec(unit_price))
                 )
-            group_key = (driver, visual, contract, vehicle)
-            group = groups.get(group_key)
+                columns.comp_net.append(_minor(net, currency))
+                columns.comp_vat.append(rate)
+                columns.comp_text.append(str(net))
+            if not priced:
+                outside.add(account.id)
+            key = (driver, visual, contract, vehicle)
+            group = groups.get(key)
             if group is None:
-                group = groups[group_key] = (driver or f"Card {visual or contract}", vehicle or "No vehicle")
+                group = groups[key] = (driver or f"Card {visual or contract}", vehicle or "No vehicle")
             columns.invoice.append(account.id)
             columns.cdr_id.append(uid)
             columns.session_ref.append(session_ref)
@@ -660,126 +695,4 @@ async def _read(
             columns.total.append(_minor(total_excl, currency))
             columns.credit.append(bool(is_credit))
             columns.db_ids.append(pk)
-    if pg:
-        elements = (
-            func.jsonb_array_elements(
-                literal_column(
-                    "(CASE WHEN cdrs.is_credit THEN orig.explanation ELSE cdrs.explanation END)"
-                ).op("->")(literal_column("'lines'"))
-            )
-            .table_valued("value", with_ordinality="n")
-            .render_derived()
-            .lateral("e")
-        )
-        fields = ("kind", "dimension", "quantity", "unit_price", "vat", "amount_excl_vat")
-        # the lines of exactly the CDRs read (by primary key), not the selection again
-        wanted = (
-            func.unnest(bindparam("ids", columns.db_ids, type_=postgresql.ARRAY(BigInteger)))
-            .table_valued("id")
-            .render_derived()
-            .alias("wanted")
-        )
-        lines_statement = (
-            select(
-                Cdr.id, elements.c.n, *(elements.c.value.op("->>")(literal_column(f"'{f}'")) for f in fields)
-            )
-            .select_from(wanted)
-            .join(Cdr, Cdr.id == wanted.c.id)
-            .outerjoin(original, original.id == Cdr.credit_of)
-            .join(elements, true())
-            .execution_options(yield_per=PARTITION)
-        )
-        rows: list[Any] = []
-        result = await db_session.stream(lines_statement)
-        async for chunk in result.partitions(PARTITION):
-            rows.extend(chunk)
-    else:
-        rows = sqlite_lines
-    outside = _components(columns, rows)
     return columns, outside
-
-
-def _components(columns: _Columns, rows: Sequence[Any]) -> set[int]:
-    """Fill ``columns``' component columns from ``rows`` (CDR id, position, kind, dimension, quantity, unit
-    price, VAT, amount; texts), in each CDR's order (a credit CDR's negated); the accounts with a line outside
-    the scope of VAT (or a CDR without a priced component)."""
-    n_cdrs = len(columns.db_ids)
-    frame = pd.DataFrame(
-        list(rows), columns=["pk", "n", "kind", "dim", "qty", "up", "vat", "amount"], dtype=object
-    )
-    row = pd.Index(np.array(columns.db_ids, dtype=np.int64)).get_indexer(frame["pk"].to_numpy(dtype=np.int64))
-    keep = row >= 0
-    frame = frame[keep]
-    row = row[keep]
-    order = np.lexsort((frame["n"].to_numpy(dtype=np.int64), row))
-    frame = frame.iloc[order]
-    row = row[order]
-    present = np.zeros(n_cdrs, dtype=bool)
-    present[row] = True
-    if not present.all():
-        raise DocumentError(
-            f"CDR {columns.cdr_id[int(np.flatnonzero(~present)[0])]} has no priced lines to invoice"
-        )
-    texts = _Texts()
-    adjustment = (frame["kind"] != "component").to_numpy()
-
-    def coded(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
-        codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=False)
-        return codes, [None if v is None or (isinstance(v, float) and v != v) else v for v in uniques]
-
-    # dimension
-    d_codes, d_values = coded(frame["dim"])
-    dim_of = []
-    for value in d_values:
-        dim_of.append(_DIMS.get(value, -1) if isinstance(value, str) else -1)
-    dim = np.array(dim_of, dtype=np.int64)[d_codes]
-    unknown = (dim < 0) & ~adjustment
-    if unknown.any():
-        raise DocumentError(
-            f"an explanation line of dimension {frame['dim'].iloc[int(np.flatnonzero(unknown)[0])]!r}"
-        )
-    dim[adjustment] = _ADJ
-    # quantity: str(Decimal), 0 for none
-    q_codes, q_values = coded(frame["qty"])
-    q_text = []
-    for value in q_values:
-        qty = texts.dec(value) if value is not None and value != "" else Decimal(0)
-        q_text.append(str(qty if qty else Decimal(0)))
-    # unit price: None on an adjustment
-    u_codes, u_values = coded(frame["up"])
-    u_text = np.array([None if v is None else str(texts.dec(v)) for v in u_values], dtype=object)[u_codes]
-    u_text[adjustment] = None
-    # VAT rate: None is no VAT applicable
-    v_codes, v_values = coded(frame["vat"])
-    v_rate = [None if v is None else texts.dec(v) for v in v_values]
-    no_vat = np.array([v is None for v in v_values], dtype=bool)[v_codes]
-    # net: the amount, negated on a credit CDR, in the CDR's currency's minor units
-    credit = np.array(columns.credit, dtype=bool)[row]
-    currency_codes, currencies = pd.factorize(np.array(columns.currency, dtype=object)[row])
-    a_codes, a_values = coded(frame["amount"])
-    combined = (a_codes.astype(np.int64) * 2 + credit) * max(len(currencies), 1) + currency_codes
-    c_codes, c_values = pd.factorize(combined)
-    net_minor, net_text = [], []
-    for key in c_values.tolist():
-        cur = currencies[key % len(currencies)]
-        amount_code, is_credit = divmod(key // len(currencies), 2)
-        amount = a_values[amount_code]
-        if amount is None:
-            raise DocumentError("an explanation line without an amount")
-        net = (-1 if is_credit else 1) * texts.dec(amount)
-        net_minor.append(_minor(net, cur))
-        net_text.append(str(net))
-    outside_rows = np.zeros(n_cdrs, dtype=bool)
-    np.logical_or.at(outside_rows, row, no_vat & ~adjustment)
-    priced = np.zeros(n_cdrs, dtype=bool)
-    np.logical_or.at(priced, row, ~adjustment)
-    invoices = np.array(columns.invoice, dtype=np.int64)
-    outside = {int(a) for a in np.unique(invoices[outside_rows | ~priced])}
-    columns.comp_cdr = row.tolist()
-    columns.comp_dim = dim.tolist()
-    columns.comp_qty = np.array(q_text, dtype=object)[q_codes].tolist()
-    columns.comp_up = u_text.tolist()
-    columns.comp_net = np.array(net_minor, dtype=np.int64)[c_codes].tolist()
-    columns.comp_vat = [v_rate[c] for c in v_codes.tolist()]
-    columns.comp_text = np.array(net_text, dtype=object)[c_codes].tolist()
-    return outside
