@@ -44,7 +44,7 @@ from billing.store.codec import load_invoice
 from billing.store.issuers import from_row, get_issuer
 from billing.store.issuing import INVOICE, OUTSIDE_VAT, BillingError, _insert, _row
 from billing.store.numbers import Allocated, lock, take
-from kernel.domain.cdr_holder import fleet_where, holder_of
+from kernel.domain.cdr_holder import billed_to_fleets, holder_of
 from kernel.models import (
     BillingAccount,
     BillingCharge,
@@ -114,16 +114,18 @@ def _uninvoiced(cdr_id: Any) -> ColumnElement[bool]:
 async def _billable(
     db_session: AsyncSession, account: BillingAccount, end: datetime, limit: int | None = None
 ) -> list[tuple[Cdr, Token]]:
-    """The fleet's CDRs to put on the invoice: billed to the fleet (:func:`kernel.domain.cdr_holder.fleet_where`:
+    """The fleet's CDRs to put on the invoice: billed to the fleet (:func:`kernel.domain.cdr_holder.billed_to_fleets`:
     the CDR's recorded fleet, else its token's), ended before ``end``, in the account's currency, on no
     invoice; a credit CDR only while its original is on no invoice either (the first ``limit``)."""
+    if account.fleet_id is None:
+        return []
     original = aliased(Cdr)
     statement = (
         select(Cdr, Token)
         .join(Token, Token.id == Cdr.token_id)
         .outerjoin(original, original.id == Cdr.credit_of)
         .where(
-            fleet_where(lambda fleet: fleet == account.fleet_id),
+            billed_to_fleets([account.fleet_id]),
             Cdr.currency == account.currency,
             Cdr.end_date_time < end,
             _uninvoiced(Cdr.id),

