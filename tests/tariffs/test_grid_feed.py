@@ -62,7 +62,11 @@ async def test_feed_publishes_tariff_versions_over_http(db: Database) -> None:
     finally:
         await hub.stop()
     async with db.session() as s:
-        grid_versions = (await s.scalars(select(TariffVersion).where(TariffVersion.source == "grid"))).all()
+        grid_versions = (
+            await s.scalars(
+                select(TariffVersion).where(TariffVersion.source == "grid").order_by(TariffVersion.id)
+            )
+        ).all()
     assert len(published) == len(grid_versions) >= 2  # at least into and out of a band during one day
     starts = [v.start_date_time for v in grid_versions]
     assert starts == sorted(starts)
