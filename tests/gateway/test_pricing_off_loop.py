@@ -15,6 +15,7 @@ from sqlalchemy import insert, select
 
 from cpo_gateway.server import Gateway
 from evhub import provisioning as prov
+from kernel.clock import pin_clock
 from kernel.db.engine import Database
 from kernel.models import ChargePoint, ChargingSession, MeterValue, PricingState, SessionStatus
 from kernel.plausibility import Limits
@@ -69,6 +70,11 @@ async def _session(db: Database, seed: Seed, span: timedelta, readings: int) -> 
         return session.id
 
 
+def _past_the_sessions() -> None:
+    """Move the hub's clock 1.1 s on, past the sessions' start (no waiting: the clock is injectable)."""
+    pin_clock(utcnow() + timedelta(seconds=1.1))
+
+
 async def _heartbeats_while(gateway: Gateway, work: asyncio.Task[int]) -> float:
     """The slowest Heartbeat round trip of another charger while ``work`` runs (s)."""
     client = await open_client(gateway, "CP201", "ocpp2.0.1")
@@ -97,7 +103,7 @@ async def test_an_absurd_session_is_refused_with_its_reason_and_holds_nobody(
     async with db.session() as s:
         await prov.import_tariff(s, TARIFF)
     absurd = await _session(db, seeded, timedelta(days=365 * 30), 20)
-    await asyncio.sleep(1.1)
+    _past_the_sessions()
     work = asyncio.create_task(rate_pending(db, (), limits=Limits()))
     slowest = await _heartbeats_while(gateway, work)
     assert await work == 0
@@ -112,7 +118,7 @@ async def test_heavy_pricing_runs_off_the_loop(gateway: Gateway, db: Database, s
     async with db.session() as s:
         await prov.import_tariff(s, TARIFF)
     ids = [await _session(db, seeded, timedelta(days=80), 20_000) for _ in range(2)]
-    await asyncio.sleep(1.1)
+    _past_the_sessions()
     started = time.monotonic()
     work = asyncio.create_task(rate_pending(db, (), limits=Limits()))
     slowest = await _heartbeats_while(gateway, work)
@@ -131,7 +137,7 @@ async def test_a_backlog_is_priced_in_one_run(gateway: Gateway, db: Database, se
     async with db.session() as s:
         await prov.import_tariff(s, TARIFF)
     ids = [await _session(db, seeded, timedelta(hours=2), 24) for _ in range(24)]
-    await asyncio.sleep(1.1)
+    _past_the_sessions()
     assert await rate_pending(db, (), limits=Limits()) == len(ids)
     for sid in ids:
         assert (await _state(db, sid)).pricing_state == PricingState.PRICED
