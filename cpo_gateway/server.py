@@ -61,6 +61,11 @@ _DB_DOWN = (PoolTimeout, OperationalError, InterfaceError, DisconnectionError, O
 """What a database that is down or out of connections raises (not a programming error: that stays a bug)."""
 
 
+UPGRADE_BUDGET = 6.0
+"""Seconds an upgrade may wait to be admitted (charger lookup, password check) before it is answered 503:
+well inside websockets' 10 s opening-handshake timeout, so a queued charger always gets an HTTP answer."""
+
+
 class Gate:
     """At most ``size`` holders at a time, counting who waits: the database work of opening connections (the
     upgrade's charger lookup and remembered checks, marking online) goes through one, so a storm queues here
@@ -113,6 +118,7 @@ class Gateway:
         pool = settings.db_pool_size + settings.db_max_overflow
         self.opening = Gate(max(1, pool // 2))  # half the pool for opening connections; the rest for messages
         self.max_opening_waiting = max(8, 2 * pool)
+        self.upgrade_budget = UPGRADE_BUDGET
         self.passwords = PasswordCache(
             CheckCache(
                 PasswordVerifier(settings.password_workers, settings.password_queue, name="ocpp-argon2"),
@@ -214,6 +220,19 @@ class Gateway:
         return self._busy("the hub is busy or its database unavailable; retry later", seconds)
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """:meth:`_admit` within :attr:`upgrade_budget` seconds, else 503 with Retry-After: a charger queued
+        behind a storm gets an answer before websockets' opening-handshake timeout closes it without one."""
+        try:
+            async with asyncio.timeout(self.upgrade_budget):
+                return await self._admit(connection, request)
+        except TimeoutError:
+            _REFUSALS.warning(
+                "upgrade_budget", f"upgrade refused with 503: not admitted in {self.upgrade_budget} s"
+            )
+            seconds = DB_BUSY_RETRY_AFTER + random.randint(0, DB_BUSY_RETRY_AFTER)
+            return self._busy("the hub is busy admitting other chargers; retry later", seconds)
+
+    async def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
         if not path.startswith(PATH_PREFIX) or len(path) <= len(PATH_PREFIX):
             return self._refuse(HTTPStatus.NOT_FOUND, "use /ocpp/{charge_point_id}")

@@ -109,3 +109,19 @@ async def test_a_queue_of_connections_going_online_answers_503(gateway: Gateway)
     assert gateway.opening.waiting == 0
     for client in clients:
         await client.close()
+
+
+async def test_an_upgrade_queued_past_its_budget_answers_503_not_a_timeout(gateway: Gateway) -> None:
+    """The opening gate's slots all held (a storm ahead of it): the queued upgrade is answered 503 with
+    Retry-After when its budget runs out, well before the client's opening-handshake timeout."""
+    gateway.upgrade_budget = 0.5
+    async with AsyncExitStack() as held:
+        for _ in range(gateway.opening._slots._value):
+            await held.enter_async_context(gateway.opening())
+        started = time.monotonic()
+        refused = await _refused(gateway, "CP16")
+        assert time.monotonic() - started < 4
+        assert refused.response.status_code == 503
+        assert int(refused.response.headers["Retry-After"]) >= 1
+    admitted = await open_client(gateway, "CP16", "ocpp1.6")  # the slots free again: admitted
+    await admitted.close()
