@@ -54,8 +54,8 @@ from billing.core.numbering import NumberingError, Series
 from billing.core.vat import VatTreatment
 from billing.store.accounts import buyer_of, party_account
 from billing.store.cdrs import priced_cdr
-from billing.store.codec import to_json
 from billing.store.issuers import from_row
+from billing.store.issuing import _row
 from billing.store.numbers import lock, take
 from kernel.db.engine import Database
 from kernel.models import (
@@ -423,7 +423,6 @@ async def _issue(
             credits=(credited.number, credited.issue_date),
             reference=reference,
         )
-        due, supply = None, None
     else:
         start, end = _month(run.period)
         doc = settlement_invoice(
@@ -439,29 +438,15 @@ async def _issue(
             period=SupplyPeriod(start, end),
             reference=reference,
         )
-        due, supply = doc.due_date, doc.supply_period
-    row = BillingDocument(
+    row = _row(
+        issuer_row,
+        kind,
+        number,
+        doc,
+        credited,
         account_id=parties.account_id,
         billing_period=run.period,
         source_key=key,
-        issuer_id=issuer_row.id,
-        kind=kind,
-        series=doc.series,
-        period=number.period,
-        sequence=number.sequence,
-        number=doc.number,
-        issue_date=doc.issue_date,
-        due_date=due,
-        supply_start=supply.start if supply else None,
-        supply_end=supply.end if supply else None,
-        buyer=to_json(doc.buyer),
-        currency=doc.currency,
-        total_excl_vat=doc.totals.tax_exclusive,
-        total_vat=doc.totals.tax,
-        total_incl_vat=doc.totals.tax_inclusive,
-        payable=doc.totals.payable,
-        document=to_json(doc),
-        credits_document_id=credited.id if credited is not None else None,
     )
     db_session.add(row)
     await db_session.flush()
