@@ -17,7 +17,7 @@ import asyncio
 import base64
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -322,6 +322,9 @@ PARTY_IDENTITIES = {  # the parties' legal identities (what a B2B VAT invoice ne
         "EUR",
     ),
 }
+REGISTRATION_IDS = {"NL*HUB": "KVK 22222222"}
+"""The hub's legal registration id: it names the hub on its fee invoice to GB*LDN, which is outside the scope
+of EU VAT and so carries no VAT id (EN 16931 BR-O-02, BR-CO-26)."""
 ROAMING_BUYERS = {  # the eMSP partners, billed by the CPOs for their drivers' sessions
     "DE*EMS": ("DE eMobility GmbH", ("Friedrichstr. 1", "10117", "Berlin", "DE"), "DE123456789"),
     "FR*MOB": ("Mobilité FR SAS", ("1 rue de Rivoli", "75001", "Paris", "FR"), "FR12345678901"),
@@ -350,7 +353,9 @@ async def add_b2b_parties(hub: RunningHub) -> None:
                 s,
                 billing.Issuer(
                     key=key,
-                    identity=_identity(name, address, vat_id),
+                    identity=replace(
+                        _identity(name, address, vat_id), registration_id=REGISTRATION_IDS.get(party)
+                    ),
                     currency=currency,
                     invoice_series=billing.Series(prefix),
                     credit_series=billing.Series(f"{prefix}C"),

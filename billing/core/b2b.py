@@ -49,7 +49,18 @@ from billing.core.documents import (
 )
 from billing.core.en16931 import total
 from billing.core.invoices import assemble_invoice
-from billing.core.vat import VatTreatment, breakdown, classify, notes, totals, treatment_for
+from billing.core.vat import (
+    OUTSIDE_EU,
+    TreatmentKind,
+    VatTreatment,
+    breakdown,
+    classify,
+    notes,
+    outside_eu_scope,
+    outside_scope_parties,
+    totals,
+    treatment_for,
+)
 
 
 class B2BKind(StrEnum):
@@ -189,12 +200,17 @@ def b2b_treatment(
     * ``HUB_FEE``: the hub's service to a CPO is a B2B service under the general rule (VAT Directive Art. 44,
       taxed where the customer is established; Art. 196, the customer liable): always allowed, so a hub in NL
       billing a CPO in DE reverse charges it (category ``AE``, the Art. 226(11a) wording, no VAT), whatever
-      the issuer's flag for its charging supplies;
+      the issuer's flag for its charging supplies; billing a CPO established outside the EU (GB, CH ...) it is
+      not subject to EU VAT at all (:data:`billing.core.vat.OUTSIDE_EU`: category ``O`` with the Art. 44
+      reason, no VAT ids on the document, the seller named by its registration id), before any exemption of
+      the seller (an exemption is of a supply that is in scope);
     * ``ROAMING``: charging (electricity) sold on to an eMSP: where it is taxed is the seller's decision, as for
       every charging document: ``seller_allows_reverse_charge`` (the CPO issuer's ``reverse_charge_allowed``);
     * ``SITE_HOST``: the host's share for the charging site (a service connected with immovable property, Art.
       47, taxed where the site is): the host's own ``reverse_charge_allowed`` when it has an issuer row, else
       not allowed."""
+    if kind is B2BKind.HUB_FEE and outside_eu_scope(seller, buyer):
+        return OUTSIDE_EU
     allowed = True if kind is B2BKind.HUB_FEE else seller_allows_reverse_charge
     return treatment_for(seller, buyer, reverse_charge_allowed=allowed, exemption=exemption)
 
@@ -297,6 +313,7 @@ def settlement_invoice(
     if not lines:
         raise DocumentError("nothing to invoice: no lines (BR-16)")
     check_net(plan, lines)
+    seller, buyer = _named(seller, buyer, treatment)
     return assemble_invoice(
         lines,
         series=series,
@@ -311,6 +328,13 @@ def settlement_invoice(
         notes_after=(reference,),
         self_billed=plan.self_billed,
     )
+
+
+def _named(seller: Identity, buyer: Identity, treatment: VatTreatment) -> tuple[Identity, Identity]:
+    """The parties as the document names them: outside the scope of VAT without VAT ids (BR-O-02)."""
+    if treatment.kind is TreatmentKind.OUTSIDE_SCOPE:
+        return outside_scope_parties(seller, buyer)
+    return seller, buyer
 
 
 def is_credit(lines: Sequence[InvoiceLine], treatment: VatTreatment) -> bool:
@@ -341,6 +365,7 @@ def settlement_credit_note(
     if not lines:
         raise DocumentError("nothing to credit: no lines (BR-16)")
     check_net(plan, lines)
+    seller, buyer = _named(seller, buyer, treatment)
     credited = tuple(
         InvoiceLine(
             line_id=ln.line_id,

@@ -9,6 +9,11 @@
   given charging supply is the issuer's decision (EV charging is often taxed where the charger is); the core
   only checks the conditions BR-AE-02 needs and writes the mandatory wording (Directive 2006/112/EC, Article
   226(11a)) as a note and as the breakdown's exemption reason.
+* **Outside the scope of EU VAT** (:func:`outside_eu_scope`): a B2B service whose place of supply is the
+  customer's establishment (VAT Directive Art. 44) sold by an EU seller to a business established outside the
+  EU is not subject to EU VAT: every line ``O`` with :data:`OUTSIDE_EU_REASON` as its exemption reason. Such a
+  document carries no seller or buyer VAT id (BR-O-02), so it names the seller by its legal registration id
+  (BT-30, BR-CO-26): :func:`outside_scope_parties`.
 * **Breakdown and totals** (:func:`breakdown`, :func:`totals`): per category and rate, the taxable amount is
   the sum of the lines' net amounts, the tax is BR-CO-17's (taxable x rate, rounded once by kernel.money);
   BT-110 is the sum of the categories' tax, never the sum of per-line or per-CDR VAT.
@@ -23,7 +28,7 @@ the invoice total) and :func:`reconcile` reports the difference.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 
@@ -67,17 +72,24 @@ REVERSE_CHARGE_NOTE = "Reverse charge: VAT to be accounted for by the recipient 
 """The mention an invoice must carry when the customer is liable for the VAT."""
 
 OUTSIDE_SCOPE_REASON = "Not subject to VAT"
+OUTSIDE_EU_REASON = (
+    "Not subject to VAT: service to a business established outside the EU, place of supply where the customer "
+    "is established (Council Directive 2006/112/EC, Article 44)"
+)
+"""BT-120 of a B2B service to a customer established outside the EU (category ``O``)."""
 
 
 class TreatmentKind(StrEnum):
     NORMAL = "normal"
     REVERSE_CHARGE = "reverse_charge"
     EXEMPT = "exempt"
+    OUTSIDE_SCOPE = "outside_scope"
 
 
 @dataclass(frozen=True, slots=True)
 class VatTreatment:
-    """How VAT applies to one document: normally, reverse charged, or exempt (with the issuer's reason)."""
+    """How VAT applies to one document: normally, reverse charged, exempt (with the issuer's reason), or not at
+    all (outside the scope of EU VAT, with the reason)."""
 
     kind: TreatmentKind = TreatmentKind.NORMAL
     exemption_reason: str | None = None
@@ -85,6 +97,8 @@ class VatTreatment:
     def __post_init__(self) -> None:
         if self.kind is TreatmentKind.EXEMPT and not (self.exemption_reason or "").strip():
             raise DocumentError("an exempt issuer states its exemption reason (BR-E-10)")
+        if self.kind is TreatmentKind.OUTSIDE_SCOPE and not (self.exemption_reason or "").strip():
+            raise DocumentError("a supply outside the scope of VAT states why (BR-O-10)")
 
 
 NORMAL = VatTreatment()
@@ -113,6 +127,27 @@ def treatment_for(
     return NORMAL
 
 
+OUTSIDE_EU = VatTreatment(TreatmentKind.OUTSIDE_SCOPE, OUTSIDE_EU_REASON)
+
+
+def outside_eu_scope(seller: Identity, buyer: Identity) -> bool:
+    """Whether a B2B service taxed where the customer is established (VAT Directive Art. 44) falls outside the
+    scope of EU VAT: an EU seller, a business buyer established outside the EU."""
+    return buyer.business and seller.country in EU_MEMBER_STATES and buyer.country not in EU_MEMBER_STATES
+
+
+def outside_scope_parties(seller: Identity, buyer: Identity) -> tuple[Identity, Identity]:
+    """The seller and buyer as a document outside the scope of VAT names them: without VAT ids (BR-O-02), the
+    seller by its legal registration id (BT-30; BR-CO-26 wants it, the seller identifier or the VAT id);
+    DocumentError when the seller has none."""
+    if not seller.registration_id:
+        raise DocumentError(
+            f"{seller.legal_name} has no legal registration id: a document outside the scope of VAT carries no "
+            "VAT id (BR-O-02) and names the seller by it (BT-30, BR-CO-26); set the issuer's registration id"
+        )
+    return replace(seller, vat_id=None), replace(buyer, vat_id=None)
+
+
 def plain_rate(rate: Decimal) -> Decimal:
     """A rate without trailing zeros or exponent (``21.00`` -> ``21``, ``5.50`` -> ``5.5``)."""
     if rate == rate.to_integral_value():
@@ -124,7 +159,7 @@ def classify(tariff_rate: Decimal | None, treatment: VatTreatment) -> tuple[VatC
     """(category, rate) of a line whose tariff VAT is ``tariff_rate`` (None: OCPI "no VAT applicable")."""
     if tariff_rate is not None and tariff_rate < 0:
         raise DocumentError(f"VAT rate {tariff_rate} is negative")
-    if tariff_rate is None:
+    if tariff_rate is None or treatment.kind is TreatmentKind.OUTSIDE_SCOPE:
         return VatCategory.OUTSIDE_SCOPE, ZERO
     if treatment.kind is TreatmentKind.EXEMPT:
         return VatCategory.EXEMPT, ZERO
@@ -136,12 +171,15 @@ def classify(tariff_rate: Decimal | None, treatment: VatTreatment) -> tuple[VatC
 
 
 def exemption_reason(category: VatCategory, treatment: VatTreatment) -> str | None:
-    """BT-120 for a category: the reverse-charge wording, the issuer's exemption, or "Not subject to VAT"."""
+    """BT-120 for a category: the reverse-charge wording, the issuer's exemption, or "Not subject to VAT" (with
+    its reason under the outside-the-scope treatment)."""
     if category is VatCategory.REVERSE_CHARGE:
         return REVERSE_CHARGE_NOTE
     if category is VatCategory.EXEMPT:
         return treatment.exemption_reason
     if category is VatCategory.OUTSIDE_SCOPE:
+        if treatment.kind is TreatmentKind.OUTSIDE_SCOPE:
+            return treatment.exemption_reason
         return OUTSIDE_SCOPE_REASON
     return None
 

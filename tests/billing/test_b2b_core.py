@@ -3,6 +3,7 @@ signed as billed; the ledger the statements are checked against; a period of cre
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -10,6 +11,7 @@ import pytest
 
 from billing.core.b2b import (
     B2BKind,
+    b2b_treatment,
     is_credit,
     ledger_totals,
     parse_lines_csv,
@@ -19,9 +21,18 @@ from billing.core.b2b import (
     share_lines,
     source_key,
 )
-from billing.core.documents import CreditNote, DocumentError, Invoice, PaymentTerms, SupplyPeriod
+from billing.core.documents import (
+    Address,
+    CreditNote,
+    DocumentError,
+    Identity,
+    Invoice,
+    PaymentTerms,
+    SupplyPeriod,
+    VatCategory,
+)
 from billing.core.en16931 import category_tax
-from billing.core.vat import NORMAL
+from billing.core.vat import NORMAL, OUTSIDE_EU, OUTSIDE_EU_REASON
 from billing.einvoice import cii_xml, validate_xml
 from billing.store.codec import load_credit_note, to_json
 from tests.billing.b2b_kit import ISSUERS, SITE_HOST
@@ -162,3 +173,61 @@ def test_a_self_billed_period_below_zero_is_a_self_billed_credit_note_261() -> N
     validate_xml(xml)
     assert schematron_failures(xml) == []
     assert load_credit_note(to_json(note)) == note
+
+
+UK_CPO = Identity(
+    "London Charge Co Ltd",
+    Address("1 Pancras Square", "N1C 4AG", "London", "GB"),
+    "GB123456789",
+    business=True,
+)
+
+
+def test_a_hub_fee_to_a_business_outside_the_eu_is_outside_the_scope_of_vat() -> None:
+    """VAT Directive Art. 44: the hub's B2B service is supplied where the customer is established, so an NL hub
+    billing a GB CPO charges no EU VAT: category O with the reason, no VAT ids, the seller's registration id
+    (BR-O-02, BR-CO-26); a credit note of such a period is O as well. Charging (roaming) and a consumer are
+    not this rule's."""
+    hub = ISSUERS["NL*HUB"][1]
+    assert b2b_treatment(B2BKind.HUB_FEE, hub, UK_CPO) == OUTSIDE_EU
+    assert b2b_treatment(B2BKind.HUB_FEE, hub, UK_CPO, exemption="Small business scheme") == OUTSIDE_EU
+    assert b2b_treatment(B2BKind.HUB_FEE, hub, replace(UK_CPO, business=False)) == NORMAL
+    assert b2b_treatment(B2BKind.ROAMING, hub, UK_CPO, seller_allows_reverse_charge=True) == NORMAL
+    assert (
+        b2b_treatment(B2BKind.HUB_FEE, UK_CPO, hub).kind is not OUTSIDE_EU.kind
+    )  # a non-EU seller: not EU VAT's
+    plan = plan_documents(parse_lines_csv(CSV))[1]
+    lines = share_lines(plan, {"C1": D("21"), "C0": D("21")}, {"C1": NOV, "C0": NOV}, OUTSIDE_EU)
+    assert {ln.vat_category for ln in lines} == {VatCategory.OUTSIDE_SCOPE}
+    registered = replace(hub, registration_id="KVK 22222222")
+    note = settlement_credit_note(
+        plan,
+        lines,
+        series="HUBC",
+        number="HUBC-2026-000001",
+        issue_date=date(2026, 12, 1),
+        seller=registered,
+        buyer=UK_CPO,
+        treatment=OUTSIDE_EU,
+        credits=("HUB-2026-000007", date(2026, 11, 1)),
+        reference="Settlement 2026-11 run 1",
+    )
+    assert note.seller.vat_id is None and note.buyer.vat_id is None and note.totals.tax == 0
+    assert [b.exemption_reason for b in note.breakdown] == [OUTSIDE_EU_REASON]
+    xml = cii_xml(note)
+    validate_xml(xml)
+    assert schematron_failures(xml) == []
+    assert load_credit_note(to_json(note)) == note
+    with pytest.raises(DocumentError, match="registration id"):
+        settlement_credit_note(
+            plan,
+            lines,
+            series="HUBC",
+            number="HUBC-2026-000001",
+            issue_date=date(2026, 12, 1),
+            seller=hub,
+            buyer=UK_CPO,
+            treatment=OUTSIDE_EU,
+            credits=("HUB-2026-000007", date(2026, 11, 1)),
+            reference="Settlement 2026-11 run 1",
+        )
