@@ -147,7 +147,7 @@ class Authorizer:
             )
             decision: AuthResult | None = None
             for token in sorted(current_rows(tokens), key=lambda t: not t.valid):
-                decision = await self._decide(db_session, token, now)
+                decision = await decide(db_session, token, now)
                 if decision is None or decision.accepted:
                     break
         if tokens and decision is not None:
@@ -171,66 +171,72 @@ class Authorizer:
         reason = "token must be authorized in real time" if tokens else "unknown token"
         return AuthResult(INVALID, tokens[0].id if tokens else None, reason)
 
-    async def _decide(self, db_session: AsyncSession, token: Token, now: datetime) -> AuthResult | None:
-        """The decision for a known token; None when it must go to the real-time authorizer."""
-        if not token.valid:
-            return AuthResult(BLOCKED, token.id, "token is not valid")
-        valid_until = (token.data or {}).get("valid_until")
-        expiry = parse_datetime(valid_until) if isinstance(valid_until, str) else None
-        if expiry is not None and expiry <= now:
-            return AuthResult(EXPIRED, token.id, "token expired", expiry)
-        held = await self._held(db_session, token, now, expiry)
-        if held is not None:
-            return held
-        if token.whitelist == "NEVER":
-            return None
-        if token.monthly_limit is not None:
-            spent = await monthly_spending(db_session, token, now)
-            if spent >= token.monthly_limit:
-                return AuthResult(
-                    NO_CREDIT,
-                    token.id,
-                    f"monthly limit {token.monthly_limit} {token.limit_currency} reached ({spent})",
-                    expiry,
-                )
-        return AuthResult(ACCEPTED, token.id, "", expiry)
 
-    async def _held(
-        self, db_session: AsyncSession, token: Token, now: datetime, expiry: datetime | None
-    ) -> AuthResult | None:
-        """Billing's holds for unpaid invoices (``billing_holds``, active while ``released_at`` is NULL) on the
-        token or its fleet, in one indexed query: a block -> Blocked "unpaid invoice <number>"; a lowered
-        limit -> the lower of it and the token's own limit (same currency) is the month's limit -> NoCredit."""
-        owner = BillingHold.token_id == token.id
-        if token.fleet_id is not None:
-            owner = or_(owner, BillingHold.fleet_id == token.fleet_id)
-        holds = (
-            await db_session.execute(
-                select(BillingHold.action, BillingHold.limit, BillingHold.currency, BillingDocument.number)
-                .join(BillingDocument, BillingDocument.id == BillingHold.document_id)
-                .where(BillingHold.released_at.is_(None), owner)
-                .order_by(BillingHold.id)
-            )
-        ).all()
-        for action, _, _, number in holds:
-            if action == HOLD_BLOCK:
-                return AuthResult(BLOCKED, token.id, f"unpaid invoice {number}", expiry)
-        lowest: dict[str, tuple[Decimal, str]] = {}  # per currency: the lowest lowered limit and its invoice
-        for action, limit, currency, number in holds:
-            if action != HOLD_LOWER_LIMIT or limit is None or currency is None:
-                continue
-            if currency not in lowest or limit < lowest[currency][0]:
-                lowest[currency] = (limit, number)
-        for currency, (limit, number) in lowest.items():  # spending summed once per currency
-            if token.monthly_limit is not None and token.limit_currency == currency:
-                limit = min(limit, token.monthly_limit)
-            spent = await monthly_spending(db_session, token, now, currency)
-            if spent >= limit:
-                return AuthResult(
-                    NO_CREDIT,
-                    token.id,
-                    f"monthly limit {format_amount(limit, currency)} (lowered for unpaid invoice {number}) "
-                    f"reached ({format_amount(spent, currency)})",
-                    expiry,
-                )
+async def decide(
+    db_session: AsyncSession, token: Token, now: datetime, *, as_issuer: bool = False
+) -> AuthResult | None:
+    """The decision for a known token; None when it must go to the real-time authorizer (whitelist ``NEVER``).
+    ``as_issuer``: the hub decides as the token's issuer (OCPI real-time authorization asked of the hub's own
+    eMSP, :mod:`ocpi.modules.tokens_sender`): whitelist ``NEVER`` is decided here, never None."""
+    if not token.valid:
+        return AuthResult(BLOCKED, token.id, "token is not valid")
+    valid_until = (token.data or {}).get("valid_until")
+    expiry = parse_datetime(valid_until) if isinstance(valid_until, str) else None
+    if expiry is not None and expiry <= now:
+        return AuthResult(EXPIRED, token.id, "token expired", expiry)
+    held = await held_decision(db_session, token, now, expiry)
+    if held is not None:
+        return held
+    if token.whitelist == "NEVER" and not as_issuer:
         return None
+    if token.monthly_limit is not None:
+        spent = await monthly_spending(db_session, token, now)
+        if spent >= token.monthly_limit:
+            return AuthResult(
+                NO_CREDIT,
+                token.id,
+                f"monthly limit {token.monthly_limit} {token.limit_currency} reached ({spent})",
+                expiry,
+            )
+    return AuthResult(ACCEPTED, token.id, "", expiry)
+
+
+async def held_decision(
+    db_session: AsyncSession, token: Token, now: datetime, expiry: datetime | None
+) -> AuthResult | None:
+    """Billing's holds for unpaid invoices (``billing_holds``, active while ``released_at`` is NULL) on the
+    token or its fleet, in one indexed query: a block -> Blocked "unpaid invoice <number>"; a lowered
+    limit -> the lower of it and the token's own limit (same currency) is the month's limit -> NoCredit."""
+    owner = BillingHold.token_id == token.id
+    if token.fleet_id is not None:
+        owner = or_(owner, BillingHold.fleet_id == token.fleet_id)
+    holds = (
+        await db_session.execute(
+            select(BillingHold.action, BillingHold.limit, BillingHold.currency, BillingDocument.number)
+            .join(BillingDocument, BillingDocument.id == BillingHold.document_id)
+            .where(BillingHold.released_at.is_(None), owner)
+            .order_by(BillingHold.id)
+        )
+    ).all()
+    for action, _, _, number in holds:
+        if action == HOLD_BLOCK:
+            return AuthResult(BLOCKED, token.id, f"unpaid invoice {number}", expiry)
+    lowest: dict[str, tuple[Decimal, str]] = {}  # per currency: the lowest lowered limit and its invoice
+    for action, limit, currency, number in holds:
+        if action != HOLD_LOWER_LIMIT or limit is None or currency is None:
+            continue
+        if currency not in lowest or limit < lowest[currency][0]:
+            lowest[currency] = (limit, number)
+    for currency, (limit, number) in lowest.items():  # spending summed once per currency
+        if token.monthly_limit is not None and token.limit_currency == currency:
+            limit = min(limit, token.monthly_limit)
+        spent = await monthly_spending(db_session, token, now, currency)
+        if spent >= limit:
+            return AuthResult(
+                NO_CREDIT,
+                token.id,
+                f"monthly limit {format_amount(limit, currency)} (lowered for unpaid invoice {number}) "
+                f"reached ({format_amount(spent, currency)})",
+                expiry,
+            )
+    return None

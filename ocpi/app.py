@@ -3,7 +3,8 @@
 Paths: ``/ocpi/versions``, ``/ocpi/2.2.1`` (details), ``/ocpi/2.2.1/credentials``,
 ``/ocpi/cpo/2.2.1/{locations,sessions,cdrs,tariffs,tokens,commands,hubclientinfo,chargingprofiles}``; OCPI 2.1.1:
 ``/ocpi/2.1.1`` (details), ``/ocpi/2.1.1/credentials``, ``/ocpi/cpo/2.1.1/{locations,sessions,cdrs,tariffs,
-tokens,commands}`` (:mod:`ocpi.modules.v211`).
+tokens,commands}`` (:mod:`ocpi.modules.v211`). The hub's hosted eMSPs, for external CPOs: ``/ocpi/emsp/2.2.1/tokens``
+and ``/ocpi/emsp/2.1.1/tokens`` (Sender: list, real-time authorization; :mod:`ocpi.modules.tokens_sender`).
 
 The platform publishes its own OpenAPI document at ``/ocpi/openapi.json`` (pages at ``/ocpi/docs`` and
 ``/ocpi/redoc``), with the OCPI ``Authorization: Token <token>`` scheme declared on every route
@@ -20,7 +21,17 @@ from fastapi.security import APIKeyHeader
 from kernel.apidocs import install_docs
 from ocpi import credentials, versions
 from ocpi.envelope import install_error_handlers
-from ocpi.modules import cdrs, chargingprofiles, commands, hubclientinfo, locations, sessions, tariffs, tokens
+from ocpi.modules import (
+    cdrs,
+    chargingprofiles,
+    commands,
+    hubclientinfo,
+    locations,
+    sessions,
+    tariffs,
+    tokens,
+    tokens_sender,
+)
 from ocpi.modules.v211 import cdrs as cdrs_211
 from ocpi.modules.v211 import commands as commands_211
 from ocpi.modules.v211 import locations as locations_211
@@ -93,5 +104,14 @@ def create_ocpi_app(platform: OcpiPlatform) -> FastAPI:
         app.include_router(
             router, prefix=f"/cpo/{VERSION_211}/{name}", tags=[f"{name} 2.1.1"], dependencies=TOKEN
         )
+    app.include_router(
+        tokens_sender.router, prefix=f"/emsp/{VERSION}/tokens", tags=["tokens (eMSP)"], dependencies=TOKEN
+    )
+    app.include_router(
+        tokens_sender.router_211,
+        prefix=f"/emsp/{VERSION_211}/tokens",
+        tags=["tokens (eMSP) 2.1.1"],
+        dependencies=TOKEN,
+    )
     app.include_router(versions.router, tags=["versions"], dependencies=TOKEN)
     return app

@@ -6,7 +6,9 @@ already), and appends its hooks (``async hook(db_session, obj)``, run by their p
 transactions), in this order: ``hooks.session`` += :func:`~ocpi.realtime_authorization.session_reference_hook` (first, so
 the pushed Session carries the eMSP's authorization reference), ``hooks.cdr`` += ``cdr_hook``,
 ``hooks.tariff`` += ``tariff_hook``, ``hooks.session`` += ``session_hook``, ``hooks.evse_status`` +=
-``evse_status_hook`` (:mod:`ocpi.push.hooks`).
+``evse_status_hook`` (:mod:`ocpi.push.hooks`). The job ``ocpi-token-push`` (every ``token_push_interval``
+seconds) pushes the hosted eMSPs' changed tokens, holds included, to the external CPOs
+(:class:`~ocpi.push.token_push.TokenWatch`).
 
 Inside the OCPI package, the command runner and the tokens puller are reached through
 :class:`~ocpi.platform.OcpiPlatform` (``platform.commands``, ``platform.tokens_pull``); the OCPI authorizer is
@@ -29,6 +31,7 @@ from ocpi.push.hooks import cdr_hook, evse_status_hook, session_hook, tariff_hoo
 from ocpi.push.outbox_message import CHANNEL
 from ocpi.push.scanner import PushScanner
 from ocpi.push.sender import OcpiSender
+from ocpi.push.token_push import TokenWatch
 from ocpi.realtime_authorization import GatewayRealTimeAuthorizer, OcpiAuthorizer, session_reference_hook
 from ocpi.tokens_pull import TokensPuller
 
@@ -50,7 +53,11 @@ class OcpiComponent:
         tokens_check_interval: float = 60.0,
         tokens_pull_interval: float = 3600.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        token_push_interval: float = 1.0,
     ) -> None:
+        self.token_push_interval = token_push_interval
+        self.token_watch: TokenWatch | None = None
+        self._watching = False
         self.transport = transport  # how partners are reached (None: the network; tests: in-process apps)
         self.tokens_check_interval = tokens_check_interval
         self.tokens_pull_interval = tokens_pull_interval
@@ -94,6 +101,7 @@ class OcpiComponent:
         hub.hooks.tariff.append(tariff_hook)
         hub.hooks.session.append(session_hook)
         hub.hooks.evse_status.append(evse_status_hook)
+        self.token_watch = TokenWatch(hub.db)
         self.sender = OcpiSender(hub.db, timeout=self.platform.client_timeout, transport=self.transport)
         register_channel(CHANNEL, self.sender)
         if self.dispatcher is None:
@@ -108,6 +116,7 @@ class OcpiComponent:
             hub.every(self.command_recovery_interval, self.recover_commands, "ocpi-command-recovery")
             hub.every(self.tokens_check_interval, self.pull_tokens_once, "ocpi-tokens-pull")
             hub.every(self.scan_interval, self.scan_once, "ocpi-push-scan")
+            hub.every(self.token_push_interval, self.push_tokens_once, "ocpi-token-push")
 
     async def scan_once(self) -> int:
         if self.platform is None or self._scanning:
@@ -122,6 +131,19 @@ class OcpiComponent:
             return 0
         finally:
             self._scanning = False
+
+    async def push_tokens_once(self) -> int:
+        """The hosted eMSPs' tokens changed since the last run (holds included), queued to the external CPOs."""
+        if self.token_watch is None or self._watching:
+            return 0
+        self._watching = True
+        try:
+            return await self.token_watch.run()
+        except Exception:
+            log.exception("OCPI token push failed")
+            return 0
+        finally:
+            self._watching = False
 
     async def pull_tokens_once(self) -> int:
         """The eMSPs' token lists: pull from every partner due (never pulled, or longer than the interval)."""

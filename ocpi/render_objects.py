@@ -226,3 +226,26 @@ def tariff_object(tv: TariffVersion, cpo: Party, applies_from: datetime | None =
         obj.setdefault("end_date_time", _ts(tv.end_date_time))
     obj.setdefault("last_updated", _ts(tv.last_updated))
     return spec_only(obj, "Tariff")
+
+
+def token_object(t: Token) -> dict[str, Any]:
+    """The stored token as an OCPI 2.2.1 Token (the Tokens Receiver GET, the tokens Sender list and push)."""
+    obj = dict(t.data or {})
+    obj.update(
+        {
+            "country_code": t.country_code,
+            "party_id": t.party_id,
+            "uid": t.uid,
+            "type": t.type,
+            "contract_id": t.contract_id,
+            "issuer": t.issuer,
+            "valid": t.valid,
+            "whitelist": t.whitelist,
+            "last_updated": format_rfc3339(t.last_updated),
+        }
+    )
+    if t.visual_number:
+        obj["visual_number"] = t.visual_number
+    if t.language:
+        obj["language"] = t.language
+    return obj

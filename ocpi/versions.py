@@ -1,5 +1,10 @@
 """Versions and version details, as the hub's CPO roles implement them: OCPI 2.2.1 (endpoints with a role) and
-OCPI 2.1.1 (endpoints are ``{identifier, url}``; no hubclientinfo, no chargingprofiles)."""
+OCPI 2.1.1 (endpoints are ``{identifier, url}``; no hubclientinfo, no chargingprofiles).
+
+The hub's hosted eMSPs add the tokens Sender for external CPO partners (:mod:`ocpi.modules.tokens_sender`):
+in 2.2.1 the endpoint ``tokens`` ``SENDER`` at ``/ocpi/emsp/2.2.1/tokens``; in 2.1.1 (one role per party, so
+one ``tokens`` entry) a CPO partner's details name ``/ocpi/emsp/2.1.1/tokens`` as ``tokens``, every other
+partner's the CPO side's Receiver."""
 
 from __future__ import annotations
 
@@ -27,19 +32,41 @@ ENDPOINTS: list[tuple[str, str]] = [
     ("chargingprofiles", "RECEIVER"),
 ]
 
+EMSP_ENDPOINTS: list[tuple[str, str]] = [("tokens", "SENDER")]
+"""(identifier, role) the hub implements as the eMSP side of its hosted eMSPs, under ``/ocpi/emsp/``."""
+
 ENDPOINTS_211 = ["credentials", "locations", "sessions", "cdrs", "tariffs", "tokens", "commands"]
 """The 2.1.1 modules the hub offers (2.1.1 version details: ModuleID and url only)."""
 
 
-def version_details(platform: OcpiPlatform, version: str = VERSION) -> dict:
+def emsp_module_url(platform: OcpiPlatform, identifier: str, version: str = VERSION) -> str:
+    """``https://hub.example/ocpi/emsp/2.2.1/tokens``: a module of the hub's eMSP side."""
+    return f"{platform.base_url}/emsp/{version}/{identifier}"
+
+
+def version_details(platform: OcpiPlatform, version: str = VERSION, *, cpo_partner: bool = False) -> dict:
+    """The endpoints of ``version``; ``cpo_partner``: the caller is an external CPO (2.1.1: it gets the
+    eMSP side's ``tokens``)."""
     if version == VERSION_211:
-        endpoints = [{"identifier": i, "url": platform.module_url(i, version)} for i in ENDPOINTS_211]
+        endpoints = [
+            {
+                "identifier": i,
+                "url": emsp_module_url(platform, i, version)
+                if cpo_partner and i in dict(EMSP_ENDPOINTS)
+                else platform.module_url(i, version),
+            }
+            for i in ENDPOINTS_211
+        ]
         return {"version": version, "endpoints": endpoints}
     return {
         "version": VERSION,
         "endpoints": [
             {"identifier": ident, "role": role, "url": platform.module_url(ident)}
             for ident, role in ENDPOINTS
+        ]
+        + [
+            {"identifier": ident, "role": role, "url": emsp_module_url(platform, ident)}
+            for ident, role in EMSP_ENDPOINTS
         ],
     }
 
@@ -61,7 +88,8 @@ async def details(
     db_session: AsyncSession = Depends(request_transaction, scope="function"),
     platform: OcpiPlatform = Depends(get_platform),
 ):
-    await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=True)
+    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=True)
     if version not in VERSIONS:
         raise NotFound(f"Version {version} is not supported")
-    return ok(version_details(platform, version))
+    cpo_partner = any(r.role == "CPO" for r in partner.roles)
+    return ok(version_details(platform, version, cpo_partner=cpo_partner))

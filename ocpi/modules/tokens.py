@@ -21,36 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.domain.tokens import OcpiToken
 from kernel.models import Token
 from kernel.models.tokens import TOKEN_TYPES
-from kernel.timeutil import format_rfc3339
 from kernel.token_uids import UidTaken, claim
 from ocpi import status
 from ocpi.deps import Caller, caller, read_json, read_model
 from ocpi.envelope import NotFound, OcpiError, ok
+from ocpi.render_objects import token_object
 from ocpi.schemas.tokens import TokenPatch
 
 router = APIRouter()
-
-
-def token_object(t: Token) -> dict[str, Any]:
-    obj = dict(t.data or {})
-    obj.update(
-        {
-            "country_code": t.country_code,
-            "party_id": t.party_id,
-            "uid": t.uid,
-            "type": t.type,
-            "contract_id": t.contract_id,
-            "issuer": t.issuer,
-            "valid": t.valid,
-            "whitelist": t.whitelist,
-            "last_updated": format_rfc3339(t.last_updated),
-        }
-    )
-    if t.visual_number:
-        obj["visual_number"] = t.visual_number
-    if t.language:
-        obj["language"] = t.language
-    return obj
 
 
 def _check_owner(c: Caller, country_code: str, party_id: str) -> None:

@@ -75,6 +75,8 @@ async def translate(db_session: AsyncSession, payload: Payload) -> Any:
         return objects.tariff_to_211(body)
     if module == "commands":
         return objects.command_result_to_211(body)
+    if module == "tokens":  # the hosted eMSPs' tokens pushed to a 2.1.1 CPO (ocpi.push.token_push)
+        return objects.token_to_211(body)
     log.warning("no OCPI 2.1.1 form of a %s %s message; sent as stored", method, module)
     return body
 

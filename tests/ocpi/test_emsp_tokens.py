@@ -1,0 +1,226 @@
+"""The hub as the eMSP of its hosted eMSPs towards external CPOs (issue 14, item 4): the tokens Sender (list,
+real-time authorization), the token push with billing's holds, both in OCPI 2.2.1 and 2.1.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import pytest
+from sqlalchemy import select
+
+from billing.store.holds import BLOCK, LOWER_LIMIT, place_hold
+from kernel.db.engine import Database
+from kernel.models import BillingAccount, BillingDocument, OutboxMessage
+from ocpi.partner_auth import encode_token
+from tests.billing import dunning_kit
+from tests.ocpi._helpers import wait_until
+from tests.ocpi._network import InProcessNetwork
+from tests.ocpi.cpo_partner_kit import (
+    FakeCpo,
+    add_cpo_partner,
+    add_emsp_token,
+    add_hosted_emsp,
+    cpo_headers,
+    own_token,
+    serve_cpo,
+)
+
+if TYPE_CHECKING:
+    from tests.ocpi.conftest import RunningHub
+
+
+@pytest.fixture
+async def cpo(network: InProcessNetwork | None) -> AsyncIterator[FakeCpo]:
+    fake = await serve_cpo(network, "cpo-be.test")
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+async def _hold(db: Database, d: dunning_kit.Dunned, action: str) -> None:
+    async with db.session() as s:
+        account = await s.get(BillingAccount, d.account_id)
+        document = await s.get(BillingDocument, d.document_id)
+        assert account is not None and document is not None
+        limit = Decimal("0") if action == LOWER_LIMIT else None
+        await place_hold(
+            s, account, document, action, "test", limit=limit, currency="EUR" if limit is not None else None
+        )
+
+
+async def _dunned_fleet(db: Database) -> tuple[int, dunning_kit.Dunned]:
+    """The hosted eMSP NL*EVH issuing the dunned fleet's token ACME0001; (eMSP pk, dunning world)."""
+    emsp = await add_hosted_emsp(db)
+    d = await dunning_kit.seed(db)
+    await own_token(db, d.token_id, emsp)
+    return emsp, d
+
+
+def _sender_url(hub: RunningHub, version: str = "2.2.1") -> str:
+    return f"{hub.url}/ocpi/emsp/{version}/tokens"
+
+
+async def test_details_advertise_the_tokens_sender_of_the_hosted_emsps(hub: RunningHub) -> None:
+    await add_cpo_partner(hub.db, None)
+    async with hub.http() as client:
+        details = (await client.get(f"{hub.url}/ocpi/2.2.1", headers=cpo_headers())).json()["data"]
+    sender = [e for e in details["endpoints"] if e["identifier"] == "tokens" and e["role"] == "SENDER"]
+    receiver = [e for e in details["endpoints"] if e["identifier"] == "tokens" and e["role"] == "RECEIVER"]
+    assert [e["url"] for e in sender] == [_sender_url(hub)]
+    assert [e["url"] for e in receiver] == [f"{hub.url}/ocpi/cpo/2.2.1/tokens"]
+
+
+async def test_the_list_is_paginated_and_a_cpo_sees_only_the_addressed_emsps_tokens(hub: RunningHub) -> None:
+    evh = await add_hosted_emsp(hub.db, "NL*EVH")
+    ev2 = await add_hosted_emsp(hub.db, "NL*EV2")
+    for uid in ("EVH001", "EVH002", "EVH003"):
+        await add_emsp_token(hub.db, evh, uid)
+    await add_emsp_token(hub.db, ev2, "EV2001")
+    await add_cpo_partner(hub.db, None)
+    await add_cpo_partner(hub.db, None, key="DE*EMS", role="EMSP", token_c="emsp-token-c")
+    async with hub.http() as client:
+        first = await client.get(_sender_url(hub), params={"limit": 2}, headers=cpo_headers())
+        assert first.status_code == 200, first.text
+        assert [t["uid"] for t in first.json()["data"]] == ["EVH001", "EVH002"]
+        assert first.headers["X-Total-Count"] == "3" and first.headers["X-Limit"] == "2"
+        next_url = first.headers["Link"].split(";")[0].strip("<>")
+        second = await client.get(next_url, headers=cpo_headers())
+        assert [t["uid"] for t in second.json()["data"]] == ["EVH003"]
+        assert "Link" not in second.headers
+        other = await client.get(_sender_url(hub), headers=cpo_headers(to="NL*EV2"))
+        assert [t["uid"] for t in other.json()["data"]] == ["EV2001"]
+        assert other.json()["data"][0]["valid"] is True
+        # an eMSP the hub does not host (a partner's), and an eMSP partner calling: nothing to see
+        foreign = await client.get(_sender_url(hub), headers=cpo_headers(to="DE*EMS"))
+        assert (foreign.status_code, foreign.json()["status_code"]) == (404, 4001)
+        as_emsp = await client.get(_sender_url(hub), headers=cpo_headers("emsp-token-c", sender="DE*EMS"))
+        assert as_emsp.status_code == 403
+        wrong_from = await client.get(_sender_url(hub), headers=cpo_headers(sender="BE*XXX"))
+        assert (wrong_from.status_code, wrong_from.json()["status_code"]) == (400, 2001)
+
+
+async def test_authorize_answers_the_gateways_decision_for_held_released_and_unknown_tokens(
+    hub: RunningHub,
+) -> None:
+    _, d = await _dunned_fleet(hub.db)
+    ev2 = await add_hosted_emsp(hub.db, "NL*EV2")
+    await add_emsp_token(hub.db, ev2, "EV2001")
+    await add_cpo_partner(hub.db, None)
+    url = f"{_sender_url(hub)}/{dunning_kit.TOKEN}/authorize"
+    where = {"location_id": "LOC1", "evse_uids": ["E1"]}
+
+    async def ask(uid_url: str = url, **params: str) -> tuple[int, dict]:
+        async with hub.http() as client:
+            reply = await client.post(uid_url, params=params, json=where, headers=cpo_headers())
+            return reply.status_code, reply.json()
+
+    code, body = await ask()
+    assert code == 200 and body["data"]["allowed"] == "ALLOWED", body
+    assert body["data"]["token"]["uid"] == dunning_kit.TOKEN and body["data"]["location"] == where
+    await _hold(hub.db, d, BLOCK)
+    code, body = await ask()
+    assert body["data"]["allowed"] == "BLOCKED"
+    assert body["data"]["info"]["text"] == f"unpaid invoice {d.number}"
+    assert body["data"]["token"]["valid"] is False
+    await dunning_kit.pay(hub.db, d.document_id)
+    assert (await ask())[1]["data"]["allowed"] == "ALLOWED"
+    code, body = await ask(type="APP_USER")  # the token is an RFID card
+    assert (code, body["status_code"]) == (404, 2004)
+    code, body = await ask(f"{_sender_url(hub)}/NOSUCH/authorize")
+    assert (code, body["status_code"]) == (404, 2004)
+    code, body = await ask(f"{_sender_url(hub)}/EV2001/authorize")  # another hosted eMSP's token
+    assert (code, body["status_code"]) == (404, 2004)
+
+
+async def test_a_lowered_limit_is_no_credit_and_pushed_as_real_time_only(
+    hub: RunningHub, cpo: FakeCpo
+) -> None:
+    _, d = await _dunned_fleet(hub.db)
+    await add_cpo_partner(hub.db, cpo)
+    await _hold(hub.db, d, LOWER_LIMIT)
+    async with hub.http() as client:
+        reply = await client.post(f"{_sender_url(hub)}/{dunning_kit.TOKEN}/authorize", headers=cpo_headers())
+    assert reply.json()["data"]["allowed"] == "NO_CREDIT", reply.text
+    assert await hub.component.push_tokens_once() == 1
+    await wait_until(lambda: bool(cpo.puts(dunning_kit.TOKEN)), "the token PUT")
+    pushed = cpo.puts(dunning_kit.TOKEN)[-1]
+    assert (pushed["valid"], pushed["whitelist"]) == (True, "NEVER")
+
+
+async def test_a_held_token_is_pushed_invalid_and_valid_again_within_seconds_of_the_payment(
+    hub: RunningHub, cpo: FakeCpo
+) -> None:
+    _, d = await _dunned_fleet(hub.db)
+    partner_id = await add_cpo_partner(hub.db, cpo)
+    await add_cpo_partner(hub.db, None, key="DE*EMS", role="EMSP", token_c="emsp-token-c")  # gets nothing
+    assert await hub.component.push_tokens_once() == 1  # the first run: every hosted token
+    await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 1, "the first PUT")
+    first = cpo.received[0]
+    assert first.path == f"/ocpi/cpo/2.2.1/tokens/NL/EVH/{dunning_kit.TOKEN}" and first.query == "type=RFID"
+    assert first.headers["ocpi-from-party-id"] == "EVH" and first.headers["ocpi-to-party-id"] == "ION"
+    assert first.body["valid"] is True and first.body["contract_id"]
+    assert await hub.component.push_tokens_once() == 0  # nothing changed: nothing queued
+
+    stop = asyncio.Event()
+
+    async def job() -> None:  # the component's ocpi-token-push job, as the scheduler runs it
+        while not stop.is_set():
+            await hub.component.push_tokens_once()
+            await asyncio.sleep(0.05)
+
+    running = asyncio.create_task(job())
+    try:
+        await _hold(hub.db, d, BLOCK)
+        await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 2, "the PUT of the hold", timeout=5)
+        held = cpo.puts(dunning_kit.TOKEN)[1]
+        assert held["valid"] is False and held["last_updated"] > first.body["last_updated"]
+        paid_at = time.monotonic()
+        await dunning_kit.pay(hub.db, d.document_id)
+        await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 3, "the PUT of the release", timeout=5)
+        assert time.monotonic() - paid_at < 5
+        released = cpo.puts(dunning_kit.TOKEN)[2]
+        assert released["valid"] is True and released["last_updated"] >= held["last_updated"]
+    finally:
+        stop.set()
+        await running
+    async with hub.db.session() as s:
+        rows = (await s.scalars(select(OutboxMessage).where(OutboxMessage.channel == "ocpi"))).all()
+    assert {r.destination for r in rows} == {str(partner_id)}  # the eMSP partner got no token
+    assert len(rows) == 3
+
+
+async def test_a_211_cpo_gets_211_tokens_and_answers(
+    hub: RunningHub, network: InProcessNetwork | None
+) -> None:
+    cpo = await serve_cpo(network, "cpo-211.test", version="2.1.1")
+    try:
+        _, d = await _dunned_fleet(hub.db)
+        await add_cpo_partner(hub.db, cpo, key="FR*OLD", token_c="old-token")
+        headers = {"Authorization": "Token old-token"}
+        async with hub.http() as client:
+            details = (await client.get(f"{hub.url}/ocpi/2.1.1", headers=headers)).json()["data"]
+            tokens = [e["url"] for e in details["endpoints"] if e["identifier"] == "tokens"]
+            assert tokens == [_sender_url(hub, "2.1.1")]
+            listed = (await client.get(_sender_url(hub, "2.1.1"), headers=headers)).json()["data"]
+            assert [t["auth_id"] for t in listed] == ["DE-FLT-ACME0001"] and "country_code" not in listed[0]
+            await _hold(hub.db, d, BLOCK)
+            answer = await client.post(
+                f"{_sender_url(hub, '2.1.1')}/{dunning_kit.TOKEN}/authorize", headers=headers
+            )
+            assert answer.json()["data"]["allowed"] == "BLOCKED" and "token" not in answer.json()["data"]
+            refused = await client.get(_sender_url(hub), headers={"Authorization": encode_token("old-token")})
+            assert refused.status_code == 404  # the 2.2.1 routes are not its version's
+        assert await hub.component.push_tokens_once() == 1
+        await wait_until(lambda: bool(cpo.puts(dunning_kit.TOKEN)), "the 2.1.1 PUT")
+        put = cpo.received[-1]
+        assert put.path == f"/ocpi/cpo/2.1.1/tokens/NL/EVH/{dunning_kit.TOKEN}" and put.query == ""
+        assert put.body["valid"] is False and put.body["auth_id"] == "DE-FLT-ACME0001"
+        assert "country_code" not in put.body and "ocpi-from-party-id" not in put.headers
+        assert put.headers["authorization"] == "Token hub-token-for-FR*OLD"
+    finally:
+        await cpo.stop()
