@@ -41,6 +41,7 @@ from kernel.timeutil import utcnow
 from ocpi import client, status
 from ocpi import credentials_211 as form_211
 from ocpi.deps import read_json, read_model, request_transaction
+from ocpi.emsp_tokens import hosted_emsps
 from ocpi.envelope import MethodNotAllowed, OcpiError, ok
 from ocpi.partner_auth import partner_for_header, token_candidates
 from ocpi.platform import VERSION, VERSION_211, VERSIONS, OcpiPlatform, get_platform
@@ -62,15 +63,18 @@ class HandshakeError(Exception):
 
 
 async def own_credentials(db_session: AsyncSession, platform: OcpiPlatform, token: str) -> dict[str, Any]:
-    """The hub's credentials object: one role per hosted CPO."""
+    """The hub's credentials object: one role per hosted CPO, then one per hosted eMSP (the eMSP side an
+    external CPO talks to, :mod:`ocpi.modules.tokens_sender`)."""
+    parties = [("CPO", cpo) for cpo in await hosted_cpos(db_session)]
+    parties += [("EMSP", emsp) for emsp in await hosted_emsps(db_session)]
     roles = [
         {
-            "role": "CPO",
-            "party_id": cpo.party_id,
-            "country_code": cpo.country_code,
-            "business_details": {"name": cpo.name, **({"website": cpo.website} if cpo.website else {})},
+            "role": role,
+            "party_id": party.party_id,
+            "country_code": party.country_code,
+            "business_details": {"name": party.name, **({"website": party.website} if party.website else {})},
         }
-        for cpo in await hosted_cpos(db_session)
+        for role, party in parties
     ]
     return {"token": token, "url": platform.versions_url, "roles": roles}
 

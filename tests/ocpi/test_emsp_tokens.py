@@ -65,10 +65,13 @@ def _sender_url(hub: RunningHub, version: str = "2.2.1") -> str:
     return f"{hub.url}/ocpi/emsp/{version}/tokens"
 
 
-async def test_details_advertise_the_tokens_sender_of_the_hosted_emsps(hub: RunningHub) -> None:
+async def test_details_and_credentials_advertise_the_hosted_emsps(hub: RunningHub) -> None:
+    await add_hosted_emsp(hub.db, "NL*EVH")
     await add_cpo_partner(hub.db, None)
     async with hub.http() as client:
         details = (await client.get(f"{hub.url}/ocpi/2.2.1", headers=cpo_headers())).json()["data"]
+        own = (await client.get(f"{hub.url}/ocpi/2.2.1/credentials", headers=cpo_headers())).json()["data"]
+    assert [(r["country_code"], r["party_id"], r["role"]) for r in own["roles"]] == [("NL", "EVH", "EMSP")]
     sender = [e for e in details["endpoints"] if e["identifier"] == "tokens" and e["role"] == "SENDER"]
     receiver = [e for e in details["endpoints"] if e["identifier"] == "tokens" and e["role"] == "RECEIVER"]
     assert [e["url"] for e in sender] == [_sender_url(hub)]
