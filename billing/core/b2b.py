@@ -23,7 +23,8 @@ A period whose lines add up to less than zero (the credits of corrected CDRs exc
 balance the other way: :func:`is_credit` tells it, and :func:`settlement_credit_note` makes it the credit
 note of the same issuer (BT-3 ``381``; for self-billing the self-biller's self-billed credit note, ``261``),
 its lines the settlement lines negated (positive: what is credited), its net minus the statement's to the
-cent, naming the earlier B2B invoice it corrects (BT-25, VAT Directive Art. 219).
+cent, naming the earlier B2B invoices it corrects (BG-3, BT-25: each one on which a credited CDR was billed;
+VAT Directive Art. 219).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from billing.core.documents import (
     Identity,
     Invoice,
     InvoiceLine,
+    InvoiceReference,
     PaymentTerms,
     SupplyPeriod,
     Unit,
@@ -357,11 +359,13 @@ def settlement_credit_note(
     treatment: VatTreatment,
     credits: tuple[str, date],
     reference: str,
+    also_credits: Sequence[tuple[str, date]] = (),
 ) -> CreditNote:
     """The credit note of a period of ``plan`` whose ``lines`` (as billed, checked against the plan to the
     cent) add up to less than zero: the same lines negated (each naming the settlement line it credits), VAT
     per category and rate (BR-CO-17), ``credits`` the (number, issue date) of the earlier B2B invoice it
-    corrects (BT-25, BT-26); self-billed (type 261) when the plan is."""
+    corrects (BT-25, BT-26) and ``also_credits`` the other earlier invoices on which credited CDRs were
+    billed (BG-3 is 0..n: every preceding invoice is named); self-billed (type 261) when the plan is."""
     if not lines:
         raise DocumentError("nothing to credit: no lines (BR-16)")
     check_net(plan, lines)
@@ -406,6 +410,7 @@ def settlement_credit_note(
         totals=figures,
         notes=((SELF_BILLING_NOTE,) if plan.self_billed else ()) + notes(vat),
         self_billed=plan.self_billed,
+        also_credits=tuple(InvoiceReference(number, day) for number, day in also_credits),
     )
 
 

@@ -358,6 +358,17 @@ class Invoice:
         raise KeyError(line_id)
 
 
+@dataclass(frozen=True, slots=True)
+class InvoiceReference:
+    """A preceding invoice a credit note corrects (BG-3): its number (BT-25) and issue date (BT-26)."""
+
+    number: str
+    issue_date: date
+
+    def __post_init__(self) -> None:
+        _text(self.number, "a preceding invoice's number (BT-25)")
+
+
 class CreditScope(StrEnum):
     """What a credit note credits: all that was left on the invoice, or a part of it."""
 
@@ -367,7 +378,8 @@ class CreditScope(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class CreditNote:
-    """A credit note (EN 16931 type 381) against one invoice (BT-25 its number, BT-26 its date).
+    """A credit note (EN 16931 type 381) against an invoice (BT-25 its number, BT-26 its date; others in
+    ``also_credits``).
 
     Amounts are positive for what is credited (a line credited from a negative invoice line is negative). Its
     lines name the invoice lines they credit; its VAT is the cumulative VAT of the invoice's credits (see
@@ -391,6 +403,10 @@ class CreditNote:
     notes: tuple[str, ...] = field(default=())
     self_billed: bool = False
     """A self-billed credit note (BT-3 type 261): the self-biller credits its self-billed invoice (389)."""
+    also_credits: tuple[InvoiceReference, ...] = ()
+    """Further preceding invoices it corrects (BG-3 is 0..n in EN 16931 and in the Factur-X EN 16931 CII),
+    after the one of ``invoice_number``: a B2B period's credit note whose credited CDRs were billed on several
+    earlier invoices names them all."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "currency", invoice_currency(self.currency))
@@ -404,6 +420,11 @@ class CreditNote:
             raise DocumentError("a credit note credits a positive amount")
         if self.issue_date < self.invoice_date:
             raise DocumentError("a credit note cannot predate the invoice it credits")
+        numbers = [self.invoice_number, *(ref.number for ref in self.also_credits)]
+        if len(set(numbers)) != len(numbers):
+            raise DocumentError("a credit note names each preceding invoice once (BG-3)")
+        if any(self.issue_date < ref.issue_date for ref in self.also_credits):
+            raise DocumentError("a credit note cannot predate an invoice it credits")
         _check_parties(self.seller, self.buyer, {ln.vat_category for ln in self.lines})
 
 

@@ -213,8 +213,13 @@ def cii_xml(doc: Document) -> bytes:
         _period(settlement, period)
     _payment_terms(settlement, doc)
     _summation(settlement, doc)
-    if isinstance(doc, CreditNote):
-        ref = _el(settlement, "ram:InvoiceReferencedDocument")  # BG-3
-        _el(ref, "ram:IssuerAssignedID", doc.invoice_number)  # BT-25
-        _date(ref, "ram:FormattedIssueDateTime", doc.invoice_date, qualified=True)  # BT-26
+    if isinstance(doc, CreditNote):  # BG-3, 0..n (the Factur-X EN 16931 XSD: unbounded)
+        preceding = [
+            (doc.invoice_number, doc.invoice_date),
+            *((r.number, r.issue_date) for r in doc.also_credits),
+        ]
+        for number, issued in preceding:
+            ref = _el(settlement, "ram:InvoiceReferencedDocument")
+            _el(ref, "ram:IssuerAssignedID", number)  # BT-25
+            _date(ref, "ram:FormattedIssueDateTime", issued, qualified=True)  # BT-26
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))

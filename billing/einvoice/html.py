@@ -42,7 +42,8 @@ def _filters(currency: str, locale: str) -> dict[str, Callable[..., str]]:
     return {"money": money, "number": number, "day": day}
 
 
-def _title(doc: Document) -> str:
+def title_of(doc: Document) -> str:
+    """What the document is, as its heading, the HTML's title and the PDF's metadata name it."""
     if isinstance(doc, Invoice):
         return "Self-billed invoice" if doc.self_billed else "Invoice"
     return "Self-billed credit note" if doc.self_billed else "Credit note"
@@ -58,7 +59,7 @@ def render_html(doc: Document, *, locale: str = "en", logo: str | None = None) -
     return template.render(
         doc=doc,
         is_invoice=is_invoice,
-        title=_title(doc),
+        title=title_of(doc),
         lang=locale.split("_")[0],
         logo=logo,
     )

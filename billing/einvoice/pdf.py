@@ -19,7 +19,7 @@ import facturx
 
 from billing.core.documents import CreditNote, Invoice
 from billing.einvoice.cii_xml import cii_xml
-from billing.einvoice.html import render_html
+from billing.einvoice.html import render_html, title_of
 
 Document = Invoice | CreditNote
 LEVEL = "en16931"
@@ -64,7 +64,7 @@ def render_pdf(doc: Document, *, locale: str = "en", logo: str | None = None) ->
         url_fetcher=weasyprint.URLFetcher(allowed_protocols={"data"}),
     )
     printed = page.write_pdf(pdf_variant="pdf/a-3b")
-    kind = "Invoice" if isinstance(doc, Invoice) else "Credit note"
+    kind = title_of(doc)  # "Self-billed credit note" (261) as the HTML says, not "Credit note"
     metadata: dict[str, Any] = {
         "author": doc.seller.legal_name,
         "keywords": "Factur-X, EN 16931",

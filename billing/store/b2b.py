@@ -16,9 +16,9 @@ concurrent one, issues nothing). A document that cannot be issued is reported wi
 
 A document whose lines add up to less than zero (:func:`billing.core.b2b.is_credit`: the period's credits of
 corrected CDRs exceed its CDRs) is the same issuer's credit note (``credit_note``, BT-3 ``381``; for
-self-billing the CPO's self-billed credit note, ``261``, in its ``SBC`` series), crediting the latest earlier
-B2B invoice of the same kind and issuer on which the credited CDRs were billed (``credits_document_id``,
-BT-25); with no such invoice it is not issued, with the reason.
+self-billing the CPO's self-billed credit note, ``261``, in its ``SBC`` series), naming every earlier B2B
+invoice of the same kind and issuer on which the credited CDRs were billed (BG-3, latest first; the latest is
+``credits_document_id``, BT-25); with no such invoice it is not issued, with the reason.
 """
 
 from __future__ import annotations
@@ -392,9 +392,10 @@ async def _issue(
         if prefix in (issuer.invoice_series.prefix, issuer.credit_series.prefix):
             raise _Refused(f"issuer {issuer.key} uses the self-billing series {prefix} for another")
         series = Series(prefix, yearly=issuer.invoice_series.yearly)
-    credited = (
-        await _credited_invoice(db_session, plan, issuer_row.id, invoice_kind, rows) if credit else None
+    preceding = (
+        await _credited_invoices(db_session, plan, issuer_row.id, invoice_kind, rows) if credit else []
     )
+    credited = preceding[0] if preceding else None
     counter = await lock(db_session, issuer_row.id, series, day)
     existing = (
         await db_session.scalars(
@@ -422,6 +423,7 @@ async def _issue(
             treatment=parties.treatment,
             credits=(credited.number, credited.issue_date),
             reference=reference,
+            also_credits=[(other.number, other.issue_date) for other in preceding[1:]],
         )
     else:
         start, end = _month(run.period)
@@ -458,36 +460,41 @@ async def _issue(
     return row, False
 
 
-async def _credited_invoice(
+async def _credited_invoices(
     db_session: AsyncSession, plan: DocumentPlan, issuer_id: int, invoice_kind: str, rows: dict[str, Cdr]
-) -> BillingDocument:
-    """The B2B invoice a period's credit note corrects (BT-25): the latest one of ``issuer_id`` and the plan's
-    kind on which a CDR credited in the period was billed; _Refused when there is none."""
+) -> list[BillingDocument]:
+    """The B2B invoices a period's credit note corrects (BG-3), latest first: those of ``issuer_id`` and the
+    plan's kind on which a CDR credited in the period was billed; _Refused when there is none. The first is
+    BT-25 and carries the credit in the balances (``credits_document_id``); the note names them all."""
     originals = {
         rows[ln.cdr_id].credit_of
         for ln in plan.lines
         if rows[ln.cdr_id].is_credit and rows[ln.cdr_id].credit_of is not None
     }
     found = (
-        (
-            await db_session.scalars(
-                select(BillingDocument)
-                .join(BillingDocumentCdr, BillingDocumentCdr.document_id == BillingDocument.id)
-                .where(
-                    BillingDocumentCdr.cdr_id.in_(originals),
-                    BillingDocumentCdr.kind == LINK_KINDS[plan.kind],
-                    BillingDocument.issuer_id == issuer_id,
-                    BillingDocument.kind == invoice_kind,
-                    BillingDocument.currency == plan.currency,
+        list(
+            (
+                await db_session.scalars(
+                    select(BillingDocument)
+                    .where(
+                        BillingDocument.id.in_(
+                            select(BillingDocumentCdr.document_id).where(
+                                BillingDocumentCdr.cdr_id.in_(originals),
+                                BillingDocumentCdr.kind == LINK_KINDS[plan.kind],
+                            )
+                        ),
+                        BillingDocument.issuer_id == issuer_id,
+                        BillingDocument.kind == invoice_kind,
+                        BillingDocument.currency == plan.currency,
+                    )
+                    .order_by(BillingDocument.issue_date.desc(), BillingDocument.id.desc())
                 )
-                .order_by(BillingDocument.issue_date.desc(), BillingDocument.id.desc())
-                .limit(1)
-            )
-        ).first()
+            ).all()
+        )
         if originals
-        else None
+        else []
     )
-    if found is None:
+    if not found:
         raise _Refused(
             "the period's credits exceed its charges, and no earlier invoice of these parties bills the "
             "credited CDRs: a credit note needs the invoice it corrects (BT-25)"

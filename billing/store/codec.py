@@ -19,6 +19,7 @@ from billing.core.documents import (
     Identity,
     Invoice,
     InvoiceLine,
+    InvoiceReference,
     PaymentTerms,
     SupplyPeriod,
     Totals,
@@ -124,5 +125,9 @@ def load_credit_note(data: dict[str, Any]) -> CreditNote:
             **body,
             "invoice_date": date.fromisoformat(data["invoice_date"]),
             "scope": CreditScope(data["scope"]),
+            "also_credits": tuple(
+                InvoiceReference(ref["number"], date.fromisoformat(ref["issue_date"]))
+                for ref in data.get("also_credits", ())
+            ),
         }
     )

@@ -5,21 +5,24 @@ November document the corrected CDR was billed on, equal to the December stateme
 
 from __future__ import annotations
 
+import io
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from lxml import etree
+from pypdf import PdfReader
 from sqlalchemy import select
 
 import billing
-from billing.einvoice import cii_xml, validate_xml
+from billing.einvoice import cii_xml, render_html, render_pdf, validate_xml
 from billing.settlement_documents import run_settlement_documents_job
 from billing.store.codec import load_credit_note
 from kernel.db.engine import Database
 from kernel.models import BillingDocumentCdr, Cdr, ChargingSession, MeterValue, SettlementStatement
 from settlement.job import run_period
-from tariffs.rating import correct_cdr
+from tariffs.rating import correct_cdr, rate_pending
 from tests.billing.b2b_kit import (
     CLOCK,
     add_issuers,
@@ -29,6 +32,7 @@ from tests.billing.b2b_kit import (
     site_host_account,
 )
 from tests.billing.einvoice_kit import schematron_failures
+from tests.world.sessions import seed_ended_session
 
 pytestmark = pytest.mark.clock(CLOCK)
 
@@ -139,3 +143,61 @@ async def test_a_credit_note_without_an_invoice_to_correct_is_not_issued(
     outcomes = await billing.issue_settlement_documents(db, december.run_id)
     assert all(o.number is None and o.reason and "BT-25" in o.reason for o in outcomes)
     assert await documents_by_number(db) == {}
+
+
+async def test_a_credit_note_names_every_invoice_it_corrects(db: Database, tmp_path: Path) -> None:
+    """A November CDR and a December CDR, each billed on its period's invoices, both corrected to a quarter in
+    January: January's credit notes correct two invoices each, and name both (BG-3 0..n; Factur-X EN 16931's
+    CII allows several InvoiceReferencedDocument), the latest first (it carries the credit in the balances);
+    the self-billed credit note's PDF is titled as its HTML is."""
+    await settled_period(db, tmp_path / "nov", sessions=1)
+    await add_issuers(db)
+    await site_host_account(db)
+    assert await run_settlement_documents_job(b2b_hub(db)) == 3
+    await seed_ended_session(db, "AMS-01-1", datetime(2026, 12, 4, 9, tzinfo=UTC), 50, "9.5", uid="dec-0")
+    await rate_pending(db, ())
+    december = await run_period(db, "2026-12", out_dir=tmp_path / "dec", close=True)
+    assert december.run_id is not None
+    assert [o.number for o in await billing.issue_settlement_documents(db, december.run_id)] == [
+        "AMP-2026-000002",
+        "HUB-2026-000002",
+        "SB-2026-000002",
+    ]
+    before = await documents_by_number(db)
+    async with db.session() as s:
+        uids = list(await s.scalars(select(Cdr.cdr_uid).where(Cdr.is_credit.is_(False)).order_by(Cdr.id)))
+    assert len(uids) == 2
+    for uid in uids:
+        await _lower(db, uid)
+        await correct_cdr(db, uid, ())
+    january = await run_period(db, "2027-01", out_dir=tmp_path / "jan", close=True)
+    assert january.run_id is not None
+    outcomes = await billing.issue_settlement_documents(db, january.run_id)
+    assert [(o.number, o.reason) for o in outcomes] == [
+        ("AMPC-2026-000001", None),
+        ("HUBC-2026-000001", None),
+        ("SBC-2026-000001", None),
+    ]
+    docs = await documents_by_number(db)
+    for number, prefix in (
+        ("AMPC-2026-000001", "AMP"),
+        ("HUBC-2026-000001", "HUB"),
+        ("SBC-2026-000001", "SB"),
+    ):
+        note = load_credit_note(docs[number].document)
+        latest, earlier = f"{prefix}-2026-000002", f"{prefix}-2026-000001"
+        assert docs[number].credits_document_id == before[latest].id
+        assert (note.invoice_number, [r.number for r in note.also_credits]) == (latest, [earlier])
+        xml = cii_xml(note)
+        validate_xml(xml)
+        assert schematron_failures(xml) == []
+        refs = etree.fromstring(xml).findall(
+            ".//{*}ApplicableHeaderTradeSettlement/{*}InvoiceReferencedDocument"
+        )
+        assert [r.findtext("{*}IssuerAssignedID") for r in refs] == [latest, earlier]
+        assert f"{latest} (" in render_html(note) and f", {earlier} (" in render_html(note)
+    pdf = PdfReader(io.BytesIO(render_pdf(load_credit_note(docs["SBC-2026-000001"].document))))
+    assert (
+        pdf.metadata is not None
+        and pdf.metadata.title == "Station Parking B.V.: Self-billed credit note SBC-2026-000001"
+    )
