@@ -3,11 +3,13 @@
 Run: ``flock /tmp/bench8.lock .venv/bin/python -m bench.bench_billing_db N POSTGRES_URL`` (``python -m bench``:
 ``EVHUB_BENCH_CDRS``, default 1,000,000, and ``EVHUB_BENCH_BILLING_DB_URL``, skipped without it; e.g. 1000000
 ``postgresql+asyncpg://postgres@127.0.0.1:5432/bench_billing_db``; the database is dropped and created, then
-migrated; ``EVHUB_BENCH_REUSE=1`` keeps the CDRs of an earlier run and drops its documents instead;
+migrated; ``EVHUB_BENCH_REUSE=1`` keeps the CDRs of an earlier run and drops its documents instead,
+``EVHUB_BENCH_LOAD_ONLY=1`` loads and stops;
 ``EVHUB_BENCH_PROFILE=1`` profiles the job). The CDRs are :mod:`bench.bench_billing`'s (the settlement
 benchmark's generator with fleets, tokens, 100 issuers, EUR and JPY, credit CDRs, price caps, reverse charge to
-German fleets, an exempt issuer), written into ``sessions`` and ``cdrs`` with COPY as the rating stage would
-have stored them (explanation lines of the engine's shape; a credit CDR credits its fleet's latest CDR). Timed: the job, from nothing issued to every fleet's invoice of October 2026 issued. Checked,
+German fleets, an exempt issuer), written into ``sessions`` and ``cdrs`` as the rating stage would have stored
+them (explanation lines of the engine's shape, the token's holder recorded; a credit CDR credits its fleet's
+latest CDR) by :func:`bench.billing_db_copy.copy_table`, COPY text streams built from columns. Timed: the job, from nothing issued to every fleet's invoice of October 2026 issued. Checked,
 never timed: one invoice per fleet account with CDRs, every CDR on exactly one invoice, each invoice's total
 excl. VAT equal to its CDRs' to the cent, and every issuer's numbers 1..n without a gap. The baseline of the same
 run: before the job, ``EVHUB_BENCH_BASELINE_ACCOUNTS`` accounts (default 20, spread over all) are issued one by
@@ -40,6 +42,7 @@ from sqlalchemy.engine import make_url
 import billing
 from bench.bench_billing import TOKENS_PER_FLEET, billing_table, buyer, fleet_currency, fleet_issuer, issuers
 from bench.bench_settlement import make_cdrs
+from bench.billing_db_copy import copy_table
 from billing.core import bulk
 from billing.core.documents import Identity
 from billing.core.issuers import Issuer
@@ -107,6 +110,9 @@ class CdrRow:
     credit_of: int | None = None
     session_ref: str | None = None
     signed: bool = False
+    holder_recorded: bool = True
+    """The CDR records its token's fleet, driver and vehicle, as pricing does (False: an older row without them,
+    billed by its token's current ones)."""
 
 
 async def seed_world(
@@ -178,6 +184,12 @@ async def load_cdrs(db: Database, world: World, rows: Iterable[CdrRow], chunk: i
     async with db.session() as s:
         first = int(await s.scalar(select(func.coalesce(func.max(Cdr.id), 0))) or 0) + 1
         first_session = int(await s.scalar(select(func.coalesce(func.max(ChargingSession.id), 0))) or 0) + 1
+        holders = {
+            t: (f, d, v)
+            for t, f, d, v in (
+                await s.execute(select(Token.id, Token.fleet_id, Token.driver_name, Token.vehicle))
+            ).all()
+        }
     pg = db.dialect == "postgresql"
     n = 0
     batch_sessions: list[tuple[Any, ...]] = []
@@ -235,6 +247,8 @@ async def load_cdrs(db: Database, world: World, rows: Iterable[CdrRow], chunk: i
                 ),
                 *(row.token_id, row.currency, row.start, row.end, Decimal(0), Decimal(0), row.total_excl),
                 *("[]", jsonutil.dumps(_explanation(row.lines)), jsonutil.dumps(data), now, now),
+                *(holders[row.token_id] if row.holder_recorded else (None, None, None)),
+                row.holder_recorded,
             )
         )
         n += 1
@@ -262,6 +276,7 @@ _CDR_COLUMNS = [
     *("id", "cdr_uid", "session_id", "revision", "is_credit", "credit_of", "cpo_id", "location_id"),
     *("token_id", "currency", "start_date_time", "end_date_time", "total_energy_kwh", "total_time_hours"),
     *("total_cost_excl_vat", "tariff_versions", "explanation", "data", "created_at", "last_updated"),
+    *("fleet_id", "driver_name", "vehicle", "holder_recorded"),
 ]
 
 
@@ -462,10 +477,15 @@ async def _run(n: int, url: str) -> None:
         else:
             table, present = billing_table(make_cdrs(n))
             world, location_ids = await seed_bench_world(db, table, present)
-            loaded = await load_cdrs(db, world, bench_rows(table, world, location_ids))
+            loaded = await copy_table(db, world.tokens[""], table, location_ids, world)
+            del table
             print(f"  loaded {loaded:,} CDRs of {len(present):,} fleets in {time.perf_counter() - t0:.0f} s")
         async with db.engine.connect() as conn:
             await conn.execute(text("ANALYZE"))
+        if os.environ.get(
+            "EVHUB_BENCH_LOAD_ONLY"
+        ):  # load now (untimed, nice), time the job later under the lock
+            return
         hub = Hub(settings=load_settings(database_url=url, _env_file=None), db=db, node_name="bench")
         with pinned(datetime(2026, 11, 1, 6, 0, tzinfo=UTC)):
             base_seconds, base_cdrs, base_docs = await _baseline(db, BASELINE_ACCOUNTS)

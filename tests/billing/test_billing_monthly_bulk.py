@@ -156,6 +156,7 @@ def _month(rng: random.Random, world: World) -> list[CdrRow]:
                     lines=lines,
                     session_ref=f"S-{uid}",
                     signed=rng.random() < 0.3,
+                    holder_recorded=rng.random() < 0.7,  # else an older row, billed by its token's holder
                 )
             )
             if rng.random() < 0.15 and n > 0:
@@ -172,6 +173,7 @@ def _month(rng: random.Random, world: World) -> list[CdrRow]:
                         lines=None,
                         credit_of=len(rows) - 1,
                         session_ref=original.session_ref,
+                        holder_recorded=original.holder_recorded,
                     )
                 )
     return rows
