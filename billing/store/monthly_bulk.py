@@ -37,7 +37,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import String, exists, func, insert, literal_column, or_, select, text
+from sqlalchemy import exists, func, insert, literal_column, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -46,6 +46,7 @@ from billing.core import bulk
 from billing.core.documents import DocumentError
 from billing.core.lines import Dimension
 from billing.store.accounts import FLEET, buyer_of
+from billing.store.bulk_read import CdrColumns, read_copy
 from billing.store.codec import to_json
 from billing.store.issuers import from_row
 from billing.store.issuing import INVOICE, OUTSIDE_VAT
@@ -83,17 +84,6 @@ _EMPTY: tuple[Any, ...] = (None, False, "", 0, [], {})
 OnIssue = Callable[[AsyncSession, BillingDocument], Awaitable[None]]
 PerAccount = Callable[[int, str], Awaitable[bool]]
 """Issue one account's invoice of a period in a transaction of its own (True: one was issued)."""
-
-
-def _pg_lines(table: str) -> Any:
-    """The explanation's lines of ``table``'s row as compact JSON text: [kind, dimension, quantity, unit price,
-    VAT, amount excl. VAT] each, as texts (PostgreSQL)."""
-    return literal_column(
-        "(SELECT jsonb_agg(jsonb_build_array(l->>'kind', l->>'dimension', l->>'quantity', l->>'unit_price', "
-        f"l->>'vat', l->>'amount_excl_vat') ORDER BY n) FROM jsonb_array_elements({table}.explanation->'lines') "
-        "WITH ORDINALITY AS e(l, n))::text",
-        String,
-    )
 
 
 def _sqlite_lines(explanation: Any) -> list[list[Any]] | None:
@@ -344,24 +334,15 @@ async def _issue_batch(
     apart = {a.id for a in by_owner.values() if issuers[a.issuer_id].registration_id and a.id in outside}
     order = [a for a in by_owner.values() if a.id not in apart]
     left.extend(sorted(apart))
-    present = set(columns.invoice)
+    present = columns.accounts()
     billed = [a for a in order if a.id in present]
     if not billed:
         return 0, sorted(left)
     if apart:
-        columns = _without(columns, apart)
-    position = {a.id: i for i, a in enumerate(billed)}
-    columns.invoice = [position[i] for i in columns.invoice]
-    table = columns.table()
+        columns = columns.without(apart)
+    table, starts, ends = columns.numbered([a.id for a in billed])
     heads = []
     numbers = []
-    starts: dict[int, datetime] = {}
-    ends: dict[int, datetime] = {}
-    for inv, s, e in zip(columns.invoice, columns.start, columns.end, strict=True):
-        if inv not in starts or s < starts[inv]:
-            starts[inv] = s
-        if inv not in ends or e > ends[inv]:
-            ends[inv] = e
     for i, a in enumerate(billed):
         issuer = from_row(issuers[a.issuer_id])
         buyer = buyer_of(a.row)
@@ -418,7 +399,7 @@ async def _issue_batch(
         )
     new_ids = await _insert_documents(db_session, pg, params)
     document_of = np.array(new_ids, dtype=np.int64)[np.argsort([d.index for d in documents])]
-    links = zip(document_of[table.invoice].tolist(), columns.db_ids, strict=True)
+    links = zip(document_of[table.invoice].tolist(), columns.db_id.tolist(), strict=True)
     await _link(db_session, pg, links)
     await db_session.flush()  # the counters
     if on_issue is not None:
@@ -431,7 +412,7 @@ async def _issue_batch(
         "monthly invoices %s: %d invoices of %d CDRs in bulk: read %.2f s, build %.2f s, write %.2f s",
         period,
         len(documents),
-        len(columns.db_ids),
+        len(columns.db_id),
         t_build - t_read,
         t_write - t_build,
         time.perf_counter() - t_write,
@@ -558,67 +539,111 @@ async def _link(db_session: AsyncSession, pg: bool, links: Any) -> None:
         await db_session.execute(insert(BillingDocumentCdr), rows[k : k + 10_000])
 
 
-def _without(columns: _Columns, accounts: set[int]) -> _Columns:
-    """``columns`` without the CDRs of ``accounts`` (their invoice is still the account id here)."""
-    keep = [i for i, a in enumerate(columns.invoice) if a not in accounts]
-    remap = {old: new for new, old in enumerate(keep)}
-    out = _Columns()
-    row_columns = ("invoice", "cdr_id", "session_ref", "signed", "location", "credit_of", "group", "currency")
-    for name in (*row_columns, "start", "end", "total", "credit", "db_ids"):
-        values = getattr(columns, name)
-        setattr(out, name, [values[i] for i in keep])
-    comps = [k for k, r in enumerate(columns.comp_cdr) if r in remap]
-    out.comp_cdr = [remap[columns.comp_cdr[k]] for k in comps]
-    for name in ("comp_dim", "comp_qty", "comp_up", "comp_net", "comp_vat", "comp_text"):
-        values = getattr(columns, name)
-        setattr(out, name, [values[k] for k in comps])
-    return out
-
-
-async def _read(
-    db_session: AsyncSession, dialect: str, by_owner: dict[tuple[int, str], _Account]
-) -> tuple[_Columns, set[int]]:
-    """The billable CDRs of the batch's accounts as columns (``invoice`` is the account id), and the accounts
-    that have a line outside the scope of VAT."""
-    pg = dialect == "postgresql"
-    original = aliased(Cdr, name="orig")
-    lines = _pg_lines("cdrs") if pg else Cdr.explanation
-    original_lines = _pg_lines("orig") if pg else original.explanation
-    max_end = max(a.end for a in by_owner.values())
-    statement = (
-        select(
-            Cdr.id,
-            Cdr.cdr_uid,
-            Cdr.is_credit,
-            Cdr.credit_of,
-            Cdr.currency,
-            Cdr.start_date_time,
-            Cdr.end_date_time,
-            Cdr.total_cost_excl_vat,
-            lines,
-            Cdr.data["session_id"].as_string(),
-            Cdr.data["signed_data"],
-            original.cdr_uid,
-            original_lines,
-            Location.name,
-            billed_fleet(),  # the fleet, driver and vehicle of the CDR (kernel.domain.cdr_holder)
-            billed_driver(),
-            Token.visual_number,
-            Token.contract_id,
-            billed_vehicle(),
-        )
+def _selection(
+    by_owner: dict[tuple[int, str], _Account], columns: Sequence[Any], original: Any, before: Any
+) -> Any:
+    """The batch's billable CDRs (``columns`` of them; ``original`` the outer-joined CDR a credit credits):
+    its accounts' fleets' CDRs in their currencies, ended before ``before`` (the latest month's end), on no
+    invoice, a credit CDR while its original is on no invoice either."""
+    return (
+        select(*columns)
         .join(Token, Token.id == Cdr.token_id)
         .outerjoin(original, original.id == Cdr.credit_of)
         .outerjoin(Location, Location.id == Cdr.location_id)
         .where(
             billed_to_fleets({f for f, _ in by_owner}),
             Cdr.currency.in_(sorted({c for _, c in by_owner})),
-            Cdr.end_date_time < max_end,
+            Cdr.end_date_time < before,
             _uninvoiced(Cdr.id),
             or_(Cdr.is_credit.is_(False), _uninvoiced(original.id)),
         )
-        .execution_options(yield_per=PARTITION)
     )
+
+
+def _us(column: Any) -> Any:
+    return literal_column(f"(extract(epoch FROM {column}) * 1000000)::bigint")
+
+
+async def _read_pg(
+    db_session: AsyncSession, by_owner: dict[tuple[int, str], _Account]
+) -> tuple[CdrColumns, set[int]]:
+    """:func:`_read` on PostgreSQL: one COPY of the selection with the lines unnested
+    (:func:`billing.store.bulk_read.read_copy`)."""
+    original = aliased(Cdr, name="orig")
+    max_end = max(a.end for a in by_owner.values())
+    columns = [
+        Cdr.id.label("id"),
+        Cdr.cdr_uid.label("uid"),
+        Cdr.is_credit.label("is_credit"),
+        Cdr.currency.label("currency"),
+        _us("cdrs.start_date_time").label("start_us"),
+        _us("cdrs.end_date_time").label("end_us"),
+        Cdr.total_cost_excl_vat.label("total_excl"),
+        Cdr.data["session_id"].as_string().label("session_ref"),
+        literal_column(  # as the row path's ``signed not in _EMPTY``
+            "coalesce(cdrs.data->'signed_data' NOT IN ('null'::jsonb, 'false'::jsonb, '\"\"'::jsonb, "
+            "'0'::jsonb, '[]'::jsonb, '{}'::jsonb), false)"
+        ).label("signed"),
+        original.cdr_uid.label("original_uid"),
+        Location.name.label("location"),
+        billed_fleet().label(
+            "fleet_id"
+        ),  # the fleet, driver and vehicle of the CDR (kernel.domain.cdr_holder)
+        billed_driver().label("driver"),
+        Token.visual_number.label("visual"),
+        Token.contract_id.label("contract"),
+        billed_vehicle().label("vehicle"),
+        literal_column(
+            "CASE WHEN cdrs.is_credit THEN orig.explanation->'lines' ELSE cdrs.explanation->'lines' END"
+        ).label("lines"),
+    ]
+    sql = str(
+        _selection(
+            by_owner, columns, original, literal_column(f"'{max_end.isoformat()}'::timestamptz")
+        ).compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    )
+    owners = {key: (a.id, (a.end - bulk.EPOCH) // timedelta(microseconds=1)) for key, a in by_owner.items()}
+    connection = await db_session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    return await read_copy(driver, sql, owners)
+
+
+async def _read(
+    db_session: AsyncSession, dialect: str, by_owner: dict[tuple[int, str], _Account]
+) -> tuple[CdrColumns, set[int]]:
+    """The billable CDRs of the batch's accounts as columns (``invoice`` is the account id), and the accounts
+    that have a line outside the scope of VAT."""
+    if dialect == "postgresql":
+        return await _read_pg(db_session, by_owner)
+    columns, outside = await _read_rows(db_session, by_owner)
+    return CdrColumns(columns.table(), np.array(columns.db_ids, dtype=np.int64)), outside
+
+
+async def _read_rows(
+    db_session: AsyncSession, by_owner: dict[tuple[int, str], _Account]
+) -> tuple[_Columns, set[int]]:
+    """The SQLite path of :func:`_read`: the rows, a Python loop per CDR and line."""
+    original = aliased(Cdr, name="orig")
+    statement = _selection(
+        by_owner,
+        [
+            *(Cdr.id, Cdr.cdr_uid, Cdr.is_credit, Cdr.credit_of, Cdr.currency, Cdr.start_date_time),
+            *(
+                Cdr.end_date_time,
+                Cdr.total_cost_excl_vat,
+                Cdr.explanation,
+                Cdr.data["session_id"].as_string(),
+            ),
+            *(Cdr.data["signed_data"], original.cdr_uid, original.explanation, Location.name),
+            billed_fleet(),  # the fleet, driver and vehicle of the CDR (kernel.domain.cdr_holder)
+            billed_driver(),
+            Token.visual_number,
+            Token.contract_id,
+            billed_vehicle(),
+        ],
+        original,
+        max(a.end for a in by_owner.values()),
+    ).execution_options(yield_per=PARTITION)
     columns = _Columns()
     outside: set[int] = set()
     texts = _Texts()
@@ -652,7 +677,7 @@ async def _read(
             if is_credit and original_uid is None:
                 raise DocumentError(f"credit CDR {uid} needs the CDR it credits")
             source = theirs if is_credit else own
-            parsed = (json.loads(source) if source else None) if pg else _sqlite_lines(source)
+            parsed = _sqlite_lines(source)
             if not parsed:
                 raise DocumentError(f"CDR {uid} has no priced lines to invoice")
             row = len(columns.invoice)

@@ -1,0 +1,301 @@
+"""A monthly batch's CDRs as columns: read on PostgreSQL with one ``COPY (SELECT ...) TO STDOUT`` into pandas.
+
+:class:`CdrColumns` is what :mod:`billing.store.monthly_bulk` builds a batch's documents from: a
+:class:`billing.core.bulk.CdrTable` whose ``invoice`` is still the billing account's id, and each CDR's row id
+(for the ``billing_document_cdrs`` links).
+
+:func:`read_copy` runs the batch's selection (the statement :mod:`billing.store.monthly_bulk` builds, every
+bound value rendered as a literal) with the explanation's lines unnested beside each CDR (one CSV row per line,
+``jsonb_array_elements ... WITH ORDINALITY``), so there is no JSON text per CDR and no Python object per row:
+the columns are decoded by pandas, and every text becomes a code of its distinct values, each distinct value
+turned into what the row loop of the SQLite path makes of it (``str(Decimal(text))``, minor units, the
+driver-and-vehicle group, ISO instants) once. The CDRs and lines are taken in CDR id and line order.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from billing.core import bulk
+from billing.core.documents import DocumentError
+from billing.core.lines import Dimension
+from kernel.money import minor_units
+
+_DIMS = {d.value: i for i, d in enumerate(bulk.DIMENSIONS)}
+_ADJ = bulk.DIMENSIONS.index(Dimension.ADJUSTMENT)
+_NULL = "\\N"
+CDR_FIELDS = (
+    *("id", "uid", "is_credit", "currency", "start_us", "end_us", "total_excl", "session_ref", "signed"),
+    *("original_uid", "location", "fleet_id", "driver", "visual", "contract", "vehicle"),
+)
+"""The columns the selection gives, in order, before the explanation's lines (``lines``: a JSONB array)."""
+_LINE_FIELDS = ("n", "kind", "dimension", "quantity", "unit_price", "vat", "amount")
+
+
+@dataclass(frozen=True)
+class CdrColumns:
+    """A batch's CDRs: ``table`` (``invoice`` = the billing account's id) and ``db_id`` (each CDR's row id)."""
+
+    table: bulk.CdrTable
+    db_id: np.ndarray
+
+    def accounts(self) -> set[int]:
+        return set(np.unique(self.table.invoice).tolist())
+
+    def without(self, accounts: set[int]) -> CdrColumns:
+        """Without the CDRs (and their lines) of ``accounts``."""
+        t = self.table
+        keep = ~np.isin(t.invoice, np.array(sorted(accounts), dtype=np.int64))
+        new_row = np.cumsum(keep) - 1
+        comp = keep[t.comp_cdr]
+
+        def rows(c: bulk.Codes) -> bulk.Codes:
+            return bulk.Codes(c.codes[keep], c.values)
+
+        def comps(c: bulk.Codes) -> bulk.Codes:
+            return bulk.Codes(c.codes[comp], c.values)
+
+        table = bulk.CdrTable(
+            invoice=t.invoice[keep],
+            cdr_id=rows(t.cdr_id),
+            session_ref=rows(t.session_ref),
+            signed_data_ref=rows(t.signed_data_ref),
+            location=rows(t.location),
+            credit_of=rows(t.credit_of),
+            group=rows(t.group),
+            currency=rows(t.currency),
+            start=rows(t.start),
+            end=rows(t.end),
+            start_us=t.start_us[keep],
+            end_us=t.end_us[keep],
+            total_excl=t.total_excl[keep],
+            is_credit=t.is_credit[keep],
+            comp_cdr=new_row[t.comp_cdr[comp]],
+            comp_dimension=t.comp_dimension[comp],
+            comp_quantity=comps(t.comp_quantity),
+            comp_unit_price=comps(t.comp_unit_price),
+            comp_net=t.comp_net[comp],
+            comp_vat=comps(t.comp_vat),
+            comp_net_text=None if t.comp_net_text is None else comps(t.comp_net_text),
+        )
+        return CdrColumns(table, self.db_id[keep])
+
+    def numbered(self, accounts: Sequence[int]) -> tuple[bulk.CdrTable, list[datetime], list[datetime]]:
+        """The table with ``invoice`` the index of the CDR's account in ``accounts`` (all of them present),
+        and each invoice's earliest start and latest end."""
+        ids = np.array(accounts, dtype=np.int64)
+        sorter = np.argsort(ids)
+        invoice = sorter[np.searchsorted(ids, self.table.invoice, sorter=sorter)]
+        n = len(ids)
+        first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        last = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+        np.minimum.at(first, invoice, self.table.start_us)
+        np.maximum.at(last, invoice, self.table.end_us)
+        us = timedelta(microseconds=1)
+        return (
+            replace(self.table, invoice=invoice.astype(np.int64)),
+            [bulk.EPOCH + int(v) * us for v in first.tolist()],
+            [bulk.EPOCH + int(v) * us for v in last.tolist()],
+        )
+
+
+def copy_query(selection_sql: str) -> str:
+    """The query COPY runs: ``selection_sql`` (its columns :data:`CDR_FIELDS` then ``lines``) with each CDR's
+    lines unnested beside it."""
+    fields = ", ".join(f"s.{f}" for f in CDR_FIELDS)
+    return (
+        f"SELECT {fields}, e.n, e.l->>'kind', e.l->>'dimension', e.l->>'quantity', e.l->>'unit_price', "
+        f"e.l->>'vat', e.l->>'amount_excl_vat' FROM ({selection_sql}) AS s "
+        "LEFT JOIN LATERAL jsonb_array_elements(s.lines) WITH ORDINALITY AS e(l, n) ON true"
+    )
+
+
+async def read_copy(
+    driver: Any, selection_sql: str, owners: dict[tuple[int, str], tuple[int, int]]
+) -> tuple[CdrColumns, set[int]]:
+    """The batch's CDRs from ``selection_sql`` on the asyncpg connection ``driver``; ``owners`` maps a CDR's
+    (fleet, currency) to its account's (id, end of its month in µs since the epoch): a CDR of no owner, or
+    ending at or after its account's month's end, is not the batch's. Also the accounts that have a line
+    outside the scope of VAT."""
+    out = io.BytesIO()
+    await driver.copy_from_query(copy_query(selection_sql), output=out, format="csv", null=_NULL)
+    out.seek(0)
+    names = [*CDR_FIELDS, *_LINE_FIELDS]
+    frame = pd.read_csv(
+        out,
+        header=None,
+        names=names,
+        dtype={n: str for n in names if n not in ("id", "start_us", "end_us", "fleet_id", "n")},
+        na_values=[_NULL],
+        keep_default_na=False,
+    )
+    del out
+    return _columns(frame, owners)
+
+
+def _codes(series: pd.Series, convert: Callable[[Any], Any] | None = None) -> bulk.Codes:
+    """``series``' values as codes (NaN: -1), each distinct value converted once (None: -1 too)."""
+    codes, uniques = pd.factorize(series, sort=False, use_na_sentinel=True)
+    values = list(uniques)
+    if convert is None:
+        return bulk.Codes(codes.astype(np.int64), values)
+    converted = [convert(v) for v in values]
+    return _dedup(codes.astype(np.int64), converted)
+
+
+def _dedup(codes: np.ndarray, values: Sequence[Hashable | None]) -> bulk.Codes:
+    """Codes into distinct values (several codes converted to one value become one; None becomes -1)."""
+    index: dict[Any, int] = {}
+    remap = np.array(
+        [-1 if v is None else index.setdefault(v, len(index)) for v in values] + [-1], dtype=np.int64
+    )
+    return bulk.Codes(remap[codes], tuple(index))
+
+
+def _dec(text: Any) -> Decimal:
+    try:
+        return Decimal(text if isinstance(text, str) else str(text))
+    except InvalidOperation:
+        raise DocumentError(f"{text!r} is not an amount") from None
+
+
+def _minor(amount: Decimal, currency: str) -> int:
+    value = amount.scaleb(minor_units(currency))
+    if value != value.to_integral_value():
+        raise DocumentError(f"{amount} is not a {currency} amount in minor units")
+    return int(value)
+
+
+def _present(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _columns(
+    frame: pd.DataFrame, owners: dict[tuple[int, str], tuple[int, int]]
+) -> tuple[CdrColumns, set[int]]:
+    frame = frame.sort_values(["id", "n"], kind="stable", na_position="first", ignore_index=True)
+    first = ~frame["id"].duplicated().to_numpy()
+    cdrs = frame.loc[first].reset_index(drop=True)
+    keys = pd.MultiIndex.from_frame(pd.DataFrame({"f": cdrs["fleet_id"], "c": cdrs["currency"]}))
+    owner_index = pd.MultiIndex.from_tuples(list(owners), names=["f", "c"]) if owners else None
+    where = owner_index.get_indexer(keys) if owner_index is not None else np.full(len(cdrs), -1)
+    owner_values = np.array(list(owners.values()) or [(0, 0)], dtype=np.int64)
+    account = np.where(where >= 0, owner_values[where, 0], -1)
+    month_end = np.where(where >= 0, owner_values[where, 1], np.iinfo(np.int64).min)
+    end_us = cdrs["end_us"].to_numpy(dtype=np.int64)
+    kept = (where >= 0) & (end_us < month_end)
+    row_of_line = np.cumsum(first) - 1  # each frame row's CDR
+    frame = frame.loc[kept[row_of_line]].reset_index(drop=True)
+    row_of_line = (np.cumsum(kept) - 1)[row_of_line[kept[row_of_line]]]
+    cdrs = cdrs.loc[kept].reset_index(drop=True)
+    account = account[kept]
+    credit = (cdrs["is_credit"] == "t").to_numpy()
+    for uid in cdrs["uid"][credit & cdrs["original_uid"].isna().to_numpy()].head(1):
+        raise DocumentError(f"credit CDR {uid} needs the CDR it credits")
+    has_lines = frame["n"].notna().to_numpy()
+    lineless = np.ones(len(cdrs), dtype=bool)
+    lineless[row_of_line[has_lines]] = False
+    for uid in cdrs["uid"][lineless].head(1):
+        raise DocumentError(f"CDR {uid} has no priced lines to invoice")
+
+    lines = frame.loc[has_lines].reset_index(drop=True)
+    line_cdr = row_of_line[has_lines]
+    adjustment = (lines["kind"] != "component").to_numpy()
+    dim_codes, dim_values = pd.factorize(lines["dimension"], sort=False, use_na_sentinel=True)
+    dim_of: list[int] = []
+    for value in dim_values:
+        found = _DIMS.get(value)
+        dim_of.append(-1 if found is None else found)
+    dims = np.array([*dim_of, -1], dtype=np.int64)[dim_codes]
+    unknown = ~adjustment & (dims < 0)
+    if unknown.any():
+        raise DocumentError(f"an explanation line of dimension {lines['dimension'][unknown].iloc[0]!r}")
+    dims = np.where(adjustment, _ADJ, dims)
+    no_rate = lines["vat"].isna().to_numpy()
+    outside = set(account[line_cdr[~adjustment & no_rate]].tolist())
+    priced = np.bincount(line_cdr[~adjustment], minlength=len(cdrs))
+    outside |= set(account[priced == 0].tolist())
+
+    def quantity(v: Any) -> str:
+        q = _dec(v) if _present(v) else Decimal(0)
+        return str(q if q else Decimal(0))
+
+    qty = _codes(lines["quantity"].fillna(""), quantity)
+    unit_price = _codes(lines["unit_price"].mask(adjustment), lambda v: str(_dec(v)))
+    vat = _codes(lines["vat"], _dec)
+    currency_codes = _codes(cdrs["currency"])
+    currencies = list(currency_codes.values)
+    sign = np.where(credit, -1, 1)[line_cdr]
+    amount_codes, amount_values = pd.factorize(lines["amount"], sort=False, use_na_sentinel=True)
+    if (amount_codes < 0).any():
+        raise DocumentError("an explanation line without an amount")
+    line_currency = currency_codes.codes[line_cdr]
+    key = (amount_codes.astype(np.int64) * 2 + (sign < 0)) * len(currencies) + line_currency
+    distinct, inverse = np.unique(key, return_inverse=True)
+    nets: list[int] = []
+    net_texts: list[str] = []
+    for k in distinct.tolist():
+        rest, cur = divmod(k, len(currencies))
+        code, negative = divmod(rest, 2)
+        net = -_dec(amount_values[code]) if negative else _dec(amount_values[code])
+        nets.append(_minor(net, currencies[cur]))
+        net_texts.append(str(net))
+    inverse = inverse.reshape(-1)
+    comp_net = np.array(nets, dtype=np.int64)[inverse]
+    net_text = _dedup(inverse.astype(np.int64), net_texts)
+
+    totals_codes, totals_values = pd.factorize(cdrs["total_excl"], sort=False, use_na_sentinel=True)
+    tkey = totals_codes.astype(np.int64) * len(currencies) + currency_codes.codes
+    tdistinct, tinverse = np.unique(tkey, return_inverse=True)
+    total = np.array(
+        [
+            _minor(_dec(totals_values[k // len(currencies)]), currencies[k % len(currencies)])
+            for k in tdistinct.tolist()
+        ],
+        dtype=np.int64,
+    )[tinverse.reshape(-1)]
+
+    us = timedelta(microseconds=1)
+
+    def instant(v: Any) -> str:
+        return (bulk.EPOCH + int(v) * us).isoformat()
+
+    start_us = cdrs["start_us"].to_numpy(dtype=np.int64)
+    end_us = cdrs["end_us"].to_numpy(dtype=np.int64)
+    holder = cdrs[["driver", "visual", "contract", "vehicle"]].fillna("")
+    group_codes, group_keys = pd.MultiIndex.from_frame(holder).factorize()
+    groups = [(d or f"Card {v or c}", w or "No vehicle") for d, v, c, w in group_keys]
+    cdr_id = _codes(cdrs["uid"])
+    signed = (cdrs["signed"] == "t").to_numpy()
+    table = bulk.CdrTable(
+        invoice=account.astype(np.int64),
+        cdr_id=cdr_id,
+        session_ref=_codes(cdrs["session_ref"]),
+        signed_data_ref=bulk.Codes(np.where(signed, cdr_id.codes, -1), cdr_id.values),
+        location=_codes(cdrs["location"].mask(cdrs["location"] == "")),
+        credit_of=_codes(cdrs["original_uid"].mask(~credit)),
+        group=_dedup(group_codes.astype(np.int64), groups),
+        currency=currency_codes,
+        start=_codes(cdrs["start_us"], instant),
+        end=_codes(cdrs["end_us"], instant),
+        start_us=start_us,
+        end_us=end_us,
+        total_excl=total,
+        is_credit=credit,
+        comp_cdr=line_cdr.astype(np.int64),
+        comp_dimension=dims.astype(np.int64),
+        comp_quantity=qty,
+        comp_unit_price=unit_price,
+        comp_net=comp_net,
+        comp_vat=vat,
+        comp_net_text=net_text,
+    )
+    return CdrColumns(table, cdrs["id"].to_numpy(dtype=np.int64)), outside
