@@ -13,7 +13,9 @@
   or the CPO's (``cdr.cpo_id``) for an ``AD_HOC_USER`` token or one of no eMSP. No such issuer (a roaming
   partner's driver: the partner bills them), no token, a fleet token, a CDR without priced lines or in another
   currency than the issuer's: nothing (logged at debug). The buyer is the driver as the token knows them
-  (:func:`consumer_buyer`); a driver account is created for the token so payments can follow, and the
+  when the CDR was made (:func:`consumer_buyer`: the CDR's recorded driver name, the token's e-mail), put on
+  the token's driver account at issue time (:func:`current_buyer`; the account is created for the token so
+  payments can follow, with the name then, and follows a renamed driver), and the
   invoice's collection is requested. Its lines outside the scope of VAT go on an invoice of their own when the
   issuer has a registration id (EN 16931 BR-O-11/12: :func:`billing.store.issuing.issue_session_invoice`); both
   are collected, and the receipt carries both.
@@ -26,6 +28,7 @@ CDR is kept without its document, and the hourly job's :func:`catch_up` issues i
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +40,7 @@ from billing.core.documents import Address, Identity
 from billing.payments.collection import request_collection
 from billing.payments.refunds import request_refund
 from billing.store.accounts import buyer_of, driver_account
+from billing.store.codec import to_json
 from billing.store.issuing import (
     CREDIT_NOTE,
     INVOICE,
@@ -48,7 +52,7 @@ from billing.store.issuing import (
 )
 from kernel.db.engine import Database
 from kernel.domain.cdr_holder import fleet_where, holder_of
-from kernel.models import BillingDocument, BillingDocumentCdr, Cdr, Location, Token
+from kernel.models import BillingAccount, BillingDocument, BillingDocumentCdr, Cdr, Location, Token
 from kernel.models.billing import BillingIssuer
 
 log = logging.getLogger(__name__)
@@ -83,14 +87,28 @@ def _alpha2(code: str | None) -> str | None:
     return country.alpha_2 if country is not None else None
 
 
-def consumer_buyer(token: Token, location: Location | None, issuer: BillingIssuer) -> Identity:
-    """A driver without a contract as a buyer: the token's driver name (else "Card holder <contract id>"), their
-    e-mail, a consumer (not a business). The hub does not know their postal address; EN 16931 requires only
-    the buyer's country in it (BR-10, BR-11), so the address is the country alone: the charging location's (the
-    place of supply), else the issuer's."""
-    name = (token.driver_name or "").strip() or f"Card holder {token.contract_id}"
+def consumer_buyer(
+    token: Token, location: Location | None, issuer: BillingIssuer, driver_name: str | None = None
+) -> Identity:
+    """A driver without a contract as a buyer: ``driver_name`` (the CDR's recorded driver; else the token's,
+    else "Card holder <contract id>"), their e-mail, a consumer (not a business). The hub does not know their
+    postal address; EN 16931 requires only the buyer's country in it (BR-10, BR-11), so the address is the
+    country alone: the charging location's (the place of supply), else the issuer's."""
+    name = (driver_name or token.driver_name or "").strip() or f"Card holder {token.contract_id}"
     country = _alpha2(location.country if location else None) or issuer.country
     return Identity(name, Address("", "", "", country), email=token.driver_email or None)
+
+
+def current_buyer(account: BillingAccount, driver: Identity) -> Identity:
+    """The buyer of a per-session invoice issued now on driver ``account``: the account's identity with the
+    driver's name and e-mail as they are at issue time (``driver``: the CDR's recorded driver, the token's
+    e-mail), not as they were when the account was made; the account keeps them from then on. Documents
+    issued earlier keep their own buyer (immutable)."""
+    buyer = replace(buyer_of(account), legal_name=driver.legal_name, email=driver.email)
+    stored = to_json(buyer)
+    if account.buyer != stored:
+        account.buyer = stored
+    return buyer
 
 
 async def invoice_cdr(db_session: AsyncSession, cdr: Cdr) -> BillingDocument:
@@ -118,17 +136,22 @@ async def invoice_cdr(db_session: AsyncSession, cdr: Cdr) -> BillingDocument:
             f"CDR {cdr.cdr_uid} is in {cdr.currency}, issuer {issuer.key} invoices in {issuer.currency}"
         )
     location = await db_session.get(Location, cdr.location_id) if cdr.location_id is not None else None
+    driver = consumer_buyer(token, location, issuer, holder_of(cdr, token).driver_name)
     account = await driver_account(
         db_session,
         issuer,
         token.id,
-        consumer_buyer(token, location, issuer),
+        driver,
         currency=cdr.currency,
         language=token.language or "en",
         timezone=location.time_zone if location else "UTC",
     )
     row = await issue_session_invoice(
-        db_session, issuer_key=issuer.key, cdr_id=cdr.id, buyer=buyer_of(account), account_id=account.id
+        db_session,
+        issuer_key=issuer.key,
+        cdr_id=cdr.id,
+        buyer=current_buyer(account, driver),
+        account_id=account.id,
     )
     for part in await session_invoices(db_session, row):  # with its invoice outside VAT, if there is one
         await request_collection(db_session, part)

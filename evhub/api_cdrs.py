@@ -3,6 +3,11 @@
 The explanation is the pricing engine's own (:func:`tariffs.core.render.explanation`), stored with the CDR when it
 was priced: the same document ``evhub cdrs show`` prints, never derived again here. Amounts are exact
 decimals written as strings. A CPO key sees only its own CPO's CDRs; another CPO's is 404.
+
+Each CDR shows whom it is billed to as recorded on it when it was made (``fleet``, ``driver_name``,
+``vehicle``, ``holder_recorded``; :mod:`kernel.domain.cdr_holder`): the values billing uses, not the token's
+today. They are the fleet's business (as ``/api/tokens`` keeps drivers' names to itself), so only the hub's
+key sees them; a CPO's key gets them empty.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kernel.apiauth import api_key, principal
 from kernel.apierrors import errors, refuse_nul
 from kernel.apipaging import Paging, paged, paging
-from kernel.models import Cdr, ChargingSession, Party
+from kernel.models import Cdr, ChargingSession, Fleet, Party
 
 router = APIRouter(
     prefix="/cdrs",
@@ -49,6 +54,15 @@ class CdrOut(BaseModel):
     total_cost_excl_vat: Decimal
     total_cost_incl_vat: Decimal | None
     tariff_versions: list[Any] = Field(description="The tariff versions that priced it")
+    fleet: str | None = Field(
+        None, description="The fleet (name) it is billed to, recorded when it was made; hub key only"
+    )
+    driver_name: str | None = Field(None, description="The token's driver when it was made; hub key only")
+    vehicle: str | None = Field(None, description="The token's vehicle when it was made; hub key only")
+    holder_recorded: bool = Field(
+        description="Whether fleet, driver and vehicle were recorded on it (false: a CDR stored before they "
+        "were, billed by its token's current holder)"
+    )
     created_at: datetime
     last_updated: datetime
 
@@ -60,7 +74,8 @@ class CdrDetailOut(CdrOut):
     )
 
 
-async def _describe(db_session: AsyncSession, rows: Sequence[Cdr]) -> list[CdrOut]:
+async def _describe(db_session: AsyncSession, rows: Sequence[Cdr], *, holders: bool) -> list[CdrOut]:
+    """The rows as served; ``holders`` (the hub's key): with the recorded fleet, driver and vehicle."""
     session_ids = {r.session_id for r in rows}
     sessions: dict[int, str] = {}
     if session_ids:
@@ -75,6 +90,11 @@ async def _describe(db_session: AsyncSession, rows: Sequence[Cdr]) -> list[CdrOu
             row[0]: row[1]
             for row in await db_session.execute(select(Cdr.id, Cdr.cdr_uid).where(Cdr.id.in_(credited)))
         }
+    fleet_ids = {r.fleet_id for r in rows if r.fleet_id is not None} if holders else set()
+    fleets: dict[int, str] = {}
+    if fleet_ids:
+        query = select(Fleet.id, Fleet.name).where(Fleet.id.in_(fleet_ids))
+        fleets = {row[0]: row[1] for row in await db_session.execute(query)}
     cpos = {
         p.id: p for p in await db_session.scalars(select(Party).where(Party.id.in_({r.cpo_id for r in rows})))
     }
@@ -95,6 +115,10 @@ async def _describe(db_session: AsyncSession, rows: Sequence[Cdr]) -> list[CdrOu
             total_cost_excl_vat=r.total_cost_excl_vat,
             total_cost_incl_vat=r.total_cost_incl_vat,
             tariff_versions=list(r.tariff_versions or []),
+            fleet=fleets.get(r.fleet_id) if r.fleet_id is not None else None,
+            driver_name=r.driver_name if holders else None,
+            vehicle=r.vehicle if holders else None,
+            holder_recorded=r.holder_recorded,
             created_at=r.created_at,
             last_updated=r.last_updated,
         )
@@ -117,7 +141,7 @@ async def list_cdrs(
             ChargingSession.session_uid == session_id
         )
     async with request.app.state.hub.db.session() as db_session:
-        return await _describe(db_session, await page.rows(db_session, query))
+        return await _describe(db_session, await page.rows(db_session, query), holders=who.is_hub)
 
 
 @router.get(
@@ -128,7 +152,7 @@ async def get_cdr(cdr_id: str, request: Request) -> CdrDetailOut:
         row = await db_session.scalar(select(Cdr).where(Cdr.cdr_uid == cdr_id))
         if row is None or not principal(request).sees(row.cpo_id):
             raise HTTPException(404, f"unknown CDR {cdr_id}")
-        (summary,) = await _describe(db_session, [row])
+        (summary,) = await _describe(db_session, [row], holders=principal(request).is_hub)
     return CdrDetailOut(
         **summary.model_dump(), cdr=dict(row.data or {}), explanation=dict(row.explanation or {})
     )

@@ -17,7 +17,7 @@ from billing.einvoice.pdf import validate_xml
 from billing.monthly_job import run_monthly_job
 from kernel.components import Hub
 from kernel.db.engine import Database
-from kernel.models import BillingAccount, BillingDocument, BillingDocumentCdr, Cdr
+from kernel.models import BillingAccount, BillingDocument, BillingDocumentCdr, Cdr, Token
 from kernel.settings import load_settings
 from tariffs.rating import correct_cdr, rate_pending
 from tests.billing.documents_kit import (
@@ -202,3 +202,27 @@ async def test_the_hourly_job_issues_what_a_failed_hook_left_unissued(db: Databa
         assert invoice is not None and invoice.kind == billing.INVOICE and invoice.account_id is not None
         assert note is not None and note.credits_document_id == november.id
     assert await run_monthly_job(hub) == 0
+
+
+async def test_a_renamed_driver_is_the_buyer_of_the_next_session_invoice(db: Database) -> None:
+    """The driver account is made with the buyer of the first invoice; a session after the driver's name changed
+    is invoiced to the new name (the CDR's recorded driver, at issue time), the account follows it, and the
+    invoice issued before keeps the name it was issued to (immutable)."""
+    await seed_world(db)
+    await charge(db, "TOKEN-1", utc(2026, 6, 10, 9, 0), "app-1")
+    assert await rate(db) == 1
+    async with db.session() as s:
+        token = await s.scalar(select(Token).where(Token.uid == "TOKEN-1"))
+        assert token is not None
+        token.driver_name = "Dana Visser"
+    await charge(db, "TOKEN-1", utc(2026, 6, 11, 9, 0), "app-2")
+    assert await rate(db) == 1
+    first, second = await documents(db)
+    assert first.account_id == second.account_id is not None
+    before, after = billing.load_invoice(first.document), billing.load_invoice(second.document)
+    assert before.buyer.legal_name.startswith("Card holder ") and after.buyer.legal_name == "Dana Visser"
+    assert (await cdr_of(db, "app-2")).driver_name == "Dana Visser"
+    async with db.session() as s:
+        account = await s.get(BillingAccount, second.account_id)
+        assert account is not None and account.buyer["legal_name"] == "Dana Visser"
+        assert (await s.get(BillingDocument, first.id)).buyer["legal_name"] == before.buyer.legal_name  # type: ignore[union-attr]
