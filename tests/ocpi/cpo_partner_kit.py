@@ -55,9 +55,58 @@ class FakeCpo:
         )
         return JSONResponse({"status_code": 1000, "timestamp": "2026-01-01T00:00:00Z", "data": None})
 
+    async def versions(self, request: Request) -> JSONResponse:
+        data = [{"version": self.version, "url": f"{self.url}/ocpi/{self.version}"}]
+        return JSONResponse({"status_code": 1000, "timestamp": "2026-01-01T00:00:00Z", "data": data})
+
+    async def details(self, request: Request) -> JSONResponse:
+        endpoints = [
+            {
+                "identifier": "credentials",
+                "role": "RECEIVER",
+                "url": f"{self.url}/ocpi/{self.version}/credentials",
+            },
+            {"identifier": "tokens", "role": "RECEIVER", "url": self.tokens_url},
+        ]
+        data = {"version": self.version, "endpoints": endpoints}
+        return JSONResponse({"status_code": 1000, "timestamp": "2026-01-01T00:00:00Z", "data": data})
+
     def app(self) -> Starlette:
         path = f"/ocpi/cpo/{self.version}/tokens/{{cc}}/{{pid}}/{{uid}}"
-        return Starlette(routes=[Route(path, self.handle, methods=["PUT", "PATCH"])])
+        return Starlette(
+            routes=[
+                Route(path, self.handle, methods=["PUT", "PATCH"]),
+                Route("/ocpi/versions", self.versions, methods=["GET"]),
+                Route(f"/ocpi/{self.version}", self.details, methods=["GET"]),
+            ]
+        )
+
+    async def register(
+        self, client: httpx.AsyncClient, versions_url: str, token_a: str, key: str, token_b: str
+    ) -> dict[str, Any]:
+        """The OCPI 2.2.1 handshake as the CPO ``key`` starts it: the hub's versions and details with token A,
+        then POST credentials (token B, this CPO's versions URL); the hub's credentials object answered."""
+        auth = {"Authorization": encode_token(token_a)}
+        versions = (await client.get(versions_url, headers=auth)).json()["data"]
+        details_url = next(v["url"] for v in versions if v["version"] == "2.2.1")
+        details = (await client.get(details_url, headers=auth)).json()["data"]
+        credentials_url = next(e["url"] for e in details["endpoints"] if e["identifier"] == "credentials")
+        cc, pid = key.split("*")
+        own = {
+            "token": token_b,
+            "url": f"{self.url}/ocpi/versions",
+            "roles": [
+                {
+                    "role": "CPO",
+                    "country_code": cc,
+                    "party_id": pid,
+                    "business_details": {"name": f"CPO {key}"},
+                }
+            ],
+        }
+        reply = await client.post(credentials_url, json=own, headers=auth)
+        assert reply.status_code == 200, reply.text
+        return reply.json()["data"]
 
     @property
     def tokens_url(self) -> str:

@@ -10,12 +10,15 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from billing.store.holds import BLOCK, LOWER_LIMIT, place_hold
 from kernel.db.engine import Database
-from kernel.models import BillingAccount, BillingDocument, OutboxMessage
+from kernel.models import BillingAccount, BillingDocument, OutboxMessage, Token
+from kernel.models.roaming import OcpiPushState
+from ocpi import credentials
 from ocpi.partner_auth import encode_token
+from ocpi.push.token_push import enqueue_tokens
 from tests.billing import dunning_kit
 from tests.ocpi._helpers import wait_until
 from tests.ocpi._network import InProcessNetwork
@@ -155,8 +158,9 @@ async def test_a_lowered_limit_is_no_credit_and_pushed_as_real_time_only(
     assert (pushed["valid"], pushed["whitelist"]) == (True, "NEVER")
 
 
+@pytest.mark.parametrize("where", ["in_process", pytest.param("sockets", marks=pytest.mark.real_sockets)])
 async def test_a_held_token_is_pushed_invalid_and_valid_again_within_seconds_of_the_payment(
-    hub: RunningHub, cpo: FakeCpo
+    hub: RunningHub, cpo: FakeCpo, where: str
 ) -> None:
     _, d = await _dunned_fleet(hub.db)
     partner_id = await add_cpo_partner(hub.db, cpo)
@@ -165,6 +169,7 @@ async def test_a_held_token_is_pushed_invalid_and_valid_again_within_seconds_of_
     await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 1, "the first PUT")
     first = cpo.received[0]
     assert first.path == f"/ocpi/cpo/2.2.1/tokens/NL/EVH/{dunning_kit.TOKEN}" and first.query == "type=RFID"
+    assert (cpo.server is None) == (where == "in_process")
     assert first.headers["ocpi-from-party-id"] == "EVH" and first.headers["ocpi-to-party-id"] == "ION"
     assert first.body["valid"] is True and first.body["contract_id"]
     assert await hub.component.push_tokens_once() == 0  # nothing changed: nothing queued
@@ -227,3 +232,44 @@ async def test_a_211_cpo_gets_211_tokens_and_answers(
         assert put.headers["authorization"] == "Token hub-token-for-FR*OLD"
     finally:
         await cpo.stop()
+
+
+async def test_a_state_older_than_the_one_queued_is_never_queued(hub: RunningHub, cpo: FakeCpo) -> None:
+    _, d = await _dunned_fleet(hub.db)
+    partner_id = await add_cpo_partner(hub.db, cpo)
+    assert await hub.component.push_tokens_once() == 1
+    async with hub.db.session() as s:  # as if a newer state had been queued by another process meanwhile
+        state = await s.scalar(
+            select(OcpiPushState).where(
+                OcpiPushState.partner_id == partner_id, OcpiPushState.object_key == str(d.token_id)
+            )
+        )
+        assert state is not None and state.last_status is not None
+        state.last_status = "29990101T000000.000000|1|A"
+    await _hold(hub.db, d, BLOCK)
+    async with hub.db.session() as s:
+        token = await s.get(Token, d.token_id)
+        assert token is not None
+        assert await enqueue_tokens(s, [token]) == 0
+    async with hub.db.session() as s:  # and once the partner's state is older, the hold is queued
+        await s.execute(
+            update(OcpiPushState).where(OcpiPushState.partner_id == partner_id).values(last_status="1|1|A")
+        )
+        token = await s.get(Token, d.token_id)
+        assert token is not None
+        assert await enqueue_tokens(s, [token]) == 1
+
+
+async def test_a_cpo_registers_through_the_handshake_and_receives_the_hosted_tokens(
+    hub: RunningHub, cpo: FakeCpo
+) -> None:
+    await _dunned_fleet(hub.db)
+    invitation = await credentials.invite(hub.db, hub.platform, "ION", roles=[("BE", "ION", "CPO")])
+    async with hub.http() as client:
+        hubs = await cpo.register(client, invitation.versions_url, invitation.token_a, "BE*ION", "token-b")
+        assert ("NL", "EVH", "EMSP") in {(r["country_code"], r["party_id"], r["role"]) for r in hubs["roles"]}
+        listed = await client.get(_sender_url(hub), headers=cpo_headers(hubs["token"]))
+        assert [t["uid"] for t in listed.json()["data"]] == [dunning_kit.TOKEN]
+    assert await hub.component.push_tokens_once() == 1
+    await wait_until(lambda: bool(cpo.puts(dunning_kit.TOKEN)), "the token PUT to the registered CPO")
+    assert cpo.received[-1].headers["authorization"] == encode_token("token-b")
