@@ -23,6 +23,7 @@ from billing.api_paths import filename
 from billing.core.documents import Address, Identity, PaymentTerms
 from billing.core.issuers import Issuer
 from billing.core.numbering import Series
+from billing.core.vat import require_registration_id
 from billing.crediting import credit_invoice
 from billing.einvoice.pdf import EInvoiceError
 from billing.monthly_job import issue_monthly_invoice
@@ -54,7 +55,12 @@ class IssuerIn(BaseModel):
     city: str = Field(max_length=128)
     country: str = Field(description="ISO 3166-1 alpha-2")
     vat_id: str | None = None
-    registration_id: str | None = Field(None, max_length=64)
+    registration_id: str | None = Field(
+        None,
+        max_length=64,
+        description="Legal registration id (the trade register's; EN 16931 BT-30): required, a document outside "
+        "the scope of VAT names the seller by it",
+    )
     email: str | None = Field(None, max_length=255)
     currency: str = "EUR"
     payment_terms_days: int = Field(14, ge=0, le=365)
@@ -275,6 +281,7 @@ async def add(request: Request, body: IssuerIn) -> IssuerOut:
             exemption=body.exemption,
             logo=body.logo,
         )
+        require_registration_id(issuer.identity)  # its lines outside VAT need it (BR-O-02, BR-CO-26)
     except ValueError as exc:
         raise _refused(exc) from None
     if body.logo is not None and not body.logo.startswith("data:image/"):

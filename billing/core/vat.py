@@ -148,6 +148,21 @@ def outside_scope_parties(seller: Identity, buyer: Identity) -> tuple[Identity, 
     return replace(seller, vat_id=None), replace(buyer, vat_id=None)
 
 
+def require_registration_id(seller: Identity) -> None:
+    """The rule for an issuer set up now (``evhub issuers add``, ``POST /api/billing/issuers``): it has its
+    legal registration id (BT-30: the trade register's, e.g. KvK, HRB, SIREN, Companies House). A CDR's lines
+    outside the scope of VAT (a tariff's "no VAT applicable" parking, a late fee) and a B2B service to a
+    business outside the EU need an invoice of their own (BR-O-11, BR-O-12) without VAT ids (BR-O-02), which
+    names the seller by it (BR-CO-26); without it they would sit next to taxed lines, which EN 16931 refuses.
+    DocumentError (its message the fix) otherwise."""
+    if not (seller.registration_id or "").strip():
+        raise DocumentError(
+            f"{seller.legal_name}: an issuer needs its legal registration id (the trade register's number, "
+            "EN 16931 BT-30): lines outside the scope of VAT go on an invoice of their own that carries no VAT "
+            "id (BR-O-02) and names the seller by it (BR-CO-26)"
+        )
+
+
 def plain_rate(rate: Decimal) -> Decimal:
     """A rate without trailing zeros or exponent (``21.00`` -> ``21``, ``5.50`` -> ``5.5``)."""
     if rate == rate.to_integral_value():

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core.credit_notes import cdr_left, correction_credit
-from billing.core.documents import CreditNote, Identity, Invoice
+from billing.core.documents import CreditNote, Identity, Invoice, VatCategory
 from billing.core.invoices import outside_vat_session_invoice, session_invoice, session_lines
 from billing.store.cdrs import priced_cdr
 from billing.store.codec import load_credit_note, load_invoice, to_json
@@ -144,6 +144,17 @@ async def issue_session_invoice(
     priced = priced_cdr(cdr)
     treatment = issuer.treatment(buyer)
     taxed, outside = session_lines(priced, treatment, apart=bool(issuer.identity.registration_id))
+    if (
+        not issuer.identity.registration_id
+        and len({ln.vat_category for ln in taxed}) > 1
+        and any(ln.vat_category is VatCategory.OUTSIDE_SCOPE for ln in taxed)
+    ):
+        log.warning(
+            "CDR %s: its lines outside the scope of VAT share an invoice with taxed lines (EN 16931 BR-O-11): "
+            "issuer %s has no registration id (set up before one was required); set it to invoice them apart",
+            cdr_id,
+            issuer.key,
+        )
     rows: list[BillingDocument] = []
     if taxed or not outside:  # (no lines at all: the core refuses it, BR-16)
         number = take(counter, issuer.invoice_series, day)

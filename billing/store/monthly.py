@@ -224,6 +224,16 @@ async def issue_monthly_invoice(
     session_lines = monthly_lines(cdrs, treatment)
     main_lines = [ln for ln in session_lines if not (apart and ln.vat_category is outside)]
     o_lines = [ln for ln in session_lines if apart and ln.vat_category is outside]
+    mixed = (
+        outside in {ln.vat_category for ln in main_lines} and len({ln.vat_category for ln in main_lines}) > 1
+    )
+    if mixed and not apart:
+        log.warning(
+            "billing account %s: lines outside the scope of VAT share the invoice with taxed lines (EN 16931 "
+            "BR-O-11): issuer %s has no registration id (set up before one was required); set it",
+            account.id,
+            issuer.key,
+        )
     main_fees = [(c, ln) for c, ln in fees if ln.vat_category is not outside]
     o_fees = [(c, ln) for c, ln in fees if ln.vat_category is outside]
     if o_fees and not apart:

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import billing
+from billing.core.vat import require_registration_id
 from evhub.cli._common import console, fail, print_json, run_with_db, table
 from kernel.db.engine import Database
 from kernel.models import BillingAccount, BillingDocument, BillingIssuer, Cdr, Fleet, Party
@@ -69,7 +70,8 @@ def issuers_add(
     country: Annotated[str, typer.Option(help="ISO 3166-1 alpha-2 country")],
     vat_id: Annotated[str | None, typer.Option(help="VAT id (with its country prefix)")] = None,
     registration_id: Annotated[
-        str | None, typer.Option(help="Legal registration id (e.g. the trade register's; BT-30)")
+        str | None,
+        typer.Option(help="Legal registration id (the trade register's, e.g. KvK 12345678; BT-30): required"),
     ] = None,
     currency: Annotated[str, typer.Option(help="Invoice currency")] = "EUR",
     terms: Annotated[int, typer.Option(help="Payment terms in days")] = 14,
@@ -98,6 +100,7 @@ def issuers_add(
                 registration_id=registration_id,
                 business=True,
             )
+            require_registration_id(identity)  # its lines outside VAT need it (BR-O-02, BR-CO-26)
             issuer = billing.Issuer(
                 key=key,
                 identity=identity,

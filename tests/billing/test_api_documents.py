@@ -161,7 +161,10 @@ async def test_the_hub_issues_monthly_invoices_credits_and_issuers_with_clear_re
     issuer = {
         "key": "ldn", "party": "GB*LDN", "legal_name": "London Charge Co Ltd", "street": "1 King's Cross",
         "postal_code": "N1C 4AX", "city": "London", "country": "GB", "vat_id": "GB123456789", "currency": "GBP",
+        "registration_id": "Companies House 01234567",
     }  # fmt: skip
+    unregistered = await api.post("hub", "/api/billing/issuers", {**issuer, "registration_id": None})
+    assert unregistered.status_code == 422 and "legal registration id" in unregistered.json()["detail"]
     added = await api.post("hub", "/api/billing/issuers", issuer)
     assert added.status_code == 201 and added.json()["party"] == "GB*LDN"
     assert (await api.post("hub", "/api/billing/issuers", issuer)).status_code == 409

@@ -15,6 +15,7 @@ from tests.cli_kit import Cli, one_error
 ISSUER = [
     "issuers", "add", "voltstreet", "--name", "Voltstreet Charging B.V.", "--street", "Keizersgracht 1",
     "--postal-code", "1015 CJ", "--city", "Amsterdam", "--country", "NL", "--vat-id", "NL123456789B01",
+    "--registration-id", "KvK 44000001",
 ]  # fmt: skip
 BUYER = ["--issuer", "voltstreet", "--buyer-name", "Ada Driver", "--buyer-country", "NL"]
 
@@ -27,6 +28,10 @@ async def test_issuers_add_list_show_and_refusals(cli: Cli) -> None:
     )
     assert json.loads((await cli("issuers", "show", "voltstreet")).output)["currency"] == "EUR"
     one_error(await cli(*ISSUER, ok=False), "exists")
+    # Its lines outside the scope of VAT need an invoice without VAT ids, naming it by its registration id.
+    unregistered = [("other" if a == "voltstreet" else a) for a in ISSUER[:-2]]
+    one_error(await cli(*unregistered, ok=False), "legal registration id")
+    one_error(await cli("issuers", "show", "other", ok=False), "no issuer")
     one_error(await cli("issuers", "show", "nobody", ok=False), "no issuer")
     bad_country = list(ISSUER)
     bad_country[2] = "other"
