@@ -11,6 +11,7 @@ becomes one COPY (text format) of sessions and one of CDRs. It also records the 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import itertools
 from collections.abc import Sequence
@@ -126,8 +127,9 @@ async def copy_table(
     explanation = _explanations(table, places_of)[src]
     explanation[credit] = "{}"
 
-    written = 0
-    for lo in range(0, len(rows), CHUNK):
+    currencies = np.array(table.currency.values, dtype=object)
+
+    def chunk(lo: int) -> tuple[bytes, bytes]:
         part = slice(lo, lo + CHUNK)
         ids = np.arange(first + lo, first + lo + len(credit[part]))
         cdr_lines = [
@@ -141,7 +143,7 @@ async def copy_table(
                 credited[part].tolist(),
                 location[part].tolist(),
                 token_ids[token_index[part]].tolist(),
-                np.array(table.currency.values, dtype=object)[currency[part]].tolist(),
+                currencies[currency[part]].tolist(),
                 starts[part].tolist(),
                 ends[part].tolist(),
                 total[part].tolist(),
@@ -164,8 +166,26 @@ async def copy_table(
                 strict=True,
             )
         ]
-        await _copy(db, session_lines, cdr_lines)
-        written += len(cdr_lines)
+        return _checked(session_lines), _checked(cdr_lines)
+
+    # each chunk's text is built in a thread while the previous chunk's COPY runs (the GIL is free while
+    # the loop waits on the socket); the tables' plain indexes are built once at the end, and the foreign
+    # keys' triggers are off during the COPY (the rows are the row loader's: tests/billing/test_billing_bulk_loader.py)
+    indexes = await _drop_plain_indexes(db)
+    try:
+        pending: asyncio.Task[None] | None = None
+        for lo in range(0, len(rows), CHUNK):
+            texts = await asyncio.to_thread(chunk, lo)
+            if pending is not None:
+                await pending
+            pending = asyncio.create_task(_copy(db, *texts))
+        if pending is not None:
+            await pending
+    finally:
+        async with db.engine.begin() as conn:
+            for statement in indexes:
+                await conn.execute(text(statement))
+    written = len(rows)
     async with db.session() as s:
         for name in ("sessions", "cdrs"):
             await s.execute(
@@ -187,18 +207,38 @@ CDR_COLUMNS = [
 ]
 
 
-async def _copy(db: Database, session_lines: list[str], cdr_lines: list[str]) -> None:
-    sessions = "".join(session_lines)
-    cdrs = "".join(cdr_lines)
-    if "\\" in sessions or "\\" in cdrs.replace(NULL, ""):  # no text needs COPY's escapes
+def _checked(lines: list[str]) -> bytes:
+    joined = "".join(lines)
+    if "\\" in joined.replace(NULL, ""):  # no text needs COPY's escapes
         raise ValueError("a text of the benchmark's CDRs would need escaping in COPY")
+    return joined.encode()
+
+
+async def _drop_plain_indexes(db: Database) -> list[str]:
+    """Drop the indexes of ``sessions`` and ``cdrs`` that back no constraint; their definitions."""
+    async with db.engine.begin() as conn:
+        found = (
+            await conn.execute(
+                text(
+                    "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename IN ('sessions', 'cdrs') "
+                    "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"
+                )
+            )
+        ).all()
+        for name, _ in found:
+            await conn.execute(text(f'DROP INDEX "{name}"'))
+    return [definition for _, definition in found]
+
+
+async def _copy(db: Database, sessions: bytes, cdrs: bytes) -> None:
     async with db.session() as s:
+        await s.execute(text("SET LOCAL session_replication_role = replica"))  # no foreign-key triggers
         raw = (await (await s.connection()).get_raw_connection()).driver_connection
         assert raw is not None
         await raw.copy_to_table(
-            "sessions", source=io.BytesIO(sessions.encode()), columns=SESSION_COLUMNS, format="text"
+            "sessions", source=io.BytesIO(sessions), columns=SESSION_COLUMNS, format="text"
         )
-        await raw.copy_to_table("cdrs", source=io.BytesIO(cdrs.encode()), columns=CDR_COLUMNS, format="text")
+        await raw.copy_to_table("cdrs", source=io.BytesIO(cdrs), columns=CDR_COLUMNS, format="text")
 
 
 def _explanations(table: bulk.CdrTable, places_of: np.ndarray) -> np.ndarray:
