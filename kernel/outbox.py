@@ -7,7 +7,8 @@
   ``destination``, or the channel's ``shared_destination``: one SMTP server, one payment provider), each lane
   with its own concurrency and in-flight work, so one slow or failing destination delays only itself (the
   scheduled :meth:`~OutboxDispatcher.pump` never waits for a delivery; a failing lane is paused and probed one
-  message at a time);
+  message at a time; a failure of one message alone, ``DeliveryResult.isolated`` such as an HTTP 409, backs off
+  that row only);
 
   - in order per ``ordering_key``: a message is only claimed when no earlier message of its key is pending or
     parked, so a later message never overtakes an earlier one (not even one that was parked);
@@ -71,7 +72,9 @@ class DeliveryResult:
 
     ``ok`` delivered (acknowledged by the destination); ``permanent`` a refusal that retrying the same message
     cannot fix (parked at once); otherwise a transient failure retried with backoff (``retry_after`` seconds if
-    the destination asked for a delay). ``result`` is stored on the row (e.g. a Location header).
+    the destination asked for a delay). ``isolated``: a transient failure of this message alone (the destination
+    answered, but not for this object: an HTTP 409 conflict, a failed precondition), retried with the row's own
+    backoff without pausing the destination's lane. ``result`` is stored on the row (e.g. a Location header).
     """
 
     ok: bool
@@ -80,6 +83,7 @@ class DeliveryResult:
     uncertain: bool = False  # the message may have reached the destination: parked, never resent by itself
     retry_after: float | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    isolated: bool = False  # a failure of this message alone: its lane is not paused
 
     @classmethod
     def delivered(cls, **result: Any) -> DeliveryResult:
@@ -88,6 +92,11 @@ class DeliveryResult:
     @classmethod
     def retry(cls, error: str, retry_after: float | None = None) -> DeliveryResult:
         return cls(ok=False, error=error, retry_after=retry_after)
+
+    @classmethod
+    def conflict(cls, error: str, retry_after: float | None = None) -> DeliveryResult:
+        """A transient failure of this message only (the destination is up): retried, its lane keeps going."""
+        return cls(ok=False, error=error, retry_after=retry_after, isolated=True)
 
     @classmethod
     def give_up(cls, error: str) -> DeliveryResult:
@@ -561,7 +570,8 @@ class OutboxDispatcher:
             elapsed = loop.time() - started
             DELIVERY_SECONDS.labels(claim.channel).observe(elapsed)
             LANE_SECONDS.labels(*claim.lane).observe(elapsed)
-            if outcome.ok or outcome.permanent or outcome.uncertain:
+            if outcome.ok or outcome.permanent or outcome.uncertain or outcome.isolated:
+                # the destination answered: one object's refusal or conflict says nothing about the others
                 lane.failures, lane.paused_until = 0, None
             else:
                 lane.failures += 1

@@ -131,7 +131,7 @@ class OcpiSender:
                     )
                     partner.last_success_at = utcnow()
                     recovered = failing
-                else:
+                elif not outcome.isolated:  # one object's conflict is that row's error, not the partner's
                     partner.last_error_at = utcnow()
                     partner.last_error = (outcome.error or "")[:2000]
         except Exception:  # health bookkeeping must never fail a delivery
