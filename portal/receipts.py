@@ -427,15 +427,21 @@ async def scan_missing_receipts(
 
 
 async def _mark(db: Database, cdr_id: int | None, **values: Any) -> None:
+    """The receipt's bookkeeping after a send. It never raises: the send's outcome is what the outbox must learn
+    (a failure here, e.g. no database connection free, once turned a sent or a refused e-mail into an uncertain
+    one, parked and never sent: a receipt lost in the fault suite)."""
     if cdr_id is None:
         return
-    async with db.session() as db_session:
-        receipt = (
-            await db_session.execute(select(Receipt).where(Receipt.cdr_id == cdr_id))
-        ).scalar_one_or_none()
-        if receipt is not None:
-            for key, value in values.items():
-                setattr(receipt, key, value)
+    try:
+        async with db.session() as db_session:
+            receipt = (
+                await db_session.execute(select(Receipt).where(Receipt.cdr_id == cdr_id))
+            ).scalar_one_or_none()
+            if receipt is not None:
+                for key, value in values.items():
+                    setattr(receipt, key, value)
+    except Exception as exc:
+        log.warning("could not record the receipt of CDR %s (%s): %s", cdr_id, values.get("status"), exc)
 
 
 async def _printed(attachments: list[dict[str, Any]], billing: BillingDesk | None) -> list[dict[str, Any]]:
