@@ -1,4 +1,5 @@
-"""``python -m faults [--short] [--chargers N] [--kills K] [--json FILE]``: run the fault suite (docs/faults.md).
+"""``python -m faults [--short] [--chargers N] [--kills K] [--no-hostile] [--json FILE]``: run the fault suite
+(docs/faults.md), then (long version) schemathesis and the OCPP frame fuzzer at length (:mod:`faults.hostile`).
 
 Exits 1 when anything was lost or duplicated, or partner B's p95 moved beyond the plan's factor."""
 
@@ -11,6 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
+from faults.hostile import run_hostile
 from faults.run import long_plan, run, short_plan
 
 
@@ -28,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--strict-ocpi", action="store_true", help="count a CDR a partner accepted twice as duplicated"
     )
+    parser.add_argument(
+        "--no-hostile", action="store_true", help="skip the long schemathesis and frame-fuzzer run"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     parser.add_argument(
         "--workdir", type=Path, default=None, help="keep the cluster, logs here (default: temp)"
@@ -39,8 +44,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.kills is not None:
         plan.kills = args.kills
     plan.strict_ocpi = args.strict_ocpi
+    plan.hostile = plan.hostile and not args.no_hostile
     signal.signal(signal.SIGTERM, _interrupt)  # `timeout` in the Makefile: still stop the hub and the cluster
     figures = asyncio.run(run(plan, args.workdir))
+    if plan.hostile:
+        print(
+            f"\nhostile input: schemathesis over /ocpi and /api ({plan.schema_examples} examples per operation and "
+            f"mode) and the OCPP frame fuzzer ({plan.fuzz_examples} frames per version) ...",
+            flush=True,
+        )
+        hostile = run_hostile(plan.schema_examples, plan.fuzz_examples, plan.hostile_timeout_s)
+        print(hostile.summary)
+        verdict = "0 server errors" if hostile.ok else "FAILED (a 5xx, a malformed answer or a traceback)"
+        print(
+            f"hostile input: {hostile.passed} passed, {hostile.failed} failed in {hostile.seconds:.0f} s: {verdict}"
+        )
+        figures["hostile"] = {**hostile.__dict__, "ok": hostile.ok}
+        if not hostile.ok:
+            figures["problems"].append(f"hostile input: {hostile.failed} failed (rc {hostile.returncode})")
+    print("RESULT: " + ("OK" if not figures["problems"] else "FAILED: " + "; ".join(figures["problems"])))
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2, default=str))
     return 1 if figures["problems"] else 0

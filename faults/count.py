@@ -120,6 +120,24 @@ async def load(db: Database) -> Stored:
     return Stored(sessions, readings, count, cdrs, outbox, parked, pending)
 
 
+async def cdrs_created_since(db: Database, since: float, token_prefix: str) -> dict[str, float]:
+    """CDR uid -> created (epoch seconds) of the CDRs created since ``since`` for tokens starting with
+    ``token_prefix`` (a light query, for the run's baseline while the load runs)."""
+    async with db.session() as s:
+        rows = (
+            await s.execute(
+                select(Cdr.cdr_uid, Cdr.created_at)
+                .join(Token, Token.id == Cdr.token_id)
+                .where(
+                    Cdr.is_credit.is_(False),
+                    Cdr.created_at >= datetime.fromtimestamp(since, UTC),
+                    Token.uid.startswith(token_prefix),
+                )
+            )
+        ).all()
+    return {uid: _aware(created).timestamp() for uid, created in rows}
+
+
 def queued(ids: Iterable[str], pending: list[str]) -> set[str]:
     """The ids that still wait in the outbox (named by a pending row's ordering key or payload)."""
     text = "\n".join(pending)
