@@ -4,8 +4,8 @@
 (:func:`billing.store.monthly.issue_monthly_invoice`, whose selection is :func:`billing.store.monthly._billable`:
 the fleet's CDRs in the account's currency, ended before the month's end, on no invoice, a credit CDR while its
 original is on no invoice either) and stores the same documents to the byte, but reads the CDRs as columns (no
-ORM objects; on PostgreSQL the explanation's component fields are picked out in SQL and the rows are streamed)
-and builds the documents with :mod:`billing.core.bulk` instead of the core's frozen objects.
+ORM objects; on PostgreSQL one COPY with the explanation's lines unnested, into pandas: :mod:`billing.store.bulk_read`;
+on SQLite the rows streamed) and builds the documents with :mod:`billing.core.bulk` instead of the core's frozen objects.
 
 Accounts are taken in batches (at most :data:`BATCH` accounts and about :data:`CDRS_PER_BATCH` CDRs, by a count
 per fleet first), one transaction per batch: the counters of the batch's issuers are locked first (as
