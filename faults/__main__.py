@@ -11,13 +11,20 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from faults.hostile import run_hostile
-from faults.run import long_plan, run, short_plan
+from faults.run import Plan, long_plan, run, short_plan
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
+async def _run_stoppable(plan: Plan, workdir: Path | None) -> dict[str, Any]:
+    """The run, cancelled on SIGTERM (`timeout` in the Makefile) so its cleanup stops the hub and removes the
+    cluster. A handler raising KeyboardInterrupt did not: inside the event loop it could land in a task and be
+    swallowed, and the run went on (seen when stopping a long run)."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await run(plan, workdir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,8 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         plan.kills = args.kills
     plan.strict_ocpi = args.strict_ocpi
     plan.hostile = plan.hostile and not args.no_hostile
-    signal.signal(signal.SIGTERM, _interrupt)  # `timeout` in the Makefile: still stop the hub and the cluster
-    figures = asyncio.run(run(plan, args.workdir))
+    try:
+        figures = asyncio.run(_run_stoppable(plan, args.workdir))
+    except asyncio.CancelledError:
+        print("stopped (SIGTERM): the hub stopped and the cluster removed", file=sys.stderr)
+        return 2
     if plan.hostile:
         print(
             f"\nhostile input: schemathesis over /ocpi and /api ({plan.schema_examples} examples per operation and "
