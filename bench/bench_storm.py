@@ -29,6 +29,7 @@ import base64
 import contextlib
 import multiprocessing as mp
 import os
+import random
 import signal
 import socket
 import statistics
@@ -83,6 +84,17 @@ async def _prepare(url: str, n: int, kind: str) -> float:
             await conn.execute(text(f'CREATE DATABASE "{name}"'))
     await admin.dispose()
     db = Database(url)
+    if os.environ.get("EVHUB_BENCH_REUSE"):  # the chargers of an earlier run: only its remembered checks go
+        with contextlib.suppress(Exception):
+            async with db.engine.begin() as conn:
+                have = await conn.scalar(text("SELECT count(*) FROM charge_points"))
+                if have == n:
+                    await conn.execute(text("DELETE FROM password_checks"))
+                    await conn.execute(
+                        text("UPDATE charge_points SET status = 'offline', connected_node = NULL")
+                    )
+                    await db.dispose()
+                    return 0.0
     async with db.engine.begin() as conn:
         await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
         await conn.execute(text("CREATE SCHEMA public"))
@@ -130,9 +142,9 @@ def _start_hub(url: str, ocpp_port: int, http_port: int, log: Path) -> subproces
         "EVHUB_AUTO_MIGRATE": "1",
         "EVHUB_HEARTBEAT_INTERVAL": "3600",
     }
-    proc = subprocess.Popen(
-        [EVHUB, "serve"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT
-    )
+    profile = os.environ.get("EVHUB_BENCH_PROFILE")  # cProfile output of the hub (written when it stops)
+    cmd = [sys.executable, "-m", "cProfile", "-o", profile, EVHUB, "serve"] if profile else [EVHUB, "serve"]
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", ocpp_port), timeout=1):
@@ -144,10 +156,34 @@ def _start_hub(url: str, ocpp_port: int, http_port: int, log: Path) -> subproces
     raise RuntimeError("evhub serve did not open its OCPP port")
 
 
+def _echo_server(port: int, ready: Any) -> None:
+    """The baseline: a bare websockets + orjson server that accepts every upgrade and answers each
+    BootNotification Accepted (no auth, no database): the transport's limit on this machine."""
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+
+    async def main() -> None:
+        from websockets.asyncio.server import serve
+
+        async def handle(ws: Any) -> None:
+            async for frame in ws:
+                call = orjson.loads(frame)
+                await ws.send(orjson.dumps([3, call[1], {"status": "Accepted", "interval": 3600}]).decode())
+
+        async with serve(handle, "127.0.0.1", port, compression=None, ping_interval=None,
+                         select_subprotocol=lambda _c, offered: "ocpp1.6"):  # fmt: skip
+            ready.set()
+            await asyncio.Future()
+
+    asyncio.run(main())
+
+
 # -- generator processes ----------------------------------------------------------------------------------------
 
 
-def _generator(ids: list[int], port: int, commands: Any, results: Any) -> None:
+def _generator(ids: list[int], port: int, commands: Any, results: Any) -> None:  # port: the hub's
     """One load generator process: on each command ("connect" or "stop") all its chargers (re)connect and boot."""
     with contextlib.suppress(ImportError):
         import uvloop
@@ -163,7 +199,7 @@ async def _generate(ids: list[int], port: int, commands: Any, results: Any) -> N
     sockets: dict[int, Any] = {}
     loop = asyncio.get_running_loop()
 
-    async def one(i: int, stats: dict[str, Any]) -> None:
+    async def one(i: int, stats: dict[str, Any], port: int) -> None:
         identity = _identity(i)
         auth = base64.b64encode(f"{identity}:{_password(i)}".encode()).decode()
         while True:
@@ -181,9 +217,14 @@ async def _generate(ids: list[int], port: int, commands: Any, results: Any) -> N
                     continue
                 stats["failed"] += 1
                 return
-            except (OSError, TimeoutError, InvalidHandshake):
+            except (
+                OSError,
+                TimeoutError,
+                InvalidHandshake,
+            ):  # no HTTP answer: failed, retried as a charger would
                 stats["failed"] += 1
-                return
+                await asyncio.sleep(1 + random.random() * 4)
+                continue
             break
         sent = time.monotonic()
         try:
@@ -214,10 +255,13 @@ async def _generate(ids: list[int], port: int, commands: Any, results: Any) -> N
             continue
         if command == "stop":
             return
+        target = port
+        if isinstance(command, tuple):  # ("connect", port): another server (the echo baseline)
+            target = command[1]
         stats: dict[str, Any] = {"booted": 0, "failed": 0, "busy": 0, "boot_ms": []}
         cpu0 = time.process_time()
         started = time.monotonic()
-        await asyncio.gather(*(one(i, stats) for i in ids), return_exceptions=False)
+        await asyncio.gather(*(one(i, stats, target) for i in ids), return_exceptions=False)
         stats["seconds"] = time.monotonic() - started
         stats["cpu"] = time.process_time() - cpu0
         results.put(stats)
@@ -269,11 +313,12 @@ def main() -> None:
     for p in procs:
         p.start()
 
-    def phase(name: str) -> None:
-        hub_cpu, pg_cpu = _cpu(hub.pid), _pg_cpu()
+    def phase(name: str, command: Any = "connect", server_pid: int | None = None) -> None:
+        pid = server_pid if server_pid is not None else hub.pid
+        hub_cpu, pg_cpu = _cpu(pid), _pg_cpu()
         started = time.monotonic()
         for q in queues:
-            q.put("connect")
+            q.put(command)
         parts = [results.get(timeout=900) for _ in range(gens)]
         wall = time.monotonic() - started
         boots = sorted(ms for part in parts for ms in part["boot_ms"])
@@ -282,7 +327,7 @@ def main() -> None:
             f"{name:8s} all booted in {max(p['seconds'] for p in parts):6.2f} s (wall {wall:.2f}); "
             f"booted {sum(p['booted'] for p in parts)}/{n}, failed {sum(p['failed'] for p in parts)}, "
             f"503s {sum(p['busy'] for p in parts)}; boot p50 {statistics.median(boots) if boots else 0:.1f} ms "
-            f"p99 {p99:.1f} ms; CPU s: hub {_cpu(hub.pid) - hub_cpu:.1f}, postgres {_pg_cpu() - pg_cpu:.1f}, "
+            f"p99 {p99:.1f} ms; CPU s: server {_cpu(pid) - hub_cpu:.1f}, postgres {_pg_cpu() - pg_cpu:.1f}, "
             f"generators {sum(p['cpu'] for p in parts):.1f}",
             flush=True,
         )
@@ -293,7 +338,17 @@ def main() -> None:
         for _ in range(gens):
             results.get(timeout=300)
 
+    echo_port = _free_port()
+    echo_ready = ctx.Event()
+    echo = ctx.Process(target=_echo_server, args=(echo_port, echo_ready), daemon=True)
+    echo.start()
+    echo_ready.wait(60)
+    print(f"load average before: {os.getloadavg()}", flush=True)
     try:
+        phase("echo", ("connect", echo_port), echo.pid)
+        each("close")
+        echo.kill()
+        time.sleep(1)
         phase("cold")
         each("close")
         time.sleep(1)  # let the hub see the closes
@@ -303,6 +358,7 @@ def main() -> None:
         each("forget")
         hub = _start_hub(url, ocpp_port, http_port, log)
         phase("restart")
+        print(f"load average after: {os.getloadavg()}", flush=True)
     finally:
         for q in queues:
             q.put("stop")

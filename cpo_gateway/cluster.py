@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHANNEL = "evhub_gateway"
+ANNOUNCE_CHUNK_CHARS = 7000
+"""A batch announcement is split into NOTIFYs of about this many characters (PostgreSQL's payload limit is 8000)."""
 
 
 class ChargerOffline(Exception):
@@ -75,6 +77,9 @@ class LocalRouter:
         return None
 
     async def announce(self, identity: str) -> None:
+        return None
+
+    async def announce_many(self, identities: list[str]) -> None:
         return None
 
     async def send(self, identity: str, action: str, payload: dict[str, Any], timeout: float) -> Any:
@@ -203,6 +208,24 @@ class PgRouter(LocalRouter):
     async def announce(self, identity: str) -> None:
         await self._notify({"t": "conn", "from": self.gw.node_name, "identity": identity})
 
+    async def announce_many(self, identities: list[str]) -> None:
+        """:meth:`announce` for a batch of chargers (a reconnect storm): a few NOTIFYs in one transaction."""
+        chunks: list[list[str]] = [[]]
+        size = 0
+        for identity in identities:
+            if size + len(identity) > ANNOUNCE_CHUNK_CHARS and chunks[-1]:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(identity)
+            size += len(identity) + 3
+        me = self.gw.node_name
+        async with self.gw.db.session() as db_session:
+            for chunk in chunks:
+                payload = dumps_compact({"t": "conns", "from": me, "ids": chunk})
+                await db_session.execute(
+                    text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
+                )
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
@@ -217,6 +240,9 @@ class PgRouter(LocalRouter):
         kind = msg.get("t")
         if kind == "conn" and msg.get("from") != me:
             self.gw.drop_replaced(msg["identity"])
+        elif kind == "conns" and msg.get("from") != me:
+            for identity in msg.get("ids", ()):
+                self.gw.drop_replaced(identity)
         elif kind == "cmd" and msg.get("to") == me:
             self._spawn(self._execute(msg))
         elif kind == "res" and msg.get("to") == me:

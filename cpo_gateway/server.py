@@ -37,13 +37,15 @@ from cpo_gateway.charger_auth import (
     peer_common_name,
     server_ssl_context,
 )
-from cpo_gateway.charger_store import ChargerStore
+from cpo_gateway.charger_store import ChargerAuth, ChargerStore
 from cpo_gateway.cluster import ChargerOffline, make_router
 from cpo_gateway.connection import ChargerConnection
 from cpo_gateway.dispatch import handlers_for
+from cpo_gateway.events import ChargerRef
 from cpo_gateway.meter_writer import MeterWriter
 from cpo_gateway.session_store import SessionStore
 from kernel import metrics
+from kernel.coalesce import Coalescer
 from kernel.db.engine import Database
 from kernel.logs import RateLimitedLog, bind_permanently
 from kernel.password_checks import CheckCache, PasswordChecksBusy, PasswordVerifier
@@ -118,6 +120,13 @@ class Gateway:
         pool = settings.db_pool_size + settings.db_max_overflow
         self.opening = Gate(max(1, pool // 2))  # half the pool for opening connections; the rest for messages
         self.max_opening_waiting = max(8, 2 * pool)
+        # a storm's database work, coalesced into few batched statements (see kernel.coalesce)
+        self.lookups: Coalescer[str, tuple[ChargerAuth, ChargerRef] | None] = Coalescer(self._lookup_batch)
+        self.onlines: Coalescer[ChargerRef, None] = Coalescer(self._online_batch)
+        self.offlines: Coalescer[ChargerRef, None] = Coalescer(self._offline_batch)
+        self.max_admitting = max(1000, 50 * pool)
+        """Upgrades that may wait for their charger lookup before the next one is answered 503 at once."""
+        self.chargers.max_booting = max(1000, 50 * pool)
         self.upgrade_budget = UPGRADE_BUDGET
         self.passwords = PasswordCache(
             CheckCache(
@@ -239,11 +248,14 @@ class Gateway:
         identity = unquote(path[len(PATH_PREFIX) :].strip("/"))
         if "/" in identity or "\x00" in identity or len(identity) > 48:  # no stored identity has a NUL
             return self._refuse(HTTPStatus.NOT_FOUND, "unknown charge point")
-        if self.db.pool_saturated() or self.opening.waiting >= self.max_opening_waiting:
+        if (
+            self.db.pool_saturated()
+            or self.opening.waiting >= self.max_opening_waiting
+            or self.lookups.backlog >= self.max_admitting
+        ):
             return self._db_busy(identity, None)
         try:
-            async with self.opening():
-                loaded = await self.chargers.load_charger(identity)
+            loaded = await self.lookups.submit(identity)
         except _DB_DOWN as exc:
             return self._db_busy(identity, exc)
         if loaded is None:
@@ -317,14 +329,27 @@ class Gateway:
             if self.connections.get(ref.identity) is conn:
                 del self.connections[ref.identity]
                 with contextlib.suppress(Exception):
-                    await self.chargers.set_connection(ref, online=False)
+                    await self.offlines.submit(ref)
             log.info("charger %s disconnected (%s)", ref.identity, ws.close_code)
 
-    async def _go_online(self, ref: Any) -> None:
-        """Mark the charger online and announce it to the cluster, through :attr:`opening` (see :class:`Gate`)."""
+    async def _go_online(self, ref: ChargerRef) -> None:
+        """Mark the charger online and announce it to the cluster (coalesced with the others connecting)."""
+        await self.onlines.submit(ref)
+
+    async def _lookup_batch(self, identities: list[str]) -> list[tuple[ChargerAuth, ChargerRef] | None]:
         async with self.opening():
-            await self.chargers.set_connection(ref, online=True)
-            await self.router.announce(ref.identity)
+            return await self.chargers.load_chargers(identities)
+
+    async def _online_batch(self, refs: list[ChargerRef]) -> list[None]:
+        """Through :attr:`opening` (see :class:`Gate`): one UPDATE and a few NOTIFYs for the batch."""
+        async with self.opening():
+            await self.chargers.set_connections(refs, online=True)
+            await self.router.announce_many([ref.identity for ref in refs])
+        return [None] * len(refs)
+
+    async def _offline_batch(self, refs: list[ChargerRef]) -> list[None]:
+        await self.chargers.set_connections(refs, online=False)
+        return [None] * len(refs)
 
     def drop_replaced(self, identity: str) -> None:
         """Another process now holds this charger: close our stale connection without marking it offline."""

@@ -71,8 +71,8 @@ async def boot_notification(conn: ChargerConnection, p: dict[str, Any]) -> dict[
         serial_number=p.get("chargePointSerialNumber") or p.get("chargeBoxSerialNumber"),
         firmware_version=p.get("firmwareVersion"),
     )
-    status = await conn.gw.chargers.record_boot(conn.ref, boot)
-    interval = conn.gw.settings.heartbeat_interval if status == "Accepted" else 60
+    status, retry = await conn.gw.chargers.boot(conn.ref, boot)
+    interval = retry or (conn.gw.settings.heartbeat_interval if status == "Accepted" else 60)
     return {"status": status, "currentTime": now_text(), "interval": interval}
 
 

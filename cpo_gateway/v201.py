@@ -104,8 +104,8 @@ async def boot_notification(conn: ChargerConnection, p: dict[str, Any]) -> dict[
         firmware_version=station.get("firmwareVersion"),
         reason=p.get("reason"),
     )
-    status = await conn.gw.chargers.record_boot(conn.ref, boot)
-    interval = conn.gw.settings.heartbeat_interval if status == "Accepted" else 60
+    status, retry = await conn.gw.chargers.boot(conn.ref, boot)
+    interval = retry or (conn.gw.settings.heartbeat_interval if status == "Accepted" else 60)
     return {"status": status, "currentTime": now_text(), "interval": interval}
 
 

@@ -44,9 +44,10 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import String, any_, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from kernel.coalesce import Coalescer
 from kernel.db.engine import Database
 from kernel.models.auth import PasswordCheck
 from kernel.security import hash_password, verify_password
@@ -159,6 +160,9 @@ class CheckCache:
         self._memory: dict[str, _Entry] = {}
         self._memory_limit = memory_limit
         self._db_gate = db_gate if db_gate is not None else contextlib.nullcontext
+        # a storm's lookups and stores share a few batched statements (see kernel.coalesce)
+        self._loads: Coalescer[str, _Entry | None] = Coalescer(self._load_many, max_batch=500)
+        self._stores: Coalescer[tuple[str, _Entry], None] = Coalescer(self._store_many, max_batch=500)
 
     def _mac(self, identity: str, password_hash: str, password: str) -> str:
         message = b"\0".join(
@@ -201,26 +205,47 @@ class CheckCache:
     async def _load(self, identity: str) -> _Entry | None:
         if self.db is None:
             return None
+        return await self._loads.submit(identity)
+
+    async def _load_many(self, identities: list[str]) -> list[_Entry | None]:
+        assert self.db is not None
+        pc = PasswordCheck
+        if self.db.dialect == "postgresql":
+            match = pc.identity == any_(
+                bindparam("ids", list(set(identities)), type_=postgresql.ARRAY(String))
+            )
+        else:  # batches stay below SQLite's variable limit (max_batch 500)
+            match = pc.identity.in_(set(identities))
         async with self._db_gate(), self.db.session() as db_session:
-            row = await db_session.scalar(select(PasswordCheck).where(PasswordCheck.identity == identity))
-            return None if row is None else _Entry(row.hash_fingerprint, row.mac, row.expires_at)
+            rows = await db_session.execute(
+                select(pc.identity, pc.hash_fingerprint, pc.mac, pc.expires_at).where(match)
+            )
+            found = {row.identity: _Entry(row.hash_fingerprint, row.mac, row.expires_at) for row in rows}
+        return [found.get(identity) for identity in identities]
 
     async def _store(self, identity: str, entry: _Entry) -> None:
         if self.db is None:
             return
-        values = {
-            "identity": identity,
-            "hash_fingerprint": entry.fingerprint,
-            "mac": entry.mac,
-            "expires_at": entry.expires_at,
-        }
-        update = {k: v for k, v in values.items() if k != "identity"}
+        await self._stores.submit((identity, entry))
+
+    async def _store_many(self, entries: list[tuple[str, _Entry]]) -> list[None]:
+        assert self.db is not None
+        latest = dict(entries)  # one row per identity and statement (ON CONFLICT may not touch a row twice)
+        values = [
+            {
+                "identity": identity,
+                "hash_fingerprint": entry.fingerprint,
+                "mac": entry.mac,
+                "expires_at": entry.expires_at,
+            }
+            for identity, entry in latest.items()
+        ]
         stmt: postgresql.Insert | sqlite.Insert
-        if self.db.dialect == "postgresql":
-            stmt = postgresql.insert(PasswordCheck).values(**values)
-            stmt = stmt.on_conflict_do_update(index_elements=[PasswordCheck.identity], set_=update)
-        else:
-            stmt = sqlite.insert(PasswordCheck).values(**values)
-            stmt = stmt.on_conflict_do_update(index_elements=[PasswordCheck.identity], set_=update)
+        stmt = (postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert)(PasswordCheck)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[PasswordCheck.identity],
+            set_={k: stmt.excluded[k] for k in ("hash_fingerprint", "mac", "expires_at")},
+        )
         async with self._db_gate(), self.db.session() as db_session:
-            await db_session.execute(stmt)
+            await db_session.execute(stmt, values)
+        return [None] * len(entries)

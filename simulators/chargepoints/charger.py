@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
 from kernel.timeutil import utcnow
@@ -190,8 +190,13 @@ class SimulatedCharger:
                 if exc.response.status_code in (401, 403, 404):
                     self.done.set()
                     return
-            except (OSError, ConnectionClosed, TimeoutError, ConnectionError):
-                self.stats.errors += 1
+                if exc.response.status_code == 503:  # admission control: come back when told, with jitter
+                    retry_after = exc.response.headers.get("Retry-After", "")
+                    if retry_after.isascii() and retry_after.isdigit():
+                        await asyncio.sleep(min(float(retry_after), 300.0) * (1 + 0.2 * self.rng.random()))
+                        continue
+            except (OSError, ConnectionClosed, TimeoutError, ConnectionError, InvalidHandshake):
+                self.stats.errors += 1  # InvalidHandshake: e.g. an upgrade closed without an HTTP answer
             if self.done.is_set():
                 return
             await asyncio.sleep(backoff * (0.5 + self.rng.random()))
@@ -280,7 +285,12 @@ class SimulatedCharger:
         else:
             payload = {"reason": "PowerUp", "chargingStation": {"model": "SimAC22", "vendorName": "evhub-sim",
                        "serialNumber": self.spec.identity, "firmwareVersion": "1.0.0"}}  # fmt: skip
-        await self._call_now("BootNotification", payload)
+        while True:  # Pending (the hub past capacity, or not yet accepted): boot again after its interval
+            answer = await self._call_now("BootNotification", payload)
+            if answer.get("status") == "Accepted" or self.done.is_set():
+                break
+            interval = float(answer.get("interval") or 10)
+            await asyncio.sleep(min(interval, 300.0) * (0.8 + 0.4 * self.rng.random()))
         for c in range(1, self.spec.connectors + 1):
             await self._call_now("StatusNotification", self._status(c, "Available"))
 
