@@ -489,7 +489,7 @@ def main_dask(directory: Path, out: Path, workers: int, memory_limit: str) -> di
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("n", nargs="?", type=int, default=None, help="CDRs (default 10,000,000)")
-    parser.add_argument("--mode", choices=("memory", "parquet", "dask"), default="memory")
+    parser.add_argument("--mode", choices=("memory", "parquet", "dask", "duckdb"), default="memory")
     parser.add_argument(
         "--dir", type=Path, default=Path("/tmp/evhub-bench-settlement"), help="parquet work dir"
     )
@@ -501,5 +501,9 @@ if __name__ == "__main__":
         main(args.n)
     elif args.mode == "parquet":
         main_parquet(args.n or 10_000_000, args.dir / "cdrs", reuse=args.reuse)
+    elif args.mode == "duckdb":  # the baseline of `evhub settle`'s job: the CDRs bench.settle_db_load stored
+        t0 = time.perf_counter()
+        sql = duckdb_split(args.dir, make_book(), os.cpu_count() or 1)
+        print({"duckdb_split_s": round(time.perf_counter() - t0, 2), "cdrs": len(sql)}, flush=True)
     else:
         main_dask(args.dir / "cdrs", args.dir / "out", args.workers, args.memory_limit)

@@ -606,7 +606,6 @@ def show_explanation(cdr: Cdr) -> None:
 async def settle(demo: Demo, cdrs: list[Cdr]) -> dict[str, list[dict[str, str]]]:
     """Settle every period the CDRs fall in; returns per period each party's net, VAT and gross."""
     from settlement.core.accounting_periods import period_of
-    from settlement.core.statements import build_statement, parties
     from settlement.job import run_period
 
     assert demo.hub is not None
@@ -616,25 +615,25 @@ async def settle(demo: Demo, cdrs: list[Cdr]) -> dict[str, list[dict[str, str]]]
         job = await run_period(demo.hub.db, period, out_dir=demo.workdir / "settlement")
         summary = job.result.summary
         table = Table("party", "currency", "net", "VAT", "gross", "statement sha256", box=None)
-        for label in parties(job.result.lines):
-            for section in build_statement(job.result.lines, label, period).sections:
-                figures.setdefault(period, []).append(
-                    {
-                        "party": label,
-                        "currency": section.currency,
-                        "net": str(section.net),
-                        "vat": str(section.vat),
-                        "gross": str(section.gross),
-                    }
-                )
-                table.add_row(
-                    label,
-                    section.currency,
-                    str(section.net),
-                    str(section.vat),
-                    str(section.gross),
-                    job.statement_hashes.get(label, "")[:16],
-                )
+        for section in job.statements:  # each party's statement per currency
+            label = section.party
+            figures.setdefault(period, []).append(
+                {
+                    "party": label,
+                    "currency": section.currency,
+                    "net": str(section.net),
+                    "vat": str(section.vat),
+                    "gross": str(section.gross),
+                }
+            )
+            table.add_row(
+                label,
+                section.currency,
+                str(section.net),
+                str(section.vat),
+                str(section.gross),
+                job.statement_hashes.get(label, "")[:16],
+            )
         console.print(
             f"period {period}: {summary.cdrs_settled} CDRs, {summary.lines} lines, "
             f"{summary.cdrs_rejected} rejected; content hash {summary.content_hash[:16]}..."

@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,7 @@ def _amounts(values: pd.Series, currency: str) -> np.ndarray:
     return format_amounts(np.asarray(values, dtype=np.int64), np.full(len(values), currency))
 
 
-def _subtotals(frame: pd.DataFrame, key: str, currency: str) -> list[tuple[str, str, str, str]]:
+def subtotals(frame: pd.DataFrame, key: str, currency: str) -> list[tuple[str, str, str, str]]:
     return list(
         zip(
             frame[key].astype(str),
@@ -53,7 +54,7 @@ def _subtotals(frame: pd.DataFrame, key: str, currency: str) -> list[tuple[str, 
 
 def statement_html(statement: Statement, *, generated_at: str | None = None, hub_name: str = "evhub") -> str:
     """Printable HTML statement (deterministic; ``generated_at`` is shown only when given)."""
-    sections = []
+    sections: list[dict[str, Any]] = []
     for section in statement.sections:
         cur = section.currency
         e = section.entries
@@ -81,24 +82,49 @@ def statement_html(statement: Statement, *, generated_at: str | None = None, hub
                 "net": f"{section.net:f}",
                 "vat": f"{section.vat:f}",
                 "gross": f"{section.gross:f}",
-                "by_kind": _subtotals(section.by_kind, "kind", cur),
-                "by_counterparty": _subtotals(section.by_counterparty, "counterparty", cur),
+                "by_kind": subtotals(section.by_kind, "kind", cur),
+                "by_counterparty": subtotals(section.by_counterparty, "counterparty", cur),
             }
         )
+    return _render(statement.party, statement.period, sections, generated_at=generated_at, hub_name=hub_name)
+
+
+def _render(
+    party: str,
+    period: str | None,
+    sections: list[dict[str, Any]],
+    *,
+    generated_at: str | None = None,
+    hub_name: str = "evhub",
+) -> str:
     return (
         _env()
         .get_template("statement.html")
-        .render(
-            party=statement.party,
-            period=statement.period,
-            sections=sections,
-            generated_at=generated_at,
-            hub_name=hub_name,
-        )
+        .render(party=party, period=period, sections=sections, generated_at=generated_at, hub_name=hub_name)
     )
 
 
-def _party_file(label: str) -> str:
+_MARK = "EVHUBSECTIONROWS"
+
+
+def statement_pieces(party: str, period: str | None, sections: list[dict[str, Any]]) -> list[str]:
+    """The statement's HTML around its entry rows: ``len(sections) + 1`` texts; the HTML is
+    ``pieces[0] + rows of section 0 + pieces[1] + ... + pieces[-1]``, each row as the template writes it
+    (for writing a statement whose entries are not in memory, :mod:`settlement.period_lines`). ``sections``:
+    each ``currency``, ``net``, ``vat``, ``gross`` (decimal strings), ``by_kind`` and ``by_counterparty``
+    (:func:`subtotals`)."""
+    marked = [{**s, "rows": [(f"{_MARK}{i}", "", "", "", "", "", "")]} for i, s in enumerate(sections)]
+    html = _render(party, period, marked)
+    pieces, at = [], 0
+    for i in range(len(sections)):
+        start = html.index(f"<tr><td>{_MARK}{i}</td>", at)
+        pieces.append(html[at:start])
+        at = html.index("\n", start) + 1
+    pieces.append(html[at:])
+    return pieces
+
+
+def party_file(label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in label)
 
 
@@ -121,7 +147,7 @@ def write_exports(result: RunResult, folder: Path) -> dict[str, str]:
     hashes: dict[str, str] = {}
     for label in parties(result.lines):
         html = statement_html(build_statement(result.lines, label, result.period))
-        (statements / f"{_party_file(label)}.html").write_text(html, encoding="utf-8")
+        (statements / f"{party_file(label)}.html").write_text(html, encoding="utf-8")
         hashes[label] = _sha256(html)
     return hashes
 
@@ -134,4 +160,11 @@ def statement_hashes(result: RunResult) -> dict[str, str]:
     }
 
 
-__all__ = ["statement_hashes", "statement_html", "write_exports"]
+__all__ = [
+    "party_file",
+    "statement_hashes",
+    "statement_html",
+    "statement_pieces",
+    "subtotals",
+    "write_exports",
+]

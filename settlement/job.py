@@ -14,8 +14,11 @@ The CDRs are read in chunks of row ids (:func:`settlement.run_inputs.cdr_chunks`
 its own (:func:`settlement.core.run.settle_chunk`; a credit's original in another chunk comes along as
 context), keeping only the chunk's lines of the period: the database rows and the split's intermediates are
 bounded by the chunk, whatever the number of CDRs; the stored results are those of one split of them all
-(tests/settlement/test_settlement_job_chunks.py). The period's own lines are still held together for the
-canonical exports and the statements.
+(tests/settlement/test_settlement_job_chunks.py). The period's lines are never held together either: each
+chunk's are spilled to disk and folded into running totals, and the canonical exports, the content hash and
+the statements are written from the spill bucket by bucket (:mod:`settlement.period_lines`); a job's ``result.lines`` has
+them only for a period of at most ``period_lines.KEEP_LINES`` lines (else none: they are in the exports), and
+``JobResult.statements`` has each statement's totals.
 
 Exports per run, in ``OUT/PERIOD-rSEQ/``: ``lines.csv`` and ``lines.parquet`` (every line, canonical order),
 ``rejected.csv`` (the CDRs it could not split, why, and the period that first rejected each),
@@ -26,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +46,10 @@ from kernel.timeutil import utcnow
 from settlement.agreement_store import load_book
 from settlement.core.accounting_periods import ensure_open, parse_period
 from settlement.core.cdrs import prepare_cdrs
-from settlement.core.run import ChunkResult, RunResult, Splitter, finish, settle_chunk, split_with_pandas
-from settlement.core.statements import build_statement, parties
+from settlement.core.chunked import concat_frames
+from settlement.core.run import ChunkResult, RunResult, Splitter, settle_chunk, split_with_pandas
 from settlement.dask_engine import dask_splitter
-from settlement.export_files import statement_hashes, write_exports
+from settlement.period_lines import BUCKET_LINES, KEEP_LINES, PeriodLines, StatementTotal
 from settlement.run_inputs import (
     CDR_COLUMNS,
     WATERMARK,
@@ -75,6 +80,9 @@ class JobResult:
     result: RunResult
     output_dir: Path | None
     statement_hashes: dict[str, str]
+    statements: tuple[StatementTotal, ...] = ()
+    """Each party's statement per currency: totals and number of entries (``result.lines`` has the lines only
+    for a small period: they are in the exports, ``lines.csv`` / ``lines.parquet``, never all in memory)."""
 
 
 async def run_period(
@@ -86,12 +94,26 @@ async def run_period(
     close: bool = False,
     progress: Progress | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    spill_dir: Path | None = None,
+    bucket_lines: int = BUCKET_LINES,
+    keep_lines: int = KEEP_LINES,
 ) -> JobResult:
     """Settle ``period`` (``YYYY-MM``). A closed period is replayed and verified, never rewritten.
+    ``spill_dir``: where the period's lines are spilled (a temporary folder in it, removed at the end; default:
+    the system's); ``bucket_lines`` / ``keep_lines``: see :mod:`settlement.period_lines`.
     Counted in ``evhub_settlement_runs_total`` / ``evhub_settlement_run_failures_total``."""
     try:
         job = await _run_period(
-            db, period, engine=engine, out_dir=out_dir, close=close, progress=progress, chunk_rows=chunk_rows
+            db,
+            period,
+            engine=engine,
+            out_dir=out_dir,
+            close=close,
+            progress=progress,
+            chunk_rows=chunk_rows,
+            spill_dir=spill_dir,
+            bucket_lines=bucket_lines,
+            keep_lines=keep_lines,
         )
     except Exception:
         metrics.settlement_run(None)
@@ -109,6 +131,9 @@ async def _run_period(
     close: bool,
     progress: Progress | None,
     chunk_rows: int,
+    spill_dir: Path | None,
+    bucket_lines: int,
+    keep_lines: int,
 ) -> JobResult:
     say = progress or (lambda _step: None)
     key = parse_period(period).key
@@ -140,49 +165,64 @@ async def _run_period(
             prepared, book, key, closes, own_rows=chunk.own, replay=replay, splitter=splitter, carried=carried
         )
 
-    # The CDRs stream in chunks: only one chunk's rows and split intermediates are in memory at a time; each
-    # chunk keeps its lines of this period, the row ids of its rejected CDRs and its highest row id.
-    parts: list[ChunkResult] = []
-    row_of: dict[str, int] = {}
-    watermark, considered = 0, 0
-    async for chunk in cdr_chunks(db, until=end, created_before=snapshot, chunk_rows=chunk_rows):
-        part = await asyncio.to_thread(compute, chunk)
-        own = chunk.table.iloc[: chunk.own]
-        watermark = max(watermark, int(own["row_id"].max()))
-        if len(part.rejected):
-            ids = set(part.rejected["cdr_id"].astype(str))
-            for uid, row_id in zip(own["cdr_id"].astype(str), own["row_id"], strict=True):
-                if uid in ids:
-                    row_of[uid] = int(row_id)
-        parts.append(ChunkResult(part.lines, part.rejected, part.considered, part.all_lines.iloc[:0]))
-        considered += part.considered
-        say(f"split {considered} CDR(s) with {engine}")
-    if not parts:  # no CDR: the run of an empty table
-        empty = pd.DataFrame(columns=list(CDR_COLUMNS))
-        parts.append(await asyncio.to_thread(compute, CdrChunk(empty, 0)))
-    result = await asyncio.to_thread(finish, key, parts)
-    del parts
+    folder: Path | None = None
+    sequence: int | None = None
     if replay:
         folder = out_dir / f"{key}-replay" if out_dir else None
-        hashes = await asyncio.to_thread(write_exports, result, folder) if folder else {}
-        reproduced = closing is not None and closing.content_hash == result.summary.content_hash
-        return JobResult(None, key, None, True, reproduced, result, folder, hashes)
-
-    async with db.session() as db_session:
-        sequence = (
-            int(
-                await db_session.scalar(
-                    select(func.coalesce(func.max(SettlementRun.sequence), 0)).where(
-                        SettlementRun.period == key
+    else:
+        async with db.session() as db_session:
+            sequence = (
+                int(
+                    await db_session.scalar(
+                        select(func.coalesce(func.max(SettlementRun.sequence), 0)).where(
+                            SettlementRun.period == key
+                        )
                     )
+                    or 0
                 )
-                or 0
+                + 1
             )
-            + 1
-        )
-    folder = out_dir / f"{key}-r{sequence}" if out_dir else None
-    say("writing exports")
-    hashes = await asyncio.to_thread(write_exports, result, folder) if folder else statement_hashes(result)
+        folder = out_dir / f"{key}-r{sequence}" if out_dir else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails before any CDR is read
+
+    # The CDRs stream in chunks: only one chunk's rows and split intermediates are in memory at a time; each
+    # chunk's lines of this period go to a spill file and into the running totals (PeriodLines), its
+    # rejections (few) are kept with their row ids, and its highest row id.
+    work = Path(tempfile.mkdtemp(prefix=f"evhub-settle-{key}-", dir=spill_dir))
+    store = PeriodLines(key, work, bucket_lines=bucket_lines, keep_lines=keep_lines)
+    rejected_parts: list[pd.DataFrame] = []
+    row_of: dict[str, int] = {}
+    watermark, considered = 0, 0
+    try:
+        async for chunk in cdr_chunks(db, until=end, created_before=snapshot, chunk_rows=chunk_rows):
+            part = await asyncio.to_thread(compute, chunk)
+            own = chunk.table.iloc[: chunk.own]
+            watermark = max(watermark, int(own["row_id"].max()))
+            if len(part.rejected):
+                ids = set(part.rejected["cdr_id"].astype(str))
+                for uid, row_id in zip(own["cdr_id"].astype(str), own["row_id"], strict=True):
+                    if uid in ids:
+                        row_of[uid] = int(row_id)
+            await asyncio.to_thread(store.add, part.lines)
+            rejected_parts.append(part.rejected)
+            considered += part.considered
+            say(f"split {considered} CDR(s) with {engine}")
+        if not rejected_parts:  # no CDR: the run of an empty table
+            empty = pd.DataFrame(columns=list(CDR_COLUMNS))
+            part = await asyncio.to_thread(compute, CdrChunk(empty, 0))
+            store.add(part.lines)
+            rejected_parts.append(part.rejected)
+        rejected = concat_frames(rejected_parts)
+        say("writing exports" if folder else "hashing the statements")
+        outputs = await asyncio.to_thread(store.finish, rejected, considered, folder)
+    finally:
+        shutil.rmtree(store.work_dir, ignore_errors=True)
+    result, hashes = outputs.result, outputs.statement_hashes
+    if replay:
+        reproduced = closing is not None and closing.content_hash == result.summary.content_hash
+        return JobResult(None, key, None, True, reproduced, result, folder, hashes, outputs.statements)
+
     say("storing the run")
     now = utcnow()
     async with db.session() as db_session:
@@ -200,22 +240,20 @@ async def _run_period(
         )
         db_session.add(run)
         await db_session.flush()
-        for label in parties(result.lines):
-            statement = build_statement(result.lines, label, key)
-            for section in statement.sections:
-                db_session.add(
-                    SettlementStatement(
-                        run_id=run.id,
-                        party=label,
-                        party_id=labels.get(label),
-                        currency=section.currency,
-                        net=section.net,
-                        vat=section.vat,
-                        gross=section.gross,
-                        content_hash=hashes.get(label, ""),
-                        data={"lines": len(section.entries)},
-                    )
-                )
+        db_session.add_all(
+            SettlementStatement(
+                run_id=run.id,
+                party=s.party,
+                party_id=labels.get(s.party),
+                currency=s.currency,
+                net=s.net,
+                vat=s.vat,
+                gross=s.gross,
+                content_hash=hashes.get(s.party, ""),
+                data={"lines": s.entries},
+            )
+            for s in outputs.statements
+        )
         db_session.add_all(
             SettlementRejection(
                 run_id=run.id,
@@ -227,7 +265,7 @@ async def _run_period(
             for r in result.rejected.itertuples(index=False)
         )
         run_id = run.id
-    return JobResult(run_id, key, sequence, False, None, result, folder, hashes)
+    return JobResult(run_id, key, sequence, False, None, result, folder, hashes, outputs.statements)
 
 
 def _jsonable(value: Any) -> Any:

@@ -120,19 +120,16 @@ def settle(
                 if exc.filename is None:
                     raise
                 fail(f"--out {out}: cannot write the exports: {exc.strerror or exc} ({exc.filename})")
-        from settlement.core.statements import build_statement, parties
-
         statements = [
             {
-                "party": label,
+                "party": section.party,
                 "currency": section.currency,
                 "net": section.net,
                 "vat": section.vat,
                 "gross": section.gross,
-                "statement_hash": job.statement_hashes.get(label, ""),
+                "statement_hash": job.statement_hashes.get(section.party, ""),
             }
-            for label in parties(job.result.lines)
-            for section in build_statement(job.result.lines, label, job.period).sections
+            for section in job.statements  # each party's statement per currency (the lines are in the exports)
         ]
         transfers = job.result.transfers.astype(str).to_dict(orient="records")
         if as_json:

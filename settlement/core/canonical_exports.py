@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,10 +105,22 @@ def content_hash(lines: pd.DataFrame, rejected: pd.DataFrame | None = None) -> s
     return hashlib.sha256(data).hexdigest()
 
 
+PARQUET_OPTIONS = {"compression": "zstd", "write_statistics": False, "store_schema": False}
+"""How the lines' Parquet is written (``pyarrow.parquet.write_table`` / ``ParquetWriter`` keywords)."""
+
+
 def lines_parquet(lines: pd.DataFrame) -> bytes:
     """Parquet bytes of split lines (canonical order, explicit schema, no pandas metadata)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
+
+    sink = io.BytesIO()
+    pq.write_table(lines_arrow(lines), sink, **PARQUET_OPTIONS)
+    return sink.getvalue()
+
+
+def lines_arrow(lines: pd.DataFrame) -> Any:
+    """The Arrow table :func:`lines_parquet` writes (canonical order, the explicit schema)."""
+    import pyarrow as pa
 
     ordered = canonical_order(lines)
     cur = ordered["currency"].astype(str).to_numpy()
@@ -133,7 +146,4 @@ def lines_parquet(lines: pd.DataFrame) -> bytes:
             values = [None if pd.isna(v) else str(v) for v in series.astype(object)]
             fields.append(pa.field(col, pa.string()))
             arrays.append(pa.array(values, type=pa.string()))
-    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", write_statistics=False, store_schema=False)
-    return sink.getvalue()
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
