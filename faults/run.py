@@ -72,7 +72,7 @@ def short_plan() -> Plan:
     return Plan(
         chargers=6, kills=1, acceleration=120.0, baseline_s=6.0, between_kills_s=3.0, partner_fault_s=3.0,
         partner_slow_s=3.0, recover_s=1.0, pg_down_s=4.0, smtp_down_s=2.0, smtp_451_s=2.0, drain_s=60.0,
-        connect_s=30.0, baseline_cdrs=4, baseline_max_s=40.0, hostile=False,
+        connect_s=30.0, baseline_cdrs=3, baseline_max_s=40.0, hostile=False,
     )  # fmt: skip
 
 

@@ -31,7 +31,7 @@ def test_short_fault_suite_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVHUB_")}
     done = subprocess.run(
         [sys.executable, "-m", "faults", "--short", "--json", str(out), "--workdir", str(tmp_path / "work")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     printout = done.stdout + done.stderr[-4000:]
     assert done.returncode == 0, printout
