@@ -160,6 +160,18 @@ def _dedup(codes: np.ndarray, values: Sequence[Hashable | None]) -> bulk.Codes:
     return bulk.Codes(remap[codes], tuple(index))
 
 
+def _instants(series: pd.Series) -> bulk.Codes:
+    """Instants (µs since the epoch) as codes of their ISO texts, as ``datetime.isoformat`` writes a UTC
+    instant (the fraction only where there is one), built with numpy per distinct instant."""
+    codes, uniques = pd.factorize(series.to_numpy(dtype=np.int64), sort=False)
+    values = np.asarray(uniques, dtype=np.int64)
+    moments = values.astype("datetime64[us]")
+    whole = np.datetime_as_string(moments.astype("datetime64[s]"), unit="s").astype(object)
+    fraction = np.datetime_as_string(moments, unit="us").astype(object)
+    texts = np.where(values % 1_000_000 == 0, whole, fraction) + "+00:00"
+    return bulk.Codes(codes.astype(np.int64), texts.tolist())
+
+
 def _dec(text: Any) -> Decimal:
     try:
         return Decimal(text if isinstance(text, str) else str(text))
@@ -263,11 +275,6 @@ def _columns(
         dtype=np.int64,
     )[tinverse.reshape(-1)]
 
-    us = timedelta(microseconds=1)
-
-    def instant(v: Any) -> str:
-        return (bulk.EPOCH + int(v) * us).isoformat()
-
     start_us = cdrs["start_us"].to_numpy(dtype=np.int64)
     end_us = cdrs["end_us"].to_numpy(dtype=np.int64)
     holder = cdrs[["driver", "visual", "contract", "vehicle"]].fillna("")
@@ -284,8 +291,8 @@ def _columns(
         credit_of=_codes(cdrs["original_uid"].mask(~credit)),
         group=_dedup(group_codes.astype(np.int64), groups),
         currency=currency_codes,
-        start=_codes(cdrs["start_us"], instant),
-        end=_codes(cdrs["end_us"], instant),
+        start=_instants(cdrs["start_us"]),
+        end=_instants(cdrs["end_us"]),
         start_us=start_us,
         end_us=end_us,
         total_excl=total,
