@@ -49,10 +49,10 @@ from settlement.core.canonical_exports import (
 from settlement.core.chunked import concat_frames
 from settlement.core.minor import format_minor, from_minor
 from settlement.core.netting import bilateral
-from settlement.core.run import RunResult, RunSummary, finish
+from settlement.core.run import ChunkResult, RunResult, RunSummary, finish
 from settlement.core.split import LINE_COLUMNS
 from settlement.core.statements import AMOUNTS, PAYING_KINDS, ledger
-from settlement.export_files import party_file, statement_pieces, subtotals, write_exports
+from settlement.export_files import party_file, statement_hashes, statement_pieces, subtotals, write_exports
 
 BUCKET_LINES = 1_000_000
 """Lines per bucket of the canonical pass (about what one bucket costs in memory: a few hundred MB)."""
@@ -191,9 +191,6 @@ class PeriodLines:
             shutil.rmtree(self.work_dir, ignore_errors=True)
 
     def _finish_empty(self, rejected: pd.DataFrame, considered: int, folder: Path | None) -> PeriodOutputs:
-        from settlement.core.run import ChunkResult
-        from settlement.export_files import statement_hashes
-
         empty = self._empty if self._empty is not None else pd.DataFrame(columns=list(LINE_COLUMNS))
         result = finish(self.period, [ChunkResult(empty, rejected, considered, empty)])
         hashes = write_exports(result, folder) if folder else statement_hashes(result)

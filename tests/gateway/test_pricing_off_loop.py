@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
 
@@ -75,9 +76,14 @@ def _past_the_sessions() -> None:
     pin_clock(utcnow() + timedelta(seconds=1.1))
 
 
-async def _heartbeats_while(gateway: Gateway, work: asyncio.Task[int]) -> float:
-    """The slowest Heartbeat round trip of another charger while ``work`` runs (s)."""
+async def _heartbeats_while(
+    gateway: Gateway, start: Callable[[], Awaitable[int]]
+) -> tuple[asyncio.Task[int], float]:
+    """Another charger connects, then ``start``'s work runs: the work's task and the slowest Heartbeat round trip
+    (s) while it ran. The charger is connected first: its round trips, not its upgrade, are what is measured (on
+    a loaded CI box an upgrade queued behind the pricing's reads could exceed the upgrade budget and get 503)."""
     client = await open_client(gateway, "CP201", "ocpp2.0.1")
+    work = asyncio.create_task(start())
     slowest = 0.0
     try:
         while not work.done():
@@ -87,7 +93,7 @@ async def _heartbeats_while(gateway: Gateway, work: asyncio.Task[int]) -> float:
             await asyncio.sleep(0.01)
     finally:
         await client.close()
-    return slowest
+    return work, slowest
 
 
 async def _state(db: Database, session_id: int) -> ChargingSession:
@@ -104,8 +110,7 @@ async def test_an_absurd_session_is_refused_with_its_reason_and_holds_nobody(
         await prov.import_tariff(s, TARIFF)
     absurd = await _session(db, seeded, timedelta(days=365 * 30), 20)
     _past_the_sessions()
-    work = asyncio.create_task(rate_pending(db, (), limits=Limits()))
-    slowest = await _heartbeats_while(gateway, work)
+    work, slowest = await _heartbeats_while(gateway, lambda: rate_pending(db, (), limits=Limits()))
     assert await work == 0
     row = await _state(db, absurd)
     assert row.pricing_state == PricingState.FAILED and "too much to price" in (row.pricing_error or "")
@@ -120,8 +125,7 @@ async def test_heavy_pricing_runs_off_the_loop(gateway: Gateway, db: Database, s
     ids = [await _session(db, seeded, timedelta(days=80), 20_000) for _ in range(2)]
     _past_the_sessions()
     started = time.monotonic()
-    work = asyncio.create_task(rate_pending(db, (), limits=Limits()))
-    slowest = await _heartbeats_while(gateway, work)
+    work, slowest = await _heartbeats_while(gateway, lambda: rate_pending(db, (), limits=Limits()))
     took = time.monotonic() - started
     assert await work == 2
     for sid in ids:
