@@ -134,7 +134,8 @@ class ChargerStore:
         return [found.get(identity) for identity in identities]
 
     async def set_connections(self, refs: Sequence[ChargerRef], online: bool) -> None:
-        """:meth:`set_connection` for many chargers in one transaction (coalesced by the gateway)."""
+        """These chargers connected to this process, or their connections here closed (a newer connection to
+        another process is left alone), in one transaction (coalesced by the gateway)."""
         if not refs:
             return
         ids = list(dict.fromkeys(ref.id for ref in refs))
@@ -151,7 +152,7 @@ class ChargerStore:
                 await db_session.execute(stmt)
 
     async def record_boots(self, boots: Sequence[tuple[ChargerRef, Boot]]) -> list[str]:
-        """:meth:`record_boot` for many chargers in one transaction (coalesced by the gateway): one
+        """The chargers' BootNotification identity data stored in one transaction (coalesced by the gateway): one
         executemany UPDATE, then each charger's registration status as stored, in the given order."""
         if not boots:
             return []
@@ -198,36 +199,15 @@ class ChargerStore:
             answers.append(ref.registration_status)
         return answers
 
-    async def set_connection(self, cp: ChargerRef, online: bool) -> None:
-        """The charger connected to this process, or its connection here closed (a newer connection to
-        another process is left alone)."""
-        now = utcnow()
-        async with self.db.session() as db_session:
-            stmt = update(ChargePoint).where(ChargePoint.id == cp.id)
-            if online:
-                stmt = stmt.values(status="online", connected_node=self.node_name, last_seen=now)
-            else:
-                stmt = stmt.where(ChargePoint.connected_node == self.node_name).values(
-                    status="offline", connected_node=None
-                )
-            await db_session.execute(stmt)
-
     async def touch(self, charger_ids: list[int]) -> None:
         """Record that these chargers were heard from (batched by the liveness sweeper)."""
         if not charger_ids:
             return
         now = utcnow()
         async with self.db.session() as db_session:
-            matches: list[ColumnElement[bool]]
-            if self.db.is_sqlite:
-                step = SQLITE_IDS_PER_STATEMENT
-                matches = [
-                    ChargePoint.id.in_(charger_ids[i : i + step]) for i in range(0, len(charger_ids), step)
-                ]
-            else:
-                # one array parameter: IN with 10,000 ids would render and encode 10,000 parameters in the
-                # event loop every sweep, which stalled every charger's answers for a moment
-                matches = [ChargePoint.id == any_(bindparam("ids", charger_ids, type_=ARRAY(BigInteger)))]
+            # one array parameter on PostgreSQL: IN with 10,000 ids would render and encode 10,000 parameters in
+            # the event loop every sweep, which stalled every charger's answers for a moment
+            matches = self._matching(ChargePoint.id, charger_ids, BigInteger)
             for match in matches:
                 await db_session.execute(
                     update(ChargePoint)
@@ -244,21 +224,6 @@ class ChargerStore:
                 .where(ChargePoint.status == "online", ChargePoint.last_seen < cutoff)
                 .values(status="offline", connected_node=None)
             )
-
-    async def record_boot(self, cp: ChargerRef, boot: Boot) -> str:
-        """Store the charger's identity data; return the registration status to answer with."""
-        async with self.db.session() as db_session:
-            row = await db_session.get(ChargePoint, cp.id)
-            assert row is not None
-            row.vendor = boot.vendor[:50]
-            row.model = boot.model[:50]
-            row.serial_number = boot.serial_number[:50] if boot.serial_number else row.serial_number
-            row.firmware_version = (
-                boot.firmware_version[:50] if boot.firmware_version else row.firmware_version
-            )
-            row.last_seen = utcnow()
-            cp.registration_status = str(row.registration_status)
-            return cp.registration_status
 
     async def record_status(self, cp: ChargerRef, ev: StatusChanged) -> None:
         """The OCPI status of the EVSE (EVSE 0: all of them, when inoperative or out of order), unless a newer
