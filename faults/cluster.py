@@ -15,6 +15,7 @@ from kernel.ports import free_port
 
 RUN_AS = os.environ.get("EVHUB_FAULTS_PG_USER", "postgres")
 PG_BIN = Path(os.environ.get("EVHUB_FAULTS_PG_BIN", "/usr/lib/postgresql/15/bin"))
+STEP_TIMEOUT_S = 120.0  # one initdb / pg_ctl / createdb step
 
 
 class PgCluster:
@@ -33,7 +34,7 @@ class PgCluster:
     def _run(self, *args: str) -> None:
         # PostgreSQL refuses to run as root: then its binaries run as the unprivileged user that owns the folder
         prefix = ["runuser", "-u", RUN_AS, "--"] if os.geteuid() == 0 else []
-        done = subprocess.run([*prefix, *args], capture_output=True, timeout=120)
+        done = subprocess.run([*prefix, *args], capture_output=True, timeout=STEP_TIMEOUT_S)
         if done.returncode != 0:
             raise RuntimeError(f"{Path(args[0]).name} failed: {done.stderr.decode(errors='replace').strip()}")
 

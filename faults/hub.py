@@ -17,6 +17,9 @@ SECRETS_KEY = "faults-secrets-key-0123456789"
 CACHE_KEY = "faults-password-cache-key-0123"
 
 
+START_TIMEOUT_S = 120.0  # ports open within this, or the start failed
+
+
 class Hub:
     """The hub's process; ``env`` adds to the settings (loopback ports, the cluster, the SMTP sink)."""
 
@@ -48,7 +51,7 @@ class Hub:
     def public_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    async def start(self, timeout: float = 120.0) -> float:
+    async def start(self, timeout: float = START_TIMEOUT_S) -> float:
         """Start and wait until both ports answer; returns the seconds it took."""
         started = time.monotonic()
         with self.log.open("ab") as out:

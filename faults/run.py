@@ -23,8 +23,8 @@ import kernel.models  # noqa: F401  (every table)
 from evhub import provisioning as prov
 from faults import count
 from faults.chargers import CountingCharger, Fleet
-from faults.cluster import PgCluster
-from faults.hub import Hub
+from faults.cluster import STEP_TIMEOUT_S, PgCluster
+from faults.hub import START_TIMEOUT_S, Hub
 from faults.sinks import MailSink, Partner
 from kernel.db.engine import Database
 from kernel.db.migrate import upgrade
@@ -51,6 +51,7 @@ class Plan:
     smtp_down_s: float = 30.0
     smtp_451_s: float = 30.0
     drain_s: float = 180.0
+    finish_s: float = 120.0  # the chargers' last sessions end within this after the faults
     connect_s: float = 90.0
     p95_factor: float = 3.0
     p95_floor_s: float = 1.0
@@ -72,7 +73,19 @@ def short_plan() -> Plan:
     return Plan(
         chargers=6, kills=1, acceleration=120.0, baseline_s=6.0, between_kills_s=3.0, partner_fault_s=3.0,
         partner_slow_s=3.0, recover_s=1.0, pg_down_s=4.0, smtp_down_s=2.0, smtp_451_s=2.0, drain_s=60.0,
-        connect_s=30.0, baseline_cdrs=3, baseline_max_s=40.0, hostile=False,
+        connect_s=30.0, baseline_cdrs=3, baseline_max_s=40.0, hostile=False, finish_s=60.0,
+    )  # fmt: skip
+
+
+def bound_s(plan: Plan) -> float:
+    """The longest the run may take when every phase takes its whole bound: a caller's timeout above this
+    means a timeout is a hang, not a slow box."""
+    faults = len(plan.partner_faults) * (plan.partner_fault_s + plan.recover_s)
+    starts = (1 + plan.kills) * START_TIMEOUT_S + 5 * STEP_TIMEOUT_S  # initdb, start, createdb, stop, start
+    return (
+        plan.connect_s + plan.baseline_max_s + plan.recover_s + plan.kills * plan.between_kills_s + faults
+        + plan.pg_down_s + plan.recover_s + plan.smtp_down_s + plan.smtp_451_s + plan.finish_s + plan.drain_s
+        + starts + (plan.hostile_timeout_s if plan.hostile else 0.0)
     )  # fmt: skip
 
 
@@ -245,7 +258,7 @@ async def run(plan: Plan, workdir: Path | None = None) -> dict[str, Any]:
         await _window(tl, "smtp_fault", lambda: _hold(plan.smtp_451_s, hub, tl))
         await sink.set_mode("healthy")
         tl.note("everything healthy; chargers finish their sessions")
-        unfinished = await fleet.finish(timeout=max(120.0, plan.drain_s / 2))
+        unfinished = await fleet.finish(timeout=plan.finish_s)
         ledgers = {c.spec.identity: c.ledger for c in fleet.chargers}
         tl.note(f"chargers done ({unfinished} did not finish); draining the hub (up to {plan.drain_s:g} s)")
         stored = await _drain(db, plan, ledgers, a, b, sink)

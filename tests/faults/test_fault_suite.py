@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from faults.cluster import PG_BIN
+from faults.run import bound_s, short_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,10 +30,16 @@ pytestmark = [
 def test_short_fault_suite_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVHUB_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "faults", "--short", "--json", str(out), "--workdir", str(tmp_path / "work")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    # Every phase of the run has its own bound; past their sum it hangs (a loaded box only makes it slower:
+    # about a minute on a quiet one). On a timeout the run's own timeline says where it was.
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "faults", "--short", "--json", str(out), "--workdir", str(tmp_path / "work")],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=bound_s(short_plan()) + 60,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as hung:
+        pytest.fail(f"the short fault suite outlived its phases' bounds; it printed:\n{_text(hung.stdout)}"
+                    f"\n{_text(hung.stderr)[-4000:]}")  # fmt: skip
     printout = done.stdout + done.stderr[-4000:]
     assert done.returncode == 0, printout
     figures = json.loads(out.read_text())
@@ -44,3 +51,7 @@ def test_short_fault_suite_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         assert line["lost"] == 0 and line["duplicated"] == 0, f"{what}\n{printout}"
     assert "RESULT: OK" in done.stdout
     assert "kill -9: 1" in done.stdout  # the kill round ran
+
+
+def _text(output: str | bytes | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
