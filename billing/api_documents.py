@@ -25,10 +25,11 @@ from billing.core.issuers import Issuer
 from billing.core.numbering import Series
 from billing.core.vat import require_registration_id
 from billing.crediting import credit_invoice
+from billing.desk import credited_numbers
 from billing.einvoice.pdf import EInvoiceError
 from billing.monthly_job import issue_monthly_invoice
 from billing.store.issuers import IssuerError, add_issuer, find_issuer
-from billing.store.issuing import INVOICE
+from billing.store.issuing import CREDIT_NOTE, INVOICE
 from billing.store.monthly import account_items, monthly_invoice_of
 from billing.store.printing import document_pdf
 from kernel.apiauth import Principal, api_key, principal, require_hub
@@ -106,7 +107,12 @@ class DocumentOut(BaseModel):
     total_vat: Decimal
     total_incl_vat: Decimal
     payable: Decimal
-    credits: str | None = Field(description="On a credit note: the number of the invoice it credits")
+    credits: str | None = Field(description="On a credit note: the number of the invoice it credits (BT-25)")
+    credits_all: list[str] = Field(
+        default_factory=list,
+        description="On a credit note: every invoice it credits, BT-25's first (a B2B period's credit note may "
+        "correct several, BG-3)",
+    )
 
 
 class DocumentDetail(DocumentOut):
@@ -200,6 +206,11 @@ def _document_out(row: BillingDocument, issuer: str, credits: str | None, cls: t
         ),  # already rounded: its minor-unit digits
         "payable": round_amount(row.payable, row.currency),  # already rounded: its minor-unit digits
         "credits": credits,
+        "credits_all": list(
+            credited_numbers(row, {row.credits_document_id or -1: credits} if credits else {})
+        )
+        if row.kind == CREDIT_NOTE
+        else [],
     }
     if cls is DocumentDetail:
         fields["document"] = row.document

@@ -4,7 +4,9 @@ The portal never imports billing; it asks ``hub.services.billing`` (this :class:
 (balance, overdue amount, dunning state, payment method, documents with their status), one of the fleet's
 documents as its Factur-X PDF (only the fleet's own: another fleet's number is None, the portal's 404), the
 hosted payment-method flow (delegated to :mod:`billing.payments.setup`), and the per-session invoice of a CDR
-for the receipt e-mail (number, PDF, HTML and a plain-text rendering of the same document).
+for the receipt e-mail (number, PDF, HTML and a plain-text rendering of the same document). A credit note is
+shown with every invoice it credits (:func:`credited_numbers`: BT-25's, then the others of BG-3), never only the
+first.
 
 Everything is read from the rows as they are now (:mod:`billing.store.balances`); "today" is the hub's clock.
 An account's dunning state, its overdue amount and the invoices its holds wait for are the dunning store's
@@ -97,7 +99,12 @@ def render_text(doc: Invoice | CreditNote, locale: str = "en") -> str:
     if isinstance(doc, Invoice):
         out.append(f"Due date: {day(doc.due_date)}")
     else:
-        out.append(f"Credits invoice {doc.invoice_number} of {day(doc.invoice_date)}: {doc.reason}")
+        credited = [
+            (doc.invoice_number, doc.invoice_date),
+            *((r.number, r.issue_date) for r in doc.also_credits),
+        ]
+        which = ", ".join(f"{number} of {day(issued)}" for number, issued in credited)
+        out.append(f"Credits invoice{'s' if len(credited) > 1 else ''} {which}: {doc.reason}")
     out += ["", "Seller:", f"  {seller.legal_name}", f"  {seller.address.street}"]
     out.append(f"  {seller.address.postal_code} {seller.address.city}, {seller.address.country}")
     if seller.vat_id:
@@ -138,9 +145,19 @@ def render_text(doc: Invoice | CreditNote, locale: str = "en") -> str:
     return "\n".join(out) + "\n"
 
 
+def credited_numbers(row: BillingDocument, invoices: dict[int, str]) -> tuple[str, ...]:
+    """Every invoice a credit note row credits: the one it carries the credit against (BT-25,
+    ``credits_document_id``) first, then the others its document names (``also_credits``, BG-3: a B2B period's
+    credit note may correct several invoices), each once, as the document lists them."""
+    first = (row.document or {}).get("invoice_number") or invoices.get(row.credits_document_id or -1)
+    others = [ref.get("number") for ref in (row.document or {}).get("also_credits", ())]
+    return tuple(dict.fromkeys(n for n in (first, *others) if n))
+
+
 def _credit_note_view(
     row: BillingDocument, invoices: dict[int, str], refunded: set[int]
 ) -> BillingDocumentView:
+    credited = credited_numbers(row, invoices)
     return BillingDocumentView(
         number=row.number,
         kind=CREDIT_NOTE,
@@ -151,7 +168,7 @@ def _credit_note_view(
         outstanding=ZERO,
         status="refunded" if row.id in refunded else "issued",
         billing_period=row.billing_period,
-        credits=invoices.get(row.credits_document_id or -1),
+        credits=", ".join(credited) or None,  # every invoice it credits, BT-25's first
         document_id=row.id,
     )
 
