@@ -25,6 +25,24 @@ note of the same issuer (BT-3 ``381``; for self-billing the self-biller's self-b
 its lines the settlement lines negated (positive: what is credited), its net minus the statement's to the
 cent, naming the earlier B2B invoices it corrects (BG-3, BT-25: each one on which a credited CDR was billed;
 VAT Directive Art. 219).
+
+**Never category O next to another category** (EN 16931 BR-O-11, BR-O-12: a document with a line "not subject
+to VAT" has that as its only VAT breakdown, and no line of another category). A run's lines can give both
+between the same two parties: a site host share under an agreement without its own ``vat_rate`` carries, CDR by
+CDR, the VAT of that CDR's energy as settlement's split applied it (``site_host_share``'s VAT is its share of the
+energy VAT: none for a CDR whose tariff had "no VAT applicable", category O, and a rate for the others); a
+roaming CDR can have a dimension without VAT (a parking fee) next to its taxed energy. Such a plan's lines are
+**split into two documents** (:func:`vat_parts`: the taxed lines', then the O lines'), each an invoice or a credit
+note on its own, with the same source key plus ``:O`` for the second (:data:`OUTSIDE_VAT_KEY`). Why two documents
+and not one category for the whole: the VAT of each line is what the parties settled (the statement's VAT and
+gross, which moved the money); issuing the O lines as ``S`` would charge VAT that was not settled (and invent a
+rate settlement did not apply), issuing the taxed lines as ``O`` would drop VAT that was; and a supply outside the
+scope of VAT carries no VAT ids (BR-O-02), so it cannot be described on a document that also carries the taxed
+supplies' VAT ids (BR-S-02). This is the rule of the per-session and monthly invoices too (their O lines on an
+invoice of their own, :mod:`billing.core.invoices`). The O document names the seller by its legal registration
+id (BT-30, BR-CO-26: :func:`billing.core.vat.outside_scope_parties`; without one it is not issued, with the
+reason). The net of the two together is the statement's to the cent (:func:`check_net` over both parts'
+lines); each CDR is linked to the first document holding its lines.
 """
 
 from __future__ import annotations
@@ -48,6 +66,7 @@ from billing.core.documents import (
     PaymentTerms,
     SupplyPeriod,
     Unit,
+    VatCategory,
 )
 from billing.core.en16931 import total
 from billing.core.invoices import assemble_invoice
@@ -277,6 +296,27 @@ def share_lines(
     return tuple(out)
 
 
+OUTSIDE_VAT_KEY = ":O"
+"""The source key suffix of the second document of a plan split by :func:`vat_parts` (its category O lines)."""
+
+
+def vat_parts(lines: Sequence[InvoiceLine]) -> tuple[tuple[InvoiceLine, ...], ...]:
+    """``lines`` as the documents they go on: one, unless category O lines sit next to lines of another category
+    (EN 16931 BR-O-11/12 forbid that on one document): then (the other lines, the O lines), each in order."""
+    outside = VatCategory.OUTSIDE_SCOPE
+    o_lines = tuple(ln for ln in lines if ln.vat_category is outside)
+    others = tuple(ln for ln in lines if ln.vat_category is not outside)
+    return (others, o_lines) if o_lines and others else (tuple(lines),)
+
+
+def _one_document(lines: Sequence[InvoiceLine]) -> None:
+    if len(vat_parts(lines)) > 1:
+        raise DocumentError(
+            "lines not subject to VAT (category O) cannot share a document with lines of another category "
+            "(EN 16931 BR-O-11, BR-O-12): issue them apart (billing.core.b2b.vat_parts)"
+        )
+
+
 def check_net(plan: DocumentPlan, lines: Sequence[InvoiceLine]) -> None:
     """DocumentError unless ``lines`` add up to the plan's net to the cent, CDR by CDR."""
     per_cdr: dict[str, Decimal] = {}
@@ -308,14 +348,18 @@ def settlement_invoice(
     treatment: VatTreatment,
     period: SupplyPeriod,
     reference: str,
+    whole: Sequence[InvoiceLine] | None = None,
 ) -> Invoice:
     """The invoice (or self-billed invoice) of ``plan`` with ``lines`` (checked against the plan to the cent),
     covering the settlement ``period`` and every line's supply; ``reference`` (the run) is a note (BT-22). A
-    total below zero is refused: that is :func:`settlement_credit_note`'s."""
+    total below zero is refused: that is :func:`settlement_credit_note`'s. ``lines`` are one of
+    :func:`vat_parts` (never O next to another category); when they are a part of the plan's lines, ``whole``
+    is all of them, and the net is checked over ``whole``."""
     if not lines:
         raise DocumentError("nothing to invoice: no lines (BR-16)")
-    check_net(plan, lines)
-    seller, buyer = _named(seller, buyer, treatment)
+    _one_document(lines)
+    check_net(plan, lines if whole is None else whole)
+    seller, buyer = _named(seller, buyer, treatment, lines)
     return assemble_invoice(
         lines,
         series=series,
@@ -332,9 +376,14 @@ def settlement_invoice(
     )
 
 
-def _named(seller: Identity, buyer: Identity, treatment: VatTreatment) -> tuple[Identity, Identity]:
-    """The parties as the document names them: outside the scope of VAT without VAT ids (BR-O-02)."""
-    if treatment.kind is TreatmentKind.OUTSIDE_SCOPE:
+def _named(
+    seller: Identity, buyer: Identity, treatment: VatTreatment, lines: Sequence[InvoiceLine]
+) -> tuple[Identity, Identity]:
+    """The parties as the document names them: outside the scope of VAT (the treatment's, or every line O)
+    without VAT ids (BR-O-02)."""
+    if treatment.kind is TreatmentKind.OUTSIDE_SCOPE or all(
+        ln.vat_category is VatCategory.OUTSIDE_SCOPE for ln in lines
+    ):
         return outside_scope_parties(seller, buyer)
     return seller, buyer
 
@@ -360,16 +409,19 @@ def settlement_credit_note(
     credits: tuple[str, date],
     reference: str,
     also_credits: Sequence[tuple[str, date]] = (),
+    whole: Sequence[InvoiceLine] | None = None,
 ) -> CreditNote:
     """The credit note of a period of ``plan`` whose ``lines`` (as billed, checked against the plan to the
     cent) add up to less than zero: the same lines negated (each naming the settlement line it credits), VAT
     per category and rate (BR-CO-17), ``credits`` the (number, issue date) of the earlier B2B invoice it
     corrects (BT-25, BT-26) and ``also_credits`` the other earlier invoices on which credited CDRs were
-    billed (BG-3 is 0..n: every preceding invoice is named); self-billed (type 261) when the plan is."""
+    billed (BG-3 is 0..n: every preceding invoice is named); self-billed (type 261) when the plan is. ``lines``
+    and ``whole`` as :func:`settlement_invoice`'s (one of :func:`vat_parts`, the net checked over ``whole``)."""
     if not lines:
         raise DocumentError("nothing to credit: no lines (BR-16)")
-    check_net(plan, lines)
-    seller, buyer = _named(seller, buyer, treatment)
+    _one_document(lines)
+    check_net(plan, lines if whole is None else whole)
+    seller, buyer = _named(seller, buyer, treatment, lines)
     credited = tuple(
         InvoiceLine(
             line_id=ln.line_id,
@@ -417,6 +469,7 @@ def settlement_credit_note(
 __all__ = [
     "DESCRIPTIONS",
     "KIND_OF_LINE",
+    "OUTSIDE_VAT_KEY",
     "SELF_BILLING_NOTE",
     "B2BKind",
     "DocumentPlan",
@@ -431,4 +484,5 @@ __all__ = [
     "settlement_invoice",
     "share_lines",
     "source_key",
+    "vat_parts",
 ]

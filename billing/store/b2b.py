@@ -35,10 +35,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core.b2b import (
+    OUTSIDE_VAT_KEY,
     B2BKind,
     DocumentPlan,
     SettlementLine,
     b2b_treatment,
+    check_net,
     is_credit,
     ledger_totals,
     parse_lines_csv,
@@ -47,6 +49,7 @@ from billing.core.b2b import (
     settlement_invoice,
     share_lines,
     source_key,
+    vat_parts,
 )
 from billing.core.documents import CreditNote, DocumentError, Identity, Invoice, InvoiceLine, SupplyPeriod
 from billing.core.lines import Dimension, PricedCdr, cdr_lines
@@ -357,24 +360,66 @@ async def _rate(
     return energy[0].vat_rate
 
 
+@dataclass(frozen=True, slots=True)
+class _Issued:
+    """One document of a plan: its row, whether it was issued before, the settlement VAT of its CDRs."""
+
+    row: BillingDocument
+    existing: bool
+    settlement_vat: Decimal
+
+
+def _settlement_vat(plan: DocumentPlan, cdr_ids: set[str]) -> Decimal:
+    """The settlement's VAT (as billed) of the plan's lines of ``cdr_ids``."""
+    return sum((plan.billed(ln)[1] for ln in plan.lines if ln.cdr_id in cdr_ids), Decimal(0))
+
+
+async def _existing(db_session: AsyncSession, plan: DocumentPlan, keys: list[str]) -> list[_Issued]:
+    """The plan's documents issued before (source key ``key``, and ``key:O`` when it was split), each with the
+    settlement VAT of the CDRs linked to it."""
+    invoice_kind = SELF_BILLED if plan.self_billed else INVOICE
+    rows = list(
+        (
+            await db_session.scalars(
+                select(BillingDocument)
+                .where(
+                    BillingDocument.kind.in_((invoice_kind, CREDIT_NOTE)),
+                    BillingDocument.source_key.in_(keys),
+                )
+                .order_by(BillingDocument.id)
+            )
+        ).all()
+    )
+    out = []
+    for row in rows:
+        linked = set(
+            (
+                await db_session.scalars(
+                    select(Cdr.cdr_uid)
+                    .join(BillingDocumentCdr, BillingDocumentCdr.cdr_id == Cdr.id)
+                    .where(BillingDocumentCdr.document_id == row.id)
+                )
+            ).all()
+        )
+        out.append(_Issued(row, True, _settlement_vat(plan, linked)))
+    return out
+
+
 async def _issue(
     db_session: AsyncSession,
     run: SettlementRun,
     plan: DocumentPlan,
     statement: SettlementStatement,
     day: date,
-) -> tuple[BillingDocument, bool]:
+) -> list[_Issued]:
+    """The plan's documents: one, or two when its lines mix category O with another (:func:`vat_parts`, EN
+    16931 BR-O-11/12): the taxed lines' under the source key, the O lines' under the key plus ``:O``."""
     invoice_kind = SELF_BILLED if plan.self_billed else INVOICE
     key = source_key(run.period, run.sequence, statement.id, plan.counterparty)
-    issued = (
-        await db_session.scalars(
-            select(BillingDocument).where(
-                BillingDocument.kind.in_((invoice_kind, CREDIT_NOTE)), BillingDocument.source_key == key
-            )
-        )
-    ).first()
-    if issued is not None:  # issued before: nothing to look up (checked again under the lock below)
-        return issued, True
+    keys = [key, key + OUTSIDE_VAT_KEY]
+    issued = await _existing(db_session, plan, keys)
+    if issued:  # issued before: nothing to look up (checked again under the lock below)
+        return issued
     parties = await _parties(db_session, plan)
     issuer_row = parties.issuer
     issuer = from_row(issuer_row)
@@ -384,80 +429,86 @@ async def _issue(
         )
     rows = await _cdr_rows(db_session, {ln.cdr_id for ln in plan.lines})
     lines = await _lines(db_session, plan, parties.treatment, rows)
-    credit = is_credit(lines, parties.treatment)
-    kind = CREDIT_NOTE if credit else invoice_kind
-    series = issuer.credit_series if credit else issuer.invoice_series
-    if plan.self_billed:
-        prefix = SELF_BILLED_CREDIT_PREFIX if credit else SELF_BILLED_PREFIX
-        if prefix in (issuer.invoice_series.prefix, issuer.credit_series.prefix):
-            raise _Refused(f"issuer {issuer.key} uses the self-billing series {prefix} for another")
-        series = Series(prefix, yearly=issuer.invoice_series.yearly)
-    preceding = (
-        await _credited_invoices(db_session, plan, issuer_row.id, invoice_kind, rows) if credit else []
-    )
-    credited = preceding[0] if preceding else None
-    counter = await lock(db_session, issuer_row.id, series, day)
-    existing = (
-        await db_session.scalars(
-            select(BillingDocument).where(
-                BillingDocument.issuer_id == issuer_row.id,
-                BillingDocument.kind == kind,
-                BillingDocument.source_key == key,
+    check_net(plan, lines)  # over the whole: the parts' nets add up to the statement's
+    parts = vat_parts(lines)
+    out: list[_Issued] = []
+    linked: set[str] = set()
+    for n, part in enumerate(parts):
+        part_key = keys[n]
+        credit = is_credit(part, parties.treatment)
+        kind = CREDIT_NOTE if credit else invoice_kind
+        series = issuer.credit_series if credit else issuer.invoice_series
+        if plan.self_billed:
+            prefix = SELF_BILLED_CREDIT_PREFIX if credit else SELF_BILLED_PREFIX
+            if prefix in (issuer.invoice_series.prefix, issuer.credit_series.prefix):
+                raise _Refused(f"issuer {issuer.key} uses the self-billing series {prefix} for another")
+            series = Series(prefix, yearly=issuer.invoice_series.yearly)
+        preceding = (
+            await _credited_invoices(db_session, plan, issuer_row.id, invoice_kind, rows) if credit else []
+        )
+        credited = preceding[0] if preceding else None
+        counter = await lock(db_session, issuer_row.id, series, day)
+        if n == 0:
+            again = await _existing(db_session, plan, keys)
+            if again:  # a concurrent call issued them while this one looked up
+                return again
+        number = take(counter, series, day)
+        reference = f"Settlement {run.period} run {run.sequence}: statement of {plan.statement_party}"
+        doc: Invoice | CreditNote
+        whole = lines if len(parts) > 1 else None
+        if credited is not None:
+            doc = settlement_credit_note(
+                plan,
+                part,
+                series=series.prefix,
+                number=number.number,
+                issue_date=day,
+                seller=parties.seller,
+                buyer=parties.buyer,
+                treatment=parties.treatment,
+                credits=(credited.number, credited.issue_date),
+                reference=reference,
+                also_credits=[(other.number, other.issue_date) for other in preceding[1:]],
+                whole=whole,
             )
+        else:
+            start, end = _month(run.period)
+            doc = settlement_invoice(
+                plan,
+                part,
+                series=series.prefix,
+                number=number.number,
+                issue_date=day,
+                seller=parties.seller,
+                buyer=parties.buyer,
+                terms=issuer.terms,
+                treatment=parties.treatment,
+                period=SupplyPeriod(start, end),
+                reference=reference,
+                whole=whole,
+            )
+        row = _row(
+            issuer_row,
+            kind,
+            number,
+            doc,
+            credited,
+            account_id=parties.account_id,
+            billing_period=run.period,
+            source_key=part_key,
         )
-    ).first()
-    if existing is not None:
-        return existing, True
-    number = take(counter, series, day)
-    reference = f"Settlement {run.period} run {run.sequence}: statement of {plan.statement_party}"
-    doc: Invoice | CreditNote
-    if credited is not None:
-        doc = settlement_credit_note(
-            plan,
-            lines,
-            series=series.prefix,
-            number=number.number,
-            issue_date=day,
-            seller=parties.seller,
-            buyer=parties.buyer,
-            treatment=parties.treatment,
-            credits=(credited.number, credited.issue_date),
-            reference=reference,
-            also_credits=[(other.number, other.issue_date) for other in preceding[1:]],
+        db_session.add(row)
+        await db_session.flush()
+        # a CDR is on one document of each kind: the first part that holds its lines
+        mine = sorted({ln.cdr_id for ln in part if ln.cdr_id} - linked)
+        linked.update(mine)
+        db_session.add_all(
+            BillingDocumentCdr(document_id=row.id, cdr_id=rows[uid].id, kind=LINK_KINDS[plan.kind])
+            for uid in mine
         )
-    else:
-        start, end = _month(run.period)
-        doc = settlement_invoice(
-            plan,
-            lines,
-            series=series.prefix,
-            number=number.number,
-            issue_date=day,
-            seller=parties.seller,
-            buyer=parties.buyer,
-            terms=issuer.terms,
-            treatment=parties.treatment,
-            period=SupplyPeriod(start, end),
-            reference=reference,
-        )
-    row = _row(
-        issuer_row,
-        kind,
-        number,
-        doc,
-        credited,
-        account_id=parties.account_id,
-        billing_period=run.period,
-        source_key=key,
-    )
-    db_session.add(row)
-    await db_session.flush()
-    db_session.add_all(
-        BillingDocumentCdr(document_id=row.id, cdr_id=rows[uid].id, kind=LINK_KINDS[plan.kind])
-        for uid in sorted({ln.cdr_id for ln in plan.lines})
-    )
-    await db_session.flush()
-    return row, False
+        await db_session.flush()
+        out.append(_Issued(row, False, _settlement_vat(plan, set(mine))))
+    return out
 
 
 async def _credited_invoices(
@@ -544,22 +595,27 @@ async def issue_run_documents(db: Database, run_id: int, *, issue_date: date | N
         )
         try:
             async with db.session() as db_session:
-                row, existing = await _issue(db_session, run, plan, by_key[(plan.seller, plan.currency)], day)
-            credit_note = row.kind == CREDIT_NOTE
-            outcome = replace(
-                base,
-                number=row.number,
-                vat=-row.total_vat if credit_note else row.total_vat,  # signed as billed, as the plan
-                existing=existing,
-                credit_note=credit_note,
-            )
+                issued = await _issue(db_session, run, plan, by_key[(plan.seller, plan.currency)], day)
         except (_Refused, DocumentError, NumberingError, ValueError) as exc:
             outcome = replace(base, reason=str(exc))
             log.warning("settlement document not issued: %s", outcome.describe())
-        else:
+            outcomes.append(outcome)
+            continue
+        for one in issued:  # two when the plan's lines were split by VAT category (BR-O-11/12)
+            row = one.row
+            sign = -1 if row.kind == CREDIT_NOTE else 1  # signed as billed, as the plan
+            outcome = replace(
+                base,
+                net=sign * row.total_excl_vat if len(issued) > 1 else base.net,
+                settlement_vat=one.settlement_vat if len(issued) > 1 else base.settlement_vat,
+                number=row.number,
+                vat=sign * row.total_vat,
+                existing=one.existing,
+                credit_note=row.kind == CREDIT_NOTE,
+            )
             if outcome.issued:
                 log.info("settlement document %s", outcome.describe())
-        outcomes.append(outcome)
+            outcomes.append(outcome)
     return outcomes
 
 
