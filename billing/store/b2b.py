@@ -13,6 +13,9 @@ CDR's own lines; hub fee: the rate of the agreement's country; site host: the ag
 energy rate), then the number (gap-free, :mod:`.numbers`) and the row, with the source key
 ``settlement:PERIOD:SEQ:STATEMENT:COUNTERPARTY`` checked again under the counter's lock (a second run, or a
 concurrent one, issues nothing). A document that cannot be issued is reported with the reason, never dropped.
+A plan whose lines mix category O with another category is two documents (:func:`billing.core.b2b.vat_parts`,
+EN 16931 BR-O-11/12): the taxed lines' under the source key, the O lines' under the key plus ``:O``, issued in
+the same transaction, one outcome each; a CDR is linked to the first of them that holds its lines.
 
 A document whose lines add up to less than zero (:func:`billing.core.b2b.is_credit`: the period's credits of
 corrected CDRs exceed its CDRs) is the same issuer's credit note (``credit_note``, BT-3 ``381``; for
