@@ -48,6 +48,7 @@ from settlement.job import run_period
 from tariffs.rating import rate_pending
 from tests.billing.b2b_kit import CLOCK, ISSUERS, SITE_HOST, b2b_hub, documents_by_number, party_pk
 from tests.billing.einvoice_kit import schematron_failures
+from tests.properties.strategies import budget
 from tests.world.agreements import PRICING_NETWORK_AGREEMENTS
 from tests.world.demo_network import seed_pricing_network
 from tests.world.sessions import seed_ended_session
@@ -176,6 +177,7 @@ def _plan(rates: list[Decimal | None], nets: list[Decimal]) -> tuple[DocumentPla
     }
 
 
+@budget(60)
 @given(
     st.lists(
         st.tuples(
