@@ -15,6 +15,7 @@ The money path, in install order, and what each component puts into the seams (:
               hooks.tariff      += tariff_hook              (OCPI push of the tariff version)
               hooks.session     += session_hook             (OCPI push of the Session)
               hooks.evse_status += evse_status_hook         (OCPI push of the EVSE status)
+              hooks.hold        += hold_hook                (billing's holds: the token PUTs to external CPOs)
     settlement  (no seam: a monthly job and its API)
     billing   services.billing
               hooks.cdr         += cdr_hook                 (per-session invoice, credit CDR's credit note)
@@ -22,7 +23,8 @@ The money path, in install order, and what each component puts into the seams (:
 
 so ``hooks.session == [session_reference_hook, session_hook]``, ``hooks.cdr == [cdr_hook (OCPI), cdr_hook
 (billing), receipt_hook]``,
-``hooks.tariff == [tariff_hook]``, ``hooks.evse_status == [evse_status_hook]``.
+``hooks.tariff == [tariff_hook]``, ``hooks.evse_status == [evse_status_hook]``, ``hooks.hold == [hold_hook]``
+(billing runs it from the session: a :class:`~kernel.components.Hub`'s database sessions carry its hooks).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from kernel.seams import Hooks, Services
+from kernel.seams import Hooks, Services, carry_hooks
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -37,6 +37,9 @@ class Hub:
     services: Services = field(default_factory=Services)
     endpoints: dict[str, str] = field(default_factory=dict)
     component_names: list[str] = field(default_factory=list)  # what this process installed (``/health``)
+
+    def __post_init__(self) -> None:
+        carry_hooks(self.db.sessionmaker, self.hooks)  # the producers that only have a session find them
 
     def every(self, seconds: float, job: Callable[[], Awaitable[Any]], job_id: str) -> None:
         """Run ``job`` every ``seconds`` on the scheduler: never two at once, missed runs coalesced."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from kernel.models import EVSE, Cdr, ChargingSession, TariffVersion
+    from kernel.models import EVSE, BillingHold, Cdr, ChargingSession, TariffVersion
     from kernel.outbox import OutboxDispatcher
 
 # ------------------------------------------------------------------------------------------------------ hooks
@@ -41,6 +41,10 @@ CdrHook = Callable[["AsyncSession", "Cdr"], Awaitable[Any]]
 TariffHook = Callable[["AsyncSession", "TariffVersion"], Awaitable[Any]]
 """A tariff version was stored: imported, or published by the grid-load rules (run in its transaction)."""
 
+HoldHook = Callable[["AsyncSession", "BillingHold"], Awaitable[Any]]
+"""Billing placed or released a hold on a fleet's or a token's tokens (run by :mod:`billing.store.holds` in the
+hold's transaction, after the row was flushed; a release has ``released_at`` set)."""
+
 
 @dataclass(slots=True)
 class Hooks:
@@ -50,6 +54,25 @@ class Hooks:
     evse_status: list[EvseStatusHook] = field(default_factory=list)
     cdr: list[CdrHook] = field(default_factory=list)
     tariff: list[TariffHook] = field(default_factory=list)
+    hold: list[HoldHook] = field(default_factory=list)
+
+
+HOOKS_KEY = "evhub.hooks"
+"""Where a database session carries its hub's hooks (``db_session.info``): a producer called from many places
+(billing's holds: the dunning job, a payment webhook, a bank transfer, a credit note) reaches them from its
+session instead of through every caller."""
+
+
+def carry_hooks(sessionmaker: Any, hooks: Hooks) -> None:
+    """Make every session of ``sessionmaker`` (a :class:`~kernel.db.engine.Database`'s) carry ``hooks``
+    (:class:`~kernel.components.Hub` does it for its database)."""
+    sessionmaker.configure(info={HOOKS_KEY: hooks})
+
+
+def hooks_of(db_session: AsyncSession) -> Hooks | None:
+    """The hooks ``db_session`` carries (:func:`carry_hooks`); None for a database no hub wired."""
+    found = db_session.info.get(HOOKS_KEY)
+    return found if isinstance(found, Hooks) else None
 
 
 # --------------------------------------------------------------------------------------------------- services

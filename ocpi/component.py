@@ -6,9 +6,10 @@ already), and appends its hooks (``async hook(db_session, obj)``, run by their p
 transactions), in this order: ``hooks.session`` += :func:`~ocpi.realtime_authorization.session_reference_hook` (first, so
 the pushed Session carries the eMSP's authorization reference), ``hooks.cdr`` += ``cdr_hook``,
 ``hooks.tariff`` += ``tariff_hook``, ``hooks.session`` += ``session_hook``, ``hooks.evse_status`` +=
-``evse_status_hook`` (:mod:`ocpi.push.hooks`). The job ``ocpi-token-push`` (every ``token_push_interval``
-seconds) pushes the hosted eMSPs' changed tokens, holds included, to the external CPOs
-(:class:`~ocpi.push.token_push.TokenWatch`).
+``evse_status_hook`` (:mod:`ocpi.push.hooks`), ``hooks.hold`` += :func:`~ocpi.push.token_push.hold_hook`
+(billing's holds queue the token updates to the external CPOs in their transaction). The job
+``ocpi-token-push`` (every ``token_push_interval`` seconds) is the catch-up: it pushes the hosted eMSPs'
+changed tokens, holds included, to the external CPOs (:class:`~ocpi.push.token_push.TokenWatch`).
 
 Inside the OCPI package, the command runner and the tokens puller are reached through
 :class:`~ocpi.platform.OcpiPlatform` (``platform.commands``, ``platform.tokens_pull``); the OCPI authorizer is
@@ -31,7 +32,7 @@ from ocpi.push.hooks import cdr_hook, evse_status_hook, session_hook, tariff_hoo
 from ocpi.push.outbox_message import CHANNEL
 from ocpi.push.scanner import PushScanner
 from ocpi.push.sender import OcpiSender
-from ocpi.push.token_push import TokenWatch
+from ocpi.push.token_push import TokenWatch, hold_hook
 from ocpi.realtime_authorization import GatewayRealTimeAuthorizer, OcpiAuthorizer, session_reference_hook
 from ocpi.tokens_pull import TokensPuller
 
@@ -101,6 +102,7 @@ class OcpiComponent:
         hub.hooks.tariff.append(tariff_hook)
         hub.hooks.session.append(session_hook)
         hub.hooks.evse_status.append(evse_status_hook)
+        hub.hooks.hold.append(hold_hook)
         self.token_watch = TokenWatch(hub.db)
         self.sender = OcpiSender(hub.db, timeout=self.platform.client_timeout, transport=self.transport)
         register_channel(CHANNEL, self.sender)

@@ -8,6 +8,10 @@ every ``evhub serve`` process, so placing or releasing one here is enforced at t
 :func:`place_hold` is called by the dunning job in the step's transaction; :func:`release_if_settled` by the
 payments (a webhook, a bank transfer) and by a credit note, in their transaction: once nothing is outstanding on
 the invoice its holds are released, and the dunning ``release`` step is recorded (once).
+
+Both run the ``hold`` hooks (:data:`kernel.seams.Hooks.hold`) the session carries, in the same transaction, for
+each hold placed or released: OCPI queues there the token updates to the external CPOs (a block is ``valid:
+false`` there), so a hold and its pushes commit or roll back together.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.store.balances import balance
 from billing.store.steps import record_release
 from kernel.models import BillingAccount, BillingDocument, BillingHold
+from kernel.seams import hooks_of
 from kernel.timeutil import utcnow
 
 BLOCK = "block"
@@ -71,18 +76,37 @@ async def place_hold(
     )
     db_session.add(row)
     await db_session.flush()
+    await _changed(db_session, [row])
     return row
 
 
 async def release_holds(db_session: AsyncSession, document_id: int) -> int:
     """Release every active hold of ``document_id`` now; the number released."""
-    result = await db_session.execute(
-        update(BillingHold)
-        .where(BillingHold.document_id == document_id, BillingHold.released_at.is_(None))
-        .values(released_at=utcnow())
-        .execution_options(synchronize_session=False)
+    rows = list(
+        (
+            await db_session.scalars(
+                select(BillingHold)
+                .where(BillingHold.document_id == document_id, BillingHold.released_at.is_(None))
+                .order_by(BillingHold.id)
+            )
+        ).all()
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    now = utcnow()
+    for row in rows:
+        row.released_at = now
+    await db_session.flush()
+    await _changed(db_session, rows)
+    return len(rows)
+
+
+async def _changed(db_session: AsyncSession, rows: Sequence[BillingHold]) -> None:
+    """The hold hooks, in the hold's transaction."""
+    hooks = hooks_of(db_session)
+    if hooks is None:
+        return
+    for row in rows:
+        for hook in hooks.hold:
+            await hook(db_session, row)
 
 
 async def lock_document(db_session: AsyncSession, document_id: int) -> None:

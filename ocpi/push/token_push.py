@@ -1,21 +1,24 @@
 """Pushes of the hosted eMSPs' tokens to every external CPO partner's tokens Receiver (OCPI "in both
-directions": the hub is those CPOs' eMSP), and :class:`TokenWatch`, the job that finds what changed.
+directions": the hub is those CPOs' eMSP): :func:`hold_hook`, run in a billing hold's transaction, and
+:class:`TokenWatch`, the catch-up job that finds what else changed.
 
 A token is PUT whole (``/{country_code}/{party_id}/{uid}?type=``; 2.1.1: no ``type``, the body translated at
 delivery) as the CPO must see it (:func:`ocpi.emsp_tokens.cpo_token_object`: billing's ``block`` hold →
-``valid: false``, a ``lower_limit`` hold → ``whitelist: NEVER``), when it is created or changed and when a
-hold on it or on its fleet is placed or released. What each partner was last queued is its push state
-(kind ``token``, ``last_status`` = the ``last_updated`` it carried, its ``valid`` and ``whitelist``): a state
-is queued only when it differs and is not older than the last one queued, so a late computation never
-overrides a newer state; the ordering key (per partner and token) delivers one token's PUTs in order, and
-the dedupe key (per partner, token and state) makes two processes queue one state once.
+``valid: false``, a ``lower_limit`` hold → ``whitelist: NEVER``, ``last_updated`` the latest of the token's
+and of its holds' changes), when it is created or changed and when a hold on it or on its fleet is placed or
+released. What each partner was last queued is its push state (kind ``token``, ``last_status`` = the
+``last_updated`` it carried, its ``valid`` and ``whitelist``): a state is queued only when it differs and is
+not older than the last one queued, so a late computation never overrides a newer state; the ordering key
+(per partner and token) delivers one token's PUTs in order, and the dedupe key (per partner, token and
+state) makes two processes queue one state once — the hook and the job never send one state twice.
 
-Why a job and not a hook in billing's transaction: billing may not import OCPI (they are peers, layer contract)
-and places holds in several places. :class:`TokenWatch` (the component's ``ocpi-token-push`` job, every
-second) looks at the tokens and holds changed since its last run (with an overlap for transactions committed
-late) and, at its first run and whenever the set of CPO partners changes, at every hosted token. Its
-comparison with the push state is what makes it exact: a change committed while no process ran is pushed at
-the next run, and nothing is pushed twice.
+A hold's pushes are queued by :func:`hold_hook` (``hub.hooks.hold``; billing runs it from the session, as it
+may not import OCPI: :func:`kernel.seams.hooks_of`) in the hold's own transaction, in a savepoint: a hold and
+its outbox messages commit together (a crash or rollback loses neither alone, and sends nothing for a hold
+that never committed), and the outbox dispatcher sends them at its next pump. :class:`TokenWatch` (the
+component's ``ocpi-token-push`` job) is the catch-up for the rest: tokens created or changed (``updated_at``),
+holds whose hook failed, and, at its first run and whenever the set of CPO partners changes, every hosted
+token. Its comparison with the push state is what makes it exact: nothing is pushed twice.
 """
 
 from __future__ import annotations
@@ -143,6 +146,26 @@ async def enqueue_token(token: Token | int, db_session: AsyncSession) -> int:
     """Queue the PUT of one hosted token to every external CPO that was not last queued its state."""
     row = await db_session.get(Token, token if isinstance(token, int) else token.id)
     return 0 if row is None else await enqueue_tokens(db_session, [row])
+
+
+async def hold_hook(db_session: AsyncSession, hold: BillingHold) -> None:
+    """For ``hub.hooks.hold`` (billing, when it placed or released ``hold``, in that transaction): queue the
+    PUT of each hosted token the hold covers (its token, or its fleet's tokens) to every external CPO, in a
+    savepoint (a failure never loses the hold; :class:`TokenWatch` catches up)."""
+    owner = Token.id == hold.token_id if hold.token_id is not None else Token.fleet_id == hold.fleet_id
+    try:
+        async with db_session.begin_nested():
+            partners = await cpo_partners(db_session)
+            if not partners:
+                return
+            ids = list((await db_session.scalars(select(Token.id).where(owner).order_by(Token.id))).all())
+            for at in range(0, len(ids), BATCH):
+                rows = (
+                    await db_session.scalars(select(Token).where(Token.id.in_(ids[at : at + BATCH])))
+                ).all()
+                await enqueue_tokens(db_session, rows, partners)
+    except Exception:
+        log.exception("could not queue the token pushes of hold %s; the token job will retry", hold.id)
 
 
 class TokenWatch:

@@ -21,6 +21,7 @@ from kernel.models import Cdr, OutboxMessage, TariffVersion
 from kernel.seams import Hooks, Services
 from kernel.settings import Settings
 from ocpi.push.hooks import cdr_hook, evse_status_hook, session_hook, tariff_hook
+from ocpi.push.token_push import hold_hook
 from ocpi.realtime_authorization import session_reference_hook
 from portal.component import ReceiptHook
 from tariffs.dynamic import attach_rules
@@ -39,6 +40,7 @@ def test_the_wiring_installs_the_hooks_in_the_documented_order(database_url: str
     assert hub.hooks.cdr == [cdr_hook, billing_cdr_hook, ReceiptHook(hub.services)]
     assert hub.hooks.tariff == [tariff_hook]
     assert hub.hooks.evse_status == [evse_status_hook]
+    assert hub.hooks.hold == [hold_hook]
     assert hub.services.gateway is not None and hub.services.pricing is not None
     assert hub.services.realtime_authorizer is not None and hub.services.outbox is not None
     assert hub.services.billing is not None
@@ -52,7 +54,7 @@ def test_a_misspelt_seam_fails_loudly() -> None:
         hooks.cdrs.append(cdr_hook)  # type: ignore[attr-defined]
     with pytest.raises(AttributeError):
         services.gatway = object()  # type: ignore[attr-defined]
-    assert {f.name for f in dataclasses.fields(Hooks)} == {"session", "evse_status", "cdr", "tariff"}
+    assert {f.name for f in dataclasses.fields(Hooks)} == {"session", "evse_status", "cdr", "tariff", "hold"}
 
 
 async def _world(db: Database) -> int:

@@ -152,10 +152,12 @@ async def test_a_lowered_limit_is_no_credit_and_pushed_as_real_time_only(
     async with hub.http() as client:
         reply = await client.post(f"{_sender_url(hub)}/{dunning_kit.TOKEN}/authorize", headers=cpo_headers())
     assert reply.json()["data"]["allowed"] == "NO_CREDIT", reply.text
-    assert await hub.component.push_tokens_once() == 1
     await wait_until(lambda: bool(cpo.puts(dunning_kit.TOKEN)), "the token PUT")
     pushed = cpo.puts(dunning_kit.TOKEN)[-1]
     assert (pushed["valid"], pushed["whitelist"]) == (True, "NEVER")
+    assert (
+        await hub.component.push_tokens_once() == 0
+    )  # the hold's hook queued it: the job has nothing to add
 
 
 @pytest.mark.parametrize("where", ["in_process", pytest.param("sockets", marks=pytest.mark.real_sockets)])
@@ -223,7 +225,6 @@ async def test_a_211_cpo_gets_211_tokens_and_answers(
             assert answer.json()["data"]["allowed"] == "BLOCKED" and "token" not in answer.json()["data"]
             refused = await client.get(_sender_url(hub), headers={"Authorization": encode_token("old-token")})
             assert refused.status_code == 404  # the 2.2.1 routes are not its version's
-        assert await hub.component.push_tokens_once() == 1
         await wait_until(lambda: bool(cpo.puts(dunning_kit.TOKEN)), "the 2.1.1 PUT")
         put = cpo.received[-1]
         assert put.path == f"/ocpi/cpo/2.1.1/tokens/NL/EVH/{dunning_kit.TOKEN}" and put.query == ""
@@ -246,11 +247,12 @@ async def test_a_state_older_than_the_one_queued_is_never_queued(hub: RunningHub
         )
         assert state is not None and state.last_status is not None
         state.last_status = "29990101T000000.000000|1|A"
-    await _hold(hub.db, d, BLOCK)
+    await _hold(hub.db, d, BLOCK)  # the hold's hook sees the newer state: queues nothing
     async with hub.db.session() as s:
         token = await s.get(Token, d.token_id)
         assert token is not None
         assert await enqueue_tokens(s, [token]) == 0
+        assert len((await s.scalars(select(OutboxMessage))).all()) == 1  # the first run's PUT only
     async with hub.db.session() as s:  # and once the partner's state is older, the hold is queued
         await s.execute(
             update(OcpiPushState).where(OcpiPushState.partner_id == partner_id).values(last_status="1|1|A")
@@ -273,3 +275,61 @@ async def test_a_cpo_registers_through_the_handshake_and_receives_the_hosted_tok
     assert await hub.component.push_tokens_once() == 1
     await wait_until(lambda: bool(cpo.puts(dunning_kit.TOKEN)), "the token PUT to the registered CPO")
     assert cpo.received[-1].headers["authorization"] == encode_token("token-b")
+
+
+async def _outbox(db: Database) -> list[OutboxMessage]:
+    async with db.session() as s:
+        return list((await s.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all())
+
+
+async def test_a_hold_queues_the_token_puts_in_its_own_transaction_and_they_leave_without_the_job(
+    hub: RunningHub, cpo: FakeCpo
+) -> None:
+    _, d = await _dunned_fleet(hub.db)
+    await add_cpo_partner(hub.db, cpo)
+    async with hub.db.session() as s:
+        account = await s.get(BillingAccount, d.account_id)
+        document = await s.get(BillingDocument, d.document_id)
+        assert account is not None and document is not None
+        await place_hold(s, account, document, BLOCK, "test")
+        queued = (
+            await s.scalars(select(OutboxMessage))
+        ).all()  # before the commit, in the hold's transaction
+        assert [(m.channel, m.payload["method"]) for m in queued] == [("ocpi", "PUT")]
+    # no run of the ocpi-token-push job: the dispatcher alone delivers what the hold queued
+    await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 1, "the PUT of the block", timeout=5)
+    blocked = cpo.puts(dunning_kit.TOKEN)[0]
+    assert blocked["valid"] is False and blocked["uid"] == dunning_kit.TOKEN
+    assert await dunning_kit.pay(hub.db, d.document_id) == 1
+    await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 2, "the PUT of the release", timeout=5)
+    released = cpo.puts(dunning_kit.TOKEN)[1]
+    assert released["valid"] is True and released["last_updated"] > blocked["last_updated"]
+    # the catch-up job's first run looks at every token: the CPO has their states, nothing is queued again
+    assert await hub.component.push_tokens_once() == 0
+    assert len(await _outbox(hub.db)) == 2
+
+
+async def test_a_hold_rolled_back_sends_nothing(hub: RunningHub, cpo: FakeCpo) -> None:
+    _, d = await _dunned_fleet(hub.db)
+    await add_cpo_partner(hub.db, cpo)
+
+    class Crash(Exception):
+        pass
+
+    with pytest.raises(Crash):
+        async with hub.db.session() as s:
+            account = await s.get(BillingAccount, d.account_id)
+            document = await s.get(BillingDocument, d.document_id)
+            assert account is not None and document is not None
+            await place_hold(s, account, document, BLOCK, "test")
+            assert len((await s.scalars(select(OutboxMessage))).all()) == 1
+            raise Crash  # the dunning step fails after the hold: the hold and its PUT go together
+    assert await _outbox(hub.db) == []
+    async with hub.db.session() as s:
+        assert (await s.scalars(select(OcpiPushState))).all() == []  # no state claims a PUT that never left
+    await hub.dispatched(3)
+    assert cpo.received == []
+    # and the hold placed again, committed this time, is pushed
+    await _hold(hub.db, d, BLOCK)
+    await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 1, "the PUT of the committed block")
+    assert cpo.puts(dunning_kit.TOKEN)[0]["valid"] is False
