@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kernel.db.types import UTCDateTime
 from kernel.models import BillingHold, Party, PartyRole, Token
 from kernel.models.roaming import OcpiPartner, OcpiPartnerRole
 from kernel.timeutil import format_rfc3339
@@ -102,6 +103,26 @@ def seen_last_updated(token: Token, held: HeldState | None) -> datetime:
     if held is not None and held.changed_at is not None and held.changed_at > token.last_updated:
         return held.changed_at
     return token.last_updated
+
+
+def seen_last_updated_sql() -> ColumnElement[datetime]:
+    """:func:`seen_last_updated` as SQL over ``tokens``: what the Sender's ``date_from`` / ``date_to`` filter
+    and its pages are ordered by, so a CPO pulling changes since its last pull gets a token whose hold was
+    placed or released since, although the token's own row did not change. A hold's latest change is its
+    release, else its placement."""
+    latest_hold = (
+        select(func.max(func.coalesce(BillingHold.released_at, BillingHold.since)))
+        .where(
+            or_(
+                BillingHold.token_id == Token.id,
+                and_(BillingHold.fleet_id.is_not(None), BillingHold.fleet_id == Token.fleet_id),
+            )
+        )
+        .correlate(Token)
+        .scalar_subquery()
+    )
+    seen = case((latest_hold > Token.last_updated, latest_hold), else_=Token.last_updated)
+    return type_coerce(seen, UTCDateTime())
 
 
 def cpo_token_object(token: Token, held: HeldState | None) -> dict[str, Any]:

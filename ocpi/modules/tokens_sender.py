@@ -5,7 +5,9 @@
 Who may call: a registered partner with a ``CPO`` role (:mod:`ocpi.emsp_tokens`); any other partner (an eMSP)
 is answered HTTP 403. In 2.2.1 ``OCPI-from-*`` must be one of its CPO roles and ``OCPI-to-*`` a hosted eMSP
 (else 4001, HTTP 404): the partner sees that eMSP's tokens, and only them. 2.1.1 has no routing headers: the
-list is the union of every hosted eMSP's tokens, a uid is looked up among them all.
+list is the union of every hosted eMSP's tokens, a uid is looked up among them all. The list's
+``date_from`` / ``date_to`` and its order are by the ``last_updated`` the CPO sees (the token's, or a later
+placement or release of a billing hold on it: :func:`ocpi.emsp_tokens.seen_last_updated_sql`).
 
 The decision of ``authorize`` is the gateway's own (:func:`cpo_gateway.decide_token`, as the tokens' issuer:
 whitelist ``NEVER`` is decided here): billing's ``block`` hold or an invalid token → ``BLOCKED``, an expired
@@ -31,7 +33,7 @@ from kernel.models.tokens import TOKEN_TYPES
 from kernel.timeutil import utcnow
 from ocpi import status
 from ocpi.deps import read_json, request_transaction
-from ocpi.emsp_tokens import cpo_roles, cpo_token_object, held_states, hosted_emsps
+from ocpi.emsp_tokens import cpo_roles, cpo_token_object, held_states, hosted_emsps, seen_last_updated_sql
 from ocpi.envelope import OcpiError, ok
 from ocpi.pagination import paginate
 from ocpi.partner_auth import partner_for_header
@@ -135,7 +137,7 @@ async def cpo_caller_211(
 async def _page(request: Request, c: CpoCaller) -> tuple[list[dict[str, Any]], dict[str, str]]:
     query = select(Token).where(Token.emsp_id.in_(c.emsp_ids))
     rows, headers = await paginate(
-        c.db_session, request, query, Token.last_updated, Token.id, c.platform.max_limit
+        c.db_session, request, query, seen_last_updated_sql(), Token.id, c.platform.max_limit
     )
     held = await held_states(c.db_session, rows)
     return [cpo_token_object(t, held.get(t.id)) for t in rows], headers

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from billing.store.holds import BLOCK, LOWER_LIMIT, place_hold
 from kernel.db.engine import Database
 from kernel.models import BillingAccount, BillingDocument, OutboxMessage, Token
 from kernel.models.roaming import OcpiPushState
+from kernel.timeutil import format_rfc3339, parse_datetime, utcnow
 from ocpi import credentials
 from ocpi.partner_auth import encode_token
 from ocpi.push.token_push import enqueue_tokens
@@ -108,6 +110,40 @@ async def test_the_list_is_paginated_and_a_cpo_sees_only_the_addressed_emsps_tok
         assert as_emsp.status_code == 403
         wrong_from = await client.get(_sender_url(hub), headers=cpo_headers(sender="BE*XXX"))
         assert (wrong_from.status_code, wrong_from.json()["status_code"]) == (400, 2001)
+
+
+async def test_date_from_finds_a_token_whose_hold_changed_since_though_its_row_did_not(
+    hub: RunningHub,
+) -> None:
+    """A CPO pulling the changes since its last pull (``date_from``) gets the dunned token when a hold was
+    placed or released since, with the ``last_updated`` of that change: the Sender filters and orders by the
+    ``last_updated`` the CPO sees, not the token row's own."""
+    _, d = await _dunned_fleet(hub.db)
+    await add_cpo_partner(hub.db, None)
+    async with hub.db.session() as s:
+        await s.execute(
+            update(Token).where(Token.id == d.token_id).values(last_updated=datetime(2026, 1, 5, tzinfo=UTC))
+        )
+
+    async def pulled(**window: datetime) -> list[dict]:
+        params = {k: format_rfc3339(v) for k, v in window.items()}
+        async with hub.http() as client:
+            reply = await client.get(_sender_url(hub), params=params, headers=cpo_headers())
+        assert reply.status_code == 200, reply.text
+        return [t for t in reply.json()["data"] if t["uid"] == dunning_kit.TOKEN]
+
+    last_pull = utcnow()
+    assert await pulled(date_from=last_pull) == []  # nothing changed since
+    assert [t["valid"] for t in await pulled(date_to=last_pull)] == [True]
+    await _hold(hub.db, d, BLOCK)
+    [blocked] = await pulled(date_from=last_pull)
+    assert blocked["valid"] is False and parse_datetime(blocked["last_updated"]) >= last_pull
+    assert await pulled(date_to=last_pull) == []  # its state is no longer the one of before the pull
+    after_block = parse_datetime(blocked["last_updated"]) + timedelta(milliseconds=1)  # shown to the ms
+    assert await pulled(date_from=after_block) == []
+    await dunning_kit.pay(hub.db, d.document_id)  # releases the hold
+    [released] = await pulled(date_from=after_block)
+    assert released["valid"] is True and released["last_updated"] > blocked["last_updated"]
 
 
 async def test_authorize_answers_the_gateways_decision_for_held_released_and_unknown_tokens(
