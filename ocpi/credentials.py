@@ -134,12 +134,25 @@ async def fetch_version_details(
     return version, endpoints
 
 
-async def face(db_session: AsyncSession, allowed_cpo_ids: list[int] | None) -> tuple[str, str] | None:
-    """The hosted CPO the hub's 2.1.1 Credentials name: the first of the partner's allowed CPOs (by id), else
-    the first hosted CPO; None when the hub hosts none."""
+async def face(
+    db_session: AsyncSession, allowed_cpo_ids: list[int] | None, *, towards_cpo: bool = False
+) -> tuple[str, str, str] | None:
+    """The hosted party the hub's 2.1.1 Credentials name (country_code, party_id, role). Towards a CPO
+    partner (the hub is its eMSP: :mod:`ocpi.modules.tokens_sender`) the first hosted eMSP, whose tokens it
+    is sent under that party's ``/{country_code}/{party_id}``; else, and when the hub hosts no eMSP, the first
+    of the partner's allowed CPOs (by id), else the first hosted CPO. None when the hub hosts neither."""
+    if towards_cpo:
+        emsps = await hosted_emsps(db_session)
+        if emsps:
+            return emsps[0].country_code, emsps[0].party_id, "EMSP"
     cpos = await hosted_cpos(db_session)
     mine = [c for c in cpos if allowed_cpo_ids is None or c.id in allowed_cpo_ids] or cpos
-    return (mine[0].country_code, mine[0].party_id) if mine else None
+    return (mine[0].country_code, mine[0].party_id, "CPO") if mine else None
+
+
+def is_cpo_partner(partner: OcpiPartner) -> bool:
+    """Whether the partner holds (or was invited for) a CPO role: the hub is then its eMSP."""
+    return any(r.role == "CPO" for r in partner.roles)
 
 
 async def credentials_for(
@@ -148,14 +161,17 @@ async def credentials_for(
     token: str,
     version: str,
     allowed_cpo_ids: list[int] | None,
+    *,
+    towards_cpo: bool = False,
 ) -> dict[str, Any]:
-    """The hub's credentials object in ``version``'s form (2.1.1: one party, :func:`face`)."""
+    """The hub's credentials object in ``version``'s form (2.1.1: one party, :func:`face`; ``towards_cpo``:
+    the partner is a CPO)."""
     own = await own_credentials(db_session, platform, token)
     if version != VERSION_211:
         return own
     if not own["roles"]:
-        raise HandshakeError(status.SERVER_ERROR, "the hub hosts no CPO to name in 2.1.1 credentials")
-    return form_211.own_211(own, await face(db_session, allowed_cpo_ids))
+        raise HandshakeError(status.SERVER_ERROR, "the hub hosts no CPO or eMSP to name in 2.1.1 credentials")
+    return form_211.own_211(own, await face(db_session, allowed_cpo_ids, towards_cpo=towards_cpo))
 
 
 def read_credentials(data: Any, version: str, invited: set[RoleKey] | None = None) -> Credentials:
@@ -411,7 +427,14 @@ async def rotate(db: Database, platform: OcpiPlatform, partner_id: int) -> None:
         held = {(r.country_code, r.party_id, r.role) for r in partner.roles}
         token_b = new_token()
         partner.incoming_token_hash = hash_token(token_b)
-        body = await credentials_for(db_session, platform, token_b, version, partner.allowed_cpo_ids)
+        body = await credentials_for(
+            db_session,
+            platform,
+            token_b,
+            version,
+            partner.allowed_cpo_ids,
+            towards_cpo=is_cpo_partner(partner),
+        )
     if cred_url is None:
         raise HandshakeError(status.NO_MATCHING_ENDPOINTS, "the partner has no credentials endpoint")
     reply: client.OcpiReply | None = None
@@ -501,7 +524,14 @@ def credentials_router(version: str) -> APIRouter:
         # Only the hash is stored; the caller proved it holds the token, so that is the one to show.
         presented = next(t for t in token_candidates(header) if hash_token(t) == partner.incoming_token_hash)
         try:
-            own = await credentials_for(db_session, platform, presented, version, partner.allowed_cpo_ids)
+            own = await credentials_for(
+                db_session,
+                platform,
+                presented,
+                version,
+                partner.allowed_cpo_ids,
+                towards_cpo=is_cpo_partner(partner),
+            )
         except HandshakeError as exc:
             raise OcpiError(exc.code, str(exc)) from exc
         return ok(own)
@@ -577,7 +607,14 @@ async def _accept(
         await _store_roles(
             db_session, partner, [r.model_dump(exclude_none=True) for r in creds.roles], invited=held
         )
-        own = await credentials_for(db_session, platform, token_c, version, partner.allowed_cpo_ids)
+        own = await credentials_for(
+            db_session,
+            platform,
+            token_c,
+            version,
+            partner.allowed_cpo_ids,
+            towards_cpo=is_cpo_partner(partner),
+        )
     except HandshakeError as exc:
         raise OcpiError(exc.code, str(exc), http_status=400) from exc
     await db_session.flush()

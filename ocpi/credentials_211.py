@@ -3,8 +3,10 @@
 
 2.1.1 names one party per connection. The partner's party takes the role it was invited for
 (``evhub partners invite --role``), EMSP when its invitation named none (the hub is a CPO platform). The hub's
-2.1.1 Credentials name one hosted CPO as its face: the first (by id) of the partner's allowed CPOs, else the
-first hosted CPO; the partner still sees every CPO it may see on the 2.1.1 routes."""
+2.1.1 Credentials name one hosted party as its face (:func:`ocpi.credentials.face`): towards a CPO partner the
+first hosted eMSP (the hub is that CPO's eMSP, and sends its tokens under that party), else the first (by id)
+of the partner's allowed CPOs, else the first hosted CPO; the partner still sees every CPO it may see on the
+2.1.1 routes."""
 
 from __future__ import annotations
 
@@ -44,14 +46,13 @@ def as_221(body: dict[str, Any], invited: set[tuple[str, str, str]]) -> dict[str
     return objects.credentials_from_211(creds.model_dump(exclude_none=True), role_of(creds, invited))
 
 
-def face_first(own: dict[str, Any], face: tuple[str, str] | None) -> dict[str, Any]:
-    """The hub's 2.2.1 Credentials reduced to its face CPO's role (``face``: its country_code, party_id)."""
-    roles = [r for r in own.get("roles", []) if (r["country_code"], r["party_id"]) == face] or own["roles"][
-        :1
-    ]
-    return {**own, "roles": roles}
+def face_first(own: dict[str, Any], face: tuple[str, str, str] | None) -> dict[str, Any]:
+    """The hub's 2.2.1 Credentials reduced to its face's role (``face``: its country_code, party_id, role)."""
+    roles = [r for r in own.get("roles", []) if (r["country_code"], r["party_id"], r["role"]) == face]
+    return {**own, "roles": roles or own["roles"][:1]}
 
 
-def own_211(own: dict[str, Any], face: tuple[str, str] | None) -> dict[str, Any]:
-    """The hub's 2.2.1 Credentials (one role per hosted CPO) as its 2.1.1 Credentials, named by ``face``."""
+def own_211(own: dict[str, Any], face: tuple[str, str, str] | None) -> dict[str, Any]:
+    """The hub's 2.2.1 Credentials (one role per hosted CPO and eMSP) as its 2.1.1 Credentials, named by
+    ``face``."""
     return objects.credentials_to_211(face_first(own, face))

@@ -21,6 +21,7 @@ from tests.ocpi._helpers import connect
 from tests.ocpi._network import InProcessNetwork
 from tests.ocpi._shapes import check, check_response
 from tests.ocpi.conftest import _simulator
+from tests.ocpi.cpo_partner_kit import add_hosted_emsp
 from tests.world.sites import seed_cpo
 
 MODULES = ("locations", "sessions", "cdrs", "tariffs", "tokens", "commands")
@@ -165,11 +166,31 @@ async def test_211_partner_registers_with_the_hub_next_to_a_221_one(hub, sim, si
 async def test_face_is_the_first_allowed_cpo(hub, sim211):
     await seed_cpo(hub.db, "NL", "CPO", "First CPO")
     second = await seed_cpo(hub.db, "BE", "CP2", "Second CPO")
+    await add_hosted_emsp(hub.db, "NL*EVH")  # towards an eMSP partner the face stays a CPO
     inv = await credentials.invite(
         hub.db, hub.platform, "Old eMSP", allowed_cpo_ids=[second], roles=[("DE", "OLD", "EMSP")]
     )
     data = await sim211.register(inv.versions_url, inv.token_a)
     assert (data["country_code"], data["party_id"]) == ("BE", "CP2")
+
+
+async def test_a_cpo_partner_is_named_the_hosted_emsp_as_face(hub, sim211):
+    """Towards a 2.1.1 CPO the hub is its eMSP: its one-party Credentials name the first hosted eMSP, the
+    party its tokens are PUT under (``/tokens/NL/EVH/{uid}``); an eMSP partner still gets the CPO face."""
+    await seed_cpo(hub.db, "NL", "CPO", "First CPO")
+    await add_hosted_emsp(hub.db, "NL*EVH")
+    inv = await credentials.invite(hub.db, hub.platform, "Old CPO", roles=[("DE", "OLD", "CPO")])
+    data = await sim211.register(inv.versions_url, inv.token_a)
+    assert (data["country_code"], data["party_id"]) == ("NL", "EVH")
+    assert data["business_details"]["name"] == "hosted eMSP NL*EVH"
+    async with hub.http() as http:
+        again = await http.get(f"{hub.url}/ocpi/2.1.1/credentials", headers=_raw(data["token"]))
+    assert (again.json()["data"]["country_code"], again.json()["data"]["party_id"]) == ("NL", "EVH")
+    p = await _partner(hub.db, inv.partner_id)
+    assert [(r.party_id, r.role) for r in p.roles] == [("OLD", "CPO")]
+    sim211.hub_roles = []
+    await credentials.rotate(hub.db, hub.platform, inv.partner_id)  # the hub PUTs its credentials
+    assert [(r["country_code"], r["party_id"]) for r in sim211.hub_roles] == [("NL", "EVH")]
 
 
 async def test_invited_roles_are_enforced_for_the_211_party(hub, sim211):
