@@ -70,6 +70,7 @@ from kernel.ports import free_port
 from kernel.settings import Settings, SettingsError, load_settings
 from kernel.signed_meter import describe, public_key_base64
 from kernel.timeutil import to_local, utcnow, zone
+from simulators.cpo import CpoSimulator
 from simulators.localstripe import PUBLISHABLE_KEY as STRIPE_PUBLISHABLE_KEY
 from simulators.localstripe import SECRET_KEY as STRIPE_SECRET_KEY
 from simulators.localstripe import LocalStripe
@@ -200,6 +201,7 @@ class Demo:
     emsp: Any = None
     emsp_211: Any = None
     partner_211: int | None = None
+    cpo: CpoSimulator | None = None  # an external CPO whose eMSP, for NL*EVH's cards, the hub is
     sink: Any = None
     fleet: Any = None
     api_key: str = ""
@@ -387,6 +389,28 @@ async def register_emsp_211(demo: Demo) -> None:
     console.print(
         f"the hub registered with eMSP FR*MOB, which speaks only OCPI {partner.version} (negotiated in its "
         f"versions list); pushed {len(EMSP_211_TOKENS)} token(s) in 2.1.1 form"
+    )
+
+
+async def register_cpo(demo: Demo) -> None:
+    """An external CPO (BE*ION) registers with the hub for the hub's hosted eMSP NL*EVH: the hub is its eMSP,
+    pushes it NL*EVH's cards and answers its real-time authorizations (the billing act shows a dunning block
+    reach it)."""
+    from ocpi.partners import invite_partner
+
+    assert demo.hub is not None
+    invitation = await invite_partner(
+        demo.hub.db, demo.settings.public_url, "Simulated CPO", roles=[("BE", "ION", "CPO")]
+    )
+    demo.cpo = CpoSimulator(country_code="BE", party_id="ION", name="Simulated CPO")
+    await demo.cpo.start(0)
+    own = await demo.cpo.register(invitation.versions_url, invitation.token_a)
+    emsps = ", ".join(f"{r['country_code']}*{r['party_id']}" for r in own["roles"] if r["role"] == "EMSP")
+    listed = await demo.cpo.list_tokens("NL*EVH")
+    console.print(
+        f"CPO BE*ION registered (OCPI 2.2.1) with the hub as the eMSP {emsps}: {len(listed)} fleet card(s) on "
+        "the hub's tokens Sender, pushed to its tokens Receiver as they change",
+        soft_wrap=True,
     )
 
 
@@ -763,6 +787,7 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
         _section("2. Roaming partners (OCPI 2.2.1 and 2.1.1)")
         await register_emsp(demo)
         await register_emsp_211(demo)
+        await register_cpo(demo)
 
         _section("3. Chargers charging, grid moving the price")
         start = LOCAL_START.astimezone(zone("UTC"))
@@ -826,6 +851,7 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
             CHARGERS[0][0],
             CHARGER_PASSWORD,
             FLEET_TOKENS[0][0],
+            demo.cpo,
         )
         invoicing = await run_billing_act(act, demo.billing_account, cdrs)
         invoicing["between_parties"] = await documents_between_parties(act)
@@ -888,6 +914,8 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
             await demo.emsp.stop()
         if demo.emsp_211 is not None:
             await demo.emsp_211.stop()
+        if demo.cpo is not None:
+            await demo.cpo.stop()
         if demo.hub is not None:
             await demo.hub.stop()
         await sink.stop()

@@ -47,6 +47,7 @@ from kernel.settings import Settings
 from kernel.timeutil import zone
 from settlement.job import run_period
 from simulators.chargepoints import ChargerFleet, ChargerSpec
+from simulators.cpo import CpoSimulator
 from simulators.localstripe import CARD_DECLINED_ON_CHARGE, CARD_OK, LocalStripe
 
 AMSTERDAM = zone("Europe/Amsterdam")
@@ -72,6 +73,7 @@ class BillingAct:
     charger: str  # the charger the held token is presented at
     charger_password: str
     driver_uid: str  # a fleet token
+    cpo: CpoSimulator | None = None  # an external CPO the hub is the eMSP of (its fleet cards pushed there)
 
 
 async def add_issuer_and_account(hub: RunningHub) -> int:
@@ -239,6 +241,29 @@ async def dun_to_a_block(act: BillingAct, row: BillingDocument) -> list[tuple[st
     return done
 
 
+async def at_the_cpo(act: BillingAct, *, valid: bool) -> dict[str, Any]:
+    """What the external CPO knows of the fleet card once the hold's push arrived (``valid`` as the hold left
+    it): the pushed ``valid``, and the hub's answer to its real-time authorization."""
+    cpo = act.cpo
+    if cpo is None:
+        return {}
+
+    async def pushed() -> bool:
+        return cpo.tokens.get(act.driver_uid, {}).get("valid") is valid
+
+    started = time.monotonic()
+    await _wait(f"the token push (valid {str(valid).lower()}) to CPO BE*ION", pushed)
+    took = time.monotonic() - started
+    answer = await cpo.authorize(act.driver_uid, ISSUER_KEY)
+    act.console.print(
+        f"CPO BE*ION (the hub is its eMSP for {ISSUER_KEY}): {act.driver_uid} pushed valid "
+        f"{str(valid).lower()} {'at once' if took < 1 else f'in {took:.1f} s'}; its real-time authorization "
+        f"answered {answer}",
+        soft_wrap=True,
+    )
+    return {"pushed_valid": valid, "authorize": answer}
+
+
 async def run_billing_act(act: BillingAct, account_id: int, cdrs: list[Cdr]) -> dict[str, Any]:
     """The act; the figures for the summary."""
     act.stripe.register_webhook(f"{act.settings.public_url}/billing/webhooks/stripe", WEBHOOK_SECRET)
@@ -274,6 +299,7 @@ async def run_billing_act(act: BillingAct, account_id: int, cdrs: list[Cdr]) -> 
         f"Authorize of {act.driver_uid} at {act.charger}: {before} before dunning, {blocked} after the block",
         soft_wrap=True,
     )
+    roaming_blocked = await at_the_cpo(act, valid=False)
     card = await billing.set_payment_card(
         act.hub.db, act.settings, account_id, CARD_OK, today=date(2026, 11, 17)
     )
@@ -286,6 +312,7 @@ async def run_billing_act(act: BillingAct, account_id: int, cdrs: list[Cdr]) -> 
     await _wait("the block to be lifted", released)
     lifted_in = time.monotonic() - started
     after = await authorize(act, act.driver_uid)
+    roaming_after = await at_the_cpo(act, valid=True)
     payments = await _payments(act, row.id)
     succeeded = [p for p in payments if p.status == "succeeded"]
     act.console.print(
@@ -304,6 +331,7 @@ async def run_billing_act(act: BillingAct, account_id: int, cdrs: list[Cdr]) -> 
         "dunning": [action for _day, _rule, action in steps],
         "reminders": reminders,
         "authorize": {"before": before, "blocked": blocked, "after_payment": after},
+        "external_cpo": {"blocked": roaming_blocked, "after_payment": roaming_after},
         "payments": [p.status for p in payments],
     }
 

@@ -30,8 +30,6 @@ routing headers. ``extra_versions`` adds entries to its versions list (negotiati
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import copy
 import json
 import uuid
@@ -44,41 +42,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from kernel.httpserver import HttpServer
-from kernel.timeutil import utcnow
-
-VERSION = "2.2.1"
-VERSION_211 = "2.1.1"
-
-
-def _now() -> str:
-    return utcnow().isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _envelope(data: Any = None, code: int = 1000, message: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"status_code": code, "timestamp": _now()}
-    if data is not None:
-        body["data"] = data
-    if message:
-        body["status_message"] = message
-    return body
-
-
-def _tokens_in(header: str | None, version: str = VERSION) -> set[str]:
-    """The tokens a header carries: raw or base64 in 2.2.1, only raw in 2.1.1."""
-    if not header or not header.lower().startswith("token "):
-        return set()
-    raw = header[6:].strip()
-    found = {raw}
-    if version == VERSION:
-        with contextlib.suppress(Exception):
-            found.add(base64.b64decode(raw, validate=True).decode().rstrip("\n"))
-    return found
-
-
-def _auth(token: str, version: str = VERSION) -> str:
-    if version == VERSION_211:
-        return f"Token {token}"
-    return "Token " + base64.b64encode(token.encode()).decode()
+from simulators.ocpi_wire import VERSION, VERSION_211
+from simulators.ocpi_wire import auth_header as _auth
+from simulators.ocpi_wire import envelope as _envelope
+from simulators.ocpi_wire import now_text as _now
+from simulators.ocpi_wire import tokens_in as _tokens_in
 
 
 @dataclass

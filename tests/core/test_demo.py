@@ -248,6 +248,11 @@ def test_demo_prints_the_same_figures_at_a_month_end_and_a_year_end(demo_runs: d
         ],
         "reminders": 2,
         "authorize": {"before": "Accepted", "blocked": "Blocked", "after_payment": "Accepted"},
+        # the external CPO BE*ION, whose eMSP the hub is for NL*EVH: the hold's push and its own authorization
+        "external_cpo": {
+            "blocked": {"pushed_valid": False, "authorize": "BLOCKED"},
+            "after_payment": {"pushed_valid": True, "authorize": "ALLOWED"},
+        },
         "payments": ["failed", "failed", "failed", "succeeded"],
         # November closed: its statements as B2B documents (net = the statements above), one per counterparty
         "between_parties": {
