@@ -49,9 +49,10 @@ from cpo_gateway.meter_rules import (
     sample_rows,
 )
 from kernel.db.engine import Database
+from kernel.domain.cdr_holder import recorded_holder, token_holder
 from kernel.meter_reading import METER_STOP_MISSING, session_energy
 from kernel.meter_reading import register_readings as overall_readings
-from kernel.models import ChargingSession, Connector, MeterValue, PricingState, SessionStatus
+from kernel.models import ChargingSession, Connector, MeterValue, PricingState, SessionStatus, Token
 from kernel.plausibility import CLOCK_SUSPECT
 from kernel.seams import Hooks
 from kernel.timeutil import utcnow
@@ -162,6 +163,7 @@ class SessionStore:
         )
         if auth is not None and not auth.accepted:
             session.flags = [*session.flags, f"AUTH_{auth.status.upper()}"]
+        await _record_holder(db_session, session)
         db_session.add(session)
         await db_session.flush()
         return session
@@ -311,6 +313,7 @@ class SessionStore:
                 if ev.timestamp < session.start_time or session.end_time is not None:
                     session.start_time = ev.timestamp
             _apply_start(session, ev, auth, created)
+            await _record_holder(db_session, session)
             added = await self._add_samples(db_session, session, ev.samples)
             if is_start_event:
                 await db_session.flush()
@@ -499,6 +502,7 @@ class SessionStore:
                 session.id_tag = ev.id_tag
             if session.token_id is None and auth is not None:
                 session.token_id = auth.token_id
+                await _record_holder(db_session, session)
             if ev.timestamp < session.start_time:
                 session.flags = [*session.flags, END_BEFORE_START]
             await self._finalize(db_session, session)
@@ -671,6 +675,19 @@ def _open_for_data(session: ChargingSession) -> bool:
     return session.pricing_state == PricingState.FAILED and (session.pricing_error or "").startswith(
         NOT_PRICEABLE
     )
+
+
+async def _record_holder(db_session: AsyncSession, session: ChargingSession) -> None:
+    """Record on ``session`` the fleet, driver and vehicle of its token as they are now, once: when the gateway
+    first knows the session's token (at its start, normally). Its CDRs are billed to them, not to wherever the
+    token has moved by the time the session is priced (:func:`tariffs.cdr_builder.holder_for`)."""
+    if session.holder_recorded or session.token_id is None:
+        return
+    token = await db_session.get(Token, session.token_id)
+    if token is None:
+        return
+    for column, value in recorded_holder(token_holder(token)).items():
+        setattr(session, column, value)
 
 
 def _apply_start(

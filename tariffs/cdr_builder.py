@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kernel.domain.cdr_holder import Holder, holder_of, recorded_holder, token_holder
+from kernel.domain.cdr_holder import Holder, holder_of, recorded_holder, session_holder, token_holder
 from kernel.domain.cdr_token import cdr_token
 from kernel.meter_reading import CURRENT, ENERGY_REGISTER, POWER, MeterRow, cumulative_series
 from kernel.models import (
@@ -106,7 +106,7 @@ async def build_cdr(
     assemble) run in a worker thread (``asyncio.to_thread``), so one heavy session never holds the event loop
     the gateway shares (issue 15); :mod:`tariffs.rating` bounds their work before loading."""
     inputs = await load_inputs(db_session, charging_session)
-    holder = holder_for(inputs.token, previous)
+    holder = holder_for(inputs.token, previous, charging_session)
     # the pure steps in a worker thread: the event loop (the chargers' websockets) keeps running meanwhile
     derived = await asyncio.to_thread(derive_periods, inputs)
     # T7: the reservation time of the session's reservation before its own periods (alone when it expired)
@@ -118,13 +118,17 @@ async def build_cdr(
     return cdr, result
 
 
-def holder_for(token: Token | None, previous: Cdr | None) -> Holder:
-    """Whom the CDR is billed to: the fleet, driver and vehicle of its token now; for a correction of the same
-    token (``previous``, the revision it replaces), the ones ``previous`` is billed to, since the session
-    happened then (the token may have moved since); a correction that brings another token, that token's."""
+def holder_for(token: Token | None, previous: Cdr | None, session: ChargingSession | None = None) -> Holder:
+    """Whom the CDR is billed to: for a correction of the same token (``previous``, the revision it
+    replaces), the ones ``previous`` is billed to (the token may have moved since); else the fleet, driver and
+    vehicle the gateway recorded on the session when it first knew that token, at its start
+    (:func:`kernel.domain.cdr_holder.session_holder`); else (a session without them: started without a known
+    token, or from before they were recorded) the token's now. A correction that brings another token: that
+    token's, the same way."""
     if previous is not None and token is not None and previous.token_id == token.id:
         return holder_of(previous, token)
-    return token_holder(token)
+    recorded = session_holder(session, token)
+    return recorded if recorded is not None else token_holder(token)
 
 
 # ---- 1. load

@@ -1,9 +1,11 @@
 """Who holds a CDR's token: the fleet, driver and vehicle it is billed to, as they were when it was made.
 
 A token can move to another fleet (the portal's token assignment, ``evhub tokens update --fleet``) or get
-another driver or vehicle; its CDRs must not follow it. Pricing records the token's ``fleet_id``,
-``driver_name`` and ``vehicle`` on each CDR it makes (:func:`recorded_holder`; ``holder_recorded`` true), a
-credit CDR and a correction of the same token copy their original's, and every reader takes them from the CDR:
+another driver or vehicle; its sessions and CDRs must not follow it. The gateway records the token's
+``fleet_id``, ``driver_name`` and ``vehicle`` on the session when it first knows its token, at its start
+normally (``sessions``: the same four columns, :func:`recorded_holder`); pricing records on each CDR it makes
+the session's (:func:`session_holder`; for a session without one, the token's then), a credit CDR and a
+correction of the same token copy their original's, and every reader takes them from the CDR:
 billing's fleet invoices (which CDRs, grouped by which driver and vehicle), its per-session invoices (a driver
 without a fleet then), the portal's fleet views and receipts. A CDR made before the columns existed
 (``holder_recorded`` false) falls back to its token's current values, which is what it was billed by before.
@@ -22,7 +24,7 @@ from typing import Any
 from sqlalchemy import Boolean, ColumnElement, Select, and_, case, or_, select
 from sqlalchemy.ext.compiler import compiles
 
-from kernel.models import Cdr, Token
+from kernel.models import Cdr, ChargingSession, Token
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,14 @@ def recorded_holder(holder: Holder) -> dict[str, Any]:
         "vehicle": holder.vehicle,
         "holder_recorded": True,
     }
+
+
+def session_holder(session: ChargingSession | None, token: Token | None) -> Holder | None:
+    """The holder the gateway recorded on ``session`` for ``token`` (None when it recorded none, or the
+    session's token is not ``token``)."""
+    if session is None or token is None or not session.holder_recorded or session.token_id != token.id:
+        return None
+    return Holder(session.fleet_id, session.driver_name, session.vehicle)
 
 
 def holder_of(cdr: Cdr, token: Token | None) -> Holder:

@@ -12,7 +12,7 @@ import enum
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kernel.db.base import Base, Timestamped
@@ -64,6 +64,16 @@ class ChargingSession(Timestamped, Base):
     ocpp_connector_id: Mapped[int | None] = mapped_column(Integer, default=None)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("tokens.id"), default=None, index=True)
     id_tag: Mapped[str | None] = mapped_column(String(36), default=None)
+    fleet_id: Mapped[int | None] = mapped_column(ForeignKey("fleets.id"), default=None)
+    """The token's fleet when the session started (read only when ``holder_recorded``)."""
+    driver_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    """The token's driver when the session started."""
+    vehicle: Mapped[str | None] = mapped_column(String(100), default=None)
+    """The token's vehicle when the session started."""
+    holder_recorded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    """The gateway recorded ``fleet_id``, ``driver_name`` and ``vehicle`` of the token it authorized the
+    session with, when the session started (:mod:`kernel.domain.cdr_holder`): its CDRs are billed to them. False
+    for a session started without a known token, and rows from before they were recorded."""
     auth_method: Mapped[str] = mapped_column(String(16), default="WHITELIST")
     status: Mapped[SessionStatus] = mapped_column(
         enum_column(SessionStatus, 16), default=SessionStatus.ACTIVE

@@ -143,7 +143,7 @@ async def hub(db: Database, network: InProcessNetwork | None) -> AsyncIterator[R
 async def _simulator(
     network: InProcessNetwork | None, host: str, **kwargs: str
 ) -> AsyncIterator[EmspSimulator]:
-    sim = EmspSimulator(**kwargs, hub_timeout=5, transport=network)
+    sim = EmspSimulator(**kwargs, hub_timeout=30, transport=network)  # generous: a loaded box, never a wait
     if network is None:
         await sim.start()
     else:

@@ -621,7 +621,7 @@ async def test_ocpi_commands_reach_real_chargers_as_exact_ocpp_with_unique_ids(h
             c.identity: c.id
             for c in (await s.scalars(select(ChargePoint).where(ChargePoint.cpo_id == cpo))).all()
         }
-    gw = Gateway(gateway_settings(hub.db.url, ocpp_command_timeout=2), hub.db, "node-a")
+    gw = Gateway(gateway_settings(hub.db.url, ocpp_command_timeout=15), hub.db, "node-a")
     await gw.start("127.0.0.1", 0)
     clients = {}
     try:

@@ -44,7 +44,7 @@ async def sim211(network: InProcessNetwork | None) -> AsyncIterator[EmspSimulato
         party_id="OLD",
         name="2.1.1 eMSP",
         version="2.1.1",
-        hub_timeout=5,
+        hub_timeout=30,
         transport=network,
     )
     if network is None:

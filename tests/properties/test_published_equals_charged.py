@@ -139,7 +139,7 @@ async def world(url: str) -> AsyncIterator[World]:
         await component.start(h)
         network.serve("hub.test", app)
         sim = EmspSimulator(
-            country_code="DE", party_id="EMS", name="Sim eMSP", hub_timeout=5, transport=network
+            country_code="DE", party_id="EMS", name="Sim eMSP", hub_timeout=30, transport=network
         )
         sim.url = network.serve("emsp-de.test", sim.app)
         running = RunningHub(db, h, component, dispatcher, "http://hub.test", network)

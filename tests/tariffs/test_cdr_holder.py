@@ -1,5 +1,5 @@
-"""Whom a CDR is billed to, as pricing records it (issue 14; pure, no database): an original takes its token's
-fleet, driver and vehicle now; a correction of the same token keeps the revision it replaces (the session
+"""Whom a CDR is billed to, as pricing records it (issue 14; pure, no database): an original takes what its
+session recorded for its token when it started, else its token's fleet, driver and vehicle now; a correction of the same token keeps the revision it replaces (the session
 happened then), one that brings another token takes that token's; a credit copies its original's, recorded or
 not; an older row without them reads its token's."""
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from kernel.domain.cdr_holder import Holder, holder_of, recorded_holder, token_holder
-from kernel.models import Cdr, Token
+from kernel.models import Cdr, ChargingSession, Token
 from tariffs.cdr_builder import holder_for
 from tariffs.rating import credit_for
 
@@ -46,6 +46,19 @@ def test_an_original_takes_its_tokens_holder_now() -> None:
     token = _token(1, 7, "Ann", "EV-1")
     assert holder_for(token, None) == Holder(7, "Ann", "EV-1")
     assert holder_for(None, None) == Holder(None, None, None)
+
+
+def test_an_original_takes_the_holder_its_session_recorded_for_its_token() -> None:
+    moved = _token(1, 8, "Carl", None)  # moved to fleet 8 while the car charged
+    session = ChargingSession(
+        id=5, token_id=1, fleet_id=7, driver_name="Ann", vehicle="EV-1", holder_recorded=True
+    )
+    assert holder_for(moved, None, session) == Holder(7, "Ann", "EV-1")
+    assert holder_for(_token(2, 9, "Eve", None), None, session) == Holder(9, "Eve", None)  # another token
+    unrecorded = ChargingSession(id=6, token_id=1, holder_recorded=False)  # started without a known token
+    assert holder_for(moved, None, unrecorded) == Holder(8, "Carl", None)
+    previous = _cdr(_token(1, 6, "Zed", None), Holder(6, "Zed", None))  # a correction keeps its revision's
+    assert holder_for(moved, previous, session) == Holder(6, "Zed", None)
 
 
 def test_a_correction_of_the_same_token_keeps_the_holder_of_the_revision_it_replaces() -> None:

@@ -1047,6 +1047,10 @@ def upgrade() -> None:
         sa.Column("ocpp_connector_id", sa.Integer(), nullable=True),
         sa.Column("token_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("id_tag", sa.String(length=36), nullable=True),
+        sa.Column("fleet_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("driver_name", sa.String(length=200), nullable=True),
+        sa.Column("vehicle", sa.String(length=100), nullable=True),
+        sa.Column("holder_recorded", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.Column("auth_method", sa.String(length=16), nullable=False),
         sa.Column(
             "status",
@@ -1118,6 +1122,7 @@ def upgrade() -> None:
             ["cpo_id"], ["parties.id"], name=op.f("fk_sessions_cpo_id_parties"), ondelete="RESTRICT"
         ),
         sa.ForeignKeyConstraint(["evse_pk"], ["evses.id"], name=op.f("fk_sessions_evse_pk_evses")),
+        sa.ForeignKeyConstraint(["fleet_id"], ["fleets.id"], name=op.f("fk_sessions_fleet_id_fleets")),
         sa.ForeignKeyConstraint(
             ["location_id"], ["locations.id"], name=op.f("fk_sessions_location_id_locations")
         ),
