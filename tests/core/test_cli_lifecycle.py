@@ -63,7 +63,11 @@ async def _session(db: Database, charger: str, *, token_uid: str | None = None, 
     """A session as the gateway records it (only what the lifecycle rules look at)."""
     async with db.session() as s:
         cp = await s.scalar(select(ChargePoint).where(ChargePoint.identity == charger))
-        token_id = await s.scalar(select(Token.id).where(Token.uid == token_uid)) if token_uid else None
+        token_id = (  # the first token of that uid (two may share it under different types)
+            await s.scalar(select(Token.id).where(Token.uid == token_uid).order_by(Token.id))
+            if token_uid
+            else None
+        )
         start = datetime(2026, 6, 1, 8, tzinfo=UTC)
         s.add(
             ChargingSession(
