@@ -16,14 +16,6 @@ read, the numbers taken (consecutive, in account order per issuer), and the docu
 (:func:`billing.payments.collection.request_collection`, passed as ``on_issue``) are written before the commit.
 A crash rolls the batch back whole, numbers included: no gap, and the next run issues the batch again.
 
-On PostgreSQL the next batch's CDRs are **read ahead**, in a read-only transaction of their own, while a batch
-is built and written (the read is mostly PostgreSQL's work, the build Python's, the write PostgreSQL's again:
-on two cores they overlap). The batch uses them only when, under its locks, it bills the very accounts they
-were read for and none of those CDRs is on an invoice by then (:func:`_any_invoiced`: a concurrent issue, or
-a fleet's second account billed the batch before); else it reads again. A CDR that became billable between
-the read ahead and the batch's locks (seconds) is not on this invoice: it is on the account's next one, as a
-CDR stored after the job ran would be.
-
 Accounts the bulk path does not build go through the per-account path, each in its own transaction (and
 whatever error it raises is logged, as the job did before): an account with uninvoiced fees
 (``billing_charges``), one whose issuer has a registration id while a CDR has a line outside the scope of VAT
@@ -35,7 +27,6 @@ failed otherwise (rolled back whole, logged).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -46,7 +37,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, bindparam, exists, func, insert, literal_column, or_, select, text
+from sqlalchemy import exists, func, insert, literal_column, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -232,67 +223,28 @@ async def issue_period(
             weight = 0
         parts[-1].append(account_id)
         weight += n
-    parts = [p for p in parts if p]
-    pending: asyncio.Task[_ReadAhead | None] | None = None
-    try:
-        for i, part in enumerate(parts):
-            ahead = await _ahead_result(pending, period)
-            pending = None
-            if db.dialect == "postgresql" and i + 1 < len(parts):  # the next batch's read, beside this one
-                pending = asyncio.create_task(_read_ahead(db, parts[i + 1], period, utcnow()))
-            issued += await _issue_part(
-                db, part, period, issue_date, on_issue, per_account, ahead, len(parts)
-            )
-    finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
-    return issued
-
-
-async def _ahead_result(pending: asyncio.Task[_ReadAhead | None] | None, period: str) -> _ReadAhead | None:
-    """What a read ahead gave; None (the batch reads itself) when there was none or it failed (logged)."""
-    if pending is None:
-        return None
-    try:
-        return await pending
-    except Exception:
-        log.warning("monthly invoices %s: a batch's read ahead failed; it reads again", period, exc_info=True)
-        return None
-
-
-async def _issue_part(
-    db: Database,
-    part: list[int],
-    period: str,
-    issue_date: date | None,
-    on_issue: OnIssue | None,
-    per_account: PerAccount,
-    ahead: _ReadAhead | None,
-    parts: int,
-) -> int:
-    """One batch (in bulk, else its accounts one by one) and the accounts it left; the invoices issued."""
-    issued = 0
-    try:
-        async with db.session() as db_session:
-            count, left = await _issue_batch(
-                db_session, db.dialect, part, period, issue_date, on_issue, ahead
-            )
-    except DocumentError as exc:
-        log.warning("monthly invoices %s: a batch of %d accounts goes one by one: %s", period, len(part), exc)
-        count, left = 0, part
-    except Exception:  # rolled back whole; each account then fails (and is logged) or not on its own
-        log.exception("monthly invoices %s: a batch of %d accounts failed; one by one", period, len(part))
-        count, left = 0, part
-    issued += count
-    if count and db.dialect == "postgresql" and parts > 1:
-        await _analyze(db)
-    for account_id in left:
+    for part in parts:
+        if not part:
+            continue
         try:
-            issued += int(await per_account(account_id, period))
-        except Exception:
-            log.exception("could not issue the %s invoice of billing account %s", period, account_id)
+            async with db.session() as db_session:
+                count, left = await _issue_batch(db_session, db.dialect, part, period, issue_date, on_issue)
+        except DocumentError as exc:
+            log.warning(
+                "monthly invoices %s: a batch of %d accounts goes one by one: %s", period, len(part), exc
+            )
+            count, left = 0, part
+        except Exception:  # rolled back whole; each account then fails (and is logged) or not on its own
+            log.exception("monthly invoices %s: a batch of %d accounts failed; one by one", period, len(part))
+            count, left = 0, part
+        issued += count
+        if count and db.dialect == "postgresql" and len(parts) > 1:
+            await _analyze(db)
+        for account_id in left:
+            try:
+                issued += int(await per_account(account_id, period))
+            except Exception:
+                log.exception("could not issue the %s invoice of billing account %s", period, account_id)
     return issued
 
 
@@ -311,10 +263,16 @@ async def _analyze(db: Database) -> None:
         await connection.commit()
 
 
-async def _accounts(
-    db_session: AsyncSession, account_ids: list[int], period: str, now: datetime
-) -> list[_Account]:
-    """The fleet accounts of ``account_ids`` whose month ``period`` has ended by ``now``, by id."""
+async def _issue_batch(
+    db_session: AsyncSession,
+    dialect: str,
+    account_ids: list[int],
+    period: str,
+    issue_date: date | None,
+    on_issue: OnIssue | None,
+) -> tuple[int, list[int]]:
+    """One batch in the caller's transaction: the number of invoices issued and the accounts left to the
+    per-account path."""
     rows = (
         await db_session.scalars(
             select(BillingAccount)
@@ -322,6 +280,7 @@ async def _accounts(
             .order_by(BillingAccount.id)
         )
     ).all()
+    now = utcnow()
     accounts: list[_Account] = []
     for row in rows:
         if row.fleet_id is None:
@@ -329,15 +288,19 @@ async def _accounts(
         start, end = month_bounds(period, row.timezone)
         if now >= end:
             accounts.append(_Account(row.id, row.fleet_id, row.currency, row.issuer_id, start, end, row))
-    return accounts
-
-
-async def _owners(
-    db_session: AsyncSession, accounts: list[_Account], period: str
-) -> tuple[dict[tuple[int, str], _Account], list[int]]:
-    """The accounts the bulk path bills, by (fleet, currency), and those left to the per-account path; the
-    accounts with ``period``'s invoice issued are in neither (a concurrent run or a per-account issue got
-    there first). :func:`_issue_batch` calls it under the counters' locks."""
+    if not accounts:
+        return 0, []
+    day = issue_date or now.date()
+    issuers = {
+        r.id: r
+        for r in (
+            await db_session.scalars(
+                select(BillingIssuer).where(BillingIssuer.id.in_({a.issuer_id for a in accounts}))
+            )
+        ).all()
+    }
+    counters = await _lock_all(db_session, dialect, issuers, day)
+    # under the counters' locks: what a concurrent run or a per-account issue has issued is issued
     keys = {source_key(a.id, period): a.id for a in accounts}
     keys.update({key + OUTSIDE_VAT: aid for key, aid in list(keys.items())})
     done = set(
@@ -371,88 +334,10 @@ async def _owners(
             left.append(a.id)
         else:
             by_owner[(a.fleet_id, a.currency)] = a
-    return by_owner, left
-
-
-def _plan_key(by_owner: dict[tuple[int, str], _Account]) -> frozenset[tuple[int, int, str]]:
-    return frozenset((a.id, fleet, currency) for (fleet, currency), a in by_owner.items())
-
-
-@dataclass(frozen=True)
-class _ReadAhead:
-    """A batch's CDRs read before its transaction, while the previous batch was built and written: used when
-    the batch, under its locks, bills the same accounts (``key``)."""
-
-    key: frozenset[tuple[int, int, str]]
-    columns: CdrColumns
-    outside: set[int]
-    seconds: float
-
-
-async def _read_ahead(db: Database, account_ids: list[int], period: str, now: datetime) -> _ReadAhead | None:
-    """The CDRs of the batch of ``account_ids`` as :func:`_issue_batch` would read them, in a read-only
-    transaction of its own (no lock: the batch checks under its locks that it bills the same accounts); None
-    when there is nothing to read."""
-    started = time.perf_counter()
-    async with db.session() as db_session:
-        accounts = await _accounts(db_session, account_ids, period, now)
-        if not accounts:
-            return None
-        by_owner, _ = await _owners(db_session, accounts, period)
-        if not by_owner:
-            return None
-        columns, outside = await _read(db_session, db.dialect, by_owner)
-        await db_session.rollback()
-    return _ReadAhead(_plan_key(by_owner), columns, outside, time.perf_counter() - started)
-
-
-async def _any_invoiced(db_session: AsyncSession, ahead: _ReadAhead) -> bool:
-    """Whether a CDR read ahead is on an invoice by now (a concurrent issue, or a second account of a fleet
-    billed in the batch before): then the batch reads again, under its locks."""
-    statement = text(
-        f"SELECT EXISTS (SELECT 1 FROM {BillingDocumentCdr.__tablename__} "
-        "WHERE kind = :kind AND cdr_id = ANY(:ids))"
-    ).bindparams(bindparam("ids", type_=postgresql.ARRAY(BigInteger)))
-    found = await db_session.scalar(statement, {"kind": INVOICE, "ids": ahead.columns.db_id.tolist()})
-    return bool(found)
-
-
-async def _issue_batch(
-    db_session: AsyncSession,
-    dialect: str,
-    account_ids: list[int],
-    period: str,
-    issue_date: date | None,
-    on_issue: OnIssue | None,
-    ahead: _ReadAhead | None = None,
-) -> tuple[int, list[int]]:
-    """One batch in the caller's transaction: the number of invoices issued and the accounts left to the
-    per-account path. ``ahead``: its CDRs read beforehand, used when the batch bills the accounts they are
-    of (else they are read again)."""
-    now = utcnow()
-    accounts = await _accounts(db_session, account_ids, period, now)
-    if not accounts:
-        return 0, []
-    day = issue_date or now.date()
-    issuers = {
-        r.id: r
-        for r in (
-            await db_session.scalars(
-                select(BillingIssuer).where(BillingIssuer.id.in_({a.issuer_id for a in accounts}))
-            )
-        ).all()
-    }
-    counters = await _lock_all(db_session, dialect, issuers, day)
-    # under the counters' locks: what a concurrent run or a per-account issue has issued is issued
-    by_owner, left = await _owners(db_session, accounts, period)
     if not by_owner:
         return 0, left
     t_read = time.perf_counter()
-    if ahead is not None and ahead.key == _plan_key(by_owner) and not await _any_invoiced(db_session, ahead):
-        columns, outside = ahead.columns, ahead.outside
-        t_read -= ahead.seconds  # reported as read, though it overlapped the previous batch
-    else:
-        columns, outside = await _read(db_session, dialect, by_owner)
+    columns, outside = await _read(db_session, dialect, by_owner)
     t_build = time.perf_counter()
     apart = {a.id for a in by_owner.values() if issuers[a.issuer_id].registration_id and a.id in outside}
     order = [a for a in by_owner.values() if a.id not in apart]

@@ -28,7 +28,7 @@ from billing.core.issuers import Issuer
 from billing.core.numbering import Series
 from billing.store.monthly_bulk import issue_period
 from kernel.db.engine import Database
-from kernel.models import BillingAccount, BillingCharge, BillingDocument, BillingDocumentCdr
+from kernel.models import BillingCharge, BillingDocument, BillingDocumentCdr
 from kernel.models.billing import BillingIssuer
 from kernel.models.cdrs import Cdr
 from tests.conftest import clear_tables
@@ -332,43 +332,3 @@ async def test_a_batch_the_core_refuses_goes_account_by_account(db: Database) ->
     docs = await _documents(db)
     assert issued == len(docs) == len(FLEETS) - 1
     assert world.accounts["F-C"] not in {d.account_id for d in docs}
-
-
-@pytest.mark.clock("2026-11-01T06:00:00Z")
-async def test_a_read_ahead_a_batch_before_made_stale_is_read_again(
-    db: Database, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A fleet's second account (with another issuer in its currency) in the batch right after its first's
-    (one account per batch): on PostgreSQL
-    the second batch's CDRs are read ahead while the first is written, so they are the fleet's CDRs the first
-    batch invoices; under its locks the second batch sees them invoiced and reads again (nothing left), rather
-    than linking them twice (a unique violation: the batch would fail and go account by account)."""
-    world = await _seed(db, 3)
-    last = max(world.accounts.values())
-    async with db.session() as s:
-        first = await s.get(BillingAccount, last)
-        assert first is not None
-        other = await s.scalar(  # another issuer in its currency (one account per issuer, fleet, currency)
-            select(BillingIssuer.id).where(
-                BillingIssuer.currency == first.currency, BillingIssuer.id != first.issuer_id
-            )
-        )
-        assert other is not None
-        twin = BillingAccount(
-            issuer_id=other,
-            kind=first.kind,
-            fleet_id=first.fleet_id,
-            currency=first.currency,
-            buyer=first.buyer,
-            timezone=first.timezone,
-        )
-        s.add(twin)
-        await s.flush()
-        twin_id = twin.id
-    ids = [*world.accounts.values(), twin_id]
-    issued = await issue_period(db, ids, PERIOD, per_account=_never, batch=1)
-    assert "failed" not in caplog.text and "goes one by one" not in caplog.text, caplog.text
-    docs = await _documents(db)
-    assert issued == len(docs) and twin_id not in {d.account_id for d in docs}
-    assert last in {d.account_id for d in docs}
-    await check(db)
