@@ -30,18 +30,9 @@ from portal.receipts import make_email_sender
 from portal.smtp import SmtpConfig, start_smtp_sink
 from settlement.job import run_period
 from tariffs.component import PricingComponent
-from tests.gateway.conftest import T0, iso, open_client, seed
+from tests.gateway.conftest import DEFAULT_TARIFF, T0, iso, open_client, seed
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-DEFAULT_TARIFF = {
-    "country_code": "NL",
-    "party_id": "ABC",
-    "id": "DEFAULT",
-    "currency": "EUR",
-    "elements": [{"price_components": [{"type": "ENERGY", "price": 0.30, "step_size": 1}]}],
-    "last_updated": "2026-01-01T00:00:00Z",
-}
 
 
 async def start_hub(db: Database, **settings: Any) -> RunningHub:

@@ -68,6 +68,17 @@ class Seed:
     fleet_token_id: int
 
 
+DEFAULT_TARIFF = {
+    "country_code": "NL",
+    "party_id": "ABC",
+    "id": "DEFAULT",
+    "currency": "EUR",
+    "elements": [{"price_components": [{"type": "ENERGY", "price": 0.30, "step_size": 1}]}],
+    "last_updated": "2026-01-01T00:00:00Z",
+}
+"""The seeded CPO NL*ABC's DEFAULT tariff, 0.30 EUR/kWh: what the gateway tests that price a session import."""
+
+
 async def seed(db: Database) -> Seed:
     now = utcnow()
     async with db.session() as db_session:

@@ -17,16 +17,7 @@ from kernel.db.engine import Database
 from kernel.models import Cdr, ChargingSession, Token
 from portal.admin import add_fleet
 from tariffs.rating import rate_pending
-from tests.gateway.conftest import T0, Seed, iso, open_client
-
-TARIFF = {
-    "country_code": "NL",
-    "party_id": "ABC",
-    "id": "DEFAULT",
-    "currency": "EUR",
-    "elements": [{"price_components": [{"type": "ENERGY", "price": 0.30, "step_size": 1}]}],
-    "last_updated": "2026-01-01T00:00:00Z",
-}
+from tests.gateway.conftest import DEFAULT_TARIFF, T0, Seed, iso, open_client
 
 
 def _energy(ts: Any, wh: int) -> dict[str, Any]:
@@ -46,7 +37,7 @@ async def _fleets_and_token(db: Database, token_id: int) -> tuple[int, int]:
         token = await s.get(Token, token_id)
         assert token is not None
         token.fleet_id, token.driver_name, token.vehicle = acme.id, "Ann", "EV-1"
-        await prov.import_tariff(s, TARIFF)
+        await prov.import_tariff(s, DEFAULT_TARIFF)
     return acme.id, beta.id
 
 

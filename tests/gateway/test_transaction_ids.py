@@ -24,16 +24,7 @@ from kernel.db.engine import Database
 from kernel.models import Cdr, ChargingSession
 from kernel.seams import Hooks
 from tariffs.rating import rate_pending
-from tests.gateway.conftest import T0, Seed, gateway_settings, iso, open_client
-
-DEFAULT_TARIFF = {
-    "country_code": "NL",
-    "party_id": "ABC",
-    "id": "DEFAULT",
-    "currency": "EUR",
-    "elements": [{"price_components": [{"type": "ENERGY", "price": 0.30, "step_size": 1}]}],
-    "last_updated": "2026-01-01T00:00:00Z",
-}
+from tests.gateway.conftest import DEFAULT_TARIFF, T0, Seed, gateway_settings, iso, open_client
 
 
 def mv(ts: Any, wh: int, context: str = "Sample.Periodic") -> dict[str, Any]:
