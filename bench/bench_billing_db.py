@@ -502,7 +502,7 @@ async def _run(n: int, url: str) -> None:
             seconds = time.perf_counter() - t1
             if profile is not None:
                 profile.disable()
-                pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+                pstats.Stats(profile).sort_stats(os.environ.get("EVHUB_BENCH_PROFILE_SORT", "cumulative")).print_stats(40)
         in_job = loaded - base_cdrs
         print(
             f"  run_monthly_job: {issued:,} invoices of {in_job:,} CDRs in {seconds:.1f} s "

@@ -31,7 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import multiprocessing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -585,10 +585,19 @@ def render_forked(prepared: Prepared, processes: int = 2) -> list[BulkInvoice]:
     forked processes (POSIX ``fork``: the processes inherit ``prepared`` and only compute; the documents come
     back pickled); in this process when there is one, or too few lines to gain from it. DocumentError as
     :func:`render` raises it."""
+    return start_forked(prepared, processes)()
+
+
+def start_forked(prepared: Prepared, processes: int = 2) -> Callable[[], list[BulkInvoice]]:
+    """:func:`render_forked` in two steps: the processes are forked and set to work now, and the function
+    returned waits for their documents (it may be called from another thread; the caller's thread goes on
+    meanwhile). Forked from the calling thread, so that no other thread of this process is inside a library
+    at the fork."""
     global _FORKED
     n = len(prepared.heads)
     if processes <= 1 or n < 2 or int(prepared.bounds[-1]) < FORK_LINES:
-        return list(render(prepared))
+        documents = list(render(prepared))
+        return lambda: documents
     # parts of about equal lines, a few per process so that an uneven part does not leave one idle
     wanted = min(n, 4 * processes)
     cuts = np.searchsorted(prepared.bounds, np.linspace(0, int(prepared.bounds[-1]), wanted + 1)[1:-1])
@@ -596,11 +605,23 @@ def render_forked(prepared: Prepared, processes: int = 2) -> list[BulkInvoice]:
     parts = [range(a, b) for a, b in itertools.pairwise(edges)]
     _FORKED = prepared
     try:
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            done = pool.map(_render_part, parts, chunksize=1)
+        pool = multiprocessing.get_context("fork").Pool(processes)  # the processes inherit _FORKED now
     finally:
         _FORKED = None
-    return [doc for part in done for doc in part]
+    pending = pool.map_async(_render_part, parts, chunksize=1)
+
+    def collect() -> list[BulkInvoice]:
+        try:
+            done = pending.get()
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.close()
+            pool.join()
+        return [doc for part in done for doc in part]
+
+    return collect
 
 
 def _render(p: Prepared, invoices: range) -> Iterator[BulkInvoice]:

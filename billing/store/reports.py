@@ -461,7 +461,7 @@ async def _uninvoiced_cdrs(
 ) -> list[ReconciliationException]:
     """CDRs ended in the month, of a token a billing account of these issuers pays for (its fleet's or its
     own), on no billing document."""
-    billed = select(BillingDocumentCdr.id).where(BillingDocumentCdr.cdr_id == Cdr.id).exists()
+    billed = select(BillingDocumentCdr.cdr_id).where(BillingDocumentCdr.cdr_id == Cdr.id).exists()
     fleet = (
         select(BillingAccount.issuer_id)
         .where(

@@ -4,6 +4,7 @@
   canonical text on SQLite (whose NUMERIC affinity would turn it into a float). Floats are refused on the way in.
 * :class:`UTCDateTime` accepts only aware datetimes, stores UTC, and hands back aware UTC on every backend.
 * :data:`JSONDoc` is JSON, JSONB on PostgreSQL.
+* :data:`JSONText` is JSON kept as its text on every backend (``json`` on PostgreSQL, not ``jsonb``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from kernel.money import to_decimal
 
 JSONDoc = JSON().with_variant(JSONB(), "postgresql")
 """A JSON document column (JSONB on PostgreSQL)."""
+
+JSONText = JSON()
+"""A write-once JSON document kept as the text it was written as (PostgreSQL ``json``): never queried
+inside, so there is nothing to gain from ``jsonb``'s binary form, and storing the text is several times
+cheaper than building it (an issued invoice's document: 3.5 s of each 250,000-CDR batch of the monthly job as
+``jsonb``, 1.2 s as ``json``; docs/benchmarks.md)."""
 
 BigID = BigInteger().with_variant(Integer(), "sqlite")
 """A 64-bit surrogate key that still auto-increments on SQLite."""

@@ -8,8 +8,8 @@
   transaction that inserts the document, so a rollback gives the number back and the series stays gap-free.
 * ``billing_documents``: an invoice or a credit note as issued: its number (UNIQUE per issuer and series),
   kind, dates, buyer snapshot, currency, totals and the whole document as JSON. Immutable once inserted.
-* ``billing_document_cdrs``: which CDR is on which document; UNIQUE(cdr, kind), so a CDR is invoiced once
-  and credited once. Immutable too.
+* ``billing_document_cdrs``: which CDR is on which document; keyed by (cdr, kind), so a CDR is invoiced
+  once and credited once. Immutable too.
 * ``billing_accounts``: a customer the hub bills (a fleet, a driver without a contract, a party for B2B
   documents): the buyer identity documents are issued to, language, time zone, currency, and the payment
   provider's customer and default payment method. Editable; documents keep their own buyer snapshot.
@@ -34,7 +34,7 @@ from sqlalchemy import Boolean, Date, ForeignKey, Integer, String, Text, UniqueC
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kernel.db.base import Base, Timestamped
-from kernel.db.types import Amount, BigID, JSONDoc, UTCDateTime
+from kernel.db.types import Amount, BigID, JSONDoc, JSONText, UTCDateTime
 from kernel.models.immutability import refuse_changes
 from kernel.timeutil import utcnow
 
@@ -107,7 +107,7 @@ class BillingDocument(Base):
     total_vat: Mapped[Decimal] = mapped_column(Amount())
     total_incl_vat: Mapped[Decimal] = mapped_column(Amount())
     payable: Mapped[Decimal] = mapped_column(Amount())
-    document: Mapped[dict] = mapped_column(JSONDoc)
+    document: Mapped[dict] = mapped_column(JSONText)  # as issued, never queried inside
     credits_document_id: Mapped[int | None] = mapped_column(
         ForeignKey("billing_documents.id"), default=None, index=True
     )
@@ -121,17 +121,19 @@ class BillingDocument(Base):
 
 
 class BillingDocumentCdr(Base):
-    """A CDR on a document; ``kind`` is the document's, so a CDR is invoiced once and credited once."""
+    """A CDR on a document; ``kind`` is the document's, so a CDR is invoiced once and credited once (the
+    primary key). ``cdr_id`` has no foreign key: CDRs are immutable and never deleted (a correction is a new
+    CDR), every link is written from CDR rows read in the same transaction, and the key's per-row check locked
+    every wide CDR row it pointed at (FOR KEY SHARE), which took half of the monthly job's writing at 10 million
+    CDRs (docs/benchmarks.md). ``meter_values`` dropped its foreign key for the same reason."""
 
     __tablename__ = "billing_document_cdrs"
-    __table_args__ = (UniqueConstraint("cdr_id", "kind"),)
 
-    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    cdr_id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     document_id: Mapped[int] = mapped_column(
         ForeignKey("billing_documents.id", ondelete="RESTRICT"), index=True
     )
-    cdr_id: Mapped[int] = mapped_column(ForeignKey("cdrs.id", ondelete="RESTRICT"))
-    kind: Mapped[str] = mapped_column(String(16))
 
 
 class BillingAccount(Timestamped, Base):

@@ -5,7 +5,8 @@ tokens with and without a driver's name or vehicle (and a non-ASCII name), locat
 price caps (adjustments) over one or two VAT rates, credit CDRs of the month's CDRs, CDRs outside the month or in
 another currency. The same world is issued in bulk, then (emptied and seeded again) account by account; the stored
 documents, numbers and CDR links are the same. Also: a second run issues nothing, two concurrent runs issue each
-invoice once with gap-free numbers, an account with a fee goes through the per-account path, and each new
+invoice once with gap-free numbers, a batch's CDRs read ahead bill each CDR once when one of its accounts was
+invoiced meanwhile and are read again when they were read for other accounts, an account with a fee goes through the per-account path, and each new
 invoice's collection is requested.
 """
 
@@ -26,7 +27,7 @@ from bench.bench_billing_db import CdrRow, FleetSpec, World, check, load_cdrs, s
 from billing.core.documents import Address, Identity, PaymentTerms
 from billing.core.issuers import Issuer
 from billing.core.numbering import Series
-from billing.store.monthly_bulk import issue_period
+from billing.store.monthly_bulk import _issue_batch, _NextRead, issue_period
 from kernel.db.engine import Database
 from kernel.models import BillingCharge, BillingDocument, BillingDocumentCdr
 from kernel.models.billing import BillingIssuer
@@ -332,3 +333,41 @@ async def test_a_batch_the_core_refuses_goes_account_by_account(db: Database) ->
     docs = await _documents(db)
     assert issued == len(docs) == len(FLEETS) - 1
     assert world.accounts["F-C"] not in {d.account_id for d in docs}
+
+
+async def _cdrs_on_documents(db: Database) -> list[int]:
+    async with db.session() as s:
+        return sorted((await s.scalars(select(BillingDocumentCdr.cdr_id))).all())
+
+
+@pytest.mark.clock("2026-11-01T06:00:00Z")
+async def test_a_read_ahead_leaves_out_an_account_invoiced_meanwhile(db: Database) -> None:
+    world = await _seed(db, 6)
+    ids = sorted(world.accounts.values())
+    ahead = _NextRead(db, ids, PERIOD)
+    ahead.start()
+    early = await ahead.result()
+    assert early is not None and {aid for aid, _ in early.owners.values()} == set(ids)
+    async with db.session() as s:  # one of them is invoiced after the read, before the batch
+        first = await billing.issue_monthly_invoice(s, ids[0], PERIOD)
+    assert first is not None
+    async with db.session() as s:
+        count, left = await _issue_batch(s, db.dialect, ids, PERIOD, None, None, ahead)
+    docs = await _documents(db)
+    assert count == len(docs) - 1 and left == []
+    assert [d.account_id for d in docs].count(ids[0]) == 1
+    linked = await _cdrs_on_documents(db)
+    assert len(linked) == len(set(linked)) == (await check(db))["links"]
+
+
+@pytest.mark.clock("2026-11-01T06:00:00Z")
+async def test_a_read_ahead_for_other_accounts_is_read_again(db: Database) -> None:
+    world = await _seed(db, 6)
+    ids = sorted(world.accounts.values())
+    ahead = _NextRead(db, ids[:1], PERIOD)
+    ahead.start()
+    await ahead.result()  # (SQLite has one writer: the job reads ahead on PostgreSQL only)
+    async with db.session() as s:
+        count, left = await _issue_batch(s, db.dialect, ids, PERIOD, None, None, ahead)
+    assert left == [] and count == len(await _documents(db)) == len(ids)
+    assert len(await _cdrs_on_documents(db)) == (await check(db))["links"]

@@ -983,11 +983,7 @@ def upgrade() -> None:
         sa.Column("total_vat", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
         sa.Column("total_incl_vat", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
         sa.Column("payable", kernel.db.types.Amount(precision=20, scale=6), nullable=False),
-        sa.Column(
-            "document",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        sa.Column("document", sa.JSON(), nullable=False),
         sa.Column("credits_document_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
@@ -1457,21 +1453,21 @@ def upgrade() -> None:
 
     op.create_table(
         "billing_document_cdrs",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("document_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("cdr_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["cdr_id"], ["cdrs.id"], name=op.f("fk_billing_document_cdrs_cdr_id_cdrs"), ondelete="RESTRICT"
+        sa.Column(
+            "cdr_id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=False,
+            nullable=False,
         ),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("document_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.ForeignKeyConstraint(
             ["document_id"],
             ["billing_documents.id"],
             name=op.f("fk_billing_document_cdrs_document_id_billing_documents"),
             ondelete="RESTRICT",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_document_cdrs")),
-        sa.UniqueConstraint("cdr_id", "kind", name=op.f("uq_billing_document_cdrs_cdr_id_kind")),
+        sa.PrimaryKeyConstraint("cdr_id", "kind", name=op.f("pk_billing_document_cdrs")),
     )
     with op.batch_alter_table("billing_document_cdrs", schema=None) as batch_op:
         batch_op.create_index(
