@@ -278,17 +278,11 @@ async def _one(per_account: PerAccount, account_id: int, period: str) -> int:
 
 
 async def _analyze(db: Database) -> None:
-    """Refresh the planner's statistics of the tables a batch writes, before the first batch and after each:
-    ``billing_document_cdrs``, which the next batch's reads test each CDR against (not invoiced yet; statistics
-    of an empty table made PostgreSQL scan it once per CDR), and ``billing_documents`` (its ``id``: the row
-    count, without reading the documents), which each link's foreign-key check looks up. The check's plan is
-    cached per connection: one made while the table held a handful of invoices (a per-account issue earlier
-    on the same pooled connection) scans the table for every link, so a batch's links took longer the more
-    invoices were stored (31 s, 68 s, 99 s, 148 s for four batches of 250,000 at 1M CDRs, against 5-6 s
-    each); an ANALYZE invalidates it."""
+    """Refresh the planner's statistics of ``billing_document_cdrs`` before the first batch and after each:
+    the next batch's read tests each CDR against it (not invoiced yet), and statistics of an empty table made
+    PostgreSQL scan it once per CDR."""
     async with db.engine.connect() as connection:
         await connection.execute(text(f"ANALYZE {BillingDocumentCdr.__tablename__}"))
-        await connection.execute(text(f"ANALYZE {BillingDocument.__tablename__} (id)"))
         await connection.commit()
 
 

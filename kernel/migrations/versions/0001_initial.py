@@ -1461,12 +1461,6 @@ def upgrade() -> None:
         ),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("document_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["document_id"],
-            ["billing_documents.id"],
-            name=op.f("fk_billing_document_cdrs_document_id_billing_documents"),
-            ondelete="RESTRICT",
-        ),
         sa.PrimaryKeyConstraint("cdr_id", "kind", name=op.f("pk_billing_document_cdrs")),
     )
     with op.batch_alter_table("billing_document_cdrs", schema=None) as batch_op:
