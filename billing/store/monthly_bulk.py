@@ -253,7 +253,7 @@ async def issue_period(
             log.exception("monthly invoices %s: a batch of %d accounts failed; one by one", period, len(part))
             count, left = 0, part
         if ahead is not None:
-            await ahead.settle()
+            await ahead.result()  # a read ahead the batch did not take (it failed first) ends here
         next_read.start()
         ahead = next_read
         issued += count
@@ -262,7 +262,7 @@ async def issue_period(
         for account_id in left:
             issued += await _one(per_account, account_id, period)
     if ahead is not None:
-        await ahead.settle()
+        await ahead.result()
     for account_id in shared:
         issued += await _one(per_account, account_id, period)
     return issued
@@ -327,16 +327,16 @@ class _NextRead:
             waiting.cancel()
 
     async def result(self) -> _ReadAhead | None:
-        return await self.task if self.task is not None else None
-
-    async def settle(self) -> None:
-        """Wait for a read nobody took (its error is then the next batch's to meet again: logged only)."""
-        if self.task is None or self.task.cancelled():
-            return
+        """What was read, once (None: nothing to read, or the read failed; the batch then reads under its
+        locks)."""
+        task, self.task = self.task, None
+        if task is None:
+            return None
         try:
-            await self.task
+            return await task
         except Exception:
-            log.exception("monthly invoices: a read ahead failed (the batch reads again)")
+            log.exception("monthly invoices %s: reading a batch ahead failed; it reads again", self.period)
+            return None
 
 
 async def _accounts(db_session: AsyncSession, account_ids: list[int], period: str) -> list[_Account]:
@@ -427,16 +427,16 @@ async def _columns_of(
     dialect: str,
     by_owner: dict[tuple[int, str], _Account],
     ahead: _NextRead | None,
-) -> tuple[CdrColumns, set[int]]:
+) -> tuple[CdrColumns, set[int], bool]:
     """The batch's CDRs: those read ahead when they were read for (at least) the batch's accounts, without
-    the others' (an account invoiced meanwhile); else read now, under the locks."""
+    the others' (an account invoiced meanwhile); else read now, under the locks. True: read ahead."""
     early = await ahead.result() if ahead is not None else None
     if early is not None and all(early.owners.get(k) == (a.id, a.end) for k, a in by_owner.items()):
         extra = {aid for aid, _ in early.owners.values()} - {a.id for a in by_owner.values()}
         if not extra:
-            return early.columns, early.outside
-        return early.columns.without(extra), early.outside - extra
-    return await _read(db_session, dialect, by_owner)
+            return early.columns, early.outside, True
+        return early.columns.without(extra), early.outside - extra, True
+    return (*await _read(db_session, dialect, by_owner), False)
 
 
 async def _issue_batch(
@@ -469,7 +469,7 @@ async def _issue_batch(
     if not by_owner:
         return 0, left
     t_read = time.perf_counter()
-    columns, outside = await _columns_of(db_session, dialect, by_owner, ahead)
+    columns, outside, read_ahead = await _columns_of(db_session, dialect, by_owner, ahead)
     t_build = time.perf_counter()
     apart = {a.id for a in by_owner.values() if issuers[a.issuer_id].registration_id and a.id in outside}
     order = [a for a in by_owner.values() if a.id not in apart]
@@ -556,12 +556,13 @@ async def _issue_batch(
                 BillingDocument(id=doc_id, kind=INVOICE, account_id=p["account_id"], payable=p["payable"]),
             )
     log.info(
-        "monthly invoices %s: %d invoices of %d CDRs in bulk: read %.2f s, build %.2f s, write %.2f s "
+        "monthly invoices %s: %d invoices of %d CDRs in bulk: read %.2f s%s, build %.2f s, write %.2f s "
         "(documents %.2f s, links %.2f s)",
         period,
         len(documents),
         len(columns.db_id),
         t_build - t_read,
+        " (ahead)" if read_ahead else "",
         t_write - t_build,
         time.perf_counter() - t_write,
         t_links - t_write,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -341,18 +342,23 @@ async def _cdrs_on_documents(db: Database) -> list[int]:
 
 
 @pytest.mark.clock("2026-11-01T06:00:00Z")
-async def test_a_read_ahead_leaves_out_an_account_invoiced_meanwhile(db: Database) -> None:
+async def test_a_read_ahead_leaves_out_an_account_invoiced_meanwhile(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
     world = await _seed(db, 6)
     ids = sorted(world.accounts.values())
     ahead = _NextRead(db, ids, PERIOD)
     ahead.start()
-    early = await ahead.result()
+    assert ahead.task is not None
+    early = await ahead.task
     assert early is not None and {aid for aid, _ in early.owners.values()} == set(ids)
     async with db.session() as s:  # one of them is invoiced after the read, before the batch
         first = await billing.issue_monthly_invoice(s, ids[0], PERIOD)
     assert first is not None
-    async with db.session() as s:
-        count, left = await _issue_batch(s, db.dialect, ids, PERIOD, None, None, ahead)
+    with caplog.at_level(logging.INFO, logger="billing.store.monthly_bulk"):
+        async with db.session() as s:
+            count, left = await _issue_batch(s, db.dialect, ids, PERIOD, None, None, ahead)
+    assert " (ahead)," in caplog.text  # the CDRs read ahead were taken, without the invoiced account's
     docs = await _documents(db)
     assert count == len(docs) - 1 and left == []
     assert [d.account_id for d in docs].count(ids[0]) == 1
@@ -361,13 +367,18 @@ async def test_a_read_ahead_leaves_out_an_account_invoiced_meanwhile(db: Databas
 
 
 @pytest.mark.clock("2026-11-01T06:00:00Z")
-async def test_a_read_ahead_for_other_accounts_is_read_again(db: Database) -> None:
+async def test_a_read_ahead_for_other_accounts_is_read_again(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
     world = await _seed(db, 6)
     ids = sorted(world.accounts.values())
     ahead = _NextRead(db, ids[:1], PERIOD)
     ahead.start()
-    await ahead.result()  # (SQLite has one writer: the job reads ahead on PostgreSQL only)
-    async with db.session() as s:
-        count, left = await _issue_batch(s, db.dialect, ids, PERIOD, None, None, ahead)
+    assert ahead.task is not None
+    await ahead.task  # (SQLite has one writer: the job reads ahead on PostgreSQL only)
+    with caplog.at_level(logging.INFO, logger="billing.store.monthly_bulk"):
+        async with db.session() as s:
+            count, left = await _issue_batch(s, db.dialect, ids, PERIOD, None, None, ahead)
+    assert "in bulk: read " in caplog.text and " (ahead)," not in caplog.text
     assert left == [] and count == len(await _documents(db)) == len(ids)
     assert len(await _cdrs_on_documents(db)) == (await check(db))["links"]
