@@ -64,6 +64,7 @@ def issuers() -> list[Issuer]:
                     f"Charging Operator {k:02d} B.V.",
                     Address("Stationsplein 1", "1012 AB", "Amsterdam", "NL"),
                     vat_id=f"NL{k:09d}B01",
+                    registration_id=f"KvK {k:08d}",
                     business=True,
                 ),
                 currency="JPY" if k >= N_ISSUERS - JPY_ISSUERS else "EUR",

@@ -5,7 +5,7 @@ Run: ``flock /tmp/bench8.lock .venv/bin/python -m bench.bench_billing_db N POSTG
 ``postgresql+asyncpg://postgres@127.0.0.1:5432/bench_billing_db``; the database is dropped and created, then
 migrated; ``EVHUB_BENCH_REUSE=1`` keeps the CDRs of an earlier run and drops its documents instead,
 ``EVHUB_BENCH_LOAD_ONLY=1`` loads and stops;
-``EVHUB_BENCH_PROFILE=1`` profiles the job). The CDRs are :mod:`bench.bench_billing`'s (the settlement
+``EVHUB_BENCH_PROFILE=1`` profiles the job, ``EVHUB_BENCH_PROFILE_SORT`` its pstats order, default cumulative). The CDRs are :mod:`bench.bench_billing`'s (the settlement
 benchmark's generator with fleets, tokens, 100 issuers, EUR and JPY, credit CDRs, price caps, reverse charge to
 German fleets, an exempt issuer), written into ``sessions`` and ``cdrs`` as the rating stage would have stored
 them (explanation lines of the engine's shape, the token's holder recorded; a credit CDR credits its fleet's
@@ -502,7 +502,9 @@ async def _run(n: int, url: str) -> None:
             seconds = time.perf_counter() - t1
             if profile is not None:
                 profile.disable()
-                pstats.Stats(profile).sort_stats(os.environ.get("EVHUB_BENCH_PROFILE_SORT", "cumulative")).print_stats(40)
+                pstats.Stats(profile).sort_stats(
+                    os.environ.get("EVHUB_BENCH_PROFILE_SORT", "cumulative")
+                ).print_stats(40)
         in_job = loaded - base_cdrs
         print(
             f"  run_monthly_job: {issued:,} invoices of {in_job:,} CDRs in {seconds:.1f} s "

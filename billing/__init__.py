@@ -65,10 +65,12 @@ from billing.store.dunning import invoice_steps as invoice_dunning_steps
 from billing.store.holds import release_if_settled
 from billing.store.issuers import IssuerError, add_issuer, get_issuer, list_issuers
 from billing.store.issuers import from_row as issuer_of_row
+from billing.store.issuers import set_registration_id as set_issuer_registration_id
 from billing.store.issuing import (
     CREDIT_NOTE,
     INVOICE,
     BillingError,
+    HeldOutsideVat,
     document_of,
     issue_cdr_credit_note,
     issue_session_invoice,
@@ -102,6 +104,7 @@ __all__ = [
     "DunningRule",
     "DunningSchedule",
     "DunningStep",
+    "HeldOutsideVat",
     "Identity",
     "Invoice",
     "InvoiceLine",
@@ -173,6 +176,7 @@ __all__ = [
     "run_dunning",
     "session_invoice",
     "set_dunning_schedule",
+    "set_issuer_registration_id",
     "set_payment_card",
     "treatment_for",
 ]

@@ -1,5 +1,5 @@
-"""``/api/billing`` documents: issuers, invoices and credit notes (list, show, PDF), monthly invoices on demand,
-operator credits, and the billing accounts.
+"""``/api/billing`` documents: issuers (add, list, set the registration id of one stored without it), invoices and
+credit notes (list, show, PDF), monthly invoices on demand, operator credits, and the billing accounts.
 
 Typed responses; writes need the hub operator's key. A CPO's key sees only what its own issuers (issuers whose
 party is that CPO) issued and bill: another issuer's document is answered as unknown (404), never shown. Bad
@@ -28,7 +28,7 @@ from billing.crediting import credit_invoice
 from billing.desk import credited_numbers
 from billing.einvoice.pdf import EInvoiceError
 from billing.monthly_job import issue_monthly_invoice
-from billing.store.issuers import IssuerError, add_issuer, find_issuer
+from billing.store.issuers import IssuerError, add_issuer, find_issuer, set_registration_id
 from billing.store.issuing import CREDIT_NOTE, INVOICE
 from billing.store.monthly import account_items, monthly_invoice_of
 from billing.store.printing import document_pdf
@@ -73,6 +73,17 @@ class IssuerIn(BaseModel):
     logo: str | None = Field(None, description="A data: URI (printing fetches nothing else)")
 
 
+class IssuerPatch(BaseModel):
+    """A change to an issuer: its legal registration id, e.g. for one stored before it was required."""
+
+    registration_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Legal registration id (the trade register's; EN 16931 BT-30): what was held outside the "
+        "scope of VAT for want of it is invoiced, on invoices of its own, by the next run",
+    )
+
+
 class IssuerOut(BaseModel):
     key: str
     party: str | None
@@ -82,6 +93,10 @@ class IssuerOut(BaseModel):
     city: str
     country: str
     vat_id: str | None
+    registration_id: str | None = Field(
+        description="Legal registration id (BT-30); null only for an issuer stored before it was required, "
+        "whose lines outside the scope of VAT are held until it is set (PATCH)"
+    )
     currency: str
     payment_terms_days: int
     invoice_prefix: str
@@ -176,6 +191,7 @@ def _issuer_out(row: BillingIssuer, party: Party | None) -> IssuerOut:
         city=row.city,
         country=row.country,
         vat_id=row.vat_id,
+        registration_id=row.registration_id,
         currency=row.currency,
         payment_terms_days=row.payment_terms_days,
         invoice_prefix=row.invoice_prefix,
@@ -315,6 +331,24 @@ async def add(request: Request, body: IssuerIn) -> IssuerOut:
             row = await add_issuer(db_session, issuer, party.id if party else None)
         except IssuerError as exc:
             raise _refused(exc, 409) from None
+        return _issuer_out(row, party)
+
+
+@router.patch(
+    "/billing/issuers/{key}",
+    summary="Set an issuer's legal registration id (what was held outside VAT for want of it is then invoiced)",
+    dependencies=[Depends(require_hub)],
+    responses=errors(403, 404),
+)
+async def patch_issuer(request: Request, key: str, body: IssuerPatch) -> IssuerOut:
+    async with _hub(request).db.session() as db_session:
+        if await find_issuer(db_session, key) is None:
+            raise _refused(ValueError(f"no issuer {key!r}"), 404)
+        try:
+            row = await set_registration_id(db_session, key, body.registration_id)
+        except IssuerError as exc:
+            raise _refused(exc) from None
+        party = await db_session.get(Party, row.party_id) if row.party_id is not None else None
         return _issuer_out(row, party)
 
 

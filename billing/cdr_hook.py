@@ -16,13 +16,15 @@
   when the CDR was made (:func:`consumer_buyer`: the CDR's recorded driver name, the token's e-mail), put on
   the token's driver account at issue time (:func:`current_buyer`; the account is created for the token so
   payments can follow, with the name then, and follows a renamed driver), and the
-  invoice's collection is requested. Its lines outside the scope of VAT go on an invoice of their own when the
-  issuer has a registration id (EN 16931 BR-O-11/12: :func:`billing.store.issuing.issue_session_invoice`); both
-  are collected, and the receipt carries both.
+  invoice's collection is requested. Its lines outside the scope of VAT go on an invoice of their own (EN 16931
+  BR-O-11/12: :func:`billing.store.issuing.issue_session_invoice`); both are collected, and the receipt carries
+  both. An issuer without a registration id cannot issue that one (BR-O-02, BR-CO-26): the CDR is held
+  (:class:`~billing.store.issuing.HeldOutsideVat`, a warning), on no invoice, until the id is set.
 
 Both are idempotent: a second run (or ``evhub invoices issue --cdr``, which calls :func:`invoice_cdr`) finds
 the document issued and does nothing more. The hook runs in a savepoint (``BillingComponent``): if it fails, the
-CDR is kept without its document, and the hourly job's :func:`catch_up` issues it.
+CDR is kept without its document, and the hourly job's :func:`catch_up` issues it; that is also how a held CDR
+is invoiced once its issuer's registration id is set, however old it is (:func:`catch_up`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from billing.store.issuing import (
     CREDIT_NOTE,
     INVOICE,
     BillingError,
+    HeldOutsideVat,
     document_of,
     issue_cdr_credit_notes,
     issue_session_invoice,
@@ -113,7 +116,8 @@ def current_buyer(account: BillingAccount, driver: Identity) -> Identity:
 
 async def invoice_cdr(db_session: AsyncSession, cdr: Cdr) -> BillingDocument:
     """The per-session invoice of ``cdr`` for a driver without a contract, issued if missing (see the module);
-    NotBilledNow when the CDR gets none."""
+    NotBilledNow when the CDR gets none, HeldOutsideVat when it waits for its issuer's registration id (the
+    driver's account is made all the same: the reconciliation report names the held CDR by it)."""
     existing = await document_of(db_session, cdr.id, INVOICE)
     if existing is not None:
         return existing
@@ -185,7 +189,7 @@ async def billing_cdr_hook(db_session: AsyncSession, cdr: Cdr) -> None:
             await credit_cdr(db_session, cdr)
         else:
             await invoice_cdr(db_session, cdr)
-    except NotBilledNow as why:
+    except (NotBilledNow, HeldOutsideVat) as why:  # (a hold was logged as a warning already)
         log.debug("no billing document now: %s", why)
 
 
@@ -195,21 +199,30 @@ CATCH_UP_WINDOW = timedelta(days=3)
 
 async def catch_up(db: Database, now: datetime, limit: int = 2000) -> int:
     """Issue what the hook should have issued for the CDRs made since ``now`` minus :data:`CATCH_UP_WINDOW` (the
-    hook runs in a savepoint: a failure is logged and leaves the CDR without its document); each CDR in its own
-    transaction, a failing one logged and skipped. The number of documents issued. Run by the hourly job."""
+    hook runs in a savepoint: a failure is logged and leaves the CDR without its document), and for every CDR,
+    however old, sold by an issuer whose registration id was set in that window (its row changed since then
+    and has one: the CDRs held for it, :class:`~billing.store.issuing.HeldOutsideVat`, and their credit CDRs);
+    each CDR in its own transaction, a failing one logged and skipped. The number of documents issued. Run by
+    the hourly job."""
+    since = now - CATCH_UP_WINDOW
     async with db.session() as db_session:
         parties = select(BillingIssuer.party_id).where(BillingIssuer.party_id.is_not(None))
+        registered = parties.where(
+            BillingIssuer.registration_id.is_not(None), BillingIssuer.updated_at >= since
+        )
         emsp = func.coalesce(Cdr.emsp_id, Token.emsp_id)
         ad_hoc = or_(Token.type == "AD_HOC_USER", emsp.is_(None))
-        sells = or_(
-            and_(ad_hoc, Cdr.cpo_id.in_(parties)), and_(~ad_hoc, emsp.in_(parties))
-        )  # seller_issuer's
+
+        def sold_by(issuers: Any) -> ColumnElement[bool]:  # seller_issuer's
+            return or_(and_(ad_hoc, Cdr.cpo_id.in_(issuers)), and_(~ad_hoc, emsp.in_(issuers)))
+
+        sells = sold_by(parties)
         ids = (
             await db_session.scalars(
                 select(Cdr.id)
                 .outerjoin(Token, Token.id == Cdr.token_id)
                 .where(
-                    Cdr.created_at >= now - CATCH_UP_WINDOW,
+                    or_(Cdr.created_at >= since, sold_by(registered)),
                     ~_linked(Cdr.id, INVOICE),
                     ~_linked(Cdr.id, CREDIT_NOTE),
                     or_(
@@ -235,7 +248,7 @@ async def catch_up(db: Database, now: datetime, limit: int = 2000) -> int:
                     continue
                 await (credit_cdr if cdr.is_credit else invoice_cdr)(db_session, cdr)
                 issued += 1
-        except NotBilledNow as why:
+        except (NotBilledNow, HeldOutsideVat) as why:
             log.debug("no billing document now: %s", why)
         except Exception:
             log.exception("could not issue the billing document of CDR %s", cdr_id)

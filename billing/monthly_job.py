@@ -44,7 +44,7 @@ async def run_monthly_job(hub: Hub) -> int:
     """Issue every monthly invoice due (the previous month's, per fleet account) and the CDR hook's documents
     still missing; the number of documents issued. The invoices go through the bulk path
     (:func:`billing.store.monthly_bulk.issue_period`, a transaction per batch of accounts), which hands the
-    accounts it does not build (fees, lines outside VAT on an issuer with a registration id) to
+    accounts it does not build (fees, lines outside the scope of VAT: split, or held) to
     :func:`issue_monthly_invoice`, one transaction each."""
     now = utcnow()
     issued = await catch_up(hub.db, now)

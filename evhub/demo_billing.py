@@ -350,9 +350,14 @@ PARTY_IDENTITIES = {  # the parties' legal identities (what a B2B VAT invoice ne
         "EUR",
     ),
 }
-REGISTRATION_IDS = {"NL*HUB": "KVK 22222222"}
-"""The hub's legal registration id: it names the hub on its fee invoice to GB*LDN, which is outside the scope
-of EU VAT and so carries no VAT id (EN 16931 BR-O-02, BR-CO-26)."""
+REGISTRATION_IDS = {
+    "NL*AMP": "KVK 11111111",
+    "GB*LDN": "Companies House 01234567",
+    "NL*HUB": "KVK 22222222",
+    "NL*SIT": "KVK 33333333",
+}
+"""The parties' legal registration ids (BT-30: every issuer is set up with one). The hub's names it on its fee
+invoice to GB*LDN, which is outside the scope of EU VAT and so carries no VAT id (EN 16931 BR-O-02, BR-CO-26)."""
 ROAMING_BUYERS = {  # the eMSP partners, billed by the CPOs for their drivers' sessions
     "DE*EMS": ("DE eMobility GmbH", ("Friedrichstr. 1", "10117", "Berlin", "DE"), "DE123456789"),
     "FR*MOB": ("Mobilité FR SAS", ("1 rue de Rivoli", "75001", "Paris", "FR"), "FR12345678901"),
@@ -382,7 +387,7 @@ async def add_b2b_parties(hub: RunningHub) -> None:
                 billing.Issuer(
                     key=key,
                     identity=replace(
-                        _identity(name, address, vat_id), registration_id=REGISTRATION_IDS.get(party)
+                        _identity(name, address, vat_id), registration_id=REGISTRATION_IDS[party]
                     ),
                     currency=currency,
                     invoice_series=billing.Series(prefix),

@@ -171,6 +171,13 @@ def _line(
     )
 
 
+def outside_vat(cdr: PricedCdr) -> bool:
+    """Whether ``cdr`` has a line outside the scope of VAT (category O): a component whose tariff has no VAT
+    applicable, or an adjustment with nothing else priced. The same under every charging treatment (a tariff
+    without VAT is O whether the supply is taxed, exempt or reverse charged: :func:`classify`)."""
+    return any(ln.vat_category is VatCategory.OUTSIDE_SCOPE for ln in cdr_lines(cdr))
+
+
 def fee_line(
     line_id: str,
     description: str,

@@ -163,6 +163,20 @@ def require_registration_id(seller: Identity) -> None:
         )
 
 
+def outside_vat_held(issuer_key: str) -> str:
+    """Why lines outside the scope of VAT (category O) are held, not invoiced, for an issuer without a legal
+    registration id (one stored before it was required): a document with an O line may have only O lines
+    (BR-O-11, BR-O-12) and no VAT id (BR-O-02), so it names the seller by that id (BR-CO-26). The one reason
+    the log, the reconciliation report (CLI and API) and a refused ``invoices issue`` give."""
+    return (
+        f"held: outside the scope of VAT (category O) and issuer {issuer_key} has no legal registration id: "
+        "a document with an O line may have only O lines (EN 16931 BR-O-11/BR-O-12) and no VAT id (BR-O-02), "
+        "so it names the seller by its registration id (BR-CO-26); set it (evhub issuers set "
+        f"{issuer_key} --registration-id ID, or PATCH /api/billing/issuers/{issuer_key}) and the next run "
+        "invoices it on an invoice of its own"
+    )
+
+
 def plain_rate(rate: Decimal) -> Decimal:
     """A rate without trailing zeros or exponent (``21.00`` -> ``21``, ``5.50`` -> ``5.5``)."""
     if rate == rate.to_integral_value():

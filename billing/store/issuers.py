@@ -1,18 +1,27 @@
 """Issuers in the database: a :class:`billing.core.Issuer` stored as a ``billing_issuers`` row and read back.
 
 The core value validates (country, VAT id, currency, two distinct series, a VAT id or an exemption), so a row
-written here is one the core accepts; :func:`add_issuer` refuses a key already used with :class:`IssuerError`.
+written here is one the core accepts; :func:`add_issuer` refuses a key already used, and an issuer without its
+legal registration id (:func:`billing.core.vat.require_registration_id`: an invoice outside the scope of VAT names
+the seller by it), with :class:`IssuerError`. An issuer stored before that was required may have none: what it
+cannot invoice outside the scope of VAT is held until :func:`set_registration_id` gives it one.
 """
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.core.documents import Address, Identity, PaymentTerms
+from billing.core.documents import Address, DocumentError, Identity, PaymentTerms
 from billing.core.issuers import Issuer
 from billing.core.numbering import Series
+from billing.core.vat import require_registration_id
 from kernel.models.billing import BillingIssuer
+
+log = logging.getLogger(__name__)
+REGISTRATION_ID_MAX = 64  # billing_issuers.registration_id
 
 
 class IssuerError(ValueError):
@@ -67,7 +76,11 @@ def from_row(row: BillingIssuer) -> Issuer:
 
 
 async def add_issuer(db_session: AsyncSession, issuer: Issuer, party_id: int | None = None) -> BillingIssuer:
-    """Store ``issuer``; IssuerError when its key is taken."""
+    """Store ``issuer``; IssuerError when it has no legal registration id or its key is taken."""
+    try:
+        require_registration_id(issuer.identity)
+    except DocumentError as exc:
+        raise IssuerError(str(exc)) from None
     if await find_issuer(db_session, issuer.key) is not None:
         raise IssuerError(f"issuer {issuer.key!r} exists")
     row = to_row(issuer, party_id)
@@ -90,3 +103,23 @@ async def get_issuer(db_session: AsyncSession, key: str) -> BillingIssuer:
 
 async def list_issuers(db_session: AsyncSession) -> list[BillingIssuer]:
     return list((await db_session.execute(select(BillingIssuer).order_by(BillingIssuer.key))).scalars())
+
+
+async def set_registration_id(db_session: AsyncSession, key: str, registration_id: str) -> BillingIssuer:
+    """Give issuer ``key`` its legal registration id (BT-30; stripped), e.g. one stored before it was required:
+    from then on its lines outside the scope of VAT go on invoices of their own that name it by that id, and
+    what was held for it is invoiced by the next run (the monthly invoice, the hourly catch-up). IssuerError
+    for an unknown issuer or an empty or too long id."""
+    value = registration_id.strip()
+    if not value:
+        raise IssuerError(
+            "a registration id is the trade register's number (EN 16931 BT-30): it cannot be empty"
+        )
+    if len(value) > REGISTRATION_ID_MAX:
+        raise IssuerError(f"a registration id has at most {REGISTRATION_ID_MAX} characters")
+    row = await get_issuer(db_session, key)
+    if row.registration_id != value:
+        log.info("issuer %s: registration id %r -> %r", key, row.registration_id, value)
+        row.registration_id = value
+        await db_session.flush()
+    return row

@@ -7,7 +7,9 @@ interleaving), builds the document with :mod:`billing.core`, and inserts it with
 document that the core refuses raises before anything is written; the caller's rollback gives the number back.
 
 A per-session invoice puts the CDR's lines outside the scope of VAT on an invoice of their own (EN 16931
-BR-O-11/12), as the monthly invoice does; a credit CDR's credit notes credit what is left of its CDR on each of
+BR-O-11/12), as the monthly invoice does; an issuer without a registration id (stored before one was required)
+cannot name itself on such an invoice (BR-O-02, BR-CO-26), so the CDR is held (:class:`HeldOutsideVat`, a
+warning) until the id is set, never mixed with taxed lines. A credit CDR's credit notes credit what is left of its CDR on each of
 its invoices after an operator's credits, and when nothing is left the credit is settled by the note that
 credited it all (:func:`issue_cdr_credit_notes`).
 """
@@ -22,8 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core.credit_notes import cdr_left, correction_credit
-from billing.core.documents import CreditNote, Identity, Invoice, VatCategory
+from billing.core.documents import CreditNote, Identity, Invoice
 from billing.core.invoices import outside_vat_session_invoice, session_invoice, session_lines
+from billing.core.lines import outside_vat
+from billing.core.vat import outside_vat_held
 from billing.store.cdrs import priced_cdr
 from billing.store.codec import load_credit_note, load_invoice, to_json
 from billing.store.issuers import from_row, get_issuer
@@ -40,6 +44,11 @@ CREDIT_NOTE = "credit_note"
 
 class BillingError(ValueError):
     """A document that cannot be issued (no such CDR, a credit CDR of a session never invoiced, ...)."""
+
+
+class HeldOutsideVat(BillingError):
+    """A CDR with lines outside the scope of VAT whose issuer has no registration id: not invoiced, held until
+    the id is set (the message is the reason, :func:`billing.core.vat.outside_vat_held`). Not a failure."""
 
 
 async def document_of(db_session: AsyncSession, cdr_id: int, kind: str) -> BillingDocument | None:
@@ -119,11 +128,12 @@ async def issue_session_invoice(
     ``buyer``, issued on ``issue_date`` (today by the hub's clock), on account ``account_id`` (the buyer's
     billing account, if it has one); the existing one if it was issued.
 
-    The CDR's lines outside the scope of VAT (category O) go on an invoice of their own when the issuer has a
-    registration id (EN 16931 BR-O-11/12, BR-O-02; as the monthly invoice's, :mod:`.monthly`): the taxed
-    lines' invoice has ``source_key`` ``session:<cdr id>``, the other ``session:<cdr id>:O``, and the CDR is
-    linked to the first (to the O invoice when all its lines are O). Returns the CDR's linked invoice;
-    :func:`session_invoices` gives both."""
+    The CDR's lines outside the scope of VAT (category O) go on an invoice of their own (EN 16931 BR-O-11/12,
+    BR-O-02; as the monthly invoice's, :mod:`.monthly`): the taxed lines' invoice has ``source_key``
+    ``session:<cdr id>``, the other ``session:<cdr id>:O``, and the CDR is linked to the first (to the O invoice
+    when all its lines are O). Returns the CDR's linked invoice; :func:`session_invoices` gives both. When the
+    issuer has no registration id to name itself by on the O invoice (BR-CO-26), nothing is issued: the CDR is
+    held, HeldOutsideVat (logged as a warning), and is invoiced so by the first call after the id is set."""
     existing = await document_of(db_session, cdr_id, INVOICE)
     if existing is not None:
         return existing
@@ -136,25 +146,18 @@ async def issue_session_invoice(
         raise BillingError(
             f"issuer {issuer.key} invoices in {issuer.currency}, CDR {cdr.cdr_uid} is in {cdr.currency}"
         )
+    priced = priced_cdr(cdr)
+    if not issuer.identity.registration_id and outside_vat(priced):
+        reason = f"CDR {cdr.cdr_uid}: {outside_vat_held(issuer.key)}"
+        log.warning("%s", reason)
+        raise HeldOutsideVat(reason)
     day = issue_date or utcnow().date()
     counter = await lock(db_session, issuer_row.id, issuer.invoice_series, day)
     existing = await document_of(db_session, cdr_id, INVOICE)
     if existing is not None:
         return existing
-    priced = priced_cdr(cdr)
     treatment = issuer.treatment(buyer)
-    taxed, outside = session_lines(priced, treatment, apart=bool(issuer.identity.registration_id))
-    if (
-        not issuer.identity.registration_id
-        and len({ln.vat_category for ln in taxed}) > 1
-        and any(ln.vat_category is VatCategory.OUTSIDE_SCOPE for ln in taxed)
-    ):
-        log.warning(
-            "CDR %s: its lines outside the scope of VAT share an invoice with taxed lines (EN 16931 BR-O-11): "
-            "issuer %s has no registration id (set up before one was required); set it to invoice them apart",
-            cdr_id,
-            issuer.key,
-        )
+    taxed, outside = session_lines(priced, treatment, apart=True)
     rows: list[BillingDocument] = []
     if taxed or not outside:  # (no lines at all: the core refuses it, BR-16)
         number = take(counter, issuer.invoice_series, day)

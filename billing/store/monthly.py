@@ -9,8 +9,12 @@ month was invoiced (a late CDR goes on the next monthly invoice). A credit CDR w
 yet is a negative line next to it; one whose original was invoiced gets a credit note instead
 (:mod:`billing.cdr_hook`). Lines are grouped by driver and vehicle (the CDR's ``driver_name`` and ``vehicle``:
 the token's when the CDR was made, which the portal's assignment copies onto it; the token's current ones for a
-CDR from before they were recorded), then the account's uninvoiced ``billing_charges`` follow as fee lines and are marked with the invoice's id (a
-fee outside the scope of VAT next to taxed lines on an invoice of its own: EN 16931's BR-O rules).
+CDR from before they were recorded), then the account's uninvoiced ``billing_charges`` follow as fee lines and are
+marked with the invoice's id. Lines outside the scope of VAT (category O: a CDR's tariff dimension without VAT,
+a fee without a VAT rate) go on an invoice of their own (EN 16931's BR-O rules); an issuer without a registration
+id cannot issue that one (BR-O-02, BR-CO-26), so its CDRs with an O line and its O fees are held -- left off,
+on no invoice, with a warning (and as ``cdr_held`` / ``fee_held`` in the reconciliation report,
+:mod:`.reports`) -- and the first invoice after the id is set takes them, split.
 
 One invoice per account and period (``source_key`` ``monthly:<account>:<period>``, UNIQUE per issuer and
 kind), in the caller's transaction: the issuer's invoice counter is locked first (:mod:`.numbers`) and the
@@ -36,8 +40,8 @@ from sqlalchemy.orm import aliased
 from billing.core.documents import Identity, InvoiceLine, SupplyPeriod, VatCategory
 from billing.core.en16931 import invoice_currency
 from billing.core.invoices import monthly_invoice
-from billing.core.lines import LineGroup, PricedCdr, fee_line, group_lines, monthly_lines
-from billing.core.vat import NORMAL
+from billing.core.lines import LineGroup, PricedCdr, fee_line, group_lines, monthly_lines, outside_vat
+from billing.core.vat import NORMAL, outside_vat_held
 from billing.store.accounts import FLEET, buyer_of, fleet_account, summary
 from billing.store.cdrs import priced_cdr
 from billing.store.codec import load_invoice
@@ -178,8 +182,10 @@ async def issue_monthly_invoice(
 ) -> BillingDocument | None:
     """The monthly invoice of fleet account ``account_id`` for ``period`` ("2026-11", the account's time zone),
     issued on ``issue_date`` (today by the hub's clock); the existing one if it was issued, None when there is
-    nothing to bill. Fees outside the scope of VAT next to taxed lines go on an invoice of their own
-    (:func:`_outside_vat_invoice`). ``on_issue`` runs in the transaction for each new invoice (the collection
+    nothing to bill. Lines outside the scope of VAT go on an invoice of their own (:func:`_outside_vat_invoice`);
+    when the issuer has no registration id to name itself by there, the CDRs with such a line
+    (:func:`_held_outside_vat`) and the O fees are held for the first invoice after it is set (a warning each
+    time), the rest is invoiced. ``on_issue`` runs in the transaction for each new invoice (the collection
     request, :func:`billing.monthly_job.issue_monthly_invoice`). BillingError for an unknown or non-fleet
     account, a bad period, or a month not over yet."""
     account = await db_session.get(BillingAccount, account_id)
@@ -218,31 +224,33 @@ async def issue_monthly_invoice(
         for c in charges
     ]
     # EN 16931 allows no other VAT category next to O (BR-O-11/12), nor VAT ids on it (BR-O-02): the O lines go on
-    # an invoice of their own, whose seller is named by its registration id (BR-CO-26) -- when the issuer has one
+    # an invoice of their own, whose seller is named by its registration id (BR-CO-26) -- when the issuer has
+    # one; without it the CDRs with an O line and the O fees wait for it (held), and the rest is invoiced
     apart = bool(issuer.identity.registration_id)
     outside = VatCategory.OUTSIDE_SCOPE
+    if not apart:
+        held = _held_outside_vat(cdrs)
+        if held:
+            log.warning(
+                "billing account %s: %d CDR(s) with lines outside the scope of VAT wait (%s): %s",
+                account.id,
+                len(held),
+                ", ".join(sorted(held)),
+                outside_vat_held(issuer.key),
+            )
+            cdrs = [c for c in cdrs if c.cdr_id not in held]
+            rows = [(cdr, token) for cdr, token in rows if cdr.cdr_uid not in held]
     session_lines = monthly_lines(cdrs, treatment)
-    main_lines = [ln for ln in session_lines if not (apart and ln.vat_category is outside)]
-    o_lines = [ln for ln in session_lines if apart and ln.vat_category is outside]
-    mixed = (
-        outside in {ln.vat_category for ln in main_lines} and len({ln.vat_category for ln in main_lines}) > 1
-    )
-    if mixed and not apart:
-        log.warning(
-            "billing account %s: lines outside the scope of VAT share the invoice with taxed lines (EN 16931 "
-            "BR-O-11): issuer %s has no registration id (set up before one was required); set it",
-            account.id,
-            issuer.key,
-        )
+    main_lines = [ln for ln in session_lines if ln.vat_category is not outside]
+    o_lines = [ln for ln in session_lines if ln.vat_category is outside]
     main_fees = [(c, ln) for c, ln in fees if ln.vat_category is not outside]
     o_fees = [(c, ln) for c, ln in fees if ln.vat_category is outside]
     if o_fees and not apart:
         log.warning(
-            "billing account %s: %d fee(s) outside the scope of VAT wait: issuer %s needs a registration id "
-            "to invoice them without its VAT id (EN 16931 BR-O-02, BR-CO-26)",
+            "billing account %s: %d fee(s) outside the scope of VAT wait: %s",
             account.id,
             len(o_fees),
-            issuer.key,
+            outside_vat_held(issuer.key),
         )
         o_fees = []
     ids = {cdr.cdr_uid: cdr.id for cdr, _ in rows}
@@ -298,6 +306,23 @@ async def issue_monthly_invoice(
         if on_issue is not None:
             await on_issue(db_session, row)
     return issued[0] if issued else None
+
+
+def _held_outside_vat(cdrs: list[PricedCdr]) -> set[str]:
+    """The CDRs (ids) held for an issuer without a registration id: each with a line outside the scope of VAT
+    (:func:`billing.core.lines.outside_vat`), whole (its taxed lines too: a CDR is linked to one invoice, and
+    its lines are never split over two months), with a credit CDR and its original together (a correction
+    is the line next to its original, or the original's credit note once it is invoiced)."""
+    held = {c.cdr_id for c in cdrs if outside_vat(c)}
+    pairs = [(c.cdr_id, c.credit_of) for c in cdrs if c.is_credit and c.credit_of is not None]
+    changed = True
+    while changed:
+        changed = False
+        for credit, original in pairs:
+            if (credit in held) != (original in held):
+                held |= {credit, original}
+                changed = True
+    return held
 
 
 async def _outside_vat_invoice(

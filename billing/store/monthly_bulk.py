@@ -18,9 +18,10 @@ A crash rolls the batch back whole, numbers included: no gap, and the next run i
 
 Accounts the bulk path does not build go through the per-account path, each in its own transaction (and
 whatever error it raises is logged, as the job did before): an account with uninvoiced fees
-(``billing_charges``), one whose issuer has a registration id while a CDR has a line outside the scope of VAT
-(category O goes on an invoice of its own, ``monthly:<account>:<period>:O``), a second account of the same
-fleet and currency, and every account of a batch the core would refuse a document of (DocumentError) or that
+(``billing_charges``), one with a CDR that has a line outside the scope of VAT (category O goes on an invoice of
+its own, ``monthly:<account>:<period>:O``, or, when the issuer has no registration id to name itself by there,
+the CDR is held: :func:`billing.store.monthly.issue_monthly_invoice`; never a document mixing O with other
+categories), a second account of the same fleet and currency, and every account of a batch the core would refuse a document of (DocumentError) or that
 failed otherwise (rolled back whole, logged).
 """
 
@@ -471,7 +472,9 @@ async def _issue_batch(
     t_read = time.perf_counter()
     columns, outside, read_ahead = await _columns_of(db_session, dialect, by_owner, ahead)
     t_build = time.perf_counter()
-    apart = {a.id for a in by_owner.values() if issuers[a.issuer_id].registration_id and a.id in outside}
+    # O lines: split into an invoice of their own, or held when the issuer has no registration id (EN 16931
+    # BR-O-11/12, BR-O-02, BR-CO-26); both are the per-account path's, so the rules live in one place
+    apart = {a.id for a in by_owner.values() if a.id in outside}
     order = [a for a in by_owner.values() if a.id not in apart]
     left.extend(sorted(apart))
     present = columns.accounts()

@@ -11,7 +11,10 @@ reconciliation of invoices with their payments and CDRs; each as typed rows and 
 * :func:`reconciliation_report`: each invoice of a period (a monthly invoice of that ``billing_period``, a
   per-session invoice issued in that month): its CDRs' total excl. VAT against its CDR lines, what it asks for
   against what was credited and paid; and the exceptions: CDRs of a closed month that a billing account should
-  pay and that are on no document, payments on no invoice, invoices whose lines differ from their CDRs.
+  pay and that are on no document, payments on no invoice, invoices whose lines differ from their CDRs, and
+  what is held for an issuer without a registration id (``cdr_held``: a CDR with a line outside the scope of
+  VAT, a per-session one as soon as it is held, a fleet's once the month is over; ``fee_held``: a fee outside
+  the scope of VAT of a closed month), each with the reason.
 
 Periods are ``YYYY-MM`` months (UTC). The issuer filter is an issuer key; ``issuer_ids`` restricts to a set of
 issuers (a party's API key sees its own).
@@ -30,12 +33,17 @@ from sqlalchemy import Select, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core.aging import BUCKETS, AgingRow, Receivable, aging
+from billing.core.documents import DocumentError
+from billing.core.lines import outside_vat
+from billing.core.vat import outside_vat_held
 from billing.store.accounts import DRIVER, FLEET, PARTY
+from billing.store.cdrs import priced_cdr
 from billing.store.codec import load_invoice
 from billing.store.issuing import INVOICE
 from kernel.domain.cdr_holder import billed_fleet
 from kernel.models import (
     BillingAccount,
+    BillingCharge,
     BillingDocument,
     BillingDocumentCdr,
     BillingIssuer,
@@ -421,8 +429,9 @@ class InvoiceCheck:
 
 @dataclass(frozen=True, slots=True)
 class ReconciliationException:
-    """Something that does not reconcile: ``kind`` is ``cdr_not_invoiced``, ``payment_without_invoice`` or
-    ``lines_differ``; ``ref`` the CDR, payment or invoice."""
+    """Something that does not reconcile: ``kind`` is ``cdr_not_invoiced``, ``cdr_held``, ``fee_held``,
+    ``payment_without_invoice`` or ``lines_differ``; ``ref`` the CDR, fee (``fee:<id>``), payment or invoice;
+    ``detail`` says why (a hold: its reason, :func:`billing.core.vat.outside_vat_held`)."""
 
     kind: str
     issuer: str
@@ -456,11 +465,55 @@ async def _cdr_figures(db_session: AsyncSession, ids: Sequence[int]) -> dict[int
     return out
 
 
+async def _unregistered(db_session: AsyncSession, issuers: dict[int, str]) -> set[int]:
+    """The issuers (ids) without a registration id: what they cannot invoice outside the scope of VAT is held."""
+    rows = await db_session.scalars(
+        select(BillingIssuer.id).where(
+            BillingIssuer.id.in_(list(issuers)),
+            or_(BillingIssuer.registration_id.is_(None), func.trim(BillingIssuer.registration_id) == ""),
+        )
+    )
+    return set(rows.all())
+
+
+async def _held_cdrs(db_session: AsyncSession, ids: Sequence[int]) -> set[int]:
+    """Of the CDRs ``ids`` (uninvoiced, of issuers without a registration id), those with a line outside the
+    scope of VAT (a credit CDR: its original's lines), which issuing holds."""
+    if not ids:
+        return set()
+    rows = {c.id: c for c in (await db_session.scalars(select(Cdr).where(Cdr.id.in_(list(ids))))).all()}
+    wanted = {c.credit_of for c in rows.values() if c.is_credit and c.credit_of is not None} - set(rows)
+    originals = {c.id: c for c in rows.values()}
+    if wanted:
+        found = await db_session.scalars(select(Cdr).where(Cdr.id.in_(list(wanted))))
+        originals.update({c.id: c for c in found.all()})
+    held = set()
+    for cdr in rows.values():
+        try:
+            priced = priced_cdr(cdr, originals.get(cdr.credit_of or 0) if cdr.is_credit else None)
+        except DocumentError:  # no priced lines: not invoiceable at all, not held
+            continue
+        if outside_vat(priced):
+            held.add(cdr.id)
+    return held
+
+
 async def _uninvoiced_cdrs(
-    db_session: AsyncSession, first: date, following: date, issuers: dict[int, str]
+    db_session: AsyncSession,
+    first: date,
+    following: date,
+    issuers: dict[int, str],
+    unregistered: set[int],
+    *,
+    closed: bool,
 ) -> list[ReconciliationException]:
     """CDRs ended in the month, of a token a billing account of these issuers pays for (its fleet's or its
-    own), on no billing document."""
+    own), on no billing document: ``cdr_held`` when issuing holds it (a line outside the scope of VAT, an
+    issuer without a registration id), else ``cdr_not_invoiced``. Before the month is over (not ``closed``),
+    only the held CDRs of drivers (per-session invoices: a fleet's CDRs wait for the month's end anyway).
+    ``unregistered``: the issuers without a registration id."""
+    if not closed and not unregistered:
+        return []
     billed = select(BillingDocumentCdr.cdr_id).where(BillingDocumentCdr.cdr_id == Cdr.id).exists()
     fleet = (
         select(BillingAccount.issuer_id)
@@ -484,8 +537,8 @@ async def _uninvoiced_cdrs(
         .limit(1)
         .scalar_subquery()
     )
-    rows = await db_session.execute(
-        select(Cdr.cdr_uid, Cdr.currency, Cdr.total_cost_excl_vat, Cdr.end_date_time, fleet, driver)
+    query = (
+        select(Cdr.id, Cdr.cdr_uid, Cdr.currency, Cdr.total_cost_excl_vat, Cdr.end_date_time, fleet, driver)
         .join(Token, Token.id == Cdr.token_id)
         .where(
             Cdr.end_date_time >= _start(first),
@@ -495,16 +548,60 @@ async def _uninvoiced_cdrs(
         )
         .order_by(Cdr.end_date_time, Cdr.id)
     )
+    if not closed:
+        query = query.where(fleet.is_(None), driver.in_(list(unregistered)))
+    rows = [
+        (pk, uid, currency, amount, end, f if f is not None else d)
+        for pk, uid, currency, amount, end, f, d in (await db_session.execute(query)).all()
+    ]
+    held = await _held_cdrs(db_session, [pk for pk, *_, issuer_id in rows if issuer_id in unregistered])
+    out = []
+    for pk, uid, currency, amount, end, issuer_id in rows:
+        ended = f"ended {end.astimezone(UTC).isoformat()}, on no invoice or credit note"
+        if pk in held:
+            kind, detail = "cdr_held", f"{ended}: {outside_vat_held(issuers.get(issuer_id, ''))}"
+        elif closed:
+            kind, detail = "cdr_not_invoiced", ended
+        else:
+            continue
+        out.append(
+            ReconciliationException(
+                kind, issuers.get(issuer_id, ""), uid, currency, round_amount(amount, currency), detail
+            )
+        )
+    return out
+
+
+async def _held_fees(
+    db_session: AsyncSession, first: date, following: date, issuers: dict[int, str], unregistered: set[int]
+) -> list[ReconciliationException]:
+    """``fee_held``: fees charged in the month, outside the scope of VAT (no VAT rate), on no invoice, of an
+    account whose issuer is one of ``unregistered`` (no registration id: the monthly invoice holds them)."""
+    if not unregistered:
+        return []
+    rows = await db_session.execute(
+        select(BillingCharge, BillingAccount.issuer_id)
+        .join(BillingAccount, BillingAccount.id == BillingCharge.account_id)
+        .where(
+            BillingAccount.issuer_id.in_(list(unregistered)),
+            BillingCharge.document_id.is_(None),
+            BillingCharge.vat_rate.is_(None),
+            BillingCharge.charged_on >= first,
+            BillingCharge.charged_on < following,
+        )
+        .order_by(BillingCharge.charged_on, BillingCharge.id)
+    )
     return [
         ReconciliationException(
-            "cdr_not_invoiced",
-            issuers.get(f if f is not None else d, ""),
-            uid,
-            currency,
-            round_amount(amount, currency),
-            f"ended {end.astimezone(UTC).isoformat()}, on no invoice or credit note",
+            "fee_held",
+            issuers[issuer_id],
+            f"fee:{fee.id}",
+            fee.currency,
+            round_amount(fee.amount, fee.currency),
+            f"{fee.description}, charged {fee.charged_on.isoformat()} to account {fee.account_id}, on no "
+            f"invoice: {outside_vat_held(issuers[issuer_id])}",
         )
-        for uid, currency, amount, end, f, d in rows
+        for fee, issuer_id in rows
     ]
 
 
@@ -576,8 +673,10 @@ async def reconciliation_report(
                 )
             )
     closed = following <= today
+    unregistered = await _unregistered(db_session, issuers)
+    exceptions += await _uninvoiced_cdrs(db_session, first, following, issuers, unregistered, closed=closed)
     if closed:
-        exceptions += await _uninvoiced_cdrs(db_session, first, following, issuers)
+        exceptions += await _held_fees(db_session, first, following, issuers, unregistered)
     payments = await payment_lines(db_session, _start(first), _start(following), issuer_ids=list(issuers))
     for p in payments:
         if p.document is None and p.status == SUCCEEDED:

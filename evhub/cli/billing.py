@@ -1,7 +1,8 @@
 """``evhub issuers``, ``evhub accounts`` and ``evhub invoices`` — billing's issuers, customers and documents.
 
-An issuer is the hosted party that sells and issues documents (legal identity, currency, series, terms, VAT
-situation); an account is a customer it bills (``accounts add --fleet``: a fleet's monthly invoices).
+An issuer is the hosted party that sells and issues documents (legal identity with its registration id,
+currency, series, terms, VAT situation; ``issuers set KEY --registration-id`` gives one stored without it its
+id); an account is a customer it bills (``accounts add --fleet``: a fleet's monthly invoices).
 ``invoices issue --cdr ID`` issues the per-session invoice of a CDR (or, for a credit CDR, the credit note of
 its invoice), ``invoices issue --fleet NAME --month 2026-11`` a fleet's monthly invoice, both idempotently;
 ``invoices credit`` an operator's credit note, ``invoices pdf`` the Factur-X PDF. Bad input is one ``error:``
@@ -37,6 +38,7 @@ def _issuer_item(row: BillingIssuer) -> dict[str, Any]:
         "legal_name": row.legal_name,
         "address": f"{row.street}, {row.postal_code} {row.city}, {row.country}",
         "vat_id": row.vat_id,
+        "registration_id": row.registration_id,
         "currency": row.currency,
         "payment_terms_days": row.payment_terms_days,
         "series": [row.invoice_prefix, row.credit_prefix],
@@ -138,6 +140,29 @@ def _logo_uri(path: Path) -> str:
     if len(data) > LOGO_MAX_BYTES:
         fail(f"--logo {path}: {len(data)} bytes, at most {LOGO_MAX_BYTES}")
     return f"data:{kind};base64,{base64.b64encode(data).decode()}"
+
+
+@issuers_app.command("set")
+def issuers_set(
+    key: Annotated[str, typer.Argument(help="Issuer key")],
+    registration_id: Annotated[
+        str,
+        typer.Option(help="Legal registration id (the trade register's, e.g. KvK 12345678; BT-30)"),
+    ],
+) -> None:
+    """Set an issuer's legal registration id (one stored before it was required): what was held outside the
+    scope of VAT for want of it is invoiced, on invoices of its own, by the next run."""
+
+    async def go(db: Database) -> None:
+        try:
+            async with db.session() as s:
+                row = await billing.set_issuer_registration_id(s, key, registration_id)
+                value = row.registration_id
+        except ValueError as exc:
+            fail(str(exc))
+        console.print(f"issuer {key}: registration id {value}", highlight=False)
+
+    run_with_db(go)
 
 
 @issuers_app.command("list")

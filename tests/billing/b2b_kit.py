@@ -30,14 +30,24 @@ CLOCK = "2026-12-01T04:00:00Z"
 """The tests run just after November closed."""
 
 
-def identity(name: str, street: str, vat_id: str) -> Identity:
-    return Identity(name, Address(street, "1012 AB", "Amsterdam", "NL"), vat_id=vat_id, business=True)
+def identity(name: str, street: str, vat_id: str, registration_id: str | None = None) -> Identity:
+    return Identity(
+        name,
+        Address(street, "1012 AB", "Amsterdam", "NL"),
+        vat_id=vat_id,
+        registration_id=registration_id,
+        business=True,
+    )
 
 
-ISSUERS = {
-    "NL*AMP": ("amsterpower", identity("AmsterPower B.V.", "Stationsplein 1", "NL001234567B01"), "AMP"),
-    "NL*HUB": ("evhub", identity("evhub B.V.", "Keizersgracht 100", "NL009876543B01"), "HUB"),
-    "NL*EMS": ("roam", identity("Roam B.V.", "Damrak 70", "NL005555555B01"), "EMS"),
+ISSUERS = {  # each with its legal registration id (an issuer is added with one: BT-30)
+    "NL*AMP": (
+        "amsterpower",
+        identity("AmsterPower B.V.", "Stationsplein 1", "NL001234567B01", "KVK 10000001"),
+        "AMP",
+    ),
+    "NL*HUB": ("evhub", identity("evhub B.V.", "Keizersgracht 100", "NL009876543B01", "KVK 10000002"), "HUB"),
+    "NL*EMS": ("roam", identity("Roam B.V.", "Damrak 70", "NL005555555B01", "KVK 10000003"), "EMS"),
 }
 SITE_HOST = identity("Station Parking B.V.", "Stationsplein 9", "NL007777777B01")
 

@@ -29,6 +29,7 @@ ISSUER = billing.Issuer(
         "Roam B.V.",
         billing.Address("Stationsplein 1", "1012 AB", "Amsterdam", "NL"),
         vat_id="NL123456789B01",
+        registration_id="KvK 12345678",
         business=True,
     ),
     currency="EUR",

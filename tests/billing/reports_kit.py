@@ -31,6 +31,7 @@ SELLER = Identity(
     "EVH Mobility GmbH",
     Address("Torstraße 1", "10119", "Berlin", "DE"),
     vat_id="DE123456789",
+    registration_id="HRB 123456",
     business=True,
     email="billing@evh.test",
 )

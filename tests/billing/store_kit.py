@@ -29,6 +29,7 @@ SELLER = Identity(
     "Voltstreet Charging B.V.",
     Address("Keizersgracht 1", "1015 CJ", "Amsterdam", "NL"),
     vat_id="NL123456789B01",
+    registration_id="KvK 11223344",
     business=True,
 )
 CONSUMER = Identity("Ada Driver", Address("Damrak 5", "1012 LG", "Amsterdam", "NL"))
@@ -111,6 +112,13 @@ async def add_cdrs(db: Database, n: int) -> list[int]:
 async def add_issuer(db: Database) -> None:
     async with db.session() as s:
         await billing.add_issuer(s, ISSUER)
+
+
+async def without_registration_id(db: Database, key: str) -> None:
+    """Issuer ``key`` as one stored before a registration id was required (``add_issuer`` wants one now): what
+    it cannot invoice outside the scope of VAT is held."""
+    async with db.session() as s:
+        (await billing.get_issuer(s, key)).registration_id = None
 
 
 async def add_credit(db: Database, cdr_id: int) -> int:

@@ -24,7 +24,10 @@ from tests.billing.documents_kit import ACME, cdr_of, charge, documents, rate, s
 AMP = billing.Issuer(
     key="amp",
     identity=billing.Identity(
-        "AmsterPower B.V.", billing.Address("Dam 1", "1012 JS", "Amsterdam", "NL"), vat_id="NL000000001B01"
+        "AmsterPower B.V.",
+        billing.Address("Dam 1", "1012 JS", "Amsterdam", "NL"),
+        vat_id="NL000000001B01",
+        registration_id="KvK 33000001",
     ),
     currency="EUR",
     invoice_series=billing.Series("AMP"),

@@ -28,7 +28,10 @@ from tests.cli_kit import Cli, one_error
 SLASHED = billing.Issuer(
     key="amp",
     identity=billing.Identity(
-        "AmsterPower B.V.", billing.Address("Dam 1", "1012 JS", "Amsterdam", "NL"), vat_id="NL000000001B01"
+        "AmsterPower B.V.",
+        billing.Address("Dam 1", "1012 JS", "Amsterdam", "NL"),
+        vat_id="NL000000001B01",
+        registration_id="KvK 33000001",
     ),
     currency="EUR",
     invoice_series=billing.Series("AMP/INV"),

@@ -31,6 +31,7 @@ from tests.billing.b2b_kit import (
     site_host_account,
 )
 from tests.billing.einvoice_kit import schematron_failures
+from tests.billing.store_kit import without_registration_id
 
 pytestmark = pytest.mark.clock(CLOCK)
 
@@ -38,6 +39,7 @@ GERMAN_CPO = Identity(
     "AmsterPower GmbH",
     Address("Friedrichstrasse 10", "10117", "Berlin", "DE"),
     vat_id="DE123456789",
+    registration_id="HRB 654321",
     business=True,
 )
 
@@ -131,6 +133,7 @@ UK_CPO = Identity(
     "AmsterPower UK Ltd",
     Address("1 Pancras Square", "N1C 4AG", "London", "GB"),
     vat_id="GB123456789",
+    registration_id="Companies House 07654321",
     business=True,
 )
 HUB_REGISTRATION = "KVK 87654321"
@@ -180,6 +183,7 @@ async def test_a_hub_without_a_registration_id_cannot_bill_outside_the_eu(
 ) -> None:
     job = await settled_period(db, tmp_path, sessions=2)
     await _issuers(db, UK_CPO)
+    await without_registration_id(db, ISSUERS["NL*HUB"][0])  # stored before the id was required
     await site_host_account(db)
     outcomes = await billing.issue_settlement_documents(db, job.run_id)
     [fee] = [o for o in outcomes if o.kind.value == "hub_fee"]

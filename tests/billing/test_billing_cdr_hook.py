@@ -119,6 +119,7 @@ async def test_the_cpo_invoices_its_ad_hoc_drivers_and_nobody_invoices_a_roaming
             "AmsterPower B.V.",
             billing.Address("Dam 1", "1012 JS", "Amsterdam", "NL"),
             vat_id="NL000000001B01",
+            registration_id="KvK 33000001",
         ),
         currency="EUR",
         invoice_series=billing.Series("AMP"),

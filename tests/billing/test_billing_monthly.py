@@ -39,6 +39,7 @@ from tests.billing.documents_kit import (
     utc,
 )
 from tests.billing.einvoice_kit import schematron_failures
+from tests.billing.store_kit import without_registration_id
 from tests.cli_kit import Cli, one_error
 
 
@@ -280,6 +281,7 @@ async def test_a_fee_outside_vat_goes_on_an_invoice_of_its_own(db: Database) -> 
     """EN 16931 allows no other VAT category next to O (BR-O-11/12) and no VAT ids on it (BR-O-02): a fee not
     subject to VAT is invoiced alone, its seller named by its registration id (BR-CO-26), or waits for one."""
     world = await seed_world(db)
+    await without_registration_id(db, "roam")  # stored before one was required
     await charge(db, "ACME-1", utc(2026, 11, 3, 8, 0), "a")
     assert await rate(db) == 1
     async with db.session() as s:

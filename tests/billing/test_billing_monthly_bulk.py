@@ -45,6 +45,7 @@ def _issuer(key: str, currency: str, *, reverse_charge: bool = False) -> Issuer:
             f"Issuer {key} B.V.",
             Address("Stationsplein 1", "1012 AB", "Amsterdam", "NL"),
             vat_id=f"NL{sum(map(ord, key)):09d}B01",
+            registration_id=f"KvK {sum(map(ord, key)):08d}",
             business=True,
         ),
         currency=currency,
