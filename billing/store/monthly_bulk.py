@@ -225,9 +225,9 @@ async def issue_period(
         seen.add((f, c))
     parts: list[list[int]] = [[]]
     weight = 0
-    apart_ids = set(shared)
+    shared_ids = set(shared)
     for account_id in ids:
-        if account_id in apart_ids:
+        if account_id in shared_ids:
             continue
         n = sizes.get(account_id, 0)
         if parts[-1] and (len(parts[-1]) >= batch or weight + n > cdrs_per_batch):

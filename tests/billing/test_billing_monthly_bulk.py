@@ -337,6 +337,25 @@ async def test_a_batch_the_core_refuses_goes_account_by_account(db: Database) ->
     assert world.accounts["F-C"] not in {d.account_id for d in docs}
 
 
+async def _read_ahead(db: Database, ids: list[int]) -> _NextRead:
+    """The CDRs of ``ids`` read ahead, the read finished (SQLite has one writer: the job reads ahead on
+    PostgreSQL only)."""
+    ahead = _NextRead(db, ids, PERIOD)
+    ahead.start()
+    assert ahead.task is not None
+    await ahead.task
+    return ahead
+
+
+async def _batch(
+    db: Database, ids: list[int], ahead: _NextRead, caplog: pytest.LogCaptureFixture
+) -> tuple[int, list[int]]:
+    """The batch of ``ids`` given ``ahead``, its log captured."""
+    with caplog.at_level(logging.INFO, logger="billing.store.monthly_bulk"):
+        async with db.session() as s:
+            return await _issue_batch(s, db.dialect, ids, PERIOD, None, None, ahead)
+
+
 async def _cdrs_on_documents(db: Database) -> list[int]:
     async with db.session() as s:
         return sorted((await s.scalars(select(BillingDocumentCdr.cdr_id))).all())
@@ -348,17 +367,14 @@ async def test_a_read_ahead_leaves_out_an_account_invoiced_meanwhile(
 ) -> None:
     world = await _seed(db, 6)
     ids = sorted(world.accounts.values())
-    ahead = _NextRead(db, ids, PERIOD)
-    ahead.start()
+    ahead = await _read_ahead(db, ids)
     assert ahead.task is not None
     early = await ahead.task
     assert early is not None and {aid for aid, _ in early.owners.values()} == set(ids)
     async with db.session() as s:  # one of them is invoiced after the read, before the batch
         first = await billing.issue_monthly_invoice(s, ids[0], PERIOD)
     assert first is not None
-    with caplog.at_level(logging.INFO, logger="billing.store.monthly_bulk"):
-        async with db.session() as s:
-            count, left = await _issue_batch(s, db.dialect, ids, PERIOD, None, None, ahead)
+    count, left = await _batch(db, ids, ahead, caplog)
     assert " (ahead)," in caplog.text  # the CDRs read ahead were taken, without the invoiced account's
     docs = await _documents(db)
     assert count == len(docs) - 1 and left == []
@@ -373,13 +389,7 @@ async def test_a_read_ahead_for_other_accounts_is_read_again(
 ) -> None:
     world = await _seed(db, 6)
     ids = sorted(world.accounts.values())
-    ahead = _NextRead(db, ids[:1], PERIOD)
-    ahead.start()
-    assert ahead.task is not None
-    await ahead.task  # (SQLite has one writer: the job reads ahead on PostgreSQL only)
-    with caplog.at_level(logging.INFO, logger="billing.store.monthly_bulk"):
-        async with db.session() as s:
-            count, left = await _issue_batch(s, db.dialect, ids, PERIOD, None, None, ahead)
+    count, left = await _batch(db, ids, await _read_ahead(db, ids[:1]), caplog)
     assert "in bulk: read " in caplog.text and " (ahead)," not in caplog.text
     assert left == [] and count == len(await _documents(db)) == len(ids)
     assert len(await _cdrs_on_documents(db)) == (await check(db))["links"]
