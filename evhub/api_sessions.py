@@ -114,7 +114,7 @@ async def _describe(db_session: AsyncSession, rows: Sequence[ChargingSession]) -
             id=r.session_uid,
             country_code=cpos[r.cpo_id].country_code,
             party_id=cpos[r.cpo_id].party_id,
-            charger=chargers.get(r.charge_point_id),
+            charger=chargers.get(r.charge_point_id) if r.charge_point_id else None,
             transaction_id=r.transaction_id,
             location_id=locations.get(r.location_id) if r.location_id else None,
             evse_uid=evses.get(r.evse_pk) if r.evse_pk else None,

@@ -141,7 +141,7 @@ async def _describe(db_session: AsyncSession, rows: Sequence[ChargingSession]) -
         {
             "id": r.session_uid,
             "cpo": cpos.get(r.cpo_id),
-            "charger": chargers.get(r.charge_point_id),
+            "charger": chargers.get(r.charge_point_id) if r.charge_point_id else None,
             "transaction_id": r.transaction_id,
             "location": locations.get(r.location_id) if r.location_id else None,
             "evse": evses.get(r.evse_pk) if r.evse_pk else None,

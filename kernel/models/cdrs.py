@@ -9,6 +9,10 @@ the same token copy their original's), with ``holder_recorded`` true. A token mo
 another driver, so changes nothing about the CDRs it had (billing's fleet invoices and per-session invoices,
 the portal's fleet views select and group by these columns). Rows made before these columns existed have
 ``holder_recorded`` false: their token's current values stand in (:mod:`kernel.domain.cdr_holder`).
+
+Most CDRs are the hub's own (``tariffs`` prices its CPOs' sessions). A **received** CDR (``received`` true) is an
+external CPO's, posted to the hub as the eMSP of one of its hosted eMSPs' tokens (:mod:`ocpi.received_cdrs`): the
+CPO's object and exact price, on a session without a charger, billed to the token's fleet like any other.
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ class Cdr(Base):
     __table_args__ = (UniqueConstraint("session_id", "revision", "is_credit"),)
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
-    cdr_uid: Mapped[str] = mapped_column(String(39), unique=True)
+    cdr_uid: Mapped[str] = mapped_column(String(48), unique=True)
+    """The hub's own CDRs: the OCPI id they are sent with (up to 39 characters). A received CDR (``received``):
+    ``COUNTRY*PARTY*ID`` of its CPO and the CPO's id upper-cased (a CiString), unique per CPO whatever the
+    casing, never equal to a hub id (those have no ``*``); its OCPI id as the CPO sent it is in ``data``."""
     session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="RESTRICT"), index=True)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     is_credit: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -47,6 +54,9 @@ class Cdr(Base):
     holder_recorded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     """``fleet_id``, ``driver_name`` and ``vehicle`` were recorded when the CDR was made; false on rows from
     before they were, whose token's current values stand in for them."""
+    received: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    """Posted by an external CPO to the hub as the eMSP of the token (:mod:`ocpi.received_cdrs`), at the CPO's
+    price: never pushed to partners, settled on the eMSP side only (no hub fee, no site host share)."""
     currency: Mapped[str] = mapped_column(String(3))
     start_date_time: Mapped[datetime] = mapped_column(UTCDateTime())
     end_date_time: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -3,7 +3,8 @@
 Idempotency keys: a session is unique per (charge point, charger transaction id); a meter value is unique per
 (session, timestamp, measurand, phase, location, context), so a replayed message never adds a row twice.
 A session that ended waits in ``pricing_state = 'pending'`` until the tariffs engine prices it: the hand-off
-goes through the database, never through memory.
+goes through the database, never through memory. A session without a charger (``charge_point_id`` None) ran at an
+external CPO that posted its CDR to the hub as its eMSP: it is stored ``priced``, as the anchor of that CDR.
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ class ChargingSession(Timestamped, Base):
 
     id: Mapped[int] = mapped_column(BigID, primary_key=True)
     session_uid: Mapped[str] = mapped_column(String(36), unique=True)
-    charge_point_id: Mapped[int] = mapped_column(ForeignKey("charge_points.id", ondelete="RESTRICT"))
+    charge_point_id: Mapped[int | None] = mapped_column(
+        ForeignKey("charge_points.id", ondelete="RESTRICT"), default=None
+    )
+    """The hub's charger the session ran on; None for a session at an external CPO, known to the hub only from
+    the CDR that CPO posted (the hub is its eMSP: :mod:`ocpi.received_cdrs`), which is never priced nor pushed."""
     transaction_id: Mapped[str] = mapped_column(String(64))
     cpo_id: Mapped[int] = mapped_column(ForeignKey("parties.id", ondelete="RESTRICT"), index=True)
     location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"), default=None, index=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-02 01:43:47.242539
+Create Date: 2026-12-03 09:16:21.445198
 """
 
 from collections.abc import Sequence
@@ -1033,7 +1033,7 @@ def upgrade() -> None:
         "sessions",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("session_uid", sa.String(length=36), nullable=False),
-        sa.Column("charge_point_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("charge_point_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("transaction_id", sa.String(length=64), nullable=False),
         sa.Column("cpo_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("location_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
@@ -1273,7 +1273,7 @@ def upgrade() -> None:
     op.create_table(
         "cdrs",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("cdr_uid", sa.String(length=39), nullable=False),
+        sa.Column("cdr_uid", sa.String(length=48), nullable=False),
         sa.Column("session_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("revision", sa.Integer(), nullable=False),
         sa.Column("is_credit", sa.Boolean(), nullable=False),
@@ -1286,6 +1286,7 @@ def upgrade() -> None:
         sa.Column("driver_name", sa.String(length=200), nullable=True),
         sa.Column("vehicle", sa.String(length=100), nullable=True),
         sa.Column("holder_recorded", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
+        sa.Column("received", sa.Boolean(), server_default=sa.text("(false)"), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("start_date_time", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("end_date_time", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
