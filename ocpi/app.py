@@ -4,7 +4,8 @@ Paths: ``/ocpi/versions``, ``/ocpi/2.2.1`` (details), ``/ocpi/2.2.1/credentials`
 ``/ocpi/cpo/2.2.1/{locations,sessions,cdrs,tariffs,tokens,commands,hubclientinfo,chargingprofiles}``; OCPI 2.1.1:
 ``/ocpi/2.1.1`` (details), ``/ocpi/2.1.1/credentials``, ``/ocpi/cpo/2.1.1/{locations,sessions,cdrs,tariffs,
 tokens,commands}`` (:mod:`ocpi.modules.v211`). The hub's hosted eMSPs, for external CPOs: ``/ocpi/emsp/2.2.1/tokens``
-and ``/ocpi/emsp/2.1.1/tokens`` (Sender: list, real-time authorization; :mod:`ocpi.modules.tokens_sender`).
+and ``/ocpi/emsp/2.1.1/tokens`` (Sender: list, real-time authorization; :mod:`ocpi.modules.tokens_sender`), and
+``/ocpi/emsp/2.2.1/cdrs`` (Receiver: the CDRs the external CPOs post; :mod:`ocpi.modules.cdrs_receiver`).
 
 The platform publishes its own OpenAPI document at ``/ocpi/openapi.json`` (pages at ``/ocpi/docs`` and
 ``/ocpi/redoc``), with the OCPI ``Authorization: Token <token>`` scheme declared on every route
@@ -23,6 +24,7 @@ from ocpi import credentials, versions
 from ocpi.envelope import install_error_handlers
 from ocpi.modules import (
     cdrs,
+    cdrs_receiver,
     chargingprofiles,
     commands,
     hubclientinfo,
@@ -106,6 +108,9 @@ def create_ocpi_app(platform: OcpiPlatform) -> FastAPI:
         )
     app.include_router(
         tokens_sender.router, prefix=f"/emsp/{VERSION}/tokens", tags=["tokens (eMSP)"], dependencies=TOKEN
+    )
+    app.include_router(
+        cdrs_receiver.router, prefix=f"/emsp/{VERSION}/cdrs", tags=["cdrs (eMSP)"], dependencies=TOKEN
     )
     app.include_router(
         tokens_sender.router_211,

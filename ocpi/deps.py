@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kernel import jsonutil
 from kernel.models import Party
 from kernel.models.roaming import OcpiPartner, OcpiPartnerRole
 from ocpi import status
@@ -113,10 +114,14 @@ async def caller_211(
     return Caller211(partner, partner.roles[0], cpos, db_session, platform)
 
 
-async def read_json(request: Request) -> object:
+async def read_json(request: Request, *, exact: bool = False) -> object:
+    """The body as JSON (None when empty); ``exact``: every non-integer number a Decimal, never a float
+    (:func:`kernel.jsonutil.loads`: money, such as a posted CDR's). 2001 when it is not JSON."""
     raw = await request.body()
     try:
-        return json.loads(raw) if raw else None
+        if not raw:
+            return None
+        return jsonutil.loads(raw) if exact else json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise OcpiError(status.INVALID_PARAMETERS, "Request body is not valid JSON") from None
     except RecursionError:

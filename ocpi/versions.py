@@ -2,7 +2,8 @@
 OCPI 2.1.1 (endpoints are ``{identifier, url}``; no hubclientinfo, no chargingprofiles).
 
 The hub's hosted eMSPs add the tokens Sender for external CPO partners (:mod:`ocpi.modules.tokens_sender`):
-in 2.2.1 the endpoint ``tokens`` ``SENDER`` at ``/ocpi/emsp/2.2.1/tokens``; in 2.1.1 (one role per party, so
+in 2.2.1 the endpoint ``tokens`` ``SENDER`` at ``/ocpi/emsp/2.2.1/tokens``, and the CDRs Receiver, ``cdrs``
+``RECEIVER`` at ``/ocpi/emsp/2.2.1/cdrs`` (:mod:`ocpi.modules.cdrs_receiver`); in 2.1.1 (one role per party, so
 one ``tokens`` entry) a CPO partner's details name ``/ocpi/emsp/2.1.1/tokens`` as ``tokens``, every other
 partner's the CPO side's Receiver."""
 
@@ -32,8 +33,10 @@ ENDPOINTS: list[tuple[str, str]] = [
     ("chargingprofiles", "RECEIVER"),
 ]
 
-EMSP_ENDPOINTS: list[tuple[str, str]] = [("tokens", "SENDER")]
+EMSP_ENDPOINTS: list[tuple[str, str]] = [("tokens", "SENDER"), ("cdrs", "RECEIVER")]
 """(identifier, role) the hub implements as the eMSP side of its hosted eMSPs, under ``/ocpi/emsp/``."""
+EMSP_ENDPOINTS_211 = ["tokens"]
+"""The eMSP side's modules in 2.1.1 (only the tokens Sender: CDRs are received in 2.2.1 only)."""
 
 ENDPOINTS_211 = ["credentials", "locations", "sessions", "cdrs", "tariffs", "tokens", "commands"]
 """The 2.1.1 modules the hub offers (2.1.1 version details: ModuleID and url only)."""
@@ -52,7 +55,7 @@ def version_details(platform: OcpiPlatform, version: str = VERSION, *, cpo_partn
             {
                 "identifier": i,
                 "url": emsp_module_url(platform, i, version)
-                if cpo_partner and i in dict(EMSP_ENDPOINTS)
+                if cpo_partner and i in EMSP_ENDPOINTS_211
                 else platform.module_url(i, version),
             }
             for i in ENDPOINTS_211

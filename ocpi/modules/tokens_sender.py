@@ -2,7 +2,7 @@
 ``GET /ocpi/emsp/{version}/tokens`` (the token list, paginated) and ``POST .../tokens/{uid}/authorize[?type=]``
 (real-time authorization, answering an AuthorizationInfo).
 
-Who may call: a registered partner with a ``CPO`` role (:mod:`ocpi.emsp_tokens`); any other partner (an eMSP)
+Who may call (:mod:`ocpi.emsp_caller`): a registered partner with a ``CPO`` role; any other partner (an eMSP)
 is answered HTTP 403. In 2.2.1 ``OCPI-from-*`` must be one of its CPO roles and ``OCPI-to-*`` a hosted eMSP
 (else 4001, HTTP 404): the partner sees that eMSP's tokens, and only them. 2.1.1 has no routing headers: the
 list is the union of every hosted eMSP's tokens, a uid is looked up among them all. The list's
@@ -19,26 +19,21 @@ locations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from cpo_gateway import current_token_rows, decide_token
-from kernel.models import Party, Token
-from kernel.models.roaming import OcpiPartner, OcpiPartnerRole
+from kernel.models import Token
 from kernel.models.tokens import TOKEN_TYPES
 from kernel.timeutil import utcnow
 from ocpi import status
-from ocpi.deps import read_json, request_transaction
-from ocpi.emsp_tokens import cpo_roles, cpo_token_object, held_states, hosted_emsps, seen_last_updated_sql
+from ocpi.deps import read_json
+from ocpi.emsp_caller import CpoCaller, cpo_caller, cpo_caller_211
+from ocpi.emsp_tokens import cpo_token_object, held_states, seen_last_updated_sql
 from ocpi.envelope import OcpiError, ok
 from ocpi.pagination import paginate
-from ocpi.partner_auth import partner_for_header
-from ocpi.platform import VERSION, VERSION_211, OcpiPlatform, get_platform
-from ocpi.routing import read_routing
 from ocpi.v211 import objects
 
 router = APIRouter()
@@ -53,85 +48,6 @@ ALLOWED_TYPES = {  # the gateway's OCPP AuthorizationStatus -> OCPI AllowedType
 }
 TYPES_211 = {"RFID": ("RFID",), "OTHER": ("OTHER", "APP_USER", "AD_HOC_USER")}
 """A 2.1.1 token type, as the 2.2.1 types it stands for (2.1.1 knows RFID and OTHER)."""
-
-
-@dataclass
-class CpoCaller:
-    """An external CPO partner calling a hosted eMSP's Sender interface."""
-
-    partner: OcpiPartner
-    role: OcpiPartnerRole
-    emsps: list[Party]
-    db_session: AsyncSession
-    platform: OcpiPlatform
-
-    @property
-    def emsp_ids(self) -> list[int]:
-        return [e.id for e in self.emsps]
-
-
-async def _external_cpo(request: Request, db_session: AsyncSession, version: str) -> OcpiPartner:
-    partner = await partner_for_header(db_session, request.headers.get("Authorization"), allow_token_a=False)
-    negotiated = partner.version or VERSION
-    if (negotiated == VERSION_211) != (version == VERSION_211):
-        raise OcpiError(
-            status.CLIENT_ERROR,
-            f"This partner negotiated OCPI {negotiated}: use the /ocpi/emsp/{negotiated}/ modules",
-            http_status=404,
-        )
-    if not cpo_roles(partner):
-        raise OcpiError(
-            status.CLIENT_ERROR, "Only a CPO partner may use the hub's eMSP tokens interface", http_status=403
-        )
-    return partner
-
-
-async def cpo_caller(
-    request: Request,
-    db_session: AsyncSession = Depends(request_transaction, scope="function"),
-    platform: OcpiPlatform = Depends(get_platform),
-) -> CpoCaller:
-    """2.2.1: the calling CPO role (``OCPI-from-*``) and the hosted eMSP addressed (``OCPI-to-*``)."""
-    partner = await _external_cpo(request, db_session, VERSION)
-    routing = read_routing(request)
-    role = next(
-        (
-            r
-            for r in cpo_roles(partner)
-            if (r.country_code, r.party_id) == (routing.from_country_code, routing.from_party_id)
-        ),
-        None,
-    )
-    if role is None:
-        raise OcpiError(
-            status.INVALID_PARAMETERS,
-            f"OCPI-from {routing.from_country_code}*{routing.from_party_id} is not a CPO role of this client",
-        )
-    emsp = next(
-        (
-            e
-            for e in await hosted_emsps(db_session)
-            if (e.country_code, e.party_id) == (routing.to_country_code, routing.to_party_id)
-        ),
-        None,
-    )
-    if emsp is None:
-        raise OcpiError(
-            status.UNKNOWN_RECEIVER,
-            f"OCPI-to {routing.to_country_code}*{routing.to_party_id} is not an eMSP on this platform",
-            http_status=404,
-        )
-    return CpoCaller(partner, role, [emsp], db_session, platform)
-
-
-async def cpo_caller_211(
-    request: Request,
-    db_session: AsyncSession = Depends(request_transaction, scope="function"),
-    platform: OcpiPlatform = Depends(get_platform),
-) -> CpoCaller:
-    """2.1.1: the partner's CPO role, and every hosted eMSP (no routing headers)."""
-    partner = await _external_cpo(request, db_session, VERSION_211)
-    return CpoCaller(partner, cpo_roles(partner)[0], await hosted_emsps(db_session), db_session, platform)
 
 
 async def _page(request: Request, c: CpoCaller) -> tuple[list[dict[str, Any]], dict[str, str]]:
