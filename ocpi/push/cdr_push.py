@@ -1,5 +1,6 @@
 """Pushes of CDRs: POST the CDR to the eMSP that issued its token, exactly once (a dedupe key per CDR and
-partner)."""
+partner). Only the hub's own CDRs (its hosted CPOs'): a CDR an external CPO posted to the hub as the eMSP of the
+token (``cdrs.received``, :mod:`ocpi.received_cdrs`) is that CPO's, already with its eMSP, and never pushed on."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from ocpi.render_objects import cdr_object
 
 
 async def enqueue_cdr(cdr: Cdr | int, db_session: AsyncSession) -> int:
-    """POST the CDR to its eMSP, once (a second call for the same CDR queues nothing)."""
+    """POST the CDR to its eMSP, once (a second call for the same CDR queues nothing); a received CDR: nothing."""
     row = await db_session.get(Cdr, cdr if isinstance(cdr, int) else cdr.id)
-    if row is None:
+    if row is None or row.received:
         return 0
     found = await token_emsp(db_session, row.emsp_id)
     if found is None or not found[0].endpoint("cdrs"):

@@ -2,7 +2,9 @@
 (CDRs and the latest version of each tariff not yet queued, sessions whose ``last_updated`` moved, EVSE statuses that changed,
 locations not yet sent, or no longer visible). Idempotent: what was queued is not queued again. It also re-syncs
 the partners that deliver again after something of theirs was parked (:func:`ocpi.push.resync.resync_recovered`),
-in case the sender's own trigger (the first success after failures) was lost.
+in case the sender's own trigger (the first success after failures) was lost. Only the hub's own CDRs and
+sessions: a CDR an external CPO posted to the hub as its eMSP (``cdrs.received``), and its session (no charger),
+are that CPO's and never pushed (:func:`ocpi.push.cdr_push.enqueue_cdr`).
 
 Incremental (issue 15: an idle hub with 1,896 recent sessions sat at 60-93 % CPU re-reading all of them every
 15 s): :class:`PushScanner`, which the OCPI component runs, keeps a watermark, the start of its last scan, and
@@ -116,7 +118,11 @@ async def scan(db: Database, *, window: timedelta = WINDOW, since: datetime | No
         if not partners:
             return 0
         for cdr_id in (
-            await db_session.scalars(select(Cdr.id).where(Cdr.created_at >= since, Cdr.emsp_id.is_not(None)))
+            await db_session.scalars(
+                select(Cdr.id).where(
+                    Cdr.created_at >= since, Cdr.emsp_id.is_not(None), Cdr.received.is_(False)
+                )
+            )
         ).all():
             count += await enqueue_cdr(cdr_id, db_session)
         # the latest version of each tariff id only: an older one must never reach a partner after a newer one
@@ -152,7 +158,11 @@ async def scan(db: Database, *, window: timedelta = WINDOW, since: datetime | No
         session_ids = (
             await db_session.scalars(
                 select(ChargingSession.id)
-                .where(ChargingSession.last_updated >= since, ChargingSession.token_id.is_not(None))
+                .where(
+                    ChargingSession.last_updated >= since,
+                    ChargingSession.token_id.is_not(None),
+                    ChargingSession.charge_point_id.is_not(None),  # not an external CPO's (a received CDR's)
+                )
                 .order_by(ChargingSession.id)
             )
         ).all()

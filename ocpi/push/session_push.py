@@ -19,8 +19,8 @@ PATCHED_WHEN_PRESENT = ("end_date_time", "total_cost", "authorization_reference"
 async def enqueue_session_update(session: ChargingSession | int, db_session: AsyncSession) -> int:
     """PUT (first push) or PATCH (later pushes) the Session to the eMSP that issued its token."""
     cs = await db_session.get(ChargingSession, session if isinstance(session, int) else session.id)
-    if cs is None or cs.token_id is None:
-        return 0
+    if cs is None or cs.token_id is None or cs.charge_point_id is None:
+        return 0  # no charger: an external CPO's session, known from the CDR it posted (not ours to push)
     await db_session.flush()
     token = await db_session.get(Token, cs.token_id)
     found = await token_emsp(db_session, token.emsp_id if token else None)
