@@ -3,7 +3,9 @@ the rejections of their closing runs (carried forward), and the parties by label
 
 Parties are named in settlement by their OCPI key ``COUNTRY*PARTY`` (e.g. ``NL*AMP``); agreements use the same
 labels. A CDR's ``country`` (the VAT jurisdiction of hub fees) is its location's ISO 3166 alpha-3 country, as
-in OCPI; energy is taken exactly as stored (6 decimals of kWh).
+in OCPI; energy is taken exactly as stored (6 decimals of kWh). A CDR an external CPO posted to the hub as the
+token's eMSP (``cdrs.received``) is ``emsp_side``: split as the eMSP's debt to that CPO only, without hub fee or
+site host share (:mod:`settlement.core.split`).
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ CDR_COLUMNS = (
     "total_cost_incl_vat",
     "is_credit",
     "credit_of",
+    "emsp_side",
     *[f"total_{c}_cost_{s}_vat" for c in ("energy", "time", "parking", "fixed") for s in ("excl", "incl")],
 )
 """The columns of :func:`cdr_table` and of :func:`cdr_chunks`' tables."""
@@ -173,6 +176,7 @@ def _record(
         else cdr.total_cost_excl_vat,
         "is_credit": cdr.is_credit,
         "credit_of": uid_of.get(cdr.credit_of) if cdr.credit_of else None,
+        "emsp_side": cdr.received,  # an external CPO's CDR: the hub settles it as the token's eMSP only
     }
     for component, field in (
         ("energy", "total_energy_cost"),

@@ -3,7 +3,8 @@
 Decimal-side columns (:data:`DECIMAL_COLUMNS`): ``cdr_id, cpo, emsp, location_id, country, currency,
 end_date_time`` (aware), optional ``created_at`` (aware), ``total_energy`` (kWh), ``total_cost_excl_vat``,
 ``total_cost_incl_vat``, optional per component ``total_{energy,time,parking,fixed}_cost_{excl,incl}_vat``,
-optional ``is_credit`` and ``credit_of``. Amounts are Decimal (or str/int), never float.
+optional ``is_credit`` and ``credit_of``, optional ``emsp_side`` (a CDR the hub settles as its token's eMSP only:
+:mod:`settlement.core.split`). Amounts are Decimal (or str/int), never float.
 
 Conversion rules (documented because they are the only non-identity steps):
 
@@ -82,6 +83,8 @@ def prepare_cdrs(cdrs: pd.DataFrame) -> pd.DataFrame:
         arr = np.array(values, dtype=np.int64)
         out[minor_name] = np.where(credit, -np.abs(arr), arr)
     out["is_credit"] = credit
+    if "emsp_side" in cdrs.columns:
+        out["emsp_side"] = cdrs["emsp_side"].fillna(False).astype(bool).to_numpy()
     out["credit_of"] = (
         cdrs["credit_of"].reset_index(drop=True).astype(object).where(credit, None)
         if "credit_of" in cdrs.columns

@@ -16,6 +16,12 @@ site_host_share    site host   CPO            the share (only where a site host 
 
 Invariant: ``cpo_retained + hub_fee + site_host_share == CDR total`` in net, VAT and gross, exactly.
 
+**eMSP side only** (``emsp_side`` true: a CDR an external CPO posted to the hub as the eMSP of the token, issue 14
+item 4): the hub is not that CPO's hub and hosts none of its locations, so no hub fee and no site host share
+apply, whatever agreements are in force (a hub fee for every CPO, ``*``, is the hosted CPOs'), and none is
+missing: the CDR yields two lines, ``emsp_owes_cpo`` and ``cpo_retained`` (the CPO keeps the whole total). It
+still needs the roaming agreement of its eMSP and CPO (else ``no_roaming_agreement``, carried forward like any).
+
 VAT: the CDR's VAT is the sum of its components' VAT (energy, time, parking, fixed, and any remainder the
 components don't explain), carried as given, never recomputed. The hub fee's VAT is its own rate. The site
 host share carries the energy component's VAT pro rata (or its agreement's own rate).
@@ -80,7 +86,7 @@ REQUIRED_COLUMNS = (*KEY_COLUMNS, "end_date_time", "energy_micro_kwh", "total_ex
 """Minor-unit CDR table. Amounts are int64 minor units of ``currency`` (credit CDRs negative);
 ``energy_micro_kwh`` is the CDR's energy exactly, in int64 millionths of a kWh; ``end_date_time`` aware UTC.
 Optional: the component columns in :data:`AMOUNT_COLUMNS` (missing = 0), ``created_at`` (aware UTC),
-``is_credit`` (bool), ``credit_of``, and for rejections carried forward (set by
+``is_credit`` (bool), ``credit_of``, ``emsp_side`` (bool: see the module docstring), and for rejections carried forward (set by
 :func:`settlement.core.run.settle` from the closing runs' rejections) ``carried_until`` and
 ``first_rejected_in``: int64 month indexes (``year * 12 + month - 1``; -1 = none), see
 :func:`settlement.core.accounting_periods.settlement_months`; ``terms_month`` (int64 month index, -1 = none):
@@ -171,6 +177,11 @@ def compute_parts(
         if "is_credit" in cdrs.columns
         else np.zeros(n, dtype=bool)
     )
+    emsp_side = (
+        cdrs["emsp_side"].fillna(False).to_numpy(dtype=bool)
+        if "emsp_side" in cdrs.columns
+        else np.zeros(n, dtype=bool)
+    )
     raw = {name: _col(cdrs, name) for name in AMOUNT_COLUMNS}
     mkwh_raw = _col(cdrs, "energy_micro_kwh")
 
@@ -228,9 +239,9 @@ def compute_parts(
         rows_c, at, vals_c, [hub_intervals[i][1] for i in dflt], [hub_intervals[i][2] for i in dflt]
     )
     hub_dflt = np.where(hub_dflt >= 0, np.array([*dflt, -1], dtype=np.int64)[hub_dflt], -1)
-    hub_ix = np.where(hub_specific >= 0, hub_specific, hub_dflt)
+    hub_ix = np.where(emsp_side, -1, np.where(hub_specific >= 0, hub_specific, hub_dflt))
     hosts = [a for a, _s, _e in book.intervals("site_host")]
-    host_ix = pick("site_host", ("cpo", "location_id"))
+    host_ix = np.where(emsp_side, -1, pick("site_host", ("cpo", "location_id")))
 
     # --- per-currency rounding ------------------------------------------------------------------
     cur_codes, cur_uniques = coder.codes("currency"), coder.uniques("currency")
@@ -244,7 +255,8 @@ def compute_parts(
 
     # reason codes: 0 accepted, else 1 + index into REJECT_REASONS (the first failing check wins)
     reason_code = np.zeros(n, dtype=np.int8)
-    checks = [bad_sign, negative_vat, contradicts, roaming_ix < 0, hub_ix < 0, no_vat_rate, cur_mismatch]
+    no_hub_fee = (hub_ix < 0) & ~emsp_side
+    checks = [bad_sign, negative_vat, contradicts, roaming_ix < 0, no_hub_fee, no_vat_rate, cur_mismatch]
     for code in range(len(checks), 0, -1):
         reason_code[checks[code - 1]] = code
     cpo_net = net - hub_net - host_net
@@ -530,7 +542,9 @@ def _long_lines(cdrs, parts, periods, ok, book: AgreementBook) -> pd.DataFrame:
     hosts = book.intervals("site_host")
 
     roaming_ix = parts["roaming_ix"].to_numpy()[ok]
-    hub_ix = parts["hub_ix"].to_numpy()[ok]
+    hub_ix_all = parts["hub_ix"].to_numpy()[ok]
+    with_hub = np.flatnonzero(hub_ix_all >= 0)  # all but the eMSP-side CDRs
+    hub_ix = hub_ix_all[with_hub]
     host_ix_all = parts["host_ix"].to_numpy()[ok]
     with_host = np.flatnonzero(host_ix_all >= 0)
     host_ix = host_ix_all[with_host]
@@ -576,27 +590,33 @@ def _long_lines(cdrs, parts, periods, ok, book: AgreementBook) -> pd.DataFrame:
         )
     }
     n = len(ok)
+    has_hub = (hub_ix_all >= 0).astype(np.int64)
     has_host = host_ix_all >= 0
-    count = 3 + has_host.astype(np.int64)
+    count = 2 + has_hub + has_host.astype(np.int64)
     start = np.zeros(n, dtype=np.int64)
     if n:
         np.cumsum(count[:-1], out=start[1:])
     total = int(count.sum())
-    slots = (start, start + 1, start + 2, start[with_host] + 3)
+    slots = (start, start + 1, start[with_hub] + 2, start[with_host] + 2 + has_hub[with_host])
 
     def interleave(values, dtype) -> np.ndarray:
-        """Lines of one CDR next to each other: values[k] goes to line k of every CDR (k = 3: hosts only)."""
+        """Lines of one CDR next to each other: values[k] goes to line k of every CDR (k = 2: CDRs with a hub
+        fee, all but the eMSP-side ones; k = 3: with a site host)."""
         out = np.empty(total, dtype=dtype)
         for slot, v in zip(slots, values, strict=True):
             out[slot] = v
         return out
 
-    src = interleave([ok, ok, ok, ok[with_host]], np.int64)
+    src = interleave([ok, ok, ok[with_hub], ok[with_host]], np.int64)
     line_no = interleave([0, 1, 2, 3], np.int8)
     party = interleave([emsp_p, cpo_p, hub_p, host_p], np.int64)
-    counterparty = interleave([cpo_p, emsp_p, cpo_p, cpo_p[with_host]], np.int64)
-    net = interleave([-p["total_net"], p["cpo_net"], p["hub_net"], p["host_net"][with_host]], np.int64)
-    vat = interleave([-p["total_vat"], p["cpo_vat"], p["hub_vat"], p["host_vat"][with_host]], np.int64)
+    counterparty = interleave([cpo_p, emsp_p, cpo_p[with_hub], cpo_p[with_host]], np.int64)
+    net = interleave(
+        [-p["total_net"], p["cpo_net"], p["hub_net"][with_hub], p["host_net"][with_host]], np.int64
+    )
+    vat = interleave(
+        [-p["total_vat"], p["cpo_vat"], p["hub_vat"][with_hub], p["host_vat"][with_host]], np.int64
+    )
     ag_id = interleave([r_id, r_id, h_id, s_id], np.int64)
     ag_ver = interleave([r_ver, r_ver, h_ver, s_ver], np.int64)
     role_codes = line_no
