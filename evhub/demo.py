@@ -11,7 +11,9 @@ It walks the money path once and shows what happened at each step:
    sends signed OCMF readings at each Begin and End next to the plain ones (its public key is provisioned);
 5. ended sessions become priced CDRs (with the engine's explanation and the outcome of each session's signed
    meter data: verified, unverifiable or invalid; and how many sessions are held for review), pushed to the
-   eMSP through the outbox, and receipts are mailed to a local SMTP sink;
+   eMSP through the outbox, and receipts are mailed to a local SMTP sink; the external CPO BE*ION posts the CDR
+   of a fleet card's session at its charger to the hub, its eMSP (:mod:`evhub.demo_received`): stored once,
+   pushed nowhere, billed on the fleet's invoice at the CPO's price and settled as NL*EVH's debt to BE*ION;
 6. a settlement run splits the money among CPO, eMSP, hub and site host;
 7. billing (:mod:`evhub.demo_billing`): the fleet's November invoice, collected through localstripe with the
    official Stripe SDK, a declined card, dunning to a block the gateway enforces, the block lifted on payment;
@@ -62,6 +64,7 @@ from evhub.demo_billing import (
     documents_between_parties,
     run_billing_act,
 )
+from evhub.demo_received import on_the_invoice, pushed_to_partners, receive_from_cpo
 from kernel import logs
 from kernel.energy import format_kwh
 from kernel.models import Cdr, ChargingSession, Location, OutboxMessage, PricingState, TariffVersion
@@ -154,6 +157,14 @@ AGREEMENTS: list[dict[str, Any]] = [
         "valid_from": "2026-01-01",
         "emsp": "NL*EVH",
         "cpo": "GB*LDN",
+    },
+    {  # BE*ION, an external CPO: the hub is NL*EVH's eMSP there, and settles its CDRs on the eMSP side only
+        "kind": "roaming",
+        "agreement_id": "roam-evh-ion",
+        "version": 1,
+        "valid_from": "2026-01-01",
+        "emsp": "NL*EVH",
+        "cpo": "BE*ION",
     },
     {
         "kind": "hub_fee",
@@ -808,11 +819,17 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
         held = await show_held(demo)
         if cdrs:
             show_explanation(max(cdrs, key=lambda c: len(c.explanation.get("lines", []))))
+        assert demo.cpo is not None
+        received_cdr, received_figures = await receive_from_cpo(
+            demo.hub, demo.cpo, console, FLEET_TOKENS[0][0]
+        )
+        await wait_for_money_path(demo)  # its hooks' work: the driver's receipt
 
         _section("5. Delivered to partners and drivers")
         received = demo.emsp.received()
         roaming = sum(1 for c in cdrs if c.data.get("cdr_token", {}).get("uid") in EMSP_TOKENS)
-        fleet = sum(1 for c in cdrs if c.data.get("cdr_token", {}).get("uid") in {t[0] for t in FLEET_TOKENS})
+        fleet_cards = {t[0] for t in FLEET_TOKENS}
+        fleet = sum(1 for c in [*cdrs, received_cdr] if c.data.get("cdr_token", {}).get("uid") in fleet_cards)
         console.print(
             f"eMSP DE*EMS received {len(received['cdrs'])} of {roaming} CDR(s) for its drivers (POSTed once each), "
             f"{received['sessions']} session(s), {received['locations']} location(s), "
@@ -829,6 +846,12 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
             soft_wrap=True,
         )
         refused, healthy = await show_partner_health(demo)
+        received_figures["pushed"] = await pushed_to_partners(demo.hub, received_cdr)
+        console.print(
+            f"CDR {received_figures['id']} received from CPO BE*ION: pushed to {received_figures['pushed']} "
+            "partner(s) — it is the CPO's, never sent on",
+            soft_wrap=True,
+        )
         messages = sink.messages()
         console.print(
             f"{len(messages)} receipt email(s) for {fleet} fleet session(s) delivered to the local SMTP "
@@ -837,7 +860,7 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
         )
 
         _section("6. Settlement")
-        settlement = await settle(demo, cdrs)
+        settlement = await settle(demo, [*cdrs, received_cdr])
 
         _section("7. Billing: the month's invoice, collection, dunning")
         assert demo.billing_account is not None
@@ -853,7 +876,8 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
             FLEET_TOKENS[0][0],
             demo.cpo,
         )
-        invoicing = await run_billing_act(act, demo.billing_account, cdrs)
+        invoicing = await run_billing_act(act, demo.billing_account, [*cdrs, received_cdr])
+        received_figures["on_invoice"] = await on_the_invoice(demo.hub, console, received_cdr)
         invoicing["between_parties"] = await documents_between_parties(act)
         invoicing["app_driver"] = await app_driver_session(act)
 
@@ -863,6 +887,7 @@ async def run_demo(*, keep_running: bool = False, workdir: str | None = None) ->
             "grid_versions": len(demo.grid_changes),
             "cdrs": cdr_figures(cdrs, demo.signed),
             "held_sessions": held,
+            "received_cdr": received_figures,
             "emsp_cdrs_received": len(received["cdrs"]),
             "emsp_211_cdrs_received": len(received_211["cdrs"]),
             "emsp_211_same_money": same_money,

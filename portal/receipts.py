@@ -202,6 +202,15 @@ def _signed_data(cdr: Cdr, sess: ChargingSession | None, samples: list[MeterValu
     return {"data": None, "format": None, "url": None, "public_key": None}
 
 
+def _their_address(where: dict[str, Any]) -> str:
+    """The address of an external CPO's CdrLocation (a received CDR's), as a receipt prints one."""
+    if not where.get("address"):
+        return ""
+    return f"{where['address']}, {where.get('postal_code') or ''} {where.get('city') or ''}".replace(
+        "  ", " "
+    )
+
+
 async def build_view(db_session: AsyncSession, cdr: Cdr, token: Token) -> ReceiptView:
     sess = await db_session.get(ChargingSession, cdr.session_id)
     loc = await db_session.get(Location, cdr.location_id or (sess.location_id if sess else None) or -1)
@@ -216,6 +225,9 @@ async def build_view(db_session: AsyncSession, cdr: Cdr, token: Token) -> Receip
         ).scalars()
     )
     tz = loc.time_zone if loc is not None else "UTC"
+    # a CDR an external CPO posted (the hub is the card's eMSP there): its own CdrLocation, no row of the hub's
+    theirs = (cdr.data or {}).get("cdr_location") if loc is None and cdr.received else None
+    theirs = theirs if isinstance(theirs, dict) else {}
     start, stop = cdr.start_date_time, cdr.end_date_time
     cur = cdr.currency
     excl = round_amount(cdr.total_cost_excl_vat, cur)
@@ -235,11 +247,11 @@ async def build_view(db_session: AsyncSession, cdr: Cdr, token: Token) -> Receip
         driver=holder.driver_name or "",
         token_uid=token.visual_number or token.uid,
         vehicle=holder.vehicle or "",
-        location_name=(loc.name or loc.address) if loc is not None else "",
+        location_name=(loc.name or loc.address) if loc is not None else str(theirs.get("name") or ""),
         location_address=f"{loc.address}, {loc.postal_code or ''} {loc.city}".replace("  ", " ")
         if loc
-        else "",
-        evse=(evse.evse_id or evse.uid) if evse is not None else "",
+        else _their_address(theirs),
+        evse=(evse.evse_id or evse.uid) if evse is not None else str(theirs.get("evse_id") or ""),
         time_zone=tz,
         start_local=to_local(start, tz).strftime(fmt),
         stop_local=to_local(stop, tz).strftime(fmt),

@@ -1,29 +1,68 @@
 """A simulated external CPO: a roaming partner's charging network that takes the hub as its eMSP for the
 hub's hosted eMSPs (``NL*EVH``'s fleet cards). It speaks OCPI 2.2.1: versions and details (credentials,
 tokens ``RECEIVER``), a tokens Receiver that keeps the latest Token PUT or PATCHed for each uid — what its
-chargers would check a card against locally — and, as a client, the hub's tokens Sender: the token list and
-real-time authorization. Used by the demo, in-process::
+chargers would check a card against locally — and, as a client, the hub's tokens Sender (the token list and
+real-time authorization) and the hub's CDRs Receiver (it posts the CDR of a session a card had at its charger,
+and reads it back at the URL the hub answered). Used by the demo, in-process::
 
     cpo = CpoSimulator(country_code="BE", party_id="ION")
     await cpo.start()                                 # uvicorn on a free loopback port
     await cpo.register(hub_versions_url, token_a)     # the handshake, as the initiator (invited with role CPO)
     cpo.tokens["ACME0001"]["valid"]                   # what the hub pushed
     await cpo.authorize("ACME0001")                   # the hub's AllowedType: ALLOWED, BLOCKED, ...
+    cdr = cpo.session_cdr("ION-CDR-0001", "ACME0001", "NL*EVH", start, Decimal("20"), Decimal("1"))
+    posted = await cpo.post_cdr(cdr, "NL*EVH")        # the hub's CDRs Receiver: HTTP status, envelope, Location
+    await cpo.get_cdr(posted.location, "NL*EVH")      # the CDR as the hub stored it
     await cpo.stop()
+
+The CDRs it posts are priced by its own tariff (:data:`TARIFF`: energy, charging time, 21 % VAT), each amount
+rounded to the cent, and sent as exact JSON numbers (:func:`kernel.jsonutil.dumps`).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from kernel import jsonutil
 from kernel.httpserver import HttpServer
+from kernel.money import round_amount
+from kernel.timeutil import format_rfc3339
 from simulators.ocpi_wire import VERSION, auth_header, envelope, tokens_in
+
+TARIFF = {"energy": Decimal("0.45"), "time": Decimal("1.00"), "vat": Decimal(21)}
+"""The simulated CPO's own price: per kWh and per hour charging, excl. VAT, and its VAT (percent)."""
+LOCATION = {
+    "id": "ION-GENT-1",
+    "name": "Gent Zuid",
+    "address": "F.Rooseveltlaan 3A",
+    "city": "Gent",
+    "postal_code": "9000",
+    "country": "BEL",
+    "coordinates": {"latitude": "51.047599", "longitude": "3.729944"},
+    "evse_uid": "ION-GENT-1-1",
+    "evse_id": "BE*ION*E1",
+    "connector_id": "1",
+    "connector_standard": "IEC_62196_T2",
+    "connector_format": "SOCKET",
+    "connector_power_type": "AC_3_PHASE",
+}
+
+
+@dataclass(frozen=True)
+class PostedCdr:
+    """The hub's answer to a CDR POST: HTTP status, the OCPI envelope, the ``Location`` header."""
+
+    http_status: int
+    body: dict[str, Any]
+    location: str | None
 
 
 @dataclass
@@ -173,6 +212,66 @@ class CpoSimulator:
             link = reply.headers.get("Link", "")
             url = link.split(";")[0].strip().strip("<>") if 'rel="next"' in link else None
         return found
+
+    def session_cdr(
+        self, cdr_id: str, uid: str, emsp: str, start: datetime, kwh: Decimal, hours: Decimal
+    ) -> dict[str, Any]:
+        """The CDR of our session of card ``uid`` (of ``emsp``, ``CC*PID``) from ``start``, ``kwh`` charged in
+        ``hours``, priced by :data:`TARIFF` (each component rounded to the cent; its VAT too)."""
+        cc, pid = emsp.split("*")
+
+        def price(net: Decimal) -> dict[str, Decimal]:
+            net = round_amount(net, "EUR")
+            return {"excl_vat": net, "incl_vat": round_amount(net * (100 + TARIFF["vat"]) / 100, "EUR")}
+
+        energy, time = price(kwh * TARIFF["energy"]), price(hours * TARIFF["time"])
+        end = start + timedelta(seconds=int(hours * 3600))
+        return {
+            "country_code": self.country_code,
+            "party_id": self.party_id,
+            "id": cdr_id,
+            "start_date_time": format_rfc3339(start),
+            "end_date_time": format_rfc3339(end),
+            "session_id": f"{cdr_id}-S",
+            "cdr_token": {
+                "country_code": cc,
+                "party_id": pid,
+                "uid": uid,
+                "type": "RFID",
+                "contract_id": f"{cc}{pid}C{uid}",
+            },
+            "auth_method": "WHITELIST",
+            "cdr_location": LOCATION,
+            "currency": "EUR",
+            "charging_periods": [
+                {"start_date_time": format_rfc3339(start), "dimensions": [{"type": "ENERGY", "volume": kwh}]}
+            ],
+            "total_cost": {k: energy[k] + time[k] for k in ("excl_vat", "incl_vat")},
+            "total_energy": kwh,
+            "total_energy_cost": energy,
+            "total_time": hours,
+            "total_time_cost": time,
+            "last_updated": format_rfc3339(end),
+        }
+
+    async def post_cdr(self, cdr: dict[str, Any], emsp: str) -> PostedCdr:
+        """POST ``cdr`` to the hub's CDRs Receiver (the hub as the eMSP ``emsp``), as exact JSON."""
+        assert self.hub_token, "register first"
+        reply = await self._call(
+            "POST",
+            self._hub_url("cdrs", "RECEIVER"),
+            self.hub_token,
+            content=jsonutil.dumps(cdr),
+            headers={**self._routing(emsp), "Content-Type": "application/json"},
+        )
+        return PostedCdr(reply.status_code, jsonutil.loads(reply.content), reply.headers.get("Location"))
+
+    async def get_cdr(self, location: str, emsp: str) -> dict[str, Any] | None:
+        """The CDR at ``location`` (a POST's answer) as the hub serves it; None when it answers no CDR."""
+        assert self.hub_token, "register first"
+        reply = await self._call("GET", location, self.hub_token, headers=self._routing(emsp))
+        body = jsonutil.loads(reply.content)
+        return body.get("data") if reply.status_code == 200 and body.get("status_code") == 1000 else None
 
     async def authorize(self, uid: str, emsp: str, location_id: str = "ION-LOC-1") -> str:
         """Real-time authorization of ``uid`` at our location: the hub's AllowedType (or ``HTTP <code>``)."""

@@ -57,7 +57,8 @@ EXPECTED_SETTLEMENT = {  # (party, currency) -> net, VAT, gross of the party's s
     ("FR*MOB", "GBP"): ("-9.21", "-1.84", "-11.05"),  # of both eMSPs is what DE*EMS alone paid before)
     ("GB*LDN", "GBP"): ("45.66", "9.12", "54.78"),
     ("NL*AMP", "EUR"): ("44.59", "9.39", "53.98"),
-    ("NL*EVH", "EUR"): ("-36.62", "-7.71", "-44.33"),
+    ("BE*ION", "EUR"): ("10.00", "2.10", "12.10"),  # the external CPO's CDR, settled on the eMSP side only
+    ("NL*EVH", "EUR"): ("-46.62", "-9.81", "-56.43"),  # ... NL*EVH owes BE*ION its total, no hub fee
     ("NL*EVH", "GBP"): ("-38.73", "-7.74", "-46.47"),
     ("NL*HUB", "EUR"): ("3.00", "0.64", "3.64"),
     ("NL*HUB", "GBP"): ("2.28", "0.46", "2.74"),
@@ -205,7 +206,8 @@ def test_demo_runs_the_whole_money_path(demo_runs: dict[str, DemoRun]) -> None:
     )
     mails = re.search(r"(\d+) receipt email\(s\) for (\d+) fleet session", text)
     assert mails and mails.group(1) == mails.group(2), "every fleet session gets its receipt"
-    assert f"{sessions.group(1)} CDRs" in text and "0 rejected" in text  # every session priced and settled
+    # every session priced and settled, and the CDR BE*ION posted
+    assert f"{int(sessions.group(1)) + 1} CDRs" in text and "0 rejected" in text
     periods = re.findall(r"^period (\d{4}-\d{2}):", text, flags=re.M)
     assert periods == ["2026-11"], "the demo's sessions lie in one month, whatever the day it runs"
     work = Path(re.search(r"data in (\S+)", text)[1])
@@ -228,7 +230,8 @@ def test_demo_prints_the_same_figures_at_a_month_end_and_a_year_end(demo_runs: d
     assert [(*g[:3], format_kwh(g[3]), *g[4:]) for g in got] == EXPECTED_CDRS
     for run in (month_end, year_end):
         assert EXPECTED_HEADLINE in run.output.splitlines(), run.output
-    assert year_end.summary["receipts"] == 6 and year_end.summary["emsp_cdrs_received"] == 1
+    # 7 receipts: the fleet's 6 sessions at the hub's chargers, and its card's session at BE*ION (received CDR)
+    assert year_end.summary["receipts"] == 7 and year_end.summary["emsp_cdrs_received"] == 1
     assert year_end.summary["emsp_211_cdrs_received"] == year_end.summary["emsp_211_same_money"] == 2
     # billing: November's fleet invoice (lines equal to the CDRs to the cent), collected through localstripe
     # with a declined card, dunned to a block the gateway enforces at a real Authorize, lifted by the payment
@@ -236,7 +239,8 @@ def test_demo_prints_the_same_figures_at_a_month_end_and_a_year_end(demo_runs: d
         "invoice": "INV-2026-000001",
         "period": "2026-11",
         "to_the_cent": True,
-        "payable": "44.31",  # 36.62 + VAT 7.69 per rate (BR-CO-17); the CDRs' own incl.-VAT totals: 44.33
+        # 46.62 (36.62 at NL*AMP + BE*ION's 10.00) + VAT 9.79 per rate (BR-CO-17); the CDRs' own incl.-VAT: 56.43
+        "payable": "56.41",
         "first_collection": "failed",
         "dunning": [
             "retry_payment failed",
@@ -267,7 +271,8 @@ def test_demo_prints_the_same_figures_at_a_month_end_and_a_year_end(demo_runs: d
                 "roaming:NL*AMP->NL*EVH:EUR:36.62",
                 "site_host:NL*SIT->NL*AMP:EUR:4.96",  # self-billed by the CPO
             ],
-            "not_issued": [],
+            # BE*ION is an external CPO: it invoices NL*EVH itself, the hub issues no document in its name
+            "not_issued": ["roaming:BE*ION->NL*EVH:EUR"],
         },
         # an app driver without a contract: a per-session invoice at the CDR's price, mailed as the receipt
         "app_driver": {"invoice": "INV-2026-000002", "cdr_price": True, "pdf_attached": True},
@@ -281,6 +286,33 @@ def test_demo_prints_the_same_figures_at_a_month_end_and_a_year_end(demo_runs: d
     assert settled == EXPECTED_SETTLEMENT
 
 
+def test_the_external_cpos_cdr_is_received_stored_once_and_billed_at_its_price(
+    demo_runs: dict[str, DemoRun],
+) -> None:
+    """Issue 14, item 4: the simulated external CPO BE*ION posts the CDR of Acme's card 04A1B2C3D4 at its charger
+    to the hub (its eMSP for NL*EVH) over OCPI 2.2.1: stored (201), posted again and stored once (200), read back
+    at the Location answered, pushed to no partner, on the fleet's November invoice at exactly the CPO's price
+    (and settled as NL*EVH's debt to BE*ION: EXPECTED_SETTLEMENT)."""
+    for run in demo_runs.values():
+        assert run.summary["received_cdr"] == {
+            "id": "ION-CDR-0001",
+            "token": "04A1B2C3D4",
+            "answers": [201, 200],
+            "stored": 1,
+            "read_back": True,
+            "total_excl_vat": "10.00",  # 20 kWh at 0.45 + 1 h at 1.00, its own tariff
+            "total_incl_vat": "12.10",
+            "same_as_posted": True,
+            "pushed": 0,
+            "on_invoice": {"invoice": "INV-2026-000001", "lines": 2, "net": "10.00", "cpo_price": True},
+        }
+        text = " ".join(run.output.split())
+        assert "posted CDR ION-CDR-0001 of card 04A1B2C3D4" in text and "HTTP 201" in text, run.output
+        assert "posted again: HTTP 200, 1 row" in text
+        assert "CDR ION-CDR-0001 received from CPO BE*ION: pushed to 0 partner(s)" in text
+        assert "10.00 EUR excl. VAT — the CPO's price to the cent: yes" in text
+
+
 def test_keep_running_prints_copyable_secrets_and_opens_the_demo_month(demo_runs: dict[str, DemoRun]) -> None:
     run = demo_runs["month-end"]
     lines = run.keep_running
@@ -290,7 +322,7 @@ def test_keep_running_prints_copyable_secrets_and_opens_the_demo_month(demo_runs
     assert "│" not in run.output.split("The hub keeps running", 1)[1], "secrets are not boxed in a panel"
     assert lines["fleet portal"].endswith("/portal/?month=2026-11")
     assert run.portal == {
-        "default_sessions": "6",
+        "default_sessions": "7",  # the fleet's 6 at the hub's chargers and its card's at BE*ION (received CDR)
         "default_month": "November 2026",
         "printed_url_status": "200",
         "printed_url_same_page": "True",
