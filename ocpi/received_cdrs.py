@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -163,7 +164,7 @@ async def _token(db_session: AsyncSession, emsp: Party, body: OcpiCdr, partner: 
 
 
 async def _anchor(
-    db_session: AsyncSession, role: OcpiPartnerRole, body: OcpiCdr, token: Token, now: Any
+    db_session: AsyncSession, role: OcpiPartnerRole, body: OcpiCdr, token: Token, now: datetime
 ) -> ChargingSession:
     """The session row of the CDR's session, created when it is the first CDR of it; locked (PostgreSQL) until
     the transaction ends, so CDRs of one session are stored one at a time."""

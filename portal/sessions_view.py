@@ -185,6 +185,13 @@ def latest_cdr(cdrs: Iterable[Cdr]) -> Cdr | None:
     return max(live, key=lambda c: (c.revision, c.id)) if live else None
 
 
+def _their_place(sess: ChargingSession, field: str) -> str:
+    """A field of the CdrLocation of a session at an external CPO (no location row of the hub's: its CDR was
+    posted to the hub as the card's eMSP), else ""."""
+    where = (sess.data or {}).get("cdr_location") if sess.charge_point_id is None else None
+    return str(where.get(field) or "") if isinstance(where, dict) else ""
+
+
 def _row(
     sess: ChargingSession, tok: Token, loc: Location | None, evse: EVSE | None, cdrs: list[Cdr], tz: str
 ) -> SessionRow:
@@ -208,8 +215,8 @@ def _row(
         end=to_local(sess.end_time, local_tz) if sess.end_time else None,
         duration=(sess.end_time - sess.start_time) if sess.end_time else None,
         location_id=loc.id if loc is not None else None,
-        location=(loc.name or loc.address) if loc is not None else "",
-        evse=(evse.evse_id or evse.uid) if evse is not None else "",
+        location=(loc.name or loc.address) if loc is not None else _their_place(sess, "name"),
+        evse=(evse.evse_id or evse.uid) if evse is not None else _their_place(sess, "evse_id"),
         driver=holder.driver_name or "",
         vehicle=holder.vehicle or "",
         token_uid=tok.uid,
