@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 09:16:21.445198
+Create Date: 2026-12-03 13:47:15.541455
 """
 
 from collections.abc import Sequence
@@ -39,6 +39,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agreements")),
         sa.UniqueConstraint("agreement_id", "version", name=op.f("uq_agreements_agreement_id_version")),
     )
+    op.create_table(
+        "billing_document_cdrs",
+        sa.Column(
+            "cdr_id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=False,
+            nullable=False,
+        ),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("document_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.PrimaryKeyConstraint("cdr_id", "kind", name=op.f("pk_billing_document_cdrs")),
+    )
+    with op.batch_alter_table("billing_document_cdrs", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_billing_document_cdrs_document_id"), ["document_id"], unique=False
+        )
+
     op.create_table(
         "billing_webhook_events",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -1453,23 +1470,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_reservations_token_id"), ["token_id"], unique=False)
 
     op.create_table(
-        "billing_document_cdrs",
-        sa.Column(
-            "cdr_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            autoincrement=False,
-            nullable=False,
-        ),
-        sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("document_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.PrimaryKeyConstraint("cdr_id", "kind", name=op.f("pk_billing_document_cdrs")),
-    )
-    with op.batch_alter_table("billing_document_cdrs", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_billing_document_cdrs_document_id"), ["document_id"], unique=False
-        )
-
-    op.create_table(
         "receipts",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("cdr_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -1538,10 +1538,6 @@ def downgrade() -> None:
 
     op.drop_table("settlement_rejections")
     op.drop_table("receipts")
-    with op.batch_alter_table("billing_document_cdrs", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_billing_document_cdrs_document_id"))
-
-    op.drop_table("billing_document_cdrs")
     with op.batch_alter_table("reservations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_reservations_token_id"))
         batch_op.drop_index(batch_op.f("ix_reservations_session_id"))
@@ -1724,5 +1720,9 @@ def downgrade() -> None:
     op.drop_table("login_throttles")
     op.drop_table("grid_load")
     op.drop_table("billing_webhook_events")
+    with op.batch_alter_table("billing_document_cdrs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_billing_document_cdrs_document_id"))
+
+    op.drop_table("billing_document_cdrs")
     op.drop_table("agreements")
     # ### end Alembic commands ###
