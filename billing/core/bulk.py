@@ -36,13 +36,16 @@ from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from billing.core.arrow_text import joined, json_texts, spans, taken, texts
 from billing.core.documents import (
     DocumentError,
     Identity,
@@ -94,6 +97,16 @@ class Codes:
     def at(self, row: int) -> Any:
         code = int(self.codes[row])
         return None if code < 0 else self.values[code]
+
+    @cached_property
+    def json(self) -> pa.Array:
+        """The JSON of each value (``json.dumps``'), and ``null`` last (code -1): made once, as Arrow texts."""
+        return json_texts([*self.values, None])
+
+    @cached_property
+    def texts(self) -> pa.Array:
+        """The values (texts) and a null last (code -1), as Arrow texts."""
+        return texts([*self.values, None])
 
 
 @dataclass(frozen=True)
@@ -265,31 +278,22 @@ def _ranks(values: Sequence[Any], strings: bool) -> np.ndarray:
     return rank
 
 
-def _encode(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return encode_basestring_ascii(value)
-    return json.dumps(list(value))
+def _json_at(column: Codes, rows: np.ndarray, encode: bool = True) -> pa.Array:
+    """The JSON (or, ``encode=False``, the plain text) of ``column`` at ``rows``."""
+    codes = column.codes[rows]
+    return taken(column.json if encode else column.texts, np.where(codes < 0, len(column.values), codes))
 
 
-def _json_at(column: Codes, rows: np.ndarray, encode: bool = True) -> np.ndarray:
-    """The JSON (or, ``encode=False``, the plain text) of ``column`` at ``rows``, each distinct value once."""
-    used, inverse = np.unique(column.codes[rows], return_inverse=True)
-    values = [column.values[c] if c >= 0 else None for c in used.tolist()]
-    out = np.array([_encode(v) if encode else v for v in values] or [""], dtype=object)
-    return out[inverse.reshape(-1)]
-
-
-def _amounts(minor: np.ndarray, places: np.ndarray) -> np.ndarray:
-    """The text of each amount (minor units, decimals) as ``str(Decimal)`` writes it: ``-12.34``, ``0.05``."""
+def _amounts(minor: np.ndarray, places: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The texts of the amounts (minor units, decimals) as ``str(Decimal)`` writes them (``-12.34``,
+    ``0.05``), each distinct one once, and each amount's index into them."""
     used, inverse = np.unique(minor * 3 + places, return_inverse=True)
     digits = used % 3
-    texts = [
+    amounts = [
         str(Decimal(int(m)).scaleb(-int(d)))
         for m, d in zip(((used - digits) // 3).tolist(), digits.tolist(), strict=True)
     ]
-    return np.array(texts or [""], dtype=object)[inverse.reshape(-1)]
+    return amounts, inverse.reshape(-1).astype(_I64)
 
 
 @dataclass(frozen=True)
@@ -636,22 +640,25 @@ def _render(p: Prepared, invoices: range) -> Iterator[BulkInvoice]:
 
     # per CDR: the open line id and the tail of its lines (cdr_id .. credits_line)
     ids = _json_at(t.cdr_id, cdrs)
-    tails = [
-        f'"cdr_id": {i}, "session_ref": {s}, "signed_data_ref": {g}, '
-        f'"supply": {{"start": "{a}", "end": "{b}"}}, "group": {gr}, "credits_line": null}}'
-        for i, s, g, a, b, gr in zip(
-            ids.tolist(),
-            _json_at(t.session_ref, cdrs).tolist(),
-            _json_at(t.signed_data_ref, cdrs).tolist(),
-            _json_at(t.start, cdrs, encode=False).tolist(),
-            _json_at(t.end, cdrs, encode=False).tolist(),
-            _json_at(t.group, cdrs).tolist(),
-            strict=True,
-        )
-    ]
-    opens = np.array([i[:-1] for i in ids.tolist()], dtype=object)[cdr_inverse]
-    tails_arr = np.array(tails, dtype=object)[cdr_inverse]
-    del ids, tails
+    opens = taken(pc.utf8_slice_codeunits(ids, 0, -1), cdr_inverse)
+    tails = joined(
+        [
+            '"cdr_id": ',
+            ids,
+            ', "session_ref": ',
+            _json_at(t.session_ref, cdrs),
+            ', "signed_data_ref": ',
+            _json_at(t.signed_data_ref, cdrs),
+            ', "supply": {"start": "',
+            _json_at(t.start, cdrs, encode=False),
+            '", "end": "',
+            _json_at(t.end, cdrs, encode=False),
+            '"}, "group": ',
+            _json_at(t.group, cdrs),
+            ', "credits_line": null}',
+        ]
+    )
+    del ids
 
     # per line: description, quantity, unit, unit price, net, VAT part
     dims = p.line_dimension[sl]
@@ -659,76 +666,79 @@ def _render(p: Prepared, invoices: range) -> Iterator[BulkInvoice]:
     n_loc = len(t.location.values) + 1
     locations = [*t.location.values, ""]
     desc_key = dims * n_loc + np.where(loc_codes < 0, n_loc - 1, loc_codes)
-    used, desc_inverse = np.unique(desc_key, return_inverse=True)
+    used, desc_index = np.unique(desc_key, return_inverse=True)
+    desc_index = desc_index.reshape(-1)
     plain = [
         LABELS[DIMENSIONS[k // n_loc]] + (f", {locations[k % n_loc]}" if locations[k % n_loc] else "")
         for k in used.tolist()
     ]
-    descriptions = np.array([encode_basestring_ascii(s) for s in plain] or [""], dtype=object)[
-        desc_inverse.reshape(-1)
-    ]
+    descriptions = [encode_basestring_ascii(s) for s in plain]
     for j in np.flatnonzero(t.is_credit[line_cdr]).tolist():
-        base = plain[int(np.searchsorted(used, desc_key[j]))]
         credited = t.credit_of.at(int(line_cdr[j]))
-        descriptions[j] = encode_basestring_ascii(f"Correction (credit of CDR {credited}): {base}")
-    units = np.array([UNITS[d].value if d in UNITS else Unit.ONE.value for d in DIMENSIONS], dtype=object)[
-        dims
-    ]
+        text = f"Correction (credit of CDR {credited}): {plain[int(desc_index[j])]}"
+        desc_index[j] = len(descriptions)
+        descriptions.append(encode_basestring_ascii(text))
+    units = [UNITS[d].value if d in UNITS else Unit.ONE.value for d in DIMENSIONS]
 
     net = p.line_net[sl]
     negative = p.line_negative[sl]
-    net_text = _amounts(net, line_places)
+    net_texts, net_index = _amounts(net, line_places)
     if t.comp_net_text is not None:
         comp = p.line_comp[sl]
         given = np.flatnonzero(comp >= 0)
-        net_text[given] = _json_at(t.comp_net_text, comp[given], encode=False)
-    q_codes = p.line_quantity[sl]
-    q_used, q_inverse = np.unique(q_codes, return_inverse=True)
+        g_used, g_inverse = np.unique(t.comp_net_text.codes[comp[given]], return_inverse=True)
+        net_index[given] = len(net_texts) + g_inverse.reshape(-1)
+        net_texts += [t.comp_net_text.values[c] for c in g_used.tolist()]
+    q_used, q_inverse = np.unique(p.line_quantity[sl], return_inverse=True)
     q_plain = [t.comp_quantity.values[c] if c >= 0 else "1" for c in q_used.tolist()]
-    q_pos = np.array(q_plain or [""], dtype=object)
-    q_neg = np.array(["-" + q for q in q_plain] or [""], dtype=object)
-    q_inverse = q_inverse.reshape(-1)
-    qty = np.where(negative, q_neg[q_inverse], q_pos[q_inverse])
-    up_codes = p.line_unit_price[sl]
-    u_used, u_inverse = np.unique(up_codes, return_inverse=True)
-    up = np.array(
-        [t.comp_unit_price.values[c] if c >= 0 else "" for c in u_used.tolist()] or [""], dtype=object
-    )[u_inverse.reshape(-1)]
-    adjustment = dims == _ADJ
-    if adjustment.any():
-        up[adjustment] = _amounts(np.abs(net[adjustment]), line_places[adjustment])
+    qty_index = q_inverse.reshape(-1) + np.where(negative, len(q_plain), 0)
+    u_used, u_inverse = np.unique(p.line_unit_price[sl], return_inverse=True)
+    prices = [t.comp_unit_price.values[c] if c >= 0 else "" for c in u_used.tolist()]
+    price_index = u_inverse.reshape(-1)
+    adjustment = np.flatnonzero(dims == _ADJ)
+    if adjustment.size:
+        a_texts, a_index = _amounts(np.abs(net[adjustment]), line_places[adjustment])
+        price_index[adjustment] = len(prices) + a_index
+        prices += a_texts
     cur_text = [encode_basestring_ascii(c) for c in t.currency.values]
     n_cls = len(p.classes)
-    vat_key = t.currency.codes[line_cdr] * n_cls + p.line_class[sl]
-    vat_parts = np.array(
-        [
-            f'"currency": {cur_text[k // n_cls]}, "vat_category": "{p.classes[k % n_cls][0].value}", '
-            f'"vat_rate": "{p.classes[k % n_cls][1]}", '
-            for k in range(len(cur_text) * n_cls)
-        ],
-        dtype=object,
-    )[vat_key]
-    suffixes = np.array(p.suffixes or ("",), dtype=object)[p.line_suffix[sl]]
-    texts = [
-        f'{{"line_id": {o}:{s}", "description": {d}, "quantity": "{q}", "unit": "{u}", '
-        f'"unit_price": "{pr}", "net": "{nt}", {v}{tl}'
-        for o, s, d, q, u, pr, nt, v, tl in zip(
-            opens.tolist(),
-            suffixes.tolist(),
-            descriptions.tolist(),
-            qty.tolist(),
-            units.tolist(),
-            up.tolist(),
-            net_text.tolist(),
-            vat_parts.tolist(),
-            tails_arr.tolist(),
-            strict=True,
-        )
+    vat_parts = [
+        f'"currency": {cur_text[k // n_cls]}, "vat_category": "{p.classes[k % n_cls][0].value}", '
+        f'"vat_rate": "{p.classes[k % n_cls][1]}", '
+        for k in range(len(cur_text) * n_cls)
     ]
-    del opens, tails_arr, descriptions, qty, up, net_text, vat_parts, suffixes
+    # ", " after each line but an invoice's last
+    counts = np.diff(p.bounds[invoices.start : invoices.stop + 1])
+    last = np.cumsum(counts) - 1
+    separator = np.ones(hi - lo, dtype=_I64)
+    separator[last] = 0
+    lines = joined(
+        [
+            '{"line_id": ',
+            opens,
+            ":",
+            taken(p.suffixes or ("",), p.line_suffix[sl]),
+            '", "description": ',
+            taken(descriptions, desc_index),
+            ', "quantity": "',
+            taken([*q_plain, *("-" + q for q in q_plain)], qty_index),
+            '", "unit": "',
+            taken(units, dims),
+            '", "unit_price": "',
+            taken(prices, price_index),
+            '", "net": "',
+            taken(net_texts, net_index),
+            '", ',
+            taken(vat_parts, t.currency.codes[line_cdr] * n_cls + p.line_class[sl]),
+            taken(tails, cdr_inverse),
+            taken(("", ", "), separator),
+        ]
+    )
+    del opens, tails
+    text_of = iter(spans(lines, np.r_[0, last + 1]))
+    del lines
 
     # per invoice and class: the taxable amount
-    counts = np.diff(p.bounds[invoices.start : invoices.stop + 1])
     inv_local = np.repeat(np.arange(len(invoices), dtype=_I64), counts)
     taxable = pd.Series(net).groupby([inv_local, p.line_class[sl]]).sum()
     by_invoice: dict[int, list[tuple[int, int]]] = {}
@@ -786,7 +796,7 @@ def _render(p: Prepared, invoices: range) -> Iterator[BulkInvoice]:
         }
         document = {name: known.get(name, default) for name, default in _INVOICE_FIELDS}
         before, after = json.dumps(document).split('"lines": null', 1)
-        text = "".join((before, '"lines": [', ", ".join(texts[a:b]), "]", after))
+        text = "".join((before, '"lines": [', next(text_of), "]", after))
         yield BulkInvoice(index, head.number, currency, b - a, tuple(vat), totals, text)
 
 

@@ -175,3 +175,40 @@ def test_what_the_core_refuses_the_bulk_path_refuses() -> None:
     no_vat_id = replace(heads([NORMAL])[0], seller=replace(SELLER, vat_id=None))
     with pytest.raises(DocumentError, match="BR-S-02"):
         bulk.monthly_invoices(table, [no_vat_id])
+
+
+ODD_TEXT = st.text(
+    st.characters(blacklist_categories=("Cs",)) | st.sampled_from(['"', "\\", "\x01", "\n", "é", "€", "😀"]),
+    max_size=12,
+)
+
+
+@st.composite
+def months_with_odd_texts(draw: st.DrawFn) -> list[PricedCdr]:
+    """A fleet's month whose ids, location and driver and vehicle names hold quotes, backslashes, control
+    characters and non-ASCII text (what JSON must escape)."""
+    month = draw(st.one_of(fleet_months(), synthetic_months()))
+    ids = {c.cdr_id: f"{draw(ODD_TEXT)}#{n}" for n, c in enumerate(month) if not c.is_credit}
+    return [
+        replace(
+            c,
+            cdr_id=ids.get(c.cdr_id) or f"{draw(ODD_TEXT)}#c{n}",
+            credit_of=ids.get(c.credit_of or "", c.credit_of),
+            session_ref=draw(ODD_TEXT),
+            location=draw(ODD_TEXT),
+            group=(draw(ODD_TEXT), draw(ODD_TEXT)),
+        )
+        for n, c in enumerate(month)
+    ]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(months_with_odd_texts(), min_size=1, max_size=3))
+def test_odd_texts_are_escaped_as_the_core_escapes_them(months) -> None:
+    hs = heads([NORMAL] * len(months))
+    expected = [core_or_error(m, h) for m, h in zip(months, hs, strict=True)]
+    keep = [i for i, e in enumerate(expected) if e is not None]
+    if not keep:
+        return
+    got = bulk.monthly_invoices(bulk.table_of([months[i] for i in keep]), [hs[i] for i in keep])
+    assert [g.document for g in got] == [expected[i] for i in keep]
