@@ -7,9 +7,10 @@
 :func:`read_copy` runs the batch's selection (the statement :mod:`billing.store.monthly_bulk` builds, every
 bound value rendered as a literal) with the explanation's lines unnested beside each CDR (one CSV row per line,
 ``jsonb_array_elements ... WITH ORDINALITY``), so there is no JSON text per CDR and no Python object per row:
-the columns are decoded by pandas, and every text becomes a code of its distinct values, each distinct value
-turned into what the row loop of the SQLite path makes of it (``str(Decimal(text))``, minor units, the
-driver-and-vehicle group, ISO instants) once. The CDRs and lines are taken in CDR id and line order.
+Arrow's CSV reader decodes the columns, each text column is dictionary-encoded (codes into its distinct
+values), rows are sorted and selected as integer codes, and each distinct value is turned into what the row
+loop of the SQLite path makes of it (``str(Decimal(text))``, minor units, the driver-and-vehicle group, ISO
+instants) once. The CDRs and lines are taken in CDR id and line order.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from billing.core import bulk
@@ -146,13 +148,13 @@ async def read_copy(
     return _columns(frame, owners)
 
 
-def parse(csv: io.BytesIO) -> pd.DataFrame:
-    """The COPY's CSV as a frame, by Arrow's CSV reader (ten times pandas' own here: no Python object per
-    field): the whole numbers as ``Int64`` (empty but on a CDR's first row, see :func:`copy_query`), the
-    rest as text; ``\\N`` is NULL, a quoted empty field the empty text."""
+def parse(csv: io.BytesIO) -> pa.Table:
+    """The COPY's CSV as an Arrow table, by Arrow's CSV reader (ten times pandas' own here: no Python object
+    per field): the whole numbers as int64 (null but on a CDR's first row, see :func:`copy_query`), the rest
+    as text; ``\\N`` is NULL, a quoted empty field the empty text."""
     names = [*CDR_FIELDS, *_LINE_FIELDS]
     whole = ("id", "n", *_NUMBERS)
-    table = pa_csv.read_csv(
+    return pa_csv.read_csv(
         csv,
         read_options=pa_csv.ReadOptions(column_names=names),
         convert_options=pa_csv.ConvertOptions(
@@ -161,29 +163,59 @@ def parse(csv: io.BytesIO) -> pd.DataFrame:
             strings_can_be_null=True,
             quoted_strings_can_be_null=False,
         ),
-    )
-    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    ).combine_chunks()
 
 
-def _codes(series: pd.Series, convert: Callable[[Any], Any] | None = None) -> bulk.Codes:
-    """``series``' values as codes (NaN: -1), each distinct value converted once (None: -1 too)."""
-    codes, uniques = pd.factorize(series, sort=False, use_na_sentinel=True)
-    values = _values(uniques)
-    if convert is None:
-        return bulk.Codes(codes.astype(np.int64), values)
-    converted = [convert(v) for v in values]
-    return _dedup(codes.astype(np.int64), converted)
+@dataclass(frozen=True)
+class _Coded:
+    """A text column of the COPY as ``codes`` (int64 per row, -1 for NULL) into its distinct ``values``."""
 
+    codes: np.ndarray
+    values: list[Any]
 
-def _values(uniques: Any) -> list[Any]:
-    """The distinct values ``pd.factorize`` found, as Python objects (converted at once: iterating an
-    Arrow-backed index value by value costs ten times more)."""
-    return np.asarray(uniques, dtype=object).tolist()
+    @staticmethod
+    def of(column: pa.ChunkedArray | pa.Array) -> _Coded:
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        encoded = pc.dictionary_encode(column)
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return _Coded(codes, encoded.dictionary.to_pylist())
+
+    def at(self, rows: np.ndarray) -> _Coded:
+        return _Coded(self.codes[rows], self.values)
+
+    def code_of(self, value: Any) -> int:
+        """The code of ``value`` (-2, matching no row, if no row has it)."""
+        return self.values.index(value) if value in self.values else -2
+
+    def first(self, mask: np.ndarray) -> Any:
+        """The value of the first row of ``mask`` (None if there is none or it is NULL)."""
+        rows = np.flatnonzero(mask)
+        return None if not rows.size or self.codes[rows[0]] < 0 else self.values[self.codes[rows[0]]]
+
+    def codes_for(self, convert: Callable[[Any], Any] | None = None, null: Any = None) -> bulk.Codes:
+        """The :class:`~billing.core.bulk.Codes` of the rows, each value a row uses converted once (a value
+        converted to None is -1); NULL is ``null`` converted, when given, else -1."""
+        remap = np.full(len(self.values) + 1, -1, dtype=np.int64)
+        used = np.flatnonzero(np.bincount(self.codes[self.codes >= 0], minlength=len(self.values)))
+        if convert is None and null is None:  # the values are distinct already
+            remap[used] = np.arange(len(used), dtype=np.int64)
+            return bulk.Codes(remap[self.codes], tuple(self.values[c] for c in used.tolist()))
+        index: dict[Any, int] = {}
+        for c in used.tolist():
+            value = self.values[c] if convert is None else convert(self.values[c])
+            if value is not None:
+                remap[c] = index.setdefault(value, len(index))
+        if null is not None and (self.codes < 0).any():
+            value = null if convert is None else convert(null)
+            if value is not None:
+                remap[-1] = index.setdefault(value, len(index))
+        return bulk.Codes(remap[self.codes], tuple(index))
 
 
 def _key(*codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Codes of the rows' combinations of ``codes`` (each from ``pd.factorize``, -1 for none), and the first
-    row of each combination: a factorize over several columns without building their tuples."""
+    """Codes of the rows' combinations of ``codes`` (each -1 for none), and the first row of each
+    combination: a factorize over several columns without building their tuples."""
     key = np.zeros(len(codes[0]), dtype=np.int64)
     for c in codes:
         key = key * (int(c.max(initial=-1)) + 2) + (c.astype(np.int64) + 1)
@@ -200,16 +232,17 @@ def _dedup(codes: np.ndarray, values: Sequence[Hashable | None]) -> bulk.Codes:
     return bulk.Codes(remap[codes], tuple(index))
 
 
-def _instants(series: pd.Series) -> bulk.Codes:
+def _instants(us: np.ndarray) -> bulk.Codes:
     """Instants (µs since the epoch) as codes of their ISO texts, as ``datetime.isoformat`` writes a UTC
-    instant (the fraction only where there is one), built with numpy per distinct instant."""
-    codes, uniques = pd.factorize(series.to_numpy(dtype=np.int64), sort=False)
+    instant (the fraction only where there is one), by Arrow per distinct instant."""
+    codes, uniques = pd.factorize(us, sort=False)
     values = np.asarray(uniques, dtype=np.int64)
-    moments = values.astype("datetime64[us]")
-    whole = np.datetime_as_string(moments.astype("datetime64[s]"), unit="s").astype(object)
-    fraction = np.datetime_as_string(moments, unit="us").astype(object)
-    texts = np.where(values % 1_000_000 == 0, whole, fraction) + "+00:00"
-    return bulk.Codes(codes.astype(np.int64), texts.tolist())
+    text = pc.cast(pa.array(values, type=pa.timestamp("us")), pa.string())  # 2026-10-01 12:00:00.000000
+    text = pc.binary_replace_slice(text, 10, 11, "T")
+    whole = pa.array(values % 1_000_000 == 0)
+    text = pc.if_else(whole, pc.utf8_slice_codeunits(text, 0, 19), text)
+    text = pc.binary_join_element_wise(text, "+00:00", "")
+    return bulk.Codes(codes.astype(np.int64), text.to_pylist())
 
 
 def _dec(text: Any) -> Decimal:
@@ -226,16 +259,11 @@ def _minor(amount: Decimal, currency: str) -> int:
     return int(value)
 
 
-def _present(value: Any) -> bool:
-    return isinstance(value, str) and value != ""
-
-
-def _owner_of(fleet: np.ndarray, currency: pd.Series, owners: list[tuple[int, str]]) -> np.ndarray:
+def _owner_of(fleet: np.ndarray, currency: _Coded, owners: list[tuple[int, str]]) -> np.ndarray:
     """Each row's index in ``owners`` by its (fleet, currency), -1 for none."""
-    codes, uniques = pd.factorize(currency, use_na_sentinel=True)
-    index = {c: i for i, c in enumerate(_values(uniques))}
+    index = {c: i for i, c in enumerate(currency.values)}
     width = len(index) + 1
-    row_key = fleet * width + codes
+    row_key = fleet * width + currency.codes
     known = [(i, f * width + index[c]) for i, (f, c) in enumerate(owners) if c in index]
     if not known:
         return np.full(len(fleet), -1, dtype=np.int64)
@@ -243,117 +271,142 @@ def _owner_of(fleet: np.ndarray, currency: pd.Series, owners: list[tuple[int, st
     keys = np.array([k for _, k in known], dtype=np.int64)
     order = np.argsort(keys)
     at = np.clip(np.searchsorted(keys[order], row_key), 0, len(keys) - 1)
-    found = (keys[order][at] == row_key) & (codes >= 0)
+    found = (keys[order][at] == row_key) & (currency.codes >= 0)
     return np.where(found, which[order][at], -1)
 
 
-def _columns(
-    frame: pd.DataFrame, owners: dict[tuple[int, str], tuple[int, int]]
-) -> tuple[CdrColumns, set[int]]:
-    frame = frame.sort_values(["id", "n"], kind="stable", na_position="first", ignore_index=True)
-    first = ~frame["id"].duplicated().to_numpy()
-    cdrs = frame.loc[first].reset_index(drop=True)
-    cdrs[list(_NUMBERS)] = cdrs[list(_NUMBERS)].astype(np.int64)
-    where = _owner_of(cdrs["fleet_id"].to_numpy(dtype=np.int64), cdrs["currency"], list(owners))
+def _whole(table: pa.Table, name: str) -> np.ndarray:
+    return pc.fill_null(table.column(name), 0).to_numpy().astype(np.int64)
+
+
+def _columns(table: pa.Table, owners: dict[tuple[int, str], tuple[int, int]]) -> tuple[CdrColumns, set[int]]:
+    ids = _whole(table, "id")
+    ordinal = _whole(table, "n")  # a CDR without lines has one row, n NULL
+    in_order = bool(np.all((ids[1:] > ids[:-1]) | ((ids[1:] == ids[:-1]) & (ordinal[1:] > ordinal[:-1]))))
+    order = np.arange(len(ids)) if in_order else np.lexsort((ordinal, ids))
+    ids = ids[order]
+    first = np.r_[True, ids[1:] != ids[:-1]] if ids.size else np.zeros(0, dtype=bool)
+    cdr_rows = order[first]  # each CDR's first row in the table
+
+    def cdr_column(name: str) -> _Coded:
+        return _Coded.of(table.column(name)).at(cdr_rows)
+
+    currency = cdr_column("currency")
+    fleet = _whole(table, "fleet_id")[cdr_rows]
+    where = _owner_of(fleet, currency, list(owners))
     owner_values = np.array(list(owners.values()) or [(0, 0)], dtype=np.int64)
     account = np.where(where >= 0, owner_values[where, 0], -1)
     month_end = np.where(where >= 0, owner_values[where, 1], np.iinfo(np.int64).min)
-    end_us = cdrs["end_us"].to_numpy(dtype=np.int64)
+    end_us = _whole(table, "end_us")[cdr_rows]
     kept = (where >= 0) & (end_us < month_end)
-    row_of_line = np.cumsum(first) - 1  # each frame row's CDR
-    frame = frame.loc[kept[row_of_line]].reset_index(drop=True)
+    row_of_line = np.cumsum(first) - 1  # each (sorted) row's CDR
+    line_rows = order[kept[row_of_line]]  # the kept CDRs' rows in the table, in order
     row_of_line = (np.cumsum(kept) - 1)[row_of_line[kept[row_of_line]]]
-    cdrs = cdrs.loc[kept].reset_index(drop=True)
-    account = account[kept]
-    credit = (cdrs["is_credit"] == "t").to_numpy()
-    for uid in cdrs["uid"][credit & cdrs["original_uid"].isna().to_numpy()].head(1):
-        raise DocumentError(f"credit CDR {uid} needs the CDR it credits")
-    has_lines = frame["n"].notna().to_numpy()
-    lineless = np.ones(len(cdrs), dtype=bool)
+    cdr_rows, account, end_us = cdr_rows[kept], account[kept], end_us[kept]
+    currency = currency.at(kept)
+    uid = cdr_column("uid")
+    is_credit = cdr_column("is_credit")
+    credit = is_credit.codes == is_credit.code_of("t")
+    original = cdr_column("original_uid")
+    bad = uid.first(credit & (original.codes < 0))
+    if bad is not None:
+        raise DocumentError(f"credit CDR {bad} needs the CDR it credits")
+    has_lines = pc.is_valid(table.column("n")).to_numpy(zero_copy_only=False)[line_rows]
+    lineless = np.ones(len(cdr_rows), dtype=bool)
     lineless[row_of_line[has_lines]] = False
-    for uid in cdrs["uid"][lineless].head(1):
-        raise DocumentError(f"CDR {uid} has no priced lines to invoice")
+    bad = uid.first(lineless)
+    if bad is not None:
+        raise DocumentError(f"CDR {bad} has no priced lines to invoice")
 
-    lines = frame.loc[has_lines].reset_index(drop=True)
+    rows = line_rows[has_lines]
     line_cdr = row_of_line[has_lines]
-    adjustment = (lines["kind"] != "component").to_numpy()
-    dim_codes, dim_values = pd.factorize(lines["dimension"], sort=False, use_na_sentinel=True)
-    dim_of: list[int] = []
-    for value in _values(dim_values):
-        found = _DIMS.get(value)
-        dim_of.append(-1 if found is None else found)
-    dims = np.array([*dim_of, -1], dtype=np.int64)[dim_codes]
+
+    def line_column(name: str) -> _Coded:
+        return _Coded.of(table.column(name)).at(rows)
+
+    kind = line_column("kind")
+    adjustment = kind.codes != kind.code_of("component")
+    dimension = line_column("dimension")
+    dim_of = np.array([*(_DIMS.get(v, -1) for v in dimension.values), -1], dtype=np.int64)
+    dims = dim_of[dimension.codes]
     unknown = ~adjustment & (dims < 0)
     if unknown.any():
-        raise DocumentError(f"an explanation line of dimension {lines['dimension'][unknown].iloc[0]!r}")
+        raise DocumentError(f"an explanation line of dimension {dimension.first(unknown)!r}")
     dims = np.where(adjustment, _ADJ, dims)
-    no_rate = lines["vat"].isna().to_numpy()
+    vat_text = line_column("vat")
+    no_rate = vat_text.codes < 0
     outside = set(account[line_cdr[~adjustment & no_rate]].tolist())
-    priced = np.bincount(line_cdr[~adjustment], minlength=len(cdrs))
+    priced = np.bincount(line_cdr[~adjustment], minlength=len(cdr_rows))
     outside |= set(account[priced == 0].tolist())
 
     def quantity(v: Any) -> str:
-        q = _dec(v) if _present(v) else Decimal(0)
+        q = _dec(v) if v != "" else Decimal(0)
         return str(q if q else Decimal(0))
 
-    qty = _codes(lines["quantity"].fillna(""), quantity)
-    unit_price = _codes(lines["unit_price"].mask(adjustment), lambda v: str(_dec(v)))
-    vat = _codes(lines["vat"], _dec)
-    currency_codes = _codes(cdrs["currency"])
+    qty = line_column("quantity").codes_for(quantity, null="")
+    unit_text = line_column("unit_price")
+    unit_price = _Coded(np.where(adjustment, -1, unit_text.codes), unit_text.values).codes_for(
+        lambda v: str(_dec(v))
+    )
+    vat = vat_text.codes_for(_dec)
+    currency_codes = currency.codes_for()
     currencies = list(currency_codes.values)
     sign = np.where(credit, -1, 1)[line_cdr]
-    amount_codes, amount_uniques = pd.factorize(lines["amount"], sort=False, use_na_sentinel=True)
-    amount_values = _values(amount_uniques)
-    if (amount_codes < 0).any():
+    amount = line_column("amount")
+    if (amount.codes < 0).any():
         raise DocumentError("an explanation line without an amount")
     line_currency = currency_codes.codes[line_cdr]
-    key = (amount_codes.astype(np.int64) * 2 + (sign < 0)) * len(currencies) + line_currency
+    key = (amount.codes * 2 + (sign < 0)) * len(currencies) + line_currency
     distinct, inverse = np.unique(key, return_inverse=True)
     nets: list[int] = []
     net_texts: list[str] = []
     for k in distinct.tolist():
         rest, cur = divmod(k, len(currencies))
         code, negative = divmod(rest, 2)
-        net = -_dec(amount_values[code]) if negative else _dec(amount_values[code])
+        net = -_dec(amount.values[code]) if negative else _dec(amount.values[code])
         nets.append(_minor(net, currencies[cur]))
         net_texts.append(str(net))
     inverse = inverse.reshape(-1)
     comp_net = np.array(nets, dtype=np.int64)[inverse]
     net_text = _dedup(inverse.astype(np.int64), net_texts)
 
-    totals_codes, totals_uniques = pd.factorize(cdrs["total_excl"], sort=False, use_na_sentinel=True)
-    totals_values = _values(totals_uniques)
-    tkey = totals_codes.astype(np.int64) * len(currencies) + currency_codes.codes
+    totals = cdr_column("total_excl")
+    bad = uid.first(totals.codes < 0)
+    if bad is not None:
+        raise DocumentError(f"CDR {bad} has no total")
+    tkey = totals.codes * len(currencies) + currency_codes.codes
     tdistinct, tinverse = np.unique(tkey, return_inverse=True)
     total = np.array(
         [
-            _minor(_dec(totals_values[k // len(currencies)]), currencies[k % len(currencies)])
+            _minor(_dec(totals.values[k // len(currencies)]), currencies[k % len(currencies)])
             for k in tdistinct.tolist()
         ],
         dtype=np.int64,
     )[tinverse.reshape(-1)]
 
-    start_us = cdrs["start_us"].to_numpy(dtype=np.int64)
-    end_us = cdrs["end_us"].to_numpy(dtype=np.int64)
-    holder = [_codes(cdrs[c]) for c in ("driver", "visual", "contract", "vehicle")]
+    start_us = _whole(table, "start_us")[cdr_rows]
+    holder = [cdr_column(c) for c in ("driver", "visual", "contract", "vehicle")]
     group_codes, group_first = _key(*(h.codes for h in holder))
     groups = []
     for row in group_first.tolist():
         d, v, c, w = (h.values[h.codes[row]] if h.codes[row] >= 0 else "" for h in holder)
         groups.append((d or f"Card {v or c}", w or "No vehicle"))
-    cdr_id = _codes(cdrs["uid"])
-    signed = (cdrs["signed"] == "t").to_numpy()
-    table = bulk.CdrTable(
+    cdr_id = uid.codes_for()
+    signed = cdr_column("signed")
+    location = cdr_column("location")
+    cdr_table = bulk.CdrTable(
         invoice=account.astype(np.int64),
         cdr_id=cdr_id,
-        session_ref=_codes(cdrs["session_ref"]),
-        signed_data_ref=bulk.Codes(np.where(signed, cdr_id.codes, -1), cdr_id.values),
-        location=_codes(cdrs["location"].mask(cdrs["location"] == "")),
-        credit_of=_codes(cdrs["original_uid"].mask(~credit)),
+        session_ref=cdr_column("session_ref").codes_for(),
+        signed_data_ref=bulk.Codes(
+            np.where(signed.codes == signed.code_of("t"), cdr_id.codes, -1), cdr_id.values
+        ),
+        location=location.codes_for(lambda v: v or None),
+        credit_of=_Coded(np.where(credit, original.codes, -1), original.values).codes_for(),
         group=_dedup(group_codes.astype(np.int64), groups),
         currency=currency_codes,
-        start=_instants(cdrs["start_us"]),
-        end=_instants(cdrs["end_us"]),
+        start=_instants(start_us),
+        end=_instants(end_us),
         start_us=start_us,
         end_us=end_us,
         total_excl=total,
@@ -366,4 +419,4 @@ def _columns(
         comp_vat=vat,
         comp_net_text=net_text,
     )
-    return CdrColumns(table, cdrs["id"].to_numpy(dtype=np.int64)), outside
+    return CdrColumns(cdr_table, ids[first][kept]), outside
