@@ -1,4 +1,4 @@
-"""A monthly batch's CDRs as columns: read on PostgreSQL with one ``COPY (SELECT ...) TO STDOUT`` into pandas.
+"""A monthly batch's CDRs as columns: read on PostgreSQL with one ``COPY (SELECT ...) TO STDOUT`` decoded by Arrow.
 
 :class:`CdrColumns` is what :mod:`billing.store.monthly_bulk` builds a batch's documents from: a
 :class:`billing.core.bulk.CdrTable` whose ``invoice`` is still the billing account's id, and each CDR's row id
