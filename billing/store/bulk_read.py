@@ -193,24 +193,53 @@ class _Coded:
         rows = np.flatnonzero(mask)
         return None if not rows.size or self.codes[rows[0]] < 0 else self.values[self.codes[rows[0]]]
 
-    def codes_for(self, convert: Callable[[Any], Any] | None = None, null: Any = None) -> bulk.Codes:
-        """The :class:`~billing.core.bulk.Codes` of the rows, each value a row uses converted once (a value
-        converted to None is -1); NULL is ``null`` converted, when given, else -1."""
+    def codes_for(
+        self, convert: Callable[[list[Any]], list[Any]] | None = None, null: Any = None
+    ) -> bulk.Codes:
+        """The :class:`~billing.core.bulk.Codes` of the rows, the values the rows use converted by
+        ``convert`` (all at once: a list of values to the list of what they become; a value converted to
+        None is -1); NULL is ``null`` converted, when given, else -1."""
         remap = np.full(len(self.values) + 1, -1, dtype=np.int64)
         used = np.flatnonzero(np.bincount(self.codes[self.codes >= 0], minlength=len(self.values)))
         if convert is None and null is None:  # the values are distinct already
             remap[used] = np.arange(len(used), dtype=np.int64)
             return bulk.Codes(remap[self.codes], tuple(self.values[c] for c in used.tolist()))
+        originals = [self.values[c] for c in used.tolist()]
+        with_null = null is not None and bool((self.codes < 0).any())
+        values = [*originals, null] if with_null else originals
+        converted = values if convert is None else convert(values)
         index: dict[Any, int] = {}
-        for c in used.tolist():
-            value = self.values[c] if convert is None else convert(self.values[c])
+        at = [*used.tolist(), -1]
+        for c, value in zip(at, converted, strict=False):
             if value is not None:
                 remap[c] = index.setdefault(value, len(index))
-        if null is not None and (self.codes < 0).any():
-            value = null if convert is None else convert(null)
-            if value is not None:
-                remap[-1] = index.setdefault(value, len(index))
         return bulk.Codes(remap[self.codes], tuple(index))
+
+
+_CANONICAL = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
+"""Decimal texts that ``str(Decimal(text))`` writes back unchanged (but those below 10**-6, see _decimals)."""
+
+
+def _decimals(values: list[Any], zero: str | None = None) -> list[str]:
+    """``str(Decimal(v))`` of each of ``values`` (DocumentError for one that is no number); with ``zero``,
+    every zero (and the empty text) is ``zero``. A text already written so is taken as it is, checked by two
+    regular expressions over all of them; the others are converted one by one."""
+    column = pa.array(values, type=pa.string())
+    plain = pc.and_(
+        pc.match_substring_regex(column, _CANONICAL),
+        pc.invert(pc.match_substring_regex(column, r"^-?0\.0{6}")),  # 1E-7: exponent notation
+    )
+    if zero is not None:
+        plain = pc.and_(plain, pc.invert(pc.match_substring_regex(column, r"^-?0(\.0*)?$")))
+    out = list(values)
+    for i in np.flatnonzero(~pc.fill_null(plain, False).to_numpy(zero_copy_only=False)).tolist():
+        value = values[i]
+        if zero is None:
+            out[i] = str(_dec(value))
+        else:
+            number = _dec(value) if value != "" else Decimal(0)
+            out[i] = str(number) if number else zero
+    return out
 
 
 def _key(*codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -252,8 +281,9 @@ def _dec(text: Any) -> Decimal:
         raise DocumentError(f"{text!r} is not an amount") from None
 
 
-def _minor(amount: Decimal, currency: str) -> int:
-    value = amount.scaleb(minor_units(currency))
+def _minor(amount: Decimal, currency: str, places: int) -> int:
+    """``amount`` in minor units of ``currency`` (``places`` its decimals); DocumentError if it has more."""
+    value = amount.scaleb(places)
     if value != value.to_integral_value():
         raise DocumentError(f"{amount} is not a {currency} amount in minor units")
     return int(value)
@@ -339,16 +369,10 @@ def _columns(table: pa.Table, owners: dict[tuple[int, str], tuple[int, int]]) ->
     priced = np.bincount(line_cdr[~adjustment], minlength=len(cdr_rows))
     outside |= set(account[priced == 0].tolist())
 
-    def quantity(v: Any) -> str:
-        q = _dec(v) if v != "" else Decimal(0)
-        return str(q if q else Decimal(0))
-
-    qty = line_column("quantity").codes_for(quantity, null="")
+    qty = line_column("quantity").codes_for(lambda vs: _decimals(vs, zero="0"), null="")
     unit_text = line_column("unit_price")
-    unit_price = _Coded(np.where(adjustment, -1, unit_text.codes), unit_text.values).codes_for(
-        lambda v: str(_dec(v))
-    )
-    vat = vat_text.codes_for(_dec)
+    unit_price = _Coded(np.where(adjustment, -1, unit_text.codes), unit_text.values).codes_for(_decimals)
+    vat = vat_text.codes_for(lambda vs: [_dec(v) for v in vs])
     currency_codes = currency.codes_for()
     currencies = list(currency_codes.values)
     sign = np.where(credit, -1, 1)[line_cdr]
@@ -358,13 +382,17 @@ def _columns(table: pa.Table, owners: dict[tuple[int, str], tuple[int, int]]) ->
     line_currency = currency_codes.codes[line_cdr]
     key = (amount.codes * 2 + (sign < 0)) * len(currencies) + line_currency
     distinct, inverse = np.unique(key, return_inverse=True)
+    places = [minor_units(c) for c in currencies]
+    number: dict[int, Decimal] = {}
     nets: list[int] = []
     net_texts: list[str] = []
     for k in distinct.tolist():
         rest, cur = divmod(k, len(currencies))
         code, negative = divmod(rest, 2)
-        net = -_dec(amount.values[code]) if negative else _dec(amount.values[code])
-        nets.append(_minor(net, currencies[cur]))
+        if code not in number:
+            number[code] = _dec(amount.values[code])
+        net = -number[code] if negative else number[code]
+        nets.append(_minor(net, currencies[cur], places[cur]))
         net_texts.append(str(net))
     inverse = inverse.reshape(-1)
     comp_net = np.array(nets, dtype=np.int64)[inverse]
@@ -378,7 +406,11 @@ def _columns(table: pa.Table, owners: dict[tuple[int, str], tuple[int, int]]) ->
     tdistinct, tinverse = np.unique(tkey, return_inverse=True)
     total = np.array(
         [
-            _minor(_dec(totals.values[k // len(currencies)]), currencies[k % len(currencies)])
+            _minor(
+                _dec(totals.values[k // len(currencies)]),
+                currencies[k % len(currencies)],
+                places[k % len(currencies)],
+            )
             for k in tdistinct.tolist()
         ],
         dtype=np.int64,
@@ -401,7 +433,7 @@ def _columns(table: pa.Table, owners: dict[tuple[int, str], tuple[int, int]]) ->
         signed_data_ref=bulk.Codes(
             np.where(signed.codes == signed.code_of("t"), cdr_id.codes, -1), cdr_id.values
         ),
-        location=location.codes_for(lambda v: v or None),
+        location=location.codes_for(lambda vs: [v or None for v in vs]),
         credit_of=_Coded(np.where(credit, original.codes, -1), original.values).codes_for(),
         group=_dedup(group_codes.astype(np.int64), groups),
         currency=currency_codes,

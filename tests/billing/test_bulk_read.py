@@ -8,9 +8,11 @@ import io
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from billing.core.documents import DocumentError
-from billing.store.bulk_read import _columns, parse
+from billing.store.bulk_read import _columns, _decimals, parse
 
 N = "\\N"
 OCT_END_US = 1_761_955_200_000_000  # 2025-11-01T00:00:00Z
@@ -93,3 +95,17 @@ def test_a_line_without_a_rate_marks_its_account_outside_the_scope_of_vat() -> N
 def test_what_cannot_be_invoiced_is_refused_naming_it(rows: list[str], message: str) -> None:
     with pytest.raises(DocumentError, match=message):
         decode([*cdr_rows(5, "OK", 7, [ENERGY]), *rows])
+
+
+@given(
+    st.lists(
+        st.decimals(allow_nan=False, allow_infinity=False).map(str)
+        | st.decimals(allow_nan=False, allow_infinity=False, places=8).map(lambda d: f"{d:f}")
+        | st.sampled_from(["0.0000001", "0.000000", "-0", "007", "1e3", "+1", "1.", "0.10"]),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_amount_and_quantity_texts_are_written_as_str_of_decimal(values: list[str]) -> None:
+    assert _decimals(values) == [str(Decimal(v)) for v in values]
+    assert _decimals(values, zero="0") == [str(Decimal(v)) if Decimal(v) else "0" for v in values]
