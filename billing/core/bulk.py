@@ -22,7 +22,8 @@ What is the core's, and what is done here:
   currencies or below zero, a standard-rated line without the seller's VAT id, reverse charge without both.
 
 Texts (ids, quantities and unit prices as ``str(Decimal)``, instants as ``isoformat()``) come as
-:class:`Codes` (an index per row into distinct values), so each distinct text is JSON-encoded once.
+:class:`Codes` (an index per row into distinct values), so each distinct text is JSON-encoded once, and the
+lines' JSON is assembled column by column by Arrow (:mod:`billing.core.arrow_text`), never per line in Python.
 ``tests/billing/test_billing_bulk.py`` holds the bulk path to the core on generated months.
 """
 
