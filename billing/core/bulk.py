@@ -29,10 +29,8 @@ lines' JSON is assembled column by column by Arrow (:mod:`billing.core.arrow_tex
 
 from __future__ import annotations
 
-import itertools
 import json
-import multiprocessing
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -300,7 +298,7 @@ def _amounts(minor: np.ndarray, places: np.ndarray) -> tuple[list[str], np.ndarr
 @dataclass(frozen=True)
 class Prepared:
     """The lines of every invoice, sorted (invoice, group, start, CDR id, position), with their texts' codes;
-    ``bounds[i]:bounds[i + 1]`` are invoice ``i``'s lines. Made once, rendered in parts (e.g. per process)."""
+    ``bounds[i]:bounds[i + 1]`` are invoice ``i``'s lines. Made once, rendered in parts."""
 
     heads: Sequence[InvoiceHead]
     table: CdrTable
@@ -572,61 +570,6 @@ def render(prepared: Prepared, invoices: range | None = None) -> Iterator[BulkIn
         stop = min(max(stop, start + 1), invoices.stop)
         yield from _render(prepared, range(start, stop))
         start = stop
-
-
-_FORKED: Prepared | None = None
-"""What :func:`render_forked`'s processes render (inherited at the fork, never pickled)."""
-FORK_LINES = 100_000
-"""Below this many lines :func:`render_forked` renders in the calling process (a fork costs more)."""
-
-
-def _render_part(invoices: range) -> list[BulkInvoice]:
-    assert _FORKED is not None
-    return list(render(_FORKED, invoices))
-
-
-def render_forked(prepared: Prepared, processes: int = 2) -> list[BulkInvoice]:
-    """Every invoice of ``prepared`` as :func:`render` makes them, in head order, rendered by ``processes``
-    forked processes (POSIX ``fork``: the processes inherit ``prepared`` and only compute; the documents come
-    back pickled); in this process when there is one, or too few lines to gain from it. DocumentError as
-    :func:`render` raises it."""
-    return start_forked(prepared, processes)()
-
-
-def start_forked(prepared: Prepared, processes: int = 2) -> Callable[[], list[BulkInvoice]]:
-    """:func:`render_forked` in two steps: the processes are forked and set to work now, and the function
-    returned waits for their documents (it may be called from another thread; the caller's thread goes on
-    meanwhile). Forked from the calling thread, so that no other thread of this process is inside a library
-    at the fork."""
-    global _FORKED
-    n = len(prepared.heads)
-    if processes <= 1 or n < 2 or int(prepared.bounds[-1]) < FORK_LINES:
-        documents = list(render(prepared))
-        return lambda: documents
-    # parts of about equal lines, a few per process so that an uneven part does not leave one idle
-    wanted = min(n, 4 * processes)
-    cuts = np.searchsorted(prepared.bounds, np.linspace(0, int(prepared.bounds[-1]), wanted + 1)[1:-1])
-    edges = sorted({0, n, *(int(c) for c in cuts if 0 < c < n)})
-    parts = [range(a, b) for a, b in itertools.pairwise(edges)]
-    _FORKED = prepared
-    try:
-        pool = multiprocessing.get_context("fork").Pool(processes)  # the processes inherit _FORKED now
-    finally:
-        _FORKED = None
-    pending = pool.map_async(_render_part, parts, chunksize=1)
-
-    def collect() -> list[BulkInvoice]:
-        try:
-            done = pending.get()
-        except BaseException:
-            pool.terminate()
-            raise
-        finally:
-            pool.close()
-            pool.join()
-        return [doc for part in done for doc in part]
-
-    return collect
 
 
 def _render(p: Prepared, invoices: range) -> Iterator[BulkInvoice]:

@@ -74,8 +74,6 @@ BATCH = 5_000
 """Accounts per transaction at most."""
 CDRS_PER_BATCH = 250_000
 """CDRs per transaction at most (an account with more is a batch of its own)."""
-PROCESSES = 2
-"""Forked processes that render a batch's documents (:func:`billing.core.bulk.render_forked`)."""
 PARTITION = 50_000
 """CDR rows fetched at a time from the (server-side, on PostgreSQL) cursor."""
 _DIMS = {d.value: i for i, d in enumerate(bulk.DIMENSIONS)}
@@ -302,8 +300,8 @@ class _NextRead:
     """Reading the next batch's CDRs (``account_ids``; none after the last batch, or on SQLite, whose one
     writer would wait for the batch) ahead, while this batch renders and writes its documents.
 
-    :meth:`start` once this batch's documents are being rendered (the render's processes are forked before
-    it: no read is then under way in another thread). This batch writes its links only after
+    :meth:`start` as this batch's documents start rendering (in a thread: Arrow's text assembly releases the
+    GIL, so the read's COPY and decoding go on in the event loop meanwhile). This batch writes its links only after
     :meth:`copied`: the read's anti-join tests each CDR against the links, and a plan made on statistics that
     count none (the month's first batch) scans the table for every CDR; with this batch's uncommitted links
     in its pages, that took 708 s instead of 7 s for the second batch of 250,000 at 1M CDRs."""
@@ -505,10 +503,10 @@ async def _issue_batch(
                 (first.isoformat(), last.isoformat()),
             )
         )
-    collect = bulk.start_forked(bulk.prepare(table, heads), PROCESSES)  # forked here, before any read ahead
     if next_read is not None:
         next_read.start()
-    documents = await asyncio.to_thread(collect)
+    # in a thread: Arrow assembles the text with the GIL released, so the event loop reads the next batch
+    documents = await asyncio.to_thread(bulk.monthly_invoices, table, heads)
     t_write = time.perf_counter()
     pg = dialect == "postgresql"
     created = utcnow()
