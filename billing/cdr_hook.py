@@ -200,15 +200,17 @@ CATCH_UP_WINDOW = timedelta(days=3)
 async def catch_up(db: Database, now: datetime, limit: int = 2000) -> int:
     """Issue what the hook should have issued for the CDRs made since ``now`` minus :data:`CATCH_UP_WINDOW` (the
     hook runs in a savepoint: a failure is logged and leaves the CDR without its document), and for every CDR,
-    however old, sold by an issuer whose registration id was set in that window (its row changed since then
-    and has one: the CDRs held for it, :class:`~billing.store.issuing.HeldOutsideVat`, and their credit CDRs);
+    however old, sold by an issuer whose registration id was set or changed in that window
+    (``registration_id_set_at``; no other edit of the issuer counts): the CDRs held for it,
+    :class:`~billing.store.issuing.HeldOutsideVat`, and their credit CDRs;
     each CDR in its own transaction, a failing one logged and skipped. The number of documents issued. Run by
     the hourly job."""
     since = now - CATCH_UP_WINDOW
     async with db.session() as db_session:
         parties = select(BillingIssuer.party_id).where(BillingIssuer.party_id.is_not(None))
+        # the id's own timestamp, not the row's updated_at: any other edit of the issuer widens nothing
         registered = parties.where(
-            BillingIssuer.registration_id.is_not(None), BillingIssuer.updated_at >= since
+            BillingIssuer.registration_id.is_not(None), BillingIssuer.registration_id_set_at >= since
         )
         emsp = func.coalesce(Cdr.emsp_id, Token.emsp_id)
         ad_hoc = or_(Token.type == "AD_HOC_USER", emsp.is_(None))

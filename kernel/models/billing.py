@@ -3,6 +3,8 @@
 * ``billing_issuers``: a hosted party that sells charging and issues documents (:class:`billing.core.Issuer`
   as columns: legal identity, currency, terms, series, VAT situation). Editable (an address changes); a
   document keeps its own snapshot of the seller, so an edit never changes what was issued.
+  ``registration_id_set_at``: when its registration id was set or changed (not when the row was added, and
+  no other edit), the instant the billing catch-up's widening for what was held counts from.
 * ``billing_number_series``: the counter row of one issuer, series and period (year, 0 for a running
   series): ``next_number`` is the sequence the next document takes, ``last_issue_date`` the last one's date. The allocator locks this row in the
   transaction that inserts the document, so a rollback gives the number back and the series stays gap-free.
@@ -54,6 +56,10 @@ class BillingIssuer(Timestamped, Base):
     country: Mapped[str] = mapped_column(String(2))
     vat_id: Mapped[str | None] = mapped_column(String(20), default=None)
     registration_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # when the registration id was last set or changed on the stored issuer (billing.store.issuers.
+    # set_registration_id, the hub's clock; NULL: it came with the issuer, or it has none): the hourly catch-up
+    # then looks at every uninvoiced CDR the issuer sells for a while (what was held for it), not at any edit
+    registration_id_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     email: Mapped[str | None] = mapped_column(String(255), default=None)
     currency: Mapped[str] = mapped_column(String(3))
     payment_terms_days: Mapped[int] = mapped_column(Integer, default=14)

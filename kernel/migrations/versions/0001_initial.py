@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 13:47:15.541455
+Create Date: 2026-12-03 14:08:24.273799
 """
 
 from collections.abc import Sequence
@@ -300,6 +300,7 @@ def upgrade() -> None:
         sa.Column("country", sa.String(length=2), nullable=False),
         sa.Column("vat_id", sa.String(length=20), nullable=True),
         sa.Column("registration_id", sa.String(length=64), nullable=True),
+        sa.Column("registration_id_set_at", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("email", sa.String(length=255), nullable=True),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("payment_terms_days", sa.Integer(), nullable=False),
