@@ -19,7 +19,8 @@
   invoice's collection is requested. Its lines outside the scope of VAT go on an invoice of their own (EN 16931
   BR-O-11/12: :func:`billing.store.issuing.issue_session_invoice`); both are collected, and the receipt carries
   both. An issuer without a registration id cannot issue that one (BR-O-02, BR-CO-26): the CDR is held
-  (:class:`~billing.store.issuing.HeldOutsideVat`, a warning), on no invoice, until the id is set.
+  (:class:`~billing.store.issuing.HeldOutsideVat`, a warning the first time), on no invoice, until the id is
+  set.
 
 Both are idempotent: a second run (or ``evhub invoices issue --cdr``, which calls :func:`invoice_cdr`) finds
 the document issued and does nothing more. The hook runs in a savepoint (``BillingComponent``): if it fails, the
@@ -248,9 +249,13 @@ async def catch_up(db: Database, now: datetime, limit: int = 2000) -> int:
                 cdr = await db_session.get(Cdr, cdr_id)
                 if cdr is None:
                     continue
-                await (credit_cdr if cdr.is_credit else invoice_cdr)(db_session, cdr)
+                try:
+                    await (credit_cdr if cdr.is_credit else invoice_cdr)(db_session, cdr)
+                except HeldOutsideVat as why:  # committed: the hold is remembered, warned once (store.held)
+                    log.debug("no billing document now: %s", why)
+                    continue
                 issued += 1
-        except (NotBilledNow, HeldOutsideVat) as why:
+        except NotBilledNow as why:
             log.debug("no billing document now: %s", why)
         except Exception:
             log.exception("could not issue the billing document of CDR %s", cdr_id)

@@ -18,6 +18,7 @@ from billing.core.documents import Address, DocumentError, Identity, PaymentTerm
 from billing.core.issuers import Issuer
 from billing.core.numbering import Series
 from billing.core.vat import require_registration_id
+from billing.store.held import forget_held
 from kernel.models.billing import BillingIssuer
 from kernel.timeutil import utcnow
 
@@ -124,5 +125,6 @@ async def set_registration_id(db_session: AsyncSession, key: str, registration_i
         log.info("issuer %s: registration id %r -> %r", key, row.registration_id, value)
         row.registration_id = value
         row.registration_id_set_at = utcnow()  # the catch-up bills what was held from now (cdr_hook)
+        await forget_held(db_session, row.id)  # nothing is held any more
         await db_session.flush()
     return row

@@ -25,6 +25,8 @@
 * ``billing_dunning_steps``: each dunning step done, with its rule and key (UNIQUE): the job never repeats one.
 * ``billing_holds``: a block or a lowered spending limit put on an account's tokens for an unpaid document;
   the gateway's authorizer reads the active ones (``released_at`` NULL) on every Authorize, in every process.
+* ``billing_held_outside_vat``: the CDRs and fees held for an issuer without a registration id that were
+  warned about (once each, in every process), until the id is set.
 """
 
 from __future__ import annotations
@@ -266,6 +268,21 @@ class BillingHold(Base):
     rule: Mapped[str] = mapped_column(String(64))
     since: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
+
+
+class BillingHeldOutsideVat(Base):
+    """An item (``cdr:<cdr_uid>``, ``fee:<charge id>``) held for issuer ``issuer_id`` because it has no
+    registration id to issue it outside the scope of VAT with, recorded when it was first held
+    (``billing.store.held``): the warning is logged when an issuer's held set grows, not at every run. Its
+    rows go when the issuer's registration id is set."""
+
+    __tablename__ = "billing_held_outside_vat"
+
+    issuer_id: Mapped[int] = mapped_column(
+        ForeignKey("billing_issuers.id", ondelete="CASCADE"), primary_key=True
+    )
+    item: Mapped[str] = mapped_column(String(64), primary_key=True)
+    held_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 for _model in (BillingDocument, BillingDocumentCdr):
