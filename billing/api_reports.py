@@ -3,7 +3,8 @@
 * ``GET /api/billing/reports/aging?as_of=2026-11-30``: accounts receivable per issuer and currency, in aging
   buckets, as they stood at the end of that day (today by default);
 * ``GET /api/billing/reports/payments?period=2026-11``: the payments and refunds of a month, and their totals;
-* ``GET /api/billing/reports/reconciliation?period=2026-11``: each invoice of the month against its CDRs and
+* ``GET /api/billing/reports/reconciliation?period=2026-11``: each invoice of the month against its CDRs (an
+  invoice split from its lines outside the scope of VAT over the pair, ``split_with`` naming the other) and
   payments, and the exceptions.
 
 ``issuer=KEY`` narrows to one issuer. The hub operator's keys see every issuer; a party's key (a CPO's) sees
@@ -21,7 +22,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -103,6 +104,9 @@ class InvoiceCheckOut(BaseModel):
     credited: Decimal
     paid: Decimal
     outstanding: Decimal
+    split_with: str = Field(
+        "", description="the other invoice of a split pair (lines outside the scope of VAT on their own)"
+    )
 
 
 class ExceptionOut(BaseModel):
@@ -288,6 +292,7 @@ async def reconciliation(
                 credited=c.credited,
                 paid=c.paid,
                 outstanding=c.outstanding,
+                split_with=c.split_with,
             )
             for c in page.slice(rec.invoices)
         ],

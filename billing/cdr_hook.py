@@ -19,7 +19,8 @@
   invoice's collection is requested. Its lines outside the scope of VAT go on an invoice of their own (EN 16931
   BR-O-11/12: :func:`billing.store.issuing.issue_session_invoice`); both are collected, and the receipt carries
   both. An issuer without a registration id cannot issue that one (BR-O-02, BR-CO-26): the CDR is held
-  (:class:`~billing.store.issuing.HeldOutsideVat`, a warning), on no invoice, until the id is set.
+  (:class:`~billing.store.issuing.HeldOutsideVat`, a warning the first time), on no invoice, until the id is
+  set.
 
 Both are idempotent: a second run (or ``evhub invoices issue --cdr``, which calls :func:`invoice_cdr`) finds
 the document issued and does nothing more. The hook runs in a savepoint (``BillingComponent``): if it fails, the
@@ -200,15 +201,17 @@ CATCH_UP_WINDOW = timedelta(days=3)
 async def catch_up(db: Database, now: datetime, limit: int = 2000) -> int:
     """Issue what the hook should have issued for the CDRs made since ``now`` minus :data:`CATCH_UP_WINDOW` (the
     hook runs in a savepoint: a failure is logged and leaves the CDR without its document), and for every CDR,
-    however old, sold by an issuer whose registration id was set in that window (its row changed since then
-    and has one: the CDRs held for it, :class:`~billing.store.issuing.HeldOutsideVat`, and their credit CDRs);
+    however old, sold by an issuer whose registration id was set or changed in that window
+    (``registration_id_set_at``; no other edit of the issuer counts): the CDRs held for it,
+    :class:`~billing.store.issuing.HeldOutsideVat`, and their credit CDRs;
     each CDR in its own transaction, a failing one logged and skipped. The number of documents issued. Run by
     the hourly job."""
     since = now - CATCH_UP_WINDOW
     async with db.session() as db_session:
         parties = select(BillingIssuer.party_id).where(BillingIssuer.party_id.is_not(None))
+        # the id's own timestamp, not the row's updated_at: any other edit of the issuer widens nothing
         registered = parties.where(
-            BillingIssuer.registration_id.is_not(None), BillingIssuer.updated_at >= since
+            BillingIssuer.registration_id.is_not(None), BillingIssuer.registration_id_set_at >= since
         )
         emsp = func.coalesce(Cdr.emsp_id, Token.emsp_id)
         ad_hoc = or_(Token.type == "AD_HOC_USER", emsp.is_(None))
@@ -246,9 +249,13 @@ async def catch_up(db: Database, now: datetime, limit: int = 2000) -> int:
                 cdr = await db_session.get(Cdr, cdr_id)
                 if cdr is None:
                     continue
-                await (credit_cdr if cdr.is_credit else invoice_cdr)(db_session, cdr)
+                try:
+                    await (credit_cdr if cdr.is_credit else invoice_cdr)(db_session, cdr)
+                except HeldOutsideVat as why:  # committed: the hold is remembered, warned once (store.held)
+                    log.debug("no billing document now: %s", why)
+                    continue
                 issued += 1
-        except (NotBilledNow, HeldOutsideVat) as why:
+        except NotBilledNow as why:
             log.debug("no billing document now: %s", why)
         except Exception:
             log.exception("could not issue the billing document of CDR %s", cdr_id)

@@ -32,10 +32,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from kernel import jsonutil
-from kernel.httpserver import HttpServer
 from kernel.money import round_amount
 from kernel.timeutil import format_rfc3339
 from simulators.ocpi_wire import VERSION, auth_header, envelope, tokens_in
+from simulators.serving import Serving, ocpi_base
 
 TARIFF = {"energy": Decimal("0.45"), "time": Decimal("1.00"), "vat": Decimal(21)}
 """The simulated CPO's own price: per kWh and per hour charging, excl. VAT, and its VAT (percent)."""
@@ -81,14 +81,12 @@ class CpoSimulator:
         self.hub_token: str | None = None  # what we present to the hub
         self.hub_endpoints: list[dict[str, Any]] = []
         self.hub_roles: list[dict[str, Any]] = []
-        self._server: HttpServer | None = None
+        self._serving = Serving()
         self.app = self._build_app()
 
     @property
     def base_url(self) -> str:
-        if self.url is None:
-            raise RuntimeError("the simulator is not served: start() it")
-        return f"{self.url.rstrip('/')}/ocpi"
+        return ocpi_base(self.url)
 
     @property
     def versions_url(self) -> str:
@@ -96,15 +94,11 @@ class CpoSimulator:
 
     async def start(self, port: int = 0) -> str:
         """Serve on ``port`` (a free one when 0). Returns the versions URL."""
-        self._server = HttpServer(self.app, host=self.host, port=port)
-        self.url = self._server.url
-        await self._server.start()
+        self.url = await self._serving.start(self.app, self.host, port)
         return self.versions_url
 
     async def stop(self) -> None:
-        if self._server is not None:
-            await self._server.stop()
-        self._server = None
+        await self._serving.stop()
 
     def credentials(self, token: str) -> dict[str, Any]:
         role = {

@@ -47,6 +47,7 @@ from simulators.ocpi_wire import auth_header as _auth
 from simulators.ocpi_wire import envelope as _envelope
 from simulators.ocpi_wire import now_text as _now
 from simulators.ocpi_wire import tokens_in as _tokens_in
+from simulators.serving import Serving, ocpi_base
 
 
 @dataclass
@@ -104,35 +105,32 @@ class EmspSimulator:
         self.token_page_limit = 100
         self.bad = Misbehaviour()
         self.port: int | None = None
-        self._server: HttpServer | None = None
+        self._serving = Serving()
         self.app = self._build_app()
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
     @property
     def base_url(self) -> str:
-        if self.url is None:
-            raise RuntimeError(
-                "the simulator is not served: start() it, or give its url when served in-process"
-            )
-        return f"{self.url.rstrip('/')}/ocpi"
+        return ocpi_base(self.url, "start() it, or give its url when served in-process")
 
     @property
     def versions_url(self) -> str:
         return f"{self.base_url}/versions"
 
+    @property
+    def _server(self) -> HttpServer | None:
+        """The server while served, else None (bench/bench_steady.py asks it whether it started us)."""
+        return self._serving.server
+
     async def start(self, port: int = 0) -> str:
         """Serve on ``port`` (a free one when 0). Returns the versions URL."""
-        self._server = HttpServer(self.app, host=self.host, port=port)
-        self.port = self._server.port
-        self.url = self._server.url
-        await self._server.start()
+        self.url = await self._serving.start(self.app, self.host, port)
+        self.port = self._serving.port
         return self.versions_url
 
     async def stop(self) -> None:
-        if self._server is not None:
-            await self._server.stop()
-        self._server = None
+        await self._serving.stop()
 
     def misbehave(
         self,

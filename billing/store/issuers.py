@@ -18,7 +18,9 @@ from billing.core.documents import Address, DocumentError, Identity, PaymentTerm
 from billing.core.issuers import Issuer
 from billing.core.numbering import Series
 from billing.core.vat import require_registration_id
+from billing.store.held import forget_held
 from kernel.models.billing import BillingIssuer
+from kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 REGISTRATION_ID_MAX = 64  # billing_issuers.registration_id
@@ -108,8 +110,9 @@ async def list_issuers(db_session: AsyncSession) -> list[BillingIssuer]:
 async def set_registration_id(db_session: AsyncSession, key: str, registration_id: str) -> BillingIssuer:
     """Give issuer ``key`` its legal registration id (BT-30; stripped), e.g. one stored before it was required:
     from then on its lines outside the scope of VAT go on invoices of their own that name it by that id, and
-    what was held for it is invoiced by the next run (the monthly invoice, the hourly catch-up). IssuerError
-    for an unknown issuer or an empty or too long id."""
+    what was held for it is invoiced by the next run (the monthly invoice, the hourly catch-up, which looks at
+    every uninvoiced CDR it sells for three days after ``registration_id_set_at``, set here when the id changes).
+    IssuerError for an unknown issuer or an empty or too long id."""
     value = registration_id.strip()
     if not value:
         raise IssuerError(
@@ -121,5 +124,7 @@ async def set_registration_id(db_session: AsyncSession, key: str, registration_i
     if row.registration_id != value:
         log.info("issuer %s: registration id %r -> %r", key, row.registration_id, value)
         row.registration_id = value
+        row.registration_id_set_at = utcnow()  # the catch-up bills what was held from now (cdr_hook)
+        await forget_held(db_session, row.id)  # nothing is held any more
         await db_session.flush()
     return row

@@ -30,6 +30,7 @@ from billing.core.lines import outside_vat
 from billing.core.vat import outside_vat_held
 from billing.store.cdrs import priced_cdr
 from billing.store.codec import load_credit_note, load_invoice, to_json
+from billing.store.held import cdr_item, newly_held
 from billing.store.issuers import from_row, get_issuer
 from billing.store.numbers import Allocated, lock, take
 from kernel.models.billing import BillingDocument, BillingDocumentCdr, BillingIssuer, BillingNumberSeries
@@ -133,7 +134,8 @@ async def issue_session_invoice(
     ``session:<cdr id>``, the other ``session:<cdr id>:O``, and the CDR is linked to the first (to the O invoice
     when all its lines are O). Returns the CDR's linked invoice; :func:`session_invoices` gives both. When the
     issuer has no registration id to name itself by on the O invoice (BR-CO-26), nothing is issued: the CDR is
-    held, HeldOutsideVat (logged as a warning), and is invoiced so by the first call after the id is set."""
+    held, HeldOutsideVat (logged as a warning the first time, :mod:`.held`; the caller commits it to be
+    remembered), and is invoiced so by the first call after the id is set."""
     existing = await document_of(db_session, cdr_id, INVOICE)
     if existing is not None:
         return existing
@@ -149,7 +151,10 @@ async def issue_session_invoice(
     priced = priced_cdr(cdr)
     if not issuer.identity.registration_id and outside_vat(priced):
         reason = f"CDR {cdr.cdr_uid}: {outside_vat_held(issuer.key)}"
-        log.warning("%s", reason)
+        if await newly_held(db_session, issuer_row.id, [cdr_item(cdr.cdr_uid)]):  # warned once (.held)
+            log.warning("%s", reason)
+        else:
+            log.debug("%s", reason)
         raise HeldOutsideVat(reason)
     day = issue_date or utcnow().date()
     counter = await lock(db_session, issuer_row.id, issuer.invoice_series, day)

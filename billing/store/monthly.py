@@ -13,7 +13,7 @@ CDR from before they were recorded), then the account's uninvoiced ``billing_cha
 marked with the invoice's id. Lines outside the scope of VAT (category O: a CDR's tariff dimension without VAT,
 a fee without a VAT rate) go on an invoice of their own (EN 16931's BR-O rules); an issuer without a registration
 id cannot issue that one (BR-O-02, BR-CO-26), so its CDRs with an O line and its O fees are held -- left off,
-on no invoice, with a warning (and as ``cdr_held`` / ``fee_held`` in the reconciliation report,
+on no invoice, with a warning when first held (and as ``cdr_held`` / ``fee_held`` in the reconciliation report,
 :mod:`.reports`) -- and the first invoice after the id is set takes them, split.
 
 One invoice per account and period (``source_key`` ``monthly:<account>:<period>``, UNIQUE per issuer and
@@ -45,6 +45,7 @@ from billing.core.vat import NORMAL, outside_vat_held
 from billing.store.accounts import FLEET, buyer_of, fleet_account, summary
 from billing.store.cdrs import priced_cdr
 from billing.store.codec import load_invoice
+from billing.store.held import cdr_item, fee_item, newly_held
 from billing.store.issuers import from_row, get_issuer
 from billing.store.issuing import INVOICE, OUTSIDE_VAT, BillingError, _insert, _row
 from billing.store.numbers import Allocated, lock, take
@@ -184,8 +185,8 @@ async def issue_monthly_invoice(
     issued on ``issue_date`` (today by the hub's clock); the existing one if it was issued, None when there is
     nothing to bill. Lines outside the scope of VAT go on an invoice of their own (:func:`_outside_vat_invoice`);
     when the issuer has no registration id to name itself by there, the CDRs with such a line
-    (:func:`_held_outside_vat`) and the O fees are held for the first invoice after it is set (a warning each
-    time), the rest is invoiced. ``on_issue`` runs in the transaction for each new invoice (the collection
+    (:func:`_held_outside_vat`) and the O fees are held for the first invoice after it is set (a warning when
+    one is held that was not before, :mod:`.held`), the rest is invoiced. ``on_issue`` runs in the transaction for each new invoice (the collection
     request, :func:`billing.monthly_job.issue_monthly_invoice`). BillingError for an unknown or non-fleet
     account, a bad period, or a month not over yet."""
     account = await db_session.get(BillingAccount, account_id)
@@ -231,11 +232,15 @@ async def issue_monthly_invoice(
     if not apart:
         held = _held_outside_vat(cdrs)
         if held:
-            log.warning(
-                "billing account %s: %d CDR(s) with lines outside the scope of VAT wait (%s): %s",
+            new = await newly_held(db_session, issuer_row.id, [cdr_item(uid) for uid in sorted(held)])
+            log.log(
+                logging.WARNING if new else logging.DEBUG,  # warned when the held set grows (.held)
+                "billing account %s: %d CDR(s) with lines outside the scope of VAT wait (%s; newly held: %s): "
+                "%s",
                 account.id,
                 len(held),
                 ", ".join(sorted(held)),
+                ", ".join(i.removeprefix("cdr:") for i in new) or "none",
                 outside_vat_held(issuer.key),
             )
             cdrs = [c for c in cdrs if c.cdr_id not in held]
@@ -246,10 +251,14 @@ async def issue_monthly_invoice(
     main_fees = [(c, ln) for c, ln in fees if ln.vat_category is not outside]
     o_fees = [(c, ln) for c, ln in fees if ln.vat_category is outside]
     if o_fees and not apart:
-        log.warning(
-            "billing account %s: %d fee(s) outside the scope of VAT wait: %s",
+        new = await newly_held(db_session, issuer_row.id, [fee_item(c.id) for c, _ in o_fees])
+        log.log(
+            logging.WARNING if new else logging.DEBUG,
+            "billing account %s: %d fee(s) outside the scope of VAT wait (%s; newly held: %s): %s",
             account.id,
             len(o_fees),
+            ", ".join(f"fee:{c.id}" for c, _ in o_fees),
+            ", ".join(new) or "none",
             outside_vat_held(issuer.key),
         )
         o_fees = []

@@ -9,12 +9,13 @@ reconciliation of invoices with their payments and CDRs; each as typed rows and 
 * :func:`payments_report`: the payments and refunds of a period (settled, else created, in it; UTC days), each
   with its document, and the succeeded totals per issuer, currency and kind.
 * :func:`reconciliation_report`: each invoice of a period (a monthly invoice of that ``billing_period``, a
-  per-session invoice issued in that month): its CDRs' total excl. VAT against its CDR lines, what it asks for
-  against what was credited and paid; and the exceptions: CDRs of a closed month that a billing account should
-  pay and that are on no document, payments on no invoice, invoices whose lines differ from their CDRs, and
-  what is held for an issuer without a registration id (``cdr_held``: a CDR with a line outside the scope of
-  VAT, a per-session one as soon as it is held, a fleet's once the month is over; ``fee_held``: a fee outside
-  the scope of VAT of a closed month), each with the reason.
+  per-session invoice issued in that month): its CDRs' total excl. VAT against its CDR lines (an invoice split
+  from its lines outside the scope of VAT, its ``:O`` sibling, over the pair: :func:`_billed_cdrs`), what it
+  asks for against what was credited and paid; and the exceptions: CDRs of a closed month that a billing
+  account should pay and that are on no document, payments on no invoice, invoices whose lines differ from
+  their CDRs, and what is held for an issuer without a registration id (``cdr_held``: a CDR with a line
+  outside the scope of VAT, a per-session one as soon as it is held, a fleet's once the month is over;
+  ``fee_held``: a fee outside the scope of VAT of a closed month), each with the reason.
 
 Periods are ``YYYY-MM`` months (UTC). The issuer filter is an issuer key; ``issuer_ids`` restricts to a set of
 issuers (a party's API key sees its own).
@@ -33,13 +34,13 @@ from sqlalchemy import Select, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.core.aging import BUCKETS, AgingRow, Receivable, aging
-from billing.core.documents import DocumentError
+from billing.core.documents import DocumentError, Invoice
 from billing.core.lines import outside_vat
 from billing.core.vat import outside_vat_held
 from billing.store.accounts import DRIVER, FLEET, PARTY
 from billing.store.cdrs import priced_cdr
 from billing.store.codec import load_invoice
-from billing.store.issuing import INVOICE
+from billing.store.issuing import INVOICE, OUTSIDE_VAT
 from kernel.domain.cdr_holder import billed_fleet
 from kernel.models import (
     BillingAccount,
@@ -414,13 +415,15 @@ class InvoiceCheck:
     issuer: str
     number: str
     currency: str
-    cdrs: int
-    cdrs_excl_vat: Decimal  # the sum of its CDRs' total excl. VAT
+    cdrs: int  # the CDRs linked to it
+    cdrs_excl_vat: Decimal  # its CDRs' total excl. VAT (a split invoice: the part billed on it, _billed_cdrs)
     lines_excl_vat: Decimal  # the sum of its CDR lines' net
     payable: Decimal
     credited: Decimal
     paid: Decimal  # payments minus refunds, succeeded
     outstanding: Decimal
+    # the other invoice of a split pair (the one of its lines outside the scope of VAT, or the taxed one)
+    split_with: str = ""
 
     @property
     def difference(self) -> Decimal:
@@ -449,20 +452,59 @@ class Reconciliation:
     exceptions: tuple[ReconciliationException, ...]
 
 
-async def _cdr_figures(db_session: AsyncSession, ids: Sequence[int]) -> dict[int, tuple[int, Decimal]]:
-    """(count, total excl. VAT) of the CDRs invoiced on each document (summed here: SQLite adds floats)."""
+async def _cdr_totals(db_session: AsyncSession, ids: Sequence[int]) -> dict[int, dict[str, Decimal]]:
+    """Each document's linked CDRs (kind ``invoice``): CDR id (``cdr_uid``) -> total excl. VAT (summed in
+    Python: SQLite adds floats)."""
     if not ids:
         return {}
     rows = await db_session.execute(
-        select(BillingDocumentCdr.document_id, Cdr.total_cost_excl_vat)
+        select(BillingDocumentCdr.document_id, Cdr.cdr_uid, Cdr.total_cost_excl_vat)
         .join(Cdr, Cdr.id == BillingDocumentCdr.cdr_id)
         .where(BillingDocumentCdr.document_id.in_(ids), BillingDocumentCdr.kind == INVOICE)
     )
-    out: dict[int, tuple[int, Decimal]] = {}
-    for doc, amount in rows:
-        count, total = out.get(doc, (0, ZERO))
-        out[doc] = (count + 1, total + amount)
+    out: dict[int, dict[str, Decimal]] = {}
+    for doc, uid, amount in rows:
+        out.setdefault(doc, {})[uid] = amount
     return out
+
+
+def _split_pairs(invoices: Sequence[BillingDocument]) -> dict[int, BillingDocument]:
+    """Invoice id -> its sibling, for the invoices split in two (a monthly or per-session invoice and the one of
+    its lines outside the scope of VAT, ``source_key`` plus ``:O``: :mod:`.monthly`, :mod:`.issuing`), both of
+    the same issuer and among ``invoices``."""
+    by_key = {(d.issuer_id, d.source_key): d for d in invoices if d.source_key}
+    out: dict[int, BillingDocument] = {}
+    for d in invoices:
+        if d.source_key and d.source_key.endswith(OUTSIDE_VAT):
+            main = by_key.get((d.issuer_id, d.source_key.removesuffix(OUTSIDE_VAT)))
+            if main is not None:
+                out[main.id], out[d.id] = d, main
+    return out
+
+
+def _cdr_lines(doc: Invoice) -> dict[str, Decimal]:
+    """The net of the document's lines per CDR (``cdr_uid``)."""
+    out: dict[str, Decimal] = {}
+    for line in doc.lines:
+        if line.cdr_id is not None:
+            out[line.cdr_id] = out.get(line.cdr_id, ZERO) + line.net
+    return out
+
+
+def _billed_cdrs(
+    linked: dict[str, Decimal],
+    sibling_linked: dict[str, Decimal],
+    lines: dict[str, Decimal],
+    sibling_lines: dict[str, Decimal],
+) -> Decimal:
+    """What an invoice's CDRs come to excl. VAT, where the invoice is split in two with a sibling: the totals of
+    the CDRs linked to it, less what their lines on the sibling bill, plus what the lines on it bill of the
+    CDRs linked to the sibling. Each CDR's total is so counted once over the pair, on the invoice holding each
+    part of its lines (a CDR is linked to one invoice only, its O lines being on the other), and a difference
+    (a CDR whose lines do not add up to it) shows on the invoice the CDR is linked to."""
+    moved_out = sum((sibling_lines.get(uid, ZERO) for uid in linked), ZERO)
+    moved_in = sum((lines.get(uid, ZERO) for uid in sibling_linked), ZERO)
+    return sum(linked.values(), ZERO) - moved_out + moved_in
 
 
 async def _unregistered(db_session: AsyncSession, issuers: dict[int, str]) -> set[int]:
@@ -636,32 +678,40 @@ async def reconciliation_report(
         ).all()
     )
     ids = [d.id for d in invoices]
-    figures = await _cdr_figures(db_session, ids)
+    linked = await _cdr_totals(db_session, ids)
+    siblings = _split_pairs(invoices)
     latest = date.max  # every credit note and payment so far
     items = {
         (i.issuer, i.number): i
         for i in await open_items(db_session, latest, issuer_ids=list(issuers), document_ids=ids)
     }
+    lines_of = {d.id: _cdr_lines(load_invoice(d.document)) for d in invoices}
     checks, exceptions = [], []
     for d in invoices:
-        doc = load_invoice(d.document)
-        lines = sum((line.net for line in doc.lines if line.cdr_id is not None), ZERO)
-        count, cdrs = figures.get(d.id, (0, ZERO))
+        mine = linked.get(d.id, {})
+        lines = sum(lines_of[d.id].values(), ZERO)
+        sibling = siblings.get(d.id)
+        if sibling is None:
+            cdrs = sum(mine.values(), ZERO)
+        else:
+            cdrs = _billed_cdrs(mine, linked.get(sibling.id, {}), lines_of[d.id], lines_of[sibling.id])
         item = items[(issuers[d.issuer_id], d.number)]
         check = InvoiceCheck(
             issuers[d.issuer_id],
             d.number,
             d.currency,
-            count,
+            len(mine),
             round_amount(cdrs, d.currency),
             round_amount(lines, d.currency),
             round_amount(d.payable, d.currency),
             item.credited,
             item.paid,
             item.outstanding,
+            sibling.number if sibling is not None else "",
         )
         checks.append(check)
         if check.difference != ZERO:
+            pair = f" (split with {sibling.number}: over both)" if sibling is not None else ""
             exceptions.append(
                 ReconciliationException(
                     "lines_differ",
@@ -669,7 +719,7 @@ async def reconciliation_report(
                     d.number,
                     d.currency,
                     check.difference,
-                    f"CDR lines {check.lines_excl_vat} vs CDRs {check.cdrs_excl_vat} excl. VAT",
+                    f"CDR lines {check.lines_excl_vat} vs CDRs {check.cdrs_excl_vat} excl. VAT{pair}",
                 )
             )
     closed = following <= today
@@ -707,6 +757,7 @@ RECONCILIATION_HEADER = [
     "paid",
     "outstanding",
     "detail",
+    "split_with",
 ]
 
 
@@ -726,11 +777,12 @@ def reconciliation_rows(rec: Reconciliation) -> list[list[str]]:
             str(c.paid),
             str(c.outstanding),
             "",
+            c.split_with,
         ]
         for c in rec.invoices
     ]
     out += [
-        [e.kind, e.issuer, e.ref, e.currency, "", "", "", str(e.amount), "", "", "", "", e.detail]
+        [e.kind, e.issuer, e.ref, e.currency, "", "", "", str(e.amount), "", "", "", "", e.detail, ""]
         for e in rec.exceptions
     ]
     return out

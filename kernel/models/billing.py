@@ -3,6 +3,8 @@
 * ``billing_issuers``: a hosted party that sells charging and issues documents (:class:`billing.core.Issuer`
   as columns: legal identity, currency, terms, series, VAT situation). Editable (an address changes); a
   document keeps its own snapshot of the seller, so an edit never changes what was issued.
+  ``registration_id_set_at``: when its registration id was set or changed (not when the row was added, and
+  no other edit), the instant the billing catch-up's widening for what was held counts from.
 * ``billing_number_series``: the counter row of one issuer, series and period (year, 0 for a running
   series): ``next_number`` is the sequence the next document takes, ``last_issue_date`` the last one's date. The allocator locks this row in the
   transaction that inserts the document, so a rollback gives the number back and the series stays gap-free.
@@ -23,6 +25,8 @@
 * ``billing_dunning_steps``: each dunning step done, with its rule and key (UNIQUE): the job never repeats one.
 * ``billing_holds``: a block or a lowered spending limit put on an account's tokens for an unpaid document;
   the gateway's authorizer reads the active ones (``released_at`` NULL) on every Authorize, in every process.
+* ``billing_held_outside_vat``: the CDRs and fees held for an issuer without a registration id that were
+  warned about (once each, in every process), until the id is set.
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ class BillingIssuer(Timestamped, Base):
     country: Mapped[str] = mapped_column(String(2))
     vat_id: Mapped[str | None] = mapped_column(String(20), default=None)
     registration_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # when the registration id was last set or changed on the stored issuer (billing.store.issuers.
+    # set_registration_id, the hub's clock; NULL: it came with the issuer, or it has none): the hourly catch-up
+    # then looks at every uninvoiced CDR the issuer sells for a while (what was held for it), not at any edit
+    registration_id_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     email: Mapped[str | None] = mapped_column(String(255), default=None)
     currency: Mapped[str] = mapped_column(String(3))
     payment_terms_days: Mapped[int] = mapped_column(Integer, default=14)
@@ -260,6 +268,21 @@ class BillingHold(Base):
     rule: Mapped[str] = mapped_column(String(64))
     since: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
+
+
+class BillingHeldOutsideVat(Base):
+    """An item (``cdr:<cdr_uid>``, ``fee:<charge id>``) held for issuer ``issuer_id`` because it has no
+    registration id to issue it outside the scope of VAT with, recorded when it was first held
+    (``billing.store.held``): the warning is logged when an issuer's held set grows, not at every run. Its
+    rows go when the issuer's registration id is set."""
+
+    __tablename__ = "billing_held_outside_vat"
+
+    issuer_id: Mapped[int] = mapped_column(
+        ForeignKey("billing_issuers.id", ondelete="CASCADE"), primary_key=True
+    )
+    item: Mapped[str] = mapped_column(String(64), primary_key=True)
+    held_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 for _model in (BillingDocument, BillingDocumentCdr):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 13:47:15.541455
+Create Date: 2026-12-03 14:12:18.461802
 """
 
 from collections.abc import Sequence
@@ -300,6 +300,7 @@ def upgrade() -> None:
         sa.Column("country", sa.String(length=2), nullable=False),
         sa.Column("vat_id", sa.String(length=20), nullable=True),
         sa.Column("registration_id", sa.String(length=64), nullable=True),
+        sa.Column("registration_id_set_at", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("email", sa.String(length=255), nullable=True),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("payment_terms_days", sa.Integer(), nullable=False),
@@ -585,6 +586,19 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_tariffs_cpo_id"), ["cpo_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_tariffs_last_updated"), ["last_updated"], unique=False)
 
+    op.create_table(
+        "billing_held_outside_vat",
+        sa.Column("issuer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("item", sa.String(length=64), nullable=False),
+        sa.Column("held_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["issuer_id"],
+            ["billing_issuers.id"],
+            name=op.f("fk_billing_held_outside_vat_issuer_id_billing_issuers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("issuer_id", "item", name=op.f("pk_billing_held_outside_vat")),
+    )
     op.create_table(
         "billing_number_series",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -1655,6 +1669,7 @@ def downgrade() -> None:
 
     op.drop_table("charge_points")
     op.drop_table("billing_number_series")
+    op.drop_table("billing_held_outside_vat")
     with op.batch_alter_table("tariffs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_tariffs_last_updated"))
         batch_op.drop_index(batch_op.f("ix_tariffs_cpo_id"))
