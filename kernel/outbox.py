@@ -1,6 +1,11 @@
 """Durable outbox delivery: whatever must reach someone later (OCPI pushes, emails) is a row in ``outbox``.
 
-* :func:`enqueue` adds a message inside the caller's business transaction (idempotent by ``dedupe_key``).
+* :func:`enqueue` adds a message inside the caller's business transaction (idempotent by ``dedupe_key``), with
+  its ``priority`` (:class:`~kernel.models.outbox.OutboxPriority`: what a person or a real-time exchange waits
+  for first, the default; bulk state pushes last);
+* :func:`unsent_tail`, :func:`coalesce` and :func:`supersede` (``unsent_only``) let a channel merge a new message
+  into one of the same object that was never tried, or close such messages a newer one replaces (OCPI PATCHes
+  and PUTs: ``ocpi.push.outbox_message``); a row any attempt has leased is never touched;
 * :func:`register_channel` plugs in a sender per channel (``"ocpi"``, ``"email"``...): an
   ``async sender(message) -> DeliveryResult``.
 * :class:`OutboxDispatcher` claims due rows and delivers them, **per destination lane** (a channel and its
@@ -12,6 +17,8 @@
 
   - in order per ``ordering_key``: a message is only claimed when no earlier message of its key is pending or
     parked, so a later message never overtakes an earlier one (not even one that was parked);
+  - by ``priority``, then due time (``next_attempt_at``), then id: in every lane an urgent message (a receipt,
+    a command result) is claimed before any bulk push that is due, however long the bulk backlog;
   - a claim is a lease: ``attempts`` is incremented and ``next_attempt_at`` pushed past the delivery timeout
     in a short transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a compare-and-set on ``attempts``
     everywhere), so several processes never deliver the same row at the same time and a process that dies
@@ -40,7 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,7 +56,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from kernel import metrics
 from kernel.db.engine import Database
-from kernel.models.outbox import OutboxMessage, OutboxStatus
+from kernel.models.outbox import OutboxMessage, OutboxPriority, OutboxStatus
 from kernel.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -200,9 +207,14 @@ async def enqueue(
     dedupe_key: str | None = None,
     *,
     not_before: datetime | None = None,
+    priority: int = OutboxPriority.URGENT,
 ) -> OutboxMessage | None:
     """Add a message in the caller's transaction. Returns it, or None when ``dedupe_key`` was already used
-    (then nothing is added: enqueueing is idempotent)."""
+    (then nothing is added: enqueueing is idempotent).
+
+    ``priority`` (:class:`OutboxPriority`, lower first) orders the claim before the due time. The default is
+    ``URGENT``: what a person or a real-time exchange waits for (receipts, payments, reminders, command results);
+    producers of bulk state pushes pass ``BULK`` (OCPI locations, tariffs, sessions), records ``NORMAL``."""
     if dedupe_key is not None:
         existing = await db_session.scalar(
             select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key)
@@ -219,6 +231,8 @@ async def enqueue(
         attempts=0,
         next_attempt_at=not_before or utcnow(),
         result={},
+        priority=int(priority),
+        coalesced=0,
     )
     if dedupe_key is None:
         db_session.add(message)
@@ -348,8 +362,9 @@ class OutboxDispatcher:
                     )
                 )
             )
-        # the longest-waiting first: a lane probing a failing destination works through its rows in turn
-        return query.order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        # the most urgent first, then the longest-waiting: a receipt or a command result never waits behind a
+        # backlog of bulk pushes, and a lane probing a failing destination works through its rows in turn
+        return query.order_by(OutboxMessage.priority, OutboxMessage.next_attempt_at, OutboxMessage.id)
 
     async def _lease(
         self, limit: int, closed: set[tuple[str, str]], room: Callable[[tuple[str, str]], int] | None
@@ -381,6 +396,8 @@ class OutboxDispatcher:
                         OutboxMessage.id == row.id,
                         OutboxMessage.attempts == row.attempts,
                         OutboxMessage.status == OutboxStatus.PENDING,
+                        # the payload read is the row's: a merge (coalesce) since the read loses this claim
+                        OutboxMessage.coalesced == row.coalesced,
                     )
                     .values(attempts=row.attempts + 1, next_attempt_at=lease_until, updated_at=now)
                     .execution_options(synchronize_session=False)
@@ -867,14 +884,23 @@ async def release(db_session: AsyncSession, ids: list[int]) -> int:
     return res.rowcount or 0
 
 
-async def supersede(db_session: AsyncSession, ids: list[int], replaced_by: str) -> int:
+async def supersede(
+    db_session: AsyncSession, ids: list[int], replaced_by: str, *, unsent_only: bool = False
+) -> int:
     """Close these open messages unsent (status ``superseded``, ``result.superseded_by`` says what replaced
-    them) and free their dedupe keys, in the caller's transaction. Returns how many were open."""
+    them) and free their dedupe keys, in the caller's transaction. Returns how many were open.
+
+    ``unsent_only``: only those still pending that no attempt ever leased (``attempts == 0``): a message that
+    may be on its way, or may have reached the destination, is left alone (a dispatcher that read such a row
+    before this commits loses its claim: the claim requires the row still pending)."""
     if not ids:
         return 0
+    guard: list[ColumnElement[bool]] = [OutboxMessage.id.in_(ids), OutboxMessage.status.in_(OPEN_STATUSES)]
+    if unsent_only:
+        guard += [OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.attempts == 0]
     res = await db_session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids), OutboxMessage.status.in_(OPEN_STATUSES))
+        .where(*guard)
         .values(
             status=OutboxStatus.SUPERSEDED,
             result={"superseded_by": replaced_by},
@@ -897,3 +923,55 @@ async def retry_parked(db: Database, message_id: int | None = None, *, channel: 
             query = query.where(OutboxMessage.channel == channel)
         ids = list((await db_session.scalars(query)).all())
         return await release(db_session, ids)
+
+
+TAIL_LIMIT = 200
+"""How far back :func:`unsent_tail` looks (a key with more unsent messages than this merges among the newest)."""
+
+
+async def unsent_tail(db_session: AsyncSession, channel: str, ordering_key: str) -> list[OutboxMessage]:
+    """The messages of an ordering key that no attempt ever leased, newest first, back to the newest one that
+    was tried, parked or closed (in the caller's transaction). Only the earliest open message of a key can be
+    in flight (the others wait behind it), so these are all certainly unsent: a channel may merge a new message
+    into one of them (:func:`coalesce`) or close them (:func:`supersede` with ``unsent_only``)."""
+    rows = (
+        await db_session.scalars(
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.channel == channel,
+                OutboxMessage.ordering_key == ordering_key,
+                OutboxMessage.status.in_(OPEN_STATUSES),
+            )
+            .order_by(OutboxMessage.id.desc())
+            .limit(TAIL_LIMIT)
+        )
+    ).all()
+    tail: list[OutboxMessage] = []
+    for row in rows:
+        if row.status != OutboxStatus.PENDING or row.attempts != 0:
+            break
+        tail.append(row)
+    return tail
+
+
+async def coalesce(db_session: AsyncSession, message: OutboxMessage, payload: dict[str, Any]) -> bool:
+    """Replace the payload of an unsent message by ``payload`` (a later message merged into it), in the caller's
+    transaction, counting it in ``coalesced``. Compare-and-set: False (nothing changed; queue the later message
+    as its own row) when an attempt leased the row or another merge changed it since it was read."""
+    res = await db_session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message.id,
+            OutboxMessage.status == OutboxStatus.PENDING,
+            OutboxMessage.attempts == 0,
+            OutboxMessage.coalesced == message.coalesced,
+        )
+        .values(payload=payload, coalesced=message.coalesced + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    assert isinstance(res, CursorResult), "an UPDATE returns a cursor result"
+    if res.rowcount != 1:
+        return False
+    set_committed_value(message, "payload", payload)
+    set_committed_value(message, "coalesced", message.coalesced + 1)
+    return True

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cpo_gateway import ChargerOffline, InvalidCall
 from kernel.db.engine import Database
+from kernel.models import OutboxPriority
 from kernel.models.roaming import CommandState, OcpiPartner, OcpiPendingCommand
 from kernel.outbox import enqueue
 from kernel.seams import Services
@@ -313,6 +314,7 @@ class CommandRunner:
             f"ocpi:{row.partner_id}:command:{row.id}",
             result_payload(partner, row, body),
             dedupe_key=f"ocpi:{row.partner_id}:command-result:{row.id}",
+            priority=OutboxPriority.URGENT,  # the eMSP's app waits for it: before any bulk push to the partner
         )
         return True
 

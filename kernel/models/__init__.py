@@ -31,7 +31,7 @@ from kernel.models.gateway import ChargerEvent
 from kernel.models.grid import GridLoadSample, GridTariffRule
 from kernel.models.immutability import ImmutableRecordError
 from kernel.models.locations import EVSE, Connector, Location
-from kernel.models.outbox import OutboxMessage, OutboxStatus
+from kernel.models.outbox import OutboxMessage, OutboxPriority, OutboxStatus
 from kernel.models.parties import Party, PartyRole
 from kernel.models.portal import (
     FleetDriver,
@@ -93,6 +93,7 @@ __all__ = [
     "MeterValue",
     "OcppVersion",
     "OutboxMessage",
+    "OutboxPriority",
     "OutboxStatus",
     "Party",
     "PartyRole",

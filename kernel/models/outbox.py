@@ -5,6 +5,13 @@ most once for a channel whose sender marks ``result.sending`` first: e-mail; see
 ``dedupe_key`` makes enqueueing idempotent; a delivered row is never sent again. A ``parked`` row is not retried
 by itself (``parked_reason`` says why) and keeps blocking the later rows of its ordering key until an operator or
 a re-sync releases or supersedes it; a ``superseded`` row was closed unsent (``result`` names what replaced it).
+
+``priority`` (:class:`OutboxPriority`, lower first) is the order the dispatcher claims due rows in, before their
+due time: what a person or a real-time exchange waits for (receipts, payments, dunning e-mails, command results)
+goes before bulk state pushes (locations, tariffs, sessions), so a backlog of pushes never delays a receipt.
+``coalesced`` counts the later messages merged into a row that was never tried (OCPI PATCHes of one object:
+:func:`kernel.outbox.coalesce`); the dispatcher's claim checks it, so it never leases a row whose payload it read
+before a merge.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import Index, Integer, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kernel.db.base import Base, Timestamped
@@ -28,10 +35,18 @@ class OutboxStatus(enum.StrEnum):
     DEAD = "parked"  # the former name of PARKED (an alias: the same member)
 
 
+class OutboxPriority(enum.IntEnum):
+    """The claim order of outbox rows (lower first; the due time orders rows of one priority)."""
+
+    URGENT = 0  # a person or a real-time exchange waits: receipts, payments, dunning e-mails, command results
+    NORMAL = 5  # records each delivered once, not waited for in real time: CDRs, token states
+    BULK = 9  # state pushes a newer one may replace: locations, EVSE statuses, tariffs, sessions
+
+
 class OutboxMessage(Timestamped, Base):
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_due", "status", "priority", "next_attempt_at"),
         Index("ix_outbox_ordering", "channel", "ordering_key", "id"),
     )
 
@@ -50,3 +65,5 @@ class OutboxMessage(Timestamped, Base):
     # when the current run of failed attempts began (None: the last attempt succeeded or none was made)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     parked_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    priority: Mapped[int] = mapped_column(SmallInteger, default=int(OutboxPriority.URGENT))
+    coalesced: Mapped[int] = mapped_column(Integer, default=0)  # later messages merged into this unsent row

@@ -140,7 +140,8 @@ async def test_403_for_a_while_then_everything_delivered_nothing_parked(hub, sim
     await sim.wait_for(
         lambda: len(sim.cdrs) == 1 and len(sim.sessions.get("S-403", {}).get("charging_periods", [])) == 2
     )
-    assert [m for m, answered in _answered(sim, "/sessions/") if answered == 200] == ["PUT", "PATCH", "PATCH"]
+    # the two readings queued behind the refused PUT went as one PATCH (coalesced) with both periods
+    assert [m for m, answered in _answered(sim, "/sessions/") if answered == 200] == ["PUT", "PATCH"]
     await _wait_all_closed(hub.db)
     assert {r.status for r in await _rows(hub.db)} == {OutboxStatus.DELIVERED}
 
@@ -155,7 +156,8 @@ async def test_404_during_a_deploy_delivered_in_order_and_health_tells_the_truth
     assert await _evse_status(hub.db, "LOC1-E1", "BLOCKED") == 1
     await wait_until(lambda: sum(1 for r in sim.log if r.answered == 404) >= 4, "several 404 answers")
     health = await partner_health(hub.db, partner_id)
-    assert health["outbox"]["pending"] == 4 and health["outbox"]["parked"] == 0
+    # E1's CHARGING was replaced by its BLOCKED (coalesced: queued after E2's, in order), never tried
+    assert health["outbox"]["pending"] == 3 and health["outbox"]["parked"] == 0
     advance_clock(61)  # the deploy takes a while
     await hub.dispatched()
     health = await partner_health(hub.db, partner_id)
@@ -173,7 +175,6 @@ async def test_404_during_a_deploy_delivered_in_order_and_health_tells_the_truth
     ]
     assert delivered[0][0] == "PUT"
     assert delivered[1:] == [
-        ("PATCH", "LOC1-E1", "CHARGING"),
         ("PATCH", "LOC1-E2", "OUTOFORDER"),
         ("PATCH", "LOC1-E1", "BLOCKED"),
     ]
@@ -198,11 +199,10 @@ async def _parked_session_with_patches_behind(hub, sim, uid: str) -> int:
     # nothing of the session overtook its parked PUT
     assert _answered(sim, "/sessions/") == [("PUT", 400)]
     rows = await _rows(hub.db)
-    assert [(r.payload["method"], r.status) for r in rows] == [
-        ("PUT", OutboxStatus.PARKED),
-        ("PATCH", OutboxStatus.PENDING),
-        ("PATCH", OutboxStatus.PENDING),
-        ("PATCH", OutboxStatus.PENDING),
+    # the two readings and the end, queued behind the parked PUT, are one PATCH (coalesced)
+    assert [(r.payload["method"], r.status, r.coalesced) for r in rows] == [
+        ("PUT", OutboxStatus.PARKED, 0),
+        ("PATCH", OutboxStatus.PENDING, 2),
     ]
     assert rows[0].parked_reason.startswith("refused: PUT ") and "HTTP 400" in rows[0].parked_reason
     return sid
@@ -218,9 +218,9 @@ async def test_recovery_resyncs_a_parked_session_as_the_current_session(hub, sim
     assert sim.sessions["S-PARK"]["kwh"] == 2.5 and len(sim.sessions["S-PARK"]["charging_periods"]) == 2
     await _wait_all_closed(hub.db)
     rows = [r for r in await _rows(hub.db) if r.payload.get("module") == "sessions"]
-    assert [r.status for r in rows] == [OutboxStatus.SUPERSEDED] * 4 + [OutboxStatus.DELIVERED]
-    assert {r.result["superseded_by"] for r in rows[:4]} == {
-        f"message {rows[4].id} (the current state, re-sync)"
+    assert [r.status for r in rows] == [OutboxStatus.SUPERSEDED] * 2 + [OutboxStatus.DELIVERED]
+    assert {r.result["superseded_by"] for r in rows[:2]} == {
+        f"message {rows[2].id} (the current state, re-sync)"
     }
     # the push state is what the partner now has: nothing to PATCH until the session changes again
     async with hub.db.session() as s:
@@ -251,7 +251,7 @@ async def test_outbox_list_by_partner_and_retry_resyncs_instead_of_replaying(hub
     await connect(hub, sim2)  # a second partner, nothing for it
     by_partner = json.loads((await cli("outbox", "list", "--by-partner", "--json")).stdout)
     mine = next(b for b in by_partner if b["name"] == sim.name)
-    assert (mine["pending"], mine["parked"]) == (3, 1)
+    assert (mine["pending"], mine["parked"]) == (1, 1)  # the PATCHes behind the parked PUT: one, coalesced
     assert mine["parked_reason"].startswith("refused: PUT ") and "HTTP 400" in mine["parked_reason"]
     other = next(b for b in by_partner if b["name"] == sim2.name)
     assert (other["pending"], other["parked"]) == (0, 0)

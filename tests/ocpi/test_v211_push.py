@@ -218,8 +218,11 @@ async def test_a_location_the_partner_may_no_longer_see_has_every_evse_removed(h
             row.publish = value
             await enqueue_location(loc, s)
 
+    # each PUT delivered before the next: a later PUT of the location supersedes one still unsent
     await publish(True)
+    await wait_until(lambda: len(receiver.of("PUT", "locations/")) == 1, "the first Location PUT")
     await publish(False)  # 2.2.1 partners get it once more with publish: false
+    await wait_until(lambda: len(receiver.of("PUT", "locations/")) == 2, "the hidden Location PUT")
     await publish(True)
     await wait_until(lambda: len(receiver.of("PUT", "locations/")) == 3, "three Location PUTs")
     statuses = [[e["status"] for e in p.body["evses"]] for p in receiver.of("PUT", "locations/")]
@@ -275,6 +278,8 @@ async def test_session_put_patches_and_cdr_arrive_in_211_form_in_order(hub, netw
     assert put.body["auth_id"] == "DE-EMV-CRD-211"  # the contract_id
     # two meter readings: two PATCHes, each with every period so far (2.1.1 PATCH replaces the list)
     await meter(hub.db, sid, 15, 4000)
+    # delivered before the next reading: a PATCH still queued would take the next one in (coalesced)
+    await wait_until(lambda: len(receiver.of("PATCH", "sessions/")) == 1, "the first Session PATCH")
     await meter(hub.db, sid, 30, 6500)
     await wait_until(lambda: len(receiver.of("PATCH", "sessions/")) == 2, "the Session PATCHes")
     first, second = receiver.of("PATCH", "sessions/")

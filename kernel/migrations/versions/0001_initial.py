@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-12-03 14:12:18.461802
+Create Date: 2026-12-03 15:10:53.050890
 """
 
 from collections.abc import Sequence
@@ -198,13 +198,15 @@ def upgrade() -> None:
         sa.Column("delivered_at", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("failing_since", kernel.db.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("parked_reason", sa.Text(), nullable=True),
+        sa.Column("priority", sa.SmallInteger(), nullable=False),
+        sa.Column("coalesced", sa.Integer(), nullable=False),
         sa.Column("created_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", kernel.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
         sa.UniqueConstraint("dedupe_key", name=op.f("uq_outbox_dedupe_key")),
     )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.create_index("ix_outbox_due", ["status", "next_attempt_at"], unique=False)
+        batch_op.create_index("ix_outbox_due", ["status", "priority", "next_attempt_at"], unique=False)
         batch_op.create_index("ix_outbox_ordering", ["channel", "ordering_key", "id"], unique=False)
 
     op.create_table(
