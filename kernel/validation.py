@@ -5,9 +5,12 @@ megabytes in them nor nest them deeper than any reader recurses."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
+
+from kernel.timeutil import ensure_utc
 
 INT64_MAX = 2**63 - 1
 """The largest id, limit or offset any table or query takes (PostgreSQL BIGINT, SQLite INTEGER)."""
@@ -65,3 +68,22 @@ def check_extras(
     size = len(json.dumps(extra, separators=(",", ":"), ensure_ascii=False, default=str).encode())
     if size > max_bytes:
         raise ValueError(f"unknown fields take {size} bytes; at most {max_bytes} are kept")
+
+
+def ci_string(value: str) -> str:
+    """``value`` if it is an OCPI CiString's text (printable ASCII), else ValueError (pydantic validators)."""
+    if not (value.isascii() and value.isprintable()):
+        raise ValueError("must be printable ASCII (an OCPI CiString)")
+    return value
+
+
+def ocpi_string(value: str) -> str:
+    """``value`` if it is an OCPI string's text (printable: no line breaks, no tabs), else ValueError."""
+    if not value.isprintable():
+        raise ValueError("must be printable (an OCPI string: no line breaks, no tabs)")
+    return value
+
+
+def utc_instant(value: datetime) -> datetime:
+    """``value`` as aware UTC (a naive instant read as UTC, as OCPI's DateTime without offset means)."""
+    return ensure_utc(value if value.tzinfo is not None else value.replace(tzinfo=UTC))

@@ -13,50 +13,31 @@ fields are kept (a newer peer's extras are stored in ``tokens.data``, not lost),
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from kernel.domain._fields import one_of, upper
 from kernel.models.tokens import TOKEN_TYPES, WHITELIST_TYPES
-from kernel.timeutil import ensure_utc
-from kernel.validation import check_extras
+from kernel.validation import check_extras, ci_string, ocpi_string, utc_instant
 
 PROFILE_TYPES = ("CHEAP", "FAST", "GREEN", "REGULAR")  # OCPI 2.2.1 ProfileType (Smart Charging)
 
 
-def _ci_string(value: str) -> str:
-    if not (value.isascii() and value.isprintable()):
-        raise ValueError("must be printable ASCII (an OCPI CiString)")
-    return value
-
-
-def _string(value: str) -> str:
-    if not value.isprintable():
-        raise ValueError("must be printable (an OCPI string: no line breaks, no tabs)")
-    return value
-
-
-def _utc(value: datetime) -> datetime:
-    return ensure_utc(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
-
-
 CountryCode = Annotated[
-    str, BeforeValidator(upper), Field(min_length=2, max_length=2), AfterValidator(_ci_string)
+    str, BeforeValidator(upper), Field(min_length=2, max_length=2), AfterValidator(ci_string)
 ]
-PartyId = Annotated[
-    str, BeforeValidator(upper), Field(min_length=3, max_length=3), AfterValidator(_ci_string)
-]
-CiString36 = Annotated[str, Field(min_length=1, max_length=36), AfterValidator(_ci_string)]
-OptionalCiString36 = Annotated[str, Field(max_length=36), AfterValidator(_ci_string)]
-String64 = Annotated[str, Field(max_length=64), AfterValidator(_string)]
-Issuer = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_string)]
-Language = Annotated[str, Field(min_length=2, max_length=2), AfterValidator(_string)]  # ISO 639-1
+PartyId = Annotated[str, BeforeValidator(upper), Field(min_length=3, max_length=3), AfterValidator(ci_string)]
+CiString36 = Annotated[str, Field(min_length=1, max_length=36), AfterValidator(ci_string)]
+OptionalCiString36 = Annotated[str, Field(max_length=36), AfterValidator(ci_string)]
+String64 = Annotated[str, Field(max_length=64), AfterValidator(ocpi_string)]
+Issuer = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(ocpi_string)]
+Language = Annotated[str, Field(min_length=2, max_length=2), AfterValidator(ocpi_string)]  # ISO 639-1
 TokenType = Annotated[str, BeforeValidator(upper), AfterValidator(one_of(TOKEN_TYPES))]
 WhitelistType = Annotated[str, BeforeValidator(upper), AfterValidator(one_of(WHITELIST_TYPES))]
 ProfileType = Annotated[str, BeforeValidator(upper), AfterValidator(one_of(PROFILE_TYPES))]
-UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
+UtcDateTime = Annotated[datetime, AfterValidator(utc_instant)]
 
 
 class EnergyContract(BaseModel):

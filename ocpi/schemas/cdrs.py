@@ -19,7 +19,7 @@ characters (the spec: 39 only for a credit CDR's appended suffix).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -28,8 +28,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from kernel.domain._fields import one_of, upper
 from kernel.domain.tokens import CiString36, CountryCode, PartyId, TokenType
 from kernel.money import MoneyError, normalize_currency, parse_amount, to_decimal
-from kernel.timeutil import ensure_utc
-from kernel.validation import check_extras
+from kernel.validation import check_extras, ci_string, ocpi_string, utc_instant
 from ocpi.schemas.common import OcpiModel
 
 AUTH_METHODS = ("AUTH_REQUEST", "COMMAND", "WHITELIST")
@@ -37,22 +36,6 @@ MAX_AMOUNT = Decimal(10) ** 9
 """No session costs a billion: larger amounts are refused before they reach a column or a sum."""
 MAX_QUANTITY = Decimal(10) ** 7
 QUANTITY_DECIMALS = 6
-
-
-def _ci_string(value: str) -> str:
-    if not (value.isascii() and value.isprintable()):
-        raise ValueError("must be printable ASCII (an OCPI CiString)")
-    return value
-
-
-def _string(value: str) -> str:
-    if not value.isprintable():
-        raise ValueError("must be printable (an OCPI string: no line breaks, no tabs)")
-    return value
-
-
-def _utc(value: datetime) -> datetime:
-    return ensure_utc(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
 
 
 def _exact(value: Any) -> Decimal:
@@ -85,13 +68,13 @@ def _currency(value: str) -> str:
 
 ExactNumber = Annotated[Decimal, BeforeValidator(_exact)]
 Quantity = Annotated[Decimal, BeforeValidator(_exact), AfterValidator(_quantity)]
-CdrId = Annotated[str, Field(min_length=1, max_length=39), AfterValidator(_ci_string)]
-CiString36Opt = Annotated[str, Field(min_length=1, max_length=36), AfterValidator(_ci_string)]
-CiString48 = Annotated[str, Field(min_length=1, max_length=48), AfterValidator(_ci_string)]
-String = Annotated[str, AfterValidator(_string)]
+CdrId = Annotated[str, Field(min_length=1, max_length=39), AfterValidator(ci_string)]
+CiString36Opt = Annotated[str, Field(min_length=1, max_length=36), AfterValidator(ci_string)]
+CiString48 = Annotated[str, Field(min_length=1, max_length=48), AfterValidator(ci_string)]
+String = Annotated[str, AfterValidator(ocpi_string)]
 Currency = Annotated[str, AfterValidator(_currency)]
 AuthMethod = Annotated[str, BeforeValidator(upper), AfterValidator(one_of(AUTH_METHODS))]
-UtcDateTime = Annotated[datetime, AfterValidator(_utc)]
+UtcDateTime = Annotated[datetime, AfterValidator(utc_instant)]
 
 
 class _Bounded(OcpiModel):
