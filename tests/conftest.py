@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import os
 import re
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -195,15 +197,47 @@ async def clear_tables(db: Database) -> None:
         await raw.execute(deletes + restart)  # several statements in one query: one implicit transaction
 
 
+def _sqlite_write_lock_free(url: str) -> bool:
+    """Whether a new connection gets the SQLite file's write lock at once (nobody holds a transaction open)."""
+    database = make_url(url).database
+    if not database:
+        return True
+    probe = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        probe.close()
+
+
+async def _assert_sqlite_released(url: str, test: str) -> None:
+    """After a test on SQLite: nothing of it may still hold the write lock (a task or connection left in a
+    transaction would make the worker's next test fail with "database is locked" 30 s later, far from the
+    cause). A writer finishing its last commit gets a few seconds; then this test fails, naming itself."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not _sqlite_write_lock_free(url):
+        if loop.time() > deadline:
+            gc.collect()  # a leaked, unreferenced connection is closed by its finalizer
+            assert _sqlite_write_lock_free(url), f"{test} left a transaction open on the SQLite database"
+            return
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    """A :class:`Database` on empty tables."""
+async def db(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Database]:
+    """A :class:`Database` on empty tables; on SQLite, the test must leave no transaction open."""
     database = Database(database_url)
     await clear_tables(database)
     try:
         yield database
     finally:
         await database.dispose()
+    if database.is_sqlite:
+        await _assert_sqlite_released(database_url, request.node.nodeid)
 
 
 @pytest.fixture

@@ -1,19 +1,23 @@
 """Pricing never holds the gateway's event loop (issue 15: "one session with an absurd span froze every charger
 for 22 s"). The pure pricing runs in a worker thread, and the work of one session is bounded before anything
 is loaded: a session beyond the bounds is refused (``failed``, the reason recorded), never silently lost.
-Measured with a real websocket: another charger's Heartbeat round trips while the hub prices."""
+Proved with a real websocket and without timing: the pure pricing step waits, in its thread, until another
+charger's Heartbeat has been answered; on the event loop that wait could never end (the loop would be the one
+waiting), so the step would give up and the test fail."""
 
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import insert, select
 
+import tariffs.cdr_builder as cdr_builder
 from cpo_gateway.server import Gateway
 from evhub import provisioning as prov
 from kernel.clock import pin_clock
@@ -24,8 +28,9 @@ from kernel.timeutil import utcnow
 from tariffs.rating import rate_pending
 from tests.gateway.conftest import Seed, open_client
 
-LOOSE_BOUND = 1.0
-"""The slowest Heartbeat round trip allowed while pricing runs (s): loose, the machine is shared."""
+GIVE_UP = 60.0
+"""How long the pure step waits for the Heartbeat (s) before it gives up: far past any loaded CI box's round
+trip; reached only when the step holds the loop (then the Heartbeat cannot be answered at all)."""
 
 TARIFF = {
     "country_code": "NL",
@@ -76,24 +81,61 @@ def _past_the_sessions() -> None:
     pin_clock(utcnow() + timedelta(seconds=1.1))
 
 
+class _PricingGate:
+    """Wraps the pure pricing step: call ``n`` records its thread, says it is waiting, and waits until
+    :meth:`answered` ``(n)`` (a Heartbeat was answered while it ran) or :data:`GIVE_UP`; ``held`` counts the
+    calls that gave up."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        self.held = 0
+        self.waiting = 0
+        """The number of the call waiting now (0: none yet)."""
+        self.threads: set[int] = set()
+        self._go: dict[int, threading.Event] = {}
+        self._lock = threading.Lock()
+        step = cdr_builder.price_periods
+
+        def gated(*args: object, **kwargs: object) -> object:
+            with self._lock:
+                self.calls += 1
+                number = self.calls
+                self._go[number] = threading.Event()
+                self.threads.add(threading.get_ident())
+                self.waiting = number
+            if not self._go[number].wait(GIVE_UP):
+                self.held += 1
+            return step(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(cdr_builder, "price_periods", gated)
+
+    def answered(self, number: int) -> None:
+        self._go[number].set()
+
+
 async def _heartbeats_while(
-    gateway: Gateway, start: Callable[[], Awaitable[int]]
-) -> tuple[asyncio.Task[int], float]:
-    """Another charger connects, then ``start``'s work runs: the work's task and the slowest Heartbeat round trip
-    (s) while it ran. The charger is connected first: its round trips, not its upgrade, are what is measured (on
-    a loaded CI box an upgrade queued behind the pricing's reads could exceed the upgrade budget and get 503)."""
+    gateway: Gateway, gate: _PricingGate, start: Callable[[], Awaitable[int]]
+) -> tuple[asyncio.Task[int], int]:
+    """Another charger connects, then ``start``'s work runs; whenever a pricing step waits in the gate, the
+    charger sends a Heartbeat and, once it is answered, lets that step go on. Returns the work's task and how
+    many steps a Heartbeat was answered for while they ran. The charger is connected first: its round trips, not
+    its upgrade, are what is proved (on a loaded CI box an upgrade queued behind the pricing's reads could get
+    503)."""
     client = await open_client(gateway, "CP201", "ocpp2.0.1")
     work = asyncio.create_task(start())
-    slowest = 0.0
+    released = 0
     try:
         while not work.done():
-            sent = time.monotonic()
-            await client.ok("Heartbeat", {})
-            slowest = max(slowest, time.monotonic() - sent)
-            await asyncio.sleep(0.01)
+            waiting = gate.waiting
+            if waiting > released:
+                await client.ok("Heartbeat", {})
+                for number in range(released + 1, waiting + 1):  # in parallel on PostgreSQL
+                    gate.answered(number)
+                released = waiting
+            await asyncio.sleep(0.005)
     finally:
         await client.close()
-    return work, slowest
+    return work, released
 
 
 async def _state(db: Database, session_id: int) -> ChargingSession:
@@ -104,36 +146,35 @@ async def _state(db: Database, session_id: int) -> ChargingSession:
 
 
 async def test_an_absurd_session_is_refused_with_its_reason_and_holds_nobody(
-    gateway: Gateway, db: Database, seeded: Seed
+    db: Database, seeded: Seed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with db.session() as s:
         await prov.import_tariff(s, TARIFF)
     absurd = await _session(db, seeded, timedelta(days=365 * 30), 20)
     _past_the_sessions()
-    work, slowest = await _heartbeats_while(gateway, lambda: rate_pending(db, (), limits=Limits()))
-    assert await work == 0
+    gate = _PricingGate(monkeypatch)
+    assert await rate_pending(db, (), limits=Limits()) == 0
     row = await _state(db, absurd)
     assert row.pricing_state == PricingState.FAILED and "too much to price" in (row.pricing_error or "")
-    assert slowest < LOOSE_BOUND, slowest
+    assert gate.calls == 0  # refused before its readings were loaded or priced: nobody was held
 
 
-async def test_heavy_pricing_runs_off_the_loop(gateway: Gateway, db: Database, seeded: Seed) -> None:
+async def test_heavy_pricing_runs_off_the_loop(
+    gateway: Gateway, db: Database, seeded: Seed, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Sessions within the bounds but heavy to price (a long span cut at every daily price change, many
     readings) are priced, each in a worker thread, while the chargers are answered."""
     async with db.session() as s:
         await prov.import_tariff(s, TARIFF)
     ids = [await _session(db, seeded, timedelta(days=80), 20_000) for _ in range(2)]
     _past_the_sessions()
-    started = time.monotonic()
-    work, slowest = await _heartbeats_while(gateway, lambda: rate_pending(db, (), limits=Limits()))
-    took = time.monotonic() - started
+    gate = _PricingGate(monkeypatch)
+    work, released = await _heartbeats_while(gateway, gate, lambda: rate_pending(db, (), limits=Limits()))
     assert await work == 2
     for sid in ids:
         assert (await _state(db, sid)).pricing_state == PricingState.PRICED
-    assert took > 2 * LOOSE_BOUND or slowest < LOOSE_BOUND, (took, slowest)  # heavy enough to tell
-    # On the loop the slowest round trip was the whole pricing (the handshake timed out); off it, a fraction:
-    # under a loaded CI box the pricing threads still take the interpreter lock part of the time.
-    assert slowest < max(LOOSE_BOUND, 0.5 * took), (took, slowest)
+    assert gate.calls == 2 and gate.held == 0 and released == 2, (gate.calls, gate.held, released)
+    assert threading.get_ident() not in gate.threads  # each step ran in a worker thread, not the loop's
 
 
 async def test_a_backlog_is_priced_in_one_run(gateway: Gateway, db: Database, seeded: Seed) -> None:

@@ -621,6 +621,10 @@ async def test_ocpi_commands_reach_real_chargers_as_exact_ocpp_with_unique_ids(h
             c.identity: c.id
             for c in (await s.scalars(select(ChargePoint).where(ChargePoint.cpo_id == cpo))).all()
         }
+    # the chargers answer each CALL in turn: on a loaded box the last of a charger's queue can wait longer than
+    # the fixture's 2 s, and a TIMEOUT result would end the wait before the charger had the frame
+    assert hub.component.commands is not None
+    hub.component.commands.timeout = 30
     gw = Gateway(gateway_settings(hub.db.url, ocpp_command_timeout=15), hub.db, "node-a")
     await gw.start("127.0.0.1", 0)
     clients = {}
@@ -685,6 +689,7 @@ async def test_ocpi_commands_reach_real_chargers_as_exact_ocpp_with_unique_ids(h
                     ]
         for simulator, ref in refs:
             await simulator.wait_for(lambda s=simulator, ref=ref: ref in s.command_results)
+            assert simulator.command_results[ref]["result"] != "TIMEOUT", simulator.command_results[ref]
         frames = {identity: _queued(client) for identity, client in clients.items()}
     finally:
         for client in clients.values():
