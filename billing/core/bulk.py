@@ -162,6 +162,21 @@ class InvoiceHead:
 
 
 @dataclass(frozen=True, slots=True)
+class BulkBody:
+    """One invoice of the bulk path but for its number: its head's index, its figures, its supply period
+    (ISO texts) and its lines' JSON (between the list's brackets); :func:`stamp` makes it a
+    :class:`BulkInvoice`."""
+
+    index: int
+    currency: str
+    n_lines: int
+    breakdown: tuple[VatBreakdown, ...]
+    totals: Totals
+    supply: tuple[str, str]
+    lines: str
+
+
+@dataclass(frozen=True, slots=True)
 class BulkInvoice:
     """One invoice of the bulk path: its head's index, its figures and its stored JSON (``document``)."""
 
@@ -359,6 +374,12 @@ def _check(table: CdrTable, n_invoices: int) -> None:
             raise DocumentError(f"currency {currency!r}: give the ISO 4217 code")
 
 
+def _which(heads: Sequence[InvoiceHead], index: int) -> str:
+    """How an error names invoice ``index``: its number, or before it has one, its place and buyer."""
+    head = heads[index]
+    return head.number or f"{index + 1} of {len(heads)} (to {head.buyer.legal_name})"
+
+
 def prepare(table: CdrTable, heads: Sequence[InvoiceHead]) -> Prepared:
     """Every invoice's lines, ordered and classified (vectorised); DocumentError where the core refuses."""
     _check(table, len(heads))
@@ -475,7 +496,7 @@ def prepare(table: CdrTable, heads: Sequence[InvoiceHead]) -> Prepared:
     counts = np.bincount(line_invoice, minlength=len(heads))
     empty = np.flatnonzero(counts == 0)
     if empty.size:
-        raise DocumentError(f"invoice {heads[int(empty[0])].number}: nothing to invoice: no lines (BR-16)")
+        raise DocumentError(f"invoice {_which(heads, int(empty[0]))}: nothing to invoice: no lines (BR-16)")
     bounds = np.r_[0, np.cumsum(counts)]
     negative = (col["net"] < 0) | ((col["net"] == 0) & table.is_credit[line_cdr])
 
@@ -486,7 +507,7 @@ def prepare(table: CdrTable, heads: Sequence[InvoiceHead]) -> Prepared:
     mixed = np.flatnonzero(lo_cur != hi_cur)
     if mixed.size:
         raise DocumentError(
-            f"invoice {heads[int(mixed[0])].number}: lines in 2 currencies; one document per currency"
+            f"invoice {_which(heads, int(mixed[0]))}: lines in 2 currencies; one document per currency"
         )
     # the supply period: the first earliest start and the first latest end, in line order
     frame = pd.DataFrame({"inv": line_invoice, "s": table.start_us[line_cdr], "e": table.end_us[line_cdr]})
@@ -560,19 +581,26 @@ def _check_parties(head: InvoiceHead, categories: set[VatCategory]) -> None:
 
 def render(prepared: Prepared, invoices: range | None = None) -> Iterator[BulkInvoice]:
     """The invoices ``invoices`` (head indexes; all if None) of ``prepared``, in that order, each with its
-    stored JSON, about :data:`CHUNK_LINES` lines at a time; DocumentError for one the core refuses (a total
-    below zero, a party without its VAT id)."""
+    stored JSON (:func:`bodies`, each stamped with its head by :func:`stamp`)."""
+    for body in bodies(prepared, invoices):
+        yield stamp(body, prepared.heads[body.index])
+
+
+def bodies(prepared: Prepared, invoices: range | None = None) -> Iterator[BulkBody]:
+    """The bodies of the invoices ``invoices`` (head indexes; all if None) of ``prepared``, in that order,
+    about :data:`CHUNK_LINES` lines at a time; DocumentError for one the core refuses (a total below zero, a
+    party without its VAT id)."""
     invoices = range(len(prepared.heads)) if invoices is None else invoices
     bounds = prepared.bounds
     start = invoices.start
     while start < invoices.stop:
         stop = int(np.searchsorted(bounds, bounds[start] + CHUNK_LINES, side="right")) - 1
         stop = min(max(stop, start + 1), invoices.stop)
-        yield from _render(prepared, range(start, stop))
+        yield from _bodies(prepared, range(start, stop))
         start = stop
 
 
-def _render(p: Prepared, invoices: range) -> Iterator[BulkInvoice]:
+def _bodies(p: Prepared, invoices: range) -> Iterator[BulkBody]:
     t = p.table
     lo, hi = int(p.bounds[invoices.start]), int(p.bounds[invoices.stop])
     sl = slice(lo, hi)
@@ -718,30 +746,44 @@ def _render(p: Prepared, invoices: range) -> Iterator[BulkInvoice]:
             raise DocumentError("an invoice total below zero is a credit note, not an invoice")
         _check_parties(head, {b.category for b in vat})
         a, b = int(p.bounds[index]) - lo, int(p.bounds[index + 1]) - lo
-        known = {
-            "series": head.series,
-            "number": head.number,
-            "issue_date": head.issue_date.isoformat(),
-            "supply_period": {
-                "start": t.start.at(int(p.first_start[index])),
-                "end": t.end.at(int(p.last_end[index])),
-            }
+        supply = (
+            (t.start.at(int(p.first_start[index])), t.end.at(int(p.last_end[index])))
             if head.supply is None
-            else {"start": head.supply[0], "end": head.supply[1]},
-            "seller": _party(head.seller),
-            "buyer": _party(head.buyer),
-            "currency": currency,
-            "lines": None,
-            "breakdown": _data(vat),
-            "totals": _data(totals),
-            "payment_terms": _data(head.terms),
-            "due_date": head.terms.due_date(head.issue_date).isoformat(),
-            "notes": list(notes(vat)),
-        }
-        document = {name: known.get(name, default) for name, default in _INVOICE_FIELDS}
-        before, after = json.dumps(document).split('"lines": null', 1)
-        text = "".join((before, '"lines": [', next(text_of), "]", after))
-        yield BulkInvoice(index, head.number, currency, b - a, tuple(vat), totals, text)
+            else head.supply
+        )
+        yield BulkBody(index, currency, b - a, tuple(vat), totals, supply, next(text_of))
+
+
+def stamp(body: BulkBody, head: InvoiceHead) -> BulkInvoice:
+    """``body``'s invoice with its stored JSON, numbered by ``head``: the head ``body`` was built with, or one
+    that differs from it in its number only (the caller's to ensure)."""
+    known = {
+        "series": head.series,
+        "number": head.number,
+        "issue_date": head.issue_date.isoformat(),
+        "supply_period": {"start": body.supply[0], "end": body.supply[1]},
+        "seller": _party(head.seller),
+        "buyer": _party(head.buyer),
+        "currency": body.currency,
+        "lines": None,
+        "breakdown": _data(body.breakdown),
+        "totals": _data(body.totals),
+        "payment_terms": _data(head.terms),
+        "due_date": head.terms.due_date(head.issue_date).isoformat(),
+        "notes": list(notes(body.breakdown)),
+    }
+    document = {name: known.get(name, default) for name, default in _INVOICE_FIELDS}
+    before, after = json.dumps(document).split('"lines": null', 1)
+    text = "".join((before, '"lines": [', body.lines, "]", after))
+    return BulkInvoice(
+        body.index, head.number, body.currency, body.n_lines, body.breakdown, body.totals, text
+    )
+
+
+def monthly_bodies(table: CdrTable, heads: Sequence[InvoiceHead]) -> list[BulkBody]:
+    """Every invoice of ``table`` but for its number (:func:`prepare` then :func:`bodies`); the heads'
+    numbers are not read (a batch builds its bodies before its numbers are taken, then :func:`stamp` them)."""
+    return list(bodies(prepare(table, heads)))
 
 
 def monthly_invoices(table: CdrTable, heads: Sequence[InvoiceHead]) -> list[BulkInvoice]:

@@ -31,8 +31,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -237,7 +237,8 @@ async def issue_period(
     ahead: _NextRead | None = None
     for k, part in enumerate(parts):
         following = parts[k + 1] if k + 1 < len(parts) and db.dialect == "postgresql" else []
-        next_read = _NextRead(db, following, period)
+        next_read = _NextRead(db, following, period, issue_date)
+        next_read.start()  # batch k + 1 is read and built while batch k issues (see _NextRead)
         try:
             async with db.session() as db_session:
                 count, left = await _issue_batch(
@@ -253,7 +254,6 @@ async def issue_period(
             count, left = 0, part
         if ahead is not None:
             await ahead.result()  # a read ahead the batch did not take (it failed first) ends here
-        next_read.start()
         ahead = next_read
         issued += count
         if count and db.dialect == "postgresql" and len(parts) > 1:
@@ -286,22 +286,106 @@ async def _analyze(db: Database) -> None:
 
 
 @dataclass(frozen=True)
+class _Plan:
+    """What a batch bills, decided from its accounts (``by_owner``), their CDRs and their issuers: the accounts
+    billed in bulk (``billed``, in order; those of ``apart`` have a line outside the scope of VAT and go to the
+    per-account path), their CDRs (``columns``; ``table`` with ``invoice`` the index into ``billed``) and each
+    invoice's head but for its number (``drafts``) with its supply period (``spans``)."""
+
+    billed: list[_Account]
+    apart: set[int]
+    columns: CdrColumns
+    table: bulk.CdrTable | None
+    drafts: list[bulk.InvoiceHead]
+    spans: list[tuple[datetime, datetime]]
+
+    def same(self, other: _Plan) -> bool:
+        """Whether ``other`` bills the same accounts with the same heads (so the same bodies), given that both
+        were planned on the same columns."""
+        return (
+            [a.id for a in self.billed] == [a.id for a in other.billed]
+            and self.apart == other.apart
+            and self.drafts == other.drafts
+        )
+
+
+def _plan(
+    by_owner: dict[tuple[int, str], _Account],
+    columns: CdrColumns,
+    outside: set[int],
+    issuers: dict[int, BillingIssuer],
+    day: date,
+) -> _Plan:
+    """The batch's :class:`_Plan`. O lines: split into an invoice of their own, or held when the issuer has
+    no registration id (EN 16931 BR-O-11/12, BR-O-02, BR-CO-26); both are the per-account path's, so the rules
+    live in one place."""
+    apart = {a.id for a in by_owner.values() if a.id in outside}
+    present = columns.accounts()
+    billed = [a for a in by_owner.values() if a.id not in apart and a.id in present]
+    if apart:
+        columns = columns.without(apart)
+    if not billed:
+        return _Plan(billed, apart, columns, None, [], [])
+    table, starts, ends = columns.numbered([a.id for a in billed])
+    drafts = []
+    spans = []
+    for i, a in enumerate(billed):
+        issuer = from_row(issuers[a.issuer_id])
+        buyer = buyer_of(a.row)
+        first = min(a.start, starts[i])
+        last = max(a.end - timedelta(seconds=1), ends[i])
+        spans.append((first, last))
+        drafts.append(
+            bulk.InvoiceHead(
+                issuer.invoice_series.prefix,
+                "",
+                day,
+                issuer.identity,
+                buyer,
+                issuer.terms,
+                issuer.treatment(buyer),
+                (first.isoformat(), last.isoformat()),
+            )
+        )
+    return _Plan(billed, apart, columns, table, drafts, spans)
+
+
+def _bodies(plan: _Plan) -> list[bulk.BulkBody]:
+    """The plan's invoices but for their numbers (in a thread: Arrow assembles the text with the GIL
+    released)."""
+    assert plan.table is not None
+    return bulk.monthly_bodies(plan.table, plan.drafts)
+
+
+@dataclass(frozen=True)
+class _Built:
+    """A batch's invoices built ahead from its read ahead: the plan they were built on, and the bodies (or
+    the DocumentError the core's rules raised for one of them)."""
+
+    plan: _Plan
+    bodies: list[bulk.BulkBody] | DocumentError
+
+
+@dataclass(frozen=True)
 class _ReadAhead:
-    """A batch's CDRs read before its transaction (:func:`_read_ahead`), and for which accounts: ``owners``
-    maps each (fleet, currency) read to its account's (id, end of its month)."""
+    """A batch's CDRs read (and its invoices built) before its transaction (:func:`_read_ahead`), and for which
+    accounts: ``owners`` maps each (fleet, currency) read to its account's (id, end of its month)."""
 
     owners: dict[tuple[int, str], tuple[int, datetime]]
     columns: CdrColumns
     outside: set[int]
+    built: _Built | None = None
 
 
 @dataclass
 class _NextRead:
     """Reading the next batch's CDRs (``account_ids``; none after the last batch, or on SQLite, whose one
-    writer would wait for the batch) ahead, while this batch renders and writes its documents.
+    writer would wait for the batch) and building its invoices but for their numbers, ahead, while this batch
+    issues its own; the next batch takes both if, under its counters' locks, it bills the same accounts with the
+    same heads (:meth:`_Plan.same`), and only numbers and stamps them (:func:`billing.core.bulk.stamp`).
 
-    :meth:`start` as this batch's documents start rendering (in a thread: Arrow's text assembly releases the
-    GIL, so the read's COPY and decoding go on in the event loop meanwhile). This batch writes its links only after
+    :meth:`start` as this batch starts (the read's COPY and decoding go on in the event loop, the build in a
+    thread, while this batch stamps and writes its documents). This batch writes its links only after
     :meth:`copied`: the read's anti-join tests each CDR against the links, and a plan made on statistics that
     count none (the month's first batch) scans the table for every CDR; with this batch's uncommitted links
     in its pages, that took 708 s instead of 7 s for the second batch of 250,000 at 1M CDRs."""
@@ -309,13 +393,14 @@ class _NextRead:
     db: Database
     account_ids: list[int]
     period: str
+    issue_date: date | None = None
     task: asyncio.Task[_ReadAhead | None] | None = None
     sent: asyncio.Event = field(default_factory=asyncio.Event)
 
     def start(self) -> None:
         if self.account_ids and self.task is None:
             self.task = asyncio.create_task(
-                _read_ahead(self.db, self.account_ids, self.period, self.sent.set)
+                _read_ahead(self.db, self.account_ids, self.period, self.issue_date, self.sent.set)
             )
 
     async def copied(self) -> None:
@@ -326,8 +411,8 @@ class _NextRead:
             waiting.cancel()
 
     async def result(self) -> _ReadAhead | None:
-        """What was read, once (None: nothing to read, or the read failed; the batch then reads under its
-        locks)."""
+        """What was read (and built), once (None: nothing to read, or the read failed; the batch then reads
+        under its locks)."""
         task, self.task = self.task, None
         if task is None:
             return None
@@ -401,24 +486,42 @@ async def _owners(
     return by_owner, left
 
 
+async def _issuers(db_session: AsyncSession, accounts: Iterable[_Account]) -> dict[int, BillingIssuer]:
+    """The issuers of ``accounts``, by id."""
+    rows = await db_session.scalars(
+        select(BillingIssuer).where(BillingIssuer.id.in_({a.issuer_id for a in accounts}))
+    )
+    return {r.id: r for r in rows.all()}
+
+
 async def _read_ahead(
-    db: Database, account_ids: list[int], period: str, sent: Callable[[], None]
+    db: Database, account_ids: list[int], period: str, issue_date: date | None, sent: Callable[[], None]
 ) -> _ReadAhead | None:
     """The CDRs the batch of ``account_ids`` will bill, read in a transaction of its own while the batch
-    before it builds and writes its documents (PostgreSQL: the server's reading of one batch overlaps this
-    process's building of the other). :func:`_issue_batch` takes them if its accounts, decided under the
-    counters' locks, are among those read for; a CDR invoiced meanwhile by someone else cannot be invoiced
-    twice (the links' key, ``(cdr_id, kind)``, refuses it and the batch goes one by one). ``sent`` is called
-    once the server has sent the rows, or there are none to read."""
+    before it issues its documents (PostgreSQL: the server's reading of one batch overlaps this process's
+    building of the other), and its invoices built but for their numbers. :func:`_issue_batch` takes them if
+    its accounts, decided under the counters' locks, are among those read for (and the bodies if it bills the
+    same accounts with the same heads); a CDR invoiced meanwhile by someone else cannot be invoiced twice (the
+    links' key, ``(cdr_id, kind)``, refuses it and the batch goes one by one). ``sent`` is called once the
+    server has sent the rows, or there are none to read."""
     try:
         async with db.session() as db_session:
             by_owner, _ = await _owners(db_session, await _accounts(db_session, account_ids, period), period)
             if not by_owner:
                 return None
+            issuers = await _issuers(db_session, by_owner.values())
             columns, outside = await _read(db_session, db.dialect, by_owner, sent)
     finally:
         sent()
-    return _ReadAhead({k: (a.id, a.end) for k, a in by_owner.items()}, columns, outside)
+    owners = {k: (a.id, a.end) for k, a in by_owner.items()}
+    plan = _plan(by_owner, columns, outside, issuers, issue_date or utcnow().date())
+    if not plan.billed:
+        return _ReadAhead(owners, columns, outside)
+    try:
+        bodies: list[bulk.BulkBody] | DocumentError = await asyncio.to_thread(_bodies, plan)
+    except DocumentError as exc:  # the batch raises it, if it bills the same
+        bodies = exc
+    return _ReadAhead(owners, columns, outside, _Built(plan, bodies))
 
 
 async def _columns_of(
@@ -426,16 +529,21 @@ async def _columns_of(
     dialect: str,
     by_owner: dict[tuple[int, str], _Account],
     ahead: _NextRead | None,
-) -> tuple[CdrColumns, set[int], bool]:
+) -> tuple[CdrColumns, set[int], bool, _Built | None]:
     """The batch's CDRs: those read ahead when they were read for (at least) the batch's accounts, without
-    the others' (an account invoiced meanwhile); else read now, under the locks. True: read ahead."""
+    the others' (an account invoiced meanwhile); else read now, under the locks. True: read ahead; and what
+    was built ahead on exactly these CDRs."""
     early = await ahead.result() if ahead is not None else None
     if early is not None and all(early.owners.get(k) == (a.id, a.end) for k, a in by_owner.items()):
         extra = {aid for aid, _ in early.owners.values()} - {a.id for a in by_owner.values()}
         if not extra:
-            return early.columns, early.outside, True
-        return early.columns.without(extra), early.outside - extra, True
-    return (*await _read(db_session, dialect, by_owner), False)
+            return early.columns, early.outside, True, early.built
+        return early.columns.without(extra), early.outside - extra, True, None
+    return (*await _read(db_session, dialect, by_owner), False, None)
+
+
+def _stamped(bodies: list[bulk.BulkBody], heads: list[bulk.InvoiceHead]) -> list[bulk.BulkInvoice]:
+    return [bulk.stamp(body, heads[body.index]) for body in bodies]
 
 
 async def _issue_batch(
@@ -449,71 +557,50 @@ async def _issue_batch(
     next_read: _NextRead | None = None,
 ) -> tuple[int, list[int]]:
     """One batch in the caller's transaction: the number of invoices issued and the accounts left to the
-    per-account path. ``ahead``: its CDRs read ahead; ``next_read``: the next batch's read ahead, started
-    here (see :class:`_NextRead`)."""
+    per-account path. ``ahead``: its CDRs read (and its invoices built) ahead; ``next_read``: the next
+    batch's, under way (see :class:`_NextRead`). The numbers are taken once the bodies are built (a
+    DocumentError takes none)."""
     accounts = await _accounts(db_session, account_ids, period)
     if not accounts:
         return 0, []
     day = issue_date or utcnow().date()
-    issuers = {
-        r.id: r
-        for r in (
-            await db_session.scalars(
-                select(BillingIssuer).where(BillingIssuer.id.in_({a.issuer_id for a in accounts}))
-            )
-        ).all()
-    }
+    issuers = await _issuers(db_session, accounts)
     counters = await _lock_all(db_session, dialect, issuers, day)
     by_owner, left = await _owners(db_session, accounts, period)
     if not by_owner:
         return 0, left
     t_read = time.perf_counter()
-    columns, outside, read_ahead = await _columns_of(db_session, dialect, by_owner, ahead)
+    columns, outside, read_ahead, built = await _columns_of(db_session, dialect, by_owner, ahead)
     t_build = time.perf_counter()
-    # O lines: split into an invoice of their own, or held when the issuer has no registration id (EN 16931
-    # BR-O-11/12, BR-O-02, BR-CO-26); both are the per-account path's, so the rules live in one place
-    apart = {a.id for a in by_owner.values() if a.id in outside}
-    order = [a for a in by_owner.values() if a.id not in apart]
-    left.extend(sorted(apart))
-    present = columns.accounts()
-    billed = [a for a in order if a.id in present]
-    if not billed:
+    plan = _plan(by_owner, columns, outside, issuers, day)
+    left.extend(sorted(plan.apart))
+    if not plan.billed:
         return 0, sorted(left)
-    if apart:
-        columns = columns.without(apart)
-    table, starts, ends = columns.numbered([a.id for a in billed])
-    heads = []
+    billed = plan.billed
+    if built is not None and built.plan.same(plan):
+        if isinstance(built.bodies, DocumentError):
+            raise built.bodies
+        bodies = built.bodies
+    else:
+        built = None
+        bodies = await asyncio.to_thread(_bodies, plan)
+    series = {k: from_row(r).invoice_series for k, r in issuers.items()}
     numbers = []
-    for i, a in enumerate(billed):
-        issuer = from_row(issuers[a.issuer_id])
-        buyer = buyer_of(a.row)
-        number = take(counters[a.issuer_id], issuer.invoice_series, day)
-        first = min(a.start, starts[i])
-        last = max(a.end - timedelta(seconds=1), ends[i])
-        numbers.append((number, first, last, buyer))
-        heads.append(
-            bulk.InvoiceHead(
-                issuer.invoice_series.prefix,
-                number.number,
-                day,
-                issuer.identity,
-                buyer,
-                issuer.terms,
-                issuer.treatment(buyer),
-                (first.isoformat(), last.isoformat()),
-            )
-        )
-    if next_read is not None:
-        next_read.start()
-    # in a thread: Arrow assembles the text with the GIL released, so the event loop reads the next batch
-    documents = await asyncio.to_thread(bulk.monthly_invoices, table, heads)
+    heads = []
+    for a, draft in zip(billed, plan.drafts, strict=True):
+        number = take(counters[a.issuer_id], series[a.issuer_id], day)
+        numbers.append(number)
+        heads.append(replace(draft, number=number.number))
+    documents = await asyncio.to_thread(_stamped, bodies, heads)
+    del bodies
     t_write = time.perf_counter()
     pg = dialect == "postgresql"
     created = utcnow()
     params = []
     for doc in documents:
         a = billed[doc.index]
-        number, first, last, buyer = numbers[doc.index]
+        number = numbers[doc.index]
+        first, last = plan.spans[doc.index]
         params.append(
             {
                 "account_id": a.id,
@@ -529,7 +616,7 @@ async def _issue_batch(
                 "due_date": heads[doc.index].terms.due_date(day),
                 "supply_start": first,
                 "supply_end": last,
-                "buyer": to_json(buyer),
+                "buyer": to_json(heads[doc.index].buyer),
                 "currency": doc.currency,
                 "total_excl_vat": doc.totals.tax_exclusive,
                 "total_vat": doc.totals.tax,
@@ -544,7 +631,8 @@ async def _issue_batch(
     new_ids = await _insert_documents(db_session, pg, params)
     t_links = time.perf_counter()
     document_of = np.array(new_ids, dtype=np.int64)[np.argsort([d.index for d in documents])]
-    links = zip(document_of[table.invoice].tolist(), columns.db_id.tolist(), strict=True)
+    assert plan.table is not None
+    links = zip(document_of[plan.table.invoice].tolist(), plan.columns.db_id.tolist(), strict=True)
     if next_read is not None:
         await next_read.copied()
     await _link(db_session, pg, links)
@@ -557,14 +645,15 @@ async def _issue_batch(
                 BillingDocument(id=doc_id, kind=INVOICE, account_id=p["account_id"], payable=p["payable"]),
             )
     log.info(
-        "monthly invoices %s: %d invoices of %d CDRs in bulk: read %.2f s%s, build %.2f s, write %.2f s "
+        "monthly invoices %s: %d invoices of %d CDRs in bulk: read %.2f s%s, build %.2f s%s, write %.2f s "
         "(documents %.2f s, links %.2f s)",
         period,
         len(documents),
-        len(columns.db_id),
+        len(plan.columns.db_id),
         t_build - t_read,
         " (ahead)" if read_ahead else "",
         t_write - t_build,
+        " (ahead)" if built is not None else "",
         time.perf_counter() - t_write,
         t_links - t_write,
         t_flush - t_links,

@@ -6,7 +6,8 @@ price caps (adjustments) over one or two VAT rates, credit CDRs of the month's C
 another currency. The same world is issued in bulk, then (emptied and seeded again) account by account; the stored
 documents, numbers and CDR links are the same. Also: a second run issues nothing, two concurrent runs issue each
 invoice once with gap-free numbers, a batch's CDRs read ahead bill each CDR once when one of its accounts was
-invoiced meanwhile and are read again when they were read for other accounts, an account with a fee goes through the per-account path, and each new
+invoiced meanwhile and are read again when they were read for other accounts, invoices built ahead are
+only numbered and stamped under the locks, or built again when their issuer changed meanwhile, an account with a fee goes through the per-account path, and each new
 invoice's collection is requested.
 """
 
@@ -393,3 +394,42 @@ async def test_a_read_ahead_for_other_accounts_is_read_again(
     assert "in bulk: read " in caplog.text and " (ahead)," not in caplog.text
     assert left == [] and count == len(await _documents(db)) == len(ids)
     assert len(await _cdrs_on_documents(db)) == (await check(db))["links"]
+
+
+@pytest.mark.clock("2026-11-01T06:00:00Z")
+async def test_invoices_built_ahead_are_numbered_and_stamped_under_the_locks(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = await _seed(db, 6)
+    ids = sorted(world.accounts.values())
+    ahead = await _read_ahead(db, ids)
+    assert ahead.task is not None
+    early = await ahead.task
+    assert early is not None and early.built is not None
+    assert {h.number for h in early.built.plan.drafts} == {""}  # built before any number was taken
+    count, left = await _batch(db, ids, ahead, caplog)
+    assert " s (ahead), write " in caplog.text  # the bodies built ahead were taken
+    docs = await _documents(db)
+    assert left == [] and count == len(docs) == len(ids)
+    assert all(d.document["number"] == d.number != "" for d in docs)
+    await check(db)  # every CDR once, totals to the cent, numbers gap-free
+
+
+@pytest.mark.clock("2026-11-01T06:00:00Z")
+async def test_invoices_built_ahead_are_built_again_when_the_issuer_changed_meanwhile(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = await _seed(db, 6)
+    ids = sorted(world.accounts.values())
+    ahead = await _read_ahead(db, ids)
+    async with db.session() as s:  # the issuer is renamed after the build ahead, before the batch
+        nl = (await s.scalars(select(BillingIssuer).where(BillingIssuer.key == "nl"))).one()
+        nl.legal_name = "Issuer nl Renamed B.V."
+        nl_id = nl.id
+    count, left = await _batch(db, ids, ahead, caplog)
+    assert " (ahead), build " in caplog.text and " s (ahead), write " not in caplog.text
+    docs = await _documents(db)
+    assert left == [] and count == len(docs) == len(ids)
+    sellers = {d.document["seller"]["legal_name"] for d in docs if d.issuer_id == nl_id}
+    assert sellers == {"Issuer nl Renamed B.V."}
+    await check(db)
