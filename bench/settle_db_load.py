@@ -229,6 +229,7 @@ async def load(n: int, url: str) -> None:
                 )
         async with db.engine.connect() as conn:
             await conn.execute(text("ANALYZE"))
+            await conn.commit()  # uncommitted (before session 16), the ANALYZE was rolled back
     finally:
         await db.dispose()
     print(f"loaded {n:,} CDRs in {time.perf_counter() - t0:.0f} s", flush=True)

@@ -38,7 +38,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import exists, func, insert, literal_column, or_, select, text
+from sqlalchemy import case, exists, func, insert, literal_column, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -774,23 +774,30 @@ async def _link(db_session: AsyncSession, pg: bool, links: Any) -> None:
         await db_session.execute(insert(BillingDocumentCdr), rows[k : k + 10_000])
 
 
-def _selection(
-    by_owner: dict[tuple[int, str], _Account], columns: Sequence[Any], original: Any, before: Any
-) -> Any:
-    """The batch's billable CDRs (``columns`` of them; ``original`` the outer-joined CDR a credit credits):
+def _of_original(column: Any) -> Any:
+    """``column`` of the CDR a credit CDR credits (NULL for any other): a subquery run for credits only, not
+    a join. Joined, the planner read every CDR (a hash of the whole table, or its primary key in order) for
+    the few credits of a batch (docs/benchmarks.md, session 16)."""
+    original = aliased(Cdr, name="orig")
+    found = select(getattr(original, column.key)).where(original.id == Cdr.credit_of).scalar_subquery()
+    return case((Cdr.is_credit.is_(True), found), else_=None)
+
+
+def _selection(by_owner: dict[tuple[int, str], _Account], columns: Sequence[Any], before: Any) -> Any:
+    """The batch's billable CDRs (``columns`` of them; what a credit takes of the CDR it credits is
+    :func:`_of_original`'s):
     its accounts' fleets' CDRs in their currencies, ended before ``before`` (the latest month's end), on no
     invoice, a credit CDR while its original is on no invoice either."""
     return (
         select(*columns)
         .join(Token, Token.id == Cdr.token_id)
-        .outerjoin(original, original.id == Cdr.credit_of)
         .outerjoin(Location, Location.id == Cdr.location_id)
         .where(
             billed_to_fleets({f for f, _ in by_owner}),
             Cdr.currency.in_(sorted({c for _, c in by_owner})),
             Cdr.end_date_time < before,
             _uninvoiced(Cdr.id),
-            or_(Cdr.is_credit.is_(False), _uninvoiced(original.id)),
+            or_(Cdr.is_credit.is_(False), _uninvoiced(Cdr.credit_of)),
         )
     )
 
@@ -799,12 +806,18 @@ def _us(column: Any) -> Any:
     return literal_column(f"(extract(epoch FROM {column}) * 1000000)::bigint")
 
 
+_READ_PLAN = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
+"""The planner settings of a batch's read, for its transaction only (docs/benchmarks.md, session 16): no JIT
+(it compiled for 1.2 s in each of the query's processes, longer than the query), and a bitmap of the batch's
+CDRs (250,000 scattered over a table of 10M) that stays exact (in 4 MB it was lossy: every CDR of a lossy
+page checked again)."""
+
+
 async def _read_pg(
     db_session: AsyncSession, by_owner: dict[tuple[int, str], _Account], sent: Callable[[], None]
 ) -> tuple[CdrColumns, set[int]]:
     """:func:`_read` on PostgreSQL: one COPY of the selection with the lines unnested
     (:func:`billing.store.bulk_read.read_copy`)."""
-    original = aliased(Cdr, name="orig")
     max_end = max(a.end for a in by_owner.values())
     columns = [
         Cdr.id.label("id"),
@@ -819,7 +832,7 @@ async def _read_pg(
             "coalesce(cdrs.data->'signed_data' NOT IN ('null'::jsonb, 'false'::jsonb, '\"\"'::jsonb, "
             "'0'::jsonb, '[]'::jsonb, '{}'::jsonb), false)"
         ).label("signed"),
-        original.cdr_uid.label("original_uid"),
+        _of_original(Cdr.cdr_uid).label("original_uid"),
         Location.name.label("location"),
         billed_fleet().label(
             "fleet_id"
@@ -829,15 +842,18 @@ async def _read_pg(
         Token.contract_id.label("contract"),
         billed_vehicle().label("vehicle"),
         literal_column(
-            "CASE WHEN cdrs.is_credit THEN orig.explanation->'lines' ELSE cdrs.explanation->'lines' END"
+            "CASE WHEN cdrs.is_credit THEN (SELECT orig.explanation->'lines' FROM cdrs AS orig "
+            "WHERE orig.id = cdrs.credit_of) ELSE cdrs.explanation->'lines' END"
         ).label("lines"),
     ]
     sql = str(
-        _selection(
-            by_owner, columns, original, literal_column(f"'{max_end.isoformat()}'::timestamptz")
-        ).compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+        _selection(by_owner, columns, literal_column(f"'{max_end.isoformat()}'::timestamptz")).compile(
+            dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+        )
     )
     owners = {key: (a.id, (a.end - bulk.EPOCH) // timedelta(microseconds=1)) for key, a in by_owner.items()}
+    for setting in _READ_PLAN:
+        await db_session.execute(text(setting))
     connection = await db_session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     return await read_copy(driver, sql, owners, sent)
@@ -861,7 +877,6 @@ async def _read_rows(
     db_session: AsyncSession, by_owner: dict[tuple[int, str], _Account]
 ) -> tuple[_Columns, set[int]]:
     """The SQLite path of :func:`_read`: the rows, a Python loop per CDR and line."""
-    original = aliased(Cdr, name="orig")
     statement = _selection(
         by_owner,
         [
@@ -872,14 +887,14 @@ async def _read_rows(
                 Cdr.explanation,
                 Cdr.data["session_id"].as_string(),
             ),
-            *(Cdr.data["signed_data"], original.cdr_uid, original.explanation, Location.name),
+            *(Cdr.data["signed_data"], _of_original(Cdr.cdr_uid), _of_original(Cdr.explanation)),
+            Location.name,
             billed_fleet(),  # the fleet, driver and vehicle of the CDR (kernel.domain.cdr_holder)
             billed_driver(),
             Token.visual_number,
             Token.contract_id,
             billed_vehicle(),
         ],
-        original,
         max(a.end for a in by_owner.values()),
     ).execution_options(yield_per=PARTITION)
     columns = _Columns()
