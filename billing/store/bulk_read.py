@@ -130,18 +130,13 @@ async def read_copy(
     driver: Any,
     selection_sql: str,
     owners: dict[tuple[int, str], tuple[int, int]],
-    copied: Callable[[], None] = lambda: None,
 ) -> tuple[CdrColumns, set[int]]:
     """The batch's CDRs from ``selection_sql`` on the asyncpg connection ``driver``; ``owners`` maps a CDR's
     (fleet, currency) to its account's (id, end of its month in µs since the epoch): a CDR of no owner, or
     ending at or after its account's month's end, is not the batch's. Also the accounts that have a line
-    outside the scope of VAT. ``copied`` is called once the server has sent the rows (before they are
-    decoded here)."""
+    outside the scope of VAT."""
     out = io.BytesIO()
-    try:
-        await driver.copy_from_query(copy_query(selection_sql), output=out, format="csv", null=_NULL)
-    finally:
-        copied()
+    await driver.copy_from_query(copy_query(selection_sql), output=out, format="csv", null=_NULL)
     out.seek(0)
     frame = parse(out)
     del out

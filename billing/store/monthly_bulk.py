@@ -385,30 +385,22 @@ class _NextRead:
     same heads (:meth:`_Plan.same`), and only numbers and stamps them (:func:`billing.core.bulk.stamp`).
 
     :meth:`start` as this batch starts (the read's COPY and decoding go on in the event loop, the build in a
-    thread, while this batch stamps and writes its documents). This batch writes its links only after
-    :meth:`copied`: the read's anti-join tests each CDR against the links, and a plan made on statistics that
-    count none (the month's first batch) scans the table for every CDR; with this batch's uncommitted links
-    in its pages, that took 708 s instead of 7 s for the second batch of 250,000 at 1M CDRs."""
+    thread, while this batch stamps and writes its documents and links). The read tests each CDR against the
+    links by their key (:data:`_READ_PLAN`), so this batch's uncommitted links cost it nothing; planned on
+    statistics that counted no links, it had scanned them for every CDR (708 s instead of 7 s for a batch of
+    250,000 at 1M CDRs, when this batch's links were written meanwhile)."""
 
     db: Database
     account_ids: list[int]
     period: str
     issue_date: date | None = None
     task: asyncio.Task[_ReadAhead | None] | None = None
-    sent: asyncio.Event = field(default_factory=asyncio.Event)
 
     def start(self) -> None:
         if self.account_ids and self.task is None:
             self.task = asyncio.create_task(
-                _read_ahead(self.db, self.account_ids, self.period, self.issue_date, self.sent.set)
+                _read_ahead(self.db, self.account_ids, self.period, self.issue_date)
             )
-
-    async def copied(self) -> None:
-        """Until the server has sent the rows read ahead (at once when there is no read)."""
-        if self.task is not None and not self.task.done():
-            waiting = asyncio.ensure_future(self.sent.wait())
-            await asyncio.wait([waiting, self.task], return_when=asyncio.FIRST_COMPLETED)
-            waiting.cancel()
 
     async def result(self) -> _ReadAhead | None:
         """What was read (and built), once (None: nothing to read, or the read failed; the batch then reads
@@ -495,24 +487,20 @@ async def _issuers(db_session: AsyncSession, accounts: Iterable[_Account]) -> di
 
 
 async def _read_ahead(
-    db: Database, account_ids: list[int], period: str, issue_date: date | None, sent: Callable[[], None]
+    db: Database, account_ids: list[int], period: str, issue_date: date | None
 ) -> _ReadAhead | None:
     """The CDRs the batch of ``account_ids`` will bill, read in a transaction of its own while the batch
     before it issues its documents (PostgreSQL: the server's reading of one batch overlaps this process's
     building of the other), and its invoices built but for their numbers. :func:`_issue_batch` takes them if
     its accounts, decided under the counters' locks, are among those read for (and the bodies if it bills the
     same accounts with the same heads); a CDR invoiced meanwhile by someone else cannot be invoiced twice (the
-    links' key, ``(cdr_id, kind)``, refuses it and the batch goes one by one). ``sent`` is called once the
-    server has sent the rows, or there are none to read."""
-    try:
-        async with db.session() as db_session:
-            by_owner, _ = await _owners(db_session, await _accounts(db_session, account_ids, period), period)
-            if not by_owner:
-                return None
-            issuers = await _issuers(db_session, by_owner.values())
-            columns, outside = await _read(db_session, db.dialect, by_owner, sent)
-    finally:
-        sent()
+    links' key, ``(cdr_id, kind)``, refuses it and the batch goes one by one)."""
+    async with db.session() as db_session:
+        by_owner, _ = await _owners(db_session, await _accounts(db_session, account_ids, period), period)
+        if not by_owner:
+            return None
+        issuers = await _issuers(db_session, by_owner.values())
+        columns, outside = await _read(db_session, db.dialect, by_owner)
     owners = {k: (a.id, a.end) for k, a in by_owner.items()}
     plan = _plan(by_owner, columns, outside, issuers, issue_date or utcnow().date())
     if not plan.billed:
@@ -633,8 +621,6 @@ async def _issue_batch(
     document_of = np.array(new_ids, dtype=np.int64)[np.argsort([d.index for d in documents])]
     assert plan.table is not None
     links = zip(document_of[plan.table.invoice].tolist(), plan.columns.db_id.tolist(), strict=True)
-    if next_read is not None:
-        await next_read.copied()
     await _link(db_session, pg, links)
     t_flush = time.perf_counter()
     await db_session.flush()  # the counters
@@ -806,18 +792,24 @@ def _us(column: Any) -> Any:
     return literal_column(f"(extract(epoch FROM {column}) * 1000000)::bigint")
 
 
-_READ_PLAN = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
-"""The planner settings of a batch's read, for its transaction only (docs/benchmarks.md, session 16): no JIT
-(it compiled for 1.2 s in each of the query's processes, longer than the query), and a bitmap of the batch's
-CDRs (250,000 scattered over a table of 10M) that stays exact (in 4 MB it was lossy: every CDR of a lossy
-page checked again)."""
+_READ_PLAN = (
+    *("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'", "SET LOCAL enable_hashjoin = off"),
+    *("SET LOCAL enable_mergejoin = off", "SET LOCAL enable_seqscan = off"),
+)
+"""The planner settings of a batch's read, for its transaction only (docs/benchmarks.md, session 16). The read
+takes a batch's CDRs (250,000, scattered over a table of 10M) by the fleet and token indexes, and joins each
+to one row by a key: its token, its location, its link if it is on an invoice (the anti-join), the CDR a
+credit credits. So: every join by an index, per CDR (hashed, the anti-join read every link of the earlier
+batches, 10M rows at the month's end: 8.2 s a batch against 3.0 s; merged, the credited CDRs' join read the
+whole primary key in order); no scan of a whole table (the links above; and planned on statistics that count
+no links, a scan of them per CDR: 708 s for a batch whose predecessor's links were being written); no JIT (it
+compiled for 1.2 s in each of the query's processes); a bitmap of the batch's CDRs that stays exact (in 4 MB it
+was lossy, and every CDR of a lossy page was tested again against the batch's tokens: 45 s at 1M)."""
 
 
-async def _read_pg(
-    db_session: AsyncSession, by_owner: dict[tuple[int, str], _Account], sent: Callable[[], None]
-) -> tuple[CdrColumns, set[int]]:
-    """:func:`_read` on PostgreSQL: one COPY of the selection with the lines unnested
-    (:func:`billing.store.bulk_read.read_copy`)."""
+def _read_sql(by_owner: dict[tuple[int, str], _Account]) -> str:
+    """The SQL of :func:`_read_pg`'s selection (the COPY runs :func:`billing.store.bulk_read.copy_query` of
+    it)."""
     max_end = max(a.end for a in by_owner.values())
     columns = [
         Cdr.id.label("id"),
@@ -846,29 +838,33 @@ async def _read_pg(
             "WHERE orig.id = cdrs.credit_of) ELSE cdrs.explanation->'lines' END"
         ).label("lines"),
     ]
-    sql = str(
-        _selection(by_owner, columns, literal_column(f"'{max_end.isoformat()}'::timestamptz")).compile(
-            dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
-        )
-    )
+    selection = _selection(by_owner, columns, literal_column(f"'{max_end.isoformat()}'::timestamptz"))
+    return str(selection.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+
+
+async def _read_pg(
+    db_session: AsyncSession, by_owner: dict[tuple[int, str], _Account]
+) -> tuple[CdrColumns, set[int]]:
+    """:func:`_read` on PostgreSQL: one COPY of the selection with the lines unnested
+    (:func:`billing.store.bulk_read.read_copy`)."""
+    sql = _read_sql(by_owner)
     owners = {key: (a.id, (a.end - bulk.EPOCH) // timedelta(microseconds=1)) for key, a in by_owner.items()}
     for setting in _READ_PLAN:
         await db_session.execute(text(setting))
     connection = await db_session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
-    return await read_copy(driver, sql, owners, sent)
+    return await read_copy(driver, sql, owners)
 
 
 async def _read(
     db_session: AsyncSession,
     dialect: str,
     by_owner: dict[tuple[int, str], _Account],
-    sent: Callable[[], None] = lambda: None,
 ) -> tuple[CdrColumns, set[int]]:
     """The billable CDRs of the batch's accounts as columns (``invoice`` is the account id), and the accounts
-    that have a line outside the scope of VAT. ``sent``: called once the database has sent them (PostgreSQL)."""
+    that have a line outside the scope of VAT."""
     if dialect == "postgresql":
-        return await _read_pg(db_session, by_owner, sent)
+        return await _read_pg(db_session, by_owner)
     columns, outside = await _read_rows(db_session, by_owner)
     return CdrColumns(columns.table(), np.array(columns.db_ids, dtype=np.int64)), outside
 
