@@ -539,7 +539,7 @@ async def _main() -> None:
                 for p in echo[0]:
                     p.kill()
                 if n:
-                    if partner._server is None:  # registered once: its CDRs go to its own URL, any hub
+                    if not partner.serving:  # registered once: its CDRs go to its own URL, any hub
                         await _register(db, hub, partner, tokens)
                     specs = [
                         ChargerSpec(identity=f"FLT-{i:04d}", password=FLEET_PASSWORD, tokens=tokens,

@@ -41,7 +41,6 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from kernel.httpserver import HttpServer
 from simulators.ocpi_wire import VERSION, VERSION_211
 from simulators.ocpi_wire import auth_header as _auth
 from simulators.ocpi_wire import envelope as _envelope
@@ -119,9 +118,9 @@ class EmspSimulator:
         return f"{self.base_url}/versions"
 
     @property
-    def _server(self) -> HttpServer | None:
-        """The server while served, else None (bench/bench_steady.py asks it whether it started us)."""
-        return self._serving.server
+    def serving(self) -> bool:
+        """Whether it is being served (:meth:`start`ed and not stopped)."""
+        return self._serving.server is not None
 
     async def start(self, port: int = 0) -> str:
         """Serve on ``port`` (a free one when 0). Returns the versions URL."""

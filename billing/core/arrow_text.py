@@ -25,8 +25,9 @@ _PLAIN = r"^[\x20\x21\x23-\x5b\x5d-\x7e]*$"
 
 
 def texts(values: Sequence[str | None]) -> pa.Array:
-    """``values`` as an Arrow string array (None: null)."""
-    return pa.array(values, type=pa.string())
+    """``values`` as an Arrow text array (None: null), with 64-bit offsets: a chunk's lines, or one large
+    fleet's invoice, may pass the 2 GB that 32-bit offsets address."""
+    return pa.array(values, type=pa.large_string())
 
 
 def json_texts(values: Sequence[Any]) -> pa.Array:
@@ -36,7 +37,7 @@ def json_texts(values: Sequence[Any]) -> pa.Array:
         column = texts(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all texts: tuples
         return texts(["null" if v is None else _json(v) for v in values])
-    quoted = pc.binary_join_element_wise('"', column, '"', "")
+    quoted = joined(['"', column, '"'])
     plain = pc.fill_null(pc.match_substring_regex(column, _PLAIN), True)
     if not pc.all(plain).as_py():
         odd = np.flatnonzero(~plain.to_numpy(zero_copy_only=False))
@@ -62,7 +63,13 @@ def taken(dictionary: pa.Array | Sequence[str], index: np.ndarray) -> pa.Array:
 
 def joined(pieces: Sequence[pa.Array | str]) -> pa.Array:
     """Each row's pieces (a column of texts, one per row, or one text for every row), in order, as one text."""
-    return pc.binary_join_element_wise(*pieces, "")
+    return pc.binary_join_element_wise(*(_large(p) for p in pieces), _large(""))
+
+
+def _large(piece: pa.Array | str) -> pa.Array | pa.Scalar:
+    if isinstance(piece, str):
+        return pa.scalar(piece, pa.large_string())
+    return piece if pa.types.is_large_string(piece.type) else piece.cast(pa.large_string())
 
 
 def spans(column: pa.Array, bounds: Sequence[int]) -> list[str]:
