@@ -24,6 +24,7 @@ from billing import api_reports
 from billing.store import reports
 from billing.store.accounts import fleet_account
 from evhub.app import create_app
+from evhub.cli import app
 from kernel.apiauth import create_key
 from kernel.components import Hub
 from kernel.db.engine import Database
@@ -168,8 +169,6 @@ async def test_payments_and_reconciliation(db: Database) -> None:
 
 
 def _cli(db: Database, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from evhub.cli import app
-
     monkeypatch.setenv("EVHUB_DATABASE_URL", db.url)
     runner = CliRunner()
 
