@@ -853,7 +853,11 @@ async def _read_pg(
         await db_session.execute(text(setting))
     connection = await db_session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
-    return await read_copy(driver, sql, owners)
+    read = await read_copy(driver, sql, owners)
+    for setting in _READ_PLAN:  # the batch's writes, when it read under its locks, plan as ever
+        name = setting.removeprefix("SET LOCAL ").split(" = ")[0]
+        await db_session.execute(text(f"SET LOCAL {name} TO DEFAULT"))
+    return read
 
 
 async def _read(

@@ -36,6 +36,7 @@ from billing.store.monthly_bulk import (
     _issue_batch,
     _NextRead,
     _owners,
+    _read,
     _read_sql,
     issue_period,
 )
@@ -463,3 +464,19 @@ async def test_the_read_joins_each_cdr_by_an_index_whatever_the_statistics_say(d
     assert "Index Only Scan using pk_billing_document_cdrs" in plan, plan
     for shape in ("Seq Scan", "Hash Join", "Hash Anti Join", "Merge", "Parallel"):
         assert shape not in plan, plan
+
+
+@pytest.mark.clock("2026-11-01T06:00:00Z")
+async def test_the_read_plan_ends_with_the_read(db: Database) -> None:
+    """The batch's writes, in the transaction it read in under its locks, plan with the server's settings."""
+    if db.dialect != "postgresql":
+        pytest.skip("the read's plan is PostgreSQL's")
+    world = await _seed(db, 6)
+    ids = sorted(world.accounts.values())
+    async with db.session() as s:
+        default = (await s.execute(text("SHOW enable_seqscan"))).scalar_one()
+        by_owner, _ = await _owners(s, await _accounts(s, ids, PERIOD), PERIOD)
+        columns, _ = await _read(s, db.dialect, by_owner)
+        assert len(columns.db_id) > 0
+        assert (await s.execute(text("SHOW enable_seqscan"))).scalar_one() == default == "on"
+        assert (await s.execute(text("SHOW jit"))).scalar_one() == "on"
