@@ -62,7 +62,7 @@ def _auth(key: str) -> dict[str, str]:
 
 async def test_no_or_wrong_key_is_refused(hub) -> None:
     running, _keys = hub
-    async with httpx.AsyncClient(base_url=running.hub.endpoints["http"]) as client:
+    async with httpx.AsyncClient(base_url=running.hub.endpoints["http"], timeout=60.0) as client:
         for path in ("/api/chargers", "/api/locations", "/api/partners", "/api/settlement/runs"):
             r = await client.get(path)
             assert r.status_code == 401 and "API key" in r.json()["detail"], path
@@ -73,7 +73,7 @@ async def test_no_or_wrong_key_is_refused(hub) -> None:
 
 async def test_each_cpo_sees_only_its_own(hub) -> None:
     running, keys = hub
-    async with httpx.AsyncClient(base_url=running.hub.endpoints["http"]) as client:
+    async with httpx.AsyncClient(base_url=running.hub.endpoints["http"], timeout=60.0) as client:
         everything = (await client.get("/api/chargers", headers=_auth(keys["hub"]))).json()
         assert {c["identity"] for c in everything} == {"BEC-1", "OTH-1"}
         mine = (await client.get("/api/chargers", headers=_auth(keys["bec"]))).json()
@@ -97,7 +97,7 @@ async def test_each_cpo_sees_only_its_own(hub) -> None:
 
 async def test_revoked_key_stops_working(hub, db: Database) -> None:
     running, keys = hub
-    async with httpx.AsyncClient(base_url=running.hub.endpoints["http"]) as client:
+    async with httpx.AsyncClient(base_url=running.hub.endpoints["http"], timeout=60.0) as client:
         assert (await client.get("/api/locations", headers=_auth(keys["bec"]))).status_code == 200
         async with db.session() as s:
             await revoke_key(s, "bec-backoffice")
@@ -110,7 +110,7 @@ async def test_commands_respect_registration_state(hub, db: Database) -> None:
     from kernel.models import ChargePoint, RegistrationStatus
 
     running, keys = hub
-    async with httpx.AsyncClient(base_url=running.hub.endpoints["http"]) as client:
+    async with httpx.AsyncClient(base_url=running.hub.endpoints["http"], timeout=60.0) as client:
         for state, command, expected in [
             (RegistrationStatus.REJECTED, "reset", "Rejected"),
             (RegistrationStatus.PENDING, "remote-start", "Pending"),

@@ -40,7 +40,7 @@ async def test_serves_once_started_and_not_after_stop() -> None:
     assert server.url == f"http://127.0.0.1:{server.port}" and server.port > 0
     await server.start()
     try:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=60.0) as client:
             response = await client.get(server.url + "/")
         assert response.status_code == 200 and response.text == "hello"
     finally:
@@ -53,7 +53,7 @@ async def test_stop_lets_an_in_flight_request_finish() -> None:
     app = _App()
     server = HttpServer(app)
     await server.start()
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=60.0) as client:
         pending = asyncio.create_task(client.get(server.url + "/slow"))
         await asyncio.wait_for(app.arrived.wait(), 5)
         stopping = asyncio.create_task(server.stop(timeout=None))
@@ -74,7 +74,7 @@ async def test_stop_cuts_a_request_short_after_the_timeout() -> None:
     app = _App()
     server = HttpServer(app)
     await server.start()
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=60.0) as client:
         pending = asyncio.create_task(client.get(server.url + "/slow"))
         await asyncio.wait_for(app.arrived.wait(), 5)
         await asyncio.wait_for(server.stop(timeout=0.2), 5)
@@ -94,7 +94,7 @@ async def test_a_socket_handed_in_is_served_and_closed() -> None:
     server = HttpServer(_App(), sock=sock)
     assert server.port == sock.getsockname()[1]
     await server.start()
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=60.0) as client:
         assert (await client.get(server.url)).text == "hello"
     await server.stop()
     assert sock.fileno() == -1

@@ -23,7 +23,7 @@ EVHUB = str(Path(sys.executable).with_name("evhub"))
 
 async def _wait_healthy(url: str, proc: asyncio.subprocess.Process, timeout: float = 30.0) -> httpx.Response:
     deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=60.0) as client:
         while time.monotonic() < deadline:
             if proc.returncode is not None:
                 raise AssertionError(f"evhub serve exited early with {proc.returncode}")
@@ -63,7 +63,7 @@ async def test_serve_starts_answers_and_stops_on_sigterm(db: Database, tmp_path:
         health = await _wait_healthy(url, proc)
         body = health.json()
         assert body["status"] == "ok" and body["database"] == "ok" and body["node"] == "node-under-test"
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(timeout=60.0) as client:
             metrics = await client.get(f"{url}/metrics")
             assert metrics.status_code == 200 and "evhub_http_requests_total" in metrics.text
             docs = await client.get(f"{url}/openapi.json")

@@ -97,7 +97,7 @@ async def _start_serve(db_url: str, node: str, tmp: Path) -> tuple[asyncio.subpr
         EVHUB, "serve", env=env, cwd=tmp, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
     deadline = time.monotonic() + 40
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=60.0) as client:
         while time.monotonic() < deadline:
             if proc.returncode is not None:
                 err = await proc.stderr.read() if proc.stderr else b""

@@ -37,7 +37,7 @@ async def test_serve_with_ocpi_component_delivers_by_itself(db, sim):
         # nobody calls enqueue_*: the scanner and the scheduled dispatcher deliver the location and the CDR
         await seed_cdr(db, sid, cpo, token.emsp_id, "CDR-S1")
         await sim.wait_for(lambda: "LOC1" in sim.locations and len(sim.cdrs) == 1, timeout=15)
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(timeout=60.0) as http:
             r = await http.get(f"{url}/metrics")
             assert 'evhub_outbox_delivered_total{channel="ocpi"}' in r.text
             r = await http.get(f"{url}/ocpi/versions")

@@ -268,7 +268,7 @@ async def test_payment_method_page_csp_and_confirmation(db: Database, localstrip
         assert secret is not None
         intent_id = secret.group(1).split("_secret_")[0]
         # what localstripe-v3.js's confirmCardSetup posts from the browser: the publishable key only
-        async with httpx.AsyncClient() as browser:
+        async with httpx.AsyncClient(timeout=60.0) as browser:
             confirmed = await browser.post(
                 f"{localstripe.url}/v1/setup_intents/{intent_id}/confirm",
                 content=json.dumps(

@@ -158,7 +158,7 @@ async def test_api_quote_equals_the_rated_cdr(
     hub, location_id = priced_hub
     start = start.replace(microsecond=0)  # the API reads the planned start to the second
     sid = await _store_session(db, tariff, start, power_w, minutes, parked)
-    async with httpx.AsyncClient(base_url=hub.hub.endpoints["http"]) as client:
+    async with httpx.AsyncClient(base_url=hub.hub.endpoints["http"], timeout=60.0) as client:
         r = await client.post(
             "/api/tariffs/quote",
             json={

@@ -142,7 +142,7 @@ async def test_agreements_api(db: Database) -> None:
     )
     await running.start()
     try:
-        async with httpx.AsyncClient(base_url=running.hub.endpoints["http"]) as client:
+        async with httpx.AsyncClient(base_url=running.hub.endpoints["http"], timeout=60.0) as client:
             created = await client.post("/api/agreements", json=AGREEMENTS)
             assert created.status_code == 201, created.text
             assert {a["agreement_id"] for a in created.json()} == {a["agreement_id"] for a in AGREEMENTS}

@@ -326,7 +326,7 @@ async def _quote(db: Database) -> Decimal:
     hub = RunningHub(settings, components=[PricingComponent(interval=3600)])
     await hub.start()
     try:
-        async with httpx.AsyncClient(base_url=hub.hub.endpoints["http"]) as client:
+        async with httpx.AsyncClient(base_url=hub.hub.endpoints["http"], timeout=60.0) as client:
             r = await client.post(
                 "/api/tariffs/quote",
                 json={

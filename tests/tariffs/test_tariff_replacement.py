@@ -104,7 +104,7 @@ async def test_the_quote_answers_the_new_price(db: Database) -> None:
     hub = RunningHub(settings, components=[PricingComponent(interval=3600)])
     await hub.start()
     try:
-        async with httpx.AsyncClient(base_url=hub.hub.endpoints["http"]) as client:
+        async with httpx.AsyncClient(base_url=hub.hub.endpoints["http"], timeout=60.0) as client:
             r = await client.post(
                 "/api/tariffs/quote",
                 json={
