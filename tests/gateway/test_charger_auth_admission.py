@@ -5,7 +5,6 @@ remembered still gets in while the pool is saturated."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
@@ -18,14 +17,20 @@ from kernel.db.engine import Database
 from tests.gateway.conftest import Seed, basic, gateway_settings, open_client
 from tests.password_kit import GatedVerifier
 
+CLIENT_PATIENCE = 60.0
+"""The client's opening-handshake timeout: far above the gateway's upgrade budget (6 s) and websockets' own
+10 s handshake timeout on the server, so an upgrade left unanswered shows as the server closing it without an
+HTTP answer (not :class:`InvalidStatus`), never as this client giving up first on a loaded box."""
+
 
 async def _refused(gw: Gateway, identity: str) -> InvalidStatus:
+    """The HTTP answer refusing ``identity``'s upgrade (fails if it is admitted, or closed without an answer)."""
     with pytest.raises(InvalidStatus) as info:
         async with connect(
             f"ws://127.0.0.1:{gw.port}/ocpp/{identity}",
             subprotocols=["ocpp1.6"],  # type: ignore[list-item]
             additional_headers=basic(identity),
-            open_timeout=5,
+            open_timeout=CLIENT_PATIENCE,
         ):
             pass
     return info.value
@@ -39,12 +44,14 @@ async def test_a_saturated_password_pool_answers_503_and_remembered_chargers_get
     holders = [asyncio.create_task(gated.verify("$argon2id$bogus", "x")) for _ in range(2)]
     await asyncio.sleep(0)
     try:
-        started = time.monotonic()
         refused = await _refused(gateway, "CP201")
-        assert time.monotonic() - started < 2
+        # "at once", whatever the load: refused by the verifier's bound without queueing a check behind the held
+        # ones (its pending checks are still the two holders), not by the upgrade budget running out while it
+        # waited (that 503 says "busy admitting other chargers")
         assert refused.response.status_code == 503
+        assert refused.response.body == b"password checks are saturated; retry later\n"
+        assert gated.pending == 2
         assert 1 <= int(refused.response.headers["Retry-After"]) <= 120
-        assert b"retry later" in refused.response.body
         # CP16's check is remembered: no Argon2 needed, so it is admitted.
         again = await open_client(gateway, "CP16", "ocpp1.6")
         await again.close()
@@ -113,15 +120,16 @@ async def test_a_queue_of_connections_going_online_answers_503(gateway: Gateway)
 
 async def test_an_upgrade_queued_past_its_budget_answers_503_not_a_timeout(gateway: Gateway) -> None:
     """The opening gate's slots all held (a storm ahead of it): the queued upgrade is answered 503 with
-    Retry-After when its budget runs out, well before the client's opening-handshake timeout."""
+    Retry-After when its budget runs out, before any opening-handshake timeout: an answer, not a timeout."""
     gateway.upgrade_budget = 0.5
     async with AsyncExitStack() as held:
         for _ in range(gateway.opening._slots._value):
             await held.enter_async_context(gateway.opening())
-        started = time.monotonic()
         refused = await _refused(gateway, "CP16")
-        assert time.monotonic() - started < 4
+        # an HTTP answer (not the handshake timeout: see CLIENT_PATIENCE), and the budget's: it gave up waiting
+        # for the held slots, whatever the load (it cannot have been admitted or refused otherwise: no slot)
         assert refused.response.status_code == 503
+        assert refused.response.body == b"the hub is busy admitting other chargers; retry later\n"
         assert int(refused.response.headers["Retry-After"]) >= 1
     admitted = await open_client(gateway, "CP16", "ocpp1.6")  # the slots free again: admitted
     await admitted.close()

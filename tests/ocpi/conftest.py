@@ -33,6 +33,11 @@ from tests.ocpi._network import InProcessNetwork
 
 log = logging.getLogger(__name__)
 
+CLIENT_TIMEOUT = 60.0
+"""Seconds a test's request to the hub may take (:meth:`RunningHub.http`), and its wait for dispatcher rounds
+(:meth:`RunningHub.dispatched`): an upper bound for a loaded CI box, never a wait (each ends as soon as the
+answer or the rounds are there; no test is about the hub answering slowly)."""
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
@@ -69,17 +74,20 @@ class RunningHub:
         return self.component.platform
 
     def http(self) -> httpx.AsyncClient:
-        """An HTTP client that reaches the hub (and the simulators) the way they reach each other."""
-        return httpx.AsyncClient(transport=self.transport)
+        """An HTTP client that reaches the hub (and the simulators) the way they reach each other; it waits
+        :data:`CLIENT_TIMEOUT` seconds for an answer (httpx's default, 5 s, was exceeded on a loaded box)."""
+        return httpx.AsyncClient(transport=self.transport, timeout=CLIENT_TIMEOUT)
 
     async def dispatched(self, rounds: int = 2) -> None:
         """Return once the dispatcher loop completed ``rounds`` more rounds: whatever was due when this was
         called has been attempted (the proof a negative assertion needs, instead of a sleep)."""
         target = self.dispatch_rounds + rounds
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
+        deadline = loop.time() + CLIENT_TIMEOUT  # rounds are short; a loaded box may stretch a few of them
         while self.dispatch_rounds < target:
-            assert loop.time() < deadline, "the dispatcher loop stopped"
+            assert loop.time() < deadline, (
+                f"the dispatcher loop stopped (no {rounds} rounds in {CLIENT_TIMEOUT} s)"
+            )
             await asyncio.sleep(0.01)
 
 

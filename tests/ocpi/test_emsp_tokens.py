@@ -4,7 +4,6 @@ real-time authorization), the token push with billing's holds, both in OCPI 2.2.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -15,7 +14,7 @@ from sqlalchemy import select, update
 
 from billing.store.holds import BLOCK, LOWER_LIMIT, place_hold
 from kernel.db.engine import Database
-from kernel.models import BillingAccount, BillingDocument, OutboxMessage, Token
+from kernel.models import BillingAccount, BillingDocument, OutboxMessage, OutboxStatus, Token
 from kernel.models.roaming import OcpiPushState
 from kernel.timeutil import format_rfc3339, parse_datetime, utcnow
 from ocpi import credentials
@@ -36,6 +35,10 @@ from tests.ocpi.cpo_partner_kit import (
 
 if TYPE_CHECKING:
     from tests.ocpi.conftest import RunningHub
+
+PATIENCE = 60.0
+"""Seconds a test waits for a PUT to reach the CPO: an upper bound for a loaded CI box (PostgreSQL saw 5 s
+exceeded), never a wait; each wait ends as soon as the PUT is there."""
 
 
 @pytest.fixture
@@ -188,7 +191,7 @@ async def test_a_lowered_limit_is_no_credit_and_pushed_as_real_time_only(
     async with hub.http() as client:
         reply = await client.post(f"{_sender_url(hub)}/{dunning_kit.TOKEN}/authorize", headers=cpo_headers())
     assert reply.json()["data"]["allowed"] == "NO_CREDIT", reply.text
-    await wait_until(lambda: bool(cpo.puts(dunning_kit.TOKEN)), "the token PUT")
+    await wait_until(lambda: bool(cpo.puts(dunning_kit.TOKEN)), "the token PUT", timeout=PATIENCE)
     pushed = cpo.puts(dunning_kit.TOKEN)[-1]
     assert (pushed["valid"], pushed["whitelist"]) == (True, "NEVER")
     assert (
@@ -204,7 +207,7 @@ async def test_a_held_token_is_pushed_invalid_and_valid_again_within_seconds_of_
     partner_id = await add_cpo_partner(hub.db, cpo)
     await add_cpo_partner(hub.db, None, key="DE*EMS", role="EMSP", token_c="emsp-token-c")  # gets nothing
     assert await hub.component.push_tokens_once() == 1  # the first run: every hosted token
-    await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 1, "the first PUT")
+    await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 1, "the first PUT", timeout=PATIENCE)
     first = cpo.received[0]
     assert first.path == f"/ocpi/cpo/2.2.1/tokens/NL/EVH/{dunning_kit.TOKEN}" and first.query == "type=RFID"
     assert (cpo.server is None) == (where == "in_process")
@@ -222,13 +225,33 @@ async def test_a_held_token_is_pushed_invalid_and_valid_again_within_seconds_of_
     running = asyncio.create_task(job())
     try:
         await _hold(hub.db, d, BLOCK)
-        await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 2, "the PUT of the hold", timeout=5)
+        await wait_until(
+            lambda: len(cpo.puts(dunning_kit.TOKEN)) == 2, "the PUT of the hold", timeout=PATIENCE
+        )
         held = cpo.puts(dunning_kit.TOKEN)[1]
         assert held["valid"] is False and held["last_updated"] > first.body["last_updated"]
-        paid_at = time.monotonic()
         await dunning_kit.pay(hub.db, d.document_id)
-        await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 3, "the PUT of the release", timeout=5)
-        assert time.monotonic() - paid_at < 5
+        # "within seconds", whatever the load: the payment itself queued the release, due at once (no job's
+        # interval, no delay), so the dispatcher's next round sends it; and it left without a failed attempt
+        queued = await _outbox(hub.db)
+        assert len(queued) == 3, [m.payload for m in queued]
+        release = queued[2]
+        assert (
+            release.status == OutboxStatus.DELIVERED
+            or release.attempts > 0
+            or release.next_attempt_at <= utcnow()
+        )
+        await wait_until(
+            lambda: len(cpo.puts(dunning_kit.TOKEN)) == 3, "the PUT of the release", timeout=PATIENCE
+        )
+        await wait_until(  # the CPO's answer recorded (the PUT was seen above before its answer left)
+            lambda: _status(hub.db, release.id, OutboxStatus.DELIVERED),
+            "the release marked delivered",
+            timeout=PATIENCE,
+        )
+        async with hub.db.session() as s:
+            sent = await s.get(OutboxMessage, release.id)
+        assert sent is not None and (sent.last_error, sent.failing_since) == (None, None)  # no failed attempt
         released = cpo.puts(dunning_kit.TOKEN)[2]
         assert released["valid"] is True and released["last_updated"] >= held["last_updated"]
     finally:
@@ -261,7 +284,7 @@ async def test_a_211_cpo_gets_211_tokens_and_answers(
             assert answer.json()["data"]["allowed"] == "BLOCKED" and "token" not in answer.json()["data"]
             refused = await client.get(_sender_url(hub), headers={"Authorization": encode_token("old-token")})
             assert refused.status_code == 404  # the 2.2.1 routes are not its version's
-        await wait_until(lambda: bool(cpo.puts(dunning_kit.TOKEN)), "the 2.1.1 PUT")
+        await wait_until(lambda: bool(cpo.puts(dunning_kit.TOKEN)), "the 2.1.1 PUT", timeout=PATIENCE)
         put = cpo.received[-1]
         assert put.path == f"/ocpi/cpo/2.1.1/tokens/NL/EVH/{dunning_kit.TOKEN}" and put.query == ""
         assert put.body["valid"] is False and put.body["auth_id"] == "DE-FLT-ACME0001"
@@ -309,8 +332,16 @@ async def test_a_cpo_registers_through_the_handshake_and_receives_the_hosted_tok
         listed = await client.get(_sender_url(hub), headers=cpo_headers(hubs["token"]))
         assert [t["uid"] for t in listed.json()["data"]] == [dunning_kit.TOKEN]
     assert await hub.component.push_tokens_once() == 1
-    await wait_until(lambda: bool(cpo.puts(dunning_kit.TOKEN)), "the token PUT to the registered CPO")
+    await wait_until(
+        lambda: bool(cpo.puts(dunning_kit.TOKEN)), "the token PUT to the registered CPO", timeout=PATIENCE
+    )
     assert cpo.received[-1].headers["authorization"] == encode_token("token-b")
+
+
+async def _status(db: Database, message_id: int, status: OutboxStatus) -> bool:
+    async with db.session() as s:
+        message = await s.get(OutboxMessage, message_id)
+        return message is not None and message.status == status
 
 
 async def _outbox(db: Database) -> list[OutboxMessage]:
@@ -333,11 +364,13 @@ async def test_a_hold_queues_the_token_puts_in_its_own_transaction_and_they_leav
         ).all()  # before the commit, in the hold's transaction
         assert [(m.channel, m.payload["method"]) for m in queued] == [("ocpi", "PUT")]
     # no run of the ocpi-token-push job: the dispatcher alone delivers what the hold queued
-    await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 1, "the PUT of the block", timeout=5)
+    await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 1, "the PUT of the block", timeout=PATIENCE)
     blocked = cpo.puts(dunning_kit.TOKEN)[0]
     assert blocked["valid"] is False and blocked["uid"] == dunning_kit.TOKEN
     assert await dunning_kit.pay(hub.db, d.document_id) == 1
-    await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 2, "the PUT of the release", timeout=5)
+    await wait_until(
+        lambda: len(cpo.puts(dunning_kit.TOKEN)) == 2, "the PUT of the release", timeout=PATIENCE
+    )
     released = cpo.puts(dunning_kit.TOKEN)[1]
     assert released["valid"] is True and released["last_updated"] > blocked["last_updated"]
     # the catch-up job's first run looks at every token: the CPO has their states, nothing is queued again
@@ -367,5 +400,7 @@ async def test_a_hold_rolled_back_sends_nothing(hub: RunningHub, cpo: FakeCpo) -
     assert cpo.received == []
     # and the hold placed again, committed this time, is pushed
     await _hold(hub.db, d, BLOCK)
-    await wait_until(lambda: len(cpo.puts(dunning_kit.TOKEN)) == 1, "the PUT of the committed block")
+    await wait_until(
+        lambda: len(cpo.puts(dunning_kit.TOKEN)) == 1, "the PUT of the committed block", timeout=PATIENCE
+    )
     assert cpo.puts(dunning_kit.TOKEN)[0]["valid"] is False

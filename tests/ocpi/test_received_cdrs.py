@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from kernel import jsonutil
 from kernel.models import Cdr, PricingState
 from kernel.timeutil import utcnow
-from tests.conftest import OCPI_EXAMPLES
+from tests.conftest import OCPI_EXAMPLES, TEST_CLOCK_START
 from tests.ocpi._shapes import check
 from tests.ocpi.cpo_partner_kit import add_emsp_token, add_hosted_emsp, cpo_headers
 from tests.ocpi.received_cdrs_kit import (
@@ -146,7 +146,9 @@ async def test_the_official_example_with_unknown_fields_is_accepted_and_kept(hub
 
 
 def _bad_bodies() -> list[tuple[str, Any, str]]:
-    start = utcnow() - timedelta(days=1)
+    # built at collection, before the test's clock is pinned: from the pinned start, not the real time, so
+    # every xdist worker collects the same bodies and none is dated after the instant the test runs at
+    start = TEST_CLOCK_START - timedelta(days=1)
 
     def cdr(**changes: Any) -> dict[str, Any]:
         body = cdr_body(start=start)
