@@ -38,6 +38,7 @@ from billing.store.monthly_bulk import (
     _owners,
     _read,
     _read_sql,
+    _ReadAhead,
     issue_period,
 )
 from kernel.db.engine import Database
@@ -367,6 +368,17 @@ async def _batch(
             return await _issue_batch(s, db.dialect, ids, PERIOD, None, None, ahead)
 
 
+async def _seeded_ahead(db: Database) -> tuple[list[int], _NextRead, _ReadAhead]:
+    """Seed 6's world, and its accounts' CDRs read (and built) ahead."""
+    world = await _seed(db, 6)
+    ids = sorted(world.accounts.values())
+    ahead = await _read_ahead(db, ids)
+    assert ahead.task is not None
+    early = await ahead.task
+    assert early is not None
+    return ids, ahead, early
+
+
 async def _cdrs_on_documents(db: Database) -> list[int]:
     async with db.session() as s:
         return sorted((await s.scalars(select(BillingDocumentCdr.cdr_id))).all())
@@ -376,12 +388,8 @@ async def _cdrs_on_documents(db: Database) -> list[int]:
 async def test_a_read_ahead_leaves_out_an_account_invoiced_meanwhile(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    world = await _seed(db, 6)
-    ids = sorted(world.accounts.values())
-    ahead = await _read_ahead(db, ids)
-    assert ahead.task is not None
-    early = await ahead.task
-    assert early is not None and {aid for aid, _ in early.owners.values()} == set(ids)
+    ids, ahead, early = await _seeded_ahead(db)
+    assert {aid for aid, _ in early.owners.values()} == set(ids)
     async with db.session() as s:  # one of them is invoiced after the read, before the batch
         first = await billing.issue_monthly_invoice(s, ids[0], PERIOD)
     assert first is not None
@@ -410,12 +418,8 @@ async def test_a_read_ahead_for_other_accounts_is_read_again(
 async def test_invoices_built_ahead_are_numbered_and_stamped_under_the_locks(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    world = await _seed(db, 6)
-    ids = sorted(world.accounts.values())
-    ahead = await _read_ahead(db, ids)
-    assert ahead.task is not None
-    early = await ahead.task
-    assert early is not None and early.built is not None
+    ids, ahead, early = await _seeded_ahead(db)
+    assert early.built is not None
     assert {h.number for h in early.built.plan.drafts} == {""}  # built before any number was taken
     count, left = await _batch(db, ids, ahead, caplog)
     assert " s (ahead), write " in caplog.text  # the bodies built ahead were taken
@@ -429,9 +433,7 @@ async def test_invoices_built_ahead_are_numbered_and_stamped_under_the_locks(
 async def test_invoices_built_ahead_are_built_again_when_the_issuer_changed_meanwhile(
     db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    world = await _seed(db, 6)
-    ids = sorted(world.accounts.values())
-    ahead = await _read_ahead(db, ids)
+    ids, ahead, _ = await _seeded_ahead(db)
     async with db.session() as s:  # the issuer is renamed after the build ahead, before the batch
         nl = (await s.scalars(select(BillingIssuer).where(BillingIssuer.key == "nl"))).one()
         nl.legal_name = "Issuer nl Renamed B.V."
