@@ -24,7 +24,10 @@ What is the core's, and what is done here:
 Texts (ids, quantities and unit prices as ``str(Decimal)``, instants as ``isoformat()``) come as
 :class:`Codes` (an index per row into distinct values), so each distinct text is JSON-encoded once, and the
 lines' JSON is assembled column by column by Arrow (:mod:`billing.core.arrow_text`), never per line in Python.
-``tests/billing/test_billing_bulk.py`` holds the bulk path to the core on generated months.
+A document is made in two steps: :func:`bodies` (lines, VAT breakdown, totals; all the work) then
+:func:`stamp` (the header, with the number), so a batch can be built before its numbers are taken under its
+counters' locks (:mod:`billing.store.monthly_bulk`). ``tests/billing/test_billing_bulk.py`` holds the bulk path
+to the core on generated months.
 """
 
 from __future__ import annotations
