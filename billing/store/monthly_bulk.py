@@ -242,7 +242,7 @@ async def issue_period(
         try:
             async with db.session() as db_session:
                 count, left = await _issue_batch(
-                    db_session, db.dialect, part, period, issue_date, on_issue, ahead, next_read
+                    db_session, db.dialect, part, period, issue_date, on_issue, ahead
                 )
         except DocumentError as exc:
             log.warning(
@@ -386,7 +386,7 @@ class _NextRead:
 
     :meth:`start` as this batch starts (the read's COPY and decoding go on in the event loop, the build in a
     thread, while this batch stamps and writes its documents and links). The read tests each CDR against the
-    links by their key (:data:`_READ_PLAN`), so this batch's uncommitted links cost it nothing; planned on
+    links by their key (:data:`_READ_SETTINGS`), so this batch's uncommitted links cost it nothing; planned on
     statistics that counted no links, it had scanned them for every CDR (708 s instead of 7 s for a batch of
     250,000 at 1M CDRs, when this batch's links were written meanwhile)."""
 
@@ -542,12 +542,10 @@ async def _issue_batch(
     issue_date: date | None,
     on_issue: OnIssue | None,
     ahead: _NextRead | None = None,
-    next_read: _NextRead | None = None,
 ) -> tuple[int, list[int]]:
     """One batch in the caller's transaction: the number of invoices issued and the accounts left to the
-    per-account path. ``ahead``: its CDRs read (and its invoices built) ahead; ``next_read``: the next
-    batch's, under way (see :class:`_NextRead`). The numbers are taken once the bodies are built (a
-    DocumentError takes none)."""
+    per-account path. ``ahead``: its CDRs read (and its invoices built) ahead (see :class:`_NextRead`). The
+    numbers are taken once the bodies are built (a DocumentError takes none)."""
     accounts = await _accounts(db_session, account_ids, period)
     if not accounts:
         return 0, []
@@ -792,9 +790,9 @@ def _us(column: Any) -> Any:
     return literal_column(f"(extract(epoch FROM {column}) * 1000000)::bigint")
 
 
-_READ_PLAN = (
-    *("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'", "SET LOCAL enable_hashjoin = off"),
-    *("SET LOCAL enable_mergejoin = off", "SET LOCAL enable_seqscan = off"),
+_READ_SETTINGS = (
+    *(("jit", "off"), ("work_mem", "'64MB'"), ("enable_hashjoin", "off")),
+    *(("enable_mergejoin", "off"), ("enable_seqscan", "off")),
 )
 """The planner settings of a batch's read, for its transaction only (docs/benchmarks.md, session 16). The read
 takes a batch's CDRs (250,000, scattered over a table of 10M) by the fleet and token indexes, and joins each
@@ -849,13 +847,12 @@ async def _read_pg(
     (:func:`billing.store.bulk_read.read_copy`)."""
     sql = _read_sql(by_owner)
     owners = {key: (a.id, (a.end - bulk.EPOCH) // timedelta(microseconds=1)) for key, a in by_owner.items()}
-    for setting in _READ_PLAN:
-        await db_session.execute(text(setting))
+    for name, value in _READ_SETTINGS:
+        await db_session.execute(text(f"SET LOCAL {name} = {value}"))
     connection = await db_session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
     read = await read_copy(driver, sql, owners)
-    for setting in _READ_PLAN:  # the batch's writes, when it read under its locks, plan as ever
-        name = setting.removeprefix("SET LOCAL ").split(" = ")[0]
+    for name, _ in _READ_SETTINGS:  # the batch's writes, when it read under its locks, plan as ever
         await db_session.execute(text(f"SET LOCAL {name} TO DEFAULT"))
     return read
 

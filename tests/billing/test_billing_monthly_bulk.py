@@ -31,7 +31,7 @@ from billing.core.issuers import Issuer
 from billing.core.numbering import Series
 from billing.store.bulk_read import copy_query
 from billing.store.monthly_bulk import (
-    _READ_PLAN,
+    _READ_SETTINGS,
     _accounts,
     _issue_batch,
     _NextRead,
@@ -462,8 +462,8 @@ async def test_the_read_joins_each_cdr_by_an_index_whatever_the_statistics_say(d
         # statistics that count no links, as before a month's first batch; rolled back with the transaction,
         # so that no other test on this database plans with them
         await conn.execute(text("ANALYZE cdrs, tokens, locations, billing_document_cdrs"))
-        for setting in _READ_PLAN:
-            await conn.execute(text(setting))
+        for name, value in _READ_SETTINGS:
+            await conn.execute(text(f"SET LOCAL {name} = {value}"))
         plan = "\n".join((await conn.scalars(text(f"EXPLAIN {copy_query(_read_sql(by_owner))}"))).all())
         await conn.rollback()
     assert "Index Only Scan using pk_billing_document_cdrs" in plan, plan
